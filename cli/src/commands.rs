@@ -1,0 +1,542 @@
+//! The subcommands, over a [`Database`] on a [`FileStore`].
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use futures::executor::block_on;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use outpost::db::{Batch, Database, OpenOptions, PutOptions};
+use outpost::store::file::{FileStore, FileStoreOptions};
+use serde_json::{Value, json};
+
+use crate::error::CliError;
+use crate::jsonl::{ImportDoc, doc_to_json, kind_of, parse_import_line};
+use crate::{Cli, Command};
+
+/// The database type the CLI works with.
+type Db = Database<FileStore>;
+
+/// Documents fetched per engine call when a command pages through results.
+const PAGE: usize = 1000;
+
+/// At most this many bad import lines are reported one by one.
+const MAX_REPORTED_BAD_LINES: u64 = 100;
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let dir = cli.db.as_path();
+    match cli.command {
+        Command::Put {
+            id,
+            json,
+            collection,
+        } => {
+            let text = match json.as_deref() {
+                Some(t) if t != "-" => t.to_string(),
+                _ => read_stdin_json()?,
+            };
+            let body = parse_body(&text)?;
+            let db = open(dir, true)?;
+            let opts = PutOptions {
+                collection,
+                ..PutOptions::default()
+            };
+            let r = block_on(db.put_with(&id, body, opts));
+            let r = finish(&db, r)?;
+            print_json(&json!({
+                "id": r.id,
+                "etag": r.etag,
+                "change_vector": r.change_vector.to_string(),
+            }))?;
+        }
+        Command::Get { id } => {
+            let db = open(dir, false)?;
+            let r = block_on(db.get(&id));
+            match finish(&db, r)? {
+                Some(doc) => print_pretty(&doc_to_json(&doc))?,
+                None => return Err(not_found(&id)),
+            }
+        }
+        Command::Delete { id } => {
+            let db = open(dir, true)?;
+            let r = block_on(db.delete(&id));
+            match finish(&db, r)? {
+                Some(r) => print_json(&json!({
+                    "id": r.id,
+                    "etag": r.etag,
+                    "change_vector": r.change_vector.to_string(),
+                    "deleted": true,
+                }))?,
+                None => return Err(not_found(&id)),
+            }
+        }
+        Command::Scan {
+            prefix,
+            after,
+            limit,
+        } => {
+            let db = open(dir, false)?;
+            let r = scan(&db, &prefix, after, limit);
+            finish(&db, r)?;
+        }
+        Command::Changes { since, limit } => {
+            let db = open(dir, false)?;
+            let r = changes(&db, since, limit);
+            finish(&db, r)?;
+        }
+        Command::Import {
+            file,
+            batch,
+            strict,
+            collection,
+        } => {
+            if let Some(c) = &collection {
+                outpost::doc::validate_collection(c)?;
+            }
+            let (input, total): (Box<dyn Read>, Option<u64>) = if file == "-" {
+                (Box::new(io::stdin().lock()), None)
+            } else {
+                let f = File::open(&file).map_err(|e| CliError::io(format!("open {file}"), e))?;
+                let len = f.metadata().ok().map(|m| m.len());
+                (Box::new(f), len)
+            };
+            let db = open(dir, true)?;
+            let settings = ImportSettings {
+                batch: usize::try_from(batch).unwrap_or(usize::MAX),
+                strict,
+                collection,
+            };
+            let r = import(&db, input, total, &settings);
+            let summary = finish(&db, r)?;
+            println!("{summary}");
+        }
+        Command::Export { file, prefix } => {
+            let db = open(dir, false)?;
+            let r = match file.as_deref() {
+                None | Some("-") => export(&db, &prefix, io::stdout().lock(), "stdout"),
+                Some(path) => match File::create(path) {
+                    Ok(f) => export(&db, &prefix, f, path),
+                    Err(e) => Err(CliError::io(format!("create {path}"), e)),
+                },
+            };
+            let (n, dest) = finish(&db, r)?;
+            eprintln!("exported {n} documents to {dest}");
+        }
+        Command::Stats => {
+            let db = open(dir, false)?;
+            let r = stats(&db);
+            finish(&db, r)?;
+        }
+        Command::Check => {
+            let db = open(dir, false)?;
+            let r = block_on(db.integrity_check());
+            let report = finish(&db, r)?;
+            print_pretty(&serde_json::to_value(&report).unwrap_or(Value::Null))?;
+            if !report.is_ok() {
+                eprintln!("error: the integrity check found problems (corrupt)");
+                return Ok(ExitCode::FAILURE);
+            }
+            eprintln!("ok: no problems found");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the database in `dir`. With `create`, a missing directory is created;
+/// without it, a missing directory is an error (a read of a mistyped path should
+/// not leave an empty database behind).
+fn open(dir: &Path, create: bool) -> Result<Db, CliError> {
+    if !dir.exists() {
+        if !create {
+            return Err(CliError::new(
+                "not_found",
+                format!(
+                    "no database at {} (set --db or OUTPOST_DB; `put` or `import` creates one)",
+                    dir.display()
+                ),
+            ));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::io(format!("create {}", dir.display()), e))?;
+    } else if !dir.is_dir() {
+        return Err(CliError::new(
+            "not_a_directory",
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let store = FileStore::open(dir, FileStoreOptions::default())?;
+    Ok(block_on(Database::open(store, OpenOptions::default()))?)
+}
+
+/// Closes the database whatever `r` is, and returns `r` (or the close error).
+fn finish<T, E: Into<CliError>>(db: &Db, r: Result<T, E>) -> Result<T, CliError> {
+    let closed = block_on(db.close());
+    let v = r.map_err(Into::into)?;
+    closed?;
+    Ok(v)
+}
+
+fn not_found(id: &str) -> CliError {
+    CliError::new("not_found", format!("document {id:?} does not exist"))
+}
+
+fn read_stdin_json() -> Result<String, CliError> {
+    let mut stdin = io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("reading the JSON body from standard input (end with Ctrl-D)...");
+    }
+    let mut s = String::new();
+    stdin
+        .read_to_string(&mut s)
+        .map_err(|e| CliError::io("read standard input", e))?;
+    Ok(s)
+}
+
+fn parse_body(text: &str) -> Result<Value, CliError> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| CliError::new("invalid_json", format!("invalid JSON body: {e}")))?;
+    if !v.is_object() {
+        return Err(CliError::new(
+            "invalid_json",
+            format!("the body must be a JSON object, found {}", kind_of(&v)),
+        ));
+    }
+    Ok(v)
+}
+
+fn print_json(v: &Value) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{v}").map_err(|e| CliError::io("write stdout", e))
+}
+
+fn print_pretty(v: &Value) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    writeln!(out, "{text}").map_err(|e| CliError::io("write stdout", e))
+}
+
+/// `limit` 0 means no limit.
+fn remaining(limit: usize, done: usize) -> usize {
+    if limit == 0 {
+        PAGE
+    } else {
+        (limit - done).min(PAGE)
+    }
+}
+
+/// Pages through one snapshot, so the pages of a long scan are consistent.
+fn scan(db: &Db, prefix: &str, after: Option<String>, limit: usize) -> Result<(), CliError> {
+    let snap = db.snapshot();
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut after = after;
+    let mut done = 0usize;
+    loop {
+        let want = remaining(limit, done);
+        if want == 0 {
+            break;
+        }
+        let page = block_on(snap.scan(prefix, after.as_deref(), want))?;
+        for doc in &page {
+            writeln!(out, "{}", doc_to_json(doc)).map_err(|e| CliError::io("write stdout", e))?;
+        }
+        done += page.len();
+        if page.len() < want {
+            break;
+        }
+        after = page.last().map(|d| d.id.clone());
+    }
+    out.flush().map_err(|e| CliError::io("write stdout", e))
+}
+
+fn changes(db: &Db, since: u64, limit: usize) -> Result<(), CliError> {
+    let snap = db.snapshot();
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut since = since;
+    let mut done = 0usize;
+    loop {
+        let want = remaining(limit, done);
+        if want == 0 {
+            break;
+        }
+        let page = block_on(snap.changes(since, want))?;
+        for doc in &page {
+            writeln!(out, "{}", doc_to_json(doc)).map_err(|e| CliError::io("write stdout", e))?;
+        }
+        done += page.len();
+        match page.last() {
+            Some(last) if page.len() == want => since = last.meta.etag,
+            _ => break,
+        }
+    }
+    out.flush().map_err(|e| CliError::io("write stdout", e))
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal.
+/// `total`: bytes (or items) expected, when known.
+fn progress(total: Option<u64>, bytes: bool) -> ProgressBar {
+    let pb = match total {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    if !io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+        return pb;
+    }
+    let template = match (total.is_some(), bytes) {
+        (true, true) => {
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}"
+        }
+        (false, true) => "{spinner} [{elapsed_precise}] {bytes} ({bytes_per_sec}) {msg}",
+        (true, false) => {
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, {eta}) {msg}"
+        }
+        (false, false) => "{spinner} [{elapsed_precise}] {pos} ({per_sec}) {msg}",
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        pb.set_style(style);
+    }
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+/// Options of one import.
+struct ImportSettings {
+    batch: usize,
+    strict: bool,
+    collection: Option<String>,
+}
+
+/// Counters of one import, printed as its summary.
+#[derive(Default)]
+struct ImportStats {
+    lines: u64,
+    imported: u64,
+    batches: u64,
+    bad: u64,
+    bytes: u64,
+}
+
+/// A parsed line waiting in the current batch.
+struct Pending {
+    line: u64,
+    doc: ImportDoc,
+}
+
+fn import(
+    db: &Db,
+    input: Box<dyn Read>,
+    total: Option<u64>,
+    settings: &ImportSettings,
+) -> Result<String, CliError> {
+    let started = Instant::now();
+    let pb = progress(total, true);
+    let mut reader = BufReader::with_capacity(1 << 16, input);
+    let mut st = ImportStats::default();
+    let mut pending: Vec<Pending> = Vec::with_capacity(settings.batch.min(100_000));
+    let mut buf = Vec::new();
+
+    let result = (|| -> Result<(), CliError> {
+        loop {
+            buf.clear();
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| CliError::io("read input", e))?;
+            if n == 0 {
+                break;
+            }
+            st.lines += 1;
+            st.bytes += n as u64;
+            pb.set_position(st.bytes);
+            let parsed = match std::str::from_utf8(&buf) {
+                Err(e) => Err((format!("not valid UTF-8: {e}"), "invalid_json")),
+                Ok(text) => {
+                    let text = text.trim();
+                    if text.is_empty() {
+                        continue;
+                    }
+                    parse_import_line(text)
+                }
+            };
+            match parsed {
+                Ok(mut doc) => {
+                    if doc.collection.is_none() {
+                        doc.collection.clone_from(&settings.collection);
+                    }
+                    pending.push(Pending {
+                        line: st.lines,
+                        doc,
+                    });
+                }
+                Err((msg, code)) => {
+                    let line = st.lines;
+                    bad_line(&pb, &mut st, settings, line, &msg, code)?;
+                }
+            }
+            if pending.len() >= settings.batch {
+                commit_batch(db, &pb, &mut pending, &mut st, settings)?;
+            }
+        }
+        commit_batch(db, &pb, &mut pending, &mut st, settings)
+    })();
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let rate = if secs > 0.0 {
+        st.imported as f64 / secs
+    } else {
+        0.0
+    };
+    let summary = format!(
+        "imported {} documents from {} lines ({} bytes) in {} batches; {} bad lines skipped; {:.2} s ({:.0} docs/s)",
+        st.imported, st.lines, st.bytes, st.batches, st.bad, secs, rate
+    );
+    match result {
+        Ok(()) => Ok(summary),
+        Err(e) => {
+            eprintln!("import stopped: {summary}");
+            Err(e)
+        }
+    }
+}
+
+/// Reports a bad line (or, with `--strict`, stops the import there).
+fn bad_line(
+    pb: &ProgressBar,
+    st: &mut ImportStats,
+    settings: &ImportSettings,
+    line: u64,
+    msg: &str,
+    code: &'static str,
+) -> Result<(), CliError> {
+    if settings.strict {
+        return Err(CliError::new(
+            code,
+            format!(
+                "line {line}: {msg} (--strict: stopping; the documents of this batch were not written)"
+            ),
+        ));
+    }
+    st.bad += 1;
+    if st.bad <= MAX_REPORTED_BAD_LINES {
+        pb.suspend(|| eprintln!("line {line}: {msg} ({code}); skipped"));
+    } else if st.bad == MAX_REPORTED_BAD_LINES + 1 {
+        pb.suspend(|| eprintln!("more bad lines: not shown one by one; see the summary"));
+    }
+    Ok(())
+}
+
+fn batch_of(items: &[Pending]) -> Batch {
+    let mut b = Batch::new();
+    for p in items {
+        b.put_with(
+            &p.doc.id,
+            p.doc.body.clone(),
+            PutOptions {
+                collection: p.doc.collection.clone(),
+                ..PutOptions::default()
+            },
+        );
+    }
+    b
+}
+
+/// Commits the pending documents as one atomic batch. Lines are validated
+/// before they are queued, so the engine should accept them all; if it still
+/// refuses the batch for bad input, each document is committed on its own so
+/// the offending line can be reported by number and the others kept.
+fn commit_batch(
+    db: &Db,
+    pb: &ProgressBar,
+    pending: &mut Vec<Pending>,
+    st: &mut ImportStats,
+    settings: &ImportSettings,
+) -> Result<(), CliError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    match block_on(db.commit(batch_of(pending))) {
+        Ok(_) => {
+            st.imported += pending.len() as u64;
+            st.batches += 1;
+        }
+        Err(e) if is_input_error(&e) && !settings.strict => {
+            for p in pending.iter() {
+                match block_on(db.commit(batch_of(std::slice::from_ref(p)))) {
+                    Ok(_) => {
+                        st.imported += 1;
+                        st.batches += 1;
+                    }
+                    Err(e) if is_input_error(&e) => {
+                        bad_line(pb, st, settings, p.line, &e.to_string(), e.code())?;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Err(e) => {
+            let first = pending.first().map_or(0, |p| p.line);
+            let last = pending.last().map_or(0, |p| p.line);
+            return Err(CliError::new(
+                e.code(),
+                format!("the batch of lines {first}-{last} was not written: {e}"),
+            ));
+        }
+    }
+    pending.clear();
+    Ok(())
+}
+
+fn is_input_error(e: &outpost::Error) -> bool {
+    matches!(e, outpost::Error::Input(_))
+}
+
+/// Exports one consistent snapshot, whatever writes happen meanwhile.
+fn export<W: Write>(db: &Db, prefix: &str, w: W, dest: &str) -> Result<(u64, String), CliError> {
+    let snap = db.snapshot();
+    let total = prefix.is_empty().then(|| snap.count());
+    let pb = progress(total, false);
+    let mut out = BufWriter::with_capacity(1 << 16, w);
+    let mut after: Option<String> = None;
+    let mut n = 0u64;
+    let wr = |e| CliError::io(format!("write {dest}"), e);
+    loop {
+        let page = block_on(snap.scan(prefix, after.as_deref(), PAGE))?;
+        for doc in page.iter().filter(|d| !d.meta.flags.is_tombstone()) {
+            writeln!(out, "{}", doc_to_json(doc)).map_err(wr)?;
+            n += 1;
+        }
+        pb.set_position(n);
+        if page.len() < PAGE {
+            break;
+        }
+        after = page.last().map(|d| d.id.clone());
+    }
+    out.flush().map_err(wr)?;
+    pb.finish_and_clear();
+    Ok((n, dest.to_string()))
+}
+
+fn stats(db: &Db) -> Result<(), CliError> {
+    let count = block_on(db.count())?;
+    let collections = block_on(db.collections())?;
+    let engine = db.stats();
+    let fs = db.store().stats();
+    let coll: serde_json::Map<String, Value> = collections
+        .into_iter()
+        .map(|(name, n)| (name, Value::from(n)))
+        .collect();
+    print_pretty(&json!({
+        "documents": count,
+        "collections": coll,
+        "engine": serde_json::to_value(&engine).unwrap_or(Value::Null),
+        "store_since_open": {
+            "fsyncs": fs.fsyncs,
+            "groups": fs.groups,
+            "commits": fs.commits,
+            "wal_bytes_written": fs.wal_bytes_written,
+            "checkpoints": fs.checkpoints,
+        },
+    }))
+}

@@ -1,0 +1,210 @@
+//! `outpost`: the command-line tool over an Outpost database directory.
+//!
+//! Until the hub exists, this is the main way to use Outpost natively: put, get
+//! and delete documents, scan by id prefix, read the changes feed, import and
+//! export JSON lines, and check a database's integrity.
+#![forbid(unsafe_code)]
+
+mod commands;
+mod error;
+mod jsonl;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  outpost put patients/dr-7/0001 '{\"name\":\"Ada Lovelace\",\"born\":1815}' --collection Patients
+  echo '{\"total\":120.5}' | outpost put invoices/2026/0042
+  outpost get patients/dr-7/0001
+  outpost scan --prefix patients/dr-7/ --limit 20
+  outpost changes --since 0
+  outpost import scripts/sample.jsonl
+  outpost export backup.jsonl
+  outpost --db /var/lib/outpost stats
+  outpost check
+
+The database directory is taken from --db, else from $OUTPOST_DB, else ./outpost-data.
+Commands that write (put, delete, import) create it if it does not exist.
+Documents are shown as their JSON body with an \"@metadata\" object added
+(@id, @collection, @change-vector, @etag, @last-modified).
+
+Errors are printed as `error: <message> (<code>)` on stderr, with a non-zero exit status.";
+
+/// Outpost: an offline-first document database. This tool works on one
+/// database directory on this machine.
+#[derive(Parser, Debug)]
+#[command(name = "outpost", version, after_help = MAIN_EXAMPLES)]
+pub struct Cli {
+    /// The database directory.
+    #[arg(
+        long,
+        global = true,
+        env = "OUTPOST_DB",
+        default_value = "./outpost-data",
+        value_name = "DIR"
+    )]
+    pub db: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create or replace a document.
+    ///
+    /// The body is a JSON object, given as an argument or on standard input.
+    /// Prints the id, etag and change vector of the new version.
+    #[command(after_help = "\
+Examples:
+  outpost put patients/dr-7/0001 '{\"name\":\"Ada Lovelace\",\"born\":1815}'
+  outpost put invoices/2026/0042 --collection Invoices < invoice.json
+  outpost put notes/1 - <<< '{\"text\":\"hello\"}'")]
+    Put {
+        /// Document id: non-empty UTF-8, at most 512 bytes, no control
+        /// characters. Ids are case-insensitive.
+        id: String,
+        /// The JSON body; read from standard input when absent or `-`.
+        json: Option<String>,
+        /// Collection of the document (overrides `@metadata.@collection` in the body).
+        #[arg(long, value_name = "NAME")]
+        collection: Option<String>,
+    },
+
+    /// Print a document (pretty JSON, with its metadata).
+    ///
+    /// Exits with status 1 and a `not_found` error if the document does not exist.
+    #[command(after_help = "Example:\n  outpost get patients/dr-7/0001")]
+    Get {
+        /// Document id.
+        id: String,
+    },
+
+    /// Delete a document (writes a tombstone that replicates).
+    ///
+    /// Exits with status 1 and a `not_found` error if the document does not exist.
+    #[command(after_help = "Example:\n  outpost delete patients/dr-7/0001")]
+    Delete {
+        /// Document id.
+        id: String,
+    },
+
+    /// List documents in id order as JSON lines, optionally by id prefix.
+    ///
+    /// To page through a large prefix, pass the last id printed as --after.
+    #[command(after_help = "\
+Examples:
+  outpost scan --prefix patients/dr-7/
+  outpost scan --prefix invoices/ --limit 50 --after invoices/2026/0042
+  outpost scan --limit 0 | wc -l        # every document")]
+    Scan {
+        /// Only ids starting with this prefix.
+        #[arg(long, default_value = "", value_name = "P")]
+        prefix: String,
+        /// Only ids after this one (exclusive).
+        #[arg(long, value_name = "ID")]
+        after: Option<String>,
+        /// At most this many documents; 0 for no limit.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: usize,
+    },
+
+    /// Print the changes feed as JSON lines: every document version written
+    /// after an etag, in etag order, deletions included (`"@deleted": true`).
+    #[command(after_help = "\
+Examples:
+  outpost changes                       # from the beginning
+  outpost changes --since 1200 --limit 10")]
+    Changes {
+        /// Only changes with an etag greater than this.
+        #[arg(long, default_value_t = 0, value_name = "ETAG")]
+        since: u64,
+        /// At most this many changes; 0 for no limit.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: usize,
+    },
+
+    /// Import documents from JSON lines (a file, or `-` for standard input).
+    ///
+    /// Each line is a JSON object: the document body, with its id in a string
+    /// field "id" (kept in the body) or in "@metadata": {"@id": ...}; an optional
+    /// "@metadata": {"@collection": ...} sets the collection. The output of
+    /// `export` and `scan` can be imported as is. Documents are committed in
+    /// atomic batches. A bad line is reported with its line number and skipped;
+    /// with --strict the import stops at the first bad line instead (batches
+    /// committed before it stay).
+    #[command(after_help = "\
+Examples:
+  outpost import scripts/sample.jsonl
+  outpost import --batch 5000 --strict big.jsonl
+  gunzip -c dump.jsonl.gz | outpost import -
+  outpost --db a export | outpost --db b import -
+
+A line may look like:
+  {\"id\":\"patients/dr-7/0001\",\"name\":\"Ada Lovelace\",\"@metadata\":{\"@collection\":\"Patients\"}}")]
+    Import {
+        /// The JSON-lines file, or `-` for standard input.
+        file: String,
+        /// Documents per atomic commit.
+        #[arg(long, default_value_t = 1000, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        batch: u64,
+        /// Stop at the first bad line instead of skipping it.
+        #[arg(long)]
+        strict: bool,
+        /// Collection for lines that do not name one in `@metadata.@collection`.
+        #[arg(long, value_name = "NAME")]
+        collection: Option<String>,
+    },
+
+    /// Export every live document as JSON lines (to a file, or standard output).
+    #[command(after_help = "\
+Examples:
+  outpost export backup.jsonl
+  outpost export --prefix patients/dr-7/ dr-7.jsonl
+  outpost export | gzip > backup.jsonl.gz")]
+    Export {
+        /// Output file; standard output when absent or `-`.
+        file: Option<String>,
+        /// Only ids starting with this prefix.
+        #[arg(long, default_value = "", value_name = "P")]
+        prefix: String,
+    },
+
+    /// Print statistics: document count, collections, engine and storage figures (JSON).
+    #[command(after_help = "Example:\n  outpost --db /var/lib/outpost stats")]
+    Stats,
+
+    /// Check the integrity of every page and index. Exits with status 1 if any
+    /// problem is found.
+    #[command(after_help = "Example:\n  outpost check && echo healthy")]
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+}

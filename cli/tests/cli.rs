@@ -1,0 +1,369 @@
+//! End-to-end tests of the `outpost` binary on temporary database directories.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+/// A fresh, empty directory for one test (under cargo's per-target temp dir),
+/// removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("cli-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("db")
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `outpost --db <db> args...` with `stdin` as standard input.
+fn run_in(db: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("OUTPOST_DB")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start outpost");
+    {
+        let mut i = child.stdin.take().unwrap();
+        // The command may exit before reading its input; ignore EPIPE.
+        let _ = i.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("wait for outpost")
+}
+
+fn run(db: &Path, args: &[&str]) -> Output {
+    run_in(db, args, "")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "expected success, got {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Asserts failure with `error: ... (code)` on stderr and returns stderr.
+#[track_caller]
+fn fails_with(o: Output, code: &str) -> String {
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "expected failure, got success\nstdout: {}\nstderr: {err}",
+        stdout(&o)
+    );
+    assert!(
+        err.contains("error: ") && err.contains(&format!("({code})")),
+        "expected `error: ... ({code})` on stderr, got: {err}"
+    );
+    assert!(!err.contains("panicked"), "the CLI panicked: {err}");
+    err
+}
+
+fn json_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+fn meta_id(v: &Value) -> &str {
+    v["@metadata"]["@id"].as_str().unwrap()
+}
+
+#[test]
+fn put_get_delete_round_trip() {
+    let t = TempDir::new("crud");
+    let db = t.db();
+    let out = ok(run(
+        &db,
+        &[
+            "put",
+            "patients/dr-7/0001",
+            r#"{"name":"Ada Lovelace","born":1815}"#,
+            "--collection",
+            "Patients",
+        ],
+    ));
+    let put: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(put["id"], "patients/dr-7/0001");
+    let etag = put["etag"].as_u64().unwrap();
+    assert!(etag > 0);
+
+    let got: Value = serde_json::from_str(&ok(run(&db, &["get", "patients/dr-7/0001"]))).unwrap();
+    assert_eq!(got["name"], "Ada Lovelace");
+    assert_eq!(got["born"], 1815);
+    assert_eq!(got["@metadata"]["@id"], "patients/dr-7/0001");
+    assert_eq!(got["@metadata"]["@collection"], "Patients");
+    assert_eq!(got["@metadata"]["@etag"].as_u64(), Some(etag));
+    assert_eq!(got["@metadata"]["@change-vector"], put["change_vector"]);
+
+    // Body from stdin, replacing the document.
+    ok(run_in(
+        &db,
+        &["put", "patients/dr-7/0001"],
+        r#"{"name":"Ada King"}"#,
+    ));
+    let got: Value = serde_json::from_str(&ok(run(&db, &["get", "patients/dr-7/0001"]))).unwrap();
+    assert_eq!(got["name"], "Ada King");
+    assert!(got["@metadata"]["@etag"].as_u64().unwrap() > etag);
+
+    let del: Value =
+        serde_json::from_str(ok(run(&db, &["delete", "patients/dr-7/0001"])).trim()).unwrap();
+    assert_eq!(del["deleted"], true);
+    fails_with(run(&db, &["get", "patients/dr-7/0001"]), "not_found");
+    fails_with(run(&db, &["delete", "patients/dr-7/0001"]), "not_found");
+}
+
+#[test]
+fn scan_pages_by_prefix_and_changes_include_deletes() {
+    let t = TempDir::new("scan");
+    let db = t.db();
+    for id in [
+        "patients/dr-7/03",
+        "patients/dr-7/01",
+        "patients/dr-8/01",
+        "invoices/1",
+        "patients/dr-7/02",
+    ] {
+        ok(run(&db, &["put", id, r#"{"x":1}"#]));
+    }
+    let ids = |out: String| {
+        json_lines(&out)
+            .iter()
+            .map(|v| meta_id(v).to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(ok(run(&db, &["scan", "--prefix", "patients/dr-7/"]))),
+        ["patients/dr-7/01", "patients/dr-7/02", "patients/dr-7/03"]
+    );
+    assert_eq!(
+        ids(ok(run(
+            &db,
+            &[
+                "scan",
+                "--prefix",
+                "patients/dr-7/",
+                "--after",
+                "patients/dr-7/01",
+                "--limit",
+                "1"
+            ]
+        ))),
+        ["patients/dr-7/02"]
+    );
+    assert_eq!(ids(ok(run(&db, &["scan", "--limit", "0"]))).len(), 5);
+
+    ok(run(&db, &["delete", "invoices/1"]));
+    let feed = json_lines(&ok(run(&db, &["changes", "--limit", "0"])));
+    // Five puts, then one delete, in etag order; the deleted document appears
+    // once, as the tombstone at the end.
+    assert_eq!(feed.len(), 5);
+    let etags: Vec<u64> = feed
+        .iter()
+        .map(|v| v["@metadata"]["@etag"].as_u64().unwrap())
+        .collect();
+    assert!(etags.windows(2).all(|w| w[0] < w[1]), "{etags:?}");
+    let last = feed.last().unwrap();
+    assert_eq!(meta_id(last), "invoices/1");
+    assert_eq!(last["@metadata"]["@deleted"], true);
+
+    let since = etags[1].to_string();
+    let tail = json_lines(&ok(run(&db, &["changes", "--since", &since])));
+    assert_eq!(tail.len(), 3);
+    // scan shows live documents only.
+    assert_eq!(
+        ids(ok(run(&db, &["scan", "--prefix", "invoices/"]))).len(),
+        0
+    );
+}
+
+#[test]
+fn import_export_round_trip() {
+    let t = TempDir::new("import");
+    let db = t.db();
+    let mut lines = String::new();
+    for i in 0..2500 {
+        if i % 2 == 0 {
+            lines.push_str(&format!(
+                "{{\"id\":\"patients/dr-7/{i:05}\",\"name\":\"P {i}\",\"tags\":[\"a\",{i}]}}\n"
+            ));
+        } else {
+            lines.push_str(&format!(
+                "{{\"total\":{i}.5,\"@metadata\":{{\"@id\":\"invoices/{i:05}\",\"@collection\":\"Invoices\"}}}}\n"
+            ));
+        }
+    }
+    let file = t.path("in.jsonl");
+    std::fs::write(&file, &lines).unwrap();
+    let summary = ok(run(
+        &db,
+        &["import", file.to_str().unwrap(), "--batch", "1000"],
+    ));
+    assert!(summary.contains("imported 2500 documents"), "{summary}");
+    assert!(summary.contains("in 3 batches"), "{summary}");
+
+    let got: Value = serde_json::from_str(&ok(run(&db, &["get", "invoices/00003"]))).unwrap();
+    assert_eq!(got["total"], 3.5);
+    assert_eq!(got["@metadata"]["@collection"], "Invoices");
+
+    let out = t.path("out.jsonl");
+    ok(run(&db, &["export", out.to_str().unwrap()]));
+    let exported = json_lines(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(exported.len(), 2500);
+
+    // The export imports into a second database as is, via stdin.
+    let db2 = t.path("db2");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let summary = ok(run_in(&db2, &["import", "-"], &text));
+    assert!(summary.contains("imported 2500 documents"), "{summary}");
+    let again = json_lines(&ok(run(&db2, &["export"])));
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        let m = v["@metadata"].as_object_mut().unwrap();
+        m.retain(|k, _| k == "@id" || k == "@collection");
+        v
+    };
+    assert_eq!(
+        exported.iter().map(strip).collect::<Vec<_>>(),
+        again.iter().map(strip).collect::<Vec<_>>()
+    );
+    ok(run(&db2, &["check"]));
+}
+
+#[test]
+fn import_reports_bad_lines_with_numbers() {
+    let t = TempDir::new("badlines");
+    let db = t.db();
+    let input = concat!(
+        "{\"id\":\"a/1\",\"n\":1}\n",
+        "{\"id\":\"a/2\",\"n\":\n",
+        "\n",
+        "[1,2,3]\n",
+        "{\"n\":4}\n",
+        "{\"id\":\"bad\\u0007id\"}\n",
+        "{\"id\":\"a/7\",\"n\":7}\n",
+    );
+    let o = run_in(&db, &["import", "-"], input);
+    let err = stderr(&o);
+    let out = ok(o);
+    assert!(out.contains("imported 2 documents"), "{out}");
+    assert!(out.contains("4 bad lines skipped"), "{out}");
+    for n in [2, 4, 5, 6] {
+        assert!(
+            err.contains(&format!("line {n}: ")),
+            "line {n} not reported: {err}"
+        );
+    }
+    assert!(
+        err.contains("(invalid_json)") && err.contains("(invalid_id)"),
+        "{err}"
+    );
+    ok(run(&db, &["get", "a/7"]));
+
+    // --strict stops at the first bad line and fails.
+    let t2 = TempDir::new("strict");
+    let err = fails_with(
+        run_in(&t2.db(), &["import", "--strict", "-"], input),
+        "invalid_json",
+    );
+    assert!(err.contains("line 2: "), "{err}");
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    let t = TempDir::new("bad");
+    let db = t.db();
+    fails_with(run(&db, &["put", "a/1", "{not json"]), "invalid_json");
+    fails_with(run(&db, &["put", "a/1", "[1,2]"]), "invalid_json");
+    fails_with(run_in(&db, &["put", "a/1"], ""), "invalid_json");
+    fails_with(run(&db, &["put", "", "{}"]), "invalid_id");
+    fails_with(run(&db, &["put", "a\u{1}b", "{}"]), "invalid_id");
+    let long = "x".repeat(513);
+    fails_with(run(&db, &["put", &long, "{}"]), "invalid_id");
+    fails_with(
+        run(&db, &["put", "a/1", "{}", "--collection", ""]),
+        "invalid_collection",
+    );
+    fails_with(run(&db, &["import", "/nonexistent/file.jsonl"]), "io");
+
+    // Reading a database that does not exist does not create one.
+    let missing = t.path("missing");
+    fails_with(run(&missing, &["get", "a/1"]), "not_found");
+    assert!(!missing.exists());
+
+    // Usage errors come from clap, with its exit status 2.
+    let o = run(&db, &["scan", "--limit", "many"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn stats_and_check() {
+    let t = TempDir::new("stats");
+    let db = t.db();
+    ok(run(
+        &db,
+        &["put", "p/1", r#"{"a":1}"#, "--collection", "Ps"],
+    ));
+    ok(run(
+        &db,
+        &["put", "p/2", r#"{"a":2}"#, "--collection", "Ps"],
+    ));
+    ok(run(&db, &["put", "q/1", r#"{"a":3}"#]));
+    let stats: Value = serde_json::from_str(&ok(run(&db, &["stats"]))).unwrap();
+    assert_eq!(stats["documents"], 3);
+    assert_eq!(stats["collections"]["Ps"], 2);
+    let o = run(&db, &["check"]);
+    assert!(stderr(&o).contains("ok"), "{}", stderr(&o));
+    ok(o);
+}
+
+#[test]
+fn help_has_examples() {
+    let t = TempDir::new("help");
+    let top = ok(run(&t.db(), &["--help"]));
+    assert!(top.contains("Examples:") && top.contains("import"), "{top}");
+    let import = ok(run(&t.db(), &["import", "--help"]));
+    assert!(
+        import.contains("--strict") && import.contains("Examples:"),
+        "{import}"
+    );
+}

@@ -1,0 +1,1603 @@
+//! The database: documents over copy-on-write B+trees, with group commit.
+//!
+//! ## Trees
+//! - `docs`: id key (lowercase id) → document record ([`crate::doc::encode_record`]);
+//! - `etags`: etag (u64 big-endian) → id key — the changes feed, in etag order;
+//! - `colls`: collection key + `0x00` + id key → empty — documents by collection;
+//! - `stats`: collection key → live count (u64 LE) + the collection's display name.
+//!
+//! ## Generations, group commit, snapshots
+//! Writers apply their transactions, one at a time under the writer lock, to the
+//! *working state*: pages they modify are copied to new page numbers (or changed
+//! in place if the working generation already copied them). A transaction then
+//! waits for a *flush*. The first waiter with no flush under way becomes the
+//! flusher: it takes every page the working generation wrote, plus the new meta
+//! record, and hands them to the page store as one atomic commit (one WAL write
+//! and one fsync for the file store). When it completes, every transaction it
+//! covered is acknowledged at once, and the flushed generation becomes the one
+//! readers see. Transactions applied while a flush runs go into the next one.
+//!
+//! Readers take a [`Snapshot`] of the last flushed generation. A page freed by
+//! generation `g` is reused only once generation `g` is flushed and no snapshot
+//! older than `g` is alive, so a snapshot's pages never change under it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::channel::oneshot;
+use serde_json::Value;
+
+use crate::btree::{self, KIND_FREELIST, PageRead, PageWrite};
+use crate::cache::{CacheStats, DEFAULT_CACHE_BYTES, PageCache};
+use crate::cv::{ChangeVector, DbId};
+use crate::doc::{self, DocFlags, Document, DocumentMeta};
+use crate::error::{Error, InputError, OpenError, clip};
+use crate::platform::wall_clock_ms;
+use crate::store::{
+    Commit, MAX_META, PAGE_SIZE, PageBuf, PageNo, PageStore, StoreError, Sync as StoreSync,
+};
+
+/// A source of wall-clock time in milliseconds since the Unix epoch (injectable
+/// for tests and simulations).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Options for [`Database::open`].
+#[derive(Clone)]
+pub struct OpenOptions {
+    /// Page cache limit in bytes (default 64 MiB).
+    pub cache_bytes: usize,
+    /// Clock for last-modified times (default: the platform clock).
+    pub clock: Option<Clock>,
+    /// Database id to use when creating a new database (default: random).
+    pub db_id: Option<DbId>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            clock: None,
+            db_id: None,
+        }
+    }
+}
+
+/// Optimistic-concurrency expectation of a write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Expected {
+    /// No check.
+    #[default]
+    Any,
+    /// The document must not exist (or be deleted).
+    Missing,
+    /// The document's current change vector must equal this one.
+    Cv(ChangeVector),
+}
+
+/// Options of one put.
+#[derive(Clone, Debug, Default)]
+pub struct PutOptions {
+    /// Collection of the document; default: `@metadata.@collection` of the body.
+    pub collection: Option<String>,
+    /// Optimistic-concurrency check.
+    pub expected: Expected,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put {
+        id: String,
+        body: Value,
+        opts: PutOptions,
+    },
+    Delete {
+        id: String,
+        expected: Expected,
+    },
+}
+
+/// Several writes committed atomically: all of them or none.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds a put.
+    pub fn put(&mut self, id: impl Into<String>, body: Value) -> &mut Self {
+        self.put_with(id, body, PutOptions::default())
+    }
+    /// Adds a put with options.
+    pub fn put_with(&mut self, id: impl Into<String>, body: Value, opts: PutOptions) -> &mut Self {
+        self.ops.push(Op::Put {
+            id: id.into(),
+            body,
+            opts,
+        });
+        self
+    }
+    /// Adds a delete.
+    pub fn delete(&mut self, id: impl Into<String>) -> &mut Self {
+        self.delete_with(id, Expected::Any)
+    }
+    /// Adds a delete with an optimistic-concurrency check.
+    pub fn delete_with(&mut self, id: impl Into<String>, expected: Expected) -> &mut Self {
+        self.ops.push(Op::Delete {
+            id: id.into(),
+            expected,
+        });
+        self
+    }
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// The outcome of one write.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WriteResult {
+    /// The document id as given.
+    pub id: String,
+    /// The etag of the new version.
+    pub etag: u64,
+    /// The change vector of the new version.
+    pub change_vector: ChangeVector,
+    /// Whether the write was a delete (a tombstone was written).
+    pub deleted: bool,
+}
+
+/// The outcome of a batch: one entry per operation, in order (`None` for a
+/// delete of a document that did not exist).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CommitInfo {
+    /// Per-operation results.
+    pub results: Vec<Option<WriteResult>>,
+}
+
+/// Database counters.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DbStats {
+    /// Database id.
+    pub db_id: String,
+    /// Live documents.
+    pub documents: u64,
+    /// Tombstones (deleted documents kept for replication).
+    pub tombstones: u64,
+    /// Last etag assigned.
+    pub last_etag: u64,
+    /// Pages allocated in the store (high-water mark).
+    pub pages: u64,
+    /// Free pages awaiting reuse.
+    pub free_pages: u64,
+    /// Flushed generation.
+    pub generation: u64,
+    /// Page cache counters.
+    pub cache: CacheStats,
+}
+
+/// Result of [`Database::integrity_check`].
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct IntegrityReport {
+    /// Pages read and verified.
+    pub pages_checked: u64,
+    /// Live documents found.
+    pub documents: u64,
+    /// Tombstones found.
+    pub tombstones: u64,
+    /// Problems found; empty when the database is sound.
+    pub problems: Vec<String>,
+}
+
+impl IntegrityReport {
+    /// Whether no problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Meta record
+
+const META_MAGIC: u32 = 0x5453_504F; // "OPST"
+const META_VERSION: u16 = 1;
+const FREELIST_PER_PAGE: usize = (PAGE_SIZE - 16 - 8) / 8;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Meta {
+    db_id: DbId,
+    generation: u64,
+    last_etag: u64,
+    next_page: u64,
+    docs: PageNo,
+    etags: PageNo,
+    colls: PageNo,
+    stats: PageNo,
+    freelist_head: PageNo,
+    freelist_count: u64,
+    doc_count: u64,
+    tombstone_count: u64,
+}
+
+impl Meta {
+    fn new(db_id: DbId) -> Meta {
+        Meta {
+            db_id,
+            generation: 0,
+            last_etag: 0,
+            next_page: 1,
+            docs: 0,
+            etags: 0,
+            colls: 0,
+            stats: 0,
+            freelist_head: 0,
+            freelist_count: 0,
+            doc_count: 0,
+            tombstone_count: 0,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(128);
+        b.extend_from_slice(&META_MAGIC.to_le_bytes());
+        b.extend_from_slice(&META_VERSION.to_le_bytes());
+        b.extend_from_slice(&(PAGE_SIZE as u32).to_le_bytes());
+        b.extend_from_slice(self.db_id.as_bytes());
+        for v in [
+            self.generation,
+            self.last_etag,
+            self.next_page,
+            self.docs,
+            self.etags,
+            self.colls,
+            self.stats,
+            self.freelist_head,
+            self.freelist_count,
+            self.doc_count,
+            self.tombstone_count,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        debug_assert!(b.len() <= MAX_META);
+        b
+    }
+
+    fn decode(b: &[u8]) -> Result<Meta, OpenError> {
+        const LEN: usize = 4 + 2 + 4 + 16 + 11 * 8 + 4;
+        if b.len() != LEN {
+            return Err(OpenError::Corrupt(format!(
+                "meta record has {} bytes, expected {LEN}",
+                b.len()
+            )));
+        }
+        let crc = u32::from_le_bytes(b[LEN - 4..].try_into().unwrap_or_default());
+        if crc32fast::hash(&b[..LEN - 4]) != crc {
+            return Err(OpenError::Corrupt("meta record checksum mismatch".into()));
+        }
+        if u32::from_le_bytes(b[0..4].try_into().unwrap_or_default()) != META_MAGIC {
+            return Err(OpenError::Corrupt(
+                "meta record has a bad magic number".into(),
+            ));
+        }
+        let version = u16::from_le_bytes([b[4], b[5]]);
+        if version != META_VERSION {
+            return Err(OpenError::Unsupported(format!(
+                "database format version {version}"
+            )));
+        }
+        let ps = u32::from_le_bytes(b[6..10].try_into().unwrap_or_default());
+        if ps as usize != PAGE_SIZE {
+            return Err(OpenError::Unsupported(format!("page size {ps}")));
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&b[10..26]);
+        let u =
+            |i: usize| u64::from_le_bytes(b[26 + 8 * i..34 + 8 * i].try_into().unwrap_or_default());
+        let m = Meta {
+            db_id: DbId(id),
+            generation: u(0),
+            last_etag: u(1),
+            next_page: u(2),
+            docs: u(3),
+            etags: u(4),
+            colls: u(5),
+            stats: u(6),
+            freelist_head: u(7),
+            freelist_count: u(8),
+            doc_count: u(9),
+            tombstone_count: u(10),
+        };
+        for (name, root) in [
+            ("docs", m.docs),
+            ("etags", m.etags),
+            ("colls", m.colls),
+            ("stats", m.stats),
+        ] {
+            if root >= m.next_page {
+                return Err(OpenError::Corrupt(format!(
+                    "{name} root {root} beyond page count {}",
+                    m.next_page
+                )));
+            }
+        }
+        Ok(m)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// State
+
+struct Working {
+    meta: Meta,
+    /// Transactions applied so far.
+    seq: u64,
+    /// Pages written by the working generation (not yet flushed).
+    dirty: HashMap<PageNo, PageBuf>,
+    /// Pages of the flush under way (or the last one).
+    inflight: Arc<HashMap<PageNo, PageBuf>>,
+    /// Pages that may be reused now.
+    free: Vec<PageNo>,
+    /// Pages freed by generation `g`, reusable once `g` is flushed and no older
+    /// snapshot is alive.
+    pending: VecDeque<(u64, PageNo)>,
+    /// Pages holding the persisted free list of the last flush.
+    freelist_pages: Vec<PageNo>,
+    /// Generation up to which pending pages may be reused (refreshed per transaction).
+    reuse_limit: u64,
+    /// Undo journal of the transaction being applied (rolled back on failure).
+    undo: Vec<Undo>,
+}
+
+/// One reversible change to the working state's page bookkeeping.
+enum Undo {
+    /// `dirty[no]` was this before.
+    Dirty(PageNo, Option<PageBuf>),
+    /// A page was popped from `free`.
+    FreePop(PageNo),
+    /// A page was moved from the front of `pending` to `free`.
+    PendingPop(u64, PageNo),
+    /// A page was pushed onto `free`.
+    FreePush,
+    /// A page was pushed onto the back of `pending`.
+    PendingPush,
+}
+
+impl Working {
+    fn set_dirty(&mut self, no: PageNo, buf: Option<PageBuf>) {
+        let prev = match buf {
+            Some(b) => self.dirty.insert(no, b),
+            None => self.dirty.remove(&no),
+        };
+        self.undo.push(Undo::Dirty(no, prev));
+    }
+
+    /// Reverts every change recorded in the journal, newest first.
+    fn rollback(&mut self, meta: Meta) {
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::Dirty(no, Some(b)) => {
+                    self.dirty.insert(no, b);
+                }
+                Undo::Dirty(no, None) => {
+                    self.dirty.remove(&no);
+                }
+                Undo::FreePop(no) => self.free.push(no),
+                Undo::PendingPop(g, no) => {
+                    self.free.pop();
+                    self.pending.push_front((g, no));
+                }
+                Undo::FreePush => {
+                    self.free.pop();
+                }
+                Undo::PendingPush => {
+                    self.pending.pop_back();
+                }
+            }
+        }
+        self.meta = meta;
+    }
+}
+
+struct Shared {
+    visible: Meta,
+    readers: BTreeMap<u64, usize>,
+    durable_seq: u64,
+    flushing: bool,
+    waiters: Vec<oneshot::Sender<()>>,
+    failed: Option<String>,
+    closed: bool,
+}
+
+struct Inner<S> {
+    store: S,
+    cache: PageCache,
+    clock: Clock,
+    db_id: DbId,
+    writer: futures::lock::Mutex<Working>,
+    shared: Mutex<Shared>,
+}
+
+impl<S> Inner<S> {
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        // Shared is updated field by field with no await inside the lock; a panic
+        // cannot leave it torn, so a poisoned lock is still usable.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Reads a page through the cache, verifying it when it comes from the store.
+async fn read_cached<S: PageStore>(
+    inner: &Inner<S>,
+    no: PageNo,
+    kind: u8,
+) -> Result<PageBuf, Error> {
+    if let Some(b) = inner.cache.get(no) {
+        if kind != 0 && btree::page_kind(&b) != kind {
+            return Err(btree::corrupt(
+                no,
+                format!("expected page kind {kind}, found {}", btree::page_kind(&b)),
+            ));
+        }
+        return Ok(b);
+    }
+    let b = match inner.store.read_page(no).await {
+        Ok(b) => b,
+        Err(StoreError::PageNotFound(_)) => {
+            return Err(btree::corrupt(no, "referenced page does not exist".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let k = if kind == 0 {
+        btree::page_kind(&b)
+    } else {
+        kind
+    };
+    btree::check_page(&b, no, k)?;
+    inner.cache.put(no, b.clone());
+    Ok(b)
+}
+
+struct SnapRead<'a, S> {
+    inner: &'a Inner<S>,
+}
+
+impl<S: PageStore> PageRead for SnapRead<'_, S> {
+    async fn read(&self, no: PageNo, kind: u8) -> Result<PageBuf, Error> {
+        read_cached(self.inner, no, kind).await
+    }
+}
+
+struct WCtx<'a, S> {
+    inner: &'a Inner<S>,
+    w: &'a mut Working,
+}
+
+impl<S: PageStore> PageRead for WCtx<'_, S> {
+    async fn read(&self, no: PageNo, kind: u8) -> Result<PageBuf, Error> {
+        if let Some(b) = self.w.dirty.get(&no).or_else(|| self.w.inflight.get(&no)) {
+            return Ok(b.clone());
+        }
+        read_cached(self.inner, no, kind).await
+    }
+}
+
+impl<S: PageStore> PageWrite for WCtx<'_, S> {
+    fn alloc(&mut self) -> PageNo {
+        let w = &mut *self.w;
+        if w.free.is_empty() {
+            while let Some(&(g, no)) = w.pending.front() {
+                if g > w.reuse_limit {
+                    break;
+                }
+                w.pending.pop_front();
+                w.free.push(no);
+                w.undo.push(Undo::PendingPop(g, no));
+            }
+        }
+        let no = match w.free.pop() {
+            Some(no) => {
+                w.undo.push(Undo::FreePop(no));
+                no
+            }
+            None => {
+                // Restored by the meta record on rollback.
+                let no = w.meta.next_page;
+                w.meta.next_page += 1;
+                no
+            }
+        };
+        // Mark as owned by this generation (the caller writes it right away).
+        w.set_dirty(no, Some(Arc::new(Vec::new())));
+        no
+    }
+
+    fn is_dirty(&self, no: PageNo) -> bool {
+        self.w.dirty.contains_key(&no)
+    }
+
+    fn free(&mut self, no: PageNo) {
+        if self.w.dirty.contains_key(&no) {
+            // Written by this generation only: nothing else can reference it.
+            self.w.set_dirty(no, None);
+            self.w.free.push(no);
+            self.w.undo.push(Undo::FreePush);
+        } else {
+            let g = self.w.meta.generation;
+            self.w.pending.push_back((g, no));
+            self.w.undo.push(Undo::PendingPush);
+        }
+    }
+
+    fn write(&mut self, no: PageNo, buf: PageBuf) {
+        self.w.set_dirty(no, Some(buf));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The database
+
+/// An open database over a page store. Cheap to clone (shared handle).
+pub struct Database<S: PageStore> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: PageStore> Clone for Database<S> {
+    fn clone(&self) -> Self {
+        Database {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// A consistent, read-only view of the database at one flushed generation.
+/// Writes committed after it was taken are not visible through it.
+pub struct Snapshot<S: PageStore> {
+    inner: Arc<Inner<S>>,
+    meta: Meta,
+}
+
+impl<S: PageStore> Drop for Snapshot<S> {
+    fn drop(&mut self) {
+        let mut sh = self.inner.shared();
+        if let Some(c) = sh.readers.get_mut(&self.meta.generation) {
+            *c -= 1;
+            if *c == 0 {
+                sh.readers.remove(&self.meta.generation);
+            }
+        }
+    }
+}
+
+fn coll_key(name: &str) -> Vec<u8> {
+    name.to_lowercase().into_bytes()
+}
+
+fn coll_index_key(coll: &str, id_key: &[u8]) -> Vec<u8> {
+    let mut k = coll_key(coll);
+    k.push(0);
+    k.extend_from_slice(id_key);
+    k
+}
+
+fn decode_doc(rec: &[u8], key: &[u8]) -> Result<Document, Error> {
+    doc::decode_record(rec).map_err(|e| Error::Corrupt {
+        page: 0,
+        reason: format!("record of {:?}: {e}", String::from_utf8_lossy(key)),
+    })
+}
+
+fn decode_meta(rec: &[u8], key: &[u8]) -> Result<(String, DocumentMeta), Error> {
+    doc::decode_record_meta(rec).map_err(|e| Error::Corrupt {
+        page: 0,
+        reason: format!("record of {:?}: {e}", String::from_utf8_lossy(key)),
+    })
+}
+
+impl<S: PageStore> Database<S> {
+    /// Opens the database held by `store`, creating an empty one if the store is
+    /// empty. Reads only the meta record and the free list; pages are read on demand.
+    pub async fn open(store: S, opts: OpenOptions) -> Result<Self, OpenError> {
+        if opts.cache_bytes < 16 * PAGE_SIZE {
+            return Err(OpenError::InvalidOptions(format!(
+                "cache_bytes must be at least {}",
+                16 * PAGE_SIZE
+            )));
+        }
+        let existing = store.read_meta().await?;
+        let created = existing.is_none();
+        let meta = match existing {
+            Some(b) => Meta::decode(&b)?,
+            None => Meta::new(opts.db_id.unwrap_or_else(DbId::random)),
+        };
+        let clock = opts
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(wall_clock_ms));
+        let inner = Inner {
+            store,
+            cache: PageCache::new(opts.cache_bytes),
+            clock,
+            db_id: meta.db_id,
+            writer: futures::lock::Mutex::new(Working {
+                meta: meta.clone(),
+                seq: 0,
+                dirty: HashMap::new(),
+                inflight: Arc::new(HashMap::new()),
+                free: Vec::new(),
+                pending: VecDeque::new(),
+                freelist_pages: Vec::new(),
+                reuse_limit: 0,
+                undo: Vec::new(),
+            }),
+            shared: Mutex::new(Shared {
+                visible: meta.clone(),
+                readers: BTreeMap::new(),
+                durable_seq: 0,
+                flushing: false,
+                waiters: Vec::new(),
+                failed: None,
+                closed: false,
+            }),
+        };
+        // Load the persisted free list.
+        {
+            let mut w = inner.writer.lock().await;
+            let mut next = meta.freelist_head;
+            let mut guard = 0u64;
+            while next != 0 {
+                guard += 1;
+                if next >= meta.next_page || guard > meta.next_page {
+                    return Err(OpenError::Corrupt(format!(
+                        "free-list chain is broken at page {next}"
+                    )));
+                }
+                let buf = read_cached(&inner, next, KIND_FREELIST)
+                    .await
+                    .map_err(|e| OpenError::Corrupt(e.to_string()))?;
+                w.freelist_pages.push(next);
+                let n = u16::from_le_bytes([buf[14], buf[15]]) as usize;
+                if n > FREELIST_PER_PAGE {
+                    return Err(OpenError::Corrupt(format!(
+                        "free-list page {next} claims {n} entries"
+                    )));
+                }
+                for i in 0..n {
+                    let at = 24 + 8 * i;
+                    let no = u64::from_le_bytes(buf[at..at + 8].try_into().unwrap_or_default());
+                    if no == 0 || no >= meta.next_page {
+                        return Err(OpenError::Corrupt(format!(
+                            "free-list page {next} lists page {no}"
+                        )));
+                    }
+                    w.free.push(no);
+                }
+                next = u64::from_le_bytes(buf[16..24].try_into().unwrap_or_default());
+            }
+            if w.free.len() as u64 != meta.freelist_count {
+                return Err(OpenError::Corrupt(format!(
+                    "free list holds {} pages, meta says {}",
+                    w.free.len(),
+                    meta.freelist_count
+                )));
+            }
+            // Reuse the lowest pages first (keeps files compact).
+            w.free.sort_unstable_by(|a, b| b.cmp(a));
+            w.meta.generation = meta.generation + 1;
+        }
+        let db = Database {
+            inner: Arc::new(inner),
+        };
+        if created {
+            // Persist the new database's id right away.
+            db.inner.writer.lock().await.seq += 1;
+            db.wait_durable(1).await.map_err(|e| match e {
+                Error::Store(s) => OpenError::Store(s),
+                e => OpenError::Corrupt(e.to_string()),
+            })?;
+        }
+        Ok(db)
+    }
+
+    /// The database id (the identity of this replica in change vectors).
+    pub fn db_id(&self) -> DbId {
+        self.inner.db_id
+    }
+
+    /// The page store beneath.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// Writes a document (creating or replacing it) and waits until it is durable.
+    pub async fn put(&self, id: &str, body: Value) -> Result<WriteResult, Error> {
+        self.put_with(id, body, PutOptions::default()).await
+    }
+
+    /// [`put`](Self::put) with a collection and an optimistic-concurrency check.
+    pub async fn put_with(
+        &self,
+        id: &str,
+        body: Value,
+        opts: PutOptions,
+    ) -> Result<WriteResult, Error> {
+        let mut b = Batch::new();
+        b.put_with(id, body, opts);
+        let mut info = self.commit(b).await?;
+        info.results
+            .pop()
+            .flatten()
+            .ok_or_else(|| Error::Poisoned("put produced no result".into()))
+    }
+
+    /// Deletes a document (writes a tombstone that keeps its change vector).
+    /// Returns `None` if it did not exist.
+    pub async fn delete(&self, id: &str) -> Result<Option<WriteResult>, Error> {
+        self.delete_with(id, Expected::Any).await
+    }
+
+    /// [`delete`](Self::delete) with an optimistic-concurrency check.
+    pub async fn delete_with(
+        &self,
+        id: &str,
+        expected: Expected,
+    ) -> Result<Option<WriteResult>, Error> {
+        let mut b = Batch::new();
+        b.delete_with(id, expected);
+        Ok(self.commit(b).await?.results.pop().flatten())
+    }
+
+    /// Commits a batch atomically and waits until it is durable. If any operation
+    /// is refused (bad input, failed concurrency check) nothing is written.
+    pub async fn commit(&self, batch: Batch) -> Result<CommitInfo, Error> {
+        // Validate and serialise outside the writer lock.
+        let mut prepared = Vec::with_capacity(batch.ops.len());
+        for op in batch.ops {
+            prepared.push(prepare(op)?);
+        }
+        let seq;
+        let mut results = Vec::with_capacity(prepared.len());
+        {
+            let mut w = self.inner.writer.lock().await;
+            self.check_writable()?;
+            w.reuse_limit = {
+                let sh = self.inner.shared();
+                let oldest = sh
+                    .readers
+                    .keys()
+                    .next()
+                    .copied()
+                    .unwrap_or(sh.visible.generation);
+                oldest.min(sh.visible.generation)
+            };
+            // Restores the working state if the transaction fails or its future is
+            // dropped half-way: a transaction is applied whole or not at all.
+            w.undo.clear();
+            let save = w.meta.clone();
+            let mut txn = TxnGuard {
+                w,
+                save: Some(save),
+            };
+            let now = (self.inner.clock)();
+            let mut ctx = WCtx {
+                inner: &self.inner,
+                w: &mut txn.w,
+            };
+            for p in &prepared {
+                results.push(apply(&mut ctx, p, self.inner.db_id, now).await?);
+            }
+            txn.w.seq += 1;
+            seq = txn.w.seq;
+            txn.save = None;
+            txn.w.undo.clear();
+        }
+        self.wait_durable(seq).await?;
+        Ok(CommitInfo { results })
+    }
+
+    fn check_writable(&self) -> Result<(), Error> {
+        let sh = self.inner.shared();
+        if sh.closed {
+            return Err(Error::Closed);
+        }
+        if let Some(f) = &sh.failed {
+            return Err(Error::Poisoned(f.clone()));
+        }
+        Ok(())
+    }
+
+    /// Waits until transaction `seq` is durable, flushing (as the group-commit
+    /// leader) when no flush is under way.
+    async fn wait_durable(&self, seq: u64) -> Result<(), Error> {
+        loop {
+            let rx = {
+                let mut sh = self.inner.shared();
+                if sh.durable_seq >= seq {
+                    return Ok(());
+                }
+                if let Some(f) = &sh.failed {
+                    return Err(Error::Poisoned(f.clone()));
+                }
+                if sh.flushing {
+                    let (tx, rx) = oneshot::channel();
+                    sh.waiters.push(tx);
+                    Some(rx)
+                } else {
+                    sh.flushing = true;
+                    None
+                }
+            };
+            match rx {
+                Some(rx) => {
+                    let _ = rx.await;
+                }
+                None => {
+                    let guard = FlushGuard { inner: &self.inner };
+                    let r = self.flush().await;
+                    drop(guard);
+                    r?;
+                }
+            }
+        }
+    }
+
+    /// Takes the working generation's pages and commits them as one store commit.
+    async fn flush(&self) -> Result<(), Error> {
+        let (fut, meta, seq) = {
+            let mut w = self.inner.writer.lock().await;
+            let seq = w.seq;
+            if seq <= self.inner.shared().durable_seq {
+                return Ok(());
+            }
+            let w = &mut *w;
+            let generation = w.meta.generation;
+            // The previous free-list pages are released by this generation.
+            for p in std::mem::take(&mut w.freelist_pages) {
+                w.pending.push_back((generation, p));
+            }
+            // The chain that lists the free pages is itself written to pages
+            // taken from the reusable ones (they are unreachable from every live
+            // state), so the list does not grow by its own size on every flush.
+            let total = w.free.len() + w.pending.len();
+            let mut chain: Vec<PageNo> = Vec::new();
+            let mut from_list = 0;
+            while chain.len() < (total - from_list).div_ceil(FREELIST_PER_PAGE) {
+                match w.free.pop() {
+                    Some(no) => {
+                        chain.push(no);
+                        from_list += 1;
+                    }
+                    None => {
+                        chain.push(w.meta.next_page);
+                        w.meta.next_page += 1;
+                    }
+                }
+            }
+            let list: Vec<PageNo> = w
+                .free
+                .iter()
+                .copied()
+                .chain(w.pending.iter().map(|&(_, p)| p))
+                .collect();
+            for (i, chunk) in list.chunks(FREELIST_PER_PAGE).enumerate() {
+                let mut buf = vec![0u8; PAGE_SIZE];
+                let next = chain.get(i + 1).copied().unwrap_or(0);
+                buf[16..24].copy_from_slice(&next.to_le_bytes());
+                for (j, no) in chunk.iter().enumerate() {
+                    buf[24 + 8 * j..32 + 8 * j].copy_from_slice(&no.to_le_bytes());
+                }
+                btree::seal(&mut buf, chain[i], KIND_FREELIST, chunk.len() as u16);
+                w.dirty.insert(chain[i], Arc::new(buf));
+            }
+            w.meta.freelist_head = chain.first().copied().unwrap_or(0);
+            w.meta.freelist_count = list.len() as u64;
+            w.freelist_pages = chain;
+            let meta = w.meta.clone();
+            let mut dirty = std::mem::take(&mut w.dirty);
+            for buf in dirty.values_mut() {
+                btree::set_checksum(Arc::make_mut(buf).as_mut_slice());
+            }
+            let pages: Vec<(PageNo, PageBuf)> =
+                dirty.iter().map(|(k, v)| (*k, v.clone())).collect();
+            w.inflight = Arc::new(dirty);
+            w.meta.generation += 1;
+            // Submit while still holding the writer lock and without an await in
+            // between: the commit is queued even if this future is dropped.
+            // The cache gets the new versions now, not after the commit: a page
+            // reused by this generation may still be cached with its old content,
+            // and no snapshot can reach it (see the reuse rule), so replacing it
+            // early is safe while replacing it late could be skipped if this
+            // future is dropped.
+            for (no, buf) in &pages {
+                self.inner.cache.put(*no, buf.clone());
+            }
+            let fut = self.inner.store.commit(Commit {
+                pages,
+                meta: meta.encode(),
+                sync: StoreSync::Durable,
+            });
+            (fut, meta, seq)
+        };
+        match fut.await {
+            Ok(()) => {
+                let mut sh = self.inner.shared();
+                sh.visible = meta;
+                sh.durable_seq = sh.durable_seq.max(seq);
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.shared().failed = Some(e.to_string());
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A consistent read-only view of the last committed state.
+    pub fn snapshot(&self) -> Snapshot<S> {
+        let mut sh = self.inner.shared();
+        let meta = sh.visible.clone();
+        *sh.readers.entry(meta.generation).or_insert(0) += 1;
+        Snapshot {
+            inner: self.inner.clone(),
+            meta,
+        }
+    }
+
+    /// Reads a live document (`None` if absent or deleted).
+    pub async fn get(&self, id: &str) -> Result<Option<Document>, Error> {
+        self.snapshot().get(id).await
+    }
+
+    /// Reads the newest version of a document including tombstones.
+    pub async fn get_version(&self, id: &str) -> Result<Option<Document>, Error> {
+        self.snapshot().get_version(id).await
+    }
+
+    /// Live documents whose id starts with `prefix` (case-insensitive), in id
+    /// order, after the id `after` (for paging), at most `limit`.
+    pub async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, Error> {
+        self.snapshot().scan(prefix, after, limit).await
+    }
+
+    /// Document versions (tombstones included) with etag greater than `since`,
+    /// in etag order, at most `limit`.
+    pub async fn changes(&self, since: u64, limit: usize) -> Result<Vec<Document>, Error> {
+        self.snapshot().changes(since, limit).await
+    }
+
+    /// Live documents of a collection (case-insensitive), in id order, after `after`.
+    pub async fn by_collection(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, Error> {
+        self.snapshot()
+            .by_collection(collection, after, limit)
+            .await
+    }
+
+    /// Collections with their live document counts, by name.
+    pub async fn collections(&self) -> Result<Vec<(String, u64)>, Error> {
+        self.snapshot().collections().await
+    }
+
+    /// Number of live documents.
+    pub async fn count(&self) -> Result<u64, Error> {
+        Ok(self.inner.shared().visible.doc_count)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> DbStats {
+        let m = self.inner.shared().visible.clone();
+        DbStats {
+            db_id: m.db_id.to_string(),
+            documents: m.doc_count,
+            tombstones: m.tombstone_count,
+            last_etag: m.last_etag,
+            pages: m.next_page - 1,
+            free_pages: m.freelist_count,
+            generation: m.generation,
+            cache: self.inner.cache.stats(),
+        }
+    }
+
+    /// Reads every page reachable from the last committed state, verifying
+    /// checksums, key order, and that the indexes and counters agree; also that
+    /// every allocated page is either in use or free exactly once.
+    pub async fn integrity_check(&self) -> Result<IntegrityReport, Error> {
+        self.snapshot().integrity_check().await
+    }
+
+    /// Flushes anything pending and closes the store.
+    pub async fn close(&self) -> Result<(), Error> {
+        let seq = self.inner.writer.lock().await.seq;
+        self.wait_durable(seq).await?;
+        {
+            let mut sh = self.inner.shared();
+            if sh.closed {
+                return Ok(());
+            }
+            sh.closed = true;
+        }
+        self.inner.store.sync().await?;
+        self.inner.store.close().await?;
+        Ok(())
+    }
+}
+
+/// Holds the writer lock during a transaction; rolls the working state back
+/// unless the transaction completed.
+struct TxnGuard<'a> {
+    w: futures::lock::MutexGuard<'a, Working>,
+    save: Option<Meta>,
+}
+
+impl Drop for TxnGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(meta) = self.save.take() {
+            self.w.rollback(meta);
+        }
+    }
+}
+
+/// Resets the flushing flag and wakes waiters even if the flush future is dropped.
+struct FlushGuard<'a, S> {
+    inner: &'a Inner<S>,
+}
+
+impl<S> Drop for FlushGuard<'_, S> {
+    fn drop(&mut self) {
+        let mut sh = self.inner.shared();
+        sh.flushing = false;
+        for tx in sh.waiters.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Applying writes
+
+enum Prepared {
+    Put {
+        id: String,
+        key: Vec<u8>,
+        body: Vec<u8>,
+        collection: Option<String>,
+        expected: Expected,
+    },
+    Delete {
+        id: String,
+        key: Vec<u8>,
+        expected: Expected,
+    },
+}
+
+fn prepare(op: Op) -> Result<Prepared, Error> {
+    match op {
+        Op::Put { id, body, opts } => {
+            doc::validate_id(&id)?;
+            if !body.is_object() {
+                return Err(InputError::InvalidJson(format!(
+                    "the body of {:?} must be a JSON object",
+                    clip(&id)
+                ))
+                .into());
+            }
+            let collection = match opts
+                .collection
+                .or_else(|| doc::collection_of(&body).map(str::to_string))
+            {
+                Some(c) => {
+                    doc::validate_collection(&c)?;
+                    Some(c)
+                }
+                None => None,
+            };
+            let json =
+                serde_json::to_vec(&body).map_err(|e| InputError::InvalidJson(e.to_string()))?;
+            if json.len() > doc::MAX_BODY_BYTES {
+                return Err(InputError::TooLarge {
+                    id: clip(&id),
+                    size: json.len(),
+                    max: doc::MAX_BODY_BYTES,
+                }
+                .into());
+            }
+            let key = doc::id_key(&id);
+            check_key_len(&id, &key, collection.as_deref())?;
+            Ok(Prepared::Put {
+                id,
+                key,
+                body: json,
+                collection,
+                expected: opts.expected,
+            })
+        }
+        Op::Delete { id, expected } => {
+            doc::validate_id(&id)?;
+            let key = doc::id_key(&id);
+            check_key_len(&id, &key, None)?;
+            Ok(Prepared::Delete { id, key, expected })
+        }
+    }
+}
+
+fn check_key_len(id: &str, key: &[u8], coll: Option<&str>) -> Result<(), Error> {
+    let len = key.len() + coll.map_or(0, |c| c.len() * 3 + 1);
+    if len > btree::MAX_KEY {
+        return Err(InputError::InvalidId {
+            id: clip(id),
+            reason: "too long once normalised",
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn check_expected(
+    id: &str,
+    expected: &Expected,
+    current: Option<&DocumentMeta>,
+) -> Result<(), Error> {
+    let live = current.filter(|m| !m.flags.is_tombstone());
+    let ok = match expected {
+        Expected::Any => true,
+        Expected::Missing => live.is_none(),
+        Expected::Cv(cv) => live.is_some_and(|m| &m.change_vector == cv),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::ConcurrencyConflict {
+            id: clip(id),
+            expected: match expected {
+                Expected::Cv(cv) => cv.to_text(),
+                _ => String::new(),
+            },
+            actual: live.map(|m| m.change_vector.to_text()).unwrap_or_default(),
+        })
+    }
+}
+
+async fn apply<S: PageStore>(
+    ctx: &mut WCtx<'_, S>,
+    p: &Prepared,
+    db: DbId,
+    now: i64,
+) -> Result<Option<WriteResult>, Error> {
+    let (id, key, expected) = match p {
+        Prepared::Put {
+            id, key, expected, ..
+        }
+        | Prepared::Delete { id, key, expected } => (id, key, expected),
+    };
+    let current = match btree::get(ctx, ctx.w.meta.docs, key).await? {
+        Some(rec) => Some(decode_meta(&rec, key)?.1),
+        None => None,
+    };
+    check_expected(id, expected, current.as_ref())?;
+    let (collection, body, tombstone) = match p {
+        // A put that names no collection keeps the document's current one.
+        Prepared::Put {
+            collection, body, ..
+        } => (
+            collection
+                .clone()
+                .or_else(|| current.as_ref().and_then(|m| m.collection.clone())),
+            body.as_slice(),
+            false,
+        ),
+        Prepared::Delete { .. } => match &current {
+            Some(m) if !m.flags.is_tombstone() => (m.collection.clone(), &[][..], true),
+            _ => return Ok(None),
+        },
+    };
+    let etag = ctx.w.meta.last_etag + 1;
+    let cv = current
+        .as_ref()
+        .map(|m| m.change_vector.clone())
+        .unwrap_or_default()
+        .with(db, etag);
+    let meta = DocumentMeta {
+        collection: collection.clone(),
+        change_vector: cv.clone(),
+        etag,
+        last_modified_ms: now,
+        flags: DocFlags::default().with(DocFlags::TOMBSTONE, tombstone),
+    };
+    let rec = doc::encode_record(id, &meta, body);
+    write_version(ctx, key, &rec, current.as_ref(), &meta).await?;
+    Ok(Some(WriteResult {
+        id: id.clone(),
+        etag,
+        change_vector: cv,
+        deleted: tombstone,
+    }))
+}
+
+/// Stores a new version of the document at `key`, maintaining every index.
+async fn write_version<S: PageStore>(
+    ctx: &mut WCtx<'_, S>,
+    key: &[u8],
+    rec: &[u8],
+    old: Option<&DocumentMeta>,
+    new: &DocumentMeta,
+) -> Result<(), Error> {
+    let m = ctx.w.meta.clone();
+    let (docs, _) = btree::insert(ctx, m.docs, key, rec).await?;
+    let mut etags = m.etags;
+    if let Some(o) = old {
+        etags = btree::remove(ctx, etags, &o.etag.to_be_bytes()).await?.0;
+    }
+    etags = btree::insert(ctx, etags, &new.etag.to_be_bytes(), key)
+        .await?
+        .0;
+    let (mut colls, mut stats) = (m.colls, m.stats);
+    let old_live_coll = old
+        .filter(|o| !o.flags.is_tombstone())
+        .and_then(|o| o.collection.as_deref());
+    let new_live_coll = if new.flags.is_tombstone() {
+        None
+    } else {
+        new.collection.as_deref()
+    };
+    if old_live_coll.map(coll_key) != new_live_coll.map(coll_key) {
+        if let Some(c) = old_live_coll {
+            colls = btree::remove(ctx, colls, &coll_index_key(c, key)).await?.0;
+            stats = bump_stat(ctx, stats, c, -1).await?;
+        }
+        if let Some(c) = new_live_coll {
+            colls = btree::insert(ctx, colls, &coll_index_key(c, key), &[])
+                .await?
+                .0;
+            stats = bump_stat(ctx, stats, c, 1).await?;
+        }
+    }
+    let mm = &mut ctx.w.meta;
+    mm.docs = docs;
+    mm.etags = etags;
+    mm.colls = colls;
+    mm.stats = stats;
+    mm.last_etag = new.etag;
+    let was_live = old.is_some_and(|o| !o.flags.is_tombstone());
+    let was_tomb = old.is_some_and(|o| o.flags.is_tombstone());
+    let is_tomb = new.flags.is_tombstone();
+    mm.doc_count = mm.doc_count - u64::from(was_live) + u64::from(!is_tomb);
+    mm.tombstone_count = mm.tombstone_count - u64::from(was_tomb) + u64::from(is_tomb);
+    Ok(())
+}
+
+async fn bump_stat<S: PageStore>(
+    ctx: &mut WCtx<'_, S>,
+    root: PageNo,
+    coll: &str,
+    delta: i64,
+) -> Result<PageNo, Error> {
+    let k = coll_key(coll);
+    let cur = match btree::get(ctx, root, &k).await? {
+        Some(v) if v.len() >= 8 => u64::from_le_bytes(v[..8].try_into().unwrap_or_default()),
+        _ => 0,
+    };
+    let n = cur.saturating_add_signed(delta);
+    if n == 0 {
+        return Ok(btree::remove(ctx, root, &k).await?.0);
+    }
+    let mut v = n.to_le_bytes().to_vec();
+    v.extend_from_slice(coll.as_bytes());
+    Ok(btree::insert(ctx, root, &k, &v).await?.0)
+}
+
+// ---------------------------------------------------------------------------
+// Reads
+
+impl<S: PageStore> Snapshot<S> {
+    fn reader(&self) -> SnapRead<'_, S> {
+        SnapRead { inner: &self.inner }
+    }
+
+    /// The etag of the last write visible in this snapshot.
+    pub fn last_etag(&self) -> u64 {
+        self.meta.last_etag
+    }
+
+    /// Number of live documents in this snapshot.
+    pub fn count(&self) -> u64 {
+        self.meta.doc_count
+    }
+
+    /// Reads a live document.
+    pub async fn get(&self, id: &str) -> Result<Option<Document>, Error> {
+        Ok(self
+            .get_version(id)
+            .await?
+            .filter(|d| !d.meta.flags.is_tombstone()))
+    }
+
+    /// Reads the newest version of a document including tombstones.
+    pub async fn get_version(&self, id: &str) -> Result<Option<Document>, Error> {
+        doc::validate_id(id)?;
+        let key = doc::id_key(id);
+        match btree::get(&self.reader(), self.meta.docs, &key).await? {
+            Some(rec) => Ok(Some(decode_doc(&rec, &key)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// See [`Database::scan`].
+    pub async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, Error> {
+        let pk = doc::id_key(prefix);
+        let mut start = pk.clone();
+        if let Some(a) = after {
+            doc::validate_id(a)?;
+            let mut ak = doc::id_key(a);
+            ak.push(0);
+            start = start.max(ak);
+        }
+        let mut out = Vec::new();
+        let mut err = None;
+        if limit == 0 {
+            return Ok(out);
+        }
+        btree::scan(&self.reader(), self.meta.docs, &start, |k, rec| {
+            if !k.starts_with(&pk) {
+                return false;
+            }
+            match decode_doc(&rec, k) {
+                Ok(d) if d.meta.flags.is_tombstone() => true,
+                Ok(d) => {
+                    out.push(d);
+                    out.len() < limit
+                }
+                Err(e) => {
+                    err = Some(e);
+                    false
+                }
+            }
+        })
+        .await?;
+        err.map_or(Ok(out), Err)
+    }
+
+    /// See [`Database::changes`].
+    pub async fn changes(&self, since: u64, limit: usize) -> Result<Vec<Document>, Error> {
+        let mut keys = Vec::new();
+        if limit == 0 || since == u64::MAX {
+            return Ok(Vec::new());
+        }
+        btree::scan(
+            &self.reader(),
+            self.meta.etags,
+            &(since + 1).to_be_bytes(),
+            |_, idk| {
+                keys.push(idk);
+                keys.len() < limit
+            },
+        )
+        .await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            match btree::get(&self.reader(), self.meta.docs, &k).await? {
+                Some(rec) => out.push(decode_doc(&rec, &k)?),
+                None => {
+                    return Err(Error::Corrupt {
+                        page: self.meta.etags,
+                        reason: "etag index points to a missing document".into(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// See [`Database::by_collection`].
+    pub async fn by_collection(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, Error> {
+        doc::validate_collection(collection)?;
+        let mut pk = coll_key(collection);
+        pk.push(0);
+        let mut start = pk.clone();
+        if let Some(a) = after {
+            doc::validate_id(a)?;
+            start = coll_index_key(collection, &doc::id_key(a));
+            start.push(0);
+        }
+        let mut keys = Vec::new();
+        if limit == 0 {
+            return Ok(keys);
+        }
+        let mut idkeys = Vec::new();
+        btree::scan(&self.reader(), self.meta.colls, &start, |k, _| {
+            if !k.starts_with(&pk) {
+                return false;
+            }
+            idkeys.push(k[pk.len()..].to_vec());
+            idkeys.len() < limit
+        })
+        .await?;
+        for k in idkeys {
+            match btree::get(&self.reader(), self.meta.docs, &k).await? {
+                Some(rec) => keys.push(decode_doc(&rec, &k)?),
+                None => {
+                    return Err(Error::Corrupt {
+                        page: self.meta.colls,
+                        reason: "collection index points to a missing document".into(),
+                    });
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// See [`Database::collections`].
+    pub async fn collections(&self) -> Result<Vec<(String, u64)>, Error> {
+        let mut out = Vec::new();
+        btree::scan(&self.reader(), self.meta.stats, b"", |_, v| {
+            if v.len() >= 8 {
+                let n = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
+                out.push((String::from_utf8_lossy(&v[8..]).into_owned(), n));
+            }
+            true
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// See [`Database::integrity_check`].
+    pub async fn integrity_check(&self) -> Result<IntegrityReport, Error> {
+        let m = &self.meta;
+        let r = self.reader();
+        let mut rep = IntegrityReport::default();
+        let mut pages: Vec<PageNo> = Vec::new();
+        let mut counts = HashMap::new();
+        for (name, root) in [
+            ("docs", m.docs),
+            ("etags", m.etags),
+            ("colls", m.colls),
+            ("stats", m.stats),
+        ] {
+            match btree::collect_pages(&r, root, &mut pages).await {
+                Ok(n) => {
+                    counts.insert(name, n);
+                }
+                Err(e) => rep.problems.push(format!("{name} tree: {e}")),
+            }
+        }
+        // Documents: decode every record, count, and cross-check the indexes.
+        let mut coll_live: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        let mut bad = Vec::new();
+        let scan = btree::scan(&r, m.docs, b"", |k, rec| {
+            match decode_meta(&rec, k) {
+                Ok((id, dm)) => {
+                    if doc::id_key(&id) != k {
+                        bad.push(format!("record {id:?} stored under a different key"));
+                    }
+                    if dm.flags.is_tombstone() {
+                        rep.tombstones += 1;
+                    } else {
+                        rep.documents += 1;
+                        if let Some(c) = &dm.collection {
+                            *coll_live.entry(coll_key(c)).or_default() += 1;
+                        }
+                    }
+                }
+                Err(e) => bad.push(e.to_string()),
+            }
+            true
+        })
+        .await;
+        if let Err(e) = scan {
+            rep.problems.push(format!("docs scan: {e}"));
+        }
+        rep.problems.extend(bad);
+        if rep.documents != m.doc_count || rep.tombstones != m.tombstone_count {
+            rep.problems.push(format!(
+                "counters say {} documents and {} tombstones; found {} and {}",
+                m.doc_count, m.tombstone_count, rep.documents, rep.tombstones
+            ));
+        }
+        if let (Some(d), Some(e)) = (counts.get("docs"), counts.get("etags"))
+            && d != e
+        {
+            rep.problems
+                .push(format!("{d} documents but {e} etag index entries"));
+        }
+        let live_in_colls: u64 = coll_live.values().sum();
+        if let Some(c) = counts.get("colls")
+            && *c != live_in_colls
+        {
+            rep.problems.push(format!(
+                "{live_in_colls} documents in collections but {c} collection index entries"
+            ));
+        }
+        let stats = self.collections().await.unwrap_or_default();
+        let stats_map: BTreeMap<Vec<u8>, u64> =
+            stats.iter().map(|(n, c)| (coll_key(n), *c)).collect();
+        if stats_map != coll_live {
+            rep.problems
+                .push("collection counts disagree with the documents".into());
+        }
+        // Free list.
+        let mut next = m.freelist_head;
+        let mut free_listed = 0u64;
+        while next != 0 && next < m.next_page {
+            pages.push(next);
+            match read_cached(&self.inner, next, KIND_FREELIST).await {
+                Ok(buf) => {
+                    let n = u16::from_le_bytes([buf[14], buf[15]]) as usize;
+                    for i in 0..n.min(FREELIST_PER_PAGE) {
+                        let at = 24 + 8 * i;
+                        pages.push(u64::from_le_bytes(
+                            buf[at..at + 8].try_into().unwrap_or_default(),
+                        ));
+                        free_listed += 1;
+                    }
+                    next = u64::from_le_bytes(buf[16..24].try_into().unwrap_or_default());
+                }
+                Err(e) => {
+                    rep.problems.push(format!("free list: {e}"));
+                    break;
+                }
+            }
+        }
+        if free_listed != m.freelist_count {
+            rep.problems.push(format!(
+                "free list holds {free_listed} pages, meta says {}",
+                m.freelist_count
+            ));
+        }
+        rep.pages_checked = pages.len() as u64;
+        // Every page 1..next_page used or free exactly once.
+        let mut seen = vec![0u8; m.next_page as usize];
+        for p in pages {
+            match seen.get_mut(p as usize) {
+                Some(s) if p != 0 => *s = s.saturating_add(1),
+                _ => rep.problems.push(format!(
+                    "page {p} is beyond the allocated {} pages",
+                    m.next_page
+                )),
+            }
+        }
+        let dup: Vec<usize> = seen
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 1)
+            .map(|(i, _)| i)
+            .take(10)
+            .collect();
+        if !dup.is_empty() {
+            rep.problems
+                .push(format!("pages used more than once: {dup:?}"));
+        }
+        let lost = seen.iter().skip(1).filter(|c| **c == 0).count();
+        if lost > 0 && rep.problems.is_empty() {
+            rep.problems
+                .push(format!("{lost} pages neither used nor free (leaked)"));
+        }
+        Ok(rep)
+    }
+}

@@ -1,0 +1,502 @@
+//! Documents: id and collection rules, metadata, and the binary record that
+//! stores one version of a document.
+//!
+//! Record layout (all integers little-endian, fixed width):
+//!
+//! ```text
+//! u8 format version (=1) | u8 flags | u64 etag | i64 last_modified_ms
+//! | u16 id_len | id bytes | u16 coll_len | coll bytes (len 0 = none)
+//! | change vector (ChangeVector::encode) | u32 body_len | body bytes
+//! ```
+//!
+//! The body is JSON text, empty for tombstones. Decoding never panics: any
+//! malformed record yields a [`RecordError`].
+
+use serde::ser::SerializeStruct;
+
+use crate::cv::ChangeVector;
+use crate::error::{InputError, clip};
+
+/// Longest document id accepted, in bytes of UTF-8.
+pub const MAX_ID_BYTES: usize = 512;
+/// Longest collection name accepted, in bytes of UTF-8.
+pub const MAX_COLLECTION_BYTES: usize = 128;
+/// Largest encoded document body accepted (bytes of JSON text).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Format version written in the first byte of every record.
+const RECORD_VERSION: u8 = 1;
+
+/// Checks a document id: non-empty, at most [`MAX_ID_BYTES`] bytes, and no
+/// control characters (`char::is_control`).
+pub fn validate_id(id: &str) -> Result<(), InputError> {
+    let bad = |reason| InputError::InvalidId {
+        id: clip(id),
+        reason,
+    };
+    if id.is_empty() {
+        return Err(bad("the id is empty"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(bad("the id is longer than 512 bytes"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(bad("the id contains control characters"));
+    }
+    Ok(())
+}
+
+/// Checks a collection name: non-empty, at most [`MAX_COLLECTION_BYTES`]
+/// bytes, and no control characters.
+pub fn validate_collection(name: &str) -> Result<(), InputError> {
+    let bad = |reason| InputError::InvalidCollection {
+        name: clip(name),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("the name is empty"));
+    }
+    if name.len() > MAX_COLLECTION_BYTES {
+        return Err(bad("the name is longer than 128 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad("the name contains control characters"));
+    }
+    Ok(())
+}
+
+/// Index key for an id: ids are case-insensitive (stored as given, looked up
+/// by their lowercase form), so the key is `id.to_lowercase().into_bytes()`.
+pub fn id_key(id: &str) -> Vec<u8> {
+    id.to_lowercase().into_bytes()
+}
+
+/// Collection named by `@metadata.@collection` in a JSON object body, if it
+/// is a string.
+pub fn collection_of(body: &serde_json::Value) -> Option<&str> {
+    body.get("@metadata")?.get("@collection")?.as_str()
+}
+
+/// Flags of a stored document version (bits set in one `u8`).
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug, Hash)]
+pub struct DocFlags(pub u8);
+
+impl DocFlags {
+    /// The version is a deletion marker; its body is empty.
+    pub const TOMBSTONE: u8 = 1;
+    /// The version is one side of an unresolved conflict.
+    pub const CONFLICTED: u8 = 2;
+    /// The version was produced by an index rather than written by a client.
+    pub const FROM_INDEX: u8 = 4;
+    /// All bits currently defined; records with other bits set are refused.
+    const KNOWN: u8 = Self::TOMBSTONE | Self::CONFLICTED | Self::FROM_INDEX;
+
+    /// Whether [`DocFlags::TOMBSTONE`] is set.
+    pub fn is_tombstone(self) -> bool {
+        self.0 & Self::TOMBSTONE != 0
+    }
+
+    /// Whether [`DocFlags::CONFLICTED`] is set.
+    pub fn is_conflicted(self) -> bool {
+        self.0 & Self::CONFLICTED != 0
+    }
+
+    /// Whether [`DocFlags::FROM_INDEX`] is set.
+    pub fn is_from_index(self) -> bool {
+        self.0 & Self::FROM_INDEX != 0
+    }
+
+    /// These flags with `bit` (one of the constants, or several or-ed)
+    /// turned on or off.
+    pub fn with(self, bit: u8, on: bool) -> Self {
+        if on {
+            DocFlags(self.0 | bit)
+        } else {
+            DocFlags(self.0 & !bit)
+        }
+    }
+}
+
+/// Metadata of a stored version.
+///
+/// Serializes as a JSON object:
+/// `{"collection":..,"change_vector":"..","etag":..,"last_modified_ms":..,
+/// "tombstone":..,"conflicted":..,"from_index":..}`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DocumentMeta {
+    /// The collection of the document, if any.
+    pub collection: Option<String>,
+    /// The change vector of this version.
+    pub change_vector: ChangeVector,
+    /// The local etag of this version (position in the changes feed).
+    pub etag: u64,
+    /// When this version was written, in milliseconds since the Unix epoch.
+    pub last_modified_ms: i64,
+    /// Tombstone / conflict / index flags.
+    pub flags: DocFlags,
+}
+
+impl serde::Serialize for DocumentMeta {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("DocumentMeta", 7)?;
+        s.serialize_field("collection", &self.collection)?;
+        s.serialize_field("change_vector", &self.change_vector)?;
+        s.serialize_field("etag", &self.etag)?;
+        s.serialize_field("last_modified_ms", &self.last_modified_ms)?;
+        s.serialize_field("tombstone", &self.flags.is_tombstone())?;
+        s.serialize_field("conflicted", &self.flags.is_conflicted())?;
+        s.serialize_field("from_index", &self.flags.is_from_index())?;
+        s.end()
+    }
+}
+
+/// A document as returned by reads: the id as originally given, the JSON
+/// body (`Null` for tombstones), and the metadata.
+#[derive(Clone, PartialEq, Debug, serde::Serialize)]
+pub struct Document {
+    /// The id, with its original case.
+    pub id: String,
+    /// The JSON body; `Null` for tombstones.
+    pub body: serde_json::Value,
+    /// The metadata of this version.
+    pub meta: DocumentMeta,
+}
+
+/// A stored record that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt document record: {0}")]
+pub struct RecordError(pub String);
+
+fn corrupt(why: impl Into<String>) -> RecordError {
+    RecordError(why.into())
+}
+
+/// Encodes one stored version (see the module docs for the layout).
+///
+/// Callers pass a validated id ([`validate_id`]) and collection
+/// ([`validate_collection`]) and a body within [`MAX_BODY_BYTES`]. For a
+/// tombstone the body is not written. An empty collection name is stored as
+/// "no collection". Should a field exceed its length prefix anyway, it is cut
+/// to fit (making the record undecodable rather than misframed); this never
+/// panics.
+pub fn encode_record(id: &str, meta: &DocumentMeta, body_json: &[u8]) -> Vec<u8> {
+    let coll = meta.collection.as_deref().unwrap_or("").as_bytes();
+    let body: &[u8] = if meta.flags.is_tombstone() {
+        &[]
+    } else {
+        body_json
+    };
+    let id = id.as_bytes();
+    let id = &id[..id.len().min(usize::from(u16::MAX))];
+    let coll = &coll[..coll.len().min(usize::from(u16::MAX))];
+    let body = &body[..body.len().min(u32::MAX as usize)];
+    debug_assert!(id.len() <= MAX_ID_BYTES && coll.len() <= MAX_COLLECTION_BYTES);
+
+    let mut out = Vec::with_capacity(
+        1 + 1
+            + 8
+            + 8
+            + 2
+            + id.len()
+            + 2
+            + coll.len()
+            + meta.change_vector.encoded_len()
+            + 4
+            + body.len(),
+    );
+    out.push(RECORD_VERSION);
+    out.push(meta.flags.0);
+    out.extend_from_slice(&meta.etag.to_le_bytes());
+    out.extend_from_slice(&meta.last_modified_ms.to_le_bytes());
+    out.extend_from_slice(&(id.len() as u16).to_le_bytes());
+    out.extend_from_slice(id);
+    out.extend_from_slice(&(coll.len() as u16).to_le_bytes());
+    out.extend_from_slice(coll);
+    meta.change_vector.encode(&mut out);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A bounds-checked reader over a record.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], RecordError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| corrupt(format!("truncated at {what}")))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], RecordError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
+    }
+
+    fn str(&mut self, n: usize, what: &str) -> Result<&'a str, RecordError> {
+        std::str::from_utf8(self.take(n, what)?)
+            .map_err(|_| corrupt(format!("{what} is not UTF-8")))
+    }
+}
+
+/// Decodes everything but the body; returns the id, meta and body bytes.
+fn decode_parts(buf: &[u8]) -> Result<(String, DocumentMeta, &[u8]), RecordError> {
+    let mut r = Reader { buf, pos: 0 };
+    let [version] = r.array::<1>("version")?;
+    if version != RECORD_VERSION {
+        return Err(corrupt(format!("unknown format version {version}")));
+    }
+    let [flags] = r.array::<1>("flags")?;
+    if flags & !DocFlags::KNOWN != 0 {
+        return Err(corrupt(format!("unknown flag bits {flags:#04x}")));
+    }
+    let flags = DocFlags(flags);
+    let etag = u64::from_le_bytes(r.array("etag")?);
+    let last_modified_ms = i64::from_le_bytes(r.array("last_modified_ms")?);
+    let id_len = usize::from(u16::from_le_bytes(r.array("id length")?));
+    let id = r.str(id_len, "id")?.to_owned();
+    let coll_len = usize::from(u16::from_le_bytes(r.array("collection length")?));
+    let coll = r.str(coll_len, "collection")?;
+    let collection = (!coll.is_empty()).then(|| coll.to_owned());
+    let (change_vector, used) = ChangeVector::decode(&buf[r.pos..])
+        .map_err(|e| corrupt(format!("bad change vector: {e}")))?;
+    r.pos += used;
+    let body_len = u32::from_le_bytes(r.array("body length")?) as usize;
+    let body = r.take(body_len, "body")?;
+    if r.pos != buf.len() {
+        return Err(corrupt(format!("{} trailing bytes", buf.len() - r.pos)));
+    }
+    if flags.is_tombstone() && !body.is_empty() {
+        return Err(corrupt("tombstone with a body"));
+    }
+    let meta = DocumentMeta {
+        collection,
+        change_vector,
+        etag,
+        last_modified_ms,
+        flags,
+    };
+    Ok((id, meta, body))
+}
+
+/// Decodes a record fully, parsing its JSON body (`Null` for tombstones).
+/// Any truncation, unknown version or flag bits, bad UTF-8, bad change
+/// vector, trailing bytes or bad JSON is an error; it never panics.
+pub fn decode_record(buf: &[u8]) -> Result<Document, RecordError> {
+    let (id, meta, body) = decode_parts(buf)?;
+    let body = if meta.flags.is_tombstone() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(body).map_err(|e| corrupt(format!("bad JSON body: {e}")))?
+    };
+    Ok(Document { id, body, meta })
+}
+
+/// Decodes only the id and metadata, without parsing the JSON body (the
+/// framing, including the body length, is still checked). Used on hot paths.
+pub fn decode_record_meta(buf: &[u8]) -> Result<(String, DocumentMeta), RecordError> {
+    let (id, meta, _) = decode_parts(buf)?;
+    Ok((id, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cv::DbId;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn meta(collection: Option<&str>, flags: DocFlags) -> DocumentMeta {
+        DocumentMeta {
+            collection: collection.map(str::to_owned),
+            change_vector: ChangeVector::from_entries([(DbId([1; 16]), 5), (DbId([2; 16]), 9)])
+                .unwrap(),
+            etag: 42,
+            last_modified_ms: -1_700_000_000_123,
+            flags,
+        }
+    }
+
+    #[test]
+    fn id_validation() {
+        assert!(matches!(validate_id(""), Err(InputError::InvalidId { .. })));
+        assert!(validate_id(&"a".repeat(512)).is_ok());
+        assert!(validate_id(&"a".repeat(513)).is_err());
+        // 2-byte chars: 256 of them = 512 bytes ok, 257 too long.
+        assert!(validate_id(&"é".repeat(256)).is_ok());
+        assert!(validate_id(&"é".repeat(257)).is_err());
+        for bad in ["a\nb", "a\0", "\u{7f}", "x\u{85}y", "tab\t"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["users/1", "Ünïcödé/日本語", "a b", "emoji🎉"] {
+            assert!(validate_id(ok).is_ok(), "{ok:?}");
+        }
+        let long = "x".repeat(1000);
+        match validate_id(&long) {
+            Err(InputError::InvalidId { id, .. }) => assert!(id.chars().count() <= 101),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn collection_validation() {
+        assert!(matches!(
+            validate_collection(""),
+            Err(InputError::InvalidCollection { .. })
+        ));
+        assert!(validate_collection(&"c".repeat(128)).is_ok());
+        assert!(validate_collection(&"c".repeat(129)).is_err());
+        assert!(validate_collection("a\nb").is_err());
+        assert!(validate_collection("Patients").is_ok());
+    }
+
+    #[test]
+    fn id_key_lowercases() {
+        assert_eq!(id_key("Users/ABC"), b"users/abc".to_vec());
+        assert_eq!(id_key("ÜBER"), "über".as_bytes().to_vec());
+        assert_eq!(id_key("users/abc"), id_key("USERS/ABC"));
+    }
+
+    #[test]
+    fn collection_of_cases() {
+        assert_eq!(
+            collection_of(&json!({"@metadata": {"@collection": "Users"}, "a": 1})),
+            Some("Users")
+        );
+        assert_eq!(
+            collection_of(&json!({"@metadata": {"@collection": 5}})),
+            None
+        );
+        assert_eq!(collection_of(&json!({"@metadata": {}})), None);
+        assert_eq!(collection_of(&json!({"a": 1})), None);
+        assert_eq!(collection_of(&json!([1, 2])), None);
+        assert_eq!(collection_of(&json!(null)), None);
+    }
+
+    #[test]
+    fn flags() {
+        let f = DocFlags::default();
+        assert!(!f.is_tombstone() && !f.is_conflicted() && !f.is_from_index());
+        let f = f
+            .with(DocFlags::TOMBSTONE, true)
+            .with(DocFlags::FROM_INDEX, true);
+        assert!(f.is_tombstone() && !f.is_conflicted() && f.is_from_index());
+        let f = f.with(DocFlags::TOMBSTONE, false);
+        assert_eq!(f, DocFlags(DocFlags::FROM_INDEX));
+    }
+
+    #[test]
+    fn record_roundtrip() {
+        let body = json!({"name": "Ann", "@metadata": {"@collection": "Users"}});
+        let text = serde_json::to_vec(&body).unwrap();
+        for (id, coll) in [("users/1", Some("Users")), ("Ünï/日本", None)] {
+            let m = meta(coll, DocFlags::default().with(DocFlags::CONFLICTED, true));
+            let rec = encode_record(id, &m, &text);
+            let d = decode_record(&rec).unwrap();
+            assert_eq!(d.id, id);
+            assert_eq!(d.body, body);
+            assert_eq!(d.meta, m);
+            assert_eq!(decode_record_meta(&rec).unwrap(), (id.to_string(), m));
+        }
+    }
+
+    #[test]
+    fn tombstone_roundtrip() {
+        let m = meta(Some("Users"), DocFlags(DocFlags::TOMBSTONE));
+        let rec = encode_record("users/1", &m, b"{\"ignored\":1}");
+        let d = decode_record(&rec).unwrap();
+        assert_eq!(d.body, serde_json::Value::Null);
+        assert_eq!(d.meta, m);
+        // A tombstone carrying a body is corrupt.
+        let mut m2 = m.clone();
+        m2.flags = DocFlags(0);
+        let mut rec = encode_record("users/1", &m2, b"{}");
+        rec[1] = DocFlags::TOMBSTONE;
+        assert!(decode_record(&rec).is_err());
+    }
+
+    #[test]
+    fn every_truncation_fails() {
+        let m = meta(Some("Users"), DocFlags::default());
+        let rec = encode_record("users/1", &m, br#"{"a":[1,2,3]}"#);
+        for k in 0..rec.len() {
+            assert!(decode_record(&rec[..k]).is_err(), "len {k}");
+            assert!(decode_record_meta(&rec[..k]).is_err(), "len {k}");
+        }
+        let mut long = rec.clone();
+        long.push(0);
+        assert!(decode_record(&long).is_err());
+        assert!(decode_record_meta(&long).is_err());
+    }
+
+    #[test]
+    fn rejects_corruptions() {
+        let m = meta(None, DocFlags::default());
+        let rec = encode_record("id", &m, b"{}");
+        let mut v = rec.clone();
+        v[0] = 2;
+        assert!(
+            decode_record(&v)
+                .unwrap_err()
+                .to_string()
+                .starts_with("corrupt document record: ")
+        );
+        let mut v = rec.clone();
+        v[1] = 0x80;
+        assert!(decode_record(&v).is_err());
+        // Bad UTF-8 in the id (offset 20 is the first id byte).
+        let mut v = rec.clone();
+        v[20] = 0xff;
+        assert!(decode_record(&v).is_err());
+        // Bad JSON body: meta decodes, full decode fails.
+        let bad = encode_record("id", &m, b"{nope");
+        assert!(decode_record_meta(&bad).is_ok());
+        assert!(decode_record(&bad).is_err());
+    }
+
+    #[test]
+    fn meta_serializes_readably() {
+        let m = meta(Some("Users"), DocFlags(DocFlags::TOMBSTONE));
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["collection"], "Users");
+        assert_eq!(v["change_vector"], m.change_vector.to_text());
+        assert_eq!(v["etag"], 42);
+        assert_eq!(v["tombstone"], true);
+        assert_eq!(v["conflicted"], false);
+        assert_eq!(v["from_index"], false);
+        let d = Document {
+            id: "a".into(),
+            body: json!({}),
+            meta: m,
+        };
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(v["meta"]["etag"], 42);
+    }
+
+    proptest! {
+        #[test]
+        fn decode_arbitrary_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_record(&bytes);
+            let _ = decode_record_meta(&bytes);
+        }
+
+        #[test]
+        fn decode_mutated_never_panics(pos in 0usize..64, val in any::<u8>()) {
+            let m = meta(Some("C"), DocFlags::default());
+            let mut rec = encode_record("users/1", &m, br#"{"a":1}"#);
+            let p = pos % rec.len();
+            rec[p] = val;
+            let _ = decode_record(&rec);
+            let _ = decode_record_meta(&rec);
+        }
+    }
+}

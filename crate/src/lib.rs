@@ -1,0 +1,35 @@
+//! # Outpost
+//!
+//! An offline-first document database. The same engine compiles to WebAssembly
+//! (pages kept in IndexedDB, or in any page store the host supplies) and natively
+//! (pages kept in files behind a write-ahead log with group commit).
+//!
+//! Layers, bottom up:
+//! - [`store`]: the [`store::PageStore`] trait — fixed-size pages, an atomic commit
+//!   of a set of pages plus a meta record, a durability barrier — with an in-memory
+//!   store and (native) the file store.
+//! - [`btree`]: a copy-on-write B+tree over pages.
+//! - [`db`]: documents, change vectors, the id / etag / collection indexes, and
+//!   group commit.
+//!
+//! See `docs/design.md` for the storage design and its commit-safety argument.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod btree;
+pub mod cache;
+pub mod cv;
+pub mod db;
+pub mod doc;
+pub mod error;
+pub mod platform;
+pub mod store;
+
+pub use cv::{ChangeVector, CvOrder, DbId};
+pub use db::{
+    Batch, CommitInfo, Database, DbStats, Expected, IntegrityReport, OpenOptions, PutOptions,
+    Snapshot, WriteResult,
+};
+pub use doc::{DocFlags, Document, DocumentMeta};
+pub use error::{Error, InputError, OpenError};
+pub use store::{PageStore, StoreError};

@@ -1,0 +1,197 @@
+//! Page storage: the one trait every backend implements.
+//!
+//! A page store holds fixed-size pages addressed by number plus one small *meta
+//! record*. Its only write operation is [`PageStore::commit`]: a set of pages and a
+//! new meta record, applied atomically (after a crash, either all of a commit is
+//! visible or none of it). The engine never overwrites a page that the last
+//! committed meta record can reach, so a store needs to keep only the newest
+//! version of each page.
+//!
+//! The shape is chosen so that both a file with a write-ahead log (native) and a
+//! transactional key/value store such as IndexedDB (one readwrite transaction per
+//! commit) implement it directly.
+
+use std::sync::Arc;
+
+use crate::platform::{BoxFuture, MaybeSend, MaybeSync};
+
+mod memory;
+pub use memory::MemoryStore;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod file;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod vfs;
+
+/// Page number. Page 0 is reserved (the engine uses it as a null pointer).
+pub type PageNo = u64;
+
+/// Size in bytes of every page, in every store, on every platform.
+pub const PAGE_SIZE: usize = 4096;
+
+/// Largest meta record a store must accept.
+pub const MAX_META: usize = 1024;
+
+/// An immutable page buffer (always exactly [`PAGE_SIZE`] bytes).
+pub type PageBuf = Arc<Vec<u8>>;
+
+/// Whether a commit waits for durable storage before it resolves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sync {
+    /// Resolve only after the commit is on durable storage (fsync / strict).
+    Durable,
+    /// Resolve once the commit is written and visible; a later
+    /// [`PageStore::sync`] (or durable commit) makes it durable.
+    Relaxed,
+}
+
+/// One atomic commit: pages plus the new meta record.
+#[derive(Clone, Debug)]
+pub struct Commit {
+    /// Pages to write; each buffer is exactly [`PAGE_SIZE`] bytes, page numbers >= 1.
+    pub pages: Vec<(PageNo, PageBuf)>,
+    /// The engine's meta record after this commit (at most [`MAX_META`] bytes).
+    pub meta: Vec<u8>,
+    /// Durability requested for this commit.
+    pub sync: Sync,
+}
+
+/// Errors of page stores.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An operating-system I/O call failed.
+    #[error("I/O error during {op} on {path}: {source}")]
+    Io {
+        /// What the store was doing (`"fsync wal"`, `"read page"`, ...).
+        op: &'static str,
+        /// The file involved.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Stored bytes failed a checksum or structural check.
+    #[error("corruption in {file} at offset {offset}{}: {reason}", page.map(|p| format!(" (page {p})")).unwrap_or_default())]
+    Corrupt {
+        /// The file (or object store) holding the bad bytes.
+        file: String,
+        /// The page concerned, when known.
+        page: Option<PageNo>,
+        /// Byte offset in `file`.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A page that was never written was read.
+    #[error("page {0} does not exist in the store")]
+    PageNotFound(PageNo),
+    /// A page buffer of the wrong size, page number 0, or an oversized meta record.
+    #[error("invalid commit: {0}")]
+    InvalidCommit(String),
+    /// An earlier write or fsync failed; the store refuses further writes until it
+    /// is reopened (its on-disk state is recovered on open).
+    #[error("the store failed earlier ({0}) and must be reopened")]
+    Poisoned(String),
+    /// The store was closed.
+    #[error("the store is closed")]
+    Closed,
+    /// The files belong to a newer or unknown format.
+    #[error("unsupported format in {file}: {reason}")]
+    Unsupported {
+        /// The file concerned.
+        file: String,
+        /// What is not supported.
+        reason: String,
+    },
+    /// The storage quota (browser) or the disk is full; nothing of the commit was applied.
+    #[error("storage quota exceeded: {0}")]
+    QuotaExceeded(String),
+    /// Another error from a host-supplied store.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// A short stable code for logs, metrics and the JS bindings.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Io { .. } => "io",
+            StoreError::Corrupt { .. } => "corrupt",
+            StoreError::PageNotFound(_) => "page_not_found",
+            StoreError::InvalidCommit(_) => "invalid_commit",
+            StoreError::Poisoned(_) => "poisoned",
+            StoreError::Closed => "closed",
+            StoreError::Unsupported { .. } => "unsupported",
+            StoreError::QuotaExceeded(_) => "quota_exceeded",
+            StoreError::Other(_) => "other",
+        }
+    }
+}
+
+/// Checks the shape of a commit (page sizes, page numbers, meta size).
+pub fn validate_commit(c: &Commit) -> Result<(), StoreError> {
+    if c.meta.len() > MAX_META {
+        return Err(StoreError::InvalidCommit(format!(
+            "meta record of {} bytes exceeds {MAX_META}",
+            c.meta.len()
+        )));
+    }
+    for (no, buf) in &c.pages {
+        if *no == 0 {
+            return Err(StoreError::InvalidCommit(
+                "page number 0 is reserved".into(),
+            ));
+        }
+        if buf.len() != PAGE_SIZE {
+            return Err(StoreError::InvalidCommit(format!(
+                "page {no} has {} bytes, expected {PAGE_SIZE}",
+                buf.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Fixed-size page storage with atomic multi-page commits.
+///
+/// Implementations: [`MemoryStore`], the native [`file::FileStore`] (write-ahead
+/// log, group commit, fsync), and, in the browser, IndexedDB.
+pub trait PageStore: MaybeSend + MaybeSync + 'static {
+    /// Reads the newest committed version of page `no`.
+    fn read_page(&self, no: PageNo) -> BoxFuture<'_, Result<PageBuf, StoreError>>;
+
+    /// The meta record of the newest commit, or `None` for an empty store.
+    fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>>;
+
+    /// Applies `commit` atomically. With [`Sync::Durable`] it resolves only once
+    /// the commit (and every commit before it) is on durable storage.
+    ///
+    /// Commits are applied in call order. After an error the store may refuse
+    /// further commits ([`StoreError::Poisoned`]) until reopened.
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Durability barrier: resolves once every commit made so far is durable.
+    fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Flushes and releases the store. Further calls fail with [`StoreError::Closed`].
+    fn close(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+impl<S: PageStore + ?Sized> PageStore for Arc<S> {
+    fn read_page(&self, no: PageNo) -> BoxFuture<'_, Result<PageBuf, StoreError>> {
+        (**self).read_page(no)
+    }
+    fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
+        (**self).read_meta()
+    }
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).commit(commit)
+    }
+    fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).sync()
+    }
+    fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).close()
+    }
+}

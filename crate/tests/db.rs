@@ -1,0 +1,465 @@
+//! Engine tests over the in-memory store: the document API, atomicity,
+//! optimistic concurrency, snapshots, group commit, reopen, bad input.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use futures::executor::block_on;
+use outpost::store::MemoryStore;
+use outpost::{Batch, ChangeVector, CvOrder, Database, Error, Expected, OpenOptions, PutOptions};
+use serde_json::json;
+use std::future::Future;
+
+fn opts() -> OpenOptions {
+    let t = Arc::new(AtomicI64::new(1_700_000_000_000));
+    OpenOptions {
+        clock: Some(Arc::new(move || t.fetch_add(1, Ordering::Relaxed))),
+        ..Default::default()
+    }
+}
+
+async fn open(store: &Arc<MemoryStore>) -> Database<Arc<MemoryStore>> {
+    Database::open(store.clone(), opts()).await.unwrap()
+}
+
+#[test]
+fn put_get_delete_roundtrip() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let db = open(&store).await;
+        let r = db
+            .put(
+                "patients/dr-7/p1",
+                json!({"name": "Ada", "@metadata": {"@collection": "Patients"}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.etag, 1);
+        assert_eq!(r.change_vector.get(&db.db_id()), 1);
+        let d = db
+            .get("Patients/DR-7/P1")
+            .await
+            .unwrap()
+            .expect("case-insensitive lookup");
+        assert_eq!(d.id, "patients/dr-7/p1");
+        assert_eq!(d.body["name"], "Ada");
+        assert_eq!(d.meta.collection.as_deref(), Some("Patients"));
+        assert_eq!(d.meta.last_modified_ms, 1_700_000_000_000);
+        // update keeps history in the change vector
+        let r2 = db
+            .put("patients/dr-7/p1", json!({"name": "Ada L."}))
+            .await
+            .unwrap();
+        assert_eq!(r2.etag, 2);
+        assert_eq!(r2.change_vector.compare(&r.change_vector), CvOrder::Newer);
+        // delete writes a tombstone
+        let del = db.delete("patients/dr-7/p1").await.unwrap().unwrap();
+        assert!(del.deleted);
+        assert_eq!(del.change_vector.compare(&r2.change_vector), CvOrder::Newer);
+        assert!(db.get("patients/dr-7/p1").await.unwrap().is_none());
+        let t = db.get_version("patients/dr-7/p1").await.unwrap().unwrap();
+        assert!(t.meta.flags.is_tombstone());
+        assert_eq!(t.meta.change_vector, del.change_vector);
+        assert!(
+            db.delete("patients/dr-7/p1").await.unwrap().is_none(),
+            "second delete is a no-op"
+        );
+        assert!(db.delete("nope").await.unwrap().is_none());
+        assert_eq!(db.count().await.unwrap(), 0);
+        assert_eq!(db.stats().tombstones, 1);
+        let rep = db.integrity_check().await.unwrap();
+        assert!(rep.is_ok(), "{:?}", rep.problems);
+    });
+}
+
+#[test]
+fn scan_changes_collections() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let db = open(&store).await;
+        for i in 0..300 {
+            let (prefix, coll) = if i % 3 == 0 {
+                ("patients/dr-7/", "Patients")
+            } else {
+                ("invoices/", "Invoices")
+            };
+            db.put(
+                &format!("{prefix}{i:04}"),
+                json!({"n": i, "@metadata": {"@collection": coll}}),
+            )
+            .await
+            .unwrap();
+        }
+        let page1 = db.scan("patients/dr-7/", None, 40).await.unwrap();
+        assert_eq!(page1.len(), 40);
+        let page2 = db
+            .scan("patients/dr-7/", Some(&page1[39].id), 1000)
+            .await
+            .unwrap();
+        assert_eq!(page2.len(), 60);
+        assert!(
+            page1
+                .iter()
+                .chain(&page2)
+                .all(|d| d.id.starts_with("patients/dr-7/"))
+        );
+        let ids: Vec<_> = page1.iter().chain(&page2).map(|d| d.id.clone()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        // prefix is case-insensitive
+        assert_eq!(db.scan("PATIENTS/", None, 1000).await.unwrap().len(), 100);
+        // changes feed in etag order, tombstones included
+        db.delete("invoices/0001").await.unwrap();
+        db.put("patients/dr-7/0000", json!({"n": "again"}))
+            .await
+            .unwrap();
+        let ch = db.changes(295, 100).await.unwrap();
+        let etags: Vec<u64> = ch.iter().map(|d| d.meta.etag).collect();
+        assert_eq!(etags, vec![296, 297, 298, 299, 300, 301, 302]);
+        assert!(ch[5].meta.flags.is_tombstone());
+        assert_eq!(ch[6].id, "patients/dr-7/0000");
+        assert_eq!(db.changes(0, 10_000).await.unwrap().len(), 300);
+        let colls = db.collections().await.unwrap();
+        assert_eq!(
+            colls,
+            vec![("Invoices".to_string(), 199), ("Patients".to_string(), 100)]
+        );
+        let inv = db.by_collection("invoices", None, 10).await.unwrap();
+        assert_eq!(inv.len(), 10);
+        assert_eq!(db.count().await.unwrap(), 299);
+        assert!(db.integrity_check().await.unwrap().is_ok());
+    });
+}
+
+#[test]
+fn batch_is_atomic_and_expected_change_vectors() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let db = open(&store).await;
+        let a = db.put("a", json!({"v": 1})).await.unwrap();
+        let mut b = Batch::new();
+        b.put("b", json!({"v": 2}));
+        b.put_with(
+            "a",
+            json!({"v": 3}),
+            PutOptions {
+                expected: Expected::Cv(ChangeVector::new()),
+                ..Default::default()
+            },
+        );
+        let err = db.commit(b).await.unwrap_err();
+        assert!(matches!(err, Error::ConcurrencyConflict { .. }), "{err}");
+        assert_eq!(err.code(), "concurrency_conflict");
+        assert!(
+            db.get("b").await.unwrap().is_none(),
+            "nothing of a failed batch is written"
+        );
+        assert_eq!(db.get("a").await.unwrap().unwrap().body["v"], 1);
+        // a matching expectation succeeds
+        let mut b = Batch::new();
+        b.put("b", json!({"v": 2}));
+        b.put_with(
+            "a",
+            json!({"v": 3}),
+            PutOptions {
+                expected: Expected::Cv(a.change_vector.clone()),
+                ..Default::default()
+            },
+        );
+        let info = db.commit(b).await.unwrap();
+        assert_eq!(info.results.len(), 2);
+        assert_eq!(db.get("a").await.unwrap().unwrap().body["v"], 3);
+        // Expected::Missing reserves a name once
+        let reserve = |db: Database<Arc<MemoryStore>>| async move {
+            db.put_with(
+                "names/alice",
+                json!({}),
+                PutOptions {
+                    expected: Expected::Missing,
+                    ..Default::default()
+                },
+            )
+            .await
+        };
+        assert!(reserve(db.clone()).await.is_ok());
+        assert!(matches!(
+            reserve(db.clone()).await,
+            Err(Error::ConcurrencyConflict { .. })
+        ));
+        // a bad op anywhere rejects the batch before anything is applied
+        let mut b = Batch::new();
+        b.put("c", json!({}));
+        b.put("", json!({}));
+        assert_eq!(db.commit(b).await.unwrap_err().code(), "invalid_id");
+        assert!(db.get("c").await.unwrap().is_none());
+        assert!(db.integrity_check().await.unwrap().is_ok());
+    });
+}
+
+#[test]
+fn bad_input_is_typed_errors() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let db = open(&store).await;
+        let long = "x".repeat(513);
+        for (id, code) in [
+            ("", "invalid_id"),
+            ("a\nb", "invalid_id"),
+            ("\u{0}", "invalid_id"),
+            (long.as_str(), "invalid_id"),
+        ] {
+            assert_eq!(
+                db.put(id, json!({})).await.unwrap_err().code(),
+                code,
+                "{id:?}"
+            );
+            assert_eq!(db.get(id).await.unwrap_err().code(), code);
+        }
+        assert_eq!(
+            db.put("ok", json!([1, 2])).await.unwrap_err().code(),
+            "invalid_json"
+        );
+        assert_eq!(
+            db.put("ok", json!("str")).await.unwrap_err().code(),
+            "invalid_json"
+        );
+        assert_eq!(
+            db.put_with(
+                "ok",
+                json!({}),
+                PutOptions {
+                    collection: Some("bad\u{7}".into()),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+            .code(),
+            "invalid_collection"
+        );
+        assert_eq!(
+            db.put("ok", json!({"@metadata": {"@collection": ""}}))
+                .await
+                .unwrap_err()
+                .code(),
+            "invalid_collection"
+        );
+        assert_eq!(db.count().await.unwrap(), 0);
+        assert!(db.integrity_check().await.unwrap().is_ok());
+    });
+}
+
+#[test]
+fn large_documents_use_overflow_pages_and_are_freed() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let db = open(&store).await;
+        let big = "z".repeat(300_000);
+        db.put("big", json!({"blob": big})).await.unwrap();
+        assert_eq!(
+            db.get("big").await.unwrap().unwrap().body["blob"]
+                .as_str()
+                .unwrap()
+                .len(),
+            300_000
+        );
+        let pages_with_big = db.stats().pages;
+        db.put("big", json!({"blob": "small now"})).await.unwrap();
+        db.put("other", json!({"blob": "y".repeat(250_000)}))
+            .await
+            .unwrap();
+        // the overflow pages of the first version were reused for the second document
+        assert!(
+            db.stats().pages < pages_with_big + 20,
+            "{} vs {}",
+            db.stats().pages,
+            pages_with_big
+        );
+        assert!(db.integrity_check().await.unwrap().is_ok());
+    });
+}
+
+#[test]
+fn reopen_keeps_everything() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let db = open(&store).await;
+        let id = db.db_id();
+        for i in 0..2000 {
+            db.put(
+                &format!("docs/{i}"),
+                json!({"i": i, "pad": "p".repeat(i % 700)}),
+            )
+            .await
+            .unwrap();
+        }
+        for i in (0..2000).step_by(3) {
+            db.delete(&format!("docs/{i}")).await.unwrap();
+        }
+        let before = db.stats();
+        db.close().await.unwrap();
+        assert_eq!(db.put("x", json!({})).await.unwrap_err().code(), "closed");
+        store.reopen();
+        let db = open(&store).await;
+        assert_eq!(db.db_id(), id);
+        let after = db.stats();
+        assert_eq!(
+            (after.documents, after.tombstones, after.last_etag),
+            (before.documents, before.tombstones, before.last_etag)
+        );
+        assert_eq!(db.get("docs/1").await.unwrap().unwrap().body["i"], 1);
+        assert!(db.get("docs/3").await.unwrap().is_none());
+        let r = db.put("docs/3", json!({"back": true})).await.unwrap();
+        assert_eq!(r.etag, before.last_etag + 1);
+        let rep = db.integrity_check().await.unwrap();
+        assert!(rep.is_ok(), "{:?}", rep.problems);
+    });
+}
+
+#[test]
+fn snapshots_are_stable_while_writes_commit() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let db = open(&store).await;
+        for i in 0..200 {
+            db.put(
+                &format!("k/{i:04}"),
+                json!({"v": 0, "pad": "a".repeat(200)}),
+            )
+            .await
+            .unwrap();
+        }
+        let snap = db.snapshot();
+        for round in 1..=3 {
+            for i in 0..200 {
+                if i % 2 == 0 {
+                    db.put(
+                        &format!("k/{i:04}"),
+                        json!({"v": round, "pad": "b".repeat(200)}),
+                    )
+                    .await
+                    .unwrap();
+                } else {
+                    db.delete(&format!("k/{i:04}")).await.unwrap();
+                    db.put(&format!("k/{i:04}"), json!({"v": round}))
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        // the old snapshot still sees version 0 everywhere, page reuse notwithstanding
+        let all = snap.scan("k/", None, 10_000).await.unwrap();
+        assert_eq!(all.len(), 200);
+        assert!(all.iter().all(|d| d.body["v"] == 0));
+        assert!(snap.integrity_check().await.unwrap().is_ok());
+        drop(snap);
+        let now = db.scan("k/", None, 10_000).await.unwrap();
+        assert!(now.iter().all(|d| d.body["v"] == 3));
+        assert!(db.integrity_check().await.unwrap().is_ok());
+    });
+}
+
+/// A memory store whose commits complete only after yielding to the executor
+/// once, as a real store's fsync would: lets writers pile up behind a flush.
+struct SlowStore(MemoryStore);
+
+struct YieldOnce(bool);
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
+impl outpost::PageStore for SlowStore {
+    fn read_page(
+        &self,
+        no: u64,
+    ) -> outpost::platform::BoxFuture<'_, Result<outpost::store::PageBuf, outpost::StoreError>>
+    {
+        self.0.read_page(no)
+    }
+    fn read_meta(
+        &self,
+    ) -> outpost::platform::BoxFuture<'_, Result<Option<Vec<u8>>, outpost::StoreError>> {
+        self.0.read_meta()
+    }
+    fn commit(
+        &self,
+        c: outpost::store::Commit,
+    ) -> outpost::platform::BoxFuture<'_, Result<(), outpost::StoreError>> {
+        let f = self.0.commit(c);
+        Box::pin(async move {
+            YieldOnce(false).await;
+            f.await
+        })
+    }
+    fn sync(&self) -> outpost::platform::BoxFuture<'_, Result<(), outpost::StoreError>> {
+        self.0.sync()
+    }
+    fn close(&self) -> outpost::platform::BoxFuture<'_, Result<(), outpost::StoreError>> {
+        self.0.close()
+    }
+}
+
+#[test]
+fn concurrent_writers_share_flushes() {
+    block_on(async {
+        let store = Arc::new(SlowStore(MemoryStore::new()));
+        let db = Database::open(store.clone(), opts()).await.unwrap();
+        let commits_before = store.0.commit_count();
+        let futs: Vec<_> = (0..200)
+            .map(|i| {
+                let db = db.clone();
+                async move { db.put(&format!("c/{i:03}"), json!({"i": i})).await }
+            })
+            .collect();
+        let results = futures::future::join_all(futs).await;
+        assert!(results.iter().all(|r| r.is_ok()));
+        let commits = store.0.commit_count() - commits_before;
+        assert!(
+            commits <= 10,
+            "{commits} store commits for 200 concurrent writes"
+        );
+        assert_eq!(db.count().await.unwrap(), 200);
+        let etags: std::collections::BTreeSet<u64> =
+            results.iter().map(|r| r.as_ref().unwrap().etag).collect();
+        assert_eq!(etags.len(), 200, "every write got its own etag");
+        assert!(db.integrity_check().await.unwrap().is_ok());
+    });
+}
+
+#[test]
+fn a_dropped_transaction_leaves_nothing_behind() {
+    block_on(async {
+        let store = Arc::new(SlowStore(MemoryStore::new()));
+        let db = Database::open(store.clone(), opts()).await.unwrap();
+        for i in 0..50 {
+            db.put(&format!("d/{i}"), json!({"i": i})).await.unwrap();
+        }
+        // Start a big batch and drop it after its first poll (mid-flush or mid-apply).
+        let mut b = Batch::new();
+        for i in 0..500 {
+            b.put(format!("e/{i}"), json!({"i": i}));
+        }
+        {
+            let mut fut = Box::pin(db.commit(b));
+            let waker = futures::task::noop_waker();
+            let mut cx = std::task::Context::from_waker(&waker);
+            let _ = fut.as_mut().poll(&mut cx);
+        }
+        db.put("after", json!({})).await.unwrap();
+        let rep = db.integrity_check().await.unwrap();
+        assert!(rep.is_ok(), "{:?}", rep.problems);
+    });
+}

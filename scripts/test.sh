@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The whole test suite of Outpost, from a bare machine with a Rust toolchain:
+#
+#   ./scripts/test.sh
+#
+# Installs what it needs (skipping what is already there): the
+# wasm32-unknown-unknown target and the rustfmt and clippy components. Then:
+# format check, clippy (native and wasm32, warnings are errors), the wasm32
+# build of the engine, and every native test of the workspace. CI runs exactly
+# this (.ci/run).
+#
+#   ./scripts/test.sh --keep-going    # run every step even after a failure
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+KEEP_GOING=0
+for arg in "$@"; do
+    case "$arg" in
+    --keep-going | -k) KEEP_GOING=1 ;;
+    -h | --help)
+        sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "error: unknown argument $arg (try --help)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+STEPS=()
+FAILED=0
+START=$(date +%s)
+
+header() {
+    echo
+    echo "==> $*"
+}
+
+summary() {
+    local status=$1
+    echo
+    echo "==> Summary ($(($(date +%s) - START)) s in all)"
+    local s
+    for s in "${STEPS[@]}"; do
+        echo "    $s"
+    done
+    if [ "$status" -eq 0 ]; then
+        echo "    all steps passed"
+    else
+        echo "    FAILED (exit status $status)"
+    fi
+}
+
+# step NAME COMMAND...: runs one step with a header, records its time and result.
+step() {
+    local name=$1
+    shift
+    header "$name: $*"
+    local t0 status=0
+    t0=$(date +%s)
+    "$@" || status=$?
+    local took=$(($(date +%s) - t0))
+    if [ "$status" -ne 0 ]; then
+        STEPS+=("FAIL  $name (${took} s)")
+        FAILED=$status
+        if [ "$KEEP_GOING" -eq 0 ]; then
+            summary "$status"
+            exit "$status"
+        fi
+        return 0
+    fi
+    STEPS+=("ok    $name (${took} s)")
+}
+
+# ---------------------------------------------------------------- set-up ---
+header "Toolchain"
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found; install Rust with rustup first (https://rustup.rs)" >&2
+    exit 1
+fi
+cargo --version
+rustc --version
+if command -v rustup >/dev/null 2>&1; then
+    if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+        echo "wasm32-unknown-unknown target: present"
+    else
+        echo "wasm32-unknown-unknown target: installing"
+        rustup target add wasm32-unknown-unknown
+    fi
+    for c in rustfmt clippy; do
+        if rustup component list --installed | grep -q "^$c"; then
+            echo "$c: present"
+        else
+            echo "$c: installing"
+            rustup component add "$c"
+        fi
+    done
+else
+    echo "rustup not found: assuming the wasm32 target, rustfmt and clippy are installed"
+fi
+
+# ----------------------------------------------------------------- steps ---
+step "format" cargo fmt --all --check
+step "clippy (native)" cargo clippy --workspace --all-targets -- -D warnings
+step "clippy (wasm32)" cargo clippy -p outpost --target wasm32-unknown-unknown -- -D warnings
+step "build (wasm32)" cargo build -p outpost --target wasm32-unknown-unknown
+# --show-output prints what passing tests print: the crash tests report how
+# many crash images they checked.
+step "tests (native)" cargo test --workspace -- --show-output
+
+# ------------------------------------------------- browser tests (later) ---
+# BROWSER TESTS GO HERE (next issue): install Debian's chromium and
+# chromium-driver, `cargo install wasm-bindgen-cli` at the version Cargo.lock
+# pins (see ../shared/TOOLCHAIN.md), then run the wasm-bindgen-test suite in
+# headless Chromium. Each install must be skipped when already present.
+
+summary "$FAILED"
+exit "$FAILED"
