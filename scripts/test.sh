@@ -104,7 +104,7 @@ fi
 # ----------------------------------------------------------------- steps ---
 step "format" cargo fmt --all --check
 step "clippy (native)" cargo clippy --workspace --all-targets -- -D warnings
-step "clippy (wasm32)" cargo clippy -p outpost --target wasm32-unknown-unknown -- -D warnings
+step "clippy (wasm32)" cargo clippy -p outpost --target wasm32-unknown-unknown --all-targets -- -D warnings
 step "build (wasm32)" cargo build -p outpost --target wasm32-unknown-unknown
 # --show-output prints what passing tests print: the crash tests report how
 # many crash images they checked.

@@ -356,6 +356,8 @@ struct Working {
     reuse_limit: u64,
     /// Undo journal of the transaction being applied (rolled back on failure).
     undo: Vec<Undo>,
+    /// Pages whose pre-transaction state is in the journal.
+    journaled: std::collections::HashSet<PageNo>,
 }
 
 /// One reversible change to the working state's page bookkeeping.
@@ -378,7 +380,12 @@ impl Working {
             Some(b) => self.dirty.insert(no, b),
             None => self.dirty.remove(&no),
         };
-        self.undo.push(Undo::Dirty(no, prev));
+        // Only a page's state before the transaction's first change to it is
+        // needed to roll back; later versions are dropped at once (a large
+        // batch rewrites the same pages many times).
+        if self.journaled.insert(no) {
+            self.undo.push(Undo::Dirty(no, prev));
+        }
     }
 
     /// Reverts every change recorded in the journal, newest first.
@@ -405,6 +412,7 @@ impl Working {
             }
         }
         self.meta = meta;
+        self.journaled.clear();
     }
 }
 
@@ -638,6 +646,7 @@ impl<S: PageStore> Database<S> {
                 freelist_pages: Vec::new(),
                 reuse_limit: 0,
                 undo: Vec::new(),
+                journaled: Default::default(),
             }),
             shared: Mutex::new(Shared {
                 visible: meta.clone(),
@@ -782,6 +791,7 @@ impl<S: PageStore> Database<S> {
             // Restores the working state if the transaction fails or its future is
             // dropped half-way: a transaction is applied whole or not at all.
             w.undo.clear();
+            w.journaled.clear();
             let save = w.meta.clone();
             let mut txn = TxnGuard {
                 w,
@@ -799,6 +809,7 @@ impl<S: PageStore> Database<S> {
             seq = txn.w.seq;
             txn.save = None;
             txn.w.undo.clear();
+            txn.w.journaled.clear();
         }
         self.wait_durable(seq).await?;
         Ok(CommitInfo { results })

@@ -308,7 +308,7 @@ pub fn decode_record_meta(buf: &[u8]) -> Result<(String, DocumentMeta), RecordEr
     Ok((id, meta))
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use crate::cv::DbId;

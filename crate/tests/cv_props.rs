@@ -1,6 +1,9 @@
 //! Property tests of change vectors: the partial-order laws of `compare`,
 //! the lattice laws of `merge`, round trips, and panic-freedom of parsers.
 
+// Native only: uses proptest or the file store (wasm32 tests run in a browser).
+#![cfg(not(target_arch = "wasm32"))]
+
 use outpost::cv::{ChangeVector, CvOrder, DbId};
 use proptest::prelude::*;
 

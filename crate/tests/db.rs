@@ -463,3 +463,88 @@ fn a_dropped_transaction_leaves_nothing_behind() {
         assert!(rep.is_ok(), "{:?}", rep.problems);
     });
 }
+
+/// A store that counts page reads.
+struct CountingStore(Arc<MemoryStore>, std::sync::atomic::AtomicU64);
+
+impl outpost::PageStore for CountingStore {
+    fn read_page(
+        &self,
+        no: u64,
+    ) -> outpost::platform::BoxFuture<'_, Result<outpost::store::PageBuf, outpost::StoreError>>
+    {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        self.0.read_page(no)
+    }
+    fn read_meta(
+        &self,
+    ) -> outpost::platform::BoxFuture<'_, Result<Option<Vec<u8>>, outpost::StoreError>> {
+        self.0.read_meta()
+    }
+    fn commit(
+        &self,
+        c: outpost::store::Commit,
+    ) -> outpost::platform::BoxFuture<'_, Result<(), outpost::StoreError>> {
+        self.0.commit(c)
+    }
+    fn sync(&self) -> outpost::platform::BoxFuture<'_, Result<(), outpost::StoreError>> {
+        self.0.sync()
+    }
+    fn close(&self) -> outpost::platform::BoxFuture<'_, Result<(), outpost::StoreError>> {
+        self.0.close()
+    }
+}
+
+#[test]
+fn open_reads_almost_nothing_and_the_cache_is_bounded() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let db = open(&store).await;
+        let mut b = Batch::new();
+        for i in 0..20_000 {
+            b.put(
+                format!("docs/{i:06}"),
+                json!({"i": i, "pad": "q".repeat(400)}),
+            );
+        }
+        db.commit(b).await.unwrap();
+        for i in (0..20_000).step_by(7) {
+            db.delete(&format!("docs/{i:06}")).await.unwrap();
+        }
+        let pages = db.stats().pages;
+        assert!(pages > 2_000, "{pages} pages");
+        db.close().await.unwrap();
+        store.reopen();
+        let counting = Arc::new(CountingStore(store.clone(), Default::default()));
+        let opts = OpenOptions {
+            cache_bytes: 32 * 4096,
+            ..opts()
+        };
+        let db = Database::open(counting.clone(), opts).await.unwrap();
+        let at_open = counting.1.load(Ordering::Relaxed);
+        // Only the free-list pages are read at open, not the database.
+        assert!(
+            at_open <= 2 + db.stats().free_pages / 500,
+            "{at_open} page reads to open {pages} pages"
+        );
+        let before = counting.1.load(Ordering::Relaxed);
+        assert_eq!(
+            db.get("docs/012345").await.unwrap().unwrap().body["i"],
+            12345
+        );
+        let per_get = counting.1.load(Ordering::Relaxed) - before;
+        assert!(per_get <= 6, "{per_get} page reads for one get");
+        // A full scan goes through a 32-page cache.
+        let mut after = None;
+        let mut seen = 0;
+        loop {
+            let page = db.scan("docs/", after.as_deref(), 1000).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            seen += page.len();
+        }
+        assert_eq!(seen as u64, db.count().await.unwrap());
+        let cache = db.stats().cache;
+        assert!(cache.pages <= 32 && cache.capacity_pages == 32, "{cache:?}");
+    });
+}

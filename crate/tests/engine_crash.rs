@@ -12,6 +12,9 @@
 //!
 //! `OUTPOST_CRASH_WORKLOADS=<n>` raises the number of seeded workloads (default 24).
 
+// Native only: uses proptest or the file store (wasm32 tests run in a browser).
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

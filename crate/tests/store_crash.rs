@@ -16,6 +16,9 @@
 //! the images per crash point and the number of workloads; a larger number is
 //! the approximate total of images wanted per crash test.
 
+// Native only: uses proptest or the file store (wasm32 tests run in a browser).
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
