@@ -1406,14 +1406,25 @@ impl<S: PageStore> Snapshot<S> {
             },
         )
         .await?;
+        self.load_docs(keys, self.meta.etags, "etag").await
+    }
+
+    /// Reads the documents of `keys` (id keys taken from the index rooted at
+    /// `index`); a key without a document is index corruption.
+    async fn load_docs(
+        &self,
+        keys: Vec<Vec<u8>>,
+        index: PageNo,
+        what: &str,
+    ) -> Result<Vec<Document>, Error> {
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             match btree::get(&self.reader(), self.meta.docs, &k).await? {
                 Some(rec) => out.push(decode_doc(&rec, &k)?),
                 None => {
                     return Err(Error::Corrupt {
-                        page: self.meta.etags,
-                        reason: "etag index points to a missing document".into(),
+                        page: index,
+                        reason: format!("{what} index points to a missing document"),
                     });
                 }
             }
@@ -1437,9 +1448,8 @@ impl<S: PageStore> Snapshot<S> {
             start = coll_index_key(collection, &doc::id_key(a));
             start.push(0);
         }
-        let mut keys = Vec::new();
         if limit == 0 {
-            return Ok(keys);
+            return Ok(Vec::new());
         }
         let mut idkeys = Vec::new();
         btree::scan(&self.reader(), self.meta.colls, &start, |k, _| {
@@ -1450,18 +1460,7 @@ impl<S: PageStore> Snapshot<S> {
             idkeys.len() < limit
         })
         .await?;
-        for k in idkeys {
-            match btree::get(&self.reader(), self.meta.docs, &k).await? {
-                Some(rec) => keys.push(decode_doc(&rec, &k)?),
-                None => {
-                    return Err(Error::Corrupt {
-                        page: self.meta.colls,
-                        reason: "collection index points to a missing document".into(),
-                    });
-                }
-            }
-        }
-        Ok(keys)
+        self.load_docs(idkeys, self.meta.colls, "collection").await
     }
 
     /// See [`Database::collections`].

@@ -360,9 +360,24 @@ fn snapshots_are_stable_while_writes_commit() {
     });
 }
 
-/// A memory store whose commits complete only after yielding to the executor
-/// once, as a real store's fsync would: lets writers pile up behind a flush.
-struct SlowStore(MemoryStore);
+/// A memory store wrapper for tests: counts page reads, and optionally makes
+/// every commit yield to the executor once before completing (as a real
+/// store's fsync would), so writers pile up behind a flush.
+struct TestStore {
+    inner: Arc<MemoryStore>,
+    reads: std::sync::atomic::AtomicU64,
+    slow: bool,
+}
+
+impl TestStore {
+    fn new(inner: Arc<MemoryStore>, slow: bool) -> Self {
+        TestStore {
+            inner,
+            reads: Default::default(),
+            slow,
+        }
+    }
+}
 
 struct YieldOnce(bool);
 impl std::future::Future for YieldOnce {
@@ -381,43 +396,40 @@ impl std::future::Future for YieldOnce {
     }
 }
 
-impl outpost::PageStore for SlowStore {
-    fn read_page(
-        &self,
-        no: u64,
-    ) -> outpost::platform::BoxFuture<'_, Result<outpost::store::PageBuf, outpost::StoreError>>
-    {
-        self.0.read_page(no)
+type Fut<'a, T> = outpost::platform::BoxFuture<'a, Result<T, outpost::StoreError>>;
+
+impl outpost::PageStore for TestStore {
+    fn read_page(&self, no: u64) -> Fut<'_, outpost::store::PageBuf> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.read_page(no)
     }
-    fn read_meta(
-        &self,
-    ) -> outpost::platform::BoxFuture<'_, Result<Option<Vec<u8>>, outpost::StoreError>> {
-        self.0.read_meta()
+    fn read_meta(&self) -> Fut<'_, Option<Vec<u8>>> {
+        self.inner.read_meta()
     }
-    fn commit(
-        &self,
-        c: outpost::store::Commit,
-    ) -> outpost::platform::BoxFuture<'_, Result<(), outpost::StoreError>> {
-        let f = self.0.commit(c);
+    fn commit(&self, c: outpost::store::Commit) -> Fut<'_, ()> {
+        let f = self.inner.commit(c);
+        let slow = self.slow;
         Box::pin(async move {
-            YieldOnce(false).await;
+            if slow {
+                YieldOnce(false).await;
+            }
             f.await
         })
     }
-    fn sync(&self) -> outpost::platform::BoxFuture<'_, Result<(), outpost::StoreError>> {
-        self.0.sync()
+    fn sync(&self) -> Fut<'_, ()> {
+        self.inner.sync()
     }
-    fn close(&self) -> outpost::platform::BoxFuture<'_, Result<(), outpost::StoreError>> {
-        self.0.close()
+    fn close(&self) -> Fut<'_, ()> {
+        self.inner.close()
     }
 }
 
 #[test]
 fn concurrent_writers_share_flushes() {
     block_on(async {
-        let store = Arc::new(SlowStore(MemoryStore::new()));
+        let store = Arc::new(TestStore::new(Arc::new(MemoryStore::new()), true));
         let db = Database::open(store.clone(), opts()).await.unwrap();
-        let commits_before = store.0.commit_count();
+        let commits_before = store.inner.commit_count();
         let futs: Vec<_> = (0..200)
             .map(|i| {
                 let db = db.clone();
@@ -426,7 +438,7 @@ fn concurrent_writers_share_flushes() {
             .collect();
         let results = futures::future::join_all(futs).await;
         assert!(results.iter().all(|r| r.is_ok()));
-        let commits = store.0.commit_count() - commits_before;
+        let commits = store.inner.commit_count() - commits_before;
         assert!(
             commits <= 10,
             "{commits} store commits for 200 concurrent writes"
@@ -442,7 +454,7 @@ fn concurrent_writers_share_flushes() {
 #[test]
 fn a_dropped_transaction_leaves_nothing_behind() {
     block_on(async {
-        let store = Arc::new(SlowStore(MemoryStore::new()));
+        let store = Arc::new(TestStore::new(Arc::new(MemoryStore::new()), true));
         let db = Database::open(store.clone(), opts()).await.unwrap();
         for i in 0..50 {
             db.put(&format!("d/{i}"), json!({"i": i})).await.unwrap();
@@ -462,37 +474,6 @@ fn a_dropped_transaction_leaves_nothing_behind() {
         let rep = db.integrity_check().await.unwrap();
         assert!(rep.is_ok(), "{:?}", rep.problems);
     });
-}
-
-/// A store that counts page reads.
-struct CountingStore(Arc<MemoryStore>, std::sync::atomic::AtomicU64);
-
-impl outpost::PageStore for CountingStore {
-    fn read_page(
-        &self,
-        no: u64,
-    ) -> outpost::platform::BoxFuture<'_, Result<outpost::store::PageBuf, outpost::StoreError>>
-    {
-        self.1.fetch_add(1, Ordering::Relaxed);
-        self.0.read_page(no)
-    }
-    fn read_meta(
-        &self,
-    ) -> outpost::platform::BoxFuture<'_, Result<Option<Vec<u8>>, outpost::StoreError>> {
-        self.0.read_meta()
-    }
-    fn commit(
-        &self,
-        c: outpost::store::Commit,
-    ) -> outpost::platform::BoxFuture<'_, Result<(), outpost::StoreError>> {
-        self.0.commit(c)
-    }
-    fn sync(&self) -> outpost::platform::BoxFuture<'_, Result<(), outpost::StoreError>> {
-        self.0.sync()
-    }
-    fn close(&self) -> outpost::platform::BoxFuture<'_, Result<(), outpost::StoreError>> {
-        self.0.close()
-    }
 }
 
 #[test]
@@ -515,24 +496,24 @@ fn open_reads_almost_nothing_and_the_cache_is_bounded() {
         assert!(pages > 2_000, "{pages} pages");
         db.close().await.unwrap();
         store.reopen();
-        let counting = Arc::new(CountingStore(store.clone(), Default::default()));
+        let counting = Arc::new(TestStore::new(store.clone(), false));
         let opts = OpenOptions {
             cache_bytes: 32 * 4096,
             ..opts()
         };
         let db = Database::open(counting.clone(), opts).await.unwrap();
-        let at_open = counting.1.load(Ordering::Relaxed);
+        let at_open = counting.reads.load(Ordering::Relaxed);
         // Only the free-list pages are read at open, not the database.
         assert!(
             at_open <= 2 + db.stats().free_pages / 500,
             "{at_open} page reads to open {pages} pages"
         );
-        let before = counting.1.load(Ordering::Relaxed);
+        let before = counting.reads.load(Ordering::Relaxed);
         assert_eq!(
             db.get("docs/012345").await.unwrap().unwrap().body["i"],
             12345
         );
-        let per_get = counting.1.load(Ordering::Relaxed) - before;
+        let per_get = counting.reads.load(Ordering::Relaxed) - before;
         assert!(per_get <= 6, "{per_get} page reads for one get");
         // A full scan goes through a 32-page cache.
         let mut after = None;
