@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::executor::block_on;
 use outpost::store::file::{FileStore, FileStoreOptions};
-use outpost::store::vfs::{Fault, FaultVfs, Vfs};
+use outpost::store::vfs::{Fault, FaultVfs, SplitMix, Vfs};
 use outpost::{Batch, Database, DbId, OpenOptions, PageStore};
 use serde_json::json;
 
@@ -48,38 +48,28 @@ fn store_opts(vfs: Arc<dyn Vfs>) -> FileStoreOptions {
 /// One step of a workload: a group of transactions run concurrently.
 type Step = Vec<Batch>;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn workload(seed: u64) -> Vec<Step> {
-    let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut r = SplitMix(seed);
     let mut steps = Vec::new();
     for _ in 0..14 {
-        let group = 1 + (r.next() % 3) as usize;
+        let group = 1 + (r.next_u64() % 3) as usize;
         let mut step = Vec::new();
         for _ in 0..group {
             let mut b = Batch::new();
-            for _ in 0..1 + r.next() % 4 {
-                let id = format!("docs/{:03}", r.next() % 40);
-                match r.next() % 10 {
+            for _ in 0..1 + r.next_u64() % 4 {
+                let id = format!("docs/{:03}", r.next_u64() % 40);
+                match r.next_u64() % 10 {
                     0 | 1 => {
                         b.delete(id);
                     }
                     2 => {
                         b.put(
                             id,
-                            json!({"big": "x".repeat(5000 + (r.next() % 9000) as usize)}),
+                            json!({"big": "x".repeat(5000 + (r.next_u64() % 9000) as usize)}),
                         );
                     }
                     _ => {
-                        b.put(id, json!({"v": r.next() % 1000, "pad": "p".repeat((r.next() % 600) as usize)}));
+                        b.put(id, json!({"v": r.next_u64() % 1000, "pad": "p".repeat((r.next_u64() % 600) as usize)}));
                     }
                 }
             }
