@@ -6,7 +6,9 @@
 # Installs what it needs (skipping what is already there): the
 # wasm32-unknown-unknown target and the rustfmt and clippy components. Then:
 # format check, clippy (native and wasm32, warnings are errors), the wasm32
-# build of the engine, and every native test of the workspace. CI runs exactly
+# build of the engine, every native test of the workspace, and the browser
+# tests (wasm32 in headless Chromium; scripts/install-browser-tools.sh installs
+# Chromium, ChromeDriver and wasm-bindgen-cli when missing). CI runs exactly
 # this (.ci/run).
 #
 #   ./scripts/test.sh --keep-going    # run every step even after a failure
@@ -19,7 +21,7 @@ for arg in "$@"; do
     case "$arg" in
     --keep-going | -k) KEEP_GOING=1 ;;
     -h | --help)
-        sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -110,11 +112,22 @@ step "build (wasm32)" cargo build -p outpost --target wasm32-unknown-unknown
 # many crash images they checked.
 step "tests (native)" cargo test --workspace -- --show-output
 
-# ------------------------------------------------- browser tests (later) ---
-# BROWSER TESTS GO HERE (next issue): install Debian's chromium and
-# chromium-driver, `cargo install wasm-bindgen-cli` at the version Cargo.lock
-# pins (see ../shared/TOOLCHAIN.md), then run the wasm-bindgen-test suite in
-# headless Chromium. Each install must be skipped when already present.
+# --------------------------------------------------------- browser tests ---
+# wasm-bindgen-test in real headless Chromium with real IndexedDB
+# (crate/tests/browser.rs). scripts/install-browser-tools.sh installs Debian's
+# chromium and chromium-driver and wasm-bindgen-cli at the version Cargo.lock
+# pins, each only when missing. webdriver.json holds extra Chrome flags (the
+# runner itself passes headless and no-sandbox). WASM_BINDGEN_TEST_TIMEOUT is
+# for the whole suite (the runner's default is 20 s).
+browser_tests() {
+    ./scripts/install-browser-tools.sh || return $?
+    CHROMEDRIVER=/usr/bin/chromedriver \
+        CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+        WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/webdriver.json" \
+        WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}" \
+        cargo test -p outpost --target wasm32-unknown-unknown --test browser
+}
+step "browser tests (wasm32, headless Chromium)" browser_tests
 
 summary "$FAILED"
 exit "$FAILED"

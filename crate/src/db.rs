@@ -358,6 +358,10 @@ struct Working {
     undo: Vec<Undo>,
     /// Pages whose pre-transaction state is in the journal.
     journaled: std::collections::HashSet<PageNo>,
+    /// Changes of per-collection live counts not yet written to the `stats`
+    /// tree: collection key -> (display name, delta). Written once per flush
+    /// instead of once per document.
+    coll_deltas: HashMap<Vec<u8>, (String, i64)>,
 }
 
 /// One reversible change to the working state's page bookkeeping.
@@ -372,9 +376,21 @@ enum Undo {
     FreePush,
     /// A page was pushed onto the back of `pending`.
     PendingPush,
+    /// `coll_deltas[key]` was this before.
+    Coll(Vec<u8>, Option<(String, i64)>),
 }
 
 impl Working {
+    /// Records a change of a collection's live document count.
+    fn add_coll_delta(&mut self, coll: &str, delta: i64) {
+        let key = coll_key(coll);
+        let prev = self.coll_deltas.get(&key).cloned();
+        let d = prev.as_ref().map_or(0, |p| p.1);
+        self.coll_deltas
+            .insert(key.clone(), (coll.to_string(), d + delta));
+        self.undo.push(Undo::Coll(key, prev));
+    }
+
     fn set_dirty(&mut self, no: PageNo, buf: Option<PageBuf>) {
         let prev = match buf {
             Some(b) => self.dirty.insert(no, b),
@@ -408,6 +424,12 @@ impl Working {
                 }
                 Undo::PendingPush => {
                     self.pending.pop_back();
+                }
+                Undo::Coll(key, Some(prev)) => {
+                    self.coll_deltas.insert(key, prev);
+                }
+                Undo::Coll(key, None) => {
+                    self.coll_deltas.remove(&key);
                 }
             }
         }
@@ -647,6 +669,7 @@ impl<S: PageStore> Database<S> {
                 reuse_limit: 0,
                 undo: Vec::new(),
                 journaled: Default::default(),
+                coll_deltas: HashMap::new(),
             }),
             shared: Mutex::new(Shared {
                 visible: meta.clone(),
@@ -870,6 +893,33 @@ impl<S: PageStore> Database<S> {
                 return Ok(());
             }
             let w = &mut *w;
+            // Collection counts of this generation, one tree update per collection.
+            // Each delta is removed right after it is applied (no await in
+            // between), so a dropped flush never applies one twice.
+            let keys: Vec<Vec<u8>> = w.coll_deltas.keys().cloned().collect();
+            for k in keys {
+                let Some((name, delta)) = w.coll_deltas.get(&k).cloned() else {
+                    continue;
+                };
+                let root = w.meta.stats;
+                let mut ctx = WCtx {
+                    inner: &self.inner,
+                    w: &mut *w,
+                };
+                let r = bump_stat(&mut ctx, root, &k, &name, delta).await;
+                match r {
+                    Ok(root) => {
+                        w.meta.stats = root;
+                        w.coll_deltas.remove(&k);
+                    }
+                    Err(e) => {
+                        self.inner.shared().failed = Some(e.to_string());
+                        return Err(e);
+                    }
+                }
+            }
+            w.undo.clear();
+            w.journaled.clear();
             let generation = w.meta.generation;
             // The previous free-list pages are released by this generation.
             for p in std::mem::take(&mut w.freelist_pages) {
@@ -1259,7 +1309,7 @@ async fn write_version<S: PageStore>(
     etags = btree::insert(ctx, etags, &new.etag.to_be_bytes(), key)
         .await?
         .0;
-    let (mut colls, mut stats) = (m.colls, m.stats);
+    let mut colls = m.colls;
     let old_live_coll = old
         .filter(|o| !o.flags.is_tombstone())
         .and_then(|o| o.collection.as_deref());
@@ -1271,20 +1321,19 @@ async fn write_version<S: PageStore>(
     if old_live_coll.map(coll_key) != new_live_coll.map(coll_key) {
         if let Some(c) = old_live_coll {
             colls = btree::remove(ctx, colls, &coll_index_key(c, key)).await?.0;
-            stats = bump_stat(ctx, stats, c, -1).await?;
+            ctx.w.add_coll_delta(c, -1);
         }
         if let Some(c) = new_live_coll {
             colls = btree::insert(ctx, colls, &coll_index_key(c, key), &[])
                 .await?
                 .0;
-            stats = bump_stat(ctx, stats, c, 1).await?;
+            ctx.w.add_coll_delta(c, 1);
         }
     }
     let mm = &mut ctx.w.meta;
     mm.docs = docs;
     mm.etags = etags;
     mm.colls = colls;
-    mm.stats = stats;
     mm.last_etag = new.etag;
     let was_live = old.is_some_and(|o| !o.flags.is_tombstone());
     let was_tomb = old.is_some_and(|o| o.flags.is_tombstone());
@@ -1294,24 +1343,27 @@ async fn write_version<S: PageStore>(
     Ok(())
 }
 
+/// Applies one collection-count delta to the `stats` tree. All its awaits
+/// (page reads) come before its first change, so a future dropped half-way
+/// leaves the tree unchanged.
 async fn bump_stat<S: PageStore>(
     ctx: &mut WCtx<'_, S>,
     root: PageNo,
+    k: &[u8],
     coll: &str,
     delta: i64,
 ) -> Result<PageNo, Error> {
-    let k = coll_key(coll);
-    let cur = match btree::get(ctx, root, &k).await? {
+    let cur = match btree::get(ctx, root, k).await? {
         Some(v) if v.len() >= 8 => u64::from_le_bytes(v[..8].try_into().unwrap_or_default()),
         _ => 0,
     };
     let n = cur.saturating_add_signed(delta);
     if n == 0 {
-        return Ok(btree::remove(ctx, root, &k).await?.0);
+        return Ok(btree::remove(ctx, root, k).await?.0);
     }
     let mut v = n.to_le_bytes().to_vec();
     v.extend_from_slice(coll.as_bytes());
-    Ok(btree::insert(ctx, root, &k, &v).await?.0)
+    Ok(btree::insert(ctx, root, k, &v).await?.0)
 }
 
 // ---------------------------------------------------------------------------

@@ -69,7 +69,15 @@ fn workload(seed: u64) -> Vec<Step> {
                         );
                     }
                     _ => {
-                        b.put(id, json!({"v": r.next_u64() % 1000, "pad": "p".repeat((r.next_u64() % 600) as usize)}));
+                        // Some documents in collections (exercises the collection index
+                        // and the per-flush collection counts), some moving between them.
+                        let coll =
+                            ["Patients", "invoices", "INVOICES", ""][(r.next_u64() % 4) as usize];
+                        let mut body = json!({"v": r.next_u64() % 1000, "pad": "p".repeat((r.next_u64() % 600) as usize)});
+                        if !coll.is_empty() {
+                            body["@metadata"] = json!({"@collection": coll});
+                        }
+                        b.put(id, body);
                     }
                 }
             }

@@ -20,6 +20,8 @@ pub use memory::MemoryStore;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod file;
+#[cfg(target_arch = "wasm32")]
+pub mod idb;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod vfs;
 

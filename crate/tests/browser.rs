@@ -1,0 +1,423 @@
+//! Browser tests: the IndexedDB page store and the engine over it, in real
+//! headless Chromium with real IndexedDB (wasm-bindgen-test).
+//!
+//! Run (scripts/test.sh does it, after scripts/install-browser-tools.sh):
+//!
+//! ```text
+//! CHROMEDRIVER=/usr/bin/chromedriver \
+//! CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+//! cargo test -p outpost --target wasm32-unknown-unknown --test browser
+//! ```
+//!
+//! Every test uses its own database name and deletes the database at the end.
+#![cfg(target_arch = "wasm32")]
+
+use std::sync::Arc;
+
+use outpost::store::idb::{IdbStore, error_from_js};
+use outpost::store::{Commit, PAGE_SIZE, PageBuf, PageNo, PageStore, Sync};
+use outpost::{Batch, Database, Error, OpenOptions, StoreError};
+use serde_json::json;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// A database name no other test (or earlier run) uses.
+fn unique_name(label: &str) -> String {
+    let mut r = [0u8; 6];
+    outpost::platform::random_bytes(&mut r);
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    format!("outpost-test-{label}-{}-{hex}", js_sys::Date::now() as u64)
+}
+
+fn page(fill: u8, no: PageNo) -> PageBuf {
+    let mut v = vec![fill; PAGE_SIZE];
+    v[..8].copy_from_slice(&no.to_le_bytes());
+    Arc::new(v)
+}
+
+fn commit(pages: &[(PageNo, u8)], meta: &[u8]) -> Commit {
+    Commit {
+        pages: pages.iter().map(|&(no, f)| (no, page(f, no))).collect(),
+        meta: meta.to_vec(),
+        sync: Sync::Durable,
+    }
+}
+
+async fn open_db(name: &str) -> Database<IdbStore> {
+    let store = IdbStore::open(name).await.expect("open IndexedDB store");
+    Database::open(store, OpenOptions::default())
+        .await
+        .expect("open database")
+}
+
+// ------------------------------------------------------------ page store ---
+
+#[wasm_bindgen_test]
+async fn idb_store_round_trip_and_reopen() {
+    let name = unique_name("roundtrip");
+    let s = IdbStore::open(&name).await.unwrap();
+    assert_eq!(s.name(), name);
+    assert_eq!(s.read_meta().await.unwrap(), None);
+    assert!(matches!(
+        s.read_page(1).await,
+        Err(StoreError::PageNotFound(1))
+    ));
+
+    s.commit(commit(&[(1, 0x11), (2, 0x22), (3, 0x33)], b"meta-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.read_meta().await.unwrap().as_deref(),
+        Some(&b"meta-1"[..])
+    );
+    for (no, f) in [(1, 0x11), (2, 0x22), (3, 0x33)] {
+        assert_eq!(s.read_page(no).await.unwrap(), page(f, no));
+    }
+    // Overwrite one page, add a large page number, relaxed durability.
+    let big: PageNo = (1 << 53) - 1;
+    let mut c = commit(&[(2, 0x44), (big, 0x55)], b"meta-2");
+    c.sync = Sync::Relaxed;
+    s.commit(c).await.unwrap();
+    s.sync().await.unwrap();
+    assert_eq!(s.read_page(2).await.unwrap(), page(0x44, 2));
+    assert_eq!(s.read_page(big).await.unwrap(), page(0x55, big));
+    assert!(matches!(
+        s.read_page(4).await,
+        Err(StoreError::PageNotFound(4))
+    ));
+
+    // Invalid commits are refused before anything is written.
+    let bad = Commit {
+        pages: vec![(5, Arc::new(vec![0u8; 100]))],
+        meta: b"meta-bad".to_vec(),
+        sync: Sync::Durable,
+    };
+    assert!(matches!(
+        s.commit(bad).await,
+        Err(StoreError::InvalidCommit(_))
+    ));
+    assert!(matches!(
+        s.commit(commit(&[(1 << 53, 1)], b"x")).await,
+        Err(StoreError::InvalidCommit(_))
+    ));
+    assert!(matches!(
+        s.commit(commit(&[(0, 1)], b"x")).await,
+        Err(StoreError::InvalidCommit(_))
+    ));
+
+    s.close().await.unwrap();
+    assert!(matches!(s.read_page(1).await, Err(StoreError::Closed)));
+    assert!(matches!(s.read_meta().await, Err(StoreError::Closed)));
+    assert!(matches!(
+        s.commit(commit(&[(1, 1)], b"x")).await,
+        Err(StoreError::Closed)
+    ));
+    drop(s);
+
+    // Reopen the same database: everything committed is there.
+    let s = IdbStore::open(&name).await.unwrap();
+    assert_eq!(
+        s.read_meta().await.unwrap().as_deref(),
+        Some(&b"meta-2"[..])
+    );
+    assert_eq!(s.read_page(1).await.unwrap(), page(0x11, 1));
+    assert_eq!(s.read_page(2).await.unwrap(), page(0x44, 2));
+    assert_eq!(s.read_page(3).await.unwrap(), page(0x33, 3));
+    assert_eq!(s.read_page(big).await.unwrap(), page(0x55, big));
+    s.close().await.unwrap();
+    drop(s);
+    IdbStore::destroy(&name).await.unwrap();
+
+    // Destroyed: a new store of that name is empty.
+    let s = IdbStore::open(&name).await.unwrap();
+    assert_eq!(s.read_meta().await.unwrap(), None);
+    s.close().await.unwrap();
+    drop(s);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn idb_multi_page_commit_is_atomic() {
+    let name = unique_name("atomic");
+    let s = IdbStore::open(&name).await.unwrap();
+    let a: Vec<(PageNo, u8)> = (1..=40).map(|no| (no, 0xA0)).collect();
+    s.commit(commit(&a, b"A")).await.unwrap();
+
+    // A 60-page commit whose IndexedDB transaction aborts after 30 page writes
+    // (a request fails inside it): nothing of it may be visible.
+    let b: Vec<(PageNo, u8)> = (1..=60).map(|no| (no, 0xB0)).collect();
+    s.fail_next_commit_after(30);
+    let err = s.commit(commit(&b, b"B")).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Other(m) if m.contains("ConstraintError")),
+        "{err:?}"
+    );
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"A"[..]));
+    for no in 1..=40 {
+        assert_eq!(s.read_page(no).await.unwrap(), page(0xA0, no));
+    }
+    for no in 41..=60 {
+        assert!(matches!(
+            s.read_page(no).await,
+            Err(StoreError::PageNotFound(_))
+        ));
+    }
+    // A failure injected after the last page (before the meta record).
+    s.fail_next_commit_after(60);
+    assert!(s.commit(commit(&b, b"B")).await.is_err());
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"A"[..]));
+    assert_eq!(s.read_page(60).await.ok(), None);
+
+    // The store keeps working, and after reopening shows the last good commit.
+    s.commit(commit(&b, b"C")).await.unwrap();
+    s.close().await.unwrap();
+    drop(s);
+    let s = IdbStore::open(&name).await.unwrap();
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"C"[..]));
+    for no in 1..=60 {
+        assert_eq!(s.read_page(no).await.unwrap(), page(0xB0, no));
+    }
+    s.close().await.unwrap();
+    drop(s);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn idb_errors_are_typed() {
+    // A QuotaExceededError DOMException (what an aborted commit reports when
+    // the origin's quota is full) maps to QuotaExceeded; others to Other.
+    let quota =
+        web_sys::DomException::new_with_message_and_name("full", "QuotaExceededError").unwrap();
+    let e = error_from_js("commit", &JsValue::from(quota));
+    assert!(matches!(e, StoreError::QuotaExceeded(_)), "{e:?}");
+    assert_eq!(e.code(), "quota_exceeded");
+    let other =
+        web_sys::DomException::new_with_message_and_name("no", "InvalidStateError").unwrap();
+    let e = error_from_js("commit", &JsValue::from(other));
+    assert!(
+        matches!(&e, StoreError::Other(m) if m.contains("InvalidStateError")),
+        "{e:?}"
+    );
+    let e = error_from_js("commit", &JsValue::from_str("boom"));
+    assert!(matches!(e, StoreError::Other(_)));
+
+    // A database of that name with a newer schema is refused, not damaged.
+    let name = unique_name("newer");
+    let newer = rexie::Rexie::builder(&name)
+        .version(7)
+        .add_object_store(rexie::ObjectStore::new("other"))
+        .build()
+        .await
+        .unwrap();
+    newer.close();
+    let e = IdbStore::open(&name).await.unwrap_err();
+    assert!(matches!(e, StoreError::Unsupported { .. }), "{e:?}");
+    IdbStore::destroy(&name).await.unwrap();
+
+    // Persistence request: Chromium answers (granted or not) without failing.
+    let granted = IdbStore::request_persistence().await.unwrap();
+    web_sys_log(&format!("navigator.storage.persist() -> {granted}"));
+}
+
+fn web_sys_log(msg: &str) {
+    wasm_bindgen_test::console_log!("{msg}");
+}
+
+// ---------------------------------------------------------------- engine ---
+
+#[wasm_bindgen_test]
+async fn database_put_get_scan_changes() {
+    let name = unique_name("db");
+    let db = open_db(&name).await;
+    let r = db
+        .put(
+            "patients/dr-7/p1",
+            json!({"name": "Ada", "@metadata": {"@collection": "Patients"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.etag, 1);
+    db.put("patients/dr-7/p2", json!({"name": "Grace"}))
+        .await
+        .unwrap();
+    db.put("patients/dr-8/p3", json!({"name": "Edsger"}))
+        .await
+        .unwrap();
+    db.put("invoices/1", json!({"total": 12})).await.unwrap();
+
+    let d = db.get("Patients/DR-7/P1").await.unwrap().unwrap();
+    assert_eq!(d.id, "patients/dr-7/p1");
+    assert_eq!(d.body["name"], "Ada");
+    assert_eq!(d.meta.collection.as_deref(), Some("Patients"));
+    assert!(db.get("patients/none").await.unwrap().is_none());
+
+    let scan = db.scan("patients/dr-7/", None, 100).await.unwrap();
+    let ids: Vec<&str> = scan.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["patients/dr-7/p1", "patients/dr-7/p2"]);
+    let page2 = db
+        .scan("patients/", Some("patients/dr-7/p2"), 100)
+        .await
+        .unwrap();
+    assert_eq!(page2.len(), 1);
+    assert_eq!(page2[0].id, "patients/dr-8/p3");
+
+    let del = db.delete("patients/dr-7/p2").await.unwrap().unwrap();
+    assert!(del.deleted);
+    let changes = db.changes(0, 100).await.unwrap();
+    let ids: Vec<&str> = changes.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "patients/dr-7/p1",
+            "patients/dr-8/p3",
+            "invoices/1",
+            "patients/dr-7/p2"
+        ]
+    );
+    assert!(changes[3].body.is_null());
+    assert_eq!(db.changes(4, 100).await.unwrap().len(), 1);
+    assert_eq!(db.count().await.unwrap(), 3);
+    assert_eq!(
+        db.collections().await.unwrap(),
+        vec![("Patients".to_string(), 1)]
+    );
+    assert!(db.integrity_check().await.unwrap().is_ok());
+    db.close().await.unwrap();
+    drop(db);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn database_survives_close_and_reopen() {
+    let name = unique_name("reopen");
+    let db = open_db(&name).await;
+    let id = db.db_id();
+    let mut batch = Batch::new();
+    for i in 0..50 {
+        batch.put(format!("notes/{i:03}"), json!({"n": i}));
+    }
+    db.commit(batch).await.unwrap();
+    db.delete("notes/007").await.unwrap();
+    db.close().await.unwrap();
+    drop(db);
+
+    let db = open_db(&name).await;
+    assert_eq!(db.db_id(), id, "the database id is persisted");
+    assert_eq!(db.count().await.unwrap(), 49);
+    assert_eq!(db.get("notes/042").await.unwrap().unwrap().body["n"], 42);
+    assert!(db.get("notes/007").await.unwrap().is_none());
+    assert_eq!(db.changes(0, 1000).await.unwrap().len(), 50);
+    // And it keeps accepting writes after the reopen.
+    let r = db.put("notes/100", json!({"n": 100})).await.unwrap();
+    assert_eq!(r.etag, 52);
+    assert!(db.integrity_check().await.unwrap().is_ok());
+    db.close().await.unwrap();
+    drop(db);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn ten_thousand_documents() {
+    let name = unique_name("10k");
+    let db = open_db(&name).await;
+    let t0 = js_sys::Date::now();
+    for b in 0..20 {
+        let mut batch = Batch::new();
+        for i in 0..500 {
+            let n = b * 500 + i;
+            batch.put(
+                format!("items/{n:05}"),
+                json!({"n": n, "label": format!("item number {n}"), "tags": ["a", "b"]}),
+            );
+        }
+        db.commit(batch).await.unwrap();
+    }
+    let pages = db.stats().pages;
+    db.close().await.unwrap();
+    drop(db);
+    let wrote = js_sys::Date::now() - t0;
+
+    let db = open_db(&name).await;
+    assert_eq!(db.count().await.unwrap(), 10_000);
+    let all = db.scan("items/", None, 20_000).await.unwrap();
+    assert_eq!(all.len(), 10_000);
+    assert_eq!(all[9_999].id, "items/09999");
+    assert_eq!(
+        db.get("items/04321").await.unwrap().unwrap().body["n"],
+        4321
+    );
+    assert_eq!(db.changes(9_990, 100).await.unwrap().len(), 10);
+    let report = db.integrity_check().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.documents, 10_000);
+    web_sys_log(&format!(
+        "10,000 documents in 20 batches: {wrote:.0} ms, {pages} pages of {PAGE_SIZE} bytes"
+    ));
+    db.close().await.unwrap();
+    drop(db);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn large_document_uses_overflow_pages() {
+    let name = unique_name("large");
+    let db = open_db(&name).await;
+    // ~400 KB of text that does not repeat page-aligned.
+    let text: String = (0..40_000).map(|i| format!("{i:09}|")).collect();
+    assert!(text.len() >= 300_000);
+    db.put("blobs/big", json!({"text": text})).await.unwrap();
+    db.put("blobs/small", json!({"x": 1})).await.unwrap();
+    assert!(db.stats().pages > (300_000 / PAGE_SIZE) as u64);
+    db.close().await.unwrap();
+    drop(db);
+
+    let db = open_db(&name).await;
+    let d = db.get("blobs/big").await.unwrap().unwrap();
+    assert_eq!(d.body["text"].as_str().unwrap(), text);
+    // Replace it with a smaller version, then delete it: pages are reused.
+    db.put("blobs/big", json!({"text": "short"})).await.unwrap();
+    assert_eq!(
+        db.get("blobs/big").await.unwrap().unwrap().body["text"],
+        "short"
+    );
+    db.delete("blobs/big").await.unwrap();
+    assert!(db.integrity_check().await.unwrap().is_ok());
+    db.close().await.unwrap();
+    drop(db);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn bad_input_is_refused_with_typed_errors() {
+    let name = unique_name("bad");
+    let db = open_db(&name).await;
+    db.put("ok/1", json!({"a": 1})).await.unwrap();
+
+    let e = db.put("", json!({"a": 1})).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_id");
+    let e = db.put("bad\u{0}id", json!({"a": 1})).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_id");
+    let e = db.put(&"x".repeat(600), json!({"a": 1})).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_id");
+    assert!(matches!(e, Error::Input(_)));
+
+    // A batch with one bad operation writes nothing.
+    let mut batch = Batch::new();
+    batch.put("ok/2", json!({"a": 2}));
+    batch.put("", json!({"a": 3}));
+    assert_eq!(db.commit(batch).await.unwrap_err().code(), "invalid_id");
+    assert!(db.get("ok/2").await.unwrap().is_none());
+    assert_eq!(db.count().await.unwrap(), 1);
+
+    // The database is still healthy, also after a reopen.
+    db.put("ok/3", json!({"a": 3})).await.unwrap();
+    db.close().await.unwrap();
+    drop(db);
+    let db = open_db(&name).await;
+    assert_eq!(db.count().await.unwrap(), 2);
+    db.close().await.unwrap();
+    drop(db);
+    IdbStore::destroy(&name).await.unwrap();
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what the browser tests need, skipping what is already present:
+#
+#   - Debian's chromium and chromium-driver (headless Chromium + ChromeDriver);
+#   - wasm-bindgen-cli (wasm-bindgen-test-runner) at exactly the wasm-bindgen
+#     version Cargo.lock pins, so the CLI and the library never drift (a
+#     mismatch fails with "schema version" errors).
+#
+#   ./scripts/install-browser-tools.sh
+#
+# Idempotent: a second run only checks. See ../shared/TOOLCHAIN.md for why
+# wasm-bindgen-cli is installed without --locked and why Debian's binaryen is
+# not installed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# ------------------------------------------------------------ chromium ---
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    echo "chromium and chromedriver: present"
+else
+    echo "chromium and chromedriver: installing (apt-get)"
+    t0=$(date +%s)
+    SUDO=
+    if [ "$(id -u)" -ne 0 ]; then
+        SUDO=sudo
+    fi
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y chromium chromium-driver
+    echo "chromium and chromedriver: installed in $(($(date +%s) - t0)) s"
+fi
+# Debian's launcher script may print "[: ...: unexpected operator": harmless.
+/usr/bin/chromium --version 2>/dev/null || true
+/usr/bin/chromedriver --version
+
+# ---------------------------------------------------- wasm-bindgen-cli ---
+# The version of the wasm-bindgen crate in Cargo.lock (the line after its name).
+want=$(awk '
+    $0 == "name = \"wasm-bindgen\"" { found = 1; next }
+    found && /^version = / { gsub(/"/, "", $3); print $3; exit }
+' Cargo.lock)
+if [ -z "$want" ]; then
+    echo "error: no wasm-bindgen package in Cargo.lock" >&2
+    exit 1
+fi
+have=
+if command -v wasm-bindgen >/dev/null 2>&1; then
+    have=$(wasm-bindgen --version | awk '{ print $2 }')
+fi
+if [ "$have" = "$want" ] && command -v wasm-bindgen-test-runner >/dev/null 2>&1; then
+    echo "wasm-bindgen-cli $want: present"
+else
+    echo "wasm-bindgen-cli: installing $want (found: ${have:-none})"
+    t0=$(date +%s)
+    # Without --locked: the CLI's own lock file pins crates the registry here lacks.
+    cargo install wasm-bindgen-cli --version "$want" --force
+    echo "wasm-bindgen-cli $want: installed in $(($(date +%s) - t0)) s"
+fi
+wasm-bindgen --version
