@@ -8,8 +8,10 @@
 # format check, clippy (native and wasm32, warnings are errors), the wasm32
 # build of the engine, every native test of the workspace, and the browser
 # tests (wasm32 in headless Chromium; scripts/install-browser-tools.sh installs
-# Chromium, ChromeDriver and wasm-bindgen-cli when missing). CI runs exactly
-# this (.ci/run).
+# Chromium, ChromeDriver and wasm-bindgen-cli when missing), and the npm
+# package: scripts/build-wasm.sh (release .wasm, gzip size against the budget
+# in wasm-pack.toml) then its Node tests (node --test in pkg-js). CI runs
+# exactly this (.ci/run).
 #
 #   ./scripts/test.sh --keep-going    # run every step even after a failure
 set -euo pipefail
@@ -128,6 +130,27 @@ browser_tests() {
         cargo test -p outpost --target wasm32-unknown-unknown --test browser
 }
 step "browser tests (wasm32, headless Chromium)" browser_tests
+
+# ---------------------------------------------------- npm package (Node) ---
+# The wasm bindings (wasm/, linted for wasm32 here) built into the npm package
+# by scripts/build-wasm.sh (settings and gzip size budget in wasm-pack.toml),
+# then the package's Node tests (pkg-js/test: the in-memory store, a host page
+# store over a Map, npm pack + install). The wasm-bindgen CLI comes from
+# scripts/install-browser-tools.sh (build-wasm.sh installs it itself if that
+# script is absent). pkg-js has no npm dependencies: nothing to npm install.
+npm_package_node() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "error: node and npm are needed for the npm package tests" >&2
+        return 1
+    fi
+    if [ -f scripts/install-browser-tools.sh ]; then
+        bash scripts/install-browser-tools.sh || return $?
+    fi
+    cargo clippy -p outpost-wasm --target wasm32-unknown-unknown -- -D warnings || return $?
+    bash scripts/build-wasm.sh || return $?
+    (cd pkg-js && node --test test/*.test.mjs) || return $?
+}
+step "npm package (Node)" npm_package_node
 
 summary "$FAILED"
 exit "$FAILED"

@@ -1,0 +1,14 @@
+// Entry point for Node (and other runtimes that match the "node" export
+// condition): the nodejs build of the bindings, which loads the .wasm from disk
+// synchronously when first imported.
+import { createRequire } from "node:module";
+import { makeApi } from "./core.js";
+
+const wasm = createRequire(import.meta.url)("../dist/nodejs/outpost_wasm.js");
+
+/** Nothing to do in Node (the module is instantiated on import); for symmetry with the browser entry. */
+export function initOutpost() {
+  return Promise.resolve();
+}
+
+export const { Outpost, OutpostError, Transaction } = makeApi(wasm, initOutpost);

@@ -1,0 +1,123 @@
+// The npm package in Node with a page store supplied by the host: a small
+// adapter over a JS Map (test/map-store.mjs), as an edge worker would write.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Outpost, OutpostError } from "@outpost/db";
+import { mapStore } from "./map-store.mjs";
+
+test("data survives close and reopen over the same Map", async () => {
+  const store = mapStore();
+  const db = await Outpost.open("map-reopen", { store });
+  const dbId = db.dbId;
+  for (let i = 0; i < 300; i++) {
+    await db.put(`notes/${i}`, { i, text: "x".repeat(200) }, { collection: "Notes" });
+  }
+  await db.transaction([
+    { type: "delete", id: "notes/0" },
+    { type: "put", id: "notes/extra", doc: { i: -1 } },
+  ]);
+  await db.close();
+  assert.ok(store.stats.commits > 0);
+  assert.ok(store.stats.closes >= 1);
+  assert.ok(store.pages.size > 1, "documents are packed into pages");
+  assert.ok(store.pages.size < 300, `300 documents in ${store.pages.size} pages`);
+  for (const [no, bytes] of store.pages) {
+    assert.equal(typeof no, "number");
+    assert.ok(bytes instanceof Uint8Array);
+    assert.equal(bytes.length, 4096);
+  }
+
+  // A new handle over the same storage (a new adapter object, the same Map).
+  const reopened = mapStore(store.pages, store.state);
+  const db2 = await Outpost.open("map-reopen", { store: reopened });
+  assert.equal(db2.dbId, dbId);
+  assert.equal(await db2.count(), 300);
+  assert.equal(await db2.get("notes/0"), null);
+  assert.equal((await db2.get("notes/299")).i, 299);
+  assert.equal((await db2.get("notes/extra")).i, -1);
+  assert.equal((await db2.scan({ prefix: "notes/" })).length, 300);
+  assert.deepEqual(await db2.collections(), [{ name: "Notes", count: 299 }]);
+  assert.ok(reopened.stats.reads > 0, "pages are read from the host store");
+  const changes = await db2.changes({ since: 0 });
+  assert.equal(changes.length, 301);
+  await db2.put("notes/after", { ok: true });
+  await db2.close();
+
+  const db3 = await Outpost.open("map-reopen", { store: mapStore(store.pages, store.state) });
+  assert.equal((await db3.get("notes/after")).ok, true);
+  assert.equal(await db3.count(), 301);
+  await db3.close();
+});
+
+test("synchronous adapter methods work too", async () => {
+  const pages = new Map();
+  let meta;
+  const store = {
+    readPage: (no) => pages.get(no),
+    readMeta: () => meta,
+    commit: (batch, m) => {
+      for (const [no, b] of batch) pages.set(no, b);
+      meta = m;
+    },
+  };
+  const db = await Outpost.open("map-sync", { store });
+  await db.put("a", { x: 1 });
+  await db.close();
+  const db2 = await Outpost.open("map-sync", { store });
+  assert.equal((await db2.get("a")).x, 1);
+  await db2.close();
+});
+
+test("a failing commit writes nothing and rejects with a code", async () => {
+  const store = mapStore();
+  const db = await Outpost.open("map-fail", { store });
+  await db.put("kept", { v: 1 });
+  const pagesBefore = new Map(store.pages);
+  const metaBefore = store.state.meta;
+
+  store.stats.failNextCommit = true;
+  await assert.rejects(db.put("lost", { v: 2 }), (e) => {
+    assert.ok(e instanceof OutpostError);
+    assert.equal(e.code, "other");
+    assert.match(e.message, /disk on fire/);
+    return true;
+  });
+  assert.deepEqual(store.pages, pagesBefore);
+  assert.equal(store.state.meta, metaBefore);
+
+  // The handle refuses further writes until reopened; the storage is intact.
+  await assert.rejects(db.put("x", { v: 3 }), (e) => e instanceof OutpostError);
+  const db2 = await Outpost.open("map-fail", { store: mapStore(store.pages, store.state) });
+  assert.equal((await db2.get("kept")).v, 1);
+  assert.equal(await db2.get("lost"), null);
+  await db2.put("new", { v: 4 });
+  await db2.close();
+});
+
+test("a host store that reports a full quota gives quota_exceeded", async () => {
+  const store = mapStore();
+  const db = await Outpost.open("map-quota", { store });
+  const full = new Error("The quota has been exceeded.");
+  full.name = "QuotaExceededError";
+  store.stats.failNextCommit = full;
+  await assert.rejects(db.put("a", { x: 1 }), (e) => e.code === "quota_exceeded");
+  assert.equal(store.stats.commits, 1, "only the commit that created the database");
+});
+
+test("damaged pages are reported, not served", async () => {
+  const store = mapStore();
+  const db = await Outpost.open("map-corrupt", { store });
+  await db.put("a", { x: 1 });
+  await db.close();
+  for (const [no, bytes] of store.pages) {
+    const bad = new Uint8Array(bytes);
+    bad[100] ^= 0xff;
+    store.pages.set(no, bad);
+  }
+  const db2 = await Outpost.open("map-corrupt", { store: mapStore(store.pages, store.state) }).catch((e) => e);
+  if (db2 instanceof Error) {
+    assert.equal(db2.code, "corrupt");
+    return;
+  }
+  await assert.rejects(db2.get("a"), (e) => e.code === "corrupt");
+});

@@ -1,0 +1,554 @@
+//! The `Outpost` class: a database handle for JS.
+//!
+//! Every method that touches data returns a promise; argument errors reject it
+//! (they are not thrown synchronously), always with an `OutpostError` carrying a
+//! stable `code`.
+
+use js_sys::{Array, Promise};
+use outpost::store::MemoryStore;
+use outpost::store::idb::IdbStore;
+use outpost::{Batch, Database, OpenOptions, PutOptions};
+use wasm_bindgen::prelude::*;
+
+use crate::convert::{
+    body_from_js, check_options, doc_to_js, docs_to_js, expected_from, id_from_js, opt_count,
+    opt_string, opt_write_result_to_js, prop, value_to_js, write_result_to_js,
+};
+use crate::error::{invalid_argument, js_error, open_error_to_js, to_js};
+use crate::host_store::JsPageStore;
+use crate::panic::{Panicked, run};
+use crate::store::AnyStore;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** Metadata the database adds to every document it returns. */
+export interface DocumentMetadata {
+  /** The id, with its original case. */
+  "@id": string;
+  /** The collection, if the document has one. */
+  "@collection"?: string;
+  /** The change vector of this version (replication and concurrency checks). */
+  "@change-vector": string;
+  /** Position of this version in the changes feed of this database. */
+  "@etag": number;
+  /** When this version was written (ISO 8601). */
+  "@last-modified": string;
+  /** Set on tombstones (deleted documents, seen in the changes feed). */
+  "@deleted"?: true;
+  /** Set when concurrent versions of the document are in conflict. */
+  "@conflicted"?: true;
+  /** Set on documents produced by an index. */
+  "@from-index"?: true;
+}
+
+/** A document as returned by reads: its body plus `@metadata`. */
+export type OutpostDocument<T = Record<string, unknown>> = T & {
+  "@metadata": DocumentMetadata;
+};
+
+/** The outcome of one write. */
+export interface WriteResult {
+  /** The document id as given. */
+  id: string;
+  /** The etag of the new version. */
+  etag: number;
+  /** The change vector of the new version. */
+  changeVector: string;
+  /** Whether the write was a delete (a tombstone was written). */
+  deleted: boolean;
+}
+
+/** Options of `put`. */
+export interface PutOptions {
+  /** Collection of the document (default: `doc["@metadata"]["@collection"]`). */
+  collection?: string;
+  /**
+   * Optimistic concurrency: a change vector the document must currently have,
+   * or `null` for "must not exist". Omitted: no check. A failed check rejects
+   * with code `"concurrency_conflict"` and writes nothing.
+   */
+  changeVector?: string | null;
+}
+
+/** Options of `delete`. */
+export interface DeleteOptions {
+  /** As in `PutOptions`. */
+  changeVector?: string | null;
+}
+
+/** One operation of `transaction`. */
+export type TransactionOp =
+  | { type: "put"; id: string; doc: Record<string, unknown>; collection?: string; changeVector?: string | null }
+  | { type: "delete"; id: string; changeVector?: string | null };
+
+/** Options of `scan`. */
+export interface ScanOptions {
+  /** Only ids starting with this prefix (case-insensitive). Default: all. */
+  prefix?: string;
+  /** Only ids after this one (paging: pass the last id of the previous page). */
+  after?: string;
+  /** At most this many documents. Default: no limit. */
+  limit?: number;
+}
+
+/** Options of `changes`. */
+export interface ChangesOptions {
+  /** Only versions with an etag greater than this. Default: 0 (everything). */
+  since?: number;
+  /** At most this many versions. Default: no limit. */
+  limit?: number;
+}
+
+/**
+ * A page store supplied by the host (edge workers, Node, tests). Methods may
+ * return promises. `commit` must apply all pages and the meta record or none;
+ * commits arrive one at a time, in order; only the newest version of each page
+ * needs to be kept. Buffers passed to `commit` are fresh copies.
+ */
+export interface PageStoreHost {
+  /** The newest committed bytes of page `no` (4096 bytes), or undefined. */
+  readPage(no: number): Promise<Uint8Array | undefined | null> | Uint8Array | undefined | null;
+  /** The meta record of the newest commit, or undefined for a new database. */
+  readMeta(): Promise<Uint8Array | undefined | null> | Uint8Array | undefined | null;
+  /** Applies `pages` and the new meta record atomically. */
+  commit(pages: Array<[number, Uint8Array]>, meta: Uint8Array, options: { durable: boolean }): Promise<void> | void;
+  /** Resolves once every commit so far is durable. */
+  sync?(): Promise<void> | void;
+  /** Releases the store (the database was closed). */
+  close?(): Promise<void> | void;
+}
+
+/** Options of `Outpost.open`. */
+export interface OpenOptions {
+  /** A page store supplied by the host (edge workers, Node); overrides `storage`. */
+  store?: PageStoreHost;
+  /**
+   * Where pages live without `store`: `"indexeddb"` (the IndexedDB database
+   * named like the Outpost database; the default where `indexedDB` exists) or
+   * `"memory"` (the default elsewhere, e.g. in Node).
+   */
+  storage?: "indexeddb" | "memory";
+  /**
+   * With IndexedDB: ask the browser to keep this origin's data under storage
+   * pressure (`navigator.storage.persist()`). The browser may refuse.
+   */
+  persist?: boolean;
+  /** Page cache limit in bytes (default 64 MiB, at least 64 KiB). */
+  cacheBytes?: number;
+}
+
+/** A collection and its number of live documents. */
+export interface CollectionInfo {
+  name: string;
+  count: number;
+}
+"#;
+
+/// Whether this JS global scope has IndexedDB (browsers and web workers do;
+/// Node and most edge runtimes do not).
+fn has_indexed_db() -> bool {
+    js_sys::Reflect::get(&js_sys::global(), &"indexedDB".into())
+        .map(|v| !v.is_undefined() && !v.is_null())
+        .unwrap_or(false)
+}
+
+/// Chooses the page store `Outpost.open` uses: the host's `store` if given;
+/// else `storage` — `"indexeddb"` (the IndexedDB database `name`), or
+/// `"memory"`; without either, IndexedDB where the global scope has it, memory
+/// elsewhere.
+async fn choose_store(name: &str, opts: &JsValue) -> Result<AnyStore, JsValue> {
+    let host = prop(opts, "store");
+    if !host.is_undefined() && !host.is_null() {
+        let store = JsPageStore::new(host).map_err(|m| js_error("invalid_options", &m))?;
+        return Ok(AnyStore::Host(store));
+    }
+    let storage = opt_string(opts, "storage")?;
+    let storage = storage.as_deref().unwrap_or(if has_indexed_db() {
+        "indexeddb"
+    } else {
+        "memory"
+    });
+    match storage {
+        "memory" => Ok(AnyStore::Memory(MemoryStore::new())),
+        "indexeddb" => {
+            if !has_indexed_db() {
+                return Err(js_error(
+                    "invalid_options",
+                    "storage \"indexeddb\": this JS environment has no indexedDB",
+                ));
+            }
+            if prop(opts, "persist").as_bool() == Some(true) {
+                // A refusal is the browser's choice, not an error: the database
+                // still works, its storage is only "best effort".
+                let _ = IdbStore::request_persistence().await;
+            }
+            let store = IdbStore::open(name).await.map_err(|e| to_js(e.into()))?;
+            Ok(AnyStore::Idb(store))
+        }
+        other => Err(js_error(
+            "invalid_options",
+            &format!("unknown storage {other:?}: expected \"indexeddb\" or \"memory\""),
+        )),
+    }
+}
+
+/// An open Outpost database.
+///
+/// ```js
+/// const db = await Outpost.open("clinic");
+/// await db.put("patients/1", { name: "Ada" }, { collection: "Patients" });
+/// const ada = await db.get("patients/1");
+/// console.log(ada.name, ada["@metadata"]["@change-vector"]);
+/// await db.close();
+/// ```
+#[wasm_bindgen]
+pub struct Outpost {
+    db: Database<AnyStore>,
+    name: String,
+    /// Set once an operation on this handle panicked (see `crate::panic`).
+    panicked: Panicked,
+}
+
+impl Outpost {
+    /// Runs an operation of this handle as a promise.
+    fn run<F>(&self, f: F) -> Promise
+    where
+        F: std::future::Future<Output = Result<JsValue, JsValue>> + 'static,
+    {
+        run(self.panicked.clone(), f)
+    }
+}
+
+#[wasm_bindgen]
+impl Outpost {
+    /// Opens (or creates) a database.
+    ///
+    /// In a browser or web worker the pages are kept in the IndexedDB database
+    /// `name`; elsewhere (Node, edge runtimes) in memory, gone when the handle
+    /// is dropped, unless the host supplies a page store:
+    ///
+    /// ```js
+    /// const pages = new Map(); let meta;
+    /// const store = {
+    ///   readPage: (no) => pages.get(no),
+    ///   readMeta: () => meta,
+    ///   commit: (batch, m) => { for (const [no, b] of batch) pages.set(no, b); meta = m; },
+    /// };
+    /// const db = await Outpost.open("notes", { store });
+    /// ```
+    ///
+    /// Rejects with code `"invalid_options"` for a bad options object,
+    /// `"corrupt"` if the stored data is damaged.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Outpost>")]
+    pub fn open(
+        name: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "OpenOptions")] options: JsValue,
+    ) -> Promise {
+        run(Panicked::default(), async move {
+            check_options(&options, "open")?;
+            let mut opts = OpenOptions::default();
+            if let Some(n) = opt_count(&options, "cacheBytes")? {
+                opts.cache_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+            let store = choose_store(&name, &options).await?;
+            let db = Database::open(store, opts)
+                .await
+                .map_err(open_error_to_js)?;
+            Ok(Outpost {
+                db,
+                name,
+                panicked: Panicked::default(),
+            }
+            .into())
+        })
+    }
+
+    /// Deletes the IndexedDB database `name` and everything in it (close every
+    /// handle on it first, in every tab: deletion waits for them). Does nothing
+    /// where there is no IndexedDB; a host-supplied store is the host's to clear.
+    ///
+    /// ```js
+    /// await db.close();
+    /// await Outpost.destroy("clinic");
+    /// ```
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn destroy(name: String) -> Promise {
+        run(Panicked::default(), async move {
+            if has_indexed_db() {
+                IdbStore::destroy(&name)
+                    .await
+                    .map_err(|e| to_js(e.into()))?;
+            }
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// The name the database was opened with.
+    #[wasm_bindgen(getter)]
+    pub fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// The id of this database (its identity in change vectors).
+    #[wasm_bindgen(getter, js_name = "dbId")]
+    pub fn db_id(&self) -> String {
+        self.db.db_id().to_string()
+    }
+
+    /// Writes a document (creating or replacing it); resolves once it is
+    /// committed.
+    ///
+    /// ```js
+    /// const { etag, changeVector } = await db.put("patients/1", { name: "Ada" },
+    ///   { collection: "Patients" });
+    /// // Only if nobody changed it since we read it:
+    /// await db.put("patients/1", { name: "Ada L." }, { changeVector });
+    /// ```
+    ///
+    /// Rejects with code `"invalid_id"`, `"invalid_json"` (not a plain object),
+    /// `"invalid_collection"`, `"too_large"` or `"concurrency_conflict"`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<WriteResult>")]
+    pub fn put(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, unknown>")] doc: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "PutOptions")] opts: JsValue,
+    ) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            check_options(&opts, "put")?;
+            let id = id_from_js(&id)?;
+            let (body, meta_collection) = body_from_js(&doc)?;
+            let put = PutOptions {
+                collection: opt_string(&opts, "collection")?.or(meta_collection),
+                expected: expected_from(&opts)?,
+            };
+            let r = db.put_with(&id, body, put).await.map_err(to_js)?;
+            Ok(write_result_to_js(&r))
+        })
+    }
+
+    /// Reads a document: its body plus `@metadata`, or `null` if it does not
+    /// exist (or was deleted).
+    ///
+    /// ```js
+    /// const doc = await db.get("patients/1");
+    /// if (doc) console.log(doc.name, doc["@metadata"]["@etag"]);
+    /// ```
+    #[wasm_bindgen(unchecked_return_type = "Promise<OutpostDocument | null>")]
+    pub fn get(&self, #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            let id = id_from_js(&id)?;
+            match db.get(&id).await.map_err(to_js)? {
+                Some(d) => doc_to_js(&d),
+                None => Ok(JsValue::NULL),
+            }
+        })
+    }
+
+    /// Deletes a document (writes a tombstone that replicates). Resolves to the
+    /// write result, or `null` if the document did not exist.
+    ///
+    /// ```js
+    /// await db.delete("patients/1");
+    /// ```
+    #[wasm_bindgen(unchecked_return_type = "Promise<WriteResult | null>")]
+    pub fn delete(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "DeleteOptions")] opts: JsValue,
+    ) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            check_options(&opts, "delete")?;
+            let id = id_from_js(&id)?;
+            let expected = expected_from(&opts)?;
+            let r = db.delete_with(&id, expected).await.map_err(to_js)?;
+            Ok(opt_write_result_to_js(&r))
+        })
+    }
+
+    /// Applies several writes atomically: all of them or, if any is refused,
+    /// none. Resolves to one result per operation (`null` for a delete of a
+    /// missing document).
+    ///
+    /// ```js
+    /// await db.transaction([
+    ///   { type: "put", id: "accounts/a", doc: { balance: 50 } },
+    ///   { type: "put", id: "accounts/b", doc: { balance: 150 } },
+    ///   { type: "delete", id: "transfers/pending/7" },
+    /// ]);
+    /// ```
+    ///
+    /// (The npm package also accepts `db.transaction(async (tx) => { tx.put(...) })`.)
+    #[wasm_bindgen(unchecked_return_type = "Promise<Array<WriteResult | null>>")]
+    pub fn transaction(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "TransactionOp[]")] ops: JsValue,
+    ) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            let batch = batch_from_js(&ops)?;
+            let info = db.commit(batch).await.map_err(to_js)?;
+            let out = Array::new_with_length(info.results.len() as u32);
+            for (i, r) in info.results.iter().enumerate() {
+                out.set(i as u32, opt_write_result_to_js(r));
+            }
+            Ok(out.into())
+        })
+    }
+
+    /// Live documents whose id starts with `prefix` (case-insensitive), in id
+    /// order, after the id `after`, at most `limit`.
+    ///
+    /// ```js
+    /// let page = await db.scan({ prefix: "patients/", limit: 100 });
+    /// while (page.length) {
+    ///   const last = page[page.length - 1]["@metadata"]["@id"];
+    ///   page = await db.scan({ prefix: "patients/", after: last, limit: 100 });
+    /// }
+    /// ```
+    #[wasm_bindgen(unchecked_return_type = "Promise<OutpostDocument[]>")]
+    pub fn scan(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "ScanOptions")] opts: JsValue,
+    ) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            check_options(&opts, "scan")?;
+            let prefix = opt_string(&opts, "prefix")?.unwrap_or_default();
+            let after = opt_string(&opts, "after")?;
+            let limit = limit_of(&opts)?;
+            let docs = db
+                .scan(&prefix, after.as_deref(), limit)
+                .await
+                .map_err(to_js)?;
+            docs_to_js(&docs)
+        })
+    }
+
+    /// Document versions written after etag `since`, in etag order, tombstones
+    /// included (with `"@deleted": true`): the feed a replicator or a cache
+    /// follows.
+    ///
+    /// ```js
+    /// let since = 0;
+    /// for (const d of await db.changes({ since, limit: 500 })) {
+    ///   since = d["@metadata"]["@etag"];
+    /// }
+    /// ```
+    #[wasm_bindgen(unchecked_return_type = "Promise<OutpostDocument[]>")]
+    pub fn changes(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "ChangesOptions")] opts: JsValue,
+    ) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            check_options(&opts, "changes")?;
+            let since = opt_count(&opts, "since")?.unwrap_or(0);
+            let limit = limit_of(&opts)?;
+            let docs = db.changes(since, limit).await.map_err(to_js)?;
+            docs_to_js(&docs)
+        })
+    }
+
+    /// Number of live documents.
+    #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
+    pub fn count(&self) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            let n = db.count().await.map_err(to_js)?;
+            Ok(JsValue::from_f64(n as f64))
+        })
+    }
+
+    /// Collections with their numbers of live documents, by name.
+    #[wasm_bindgen(unchecked_return_type = "Promise<CollectionInfo[]>")]
+    pub fn collections(&self) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            let list = db.collections().await.map_err(to_js)?;
+            let out = Array::new();
+            for (name, count) in list {
+                let o = js_sys::Object::new();
+                let _ = js_sys::Reflect::set(&o, &"name".into(), &name.into());
+                let _ = js_sys::Reflect::set(&o, &"count".into(), &(count as f64).into());
+                out.push(&o);
+            }
+            Ok(out.into())
+        })
+    }
+
+    /// Counters of the database and its page cache (documents, tombstones,
+    /// pages, cache hits and misses, ...).
+    #[wasm_bindgen(unchecked_return_type = "Record<string, unknown>")]
+    pub fn stats(&self) -> Result<JsValue, JsValue> {
+        value_to_js(&self.db.stats())
+    }
+
+    /// Panics inside an operation of this handle: lets the package's tests
+    /// check that the promise rejects with code `"panic"`. Not part of the API.
+    #[doc(hidden)]
+    #[wasm_bindgen(js_name = "__panicForTests", skip_typescript)]
+    pub fn panic_in_operation(&self) -> Promise {
+        self.run(async { panic!("deliberate panic in an operation (test)") })
+    }
+
+    /// Waits for pending writes, then closes the page store. Later calls reject
+    /// with code `"closed"`. Closing twice is harmless.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn close(&self) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            db.close().await.map_err(to_js)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
+
+/// The `limit` option (default: no limit).
+fn limit_of(opts: &JsValue) -> Result<usize, JsValue> {
+    Ok(opt_count(opts, "limit")?.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)))
+}
+
+/// The operations of `transaction` as a batch.
+fn batch_from_js(ops: &JsValue) -> Result<Batch, JsValue> {
+    let ops = ops
+        .dyn_ref::<Array>()
+        .ok_or_else(|| invalid_argument("transaction expects an array of operations"))?;
+    let mut batch = Batch::new();
+    for (i, op) in ops.iter().enumerate() {
+        if !op.is_object() {
+            return Err(invalid_argument(format!("operation {i} is not an object")));
+        }
+        let id = id_from_js(&prop(&op, "id"))?;
+        match opt_string(&op, "type")?.as_deref() {
+            Some("put") => {
+                let (body, meta_collection) = body_from_js(&prop(&op, "doc"))?;
+                let put = PutOptions {
+                    collection: opt_string(&op, "collection")?.or(meta_collection),
+                    expected: expected_from(&op)?,
+                };
+                batch.put_with(id, body, put);
+            }
+            Some("delete") => {
+                batch.delete_with(id, expected_from(&op)?);
+            }
+            _ => {
+                return Err(invalid_argument(format!(
+                    "operation {i}: type must be \"put\" or \"delete\""
+                )));
+            }
+        }
+    }
+    Ok(batch)
+}
+
+/// Panics synchronously: lets the package's tests check how a Rust panic
+/// surfaces in JS. Not part of the API.
+#[doc(hidden)]
+#[wasm_bindgen(js_name = "__panicForTests", skip_typescript)]
+pub fn panic_for_tests() {
+    panic!("deliberate panic (test)")
+}

@@ -1,0 +1,232 @@
+//! Documents, results and options between JS values and the engine.
+//!
+//! A document read back is its body with an `@metadata` object added, the shape
+//! the CLI prints:
+//!
+//! ```js
+//! { name: "Ada", "@metadata": { "@id": "patients/1", "@collection": "Patients",
+//!   "@change-vector": "…", "@etag": 12, "@last-modified": "2026-11-22T10:36:00.123Z" } }
+//! ```
+//!
+//! A document written may carry an `@metadata` object too (so `put(id, await
+//! get(id))` round-trips): it is not stored; only its `@collection` is used,
+//! when no `collection` option is given.
+
+use js_sys::{Array, Object, Reflect};
+use outpost::{ChangeVector, Document, Expected, InputError, WriteResult};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use wasm_bindgen::prelude::*;
+
+use crate::error::{invalid_argument, invalid_json, message_of, to_js};
+
+/// Property `name` of `obj` (`undefined` if `obj` is not an object).
+pub(crate) fn prop(obj: &JsValue, name: &str) -> JsValue {
+    if !obj.is_object() {
+        return JsValue::UNDEFINED;
+    }
+    Reflect::get(obj, &name.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// Checks that an options argument is an object, `undefined` or `null`.
+pub(crate) fn check_options(v: &JsValue, what: &str) -> Result<(), JsValue> {
+    if v.is_undefined() || v.is_null() || v.is_object() {
+        Ok(())
+    } else {
+        Err(invalid_argument(format!(
+            "{what} options must be an object"
+        )))
+    }
+}
+
+fn set(obj: &Object, name: &str, v: &JsValue) {
+    // Setting a property on a fresh plain object cannot fail.
+    let _ = Reflect::set(obj, &name.into(), v);
+}
+
+/// A document id: must be a string (its content is checked by the engine).
+pub(crate) fn id_from_js(v: &JsValue) -> Result<String, JsValue> {
+    v.as_string().ok_or_else(|| {
+        to_js(
+            InputError::InvalidId {
+                id: format!("{v:?}"),
+                reason: "a document id must be a string",
+            }
+            .into(),
+        )
+    })
+}
+
+/// Optional string property `name` of an options object.
+pub(crate) fn opt_string(obj: &JsValue, name: &str) -> Result<Option<String>, JsValue> {
+    let v = prop(obj, name);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_string()
+        .map(Some)
+        .ok_or_else(|| invalid_argument(format!("option {name} must be a string")))
+}
+
+/// Optional non-negative integer property `name` of an options object.
+pub(crate) fn opt_count(obj: &JsValue, name: &str) -> Result<Option<u64>, JsValue> {
+    let v = prop(obj, name);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    match v.as_f64() {
+        Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0 => {
+            Ok(Some(n as u64))
+        }
+        _ => Err(invalid_argument(format!(
+            "option {name} must be a non-negative integer"
+        ))),
+    }
+}
+
+/// The optimistic-concurrency check of a write from its `changeVector` option:
+/// absent: no check; `null`: the document must not exist; a string: the
+/// document's current change vector must be this one.
+pub(crate) fn expected_from(obj: &JsValue) -> Result<Expected, JsValue> {
+    let v = prop(obj, "changeVector");
+    if v.is_undefined() {
+        Ok(Expected::Any)
+    } else if v.is_null() {
+        Ok(Expected::Missing)
+    } else if let Some(s) = v.as_string() {
+        ChangeVector::parse_text(&s)
+            .map(Expected::Cv)
+            .map_err(|e| to_js(e.into()))
+    } else {
+        Err(invalid_argument(
+            "option changeVector must be a string, null or undefined",
+        ))
+    }
+}
+
+/// A document body from JS: a plain object, converted with `JSON.stringify`
+/// (one call into the engine's JSON instead of one per property), so it has
+/// JSON's semantics: `toJSON` is honoured (a `Date` becomes its ISO string),
+/// functions and `undefined` properties are dropped, `NaN` becomes `null`, and
+/// a `BigInt` or a cycle is refused with `invalid_json`.
+///
+/// Returns the body without its `@metadata`, and `@metadata.@collection` if
+/// there is one.
+pub(crate) fn body_from_js(doc: &JsValue) -> Result<(Value, Option<String>), JsValue> {
+    if !doc.is_object() || Array::is_array(doc) {
+        return Err(invalid_json("a document must be a plain object"));
+    }
+    let text = js_sys::JSON::stringify(doc)
+        .map_err(|e| invalid_json(format!("the document is not JSON: {}", message_of(&e))))?;
+    let text = String::from(text);
+    let mut body: Value = serde_json::from_str(&text)
+        .map_err(|e| invalid_json(format!("the document is not JSON: {e}")))?;
+    let mut collection = None;
+    let meta = match &mut body {
+        Value::Object(o) => o.remove("@metadata"),
+        _ => None,
+    };
+    match meta.as_ref().and_then(|m| m.get("@collection")) {
+        Some(Value::String(c)) => collection = Some(c.clone()),
+        None | Some(Value::Null) => {}
+        Some(_) => return Err(invalid_json("@metadata.@collection must be a string")),
+    }
+    Ok((body, collection))
+}
+
+/// Milliseconds since the epoch as an ISO 8601 string (the number itself if it
+/// is outside the range of a JS `Date`).
+fn iso_time(ms: i64) -> Value {
+    if ms.unsigned_abs() <= 8_640_000_000_000_000 {
+        let d = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+        Value::String(d.to_iso_string().into())
+    } else {
+        Value::from(ms)
+    }
+}
+
+/// The document as one JSON object: its body plus `@metadata` (`@deleted` on
+/// tombstones, which have no body). Serializes straight from the document,
+/// without copying the body.
+pub(crate) struct DocOut<'a>(pub(crate) &'a Document);
+
+impl Serialize for DocOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let doc = self.0;
+        let m = &doc.meta;
+        let mut meta = Map::new();
+        meta.insert("@id".into(), Value::String(doc.id.clone()));
+        if let Some(c) = &m.collection {
+            meta.insert("@collection".into(), Value::String(c.clone()));
+        }
+        meta.insert(
+            "@change-vector".into(),
+            Value::String(m.change_vector.to_string()),
+        );
+        meta.insert("@etag".into(), Value::from(m.etag));
+        meta.insert("@last-modified".into(), iso_time(m.last_modified_ms));
+        if m.flags.is_tombstone() {
+            meta.insert("@deleted".into(), Value::Bool(true));
+        }
+        if m.flags.is_conflicted() {
+            meta.insert("@conflicted".into(), Value::Bool(true));
+        }
+        if m.flags.is_from_index() {
+            meta.insert("@from-index".into(), Value::Bool(true));
+        }
+        let mut out = ser.serialize_map(None)?;
+        match &doc.body {
+            Value::Object(o) => {
+                for (k, v) in o {
+                    if k != "@metadata" {
+                        out.serialize_entry(k, v)?;
+                    }
+                }
+            }
+            Value::Null => {}
+            other => out.serialize_entry("body", other)?,
+        }
+        out.serialize_entry("@metadata", &meta)?;
+        out.end()
+    }
+}
+
+/// A serializable value as a plain JS value, through JSON (`JSON.parse` of the
+/// engine's JSON text is faster than building the object property by property
+/// across the wasm boundary, and needs no extra conversion code in the .wasm).
+pub(crate) fn value_to_js(v: &impl Serialize) -> Result<JsValue, JsValue> {
+    let text = serde_json::to_string(v)
+        .map_err(|e| invalid_json(format!("a value cannot be converted to JSON: {e}")))?;
+    js_sys::JSON::parse(&text)
+        .map_err(|e| invalid_json(format!("JSON.parse failed: {}", message_of(&e))))
+}
+
+/// A document as a plain JS object with `@metadata`.
+pub(crate) fn doc_to_js(doc: &Document) -> Result<JsValue, JsValue> {
+    value_to_js(&DocOut(doc))
+}
+
+/// Documents as a JS array of plain objects (one `JSON.parse` for all).
+pub(crate) fn docs_to_js(docs: &[Document]) -> Result<JsValue, JsValue> {
+    value_to_js(&docs.iter().map(DocOut).collect::<Vec<_>>())
+}
+
+/// `{ id, etag, changeVector, deleted }`.
+pub(crate) fn write_result_to_js(r: &WriteResult) -> JsValue {
+    let o = Object::new();
+    set(&o, "id", &JsValue::from_str(&r.id));
+    set(&o, "etag", &JsValue::from_f64(r.etag as f64));
+    set(
+        &o,
+        "changeVector",
+        &JsValue::from_str(&r.change_vector.to_string()),
+    );
+    set(&o, "deleted", &JsValue::from_bool(r.deleted));
+    o.into()
+}
+
+/// A write result, or `null` (a delete of a document that did not exist).
+pub(crate) fn opt_write_result_to_js(r: &Option<WriteResult>) -> JsValue {
+    r.as_ref().map_or(JsValue::NULL, write_result_to_js)
+}

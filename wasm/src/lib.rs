@@ -1,0 +1,63 @@
+//! # outpost-wasm
+//!
+//! WebAssembly bindings of the Outpost document database: the engine
+//! of the npm package in `pkg-js/`. `scripts/build-wasm.sh` compiles this crate
+//! for `wasm32-unknown-unknown` and runs the wasm-bindgen CLI on it; the
+//! rustdoc on the exported items below becomes the JSDoc of the generated
+//! `.d.ts`.
+//!
+//! ```js
+//! import { Outpost } from "@outpost/db";
+//!
+//! const db = await Outpost.open("notes"); // IndexedDB in a browser, memory in Node
+//! await db.put("notes/1", { title: "Hello" }, { collection: "Notes" });
+//! const note = await db.get("notes/1"); // { title, "@metadata": {...} }
+//! await db.close();
+//! ```
+//!
+//! Layout:
+//! - `api`: the `Outpost` class (open, destroy, put, get, delete,
+//!   transaction, scan, changes, count, collections, stats, close);
+//! - `host_store`: `JsPageStore`, a page store supplied by the host as a JS
+//!   object (edge workers, Node, tests);
+//! - `store`: the stores `Outpost.open` chooses from (IndexedDB where the
+//!   global scope has it, memory, or the host's);
+//! - `convert`: documents and options between JS values and the engine;
+//! - `error`: the one bridge from engine errors to JS (`OutpostError` with a
+//!   stable `code`);
+//! - `panic`: a Rust panic rejects the promise of the operation it hit (code
+//!   `"panic"`) instead of leaving it pending forever.
+//!
+//! On native targets the crate is empty: everything here needs a JS host.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(target_arch = "wasm32")]
+mod api;
+#[cfg(target_arch = "wasm32")]
+mod convert;
+#[cfg(target_arch = "wasm32")]
+mod error;
+#[cfg(target_arch = "wasm32")]
+mod host_store;
+#[cfg(target_arch = "wasm32")]
+mod panic;
+#[cfg(target_arch = "wasm32")]
+mod store;
+
+#[cfg(target_arch = "wasm32")]
+pub use api::Outpost;
+#[cfg(target_arch = "wasm32")]
+pub use error::to_js;
+#[cfg(target_arch = "wasm32")]
+pub use host_store::JsPageStore;
+
+/// Runs when the module is instantiated: installs the panic hook, which
+/// rejects the promise of the operation that panicked (code `"panic"`) and,
+/// with the feature `panic-hook` (on by default), logs the panic's message to
+/// `console.error`.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen(start)]
+pub fn start() {
+    panic::install_hook();
+}

@@ -1,0 +1,47 @@
+//! The page stores the bindings can open, as one type (static dispatch; the
+//! IndexedDB store is neither `Send` nor `Sync`, so no `Arc<dyn PageStore>`).
+
+use outpost::PageStore;
+use outpost::platform::BoxFuture;
+use outpost::store::idb::IdbStore;
+use outpost::store::{Commit, MemoryStore, PageBuf, PageNo, StoreError};
+
+use crate::host_store::JsPageStore;
+
+/// Where an open database keeps its pages.
+pub(crate) enum AnyStore {
+    /// In memory (Node, edge runtimes without a host store, tests).
+    Memory(MemoryStore),
+    /// In IndexedDB (browsers, web workers).
+    Idb(IdbStore),
+    /// In a page store the host supplied as a JS object.
+    Host(JsPageStore),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Memory($s) => $e,
+            AnyStore::Idb($s) => $e,
+            AnyStore::Host($s) => $e,
+        }
+    };
+}
+
+impl PageStore for AnyStore {
+    fn read_page(&self, no: PageNo) -> BoxFuture<'_, Result<PageBuf, StoreError>> {
+        each!(self, s => s.read_page(no))
+    }
+    fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
+        each!(self, s => s.read_meta())
+    }
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<(), StoreError>> {
+        each!(self, s => s.commit(commit))
+    }
+    fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        each!(self, s => s.sync())
+    }
+    fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        each!(self, s => s.close())
+    }
+}
