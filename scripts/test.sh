@@ -10,8 +10,10 @@
 # tests (wasm32 in headless Chromium; scripts/install-browser-tools.sh installs
 # Chromium, ChromeDriver and wasm-bindgen-cli when missing), and the npm
 # package: scripts/build-wasm.sh (release .wasm, gzip size against the budget
-# in wasm-pack.toml) then its Node tests (node --test in pkg-js). CI runs
-# exactly this (.ci/run).
+# in wasm-pack.toml) then its Node tests (node --test in pkg-js), and the
+# browser end-to-end tests (tests/e2e: a Vite app built against the packed
+# npm tarball, driven by Playwright in headless Chromium on 127.0.0.1). CI
+# runs exactly this (.ci/run).
 #
 #   ./scripts/test.sh --keep-going    # run every step even after a failure
 set -euo pipefail
@@ -151,6 +153,16 @@ npm_package_node() {
     (cd pkg-js && node --test test/*.test.mjs) || return $?
 }
 step "npm package (Node)" npm_package_node
+
+# ------------------------------------- browser end-to-end (npm package) ---
+# tests/e2e/run.sh: builds pkg-js/dist only if it is missing, packs pkg-js
+# (npm pack) into a temp dir, npm ci in tests/e2e (playwright-core and vite,
+# pinned in its package-lock.json), installs the tarball there with --no-save,
+# vite build of its tiny app, then node --test: the app served on 127.0.0.1,
+# Debian's Chromium driven by playwright-core writes through the package,
+# reloads the page and restarts the browser, and reads the same data back from
+# IndexedDB. Screenshot: tests/e2e/artifacts/page.png.
+step "browser end-to-end (Playwright + Vite)" bash tests/e2e/run.sh
 
 summary "$FAILED"
 exit "$FAILED"

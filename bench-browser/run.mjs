@@ -1,0 +1,186 @@
+#!/usr/bin/env node
+// Benchmark in headless Chromium (not a test): Outpost (@outpost/db over
+// IndexedDB) against raw IndexedDB, Dexie and PouchDB, all in ONE page and
+// one run. See docs/benchmarks.md, "In Chromium: ...".
+//
+//   cd bench-browser && npm ci && node run.mjs            # full run (~3-5 min)
+//   node run.mjs --quick                                  # small run (~30 s)
+//
+// Options:
+//   --quick              2,000 / 10,000 docs, 500 reads, 100 single writes
+//   --engines a,b        subset of outpost,idb,dexie,pouchdb,outpost-mem
+//                        (default: all, in that order; outpost-mem is Outpost
+//                        over its in-memory page store, a diagnostic that
+//                        shows the engine's own CPU cost without IndexedDB)
+//   --rebuild            run ../scripts/build-wasm.sh first (also done when
+//                        ../pkg-js/dist/web is missing)
+//   --pouch-cap SECONDS  time cap of PouchDB's large bulk insert (default 75)
+//   --cap SECONDS        time cap of any other bulk insert (default 120)
+//   --json FILE          also write the raw results as JSON
+//   --chromium PATH      browser binary (default /usr/bin/chromium)
+//
+// Chromium runs with a persistent profile in a fresh temporary directory on
+// disk (a Playwright `newContext()` would keep IndexedDB in memory, which would
+// make every durability setting meaningless).
+import { spawnSync } from "node:child_process";
+import { createServer } from "node:http";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { dirname, extname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import * as esbuild from "esbuild";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..");
+const argv = process.argv.slice(2);
+const flag = (f) => argv.includes(f);
+const opt = (f, d) => {
+  const i = argv.indexOf(f);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : d;
+};
+
+const quick = flag("--quick");
+const cfg = {
+  small: quick ? 2_000 : 10_000,
+  large: quick ? 10_000 : 100_000,
+  batch: 1_000,
+  reads: quick ? 500 : 2_000,
+  singles: quick ? 100 : 500,
+  capMs: Number(opt("--cap", 120)) * 1000,
+  pouchCapMs: Number(opt("--pouch-cap", 75)) * 1000,
+};
+const ALL = ["outpost", "idb", "dexie", "pouchdb", "outpost-mem"];
+const engines = opt("--engines", ALL.join(",")).split(",").map((s) => s.trim()).filter(Boolean);
+for (const e of engines) if (!ALL.includes(e)) throw new Error(`unknown engine ${e} (one of ${ALL})`);
+const chromiumPath = opt("--chromium", "/usr/bin/chromium");
+
+// ---------------------------------------------------------------- build ---
+const distWeb = join(root, "pkg-js/dist/web");
+if (flag("--rebuild") || !existsSync(join(distWeb, "outpost_wasm_bg.wasm"))) {
+  console.log("==> bash scripts/build-wasm.sh");
+  const r = spawnSync("bash", [join(root, "scripts/build-wasm.sh")], { cwd: root, stdio: "inherit" });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+const out = join(here, ".build");
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out, { recursive: true });
+await esbuild.build({
+  entryPoints: [join(here, "page.js")],
+  bundle: true,
+  format: "esm",
+  platform: "browser",
+  target: "chrome120",
+  minify: false,
+  outfile: join(out, "bench.js"),
+  define: { global: "globalThis", "process.env.NODE_ENV": '"production"' },
+  logLevel: "warning",
+});
+copyFileSync(join(distWeb, "outpost_wasm_bg.wasm"), join(out, "outpost_wasm_bg.wasm"));
+writeFileSync(
+  join(out, "index.html"),
+  '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>Outpost browser bench</title>' +
+    '<script type="module" src="./bench.js"></script><body>bench</body>\n',
+);
+
+// ---------------------------------------------------------------- serve ---
+const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
+const server = createServer((req, res) => {
+  const path = new URL(req.url, "http://x").pathname;
+  const file = join(out, path === "/" ? "index.html" : path.slice(1));
+  if (!file.startsWith(out) || !existsSync(file)) {
+    res.writeHead(404).end();
+    return;
+  }
+  res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+  res.end(readFileSync(file));
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const url = `http://127.0.0.1:${server.address().port}/`;
+
+// --------------------------------------------------------------- browser ---
+const profile = mkdtempSync(join(tmpdir(), "outpost-bench-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: chromiumPath,
+  headless: true,
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+  ],
+});
+const results = [];
+let info;
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on("console", (m) => console.log("  " + m.text()));
+  page.on("pageerror", (e) => console.log("  page error: " + e.message));
+  await page.goto(url);
+  await page.waitForFunction(() => window.bench !== undefined);
+  info = await page.evaluate(() => window.bench.init());
+  info.browser = context.browser()?.version() ?? "";
+  console.log(`Chromium ${info.browser}; ${cfg.large.toLocaleString("en")} docs; engines: ${engines.join(", ")}`);
+  for (const e of engines) {
+    const t0 = Date.now();
+    results.push(await page.evaluate(([e, c]) => window.bench.run(e, c), [e, cfg]));
+    console.log(`  (${e}: ${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+  }
+} finally {
+  await context.close();
+  server.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------- table ---
+const fmt = (x) => (x >= 100 ? Math.round(x).toLocaleString("en") : x.toFixed(x >= 10 ? 1 : 2));
+const ms = (x) => (Number.isNaN(x) ? "n/a" : x >= 100 ? Math.round(x).toString() : x.toFixed(x >= 10 ? 1 : 2));
+const rows = [
+  [`bulk insert ${cfg.small.toLocaleString("en")} (docs/s)`, (r) => r.bulkSmall.rate, true],
+  [`bulk insert ${cfg.large.toLocaleString("en")} (docs/s)`, (r) => r.bulkLarge.rate, true],
+  ["serial single writes (docs/s)", (r) => r.singles.rate, true],
+  ["single write p50 (ms)", (r) => r.singles.p50, false],
+  ["single write p99 (ms)", (r) => r.singles.p99, false],
+  [`point reads ${cfg.reads.toLocaleString("en")} random (reads/s)`, (r) => r.reads.rate, true],
+  ["prefix scan (docs/s)", (r) => r.scan.rate, true],
+  ["reopen to first read (ms)", (r) => r.reopen.ms, false],
+];
+const by = Object.fromEntries(results.map((r) => [r.engine, r]));
+const others = results.filter((r) => r.engine !== "outpost" && r.engine !== "outpost-mem");
+const head = ["case", ...results.map((r) => r.label), ...(by.outpost ? others.map((r) => `Outpost/${r.label}`) : [])];
+const lines = [head, head.map((_, i) => (i === 0 ? "---" : "--:"))];
+for (const [label, f, higherBetter] of rows) {
+  const line = [label, ...results.map((r) => (higherBetter ? fmt(f(r)) : ms(f(r))))];
+  if (by.outpost) {
+    // Ratios are "how many times better Outpost is": rate ratio, or time ratio inverted.
+    for (const r of others) {
+      const v = higherBetter ? f(by.outpost) / f(r) : f(r) / f(by.outpost);
+      line.push(v.toFixed(2) + "×");
+    }
+  }
+  lines.push(line);
+}
+console.log();
+console.log(`Chromium ${info.browser}, ${cpus().length} × ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB;` +
+  ` batches of ${cfg.batch} docs of ~1 KiB; durability "strict" for every engine`);
+console.log();
+for (const l of lines) console.log("| " + l.join(" | ") + " |");
+console.log();
+console.log("Ratios: Outpost's advantage (rate ÷ rate, or time ÷ time inverted); > 1× means Outpost is faster.");
+console.log();
+for (const r of results.filter((r) => r.statsAfterScan)) {
+  const d = (a, b, k) => (b?.cache?.[k] ?? b?.[k] ?? 0) - (a?.cache?.[k] ?? a?.[k] ?? 0);
+  console.log(`${r.label}: page cache during point reads: ${d(r.statsBeforeReads, r.statsAfterReads, "hits")} hits,` +
+    ` ${d(r.statsBeforeReads, r.statsAfterReads, "misses")} misses; during the scan: ${d(r.statsAfterReads, r.statsAfterScan, "hits")} hits,` +
+    ` ${d(r.statsAfterReads, r.statsAfterScan, "misses")} misses; bulk ${r.bulkLarge.docs}: ${(r.bulkLarge.applyMs / 1000).toFixed(1)} s` +
+    ` of ${(r.bulkLarge.ms / 1000).toFixed(1)} s inside transaction()`);
+}
+console.log();
+console.log("| engine | large bulk docs | capped | IDB usage after large bulk (MiB) | rw IDB transactions: large bulk | per single write | scan docs | strict / relaxed / forced-strict |");
+console.log("|---|--:|---|--:|--:|--:|--:|---|");
+for (const r of results) {
+  const u = r.bulkLarge.usage == null || r.engine === "outpost-mem" ? "n/a" : (r.bulkLarge.usage / 2 ** 20).toFixed(0);
+  console.log(`| ${r.label} | ${r.bulkLarge.docs} | ${r.bulkLarge.capped ? `yes (${(r.bulkLarge.ms / 1000).toFixed(0)} s)` : "no"} | ${u} |` +
+    ` ${r.bulkLarge.rwTx} | ${(r.singles.rwTx / r.singles.n).toFixed(2)} | ${r.scan.n} |` +
+    ` ${r.durability.strict} / ${r.durability.relaxed} / ${r.durability.forced} |`);
+}
+if (opt("--json")) writeFileSync(opt("--json"), JSON.stringify({ cfg, info, results }, null, 2));

@@ -1,0 +1,16 @@
+// Builds the tiny app in app/ into dist/ (run.sh serves dist/ on 127.0.0.1).
+// `@outpost/db` resolves to the packed tarball that run.sh installs into
+// node_modules with `npm install --no-save`; Vite follows the package's
+// `new URL("…_bg.wasm", import.meta.url)` and emits the .wasm as an asset.
+import { defineConfig } from "vite";
+import { fileURLToPath } from "node:url";
+
+export default defineConfig({
+  root: fileURLToPath(new URL("app", import.meta.url)),
+  logLevel: "warn",
+  build: {
+    outDir: fileURLToPath(new URL("dist", import.meta.url)),
+    emptyOutDir: true,
+    target: "es2022",
+  },
+});
