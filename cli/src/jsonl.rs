@@ -22,30 +22,7 @@ use serde_json::{Map, Value};
 /// Tombstones (deleted documents, seen in the changes feed) have no body: they
 /// are shown as `{"@metadata": {..., "@deleted": true}}`.
 pub fn doc_to_json(doc: &Document) -> Value {
-    let m = &doc.meta;
-    let mut meta = Map::new();
-    meta.insert("@id".into(), Value::String(doc.id.clone()));
-    if let Some(c) = &m.collection {
-        meta.insert("@collection".into(), Value::String(c.clone()));
-    }
-    meta.insert(
-        "@change-vector".into(),
-        Value::String(m.change_vector.to_string()),
-    );
-    meta.insert("@etag".into(), Value::from(m.etag));
-    meta.insert(
-        "@last-modified".into(),
-        Value::String(format_time_ms(m.last_modified_ms)),
-    );
-    if m.flags.is_tombstone() {
-        meta.insert("@deleted".into(), Value::Bool(true));
-    }
-    if m.flags.is_conflicted() {
-        meta.insert("@conflicted".into(), Value::Bool(true));
-    }
-    if m.flags.is_from_index() {
-        meta.insert("@from-index".into(), Value::Bool(true));
-    }
+    let meta = doc.metadata_json();
     let mut out = match &doc.body {
         Value::Object(o) => {
             let mut o = o.clone();
@@ -152,37 +129,6 @@ pub fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-/// Milliseconds since the Unix epoch as an RFC 3339 UTC timestamp
-/// (`2026-11-22T10:36:00.123Z`).
-pub fn format_time_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day)
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,13 +136,16 @@ mod tests {
 
     #[test]
     fn formats_timestamps() {
-        assert_eq!(format_time_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_time_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(outpost::doc::iso_time_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(
-            format_time_ms(1_795_343_760_000),
+            outpost::doc::iso_time_ms(951_782_400_123),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(
+            outpost::doc::iso_time_ms(1_795_343_760_000),
             "2026-11-22T10:36:00.000Z"
         );
-        assert_eq!(format_time_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(outpost::doc::iso_time_ms(-1), "1969-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -288,6 +288,72 @@ fn decode_parts(buf: &[u8]) -> Result<(String, DocumentMeta, &[u8]), RecordError
     Ok((id, meta, body))
 }
 
+impl Document {
+    /// The `@metadata` object of the document's JSON form, as the CLI and the
+    /// JS API show it: `@id`, `@collection` (if any), `@change-vector`, `@etag`,
+    /// `@last-modified` (ISO 8601 UTC), and `@deleted` / `@conflicted` /
+    /// `@from-index` when set.
+    pub fn metadata_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::Value;
+        let m = &self.meta;
+        let mut meta = serde_json::Map::new();
+        meta.insert("@id".into(), Value::String(self.id.clone()));
+        if let Some(c) = &m.collection {
+            meta.insert("@collection".into(), Value::String(c.clone()));
+        }
+        meta.insert(
+            "@change-vector".into(),
+            Value::String(m.change_vector.to_string()),
+        );
+        meta.insert("@etag".into(), Value::from(m.etag));
+        meta.insert(
+            "@last-modified".into(),
+            Value::String(iso_time_ms(m.last_modified_ms)),
+        );
+        for (on, name) in [
+            (m.flags.is_tombstone(), "@deleted"),
+            (m.flags.is_conflicted(), "@conflicted"),
+            (m.flags.is_from_index(), "@from-index"),
+        ] {
+            if on {
+                meta.insert(name.into(), Value::Bool(true));
+            }
+        }
+        meta
+    }
+}
+
+/// Milliseconds since the Unix epoch as an RFC 3339 UTC timestamp
+/// (`2026-11-22T10:36:00.123Z`).
+pub fn iso_time_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day)
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
 /// Decodes a record fully, parsing its JSON body (`Null` for tombstones).
 /// Any truncation, unknown version or flag bits, bad UTF-8, bad change
 /// vector, trailing bytes or bad JSON is an error; it never panics.

@@ -15,7 +15,7 @@
 use js_sys::{Array, Object, Reflect};
 use outpost::{ChangeVector, Document, Expected, InputError, WriteResult};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
 use crate::error::{invalid_argument, invalid_json, message_of, to_js};
@@ -134,17 +134,6 @@ pub(crate) fn body_from_js(doc: &JsValue) -> Result<(Value, Option<String>), JsV
     Ok((body, collection))
 }
 
-/// Milliseconds since the epoch as an ISO 8601 string (the number itself if it
-/// is outside the range of a JS `Date`).
-fn iso_time(ms: i64) -> Value {
-    if ms.unsigned_abs() <= 8_640_000_000_000_000 {
-        let d = js_sys::Date::new(&JsValue::from_f64(ms as f64));
-        Value::String(d.to_iso_string().into())
-    } else {
-        Value::from(ms)
-    }
-}
-
 /// The document as one JSON object: its body plus `@metadata` (`@deleted` on
 /// tombstones, which have no body). Serializes straight from the document,
 /// without copying the body.
@@ -154,27 +143,7 @@ impl Serialize for DocOut<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let doc = self.0;
-        let m = &doc.meta;
-        let mut meta = Map::new();
-        meta.insert("@id".into(), Value::String(doc.id.clone()));
-        if let Some(c) = &m.collection {
-            meta.insert("@collection".into(), Value::String(c.clone()));
-        }
-        meta.insert(
-            "@change-vector".into(),
-            Value::String(m.change_vector.to_string()),
-        );
-        meta.insert("@etag".into(), Value::from(m.etag));
-        meta.insert("@last-modified".into(), iso_time(m.last_modified_ms));
-        if m.flags.is_tombstone() {
-            meta.insert("@deleted".into(), Value::Bool(true));
-        }
-        if m.flags.is_conflicted() {
-            meta.insert("@conflicted".into(), Value::Bool(true));
-        }
-        if m.flags.is_from_index() {
-            meta.insert("@from-index".into(), Value::Bool(true));
-        }
+        let meta = doc.metadata_json();
         let mut out = ser.serialize_map(None)?;
         match &doc.body {
             Value::Object(o) => {
