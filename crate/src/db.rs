@@ -633,6 +633,65 @@ fn decode_meta(rec: &[u8], key: &[u8]) -> Result<(String, DocumentMeta), Error> 
     })
 }
 
+/// An open-time error met while refreshing an open database.
+fn open_to_error(e: OpenError) -> Error {
+    match e {
+        OpenError::Store(s) => Error::Store(s),
+        e => Error::Corrupt {
+            page: 0,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Reads the free-list chain of `meta`: the reusable pages (lowest reused
+/// first) and the pages holding the chain.
+async fn load_free_list<S: PageStore>(
+    inner: &Inner<S>,
+    meta: &Meta,
+) -> Result<(Vec<PageNo>, Vec<PageNo>), OpenError> {
+    let (mut free, mut chain) = (Vec::new(), Vec::new());
+    let mut next = meta.freelist_head;
+    while next != 0 {
+        if next >= meta.next_page || chain.len() as u64 > meta.next_page {
+            return Err(OpenError::Corrupt(format!(
+                "free-list chain is broken at page {next}"
+            )));
+        }
+        let buf = read_cached(inner, next, KIND_FREELIST)
+            .await
+            .map_err(|e| OpenError::Corrupt(e.to_string()))?;
+        chain.push(next);
+        let n = u16::from_le_bytes([buf[14], buf[15]]) as usize;
+        if n > FREELIST_PER_PAGE {
+            return Err(OpenError::Corrupt(format!(
+                "free-list page {next} claims {n} entries"
+            )));
+        }
+        for i in 0..n {
+            let at = 24 + 8 * i;
+            let no = u64::from_le_bytes(buf[at..at + 8].try_into().unwrap_or_default());
+            if no == 0 || no >= meta.next_page {
+                return Err(OpenError::Corrupt(format!(
+                    "free-list page {next} lists page {no}"
+                )));
+            }
+            free.push(no);
+        }
+        next = u64::from_le_bytes(buf[16..24].try_into().unwrap_or_default());
+    }
+    if free.len() as u64 != meta.freelist_count {
+        return Err(OpenError::Corrupt(format!(
+            "free list holds {} pages, meta says {}",
+            free.len(),
+            meta.freelist_count
+        )));
+    }
+    // Reuse the lowest pages first (keeps files compact).
+    free.sort_unstable_by(|a, b| b.cmp(a));
+    Ok((free, chain))
+}
+
 impl<S: PageStore> Database<S> {
     /// Opens the database held by `store`, creating an empty one if the store is
     /// empty. Reads only the meta record and the free list; pages are read on demand.
@@ -684,46 +743,9 @@ impl<S: PageStore> Database<S> {
         // Load the persisted free list.
         {
             let mut w = inner.writer.lock().await;
-            let mut next = meta.freelist_head;
-            let mut guard = 0u64;
-            while next != 0 {
-                guard += 1;
-                if next >= meta.next_page || guard > meta.next_page {
-                    return Err(OpenError::Corrupt(format!(
-                        "free-list chain is broken at page {next}"
-                    )));
-                }
-                let buf = read_cached(&inner, next, KIND_FREELIST)
-                    .await
-                    .map_err(|e| OpenError::Corrupt(e.to_string()))?;
-                w.freelist_pages.push(next);
-                let n = u16::from_le_bytes([buf[14], buf[15]]) as usize;
-                if n > FREELIST_PER_PAGE {
-                    return Err(OpenError::Corrupt(format!(
-                        "free-list page {next} claims {n} entries"
-                    )));
-                }
-                for i in 0..n {
-                    let at = 24 + 8 * i;
-                    let no = u64::from_le_bytes(buf[at..at + 8].try_into().unwrap_or_default());
-                    if no == 0 || no >= meta.next_page {
-                        return Err(OpenError::Corrupt(format!(
-                            "free-list page {next} lists page {no}"
-                        )));
-                    }
-                    w.free.push(no);
-                }
-                next = u64::from_le_bytes(buf[16..24].try_into().unwrap_or_default());
-            }
-            if w.free.len() as u64 != meta.freelist_count {
-                return Err(OpenError::Corrupt(format!(
-                    "free list holds {} pages, meta says {}",
-                    w.free.len(),
-                    meta.freelist_count
-                )));
-            }
-            // Reuse the lowest pages first (keeps files compact).
-            w.free.sort_unstable_by(|a, b| b.cmp(a));
+            let (free, chain) = load_free_list(&inner, &meta).await?;
+            w.free = free;
+            w.freelist_pages = chain;
             w.meta.generation = meta.generation + 1;
         }
         let db = Database {
@@ -738,6 +760,61 @@ impl<S: PageStore> Database<S> {
             })?;
         }
         Ok(db)
+    }
+
+    /// Picks up commits made to the same store by another handle (another
+    /// browser tab, another process): re-reads the store's meta record and, if
+    /// it changed, drops the page cache and reloads the state. Returns whether
+    /// anything changed.
+    ///
+    /// Only safe while no other handle writes (the caller holds a cross-handle
+    /// lock, e.g. the Web Locks API in the browser) and while this handle has
+    /// no write in flight and no snapshot open: pages another writer freed may
+    /// have been reused. Fails with `InvalidArgument` if a write is in flight.
+    pub async fn refresh(&self) -> Result<bool, Error> {
+        let mut w = self.inner.writer.lock().await;
+        {
+            let sh = self.inner.shared();
+            if w.seq > sh.durable_seq || sh.flushing {
+                return Err(InputError::InvalidArgument(
+                    "refresh while a write is in flight".into(),
+                )
+                .into());
+            }
+            if sh.closed {
+                return Err(Error::Closed);
+            }
+        }
+        let Some(bytes) = self.inner.store.read_meta().await? else {
+            return Ok(false);
+        };
+        let meta = Meta::decode(&bytes).map_err(open_to_error)?;
+        if meta == self.inner.shared().visible {
+            return Ok(false);
+        }
+        if meta.db_id != self.inner.db_id {
+            return Err(Error::Corrupt {
+                page: 0,
+                reason: "the store now holds another database".into(),
+            });
+        }
+        self.inner.cache.clear();
+        let (free, chain) = load_free_list(&self.inner, &meta)
+            .await
+            .map_err(open_to_error)?;
+        let w = &mut *w;
+        w.meta = meta.clone();
+        w.meta.generation = meta.generation + 1;
+        w.dirty.clear();
+        w.inflight = Arc::new(HashMap::new());
+        w.free = free;
+        w.pending.clear();
+        w.freelist_pages = chain;
+        w.coll_deltas.clear();
+        w.undo.clear();
+        w.journaled.clear();
+        self.inner.shared().visible = meta;
+        Ok(true)
     }
 
     /// The database id (the identity of this replica in change vectors).

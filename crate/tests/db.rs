@@ -529,3 +529,55 @@ fn open_reads_almost_nothing_and_the_cache_is_bounded() {
         assert!(cache.pages <= 32 && cache.capacity_pages == 32, "{cache:?}");
     });
 }
+
+#[test]
+fn refresh_picks_up_another_handles_commits() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let a = open(&store).await;
+        let b = Database::open(store.clone(), opts()).await.unwrap();
+        assert_eq!(
+            a.db_id(),
+            b.db_id(),
+            "the second handle opens the same database"
+        );
+        assert!(!b.refresh().await.unwrap(), "nothing changed yet");
+        // Take turns, as tabs holding a cross-tab lock do: refresh, then write.
+        for round in 0..20 {
+            let (w, r) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            w.refresh().await.unwrap();
+            let mut batch = Batch::new();
+            for i in 0..50 {
+                batch.put(
+                    format!("r{round:02}/{i:02}"),
+                    json!({"round": round, "pad": "z".repeat(300)}),
+                );
+            }
+            w.commit(batch).await.unwrap();
+            w.delete(&format!("r{round:02}/00")).await.unwrap();
+            assert!(
+                r.refresh().await.unwrap(),
+                "round {round}: the other handle sees a change"
+            );
+            assert_eq!(r.count().await.unwrap(), (round + 1) * 49);
+            assert_eq!(
+                r.get(&format!("r{round:02}/07"))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .body["round"],
+                round
+            );
+        }
+        for db in [&a, &b] {
+            db.refresh().await.unwrap();
+            let rep = db.integrity_check().await.unwrap();
+            assert!(rep.is_ok(), "{:?}", rep.problems);
+            assert_eq!(db.count().await.unwrap(), 20 * 49);
+        }
+        // A reopened handle agrees.
+        let c = Database::open(store.clone(), opts()).await.unwrap();
+        assert_eq!(c.count().await.unwrap(), 20 * 49);
+        assert_eq!(c.stats().last_etag, a.stats().last_etag);
+    });
+}

@@ -453,6 +453,27 @@ impl Outpost {
         })
     }
 
+    /// Picks up what another tab (another handle on the same IndexedDB
+    /// database) committed: re-reads the committed state and, if it changed,
+    /// drops this handle's page cache. Resolves to `true` if anything changed.
+    /// Call it only while holding the cross-tab lock and with no write of this
+    /// handle in flight (the package's JS layer does both).
+    ///
+    /// ```js
+    /// await navigator.locks.request("outpost:notes", async () => {
+    ///   await raw.refresh();
+    ///   return raw.get("notes/1");
+    /// });
+    /// ```
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
+    pub fn refresh(&self) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            let changed = db.refresh().await.map_err(to_js)?;
+            Ok(JsValue::from_bool(changed))
+        })
+    }
+
     /// Number of live documents.
     #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
     pub fn count(&self) -> Promise {
