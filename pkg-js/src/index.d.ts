@@ -48,6 +48,22 @@ export class OutpostError extends Error {
   readonly code: string;
 }
 
+/**
+ * What `subscribe` listens to: documents whose id starts with `prefix`, or
+ * of collection `collection` (both case-insensitive), or everything (`{}`).
+ */
+export interface SubscribeFilter {
+  prefix?: string;
+  collection?: string;
+}
+
+/**
+ * Receives changed documents in etag order: their bodies with `@metadata`;
+ * deletes come as tombstones with `@metadata["@deleted"] === true`. A throw
+ * or a rejected promise is reported with `console.error` and ignored.
+ */
+export type SubscribeCallback = (docs: OutpostDocument[]) => void | Promise<void>;
+
 /** Collects the writes of `db.transaction(async (tx) => ...)`. */
 export class Transaction {
   /** Adds a put; committed with the others when the callback resolves. */
@@ -74,6 +90,11 @@ export class Transaction {
  * for (const p of await db.scan({ prefix: "patients/" })) console.log(p.name);
  * await db.close();
  * ```
+ *
+ * On IndexedDB in a browser, several tabs may open the same database: each
+ * operation runs under the Web Lock `"outpost:" + name` after picking up what
+ * other tabs committed, and writes are announced to the other tabs on the
+ * BroadcastChannel `"outpost:" + name` (their subscriptions fire).
  */
 export class Outpost {
   private constructor();
@@ -114,9 +135,35 @@ export class Outpost {
   count(): Promise<number>;
   /** Collections and their numbers of live documents. */
   collections(): Promise<CollectionInfo[]>;
-  /** Counters of the database and its page cache. */
+  /**
+   * Live change notifications: calls `callback` with the documents changed
+   * after this call — by this handle or, on IndexedDB, by other tabs — that
+   * match `filter`, in etag order (after the write has committed; never
+   * synchronously). Returns a function that unsubscribes.
+   *
+   * ```js
+   * const unsubscribe = db.subscribe({ prefix: "patients/" }, (docs) => {
+   *   for (const d of docs) {
+   *     if (d["@metadata"]["@deleted"]) remove(d["@metadata"]["@id"]);
+   *     else show(d);
+   *   }
+   * });
+   * // later
+   * unsubscribe();
+   * ```
+   *
+   * Throws an `OutpostError` with code `"invalid_argument"` for a bad filter
+   * or callback, `"closed"` on a closed handle.
+   */
+  subscribe(filter: SubscribeFilter, callback: SubscribeCallback): () => void;
+  subscribe(callback: SubscribeCallback): () => void;
+  /**
+   * Counters of the database and its page cache, as this handle last saw
+   * them (synchronous, no cross-tab lock: with several tabs, `await
+   * db.count()` first to include the other tabs' latest commits).
+   */
   stats(): Record<string, unknown>;
-  /** Waits for pending writes and closes the page store. */
+  /** Waits for pending writes, closes the page store and ends subscriptions. */
   close(): Promise<void>;
 }
 

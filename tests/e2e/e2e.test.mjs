@@ -4,7 +4,10 @@
 // writes through the package; the test reloads the page (same context, same
 // origin and profile) and reads the same data back, then restarts the whole
 // browser on the same profile and reads it again. It also checks that error
-// codes reach the page and saves a screenshot to artifacts/page.png.
+// codes reach the page and saves a screenshot to artifacts/page.png. Then two
+// tabs (two pages of one context, same origin) open one database: a write in
+// one fires the other's subscription; both write concurrently and lose
+// nothing; after reloads both agree on count() and stats().
 //
 // Run through run.sh (which builds dist/); CHROMIUM overrides /usr/bin/chromium.
 import { test, before, after, beforeEach } from "node:test";
@@ -44,6 +47,17 @@ let context;
 let page;
 const pageErrors = [];
 
+/** Records a page's errors (uncaught exceptions, console.error, HTTP errors) in pageErrors. */
+function watch(p, label = "") {
+  p.on("pageerror", (e) => pageErrors.push(`${label}pageerror: ${e.message}`));
+  p.on("console", (m) => {
+    if (m.type() === "error") pageErrors.push(`${label}console.error: ${m.text()} (${m.location()?.url ?? ""})`);
+  });
+  p.on("response", (r) => {
+    if (r.status() >= 400) pageErrors.push(`${label}HTTP ${r.status()} ${r.url()}`);
+  });
+}
+
 async function launch() {
   context = await chromium.launchPersistentContext(profile, {
     executablePath,
@@ -55,13 +69,7 @@ async function launch() {
   context.setDefaultTimeout(STEP_MS);
   context.setDefaultNavigationTimeout(NAV_MS);
   page = context.pages()[0] ?? (await context.newPage());
-  page.on("pageerror", (e) => pageErrors.push(`pageerror: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error") pageErrors.push(`console.error: ${m.text()} (${m.location()?.url ?? ""})`);
-  });
-  page.on("response", (r) => {
-    if (r.status() >= 400) pageErrors.push(`HTTP ${r.status()} ${r.url()}`);
-  });
+  watch(page);
 }
 
 async function closeBrowser() {
@@ -77,9 +85,9 @@ async function closeBrowser() {
 const url = (params) => `${server.url}?${new URLSearchParams(params)}`;
 
 /** Waits until the page has opened the database and rendered (data-state="ready"). */
-async function ready(expectedStatus = "ready") {
-  const status = page.locator("#status");
-  await page.waitForFunction(
+async function ready(expectedStatus = "ready", p = page) {
+  const status = p.locator("#status");
+  await p.waitForFunction(
     () => {
       const s = document.getElementById("status");
       return s && (s.dataset.state === "ready" || s.dataset.state === "error");
@@ -247,4 +255,165 @@ test("control: with storage \"memory\" the same steps lose the data on reload", 
   assert.equal((await shown()).count, "0");
   assert.equal((await readBack()).count, 0);
   assert.deepEqual(pageErrors, []);
+});
+
+// ---- Several tabs: two pages of the same context (same origin, same profile) ----
+
+const tabsDb = `${dbName}-tabs`;
+let tabA;
+let tabB;
+
+/** Opens `tabsDb` in a new page of the context (a second tab). */
+async function openTab(label) {
+  const p = await context.newPage();
+  watch(p, `[${label}] `);
+  await p.goto(url({ db: tabsDb }));
+  await ready("ready", p);
+  return p;
+}
+
+/** What a tab's handle reports: count(), stats(), the ids and bodies under `conc/`, a changes() census. */
+function census(p) {
+  return p.evaluate(async () => {
+    const { db } = window.outpostE2E;
+    const count = await db.count(); // takes the lock and refreshes first
+    const stats = db.stats();
+    const conc = await db.scan({ prefix: "conc/" });
+    const feed = await db.changes({ since: 0 });
+    const etags = feed.map((d) => d["@metadata"]["@etag"]);
+    return {
+      count,
+      documents: stats.documents,
+      lastEtag: stats.last_etag,
+      collections: await db.collections(),
+      concIds: conc.map((d) => d["@metadata"]["@id"]),
+      concOk: conc.every((d) => d.writer === d["@metadata"]["@id"].split("/")[1] && typeof d.i === "number"),
+      feedLive: feed.filter((d) => !d["@metadata"]["@deleted"]).length,
+      feedSorted: etags.every((e, i) => i === 0 || etags[i - 1] < e),
+      feedUnique: new Set(feed.map((d) => d["@metadata"]["@id"].toLowerCase())).size === feed.length,
+    };
+  });
+}
+
+test("two tabs: a write in tab A fires tab B's subscription, and tab B reads it", async () => {
+  tabA = await openTab("A");
+  tabB = await openTab("B");
+  await tabB.evaluate(() => {
+    window.__tabsDocs = [];
+    window.outpostE2E.db.subscribe({ prefix: "tabs/" }, (docs) => window.__tabsDocs.push(...docs));
+  });
+
+  const written = await tabA.evaluate(() =>
+    window.outpostE2E.db.put("tabs/hello", { from: "A", n: 1 }, { collection: "Greetings" }),
+  );
+  await tabB.waitForFunction(() => window.__tabsDocs.length >= 1);
+  const seen = await tabB.evaluate(() => window.__tabsDocs);
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0].from, "A");
+  assert.equal(seen[0]["@metadata"]["@id"], "tabs/hello");
+  assert.equal(seen[0]["@metadata"]["@collection"], "Greetings");
+  assert.equal(seen[0]["@metadata"]["@etag"], written.etag);
+  assert.equal(seen[0]["@metadata"]["@change-vector"], written.changeVector);
+  // The page's own subscription (all documents) shows it too.
+  await tabB.waitForFunction(() => document.getElementById("live").textContent.includes("tabs/hello"));
+
+  const read = await tabB.evaluate(() => window.outpostE2E.db.get("tabs/hello"));
+  assert.equal(read.from, "A");
+  assert.equal(read["@metadata"]["@change-vector"], written.changeVector);
+  assert.equal(await tabB.evaluate(() => window.outpostE2E.db.count()), 1);
+
+  // And back: B deletes, A's subscription sees the tombstone and A reads null.
+  await tabB.evaluate(() => window.outpostE2E.db.delete("tabs/hello"));
+  await tabA.waitForFunction(() =>
+    window.outpostE2E.changes.some((d) => d["@metadata"]["@id"] === "tabs/hello" && d["@metadata"]["@deleted"]),
+  );
+  assert.equal(await tabA.evaluate(() => window.outpostE2E.db.get("tabs/hello")), null);
+  assert.equal(await tabA.evaluate(() => window.outpostE2E.db.count()), 0);
+  await tabB.waitForFunction(() => window.__tabsDocs.length >= 2);
+  assert.equal((await tabB.evaluate(() => window.__tabsDocs))[1]["@metadata"]["@deleted"], true);
+  assert.deepEqual(pageErrors, []);
+});
+
+test("two tabs writing concurrently (50 puts each, interleaved) lose nothing", async () => {
+  const N = 50;
+  const writeFrom = (p, writer) =>
+    p.evaluate(
+      async ({ writer, N }) => {
+        const { db } = window.outpostE2E;
+        const ops = [];
+        for (let i = 0; i < N; i++) {
+          ops.push(db.put(`conc/${writer}/${String(i).padStart(3, "0")}`, { writer, i, pad: "x".repeat(300) }, { collection: "Conc" }));
+          // A transaction now and then: one commit with a put and a delete.
+          if (i % 10 === 9) {
+            ops.push(
+              db.transaction(async (tx) => {
+                tx.put(`tmp/${writer}/${i}`, { writer, i });
+                tx.delete(`tmp/${writer}/${i - 10}`);
+              }),
+            );
+          }
+        }
+        const results = await Promise.all(ops);
+        return results.length;
+      },
+      { writer, N },
+    );
+  const [a, b] = await Promise.all([writeFrom(tabA, "a"), writeFrom(tabB, "b")]);
+  assert.equal(a, N + N / 10);
+  assert.equal(b, N + N / 10);
+
+  const expectedIds = ["a", "b"].flatMap((w) => Array.from({ length: N }, (_, i) => `conc/${w}/${String(i).padStart(3, "0")}`));
+  // 100 conc/ documents plus the last tmp/ document of each writer (the others were deleted).
+  const total = 2 * N + 2;
+  for (const [label, p] of [["A", tabA], ["B", tabB]]) {
+    const c = await census(p);
+    assert.equal(c.count, total, `tab ${label}: count`);
+    assert.equal(c.documents, total, `tab ${label}: stats().documents`);
+    assert.deepEqual(c.concIds, expectedIds, `tab ${label}: scan({ prefix: "conc/" })`);
+    assert.ok(c.concOk, `tab ${label}: document bodies`);
+    assert.equal(c.feedLive, total, `tab ${label}: live versions in changes()`);
+    assert.ok(c.feedSorted, `tab ${label}: changes() in etag order`);
+    assert.ok(c.feedUnique, `tab ${label}: one version per id in changes()`);
+    assert.deepEqual(c.collections, [{ name: "Conc", count: 2 * N }], `tab ${label}: collections()`);
+  }
+  assert.equal((await census(tabA)).lastEtag, (await census(tabB)).lastEtag);
+
+  // Each tab's subscription saw every conc/ document of both tabs, in etag order.
+  for (const [label, p] of [["A", tabA], ["B", tabB]]) {
+    await p.waitForFunction(
+      (n) => new Set(window.outpostE2E.changes.filter((d) => d["@metadata"]["@id"].startsWith("conc/")).map((d) => d["@metadata"]["@id"])).size === n,
+      2 * N,
+    );
+    const seen = await p.evaluate(() => window.outpostE2E.changes.map((d) => d["@metadata"]["@etag"]));
+    assert.ok(seen.every((e, i) => i === 0 || seen[i - 1] < e), `tab ${label}: subscription in etag order, no repeats`);
+  }
+  assert.deepEqual(pageErrors, []);
+});
+
+test("two tabs: after reloading both, count() and stats() agree (nothing corrupt)", async () => {
+  const before = await census(tabA);
+  await Promise.all([tabA.reload(), tabB.reload()]);
+  await ready("ready", tabA);
+  await ready("ready", tabB);
+  const [a, b] = [await census(tabA), await census(tabB)];
+  for (const [label, c] of [["A", a], ["B", b]]) {
+    assert.equal(c.count, before.count, `tab ${label}: count after reload`);
+    assert.equal(c.documents, c.count, `tab ${label}: stats().documents = count()`);
+    assert.equal(c.lastEtag, before.lastEtag, `tab ${label}: last etag after reload`);
+    assert.deepEqual(c.concIds, before.concIds, `tab ${label}: conc/ ids after reload`);
+    assert.ok(c.concOk && c.feedSorted && c.feedUnique, `tab ${label}: bodies and changes() after reload`);
+  }
+  // The pages show the count too.
+  for (const p of [tabA, tabB]) assert.equal(await p.locator("#count").textContent(), String(before.count));
+
+  // Writing after the reload still works from both tabs and each sees the other's write.
+  await tabA.evaluate(() => window.outpostE2E.db.put("after/a", { ok: true }));
+  await tabB.evaluate(() => window.outpostE2E.db.put("after/b", { ok: true }));
+  assert.equal(await tabA.evaluate(() => window.outpostE2E.db.count()), before.count + 2);
+  assert.equal((await tabA.evaluate(() => window.outpostE2E.db.get("after/b"))).ok, true);
+  assert.equal((await tabB.evaluate(() => window.outpostE2E.db.get("after/a"))).ok, true);
+  await tabA.waitForFunction(() => window.outpostE2E.changes.some((d) => d["@metadata"]["@id"] === "after/b"));
+  assert.deepEqual(pageErrors, []);
+
+  await Promise.race([Promise.all([tabA.close(), tabB.close()]), new Promise((r) => setTimeout(r, 10_000).unref())]);
 });

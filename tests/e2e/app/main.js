@@ -1,8 +1,10 @@
 // The page under test. On load it opens the database named by `?db=` (default
 // "outpost-e2e") with `storage` from `?storage=` (default: IndexedDB, the
 // package's default in a browser) and shows what is stored. The buttons write
-// sample data and provoke an `invalid_id` error. The test drives the buttons
-// and reads the DOM; `window.outpostE2E` gives it the open database for reads.
+// sample data and provoke an `invalid_id` error. A subscription shows the
+// changes this tab sees (its own and other tabs' writes) in #live. The test
+// drives the buttons and reads the DOM; `window.outpostE2E` gives it the open
+// database and `changes`, the documents the subscription received.
 import { Outpost, OutpostError } from "@outpost/db";
 
 const params = new URLSearchParams(location.search);
@@ -53,7 +55,13 @@ async function main() {
     setStatus("error", `open failed: ${e?.code ?? ""} ${e?.message ?? e}`);
     throw e;
   }
-  window.outpostE2E = { db, Outpost, OutpostError };
+  const changes = [];
+  window.outpostE2E = { db, Outpost, OutpostError, changes };
+  db.subscribe({}, (docs) => {
+    changes.push(...docs);
+    const last = docs[docs.length - 1]["@metadata"];
+    $("live").textContent = `${changes.length} (last: ${last["@id"]}${last["@deleted"] ? ", deleted" : ""})`;
+  });
   $("db-name").textContent = name;
   $("storage").textContent = storage ?? "default (IndexedDB)";
 
