@@ -771,25 +771,30 @@ impl<S: PageStore> Database<S> {
     /// lock, e.g. the Web Locks API in the browser) and while this handle has
     /// no write in flight and no snapshot open: pages another writer freed may
     /// have been reused. Fails with `InvalidArgument` if a write is in flight.
+    ///
+    /// It also recovers a handle poisoned by a failed commit when the store
+    /// itself rolled that commit back (IndexedDB aborts a failed transaction
+    /// whole): the working state is rebuilt from the last committed meta.
     pub async fn refresh(&self) -> Result<bool, Error> {
         let mut w = self.inner.writer.lock().await;
-        {
+        let recovering = {
             let sh = self.inner.shared();
-            if w.seq > sh.durable_seq || sh.flushing {
+            if sh.closed {
+                return Err(Error::Closed);
+            }
+            if sh.flushing || (w.seq > sh.durable_seq && sh.failed.is_none()) {
                 return Err(InputError::InvalidArgument(
                     "refresh while a write is in flight".into(),
                 )
                 .into());
             }
-            if sh.closed {
-                return Err(Error::Closed);
-            }
-        }
+            sh.failed.is_some()
+        };
         let Some(bytes) = self.inner.store.read_meta().await? else {
             return Ok(false);
         };
         let meta = Meta::decode(&bytes).map_err(open_to_error)?;
-        if meta == self.inner.shared().visible {
+        if meta == self.inner.shared().visible && !recovering {
             return Ok(false);
         }
         if meta.db_id != self.inner.db_id {
@@ -813,7 +818,13 @@ impl<S: PageStore> Database<S> {
         w.coll_deltas.clear();
         w.undo.clear();
         w.journaled.clear();
-        self.inner.shared().visible = meta;
+        let mut sh = self.inner.shared();
+        sh.visible = meta;
+        // A handle poisoned by a failed commit starts over from what the store
+        // holds: the failed transactions were reported to their callers and
+        // are dropped with the working state.
+        sh.failed = None;
+        sh.durable_seq = w.seq;
         Ok(true)
     }
 
@@ -1162,19 +1173,32 @@ impl<S: PageStore> Database<S> {
     }
 
     /// Flushes anything pending and closes the store.
+    ///
+    /// A database poisoned by a failed commit still closes (its failed writes
+    /// were already reported to their callers); a flush that fails here is
+    /// returned after the store is closed.
     pub async fn close(&self) -> Result<(), Error> {
         let seq = self.inner.writer.lock().await.seq;
-        self.wait_durable(seq).await?;
+        let poisoned = self.inner.shared().failed.is_some();
+        let flushed = if poisoned {
+            Ok(())
+        } else {
+            self.wait_durable(seq).await
+        };
         {
             let mut sh = self.inner.shared();
             if sh.closed {
-                return Ok(());
+                return flushed;
             }
             sh.closed = true;
         }
-        self.inner.store.sync().await?;
+        let synced = if flushed.is_ok() && !poisoned {
+            self.inner.store.sync().await.map_err(Error::from)
+        } else {
+            Ok(())
+        };
         self.inner.store.close().await?;
-        Ok(())
+        flushed.and(synced)
     }
 }
 

@@ -367,6 +367,8 @@ struct TestStore {
     inner: Arc<MemoryStore>,
     reads: std::sync::atomic::AtomicU64,
     slow: bool,
+    /// While set, commits fail (as a full quota would) and apply nothing.
+    fail: std::sync::atomic::AtomicBool,
 }
 
 impl TestStore {
@@ -375,6 +377,7 @@ impl TestStore {
             inner,
             reads: Default::default(),
             slow,
+            fail: Default::default(),
         }
     }
 }
@@ -407,6 +410,11 @@ impl outpost::PageStore for TestStore {
         self.inner.read_meta()
     }
     fn commit(&self, c: outpost::store::Commit) -> Fut<'_, ()> {
+        if self.fail.load(Ordering::Relaxed) {
+            return Box::pin(async {
+                Err(outpost::StoreError::QuotaExceeded("test quota".into()))
+            });
+        }
         let f = self.inner.commit(c);
         let slow = self.slow;
         Box::pin(async move {
@@ -579,5 +587,37 @@ fn refresh_picks_up_another_handles_commits() {
         let c = Database::open(store.clone(), opts()).await.unwrap();
         assert_eq!(c.count().await.unwrap(), 20 * 49);
         assert_eq!(c.stats().last_etag, a.stats().last_etag);
+    });
+}
+
+#[test]
+fn a_failed_commit_poisons_and_refresh_recovers() {
+    block_on(async {
+        let store = Arc::new(TestStore::new(Arc::new(MemoryStore::new()), false));
+        let db = Database::open(store.clone(), opts()).await.unwrap();
+        db.put("a", json!({"v": 1})).await.unwrap();
+        store.fail.store(true, Ordering::Relaxed);
+        assert_eq!(
+            db.put("b", json!({"v": 2})).await.unwrap_err().code(),
+            "quota_exceeded"
+        );
+        // Reads of the committed state still work; writes are refused.
+        assert_eq!(db.get("a").await.unwrap().unwrap().body["v"], 1);
+        assert_eq!(db.put("c", json!({})).await.unwrap_err().code(), "poisoned");
+        store.fail.store(false, Ordering::Relaxed);
+        assert_eq!(db.put("c", json!({})).await.unwrap_err().code(), "poisoned");
+        // refresh() starts over from the store, which never saw the failed commit.
+        assert!(db.refresh().await.unwrap());
+        assert!(db.get("b").await.unwrap().is_none());
+        db.put("c", json!({"v": 3})).await.unwrap();
+        assert_eq!(db.count().await.unwrap(), 2);
+        assert!(db.integrity_check().await.unwrap().is_ok());
+        db.close().await.unwrap();
+        // A poisoned handle still closes.
+        store.inner.reopen();
+        let db = Database::open(store.clone(), opts()).await.unwrap();
+        store.fail.store(true, Ordering::Relaxed);
+        assert!(db.put("d", json!({})).await.is_err());
+        db.close().await.unwrap();
     });
 }

@@ -7,7 +7,10 @@
 // codes reach the page and saves a screenshot to artifacts/page.png. Then two
 // tabs (two pages of one context, same origin) open one database: a write in
 // one fires the other's subscription; both write concurrently and lose
-// nothing; after reloads both agree on count() and stats().
+// nothing; after reloads both agree on count() and stats(). Last, a real full
+// quota: the DevTools protocol (Storage.overrideQuotaForOrigin) gives a fresh
+// origin 2 MiB; batches are written until a commit rejects with
+// quota_exceeded, and the committed batches survive, also after a reload.
 //
 // Run through run.sh (which builds dist/); CHROMIUM overrides /usr/bin/chromium.
 import { test, before, after, beforeEach } from "node:test";
@@ -416,4 +419,165 @@ test("two tabs: after reloading both, count() and stats() agree (nothing corrupt
   assert.deepEqual(pageErrors, []);
 
   await Promise.race([Promise.all([tabA.close(), tabB.close()]), new Promise((r) => setTimeout(r, 10_000).unref())]);
+});
+
+// ---- A real quota failure: Chromium's quota lowered through the DevTools protocol ----
+
+test("a full storage quota (CDP Storage.overrideQuotaForOrigin) rejects a transaction with quota_exceeded; earlier batches survive", async () => {
+  // Its own origin (a second server: another port of 127.0.0.1). Chromium's
+  // IndexedDB caches the space left of an origin whose databases it already
+  // has open and may not see a later override for a while, so the override is
+  // set before this origin first touches IndexedDB.
+  const quotaServer = await serve(distDir);
+  const origin = new URL(quotaServer.url).origin;
+  const name = `${dbName}-quota`;
+  const quotaUrl = `${quotaServer.url}?${new URLSearchParams({ db: name })}`;
+  const QUOTA = 2 * 1024 * 1024; // enough to open the database and commit some batches
+  const BATCH = 50; // documents per transaction, ~1 KiB each
+  const MAX_BATCHES = 400; // ~20 MiB: far beyond the quota, the loop's bound
+  const FILL_MS = 60_000;
+  const p = await context.newPage();
+  watch(p, "[quota] ");
+  const cdp = await context.newCDPSession(p);
+  try {
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin, quotaSize: QUOTA });
+    const q = await cdp.send("Storage.getUsageAndQuota", { origin });
+    assert.equal(q.overrideActive, true, `Storage.getUsageAndQuota: ${JSON.stringify(q)}`);
+    assert.equal(q.quota, QUOTA);
+
+    await p.goto(quotaUrl);
+    await ready("ready", p);
+
+    // Batches of BATCH documents with incompressible ~1 KiB bodies, one
+    // transaction each, until one rejects (bounded by count and time).
+    const fill = await p.evaluate(
+      async ({ BATCH, MAX_BATCHES, FILL_MS }) => {
+        const { db, OutpostError } = window.outpostE2E;
+        const id = (b, i) => `quota/${String(b).padStart(4, "0")}/${String(i).padStart(2, "0")}`;
+        const pad = () => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(768)))); // 1024 chars
+        const t0 = performance.now();
+        for (let b = 0; b < MAX_BATCHES; b++) {
+          if (performance.now() - t0 > FILL_MS) return { ok: b, error: null, timedOut: true };
+          try {
+            await db.transaction(async (tx) => {
+              for (let i = 0; i < BATCH; i++) tx.put(id(b, i), { b, i, pad: pad() }, { collection: "Quota" });
+            });
+          } catch (e) {
+            return {
+              ok: b,
+              error: {
+                code: e?.code,
+                isOutpostError: e instanceof OutpostError,
+                isError: e instanceof Error,
+                message: String(e?.message ?? e),
+              },
+            };
+          }
+        }
+        return { ok: MAX_BATCHES, error: null };
+      },
+      { BATCH, MAX_BATCHES, FILL_MS },
+    );
+    const usage = await cdp.send("Storage.getUsageAndQuota", { origin });
+    console.log(
+      `# quota ${QUOTA} bytes: ${fill.ok} batches of ${BATCH} committed, then ${JSON.stringify(fill.error)}; usage ${usage.usage} bytes`,
+    );
+    assert.ok(fill.error, `no write was refused after ${fill.ok} batches${fill.timedOut ? ` (stopped after ${FILL_MS} ms)` : ""}`);
+    assert.equal(fill.error.code, "quota_exceeded", fill.error.message);
+    assert.ok(fill.error.isOutpostError && fill.error.isError, "not an OutpostError");
+    assert.ok(fill.ok >= 1, "the quota did not allow a single batch");
+
+    /**
+     * The documents of the committed batches, and nothing of the refused one,
+     * read through the page's handle, or (`fresh`) through a second handle
+     * opened on the same database in the page and closed afterwards.
+     */
+    const state = (fresh) =>
+      p.evaluate(
+        async ({ ok, BATCH, fresh, name }) => {
+          const { Outpost } = window.outpostE2E;
+          const db = fresh ? await Outpost.open(name) : window.outpostE2E.db;
+          const id = (b, i) => `quota/${String(b).padStart(4, "0")}/${String(i).padStart(2, "0")}`;
+          const brief = (d) => d && { id: d["@metadata"]["@id"], b: d.b, i: d.i, padLength: d.pad.length };
+          const got = {
+            count: await db.count(),
+            collections: await db.collections(),
+            first: brief(await db.get(id(0, 0))),
+            last: brief(await db.get(id(ok - 1, BATCH - 1))),
+            lastBatch: (await db.scan({ prefix: `quota/${String(ok - 1).padStart(4, "0")}/` })).length,
+            refusedGet: await db.get(id(ok, 0)),
+            refusedBatch: (await db.scan({ prefix: `quota/${String(ok).padStart(4, "0")}/` })).length,
+          };
+          // close() ends with a durability barrier that rewrites the meta record:
+          // a write, which a full quota may refuse. Reported, not part of the state.
+          let closed = null;
+          if (fresh) closed = await db.close().then(() => "ok", (e) => `${e?.code}: ${e?.message}`);
+          return { got, closed };
+        },
+        { ok: fill.ok, BATCH, fresh, name },
+      );
+    const lastId = `quota/${String(fill.ok - 1).padStart(4, "0")}/${String(BATCH - 1).padStart(2, "0")}`;
+    const expected = {
+      count: fill.ok * BATCH,
+      collections: [{ name: "Quota", count: fill.ok * BATCH }],
+      first: { id: "quota/0000/00", b: 0, i: 0, padLength: 1024 },
+      last: { id: lastId, b: fill.ok - 1, i: BATCH - 1, padLength: 1024 },
+      lastBatch: BATCH,
+      refusedGet: null,
+      refusedBatch: 0,
+    };
+    // Right away (the quota still full): what IndexedDB holds, through a new handle.
+    const rightAway = await state(true);
+    assert.deepEqual(rightAway.got, expected, "right after the refused commit (a new handle)");
+    console.log(`# close() of that new handle with the quota still full: ${rightAway.closed}`);
+    assert.equal(rightAway.closed, "ok", "close() writes nothing, so it works with the quota full");
+
+    // The handle that saw the refused commit keeps working: reads succeed
+    // (its refresh() rebuilds it from what IndexedDB holds) and a write is
+    // refused again with quota_exceeded while the quota is still full.
+    const sameHandle = await p.evaluate(async () => {
+      const { db } = window.outpostE2E;
+      const code = async (op) => {
+        try {
+          await op();
+          return "ok";
+        } catch (e) {
+          return `${e?.code}: ${e?.message}`;
+        }
+      };
+      return { count: await code(() => db.count()), put: await code(() => db.put("quota/again", { n: 1 })) };
+    });
+    console.log(`# the same handle after the refused commit: ${JSON.stringify(sameHandle)}`);
+    assert.equal(sameHandle.count, "ok", "reads on the handle that saw the refused commit");
+    assert.match(sameHandle.put, /^quota_exceeded/, "a write while the quota is still full");
+
+    // Raise the quota, reload (a new handle), and check again.
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin, quotaSize: 1024 * 1024 * 1024 });
+    await p.reload();
+    await ready("ready", p);
+    assert.equal(await p.locator("#count").textContent(), String(fill.ok * BATCH));
+    assert.deepEqual((await state(false)).got, expected, "after raising the quota and reloading");
+
+    // Writing works again: one more batch, read back.
+    const more = await p.evaluate(
+      async ({ b, BATCH }) => {
+        const { db } = window.outpostE2E;
+        const id = (i) => `quota/${String(b).padStart(4, "0")}/${String(i).padStart(2, "0")}`;
+        await db.transaction(async (tx) => {
+          for (let i = 0; i < BATCH; i++) tx.put(id(i), { b, i, pad: "y".repeat(1024) }, { collection: "Quota" });
+        });
+        const last = await db.get(id(BATCH - 1));
+        return { count: await db.count(), last: last && { b: last.b, i: last.i } };
+      },
+      { b: fill.ok, BATCH },
+    );
+    assert.deepEqual(more, { count: (fill.ok + 1) * BATCH, last: { b: fill.ok, i: BATCH - 1 } });
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    // Without quotaSize the origin's quota is back to the default.
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin }).catch(() => {});
+    await cdp.detach().catch(() => {});
+    await Promise.race([p.close().catch(() => {}), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    await quotaServer.close();
+  }
 });

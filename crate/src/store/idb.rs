@@ -67,6 +67,9 @@ pub struct IdbStore {
     last_meta: RefCell<Option<Vec<u8>>>,
     /// Test hook: make the next commit fail after this many page writes.
     fail_after: Cell<Option<usize>>,
+    /// Whether a relaxed commit was issued since the last strict transaction
+    /// (only then does [`PageStore::sync`] need to write anything).
+    relaxed_pending: Cell<bool>,
 }
 
 impl std::fmt::Debug for IdbStore {
@@ -113,6 +116,7 @@ impl IdbStore {
             rexie: RefCell::new(Some(rexie)),
             raw: RefCell::new(Some(raw)),
             last_meta: RefCell::new(None),
+            relaxed_pending: Cell::new(false),
             fail_after: Cell::new(None),
         })
     }
@@ -340,6 +344,7 @@ impl PageStore for IdbStore {
                     Sync::Durable => "strict",
                     Sync::Relaxed => "relaxed",
                 };
+                self.relaxed_pending.set(commit.sync == Sync::Relaxed);
                 self.issue(&commit.pages, &commit.meta, durability)
             });
         Box::pin(async move { issued?.wait("commit").await })
@@ -349,6 +354,14 @@ impl PageStore for IdbStore {
         // A strict transaction rewriting the newest meta record: it runs after
         // every commit issued before it (same scope), and the browser flushes
         // before it completes, which covers earlier relaxed commits too.
+        // With no relaxed commit since the last strict one there is nothing to
+        // flush: a durable commit resolves only once its strict transaction has
+        // completed. Writing nothing also keeps `sync` (and `close`) working
+        // when the origin's quota is full.
+        if !self.relaxed_pending.get() {
+            let r = self.raw().map(|_| ());
+            return Box::pin(async move { r });
+        }
         let issued = match self.raw() {
             Err(e) => Err(e),
             Ok(_) => {
@@ -361,7 +374,10 @@ impl PageStore for IdbStore {
         };
         Box::pin(async move {
             match issued? {
-                Some(p) => p.wait("sync").await,
+                Some(p) => {
+                    p.wait("sync").await?;
+                    Ok(())
+                }
                 None => Ok(()),
             }
         })
