@@ -65,24 +65,7 @@ if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep 
     rustup target add wasm32-unknown-unknown
 fi
 
-want=$(awk '
-    $0 == "name = \"wasm-bindgen\"" { found = 1; next }
-    found && /^version = / { gsub(/"/, "", $3); print $3; exit }
-' Cargo.lock)
-if [ -z "$want" ]; then
-    echo "error: no wasm-bindgen package in Cargo.lock" >&2
-    exit 1
-fi
-have=
-if command -v wasm-bindgen >/dev/null 2>&1; then
-    have=$(wasm-bindgen --version | awk '{ print $2 }')
-fi
-if [ "$have" != "$want" ]; then
-    echo "wasm-bindgen-cli: installing $want (found: ${have:-none})"
-    # Without --locked: the CLI's own lock file pins crates the registry here lacks.
-    cargo install wasm-bindgen-cli --version "$want" --force
-fi
-echo "wasm-bindgen-cli $want: present"
+bash scripts/ensure-wasm-bindgen.sh
 
 # ---------------------------------------------------------------- build ---
 cargo_args=(build -p "$PACKAGE" --target wasm32-unknown-unknown --profile "$PROFILE")

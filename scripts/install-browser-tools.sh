@@ -34,26 +34,5 @@ fi
 /usr/bin/chromedriver --version
 
 # ---------------------------------------------------- wasm-bindgen-cli ---
-# The version of the wasm-bindgen crate in Cargo.lock (the line after its name).
-want=$(awk '
-    $0 == "name = \"wasm-bindgen\"" { found = 1; next }
-    found && /^version = / { gsub(/"/, "", $3); print $3; exit }
-' Cargo.lock)
-if [ -z "$want" ]; then
-    echo "error: no wasm-bindgen package in Cargo.lock" >&2
-    exit 1
-fi
-have=
-if command -v wasm-bindgen >/dev/null 2>&1; then
-    have=$(wasm-bindgen --version | awk '{ print $2 }')
-fi
-if [ "$have" = "$want" ] && command -v wasm-bindgen-test-runner >/dev/null 2>&1; then
-    echo "wasm-bindgen-cli $want: present"
-else
-    echo "wasm-bindgen-cli: installing $want (found: ${have:-none})"
-    t0=$(date +%s)
-    # Without --locked: the CLI's own lock file pins crates the registry here lacks.
-    cargo install wasm-bindgen-cli --version "$want" --force
-    echo "wasm-bindgen-cli $want: installed in $(($(date +%s) - t0)) s"
-fi
+bash scripts/ensure-wasm-bindgen.sh
 wasm-bindgen --version
