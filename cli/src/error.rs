@@ -58,14 +58,7 @@ impl From<StoreError> for CliError {
 
 impl From<OpenError> for CliError {
     fn from(e: OpenError) -> Self {
-        let code = match &e {
-            OpenError::Store(s) => s.code(),
-            OpenError::Corrupt(_) => "corrupt",
-            OpenError::Unsupported(_) => "unsupported",
-            OpenError::InvalidOptions(_) => "invalid_options",
-            _ => "open_failed",
-        };
-        CliError::new(code, e.to_string())
+        CliError::new(e.code(), e.to_string())
     }
 }
 

@@ -129,6 +129,19 @@ pub enum OpenError {
     InvalidOptions(String),
 }
 
+impl OpenError {
+    /// A short, stable code (the same vocabulary as [`Error::code`], plus
+    /// `"invalid_options"`), for the CLI and the JS bindings.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OpenError::Store(s) => s.code(),
+            OpenError::Corrupt(_) => "corrupt",
+            OpenError::Unsupported(_) => "unsupported",
+            OpenError::InvalidOptions(_) => "invalid_options",
+        }
+    }
+}
+
 /// Truncates user-supplied text for inclusion in an error message.
 pub(crate) fn clip(s: &str) -> String {
     if s.chars().count() <= 100 {

@@ -46,17 +46,9 @@ pub fn to_js(e: outpost::Error) -> JsValue {
     js_error(e.code(), &e.to_string())
 }
 
-/// Converts an error of opening a database (codes as [`to_js`]; plus
-/// `"invalid_options"` and `"open_failed"`).
+/// Converts an error of opening a database (codes from `OpenError::code`).
 pub(crate) fn open_error_to_js(e: OpenError) -> JsValue {
-    let code = match &e {
-        OpenError::Store(s) => s.code(),
-        OpenError::Corrupt(_) => "corrupt",
-        OpenError::Unsupported(_) => "unsupported",
-        OpenError::InvalidOptions(_) => "invalid_options",
-        _ => "open_failed",
-    };
-    js_error(code, &e.to_string())
+    js_error(e.code(), &e.to_string())
 }
 
 /// An `invalid_argument` error (bad options object, bad limit, ...).
