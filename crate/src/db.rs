@@ -30,12 +30,14 @@ use serde_json::Value;
 use crate::btree::{self, KIND_FREELIST, PageRead, PageWrite};
 use crate::cache::{CacheStats, DEFAULT_CACHE_BYTES, PageCache};
 use crate::cv::{ChangeVector, DbId};
-use crate::doc::{self, DocFlags, Document, DocumentMeta};
+use crate::doc::{self, DocFlags, Document, DocumentMeta, RawVersion};
 use crate::error::{Error, InputError, OpenError, clip};
+use crate::merge;
 use crate::platform::wall_clock_ms;
 use crate::store::{
     Commit, MAX_META, PAGE_SIZE, PageBuf, PageNo, PageStore, StoreError, Sync as StoreSync,
 };
+use crate::sync::ConflictPolicy;
 
 /// A source of wall-clock time in milliseconds since the Unix epoch (injectable
 /// for tests and simulations).
@@ -94,6 +96,53 @@ enum Op {
         id: String,
         expected: Expected,
     },
+    Resolve {
+        id: String,
+        body: Option<Value>,
+        collection: Option<String>,
+    },
+    Remote {
+        doc: RemoteDoc,
+        policy: ConflictPolicy,
+    },
+    SetLocal {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    },
+}
+
+/// A document as received from a replication peer: its id, collection and
+/// versions (the sender's winner first, then its concurrent versions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteDoc {
+    /// The document id.
+    pub id: String,
+    /// Its collection, if any.
+    pub collection: Option<String>,
+    /// Its versions (at least one, at most [`doc::MAX_VERSIONS`]).
+    pub versions: Vec<RawVersion>,
+    /// The peer it came from (recorded when the version is stored as
+    /// received, so it is not sent back to that peer).
+    pub source: Option<String>,
+}
+
+/// Longest value of a local record, in bytes.
+pub const MAX_LOCAL_BYTES: usize = 1 << 20;
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteOutcome {
+    /// A local put or delete: a new version.
+    Written,
+    /// A received version was stored as received (it superseded what was held).
+    Applied,
+    /// A received version was concurrent with a held one: both are kept and
+    /// the document is conflicted.
+    Conflict,
+    /// A received version was concurrent with a held one and the conflict
+    /// policy settled it: a resolution version superseding both was written.
+    Resolved,
 }
 
 /// Several writes committed atomically: all of them or none.
@@ -132,6 +181,39 @@ impl Batch {
         });
         self
     }
+    /// Adds a resolution of a conflicted document: a new version (`None`: a
+    /// deletion) whose change vector supersedes every concurrent version, so
+    /// the conflict ends everywhere once it replicates. On a document that is
+    /// not conflicted it is a plain put or delete.
+    pub fn resolve(
+        &mut self,
+        id: impl Into<String>,
+        body: Option<Value>,
+        collection: Option<String>,
+    ) -> &mut Self {
+        self.ops.push(Op::Resolve {
+            id: id.into(),
+            body,
+            collection,
+        });
+        self
+    }
+    /// Adds versions received from a replication peer, merged with what is
+    /// held (see [`crate::merge`]); concurrent versions are settled by
+    /// `policy` (`Manual` keeps them all).
+    pub fn apply_remote(&mut self, doc: RemoteDoc, policy: ConflictPolicy) -> &mut Self {
+        self.ops.push(Op::Remote { doc, policy });
+        self
+    }
+    /// Sets (`Some`) or removes (`None`) a local record: not replicated, not in
+    /// the changes feed, committed atomically with the rest of the batch.
+    pub fn set_local(&mut self, key: impl Into<Vec<u8>>, value: Option<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::SetLocal {
+            key: key.into(),
+            value,
+        });
+        self
+    }
     /// Number of operations.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -153,6 +235,8 @@ pub struct WriteResult {
     pub change_vector: ChangeVector,
     /// Whether the write was a delete (a tombstone was written).
     pub deleted: bool,
+    /// What the write did.
+    pub outcome: WriteOutcome,
 }
 
 /// The outcome of a batch: one entry per operation, in order (`None` for a
@@ -208,7 +292,7 @@ impl IntegrityReport {
 // Meta record
 
 const META_MAGIC: u32 = 0x5453_504F; // "OPST"
-const META_VERSION: u16 = 1;
+const META_VERSION: u16 = 2;
 const FREELIST_PER_PAGE: usize = (PAGE_SIZE - 16 - 8) / 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,6 +309,10 @@ struct Meta {
     freelist_count: u64,
     doc_count: u64,
     tombstone_count: u64,
+    /// Local (non-replicated) records: replication checkpoints and the like.
+    locals: PageNo,
+    /// Id keys of conflicted documents.
+    conflicts: PageNo,
 }
 
 impl Meta {
@@ -242,6 +330,8 @@ impl Meta {
             freelist_count: 0,
             doc_count: 0,
             tombstone_count: 0,
+            locals: 0,
+            conflicts: 0,
         }
     }
 
@@ -263,6 +353,8 @@ impl Meta {
             self.freelist_count,
             self.doc_count,
             self.tombstone_count,
+            self.locals,
+            self.conflicts,
         ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
@@ -273,15 +365,18 @@ impl Meta {
     }
 
     fn decode(b: &[u8]) -> Result<Meta, OpenError> {
-        const LEN: usize = 4 + 2 + 4 + 16 + 11 * 8 + 4;
-        if b.len() != LEN {
+        // Version 1 had 11 u64 fields; version 2 adds `locals` and `conflicts`.
+        const LEN1: usize = 4 + 2 + 4 + 16 + 11 * 8 + 4;
+        const LEN2: usize = LEN1 + 2 * 8;
+        let len = if b.len() == LEN1 { LEN1 } else { LEN2 };
+        if b.len() != len {
             return Err(OpenError::Corrupt(format!(
-                "meta record has {} bytes, expected {LEN}",
+                "meta record has {} bytes, expected {len}",
                 b.len()
             )));
         }
-        let crc = u32::from_le_bytes(b[LEN - 4..].try_into().unwrap_or_default());
-        if crc32fast::hash(&b[..LEN - 4]) != crc {
+        let crc = u32::from_le_bytes(b[len - 4..].try_into().unwrap_or_default());
+        if crc32fast::hash(&b[..len - 4]) != crc {
             return Err(OpenError::Corrupt("meta record checksum mismatch".into()));
         }
         if u32::from_le_bytes(b[0..4].try_into().unwrap_or_default()) != META_MAGIC {
@@ -290,7 +385,7 @@ impl Meta {
             ));
         }
         let version = u16::from_le_bytes([b[4], b[5]]);
-        if version != META_VERSION {
+        if !((version == 1 && len == LEN1) || (version == META_VERSION && len == LEN2)) {
             return Err(OpenError::Unsupported(format!(
                 "database format version {version}"
             )));
@@ -316,12 +411,16 @@ impl Meta {
             freelist_count: u(8),
             doc_count: u(9),
             tombstone_count: u(10),
+            locals: if len == LEN2 { u(11) } else { 0 },
+            conflicts: if len == LEN2 { u(12) } else { 0 },
         };
         for (name, root) in [
             ("docs", m.docs),
             ("etags", m.etags),
             ("colls", m.colls),
             ("stats", m.stats),
+            ("locals", m.locals),
+            ("conflicts", m.conflicts),
         ] {
             if root >= m.next_page {
                 return Err(OpenError::Corrupt(format!(
@@ -1145,6 +1244,30 @@ impl<S: PageStore> Database<S> {
         self.snapshot().collections().await
     }
 
+    /// Conflicted documents (each with its concurrent versions in
+    /// [`Document::conflicts`]), in id order, after the id `after`.
+    pub async fn conflicts(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, Error> {
+        self.snapshot().conflicts(after, limit).await
+    }
+
+    /// The value of a local record (see [`Batch::set_local`]).
+    pub async fn get_local(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.snapshot().get_local(key).await
+    }
+
+    /// Local records whose key starts with `prefix`, in key order.
+    pub async fn scan_locals(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        self.snapshot().scan_locals(prefix, limit).await
+    }
+
     /// Number of live documents.
     pub async fn count(&self) -> Result<u64, Error> {
         Ok(self.inner.shared().visible.doc_count)
@@ -1242,12 +1365,69 @@ enum Prepared {
         body: Vec<u8>,
         collection: Option<String>,
         expected: Expected,
+        resolve: bool,
     },
     Delete {
         id: String,
         key: Vec<u8>,
         expected: Expected,
+        resolve: bool,
     },
+    Remote {
+        id: String,
+        key: Vec<u8>,
+        collection: Option<String>,
+        versions: Vec<RawVersion>,
+        source: Option<String>,
+        policy: ConflictPolicy,
+    },
+    Local {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    },
+}
+
+/// Checks one received version: a non-empty change vector, and a body that
+/// is a JSON object within the size limit (empty for a deletion).
+fn check_remote_version(id: &str, v: &RawVersion) -> Result<(), Error> {
+    if v.change_vector.is_empty() {
+        return Err(InputError::InvalidChangeVector(format!(
+            "a received version of {:?} has an empty change vector",
+            clip(id)
+        ))
+        .into());
+    }
+    if v.deleted {
+        if !v.body.is_empty() {
+            return Err(InputError::InvalidJson(format!(
+                "a deletion of {:?} carries a body",
+                clip(id)
+            ))
+            .into());
+        }
+        return Ok(());
+    }
+    if v.body.len() > doc::MAX_BODY_BYTES {
+        return Err(InputError::TooLarge {
+            id: clip(id),
+            size: v.body.len(),
+            max: doc::MAX_BODY_BYTES,
+        }
+        .into());
+    }
+    let starts_object = v
+        .body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{');
+    if !starts_object || serde_json::from_slice::<serde::de::IgnoredAny>(&v.body).is_err() {
+        return Err(InputError::InvalidJson(format!(
+            "the body of a received version of {:?} is not a JSON object",
+            clip(id)
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn prepare(op: Op) -> Result<Prepared, Error> {
@@ -1289,13 +1469,107 @@ fn prepare(op: Op) -> Result<Prepared, Error> {
                 body: json,
                 collection,
                 expected: opts.expected,
+                resolve: false,
             })
         }
         Op::Delete { id, expected } => {
             doc::validate_id(&id)?;
             let key = doc::id_key(&id);
             check_key_len(&id, &key, None)?;
-            Ok(Prepared::Delete { id, key, expected })
+            Ok(Prepared::Delete {
+                id,
+                key,
+                expected,
+                resolve: false,
+            })
+        }
+        Op::Resolve {
+            id,
+            body: Some(body),
+            collection,
+        } => {
+            let opts = PutOptions {
+                collection,
+                expected: Expected::Any,
+            };
+            match prepare(Op::Put { id, body, opts })? {
+                Prepared::Put {
+                    id,
+                    key,
+                    body,
+                    collection,
+                    expected,
+                    ..
+                } => Ok(Prepared::Put {
+                    id,
+                    key,
+                    body,
+                    collection,
+                    expected,
+                    resolve: true,
+                }),
+                other => Ok(other),
+            }
+        }
+        Op::Resolve { id, body: None, .. } => {
+            doc::validate_id(&id)?;
+            let key = doc::id_key(&id);
+            check_key_len(&id, &key, None)?;
+            Ok(Prepared::Delete {
+                id,
+                key,
+                expected: Expected::Any,
+                resolve: true,
+            })
+        }
+        Op::Remote { doc: d, policy } => {
+            doc::validate_id(&d.id)?;
+            if let Some(c) = &d.collection {
+                doc::validate_collection(c)?;
+            }
+            if d.versions.is_empty() || d.versions.len() > doc::MAX_VERSIONS {
+                return Err(InputError::InvalidArgument(format!(
+                    "a received document {:?} has {} versions (1 to {} allowed)",
+                    clip(&d.id),
+                    d.versions.len(),
+                    doc::MAX_VERSIONS
+                ))
+                .into());
+            }
+            for v in &d.versions {
+                check_remote_version(&d.id, v)?;
+            }
+            if let Some(s) = &d.source
+                && s.len() > doc::MAX_SOURCE_BYTES
+            {
+                return Err(InputError::InvalidArgument("source name too long".into()).into());
+            }
+            let key = doc::id_key(&d.id);
+            check_key_len(&d.id, &key, d.collection.as_deref())?;
+            Ok(Prepared::Remote {
+                id: d.id,
+                key,
+                collection: d.collection,
+                versions: d.versions,
+                source: d.source,
+                policy,
+            })
+        }
+        Op::SetLocal { key, value } => {
+            if key.is_empty() || key.len() > btree::MAX_KEY {
+                return Err(InputError::InvalidArgument(format!(
+                    "local record keys are 1 to {} bytes",
+                    btree::MAX_KEY
+                ))
+                .into());
+            }
+            if value.as_ref().is_some_and(|v| v.len() > MAX_LOCAL_BYTES) {
+                return Err(InputError::InvalidArgument(format!(
+                    "local record values are at most {MAX_LOCAL_BYTES} bytes"
+                ))
+                .into());
+            }
+            Ok(Prepared::Local { key, value })
         }
     }
 }
@@ -1337,23 +1611,83 @@ fn check_expected(
     }
 }
 
+/// The versions held for `key` (winner first), its metadata, and its id as stored.
+async fn held_versions<S: PageStore>(
+    ctx: &mut WCtx<'_, S>,
+    key: &[u8],
+) -> Result<Option<(DocumentMeta, Vec<RawVersion>)>, Error> {
+    let Some(rec) = btree::get(ctx, ctx.w.meta.docs, key).await? else {
+        return Ok(None);
+    };
+    let (_, meta, body, sibs) = doc::decode_raw(&rec).map_err(|e| Error::Corrupt {
+        page: 0,
+        reason: format!("record of {:?}: {e}", String::from_utf8_lossy(key)),
+    })?;
+    let mut all = Vec::with_capacity(1 + sibs.len());
+    all.push(RawVersion {
+        change_vector: meta.change_vector.clone(),
+        last_modified_ms: meta.last_modified_ms,
+        deleted: meta.flags.is_tombstone(),
+        body: body.to_vec(),
+    });
+    all.extend(sibs);
+    Ok(Some((meta, all)))
+}
+
 async fn apply<S: PageStore>(
     ctx: &mut WCtx<'_, S>,
     p: &Prepared,
     db: DbId,
     now: i64,
 ) -> Result<Option<WriteResult>, Error> {
-    let (id, key, expected) = match p {
+    let (id, key, expected, resolve) = match p {
         Prepared::Put {
-            id, key, expected, ..
+            id,
+            key,
+            expected,
+            resolve,
+            ..
         }
-        | Prepared::Delete { id, key, expected } => (id, key, expected),
+        | Prepared::Delete {
+            id,
+            key,
+            expected,
+            resolve,
+        } => (id, key, expected, *resolve),
+        Prepared::Remote {
+            id,
+            key,
+            collection,
+            versions,
+            source,
+            policy,
+        } => {
+            return apply_remote(
+                ctx,
+                (id, key, collection.as_deref()),
+                versions,
+                source.as_deref(),
+                *policy,
+                (db, now),
+            )
+            .await;
+        }
+        Prepared::Local { key, value } => {
+            let root = ctx.w.meta.locals;
+            ctx.w.meta.locals = match value {
+                Some(v) => btree::insert(ctx, root, key, v).await?.0,
+                None => btree::remove(ctx, root, key).await?.0,
+            };
+            return Ok(None);
+        }
     };
-    let current = match btree::get(ctx, ctx.w.meta.docs, key).await? {
-        Some(rec) => Some(decode_meta(&rec, key)?.1),
-        None => None,
-    };
+    let held = held_versions(ctx, key).await?;
+    let current = held.as_ref().map(|h| h.0.clone());
     check_expected(id, expected, current.as_ref())?;
+    let siblings: &[RawVersion] = match &held {
+        Some((_, all)) if all.len() > 1 => &all[1..],
+        _ => &[],
+    };
     let (collection, body, tombstone) = match p {
         // A put that names no collection keeps the document's current one.
         Prepared::Put {
@@ -1365,31 +1699,109 @@ async fn apply<S: PageStore>(
             body.as_slice(),
             false,
         ),
-        Prepared::Delete { .. } => match &current {
-            Some(m) if !m.flags.is_tombstone() => (m.collection.clone(), &[][..], true),
+        _ => match &current {
+            Some(m) if !m.flags.is_tombstone() || (resolve && !siblings.is_empty()) => {
+                (m.collection.clone(), &[][..], true)
+            }
             _ => return Ok(None),
         },
     };
     let etag = ctx.w.meta.last_etag + 1;
-    let cv = current
+    let mut cv = current
         .as_ref()
         .map(|m| m.change_vector.clone())
-        .unwrap_or_default()
-        .with(db, etag);
+        .unwrap_or_default();
+    if resolve {
+        for s in siblings {
+            cv = cv.merge(&s.change_vector);
+        }
+    }
+    let cv = cv.with(db, etag);
+    let kept: &[RawVersion] = if resolve { &[] } else { siblings };
     let meta = DocumentMeta {
         collection: collection.clone(),
         change_vector: cv.clone(),
         etag,
         last_modified_ms: now,
-        flags: DocFlags::default().with(DocFlags::TOMBSTONE, tombstone),
+        flags: DocFlags::default()
+            .with(DocFlags::TOMBSTONE, tombstone)
+            .with(DocFlags::CONFLICTED, !kept.is_empty()),
+        source: None,
     };
-    let rec = doc::encode_record(id, &meta, body);
+    let rec = doc::encode_record_with(id, &meta, body, kept);
     write_version(ctx, key, &rec, current.as_ref(), &meta).await?;
     Ok(Some(WriteResult {
         id: id.clone(),
         etag,
         change_vector: cv,
         deleted: tombstone,
+        outcome: WriteOutcome::Written,
+    }))
+}
+
+/// Merges received versions into the held ones and stores the result.
+async fn apply_remote<S: PageStore>(
+    ctx: &mut WCtx<'_, S>,
+    (id, key, collection): (&String, &[u8], Option<&str>),
+    incoming: &[RawVersion],
+    source: Option<&str>,
+    policy: ConflictPolicy,
+    (db, now): (DbId, i64),
+) -> Result<Option<WriteResult>, Error> {
+    let held = held_versions(ctx, key).await?;
+    let (current, held_all) = match held {
+        Some((m, all)) => (Some(m), all),
+        None => (None, Vec::new()),
+    };
+    let m = merge::merge(&held_all, incoming);
+    if !m.changed {
+        return Ok(None);
+    }
+    let etag = ctx.w.meta.last_etag + 1;
+    let (versions, outcome, source) = if m.versions.len() == 1 {
+        let src = if m.exactly_incoming { source } else { None };
+        (m.versions, WriteOutcome::Applied, src)
+    } else if policy == ConflictPolicy::Manual {
+        (m.versions, WriteOutcome::Conflict, None)
+    } else {
+        let w = match policy {
+            ConflictPolicy::HubWins => m.held_winner.unwrap_or(0),
+            _ => m.from_incoming.first().copied().unwrap_or(0),
+        };
+        let mut cv = m.versions[0].change_vector.clone();
+        for v in &m.versions[1..] {
+            cv = cv.merge(&v.change_vector);
+        }
+        let winner = &m.versions[w];
+        let resolution = RawVersion {
+            change_vector: cv.with(db, etag),
+            last_modified_ms: now,
+            deleted: winner.deleted,
+            body: winner.body.clone(),
+        };
+        (vec![resolution], WriteOutcome::Resolved, None)
+    };
+    let winner = &versions[0];
+    let meta = DocumentMeta {
+        collection: collection
+            .map(str::to_string)
+            .or_else(|| current.as_ref().and_then(|c| c.collection.clone())),
+        change_vector: winner.change_vector.clone(),
+        etag,
+        last_modified_ms: winner.last_modified_ms,
+        flags: DocFlags::default()
+            .with(DocFlags::TOMBSTONE, winner.deleted)
+            .with(DocFlags::CONFLICTED, versions.len() > 1),
+        source: source.map(str::to_string),
+    };
+    let rec = doc::encode_record_with(id, &meta, &winner.body, &versions[1..]);
+    write_version(ctx, key, &rec, current.as_ref(), &meta).await?;
+    Ok(Some(WriteResult {
+        id: id.clone(),
+        etag,
+        change_vector: meta.change_vector,
+        deleted: winner.deleted,
+        outcome,
     }))
 }
 
@@ -1430,6 +1842,16 @@ async fn write_version<S: PageStore>(
                 .0;
             ctx.w.add_coll_delta(c, 1);
         }
+    }
+    let was_conflicted = old.is_some_and(|o| o.flags.is_conflicted());
+    let is_conflicted = new.flags.is_conflicted();
+    if was_conflicted != is_conflicted {
+        let root = ctx.w.meta.conflicts;
+        ctx.w.meta.conflicts = if is_conflicted {
+            btree::insert(ctx, root, key, &[]).await?.0
+        } else {
+            btree::remove(ctx, root, key).await?.0
+        };
     }
     let mm = &mut ctx.w.meta;
     mm.docs = docs;
@@ -1616,6 +2038,56 @@ impl<S: PageStore> Snapshot<S> {
         self.load_docs(idkeys, self.meta.colls, "collection").await
     }
 
+    /// See [`Database::conflicts`].
+    pub async fn conflicts(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, Error> {
+        let mut start = Vec::new();
+        if let Some(a) = after {
+            doc::validate_id(a)?;
+            start = doc::id_key(a);
+            start.push(0);
+        }
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut keys = Vec::new();
+        btree::scan(&self.reader(), self.meta.conflicts, &start, |k, _| {
+            keys.push(k.to_vec());
+            keys.len() < limit
+        })
+        .await?;
+        self.load_docs(keys, self.meta.conflicts, "conflict").await
+    }
+
+    /// See [`Database::get_local`].
+    pub async fn get_local(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        Ok(btree::get(&self.reader(), self.meta.locals, key).await?)
+    }
+
+    /// See [`Database::scan_locals`].
+    pub async fn scan_locals(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        btree::scan(&self.reader(), self.meta.locals, prefix, |k, v| {
+            if !k.starts_with(prefix) {
+                return false;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+            out.len() < limit
+        })
+        .await?;
+        Ok(out)
+    }
+
     /// See [`Database::collections`].
     pub async fn collections(&self) -> Result<Vec<(String, u64)>, Error> {
         let mut out = Vec::new();
@@ -1642,6 +2114,8 @@ impl<S: PageStore> Snapshot<S> {
             ("etags", m.etags),
             ("colls", m.colls),
             ("stats", m.stats),
+            ("locals", m.locals),
+            ("conflicts", m.conflicts),
         ] {
             match btree::collect_pages(&r, root, &mut pages).await {
                 Ok(n) => {
@@ -1653,11 +2127,15 @@ impl<S: PageStore> Snapshot<S> {
         // Documents: decode every record, count, and cross-check the indexes.
         let mut coll_live: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         let mut bad = Vec::new();
+        let mut conflicted = 0u64;
         let scan = btree::scan(&r, m.docs, b"", |k, rec| {
             match decode_meta(&rec, k) {
                 Ok((id, dm)) => {
                     if doc::id_key(&id) != k {
                         bad.push(format!("record {id:?} stored under a different key"));
+                    }
+                    if dm.flags.is_conflicted() {
+                        conflicted += 1;
                     }
                     if dm.flags.is_tombstone() {
                         rep.tombstones += 1;
@@ -1688,6 +2166,13 @@ impl<S: PageStore> Snapshot<S> {
         {
             rep.problems
                 .push(format!("{d} documents but {e} etag index entries"));
+        }
+        if let Some(c) = counts.get("conflicts")
+            && *c != conflicted
+        {
+            rep.problems.push(format!(
+                "{conflicted} conflicted documents but {c} conflict index entries"
+            ));
         }
         let live_in_colls: u64 = coll_live.values().sum();
         if let Some(c) = counts.get("colls")

@@ -7,9 +7,14 @@
 //! u8 format version (=1) | u8 flags | u64 etag | i64 last_modified_ms
 //! | u16 id_len | id bytes | u16 coll_len | coll bytes (len 0 = none)
 //! | change vector (ChangeVector::encode) | u32 body_len | body bytes
+//! [ if flags & CONFLICTED: u16 n, then n concurrent versions, each
+//!   u8 flags (TOMBSTONE) | i64 last_modified_ms | change vector | u32 body_len | body ]
+//! [ if flags & SOURCE: u16 len | source bytes (UTF-8) ]
 //! ```
 //!
-//! The body is JSON text, empty for tombstones. Decoding never panics: any
+//! The body is JSON text, empty for tombstones. A conflicted document keeps
+//! its winning version in the main fields and every other concurrent version
+//! (none dominated by another) after it. Decoding never panics: any
 //! malformed record yields a [`RecordError`].
 
 use serde::ser::SerializeStruct;
@@ -88,8 +93,11 @@ impl DocFlags {
     pub const CONFLICTED: u8 = 2;
     /// The version was produced by an index rather than written by a client.
     pub const FROM_INDEX: u8 = 4;
+    /// The version was received from a replication peer unchanged (the record
+    /// names the peer); it is not sent back to that peer.
+    pub const SOURCE: u8 = 8;
     /// All bits currently defined; records with other bits set are refused.
-    const KNOWN: u8 = Self::TOMBSTONE | Self::CONFLICTED | Self::FROM_INDEX;
+    const KNOWN: u8 = Self::TOMBSTONE | Self::CONFLICTED | Self::FROM_INDEX | Self::SOURCE;
 
     /// Whether [`DocFlags::TOMBSTONE`] is set.
     pub fn is_tombstone(self) -> bool {
@@ -134,6 +142,58 @@ pub struct DocumentMeta {
     pub last_modified_ms: i64,
     /// Tombstone / conflict / index flags.
     pub flags: DocFlags,
+    /// The replication peer this exact version was received from, if it was
+    /// stored as received (not merged, not resolved).
+    pub source: Option<String>,
+}
+
+/// Longest replication source name stored in a record, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 256;
+
+/// Most concurrent versions one document may hold (winner included).
+pub const MAX_VERSIONS: usize = 32;
+
+/// One version of a document: the winner, or a concurrent (conflicting) one.
+#[derive(Clone, PartialEq, Debug, serde::Serialize)]
+pub struct Version {
+    /// Its change vector.
+    pub change_vector: ChangeVector,
+    /// When it was written, in milliseconds since the Unix epoch.
+    pub last_modified_ms: i64,
+    /// Whether it is a deletion.
+    pub deleted: bool,
+    /// The JSON body; `Null` for a deletion.
+    pub body: serde_json::Value,
+}
+
+/// A version with its body as JSON text (the engine's internal form).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RawVersion {
+    /// Its change vector.
+    pub change_vector: ChangeVector,
+    /// When it was written, in milliseconds since the Unix epoch.
+    pub last_modified_ms: i64,
+    /// Whether it is a deletion (its body is then empty).
+    pub deleted: bool,
+    /// The JSON text of the body; empty for a deletion.
+    pub body: Vec<u8>,
+}
+
+impl RawVersion {
+    /// Parses the body into a [`Version`].
+    pub fn to_version(&self) -> Result<Version, RecordError> {
+        Ok(Version {
+            change_vector: self.change_vector.clone(),
+            last_modified_ms: self.last_modified_ms,
+            deleted: self.deleted,
+            body: if self.deleted {
+                serde_json::Value::Null
+            } else {
+                serde_json::from_slice(&self.body)
+                    .map_err(|e| corrupt(format!("bad JSON body of a conflict: {e}")))?
+            },
+        })
+    }
 }
 
 impl serde::Serialize for DocumentMeta {
@@ -146,6 +206,9 @@ impl serde::Serialize for DocumentMeta {
         s.serialize_field("tombstone", &self.flags.is_tombstone())?;
         s.serialize_field("conflicted", &self.flags.is_conflicted())?;
         s.serialize_field("from_index", &self.flags.is_from_index())?;
+        if let Some(src) = &self.source {
+            s.serialize_field("source", src)?;
+        }
         s.end()
     }
 }
@@ -160,6 +223,9 @@ pub struct Document {
     pub body: serde_json::Value,
     /// The metadata of this version.
     pub meta: DocumentMeta,
+    /// The other concurrent versions of a conflicted document (empty
+    /// otherwise), in a deterministic order.
+    pub conflicts: Vec<Version>,
 }
 
 /// A stored record that cannot be decoded.
@@ -180,6 +246,18 @@ fn corrupt(why: impl Into<String>) -> RecordError {
 /// to fit (making the record undecodable rather than misframed); this never
 /// panics.
 pub fn encode_record(id: &str, meta: &DocumentMeta, body_json: &[u8]) -> Vec<u8> {
+    encode_record_with(id, meta, body_json, &[])
+}
+
+/// [`encode_record`] with the concurrent versions of a conflicted document.
+/// The `CONFLICTED` flag is set when `siblings` is not empty (and its
+/// section written whenever the flag is set); `SOURCE` follows `meta.source`.
+pub fn encode_record_with(
+    id: &str,
+    meta: &DocumentMeta,
+    body_json: &[u8],
+    siblings: &[RawVersion],
+) -> Vec<u8> {
     let coll = meta.collection.as_deref().unwrap_or("").as_bytes();
     let body: &[u8] = if meta.flags.is_tombstone() {
         &[]
@@ -191,7 +269,21 @@ pub fn encode_record(id: &str, meta: &DocumentMeta, body_json: &[u8]) -> Vec<u8>
     let coll = &coll[..coll.len().min(usize::from(u16::MAX))];
     let body = &body[..body.len().min(u32::MAX as usize)];
     debug_assert!(id.len() <= MAX_ID_BYTES && coll.len() <= MAX_COLLECTION_BYTES);
-
+    let source = meta.source.as_deref().map(|s| {
+        let b = s.as_bytes();
+        &b[..b.len().min(MAX_SOURCE_BYTES)]
+    });
+    let mut flags = meta.flags.with(DocFlags::SOURCE, source.is_some()).with(
+        DocFlags::CONFLICTED,
+        meta.flags.is_conflicted() || !siblings.is_empty(),
+    );
+    if siblings.len() > usize::from(u16::MAX) {
+        flags = flags.with(DocFlags::CONFLICTED, true);
+    }
+    let sib_len: usize = siblings
+        .iter()
+        .map(|v| 1 + 8 + v.change_vector.encoded_len() + 4 + v.body.len())
+        .sum();
     let mut out = Vec::with_capacity(
         1 + 1
             + 8
@@ -202,10 +294,14 @@ pub fn encode_record(id: &str, meta: &DocumentMeta, body_json: &[u8]) -> Vec<u8>
             + coll.len()
             + meta.change_vector.encoded_len()
             + 4
-            + body.len(),
+            + body.len()
+            + 2
+            + sib_len
+            + 2
+            + source.map_or(0, <[u8]>::len),
     );
     out.push(RECORD_VERSION);
-    out.push(meta.flags.0);
+    out.push(flags.0);
     out.extend_from_slice(&meta.etag.to_le_bytes());
     out.extend_from_slice(&meta.last_modified_ms.to_le_bytes());
     out.extend_from_slice(&(id.len() as u16).to_le_bytes());
@@ -215,6 +311,23 @@ pub fn encode_record(id: &str, meta: &DocumentMeta, body_json: &[u8]) -> Vec<u8>
     meta.change_vector.encode(&mut out);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(body);
+    if flags.is_conflicted() {
+        let n = siblings.len().min(usize::from(u16::MAX));
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+        for v in &siblings[..n] {
+            let vb: &[u8] = if v.deleted { &[] } else { &v.body };
+            let vb = &vb[..vb.len().min(u32::MAX as usize)];
+            out.push(if v.deleted { DocFlags::TOMBSTONE } else { 0 });
+            out.extend_from_slice(&v.last_modified_ms.to_le_bytes());
+            v.change_vector.encode(&mut out);
+            out.extend_from_slice(&(vb.len() as u32).to_le_bytes());
+            out.extend_from_slice(vb);
+        }
+    }
+    if let Some(src) = source {
+        out.extend_from_slice(&(src.len() as u16).to_le_bytes());
+        out.extend_from_slice(src);
+    }
     out
 }
 
@@ -242,14 +355,24 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
+    fn cv(&mut self) -> Result<ChangeVector, RecordError> {
+        let (cv, used) = ChangeVector::decode(&self.buf[self.pos..])
+            .map_err(|e| corrupt(format!("bad change vector: {e}")))?;
+        self.pos += used;
+        Ok(cv)
+    }
+
     fn str(&mut self, n: usize, what: &str) -> Result<&'a str, RecordError> {
         std::str::from_utf8(self.take(n, what)?)
             .map_err(|_| corrupt(format!("{what} is not UTF-8")))
     }
 }
 
-/// Decodes everything but the body; returns the id, meta and body bytes.
-fn decode_parts(buf: &[u8]) -> Result<(String, DocumentMeta, &[u8]), RecordError> {
+/// A record taken apart: id, meta, body bytes, concurrent versions.
+pub(crate) type RawRecord<'a> = (String, DocumentMeta, &'a [u8], Vec<RawVersion>);
+
+/// Decodes everything but the JSON of the bodies.
+pub(crate) fn decode_raw(buf: &[u8]) -> Result<RawRecord<'_>, RecordError> {
     let mut r = Reader { buf, pos: 0 };
     let [version] = r.array::<1>("version")?;
     if version != RECORD_VERSION {
@@ -267,25 +390,60 @@ fn decode_parts(buf: &[u8]) -> Result<(String, DocumentMeta, &[u8]), RecordError
     let coll_len = usize::from(u16::from_le_bytes(r.array("collection length")?));
     let coll = r.str(coll_len, "collection")?;
     let collection = (!coll.is_empty()).then(|| coll.to_owned());
-    let (change_vector, used) = ChangeVector::decode(&buf[r.pos..])
-        .map_err(|e| corrupt(format!("bad change vector: {e}")))?;
-    r.pos += used;
+    let change_vector = r.cv()?;
     let body_len = u32::from_le_bytes(r.array("body length")?) as usize;
     let body = r.take(body_len, "body")?;
-    if r.pos != buf.len() {
-        return Err(corrupt(format!("{} trailing bytes", buf.len() - r.pos)));
-    }
     if flags.is_tombstone() && !body.is_empty() {
         return Err(corrupt("tombstone with a body"));
+    }
+    let mut siblings = Vec::new();
+    if flags.is_conflicted() {
+        let n = usize::from(u16::from_le_bytes(r.array("conflict count")?));
+        if n >= MAX_VERSIONS {
+            return Err(corrupt(format!("{n} concurrent versions")));
+        }
+        for _ in 0..n {
+            let [vf] = r.array::<1>("conflict flags")?;
+            if vf & !DocFlags::TOMBSTONE != 0 {
+                return Err(corrupt(format!("unknown conflict flag bits {vf:#04x}")));
+            }
+            let lm = i64::from_le_bytes(r.array("conflict last_modified_ms")?);
+            let cv = r.cv()?;
+            let bl = u32::from_le_bytes(r.array("conflict body length")?) as usize;
+            let b = r.take(bl, "conflict body")?;
+            let deleted = vf & DocFlags::TOMBSTONE != 0;
+            if deleted && !b.is_empty() {
+                return Err(corrupt("deleted conflict with a body"));
+            }
+            siblings.push(RawVersion {
+                change_vector: cv,
+                last_modified_ms: lm,
+                deleted,
+                body: b.to_vec(),
+            });
+        }
+    }
+    let source = if flags.0 & DocFlags::SOURCE != 0 {
+        let n = usize::from(u16::from_le_bytes(r.array("source length")?));
+        if n > MAX_SOURCE_BYTES {
+            return Err(corrupt("source name too long"));
+        }
+        Some(r.str(n, "source")?.to_owned())
+    } else {
+        None
+    };
+    if r.pos != buf.len() {
+        return Err(corrupt(format!("{} trailing bytes", buf.len() - r.pos)));
     }
     let meta = DocumentMeta {
         collection,
         change_vector,
         etag,
         last_modified_ms,
-        flags,
+        flags: flags.with(DocFlags::SOURCE, false),
+        source,
     };
-    Ok((id, meta, body))
+    Ok((id, meta, body, siblings))
 }
 
 impl Document {
@@ -358,19 +516,28 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Any truncation, unknown version or flag bits, bad UTF-8, bad change
 /// vector, trailing bytes or bad JSON is an error; it never panics.
 pub fn decode_record(buf: &[u8]) -> Result<Document, RecordError> {
-    let (id, meta, body) = decode_parts(buf)?;
+    let (id, meta, body, siblings) = decode_raw(buf)?;
     let body = if meta.flags.is_tombstone() {
         serde_json::Value::Null
     } else {
         serde_json::from_slice(body).map_err(|e| corrupt(format!("bad JSON body: {e}")))?
     };
-    Ok(Document { id, body, meta })
+    let conflicts = siblings
+        .iter()
+        .map(RawVersion::to_version)
+        .collect::<Result<_, _>>()?;
+    Ok(Document {
+        id,
+        body,
+        meta,
+        conflicts,
+    })
 }
 
 /// Decodes only the id and metadata, without parsing the JSON body (the
 /// framing, including the body length, is still checked). Used on hot paths.
 pub fn decode_record_meta(buf: &[u8]) -> Result<(String, DocumentMeta), RecordError> {
-    let (id, meta, _) = decode_parts(buf)?;
+    let (id, meta, _, _) = decode_raw(buf)?;
     Ok((id, meta))
 }
 
@@ -389,6 +556,40 @@ mod tests {
             etag: 42,
             last_modified_ms: -1_700_000_000_123,
             flags,
+            source: None,
+        }
+    }
+
+    #[test]
+    fn conflicts_and_source_roundtrip() {
+        let mut m = meta(Some("Users"), DocFlags::default());
+        m.source = Some("hub".into());
+        let sib = vec![
+            RawVersion {
+                change_vector: ChangeVector::from_entries([(DbId([3; 16]), 7)]).unwrap(),
+                last_modified_ms: 5,
+                deleted: false,
+                body: br#"{"a":2}"#.to_vec(),
+            },
+            RawVersion {
+                change_vector: ChangeVector::from_entries([(DbId([4; 16]), 1)]).unwrap(),
+                last_modified_ms: 6,
+                deleted: true,
+                body: Vec::new(),
+            },
+        ];
+        let rec = encode_record_with("u/1", &m, br#"{"a":1}"#, &sib);
+        let d = decode_record(&rec).unwrap();
+        assert!(d.meta.flags.is_conflicted());
+        assert_eq!(d.meta.source.as_deref(), Some("hub"));
+        assert_eq!(d.conflicts.len(), 2);
+        assert_eq!(d.conflicts[0].body, json!({"a": 2}));
+        assert!(d.conflicts[1].deleted);
+        let (_, _, body, raw) = decode_raw(&rec).unwrap();
+        assert_eq!(body, br#"{"a":1}"#);
+        assert_eq!(raw, sib);
+        for k in 0..rec.len() {
+            assert!(decode_record_meta(&rec[..k]).is_err(), "len {k}");
         }
     }
 
@@ -543,6 +744,7 @@ mod tests {
             id: "a".into(),
             body: json!({}),
             meta: m,
+            conflicts: Vec::new(),
         };
         let v = serde_json::to_value(&d).unwrap();
         assert_eq!(v["meta"]["etag"], 42);

@@ -22,14 +22,17 @@ pub mod cv;
 pub mod db;
 pub mod doc;
 pub mod error;
+pub mod merge;
 pub mod platform;
 pub mod store;
+pub mod sync;
 
 pub use cv::{ChangeVector, CvOrder, DbId};
 pub use db::{
     Batch, CommitInfo, Database, DbStats, Expected, IntegrityReport, OpenOptions, PutOptions,
-    Snapshot, WriteResult,
+    RemoteDoc, Snapshot, WriteOutcome, WriteResult,
 };
-pub use doc::{DocFlags, Document, DocumentMeta};
+pub use doc::{DocFlags, Document, DocumentMeta, RawVersion, Version};
 pub use error::{Error, InputError, OpenError};
 pub use store::{PageStore, StoreError};
+pub use sync::ConflictPolicy;
