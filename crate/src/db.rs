@@ -1415,12 +1415,7 @@ fn check_remote_version(id: &str, v: &RawVersion) -> Result<(), Error> {
         }
         .into());
     }
-    let starts_object = v
-        .body
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|&b| b == b'{');
-    if !starts_object || serde_json::from_slice::<serde::de::IgnoredAny>(&v.body).is_err() {
+    if !doc::is_json_object(&v.body) {
         return Err(InputError::InvalidJson(format!(
             "the body of a received version of {:?} is not a JSON object",
             clip(id)
@@ -1965,6 +1960,32 @@ impl<S: PageStore> Snapshot<S> {
         err.map_or(Ok(out), Err)
     }
 
+    /// Counts the entries of the changes feed after `since` whose id key
+    /// (the lowercase id) passes `filter`, reading only the etag index.
+    pub async fn count_changes(
+        &self,
+        since: u64,
+        mut filter: impl FnMut(&str) -> bool,
+    ) -> Result<u64, Error> {
+        let mut n = 0u64;
+        if since == u64::MAX {
+            return Ok(0);
+        }
+        btree::scan(
+            &self.reader(),
+            self.meta.etags,
+            &(since + 1).to_be_bytes(),
+            |_, idk| {
+                if filter(&String::from_utf8_lossy(&idk)) {
+                    n += 1;
+                }
+                true
+            },
+        )
+        .await?;
+        Ok(n)
+    }
+
     /// See [`Database::changes`].
     pub async fn changes(&self, since: u64, limit: usize) -> Result<Vec<Document>, Error> {
         let mut keys = Vec::new();
@@ -2064,7 +2085,7 @@ impl<S: PageStore> Snapshot<S> {
 
     /// See [`Database::get_local`].
     pub async fn get_local(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        Ok(btree::get(&self.reader(), self.meta.locals, key).await?)
+        btree::get(&self.reader(), self.meta.locals, key).await
     }
 
     /// See [`Database::scan_locals`].

@@ -70,6 +70,14 @@ pub fn validate_collection(name: &str) -> Result<(), InputError> {
     Ok(())
 }
 
+/// Whether `body` is the JSON text of an object (syntax checked, nothing built).
+pub fn is_json_object(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+}
+
 /// Index key for an id: ids are case-insensitive (stored as given, looked up
 /// by their lowercase form), so the key is `id.to_lowercase().into_bytes()`.
 pub fn id_key(id: &str) -> Vec<u8> {

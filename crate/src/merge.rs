@@ -118,20 +118,20 @@ mod tests {
         let a1 = v(&[(1, 1)], 10);
         let a2 = v(&[(1, 2)], 20);
         let b1 = v(&[(2, 1)], 15);
-        let m = merge(&[a1.clone()], &[a2.clone()]);
+        let m = merge(std::slice::from_ref(&a1), std::slice::from_ref(&a2));
         assert_eq!(m.versions, vec![a2.clone()]);
         assert!(m.changed && m.exactly_incoming);
-        let m = merge(&[a2.clone()], &[a1.clone()]);
+        let m = merge(std::slice::from_ref(&a2), std::slice::from_ref(&a1));
         assert!(!m.changed);
         assert_eq!(m.versions, vec![a2.clone()]);
-        let m = merge(&[a2.clone()], &[b1.clone()]);
+        let m = merge(std::slice::from_ref(&a2), std::slice::from_ref(&b1));
         assert!(m.changed && !m.exactly_incoming);
         assert_eq!(m.versions, vec![a2.clone(), b1.clone()]);
         assert_eq!(m.held_winner, Some(0));
         assert_eq!(m.from_incoming, vec![1]);
         // A resolution dominating both collapses the conflict.
         let r = v(&[(1, 2), (2, 1), (3, 1)], 5);
-        let m2 = merge(&m.versions, &[r.clone()]);
+        let m2 = merge(&m.versions, std::slice::from_ref(&r));
         assert_eq!(m2.versions, vec![r]);
     }
 

@@ -1,7 +1,84 @@
-//! Replication: access rules, the wire protocol and its state machines.
+//! Replication: access rules, the wire protocol and its two state machines.
 //!
-//! See `docs/protocol.md` for the protocol and its security properties.
+//! See `docs/protocol.md` for the protocol and its security properties. The
+//! machines are pure (events in, actions out): the WebSocket and storage
+//! shells around them live in the hub crate (native) and in the wasm
+//! bindings (browser), and the simulation tests drive them with no network.
 
+pub mod driver;
+pub mod edge;
+pub mod frame;
+pub mod hub;
 mod rules;
 
+pub use edge::{
+    EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Rejection, SyncStatus,
+};
+pub use frame::{Frame, FrameError, WireDoc};
+pub use hub::{Grant, HubAction, HubEvent, HubMetric, HubSession};
 pub use rules::{ConflictPolicy, Prefixes, check_canonical};
+
+use crate::doc::{Document, RawVersion};
+
+/// Most documents per replication batch.
+pub const BATCH_DOCS: usize = 500;
+/// Target bytes per replication batch (one larger document travels alone).
+pub const BATCH_BYTES: usize = 512 * 1024;
+
+/// Local record key of the pull checkpoint at an edge (value: `u64` LE).
+pub fn pull_checkpoint_key(source: &str) -> Vec<u8> {
+    format!("sync/pull/{source}").into_bytes()
+}
+
+/// Local record key prefix of recorded rejections at an edge.
+pub fn rejection_key_prefix(source: &str) -> Vec<u8> {
+    format!("sync/rejected/{source}/").into_bytes()
+}
+
+/// Local record key of one rejection (id and change vector).
+pub fn rejection_key(source: &str, r: &Rejection) -> Vec<u8> {
+    let mut k = rejection_key_prefix(source);
+    k.extend_from_slice(r.id.to_lowercase().as_bytes());
+    k.push(0);
+    k.extend_from_slice(r.change_vector.as_bytes());
+    k
+}
+
+/// Local record key of the push checkpoint the hub holds for an edge database.
+pub fn push_checkpoint_key(identity: &str, edge_db: &crate::cv::DbId) -> Vec<u8> {
+    let mut k = format!("sync/push/{identity}/").into_bytes();
+    k.extend_from_slice(edge_db.to_string().as_bytes());
+    k
+}
+
+/// A stored document in its wire form (winner first, then its conflicts).
+pub fn wire_doc(d: &Document) -> WireDoc {
+    let body = |deleted: bool, v: &serde_json::Value| {
+        if deleted {
+            Vec::new()
+        } else {
+            serde_json::to_vec(v).unwrap_or_default()
+        }
+    };
+    let deleted = d.meta.flags.is_tombstone();
+    let mut versions = Vec::with_capacity(1 + d.conflicts.len());
+    versions.push(RawVersion {
+        change_vector: d.meta.change_vector.clone(),
+        last_modified_ms: d.meta.last_modified_ms,
+        deleted,
+        body: body(deleted, &d.body),
+    });
+    for c in &d.conflicts {
+        versions.push(RawVersion {
+            change_vector: c.change_vector.clone(),
+            last_modified_ms: c.last_modified_ms,
+            deleted: c.deleted,
+            body: body(c.deleted, &c.body),
+        });
+    }
+    WireDoc {
+        id: d.id.clone(),
+        collection: d.meta.collection.clone(),
+        versions,
+    }
+}

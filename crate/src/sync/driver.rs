@@ -1,0 +1,198 @@
+//! Storage actions of the two machines over a [`Database`], shared by every
+//! shell (the hub's WebSocket sessions, the native and browser edge clients,
+//! the simulation tests).
+
+use crate::cv::DbId;
+use crate::db::{Batch, Database, WriteOutcome};
+use crate::error::Error;
+use crate::store::PageStore;
+use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
+use crate::sync::hub::{Grant, HubAction, HubEvent, HubMetric};
+use crate::sync::{
+    ConflictPolicy, pull_checkpoint_key, push_checkpoint_key, rejection_key, rejection_key_prefix,
+};
+
+fn u64_of(v: Option<Vec<u8>>) -> u64 {
+    v.and_then(|b| {
+        b.get(..8)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap_or_default()))
+    })
+    .unwrap_or(0)
+}
+
+/// Loads what an edge persisted for its sessions with the hub named by
+/// `cfg.source`.
+pub async fn load_edge_state<S: PageStore>(
+    db: &Database<S>,
+    cfg: &EdgeConfig,
+) -> Result<EdgePersisted, Error> {
+    let snap = db.snapshot();
+    let pull_checkpoint = u64_of(snap.get_local(&pull_checkpoint_key(&cfg.source)).await?);
+    let mut rejected = std::collections::HashSet::new();
+    for r in rejections(db, cfg).await? {
+        rejected.insert((r.id.to_lowercase(), r.change_vector));
+    }
+    Ok(EdgePersisted {
+        db_id: db.db_id(),
+        pull_checkpoint,
+        rejected,
+    })
+}
+
+/// The rejections an edge recorded (see [`EdgeAction::RecordRejection`]).
+pub async fn rejections<S: PageStore>(
+    db: &Database<S>,
+    cfg: &EdgeConfig,
+) -> Result<Vec<Rejection>, Error> {
+    let recs = db
+        .scan_locals(&rejection_key_prefix(&cfg.source), 100_000)
+        .await?;
+    Ok(recs
+        .into_iter()
+        .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+        .collect())
+}
+
+/// Performs an edge storage action and returns the event to feed back, if
+/// any. Non-storage actions (`Send`, `Status`, `Close`, `Pushed`) return `None`
+/// and are the shell's business.
+pub async fn edge_storage<S: PageStore>(
+    db: &Database<S>,
+    cfg: &EdgeConfig,
+    action: &EdgeAction,
+) -> Option<EdgeEvent<'static>> {
+    match action {
+        EdgeAction::ReadLocal { after, max_docs } => {
+            Some(match db.changes(*after, *max_docs).await {
+                Ok(docs) => {
+                    let complete = docs.len() < *max_docs;
+                    EdgeEvent::LocalRead { docs, complete }
+                }
+                Err(e) => EdgeEvent::ApplyFailed(e.to_string()),
+            })
+        }
+        EdgeAction::ApplyRemote { docs, upto } => {
+            let mut b = Batch::new();
+            for d in docs {
+                b.apply_remote(d.clone(), ConflictPolicy::Manual);
+            }
+            b.set_local(
+                pull_checkpoint_key(&cfg.source),
+                Some(upto.to_le_bytes().to_vec()),
+            );
+            Some(match db.commit(b).await {
+                Ok(_) => EdgeEvent::Applied,
+                Err(e) => EdgeEvent::ApplyFailed(e.to_string()),
+            })
+        }
+        EdgeAction::RecordRejection(r) => {
+            let mut b = Batch::new();
+            b.set_local(
+                rejection_key(&cfg.source, r),
+                Some(serde_json::to_vec(r).unwrap_or_default()),
+            );
+            match db.commit(b).await {
+                Ok(_) => None,
+                Err(e) => Some(EdgeEvent::ApplyFailed(e.to_string())),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// What the hub knows of an edge database when it connects.
+pub struct EdgeInfo {
+    /// Edge etag up to which the hub holds its changes.
+    pub push_checkpoint: u64,
+    /// Documents inside the grant's read prefixes after the pull checkpoint.
+    pub pending: u64,
+    /// The hub's last etag.
+    pub hub_last_etag: u64,
+}
+
+/// Reads what [`HubEvent::Authorized`] needs about an authenticated edge.
+pub async fn edge_info<S: PageStore>(
+    db: &Database<S>,
+    grant: &Grant,
+    edge_db: &DbId,
+    pull_checkpoint: u64,
+) -> Result<EdgeInfo, Error> {
+    let snap = db.snapshot();
+    let push_checkpoint = u64_of(
+        snap.get_local(&push_checkpoint_key(&grant.identity, edge_db))
+            .await?,
+    );
+    let pending = snap
+        .count_changes(pull_checkpoint, |k| grant.read.allows(k))
+        .await?;
+    Ok(EdgeInfo {
+        push_checkpoint,
+        pending,
+        hub_last_etag: snap.last_etag(),
+    })
+}
+
+/// Performs a hub storage action for the session of `grant` and returns the
+/// event to feed back, if any (`Authenticate`, `Send`, `Metric`, `Close` are
+/// the shell's business). Conflicts met are reported through `metric`.
+pub async fn hub_storage<S: PageStore>(
+    db: &Database<S>,
+    identity: &str,
+    action: &HubAction,
+    mut metric: impl FnMut(HubMetric),
+) -> Option<HubEvent<'static>> {
+    match action {
+        HubAction::ReadChanges { after, max_docs } => {
+            let snap = db.snapshot();
+            Some(match snap.changes(*after, *max_docs).await {
+                Ok(docs) => HubEvent::ChangesRead {
+                    complete: docs.len() < *max_docs,
+                    docs,
+                    last_etag: snap.last_etag(),
+                },
+                Err(e) => HubEvent::PushFailed(e.to_string()),
+            })
+        }
+        HubAction::ApplyPush {
+            edge_db_id,
+            upto,
+            docs,
+        } => {
+            let mut b = Batch::new();
+            for (d, p) in docs {
+                b.apply_remote(d.clone(), *p);
+            }
+            b.set_local(
+                push_checkpoint_key(identity, edge_db_id),
+                Some(upto.to_le_bytes().to_vec()),
+            );
+            Some(match db.commit(b).await {
+                Ok(info) => {
+                    let (mut applied, mut conflicts, mut resolved) = (0u32, 0u32, 0u32);
+                    for (r, (_, p)) in info.results.iter().zip(docs) {
+                        match r.as_ref().map(|w| w.outcome) {
+                            Some(WriteOutcome::Applied) => applied += 1,
+                            Some(WriteOutcome::Conflict) => {
+                                conflicts += 1;
+                                metric(HubMetric::Conflicts(*p, 1));
+                            }
+                            Some(WriteOutcome::Resolved) => {
+                                resolved += 1;
+                                metric(HubMetric::Conflicts(*p, 1));
+                            }
+                            _ => {}
+                        }
+                    }
+                    HubEvent::PushApplied {
+                        applied,
+                        conflicts,
+                        resolved,
+                        last_etag: db.stats().last_etag,
+                    }
+                }
+                Err(e) => HubEvent::PushFailed(e.to_string()),
+            })
+        }
+        _ => None,
+    }
+}

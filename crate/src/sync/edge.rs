@@ -1,0 +1,608 @@
+//! The edge side of a replication session, as a pure state machine.
+//!
+//! The driver (browser or native) feeds it [`EdgeEvent`]s — the transport
+//! opened, a frame arrived, a storage action completed, time passed — and
+//! performs the [`EdgeAction`]s it returns, in order: send bytes, read the
+//! local changes feed, apply a batch from the hub (atomically with the pull
+//! checkpoint), record a rejection, report progress, close. One machine lives
+//! for one connection; a reconnect starts a new one from the persisted state.
+
+use std::collections::{HashSet, VecDeque};
+
+use crate::cv::DbId;
+use crate::db::RemoteDoc;
+use crate::doc::Document;
+use crate::sync::frame::{Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION, WireDoc};
+use crate::sync::{BATCH_BYTES, BATCH_DOCS, wire_doc};
+
+/// Settings of an edge's sessions.
+#[derive(Clone, Debug)]
+pub struct EdgeConfig {
+    /// Database name at the hub.
+    pub database: String,
+    /// Identity presented to the hub.
+    pub identity: String,
+    /// Credential (secret token).
+    pub credential: String,
+    /// Source tag recorded on versions received from the hub (default
+    /// `"hub"`); versions carrying it are not pushed back.
+    pub source: String,
+    /// Send a `Ping` after this long without sending (ms).
+    pub heartbeat_ms: i64,
+    /// Consider the connection dead after this long without receiving (ms).
+    pub timeout_ms: i64,
+}
+
+impl EdgeConfig {
+    /// Settings with the default source tag and heartbeat (15 s / 45 s).
+    pub fn new(database: &str, identity: &str, credential: &str) -> EdgeConfig {
+        EdgeConfig {
+            database: database.into(),
+            identity: identity.into(),
+            credential: credential.into(),
+            source: "hub".into(),
+            heartbeat_ms: 15_000,
+            timeout_ms: 45_000,
+        }
+    }
+}
+
+/// What the edge has persisted, loaded by the driver before each session.
+#[derive(Clone, Debug)]
+pub struct EdgePersisted {
+    /// The edge database's id.
+    pub db_id: DbId,
+    /// Hub etag up to which the edge holds the hub's changes.
+    pub pull_checkpoint: u64,
+    /// Versions the hub rejected: (lowercase id, change vector text).
+    pub rejected: HashSet<(String, String)>,
+}
+
+/// A change the hub refused, as recorded and shown by the edge.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rejection {
+    /// Document id.
+    pub id: String,
+    /// Change vector (text) of the refused version.
+    pub change_vector: String,
+    /// Stable reason code (`write_denied`, `invalid_id`, ...).
+    pub code: String,
+    /// The rule broken.
+    pub rule: String,
+    /// Explanation.
+    pub message: String,
+}
+
+/// Where a session stands.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SyncStatus {
+    /// Transport opening, handshake under way.
+    Connecting,
+    /// Receiving the hub's backlog.
+    Initial {
+        /// Documents received so far in this session.
+        received: u64,
+        /// Documents the hub announced.
+        total: u64,
+    },
+    /// Caught up; changes flow as they happen.
+    Live,
+    /// Not connected (will retry).
+    Offline,
+    /// The hub refused the session or a fatal error happened.
+    Error {
+        /// Stable code.
+        code: String,
+        /// Explanation.
+        message: String,
+    },
+}
+
+/// Inputs of the edge machine.
+#[derive(Debug)]
+pub enum EdgeEvent<'a> {
+    /// The transport is open.
+    Opened,
+    /// A frame arrived.
+    Received(&'a [u8]),
+    /// Time passed (heartbeats, timeouts).
+    Tick,
+    /// Result of [`EdgeAction::ReadLocal`]: documents of the local changes
+    /// feed in etag order; `complete` when the feed had no more.
+    LocalRead {
+        /// The documents read.
+        docs: Vec<Document>,
+        /// Whether the feed ended within the read.
+        complete: bool,
+    },
+    /// [`EdgeAction::ApplyRemote`] committed.
+    Applied,
+    /// [`EdgeAction::ApplyRemote`] failed; the session ends.
+    ApplyFailed(String),
+    /// The application committed a local write.
+    LocalChanged,
+    /// The transport closed.
+    Closed,
+}
+
+/// Outputs of the edge machine, performed by the driver in order.
+#[derive(Debug, PartialEq)]
+pub enum EdgeAction {
+    /// Send these bytes as one binary message.
+    Send(Vec<u8>),
+    /// Read at most `max_docs` documents of the local changes feed after etag
+    /// `after`, then feed back [`EdgeEvent::LocalRead`].
+    ReadLocal {
+        /// Start after this local etag.
+        after: u64,
+        /// Most documents.
+        max_docs: usize,
+    },
+    /// Apply these documents (policy `Manual`) and set the pull checkpoint to
+    /// `upto`, in ONE commit; then feed back [`EdgeEvent::Applied`].
+    ApplyRemote {
+        /// Documents from the hub.
+        docs: Vec<RemoteDoc>,
+        /// The new pull checkpoint.
+        upto: u64,
+    },
+    /// Persist a rejection (the driver stores it in a local record).
+    RecordRejection(Rejection),
+    /// The session's status changed.
+    Status(SyncStatus),
+    /// The push checkpoint advanced (informational: the hub holds the
+    /// authoritative value).
+    Pushed {
+        /// Local etag the hub now holds.
+        upto: u64,
+        /// Documents in the acknowledged batch.
+        docs: u32,
+    },
+    /// Close the transport; the driver reconnects later unless `fatal`.
+    Close {
+        /// Stable code.
+        code: String,
+        /// Explanation.
+        message: String,
+        /// Whether retrying is pointless (bad credentials, version).
+        fatal: bool,
+    },
+}
+
+enum Incoming {
+    Batch(Vec<WireDoc>, u64),
+    Live(u64),
+}
+
+#[derive(PartialEq, Eq, Debug)]
+enum Push {
+    Idle,
+    Reading,
+    Sending,
+}
+
+#[derive(PartialEq, Eq, Debug)]
+enum Phase {
+    Start,
+    Hello,
+    Open,
+    Closed,
+}
+
+/// The edge side of one session.
+pub struct EdgeSession {
+    cfg: EdgeConfig,
+    st: EdgePersisted,
+    phase: Phase,
+    live: bool,
+    max_frame: usize,
+    hub_db_id: Option<DbId>,
+    // hub -> edge
+    queue: VecDeque<Incoming>,
+    applying: Option<(usize, bool)>,
+    received: u64,
+    total: u64,
+    // edge -> hub
+    push: Push,
+    push_cursor: u64,
+    again: bool,
+    in_flight: Vec<WireDoc>,
+    in_flight_upto: u64,
+    // heartbeats
+    last_recv: i64,
+    last_sent: i64,
+    nonce: u64,
+}
+
+impl EdgeSession {
+    /// A machine for one connection, started at time `now` (ms).
+    pub fn new(cfg: EdgeConfig, persisted: EdgePersisted, now: i64) -> EdgeSession {
+        EdgeSession {
+            cfg,
+            st: persisted,
+            phase: Phase::Start,
+            live: false,
+            max_frame: MAX_FRAME_BYTES,
+            hub_db_id: None,
+            queue: VecDeque::new(),
+            applying: None,
+            received: 0,
+            total: 0,
+            push: Push::Idle,
+            push_cursor: 0,
+            again: false,
+            in_flight: Vec::new(),
+            in_flight_upto: 0,
+            last_recv: now,
+            last_sent: now,
+            nonce: 0,
+        }
+    }
+
+    /// The hub's db id, once welcomed.
+    pub fn hub_db_id(&self) -> Option<DbId> {
+        self.hub_db_id
+    }
+
+    /// Whether the session is in its live phase.
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Whether the machine has nothing in progress (no unapplied batch, no push
+    /// under way): used by tests and benchmarks to detect quiescence.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.applying.is_none() && self.push == Push::Idle && !self.again
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Feeds one event at time `now` (ms) and returns the actions to perform.
+    pub fn handle(&mut self, ev: EdgeEvent<'_>, now: i64) -> Vec<EdgeAction> {
+        let mut out = Vec::new();
+        if self.phase == Phase::Closed {
+            return out;
+        }
+        match ev {
+            EdgeEvent::Opened => {
+                if self.phase == Phase::Start {
+                    self.phase = Phase::Hello;
+                    out.push(EdgeAction::Status(SyncStatus::Connecting));
+                    self.send(
+                        &mut out,
+                        now,
+                        Frame::Hello {
+                            min_version: PROTOCOL_VERSION,
+                            max_version: PROTOCOL_VERSION,
+                            db_id: self.st.db_id,
+                            database: self.cfg.database.clone(),
+                            identity: self.cfg.identity.clone(),
+                            credential: self.cfg.credential.clone(),
+                            pull_checkpoint: self.st.pull_checkpoint,
+                        },
+                    );
+                }
+            }
+            EdgeEvent::Received(bytes) => {
+                self.last_recv = now;
+                match Frame::decode(bytes, self.max_frame) {
+                    Ok(f) => self.on_frame(f, now, &mut out),
+                    Err(e) => self.fail(&mut out, now, "protocol", &e.to_string(), false),
+                }
+            }
+            EdgeEvent::Tick => {
+                if self.phase == Phase::Start {
+                    return out;
+                }
+                if now - self.last_recv > self.cfg.timeout_ms {
+                    self.close(
+                        &mut out,
+                        "timeout",
+                        &format!("nothing received for {} ms", now - self.last_recv),
+                        false,
+                    );
+                } else if now - self.last_sent >= self.cfg.heartbeat_ms {
+                    self.nonce += 1;
+                    let nonce = self.nonce;
+                    self.send(&mut out, now, Frame::Ping { nonce });
+                }
+            }
+            EdgeEvent::LocalRead { docs, complete } => {
+                self.on_local_read(docs, complete, now, &mut out)
+            }
+            EdgeEvent::Applied => {
+                if let Some((n, live)) = self.applying.take() {
+                    let upto = self.st.pull_checkpoint;
+                    if live {
+                        self.live = true;
+                        out.push(EdgeAction::Status(SyncStatus::Live));
+                    } else {
+                        self.received += n as u64;
+                        self.send(&mut out, now, Frame::ChangesAck { upto });
+                        if !self.live {
+                            out.push(EdgeAction::Status(SyncStatus::Initial {
+                                received: self.received,
+                                total: self.total.max(self.received),
+                            }));
+                        }
+                    }
+                    self.next_apply(&mut out);
+                }
+            }
+            EdgeEvent::ApplyFailed(msg) => {
+                self.close(&mut out, "storage", &msg, false);
+            }
+            EdgeEvent::LocalChanged => {
+                if self.phase == Phase::Open {
+                    if self.push == Push::Idle {
+                        self.read_local(&mut out);
+                    } else {
+                        self.again = true;
+                    }
+                }
+            }
+            EdgeEvent::Closed => {
+                self.phase = Phase::Closed;
+                out.push(EdgeAction::Status(SyncStatus::Offline));
+            }
+        }
+        out
+    }
+
+    fn send(&mut self, out: &mut Vec<EdgeAction>, now: i64, f: Frame) {
+        self.last_sent = now;
+        out.push(EdgeAction::Send(f.encode()));
+    }
+
+    fn close(&mut self, out: &mut Vec<EdgeAction>, code: &str, message: &str, fatal: bool) {
+        self.phase = Phase::Closed;
+        if fatal {
+            out.push(EdgeAction::Status(SyncStatus::Error {
+                code: code.into(),
+                message: message.into(),
+            }));
+        } else {
+            out.push(EdgeAction::Status(SyncStatus::Offline));
+        }
+        out.push(EdgeAction::Close {
+            code: code.into(),
+            message: message.into(),
+            fatal,
+        });
+    }
+
+    /// A protocol violation by the hub: tell it, then close.
+    fn fail(
+        &mut self,
+        out: &mut Vec<EdgeAction>,
+        now: i64,
+        code: &str,
+        message: &str,
+        fatal: bool,
+    ) {
+        self.send(
+            out,
+            now,
+            Frame::Error {
+                code: code.into(),
+                message: message.into(),
+            },
+        );
+        self.close(out, code, message, fatal);
+    }
+
+    fn on_frame(&mut self, f: Frame, now: i64, out: &mut Vec<EdgeAction>) {
+        match (&self.phase, f) {
+            (_, Frame::Ping { nonce }) => self.send(out, now, Frame::Pong { nonce }),
+            (_, Frame::Pong { .. }) => {}
+            (_, Frame::Error { code, message }) => {
+                let fatal = matches!(code.as_str(), "unauthorized" | "unsupported_version");
+                self.close(out, &code, &message, fatal);
+            }
+            (
+                Phase::Hello,
+                Frame::Welcome {
+                    version,
+                    hub_db_id,
+                    push_checkpoint,
+                    pending,
+                    max_frame_bytes,
+                    heartbeat_ms,
+                    ..
+                },
+            ) => {
+                if version != PROTOCOL_VERSION {
+                    return self.fail(
+                        out,
+                        now,
+                        "unsupported_version",
+                        &format!("the hub chose protocol version {version}"),
+                        true,
+                    );
+                }
+                self.phase = Phase::Open;
+                self.hub_db_id = Some(hub_db_id);
+                self.max_frame = (max_frame_bytes as usize).clamp(64 * 1024, MAX_FRAME_BYTES);
+                if heartbeat_ms > 0 {
+                    self.cfg.heartbeat_ms = self.cfg.heartbeat_ms.min(i64::from(heartbeat_ms));
+                }
+                self.total = pending;
+                self.push_cursor = push_checkpoint;
+                out.push(EdgeAction::Status(SyncStatus::Initial {
+                    received: 0,
+                    total: pending,
+                }));
+                self.read_local(out);
+            }
+            (Phase::Open, Frame::Changes { upto, docs }) => {
+                if upto < self.st.pull_checkpoint {
+                    return self.fail(out, now, "protocol", "Changes went backwards", false);
+                }
+                self.queue.push_back(Incoming::Batch(docs, upto));
+                self.next_apply(out);
+            }
+            (Phase::Open, Frame::Live { upto }) => {
+                self.queue.push_back(Incoming::Live(upto));
+                self.next_apply(out);
+            }
+            (Phase::Open, Frame::PushAck { upto, .. }) if self.push == Push::Sending => {
+                if upto != self.in_flight_upto {
+                    return self.fail(out, now, "protocol", "PushAck for another batch", false);
+                }
+                let docs = self.in_flight.len() as u32;
+                self.in_flight.clear();
+                self.push_cursor = upto;
+                out.push(EdgeAction::Pushed { upto, docs });
+                self.read_local(out);
+            }
+            (
+                Phase::Open,
+                Frame::PushRejected {
+                    upto,
+                    code,
+                    id,
+                    rule,
+                    message,
+                },
+            ) if self.push == Push::Sending => {
+                if upto != self.in_flight_upto {
+                    return self.fail(
+                        out,
+                        now,
+                        "protocol",
+                        "PushRejected for another batch",
+                        false,
+                    );
+                }
+                let lower = id.to_lowercase();
+                let named: Vec<&WireDoc> = self
+                    .in_flight
+                    .iter()
+                    .filter(|d| d.id.to_lowercase() == lower)
+                    .collect();
+                // A rejection that names no document of the batch refuses the
+                // whole batch (never loop on it).
+                let refused: Vec<&WireDoc> = if named.is_empty() {
+                    self.in_flight.iter().collect()
+                } else {
+                    named
+                };
+                let mut recs = Vec::new();
+                for d in refused {
+                    let cv = d.versions[0].change_vector.to_text();
+                    self.st.rejected.insert((d.id.to_lowercase(), cv.clone()));
+                    recs.push(Rejection {
+                        id: d.id.clone(),
+                        change_vector: cv,
+                        code: code.clone(),
+                        rule: rule.clone(),
+                        message: message.clone(),
+                    });
+                }
+                out.extend(recs.into_iter().map(EdgeAction::RecordRejection));
+                self.in_flight.clear();
+                self.read_local(out);
+            }
+            (_, f) => {
+                let msg = format!("unexpected {} frame", f.name());
+                self.fail(out, now, "protocol", &msg, false);
+            }
+        }
+    }
+
+    fn next_apply(&mut self, out: &mut Vec<EdgeAction>) {
+        if self.applying.is_some() {
+            return;
+        }
+        let Some(item) = self.queue.pop_front() else {
+            return;
+        };
+        let (docs, upto, live) = match item {
+            Incoming::Batch(docs, upto) => (docs, upto, false),
+            Incoming::Live(upto) => (Vec::new(), upto, true),
+        };
+        let upto = upto.max(self.st.pull_checkpoint);
+        self.st.pull_checkpoint = upto;
+        self.applying = Some((docs.len(), live));
+        let src = Some(self.cfg.source.clone());
+        out.push(EdgeAction::ApplyRemote {
+            docs: docs
+                .into_iter()
+                .map(|d| d.into_remote(src.clone()))
+                .collect(),
+            upto,
+        });
+    }
+
+    fn read_local(&mut self, out: &mut Vec<EdgeAction>) {
+        self.push = Push::Reading;
+        self.again = false;
+        out.push(EdgeAction::ReadLocal {
+            after: self.push_cursor,
+            max_docs: BATCH_DOCS,
+        });
+    }
+
+    fn on_local_read(
+        &mut self,
+        docs: Vec<Document>,
+        complete: bool,
+        now: i64,
+        out: &mut Vec<EdgeAction>,
+    ) {
+        if self.push != Push::Reading || self.phase != Phase::Open {
+            return;
+        }
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        let mut upto = self.push_cursor;
+        let mut cut = false;
+        for d in &docs {
+            if d.meta.source.as_deref() == Some(self.cfg.source.as_str())
+                || self
+                    .st
+                    .rejected
+                    .contains(&(d.id.to_lowercase(), d.meta.change_vector.to_text()))
+            {
+                upto = upto.max(d.meta.etag);
+                continue;
+            }
+            let w = wire_doc(d);
+            let len = w.encoded_len();
+            if !batch.is_empty() && bytes + len > BATCH_BYTES {
+                cut = true;
+                break;
+            }
+            bytes += len;
+            upto = upto.max(d.meta.etag);
+            batch.push(w);
+        }
+        if batch.is_empty() {
+            self.push_cursor = upto;
+            if !complete || self.again {
+                self.read_local(out);
+            } else {
+                self.push = Push::Idle;
+            }
+            return;
+        }
+        let _ = cut;
+        self.push = Push::Sending;
+        self.in_flight_upto = upto;
+        self.in_flight = batch.clone();
+        self.send(out, now, Frame::Push { upto, docs: batch });
+    }
+}
+
+/// Delay before reconnect attempt `attempt` (0-based): `min(30 s, 250 ms ×
+/// 2^attempt)` times a factor in [0.5, 1] taken from `unit` (a uniform
+/// random number in [0, 1)).
+pub fn backoff_ms(attempt: u32, unit: f64) -> u64 {
+    let base = 250u64.saturating_mul(1u64 << attempt.min(16)).min(30_000);
+    let f = 0.5 + 0.5 * unit.clamp(0.0, 1.0);
+    (base as f64 * f) as u64
+}

@@ -1,0 +1,644 @@
+//! The wire encoding of replication frames (see `docs/protocol.md` §3).
+//!
+//! All integers are little-endian and fixed-width. Decoding is strict and
+//! never panics: truncation, trailing bytes, bad UTF-8, out-of-range counts
+//! and unknown types are [`FrameError`]s.
+
+use crate::cv::{ChangeVector, DbId};
+use crate::db::RemoteDoc;
+use crate::doc::{MAX_VERSIONS, RawVersion};
+
+/// Protocol versions this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Magic bytes opening a `Hello`.
+pub const MAGIC: [u8; 4] = *b"OPSY";
+/// Largest frame accepted by default.
+pub const MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
+
+/// One document on the wire (the fields of [`RemoteDoc`] but the source).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireDoc {
+    /// Document id.
+    pub id: String,
+    /// Collection (`None`: no collection).
+    pub collection: Option<String>,
+    /// Versions, the sender's winner first.
+    pub versions: Vec<RawVersion>,
+}
+
+impl WireDoc {
+    /// Encoded size in bytes.
+    pub fn encoded_len(&self) -> usize {
+        2 + self.id.len()
+            + 2
+            + self.collection.as_deref().map_or(0, str::len)
+            + 2
+            + self
+                .versions
+                .iter()
+                .map(|v| 1 + 8 + v.change_vector.encoded_len() + 4 + v.body.len())
+                .sum::<usize>()
+    }
+
+    /// The document as a [`RemoteDoc`] from `source`.
+    pub fn into_remote(self, source: Option<String>) -> RemoteDoc {
+        RemoteDoc {
+            id: self.id,
+            collection: self.collection,
+            versions: self.versions,
+            source,
+        }
+    }
+}
+
+/// A replication frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Edge → hub: opens a session.
+    Hello {
+        /// Lowest protocol version the edge speaks.
+        min_version: u16,
+        /// Highest protocol version the edge speaks.
+        max_version: u16,
+        /// The edge database's id.
+        db_id: DbId,
+        /// Database name at the hub.
+        database: String,
+        /// Edge identity.
+        identity: String,
+        /// Credential (secret token).
+        credential: String,
+        /// Hub etag up to which the edge holds the hub's changes.
+        pull_checkpoint: u64,
+    },
+    /// Hub → edge: the session is open.
+    Welcome {
+        /// Protocol version chosen.
+        version: u16,
+        /// The hub database's id.
+        hub_db_id: DbId,
+        /// Edge etag up to which the hub holds the edge's changes.
+        push_checkpoint: u64,
+        /// The hub's last etag.
+        hub_last_etag: u64,
+        /// Documents the edge will receive in the initial phase.
+        pending: u64,
+        /// Largest frame the hub accepts.
+        max_frame_bytes: u32,
+        /// Heartbeat interval in milliseconds.
+        heartbeat_ms: u32,
+    },
+    /// Hub → edge: a batch of changes.
+    Changes {
+        /// Hub etag covered by this batch.
+        upto: u64,
+        /// The documents.
+        docs: Vec<WireDoc>,
+    },
+    /// Edge → hub: a `Changes` batch is committed.
+    ChangesAck {
+        /// Its `upto`.
+        upto: u64,
+    },
+    /// Hub → edge: the initial phase is over.
+    Live {
+        /// Hub etag covered so far.
+        upto: u64,
+    },
+    /// Edge → hub: local changes.
+    Push {
+        /// Edge etag covered by this batch.
+        upto: u64,
+        /// The documents.
+        docs: Vec<WireDoc>,
+    },
+    /// Hub → edge: a push was applied.
+    PushAck {
+        /// Its `upto`.
+        upto: u64,
+        /// Versions stored as received.
+        applied: u32,
+        /// Conflicts kept (manual policy).
+        conflicts: u32,
+        /// Conflicts settled by the hub's policy.
+        resolved: u32,
+    },
+    /// Hub → edge: a push was refused whole.
+    PushRejected {
+        /// Its `upto`.
+        upto: u64,
+        /// Stable reason code.
+        code: String,
+        /// The document that broke the rule.
+        id: String,
+        /// The rule (for example the write prefixes).
+        rule: String,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// Heartbeat.
+    Ping {
+        /// Echoed in the `Pong`.
+        nonce: u64,
+    },
+    /// Heartbeat answer.
+    Pong {
+        /// The `Ping`'s nonce.
+        nonce: u64,
+    },
+    /// A fatal error; the sender closes the connection.
+    Error {
+        /// Stable code.
+        code: String,
+        /// Explanation.
+        message: String,
+    },
+}
+
+/// A frame that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Truncated, trailing bytes, bad UTF-8, bad counts.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// An unknown frame type.
+    #[error("unknown frame type {0}")]
+    UnknownType(u8),
+    /// Larger than the limit.
+    #[error("frame of {size} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl Frame {
+    /// The frame's name, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Frame::Hello { .. } => "Hello",
+            Frame::Welcome { .. } => "Welcome",
+            Frame::Changes { .. } => "Changes",
+            Frame::ChangesAck { .. } => "ChangesAck",
+            Frame::Live { .. } => "Live",
+            Frame::Push { .. } => "Push",
+            Frame::PushAck { .. } => "PushAck",
+            Frame::PushRejected { .. } => "PushRejected",
+            Frame::Ping { .. } => "Ping",
+            Frame::Pong { .. } => "Pong",
+            Frame::Error { .. } => "Error",
+        }
+    }
+
+    /// Encodes the frame.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Vec::with_capacity(64);
+        match self {
+            Frame::Hello {
+                min_version,
+                max_version,
+                db_id,
+                database,
+                identity,
+                credential,
+                pull_checkpoint,
+            } => {
+                w.push(1);
+                w.extend_from_slice(&MAGIC);
+                w.extend_from_slice(&min_version.to_le_bytes());
+                w.extend_from_slice(&max_version.to_le_bytes());
+                w.extend_from_slice(db_id.as_bytes());
+                put_str(&mut w, database);
+                put_str(&mut w, identity);
+                put_str(&mut w, credential);
+                w.extend_from_slice(&pull_checkpoint.to_le_bytes());
+            }
+            Frame::Welcome {
+                version,
+                hub_db_id,
+                push_checkpoint,
+                hub_last_etag,
+                pending,
+                max_frame_bytes,
+                heartbeat_ms,
+            } => {
+                w.push(2);
+                w.extend_from_slice(&version.to_le_bytes());
+                w.extend_from_slice(hub_db_id.as_bytes());
+                for v in [push_checkpoint, hub_last_etag, pending] {
+                    w.extend_from_slice(&v.to_le_bytes());
+                }
+                w.extend_from_slice(&max_frame_bytes.to_le_bytes());
+                w.extend_from_slice(&heartbeat_ms.to_le_bytes());
+            }
+            Frame::Changes { upto, docs } | Frame::Push { upto, docs } => {
+                w.push(if matches!(self, Frame::Changes { .. }) {
+                    3
+                } else {
+                    6
+                });
+                w.reserve(docs.iter().map(WireDoc::encoded_len).sum::<usize>() + 12);
+                w.extend_from_slice(&upto.to_le_bytes());
+                w.extend_from_slice(&(docs.len() as u32).to_le_bytes());
+                for d in docs {
+                    put_doc(&mut w, d);
+                }
+            }
+            Frame::ChangesAck { upto } => {
+                w.push(4);
+                w.extend_from_slice(&upto.to_le_bytes());
+            }
+            Frame::Live { upto } => {
+                w.push(5);
+                w.extend_from_slice(&upto.to_le_bytes());
+            }
+            Frame::PushAck {
+                upto,
+                applied,
+                conflicts,
+                resolved,
+            } => {
+                w.push(7);
+                w.extend_from_slice(&upto.to_le_bytes());
+                for v in [applied, conflicts, resolved] {
+                    w.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            Frame::PushRejected {
+                upto,
+                code,
+                id,
+                rule,
+                message,
+            } => {
+                w.push(8);
+                w.extend_from_slice(&upto.to_le_bytes());
+                for s in [code, id, rule, message] {
+                    put_str(&mut w, s);
+                }
+            }
+            Frame::Ping { nonce } => {
+                w.push(9);
+                w.extend_from_slice(&nonce.to_le_bytes());
+            }
+            Frame::Pong { nonce } => {
+                w.push(10);
+                w.extend_from_slice(&nonce.to_le_bytes());
+            }
+            Frame::Error { code, message } => {
+                w.push(11);
+                put_str(&mut w, code);
+                put_str(&mut w, message);
+            }
+        }
+        w
+    }
+
+    /// Decodes one frame of at most `max` bytes.
+    pub fn decode(buf: &[u8], max: usize) -> Result<Frame, FrameError> {
+        if buf.len() > max {
+            return Err(FrameError::TooLarge {
+                size: buf.len(),
+                max,
+            });
+        }
+        let mut r = Rd { b: buf, p: 0 };
+        let t = r.u8("type")?;
+        let f = match t {
+            1 => {
+                if r.take(4, "magic")? != MAGIC {
+                    return Err(FrameError::Malformed("bad Hello magic".into()));
+                }
+                Frame::Hello {
+                    min_version: r.u16("min version")?,
+                    max_version: r.u16("max version")?,
+                    db_id: DbId(r.arr("db id")?),
+                    database: r.str("database")?,
+                    identity: r.str("identity")?,
+                    credential: r.str("credential")?,
+                    pull_checkpoint: r.u64("pull checkpoint")?,
+                }
+            }
+            2 => Frame::Welcome {
+                version: r.u16("version")?,
+                hub_db_id: DbId(r.arr("hub db id")?),
+                push_checkpoint: r.u64("push checkpoint")?,
+                hub_last_etag: r.u64("hub last etag")?,
+                pending: r.u64("pending")?,
+                max_frame_bytes: r.u32("max frame bytes")?,
+                heartbeat_ms: r.u32("heartbeat")?,
+            },
+            3 | 6 => {
+                let upto = r.u64("upto")?;
+                let n = r.u32("doc count")? as usize;
+                // Each doc takes at least 2+2+2+(1+8+2+4) bytes.
+                if n > r.left() / 21 {
+                    return Err(FrameError::Malformed(format!(
+                        "{n} documents cannot fit in {} bytes",
+                        r.left()
+                    )));
+                }
+                let mut docs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    docs.push(r.doc()?);
+                }
+                if t == 3 {
+                    Frame::Changes { upto, docs }
+                } else {
+                    Frame::Push { upto, docs }
+                }
+            }
+            4 => Frame::ChangesAck {
+                upto: r.u64("upto")?,
+            },
+            5 => Frame::Live {
+                upto: r.u64("upto")?,
+            },
+            7 => Frame::PushAck {
+                upto: r.u64("upto")?,
+                applied: r.u32("applied")?,
+                conflicts: r.u32("conflicts")?,
+                resolved: r.u32("resolved")?,
+            },
+            8 => Frame::PushRejected {
+                upto: r.u64("upto")?,
+                code: r.str("code")?,
+                id: r.str("id")?,
+                rule: r.str("rule")?,
+                message: r.str("message")?,
+            },
+            9 => Frame::Ping {
+                nonce: r.u64("nonce")?,
+            },
+            10 => Frame::Pong {
+                nonce: r.u64("nonce")?,
+            },
+            11 => Frame::Error {
+                code: r.str("code")?,
+                message: r.str("message")?,
+            },
+            other => return Err(FrameError::UnknownType(other)),
+        };
+        if r.p != buf.len() {
+            return Err(FrameError::Malformed(format!(
+                "{} trailing bytes after {}",
+                buf.len() - r.p,
+                f.name()
+            )));
+        }
+        Ok(f)
+    }
+}
+
+fn put_str(w: &mut Vec<u8>, s: &str) {
+    // Strings are short by construction (ids ≤ 512 bytes, messages clipped);
+    // cut at a char boundary rather than misframe.
+    let mut end = s.len().min(usize::from(u16::MAX));
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    w.extend_from_slice(&(end as u16).to_le_bytes());
+    w.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+fn put_doc(w: &mut Vec<u8>, d: &WireDoc) {
+    put_str(w, &d.id);
+    put_str(w, d.collection.as_deref().unwrap_or(""));
+    let n = d.versions.len().min(usize::from(u16::MAX));
+    w.extend_from_slice(&(n as u16).to_le_bytes());
+    for v in &d.versions[..n] {
+        w.push(u8::from(v.deleted));
+        w.extend_from_slice(&v.last_modified_ms.to_le_bytes());
+        v.change_vector.encode(w);
+        let body: &[u8] = if v.deleted { &[] } else { &v.body };
+        w.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        w.extend_from_slice(body);
+    }
+}
+
+struct Rd<'a> {
+    b: &'a [u8],
+    p: usize,
+}
+
+impl<'a> Rd<'a> {
+    fn left(&self) -> usize {
+        self.b.len() - self.p
+    }
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], FrameError> {
+        if n > self.left() {
+            return Err(FrameError::Malformed(format!("truncated at {what}")));
+        }
+        let s = &self.b[self.p..self.p + n];
+        self.p += n;
+        Ok(s)
+    }
+    fn arr<const N: usize>(&mut self, what: &str) -> Result<[u8; N], FrameError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
+    }
+    fn u8(&mut self, what: &str) -> Result<u8, FrameError> {
+        Ok(self.arr::<1>(what)?[0])
+    }
+    fn u16(&mut self, what: &str) -> Result<u16, FrameError> {
+        Ok(u16::from_le_bytes(self.arr(what)?))
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, FrameError> {
+        Ok(u32::from_le_bytes(self.arr(what)?))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64, FrameError> {
+        Ok(u64::from_le_bytes(self.arr(what)?))
+    }
+    fn i64(&mut self, what: &str) -> Result<i64, FrameError> {
+        Ok(i64::from_le_bytes(self.arr(what)?))
+    }
+    fn str(&mut self, what: &str) -> Result<String, FrameError> {
+        let n = usize::from(self.u16(what)?);
+        let b = self.take(n, what)?;
+        String::from_utf8(b.to_vec())
+            .map_err(|_| FrameError::Malformed(format!("{what} is not UTF-8")))
+    }
+    fn doc(&mut self) -> Result<WireDoc, FrameError> {
+        let id = self.str("doc id")?;
+        let coll = self.str("collection")?;
+        let n = usize::from(self.u16("version count")?);
+        if n == 0 || n > MAX_VERSIONS {
+            return Err(FrameError::Malformed(format!(
+                "document has {n} versions (1 to {MAX_VERSIONS})"
+            )));
+        }
+        let mut versions = Vec::with_capacity(n);
+        for _ in 0..n {
+            let flags = self.u8("version flags")?;
+            if flags & !1 != 0 {
+                return Err(FrameError::Malformed(format!(
+                    "unknown version flags {flags:#04x}"
+                )));
+            }
+            let last_modified_ms = self.i64("last modified")?;
+            let (change_vector, used) = ChangeVector::decode(&self.b[self.p..])
+                .map_err(|e| FrameError::Malformed(e.to_string()))?;
+            self.p += used;
+            let len = self.u32("body length")? as usize;
+            let body = self.take(len, "body")?.to_vec();
+            let deleted = flags & 1 != 0;
+            if deleted && !body.is_empty() {
+                return Err(FrameError::Malformed("a deletion carries a body".into()));
+            }
+            versions.push(RawVersion {
+                change_vector,
+                last_modified_ms,
+                deleted,
+                body,
+            });
+        }
+        Ok(WireDoc {
+            id,
+            collection: (!coll.is_empty()).then_some(coll),
+            versions,
+        })
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn doc(id: &str) -> WireDoc {
+        WireDoc {
+            id: id.into(),
+            collection: Some("Notes".into()),
+            versions: vec![
+                RawVersion {
+                    change_vector: ChangeVector::new().with(DbId([7; 16]), 3),
+                    last_modified_ms: 1_700_000_000_000,
+                    deleted: false,
+                    body: br#"{"a":1}"#.to_vec(),
+                },
+                RawVersion {
+                    change_vector: ChangeVector::new().with(DbId([8; 16]), 1),
+                    last_modified_ms: -5,
+                    deleted: true,
+                    body: Vec::new(),
+                },
+            ],
+        }
+    }
+
+    fn samples() -> Vec<Frame> {
+        vec![
+            Frame::Hello {
+                min_version: 1,
+                max_version: 1,
+                db_id: DbId([1; 16]),
+                database: "main".into(),
+                identity: "laptop-7".into(),
+                credential: "s3cret".into(),
+                pull_checkpoint: 42,
+            },
+            Frame::Welcome {
+                version: 1,
+                hub_db_id: DbId([2; 16]),
+                push_checkpoint: 9,
+                hub_last_etag: 100,
+                pending: 50,
+                max_frame_bytes: 1 << 20,
+                heartbeat_ms: 15_000,
+            },
+            Frame::Changes {
+                upto: 7,
+                docs: vec![doc("n/1"), doc("n/2")],
+            },
+            Frame::Changes {
+                upto: 8,
+                docs: vec![],
+            },
+            Frame::ChangesAck { upto: 7 },
+            Frame::Live { upto: 8 },
+            Frame::Push {
+                upto: 3,
+                docs: vec![doc("é/ü")],
+            },
+            Frame::PushAck {
+                upto: 3,
+                applied: 1,
+                conflicts: 0,
+                resolved: 2,
+            },
+            Frame::PushRejected {
+                upto: 3,
+                code: "write_denied".into(),
+                id: "x".into(),
+                rule: "write prefixes [a/]".into(),
+                message: "no".into(),
+            },
+            Frame::Ping { nonce: 5 },
+            Frame::Pong { nonce: 5 },
+            Frame::Error {
+                code: "protocol".into(),
+                message: "bad".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_frame_roundtrips_and_every_truncation_fails() {
+        for f in samples() {
+            let b = f.encode();
+            assert_eq!(Frame::decode(&b, MAX_FRAME_BYTES).unwrap(), f);
+            for k in 0..b.len() {
+                assert!(
+                    Frame::decode(&b[..k], MAX_FRAME_BYTES).is_err(),
+                    "{f:?} {k}"
+                );
+            }
+            let mut long = b.clone();
+            long.push(0);
+            assert!(Frame::decode(&long, MAX_FRAME_BYTES).is_err());
+            assert!(matches!(
+                Frame::decode(&b, b.len() - 1),
+                Err(FrameError::TooLarge { .. })
+            ));
+        }
+        assert_eq!(Frame::decode(&[0], 10), Err(FrameError::UnknownType(0)));
+    }
+
+    #[test]
+    fn fixed_bytes_for_a_sample_frame() {
+        // wasm32 and x86_64 must produce these exact bytes.
+        let b = Frame::ChangesAck { upto: 0x0102 }.encode();
+        assert_eq!(b, vec![4, 2, 1, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn huge_counts_do_not_allocate() {
+        let mut b = vec![3];
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            Frame::decode(&b, MAX_FRAME_BYTES),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Frame::decode(&b, MAX_FRAME_BYTES);
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(i in 0usize..400, v in any::<u8>(), which in 0usize..12) {
+            let s = samples();
+            let mut b = s[which % s.len()].encode();
+            let k = i % b.len();
+            b[k] = v;
+            let _ = Frame::decode(&b, MAX_FRAME_BYTES);
+        }
+    }
+}

@@ -1,0 +1,679 @@
+//! The hub side of a replication session, as a pure state machine.
+//!
+//! One [`HubSession`] per connected edge. The driver feeds it
+//! [`HubEvent`]s and performs its [`HubAction`]s in order: authenticate the
+//! `Hello`, read the changes feed, apply a checked push (atomically with the
+//! push checkpoint), send bytes, count metrics, close. Every rule of
+//! `docs/protocol.md` §5 is checked here, before anything is stored.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use crate::cv::DbId;
+use crate::db::RemoteDoc;
+use crate::doc::{self, Document, MAX_BODY_BYTES, MAX_VERSIONS};
+use crate::sync::frame::{Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION, WireDoc};
+use crate::sync::{BATCH_BYTES, BATCH_DOCS, ConflictPolicy, Prefixes, check_canonical, wire_doc};
+
+/// Most unacknowledged `Changes` frames per session.
+pub const WINDOW: usize = 4;
+/// Most documents in one pushed batch.
+pub const MAX_PUSH_DOCS: usize = 500;
+
+/// What an authenticated edge may do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    /// Edge identity.
+    pub identity: String,
+    /// Prefixes it may read.
+    pub read: Prefixes,
+    /// Prefixes it may write.
+    pub write: Prefixes,
+    /// Conflict policy per collection (lowercase name).
+    pub policies: HashMap<String, ConflictPolicy>,
+    /// Policy of other collections and of documents without one.
+    pub default_policy: ConflictPolicy,
+}
+
+impl Grant {
+    /// The policy for a collection.
+    pub fn policy(&self, collection: Option<&str>) -> ConflictPolicy {
+        collection
+            .and_then(|c| self.policies.get(&c.to_lowercase()))
+            .copied()
+            .unwrap_or(self.default_policy)
+    }
+
+    /// The source tag the hub records on versions received from this edge.
+    pub fn source(&self) -> String {
+        format!("edge:{}", self.identity)
+    }
+}
+
+/// Inputs of the hub machine.
+#[derive(Debug)]
+pub enum HubEvent<'a> {
+    /// A frame arrived.
+    Received(&'a [u8]),
+    /// Time passed.
+    Tick,
+    /// Result of [`HubAction::Authenticate`]: the edge is who it claims.
+    Authorized {
+        /// Its rights.
+        grant: Grant,
+        /// The hub database id.
+        hub_db_id: DbId,
+        /// The hub's last etag.
+        hub_last_etag: u64,
+        /// Edge etag up to which the hub holds this edge database's changes.
+        push_checkpoint: u64,
+        /// Documents inside the read prefixes after the pull checkpoint.
+        pending: u64,
+    },
+    /// Result of [`HubAction::Authenticate`]: refused.
+    Unauthorized,
+    /// Result of [`HubAction::ReadChanges`].
+    ChangesRead {
+        /// Documents of the hub's changes feed in etag order.
+        docs: Vec<Document>,
+        /// Whether the feed ended within the read.
+        complete: bool,
+        /// The hub's last etag when read (the cursor moves to it when
+        /// `complete`).
+        last_etag: u64,
+    },
+    /// [`HubAction::ApplyPush`] committed.
+    PushApplied {
+        /// Versions stored as received.
+        applied: u32,
+        /// Conflicts kept.
+        conflicts: u32,
+        /// Conflicts resolved.
+        resolved: u32,
+        /// The hub's last etag after the commit.
+        last_etag: u64,
+    },
+    /// [`HubAction::ApplyPush`] failed in storage (not the edge's fault).
+    PushFailed(String),
+    /// The hub database advanced (another session, an import, an upstream).
+    Committed {
+        /// Its last etag.
+        last_etag: u64,
+    },
+    /// The configuration changed: the edge's new grant, or `None` if revoked.
+    GrantChanged(Option<Grant>),
+    /// The transport closed.
+    Closed,
+}
+
+/// A metric event for the driver to count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubMetric {
+    /// Documents sent to the edge.
+    DocsSent(u64),
+    /// Documents received and stored.
+    DocsReceived(u64),
+    /// A push or session was refused for this reason code.
+    Rejected(String),
+    /// Conflicts met, by policy.
+    Conflicts(ConflictPolicy, u64),
+}
+
+/// Outputs of the hub machine.
+#[derive(Debug, PartialEq)]
+pub enum HubAction {
+    /// Send these bytes as one binary message.
+    Send(Vec<u8>),
+    /// Check the credential; feed back `Authorized` or `Unauthorized`.
+    Authenticate {
+        /// Database asked for.
+        database: String,
+        /// Claimed identity.
+        identity: String,
+        /// Credential.
+        credential: String,
+        /// The edge database's id.
+        edge_db_id: DbId,
+        /// Its pull checkpoint.
+        pull_checkpoint: u64,
+    },
+    /// Read at most `max_docs` of the changes feed after `after`; feed back
+    /// `ChangesRead`.
+    ReadChanges {
+        /// Start after this etag.
+        after: u64,
+        /// Most documents.
+        max_docs: usize,
+    },
+    /// Apply these checked documents (each with its policy) and set this
+    /// edge's push checkpoint to `upto`, in ONE commit; feed back
+    /// `PushApplied` or `PushFailed`.
+    ApplyPush {
+        /// The edge database's id (checkpoint key).
+        edge_db_id: DbId,
+        /// Edge etag covered.
+        upto: u64,
+        /// Documents and the policy for each.
+        docs: Vec<(RemoteDoc, ConflictPolicy)>,
+    },
+    /// Count a metric.
+    Metric(HubMetric),
+    /// Close the transport.
+    Close {
+        /// Stable code.
+        code: String,
+        /// Explanation.
+        message: String,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitHello,
+    Authenticating,
+    Open,
+    Closed,
+}
+
+/// A refusal of a pushed batch.
+struct Refusal {
+    code: &'static str,
+    id: String,
+    rule: String,
+    message: String,
+}
+
+/// The hub side of one session.
+pub struct HubSession {
+    phase: Phase,
+    grant: Option<Grant>,
+    edge_db_id: DbId,
+    hub_db_id: DbId,
+    hub_last_etag: u64,
+    max_frame: usize,
+    heartbeat_ms: i64,
+    timeout_ms: i64,
+    // hub -> edge
+    cursor: u64,
+    sent_upto: u64,
+    reading: bool,
+    live: bool,
+    unacked: VecDeque<u64>,
+    // edge -> hub
+    applying: Option<(u64, u32)>,
+    // heartbeats
+    last_recv: i64,
+    last_sent: i64,
+    nonce: u64,
+}
+
+impl HubSession {
+    /// A session for a new connection at time `now` (ms).
+    pub fn new(now: i64) -> HubSession {
+        HubSession {
+            phase: Phase::AwaitHello,
+            grant: None,
+            edge_db_id: DbId([0; 16]),
+            hub_db_id: DbId([0; 16]),
+            hub_last_etag: 0,
+            max_frame: MAX_FRAME_BYTES,
+            heartbeat_ms: 15_000,
+            timeout_ms: 45_000,
+            cursor: 0,
+            sent_upto: 0,
+            reading: false,
+            live: false,
+            unacked: VecDeque::new(),
+            applying: None,
+            last_recv: now,
+            last_sent: now,
+            nonce: 0,
+        }
+    }
+
+    /// Sets heartbeat interval and dead-connection timeout (ms).
+    pub fn with_heartbeat(mut self, heartbeat_ms: i64, timeout_ms: i64) -> HubSession {
+        self.heartbeat_ms = heartbeat_ms;
+        self.timeout_ms = timeout_ms;
+        self
+    }
+
+    /// The authenticated identity, once authorized.
+    pub fn identity(&self) -> Option<&str> {
+        self.grant.as_ref().map(|g| g.identity.as_str())
+    }
+
+    /// Whether the session ended.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Whether the session is in its live phase.
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Feeds one event at time `now` (ms); returns the actions to perform.
+    pub fn handle(&mut self, ev: HubEvent<'_>, now: i64) -> Vec<HubAction> {
+        let mut out = Vec::new();
+        if self.phase == Phase::Closed {
+            return out;
+        }
+        match ev {
+            HubEvent::Received(b) => {
+                self.last_recv = now;
+                match Frame::decode(b, self.max_frame) {
+                    Ok(f) => self.on_frame(f, now, &mut out),
+                    Err(e) => self.fail(&mut out, now, "protocol", &e.to_string()),
+                }
+            }
+            HubEvent::Tick => {
+                if now - self.last_recv > self.timeout_ms {
+                    self.close(&mut out, "timeout", "nothing received from the edge");
+                } else if now - self.last_sent >= self.heartbeat_ms && self.phase == Phase::Open {
+                    self.nonce += 1;
+                    let nonce = self.nonce;
+                    self.send(&mut out, now, Frame::Ping { nonce });
+                }
+            }
+            HubEvent::Authorized {
+                grant,
+                hub_db_id,
+                hub_last_etag,
+                push_checkpoint,
+                pending,
+            } if self.phase == Phase::Authenticating => {
+                self.phase = Phase::Open;
+                self.grant = Some(grant);
+                self.hub_db_id = hub_db_id;
+                self.hub_last_etag = hub_last_etag;
+                self.send(
+                    &mut out,
+                    now,
+                    Frame::Welcome {
+                        version: PROTOCOL_VERSION,
+                        hub_db_id,
+                        push_checkpoint,
+                        hub_last_etag,
+                        pending,
+                        max_frame_bytes: self.max_frame as u32,
+                        heartbeat_ms: self.heartbeat_ms.clamp(0, i64::from(u32::MAX)) as u32,
+                    },
+                );
+                self.read(&mut out);
+            }
+            HubEvent::Unauthorized if self.phase == Phase::Authenticating => {
+                out.push(HubAction::Metric(HubMetric::Rejected(
+                    "unauthorized".into(),
+                )));
+                self.fail(
+                    &mut out,
+                    now,
+                    "unauthorized",
+                    "unknown identity, wrong credential, or a database this identity may not use",
+                );
+            }
+            HubEvent::ChangesRead {
+                docs,
+                complete,
+                last_etag,
+            } if self.reading => {
+                self.reading = false;
+                self.hub_last_etag = self.hub_last_etag.max(last_etag);
+                self.on_changes(docs, complete, last_etag, now, &mut out);
+            }
+            HubEvent::PushApplied {
+                applied,
+                conflicts,
+                resolved,
+                last_etag,
+            } => {
+                if let Some((upto, n)) = self.applying.take() {
+                    self.hub_last_etag = self.hub_last_etag.max(last_etag);
+                    out.push(HubAction::Metric(HubMetric::DocsReceived(u64::from(n))));
+                    self.send(
+                        &mut out,
+                        now,
+                        Frame::PushAck {
+                            upto,
+                            applied,
+                            conflicts,
+                            resolved,
+                        },
+                    );
+                    self.maybe_read(&mut out);
+                }
+            }
+            HubEvent::PushFailed(msg) => {
+                self.applying = None;
+                self.fail(
+                    &mut out,
+                    now,
+                    "storage",
+                    &format!("the hub could not store the batch: {msg}"),
+                );
+            }
+            HubEvent::Committed { last_etag } => {
+                self.hub_last_etag = self.hub_last_etag.max(last_etag);
+                self.maybe_read(&mut out);
+            }
+            HubEvent::GrantChanged(None) if self.phase == Phase::Open => {
+                self.fail(&mut out, now, "unauthorized", "access was revoked");
+            }
+            HubEvent::GrantChanged(Some(g))
+                if self.phase == Phase::Open && Some(&g) != self.grant.as_ref() =>
+            {
+                self.fail(
+                    &mut out,
+                    now,
+                    "config_changed",
+                    "this edge's rights changed; reconnect",
+                );
+            }
+            HubEvent::Closed => self.phase = Phase::Closed,
+            _ => {}
+        }
+        out
+    }
+
+    fn send(&mut self, out: &mut Vec<HubAction>, now: i64, f: Frame) {
+        self.last_sent = now;
+        out.push(HubAction::Send(f.encode()));
+    }
+
+    fn close(&mut self, out: &mut Vec<HubAction>, code: &str, message: &str) {
+        self.phase = Phase::Closed;
+        out.push(HubAction::Close {
+            code: code.into(),
+            message: message.into(),
+        });
+    }
+
+    fn fail(&mut self, out: &mut Vec<HubAction>, now: i64, code: &str, message: &str) {
+        if code == "protocol" {
+            out.push(HubAction::Metric(HubMetric::Rejected("protocol".into())));
+        }
+        self.send(
+            out,
+            now,
+            Frame::Error {
+                code: code.into(),
+                message: message.into(),
+            },
+        );
+        self.close(out, code, message);
+    }
+
+    fn on_frame(&mut self, f: Frame, now: i64, out: &mut Vec<HubAction>) {
+        match (&self.phase, f) {
+            (
+                Phase::AwaitHello,
+                Frame::Hello {
+                    min_version,
+                    max_version,
+                    db_id,
+                    database,
+                    identity,
+                    credential,
+                    pull_checkpoint,
+                },
+            ) => {
+                if !(min_version..=max_version).contains(&PROTOCOL_VERSION) {
+                    out.push(HubAction::Metric(HubMetric::Rejected(
+                        "unsupported_version".into(),
+                    )));
+                    return self.fail(
+                        out,
+                        now,
+                        "unsupported_version",
+                        &format!(
+                            "the hub speaks protocol version {PROTOCOL_VERSION}; the edge offers {min_version} to {max_version}"
+                        ),
+                    );
+                }
+                self.phase = Phase::Authenticating;
+                self.edge_db_id = db_id;
+                self.cursor = pull_checkpoint;
+                self.sent_upto = pull_checkpoint;
+                out.push(HubAction::Authenticate {
+                    database,
+                    identity,
+                    credential,
+                    edge_db_id: db_id,
+                    pull_checkpoint,
+                });
+            }
+            (_, Frame::Ping { nonce }) => self.send(out, now, Frame::Pong { nonce }),
+            (_, Frame::Pong { .. }) => {}
+            (_, Frame::Error { code, message }) => {
+                self.close(out, &code, &format!("the edge reported: {message}"));
+            }
+            (Phase::Open, Frame::ChangesAck { upto }) => {
+                if !self.unacked.contains(&upto) {
+                    return self.fail(out, now, "protocol", "ChangesAck for a batch never sent");
+                }
+                while let Some(&u) = self.unacked.front() {
+                    if u > upto {
+                        break;
+                    }
+                    self.unacked.pop_front();
+                }
+                self.maybe_read(out);
+            }
+            (Phase::Open, Frame::Push { upto, docs }) => {
+                if self.applying.is_some() {
+                    return self.fail(out, now, "protocol", "a second Push before the PushAck");
+                }
+                match self.check_push(&docs) {
+                    Ok(()) => {
+                        let Some(g) = &self.grant else { return };
+                        let src = Some(g.source());
+                        let docs: Vec<(RemoteDoc, ConflictPolicy)> = docs
+                            .into_iter()
+                            .map(|d| {
+                                let p = g.policy(d.collection.as_deref());
+                                (d.into_remote(src.clone()), p)
+                            })
+                            .collect();
+                        self.applying = Some((upto, docs.len() as u32));
+                        out.push(HubAction::ApplyPush {
+                            edge_db_id: self.edge_db_id,
+                            upto,
+                            docs,
+                        });
+                    }
+                    Err(r) => {
+                        out.push(HubAction::Metric(HubMetric::Rejected(r.code.into())));
+                        self.send(
+                            out,
+                            now,
+                            Frame::PushRejected {
+                                upto,
+                                code: r.code.into(),
+                                id: r.id,
+                                rule: r.rule,
+                                message: r.message,
+                            },
+                        );
+                    }
+                }
+            }
+            (_, f) => {
+                let msg = format!("unexpected {} frame", f.name());
+                self.fail(out, now, "protocol", &msg);
+            }
+        }
+    }
+
+    /// Every rule of `docs/protocol.md` §5, on every document, before any is stored.
+    fn check_push(&self, docs: &[WireDoc]) -> Result<(), Refusal> {
+        let Some(g) = &self.grant else {
+            return Err(Refusal {
+                code: "unauthorized",
+                id: String::new(),
+                rule: String::new(),
+                message: "no session".into(),
+            });
+        };
+        if docs.len() > MAX_PUSH_DOCS {
+            return Err(Refusal {
+                code: "batch_too_large",
+                id: String::new(),
+                rule: format!("at most {MAX_PUSH_DOCS} documents per batch"),
+                message: format!("the batch has {} documents", docs.len()),
+            });
+        }
+        let mut seen = HashSet::with_capacity(docs.len());
+        for d in docs {
+            let refuse = |code, rule: String, message: String| Refusal {
+                code,
+                id: d.id.clone(),
+                rule,
+                message,
+            };
+            if let Err(e) = check_canonical(&d.id) {
+                return Err(refuse(
+                    "invalid_id",
+                    "ids are canonical paths: no empty, '.' or '..' segment, no leading or trailing '/', no '\\'".into(),
+                    e.to_string(),
+                ));
+            }
+            if !g.write.allows(&d.id) {
+                return Err(refuse(
+                    "write_denied",
+                    format!("write prefixes {}", g.write),
+                    format!("edge {:?} may not write {:?}", g.identity, d.id),
+                ));
+            }
+            if !seen.insert(doc::id_key(&d.id)) {
+                return Err(refuse(
+                    "duplicate_id",
+                    "each id at most once per batch".into(),
+                    format!("{:?} appears twice", d.id),
+                ));
+            }
+            if let Some(c) = &d.collection
+                && let Err(e) = doc::validate_collection(c)
+            {
+                return Err(refuse(
+                    "invalid_document",
+                    "collection names".into(),
+                    e.to_string(),
+                ));
+            }
+            if d.versions.is_empty() || d.versions.len() > MAX_VERSIONS {
+                return Err(refuse(
+                    "invalid_document",
+                    format!("1 to {MAX_VERSIONS} versions per document"),
+                    format!("{} versions", d.versions.len()),
+                ));
+            }
+            for v in &d.versions {
+                if v.change_vector.is_empty() {
+                    return Err(refuse(
+                        "invalid_change_vector",
+                        "every version has a change vector".into(),
+                        "empty change vector".into(),
+                    ));
+                }
+                let claimed = v.change_vector.get(&self.hub_db_id);
+                if claimed > self.hub_last_etag {
+                    return Err(refuse(
+                        "forged_change_vector",
+                        "a change vector may not claim hub history the hub has not written".into(),
+                        format!(
+                            "claims hub etag {claimed}; the hub's last etag is {}",
+                            self.hub_last_etag
+                        ),
+                    ));
+                }
+                if v.deleted {
+                    if !v.body.is_empty() {
+                        return Err(refuse(
+                            "invalid_document",
+                            "deletions carry no body".into(),
+                            "a deletion with a body".into(),
+                        ));
+                    }
+                } else if v.body.len() > MAX_BODY_BYTES || !doc::is_json_object(&v.body) {
+                    return Err(refuse(
+                        "invalid_document",
+                        format!("bodies are JSON objects of at most {MAX_BODY_BYTES} bytes"),
+                        "the body is not a JSON object or is too large".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_read(&mut self, out: &mut Vec<HubAction>) {
+        if self.phase == Phase::Open
+            && !self.reading
+            && self.unacked.len() < WINDOW
+            && (!self.live || self.cursor < self.hub_last_etag)
+        {
+            self.read(out);
+        }
+    }
+
+    fn read(&mut self, out: &mut Vec<HubAction>) {
+        self.reading = true;
+        out.push(HubAction::ReadChanges {
+            after: self.cursor,
+            max_docs: BATCH_DOCS,
+        });
+    }
+
+    fn on_changes(
+        &mut self,
+        docs: Vec<Document>,
+        complete: bool,
+        last_etag: u64,
+        now: i64,
+        out: &mut Vec<HubAction>,
+    ) {
+        let Some(g) = &self.grant else { return };
+        let own = g.source();
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        let mut cut = false;
+        let mut upto = self.cursor;
+        for d in &docs {
+            if !g.read.allows(&d.id) || d.meta.source.as_deref() == Some(own.as_str()) {
+                upto = upto.max(d.meta.etag);
+                continue;
+            }
+            let w = wire_doc(d);
+            let len = w.encoded_len();
+            if !batch.is_empty() && bytes + len > BATCH_BYTES {
+                cut = true;
+                break;
+            }
+            bytes += len;
+            upto = upto.max(d.meta.etag);
+            batch.push(w);
+        }
+        let done = complete && !cut;
+        if done {
+            upto = upto.max(last_etag);
+        }
+        self.cursor = upto;
+        if !batch.is_empty() || (upto >= self.sent_upto + 1000 && !done) {
+            let n = batch.len() as u64;
+            self.sent_upto = upto;
+            self.unacked.push_back(upto);
+            self.send(out, now, Frame::Changes { upto, docs: batch });
+            if n > 0 {
+                out.push(HubAction::Metric(HubMetric::DocsSent(n)));
+            }
+        }
+        if done && !self.live {
+            self.live = true;
+            self.sent_upto = upto;
+            self.send(out, now, Frame::Live { upto });
+        }
+        if !done || self.cursor < self.hub_last_etag {
+            self.maybe_read(out);
+        }
+    }
+}
