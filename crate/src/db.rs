@@ -1702,17 +1702,19 @@ async fn apply<S: PageStore>(
         },
     };
     let etag = ctx.w.meta.last_etag + 1;
+    // A local write on a conflicted document supersedes every concurrent
+    // version (its change vector merges theirs): the writer saw them all. This
+    // keeps the versions of a document an antichain (a new local entry could
+    // otherwise dominate some concurrent versions and not others).
     let mut cv = current
         .as_ref()
         .map(|m| m.change_vector.clone())
         .unwrap_or_default();
-    if resolve {
-        for s in siblings {
-            cv = cv.merge(&s.change_vector);
-        }
+    for s in siblings {
+        cv = cv.merge(&s.change_vector);
     }
     let cv = cv.with(db, etag);
-    let kept: &[RawVersion] = if resolve { &[] } else { siblings };
+    let kept: &[RawVersion] = &[];
     let meta = DocumentMeta {
         collection: collection.clone(),
         change_vector: cv.clone(),

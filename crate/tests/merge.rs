@@ -147,9 +147,7 @@ fn concurrent_versions_are_kept_listed_and_resolved_everywhere() {
         assert_eq!(listed[0].id, "n/1");
         // Re-sending either side changes nothing.
         assert_eq!(send(&a, &b, "n/1", ConflictPolicy::Manual).await, None);
-        // A plain put keeps the conflict; a resolution ends it.
-        a.put("n/1", json!({"v": "a2"})).await.unwrap();
-        assert_eq!(a.conflicts(None, 10).await.unwrap().len(), 1);
+        // A resolution (like any local write of the document) ends it.
         let mut r = Batch::new();
         r.resolve("n/1", Some(json!({"v": "merged"})), None);
         let res = a.commit(r).await.unwrap().results[0].clone().unwrap();
@@ -169,6 +167,23 @@ fn concurrent_versions_are_kept_listed_and_resolved_everywhere() {
         for d in [&a, &b] {
             assert!(d.integrity_check().await.unwrap().is_ok());
         }
+        // A plain put on a conflicted document resolves it too.
+        b.put("n/2", json!({"v": 0})).await.unwrap();
+        send(&b, &a, "n/2", ConflictPolicy::Manual).await;
+        a.put("n/2", json!({"v": "a"})).await.unwrap();
+        b.put("n/2", json!({"v": "b"})).await.unwrap();
+        send(&b, &a, "n/2", ConflictPolicy::Manual).await;
+        assert_eq!(a.conflicts(None, 10).await.unwrap().len(), 1);
+        a.put("n/2", json!({"v": "a2"})).await.unwrap();
+        assert!(a.conflicts(None, 10).await.unwrap().is_empty());
+        assert_eq!(
+            send(&a, &b, "n/2", ConflictPolicy::Manual).await,
+            Some(WriteOutcome::Applied)
+        );
+        assert_eq!(
+            b.get("n/2").await.unwrap().unwrap().body,
+            json!({"v": "a2"})
+        );
         // Survives reopen.
         a.close().await.unwrap();
         sa.reopen();
