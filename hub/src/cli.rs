@@ -1,0 +1,603 @@
+//! The `outpost-hub` command line: definitions (clap) and what each command does.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, DEFAULT_LISTEN};
+use crate::edit::{self, NewEdge};
+use crate::error::{HubError, Result};
+use crate::state::DbHandle;
+use crate::status::{self, HttpUrl};
+use crate::transfer::{self, ImportOptions};
+use crate::{server, tls};
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  outpost-hub init                          # write a commented outpost-hub.toml
+  outpost-hub init --demo                   # or a demo: database main, edges alice and bob
+  outpost-hub serve                         # run the hub (Ctrl-C stops it cleanly)
+  outpost-hub serve --dev-tls               # https:// and wss:// with a self-signed certificate
+  outpost-hub edge add laptop-7 --read patients/dr-7/ --write patients/dr-7/
+  outpost-hub edge list
+  outpost-hub edge remove laptop-7
+  outpost-hub import patients.jsonl         # with the hub stopped
+  outpost-hub export backup.jsonl
+  outpost-hub status                        # ask the running hub
+
+The configuration file is taken from --config, else $OUTPOST_HUB_CONFIG, else
+./outpost-hub.toml. A running hub re-reads it when it changes (and on SIGHUP):
+edges added, removed or re-scoped take effect without a restart.
+Logging: RUST_LOG (default `info`), e.g. RUST_LOG=outpost_hub=debug.";
+
+/// The Outpost hub: the server that Outpost edges (browsers, laptops, other
+/// hubs) replicate with over WebSocket. It decides what each edge may read
+/// and write, and serves health, status and metrics over HTTP.
+#[derive(Parser, Debug)]
+#[command(name = "outpost-hub", version, after_help = MAIN_EXAMPLES)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "OUTPOST_HUB_CONFIG",
+        default_value = "outpost-hub.toml",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the hub: HTTP and WebSocket on the configured address.
+    ///
+    /// Serves /sync (edges' WebSocket), /healthz, /status, /metrics
+    /// (Prometheus) and the demo site at /. Stops cleanly on Ctrl-C or
+    /// SIGTERM (databases flushed and closed). The configuration file is
+    /// watched: edge changes take effect live.
+    #[command(after_help = "\
+Examples:
+  outpost-hub serve
+  outpost-hub serve --listen 0.0.0.0:4000
+  outpost-hub serve --dev-tls          # self-signed certificate for localhost
+  RUST_LOG=debug outpost-hub --config /etc/outpost/hub.toml serve")]
+    Serve {
+        /// Listen on this address instead of the configuration's `listen`
+        /// (port 0 picks a free port; the log says which).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Serve https:// and wss:// with a self-signed certificate for
+        /// localhost and 127.0.0.1, created in the data directory if absent
+        /// (prints how to trust it). Overrides [tls].
+        #[arg(long)]
+        dev_tls: bool,
+    },
+
+    /// Write a starter configuration file (never overwrites one).
+    #[command(after_help = "\
+Examples:
+  outpost-hub init                     # commented starter: database main, no edges
+  outpost-hub init --demo              # demo: edges alice / bob on notes/, demo site
+  outpost-hub --config /etc/outpost/hub.toml init")]
+    Init {
+        /// Write the demo configuration: database `main`, demo edges `alice`
+        /// and `bob` (tokens `alice-demo-token`, `bob-demo-token`; public,
+        /// never for real data) reading and writing `notes/`, and the demo
+        /// site served at /.
+        #[arg(long)]
+        demo: bool,
+    },
+
+    /// Add, list or remove edges (a running hub picks changes up live).
+    #[command(subcommand)]
+    Edge(EdgeCommand),
+
+    /// Import documents from JSON lines into a database (hub stopped).
+    ///
+    /// Each line is a JSON object: the document body, with its id in a string
+    /// field "id" or in "@metadata": {"@id": ...}, and an optional
+    /// "@metadata": {"@collection": ...}: the format of `export` and of the
+    /// `outpost` tool. Documents are committed in atomic batches. Bad lines
+    /// are reported by number and skipped (--strict: stop). Refused while a
+    /// hub holds the database.
+    #[command(after_help = "\
+Examples:
+  outpost-hub import scripts/sample.jsonl
+  outpost-hub import --database main --batch 5000 --strict big.jsonl
+  gunzip -c dump.jsonl.gz | outpost-hub import -")]
+    Import {
+        /// The JSON-lines file, or `-` for standard input.
+        file: String,
+        /// The database (may be omitted when the configuration has only one).
+        #[command(flatten)]
+        database: DatabaseArg,
+        /// Documents per atomic commit.
+        #[arg(long, default_value_t = 1000, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        batch: u64,
+        /// Stop at the first bad line instead of skipping it.
+        #[arg(long)]
+        strict: bool,
+        /// Collection for lines that do not name one in `@metadata.@collection`.
+        #[arg(long, value_name = "NAME")]
+        collection: Option<String>,
+    },
+
+    /// Export every live document of a database as JSON lines (hub stopped).
+    #[command(after_help = "\
+Examples:
+  outpost-hub export backup.jsonl
+  outpost-hub export --database main --prefix notes/ notes.jsonl
+  outpost-hub export | gzip > backup.jsonl.gz")]
+    Export {
+        /// Output file; standard output when absent or `-`.
+        file: Option<String>,
+        /// The database (may be omitted when the configuration has only one).
+        #[command(flatten)]
+        database: DatabaseArg,
+        /// Only ids starting with this prefix.
+        #[arg(long, default_value = "", value_name = "P")]
+        prefix: String,
+    },
+
+    /// Show the status of a running hub (GET /status).
+    #[command(after_help = "\
+Examples:
+  outpost-hub status
+  outpost-hub status --url http://10.0.0.5:4000
+  outpost-hub status --url https://localhost:4000 --ca-cert hub-data/dev-tls-cert.pem
+  outpost-hub status --json")]
+    Status {
+        /// The hub's address. Default: the configuration's `listen` (https
+        /// when it has [tls]), else http://127.0.0.1:4000.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Certificate (PEM) to trust for https://. Default: the
+        /// configuration's tls.cert, else the data directory's development
+        /// certificate.
+        #[arg(long, value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
+        /// Print the JSON as the hub sent it.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `--database`, shared by several commands.
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArg {
+    /// The database, by name (may be omitted when the configuration has only one).
+    #[arg(long, short, value_name = "DB")]
+    pub database: Option<String>,
+}
+
+/// `edge` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum EdgeCommand {
+    /// Add an edge: a new identity with a random secret token.
+    ///
+    /// The token is printed once, on standard output; only its SHA-256 is
+    /// written to the configuration. Give it to the edge (e.g. the app's
+    /// sync settings). Prefixes are id prefixes on whole path segments:
+    /// `patients/dr-7/` covers `patients/dr-7/0001`, not `patients/dr-70/x`;
+    /// `*` covers everything.
+    #[command(after_help = "\
+Examples:
+  outpost-hub edge add laptop-7 --read patients/dr-7/ --write patients/dr-7/
+  outpost-hub edge add boston --database main --read clinics/boston/ shared/ --write clinics/boston/
+  outpost-hub edge add kiosk --read menu/            # read-only
+  outpost-hub edge add test-edge --read '*' --write '*' --token known-test-token")]
+    Add {
+        /// The edge's identity (letters, digits, '-', '_', '.', '@').
+        name: String,
+        /// Its database (may be omitted when the configuration has only one).
+        #[command(flatten)]
+        database: DatabaseArg,
+        /// Id prefixes it may read (hub to edge); repeat or list several.
+        #[arg(long, num_args = 1.., value_name = "PREFIX")]
+        read: Vec<String>,
+        /// Id prefixes it may write (edge to hub); repeat or list several.
+        #[arg(long, num_args = 1.., value_name = "PREFIX")]
+        write: Vec<String>,
+        /// Use this token instead of a random one (tests, demos).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+    },
+    /// List the edges: name, database, read and write prefixes.
+    #[command(after_help = "Example:\n  outpost-hub edge list")]
+    List,
+    /// Remove an edge; a running hub refuses it from then on.
+    #[command(after_help = "Example:\n  outpost-hub edge remove laptop-7")]
+    Remove {
+        /// The edge's identity.
+        name: String,
+    },
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let path = cli.config.as_path();
+    match cli.command {
+        Command::Serve { listen, dev_tls } => {
+            let config = Config::load(path)?;
+            runtime()?.block_on(server::run(
+                config,
+                server::ServeOptions { listen, dev_tls },
+            ))?;
+        }
+        Command::Init { demo } => init(path, demo)?,
+        Command::Edge(cmd) => edge(path, cmd)?,
+        Command::Import {
+            file,
+            database,
+            batch,
+            strict,
+            collection,
+        } => {
+            if let Some(c) = &collection {
+                outpost::doc::validate_collection(c)
+                    .map_err(|e| HubError::Other(format!("--collection: {e}")))?;
+            }
+            let config = Config::load(path)?;
+            let name = pick_database(&config, database.database)?;
+            let (input, total): (Box<dyn Read>, Option<u64>) = if file == "-" {
+                (Box::new(io::stdin().lock()), None)
+            } else {
+                let f = File::open(&file).map_err(|e| HubError::io(format!("open {file}"), e))?;
+                let len = f.metadata().ok().map(|m| m.len());
+                (Box::new(f), len)
+            };
+            let opts = ImportOptions {
+                batch: usize::try_from(batch).unwrap_or(usize::MAX),
+                strict,
+                collection,
+            };
+            let summary = runtime()?.block_on(async {
+                let db = DbHandle::open(&name, &config.database_dir(&name)).await?;
+                let r = transfer::import(&db, input, total, &opts).await;
+                let closed = db.close().await;
+                let s = r?;
+                closed?;
+                Ok::<_, HubError>(s)
+            })?;
+            println!("{summary}");
+        }
+        Command::Export {
+            file,
+            database,
+            prefix,
+        } => {
+            let config = Config::load(path)?;
+            let name = pick_database(&config, database.database)?;
+            let dir = config.database_dir(&name);
+            if !dir.join(outpost::store::file::DATA_FILE).exists() {
+                return Err(HubError::Other(format!(
+                    "database {name} has no data yet ({} does not exist)",
+                    dir.display()
+                )));
+            }
+            let (out, dest): (Box<dyn Write>, String) = match file.as_deref() {
+                None | Some("-") => (Box::new(io::stdout().lock()), "stdout".into()),
+                Some(p) => (
+                    Box::new(File::create(p).map_err(|e| HubError::io(format!("create {p}"), e))?),
+                    p.to_string(),
+                ),
+            };
+            let n = runtime()?.block_on(async {
+                let db = DbHandle::open(&name, &dir).await?;
+                let r = transfer::export(&db, &prefix, out).await;
+                let closed = db.close().await;
+                let n = r?;
+                closed?;
+                Ok::<_, HubError>(n)
+            })?;
+            eprintln!("exported {n} documents of database {name} to {dest}");
+        }
+        Command::Status { url, ca_cert, json } => {
+            let config = Config::load(path).ok();
+            let url = match url {
+                Some(u) => HttpUrl::parse(&u)?,
+                None => default_url(config.as_ref())?,
+            };
+            let ca = ca_cert.or_else(|| {
+                let c = config.as_ref()?;
+                c.tls.as_ref().map(|t| t.cert.clone()).or_else(|| {
+                    let dev = c.data_dir.join(tls::DEV_CERT_FILE);
+                    dev.exists().then_some(dev)
+                })
+            });
+            let s = runtime()?.block_on(status::fetch(&url, ca.as_deref()))?;
+            if json {
+                let text = serde_json::to_string_pretty(&s).unwrap_or_else(|_| s.to_string());
+                println!("{text}");
+            } else {
+                print!("{}", status::render(&url, &s));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("outpost-hub")
+        .build()
+        .map_err(|e| HubError::io("start the async runtime", e))
+}
+
+/// The database a command works on: the one named, or the only one.
+fn pick_database(config: &Config, name: Option<String>) -> Result<String> {
+    let names: Vec<&str> = config.databases.iter().map(|d| d.name.as_str()).collect();
+    match name {
+        Some(n) if config.database(&n).is_some() => Ok(n),
+        Some(n) => Err(HubError::Other(format!(
+            "no database named {n:?} in {} (databases: {})",
+            config.path.display(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))),
+        None => match names.as_slice() {
+            [only] => Ok((*only).to_string()),
+            [] => Err(HubError::Other(format!(
+                "{} defines no database: add a [[database]]",
+                config.path.display()
+            ))),
+            many => Err(HubError::Other(format!(
+                "several databases ({}): choose one with --database",
+                many.join(", ")
+            ))),
+        },
+    }
+}
+
+fn default_url(config: Option<&Config>) -> Result<HttpUrl> {
+    let Some(c) = config else {
+        return HttpUrl::parse(&format!("http://{DEFAULT_LISTEN}"));
+    };
+    let mut addr = c.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let scheme = if c.tls.is_some() { "https" } else { "http" };
+    HttpUrl::parse(&format!("{scheme}://{addr}"))
+}
+
+fn init(path: &Path, demo: bool) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| HubError::io(format!("create {}", dir.display()), e))?;
+    }
+    let text = edit::starter_config(demo);
+    // Validate before writing (the templates are tested, but cheap to check).
+    Config::parse(&text, path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                HubError::Other(format!(
+                    "{} already exists; not overwriting it (remove it first, or pass another --config)",
+                    path.display()
+                ))
+            } else {
+                HubError::io(format!("create {}", path.display()), e)
+            }
+        })?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| HubError::io(format!("write {}", path.display()), e))?;
+    if demo {
+        eprintln!(
+            "wrote the demo configuration to {}: database main; edges alice (token alice-demo-token) and bob (token bob-demo-token) on notes/.\nStart the hub with `outpost-hub serve`.",
+            path.display()
+        );
+    } else {
+        eprintln!(
+            "wrote a starter configuration to {}: database main, no edges yet.\nAdd one with `outpost-hub edge add NAME --read PREFIX --write PREFIX`, then `outpost-hub serve`.",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn read_config_text(path: &Path) -> Result<(String, Config)> {
+    let config = Config::load(path)?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| HubError::io(format!("read {}", path.display()), e))?;
+    Ok((text, config))
+}
+
+fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
+    match cmd {
+        EdgeCommand::Add {
+            name,
+            database,
+            read,
+            write,
+            token,
+        } => {
+            let (text, config) = read_config_text(path)?;
+            if config.edge(&name).is_some() {
+                return Err(HubError::Other(format!(
+                    "an edge named {name:?} already exists (remove it first with `outpost-hub edge remove {name}`)"
+                )));
+            }
+            let database = pick_database(&config, database.database)?;
+            let generated = token.is_none();
+            let token = match token {
+                Some(t) if t.is_empty() => {
+                    return Err(HubError::Other("--token must not be empty".into()));
+                }
+                Some(t) => t,
+                None => edit::generate_token()?,
+            };
+            let new = NewEdge {
+                name: name.clone(),
+                database: database.clone(),
+                read,
+                write,
+                token: token.clone(),
+            };
+            let edited =
+                edit::add_edge(&text, &new).map_err(|e| HubError::config(&config.path, e))?;
+            let updated = edit::replace_config(path, &edited)?;
+            let e = updated
+                .edge(&name)
+                .ok_or_else(|| HubError::Other("the edge was not written".into()))?;
+            eprintln!(
+                "added edge {name} to {} (database {database}, read {}, write {}).",
+                updated.path.display(),
+                e.read,
+                e.write
+            );
+            if generated {
+                eprintln!(
+                    "Its token follows, shown this once: only its SHA-256 is stored. Give it to the edge:"
+                );
+                println!("{token}");
+            }
+        }
+        EdgeCommand::List => {
+            let config = Config::load(path)?;
+            print!("{}", edge_table(&config));
+        }
+        EdgeCommand::Remove { name } => {
+            let (text, config) = read_config_text(path)?;
+            let edited =
+                edit::remove_edge(&text, &name).map_err(|e| HubError::config(&config.path, e))?;
+            let updated = edit::replace_config(path, &edited)?;
+            eprintln!(
+                "removed edge {name} from {} ({} edges left); a running hub refuses it from now on.",
+                updated.path.display(),
+                updated.edges.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The `edge list` table.
+pub fn edge_table(config: &Config) -> String {
+    let show = |p: &outpost::sync::Prefixes| -> String {
+        if p.is_empty() {
+            "-".to_string()
+        } else {
+            p.as_slice()
+                .iter()
+                .map(|s| if s.is_empty() { "*" } else { s.as_str() })
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
+    let rows: Vec<[String; 4]> = config
+        .edges
+        .iter()
+        .map(|e| {
+            [
+                e.name.clone(),
+                e.database.clone(),
+                show(&e.read),
+                show(&e.write),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return format!(
+            "no edges in {} (add one with `outpost-hub edge add NAME --read PREFIX --write PREFIX`)\n",
+            config.path.display()
+        );
+    }
+    let header = ["NAME", "DATABASE", "READ", "WRITE"].map(String::from);
+    let mut widths = [0usize; 4];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line = format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn edge_add_takes_several_prefixes() {
+        let cli = Cli::try_parse_from([
+            "outpost-hub",
+            "edge",
+            "add",
+            "b",
+            "--read",
+            "x/",
+            "y/",
+            "--write",
+            "x/",
+            "-d",
+            "main",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Edge(EdgeCommand::Add {
+                read,
+                write,
+                database,
+                ..
+            }) => {
+                assert_eq!(read, ["x/", "y/"]);
+                assert_eq!(write, ["x/"]);
+                assert_eq!(database.database.as_deref(), Some("main"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn edge_table_lists_scopes() {
+        let text = edit::starter_config(true);
+        let c = Config::parse(&text, Path::new("/tmp/h.toml")).unwrap();
+        let t = edge_table(&c);
+        assert!(t.starts_with("NAME "), "{t}");
+        assert!(t.contains("alice  main      notes/  notes/"), "{t}");
+    }
+}

@@ -1,0 +1,684 @@
+//! The hub's configuration file (TOML): parsing, validation, token checks.
+//!
+//! ```toml
+//! listen = "127.0.0.1:4000"        # address for HTTP + WebSocket
+//! data_dir = "./hub-data"          # one sub-directory per database
+//! demo_site = "demo-site"          # optional: static files served at /
+//! [tls]                            # optional; absent = plain ws://
+//! cert = "hub.crt"                 # PEM chain
+//! key = "hub.key"                  # PEM private key
+//! [[database]]
+//! name = "main"
+//! [database.conflicts]             # per-collection conflict policy; "*" = default
+//! "*" = "latest"
+//! Payments = "manual"
+//! [[edge]]
+//! name = "laptop-7"                # identity
+//! token_sha256 = "hex..."          # SHA-256 of the secret token
+//! database = "main"
+//! read = ["patients/dr-7/"]        # id prefixes the edge may read (hub -> edge)
+//! write = ["patients/dr-7/"]       # id prefixes the edge may write (edge -> hub)
+//! [[upstream]]                     # optional: this hub is an edge of another hub
+//! database = "main"
+//! url = "ws://127.0.0.1:4001/sync"
+//! identity = "boston"
+//! token = "..."                    # plain: this hub presents it
+//! ca_cert = "cloud.crt"            # optional PEM to trust for wss://
+//! ```
+//!
+//! Relative paths (`data_dir`, `demo_site`, `tls.cert`, `tls.key`,
+//! `upstream.ca_cert`) are taken relative to the directory of the
+//! configuration file, so the hub behaves the same whatever its working
+//! directory. Unknown fields are refused, and every error names the field.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use outpost::sync::{ConflictPolicy, Prefixes};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{HubError, Result};
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+/// The default data directory (relative to the configuration file).
+pub const DEFAULT_DATA_DIR: &str = "./hub-data";
+/// The name of the per-database lock file.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// A validated configuration. Paths are absolute (resolved against the
+/// directory of the configuration file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this configuration was read from (absolute).
+    pub path: PathBuf,
+    /// Address for HTTP and WebSocket.
+    pub listen: SocketAddr,
+    /// Directory holding one sub-directory per database.
+    pub data_dir: PathBuf,
+    /// Static files served at `/`, if any.
+    pub demo_site: Option<PathBuf>,
+    /// TLS certificate and key; `None` serves plain HTTP (`ws://`).
+    pub tls: Option<TlsConfig>,
+    /// The databases this hub serves, in file order.
+    pub databases: Vec<DatabaseConfig>,
+    /// The edges allowed to connect, in file order.
+    pub edges: Vec<EdgeConfig>,
+    /// Hubs this hub replicates with as an edge.
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// The `[tls]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// One `[[database]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// The name (also its directory under `data_dir`).
+    pub name: String,
+    /// Conflict policies by collection.
+    pub conflicts: ConflictPolicies,
+}
+
+/// Per-collection conflict policies (`[database.conflicts]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConflictPolicies {
+    default: ConflictPolicy,
+    /// By lowercase collection name (collections are case-insensitive).
+    by_collection: BTreeMap<String, ConflictPolicy>,
+}
+
+impl ConflictPolicies {
+    /// The policy for documents of `collection` (`None`: no collection): the
+    /// collection's own entry, else the `"*"` entry, else `latest`.
+    pub fn policy_for(&self, collection: Option<&str>) -> ConflictPolicy {
+        collection
+            .and_then(|c| self.by_collection.get(&c.to_lowercase()))
+            .copied()
+            .unwrap_or(self.default)
+    }
+
+    /// The default policy (the `"*"` entry, else `latest`).
+    pub fn default_policy(&self) -> ConflictPolicy {
+        self.default
+    }
+
+    /// The per-collection entries (lowercase names).
+    pub fn collections(&self) -> impl Iterator<Item = (&str, ConflictPolicy)> {
+        self.by_collection.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+}
+
+/// One `[[edge]]`: an identity allowed to replicate, and its scope.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EdgeConfig {
+    /// The identity.
+    pub name: String,
+    /// SHA-256 of the edge's secret token.
+    pub token_sha256: [u8; 32],
+    /// The database it replicates.
+    pub database: String,
+    /// Id prefixes it may read (hub to edge).
+    pub read: Prefixes,
+    /// Id prefixes it may write (edge to hub).
+    pub write: Prefixes,
+}
+
+impl fmt::Debug for EdgeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EdgeConfig")
+            .field("name", &self.name)
+            .field("database", &self.database)
+            .field("read", &self.read)
+            .field("write", &self.write)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `[[upstream]]`: another hub this hub replicates with, as an edge.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// The local database replicated.
+    pub database: String,
+    /// The other hub's WebSocket URL (`ws://` or `wss://`).
+    pub url: String,
+    /// This hub's identity at the other hub.
+    pub identity: String,
+    /// The token this hub presents (plain text).
+    pub token: String,
+    /// A PEM certificate to trust for `wss://` (absolute path), if any.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("database", &self.database)
+            .field("url", &self.url)
+            .field("identity", &self.identity)
+            .field("token", &"<redacted>")
+            .field("ca_cert", &self.ca_cert)
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file as written
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    demo_site: Option<PathBuf>,
+    tls: Option<RawTls>,
+    #[serde(default, rename = "database")]
+    databases: Vec<RawDatabase>,
+    #[serde(default, rename = "edge")]
+    edges: Vec<RawEdge>,
+    #[serde(default, rename = "upstream")]
+    upstreams: Vec<RawUpstream>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    name: String,
+    #[serde(default)]
+    conflicts: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEdge {
+    name: String,
+    token_sha256: String,
+    database: String,
+    #[serde(default)]
+    read: Vec<String>,
+    #[serde(default)]
+    write: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    database: String,
+    url: String,
+    identity: String,
+    token: String,
+    ca_cert: Option<PathBuf>,
+}
+
+// ---------------------------------------------------------------------------
+// Loading and validation
+
+impl Config {
+    /// Reads, parses and validates the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                HubError::config(
+                    path,
+                    "no such file (create one with `outpost-hub init`, or pass --config)",
+                )
+            } else {
+                HubError::io(format!("read {}", path.display()), e)
+            }
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text. `path` is where it comes
+    /// from: relative paths in it are resolved against its directory, and
+    /// errors name it.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let path = std::path::absolute(path)
+            .map_err(|e| HubError::io(format!("resolve {}", path.display()), e))?;
+        let err = |msg: String| HubError::config(&path, msg);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+
+        let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            err(format!(
+                "listen: {listen_text:?} is not a socket address (expected IP:PORT, like {DEFAULT_LISTEN:?})"
+            ))
+        })?;
+        let data_dir = resolve(
+            &base,
+            raw.data_dir
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_DATA_DIR)),
+        );
+        if raw
+            .data_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(err("data_dir: must not be empty".into()));
+        }
+        let demo_site = raw.demo_site.as_deref().map(|d| resolve(&base, d));
+        let tls = match raw.tls {
+            None => None,
+            Some(t) => {
+                if t.cert.as_os_str().is_empty() {
+                    return Err(err("tls.cert: must not be empty".into()));
+                }
+                if t.key.as_os_str().is_empty() {
+                    return Err(err("tls.key: must not be empty".into()));
+                }
+                Some(TlsConfig {
+                    cert: resolve(&base, &t.cert),
+                    key: resolve(&base, &t.key),
+                })
+            }
+        };
+
+        let mut databases = Vec::with_capacity(raw.databases.len());
+        let mut db_names = BTreeSet::new();
+        for (i, d) in raw.databases.into_iter().enumerate() {
+            let at = format!("database #{} ({:?})", i + 1, d.name);
+            check_name(&d.name, 64, false).map_err(|m| err(format!("{at}: name: {m}")))?;
+            if !db_names.insert(d.name.to_lowercase()) {
+                return Err(err(format!(
+                    "{at}: name: a database named {:?} is already defined (names are case-insensitive)",
+                    d.name
+                )));
+            }
+            let conflicts = parse_conflicts(&d.conflicts).map_err(|m| err(format!("{at}: {m}")))?;
+            databases.push(DatabaseConfig {
+                name: d.name,
+                conflicts,
+            });
+        }
+        let known_db = |name: &str| databases.iter().any(|d| d.name == name);
+        let db_list = || {
+            let names: Vec<&str> = databases.iter().map(|d| d.name.as_str()).collect();
+            if names.is_empty() {
+                "none is defined: add a [[database]]".to_string()
+            } else {
+                format!("defined: {}", names.join(", "))
+            }
+        };
+
+        let mut edges = Vec::with_capacity(raw.edges.len());
+        let mut edge_names = BTreeSet::new();
+        for (i, e) in raw.edges.into_iter().enumerate() {
+            let at = format!("edge #{} ({:?})", i + 1, e.name);
+            check_name(&e.name, 128, true).map_err(|m| err(format!("{at}: name: {m}")))?;
+            if !edge_names.insert(e.name.to_lowercase()) {
+                return Err(err(format!(
+                    "{at}: name: an edge named {:?} is already defined (names are case-insensitive)",
+                    e.name
+                )));
+            }
+            let token_sha256 = parse_sha256_hex(&e.token_sha256)
+                .map_err(|m| err(format!("{at}: token_sha256: {m}")))?;
+            if !known_db(&e.database) {
+                return Err(err(format!(
+                    "{at}: database: no database named {:?} ({})",
+                    e.database,
+                    db_list()
+                )));
+            }
+            let read = parse_prefixes(&e.read).map_err(|m| err(format!("{at}: read: {m}")))?;
+            let write = parse_prefixes(&e.write).map_err(|m| err(format!("{at}: write: {m}")))?;
+            edges.push(EdgeConfig {
+                name: e.name,
+                token_sha256,
+                database: e.database,
+                read,
+                write,
+            });
+        }
+
+        let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+        for (i, u) in raw.upstreams.into_iter().enumerate() {
+            let at = format!("upstream #{} ({:?})", i + 1, u.url);
+            if !known_db(&u.database) {
+                return Err(err(format!(
+                    "{at}: database: no database named {:?} ({})",
+                    u.database,
+                    db_list()
+                )));
+            }
+            if !(u.url.starts_with("ws://") || u.url.starts_with("wss://"))
+                || u.url.len() <= "wss://".len()
+            {
+                return Err(err(format!(
+                    "{at}: url: expected a ws:// or wss:// URL, like \"ws://127.0.0.1:4001/sync\""
+                )));
+            }
+            check_name(&u.identity, 128, true).map_err(|m| err(format!("{at}: identity: {m}")))?;
+            if u.token.is_empty() {
+                return Err(err(format!("{at}: token: must not be empty")));
+            }
+            if u.ca_cert.as_ref().is_some_and(|c| c.as_os_str().is_empty()) {
+                return Err(err(format!("{at}: ca_cert: must not be empty")));
+            }
+            upstreams.push(UpstreamConfig {
+                database: u.database,
+                url: u.url,
+                identity: u.identity,
+                token: u.token,
+                ca_cert: u.ca_cert.as_deref().map(|c| resolve(&base, c)),
+            });
+        }
+
+        Ok(Config {
+            path,
+            listen,
+            data_dir,
+            demo_site,
+            tls,
+            databases,
+            edges,
+            upstreams,
+        })
+    }
+
+    /// The database named `name`.
+    pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {
+        self.databases.iter().find(|d| d.name == name)
+    }
+
+    /// The edge named `name`.
+    pub fn edge(&self, name: &str) -> Option<&EdgeConfig> {
+        self.edges.iter().find(|e| e.name == name)
+    }
+
+    /// The directory of database `name`: `data_dir/<name>`.
+    pub fn database_dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join(name)
+    }
+
+    /// The edge named `edge_name` if `token` is its token. The SHA-256
+    /// digests are compared in constant time, and a digest is computed and
+    /// compared even for an unknown name.
+    pub fn authenticate(&self, edge_name: &str, token: &str) -> Option<&EdgeConfig> {
+        let digest = token_digest(token);
+        let edge = self.edge(edge_name);
+        let expected = edge.map_or([0u8; 32], |e| e.token_sha256);
+        let equal = constant_time_eq(&digest, &expected);
+        match edge {
+            Some(e) if equal && !token.is_empty() => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// SHA-256 of a token.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// SHA-256 of a token, as the 64 lowercase hex digits the configuration holds.
+pub fn token_sha256_hex(token: &str) -> String {
+    hex(&token_digest(token))
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// Whether two digests are equal, in time independent of where they differ.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | std::hint::black_box(x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+fn parse_sha256_hex(s: &str) -> std::result::Result<[u8; 32], String> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return Err(format!(
+            "expected 64 hex digits (the SHA-256 of the token; `outpost-hub edge add` writes it), found {} characters",
+            s.len()
+        ));
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+        let digit = |c: u8| char::from(c).to_digit(16);
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(h), Some(l)) => out[i] = u8::try_from(h * 16 + l).unwrap_or(0),
+            _ => return Err("expected 64 hex digits (0-9, a-f)".into()),
+        }
+    }
+    Ok(out)
+}
+
+/// Validates and normalises a list of id prefixes (see
+/// [`outpost::sync::Prefixes`]).
+pub fn parse_prefixes(list: &[String]) -> std::result::Result<Prefixes, String> {
+    Prefixes::parse(list).map_err(|e| e.to_string())
+}
+
+fn parse_conflicts(
+    raw: &BTreeMap<String, String>,
+) -> std::result::Result<ConflictPolicies, String> {
+    let mut out = ConflictPolicies::default();
+    for (coll, policy) in raw {
+        let p: ConflictPolicy = policy
+            .parse()
+            .map_err(|e: outpost::InputError| format!("conflicts.{coll:?}: {e}"))?;
+        if coll == "*" {
+            out.default = p;
+            continue;
+        }
+        outpost::doc::validate_collection(coll).map_err(|e| format!("conflicts.{coll:?}: {e}"))?;
+        if out.by_collection.insert(coll.to_lowercase(), p).is_some() {
+            return Err(format!(
+                "conflicts.{coll:?}: collection given twice (collection names are case-insensitive)"
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a database, edge or identity name. Database names become directory
+/// names, so they are kept to letters, digits, `-` and `_`; identities may
+/// also hold `.` and `@`.
+fn check_name(name: &str, max: usize, identity: bool) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > max {
+        return Err(format!("at most {max} characters"));
+    }
+    let ok = |c: char| {
+        c.is_ascii_alphanumeric() || c == '-' || c == '_' || (identity && (c == '.' || c == '@'))
+    };
+    if let Some(bad) = name.chars().find(|&c| !ok(c)) {
+        let allowed = if identity {
+            "letters, digits, '-', '_', '.' and '@'"
+        } else {
+            "letters, digits, '-' and '_'"
+        };
+        return Err(format!(
+            "{name:?} contains {bad:?}; only {allowed} are allowed"
+        ));
+    }
+    if name.starts_with(['-', '.']) {
+        return Err(format!("{name:?} must not start with '-' or '.'"));
+    }
+    Ok(())
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    // Drop `.` components for tidier messages (`..` is kept: it may cross a symlink).
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:4000"
+data_dir = "./hub-data"
+demo_site = "demo-site"
+[tls]
+cert = "hub.crt"
+key = "/etc/hub.key"
+[[database]]
+name = "main"
+[database.conflicts]
+"*" = "latest"
+Payments = "manual"
+[[database]]
+name = "other"
+[[edge]]
+name = "laptop-7"
+token_sha256 = "TOKEN"
+database = "main"
+read = ["patients/dr-7/"]
+write = ["Patients/dr-7"]
+[[upstream]]
+database = "main"
+url = "ws://127.0.0.1:4001/sync"
+identity = "boston"
+token = "s3cret"
+ca_cert = "cloud.crt"
+"#;
+
+    fn good() -> String {
+        GOOD.replace("TOKEN", &token_sha256_hex("tok"))
+    }
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/etc/outpost/hub.toml"))
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let c = parse(&good()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(c.data_dir, Path::new("/etc/outpost/hub-data"));
+        assert_eq!(
+            c.demo_site.as_deref(),
+            Some(Path::new("/etc/outpost/demo-site"))
+        );
+        let tls = c.tls.as_ref().unwrap();
+        assert_eq!(tls.cert, Path::new("/etc/outpost/hub.crt"));
+        assert_eq!(tls.key, Path::new("/etc/hub.key"));
+        assert_eq!(c.databases.len(), 2);
+        let main = c.database("main").unwrap();
+        assert_eq!(
+            main.conflicts.policy_for(Some("payments")),
+            ConflictPolicy::Manual
+        );
+        assert_eq!(
+            main.conflicts.policy_for(Some("Visits")),
+            ConflictPolicy::Latest
+        );
+        assert_eq!(main.conflicts.policy_for(None), ConflictPolicy::Latest);
+        let e = c.edge("laptop-7").unwrap();
+        assert_eq!(e.read, e.write);
+        assert!(e.read.allows("patients/dr-7/1"));
+        assert!(!e.read.allows("patients/dr-8/1"));
+        let u = &c.upstreams[0];
+        assert_eq!(
+            u.ca_cert.as_deref(),
+            Some(Path::new("/etc/outpost/cloud.crt"))
+        );
+        assert!(!format!("{u:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, Path::new("/etc/outpost/hub-data"));
+        assert!(c.tls.is_none() && c.demo_site.is_none());
+        assert!(c.databases.is_empty() && c.edges.is_empty());
+    }
+
+    #[test]
+    fn authenticates_by_digest() {
+        let c = parse(&good()).unwrap();
+        assert_eq!(c.authenticate("laptop-7", "tok").unwrap().name, "laptop-7");
+        assert!(c.authenticate("laptop-7", "tok2").is_none());
+        assert!(c.authenticate("laptop-7", "").is_none());
+        assert!(c.authenticate("nobody", "tok").is_none());
+        assert_eq!(
+            token_sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let g = good();
+        assert!(err("bogus = 1").contains("bogus"));
+        assert!(err("listen = \"nope\"").contains("listen"));
+        let e = err(&g.replace("[[upstream]]", "[[upstream]]\nextra = 1"));
+        assert!(e.contains("extra"), "{e}");
+        let e = err(&g.replace("\"manual\"", "\"sometimes\""));
+        assert!(
+            e.contains("conflicts.\"Payments\"") && e.contains("sometimes"),
+            "{e}"
+        );
+        let e = err(&g.replace("name = \"other\"", "name = \"Main\""));
+        assert!(e.contains("already defined"), "{e}");
+        let e = err(&format!(
+            "{g}\n[[edge]]\nname = \"laptop-7\"\ntoken_sha256 = \"{}\"\ndatabase = \"main\"\n",
+            token_sha256_hex("x")
+        ));
+        assert!(
+            e.contains("edge #2") && e.contains("already defined"),
+            "{e}"
+        );
+        let e = err(&g.replace("database = \"main\"\nread", "database = \"nope\"\nread"));
+        assert!(
+            e.contains("edge #1") && e.contains("database") && e.contains("nope"),
+            "{e}"
+        );
+        let e = err(&g.replace("read = [\"patients/dr-7/\"]", "read = [\"a/../b\"]"));
+        assert!(e.contains("read:") && e.contains("a/../b"), "{e}");
+        let e = err(&g.replace(&token_sha256_hex("tok"), "abc"));
+        assert!(e.contains("token_sha256"), "{e}");
+        let e = err(&g.replace("name = \"main\"", "name = \"../x\""));
+        assert!(e.contains("name"), "{e}");
+        let e = err(&g.replace("ws://127.0.0.1:4001/sync", "http://x"));
+        assert!(e.contains("url"), "{e}");
+        assert!(e.starts_with("/etc/outpost/hub.toml: "), "{e}");
+    }
+}

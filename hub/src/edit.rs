@@ -1,0 +1,311 @@
+//! Writing the configuration file: the starter files of `init`, and the
+//! `edge add` / `edge remove` edits, which keep the file's comments and
+//! layout (toml_edit) and are validated before the file is replaced.
+
+use std::io::Write;
+use std::path::Path;
+
+use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
+
+use crate::config::{Config, token_sha256_hex};
+use crate::error::{HubError, Result};
+
+/// The demo edges of `init --demo`: (name, token). Demo only: the tokens are
+/// public.
+pub const DEMO_EDGES: [(&str, &str); 2] =
+    [("alice", "alice-demo-token"), ("bob", "bob-demo-token")];
+
+const STARTER: &str = r#"# Outpost hub configuration.
+#
+# The hub re-reads this file when it changes (and on SIGHUP): edges added,
+# removed or re-scoped take effect without a restart; an invalid edit is
+# logged and the previous configuration stays in force. Relative paths are
+# relative to this file's directory. `outpost-hub --help` lists the commands.
+#
+# Edges are added with `outpost-hub edge add NAME --read PREFIX --write PREFIX`,
+# which appends an [[edge]] table like this one (only the token's SHA-256 is
+# kept here, never the token itself):
+#
+#   [[edge]]
+#   name = "laptop-7"              # the edge's identity
+#   token_sha256 = "9f86d08..."    # SHA-256 of its secret token (hex)
+#   database = "main"
+#   read = ["patients/dr-7/"]      # id prefixes it may read (hub -> edge)
+#   write = ["patients/dr-7/"]     # id prefixes it may write (edge -> hub)
+#
+# This hub can itself be an edge of another hub (a clinic of a cloud):
+#
+#   [[upstream]]
+#   database = "main"
+#   url = "wss://cloud.example.org/sync"
+#   identity = "boston"
+#   token = "..."                  # the token this hub presents (plain text)
+#   ca_cert = "cloud.crt"          # optional: PEM certificate to trust
+
+# Address for HTTP and WebSocket; edges connect to ws://ADDRESS/sync.
+listen = "127.0.0.1:4000"
+
+# One sub-directory per database.
+data_dir = "./hub-data"
+
+# Static files served at / (optional).
+# demo_site = "demo-site"
+
+# TLS: serve https:// and wss:// (optional; without it, plain http:// and
+# ws://). For local work, `outpost-hub serve --dev-tls` makes and uses a
+# self-signed certificate instead.
+# [tls]
+# cert = "hub.crt"                 # PEM certificate chain, leaf first
+# key = "hub.key"                  # PEM private key
+
+[[database]]
+name = "main"
+
+# Conflict policy by collection: latest, hub-wins or manual; "*" is the default.
+[database.conflicts]
+"*" = "latest"
+"#;
+
+const DEMO: &str = r#"# Outpost hub: DEMO configuration (`outpost-hub init --demo`).
+#
+# Two demo edges, alice and bob, share the notes/ prefix of database "main".
+# Their tokens are public (written below): never use them for real data.
+# Start the hub with `outpost-hub serve` and open http://127.0.0.1:4000/.
+#
+# The hub re-reads this file when it changes (and on SIGHUP). Relative paths
+# are relative to this file's directory.
+
+listen = "127.0.0.1:4000"
+data_dir = "./hub-data"
+
+# The demo web app, served at /.
+demo_site = "demo-site"
+
+[[database]]
+name = "main"
+
+[database.conflicts]
+"*" = "latest"
+
+# token: alice-demo-token
+[[edge]]
+name = "alice"
+token_sha256 = "ALICE"
+database = "main"
+read = ["notes/"]
+write = ["notes/"]
+
+# token: bob-demo-token
+[[edge]]
+name = "bob"
+token_sha256 = "BOB"
+database = "main"
+read = ["notes/"]
+write = ["notes/"]
+"#;
+
+/// The text `init` writes: a commented starter configuration, or with
+/// `demo` the demo configuration (database `main`, edges alice and bob).
+pub fn starter_config(demo: bool) -> String {
+    if demo {
+        DEMO.replace("ALICE", &token_sha256_hex(DEMO_EDGES[0].1))
+            .replace("BOB", &token_sha256_hex(DEMO_EDGES[1].1))
+    } else {
+        STARTER.to_string()
+    }
+}
+
+/// An edge to add.
+#[derive(Debug, Clone)]
+pub struct NewEdge {
+    /// Its identity.
+    pub name: String,
+    /// Its database.
+    pub database: String,
+    /// Prefixes it may read.
+    pub read: Vec<String>,
+    /// Prefixes it may write.
+    pub write: Vec<String>,
+    /// Its secret token (only the SHA-256 is written).
+    pub token: String,
+}
+
+fn parse_doc(text: &str) -> std::result::Result<DocumentMut, String> {
+    text.parse::<DocumentMut>().map_err(|e| e.to_string())
+}
+
+fn string_array(items: &[String]) -> Array {
+    items.iter().map(String::as_str).collect()
+}
+
+/// The configuration text with `edge` appended as an `[[edge]]` table.
+/// Comments and layout of the rest are kept.
+pub fn add_edge(text: &str, edge: &NewEdge) -> std::result::Result<String, String> {
+    let mut doc = parse_doc(text)?;
+    let entry = doc
+        .entry("edge")
+        .or_insert_with(|| Item::ArrayOfTables(ArrayOfTables::new()));
+    let Some(edges) = entry.as_array_of_tables_mut() else {
+        return Err(
+            "\"edge\" is not written as [[edge]] tables; edit the file by hand".to_string(),
+        );
+    };
+    let mut t = Table::new();
+    t.insert("name", value(&edge.name));
+    t.insert("token_sha256", value(token_sha256_hex(&edge.token)));
+    t.insert("database", value(&edge.database));
+    t.insert("read", value(string_array(&edge.read)));
+    t.insert("write", value(string_array(&edge.write)));
+    let when = outpost::doc::iso_time_ms(now_ms());
+    t.decor_mut()
+        .set_prefix(format!("\n# added by `outpost-hub edge add` on {when}\n"));
+    edges.push(t);
+    Ok(doc.to_string())
+}
+
+/// The configuration text without the `[[edge]]` named `name`.
+pub fn remove_edge(text: &str, name: &str) -> std::result::Result<String, String> {
+    let mut doc = parse_doc(text)?;
+    let Some(edges) = doc.get_mut("edge").and_then(Item::as_array_of_tables_mut) else {
+        return Err(format!("no edge named {name:?} (the file has no [[edge]])"));
+    };
+    let Some(i) = edges
+        .iter()
+        .position(|t| t.get("name").and_then(Item::as_str) == Some(name))
+    else {
+        let names: Vec<String> = edges
+            .iter()
+            .filter_map(|t| t.get("name").and_then(Item::as_str).map(str::to_string))
+            .collect();
+        return Err(format!(
+            "no edge named {name:?} (edges: {})",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ));
+    };
+    edges.remove(i);
+    if edges.is_empty() {
+        doc.remove("edge");
+    }
+    Ok(doc.to_string())
+}
+
+/// Validates `text` as the configuration at `path`, then replaces the file
+/// atomically (a temporary file in the same directory, renamed over it),
+/// keeping the file's permissions.
+pub fn replace_config(path: &Path, text: &str) -> Result<Config> {
+    let config = Config::parse(text, path).map_err(|e| {
+        HubError::Other(format!(
+            "the file was not changed: the edit would make it invalid: {e}"
+        ))
+    })?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config".into());
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(HubError::io(format!("write {}", path.display()), e));
+    }
+    Ok(config)
+}
+
+/// A new random token: 32 bytes from the operating system, as 64 hex digits.
+pub fn generate_token() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| HubError::Other(format!("no randomness from the operating system: {e}")))?;
+    Ok(crate::config::hex(&bytes))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::parse(text, Path::new("/tmp/x/hub.toml")).unwrap()
+    }
+
+    #[test]
+    fn starters_are_valid() {
+        let c = parse(&starter_config(false));
+        assert_eq!(c.databases.len(), 1);
+        assert!(c.edges.is_empty());
+        let d = parse(&starter_config(true));
+        assert_eq!(d.edges.len(), 2);
+        for (name, token) in DEMO_EDGES {
+            assert_eq!(d.authenticate(name, token).unwrap().name, name);
+        }
+    }
+
+    #[test]
+    fn add_and_remove_keep_comments() {
+        let start = starter_config(false);
+        let edge = NewEdge {
+            name: "laptop-7".into(),
+            database: "main".into(),
+            read: vec!["patients/dr-7/".into()],
+            write: vec!["patients/dr-7/".into(), "visits/dr-7/".into()],
+            token: "tok-xyz-123".into(),
+        };
+        let added = add_edge(&start, &edge).unwrap();
+        assert!(added.starts_with(&start), "appended at the end:\n{added}");
+        assert!(added.contains("# added by `outpost-hub edge add` on "));
+        assert!(!added.contains("tok-xyz-123"));
+        let c = parse(&added);
+        assert_eq!(
+            c.authenticate("laptop-7", "tok-xyz-123").unwrap().database,
+            "main"
+        );
+        let twice = add_edge(
+            &added,
+            &NewEdge {
+                name: "other".into(),
+                ..edge
+            },
+        )
+        .unwrap();
+        assert_eq!(parse(&twice).edges.len(), 2);
+
+        let removed = remove_edge(&twice, "laptop-7").unwrap();
+        let c = parse(&removed);
+        assert_eq!(c.edges.len(), 1);
+        assert_eq!(c.edges[0].name, "other");
+        assert!(removed.contains("# Conflict policy by collection"));
+        let none = remove_edge(&removed, "other").unwrap();
+        assert!(parse(&none).edges.is_empty());
+        assert_eq!(none.trim_end(), start.trim_end());
+        let e = remove_edge(&none, "other").unwrap_err();
+        assert!(e.contains("no edge named"), "{e}");
+    }
+
+    #[test]
+    fn tokens_are_random() {
+        let a = generate_token().unwrap();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, generate_token().unwrap());
+    }
+}

@@ -1,0 +1,38 @@
+//! # The Outpost hub
+//!
+//! The native peer that Outpost edges (browser apps, laptops, other hubs)
+//! replicate with over WebSocket. This crate is the `outpost-hub` binary's
+//! library:
+//!
+//! - [`config`]: the TOML configuration (databases, edges and their scopes,
+//!   upstream hubs), validated on load; [`reload`] watches it and publishes
+//!   each valid new version, so edge changes take effect live;
+//! - [`state`]: the shared [`Hub`]: open databases ([`DbHandle`], each behind
+//!   an exclusive lock file), [`Metrics`], the shutdown flag;
+//! - [`server`]: HTTP (health, status, Prometheus metrics, static files) and
+//!   the `/sync` WebSocket, plain or over TLS ([`tls`]);
+//! - [`session`] / [`client`]: the replication protocol, hub and edge side;
+//! - [`cli`]: the command line (`serve`, `init`, `edge`, `import`, `export`,
+//!   `status`).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod edit;
+pub mod error;
+pub mod jsonl;
+pub mod metrics;
+pub mod reload;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod status;
+pub mod tls;
+pub mod transfer;
+
+pub use config::{Config, EdgeConfig, UpstreamConfig};
+pub use error::HubError;
+pub use metrics::Metrics;
+pub use state::{DbHandle, Hub};

@@ -1,0 +1,155 @@
+//! Live reload of the configuration file.
+//!
+//! The file is polled (modification time and size) every
+//! [`POLL_INTERVAL`], and re-read on `SIGHUP`. Each new configuration that
+//! parses and validates is published on a [`watch`] channel; an invalid file
+//! is logged and the previous configuration stays in force.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+/// How often the configuration file is checked for changes.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A changed file must stay unchanged this long before it is read.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// What identifies a version of the file: modification time and size.
+type Fingerprint = Option<(Option<SystemTime>, u64)>;
+
+fn fingerprint(path: &Path) -> Fingerprint {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.modified().ok(), m.len()))
+}
+
+/// Publishes `initial` and starts a task that reloads the configuration from
+/// `initial.path` when the file changes or on `SIGHUP`. The task ends when
+/// every receiver is gone (or when aborted through the returned handle).
+pub fn watch_config(initial: Config) -> (watch::Receiver<Arc<Config>>, JoinHandle<()>) {
+    let path = initial.path.clone();
+    let (tx, rx) = watch::channel(Arc::new(initial));
+    let task = tokio::spawn(run(path, tx));
+    (rx, task)
+}
+
+async fn run(path: PathBuf, tx: watch::Sender<Arc<Config>>) {
+    let mut seen = fingerprint(&path);
+    let mut interval = tokio::time::interval(POLL_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hangup = Hangup::new();
+    let mut warned_missing = false;
+    let mut invalid = false;
+    loop {
+        let forced = tokio::select! {
+            _ = interval.tick() => false,
+            _ = hangup.recv() => true,
+            _ = tx.closed() => return,
+        };
+        let now = fingerprint(&path);
+        if now.is_none() {
+            if !warned_missing {
+                tracing::warn!(path = %path.display(), "configuration file is missing; keeping the current configuration");
+                warned_missing = true;
+            }
+            seen = None;
+            continue;
+        }
+        warned_missing = false;
+        if !forced && now == seen {
+            continue;
+        }
+        // Let a writer finish: an editor or script that truncates and then
+        // writes must not have its half-written (maybe empty, so valid and
+        // edge-less) file applied. Retry at the next tick if it still moves.
+        tokio::time::sleep(SETTLE).await;
+        if fingerprint(&path) != now {
+            continue;
+        }
+        seen = now;
+        if forced {
+            tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
+        }
+        invalid = !reload(&path, &tx, invalid);
+    }
+}
+
+/// Reads the file once and publishes it if it is valid and differs.
+/// `was_invalid`: the previous read failed. Returns whether the file was valid.
+fn reload(path: &Path, tx: &watch::Sender<Arc<Config>>, was_invalid: bool) -> bool {
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "configuration not reloaded: the file is invalid; keeping the previous configuration");
+            return false;
+        }
+    };
+    let old = tx.borrow().clone();
+    if *old == new {
+        if was_invalid {
+            tracing::info!("configuration file is valid again (same configuration as in force)");
+        } else {
+            tracing::debug!("configuration file touched; nothing changed");
+        }
+        return true;
+    }
+    for (field, changed) in [
+        ("listen", old.listen != new.listen),
+        ("data_dir", old.data_dir != new.data_dir),
+        ("tls", old.tls != new.tls),
+    ] {
+        if changed {
+            tracing::warn!(
+                field,
+                "configuration: a change of {field} takes effect only after a restart"
+            );
+        }
+    }
+    tracing::info!(
+        databases = new.databases.len(),
+        edges = new.edges.len(),
+        upstreams = new.upstreams.len(),
+        "configuration reloaded"
+    );
+    tx.send_replace(Arc::new(new));
+    true
+}
+
+/// `SIGHUP`, where there is such a thing.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn new() -> Hangup {
+        #[cfg(unix)]
+        {
+            let signal =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            if signal.is_none() {
+                tracing::warn!("cannot listen for SIGHUP; the configuration is still polled");
+            }
+            Hangup { signal }
+        }
+        #[cfg(not(unix))]
+        Hangup {}
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            if s.recv().await.is_some() {
+                return;
+            }
+            self.signal = None;
+        }
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,646 @@
+//! The HTTP server: health, metrics, status, the `/sync` WebSocket, static
+//! files; plain or TLS; graceful shutdown.
+//!
+//! | route          | what                                                        |
+//! |----------------|-------------------------------------------------------------|
+//! | `GET /healthz` | `{"status":"ok","databases":[...]}` (503 while stopping)    |
+//! | `GET /metrics` | Prometheus text format                                      |
+//! | `GET /status`  | JSON: version, uptime, databases, edges                     |
+//! | `GET /sync`    | WebSocket upgrade: an edge's replication session            |
+//! | `GET /*`       | static files of `demo_site`, if configured                  |
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::{Listener, ListenerExt};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::config::{Config, TlsConfig};
+use crate::error::{HubError, Result};
+use crate::metrics::{escape_label, header};
+use crate::state::Hub;
+use crate::{client, reload, session, tls};
+
+/// Largest WebSocket message (and frame) the hub accepts: 32 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
+
+/// A TLS handshake taking longer than this is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a shutdown is asked for, how long open connections, edge sessions
+/// and upstream links get to finish before the databases are closed anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How `serve` was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Listen here instead of the configuration's `listen`.
+    pub listen: Option<SocketAddr>,
+    /// Use (and create if needed) a self-signed certificate for localhost.
+    pub dev_tls: bool,
+}
+
+/// What the handlers know about the running server.
+#[derive(Clone)]
+struct AppState {
+    hub: Arc<Hub>,
+    tls: bool,
+}
+
+/// The router over `hub`. `tls`: whether it is served over TLS (for `/status`).
+///
+/// The `/sync` handler needs [`ConnectInfo<SocketAddr>`]: serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+pub fn router(hub: Arc<Hub>, tls: bool) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/sync", get(sync))
+        .fallback(static_files)
+        .with_state(AppState { hub, tls })
+}
+
+/// Runs the hub with `config` until Ctrl-C or SIGTERM: opens the databases,
+/// watches the configuration file, serves HTTP and WebSocket (plain or TLS),
+/// starts the upstream links, then shuts down gracefully and closes the
+/// databases.
+pub async fn run(config: Config, opts: ServeOptions) -> Result<()> {
+    let listen = opts.listen.unwrap_or(config.listen);
+    let tls = if opts.dev_tls {
+        if config.tls.is_some() {
+            tracing::warn!("--dev-tls: ignoring the [tls] of the configuration");
+        }
+        let (tls, created) = tls::ensure_dev_cert(&config.data_dir)?;
+        if created {
+            tracing::info!(cert = %tls.cert.display(), "generated a self-signed development certificate");
+        }
+        eprintln!("{}", tls::dev_trust_instructions(&tls.cert, listen));
+        Some(tls)
+    } else {
+        config.tls.clone()
+    };
+    let tls_config = tls.as_ref().map(tls::server_config).transpose()?;
+
+    let (config_rx, watcher) = reload::watch_config(config);
+    let hub = Hub::open(config_rx).await?;
+    let result = serve_hub(hub.clone(), listen, tls, tls_config).await;
+    watcher.abort();
+    let closed = hub.close().await;
+    result.and(closed)
+}
+
+async fn serve_hub(
+    hub: Arc<Hub>,
+    listen: SocketAddr,
+    tls: Option<TlsConfig>,
+    tls_config: Option<Arc<rustls::ServerConfig>>,
+) -> Result<()> {
+    let follower = tokio::spawn(follow_config(hub.clone()));
+    let signals = tokio::spawn(shutdown_on_signal(hub.clone()));
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| HubError::io(format!("listen on {listen}"), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| HubError::io("read the listening address", e))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        "listening on {scheme}://{local} (WebSocket: {}://{local}/sync)",
+        if tls.is_some() { "wss" } else { "ws" }
+    );
+
+    match &hub.config().demo_site {
+        Some(site) if !site.is_dir() => {
+            tracing::warn!(demo_site = %site.display(), "demo_site is not a directory; serving a placeholder page at /");
+        }
+        Some(site) => tracing::info!("serving {} at {scheme}://{local}/", site.display()),
+        None => {}
+    }
+
+    let mut upstreams = tokio::task::JoinSet::new();
+    for up in hub.config().upstreams.clone() {
+        tracing::info!(database = %up.database, url = %up.url, identity = %up.identity, "starting upstream link");
+        upstreams.spawn(client::run_upstream(hub.clone(), up));
+    }
+
+    let app = router(hub.clone(), tls_config.is_some())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let stop = {
+        let hub = hub.clone();
+        async move { hub.shutdown_requested().await }
+    };
+    let served = match tls_config {
+        None => {
+            let listener = listener.tap_io(|tcp: &mut TcpStream| {
+                let _ = tcp.set_nodelay(true);
+            });
+            bounded(
+                &hub,
+                axum::serve(listener, app).with_graceful_shutdown(stop),
+            )
+            .await
+        }
+        Some(cfg) => {
+            let listener = TlsListener::new(listener, cfg).tap_io(|tls| {
+                let _ = tls.get_ref().0.set_nodelay(true);
+            });
+            bounded(
+                &hub,
+                axum::serve(listener, app).with_graceful_shutdown(stop),
+            )
+            .await
+        }
+    };
+    tracing::info!("stopped accepting connections");
+
+    // Edge sessions and upstream links watch the shutdown flag; give them a
+    // bounded time to end before the databases are closed.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while hub.metrics().edges_connected() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if hub.metrics().edges_connected() > 0 {
+        tracing::warn!(
+            sessions = hub.metrics().edges_connected(),
+            "edge sessions still open at shutdown"
+        );
+    }
+    while !upstreams.is_empty() {
+        match tokio::time::timeout_at(deadline, upstreams.join_next()).await {
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!("upstream links did not stop in time; aborting them");
+                upstreams.abort_all();
+                break;
+            }
+        }
+    }
+    follower.abort();
+    signals.abort();
+    served.map_err(|e| HubError::io("serve HTTP", e))
+}
+
+/// Serves until `server` ends; once a shutdown is asked for, waits at most
+/// [`SHUTDOWN_GRACE`] for open HTTP requests to end.
+async fn bounded(
+    hub: &Hub,
+    server: impl std::future::IntoFuture<Output = std::io::Result<()>>,
+) -> std::io::Result<()> {
+    let server = server.into_future();
+    let grace = async {
+        hub.shutdown_requested().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server => r,
+        () = grace => {
+            tracing::warn!("open HTTP connections did not end in time; closing them");
+            Ok(())
+        }
+    }
+}
+
+/// Opens the databases that a reloaded configuration adds.
+async fn follow_config(hub: Arc<Hub>) {
+    let mut rx = hub.config_watch();
+    while rx.changed().await.is_ok() {
+        let config = rx.borrow_and_update().clone();
+        if let Err(e) = hub.open_new_databases(&config).await {
+            tracing::error!(error = %e, "could not open a database added to the configuration");
+        }
+        let open = hub.database_names();
+        for d in open.iter().filter(|d| config.database(d).is_none()) {
+            tracing::warn!(
+                database = %d,
+                "database removed from the configuration: no edge can reach it; it stays open until the hub restarts"
+            );
+        }
+    }
+}
+
+/// Asks the hub to shut down on Ctrl-C or SIGTERM; a second one exits at
+/// once (status 130).
+async fn shutdown_on_signal(hub: Arc<Hub>) {
+    let first = stop_signal().await;
+    tracing::info!("{first}: shutting down (again to exit at once)");
+    hub.shutdown();
+    let second = stop_signal().await;
+    tracing::warn!("{second} again: exiting without a clean shutdown");
+    std::process::exit(130);
+}
+
+/// Waits for Ctrl-C or SIGTERM; returns its name.
+async fn stop_signal() -> &'static str {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => "interrupted",
+        () = term => "SIGTERM",
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TLS listener
+
+/// Accepts TCP connections and completes each TLS handshake in a task of its
+/// own (with [`HANDSHAKE_TIMEOUT`]), so a slow or stalled client never holds
+/// up the others; yields the connections whose handshake succeeded.
+pub struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: std::io::Result<SocketAddr>,
+    acceptor: JoinHandle<()>,
+}
+
+impl TlsListener {
+    /// Wraps a bound TCP listener.
+    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
+        let local = tcp.local_addr();
+        let (tx, ready) = mpsc::channel(64);
+        let tls = TlsAcceptor::from(config);
+        let acceptor = tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (tls, tx) = (tls.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(s)) => {
+                            let _ = tx.send((s, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        TlsListener {
+            ready,
+            local,
+            acceptor,
+        }
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+impl Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match &self.local {
+            Ok(a) => Ok(*a),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Handlers
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    let databases = st.hub.database_names();
+    if st.hub.is_shutting_down() {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "stopping", "databases": databases}),
+        );
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"status": "ok", "databases": databases}),
+    )
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let hub = &st.hub;
+    let mut text = hub.metrics().render();
+    let dbs = hub.databases();
+    let o = &mut text;
+    header(
+        o,
+        "outpost_database_documents",
+        "gauge",
+        "Live documents, by database.",
+    );
+    for d in &dbs {
+        let _ = writeln!(
+            o,
+            "outpost_database_documents{{database=\"{}\"}} {}",
+            escape_label(&d.name),
+            d.db.stats().documents
+        );
+    }
+    header(
+        o,
+        "outpost_database_last_etag",
+        "gauge",
+        "Last committed etag, by database.",
+    );
+    for d in &dbs {
+        let _ = writeln!(
+            o,
+            "outpost_database_last_etag{{database=\"{}\"}} {}",
+            escape_label(&d.name),
+            d.db.stats().last_etag
+        );
+    }
+    header(
+        o,
+        "outpost_uptime_seconds",
+        "gauge",
+        "Seconds since the hub started.",
+    );
+    let _ = writeln!(
+        o,
+        "outpost_uptime_seconds {:.3}",
+        hub.uptime().as_secs_f64()
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The body of `GET /status`.
+pub fn status_json(hub: &Hub, tls: bool) -> serde_json::Value {
+    let config = hub.config();
+    let databases: Vec<serde_json::Value> = hub
+        .databases()
+        .iter()
+        .map(|d| {
+            let s = d.db.stats();
+            json!({
+                "name": d.name,
+                "db_id": s.db_id,
+                "documents": s.documents,
+                "tombstones": s.tombstones,
+                "last_etag": s.last_etag,
+                "configured": config.database(&d.name).is_some(),
+            })
+        })
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": (hub.uptime().as_secs_f64() * 1000.0).round() / 1000.0,
+        "tls": tls,
+        "config": config.path.display().to_string(),
+        "databases": databases,
+        "edges_connected": hub.metrics().edges_connected(),
+        "edges_configured": config.edges.len(),
+        "upstreams": config.upstreams.len(),
+        "shutting_down": hub.is_shutting_down(),
+    })
+}
+
+async fn status(State(st): State<AppState>) -> Response {
+    json_response(StatusCode::OK, &status_json(&st.hub, st.tls))
+}
+
+async fn sync(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if st.hub.is_shutting_down() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the hub is shutting down\n",
+        )
+            .into_response();
+    }
+    let hub = st.hub;
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| session::serve(socket, hub, peer))
+}
+
+// ---------------------------------------------------------------------------
+// Static files
+
+const NO_SITE: &str = "<!doctype html>
+<meta charset=\"utf-8\"><title>Outpost hub</title>
+<h1>Outpost hub</h1>
+<p>Edges connect to <code>/sync</code> (WebSocket). See <a href=\"/status\">/status</a>,
+<a href=\"/metrics\">/metrics</a> and <a href=\"/healthz\">/healthz</a>.</p>
+<p>No <code>demo_site</code> is configured (or its directory does not exist).</p>
+";
+
+/// The content type of a file, by extension.
+pub fn content_type(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("wasm") => "application/wasm",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json" | "map") => "application/json",
+        Some("webmanifest") => "application/manifest+json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("ico") => "image/x-icon",
+        Some("woff2") => "font/woff2",
+        Some("woff") => "font/woff",
+        Some("txt" | "md") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Maps a URL path to a file under `root`: percent-decoded, and refused
+/// (`None`) if any segment is `.`, `..`, or holds a backslash, a NUL or a
+/// drive prefix. Directories are resolved by the caller (`index.html`).
+pub fn site_path(root: &Path, url_path: &str) -> Option<PathBuf> {
+    let decoded = percent_decode(url_path)?;
+    let mut out = root.to_path_buf();
+    for seg in decoded.split('/') {
+        if seg.is_empty() {
+            continue;
+        }
+        if seg == "." || seg == ".." || seg.contains(['\\', '\0', ':']) {
+            return None;
+        }
+        let mut comps = Path::new(seg).components();
+        match (comps.next(), comps.next()) {
+            (Some(Component::Normal(_)), None) => out.push(seg),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn static_files(State(st): State<AppState>, method: Method, uri: Uri) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n").into_response();
+    }
+    let root = st.hub.config().demo_site.clone().filter(|d| d.is_dir());
+    let Some(root) = root else {
+        if uri.path() == "/" {
+            return (
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                NO_SITE,
+            )
+                .into_response();
+        }
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    let Some(mut path) = site_path(&root, uri.path()) else {
+        return (StatusCode::BAD_REQUEST, "bad path\n").into_response();
+    };
+    if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir()) {
+        if !uri.path().ends_with('/') {
+            let to = format!("{}/", uri.path());
+            let mut r = StatusCode::PERMANENT_REDIRECT.into_response();
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return r;
+        }
+        path.push("index.html");
+    }
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => {
+            let body = if method == Method::HEAD {
+                Vec::new()
+            } else {
+                bytes
+            };
+            (
+                [
+                    (header::CONTENT_TYPE, content_type(&path)),
+                    (header::CACHE_CONTROL, "no-cache"),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (StatusCode::NOT_FOUND, "not found\n").into_response()
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "static file");
+            (StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file\n").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_paths_stay_inside_the_root() {
+        let root = Path::new("/srv/site");
+        assert_eq!(site_path(root, "/"), Some(root.to_path_buf()));
+        assert_eq!(
+            site_path(root, "/pkg/outpost_bg.wasm"),
+            Some(root.join("pkg/outpost_bg.wasm"))
+        );
+        assert_eq!(site_path(root, "/a%20b.html"), Some(root.join("a b.html")));
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../b",
+            "/%2e%2e/x",
+            "/a%5c..%5cb",
+            "/./x",
+            "/a%00b",
+            "/%zz",
+            "/c:/x",
+        ] {
+            assert_eq!(site_path(root, bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type(Path::new("a.wasm")), "application/wasm");
+        assert!(content_type(Path::new("a.JS")).starts_with("text/javascript"));
+        assert!(content_type(Path::new("index.html")).starts_with("text/html"));
+        assert!(content_type(Path::new("s.css")).starts_with("text/css"));
+        assert_eq!(content_type(Path::new("x")), "application/octet-stream");
+    }
+}

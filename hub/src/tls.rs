@@ -1,0 +1,182 @@
+//! TLS for `wss://` and `https://`: rustls (ring provider), PEM loading, and
+//! the self-signed development certificate of `serve --dev-tls`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::TlsConfig;
+use crate::error::{HubError, Result};
+
+/// File name of the development certificate, in the data directory.
+pub const DEV_CERT_FILE: &str = "dev-tls-cert.pem";
+/// File name of the development private key, in the data directory.
+pub const DEV_KEY_FILE: &str = "dev-tls-key.pem";
+
+/// The crypto provider the hub uses (ring).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads a PEM certificate chain (leaf first).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| HubError::Tls(format!("read certificates from {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(HubError::Tls(format!(
+            "{}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| HubError::Tls(format!("read private key from {}: {e}", path.display())))
+}
+
+/// The server side: certificate chain and key from `tls`, HTTP/1.1 by ALPN.
+pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>> {
+    let certs = load_certs(&tls.cert)?;
+    let key = load_key(&tls.key)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HubError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            HubError::Tls(format!(
+                "certificate {} and key {} do not make a usable pair: {e}",
+                tls.cert.display(),
+                tls.key.display()
+            ))
+        })?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// A client configuration trusting only the certificate(s) in `ca_cert`
+/// (PEM), for `wss://` to a hub with a private or self-signed certificate.
+pub fn client_config(ca_cert: &Path) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs(ca_cert)? {
+        roots
+            .add(cert)
+            .map_err(|e| HubError::Tls(format!("{}: {e}", ca_cert.display())))?;
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HubError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// The development certificate pair in `data_dir`, generated (self-signed,
+/// for `localhost` and `127.0.0.1`) if it does not exist yet. Returns the
+/// paths and whether it was just created.
+pub fn ensure_dev_cert(data_dir: &Path) -> Result<(TlsConfig, bool)> {
+    let cert = data_dir.join(DEV_CERT_FILE);
+    let key = data_dir.join(DEV_KEY_FILE);
+    let tls = TlsConfig {
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    if cert.exists() && key.exists() {
+        return Ok((tls, false));
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| HubError::io(format!("create {}", data_dir.display()), e))?;
+    let mut params = rcgen::CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])
+    .map_err(|e| HubError::Tls(format!("certificate parameters: {e}")))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "Outpost hub development certificate (localhost)",
+    );
+    let key_pair =
+        rcgen::KeyPair::generate().map_err(|e| HubError::Tls(format!("generate a key: {e}")))?;
+    let signed = params
+        .self_signed(&key_pair)
+        .map_err(|e| HubError::Tls(format!("self-sign the certificate: {e}")))?;
+    write_file(&key, key_pair.serialize_pem().as_bytes(), true)?;
+    write_file(&cert, signed.pem().as_bytes(), false)?;
+    Ok((tls, true))
+}
+
+/// How to trust the development certificate, for the operator's terminal.
+pub fn dev_trust_instructions(cert: &Path, listen: std::net::SocketAddr) -> String {
+    let c = cert.display();
+    let port = listen.port();
+    format!(
+        "\
+Development TLS: self-signed certificate for localhost and 127.0.0.1
+  certificate: {c}
+The hub serves https://localhost:{port}/ and wss://localhost:{port}/sync. To trust it:
+  curl:        curl --cacert {c} https://localhost:{port}/healthz
+  this tool:   outpost-hub status --url https://localhost:{port} --ca-cert {c}
+  upstream:    ca_cert = \"{c}\" in an [[upstream]] of another hub
+  Node.js:     NODE_EXTRA_CA_CERTS={c} node app.js
+  Chromium:    certutil -d sql:$HOME/.pki/nssdb -A -t \"P,,\" -n outpost-hub-dev -i {c}
+               (or start it with --ignore-certificate-errors, for tests only)
+Do not use this certificate in production: configure [tls] cert/key instead."
+    )
+}
+
+fn write_file(path: &PathBuf, bytes: &[u8], private: bool) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if private { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut f = opts
+        .open(path)
+        .map_err(|e| HubError::io(format!("create {}", path.display()), e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| HubError::io(format!("write {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_cert_is_generated_once_and_loads() {
+        let dir = std::env::temp_dir().join(format!(
+            "outpost-hub-tls-{}-{:?}",
+            std::process::id(),
+            std::time::Instant::now()
+        ));
+        let (tls, created) = ensure_dev_cert(&dir).unwrap();
+        assert!(created);
+        let pem = std::fs::read(&tls.cert).unwrap();
+        let (again, created) = ensure_dev_cert(&dir).unwrap();
+        assert!(!created);
+        assert_eq!(std::fs::read(&again.cert).unwrap(), pem);
+        server_config(&tls).unwrap();
+        client_config(&tls.cert).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&tls.key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,557 @@
+//! End-to-end tests of the `outpost-hub` binary: each test runs the real
+//! program in a temporary directory, on 127.0.0.1 with a port the system
+//! picks, with bounded waits everywhere; child processes are killed on drop.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use outpost_hub::status::{self, HttpUrl};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "outpost-hub-test-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn config(&self) -> PathBuf {
+        self.0.join("outpost-hub.toml")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn hub(dir: &TempDir) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir.path())
+        .env("OUTPOST_HUB_CONFIG", dir.config())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(dir: &TempDir, args: &[&str]) -> Output {
+    hub(dir).args(args).output().unwrap()
+}
+
+fn run_ok(dir: &TempDir, args: &[&str]) -> Output {
+    let out = run(dir, args);
+    assert!(
+        out.status.success(),
+        "outpost-hub {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A running `outpost-hub serve`, killed on drop.
+struct Server {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    url: String,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(dir: &TempDir, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = hub(dir)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut server = Server {
+            child,
+            log,
+            url: String::new(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+        };
+        server.wait_log("listening on ");
+        let log = server.log();
+        let at = log.find("listening on ").unwrap() + "listening on ".len();
+        let url: String = log[at..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        let host_port = url.split("://").nth(1).unwrap();
+        server.addr = host_port.parse().unwrap();
+        server.url = url;
+        server
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log holds `needle` (panics after [`WAIT`]).
+    fn wait_log(&mut self, needle: &str) {
+        let start = Instant::now();
+        loop {
+            if self.log().contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the hub exited ({status}) before logging {needle:?}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "timed out waiting for {needle:?} in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path)
+    }
+
+    fn status(&self) -> Value {
+        let (code, body) = self.get("/status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Polls `/status` until `pred` holds (panics after [`WAIT`]).
+    fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let s = self.status();
+            if pred(&s) {
+                return s;
+            }
+            assert!(start.elapsed() < WAIT, "timed out waiting for {what}: {s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
+    fn terminate(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(ok.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread drain the pipe.
+                std::thread::sleep(Duration::from_millis(100));
+                let log = self.log();
+                assert!(status.success(), "exit {status}:\n{log}");
+                return log;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "the hub did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status code and body.
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = text(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+fn append(path: &Path, extra: &str) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(extra.as_bytes()).unwrap();
+}
+
+#[test]
+fn serves_health_metrics_status_and_stops_cleanly() {
+    let dir = TempDir::new("serve");
+    run_ok(&dir, &["init", "--demo"]);
+    let server = Server::start(&dir, &[]);
+
+    let (code, body) = server.get("/healthz");
+    assert_eq!(code, 200, "{body}");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["databases"], serde_json::json!(["main"]));
+
+    let (code, metrics) = server.get("/metrics");
+    assert_eq!(code, 200);
+    for name in [
+        "outpost_edges_connected",
+        "outpost_documents_sent_total",
+        "outpost_documents_received_total",
+        "outpost_rejections_total",
+        "outpost_conflicts_total",
+        "outpost_commit_latency_seconds_bucket{le=\"0.001\"}",
+        "outpost_commit_latency_seconds_bucket{le=\"5\"}",
+        "outpost_frames_total{direction=\"in\"}",
+        "outpost_bytes_total{direction=\"out\"}",
+        "outpost_database_documents{database=\"main\"} 0",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+
+    let s = server.status();
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(s["edges_configured"], 2);
+    assert_eq!(s["edges_connected"], 0);
+    assert_eq!(s["tls"], false);
+    assert_eq!(s["databases"][0]["name"], "main");
+    assert_eq!(s["databases"][0]["documents"], 0);
+
+    // No demo site in this directory: a placeholder page at /, 404 elsewhere.
+    let (code, body) = server.get("/");
+    assert_eq!(code, 200);
+    assert!(body.contains("Outpost hub"), "{body}");
+    assert_eq!(server.get("/nope.js").0, 404);
+    // /sync is a WebSocket endpoint: a plain GET is refused.
+    let (code, _) = server.get("/sync");
+    assert!((400..500).contains(&code), "{code}");
+
+    // The status command reads the configuration for the address (here
+    // overridden, since the hub listens on a port of its own).
+    let out = run_ok(&dir, &["status", "--url", &server.url]);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("2 configured"), "{shown}");
+    assert!(shown.contains("main"), "{shown}");
+
+    let log = server.terminate();
+    assert!(log.contains("SIGTERM: shutting down"), "{log}");
+    assert!(log.contains("database closed"), "{log}");
+    // The lock is released: the database opens again.
+    run_ok(&dir, &["export", "-"]);
+}
+
+#[test]
+fn serves_the_demo_site() {
+    let dir = TempDir::new("site");
+    run_ok(&dir, &["init", "--demo"]);
+    let site = dir.path().join("demo-site");
+    std::fs::create_dir_all(site.join("pkg")).unwrap();
+    std::fs::write(site.join("index.html"), "<h1>demo</h1>").unwrap();
+    std::fs::write(site.join("pkg/app.wasm"), b"\0asm").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "no").unwrap();
+    let server = Server::start(&dir, &[]);
+    assert_eq!(server.get("/"), (200, "<h1>demo</h1>".to_string()));
+    assert_eq!(server.get("/pkg/app.wasm").0, 200);
+    assert_eq!(server.get("/pkg").0, 308);
+    assert_eq!(server.get("/../secret.txt").0, 400);
+    assert_eq!(server.get("/%2e%2e/secret.txt").0, 400);
+}
+
+#[test]
+fn edge_changes_and_bad_edits_reload_live() {
+    let dir = TempDir::new("reload");
+    run_ok(&dir, &["init", "--demo"]);
+    let mut server = Server::start(&dir, &[]);
+    assert_eq!(server.status()["edges_configured"], 2);
+
+    let out = run_ok(
+        &dir,
+        &[
+            "edge", "add", "carol", "--read", "notes/", "todo/", "--write", "notes/",
+        ],
+    );
+    let token = text(&out.stdout).trim().to_string();
+    assert_eq!(token.len(), 64, "{token}");
+    assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(text(&out.stderr).contains("only its SHA-256 is stored"));
+    let config = std::fs::read_to_string(dir.config()).unwrap();
+    assert!(!config.contains(&token), "the token itself is never stored");
+    assert!(
+        config.contains("# token: alice-demo-token"),
+        "comments kept"
+    );
+
+    let list = text(&run_ok(&dir, &["edge", "list"]).stdout);
+    assert!(
+        list.contains("carol  main      notes/ todo/  notes/"),
+        "{list}"
+    );
+
+    server.wait_log("configuration reloaded");
+    server.wait_status("3 edges", |s| s["edges_configured"] == 3);
+
+    // A known token, then a removal.
+    run_ok(
+        &dir,
+        &[
+            "edge",
+            "add",
+            "dave",
+            "--read",
+            "*",
+            "--token",
+            "dave-token",
+        ],
+    );
+    server.wait_status("4 edges", |s| s["edges_configured"] == 4);
+    run_ok(&dir, &["edge", "remove", "bob"]);
+    server.wait_status("3 edges again", |s| s["edges_configured"] == 3);
+    let list = text(&run_ok(&dir, &["edge", "list"]).stdout);
+    assert!(!list.contains("bob"), "{list}");
+    assert!(list.contains("dave   main      *"), "{list}");
+
+    // Refused edits leave the file alone.
+    let out = run(&dir, &["edge", "add", "carol", "--read", "x/"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("already exists"));
+    let out = run(&dir, &["edge", "add", "eve", "--read", "a/../b"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("read"), "{}", text(&out.stderr));
+    let out = run(&dir, &["edge", "remove", "nobody"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no edge named"));
+
+    // An invalid file: the hub warns and keeps the previous configuration.
+    append(&dir.config(), "\nbogus_field = 1\n");
+    server.wait_log("configuration not reloaded");
+    assert!(server.log().contains("bogus_field"), "{}", server.log());
+    assert_eq!(server.get("/healthz").0, 200);
+    assert_eq!(server.status()["edges_configured"], 3);
+    let out = run(&dir, &["edge", "list"]);
+    assert!(!out.status.success(), "edge list reports the bad file");
+
+    // Fixed again: reloaded again.
+    let fixed = std::fs::read_to_string(dir.config())
+        .unwrap()
+        .replace("\nbogus_field = 1\n", "\n");
+    let tmp = dir.path().join("fixed.tmp");
+    std::fs::write(&tmp, fixed).unwrap();
+    std::fs::rename(&tmp, dir.config()).unwrap();
+    server.wait_log("configuration file is valid again");
+    assert_eq!(server.status()["edges_configured"], 3);
+    assert_eq!(server.log().matches("configuration reloaded").count(), 3);
+
+    // A database added live is opened without a restart.
+    let cfg = std::fs::read_to_string(dir.config()).unwrap();
+    let tmp = dir.path().join("more.tmp");
+    std::fs::write(&tmp, format!("{cfg}\n[[database]]\nname = \"second\"\n")).unwrap();
+    std::fs::rename(&tmp, dir.config()).unwrap();
+    let s = server.wait_status("a second database", |s| {
+        s["databases"].as_array().is_some_and(|d| d.len() == 2)
+    });
+    assert_eq!(s["databases"][1]["name"], "second");
+}
+
+#[test]
+fn a_database_is_used_by_one_process_at_a_time() {
+    let dir = TempDir::new("lock");
+    run_ok(&dir, &["init", "--demo"]);
+    let _server = Server::start(&dir, &[]);
+
+    let out = run(&dir, &["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("database main is in use by another process (lock file"),
+        "{err}"
+    );
+
+    let data = dir.path().join("in.jsonl");
+    std::fs::write(&data, "{\"id\":\"notes/1\"}\n").unwrap();
+    let out = run(&dir, &["import", data.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("is in use by another process"));
+}
+
+#[test]
+fn import_then_export_round_trips() {
+    let dir = TempDir::new("transfer");
+    run_ok(&dir, &["init"]);
+    let input = dir.path().join("in.jsonl");
+    let mut lines = String::new();
+    for i in 0..2500 {
+        lines.push_str(&format!(
+            "{{\"id\":\"notes/{i:05}\",\"n\":{i},\"text\":\"note {i}\",\"@metadata\":{{\"@collection\":\"Notes\"}}}}\n"
+        ));
+        if i == 1234 {
+            lines.push_str("{not json\n\n");
+        }
+    }
+    std::fs::write(&input, &lines).unwrap();
+    let out = run_ok(
+        &dir,
+        &["import", input.to_str().unwrap(), "--database", "main"],
+    );
+    let summary = text(&out.stdout);
+    assert!(summary.contains("imported 2500 documents"), "{summary}");
+    assert!(summary.contains("in 3 batches"), "{summary}");
+    assert!(summary.contains("1 bad lines skipped"), "{summary}");
+    assert!(text(&out.stderr).contains("line 1236: invalid JSON"));
+
+    let exported = dir.path().join("out.jsonl");
+    let out = run_ok(&dir, &["export", exported.to_str().unwrap()]);
+    assert!(text(&out.stderr).contains("exported 2500 documents"));
+    let back = std::fs::read_to_string(&exported).unwrap();
+    let docs: Vec<Value> = back
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2500);
+    for (i, d) in docs.iter().enumerate() {
+        assert_eq!(d["@metadata"]["@id"], format!("notes/{i:05}"));
+        assert_eq!(d["@metadata"]["@collection"], "Notes");
+        assert_eq!(d["n"], i);
+        assert_eq!(d["text"], format!("note {i}"));
+    }
+
+    // The export imports as is into another database.
+    let cfg = std::fs::read_to_string(dir.config()).unwrap();
+    std::fs::write(
+        dir.config(),
+        format!("{cfg}\n[[database]]\nname = \"copy\"\n"),
+    )
+    .unwrap();
+    let out = run(&dir, &["import", exported.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("choose one with --database"));
+    run_ok(&dir, &["import", exported.to_str().unwrap(), "-d", "copy"]);
+    let out = run_ok(&dir, &["export", "-d", "copy", "--prefix", "notes/0000"]);
+    assert_eq!(text(&out.stdout).lines().count(), 10);
+}
+
+#[test]
+fn dev_tls_serves_https_with_a_generated_certificate() {
+    let dir = TempDir::new("tls");
+    run_ok(&dir, &["init", "--demo"]);
+    let mut server = Server::start(&dir, &["--dev-tls"]);
+    server.wait_log("certutil");
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let cert = dir.path().join("hub-data").join("dev-tls-cert.pem");
+    assert!(server.log().contains(&cert.display().to_string()));
+    assert!(cert.exists());
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for host in ["127.0.0.1", "localhost"] {
+        let url = HttpUrl::parse(&format!("https://{host}:{}", server.addr.port())).unwrap();
+        let (code, body) = rt
+            .block_on(status::get(&url, "/healthz", Some(&cert)))
+            .unwrap();
+        assert_eq!(code, 200);
+        assert!(text(&body).contains("\"ok\""));
+    }
+    // Not trusted without the certificate.
+    let other = TempDir::new("tls-other");
+    let (other_cert, _) = outpost_hub::tls::ensure_dev_cert(other.path()).unwrap();
+    let url = HttpUrl::parse(&format!("https://127.0.0.1:{}", server.addr.port())).unwrap();
+    let err = rt
+        .block_on(status::get(&url, "/healthz", Some(&other_cert.cert)))
+        .unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+    // Plain HTTP to the TLS port gets no HTTP answer, and the hub carries on.
+    let plain = std::panic::catch_unwind(|| http_get(server.addr, "/healthz"));
+    assert!(plain.is_err() || plain.unwrap().0 != 200);
+
+    // The status command trusts the data directory's dev certificate.
+    let out = run_ok(&dir, &["status", "--url", &server.url]);
+    assert!(text(&out.stdout).contains("2 configured"));
+    let s: Value =
+        serde_json::from_slice(&run_ok(&dir, &["status", "--url", &server.url, "--json"]).stdout)
+            .unwrap();
+    assert_eq!(s["tls"], true);
+}
+
+#[test]
+fn init_refuses_to_overwrite_and_status_needs_a_hub() {
+    let dir = TempDir::new("init");
+    run_ok(&dir, &["init"]);
+    let before = std::fs::read_to_string(dir.config()).unwrap();
+    let out = run(&dir, &["init", "--demo"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("already exists"));
+    assert_eq!(std::fs::read_to_string(dir.config()).unwrap(), before);
+
+    // A free port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = run(
+        &dir,
+        &["status", "--url", &format!("http://127.0.0.1:{port}")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is the hub running?"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run_ok(&dir, &["--help"]);
+    assert!(text(&out.stdout).contains("Examples:"));
+    let out = run(&dir, &["--config", "/nonexistent/x.toml", "serve"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("outpost-hub init"));
+}

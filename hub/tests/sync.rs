@@ -1,0 +1,629 @@
+//! Replication with real processes: a real `outpost-hub` process on
+//! 127.0.0.1 and real WebSocket clients (the native edge client over real
+//! file-backed databases). Bounded waits everywhere; hub processes are
+//! killed on drop.
+//!
+//! - two native edges editing offline, reconnecting, converging (conflicts
+//!   settled by `latest` and kept by `manual`);
+//! - the hub killed (SIGKILL) mid-batch in both directions and restarted:
+//!   nothing acknowledged lost, nothing applied twice;
+//! - the clinics case: Boston and Chicago hubs as edges of a cloud hub;
+//! - write-prefix rejections: typed, recorded by the edge, nothing stored.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use outpost::store::file::{FileStore, FileStoreOptions};
+use outpost::sync::{EdgeConfig, SyncStatus};
+use outpost::{Batch, Database, OpenOptions, PutOptions};
+use outpost_hub::client::{ClientOptions, SyncHandle, client_rejections, spawn_edge};
+use outpost_hub::config::token_sha256_hex;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
+const WAIT: Duration = Duration::from_secs(60);
+
+type Db = Database<FileStore>;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "outpost-sync-test-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `[[edge]]` entry.
+fn edge_toml(name: &str, token: &str, read: &[&str], write: &[&str]) -> String {
+    let list = |l: &[&str]| {
+        l.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "[[edge]]\nname = {name:?}\ntoken_sha256 = {:?}\ndatabase = \"main\"\nread = [{}]\nwrite = [{}]\n\n",
+        token_sha256_hex(token),
+        list(read),
+        list(write)
+    )
+}
+
+/// A hub process with its own directory and port.
+struct HubProc {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+}
+
+impl HubProc {
+    fn new(dir: PathBuf, port: u16, body: &str) -> HubProc {
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\n\n{body}"
+        );
+        std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
+        let mut h = HubProc {
+            dir,
+            port,
+            child: None,
+            log: Arc::new(Mutex::new(String::new())),
+        };
+        h.start();
+        h
+    }
+
+    fn start(&mut self) {
+        let mut child = Command::new(BIN)
+            .current_dir(&self.dir)
+            .args(["--config", "outpost-hub.toml", "serve"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+            }
+        });
+        self.child = Some(child);
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                t.elapsed() < WAIT,
+                "hub did not start: {}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/sync", self.port)
+    }
+
+    fn import(&self, jsonl: &str) {
+        let f = self.dir.join("import.jsonl");
+        std::fs::write(&f, jsonl).unwrap();
+        let out = Command::new(BIN)
+            .current_dir(&self.dir)
+            .args(["--config", "outpost-hub.toml", "import", "import.jsonl"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Opens the hub's database directly (the hub must be stopped).
+    async fn open_db(&self) -> Db {
+        let store =
+            FileStore::open(self.dir.join("data/main"), FileStoreOptions::default()).unwrap();
+        Database::open(store, OpenOptions::default()).await.unwrap()
+    }
+
+    fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+}
+
+impl Drop for HubProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn open_edge_db(dir: &Path) -> Db {
+    let store = FileStore::open(dir, FileStoreOptions::default()).unwrap();
+    Database::open(store, OpenOptions::default()).await.unwrap()
+}
+
+fn client(db: &Db, url: &str, identity: &str, token: &str) -> SyncHandle {
+    let opts = ClientOptions {
+        url: url.into(),
+        edge: edge_cfg(identity, token),
+        ca_cert: None,
+    };
+    spawn_edge(db.clone(), opts, None, None)
+}
+
+fn edge_cfg(identity: &str, token: &str) -> EdgeConfig {
+    let mut e = EdgeConfig::new("main", identity, token);
+    e.heartbeat_ms = 2_000;
+    e.timeout_ms = 6_000;
+    e
+}
+
+/// id → (change vector, body, conflict count), live documents and tombstones.
+async fn state(db: &Db, prefix: &str) -> BTreeMap<String, (String, String, usize)> {
+    db.changes(0, 10_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.id.to_lowercase().starts_with(prefix))
+        .map(|d| {
+            (
+                d.id.to_lowercase(),
+                (
+                    d.meta.change_vector.to_text(),
+                    d.body.to_string(),
+                    d.conflicts.len(),
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn wait_until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t = Instant::now();
+    while !f().await {
+        assert!(t.elapsed() < WAIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_live(c: &SyncHandle) {
+    assert!(
+        c.wait_for(WAIT, |s| matches!(s, SyncStatus::Live)).await,
+        "never live: {:?}",
+        c.status()
+    );
+}
+
+async fn put(db: &Db, c: Option<&SyncHandle>, id: &str, body: serde_json::Value, coll: &str) {
+    db.put_with(
+        id,
+        body,
+        PutOptions {
+            collection: Some(coll.into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    if let Some(c) = c {
+        c.local_changed();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_edges_edit_offline_reconnect_and_converge() {
+    let tmp = TempDir::new("converge");
+    let edges = edge_toml("alice", "a-token", &["notes/"], &["notes/"])
+        + &edge_toml("bob", "b-token", &["notes/"], &["notes/"]);
+    let hub = HubProc::new(tmp.join("hub"), free_port(), &edges);
+    let (a, b) = (
+        open_edge_db(&tmp.join("alice")).await,
+        open_edge_db(&tmp.join("bob")).await,
+    );
+    let ca = client(&a, &hub.url(), "alice", "a-token");
+    let cb = client(&b, &hub.url(), "bob", "b-token");
+    wait_live(&ca).await;
+    wait_live(&cb).await;
+    for i in 0..50 {
+        put(
+            &a,
+            Some(&ca),
+            &format!("notes/a{i}"),
+            json!({"n": i}),
+            "Notes",
+        )
+        .await;
+        put(
+            &b,
+            Some(&cb),
+            &format!("notes/b{i}"),
+            json!({"n": i}),
+            "Notes",
+        )
+        .await;
+    }
+    put(&a, Some(&ca), "notes/card", json!({"v": 0}), "Cards").await;
+    wait_until("both edges hold 101 documents", || async {
+        a.count().await.unwrap() == 101 && b.count().await.unwrap() == 101
+    })
+    .await;
+
+    // Offline: both edit the same documents.
+    ca.stop().await;
+    cb.stop().await;
+    put(&a, None, "notes/a1", json!({"by": "alice"}), "Notes").await;
+    put(&b, None, "notes/a1", json!({"by": "bob"}), "Notes").await;
+    put(&a, None, "notes/card", json!({"v": "alice"}), "Cards").await;
+    put(&b, None, "notes/card", json!({"v": "bob"}), "Cards").await;
+    b.delete("notes/b2").await.unwrap();
+    put(&a, None, "notes/a50", json!({"new": true}), "Notes").await;
+
+    let ca = client(&a, &hub.url(), "alice", "a-token");
+    wait_live(&ca).await;
+    ca.local_changed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cb = client(&b, &hub.url(), "bob", "b-token");
+    wait_live(&cb).await;
+    wait_until("the edges converge", || async {
+        let (sa, sb) = (state(&a, "notes/").await, state(&b, "notes/").await);
+        sa == sb && sa.len() == 102 && sa["notes/card"].2 == 1 && sa["notes/a1"].2 == 0
+    })
+    .await;
+    // `latest`: the version that reached the hub last (bob's) won, and the
+    // resolution replicated to both.
+    assert_eq!(
+        a.get("notes/a1").await.unwrap().unwrap().body,
+        json!({"by": "bob"})
+    );
+    // `manual`: both versions are kept on both edges.
+    let card = a.get("notes/card").await.unwrap().unwrap();
+    let bodies = [card.body.clone(), card.conflicts[0].body.clone()];
+    assert!(bodies.contains(&json!({"v": "alice"})) && bodies.contains(&json!({"v": "bob"})));
+    assert_eq!(a.conflicts(None, 10).await.unwrap().len(), 1);
+    assert!(a.get("notes/b2").await.unwrap().is_none());
+    // Resolving on one edge ends the conflict everywhere.
+    let mut r = Batch::new();
+    r.resolve("notes/card", Some(json!({"v": "both"})), None);
+    a.commit(r).await.unwrap();
+    ca.local_changed();
+    wait_until("the resolution reaches bob", || async {
+        b.conflicts(None, 10).await.unwrap().is_empty()
+            && b.get("notes/card").await.unwrap().unwrap().body == json!({"v": "both"})
+    })
+    .await;
+    let m = hub.metrics();
+    assert!(m.contains("outpost_edges_connected 2"), "{m}");
+    assert!(m.contains("outpost_conflicts_total"), "{m}");
+    ca.stop().await;
+    cb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_killed_mid_batch_loses_nothing_and_applies_nothing_twice() {
+    let tmp = TempDir::new("kill");
+    let port = free_port();
+    let mut hub = HubProc::new(
+        tmp.join("hub"),
+        port,
+        &edge_toml("laptop", "t", &["notes/"], &["notes/"]),
+    );
+    // Hub -> edge: 6,000 documents imported at the hub.
+    let lines: String = (0..6000)
+        .map(|i| {
+            format!(
+                "{{\"@metadata\":{{\"@id\":\"notes/h{i:05}\"}},\"text\":\"{}\"}}\n",
+                "x".repeat(900)
+            )
+        })
+        .collect();
+    hub.kill();
+    hub.import(&lines);
+    hub.start();
+    let e = open_edge_db(&tmp.join("edge")).await;
+    // Edge -> hub: 6,000 local documents.
+    let mut b = Batch::new();
+    for i in 0..6000 {
+        b.put(format!("notes/e{i:05}"), json!({"text": "y".repeat(900)}));
+    }
+    e.commit(b).await.unwrap();
+    let c = client(&e, &hub.url(), "laptop", "t");
+    // Kill the hub while batches flow both ways.
+    wait_until("some batches in flight", || async {
+        c.counters()
+            .batches_applied
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    })
+    .await;
+    hub.kill();
+    let got_before = e.count().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hub.start();
+    wait_until("everything arrives", || async {
+        e.count().await.unwrap() == 12_000 && matches!(c.status(), SyncStatus::Live)
+    })
+    .await;
+    assert!(
+        got_before < 12_000,
+        "the kill came too late to test anything"
+    );
+    // Push side: wait until the hub has acknowledged everything.
+    wait_until("the hub holds the edge's documents", || async {
+        c.counters()
+            .docs_pushed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+            && c.wait_for(Duration::from_millis(1), |s| matches!(s, SyncStatus::Live))
+                .await
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.stop().await;
+    hub.kill();
+    let h = hub.open_db().await;
+    assert_eq!(h.count().await.unwrap(), 12_000);
+    // Every document was applied exactly once at each end: a re-sent version
+    // is recognised by its change vector and not stored again, so the etag
+    // counters equal the document counts.
+    assert_eq!(
+        h.stats().last_etag,
+        12_000,
+        "a version was applied twice at the hub"
+    );
+    assert_eq!(
+        e.stats().last_etag,
+        12_000,
+        "a version was applied twice at the edge"
+    );
+    assert!(h.integrity_check().await.unwrap().is_ok());
+    assert!(e.integrity_check().await.unwrap().is_ok());
+    assert_eq!(state(&h, "notes/").await, state(&e, "notes/").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clinics_share_only_their_own_data_through_the_cloud() {
+    let tmp = TempDir::new("clinics");
+    let cloud_port = free_port();
+    let mut cloud = HubProc::new(
+        tmp.join("cloud"),
+        cloud_port,
+        &(edge_toml(
+            "boston",
+            "bos",
+            &["patients/boston/", "shared/"],
+            &["patients/boston/"],
+        ) + &edge_toml(
+            "chicago",
+            "chi",
+            &["patients/chicago/", "shared/"],
+            &["patients/chicago/"],
+        ) + &edge_toml("office", "off", &["*"], &["shared/"])),
+    );
+    let upstream = |who: &str, token: &str| {
+        format!(
+            "[[upstream]]\ndatabase = \"main\"\nurl = \"ws://127.0.0.1:{cloud_port}/sync\"\nidentity = {who:?}\ntoken = {token:?}\n\n"
+        )
+    };
+    let boston = HubProc::new(
+        tmp.join("boston"),
+        free_port(),
+        &(edge_toml(
+            "bos-laptop",
+            "l1",
+            &["patients/boston/", "shared/"],
+            &["patients/boston/"],
+        ) + &upstream("boston", "bos")),
+    );
+    let chicago = HubProc::new(
+        tmp.join("chicago"),
+        free_port(),
+        &(edge_toml(
+            "chi-laptop",
+            "l2",
+            &["patients/chicago/", "shared/", "patients/boston/"],
+            &["patients/chicago/", "patients/boston/"],
+        ) + &upstream("chicago", "chi")),
+    );
+    let bl = open_edge_db(&tmp.join("bl")).await;
+    let cl = open_edge_db(&tmp.join("cl")).await;
+    let office = open_edge_db(&tmp.join("office")).await;
+    let cbl = client(&bl, &boston.url(), "bos-laptop", "l1");
+    let ccl = client(&cl, &chicago.url(), "chi-laptop", "l2");
+    let coff = client(&office, &cloud.url(), "office", "off");
+    for c in [&cbl, &ccl, &coff] {
+        wait_live(c).await;
+    }
+    put(
+        &bl,
+        Some(&cbl),
+        "patients/boston/p1",
+        json!({"name": "Ann"}),
+        "Patients",
+    )
+    .await;
+    put(
+        &cl,
+        Some(&ccl),
+        "patients/chicago/p1",
+        json!({"name": "Bo"}),
+        "Patients",
+    )
+    .await;
+    put(
+        &office,
+        Some(&coff),
+        "shared/formulary",
+        json!({"v": 1}),
+        "Shared",
+    )
+    .await;
+    wait_until(
+        "each laptop gets its clinic's data and the shared data",
+        || async {
+            bl.get("shared/formulary").await.unwrap().is_some()
+                && cl.get("shared/formulary").await.unwrap().is_some()
+                && office.get("patients/boston/p1").await.unwrap().is_some()
+                && office.get("patients/chicago/p1").await.unwrap().is_some()
+        },
+    )
+    .await;
+    // Chicago's hub's own edge may write patients/boston/ locally (its own
+    // rules), but the cloud refuses it from Chicago: Boston never sees it.
+    put(
+        &cl,
+        Some(&ccl),
+        "patients/boston/evil",
+        json!({"x": 1}),
+        "Patients",
+    )
+    .await;
+    wait_until(
+        "the cloud refuses Chicago's write to Boston's prefix",
+        || async {
+            cloud
+                .metrics()
+                .contains("outpost_rejections_total{reason=\"write_denied\"} 1")
+        },
+    )
+    .await;
+    // Boston keeps working while the cloud is down, and catches up after.
+    cloud.kill();
+    put(
+        &bl,
+        Some(&cbl),
+        "patients/boston/p2",
+        json!({"name": "Cy"}),
+        "Patients",
+    )
+    .await;
+    wait_until("Boston's hub takes the write offline", || async {
+        state(&bl, "patients/boston/p2").await.len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cloud.start();
+    wait_until("the cloud catches up with Boston", || async {
+        office.get("patients/boston/p2").await.unwrap().is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Scope: nothing of Chicago in Boston, nothing of Boston in Chicago's
+    // laptop but what it wrote itself, and the forged write nowhere else.
+    assert!(state(&bl, "patients/chicago/").await.is_empty());
+    assert!(bl.get("patients/boston/evil").await.unwrap().is_none());
+    assert!(office.get("patients/boston/evil").await.unwrap().is_none());
+    assert!(cl.get("patients/boston/p1").await.unwrap().is_none());
+    for c in [cbl, ccl, coff] {
+        c.stop().await;
+    }
+    drop(boston);
+    drop(chicago);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_outside_the_write_prefixes_are_rejected_and_recorded() {
+    let tmp = TempDir::new("reject");
+    let hub = HubProc::new(
+        tmp.join("hub"),
+        free_port(),
+        &edge_toml("dr7", "t", &["patients/dr-7/"], &["patients/dr-7/"]),
+    );
+    let e = open_edge_db(&tmp.join("e")).await;
+    let c = client(&e, &hub.url(), "dr7", "t");
+    wait_live(&c).await;
+    put(&e, Some(&c), "patients/dr-7/a", json!({"ok": 1}), "P").await;
+    put(&e, Some(&c), "patients/dr-8/a", json!({"no": 1}), "P").await;
+    put(&e, Some(&c), "Patients/DR-70/b", json!({"no": 2}), "P").await;
+    put(
+        &e,
+        Some(&c),
+        "patients/dr-7/../dr-8/c",
+        json!({"no": 3}),
+        "P",
+    )
+    .await;
+    put(&e, Some(&c), "patients/dr-7/b", json!({"ok": 2}), "P").await;
+    let edge = edge_cfg("dr7", "t");
+    wait_until("three rejections recorded", || async {
+        client_rejections(&e, &edge).await.unwrap().len() == 3
+    })
+    .await;
+    let rej = client_rejections(&e, &edge).await.unwrap();
+    let codes: Vec<(&str, &str)> = rej
+        .iter()
+        .map(|r| (r.id.as_str(), r.code.as_str()))
+        .collect();
+    assert!(
+        codes.contains(&("patients/dr-8/a", "write_denied")),
+        "{rej:?}"
+    );
+    assert!(
+        codes.contains(&("Patients/DR-70/b", "write_denied")),
+        "{rej:?}"
+    );
+    assert!(
+        codes.contains(&("patients/dr-7/../dr-8/c", "invalid_id")),
+        "{rej:?}"
+    );
+    assert!(
+        rej.iter()
+            .all(|r| !r.rule.is_empty() && !r.message.is_empty())
+    );
+    // The allowed documents got through; the hub stored nothing else, and
+    // the edge does not retry the refused versions.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let m = hub.metrics();
+    assert!(m.contains("outpost_documents_received_total 2"), "{m}");
+    c.stop().await;
+    drop(hub);
+}
