@@ -297,8 +297,9 @@ async fn run<S>(
         match outcome {
             Ended::Stopped => break,
             Ended::Fatal(code, message) => {
+                // Final: retrying cannot help (bad credentials, revoked).
                 let _ = status.send(SyncStatus::Error { code, message });
-                break;
+                return;
             }
             Ended::Retry { welcomed } => {
                 if welcomed {

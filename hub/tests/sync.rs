@@ -627,3 +627,128 @@ async fn writes_outside_the_write_prefixes_are_rejected_and_recorded() {
     c.stop().await;
     drop(hub);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrowing_and_revoking_take_effect_without_a_restart() {
+    let tmp = TempDir::new("revoke");
+    let admin = edge_toml("admin", "adm", &["*"], &["*"]);
+    let wide = edge_toml("lap", "l", &["notes/", "private/"], &["notes/"]);
+    let hub = HubProc::new(tmp.join("hub"), free_port(), &(admin.clone() + &wide));
+    let cfg_path = hub.dir.join("outpost-hub.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let adb = open_edge_db(&tmp.join("admin")).await;
+    let ldb = open_edge_db(&tmp.join("lap")).await;
+    let ca = client(&adb, &hub.url(), "admin", "adm");
+    let cl = client(&ldb, &hub.url(), "lap", "l");
+    wait_live(&ca).await;
+    wait_live(&cl).await;
+    put(&adb, Some(&ca), "notes/1", json!({"a": 1}), "N").await;
+    put(&adb, Some(&ca), "private/1", json!({"a": 1}), "N").await;
+    wait_until("the laptop gets both", || async {
+        ldb.count().await.unwrap() == 2
+    })
+    .await;
+    // Narrow the laptop's read scope: its session is ended and the new rule
+    // applies to what follows.
+    let narrow = edge_toml("lap", "l", &["notes/"], &["notes/"]);
+    std::fs::write(&cfg_path, cfg.replace(&wide, &narrow)).unwrap();
+    wait_until("the narrowed session restarts", || async {
+        hub.log.lock().unwrap().contains("config_changed")
+    })
+    .await;
+    wait_live(&cl).await;
+    put(&adb, Some(&ca), "private/2", json!({"a": 2}), "N").await;
+    put(&adb, Some(&ca), "notes/2", json!({"a": 2}), "N").await;
+    wait_until("notes/2 arrives", || async {
+        ldb.get("notes/2").await.unwrap().is_some()
+    })
+    .await;
+    assert!(ldb.get("private/2").await.unwrap().is_none());
+    // Revoke the laptop: refused, and the client stops retrying.
+    std::fs::write(&cfg_path, cfg.replace(&wide, "")).unwrap();
+    assert!(
+        cl.wait_for(
+            WAIT,
+            |s| matches!(s, SyncStatus::Error { code, .. } if code == "unauthorized")
+        )
+        .await,
+        "{:?}",
+        cl.status()
+    );
+    ca.stop().await;
+    cl.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_frames_end_only_that_session() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let tmp = TempDir::new("garbage");
+    let hub = HubProc::new(
+        tmp.join("hub"),
+        free_port(),
+        &edge_toml("lap", "l", &["notes/"], &["notes/"]),
+    );
+    let db = open_edge_db(&tmp.join("lap")).await;
+    let c = client(&db, &hub.url(), "lap", "l");
+    wait_live(&c).await;
+    let bad: Vec<Message> = vec![
+        Message::Binary(vec![0xff, 1, 2].into()),
+        Message::Binary(vec![1, b'O', b'P'].into()),
+        Message::Text("hello".into()),
+        Message::Binary(
+            outpost::sync::Frame::Push {
+                upto: 1,
+                docs: vec![],
+            }
+            .encode()
+            .into(),
+        ),
+    ];
+    for m in bad {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", hub.port))
+            .await
+            .unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(hub.url(), tcp)
+            .await
+            .unwrap();
+        ws.send(m.clone()).await.unwrap();
+        let reply = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+        match reply {
+            Some(Ok(Message::Binary(b))) => {
+                let f = outpost::sync::Frame::decode(&b, usize::MAX).unwrap();
+                assert!(
+                    matches!(&f, outpost::sync::Frame::Error { code, .. } if code == "protocol"),
+                    "{m:?} -> {f:?}"
+                );
+            }
+            other => panic!("{m:?} -> {other:?}"),
+        }
+        // Then the hub closes the connection.
+        let end = tokio::time::timeout(WAIT, async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok());
+    }
+    // The well-behaved edge was never disturbed.
+    put(&db, Some(&c), "notes/after", json!({"ok": true}), "N").await;
+    wait_until("the edge's write is acknowledged", || async {
+        c.counters()
+            .docs_pushed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+    })
+    .await;
+    assert!(matches!(c.status(), SyncStatus::Live));
+    assert!(
+        hub.metrics()
+            .contains("outpost_rejections_total{reason=\"protocol\"} 4")
+    );
+    c.stop().await;
+}

@@ -1,0 +1,412 @@
+//! The replication state machines without a network: handshake, flow
+//! control, heartbeats, and hostile frames at the hub (every one answered
+//! with a typed error, nothing stored, the session closed).
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::collections::HashMap;
+
+use outpost::doc::RawVersion;
+use outpost::sync::frame::MAX_FRAME_BYTES;
+use outpost::sync::hub::WINDOW;
+use outpost::sync::{
+    ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, Grant,
+    HubAction, HubEvent, HubSession, Prefixes, SyncStatus, WireDoc,
+};
+use outpost::{ChangeVector, DbId, DocFlags, Document, DocumentMeta};
+
+const HUB: DbId = DbId([9; 16]);
+const EDGE: DbId = DbId([1; 16]);
+
+fn grant() -> Grant {
+    Grant {
+        identity: "laptop".into(),
+        read: Prefixes::parse(&["notes/".into()]).unwrap(),
+        write: Prefixes::parse(&["notes/".into()]).unwrap(),
+        policies: HashMap::new(),
+        default_policy: ConflictPolicy::Latest,
+    }
+}
+
+fn hello() -> Vec<u8> {
+    Frame::Hello {
+        min_version: 1,
+        max_version: 1,
+        db_id: EDGE,
+        database: "main".into(),
+        identity: "laptop".into(),
+        credential: "t".into(),
+        pull_checkpoint: 0,
+    }
+    .encode()
+}
+
+fn sent(acts: &[HubAction]) -> Vec<Frame> {
+    acts.iter()
+        .filter_map(|a| match a {
+            HubAction::Send(b) => Some(Frame::decode(b, MAX_FRAME_BYTES).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closed_with(acts: &[HubAction], code: &str) -> bool {
+    acts.iter()
+        .any(|a| matches!(a, HubAction::Close { code: c, .. } if c == code))
+}
+
+/// A hub session past its handshake, with hub last etag 100.
+fn open_hub() -> HubSession {
+    let mut h = HubSession::new(0);
+    let a = h.handle(HubEvent::Received(&hello()), 0);
+    assert!(matches!(a[0], HubAction::Authenticate { .. }));
+    let a = h.handle(
+        HubEvent::Authorized {
+            grant: grant(),
+            hub_db_id: HUB,
+            hub_last_etag: 100,
+            push_checkpoint: 0,
+            pending: 0,
+        },
+        0,
+    );
+    assert!(matches!(sent(&a)[0], Frame::Welcome { .. }));
+    assert!(matches!(
+        a.last(),
+        Some(HubAction::ReadChanges { after: 0, .. })
+    ));
+    h
+}
+
+fn version(cv: ChangeVector, body: &str) -> RawVersion {
+    RawVersion {
+        change_vector: cv,
+        last_modified_ms: 0,
+        deleted: false,
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn wire(id: &str, cv: ChangeVector, body: &str) -> WireDoc {
+    WireDoc {
+        id: id.into(),
+        collection: None,
+        versions: vec![version(cv, body)],
+    }
+}
+
+fn push(docs: Vec<WireDoc>) -> Vec<u8> {
+    Frame::Push { upto: 5, docs }.encode()
+}
+
+fn rejected(acts: &[HubAction]) -> Option<(String, String)> {
+    sent(acts).into_iter().find_map(|f| match f {
+        Frame::PushRejected { code, id, .. } => Some((code, id)),
+        _ => None,
+    })
+}
+
+#[test]
+fn hostile_pushes_are_rejected_whole_with_the_rule_named() {
+    let ok = || ChangeVector::new().with(EDGE, 3);
+    let cases: Vec<(Vec<WireDoc>, &str, &str)> = vec![
+        (vec![wire("other/x", ok(), "{}")], "write_denied", "other/x"),
+        (
+            vec![wire("NOTES2/x", ok(), "{}")],
+            "write_denied",
+            "NOTES2/x",
+        ),
+        (
+            vec![wire("notes/../secret", ok(), "{}")],
+            "invalid_id",
+            "notes/../secret",
+        ),
+        (vec![wire("notes//x", ok(), "{}")], "invalid_id", "notes//x"),
+        (vec![wire("notes/x/", ok(), "{}")], "invalid_id", "notes/x/"),
+        (
+            vec![wire("notes/a", ok(), "{}"), wire("Notes/A", ok(), "{}")],
+            "duplicate_id",
+            "Notes/A",
+        ),
+        (
+            vec![wire("notes/a", ok(), "[1,2]")],
+            "invalid_document",
+            "notes/a",
+        ),
+        (
+            vec![wire("notes/a", ok(), "{\"a\":")],
+            "invalid_document",
+            "notes/a",
+        ),
+        (
+            vec![wire("notes/a", ChangeVector::new(), "{}")],
+            "invalid_change_vector",
+            "notes/a",
+        ),
+        (
+            vec![wire("notes/a", ok().with(HUB, 101), "{}")],
+            "forged_change_vector",
+            "notes/a",
+        ),
+        // One bad document refuses the good ones with it.
+        (
+            vec![
+                wire("notes/good", ok(), "{}"),
+                wire("etc/passwd", ok(), "{}"),
+            ],
+            "write_denied",
+            "etc/passwd",
+        ),
+    ];
+    for (docs, code, id) in cases {
+        let mut h = open_hub();
+        let a = h.handle(HubEvent::Received(&push(docs)), 0);
+        assert!(
+            !a.iter().any(|x| matches!(x, HubAction::ApplyPush { .. })),
+            "{code}: something would be stored"
+        );
+        assert_eq!(rejected(&a), Some((code.to_string(), id.to_string())));
+        // The session goes on: a good batch is then accepted.
+        let a = h.handle(
+            HubEvent::Received(&push(vec![wire("notes/ok", ok(), "{}")])),
+            0,
+        );
+        assert!(a.iter().any(|x| matches!(x, HubAction::ApplyPush { .. })));
+    }
+    // A claim of hub history the hub did issue is fine.
+    let mut h = open_hub();
+    let a = h.handle(
+        HubEvent::Received(&push(vec![wire("notes/a", ok().with(HUB, 100), "{}")])),
+        0,
+    );
+    assert!(a.iter().any(|x| matches!(x, HubAction::ApplyPush { .. })));
+}
+
+#[test]
+fn protocol_violations_end_the_session_with_a_typed_error() {
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff],
+        vec![3, 1, 2],
+        Frame::Welcome {
+            version: 1,
+            hub_db_id: HUB,
+            push_checkpoint: 0,
+            hub_last_etag: 0,
+            pending: 0,
+            max_frame_bytes: 0,
+            heartbeat_ms: 0,
+        }
+        .encode(),
+        Frame::ChangesAck { upto: 77 }.encode(),
+        {
+            let mut b = hello();
+            b.push(0);
+            b
+        },
+    ];
+    for g in garbage {
+        let mut h = open_hub();
+        let a = h.handle(HubEvent::Received(&g), 0);
+        assert!(closed_with(&a, "protocol"), "{g:?}: {a:?}");
+        assert!(matches!(sent(&a).last(), Some(Frame::Error { .. })));
+        assert!(h.is_closed());
+    }
+    // Before the handshake, anything but Hello is refused.
+    let mut h = HubSession::new(0);
+    let a = h.handle(HubEvent::Received(&push(vec![])), 0);
+    assert!(closed_with(&a, "protocol"));
+    // A second Push before the first is acknowledged.
+    let mut h = open_hub();
+    let d = || vec![wire("notes/a", ChangeVector::new().with(EDGE, 1), "{}")];
+    h.handle(HubEvent::Received(&push(d())), 0);
+    let a = h.handle(HubEvent::Received(&push(d())), 0);
+    assert!(closed_with(&a, "protocol"));
+    // Unsupported version, and a refused credential.
+    let mut h = HubSession::new(0);
+    let mut b = hello();
+    b[5] = 7; // min version 7
+    b[7] = 9;
+    let a = h.handle(HubEvent::Received(&b), 0);
+    assert!(closed_with(&a, "unsupported_version"));
+    let mut h = HubSession::new(0);
+    h.handle(HubEvent::Received(&hello()), 0);
+    let a = h.handle(HubEvent::Unauthorized, 0);
+    assert!(closed_with(&a, "unauthorized"));
+    // Oversized frames.
+    let mut h = open_hub();
+    let big = vec![6u8; MAX_FRAME_BYTES + 1];
+    let a = h.handle(HubEvent::Received(&big), 0);
+    assert!(closed_with(&a, "protocol"));
+}
+
+fn doc(id: &str, etag: u64, body_len: usize) -> Document {
+    Document {
+        id: id.into(),
+        body: serde_json::json!({ "t": "x".repeat(body_len) }),
+        meta: DocumentMeta {
+            collection: None,
+            change_vector: ChangeVector::new().with(HUB, etag),
+            etag,
+            last_modified_ms: 0,
+            flags: DocFlags::default(),
+            source: None,
+        },
+        conflicts: Vec::new(),
+    }
+}
+
+#[test]
+fn the_hub_filters_reads_and_never_has_more_than_the_window_in_flight() {
+    let mut h = open_hub();
+    let mut in_flight = 0;
+    let mut etag = 0;
+    let mut sent_ids = Vec::new();
+    // Feed reads until the window is full: each read returns 500 docs, half
+    // outside the read prefixes.
+    for _ in 0..WINDOW + 2 {
+        let docs: Vec<Document> = (0..500)
+            .map(|i| {
+                etag += 1;
+                let id = if i % 2 == 0 {
+                    format!("notes/{etag}")
+                } else {
+                    format!("secret/{etag}")
+                };
+                doc(&id, etag, 100)
+            })
+            .collect();
+        let a = h.handle(
+            HubEvent::ChangesRead {
+                docs,
+                complete: false,
+                last_etag: 1_000_000,
+            },
+            0,
+        );
+        for f in sent(&a) {
+            if let Frame::Changes { docs, .. } = f {
+                in_flight += 1;
+                sent_ids.extend(docs.into_iter().map(|d| d.id));
+            }
+        }
+        let reads = a
+            .iter()
+            .filter(|x| matches!(x, HubAction::ReadChanges { .. }))
+            .count();
+        if in_flight >= WINDOW {
+            assert_eq!(
+                reads, 0,
+                "the hub reads more while {in_flight} batches are unacked"
+            );
+            break;
+        }
+    }
+    assert_eq!(in_flight, WINDOW);
+    assert!(sent_ids.iter().all(|id| id.starts_with("notes/")));
+    assert!(!sent_ids.is_empty());
+}
+
+#[test]
+fn heartbeats_ping_when_idle_and_close_dead_connections() {
+    let mut e = EdgeSession::new(
+        EdgeConfig::new("main", "laptop", "t"),
+        EdgePersisted {
+            db_id: EDGE,
+            pull_checkpoint: 0,
+            rejected: Default::default(),
+        },
+        0,
+    );
+    e.handle(EdgeEvent::Opened, 0);
+    let a = e.handle(EdgeEvent::Tick, 16_000);
+    assert!(
+        a.iter().any(|x| matches!(x, EdgeAction::Send(b) if matches!(Frame::decode(b, MAX_FRAME_BYTES), Ok(Frame::Ping { .. })))),
+        "{a:?}"
+    );
+    let a = e.handle(EdgeEvent::Tick, 46_000);
+    assert!(
+        a.iter().any(
+            |x| matches!(x, EdgeAction::Close { code, fatal: false, .. } if code == "timeout")
+        )
+    );
+    assert!(a.contains(&EdgeAction::Status(SyncStatus::Offline)));
+    let mut h = open_hub();
+    let a = h.handle(HubEvent::Tick, 46_000);
+    assert!(closed_with(&a, "timeout"));
+}
+
+#[test]
+fn an_edge_records_a_rejection_and_does_not_retry_it() {
+    let mut e = EdgeSession::new(
+        EdgeConfig::new("main", "laptop", "t"),
+        EdgePersisted {
+            db_id: EDGE,
+            pull_checkpoint: 0,
+            rejected: Default::default(),
+        },
+        0,
+    );
+    e.handle(EdgeEvent::Opened, 0);
+    let welcome = Frame::Welcome {
+        version: 1,
+        hub_db_id: HUB,
+        push_checkpoint: 0,
+        hub_last_etag: 0,
+        pending: 0,
+        max_frame_bytes: MAX_FRAME_BYTES as u32,
+        heartbeat_ms: 15_000,
+    }
+    .encode();
+    let a = e.handle(EdgeEvent::Received(&welcome), 0);
+    assert!(a.contains(&EdgeAction::ReadLocal {
+        after: 0,
+        max_docs: 500
+    }));
+    let local = vec![doc("notes/a", 1, 10), doc("secret/b", 2, 10)];
+    let a = e.handle(
+        EdgeEvent::LocalRead {
+            docs: local.clone(),
+            complete: true,
+        },
+        0,
+    );
+    assert!(matches!(sent_edge(&a)[..], [Frame::Push { upto: 2, .. }]));
+    let rej = Frame::PushRejected {
+        upto: 2,
+        code: "write_denied".into(),
+        id: "secret/b".into(),
+        rule: "write prefixes [notes/]".into(),
+        message: "no".into(),
+    }
+    .encode();
+    let a = e.handle(EdgeEvent::Received(&rej), 0);
+    assert!(a.iter().any(|x| matches!(x, EdgeAction::RecordRejection(r) if r.id == "secret/b" && r.code == "write_denied")));
+    assert!(a.contains(&EdgeAction::ReadLocal {
+        after: 0,
+        max_docs: 500
+    }));
+    // The re-read batch goes without the refused version.
+    let a = e.handle(
+        EdgeEvent::LocalRead {
+            docs: local,
+            complete: true,
+        },
+        0,
+    );
+    match &sent_edge(&a)[..] {
+        [Frame::Push { upto: 2, docs }] => {
+            assert_eq!(docs.len(), 1);
+            assert_eq!(docs[0].id, "notes/a");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn sent_edge(acts: &[EdgeAction]) -> Vec<Frame> {
+    acts.iter()
+        .filter_map(|a| match a {
+            EdgeAction::Send(b) => Some(Frame::decode(b, MAX_FRAME_BYTES).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
