@@ -1227,6 +1227,11 @@ impl<S: PageStore> Database<S> {
         self.snapshot().changes(since, limit).await
     }
 
+    /// [`Database::changes`] with bodies left as JSON text.
+    pub async fn changes_raw(&self, since: u64, limit: usize) -> Result<Vec<doc::RawDoc>, Error> {
+        self.snapshot().changes_raw(since, limit).await
+    }
+
     /// Live documents of a collection (case-insensitive), in id order, after `after`.
     pub async fn by_collection(
         &self,
@@ -2005,6 +2010,41 @@ impl<S: PageStore> Snapshot<S> {
         )
         .await?;
         self.load_docs(keys, self.meta.etags, "etag").await
+    }
+
+    /// The changes feed like [`Snapshot::changes`], with bodies left as JSON
+    /// text (nothing parsed): what replication sends.
+    pub async fn changes_raw(&self, since: u64, limit: usize) -> Result<Vec<doc::RawDoc>, Error> {
+        let mut keys = Vec::new();
+        if limit == 0 || since == u64::MAX {
+            return Ok(Vec::new());
+        }
+        btree::scan(
+            &self.reader(),
+            self.meta.etags,
+            &(since + 1).to_be_bytes(),
+            |_, idk| {
+                keys.push(idk);
+                keys.len() < limit
+            },
+        )
+        .await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            match btree::get(&self.reader(), self.meta.docs, &k).await? {
+                Some(rec) => out.push(doc::decode_raw_doc(&rec).map_err(|e| Error::Corrupt {
+                    page: 0,
+                    reason: format!("record of {:?}: {e}", String::from_utf8_lossy(&k)),
+                })?),
+                None => {
+                    return Err(Error::Corrupt {
+                        page: self.meta.etags,
+                        reason: "etag index points to a missing document".into(),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Reads the documents of `keys` (id keys taken from the index rooted at

@@ -174,6 +174,32 @@ pub struct Version {
     pub body: serde_json::Value,
 }
 
+/// A stored document with its bodies as JSON text (no JSON parsed): what
+/// replication reads and sends.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RawDoc {
+    /// The id, with its original case.
+    pub id: String,
+    /// The metadata of the winning version.
+    pub meta: DocumentMeta,
+    /// Every version, the winner first.
+    pub versions: Vec<RawVersion>,
+}
+
+/// Decodes a record into a [`RawDoc`] (framing checked, JSON not parsed).
+pub fn decode_raw_doc(buf: &[u8]) -> Result<RawDoc, RecordError> {
+    let (id, meta, body, sibs) = decode_raw(buf)?;
+    let mut versions = Vec::with_capacity(1 + sibs.len());
+    versions.push(RawVersion {
+        change_vector: meta.change_vector.clone(),
+        last_modified_ms: meta.last_modified_ms,
+        deleted: meta.flags.is_tombstone(),
+        body: body.to_vec(),
+    });
+    versions.extend(sibs);
+    Ok(RawDoc { id, meta, versions })
+}
+
 /// A version with its body as JSON text (the engine's internal form).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct RawVersion {

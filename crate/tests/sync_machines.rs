@@ -5,14 +5,14 @@
 
 use std::collections::HashMap;
 
-use outpost::doc::RawVersion;
+use outpost::doc::{RawDoc, RawVersion};
 use outpost::sync::frame::MAX_FRAME_BYTES;
 use outpost::sync::hub::WINDOW;
 use outpost::sync::{
     ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, Grant,
     HubAction, HubEvent, HubSession, Prefixes, SyncStatus, WireDoc,
 };
-use outpost::{ChangeVector, DbId, DocFlags, Document, DocumentMeta};
+use outpost::{ChangeVector, DbId, DocFlags, DocumentMeta};
 
 const HUB: DbId = DbId([9; 16]);
 const EDGE: DbId = DbId([1; 16]);
@@ -239,19 +239,22 @@ fn protocol_violations_end_the_session_with_a_typed_error() {
     assert!(closed_with(&a, "protocol"));
 }
 
-fn doc(id: &str, etag: u64, body_len: usize) -> Document {
-    Document {
+fn doc(id: &str, etag: u64, body_len: usize) -> RawDoc {
+    let cv = ChangeVector::new().with(HUB, etag);
+    RawDoc {
         id: id.into(),
-        body: serde_json::json!({ "t": "x".repeat(body_len) }),
         meta: DocumentMeta {
             collection: None,
-            change_vector: ChangeVector::new().with(HUB, etag),
+            change_vector: cv.clone(),
             etag,
             last_modified_ms: 0,
             flags: DocFlags::default(),
             source: None,
         },
-        conflicts: Vec::new(),
+        versions: vec![version(
+            cv,
+            &format!("{{\"t\":\"{}\"}}", "x".repeat(body_len)),
+        )],
     }
 }
 
@@ -264,7 +267,7 @@ fn the_hub_filters_reads_and_never_has_more_than_the_window_in_flight() {
     // Feed reads until the window is full: each read returns 500 docs, half
     // outside the read prefixes.
     for _ in 0..WINDOW + 2 {
-        let docs: Vec<Document> = (0..500)
+        let docs: Vec<RawDoc> = (0..500)
             .map(|i| {
                 etag += 1;
                 let id = if i % 2 == 0 {

@@ -63,7 +63,7 @@ pub async fn edge_storage<S: PageStore>(
 ) -> Option<EdgeEvent<'static>> {
     match action {
         EdgeAction::ReadLocal { after, max_docs } => {
-            Some(match db.changes(*after, *max_docs).await {
+            Some(match db.changes_raw(*after, *max_docs).await {
                 Ok(docs) => {
                     let complete = docs.len() < *max_docs;
                     EdgeEvent::LocalRead { docs, complete }
@@ -144,7 +144,7 @@ pub async fn hub_storage<S: PageStore>(
     match action {
         HubAction::ReadChanges { after, max_docs } => {
             let snap = db.snapshot();
-            Some(match snap.changes(*after, *max_docs).await {
+            Some(match snap.changes_raw(*after, *max_docs).await {
                 Ok(docs) => HubEvent::ChangesRead {
                     complete: docs.len() < *max_docs,
                     docs,

@@ -11,7 +11,7 @@ use std::collections::{HashSet, VecDeque};
 
 use crate::cv::DbId;
 use crate::db::RemoteDoc;
-use crate::doc::Document;
+use crate::doc::RawDoc;
 use crate::sync::frame::{Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION, WireDoc};
 use crate::sync::{BATCH_BYTES, BATCH_DOCS, wire_doc};
 
@@ -112,7 +112,7 @@ pub enum EdgeEvent<'a> {
     /// feed in etag order; `complete` when the feed had no more.
     LocalRead {
         /// The documents read.
-        docs: Vec<Document>,
+        docs: Vec<RawDoc>,
         /// Whether the feed ended within the read.
         complete: bool,
     },
@@ -549,7 +549,7 @@ impl EdgeSession {
 
     fn on_local_read(
         &mut self,
-        docs: Vec<Document>,
+        docs: Vec<RawDoc>,
         complete: bool,
         now: i64,
         out: &mut Vec<EdgeAction>,

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::cv::DbId;
 use crate::db::RemoteDoc;
-use crate::doc::{self, Document, MAX_BODY_BYTES, MAX_VERSIONS};
+use crate::doc::{self, MAX_BODY_BYTES, MAX_VERSIONS, RawDoc};
 use crate::sync::frame::{Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION, WireDoc};
 use crate::sync::{BATCH_BYTES, BATCH_DOCS, ConflictPolicy, Prefixes, check_canonical, wire_doc};
 
@@ -74,7 +74,7 @@ pub enum HubEvent<'a> {
     /// Result of [`HubAction::ReadChanges`].
     ChangesRead {
         /// Documents of the hub's changes feed in etag order.
-        docs: Vec<Document>,
+        docs: Vec<RawDoc>,
         /// Whether the feed ended within the read.
         complete: bool,
         /// The hub's last etag when read (the cursor moves to it when
@@ -626,7 +626,7 @@ impl HubSession {
 
     fn on_changes(
         &mut self,
-        docs: Vec<Document>,
+        docs: Vec<RawDoc>,
         complete: bool,
         last_etag: u64,
         now: i64,

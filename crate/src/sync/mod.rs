@@ -18,7 +18,7 @@ pub use frame::{Frame, FrameError, WireDoc};
 pub use hub::{Grant, HubAction, HubEvent, HubMetric, HubSession};
 pub use rules::{ConflictPolicy, Prefixes, check_canonical};
 
-use crate::doc::{Document, RawVersion};
+use crate::doc::RawDoc;
 
 /// Most documents per replication batch.
 pub const BATCH_DOCS: usize = 500;
@@ -52,33 +52,10 @@ pub fn push_checkpoint_key(identity: &str, edge_db: &crate::cv::DbId) -> Vec<u8>
 }
 
 /// A stored document in its wire form (winner first, then its conflicts).
-pub fn wire_doc(d: &Document) -> WireDoc {
-    let body = |deleted: bool, v: &serde_json::Value| {
-        if deleted {
-            Vec::new()
-        } else {
-            serde_json::to_vec(v).unwrap_or_default()
-        }
-    };
-    let deleted = d.meta.flags.is_tombstone();
-    let mut versions = Vec::with_capacity(1 + d.conflicts.len());
-    versions.push(RawVersion {
-        change_vector: d.meta.change_vector.clone(),
-        last_modified_ms: d.meta.last_modified_ms,
-        deleted,
-        body: body(deleted, &d.body),
-    });
-    for c in &d.conflicts {
-        versions.push(RawVersion {
-            change_vector: c.change_vector.clone(),
-            last_modified_ms: c.last_modified_ms,
-            deleted: c.deleted,
-            body: body(c.deleted, &c.body),
-        });
-    }
+pub fn wire_doc(d: &RawDoc) -> WireDoc {
     WireDoc {
         id: d.id.clone(),
         collection: d.meta.collection.clone(),
-        versions,
+        versions: d.versions.clone(),
     }
 }
