@@ -36,6 +36,7 @@ fn hello() -> Vec<u8> {
         identity: "laptop".into(),
         credential: "t".into(),
         pull_checkpoint: 0,
+        checkpoint_hub: DbId([0; 16]),
     }
     .encode()
 }
@@ -66,6 +67,7 @@ fn open_hub() -> HubSession {
             hub_last_etag: 100,
             push_checkpoint: 0,
             pending: 0,
+            pull_from: 0,
         },
         0,
     );
@@ -316,6 +318,7 @@ fn heartbeats_ping_when_idle_and_close_dead_connections() {
         EdgePersisted {
             db_id: EDGE,
             pull_checkpoint: 0,
+            checkpoint_hub: None,
             rejected: Default::default(),
         },
         0,
@@ -345,6 +348,7 @@ fn an_edge_records_a_rejection_and_does_not_retry_it() {
         EdgePersisted {
             db_id: EDGE,
             pull_checkpoint: 0,
+            checkpoint_hub: None,
             rejected: Default::default(),
         },
         0,

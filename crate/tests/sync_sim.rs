@@ -216,20 +216,27 @@ impl Sim {
                     credential,
                     edge_db_id,
                     pull_checkpoint,
+                    checkpoint_hub,
                     database,
                 } => {
                     let g = &self.edges[i].grant;
                     let ev =
                         if identity == &g.identity && credential == "token" && database == "main" {
-                            let info =
-                                block_on(edge_info(&self.hub, g, edge_db_id, *pull_checkpoint))
-                                    .unwrap();
+                            let info = block_on(edge_info(
+                                &self.hub,
+                                g,
+                                edge_db_id,
+                                *pull_checkpoint,
+                                checkpoint_hub,
+                            ))
+                            .unwrap();
                             HubEvent::Authorized {
                                 grant: g.clone(),
                                 hub_db_id: self.hub.db_id(),
                                 hub_last_etag: info.hub_last_etag,
                                 push_checkpoint: info.push_checkpoint,
                                 pending: info.pending,
+                                pull_from: info.pull_from,
                             }
                         } else {
                             HubEvent::Unauthorized

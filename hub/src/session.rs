@@ -169,13 +169,14 @@ impl Shell {
                     credential,
                     edge_db_id,
                     pull_checkpoint,
+                    checkpoint_hub,
                 } => Some(
                     self.authenticate(
                         &database,
                         &identity,
                         &credential,
                         edge_db_id,
-                        pull_checkpoint,
+                        (pull_checkpoint, checkpoint_hub),
                     )
                     .await,
                 ),
@@ -229,7 +230,7 @@ impl Shell {
         identity: &str,
         credential: &str,
         edge_db_id: outpost::DbId,
-        pull_checkpoint: u64,
+        (pull_checkpoint, checkpoint_hub): (u64, outpost::DbId),
     ) -> HubEvent<'static> {
         let config = self.hub.config();
         let ok = config
@@ -244,7 +245,15 @@ impl Shell {
             tracing::warn!(peer = %self.peer, %identity, %database, "authentication failed");
             return HubEvent::Unauthorized;
         };
-        let info = match edge_info(&db.db, &grant, &edge_db_id, pull_checkpoint).await {
+        let info = match edge_info(
+            &db.db,
+            &grant,
+            &edge_db_id,
+            pull_checkpoint,
+            &checkpoint_hub,
+        )
+        .await
+        {
             Ok(i) => i,
             Err(e) => {
                 tracing::error!(%database, error = %e, "cannot read the database for a session");
@@ -263,6 +272,7 @@ impl Shell {
             hub_last_etag: info.hub_last_etag,
             push_checkpoint: info.push_checkpoint,
             pending: info.pending,
+            pull_from: info.pull_from,
         };
         self.db = Some(db);
         ev

@@ -752,3 +752,41 @@ async fn garbage_frames_end_only_that_session() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_resyncs_from_zero_when_the_hub_database_is_replaced() {
+    let tmp = TempDir::new("replaced");
+    let port = free_port();
+    let mut hub = HubProc::new(
+        tmp.join("hub"),
+        port,
+        &edge_toml("lap", "l", &["notes/"], &["notes/"]),
+    );
+    let docs = |tag: &str, n: usize| -> String {
+        (0..n)
+            .map(|i| format!("{{\"@metadata\":{{\"@id\":\"notes/{tag}{i:04}\"}},\"v\":{i}}}\n"))
+            .collect()
+    };
+    hub.kill();
+    hub.import(&docs("old", 300));
+    hub.start();
+    let e = open_edge_db(&tmp.join("lap")).await;
+    let c = client(&e, &hub.url(), "lap", "l");
+    wait_until("the first hub's documents arrive", || async {
+        e.count().await.unwrap() == 300
+    })
+    .await;
+    c.stop().await;
+    // The hub's database is replaced by a smaller one (new database id, fewer
+    // etags than the edge's checkpoint).
+    hub.kill();
+    std::fs::remove_dir_all(hub.dir.join("data")).unwrap();
+    hub.import(&docs("new", 50));
+    hub.start();
+    let c = client(&e, &hub.url(), "lap", "l");
+    wait_until("the new hub's documents arrive", || async {
+        e.count().await.unwrap() == 350
+    })
+    .await;
+    c.stop().await;
+}

@@ -27,7 +27,12 @@ pub async fn load_edge_state<S: PageStore>(
     cfg: &EdgeConfig,
 ) -> Result<EdgePersisted, Error> {
     let snap = db.snapshot();
-    let pull_checkpoint = u64_of(snap.get_local(&pull_checkpoint_key(&cfg.source)).await?);
+    let rec = snap.get_local(&pull_checkpoint_key(&cfg.source)).await?;
+    let checkpoint_hub = rec.as_ref().and_then(|b| {
+        let id: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+        Some(DbId(id))
+    });
+    let pull_checkpoint = u64_of(rec);
     let mut rejected = std::collections::HashSet::new();
     for r in rejections(db, cfg).await? {
         rejected.insert((r.id.to_lowercase(), r.change_vector));
@@ -35,6 +40,7 @@ pub async fn load_edge_state<S: PageStore>(
     Ok(EdgePersisted {
         db_id: db.db_id(),
         pull_checkpoint,
+        checkpoint_hub,
         rejected,
     })
 }
@@ -104,8 +110,11 @@ pub async fn edge_storage<S: PageStore>(
 pub struct EdgeInfo {
     /// Edge etag up to which the hub holds its changes.
     pub push_checkpoint: u64,
-    /// Documents inside the grant's read prefixes after the pull checkpoint.
+    /// Documents inside the grant's read prefixes after `pull_from`.
     pub pending: u64,
+    /// Where sending starts (the pull checkpoint, or 0 if it refers to
+    /// another hub database or to etags this hub never issued).
+    pub pull_from: u64,
     /// The hub's last etag.
     pub hub_last_etag: u64,
 }
@@ -116,8 +125,14 @@ pub async fn edge_info<S: PageStore>(
     grant: &Grant,
     edge_db: &DbId,
     pull_checkpoint: u64,
+    checkpoint_hub: &DbId,
 ) -> Result<EdgeInfo, Error> {
     let snap = db.snapshot();
+    let pull_checkpoint = if *checkpoint_hub == db.db_id() && pull_checkpoint <= snap.last_etag() {
+        pull_checkpoint
+    } else {
+        0
+    };
     let push_checkpoint = u64_of(
         snap.get_local(&push_checkpoint_key(&grant.identity, edge_db))
             .await?,
@@ -128,6 +143,7 @@ pub async fn edge_info<S: PageStore>(
     Ok(EdgeInfo {
         push_checkpoint,
         pending,
+        pull_from: pull_checkpoint,
         hub_last_etag: snap.last_etag(),
     })
 }

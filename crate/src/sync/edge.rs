@@ -54,6 +54,8 @@ pub struct EdgePersisted {
     pub db_id: DbId,
     /// Hub etag up to which the edge holds the hub's changes.
     pub pull_checkpoint: u64,
+    /// The hub database the pull checkpoint refers to.
+    pub checkpoint_hub: Option<DbId>,
     /// Versions the hub rejected: (lowercase id, change vector text).
     pub rejected: HashSet<(String, String)>,
 }
@@ -149,6 +151,13 @@ pub enum EdgeAction {
     },
     /// Persist a rejection (the driver stores it in a local record).
     RecordRejection(Rejection),
+    /// The hub's database is not the one the pull checkpoint refers to (a
+    /// first sync, or the hub's database was replaced): persist its id and a
+    /// pull checkpoint of 0, in one commit.
+    HubChanged {
+        /// The hub database's id.
+        hub_db_id: DbId,
+    },
     /// The session's status changed.
     Status(SyncStatus),
     /// The push checkpoint advanced (informational: the hub holds the
@@ -283,6 +292,7 @@ impl EdgeSession {
                             identity: self.cfg.identity.clone(),
                             credential: self.cfg.credential.clone(),
                             pull_checkpoint: self.st.pull_checkpoint,
+                            checkpoint_hub: self.st.checkpoint_hub.unwrap_or(DbId([0; 16])),
                         },
                     );
                 }
@@ -426,6 +436,12 @@ impl EdgeSession {
                 }
                 self.phase = Phase::Open;
                 self.hub_db_id = Some(hub_db_id);
+                if self.st.checkpoint_hub != Some(hub_db_id) {
+                    // The hub started us from 0 (docs/protocol.md §4).
+                    self.st.checkpoint_hub = Some(hub_db_id);
+                    self.st.pull_checkpoint = 0;
+                    out.push(EdgeAction::HubChanged { hub_db_id });
+                }
                 self.max_frame = (max_frame_bytes as usize).clamp(64 * 1024, MAX_FRAME_BYTES);
                 if heartbeat_ms > 0 {
                     self.cfg.heartbeat_ms = self.cfg.heartbeat_ms.min(i64::from(heartbeat_ms));

@@ -70,6 +70,9 @@ pub enum Frame {
         credential: String,
         /// Hub etag up to which the edge holds the hub's changes.
         pull_checkpoint: u64,
+        /// The hub database that checkpoint refers to (all zeros: none). A
+        /// hub whose database has another id starts the edge from 0.
+        checkpoint_hub: DbId,
     },
     /// Hub → edge: the session is open.
     Welcome {
@@ -205,6 +208,7 @@ impl Frame {
                 identity,
                 credential,
                 pull_checkpoint,
+                checkpoint_hub,
             } => {
                 w.push(1);
                 w.extend_from_slice(&MAGIC);
@@ -215,6 +219,7 @@ impl Frame {
                 put_str(&mut w, identity);
                 put_str(&mut w, credential);
                 w.extend_from_slice(&pull_checkpoint.to_le_bytes());
+                w.extend_from_slice(checkpoint_hub.as_bytes());
             }
             Frame::Welcome {
                 version,
@@ -320,6 +325,7 @@ impl Frame {
                     identity: r.str("identity")?,
                     credential: r.str("credential")?,
                     pull_checkpoint: r.u64("pull checkpoint")?,
+                    checkpoint_hub: DbId(r.arr("checkpoint hub")?),
                 }
             }
             2 => Frame::Welcome {
@@ -540,6 +546,7 @@ mod tests {
                 identity: "laptop-7".into(),
                 credential: "s3cret".into(),
                 pull_checkpoint: 42,
+                checkpoint_hub: DbId([3; 16]),
             },
             Frame::Welcome {
                 version: 1,

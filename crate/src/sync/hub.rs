@@ -66,8 +66,11 @@ pub enum HubEvent<'a> {
         hub_last_etag: u64,
         /// Edge etag up to which the hub holds this edge database's changes.
         push_checkpoint: u64,
-        /// Documents inside the read prefixes after the pull checkpoint.
+        /// Documents inside the read prefixes after `pull_from`.
         pending: u64,
+        /// Where sending starts: the edge's pull checkpoint, or 0 when it
+        /// refers to another hub database or to etags this hub never issued.
+        pull_from: u64,
     },
     /// Result of [`HubAction::Authenticate`]: refused.
     Unauthorized,
@@ -135,6 +138,8 @@ pub enum HubAction {
         edge_db_id: DbId,
         /// Its pull checkpoint.
         pull_checkpoint: u64,
+        /// The hub database that checkpoint refers to.
+        checkpoint_hub: DbId,
     },
     /// Read at most `max_docs` of the changes feed after `after`; feed back
     /// `ChangesRead`.
@@ -281,8 +286,11 @@ impl HubSession {
                 hub_last_etag,
                 push_checkpoint,
                 pending,
+                pull_from,
             } if self.phase == Phase::Authenticating => {
                 self.phase = Phase::Open;
+                self.cursor = pull_from;
+                self.sent_upto = pull_from;
                 self.grant = Some(grant);
                 self.hub_db_id = hub_db_id;
                 self.hub_last_etag = hub_last_etag;
@@ -415,6 +423,7 @@ impl HubSession {
                     identity,
                     credential,
                     pull_checkpoint,
+                    checkpoint_hub,
                 },
             ) => {
                 if !(min_version..=max_version).contains(&PROTOCOL_VERSION) {
@@ -440,6 +449,7 @@ impl HubSession {
                     credential,
                     edge_db_id: db_id,
                     pull_checkpoint,
+                    checkpoint_hub,
                 });
             }
             (_, Frame::Ping { nonce }) => self.send(out, now, Frame::Pong { nonce }),
