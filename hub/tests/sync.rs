@@ -777,6 +777,29 @@ async fn an_edge_resyncs_from_zero_when_the_hub_database_is_replaced() {
     })
     .await;
     c.stop().await;
+    // A reconnect to the same hub resumes from the checkpoint: nothing is
+    // sent again, in either direction (the edge's copies of the hub's
+    // documents were skipped once and the hub's push checkpoint moved past).
+    let c = client(&e, &hub.url(), "lap", "l");
+    wait_live(&c).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c2 = client(&e, &hub.url(), "lap", "l");
+    c.stop().await;
+    wait_live(&c2).await;
+    c2.stop().await;
+    let log = hub.log.lock().unwrap().clone();
+    let sessions: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("edge authenticated"))
+        .collect();
+    assert_eq!(sessions.len(), 3, "{log}");
+    assert!(sessions[1].contains("pending=0"), "{}", sessions[1]);
+    assert!(sessions[2].contains("pending=0"), "{}", sessions[2]);
+    assert!(
+        !sessions[2].contains("pull_checkpoint=0 ") && !sessions[2].ends_with("pull_checkpoint=0"),
+        "{}",
+        sessions[2]
+    );
     // The hub's database is replaced by a smaller one (new database id, fewer
     // etags than the edge's checkpoint).
     hub.kill();

@@ -77,15 +77,30 @@ pub async fn edge_storage<S: PageStore>(
                 Err(e) => EdgeEvent::ApplyFailed(e.to_string()),
             })
         }
+        EdgeAction::HubChanged { hub_db_id } => {
+            let mut v = 0u64.to_le_bytes().to_vec();
+            v.extend_from_slice(hub_db_id.as_bytes());
+            let mut b = Batch::new();
+            b.set_local(pull_checkpoint_key(&cfg.source), Some(v));
+            match db.commit(b).await {
+                Ok(_) => None,
+                Err(e) => Some(EdgeEvent::ApplyFailed(e.to_string())),
+            }
+        }
         EdgeAction::ApplyRemote { docs, upto } => {
             let mut b = Batch::new();
             for d in docs {
                 b.apply_remote(d.clone(), ConflictPolicy::Manual);
             }
-            b.set_local(
-                pull_checkpoint_key(&cfg.source),
-                Some(upto.to_le_bytes().to_vec()),
-            );
+            // The record is `u64 checkpoint | 16-byte hub db id`; the id was
+            // written by `HubChanged` and is kept.
+            let hub = match db.get_local(&pull_checkpoint_key(&cfg.source)).await {
+                Ok(r) => r.and_then(|r| r.get(8..24).map(<[u8]>::to_vec)),
+                Err(e) => return Some(EdgeEvent::ApplyFailed(e.to_string())),
+            };
+            let mut v = upto.to_le_bytes().to_vec();
+            v.extend_from_slice(&hub.unwrap_or_default());
+            b.set_local(pull_checkpoint_key(&cfg.source), Some(v));
             Some(match db.commit(b).await {
                 Ok(_) => EdgeEvent::Applied,
                 Err(e) => EdgeEvent::ApplyFailed(e.to_string()),
@@ -210,5 +225,43 @@ pub async fn hub_storage<S: PageStore>(
             })
         }
         _ => None,
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::db::OpenOptions;
+    use crate::store::MemoryStore;
+    use futures::executor::block_on;
+
+    #[test]
+    fn the_pull_checkpoint_keeps_its_hub_id() {
+        block_on(async {
+            let db = Database::open(MemoryStore::new(), OpenOptions::default())
+                .await
+                .unwrap();
+            let cfg = EdgeConfig::new("main", "e", "t");
+            let hub = DbId([5; 16]);
+            let st = load_edge_state(&db, &cfg).await.unwrap();
+            assert_eq!((st.pull_checkpoint, st.checkpoint_hub), (0, None));
+            assert!(
+                edge_storage(&db, &cfg, &EdgeAction::HubChanged { hub_db_id: hub })
+                    .await
+                    .is_none()
+            );
+            let ev = edge_storage(
+                &db,
+                &cfg,
+                &EdgeAction::ApplyRemote {
+                    docs: Vec::new(),
+                    upto: 42,
+                },
+            )
+            .await;
+            assert!(matches!(ev, Some(EdgeEvent::Applied)));
+            let st = load_edge_state(&db, &cfg).await.unwrap();
+            assert_eq!((st.pull_checkpoint, st.checkpoint_hub), (42, Some(hub)));
+        });
     }
 }

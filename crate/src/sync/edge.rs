@@ -597,7 +597,7 @@ impl EdgeSession {
             upto = upto.max(d.meta.etag);
             batch.push(w);
         }
-        if batch.is_empty() {
+        if batch.is_empty() && (!complete || self.again || upto == self.push_cursor) {
             self.push_cursor = upto;
             if !complete || self.again {
                 self.read_local(out);
@@ -606,6 +606,10 @@ impl EdgeSession {
             }
             return;
         }
+        // A batch (or, at the end of the feed, an empty `Push` that only moves
+        // the hub's push checkpoint past versions that need no sending, such
+        // as those received from the hub: later sessions then start after
+        // them instead of re-reading them).
         let _ = cut;
         self.push = Push::Sending;
         self.in_flight_upto = upto;
