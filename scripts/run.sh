@@ -1,62 +1,224 @@
 #!/usr/bin/env bash
-# The main command of Outpost: builds the `outpost` command-line tool (release)
-# and runs it.
+# The main command of Outpost: the hub serving the demo web app, where notes
+# written in one browser window show up in another.
 #
-#   ./scripts/run.sh                       # a short demo on ./outpost-data
-#   ./scripts/run.sh --help                # every command, with examples
-#   ./scripts/run.sh put notes/1 '{"text":"hello"}'
-#   ./scripts/run.sh scan --prefix patients/dr-7/
+#   ./scripts/run.sh                  # build, write the demo config if absent, serve
+#   ./scripts/run.sh --port 4100      # another port (default 4000)
+#   ./scripts/run.sh --help
+#   ./scripts/run.sh cli [ARGS...]    # the `outpost` command-line tool (no ARGS: its demo)
+#   ./scripts/run.sh hub [ARGS...]    # `outpost-hub` on the demo config (status, edge list, ...)
 #
-# Needs only a Rust toolchain (cargo); the first build fetches the crates.
+# Needs a Rust toolchain (rustup, cargo); the first run also installs the
+# wasm32 target and wasm-bindgen-cli (scripts/build-wasm.sh, a few minutes)
+# and fetches the crates. Later runs skip what is already built.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+DEMO_DIR="${OUTPOST_DEMO_DIR:-./outpost-hub-demo}"
+PORT=4000
+HOST=127.0.0.1
 
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "error: cargo not found; install Rust with rustup first (https://rustup.rs)" >&2
-    exit 1
+usage() {
+    cat <<EOF
+Usage: ./scripts/run.sh [--port N] [--host ADDR] [--dir DIR]
+       ./scripts/run.sh cli [ARGS...]
+       ./scripts/run.sh hub [ARGS...]
+
+With no command: runs the Outpost hub with the demo web app.
+  1. builds the WebAssembly package (scripts/build-wasm.sh; skipped when
+     pkg-js/dist is newer than the sources) and the hub (cargo build
+     --release -p outpost-hub);
+  2. copies the package's web build into demo-site/pkg/ (the page imports it);
+  3. writes the demo configuration DIR/outpost-hub.toml if it is absent
+     (outpost-hub init --demo: database "main", edges alice and bob with the
+     public demo tokens alice-demo-token and bob-demo-token, both reading and
+     writing notes/; conflict policy "manual" for the collection Notes);
+  4. serves it: open http://HOST:PORT/ in two windows, pick alice in one and
+     bob in the other; notes, edits and deletes flow between them; "work
+     offline" in both, edit the same note, go back online: the conflict shows
+     with a "keep this one" button. Ctrl-C stops the hub.
+
+Options:
+  --port N      listen on port N (default 4000)
+  --host ADDR   listen on ADDR (default 127.0.0.1; 0.0.0.0 for other machines)
+  --dir DIR     demo configuration and hub data (default ./outpost-hub-demo,
+                or \$OUTPOST_DEMO_DIR)
+  -h, --help    this help
+
+Commands:
+  cli [ARGS...]  builds and runs the \`outpost\` command-line tool (release) on
+                 ./outpost-data (or --db DIR / \$OUTPOST_DB); with no ARGS, a
+                 short demo: import scripts/sample.jsonl, get, scan, stats,
+                 check. \`./scripts/run.sh cli --help\` lists its commands.
+  hub [ARGS...]  runs \`outpost-hub --config DIR/outpost-hub.toml ARGS\`, e.g.
+                 \`./scripts/run.sh hub status\`, \`./scripts/run.sh hub edge list\`.
+EOF
+}
+
+need_cargo() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "error: cargo not found; install Rust with rustup first (https://rustup.rs)" >&2
+        exit 1
+    fi
+}
+
+build_hub() {
+    echo "==> Building the hub (cargo build --release -p outpost-hub)" >&2
+    cargo build --release -p outpost-hub --manifest-path "$ROOT/Cargo.toml" >&2
+}
+
+# ------------------------------------------------------------------ cli ---
+cli() {
+    need_cargo
+    echo "==> Building the outpost CLI (release)" >&2
+    cargo build --release -p outpost-cli --manifest-path "$ROOT/Cargo.toml" >&2
+    local bin="$TARGET/release/outpost"
+    if [ "$#" -gt 0 ]; then
+        exec "$bin" "$@"
+    fi
+    local db="${OUTPOST_DB:-./outpost-data}"
+    export OUTPOST_DB="$db"
+    echo
+    echo "==> Demo of the outpost CLI on the database directory $db"
+    echo
+    echo "\$ outpost import scripts/sample.jsonl"
+    "$bin" import "$ROOT/scripts/sample.jsonl"
+    echo
+    echo "\$ outpost put notes/welcome '{\"text\":\"Hello from Outpost\"}' --collection Notes"
+    "$bin" put notes/welcome '{"text":"Hello from Outpost"}' --collection Notes
+    echo
+    echo "\$ outpost get patients/dr-7/0003"
+    "$bin" get patients/dr-7/0003
+    echo
+    echo "\$ outpost scan --prefix patients/dr-7/ --limit 3"
+    "$bin" scan --prefix patients/dr-7/ --limit 3
+    echo
+    echo "\$ outpost stats"
+    "$bin" stats
+    echo
+    echo "\$ outpost check"
+    "$bin" check
+    cat <<EOF
+
+==> Done. The database is in $db. Try:
+
+  ./scripts/run.sh cli --help                          every command, with examples
+  ./scripts/run.sh cli scan --prefix invoices/         documents by id prefix (JSON lines)
+  ./scripts/run.sh cli changes --since 0               the changes feed, deletions included
+  ./scripts/run.sh cli export backup.jsonl             every document, as JSON lines
+
+or use the binary directly: $bin (set OUTPOST_DB or --db to choose the directory).
+EOF
+}
+
+# ----------------------------------------------------------- arguments ---
+case "${1:-}" in
+    cli)
+        shift
+        cli "$@"
+        ;;
+    hub)
+        shift
+        need_cargo
+        build_hub
+        exec "$TARGET/release/outpost-hub" --config "$DEMO_DIR/outpost-hub.toml" "$@"
+        ;;
+esac
+
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        --port)
+            PORT="${2:?--port needs a number}"
+            shift 2
+            ;;
+        --host)
+            HOST="${2:?--host needs an address}"
+            shift 2
+            ;;
+        --dir)
+            DEMO_DIR="${2:?--dir needs a directory}"
+            shift 2
+            ;;
+        *)
+            echo "error: unknown argument $1 (see ./scripts/run.sh --help; the CLI is ./scripts/run.sh cli $*)" >&2
+            exit 2
+            ;;
+    esac
+done
+case "$PORT" in
+    '' | *[!0-9]*)
+        echo "error: --port needs a number, not $PORT" >&2
+        exit 2
+        ;;
+esac
+
+need_cargo
+
+# ------------------------------------------------------ wasm package ---
+WEB_WASM="$ROOT/pkg-js/dist/web/outpost_wasm_bg.wasm"
+stale=1
+if [ -f "$WEB_WASM" ] && [ -f "$ROOT/pkg-js/dist/nodejs/outpost_wasm_bg.wasm" ]; then
+    newer=$(find "$ROOT/crate/src" "$ROOT/wasm/src" "$ROOT/crate/Cargo.toml" "$ROOT/wasm/Cargo.toml" \
+        "$ROOT/Cargo.lock" "$ROOT/wasm-pack.toml" -newer "$WEB_WASM" -print -quit 2>/dev/null || true)
+    [ -z "$newer" ] && stale=0
+fi
+if [ "$stale" = 1 ]; then
+    echo "==> Building the WebAssembly package (scripts/build-wasm.sh)" >&2
+    bash "$ROOT/scripts/build-wasm.sh" >&2
+else
+    echo "==> WebAssembly package: up to date (pkg-js/dist)" >&2
 fi
 
-echo "==> Building the outpost CLI (release)" >&2
-cargo build --release -p outpost-cli --manifest-path "$ROOT/Cargo.toml" >&2
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/outpost"
+build_hub
+HUB="$TARGET/release/outpost-hub"
 
-if [ "$#" -gt 0 ]; then
-    exec "$BIN" "$@"
+# ---------------------------------------------------------- demo site ---
+# The page imports ./pkg/src/web.js, which imports ../dist/web/outpost_wasm.js.
+SITE="$ROOT/demo-site"
+rm -rf "$SITE/pkg"
+mkdir -p "$SITE/pkg/src" "$SITE/pkg/dist"
+cp "$ROOT/pkg-js/src/core.js" "$ROOT/pkg-js/src/web.js" "$SITE/pkg/src/"
+cp -R "$ROOT/pkg-js/dist/web" "$SITE/pkg/dist/web"
+
+# -------------------------------------------------------- demo config ---
+mkdir -p "$DEMO_DIR"
+DEMO_DIR="$(cd "$DEMO_DIR" && pwd)"
+CONFIG="$DEMO_DIR/outpost-hub.toml"
+if [ ! -f "$CONFIG" ]; then
+    echo "==> Writing the demo configuration $CONFIG" >&2
+    "$HUB" --config "$CONFIG" init --demo >&2
+    # The site is this repository's demo-site/; notes keep conflicting
+    # versions for the page to show (other collections: latest wins).
+    tmp="$CONFIG.tmp"
+    awk -v site="$SITE" '
+        /^demo_site[[:space:]]*=/ { gsub(/\\/, "\\\\", site); gsub(/"/, "\\\"", site); print "demo_site = \"" site "\""; next }
+        { print }
+        /^\[database\.conflicts\]/ { print "Notes = \"manual\"" }
+    ' "$CONFIG" >"$tmp"
+    mv "$tmp" "$CONFIG"
+else
+    echo "==> Using the demo configuration $CONFIG" >&2
 fi
 
-# No arguments: a short demo.
-DB="${OUTPOST_DB:-./outpost-data}"
-export OUTPOST_DB="$DB"
-echo
-echo "==> Demo on the database directory $DB"
-echo
-echo "\$ outpost import scripts/sample.jsonl"
-"$BIN" import "$ROOT/scripts/sample.jsonl"
-echo
-echo "\$ outpost put notes/welcome '{\"text\":\"Hello from Outpost\"}' --collection Notes"
-"$BIN" put notes/welcome '{"text":"Hello from Outpost"}' --collection Notes
-echo
-echo "\$ outpost get patients/dr-7/0003"
-"$BIN" get patients/dr-7/0003
-echo
-echo "\$ outpost scan --prefix patients/dr-7/ --limit 3"
-"$BIN" scan --prefix patients/dr-7/ --limit 3
-echo
-echo "\$ outpost stats"
-"$BIN" stats
-echo
-echo "\$ outpost check"
-"$BIN" check
+URL_HOST="$HOST"
+[ "$HOST" = "0.0.0.0" ] && URL_HOST=127.0.0.1
 cat <<EOF
 
-==> Done. The database is in $DB. Try:
+==> Outpost demo: open http://$URL_HOST:$PORT/ in two browser windows
 
-  ./scripts/run.sh --help                          every command, with examples
-  ./scripts/run.sh scan --prefix invoices/         documents by id prefix (JSON lines)
-  ./scripts/run.sh changes --since 0               the changes feed, deletions included
-  ./scripts/run.sh delete notes/welcome
-  ./scripts/run.sh export backup.jsonl             every document, as JSON lines
+    window 1: pick "alice"  (token alice-demo-token)
+    window 2: pick "bob"    (token bob-demo-token)
+    or open http://$URL_HOST:$PORT/?as=alice and http://$URL_HOST:$PORT/?as=bob
 
-or use the binary directly: $BIN (set OUTPOST_DB or --db to choose the directory).
+    Both may read and write notes/ in database "main"; a write elsewhere is
+    refused by the hub and listed on the page. Config: $CONFIG
+    Hub status: http://$URL_HOST:$PORT/status   metrics: http://$URL_HOST:$PORT/metrics
+    Ctrl-C stops the hub. The CLI: ./scripts/run.sh cli --help
+
 EOF
+exec "$HUB" --config "$CONFIG" serve --listen "$HOST:$PORT"

@@ -5,15 +5,17 @@
 // API exists, every operation of a handle runs under the lock
 // "outpost:<name>" after `refresh()` picks up what other tabs committed, and a
 // BroadcastChannel of the same name tells the other tabs about each commit.
-// The rest is passed straight to the wasm `Outpost` class, whose generated
-// .d.ts documents it.
+// `db.sync()` runs the wasm replication client (`EdgeSync`, wasm/src/sync.rs)
+// with its storage steps under the same lock, in one tab per database at a
+// time (the others follow its status). The rest is passed straight to the
+// wasm `Outpost` class, whose generated .d.ts documents it.
 
 /**
  * The error every Outpost operation rejects with. Branch on `code`, which is
  * stable: "invalid_id", "invalid_json", "invalid_collection", "too_large",
  * "invalid_argument", "invalid_change_vector", "concurrency_conflict",
  * "corrupt", "closed", "poisoned", "quota_exceeded", "invalid_options",
- * "transaction_finished", "other", ...
+ * "transaction_finished", "already_syncing", "unsupported", "other", ...
  */
 export class OutpostError extends Error {
   /**
@@ -133,6 +135,61 @@ function maxEtag(results) {
   return max;
 }
 
+/** Calls a listener with one value; a throw or a rejection is reported, never propagated. */
+function notify(listener, value, what) {
+  try {
+    const r = listener(value);
+    if (r && typeof r.then === "function") {
+      r.then(undefined, (e) => console.error(`Outpost: a ${what} listener failed:`, e));
+    }
+  } catch (e) {
+    console.error(`Outpost: a ${what} listener threw:`, e);
+  }
+}
+
+const SYNC_OPTIONS = new Set(["url", "identity", "credential", "database", "onStatus", "onRejection"]);
+const SYNC_EVENTS = new Set(["status", "rejection"]);
+
+/** Checks the options of `db.sync` and makes `url` absolute (`ws:`/`wss:`; `http(s):` and relative URLs are mapped). */
+function syncOptions(options) {
+  if (options == null || typeof options !== "object") {
+    throw new OutpostError("sync expects { url, identity, credential, database?, onStatus? }", "invalid_options");
+  }
+  for (const key of Object.keys(options)) {
+    if (!SYNC_OPTIONS.has(key)) throw new OutpostError(`sync: unknown option ${JSON.stringify(key)}`, "invalid_options");
+  }
+  for (const key of ["url", "identity", "credential"]) {
+    if (typeof options[key] !== "string" || options[key] === "") {
+      throw new OutpostError(`sync: option ${key} is required (a non-empty string)`, "invalid_options");
+    }
+  }
+  if (options.database !== undefined && (typeof options.database !== "string" || options.database === "")) {
+    throw new OutpostError("sync: option database must be a non-empty string", "invalid_options");
+  }
+  for (const key of ["onStatus", "onRejection"]) {
+    if (options[key] !== undefined && typeof options[key] !== "function") {
+      throw new OutpostError(`sync: option ${key} must be a function`, "invalid_options");
+    }
+  }
+  let url;
+  try {
+    url = new URL(options.url, globalThis.location?.href);
+  } catch {
+    throw new OutpostError(`sync: invalid url ${JSON.stringify(options.url)}`, "invalid_options");
+  }
+  if (url.protocol === "http:") url.protocol = "ws:";
+  else if (url.protocol === "https:") url.protocol = "wss:";
+  if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+    throw new OutpostError(`sync: url must be ws://, wss://, http:// or https:// (got ${url.protocol})`, "invalid_options");
+  }
+  return {
+    url: url.href,
+    identity: options.identity,
+    credential: options.credential,
+    database: options.database ?? "main",
+  };
+}
+
 /**
  * Builds the public API over a wasm-bindgen module.
  * @param {object} wasm the generated bindings (web or nodejs target)
@@ -149,6 +206,168 @@ export function makeApi(wasm, ready) {
   };
   const internal = Symbol("outpost internal");
 
+  /**
+   * Replication of a database with a hub (`db.sync(options)`). One tab per
+   * database replicates at a time (Web Lock "outpost-sync:<name>"); the
+   * others follow: their `status` mirrors the replicating tab's, and what it
+   * receives reaches their subscribers. When it stops or closes, another
+   * takes over.
+   */
+  class Sync {
+    #host;
+    #options;
+    /** The wasm client while this tab replicates, else undefined. */
+    #edge;
+    #status = { state: "connecting" };
+    #listeners = { status: new Set(), rejection: new Set() };
+    #stopped = false;
+    #stopping;
+    /** Releases the replication lock (resolves its callback's promise). */
+    #release;
+    #onOnline = () => this.#edge?.reconnectNow();
+    #onOffline = () => this.#edge?.disconnect();
+
+    /** Use `db.sync(options)`. */
+    constructor(token, host, options) {
+      if (token !== internal) throw new OutpostError("use db.sync(options)", "invalid_argument");
+      this.#host = host;
+      this.#options = options;
+      if (host.locks) {
+        host.locks
+          .request(`outpost-sync:${host.name}`, { mode: "exclusive" }, () => {
+            if (this.#stopped) return undefined;
+            const held = new Promise((resolve) => {
+              this.#release = resolve;
+            });
+            this.#lead();
+            return held;
+          })
+          .catch((e) => this.#fail(e));
+        // Until this tab gets the lock: the status of the tab that has it.
+        host.post({ syncQuery: true });
+      } else {
+        this.#lead();
+      }
+    }
+
+    /** This tab replicates: starts the wasm client. */
+    #lead() {
+      try {
+        this.#edge = new wasm.EdgeSync(this.#host.raw, this.#options, {
+          exclusive: (fn) => this.#host.exclusive(fn),
+          event: (type, value) => this.#event(type, value),
+        });
+      } catch (e) {
+        this.#fail(e);
+        return;
+      }
+      if (typeof globalThis.addEventListener === "function") {
+        globalThis.addEventListener("online", this.#onOnline);
+        globalThis.addEventListener("offline", this.#onOffline);
+      }
+    }
+
+    #fail(e) {
+      if (this.#stopped) return;
+      this.#setStatus({ state: "error", code: e?.code ?? "other", message: String(e?.message ?? e) });
+    }
+
+    /** From the wasm client: "status" or "rejection". */
+    #event(type, value) {
+      if (type === "status") {
+        this.#setStatus(value);
+        this.#host.post({ syncStatus: value });
+      } else if (type === "rejection") {
+        for (const l of [...this.#listeners.rejection]) notify(l, value, "rejection");
+      }
+    }
+
+    #setStatus(status) {
+      const prev = this.#status;
+      if (prev.state === status.state && JSON.stringify(prev) === JSON.stringify(status)) return;
+      this.#status = status;
+      for (const l of [...this.#listeners.status]) notify(l, status, "status");
+    }
+
+    /** @internal A message of another tab on the database's channel. */
+    static message(sync, data) {
+      if (!sync || sync.#stopped) return;
+      if (sync.#edge) {
+        if (data?.syncQuery) sync.#host.post({ syncStatus: sync.#status });
+        else if (data && data.etag > 0 && !data.remote) sync.#edge.localChanged();
+      } else if (data?.syncStatus) {
+        sync.#setStatus(data.syncStatus);
+      }
+    }
+
+    /** @internal This handle committed a local write. */
+    static localChanged(sync) {
+      if (sync && !sync.#stopped) sync.#edge?.localChanged();
+    }
+
+    /**
+     * Where replication stands: `{ state: "connecting" }`, `{ state:
+     * "initial", received, total }` (the hub's backlog), `{ state: "live" }`,
+     * `{ state: "offline" }` (retrying) or `{ state: "error", code, message }`
+     * (not retrying: e.g. code "unauthorized").
+     */
+    get status() {
+      return this.#status;
+    }
+
+    /** Whether `stop()` was called. */
+    get stopped() {
+      return this.#stopped;
+    }
+
+    /**
+     * Listens to `"status"` (the new status) or `"rejection"` (a change the
+     * hub refused: `{ id, changeVector, code, rule, message }`). Returns a
+     * function that removes the listener.
+     */
+    on(event, listener) {
+      if (!SYNC_EVENTS.has(event)) {
+        throw new OutpostError(`sync.on: unknown event ${JSON.stringify(event)} (expected "status" or "rejection")`, "invalid_argument");
+      }
+      if (typeof listener !== "function") throw new OutpostError("sync.on expects a listener function", "invalid_argument");
+      this.#listeners[event].add(listener);
+      return () => this.#listeners[event].delete(listener);
+    }
+
+    /** The changes the hub refused, as recorded in the database (all tabs, all sessions). */
+    rejections() {
+      return this.#host.rejections();
+    }
+
+    /**
+     * Stops replicating: closes the connection, no more retries; another tab
+     * replicating the same database may take over. Resolves once no step of
+     * the replication is running. Stopping twice is harmless.
+     */
+    stop() {
+      if (this.#stopping) return this.#stopping;
+      this.#stopped = true;
+      if (typeof globalThis.removeEventListener === "function") {
+        globalThis.removeEventListener("online", this.#onOnline);
+        globalThis.removeEventListener("offline", this.#onOffline);
+      }
+      const edge = this.#edge;
+      this.#edge = undefined;
+      this.#stopping = (async () => {
+        try {
+          if (edge) await edge.stop();
+        } finally {
+          edge?.free?.();
+          this.#release?.();
+          this.#setStatus({ state: "offline" });
+          this.#listeners.status.clear();
+          this.#listeners.rejection.clear();
+        }
+      })();
+      return this.#stopping;
+    }
+  }
+
   class Outpost {
     #db;
     /** Web Locks of this scope when the database is shared with other tabs (IndexedDB), else undefined. */
@@ -163,6 +382,8 @@ export function makeApi(wasm, ready) {
     #pumping = false;
     #again = false;
     #closed = false;
+    /** The replication started by `sync()`, until stopped. */
+    #sync;
 
     /** Use `Outpost.open`. */
     constructor(raw, shared) {
@@ -174,7 +395,10 @@ export function makeApi(wasm, ready) {
       this.#lockName = shared.lockName;
       if (shared.locks && typeof globalThis.BroadcastChannel === "function") {
         this.#channel = new BroadcastChannel(shared.lockName);
-        this.#channel.onmessage = () => this.#schedule();
+        this.#channel.onmessage = (e) => {
+          if (e.data?.etag > 0) this.#schedule();
+          Sync.message(this.#sync, e.data);
+        };
       }
     }
 
@@ -222,17 +446,27 @@ export function makeApi(wasm, ready) {
       });
     }
 
-    /** After a local write: tell the other tabs and feed this handle's subscribers. */
-    #written(etag) {
+    /**
+     * After a commit: tell the other tabs and feed this handle's subscribers;
+     * a local write (not `remote`, i.e. not received by replication) also
+     * wakes the replication so it pushes the change.
+     */
+    #written(etag, remote = false) {
       if (!(etag > 0)) return;
+      this.#post({ etag, remote });
+      if (!remote) Sync.localChanged(this.#sync);
+      this.#schedule();
+    }
+
+    /** Posts a message to the other tabs' handles on this database. */
+    #post(message) {
       if (this.#channel && !this.#closed) {
         try {
-          this.#channel.postMessage({ etag });
+          this.#channel.postMessage(message);
         } catch {
           // The channel was closed meanwhile: nobody to tell.
         }
       }
-      this.#schedule();
     }
 
     /** Feeds the subscribers what changed since `#seen`, one pass at a time. */
@@ -359,6 +593,62 @@ export function makeApi(wasm, ready) {
       return this.#run((db) => db.collections());
     }
 
+    /** Conflicted documents with all their versions (see index.d.ts). */
+    conflicts(options) {
+      return this.#run((db) => db.conflicts(options));
+    }
+
+    /** Ends a conflict by writing the version to keep (`null`: delete). */
+    async resolve(id, body, options) {
+      const r = await this.#run((db) => db.resolve(id, body, options));
+      this.#written(r?.etag);
+      return r;
+    }
+
+    /** The changes the hub refused during replication, as recorded here. */
+    rejections() {
+      return this.#run((db) => db.rejections());
+    }
+
+    /**
+     * Starts replicating with a hub; returns the `Sync` controller. Throws
+     * `OutpostError` "invalid_options", "already_syncing" (call `stop()` on
+     * the running one first), "unsupported" (no WebSocket here), "closed".
+     */
+    sync(options) {
+      if (this.#closed) throw new OutpostError("the database is closed", "closed");
+      if (this.#sync && !this.#sync.stopped) {
+        throw new OutpostError("this database is already syncing: stop() that sync first", "already_syncing");
+      }
+      const opts = syncOptions(options);
+      if (typeof globalThis.WebSocket !== "function") {
+        throw new OutpostError("sync needs a WebSocket implementation (browsers, web workers, Node 22+)", "unsupported");
+      }
+      const raw = this.#db;
+      const sync = new Sync(
+        internal,
+        {
+          raw,
+          name: this.name,
+          locks: this.#locks,
+          // A storage step of the replication: under the lock after a
+          // refresh, like every operation; `fn` resolves to the new last
+          // etag when it committed documents.
+          exclusive: (fn) =>
+            this.#run(() => fn()).then((etag) => {
+              if (etag > 0) this.#written(etag, true);
+            }),
+          post: (message) => this.#post(message),
+          rejections: () => this.rejections(),
+        },
+        opts,
+      );
+      if (options.onStatus) sync.on("status", options.onStatus);
+      if (options.onRejection) sync.on("rejection", options.onRejection);
+      this.#sync = sync;
+      return sync;
+    }
+
     /**
      * Counters of the database and its page cache, as this handle last saw
      * them (synchronous: it takes no lock; on a database shared with other
@@ -368,8 +658,13 @@ export function makeApi(wasm, ready) {
       return this.#db.stats();
     }
 
-    /** Waits for pending writes, closes the page store and the channel to other tabs. */
+    /** Stops replication, waits for pending writes, closes the page store and the channel to other tabs. */
     async close() {
+      if (this.#sync) {
+        const sync = this.#sync;
+        this.#sync = undefined;
+        await sync.stop().catch(() => {});
+      }
       this.#closed = true;
       this.#subs.clear();
       this.#seen = null;
@@ -383,5 +678,5 @@ export function makeApi(wasm, ready) {
     }
   }
 
-  return { Outpost, OutpostError, Transaction };
+  return { Outpost, OutpostError, Transaction, Sync };
 }

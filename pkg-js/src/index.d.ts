@@ -5,11 +5,14 @@
 import type {
   ChangesOptions,
   CollectionInfo,
+  ConflictedDocument,
+  ConflictsOptions,
   DeleteOptions,
   OpenOptions,
   OutpostDocument,
   PageStoreHost,
   PutOptions,
+  Rejection,
   ScanOptions,
   TransactionOp,
   WriteResult,
@@ -18,12 +21,16 @@ import type {
 export type {
   ChangesOptions,
   CollectionInfo,
+  ConflictedDocument,
+  ConflictsOptions,
+  ConflictVersion,
   DeleteOptions,
   DocumentMetadata,
   OpenOptions,
   OutpostDocument,
   PageStoreHost,
   PutOptions,
+  Rejection,
   ScanOptions,
   TransactionOp,
   WriteResult,
@@ -34,7 +41,8 @@ export type {
  * stable: `"invalid_id"`, `"invalid_json"`, `"invalid_collection"`,
  * `"too_large"`, `"invalid_argument"`, `"invalid_change_vector"`,
  * `"concurrency_conflict"`, `"corrupt"`, `"closed"`, `"poisoned"`,
- * `"quota_exceeded"`, `"invalid_options"`, `"transaction_finished"`, `"other"`.
+ * `"quota_exceeded"`, `"invalid_options"`, `"transaction_finished"`,
+ * `"already_syncing"`, `"unsupported"`, `"other"`.
  *
  * ```js
  * try { await db.put("", {}); } catch (e) {
@@ -63,6 +71,77 @@ export interface SubscribeFilter {
  * or a rejected promise is reported with `console.error` and ignored.
  */
 export type SubscribeCallback = (docs: OutpostDocument[]) => void | Promise<void>;
+
+/** Options of `db.sync`. */
+export interface SyncOptions {
+  /**
+   * The hub's WebSocket endpoint: `"wss://hub.example.org/sync"`. `http(s)://`
+   * URLs are mapped to `ws(s)://`; in a page, a relative URL (`"/sync"`) is
+   * resolved against the page's address.
+   */
+  url: string;
+  /** The edge's identity at the hub (an `[[edge]]` name of its configuration). */
+  identity: string;
+  /** The edge's secret token. */
+  credential: string;
+  /** The database at the hub. Default `"main"`. */
+  database?: string;
+  /** Same as `sync.on("status", listener)` right after the start. */
+  onStatus?: (status: SyncStatus) => void;
+  /** Same as `sync.on("rejection", listener)` right after the start. */
+  onRejection?: (rejection: Rejection) => void;
+}
+
+/**
+ * Where replication stands:
+ * - `connecting`: opening the WebSocket, handshake under way;
+ * - `initial`: receiving the hub's backlog, `received` of `total` documents
+ *   (counted from the start of this connection);
+ * - `live`: caught up; changes flow both ways as they are committed;
+ * - `offline`: not connected; retrying with exponential backoff (at once when
+ *   the browser comes back online), or stopped;
+ * - `error`: the hub refused this edge (`code` `"unauthorized"`,
+ *   `"unsupported_version"`, ...) or the database was closed: no retries.
+ */
+export type SyncStatus =
+  | { state: "connecting" }
+  | { state: "initial"; received: number; total: number }
+  | { state: "live" }
+  | { state: "offline" }
+  | { state: "error"; code: string; message: string };
+
+/**
+ * Replication of a database with a hub, returned by `db.sync(options)`.
+ *
+ * Within one browser, one tab per database replicates at a time (Web Lock
+ * `"outpost-sync:" + name`); in the other tabs `sync()` waits for its turn,
+ * their `status` mirrors the replicating tab's, and what it receives reaches
+ * their subscribers like any other tab's write. Local writes of any tab are
+ * pushed. Each storage step of the replication runs under the database's
+ * cross-tab lock, in short commits (at most 100 documents each), so a large
+ * initial sync never blocks the page for long.
+ */
+export class Sync {
+  private constructor();
+  /** The current status (see `SyncStatus`). */
+  readonly status: SyncStatus;
+  /** Whether `stop()` was called. */
+  readonly stopped: boolean;
+  /**
+   * Listens to status changes, or to changes the hub refused (each is also
+   * recorded: see `rejections()`). Returns a function that removes the
+   * listener. A listener that throws is reported with `console.error`.
+   */
+  on(event: "status", listener: (status: SyncStatus) => void): () => void;
+  on(event: "rejection", listener: (rejection: Rejection) => void): () => void;
+  /** The changes the hub refused (never retried; a new edit of the document is). */
+  rejections(): Promise<Rejection[]>;
+  /**
+   * Closes the connection and stops retrying; resolves once no replication
+   * step is running (then `db.sync()` may be called again).
+   */
+  stop(): Promise<void>;
+}
 
 /** Collects the writes of `db.transaction(async (tx) => ...)`. */
 export class Transaction {
@@ -158,12 +237,50 @@ export class Outpost {
   subscribe(filter: SubscribeFilter, callback: SubscribeCallback): () => void;
   subscribe(callback: SubscribeCallback): () => void;
   /**
+   * Conflicted documents — concurrent versions that replication kept (the
+   * hub's conflict policy for the collection is `manual`) — in id order,
+   * each with all its versions.
+   */
+  conflicts(options?: ConflictsOptions): Promise<ConflictedDocument[]>;
+  /**
+   * Ends a conflict: writes `body` (`null`: a deletion) as a version that
+   * supersedes all the concurrent ones; it replicates like any write, so the
+   * conflict ends everywhere. On a document that is not conflicted it is a
+   * plain put (or delete). Keeps the collection unless `options.collection`.
+   *
+   * ```js
+   * for (const c of await db.conflicts()) {
+   *   await db.resolve(c.id, c.versions[0].body); // keep the shown version
+   * }
+   * ```
+   */
+  resolve(id: string, body: Record<string, unknown> | null, options?: { collection?: string }): Promise<WriteResult | null>;
+  /** The changes the hub refused during replication, as recorded in this database. */
+  rejections(): Promise<Rejection[]>;
+  /**
+   * Starts replicating with a hub over a WebSocket (`docs/protocol.md`):
+   * the hub's changes within this edge's read prefixes come in, local
+   * writes go out, both ways live, reconnecting after network failures.
+   *
+   * ```js
+   * const sync = db.sync({ url: "wss://hub.example.org/sync", identity: "alice",
+   *   credential: token, onStatus: (s) => show(s.state) });
+   * sync.on("rejection", (r) => alert(`${r.id}: ${r.message}`));
+   * await sync.stop();
+   * ```
+   *
+   * Throws `OutpostError` `"invalid_options"`, `"already_syncing"` (one
+   * sync per handle: stop it first), `"unsupported"` (no WebSocket, e.g.
+   * Node before 22), `"closed"`. `close()` stops it.
+   */
+  sync(options: SyncOptions): Sync;
+  /**
    * Counters of the database and its page cache, as this handle last saw
    * them (synchronous, no cross-tab lock: with several tabs, `await
    * db.count()` first to include the other tabs' latest commits).
    */
   stats(): Record<string, unknown>;
-  /** Waits for pending writes, closes the page store and ends subscriptions. */
+  /** Stops replication, waits for pending writes, closes the page store and ends subscriptions. */
   close(): Promise<void>;
 }
 

@@ -11,4 +11,4 @@ export function initOutpost() {
   return Promise.resolve();
 }
 
-export const { Outpost, OutpostError, Transaction } = makeApi(wasm, initOutpost);
+export const { Outpost, OutpostError, Transaction, Sync } = makeApi(wasm, initOutpost);

@@ -17,4 +17,4 @@ export function initOutpost(moduleOrPath) {
   return started.then(() => undefined);
 }
 
-export const { Outpost, OutpostError, Transaction } = makeApi(wasm, () => initOutpost());
+export const { Outpost, OutpostError, Transaction, Sync } = makeApi(wasm, () => initOutpost());

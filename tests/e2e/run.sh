@@ -11,8 +11,16 @@
 # 5. vite build of app/ into dist/;
 # 6. node --test e2e.test.mjs: serves dist/ on 127.0.0.1 (a free port) and
 #    drives /usr/bin/chromium with playwright-core; the screenshot goes to
-#    tests/e2e/artifacts/page.png.
-# Every step has a time limit. CHROMIUM overrides the browser's path.
+#    tests/e2e/artifacts/page.png;
+# 7. cargo build -p outpost-hub (a no-op when it is up to date), then
+#    node --test sync.test.mjs: a real hub process on 127.0.0.1 serving the
+#    demo site (demo-site/ + the package's web build), two browser contexts
+#    syncing through it (offline edits, a conflict and its resolution, a
+#    refused write), and a 100,000-document initial sync checked for long
+#    main-thread tasks.
+# Every step has a time limit. CHROMIUM overrides the browser's path;
+# OUTPOST_HUB a hub binary to use instead of target/debug/outpost-hub;
+# OUTPOST_E2E_BULK_DOCS the size of the initial sync (0 skips it).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -74,3 +82,12 @@ ls -l dist/assets
 
 echo "--> node --test e2e.test.mjs (Chromium: $CHROMIUM)"
 timeout --kill-after=15 600 node --test --test-timeout=180000 --test-reporter=spec e2e.test.mjs
+
+if [ -z "${OUTPOST_HUB:-}" ]; then
+    echo "--> cargo build -p outpost-hub (for the sync test)"
+    timeout 1800 cargo build -p outpost-hub --manifest-path "$ROOT/Cargo.toml"
+    TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+    export OUTPOST_HUB="$TARGET_DIR/debug/outpost-hub"
+fi
+echo "--> node --test sync.test.mjs (hub: $OUTPOST_HUB)"
+timeout --kill-after=15 900 node --test --test-timeout=420000 --test-reporter=spec sync.test.mjs

@@ -142,6 +142,48 @@ export interface CollectionInfo {
   name: string;
   count: number;
 }
+
+/** Options of `conflicts`. */
+export interface ConflictsOptions {
+  /** Only ids after this one (paging: pass the last id of the previous page). */
+  after?: string;
+  /** At most this many documents. Default: no limit. */
+  limit?: number;
+}
+
+/** One of the concurrent versions of a conflicted document. */
+export interface ConflictVersion {
+  /** Its change vector. */
+  changeVector: string;
+  /** When it was written (ISO 8601, the writer's clock). */
+  lastModified: string;
+  /** Whether this version is a deletion. */
+  deleted: boolean;
+  /** Its body; `null` for a deletion. */
+  body: Record<string, unknown> | null;
+}
+
+/** A conflicted document: its concurrent versions, the one reads show first. */
+export interface ConflictedDocument {
+  id: string;
+  collection?: string;
+  /** At least two; `versions[0]` is the one `get` returns. */
+  versions: ConflictVersion[];
+}
+
+/** A change the hub refused (replication), as recorded by this database. */
+export interface Rejection {
+  /** Document id. */
+  id: string;
+  /** Change vector of the refused version. */
+  changeVector: string;
+  /** Stable reason: `"write_denied"`, `"invalid_id"`, `"invalid_document"`, ... */
+  code: string;
+  /** The rule broken (for example the write prefixes). */
+  rule: string;
+  /** Explanation. */
+  message: string;
+}
 "#;
 
 /// Whether this JS global scope has IndexedDB (browsers and web workers do;
@@ -210,6 +252,11 @@ pub struct Outpost {
 }
 
 impl Outpost {
+    /// The database and the panic flag of this handle (for the sync client).
+    pub(crate) fn parts(&self) -> (Database<AnyStore>, Panicked) {
+        (self.db.clone(), self.panicked.clone())
+    }
+
     /// Runs an operation of this handle as a promise.
     fn run<F>(&self, f: F) -> Promise
     where
@@ -474,6 +521,90 @@ impl Outpost {
         })
     }
 
+    /// Conflicted documents (concurrent versions kept by replication, see
+    /// `docs/protocol.md`), in id order, after the id `after`, at most
+    /// `limit`, each with all its versions.
+    ///
+    /// ```js
+    /// for (const c of await db.conflicts()) {
+    ///   console.log(c.id, c.versions.map((v) => v.body));
+    /// }
+    /// ```
+    #[wasm_bindgen(unchecked_return_type = "Promise<ConflictedDocument[]>")]
+    pub fn conflicts(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "ConflictsOptions")] opts: JsValue,
+    ) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            check_options(&opts, "conflicts")?;
+            let after = opt_string(&opts, "after")?;
+            let limit = limit_of(&opts)?;
+            let docs = db.conflicts(after.as_deref(), limit).await.map_err(to_js)?;
+            value_to_js(&docs.iter().map(conflict_json).collect::<Vec<_>>())
+        })
+    }
+
+    /// Ends a conflict: writes `body` (or, with `null`, a deletion) as a new
+    /// version that supersedes every concurrent version, so the conflict ends
+    /// everywhere once it replicates. On a document that is not conflicted it
+    /// is a plain put (or delete). The collection is kept unless
+    /// `options.collection` names another.
+    ///
+    /// ```js
+    /// const [c] = await db.conflicts();
+    /// await db.resolve(c.id, c.versions[1].body); // keep the second version
+    /// ```
+    #[wasm_bindgen(unchecked_return_type = "Promise<WriteResult | null>")]
+    pub fn resolve(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, unknown> | null")] body: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "{ collection?: string }")] opts: JsValue,
+    ) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            check_options(&opts, "resolve")?;
+            let id = id_from_js(&id)?;
+            let (body, meta_collection) = if body.is_null() {
+                (None, None)
+            } else if body.is_undefined() {
+                return Err(crate::error::invalid_argument(
+                    "resolve expects the body to keep, or null to delete the document",
+                ));
+            } else {
+                let (b, c) = body_from_js(&body)?;
+                (Some(b), c)
+            };
+            let collection = opt_string(&opts, "collection")?.or(meta_collection);
+            let mut batch = Batch::new();
+            batch.resolve(id, body, collection);
+            let info = db.commit(batch).await.map_err(to_js)?;
+            Ok(info
+                .results
+                .first()
+                .map_or(JsValue::NULL, opt_write_result_to_js))
+        })
+    }
+
+    /// The changes the hub refused when this database replicated (`db.sync`),
+    /// as recorded here: `{ id, changeVector, code, rule, message }`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Rejection[]>")]
+    pub fn rejections(&self) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            let cfg = outpost::sync::EdgeConfig::new("", "", "");
+            let list = outpost::sync::driver::rejections(&db, &cfg)
+                .await
+                .map_err(to_js)?;
+            let out = Array::new();
+            for r in &list {
+                out.push(&crate::sync::rejection_to_js(r)?);
+            }
+            Ok(out.into())
+        })
+    }
+
     /// Number of live documents.
     #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
     pub fn count(&self) -> Promise {
@@ -526,6 +657,38 @@ impl Outpost {
             Ok(JsValue::UNDEFINED)
         })
     }
+}
+
+/// A conflicted document as `{ id, collection, versions: [...] }`.
+fn conflict_json(d: &outpost::Document) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let version = |cv: String, ms: i64, deleted: bool, body: &Value| {
+        json!({
+            "changeVector": cv,
+            "lastModified": outpost::doc::iso_time_ms(ms),
+            "deleted": deleted,
+            "body": if deleted { Value::Null } else { body.clone() },
+        })
+    };
+    let mut versions = vec![version(
+        d.meta.change_vector.to_text(),
+        d.meta.last_modified_ms,
+        d.meta.flags.is_tombstone(),
+        &d.body,
+    )];
+    for c in &d.conflicts {
+        versions.push(version(
+            c.change_vector.to_text(),
+            c.last_modified_ms,
+            c.deleted,
+            &c.body,
+        ));
+    }
+    let mut o = json!({ "id": d.id, "versions": versions });
+    if let Some(c) = &d.meta.collection {
+        o["collection"] = Value::String(c.clone());
+    }
+    o
 }
 
 /// The `limit` option (default: no limit).

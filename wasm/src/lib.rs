@@ -17,7 +17,8 @@
 //!
 //! Layout:
 //! - `api`: the `Outpost` class (open, destroy, put, get, delete,
-//!   transaction, scan, changes, count, collections, stats, close);
+//!   transaction, scan, changes, count, collections, conflicts, resolve,
+//!   rejections, stats, close);
 //! - `host_store`: `JsPageStore`, a page store supplied by the host as a JS
 //!   object (edge workers, Node, tests);
 //! - `store`: the stores `Outpost.open` chooses from (IndexedDB where the
@@ -26,7 +27,9 @@
 //! - `error`: the one bridge from engine errors to JS (`OutpostError` with a
 //!   stable `code`);
 //! - `panic`: a Rust panic rejects the promise of the operation it hit (code
-//!   `"panic"`) instead of leaving it pending forever.
+//!   `"panic"`) instead of leaving it pending forever;
+//! - `sync`: `EdgeSync`, replication with a hub over a WebSocket (the shell
+//!   around the engine's edge state machine; the package's `db.sync()`).
 //!
 //! On native targets the crate is empty: everything here needs a JS host.
 #![forbid(unsafe_code)]
@@ -44,6 +47,8 @@ mod host_store;
 mod panic;
 #[cfg(target_arch = "wasm32")]
 mod store;
+#[cfg(target_arch = "wasm32")]
+mod sync;
 
 #[cfg(target_arch = "wasm32")]
 pub use api::Outpost;
@@ -51,6 +56,8 @@ pub use api::Outpost;
 pub use error::to_js;
 #[cfg(target_arch = "wasm32")]
 pub use host_store::JsPageStore;
+#[cfg(target_arch = "wasm32")]
+pub use sync::EdgeSync;
 
 /// Runs when the module is instantiated: installs the panic hook, which
 /// rejects the promise of the operation that panicked (code `"panic"`) and,

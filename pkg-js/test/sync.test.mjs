@@ -1,0 +1,205 @@
+// Replication API in Node: `db.sync()` checks its options; `conflicts`,
+// `resolve` and `rejections` work on a database that never synced; and, when
+// a hub binary is built (target/{debug,release}/outpost-hub or $OUTPOST_HUB),
+// two in-memory databases replicate through a real hub process: both ways,
+// a refused write, a conflict kept by the "manual" policy and resolved in one
+// of them. Node before 22 has no global WebSocket: there the replication
+// part runs in a child process with --experimental-websocket.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { once } from "node:events";
+import { Outpost, OutpostError, Sync } from "@outpost/db";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+
+const rejects = async (promiseOrFn, code) => {
+  try {
+    await (typeof promiseOrFn === "function" ? promiseOrFn() : promiseOrFn);
+  } catch (e) {
+    assert.ok(e instanceof OutpostError, `an OutpostError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    return e;
+  }
+  assert.fail(`expected an error with code ${code}`);
+};
+
+test("sync checks its options", async () => {
+  const db = await Outpost.open("sync-options");
+  const ok = { url: "ws://127.0.0.1:9/sync", identity: "alice", credential: "t" };
+  for (const bad of [
+    undefined,
+    "ws://x",
+    {},
+    { ...ok, url: undefined },
+    { ...ok, url: 7 },
+    { ...ok, url: "ftp://x/sync" },
+    { ...ok, url: "not a url" },
+    { ...ok, identity: "" },
+    { ...ok, credential: undefined },
+    { ...ok, database: "" },
+    { ...ok, onStatus: "yes" },
+    { ...ok, colour: "blue" },
+  ]) {
+    await rejects(() => db.sync(bad), "invalid_options");
+  }
+  if (typeof globalThis.WebSocket !== "function") {
+    await rejects(() => db.sync(ok), "unsupported");
+  } else {
+    const seen = [];
+    const sync = db.sync({ ...ok, onStatus: (s) => seen.push(s.state) });
+    assert.ok(sync instanceof Sync);
+    assert.ok(["connecting", "offline"].includes(sync.status.state));
+    await rejects(() => db.sync(ok), "already_syncing");
+    await rejects(() => sync.on("bogus", () => {}), "invalid_argument");
+    await rejects(() => sync.on("status", 1), "invalid_argument");
+    await sync.stop();
+    await sync.stop(); // twice is harmless
+    assert.equal(sync.status.state, "offline");
+    assert.equal(sync.stopped, true);
+    db.sync(ok); // allowed again after stop; close() stops it
+  }
+  await db.close();
+  await rejects(() => db.sync(ok), "closed");
+});
+
+test("conflicts, resolve and rejections on a database that never synced", async () => {
+  const db = await Outpost.open("sync-local");
+  assert.deepEqual(await db.conflicts(), []);
+  assert.deepEqual(await db.rejections(), []);
+  await db.put("notes/1", { text: "a" }, { collection: "Notes" });
+  // On a document that is not conflicted, resolve is a put (keeping the collection)...
+  const r = await db.resolve("notes/1", { text: "b" });
+  assert.equal(r.id, "notes/1");
+  assert.equal(r.deleted, false);
+  const doc = await db.get("notes/1");
+  assert.equal(doc.text, "b");
+  assert.equal(doc["@metadata"]["@collection"], "Notes");
+  // ... or, with null, a delete.
+  assert.equal((await db.resolve("notes/1", null)).deleted, true);
+  assert.equal(await db.get("notes/1"), null);
+  await rejects(db.resolve("notes/1"), "invalid_argument");
+  await rejects(db.resolve("notes/1", [1]), "invalid_json");
+  await rejects(db.conflicts({ limit: -1 }), "invalid_argument");
+  await rejects(db.conflicts(7), "invalid_argument");
+  assert.deepEqual(await db.conflicts({ after: "notes/", limit: 10 }), []);
+  await db.close();
+});
+
+/** The newest built hub binary, or undefined. */
+function hubBinary() {
+  if (process.env.OUTPOST_HUB) return process.env.OUTPOST_HUB;
+  const target = process.env.CARGO_TARGET_DIR ? resolve(root, process.env.CARGO_TARGET_DIR) : join(root, "target");
+  const found = ["debug", "release"]
+    .map((p) => join(target, p, "outpost-hub"))
+    .filter((f) => existsSync(f))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  return found[0];
+}
+
+// Runs in a child process (so Node 20 can enable its WebSocket); prints "ok".
+const CLIENT = `
+const { Outpost } = await import(process.env.PKG);
+const url = process.env.HUB_URL;
+const wait = async (what, f, ms = 15000) => {
+  const t = Date.now();
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() - t > ms) throw new Error("timed out waiting for " + what);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+const a = await Outpost.open("a");
+const b = await Outpost.open("b");
+const start = (db, identity) => db.sync({ url, identity, credential: identity + "-token" });
+let sa = start(a, "alice");
+let sb = start(b, "bob");
+const statuses = [];
+sa.on("status", (s) => statuses.push(s.state));
+await wait("both live", () => sa.status.state === "live" && sb.status.state === "live").catch((e) => { console.error(JSON.stringify([sa.status, sb.status, url])); throw e; });
+await a.put("notes/1", { text: "from a" }, { collection: "Notes" });
+await wait("notes/1 at b", () => b.get("notes/1"));
+await b.put("notes/2", { text: "from b" }, { collection: "Notes" });
+await wait("notes/2 at a", () => a.get("notes/2"));
+const refused = [];
+sa.on("rejection", (r) => refused.push(r));
+await a.put("secrets/1", { text: "no" });
+const [rej] = await wait("a rejection", async () => { const r = await sa.rejections(); return r.length && r; });
+if (rej.id !== "secrets/1" || rej.code !== "write_denied" || !rej.changeVector) throw new Error(JSON.stringify(rej));
+await wait("the rejection event", () => refused.length === 1);
+// A conflict: both edit notes/1 while stopped, then sync again.
+await sa.stop();
+await sb.stop();
+await a.put("notes/1", { text: "a's edit" });
+await b.put("notes/1", { text: "b's edit" });
+sa = start(a, "alice");
+sb = start(b, "bob");
+const [ca] = await wait("conflict at a", async () => { const c = await a.conflicts(); return c.length && c; });
+await wait("conflict at b", async () => (await b.conflicts()).length === 1);
+const texts = ca.versions.map((v) => v.body.text).sort().join("|");
+if (ca.id !== "notes/1" || texts !== "a's edit|b's edit") throw new Error(JSON.stringify(ca));
+await b.resolve("notes/1", { text: "merged" });
+await wait("resolution at a", async () => (await a.conflicts()).length === 0 && (await a.get("notes/1")).text === "merged");
+if ((await b.conflicts()).length !== 0) throw new Error("b still conflicted");
+if (!statuses.includes("offline")) throw new Error("statuses: " + statuses);
+await a.close();
+await b.close();
+console.log("ok");
+`;
+
+test("two databases replicate through a real hub", { skip: hubBinary() ? false : "no outpost-hub built" }, async (t) => {
+  const hub = hubBinary();
+  const dir = mkdtempSync(join(tmpdir(), "outpost-pkg-sync-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const sha = (s) => createHash("sha256").update(s).digest("hex");
+  const edge = (name) =>
+    `[[edge]]\nname = "${name}"\ntoken_sha256 = "${sha(`${name}-token`)}"\ndatabase = "main"\nread = ["notes/"]\nwrite = ["notes/"]\n`;
+  const cfg = join(dir, "hub.toml");
+  writeFileSync(cfg, `data_dir = "./data"\n[[database]]\nname = "main"\n[database.conflicts]\n"*" = "manual"\n${edge("alice")}${edge("bob")}`);
+  const proc = spawn(hub, ["--config", cfg, "serve", "--listen", "127.0.0.1:0"], {
+    env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  proc.stdout.on("data", (d) => (log += d));
+  proc.stderr.on("data", (d) => (log += d));
+  t.after(async () => {
+    if (proc.exitCode === null) {
+      const exited = once(proc, "exit");
+      proc.kill("SIGTERM");
+      const k = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(k);
+    }
+  });
+  const deadline = Date.now() + 30_000;
+  let addr;
+  while (!(addr = /listening on http:\/\/(\S+)/.exec(log.replace(/\x1b\[[0-9;]*m/g, ""))?.[1])) {
+    assert.ok(proc.exitCode === null, `the hub exited:\n${log}`);
+    assert.ok(Date.now() < deadline, `the hub did not start:\n${log}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const script = join(dir, "client.mjs");
+  writeFileSync(script, CLIENT);
+  const flags = typeof globalThis.WebSocket === "function" ? [] : ["--experimental-websocket"];
+  // Asynchronously: the hub's output pipes must keep draining meanwhile.
+  const child = spawn(process.execPath, [...flags, "--no-warnings", script], {
+    env: { ...process.env, PKG: pathToFileURL(join(root, "pkg-js/src/node.js")).href, HUB_URL: `ws://${addr}/sync` },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  const killer = setTimeout(() => child.kill("SIGKILL"), 90_000);
+  const [code] = await once(child, "exit");
+  clearTimeout(killer);
+  assert.equal(code, 0, `the client failed:\n${out}\nhub log:\n${log}`);
+  assert.equal(out.trim().split("\n").pop(), "ok");
+});

@@ -1,0 +1,414 @@
+// End-to-end test of replication: a real hub process (outpost-hub) and real
+// headless Chromium (playwright-core). The hub serves the demo web app
+// (demo-site/ with the package's web build copied into pkg/, as
+// scripts/run.sh does) and its WebSocket at /sync, on 127.0.0.1 with a
+// temporary configuration: database "main", edges alice and bob reading and
+// writing notes/ (conflict policy "manual" for the collection Notes, the
+// demo's), and an edge "bulk" reading bulk/, where N documents (default
+// 100,000; OUTPOST_E2E_BULK_DOCS) are imported before the hub starts.
+//
+// Two browser contexts are two laptops (separate profiles). The test checks:
+// both sync both ways; a laptop that goes offline (context.setOffline: it
+// does not cut an open WebSocket in Chromium, but fires the page's "offline"
+// event, on which the package drops the connection; new connections then
+// fail) keeps working locally and its edit reaches the other once it is back;
+// a conflict made while both were offline shows up in both
+// (db.conflicts() and the page), is resolved in one with the page's "keep
+// this one" button, and the resolution reaches the other; a write outside
+// the write prefix is refused by the hub and listed by rejections() and the
+// page. Two tabs of one laptop share its database: one replicates (one
+// session at the hub), the other follows and takes over when the first
+// closes. Last, a third laptop's initial sync of the N bulk documents: no
+// main-thread task over 50 ms (PerformanceObserver "longtask"), and the
+// longest renderer main-thread task from a Chromium trace is printed.
+//
+// Run through run.sh, which sets OUTPOST_HUB (the hub binary) and builds
+// pkg-js/dist. CHROMIUM overrides /usr/bin/chromium.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { once } from "node:events";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+const hubBin = process.env.OUTPOST_HUB || join(root, "target/debug/outpost-hub");
+const BULK = Number(process.env.OUTPOST_E2E_BULK_DOCS ?? 100_000);
+const ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+const STEP_MS = 15_000; // any single wait
+const SYNC_MS = 20_000; // a change crossing hub and network
+const BULK_MS = 300_000; // the bulk initial sync
+const TOKENS = { alice: "alice-token-e2e", bob: "bob-token-e2e", bulk: "bulk-token-e2e" };
+
+const run = `${process.pid}-${Date.now()}`;
+let dir;
+let hub; // the hub child process
+let hubLog = "";
+let base; // http://127.0.0.1:PORT/
+let browser;
+const laptops = {}; // name -> { context, page }
+const pageErrors = [];
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const sha256 = (s) => createHash("sha256").update(s).digest("hex");
+
+/** The site the hub serves: demo-site/ plus the package's web build in pkg/ (what scripts/run.sh does). */
+function buildSite(site) {
+  for (const f of ["index.html", "app.js", "style.css"]) cpSync(join(root, "demo-site", f), join(site, f));
+  mkdirSync(join(site, "pkg/src"), { recursive: true });
+  for (const f of ["core.js", "web.js"]) cpSync(join(root, "pkg-js/src", f), join(site, "pkg/src", f));
+  cpSync(join(root, "pkg-js/dist/web"), join(site, "pkg/dist/web"), { recursive: true });
+}
+
+function config(site) {
+  const edge = (name, prefix) => `
+[[edge]]
+name = "${name}"
+token_sha256 = "${sha256(TOKENS[name])}"
+database = "main"
+read = ["${prefix}"]
+write = ["${prefix}"]
+`;
+  return `listen = "127.0.0.1:0"
+data_dir = "./data"
+demo_site = ${JSON.stringify(site)}
+
+[[database]]
+name = "main"
+
+[database.conflicts]
+"*" = "latest"
+Notes = "manual"
+${edge("alice", "notes/")}${edge("bob", "notes/")}${edge("bulk", "bulk/")}`;
+}
+
+async function writeBulk(file, n) {
+  const out = createWriteStream(file);
+  const pad = "x".repeat(120);
+  for (let i = 0; i < n; i++) {
+    const line = JSON.stringify({ id: `bulk/${String(i).padStart(6, "0")}`, title: `Bulk ${i}`, text: pad, n: i, "@metadata": { "@collection": "Bulk" } });
+    if (!out.write(line + "\n")) await once(out, "drain");
+  }
+  out.end();
+  await once(out, "finish");
+}
+
+/** Starts the hub on a free port; resolves to its base URL once it listens. */
+async function startHub(cfg) {
+  hub = spawn(hubBin, ["--config", cfg, "serve", "--listen", "127.0.0.1:0"], {
+    cwd: dir,
+    env: { ...process.env, RUST_LOG: "info", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const onData = (d) => {
+    hubLog += d.toString();
+    if (hubLog.length > 2_000_000) hubLog = hubLog.slice(-1_000_000);
+  };
+  hub.stdout.on("data", onData);
+  hub.stderr.on("data", onData);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const m = /listening on http:\/\/(127\.0\.0\.1:\d+)/.exec(hubLog.replace(/\x1b\[[0-9;]*m/g, ""));
+    if (m) return `http://${m[1]}/`;
+    if (hub.exitCode !== null) throw new Error(`the hub exited (${hub.exitCode}):\n${hubLog}`);
+    if (Date.now() > deadline) throw new Error(`the hub did not start listening within 30 s:\n${hubLog}`);
+    await sleep(100);
+  }
+}
+
+async function stopHub() {
+  if (!hub || hub.exitCode !== null) return;
+  const exited = once(hub, "exit");
+  hub.kill("SIGTERM");
+  const t = setTimeout(() => hub.kill("SIGKILL"), 15_000);
+  await exited;
+  clearTimeout(t);
+}
+
+function watch(p, label) {
+  p.on("pageerror", (e) => pageErrors.push(`${label} pageerror: ${e.message}`));
+  p.on("console", (m) => {
+    // Expected while a laptop is offline: its reconnection attempts fail.
+    if (m.type() === "error" && !/ERR_INTERNET_DISCONNECTED|WebSocket connection to/.test(m.text())) {
+      pageErrors.push(`${label} console.error: ${m.text()}`);
+    }
+  });
+}
+
+/** Opens a laptop (its own browser context, i.e. profile) on the demo page as `who`. */
+async function laptop(name, who, beforeGoto) {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+  context.setDefaultTimeout(STEP_MS);
+  await context.addInitScript(() => {
+    window.__longTasks = [];
+    try {
+      new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) window.__longTasks.push({ start: e.startTime, duration: e.duration });
+      }).observe({ type: "longtask", buffered: true });
+    } catch {
+      window.__longTasks = null; // not supported
+    }
+  });
+  const page = await context.newPage();
+  watch(page, name);
+  if (beforeGoto) await beforeGoto(page);
+  const q = new URLSearchParams({ as: who, token: TOKENS[who], db: `e2e-sync-${name}-${run}` });
+  await page.goto(`${base}?${q}`, { timeout: 30_000 });
+  await page.waitForFunction(() => window.demo?.sync, null, { timeout: 30_000 });
+  laptops[name] = { context, page };
+  return laptops[name];
+}
+
+const state = (p) => p.evaluate(() => window.demo.sync?.status.state ?? "stopped");
+
+async function waitState(p, want, timeout = SYNC_MS) {
+  await p.waitForFunction((w) => window.demo.sync?.status.state === w, want, { timeout, polling: 100 });
+}
+
+/** Waits until `fn` (evaluated in the page, async allowed) returns a truthy value; returns it. */
+async function waitFor(p, fn, arg, timeout = SYNC_MS, what = "condition") {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const v = await p.evaluate(fn, arg);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+const getDoc = (p, id) => p.evaluate((i) => window.demo.db.get(i), id);
+const put = (p, id, body) => p.evaluate(([i, b]) => window.demo.db.put(i, b, { collection: "Notes" }).then(() => true), [id, body]);
+
+before(async () => {
+  assert.ok(existsSync(hubBin), `hub binary ${hubBin} missing (run.sh builds it)`);
+  assert.ok(existsSync(join(root, "pkg-js/dist/web/outpost_wasm_bg.wasm")), "pkg-js/dist/web missing (run.sh builds it)");
+  dir = mkdtempSync(join(tmpdir(), "outpost-e2e-sync-"));
+  const site = join(dir, "site");
+  mkdirSync(site);
+  buildSite(site);
+  const cfg = join(dir, "hub.toml");
+  writeFileSync(cfg, config(site));
+  if (BULK > 0) {
+    const t0 = Date.now();
+    const file = join(dir, "bulk.jsonl");
+    await writeBulk(file, BULK);
+    const out = execFileSync(hubBin, ["--config", cfg, "import", "--batch", "5000", file], { cwd: dir, timeout: 300_000, env: { ...process.env, NO_COLOR: "1" } });
+    rmSync(file);
+    console.log(`# imported ${BULK} bulk documents into the hub in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${out.toString().trim().split("\n").pop()}`);
+  }
+  base = await startHub(cfg);
+  browser = await chromium.launch({ executablePath, headless: true, args: ARGS, timeout: 60_000 });
+});
+
+after(async () => {
+  if (browser) await Promise.race([browser.close().catch(() => {}), sleep(10_000)]);
+  await stopHub();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  if (pageErrors.length) console.log(`# page errors:\n${pageErrors.join("\n")}`);
+});
+
+test("two laptops sync both ways through the hub", async () => {
+  const a = (await laptop("A", "alice")).page;
+  const b = (await laptop("B", "bob")).page;
+  await waitState(a, "live");
+  await waitState(b, "live");
+
+  // A adds a note with the page's form; B's page shows it.
+  await a.fill("#title", "From A");
+  await a.fill("#text", "written in laptop A");
+  await a.click("#add button[type=submit]");
+  await b.waitForFunction(() => [...document.querySelectorAll("#notes .title")].some((e) => e.textContent === "From A"), null, { timeout: SYNC_MS });
+
+  // B writes through the API; A sees it.
+  await put(b, "notes/shared", { title: "Shared note", text: "v1", by: "bob" });
+  const got = await waitFor(a, () => window.demo.db.get("notes/shared"), undefined, SYNC_MS, "notes/shared at A");
+  assert.equal(got.text, "v1");
+  assert.equal(got["@metadata"]["@collection"], "Notes");
+  assert.deepEqual(pageErrors, []);
+});
+
+test("an edit made offline reaches the other laptop once back online", async () => {
+  const { context: ca, page: a } = laptops.A;
+  const b = laptops.B.page;
+  const logBefore = hubLog.length;
+  await ca.setOffline(true);
+  await waitState(a, "offline", STEP_MS);
+  // The connection is really gone: the hub logs the disconnect of alice.
+  const deadline = Date.now() + STEP_MS;
+  while (!/edge disconnected[^\n]*identity="?alice/.test(hubLog.slice(logBefore))) {
+    assert.ok(Date.now() < deadline, "the hub did not see alice disconnect");
+    await sleep(100);
+  }
+  await put(a, "notes/offline-edit", { title: "Offline edit", text: "made while offline", by: "alice" });
+  assert.equal((await getDoc(a, "notes/offline-edit")).text, "made while offline", "local writes work offline");
+  await sleep(2000);
+  assert.equal(await getDoc(b, "notes/offline-edit"), null, "nothing travels while A is offline");
+  assert.equal(await state(a), "offline");
+
+  await ca.setOffline(false);
+  await waitState(a, "live", SYNC_MS);
+  const got = await waitFor(b, () => window.demo.db.get("notes/offline-edit"), undefined, SYNC_MS, "the offline edit at B");
+  assert.equal(got.text, "made while offline");
+});
+
+test("a conflict made offline shows in both, is resolved in one, and the resolution reaches the other", async () => {
+  const { context: ca, page: a } = laptops.A;
+  const { context: cb, page: b } = laptops.B;
+  await ca.setOffline(true);
+  await cb.setOffline(true);
+  await waitState(a, "offline", STEP_MS);
+  await waitState(b, "offline", STEP_MS);
+  await put(a, "notes/shared", { title: "Shared note", text: "A's version", by: "alice" });
+  await put(b, "notes/shared", { title: "Shared note", text: "B's version", by: "bob" });
+  await ca.setOffline(false);
+  await waitState(a, "live");
+  await cb.setOffline(false);
+  await waitState(b, "live");
+
+  const conflictsOf = (p) =>
+    waitFor(
+      p,
+      async () => {
+        const c = await window.demo.db.conflicts();
+        return c.length > 0 && c[0].versions.length === 2 ? c : null;
+      },
+      undefined,
+      SYNC_MS,
+      "the conflict",
+    );
+  const [conflictA] = await conflictsOf(a);
+  const [conflictB] = await conflictsOf(b);
+  for (const c of [conflictA, conflictB]) {
+    assert.equal(c.id, "notes/shared");
+    assert.equal(c.collection, "Notes");
+    assert.deepEqual(c.versions.map((v) => v.body.text).sort(), ["A's version", "B's version"]);
+  }
+  // Both pages list it, with a "keep this one" button per version.
+  for (const p of [a, b]) {
+    await p.waitForFunction(() => document.querySelectorAll('#conflicts li[data-id="notes/shared"] button.keep').length === 2, null, { timeout: STEP_MS });
+  }
+
+  // A keeps B's version with the page's button.
+  const keep = conflictA.versions.findIndex((v) => v.body.text === "B's version");
+  await a.click(`#conflicts li[data-id="notes/shared"] button.keep[data-index="${keep}"]`);
+  for (const p of [a, b]) {
+    await waitFor(p, async () => (await window.demo.db.conflicts()).length === 0, undefined, SYNC_MS, "no conflicts left");
+  }
+  const [da, db] = [await getDoc(a, "notes/shared"), await getDoc(b, "notes/shared")];
+  assert.equal(da.text, "B's version");
+  assert.equal(db.text, "B's version");
+  assert.equal(da["@metadata"]["@change-vector"], db["@metadata"]["@change-vector"]);
+  assert.equal(da["@metadata"]["@conflicted"], undefined);
+  await b.waitForFunction(() => document.querySelector("#conflicts li")?.textContent === "None.", null, { timeout: STEP_MS });
+});
+
+test("a write outside the write prefixes is refused by the hub and listed", async () => {
+  const a = laptops.A.page;
+  const b = laptops.B.page;
+  await a.click("#forbidden"); // writes secrets/<time>
+  const rejections = await waitFor(a, async () => {
+    const r = await window.demo.sync.rejections();
+    return r.length > 0 ? r : null;
+  }, undefined, SYNC_MS, "a rejection");
+  assert.equal(rejections.length, 1);
+  const [r] = rejections;
+  assert.match(r.id, /^secrets\//);
+  assert.equal(r.code, "write_denied");
+  assert.match(r.rule, /notes\//);
+  assert.ok(r.changeVector.length > 0 && r.message.length > 0);
+  await a.waitForFunction(() => document.querySelectorAll("#rejections li").length === 1, null, { timeout: STEP_MS });
+  // The document stays local; other notes still flow after the refusal.
+  await put(a, "notes/after-refusal", { title: "After the refusal", by: "alice" });
+  await waitFor(b, () => window.demo.db.get("notes/after-refusal"), undefined, SYNC_MS, "a note after the refusal");
+  assert.equal(await getDoc(b, r.id), null);
+  assert.deepEqual(pageErrors, []);
+});
+
+test("two tabs of one laptop: one replicates, the other follows and takes over", async () => {
+  const { context: ca, page: a1 } = laptops.A;
+  const b = laptops.B.page;
+  const a2 = await ca.newPage();
+  watch(a2, "A2");
+  await a2.goto(a1.url(), { timeout: 30_000 });
+  await a2.waitForFunction(() => window.demo?.sync, null, { timeout: 30_000 });
+  // The second tab mirrors the first one's status; the hub sees one session per laptop.
+  await waitState(a2, "live", STEP_MS);
+  const status = await (await fetch(`${base}status`)).json();
+  assert.equal(status.edges_connected, 2, JSON.stringify(status));
+  // A write in the following tab is pushed by the replicating one.
+  await put(a2, "notes/from-tab-2", { title: "From A's second tab", by: "alice" });
+  await waitFor(b, () => window.demo.db.get("notes/from-tab-2"), undefined, SYNC_MS, "the second tab's write at B");
+  // When the replicating tab closes, the other takes over.
+  await a1.close();
+  laptops.A.page = a2;
+  await put(b, "notes/after-takeover", { title: "After the takeover", by: "bob" });
+  await waitFor(a2, () => window.demo.db.get("notes/after-takeover"), undefined, SYNC_MS, "B's write at A's second tab");
+  await waitState(a2, "live", STEP_MS);
+  assert.deepEqual(pageErrors, []);
+});
+
+test(`initial sync of ${BULK.toLocaleString("en")} documents: no main-thread task over 50 ms`, { skip: BULK === 0 }, async () => {
+  const t0 = Date.now();
+  const { page: c } = await laptop("C", "bulk", (p) => browser.startTracing(p, { categories: ["toplevel", "blink.user_timing", "__metadata"] }));
+  // The page marks when it starts syncing (after loading the module and opening the database).
+  const syncStart = await c.evaluate(() => performance.getEntriesByName("outpost-sync-start")[0]?.startTime);
+  assert.equal(typeof syncStart, "number");
+  let sawProgress = null;
+  for (;;) {
+    const s = await c.evaluate(() => window.demo.sync.status);
+    if (s.state === "initial" && s.received > 0 && !sawProgress) sawProgress = { ...s, text: await c.textContent("#sync-status") };
+    if (s.state === "live") break;
+    assert.notEqual(s.state, "error", JSON.stringify(s));
+    assert.ok(Date.now() - t0 < BULK_MS, `not live after ${BULK_MS} ms: ${JSON.stringify(s)}`);
+    await sleep(250);
+  }
+  const secs = (Date.now() - t0) / 1000;
+  const trace = JSON.parse((await browser.stopTracing()).toString());
+  assert.equal(await c.evaluate(() => window.demo.db.count()), BULK);
+  assert.ok(sawProgress, "the status showed initial-sync progress");
+  assert.equal(sawProgress.total, BULK);
+  assert.match(sawProgress.text, /receiving [\d,]+ of [\d,]+/);
+
+  const longTasks = await c.evaluate(() => window.__longTasks);
+  assert.ok(Array.isArray(longTasks), "PerformanceObserver longtask is supported");
+  const during = longTasks.filter((t) => t.start + t.duration >= syncStart);
+
+  // The longest task on the page's main thread, from the trace.
+  const events = trace.traceEvents ?? trace;
+  const mainThreads = new Set(events.filter((e) => e.name === "thread_name" && e.args?.name === "CrRendererMain").map((e) => `${e.pid}:${e.tid}`));
+  // The page's mark, in the trace's clock (microseconds); without it, the whole trace.
+  const mark = events.find((e) => e.name === "outpost-sync-start");
+  const traceSyncStart = mark ? mark.ts / 1000 : 0;
+  // Tasks are the RunTask events with no RunTask inside (a task that spans
+  // others is a nested run loop, e.g. around module evaluation, not one task).
+  const tasks = events
+    .filter((e) => e.ph === "X" && /RunTask$/.test(e.name) && mainThreads.has(`${e.pid}:${e.tid}`) && e.ts / 1000 >= traceSyncStart)
+    .sort((x, y) => x.ts - y.ts);
+  let longest = 0;
+  for (let i = 0; i < tasks.length; i++) {
+    const t = tasks[i];
+    const next = tasks[i + 1];
+    const nested = next && next.pid === t.pid && next.tid === t.tid && next.ts < t.ts + t.dur;
+    if (!nested) longest = Math.max(longest, t.dur / 1000);
+  }
+  console.log(
+    `# initial sync of ${BULK} documents: ${secs.toFixed(1)} s (${Math.round(BULK / secs)} docs/s); ` +
+      `long tasks (>50 ms) during it: ${during.length}; longest main-thread task in the trace: ${longest.toFixed(1)} ms`,
+  );
+  assert.deepEqual(during, [], "no main-thread task over 50 ms during the initial sync");
+  assert.deepEqual(pageErrors, []);
+});

@@ -1,0 +1,816 @@
+//! The browser (and worker) edge client: replication with a hub over a
+//! `WebSocket`, as a thin shell around the engine's pure state machine
+//! [`EdgeSession`] (`docs/protocol.md`).
+//!
+//! The shell moves bytes between the socket and the machine, runs a one-second
+//! `Tick` (heartbeats, dead connections), reconnects with
+//! [`backoff_ms`] (exponential backoff with jitter) and performs the machine's
+//! storage actions through [`edge_storage`] on the handle's database.
+//!
+//! **Several tabs.** Every storage action runs inside the JS hook
+//! `exclusive(fn)` supplied by the package's JS layer (`pkg-js/src/core.js`):
+//! it takes the same cross-tab Web Lock as every other operation of the handle,
+//! refreshes the handle, runs `fn` and, when `fn` resolves to a positive etag
+//! (something was written), tells the other tabs and the subscribers. So synced
+//! documents show up in every tab's `subscribe`, and a sync commit never races
+//! a write of another tab.
+//!
+//! **No long main-thread tasks.** A `Changes` batch (up to 500 documents /
+//! 512 KiB) is applied in slices of at most [`SLICE_DOCS`] documents and
+//! [`SLICE_BYTES`] bytes, one commit (and one lock round trip, which yields to
+//! the event loop) each. Only the last slice moves the pull checkpoint to the
+//! batch's `upto`; the others rewrite the previous checkpoint. Re-applying a
+//! version is a no-op, so a crash between slices only re-sends a batch.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::rc::{Rc, Weak};
+
+use js_sys::{ArrayBuffer, Function, Promise, Uint8Array};
+use outpost::Database;
+use outpost::db::RemoteDoc;
+use outpost::sync::driver::{edge_storage, load_edge_state};
+use outpost::sync::edge::backoff_ms;
+use outpost::sync::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, SyncStatus};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{BinaryType, WebSocket};
+
+use crate::api::Outpost;
+use crate::convert::{check_options, opt_string, prop, value_to_js};
+use crate::error::{js_error, message_of};
+use crate::panic::{Panicked, run};
+use crate::store::AnyStore;
+
+/// Period of the `Tick` fed to the machine (heartbeats and timeouts).
+const TICK_MS: f64 = 1000.0;
+/// A socket that has not opened after this long is abandoned (retried).
+const CONNECT_TIMEOUT_MS: i64 = 15_000;
+/// Most documents applied per commit (one main-thread task each).
+pub const SLICE_DOCS: usize = 100;
+/// Most body bytes applied per commit.
+pub const SLICE_BYTES: usize = 128 * 1024;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(cb: &JsValue, ms: f64) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+    #[wasm_bindgen(js_name = setInterval)]
+    fn set_interval(cb: &JsValue, ms: f64) -> JsValue;
+    #[wasm_bindgen(js_name = clearInterval)]
+    fn clear_interval(id: &JsValue);
+}
+
+fn now_ms() -> i64 {
+    js_sys::Date::now() as i64
+}
+
+/// One WebSocket and the machine of its session.
+struct Conn {
+    ws: WebSocket,
+    session: EdgeSession,
+    opened: bool,
+    started: i64,
+    /// The socket's event handlers (kept alive as long as the socket).
+    handlers: Vec<Closure<dyn FnMut(JsValue)>>,
+}
+
+/// Work done one item at a time, in order, by the pump.
+enum Task {
+    /// Load the persisted state and open a socket.
+    Connect,
+    /// A storage action of the session of generation `.0`.
+    Storage(EdgeAction),
+}
+
+struct State {
+    /// Generation of the current connection: bumped on every connect and
+    /// teardown, so events of an old socket or session are ignored.
+    generation: u64,
+    conn: Option<Conn>,
+    tasks: VecDeque<(u64, Task)>,
+    pumping: bool,
+    /// Failed attempts since the last `Welcome` (backoff exponent).
+    attempt: u32,
+    stopped: bool,
+    /// A fatal error (bad credentials, unsupported version): no retries.
+    fatal: bool,
+    status: SyncStatus,
+    /// Pull checkpoint as last committed (the value intermediate slices keep).
+    pull_checkpoint: u64,
+    reconnect_timer: Option<JsValue>,
+    /// The `setInterval` id of the tick.
+    interval: Option<JsValue>,
+    /// The tick's closure (kept for the controller's lifetime: `stop()` may
+    /// run inside it).
+    tick: Option<Closure<dyn FnMut()>>,
+    /// Handlers of torn-down sockets, dropped later (never while running).
+    graveyard: Vec<Closure<dyn FnMut(JsValue)>>,
+    /// `stop()` promises waiting for the pump to finish.
+    idle_waiters: Vec<Function>,
+}
+
+struct Inner {
+    db: Database<AnyStore>,
+    panicked: Panicked,
+    cfg: EdgeConfig,
+    url: String,
+    /// `exclusive(fn)`: runs `fn` (returns a promise) under the handle's lock.
+    exclusive: Function,
+    /// `event(type, value)`: "status" and "rejection" notifications.
+    event: Function,
+    state: RefCell<State>,
+}
+
+/// An edge's replication with a hub (created by the package's `db.sync()`;
+/// use that, not this class).
+#[wasm_bindgen(skip_typescript)]
+pub struct EdgeSync {
+    inner: Rc<Inner>,
+}
+
+fn required(options: &JsValue, name: &str) -> Result<String, JsValue> {
+    match opt_string(options, name)? {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(js_error(
+            "invalid_options",
+            &format!("sync: option {name} is required (a non-empty string)"),
+        )),
+    }
+}
+
+#[wasm_bindgen]
+impl EdgeSync {
+    /// Starts replicating `db` with the hub at `options.url` (`ws://` or
+    /// `wss://`) as `options.identity` / `options.credential`, database
+    /// `options.database` (default `"main"`). `hooks` is `{ exclusive(fn),
+    /// event(type, value) }` (see the module docs).
+    #[wasm_bindgen(constructor)]
+    pub fn new(db: &Outpost, options: JsValue, hooks: JsValue) -> Result<EdgeSync, JsValue> {
+        check_options(&options, "sync")?;
+        if !options.is_object() {
+            return Err(js_error(
+                "invalid_options",
+                "sync expects { url, identity, credential }",
+            ));
+        }
+        let url = required(&options, "url")?;
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err(js_error(
+                "invalid_options",
+                &format!("sync: url must start with ws:// or wss:// (got {url:?})"),
+            ));
+        }
+        let identity = required(&options, "identity")?;
+        let credential = required(&options, "credential")?;
+        let database = opt_string(&options, "database")?.unwrap_or_else(|| "main".into());
+        let hook = |name: &str| -> Result<Function, JsValue> {
+            prop(&hooks, name)
+                .dyn_into::<Function>()
+                .map_err(|_| js_error("invalid_argument", &format!("sync: hook {name} missing")))
+        };
+        let (db, panicked) = db.parts();
+        let inner = Rc::new(Inner {
+            db,
+            panicked,
+            cfg: EdgeConfig::new(&database, &identity, &credential),
+            url,
+            exclusive: hook("exclusive")?,
+            event: hook("event")?,
+            state: RefCell::new(State {
+                generation: 0,
+                conn: None,
+                tasks: VecDeque::new(),
+                pumping: false,
+                attempt: 0,
+                stopped: false,
+                fatal: false,
+                status: SyncStatus::Connecting,
+                pull_checkpoint: 0,
+                reconnect_timer: None,
+                interval: None,
+                tick: None,
+                graveyard: Vec::new(),
+                idle_waiters: Vec::new(),
+            }),
+        });
+        let weak = Rc::downgrade(&inner);
+        let tick = Closure::<dyn FnMut()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                on_tick(&inner);
+            }
+        });
+        let id = set_interval(tick.as_ref(), TICK_MS);
+        {
+            let mut st = inner.state.borrow_mut();
+            st.interval = Some(id);
+            st.tick = Some(tick);
+        }
+        enqueue(&inner, 0, Task::Connect);
+        Ok(EdgeSync { inner })
+    }
+
+    /// The current status: `{ state: "connecting" | "initial" | "live" |
+    /// "offline" | "error", ... }`.
+    #[wasm_bindgen(getter)]
+    pub fn status(&self) -> JsValue {
+        let s = self.inner.state.borrow().status.clone();
+        value_to_js(&s).unwrap_or(JsValue::NULL)
+    }
+
+    /// Feeds `LocalChanged`: the application committed a write (here or in
+    /// another tab) that may need pushing.
+    #[wasm_bindgen(js_name = "localChanged")]
+    pub fn local_changed(&self) {
+        let g = self.inner.state.borrow().generation;
+        feed(&self.inner, g, EdgeEvent::LocalChanged);
+    }
+
+    /// Reconnects now if not connected (skips the backoff delay): for the
+    /// browser's `online` event.
+    #[wasm_bindgen(js_name = "reconnectNow")]
+    pub fn reconnect_now(&self) {
+        let inner = &self.inner;
+        {
+            let mut st = inner.state.borrow_mut();
+            if st.stopped || st.fatal || st.conn.is_some() {
+                return;
+            }
+            if let Some(t) = st.reconnect_timer.take() {
+                clear_timeout(&t);
+            } else if st.tasks.iter().any(|(_, t)| matches!(t, Task::Connect)) {
+                return;
+            }
+            st.attempt = 0;
+        }
+        enqueue(inner, 0, Task::Connect);
+    }
+
+    /// Drops the connection (it is retried after the backoff delay): for the
+    /// browser's `offline` event.
+    pub fn disconnect(&self) {
+        let inner = &self.inner;
+        let had = teardown(inner, "offline");
+        if had {
+            set_status(inner, SyncStatus::Offline);
+            schedule_reconnect(inner);
+        }
+    }
+
+    /// Stops for good: closes the socket, cancels retries. Resolves once no
+    /// storage action of the replication is running.
+    pub fn stop(&self) -> Promise {
+        let inner = &self.inner;
+        let was_stopped = {
+            let mut st = inner.state.borrow_mut();
+            let was = st.stopped;
+            st.stopped = true;
+            st.tasks.clear();
+            if let Some(t) = st.reconnect_timer.take() {
+                clear_timeout(&t);
+            }
+            if let Some(id) = st.interval.take() {
+                clear_interval(&id);
+            }
+            was
+        };
+        teardown(inner, "stopped");
+        if !was_stopped {
+            set_status(inner, SyncStatus::Offline);
+        }
+        let mut slots = None;
+        let promise = Promise::new(&mut |resolve, _reject| slots = Some(resolve));
+        if let Some(resolve) = slots {
+            let mut st = inner.state.borrow_mut();
+            if st.pumping {
+                st.idle_waiters.push(resolve);
+            } else {
+                drop(st);
+                let _ = resolve.call0(&JsValue::UNDEFINED);
+            }
+        }
+        promise
+    }
+}
+
+/// Calls the JS `event` hook (never while the state is borrowed).
+fn emit(inner: &Inner, kind: &str, value: &JsValue) {
+    if let Err(e) = inner
+        .event
+        .call2(&JsValue::UNDEFINED, &JsValue::from_str(kind), value)
+    {
+        web_sys_log(&format!(
+            "Outpost sync: the {kind} hook threw: {}",
+            message_of(&e)
+        ));
+    }
+}
+
+fn web_sys_log(msg: &str) {
+    let console = js_sys::Reflect::get(&js_sys::global(), &"console".into()).ok();
+    if let Some(c) = console {
+        if let Ok(f) = js_sys::Reflect::get(&c, &"warn".into()) {
+            if let Ok(f) = f.dyn_into::<Function>() {
+                let _ = f.call1(&c, &JsValue::from_str(msg));
+            }
+        }
+    }
+}
+
+fn set_status(inner: &Inner, s: SyncStatus) {
+    {
+        let mut st = inner.state.borrow_mut();
+        if st.status == s {
+            return;
+        }
+        st.status = s.clone();
+    }
+    if let Ok(v) = value_to_js(&s) {
+        emit(inner, "status", &v);
+    }
+}
+
+fn enqueue(inner: &Rc<Inner>, generation: u64, task: Task) {
+    {
+        let mut st = inner.state.borrow_mut();
+        if st.stopped {
+            return;
+        }
+        st.tasks.push_back((generation, task));
+    }
+    pump(inner);
+}
+
+/// Runs the queued tasks one at a time (one async loop at most).
+fn pump(inner: &Rc<Inner>) {
+    {
+        let mut st = inner.state.borrow_mut();
+        if st.pumping || st.tasks.is_empty() {
+            return;
+        }
+        st.pumping = true;
+    }
+    let inner = inner.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        loop {
+            let next = inner.state.borrow_mut().tasks.pop_front();
+            let Some((generation, task)) = next else {
+                break;
+            };
+            match task {
+                Task::Connect => connect(&inner).await,
+                Task::Storage(action) => storage_task(&inner, generation, action).await,
+            }
+        }
+        let waiters = {
+            let mut st = inner.state.borrow_mut();
+            st.pumping = false;
+            std::mem::take(&mut st.idle_waiters)
+        };
+        for w in waiters {
+            let _ = w.call0(&JsValue::UNDEFINED);
+        }
+    });
+}
+
+/// Whether `generation` is the live connection's.
+fn current(inner: &Inner, generation: u64) -> bool {
+    let st = inner.state.borrow();
+    !st.stopped && st.generation == generation && st.conn.is_some()
+}
+
+/// Runs `f` inside the JS `exclusive` hook (cross-tab lock + refresh; the
+/// hook announces a write when the promise resolves to a positive etag).
+async fn exclusive<T: 'static>(
+    inner: &Inner,
+    f: impl Future<Output = T> + 'static,
+) -> Result<T, JsValue> {
+    let slot: Rc<RefCell<Option<T>>> = Rc::new(RefCell::new(None));
+    let out = slot.clone();
+    let db = inner.db.clone();
+    let panicked = inner.panicked.clone();
+    let cb = Closure::once_into_js(move || -> Promise {
+        run(panicked, async move {
+            let before = db.stats().last_etag;
+            let r = f.await;
+            let after = db.stats().last_etag;
+            *out.borrow_mut() = Some(r);
+            Ok(JsValue::from_f64(if after > before {
+                after as f64
+            } else {
+                0.0
+            }))
+        })
+    });
+    let p = inner.exclusive.call1(&JsValue::UNDEFINED, &cb)?;
+    JsFuture::from(Promise::resolve(&p)).await?;
+    let r = slot.borrow_mut().take();
+    r.ok_or_else(|| js_error("other", "sync: the storage step did not run"))
+}
+
+/// The code of a JS error value (`""` if none).
+fn code_of(e: &JsValue) -> String {
+    js_sys::Reflect::get(e, &"code".into())
+        .ok()
+        .and_then(|c| c.as_string())
+        .unwrap_or_default()
+}
+
+/// Handles a failure of the `exclusive` hook: fatal when the handle is
+/// closed or poisoned (replication stops with an error status).
+fn hook_failed(inner: &Rc<Inner>, e: &JsValue) -> bool {
+    let code = code_of(e);
+    if matches!(code.as_str(), "closed" | "panic" | "poisoned") {
+        inner.state.borrow_mut().fatal = true;
+        teardown(inner, "storage");
+        set_status(
+            inner,
+            SyncStatus::Error {
+                code,
+                message: message_of(e),
+            },
+        );
+        true
+    } else {
+        false
+    }
+}
+
+/// Loads the persisted state and opens a socket with a new session.
+async fn connect(inner: &Rc<Inner>) {
+    {
+        let mut st = inner.state.borrow_mut();
+        if st.stopped || st.fatal || st.conn.is_some() {
+            return;
+        }
+        st.graveyard.clear();
+    }
+    set_status(inner, SyncStatus::Connecting);
+    let db = inner.db.clone();
+    let cfg = inner.cfg.clone();
+    let loaded = exclusive(inner, async move { load_edge_state(&db, &cfg).await }).await;
+    let persisted: EdgePersisted = match loaded {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            web_sys_log(&format!("Outpost sync: cannot load the sync state: {e}"));
+            set_status(inner, SyncStatus::Offline);
+            schedule_reconnect(inner);
+            return;
+        }
+        Err(e) => {
+            if !hook_failed(inner, &e) {
+                set_status(inner, SyncStatus::Offline);
+                schedule_reconnect(inner);
+            }
+            return;
+        }
+    };
+    if inner.state.borrow().stopped {
+        return;
+    }
+    let ws = match WebSocket::new(&inner.url) {
+        Ok(ws) => ws,
+        Err(e) => {
+            inner.state.borrow_mut().fatal = true;
+            set_status(
+                inner,
+                SyncStatus::Error {
+                    code: "invalid_url".into(),
+                    message: message_of(&e),
+                },
+            );
+            return;
+        }
+    };
+    ws.set_binary_type(BinaryType::Arraybuffer);
+    let now = now_ms();
+    let generation = {
+        let mut st = inner.state.borrow_mut();
+        st.generation += 1;
+        st.pull_checkpoint = persisted.pull_checkpoint;
+        st.generation
+    };
+    let session = EdgeSession::new(inner.cfg.clone(), persisted, now);
+    let weak = Rc::downgrade(inner);
+    let handler = |f: fn(&Rc<Inner>, u64, JsValue)| {
+        let weak: Weak<Inner> = weak.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+            if let Some(inner) = weak.upgrade() {
+                f(&inner, generation, ev);
+            }
+        })
+    };
+    let onopen = handler(on_open);
+    let onmessage = handler(on_message);
+    let onclose = handler(on_close);
+    ws.set_onopen(Some(onopen.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(onclose.as_ref().unchecked_ref()));
+    inner.state.borrow_mut().conn = Some(Conn {
+        ws,
+        session,
+        opened: false,
+        started: now,
+        handlers: vec![onopen, onmessage, onclose],
+    });
+}
+
+/// Runs `f` on the live connection of `generation`; returns what it returned.
+fn with_conn<R>(inner: &Inner, generation: u64, f: impl FnOnce(&mut Conn) -> R) -> Option<R> {
+    let mut st = inner.state.borrow_mut();
+    if st.stopped || st.generation != generation {
+        return None;
+    }
+    st.conn.as_mut().map(f)
+}
+
+/// Feeds an event to the session of `generation` and performs its actions.
+fn feed(inner: &Rc<Inner>, generation: u64, ev: EdgeEvent<'_>) {
+    let now = now_ms();
+    let actions = with_conn(inner, generation, |c| {
+        if c.opened {
+            c.session.handle(ev, now)
+        } else {
+            Vec::new()
+        }
+    });
+    if let Some(actions) = actions {
+        dispatch(inner, generation, actions);
+    }
+}
+
+fn on_open(inner: &Rc<Inner>, generation: u64, _ev: JsValue) {
+    let now = now_ms();
+    let actions = with_conn(inner, generation, |c| {
+        c.opened = true;
+        c.session.handle(EdgeEvent::Opened, now)
+    });
+    if let Some(actions) = actions {
+        dispatch(inner, generation, actions);
+    }
+}
+
+fn on_message(inner: &Rc<Inner>, generation: u64, ev: JsValue) {
+    let data = prop(&ev, "data");
+    // A text message is not a frame: fed as an empty one, it ends the session
+    // with a protocol error.
+    let bytes = match data.dyn_ref::<ArrayBuffer>() {
+        Some(buf) => Uint8Array::new(buf).to_vec(),
+        None => Vec::new(),
+    };
+    feed(inner, generation, EdgeEvent::Received(&bytes));
+}
+
+fn on_close(inner: &Rc<Inner>, generation: u64, _ev: JsValue) {
+    let now = now_ms();
+    let actions = with_conn(inner, generation, |c| {
+        c.session.handle(EdgeEvent::Closed, now)
+    });
+    let Some(actions) = actions else {
+        return;
+    };
+    teardown(inner, "closed");
+    dispatch(inner, generation, actions);
+    set_status(inner, SyncStatus::Offline);
+    schedule_reconnect(inner);
+}
+
+fn on_tick(inner: &Rc<Inner>) {
+    let now = now_ms();
+    let (generation, opened, stale) = {
+        let st = inner.state.borrow();
+        match &st.conn {
+            Some(c) => (
+                st.generation,
+                c.opened,
+                !c.opened && now - c.started > CONNECT_TIMEOUT_MS,
+            ),
+            None => return,
+        }
+    };
+    if opened {
+        feed(inner, generation, EdgeEvent::Tick);
+    } else if stale {
+        teardown(inner, "connect timeout");
+        set_status(inner, SyncStatus::Offline);
+        schedule_reconnect(inner);
+    }
+}
+
+/// Closes and forgets the current socket (its late events are ignored).
+/// Returns whether there was one.
+fn teardown(inner: &Inner, reason: &str) -> bool {
+    let mut st = inner.state.borrow_mut();
+    st.generation += 1;
+    let Some(conn) = st.conn.take() else {
+        return false;
+    };
+    conn.ws.set_onopen(None);
+    conn.ws.set_onmessage(None);
+    conn.ws.set_onclose(None);
+    let _ = conn.ws.close_with_code_and_reason(1000, reason);
+    // The handlers may be running right now: drop them at the next connect.
+    st.graveyard.extend(conn.handlers);
+    true
+}
+
+/// Performs the machine's actions in order (storage actions are queued).
+fn dispatch(inner: &Rc<Inner>, generation: u64, actions: Vec<EdgeAction>) {
+    for a in actions {
+        match a {
+            EdgeAction::Send(bytes) => {
+                if let Some(Err(e)) =
+                    with_conn(inner, generation, |c| c.ws.send_with_u8_array(&bytes))
+                {
+                    web_sys_log(&format!("Outpost sync: send failed: {}", message_of(&e)));
+                }
+            }
+            EdgeAction::Status(s) => {
+                if matches!(s, SyncStatus::Initial { .. } | SyncStatus::Live) {
+                    inner.state.borrow_mut().attempt = 0;
+                }
+                if current(inner, generation) {
+                    set_status(inner, s);
+                }
+            }
+            EdgeAction::Pushed { .. } => {}
+            EdgeAction::Close { fatal, .. } => {
+                if fatal {
+                    inner.state.borrow_mut().fatal = true;
+                }
+                if teardown(inner, "closed by the edge") && !fatal {
+                    schedule_reconnect(inner);
+                }
+            }
+            action => enqueue(inner, generation, Task::Storage(action)),
+        }
+    }
+}
+
+fn schedule_reconnect(inner: &Rc<Inner>) {
+    let delay = {
+        let mut st = inner.state.borrow_mut();
+        if st.stopped || st.fatal || st.conn.is_some() || st.reconnect_timer.is_some() {
+            return;
+        }
+        let d = backoff_ms(st.attempt, js_sys::Math::random());
+        st.attempt = st.attempt.saturating_add(1);
+        d
+    };
+    let weak = Rc::downgrade(inner);
+    let cb = Closure::once_into_js(move || {
+        if let Some(inner) = weak.upgrade() {
+            inner.state.borrow_mut().reconnect_timer = None;
+            enqueue(&inner, 0, Task::Connect);
+        }
+    });
+    let id = set_timeout(&cb, delay as f64);
+    inner.state.borrow_mut().reconnect_timer = Some(id);
+}
+
+/// Body bytes of a received document (what a slice is measured by).
+fn doc_bytes(d: &RemoteDoc) -> usize {
+    d.id.len() + d.versions.iter().map(|v| v.body.len() + 64).sum::<usize>()
+}
+
+/// Splits a batch into slices of at most [`SLICE_DOCS`] documents and
+/// [`SLICE_BYTES`] bytes (one larger document alone); at least one slice.
+fn slices(docs: Vec<RemoteDoc>) -> Vec<Vec<RemoteDoc>> {
+    let mut out = vec![Vec::new()];
+    let mut bytes = 0;
+    for d in docs {
+        let n = doc_bytes(&d);
+        let cur = out.last().map_or(0, Vec::len);
+        if cur > 0 && (cur >= SLICE_DOCS || bytes + n > SLICE_BYTES) {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += n;
+        if let Some(last) = out.last_mut() {
+            last.push(d);
+        }
+    }
+    out
+}
+
+/// Performs one storage action of the session of `generation` and feeds the
+/// result back.
+async fn storage_task(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
+    if !current(inner, generation) {
+        return;
+    }
+    match action {
+        EdgeAction::ApplyRemote { .. } => apply_remote(inner, generation, action).await,
+        EdgeAction::HubChanged { .. } => {
+            // The session restarts from 0 with this hub database.
+            inner.state.borrow_mut().pull_checkpoint = 0;
+            match run_storage(inner, action).await {
+                Ok((Some(ev), _)) => feed(inner, generation, ev),
+                Ok((None, _)) => {}
+                Err(e) => {
+                    if !hook_failed(inner, &e) {
+                        feed(inner, generation, EdgeEvent::ApplyFailed(message_of(&e)));
+                    }
+                }
+            }
+        }
+        EdgeAction::RecordRejection(r) => {
+            let rec = r.clone();
+            match run_storage(inner, EdgeAction::RecordRejection(r)).await {
+                Ok((None, _)) => {
+                    if let Ok(v) = rejection_to_js(&rec) {
+                        emit(inner, "rejection", &v);
+                    }
+                }
+                Ok((Some(ev), _)) => feed(inner, generation, ev),
+                Err(e) => {
+                    if !hook_failed(inner, &e) {
+                        feed(inner, generation, EdgeEvent::ApplyFailed(message_of(&e)));
+                    }
+                }
+            }
+        }
+        action => match run_storage(inner, action).await {
+            Ok((Some(ev), _)) => feed(inner, generation, ev),
+            Ok((None, _)) => {}
+            Err(e) => {
+                if !hook_failed(inner, &e) {
+                    feed(inner, generation, EdgeEvent::ApplyFailed(message_of(&e)));
+                }
+            }
+        },
+    }
+}
+
+/// Applies a batch from the hub in slices (see the module docs): the same
+/// action, its documents replaced by one slice at a time and its checkpoint
+/// by the previous one but for the last slice.
+async fn apply_remote(inner: &Rc<Inner>, generation: u64, mut action: EdgeAction) {
+    let (all, upto) = match &mut action {
+        EdgeAction::ApplyRemote { docs, upto, .. } => (std::mem::take(docs), *upto),
+        _ => return,
+    };
+    let before = inner.state.borrow().pull_checkpoint;
+    let parts = slices(all);
+    let n = parts.len();
+    let mut result = EdgeEvent::Applied;
+    for (i, part) in parts.into_iter().enumerate() {
+        if let EdgeAction::ApplyRemote {
+            docs, upto: step, ..
+        } = &mut action
+        {
+            *docs = part;
+            *step = if i + 1 == n { upto } else { before };
+        }
+        match run_storage(inner, action).await {
+            Ok((Some(EdgeEvent::Applied) | None, back)) => action = back,
+            Ok((Some(other), _)) => {
+                result = other;
+                break;
+            }
+            Err(e) => {
+                if hook_failed(inner, &e) {
+                    return;
+                }
+                result = EdgeEvent::ApplyFailed(message_of(&e));
+                break;
+            }
+        }
+        if !current(inner, generation) {
+            return;
+        }
+    }
+    if matches!(result, EdgeEvent::Applied) {
+        inner.state.borrow_mut().pull_checkpoint = upto;
+    }
+    feed(inner, generation, result);
+}
+
+/// Runs one storage action through the driver, inside `exclusive`; hands
+/// the action back with the event to feed.
+async fn run_storage(
+    inner: &Inner,
+    action: EdgeAction,
+) -> Result<(Option<EdgeEvent<'static>>, EdgeAction), JsValue> {
+    let db = inner.db.clone();
+    let cfg = inner.cfg.clone();
+    exclusive(inner, async move {
+        let ev = edge_storage(&db, &cfg, &action).await;
+        (ev, action)
+    })
+    .await
+}
+
+/// A rejection as `{ id, changeVector, code, rule, message }`.
+pub(crate) fn rejection_to_js(r: &outpost::sync::Rejection) -> Result<JsValue, JsValue> {
+    value_to_js(&serde_json::json!({
+        "id": r.id,
+        "changeVector": r.change_vector,
+        "code": r.code,
+        "rule": r.rule,
+        "message": r.message,
+    }))
+}
