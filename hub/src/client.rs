@@ -242,6 +242,7 @@ async fn connect(
         Box::new(tcp)
     };
     let cfg = WebSocketConfig::default()
+        .read_buffer_size(crate::server::WS_READ_BUFFER_BYTES)
         .max_message_size(Some(outpost::sync::frame::MAX_FRAME_BYTES + 1024))
         .max_frame_size(Some(outpost::sync::frame::MAX_FRAME_BYTES + 1024));
     let (ws, _) = tokio_tungstenite::client_async_with_config(opts.url.as_str(), stream, Some(cfg))

@@ -38,6 +38,16 @@ use crate::{client, reload, session, tls};
 /// Largest WebSocket message (and frame) the hub accepts: 32 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
 
+/// Read buffer of each WebSocket connection (hub sessions and the native
+/// client). tungstenite's default is 128 KiB, and it zero-fills the free part
+/// of the buffer before every read (also reads that find nothing), so the
+/// default cost 128 KiB of resident memory per connection and a 128 KiB
+/// memset per received frame: half the hub's CPU when a write fans out to
+/// 5,000 idle edges (`docs/benchmarks.md`, "Fan-out"). A larger frame is
+/// still received whole (the buffer grows to its size); it is read from the
+/// socket in pieces of this size.
+pub const WS_READ_BUFFER_BYTES: usize = 8 << 10;
+
 /// A TLS handshake taking longer than this is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -472,6 +482,7 @@ async fn sync(
     let hub = st.hub;
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
         .on_upgrade(move |socket| session::serve(socket, hub, peer))
 }
 

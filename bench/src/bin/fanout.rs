@@ -1,0 +1,1039 @@
+//! `fanout`: one hub process, many edges, one write reaching all of them.
+//!
+//! For each `--edges` count N (default 1,000 and 5,000), the benchmark:
+//! 1. starts a real `outpost-hub` release process on 127.0.0.1 (fresh data
+//!    directory, generated configuration: database `main`, N `[[edge]]`
+//!    entries reading `news/` and writing `edge/<i>/`, one `writer` edge that
+//!    may write `news/` and reads nothing);
+//! 2. connects N native edge clients (`outpost_hub::client::spawn_edge`) in
+//!    this process, each over its own in-memory database, in waves, and
+//!    waits until every one is `Live`;
+//! 3. lets them sit idle and measures the hub's memory per idle edge:
+//!    (hub RSS after − hub RSS before connecting) / N, from
+//!    `/proc/<pid>/status`, and this process's own memory per client;
+//! 4. writes `--writes` documents in `news/` through the writer (its own
+//!    runtime and thread) one at a time, and for each write and each edge
+//!    records the time from the writer's send (local commit, then wake the
+//!    client) to the edge having committed the batch (`on_applied`), all on
+//!    this process's monotonic clock;
+//! 5. prints p50/p99/max over all (edge, write) pairs, when the hub had
+//!    written each document to every edge's socket (its
+//!    `outpost_documents_sent_total`, polled over `GET /metrics`), CPU time
+//!    of both processes (and of every other process, as noise) per write,
+//!    and the ratios against the targets (p99 under 100 ms at 5,000 edges,
+//!    under 64 KiB of hub memory per idle edge).
+//!
+//! Results and what limits them: `docs/benchmarks.md`, "Fan-out".
+//!
+//! The hub binary is looked up next to this executable
+//! (`target/release/outpost-hub`; build it with
+//! `cargo build --release -p outpost-hub`) or given with `--hub`. The hub is
+//! killed when a case ends, also on panic. If the open-file limit is too low
+//! for the sockets (N in this process, N in the hub), the benchmark re-executes
+//! itself under `sh -c 'ulimit -n …'` (up to the hard limit).
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use outpost::db::{Batch, Database, OpenOptions};
+use outpost::store::MemoryStore;
+use outpost::sync::{EdgeConfig, SyncStatus};
+use outpost_hub::client::{ClientOptions, SyncHandle, spawn_edge};
+use outpost_hub::config::token_sha256_hex;
+use serde_json::{Value, json};
+
+/// Environment variable set when the benchmark re-executed itself with a
+/// higher open-file limit (so it does not loop).
+const REEXEC_ENV: &str = "OUTPOST_FANOUT_NOFILE";
+
+/// Target: p99 latency of a write reaching every edge, at 5,000 edges.
+const TARGET_P99_MS: f64 = 100.0;
+/// Target: hub memory per idle edge.
+const TARGET_KIB_PER_EDGE: f64 = 64.0;
+
+/// Fan-out benchmark: one hub process, N native edges in this process, a
+/// write reaching all of them (latency) and hub memory per idle edge.
+#[derive(Parser, Debug)]
+#[command(
+    name = "fanout",
+    after_help = "\
+Examples:
+  cargo build --release -p outpost-hub
+  cargo run --release -p outpost-bench --bin fanout
+  cargo run --release -p outpost-bench --bin fanout -- --edges 1000,5000 --writes 20
+  cargo run --release -p outpost-bench --bin fanout -- --edges 1000 --backlog 600"
+)]
+struct Args {
+    /// Edge counts to measure, comma-separated (one fresh hub per count).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,5000",
+        value_name = "N,..."
+    )]
+    edges: Vec<usize>,
+    /// Documents written at the hub per case (each must reach every edge
+    /// before the next is written).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    writes: usize,
+    /// Pause after a write has reached every edge, before the next, in ms.
+    #[arg(long, default_value_t = 300, value_name = "MS")]
+    interval_ms: u64,
+    /// Seconds the connected edges sit idle before memory is read.
+    #[arg(long, default_value_t = 3, value_name = "S")]
+    settle: u64,
+    /// Approximate size of each written document's JSON body, in bytes.
+    #[arg(long, default_value_t = 1024, value_name = "BYTES")]
+    doc_bytes: usize,
+    /// Documents in `news/` before the edges connect (each edge receives them
+    /// in its initial phase; shows what a synced edge keeps at the hub).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    backlog: usize,
+    /// Edges connecting at once (the next wave starts when these are live).
+    #[arg(long, default_value_t = 250, value_name = "N")]
+    wave: usize,
+    /// The `outpost-hub` binary (default: next to this executable).
+    #[arg(long, value_name = "PATH")]
+    hub: Option<PathBuf>,
+    /// Directory for the hub's temporary data (removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// While a write fans out, poll the hub's `GET /metrics` this often (ms)
+    /// to see when it has written the document to every edge's socket;
+    /// 0 = do not poll.
+    #[arg(long, default_value_t = 5, value_name = "MS")]
+    probe_ms: u64,
+    /// Longest wait for any one step (hub start, a wave, a write), in seconds.
+    #[arg(long, default_value_t = 120, value_name = "S")]
+    timeout: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    let max_edges = args.edges.iter().copied().max().unwrap_or(0);
+    ensure_open_files(max_edges);
+    let hub_bin = args.hub.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("outpost-hub")))
+            .unwrap_or_else(|| PathBuf::from("outpost-hub"))
+    });
+    if !hub_bin.is_file() {
+        eprintln!(
+            "error: no hub binary at {} (build it: cargo build --release -p outpost-hub, or pass --hub)",
+            hub_bin.display()
+        );
+        std::process::exit(2);
+    }
+    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+
+    println!("# Fan-out benchmark\n");
+    println!("Machine:");
+    for (k, v) in machine_info(&dir) {
+        println!("- {k}: {v}");
+    }
+    println!("- open files (soft limit): {}", open_file_limits().0);
+    println!("- hub binary: {}", hub_bin.display());
+    println!(
+        "\nSettings: writes {}, doc body ~{} B, interval {} ms, settle {} s, backlog {}, wave {}\n",
+        args.writes, args.doc_bytes, args.interval_ms, args.settle, args.backlog, args.wave
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut results = Vec::new();
+    for &n in &args.edges {
+        println!("## {n} edges");
+        let r = run_case(&rt, &args, &hub_bin, &dir, n);
+        r.print_detail();
+        results.push(r);
+        println!();
+    }
+    print_summary(&results);
+}
+
+// ---------------------------------------------------------------------------
+// One case
+
+struct CaseResult {
+    edges: usize,
+    connect_secs: f64,
+    hub_before: Mem,
+    hub_idle: Mem,
+    hub_after_writes: Mem,
+    bench_before: Mem,
+    bench_idle: Mem,
+    /// Latency from the writer's send to each edge's commit, ns, all pairs.
+    from_send: Vec<u64>,
+    /// Latency from the writer's observed PushAck (hub commit acknowledged)
+    /// to each edge's commit, ns (negative: applied before the ack was seen).
+    from_ack: Vec<i64>,
+    /// Writer's send → PushAck observed, ns, per write.
+    push_rtt: Vec<u64>,
+    /// Writer's send → the hub's `outpost_documents_sent_total` showing the
+    /// document written to every edge's socket (polled), ns, per write.
+    hub_sent: Vec<u64>,
+    /// First edge applied → last edge applied, ns, per write.
+    spread: Vec<u64>,
+    /// CPU seconds of the hub and of this process over the write phase.
+    hub_cpu_writes: f64,
+    bench_cpu_writes: f64,
+    /// CPU seconds used by every other process over the write windows, and
+    /// the windows' total length (write sent → every edge applied).
+    other_cpu_writes: f64,
+    write_wall: f64,
+    writes: usize,
+    /// CPU seconds of the hub and this process while the edges sat idle,
+    /// and the idle window's length.
+    hub_cpu_idle: f64,
+    bench_cpu_idle: f64,
+    idle_secs: f64,
+    hub_threads: u64,
+    extra_applies: usize,
+}
+
+impl CaseResult {
+    fn hub_kib_per_edge(&self) -> f64 {
+        self.hub_idle
+            .rss_kib
+            .saturating_sub(self.hub_before.rss_kib) as f64
+            / self.edges as f64
+    }
+    fn hub_anon_kib_per_edge(&self) -> f64 {
+        self.hub_idle
+            .anon_kib
+            .saturating_sub(self.hub_before.anon_kib) as f64
+            / self.edges as f64
+    }
+    fn hub_kib_per_edge_after_writes(&self) -> f64 {
+        self.hub_after_writes
+            .rss_kib
+            .saturating_sub(self.hub_before.rss_kib) as f64
+            / self.edges as f64
+    }
+    fn bench_kib_per_edge(&self) -> f64 {
+        self.bench_idle
+            .rss_kib
+            .saturating_sub(self.bench_before.rss_kib) as f64
+            / self.edges as f64
+    }
+    fn other_cores(&self) -> f64 {
+        if self.write_wall > 0.0 {
+            self.other_cpu_writes / self.write_wall
+        } else {
+            0.0
+        }
+    }
+    fn lat_ms(&self, q: f64) -> f64 {
+        percentile(&self.from_send, q) as f64 / 1e6
+    }
+
+    fn print_detail(&self) {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        println!(
+            "connected {} edges in {:.1} s; hub threads {}",
+            self.edges, self.connect_secs, self.hub_threads
+        );
+        println!(
+            "hub memory: before {} / idle {} / after writes {} (VmRSS; RssAnon {} → {})",
+            fmt_kib(self.hub_before.rss_kib),
+            fmt_kib(self.hub_idle.rss_kib),
+            fmt_kib(self.hub_after_writes.rss_kib),
+            fmt_kib(self.hub_before.anon_kib),
+            fmt_kib(self.hub_idle.anon_kib),
+        );
+        println!(
+            "hub KiB per idle edge: {:.1} (RssAnon {:.1}); after the writes {:.1}",
+            self.hub_kib_per_edge(),
+            self.hub_anon_kib_per_edge(),
+            self.hub_kib_per_edge_after_writes()
+        );
+        println!(
+            "bench process: {} → {} ({:.1} KiB per client)",
+            fmt_kib(self.bench_before.rss_kib),
+            fmt_kib(self.bench_idle.rss_kib),
+            self.bench_kib_per_edge()
+        );
+        println!(
+            "idle CPU over {:.1} s: hub {:.1} % of a core, bench {:.1} %",
+            self.idle_secs,
+            100.0 * self.hub_cpu_idle / self.idle_secs,
+            100.0 * self.bench_cpu_idle / self.idle_secs
+        );
+        println!(
+            "write → every edge applied ({} pairs): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.from_send.len(),
+            self.lat_ms(0.50),
+            self.lat_ms(0.90),
+            self.lat_ms(0.99),
+            self.lat_ms(1.0)
+        );
+        let mut acks: Vec<i64> = self.from_ack.clone();
+        acks.sort_unstable();
+        let pick = |q: f64| {
+            if acks.is_empty() {
+                0.0
+            } else {
+                acks[rank(acks.len(), q)] as f64 / 1e6
+            }
+        };
+        println!(
+            "hub commit ack seen → edge applied: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            pick(0.5),
+            pick(0.99),
+            pick(1.0)
+        );
+        println!(
+            "writer push round trip: p50 {:.2} ms, max {:.2} ms; first → last edge per write: p50 {:.1} ms, max {:.1} ms",
+            ms(percentile(&self.push_rtt, 0.5)),
+            ms(percentile(&self.push_rtt, 1.0)),
+            ms(percentile(&self.spread, 0.5)),
+            ms(percentile(&self.spread, 1.0))
+        );
+        if !self.hub_sent.is_empty() {
+            println!(
+                "hub wrote it to every socket (polled GET /metrics): p50 {:.1} ms, max {:.1} ms after the send",
+                ms(percentile(&self.hub_sent, 0.5)),
+                ms(percentile(&self.hub_sent, 1.0))
+            );
+        }
+        println!(
+            "CPU per write: hub {:.1} ms ({:.1} µs per edge), bench {:.1} ms ({:.1} µs per edge)",
+            1e3 * self.hub_cpu_writes / self.writes as f64,
+            1e6 * self.hub_cpu_writes / (self.writes * self.edges) as f64,
+            1e3 * self.bench_cpu_writes / self.writes as f64,
+            1e6 * self.bench_cpu_writes / (self.writes * self.edges) as f64,
+        );
+        println!(
+            "other processes during the writes: {:.1} ms CPU per write, {:.2} cores on average (machine noise)",
+            1e3 * self.other_cpu_writes / self.writes as f64,
+            self.other_cores()
+        );
+        if self.extra_applies > 0 {
+            println!(
+                "note: {} batches applied beyond one per edge and write",
+                self.extra_applies
+            );
+        }
+    }
+}
+
+/// Per-edge timestamps, shared with the `on_applied` callbacks.
+struct Stamps {
+    /// First batch applied since the last reset, ns since `epoch()`; 0 = none.
+    first: Vec<AtomicU64>,
+    /// Edges with a stamp since the last reset.
+    arrived: AtomicUsize,
+    /// Every batch applied since the last reset.
+    applies: AtomicUsize,
+}
+
+impl Stamps {
+    fn reset(&self) {
+        for s in &self.first {
+            s.store(0, Ordering::SeqCst);
+        }
+        self.arrived.store(0, Ordering::SeqCst);
+        self.applies.store(0, Ordering::SeqCst);
+    }
+}
+
+fn run_case(
+    rt: &tokio::runtime::Runtime,
+    args: &Args,
+    hub_bin: &Path,
+    dir: &Path,
+    n: usize,
+) -> CaseResult {
+    let timeout = Duration::from_secs(args.timeout);
+    let tag = format!(
+        "fanout-{}-{}",
+        std::process::id(),
+        epoch().elapsed().as_nanos()
+    );
+    let tokens: Vec<String> = (0..n).map(|i| format!("edge-token-{i}-{tag}")).collect();
+    let writer_token = format!("writer-token-{tag}");
+    let port = free_port();
+    let mut cfg = format!(
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n"
+    );
+    cfg.push_str(&edge_toml("writer", &writer_token, &[], &["news/"]));
+    for (i, t) in tokens.iter().enumerate() {
+        cfg.push_str(&edge_toml(
+            &edge_name(i),
+            t,
+            &["news/"],
+            &[&format!("edge/{i}/")],
+        ));
+    }
+    let hub = HubProc::start(
+        hub_bin,
+        &dir.join(format!(".outpost-{tag}")),
+        port,
+        &cfg,
+        timeout,
+    );
+    let url = format!("ws://127.0.0.1:{port}/sync");
+    let me = std::process::id();
+
+    // The writer: its own runtime (one worker thread), so its push and the
+    // acknowledgement are not queued behind the edges' tasks here.
+    let wrt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("writer")
+        .enable_all()
+        .build()
+        .expect("writer runtime");
+    let (wdb, writer) = wrt.block_on(async {
+        let db = open_memory_db().await;
+        let h = spawn_edge(
+            db.clone(),
+            client_options(&url, "writer", &writer_token),
+            None,
+            None,
+        );
+        wait_live(&h, timeout, "writer").await;
+        (db, h)
+    });
+    let body = |k: usize| -> Value {
+        let pad = args.doc_bytes.saturating_sub(80);
+        json!({"title": format!("news item {k}"), "n": k, "text": "x".repeat(pad)})
+    };
+    if args.backlog > 0 {
+        let t = Instant::now();
+        wrt.block_on(async {
+            let mut b = Batch::new();
+            for k in 0..args.backlog {
+                b.put(format!("news/backlog/{k:06}"), body(k));
+            }
+            wdb.commit(b).await.expect("backlog commit");
+            writer.local_changed();
+            let deadline = Instant::now() + timeout;
+            while writer.counters().docs_pushed.load(Ordering::SeqCst) < args.backlog as u64 {
+                assert!(Instant::now() < deadline, "backlog not pushed in time");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        println!(
+            "backlog: {} documents pushed to the hub in {:.1} s",
+            args.backlog,
+            t.elapsed().as_secs_f64()
+        );
+    }
+
+    std::thread::sleep(Duration::from_secs(1));
+    let hub_before = Mem::of(hub.pid());
+    let bench_before = Mem::of(me);
+
+    // Connect the edges, a wave at a time.
+    let stamps = Arc::new(Stamps {
+        first: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        arrived: AtomicUsize::new(0),
+        applies: AtomicUsize::new(0),
+    });
+    let t_connect = Instant::now();
+    eprintln!("[{n} edges] hub pid {}; connecting", hub.pid());
+    let mut edges: Vec<(Database<MemoryStore>, SyncHandle)> = Vec::with_capacity(n);
+    rt.block_on(async {
+        let mut i = 0;
+        while i < n {
+            let end = (i + args.wave.max(1)).min(n);
+            for (j, token) in tokens.iter().enumerate().take(end).skip(i) {
+                let db = open_memory_db().await;
+                let st = stamps.clone();
+                let cb: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                    st.applies.fetch_add(1, Ordering::SeqCst);
+                    let t = now_ns();
+                    if st.first[j]
+                        .compare_exchange(0, t, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        st.arrived.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+                let h = spawn_edge(
+                    db.clone(),
+                    client_options(&url, &edge_name(j), token),
+                    None,
+                    Some(cb),
+                );
+                edges.push((db, h));
+            }
+            for (j, (_, h)) in edges.iter().enumerate().skip(i) {
+                wait_live(h, timeout, &edge_name(j)).await;
+            }
+            i = end;
+        }
+    });
+    let connect_secs = t_connect.elapsed().as_secs_f64();
+    eprintln!("[{n} edges] all live after {connect_secs:.1} s; settling");
+    if args.backlog > 0 {
+        let total: u64 = edges
+            .iter()
+            .map(|(db, _)| db.stats().documents)
+            .sum::<u64>();
+        assert_eq!(
+            total,
+            (n * args.backlog) as u64,
+            "every edge should hold the backlog"
+        );
+    }
+
+    // Idle: let everything settle, then read memory and idle CPU.
+    std::thread::sleep(Duration::from_secs(1));
+    let (h0, b0, t0) = (cpu_secs(hub.pid()), cpu_secs(me), Instant::now());
+    std::thread::sleep(Duration::from_secs(args.settle.max(1)));
+    let (hub_cpu_idle, bench_cpu_idle, idle_secs) = (
+        cpu_secs(hub.pid()) - h0,
+        cpu_secs(me) - b0,
+        t0.elapsed().as_secs_f64(),
+    );
+    let hub_idle = Mem::of(hub.pid());
+    let bench_idle = Mem::of(me);
+    let hub_threads = hub_idle.threads;
+
+    // The writes.
+    eprintln!("[{n} edges] writing {} documents", args.writes);
+    let mut from_send = Vec::with_capacity(n * args.writes);
+    let mut from_ack = Vec::with_capacity(n * args.writes);
+    let mut push_rtt = Vec::new();
+    let mut hub_sent = Vec::new();
+    let mut spread = Vec::new();
+    let mut extra_applies = 0;
+    let (mut hub_cpu_writes, mut bench_cpu_writes) = (0.0, 0.0);
+    let (mut other_cpu_writes, mut write_wall) = (0.0, 0.0);
+    for k in 0..args.writes {
+        stamps.reset();
+        let pushed_before = writer.counters().docs_pushed.load(Ordering::SeqCst);
+        let (hc, bc, sc, t_start) = (
+            cpu_secs(hub.pid()),
+            cpu_secs(me),
+            system_busy_secs(),
+            Instant::now(),
+        );
+        wrt.block_on(wdb.put(&format!("news/{k:06}"), body(k)))
+            .expect("writer put");
+        let deadline = Instant::now() + timeout;
+        let probe = (args.probe_ms > 0).then(|| {
+            let base = docs_sent(port).expect("GET /metrics from the hub");
+            let every = Duration::from_millis(args.probe_ms);
+            std::thread::spawn(move || {
+                while Instant::now() < deadline {
+                    if docs_sent(port).is_some_and(|c| c >= base + n as u64) {
+                        return Some(now_ns());
+                    }
+                    std::thread::sleep(every);
+                }
+                None
+            })
+        });
+        let t_send = now_ns();
+        writer.local_changed();
+        let mut t_ack = 0;
+        loop {
+            if t_ack == 0 && writer.counters().docs_pushed.load(Ordering::SeqCst) > pushed_before {
+                t_ack = now_ns();
+            }
+            if t_ack != 0 && stamps.arrived.load(Ordering::SeqCst) == n {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "write {k}: after {:?}, {} of {n} edges applied it (push acknowledged: {})",
+                    timeout,
+                    stamps.arrived.load(Ordering::SeqCst),
+                    t_ack != 0
+                );
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        write_wall += t_start.elapsed().as_secs_f64();
+        if let Some(p) = probe {
+            let t = p.join().ok().flatten().expect("the hub's sent counter");
+            hub_sent.push(t.saturating_sub(t_send));
+        }
+        let (dh, db) = (cpu_secs(hub.pid()) - hc, cpu_secs(me) - bc);
+        hub_cpu_writes += dh;
+        bench_cpu_writes += db;
+        other_cpu_writes += (system_busy_secs() - sc - dh - db).max(0.0);
+        let firsts: Vec<u64> = stamps
+            .first
+            .iter()
+            .map(|s| s.load(Ordering::SeqCst))
+            .collect();
+        for &t in &firsts {
+            from_send.push(t.saturating_sub(t_send));
+            from_ack.push(t as i64 - t_ack as i64);
+        }
+        push_rtt.push(t_ack.saturating_sub(t_send));
+        let (lo, hi) = (
+            firsts.iter().min().copied().unwrap_or(0),
+            firsts.iter().max().copied().unwrap_or(0),
+        );
+        spread.push(hi - lo);
+        extra_applies += stamps.applies.load(Ordering::SeqCst).saturating_sub(n);
+        std::thread::sleep(Duration::from_millis(args.interval_ms));
+    }
+    eprintln!("[{n} edges] writes done");
+    std::thread::sleep(Duration::from_secs(1));
+    let hub_after_writes = Mem::of(hub.pid());
+
+    // Every edge holds every document written.
+    let want = (args.backlog + args.writes) as u64;
+    let short = edges
+        .iter()
+        .filter(|(db, _)| db.stats().documents != want)
+        .count();
+    assert_eq!(short, 0, "{short} edges do not hold all {want} documents");
+
+    // Tear down: stop the clients, then the hub (also killed on drop).
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (_, h) in edges {
+            set.spawn(h.stop());
+        }
+        let _ =
+            tokio::time::timeout(timeout, async { while set.join_next().await.is_some() {} }).await;
+    });
+    wrt.block_on(writer.stop());
+    drop(wrt);
+    drop(hub);
+
+    CaseResult {
+        edges: n,
+        connect_secs,
+        hub_before,
+        hub_idle,
+        hub_after_writes,
+        bench_before,
+        bench_idle,
+        from_send,
+        from_ack,
+        push_rtt,
+        hub_sent,
+        spread,
+        hub_cpu_writes,
+        bench_cpu_writes,
+        other_cpu_writes,
+        write_wall,
+        writes: args.writes,
+        hub_cpu_idle,
+        bench_cpu_idle,
+        idle_secs,
+        hub_threads,
+        extra_applies,
+    }
+}
+
+fn print_summary(results: &[CaseResult]) {
+    println!("## Summary\n");
+    println!(
+        "| edges | connect s | p50 ms | p99 ms | max ms | hub KiB/idle edge | hub KiB/edge after writes | bench KiB/client | hub CPU ms/write | bench CPU ms/write | idle CPU hub / bench | other load, cores |"
+    );
+    println!("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for r in results {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} % / {:.1} % | {:.2} |",
+            r.edges,
+            r.connect_secs,
+            r.lat_ms(0.5),
+            r.lat_ms(0.99),
+            r.lat_ms(1.0),
+            r.hub_kib_per_edge(),
+            r.hub_kib_per_edge_after_writes(),
+            r.bench_kib_per_edge(),
+            1e3 * r.hub_cpu_writes / r.writes as f64,
+            1e3 * r.bench_cpu_writes / r.writes as f64,
+            100.0 * r.hub_cpu_idle / r.idle_secs,
+            100.0 * r.bench_cpu_idle / r.idle_secs,
+            r.other_cores(),
+        );
+    }
+    println!("\nTargets:");
+    for r in results {
+        let p99 = r.lat_ms(0.99);
+        let kib = r.hub_kib_per_edge();
+        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        let scope = if r.edges == 5000 {
+            ""
+        } else {
+            " (the target is stated at 5,000 edges)"
+        };
+        println!(
+            "- {} edges: p99 {:.1} ms vs {TARGET_P99_MS} ms: {:.2}× the target, {}{scope}; hub {:.1} KiB per idle edge vs {TARGET_KIB_PER_EDGE} KiB: {:.2}× the target, {}",
+            r.edges,
+            p99,
+            p99 / TARGET_P99_MS,
+            verdict(p99 < TARGET_P99_MS),
+            kib,
+            kib / TARGET_KIB_PER_EDGE,
+            verdict(kib < TARGET_KIB_PER_EDGE),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+
+fn edge_name(i: usize) -> String {
+    format!("e{i:05}")
+}
+
+fn client_options(url: &str, identity: &str, token: &str) -> ClientOptions {
+    ClientOptions {
+        url: url.into(),
+        edge: EdgeConfig::new("main", identity, token),
+        ca_cert: None,
+    }
+}
+
+async fn open_memory_db() -> Database<MemoryStore> {
+    let opts = OpenOptions {
+        cache_bytes: 16 * 4096,
+        ..OpenOptions::default()
+    };
+    Database::open(MemoryStore::new(), opts)
+        .await
+        .expect("open an in-memory database")
+}
+
+async fn wait_live(h: &SyncHandle, timeout: Duration, who: &str) {
+    let live = h
+        .wait_for(timeout, |s| {
+            matches!(s, SyncStatus::Live | SyncStatus::Error { .. })
+        })
+        .await;
+    match h.status() {
+        SyncStatus::Live if live => {}
+        s => panic!(
+            "edge {who} not live after {timeout:?}: {s:?} (sessions {}, failed connection attempts {})",
+            h.counters().sessions.load(Ordering::SeqCst),
+            h.counters().failed_attempts.load(Ordering::SeqCst)
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The hub process
+
+/// A running hub process; killed (and its directory removed) on drop.
+struct HubProc {
+    dir: PathBuf,
+    child: Option<Child>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl HubProc {
+    fn start(bin: &Path, dir: &Path, port: u16, config: &str, timeout: Duration) -> HubProc {
+        std::fs::create_dir_all(dir).expect("create the hub's directory");
+        std::fs::write(dir.join("outpost-hub.toml"), config).expect("write the configuration");
+        let mut child = Command::new(bin)
+            .current_dir(dir)
+            .args(["--config", "outpost-hub.toml", "serve"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        if let Some(err) = child.stderr.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                    if l.len() >= 200 {
+                        l.remove(0);
+                    }
+                    l.push(line);
+                }
+            });
+        }
+        let h = HubProc {
+            dir: dir.to_path_buf(),
+            child: Some(child),
+            log,
+        };
+        let t = Instant::now();
+        while !healthy(port) {
+            if t.elapsed() > timeout {
+                panic!("the hub did not start: {}", h.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        h
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn log_tail(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
+    }
+}
+
+impl Drop for HubProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether `GET /healthz` answers 200.
+fn healthy(port: u16) -> bool {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200")
+}
+
+/// The hub's `outpost_documents_sent_total` (documents written to edges'
+/// sockets), from `GET /metrics`.
+fn docs_sent(port: u16) -> Option<u64> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("outpost_documents_sent_total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// One `[[edge]]` entry of the hub configuration.
+fn edge_toml(name: &str, token: &str, read: &[&str], write: &[&str]) -> String {
+    let list = |l: &[&str]| {
+        l.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "[[edge]]\nname = {name:?}\ntoken_sha256 = {:?}\ndatabase = \"main\"\nread = [{}]\nwrite = [{}]\n\n",
+        token_sha256_hex(token),
+        list(read),
+        list(write)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Measurements of processes
+
+/// Memory of a process, from `/proc/<pid>/status` (KiB).
+#[derive(Clone, Copy, Debug, Default)]
+struct Mem {
+    rss_kib: u64,
+    anon_kib: u64,
+    threads: u64,
+}
+
+impl Mem {
+    fn of(pid: u32) -> Mem {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            s.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Mem {
+            rss_kib: field("VmRSS:"),
+            anon_kib: field("RssAnon:"),
+            threads: field("Threads:"),
+        }
+    }
+}
+
+/// User + system CPU time of a process, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after it are fixed.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // After ")": state is field 3 of stat(5), so utime (14) and stime (15)
+    // are at indices 11 and 12 here.
+    (ticks(11) + ticks(12)) as f64 / clock_ticks() as f64
+}
+
+/// CPU seconds every process of the machine has used since boot (busy time
+/// of all CPUs, from the first line of `/proc/stat`).
+fn system_busy_secs() -> f64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum();
+    busy as f64 / clock_ticks() as f64
+}
+
+fn clock_ticks() -> u64 {
+    static T: OnceLock<u64> = OnceLock::new();
+    *T.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100)
+    })
+}
+
+/// (soft, hard) open-file limits of this process (`u64::MAX`: unlimited).
+fn open_file_limits() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or("");
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .map(|v| v.parse().unwrap_or(u64::MAX))
+        .collect();
+    match nums.as_slice() {
+        [soft, hard] => (*soft, *hard),
+        _ => (u64::MAX, u64::MAX),
+    }
+}
+
+/// Makes sure this process (and the hub it starts, which inherits the limit)
+/// may open a socket per edge: re-executes itself under `ulimit -n` if needed.
+fn ensure_open_files(edges: usize) {
+    let need = edges as u64 + 1024;
+    let (soft, hard) = open_file_limits();
+    if soft >= need {
+        return;
+    }
+    if hard < need || std::env::var_os(REEXEC_ENV).is_some() {
+        eprintln!(
+            "error: {edges} edges need about {need} open files per process; the limit is {soft} (hard {hard}). Raise it (ulimit -n {need}) or use fewer edges."
+        );
+        std::process::exit(2);
+    }
+    let exe = std::env::current_exe().expect("the path of this executable");
+    eprintln!("raising the open-file limit from {soft} to {need} (re-executing under ulimit -n)");
+    let err = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("ulimit -n \"$1\" && shift && exec \"$@\"")
+        .arg("sh")
+        .arg(need.to_string())
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env(REEXEC_ENV, need.to_string())
+        .exec();
+    eprintln!("error: re-executing under ulimit -n {need}: {err}");
+    std::process::exit(2);
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+fn epoch() -> Instant {
+    static E: OnceLock<Instant> = OnceLock::new();
+    *E.get_or_init(Instant::now)
+}
+
+/// Nanoseconds since `epoch()`, never 0.
+fn now_ns() -> u64 {
+    epoch().elapsed().as_nanos() as u64 + 1
+}
+
+/// Index of the `q` quantile (nearest rank) in a sorted slice of `len`.
+fn rank(len: usize, q: f64) -> usize {
+    ((q * len as f64).ceil() as usize).clamp(1, len.max(1)) - 1
+}
+
+/// The `q` quantile (nearest rank) of unsorted values.
+fn percentile(v: &[u64], q: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    s[rank(s.len(), q)]
+}
+
+fn fmt_kib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn machine_info(dir: &Path) -> Vec<(String, String)> {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let kb: u64 = s
+                .lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some(format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    vec![
+        ("CPUs (nproc)".into(), cpus.to_string()),
+        ("CPU model".into(), cpu),
+        ("memory".into(), mem),
+        ("kernel".into(), kernel),
+        ("hub data directory".into(), dir.display().to_string()),
+    ]
+}
