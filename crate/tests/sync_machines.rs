@@ -230,6 +230,11 @@ fn protocol_violations_end_the_session_with_a_typed_error() {
     b[7] = 9;
     let a = h.handle(HubEvent::Received(&b), 0);
     assert!(closed_with(&a, "unsupported_version"));
+    // ... also when the rest of that Hello has another layout.
+    let mut h = HubSession::new(0);
+    b.extend_from_slice(&[1, 2, 3]);
+    let a = h.handle(HubEvent::Received(&b), 0);
+    assert!(closed_with(&a, "unsupported_version"), "{a:?}");
     let mut h = HubSession::new(0);
     h.handle(HubEvent::Received(&hello()), 0);
     let a = h.handle(HubEvent::Unauthorized, 0);

@@ -410,7 +410,13 @@ impl EdgeSession {
             (_, Frame::Ping { nonce }) => self.send(out, now, Frame::Pong { nonce }),
             (_, Frame::Pong { .. }) => {}
             (_, Frame::Error { code, message }) => {
-                let fatal = matches!(code.as_str(), "unauthorized" | "unsupported_version");
+                // Retrying cannot help when the hub refuses the identity or the
+                // version, or finds this edge's frames malformed (a client and
+                // hub of different builds): report it instead of looping.
+                let fatal = matches!(
+                    code.as_str(),
+                    "unauthorized" | "unsupported_version" | "protocol"
+                );
                 self.close(out, &code, &message, fatal);
             }
             (

@@ -179,6 +179,17 @@ enum Phase {
     Closed,
 }
 
+/// The version range of what looks like a `Hello` (type, magic, two `u16`s).
+fn hello_versions(b: &[u8]) -> Option<(u16, u16)> {
+    if b.len() < 9 || b[0] != 1 || b[1..5] != crate::sync::frame::MAGIC {
+        return None;
+    }
+    Some((
+        u16::from_le_bytes([b[5], b[6]]),
+        u16::from_le_bytes([b[7], b[8]]),
+    ))
+}
+
 /// A refusal of a pushed batch.
 struct Refusal {
     code: &'static str,
@@ -268,7 +279,27 @@ impl HubSession {
                 self.last_recv = now;
                 match Frame::decode(b, self.max_frame) {
                     Ok(f) => self.on_frame(f, now, &mut out),
-                    Err(e) => self.fail(&mut out, now, "protocol", &e.to_string()),
+                    Err(e) => match hello_versions(b) {
+                        // A Hello of another protocol version may have another
+                        // layout: answer with the versions, not "malformed".
+                        Some((min, max))
+                            if self.phase == Phase::AwaitHello
+                                && !(min..=max).contains(&PROTOCOL_VERSION) =>
+                        {
+                            out.push(HubAction::Metric(HubMetric::Rejected(
+                                "unsupported_version".into(),
+                            )));
+                            self.fail(
+                                &mut out,
+                                now,
+                                "unsupported_version",
+                                &format!(
+                                    "the hub speaks protocol version {PROTOCOL_VERSION}; the edge offers {min} to {max}"
+                                ),
+                            );
+                        }
+                        _ => self.fail(&mut out, now, "protocol", &e.to_string()),
+                    },
                 }
             }
             HubEvent::Tick => {
