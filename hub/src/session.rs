@@ -128,9 +128,7 @@ pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
 
 /// A stream of a watch channel's new values that keeps one `changed()`
 /// future registered while it waits (see `serve`).
-fn watch_stream<T: Clone + Send + Sync + 'static>(
-    rx: watch::Receiver<T>,
-) -> BoxStream<'static, T> {
+fn watch_stream<T: Clone + Send + Sync + 'static>(rx: watch::Receiver<T>) -> BoxStream<'static, T> {
     futures::stream::unfold(rx, |mut rx| async move {
         rx.changed().await.ok()?;
         let v = rx.borrow_and_update().clone();
