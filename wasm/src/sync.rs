@@ -16,11 +16,13 @@
 //! a write of another tab.
 //!
 //! **No long main-thread tasks.** A `Changes` batch (up to 500 documents /
-//! 512 KiB) is applied in slices of at most [`SLICE_DOCS`] documents and
-//! [`SLICE_BYTES`] bytes, one commit (and one lock round trip, which yields to
-//! the event loop) each. Only the last slice moves the pull checkpoint to the
-//! batch's `upto`; the others rewrite the previous checkpoint. Re-applying a
-//! version is a no-op, so a crash between slices only re-sends a batch.
+//! 512 KiB) is applied, under one lock hold, in slices of at most
+//! [`SLICE_DOCS`] documents and [`SLICE_BYTES`] bytes, each in an event-loop
+//! task of its own; a slice's commit is not awaited before the next slice is
+//! applied, so the engine's group commit overlaps applying with IndexedDB
+//! commits. Only the last slice moves the pull checkpoint to the batch's
+//! `upto`; the others rewrite the previous checkpoint. Re-applying a version
+//! is a no-op, so a crash between slices only re-sends a batch.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -748,45 +750,95 @@ async fn storage_task(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
 /// Applies a batch from the hub in slices (see the module docs): the same
 /// action, its documents replaced by one slice at a time and its checkpoint
 /// by the previous one but for the last slice.
-async fn apply_remote(inner: &Rc<Inner>, generation: u64, mut action: EdgeAction) {
-    let (all, upto) = match &mut action {
-        EdgeAction::ApplyRemote { docs, upto, .. } => (std::mem::take(docs), *upto),
-        _ => return,
+async fn apply_remote(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
+    let EdgeAction::ApplyRemote { docs: all, upto } = action else {
+        return;
     };
     let before = inner.state.borrow().pull_checkpoint;
     let parts = slices(all);
     let n = parts.len();
-    let mut result = EdgeEvent::Applied;
-    for (i, part) in parts.into_iter().enumerate() {
-        if let EdgeAction::ApplyRemote {
-            docs, upto: step, ..
-        } = &mut action
-        {
-            *docs = part;
-            *step = if i + 1 == n { upto } else { before };
-        }
-        match run_storage(inner, action).await {
-            Ok((Some(EdgeEvent::Applied) | None, back)) => action = back,
-            Ok((Some(other), _)) => {
-                result = other;
-                break;
+    let (db, cfg) = (inner.db.clone(), inner.cfg.clone());
+    // One lock hold (and one refresh, one broadcast) for the whole batch.
+    // Each slice is applied in a task of its own (a new event-loop task
+    // between slices, so the page stays responsive), and its commit is not
+    // awaited before the next slice is applied: the engine's group commit
+    // writes the slices applied while one IndexedDB transaction runs in the
+    // next one, so applying and committing overlap. Only the last slice moves
+    // the pull checkpoint; all are awaited before the batch is acknowledged.
+    let r = exclusive(inner, async move {
+        let mut pending = Vec::with_capacity(n);
+        for (i, part) in parts.into_iter().enumerate() {
+            if i > 0 {
+                next_task().await;
             }
-            Err(e) => {
-                if hook_failed(inner, &e) {
-                    return;
+            let step = EdgeAction::ApplyRemote {
+                docs: part,
+                upto: if i + 1 == n { upto } else { before },
+            };
+            let (db, cfg) = (db.clone(), cfg.clone());
+            let (tx, rx) = futures::channel::oneshot::channel();
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = tx.send(edge_storage(&db, &cfg, &step).await);
+            });
+            pending.push(rx);
+        }
+        let mut result = EdgeEvent::Applied;
+        for rx in pending {
+            let ev = rx
+                .await
+                .unwrap_or_else(|_| Some(EdgeEvent::ApplyFailed("a slice was dropped".into())));
+            match ev {
+                Some(EdgeEvent::Applied) | None => {}
+                Some(other) => {
+                    if matches!(result, EdgeEvent::Applied) {
+                        result = other;
+                    }
                 }
-                result = EdgeEvent::ApplyFailed(message_of(&e));
-                break;
             }
         }
-        if !current(inner, generation) {
-            return;
+        result
+    })
+    .await;
+    let result = match r {
+        Ok(result) => result,
+        Err(e) => {
+            if hook_failed(inner, &e) {
+                return;
+            }
+            EdgeEvent::ApplyFailed(message_of(&e))
         }
+    };
+    if !current(inner, generation) {
+        return;
     }
     if matches!(result, EdgeEvent::Applied) {
         inner.state.borrow_mut().pull_checkpoint = upto;
     }
     feed(inner, generation, result);
+}
+
+/// Resolves in a new task of the event loop, so the page can paint and take
+/// input in between. A `MessageChannel` message, not `setTimeout(0)`, whose
+/// nested calls browsers clamp to 4 ms. The port is closed afterwards (an
+/// open port would keep a Node process alive).
+async fn next_task() {
+    let p = Promise::new(&mut |resolve, _| {
+        let Ok(ch) = web_sys::MessageChannel::new() else {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+            return;
+        };
+        let port = ch.port1();
+        let port2 = port.clone();
+        let cb = Closure::once_into_js(move || {
+            port2.close();
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        });
+        port.set_onmessage(Some(cb.unchecked_ref()));
+        if ch.port2().post_message(&JsValue::UNDEFINED).is_err() {
+            port.close();
+        }
+    });
+    let _ = JsFuture::from(p).await;
 }
 
 /// Runs one storage action through the driver, inside `exclusive`; hands
