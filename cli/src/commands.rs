@@ -13,8 +13,8 @@ use outpost::store::file::{FileStore, FileStoreOptions};
 use serde_json::{Value, json};
 
 use crate::error::CliError;
-use crate::jsonl::{ImportDoc, doc_to_json, kind_of, parse_import_line};
 use crate::{Cli, Command};
+use outpost::jsonl::{ImportDoc, doc_to_json, kind_of, parse_import_line};
 
 /// The database type the CLI works with.
 type Db = Database<FileStore>;

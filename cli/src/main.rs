@@ -7,7 +7,6 @@
 
 mod commands;
 mod error;
-mod jsonl;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -22,6 +22,7 @@ pub mod cv;
 pub mod db;
 pub mod doc;
 pub mod error;
+pub mod jsonl;
 pub mod merge;
 pub mod platform;
 pub mod store;

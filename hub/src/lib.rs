@@ -22,7 +22,6 @@ pub mod client;
 pub mod config;
 pub mod edit;
 pub mod error;
-pub mod jsonl;
 pub mod metrics;
 pub mod reload;
 pub mod server;

@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use outpost::db::{Batch, PutOptions};
 
 use crate::error::{HubError, Result};
-use crate::jsonl::{ImportDoc, doc_to_json, parse_import_line};
 use crate::state::DbHandle;
+use outpost::jsonl::{ImportDoc, doc_to_json, parse_import_line};
 
 /// At most this many bad lines are reported one by one.
 const MAX_REPORTED_BAD_LINES: u64 = 100;

@@ -1,5 +1,6 @@
-//! The JSON-lines format of `import` and `export`: the same as the `outpost`
-//! command-line tool's (`cli/src/jsonl.rs`), so files move freely between them.
+//! The JSON-lines format of documents shared by the `outpost` CLI (`scan`,
+//! `changes`, `import`, `export`) and the hub (`import`, `export`), so files
+//! move freely between them.
 //!
 //! A document is shown as its body with an `@metadata` object added:
 //!
@@ -8,14 +9,14 @@
 //!  "@change-vector":"…","@etag":12,"@last-modified":"2026-11-22T10:36:00.123Z"}}
 //! ```
 //!
-//! `export` writes one such object per line (JSON lines); `import` reads the
-//! same lines back, so `export | import` round-trips. Import
+//! `scan`, `changes` and `export` write one such object per line (JSON lines);
+//! `import` reads the same lines back, so `export | import` round-trips. Import
 //! takes the id from `@metadata.@id`, or else from a top-level string `"id"`
 //! (which then stays part of the body), and the collection from
 //! `@metadata.@collection`; every other `@metadata` entry is computed by the
 //! database and ignored on import.
 
-use outpost::doc::{Document, validate_collection, validate_id};
+use crate::doc::{Document, validate_collection, validate_id};
 use serde_json::{Map, Value};
 
 /// The document as one JSON object: its body plus an `@metadata` object.
@@ -134,6 +135,20 @@ pub fn kind_of(v: &Value) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn formats_timestamps() {
+        assert_eq!(crate::doc::iso_time_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            crate::doc::iso_time_ms(951_782_400_123),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(
+            crate::doc::iso_time_ms(1_795_343_760_000),
+            "2026-11-22T10:36:00.000Z"
+        );
+        assert_eq!(crate::doc::iso_time_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn import_line_with_plain_id() {
