@@ -1993,11 +1993,11 @@ impl<S: PageStore> Snapshot<S> {
         Ok(n)
     }
 
-    /// See [`Database::changes`].
-    pub async fn changes(&self, since: u64, limit: usize) -> Result<Vec<Document>, Error> {
+    /// Id keys of the changes feed after `since`, at most `limit`.
+    async fn changed_keys(&self, since: u64, limit: usize) -> Result<Vec<Vec<u8>>, Error> {
         let mut keys = Vec::new();
         if limit == 0 || since == u64::MAX {
-            return Ok(Vec::new());
+            return Ok(keys);
         }
         btree::scan(
             &self.reader(),
@@ -2009,26 +2009,19 @@ impl<S: PageStore> Snapshot<S> {
             },
         )
         .await?;
+        Ok(keys)
+    }
+
+    /// See [`Database::changes`].
+    pub async fn changes(&self, since: u64, limit: usize) -> Result<Vec<Document>, Error> {
+        let keys = self.changed_keys(since, limit).await?;
         self.load_docs(keys, self.meta.etags, "etag").await
     }
 
     /// The changes feed like [`Snapshot::changes`], with bodies left as JSON
     /// text (nothing parsed): what replication sends.
     pub async fn changes_raw(&self, since: u64, limit: usize) -> Result<Vec<doc::RawDoc>, Error> {
-        let mut keys = Vec::new();
-        if limit == 0 || since == u64::MAX {
-            return Ok(Vec::new());
-        }
-        btree::scan(
-            &self.reader(),
-            self.meta.etags,
-            &(since + 1).to_be_bytes(),
-            |_, idk| {
-                keys.push(idk);
-                keys.len() < limit
-            },
-        )
-        .await?;
+        let keys = self.changed_keys(since, limit).await?;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             match btree::get(&self.reader(), self.meta.docs, &k).await? {

@@ -13,7 +13,7 @@ use crate::cv::DbId;
 use crate::db::RemoteDoc;
 use crate::doc::RawDoc;
 use crate::sync::frame::{Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION, WireDoc};
-use crate::sync::{BATCH_BYTES, BATCH_DOCS, wire_doc};
+use crate::sync::{BATCH_DOCS, take_batch};
 
 /// Settings of an edge's sessions.
 #[derive(Clone, Debug)]
@@ -579,30 +579,11 @@ impl EdgeSession {
         if self.push != Push::Reading || self.phase != Phase::Open {
             return;
         }
-        let mut batch = Vec::new();
-        let mut bytes = 0usize;
-        let mut upto = self.push_cursor;
-        let mut cut = false;
-        for d in &docs {
-            if d.meta.source.as_deref() == Some(self.cfg.source.as_str())
-                || self
-                    .st
-                    .rejected
-                    .contains(&(d.id.to_lowercase(), d.meta.change_vector.to_text()))
-            {
-                upto = upto.max(d.meta.etag);
-                continue;
-            }
-            let w = wire_doc(d);
-            let len = w.encoded_len();
-            if !batch.is_empty() && bytes + len > BATCH_BYTES {
-                cut = true;
-                break;
-            }
-            bytes += len;
-            upto = upto.max(d.meta.etag);
-            batch.push(w);
-        }
+        let (source, rejected) = (self.cfg.source.as_str(), &self.st.rejected);
+        let (batch, upto, _cut) = take_batch(&docs, self.push_cursor, |d| {
+            d.meta.source.as_deref() == Some(source)
+                || rejected.contains(&(d.id.to_lowercase(), d.meta.change_vector.to_text()))
+        });
         if batch.is_empty() && (!complete || self.again || upto == self.push_cursor) {
             self.push_cursor = upto;
             if !complete || self.again {
@@ -616,7 +597,6 @@ impl EdgeSession {
         // the hub's push checkpoint past versions that need no sending, such
         // as those received from the hub: later sessions then start after
         // them instead of re-reading them).
-        let _ = cut;
         self.push = Push::Sending;
         self.in_flight_upto = upto;
         self.in_flight = batch.clone();

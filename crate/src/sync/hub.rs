@@ -12,7 +12,7 @@ use crate::cv::DbId;
 use crate::db::RemoteDoc;
 use crate::doc::{self, MAX_BODY_BYTES, MAX_VERSIONS, RawDoc};
 use crate::sync::frame::{Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION, WireDoc};
-use crate::sync::{BATCH_BYTES, BATCH_DOCS, ConflictPolicy, Prefixes, check_canonical, wire_doc};
+use crate::sync::{BATCH_DOCS, ConflictPolicy, Prefixes, check_canonical, take_batch};
 
 /// Most unacknowledged `Changes` frames per session.
 pub const WINDOW: usize = 4;
@@ -675,25 +675,9 @@ impl HubSession {
     ) {
         let Some(g) = &self.grant else { return };
         let own = g.source();
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        let mut cut = false;
-        let mut upto = self.cursor;
-        for d in &docs {
-            if !g.read.allows(&d.id) || d.meta.source.as_deref() == Some(own.as_str()) {
-                upto = upto.max(d.meta.etag);
-                continue;
-            }
-            let w = wire_doc(d);
-            let len = w.encoded_len();
-            if !batch.is_empty() && bytes + len > BATCH_BYTES {
-                cut = true;
-                break;
-            }
-            bytes += len;
-            upto = upto.max(d.meta.etag);
-            batch.push(w);
-        }
+        let (batch, mut upto, cut) = take_batch(&docs, self.cursor, |d| {
+            !g.read.allows(&d.id) || d.meta.source.as_deref() == Some(own.as_str())
+        });
         let done = complete && !cut;
         if done {
             upto = upto.max(last_etag);

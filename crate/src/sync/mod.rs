@@ -59,3 +59,33 @@ pub fn wire_doc(d: &RawDoc) -> WireDoc {
         versions: d.versions.clone(),
     }
 }
+
+/// Takes documents of a changes-feed read, in etag order, into one batch:
+/// skips those `skip` names (the cursor still moves past them) and stops
+/// before the batch would exceed [`BATCH_BYTES`] (a larger document travels
+/// alone). Returns the batch, the etag it covers (from `cursor`), and whether
+/// it was cut short.
+pub(crate) fn take_batch(
+    docs: &[RawDoc],
+    cursor: u64,
+    skip: impl Fn(&RawDoc) -> bool,
+) -> (Vec<WireDoc>, u64, bool) {
+    let mut batch = Vec::new();
+    let mut bytes = 0usize;
+    let mut upto = cursor;
+    for d in docs {
+        if skip(d) {
+            upto = upto.max(d.meta.etag);
+            continue;
+        }
+        let w = wire_doc(d);
+        let len = w.encoded_len();
+        if !batch.is_empty() && bytes + len > BATCH_BYTES {
+            return (batch, upto, true);
+        }
+        bytes += len;
+        upto = upto.max(d.meta.etag);
+        batch.push(w);
+    }
+    (batch, upto, false)
+}
