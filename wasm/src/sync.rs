@@ -101,8 +101,6 @@ struct State {
     /// A fatal error (bad credentials, unsupported version): no retries.
     fatal: bool,
     status: SyncStatus,
-    /// Pull checkpoint as last committed (the value intermediate slices keep).
-    pull_checkpoint: u64,
     reconnect_timer: Option<JsValue>,
     /// The `setInterval` id of the tick.
     interval: Option<JsValue>,
@@ -191,7 +189,6 @@ impl EdgeSync {
                 stopped: false,
                 fatal: false,
                 status: SyncStatus::Connecting,
-                pull_checkpoint: 0,
                 reconnect_timer: None,
                 interval: None,
                 tick: None,
@@ -492,7 +489,6 @@ async fn connect(inner: &Rc<Inner>) {
     let generation = {
         let mut st = inner.state.borrow_mut();
         st.generation += 1;
-        st.pull_checkpoint = persisted.pull_checkpoint;
         st.generation
     };
     let session = EdgeSession::new(inner.cfg.clone(), persisted, now);
@@ -706,19 +702,6 @@ async fn storage_task(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
     }
     match action {
         EdgeAction::ApplyRemote { .. } => apply_remote(inner, generation, action).await,
-        EdgeAction::HubChanged { .. } => {
-            // The session restarts from 0 with this hub database.
-            inner.state.borrow_mut().pull_checkpoint = 0;
-            match run_storage(inner, action).await {
-                Ok((Some(ev), _)) => feed(inner, generation, ev),
-                Ok((None, _)) => {}
-                Err(e) => {
-                    if !hook_failed(inner, &e) {
-                        feed(inner, generation, EdgeEvent::ApplyFailed(message_of(&e)));
-                    }
-                }
-            }
-        }
         EdgeAction::RecordRejection(r) => {
             let rec = r.clone();
             match run_storage(inner, EdgeAction::RecordRejection(r)).await {
@@ -751,10 +734,15 @@ async fn storage_task(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
 /// action, its documents replaced by one slice at a time and its checkpoint
 /// by the previous one but for the last slice.
 async fn apply_remote(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
-    let EdgeAction::ApplyRemote { docs: all, upto } = action else {
+    let EdgeAction::ApplyRemote {
+        docs: all,
+        upto,
+        from,
+        hub_db_id,
+    } = action
+    else {
         return;
     };
-    let before = inner.state.borrow().pull_checkpoint;
     let parts = slices(all);
     let n = parts.len();
     let (db, cfg) = (inner.db.clone(), inner.cfg.clone());
@@ -773,7 +761,9 @@ async fn apply_remote(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
             }
             let step = EdgeAction::ApplyRemote {
                 docs: part,
-                upto: if i + 1 == n { upto } else { before },
+                upto: if i + 1 == n { upto } else { from },
+                from,
+                hub_db_id,
             };
             let (db, cfg) = (db.clone(), cfg.clone());
             let (tx, rx) = futures::channel::oneshot::channel();
@@ -810,9 +800,6 @@ async fn apply_remote(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
     };
     if !current(inner, generation) {
         return;
-    }
-    if matches!(result, EdgeEvent::Applied) {
-        inner.state.borrow_mut().pull_checkpoint = upto;
     }
     feed(inner, generation, result);
 }

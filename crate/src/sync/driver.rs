@@ -77,29 +77,19 @@ pub async fn edge_storage<S: PageStore>(
                 Err(e) => EdgeEvent::ApplyFailed(e.to_string()),
             })
         }
-        EdgeAction::HubChanged { hub_db_id } => {
-            let mut v = 0u64.to_le_bytes().to_vec();
-            v.extend_from_slice(hub_db_id.as_bytes());
-            let mut b = Batch::new();
-            b.set_local(pull_checkpoint_key(&cfg.source), Some(v));
-            match db.commit(b).await {
-                Ok(_) => None,
-                Err(e) => Some(EdgeEvent::ApplyFailed(e.to_string())),
-            }
-        }
-        EdgeAction::ApplyRemote { docs, upto } => {
+        EdgeAction::ApplyRemote {
+            docs,
+            upto,
+            hub_db_id,
+            ..
+        } => {
             let mut b = Batch::new();
             for d in docs {
                 b.apply_remote(d.clone(), ConflictPolicy::Manual);
             }
-            // The record is `u64 checkpoint | 16-byte hub db id`; the id was
-            // written by `HubChanged` and is kept.
-            let hub = match db.get_local(&pull_checkpoint_key(&cfg.source)).await {
-                Ok(r) => r.and_then(|r| r.get(8..24).map(<[u8]>::to_vec)),
-                Err(e) => return Some(EdgeEvent::ApplyFailed(e.to_string())),
-            };
+            // The record is `u64 checkpoint | 16-byte hub db id`.
             let mut v = upto.to_le_bytes().to_vec();
-            v.extend_from_slice(&hub.unwrap_or_default());
+            v.extend_from_slice(hub_db_id.as_bytes());
             b.set_local(pull_checkpoint_key(&cfg.source), Some(v));
             Some(match db.commit(b).await {
                 Ok(_) => EdgeEvent::Applied,
@@ -245,17 +235,14 @@ mod tests {
             let hub = DbId([5; 16]);
             let st = load_edge_state(&db, &cfg).await.unwrap();
             assert_eq!((st.pull_checkpoint, st.checkpoint_hub), (0, None));
-            assert!(
-                edge_storage(&db, &cfg, &EdgeAction::HubChanged { hub_db_id: hub })
-                    .await
-                    .is_none()
-            );
             let ev = edge_storage(
                 &db,
                 &cfg,
                 &EdgeAction::ApplyRemote {
                     docs: Vec::new(),
                     upto: 42,
+                    from: 0,
+                    hub_db_id: hub,
                 },
             )
             .await;

@@ -142,22 +142,21 @@ pub enum EdgeAction {
         max_docs: usize,
     },
     /// Apply these documents (policy `Manual`) and set the pull checkpoint to
-    /// `upto`, in ONE commit; then feed back [`EdgeEvent::Applied`].
+    /// `upto` of hub database `hub_db_id`, in ONE commit; then feed back
+    /// [`EdgeEvent::Applied`]. A shell that splits the documents into several
+    /// commits gives all but the last the checkpoint `from` instead.
     ApplyRemote {
         /// Documents from the hub.
         docs: Vec<RemoteDoc>,
         /// The new pull checkpoint.
         upto: u64,
+        /// The pull checkpoint before this batch.
+        from: u64,
+        /// The hub database the checkpoint refers to.
+        hub_db_id: DbId,
     },
     /// Persist a rejection (the driver stores it in a local record).
     RecordRejection(Rejection),
-    /// The hub's database is not the one the pull checkpoint refers to (a
-    /// first sync, or the hub's database was replaced): persist its id and a
-    /// pull checkpoint of 0, in one commit.
-    HubChanged {
-        /// The hub database's id.
-        hub_db_id: DbId,
-    },
     /// The session's status changed.
     Status(SyncStatus),
     /// The push checkpoint advanced (informational: the hub holds the
@@ -443,10 +442,10 @@ impl EdgeSession {
                 self.phase = Phase::Open;
                 self.hub_db_id = Some(hub_db_id);
                 if self.st.checkpoint_hub != Some(hub_db_id) {
-                    // The hub started us from 0 (docs/protocol.md §4).
+                    // The hub starts us from 0 (docs/protocol.md §4); the
+                    // first batch's commit records the new hub id.
                     self.st.checkpoint_hub = Some(hub_db_id);
                     self.st.pull_checkpoint = 0;
-                    out.push(EdgeAction::HubChanged { hub_db_id });
                 }
                 self.max_frame = (max_frame_bytes as usize).clamp(64 * 1024, MAX_FRAME_BYTES);
                 if heartbeat_ms > 0 {
@@ -547,8 +546,12 @@ impl EdgeSession {
             Incoming::Batch(docs, upto) => (docs, upto, false),
             Incoming::Live(upto) => (Vec::new(), upto, true),
         };
-        let upto = upto.max(self.st.pull_checkpoint);
+        let from = self.st.pull_checkpoint;
+        let upto = upto.max(from);
         self.st.pull_checkpoint = upto;
+        let Some(hub_db_id) = self.hub_db_id else {
+            return;
+        };
         self.applying = Some((docs.len(), live));
         let src = Some(self.cfg.source.clone());
         out.push(EdgeAction::ApplyRemote {
@@ -557,6 +560,8 @@ impl EdgeSession {
                 .map(|d| d.into_remote(src.clone()))
                 .collect(),
             upto,
+            from,
+            hub_db_id,
         });
     }
 
