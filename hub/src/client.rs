@@ -47,6 +47,9 @@ pub struct ClientCounters {
     pub batches_applied: AtomicU64,
     /// Documents pushed and acknowledged.
     pub docs_pushed: AtomicU64,
+    /// `Push` frames acknowledged (empty ones, which only move the hub's
+    /// push checkpoint, included).
+    pub pushes_acked: AtomicU64,
     /// Connection attempts that failed.
     pub failed_attempts: AtomicU64,
 }
@@ -461,6 +464,7 @@ where
                 None
             }
             EdgeAction::Pushed { docs, .. } => {
+                counters.pushes_acked.fetch_add(1, Ordering::Relaxed);
                 counters
                     .docs_pushed
                     .fetch_add(u64::from(docs), Ordering::Relaxed);
