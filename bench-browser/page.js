@@ -4,6 +4,7 @@
 import Dexie from "dexie";
 import PouchDB from "pouchdb-browser";
 import { Outpost, initOutpost } from "../pkg-js/src/web.js";
+import { makeDoc, rng } from "./docs.js";
 
 // ------------------------------------------------------------ durability ---
 // Outpost's IndexedDB store asks for `durability: "strict"` on every commit
@@ -29,44 +30,9 @@ IDBDatabase.prototype.transaction = function (stores, mode, options) {
 };
 
 // ----------------------------------------------------------------- data ---
-function rng(seed) {
-  // SplitMix32-ish; deterministic across engines.
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x9e3779b9) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    return ((z ^ (z >>> 16)) >>> 0) / 4294967296;
-  };
-}
-const WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike " +
-  "november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu " +
-  "clinic patient visit nurse ward dose fever pulse note follow review stable").split(" ");
-const CITIES = ["Lagos", "Nairobi", "Accra", "Kampala", "Dakar", "Lusaka", "Harare", "Maputo"];
-
 /** The id of document `i`: `docs/00000` … (5 digits, so `docs/0` is 10,000 ids). */
 export const idOf = (i) => "docs/" + String(i).padStart(5, "0");
 
-/** A document of about 1 KiB of JSON (without metadata). */
-function makeDoc(i, seed = 1) {
-  const r = rng(i * 7919 + seed);
-  const w = () => WORDS[(r() * WORDS.length) | 0];
-  let notes = "";
-  while (notes.length < 780) notes += w() + " ";
-  return {
-    type: "patient",
-    name: w() + " " + w(),
-    email: `${w()}.${i}@example.org`,
-    city: CITIES[(r() * CITIES.length) | 0],
-    age: (r() * 90) | 0,
-    n: i,
-    active: r() < 0.5,
-    tags: [w(), w(), w(), w()],
-    vitals: { pulse: 50 + ((r() * 60) | 0), temp: 36 + r() * 3, bp: [110 + ((r() * 40) | 0), 70 + ((r() * 20) | 0)] },
-    notes,
-  };
-}
 
 // -------------------------------------------------------------- engines ---
 // Each adapter: open(name), bulk(ids, docs) (one batch, atomically where the

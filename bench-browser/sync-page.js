@@ -25,7 +25,7 @@
 // Web Lock (every storage step of the replication runs under it).
 import PouchDB from "pouchdb-browser";
 import { Outpost, initOutpost } from "../pkg-js/src/web.js";
-import { idOf, makeDoc } from "./sync-docs.js";
+import { idOf, makeDoc } from "./docs.js";
 
 const now = () => performance.now();
 

