@@ -41,6 +41,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+#[path = "../machine.rs"]
+mod machine;
+
 use clap::Parser;
 use outpost::db::{Batch, Database, OpenOptions};
 use outpost::store::MemoryStore;
@@ -136,7 +139,7 @@ fn main() {
 
     println!("# Fan-out benchmark\n");
     println!("Machine:");
-    for (k, v) in machine_info(&dir) {
+    for (k, v) in machine::machine_info(&dir, "hub data directory") {
         println!("- {k}: {v}");
     }
     println!("- open files (soft limit): {}", open_file_limits().0);
@@ -1000,40 +1003,4 @@ fn percentile(v: &[u64], q: f64) -> u64 {
 
 fn fmt_kib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn machine_info(dir: &Path) -> Vec<(String, String)> {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            let kb: u64 = s
-                .lines()
-                .find(|l| l.starts_with("MemTotal:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some(format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
-        })
-        .unwrap_or_else(|| "unknown".into());
-    vec![
-        ("CPUs (nproc)".into(), cpus.to_string()),
-        ("CPU model".into(), cpu),
-        ("memory".into(), mem),
-        ("kernel".into(), kernel),
-        ("hub data directory".into(), dir.display().to_string()),
-    ]
 }
