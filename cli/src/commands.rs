@@ -45,7 +45,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 ..PutOptions::default()
             };
             let r = block_on(db.put_with(&id, body, opts));
-            let r = finish(&db, r)?;
+            let r = finish_write(&db, r)?;
             print_json(&json!({
                 "id": r.id,
                 "etag": r.etag,
@@ -53,7 +53,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }))?;
         }
         Command::Get { id } => {
-            let db = open(dir, false)?;
+            let db = open_read_only(dir)?;
             let r = block_on(db.get(&id));
             match finish(&db, r)? {
                 Some(doc) => print_pretty(&doc_to_json(&doc))?,
@@ -63,7 +63,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Delete { id } => {
             let db = open(dir, true)?;
             let r = block_on(db.delete(&id));
-            match finish(&db, r)? {
+            match finish_write(&db, r)? {
                 Some(r) => print_json(&json!({
                     "id": r.id,
                     "etag": r.etag,
@@ -78,12 +78,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             after,
             limit,
         } => {
-            let db = open(dir, false)?;
+            let db = open_read_only(dir)?;
             let r = scan(&db, &prefix, after, limit);
             finish(&db, r)?;
         }
         Command::Changes { since, limit } => {
-            let db = open(dir, false)?;
+            let db = open_read_only(dir)?;
             let r = changes(&db, since, limit);
             finish(&db, r)?;
         }
@@ -110,11 +110,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 collection,
             };
             let r = import(&db, input, total, &settings);
-            let summary = finish(&db, r)?;
+            let summary = finish_write(&db, r)?;
             println!("{summary}");
         }
         Command::Export { file, prefix } => {
-            let db = open(dir, false)?;
+            let db = open_read_only(dir)?;
             let r = match file.as_deref() {
                 None | Some("-") => export(&db, &prefix, io::stdout().lock(), "stdout"),
                 Some(path) => match File::create(path) {
@@ -126,18 +126,31 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             eprintln!("exported {n} documents to {dest}");
         }
         Command::Stats => {
-            let db = open(dir, false)?;
+            let db = open_read_only(dir)?;
             let r = stats(&db);
             finish(&db, r)?;
         }
         Command::Check => {
-            let db = open(dir, false)?;
+            let db = open_read_only(dir)?;
             let r = block_on(db.integrity_check());
             let report = finish(&db, r)?;
-            print_pretty(&serde_json::to_value(&report).unwrap_or(Value::Null))?;
+            let recovery = db.store().recovery().clone();
+            let mut out = serde_json::to_value(&report).unwrap_or(Value::Null);
+            if let Some(o) = out.as_object_mut() {
+                o.insert("wal".into(), recovery_json(&recovery));
+            }
+            print_pretty(&out)?;
             if !report.is_ok() {
                 eprintln!("error: the integrity check found problems (corrupt)");
                 return Ok(ExitCode::FAILURE);
+            }
+            if let Some(t) = recovery.dropped_tail {
+                eprintln!(
+                    "warning: the write-ahead log ends in {} bytes ({} frames, from offset {}) that \
+                     were not replayed: the torn or unfinished write of a crash, never acknowledged \
+                     as durable, was dropped; the data is consistent",
+                    t.bytes, t.frames, t.offset
+                );
             }
             eprintln!("ok: no problems found");
         }
@@ -145,19 +158,24 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens the database in `dir`. With `create`, a missing directory is created;
-/// without it, a missing directory is an error (a read of a mistyped path should
-/// not leave an empty database behind).
+fn no_database(dir: &Path) -> CliError {
+    CliError::new(
+        "not_found",
+        format!(
+            "no database at {} (set --db or OUTPOST_DB; `put` or `import` creates one)",
+            dir.display()
+        ),
+    )
+}
+
+/// Opens the database in `dir` for writing. With `create`, a missing directory
+/// is created; without it, a missing directory is an error (a read of a
+/// mistyped path should not leave an empty database behind). The database is
+/// held exclusively until closed: another process using it is refused.
 fn open(dir: &Path, create: bool) -> Result<Db, CliError> {
     if !dir.exists() {
         if !create {
-            return Err(CliError::new(
-                "not_found",
-                format!(
-                    "no database at {} (set --db or OUTPOST_DB; `put` or `import` creates one)",
-                    dir.display()
-                ),
-            ));
+            return Err(no_database(dir));
         }
         std::fs::create_dir_all(dir)
             .map_err(|e| CliError::io(format!("create {}", dir.display()), e))?;
@@ -171,12 +189,65 @@ fn open(dir: &Path, create: bool) -> Result<Db, CliError> {
     Ok(block_on(Database::open(store, OpenOptions::default()))?)
 }
 
+/// Opens the database in `dir` for reading only: nothing is written (not even
+/// a checkpoint), so it works on a read-only file system and a full disk. It
+/// shares the lock with other readers and is refused while a writer (a running
+/// hub, a CLI write) holds the database.
+fn open_read_only(dir: &Path) -> Result<Db, CliError> {
+    if !dir.exists() {
+        return Err(no_database(dir));
+    }
+    if !dir.is_dir() {
+        return Err(CliError::new(
+            "not_a_directory",
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    if !dir.join(outpost::store::file::DATA_FILE).exists() {
+        return Err(no_database(dir));
+    }
+    let store = FileStore::open_read_only(dir, FileStoreOptions::default())?;
+    block_on(Database::open_read_only(store, OpenOptions::default())).map_err(|e| match e {
+        outpost::OpenError::NotFound(_) => no_database(dir),
+        e => e.into(),
+    })
+}
+
 /// Closes the database whatever `r` is, and returns `r` (or the close error).
 fn finish<T, E: Into<CliError>>(db: &Db, r: Result<T, E>) -> Result<T, CliError> {
     let closed = block_on(db.close());
     let v = r.map_err(Into::into)?;
     closed?;
     Ok(v)
+}
+
+/// Like [`finish`] for a write: a write that succeeded was durably committed
+/// before the close began, so a failing close (its checkpoint, say, on a full
+/// disk) does not turn it into a failure. It is reported as a warning on
+/// stderr, and the next open replays the write from the log.
+fn finish_write<T, E: Into<CliError>>(db: &Db, r: Result<T, E>) -> Result<T, CliError> {
+    let closed = block_on(db.close());
+    let v = r.map_err(Into::into)?;
+    if let Err(e) = closed {
+        let e = CliError::from(e);
+        eprintln!(
+            "warning: the write was committed durably, but closing the database failed \
+             afterwards: {e}. The write is in the write-ahead log and the next open recovers it."
+        );
+    }
+    Ok(v)
+}
+
+fn recovery_json(r: &outpost::store::file::RecoveryReport) -> Value {
+    json!({
+        "replayed_transactions": r.replayed_transactions,
+        "replayed_frames": r.replayed_frames,
+        "dropped_tail": r.dropped_tail.map(|t| json!({
+            "offset": t.offset,
+            "frames": t.frames,
+            "bytes": t.bytes,
+        })),
+    })
 }
 
 fn not_found(id: &str) -> CliError {
@@ -522,7 +593,6 @@ fn stats(db: &Db) -> Result<(), CliError> {
     let count = block_on(db.count())?;
     let collections = block_on(db.collections())?;
     let engine = db.stats();
-    let fs = db.store().stats();
     let coll: serde_json::Map<String, Value> = collections
         .into_iter()
         .map(|(name, n)| (name, Value::from(n)))
@@ -531,12 +601,6 @@ fn stats(db: &Db) -> Result<(), CliError> {
         "documents": count,
         "collections": coll,
         "engine": serde_json::to_value(&engine).unwrap_or(Value::Null),
-        "store_since_open": {
-            "fsyncs": fs.fsyncs,
-            "groups": fs.groups,
-            "commits": fs.commits,
-            "wal_bytes_written": fs.wal_bytes_written,
-            "checkpoints": fs.checkpoints,
-        },
+        "wal": recovery_json(db.store().recovery()),
     }))
 }

@@ -90,7 +90,11 @@ pub(crate) fn check_page(buf: &[u8], no: PageNo, kind: u8) -> Result<(), Error> 
 }
 
 pub(crate) fn corrupt(page: PageNo, reason: String) -> Error {
-    Error::Corrupt { page, reason }
+    Error::Corrupt {
+        page,
+        location: None,
+        reason,
+    }
 }
 
 pub(crate) fn page_kind(buf: &[u8]) -> u8 {
@@ -1124,12 +1128,12 @@ mod tests {
                     // New generation: nothing is dirty any more (copy-on-write from here).
                     m.dirty.clear();
                 }
-                if x % 5 == 0 {
+                if x.is_multiple_of(5) {
                     let (r, old) = remove(&mut m, root, &key).await.unwrap();
                     root = r;
                     assert_eq!(old, model.remove(&key).is_some());
                 } else {
-                    let len = if x % 97 == 0 {
+                    let len = if x.is_multiple_of(97) {
                         9000
                     } else {
                         (x % 300) as usize
@@ -1213,7 +1217,7 @@ mod tests {
                     let at = 4 + (x as usize % (PAGE_SIZE - 4));
                     b[at] ^= 1 << (x % 8);
                     // Re-seal some so structural checks, not only checksums, are exercised.
-                    if x % 2 == 0 {
+                    if x.is_multiple_of(2) {
                         set_checksum(&mut b);
                     }
                     let saved = m.pages.insert(no, Arc::new(b)).unwrap();

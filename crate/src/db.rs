@@ -554,6 +554,7 @@ struct Inner<S> {
     db_id: DbId,
     writer: futures::lock::Mutex<Working>,
     shared: Mutex<Shared>,
+    read_only: bool,
 }
 
 impl<S> Inner<S> {
@@ -570,12 +571,25 @@ async fn read_cached<S: PageStore>(
     no: PageNo,
     kind: u8,
 ) -> Result<PageBuf, Error> {
+    // A damaged page is reported with the file and byte offset holding it.
+    let located = |e: Error| match e {
+        Error::Corrupt {
+            page,
+            location: None,
+            reason,
+        } => Error::Corrupt {
+            location: inner.store.page_location(page),
+            page,
+            reason,
+        },
+        e => e,
+    };
     if let Some(b) = inner.cache.get(no) {
         if kind != 0 && btree::page_kind(&b) != kind {
-            return Err(btree::corrupt(
+            return Err(located(btree::corrupt(
                 no,
                 format!("expected page kind {kind}, found {}", btree::page_kind(&b)),
-            ));
+            )));
         }
         return Ok(b);
     }
@@ -591,7 +605,7 @@ async fn read_cached<S: PageStore>(
     } else {
         kind
     };
-    btree::check_page(&b, no, k)?;
+    btree::check_page(&b, no, k).map_err(located)?;
     inner.cache.put(no, b.clone());
     Ok(b)
 }
@@ -721,6 +735,7 @@ fn coll_index_key(coll: &str, id_key: &[u8]) -> Vec<u8> {
 fn decode_doc(rec: &[u8], key: &[u8]) -> Result<Document, Error> {
     doc::decode_record(rec).map_err(|e| Error::Corrupt {
         page: 0,
+        location: None,
         reason: format!("record of {:?}: {e}", String::from_utf8_lossy(key)),
     })
 }
@@ -728,6 +743,7 @@ fn decode_doc(rec: &[u8], key: &[u8]) -> Result<Document, Error> {
 fn decode_meta(rec: &[u8], key: &[u8]) -> Result<(String, DocumentMeta), Error> {
     doc::decode_record_meta(rec).map_err(|e| Error::Corrupt {
         page: 0,
+        location: None,
         reason: format!("record of {:?}: {e}", String::from_utf8_lossy(key)),
     })
 }
@@ -738,6 +754,7 @@ fn open_to_error(e: OpenError) -> Error {
         OpenError::Store(s) => Error::Store(s),
         e => Error::Corrupt {
             page: 0,
+            location: None,
             reason: e.to_string(),
         },
     }
@@ -795,6 +812,19 @@ impl<S: PageStore> Database<S> {
     /// Opens the database held by `store`, creating an empty one if the store is
     /// empty. Reads only the meta record and the free list; pages are read on demand.
     pub async fn open(store: S, opts: OpenOptions) -> Result<Self, OpenError> {
+        Self::open_with(store, opts, false).await
+    }
+
+    /// Opens the database held by `store` for reading only: nothing is ever
+    /// written (an empty store is not given a database: the open fails with
+    /// [`OpenError::NotFound`]), and every write fails with
+    /// `StoreError::ReadOnly` (code `read_only`) before it touches anything.
+    /// Pair it with a read-only store such as `FileStore::open_read_only`.
+    pub async fn open_read_only(store: S, opts: OpenOptions) -> Result<Self, OpenError> {
+        Self::open_with(store, opts, true).await
+    }
+
+    async fn open_with(store: S, opts: OpenOptions, read_only: bool) -> Result<Self, OpenError> {
         if opts.cache_bytes < 16 * PAGE_SIZE {
             return Err(OpenError::InvalidOptions(format!(
                 "cache_bytes must be at least {}",
@@ -802,6 +832,11 @@ impl<S: PageStore> Database<S> {
             )));
         }
         let existing = store.read_meta().await?;
+        if read_only && existing.is_none() {
+            return Err(OpenError::NotFound(
+                "the store is empty (a read-only open creates nothing)".into(),
+            ));
+        }
         let created = existing.is_none();
         let meta = match existing {
             Some(b) => Meta::decode(&b)?,
@@ -838,6 +873,7 @@ impl<S: PageStore> Database<S> {
                 failed: None,
                 closed: false,
             }),
+            read_only,
         };
         // Load the persisted free list.
         {
@@ -899,6 +935,7 @@ impl<S: PageStore> Database<S> {
         if meta.db_id != self.inner.db_id {
             return Err(Error::Corrupt {
                 page: 0,
+                location: None,
                 reason: "the store now holds another database".into(),
             });
         }
@@ -930,6 +967,11 @@ impl<S: PageStore> Database<S> {
     /// The database id (the identity of this replica in change vectors).
     pub fn db_id(&self) -> DbId {
         self.inner.db_id
+    }
+
+    /// Whether the database was opened with [`Database::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
     }
 
     /// The page store beneath.
@@ -1029,6 +1071,9 @@ impl<S: PageStore> Database<S> {
         let sh = self.inner.shared();
         if sh.closed {
             return Err(Error::Closed);
+        }
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly.into());
         }
         if let Some(f) = &sh.failed {
             return Err(Error::Poisoned(f.clone()));
@@ -1320,7 +1365,7 @@ impl<S: PageStore> Database<S> {
             }
             sh.closed = true;
         }
-        let synced = if flushed.is_ok() && !poisoned {
+        let synced = if flushed.is_ok() && !poisoned && !self.inner.read_only {
             self.inner.store.sync().await.map_err(Error::from)
         } else {
             Ok(())
@@ -1621,6 +1666,7 @@ async fn held_versions<S: PageStore>(
     };
     let (_, meta, body, sibs) = doc::decode_raw(&rec).map_err(|e| Error::Corrupt {
         page: 0,
+        location: None,
         reason: format!("record of {:?}: {e}", String::from_utf8_lossy(key)),
     })?;
     let mut all = Vec::with_capacity(1 + sibs.len());
@@ -2027,11 +2073,13 @@ impl<S: PageStore> Snapshot<S> {
             match btree::get(&self.reader(), self.meta.docs, &k).await? {
                 Some(rec) => out.push(doc::decode_raw_doc(&rec).map_err(|e| Error::Corrupt {
                     page: 0,
+                    location: None,
                     reason: format!("record of {:?}: {e}", String::from_utf8_lossy(&k)),
                 })?),
                 None => {
                     return Err(Error::Corrupt {
                         page: self.meta.etags,
+                        location: None,
                         reason: "etag index points to a missing document".into(),
                     });
                 }
@@ -2055,6 +2103,7 @@ impl<S: PageStore> Snapshot<S> {
                 None => {
                     return Err(Error::Corrupt {
                         page: index,
+                        location: None,
                         reason: format!("{what} index points to a missing document"),
                     });
                 }

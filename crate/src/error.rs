@@ -8,7 +8,7 @@
 //!
 //! No input, however malformed, panics the engine: it gets one of these.
 
-use crate::store::{PageNo, StoreError};
+use crate::store::{PageLocation, PageNo, StoreError};
 
 /// Invalid input supplied by a caller (a user, a file, or the network).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,10 +73,13 @@ pub enum Error {
     },
     /// A page failed its checksum or structural checks. The database refuses to
     /// serve the data rather than serve wrong data.
-    #[error("corrupt page {page}: {reason}")]
+    #[error("corrupt page {page}{}: {reason}", location.as_ref().map(|l| format!(" ({l})")).unwrap_or_default())]
     Corrupt {
-        /// The page number.
+        /// The page number (0 for damage that is not tied to one page).
         page: PageNo,
+        /// Where the page is kept (file and byte offset), when the store
+        /// knows.
+        location: Option<PageLocation>,
         /// What is wrong.
         reason: String,
     },
@@ -127,6 +130,9 @@ pub enum OpenError {
     /// Invalid open options.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+    /// A read-only open of a store that holds no database.
+    #[error("no database: {0}")]
+    NotFound(String),
 }
 
 impl OpenError {
@@ -138,6 +144,7 @@ impl OpenError {
             OpenError::Corrupt(_) => "corrupt",
             OpenError::Unsupported(_) => "unsupported",
             OpenError::InvalidOptions(_) => "invalid_options",
+            OpenError::NotFound(_) => "not_found",
         }
     }
 }

@@ -46,8 +46,8 @@ use crate::error::{HubError, Result};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
 /// The default data directory (relative to the configuration file).
 pub const DEFAULT_DATA_DIR: &str = "./hub-data";
-/// The name of the per-database lock file.
-pub const LOCK_FILE: &str = "LOCK";
+/// The name of the per-database lock file (the engine's store takes it).
+pub use outpost::store::vfs::LOCK_FILE;
 
 /// A validated configuration. Paths are absolute (resolved against the
 /// directory of the configuration file).

@@ -1,8 +1,6 @@
 //! The hub's shared state: configuration, open databases, metrics, shutdown.
 
 use std::collections::BTreeMap;
-use std::fs::{File, TryLockError};
-use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -12,7 +10,7 @@ use outpost::db::OpenOptions;
 use outpost::store::file::{FileStore, FileStoreOptions};
 use tokio::sync::watch;
 
-use crate::config::{Config, LOCK_FILE};
+use crate::config::Config;
 use crate::error::{HubError, Result};
 use crate::metrics::Metrics;
 
@@ -44,9 +42,6 @@ pub struct DbHandle {
     /// calls [`DbHandle::notify_committed`] after a commit.
     pub last_etag: watch::Sender<u64>,
     dir: PathBuf,
-    /// Held (locked) while the database is open; declared last so it is
-    /// released after everything else is dropped.
-    lock: File,
 }
 
 impl std::fmt::Debug for DbHandle {
@@ -66,45 +61,37 @@ impl DbHandle {
     pub async fn open(name: &str, dir: &Path) -> Result<DbHandle> {
         std::fs::create_dir_all(dir)
             .map_err(|e| HubError::io(format!("create {}", dir.display()), e))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let mut lock = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| HubError::io(format!("open {}", lock_path.display()), e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = lock.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let lock = if holder.is_empty() {
-                    lock_path.display().to_string()
-                } else {
-                    format!("{}, held by process {holder}", lock_path.display())
-                };
-                return Err(HubError::InUse {
-                    database: name.to_string(),
-                    lock,
-                });
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(HubError::io(format!("lock {}", lock_path.display()), e));
-            }
-        }
-        // The holder's process id, for the message a second process prints.
-        let _ = lock.set_len(0);
-        let _ = lock.rewind();
-        let _ = writeln!(lock, "{}", std::process::id());
-
         let open_err = |source: outpost::OpenError| HubError::Open {
             database: name.to_string(),
             source,
         };
-        let store = FileStore::open(dir, FileStoreOptions::default())
-            .map_err(|e| open_err(outpost::OpenError::Store(e)))?;
+        // The store holds the exclusive lock `dir/LOCK` for as long as it is
+        // open: a second hub, a CLI, anything else is refused.
+        let store = match FileStore::open(dir, FileStoreOptions::default()) {
+            Ok(s) => s,
+            Err(outpost::StoreError::Locked { path, holder }) => {
+                return Err(HubError::InUse {
+                    database: name.to_string(),
+                    lock: match holder {
+                        Some(h) => format!("{path}, held by {h}"),
+                        None => path,
+                    },
+                });
+            }
+            Err(e) => return Err(open_err(outpost::OpenError::Store(e))),
+        };
+        if let Some(t) = store.recovery().dropped_tail {
+            tracing::warn!(
+                database = name,
+                offset = t.offset,
+                bytes = t.bytes,
+                "recovery dropped a torn WAL tail ({} frames, {} bytes at offset {}): \
+                 a write that was never acknowledged as durable",
+                t.frames,
+                t.bytes,
+                t.offset
+            );
+        }
         let db = Database::open(store, OpenOptions::default())
             .await
             .map_err(open_err)?;
@@ -114,7 +101,6 @@ impl DbHandle {
             db,
             last_etag,
             dir: dir.to_path_buf(),
-            lock,
         })
     }
 
@@ -142,16 +128,12 @@ impl DbHandle {
         &self.dir
     }
 
-    /// Flushes and closes the database. The lock is released when the handle
-    /// is dropped.
+    /// Flushes and closes the database, and releases its lock.
     pub async fn close(&self) -> Result<()> {
-        let r = self.db.close().await.map_err(|source| HubError::Database {
+        self.db.close().await.map_err(|source| HubError::Database {
             database: self.name.clone(),
             source,
-        });
-        // Keep the lock file's contents meaningful only while it is held.
-        let _ = self.lock.set_len(0);
-        r
+        })
     }
 }
 

@@ -25,9 +25,10 @@ use std::thread::JoinHandle;
 
 use futures::channel::oneshot;
 
-use super::vfs::{OsVfs, Vfs, VfsFile};
+use super::vfs::{DirLock, LockError, LockMode, OsVfs, Vfs, VfsFile};
 use super::{
-    Commit, MAX_META, PAGE_SIZE, PageBuf, PageNo, PageStore, StoreError, Sync, validate_commit,
+    Commit, MAX_META, PAGE_SIZE, PageBuf, PageLocation, PageNo, PageStore, StoreError, Sync,
+    validate_commit,
 };
 use crate::platform::{BoxFuture, random_bytes};
 
@@ -146,7 +147,8 @@ struct Stats {
 /// What readers see: the newest version of every page still in the WAL, the
 /// current meta record, and how many pages the data file holds.
 struct View {
-    wal_pages: HashMap<PageNo, PageBuf>,
+    /// Pages whose newest version is in the WAL: the page and its frame's slot.
+    wal_pages: HashMap<PageNo, (PageBuf, u64)>,
     meta: Option<Vec<u8>>,
     data_pages: u64,
 }
@@ -203,6 +205,39 @@ pub struct FileStore {
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<Request>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Opened with [`FileStore::open_read_only`]: no writer thread, no writes.
+    read_only: bool,
+    recovery: RecoveryReport,
+    /// The directory lock, held until the store is closed or dropped.
+    lock: Mutex<Option<DirLock>>,
+}
+
+/// What recovery found in the WAL when a store was opened
+/// ([`FileStore::recovery`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Complete transactions replayed from the WAL (0 after a clean close:
+    /// closing checkpoints the WAL into the data file).
+    pub replayed_transactions: u64,
+    /// WAL frames replayed.
+    pub replayed_frames: u64,
+    /// Frames of the current WAL generation lying after the last complete
+    /// transaction, which recovery dropped: the torn or unfinished write of a
+    /// crash. Such a write was never acknowledged as durable (an
+    /// acknowledged one that is damaged makes open fail with
+    /// [`StoreError::Corrupt`] instead).
+    pub dropped_tail: Option<DroppedTail>,
+}
+
+/// The part of the WAL recovery dropped (see [`RecoveryReport::dropped_tail`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DroppedTail {
+    /// Byte offset in the WAL where the dropped part starts.
+    pub offset: u64,
+    /// Frames of the current generation found there.
+    pub frames: u64,
+    /// Their size in bytes.
+    pub bytes: u64,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -560,7 +595,7 @@ fn parse_frame(f: &[u8], salt: u64, slot: u64) -> Result<FrameHead, &'static str
 
 #[derive(Default)]
 struct Recovered {
-    pages: HashMap<PageNo, PageBuf>,
+    pages: HashMap<PageNo, (PageBuf, u64)>,
     meta: Option<Vec<u8>>,
     /// Slot after the last complete transaction.
     end_slot: u64,
@@ -568,6 +603,10 @@ struct Recovered {
     last_group: u64,
     /// Highest transaction id seen in the valid prefix.
     last_txn: u64,
+    /// Complete transactions replayed.
+    txns: u64,
+    /// Frames of this generation after the replayed log.
+    dropped: Option<DroppedTail>,
 }
 
 /// Replays the WAL: every complete transaction of the current generation, in
@@ -585,6 +624,8 @@ fn recover_wal(wal: &dyn VfsFile, wal_path: &str, salt: u64) -> Result<Recovered
     // First slot that is not part of the valid log, why, and the page it may name.
     let mut stop: Option<(u64, String, Option<PageNo>)> = None;
     let mut buf = vec![0u8; RECOVERY_CHUNK_FRAMES * FRAME_SIZE];
+    // Slots holding a frame header of this generation (valid or not).
+    let mut ours: Vec<u64> = Vec::new();
     let mut slot = 0u64;
     while slot < nslots {
         let n = (nslots - slot).min(RECOVERY_CHUNK_FRAMES as u64) as usize;
@@ -597,6 +638,9 @@ fn recover_wal(wal: &dyn VfsFile, wal_path: &str, salt: u64) -> Result<Recovered
         for i in 0..n {
             let s = slot + i as u64;
             let f = &buf[i * FRAME_SIZE..(i + 1) * FRAME_SIZE];
+            if le_u32(f, 0) == FRAME_MAGIC && le_u64(f, F_SALT) == salt {
+                ours.push(s);
+            }
             match &stop {
                 None => {
                     let r = parse_frame(f, salt, s).and_then(|h| {
@@ -640,6 +684,14 @@ fn recover_wal(wal: &dyn VfsFile, wal_path: &str, salt: u64) -> Result<Recovered
         }
         slot += n as u64;
     }
+    let dropped = ours.iter().filter(|&&s| s >= rec.end_slot).count() as u64;
+    if dropped > 0 {
+        rec.dropped = Some(DroppedTail {
+            offset: rec.end_slot * FRAME_SIZE as u64,
+            frames: dropped,
+            bytes: dropped * FRAME_SIZE as u64,
+        });
+    }
     Ok(rec)
 }
 
@@ -680,9 +732,11 @@ fn apply_frame(
         if h.count() != pending.len() as u64 {
             return Err("commit frame does not match its transaction's page count");
         }
-        for (no, buf) in pending.drain(..) {
-            rec.pages.insert(no, buf);
+        let first = slot - pending.len() as u64;
+        for (i, (no, buf)) in pending.drain(..).enumerate() {
+            rec.pages.insert(no, (buf, first + i as u64));
         }
+        rec.txns += 1;
         rec.meta = Some(payload[..meta_len].to_vec());
         rec.end_slot = slot + 1;
         rec.last_txn = h.txn;
@@ -712,6 +766,9 @@ struct Writer {
     durable_slots: u64,
     next_txn: u64,
     next_group: u64,
+    /// Set once a checkpoint has started writing a header slot: from then on
+    /// the data file may be referenced by a durable header.
+    wrote_header: bool,
 }
 
 impl Writer {
@@ -755,7 +812,11 @@ impl Writer {
         //    Readers take the view lock, so none reads a page while it is written.
         let (meta, max_page) = {
             let view = shared.view_mut();
-            let mut pages: Vec<(&PageNo, &PageBuf)> = view.wal_pages.iter().collect();
+            let mut pages: Vec<(&PageNo, &PageBuf)> = view
+                .wal_pages
+                .iter()
+                .map(|(no, (buf, _))| (no, buf))
+                .collect();
             pages.sort_unstable_by_key(|(no, _)| **no);
             let mut i = 0;
             while i < pages.len() {
@@ -795,6 +856,7 @@ impl Writer {
             meta,
         };
         let slot = 1 - self.active_slot;
+        self.wrote_header = true;
         shared
             .data
             .write_at(&encode_header(&next), slot_offset(slot))
@@ -918,6 +980,7 @@ impl Writer {
             return Err(StoreError::Poisoned(p));
         }
         let wal_path = self.shared.wal_path.clone();
+        let first_slot = self.next_slot;
         let frames: usize = commits.iter().map(|c| c.pages.len() + 1).sum();
         if frames > 0 {
             let group = self.next_group;
@@ -990,10 +1053,13 @@ impl Writer {
         }
         if !commits.is_empty() {
             let mut view = self.shared.view_mut();
+            let mut slot = first_slot;
             for c in commits {
                 for (no, page) in &c.pages {
-                    view.wal_pages.insert(*no, page.clone());
+                    view.wal_pages.insert(*no, (page.clone(), slot));
+                    slot += 1;
                 }
+                slot += 1; // the commit frame
                 view.meta = Some(c.meta.clone());
             }
         }
@@ -1012,20 +1078,106 @@ fn request_bytes(r: &Request) -> u64 {
 // Open
 // ---------------------------------------------------------------------------
 
+/// The lock error of a store directory as a [`StoreError`].
+fn lock_err(e: LockError) -> StoreError {
+    match e {
+        LockError::Held { path, holder } => StoreError::Locked {
+            path: path.display().to_string(),
+            holder,
+        },
+        LockError::Io { path, source } => io_err("lock", &path.display().to_string(), source),
+    }
+}
+
+/// Picks the header slot to use: `Ok(None)` for a store that holds nothing
+/// yet (no valid slot, no pages, no WAL).
+fn pick_header(
+    data: &dyn VfsFile,
+    dp: &str,
+    data_len: u64,
+    wal_len: u64,
+) -> Result<Option<(usize, Header)>, StoreError> {
+    let slots = [read_header(data, 0, dp)?, read_header(data, 1, dp)?];
+    Ok(match slots {
+        [Some(a), Some(b)] => Some(if b.seq > a.seq { (1, b) } else { (0, a) }),
+        [Some(a), None] => Some((0, a)),
+        [None, Some(b)] => Some((1, b)),
+        [None, None] => {
+            if wal_len > 0 || data_len > DATA_START {
+                return Err(StoreError::Corrupt {
+                    file: dp.to_string(),
+                    page: None,
+                    offset: 0,
+                    reason: format!(
+                        "neither header slot (offsets 0 and {HEADER_BLOCK}) is valid, but the store \
+                         holds data ({data_len} bytes of data file, {wal_len} bytes of WAL)"
+                    ),
+                });
+            }
+            None
+        }
+    })
+}
+
+/// Replays the WAL under `header` and checks that the newer header slot, if
+/// unreadable, was not already in use. Reads only.
+fn recover(
+    wal: &dyn VfsFile,
+    wp: &str,
+    dp: &str,
+    active_slot: usize,
+    header: &Header,
+) -> Result<Recovered, StoreError> {
+    let rec = recover_wal(wal, wp, header.salt)?;
+    // If the newer header slot is unreadable but the WAL already runs under the
+    // salt it introduced, that header was fsynced: it is damaged, not torn.
+    let mut first = vec![0u8; FRAME_SIZE];
+    let n = wal
+        .read_at(&mut first, 0)
+        .map_err(|e| io_err("read wal", wp, e))?;
+    if n == FRAME_SIZE && parse_frame(&first, header.next_salt, 0).is_ok() {
+        let bad = 1 - active_slot;
+        return Err(StoreError::Corrupt {
+            file: dp.to_string(),
+            page: None,
+            offset: slot_offset(bad),
+            reason: format!(
+                "header slot {bad} is unreadable, but the WAL was already restarted under the salt it introduced"
+            ),
+        });
+    }
+    Ok(rec)
+}
+
+fn report_of(rec: &Recovered) -> RecoveryReport {
+    RecoveryReport {
+        replayed_transactions: rec.txns,
+        replayed_frames: rec.end_slot,
+        dropped_tail: rec.dropped,
+    }
+}
+
 impl FileStore {
-    /// Opens (creating if missing) the store in directory `dir` and recovers it:
-    /// replays every complete transaction of the WAL, drops a torn tail, refuses
-    /// to open ([`StoreError::Corrupt`]) if an already-fsynced part is damaged,
-    /// then checkpoints so the store starts with an empty WAL.
+    /// Opens (creating if missing) the store in directory `dir` for reading
+    /// and writing, and recovers it: replays every complete transaction of the
+    /// WAL, drops a torn tail, refuses to open ([`StoreError::Corrupt`]) if an
+    /// already-fsynced part is damaged, then checkpoints so the store starts
+    /// with an empty WAL.
+    ///
+    /// The store holds the exclusive lock of `dir` (the file `dir/LOCK`) until
+    /// it is closed or dropped: a second opener, writer or reader, in this or
+    /// another process, is refused with [`StoreError::Locked`]. An open that
+    /// fails leaves the files no longer than it found them.
     pub fn open(dir: impl AsRef<Path>, opts: FileStoreOptions) -> Result<FileStore, StoreError> {
         let dir = dir.as_ref();
         let vfs = opts.vfs.clone();
+        vfs.create_dir_all(dir)
+            .map_err(|e| io_err("create directory", &dir.display().to_string(), e))?;
+        let lock = vfs.lock_dir(dir, LockMode::Exclusive).map_err(lock_err)?;
         let data_path = dir.join(DATA_FILE);
         let wal_path = dir.join(WAL_FILE);
         let dp = data_path.display().to_string();
         let wp = wal_path.display().to_string();
-        vfs.create_dir_all(dir)
-            .map_err(|e| io_err("create directory", &dir.display().to_string(), e))?;
         let data = vfs
             .open(&data_path, true)
             .map_err(|e| io_err("open data file", &dp, e))?;
@@ -1041,29 +1193,9 @@ impl FileStore {
             0
         };
 
-        let slots = [read_header(&*data, 0, &dp)?, read_header(&*data, 1, &dp)?];
-        let (active_slot, header) = match slots {
-            [Some(a), Some(b)] => {
-                if b.seq > a.seq {
-                    (1, b)
-                } else {
-                    (0, a)
-                }
-            }
-            [Some(a), None] => (0, a),
-            [None, Some(b)] => (1, b),
-            [None, None] => {
-                if wal_len > 0 || data_len > DATA_START {
-                    return Err(StoreError::Corrupt {
-                        file: dp,
-                        page: None,
-                        offset: 0,
-                        reason: format!(
-                            "neither header slot (offsets 0 and {HEADER_BLOCK}) is valid, but the store \
-                             holds data ({data_len} bytes of data file, {wal_len} bytes of WAL)"
-                        ),
-                    });
-                }
+        let (active_slot, header) = match pick_header(&*data, &dp, data_len, wal_len)? {
+            Some(h) => h,
+            None => {
                 // A new store (or one whose creation crashed before any commit).
                 let salt = new_salt(&[]);
                 let h = Header {
@@ -1084,24 +1216,8 @@ impl FileStore {
         let wal = vfs
             .open(&wal_path, true)
             .map_err(|e| io_err("open wal", &wp, e))?;
-        let rec = recover_wal(&*wal, &wp, header.salt)?;
-        // If the newer header slot is unreadable but the WAL already runs under the
-        // salt it introduced, that header was fsynced: it is damaged, not torn.
-        let mut first = vec![0u8; FRAME_SIZE];
-        let n = wal
-            .read_at(&mut first, 0)
-            .map_err(|e| io_err("read wal", &wp, e))?;
-        if n == FRAME_SIZE && parse_frame(&first, header.next_salt, 0).is_ok() {
-            let bad = 1 - active_slot;
-            return Err(StoreError::Corrupt {
-                file: dp,
-                page: None,
-                offset: slot_offset(bad),
-                reason: format!(
-                    "header slot {bad} is unreadable, but the WAL was already restarted under the salt it introduced"
-                ),
-            });
-        }
+        let rec = recover(&*wal, &wp, &dp, active_slot, &header)?;
+        let recovery = report_of(&rec);
 
         let data_pages = data_len.saturating_sub(DATA_START) / PAGE_SIZE as u64;
         let meta = if rec.end_slot > 0 {
@@ -1133,10 +1249,20 @@ impl FileStore {
             durable_slots: 0,
             next_txn: rec.last_txn + 1,
             next_group: rec.last_group + 1,
+            wrote_header: false,
         };
         // Always start a fresh WAL generation: whatever lies beyond the recovered
         // prefix (a torn tail) then carries a dead salt and can never be replayed.
-        writer.checkpoint()?;
+        if let Err(e) = writer.checkpoint() {
+            // No header points past the old data-file end yet, and every page
+            // the checkpoint copied is still in the durable WAL: give back what
+            // it grew (a full disk must not get fuller from a failed open).
+            if !writer.wrote_header {
+                let _ = shared.data.set_len(data_len);
+                let _ = shared.data.sync_data();
+            }
+            return Err(e);
+        }
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("outpost-wal".into())
@@ -1146,7 +1272,102 @@ impl FileStore {
             shared,
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            read_only: false,
+            recovery,
+            lock: Mutex::new(Some(lock)),
         })
+    }
+
+    /// Opens the existing store in directory `dir` for reading only. It
+    /// writes nothing, ever: no checkpoint, no header, no new or longer file,
+    /// not even the lock file's contents, so it works on a read-only file
+    /// system and on a full disk. The WAL is replayed into memory (a WAL that
+    /// was never checkpointed is read as the last session left it; a torn
+    /// tail is dropped in memory and reported by [`FileStore::recovery`]).
+    ///
+    /// It takes the lock of `dir` shared: other read-only opens may share it,
+    /// a writer may not (the open fails with [`StoreError::Locked`] while a
+    /// writer holds the store, and a writer is refused while it is open).
+    /// Commits and syncs fail with [`StoreError::ReadOnly`].
+    pub fn open_read_only(
+        dir: impl AsRef<Path>,
+        opts: FileStoreOptions,
+    ) -> Result<FileStore, StoreError> {
+        let dir = dir.as_ref();
+        let vfs = opts.vfs.clone();
+        let lock = vfs.lock_dir(dir, LockMode::Shared).map_err(lock_err)?;
+        let data_path = dir.join(DATA_FILE);
+        let wal_path = dir.join(WAL_FILE);
+        let dp = data_path.display().to_string();
+        let wp = wal_path.display().to_string();
+        let data = vfs
+            .open_read_only(&data_path)
+            .map_err(|e| io_err("open data file", &dp, e))?;
+        let data_len = data
+            .len()
+            .map_err(|e| io_err("read data file length", &dp, e))?;
+        let wal = if vfs.exists(&wal_path) {
+            Some(
+                vfs.open_read_only(&wal_path)
+                    .map_err(|e| io_err("open wal", &wp, e))?,
+            )
+        } else {
+            None
+        };
+        let wal_len = match &wal {
+            Some(w) => w.len().map_err(|e| io_err("read wal length", &wp, e))?,
+            None => 0,
+        };
+        let (rec, meta) = match pick_header(&*data, &dp, data_len, wal_len)? {
+            // Nothing committed yet: an empty store.
+            None => (Recovered::default(), None),
+            Some((active_slot, header)) => {
+                let rec = match &wal {
+                    Some(w) => recover(&**w, &wp, &dp, active_slot, &header)?,
+                    None => Recovered::default(),
+                };
+                let meta = if rec.end_slot > 0 {
+                    rec.meta.clone()
+                } else {
+                    header.meta
+                };
+                (rec, meta)
+            }
+        };
+        let recovery = report_of(&rec);
+        let shared = Arc::new(Shared {
+            data,
+            data_path: dp,
+            wal_path: wp,
+            view: RwLock::new(View {
+                wal_pages: rec.pages,
+                meta,
+                data_pages: data_len.saturating_sub(DATA_START) / PAGE_SIZE as u64,
+            }),
+            poison: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            stats: Stats::default(),
+        });
+        Ok(FileStore {
+            shared,
+            tx: Mutex::new(None),
+            thread: Mutex::new(None),
+            read_only: true,
+            recovery,
+            lock: Mutex::new(Some(lock)),
+        })
+    }
+
+    /// Whether the store was opened with [`FileStore::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// What recovery found in the WAL when the store was opened: how much it
+    /// replayed and whether it dropped a torn tail. An operator tells "a torn
+    /// write was dropped" from "nothing happened" by this.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
     }
 
     /// A snapshot of the store's counters.
@@ -1169,6 +1390,9 @@ impl FileStore {
     fn send(&self, make: impl FnOnce(Reply) -> Request) -> BoxFuture<'_, Result<(), StoreError>> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Box::pin(async { Err(StoreError::Closed) });
+        }
+        if self.read_only {
+            return Box::pin(async { Err(StoreError::ReadOnly) });
         }
         if let Some(p) = self.shared.poisoned() {
             return Box::pin(async move { Err(StoreError::Poisoned(p)) });
@@ -1206,7 +1430,7 @@ impl PageStore for FileStore {
             // Hold the view lock across the data-file read: a checkpoint writes
             // data pages only under the write lock.
             let view = self.shared.view();
-            if let Some(p) = view.wal_pages.get(&no) {
+            if let Some((p, _)) = view.wal_pages.get(&no) {
                 return Ok(p.clone());
             }
             if no > view.data_pages {
@@ -1266,7 +1490,23 @@ impl PageStore for FileStore {
                 None => Ok(()),
             };
             self.join();
+            // Released only now: the writer thread has finished its last I/O.
+            drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
             r
+        })
+    }
+
+    fn page_location(&self, no: PageNo) -> Option<PageLocation> {
+        let view = self.shared.view();
+        if let Some((_, slot)) = view.wal_pages.get(&no) {
+            return Some(PageLocation {
+                file: self.shared.wal_path.clone(),
+                offset: slot * FRAME_SIZE as u64 + FRAME_HEADER as u64,
+            });
+        }
+        (no >= 1 && no <= view.data_pages).then(|| PageLocation {
+            file: self.shared.data_path.clone(),
+            offset: DATA_START + (no - 1) * PAGE_SIZE as u64,
         })
     }
 }

@@ -109,6 +109,19 @@ pub enum StoreError {
     /// The storage quota (browser) or the disk is full; nothing of the commit was applied.
     #[error("storage quota exceeded: {0}")]
     QuotaExceeded(String),
+    /// Another opener holds the store: a writer is refused while anyone else
+    /// has it open, a read-only opener while a writer has it.
+    #[error("{path} is in use{}: a database has one writer at a time (stop the other process, or read through it)", holder.as_ref().map(|h| format!(" by {h}")).unwrap_or_default())]
+    Locked {
+        /// The lock file.
+        path: String,
+        /// The holder, as far as the lock file says (a writer writes its
+        /// process id there).
+        holder: Option<String>,
+    },
+    /// A write on a store opened read-only.
+    #[error("the store is open read-only")]
+    ReadOnly,
     /// Another error from a host-supplied store.
     #[error("{0}")]
     Other(String),
@@ -126,6 +139,8 @@ impl StoreError {
             StoreError::Closed => "closed",
             StoreError::Unsupported { .. } => "unsupported",
             StoreError::QuotaExceeded(_) => "quota_exceeded",
+            StoreError::Locked { .. } => "locked",
+            StoreError::ReadOnly => "read_only",
             StoreError::Other(_) => "other",
         }
     }
@@ -178,6 +193,29 @@ pub trait PageStore: MaybeSend + MaybeSync + 'static {
 
     /// Flushes and releases the store. Further calls fail with [`StoreError::Closed`].
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Where the newest version of page `no` is kept, for error messages: the
+    /// file (or object store) and the byte offset in it. `None` when the
+    /// store has no such notion or the page is unknown.
+    fn page_location(&self, no: PageNo) -> Option<PageLocation> {
+        let _ = no;
+        None
+    }
+}
+
+/// Where a page is kept (see [`PageStore::page_location`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageLocation {
+    /// The file (or object store) holding the page.
+    pub file: String,
+    /// Byte offset of the page in `file`.
+    pub offset: u64,
+}
+
+impl std::fmt::Display for PageLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte offset {}", self.file, self.offset)
+    }
 }
 
 impl<S: PageStore + ?Sized> PageStore for Arc<S> {
@@ -195,5 +233,8 @@ impl<S: PageStore + ?Sized> PageStore for Arc<S> {
     }
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).close()
+    }
+    fn page_location(&self, no: PageNo) -> Option<PageLocation> {
+        (**self).page_location(no)
     }
 }

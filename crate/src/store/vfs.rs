@@ -7,9 +7,9 @@
 //! bytes are durable and which writes are still unsynced, injects crashes and I/O
 //! errors at a chosen operation, and builds the disk images a crash could leave.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::OpenOptions;
-use std::io;
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +23,70 @@ pub trait Vfs: Send + Sync + 'static {
     fn exists(&self, path: &Path) -> bool;
     /// Creates a directory and its parents.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Opens an existing file for reading only: nothing can be written through
+    /// the handle (writes, `set_len` and `sync_data` fail), and opening it
+    /// writes nothing, so it works on a read-only or full file system.
+    fn open_read_only(&self, path: &Path) -> io::Result<Box<dyn VfsFile>>;
+    /// Takes the lock of the store in directory `dir` (the file `dir/LOCK`),
+    /// without waiting: [`LockMode::Exclusive`] for a writer (refused while
+    /// anyone else holds the lock in any mode), [`LockMode::Shared`] for a
+    /// read-only opener (refused while a writer holds it). The lock is held
+    /// until the returned guard is dropped.
+    fn lock_dir(&self, dir: &Path, mode: LockMode) -> Result<DirLock, LockError>;
+}
+
+/// Name of the lock file inside a store's directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// How a store directory is locked (see [`Vfs::lock_dir`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    /// One writer, no one else.
+    Exclusive,
+    /// Any number of read-only openers, no writer.
+    Shared,
+}
+
+/// A held lock of a store directory; dropping it releases the lock.
+pub struct DirLock {
+    _held: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl DirLock {
+    /// A guard that holds nothing: a read-only open where no lock file exists
+    /// and none can be created (a read-only file system), so no writer of this
+    /// engine can be at work there.
+    pub fn none() -> DirLock {
+        DirLock { _held: None }
+    }
+}
+
+impl std::fmt::Debug for DirLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirLock")
+            .field("held", &self._held.is_some())
+            .finish()
+    }
+}
+
+/// Why [`Vfs::lock_dir`] failed.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another opener holds the lock.
+    Held {
+        /// The lock file.
+        path: PathBuf,
+        /// What the holder wrote in the lock file (a writer writes its
+        /// process id), when readable.
+        holder: Option<String>,
+    },
+    /// The lock file could not be opened or locked.
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
 }
 
 /// An open file with positioned I/O.
@@ -75,6 +139,82 @@ impl Vfs for OsVfs {
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::create_dir_all(path)
+    }
+
+    fn open_read_only(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        Ok(Box::new(OsFile(std::fs::File::open(path)?)))
+    }
+
+    fn lock_dir(&self, dir: &Path, mode: LockMode) -> Result<DirLock, LockError> {
+        let path = dir.join(LOCK_FILE);
+        let io_err = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+        {
+            Ok(f) => f,
+            // A reader on a read-only (or full) file system: lock the existing
+            // file through a read-only descriptor (flock needs no write access);
+            // with no lock file at all no writer of this engine ever opened the
+            // store, and none can while the file system refuses writes.
+            Err(e) if mode == LockMode::Shared => match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e2) if e2.kind() == io::ErrorKind::NotFound => return Ok(DirLock::none()),
+                Err(_) => return Err(io_err(e)),
+            },
+            Err(e) => return Err(io_err(e)),
+        };
+        let r = match mode {
+            LockMode::Exclusive => file.try_lock(),
+            LockMode::Shared => file.try_lock_shared(),
+        };
+        match r {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let text = text.trim();
+                return Err(LockError::Held {
+                    path,
+                    holder: (!text.is_empty()).then(|| text.chars().take(200).collect()),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        if mode == LockMode::Exclusive {
+            // The holder's process id, for the message a second opener prints.
+            // Best effort: on a full disk the lock still holds without it.
+            let _ = file.set_len(0);
+            let _ = file.rewind();
+            let _ = writeln!(file, "process {}", std::process::id());
+        }
+        Ok(DirLock {
+            _held: Some(Box::new(OsLock {
+                file,
+                exclusive: mode == LockMode::Exclusive,
+            })),
+        })
+    }
+}
+
+/// A lock held through an open `LOCK` file; released when the file closes.
+struct OsLock {
+    file: std::fs::File,
+    exclusive: bool,
+}
+
+impl Drop for OsLock {
+    fn drop(&mut self) {
+        if self.exclusive {
+            // The process id means "held by" only while it is held.
+            let _ = self.file.set_len(0);
+        }
     }
 }
 
@@ -176,6 +316,10 @@ struct FaultState {
     ops: u64,
     fault: Option<Fault>,
     crashed: bool,
+    /// Total bytes the files may hold (a full disk), if limited.
+    capacity: Option<u64>,
+    /// Held directory locks: whether a writer holds it, and how many readers.
+    locks: HashMap<PathBuf, (bool, usize)>,
 }
 
 impl FaultState {
@@ -199,6 +343,13 @@ impl FaultState {
             ))),
             _ => Ok(()),
         }
+    }
+}
+
+impl FaultState {
+    /// Total length of every file's current contents.
+    fn used(&self) -> u64 {
+        self.files.values().map(|f| f.current.len() as u64).sum()
     }
 }
 
@@ -273,6 +424,14 @@ impl FaultVfs {
     /// count from the creation of this file system.
     pub fn set_fault(&self, fault: Option<Fault>) {
         self.lock().fault = fault;
+    }
+
+    /// Limits the total size of all files to `bytes` (`None`: unlimited), as a
+    /// full disk does: a write that would go beyond writes the part that fits
+    /// and fails with [`io::ErrorKind::StorageFull`]; growing `set_len` fails;
+    /// overwrites, truncation and syncs still work.
+    pub fn set_capacity(&self, bytes: Option<u64>) {
+        self.lock().capacity = bytes;
     }
 
     /// How many counted operations (writes, `set_len`, syncs) were issued so far.
@@ -472,7 +631,53 @@ impl Vfs for FaultVfs {
         Ok(Box::new(FaultFile {
             state: self.state.clone(),
             path: path.to_path_buf(),
+            read_only: false,
         }))
+    }
+
+    fn open_read_only(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        let s = self.lock();
+        if s.crashed {
+            return Err(crash_error());
+        }
+        if !s.files.contains_key(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} not found", path.display()),
+            ));
+        }
+        Ok(Box::new(FaultFile {
+            state: self.state.clone(),
+            path: path.to_path_buf(),
+            read_only: true,
+        }))
+    }
+
+    fn lock_dir(&self, dir: &Path, mode: LockMode) -> Result<DirLock, LockError> {
+        let path = dir.join(LOCK_FILE);
+        let mut s = self.lock();
+        let entry = s.locks.entry(path.clone()).or_insert((false, 0));
+        let free = match mode {
+            LockMode::Exclusive => !entry.0 && entry.1 == 0,
+            LockMode::Shared => !entry.0,
+        };
+        if !free {
+            return Err(LockError::Held {
+                path,
+                holder: entry.0.then(|| "a writer of this FaultVfs".to_string()),
+            });
+        }
+        match mode {
+            LockMode::Exclusive => entry.0 = true,
+            LockMode::Shared => entry.1 += 1,
+        }
+        Ok(DirLock {
+            _held: Some(Box::new(FaultLock {
+                state: self.state.clone(),
+                path,
+                mode,
+            })),
+        })
     }
 
     fn exists(&self, path: &Path) -> bool {
@@ -490,9 +695,36 @@ impl Vfs for FaultVfs {
     }
 }
 
+/// A lock held on a [`FaultVfs`] directory; released on drop.
+struct FaultLock {
+    state: Arc<Mutex<FaultState>>,
+    path: PathBuf,
+    mode: LockMode,
+}
+
+impl Drop for FaultLock {
+    fn drop(&mut self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = s.locks.get_mut(&self.path) {
+            match self.mode {
+                LockMode::Exclusive => e.0 = false,
+                LockMode::Shared => e.1 = e.1.saturating_sub(1),
+            }
+        }
+    }
+}
+
 struct FaultFile {
     state: Arc<Mutex<FaultState>>,
     path: PathBuf,
+    read_only: bool,
+}
+
+fn read_only_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "write through a read-only handle",
+    )
 }
 
 impl FaultFile {
@@ -500,14 +732,49 @@ impl FaultFile {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
     fn mutate(&self, op: PendingOp) -> io::Result<()> {
+        if self.read_only {
+            return Err(read_only_error());
+        }
         let mut s = self.lock();
         s.count()?;
-        let file = s
+        let used = s.used();
+        let len = s
             .files
-            .get_mut(&self.path)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file vanished"))?;
-        op.apply(&mut file.current, None);
-        s.pending.push((self.path.clone(), op));
+            .get(&self.path)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file vanished"))?
+            .current
+            .len() as u64;
+        let (op, full) = match (s.capacity, op) {
+            (Some(cap), PendingOp::Write { off, data })
+                if off + data.len() as u64 > len
+                    && used + (off + data.len() as u64 - len) > cap =>
+            {
+                // A full disk: what fits is written, then the write fails.
+                let room = cap.saturating_sub(used);
+                let keep = (len + room).saturating_sub(off).min(data.len() as u64) as usize;
+                let partial = (keep > 0).then(|| PendingOp::Write {
+                    off,
+                    data: data[..keep].to_vec(),
+                });
+                (partial, true)
+            }
+            (Some(cap), PendingOp::SetLen(new)) if new > len && used + (new - len) > cap => {
+                (None, true)
+            }
+            (_, op) => (Some(op), false),
+        };
+        if let Some(op) = op {
+            if let Some(file) = s.files.get_mut(&self.path) {
+                op.apply(&mut file.current, None);
+            }
+            s.pending.push((self.path.clone(), op));
+        }
+        if full {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device (FaultVfs capacity)",
+            ));
+        }
         Ok(())
     }
 }
@@ -555,6 +822,9 @@ impl VfsFile for FaultFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        if self.read_only {
+            return Err(read_only_error());
+        }
         let mut s = self.lock();
         s.count()?;
         let pending = std::mem::take(&mut s.pending);
