@@ -220,6 +220,20 @@ pub fn render(url: &HttpUrl, s: &Value) -> String {
         "database", "documents", "tombstones", "last etag"
     ));
     for d in dbs {
+        if d["state"].as_str() == Some("failed") {
+            out.push_str(&format!(
+                "{:<width$}  FAILED since {}: {} (reopen attempts: {}{})\n",
+                d["name"].as_str().unwrap_or("?"),
+                d["since"].as_str().unwrap_or("?"),
+                d["error"].as_str().unwrap_or("?"),
+                num(&d["reopen_attempts"]),
+                d["next_attempt"]
+                    .as_str()
+                    .map(|t| format!(", next at {t}"))
+                    .unwrap_or_default(),
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "{:<width$}  {:>12}  {:>12}  {:>12}\n",
             d["name"].as_str().unwrap_or("?"),
