@@ -16,6 +16,9 @@ use crate::status::{self, HttpUrl};
 use crate::transfer::{self, ImportOptions};
 use crate::{server, tls};
 
+/// Exit status of an `import` that finished but skipped bad lines.
+pub const EXIT_SKIPPED: u8 = 3;
+
 const MAIN_EXAMPLES: &str = "\
 Examples:
   outpost-hub init                          # write a commented outpost-hub.toml
@@ -107,14 +110,23 @@ Examples:
     /// Each line is a JSON object: the document body, with its id in a string
     /// field "id" or in "@metadata": {"@id": ...}, and an optional
     /// "@metadata": {"@collection": ...}: the format of `export` and of the
-    /// `outpost` tool. Documents are committed in atomic batches. Bad lines
-    /// are reported by number and skipped (--strict: stop). Refused while a
-    /// hub holds the database.
+    /// `outpost` tool. Documents are committed in atomic batches of at most
+    /// --batch documents and 8 MiB. Bad lines are reported by number and
+    /// skipped (--strict: stop). Refused while a hub holds the database.
     #[command(after_help = "\
 Examples:
   outpost-hub import scripts/sample.jsonl
   outpost-hub import --database main --batch 5000 --strict big.jsonl
-  gunzip -c dump.jsonl.gz | outpost-hub import -")]
+  gunzip -c dump.jsonl.gz | outpost-hub import -
+
+Memory: a line longer than 16 MiB + 64 KiB is refused while it is read (never
+held whole) and skipped to its newline; a line that would take more than
+64 MiB once parsed is refused too; a batch holds at most --batch documents
+and 8 MiB of lines. The import stays under about 400 MiB whatever the input.
+
+Exit status: 0 every line imported; 3 the import finished but skipped bad
+lines (the summary says how many, and \"INCOMPLETE\"); 1 an error stopped it
+(batches committed before stay).")]
     Import {
         /// The JSON-lines file, or `-` for standard input.
         file: String,
@@ -258,9 +270,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 (Box::new(f), len)
             };
             let opts = ImportOptions {
-                batch: usize::try_from(batch).unwrap_or(usize::MAX),
+                batch_docs: usize::try_from(batch).unwrap_or(usize::MAX),
                 strict,
                 collection,
+                ..ImportOptions::default()
             };
             let summary = runtime()?.block_on(async {
                 let db = DbHandle::open(&name, &config.database_dir(&name)).await?;
@@ -271,6 +284,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 Ok::<_, HubError>(s)
             })?;
             println!("{summary}");
+            if summary.counts.bad > 0 {
+                eprintln!(
+                    "warning: {} lines were skipped (see above); exit status {EXIT_SKIPPED}",
+                    summary.counts.bad
+                );
+                return Ok(ExitCode::from(EXIT_SKIPPED));
+            }
         }
         Command::Export {
             file,

@@ -433,15 +433,21 @@ fn import_then_export_round_trips() {
         }
     }
     std::fs::write(&input, &lines).unwrap();
-    let out = run_ok(
+    let out = run(
         &dir,
         &["import", input.to_str().unwrap(), "--database", "main"],
     );
+    // A line was skipped: the distinct exit status 3, and the summary says so.
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let summary = text(&out.stdout);
     assert!(summary.contains("imported 2500 documents"), "{summary}");
     assert!(summary.contains("in 3 batches"), "{summary}");
-    assert!(summary.contains("1 bad lines skipped"), "{summary}");
+    assert!(
+        summary.contains("1 bad lines skipped (INCOMPLETE"),
+        "{summary}"
+    );
     assert!(text(&out.stderr).contains("line 1236: invalid JSON"));
+    assert!(text(&out.stderr).contains("exit status 3"));
 
     let exported = dir.path().join("out.jsonl");
     let out = run_ok(&dir, &["export", exported.to_str().unwrap()]);
