@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, DEFAULT_LISTEN};
+use crate::config::{Config, DEFAULT_LISTEN, SERVING_FILE};
 use crate::edit::{self, NewEdge};
 use crate::error::{HubError, Result};
 use crate::state::DbHandle;
@@ -170,13 +170,16 @@ Examples:
   outpost-hub status --url https://localhost:4000 --ca-cert hub-data/dev-tls-cert.pem
   outpost-hub status --json")]
     Status {
-        /// The hub's address. Default: the configuration's `listen` (https
-        /// when it has [tls]), else http://127.0.0.1:4000.
+        /// The hub's address. Default: where the running hub of this
+        /// configuration said it listens (`serving.json` in its data
+        /// directory, written by `serve`: its --listen, port and --dev-tls
+        /// included), else the configuration's `listen` (https when it has
+        /// [tls]), else http://127.0.0.1:4000.
         #[arg(long, value_name = "URL")]
         url: Option<String>,
-        /// Certificate (PEM) to trust for https://. Default: the
-        /// configuration's tls.cert, else the data directory's development
-        /// certificate.
+        /// Certificate (PEM) to trust for https://. Default: the one the
+        /// running hub serves with, else the configuration's tls.cert, else
+        /// the data directory's development certificate.
         #[arg(long, value_name = "FILE")]
         ca_cert: Option<PathBuf>,
         /// Print the JSON as the hub sent it.
@@ -325,11 +328,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { url, ca_cert, json } => {
             let config = Config::load(path).ok();
-            let url = match url {
-                Some(u) => HttpUrl::parse(&u)?,
-                None => default_url(config.as_ref())?,
+            let serving = match (&url, &config) {
+                (None, Some(c)) => serving(c),
+                _ => None,
             };
-            let ca = ca_cert.or_else(|| {
+            let url = match (url, &serving) {
+                (Some(u), _) => HttpUrl::parse(&u)?,
+                (None, Some((u, _))) => u.clone(),
+                (None, None) => default_url(config.as_ref())?,
+            };
+            let serving_ca = serving.and_then(|(_, ca)| ca);
+            let ca = ca_cert.or(serving_ca).or_else(|| {
                 let c = config.as_ref()?;
                 c.tls.as_ref().map(|t| t.cert.clone()).or_else(|| {
                     let dev = c.data_dir.join(tls::DEV_CERT_FILE);
@@ -382,6 +391,22 @@ fn pick_database(config: &Config, name: Option<String>) -> Result<String> {
             ))),
         },
     }
+}
+
+/// Where the hub of `config` runs, from the serving file `serve` keeps in
+/// its data directory (`None` if absent, unreadable, or left by a process
+/// that is gone): its URL and the certificate to trust.
+pub fn serving(config: &Config) -> Option<(HttpUrl, Option<PathBuf>)> {
+    let text = std::fs::read_to_string(config.data_dir.join(SERVING_FILE)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let pid = v["pid"].as_u64()?;
+    let proc_dir = Path::new("/proc");
+    if proc_dir.is_dir() && !proc_dir.join(pid.to_string()).exists() {
+        return None;
+    }
+    let url = HttpUrl::parse(v["url"].as_str()?).ok()?;
+    let ca = v["ca_cert"].as_str().map(PathBuf::from);
+    Some((url, ca))
 }
 
 fn default_url(config: Option<&Config>) -> Result<HttpUrl> {

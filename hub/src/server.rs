@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::config::{Config, TlsConfig};
+use crate::config::{Config, SERVING_FILE, TlsConfig};
 use crate::error::{HubError, Result};
 use crate::metrics::{escape_label, header};
 use crate::state::{DbFailure, Hub};
@@ -129,6 +129,7 @@ async fn serve_hub(
         .local_addr()
         .map_err(|e| HubError::io("read the listening address", e))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let serving = write_serving_file(&hub.config().data_dir, scheme, local, tls.as_ref());
     tracing::info!(
         "listening on {scheme}://{local} (WebSocket: {}://{local}/sync)",
         if tls.is_some() { "wss" } else { "ws" }
@@ -202,7 +203,57 @@ async fn serve_hub(
     }
     follower.abort();
     signals.abort();
+    if let Some(path) = serving {
+        remove_serving_file(&path);
+    }
     served.map_err(|e| HubError::io("serve HTTP", e))
+}
+
+/// Writes [`SERVING_FILE`] (atomically) in `data_dir`: this process, the URL
+/// it answers on and the certificate to trust, so `outpost-hub status` finds
+/// the hub whatever `--listen` or `--dev-tls` it was started with. Returns
+/// its path, or `None` if it could not be written (logged; not fatal).
+fn write_serving_file(
+    data_dir: &Path,
+    scheme: &str,
+    mut local: SocketAddr,
+    tls: Option<&TlsConfig>,
+) -> Option<PathBuf> {
+    if local.ip().is_unspecified() {
+        local.set_ip(if local.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let body = json!({
+        "pid": std::process::id(),
+        "url": format!("{scheme}://{local}"),
+        "ca_cert": tls.map(|t| t.cert.display().to_string()),
+    });
+    let path = data_dir.join(SERVING_FILE);
+    let tmp = data_dir.join(format!("{SERVING_FILE}.tmp"));
+    let written = std::fs::create_dir_all(data_dir)
+        .and_then(|()| std::fs::write(&tmp, format!("{body}\n")))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    match written {
+        Ok(()) => Some(path),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not write the serving file (`outpost-hub status` will use the configuration's listen address)");
+            None
+        }
+    }
+}
+
+/// Removes the serving file if it is still this process's.
+fn remove_serving_file(path: &Path) {
+    let ours = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["pid"] == std::process::id());
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Serves until `server` ends; once a shutdown is asked for, waits at most

@@ -561,3 +561,47 @@ fn init_refuses_to_overwrite_and_status_needs_a_hub() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("outpost-hub init"));
 }
+
+#[test]
+fn status_finds_the_hub_where_serve_put_it() {
+    let dir = TempDir::new("status-where");
+    run_ok(&dir, &["init", "--demo"]);
+    // The configuration names a port nothing listens on; the hub is started
+    // on another one, with TLS (as `run.sh --port` and `serve --dev-tls` do).
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = std::fs::read_to_string(dir.config()).unwrap();
+    std::fs::write(
+        dir.config(),
+        cfg.replace("127.0.0.1:4000", &format!("127.0.0.1:{unused}")),
+    )
+    .unwrap();
+    let mut server = Server::start(&dir, &["--dev-tls"]);
+    server.wait_log("certutil");
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+
+    let out = run_ok(&dir, &["status"]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(&format!("at {} ", server.url))
+            || shown.contains(&format!("at {},", server.url)),
+        "{shown}"
+    );
+    let s: Value = serde_json::from_slice(&run_ok(&dir, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(s["tls"], true);
+
+    // Stopped cleanly, it leaves no trace: status falls back to the
+    // configuration's address, where nothing answers.
+    server.terminate();
+    assert!(!dir.path().join("hub-data").join("serving.json").exists());
+    let out = run(&dir, &["status"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{unused}")) && err.contains("is the hub running?"),
+        "{err}"
+    );
+}
