@@ -321,21 +321,28 @@ fn import(
     let started = Instant::now();
     let pb = progress(total, true);
     let reader = BufReader::with_capacity(1 << 16, input);
-    let (st, result) = block_on(outpost::jsonl::import(db, reader, settings, |ev| match ev {
-        ImportEvent::Progress { bytes } => pb.set_position(bytes),
-        ImportEvent::BadLine {
-            line,
-            message,
-            code,
-            count,
-        } => {
-            if count <= MAX_REPORTED_BAD_LINES {
-                pb.suspend(|| eprintln!("line {line}: {message} ({code}); skipped"));
-            } else if count == MAX_REPORTED_BAD_LINES + 1 {
-                pb.suspend(|| eprintln!("more bad lines: not shown one by one; see the summary"));
+    let (st, result) = block_on(outpost::jsonl::import(
+        db,
+        reader,
+        settings,
+        |ev| match ev {
+            ImportEvent::Progress { bytes } => pb.set_position(bytes),
+            ImportEvent::BadLine {
+                line,
+                message,
+                code,
+                count,
+            } => {
+                if count <= MAX_REPORTED_BAD_LINES {
+                    pb.suspend(|| eprintln!("line {line}: {message} ({code}); skipped"));
+                } else if count == MAX_REPORTED_BAD_LINES + 1 {
+                    pb.suspend(|| {
+                        eprintln!("more bad lines: not shown one by one; see the summary")
+                    });
+                }
             }
-        }
-    }));
+        },
+    ));
     pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {

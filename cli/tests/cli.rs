@@ -449,7 +449,11 @@ fn import_memory_is_bounded_whatever_the_input() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("line 1: the line is"), "{}", stderr(&o));
     assert!(stderr(&o).contains("(too_large)"), "{}", stderr(&o));
-    assert!(stdout(&o).contains("imported 1 documents"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("imported 1 documents"),
+        "{}",
+        stdout(&o)
+    );
     assert!(
         peak < IMPORT_MEMORY_BOUND_KIB,
         "peak {peak} KiB for a 200 MiB line"
@@ -469,7 +473,11 @@ fn import_memory_is_bounded_whatever_the_input() {
     std::fs::remove_file(&docs).unwrap();
     println!("8 documents of 15 MiB: peak {} MiB", peak >> 10);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("imported 8 documents"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("imported 8 documents"),
+        "{}",
+        stdout(&o)
+    );
     assert!(
         peak < IMPORT_MEMORY_BOUND_KIB,
         "peak {peak} KiB for 8 documents of 15 MiB"
@@ -498,7 +506,10 @@ fn importing_random_bytes_exits_3_and_says_lines_were_skipped() {
     assert!(err.contains("lines were skipped"), "{err}");
     assert!(err.contains("exit status 3"), "{err}");
     let help = ok(run(&t.db(), &["import", "--help"]));
-    assert!(help.contains("Exit status: 0 every line imported; 3"), "{help}");
+    assert!(
+        help.contains("Exit status: 0 every line imported; 3"),
+        "{help}"
+    );
 
     // A clean import still exits 0.
     let clean = t.path("clean.jsonl");

@@ -637,7 +637,10 @@ mod tests {
                 input.push_str(&format!("{{\"id\":\"a/{i}\",\"pad\":\"{pad}\"}}\n"));
             }
             input.push_str("not json\n\n");
-            input.push_str(&format!("{{\"id\":\"b/1\",\"big\":\"{}\"}}\n", "x".repeat(MAX_LINE_BYTES)));
+            input.push_str(&format!(
+                "{{\"id\":\"b/1\",\"big\":\"{}\"}}\n",
+                "x".repeat(MAX_LINE_BYTES)
+            ));
             input.push_str("{\"id\":\"c/1\"}");
             let opts = ImportOptions {
                 batch_bytes: 3000,
@@ -663,7 +666,10 @@ mod tests {
                 ..ImportOptions::default()
             };
             let (_, r) = import(&db, &b"{\"id\":\"d/1\"}\n[1]\n"[..], &strict, |_| {}).await;
-            assert!(matches!(r, Err(ImportError::BadLine { line: 2, .. })), "{r:?}");
+            assert!(
+                matches!(r, Err(ImportError::BadLine { line: 2, .. })),
+                "{r:?}"
+            );
         });
     }
 

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use outpost::db::OpenOptions;
-use outpost::{Batch, Database};
 use outpost::store::file::{FileStore, FileStoreOptions};
+use outpost::{Batch, Database};
 use tokio::sync::watch;
 
 use crate::config::{Config, LOCK_FILE};
@@ -471,6 +471,8 @@ impl Hub {
             let config = self.config();
             if config.database(&name).is_none() {
                 tracing::warn!(database = %name, "the failed database was removed from the configuration; not reopening it");
+                lock(&self.failures).remove(&name);
+                self.generation.send_modify(|g| *g += 1);
                 return;
             }
             attempt = attempt.saturating_add(1);

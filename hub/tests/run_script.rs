@@ -35,11 +35,7 @@ impl Root {
         ));
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         std::fs::create_dir_all(root.join("scripts")).unwrap();
-        std::fs::copy(
-            repo.join("scripts/run.sh"),
-            root.join("scripts/run.sh"),
-        )
-        .unwrap();
+        std::fs::copy(repo.join("scripts/run.sh"), root.join("scripts/run.sh")).unwrap();
         std::fs::write(root.join("scripts/sample.jsonl"), "{\"id\":\"a/1\"}\n").unwrap();
         let log = root.join("calls.log");
         let log = log.display();
@@ -267,5 +263,8 @@ fn hub_takes_dir_and_status_finds_the_running_hub() {
     let o = root.run(&["hub", "--dir", "nowhere", "status"]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("no demo configuration nowhere/outpost-hub.toml"), "{err}");
+    assert!(
+        err.contains("no demo configuration nowhere/outpost-hub.toml"),
+        "{err}"
+    );
 }
