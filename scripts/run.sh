@@ -187,6 +187,12 @@ case "$COMMAND" in
         esac
         need_cargo
         build_hub
+        # What `hub status` suggests when no hub answers: this script.
+        if [ "$DEMO_DIR" = "./outpost-hub-demo" ]; then
+            export OUTPOST_HUB_START_HINT="./scripts/run.sh"
+        else
+            export OUTPOST_HUB_START_HINT="./scripts/run.sh --dir $DEMO_DIR"
+        fi
         exec "$TARGET/release/outpost-hub" --config "$CONFIG" "$@"
         ;;
 esac

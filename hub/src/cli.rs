@@ -345,7 +345,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     dev.exists().then_some(dev)
                 })
             });
-            let s = runtime()?.block_on(status::fetch(&url, ca.as_deref()))?;
+            // How to start this hub: `scripts/run.sh` says how it does it.
+            let start = std::env::var("OUTPOST_HUB_START_HINT")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| format!("outpost-hub --config {} serve", path.display()));
+            let s = runtime()?.block_on(status::fetch_hinted(&url, ca.as_deref(), &start))?;
             if json {
                 let text = serde_json::to_string_pretty(&s).unwrap_or_else(|_| s.to_string());
                 println!("{text}");

@@ -604,4 +604,9 @@ fn status_finds_the_hub_where_serve_put_it() {
         err.contains(&format!("127.0.0.1:{unused}")) && err.contains("is the hub running?"),
         "{err}"
     );
+    let start = format!(
+        "start it with `outpost-hub --config {} serve`",
+        dir.config().display()
+    );
+    assert!(err.contains(&start), "{err}");
 }

@@ -259,6 +259,16 @@ fn hub_takes_dir_and_status_finds_the_running_hub() {
         assert!(out.contains(&format!("at {}", hub.url)), "{args:?}: {out}");
     }
 
+    // No hub running: the hint is this script, not a bare `outpost-hub serve`.
+    drop(hub);
+    let o = root.run(&["hub", "--dir", "other-demo", "status"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is the hub running? start it with `./scripts/run.sh --dir other-demo`"),
+        "{err}"
+    );
+
     // No configuration there: a clear error, not outpost-hub's.
     let o = root.run(&["hub", "--dir", "nowhere", "status"]);
     assert_eq!(o.status.code(), Some(1));
