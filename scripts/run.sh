@@ -7,6 +7,7 @@
 #   ./scripts/run.sh --help
 #   ./scripts/run.sh cli [ARGS...]    # the `outpost` command-line tool (no ARGS: its demo)
 #   ./scripts/run.sh hub [ARGS...]    # `outpost-hub` on the demo config (status, edge list, ...)
+#   ./scripts/run.sh --dir DIR hub status   # the same on another demo directory
 #
 # Needs a Rust toolchain (rustup, cargo); the first run also installs the
 # wasm32 target and wasm-bindgen-cli (scripts/build-wasm.sh, a few minutes)
@@ -23,7 +24,7 @@ usage() {
     cat <<EOF
 Usage: ./scripts/run.sh [--port N] [--host ADDR] [--dir DIR]
        ./scripts/run.sh cli [ARGS...]
-       ./scripts/run.sh hub [ARGS...]
+       ./scripts/run.sh [--dir DIR] hub [--dir DIR] [ARGS...]
 
 With no command: runs the Outpost hub with the demo web app.
   1. builds the WebAssembly package (scripts/build-wasm.sh; skipped when
@@ -52,7 +53,10 @@ Commands:
                  short demo: import scripts/sample.jsonl, get, scan, stats,
                  check. \`./scripts/run.sh cli --help\` lists its commands.
   hub [ARGS...]  runs \`outpost-hub --config DIR/outpost-hub.toml ARGS\`, e.g.
-                 \`./scripts/run.sh hub status\`, \`./scripts/run.sh hub edge list\`.
+                 \`./scripts/run.sh hub status\` (finds the running hub
+                 whatever --port, --host or --dev-tls it was started with),
+                 \`./scripts/run.sh hub edge list\`,
+                 \`./scripts/run.sh hub --dir /tmp/demo2 status\`.
 EOF
 }
 
@@ -113,19 +117,24 @@ EOF
 }
 
 # ----------------------------------------------------------- arguments ---
-case "${1:-}" in
-    cli)
-        shift
-        cli "$@"
-        ;;
-    hub)
-        shift
-        need_cargo
-        build_hub
-        exec "$TARGET/release/outpost-hub" --config "$DEMO_DIR/outpost-hub.toml" "$@"
-        ;;
-esac
+unknown_argument() {
+    local hint
+    case "$1" in
+        status | edge | init | serve)
+            hint="an outpost-hub command: ./scripts/run.sh hub $*" ;;
+        import | export)
+            hint="the CLI's: ./scripts/run.sh cli $* (on ./outpost-data), or the hub's: ./scripts/run.sh hub $* (on the demo hub's database, hub stopped)" ;;
+        put | get | delete | scan | changes | stats | check)
+            hint="an outpost CLI command: ./scripts/run.sh cli $*" ;;
+        *)
+            hint="see ./scripts/run.sh --help" ;;
+    esac
+    echo "error: unknown argument $1 ($hint)" >&2
+    exit 2
+}
 
+# Options first (--port, --host, --dir), then an optional command (cli, hub).
+COMMAND=""
 while [ "$#" -gt 0 ]; do
     case "$1" in
         -h | --help)
@@ -144,12 +153,49 @@ while [ "$#" -gt 0 ]; do
             DEMO_DIR="${2:?--dir needs a directory}"
             shift 2
             ;;
+        cli | hub)
+            COMMAND="$1"
+            shift
+            break
+            ;;
         *)
-            echo "error: unknown argument $1 (see ./scripts/run.sh --help; the CLI is ./scripts/run.sh cli $*)" >&2
-            exit 2
+            unknown_argument "$@"
             ;;
     esac
 done
+
+case "$COMMAND" in
+    cli)
+        cli "$@"
+        exit 0
+        ;;
+    hub)
+        # `hub --dir DIR ARGS...` works too.
+        while [ "$#" -gt 0 ] && [ "$1" = "--dir" ]; do
+            DEMO_DIR="${2:?--dir needs a directory}"
+            shift 2
+        done
+        CONFIG="$DEMO_DIR/outpost-hub.toml"
+        case "${1:-}" in
+            init | -h | --help | help | -V | --version) ;;
+            *)
+                if [ ! -f "$CONFIG" ]; then
+                    echo "error: no demo configuration $CONFIG (start the demo once with ./scripts/run.sh --dir $DEMO_DIR, or pass --dir DIR)" >&2
+                    exit 1
+                fi
+                ;;
+        esac
+        need_cargo
+        build_hub
+        # What `hub status` suggests when no hub answers: this script.
+        if [ "$DEMO_DIR" = "./outpost-hub-demo" ]; then
+            export OUTPOST_HUB_START_HINT="./scripts/run.sh"
+        else
+            export OUTPOST_HUB_START_HINT="./scripts/run.sh --dir $DEMO_DIR"
+        fi
+        exec "$TARGET/release/outpost-hub" --config "$CONFIG" "$@"
+        ;;
+esac
 case "$PORT" in
     '' | *[!0-9]*)
         echo "error: --port needs a number, not $PORT" >&2
@@ -191,7 +237,11 @@ DEMO_DIR="$(cd "$DEMO_DIR" && pwd)"
 CONFIG="$DEMO_DIR/outpost-hub.toml"
 if [ ! -f "$CONFIG" ]; then
     echo "==> Writing the demo configuration $CONFIG" >&2
-    "$HUB" --config "$CONFIG" init --demo >&2
+    # init's own "start the hub with ..." advice is not for us: we start it.
+    if ! out=$("$HUB" --config "$CONFIG" init --demo 2>&1); then
+        echo "$out" >&2
+        exit 1
+    fi
     # The site is this repository's demo-site/; notes keep conflicting
     # versions for the page to show (other collections: latest wins).
     tmp="$CONFIG.tmp"

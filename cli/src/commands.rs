@@ -1,20 +1,20 @@
 //! The subcommands, over a [`Database`] on a [`FileStore`].
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use outpost::db::{Batch, Database, OpenOptions, PutOptions};
+use outpost::db::{Database, OpenOptions, PutOptions};
 use outpost::store::file::{FileStore, FileStoreOptions};
 use serde_json::{Value, json};
 
 use crate::error::CliError;
 use crate::{Cli, Command};
-use outpost::jsonl::{ImportDoc, doc_to_json, kind_of, parse_import_line};
+use outpost::jsonl::{ImportEvent, ImportOptions, doc_to_json, kind_of};
 
 /// The database type the CLI works with.
 type Db = Database<FileStore>;
@@ -104,14 +104,22 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 (Box::new(f), len)
             };
             let db = open(dir, true)?;
-            let settings = ImportSettings {
-                batch: usize::try_from(batch).unwrap_or(usize::MAX),
+            let settings = ImportOptions {
+                batch_docs: usize::try_from(batch).unwrap_or(usize::MAX),
                 strict,
                 collection,
+                ..ImportOptions::default()
             };
             let r = import(&db, input, total, &settings);
-            let summary = finish_write(&db, r)?;
+            let (summary, skipped) = finish_write(&db, r)?;
             println!("{summary}");
+            if skipped > 0 {
+                eprintln!(
+                    "warning: {skipped} lines were skipped (see above); exit status {}",
+                    crate::EXIT_SKIPPED
+                );
+                return Ok(ExitCode::from(crate::EXIT_SKIPPED));
+            }
         }
         Command::Export { file, prefix } => {
             let db = open_read_only(dir)?;
@@ -373,85 +381,39 @@ fn progress(total: Option<u64>, bytes: bool) -> ProgressBar {
     pb
 }
 
-/// Options of one import.
-struct ImportSettings {
-    batch: usize,
-    strict: bool,
-    collection: Option<String>,
-}
-
-/// Counters of one import, printed as its summary.
-#[derive(Default)]
-struct ImportStats {
-    lines: u64,
-    imported: u64,
-    batches: u64,
-    bad: u64,
-    bytes: u64,
-}
-
-/// A parsed line waiting in the current batch.
-struct Pending {
-    line: u64,
-    doc: ImportDoc,
-}
-
+/// Imports JSON lines with [`outpost::jsonl::import`], showing progress and
+/// the bad lines; returns the summary and how many lines were skipped.
 fn import(
     db: &Db,
     input: Box<dyn Read>,
     total: Option<u64>,
-    settings: &ImportSettings,
-) -> Result<String, CliError> {
+    settings: &ImportOptions,
+) -> Result<(String, u64), CliError> {
     let started = Instant::now();
     let pb = progress(total, true);
-    let mut reader = BufReader::with_capacity(1 << 16, input);
-    let mut st = ImportStats::default();
-    let mut pending: Vec<Pending> = Vec::with_capacity(settings.batch.min(100_000));
-    let mut buf = Vec::new();
-
-    let result = (|| -> Result<(), CliError> {
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| CliError::io("read input", e))?;
-            if n == 0 {
-                break;
-            }
-            st.lines += 1;
-            st.bytes += n as u64;
-            pb.set_position(st.bytes);
-            let parsed = match std::str::from_utf8(&buf) {
-                Err(e) => Err((format!("not valid UTF-8: {e}"), "invalid_json")),
-                Ok(text) => {
-                    let text = text.trim();
-                    if text.is_empty() {
-                        continue;
-                    }
-                    parse_import_line(text)
-                }
-            };
-            match parsed {
-                Ok(mut doc) => {
-                    if doc.collection.is_none() {
-                        doc.collection.clone_from(&settings.collection);
-                    }
-                    pending.push(Pending {
-                        line: st.lines,
-                        doc,
+    let reader = BufReader::with_capacity(1 << 16, input);
+    let (st, result) = block_on(outpost::jsonl::import(
+        db,
+        reader,
+        settings,
+        |ev| match ev {
+            ImportEvent::Progress { bytes } => pb.set_position(bytes),
+            ImportEvent::BadLine {
+                line,
+                message,
+                code,
+                count,
+            } => {
+                if count <= MAX_REPORTED_BAD_LINES {
+                    pb.suspend(|| eprintln!("line {line}: {message} ({code}); skipped"));
+                } else if count == MAX_REPORTED_BAD_LINES + 1 {
+                    pb.suspend(|| {
+                        eprintln!("more bad lines: not shown one by one; see the summary")
                     });
                 }
-                Err((msg, code)) => {
-                    let line = st.lines;
-                    bad_line(&pb, &mut st, settings, line, &msg, code)?;
-                }
             }
-            if pending.len() >= settings.batch {
-                commit_batch(db, &pb, &mut pending, &mut st, settings)?;
-            }
-        }
-        commit_batch(db, &pb, &mut pending, &mut st, settings)
-    })();
+        },
+    ));
     pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {
@@ -459,108 +421,14 @@ fn import(
     } else {
         0.0
     };
-    let summary = format!(
-        "imported {} documents from {} lines ({} bytes) in {} batches; {} bad lines skipped; {:.2} s ({:.0} docs/s)",
-        st.imported, st.lines, st.bytes, st.batches, st.bad, secs, rate
-    );
+    let summary = format!("{st}; {secs:.2} s ({rate:.0} docs/s)");
     match result {
-        Ok(()) => Ok(summary),
+        Ok(()) => Ok((summary, st.bad)),
         Err(e) => {
             eprintln!("import stopped: {summary}");
-            Err(e)
+            Err(CliError::new(e.code(), e.to_string()))
         }
     }
-}
-
-/// Reports a bad line (or, with `--strict`, stops the import there).
-fn bad_line(
-    pb: &ProgressBar,
-    st: &mut ImportStats,
-    settings: &ImportSettings,
-    line: u64,
-    msg: &str,
-    code: &'static str,
-) -> Result<(), CliError> {
-    if settings.strict {
-        return Err(CliError::new(
-            code,
-            format!(
-                "line {line}: {msg} (--strict: stopping; the documents of this batch were not written)"
-            ),
-        ));
-    }
-    st.bad += 1;
-    if st.bad <= MAX_REPORTED_BAD_LINES {
-        pb.suspend(|| eprintln!("line {line}: {msg} ({code}); skipped"));
-    } else if st.bad == MAX_REPORTED_BAD_LINES + 1 {
-        pb.suspend(|| eprintln!("more bad lines: not shown one by one; see the summary"));
-    }
-    Ok(())
-}
-
-fn batch_of(items: &[Pending]) -> Batch {
-    let mut b = Batch::new();
-    for p in items {
-        b.put_with(
-            &p.doc.id,
-            p.doc.body.clone(),
-            PutOptions {
-                collection: p.doc.collection.clone(),
-                ..PutOptions::default()
-            },
-        );
-    }
-    b
-}
-
-/// Commits the pending documents as one atomic batch. Lines are validated
-/// before they are queued, so the engine should accept them all; if it still
-/// refuses the batch for bad input, each document is committed on its own so
-/// the offending line can be reported by number and the others kept.
-fn commit_batch(
-    db: &Db,
-    pb: &ProgressBar,
-    pending: &mut Vec<Pending>,
-    st: &mut ImportStats,
-    settings: &ImportSettings,
-) -> Result<(), CliError> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    match block_on(db.commit(batch_of(pending))) {
-        Ok(_) => {
-            st.imported += pending.len() as u64;
-            st.batches += 1;
-        }
-        Err(e) if is_input_error(&e) && !settings.strict => {
-            for p in pending.iter() {
-                match block_on(db.commit(batch_of(std::slice::from_ref(p)))) {
-                    Ok(_) => {
-                        st.imported += 1;
-                        st.batches += 1;
-                    }
-                    Err(e) if is_input_error(&e) => {
-                        bad_line(pb, st, settings, p.line, &e.to_string(), e.code())?;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        Err(e) => {
-            let first = pending.first().map_or(0, |p| p.line);
-            let last = pending.last().map_or(0, |p| p.line);
-            return Err(CliError::new(
-                e.code(),
-                format!("the batch of lines {first}-{last} was not written: {e}"),
-            ));
-        }
-    }
-    pending.clear();
-    Ok(())
-}
-
-fn is_input_error(e: &outpost::Error) -> bool {
-    matches!(e, outpost::Error::Input(_))
 }
 
 /// Exports one consistent snapshot, whatever writes happen meanwhile.

@@ -284,7 +284,9 @@ fn import_reports_bad_lines_with_numbers() {
     );
     let o = run_in(&db, &["import", "-"], input);
     let err = stderr(&o);
-    let out = ok(o);
+    // Skipped lines: the distinct exit status 3, not success.
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    let out = stdout(&o);
     assert!(out.contains("imported 2 documents"), "{out}");
     assert!(out.contains("4 bad lines skipped"), "{out}");
     for n in [2, 4, 5, 6] {
@@ -366,4 +368,153 @@ fn help_has_examples() {
         import.contains("--strict") && import.contains("Examples:"),
         "{import}"
     );
+}
+
+/// Runs `outpost --db <db> import <file>` and returns its output and its peak
+/// resident memory in KiB (GNU time's "%M" when /usr/bin/time exists, else
+/// the last VmHWM read from /proc while it runs).
+fn import_with_peak(db: &Path, file: &Path) -> (Output, u64) {
+    let bin = env!("CARGO_BIN_EXE_outpost");
+    let time = Path::new("/usr/bin/time");
+    if time.exists() {
+        let report = file.with_extension("rss");
+        let o = Command::new(time)
+            .arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&report)
+            .arg(bin)
+            .arg("--db")
+            .arg(db)
+            .arg("import")
+            .arg(file)
+            .env_remove("OUTPOST_DB")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let kib = std::fs::read_to_string(&report).unwrap_or_default();
+        let kib = kib.lines().last().unwrap_or("").trim().parse().unwrap();
+        return (o, kib);
+    }
+    let mut child = Command::new(bin)
+        .arg("--db")
+        .arg(db)
+        .arg("import")
+        .arg(file)
+        .env_remove("OUTPOST_DB")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(s) = std::fs::read_to_string(&status)
+            && let Some(l) = s.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            let kib: u64 = l
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            peak = peak.max(kib);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    (child.wait_with_output().unwrap(), peak)
+}
+
+/// The documented bound of import memory (`outpost import --help`).
+const IMPORT_MEMORY_BOUND_KIB: u64 = 400 << 10;
+
+#[test]
+fn import_memory_is_bounded_whatever_the_input() {
+    let t = TempDir::new("memory");
+
+    // One line of 200 MB: refused while it is read, never held whole.
+    let one = t.path("one.jsonl");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&one).unwrap());
+        f.write_all(b"{\"id\":\"big\",\"pad\":\"").unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..200 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(b"\"}\n{\"id\":\"after\",\"n\":1}\n").unwrap();
+    }
+    let (o, peak) = import_with_peak(&t.path("db1"), &one);
+    std::fs::remove_file(&one).unwrap();
+    println!("one 200 MiB line: peak {} MiB", peak >> 10);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("line 1: the line is"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(too_large)"), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("imported 1 documents"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        peak < IMPORT_MEMORY_BOUND_KIB,
+        "peak {peak} KiB for a 200 MiB line"
+    );
+
+    // Eight documents of 15 MiB: batches are bounded in bytes, not only
+    // in documents (the default --batch is 1,000).
+    let docs = t.path("docs.jsonl");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&docs).unwrap());
+        let pad = "y".repeat(15 << 20);
+        for i in 0..8 {
+            writeln!(f, "{{\"id\":\"d/{i}\",\"pad\":\"{pad}\"}}").unwrap();
+        }
+    }
+    let (o, peak) = import_with_peak(&t.path("db2"), &docs);
+    std::fs::remove_file(&docs).unwrap();
+    println!("8 documents of 15 MiB: peak {} MiB", peak >> 10);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("imported 8 documents"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        peak < IMPORT_MEMORY_BOUND_KIB,
+        "peak {peak} KiB for 8 documents of 15 MiB"
+    );
+}
+
+#[test]
+fn importing_random_bytes_exits_3_and_says_lines_were_skipped() {
+    let t = TempDir::new("random");
+    let file = t.path("random.bin");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes: Vec<u8> = (0..(1 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let o = run(&t.db(), &["import", file.to_str().unwrap()]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{out}\n{err}");
+    assert!(out.contains("imported 0 documents"), "{out}");
+    assert!(out.contains("bad lines skipped (INCOMPLETE"), "{out}");
+    assert!(err.contains("lines were skipped"), "{err}");
+    assert!(err.contains("exit status 3"), "{err}");
+    let help = ok(run(&t.db(), &["import", "--help"]));
+    assert!(
+        help.contains("Exit status: 0 every line imported; 3"),
+        "{help}"
+    );
+
+    // A clean import still exits 0.
+    let clean = t.path("clean.jsonl");
+    std::fs::write(&clean, "{\"id\":\"a/1\"}\n").unwrap();
+    let o = run(&t.db(), &["import", clean.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("INCOMPLETE"), "{}", stdout(&o));
 }

@@ -15,9 +15,43 @@
 //! (which then stays part of the body), and the collection from
 //! `@metadata.@collection`; every other `@metadata` entry is computed by the
 //! database and ignored on import.
+//!
+//! [`import`] is the one import routine of the CLI and the hub. Its memory is
+//! bounded whatever the input: a line is read through a bounded reader (a
+//! line longer than [`MAX_LINE_BYTES`] is refused while it is read, and
+//! skipped up to its newline without being buffered), and a batch is bounded
+//! by documents *and* by bytes ([`ImportOptions::batch_bytes`]), counting for
+//! each line its length plus an estimate of its parsed size
+//! ([`line_weight`]); a line whose parsed form would exceed
+//! [`MAX_LINE_WEIGHT`] is refused. One batch in memory holds at most
+//! `max(batch_bytes, MAX_LINE_WEIGHT)` of weighed lines, parsed once more
+//! only while it is committed.
 
-use crate::doc::{Document, validate_collection, validate_id};
+use std::io::BufRead;
+
+use crate::db::{Batch, Database, PutOptions};
+use crate::doc::{Document, MAX_BODY_BYTES, validate_collection, validate_id};
+use crate::error::Error;
+use crate::store::PageStore;
 use serde_json::{Map, Value};
+
+/// The longest line [`import`] reads: the largest document body
+/// ([`MAX_BODY_BYTES`], 16 MiB) plus 64 KiB for its id and `@metadata`.
+pub const MAX_LINE_BYTES: usize = MAX_BODY_BYTES + (64 << 10);
+
+/// The largest estimated in-memory size of one parsed line
+/// ([`line_weight`]): 64 MiB. A line of many tiny JSON values (16 MiB of
+/// `[0,0,0,…]` would take some 400 MiB once parsed) is refused.
+pub const MAX_LINE_WEIGHT: usize = 64 << 20;
+
+/// Default bound of a batch in bytes of weighed lines: 8 MiB.
+pub const DEFAULT_BATCH_BYTES: usize = 8 << 20;
+
+/// Default bound of a batch in documents.
+pub const DEFAULT_BATCH_DOCS: usize = 1000;
+
+/// Estimated bytes of memory per JSON token (`,` `:` `[` `{`) once parsed.
+const TOKEN_WEIGHT: usize = 48;
 
 /// The document as one JSON object: its body plus an `@metadata` object.
 ///
@@ -119,6 +153,393 @@ pub fn parse_import_line(line: &str) -> Result<ImportDoc, (String, &'static str)
     })
 }
 
+/// The weight of a line for batching: its length plus an estimate of the
+/// memory its parsed form takes (per value and per key, outside strings).
+pub fn line_weight(line: &[u8]) -> usize {
+    let (mut tokens, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in line {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b',' | b':' | b'[' | b'{' => tokens += 1,
+                _ => {}
+            }
+        }
+    }
+    line.len()
+        .saturating_add(tokens.saturating_mul(TOKEN_WEIGHT))
+}
+
+/// What [`read_line_bounded`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineRead {
+    /// End of input.
+    Eof,
+    /// A line (in the buffer, newline included if there was one) of this
+    /// many bytes.
+    Line(usize),
+    /// A line longer than the limit, of this many bytes: skipped up to its
+    /// newline; the buffer holds only its beginning.
+    TooLong(usize),
+}
+
+/// Reads one line into `buf` (cleared first), never buffering more than
+/// `max` bytes of it: a longer line is consumed up to its newline and
+/// reported as [`LineRead::TooLong`].
+pub fn read_line_bounded<R: BufRead + ?Sized>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    buf.clear();
+    let mut total = 0usize;
+    let mut too_long = false;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if !too_long {
+            if buf.len() + take > max {
+                too_long = true;
+                buf.clear();
+                buf.shrink_to(64 << 10);
+            } else {
+                buf.extend_from_slice(&chunk[..take]);
+            }
+        }
+        total += take;
+        r.consume(take);
+        if done {
+            break;
+        }
+    }
+    Ok(match (total, too_long) {
+        (0, _) => LineRead::Eof,
+        (n, true) => LineRead::TooLong(n),
+        (n, false) => LineRead::Line(n),
+    })
+}
+
+/// Options of [`import`].
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// At most this many documents per atomic commit.
+    pub batch_docs: usize,
+    /// At most this many bytes of weighed lines ([`line_weight`]) per
+    /// atomic commit (a heavier single line is committed alone).
+    pub batch_bytes: usize,
+    /// Stop at the first bad line instead of skipping it.
+    pub strict: bool,
+    /// Collection for lines that name none.
+    pub collection: Option<String>,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            batch_docs: DEFAULT_BATCH_DOCS,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            strict: false,
+            collection: None,
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Lines read.
+    pub lines: u64,
+    /// Documents written.
+    pub imported: u64,
+    /// Commits made.
+    pub batches: u64,
+    /// Bad lines skipped.
+    pub bad: u64,
+    /// Bytes read.
+    pub bytes: u64,
+}
+
+impl std::fmt::Display for ImportSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "imported {} documents from {} lines ({} bytes) in {} batches; {} bad lines skipped",
+            self.imported, self.lines, self.bytes, self.batches, self.bad
+        )?;
+        if self.bad > 0 {
+            write!(f, " (INCOMPLETE: some lines were not imported)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Progress of an [`import`], for the caller to show.
+#[derive(Debug)]
+pub enum ImportEvent<'a> {
+    /// Another line was read; `bytes` read so far.
+    Progress {
+        /// Bytes read so far.
+        bytes: u64,
+    },
+    /// A bad line was skipped (not with `strict`, which stops instead).
+    BadLine {
+        /// Its number (1-based).
+        line: u64,
+        /// What is wrong with it.
+        message: &'a str,
+        /// A stable code (`invalid_json`, `invalid_id`, `too_large`, …).
+        code: &'static str,
+        /// Bad lines so far, this one included.
+        count: u64,
+    },
+}
+
+/// Why an [`import`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Reading the input failed.
+    #[error("read the input: {0}")]
+    Read(#[from] std::io::Error),
+    /// A bad line, with `strict`.
+    #[error(
+        "line {line}: {message} ({code}) (--strict: stopping; the documents of this batch were not written)"
+    )]
+    BadLine {
+        /// Its number.
+        line: u64,
+        /// What is wrong.
+        message: String,
+        /// A stable code.
+        code: &'static str,
+    },
+    /// The database refused a batch for another reason than its input.
+    #[error("the batch of lines {first}-{last} was not written: {error}")]
+    Database {
+        /// Its first line.
+        first: u64,
+        /// Its last line.
+        last: u64,
+        /// The engine's error.
+        error: Error,
+    },
+}
+
+impl ImportError {
+    /// A short, stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ImportError::Read(_) => "io",
+            ImportError::BadLine { code, .. } => code,
+            ImportError::Database { error, .. } => error.code(),
+        }
+    }
+}
+
+/// A line waiting in the current batch: its text, not its parsed form, so a
+/// batch in memory costs its bytes until it is committed.
+struct Pending {
+    line: u64,
+    text: Vec<u8>,
+}
+
+struct Importer<'o, F> {
+    opts: &'o ImportOptions,
+    on: F,
+    st: ImportSummary,
+}
+
+impl<F: FnMut(ImportEvent<'_>)> Importer<'_, F> {
+    fn bad(&mut self, line: u64, message: &str, code: &'static str) -> Result<(), ImportError> {
+        if self.opts.strict {
+            return Err(ImportError::BadLine {
+                line,
+                message: message.to_string(),
+                code,
+            });
+        }
+        self.st.bad += 1;
+        (self.on)(ImportEvent::BadLine {
+            line,
+            message,
+            code,
+            count: self.st.bad,
+        });
+        Ok(())
+    }
+
+    /// Parses a line (validated when read) into an import document.
+    fn parse(&self, text: &[u8]) -> Result<ImportDoc, (String, &'static str)> {
+        let text = std::str::from_utf8(text)
+            .map_err(|e| (format!("not valid UTF-8: {e}"), "invalid_json"))?;
+        let mut doc = parse_import_line(text.trim())?;
+        if doc.collection.is_none() {
+            doc.collection.clone_from(&self.opts.collection);
+        }
+        Ok(doc)
+    }
+
+    fn batch_of<'a>(&self, items: impl Iterator<Item = &'a Pending>) -> Batch {
+        let mut b = Batch::new();
+        for p in items {
+            if let Ok(doc) = self.parse(&p.text) {
+                b.put_with(
+                    doc.id,
+                    doc.body,
+                    PutOptions {
+                        collection: doc.collection,
+                        ..PutOptions::default()
+                    },
+                );
+            }
+        }
+        b
+    }
+
+    /// Commits the pending lines as one atomic batch; if the engine refuses
+    /// it for bad input, commits them one by one so the bad line can be
+    /// named and the others kept.
+    async fn commit<S: PageStore>(
+        &mut self,
+        db: &Database<S>,
+        pending: &mut Vec<Pending>,
+    ) -> Result<(), ImportError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let first = pending.first().map_or(0, |p| p.line);
+        let last = pending.last().map_or(0, |p| p.line);
+        match db.commit(self.batch_of(pending.iter())).await {
+            Ok(_) => {
+                self.st.imported += pending.len() as u64;
+                self.st.batches += 1;
+            }
+            Err(Error::Input(_)) if !self.opts.strict => {
+                for p in pending.iter() {
+                    match db.commit(self.batch_of(std::iter::once(p))).await {
+                        Ok(_) => {
+                            self.st.imported += 1;
+                            self.st.batches += 1;
+                        }
+                        Err(e @ Error::Input(_)) => self.bad(p.line, &e.to_string(), e.code())?,
+                        Err(error) => {
+                            return Err(ImportError::Database {
+                                first: p.line,
+                                last: p.line,
+                                error,
+                            });
+                        }
+                    }
+                }
+            }
+            Err(error) => return Err(ImportError::Database { first, last, error }),
+        }
+        pending.clear();
+        Ok(())
+    }
+}
+
+/// Imports JSON lines from `input` into `db` in atomic batches of at most
+/// `opts.batch_docs` documents and `opts.batch_bytes` bytes (see the module
+/// docs for the memory bound). Bad lines (not JSON, no valid id, longer than
+/// [`MAX_LINE_BYTES`], …) are reported through `on` and skipped, or, with
+/// `opts.strict`, stop the import. Batches committed before an error stay.
+///
+/// Returns what was done, and why it stopped early if it did.
+pub async fn import<S: PageStore, R: BufRead>(
+    db: &Database<S>,
+    mut input: R,
+    opts: &ImportOptions,
+    on: impl FnMut(ImportEvent<'_>),
+) -> (ImportSummary, Result<(), ImportError>) {
+    let mut im = Importer {
+        opts,
+        on,
+        st: ImportSummary::default(),
+    };
+    let batch_docs = opts.batch_docs.max(1);
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut weight = 0usize;
+    let mut buf = Vec::new();
+    let result = async {
+        loop {
+            let read = read_line_bounded(&mut input, &mut buf, MAX_LINE_BYTES)?;
+            let n = match read {
+                LineRead::Eof => break,
+                LineRead::Line(n) | LineRead::TooLong(n) => n,
+            };
+            im.st.lines += 1;
+            im.st.bytes += n as u64;
+            (im.on)(ImportEvent::Progress { bytes: im.st.bytes });
+            let line = im.st.lines;
+            if let LineRead::TooLong(n) = read {
+                im.bad(
+                    line,
+                    &format!(
+                        "the line is {n} bytes; the limit is {MAX_LINE_BYTES} (a document body is at most {MAX_BODY_BYTES} bytes)"
+                    ),
+                    "too_large",
+                )?;
+                continue;
+            }
+            let trimmed = buf.trim_ascii();
+            if trimmed.is_empty() {
+                continue;
+            }
+            let w = line_weight(trimmed);
+            if w > MAX_LINE_WEIGHT {
+                im.bad(
+                    line,
+                    &format!(
+                        "the line would take about {} MiB of memory once parsed (too many small values); the import limit is {} MiB",
+                        w >> 20,
+                        MAX_LINE_WEIGHT >> 20
+                    ),
+                    "too_large",
+                )?;
+                continue;
+            }
+            if let Err((msg, code)) = im.parse(trimmed) {
+                im.bad(line, &msg, code)?;
+                continue;
+            }
+            if !pending.is_empty() && weight.saturating_add(w) > opts.batch_bytes {
+                im.commit(db, &mut pending).await?;
+                weight = 0;
+            }
+            pending.push(Pending {
+                line,
+                text: trimmed.to_vec(),
+            });
+            weight = weight.saturating_add(w);
+            if pending.len() >= batch_docs || weight >= opts.batch_bytes {
+                im.commit(db, &mut pending).await?;
+                weight = 0;
+            }
+        }
+        im.commit(db, &mut pending).await
+    }
+    .await;
+    (im.st, result)
+}
+
 /// A short name of a JSON value's kind, for error messages.
 pub fn kind_of(v: &Value) -> &'static str {
     match v {
@@ -167,6 +588,89 @@ mod tests {
         assert_eq!(d.id, "a/1");
         assert_eq!(d.collection.as_deref(), Some("As"));
         assert_eq!(d.body, json!({"n":1}));
+    }
+
+    #[test]
+    fn bounded_lines() {
+        let input = b"short\n0123456789abcdef\nlast-no-newline";
+        let mut r = std::io::BufReader::with_capacity(4, &input[..]);
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 8).unwrap(),
+            LineRead::Line(6)
+        );
+        assert_eq!(buf, b"short\n");
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 8).unwrap(),
+            LineRead::TooLong(17)
+        );
+        assert!(buf.capacity() <= 64 << 10);
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 100).unwrap(),
+            LineRead::Line(15)
+        );
+        assert_eq!(buf, b"last-no-newline");
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 100).unwrap(),
+            LineRead::Eof
+        );
+    }
+
+    #[test]
+    fn weights() {
+        assert_eq!(line_weight(br#"{"a":"x,y:z"}"#), 13 + 2 * TOKEN_WEIGHT);
+        assert_eq!(line_weight(br#"{"a":"\",["}"#), 12 + 2 * TOKEN_WEIGHT);
+        assert_eq!(line_weight(b"[0,0,0]"), 7 + 3 * TOKEN_WEIGHT);
+    }
+
+    #[test]
+    fn import_batches_by_bytes_and_reports_bad_lines() {
+        use crate::db::OpenOptions;
+        use crate::store::MemoryStore;
+        futures::executor::block_on(async {
+            let db = Database::open(MemoryStore::new(), OpenOptions::default())
+                .await
+                .unwrap();
+            let pad = "p".repeat(1000);
+            let mut input = String::new();
+            for i in 0..10 {
+                input.push_str(&format!("{{\"id\":\"a/{i}\",\"pad\":\"{pad}\"}}\n"));
+            }
+            input.push_str("not json\n\n");
+            input.push_str(&format!(
+                "{{\"id\":\"b/1\",\"big\":\"{}\"}}\n",
+                "x".repeat(MAX_LINE_BYTES)
+            ));
+            input.push_str("{\"id\":\"c/1\"}");
+            let opts = ImportOptions {
+                batch_bytes: 3000,
+                ..ImportOptions::default()
+            };
+            let mut bad = Vec::new();
+            let (st, r) = import(&db, input.as_bytes(), &opts, |e| {
+                if let ImportEvent::BadLine { line, code, .. } = e {
+                    bad.push((line, code));
+                }
+            })
+            .await;
+            r.unwrap();
+            assert_eq!(bad, [(11, "invalid_json"), (13, "too_large")]);
+            assert_eq!((st.lines, st.imported, st.bad), (14, 11, 2));
+            // 10 lines of ~1 KiB in batches of at most 3,000 bytes, then c/1.
+            assert_eq!(st.batches, 5);
+            assert!(st.to_string().contains("INCOMPLETE"), "{st}");
+            assert_eq!(db.count().await.unwrap(), 11);
+
+            let strict = ImportOptions {
+                strict: true,
+                ..ImportOptions::default()
+            };
+            let (_, r) = import(&db, &b"{\"id\":\"d/1\"}\n[1]\n"[..], &strict, |_| {}).await;
+            assert!(
+                matches!(r, Err(ImportError::BadLine { line: 2, .. })),
+                "{r:?}"
+            );
+        });
     }
 
     #[test]

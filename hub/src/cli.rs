@@ -8,13 +8,16 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, DEFAULT_LISTEN};
+use crate::config::{Config, DEFAULT_LISTEN, SERVING_FILE};
 use crate::edit::{self, NewEdge};
 use crate::error::{HubError, Result};
 use crate::state::DbHandle;
 use crate::status::{self, HttpUrl};
 use crate::transfer::{self, ImportOptions};
 use crate::{server, tls};
+
+/// Exit status of an `import` that finished but skipped bad lines.
+pub const EXIT_SKIPPED: u8 = 3;
 
 const MAIN_EXAMPLES: &str = "\
 Examples:
@@ -107,14 +110,23 @@ Examples:
     /// Each line is a JSON object: the document body, with its id in a string
     /// field "id" or in "@metadata": {"@id": ...}, and an optional
     /// "@metadata": {"@collection": ...}: the format of `export` and of the
-    /// `outpost` tool. Documents are committed in atomic batches. Bad lines
-    /// are reported by number and skipped (--strict: stop). Refused while a
-    /// hub holds the database.
+    /// `outpost` tool. Documents are committed in atomic batches of at most
+    /// --batch documents and 8 MiB. Bad lines are reported by number and
+    /// skipped (--strict: stop). Refused while a hub holds the database.
     #[command(after_help = "\
 Examples:
   outpost-hub import scripts/sample.jsonl
   outpost-hub import --database main --batch 5000 --strict big.jsonl
-  gunzip -c dump.jsonl.gz | outpost-hub import -")]
+  gunzip -c dump.jsonl.gz | outpost-hub import -
+
+Memory: a line longer than 16 MiB + 64 KiB is refused while it is read (never
+held whole) and skipped to its newline; a line that would take more than
+64 MiB once parsed is refused too; a batch holds at most --batch documents
+and 8 MiB of lines. The import stays under about 400 MiB whatever the input.
+
+Exit status: 0 every line imported; 3 the import finished but skipped bad
+lines (the summary says how many, and \"INCOMPLETE\"); 1 an error stopped it
+(batches committed before stay).")]
     Import {
         /// The JSON-lines file, or `-` for standard input.
         file: String,
@@ -158,13 +170,16 @@ Examples:
   outpost-hub status --url https://localhost:4000 --ca-cert hub-data/dev-tls-cert.pem
   outpost-hub status --json")]
     Status {
-        /// The hub's address. Default: the configuration's `listen` (https
-        /// when it has [tls]), else http://127.0.0.1:4000.
+        /// The hub's address. Default: where the running hub of this
+        /// configuration said it listens (`serving.json` in its data
+        /// directory, written by `serve`: its --listen, port and --dev-tls
+        /// included), else the configuration's `listen` (https when it has
+        /// [tls]), else http://127.0.0.1:4000.
         #[arg(long, value_name = "URL")]
         url: Option<String>,
-        /// Certificate (PEM) to trust for https://. Default: the
-        /// configuration's tls.cert, else the data directory's development
-        /// certificate.
+        /// Certificate (PEM) to trust for https://. Default: the one the
+        /// running hub serves with, else the configuration's tls.cert, else
+        /// the data directory's development certificate.
         #[arg(long, value_name = "FILE")]
         ca_cert: Option<PathBuf>,
         /// Print the JSON as the hub sent it.
@@ -258,9 +273,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 (Box::new(f), len)
             };
             let opts = ImportOptions {
-                batch: usize::try_from(batch).unwrap_or(usize::MAX),
+                batch_docs: usize::try_from(batch).unwrap_or(usize::MAX),
                 strict,
                 collection,
+                ..ImportOptions::default()
             };
             let summary = runtime()?.block_on(async {
                 let db = DbHandle::open(&name, &config.database_dir(&name)).await?;
@@ -271,6 +287,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 Ok::<_, HubError>(s)
             })?;
             println!("{summary}");
+            if summary.counts.bad > 0 {
+                eprintln!(
+                    "warning: {} lines were skipped (see above); exit status {EXIT_SKIPPED}",
+                    summary.counts.bad
+                );
+                return Ok(ExitCode::from(EXIT_SKIPPED));
+            }
         }
         Command::Export {
             file,
@@ -305,18 +328,29 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { url, ca_cert, json } => {
             let config = Config::load(path).ok();
-            let url = match url {
-                Some(u) => HttpUrl::parse(&u)?,
-                None => default_url(config.as_ref())?,
+            let serving = match (&url, &config) {
+                (None, Some(c)) => serving(c),
+                _ => None,
             };
-            let ca = ca_cert.or_else(|| {
+            let url = match (url, &serving) {
+                (Some(u), _) => HttpUrl::parse(&u)?,
+                (None, Some((u, _))) => u.clone(),
+                (None, None) => default_url(config.as_ref())?,
+            };
+            let serving_ca = serving.and_then(|(_, ca)| ca);
+            let ca = ca_cert.or(serving_ca).or_else(|| {
                 let c = config.as_ref()?;
                 c.tls.as_ref().map(|t| t.cert.clone()).or_else(|| {
                     let dev = c.data_dir.join(tls::DEV_CERT_FILE);
                     dev.exists().then_some(dev)
                 })
             });
-            let s = runtime()?.block_on(status::fetch(&url, ca.as_deref()))?;
+            // How to start this hub: `scripts/run.sh` says how it does it.
+            let start = std::env::var("OUTPOST_HUB_START_HINT")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| format!("outpost-hub --config {} serve", path.display()));
+            let s = runtime()?.block_on(status::fetch_hinted(&url, ca.as_deref(), &start))?;
             if json {
                 let text = serde_json::to_string_pretty(&s).unwrap_or_else(|_| s.to_string());
                 println!("{text}");
@@ -362,6 +396,22 @@ fn pick_database(config: &Config, name: Option<String>) -> Result<String> {
             ))),
         },
     }
+}
+
+/// Where the hub of `config` runs, from the serving file `serve` keeps in
+/// its data directory (`None` if absent, unreadable, or left by a process
+/// that is gone): its URL and the certificate to trust.
+pub fn serving(config: &Config) -> Option<(HttpUrl, Option<PathBuf>)> {
+    let text = std::fs::read_to_string(config.data_dir.join(SERVING_FILE)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let pid = v["pid"].as_u64()?;
+    let proc_dir = Path::new("/proc");
+    if proc_dir.is_dir() && !proc_dir.join(pid.to_string()).exists() {
+        return None;
+    }
+    let url = HttpUrl::parse(v["url"].as_str()?).ok()?;
+    let ca = v["ca_cert"].as_str().map(PathBuf::from);
+    Some((url, ca))
 }
 
 fn default_url(config: Option<&Config>) -> Result<HttpUrl> {

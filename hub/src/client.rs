@@ -52,6 +52,8 @@ pub struct ClientCounters {
     pub pushes_acked: AtomicU64,
     /// Connection attempts that failed.
     pub failed_attempts: AtomicU64,
+    /// Storage actions on the local database that failed.
+    pub storage_failures: AtomicU64,
 }
 
 /// A running client: status, counters, and control.
@@ -157,10 +159,40 @@ pub async fn client_rejections<S: PageStore>(
 /// `upstream:<identity>` and not sent back; the hub's own edges are woken
 /// when upstream changes arrive.
 pub async fn run_upstream(hub: Arc<Hub>, up: UpstreamConfig) {
-    let Some(handle) = hub.database(&up.database) else {
-        tracing::error!(database = %up.database, "upstream names an unknown database");
-        return;
-    };
+    let mut generation = hub.generation_watch();
+    let mut shutdown = hub.shutdown_watch();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        generation.borrow_and_update();
+        let Some(handle) = hub.database(&up.database) else {
+            if hub.failure(&up.database).is_none() {
+                tracing::error!(database = %up.database, "upstream names an unknown database");
+                return;
+            }
+            // The database failed: wait until the hub reopened it.
+            tokio::select! {
+                r = generation.changed() => if r.is_err() { return; },
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        };
+        if !link_upstream(&hub, handle, &up, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Runs the upstream link over one handle of its database. Returns `false`
+/// when the hub shuts down, `true` when the database failed (the caller
+/// starts over once it is reopened; the old handle is dropped by then).
+async fn link_upstream(
+    hub: &Arc<Hub>,
+    handle: Arc<crate::state::DbHandle>,
+    up: &UpstreamConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
     let mut edge = EdgeConfig::new(&up.database, &up.identity, &up.token);
     edge.source = format!("upstream:{}", up.identity);
     let opts = ClientOptions {
@@ -177,21 +209,38 @@ pub async fn run_upstream(hub: Arc<Hub>, up: UpstreamConfig) {
         Some(notify),
     );
     let mut status = client.watch_status();
-    let mut shutdown = hub.shutdown_watch();
-    loop {
+    let mut failed = handle.failed_watch();
+    let mut storage_failures = 0;
+    let failed_db = loop {
+        if failed.borrow_and_update().is_some() {
+            break true;
+        }
         tokio::select! {
             r = status.changed() => {
-                if r.is_err() { break; }
+                if r.is_err() { break false; }
                 let s = status.borrow_and_update().clone();
                 match &s {
                     SyncStatus::Initial { .. } => {}
                     other => tracing::info!(url = %up.url, database = %up.database, status = ?other, "upstream"),
                 }
+                // A storage action failed: was it the database failing?
+                let n = client.counters().storage_failures.load(Ordering::Relaxed);
+                if n > storage_failures {
+                    storage_failures = n;
+                    if hub.check_failed(&handle).await.is_some() {
+                        break true;
+                    }
+                }
             }
-            _ = shutdown.changed() => break,
+            _ = failed.changed() => {}
+            _ = shutdown.changed() => break false,
         }
-    }
+    };
     client.stop().await;
+    if failed_db {
+        tracing::warn!(database = %up.database, url = %up.url, "upstream link paused: the database failed; it resumes once the database is reopened");
+    }
+    failed_db
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -489,6 +538,9 @@ where
             other => {
                 let applied = matches!(other, EdgeAction::ApplyRemote { .. });
                 let ev = edge_storage(db, &opts.edge, &other).await;
+                if matches!(ev, Some(EdgeEvent::ApplyFailed(_))) {
+                    counters.storage_failures.fetch_add(1, Ordering::Relaxed);
+                }
                 if applied && matches!(ev, Some(EdgeEvent::Applied)) {
                     counters.batches_applied.fetch_add(1, Ordering::Relaxed);
                     if let Some(f) = on_applied {

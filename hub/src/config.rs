@@ -48,6 +48,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
 pub const DEFAULT_DATA_DIR: &str = "./hub-data";
 /// The name of the per-database lock file (the engine's store takes it).
 pub use outpost::store::vfs::LOCK_FILE;
+/// Written by `serve` in the data directory while it runs: where it actually
+/// listens (after `--listen`, port 0, `--dev-tls`), for `status` to find it.
+pub const SERVING_FILE: &str = "serving.json";
 
 /// A validated configuration. Paths are absolute (resolved against the
 /// directory of the configuration file).

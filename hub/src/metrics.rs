@@ -30,6 +30,9 @@ pub struct Metrics {
     frames_out: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    db_failures: LabelledCounter,
+    db_reopen_attempts: LabelledCounter,
+    db_reopened: LabelledCounter,
 }
 
 /// A counter with one label, by label value.
@@ -117,6 +120,21 @@ impl Metrics {
     pub fn frame_out(&self, bytes: usize) {
         self.frames_out.fetch_add(1, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Database `name` failed (a disk error; writes refused until reopened).
+    pub fn database_failed(&self, name: &str) {
+        self.db_failures.inc(name);
+    }
+
+    /// An attempt to reopen failed database `name` started.
+    pub fn database_reopen_attempt(&self, name: &str) {
+        self.db_reopen_attempts.inc(name);
+    }
+
+    /// Failed database `name` was reopened and takes writes again.
+    pub fn database_reopened(&self, name: &str) {
+        self.db_reopened.inc(name);
     }
 
     /// Every metric in the Prometheus text exposition format (version 0.0.4).
@@ -240,6 +258,29 @@ impl Metrics {
             "outpost_bytes_total{{direction=\"out\"}} {}",
             load(&self.bytes_out)
         );
+
+        for (name, help, counter) in [
+            (
+                "outpost_db_failures_total",
+                "Times a database failed (a disk error; writes refused until it is reopened), by database.",
+                &self.db_failures,
+            ),
+            (
+                "outpost_db_reopen_attempts_total",
+                "Attempts to reopen a failed database, by database.",
+                &self.db_reopen_attempts,
+            ),
+            (
+                "outpost_db_reopened_total",
+                "Failed databases reopened (writes taken again), by database.",
+                &self.db_reopened,
+            ),
+        ] {
+            header(o, name, "counter", help);
+            for (db, n) in counter.snapshot() {
+                let _ = writeln!(o, "{name}{{database=\"{}\"}} {n}", escape_label(&db));
+            }
+        }
         out
     }
 }
@@ -285,6 +326,10 @@ mod tests {
         m.frame_in(100);
         m.frame_out(40);
         m.frame_out(2);
+        m.database_failed("main");
+        m.database_reopen_attempt("main");
+        m.database_reopen_attempt("main");
+        m.database_reopened("main");
         let text = m.render();
         for line in [
             "outpost_edges_connected 1",
@@ -304,6 +349,9 @@ mod tests {
             "outpost_bytes_total{direction=\"in\"} 100",
             "outpost_bytes_total{direction=\"out\"} 42",
             "# TYPE outpost_commit_latency_seconds histogram",
+            "outpost_db_failures_total{database=\"main\"} 1",
+            "outpost_db_reopen_attempts_total{database=\"main\"} 2",
+            "outpost_db_reopened_total{database=\"main\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -3,7 +3,7 @@
 //!
 //! | route          | what                                                        |
 //! |----------------|-------------------------------------------------------------|
-//! | `GET /healthz` | `{"status":"ok","databases":[...]}` (503 while stopping)    |
+//! | `GET /healthz` | `{"status":"ok","databases":[...]}`; 503 `degraded` naming a failed database, 503 while stopping |
 //! | `GET /metrics` | Prometheus text format                                      |
 //! | `GET /status`  | JSON: version, uptime, databases, edges                     |
 //! | `GET /sync`    | WebSocket upgrade: an edge's replication session            |
@@ -29,10 +29,10 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::config::{Config, TlsConfig};
+use crate::config::{Config, SERVING_FILE, TlsConfig};
 use crate::error::{HubError, Result};
 use crate::metrics::{escape_label, header};
-use crate::state::Hub;
+use crate::state::{DbFailure, Hub};
 use crate::{client, reload, session, tls};
 
 /// Largest WebSocket message (and frame) the hub accepts: 32 MiB.
@@ -129,6 +129,7 @@ async fn serve_hub(
         .local_addr()
         .map_err(|e| HubError::io("read the listening address", e))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let serving = write_serving_file(&hub.config().data_dir, scheme, local, tls.as_ref());
     tracing::info!(
         "listening on {scheme}://{local} (WebSocket: {}://{local}/sync)",
         if tls.is_some() { "wss" } else { "ws" }
@@ -202,7 +203,57 @@ async fn serve_hub(
     }
     follower.abort();
     signals.abort();
+    if let Some(path) = serving {
+        remove_serving_file(&path);
+    }
     served.map_err(|e| HubError::io("serve HTTP", e))
+}
+
+/// Writes [`SERVING_FILE`] (atomically) in `data_dir`: this process, the URL
+/// it answers on and the certificate to trust, so `outpost-hub status` finds
+/// the hub whatever `--listen` or `--dev-tls` it was started with. Returns
+/// its path, or `None` if it could not be written (logged; not fatal).
+fn write_serving_file(
+    data_dir: &Path,
+    scheme: &str,
+    mut local: SocketAddr,
+    tls: Option<&TlsConfig>,
+) -> Option<PathBuf> {
+    if local.ip().is_unspecified() {
+        local.set_ip(if local.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let body = json!({
+        "pid": std::process::id(),
+        "url": format!("{scheme}://{local}"),
+        "ca_cert": tls.map(|t| t.cert.display().to_string()),
+    });
+    let path = data_dir.join(SERVING_FILE);
+    let tmp = data_dir.join(format!("{SERVING_FILE}.tmp"));
+    let written = std::fs::create_dir_all(data_dir)
+        .and_then(|()| std::fs::write(&tmp, format!("{body}\n")))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    match written {
+        Ok(()) => Some(path),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not write the serving file (`outpost-hub status` will use the configuration's listen address)");
+            None
+        }
+    }
+}
+
+/// Removes the serving file if it is still this process's.
+fn remove_serving_file(path: &Path) {
+    let ours = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["pid"] == std::process::id());
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Serves until `server` ends; once a shutdown is asked for, waits at most
@@ -364,6 +415,20 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
         .into_response()
 }
 
+/// A failed database as JSON (for `/healthz` and `/status`).
+fn failure_json(name: &str, f: &DbFailure) -> serde_json::Value {
+    json!({
+        "database": name,
+        "error": f.error,
+        "since": outpost::doc::iso_time_ms(f.since_ms),
+        "reopen_attempts": f.reopen_attempts,
+        "last_attempt_error": f.last_attempt_error,
+        "next_attempt": f.next_attempt_ms.map(outpost::doc::iso_time_ms),
+    })
+}
+
+/// `GET /healthz`: 200 `ok`; 503 `degraded` while a database is failed
+/// (naming it and why), 503 `stopping` during a shutdown.
 async fn healthz(State(st): State<AppState>) -> Response {
     let databases = st.hub.database_names();
     if st.hub.is_shutting_down() {
@@ -372,10 +437,32 @@ async fn healthz(State(st): State<AppState>) -> Response {
             &json!({"status": "stopping", "databases": databases}),
         );
     }
+    let failures = st.hub.failures();
+    if !failures.is_empty() {
+        let failed: Vec<serde_json::Value> =
+            failures.iter().map(|(n, f)| failure_json(n, f)).collect();
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "degraded", "databases": databases, "failed": failed}),
+        );
+    }
     json_response(
         StatusCode::OK,
         &json!({"status": "ok", "databases": databases}),
     )
+}
+
+/// Every database the hub knows: configured, open or failed.
+fn all_database_names(hub: &Hub) -> std::collections::BTreeSet<String> {
+    let mut names: std::collections::BTreeSet<String> = hub
+        .config()
+        .databases
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    names.extend(hub.database_names());
+    names.extend(hub.failures().into_keys());
+    names
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
@@ -413,6 +500,21 @@ async fn metrics(State(st): State<AppState>) -> Response {
     }
     header(
         o,
+        "outpost_db_failed",
+        "gauge",
+        "1 while a database is failed (a disk error; writes refused) and being reopened, by database.",
+    );
+    let failures = hub.failures();
+    for name in all_database_names(hub) {
+        let _ = writeln!(
+            o,
+            "outpost_db_failed{{database=\"{}\"}} {}",
+            escape_label(&name),
+            u8::from(failures.contains_key(&name))
+        );
+    }
+    header(
+        o,
         "outpost_uptime_seconds",
         "gauge",
         "Seconds since the hub started.",
@@ -435,13 +537,14 @@ async fn metrics(State(st): State<AppState>) -> Response {
 /// The body of `GET /status`.
 pub fn status_json(hub: &Hub, tls: bool) -> serde_json::Value {
     let config = hub.config();
-    let databases: Vec<serde_json::Value> = hub
+    let mut databases: Vec<serde_json::Value> = hub
         .databases()
         .iter()
         .map(|d| {
             let s = d.db.stats();
             json!({
                 "name": d.name,
+                "state": "ok",
                 "db_id": s.db_id,
                 "documents": s.documents,
                 "tombstones": s.tombstones,
@@ -450,6 +553,13 @@ pub fn status_json(hub: &Hub, tls: bool) -> serde_json::Value {
             })
         })
         .collect();
+    for (name, f) in hub.failures() {
+        let mut v = failure_json(&name, &f);
+        v["name"] = json!(name);
+        v["state"] = json!("failed");
+        v["configured"] = json!(config.database(&name).is_some());
+        databases.push(v);
+    }
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": (hub.uptime().as_secs_f64() * 1000.0).round() / 1000.0,

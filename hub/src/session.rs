@@ -60,6 +60,7 @@ pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
         identity: None,
         database: String::new(),
         etags: None,
+        failed: None,
         peer,
         counted: false,
     };
@@ -105,6 +106,13 @@ pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
                     None => continue,
                 }
             }
+            why = next_failure(&mut s.failed) => {
+                // The database failed: let go of its handle (the hub reopens
+                // it once nobody holds it); the edge retries later.
+                let bye = unavailable(&s.database, &why);
+                let _ = ws.send(Message::Binary(bye.encode().into())).await;
+                break;
+            }
             _ = shutdown.next() => {
                 let bye = outpost::sync::Frame::Error {
                     code: "shutting_down".into(),
@@ -137,6 +145,30 @@ fn watch_stream<T: Clone + Send + Sync + 'static>(rx: watch::Receiver<T>) -> Box
     .boxed()
 }
 
+/// Resolves with the error once the session's database fails.
+async fn next_failure(rx: &mut Option<BoxStream<'static, Option<String>>>) -> String {
+    loop {
+        match rx {
+            Some(stream) => match stream.next().await {
+                Some(Some(why)) => return why,
+                Some(None) => {}
+                None => *rx = None,
+            },
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// The retryable `Error` frame for a failed database.
+fn unavailable(database: &str, why: &str) -> outpost::sync::Frame {
+    outpost::sync::Frame::Error {
+        code: outpost::sync::frame::DATABASE_UNAVAILABLE.into(),
+        message: format!(
+            "database {database} failed ({why}); the hub is reopening it: retry later"
+        ),
+    }
+}
+
 async fn next_etag(rx: &mut Option<BoxStream<'static, u64>>) -> Option<u64> {
     match rx {
         Some(rx) => rx.next().await,
@@ -151,6 +183,7 @@ struct Shell {
     identity: Option<String>,
     database: String,
     etags: Option<BoxStream<'static, u64>>,
+    failed: Option<BoxStream<'static, Option<String>>>,
     peer: SocketAddr,
     counted: bool,
 }
@@ -184,16 +217,23 @@ impl Shell {
                     edge_db_id,
                     pull_checkpoint,
                     checkpoint_hub,
-                } => Some(
-                    self.authenticate(
+                } => match self
+                    .authenticate(
                         &database,
                         &identity,
                         &credential,
                         edge_db_id,
                         (pull_checkpoint, checkpoint_hub),
                     )
-                    .await,
-                ),
+                    .await
+                {
+                    Ok(ev) => Some(ev),
+                    Err(why) => {
+                        let bye = unavailable(&database, &why);
+                        let _ = ws.send(Message::Binary(bye.encode().into())).await;
+                        return false;
+                    }
+                },
                 other => {
                     let (Some(db), Some(id)) = (&self.db, &self.identity) else {
                         return false;
@@ -207,6 +247,16 @@ impl Shell {
                     if matches!(ev, Some(HubEvent::PushApplied { .. })) {
                         self.hub.metrics().commit_latency(started.elapsed());
                         db.notify_committed();
+                    }
+                    if matches!(ev, Some(HubEvent::PushFailed(_)))
+                        && let Some(why) = self.hub.check_failed(db).await
+                    {
+                        // The database failed (a disk error): a retryable
+                        // reason instead of `storage`; the batch was not
+                        // applied and the edge pushes it again later.
+                        let bye = unavailable(&self.database, &why);
+                        let _ = ws.send(Message::Binary(bye.encode().into())).await;
+                        return false;
                     }
                     ev
                 }
@@ -245,7 +295,7 @@ impl Shell {
         credential: &str,
         edge_db_id: outpost::DbId,
         (pull_checkpoint, checkpoint_hub): (u64, outpost::DbId),
-    ) -> HubEvent<'static> {
+    ) -> Result<HubEvent<'static>, String> {
         let config = self.hub.config();
         let ok = config
             .authenticate(identity, credential)
@@ -255,9 +305,14 @@ impl Shell {
         } else {
             None
         };
-        let (Some(grant), Some(db)) = (grant, self.hub.database(database)) else {
+        let db = self.hub.database(database);
+        if let (Some(_), None, Some(f)) = (&grant, &db, self.hub.failure(database)) {
+            tracing::warn!(peer = %self.peer, %identity, %database, error = %f.error, "database unavailable (failed, being reopened)");
+            return Err(f.error);
+        }
+        let (Some(grant), Some(db)) = (grant, db) else {
             tracing::warn!(peer = %self.peer, %identity, %database, "authentication failed");
-            return HubEvent::Unauthorized;
+            return Ok(HubEvent::Unauthorized);
         };
         let info = match edge_info(
             &db.db,
@@ -271,13 +326,20 @@ impl Shell {
             Ok(i) => i,
             Err(e) => {
                 tracing::error!(%database, error = %e, "cannot read the database for a session");
-                return HubEvent::PushFailed(e.to_string());
+                if let Some(why) = self.hub.check_failed(&db).await {
+                    return Err(why);
+                }
+                return Ok(HubEvent::PushFailed(e.to_string()));
             }
         };
         tracing::info!(peer = %self.peer, %identity, %database, edge_db = %edge_db_id, pull_checkpoint, pending = info.pending, "edge authenticated");
         self.identity = Some(identity.to_string());
         self.database = database.to_string();
         self.etags = Some(watch_stream(db.subscribe()));
+        self.failed = Some(watch_stream(db.failed_watch()));
+        if let Some(why) = db.failure() {
+            return Err(why);
+        }
         self.hub.metrics().edge_connected();
         self.counted = true;
         let ev = HubEvent::Authorized {
@@ -289,6 +351,6 @@ impl Shell {
             pull_from: info.pull_from,
         };
         self.db = Some(db);
-        ev
+        Ok(ev)
     }
 }

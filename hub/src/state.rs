@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use outpost::Database;
 use outpost::db::OpenOptions;
 use outpost::store::file::{FileStore, FileStoreOptions};
+use outpost::{Batch, Database};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -21,6 +21,49 @@ pub struct Hub {
     metrics: Metrics,
     shutdown: watch::Sender<bool>,
     started: Instant,
+    /// Databases that failed and are being reopened, by name.
+    failures: Mutex<BTreeMap<String, DbFailure>>,
+    /// When each database was last reopened after a failure, and the reopen
+    /// attempts it took (a database failing again soon after goes on with a
+    /// longer delay instead of starting over: no tight fail/reopen loop).
+    reopened: Mutex<BTreeMap<String, (Instant, u32)>>,
+    /// Bumped whenever a database fails or is reopened (upstream links wait
+    /// on it).
+    generation: watch::Sender<u64>,
+}
+
+/// First delay before reopening a failed database.
+pub const REOPEN_FIRST_DELAY: Duration = Duration::from_secs(1);
+/// Longest delay between two reopen attempts (the delay doubles from
+/// [`REOPEN_FIRST_DELAY`] up to this, and attempts go on until one succeeds
+/// or the hub stops).
+pub const REOPEN_MAX_DELAY: Duration = Duration::from_secs(60);
+/// A database failing again within this time of being reopened keeps its
+/// backoff instead of starting over at [`REOPEN_FIRST_DELAY`].
+pub const REOPEN_SETTLE: Duration = Duration::from_secs(120);
+
+/// The delay before reopen attempt `n` (0-based): 1 s, 2 s, 4 s, … 60 s.
+pub fn reopen_delay(n: u32) -> Duration {
+    REOPEN_FIRST_DELAY
+        .saturating_mul(1u32 << n.min(16))
+        .min(REOPEN_MAX_DELAY)
+}
+
+/// A database that failed (a write hit a disk error and the engine refuses
+/// every later write until the database is reopened), as shown by
+/// `/healthz`, `/status` and `/metrics`.
+#[derive(Debug, Clone)]
+pub struct DbFailure {
+    /// The error that made it fail.
+    pub error: String,
+    /// When (milliseconds since the Unix epoch).
+    pub since_ms: i64,
+    /// Reopen attempts made since.
+    pub reopen_attempts: u32,
+    /// Why the last reopen attempt failed.
+    pub last_attempt_error: Option<String>,
+    /// When the next attempt is due (milliseconds since the Unix epoch).
+    pub next_attempt_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -41,6 +84,9 @@ pub struct DbHandle {
     /// The last committed etag, for live sessions to wait on: every writer
     /// calls [`DbHandle::notify_committed`] after a commit.
     pub last_etag: watch::Sender<u64>,
+    /// `Some(error)` once the database failed: sessions using this handle
+    /// end (see [`DbHandle::failed_watch`]).
+    failed: watch::Sender<Option<String>>,
     dir: PathBuf,
 }
 
@@ -100,6 +146,7 @@ impl DbHandle {
             name: name.to_string(),
             db,
             last_etag,
+            failed: watch::channel(None).0,
             dir: dir.to_path_buf(),
         })
     }
@@ -128,6 +175,18 @@ impl DbHandle {
         &self.dir
     }
 
+    /// A receiver that changes to `Some(error)` when this handle's database
+    /// fails: whoever holds the handle must drop it (the hub reopens the
+    /// database once every holder has let go of the old handle).
+    pub fn failed_watch(&self) -> watch::Receiver<Option<String>> {
+        self.failed.subscribe()
+    }
+
+    /// Why this handle's database failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.borrow().clone()
+    }
+
     /// Flushes and closes the database, and releases its lock.
     pub async fn close(&self) -> Result<()> {
         self.db.close().await.map_err(|source| HubError::Database {
@@ -147,6 +206,9 @@ impl Hub {
             metrics: Metrics::new(),
             shutdown: watch::channel(false).0,
             started: Instant::now(),
+            failures: Mutex::new(BTreeMap::new()),
+            reopened: Mutex::new(BTreeMap::new()),
+            generation: watch::channel(0).0,
         });
         let current = hub.config();
         if let Err(e) = hub.open_new_databases(&current).await {
@@ -161,7 +223,7 @@ impl Hub {
     /// the hub restarts; sessions check the configuration before using one.
     pub async fn open_new_databases(&self, config: &Config) -> Result<()> {
         for d in &config.databases {
-            if self.database(&d.name).is_some() {
+            if self.database(&d.name).is_some() || self.failure(&d.name).is_some() {
                 continue;
             }
             let handle = DbHandle::open(&d.name, &config.database_dir(&d.name)).await?;
@@ -251,6 +313,204 @@ impl Hub {
         first.map_or(Ok(()), Err)
     }
 
+    /// The failure of database `name`, while it is failed (being reopened).
+    pub fn failure(&self, name: &str) -> Option<DbFailure> {
+        lock(&self.failures).get(name).cloned()
+    }
+
+    /// Every failed database, by name.
+    pub fn failures(&self) -> BTreeMap<String, DbFailure> {
+        lock(&self.failures).clone()
+    }
+
+    /// A receiver bumped whenever a database fails or is reopened.
+    pub fn generation_watch(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Call after a write or read of `handle` failed: finds out whether its
+    /// database failed for good (the engine refuses writes until it is
+    /// reopened) and if so marks it failed (see [`Hub::database_failed`]).
+    /// Returns the failure, or `None` if the database still takes writes
+    /// (the error was of that one operation).
+    ///
+    /// The probe is an empty commit: refused at once by a failed database;
+    /// on a healthy one it costs one small durable write, which is fine on
+    /// this error path.
+    pub async fn check_failed(self: &Arc<Self>, handle: &Arc<DbHandle>) -> Option<String> {
+        if let Some(f) = handle.failure() {
+            return Some(f);
+        }
+        match handle.db.commit(Batch::new()).await {
+            Ok(_) => None,
+            Err(outpost::Error::Poisoned(why)) => {
+                self.database_failed(handle, why.clone());
+                Some(why)
+            }
+            Err(e @ (outpost::Error::Store(_) | outpost::Error::Corrupt { .. })) => {
+                let why = e.to_string();
+                self.database_failed(handle, why.clone());
+                Some(why)
+            }
+            Err(outpost::Error::Closed) => Some(
+                handle
+                    .failure()
+                    .unwrap_or_else(|| "the database is closed".to_string()),
+            ),
+            Err(e) => {
+                tracing::warn!(database = %handle.name, error = %e, "unexpected error from the database probe");
+                None
+            }
+        }
+    }
+
+    /// Marks the database of `handle` failed: logs one ERROR line, takes the
+    /// handle out of the hub (new sessions are told the database is
+    /// unavailable, a retryable reason), tells the holders of the handle
+    /// (sessions, upstream links) to let go of it, and starts a task that
+    /// reopens the database with backoff once they did. Idempotent.
+    pub fn database_failed(self: &Arc<Self>, handle: &Arc<DbHandle>, error: String) {
+        let name = handle.name.clone();
+        {
+            let mut failures = lock(&self.failures);
+            if failures.contains_key(&name) || handle.failure().is_some() {
+                return;
+            }
+            failures.insert(
+                name.clone(),
+                DbFailure {
+                    error: error.clone(),
+                    since_ms: crate::session::now_ms(),
+                    reopen_attempts: 0,
+                    last_attempt_error: None,
+                    next_attempt_ms: None,
+                },
+            );
+            handle.failed.send_replace(Some(error.clone()));
+            let mut dbs = self.write_databases();
+            if dbs.get(&name).is_some_and(|h| Arc::ptr_eq(h, handle)) {
+                dbs.remove(&name);
+            }
+        }
+        self.metrics.database_failed(&name);
+        tracing::error!(
+            database = %name,
+            dir = %handle.dir.display(),
+            error = %error,
+            "database failed: its writes are refused until it is reopened; edges are told it is unavailable (retryable); reopening in the background"
+        );
+        self.generation.send_modify(|g| *g += 1);
+        tokio::spawn(self.clone().reopen(handle.clone()));
+    }
+
+    /// Waits until every holder dropped `old`, closes it, then reopens the
+    /// database with backoff ([`reopen_delay`]) until it opens and takes a
+    /// durable write, or the hub stops.
+    async fn reopen(self: Arc<Self>, old: Arc<DbHandle>) {
+        let name = old.name.clone();
+        // 1. The old handle (its database, files and lock) must be gone
+        // before the database is opened again.
+        let mut old = Some(old);
+        let waiting = Instant::now();
+        let mut warned = Duration::ZERO;
+        let handle = loop {
+            match Arc::try_unwrap(old.take().expect("held")) {
+                Ok(h) => break h,
+                Err(a) => old = Some(a),
+            }
+            if self.is_shutting_down() {
+                return;
+            }
+            if waiting.elapsed() >= warned + Duration::from_secs(30) {
+                warned = waiting.elapsed();
+                tracing::warn!(database = %name, waited = ?warned, "the failed database is still in use; waiting for its sessions to end before reopening it");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if let Err(e) = handle.close().await {
+            tracing::debug!(database = %name, error = %e, "closing the failed database");
+        }
+        drop(handle);
+
+        // 2. Reopen, with backoff.
+        let mut attempt = {
+            let recent = lock(&self.reopened);
+            match recent.get(&name) {
+                Some((at, n)) if at.elapsed() < REOPEN_SETTLE => *n,
+                _ => 0,
+            }
+        };
+        let mut shutdown = self.shutdown_watch();
+        loop {
+            let delay = reopen_delay(attempt);
+            self.update_failure(&name, |f| {
+                f.next_attempt_ms = Some(crate::session::now_ms() + delay.as_millis() as i64);
+            });
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            let config = self.config();
+            if config.database(&name).is_none() {
+                tracing::warn!(database = %name, "the failed database was removed from the configuration; not reopening it");
+                lock(&self.failures).remove(&name);
+                self.generation.send_modify(|g| *g += 1);
+                return;
+            }
+            attempt = attempt.saturating_add(1);
+            self.metrics.database_reopen_attempt(&name);
+            let result = match DbHandle::open(&name, &config.database_dir(&name)).await {
+                Ok(h) => match h.db.commit(Batch::new()).await {
+                    Ok(_) => Ok(h),
+                    Err(e) => {
+                        let _ = h.close().await;
+                        drop(h);
+                        Err(format!("the database opened but a test write failed: {e}"))
+                    }
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(h) => {
+                    if self.is_shutting_down() {
+                        let _ = h.close().await;
+                        return;
+                    }
+                    let stats = h.db.stats();
+                    {
+                        let mut failures = lock(&self.failures);
+                        failures.remove(&name);
+                        self.write_databases().insert(name.clone(), Arc::new(h));
+                    }
+                    lock(&self.reopened).insert(name.clone(), (Instant::now(), attempt));
+                    self.metrics.database_reopened(&name);
+                    self.generation.send_modify(|g| *g += 1);
+                    tracing::info!(
+                        database = %name,
+                        attempts = attempt,
+                        documents = stats.documents,
+                        last_etag = stats.last_etag,
+                        "database reopened after its failure; writes are taken again"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(database = %name, attempt, error = %e, next_in = ?reopen_delay(attempt), "reopening the failed database failed; retrying");
+                    self.update_failure(&name, |f| {
+                        f.reopen_attempts = f.reopen_attempts.saturating_add(1);
+                        f.last_attempt_error = Some(e.clone());
+                    });
+                }
+            }
+        }
+    }
+
+    fn update_failure(&self, name: &str, f: impl FnOnce(&mut DbFailure)) {
+        if let Some(x) = lock(&self.failures).get_mut(name) {
+            f(x);
+        }
+    }
+
     fn read_databases(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<DbHandle>>> {
         self.databases.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -258,6 +518,10 @@ impl Hub {
     fn write_databases(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<DbHandle>>> {
         self.databases.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

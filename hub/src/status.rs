@@ -85,14 +85,25 @@ impl std::fmt::Display for HttpUrl {
 /// `GET path` on `url`; returns the status code and the body. `ca_cert`:
 /// the certificate to trust for `https://`.
 pub async fn get(url: &HttpUrl, path: &str, ca_cert: Option<&Path>) -> Result<(u16, Vec<u8>)> {
+    get_hinted(url, path, ca_cert, "outpost-hub serve").await
+}
+
+/// [`get`], naming `start` as the command that starts the hub when nothing
+/// answers.
+async fn get_hinted(
+    url: &HttpUrl,
+    path: &str,
+    ca_cert: Option<&Path>,
+    start: &str,
+) -> Result<(u16, Vec<u8>)> {
     let exchange = async {
         let tcp = TcpStream::connect((url.host.as_str(), url.port))
             .await
             .map_err(|e| {
                 let hint = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                    " (is the hub running? start it with `outpost-hub serve`)"
+                    format!(" (is the hub running? start it with `{start}`)")
                 } else {
-                    ""
+                    String::new()
                 };
                 HubError::Other(format!("cannot connect to {url}: {e}{hint}"))
             })?;
@@ -174,7 +185,13 @@ fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
 
 /// Fetches and parses `GET /status`.
 pub async fn fetch(url: &HttpUrl, ca_cert: Option<&Path>) -> Result<Value> {
-    let (code, body) = get(url, "/status", ca_cert).await?;
+    fetch_hinted(url, ca_cert, "outpost-hub serve").await
+}
+
+/// [`fetch`], naming `start` as the command that starts the hub when nothing
+/// answers (e.g. `outpost-hub --config FILE serve`).
+pub async fn fetch_hinted(url: &HttpUrl, ca_cert: Option<&Path>, start: &str) -> Result<Value> {
+    let (code, body) = get_hinted(url, "/status", ca_cert, start).await?;
     if code != 200 {
         return Err(HubError::Other(format!(
             "{url}/status answered HTTP {code}: {}",
@@ -220,6 +237,20 @@ pub fn render(url: &HttpUrl, s: &Value) -> String {
         "database", "documents", "tombstones", "last etag"
     ));
     for d in dbs {
+        if d["state"].as_str() == Some("failed") {
+            out.push_str(&format!(
+                "{:<width$}  FAILED since {}: {} (reopen attempts: {}{})\n",
+                d["name"].as_str().unwrap_or("?"),
+                d["since"].as_str().unwrap_or("?"),
+                d["error"].as_str().unwrap_or("?"),
+                num(&d["reopen_attempts"]),
+                d["next_attempt"]
+                    .as_str()
+                    .map(|t| format!(", next at {t}"))
+                    .unwrap_or_default(),
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "{:<width$}  {:>12}  {:>12}  {:>12}\n",
             d["name"].as_str().unwrap_or("?"),

@@ -1,15 +1,14 @@
 //! `import` and `export`: JSON lines in and out of a hub database (with the
 //! hub stopped: they take the database's lock).
 
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use outpost::db::{Batch, PutOptions};
 
 use crate::error::{HubError, Result};
 use crate::state::DbHandle;
-use outpost::jsonl::{ImportDoc, doc_to_json, parse_import_line};
+use outpost::jsonl::{ImportEvent, doc_to_json};
 
 /// At most this many bad lines are reported one by one.
 const MAX_REPORTED_BAD_LINES: u64 = 100;
@@ -17,30 +16,13 @@ const MAX_REPORTED_BAD_LINES: u64 = 100;
 /// Documents read per engine call by `export`.
 const PAGE: usize = 1000;
 
-/// Options of one import.
-#[derive(Debug, Clone)]
-pub struct ImportOptions {
-    /// Documents per atomic commit.
-    pub batch: usize,
-    /// Stop at the first bad line instead of skipping it.
-    pub strict: bool,
-    /// Collection for lines that name none.
-    pub collection: Option<String>,
-}
+pub use outpost::jsonl::ImportOptions;
 
-/// What an import did.
+/// What an import did (the engine's counters) and how long it took.
 #[derive(Debug, Default, Clone)]
 pub struct ImportSummary {
-    /// Lines read.
-    pub lines: u64,
-    /// Documents written.
-    pub imported: u64,
-    /// Commits made.
-    pub batches: u64,
-    /// Bad lines skipped.
-    pub bad: u64,
-    /// Bytes read.
-    pub bytes: u64,
+    /// Lines read, documents written, batches, bad lines, bytes.
+    pub counts: outpost::jsonl::ImportSummary,
     /// Time taken.
     pub elapsed: Duration,
 }
@@ -49,15 +31,11 @@ impl std::fmt::Display for ImportSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = self.elapsed.as_secs_f64();
         let rate = if secs > 0.0 {
-            self.imported as f64 / secs
+            self.counts.imported as f64 / secs
         } else {
             0.0
         };
-        write!(
-            f,
-            "imported {} documents from {} lines ({} bytes) in {} batches; {} bad lines skipped; {secs:.2} s ({rate:.0} docs/s)",
-            self.imported, self.lines, self.bytes, self.batches, self.bad
-        )
+        write!(f, "{}; {secs:.2} s ({rate:.0} docs/s)", self.counts)
     }
 }
 
@@ -88,14 +66,10 @@ fn progress(total: Option<u64>, bytes: bool) -> ProgressBar {
     pb
 }
 
-struct Pending {
-    line: u64,
-    doc: ImportDoc,
-}
-
 /// Imports JSON lines from `input` (`total`: its size in bytes, if known)
-/// into `db`, in atomic batches. Bad lines are reported on stderr with
-/// their number and skipped (or, with `strict`, end the import).
+/// into `db` with [`outpost::jsonl::import`] (bounded memory, atomic
+/// batches). Bad lines are reported on stderr with their number and skipped
+/// (or, with `strict`, end the import); `counts.bad` says how many.
 pub async fn import(
     db: &DbHandle,
     input: Box<dyn Read>,
@@ -104,144 +78,35 @@ pub async fn import(
 ) -> Result<ImportSummary> {
     let started = Instant::now();
     let pb = progress(total, true);
-    let mut reader = BufReader::with_capacity(1 << 16, input);
-    let mut st = ImportSummary::default();
-    let mut pending: Vec<Pending> = Vec::with_capacity(opts.batch.min(100_000));
-    let mut buf = Vec::new();
-    let result: Result<()> = async {
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| HubError::io("read the input", e))?;
-            if n == 0 {
-                break;
-            }
-            st.lines += 1;
-            st.bytes += n as u64;
-            pb.set_position(st.bytes);
-            let parsed = match std::str::from_utf8(&buf) {
-                Err(e) => Err((format!("not valid UTF-8: {e}"), "invalid_json")),
-                Ok(text) if text.trim().is_empty() => continue,
-                Ok(text) => parse_import_line(text.trim()),
-            };
-            match parsed {
-                Ok(mut doc) => {
-                    if doc.collection.is_none() {
-                        doc.collection.clone_from(&opts.collection);
-                    }
-                    pending.push(Pending {
-                        line: st.lines,
-                        doc,
-                    });
-                }
-                Err((msg, code)) => {
-                    let line = st.lines;
-                    bad_line(&pb, &mut st, opts, line, &msg, code)?;
-                }
-            }
-            if pending.len() >= opts.batch {
-                commit(db, &pb, &mut pending, &mut st, opts).await?;
+    let reader = BufReader::with_capacity(1 << 16, input);
+    let (counts, result) = outpost::jsonl::import(&db.db, reader, opts, |ev| match ev {
+        ImportEvent::Progress { bytes } => pb.set_position(bytes),
+        ImportEvent::BadLine {
+            line,
+            message,
+            code,
+            count,
+        } => {
+            if count <= MAX_REPORTED_BAD_LINES {
+                pb.suspend(|| eprintln!("line {line}: {message} ({code}); skipped"));
+            } else if count == MAX_REPORTED_BAD_LINES + 1 {
+                pb.suspend(|| eprintln!("more bad lines: not shown one by one; see the summary"));
             }
         }
-        commit(db, &pb, &mut pending, &mut st, opts).await
-    }
+    })
     .await;
     pb.finish_and_clear();
-    st.elapsed = started.elapsed();
+    let st = ImportSummary {
+        counts,
+        elapsed: started.elapsed(),
+    };
     match result {
         Ok(()) => Ok(st),
         Err(e) => {
             eprintln!("import stopped: {st}");
-            Err(e)
+            Err(HubError::Other(format!("database {}: {e}", db.name)))
         }
     }
-}
-
-fn bad_line(
-    pb: &ProgressBar,
-    st: &mut ImportSummary,
-    opts: &ImportOptions,
-    line: u64,
-    msg: &str,
-    code: &str,
-) -> Result<()> {
-    if opts.strict {
-        return Err(HubError::Other(format!(
-            "line {line}: {msg} ({code}) (--strict: stopping; the documents of this batch were not written)"
-        )));
-    }
-    st.bad += 1;
-    if st.bad <= MAX_REPORTED_BAD_LINES {
-        pb.suspend(|| eprintln!("line {line}: {msg} ({code}); skipped"));
-    } else if st.bad == MAX_REPORTED_BAD_LINES + 1 {
-        pb.suspend(|| eprintln!("more bad lines: not shown one by one; see the summary"));
-    }
-    Ok(())
-}
-
-fn batch_of(items: &[Pending]) -> Batch {
-    let mut b = Batch::new();
-    for p in items {
-        b.put_with(
-            &p.doc.id,
-            p.doc.body.clone(),
-            PutOptions {
-                collection: p.doc.collection.clone(),
-                ..PutOptions::default()
-            },
-        );
-    }
-    b
-}
-
-/// Commits the pending documents as one atomic batch; if the engine refuses
-/// the batch for bad input, commits them one by one so the bad line can be
-/// named and the others kept.
-async fn commit(
-    db: &DbHandle,
-    pb: &ProgressBar,
-    pending: &mut Vec<Pending>,
-    st: &mut ImportSummary,
-    opts: &ImportOptions,
-) -> Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let db_err = |source| HubError::Database {
-        database: db.name.clone(),
-        source,
-    };
-    match db.db.commit(batch_of(pending)).await {
-        Ok(_) => {
-            st.imported += pending.len() as u64;
-            st.batches += 1;
-        }
-        Err(outpost::Error::Input(_)) if !opts.strict => {
-            for p in pending.iter() {
-                match db.db.commit(batch_of(std::slice::from_ref(p))).await {
-                    Ok(_) => {
-                        st.imported += 1;
-                        st.batches += 1;
-                    }
-                    Err(e @ outpost::Error::Input(_)) => {
-                        bad_line(pb, st, opts, p.line, &e.to_string(), e.code())?;
-                    }
-                    Err(e) => return Err(db_err(e)),
-                }
-            }
-        }
-        Err(e) => {
-            let first = pending.first().map_or(0, |p| p.line);
-            let last = pending.last().map_or(0, |p| p.line);
-            return Err(HubError::Other(format!(
-                "database {}: the batch of lines {first}-{last} was not written: {e}",
-                db.name
-            )));
-        }
-    }
-    pending.clear();
-    Ok(())
 }
 
 /// Exports every live document of `db` (with an id starting with `prefix`)

@@ -433,15 +433,21 @@ fn import_then_export_round_trips() {
         }
     }
     std::fs::write(&input, &lines).unwrap();
-    let out = run_ok(
+    let out = run(
         &dir,
         &["import", input.to_str().unwrap(), "--database", "main"],
     );
+    // A line was skipped: the distinct exit status 3, and the summary says so.
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let summary = text(&out.stdout);
     assert!(summary.contains("imported 2500 documents"), "{summary}");
     assert!(summary.contains("in 3 batches"), "{summary}");
-    assert!(summary.contains("1 bad lines skipped"), "{summary}");
+    assert!(
+        summary.contains("1 bad lines skipped (INCOMPLETE"),
+        "{summary}"
+    );
     assert!(text(&out.stderr).contains("line 1236: invalid JSON"));
+    assert!(text(&out.stderr).contains("exit status 3"));
 
     let exported = dir.path().join("out.jsonl");
     let out = run_ok(&dir, &["export", exported.to_str().unwrap()]);
@@ -554,4 +560,53 @@ fn init_refuses_to_overwrite_and_status_needs_a_hub() {
     let out = run(&dir, &["--config", "/nonexistent/x.toml", "serve"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("outpost-hub init"));
+}
+
+#[test]
+fn status_finds_the_hub_where_serve_put_it() {
+    let dir = TempDir::new("status-where");
+    run_ok(&dir, &["init", "--demo"]);
+    // The configuration names a port nothing listens on; the hub is started
+    // on another one, with TLS (as `run.sh --port` and `serve --dev-tls` do).
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = std::fs::read_to_string(dir.config()).unwrap();
+    std::fs::write(
+        dir.config(),
+        cfg.replace("127.0.0.1:4000", &format!("127.0.0.1:{unused}")),
+    )
+    .unwrap();
+    let mut server = Server::start(&dir, &["--dev-tls"]);
+    server.wait_log("certutil");
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+
+    let out = run_ok(&dir, &["status"]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(&format!("at {} ", server.url))
+            || shown.contains(&format!("at {},", server.url)),
+        "{shown}"
+    );
+    let s: Value = serde_json::from_slice(&run_ok(&dir, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(s["tls"], true);
+
+    // Stopped cleanly, it leaves no trace: status falls back to the
+    // configuration's address, where nothing answers.
+    server.terminate();
+    assert!(!dir.path().join("hub-data").join("serving.json").exists());
+    let out = run(&dir, &["status"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{unused}")) && err.contains("is the hub running?"),
+        "{err}"
+    );
+    let start = format!(
+        "start it with `outpost-hub --config {} serve`",
+        dir.config().display()
+    );
+    assert!(err.contains(&start), "{err}");
 }

@@ -14,6 +14,9 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub const MAGIC: [u8; 4] = *b"OPSY";
 /// Largest frame accepted by default.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
+/// `Error` code of a hub whose database failed (disk full, I/O error) and is
+/// being reopened: retryable, the edge reconnects with its usual backoff.
+pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
 
 /// One document on the wire (the fields of [`RemoteDoc`] but the source).
 #[derive(Clone, Debug, PartialEq, Eq)]
