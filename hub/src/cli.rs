@@ -317,7 +317,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 ),
             };
             let n = runtime()?.block_on(async {
-                let db = DbHandle::open(&name, &dir).await?;
+                let db = DbHandle::open_read_only(&name, &dir).await?;
                 let r = transfer::export(&db, &prefix, out).await;
                 let closed = db.close().await;
                 let n = r?;

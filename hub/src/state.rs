@@ -151,6 +151,45 @@ impl DbHandle {
         })
     }
 
+    /// Opens database `name` in directory `dir` for reading only (`export`):
+    /// nothing is written, so it works on a full disk and a read-only file
+    /// system. Refused with [`HubError::InUse`] while a writer (a running hub)
+    /// holds it.
+    pub async fn open_read_only(name: &str, dir: &Path) -> Result<DbHandle> {
+        let store = match FileStore::open_read_only(dir, FileStoreOptions::default()) {
+            Ok(s) => s,
+            Err(outpost::StoreError::Locked { path, holder }) => {
+                return Err(HubError::InUse {
+                    database: name.to_string(),
+                    lock: match holder {
+                        Some(h) => format!("{path}, held by {h}"),
+                        None => path,
+                    },
+                });
+            }
+            Err(e) => {
+                return Err(HubError::Open {
+                    database: name.to_string(),
+                    source: outpost::OpenError::Store(e),
+                });
+            }
+        };
+        let db = Database::open_read_only(store, OpenOptions::default())
+            .await
+            .map_err(|source| HubError::Open {
+                database: name.to_string(),
+                source,
+            })?;
+        let (last_etag, _) = watch::channel(db.stats().last_etag);
+        Ok(DbHandle {
+            name: name.to_string(),
+            db,
+            last_etag,
+            failed: watch::channel(None).0,
+            dir: dir.to_path_buf(),
+        })
+    }
+
     /// Publishes the database's last etag to [`DbHandle::subscribe`]rs. Call
     /// after every commit, so live sessions wake up.
     pub fn notify_committed(&self) {
