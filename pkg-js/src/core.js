@@ -10,12 +10,15 @@
 // time (the others follow its status). The rest is passed straight to the
 // wasm `Outpost` class, whose generated .d.ts documents it.
 
+import { Witness, findLoss, witnessStorage } from "./witness.js";
+
 /**
  * The error every Outpost operation rejects with. Branch on `code`, which is
  * stable: "invalid_id", "invalid_json", "invalid_collection", "too_large",
  * "invalid_argument", "invalid_change_vector", "concurrency_conflict",
  * "corrupt", "closed", "poisoned", "quota_exceeded", "invalid_options",
- * "transaction_finished", "already_syncing", "unsupported", "other", ...
+ * "transaction_finished", "already_syncing", "unsupported", "storage_lost"
+ * (then `storageLost` holds the facts), "other", ...
  */
 export class OutpostError extends Error {
   /**
@@ -274,7 +277,9 @@ export function makeApi(wasm, ready) {
 
     /** From the wasm client: "status" or "rejection". */
     #event(type, value) {
-      if (type === "status") {
+      if (type === "pushed") {
+        this.#host.pushed(value?.upto);
+      } else if (type === "status") {
         this.#setStatus(value);
         this.#host.post({ syncStatus: value });
       } else if (type === "rejection") {
@@ -368,8 +373,17 @@ export function makeApi(wasm, ready) {
     }
   }
 
+  /** Options of `Outpost.open` handled here, not by the bindings. */
+  const JS_OPEN_OPTIONS = new Set(["onStorageLost"]);
+  const DB_EVENTS = new Set(["storage-lost"]);
+
   class Outpost {
     #db;
+    /** The storage witness (IndexedDB with localStorage), else undefined. */
+    #witness;
+    /** The facts of a storage loss found (and recovered from) by this open, else null. */
+    #storageLost = null;
+    #listeners = { "storage-lost": new Set() };
     /** Web Locks of this scope when the database is shared with other tabs (IndexedDB), else undefined. */
     #locks;
     #lockName;
@@ -391,6 +405,8 @@ export function makeApi(wasm, ready) {
         throw new OutpostError("use Outpost.open(name, options)", "invalid_argument");
       }
       this.#db = raw;
+      this.#witness = shared.witness;
+      this.#storageLost = shared.storageLost ?? null;
       this.#locks = shared.locks;
       this.#lockName = shared.lockName;
       if (shared.locks && typeof globalThis.BroadcastChannel === "function") {
@@ -408,11 +424,29 @@ export function makeApi(wasm, ready) {
      */
     static async open(name, options) {
       await init();
-      const locks = usesIndexedDb(options) ? webLocks() : undefined;
+      let onStorageLost;
+      let rawOptions = options;
+      if (options != null && typeof options === "object" && Object.keys(options).some((k) => JS_OPEN_OPTIONS.has(k))) {
+        ({ onStorageLost, ...rawOptions } = options);
+        if (onStorageLost !== undefined && typeof onStorageLost !== "function") {
+          throw new OutpostError("open: option onStorageLost must be a function", "invalid_options");
+        }
+      }
+      const idb = usesIndexedDb(options);
+      const locks = idb ? webLocks() : undefined;
       const lockName = `outpost:${name}`;
-      const open = () => wasm.Outpost.open(name, options);
-      const raw = locks ? await locks.request(lockName, { mode: "exclusive" }, open) : await open();
-      return new Outpost(raw, { [internal]: true, locks, lockName });
+      const storage = idb ? witnessStorage() : undefined;
+      const witness = storage ? new Witness(storage, name) : undefined;
+      const open = async () => {
+        const raw = await wasm.Outpost.open(name, rawOptions);
+        // Inside the lock: no other tab writes between the check and the witness update.
+        const storageLost = await checkStorage(name, raw, witness, onStorageLost !== undefined);
+        return { raw, storageLost };
+      };
+      const { raw, storageLost } = locks ? await locks.request(lockName, { mode: "exclusive" }, open) : await open();
+      const db = new Outpost(raw, { [internal]: true, locks, lockName, witness, storageLost });
+      if (storageLost) notify(onStorageLost, storageLost, "storage-lost");
+      return db;
     }
 
     /**
@@ -421,7 +455,37 @@ export function makeApi(wasm, ready) {
      */
     static async destroy(name) {
       await init();
-      return wasm.Outpost.destroy(name);
+      await wasm.Outpost.destroy(name);
+      // Deleted on purpose: the next open of `name` is a new database, not a loss.
+      const storage = witnessStorage();
+      if (storage) new Witness(storage, name).remove();
+    }
+
+    /**
+     * The facts of a storage loss this open found and recovered from (the
+     * same object `onStorageLost` received), or null. See `storage_lost`.
+     */
+    get storageLost() {
+      return this.#storageLost;
+    }
+
+    /**
+     * Listens to `"storage-lost"`: called at once (in a microtask) if this
+     * open recovered from a loss. Returns a function that removes the listener.
+     */
+    on(event, listener) {
+      if (!DB_EVENTS.has(event)) {
+        throw new OutpostError(`on: unknown event ${JSON.stringify(event)} (expected "storage-lost")`, "invalid_argument");
+      }
+      if (typeof listener !== "function") throw new OutpostError("on expects a listener function", "invalid_argument");
+      this.#listeners[event].add(listener);
+      if (event === "storage-lost" && this.#storageLost) {
+        const info = this.#storageLost;
+        queueMicrotask(() => {
+          if (this.#listeners[event].has(listener)) notify(listener, info, "storage-lost");
+        });
+      }
+      return () => this.#listeners[event].delete(listener);
     }
 
     /** The name the database was opened with. */
@@ -443,6 +507,24 @@ export function makeApi(wasm, ready) {
       return this.#locks.request(this.#lockName, { mode: "exclusive" }, async () => {
         if (await this.#db.refresh()) this.#schedule();
         return op(this.#db);
+      });
+    }
+
+    /**
+     * Runs a write under the lock and records it in the storage witness before
+     * releasing the lock: the new last etag and, for local writes, the ids the
+     * hub has not acknowledged yet. `results`: the write results (or one).
+     */
+    #runWrite(op) {
+      return this.#run(async (db) => {
+        const r = await op(db);
+        if (this.#witness) {
+          const list = (Array.isArray(r) ? r : [r]).filter((x) => x && x.etag > 0);
+          if (list.length > 0) {
+            this.#witness.committed(db.dbId, maxEtag(list), list.map((x) => [x.id, x.etag]));
+          }
+        }
+        return r;
       });
     }
 
@@ -540,7 +622,7 @@ export function makeApi(wasm, ready) {
     }
 
     async put(id, doc, options) {
-      const r = await this.#run((db) => db.put(id, doc, options));
+      const r = await this.#runWrite((db) => db.put(id, doc, options));
       this.#written(r?.etag);
       return r;
     }
@@ -550,7 +632,7 @@ export function makeApi(wasm, ready) {
     }
 
     async delete(id, options) {
-      const r = await this.#run((db) => db.delete(id, options));
+      const r = await this.#runWrite((db) => db.delete(id, options));
       this.#written(r?.etag);
       return r;
     }
@@ -572,7 +654,7 @@ export function makeApi(wasm, ready) {
         }
         if (ops.length === 0) return [];
       }
-      const results = await this.#run((db) => db.transaction(ops));
+      const results = await this.#runWrite((db) => db.transaction(ops));
       if (Array.isArray(results)) this.#written(maxEtag(results));
       return results;
     }
@@ -600,7 +682,7 @@ export function makeApi(wasm, ready) {
 
     /** Ends a conflict by writing the version to keep (`null`: delete). */
     async resolve(id, body, options) {
-      const r = await this.#run((db) => db.resolve(id, body, options));
+      const r = await this.#runWrite((db) => db.resolve(id, body, options));
       this.#written(r?.etag);
       return r;
     }
@@ -621,6 +703,7 @@ export function makeApi(wasm, ready) {
         throw new OutpostError("this database is already syncing: stop() that sync first", "already_syncing");
       }
       const opts = syncOptions(options);
+      this.#witness?.syncing(this.#db.dbId, { url: opts.url, identity: opts.identity, database: opts.database });
       if (typeof globalThis.WebSocket !== "function") {
         throw new OutpostError("sync needs a WebSocket implementation (browsers, web workers, Node 22+)", "unsupported");
       }
@@ -635,9 +718,22 @@ export function makeApi(wasm, ready) {
           // refresh, like every operation; `fn` resolves to the new last
           // etag when it committed documents.
           exclusive: (fn) =>
-            this.#run(() => fn()).then((etag) => {
+            this.#run(async (db) => {
+              const etag = await fn();
+              // Received from the hub: the witness only moves its last etag.
+              if (etag > 0) this.#witness?.committed(db.dbId, etag);
+              return etag;
+            }).then((etag) => {
               if (etag > 0) this.#written(etag, true);
             }),
+          // The hub acknowledged local writes up to `upto` (under the lock, like every witness update).
+          pushed: (upto) => {
+            if (!this.#witness || !(upto > 0)) return;
+            const dbId = raw.dbId;
+            const record = () => this.#witness.acked(dbId, upto);
+            if (this.#locks) this.#locks.request(this.#lockName, { mode: "exclusive" }, record).catch(() => {});
+            else record();
+          },
           post: (message) => this.#post(message),
           rejections: () => this.rejections(),
         },
@@ -676,6 +772,37 @@ export function makeApi(wasm, ready) {
       if (!this.#locks) return this.#db.close();
       return this.#locks.request(this.#lockName, { mode: "exclusive" }, () => this.#db.close());
     }
+  }
+
+  /**
+   * At open, under the lock: compares the opened database with its witness
+   * and the browser's report. Returns the facts of a recovered loss (or
+   * null); throws `storage_lost` when the app did not opt in to recovery
+   * (the handle is closed; the witness remembers the loss, so every open
+   * keeps reporting it until the app recovers or destroys the database).
+   */
+  async function checkStorage(name, raw, witness, recover) {
+    const report = raw.__openReport ?? null;
+    if (!witness && !(report?.dataLoss && report.dataLoss !== "none")) return null;
+    const current = { dbId: raw.dbId, lastEtag: Number(raw.stats().last_etag ?? 0) };
+    const before = witness?.read() ?? null;
+    const info = findLoss(name, report, before, current);
+    if (!info) {
+      if (witness && (!before || before.etag !== current.lastEtag)) witness.committed(current.dbId, current.lastEtag);
+      return null;
+    }
+    if (!recover) {
+      witness?.markLost(info);
+      // Nothing was written through this handle: closing it loses nothing.
+      await Promise.resolve(raw.close()).catch(() => {});
+      const e = new OutpostError(info.message, "storage_lost");
+      e.storageLost = info;
+      throw e;
+    }
+    // Recovery: this is a new, empty database (a new device for the hub);
+    // the witness now follows it.
+    witness?.reset(current.dbId, current.lastEtag, { recoveredFrom: { dbId: before?.dbId ?? null, at: Date.now() } });
+    return info;
   }
 
   return { Outpost, OutpostError, Transaction, Sync };
