@@ -153,9 +153,6 @@ test("a database Chromium discarded (torn LevelDB log, then a clean session) is 
     ),
   );
   assert.equal(written.count, N);
-  assert.equal(written.witness?.dbId, written.dbId, "the witness records the database id");
-  assert.equal(written.witness?.etag, written.lastEtag, "the witness records the last etag");
-  assert.equal(written.witness?.pending.length, N, "without a hub every write is unacknowledged");
 
   const readOnly = await tearAndReadOnly(profile, server.url, name, N);
   assert.equal(readOnly.dbId, written.dbId);
@@ -196,6 +193,9 @@ test("a database Chromium discarded (torn LevelDB log, then a clean session) is 
   assert.equal(first.ok, false, `Outpost.open opened the discarded database silently: ${JSON.stringify(first)}`);
   assert.equal(first.isOutpostError, true);
   assert.equal(first.code, "storage_lost", first.message);
+  assert.equal(written.witness?.dbId, written.dbId, "the witness recorded the database id");
+  assert.equal(written.witness?.etag, written.lastEtag, "the witness recorded the last etag");
+  assert.equal(written.witness?.pending.length, N, "without a hub every write is unacknowledged");
   const facts = first.storageLost;
   assert.equal(facts.reason, "browser_reported");
   assert.equal(facts.dataLoss, "total", "the browser's dataLoss");
