@@ -35,7 +35,6 @@ test("npm pack contains the wasm, JS and d.ts files, installs and runs", async (
     "src/node.js",
     "src/index.d.ts",
     "src/inline.js",
-    "src/witness.js",
     "dist/web/outpost_wasm_inline.js",
     "dist/web/outpost_wasm.js",
     "dist/web/outpost_wasm.d.ts",
