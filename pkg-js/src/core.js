@@ -376,6 +376,8 @@ export function makeApi(wasm, ready) {
 
   /** Options of `Outpost.open` handled here, not by the bindings. */
   const JS_OPEN_OPTIONS = new Set(["onStorageLost"]);
+  /** Every option of `Outpost.open` (the bindings' and this layer's). */
+  const OPEN_OPTIONS = ["store", "storage", "persist", "cacheBytes", ...JS_OPEN_OPTIONS];
   const DB_EVENTS = new Set(["storage-lost"]);
 
   class Outpost {
@@ -427,6 +429,13 @@ export function makeApi(wasm, ready) {
       await init();
       let onStorageLost;
       let rawOptions = options;
+      if (options != null && typeof options === "object") {
+        for (const key of Object.keys(options)) {
+          if (!OPEN_OPTIONS.includes(key)) {
+            throw new OutpostError(`open: unknown option ${JSON.stringify(key)} (known options: ${OPEN_OPTIONS.join(", ")})`, "invalid_options");
+          }
+        }
+      }
       if (options != null && typeof options === "object" && Object.keys(options).some((k) => JS_OPEN_OPTIONS.has(k))) {
         ({ onStorageLost, ...rawOptions } = options);
         if (onStorageLost !== undefined && typeof onStorageLost !== "function") {

@@ -38,7 +38,8 @@ test("unknown options are refused with invalid_options, naming the known ones", 
     "invalid_options",
     /colection/,
   );
-  await rejectsWith(Outpost.open("surface-options-2", { cache: 1 << 20 }), "invalid_options", /open: unknown option "cache"/);
+  await rejectsWith(Outpost.open("surface-options-2", { cache: 1 << 20 }), "invalid_options", /open: unknown option "cache" \(known options: store, storage, persist, cacheBytes, onStorageLost\)/);
+  await rejectsWith(Outpost.open("surface-options-2", { onStorageLost: true }), "invalid_options", /onStorageLost must be a function/);
   // Nothing of the refused writes was written.
   assert.equal(await db.count(), 2);
   assert.equal(await db.get("notes/2"), null);
