@@ -54,6 +54,39 @@ async fn open_db(name: &str) -> Database<IdbStore> {
 
 // ------------------------------------------------------------ page store ---
 
+/// The open report: a new database is `created` with the browser's `dataLoss`
+/// `"none"`; reopening it fires no `upgradeneeded` (nothing created, nothing
+/// reported); deleting it behind the store's back makes the next open a
+/// creation again (what the package's witness then recognises as a loss).
+#[wasm_bindgen_test]
+async fn idb_store_open_report() {
+    let name = unique_name("report");
+    let s = IdbStore::open(&name).await.unwrap();
+    let r = s.open_report().clone();
+    assert!(r.created, "{r:?}");
+    assert_eq!(r.data_loss.as_deref(), Some("none"), "{r:?}");
+    assert!(!r.data_lost());
+    s.commit(commit(&[(1, 7)], b"m1")).await.unwrap();
+    s.close().await.unwrap();
+    drop(s);
+
+    let s = IdbStore::open(&name).await.unwrap();
+    let r = s.open_report().clone();
+    assert!(!r.created, "{r:?}");
+    assert_eq!(r.data_loss, None, "no upgradeneeded on a reopen: {r:?}");
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"m1"[..]));
+    s.close().await.unwrap();
+    drop(s);
+
+    IdbStore::destroy(&name).await.unwrap();
+    let s = IdbStore::open(&name).await.unwrap();
+    assert!(s.open_report().created);
+    assert_eq!(s.read_meta().await.unwrap(), None);
+    s.close().await.unwrap();
+    drop(s);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
 #[wasm_bindgen_test]
 async fn idb_store_round_trip_and_reopen() {
     let name = unique_name("roundtrip");

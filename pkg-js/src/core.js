@@ -7,15 +7,19 @@
 // BroadcastChannel of the same name tells the other tabs about each commit.
 // `db.sync()` runs the wasm replication client (`EdgeSync`, wasm/src/sync.rs)
 // with its storage steps under the same lock, in one tab per database at a
-// time (the others follow its status). The rest is passed straight to the
-// wasm `Outpost` class, whose generated .d.ts documents it.
+// time (the others follow its status). On IndexedDB it keeps the storage
+// witness (end of this file) and refuses to pass off a database the browser
+// threw away as the old one (`storage_lost`). The rest is passed straight to
+// the wasm `Outpost` class, whose generated .d.ts documents it. (One module
+// on purpose: scripts/run.sh and the sync e2e test serve core.js and web.js.)
 
 /**
  * The error every Outpost operation rejects with. Branch on `code`, which is
  * stable: "invalid_id", "invalid_json", "invalid_collection", "too_large",
  * "invalid_argument", "invalid_change_vector", "concurrency_conflict",
  * "corrupt", "closed", "poisoned", "quota_exceeded", "invalid_options",
- * "transaction_finished", "already_syncing", "unsupported", "other", ...
+ * "transaction_finished", "already_syncing", "unsupported", "storage_lost"
+ * (then `storageLost` holds the facts), "other", ...
  */
 export class OutpostError extends Error {
   /**
@@ -274,7 +278,9 @@ export function makeApi(wasm, ready) {
 
     /** From the wasm client: "status" or "rejection". */
     #event(type, value) {
-      if (type === "status") {
+      if (type === "pushed") {
+        this.#host.pushed(value?.upto);
+      } else if (type === "status") {
         this.#setStatus(value);
         this.#host.post({ syncStatus: value });
       } else if (type === "rejection") {
@@ -368,8 +374,19 @@ export function makeApi(wasm, ready) {
     }
   }
 
+  /** Options of `Outpost.open` handled here, not by the bindings. */
+  const JS_OPEN_OPTIONS = new Set(["onStorageLost"]);
+  /** Every option of `Outpost.open` (the bindings' and this layer's). */
+  const OPEN_OPTIONS = ["store", "storage", "persist", "cacheBytes", ...JS_OPEN_OPTIONS];
+  const DB_EVENTS = new Set(["storage-lost"]);
+
   class Outpost {
     #db;
+    /** The storage witness (IndexedDB with localStorage), else undefined. */
+    #witness;
+    /** The facts of a storage loss found (and recovered from) by this open, else null. */
+    #storageLost = null;
+    #listeners = { "storage-lost": new Set() };
     /** Web Locks of this scope when the database is shared with other tabs (IndexedDB), else undefined. */
     #locks;
     #lockName;
@@ -391,6 +408,8 @@ export function makeApi(wasm, ready) {
         throw new OutpostError("use Outpost.open(name, options)", "invalid_argument");
       }
       this.#db = raw;
+      this.#witness = shared.witness;
+      this.#storageLost = shared.storageLost ?? null;
       this.#locks = shared.locks;
       this.#lockName = shared.lockName;
       if (shared.locks && typeof globalThis.BroadcastChannel === "function") {
@@ -408,11 +427,36 @@ export function makeApi(wasm, ready) {
      */
     static async open(name, options) {
       await init();
-      const locks = usesIndexedDb(options) ? webLocks() : undefined;
+      let onStorageLost;
+      let rawOptions = options;
+      if (options != null && typeof options === "object") {
+        for (const key of Object.keys(options)) {
+          if (!OPEN_OPTIONS.includes(key)) {
+            throw new OutpostError(`open: unknown option ${JSON.stringify(key)} (known options: ${OPEN_OPTIONS.join(", ")})`, "invalid_options");
+          }
+        }
+      }
+      if (options != null && typeof options === "object" && Object.keys(options).some((k) => JS_OPEN_OPTIONS.has(k))) {
+        ({ onStorageLost, ...rawOptions } = options);
+        if (onStorageLost !== undefined && typeof onStorageLost !== "function") {
+          throw new OutpostError("open: option onStorageLost must be a function", "invalid_options");
+        }
+      }
+      const idb = usesIndexedDb(options);
+      const locks = idb ? webLocks() : undefined;
       const lockName = `outpost:${name}`;
-      const open = () => wasm.Outpost.open(name, options);
-      const raw = locks ? await locks.request(lockName, { mode: "exclusive" }, open) : await open();
-      return new Outpost(raw, { [internal]: true, locks, lockName });
+      const storage = idb ? witnessStorage() : undefined;
+      const witness = storage ? new Witness(storage, name) : undefined;
+      const open = async () => {
+        const raw = await wasm.Outpost.open(name, rawOptions);
+        // Inside the lock: no other tab writes between the check and the witness update.
+        const storageLost = await checkStorage(name, raw, witness, onStorageLost !== undefined);
+        return { raw, storageLost };
+      };
+      const { raw, storageLost } = locks ? await locks.request(lockName, { mode: "exclusive" }, open) : await open();
+      const db = new Outpost(raw, { [internal]: true, locks, lockName, witness, storageLost });
+      if (storageLost) notify(onStorageLost, storageLost, "storage-lost");
+      return db;
     }
 
     /**
@@ -421,7 +465,37 @@ export function makeApi(wasm, ready) {
      */
     static async destroy(name) {
       await init();
-      return wasm.Outpost.destroy(name);
+      await wasm.Outpost.destroy(name);
+      // Deleted on purpose: the next open of `name` is a new database, not a loss.
+      const storage = witnessStorage();
+      if (storage) new Witness(storage, name).remove();
+    }
+
+    /**
+     * The facts of a storage loss this open found and recovered from (the
+     * same object `onStorageLost` received), or null. See `storage_lost`.
+     */
+    get storageLost() {
+      return this.#storageLost;
+    }
+
+    /**
+     * Listens to `"storage-lost"`: called at once (in a microtask) if this
+     * open recovered from a loss. Returns a function that removes the listener.
+     */
+    on(event, listener) {
+      if (!DB_EVENTS.has(event)) {
+        throw new OutpostError(`on: unknown event ${JSON.stringify(event)} (expected "storage-lost")`, "invalid_argument");
+      }
+      if (typeof listener !== "function") throw new OutpostError("on expects a listener function", "invalid_argument");
+      this.#listeners[event].add(listener);
+      if (event === "storage-lost" && this.#storageLost) {
+        const info = this.#storageLost;
+        queueMicrotask(() => {
+          if (this.#listeners[event].has(listener)) notify(listener, info, "storage-lost");
+        });
+      }
+      return () => this.#listeners[event].delete(listener);
     }
 
     /** The name the database was opened with. */
@@ -443,6 +517,24 @@ export function makeApi(wasm, ready) {
       return this.#locks.request(this.#lockName, { mode: "exclusive" }, async () => {
         if (await this.#db.refresh()) this.#schedule();
         return op(this.#db);
+      });
+    }
+
+    /**
+     * Runs a write under the lock and records it in the storage witness before
+     * releasing the lock: the new last etag and, for local writes, the ids the
+     * hub has not acknowledged yet. `results`: the write results (or one).
+     */
+    #runWrite(op) {
+      return this.#run(async (db) => {
+        const r = await op(db);
+        if (this.#witness) {
+          const list = (Array.isArray(r) ? r : [r]).filter((x) => x && x.etag > 0);
+          if (list.length > 0) {
+            this.#witness.committed(db.dbId, maxEtag(list), list.map((x) => [x.id, x.etag]));
+          }
+        }
+        return r;
       });
     }
 
@@ -540,7 +632,7 @@ export function makeApi(wasm, ready) {
     }
 
     async put(id, doc, options) {
-      const r = await this.#run((db) => db.put(id, doc, options));
+      const r = await this.#runWrite((db) => db.put(id, doc, options));
       this.#written(r?.etag);
       return r;
     }
@@ -550,7 +642,7 @@ export function makeApi(wasm, ready) {
     }
 
     async delete(id, options) {
-      const r = await this.#run((db) => db.delete(id, options));
+      const r = await this.#runWrite((db) => db.delete(id, options));
       this.#written(r?.etag);
       return r;
     }
@@ -572,7 +664,7 @@ export function makeApi(wasm, ready) {
         }
         if (ops.length === 0) return [];
       }
-      const results = await this.#run((db) => db.transaction(ops));
+      const results = await this.#runWrite((db) => db.transaction(ops));
       if (Array.isArray(results)) this.#written(maxEtag(results));
       return results;
     }
@@ -600,7 +692,7 @@ export function makeApi(wasm, ready) {
 
     /** Ends a conflict by writing the version to keep (`null`: delete). */
     async resolve(id, body, options) {
-      const r = await this.#run((db) => db.resolve(id, body, options));
+      const r = await this.#runWrite((db) => db.resolve(id, body, options));
       this.#written(r?.etag);
       return r;
     }
@@ -621,6 +713,7 @@ export function makeApi(wasm, ready) {
         throw new OutpostError("this database is already syncing: stop() that sync first", "already_syncing");
       }
       const opts = syncOptions(options);
+      this.#witness?.syncing(this.#db.dbId, { url: opts.url, identity: opts.identity, database: opts.database });
       if (typeof globalThis.WebSocket !== "function") {
         throw new OutpostError("sync needs a WebSocket implementation (browsers, web workers, Node 22+)", "unsupported");
       }
@@ -635,9 +728,22 @@ export function makeApi(wasm, ready) {
           // refresh, like every operation; `fn` resolves to the new last
           // etag when it committed documents.
           exclusive: (fn) =>
-            this.#run(() => fn()).then((etag) => {
+            this.#run(async (db) => {
+              const etag = await fn();
+              // Received from the hub: the witness only moves its last etag.
+              if (etag > 0) this.#witness?.committed(db.dbId, etag);
+              return etag;
+            }).then((etag) => {
               if (etag > 0) this.#written(etag, true);
             }),
+          // The hub acknowledged local writes up to `upto` (under the lock, like every witness update).
+          pushed: (upto) => {
+            if (!this.#witness || !(upto > 0)) return;
+            const dbId = raw.dbId;
+            const record = () => this.#witness.acked(dbId, upto);
+            if (this.#locks) this.#locks.request(this.#lockName, { mode: "exclusive" }, record).catch(() => {});
+            else record();
+          },
           post: (message) => this.#post(message),
           rejections: () => this.rejections(),
         },
@@ -678,5 +784,263 @@ export function makeApi(wasm, ready) {
     }
   }
 
+  /**
+   * At open, under the lock: compares the opened database with its witness
+   * and the browser's report. Returns the facts of a recovered loss (or
+   * null); throws `storage_lost` when the app did not opt in to recovery
+   * (the handle is closed; the witness remembers the loss, so every open
+   * keeps reporting it until the app recovers or destroys the database).
+   */
+  async function checkStorage(name, raw, witness, recover) {
+    const report = raw.__openReport ?? null;
+    if (!witness && !(report?.dataLoss && report.dataLoss !== "none")) return null;
+    const current = { dbId: raw.dbId, lastEtag: Number(raw.stats().last_etag ?? 0) };
+    const before = witness?.read() ?? null;
+    const info = findLoss(name, report, before, current);
+    if (!info) {
+      if (witness && (!before || before.etag !== current.lastEtag)) witness.committed(current.dbId, current.lastEtag);
+      return null;
+    }
+    if (!recover) {
+      witness?.markLost(info);
+      // Nothing was written through this handle: closing it loses nothing.
+      await Promise.resolve(raw.close()).catch(() => {});
+      const e = new OutpostError(info.message, "storage_lost");
+      e.storageLost = info;
+      throw e;
+    }
+    // Recovery: this is a new, empty database (a new device for the hub);
+    // the witness now follows it.
+    witness?.reset(current.dbId, current.lastEtag, { recoveredFrom: { dbId: before?.dbId ?? null, at: Date.now() } });
+    return info;
+  }
+
   return { Outpost, OutpostError, Transaction, Sync };
+}
+
+// ---- The storage witness ----
+//
+// A small record per IndexedDB database kept OUTSIDE
+// IndexedDB (in the origin's localStorage), so that a database the browser
+// threw away and replaced by an empty one is recognised even when the browser
+// says nothing (see docs/design.md, "IndexedDB page store", and issue 16).
+//
+// Chromium deletes an origin's whole IndexedDB when its LevelDB files are
+// corrupt; localStorage lives in other files and survives. The witness of the
+// database `name` is the localStorage item "outpost:witness:<name>":
+//
+//   { v: 1,
+//     dbId,          // the database id the witness saw last
+//     etag,          // the highest etag committed (written after the commit completed)
+//     hub,           // { url, identity, database } of the last db.sync(), or null
+//     ackedEtag,     // the highest local etag the hub acknowledged (push), or null
+//     pending,       // [[id, etag], ...]: local writes not acknowledged by the hub,
+//                    // one entry per id (its newest write), oldest first, at most MAX_PENDING
+//     unlisted,      // writes beyond MAX_PENDING, not listed (0 if none)
+//     unlistedUpto,  // the highest etag among them
+//     lost,          // a loss found and reported but not yet recovered (its facts), or absent
+//     updated }      // Date.now() of the last update
+//
+// Everything is written after the IndexedDB commit it describes completed
+// (strict durability: on disk), so the witness may lag behind the database,
+// never run ahead of it: a database behind its witness lost committed data.
+// The credential of db.sync() is never stored.
+
+/** Most unacknowledged write ids listed by the witness. */
+export const MAX_PENDING = 200;
+const PREFIX = "outpost:witness:";
+
+/** The origin's localStorage when this scope has it and may use it, else undefined (web workers, Node, sandboxed frames). */
+export function witnessStorage() {
+  try {
+    const ls = globalThis.localStorage;
+    if (!ls || typeof ls.getItem !== "function") return undefined;
+    ls.getItem(PREFIX); // throws where storage is blocked
+    return ls;
+  } catch {
+    return undefined;
+  }
+}
+
+export class Witness {
+  #ls;
+  #key;
+
+  constructor(storage, name) {
+    this.#ls = storage;
+    this.#key = PREFIX + name;
+  }
+
+  /** The record, or null (none, or unreadable: then it is replaced). */
+  read() {
+    try {
+      const text = this.#ls.getItem(this.#key);
+      if (text == null) return null;
+      const w = JSON.parse(text);
+      return w && w.v === 1 && typeof w.dbId === "string" ? w : null;
+    } catch {
+      return null;
+    }
+  }
+
+  #write(w) {
+    w.updated = Date.now();
+    try {
+      this.#ls.setItem(this.#key, JSON.stringify(w));
+    } catch (e) {
+      // A full localStorage: the witness lags, the data is unaffected.
+      console.warn(`Outpost: the storage witness could not be written: ${e?.message ?? e}`);
+    }
+  }
+
+  /** Starts a fresh record for the database `dbId` at etag `etag` (keeps `extra`). */
+  reset(dbId, etag, extra = {}) {
+    this.#write({ v: 1, dbId, etag, hub: null, ackedEtag: null, pending: [], unlisted: 0, unlistedUpto: 0, ...extra });
+  }
+
+  /** Removes the record (the database was destroyed on purpose). */
+  remove() {
+    try {
+      this.#ls.removeItem(this.#key);
+    } catch {
+      // Nothing to do.
+    }
+  }
+
+  /** Marks a loss found at open and not recovered: later opens repeat its facts. */
+  markLost(info) {
+    const w = this.read();
+    if (!w) return;
+    w.lost = info;
+    this.#write(w);
+  }
+
+  /**
+   * After a commit of this database (`dbId`) completed: the new last etag and,
+   * for a local write (`writes`: `[[id, etag], ...]`), what the hub has not
+   * acknowledged yet.
+   */
+  committed(dbId, etag, writes = []) {
+    let w = this.read();
+    if (!w || w.dbId !== dbId) {
+      this.reset(dbId, etag);
+      w = this.read();
+      if (!w) return;
+    }
+    if (etag > w.etag) w.etag = etag;
+    if (writes.length > 0) {
+      const byId = new Map(w.pending.map(([id, e]) => [String(id).toLowerCase(), [id, e]]));
+      for (const [id, e] of writes) {
+        if (!(e > 0)) continue;
+        const k = String(id).toLowerCase();
+        if (byId.has(k)) {
+          byId.delete(k); // re-added below, as the newest
+          byId.set(k, [id, e]);
+        } else if (byId.size < MAX_PENDING && w.unlisted === 0) {
+          byId.set(k, [id, e]);
+        } else {
+          w.unlisted += 1;
+          if (e > w.unlistedUpto) w.unlistedUpto = e;
+        }
+      }
+      w.pending = [...byId.values()];
+    }
+    this.#write(w);
+  }
+
+  /** db.sync() started with this hub (no credential kept). */
+  syncing(dbId, hub) {
+    const w = this.read();
+    if (!w || w.dbId !== dbId) return;
+    w.hub = hub;
+    this.#write(w);
+  }
+
+  /** The hub acknowledged this database's local writes up to etag `upto`. */
+  acked(dbId, upto) {
+    const w = this.read();
+    if (!w || w.dbId !== dbId || !(upto > 0)) return;
+    if (w.ackedEtag == null || upto > w.ackedEtag) w.ackedEtag = upto;
+    w.pending = w.pending.filter(([, e]) => e > w.ackedEtag);
+    if (w.unlisted > 0 && w.unlistedUpto <= w.ackedEtag) {
+      w.unlisted = 0;
+      w.unlistedUpto = 0;
+    }
+    this.#write(w);
+  }
+}
+
+/**
+ * Compares what the open found with the witness and the browser's report.
+ * Returns the facts of a loss, or null when the database is the one the
+ * witness knew (or there is nothing to compare with).
+ *
+ * @param {string} name
+ * @param {{created: boolean, dataLoss: string|null, dataLossMessage: string}|null} report
+ * @param {object|null} w the witness record before this open
+ * @param {{dbId: string, lastEtag: number}} current
+ */
+export function findLoss(name, report, w, current) {
+  const browserSaid = report?.dataLoss != null && report.dataLoss !== "none";
+  let reason = null;
+  if (browserSaid) reason = "browser_reported";
+  else if (w && w.dbId !== current.dbId) reason = "replaced";
+  else if (w && current.lastEtag < w.etag) reason = "rolled_back";
+  if (!reason) return null;
+  const earlier = w?.lost;
+  const dataLoss = browserSaid ? report.dataLoss : (earlier?.dataLoss ?? report?.dataLoss ?? null);
+  const dataLossMessage = browserSaid ? report.dataLossMessage : (earlier?.dataLossMessage ?? "");
+  const hub = w?.hub ?? null;
+  const pending = w?.pending ?? [];
+  const lost = w
+    ? {
+        // Local writes the hub never acknowledged (all local writes without a hub).
+        count: pending.length,
+        ids: pending.map(([id]) => id),
+        truncated: (w.unlisted ?? 0) > 0,
+        unlisted: w.unlisted ?? 0,
+      }
+    : null;
+  const info = {
+    name,
+    reason: earlier && reason === "replaced" ? earlier.reason : reason,
+    dataLoss,
+    dataLossMessage,
+    witness: w
+      ? { dbId: w.dbId, lastEtag: w.etag, hub: hub && { ...hub }, hubAckedEtag: w.ackedEtag ?? null, updated: w.updated ?? null }
+      : null,
+    current: { dbId: current.dbId, lastEtag: current.lastEtag },
+    synced: hub != null,
+    lost,
+    detectedAt: earlier?.detectedAt ?? Date.now(),
+  };
+  info.message = lossMessage(info);
+  return info;
+}
+
+function lossMessage(info) {
+  const what =
+    info.reason === "browser_reported"
+      ? `the browser discarded the IndexedDB data of database "${info.name}" (dataLoss "${info.dataLoss}"${info.dataLossMessage ? `: ${info.dataLossMessage}` : ""})`
+      : info.reason === "rolled_back"
+        ? `IndexedDB database "${info.name}" lost committed writes: it is at etag ${info.current.lastEtag}, the witness saw etag ${info.witness?.lastEtag}`
+        : `IndexedDB database "${info.name}" was replaced by an empty one (it was database ${info.witness?.dbId}, it is now ${info.current.dbId})${info.dataLossMessage ? `; the browser said: ${info.dataLossMessage}` : ""}`;
+  const parts = [what + "."];
+  const l = info.lost;
+  const n = l ? `${l.truncated ? "at least " : ""}${l.count + (l.unlisted ?? 0)}` : "an unknown number of";
+  const list = l && l.count > 0 ? ` (${l.ids.slice(0, 10).join(", ")}${l.count > 10 || l.truncated ? ", ..." : ""})` : "";
+  if (!info.witness) {
+    parts.push("No witness of this database was found (no localStorage here, or it was cleared): what it held is unknown.");
+  } else if (info.synced) {
+    parts.push(
+      `It synced with ${info.witness.hub.url}; the hub acknowledged its writes up to etag ${info.witness.hubAckedEtag ?? "none"}.`,
+      `${n} local write(s) never acknowledged by the hub are lost${list}; everything else can be synced back from the hub.`,
+    );
+  } else {
+    parts.push(`No hub was configured for this database: its data is gone (${n} document write(s) made here${list}).`);
+  }
+  parts.push(
+    'Pass onStorageLost to Outpost.open to open it as a new, empty database (and resync it), or Outpost.destroy(name) to start over.',
+  );
+  return parts.join(" ");
 }

@@ -42,7 +42,8 @@ export type {
  * `"too_large"`, `"invalid_argument"`, `"invalid_change_vector"`,
  * `"concurrency_conflict"`, `"corrupt"`, `"closed"`, `"poisoned"`,
  * `"quota_exceeded"`, `"invalid_options"`, `"transaction_finished"`,
- * `"already_syncing"`, `"unsupported"`, `"other"`.
+ * `"already_syncing"`, `"unsupported"`, `"storage_lost"` (then
+ * `storageLost` holds the facts: see `StorageLost`), `"other"`.
  *
  * ```js
  * try { await db.put("", {}); } catch (e) {
@@ -54,6 +55,66 @@ export class OutpostError extends Error {
   constructor(message: string, code: string);
   readonly name: "OutpostError";
   readonly code: string;
+  /** With code `"storage_lost"`: what was lost, as far as the browser and the witness know. */
+  readonly storageLost?: StorageLost;
+}
+
+/**
+ * The facts of an IndexedDB database the browser threw away (or replaced by
+ * an empty one): the `storage_lost` error's `storageLost`, and what
+ * `onStorageLost` / `db.on("storage-lost")` receive.
+ */
+export interface StorageLost {
+  /** The database name. */
+  name: string;
+  /**
+   * `"browser_reported"`: the browser said so (`dataLoss` on the open);
+   * `"replaced"`: the database is not the one the witness knew (another id);
+   * `"rolled_back"`: it lacks commits the witness saw completed.
+   */
+  reason: "browser_reported" | "replaced" | "rolled_back";
+  /** The browser's `dataLoss` (`"total"`), as reported when the loss was found, or null. */
+  dataLoss: string | null;
+  /** The browser's `dataLossMessage` (e.g. "IndexedDB (database was corrupt): checksum mismatch"). */
+  dataLossMessage: string;
+  /** What the witness (localStorage) knew of the lost database; null where there is none (web workers). */
+  witness: {
+    dbId: string;
+    lastEtag: number;
+    /** The hub of the last `db.sync()` (no credential), or null if it never synced. */
+    hub: { url: string; identity: string; database: string } | null;
+    /** The last local etag the hub acknowledged, or null. */
+    hubAckedEtag: number | null;
+    /** When the witness was last written (ms since the epoch). */
+    updated: number | null;
+  } | null;
+  /** The database opened now (new and empty after a browser loss). */
+  current: { dbId: string; lastEtag: number };
+  /** Whether the lost database synced with a hub (what the hub acknowledged can be synced back). */
+  synced: boolean;
+  /**
+   * Local writes that are gone for good: never acknowledged by the hub (with
+   * `synced`), or every write made here (without). `ids`: at most 200
+   * distinct ids; `truncated`: there were more (`unlisted` more writes), so
+   * `count` is a lower bound. Null without a witness.
+   */
+  lost: { count: number; ids: string[]; truncated: boolean; unlisted: number } | null;
+  /** When the loss was first found (ms since the epoch). */
+  detectedAt: number;
+  /** A sentence for people: what happened and what is gone. */
+  message: string;
+}
+
+/** Options of `Outpost.open` in the npm package: those of the bindings plus `onStorageLost`. */
+export interface OpenOptionsWithRecovery extends OpenOptions {
+  /**
+   * Opt in to recovery from a lost IndexedDB database: instead of rejecting
+   * with `storage_lost`, the open resolves to a new, empty database (a new
+   * database id: for the hub, a new device of the same identity; start
+   * `db.sync()` to get back what the hub holds) and this function is called
+   * with the facts before `open` resolves.
+   */
+  onStorageLost?: (info: StorageLost) => void;
 }
 
 /**
@@ -181,9 +242,14 @@ export class Outpost {
    * Opens (or creates) a database. Its pages are kept in the host's page store
    * if `options.store` is given (see `PageStoreHost`); else in the IndexedDB
    * database `name` where `indexedDB` exists (browsers, web workers); else in
-   * memory (Node). `options.storage` picks explicitly.
+   * memory (Node). `options.storage` picks explicitly. An unknown option is
+   * refused (`invalid_options`).
+   *
+   * On IndexedDB, a database the browser threw away is never opened silently
+   * as empty: the open rejects with code `"storage_lost"` (the facts in
+   * `error.storageLost`) unless `options.onStorageLost` opts in to recovery.
    */
-  static open(name: string, options?: OpenOptions): Promise<Outpost>;
+  static open(name: string, options?: OpenOptionsWithRecovery): Promise<Outpost>;
   /**
    * Deletes the IndexedDB database `name` and everything in it (close every
    * handle on it first, in every tab). Does nothing where there is no IndexedDB.
@@ -193,6 +259,10 @@ export class Outpost {
   readonly name: string;
   /** The id of this database (its identity in change vectors). */
   readonly dbId: string;
+  /** The facts of a storage loss this open recovered from, or null. */
+  readonly storageLost: StorageLost | null;
+  /** Listens to `"storage-lost"` (called at once if this open recovered from a loss). Returns a function that removes the listener. */
+  on(event: "storage-lost", listener: (info: StorageLost) => void): () => void;
   /** Writes a document (creating or replacing it). */
   put(id: string, doc: Record<string, unknown>, options?: PutOptions): Promise<WriteResult>;
   /** Reads a document with its `@metadata`, or `null`. */
@@ -287,7 +357,11 @@ export class Outpost {
 /**
  * Instantiates the wasm module. `Outpost.open` does it on first use; call it
  * yourself only to load the `.wasm` from somewhere else (browser entry) — a
- * `WebAssembly.Module`, a URL, a `Response` or bytes.
+ * `WebAssembly.Module`, a URL, a `Response` or bytes. With esbuild, which does
+ * not follow `new URL(..., import.meta.url)`: `import wasmUrl from
+ * "@outpost/db/outpost_wasm_bg.wasm"` with `--loader:.wasm=file`, then
+ * `await initOutpost(wasmUrl)`; or import `@outpost/db/inline` instead (the
+ * `.wasm` inlined, nothing to configure).
  */
 export function initOutpost(
   moduleOrPath?: WebAssembly.Module | URL | string | Response | BufferSource,

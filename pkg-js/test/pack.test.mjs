@@ -34,6 +34,8 @@ test("npm pack contains the wasm, JS and d.ts files, installs and runs", async (
     "src/web.js",
     "src/node.js",
     "src/index.d.ts",
+    "src/inline.js",
+    "dist/web/outpost_wasm_inline.js",
     "dist/web/outpost_wasm.js",
     "dist/web/outpost_wasm.d.ts",
     "dist/web/outpost_wasm_bg.wasm",

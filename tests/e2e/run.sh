@@ -8,11 +8,18 @@
 # 2. packs pkg-js (npm pack) into a temporary directory;
 # 3. npm ci here (playwright-core and vite, pinned in package-lock.json);
 # 4. installs the tarball with --no-save (package.json and the lock untouched);
-# 5. vite build of app/ into dist/;
+# 5. vite build of app/ (index.html and lab.html) into dist/;
 # 6. node --test e2e.test.mjs: serves dist/ on 127.0.0.1 (a free port) and
 #    drives /usr/bin/chromium with playwright-core; the screenshot goes to
 #    tests/e2e/artifacts/page.png;
-# 7. cargo build -p outpost-hub (a no-op when it is up to date), then
+# 7. node --test bundlers.test.mjs: the same tiny app built from the tarball
+#    with Vite, webpack and esbuild (the inline entry, and initOutpost with
+#    the file loader), each loaded in headless Chromium;
+# 8. cargo build -p outpost-hub (a no-op when it is up to date), then
+#    node --test storage-lost.test.mjs: a database Chromium discarded (a torn
+#    LevelDB log, a clean session, a restart) is reported as storage_lost,
+#    without and with a hub, and the crash loop (Chromium killed mid-write,
+#    OUTPOST_E2E_CRASH_LOOPS times, default 4); then
 #    node --test sync.test.mjs: a real hub process on 127.0.0.1 serving the
 #    demo site (demo-site/ + the package's web build), two browser contexts
 #    syncing through it (offline edits, a conflict and its resolution, a
@@ -83,11 +90,16 @@ ls -l dist/assets
 echo "--> node --test e2e.test.mjs (Chromium: $CHROMIUM)"
 timeout --kill-after=15 600 node --test --test-timeout=180000 --test-reporter=spec e2e.test.mjs
 
+echo "--> node --test bundlers.test.mjs (Vite, webpack, esbuild)"
+timeout --kill-after=15 600 node --test --test-timeout=180000 --test-reporter=spec bundlers.test.mjs
+
 if [ -z "${OUTPOST_HUB:-}" ]; then
     echo "--> cargo build -p outpost-hub (for the sync test)"
     timeout 1800 cargo build -p outpost-hub --manifest-path "$ROOT/Cargo.toml"
     TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
     export OUTPOST_HUB="$TARGET_DIR/debug/outpost-hub"
 fi
+echo "--> node --test storage-lost.test.mjs (hub: $OUTPOST_HUB)"
+timeout --kill-after=15 900 node --test --test-timeout=420000 --test-reporter=spec storage-lost.test.mjs
 echo "--> node --test sync.test.mjs (hub: $OUTPOST_HUB)"
 timeout --kill-after=15 900 node --test --test-timeout=420000 --test-reporter=spec sync.test.mjs

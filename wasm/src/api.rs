@@ -247,6 +247,8 @@ async fn choose_store(name: &str, opts: &JsValue) -> Result<AnyStore, JsValue> {
 pub struct Outpost {
     db: Database<AnyStore>,
     name: String,
+    /// What the browser said when IndexedDB opened (None: another store).
+    report: Option<outpost::store::idb::OpenReport>,
     /// Set once an operation on this handle panicked (see `crate::panic`).
     panicked: Panicked,
 }
@@ -298,12 +300,17 @@ impl Outpost {
                 opts.cache_bytes = usize::try_from(n).unwrap_or(usize::MAX);
             }
             let store = choose_store(&name, &options).await?;
+            let report = match &store {
+                AnyStore::Idb(s) => Some(s.open_report().clone()),
+                _ => None,
+            };
             let db = Database::open(store, opts)
                 .await
                 .map_err(open_error_to_js)?;
             Ok(Outpost {
                 db,
                 name,
+                report,
                 panicked: Panicked::default(),
             }
             .into())
@@ -334,6 +341,31 @@ impl Outpost {
     #[wasm_bindgen(getter)]
     pub fn name(&self) -> String {
         self.name.clone()
+    }
+
+    /// What the browser said when it opened the IndexedDB database: `{
+    /// created, dataLoss, dataLossMessage }` (`created`: this open created
+    /// it, empty; `dataLoss`: `"none"`, `"total"` or `null` when no
+    /// `upgradeneeded` fired), or `null` for other stores. The package's JS
+    /// layer turns a loss into the `storage_lost` error or event.
+    #[wasm_bindgen(getter, js_name = "__openReport", skip_typescript)]
+    pub fn open_report(&self) -> JsValue {
+        let Some(r) = &self.report else {
+            return JsValue::NULL;
+        };
+        let o = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&o, &"created".into(), &r.created.into());
+        let loss = r
+            .data_loss
+            .as_deref()
+            .map_or(JsValue::NULL, JsValue::from_str);
+        let _ = js_sys::Reflect::set(&o, &"dataLoss".into(), &loss);
+        let _ = js_sys::Reflect::set(
+            &o,
+            &"dataLossMessage".into(),
+            &JsValue::from_str(&r.data_loss_message),
+        );
+        o.into()
     }
 
     /// The id of this database (its identity in change vectors).
@@ -706,6 +738,7 @@ fn batch_from_js(ops: &JsValue) -> Result<Batch, JsValue> {
         if !op.is_object() {
             return Err(invalid_argument(format!("operation {i} is not an object")));
         }
+        check_options(&op, "transaction operation")?;
         let id = id_from_js(&prop(&op, "id"))?;
         match opt_string(&op, "type")?.as_deref() {
             Some("put") => {

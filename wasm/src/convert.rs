@@ -13,12 +13,12 @@
 //! when no `collection` option is given.
 
 use js_sys::{Array, Object, Reflect};
-use outpost::{ChangeVector, Document, Expected, InputError, WriteResult};
+use outpost::{ChangeVector, Document, Expected, WriteResult};
 use serde::Serialize;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
-use crate::error::{invalid_argument, invalid_json, message_of, to_js};
+use crate::error::{invalid_argument, invalid_json, js_error, message_of, to_js};
 
 /// Property `name` of `obj` (`undefined` if `obj` is not an object).
 pub(crate) fn prop(obj: &JsValue, name: &str) -> JsValue {
@@ -28,14 +28,92 @@ pub(crate) fn prop(obj: &JsValue, name: &str) -> JsValue {
     Reflect::get(obj, &name.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
-/// Checks that an options argument is an object, `undefined` or `null`.
+/// The options each operation knows (a key not listed is refused with
+/// `invalid_options`, so a misspelt or unsupported option never passes
+/// silently: `scan({ where: ... })` is an error, not a full scan).
+const KNOWN_OPTIONS: &[(&str, &[&str])] = &[
+    ("open", &["store", "storage", "persist", "cacheBytes"]),
+    ("put", &["collection", "changeVector"]),
+    ("delete", &["changeVector"]),
+    ("scan", &["prefix", "after", "limit"]),
+    ("changes", &["since", "limit"]),
+    ("conflicts", &["after", "limit"]),
+    ("resolve", &["collection"]),
+    ("sync", &["url", "identity", "credential", "database"]),
+    (
+        "transaction operation",
+        &["type", "id", "doc", "collection", "changeVector"],
+    ),
+];
+
+/// Checks that an options argument is an object, `undefined` or `null`, and
+/// that it holds only options `what` knows (see [`KNOWN_OPTIONS`]); an unknown
+/// key is refused with code `invalid_options`, naming the known ones.
 pub(crate) fn check_options(v: &JsValue, what: &str) -> Result<(), JsValue> {
-    if v.is_undefined() || v.is_null() || v.is_object() {
-        Ok(())
+    if v.is_undefined() || v.is_null() {
+        return Ok(());
+    }
+    if !v.is_object() || Array::is_array(v) {
+        return Err(invalid_argument(format!(
+            "{what} options must be an object, got {}",
+            describe(v)
+        )));
+    }
+    let Some((_, known)) = KNOWN_OPTIONS.iter().find(|(w, _)| *w == what) else {
+        return Ok(());
+    };
+    for key in Object::keys(v.unchecked_ref::<Object>()).iter() {
+        let key = key.as_string().unwrap_or_default();
+        if !known.contains(&key.as_str()) {
+            // `change_vector`, `@change-vector`, `ChangeVector`: other
+            // spellings of an option are named.
+            let squash = |k: &str| {
+                k.chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .map(|c| c.to_ascii_lowercase())
+                    .collect::<String>()
+            };
+            let hint = known
+                .iter()
+                .find(|k| squash(k) == squash(&key))
+                .map(|k| format!(" Did you mean {k}?"))
+                .unwrap_or_default();
+            return Err(js_error(
+                "invalid_options",
+                &format!(
+                    "{what}: unknown option {key:?} (known options: {}).{hint}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A short description of a JS value for error messages: its type and, for
+/// primitives, its value (`number 42`, `undefined`, `an array`, `an object`).
+pub(crate) fn describe(v: &JsValue) -> String {
+    if v.is_undefined() {
+        "undefined".into()
+    } else if v.is_null() {
+        "null".into()
+    } else if let Some(n) = v.as_f64() {
+        format!("number {n}")
+    } else if let Some(b) = v.as_bool() {
+        format!("boolean {b}")
+    } else if let Some(s) = v.as_string() {
+        let short: String = s.chars().take(40).collect();
+        format!("string {short:?}")
+    } else if v.is_bigint() {
+        "a bigint".into()
+    } else if v.is_symbol() {
+        "a symbol".into()
+    } else if v.is_function() {
+        "a function".into()
+    } else if Array::is_array(v) {
+        "an array".into()
     } else {
-        Err(invalid_argument(format!(
-            "{what} options must be an object"
-        )))
+        "an object".into()
     }
 }
 
@@ -47,12 +125,9 @@ fn set(obj: &Object, name: &str, v: &JsValue) {
 /// A document id: must be a string (its content is checked by the engine).
 pub(crate) fn id_from_js(v: &JsValue) -> Result<String, JsValue> {
     v.as_string().ok_or_else(|| {
-        to_js(
-            InputError::InvalidId {
-                id: format!("{v:?}"),
-                reason: "a document id must be a string",
-            }
-            .into(),
+        js_error(
+            "invalid_id",
+            &format!("a document id must be a string, got {}", describe(v)),
         )
     })
 }

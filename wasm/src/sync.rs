@@ -634,7 +634,14 @@ fn dispatch(inner: &Rc<Inner>, generation: u64, actions: Vec<EdgeAction>) {
                     set_status(inner, s);
                 }
             }
-            EdgeAction::Pushed { .. } => {}
+            // The hub holds this database's writes up to `upto`: the
+            // package's storage witness records it (storage-lost reports).
+            EdgeAction::Pushed { upto, docs } => {
+                let v = js_sys::Object::new();
+                let _ = js_sys::Reflect::set(&v, &"upto".into(), &(upto as f64).into());
+                let _ = js_sys::Reflect::set(&v, &"docs".into(), &f64::from(docs).into());
+                emit(inner, "pushed", &v);
+            }
             EdgeAction::Close { fatal, .. } => {
                 if fatal {
                     inner.state.borrow_mut().fatal = true;

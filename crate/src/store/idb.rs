@@ -25,6 +25,16 @@
 //! reason of a failed transaction, which is needed to tell a full quota apart
 //! from other failures.
 //!
+//! **Data the browser threw away.** Chromium deletes an origin's whole
+//! IndexedDB when it finds its LevelDB files corrupt (google/leveldb#1287: a
+//! torn log tail, then a clean session, then a checksum mismatch) and reports
+//! it only on the `upgradeneeded` event of the next open (`dataLoss:
+//! "total"`, `dataLossMessage`). The store opens the database itself (not
+//! through rexie) to read that event: [`IdbStore::open_report`] says whether
+//! the database was created by this open and what the browser reported. The
+//! store does not decide what to do about it; the package's JS layer compares
+//! it (and its own witness outside IndexedDB) with what it expected.
+//!
 //! Errors: a commit refused with a `QuotaExceededError` becomes
 //! [`StoreError::QuotaExceeded`]; the transaction was aborted, so nothing of that
 //! commit was written. Any other failure is [`StoreError::Other`] (with the DOM
@@ -32,12 +42,17 @@
 //! [`StoreError::Unsupported`].
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use rexie::{ObjectStore, Rexie, TransactionMode};
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{DomException, IdbDatabase, IdbFactory, IdbObjectStore, IdbRequest, IdbTransaction};
+use web_sys::{
+    DomException, IdbDatabase, IdbFactory, IdbObjectStore, IdbOpenDbRequest, IdbRequest,
+    IdbTransaction,
+};
 
 use super::{Commit, MAX_META, PAGE_SIZE, PageBuf, PageNo, PageStore, StoreError, Sync};
 use crate::platform::BoxFuture;
@@ -52,6 +67,27 @@ const META: &str = "meta";
 const META_KEY: f64 = 0.0;
 /// Page numbers must be exactly representable as JS numbers.
 const MAX_PAGE_NO: PageNo = (1 << 53) - 1;
+
+/// What the browser said when [`IdbStore::open`] opened the database.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The database did not exist: this open created it, empty
+    /// (`upgradeneeded` from version 0).
+    pub created: bool,
+    /// `dataLoss` of the `upgradeneeded` event (`"none"` or `"total"`), when
+    /// the event fired and the browser sets it.
+    pub data_loss: Option<String>,
+    /// `dataLossMessage` of that event (empty when none).
+    pub data_loss_message: String,
+}
+
+impl OpenReport {
+    /// Whether the browser reported that it threw data away (`dataLoss` other
+    /// than `"none"`).
+    pub fn data_lost(&self) -> bool {
+        self.data_loss.as_deref().is_some_and(|d| d != "none")
+    }
+}
 
 /// A page store over one IndexedDB database (see the module documentation).
 ///
@@ -70,6 +106,8 @@ pub struct IdbStore {
     /// Whether a relaxed commit was issued since the last strict transaction
     /// (only then does [`PageStore::sync`] need to write anything).
     relaxed_pending: Cell<bool>,
+    /// What the browser said at open.
+    report: OpenReport,
 }
 
 impl std::fmt::Debug for IdbStore {
@@ -87,16 +125,30 @@ impl IdbStore {
     /// Fails with [`StoreError::Unsupported`] if a database of that name exists
     /// with a newer schema version or other object stores.
     pub async fn open(name: &str) -> Result<IdbStore, StoreError> {
-        let rexie = Rexie::builder(name)
+        // The raw connection first: it creates the schema itself, so that it
+        // sees the `upgradeneeded` event and the browser's `dataLoss` on it
+        // (rexie's upgrade handler would swallow them). rexie then finds the
+        // database at the current version and does not upgrade.
+        let (raw, report) = open_schema(name)
+            .await
+            .map_err(|e| error_from_js("open database", &e))?;
+        let rexie = match Rexie::builder(name)
             .version(VERSION)
             .add_object_store(ObjectStore::new(PAGES))
             .add_object_store(ObjectStore::new(META))
             .build()
             .await
-            .map_err(|e| rexie_error("open database", name, e))?;
+        {
+            Ok(r) => r,
+            Err(e) => {
+                raw.close();
+                return Err(rexie_error("open database", name, e));
+            }
+        };
         let stores = rexie.store_names();
         if !stores.iter().any(|s| s == PAGES) || !stores.iter().any(|s| s == META) {
             rexie.close();
+            raw.close();
             return Err(StoreError::Unsupported {
                 file: name.to_string(),
                 reason: format!(
@@ -104,13 +156,6 @@ impl IdbStore {
                 ),
             });
         }
-        let raw = match open_raw(name).await {
-            Ok(db) => db,
-            Err(e) => {
-                rexie.close();
-                return Err(error_from_js("open database", &e));
-            }
-        };
         Ok(IdbStore {
             name: name.to_string(),
             rexie: RefCell::new(Some(rexie)),
@@ -118,7 +163,15 @@ impl IdbStore {
             last_meta: RefCell::new(None),
             relaxed_pending: Cell::new(false),
             fail_after: Cell::new(None),
+            report,
         })
+    }
+
+    /// What the browser said when this store opened the database: whether it
+    /// was created empty by this open, and the `dataLoss` the browser reported
+    /// (see the module documentation).
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
     }
 
     /// The IndexedDB database name.
@@ -481,11 +534,64 @@ async fn request(req: &IdbRequest) -> Result<JsValue, JsValue> {
     }
 }
 
-/// Opens the current version of the database (already created by rexie).
-async fn open_raw(name: &str) -> Result<IdbDatabase, JsValue> {
-    let req = factory()?.open(name)?;
-    let db = request(&req).await?;
-    db.dyn_into::<IdbDatabase>()
+/// Opens the database at [`VERSION`], creating the object stores in
+/// `upgradeneeded` if it is new, and reports what that event said.
+async fn open_schema(name: &str) -> Result<(IdbDatabase, OpenReport), JsValue> {
+    let req: IdbOpenDbRequest = factory()?.open_with_u32(name, VERSION)?;
+    let report = Rc::new(RefCell::new(OpenReport::default()));
+    let failure: Rc<RefCell<Option<JsValue>>> = Rc::new(RefCell::new(None));
+    let on_upgrade = {
+        let report = report.clone();
+        let failure = failure.clone();
+        let req = req.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+            let get = |k: &str| Reflect::get(&ev, &JsValue::from_str(k)).ok();
+            {
+                let mut r = report.borrow_mut();
+                r.created = get("oldVersion").and_then(|v| v.as_f64()) == Some(0.0);
+                r.data_loss = get("dataLoss").and_then(|v| v.as_string());
+                r.data_loss_message = get("dataLossMessage")
+                    .and_then(|v| v.as_string())
+                    .unwrap_or_default();
+            }
+            if let Err(e) = create_stores(&req) {
+                // Abort the upgrade: the open then fails with an AbortError.
+                if let Some(tx) = req.transaction() {
+                    let _ = tx.abort();
+                }
+                *failure.borrow_mut() = Some(e);
+            }
+        })
+    };
+    req.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
+    let outcome = request(&req).await;
+    req.set_onupgradeneeded(None);
+    drop(on_upgrade);
+    if let Some(e) = failure.borrow_mut().take() {
+        if let Ok(db) = outcome.and_then(|d| d.dyn_into::<IdbDatabase>()) {
+            db.close();
+        }
+        return Err(e);
+    }
+    let db = outcome?.dyn_into::<IdbDatabase>()?;
+    let report = report.borrow().clone();
+    Ok((db, report))
+}
+
+/// In `upgradeneeded`: creates [`PAGES`] and [`META`] where missing.
+fn create_stores(req: &IdbOpenDbRequest) -> Result<(), JsValue> {
+    let db: IdbDatabase = req.result()?.dyn_into()?;
+    let names = Reflect::get(&db, &JsValue::from_str("objectStoreNames"))?;
+    let contains: Function = Reflect::get(&names, &JsValue::from_str("contains"))?.dyn_into()?;
+    for store in [PAGES, META] {
+        if !contains
+            .call1(&names, &JsValue::from_str(store))?
+            .is_truthy()
+        {
+            db.create_object_store(store)?;
+        }
+    }
+    Ok(())
 }
 
 /// `db.transaction(["pages", "meta"], "readwrite", { durability })`, called

@@ -1,0 +1,115 @@
+// Issue 8 point 6 (JS API): unknown options are refused with a typed error
+// instead of being ignored; a wrong argument type is described in JS terms
+// (not "JsValue(42)"); the change vector has one spelling per surface:
+// `changeVector` in the JS API's own objects (options, write results,
+// conflicts, rejections), `@change-vector` inside a document's `@metadata`
+// (the document format every surface shares), never `change_vector`.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Outpost, OutpostError } from "@outpost/db";
+
+async function rejectsWith(promise, code, pattern) {
+  await assert.rejects(promise, (e) => {
+    assert.ok(e instanceof OutpostError, `expected an OutpostError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    if (pattern) assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+test("unknown options are refused with invalid_options, naming the known ones", async () => {
+  const db = await Outpost.open("surface-options");
+  await db.put("notes/1", { a: 1 });
+  await db.put("tasks/1", { a: 2 });
+
+  // The report of issue 8: scan({ where }) returned everything.
+  await rejectsWith(db.scan({ where: { a: 1 } }), "invalid_options", /scan: unknown option "where" \(known options: prefix, after, limit\)/);
+  await rejectsWith(db.scan({ prefx: "notes/" }), "invalid_options", /"prefx"/);
+  await rejectsWith(db.changes({ from: 3 }), "invalid_options", /changes: unknown option "from"/);
+  await rejectsWith(db.conflicts({ limt: 3 }), "invalid_options", /conflicts/);
+  await rejectsWith(db.put("notes/2", { a: 1 }, { colection: "Notes" }), "invalid_options", /put: unknown option "colection"/);
+  await rejectsWith(db.delete("notes/1", { force: true }), "invalid_options", /delete: unknown option "force"/);
+  await rejectsWith(db.resolve("notes/1", { a: 3 }, { id: "x" }), "invalid_options", /resolve/);
+  await rejectsWith(db.transaction([{ type: "put", id: "notes/3", doc: {}, colection: "Notes" }]), "invalid_options", /transaction operation: unknown option "colection"/);
+  await rejectsWith(
+    db.transaction(async (tx) => {
+      tx.put("notes/4", {}, { colection: "Notes" });
+    }),
+    "invalid_options",
+    /colection/,
+  );
+  await rejectsWith(Outpost.open("surface-options-2", { cache: 1 << 20 }), "invalid_options", /open: unknown option "cache" \(known options: store, storage, persist, cacheBytes, onStorageLost\)/);
+  await rejectsWith(Outpost.open("surface-options-2", { onStorageLost: true }), "invalid_options", /onStorageLost must be a function/);
+  // Nothing of the refused writes was written.
+  assert.equal(await db.count(), 2);
+  assert.equal(await db.get("notes/2"), null);
+  // Known options still work, and so do undefined and null.
+  assert.equal((await db.scan({ prefix: "notes/" })).length, 1);
+  assert.equal((await db.scan(undefined)).length, 2);
+  assert.equal((await db.scan(null)).length, 2);
+  assert.equal((await db.changes({ since: 0, limit: 1 })).length, 1);
+  await rejectsWith(db.scan("notes/"), "invalid_argument", /scan options must be an object, got string "notes\/"/);
+  await db.close();
+});
+
+test("a wrong argument type says what was expected and what was given", async () => {
+  const db = await Outpost.open("surface-types");
+  for (const [arg, shown] of [
+    [42, "number 42"],
+    [undefined, "undefined"],
+    [null, "null"],
+    [{ id: "x" }, "an object"],
+    [["a"], "an array"],
+    [true, "boolean true"],
+  ]) {
+    await assert.rejects(db.get(arg), (e) => {
+      assert.equal(e.code, "invalid_id");
+      assert.doesNotMatch(e.message, /JsValue/, e.message);
+      assert.equal(e.message, `a document id must be a string, got ${shown}`);
+      return true;
+    });
+  }
+  await rejectsWith(db.put(7, {}), "invalid_id", /must be a string, got number 7/);
+  await rejectsWith(db.delete(7), "invalid_id", /got number 7/);
+  await db.close();
+});
+
+/** Every key (nested) of a value, with its path. */
+function keys(v, path = "$", out = []) {
+  if (Array.isArray(v)) v.forEach((x, i) => keys(x, `${path}[${i}]`, out));
+  else if (v && typeof v === "object") {
+    for (const [k, x] of Object.entries(v)) {
+      out.push([`${path}.${k}`, k]);
+      keys(x, `${path}.${k}`, out);
+    }
+  }
+  return out;
+}
+
+test("the change vector: changeVector in API objects, @change-vector in @metadata, nothing else", async () => {
+  const db = await Outpost.open("surface-cv");
+  const put = await db.put("notes/1", { a: 1 }, { collection: "Notes" });
+  const tx = await db.transaction([{ type: "put", id: "notes/2", doc: { a: 2 } }, { type: "delete", id: "notes/2" }]);
+  const del = await db.delete("notes/1");
+  const doc = (await db.changes({ since: 0 }))[0];
+  const outputs = { put, tx, del, changes: await db.changes(), scan: await db.scan(), conflicts: await db.conflicts(), stats: db.stats() };
+  for (const [path, k] of keys(outputs)) {
+    assert.ok(!/change[_-]?vector/i.test(k) || k === "changeVector" || k === "@change-vector", `${path}: ${k}`);
+    if (k === "@change-vector") assert.match(path, /\["?@metadata"?\]|\.@metadata\.@change-vector$/, path);
+    if (k === "changeVector") assert.doesNotMatch(path, /@metadata/, path);
+  }
+  assert.equal(typeof put.changeVector, "string");
+  assert.equal(typeof doc["@metadata"]["@change-vector"], "string");
+
+  // As input, only `changeVector` is an option: the other spellings used to be
+  // ignored silently (a write without its concurrency check); now refused.
+  const cur = await db.put("notes/3", { v: 1 });
+  for (const spelling of ["change_vector", "@change-vector", "ChangeVector"]) {
+    await rejectsWith(db.put("notes/3", { v: 2 }, { [spelling]: "A:1-zzzz" }), "invalid_options", /Did you mean changeVector\?/);
+    await rejectsWith(db.delete("notes/3", { [spelling]: cur.changeVector }), "invalid_options", /Did you mean changeVector\?/);
+  }
+  assert.equal((await db.get("notes/3")).v, 1, "nothing was written");
+  await rejectsWith(db.put("notes/3", { v: 2 }, { changeVector: put.changeVector }), "concurrency_conflict");
+  assert.equal((await db.put("notes/3", { v: 2 }, { changeVector: cur.changeVector })).id, "notes/3");
+  await db.close();
+});
