@@ -310,12 +310,11 @@ fn emit(inner: &Inner, kind: &str, value: &JsValue) {
 
 fn web_sys_log(msg: &str) {
     let console = js_sys::Reflect::get(&js_sys::global(), &"console".into()).ok();
-    if let Some(c) = console {
-        if let Ok(f) = js_sys::Reflect::get(&c, &"warn".into()) {
-            if let Ok(f) = f.dyn_into::<Function>() {
-                let _ = f.call1(&c, &JsValue::from_str(msg));
-            }
-        }
+    if let Some(c) = console
+        && let Ok(f) = js_sys::Reflect::get(&c, &"warn".into())
+        && let Ok(f) = f.dyn_into::<Function>()
+    {
+        let _ = f.call1(&c, &JsValue::from_str(msg));
     }
 }
 
