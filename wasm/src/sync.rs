@@ -232,7 +232,8 @@ impl EdgeSync {
     #[wasm_bindgen(getter)]
     pub fn grant(&self) -> JsValue {
         let g = self.inner.state.borrow().grant.clone();
-        g.and_then(|g| value_to_js(&g).ok()).unwrap_or(JsValue::NULL)
+        g.and_then(|g| value_to_js(&g).ok())
+            .unwrap_or(JsValue::NULL)
     }
 
     /// Feeds `LocalChanged`: the application committed a write (here or in
