@@ -85,6 +85,7 @@ struct Stats {
     rejected: u64,
     crashes: u64,
     drops: u64,
+    wipes: u64,
     kept_conflicts: u64,
 }
 
@@ -496,6 +497,7 @@ impl Sim {
             }
             85 | 86 => {
                 self.log.push(format!("wipe edge {i}"));
+                self.stats.wipes += 1;
                 self.wipe(i);
             }
             _ => {
@@ -682,6 +684,7 @@ fn seeded_simulation_converges_and_loses_nothing() {
                 total.rejected += s.rejected;
                 total.crashes += s.crashes;
                 total.drops += s.drops;
+                total.wipes += s.wipes;
                 total.kept_conflicts += s.kept_conflicts;
             }
             Err(_) => {
@@ -691,11 +694,12 @@ fn seeded_simulation_converges_and_loses_nothing() {
     }
     println!(
         "sync simulation: {seeds} seeds × 400 steps, 1 hub + {EDGES} edges, all converged; \
-         {} frames delivered, {} crashes, {} dropped connections, {} conflicts met at the hub, \
-         {} kept (manual) at the end, {} rejections",
+         {} frames delivered, {} crashes, {} dropped connections, {} devices wiped or replaced, \
+         {} conflicts met at the hub, {} kept (manual) at the end, {} rejections",
         total.frames,
         total.crashes,
         total.drops,
+        total.wipes,
         total.settled,
         total.kept_conflicts,
         total.rejected
