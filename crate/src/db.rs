@@ -1806,11 +1806,22 @@ async fn apply_remote<S: PageStore>(
         return Ok(None);
     }
     let etag = ctx.w.meta.last_etag + 1;
+    // The result keeps the source tag when every version in it came from
+    // that source: the versions received now, and the held ones if they too
+    // were stored as received from it. That peer holds them all (or newer),
+    // so they are not sent back to it; in particular an edge does not push
+    // back a conflict it merged from versions its hub sent (a read-only edge
+    // would get `write_denied` for a document it never touched).
+    let held_from_source = source.is_some()
+        && current
+            .as_ref()
+            .is_some_and(|c| c.source.as_deref() == source);
+    let all_from_source = m.from_incoming.len() == m.versions.len() || held_from_source;
+    let source = if all_from_source { source } else { None };
     let (versions, outcome, source) = if m.versions.len() == 1 {
-        let src = if m.exactly_incoming { source } else { None };
-        (m.versions, WriteOutcome::Applied, src)
+        (m.versions, WriteOutcome::Applied, source)
     } else if policy == ConflictPolicy::Manual {
-        (m.versions, WriteOutcome::Conflict, None)
+        (m.versions, WriteOutcome::Conflict, source)
     } else {
         let w = match policy {
             ConflictPolicy::HubWins => m.held_winner.unwrap_or(0),

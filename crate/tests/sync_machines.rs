@@ -10,7 +10,7 @@ use outpost::sync::frame::MAX_FRAME_BYTES;
 use outpost::sync::hub::WINDOW;
 use outpost::sync::{
     ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, Grant,
-    HubAction, HubEvent, HubSession, Prefixes, SyncStatus, WireDoc,
+    HubAction, HubEvent, HubSession, Prefixes, SyncStatus, WireDoc, WireGrant,
 };
 use outpost::{ChangeVector, DbId, DocFlags, DocumentMeta};
 
@@ -197,6 +197,7 @@ fn protocol_violations_end_the_session_with_a_typed_error() {
             pending: 0,
             max_frame_bytes: 0,
             heartbeat_ms: 0,
+            grant: None,
         }
         .encode(),
         Frame::ChangesAck { upto: 77 }.encode(),
@@ -367,6 +368,7 @@ fn an_edge_records_a_rejection_and_does_not_retry_it() {
         pending: 0,
         max_frame_bytes: MAX_FRAME_BYTES as u32,
         heartbeat_ms: 15_000,
+        grant: None,
     }
     .encode();
     let a = e.handle(EdgeEvent::Received(&welcome), 0);
@@ -421,4 +423,243 @@ fn sent_edge(acts: &[EdgeAction]) -> Vec<Frame> {
             _ => None,
         })
         .collect()
+}
+
+/// A hub session of identity "laptop" on device `device`, handshaken with
+/// protocol versions `min..=max`; returns it and the frames it sent.
+fn hub_for(device: DbId, min: u16, max: u16, g: Grant) -> (HubSession, Vec<Frame>) {
+    let mut h = HubSession::new(0);
+    let hello = Frame::Hello {
+        min_version: min,
+        max_version: max,
+        db_id: device,
+        database: "main".into(),
+        identity: "laptop".into(),
+        credential: "t".into(),
+        pull_checkpoint: 0,
+        checkpoint_hub: DbId([0; 16]),
+    }
+    .encode();
+    h.handle(HubEvent::Received(&hello), 0);
+    let a = h.handle(
+        HubEvent::Authorized {
+            grant: g,
+            hub_db_id: HUB,
+            hub_last_etag: 100,
+            push_checkpoint: 0,
+            pending: 0,
+            pull_from: 0,
+        },
+        0,
+    );
+    (h, sent(&a))
+}
+
+#[test]
+fn the_hub_holds_back_only_what_this_device_sent() {
+    let device = DbId([1; 16]);
+    let twin = DbId([2; 16]);
+    let (mut h, _) = hub_for(device, 1, 2, grant());
+    let g = grant();
+    let tagged = |id: &str, etag: u64, source: Option<String>| {
+        let mut d = doc(id, etag, 1);
+        d.meta.source = source;
+        d
+    };
+    let docs = vec![
+        // Pushed by this very device: it has it.
+        tagged("notes/mine", 1, Some(g.source_for(&device))),
+        // Pushed by another device of the same identity.
+        tagged("notes/twin", 2, Some(g.source_for(&twin))),
+        // Tagged by an older hub with the identity only (no device).
+        tagged("notes/legacy", 3, Some("edge:laptop".into())),
+        // Pushed by another identity; and written at the hub.
+        tagged(
+            "notes/other",
+            4,
+            Some("edge:desktop/AAAAAAAAAAAAAAAAAAAAAA".into()),
+        ),
+        tagged("notes/hub", 5, None),
+    ];
+    let a = h.handle(
+        HubEvent::ChangesRead {
+            docs,
+            complete: true,
+            last_etag: 5,
+        },
+        0,
+    );
+    let ids: Vec<String> = sent(&a)
+        .into_iter()
+        .flat_map(|f| match f {
+            Frame::Changes { docs, .. } => docs.into_iter().map(|d| d.id).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        ["notes/twin", "notes/legacy", "notes/other", "notes/hub"]
+    );
+    // What the device pushes is tagged with the device, not only the identity.
+    let a = h.handle(
+        HubEvent::Received(&push(vec![wire(
+            "notes/new",
+            ChangeVector::new().with(device, 3),
+            "{}",
+        )])),
+        0,
+    );
+    match a.iter().find(|x| matches!(x, HubAction::ApplyPush { .. })) {
+        Some(HubAction::ApplyPush { docs, .. }) => {
+            assert_eq!(
+                docs[0].0.source.as_deref(),
+                Some(format!("edge:laptop/{device}").as_str())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_welcome_states_the_grant_from_protocol_version_2() {
+    let mut ro = grant();
+    ro.read = Prefixes::parse(&["notes/".into(), "*".into()]).unwrap();
+    ro.write = Prefixes::parse(&[]).unwrap();
+    let (_, f) = hub_for(EDGE, 1, 2, ro.clone());
+    let welcome = match &f[0] {
+        Frame::Welcome {
+            version: 2, grant, ..
+        } => {
+            assert_eq!(
+                grant.as_ref().unwrap(),
+                &WireGrant {
+                    read: vec!["*".into(), "notes/".into()],
+                    write: vec![],
+                }
+            );
+            f[0].encode()
+        }
+        other => panic!("{other:?}"),
+    };
+    // A version 1 edge gets a version 1 Welcome, without the grant.
+    let (_, f) = hub_for(EDGE, 1, 1, ro);
+    assert!(matches!(
+        f[0],
+        Frame::Welcome {
+            version: 1,
+            grant: None,
+            ..
+        }
+    ));
+    // The edge offers 1 to 2 and reports the grant to its shell.
+    let mut e = EdgeSession::new(
+        EdgeConfig::new("main", "laptop", "t"),
+        EdgePersisted {
+            db_id: EDGE,
+            pull_checkpoint: 0,
+            checkpoint_hub: None,
+            rejected: Default::default(),
+        },
+        0,
+    );
+    let a = e.handle(EdgeEvent::Opened, 0);
+    assert!(matches!(
+        sent_edge(&a)[..],
+        [Frame::Hello {
+            min_version: 1,
+            max_version: 2,
+            ..
+        }]
+    ));
+    let a = e.handle(EdgeEvent::Received(&welcome), 0);
+    assert!(a.contains(&EdgeAction::Granted(WireGrant {
+        read: vec!["*".into(), "notes/".into()],
+        write: vec![],
+    })));
+}
+
+/// Storage of an edge: applying what the hub sent, then reading what to push.
+#[test]
+fn a_read_only_edge_pushes_nothing_it_received_even_a_conflict() {
+    use futures::executor::block_on;
+    use outpost::sync::driver::edge_storage;
+    use outpost::{Database, OpenOptions, store::MemoryStore};
+    block_on(async {
+        let db = Database::open(MemoryStore::new(), OpenOptions::default())
+            .await
+            .unwrap();
+        let cfg = EdgeConfig::new("main", "reader", "t");
+        let (w1, w2) = (DbId([3; 16]), DbId([4; 16]));
+        let v0 = ChangeVector::new().with(w1, 1);
+        let remote = |versions: Vec<RawVersion>| outpost::db::RemoteDoc {
+            id: "notes/card".into(),
+            collection: Some("Cards".into()),
+            versions,
+            source: Some("hub".into()),
+        };
+        let apply = |docs, upto| EdgeAction::ApplyRemote {
+            docs,
+            upto,
+            from: upto - 1,
+            hub_db_id: HUB,
+        };
+        // First the document, then the conflict two writers made of it (the
+        // hub keeps both versions: manual policy), in two batches.
+        let ev = edge_storage(
+            &db,
+            &cfg,
+            &apply(vec![remote(vec![version(v0.clone(), "{\"v\":0}")])], 1),
+        )
+        .await;
+        assert!(matches!(ev, Some(EdgeEvent::Applied)));
+        let a = version(v0.with(w1, 2), "{\"v\":\"a\"}");
+        let b = version(v0.with(w2, 1), "{\"v\":\"b\"}");
+        let ev = edge_storage(&db, &cfg, &apply(vec![remote(vec![b.clone()])], 2)).await;
+        assert!(matches!(ev, Some(EdgeEvent::Applied)));
+        let ev = edge_storage(&db, &cfg, &apply(vec![remote(vec![a, b])], 3)).await;
+        assert!(matches!(ev, Some(EdgeEvent::Applied)));
+        let held = db.get("notes/card").await.unwrap().unwrap();
+        assert_eq!(held.conflicts.len(), 1, "the edge keeps the conflict");
+        assert_eq!(held.meta.source.as_deref(), Some("hub"));
+        // The edge's push: nothing but the checkpoint move.
+        let mut e = EdgeSession::new(
+            cfg.clone(),
+            EdgePersisted {
+                db_id: EDGE,
+                pull_checkpoint: 3,
+                checkpoint_hub: Some(HUB),
+                rejected: Default::default(),
+            },
+            0,
+        );
+        e.handle(EdgeEvent::Opened, 0);
+        let welcome = Frame::Welcome {
+            version: 2,
+            hub_db_id: HUB,
+            push_checkpoint: 0,
+            hub_last_etag: 3,
+            pending: 0,
+            max_frame_bytes: MAX_FRAME_BYTES as u32,
+            heartbeat_ms: 15_000,
+            grant: None,
+        }
+        .encode();
+        let mut acts = e.handle(EdgeEvent::Received(&welcome), 0);
+        let mut pushed = Vec::new();
+        for _ in 0..10 {
+            let Some(read) = acts
+                .iter()
+                .find(|x| matches!(x, EdgeAction::ReadLocal { .. }))
+            else {
+                break;
+            };
+            let ev = edge_storage(&db, &cfg, read).await.unwrap();
+            acts = e.handle(ev, 0);
+            pushed.extend(sent_edge(&acts));
+        }
+        match &pushed[..] {
+            [Frame::Push { docs, .. }] => assert!(docs.is_empty(), "pushed {docs:?}"),
+            other => panic!("{other:?}"),
+        }
+    });
 }

@@ -1,19 +1,27 @@
-//! Seeded simulation of one hub and five edges running the real replication
+//! Seeded simulation of one hub and seven edges running the real replication
 //! state machines and storage driver over in-memory databases, with random
-//! edits, disconnects, crashes, dropped connections and clock jumps; no
-//! network. Every seed ends by healing all links and checks:
+//! edits, disconnects, crashes, dropped connections, clock jumps and devices
+//! wiped or replaced (a fresh database, so a new db id); no network. Edges 0
+//! and 5 are two devices of one identity; edge 6 is a read-only identity
+//! that never writes. Every seed ends by healing all links and checks:
 //! - convergence: every edge holds exactly the hub's documents inside its
 //!   read prefixes (same versions, same conflicts, same bodies);
 //! - no acknowledged write lost: every local write an edge committed inside
 //!   its write prefixes is at the hub, as is or superseded;
 //! - scope: no edge holds a hub document outside its read prefixes, and the
-//!   hub holds nothing an edge was not allowed to write.
+//!   hub holds nothing an edge was not allowed to write;
+//! - no false rejection: every rejection an edge recorded names a document
+//!   it wrote itself (so the read-only edge has none).
+//!
+//! Named scenarios below the seeded run replay the cases of issue 8 step by
+//! step: two devices of one identity, a wiped device, a replaced device, a
+//! read-only edge receiving a conflict made by two writers.
 //!
 //! `OUTPOST_SIM_SEEDS=N` runs N seeds (default 200); `OUTPOST_SIM_SEED=S`
 //! runs only seed S (a failure prints its seed).
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -30,7 +38,16 @@ use serde_json::json;
 
 type Db = Database<Arc<MemoryStore>>;
 
-const EDGES: usize = 5;
+const EDGES: usize = 7;
+/// The second device of edge 0's identity.
+const TWIN: usize = 5;
+/// The read-only identity.
+const READER: usize = 6;
+
+/// The identity (as an index of [`grant`]) edge `i` syncs as.
+fn owner(i: usize) -> usize {
+    if i == TWIN { 0 } else { i }
+}
 
 struct Edge {
     store: Arc<MemoryStore>,
@@ -39,6 +56,8 @@ struct Edge {
     grant: Grant,
     /// Local writes inside the write prefixes: (id, cv).
     acked: Vec<(String, ChangeVector)>,
+    /// Every id this device wrote locally (lowercase).
+    wrote: HashSet<String>,
 }
 
 struct Link {
@@ -66,6 +85,7 @@ struct Stats {
     rejected: u64,
     crashes: u64,
     drops: u64,
+    wipes: u64,
     kept_conflicts: u64,
 }
 
@@ -86,6 +106,7 @@ fn grant(i: usize) -> Grant {
     let (read, write) = match i {
         0 | 1 => (p(&[&own, "shared/"]), p(&[&own, "shared/"])),
         2 => (p(&["*"]), p(&[&own, "shared/"])),
+        READER => (p(&["*"]), p(&[])),
         _ => (p(&[&own]), p(&[&own])),
     };
     let mut policies = HashMap::new();
@@ -113,9 +134,10 @@ impl Sim {
             edges.push(Edge {
                 store,
                 db,
-                cfg: EdgeConfig::new("main", &format!("edge{i}"), "token"),
-                grant: grant(i),
+                cfg: EdgeConfig::new("main", &format!("edge{}", owner(i)), "token"),
+                grant: grant(owner(i)),
                 acked: Vec::new(),
+                wrote: HashSet::new(),
             });
         }
         Sim {
@@ -292,6 +314,7 @@ impl Sim {
     }
 
     fn pick_id(&mut self, i: usize) -> String {
+        let i = owner(i);
         let n = self.rng.below(6);
         match self.rng.below(10) {
             0..=4 => format!("e{i}/d{n}"),
@@ -302,6 +325,9 @@ impl Sim {
     }
 
     fn edge_write(&mut self, i: usize) {
+        if i == READER {
+            return;
+        }
         let id = self.pick_id(i);
         let coll =
             ["Notes", "Cards", "Tasks"][(id.len() + id.as_bytes()[id.len() - 1] as usize) % 3];
@@ -338,12 +364,63 @@ impl Sim {
             if std::env::var("OUTPOST_SIM_TRACE").as_deref() == Ok(r.id.as_str()) {
                 eprintln!("edge {i} local write {} {:?}", r.change_vector, r.outcome);
             }
-            let e = &mut self.edges[i];
-            if e.grant.write.allows(&r.id) {
-                e.acked.push((r.id.clone(), r.change_vector.clone()));
-            }
+            self.wrote(i, &r);
         }
         self.edge_event(i, EdgeEvent::LocalChanged);
+    }
+
+    fn wrote(&mut self, i: usize, r: &outpost::WriteResult) {
+        let e = &mut self.edges[i];
+        e.wrote.insert(r.id.to_lowercase());
+        if e.grant.write.allows(&r.id) {
+            e.acked.push((r.id.clone(), r.change_vector.clone()));
+        }
+    }
+
+    /// A put of `id` in collection `coll` on edge `i`.
+    fn put(&mut self, i: usize, id: &str, coll: &str, body: serde_json::Value) {
+        let db = &self.edges[i].db;
+        let r = block_on(db.put_with(
+            id,
+            body,
+            PutOptions {
+                collection: Some(coll.into()),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+        self.wrote(i, &r);
+        self.edge_event(i, EdgeEvent::LocalChanged);
+    }
+
+    /// The device of edge `i` is wiped (browser storage cleared) or replaced
+    /// by a new one: its database starts empty, with a new db id. Its
+    /// writes that had not reached the hub are gone with it.
+    fn wipe(&mut self, i: usize) {
+        self.links[i] = None;
+        let hub_docs = block_on(self.hub.changes(0, 1_000_000)).unwrap();
+        let at_hub = |id: &str, cv: &ChangeVector| {
+            hub_docs.iter().any(|d| {
+                d.id.to_lowercase() == id.to_lowercase()
+                    && std::iter::once(&d.meta.change_vector)
+                        .chain(d.conflicts.iter().map(|c| &c.change_vector))
+                        .any(|h| matches!(h.compare(cv), CvOrder::Equal | CvOrder::Newer))
+            })
+        };
+        let old = self.edges[i].db.db_id();
+        let store = Arc::new(MemoryStore::new());
+        let db = block_on(Database::open(store.clone(), opts(&self.now))).unwrap();
+        assert_ne!(db.db_id(), old);
+        let e = &mut self.edges[i];
+        e.acked.retain(|(id, cv)| at_hub(id, cv));
+        e.wrote.clear();
+        e.store = store;
+        e.db = db;
+    }
+
+    /// The document `id` as edge `i` holds it.
+    fn get(&self, i: usize, id: &str) -> Option<outpost::Document> {
+        block_on(self.edges[i].db.get(id)).unwrap()
     }
 
     fn hub_write(&mut self) {
@@ -417,6 +494,11 @@ impl Sim {
             81..=84 => {
                 let ms = self.rng.below(20_000) as i64;
                 self.tick(ms);
+            }
+            85 | 86 => {
+                self.log.push(format!("wipe edge {i}"));
+                self.stats.wipes += 1;
+                self.wipe(i);
             }
             _ => {
                 if self.links[i].is_none() {
@@ -521,8 +603,18 @@ impl Sim {
                 }
                 assert!(ok, "edge {i}'s write of {id} ({cv}) is lost at the hub");
             }
-            // Writes outside the write prefixes were rejected and recorded.
+            // Writes outside the write prefixes were rejected and recorded;
+            // every recorded rejection is about a document this device
+            // wrote (never about versions it only received).
             let rej = block_on(rejections(&e.db, &e.cfg)).unwrap();
+            for r in &rej {
+                assert!(
+                    e.wrote.contains(&r.id.to_lowercase()),
+                    "edge {i} got a rejection for {} ({}), which it never wrote",
+                    r.id,
+                    r.code
+                );
+            }
             let forbidden = edge_docs
                 .iter()
                 .filter(|d| d.id.starts_with("forbidden/"))
@@ -592,6 +684,7 @@ fn seeded_simulation_converges_and_loses_nothing() {
                 total.rejected += s.rejected;
                 total.crashes += s.crashes;
                 total.drops += s.drops;
+                total.wipes += s.wipes;
                 total.kept_conflicts += s.kept_conflicts;
             }
             Err(_) => {
@@ -601,13 +694,111 @@ fn seeded_simulation_converges_and_loses_nothing() {
     }
     println!(
         "sync simulation: {seeds} seeds × 400 steps, 1 hub + {EDGES} edges, all converged; \
-         {} frames delivered, {} crashes, {} dropped connections, {} conflicts met at the hub, \
-         {} kept (manual) at the end, {} rejections",
+         {} frames delivered, {} crashes, {} dropped connections, {} devices wiped or replaced, \
+         {} conflicts met at the hub, {} kept (manual) at the end, {} rejections",
         total.frames,
         total.crashes,
         total.drops,
+        total.wipes,
         total.settled,
         total.kept_conflicts,
         total.rejected
     );
+}
+
+/// Runs a named scenario: a healed simulation, then `f`, then the checks of
+/// the seeded run (convergence, nothing lost, scope, no false rejection).
+fn scenario(f: impl FnOnce(&mut Sim)) -> Sim {
+    let mut sim = Sim::new(1);
+    sim.heal();
+    f(&mut sim);
+    sim.heal();
+    sim.check();
+    sim
+}
+
+#[test]
+fn two_devices_of_one_identity_receive_each_others_writes() {
+    scenario(|sim| {
+        sim.put(0, "e0/from-first", "Notes", json!({"by": "first"}));
+        sim.put(TWIN, "e0/from-second", "Notes", json!({"by": "second"}));
+        sim.put(TWIN, "shared/from-second", "Cards", json!({"by": "second"}));
+        sim.heal();
+        for i in [0, TWIN] {
+            for id in ["e0/from-first", "e0/from-second", "shared/from-second"] {
+                assert!(sim.get(i, id).is_some(), "device {i} misses {id}");
+            }
+        }
+        // Both devices edit a note the other wrote; each gets the other's edit.
+        sim.put(0, "e0/from-second", "Notes", json!({"edited": "first"}));
+        sim.heal();
+        assert_eq!(
+            sim.get(TWIN, "e0/from-second").unwrap().body,
+            json!({"edited": "first"})
+        );
+    });
+}
+
+#[test]
+fn a_wiped_device_gets_its_own_writes_back() {
+    scenario(|sim| {
+        sim.put(0, "e0/mine", "Notes", json!({"n": 1}));
+        sim.put(0, "shared/mine", "Cards", json!({"n": 2}));
+        sim.heal();
+        sim.wipe(0);
+        sim.heal();
+        assert_eq!(sim.get(0, "e0/mine").unwrap().body, json!({"n": 1}));
+        assert_eq!(sim.get(0, "shared/mine").unwrap().body, json!({"n": 2}));
+        // The re-synced device writes again and its twin gets it.
+        sim.put(0, "e0/mine", "Notes", json!({"n": 3}));
+        sim.heal();
+        assert_eq!(sim.get(TWIN, "e0/mine").unwrap().body, json!({"n": 3}));
+    });
+}
+
+#[test]
+fn a_replaced_device_gets_everything_its_identity_may_read() {
+    scenario(|sim| {
+        sim.put(TWIN, "e0/old-device", "Notes", json!({"n": 1}));
+        sim.put(0, "e0/other-device", "Notes", json!({"n": 2}));
+        sim.put(1, "shared/someone-else", "Notes", json!({"n": 3}));
+        sim.heal();
+        // The old device is lost; a new one (new database, new db id) takes
+        // its place under the same identity.
+        sim.wipe(TWIN);
+        sim.heal();
+        for id in ["e0/old-device", "e0/other-device", "shared/someone-else"] {
+            assert!(sim.get(TWIN, id).is_some(), "the new device misses {id}");
+        }
+    });
+}
+
+#[test]
+fn a_read_only_edge_gets_no_rejection_for_a_conflict_it_did_not_make() {
+    let sim = scenario(|sim| {
+        // Two writers make a conflict the hub keeps (`Cards`: manual).
+        sim.put(0, "shared/card", "Cards", json!({"v": 0}));
+        sim.heal();
+        assert!(sim.get(READER, "shared/card").is_some());
+        sim.links[0] = None;
+        sim.links[1] = None;
+        sim.put(0, "shared/card", "Cards", json!({"v": "first"}));
+        sim.put(1, "shared/card", "Cards", json!({"v": "second"}));
+        sim.heal();
+        let d = sim.get(READER, "shared/card").unwrap();
+        assert_eq!(d.conflicts.len(), 1, "the reader holds the conflict");
+        // The reader reconnects, which reads its changes feed for pushing.
+        sim.links[READER] = None;
+        sim.heal();
+        // A writer that also reads (edge 2 reads everything) makes its own
+        // edit elsewhere; it must not push the conflict either.
+        sim.put(2, "e2/x", "Notes", json!({}));
+    });
+    let reader = &sim.edges[READER];
+    assert!(
+        block_on(rejections(&reader.db, &reader.cfg))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(sim.stats.rejected, 0, "the hub rejected nothing");
 }

@@ -166,6 +166,23 @@ impl HubProc {
         Database::open(store, OpenOptions::default()).await.unwrap()
     }
 
+    /// Documents in the hub's database "main" (from `GET /status`).
+    fn documents(&self) -> u64 {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.write_all(b"GET /status HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        v["databases"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["name"] == "main"))
+            .and_then(|d| d["documents"].as_u64())
+            .unwrap_or(0)
+    }
+
     fn metrics(&self) -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
@@ -404,18 +421,14 @@ async fn hub_killed_mid_batch_loses_nothing_and_applies_nothing_twice() {
         got_before < 12_000,
         "the kill came too late to test anything"
     );
-    // Push side: every batch the hub acknowledged before the kill stays
-    // acknowledged (its checkpoint was committed with it); the batch in flight
-    // was not and is sent again: 6,000 acknowledged in all, each once.
-    wait_until(
-        "the hub acknowledged the edge's 6,000 documents",
-        || async {
-            c.counters()
-                .docs_pushed
-                .load(std::sync::atomic::Ordering::Relaxed)
-                >= 6000
-        },
-    )
+    // Push side: every batch the hub committed before the kill stays
+    // committed with its checkpoint; a batch in flight that was not committed
+    // is sent again. (A batch committed just before the kill whose PushAck
+    // was lost is not re-sent, so the edge's count of acknowledged documents
+    // may stay below 6,000: wait on the hub's own count instead.)
+    wait_until("the hub holds the edge's 6,000 documents", || async {
+        hub.documents() == 12_000
+    })
     .await;
     c.stop().await;
     hub.kill();
@@ -829,4 +842,251 @@ async fn an_edge_resyncs_from_zero_when_the_hub_database_is_replaced() {
     })
     .await;
     c.stop().await;
+}
+
+/// Ids under `prefix` that `db` holds (lowercase).
+async fn ids(db: &Db, prefix: &str) -> Vec<String> {
+    state(db, prefix).await.into_keys().collect()
+}
+
+/// Clears a device: closes its database and deletes its files; the next
+/// database at that path is a new one (new db id), like a browser whose
+/// storage was cleared.
+async fn wipe(db: Db, dir: &Path) {
+    db.close().await.unwrap();
+    drop(db);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_of_one_identity_see_each_others_notes() {
+    let tmp = TempDir::new("devices");
+    let edges = edge_toml("alice", "a-token", &["notes/"], &["notes/"])
+        + &edge_toml("bob", "b-token", &["notes/"], &["notes/"]);
+    let hub = HubProc::new(tmp.join("hub"), free_port(), &edges);
+    let (laptop, tablet, bob) = (
+        open_edge_db(&tmp.join("laptop")).await,
+        open_edge_db(&tmp.join("tablet")).await,
+        open_edge_db(&tmp.join("bob")).await,
+    );
+    assert_ne!(laptop.db_id(), tablet.db_id());
+    let cl = client(&laptop, &hub.url(), "alice", "a-token");
+    let ct = client(&tablet, &hub.url(), "alice", "a-token");
+    let cb = client(&bob, &hub.url(), "bob", "b-token");
+    for c in [&cl, &ct, &cb] {
+        wait_live(c).await;
+    }
+    put(
+        &laptop,
+        Some(&cl),
+        "notes/from-laptop",
+        json!({"n": 1}),
+        "Notes",
+    )
+    .await;
+    put(
+        &tablet,
+        Some(&ct),
+        "notes/from-tablet",
+        json!({"n": 2}),
+        "Notes",
+    )
+    .await;
+    put(&bob, Some(&cb), "notes/from-bob", json!({"n": 3}), "Notes").await;
+    let all = ["notes/from-bob", "notes/from-laptop", "notes/from-tablet"];
+    wait_until("every device holds every note", || async {
+        ids(&laptop, "notes/").await == all
+            && ids(&tablet, "notes/").await == all
+            && ids(&bob, "notes/").await == all
+    })
+    .await;
+    // An edit on one device reaches the other device of the same identity.
+    put(
+        &tablet,
+        Some(&ct),
+        "notes/from-laptop",
+        json!({"n": 4}),
+        "Notes",
+    )
+    .await;
+    wait_until("the tablet's edit reaches the laptop", || async {
+        laptop.get("notes/from-laptop").await.unwrap().unwrap().body == json!({"n": 4})
+    })
+    .await;
+    for c in [cl, ct, cb] {
+        c.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_device_gets_its_own_notes_back() {
+    let tmp = TempDir::new("wiped");
+    let hub = HubProc::new(
+        tmp.join("hub"),
+        free_port(),
+        &edge_toml("alice", "a-token", &["notes/"], &["notes/"]),
+    );
+    let dir = tmp.join("laptop");
+    let laptop = open_edge_db(&dir).await;
+    let old_id = laptop.db_id();
+    let c = client(&laptop, &hub.url(), "alice", "a-token");
+    wait_live(&c).await;
+    for i in 0..20 {
+        put(
+            &laptop,
+            Some(&c),
+            &format!("notes/n{i}"),
+            json!({"n": i}),
+            "Notes",
+        )
+        .await;
+    }
+    wait_until("the 20 notes are at the hub", || async {
+        hub.metrics()
+            .contains("outpost_documents_received_total 20")
+    })
+    .await;
+    c.stop().await;
+    wipe(laptop, &dir).await;
+
+    let laptop = open_edge_db(&dir).await;
+    assert_ne!(laptop.db_id(), old_id);
+    assert_eq!(laptop.count().await.unwrap(), 0);
+    let c = client(&laptop, &hub.url(), "alice", "a-token");
+    wait_live(&c).await;
+    wait_until("the wiped device holds its 20 notes again", || async {
+        laptop.count().await.unwrap() == 20
+    })
+    .await;
+    assert_eq!(
+        laptop.get("notes/n7").await.unwrap().unwrap().body,
+        json!({"n": 7})
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_device_gets_everything_its_identity_may_read() {
+    let tmp = TempDir::new("replaced");
+    let edges = edge_toml("dr7", "t7", &["patients/dr-7/"], &["patients/dr-7/"])
+        + &edge_toml("nurse", "tn", &["patients/"], &["patients/"]);
+    let hub = HubProc::new(tmp.join("hub"), free_port(), &edges);
+    let (old, nurse) = (
+        open_edge_db(&tmp.join("old-tablet")).await,
+        open_edge_db(&tmp.join("nurse")).await,
+    );
+    let co = client(&old, &hub.url(), "dr7", "t7");
+    let cn = client(&nurse, &hub.url(), "nurse", "tn");
+    wait_live(&co).await;
+    wait_live(&cn).await;
+    put(
+        &old,
+        Some(&co),
+        "patients/dr-7/visit-1",
+        json!({"by": "dr7"}),
+        "Visits",
+    )
+    .await;
+    put(
+        &nurse,
+        Some(&cn),
+        "patients/dr-7/visit-2",
+        json!({"by": "nurse"}),
+        "Visits",
+    )
+    .await;
+    put(
+        &nurse,
+        Some(&cn),
+        "patients/dr-8/visit-3",
+        json!({"by": "nurse"}),
+        "Visits",
+    )
+    .await;
+    wait_until(
+        "the old tablet holds both of its patients' visits",
+        || async { old.count().await.unwrap() == 2 },
+    )
+    .await;
+    // The old tablet is lost; a new one syncs as the same doctor.
+    co.stop().await;
+    let new = open_edge_db(&tmp.join("new-tablet")).await;
+    let cnew = client(&new, &hub.url(), "dr7", "t7");
+    wait_live(&cnew).await;
+    wait_until(
+        "the new tablet holds dr-7's visits, its own included",
+        || async {
+            ids(&new, "patients/").await == ["patients/dr-7/visit-1", "patients/dr-7/visit-2"]
+        },
+    )
+    .await;
+    cnew.stop().await;
+    cn.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_edge_gets_no_rejection_for_a_conflict_it_did_not_make() {
+    let tmp = TempDir::new("readonly");
+    let edges = edge_toml("alice", "a-token", &["notes/"], &["notes/"])
+        + &edge_toml("bob", "b-token", &["notes/"], &["notes/"])
+        + &edge_toml("auditor", "r-token", &["notes/"], &[]);
+    let hub = HubProc::new(tmp.join("hub"), free_port(), &edges);
+    let (a, b, r) = (
+        open_edge_db(&tmp.join("alice")).await,
+        open_edge_db(&tmp.join("bob")).await,
+        open_edge_db(&tmp.join("auditor")).await,
+    );
+    let ca = client(&a, &hub.url(), "alice", "a-token");
+    let cb = client(&b, &hub.url(), "bob", "b-token");
+    let cr = client(&r, &hub.url(), "auditor", "r-token");
+    for c in [&ca, &cb, &cr] {
+        wait_live(c).await;
+    }
+    // "Cards" is kept by the hub when in conflict (manual).
+    put(&a, Some(&ca), "notes/card", json!({"v": 0}), "Cards").await;
+    wait_until("everyone holds the card", || async {
+        b.count().await.unwrap() == 1 && r.count().await.unwrap() == 1
+    })
+    .await;
+    ca.stop().await;
+    cb.stop().await;
+    put(&a, None, "notes/card", json!({"v": "alice"}), "Cards").await;
+    put(&b, None, "notes/card", json!({"v": "bob"}), "Cards").await;
+    let ca = client(&a, &hub.url(), "alice", "a-token");
+    let cb = client(&b, &hub.url(), "bob", "b-token");
+    wait_until("the auditor holds the conflict", || async {
+        r.get("notes/card")
+            .await
+            .unwrap()
+            .is_some_and(|d| d.conflicts.len() == 1)
+    })
+    .await;
+    // The auditor's edge reads its changes feed for pushing, and the hub
+    // acknowledges (an empty Push that only moves the push checkpoint).
+    let acked = cr
+        .counters()
+        .pushes_acked
+        .load(std::sync::atomic::Ordering::Relaxed);
+    cr.local_changed();
+    wait_until("the auditor's push is acknowledged", || async {
+        cr.counters()
+            .pushes_acked
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > acked
+    })
+    .await;
+    let edge = edge_cfg("auditor", "r-token");
+    assert_eq!(client_rejections(&r, &edge).await.unwrap(), vec![]);
+    let m = hub.metrics();
+    assert!(!m.contains("write_denied"), "{m}");
+    assert_eq!(
+        cr.counters()
+            .docs_pushed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the auditor pushed nothing"
+    );
+    for c in [ca, cb, cr] {
+        c.stop().await;
+    }
 }

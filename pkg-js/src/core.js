@@ -151,8 +151,8 @@ function notify(listener, value, what) {
   }
 }
 
-const SYNC_OPTIONS = new Set(["url", "identity", "credential", "database", "onStatus", "onRejection"]);
-const SYNC_EVENTS = new Set(["status", "rejection"]);
+const SYNC_OPTIONS = new Set(["url", "identity", "credential", "database", "onStatus", "onRejection", "onGrant"]);
+const SYNC_EVENTS = new Set(["status", "rejection", "grant"]);
 
 /** Checks the options of `db.sync` and makes `url` absolute (`ws:`/`wss:`; `http(s):` and relative URLs are mapped). */
 function syncOptions(options) {
@@ -170,7 +170,7 @@ function syncOptions(options) {
   if (options.database !== undefined && (typeof options.database !== "string" || options.database === "")) {
     throw new OutpostError("sync: option database must be a non-empty string", "invalid_options");
   }
-  for (const key of ["onStatus", "onRejection"]) {
+  for (const key of ["onStatus", "onRejection", "onGrant"]) {
     if (options[key] !== undefined && typeof options[key] !== "function") {
       throw new OutpostError(`sync: option ${key} must be a function`, "invalid_options");
     }
@@ -223,7 +223,9 @@ export function makeApi(wasm, ready) {
     /** The wasm client while this tab replicates, else undefined. */
     #edge;
     #status = { state: "connecting" };
-    #listeners = { status: new Set(), rejection: new Set() };
+    /** What the hub said this edge may read and write, or null (not yet known). */
+    #grant = null;
+    #listeners = { status: new Set(), rejection: new Set(), grant: new Set() };
     #stopped = false;
     #stopping;
     /** Releases the replication lock (resolves its callback's promise). */
@@ -276,7 +278,7 @@ export function makeApi(wasm, ready) {
       this.#setStatus({ state: "error", code: e?.code ?? "other", message: String(e?.message ?? e) });
     }
 
-    /** From the wasm client: "status" or "rejection". */
+    /** From the wasm client: "status", "rejection" or "grant". */
     #event(type, value) {
       if (type === "pushed") {
         this.#host.pushed(value?.upto);
@@ -285,7 +287,16 @@ export function makeApi(wasm, ready) {
         this.#host.post({ syncStatus: value });
       } else if (type === "rejection") {
         for (const l of [...this.#listeners.rejection]) notify(l, value, "rejection");
+      } else if (type === "grant") {
+        this.#setGrant(value);
+        this.#host.post({ syncGrant: value });
       }
+    }
+
+    #setGrant(grant) {
+      if (JSON.stringify(this.#grant) === JSON.stringify(grant)) return;
+      this.#grant = grant;
+      for (const l of [...this.#listeners.grant]) notify(l, grant, "grant");
     }
 
     #setStatus(status) {
@@ -299,10 +310,11 @@ export function makeApi(wasm, ready) {
     static message(sync, data) {
       if (!sync || sync.#stopped) return;
       if (sync.#edge) {
-        if (data?.syncQuery) sync.#host.post({ syncStatus: sync.#status });
+        if (data?.syncQuery) sync.#host.post({ syncStatus: sync.#status, syncGrant: sync.#grant });
         else if (data && data.etag > 0 && !data.remote) sync.#edge.localChanged();
-      } else if (data?.syncStatus) {
-        sync.#setStatus(data.syncStatus);
+      } else {
+        if (data?.syncGrant) sync.#setGrant(data.syncGrant);
+        if (data?.syncStatus) sync.#setStatus(data.syncStatus);
       }
     }
 
@@ -321,19 +333,31 @@ export function makeApi(wasm, ready) {
       return this.#status;
     }
 
+    /**
+     * What the hub lets this edge do, as it said when the session opened:
+     * `{ read: string[], write: string[] }`, normalised prefixes (lowercase,
+     * ending in "/"; "*" means every id). `write` empty: read-only. `null`
+     * until the hub has said (or from a hub that does not say: protocol
+     * version 1). For display (e.g. hide edit controls); the hub enforces it.
+     */
+    get grant() {
+      return this.#grant;
+    }
+
     /** Whether `stop()` was called. */
     get stopped() {
       return this.#stopped;
     }
 
     /**
-     * Listens to `"status"` (the new status) or `"rejection"` (a change the
-     * hub refused: `{ id, changeVector, code, rule, message }`). Returns a
-     * function that removes the listener.
+     * Listens to `"status"` (the new status), `"rejection"` (a change the
+     * hub refused: `{ id, changeVector, code, rule, message }`) or `"grant"`
+     * (what the hub lets this edge do, see `grant`). Returns a function that
+     * removes the listener.
      */
     on(event, listener) {
       if (!SYNC_EVENTS.has(event)) {
-        throw new OutpostError(`sync.on: unknown event ${JSON.stringify(event)} (expected "status" or "rejection")`, "invalid_argument");
+        throw new OutpostError(`sync.on: unknown event ${JSON.stringify(event)} (expected "status", "rejection" or "grant")`, "invalid_argument");
       }
       if (typeof listener !== "function") throw new OutpostError("sync.on expects a listener function", "invalid_argument");
       this.#listeners[event].add(listener);
@@ -368,6 +392,7 @@ export function makeApi(wasm, ready) {
           this.#setStatus({ state: "offline" });
           this.#listeners.status.clear();
           this.#listeners.rejection.clear();
+          this.#listeners.grant.clear();
         }
       })();
       return this.#stopping;
@@ -751,6 +776,7 @@ export function makeApi(wasm, ready) {
       );
       if (options.onStatus) sync.on("status", options.onStatus);
       if (options.onRejection) sync.on("rejection", options.onRejection);
+      if (options.onGrant) sync.on("grant", options.onGrant);
       this.#sync = sync;
       return sync;
     }

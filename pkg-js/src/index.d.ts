@@ -151,6 +151,21 @@ export interface SyncOptions {
   onStatus?: (status: SyncStatus) => void;
   /** Same as `sync.on("rejection", listener)` right after the start. */
   onRejection?: (rejection: Rejection) => void;
+  /** Same as `sync.on("grant", listener)` right after the start. */
+  onGrant?: (grant: SyncGrant) => void;
+}
+
+/**
+ * What the hub lets this edge do, as the hub states it when a session opens:
+ * id prefixes, normalised (lowercase, ending in `"/"`; `"*"` means every id).
+ * An empty `write` list means read-only. Informational (for example, to hide
+ * edit controls): the hub enforces its rules whatever the edge shows.
+ */
+export interface SyncGrant {
+  /** Prefixes of the documents this edge receives. */
+  read: string[];
+  /** Prefixes of the documents this edge may change (empty: read-only). */
+  write: string[];
 }
 
 /**
@@ -186,6 +201,12 @@ export class Sync {
   private constructor();
   /** The current status (see `SyncStatus`). */
   readonly status: SyncStatus;
+  /**
+   * What the hub lets this edge read and write, from the last session's
+   * handshake (mirrored in every tab); `null` until a hub has said (or with
+   * a hub that does not: protocol version 1).
+   */
+  readonly grant: SyncGrant | null;
   /** Whether `stop()` was called. */
   readonly stopped: boolean;
   /**
@@ -195,6 +216,8 @@ export class Sync {
    */
   on(event: "status", listener: (status: SyncStatus) => void): () => void;
   on(event: "rejection", listener: (rejection: Rejection) => void): () => void;
+  /** Listens to the grant the hub states (see `grant`), on each session that changes it. */
+  on(event: "grant", listener: (grant: SyncGrant) => void): () => void;
   /** The changes the hub refused (never retried; a new edit of the document is). */
   rejections(): Promise<Rejection[]>;
   /**

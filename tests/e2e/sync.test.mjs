@@ -18,7 +18,12 @@
 // the write prefix is refused by the hub and listed by rejections() and the
 // page. Two tabs of one laptop share its database: one replicates (one
 // session at the hub), the other follows and takes over when the first
-// closes. Last, a third laptop's initial sync of the N bulk documents: the
+// closes. Devices of one identity: a new device of alice gets alice's notes
+// (the other device's included), each gets the other's writes, and a device
+// whose storage was wiped gets everything back, its own notes included. A
+// read-only identity (carol) sees what the hub's grant says it may do and no
+// edit controls, and gets no rejection for a conflict two writers made. A
+// half-typed edit survives remote changes arriving. Last, a third laptop's initial sync of the N bulk documents: the
 // page keeps answering while it runs (the status shows progress many times
 // over), and its long tasks and the longest renderer main-thread task from a
 // Chromium trace are printed. The 50 ms figure is a benchmark's
@@ -54,7 +59,7 @@ const ARGS = [
 const STEP_MS = 15_000; // any single wait
 const SYNC_MS = 20_000; // a change crossing hub and network
 const BULK_MS = 300_000; // the bulk initial sync
-const TOKENS = { alice: "alice-token-e2e", bob: "bob-token-e2e", bulk: "bulk-token-e2e" };
+const TOKENS = { alice: "alice-token-e2e", bob: "bob-token-e2e", carol: "carol-token-e2e", bulk: "bulk-token-e2e" };
 
 const run = `${process.pid}-${Date.now()}`;
 let dir;
@@ -77,13 +82,13 @@ function buildSite(site) {
 }
 
 function config(site) {
-  const edge = (name, prefix) => `
+  const edge = (name, prefix, write = [prefix]) => `
 [[edge]]
 name = "${name}"
 token_sha256 = "${sha256(TOKENS[name])}"
 database = "main"
 read = ["${prefix}"]
-write = ["${prefix}"]
+write = ${JSON.stringify(write)}
 `;
   return `listen = "127.0.0.1:0"
 data_dir = "./data"
@@ -95,7 +100,7 @@ name = "main"
 [database.conflicts]
 "*" = "latest"
 Notes = "manual"
-${edge("alice", "notes/")}${edge("bob", "notes/")}${edge("bulk", "bulk/")}`;
+${edge("alice", "notes/")}${edge("bob", "notes/")}${edge("carol", "notes/", [])}${edge("bulk", "bulk/")}`;
 }
 
 async function writeBulk(file, n) {
@@ -152,7 +157,7 @@ function watch(p, label) {
 }
 
 /** Opens a laptop (its own browser context, i.e. profile) on the demo page as `who`. */
-async function laptop(name, who, beforeGoto) {
+async function laptop(name, who, beforeGoto, dbName = `e2e-sync-${name}-${run}`) {
   const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
   context.setDefaultTimeout(STEP_MS);
   await context.addInitScript(() => {
@@ -168,7 +173,7 @@ async function laptop(name, who, beforeGoto) {
   const page = await context.newPage();
   watch(page, name);
   if (beforeGoto) await beforeGoto(page);
-  const q = new URLSearchParams({ as: who, token: TOKENS[who], db: `e2e-sync-${name}-${run}` });
+  const q = new URLSearchParams({ as: who, token: TOKENS[who], db: dbName });
   await page.goto(`${base}?${q}`, { timeout: 30_000 });
   await page.waitForFunction(() => window.demo?.sync, null, { timeout: 30_000 });
   laptops[name] = { context, page };
@@ -360,6 +365,133 @@ test("two tabs of one laptop: one replicates, the other follows and takes over",
   await put(b, "notes/after-takeover", { title: "After the takeover", by: "bob" });
   await waitFor(a2, () => window.demo.db.get("notes/after-takeover"), undefined, SYNC_MS, "B's write at A's second tab");
   await waitState(a2, "live", STEP_MS);
+  assert.deepEqual(pageErrors, []);
+});
+
+const noteIds = (p) => p.evaluate(async () => (await window.demo.db.scan({ prefix: "notes/" })).map((d) => d["@metadata"]["@id"]));
+
+test("devices of one identity: a new device gets the identity's notes, each gets the other's writes, a wiped one gets all back", async () => {
+  const a = laptops.A.page;
+  // Alice's notes so far (written on laptop A, and some by bob).
+  const before = await noteIds(a);
+  assert.ok(before.includes("notes/offline-edit") && before.includes("notes/from-tab-2"), before.join(", "));
+  // A tablet: another browser profile, its own database, the same identity.
+  const dbName = `e2e-sync-tablet-${run}`;
+  const t = (await laptop("T", "alice", undefined, dbName)).page;
+  await waitState(t, "live");
+  await waitFor(t, async (want) => {
+    const ids = (await window.demo.db.scan({ prefix: "notes/" })).map((d) => d["@metadata"]["@id"]);
+    return want.every((id) => ids.includes(id));
+  }, before, SYNC_MS, "alice's notes on her new tablet");
+  // What each device of alice writes reaches the other.
+  await put(t, "notes/from-tablet", { title: "From alice's tablet", by: "alice" });
+  await waitFor(a, () => window.demo.db.get("notes/from-tablet"), undefined, SYNC_MS, "the tablet's note on the laptop");
+  await put(a, "notes/from-laptop", { title: "From alice's laptop", by: "alice" });
+  await waitFor(t, () => window.demo.db.get("notes/from-laptop"), undefined, SYNC_MS, "the laptop's note on the tablet");
+  await t.waitForFunction(() => [...document.querySelectorAll("#notes .title")].some((e) => e.textContent === "From alice's laptop"), null, { timeout: SYNC_MS });
+
+  // The tablet's storage is wiped (its database destroyed), then the page reloads:
+  // a new, empty database (a new db id) that gets everything back, its own note included.
+  const all = await noteIds(a);
+  await t.evaluate(async (name) => {
+    await window.demo.db.close();
+    const { Outpost } = await import(new URL("pkg/src/web.js", location.href).href);
+    await Outpost.destroy(name);
+  }, dbName);
+  await t.reload({ timeout: 30_000 });
+  await t.waitForFunction(() => window.demo?.sync, null, { timeout: 30_000 });
+  await waitState(t, "live");
+  await waitFor(t, async (want) => {
+    const ids = (await window.demo.db.scan({ prefix: "notes/" })).map((d) => d["@metadata"]["@id"]);
+    return want.every((id) => ids.includes(id));
+  }, all, SYNC_MS, "every note back on the wiped tablet");
+  assert.equal((await getDoc(t, "notes/from-tablet")).title, "From alice's tablet");
+  assert.deepEqual(await t.evaluate(() => window.demo.sync.rejections()), []);
+  await laptops.T.context.close();
+  delete laptops.T;
+  assert.deepEqual(pageErrors, []);
+});
+
+test("a read-only identity: no edit controls, its grant as the hub states it, no rejection for a conflict it did not make", async () => {
+  const { context: ca, page: a } = laptops.A;
+  const { context: cb, page: b } = laptops.B;
+  // Writers see what the hub lets them do.
+  assert.deepEqual(await a.evaluate(() => window.demo.sync.grant), { read: ["notes/"], write: ["notes/"] });
+  assert.match(await a.textContent("#grant"), /may read notes\/ and write notes\//);
+
+  const r = (await laptop("R", "carol")).page;
+  await waitState(r, "live");
+  assert.deepEqual(await r.evaluate(() => window.demo.sync.grant), { read: ["notes/"], write: [] });
+  await r.waitForFunction(() => /may read notes\/ and write nothing \(read-only\)/.test(document.querySelector("#grant").textContent), null, { timeout: STEP_MS });
+  await r.waitForFunction(() => document.querySelectorAll("#notes li[data-id]").length > 0, null, { timeout: SYNC_MS });
+  const controls = () =>
+    r.evaluate(() => ({
+      add: !document.querySelector("#add").hidden && document.querySelector("#add").offsetParent !== null,
+      forbidden: document.querySelector("#forbidden").offsetParent !== null,
+      edit: document.querySelectorAll("#notes button.edit, #notes button.delete").length,
+      keep: document.querySelectorAll("#conflicts button.keep").length,
+    }));
+  assert.deepEqual(await controls(), { add: false, forbidden: false, edit: 0, keep: 0 });
+
+  // Two writers make a conflict the hub keeps (Notes: manual) on a note carol holds.
+  await put(a, "notes/ro-conflict", { title: "Agenda", text: "v0", by: "alice" });
+  await waitFor(r, () => window.demo.db.get("notes/ro-conflict"), undefined, SYNC_MS, "the note at carol");
+  await waitFor(b, () => window.demo.db.get("notes/ro-conflict"), undefined, SYNC_MS, "the note at bob");
+  await ca.setOffline(true);
+  await cb.setOffline(true);
+  await waitState(a, "offline", STEP_MS);
+  await waitState(b, "offline", STEP_MS);
+  await put(a, "notes/ro-conflict", { title: "Agenda", text: "alice's", by: "alice" });
+  await put(b, "notes/ro-conflict", { title: "Agenda", text: "bob's", by: "bob" });
+  await ca.setOffline(false);
+  await waitState(a, "live");
+  await cb.setOffline(false);
+  await waitState(b, "live");
+  await waitFor(r, async () => (await window.demo.db.conflicts()).some((c) => c.id === "notes/ro-conflict" && c.versions.length === 2), undefined, SYNC_MS, "the conflict at carol");
+  await r.waitForFunction(() => document.querySelector('#conflicts li[data-id="notes/ro-conflict"]'), null, { timeout: STEP_MS });
+  assert.deepEqual(await controls(), { add: false, forbidden: false, edit: 0, keep: 0 });
+  // Carol's edge reads its changes for pushing when it reconnects: nothing of
+  // what it received goes back, so the hub refuses nothing.
+  await r.reload({ timeout: 30_000 });
+  await r.waitForFunction(() => window.demo?.sync, null, { timeout: 30_000 });
+  await waitState(r, "live");
+  await sleep(3000);
+  assert.deepEqual(await r.evaluate(() => window.demo.sync.rejections()), []);
+  assert.equal(await r.evaluate(() => document.querySelectorAll("#rejections li").length), 0);
+  assert.doesNotMatch(hubLog, /write_denied[^\n]*carol|carol[^\n]*write_denied/);
+
+  // Alice settles it; the resolution reaches carol.
+  await a.evaluate(() => window.demo.db.resolve("notes/ro-conflict", { title: "Agenda", text: "settled", by: "alice" }));
+  await waitFor(r, async () => (await window.demo.db.conflicts()).length === 0, undefined, SYNC_MS, "no conflict left at carol");
+  await laptops.R.context.close();
+  delete laptops.R;
+  assert.deepEqual(pageErrors, []);
+});
+
+test("a half-typed edit survives remote changes", async () => {
+  const a = laptops.A.page;
+  const b = laptops.B.page;
+  await put(a, "notes/draft", { title: "Draft", text: "first", by: "alice" });
+  await a.waitForFunction(() => document.querySelector('#notes li[data-id="notes/draft"] button.edit'), null, { timeout: STEP_MS });
+  await a.click('#notes li[data-id="notes/draft"] button.edit');
+  await a.fill('#notes li[data-id="notes/draft"] input.edit-title', "Draft, half typ");
+  await a.focus('#notes li[data-id="notes/draft"] input.edit-title');
+  // Remote changes arrive: a new note, and a change of the note being edited.
+  await put(b, "notes/while-typing", { title: "While alice types", by: "bob" });
+  await a.waitForFunction(() => [...document.querySelectorAll("#notes .title")].some((e) => e.textContent === "While alice types"), null, { timeout: SYNC_MS });
+  await waitFor(b, () => window.demo.db.get("notes/draft"), undefined, SYNC_MS, "the draft note at bob");
+  await put(b, "notes/draft", { title: "Draft", text: "bob's change", by: "bob" });
+  await waitFor(a, async () => (await window.demo.db.get("notes/draft"))?.text === "bob's change", undefined, SYNC_MS, "bob's change at alice");
+  await sleep(300); // a render after the change
+  const form = await a.evaluate(() => {
+    const input = document.querySelector('#notes li[data-id="notes/draft"] input.edit-title');
+    return { present: Boolean(input), value: input?.value, focused: document.activeElement === input };
+  });
+  assert.deepEqual(form, { present: true, value: "Draft, half typ", focused: true });
+  // Saving it writes what was typed.
+  await a.click('#notes li[data-id="notes/draft"] button[type=submit]');
+  await waitFor(b, async () => (await window.demo.db.get("notes/draft"))?.title === "Draft, half typ", undefined, SYNC_MS, "the saved edit at bob");
+  await a.waitForFunction(() => !document.querySelector('#notes li[data-id="notes/draft"] input.edit-title'), null, { timeout: STEP_MS });
   assert.deepEqual(pageErrors, []);
 });
 

@@ -34,7 +34,9 @@ use outpost::Database;
 use outpost::db::RemoteDoc;
 use outpost::sync::driver::{edge_storage, load_edge_state};
 use outpost::sync::edge::backoff_ms;
-use outpost::sync::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, SyncStatus};
+use outpost::sync::{
+    EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, SyncStatus, WireGrant,
+};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{BinaryType, WebSocket};
@@ -101,6 +103,8 @@ struct State {
     /// A fatal error (bad credentials, unsupported version): no retries.
     fatal: bool,
     status: SyncStatus,
+    /// What the hub said this edge may read and write (last `Welcome`).
+    grant: Option<WireGrant>,
     reconnect_timer: Option<JsValue>,
     /// The `setInterval` id of the tick.
     interval: Option<JsValue>,
@@ -120,7 +124,7 @@ struct Inner {
     url: String,
     /// `exclusive(fn)`: runs `fn` (returns a promise) under the handle's lock.
     exclusive: Function,
-    /// `event(type, value)`: "status" and "rejection" notifications.
+    /// `event(type, value)`: "status", "rejection" and "grant" notifications.
     event: Function,
     state: RefCell<State>,
 }
@@ -189,6 +193,7 @@ impl EdgeSync {
                 stopped: false,
                 fatal: false,
                 status: SyncStatus::Connecting,
+                grant: None,
                 reconnect_timer: None,
                 interval: None,
                 tick: None,
@@ -218,6 +223,17 @@ impl EdgeSync {
     pub fn status(&self) -> JsValue {
         let s = self.inner.state.borrow().status.clone();
         value_to_js(&s).unwrap_or(JsValue::NULL)
+    }
+
+    /// What the hub said this edge may do, from its last `Welcome`: `{ read:
+    /// string[], write: string[] }` (normalised prefixes, `"*"` for every id;
+    /// `write` empty: read-only), or `null` before the first `Welcome` (or
+    /// from a hub of protocol version 1).
+    #[wasm_bindgen(getter)]
+    pub fn grant(&self) -> JsValue {
+        let g = self.inner.state.borrow().grant.clone();
+        g.and_then(|g| value_to_js(&g).ok())
+            .unwrap_or(JsValue::NULL)
     }
 
     /// Feeds `LocalChanged`: the application committed a write (here or in
@@ -328,6 +344,19 @@ fn set_status(inner: &Inner, s: SyncStatus) {
     }
     if let Ok(v) = value_to_js(&s) {
         emit(inner, "status", &v);
+    }
+}
+
+fn set_grant(inner: &Inner, g: WireGrant) {
+    {
+        let mut st = inner.state.borrow_mut();
+        if st.grant.as_ref() == Some(&g) {
+            return;
+        }
+        st.grant = Some(g.clone());
+    }
+    if let Ok(v) = value_to_js(&g) {
+        emit(inner, "grant", &v);
     }
 }
 
@@ -640,6 +669,11 @@ fn dispatch(inner: &Rc<Inner>, generation: u64, actions: Vec<EdgeAction>) {
                 let _ = js_sys::Reflect::set(&v, &"upto".into(), &(upto as f64).into());
                 let _ = js_sys::Reflect::set(&v, &"docs".into(), &f64::from(docs).into());
                 emit(inner, "pushed", &v);
+            }
+            EdgeAction::Granted(g) => {
+                if current(inner, generation) {
+                    set_grant(inner, g);
+                }
             }
             EdgeAction::Close { fatal, .. } => {
                 if fatal {

@@ -12,7 +12,9 @@ use std::collections::{HashSet, VecDeque};
 use crate::cv::DbId;
 use crate::db::RemoteDoc;
 use crate::doc::RawDoc;
-use crate::sync::frame::{Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION, WireDoc};
+use crate::sync::frame::{
+    Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireDoc, WireGrant,
+};
 use crate::sync::{BATCH_DOCS, take_batch};
 
 /// Settings of an edge's sessions.
@@ -157,6 +159,11 @@ pub enum EdgeAction {
     },
     /// Persist a rejection (the driver stores it in a local record).
     RecordRejection(Rejection),
+    /// The hub stated what this edge may read and write (`Welcome` of
+    /// protocol version 2 and later): for the application to show, e.g. no
+    /// edit controls when `write` is empty. Informational only: the hub
+    /// enforces the grant whatever the edge believes.
+    Granted(WireGrant),
     /// The session's status changed.
     Status(SyncStatus),
     /// The push checkpoint advanced (informational: the hub holds the
@@ -284,7 +291,7 @@ impl EdgeSession {
                         &mut out,
                         now,
                         Frame::Hello {
-                            min_version: PROTOCOL_VERSION,
+                            min_version: MIN_PROTOCOL_VERSION,
                             max_version: PROTOCOL_VERSION,
                             db_id: self.st.db_id,
                             database: self.cfg.database.clone(),
@@ -427,10 +434,11 @@ impl EdgeSession {
                     pending,
                     max_frame_bytes,
                     heartbeat_ms,
+                    grant,
                     ..
                 },
             ) => {
-                if version != PROTOCOL_VERSION {
+                if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
                     return self.fail(
                         out,
                         now,
@@ -453,6 +461,9 @@ impl EdgeSession {
                 }
                 self.total = pending;
                 self.push_cursor = push_checkpoint;
+                if let Some(g) = grant {
+                    out.push(EdgeAction::Granted(g));
+                }
                 out.push(EdgeAction::Status(SyncStatus::Initial {
                     received: 0,
                     total: pending,

@@ -8,8 +8,32 @@ use crate::cv::{ChangeVector, DbId};
 use crate::db::RemoteDoc;
 use crate::doc::{MAX_VERSIONS, RawVersion};
 
-/// Protocol versions this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Newest protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 2;
+/// Oldest protocol version this build speaks (version 1: a `Welcome` without
+/// the edge's grant).
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// The version two peers use, given the range the other side offers: the
+/// highest both speak, or `None`.
+pub fn negotiate(min: u16, max: u16) -> Option<u16> {
+    let v = max.min(PROTOCOL_VERSION);
+    (v >= min.max(MIN_PROTOCOL_VERSION)).then_some(v)
+}
+
+/// What the hub lets an edge do, as the hub states it in `Welcome`
+/// (protocol version 2 and later): normalised prefixes (lowercase, each
+/// ending in `/`; `"*"` for every id). An empty `write` list: read-only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WireGrant {
+    /// Prefixes of the ids the edge receives.
+    pub read: Vec<String>,
+    /// Prefixes of the ids the edge may change.
+    pub write: Vec<String>,
+}
+
+/// Most prefixes per list in a `Welcome`.
+pub const MAX_GRANT_PREFIXES: usize = 1024;
 /// Magic bytes opening a `Hello`.
 pub const MAGIC: [u8; 4] = *b"OPSY";
 /// Largest frame accepted by default.
@@ -93,6 +117,10 @@ pub enum Frame {
         max_frame_bytes: u32,
         /// Heartbeat interval in milliseconds.
         heartbeat_ms: u32,
+        /// The edge's grant (on the wire from version 2: present exactly
+        /// when `version >= 2`; an encoder given version 1 leaves it out,
+        /// given version 2 and `None` sends empty lists).
+        grant: Option<WireGrant>,
     },
     /// Hub → edge: a batch of changes.
     Changes {
@@ -232,6 +260,7 @@ impl Frame {
                 pending,
                 max_frame_bytes,
                 heartbeat_ms,
+                grant,
             } => {
                 w.push(2);
                 w.extend_from_slice(&version.to_le_bytes());
@@ -241,6 +270,16 @@ impl Frame {
                 }
                 w.extend_from_slice(&max_frame_bytes.to_le_bytes());
                 w.extend_from_slice(&heartbeat_ms.to_le_bytes());
+                if *version >= 2 {
+                    let g = grant.clone().unwrap_or_default();
+                    for list in [&g.read, &g.write] {
+                        let n = list.len().min(MAX_GRANT_PREFIXES);
+                        w.extend_from_slice(&(n as u16).to_le_bytes());
+                        for p in &list[..n] {
+                            put_str(&mut w, p);
+                        }
+                    }
+                }
             }
             Frame::Changes { upto, docs } | Frame::Push { upto, docs } => {
                 w.push(if matches!(self, Frame::Changes { .. }) {
@@ -331,15 +370,41 @@ impl Frame {
                     checkpoint_hub: DbId(r.arr("checkpoint hub")?),
                 }
             }
-            2 => Frame::Welcome {
-                version: r.u16("version")?,
-                hub_db_id: DbId(r.arr("hub db id")?),
-                push_checkpoint: r.u64("push checkpoint")?,
-                hub_last_etag: r.u64("hub last etag")?,
-                pending: r.u64("pending")?,
-                max_frame_bytes: r.u32("max frame bytes")?,
-                heartbeat_ms: r.u32("heartbeat")?,
-            },
+            2 => {
+                let version = r.u16("version")?;
+                let hub_db_id = DbId(r.arr("hub db id")?);
+                let push_checkpoint = r.u64("push checkpoint")?;
+                let hub_last_etag = r.u64("hub last etag")?;
+                let pending = r.u64("pending")?;
+                let max_frame_bytes = r.u32("max frame bytes")?;
+                let heartbeat_ms = r.u32("heartbeat")?;
+                let grant = if version >= 2 {
+                    let mut lists = [Vec::new(), Vec::new()];
+                    for (list, what) in lists.iter_mut().zip(["read prefixes", "write prefixes"]) {
+                        let n = usize::from(r.u16(what)?);
+                        if n > MAX_GRANT_PREFIXES || n > r.left() / 2 {
+                            return Err(FrameError::Malformed(format!("{n} {what}")));
+                        }
+                        for _ in 0..n {
+                            list.push(r.str(what)?);
+                        }
+                    }
+                    let [read, write] = lists;
+                    Some(WireGrant { read, write })
+                } else {
+                    None
+                };
+                Frame::Welcome {
+                    version,
+                    hub_db_id,
+                    push_checkpoint,
+                    hub_last_etag,
+                    pending,
+                    max_frame_bytes,
+                    heartbeat_ms,
+                    grant,
+                }
+            }
             3 | 6 => {
                 let upto = r.u64("upto")?;
                 let n = r.u32("doc count")? as usize;
@@ -559,6 +624,20 @@ mod tests {
                 pending: 50,
                 max_frame_bytes: 1 << 20,
                 heartbeat_ms: 15_000,
+                grant: None,
+            },
+            Frame::Welcome {
+                version: 2,
+                hub_db_id: DbId([2; 16]),
+                push_checkpoint: 9,
+                hub_last_etag: 100,
+                pending: 50,
+                max_frame_bytes: 1 << 20,
+                heartbeat_ms: 15_000,
+                grant: Some(WireGrant {
+                    read: vec!["*".into(), "notes/".into()],
+                    write: vec![],
+                }),
             },
             Frame::Changes {
                 upto: 7,
@@ -623,6 +702,41 @@ mod tests {
         // wasm32 and x86_64 must produce these exact bytes.
         let b = Frame::ChangesAck { upto: 0x0102 }.encode();
         assert_eq!(b, vec![4, 2, 1, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_version_1_welcome_keeps_the_version_1_layout() {
+        // Version 1 edges decode exactly these 51 bytes: no grant.
+        let f = |version| Frame::Welcome {
+            version,
+            hub_db_id: DbId([2; 16]),
+            push_checkpoint: 9,
+            hub_last_etag: 100,
+            pending: 50,
+            max_frame_bytes: 1 << 20,
+            heartbeat_ms: 15_000,
+            grant: Some(WireGrant {
+                read: vec!["notes/".into()],
+                write: vec![],
+            }),
+        };
+        let b = f(1).encode();
+        assert_eq!(b.len(), 1 + 2 + 16 + 3 * 8 + 4 + 4);
+        match Frame::decode(&b, MAX_FRAME_BYTES).unwrap() {
+            Frame::Welcome { grant, .. } => assert_eq!(grant, None),
+            other => panic!("{other:?}"),
+        }
+        // Version 2 appends the two prefix lists.
+        let b2 = f(2).encode();
+        assert_eq!(
+            &b2[51..],
+            &[1, 0, 6, 0, b'n', b'o', b't', b'e', b's', b'/', 0, 0]
+        );
+        assert_eq!(negotiate(1, 1), Some(1));
+        assert_eq!(negotiate(1, 2), Some(2));
+        assert_eq!(negotiate(1, 9), Some(2));
+        assert_eq!(negotiate(3, 9), None);
+        assert_eq!(negotiate(0, 0), None);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use crate::cv::DbId;
 use crate::db::RemoteDoc;
 use crate::doc::{self, MAX_BODY_BYTES, MAX_VERSIONS, RawDoc};
-use crate::sync::frame::{Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION, WireDoc};
+use crate::sync::frame::{
+    Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireDoc, WireGrant, negotiate,
+};
 use crate::sync::{BATCH_DOCS, ConflictPolicy, Prefixes, check_canonical, take_batch};
 
 /// Most unacknowledged `Changes` frames per session.
@@ -43,9 +45,34 @@ impl Grant {
             .unwrap_or(self.default_policy)
     }
 
-    /// The source tag the hub records on versions received from this edge.
-    pub fn source(&self) -> String {
-        format!("edge:{}", self.identity)
+    /// The grant as stated to the edge in `Welcome`.
+    pub fn to_wire(&self) -> WireGrant {
+        let list = |p: &Prefixes| {
+            p.as_slice()
+                .iter()
+                .map(|s| {
+                    if s.is_empty() {
+                        "*".to_string()
+                    } else {
+                        s.clone()
+                    }
+                })
+                .collect()
+        };
+        WireGrant {
+            read: list(&self.read),
+            write: list(&self.write),
+        }
+    }
+
+    /// The source tag the hub records on versions received from the edge
+    /// database (the device) `edge_db` of this identity:
+    /// `edge:<identity>/<db id>`. Echo suppression goes by this tag, so a
+    /// version is held back only from the device that sent it (which has it,
+    /// or something newer); every other device of the identity receives it,
+    /// and so does a wiped or replaced device, whose database has a new id.
+    pub fn source_for(&self, edge_db: &DbId) -> String {
+        format!("edge:{}/{}", self.identity, edge_db)
     }
 }
 
@@ -201,6 +228,8 @@ struct Refusal {
 /// The hub side of one session.
 pub struct HubSession {
     phase: Phase,
+    /// Protocol version chosen in the handshake.
+    version: u16,
     grant: Option<Grant>,
     edge_db_id: DbId,
     hub_db_id: DbId,
@@ -227,6 +256,7 @@ impl HubSession {
     pub fn new(now: i64) -> HubSession {
         HubSession {
             phase: Phase::AwaitHello,
+            version: PROTOCOL_VERSION,
             grant: None,
             edge_db_id: DbId([0; 16]),
             hub_db_id: DbId([0; 16]),
@@ -283,8 +313,7 @@ impl HubSession {
                         // A Hello of another protocol version may have another
                         // layout: answer with the versions, not "malformed".
                         Some((min, max))
-                            if self.phase == Phase::AwaitHello
-                                && !(min..=max).contains(&PROTOCOL_VERSION) =>
+                            if self.phase == Phase::AwaitHello && negotiate(min, max).is_none() =>
                         {
                             out.push(HubAction::Metric(HubMetric::Rejected(
                                 "unsupported_version".into(),
@@ -294,7 +323,7 @@ impl HubSession {
                                 now,
                                 "unsupported_version",
                                 &format!(
-                                    "the hub speaks protocol version {PROTOCOL_VERSION}; the edge offers {min} to {max}"
+                                    "the hub speaks protocol versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; the edge offers {min} to {max}"
                                 ),
                             );
                         }
@@ -322,6 +351,7 @@ impl HubSession {
                 self.phase = Phase::Open;
                 self.cursor = pull_from;
                 self.sent_upto = pull_from;
+                let wire_grant = (self.version >= 2).then(|| grant.to_wire());
                 self.grant = Some(grant);
                 self.hub_db_id = hub_db_id;
                 self.hub_last_etag = hub_last_etag;
@@ -329,13 +359,14 @@ impl HubSession {
                     &mut out,
                     now,
                     Frame::Welcome {
-                        version: PROTOCOL_VERSION,
+                        version: self.version,
                         hub_db_id,
                         push_checkpoint,
                         hub_last_etag,
                         pending,
                         max_frame_bytes: self.max_frame as u32,
                         heartbeat_ms: self.heartbeat_ms.clamp(0, i64::from(u32::MAX)) as u32,
+                        grant: wire_grant,
                     },
                 );
                 self.read(&mut out);
@@ -457,7 +488,7 @@ impl HubSession {
                     checkpoint_hub,
                 },
             ) => {
-                if !(min_version..=max_version).contains(&PROTOCOL_VERSION) {
+                let Some(version) = negotiate(min_version, max_version) else {
                     out.push(HubAction::Metric(HubMetric::Rejected(
                         "unsupported_version".into(),
                     )));
@@ -466,10 +497,11 @@ impl HubSession {
                         now,
                         "unsupported_version",
                         &format!(
-                            "the hub speaks protocol version {PROTOCOL_VERSION}; the edge offers {min_version} to {max_version}"
+                            "the hub speaks protocol versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; the edge offers {min_version} to {max_version}"
                         ),
                     );
-                }
+                };
+                self.version = version;
                 self.phase = Phase::Authenticating;
                 self.edge_db_id = db_id;
                 self.cursor = pull_checkpoint;
@@ -507,7 +539,7 @@ impl HubSession {
                 match self.check_push(&docs) {
                     Ok(()) => {
                         let Some(g) = &self.grant else { return };
-                        let src = Some(g.source());
+                        let src = Some(g.source_for(&self.edge_db_id));
                         let docs: Vec<(RemoteDoc, ConflictPolicy)> = docs
                             .into_iter()
                             .map(|d| {
@@ -674,7 +706,10 @@ impl HubSession {
         out: &mut Vec<HubAction>,
     ) {
         let Some(g) = &self.grant else { return };
-        let own = g.source();
+        // Only the versions this very device sent (stored as received) are
+        // held back: it has them. Other devices of the same identity, and
+        // this device after a wipe (a new db id), receive them.
+        let own = g.source_for(&self.edge_db_id);
         let (batch, mut upto, cut) = take_batch(&docs, self.cursor, |d| {
             !g.read.allows(&d.id) || d.meta.source.as_deref() == Some(own.as_str())
         });

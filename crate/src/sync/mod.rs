@@ -14,7 +14,7 @@ mod rules;
 pub use edge::{
     EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Rejection, SyncStatus,
 };
-pub use frame::{Frame, FrameError, WireDoc};
+pub use frame::{Frame, FrameError, WireDoc, WireGrant};
 pub use hub::{Grant, HubAction, HubEvent, HubMetric, HubSession};
 pub use rules::{ConflictPolicy, Prefixes, check_canonical};
 
