@@ -416,6 +416,15 @@ fn a_database_is_used_by_one_process_at_a_time() {
     let out = run(&dir, &["import", data.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("is in use by another process"));
+    // A read (export opens read-only) is refused too: reading files a live
+    // writer is changing could see a state that never existed.
+    let out = run(&dir, &["export"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is in use by another process"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

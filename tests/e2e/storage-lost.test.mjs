@@ -20,8 +20,8 @@
 //
 // With a hub (OUTPOST_HUB): the same, for a database that synced; the facts
 // list exactly the writes the hub never acknowledged, and the recovered
-// database resyncs from the hub as a new device (what another edge wrote comes
-// back).
+// database resyncs from the hub as a new device (what another edge wrote and
+// what this identity wrote and the hub acknowledged come back).
 //
 // And the crash loop: Chromium is killed (SIGKILL of its process group) while
 // the page writes; after each restart every write the page saw acknowledged
@@ -379,7 +379,8 @@ test("with a hub: storage_lost names the writes the hub never acknowledged; the 
           const emptyAtOpen = await db.count();
           const sync = db.sync({ url: "/sync", identity: "alice", credential: tokens.alice });
           const end = Date.now() + 20000;
-          while ((await db.get("notes/bob-4")) === null && Date.now() < end) await new Promise((res) => setTimeout(res, 100));
+          const pulled = async () => (await db.get("notes/bob-4")) !== null && (await db.get("notes/alice-7")) !== null;
+          while (!(await pulled()) && Date.now() < end) await new Promise((res) => setTimeout(res, 100));
           const back = (await db.scan({ prefix: "notes/" })).map((d) => d["@metadata"]["@id"]);
           const status = sync.status.state;
           await sync.stop();
@@ -406,6 +407,9 @@ test("with a hub: storage_lost names the writes the hub never acknowledged; the 
     assert.equal(emptyAtOpen, 0);
     assert.notEqual(after.dbId, written.dbId, "a new database id: a new device of the same identity");
     for (let i = 0; i < 5; i++) assert.ok(back.includes(`notes/bob-${i}`), `notes/bob-${i} came back from the hub: ${back.join(", ")}`);
+    // The identity's own acknowledged writes come back too: echoes are
+    // suppressed per device, and the recovered database is a new device.
+    for (let i = 0; i < 8; i++) assert.ok(back.includes(`notes/alice-${i}`), `notes/alice-${i} came back from the hub: ${back.join(", ")}`);
     for (let i = 0; i < 3; i++) assert.ok(!back.includes(`notes/offline-${i}`), "an unacknowledged write cannot come back");
     console.log(`# after recovery the new device pulled ${back.length} documents: ${back.join(", ")}`);
   } finally {
