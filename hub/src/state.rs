@@ -100,6 +100,24 @@ impl std::fmt::Debug for DbHandle {
     }
 }
 
+/// A store that would not open: [`HubError::InUse`] when another process
+/// holds it, else [`HubError::Open`].
+fn store_open_error(name: &str, e: outpost::StoreError) -> HubError {
+    match e {
+        outpost::StoreError::Locked { path, holder } => HubError::InUse {
+            database: name.to_string(),
+            lock: match holder {
+                Some(h) => format!("{path}, held by {h}"),
+                None => path,
+            },
+        },
+        e => HubError::Open {
+            database: name.to_string(),
+            source: outpost::OpenError::Store(e),
+        },
+    }
+}
+
 impl DbHandle {
     /// Opens (creating if needed) database `name` in directory `dir`, after
     /// taking the exclusive lock `dir/LOCK`. Fails with
@@ -113,19 +131,8 @@ impl DbHandle {
         };
         // The store holds the exclusive lock `dir/LOCK` for as long as it is
         // open: a second hub, a CLI, anything else is refused.
-        let store = match FileStore::open(dir, FileStoreOptions::default()) {
-            Ok(s) => s,
-            Err(outpost::StoreError::Locked { path, holder }) => {
-                return Err(HubError::InUse {
-                    database: name.to_string(),
-                    lock: match holder {
-                        Some(h) => format!("{path}, held by {h}"),
-                        None => path,
-                    },
-                });
-            }
-            Err(e) => return Err(open_err(outpost::OpenError::Store(e))),
-        };
+        let store = FileStore::open(dir, FileStoreOptions::default())
+            .map_err(|e| store_open_error(name, e))?;
         if let Some(t) = store.recovery().dropped_tail {
             tracing::warn!(
                 database = name,
@@ -156,24 +163,8 @@ impl DbHandle {
     /// system. Refused with [`HubError::InUse`] while a writer (a running hub)
     /// holds it.
     pub async fn open_read_only(name: &str, dir: &Path) -> Result<DbHandle> {
-        let store = match FileStore::open_read_only(dir, FileStoreOptions::default()) {
-            Ok(s) => s,
-            Err(outpost::StoreError::Locked { path, holder }) => {
-                return Err(HubError::InUse {
-                    database: name.to_string(),
-                    lock: match holder {
-                        Some(h) => format!("{path}, held by {h}"),
-                        None => path,
-                    },
-                });
-            }
-            Err(e) => {
-                return Err(HubError::Open {
-                    database: name.to_string(),
-                    source: outpost::OpenError::Store(e),
-                });
-            }
-        };
+        let store = FileStore::open_read_only(dir, FileStoreOptions::default())
+            .map_err(|e| store_open_error(name, e))?;
         let db = Database::open_read_only(store, OpenOptions::default())
             .await
             .map_err(|source| HubError::Open {
