@@ -631,7 +631,7 @@ impl Outpost {
                 .map_err(to_js)?;
             let out = Array::new();
             for r in &list {
-                out.push(&crate::sync::rejection_to_js(r)?);
+                out.push(&crate::convert::rejection_to_js(r)?);
             }
             Ok(out.into())
         })

@@ -274,3 +274,15 @@ pub(crate) fn write_result_to_js(r: &WriteResult) -> JsValue {
 pub(crate) fn opt_write_result_to_js(r: &Option<WriteResult>) -> JsValue {
     r.as_ref().map_or(JsValue::NULL, write_result_to_js)
 }
+
+/// A rejection the hub sent (`Outpost.rejections`, the sync hooks), as
+/// `{ id, changeVector, code, rule, message }`.
+pub(crate) fn rejection_to_js(r: &outpost::sync::Rejection) -> Result<JsValue, JsValue> {
+    value_to_js(&serde_json::json!({
+        "id": r.id,
+        "changeVector": r.change_vector,
+        "code": r.code,
+        "rule": r.rule,
+        "message": r.message,
+    }))
+}

@@ -23,13 +23,17 @@
 //!   object (edge workers, Node, tests);
 //! - `store`: the stores `Outpost.open` chooses from (IndexedDB where the
 //!   global scope has it, memory, or the host's);
-//! - `convert`: documents and options between JS values and the engine;
+//! - `convert`: documents, options and rejections between JS values and the
+//!   engine;
 //! - `error`: the one bridge from engine errors to JS (`OutpostError` with a
 //!   stable `code`);
 //! - `panic`: a Rust panic rejects the promise of the operation it hit (code
 //!   `"panic"`) instead of leaving it pending forever;
 //! - `sync`: `EdgeSync`, replication with a hub over a WebSocket (the shell
 //!   around the engine's edge state machine; the package's `db.sync()`).
+//!
+//! Dependencies between the modules run one way: `sync` uses `api` (an
+//! `EdgeSync` is made from an `Outpost`), never the reverse.
 //!
 //! On native targets the crate is empty: everything here needs a JS host.
 #![forbid(unsafe_code)]

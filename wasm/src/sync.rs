@@ -42,7 +42,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{BinaryType, WebSocket};
 
 use crate::api::Outpost;
-use crate::convert::{check_options, opt_string, prop, value_to_js};
+use crate::convert::{check_options, opt_string, prop, rejection_to_js, value_to_js};
 use crate::error::{js_error, message_of};
 use crate::panic::{Panicked, run};
 use crate::store::AnyStore;
@@ -881,15 +881,4 @@ async fn run_storage(
         (ev, action)
     })
     .await
-}
-
-/// A rejection as `{ id, changeVector, code, rule, message }`.
-pub(crate) fn rejection_to_js(r: &outpost::sync::Rejection) -> Result<JsValue, JsValue> {
-    value_to_js(&serde_json::json!({
-        "id": r.id,
-        "changeVector": r.change_vector,
-        "code": r.code,
-        "rule": r.rule,
-        "message": r.message,
-    }))
 }
