@@ -11,14 +11,16 @@
 //!   an exclusive lock file), [`Metrics`], the shutdown flag;
 //! - [`server`]: HTTP (health, status, Prometheus metrics, static files) and
 //!   the `/sync` WebSocket, plain or over TLS ([`tls`]);
-//! - [`session`] / [`client`]: the replication protocol, hub and edge side;
+//! - [`session`]: the replication protocol, hub side; [`upstream`]: the hub
+//!   as an edge of another hub, over the native edge client
+//!   ([`outpost_client`], its own crate: any native edge uses it without the
+//!   hub's server or configuration);
 //! - [`cli`]: the command line (`serve`, `init`, `edge`, `import`, `export`,
 //!   `status`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod edit;
 pub mod error;
@@ -30,6 +32,7 @@ pub mod state;
 pub mod status;
 pub mod tls;
 pub mod transfer;
+pub mod upstream;
 
 pub use config::{Config, EdgeConfig, UpstreamConfig};
 pub use error::HubError;

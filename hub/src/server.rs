@@ -33,20 +33,14 @@ use crate::config::{Config, SERVING_FILE, TlsConfig};
 use crate::error::{HubError, Result};
 use crate::metrics::{escape_label, header};
 use crate::state::{DbFailure, Hub};
-use crate::{client, reload, session, tls};
+use crate::{reload, session, tls, upstream};
 
 /// Largest WebSocket message (and frame) the hub accepts: 32 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
 
-/// Read buffer of each WebSocket connection (hub sessions and the native
-/// client). tungstenite's default is 128 KiB, and it zero-fills the free part
-/// of the buffer before every read (also reads that find nothing), so the
-/// default cost 128 KiB of resident memory per connection and a 128 KiB
-/// memset per received frame: half the hub's CPU when a write fans out to
-/// 5,000 idle edges (`docs/benchmarks.md`, "Fan-out"). A larger frame is
-/// still received whole (the buffer grows to its size); it is read from the
-/// socket in pieces of this size.
-pub const WS_READ_BUFFER_BYTES: usize = 8 << 10;
+/// Read buffer of each WebSocket connection: the native client's, so hub
+/// sessions and edge clients read alike (see there why it is small).
+pub use outpost_client::WS_READ_BUFFER_BYTES;
 
 /// A TLS handshake taking longer than this is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,7 +140,7 @@ async fn serve_hub(
     let mut upstreams = tokio::task::JoinSet::new();
     for up in hub.config().upstreams.clone() {
         tracing::info!(database = %up.database, url = %up.url, identity = %up.identity, "starting upstream link");
-        upstreams.spawn(client::run_upstream(hub.clone(), up));
+        upstreams.spawn(upstream::run_upstream(hub.clone(), up));
     }
 
     let app = router(hub.clone(), tls_config.is_some())

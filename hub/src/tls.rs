@@ -24,16 +24,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// Reads a PEM certificate chain (leaf first).
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| HubError::Tls(format!("read certificates from {}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(HubError::Tls(format!(
-            "{}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)",
-            path.display()
-        )));
-    }
-    Ok(certs)
+    outpost_client::tls::load_certs(path).map_err(|e| HubError::Tls(e.0))
 }
 
 /// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1).
@@ -63,20 +54,10 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>> {
 }
 
 /// A client configuration trusting only the certificate(s) in `ca_cert`
-/// (PEM), for `wss://` to a hub with a private or self-signed certificate.
+/// (PEM), for `wss://` to a hub with a private or self-signed certificate
+/// (the native edge client's, [`outpost_client::tls::client_config`]).
 pub fn client_config(ca_cert: &Path) -> Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in load_certs(ca_cert)? {
-        roots
-            .add(cert)
-            .map_err(|e| HubError::Tls(format!("{}: {e}", ca_cert.display())))?;
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HubError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
+    outpost_client::tls::client_config(ca_cert).map_err(|e| HubError::Tls(e.0))
 }
 
 /// The development certificate pair in `data_dir`, generated (self-signed,

@@ -20,7 +20,7 @@ use futures::{SinkExt, StreamExt};
 use outpost::store::file::{FileStore, FileStoreOptions};
 use outpost::sync::{EdgeConfig, Frame, SyncStatus};
 use outpost::{Database, DbId, OpenOptions, PutOptions};
-use outpost_hub::client::{ClientOptions, spawn_edge};
+use outpost_client::{ClientOptions, spawn_edge};
 use outpost_hub::config::token_sha256_hex;
 use outpost_hub::status::{self, HttpUrl};
 use serde_json::{Value, json};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use outpost::store::file::{FileStore, FileStoreOptions};
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost::{Batch, Database, OpenOptions, PutOptions};
-use outpost_hub::client::{ClientOptions, SyncHandle, client_rejections, spawn_edge};
+use outpost_client::{ClientOptions, SyncHandle, client_rejections, spawn_edge};
 use outpost_hub::config::token_sha256_hex;
 use serde_json::json;
 

@@ -5,7 +5,7 @@
 //!    directory, generated configuration: database `main`, N `[[edge]]`
 //!    entries reading `news/` and writing `edge/<i>/`, one `writer` edge that
 //!    may write `news/` and reads nothing);
-//! 2. connects N native edge clients (`outpost_hub::client::spawn_edge`) in
+//! 2. connects N native edge clients (`outpost_client::spawn_edge`) in
 //!    this process, each over its own in-memory database, in waves, and
 //!    waits until every one is `Live`;
 //! 3. lets them sit idle and measures the hub's memory per idle edge:
@@ -48,7 +48,7 @@ use clap::Parser;
 use outpost::db::{Batch, Database, OpenOptions};
 use outpost::store::MemoryStore;
 use outpost::sync::{EdgeConfig, SyncStatus};
-use outpost_hub::client::{ClientOptions, SyncHandle, spawn_edge};
+use outpost_client::{ClientOptions, SyncHandle, spawn_edge};
 use outpost_hub::config::token_sha256_hex;
 use serde_json::{Value, json};
 

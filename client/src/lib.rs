@@ -1,0 +1,182 @@
+//! # The native Outpost edge client
+//!
+//! Replicates a local [`outpost::Database`] with an Outpost hub over
+//! WebSocket (tokio-tungstenite; `wss://` with rustls), reconnecting with
+//! backoff and jitter. A thin shell around [`outpost::sync::EdgeSession`]:
+//! frames in and out, storage actions through [`outpost::sync::driver`], a
+//! 1 s tick for heartbeats.
+//!
+//! For any native edge (a laptop app, a worker, the fan-out benchmark); the
+//! hub uses it when it is itself an edge of another hub (`[[upstream]]`). It
+//! depends on neither the hub's HTTP server nor its configuration.
+//!
+//! ```no_run
+//! # async fn example(db: outpost::Database<outpost::store::MemoryStore>) {
+//! use outpost::sync::EdgeConfig;
+//! use outpost_client::{ClientOptions, spawn_edge};
+//!
+//! let opts = ClientOptions {
+//!     url: "ws://127.0.0.1:4000/sync".into(),
+//!     edge: EdgeConfig::new("main", "laptop", "its-token"),
+//!     ca_cert: None,
+//! };
+//! let client = spawn_edge(db, opts, None, None);
+//! // … local writes, then: client.local_changed();
+//! client.stop().await;
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use outpost::sync::driver::rejections;
+use outpost::sync::{EdgeConfig, Rejection, SyncStatus};
+use outpost::{Database, Error, PageStore};
+use tokio::sync::{Notify, watch};
+
+mod connect;
+mod session;
+pub mod tls;
+
+pub use tls::TlsError;
+
+/// Read buffer of each WebSocket connection (the hub's sessions and this
+/// client). tungstenite's default is 128 KiB, and it zero-fills the free part
+/// of the buffer before every read (also reads that find nothing), so the
+/// default cost 128 KiB of resident memory per connection and a 128 KiB
+/// memset per received frame: half the hub's CPU when a write fans out to
+/// 5,000 idle edges (`docs/benchmarks.md`, "Fan-out"). A larger frame is
+/// still received whole (the buffer grows to its size); it is read from the
+/// socket in pieces of this size.
+pub const WS_READ_BUFFER_BYTES: usize = 8 << 10;
+
+/// Where and how to connect.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// `ws://host:port/sync` or `wss://…`.
+    pub url: String,
+    /// Identity, credential, database, source tag, heartbeats.
+    pub edge: EdgeConfig,
+    /// PEM certificate to trust for `wss://` (required for `wss://`).
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Counters of a running client.
+#[derive(Debug, Default)]
+pub struct ClientCounters {
+    /// Sessions opened (Welcome received).
+    pub sessions: AtomicU64,
+    /// `Changes`/`Live` batches committed.
+    pub batches_applied: AtomicU64,
+    /// Documents pushed and acknowledged.
+    pub docs_pushed: AtomicU64,
+    /// `Push` frames acknowledged (empty ones, which only move the hub's
+    /// push checkpoint, included).
+    pub pushes_acked: AtomicU64,
+    /// Connection attempts that failed.
+    pub failed_attempts: AtomicU64,
+    /// Storage actions on the local database that failed.
+    pub storage_failures: AtomicU64,
+}
+
+/// A running client: status, counters, and control.
+pub struct SyncHandle {
+    status: watch::Receiver<SyncStatus>,
+    stop: watch::Sender<bool>,
+    wake: Arc<Notify>,
+    counters: Arc<ClientCounters>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SyncHandle {
+    /// The current status.
+    pub fn status(&self) -> SyncStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver of status changes.
+    pub fn watch_status(&self) -> watch::Receiver<SyncStatus> {
+        self.status.clone()
+    }
+
+    /// Tells the client that the local database committed (it pushes).
+    pub fn local_changed(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &ClientCounters {
+        &self.counters
+    }
+
+    /// Waits until `pred` holds for the status, or `timeout`.
+    pub async fn wait_for(&self, timeout: Duration, pred: impl Fn(&SyncStatus) -> bool) -> bool {
+        let mut rx = self.status.clone();
+        tokio::time::timeout(timeout, async {
+            loop {
+                if pred(&rx.borrow_and_update()) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Stops the client (closing the connection) and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts replicating `db` with the hub of `opts`. `changes`, if given, wakes
+/// the client whenever the database commits (a hub's etag watch); otherwise
+/// call [`SyncHandle::local_changed`] after local writes. `on_applied` runs
+/// after every batch from the hub is committed.
+pub fn spawn_edge<S>(
+    db: Database<S>,
+    opts: ClientOptions,
+    changes: Option<watch::Receiver<u64>>,
+    on_applied: Option<Arc<dyn Fn() + Send + Sync>>,
+) -> SyncHandle
+where
+    S: PageStore + Send + Sync + 'static,
+{
+    let (status_tx, status) = watch::channel(SyncStatus::Offline);
+    let (stop, stop_rx) = watch::channel(false);
+    let wake = Arc::new(Notify::new());
+    let counters = Arc::new(ClientCounters::default());
+    let task = tokio::spawn(session::run(
+        db,
+        opts,
+        changes,
+        on_applied,
+        status_tx,
+        stop_rx,
+        wake.clone(),
+        counters.clone(),
+    ));
+    SyncHandle {
+        status,
+        stop,
+        wake,
+        counters,
+        task,
+    }
+}
+
+/// The rejections the hub sent this client (recorded in the database).
+pub async fn client_rejections<S: PageStore>(
+    db: &Database<S>,
+    edge: &EdgeConfig,
+) -> Result<Vec<Rejection>, Error> {
+    rejections(db, edge).await
+}
