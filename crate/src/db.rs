@@ -293,7 +293,42 @@ impl IntegrityReport {
 
 const META_MAGIC: u32 = 0x5453_504F; // "OPST"
 const META_VERSION: u16 = 2;
-const FREELIST_PER_PAGE: usize = (PAGE_SIZE - 16 - 8) / 8;
+
+// ---------------------------------------------------------------------------
+// Free-list pages: the 16-byte page header of `btree::seal` (its entry count
+// is the number of page numbers listed), then these fields, little-endian.
+
+/// `u64`: the next page of the chain, 0 at its end.
+const FREELIST_NEXT: usize = 16;
+/// `u64` page numbers, [`FREELIST_PER_PAGE`] at most.
+const FREELIST_ENTRIES: usize = 24;
+/// Page numbers one free-list page holds.
+const FREELIST_PER_PAGE: usize = (PAGE_SIZE - FREELIST_ENTRIES) / 8;
+
+/// A sealed free-list page `no` listing `entries` (at most
+/// [`FREELIST_PER_PAGE`]), followed in the chain by `next`.
+fn encode_freelist_page(no: PageNo, next: PageNo, entries: &[PageNo]) -> Vec<u8> {
+    let mut buf = vec![0u8; PAGE_SIZE];
+    buf[FREELIST_NEXT..FREELIST_NEXT + 8].copy_from_slice(&next.to_le_bytes());
+    for (j, e) in entries.iter().enumerate() {
+        let at = FREELIST_ENTRIES + 8 * j;
+        buf[at..at + 8].copy_from_slice(&e.to_le_bytes());
+    }
+    btree::seal(&mut buf, no, KIND_FREELIST, entries.len() as u16);
+    buf
+}
+
+/// A free-list page (already checked by `check_page`): the next page of the
+/// chain, the entry count the page claims, and its entries (as many as it
+/// claims, at most [`FREELIST_PER_PAGE`]).
+fn decode_freelist_page(buf: &[u8]) -> (PageNo, usize, Vec<PageNo>) {
+    let le = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().unwrap_or_default());
+    let claimed = u16::from_le_bytes([buf[14], buf[15]]) as usize;
+    let entries = (0..claimed.min(FREELIST_PER_PAGE))
+        .map(|i| le(FREELIST_ENTRIES + 8 * i))
+        .collect();
+    (le(FREELIST_NEXT), claimed, entries)
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Meta {
@@ -778,15 +813,13 @@ async fn load_free_list<S: PageStore>(
             .await
             .map_err(|e| OpenError::Corrupt(e.to_string()))?;
         chain.push(next);
-        let n = u16::from_le_bytes([buf[14], buf[15]]) as usize;
+        let (following, n, entries) = decode_freelist_page(&buf);
         if n > FREELIST_PER_PAGE {
             return Err(OpenError::Corrupt(format!(
                 "free-list page {next} claims {n} entries"
             )));
         }
-        for i in 0..n {
-            let at = 24 + 8 * i;
-            let no = u64::from_le_bytes(buf[at..at + 8].try_into().unwrap_or_default());
+        for no in entries {
             if no == 0 || no >= meta.next_page {
                 return Err(OpenError::Corrupt(format!(
                     "free-list page {next} lists page {no}"
@@ -794,7 +827,7 @@ async fn load_free_list<S: PageStore>(
             }
             free.push(no);
         }
-        next = u64::from_le_bytes(buf[16..24].try_into().unwrap_or_default());
+        next = following;
     }
     if free.len() as u64 != meta.freelist_count {
         return Err(OpenError::Corrupt(format!(
@@ -1182,13 +1215,8 @@ impl<S: PageStore> Database<S> {
                 .chain(w.pending.iter().map(|&(_, p)| p))
                 .collect();
             for (i, chunk) in list.chunks(FREELIST_PER_PAGE).enumerate() {
-                let mut buf = vec![0u8; PAGE_SIZE];
                 let next = chain.get(i + 1).copied().unwrap_or(0);
-                buf[16..24].copy_from_slice(&next.to_le_bytes());
-                for (j, no) in chunk.iter().enumerate() {
-                    buf[24 + 8 * j..32 + 8 * j].copy_from_slice(&no.to_le_bytes());
-                }
-                btree::seal(&mut buf, chain[i], KIND_FREELIST, chunk.len() as u16);
+                let buf = encode_freelist_page(chain[i], next, chunk);
                 w.dirty.insert(chain[i], Arc::new(buf));
             }
             w.meta.freelist_head = chain.first().copied().unwrap_or(0);
@@ -2312,15 +2340,10 @@ impl<S: PageStore> Snapshot<S> {
             pages.push(next);
             match read_cached(&self.inner, next, KIND_FREELIST).await {
                 Ok(buf) => {
-                    let n = u16::from_le_bytes([buf[14], buf[15]]) as usize;
-                    for i in 0..n.min(FREELIST_PER_PAGE) {
-                        let at = 24 + 8 * i;
-                        pages.push(u64::from_le_bytes(
-                            buf[at..at + 8].try_into().unwrap_or_default(),
-                        ));
-                        free_listed += 1;
-                    }
-                    next = u64::from_le_bytes(buf[16..24].try_into().unwrap_or_default());
+                    let (following, _, entries) = decode_freelist_page(&buf);
+                    free_listed += entries.len() as u64;
+                    pages.extend(entries);
+                    next = following;
                 }
                 Err(e) => {
                     rep.problems.push(format!("free list: {e}"));
