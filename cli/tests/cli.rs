@@ -3,35 +3,24 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
+use outpost_testkit::TempDir;
 use serde_json::Value;
 
 /// A fresh, empty directory for one test (under cargo's per-target temp dir),
 /// removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("cli-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn db(&self) -> PathBuf {
-        self.0.join("db")
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(env!("CARGO_TARGET_TMPDIR"), &format!("cli-{name}"))
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+/// The database directory inside a test directory.
+trait DbDir {
+    fn db(&self) -> PathBuf;
+}
+
+impl DbDir for TempDir {
+    fn db(&self) -> PathBuf {
+        self.join("db")
     }
 }
 
@@ -110,7 +99,7 @@ fn meta_id(v: &Value) -> &str {
 
 #[test]
 fn put_get_delete_round_trip() {
-    let t = TempDir::new("crud");
+    let t = temp_dir("crud");
     let db = t.db();
     let out = ok(run(
         &db,
@@ -154,7 +143,7 @@ fn put_get_delete_round_trip() {
 
 #[test]
 fn scan_pages_by_prefix_and_changes_include_deletes() {
-    let t = TempDir::new("scan");
+    let t = temp_dir("scan");
     let db = t.db();
     for id in [
         "patients/dr-7/03",
@@ -218,7 +207,7 @@ fn scan_pages_by_prefix_and_changes_include_deletes() {
 
 #[test]
 fn import_export_round_trip() {
-    let t = TempDir::new("import");
+    let t = temp_dir("import");
     let db = t.db();
     let mut lines = String::new();
     for i in 0..2500 {
@@ -232,7 +221,7 @@ fn import_export_round_trip() {
             ));
         }
     }
-    let file = t.path("in.jsonl");
+    let file = t.join("in.jsonl");
     std::fs::write(&file, &lines).unwrap();
     let summary = ok(run(
         &db,
@@ -245,13 +234,13 @@ fn import_export_round_trip() {
     assert_eq!(got["total"], 3.5);
     assert_eq!(got["@metadata"]["@collection"], "Invoices");
 
-    let out = t.path("out.jsonl");
+    let out = t.join("out.jsonl");
     ok(run(&db, &["export", out.to_str().unwrap()]));
     let exported = json_lines(&std::fs::read_to_string(&out).unwrap());
     assert_eq!(exported.len(), 2500);
 
     // The export imports into a second database as is, via stdin.
-    let db2 = t.path("db2");
+    let db2 = t.join("db2");
     let text = std::fs::read_to_string(&out).unwrap();
     let summary = ok(run_in(&db2, &["import", "-"], &text));
     assert!(summary.contains("imported 2500 documents"), "{summary}");
@@ -271,7 +260,7 @@ fn import_export_round_trip() {
 
 #[test]
 fn import_reports_bad_lines_with_numbers() {
-    let t = TempDir::new("badlines");
+    let t = temp_dir("badlines");
     let db = t.db();
     let input = concat!(
         "{\"id\":\"a/1\",\"n\":1}\n",
@@ -302,7 +291,7 @@ fn import_reports_bad_lines_with_numbers() {
     ok(run(&db, &["get", "a/7"]));
 
     // --strict stops at the first bad line and fails.
-    let t2 = TempDir::new("strict");
+    let t2 = temp_dir("strict");
     let err = fails_with(
         run_in(&t2.db(), &["import", "--strict", "-"], input),
         "invalid_json",
@@ -312,7 +301,7 @@ fn import_reports_bad_lines_with_numbers() {
 
 #[test]
 fn bad_input_is_an_error_not_a_panic() {
-    let t = TempDir::new("bad");
+    let t = temp_dir("bad");
     let db = t.db();
     fails_with(run(&db, &["put", "a/1", "{not json"]), "invalid_json");
     fails_with(run(&db, &["put", "a/1", "[1,2]"]), "invalid_json");
@@ -328,7 +317,7 @@ fn bad_input_is_an_error_not_a_panic() {
     fails_with(run(&db, &["import", "/nonexistent/file.jsonl"]), "io");
 
     // Reading a database that does not exist does not create one.
-    let missing = t.path("missing");
+    let missing = t.join("missing");
     fails_with(run(&missing, &["get", "a/1"]), "not_found");
     assert!(!missing.exists());
 
@@ -339,7 +328,7 @@ fn bad_input_is_an_error_not_a_panic() {
 
 #[test]
 fn stats_and_check() {
-    let t = TempDir::new("stats");
+    let t = temp_dir("stats");
     let db = t.db();
     ok(run(
         &db,
@@ -360,7 +349,7 @@ fn stats_and_check() {
 
 #[test]
 fn help_has_examples() {
-    let t = TempDir::new("help");
+    let t = temp_dir("help");
     let top = ok(run(&t.db(), &["--help"]));
     assert!(top.contains("Examples:") && top.contains("import"), "{top}");
     let import = ok(run(&t.db(), &["import", "--help"]));
@@ -430,10 +419,10 @@ const IMPORT_MEMORY_BOUND_KIB: u64 = 400 << 10;
 
 #[test]
 fn import_memory_is_bounded_whatever_the_input() {
-    let t = TempDir::new("memory");
+    let t = temp_dir("memory");
 
     // One line of 200 MB: refused while it is read, never held whole.
-    let one = t.path("one.jsonl");
+    let one = t.join("one.jsonl");
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&one).unwrap());
         f.write_all(b"{\"id\":\"big\",\"pad\":\"").unwrap();
@@ -443,7 +432,7 @@ fn import_memory_is_bounded_whatever_the_input() {
         }
         f.write_all(b"\"}\n{\"id\":\"after\",\"n\":1}\n").unwrap();
     }
-    let (o, peak) = import_with_peak(&t.path("db1"), &one);
+    let (o, peak) = import_with_peak(&t.join("db1"), &one);
     std::fs::remove_file(&one).unwrap();
     println!("one 200 MiB line: peak {} MiB", peak >> 10);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
@@ -461,7 +450,7 @@ fn import_memory_is_bounded_whatever_the_input() {
 
     // Eight documents of 15 MiB: batches are bounded in bytes, not only
     // in documents (the default --batch is 1,000).
-    let docs = t.path("docs.jsonl");
+    let docs = t.join("docs.jsonl");
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&docs).unwrap());
         let pad = "y".repeat(15 << 20);
@@ -469,7 +458,7 @@ fn import_memory_is_bounded_whatever_the_input() {
             writeln!(f, "{{\"id\":\"d/{i}\",\"pad\":\"{pad}\"}}").unwrap();
         }
     }
-    let (o, peak) = import_with_peak(&t.path("db2"), &docs);
+    let (o, peak) = import_with_peak(&t.join("db2"), &docs);
     std::fs::remove_file(&docs).unwrap();
     println!("8 documents of 15 MiB: peak {} MiB", peak >> 10);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -486,8 +475,8 @@ fn import_memory_is_bounded_whatever_the_input() {
 
 #[test]
 fn importing_random_bytes_exits_3_and_says_lines_were_skipped() {
-    let t = TempDir::new("random");
-    let file = t.path("random.bin");
+    let t = temp_dir("random");
+    let file = t.join("random.bin");
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let bytes: Vec<u8> = (0..(1 << 20))
         .map(|_| {
@@ -512,7 +501,7 @@ fn importing_random_bytes_exits_3_and_says_lines_were_skipped() {
     );
 
     // A clean import still exits 0.
-    let clean = t.path("clean.jsonl");
+    let clean = t.join("clean.jsonl");
     std::fs::write(&clean, "{\"id\":\"a/1\"}\n").unwrap();
     let o = run(&t.db(), &["import", clean.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -9,31 +9,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
+use outpost::store::fault::FaultVfs;
 use outpost::store::file::{FileStore, FileStoreOptions};
-use outpost::store::vfs::FaultVfs;
 use outpost::store::{Commit, PAGE_SIZE, PageStore, Sync};
+use outpost_testkit::TempDir;
 
 /// A fresh directory under cargo's per-target temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("storage-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(env!("CARGO_TARGET_TMPDIR"), &format!("storage-{name}"))
 }
 
 fn outpost(db: &Path) -> Command {
@@ -128,8 +112,8 @@ fn holder(db: &Path) -> Child {
 
 #[test]
 fn a_second_process_is_refused_while_one_holds_the_database() {
-    let t = TempDir::new("second");
-    let db = t.0.join("db");
+    let t = temp_dir("second");
+    let db = t.join("db");
     ok(run(&db, &["put", "a", r#"{"v":1}"#]));
     let mut first = holder(&db);
     let pid = first.id().to_string();
@@ -165,8 +149,8 @@ fn a_second_process_is_refused_while_one_holds_the_database() {
 
 #[test]
 fn concurrent_writers_never_lose_acknowledged_puts() {
-    let t = TempDir::new("loops");
-    let db = t.0.join("db");
+    let t = temp_dir("loops");
+    let db = t.join("db");
     ok(run(&db, &["put", "seed", "{}"]));
     // Two loops of puts on one directory: each put either succeeds (and must
     // be there at the end) or is refused as locked.
@@ -201,8 +185,8 @@ fn concurrent_writers_never_lose_acknowledged_puts() {
 
 #[test]
 fn a_damaged_page_is_reported_with_its_file_and_offset() {
-    let t = TempDir::new("corrupt");
-    let db = t.0.join("db");
+    let t = temp_dir("corrupt");
+    let db = t.join("db");
     for i in 0..50 {
         ok(run(
             &db,
@@ -240,8 +224,8 @@ fn a_damaged_page_is_reported_with_its_file_and_offset() {
 
 #[test]
 fn check_reports_a_dropped_wal_tail() {
-    let t = TempDir::new("tail");
-    let db = t.0.join("db");
+    let t = temp_dir("tail");
+    let db = t.join("db");
     // Build the files in memory (a crash after one durable commit, with a
     // second commit whose last frame never fully reached the disk), then lay
     // them out as real files.
@@ -321,8 +305,8 @@ impl Tmpfs {
             println!("not run: mounting a tmpfs needs root");
             return None;
         }
-        let t = TempDir::new(name);
-        let dir = t.0.clone();
+        let t = temp_dir(name);
+        let dir = t.path().to_path_buf();
         std::mem::forget(t);
         let o = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])

@@ -25,6 +25,8 @@ pub mod error;
 pub mod jsonl;
 pub mod merge;
 pub mod platform;
+#[cfg(any(test, feature = "testing"))]
+pub mod rng;
 pub mod store;
 pub mod sync;
 

@@ -2,25 +2,14 @@
 //! optimistic concurrency, snapshots, group commit, reopen, bad input.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
 use futures::executor::block_on;
 use outpost::store::MemoryStore;
 use outpost::{Batch, ChangeVector, CvOrder, Database, Error, Expected, OpenOptions, PutOptions};
+use outpost_testkit::{open, opts};
 use serde_json::json;
 use std::future::Future;
-
-fn opts() -> OpenOptions {
-    let t = Arc::new(AtomicI64::new(1_700_000_000_000));
-    OpenOptions {
-        clock: Some(Arc::new(move || t.fetch_add(1, Ordering::Relaxed))),
-        ..Default::default()
-    }
-}
-
-async fn open(store: &Arc<MemoryStore>) -> Database<Arc<MemoryStore>> {
-    Database::open(store.clone(), opts()).await.unwrap()
-}
 
 #[test]
 fn put_get_delete_roundtrip() {

@@ -20,8 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::executor::block_on;
+use outpost::rng::SplitMix;
+use outpost::store::fault::{Fault, FaultVfs};
 use outpost::store::file::{FileStore, FileStoreOptions};
-use outpost::store::vfs::{Fault, FaultVfs, SplitMix, Vfs};
+use outpost::store::vfs::Vfs;
 use outpost::{Batch, Database, DbId, OpenOptions, PageStore};
 use serde_json::json;
 
@@ -169,7 +171,7 @@ fn reference(steps: &[Step]) -> HashMap<u64, u64> {
 }
 
 fn check_image(
-    files: outpost::store::vfs::FileImages,
+    files: outpost::store::fault::FileImages,
     states: &HashMap<u64, u64>,
     acked: u64,
     what: &str,

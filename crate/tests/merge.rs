@@ -3,29 +3,16 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::executor::block_on;
 use outpost::store::MemoryStore;
 use outpost::{
-    Batch, ConflictPolicy, CvOrder, Database, Document, OpenOptions, RawVersion, RemoteDoc,
-    WriteOutcome,
+    Batch, ConflictPolicy, CvOrder, Database, Document, RawVersion, RemoteDoc, WriteOutcome,
 };
+use outpost_testkit::open;
 use serde_json::json;
 
 type Db = Database<Arc<MemoryStore>>;
-
-fn opts() -> OpenOptions {
-    let t = Arc::new(AtomicI64::new(1_700_000_000_000));
-    OpenOptions {
-        clock: Some(Arc::new(move || t.fetch_add(1, Ordering::Relaxed))),
-        ..Default::default()
-    }
-}
-
-async fn open(store: &Arc<MemoryStore>) -> Db {
-    Database::open(store.clone(), opts()).await.unwrap()
-}
 
 /// The document as a peer would send it.
 fn as_remote(d: &Document, source: &str) -> RemoteDoc {

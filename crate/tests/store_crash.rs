@@ -25,10 +25,10 @@ use std::time::Instant;
 
 use futures::executor::block_on;
 use futures::future::join_all;
+use outpost::store::fault::{FaultVfs, FileImages};
 use outpost::store::file::{
     DATA_FILE, FRAME_SIZE, FileStore, FileStoreOptions, FileStoreStats, HEADER_BLOCK, WAL_FILE,
 };
-use outpost::store::vfs::{FaultVfs, FileImages};
 use outpost::store::{Commit, PAGE_SIZE, PageStore, StoreError, Sync};
 
 const DIR: &str = "/outpost-test";
@@ -38,7 +38,7 @@ const PAGES: u64 = 200;
 // Workload
 // ---------------------------------------------------------------------------
 
-use outpost::store::vfs::SplitMix as Rng;
+use outpost::rng::SplitMix as Rng;
 
 #[derive(Clone)]
 struct Spec {
@@ -370,7 +370,7 @@ fn crash_every_op(seeds: &[u64], commits: u64, images_per_crash: usize) -> (u64,
         // Thread timing changes grouping, so op counts vary a little between runs.
         for n in 1..=total_ops + 8 {
             let vfs = FaultVfs::new();
-            vfs.set_fault(Some(outpost::store::vfs::Fault::CrashAt(n)));
+            vfs.set_fault(Some(outpost::store::fault::Fault::CrashAt(n)));
             let out = run(&w, &vfs, true);
             if !vfs.crashed() {
                 continue;
@@ -461,7 +461,7 @@ fn crash_at_every_operation_long_workload() {
 // ---------------------------------------------------------------------------
 
 fn fail_every_op(persistent: bool) -> u64 {
-    use outpost::store::vfs::Fault;
+    use outpost::store::fault::Fault;
     let w = Workload::new(0xFA11, 30);
     let clean = FaultVfs::new();
     run(&w, &clean, false);

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use outpost::db::{Database, OpenOptions};
+use outpost::store::fault::{FaultVfs, FileImages};
 use outpost::store::file::{DATA_START, FileStore, FileStoreOptions, WAL_FILE};
-use outpost::store::vfs::{FaultVfs, FileImages};
 use outpost::store::{Commit, PAGE_SIZE, PageStore, StoreError, Sync};
 use outpost::{Error, OpenError};
 use serde_json::json;
@@ -133,7 +133,7 @@ fn read_only_open_writes_nothing_even_on_a_full_disk() {
     let vfs = FaultVfs::with_files(files.clone());
     // A full disk where every write would also fail.
     vfs.set_capacity(Some(total_len(&files)));
-    vfs.set_fault(Some(outpost::store::vfs::Fault::FailFrom(1)));
+    vfs.set_fault(Some(outpost::store::fault::Fault::FailFrom(1)));
     let store = FileStore::open_read_only(DIR, opts(&vfs)).unwrap();
     assert!(store.is_read_only());
     // The WAL was replayed in memory: the newest commit is visible.

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::executor::block_on;
+use outpost::rng::SplitMix;
 use outpost::store::MemoryStore;
-use outpost::store::vfs::SplitMix;
 use outpost::sync::driver::{edge_info, edge_storage, hub_storage, load_edge_state, rejections};
 use outpost::sync::{
     ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgeSession, Grant, HubAction, HubEvent,

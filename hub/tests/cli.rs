@@ -10,39 +10,26 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use outpost_hub::status::{self, HttpUrl};
+use outpost_testkit::TempDir;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "outpost-hub-test-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn config(&self) -> PathBuf {
-        self.0.join("outpost-hub.toml")
-    }
+/// A fresh directory for one test under the system's temporary directory,
+/// removed on drop.
+fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(std::env::temp_dir(), &format!("outpost-hub-test-{tag}"))
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+/// The hub's configuration file in a test directory.
+trait HubDir {
+    fn config(&self) -> PathBuf;
+}
+
+impl HubDir for TempDir {
+    fn config(&self) -> PathBuf {
+        self.join("outpost-hub.toml")
     }
 }
 
@@ -227,7 +214,7 @@ fn append(path: &Path, extra: &str) {
 
 #[test]
 fn serves_health_metrics_status_and_stops_cleanly() {
-    let dir = TempDir::new("serve");
+    let dir = temp_dir("serve");
     run_ok(&dir, &["init", "--demo"]);
     let server = Server::start(&dir, &[]);
 
@@ -287,7 +274,7 @@ fn serves_health_metrics_status_and_stops_cleanly() {
 
 #[test]
 fn serves_the_demo_site() {
-    let dir = TempDir::new("site");
+    let dir = temp_dir("site");
     run_ok(&dir, &["init", "--demo"]);
     let site = dir.path().join("demo-site");
     std::fs::create_dir_all(site.join("pkg")).unwrap();
@@ -304,7 +291,7 @@ fn serves_the_demo_site() {
 
 #[test]
 fn edge_changes_and_bad_edits_reload_live() {
-    let dir = TempDir::new("reload");
+    let dir = temp_dir("reload");
     run_ok(&dir, &["init", "--demo"]);
     let mut server = Server::start(&dir, &[]);
     assert_eq!(server.status()["edges_configured"], 2);
@@ -399,7 +386,7 @@ fn edge_changes_and_bad_edits_reload_live() {
 
 #[test]
 fn a_database_is_used_by_one_process_at_a_time() {
-    let dir = TempDir::new("lock");
+    let dir = temp_dir("lock");
     run_ok(&dir, &["init", "--demo"]);
     let _server = Server::start(&dir, &[]);
 
@@ -429,7 +416,7 @@ fn a_database_is_used_by_one_process_at_a_time() {
 
 #[test]
 fn import_then_export_round_trips() {
-    let dir = TempDir::new("transfer");
+    let dir = temp_dir("transfer");
     run_ok(&dir, &["init"]);
     let input = dir.path().join("in.jsonl");
     let mut lines = String::new();
@@ -491,7 +478,7 @@ fn import_then_export_round_trips() {
 
 #[test]
 fn dev_tls_serves_https_with_a_generated_certificate() {
-    let dir = TempDir::new("tls");
+    let dir = temp_dir("tls");
     run_ok(&dir, &["init", "--demo"]);
     let mut server = Server::start(&dir, &["--dev-tls"]);
     server.wait_log("certutil");
@@ -517,7 +504,7 @@ fn dev_tls_serves_https_with_a_generated_certificate() {
         assert!(text(&body).contains("\"ok\""));
     }
     // Not trusted without the certificate.
-    let other = TempDir::new("tls-other");
+    let other = temp_dir("tls-other");
     let (other_cert, _) = outpost_hub::tls::ensure_dev_cert(other.path()).unwrap();
     let url = HttpUrl::parse(&format!("https://127.0.0.1:{}", server.addr.port())).unwrap();
     let err = rt
@@ -539,7 +526,7 @@ fn dev_tls_serves_https_with_a_generated_certificate() {
 
 #[test]
 fn init_refuses_to_overwrite_and_status_needs_a_hub() {
-    let dir = TempDir::new("init");
+    let dir = temp_dir("init");
     run_ok(&dir, &["init"]);
     let before = std::fs::read_to_string(dir.config()).unwrap();
     let out = run(&dir, &["init", "--demo"]);
@@ -573,7 +560,7 @@ fn init_refuses_to_overwrite_and_status_needs_a_hub() {
 
 #[test]
 fn status_finds_the_hub_where_serve_put_it() {
-    let dir = TempDir::new("status-where");
+    let dir = temp_dir("status-where");
     run_ok(&dir, &["init", "--demo"]);
     // The configuration names a port nothing listens on; the hub is started
     // on another one, with TLS (as `run.sh --port` and `serve --dev-tls` do).

@@ -21,7 +21,7 @@ use outpost::store::file::{FileStore, FileStoreOptions};
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost::{Batch, Database, OpenOptions, PutOptions};
 use outpost_client::{ClientOptions, SyncHandle, client_rejections, spawn_edge};
-use outpost_hub::config::token_sha256_hex;
+use outpost_testkit::{TempDir, edge_toml};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
@@ -29,29 +29,9 @@ const WAIT: Duration = Duration::from_secs(60);
 
 type Db = Database<FileStore>;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "outpost-sync-test-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh directory under the system's temporary directory.
+fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(std::env::temp_dir(), &format!("outpost-sync-test-{tag}"))
 }
 
 fn free_port() -> u16 {
@@ -60,22 +40,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// One `[[edge]]` entry.
-fn edge_toml(name: &str, token: &str, read: &[&str], write: &[&str]) -> String {
-    let list = |l: &[&str]| {
-        l.iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "[[edge]]\nname = {name:?}\ntoken_sha256 = {:?}\ndatabase = \"main\"\nread = [{}]\nwrite = [{}]\n\n",
-        token_sha256_hex(token),
-        list(read),
-        list(write)
-    )
 }
 
 /// A hub process with its own directory and port.
@@ -279,7 +243,7 @@ async fn put(db: &Db, c: Option<&SyncHandle>, id: &str, body: serde_json::Value,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_edges_edit_offline_reconnect_and_converge() {
-    let tmp = TempDir::new("converge");
+    let tmp = temp_dir("converge");
     let edges = edge_toml("alice", "a-token", &["notes/"], &["notes/"])
         + &edge_toml("bob", "b-token", &["notes/"], &["notes/"]);
     let hub = HubProc::new(tmp.join("hub"), free_port(), &edges);
@@ -374,7 +338,7 @@ async fn two_edges_edit_offline_reconnect_and_converge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_killed_mid_batch_loses_nothing_and_applies_nothing_twice() {
-    let tmp = TempDir::new("kill");
+    let tmp = temp_dir("kill");
     let port = free_port();
     let mut hub = HubProc::new(
         tmp.join("hub"),
@@ -454,7 +418,7 @@ async fn hub_killed_mid_batch_loses_nothing_and_applies_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clinics_share_only_their_own_data_through_the_cloud() {
-    let tmp = TempDir::new("clinics");
+    let tmp = temp_dir("clinics");
     let cloud_port = free_port();
     let mut cloud = HubProc::new(
         tmp.join("cloud"),
@@ -594,7 +558,7 @@ async fn clinics_share_only_their_own_data_through_the_cloud() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_outside_the_write_prefixes_are_rejected_and_recorded() {
-    let tmp = TempDir::new("reject");
+    let tmp = temp_dir("reject");
     let hub = HubProc::new(
         tmp.join("hub"),
         free_port(),
@@ -654,7 +618,7 @@ async fn writes_outside_the_write_prefixes_are_rejected_and_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn narrowing_and_revoking_take_effect_without_a_restart() {
-    let tmp = TempDir::new("revoke");
+    let tmp = temp_dir("revoke");
     let admin = edge_toml("admin", "adm", &["*"], &["*"]);
     let wide = edge_toml("lap", "l", &["notes/", "private/"], &["notes/"]);
     let hub = HubProc::new(tmp.join("hub"), free_port(), &(admin.clone() + &wide));
@@ -707,7 +671,7 @@ async fn narrowing_and_revoking_take_effect_without_a_restart() {
 async fn garbage_frames_end_only_that_session() {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    let tmp = TempDir::new("garbage");
+    let tmp = temp_dir("garbage");
     let hub = HubProc::new(
         tmp.join("hub"),
         free_port(),
@@ -779,7 +743,7 @@ async fn garbage_frames_end_only_that_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_resyncs_from_zero_when_the_hub_database_is_replaced() {
-    let tmp = TempDir::new("replaced");
+    let tmp = temp_dir("replaced");
     let port = free_port();
     let mut hub = HubProc::new(
         tmp.join("hub"),
@@ -860,7 +824,7 @@ async fn wipe(db: Db, dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_of_one_identity_see_each_others_notes() {
-    let tmp = TempDir::new("devices");
+    let tmp = temp_dir("devices");
     let edges = edge_toml("alice", "a-token", &["notes/"], &["notes/"])
         + &edge_toml("bob", "b-token", &["notes/"], &["notes/"]);
     let hub = HubProc::new(tmp.join("hub"), free_port(), &edges);
@@ -920,7 +884,7 @@ async fn two_devices_of_one_identity_see_each_others_notes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_device_gets_its_own_notes_back() {
-    let tmp = TempDir::new("wiped");
+    let tmp = temp_dir("wiped");
     let hub = HubProc::new(
         tmp.join("hub"),
         free_port(),
@@ -967,7 +931,7 @@ async fn a_wiped_device_gets_its_own_notes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_device_gets_everything_its_identity_may_read() {
-    let tmp = TempDir::new("replaced");
+    let tmp = temp_dir("replaced");
     let edges = edge_toml("dr7", "t7", &["patients/dr-7/"], &["patients/dr-7/"])
         + &edge_toml("nurse", "tn", &["patients/"], &["patients/"]);
     let hub = HubProc::new(tmp.join("hub"), free_port(), &edges);
@@ -1026,7 +990,7 @@ async fn a_replaced_device_gets_everything_its_identity_may_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_edge_gets_no_rejection_for_a_conflict_it_did_not_make() {
-    let tmp = TempDir::new("readonly");
+    let tmp = temp_dir("readonly");
     let edges = edge_toml("alice", "a-token", &["notes/"], &["notes/"])
         + &edge_toml("bob", "b-token", &["notes/"], &["notes/"])
         + &edge_toml("auditor", "r-token", &["notes/"], &[]);

@@ -49,7 +49,7 @@ use outpost::db::{Batch, Database, OpenOptions};
 use outpost::store::MemoryStore;
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost_client::{ClientOptions, SyncHandle, spawn_edge};
-use outpost_hub::config::token_sha256_hex;
+use outpost_testkit::edge_toml;
 use serde_json::{Value, json};
 
 /// Environment variable set when the benchmark re-executed itself with a
@@ -833,22 +833,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port on 127.0.0.1")
-}
-
-/// One `[[edge]]` entry of the hub configuration.
-fn edge_toml(name: &str, token: &str, read: &[&str], write: &[&str]) -> String {
-    let list = |l: &[&str]| {
-        l.iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "[[edge]]\nname = {name:?}\ntoken_sha256 = {:?}\ndatabase = \"main\"\nread = [{}]\nwrite = [{}]\n\n",
-        token_sha256_hex(token),
-        list(read),
-        list(write)
-    )
 }
 
 // ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@
 //!   file when it grows past [`FileStoreOptions::checkpoint_wal_bytes`].
 //!
 //! All I/O goes through a [`Vfs`], so crash tests can run the real code over
-//! [`super::vfs::FaultVfs`].
+//! `FaultVfs` (`store::fault`, built with the `testing` feature).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -1581,9 +1581,9 @@ mod tests {
 
     fn header_file(block: &[u8]) -> Box<dyn VfsFile> {
         let path = std::path::PathBuf::from("/h/outpost.db");
-        let mut files = super::super::vfs::FileImages::new();
+        let mut files = super::super::fault::FileImages::new();
         files.insert(path.clone(), block.to_vec());
-        let vfs = super::super::vfs::FaultVfs::with_files(files);
+        let vfs = super::super::fault::FaultVfs::with_files(files);
         vfs.open(&path, false).unwrap()
     }
 

@@ -18,6 +18,8 @@ use crate::platform::{BoxFuture, MaybeSend, MaybeSync};
 mod memory;
 pub use memory::MemoryStore;
 
+#[cfg(all(not(target_arch = "wasm32"), any(test, feature = "testing")))]
+pub mod fault;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod file;
 #[cfg(target_arch = "wasm32")]

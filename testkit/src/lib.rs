@@ -1,0 +1,77 @@
+//! Helpers shared by Outpost's tests and benchmarks: one home instead of a copy
+//! per test file. Not shipped (`publish = false`); the crates use it as a
+//! dev-dependency (the benchmarks as a dependency).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+
+use outpost::store::MemoryStore;
+use outpost::{Database, OpenOptions};
+
+/// A fresh directory under a given root, removed (with everything in it) on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `root/<name>-<process id>-<counter>` (emptied first if a
+    /// previous run left it behind).
+    pub fn new(root: impl AsRef<Path>, name: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = root
+            .as_ref()
+            .join(format!("{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `p` inside the directory.
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Database options with a deterministic clock: it starts at
+/// 1_700_000_000_000 ms and ticks one millisecond per reading.
+pub fn opts() -> OpenOptions {
+    let t = Arc::new(AtomicI64::new(1_700_000_000_000));
+    OpenOptions {
+        clock: Some(Arc::new(move || t.fetch_add(1, Ordering::Relaxed))),
+        ..Default::default()
+    }
+}
+
+/// Opens a database over `store` with [`opts`].
+pub async fn open(store: &Arc<MemoryStore>) -> Database<Arc<MemoryStore>> {
+    Database::open(store.clone(), opts()).await.unwrap()
+}
+
+/// One `[[edge]]` entry of the hub configuration (database `main`).
+#[cfg(feature = "hub")]
+pub fn edge_toml(name: &str, token: &str, read: &[&str], write: &[&str]) -> String {
+    let list = |l: &[&str]| {
+        l.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "[[edge]]\nname = {name:?}\ntoken_sha256 = {:?}\ndatabase = \"main\"\nread = [{}]\nwrite = [{}]\n\n",
+        outpost_hub::config::token_sha256_hex(token),
+        list(read),
+        list(write)
+    )
+}
