@@ -34,10 +34,10 @@ use crate::doc::{self, DocFlags, Document, DocumentMeta, RawVersion};
 use crate::error::{Error, InputError, OpenError, clip};
 use crate::merge;
 use crate::platform::wall_clock_ms;
+use crate::policy::ConflictPolicy;
 use crate::store::{
     Commit, MAX_META, PAGE_SIZE, PageBuf, PageNo, PageStore, StoreError, Sync as StoreSync,
 };
-use crate::sync::ConflictPolicy;
 
 /// A source of wall-clock time in milliseconds since the Unix epoch (injectable
 /// for tests and simulations).

@@ -25,6 +25,7 @@ pub mod error;
 pub mod jsonl;
 pub mod merge;
 pub mod platform;
+pub mod policy;
 #[cfg(any(test, feature = "testing"))]
 pub mod rng;
 pub mod store;
@@ -37,5 +38,5 @@ pub use db::{
 };
 pub use doc::{DocFlags, Document, DocumentMeta, RawVersion, Version};
 pub use error::{Error, InputError, OpenError};
+pub use policy::ConflictPolicy;
 pub use store::{PageStore, StoreError};
-pub use sync::ConflictPolicy;

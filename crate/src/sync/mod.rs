@@ -11,12 +11,13 @@ pub mod frame;
 pub mod hub;
 mod rules;
 
+pub use crate::policy::ConflictPolicy;
 pub use edge::{
     EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Rejection, SyncStatus,
 };
 pub use frame::{Frame, FrameError, WireDoc, WireGrant};
 pub use hub::{Grant, HubAction, HubEvent, HubMetric, HubSession};
-pub use rules::{ConflictPolicy, Prefixes, check_canonical};
+pub use rules::{Prefixes, check_canonical};
 
 use crate::doc::RawDoc;
 

@@ -1,4 +1,5 @@
-//! Access rules the hub enforces: id prefixes, and conflict policies.
+//! Access rules the hub enforces: id prefixes (conflict policies are an
+//! engine rule: [`crate::policy`]).
 //!
 //! Ids are case-insensitive (the engine indexes them lowercase), so prefixes
 //! are matched on the lowercase form, on whole path segments: the prefix
@@ -10,7 +11,6 @@
 //! ids as paths can be led outside a prefix.
 
 use std::fmt;
-use std::str::FromStr;
 
 use crate::error::{InputError, clip};
 
@@ -125,53 +125,6 @@ pub fn check_canonical(id: &str) -> Result<(), InputError> {
     Ok(())
 }
 
-/// How the hub settles concurrent versions of a document in a collection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum ConflictPolicy {
-    /// The version that reached the hub last wins (the hub's arrival order;
-    /// edge clocks are not trusted). The hub writes a resolution that
-    /// supersedes both.
-    #[default]
-    Latest,
-    /// The version the hub already held wins; the hub writes a resolution.
-    HubWins,
-    /// Every concurrent version is kept; the application lists conflicts and
-    /// resolves them (the resolution replicates).
-    Manual,
-}
-
-impl ConflictPolicy {
-    /// The configuration spelling: `latest`, `hub-wins` or `manual`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConflictPolicy::Latest => "latest",
-            ConflictPolicy::HubWins => "hub-wins",
-            ConflictPolicy::Manual => "manual",
-        }
-    }
-}
-
-impl fmt::Display for ConflictPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ConflictPolicy {
-    type Err = InputError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "latest" => Ok(ConflictPolicy::Latest),
-            "hub-wins" => Ok(ConflictPolicy::HubWins),
-            "manual" => Ok(ConflictPolicy::Manual),
-            other => Err(InputError::InvalidArgument(format!(
-                "unknown conflict policy {:?}: expected latest, hub-wins or manual",
-                clip(other)
-            ))),
-        }
-    }
-}
-
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
@@ -208,13 +161,5 @@ mod tests {
         }
         assert!(check_canonical("a/").is_err());
         assert!(check_canonical("patients/dr-7/x").is_ok());
-    }
-
-    #[test]
-    fn policies_parse() {
-        for s in ["latest", "hub-wins", "manual"] {
-            assert_eq!(s.parse::<ConflictPolicy>().unwrap().as_str(), s);
-        }
-        assert!("Latest".parse::<ConflictPolicy>().is_err());
     }
 }
