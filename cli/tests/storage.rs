@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use outpost::store::fault::FaultVfs;
 use outpost::store::file::{FileStore, FileStoreOptions};
-use outpost::store::{Commit, PAGE_SIZE, PageStore, Sync};
+use outpost::store::{Commit, Durability, PAGE_SIZE, PageStore};
 use outpost_testkit::TempDir;
 
 /// A fresh directory under cargo's per-target temp dir, removed on drop.
@@ -247,7 +247,7 @@ fn check_reports_a_dropped_wal_tail() {
         futures::executor::block_on(store.commit(Commit {
             pages: vec![(900, page.clone()), (901, page)],
             meta: b"not a real meta record".to_vec(),
-            sync: Sync::Durable,
+            durability: Durability::Durable,
         }))
         .unwrap();
         // The image as the crash left it: the dropped commit's last frame torn.

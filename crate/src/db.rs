@@ -36,7 +36,7 @@ use crate::merge;
 use crate::platform::wall_clock_ms;
 use crate::policy::ConflictPolicy;
 use crate::store::{
-    Commit, MAX_META, PAGE_SIZE, PageBuf, PageNo, PageStore, StoreError, Sync as StoreSync,
+    Commit, Durability, MAX_META, PAGE_SIZE, PageBuf, PageNo, PageStore, StoreError,
 };
 
 /// A source of wall-clock time in milliseconds since the Unix epoch (injectable
@@ -1244,7 +1244,7 @@ impl<S: PageStore> Database<S> {
             let fut = self.inner.store.commit(Commit {
                 pages,
                 meta: meta.encode(),
-                sync: StoreSync::Durable,
+                durability: Durability::Durable,
             });
             (fut, meta, seq)
         };

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use outpost::store::idb::{IdbStore, error_from_js};
-use outpost::store::{Commit, PAGE_SIZE, PageBuf, PageNo, PageStore, Sync};
+use outpost::store::{Commit, Durability, PAGE_SIZE, PageBuf, PageNo, PageStore};
 use outpost::{Batch, Database, Error, OpenOptions, StoreError};
 use serde_json::json;
 use wasm_bindgen::JsValue;
@@ -41,7 +41,7 @@ fn commit(pages: &[(PageNo, u8)], meta: &[u8]) -> Commit {
     Commit {
         pages: pages.iter().map(|&(no, f)| (no, page(f, no))).collect(),
         meta: meta.to_vec(),
-        sync: Sync::Durable,
+        durability: Durability::Durable,
     }
 }
 
@@ -111,7 +111,7 @@ async fn idb_store_round_trip_and_reopen() {
     // Overwrite one page, add a large page number, relaxed durability.
     let big: PageNo = (1 << 53) - 1;
     let mut c = commit(&[(2, 0x44), (big, 0x55)], b"meta-2");
-    c.sync = Sync::Relaxed;
+    c.durability = Durability::Relaxed;
     s.commit(c).await.unwrap();
     s.sync().await.unwrap();
     assert_eq!(s.read_page(2).await.unwrap(), page(0x44, 2));
@@ -125,7 +125,7 @@ async fn idb_store_round_trip_and_reopen() {
     let bad = Commit {
         pages: vec![(5, Arc::new(vec![0u8; 100]))],
         meta: b"meta-bad".to_vec(),
-        sync: Sync::Durable,
+        durability: Durability::Durable,
     };
     assert!(matches!(
         s.commit(bad).await,

@@ -29,7 +29,7 @@ use outpost::store::fault::{FaultVfs, FileImages};
 use outpost::store::file::{
     DATA_FILE, FRAME_SIZE, FileStore, FileStoreOptions, FileStoreStats, HEADER_BLOCK, WAL_FILE,
 };
-use outpost::store::{Commit, PAGE_SIZE, PageStore, StoreError, Sync};
+use outpost::store::{Commit, Durability, PAGE_SIZE, PageStore, StoreError};
 
 const DIR: &str = "/outpost-test";
 const PAGES: u64 = 200;
@@ -140,10 +140,10 @@ impl Workload {
                 .map(|&p| (p, Arc::new(page_content(s.id, p))))
                 .collect(),
             meta: encode_meta(s.id, &self.states[s.id as usize]),
-            sync: if s.durable {
-                Sync::Durable
+            durability: if s.durable {
+                Durability::Durable
             } else {
-                Sync::Relaxed
+                Durability::Relaxed
             },
         }
     }
@@ -412,7 +412,7 @@ fn continue_after_recovery(w: &Workload, img: FileImages, c: u64, ctx: &dyn Fn()
     let store =
         FileStore::open(DIR, opts(&vfs)).unwrap_or_else(|e| panic!("{}: reopen: {e}", ctx()));
     let mut commit = w.commit_of(&spec);
-    commit.sync = Sync::Durable;
+    commit.durability = Durability::Durable;
     block_on(store.commit(commit))
         .unwrap_or_else(|e| panic!("{}: commit after recovery: {e}", ctx()));
     let durable = vfs.durable_files();
@@ -571,7 +571,7 @@ fn six_fsynced_groups(w: &Workload) -> FileImages {
     for s in w.steps.iter().flat_map(step_specs).take(6) {
         let mut c = w.commit_of(&s);
         c.pages.truncate(1);
-        c.sync = Sync::Durable;
+        c.durability = Durability::Durable;
         block_on(store.commit(c)).unwrap();
     }
     assert_eq!(store.stats().groups, 6);
@@ -680,7 +680,7 @@ fn damaged_header_after_wal_restart_is_reported() {
     let store = FileStore::open(DIR, opts(&vfs)).unwrap();
     for s in w.steps.iter().flat_map(step_specs) {
         let mut c = w.commit_of(&s);
-        c.sync = Sync::Durable;
+        c.durability = Durability::Durable;
         block_on(store.commit(c)).unwrap();
     }
     drop(store); // checkpoints: header slot flips, WAL restarts under a new salt
@@ -795,7 +795,7 @@ fn invalid_commits_are_refused() {
     let bad = Commit {
         pages: vec![(0, Arc::new(vec![0; PAGE_SIZE]))],
         meta: vec![],
-        sync: Sync::Durable,
+        durability: Durability::Durable,
     };
     assert!(matches!(
         block_on(store.commit(bad)),
@@ -804,7 +804,7 @@ fn invalid_commits_are_refused() {
     let bad = Commit {
         pages: vec![(1, Arc::new(vec![0; 10]))],
         meta: vec![],
-        sync: Sync::Durable,
+        durability: Durability::Durable,
     };
     assert!(matches!(
         block_on(store.commit(bad)),
@@ -842,22 +842,22 @@ fn torn_frame_over_an_older_generation_is_not_replayed() {
     let mut o = opts(&vfs);
     o.checkpoint_wal_bytes = 1 << 30;
     let page = |id: u64, p: u64| Arc::new(page_content(id, p));
-    let commit = |store: &FileStore, id: u64, pages: std::ops::RangeInclusive<u64>, sync| {
+    let commit = |store: &FileStore, id: u64, pages: std::ops::RangeInclusive<u64>, durability| {
         block_on(store.commit(Commit {
             pages: pages.map(|p| (p, page(id, p))).collect(),
             meta: self_checked_meta(id),
-            sync,
+            durability,
         }))
         .unwrap();
     };
     // Generation A: commit 1 = pages 1..=7 in slots 0..=6, commit frame in slot 7.
     let store = FileStore::open(DIR, o.clone()).unwrap();
-    commit(&store, 1, 1..=7, Sync::Durable);
+    commit(&store, 1, 1..=7, Durability::Durable);
     drop(store); // checkpoints; the WAL keeps generation A's frames
     // Generation B (open checkpoints again: a fresh salt, WAL restarts at slot 0).
     let store = FileStore::open(DIR, o.clone()).unwrap();
-    commit(&store, 2, 8..=8, Sync::Durable); // slots 0, 1: acknowledged durable
-    commit(&store, 3, 9..=13, Sync::Relaxed); // slots 2..=7: written, never fsynced
+    commit(&store, 2, 8..=8, Durability::Durable); // slots 0, 1: acknowledged durable
+    commit(&store, 3, 9..=13, Durability::Relaxed); // slots 2..=7: written, never fsynced
     let durable = vfs.durable_files();
     let current = vfs.current_files();
     std::mem::forget(store); // crash: no close

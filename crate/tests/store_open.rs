@@ -12,7 +12,7 @@ use futures::executor::block_on;
 use outpost::db::{Database, OpenOptions};
 use outpost::store::fault::{FaultVfs, FileImages};
 use outpost::store::file::{DATA_START, FileStore, FileStoreOptions, WAL_FILE};
-use outpost::store::{Commit, PAGE_SIZE, PageStore, StoreError, Sync};
+use outpost::store::{Commit, Durability, PAGE_SIZE, PageStore, StoreError};
 use outpost::{Error, OpenError};
 use serde_json::json;
 
@@ -33,7 +33,7 @@ fn commit(store: &FileStore, pages: &[(u64, u8)], meta: &[u8]) {
     block_on(store.commit(Commit {
         pages: pages.iter().map(|&(n, f)| (n, page(f))).collect(),
         meta: meta.to_vec(),
-        sync: Sync::Durable,
+        durability: Durability::Durable,
     }))
     .unwrap();
 }
@@ -150,7 +150,7 @@ fn read_only_open_writes_nothing_even_on_a_full_disk() {
     let e = block_on(store.commit(Commit {
         pages: vec![(5, page(5))],
         meta: b"m4".to_vec(),
-        sync: Sync::Durable,
+        durability: Durability::Durable,
     }))
     .unwrap_err();
     assert!(matches!(e, StoreError::ReadOnly), "{e:?}");

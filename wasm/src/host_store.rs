@@ -30,7 +30,7 @@ use std::fmt;
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use outpost::PageStore;
 use outpost::platform::BoxFuture;
-use outpost::store::{Commit, PAGE_SIZE, PageBuf, PageNo, StoreError, Sync as StoreSync};
+use outpost::store::{Commit, Durability, PAGE_SIZE, PageBuf, PageNo, StoreError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -167,7 +167,7 @@ impl PageStore for JsPageStore {
             let _ = Reflect::set(
                 &opts,
                 &"durable".into(),
-                &JsValue::from_bool(commit.sync == StoreSync::Durable),
+                &JsValue::from_bool(commit.durability == Durability::Durable),
             );
             let args = Array::of3(&pages, &Uint8Array::from(&commit.meta[..]), &opts);
             call(&self.obj, &self.commit, "commit", &args).await?;

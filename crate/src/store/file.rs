@@ -27,7 +27,7 @@ use futures::channel::oneshot;
 
 use super::vfs::{DirLock, LockError, LockMode, OsVfs, Vfs, VfsFile};
 use super::{
-    Commit, MAX_META, PAGE_SIZE, PageBuf, PageLocation, PageNo, PageStore, StoreError, Sync,
+    Commit, Durability, MAX_META, PAGE_SIZE, PageBuf, PageLocation, PageNo, PageStore, StoreError,
     validate_commit,
 };
 use crate::platform::{BoxFuture, random_bytes};
@@ -197,8 +197,8 @@ enum Request {
 ///
 /// Commits go to a dedicated writer thread, which merges all commits pending at
 /// the same time into one WAL write and at most one `fdatasync`. A
-/// [`Sync::Durable`] commit resolves only after the fsync covering it; a
-/// [`Sync::Relaxed`] one as soon as it is written (and visible to reads). After a
+/// [`Durability::Durable`] commit resolves only after the fsync covering it; a
+/// [`Durability::Relaxed`] one as soon as it is written (and visible to reads). After a
 /// failed write or fsync the store is poisoned ([`StoreError::Poisoned`]) until
 /// reopened; [`FileStore::open`] recovers the last complete commit.
 pub struct FileStore {
@@ -948,7 +948,7 @@ impl Writer {
         for r in group {
             match r {
                 Request::Commit(c, reply) => {
-                    need_sync |= c.sync == Sync::Durable;
+                    need_sync |= c.durability == Durability::Durable;
                     commits.push(c);
                     replies.push(reply);
                 }

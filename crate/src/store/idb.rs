@@ -15,8 +15,8 @@
 //! (IndexedDB runs readwrite transactions with overlapping scopes in creation
 //! order) and the transaction never goes inactive between requests.
 //!
-//! [`Sync::Durable`] commits ask for `durability: "strict"` (the browser flushes
-//! to disk before `complete`); [`Sync::Relaxed`] commits ask for `"relaxed"`.
+//! [`Durability::Durable`] commits ask for `durability: "strict"` (the browser flushes
+//! to disk before `complete`); [`Durability::Relaxed`] commits ask for `"relaxed"`.
 //! Browsers that do not know the option ignore it and use their default.
 //!
 //! Opening, reads and deleting go through `rexie`. Commits and [`IdbStore::sync`]
@@ -54,7 +54,7 @@ use web_sys::{
     IdbTransaction,
 };
 
-use super::{Commit, MAX_META, PAGE_SIZE, PageBuf, PageNo, PageStore, StoreError, Sync};
+use super::{Commit, Durability, MAX_META, PAGE_SIZE, PageBuf, PageNo, PageStore, StoreError};
 use crate::platform::BoxFuture;
 
 /// Schema version of the IndexedDB database.
@@ -393,11 +393,12 @@ impl PageStore for IdbStore {
                 },
             )
             .and_then(|()| {
-                let durability = match commit.sync {
-                    Sync::Durable => "strict",
-                    Sync::Relaxed => "relaxed",
+                let durability = match commit.durability {
+                    Durability::Durable => "strict",
+                    Durability::Relaxed => "relaxed",
                 };
-                self.relaxed_pending.set(commit.sync == Sync::Relaxed);
+                self.relaxed_pending
+                    .set(commit.durability == Durability::Relaxed);
                 self.issue(&commit.pages, &commit.meta, durability)
             });
         Box::pin(async move { issued?.wait("commit").await })

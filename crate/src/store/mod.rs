@@ -41,7 +41,7 @@ pub type PageBuf = Arc<Vec<u8>>;
 
 /// Whether a commit waits for durable storage before it resolves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sync {
+pub enum Durability {
     /// Resolve only after the commit is on durable storage (fsync / strict).
     Durable,
     /// Resolve once the commit is written and visible; a later
@@ -57,7 +57,7 @@ pub struct Commit {
     /// The engine's meta record after this commit (at most [`MAX_META`] bytes).
     pub meta: Vec<u8>,
     /// Durability requested for this commit.
-    pub sync: Sync,
+    pub durability: Durability,
 }
 
 /// Errors of page stores.
@@ -183,7 +183,7 @@ pub trait PageStore: MaybeSend + MaybeSync + 'static {
     /// The meta record of the newest commit, or `None` for an empty store.
     fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>>;
 
-    /// Applies `commit` atomically. With [`Sync::Durable`] it resolves only once
+    /// Applies `commit` atomically. With [`Durability::Durable`] it resolves only once
     /// the commit (and every commit before it) is on durable storage.
     ///
     /// Commits are applied in call order. After an error the store may refuse
