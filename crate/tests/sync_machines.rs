@@ -10,7 +10,8 @@ use outpost::sync::frame::MAX_FRAME_BYTES;
 use outpost::sync::hub::WINDOW;
 use outpost::sync::{
     ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, Grant,
-    HubAction, HubEvent, HubSession, Prefixes, SyncStatus, WireDoc, WireGrant,
+    HubAction, HubEvent, HubMetric, HubSession, Prefixes, RejectReason, SyncStatus, Violation,
+    WireDoc, WireGrant,
 };
 use outpost::{ChangeVector, DbId, DocFlags, DocumentMeta};
 
@@ -181,6 +182,64 @@ fn hostile_pushes_are_rejected_whole_with_the_rule_named() {
         0,
     );
     assert!(a.iter().any(|x| matches!(x, HubAction::ApplyPush { .. })));
+}
+
+/// The refusal names the exact rule broken (a typed `Violation`, also counted
+/// as a metric), while the wire keeps its code, rule and message texts.
+#[test]
+fn a_refusal_names_the_exact_rule_and_keeps_the_wire_texts() {
+    let ok = || ChangeVector::new().with(EDGE, 3);
+    let cases: Vec<(WireDoc, Violation, &str, &str)> = vec![
+        (
+            wire("notes/a", ok(), "[1,2]"),
+            Violation::BodyNotObject {
+                id: "notes/a".into(),
+            },
+            "bodies are JSON objects of at most 16777216 bytes",
+            "the body is not a JSON object or is too large",
+        ),
+        (
+            wire("notes/f", ok().with(HUB, 101), "{}"),
+            Violation::ForgedChangeVector {
+                id: "notes/f".into(),
+                claimed: 101,
+                hub_last_etag: 100,
+            },
+            "a change vector may not claim hub history the hub has not written",
+            "claims hub etag 101; the hub's last etag is 100",
+        ),
+    ];
+    for (doc, want, rule_text, message_text) in cases {
+        let mut h = open_hub();
+        let a = h.handle(HubEvent::Received(&push(vec![doc])), 0);
+        let counted: Vec<&Violation> = a
+            .iter()
+            .filter_map(|x| match x {
+                HubAction::Metric(HubMetric::Rejected(RejectReason::Violation(v))) => Some(v),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counted, vec![&want]);
+        let frame = sent(&a).into_iter().find_map(|f| match f {
+            Frame::PushRejected {
+                code,
+                id,
+                rule,
+                message,
+                ..
+            } => Some((code, id, rule, message)),
+            _ => None,
+        });
+        assert_eq!(
+            frame,
+            Some((
+                want.code().to_string(),
+                want.id().to_string(),
+                rule_text.to_string(),
+                message_text.to_string()
+            ))
+        );
+    }
 }
 
 #[test]

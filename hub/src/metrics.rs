@@ -87,7 +87,11 @@ impl Metrics {
         self.documents_received.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// A change or request was refused, for `reason` (a short stable code).
+    /// A change or request was refused, for `reason` (a short stable code):
+    /// for a refused push, the wire code of its
+    /// [`Violation`](outpost::sync::Violation) (`Violation::code`, so the
+    /// rules that share `invalid_document` share a label); otherwise the
+    /// session's code (`protocol`, `unauthorized`, `unsupported_version`).
     pub fn rejection(&self, reason: &str) {
         self.rejections.inc(reason);
     }

@@ -15,7 +15,7 @@ use axum::extract::ws::{Message, WebSocket};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use outpost::sync::driver::{edge_info, hub_storage};
-use outpost::sync::{Grant, HubAction, HubEvent, HubMetric, HubSession};
+use outpost::sync::{Grant, HubAction, HubEvent, HubMetric, HubSession, RejectReason};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -276,9 +276,17 @@ impl Shell {
         match m {
             HubMetric::DocsSent(n) => mx.docs_sent(n),
             HubMetric::DocsReceived(n) => mx.docs_received(n),
-            HubMetric::Rejected(code) => {
-                tracing::warn!(peer = %self.peer, identity = self.identity.as_deref().unwrap_or("-"), reason = %code, "refused");
-                mx.rejection(&code)
+            HubMetric::Rejected(reason) => {
+                match &reason {
+                    RejectReason::Violation(v) => {
+                        tracing::warn!(peer = %self.peer, identity = self.identity.as_deref().unwrap_or("-"), reason = v.code(), id = v.id(), rule = v.rule(), detail = %v, "push refused");
+                    }
+                    RejectReason::Session(code) => {
+                        tracing::warn!(peer = %self.peer, identity = self.identity.as_deref().unwrap_or("-"), reason = %code, "refused");
+                    }
+                }
+                // The label is the wire code (bounded, stable), not the finer rule.
+                mx.rejection(reason.code())
             }
             HubMetric::Conflicts(p, n) => {
                 for _ in 0..n {

@@ -14,6 +14,7 @@ use crate::doc::{self, MAX_BODY_BYTES, MAX_VERSIONS, RawDoc};
 use crate::sync::frame::{
     Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireDoc, WireGrant, negotiate,
 };
+use crate::sync::violation::Violation;
 use crate::sync::{BATCH_DOCS, ConflictPolicy, Prefixes, check_canonical, take_batch};
 
 /// Most unacknowledged `Changes` frames per session.
@@ -142,10 +143,30 @@ pub enum HubMetric {
     DocsSent(u64),
     /// Documents received and stored.
     DocsReceived(u64),
-    /// A push or session was refused for this reason code.
-    Rejected(String),
+    /// A push or session was refused for this reason.
+    Rejected(RejectReason),
     /// Conflicts met, by policy.
     Conflicts(ConflictPolicy, u64),
+}
+
+/// Why the hub refused a push or a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    /// A pushed batch broke a rule of `docs/protocol.md` §5.
+    Violation(Violation),
+    /// The session was refused or ended, with this stable code
+    /// (`protocol`, `unauthorized`, `unsupported_version`).
+    Session(&'static str),
+}
+
+impl RejectReason {
+    /// The stable code: the violation's wire code, or the session's.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectReason::Violation(v) => v.code(),
+            RejectReason::Session(c) => c,
+        }
+    }
 }
 
 /// Outputs of the hub machine.
@@ -215,14 +236,6 @@ fn hello_versions(b: &[u8]) -> Option<(u16, u16)> {
         u16::from_le_bytes([b[5], b[6]]),
         u16::from_le_bytes([b[7], b[8]]),
     ))
-}
-
-/// A refusal of a pushed batch.
-struct Refusal {
-    code: &'static str,
-    id: String,
-    rule: String,
-    message: String,
 }
 
 /// The hub side of one session.
@@ -316,7 +329,7 @@ impl HubSession {
                             if self.phase == Phase::AwaitHello && negotiate(min, max).is_none() =>
                         {
                             out.push(HubAction::Metric(HubMetric::Rejected(
-                                "unsupported_version".into(),
+                                RejectReason::Session("unsupported_version"),
                             )));
                             self.fail(
                                 &mut out,
@@ -373,7 +386,7 @@ impl HubSession {
             }
             HubEvent::Unauthorized if self.phase == Phase::Authenticating => {
                 out.push(HubAction::Metric(HubMetric::Rejected(
-                    "unauthorized".into(),
+                    RejectReason::Session("unauthorized"),
                 )));
                 self.fail(
                     &mut out,
@@ -460,7 +473,9 @@ impl HubSession {
 
     fn fail(&mut self, out: &mut Vec<HubAction>, now: i64, code: &str, message: &str) {
         if code == "protocol" {
-            out.push(HubAction::Metric(HubMetric::Rejected("protocol".into())));
+            out.push(HubAction::Metric(HubMetric::Rejected(
+                RejectReason::Session("protocol"),
+            )));
         }
         self.send(
             out,
@@ -490,7 +505,7 @@ impl HubSession {
             ) => {
                 let Some(version) = negotiate(min_version, max_version) else {
                     out.push(HubAction::Metric(HubMetric::Rejected(
-                        "unsupported_version".into(),
+                        RejectReason::Session("unsupported_version"),
                     )));
                     return self.fail(
                         out,
@@ -536,9 +551,25 @@ impl HubSession {
                 if self.applying.is_some() {
                     return self.fail(out, now, "protocol", "a second Push before the PushAck");
                 }
-                match self.check_push(&docs) {
+                let Some(g) = &self.grant else {
+                    // Unreachable: an open session has a grant.
+                    out.push(HubAction::Metric(HubMetric::Rejected(
+                        RejectReason::Session("unauthorized"),
+                    )));
+                    return self.send(
+                        out,
+                        now,
+                        Frame::PushRejected {
+                            upto,
+                            code: "unauthorized".into(),
+                            id: String::new(),
+                            rule: String::new(),
+                            message: "no session".into(),
+                        },
+                    );
+                };
+                match self.check_push(g, &docs) {
                     Ok(()) => {
-                        let Some(g) = &self.grant else { return };
                         let src = Some(g.source_for(&self.edge_db_id));
                         let docs: Vec<(RemoteDoc, ConflictPolicy)> = docs
                             .into_iter()
@@ -554,19 +585,18 @@ impl HubSession {
                             docs,
                         });
                     }
-                    Err(r) => {
-                        out.push(HubAction::Metric(HubMetric::Rejected(r.code.into())));
-                        self.send(
-                            out,
-                            now,
-                            Frame::PushRejected {
-                                upto,
-                                code: r.code.into(),
-                                id: r.id,
-                                rule: r.rule,
-                                message: r.message,
-                            },
-                        );
+                    Err(v) => {
+                        let frame = Frame::PushRejected {
+                            upto,
+                            code: v.code().into(),
+                            id: v.id().into(),
+                            rule: v.wire_rule(),
+                            message: v.to_string(),
+                        };
+                        out.push(HubAction::Metric(HubMetric::Rejected(
+                            RejectReason::Violation(v),
+                        )));
+                        self.send(out, now, frame);
                     }
                 }
             }
@@ -577,102 +607,68 @@ impl HubSession {
         }
     }
 
-    /// Every rule of `docs/protocol.md` §5, on every document, before any is stored.
-    fn check_push(&self, docs: &[WireDoc]) -> Result<(), Refusal> {
-        let Some(g) = &self.grant else {
-            return Err(Refusal {
-                code: "unauthorized",
-                id: String::new(),
-                rule: String::new(),
-                message: "no session".into(),
-            });
-        };
+    /// Every rule of `docs/protocol.md` §5, on every document, before any is
+    /// stored; the first one broken.
+    fn check_push(&self, g: &Grant, docs: &[WireDoc]) -> Result<(), Violation> {
         if docs.len() > MAX_PUSH_DOCS {
-            return Err(Refusal {
-                code: "batch_too_large",
-                id: String::new(),
-                rule: format!("at most {MAX_PUSH_DOCS} documents per batch"),
-                message: format!("the batch has {} documents", docs.len()),
-            });
+            return Err(Violation::TooManyDocuments { count: docs.len() });
         }
         let mut seen = HashSet::with_capacity(docs.len());
         for d in docs {
-            let refuse = |code, rule: String, message: String| Refusal {
-                code,
-                id: d.id.clone(),
-                rule,
-                message,
-            };
+            let id = || d.id.clone();
             if let Err(e) = check_canonical(&d.id) {
-                return Err(refuse(
-                    "invalid_id",
-                    "ids are canonical paths: no empty, '.' or '..' segment, no leading or trailing '/', no '\\'".into(),
-                    e.to_string(),
-                ));
+                return Err(Violation::InvalidId {
+                    id: id(),
+                    reason: e.to_string(),
+                });
             }
             if !g.write.allows(&d.id) {
-                return Err(refuse(
-                    "write_denied",
-                    format!("write prefixes {}", g.write),
-                    format!("edge {:?} may not write {:?}", g.identity, d.id),
-                ));
+                return Err(Violation::WriteDenied {
+                    id: id(),
+                    identity: g.identity.clone(),
+                    prefixes: g.write.to_string(),
+                });
             }
             if !seen.insert(doc::id_key(&d.id)) {
-                return Err(refuse(
-                    "duplicate_id",
-                    "each id at most once per batch".into(),
-                    format!("{:?} appears twice", d.id),
-                ));
+                return Err(Violation::DuplicateId { id: id() });
             }
             if let Some(c) = &d.collection
                 && let Err(e) = doc::validate_collection(c)
             {
-                return Err(refuse(
-                    "invalid_document",
-                    "collection names".into(),
-                    e.to_string(),
-                ));
+                return Err(Violation::InvalidCollection {
+                    id: id(),
+                    reason: e.to_string(),
+                });
             }
             if d.versions.is_empty() || d.versions.len() > MAX_VERSIONS {
-                return Err(refuse(
-                    "invalid_document",
-                    format!("1 to {MAX_VERSIONS} versions per document"),
-                    format!("{} versions", d.versions.len()),
-                ));
+                return Err(Violation::VersionCount {
+                    id: id(),
+                    count: d.versions.len(),
+                });
             }
             for v in &d.versions {
                 if v.change_vector.is_empty() {
-                    return Err(refuse(
-                        "invalid_change_vector",
-                        "every version has a change vector".into(),
-                        "empty change vector".into(),
-                    ));
+                    return Err(Violation::EmptyChangeVector { id: id() });
                 }
                 let claimed = v.change_vector.get(&self.hub_db_id);
                 if claimed > self.hub_last_etag {
-                    return Err(refuse(
-                        "forged_change_vector",
-                        "a change vector may not claim hub history the hub has not written".into(),
-                        format!(
-                            "claims hub etag {claimed}; the hub's last etag is {}",
-                            self.hub_last_etag
-                        ),
-                    ));
+                    return Err(Violation::ForgedChangeVector {
+                        id: id(),
+                        claimed,
+                        hub_last_etag: self.hub_last_etag,
+                    });
                 }
                 if v.deleted {
                     if !v.body.is_empty() {
-                        return Err(refuse(
-                            "invalid_document",
-                            "deletions carry no body".into(),
-                            "a deletion with a body".into(),
-                        ));
+                        return Err(Violation::DeletionWithBody { id: id() });
                     }
-                } else if v.body.len() > MAX_BODY_BYTES || !doc::is_json_object(&v.body) {
-                    return Err(refuse(
-                        "invalid_document",
-                        format!("bodies are JSON objects of at most {MAX_BODY_BYTES} bytes"),
-                        "the body is not a JSON object or is too large".into(),
-                    ));
+                } else if v.body.len() > MAX_BODY_BYTES {
+                    return Err(Violation::BodyTooLarge {
+                        id: id(),
+                        bytes: v.body.len(),
+                    });
+                } else if !doc::is_json_object(&v.body) {
+                    return Err(Violation::BodyNotObject { id: id() });
                 }
             }
         }

@@ -10,14 +10,16 @@ pub mod edge;
 pub mod frame;
 pub mod hub;
 mod rules;
+mod violation;
 
 pub use crate::policy::ConflictPolicy;
 pub use edge::{
     EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Rejection, SyncStatus,
 };
 pub use frame::{Frame, FrameError, WireDoc, WireGrant};
-pub use hub::{Grant, HubAction, HubEvent, HubMetric, HubSession};
+pub use hub::{Grant, HubAction, HubEvent, HubMetric, HubSession, RejectReason};
 pub use rules::{Prefixes, check_canonical};
+pub use violation::{VIOLATION_CODES, Violation};
 
 use crate::doc::RawDoc;
 
