@@ -356,7 +356,9 @@ fn edge_changes_and_bad_edits_reload_live() {
     // An invalid file: the hub warns and keeps the previous configuration.
     append(&dir.config(), "\nbogus_field = 1\n");
     server.wait_log("configuration not reloaded");
-    assert!(server.log().contains("bogus_field"), "{}", server.log());
+    // The warning spans several lines (the TOML error's excerpt); the line
+    // naming the field may reach the log a moment after its first line.
+    server.wait_log("bogus_field");
     assert_eq!(server.get("/healthz").0, 200);
     assert_eq!(server.status()["edges_configured"], 3);
     let out = run(&dir, &["edge", "list"]);
