@@ -38,6 +38,7 @@ use crate::policy::ConflictPolicy;
 use crate::store::{
     Commit, Durability, MAX_META, PAGE_SIZE, PageBuf, PageNo, PageStore, StoreError,
 };
+use crate::watch::{CommitWatch, Publisher};
 
 /// A source of wall-clock time in milliseconds since the Unix epoch (injectable
 /// for tests and simulations).
@@ -590,6 +591,8 @@ struct Inner<S> {
     writer: futures::lock::Mutex<Working>,
     shared: Mutex<Shared>,
     read_only: bool,
+    /// The commit observer ([`Database::watch_commits`]).
+    commits: Publisher,
 }
 
 impl<S> Inner<S> {
@@ -907,6 +910,7 @@ impl<S: PageStore> Database<S> {
                 closed: false,
             }),
             read_only,
+            commits: Publisher::new(meta.last_etag),
         };
         // Load the persisted free list.
         {
@@ -1179,6 +1183,7 @@ impl<S: PageStore> Database<S> {
                     }
                     Err(e) => {
                         self.inner.shared().failed = Some(e.to_string());
+                        self.inner.commits.end();
                         return Err(e);
                     }
                 }
@@ -1250,16 +1255,28 @@ impl<S: PageStore> Database<S> {
         };
         match fut.await {
             Ok(()) => {
-                let mut sh = self.inner.shared();
-                sh.visible = meta;
-                sh.durable_seq = sh.durable_seq.max(seq);
+                let etag = meta.last_etag;
+                {
+                    let mut sh = self.inner.shared();
+                    sh.visible = meta;
+                    sh.durable_seq = sh.durable_seq.max(seq);
+                }
+                self.inner.commits.committed(etag);
                 Ok(())
             }
             Err(e) => {
                 self.inner.shared().failed = Some(e.to_string());
+                self.inner.commits.end();
                 Err(e.into())
             }
         }
+    }
+
+    /// A subscription to this database's commits: the engine's one commit
+    /// observer, which every live reader (hub sessions, edge clients, indexes)
+    /// uses. See [`CommitWatch`].
+    pub fn watch_commits(&self) -> CommitWatch {
+        self.inner.commits.subscribe()
     }
 
     /// A consistent read-only view of the last committed state.
@@ -1393,6 +1410,7 @@ impl<S: PageStore> Database<S> {
             }
             sh.closed = true;
         }
+        self.inner.commits.end();
         let synced = if flushed.is_ok() && !poisoned && !self.inner.read_only {
             self.inner.store.sync().await.map_err(Error::from)
         } else {

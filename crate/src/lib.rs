@@ -18,6 +18,7 @@
 
 pub mod btree;
 pub mod cache;
+pub mod codec;
 pub mod cv;
 pub mod db;
 pub mod doc;
@@ -30,6 +31,7 @@ pub mod policy;
 pub mod rng;
 pub mod store;
 pub mod sync;
+pub mod watch;
 
 pub use cv::{ChangeVector, CvOrder, DbId};
 pub use db::{
@@ -40,3 +42,4 @@ pub use doc::{DocFlags, Document, DocumentMeta, RawVersion, Version};
 pub use error::{Error, InputError, OpenError};
 pub use policy::ConflictPolicy;
 pub use store::{PageStore, StoreError};
+pub use watch::CommitWatch;

@@ -610,3 +610,36 @@ fn a_failed_commit_poisons_and_refresh_recovers() {
         db.close().await.unwrap();
     });
 }
+
+#[test]
+fn commit_observer_reports_durable_commits_then_the_end() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let db = open(&store).await;
+        db.put("a", json!({})).await.unwrap();
+        let mut w = db.watch_commits();
+        assert_eq!(w.seen(), 1);
+        // Subscribed after etag 1: nothing to report yet.
+        assert!(futures::FutureExt::now_or_never(w.changed()).is_none());
+        let waiter = {
+            let mut w = w.clone();
+            async move { w.changed().await }
+        };
+        let (got, _) = futures::join!(waiter, async {
+            db.put("b", json!({})).await.unwrap();
+            db.put("c", json!({})).await.unwrap();
+        });
+        // Woken by a durable commit (the second may already be in when it runs).
+        assert!(matches!(got, Some(2 | 3)), "{got:?}");
+        // Two commits since `w` last looked: coalesced into the newest etag.
+        assert_eq!(w.changed().await, Some(3));
+        assert_eq!(w.last_etag(), 3);
+        // A commit that writes no document does not wake anyone.
+        let mut b = Batch::new();
+        b.set_local(b"k".to_vec(), Some(b"v".to_vec()));
+        db.commit(b).await.unwrap();
+        assert!(futures::FutureExt::now_or_never(w.changed()).is_none());
+        db.close().await.unwrap();
+        assert_eq!(w.changed().await, None, "closed: no commit will follow");
+    });
+}
