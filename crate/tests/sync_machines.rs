@@ -56,6 +56,20 @@ fn closed_with(acts: &[HubAction], code: &str) -> bool {
         .any(|a| matches!(a, HubAction::Close { code: c, .. } if c == code))
 }
 
+/// An edge session of identity `laptop` that has never synced.
+fn fresh_edge() -> EdgeSession {
+    EdgeSession::new(
+        EdgeConfig::new("main", "laptop", "t"),
+        EdgePersisted {
+            db_id: EDGE,
+            pull_checkpoint: 0,
+            checkpoint_hub: None,
+            rejected: Default::default(),
+        },
+        0,
+    )
+}
+
 /// A hub session past its handshake, with hub last etag 100.
 fn open_hub() -> HubSession {
     let mut h = HubSession::new(0);
@@ -378,16 +392,7 @@ fn the_hub_filters_reads_and_never_has_more_than_the_window_in_flight() {
 
 #[test]
 fn heartbeats_ping_when_idle_and_close_dead_connections() {
-    let mut e = EdgeSession::new(
-        EdgeConfig::new("main", "laptop", "t"),
-        EdgePersisted {
-            db_id: EDGE,
-            pull_checkpoint: 0,
-            checkpoint_hub: None,
-            rejected: Default::default(),
-        },
-        0,
-    );
+    let mut e = fresh_edge();
     e.handle(EdgeEvent::Opened, 0);
     let a = e.handle(EdgeEvent::Tick, 16_000);
     assert!(
@@ -408,16 +413,7 @@ fn heartbeats_ping_when_idle_and_close_dead_connections() {
 
 #[test]
 fn an_edge_records_a_rejection_and_does_not_retry_it() {
-    let mut e = EdgeSession::new(
-        EdgeConfig::new("main", "laptop", "t"),
-        EdgePersisted {
-            db_id: EDGE,
-            pull_checkpoint: 0,
-            checkpoint_hub: None,
-            rejected: Default::default(),
-        },
-        0,
-    );
+    let mut e = fresh_edge();
     e.handle(EdgeEvent::Opened, 0);
     let welcome = Frame::Welcome {
         version: 1,
@@ -611,16 +607,7 @@ fn the_welcome_states_the_grant_from_protocol_version_2() {
         }
     ));
     // The edge offers 1 to 2 and reports the grant to its shell.
-    let mut e = EdgeSession::new(
-        EdgeConfig::new("main", "laptop", "t"),
-        EdgePersisted {
-            db_id: EDGE,
-            pull_checkpoint: 0,
-            checkpoint_hub: None,
-            rejected: Default::default(),
-        },
-        0,
-    );
+    let mut e = fresh_edge();
     let a = e.handle(EdgeEvent::Opened, 0);
     assert!(matches!(
         sent_edge(&a)[..],

@@ -69,7 +69,7 @@ pub struct Config {
     /// The databases this hub serves, in file order.
     pub databases: Vec<DatabaseConfig>,
     /// The edges allowed to connect, in file order.
-    pub edges: Vec<EdgeConfig>,
+    pub edges: Vec<EdgeAccess>,
     /// Hubs this hub replicates with as an edge.
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -121,9 +121,11 @@ impl ConflictPolicies {
     }
 }
 
-/// One `[[edge]]`: an identity allowed to replicate, and its scope.
+/// One `[[edge]]` of the hub's configuration: an identity allowed to
+/// replicate, its token, and its scope. (The edge's own side of a session is
+/// configured by [`outpost::sync::EdgeConfig`].)
 #[derive(Clone, PartialEq, Eq)]
-pub struct EdgeConfig {
+pub struct EdgeAccess {
     /// The identity.
     pub name: String,
     /// SHA-256 of the edge's secret token.
@@ -136,9 +138,9 @@ pub struct EdgeConfig {
     pub write: Prefixes,
 }
 
-impl fmt::Debug for EdgeConfig {
+impl fmt::Debug for EdgeAccess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EdgeConfig")
+        f.debug_struct("EdgeAccess")
             .field("name", &self.name)
             .field("database", &self.database)
             .field("read", &self.read)
@@ -343,7 +345,7 @@ impl Config {
             }
             let read = parse_prefixes(&e.read).map_err(|m| err(format!("{at}: read: {m}")))?;
             let write = parse_prefixes(&e.write).map_err(|m| err(format!("{at}: write: {m}")))?;
-            edges.push(EdgeConfig {
+            edges.push(EdgeAccess {
                 name: e.name,
                 token_sha256,
                 database: e.database,
@@ -403,7 +405,7 @@ impl Config {
     }
 
     /// The edge named `name`.
-    pub fn edge(&self, name: &str) -> Option<&EdgeConfig> {
+    pub fn edge(&self, name: &str) -> Option<&EdgeAccess> {
         self.edges.iter().find(|e| e.name == name)
     }
 
@@ -415,7 +417,7 @@ impl Config {
     /// The edge named `edge_name` if `token` is its token. The SHA-256
     /// digests are compared in constant time, and a digest is computed and
     /// compared even for an unknown name.
-    pub fn authenticate(&self, edge_name: &str, token: &str) -> Option<&EdgeConfig> {
+    pub fn authenticate(&self, edge_name: &str, token: &str) -> Option<&EdgeAccess> {
         let digest = token_digest(token);
         let edge = self.edge(edge_name);
         let expected = edge.map_or([0u8; 32], |e| e.token_sha256);

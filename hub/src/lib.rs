@@ -34,7 +34,7 @@ pub mod tls;
 pub mod transfer;
 pub mod upstream;
 
-pub use config::{Config, EdgeConfig, UpstreamConfig};
+pub use config::{Config, EdgeAccess, UpstreamConfig};
 pub use error::HubError;
 pub use metrics::Metrics;
 pub use state::{DbHandle, Hub};

@@ -464,48 +464,40 @@ async fn metrics(State(st): State<AppState>) -> Response {
     let mut text = hub.metrics().render();
     let dbs = hub.databases();
     let o = &mut text;
-    header(
-        o,
-        "outpost_database_documents",
-        "gauge",
-        "Live documents, by database.",
-    );
-    for d in &dbs {
-        let _ = writeln!(
-            o,
-            "outpost_database_documents{{database=\"{}\"}} {}",
-            escape_label(&d.name),
-            d.db.stats().documents
-        );
-    }
-    header(
-        o,
-        "outpost_database_last_etag",
-        "gauge",
-        "Last committed etag, by database.",
-    );
-    for d in &dbs {
-        let _ = writeln!(
-            o,
-            "outpost_database_last_etag{{database=\"{}\"}} {}",
-            escape_label(&d.name),
-            d.db.stats().last_etag
-        );
-    }
-    header(
-        o,
-        "outpost_db_failed",
-        "gauge",
-        "1 while a database is failed (a disk error; writes refused) and being reopened, by database.",
-    );
+    let stats: Vec<(String, outpost::DbStats)> =
+        dbs.iter().map(|d| (d.name.clone(), d.db.stats())).collect();
     let failures = hub.failures();
-    for name in all_database_names(hub) {
-        let _ = writeln!(
-            o,
-            "outpost_db_failed{{database=\"{}\"}} {}",
-            escape_label(&name),
-            u8::from(failures.contains_key(&name))
-        );
+    let failed: Vec<(String, u64)> = all_database_names(hub)
+        .into_iter()
+        .map(|name| {
+            let f = u64::from(failures.contains_key(&name));
+            (name, f)
+        })
+        .collect();
+    for (name, help, values) in [
+        (
+            "outpost_database_documents",
+            "Live documents, by database.",
+            stats
+                .iter()
+                .map(|(n, s)| (n.clone(), s.documents))
+                .collect(),
+        ),
+        (
+            "outpost_database_last_etag",
+            "Last committed etag, by database.",
+            stats
+                .iter()
+                .map(|(n, s)| (n.clone(), s.last_etag))
+                .collect(),
+        ),
+        (
+            "outpost_db_failed",
+            "1 while a database is failed (a disk error; writes refused) and being reopened, by database.",
+            failed,
+        ),
+    ] {
+        gauge_by_database(o, name, help, &values);
     }
     header(
         o,
@@ -526,6 +518,14 @@ async fn metrics(State(st): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// One gauge with a `database` label: its header, then a line per database.
+fn gauge_by_database(o: &mut String, name: &str, help: &str, values: &[(String, u64)]) {
+    header(o, name, "gauge", help);
+    for (database, v) in values {
+        let _ = writeln!(o, "{name}{{database=\"{}\"}} {v}", escape_label(database));
+    }
 }
 
 /// The body of `GET /status`.

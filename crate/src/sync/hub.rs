@@ -328,17 +328,7 @@ impl HubSession {
                         Some((min, max))
                             if self.phase == Phase::AwaitHello && negotiate(min, max).is_none() =>
                         {
-                            out.push(HubAction::Metric(HubMetric::Rejected(
-                                RejectReason::Session("unsupported_version"),
-                            )));
-                            self.fail(
-                                &mut out,
-                                now,
-                                "unsupported_version",
-                                &format!(
-                                    "the hub speaks protocol versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; the edge offers {min} to {max}"
-                                ),
-                            );
+                            self.refuse_versions(&mut out, now, min, max);
                         }
                         _ => self.fail(&mut out, now, "protocol", &e.to_string()),
                     },
@@ -471,6 +461,22 @@ impl HubSession {
         });
     }
 
+    /// Ends a session whose Hello offers no protocol version the hub speaks
+    /// (whether or not the rest of that Hello parses).
+    fn refuse_versions(&mut self, out: &mut Vec<HubAction>, now: i64, min: u16, max: u16) {
+        out.push(HubAction::Metric(HubMetric::Rejected(
+            RejectReason::Session("unsupported_version"),
+        )));
+        self.fail(
+            out,
+            now,
+            "unsupported_version",
+            &format!(
+                "the hub speaks protocol versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; the edge offers {min} to {max}"
+            ),
+        );
+    }
+
     fn fail(&mut self, out: &mut Vec<HubAction>, now: i64, code: &str, message: &str) {
         if code == "protocol" {
             out.push(HubAction::Metric(HubMetric::Rejected(
@@ -504,17 +510,7 @@ impl HubSession {
                 },
             ) => {
                 let Some(version) = negotiate(min_version, max_version) else {
-                    out.push(HubAction::Metric(HubMetric::Rejected(
-                        RejectReason::Session("unsupported_version"),
-                    )));
-                    return self.fail(
-                        out,
-                        now,
-                        "unsupported_version",
-                        &format!(
-                            "the hub speaks protocol versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; the edge offers {min_version} to {max_version}"
-                        ),
-                    );
+                    return self.refuse_versions(out, now, min_version, max_version);
                 };
                 self.version = version;
                 self.phase = Phase::Authenticating;
