@@ -515,7 +515,7 @@ mod tests {
         assert!(ChangeVector::new().is_empty());
         let many = (0..=MAX_CV_ENTRIES as u32).map(|i| {
             let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&i.to_le_bytes());
+            crate::codec::set_u32(&mut b, 0, i);
             (DbId(b), 1)
         });
         assert!(ChangeVector::from_entries(many).is_err());
@@ -638,7 +638,7 @@ mod tests {
     fn binary_rejects() {
         let entry = |n: u8, etag: u64| {
             let mut v = vec![n; 16];
-            v.extend_from_slice(&etag.to_le_bytes());
+            v.put_u64(etag);
             v
         };
         let mut unsorted = vec![2, 0];

@@ -708,8 +708,8 @@ mod tests {
     #[test]
     fn huge_counts_do_not_allocate() {
         let mut b = vec![3];
-        b.extend_from_slice(&0u64.to_le_bytes());
-        b.extend_from_slice(&u32::MAX.to_le_bytes());
+        b.put_u64(0);
+        b.put_u32(u32::MAX);
         assert!(matches!(
             Frame::decode(&b, MAX_FRAME_BYTES),
             Err(FrameError::Malformed(_))

@@ -398,7 +398,7 @@ mod tests {
     fn self_checked(fill: u8) -> Vec<u8> {
         let mut m = vec![fill; 60];
         let crc = crc32fast::hash(&m[..56]);
-        m[56..].copy_from_slice(&crc.to_le_bytes());
+        set_u32(&mut m, 56, crc);
         m
     }
 
@@ -457,7 +457,7 @@ mod tests {
             let mut m = vec![7u8; 600];
             m[500..596].fill(fill);
             let crc = crc32fast::hash(&m[..596]);
-            m[596..].copy_from_slice(&crc.to_le_bytes());
+            set_u32(&mut m, 596, crc);
             m
         };
         let header = |seq, meta| Header {
