@@ -25,6 +25,11 @@
 //! in overflow page chains. Deletion removes empty pages but does not merge
 //! under-full siblings (like many production B-trees; space of an emptied page is
 //! reclaimed, partially empty pages are refilled by later inserts).
+//!
+//! This file holds the tree operations (lookups, scans, the integrity walk,
+//! insert and remove with copy-on-write); `node` holds the page and node
+//! codec (page header, checksum and checks, leaf and branch encoding, raw-page
+//! search and splicing), `tests` the tests against a model.
 
 use std::future::Future;
 use std::sync::Arc;

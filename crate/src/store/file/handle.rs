@@ -2,7 +2,7 @@
 //! checkpoint that starts a fresh WAL generation), reads from the view,
 //! requests to the writer thread, and closing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -52,6 +52,14 @@ impl std::fmt::Debug for FileStore {
     }
 }
 
+/// The data file and the WAL of the store in `dir`, and their names for
+/// messages.
+fn files_in(dir: &Path) -> (PathBuf, PathBuf, String, String) {
+    let (data, wal) = (dir.join(DATA_FILE), dir.join(WAL_FILE));
+    let (dp, wp) = (data.display().to_string(), wal.display().to_string());
+    (data, wal, dp, wp)
+}
+
 /// The lock error of a store directory as a [`StoreError`].
 fn lock_err(e: LockError) -> StoreError {
     match e {
@@ -80,10 +88,7 @@ impl FileStore {
         vfs.create_dir_all(dir)
             .map_err(|e| io_err("create directory", &dir.display().to_string(), e))?;
         let lock = vfs.lock_dir(dir, LockMode::Exclusive).map_err(lock_err)?;
-        let data_path = dir.join(DATA_FILE);
-        let wal_path = dir.join(WAL_FILE);
-        let dp = data_path.display().to_string();
-        let wp = wal_path.display().to_string();
+        let (data_path, wal_path, dp, wp) = files_in(dir);
         let data = vfs
             .open(&data_path, true)
             .map_err(|e| io_err("open data file", &dp, e))?;
@@ -176,10 +181,7 @@ impl FileStore {
         let dir = dir.as_ref();
         let vfs = opts.vfs.clone();
         let lock = vfs.lock_dir(dir, LockMode::Shared).map_err(lock_err)?;
-        let data_path = dir.join(DATA_FILE);
-        let wal_path = dir.join(WAL_FILE);
-        let dp = data_path.display().to_string();
-        let wp = wal_path.display().to_string();
+        let (data_path, wal_path, dp, wp) = files_in(dir);
         let data = vfs
             .open_read_only(&data_path)
             .map_err(|e| io_err("open data file", &dp, e))?;
