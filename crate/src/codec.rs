@@ -7,6 +7,9 @@
 //! - [`Reader`]: a cursor over untrusted bytes. Every read is bounds-checked
 //!   and fails with [`Truncated`], naming the field, instead of panicking.
 //! - [`Put`]: appends fixed-width integers to a `Vec<u8>` (encoders).
+//!   Length-prefixed byte strings (a `u16` or `u32` length, then the bytes)
+//!   have their pair: [`Put::put_bytes16`]/[`Reader::bytes16`] and
+//!   [`Put::put_bytes32`]/[`Reader::bytes32`].
 //! - [`get_u16`]/[`get_u32`]/[`get_u64`] and [`set_u16`]/[`set_u32`]/
 //!   [`set_u64`]: fixed offsets inside a buffer (page and header layouts).
 //!   The getters return `None` past the end; the setters are for buffers the
@@ -101,6 +104,20 @@ impl<'a> Reader<'a> {
     pub fn i64(&mut self, what: &str) -> Result<i64, Truncated> {
         Ok(i64::from_le_bytes(self.array(what)?))
     }
+
+    /// A byte string after its little-endian `u16` length (both named
+    /// `what`); the pair of [`Put::put_bytes16`].
+    pub fn bytes16(&mut self, what: &str) -> Result<&'a [u8], Truncated> {
+        let n = self.u16(what)?;
+        self.take(usize::from(n), what)
+    }
+
+    /// A byte string after its little-endian `u32` length (both named
+    /// `what`); the pair of [`Put::put_bytes32`].
+    pub fn bytes32(&mut self, what: &str) -> Result<&'a [u8], Truncated> {
+        let n = self.u32(what)?;
+        self.take(n as usize, what)
+    }
 }
 
 /// Appends little-endian fixed-width integers.
@@ -115,6 +132,13 @@ pub trait Put {
     fn put_u64(&mut self, v: u64);
     /// Appends a little-endian `i64`.
     fn put_i64(&mut self, v: i64);
+    /// Appends `b` after its length as a little-endian `u16`. Callers keep
+    /// `b` within `u16::MAX` bytes; longer input is cut to that many (the
+    /// encoding stays well-framed, it never panics).
+    fn put_bytes16(&mut self, b: &[u8]);
+    /// Appends `b` after its length as a little-endian `u32` (cut to
+    /// `u32::MAX` bytes like [`Put::put_bytes16`]).
+    fn put_bytes32(&mut self, b: &[u8]);
 }
 
 impl Put for Vec<u8> {
@@ -132,6 +156,16 @@ impl Put for Vec<u8> {
     }
     fn put_i64(&mut self, v: i64) {
         self.extend_from_slice(&v.to_le_bytes());
+    }
+    fn put_bytes16(&mut self, b: &[u8]) {
+        let n = b.len().min(usize::from(u16::MAX));
+        self.put_u16(n as u16);
+        self.extend_from_slice(&b[..n]);
+    }
+    fn put_bytes32(&mut self, b: &[u8]) {
+        let n = b.len().min(u32::MAX as usize);
+        self.put_u32(n as u32);
+        self.extend_from_slice(&b[..n]);
     }
 }
 
@@ -194,6 +228,28 @@ mod tests {
         assert_eq!(r.i64("e").unwrap(), -2);
         assert_eq!(r.remaining(), 0);
         assert_eq!(r.u8("f").unwrap_err().to_string(), "truncated at f");
+    }
+
+    #[test]
+    fn length_prefixed_bytes() {
+        let mut b = Vec::new();
+        b.put_bytes16(b"ab");
+        b.put_bytes32(b"xyz");
+        b.put_bytes16(&[]);
+        assert_eq!(b, [2, 0, b'a', b'b', 3, 0, 0, 0, b'x', b'y', b'z', 0, 0]);
+        let mut r = Reader::new(&b);
+        assert_eq!(r.bytes16("k").unwrap(), b"ab");
+        assert_eq!(r.bytes32("v").unwrap(), b"xyz");
+        assert_eq!(r.bytes16("e").unwrap(), b"");
+        assert_eq!(r.remaining(), 0);
+        // A length that promises more than there is.
+        let mut r = Reader::new(&[5, 0, 1, 2]);
+        assert_eq!(r.bytes16("s").unwrap_err().to_string(), "truncated at s");
+        // Longer than the prefix can say: cut, still well-framed.
+        let mut long = Vec::new();
+        long.put_bytes16(&vec![7u8; 70_000]);
+        assert_eq!(long.len(), 2 + usize::from(u16::MAX));
+        assert_eq!(Reader::new(&long).bytes16("s").unwrap().len(), 65_535);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::codec::{Put, Reader, Truncated};
 use crate::error::{InputError, clip};
 
 /// The base64url alphabet (RFC 4648 §5).
@@ -378,10 +379,10 @@ impl ChangeVector {
         let n = self.entries.len().min(usize::from(u16::MAX));
         debug_assert_eq!(n, self.entries.len(), "change vector too large to encode");
         out.reserve(2 + n * ENTRY_BYTES);
-        out.extend_from_slice(&(n as u16).to_le_bytes());
+        out.put_u16(n as u16);
         for (db, etag) in &self.entries[..n] {
             out.extend_from_slice(&db.0);
-            out.extend_from_slice(&etag.to_le_bytes());
+            out.put_u64(*etag);
         }
     }
 
@@ -396,22 +397,19 @@ impl ChangeVector {
     /// entries, ids not strictly increasing, and etag 0.
     pub fn decode(buf: &[u8]) -> Result<(Self, usize), InputError> {
         let bad = |why: &str| InputError::InvalidChangeVector(format!("binary: {why}"));
-        let count = match buf {
-            [a, b, ..] => usize::from(u16::from_le_bytes([*a, *b])),
-            _ => return Err(bad("truncated count")),
-        };
+        let mut r = Reader::new(buf);
+        let count = usize::from(r.u16("count").map_err(|_| bad("truncated count"))?);
         if count > MAX_CV_ENTRIES {
             return Err(too_many(count));
         }
-        let total = 2 + count * ENTRY_BYTES;
-        let body = buf.get(2..total).ok_or_else(|| bad("truncated entries"))?;
+        let body = r
+            .take(count * ENTRY_BYTES, "entries")
+            .map_err(|_| bad("truncated entries"))?;
+        let mut e = Reader::new(body);
         let mut entries: Vec<(DbId, u64)> = Vec::with_capacity(count);
-        for chunk in body.chunks_exact(ENTRY_BYTES) {
-            let mut id = [0u8; 16];
-            id.copy_from_slice(&chunk[..16]);
-            let mut e = [0u8; 8];
-            e.copy_from_slice(&chunk[16..]);
-            let (db, etag) = (DbId(id), u64::from_le_bytes(e));
+        for _ in 0..count {
+            let mut entry = || Ok::<_, Truncated>((DbId(e.array("id")?), e.u64("etag")?));
+            let (db, etag) = entry().map_err(|_| bad("truncated entries"))?;
             if etag == 0 {
                 return Err(bad("entry with etag 0"));
             }
@@ -422,7 +420,7 @@ impl ChangeVector {
             }
             entries.push((db, etag));
         }
-        Ok((ChangeVector { entries }, total))
+        Ok((ChangeVector { entries }, r.pos()))
     }
 }
 
@@ -517,7 +515,7 @@ mod tests {
         assert!(ChangeVector::new().is_empty());
         let many = (0..=MAX_CV_ENTRIES as u32).map(|i| {
             let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&i.to_le_bytes());
+            crate::codec::set_u32(&mut b, 0, i);
             (DbId(b), 1)
         });
         assert!(ChangeVector::from_entries(many).is_err());
@@ -640,7 +638,7 @@ mod tests {
     fn binary_rejects() {
         let entry = |n: u8, etag: u64| {
             let mut v = vec![n; 16];
-            v.extend_from_slice(&etag.to_le_bytes());
+            v.put_u64(etag);
             v
         };
         let mut unsorted = vec![2, 0];

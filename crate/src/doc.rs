@@ -15,10 +15,12 @@
 //! The body is JSON text, empty for tombstones. A conflicted document keeps
 //! its winning version in the main fields and every other concurrent version
 //! (none dominated by another) after it. Decoding never panics: any
-//! malformed record yields a [`RecordError`].
+//! malformed record yields a [`RecordError`]. Byte order and bounds checks
+//! come from [`crate::codec`].
 
 use serde::ser::SerializeStruct;
 
+use crate::codec::{Put, Reader, Truncated};
 use crate::cv::ChangeVector;
 use crate::error::{InputError, clip};
 
@@ -271,6 +273,13 @@ fn corrupt(why: impl Into<String>) -> RecordError {
     RecordError(why.into())
 }
 
+impl From<Truncated> for RecordError {
+    /// A record that ends inside a field: "truncated at <field>".
+    fn from(t: Truncated) -> RecordError {
+        corrupt(t.to_string())
+    }
+}
+
 /// Encodes one stored version (see the module docs for the layout).
 ///
 /// Callers pass a validated id ([`validate_id`]) and collection
@@ -334,72 +343,42 @@ pub fn encode_record_with(
             + 2
             + source.map_or(0, <[u8]>::len),
     );
-    out.push(RECORD_VERSION);
-    out.push(flags.0);
-    out.extend_from_slice(&meta.etag.to_le_bytes());
-    out.extend_from_slice(&meta.last_modified_ms.to_le_bytes());
-    out.extend_from_slice(&(id.len() as u16).to_le_bytes());
-    out.extend_from_slice(id);
-    out.extend_from_slice(&(coll.len() as u16).to_le_bytes());
-    out.extend_from_slice(coll);
+    out.put_u8(RECORD_VERSION);
+    out.put_u8(flags.0);
+    out.put_u64(meta.etag);
+    out.put_i64(meta.last_modified_ms);
+    out.put_bytes16(id);
+    out.put_bytes16(coll);
     meta.change_vector.encode(&mut out);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(body);
+    out.put_bytes32(body);
     if flags.is_conflicted() {
         let n = siblings.len().min(usize::from(u16::MAX));
-        out.extend_from_slice(&(n as u16).to_le_bytes());
+        out.put_u16(n as u16);
         for v in &siblings[..n] {
             let vb: &[u8] = if v.deleted { &[] } else { &v.body };
-            let vb = &vb[..vb.len().min(u32::MAX as usize)];
-            out.push(if v.deleted { DocFlags::TOMBSTONE } else { 0 });
-            out.extend_from_slice(&v.last_modified_ms.to_le_bytes());
+            out.put_u8(if v.deleted { DocFlags::TOMBSTONE } else { 0 });
+            out.put_i64(v.last_modified_ms);
             v.change_vector.encode(&mut out);
-            out.extend_from_slice(&(vb.len() as u32).to_le_bytes());
-            out.extend_from_slice(vb);
+            out.put_bytes32(vb);
         }
     }
     if let Some(src) = source {
-        out.extend_from_slice(&(src.len() as u16).to_le_bytes());
-        out.extend_from_slice(src);
+        out.put_bytes16(src);
     }
     out
 }
 
-/// A bounds-checked reader over a record.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// The change vector at the reader's position.
+fn read_cv(r: &mut Reader<'_>) -> Result<ChangeVector, RecordError> {
+    let (cv, used) =
+        ChangeVector::decode(r.rest()).map_err(|e| corrupt(format!("bad change vector: {e}")))?;
+    r.advance(used, "change vector")?;
+    Ok(cv)
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], RecordError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| corrupt(format!("truncated at {what}")))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], RecordError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N, what)?);
-        Ok(a)
-    }
-
-    fn cv(&mut self) -> Result<ChangeVector, RecordError> {
-        let (cv, used) = ChangeVector::decode(&self.buf[self.pos..])
-            .map_err(|e| corrupt(format!("bad change vector: {e}")))?;
-        self.pos += used;
-        Ok(cv)
-    }
-
-    fn str(&mut self, n: usize, what: &str) -> Result<&'a str, RecordError> {
-        std::str::from_utf8(self.take(n, what)?)
-            .map_err(|_| corrupt(format!("{what} is not UTF-8")))
-    }
+/// `n` bytes of UTF-8 text at the reader's position.
+fn read_str<'a>(r: &mut Reader<'a>, n: usize, what: &str) -> Result<&'a str, RecordError> {
+    std::str::from_utf8(r.take(n, what)?).map_err(|_| corrupt(format!("{what} is not UTF-8")))
 }
 
 /// A record taken apart: id, meta, body bytes, concurrent versions.
@@ -407,43 +386,43 @@ pub(crate) type RawRecord<'a> = (String, DocumentMeta, &'a [u8], Vec<RawVersion>
 
 /// Decodes everything but the JSON of the bodies.
 pub(crate) fn decode_raw(buf: &[u8]) -> Result<RawRecord<'_>, RecordError> {
-    let mut r = Reader { buf, pos: 0 };
-    let [version] = r.array::<1>("version")?;
+    let mut r = Reader::new(buf);
+    let version = r.u8("version")?;
     if version != RECORD_VERSION {
         return Err(corrupt(format!("unknown format version {version}")));
     }
-    let [flags] = r.array::<1>("flags")?;
+    let flags = r.u8("flags")?;
     if flags & !DocFlags::KNOWN != 0 {
         return Err(corrupt(format!("unknown flag bits {flags:#04x}")));
     }
     let flags = DocFlags(flags);
-    let etag = u64::from_le_bytes(r.array("etag")?);
-    let last_modified_ms = i64::from_le_bytes(r.array("last_modified_ms")?);
-    let id_len = usize::from(u16::from_le_bytes(r.array("id length")?));
-    let id = r.str(id_len, "id")?.to_owned();
-    let coll_len = usize::from(u16::from_le_bytes(r.array("collection length")?));
-    let coll = r.str(coll_len, "collection")?;
+    let etag = r.u64("etag")?;
+    let last_modified_ms = r.i64("last_modified_ms")?;
+    let id_len = usize::from(r.u16("id length")?);
+    let id = read_str(&mut r, id_len, "id")?.to_owned();
+    let coll_len = usize::from(r.u16("collection length")?);
+    let coll = read_str(&mut r, coll_len, "collection")?;
     let collection = (!coll.is_empty()).then(|| coll.to_owned());
-    let change_vector = r.cv()?;
-    let body_len = u32::from_le_bytes(r.array("body length")?) as usize;
+    let change_vector = read_cv(&mut r)?;
+    let body_len = r.u32("body length")? as usize;
     let body = r.take(body_len, "body")?;
     if flags.is_tombstone() && !body.is_empty() {
         return Err(corrupt("tombstone with a body"));
     }
     let mut siblings = Vec::new();
     if flags.is_conflicted() {
-        let n = usize::from(u16::from_le_bytes(r.array("conflict count")?));
+        let n = usize::from(r.u16("conflict count")?);
         if n >= MAX_VERSIONS {
             return Err(corrupt(format!("{n} concurrent versions")));
         }
         for _ in 0..n {
-            let [vf] = r.array::<1>("conflict flags")?;
+            let vf = r.u8("conflict flags")?;
             if vf & !DocFlags::TOMBSTONE != 0 {
                 return Err(corrupt(format!("unknown conflict flag bits {vf:#04x}")));
             }
-            let lm = i64::from_le_bytes(r.array("conflict last_modified_ms")?);
-            let cv = r.cv()?;
-            let bl = u32::from_le_bytes(r.array("conflict body length")?) as usize;
+            let lm = r.i64("conflict last_modified_ms")?;
+            let cv = read_cv(&mut r)?;
+            let bl = r.u32("conflict body length")? as usize;
             let b = r.take(bl, "conflict body")?;
             let deleted = vf & DocFlags::TOMBSTONE != 0;
             if deleted && !b.is_empty() {
@@ -458,16 +437,16 @@ pub(crate) fn decode_raw(buf: &[u8]) -> Result<RawRecord<'_>, RecordError> {
         }
     }
     let source = if flags.0 & DocFlags::SOURCE != 0 {
-        let n = usize::from(u16::from_le_bytes(r.array("source length")?));
+        let n = usize::from(r.u16("source length")?);
         if n > MAX_SOURCE_BYTES {
             return Err(corrupt("source name too long"));
         }
-        Some(r.str(n, "source")?.to_owned())
+        Some(read_str(&mut r, n, "source")?.to_owned())
     } else {
         None
     };
-    if r.pos != buf.len() {
-        return Err(corrupt(format!("{} trailing bytes", buf.len() - r.pos)));
+    if r.remaining() != 0 {
+        return Err(corrupt(format!("{} trailing bytes", r.remaining())));
     }
     let meta = DocumentMeta {
         collection,

@@ -2,8 +2,10 @@
 //!
 //! All integers are little-endian and fixed-width. Decoding is strict and
 //! never panics: truncation, trailing bytes, bad UTF-8, out-of-range counts
-//! and unknown types are [`FrameError`]s.
+//! and unknown types are [`FrameError`]s. Byte order and bounds checks come
+//! from [`crate::codec`].
 
+use crate::codec::{Put, Reader, Truncated};
 use crate::cv::{ChangeVector, DbId};
 use crate::db::RemoteDoc;
 use crate::doc::{MAX_VERSIONS, RawVersion};
@@ -227,9 +229,27 @@ impl Frame {
         }
     }
 
+    /// The frame's type, its first byte on the wire.
+    fn type_byte(&self) -> u8 {
+        match self {
+            Frame::Hello { .. } => 1,
+            Frame::Welcome { .. } => 2,
+            Frame::Changes { .. } => 3,
+            Frame::ChangesAck { .. } => 4,
+            Frame::Live { .. } => 5,
+            Frame::Push { .. } => 6,
+            Frame::PushAck { .. } => 7,
+            Frame::PushRejected { .. } => 8,
+            Frame::Ping { .. } => 9,
+            Frame::Pong { .. } => 10,
+            Frame::Error { .. } => 11,
+        }
+    }
+
     /// Encodes the frame.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Vec::with_capacity(64);
+        w.put_u8(self.type_byte());
         match self {
             Frame::Hello {
                 min_version,
@@ -241,15 +261,14 @@ impl Frame {
                 pull_checkpoint,
                 checkpoint_hub,
             } => {
-                w.push(1);
                 w.extend_from_slice(&MAGIC);
-                w.extend_from_slice(&min_version.to_le_bytes());
-                w.extend_from_slice(&max_version.to_le_bytes());
+                w.put_u16(*min_version);
+                w.put_u16(*max_version);
                 w.extend_from_slice(db_id.as_bytes());
-                put_str(&mut w, database);
-                put_str(&mut w, identity);
-                put_str(&mut w, credential);
-                w.extend_from_slice(&pull_checkpoint.to_le_bytes());
+                for s in [database, identity, credential] {
+                    put_str(&mut w, s);
+                }
+                w.put_u64(*pull_checkpoint);
                 w.extend_from_slice(checkpoint_hub.as_bytes());
             }
             Frame::Welcome {
@@ -262,19 +281,18 @@ impl Frame {
                 heartbeat_ms,
                 grant,
             } => {
-                w.push(2);
-                w.extend_from_slice(&version.to_le_bytes());
+                w.put_u16(*version);
                 w.extend_from_slice(hub_db_id.as_bytes());
                 for v in [push_checkpoint, hub_last_etag, pending] {
-                    w.extend_from_slice(&v.to_le_bytes());
+                    w.put_u64(*v);
                 }
-                w.extend_from_slice(&max_frame_bytes.to_le_bytes());
-                w.extend_from_slice(&heartbeat_ms.to_le_bytes());
+                w.put_u32(*max_frame_bytes);
+                w.put_u32(*heartbeat_ms);
                 if *version >= 2 {
                     let g = grant.clone().unwrap_or_default();
                     for list in [&g.read, &g.write] {
                         let n = list.len().min(MAX_GRANT_PREFIXES);
-                        w.extend_from_slice(&(n as u16).to_le_bytes());
+                        w.put_u16(n as u16);
                         for p in &list[..n] {
                             put_str(&mut w, p);
                         }
@@ -282,36 +300,26 @@ impl Frame {
                 }
             }
             Frame::Changes { upto, docs } | Frame::Push { upto, docs } => {
-                w.push(if matches!(self, Frame::Changes { .. }) {
-                    3
-                } else {
-                    6
-                });
                 w.reserve(docs.iter().map(WireDoc::encoded_len).sum::<usize>() + 12);
-                w.extend_from_slice(&upto.to_le_bytes());
-                w.extend_from_slice(&(docs.len() as u32).to_le_bytes());
+                w.put_u64(*upto);
+                w.put_u32(docs.len() as u32);
                 for d in docs {
                     put_doc(&mut w, d);
                 }
             }
-            Frame::ChangesAck { upto } => {
-                w.push(4);
-                w.extend_from_slice(&upto.to_le_bytes());
-            }
-            Frame::Live { upto } => {
-                w.push(5);
-                w.extend_from_slice(&upto.to_le_bytes());
-            }
+            Frame::ChangesAck { upto: v }
+            | Frame::Live { upto: v }
+            | Frame::Ping { nonce: v }
+            | Frame::Pong { nonce: v } => w.put_u64(*v),
             Frame::PushAck {
                 upto,
                 applied,
                 conflicts,
                 resolved,
             } => {
-                w.push(7);
-                w.extend_from_slice(&upto.to_le_bytes());
+                w.put_u64(*upto);
                 for v in [applied, conflicts, resolved] {
-                    w.extend_from_slice(&v.to_le_bytes());
+                    w.put_u32(*v);
                 }
             }
             Frame::PushRejected {
@@ -321,22 +329,12 @@ impl Frame {
                 rule,
                 message,
             } => {
-                w.push(8);
-                w.extend_from_slice(&upto.to_le_bytes());
+                w.put_u64(*upto);
                 for s in [code, id, rule, message] {
                     put_str(&mut w, s);
                 }
             }
-            Frame::Ping { nonce } => {
-                w.push(9);
-                w.extend_from_slice(&nonce.to_le_bytes());
-            }
-            Frame::Pong { nonce } => {
-                w.push(10);
-                w.extend_from_slice(&nonce.to_le_bytes());
-            }
             Frame::Error { code, message } => {
-                w.push(11);
                 put_str(&mut w, code);
                 put_str(&mut w, message);
             }
@@ -352,7 +350,7 @@ impl Frame {
                 max,
             });
         }
-        let mut r = Rd { b: buf, p: 0 };
+        let mut r = Reader::new(buf);
         let t = r.u8("type")?;
         let f = match t {
             1 => {
@@ -362,17 +360,17 @@ impl Frame {
                 Frame::Hello {
                     min_version: r.u16("min version")?,
                     max_version: r.u16("max version")?,
-                    db_id: DbId(r.arr("db id")?),
-                    database: r.str("database")?,
-                    identity: r.str("identity")?,
-                    credential: r.str("credential")?,
+                    db_id: DbId(r.array("db id")?),
+                    database: read_str(&mut r, "database")?,
+                    identity: read_str(&mut r, "identity")?,
+                    credential: read_str(&mut r, "credential")?,
                     pull_checkpoint: r.u64("pull checkpoint")?,
-                    checkpoint_hub: DbId(r.arr("checkpoint hub")?),
+                    checkpoint_hub: DbId(r.array("checkpoint hub")?),
                 }
             }
             2 => {
                 let version = r.u16("version")?;
-                let hub_db_id = DbId(r.arr("hub db id")?);
+                let hub_db_id = DbId(r.array("hub db id")?);
                 let push_checkpoint = r.u64("push checkpoint")?;
                 let hub_last_etag = r.u64("hub last etag")?;
                 let pending = r.u64("pending")?;
@@ -382,11 +380,11 @@ impl Frame {
                     let mut lists = [Vec::new(), Vec::new()];
                     for (list, what) in lists.iter_mut().zip(["read prefixes", "write prefixes"]) {
                         let n = usize::from(r.u16(what)?);
-                        if n > MAX_GRANT_PREFIXES || n > r.left() / 2 {
+                        if n > MAX_GRANT_PREFIXES || n > r.remaining() / 2 {
                             return Err(FrameError::Malformed(format!("{n} {what}")));
                         }
                         for _ in 0..n {
-                            list.push(r.str(what)?);
+                            list.push(read_str(&mut r, what)?);
                         }
                     }
                     let [read, write] = lists;
@@ -409,15 +407,15 @@ impl Frame {
                 let upto = r.u64("upto")?;
                 let n = r.u32("doc count")? as usize;
                 // Each doc takes at least 2+2+2+(1+8+2+4) bytes.
-                if n > r.left() / 21 {
+                if n > r.remaining() / 21 {
                     return Err(FrameError::Malformed(format!(
                         "{n} documents cannot fit in {} bytes",
-                        r.left()
+                        r.remaining()
                     )));
                 }
                 let mut docs = Vec::with_capacity(n);
                 for _ in 0..n {
-                    docs.push(r.doc()?);
+                    docs.push(read_doc(&mut r)?);
                 }
                 if t == 3 {
                     Frame::Changes { upto, docs }
@@ -439,10 +437,10 @@ impl Frame {
             },
             8 => Frame::PushRejected {
                 upto: r.u64("upto")?,
-                code: r.str("code")?,
-                id: r.str("id")?,
-                rule: r.str("rule")?,
-                message: r.str("message")?,
+                code: read_str(&mut r, "code")?,
+                id: read_str(&mut r, "id")?,
+                rule: read_str(&mut r, "rule")?,
+                message: read_str(&mut r, "message")?,
             },
             9 => Frame::Ping {
                 nonce: r.u64("nonce")?,
@@ -451,15 +449,15 @@ impl Frame {
                 nonce: r.u64("nonce")?,
             },
             11 => Frame::Error {
-                code: r.str("code")?,
-                message: r.str("message")?,
+                code: read_str(&mut r, "code")?,
+                message: read_str(&mut r, "message")?,
             },
             other => return Err(FrameError::UnknownType(other)),
         };
-        if r.p != buf.len() {
+        if r.remaining() != 0 {
             return Err(FrameError::Malformed(format!(
                 "{} trailing bytes after {}",
-                buf.len() - r.p,
+                r.remaining(),
                 f.name()
             )));
         }
@@ -474,108 +472,76 @@ fn put_str(w: &mut Vec<u8>, s: &str) {
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    w.extend_from_slice(&(end as u16).to_le_bytes());
-    w.extend_from_slice(&s.as_bytes()[..end]);
+    w.put_bytes16(&s.as_bytes()[..end]);
 }
 
 fn put_doc(w: &mut Vec<u8>, d: &WireDoc) {
     put_str(w, &d.id);
     put_str(w, d.collection.as_deref().unwrap_or(""));
     let n = d.versions.len().min(usize::from(u16::MAX));
-    w.extend_from_slice(&(n as u16).to_le_bytes());
+    w.put_u16(n as u16);
     for v in &d.versions[..n] {
-        w.push(u8::from(v.deleted));
-        w.extend_from_slice(&v.last_modified_ms.to_le_bytes());
+        w.put_u8(u8::from(v.deleted));
+        w.put_i64(v.last_modified_ms);
         v.change_vector.encode(w);
         let body: &[u8] = if v.deleted { &[] } else { &v.body };
-        w.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        w.extend_from_slice(body);
+        w.put_bytes32(body);
     }
 }
 
-struct Rd<'a> {
-    b: &'a [u8],
-    p: usize,
+impl From<Truncated> for FrameError {
+    /// A frame that ends inside a field: "truncated at <field>".
+    fn from(t: Truncated) -> FrameError {
+        FrameError::Malformed(t.to_string())
+    }
 }
 
-impl<'a> Rd<'a> {
-    fn left(&self) -> usize {
-        self.b.len() - self.p
+/// A length-prefixed UTF-8 string (`u16` length, both named `what`).
+fn read_str(r: &mut Reader<'_>, what: &str) -> Result<String, FrameError> {
+    let b = r.bytes16(what)?;
+    String::from_utf8(b.to_vec()).map_err(|_| FrameError::Malformed(format!("{what} is not UTF-8")))
+}
+
+/// One [`WireDoc`].
+fn read_doc(r: &mut Reader<'_>) -> Result<WireDoc, FrameError> {
+    let id = read_str(r, "doc id")?;
+    let coll = read_str(r, "collection")?;
+    let n = usize::from(r.u16("version count")?);
+    if n == 0 || n > MAX_VERSIONS {
+        return Err(FrameError::Malformed(format!(
+            "document has {n} versions (1 to {MAX_VERSIONS})"
+        )));
     }
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], FrameError> {
-        if n > self.left() {
-            return Err(FrameError::Malformed(format!("truncated at {what}")));
-        }
-        let s = &self.b[self.p..self.p + n];
-        self.p += n;
-        Ok(s)
-    }
-    fn arr<const N: usize>(&mut self, what: &str) -> Result<[u8; N], FrameError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N, what)?);
-        Ok(a)
-    }
-    fn u8(&mut self, what: &str) -> Result<u8, FrameError> {
-        Ok(self.arr::<1>(what)?[0])
-    }
-    fn u16(&mut self, what: &str) -> Result<u16, FrameError> {
-        Ok(u16::from_le_bytes(self.arr(what)?))
-    }
-    fn u32(&mut self, what: &str) -> Result<u32, FrameError> {
-        Ok(u32::from_le_bytes(self.arr(what)?))
-    }
-    fn u64(&mut self, what: &str) -> Result<u64, FrameError> {
-        Ok(u64::from_le_bytes(self.arr(what)?))
-    }
-    fn i64(&mut self, what: &str) -> Result<i64, FrameError> {
-        Ok(i64::from_le_bytes(self.arr(what)?))
-    }
-    fn str(&mut self, what: &str) -> Result<String, FrameError> {
-        let n = usize::from(self.u16(what)?);
-        let b = self.take(n, what)?;
-        String::from_utf8(b.to_vec())
-            .map_err(|_| FrameError::Malformed(format!("{what} is not UTF-8")))
-    }
-    fn doc(&mut self) -> Result<WireDoc, FrameError> {
-        let id = self.str("doc id")?;
-        let coll = self.str("collection")?;
-        let n = usize::from(self.u16("version count")?);
-        if n == 0 || n > MAX_VERSIONS {
+    let mut versions = Vec::with_capacity(n);
+    for _ in 0..n {
+        let flags = r.u8("version flags")?;
+        if flags & !1 != 0 {
             return Err(FrameError::Malformed(format!(
-                "document has {n} versions (1 to {MAX_VERSIONS})"
+                "unknown version flags {flags:#04x}"
             )));
         }
-        let mut versions = Vec::with_capacity(n);
-        for _ in 0..n {
-            let flags = self.u8("version flags")?;
-            if flags & !1 != 0 {
-                return Err(FrameError::Malformed(format!(
-                    "unknown version flags {flags:#04x}"
-                )));
-            }
-            let last_modified_ms = self.i64("last modified")?;
-            let (change_vector, used) = ChangeVector::decode(&self.b[self.p..])
-                .map_err(|e| FrameError::Malformed(e.to_string()))?;
-            self.p += used;
-            let len = self.u32("body length")? as usize;
-            let body = self.take(len, "body")?.to_vec();
-            let deleted = flags & 1 != 0;
-            if deleted && !body.is_empty() {
-                return Err(FrameError::Malformed("a deletion carries a body".into()));
-            }
-            versions.push(RawVersion {
-                change_vector,
-                last_modified_ms,
-                deleted,
-                body,
-            });
+        let last_modified_ms = r.i64("last modified")?;
+        let (change_vector, used) =
+            ChangeVector::decode(r.rest()).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        r.advance(used, "change vector")?;
+        let len = r.u32("body length")? as usize;
+        let body = r.take(len, "body")?.to_vec();
+        let deleted = flags & 1 != 0;
+        if deleted && !body.is_empty() {
+            return Err(FrameError::Malformed("a deletion carries a body".into()));
         }
-        Ok(WireDoc {
-            id,
-            collection: (!coll.is_empty()).then_some(coll),
-            versions,
-        })
+        versions.push(RawVersion {
+            change_vector,
+            last_modified_ms,
+            deleted,
+            body,
+        });
     }
+    Ok(WireDoc {
+        id,
+        collection: (!coll.is_empty()).then_some(coll),
+        versions,
+    })
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -742,8 +708,8 @@ mod tests {
     #[test]
     fn huge_counts_do_not_allocate() {
         let mut b = vec![3];
-        b.extend_from_slice(&0u64.to_le_bytes());
-        b.extend_from_slice(&u32::MAX.to_le_bytes());
+        b.put_u64(0);
+        b.put_u32(u32::MAX);
         assert!(matches!(
             Frame::decode(&b, MAX_FRAME_BYTES),
             Err(FrameError::Malformed(_))

@@ -1,0 +1,219 @@
+//! Tests of the B+tree against a model, on an in-memory page map.
+
+use super::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+#[derive(Default)]
+struct Mem {
+    pages: HashMap<PageNo, PageBuf>,
+    dirty: HashSet<PageNo>,
+    freed: Vec<PageNo>,
+    next: PageNo,
+}
+
+impl PageRead for Mem {
+    async fn read(&self, no: PageNo, kind: u8) -> Result<PageBuf, Error> {
+        let b = self
+            .pages
+            .get(&no)
+            .cloned()
+            .ok_or_else(|| corrupt(no, "missing".into()))?;
+        check_page(&b, no, if kind == 0 { page_kind(&b) } else { kind })?;
+        Ok(b)
+    }
+}
+impl PageWrite for Mem {
+    fn alloc(&mut self) -> PageNo {
+        self.next += 1;
+        self.dirty.insert(self.next);
+        self.next
+    }
+    fn is_dirty(&self, no: PageNo) -> bool {
+        self.dirty.contains(&no)
+    }
+    fn free(&mut self, no: PageNo) {
+        self.freed.push(no);
+        self.pages.remove(&no);
+    }
+    fn write(&mut self, no: PageNo, mut buf: PageBuf) {
+        set_checksum(Arc::make_mut(&mut buf).as_mut_slice());
+        self.pages.insert(no, buf);
+    }
+}
+
+fn run<F: Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+/// A tree of `n` keys `key(0)..key(n - 1)`, inserted in that order, each
+/// with the value `val`.
+async fn filled(m: &mut Mem, n: u32, key: impl Fn(u32) -> String, val: &[u8]) -> PageNo {
+    let mut root = 0;
+    for i in 0..n {
+        root = insert(m, root, key(i).as_bytes(), val).await.unwrap().0;
+    }
+    root
+}
+
+async fn all(m: &Mem, root: PageNo) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut v = Vec::new();
+    scan(m, root, b"", |k, val| {
+        v.push((k.to_vec(), val));
+        true
+    })
+    .await
+    .unwrap();
+    v
+}
+
+#[test]
+fn insert_get_remove_against_model() {
+    run(async {
+        let mut m = Mem::default();
+        let mut model = BTreeMap::new();
+        let mut root = 0;
+        let mut x: u64 = 12345;
+        for step in 0..6000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = format!("k{:05}", x % 3000).into_bytes();
+            if step % 7 == 3 {
+                // New generation: nothing is dirty any more (copy-on-write from here).
+                m.dirty.clear();
+            }
+            if x.is_multiple_of(5) {
+                let (r, old) = remove(&mut m, root, &key).await.unwrap();
+                root = r;
+                assert_eq!(old, model.remove(&key).is_some());
+            } else {
+                let len = if x.is_multiple_of(97) {
+                    9000
+                } else {
+                    (x % 300) as usize
+                };
+                let val = vec![(x % 251) as u8; len];
+                let (r, old) = insert(&mut m, root, &key, &val).await.unwrap();
+                root = r;
+                assert_eq!(old, model.insert(key.clone(), val).is_some());
+            }
+        }
+        let got = all(&m, root).await;
+        let want: Vec<_> = model.clone().into_iter().collect();
+        assert_eq!(got, want);
+        for (k, v) in &model {
+            assert_eq!(get(&m, root, k).await.unwrap().as_ref(), Some(v));
+        }
+        let mut pages = Vec::new();
+        let n = collect_pages(&m, root, &mut pages).await.unwrap();
+        assert_eq!(n as usize, model.len());
+        // Every live page is reachable exactly once, and no other page is live.
+        let live: HashSet<_> = pages.iter().copied().collect();
+        assert_eq!(live.len(), pages.len());
+        assert_eq!(live, m.pages.keys().copied().collect::<HashSet<_>>());
+        // Remove everything.
+        for k in model.keys() {
+            let (r, old) = remove(&mut m, root, k).await.unwrap();
+            root = r;
+            assert!(old);
+        }
+        assert_eq!(root, 0);
+        assert!(m.pages.is_empty());
+    });
+}
+
+#[test]
+fn sequential_appends_fill_pages() {
+    run(async {
+        let mut m = Mem::default();
+        let root = filled(&mut m, 5000, |i| format!("doc/{i:08}"), &[7u8; 100]).await;
+        let mut pages = Vec::new();
+        collect_pages(&m, root, &mut pages).await.unwrap();
+        // ~114 bytes an entry: ideal is ~36 per page -> ~140 leaves; allow 10%.
+        assert!(pages.len() < 160, "{} pages", pages.len());
+        let mut seen = Vec::new();
+        scan(&m, root, b"doc/00004990", |k, _| {
+            seen.push(String::from_utf8(k.to_vec()).unwrap());
+            true
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen.len(), 10);
+        assert_eq!(seen[0], "doc/00004990");
+    });
+}
+
+#[test]
+fn corrupt_pages_are_errors_not_panics() {
+    run(async {
+        let mut m = Mem::default();
+        let root = filled(&mut m, 500, |i| format!("{i:05}"), &[1u8; 50]).await;
+        let keys: Vec<PageNo> = m.pages.keys().copied().collect();
+        let mut x = 99u64;
+        for no in keys {
+            for _ in 0..20 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let mut b = (*m.pages[&no]).clone();
+                let at = 4 + (x as usize % (PAGE_SIZE - 4));
+                b[at] ^= 1 << (x % 8);
+                // Re-seal some so structural checks, not only checksums, are exercised.
+                if x.is_multiple_of(2) {
+                    set_checksum(&mut b);
+                }
+                let saved = m.pages.insert(no, Arc::new(b)).unwrap();
+                let _ = get(&m, root, b"00250").await;
+                let _ = scan(&m, root, b"", |_, _| true).await;
+                let _ = collect_pages(&m, root, &mut Vec::new()).await;
+                m.pages.insert(no, saved);
+            }
+        }
+    });
+}
+
+#[test]
+fn fixed_bytes_for_a_leaf_and_a_branch() {
+    // wasm32 and x86_64 must produce these exact bytes (module docs: page format).
+    let leaf = Leaf {
+        entries: vec![
+            (
+                Bytes::Own(b"a".to_vec()),
+                Val::Inline(Bytes::Own(b"xy".to_vec())),
+            ),
+            (
+                Bytes::Own(b"b".to_vec()),
+                Val::Overflow {
+                    first: 9,
+                    len: 5000,
+                },
+            ),
+        ],
+    };
+    let page = leaf.encode(3);
+    #[rustfmt::skip]
+    let want: &[u8] = &[
+        0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, KIND_LEAF, 0, 2, 0,
+        20, 0, 28, 0,
+        1, 0, b'a', 0, 2, 0, b'x', b'y',
+        1, 0, b'b', 1, 9, 0, 0, 0, 0, 0, 0, 0, 0x88, 0x13, 0, 0,
+    ];
+    assert_eq!(&page[..want.len()], want);
+    assert!(page[want.len()..].iter().all(|&b| b == 0));
+    let branch = Branch {
+        keys: vec![Bytes::Own(b"m".to_vec())],
+        children: vec![5, 6],
+    };
+    let page = branch.encode(4);
+    #[rustfmt::skip]
+    let want: &[u8] = &[
+        0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, KIND_BRANCH, 0, 1, 0,
+        5, 0, 0, 0, 0, 0, 0, 0,
+        26, 0,
+        1, 0, b'm', 6, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    assert_eq!(&page[..want.len()], want);
+    assert!(page[want.len()..].iter().all(|&b| b == 0));
+    let decoded = Leaf::decode(&leaf.encode(3), 3).unwrap();
+    assert_eq!(decoded.entries, leaf.entries);
+}

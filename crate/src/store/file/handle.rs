@@ -1,0 +1,387 @@
+//! The [`FileStore`] handle: opening (locking the directory, recovery, the
+//! checkpoint that starts a fresh WAL generation), reads from the view,
+//! requests to the writer thread, and closing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use futures::channel::oneshot;
+
+use super::format::{Header, encode_header, new_salt};
+use super::recovery::{Recovered, pick_header, recover};
+use super::shared::Shared;
+use super::writer::{Reply, Request, Requests, Writer};
+use super::{
+    DATA_FILE, DATA_START, FRAME_HEADER, FRAME_SIZE, FileStoreOptions, FileStoreStats,
+    RecoveryReport, WAL_FILE, io_err,
+};
+use crate::platform::BoxFuture;
+use crate::store::vfs::{DirLock, LockError, LockMode};
+use crate::store::{
+    Commit, PAGE_SIZE, PageBuf, PageLocation, PageNo, PageStore, StoreError, validate_commit,
+};
+
+/// The native page store: a data file and a write-ahead log with group commit.
+///
+/// Commits go to a dedicated writer thread, which merges all commits pending at
+/// the same time into one WAL write and at most one `fdatasync`. A
+/// [`Durability::Durable`](crate::store::Durability::Durable) commit resolves only after the fsync covering it; a
+/// [`Durability::Relaxed`](crate::store::Durability::Relaxed) one as soon as it is written (and visible to reads). After a
+/// failed write or fsync the store is poisoned ([`StoreError::Poisoned`]) until
+/// reopened; [`FileStore::open`] recovers the last complete commit.
+pub struct FileStore {
+    shared: Arc<Shared>,
+    tx: Requests,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Opened with [`FileStore::open_read_only`]: no writer thread, no writes.
+    read_only: bool,
+    recovery: RecoveryReport,
+    /// The directory lock, held until the store is closed or dropped.
+    lock: Mutex<Option<DirLock>>,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore")
+            .field("data", &self.shared.data_path)
+            .field("wal", &self.shared.wal_path)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The data file and the WAL of the store in `dir`, and their names for
+/// messages.
+fn files_in(dir: &Path) -> (PathBuf, PathBuf, String, String) {
+    let (data, wal) = (dir.join(DATA_FILE), dir.join(WAL_FILE));
+    let (dp, wp) = (data.display().to_string(), wal.display().to_string());
+    (data, wal, dp, wp)
+}
+
+/// The lock error of a store directory as a [`StoreError`].
+fn lock_err(e: LockError) -> StoreError {
+    match e {
+        LockError::Held { path, holder } => StoreError::Locked {
+            path: path.display().to_string(),
+            holder,
+        },
+        LockError::Io { path, source } => io_err("lock", &path.display().to_string(), source),
+    }
+}
+
+impl FileStore {
+    /// Opens (creating if missing) the store in directory `dir` for reading
+    /// and writing, and recovers it: replays every complete transaction of the
+    /// WAL, drops a torn tail, refuses to open ([`StoreError::Corrupt`]) if an
+    /// already-fsynced part is damaged, then checkpoints so the store starts
+    /// with an empty WAL.
+    ///
+    /// The store holds the exclusive lock of `dir` (the file `dir/LOCK`) until
+    /// it is closed or dropped: a second opener, writer or reader, in this or
+    /// another process, is refused with [`StoreError::Locked`]. An open that
+    /// fails leaves the files no longer than it found them.
+    pub fn open(dir: impl AsRef<Path>, opts: FileStoreOptions) -> Result<FileStore, StoreError> {
+        let dir = dir.as_ref();
+        let vfs = opts.vfs.clone();
+        vfs.create_dir_all(dir)
+            .map_err(|e| io_err("create directory", &dir.display().to_string(), e))?;
+        let lock = vfs.lock_dir(dir, LockMode::Exclusive).map_err(lock_err)?;
+        let (data_path, wal_path, dp, wp) = files_in(dir);
+        let data = vfs
+            .open(&data_path, true)
+            .map_err(|e| io_err("open data file", &dp, e))?;
+        let data_len = data
+            .len()
+            .map_err(|e| io_err("read data file length", &dp, e))?;
+        let wal_len = if vfs.exists(&wal_path) {
+            let w = vfs
+                .open(&wal_path, false)
+                .map_err(|e| io_err("open wal", &wp, e))?;
+            w.len().map_err(|e| io_err("read wal length", &wp, e))?
+        } else {
+            0
+        };
+
+        let (active_slot, header) = match pick_header(&*data, &dp, data_len, wal_len)? {
+            Some(h) => h,
+            None => {
+                // A new store (or one whose creation crashed before any commit).
+                let salt = new_salt(&[]);
+                let h = Header {
+                    seq: 1,
+                    salt,
+                    next_salt: new_salt(&[salt]),
+                    meta: None,
+                };
+                data.write_at(&encode_header(&h), 0)
+                    .map_err(|e| io_err("write header", &dp, e))?;
+                data.sync_data()
+                    .map_err(|e| io_err("fsync data file", &dp, e))?;
+                (0, h)
+            }
+        };
+
+        // The WAL is created only once a header is durable.
+        let wal = vfs
+            .open(&wal_path, true)
+            .map_err(|e| io_err("open wal", &wp, e))?;
+        let mut rec = recover(&*wal, &wp, &dp, active_slot, &header)?;
+        let recovery = rec.report();
+        let pages = std::mem::take(&mut rec.pages);
+        let meta = rec.meta_over(header.meta.clone());
+        let shared = Arc::new(Shared::new(data, data_len, (dp, wp.clone()), pages, meta));
+        let mut writer = Writer::new(
+            shared.clone(),
+            wal,
+            opts,
+            (active_slot, header),
+            wal_len,
+            &rec,
+        );
+        // Always start a fresh WAL generation: whatever lies beyond the recovered
+        // prefix (a torn tail) then carries a dead salt and can never be replayed.
+        if let Err(e) = writer.checkpoint() {
+            // No header points past the old data-file end yet, and every page
+            // the checkpoint copied is still in the durable WAL: give back what
+            // it grew (a full disk must not get fuller from a failed open).
+            if !writer.wrote_header() {
+                let _ = shared.data.set_len(data_len);
+                let _ = shared.data.sync_data();
+            }
+            return Err(e);
+        }
+        let (tx, thread) = writer.spawn(&wp)?;
+        Ok(FileStore {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            read_only: false,
+            recovery,
+            lock: Mutex::new(Some(lock)),
+        })
+    }
+
+    /// Opens the existing store in directory `dir` for reading only. It
+    /// writes nothing, ever: no checkpoint, no header, no new or longer file,
+    /// not even the lock file's contents, so it works on a read-only file
+    /// system and on a full disk. The WAL is replayed into memory (a WAL that
+    /// was never checkpointed is read as the last session left it; a torn
+    /// tail is dropped in memory and reported by [`FileStore::recovery`]).
+    ///
+    /// It takes the lock of `dir` shared: other read-only opens may share it,
+    /// a writer may not (the open fails with [`StoreError::Locked`] while a
+    /// writer holds the store, and a writer is refused while it is open).
+    /// Commits and syncs fail with [`StoreError::ReadOnly`].
+    pub fn open_read_only(
+        dir: impl AsRef<Path>,
+        opts: FileStoreOptions,
+    ) -> Result<FileStore, StoreError> {
+        let dir = dir.as_ref();
+        let vfs = opts.vfs.clone();
+        let lock = vfs.lock_dir(dir, LockMode::Shared).map_err(lock_err)?;
+        let (data_path, wal_path, dp, wp) = files_in(dir);
+        let data = vfs
+            .open_read_only(&data_path)
+            .map_err(|e| io_err("open data file", &dp, e))?;
+        let data_len = data
+            .len()
+            .map_err(|e| io_err("read data file length", &dp, e))?;
+        let wal = if vfs.exists(&wal_path) {
+            Some(
+                vfs.open_read_only(&wal_path)
+                    .map_err(|e| io_err("open wal", &wp, e))?,
+            )
+        } else {
+            None
+        };
+        let wal_len = match &wal {
+            Some(w) => w.len().map_err(|e| io_err("read wal length", &wp, e))?,
+            None => 0,
+        };
+        let rec = match pick_header(&*data, &dp, data_len, wal_len)? {
+            // Nothing committed yet: an empty store.
+            None => Recovered::default(),
+            Some((active_slot, header)) => {
+                let mut rec = match &wal {
+                    Some(w) => recover(&**w, &wp, &dp, active_slot, &header)?,
+                    None => Recovered::default(),
+                };
+                rec.meta = rec.meta_over(header.meta);
+                rec
+            }
+        };
+        let recovery = rec.report();
+        let shared = Arc::new(Shared::new(data, data_len, (dp, wp), rec.pages, rec.meta));
+        Ok(FileStore {
+            shared,
+            tx: Mutex::new(None),
+            thread: Mutex::new(None),
+            read_only: true,
+            recovery,
+            lock: Mutex::new(Some(lock)),
+        })
+    }
+
+    /// Whether the store was opened with [`FileStore::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// What recovery found in the WAL when the store was opened: how much it
+    /// replayed and whether it dropped a torn tail. An operator tells "a torn
+    /// write was dropped" from "nothing happened" by this.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// A snapshot of the store's counters.
+    pub fn stats(&self) -> FileStoreStats {
+        let s = &self.shared.stats;
+        FileStoreStats {
+            fsyncs: s.fsyncs.load(Ordering::Relaxed),
+            groups: s.groups.load(Ordering::Relaxed),
+            commits: s.commits.load(Ordering::Relaxed),
+            wal_bytes_written: s.wal_bytes_written.load(Ordering::Relaxed),
+            checkpoints: s.checkpoints.load(Ordering::Relaxed),
+        }
+    }
+
+    fn tx(&self) -> MutexGuard<'_, Option<std::sync::mpsc::Sender<Request>>> {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends a request to the writer thread and returns the future of its reply.
+    fn send(&self, make: impl FnOnce(Reply) -> Request) -> BoxFuture<'_, Result<(), StoreError>> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Box::pin(async { Err(StoreError::Closed) });
+        }
+        if self.read_only {
+            return Box::pin(async { Err(StoreError::ReadOnly) });
+        }
+        if let Some(p) = self.shared.poisoned() {
+            return Box::pin(async move { Err(StoreError::Poisoned(p)) });
+        }
+        let (reply, rx) = oneshot::channel();
+        let sent = match &*self.tx() {
+            Some(tx) => tx.send(make(reply)).is_ok(),
+            None => false,
+        };
+        Box::pin(async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            rx.await.unwrap_or(Err(StoreError::Closed))
+        })
+    }
+
+    fn join(&self) {
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl PageStore for FileStore {
+    fn read_page(&self, no: PageNo) -> BoxFuture<'_, Result<PageBuf, StoreError>> {
+        let r = (|| {
+            if self.shared.closed.load(Ordering::Acquire) {
+                return Err(StoreError::Closed);
+            }
+            if no == 0 {
+                return Err(StoreError::PageNotFound(0));
+            }
+            // Hold the view lock across the data-file read: a checkpoint writes
+            // data pages only under the write lock.
+            let view = self.shared.view();
+            if let Some((p, _)) = view.wal_pages.get(&no) {
+                return Ok(p.clone());
+            }
+            if no > view.data_pages {
+                return Err(StoreError::PageNotFound(no));
+            }
+            let mut buf = vec![0u8; PAGE_SIZE];
+            let off = DATA_START + (no - 1) * PAGE_SIZE as u64;
+            let n = self
+                .shared
+                .data
+                .read_at(&mut buf, off)
+                .map_err(|e| io_err("read page", &self.shared.data_path, e))?;
+            if n < PAGE_SIZE {
+                return Err(StoreError::Corrupt {
+                    file: self.shared.data_path.clone(),
+                    page: Some(no),
+                    offset: off,
+                    reason: format!("short read: {n} of {PAGE_SIZE} bytes"),
+                });
+            }
+            Ok(Arc::new(buf))
+        })();
+        Box::pin(async move { r })
+    }
+
+    fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
+        let r = if self.shared.closed.load(Ordering::Acquire) {
+            Err(StoreError::Closed)
+        } else {
+            Ok(self.shared.view().meta.clone())
+        };
+        Box::pin(async move { r })
+    }
+
+    fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<(), StoreError>> {
+        if let Err(e) = validate_commit(&commit) {
+            return Box::pin(async move { Err(e) });
+        }
+        self.send(move |reply| Request::Commit(commit, reply))
+    }
+
+    fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.send(Request::Sync)
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.shared.closed.store(true, Ordering::Release);
+        let tx = self.tx().take();
+        let rx = tx.map(|tx| {
+            let (reply, rx) = oneshot::channel();
+            let _ = tx.send(Request::Close(reply));
+            rx
+        });
+        Box::pin(async move {
+            let r = match rx {
+                Some(rx) => rx.await.unwrap_or(Err(StoreError::Closed)),
+                None => Ok(()),
+            };
+            self.join();
+            // Released only now: the writer thread has finished its last I/O.
+            drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
+            r
+        })
+    }
+
+    fn page_location(&self, no: PageNo) -> Option<PageLocation> {
+        let view = self.shared.view();
+        if let Some((_, slot)) = view.wal_pages.get(&no) {
+            return Some(PageLocation {
+                file: self.shared.wal_path.clone(),
+                offset: slot * FRAME_SIZE as u64 + FRAME_HEADER as u64,
+            });
+        }
+        (no >= 1 && no <= view.data_pages).then(|| PageLocation {
+            file: self.shared.data_path.clone(),
+            offset: DATA_START + (no - 1) * PAGE_SIZE as u64,
+        })
+    }
+}
+
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        // Dropping the sender ends the writer loop, which checkpoints and exits.
+        drop(self.tx().take());
+        self.join();
+    }
+}

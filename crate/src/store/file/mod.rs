@@ -1,0 +1,144 @@
+//! The native file store: a data file plus a write-ahead log with group commit.
+//!
+//! Layout, commit protocol, recovery and the crash-safety argument are in
+//! `docs/design.md` ("File store" sections). In short:
+//!
+//! - `outpost.db` holds two header slots (4 KiB blocks at offsets 0 and 4096)
+//!   and then page `n` at offset `8192 + (n - 1) * PAGE_SIZE`.
+//! - `outpost.wal` holds fixed-size frames (64-byte header + one page of payload).
+//!   A transaction is its page frames followed by one commit frame carrying the
+//!   meta record. Every frame carries the salt of the current header, so frames of
+//!   an earlier WAL generation are recognised and ignored.
+//! - One writer thread appends: it merges every pending commit into one write and
+//!   at most one `fdatasync` (group commit), and checkpoints the WAL into the data
+//!   file when it grows past [`FileStoreOptions::checkpoint_wal_bytes`].
+//!
+//! The parts, one file each:
+//! - `format`: the WAL core's codecs: header slots, frame headers, checksums
+//!   (XXH64); pure.
+//! - `recovery`: the WAL core's replay: picks the header slot and replays the
+//!   WAL over it; reads through the [`Vfs`] only, no threads.
+//! - `writer`: the writer thread (group commit, checkpoints) and its requests.
+//! - `shared`: the state the handle and the writer thread share.
+//! - `handle`: [`FileStore`] itself: open, lock, reads, requests, close.
+//!
+//! All I/O goes through a [`Vfs`], so crash tests can run the real code over
+//! `FaultVfs` (`store::fault`, built with the `testing` feature).
+
+use std::sync::Arc;
+
+use super::vfs::{OsVfs, Vfs};
+use super::{PAGE_SIZE, StoreError};
+
+mod format;
+mod handle;
+mod recovery;
+mod shared;
+mod writer;
+
+pub use handle::FileStore;
+
+/// Name of the data file inside the store's directory.
+pub const DATA_FILE: &str = "outpost.db";
+/// Name of the write-ahead log inside the store's directory.
+pub const WAL_FILE: &str = "outpost.wal";
+
+/// Size of one header block; the two slots sit at offsets 0 and `HEADER_BLOCK`.
+pub const HEADER_BLOCK: u64 = 4096;
+/// Offset of page 1 in the data file.
+pub const DATA_START: u64 = 2 * HEADER_BLOCK;
+/// Size of a WAL frame header.
+pub const FRAME_HEADER: usize = 64;
+/// Size of a WAL frame (header plus one page of payload).
+pub const FRAME_SIZE: usize = FRAME_HEADER + PAGE_SIZE;
+/// On-disk format version written in the header. Version 2 replaced the CRC-32
+/// of WAL frames and header slots with a 64-bit XXH64 checksum (see
+/// `format::frame_checksum` for why).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Options of [`FileStore::open`].
+#[derive(Clone)]
+pub struct FileStoreOptions {
+    /// The file system to use ([`OsVfs`] by default; tests use a `FaultVfs`).
+    pub vfs: Arc<dyn Vfs>,
+    /// Checkpoint once the WAL holds at least this many bytes (default 64 MiB).
+    pub checkpoint_wal_bytes: u64,
+    /// The WAL file is extended in steps of at least this many bytes, so most
+    /// appends overwrite already allocated blocks (default 4 MiB).
+    pub wal_grow_bytes: u64,
+    /// Upper bound of the frames merged into one group write (default 64 MiB).
+    pub max_group_bytes: u64,
+}
+
+impl Default for FileStoreOptions {
+    fn default() -> Self {
+        FileStoreOptions {
+            vfs: Arc::new(OsVfs),
+            checkpoint_wal_bytes: 64 << 20,
+            wal_grow_bytes: 4 << 20,
+            max_group_bytes: 64 << 20,
+        }
+    }
+}
+
+impl std::fmt::Debug for FileStoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStoreOptions")
+            .field("checkpoint_wal_bytes", &self.checkpoint_wal_bytes)
+            .field("wal_grow_bytes", &self.wal_grow_bytes)
+            .field("max_group_bytes", &self.max_group_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of a [`FileStore`], for benchmarks and monitoring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileStoreStats {
+    /// `fdatasync` calls (WAL and data file).
+    pub fsyncs: u64,
+    /// Groups written (one WAL write each).
+    pub groups: u64,
+    /// Commits written.
+    pub commits: u64,
+    /// Bytes of frames appended to the WAL.
+    pub wal_bytes_written: u64,
+    /// Checkpoints completed (including the one at open).
+    pub checkpoints: u64,
+}
+
+/// What recovery found in the WAL when a store was opened
+/// ([`FileStore::recovery`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Complete transactions replayed from the WAL (0 after a clean close:
+    /// closing checkpoints the WAL into the data file).
+    pub replayed_transactions: u64,
+    /// WAL frames replayed.
+    pub replayed_frames: u64,
+    /// Frames of the current WAL generation lying after the last complete
+    /// transaction, which recovery dropped: the torn or unfinished write of a
+    /// crash. Such a write was never acknowledged as durable (an
+    /// acknowledged one that is damaged makes open fail with
+    /// [`StoreError::Corrupt`] instead).
+    pub dropped_tail: Option<DroppedTail>,
+}
+
+/// The part of the WAL recovery dropped (see [`RecoveryReport::dropped_tail`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DroppedTail {
+    /// Byte offset in the WAL where the dropped part starts.
+    pub offset: u64,
+    /// Frames of the current generation found there.
+    pub frames: u64,
+    /// Their size in bytes.
+    pub bytes: u64,
+}
+
+/// An I/O error of `op` on `path` as a [`StoreError`].
+fn io_err(op: &'static str, path: &str, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        op,
+        path: path.to_string(),
+        source,
+    }
+}

@@ -1,0 +1,410 @@
+//! The writer thread: the one place that appends to the WAL. It takes the
+//! requests of a [`FileStore`](super::FileStore) from a channel, merges every
+//! commit pending at the same time into one WAL write and at most one
+//! `fdatasync` (group commit), publishes the written commits to readers, and
+//! checkpoints the WAL into the data file when it grows past
+//! [`FileStoreOptions::checkpoint_wal_bytes`].
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use futures::channel::oneshot;
+
+use super::format::{
+    FrameHead, Header, KIND_COMMIT, KIND_PAGE, encode_frame, encode_header, new_salt, slot_offset,
+};
+use super::recovery::Recovered;
+use super::shared::Shared;
+use super::{DATA_START, FRAME_SIZE, FileStoreOptions, io_err};
+use crate::store::vfs::VfsFile;
+use crate::store::{Commit, Durability, PAGE_SIZE, PageBuf, PageNo, StoreError};
+
+/// Largest single write of contiguous pages during a checkpoint.
+const CHECKPOINT_RUN_PAGES: usize = 256;
+
+/// Where the writer sends a request's outcome.
+pub(super) type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+/// What a [`FileStore`](super::FileStore) asks of its writer thread.
+pub(super) enum Request {
+    Commit(Commit, Reply),
+    Sync(Reply),
+    Close(Reply),
+}
+
+/// The channel end a [`FileStore`](super::FileStore) sends requests into.
+pub(super) type Requests = Mutex<Option<mpsc::Sender<Request>>>;
+
+/// A copy of `e` for another waiter (`std::io::Error` is not `Clone`).
+fn clone_err(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Io { op, path, source } => StoreError::Io {
+            op,
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        StoreError::Poisoned(p) => StoreError::Poisoned(p.clone()),
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+/// State owned by the writer thread.
+pub(super) struct Writer {
+    shared: Arc<Shared>,
+    wal: Box<dyn VfsFile>,
+    opts: FileStoreOptions,
+    header: Header,
+    /// Slot (0 or 1) holding `header`.
+    active_slot: usize,
+    wal_len: u64,
+    /// Next frame sequence number (= slot) of the current generation.
+    next_slot: u64,
+    /// Frames with a smaller sequence number are known durable.
+    durable_slots: u64,
+    next_txn: u64,
+    next_group: u64,
+    /// Set once a checkpoint has started writing a header slot: from then on
+    /// the data file may be referenced by a durable header.
+    wrote_header: bool,
+}
+
+impl Writer {
+    /// A writer appending after the replayed log `rec`, under `header` (in
+    /// slot `active_slot`), to a WAL of `wal_len` bytes.
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        wal: Box<dyn VfsFile>,
+        opts: FileStoreOptions,
+        (active_slot, header): (usize, Header),
+        wal_len: u64,
+        rec: &Recovered,
+    ) -> Writer {
+        Writer {
+            shared,
+            wal,
+            opts,
+            header,
+            active_slot,
+            wal_len,
+            next_slot: rec.end_slot,
+            durable_slots: 0,
+            next_txn: rec.last_txn + 1,
+            next_group: rec.last_group + 1,
+            wrote_header: false,
+        }
+    }
+
+    /// Whether a checkpoint has started writing a header slot (see
+    /// [`Writer::checkpoint`]): until then, a failed open may give back what
+    /// the data file grew.
+    pub(super) fn wrote_header(&self) -> bool {
+        self.wrote_header
+    }
+
+    /// Starts the writer thread; requests go into the returned sender.
+    pub(super) fn spawn(
+        self,
+        wal_path: &str,
+    ) -> Result<(mpsc::Sender<Request>, JoinHandle<()>), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("outpost-wal".into())
+            .spawn(move || self.run(rx))
+            .map_err(|e| io_err("spawn wal writer", wal_path, e))?;
+        Ok((tx, thread))
+    }
+
+    fn fail(&self, op: &'static str, path: &str, e: std::io::Error) -> StoreError {
+        self.shared
+            .set_poison(&format!("{op} on {path} failed: {e}"));
+        io_err(op, path, e)
+    }
+
+    fn sync_wal(&mut self) -> Result<(), StoreError> {
+        let wal_path = self.shared.wal_path.clone();
+        self.wal
+            .sync_data()
+            .map_err(|e| self.fail("fsync wal", &wal_path, e))?;
+        self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.durable_slots = self.next_slot;
+        Ok(())
+    }
+
+    fn sync_data_file(&self) -> Result<(), StoreError> {
+        let sh = &self.shared;
+        sh.data
+            .sync_data()
+            .map_err(|e| self.fail("fsync data file", &sh.data_path, e))?;
+        sh.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Copies the WAL into the data file and restarts the WAL under a new salt.
+    pub(super) fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if let Some(p) = self.shared.poisoned() {
+            return Err(StoreError::Poisoned(p));
+        }
+        // 1. Everything in the WAL must be durable before the data file changes:
+        //    after a crash the WAL (old salt) is replayed over the data file.
+        if self.next_slot > self.durable_slots {
+            self.sync_wal()?;
+        }
+        let shared = self.shared.clone();
+        // 2. Write the newest version of every WAL page into the data file.
+        //    Readers take the view lock, so none reads a page while it is written.
+        let (meta, max_page) = {
+            let view = shared.view_mut();
+            let mut pages: Vec<(&PageNo, &PageBuf)> = view
+                .wal_pages
+                .iter()
+                .map(|(no, (buf, _))| (no, buf))
+                .collect();
+            pages.sort_unstable_by_key(|(no, _)| **no);
+            let mut i = 0;
+            while i < pages.len() {
+                let first = *pages[i].0;
+                let mut j = i + 1;
+                while j < pages.len()
+                    && *pages[j].0 == first + (j - i) as u64
+                    && j - i < CHECKPOINT_RUN_PAGES
+                {
+                    j += 1;
+                }
+                let mut run = Vec::with_capacity((j - i) * PAGE_SIZE);
+                for (_, buf) in &pages[i..j] {
+                    run.extend_from_slice(buf);
+                }
+                let off = DATA_START + (first - 1) * PAGE_SIZE as u64;
+                shared
+                    .data
+                    .write_at(&run, off)
+                    .map_err(|e| self.fail("write data file", &shared.data_path, e))?;
+                i = j;
+            }
+            (
+                view.meta.clone(),
+                pages.last().map(|(no, _)| **no).unwrap_or(0),
+            )
+        };
+        // 3. Make the pages durable before any header points past the WAL.
+        if max_page > 0 {
+            self.sync_data_file()?;
+        }
+        // 4. Write the other header slot: new salt, the current meta.
+        let next = Header {
+            seq: self.header.seq + 1,
+            salt: self.header.next_salt,
+            next_salt: new_salt(&[self.header.salt, self.header.next_salt]),
+            meta,
+        };
+        let slot = 1 - self.active_slot;
+        self.wrote_header = true;
+        shared
+            .data
+            .write_at(&encode_header(&next), slot_offset(slot))
+            .map_err(|e| self.fail("write header", &shared.data_path, e))?;
+        // 5. Once this fsync returns, the old WAL generation is dead.
+        self.sync_data_file()?;
+        // 6. Restart the WAL at offset 0 under the new salt.
+        {
+            let mut view = shared.view_mut();
+            view.wal_pages.clear();
+            view.data_pages = view.data_pages.max(max_page);
+        }
+        self.header = next;
+        self.active_slot = slot;
+        self.next_slot = 0;
+        self.durable_slots = 0;
+        shared.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Request>) {
+        loop {
+            let first = match rx.recv() {
+                Ok(r) => r,
+                // Every sender is gone (the store was dropped without close).
+                Err(_) => {
+                    let _ = self.finish();
+                    return;
+                }
+            };
+            let mut group = Vec::new();
+            let mut close = None;
+            let mut bytes = 0u64;
+            match first {
+                Request::Close(reply) => close = Some(reply),
+                r => {
+                    bytes += request_bytes(&r);
+                    group.push(r);
+                    while bytes < self.opts.max_group_bytes {
+                        match rx.try_recv() {
+                            Ok(Request::Close(reply)) => {
+                                close = Some(reply);
+                                break;
+                            }
+                            Ok(r) => {
+                                bytes += request_bytes(&r);
+                                group.push(r);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            if !group.is_empty() {
+                self.write_group(group);
+            }
+            if let Some(reply) = close {
+                let r = self.finish();
+                let _ = reply.send(r);
+                return;
+            }
+            if self.next_slot * FRAME_SIZE as u64 >= self.opts.checkpoint_wal_bytes
+                && self.shared.poisoned().is_none()
+            {
+                // A failure poisons the store; the next commit reports it.
+                let _ = self.checkpoint();
+            }
+        }
+    }
+
+    /// Final checkpoint at close.
+    fn finish(&mut self) -> Result<(), StoreError> {
+        if let Some(p) = self.shared.poisoned() {
+            return Err(StoreError::Poisoned(p));
+        }
+        if self.next_slot > 0 {
+            self.checkpoint()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes one group: all its frames in one write, at most one fsync, then
+    /// publishes the commits to readers and acknowledges every request.
+    fn write_group(&mut self, group: Vec<Request>) {
+        let mut replies = Vec::with_capacity(group.len());
+        let mut commits = Vec::new();
+        let mut need_sync = false;
+        for r in group {
+            match r {
+                Request::Commit(c, reply) => {
+                    need_sync |= c.durability == Durability::Durable;
+                    commits.push(c);
+                    replies.push(reply);
+                }
+                Request::Sync(reply) => {
+                    need_sync = true;
+                    replies.push(reply);
+                }
+                Request::Close(reply) => replies.push(reply),
+            }
+        }
+        let result = self.append(&commits, need_sync);
+        match result {
+            Ok(()) => {
+                for reply in replies {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                // Every request of the failed group gets the error itself.
+                for reply in replies {
+                    let _ = reply.send(Err(clone_err(&e)));
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, commits: &[Commit], need_sync: bool) -> Result<(), StoreError> {
+        if let Some(p) = self.shared.poisoned() {
+            return Err(StoreError::Poisoned(p));
+        }
+        let wal_path = self.shared.wal_path.clone();
+        let first_slot = self.next_slot;
+        let frames: usize = commits.iter().map(|c| c.pages.len() + 1).sum();
+        if frames > 0 {
+            let group = self.next_group;
+            self.next_group += 1;
+            let salt = self.header.salt;
+            let mut buf = Vec::with_capacity(frames * FRAME_SIZE);
+            let mut seq = self.next_slot;
+            for c in commits {
+                let txn = self.next_txn;
+                self.next_txn += 1;
+                let mut head = FrameHead {
+                    kind: KIND_PAGE,
+                    salt,
+                    seq,
+                    txn,
+                    group,
+                    durable_before: self.durable_slots,
+                    a: 0,
+                };
+                for (no, page) in &c.pages {
+                    head.a = *no;
+                    encode_frame(&mut buf, &head, page);
+                    head.seq += 1;
+                }
+                head.kind = KIND_COMMIT;
+                head.a = FrameHead::commit_a(c.meta.len(), c.pages.len());
+                encode_frame(&mut buf, &head, &c.meta);
+                seq = head.seq + 1;
+            }
+            let off = self.next_slot * FRAME_SIZE as u64;
+            let end = off + buf.len() as u64;
+            if end > self.wal_len {
+                // Grow in large steps so later appends overwrite allocated blocks.
+                let step = self.opts.wal_grow_bytes.max(FRAME_SIZE as u64);
+                let mut new_len = self.wal_len.max(end);
+                new_len = new_len.max(self.wal_len + step);
+                new_len = new_len.div_ceil(FRAME_SIZE as u64) * FRAME_SIZE as u64;
+                // Zeros, not `set_len`: writing allocates the blocks, so the appends
+                // that follow (and the frames of every later WAL generation)
+                // overwrite allocated blocks and their fdatasync flushes no
+                // allocation metadata. Zeros are never a valid frame.
+                let zeros = vec![0u8; (new_len - self.wal_len) as usize];
+                self.wal
+                    .write_at(&zeros, self.wal_len)
+                    .map_err(|e| self.fail("extend wal", &wal_path, e))?;
+                self.wal_len = new_len;
+            }
+            self.wal
+                .write_at(&buf, off)
+                .map_err(|e| self.fail("write wal", &wal_path, e))?;
+            self.next_slot = seq;
+            let st = &self.shared.stats;
+            st.groups.fetch_add(1, Ordering::Relaxed);
+            st.commits
+                .fetch_add(commits.len() as u64, Ordering::Relaxed);
+            st.wal_bytes_written
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        }
+        if need_sync && self.durable_slots < self.next_slot {
+            self.sync_wal()?;
+        }
+        if !commits.is_empty() {
+            let mut view = self.shared.view_mut();
+            let mut slot = first_slot;
+            for c in commits {
+                for (no, page) in &c.pages {
+                    view.wal_pages.insert(*no, (page.clone(), slot));
+                    slot += 1;
+                }
+                slot += 1; // the commit frame
+                view.meta = Some(c.meta.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn request_bytes(r: &Request) -> u64 {
+    match r {
+        Request::Commit(c, _) => ((c.pages.len() + 1) * FRAME_SIZE) as u64,
+        _ => 0,
+    }
+}
