@@ -11,16 +11,15 @@
 //! - write-prefix rejections: typed, recorded by the edge, nothing stored.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use outpost::store::file::{FileStore, FileStoreOptions};
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost::{Batch, Database, OpenOptions, PutOptions};
 use outpost_client::{ClientOptions, SyncHandle, client_rejections, spawn_edge};
+use outpost_testkit::hub::{HubProcess, free_port};
 use outpost_testkit::{TempDir, edge_toml};
 use serde_json::json;
 
@@ -34,20 +33,12 @@ fn temp_dir(tag: &str) -> TempDir {
     TempDir::new(std::env::temp_dir(), &format!("outpost-sync-test-{tag}"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A hub process with its own directory and port.
+/// A hub process ([`HubProcess`]: killed on drop) with its own directory
+/// and port (a restart keeps both).
 struct HubProc {
     dir: PathBuf,
     port: u16,
-    child: Option<Child>,
-    log: Arc<Mutex<String>>,
+    proc: HubProcess,
 }
 
 impl HubProc {
@@ -57,51 +48,22 @@ impl HubProc {
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\n\n{body}"
         );
         std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
-        let mut h = HubProc {
-            dir,
-            port,
-            child: None,
-            log: Arc::new(Mutex::new(String::new())),
-        };
-        h.start();
-        h
+        let proc = HubProcess::start(BIN, &dir, &[]);
+        HubProc { dir, port, proc }
     }
 
+    /// Starts the hub again (after [`HubProc::kill`]), on the same port.
     fn start(&mut self) {
-        let mut child = Command::new(BIN)
-            .current_dir(&self.dir)
-            .args(["--config", "outpost-hub.toml", "serve"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = child.stderr.take().unwrap();
-        let log = self.log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&line);
-                log.lock().unwrap().push('\n');
-            }
-        });
-        self.child = Some(child);
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                t.elapsed() < WAIT,
-                "hub did not start: {}",
-                self.log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.proc.restart();
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.proc.kill();
+    }
+
+    /// Its log, across restarts.
+    fn log(&self) -> String {
+        self.proc.log()
     }
 
     fn url(&self) -> String {
@@ -155,12 +117,6 @@ impl HubProc {
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
-    }
-}
-
-impl Drop for HubProc {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -641,7 +597,7 @@ async fn narrowing_and_revoking_take_effect_without_a_restart() {
     let narrow = edge_toml("lap", "l", &["notes/"], &["notes/"]);
     std::fs::write(&cfg_path, cfg.replace(&wide, &narrow)).unwrap();
     wait_until("the narrowed session restarts", || async {
-        hub.log.lock().unwrap().contains("config_changed")
+        hub.log().contains("config_changed")
     })
     .await;
     wait_live(&cl).await;
@@ -781,7 +737,7 @@ async fn an_edge_resyncs_from_zero_when_the_hub_database_is_replaced() {
     c.stop().await;
     wait_live(&c2).await;
     c2.stop().await;
-    let log = hub.log.lock().unwrap().clone();
+    let log = hub.log();
     let sessions: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("edge authenticated"))
