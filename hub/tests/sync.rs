@@ -8,7 +8,14 @@
 //! - the hub killed (SIGKILL) mid-batch in both directions and restarted:
 //!   nothing acknowledged lost, nothing applied twice;
 //! - the clinics case: Boston and Chicago hubs as edges of a cloud hub;
-//! - write-prefix rejections: typed, recorded by the edge, nothing stored.
+//! - write-prefix rejections: typed, recorded by the edge, nothing stored;
+//! - narrowing and revoking an edge in the configuration, without a restart;
+//! - garbage frames: they end only that session;
+//! - a hub database replaced: its edges resync from zero;
+//! - devices of one identity (two devices, a wiped one, a replaced one) and
+//!   a read-only edge that gets no rejection for a conflict it did not make.
+//!
+//! The hub processes are `outpost_testkit::hub::HubProcess`es.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
