@@ -2,15 +2,15 @@
 //! program in a temporary directory, on 127.0.0.1 with a port the system
 //! picks, with bounded waits everywhere; child processes are killed on drop.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use outpost_hub::status::{self, HttpUrl};
 use outpost_testkit::TempDir;
-use outpost_testkit::hub::HubProcess;
+use outpost_testkit::hub::{HubProcess, http_get};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
@@ -117,24 +117,6 @@ impl Server {
     fn terminate(self) -> String {
         self.hub.terminate()
     }
-}
-
-/// A plain HTTP/1.1 GET; returns the status code and body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let raw = text(&raw);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
 }
 
 fn append(path: &Path, extra: &str) {

@@ -101,14 +101,8 @@ impl HubProc {
 
     /// Documents in the hub's database "main" (from `GET /status`).
     fn documents(&self) -> u64 {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.write_all(b"GET /status HTTP/1.0\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let (_, body) = self.proc.get("/status");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         v["databases"]
             .as_array()
             .and_then(|d| d.iter().find(|d| d["name"] == "main"))
@@ -116,14 +110,9 @@ impl HubProc {
             .unwrap_or(0)
     }
 
+    /// `GET /metrics`.
     fn metrics(&self) -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
+        self.proc.get("/metrics").1
     }
 }
 

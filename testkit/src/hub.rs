@@ -6,10 +6,11 @@
 //! The process runs there with `RUST_LOG=info` and its stderr captured in a
 //! log; [`HubProcess::start`] waits (at most [`WAIT`]) until it logs
 //! `listening on URL`, so a configuration's fixed port and `--listen
-//! 127.0.0.1:0` work alike. It is killed on drop.
+//! 127.0.0.1:0` work alike. It is killed on drop. [`http_get`] asks it (or
+//! any address) for a page over plain HTTP.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,26 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
         .port()
+}
+
+/// A plain HTTP/1.1 GET of `path` at `addr` (`Connection: close`; 5 s to
+/// connect, 10 s per read or write): the status code and the body. Panics
+/// if there is no HTTP answer.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
 }
 
 /// A running `outpost-hub --config <dir>/outpost-hub.toml serve <args>`,
@@ -181,6 +202,11 @@ impl HubProcess {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// `GET path` over plain HTTP ([`http_get`]): the status code and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path)
     }
 
     /// The directory it runs in.
