@@ -23,7 +23,7 @@ use outpost_client::{ClientOptions, spawn_edge};
 use outpost_hub::config::token_sha256_hex;
 use outpost_hub::status::{self, HttpUrl};
 use outpost_testkit::TempDir;
-use outpost_testkit::hub::{HubProcess, free_port};
+use outpost_testkit::hub::{HubProcess, free_port, wait_until};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -161,18 +161,6 @@ impl HubProc {
                 other => panic!("no frame from the hub: {other:?}"),
             }
         }
-    }
-}
-
-async fn wait_until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t = Instant::now();
-    while !f().await {
-        assert!(t.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -20,13 +20,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use outpost::store::file::{FileStore, FileStoreOptions};
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost::{Batch, Database, OpenOptions, PutOptions};
 use outpost_client::{ClientOptions, SyncHandle, client_rejections, spawn_edge};
-use outpost_testkit::hub::{HubProcess, free_port};
+use outpost_testkit::hub::{HubProcess, free_port, wait_until};
 use outpost_testkit::{TempDir, edge_toml};
 use serde_json::json;
 
@@ -155,18 +155,6 @@ async fn state(db: &Db, prefix: &str) -> BTreeMap<String, (String, String, usize
             )
         })
         .collect()
-}
-
-async fn wait_until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t = Instant::now();
-    while !f().await {
-        assert!(t.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn wait_live(c: &SyncHandle) {

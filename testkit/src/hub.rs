@@ -7,7 +7,8 @@
 //! log; [`HubProcess::start`] waits (at most [`WAIT`]) until it logs
 //! `listening on URL`, so a configuration's fixed port and `--listen
 //! 127.0.0.1:0` work alike. It is killed on drop. [`http_get`] asks it (or
-//! any address) for a page over plain HTTP.
+//! any address) for a page over plain HTTP; `wait_until` (feature `hub`)
+//! polls an async condition with the same bound.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,6 +31,21 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
         .port()
+}
+
+/// Polls `f` every 50 ms until it is true; fails the test, naming `what`,
+/// after [`WAIT`] (feature `hub`: it sleeps on tokio's timer).
+#[cfg(feature = "hub")]
+pub async fn wait_until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t = Instant::now();
+    while !f().await {
+        assert!(t.elapsed() < WAIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A plain HTTP/1.1 GET of `path` at `addr` (`Connection: close`; 5 s to
