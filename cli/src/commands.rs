@@ -43,11 +43,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             };
             let r = block_on(db.put_with(&id, body, opts));
             let r = finish_write(&db, r)?;
-            print_json(&json!({
-                "id": r.id,
-                "etag": r.etag,
-                "change_vector": r.change_vector.to_string(),
-            }))?;
+            print_json(&write_json(&r))?;
         }
         Command::Get { id } => {
             let db = open_read_only(dir)?;
@@ -61,12 +57,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let db = open(dir, true)?;
             let r = block_on(db.delete(&id));
             match finish_write(&db, r)? {
-                Some(r) => print_json(&json!({
-                    "id": r.id,
-                    "etag": r.etag,
-                    "change_vector": r.change_vector.to_string(),
-                    "deleted": true,
-                }))?,
+                Some(r) => {
+                    let mut out = write_json(&r);
+                    out["deleted"] = Value::Bool(true);
+                    print_json(&out)?;
+                }
                 None => return Err(not_found(&id)),
             }
         }
@@ -142,6 +137,13 @@ fn no_database(dir: &Path) -> CliError {
     )
 }
 
+fn not_a_directory(dir: &Path) -> CliError {
+    CliError::new(
+        "not_a_directory",
+        format!("{} is not a directory", dir.display()),
+    )
+}
+
 /// Opens the database in `dir` for writing. With `create`, a missing directory
 /// is created; without it, a missing directory is an error (a read of a
 /// mistyped path should not leave an empty database behind). The database is
@@ -154,10 +156,7 @@ fn open(dir: &Path, create: bool) -> Result<Db, CliError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| CliError::io(format!("create {}", dir.display()), e))?;
     } else if !dir.is_dir() {
-        return Err(CliError::new(
-            "not_a_directory",
-            format!("{} is not a directory", dir.display()),
-        ));
+        return Err(not_a_directory(dir));
     }
     let store = FileStore::open(dir, FileStoreOptions::default())?;
     Ok(block_on(Database::open(store, OpenOptions::default()))?)
@@ -172,10 +171,7 @@ fn open_read_only(dir: &Path) -> Result<Db, CliError> {
         return Err(no_database(dir));
     }
     if !dir.is_dir() {
-        return Err(CliError::new(
-            "not_a_directory",
-            format!("{} is not a directory", dir.display()),
-        ));
+        return Err(not_a_directory(dir));
     }
     if !dir.join(outpost::store::file::DATA_FILE).exists() {
         return Err(no_database(dir));
@@ -221,6 +217,15 @@ fn recovery_json(r: &outpost::store::file::RecoveryReport) -> Value {
             "frames": t.frames,
             "bytes": t.bytes,
         })),
+    })
+}
+
+/// What `put` and `delete` print: the id, etag and change vector written.
+fn write_json(r: &outpost::WriteResult) -> Value {
+    json!({
+        "id": r.id,
+        "etag": r.etag,
+        "change_vector": r.change_vector.to_string(),
     })
 }
 
