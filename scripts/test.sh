@@ -1,21 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite of Outpost, from a bare machine with a Rust toolchain:
+# The whole test suite of Outpost, from a bare machine with a Rust toolchain
+# (what CI runs: .ci/run):
 #
-#   ./scripts/test.sh
+#   ./scripts/test.sh                 # stops at the first failing step
+#   ./scripts/test.sh --keep-going    # runs every step even after a failure
 #
-# Installs what it needs (skipping what is already there): the
-# wasm32-unknown-unknown target and the rustfmt and clippy components. Then:
-# format check, clippy (native and wasm32, warnings are errors), the wasm32
-# build of the engine, every native test of the workspace, and the browser
-# tests (wasm32 in headless Chromium; scripts/install-browser-tools.sh installs
-# Chromium, ChromeDriver and wasm-bindgen-cli when missing), and the npm
-# package: scripts/build-wasm.sh (release .wasm, gzip size against the budget
-# in wasm-pack.toml) then its Node tests (node --test in pkg-js), and the
-# browser end-to-end tests (tests/e2e: a Vite app built against the packed
-# npm tarball, driven by Playwright in headless Chromium on 127.0.0.1). CI
-# runs exactly this (.ci/run).
-#
-#   ./scripts/test.sh --keep-going    # run every step even after a failure
+# It installs what is missing (wasm32 target, rustfmt, clippy; Chromium,
+# ChromeDriver and wasm-bindgen-cli for the browser steps), then runs: format,
+# clippy (native and wasm32), the wasm32 build of the engine, the native
+# tests, the browser tests, the npm package's Node tests and the browser
+# end-to-end tests, and prints a summary. What each step covers, and how to
+# run one part: docs/testing.md.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,7 +20,7 @@ for arg in "$@"; do
     case "$arg" in
     --keep-going | -k) KEEP_GOING=1 ;;
     -h | --help)
-        sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -108,21 +103,15 @@ else
 fi
 
 # ----------------------------------------------------------------- steps ---
+# Steps 1-5 of docs/testing.md.
 step "format" cargo fmt --all --check
 step "clippy (native)" cargo clippy --workspace --all-targets -- -D warnings
 step "clippy (wasm32)" cargo clippy -p outpost --target wasm32-unknown-unknown --all-targets -- -D warnings
 step "build (wasm32)" cargo build -p outpost --target wasm32-unknown-unknown
-# --show-output prints what passing tests print: the crash tests report how
-# many crash images they checked.
 step "tests (native)" cargo test --workspace -- --show-output
 
 # --------------------------------------------------------- browser tests ---
-# wasm-bindgen-test in real headless Chromium with real IndexedDB
-# (crate/tests/browser.rs). scripts/install-browser-tools.sh installs Debian's
-# chromium and chromium-driver and wasm-bindgen-cli at the version Cargo.lock
-# pins, each only when missing. webdriver.json holds extra Chrome flags (the
-# runner itself passes headless and no-sandbox). WASM_BINDGEN_TEST_TIMEOUT is
-# for the whole suite (the runner's default is 20 s).
+# Step 6 of docs/testing.md: crate/tests/browser.rs in headless Chromium.
 browser_tests() {
     ./scripts/install-browser-tools.sh || return $?
     CHROMEDRIVER=/usr/bin/chromedriver \
@@ -134,12 +123,7 @@ browser_tests() {
 step "browser tests (wasm32, headless Chromium)" browser_tests
 
 # ---------------------------------------------------- npm package (Node) ---
-# The wasm bindings (wasm/, linted for wasm32 here) built into the npm package
-# by scripts/build-wasm.sh (settings and gzip size budget in wasm-pack.toml),
-# then the package's Node tests (pkg-js/test: the in-memory store, a host page
-# store over a Map, npm pack + install). The wasm-bindgen CLI comes from
-# scripts/install-browser-tools.sh (build-wasm.sh installs it itself if that
-# script is absent). pkg-js has no npm dependencies: nothing to npm install.
+# Step 7 of docs/testing.md: the bindings built into pkg-js, its Node tests.
 npm_package_node() {
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
         echo "error: node and npm are needed for the npm package tests" >&2
@@ -159,13 +143,7 @@ npm_package_node() {
 step "npm package (Node)" npm_package_node
 
 # ------------------------------------- browser end-to-end (npm package) ---
-# tests/e2e/run.sh: builds pkg-js/dist only if it is missing, packs pkg-js
-# (npm pack) into a temp dir, npm ci in tests/e2e (playwright-core and vite,
-# pinned in its package-lock.json), installs the tarball there with --no-save,
-# vite build of its tiny app, then node --test: the app served on 127.0.0.1,
-# Debian's Chromium driven by playwright-core writes through the package,
-# reloads the page and restarts the browser, and reads the same data back from
-# IndexedDB. Screenshot: tests/e2e/artifacts/page.png.
+# Step 8 of docs/testing.md: tests/e2e/run.sh.
 step "browser end-to-end (Playwright + Vite)" bash tests/e2e/run.sh
 
 summary "$FAILED"

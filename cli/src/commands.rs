@@ -1,29 +1,26 @@
-//! The subcommands, over a [`Database`] on a [`FileStore`].
+//! The subcommands, over a [`Database`] on a [`FileStore`]. `import` and
+//! `export` are the hub's too: `outpost_cmdline` reads, writes and reports
+//! them for both command lines.
 
-use std::fs::File;
-use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use outpost::db::{Database, OpenOptions, PutOptions};
+use outpost::jsonl::{doc_to_json, kind_of};
 use outpost::store::file::{FileStore, FileStoreOptions};
+use outpost_cmdline::ExportError;
 use serde_json::{Value, json};
 
 use crate::error::CliError;
 use crate::{Cli, Command};
-use outpost::jsonl::{ImportEvent, ImportOptions, doc_to_json, kind_of};
 
 /// The database type the CLI works with.
 type Db = Database<FileStore>;
 
 /// Documents fetched per engine call when a command pages through results.
 const PAGE: usize = 1000;
-
-/// At most this many bad import lines are reported one by one.
-const MAX_REPORTED_BAD_LINES: u64 = 100;
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -46,11 +43,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             };
             let r = block_on(db.put_with(&id, body, opts));
             let r = finish_write(&db, r)?;
-            print_json(&json!({
-                "id": r.id,
-                "etag": r.etag,
-                "change_vector": r.change_vector.to_string(),
-            }))?;
+            print_json(&write_json(&r))?;
         }
         Command::Get { id } => {
             let db = open_read_only(dir)?;
@@ -64,12 +57,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let db = open(dir, true)?;
             let r = block_on(db.delete(&id));
             match finish_write(&db, r)? {
-                Some(r) => print_json(&json!({
-                    "id": r.id,
-                    "etag": r.etag,
-                    "change_vector": r.change_vector.to_string(),
-                    "deleted": true,
-                }))?,
+                Some(r) => {
+                    let mut out = write_json(&r);
+                    out["deleted"] = Value::Bool(true);
+                    print_json(&out)?;
+                }
                 None => return Err(not_found(&id)),
             }
         }
@@ -87,49 +79,18 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let r = changes(&db, since, limit);
             finish(&db, r)?;
         }
-        Command::Import {
-            file,
-            batch,
-            strict,
-            collection,
-        } => {
-            if let Some(c) = &collection {
-                outpost::doc::validate_collection(c)?;
-            }
-            let (input, total): (Box<dyn Read>, Option<u64>) = if file == "-" {
-                (Box::new(io::stdin().lock()), None)
-            } else {
-                let f = File::open(&file).map_err(|e| CliError::io(format!("open {file}"), e))?;
-                let len = f.metadata().ok().map(|m| m.len());
-                (Box::new(f), len)
-            };
+        Command::Import { file, options } => {
+            let opts = options.options()?;
+            let input = outpost_cmdline::open_input(&file)
+                .map_err(|e| CliError::io(format!("open {file}"), e))?;
             let db = open(dir, true)?;
-            let settings = ImportOptions {
-                batch_docs: usize::try_from(batch).unwrap_or(usize::MAX),
-                strict,
-                collection,
-                ..ImportOptions::default()
-            };
-            let r = import(&db, input, total, &settings);
-            let (summary, skipped) = finish_write(&db, r)?;
-            println!("{summary}");
-            if skipped > 0 {
-                eprintln!(
-                    "warning: {skipped} lines were skipped (see above); exit status {}",
-                    crate::EXIT_SKIPPED
-                );
-                return Ok(ExitCode::from(crate::EXIT_SKIPPED));
-            }
+            let r = block_on(outpost_cmdline::import(&db, input, &opts));
+            let report = finish_write(&db, r)?;
+            return Ok(report.print());
         }
         Command::Export { file, prefix } => {
             let db = open_read_only(dir)?;
-            let r = match file.as_deref() {
-                None | Some("-") => export(&db, &prefix, io::stdout().lock(), "stdout"),
-                Some(path) => match File::create(path) {
-                    Ok(f) => export(&db, &prefix, f, path),
-                    Err(e) => Err(CliError::io(format!("create {path}"), e)),
-                },
-            };
+            let r = export(&db, file.as_deref(), &prefix);
             let (n, dest) = finish(&db, r)?;
             eprintln!("exported {n} documents to {dest}");
         }
@@ -176,6 +137,13 @@ fn no_database(dir: &Path) -> CliError {
     )
 }
 
+fn not_a_directory(dir: &Path) -> CliError {
+    CliError::new(
+        "not_a_directory",
+        format!("{} is not a directory", dir.display()),
+    )
+}
+
 /// Opens the database in `dir` for writing. With `create`, a missing directory
 /// is created; without it, a missing directory is an error (a read of a
 /// mistyped path should not leave an empty database behind). The database is
@@ -188,10 +156,7 @@ fn open(dir: &Path, create: bool) -> Result<Db, CliError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| CliError::io(format!("create {}", dir.display()), e))?;
     } else if !dir.is_dir() {
-        return Err(CliError::new(
-            "not_a_directory",
-            format!("{} is not a directory", dir.display()),
-        ));
+        return Err(not_a_directory(dir));
     }
     let store = FileStore::open(dir, FileStoreOptions::default())?;
     Ok(block_on(Database::open(store, OpenOptions::default()))?)
@@ -206,10 +171,7 @@ fn open_read_only(dir: &Path) -> Result<Db, CliError> {
         return Err(no_database(dir));
     }
     if !dir.is_dir() {
-        return Err(CliError::new(
-            "not_a_directory",
-            format!("{} is not a directory", dir.display()),
-        ));
+        return Err(not_a_directory(dir));
     }
     if !dir.join(outpost::store::file::DATA_FILE).exists() {
         return Err(no_database(dir));
@@ -255,6 +217,15 @@ fn recovery_json(r: &outpost::store::file::RecoveryReport) -> Value {
             "frames": t.frames,
             "bytes": t.bytes,
         })),
+    })
+}
+
+/// What `put` and `delete` print: the id, etag and change vector written.
+fn write_json(r: &outpost::WriteResult) -> Value {
+    json!({
+        "id": r.id,
+        "etag": r.etag,
+        "change_vector": r.change_vector.to_string(),
     })
 }
 
@@ -353,108 +324,16 @@ fn changes(db: &Db, since: u64, limit: usize) -> Result<(), CliError> {
     out.flush().map_err(|e| CliError::io("write stdout", e))
 }
 
-/// A progress bar on stderr, hidden when stderr is not a terminal.
-/// `total`: bytes (or items) expected, when known.
-fn progress(total: Option<u64>, bytes: bool) -> ProgressBar {
-    let pb = match total {
-        Some(n) => ProgressBar::new(n),
-        None => ProgressBar::new_spinner(),
-    };
-    if !io::stderr().is_terminal() {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-        return pb;
-    }
-    let template = match (total.is_some(), bytes) {
-        (true, true) => {
-            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}"
-        }
-        (false, true) => "{spinner} [{elapsed_precise}] {bytes} ({bytes_per_sec}) {msg}",
-        (true, false) => {
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, {eta}) {msg}"
-        }
-        (false, false) => "{spinner} [{elapsed_precise}] {pos} ({per_sec}) {msg}",
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        pb.set_style(style);
-    }
-    pb.enable_steady_tick(Duration::from_millis(200));
-    pb
-}
-
-/// Imports JSON lines with [`outpost::jsonl::import`], showing progress and
-/// the bad lines; returns the summary and how many lines were skipped.
-fn import(
-    db: &Db,
-    input: Box<dyn Read>,
-    total: Option<u64>,
-    settings: &ImportOptions,
-) -> Result<(String, u64), CliError> {
-    let started = Instant::now();
-    let pb = progress(total, true);
-    let reader = BufReader::with_capacity(1 << 16, input);
-    let (st, result) = block_on(outpost::jsonl::import(
-        db,
-        reader,
-        settings,
-        |ev| match ev {
-            ImportEvent::Progress { bytes } => pb.set_position(bytes),
-            ImportEvent::BadLine {
-                line,
-                message,
-                code,
-                count,
-            } => {
-                if count <= MAX_REPORTED_BAD_LINES {
-                    pb.suspend(|| eprintln!("line {line}: {message} ({code}); skipped"));
-                } else if count == MAX_REPORTED_BAD_LINES + 1 {
-                    pb.suspend(|| {
-                        eprintln!("more bad lines: not shown one by one; see the summary")
-                    });
-                }
-            }
-        },
-    ));
-    pb.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    let rate = if secs > 0.0 {
-        st.imported as f64 / secs
-    } else {
-        0.0
-    };
-    let summary = format!("{st}; {secs:.2} s ({rate:.0} docs/s)");
-    match result {
-        Ok(()) => Ok((summary, st.bad)),
-        Err(e) => {
-            eprintln!("import stopped: {summary}");
-            Err(CliError::new(e.code(), e.to_string()))
-        }
-    }
-}
-
-/// Exports one consistent snapshot, whatever writes happen meanwhile.
-fn export<W: Write>(db: &Db, prefix: &str, w: W, dest: &str) -> Result<(u64, String), CliError> {
-    let snap = db.snapshot();
-    let total = prefix.is_empty().then(|| snap.count());
-    let pb = progress(total, false);
-    let mut out = BufWriter::with_capacity(1 << 16, w);
-    let mut after: Option<String> = None;
-    let mut n = 0u64;
-    let wr = |e| CliError::io(format!("write {dest}"), e);
-    loop {
-        let page = block_on(snap.scan(prefix, after.as_deref(), PAGE))?;
-        for doc in page.iter().filter(|d| !d.meta.flags.is_tombstone()) {
-            writeln!(out, "{}", doc_to_json(doc)).map_err(wr)?;
-            n += 1;
-        }
-        pb.set_position(n);
-        if page.len() < PAGE {
-            break;
-        }
-        after = page.last().map(|d| d.id.clone());
-    }
-    out.flush().map_err(wr)?;
-    pb.finish_and_clear();
-    Ok((n, dest.to_string()))
+/// Exports one consistent snapshot to `file` (standard output when absent or
+/// `-`); returns the count and where it went.
+fn export(db: &Db, file: Option<&str>, prefix: &str) -> Result<(u64, String), CliError> {
+    let (out, dest) = outpost_cmdline::create_output(file)
+        .map_err(|e| CliError::io(format!("create {}", file.unwrap_or("stdout")), e))?;
+    let n = block_on(outpost_cmdline::export(db, prefix, out)).map_err(|e| match e {
+        ExportError::Read(e) => CliError::from(e),
+        ExportError::Write(e) => CliError::io(format!("write {dest}"), e),
+    })?;
+    Ok((n, dest))
 }
 
 fn stats(db: &Db) -> Result<(), CliError> {

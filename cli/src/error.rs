@@ -67,3 +67,9 @@ impl From<outpost::InputError> for CliError {
         CliError::from(Error::from(e))
     }
 }
+
+impl From<outpost::jsonl::ImportError> for CliError {
+    fn from(e: outpost::jsonl::ImportError) -> Self {
+        CliError::new(e.code(), e.to_string())
+    }
+}

@@ -1,8 +1,10 @@
 //! `outpost`: the command-line tool over an Outpost database directory.
 //!
-//! Until the hub exists, this is the main way to use Outpost natively: put, get
-//! and delete documents, scan by id prefix, read the changes feed, import and
-//! export JSON lines, and check a database's integrity.
+//! Put, get and delete documents, scan by id prefix, read the changes feed,
+//! import and export JSON lines, print statistics and check a database's
+//! integrity (`main.rs`: the command line; `commands.rs`: what each command
+//! does; `error.rs`: the one error type). `import` and `export` print as the
+//! hub's do: both use `outpost_cmdline` (cmdline/).
 #![forbid(unsafe_code)]
 
 mod commands;
@@ -34,9 +36,6 @@ Errors are printed as `error: <message> (<code>)` on stderr, with a non-zero exi
 
 Exit status: 0 success; 1 error; 2 bad command line; 3 `import` finished but
 skipped bad lines (the summary says how many).";
-
-/// Exit status of an `import` that finished but skipped bad lines.
-pub const EXIT_SKIPPED: u8 = 3;
 
 /// Outpost: an offline-first document database. This tool works on one
 /// database directory on this machine.
@@ -167,16 +166,9 @@ lines (the summary says how many, and \"INCOMPLETE\"); 1 an error stopped it
     Import {
         /// The JSON-lines file, or `-` for standard input.
         file: String,
-        /// Documents per atomic commit.
-        #[arg(long, default_value_t = 1000, value_name = "N",
-              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-        batch: u64,
-        /// Stop at the first bad line instead of skipping it.
-        #[arg(long)]
-        strict: bool,
-        /// Collection for lines that do not name one in `@metadata.@collection`.
-        #[arg(long, value_name = "NAME")]
-        collection: Option<String>,
+        /// `--batch`, `--strict`, `--collection` (the hub's `import` takes them too).
+        #[command(flatten)]
+        options: outpost_cmdline::ImportArgs,
     },
 
     /// Export every live document as JSON lines (to a file, or standard output).

@@ -1,9 +1,12 @@
 //! End-to-end tests of the `outpost` binary on temporary database directories.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::{ok, run, run_in, stderr, stdout};
 use outpost_testkit::TempDir;
 use serde_json::Value;
 
@@ -22,51 +25,6 @@ impl DbDir for TempDir {
     fn db(&self) -> PathBuf {
         self.join("db")
     }
-}
-
-/// Runs `outpost --db <db> args...` with `stdin` as standard input.
-fn run_in(db: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("OUTPOST_DB")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start outpost");
-    {
-        let mut i = child.stdin.take().unwrap();
-        // The command may exit before reading its input; ignore EPIPE.
-        let _ = i.write_all(stdin.as_bytes());
-    }
-    child.wait_with_output().expect("wait for outpost")
-}
-
-fn run(db: &Path, args: &[&str]) -> Output {
-    run_in(db, args, "")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts success and returns stdout.
-#[track_caller]
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "expected success, got {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
 }
 
 /// Asserts failure with `error: ... (code)` on stderr and returns stderr.
@@ -417,6 +375,18 @@ fn import_with_peak(db: &Path, file: &Path) -> (Output, u64) {
 /// The documented bound of import memory (`outpost import --help`).
 const IMPORT_MEMORY_BOUND_KIB: u64 = 400 << 10;
 
+/// Asserts that the import summary says `n` documents were imported and that
+/// its peak memory (`peak` KiB, for `what`) stayed under the documented bound.
+#[track_caller]
+fn assert_imported_within_bound(o: &Output, n: u64, peak: u64, what: &str) {
+    assert!(
+        stdout(o).contains(&format!("imported {n} documents")),
+        "{}",
+        stdout(o)
+    );
+    assert!(peak < IMPORT_MEMORY_BOUND_KIB, "peak {peak} KiB for {what}");
+}
+
 #[test]
 fn import_memory_is_bounded_whatever_the_input() {
     let t = temp_dir("memory");
@@ -438,15 +408,7 @@ fn import_memory_is_bounded_whatever_the_input() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("line 1: the line is"), "{}", stderr(&o));
     assert!(stderr(&o).contains("(too_large)"), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("imported 1 documents"),
-        "{}",
-        stdout(&o)
-    );
-    assert!(
-        peak < IMPORT_MEMORY_BOUND_KIB,
-        "peak {peak} KiB for a 200 MiB line"
-    );
+    assert_imported_within_bound(&o, 1, peak, "a 200 MiB line");
 
     // Eight documents of 15 MiB: batches are bounded in bytes, not only
     // in documents (the default --batch is 1,000).
@@ -462,15 +424,7 @@ fn import_memory_is_bounded_whatever_the_input() {
     std::fs::remove_file(&docs).unwrap();
     println!("8 documents of 15 MiB: peak {} MiB", peak >> 10);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("imported 8 documents"),
-        "{}",
-        stdout(&o)
-    );
-    assert!(
-        peak < IMPORT_MEMORY_BOUND_KIB,
-        "peak {peak} KiB for 8 documents of 15 MiB"
-    );
+    assert_imported_within_bound(&o, 8, peak, "8 documents of 15 MiB");
 }
 
 #[test]

@@ -6,9 +6,13 @@
 //! and the developers' machines run as root). Run as another user they print
 //! why they did not run; as root, a refused mount fails the test.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
+use common::{fails, ok, outpost, run, run_in, text};
 
 use outpost::store::fault::FaultVfs;
 use outpost::store::file::{FileStore, FileStoreOptions};
@@ -18,61 +22,6 @@ use outpost_testkit::TempDir;
 /// A fresh directory under cargo's per-target temp dir, removed on drop.
 fn temp_dir(name: &str) -> TempDir {
     TempDir::new(env!("CARGO_TARGET_TMPDIR"), &format!("storage-{name}"))
-}
-
-fn outpost(db: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_outpost"));
-    c.arg("--db").arg(db).env_remove("OUTPOST_DB");
-    c
-}
-
-fn run(db: &Path, args: &[&str]) -> Output {
-    outpost(db)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run outpost")
-}
-
-/// Runs `outpost args...` with `input` on standard input.
-fn run_with_input(db: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = outpost(db)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run outpost");
-    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-    child.wait_with_output().expect("wait for outpost")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "expected success, got {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
-
-/// Asserts failure and returns stderr.
-#[track_caller]
-fn fails(o: Output) -> String {
-    assert!(
-        !o.status.success(),
-        "expected failure\nstdout: {}\nstderr: {}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stderr)
 }
 
 fn lens(db: &Path) -> Vec<(String, u64)> {
@@ -365,7 +314,7 @@ fn a_full_disk_and_a_read_only_file_system_keep_the_data_readable() {
     // A put on the full disk: its WAL space was allocated earlier, so it
     // commits; the checkpoint of the close needs new data-file pages and
     // fails. The put is reported as committed, with a separate warning.
-    let o = run_with_input(&db, &["put", "big", "-"], &big);
+    let o = run_in(&db, &["put", "big", "-"], &big);
     let err = text(&o.stderr);
     let out = ok(o);
     assert!(out.contains("\"etag\""), "{out}");

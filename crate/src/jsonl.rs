@@ -16,7 +16,9 @@
 //! `@metadata.@collection`; every other `@metadata` entry is computed by the
 //! database and ignored on import.
 //!
-//! [`import`] is the one import routine of the CLI and the hub. Its memory is
+//! [`import`] is the one import routine of the CLI and the hub (their progress
+//! bars, bad-line reports and summaries are the `outpost-cmdline` crate's, so
+//! the engine needs no terminal dependency). Its memory is
 //! bounded whatever the input: a line is read through a bounded reader (a
 //! line longer than [`MAX_LINE_BYTES`] is refused while it is read, and
 //! skipped up to its newline without being buffered), and a batch is bounded

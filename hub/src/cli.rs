@@ -1,7 +1,6 @@
 //! The `outpost-hub` command line: definitions (clap) and what each command does.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,11 +12,11 @@ use crate::edit::{self, NewEdge};
 use crate::error::{HubError, Result};
 use crate::state::DbHandle;
 use crate::status::{self, HttpUrl};
-use crate::transfer::{self, ImportOptions};
+use crate::transfer;
 use crate::{server, tls};
 
 /// Exit status of an `import` that finished but skipped bad lines.
-pub const EXIT_SKIPPED: u8 = 3;
+pub use outpost_cmdline::EXIT_SKIPPED;
 
 const MAIN_EXAMPLES: &str = "\
 Examples:
@@ -133,16 +132,9 @@ lines (the summary says how many, and \"INCOMPLETE\"); 1 an error stopped it
         /// The database (may be omitted when the configuration has only one).
         #[command(flatten)]
         database: DatabaseArg,
-        /// Documents per atomic commit.
-        #[arg(long, default_value_t = 1000, value_name = "N",
-              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-        batch: u64,
-        /// Stop at the first bad line instead of skipping it.
-        #[arg(long)]
-        strict: bool,
-        /// Collection for lines that do not name one in `@metadata.@collection`.
-        #[arg(long, value_name = "NAME")]
-        collection: Option<String>,
+        /// `--batch`, `--strict`, `--collection` (the `outpost` tool's `import` takes them too).
+        #[command(flatten)]
+        options: outpost_cmdline::ImportArgs,
     },
 
     /// Export every live document of a database as JSON lines (hub stopped).
@@ -255,45 +247,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import {
             file,
             database,
-            batch,
-            strict,
-            collection,
+            options,
         } => {
-            if let Some(c) = &collection {
-                outpost::doc::validate_collection(c)
-                    .map_err(|e| HubError::Other(format!("--collection: {e}")))?;
-            }
+            let opts = options
+                .options()
+                .map_err(|e| HubError::Other(format!("--collection: {e}")))?;
             let config = Config::load(path)?;
             let name = pick_database(&config, database.database)?;
-            let (input, total): (Box<dyn Read>, Option<u64>) = if file == "-" {
-                (Box::new(io::stdin().lock()), None)
-            } else {
-                let f = File::open(&file).map_err(|e| HubError::io(format!("open {file}"), e))?;
-                let len = f.metadata().ok().map(|m| m.len());
-                (Box::new(f), len)
-            };
-            let opts = ImportOptions {
-                batch_docs: usize::try_from(batch).unwrap_or(usize::MAX),
-                strict,
-                collection,
-                ..ImportOptions::default()
-            };
+            let input = outpost_cmdline::open_input(&file)
+                .map_err(|e| HubError::io(format!("open {file}"), e))?;
             let summary = runtime()?.block_on(async {
                 let db = DbHandle::open(&name, &config.database_dir(&name)).await?;
-                let r = transfer::import(&db, input, total, &opts).await;
+                let r = transfer::import(&db, input, &opts).await;
                 let closed = db.close().await;
                 let s = r?;
                 closed?;
                 Ok::<_, HubError>(s)
             })?;
-            println!("{summary}");
-            if summary.counts.bad > 0 {
-                eprintln!(
-                    "warning: {} lines were skipped (see above); exit status {EXIT_SKIPPED}",
-                    summary.counts.bad
-                );
-                return Ok(ExitCode::from(EXIT_SKIPPED));
-            }
+            return Ok(summary.print());
         }
         Command::Export {
             file,
@@ -309,13 +280,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     dir.display()
                 )));
             }
-            let (out, dest): (Box<dyn Write>, String) = match file.as_deref() {
-                None | Some("-") => (Box::new(io::stdout().lock()), "stdout".into()),
-                Some(p) => (
-                    Box::new(File::create(p).map_err(|e| HubError::io(format!("create {p}"), e))?),
-                    p.to_string(),
-                ),
-            };
+            let (out, dest) = outpost_cmdline::create_output(file.as_deref()).map_err(|e| {
+                HubError::io(format!("create {}", file.as_deref().unwrap_or("stdout")), e)
+            })?;
             let n = runtime()?.block_on(async {
                 let db = DbHandle::open_read_only(&name, &dir).await?;
                 let r = transfer::export(&db, &prefix, out).await;

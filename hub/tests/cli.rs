@@ -2,15 +2,15 @@
 //! program in a temporary directory, on 127.0.0.1 with a port the system
 //! picks, with bounded waits everywhere; child processes are killed on drop.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use outpost_hub::status::{self, HttpUrl};
 use outpost_testkit::TempDir;
+use outpost_testkit::hub::{HubProcess, http_get};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
@@ -61,78 +61,33 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A running `outpost-hub serve`, killed on drop.
+/// A running `outpost-hub serve` ([`HubProcess`]: killed on drop) on a port
+/// the system picks.
 struct Server {
-    child: Child,
-    log: Arc<Mutex<String>>,
+    hub: HubProcess,
     url: String,
     addr: SocketAddr,
 }
 
 impl Server {
     fn start(dir: &TempDir, extra: &[&str]) -> Server {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        let mut args = vec!["--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut child = hub(dir)
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let mut server = Server {
-            child,
-            log,
-            url: String::new(),
-            addr: "127.0.0.1:0".parse().unwrap(),
-        };
-        server.wait_log("listening on ");
-        let log = server.log();
-        let at = log.find("listening on ").unwrap() + "listening on ".len();
-        let url: String = log[at..]
-            .chars()
-            .take_while(|c| !c.is_whitespace())
-            .collect();
-        let host_port = url.split("://").nth(1).unwrap();
-        server.addr = host_port.parse().unwrap();
-        server.url = url;
-        server
+        let hub = HubProcess::start(BIN, dir.path(), &args);
+        Server {
+            url: hub.url().to_string(),
+            addr: hub.addr(),
+            hub,
+        }
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.hub.log()
     }
 
-    /// Waits until the log holds `needle` (panics after [`WAIT`]).
+    /// Waits until the log holds `needle` (panics after a bounded wait).
     fn wait_log(&mut self, needle: &str) {
-        let start = Instant::now();
-        loop {
-            if self.log().contains(needle) {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the hub exited ({status}) before logging {needle:?}:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "timed out waiting for {needle:?} in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.hub.wait_log(needle);
     }
 
     fn get(&self, path: &str) -> (u16, String) {
@@ -159,52 +114,9 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits (bounded) for a clean exit.
-    fn terminate(mut self) -> String {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(ok.success());
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread drain the pipe.
-                std::thread::sleep(Duration::from_millis(100));
-                let log = self.log();
-                assert!(status.success(), "exit {status}:\n{log}");
-                return log;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "the hub did not stop:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    fn terminate(self) -> String {
+        self.hub.terminate()
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A plain HTTP/1.1 GET; returns the status code and body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let raw = text(&raw);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
 }
 
 fn append(path: &Path, extra: &str) {

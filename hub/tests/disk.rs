@@ -10,10 +10,9 @@
 //! If `mount -t tmpfs` is refused (not root, no tmpfs), the test prints why
 //! and returns: it cannot make a disk fail without it.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -23,6 +22,8 @@ use outpost::{Database, DbId, OpenOptions, PutOptions};
 use outpost_client::{ClientOptions, spawn_edge};
 use outpost_hub::config::token_sha256_hex;
 use outpost_hub::status::{self, HttpUrl};
+use outpost_testkit::TempDir;
+use outpost_testkit::hub::{HubProcess, free_port, wait_until};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -34,19 +35,13 @@ type Db = Database<FileStore>;
 /// A temporary directory with a tmpfs of `size` mounted at `data/`;
 /// unmounted and removed on drop.
 struct Disk {
-    root: PathBuf,
+    root: TempDir,
     mounted: bool,
 }
 
 impl Disk {
     fn new(tag: &str, size: &str) -> Result<Disk, String> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let root = std::env::temp_dir().join(format!(
-            "outpost-disk-test-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
+        let root = TempDir::new(std::env::temp_dir(), &format!("outpost-disk-test-{tag}"));
         std::fs::create_dir_all(root.join("data")).unwrap();
         let mut disk = Disk {
             root,
@@ -96,64 +91,30 @@ impl Disk {
 }
 
 impl Drop for Disk {
+    /// Unmounts the tmpfs; the directory goes with `root` afterwards.
     fn drop(&mut self) {
         if self.mounted {
             let _ = Command::new("umount").arg(self.root.join("data")).status();
         }
-        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A hub process, killed on drop.
+/// A hub process ([`HubProcess`]: killed on drop) and the raw requests the
+/// test makes to it.
 struct HubProc {
-    child: Child,
-    log: Arc<Mutex<String>>,
+    hub: HubProcess,
     port: u16,
 }
 
 impl HubProc {
     fn start(dir: &Path, port: u16) -> HubProc {
-        let mut child = Command::new(BIN)
-            .current_dir(dir)
-            .args(["--config", "outpost-hub.toml", "serve"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < WAIT,
-                "hub did not start: {}",
-                log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        HubProc { child, log, port }
+        let hub = HubProcess::start(BIN, dir, &[]);
+        assert_eq!(hub.port(), port);
+        HubProc { hub, port }
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.hub.log()
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
@@ -203,25 +164,6 @@ impl HubProc {
     }
 }
 
-impl Drop for HubProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t = Instant::now();
-    while !f().await {
-        assert!(t.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn put(db: &Db, id: &str, body: Value) {
     db.put_with(
         id,
@@ -254,7 +196,7 @@ async fn a_full_disk_is_reported_and_the_hub_recovers_once_space_is_freed() {
         ),
     )
     .unwrap();
-    let hub = HubProc::start(&disk.root, port);
+    let hub = HubProc::start(disk.root.path(), port);
     let (code, body) = hub.get("/healthz").await;
     assert_eq!(code, 200, "{body}");
 

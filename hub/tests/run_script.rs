@@ -5,17 +5,16 @@
 //! records its arguments and stands in for `serve` (so no test starts a hub
 //! on a fixed port).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use outpost_testkit::TempDir;
+use outpost_testkit::hub::HubProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
-const WAIT: Duration = Duration::from_secs(30);
 
 /// A fake repository root with the real `scripts/run.sh`, removed on drop.
-struct Root(PathBuf);
+struct Root(TempDir);
 
 fn write_exe(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
@@ -26,13 +25,7 @@ fn write_exe(path: &Path, text: &str) {
 
 impl Root {
     fn new(tag: &str) -> Root {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let root = std::env::temp_dir().join(format!(
-            "outpost-run-sh-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
+        let root = TempDir::new(std::env::temp_dir(), &format!("outpost-run-sh-{tag}"));
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         std::fs::create_dir_all(root.join("scripts")).unwrap();
         std::fs::copy(repo.join("scripts/run.sh"), root.join("scripts/run.sh")).unwrap();
@@ -79,7 +72,7 @@ impl Root {
         Command::new("bash")
             .arg(self.0.join("scripts/run.sh"))
             .args(args)
-            .current_dir(&self.0)
+            .current_dir(self.0.path())
             .env("PATH", path)
             .env("CARGO_TARGET_DIR", self.0.join("target"))
             .env_remove("OUTPOST_DEMO_DIR")
@@ -92,12 +85,6 @@ impl Root {
 
     fn calls(&self) -> String {
         std::fs::read_to_string(self.0.join("calls.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -166,62 +153,6 @@ fn the_demo_does_not_tell_to_start_the_hub_it_is_starting() {
     assert!(root.0.join("outpost-hub-demo/outpost-hub.toml").exists());
 }
 
-/// A real hub serving the demo configuration of `dir` on a port of its own.
-struct Hub {
-    child: Child,
-    url: String,
-}
-
-impl Hub {
-    fn start(dir: &Path) -> Hub {
-        let mut child = Command::new(BIN)
-            .current_dir(dir)
-            .args([
-                "--config",
-                "outpost-hub.toml",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let t = Instant::now();
-        let url = loop {
-            let l = log.lock().unwrap().clone();
-            if let Some(at) = l.find("listening on ") {
-                break l[at + "listening on ".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .to_string();
-            }
-            assert!(t.elapsed() < WAIT, "the hub did not start:\n{l}");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Hub { child, url }
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn hub_takes_dir_and_status_finds_the_running_hub() {
     let root = Root::new("hub");
@@ -247,7 +178,7 @@ fn hub_takes_dir_and_status_finds_the_running_hub() {
         cfg.replace("127.0.0.1:4000", &format!("127.0.0.1:{unused}")),
     )
     .unwrap();
-    let hub = Hub::start(&demo);
+    let hub = HubProcess::start(BIN, &demo, &["--listen", "127.0.0.1:0"]);
 
     for args in [
         &["hub", "--dir", "other-demo", "status"][..],
@@ -256,7 +187,10 @@ fn hub_takes_dir_and_status_finds_the_running_hub() {
         let o = root.run(args);
         assert!(o.status.success(), "{args:?}: {}", text(&o));
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(out.contains(&format!("at {}", hub.url)), "{args:?}: {out}");
+        assert!(
+            out.contains(&format!("at {}", hub.url())),
+            "{args:?}: {out}"
+        );
     }
 
     // No hub running: the hint is this script, not a bare `outpost-hub serve`.

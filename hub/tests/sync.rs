@@ -8,19 +8,25 @@
 //! - the hub killed (SIGKILL) mid-batch in both directions and restarted:
 //!   nothing acknowledged lost, nothing applied twice;
 //! - the clinics case: Boston and Chicago hubs as edges of a cloud hub;
-//! - write-prefix rejections: typed, recorded by the edge, nothing stored.
+//! - write-prefix rejections: typed, recorded by the edge, nothing stored;
+//! - narrowing and revoking an edge in the configuration, without a restart;
+//! - garbage frames: they end only that session;
+//! - a hub database replaced: its edges resync from zero;
+//! - devices of one identity (two devices, a wiped one, a replaced one) and
+//!   a read-only edge that gets no rejection for a conflict it did not make.
+//!
+//! The hub processes are `outpost_testkit::hub::HubProcess`es.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use outpost::store::file::{FileStore, FileStoreOptions};
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost::{Batch, Database, OpenOptions, PutOptions};
 use outpost_client::{ClientOptions, SyncHandle, client_rejections, spawn_edge};
+use outpost_testkit::hub::{HubProcess, free_port, wait_until};
 use outpost_testkit::{TempDir, edge_toml};
 use serde_json::json;
 
@@ -34,20 +40,12 @@ fn temp_dir(tag: &str) -> TempDir {
     TempDir::new(std::env::temp_dir(), &format!("outpost-sync-test-{tag}"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A hub process with its own directory and port.
+/// A hub process ([`HubProcess`]: killed on drop) with its own directory
+/// and port (a restart keeps both).
 struct HubProc {
     dir: PathBuf,
     port: u16,
-    child: Option<Child>,
-    log: Arc<Mutex<String>>,
+    proc: HubProcess,
 }
 
 impl HubProc {
@@ -57,51 +55,22 @@ impl HubProc {
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\n\n{body}"
         );
         std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
-        let mut h = HubProc {
-            dir,
-            port,
-            child: None,
-            log: Arc::new(Mutex::new(String::new())),
-        };
-        h.start();
-        h
+        let proc = HubProcess::start(BIN, &dir, &[]);
+        HubProc { dir, port, proc }
     }
 
+    /// Starts the hub again (after [`HubProc::kill`]), on the same port.
     fn start(&mut self) {
-        let mut child = Command::new(BIN)
-            .current_dir(&self.dir)
-            .args(["--config", "outpost-hub.toml", "serve"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = child.stderr.take().unwrap();
-        let log = self.log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&line);
-                log.lock().unwrap().push('\n');
-            }
-        });
-        self.child = Some(child);
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                t.elapsed() < WAIT,
-                "hub did not start: {}",
-                self.log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.proc.restart();
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.proc.kill();
+    }
+
+    /// Its log, across restarts.
+    fn log(&self) -> String {
+        self.proc.log()
     }
 
     fn url(&self) -> String {
@@ -132,14 +101,8 @@ impl HubProc {
 
     /// Documents in the hub's database "main" (from `GET /status`).
     fn documents(&self) -> u64 {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.write_all(b"GET /status HTTP/1.0\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let (_, body) = self.proc.get("/status");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         v["databases"]
             .as_array()
             .and_then(|d| d.iter().find(|d| d["name"] == "main"))
@@ -147,20 +110,9 @@ impl HubProc {
             .unwrap_or(0)
     }
 
+    /// `GET /metrics`.
     fn metrics(&self) -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    }
-}
-
-impl Drop for HubProc {
-    fn drop(&mut self) {
-        self.kill();
+        self.proc.get("/metrics").1
     }
 }
 
@@ -203,18 +155,6 @@ async fn state(db: &Db, prefix: &str) -> BTreeMap<String, (String, String, usize
             )
         })
         .collect()
-}
-
-async fn wait_until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t = Instant::now();
-    while !f().await {
-        assert!(t.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn wait_live(c: &SyncHandle) {
@@ -641,7 +581,7 @@ async fn narrowing_and_revoking_take_effect_without_a_restart() {
     let narrow = edge_toml("lap", "l", &["notes/"], &["notes/"]);
     std::fs::write(&cfg_path, cfg.replace(&wide, &narrow)).unwrap();
     wait_until("the narrowed session restarts", || async {
-        hub.log.lock().unwrap().contains("config_changed")
+        hub.log().contains("config_changed")
     })
     .await;
     wait_live(&cl).await;
@@ -781,7 +721,7 @@ async fn an_edge_resyncs_from_zero_when_the_hub_database_is_replaced() {
     c.stop().await;
     wait_live(&c2).await;
     c2.stop().await;
-    let log = hub.log.lock().unwrap().clone();
+    let log = hub.log();
     let sessions: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("edge authenticated"))

@@ -15,11 +15,8 @@
 
 /**
  * The error every Outpost operation rejects with. Branch on `code`, which is
- * stable: "invalid_id", "invalid_json", "invalid_collection", "too_large",
- * "invalid_argument", "invalid_change_vector", "concurrency_conflict",
- * "corrupt", "closed", "poisoned", "quota_exceeded", "invalid_options",
- * "transaction_finished", "already_syncing", "unsupported", "storage_lost"
- * (then `storageLost` holds the facts), "other", ...
+ * stable: every code is listed, with its meaning, by the `OutpostErrorCode`
+ * union of src/index.d.ts (with "storage_lost", `storageLost` holds the facts).
  */
 export class OutpostError extends Error {
   /**

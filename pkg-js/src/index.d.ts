@@ -37,13 +37,55 @@ export type {
 } from "../dist/web/outpost_wasm.js";
 
 /**
- * The error every Outpost operation rejects with. Branch on `code`, which is
- * stable: `"invalid_id"`, `"invalid_json"`, `"invalid_collection"`,
- * `"too_large"`, `"invalid_argument"`, `"invalid_change_vector"`,
- * `"concurrency_conflict"`, `"corrupt"`, `"closed"`, `"poisoned"`,
- * `"quota_exceeded"`, `"invalid_options"`, `"transaction_finished"`,
- * `"already_syncing"`, `"unsupported"`, `"storage_lost"` (then
- * `storageLost` holds the facts: see `StorageLost`), `"other"`.
+ * Every `code` an `OutpostError` can carry. Stable: branch on these, never on
+ * messages. wasm/tests/error_codes.rs checks that this union lists every code
+ * the engine (`Error::code`, `OpenError::code`, `StoreError::code`), the
+ * bindings (wasm/src) and src/core.js emit, and nothing else.
+ *
+ * - input: `"invalid_id"`, `"invalid_json"`, `"invalid_collection"`,
+ *   `"invalid_change_vector"`, `"too_large"`, `"invalid_argument"`,
+ *   `"invalid_options"` (an unknown or bad option);
+ * - writes: `"concurrency_conflict"` (an `expectedChangeVector` that did not
+ *   match), `"transaction_finished"` (a `tx.put` after the callback returned);
+ * - the database: `"closed"`, `"poisoned"` (a failed write; open it again),
+ *   `"panic"` (an operation panicked; open it again), `"corrupt"`,
+ *   `"unsupported"` (an unknown format, or no WebSocket for `sync`),
+ *   `"not_found"` (nothing to open read-only), `"storage_lost"` (the browser
+ *   threw the database away: `storageLost` holds the facts);
+ * - storage: `"quota_exceeded"`, `"io"`, `"locked"`, `"read_only"`,
+ *   `"page_not_found"`, `"invalid_commit"`, `"other"`;
+ * - sync: `"already_syncing"` (`db.sync` while a sync runs).
+ */
+export type OutpostErrorCode =
+  | "invalid_id"
+  | "invalid_json"
+  | "invalid_collection"
+  | "invalid_change_vector"
+  | "too_large"
+  | "invalid_argument"
+  | "invalid_options"
+  | "concurrency_conflict"
+  | "transaction_finished"
+  | "closed"
+  | "poisoned"
+  | "panic"
+  | "corrupt"
+  | "unsupported"
+  | "not_found"
+  | "storage_lost"
+  | "quota_exceeded"
+  | "io"
+  | "locked"
+  | "read_only"
+  | "page_not_found"
+  | "invalid_commit"
+  | "other"
+  | "already_syncing";
+
+/**
+ * The error every Outpost operation rejects with. Branch on `code` (see
+ * `OutpostErrorCode`); with `"storage_lost"`, `storageLost` holds the facts
+ * (see `StorageLost`).
  *
  * ```js
  * try { await db.put("", {}); } catch (e) {
@@ -52,9 +94,9 @@ export type {
  * ```
  */
 export class OutpostError extends Error {
-  constructor(message: string, code: string);
+  constructor(message: string, code: OutpostErrorCode);
   readonly name: "OutpostError";
-  readonly code: string;
+  readonly code: OutpostErrorCode;
   /** With code `"storage_lost"`: what was lost, as far as the browser and the witness know. */
   readonly storageLost?: StorageLost;
 }

@@ -1,6 +1,14 @@
 //! Helpers shared by Outpost's tests and benchmarks: one home instead of a copy
 //! per test file. Not shipped (`publish = false`); the crates use it as a
 //! dev-dependency (the benchmarks as a dependency).
+//!
+//! - [`TempDir`]: a fresh directory, removed on drop;
+//! - [`opts`], [`open`]: database options with a deterministic clock, an
+//!   in-memory database;
+//! - [`hub::HubProcess`]: a real `outpost-hub serve` process (hub tests);
+//! - [`edge_toml`] (feature `hub`): one `[[edge]]` of a hub configuration.
+
+pub mod hub;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,33 +1,16 @@
 #!/usr/bin/env bash
-# Browser end-to-end test of the npm package, from a bare machine with node,
-# npm and Debian's Chromium (scripts/install-browser-tools.sh installs it):
+# Browser end-to-end tests of the npm package (step 8 of ./scripts/test.sh),
+# from a bare machine with node, npm and Debian's Chromium
+# (scripts/install-browser-tools.sh installs it):
 #
 #   bash tests/e2e/run.sh
 #
-# 1. builds pkg-js/dist with scripts/build-wasm.sh if it is missing;
-# 2. packs pkg-js (npm pack) into a temporary directory;
-# 3. npm ci here (playwright-core and vite, pinned in package-lock.json);
-# 4. installs the tarball with --no-save (package.json and the lock untouched);
-# 5. vite build of app/ (index.html and lab.html) into dist/;
-# 6. node --test e2e.test.mjs: serves dist/ on 127.0.0.1 (a free port) and
-#    drives /usr/bin/chromium with playwright-core; the screenshot goes to
-#    tests/e2e/artifacts/page.png;
-# 7. node --test bundlers.test.mjs: the same tiny app built from the tarball
-#    with Vite, webpack and esbuild (the inline entry, and initOutpost with
-#    the file loader), each loaded in headless Chromium;
-# 8. cargo build -p outpost-hub (a no-op when it is up to date), then
-#    node --test storage-lost.test.mjs: a database Chromium discarded (a torn
-#    LevelDB log, a clean session, a restart) is reported as storage_lost,
-#    without and with a hub, and the crash loop (Chromium killed mid-write,
-#    OUTPOST_E2E_CRASH_LOOPS times, default 4); then
-#    node --test sync.test.mjs: a real hub process on 127.0.0.1 serving the
-#    demo site (demo-site/ + the package's web build), two browser contexts
-#    syncing through it (offline edits, a conflict and its resolution, a
-#    refused write), and a 100,000-document initial sync checked for long
-#    main-thread tasks.
-# Every step has a time limit. CHROMIUM overrides the browser's path;
-# OUTPOST_HUB a hub binary to use instead of target/debug/outpost-hub;
-# OUTPOST_E2E_BULK_DOCS the size of the initial sync (0 skips it).
+# Builds pkg-js/dist if missing, packs pkg-js, installs the tarball here, builds
+# the app with Vite, then runs e2e.test.mjs, bundlers.test.mjs,
+# storage-lost.test.mjs and sync.test.mjs (the last two with a real hub).
+# What each covers, and the environment variables (CHROMIUM, OUTPOST_HUB,
+# OUTPOST_E2E_BULK_DOCS, OUTPOST_E2E_CRASH_LOOPS): docs/testing.md, "Browser
+# end-to-end". Every step has a time limit.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

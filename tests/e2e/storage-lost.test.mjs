@@ -43,6 +43,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { serve } from "./server.mjs";
 import { indexedDbDir, tearLogTail } from "./leveldb.mjs";
+import { launchHub } from "./hub.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const distDir = join(here, "dist");
@@ -280,38 +281,7 @@ write = ["notes/"]
     cfg,
     `listen = "127.0.0.1:0"\ndata_dir = "./data"\ndemo_site = ${JSON.stringify(site)}\n\n[[database]]\nname = "main"\n${edge("alice")}${edge("bob")}`,
   );
-  const hub = spawn(hubBin, ["--config", cfg, "serve", "--listen", "127.0.0.1:0"], {
-    cwd: dir,
-    env: { ...process.env, RUST_LOG: "info", NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let log = "";
-  const onData = (d) => {
-    log += d.toString();
-    if (log.length > 1_000_000) log = log.slice(-500_000);
-  };
-  hub.stdout.on("data", onData);
-  hub.stderr.on("data", onData);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const m = /listening on http:\/\/(127\.0\.0\.1:\d+)/.exec(log.replace(/\x1b\[[0-9;]*m/g, ""));
-    if (m) {
-      return {
-        base: `http://${m[1]}/`,
-        stop: async () => {
-          if (hub.exitCode !== null) return;
-          const exited = once(hub, "exit");
-          hub.kill("SIGTERM");
-          const t = setTimeout(() => hub.kill("SIGKILL"), 10_000);
-          await exited;
-          clearTimeout(t);
-        },
-      };
-    }
-    if (hub.exitCode !== null) throw new Error(`the hub exited (${hub.exitCode}):\n${log}`);
-    if (Date.now() > deadline) throw new Error(`the hub did not start within 30 s:\n${log}`);
-    await sleep(100);
-  }
+  return launchHub(hubBin, cfg, { cwd: dir, killAfterMs: 10_000, maxLog: 1_000_000 });
 }
 
 test("with a hub: storage_lost names the writes the hub never acknowledged; the recovered database resyncs as a new device", { skip: hubBin ? false : "OUTPOST_HUB not set (run.sh sets it)" }, async () => {

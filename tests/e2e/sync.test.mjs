@@ -33,7 +33,7 @@
 // pkg-js/dist. CHROMIUM overrides /usr/bin/chromium.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -41,6 +41,7 @@ import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { once } from "node:events";
 import { chromium } from "playwright-core";
+import { launchHub } from "./hub.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -63,8 +64,7 @@ const TOKENS = { alice: "alice-token-e2e", bob: "bob-token-e2e", carol: "carol-t
 
 const run = `${process.pid}-${Date.now()}`;
 let dir;
-let hub; // the hub child process
-let hubLog = "";
+let hub; // the hub process: launchHub's { base, log, stop }
 let base; // http://127.0.0.1:PORT/
 let browser;
 const laptops = {}; // name -> { context, page }
@@ -112,38 +112,6 @@ async function writeBulk(file, n) {
   }
   out.end();
   await once(out, "finish");
-}
-
-/** Starts the hub on a free port; resolves to its base URL once it listens. */
-async function startHub(cfg) {
-  hub = spawn(hubBin, ["--config", cfg, "serve", "--listen", "127.0.0.1:0"], {
-    cwd: dir,
-    env: { ...process.env, RUST_LOG: "info", NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const onData = (d) => {
-    hubLog += d.toString();
-    if (hubLog.length > 2_000_000) hubLog = hubLog.slice(-1_000_000);
-  };
-  hub.stdout.on("data", onData);
-  hub.stderr.on("data", onData);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const m = /listening on http:\/\/(127\.0\.0\.1:\d+)/.exec(hubLog.replace(/\x1b\[[0-9;]*m/g, ""));
-    if (m) return `http://${m[1]}/`;
-    if (hub.exitCode !== null) throw new Error(`the hub exited (${hub.exitCode}):\n${hubLog}`);
-    if (Date.now() > deadline) throw new Error(`the hub did not start listening within 30 s:\n${hubLog}`);
-    await sleep(100);
-  }
-}
-
-async function stopHub() {
-  if (!hub || hub.exitCode !== null) return;
-  const exited = once(hub, "exit");
-  hub.kill("SIGTERM");
-  const t = setTimeout(() => hub.kill("SIGKILL"), 15_000);
-  await exited;
-  clearTimeout(t);
 }
 
 function watch(p, label) {
@@ -217,13 +185,14 @@ before(async () => {
     rmSync(file);
     console.log(`# imported ${BULK} bulk documents into the hub in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${out.toString().trim().split("\n").pop()}`);
   }
-  base = await startHub(cfg);
+  hub = await launchHub(hubBin, cfg, { cwd: dir });
+  base = hub.base;
   browser = await chromium.launch({ executablePath, headless: true, args: ARGS, timeout: 60_000 });
 });
 
 after(async () => {
   if (browser) await Promise.race([browser.close().catch(() => {}), sleep(10_000)]);
-  await stopHub();
+  await hub?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
   if (pageErrors.length) console.log(`# page errors:\n${pageErrors.join("\n")}`);
 });
@@ -251,12 +220,12 @@ test("two laptops sync both ways through the hub", async () => {
 test("an edit made offline reaches the other laptop once back online", async () => {
   const { context: ca, page: a } = laptops.A;
   const b = laptops.B.page;
-  const logBefore = hubLog.length;
+  const logBefore = hub.log().length;
   await ca.setOffline(true);
   await waitState(a, "offline", STEP_MS);
   // The connection is really gone: the hub logs the disconnect of alice.
   const deadline = Date.now() + STEP_MS;
-  while (!/edge disconnected[^\n]*identity="?alice/.test(hubLog.slice(logBefore))) {
+  while (!/edge disconnected[^\n]*identity="?alice/.test(hub.log().slice(logBefore))) {
     assert.ok(Date.now() < deadline, "the hub did not see alice disconnect");
     await sleep(100);
   }
@@ -458,7 +427,7 @@ test("a read-only identity: no edit controls, its grant as the hub states it, no
   await sleep(3000);
   assert.deepEqual(await r.evaluate(() => window.demo.sync.rejections()), []);
   assert.equal(await r.evaluate(() => document.querySelectorAll("#rejections li").length), 0);
-  assert.doesNotMatch(hubLog, /write_denied[^\n]*carol|carol[^\n]*write_denied/);
+  assert.doesNotMatch(hub.log(), /write_denied[^\n]*carol|carol[^\n]*write_denied/);
 
   // Alice settles it; the resolution reaches carol.
   await a.evaluate(() => window.demo.db.resolve("notes/ro-conflict", { title: "Agenda", text: "settled", by: "alice" }));

@@ -36,38 +36,30 @@
 //! `EdgeSync` is made from an `Outpost`), never the reverse.
 //!
 //! On native targets the crate is empty: everything here needs a JS host.
+//! The one `cfg(target_arch = "wasm32")` of the crate is the crate-level one
+//! below (its dependencies are wasm32-only too, in Cargo.toml), so
+//! `cargo build --workspace` and `cargo clippy --workspace` stay native-only.
+#![cfg(target_arch = "wasm32")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(target_arch = "wasm32")]
 mod api;
-#[cfg(target_arch = "wasm32")]
 mod convert;
-#[cfg(target_arch = "wasm32")]
 mod error;
-#[cfg(target_arch = "wasm32")]
 mod host_store;
-#[cfg(target_arch = "wasm32")]
 mod panic;
-#[cfg(target_arch = "wasm32")]
 mod store;
-#[cfg(target_arch = "wasm32")]
 mod sync;
 
-#[cfg(target_arch = "wasm32")]
 pub use api::Outpost;
-#[cfg(target_arch = "wasm32")]
 pub use error::to_js;
-#[cfg(target_arch = "wasm32")]
 pub use host_store::JsPageStore;
-#[cfg(target_arch = "wasm32")]
 pub use sync::EdgeSync;
 
 /// Runs when the module is instantiated: installs the panic hook, which
 /// rejects the promise of the operation that panicked (code `"panic"`) and,
 /// with the feature `panic-hook` (on by default), logs the panic's message to
 /// `console.error`.
-#[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 pub fn start() {
     panic::install_hook();

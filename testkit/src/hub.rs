@@ -1,0 +1,238 @@
+//! A real `outpost-hub serve` process for the hub's integration tests: one
+//! launcher instead of one per test file.
+//!
+//! The tests pass the binary (`env!("CARGO_BIN_EXE_outpost-hub")`, which
+//! only the hub's own tests know) and a directory holding `outpost-hub.toml`.
+//! The process runs there with `RUST_LOG=info` and its stderr captured in a
+//! log; [`HubProcess::start`] waits (at most [`WAIT`]) until it logs
+//! `listening on URL`, so a configuration's fixed port and `--listen
+//! 127.0.0.1:0` work alike. It is killed on drop. [`http_get`] asks it (or
+//! any address) for a page over plain HTTP; `wait_until` (feature `hub`)
+//! polls an async condition with the same bound.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The longest a [`HubProcess`] wait (start, a log line, a clean stop) lasts
+/// before the test fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// What the hub logs once its socket is bound, followed by its URL.
+const LISTENING: &str = "listening on ";
+
+/// A port free on 127.0.0.1 right now, for a configuration's `listen` (a
+/// hub restarted on it keeps its URL).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Polls `f` every 50 ms until it is true; fails the test, naming `what`,
+/// after [`WAIT`] (feature `hub`: it sleeps on tokio's timer).
+#[cfg(feature = "hub")]
+pub async fn wait_until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t = Instant::now();
+    while !f().await {
+        assert!(t.elapsed() < WAIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A plain HTTP/1.1 GET of `path` at `addr` (`Connection: close`; 5 s to
+/// connect, 10 s per read or write): the status code and the body. Panics
+/// if there is no HTTP answer.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+/// A running `outpost-hub --config <dir>/outpost-hub.toml serve <args>`,
+/// killed on drop.
+#[derive(Debug)]
+pub struct HubProcess {
+    bin: PathBuf,
+    dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    url: String,
+    addr: SocketAddr,
+}
+
+impl HubProcess {
+    /// Starts `bin --config outpost-hub.toml serve <args>` in `dir` and waits
+    /// until it listens. Panics (with its log) if it exits first or takes
+    /// longer than [`WAIT`].
+    pub fn start(bin: impl AsRef<Path>, dir: impl AsRef<Path>, args: &[&str]) -> HubProcess {
+        let mut hub = HubProcess {
+            bin: bin.as_ref().to_path_buf(),
+            dir: dir.as_ref().to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+            log: Arc::new(Mutex::new(String::new())),
+            url: String::new(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        hub.restart();
+        hub
+    }
+
+    /// Starts the same command again (after [`HubProcess::kill`], say: a
+    /// configuration's fixed port stays the same) and waits until it
+    /// listens. Its log is appended to the same [`HubProcess::log`].
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut child = Command::new(&self.bin)
+            .current_dir(&self.dir)
+            .arg("--config")
+            .arg(self.dir.join("outpost-hub.toml"))
+            .arg("serve")
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let from = self.log().len();
+        self.child = Some(child);
+        let rest = self.wait_log_from(from, LISTENING);
+        self.url = rest
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let host_port = self.url.split("://").nth(1).unwrap_or_default();
+        self.addr = host_port
+            .parse()
+            .unwrap_or_else(|e| panic!("no address after {LISTENING:?} in {rest:?}: {e}"));
+    }
+
+    /// Kills the process (SIGKILL) and reaps it; nothing if it is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits (at most [`WAIT`]) for a clean exit; returns
+    /// the whole log. Panics if it exits with a failure or does not stop.
+    pub fn terminate(mut self) -> String {
+        let mut child = self.child.take().expect("the hub is running");
+        let pid = child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(ok.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                // Let the reader thread drain the pipe.
+                std::thread::sleep(Duration::from_millis(100));
+                let log = self.log();
+                assert!(status.success(), "exit {status}:\n{log}");
+                return log;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "the hub did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything the process (and those before a restart) wrote on stderr.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log holds `needle`. Panics if the process exits first
+    /// or after [`WAIT`].
+    pub fn wait_log(&mut self, needle: &str) {
+        self.wait_log_from(0, needle);
+    }
+
+    /// Waits until the log after byte `from` holds `needle`; returns what
+    /// follows it on its line.
+    fn wait_log_from(&mut self, from: usize, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            let tail = log.get(from..).unwrap_or_default();
+            if let Some(at) = tail.find(needle) {
+                let rest = &tail[at + needle.len()..];
+                return rest.lines().next().unwrap_or_default().to_string();
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("the hub exited ({status}) before logging {needle:?}:\n{log}");
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "timed out waiting for {needle:?} in the log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Its URL, as logged: `http://127.0.0.1:PORT` (`https://` with TLS).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `GET path` over plain HTTP ([`http_get`]): the status code and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path)
+    }
+
+    /// The directory it runs in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
