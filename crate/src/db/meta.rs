@@ -18,7 +18,7 @@
 //! them on open by committing the meta in the current format (see
 //! `docs/design.md`, "Meta record").
 
-use crate::codec::{Put, Reader};
+use crate::codec::{Put, Reader, get_u32};
 use crate::cv::DbId;
 use crate::error::OpenError;
 use crate::store::{MAX_META, PAGE_SIZE, PageNo};
@@ -167,8 +167,7 @@ impl Meta {
             return Err(corrupt(format!("{} bytes", b.len())));
         }
         let (body, crc) = b.split_at(b.len() - 4);
-        let crc = u32::from_le_bytes(crc.try_into().unwrap_or_default());
-        if crc32fast::hash(body) != crc {
+        if Some(crc32fast::hash(body)) != get_u32(crc, 0) {
             return Err(corrupt("checksum mismatch".into()));
         }
         let mut r = Reader::new(&body[6..]);
@@ -347,7 +346,7 @@ mod tests {
         b[at] ^= 0x20; // the last letter of the last tree's name
         let crc = crc32fast::hash(&b[..b.len() - 4]);
         let n = b.len();
-        b[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        crate::codec::set_u32(&mut b, n - 4, crc);
         assert!(matches!(Meta::decode(&b), Err(OpenError::Unsupported(_))));
         let mut b = sample().encode();
         b[30] ^= 1;

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use crate::btree::{self, PageRead};
+use crate::codec::get_u64;
 use crate::doc::{self, Document, DocumentMeta};
 use crate::error::Error;
 use crate::store::{PageBuf, PageNo, PageStore, StoreError};
 
 use super::meta::{Meta, Tree};
-use super::write::{coll_index_key, coll_key};
+use super::write::coll_key;
 use super::{Database, Inner};
 
 /// Reads a page through the cache, verifying it when it comes from the store.
@@ -376,32 +377,9 @@ impl<S: PageStore> Snapshot<S> {
         limit: usize,
     ) -> Result<Vec<Document>, Error> {
         doc::validate_collection(collection)?;
-        let mut pk = coll_key(collection);
-        pk.push(0);
-        let mut start = pk.clone();
-        if let Some(a) = after {
-            doc::validate_id(a)?;
-            start = coll_index_key(collection, &doc::id_key(a));
-            start.push(0);
-        }
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut idkeys = Vec::new();
-        btree::scan(
-            &self.reader(),
-            self.meta.root(Tree::Colls),
-            &start,
-            |k, _| {
-                if !k.starts_with(&pk) {
-                    return false;
-                }
-                idkeys.push(k[pk.len()..].to_vec());
-                idkeys.len() < limit
-            },
-        )
-        .await?;
-        self.load_docs(idkeys, self.meta.root(Tree::Colls), "collection")
+        let mut prefix = coll_key(collection);
+        prefix.push(0);
+        self.indexed_docs(Tree::Colls, prefix, after, limit, "collection")
             .await
     }
 
@@ -411,28 +389,40 @@ impl<S: PageStore> Snapshot<S> {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Document>, Error> {
-        let mut start = Vec::new();
+        self.indexed_docs(Tree::Conflicts, Vec::new(), after, limit, "conflict")
+            .await
+    }
+
+    /// The documents the index `tree` lists under `prefix` (its keys are
+    /// `prefix` + id key), in id order, after the id `after`, at most `limit`.
+    async fn indexed_docs(
+        &self,
+        tree: Tree,
+        prefix: Vec<u8>,
+        after: Option<&str>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Vec<Document>, Error> {
+        let mut start = prefix.clone();
         if let Some(a) = after {
             doc::validate_id(a)?;
-            start = doc::id_key(a);
+            start.extend_from_slice(&doc::id_key(a));
             start.push(0);
         }
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let root = self.meta.root(tree);
         let mut keys = Vec::new();
-        btree::scan(
-            &self.reader(),
-            self.meta.root(Tree::Conflicts),
-            &start,
-            |k, _| {
-                keys.push(k.to_vec());
-                keys.len() < limit
-            },
-        )
+        btree::scan(&self.reader(), root, &start, |k, _| {
+            if !k.starts_with(&prefix) {
+                return false;
+            }
+            keys.push(k[prefix.len()..].to_vec());
+            keys.len() < limit
+        })
         .await?;
-        self.load_docs(keys, self.meta.root(Tree::Conflicts), "conflict")
-            .await
+        self.load_docs(keys, root, what).await
     }
 
     /// See [`Database::get_local`].
@@ -470,8 +460,7 @@ impl<S: PageStore> Snapshot<S> {
     pub async fn collections(&self) -> Result<Vec<(String, u64)>, Error> {
         let mut out = Vec::new();
         btree::scan(&self.reader(), self.meta.root(Tree::Stats), b"", |_, v| {
-            if v.len() >= 8 {
-                let n = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
+            if let Some(n) = get_u64(&v, 0) {
                 out.push((String::from_utf8_lossy(&v[8..]).into_owned(), n));
             }
             true

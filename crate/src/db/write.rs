@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::btree;
+use crate::codec::{Put, get_u64};
 use crate::cv::DbId;
 use crate::doc::{self, DocFlags, DocumentMeta, RawVersion};
 use crate::error::{Error, InputError, clip};
@@ -263,17 +264,7 @@ fn prepare(op: Op) -> Result<Prepared, Error> {
                 resolve: false,
             })
         }
-        Op::Delete { id, expected } => {
-            doc::validate_id(&id)?;
-            let key = doc::id_key(&id);
-            check_key_len(&id, &key, None)?;
-            Ok(Prepared::Delete {
-                id,
-                key,
-                expected,
-                resolve: false,
-            })
-        }
+        Op::Delete { id, expected } => prepare_delete(id, expected, false),
         Op::Resolve {
             id,
             body: Some(body),
@@ -302,17 +293,7 @@ fn prepare(op: Op) -> Result<Prepared, Error> {
                 other => Ok(other),
             }
         }
-        Op::Resolve { id, body: None, .. } => {
-            doc::validate_id(&id)?;
-            let key = doc::id_key(&id);
-            check_key_len(&id, &key, None)?;
-            Ok(Prepared::Delete {
-                id,
-                key,
-                expected: Expected::Any,
-                resolve: true,
-            })
-        }
+        Op::Resolve { id, body: None, .. } => prepare_delete(id, Expected::Any, true),
         Op::Remote { doc: d, policy } => {
             doc::validate_id(&d.id)?;
             if let Some(c) = &d.collection {
@@ -363,6 +344,19 @@ fn prepare(op: Op) -> Result<Prepared, Error> {
             Ok(Prepared::Local { key, value })
         }
     }
+}
+
+/// A delete (`resolve`: the resolution of a conflict by a deletion).
+fn prepare_delete(id: String, expected: Expected, resolve: bool) -> Result<Prepared, Error> {
+    doc::validate_id(&id)?;
+    let key = doc::id_key(&id);
+    check_key_len(&id, &key, None)?;
+    Ok(Prepared::Delete {
+        id,
+        key,
+        expected,
+        resolve,
+    })
 }
 
 fn check_key_len(id: &str, key: &[u8], coll: Option<&str>) -> Result<(), Error> {
@@ -680,14 +674,15 @@ pub(super) async fn bump_stat<S: PageStore>(
     delta: i64,
 ) -> Result<PageNo, Error> {
     let cur = match btree::get(ctx, root, k).await? {
-        Some(v) if v.len() >= 8 => u64::from_le_bytes(v[..8].try_into().unwrap_or_default()),
-        _ => 0,
+        Some(v) => get_u64(&v, 0).unwrap_or(0),
+        None => 0,
     };
     let n = cur.saturating_add_signed(delta);
     if n == 0 {
         return Ok(btree::remove(ctx, root, k).await?.0);
     }
-    let mut v = n.to_le_bytes().to_vec();
+    let mut v = Vec::with_capacity(8 + coll.len());
+    v.put_u64(n);
     v.extend_from_slice(coll.as_bytes());
     Ok(btree::insert(ctx, root, k, &v).await?.0)
 }
