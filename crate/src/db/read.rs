@@ -178,7 +178,7 @@ impl<S: PageStore> Database<S> {
         self.snapshot().conflicts(after, limit).await
     }
 
-    /// The value of a local record (see [`Batch::set_local`]).
+    /// The value of a local record (see [`super::Batch::set_local`]).
     pub async fn get_local(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         self.snapshot().get_local(key).await
     }

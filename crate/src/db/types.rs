@@ -15,7 +15,7 @@ use crate::policy::ConflictPolicy;
 /// for tests and simulations).
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
-/// Options for [`Database::open`].
+/// Options for [`super::Database::open`].
 #[derive(Clone)]
 pub struct OpenOptions {
     /// Page cache limit in bytes (default 64 MiB).
@@ -241,7 +241,7 @@ pub struct DbStats {
     pub cache: CacheStats,
 }
 
-/// Result of [`Database::integrity_check`].
+/// Result of [`super::Database::integrity_check`].
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct IntegrityReport {
     /// Pages read and verified.
