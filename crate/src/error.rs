@@ -75,11 +75,22 @@ pub enum Error {
     /// serve the data rather than serve wrong data.
     #[error("corrupt page {page}{}: {reason}", location.as_ref().map(|l| format!(" ({l})")).unwrap_or_default())]
     Corrupt {
-        /// The page number (0 for damage that is not tied to one page).
+        /// The page number (never 0: damage not tied to one page is
+        /// [`Error::CorruptRecord`]).
         page: PageNo,
         /// Where the page is kept (file and byte offset), when the store
         /// knows.
         location: Option<PageLocation>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A record that is not one page failed its checks: a document record
+    /// (named by its key), the meta record, the free list. Same code as
+    /// [`Error::Corrupt`] (`"corrupt"`).
+    #[error("corrupt {record}: {reason}")]
+    CorruptRecord {
+        /// Which record: `record of "<id key>"`, `meta record`, `free list`.
+        record: String,
         /// What is wrong.
         reason: String,
     },
@@ -106,7 +117,7 @@ impl Error {
             Error::Input(InputError::TooLarge { .. }) => "too_large",
             Error::Input(InputError::InvalidArgument(_)) => "invalid_argument",
             Error::ConcurrencyConflict { .. } => "concurrency_conflict",
-            Error::Corrupt { .. } => "corrupt",
+            Error::Corrupt { .. } | Error::CorruptRecord { .. } => "corrupt",
             Error::Store(e) => e.code(),
             Error::Poisoned(_) => "poisoned",
             Error::Closed => "closed",

@@ -9,8 +9,8 @@
 //!   of a set of pages plus a meta record, a durability barrier — with an in-memory
 //!   store and (native) the file store.
 //! - [`btree`]: a copy-on-write B+tree over pages.
-//! - [`db`]: documents, change vectors, the id / etag / collection indexes, and
-//!   group commit.
+//! - [`db`]: documents, change vectors, the catalog of named trees (the id /
+//!   etag / collection indexes and the rest), format upgrades, and group commit.
 //!
 //! See `docs/design.md` for the storage design and its commit-safety argument.
 #![forbid(unsafe_code)]

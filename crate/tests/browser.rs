@@ -17,6 +17,7 @@ use std::sync::Arc;
 use outpost::store::idb::{IdbStore, error_from_js};
 use outpost::store::{Commit, Durability, PAGE_SIZE, PageBuf, PageNo, PageStore};
 use outpost::{Batch, Database, Error, OpenOptions, StoreError};
+use outpost_testkit::put_first_patient;
 use serde_json::json;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -264,14 +265,7 @@ fn web_sys_log(msg: &str) {
 async fn database_put_get_scan_changes() {
     let name = unique_name("db");
     let db = open_db(&name).await;
-    let r = db
-        .put(
-            "patients/dr-7/p1",
-            json!({"name": "Ada", "@metadata": {"@collection": "Patients"}}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.etag, 1);
+    put_first_patient(&db).await;
     db.put("patients/dr-7/p2", json!({"name": "Grace"}))
         .await
         .unwrap();

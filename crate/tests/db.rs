@@ -6,24 +6,31 @@ use std::sync::atomic::Ordering;
 
 use futures::executor::block_on;
 use outpost::store::MemoryStore;
-use outpost::{Batch, ChangeVector, CvOrder, Database, Error, Expected, OpenOptions, PutOptions};
-use outpost_testkit::{open, opts};
+use outpost::{
+    Batch, ChangeVector, CvOrder, Database, Error, Expected, OpenOptions, PageStore, PutOptions,
+};
+use outpost_testkit::{open, opts, put_first_patient};
 use serde_json::json;
 use std::future::Future;
+
+/// A fresh in-memory store and a database open on it (testkit options).
+async fn fresh() -> (Arc<MemoryStore>, Database<Arc<MemoryStore>>) {
+    let store = Arc::new(MemoryStore::new());
+    let db = open(&store).await;
+    (store, db)
+}
+
+/// Asserts that the integrity check of `db` finds no problem.
+async fn assert_sound<S: PageStore>(db: &Database<S>) {
+    let rep = db.integrity_check().await.unwrap();
+    assert!(rep.is_ok(), "{:?}", rep.problems);
+}
 
 #[test]
 fn put_get_delete_roundtrip() {
     block_on(async {
-        let store = Arc::new(MemoryStore::new());
-        let db = open(&store).await;
-        let r = db
-            .put(
-                "patients/dr-7/p1",
-                json!({"name": "Ada", "@metadata": {"@collection": "Patients"}}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(r.etag, 1);
+        let (_store, db) = fresh().await;
+        let r = put_first_patient(&db).await;
         assert_eq!(r.change_vector.get(&db.db_id()), 1);
         let d = db
             .get("Patients/DR-7/P1")
@@ -56,16 +63,14 @@ fn put_get_delete_roundtrip() {
         assert!(db.delete("nope").await.unwrap().is_none());
         assert_eq!(db.count().await.unwrap(), 0);
         assert_eq!(db.stats().tombstones, 1);
-        let rep = db.integrity_check().await.unwrap();
-        assert!(rep.is_ok(), "{:?}", rep.problems);
+        assert_sound(&db).await;
     });
 }
 
 #[test]
 fn scan_changes_collections() {
     block_on(async {
-        let store = Arc::new(MemoryStore::new());
-        let db = open(&store).await;
+        let (_store, db) = fresh().await;
         for i in 0..300 {
             let (prefix, coll) = if i % 3 == 0 {
                 ("patients/dr-7/", "Patients")
@@ -117,15 +122,14 @@ fn scan_changes_collections() {
         let inv = db.by_collection("invoices", None, 10).await.unwrap();
         assert_eq!(inv.len(), 10);
         assert_eq!(db.count().await.unwrap(), 299);
-        assert!(db.integrity_check().await.unwrap().is_ok());
+        assert_sound(&db).await;
     });
 }
 
 #[test]
 fn batch_is_atomic_and_expected_change_vectors() {
     block_on(async {
-        let store = Arc::new(MemoryStore::new());
-        let db = open(&store).await;
+        let (_store, db) = fresh().await;
         let a = db.put("a", json!({"v": 1})).await.unwrap();
         let mut b = Batch::new();
         b.put("b", json!({"v": 2}));
@@ -182,15 +186,14 @@ fn batch_is_atomic_and_expected_change_vectors() {
         b.put("", json!({}));
         assert_eq!(db.commit(b).await.unwrap_err().code(), "invalid_id");
         assert!(db.get("c").await.unwrap().is_none());
-        assert!(db.integrity_check().await.unwrap().is_ok());
+        assert_sound(&db).await;
     });
 }
 
 #[test]
 fn bad_input_is_typed_errors() {
     block_on(async {
-        let store = Arc::new(MemoryStore::new());
-        let db = open(&store).await;
+        let (_store, db) = fresh().await;
         let long = "x".repeat(513);
         for (id, code) in [
             ("", "invalid_id"),
@@ -235,15 +238,14 @@ fn bad_input_is_typed_errors() {
             "invalid_collection"
         );
         assert_eq!(db.count().await.unwrap(), 0);
-        assert!(db.integrity_check().await.unwrap().is_ok());
+        assert_sound(&db).await;
     });
 }
 
 #[test]
 fn large_documents_use_overflow_pages_and_are_freed() {
     block_on(async {
-        let store = Arc::new(MemoryStore::new());
-        let db = open(&store).await;
+        let (_store, db) = fresh().await;
         let big = "z".repeat(300_000);
         db.put("big", json!({"blob": big})).await.unwrap();
         assert_eq!(
@@ -265,15 +267,14 @@ fn large_documents_use_overflow_pages_and_are_freed() {
             db.stats().pages,
             pages_with_big
         );
-        assert!(db.integrity_check().await.unwrap().is_ok());
+        assert_sound(&db).await;
     });
 }
 
 #[test]
 fn reopen_keeps_everything() {
     block_on(async {
-        let store = Arc::new(MemoryStore::new());
-        let db = open(&store).await;
+        let (store, db) = fresh().await;
         let id = db.db_id();
         for i in 0..2000 {
             db.put(
@@ -301,16 +302,14 @@ fn reopen_keeps_everything() {
         assert!(db.get("docs/3").await.unwrap().is_none());
         let r = db.put("docs/3", json!({"back": true})).await.unwrap();
         assert_eq!(r.etag, before.last_etag + 1);
-        let rep = db.integrity_check().await.unwrap();
-        assert!(rep.is_ok(), "{:?}", rep.problems);
+        assert_sound(&db).await;
     });
 }
 
 #[test]
 fn snapshots_are_stable_while_writes_commit() {
     block_on(async {
-        let store = Arc::new(MemoryStore::new());
-        let db = open(&store).await;
+        let (_store, db) = fresh().await;
         for i in 0..200 {
             db.put(
                 &format!("k/{i:04}"),
@@ -345,7 +344,7 @@ fn snapshots_are_stable_while_writes_commit() {
         drop(snap);
         let now = db.scan("k/", None, 10_000).await.unwrap();
         assert!(now.iter().all(|d| d.body["v"] == 3));
-        assert!(db.integrity_check().await.unwrap().is_ok());
+        assert_sound(&db).await;
     });
 }
 
@@ -444,7 +443,7 @@ fn concurrent_writers_share_flushes() {
         let etags: std::collections::BTreeSet<u64> =
             results.iter().map(|r| r.as_ref().unwrap().etag).collect();
         assert_eq!(etags.len(), 200, "every write got its own etag");
-        assert!(db.integrity_check().await.unwrap().is_ok());
+        assert_sound(&db).await;
     });
 }
 
@@ -468,16 +467,14 @@ fn a_dropped_transaction_leaves_nothing_behind() {
             let _ = fut.as_mut().poll(&mut cx);
         }
         db.put("after", json!({})).await.unwrap();
-        let rep = db.integrity_check().await.unwrap();
-        assert!(rep.is_ok(), "{:?}", rep.problems);
+        assert_sound(&db).await;
     });
 }
 
 #[test]
 fn open_reads_almost_nothing_and_the_cache_is_bounded() {
     block_on(async {
-        let store = Arc::new(MemoryStore::new());
-        let db = open(&store).await;
+        let (store, db) = fresh().await;
         let mut b = Batch::new();
         for i in 0..20_000 {
             b.put(
@@ -568,8 +565,7 @@ fn refresh_picks_up_another_handles_commits() {
         }
         for db in [&a, &b] {
             db.refresh().await.unwrap();
-            let rep = db.integrity_check().await.unwrap();
-            assert!(rep.is_ok(), "{:?}", rep.problems);
+            assert_sound(db).await;
             assert_eq!(db.count().await.unwrap(), 20 * 49);
         }
         // A reopened handle agrees.
@@ -600,7 +596,7 @@ fn a_failed_commit_poisons_and_refresh_recovers() {
         assert!(db.get("b").await.unwrap().is_none());
         db.put("c", json!({"v": 3})).await.unwrap();
         assert_eq!(db.count().await.unwrap(), 2);
-        assert!(db.integrity_check().await.unwrap().is_ok());
+        assert_sound(&db).await;
         db.close().await.unwrap();
         // A poisoned handle still closes.
         store.inner.reopen();
@@ -614,8 +610,7 @@ fn a_failed_commit_poisons_and_refresh_recovers() {
 #[test]
 fn commit_observer_reports_durable_commits_then_the_end() {
     block_on(async {
-        let store = Arc::new(MemoryStore::new());
-        let db = open(&store).await;
+        let (_store, db) = fresh().await;
         db.put("a", json!({})).await.unwrap();
         let mut w = db.watch_commits();
         assert_eq!(w.seen(), 1);

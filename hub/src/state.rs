@@ -377,7 +377,11 @@ impl Hub {
                 self.database_failed(handle, why.clone());
                 Some(why)
             }
-            Err(e @ (outpost::Error::Store(_) | outpost::Error::Corrupt { .. })) => {
+            Err(
+                e @ (outpost::Error::Store(_)
+                | outpost::Error::Corrupt { .. }
+                | outpost::Error::CorruptRecord { .. }),
+            ) => {
                 let why = e.to_string();
                 self.database_failed(handle, why.clone());
                 Some(why)

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
 use outpost::store::MemoryStore;
-use outpost::{Database, OpenOptions};
+use outpost::{Database, OpenOptions, PageStore, WriteResult};
 
 /// A fresh directory under a given root, removed (with everything in it) on drop.
 #[derive(Debug)]
@@ -65,6 +65,21 @@ pub fn opts() -> OpenOptions {
 /// Opens a database over `store` with [`opts`].
 pub async fn open(store: &Arc<MemoryStore>) -> Database<Arc<MemoryStore>> {
     Database::open(store.clone(), opts()).await.unwrap()
+}
+
+/// Puts the first document of the engine tests into the new database `db`
+/// (`patients/dr-7/p1`, in collection `Patients`, body `{"name": "Ada"}`) and
+/// checks that it got etag 1.
+pub async fn put_first_patient<S: PageStore>(db: &Database<S>) -> WriteResult {
+    let r = db
+        .put(
+            "patients/dr-7/p1",
+            serde_json::json!({"name": "Ada", "@metadata": {"@collection": "Patients"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.etag, 1);
+    r
 }
 
 /// One `[[edge]]` entry of the hub configuration (database `main`).

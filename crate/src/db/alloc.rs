@@ -1,0 +1,340 @@
+//! Page allocation for the working generation: the working state (dirty
+//! pages, reusable and pending-free pages), its undo journal (a failed or
+//! dropped transaction is rolled back whole), the write context the B+tree
+//! allocates and writes pages through, and the persisted free list (its page
+//! codec, writing the chain at each flush, loading it on open).
+//!
+//! ## Reuse rule
+//! A page freed by generation `g` is reused only once generation `g` is
+//! flushed and no snapshot older than `g` is alive, so a snapshot's pages
+//! never change under it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use crate::btree::{self, KIND_FREELIST, PageRead, PageWrite};
+use crate::codec::{get_u16, get_u64, set_u64};
+use crate::error::{Error, OpenError};
+use crate::store::{PAGE_SIZE, PageBuf, PageNo, PageStore};
+
+use super::Inner;
+use super::meta::Meta;
+use super::read::read_cached;
+use super::write::coll_key;
+
+// ---------------------------------------------------------------------------
+// Free-list pages: the 16-byte page header of `btree::seal` (its entry count
+// is the number of page numbers listed), then these fields, little-endian.
+
+/// `u64`: the next page of the chain, 0 at its end.
+const FREELIST_NEXT: usize = 16;
+/// `u64` page numbers, [`FREELIST_PER_PAGE`] at most.
+const FREELIST_ENTRIES: usize = 24;
+/// Page numbers one free-list page holds.
+const FREELIST_PER_PAGE: usize = (PAGE_SIZE - FREELIST_ENTRIES) / 8;
+/// `u16` in the page header: the number of entries.
+const FREELIST_COUNT: usize = 14;
+
+/// A sealed free-list page `no` listing `entries` (at most
+/// [`FREELIST_PER_PAGE`]), followed in the chain by `next`.
+fn encode_freelist_page(no: PageNo, next: PageNo, entries: &[PageNo]) -> Vec<u8> {
+    let mut buf = vec![0u8; PAGE_SIZE];
+    set_u64(&mut buf, FREELIST_NEXT, next);
+    for (j, e) in entries.iter().enumerate() {
+        set_u64(&mut buf, FREELIST_ENTRIES + 8 * j, *e);
+    }
+    btree::seal(&mut buf, no, KIND_FREELIST, entries.len() as u16);
+    buf
+}
+
+/// A free-list page (already checked by `check_page`): the next page of the
+/// chain, the entry count the page claims, and its entries (as many as it
+/// claims, at most [`FREELIST_PER_PAGE`]).
+pub(super) fn decode_freelist_page(buf: &[u8]) -> (PageNo, usize, Vec<PageNo>) {
+    let le = |at: usize| get_u64(buf, at).unwrap_or_default();
+    let claimed = get_u16(buf, FREELIST_COUNT).unwrap_or_default() as usize;
+    let entries = (0..claimed.min(FREELIST_PER_PAGE))
+        .map(|i| le(FREELIST_ENTRIES + 8 * i))
+        .collect();
+    (le(FREELIST_NEXT), claimed, entries)
+}
+
+// ---------------------------------------------------------------------------
+// The working state
+
+/// The state writers apply transactions to (under the writer lock).
+pub(super) struct Working {
+    pub(super) meta: Meta,
+    /// Transactions applied so far.
+    pub(super) seq: u64,
+    /// Pages written by the working generation (not yet flushed).
+    pub(super) dirty: HashMap<PageNo, PageBuf>,
+    /// Pages of the flush under way (or the last one).
+    pub(super) inflight: Arc<HashMap<PageNo, PageBuf>>,
+    /// Pages that may be reused now.
+    pub(super) free: Vec<PageNo>,
+    /// Pages freed by generation `g`, reusable once `g` is flushed and no older
+    /// snapshot is alive.
+    pub(super) pending: VecDeque<(u64, PageNo)>,
+    /// Pages holding the persisted free list of the last flush.
+    pub(super) freelist_pages: Vec<PageNo>,
+    /// Generation up to which pending pages may be reused (refreshed per transaction).
+    pub(super) reuse_limit: u64,
+    /// Undo journal of the transaction being applied (rolled back on failure).
+    pub(super) undo: Vec<Undo>,
+    /// Pages whose pre-transaction state is in the journal.
+    pub(super) journaled: HashSet<PageNo>,
+    /// Changes of per-collection live counts not yet written to the `stats`
+    /// tree: collection key -> (display name, delta). Written once per flush
+    /// instead of once per document.
+    pub(super) coll_deltas: HashMap<Vec<u8>, (String, i64)>,
+}
+
+/// One reversible change to the working state's page bookkeeping.
+pub(super) enum Undo {
+    /// `dirty[no]` was this before.
+    Dirty(PageNo, Option<PageBuf>),
+    /// A page was popped from `free`.
+    FreePop(PageNo),
+    /// A page was moved from the front of `pending` to `free`.
+    PendingPop(u64, PageNo),
+    /// A page was pushed onto `free`.
+    FreePush,
+    /// A page was pushed onto the back of `pending`.
+    PendingPush,
+    /// `coll_deltas[key]` was this before.
+    Coll(Vec<u8>, Option<(String, i64)>),
+}
+
+impl Working {
+    /// The working state over the committed `meta`, whose free list holds
+    /// `free` in pages `chain`: the next generation to flush is the one after it.
+    pub(super) fn new(meta: &Meta, free: Vec<PageNo>, chain: Vec<PageNo>) -> Working {
+        let mut m = meta.clone();
+        m.generation = meta.generation + 1;
+        Working {
+            meta: m,
+            seq: 0,
+            dirty: HashMap::new(),
+            inflight: Arc::new(HashMap::new()),
+            free,
+            pending: VecDeque::new(),
+            freelist_pages: chain,
+            reuse_limit: 0,
+            undo: Vec::new(),
+            journaled: HashSet::new(),
+            coll_deltas: HashMap::new(),
+        }
+    }
+
+    /// Writes the free list of the generation being flushed: the previous
+    /// chain's pages are released by this generation, and the new chain is
+    /// written to pages taken from the reusable ones (they are unreachable
+    /// from every live state), so the list does not grow by its own size on
+    /// every flush. Sets the meta's free-list head and count.
+    pub(super) fn write_free_list(&mut self) {
+        let generation = self.meta.generation;
+        for p in std::mem::take(&mut self.freelist_pages) {
+            self.pending.push_back((generation, p));
+        }
+        let total = self.free.len() + self.pending.len();
+        let mut chain: Vec<PageNo> = Vec::new();
+        let mut from_list = 0;
+        while chain.len() < (total - from_list).div_ceil(FREELIST_PER_PAGE) {
+            match self.free.pop() {
+                Some(no) => {
+                    chain.push(no);
+                    from_list += 1;
+                }
+                None => {
+                    chain.push(self.meta.next_page);
+                    self.meta.next_page += 1;
+                }
+            }
+        }
+        let list: Vec<PageNo> = self
+            .free
+            .iter()
+            .copied()
+            .chain(self.pending.iter().map(|&(_, p)| p))
+            .collect();
+        for (i, chunk) in list.chunks(FREELIST_PER_PAGE).enumerate() {
+            let next = chain.get(i + 1).copied().unwrap_or(0);
+            let buf = encode_freelist_page(chain[i], next, chunk);
+            self.dirty.insert(chain[i], Arc::new(buf));
+        }
+        self.meta.freelist_head = chain.first().copied().unwrap_or(0);
+        self.meta.freelist_count = list.len() as u64;
+        self.freelist_pages = chain;
+    }
+
+    /// Records a change of a collection's live document count.
+    pub(super) fn add_coll_delta(&mut self, coll: &str, delta: i64) {
+        let key = coll_key(coll);
+        let prev = self.coll_deltas.get(&key).cloned();
+        let d = prev.as_ref().map_or(0, |p| p.1);
+        self.coll_deltas
+            .insert(key.clone(), (coll.to_string(), d + delta));
+        self.undo.push(Undo::Coll(key, prev));
+    }
+
+    fn set_dirty(&mut self, no: PageNo, buf: Option<PageBuf>) {
+        let prev = match buf {
+            Some(b) => self.dirty.insert(no, b),
+            None => self.dirty.remove(&no),
+        };
+        // Only a page's state before the transaction's first change to it is
+        // needed to roll back; later versions are dropped at once (a large
+        // batch rewrites the same pages many times).
+        if self.journaled.insert(no) {
+            self.undo.push(Undo::Dirty(no, prev));
+        }
+    }
+
+    /// Reverts every change recorded in the journal, newest first.
+    pub(super) fn rollback(&mut self, meta: Meta) {
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::Dirty(no, Some(b)) => {
+                    self.dirty.insert(no, b);
+                }
+                Undo::Dirty(no, None) => {
+                    self.dirty.remove(&no);
+                }
+                Undo::FreePop(no) => self.free.push(no),
+                Undo::PendingPop(g, no) => {
+                    self.free.pop();
+                    self.pending.push_front((g, no));
+                }
+                Undo::FreePush => {
+                    self.free.pop();
+                }
+                Undo::PendingPush => {
+                    self.pending.pop_back();
+                }
+                Undo::Coll(key, Some(prev)) => {
+                    self.coll_deltas.insert(key, prev);
+                }
+                Undo::Coll(key, None) => {
+                    self.coll_deltas.remove(&key);
+                }
+            }
+        }
+        self.meta = meta;
+        self.journaled.clear();
+    }
+}
+
+/// The write context of a transaction: reads see the working generation's
+/// pages first; allocations and frees go through the working state.
+pub(super) struct WCtx<'a, S> {
+    pub(super) inner: &'a Inner<S>,
+    pub(super) w: &'a mut Working,
+}
+
+impl<S: PageStore> PageRead for WCtx<'_, S> {
+    async fn read(&self, no: PageNo, kind: u8) -> Result<PageBuf, Error> {
+        if let Some(b) = self.w.dirty.get(&no).or_else(|| self.w.inflight.get(&no)) {
+            return Ok(b.clone());
+        }
+        read_cached(self.inner, no, kind).await
+    }
+}
+
+impl<S: PageStore> PageWrite for WCtx<'_, S> {
+    fn alloc(&mut self) -> PageNo {
+        let w = &mut *self.w;
+        if w.free.is_empty() {
+            while let Some(&(g, no)) = w.pending.front() {
+                if g > w.reuse_limit {
+                    break;
+                }
+                w.pending.pop_front();
+                w.free.push(no);
+                w.undo.push(Undo::PendingPop(g, no));
+            }
+        }
+        let no = match w.free.pop() {
+            Some(no) => {
+                w.undo.push(Undo::FreePop(no));
+                no
+            }
+            None => {
+                // Restored by the meta record on rollback.
+                let no = w.meta.next_page;
+                w.meta.next_page += 1;
+                no
+            }
+        };
+        // Mark as owned by this generation (the caller writes it right away).
+        w.set_dirty(no, Some(Arc::new(Vec::new())));
+        no
+    }
+
+    fn is_dirty(&self, no: PageNo) -> bool {
+        self.w.dirty.contains_key(&no)
+    }
+
+    fn free(&mut self, no: PageNo) {
+        if self.w.dirty.contains_key(&no) {
+            // Written by this generation only: nothing else can reference it.
+            self.w.set_dirty(no, None);
+            self.w.free.push(no);
+            self.w.undo.push(Undo::FreePush);
+        } else {
+            let g = self.w.meta.generation;
+            self.w.pending.push_back((g, no));
+            self.w.undo.push(Undo::PendingPush);
+        }
+    }
+
+    fn write(&mut self, no: PageNo, buf: PageBuf) {
+        self.w.set_dirty(no, Some(buf));
+    }
+}
+
+/// Reads the free-list chain of `meta`: the reusable pages (lowest reused
+/// first) and the pages holding the chain.
+pub(super) async fn load_free_list<S: PageStore>(
+    inner: &Inner<S>,
+    meta: &Meta,
+) -> Result<(Vec<PageNo>, Vec<PageNo>), OpenError> {
+    let (mut free, mut chain) = (Vec::new(), Vec::new());
+    let mut next = meta.freelist_head;
+    while next != 0 {
+        if next >= meta.next_page || chain.len() as u64 > meta.next_page {
+            return Err(OpenError::Corrupt(format!(
+                "free-list chain is broken at page {next}"
+            )));
+        }
+        let buf = read_cached(inner, next, KIND_FREELIST)
+            .await
+            .map_err(|e| OpenError::Corrupt(e.to_string()))?;
+        chain.push(next);
+        let (following, n, entries) = decode_freelist_page(&buf);
+        if n > FREELIST_PER_PAGE {
+            return Err(OpenError::Corrupt(format!(
+                "free-list page {next} claims {n} entries"
+            )));
+        }
+        for no in entries {
+            if no == 0 || no >= meta.next_page {
+                return Err(OpenError::Corrupt(format!(
+                    "free-list page {next} lists page {no}"
+                )));
+            }
+            free.push(no);
+        }
+        next = following;
+    }
+    if free.len() as u64 != meta.freelist_count {
+        return Err(OpenError::Corrupt(format!(
+            "free list holds {} pages, meta says {}",
+            free.len(),
+            meta.freelist_count
+        )));
+    }
+    // Reuse the lowest pages first (keeps files compact).
+    free.sort_unstable_by(|a, b| b.cmp(a));
+    Ok((free, chain))
+}

@@ -1,0 +1,170 @@
+//! The integrity check: every page reachable from a snapshot is read and
+//! verified, the indexes and counters are checked against the documents, and
+//! every allocated page must be in use or free exactly once.
+//!
+//! Reachability and page accounting come from the catalog: every registered
+//! tree is walked without naming it here. The cross-checks below are
+//! specific to the trees they name (index entries against documents,
+//! counters against what was found).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::btree::{self, KIND_FREELIST};
+use crate::doc;
+use crate::error::Error;
+use crate::store::{PageNo, PageStore};
+
+use super::alloc::decode_freelist_page;
+use super::meta::Tree;
+use super::read::{decode_meta, read_cached};
+use super::types::IntegrityReport;
+use super::write::coll_key;
+use super::{Database, Snapshot};
+
+impl<S: PageStore> Database<S> {
+    /// Reads every page reachable from the last committed state, verifying
+    /// checksums, key order, and that the indexes and counters agree; also that
+    /// every allocated page is either in use or free exactly once.
+    pub async fn integrity_check(&self) -> Result<IntegrityReport, Error> {
+        self.snapshot().integrity_check().await
+    }
+}
+
+impl<S: PageStore> Snapshot<S> {
+    /// See [`Database::integrity_check`].
+    pub async fn integrity_check(&self) -> Result<IntegrityReport, Error> {
+        let m = &self.meta;
+        let r = self.reader();
+        let mut rep = IntegrityReport::default();
+        let mut pages: Vec<PageNo> = Vec::new();
+        // Every registered tree: its pages (for the accounting below) and
+        // its entry count (for the cross-checks).
+        let mut counts = HashMap::new();
+        for (tree, root) in m.trees() {
+            match btree::collect_pages(&r, root, &mut pages).await {
+                Ok(n) => {
+                    counts.insert(tree, n);
+                }
+                Err(e) => rep.problems.push(format!("{} tree: {e}", tree.name())),
+            }
+        }
+        // Documents: decode every record, count, and cross-check the indexes.
+        let mut coll_live: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        let mut bad = Vec::new();
+        let mut conflicted = 0u64;
+        let scan = btree::scan(&r, m.root(Tree::Docs), b"", |k, rec| {
+            match decode_meta(&rec, k) {
+                Ok((id, dm)) => {
+                    if doc::id_key(&id) != k {
+                        bad.push(format!("record {id:?} stored under a different key"));
+                    }
+                    if dm.flags.is_conflicted() {
+                        conflicted += 1;
+                    }
+                    if dm.flags.is_tombstone() {
+                        rep.tombstones += 1;
+                    } else {
+                        rep.documents += 1;
+                        if let Some(c) = &dm.collection {
+                            *coll_live.entry(coll_key(c)).or_default() += 1;
+                        }
+                    }
+                }
+                Err(e) => bad.push(e.to_string()),
+            }
+            true
+        })
+        .await;
+        if let Err(e) = scan {
+            rep.problems.push(format!("docs scan: {e}"));
+        }
+        rep.problems.extend(bad);
+        if rep.documents != m.doc_count || rep.tombstones != m.tombstone_count {
+            rep.problems.push(format!(
+                "counters say {} documents and {} tombstones; found {} and {}",
+                m.doc_count, m.tombstone_count, rep.documents, rep.tombstones
+            ));
+        }
+        if let (Some(d), Some(e)) = (counts.get(&Tree::Docs), counts.get(&Tree::Etags))
+            && d != e
+        {
+            rep.problems
+                .push(format!("{d} documents but {e} etag index entries"));
+        }
+        if let Some(c) = counts.get(&Tree::Conflicts)
+            && *c != conflicted
+        {
+            rep.problems.push(format!(
+                "{conflicted} conflicted documents but {c} conflict index entries"
+            ));
+        }
+        let live_in_colls: u64 = coll_live.values().sum();
+        if let Some(c) = counts.get(&Tree::Colls)
+            && *c != live_in_colls
+        {
+            rep.problems.push(format!(
+                "{live_in_colls} documents in collections but {c} collection index entries"
+            ));
+        }
+        let stats = self.collections().await.unwrap_or_default();
+        let stats_map: BTreeMap<Vec<u8>, u64> =
+            stats.iter().map(|(n, c)| (coll_key(n), *c)).collect();
+        if stats_map != coll_live {
+            rep.problems
+                .push("collection counts disagree with the documents".into());
+        }
+        // Free list.
+        let mut next = m.freelist_head;
+        let mut free_listed = 0u64;
+        while next != 0 && next < m.next_page {
+            pages.push(next);
+            match read_cached(&self.inner, next, KIND_FREELIST).await {
+                Ok(buf) => {
+                    let (following, _, entries) = decode_freelist_page(&buf);
+                    free_listed += entries.len() as u64;
+                    pages.extend(entries);
+                    next = following;
+                }
+                Err(e) => {
+                    rep.problems.push(format!("free list: {e}"));
+                    break;
+                }
+            }
+        }
+        if free_listed != m.freelist_count {
+            rep.problems.push(format!(
+                "free list holds {free_listed} pages, meta says {}",
+                m.freelist_count
+            ));
+        }
+        rep.pages_checked = pages.len() as u64;
+        // Every page 1..next_page used or free exactly once.
+        let mut seen = vec![0u8; m.next_page as usize];
+        for p in pages {
+            match seen.get_mut(p as usize) {
+                Some(s) if p != 0 => *s = s.saturating_add(1),
+                _ => rep.problems.push(format!(
+                    "page {p} is beyond the allocated {} pages",
+                    m.next_page
+                )),
+            }
+        }
+        let dup: Vec<usize> = seen
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 1)
+            .map(|(i, _)| i)
+            .take(10)
+            .collect();
+        if !dup.is_empty() {
+            rep.problems
+                .push(format!("pages used more than once: {dup:?}"));
+        }
+        let lost = seen.iter().skip(1).filter(|c| **c == 0).count();
+        if lost > 0 && rep.problems.is_empty() {
+            rep.problems
+                .push(format!("{lost} pages neither used nor free (leaked)"));
+        }
+        Ok(rep)
+    }
+}

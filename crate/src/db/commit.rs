@@ -1,0 +1,191 @@
+//! Group commit: a transaction applied to the working state waits until it
+//! is durable; the first waiter with no flush under way becomes the flusher
+//! and hands every page the working generation wrote, plus the new meta
+//! record, to the page store as one atomic commit. Also closing, and the
+//! commit observer ([`Database::watch_commits`]).
+
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+
+use crate::btree;
+use crate::error::Error;
+use crate::store::{Commit, Durability, PageBuf, PageNo, PageStore};
+use crate::watch::CommitWatch;
+
+use super::alloc::WCtx;
+use super::meta::Tree;
+use super::write::bump_stat;
+use super::{Database, Inner};
+
+impl<S: PageStore> Database<S> {
+    /// Waits until transaction `seq` is durable, flushing (as the group-commit
+    /// leader) when no flush is under way.
+    pub(super) async fn wait_durable(&self, seq: u64) -> Result<(), Error> {
+        loop {
+            let rx = {
+                let mut sh = self.inner.shared();
+                if sh.durable_seq >= seq {
+                    return Ok(());
+                }
+                if let Some(f) = &sh.failed {
+                    return Err(Error::Poisoned(f.clone()));
+                }
+                if sh.flushing {
+                    let (tx, rx) = oneshot::channel();
+                    sh.waiters.push(tx);
+                    Some(rx)
+                } else {
+                    sh.flushing = true;
+                    None
+                }
+            };
+            match rx {
+                Some(rx) => {
+                    let _ = rx.await;
+                }
+                None => {
+                    let guard = FlushGuard { inner: &self.inner };
+                    let r = self.flush().await;
+                    drop(guard);
+                    r?;
+                }
+            }
+        }
+    }
+
+    /// Takes the working generation's pages and commits them as one store commit.
+    async fn flush(&self) -> Result<(), Error> {
+        let (fut, meta, seq) = {
+            let mut w = self.inner.writer.lock().await;
+            let seq = w.seq;
+            if seq <= self.inner.shared().durable_seq {
+                return Ok(());
+            }
+            let w = &mut *w;
+            // Collection counts of this generation, one tree update per collection.
+            // Each delta is removed right after it is applied (no await in
+            // between), so a dropped flush never applies one twice.
+            let keys: Vec<Vec<u8>> = w.coll_deltas.keys().cloned().collect();
+            for k in keys {
+                let Some((name, delta)) = w.coll_deltas.get(&k).cloned() else {
+                    continue;
+                };
+                let root = w.meta.root(Tree::Stats);
+                let mut ctx = WCtx {
+                    inner: &self.inner,
+                    w: &mut *w,
+                };
+                let r = bump_stat(&mut ctx, root, &k, &name, delta).await;
+                match r {
+                    Ok(root) => {
+                        w.meta.set_root(Tree::Stats, root);
+                        w.coll_deltas.remove(&k);
+                    }
+                    Err(e) => {
+                        self.inner.shared().failed = Some(e.to_string());
+                        self.inner.commits.end();
+                        return Err(e);
+                    }
+                }
+            }
+            w.undo.clear();
+            w.journaled.clear();
+            w.write_free_list();
+            let meta = w.meta.clone();
+            let mut dirty = std::mem::take(&mut w.dirty);
+            for buf in dirty.values_mut() {
+                btree::set_checksum(Arc::make_mut(buf).as_mut_slice());
+            }
+            let pages: Vec<(PageNo, PageBuf)> =
+                dirty.iter().map(|(k, v)| (*k, v.clone())).collect();
+            w.inflight = Arc::new(dirty);
+            w.meta.generation += 1;
+            // Submit while still holding the writer lock and without an await in
+            // between: the commit is queued even if this future is dropped.
+            // The cache gets the new versions now, not after the commit: a page
+            // reused by this generation may still be cached with its old content,
+            // and no snapshot can reach it (see the reuse rule), so replacing it
+            // early is safe while replacing it late could be skipped if this
+            // future is dropped.
+            for (no, buf) in &pages {
+                self.inner.cache.put(*no, buf.clone());
+            }
+            let fut = self.inner.store.commit(Commit {
+                pages,
+                meta: meta.encode(),
+                durability: Durability::Durable,
+            });
+            (fut, meta, seq)
+        };
+        match fut.await {
+            Ok(()) => {
+                let etag = meta.last_etag;
+                {
+                    let mut sh = self.inner.shared();
+                    sh.visible = meta;
+                    sh.durable_seq = sh.durable_seq.max(seq);
+                }
+                self.inner.commits.committed(etag);
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.shared().failed = Some(e.to_string());
+                self.inner.commits.end();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A subscription to this database's commits: the engine's one commit
+    /// observer, which every live reader (hub sessions, edge clients, indexes)
+    /// uses. See [`CommitWatch`].
+    pub fn watch_commits(&self) -> CommitWatch {
+        self.inner.commits.subscribe()
+    }
+
+    /// Flushes anything pending and closes the store.
+    ///
+    /// A database poisoned by a failed commit still closes (its failed writes
+    /// were already reported to their callers); a flush that fails here is
+    /// returned after the store is closed.
+    pub async fn close(&self) -> Result<(), Error> {
+        let seq = self.inner.writer.lock().await.seq;
+        let poisoned = self.inner.shared().failed.is_some();
+        let flushed = if poisoned {
+            Ok(())
+        } else {
+            self.wait_durable(seq).await
+        };
+        {
+            let mut sh = self.inner.shared();
+            if sh.closed {
+                return flushed;
+            }
+            sh.closed = true;
+        }
+        self.inner.commits.end();
+        let synced = if flushed.is_ok() && !poisoned && !self.inner.read_only {
+            self.inner.store.sync().await.map_err(Error::from)
+        } else {
+            Ok(())
+        };
+        self.inner.store.close().await?;
+        flushed.and(synced)
+    }
+}
+
+/// Resets the flushing flag and wakes waiters even if the flush future is dropped.
+struct FlushGuard<'a, S> {
+    inner: &'a Inner<S>,
+}
+
+impl<S> Drop for FlushGuard<'_, S> {
+    fn drop(&mut self) {
+        let mut sh = self.inner.shared();
+        sh.flushing = false;
+        for tx in sh.waiters.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+}

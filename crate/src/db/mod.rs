@@ -1,0 +1,305 @@
+//! The database: documents over copy-on-write B+trees, with group commit.
+//!
+//! This file holds the [`Database`] handle (opening, upgrading an older
+//! format on open, refreshing, counters) and the shared state; the rest is
+//! split by concern:
+//! - `types.rs`: the public API types ([`OpenOptions`], [`Batch`], [`WriteResult`], ...);
+//! - `meta.rs`: the meta record, its format versions, and the catalog of named trees;
+//! - `alloc.rs`: page allocation, the undo journal, the persisted free list;
+//! - `write.rs`: validating and applying writes (documents, indexes, counters);
+//! - `commit.rs`: group commit, flush, close, the commit observer;
+//! - `read.rs`: [`Snapshot`] and the reads;
+//! - `check.rs`: the integrity check.
+//!
+//! ## Trees
+//! The named B+trees (documents, the etag and collection indexes, collection
+//! counts, local records, conflicts) are registered in the catalog of
+//! `meta.rs`, which says what each holds.
+//!
+//! ## Generations, group commit, snapshots
+//! Writers apply their transactions, one at a time under the writer lock, to the
+//! *working state*: pages they modify are copied to new page numbers (or changed
+//! in place if the working generation already copied them). A transaction then
+//! waits for a *flush*. The first waiter with no flush under way becomes the
+//! flusher: it takes every page the working generation wrote, plus the new meta
+//! record, and hands them to the page store as one atomic commit (one WAL write
+//! and one fsync for the file store). When it completes, every transaction it
+//! covered is acknowledged at once, and the flushed generation becomes the one
+//! readers see. Transactions applied while a flush runs go into the next one.
+//!
+//! Readers take a [`Snapshot`] of the last flushed generation. A page freed by
+//! generation `g` is reused only once generation `g` is flushed and no snapshot
+//! older than `g` is alive, so a snapshot's pages never change under it.
+
+mod alloc;
+mod check;
+mod commit;
+mod meta;
+mod read;
+mod types;
+mod write;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::channel::oneshot;
+
+use crate::cache::PageCache;
+use crate::cv::DbId;
+use crate::error::{Error, InputError, OpenError};
+use crate::platform::wall_clock_ms;
+use crate::store::{PAGE_SIZE, PageStore};
+use crate::watch::Publisher;
+
+use alloc::{Working, load_free_list};
+use meta::{META_VERSION, Meta};
+
+pub use read::Snapshot;
+pub use types::{
+    Batch, Clock, CommitInfo, DbStats, Expected, IntegrityReport, MAX_LOCAL_BYTES, OpenOptions,
+    PutOptions, RemoteDoc, WriteOutcome, WriteResult,
+};
+
+/// State shared by writers, the flusher and readers (under a plain mutex).
+struct Shared {
+    /// The meta of the last flushed generation: what snapshots see.
+    visible: Meta,
+    /// Live snapshots by generation.
+    readers: BTreeMap<u64, usize>,
+    /// The last transaction that is durable.
+    durable_seq: u64,
+    /// Whether a flush is under way.
+    flushing: bool,
+    /// Transactions waiting for the flush under way.
+    waiters: Vec<oneshot::Sender<()>>,
+    /// Why the database refuses writes (a commit failed).
+    failed: Option<String>,
+    closed: bool,
+}
+
+struct Inner<S> {
+    store: S,
+    cache: PageCache,
+    clock: Clock,
+    db_id: DbId,
+    writer: futures::lock::Mutex<Working>,
+    shared: Mutex<Shared>,
+    read_only: bool,
+    /// The commit observer ([`Database::watch_commits`]).
+    commits: Publisher,
+}
+
+impl<S> Inner<S> {
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        // Shared is updated field by field with no await inside the lock; a panic
+        // cannot leave it torn, so a poisoned lock is still usable.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An open database over a page store. Cheap to clone (shared handle).
+pub struct Database<S: PageStore> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: PageStore> Clone for Database<S> {
+    fn clone(&self) -> Self {
+        Database {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// An open-time error met while refreshing an open database, in reading
+/// `record` (the meta record, the free list).
+fn open_to_error(record: &str, e: OpenError) -> Error {
+    match e {
+        OpenError::Store(s) => Error::Store(s),
+        e => Error::CorruptRecord {
+            record: record.into(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+impl<S: PageStore> Database<S> {
+    /// Opens the database held by `store`, creating an empty one if the store is
+    /// empty. Reads only the meta record and the free list; pages are read on demand.
+    ///
+    /// A database of an older format version is upgraded: the meta record is
+    /// rewritten in the current format, in one commit, before the open
+    /// returns (if the process dies first, the old record is still there and
+    /// the next open upgrades it). A newer version is refused with
+    /// [`OpenError::Unsupported`].
+    pub async fn open(store: S, opts: OpenOptions) -> Result<Self, OpenError> {
+        Self::open_with(store, opts, false).await
+    }
+
+    /// Opens the database held by `store` for reading only: nothing is ever
+    /// written (an empty store is not given a database: the open fails with
+    /// [`OpenError::NotFound`]; an older format is read as it is, not
+    /// upgraded), and every write fails with
+    /// `StoreError::ReadOnly` (code `read_only`) before it touches anything.
+    /// Pair it with a read-only store such as `FileStore::open_read_only`.
+    pub async fn open_read_only(store: S, opts: OpenOptions) -> Result<Self, OpenError> {
+        Self::open_with(store, opts, true).await
+    }
+
+    async fn open_with(store: S, opts: OpenOptions, read_only: bool) -> Result<Self, OpenError> {
+        if opts.cache_bytes < 16 * PAGE_SIZE {
+            return Err(OpenError::InvalidOptions(format!(
+                "cache_bytes must be at least {}",
+                16 * PAGE_SIZE
+            )));
+        }
+        let existing = store.read_meta().await?;
+        if read_only && existing.is_none() {
+            return Err(OpenError::NotFound(
+                "the store is empty (a read-only open creates nothing)".into(),
+            ));
+        }
+        // A new database, or one of an older format, is committed right away
+        // (its id; the meta record in the current format).
+        let (meta, persist) = match existing {
+            Some(b) => {
+                let (meta, version) = Meta::decode(&b)?;
+                (meta, version < META_VERSION && !read_only)
+            }
+            None => (Meta::new(opts.db_id.unwrap_or_else(DbId::random)), true),
+        };
+        let clock = opts
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(wall_clock_ms));
+        let inner = Inner {
+            store,
+            cache: PageCache::new(opts.cache_bytes),
+            clock,
+            db_id: meta.db_id,
+            writer: futures::lock::Mutex::new(Working::new(&meta, Vec::new(), Vec::new())),
+            shared: Mutex::new(Shared {
+                visible: meta.clone(),
+                readers: BTreeMap::new(),
+                durable_seq: 0,
+                flushing: false,
+                waiters: Vec::new(),
+                failed: None,
+                closed: false,
+            }),
+            read_only,
+            commits: Publisher::new(meta.last_etag),
+        };
+        // Load the persisted free list.
+        {
+            let (free, chain) = load_free_list(&inner, &meta).await?;
+            *inner.writer.lock().await = Working::new(&meta, free, chain);
+        }
+        let db = Database {
+            inner: Arc::new(inner),
+        };
+        if persist {
+            // One empty transaction: its flush commits the meta record in the
+            // current format (with the free list) atomically.
+            db.inner.writer.lock().await.seq += 1;
+            db.wait_durable(1).await.map_err(|e| match e {
+                Error::Store(s) => OpenError::Store(s),
+                e => OpenError::Corrupt(e.to_string()),
+            })?;
+        }
+        Ok(db)
+    }
+
+    /// Picks up commits made to the same store by another handle (another
+    /// browser tab, another process): re-reads the store's meta record and, if
+    /// it changed, drops the page cache and reloads the state. Returns whether
+    /// anything changed.
+    ///
+    /// Only safe while no other handle writes (the caller holds a cross-handle
+    /// lock, e.g. the Web Locks API in the browser) and while this handle has
+    /// no write in flight and no snapshot open: pages another writer freed may
+    /// have been reused. Fails with `InvalidArgument` if a write is in flight.
+    ///
+    /// It also recovers a handle poisoned by a failed commit when the store
+    /// itself rolled that commit back (IndexedDB aborts a failed transaction
+    /// whole): the working state is rebuilt from the last committed meta.
+    pub async fn refresh(&self) -> Result<bool, Error> {
+        let mut w = self.inner.writer.lock().await;
+        let recovering = {
+            let sh = self.inner.shared();
+            if sh.closed {
+                return Err(Error::Closed);
+            }
+            if sh.flushing || (w.seq > sh.durable_seq && sh.failed.is_none()) {
+                return Err(InputError::InvalidArgument(
+                    "refresh while a write is in flight".into(),
+                )
+                .into());
+            }
+            sh.failed.is_some()
+        };
+        let Some(bytes) = self.inner.store.read_meta().await? else {
+            return Ok(false);
+        };
+        let (meta, _) = Meta::decode(&bytes).map_err(|e| open_to_error("meta record", e))?;
+        if meta == self.inner.shared().visible && !recovering {
+            return Ok(false);
+        }
+        if meta.db_id != self.inner.db_id {
+            return Err(Error::CorruptRecord {
+                record: "meta record".into(),
+                reason: "the store now holds another database".into(),
+            });
+        }
+        self.inner.cache.clear();
+        let (free, chain) = load_free_list(&self.inner, &meta)
+            .await
+            .map_err(|e| open_to_error("free list", e))?;
+        // The transaction count goes on: it orders acknowledgements.
+        let seq = w.seq;
+        *w = Working::new(&meta, free, chain);
+        w.seq = seq;
+        let mut sh = self.inner.shared();
+        sh.visible = meta;
+        // A handle poisoned by a failed commit starts over from what the store
+        // holds: the failed transactions were reported to their callers and
+        // are dropped with the working state.
+        sh.failed = None;
+        sh.durable_seq = w.seq;
+        Ok(true)
+    }
+
+    /// The database id (the identity of this replica in change vectors).
+    pub fn db_id(&self) -> DbId {
+        self.inner.db_id
+    }
+
+    /// Whether the database was opened with [`Database::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// The page store beneath.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// Number of live documents.
+    pub async fn count(&self) -> Result<u64, Error> {
+        Ok(self.inner.shared().visible.doc_count)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> DbStats {
+        let m = self.inner.shared().visible.clone();
+        DbStats {
+            db_id: m.db_id.to_string(),
+            documents: m.doc_count,
+            tombstones: m.tombstone_count,
+            last_etag: m.last_etag,
+            pages: m.next_page - 1,
+            free_pages: m.freelist_count,
+            generation: m.generation,
+            cache: self.inner.cache.stats(),
+        }
+    }
+}

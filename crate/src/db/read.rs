@@ -1,0 +1,471 @@
+//! Reads: verified page reads through the cache, [`Snapshot`] (a consistent
+//! view of one flushed generation) and its queries, and the [`Database`]
+//! methods that read through a fresh snapshot.
+
+use std::sync::Arc;
+
+use crate::btree::{self, PageRead};
+use crate::codec::get_u64;
+use crate::doc::{self, Document, DocumentMeta};
+use crate::error::Error;
+use crate::store::{PageBuf, PageNo, PageStore, StoreError};
+
+use super::meta::{Meta, Tree};
+use super::write::coll_key;
+use super::{Database, Inner};
+
+/// Reads a page through the cache, verifying it when it comes from the store.
+pub(super) async fn read_cached<S: PageStore>(
+    inner: &Inner<S>,
+    no: PageNo,
+    kind: u8,
+) -> Result<PageBuf, Error> {
+    // A damaged page is reported with the file and byte offset holding it.
+    let located = |e: Error| match e {
+        Error::Corrupt {
+            page,
+            location: None,
+            reason,
+        } => Error::Corrupt {
+            location: inner.store.page_location(page),
+            page,
+            reason,
+        },
+        e => e,
+    };
+    if let Some(b) = inner.cache.get(no) {
+        if kind != 0 && btree::page_kind(&b) != kind {
+            return Err(located(btree::corrupt(
+                no,
+                format!("expected page kind {kind}, found {}", btree::page_kind(&b)),
+            )));
+        }
+        return Ok(b);
+    }
+    let b = match inner.store.read_page(no).await {
+        Ok(b) => b,
+        Err(StoreError::PageNotFound(_)) => {
+            return Err(btree::corrupt(no, "referenced page does not exist".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let k = if kind == 0 {
+        btree::page_kind(&b)
+    } else {
+        kind
+    };
+    btree::check_page(&b, no, k).map_err(located)?;
+    inner.cache.put(no, b.clone());
+    Ok(b)
+}
+
+/// Reads of a snapshot: through the cache only.
+pub(super) struct SnapRead<'a, S> {
+    inner: &'a Inner<S>,
+}
+
+impl<S: PageStore> PageRead for SnapRead<'_, S> {
+    async fn read(&self, no: PageNo, kind: u8) -> Result<PageBuf, Error> {
+        read_cached(self.inner, no, kind).await
+    }
+}
+
+/// A consistent, read-only view of the database at one flushed generation.
+/// Writes committed after it was taken are not visible through it.
+pub struct Snapshot<S: PageStore> {
+    pub(super) inner: Arc<Inner<S>>,
+    pub(super) meta: Meta,
+}
+
+impl<S: PageStore> Drop for Snapshot<S> {
+    fn drop(&mut self) {
+        let mut sh = self.inner.shared();
+        if let Some(c) = sh.readers.get_mut(&self.meta.generation) {
+            *c -= 1;
+            if *c == 0 {
+                sh.readers.remove(&self.meta.generation);
+            }
+        }
+    }
+}
+
+/// A document record at `key` that failed to decode.
+pub(super) fn corrupt_record(key: &[u8], e: impl std::fmt::Display) -> Error {
+    Error::CorruptRecord {
+        record: format!("record of {:?}", String::from_utf8_lossy(key)),
+        reason: e.to_string(),
+    }
+}
+
+/// A document record, or [`Error::CorruptRecord`] naming its key.
+fn decode_doc(rec: &[u8], key: &[u8]) -> Result<Document, Error> {
+    doc::decode_record(rec).map_err(|e| corrupt_record(key, e))
+}
+
+/// The id and metadata of a document record (see [`decode_doc`]).
+pub(super) fn decode_meta(rec: &[u8], key: &[u8]) -> Result<(String, DocumentMeta), Error> {
+    doc::decode_record_meta(rec).map_err(|e| corrupt_record(key, e))
+}
+
+impl<S: PageStore> Database<S> {
+    /// A consistent read-only view of the last committed state.
+    pub fn snapshot(&self) -> Snapshot<S> {
+        let mut sh = self.inner.shared();
+        let meta = sh.visible.clone();
+        *sh.readers.entry(meta.generation).or_insert(0) += 1;
+        Snapshot {
+            inner: self.inner.clone(),
+            meta,
+        }
+    }
+
+    /// Reads a live document (`None` if absent or deleted).
+    pub async fn get(&self, id: &str) -> Result<Option<Document>, Error> {
+        self.snapshot().get(id).await
+    }
+
+    /// Reads the newest version of a document including tombstones.
+    pub async fn get_version(&self, id: &str) -> Result<Option<Document>, Error> {
+        self.snapshot().get_version(id).await
+    }
+
+    /// Live documents whose id starts with `prefix` (case-insensitive), in id
+    /// order, after the id `after` (for paging), at most `limit`.
+    pub async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, Error> {
+        self.snapshot().scan(prefix, after, limit).await
+    }
+
+    /// Document versions (tombstones included) with etag greater than `since`,
+    /// in etag order, at most `limit`.
+    pub async fn changes(&self, since: u64, limit: usize) -> Result<Vec<Document>, Error> {
+        self.snapshot().changes(since, limit).await
+    }
+
+    /// [`Database::changes`] with bodies left as JSON text.
+    pub async fn changes_raw(&self, since: u64, limit: usize) -> Result<Vec<doc::RawDoc>, Error> {
+        self.snapshot().changes_raw(since, limit).await
+    }
+
+    /// Live documents of a collection (case-insensitive), in id order, after `after`.
+    pub async fn by_collection(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, Error> {
+        self.snapshot()
+            .by_collection(collection, after, limit)
+            .await
+    }
+
+    /// Collections with their live document counts, by name.
+    pub async fn collections(&self) -> Result<Vec<(String, u64)>, Error> {
+        self.snapshot().collections().await
+    }
+
+    /// Conflicted documents (each with its concurrent versions in
+    /// [`Document::conflicts`]), in id order, after the id `after`.
+    pub async fn conflicts(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, Error> {
+        self.snapshot().conflicts(after, limit).await
+    }
+
+    /// The value of a local record (see [`super::Batch::set_local`]).
+    pub async fn get_local(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.snapshot().get_local(key).await
+    }
+
+    /// Local records whose key starts with `prefix`, in key order.
+    pub async fn scan_locals(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        self.snapshot().scan_locals(prefix, limit).await
+    }
+}
+
+impl<S: PageStore> Snapshot<S> {
+    pub(super) fn reader(&self) -> SnapRead<'_, S> {
+        SnapRead { inner: &self.inner }
+    }
+
+    /// The etag of the last write visible in this snapshot.
+    pub fn last_etag(&self) -> u64 {
+        self.meta.last_etag
+    }
+
+    /// Number of live documents in this snapshot.
+    pub fn count(&self) -> u64 {
+        self.meta.doc_count
+    }
+
+    /// Reads a live document.
+    pub async fn get(&self, id: &str) -> Result<Option<Document>, Error> {
+        Ok(self
+            .get_version(id)
+            .await?
+            .filter(|d| !d.meta.flags.is_tombstone()))
+    }
+
+    /// Reads the newest version of a document including tombstones.
+    pub async fn get_version(&self, id: &str) -> Result<Option<Document>, Error> {
+        doc::validate_id(id)?;
+        let key = doc::id_key(id);
+        match btree::get(&self.reader(), self.meta.root(Tree::Docs), &key).await? {
+            Some(rec) => Ok(Some(decode_doc(&rec, &key)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// See [`Database::scan`].
+    pub async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, Error> {
+        let pk = doc::id_key(prefix);
+        let mut start = pk.clone();
+        if let Some(a) = after {
+            doc::validate_id(a)?;
+            let mut ak = doc::id_key(a);
+            ak.push(0);
+            start = start.max(ak);
+        }
+        let mut out = Vec::new();
+        let mut err = None;
+        if limit == 0 {
+            return Ok(out);
+        }
+        btree::scan(
+            &self.reader(),
+            self.meta.root(Tree::Docs),
+            &start,
+            |k, rec| {
+                if !k.starts_with(&pk) {
+                    return false;
+                }
+                match decode_doc(&rec, k) {
+                    Ok(d) if d.meta.flags.is_tombstone() => true,
+                    Ok(d) => {
+                        out.push(d);
+                        out.len() < limit
+                    }
+                    Err(e) => {
+                        err = Some(e);
+                        false
+                    }
+                }
+            },
+        )
+        .await?;
+        err.map_or(Ok(out), Err)
+    }
+
+    /// Counts the entries of the changes feed after `since` whose id key
+    /// (the lowercase id) passes `filter`, reading only the etag index.
+    pub async fn count_changes(
+        &self,
+        since: u64,
+        mut filter: impl FnMut(&str) -> bool,
+    ) -> Result<u64, Error> {
+        let mut n = 0u64;
+        if since == u64::MAX {
+            return Ok(0);
+        }
+        btree::scan(
+            &self.reader(),
+            self.meta.root(Tree::Etags),
+            &(since + 1).to_be_bytes(),
+            |_, idk| {
+                if filter(&String::from_utf8_lossy(&idk)) {
+                    n += 1;
+                }
+                true
+            },
+        )
+        .await?;
+        Ok(n)
+    }
+
+    /// Id keys of the changes feed after `since`, at most `limit`.
+    async fn changed_keys(&self, since: u64, limit: usize) -> Result<Vec<Vec<u8>>, Error> {
+        let mut keys = Vec::new();
+        if limit == 0 || since == u64::MAX {
+            return Ok(keys);
+        }
+        btree::scan(
+            &self.reader(),
+            self.meta.root(Tree::Etags),
+            &(since + 1).to_be_bytes(),
+            |_, idk| {
+                keys.push(idk);
+                keys.len() < limit
+            },
+        )
+        .await?;
+        Ok(keys)
+    }
+
+    /// See [`Database::changes`].
+    pub async fn changes(&self, since: u64, limit: usize) -> Result<Vec<Document>, Error> {
+        let keys = self.changed_keys(since, limit).await?;
+        self.load_docs(keys, self.meta.root(Tree::Etags), "etag")
+            .await
+    }
+
+    /// The changes feed like [`Snapshot::changes`], with bodies left as JSON
+    /// text (nothing parsed): what replication sends.
+    pub async fn changes_raw(&self, since: u64, limit: usize) -> Result<Vec<doc::RawDoc>, Error> {
+        let keys = self.changed_keys(since, limit).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            match btree::get(&self.reader(), self.meta.root(Tree::Docs), &k).await? {
+                Some(rec) => {
+                    out.push(doc::decode_raw_doc(&rec).map_err(|e| corrupt_record(&k, e))?)
+                }
+                None => {
+                    return Err(Error::Corrupt {
+                        page: self.meta.root(Tree::Etags),
+                        location: None,
+                        reason: "etag index points to a missing document".into(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the documents of `keys` (id keys taken from the index rooted at
+    /// `index`); a key without a document is index corruption.
+    async fn load_docs(
+        &self,
+        keys: Vec<Vec<u8>>,
+        index: PageNo,
+        what: &str,
+    ) -> Result<Vec<Document>, Error> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            match btree::get(&self.reader(), self.meta.root(Tree::Docs), &k).await? {
+                Some(rec) => out.push(decode_doc(&rec, &k)?),
+                None => {
+                    return Err(Error::Corrupt {
+                        page: index,
+                        location: None,
+                        reason: format!("{what} index points to a missing document"),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// See [`Database::by_collection`].
+    pub async fn by_collection(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, Error> {
+        doc::validate_collection(collection)?;
+        let mut prefix = coll_key(collection);
+        prefix.push(0);
+        self.indexed_docs(Tree::Colls, prefix, after, limit, "collection")
+            .await
+    }
+
+    /// See [`Database::conflicts`].
+    pub async fn conflicts(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, Error> {
+        self.indexed_docs(Tree::Conflicts, Vec::new(), after, limit, "conflict")
+            .await
+    }
+
+    /// The documents the index `tree` lists under `prefix` (its keys are
+    /// `prefix` + id key), in id order, after the id `after`, at most `limit`.
+    async fn indexed_docs(
+        &self,
+        tree: Tree,
+        prefix: Vec<u8>,
+        after: Option<&str>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Vec<Document>, Error> {
+        let mut start = prefix.clone();
+        if let Some(a) = after {
+            doc::validate_id(a)?;
+            start.extend_from_slice(&doc::id_key(a));
+            start.push(0);
+        }
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let root = self.meta.root(tree);
+        let mut keys = Vec::new();
+        btree::scan(&self.reader(), root, &start, |k, _| {
+            if !k.starts_with(&prefix) {
+                return false;
+            }
+            keys.push(k[prefix.len()..].to_vec());
+            keys.len() < limit
+        })
+        .await?;
+        self.load_docs(keys, root, what).await
+    }
+
+    /// See [`Database::get_local`].
+    pub async fn get_local(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        btree::get(&self.reader(), self.meta.root(Tree::Locals), key).await
+    }
+
+    /// See [`Database::scan_locals`].
+    pub async fn scan_locals(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        btree::scan(
+            &self.reader(),
+            self.meta.root(Tree::Locals),
+            prefix,
+            |k, v| {
+                if !k.starts_with(prefix) {
+                    return false;
+                }
+                out.push((k.to_vec(), v.to_vec()));
+                out.len() < limit
+            },
+        )
+        .await?;
+        Ok(out)
+    }
+
+    /// See [`Database::collections`].
+    pub async fn collections(&self) -> Result<Vec<(String, u64)>, Error> {
+        let mut out = Vec::new();
+        btree::scan(&self.reader(), self.meta.root(Tree::Stats), b"", |_, v| {
+            if let Some(n) = get_u64(&v, 0) {
+                out.push((String::from_utf8_lossy(&v[8..]).into_owned(), n));
+            }
+            true
+        })
+        .await?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,688 @@
+//! The write path: operations are validated and serialised outside the
+//! writer lock ([`prepare`]), then applied one transaction at a time to the
+//! working state ([`apply`], [`apply_remote`]): the new version of a
+//! document, and every index and counter it touches ([`write_version`]).
+
+use serde_json::Value;
+
+use crate::btree;
+use crate::codec::{Put, get_u64};
+use crate::cv::DbId;
+use crate::doc::{self, DocFlags, DocumentMeta, RawVersion};
+use crate::error::{Error, InputError, clip};
+use crate::merge;
+use crate::policy::ConflictPolicy;
+use crate::store::{PageNo, PageStore, StoreError};
+
+use super::Database;
+use super::alloc::{WCtx, Working};
+use super::meta::Meta;
+use super::meta::Tree;
+use super::read::corrupt_record;
+use super::types::{
+    Batch, CommitInfo, Expected, MAX_LOCAL_BYTES, Op, PutOptions, WriteOutcome, WriteResult,
+};
+
+/// The key of a collection in the `colls` and `stats` trees.
+pub(super) fn coll_key(name: &str) -> Vec<u8> {
+    name.to_lowercase().into_bytes()
+}
+
+/// The key of a document's entry in the `colls` tree.
+pub(super) fn coll_index_key(coll: &str, id_key: &[u8]) -> Vec<u8> {
+    let mut k = coll_key(coll);
+    k.push(0);
+    k.extend_from_slice(id_key);
+    k
+}
+
+impl<S: PageStore> Database<S> {
+    /// Writes a document (creating or replacing it) and waits until it is durable.
+    pub async fn put(&self, id: &str, body: Value) -> Result<WriteResult, Error> {
+        self.put_with(id, body, PutOptions::default()).await
+    }
+
+    /// [`put`](Self::put) with a collection and an optimistic-concurrency check.
+    pub async fn put_with(
+        &self,
+        id: &str,
+        body: Value,
+        opts: PutOptions,
+    ) -> Result<WriteResult, Error> {
+        let mut b = Batch::new();
+        b.put_with(id, body, opts);
+        let mut info = self.commit(b).await?;
+        info.results
+            .pop()
+            .flatten()
+            .ok_or_else(|| Error::Poisoned("put produced no result".into()))
+    }
+
+    /// Deletes a document (writes a tombstone that keeps its change vector).
+    /// Returns `None` if it did not exist.
+    pub async fn delete(&self, id: &str) -> Result<Option<WriteResult>, Error> {
+        self.delete_with(id, Expected::Any).await
+    }
+
+    /// [`delete`](Self::delete) with an optimistic-concurrency check.
+    pub async fn delete_with(
+        &self,
+        id: &str,
+        expected: Expected,
+    ) -> Result<Option<WriteResult>, Error> {
+        let mut b = Batch::new();
+        b.delete_with(id, expected);
+        Ok(self.commit(b).await?.results.pop().flatten())
+    }
+
+    /// Commits a batch atomically and waits until it is durable. If any operation
+    /// is refused (bad input, failed concurrency check) nothing is written.
+    pub async fn commit(&self, batch: Batch) -> Result<CommitInfo, Error> {
+        // Validate and serialise outside the writer lock.
+        let mut prepared = Vec::with_capacity(batch.ops.len());
+        for op in batch.ops {
+            prepared.push(prepare(op)?);
+        }
+        let seq;
+        let mut results = Vec::with_capacity(prepared.len());
+        {
+            let mut w = self.inner.writer.lock().await;
+            self.check_writable()?;
+            w.reuse_limit = {
+                let sh = self.inner.shared();
+                let oldest = sh
+                    .readers
+                    .keys()
+                    .next()
+                    .copied()
+                    .unwrap_or(sh.visible.generation);
+                oldest.min(sh.visible.generation)
+            };
+            // Restores the working state if the transaction fails or its future is
+            // dropped half-way: a transaction is applied whole or not at all.
+            w.undo.clear();
+            w.journaled.clear();
+            let save = w.meta.clone();
+            let mut txn = TxnGuard {
+                w,
+                save: Some(save),
+            };
+            let now = (self.inner.clock)();
+            let mut ctx = WCtx {
+                inner: &self.inner,
+                w: &mut txn.w,
+            };
+            for p in &prepared {
+                results.push(apply(&mut ctx, p, self.inner.db_id, now).await?);
+            }
+            txn.w.seq += 1;
+            seq = txn.w.seq;
+            txn.save = None;
+            txn.w.undo.clear();
+            txn.w.journaled.clear();
+        }
+        self.wait_durable(seq).await?;
+        Ok(CommitInfo { results })
+    }
+
+    fn check_writable(&self) -> Result<(), Error> {
+        let sh = self.inner.shared();
+        if sh.closed {
+            return Err(Error::Closed);
+        }
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly.into());
+        }
+        if let Some(f) = &sh.failed {
+            return Err(Error::Poisoned(f.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// Holds the writer lock during a transaction; rolls the working state back
+/// unless the transaction completed.
+struct TxnGuard<'a> {
+    w: futures::lock::MutexGuard<'a, Working>,
+    save: Option<Meta>,
+}
+
+impl Drop for TxnGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(meta) = self.save.take() {
+            self.w.rollback(meta);
+        }
+    }
+}
+
+enum Prepared {
+    Put {
+        id: String,
+        key: Vec<u8>,
+        body: Vec<u8>,
+        collection: Option<String>,
+        expected: Expected,
+        resolve: bool,
+    },
+    Delete {
+        id: String,
+        key: Vec<u8>,
+        expected: Expected,
+        resolve: bool,
+    },
+    Remote {
+        id: String,
+        key: Vec<u8>,
+        collection: Option<String>,
+        versions: Vec<RawVersion>,
+        source: Option<String>,
+        policy: ConflictPolicy,
+    },
+    Local {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    },
+}
+
+/// Checks one received version: a non-empty change vector, and a body that
+/// is a JSON object within the size limit (empty for a deletion).
+fn check_remote_version(id: &str, v: &RawVersion) -> Result<(), Error> {
+    if v.change_vector.is_empty() {
+        return Err(InputError::InvalidChangeVector(format!(
+            "a received version of {:?} has an empty change vector",
+            clip(id)
+        ))
+        .into());
+    }
+    if v.deleted {
+        if !v.body.is_empty() {
+            return Err(InputError::InvalidJson(format!(
+                "a deletion of {:?} carries a body",
+                clip(id)
+            ))
+            .into());
+        }
+        return Ok(());
+    }
+    if v.body.len() > doc::MAX_BODY_BYTES {
+        return Err(InputError::TooLarge {
+            id: clip(id),
+            size: v.body.len(),
+            max: doc::MAX_BODY_BYTES,
+        }
+        .into());
+    }
+    if !doc::is_json_object(&v.body) {
+        return Err(InputError::InvalidJson(format!(
+            "the body of a received version of {:?} is not a JSON object",
+            clip(id)
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn prepare(op: Op) -> Result<Prepared, Error> {
+    match op {
+        Op::Put { id, body, opts } => {
+            doc::validate_id(&id)?;
+            if !body.is_object() {
+                return Err(InputError::InvalidJson(format!(
+                    "the body of {:?} must be a JSON object",
+                    clip(&id)
+                ))
+                .into());
+            }
+            let collection = match opts
+                .collection
+                .or_else(|| doc::collection_of(&body).map(str::to_string))
+            {
+                Some(c) => {
+                    doc::validate_collection(&c)?;
+                    Some(c)
+                }
+                None => None,
+            };
+            let json =
+                serde_json::to_vec(&body).map_err(|e| InputError::InvalidJson(e.to_string()))?;
+            if json.len() > doc::MAX_BODY_BYTES {
+                return Err(InputError::TooLarge {
+                    id: clip(&id),
+                    size: json.len(),
+                    max: doc::MAX_BODY_BYTES,
+                }
+                .into());
+            }
+            let key = doc::id_key(&id);
+            check_key_len(&id, &key, collection.as_deref())?;
+            Ok(Prepared::Put {
+                id,
+                key,
+                body: json,
+                collection,
+                expected: opts.expected,
+                resolve: false,
+            })
+        }
+        Op::Delete { id, expected } => prepare_delete(id, expected, false),
+        Op::Resolve {
+            id,
+            body: Some(body),
+            collection,
+        } => {
+            let opts = PutOptions {
+                collection,
+                expected: Expected::Any,
+            };
+            match prepare(Op::Put { id, body, opts })? {
+                Prepared::Put {
+                    id,
+                    key,
+                    body,
+                    collection,
+                    expected,
+                    ..
+                } => Ok(Prepared::Put {
+                    id,
+                    key,
+                    body,
+                    collection,
+                    expected,
+                    resolve: true,
+                }),
+                other => Ok(other),
+            }
+        }
+        Op::Resolve { id, body: None, .. } => prepare_delete(id, Expected::Any, true),
+        Op::Remote { doc: d, policy } => {
+            doc::validate_id(&d.id)?;
+            if let Some(c) = &d.collection {
+                doc::validate_collection(c)?;
+            }
+            if d.versions.is_empty() || d.versions.len() > doc::MAX_VERSIONS {
+                return Err(InputError::InvalidArgument(format!(
+                    "a received document {:?} has {} versions (1 to {} allowed)",
+                    clip(&d.id),
+                    d.versions.len(),
+                    doc::MAX_VERSIONS
+                ))
+                .into());
+            }
+            for v in &d.versions {
+                check_remote_version(&d.id, v)?;
+            }
+            if let Some(s) = &d.source
+                && s.len() > doc::MAX_SOURCE_BYTES
+            {
+                return Err(InputError::InvalidArgument("source name too long".into()).into());
+            }
+            let key = doc::id_key(&d.id);
+            check_key_len(&d.id, &key, d.collection.as_deref())?;
+            Ok(Prepared::Remote {
+                id: d.id,
+                key,
+                collection: d.collection,
+                versions: d.versions,
+                source: d.source,
+                policy,
+            })
+        }
+        Op::SetLocal { key, value } => {
+            if key.is_empty() || key.len() > btree::MAX_KEY {
+                return Err(InputError::InvalidArgument(format!(
+                    "local record keys are 1 to {} bytes",
+                    btree::MAX_KEY
+                ))
+                .into());
+            }
+            if value.as_ref().is_some_and(|v| v.len() > MAX_LOCAL_BYTES) {
+                return Err(InputError::InvalidArgument(format!(
+                    "local record values are at most {MAX_LOCAL_BYTES} bytes"
+                ))
+                .into());
+            }
+            Ok(Prepared::Local { key, value })
+        }
+    }
+}
+
+/// A delete (`resolve`: the resolution of a conflict by a deletion).
+fn prepare_delete(id: String, expected: Expected, resolve: bool) -> Result<Prepared, Error> {
+    doc::validate_id(&id)?;
+    let key = doc::id_key(&id);
+    check_key_len(&id, &key, None)?;
+    Ok(Prepared::Delete {
+        id,
+        key,
+        expected,
+        resolve,
+    })
+}
+
+fn check_key_len(id: &str, key: &[u8], coll: Option<&str>) -> Result<(), Error> {
+    let len = key.len() + coll.map_or(0, |c| c.len() * 3 + 1);
+    if len > btree::MAX_KEY {
+        return Err(InputError::InvalidId {
+            id: clip(id),
+            reason: "too long once normalised",
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn check_expected(
+    id: &str,
+    expected: &Expected,
+    current: Option<&DocumentMeta>,
+) -> Result<(), Error> {
+    let live = current.filter(|m| !m.flags.is_tombstone());
+    let ok = match expected {
+        Expected::Any => true,
+        Expected::Missing => live.is_none(),
+        Expected::Cv(cv) => live.is_some_and(|m| &m.change_vector == cv),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::ConcurrencyConflict {
+            id: clip(id),
+            expected: match expected {
+                Expected::Cv(cv) => cv.to_text(),
+                _ => String::new(),
+            },
+            actual: live.map(|m| m.change_vector.to_text()).unwrap_or_default(),
+        })
+    }
+}
+
+/// The versions held for `key` (winner first), its metadata, and its id as stored.
+async fn held_versions<S: PageStore>(
+    ctx: &mut WCtx<'_, S>,
+    key: &[u8],
+) -> Result<Option<(DocumentMeta, Vec<RawVersion>)>, Error> {
+    let Some(rec) = btree::get(ctx, ctx.w.meta.root(Tree::Docs), key).await? else {
+        return Ok(None);
+    };
+    let (_, meta, body, sibs) = doc::decode_raw(&rec).map_err(|e| corrupt_record(key, e))?;
+    let mut all = Vec::with_capacity(1 + sibs.len());
+    all.push(RawVersion {
+        change_vector: meta.change_vector.clone(),
+        last_modified_ms: meta.last_modified_ms,
+        deleted: meta.flags.is_tombstone(),
+        body: body.to_vec(),
+    });
+    all.extend(sibs);
+    Ok(Some((meta, all)))
+}
+
+async fn apply<S: PageStore>(
+    ctx: &mut WCtx<'_, S>,
+    p: &Prepared,
+    db: DbId,
+    now: i64,
+) -> Result<Option<WriteResult>, Error> {
+    let (id, key, expected, resolve) = match p {
+        Prepared::Put {
+            id,
+            key,
+            expected,
+            resolve,
+            ..
+        }
+        | Prepared::Delete {
+            id,
+            key,
+            expected,
+            resolve,
+        } => (id, key, expected, *resolve),
+        Prepared::Remote {
+            id,
+            key,
+            collection,
+            versions,
+            source,
+            policy,
+        } => {
+            return apply_remote(
+                ctx,
+                (id, key, collection.as_deref()),
+                versions,
+                source.as_deref(),
+                *policy,
+                (db, now),
+            )
+            .await;
+        }
+        Prepared::Local { key, value } => {
+            let root = ctx.w.meta.root(Tree::Locals);
+            let root = match value {
+                Some(v) => btree::insert(ctx, root, key, v).await?.0,
+                None => btree::remove(ctx, root, key).await?.0,
+            };
+            ctx.w.meta.set_root(Tree::Locals, root);
+            return Ok(None);
+        }
+    };
+    let held = held_versions(ctx, key).await?;
+    let current = held.as_ref().map(|h| h.0.clone());
+    check_expected(id, expected, current.as_ref())?;
+    let siblings: &[RawVersion] = match &held {
+        Some((_, all)) if all.len() > 1 => &all[1..],
+        _ => &[],
+    };
+    let (collection, body, tombstone) = match p {
+        // A put that names no collection keeps the document's current one.
+        Prepared::Put {
+            collection, body, ..
+        } => (
+            collection
+                .clone()
+                .or_else(|| current.as_ref().and_then(|m| m.collection.clone())),
+            body.as_slice(),
+            false,
+        ),
+        _ => match &current {
+            Some(m) if !m.flags.is_tombstone() || (resolve && !siblings.is_empty()) => {
+                (m.collection.clone(), &[][..], true)
+            }
+            _ => return Ok(None),
+        },
+    };
+    let etag = ctx.w.meta.last_etag + 1;
+    // A local write on a conflicted document supersedes every concurrent
+    // version (its change vector merges theirs): the writer saw them all. This
+    // keeps the versions of a document an antichain (a new local entry could
+    // otherwise dominate some concurrent versions and not others).
+    let mut cv = current
+        .as_ref()
+        .map(|m| m.change_vector.clone())
+        .unwrap_or_default();
+    for s in siblings {
+        cv = cv.merge(&s.change_vector);
+    }
+    let cv = cv.with(db, etag);
+    let kept: &[RawVersion] = &[];
+    let meta = DocumentMeta {
+        collection: collection.clone(),
+        change_vector: cv.clone(),
+        etag,
+        last_modified_ms: now,
+        flags: DocFlags::default()
+            .with(DocFlags::TOMBSTONE, tombstone)
+            .with(DocFlags::CONFLICTED, !kept.is_empty()),
+        source: None,
+    };
+    let rec = doc::encode_record_with(id, &meta, body, kept);
+    write_version(ctx, key, &rec, current.as_ref(), &meta).await?;
+    Ok(Some(WriteResult {
+        id: id.clone(),
+        etag,
+        change_vector: cv,
+        deleted: tombstone,
+        outcome: WriteOutcome::Written,
+    }))
+}
+
+/// Merges received versions into the held ones and stores the result.
+async fn apply_remote<S: PageStore>(
+    ctx: &mut WCtx<'_, S>,
+    (id, key, collection): (&String, &[u8], Option<&str>),
+    incoming: &[RawVersion],
+    source: Option<&str>,
+    policy: ConflictPolicy,
+    (db, now): (DbId, i64),
+) -> Result<Option<WriteResult>, Error> {
+    let held = held_versions(ctx, key).await?;
+    let (current, held_all) = match held {
+        Some((m, all)) => (Some(m), all),
+        None => (None, Vec::new()),
+    };
+    let m = merge::merge(&held_all, incoming);
+    if !m.changed {
+        return Ok(None);
+    }
+    let etag = ctx.w.meta.last_etag + 1;
+    // The result keeps the source tag when every version in it came from
+    // that source: the versions received now, and the held ones if they too
+    // were stored as received from it. That peer holds them all (or newer),
+    // so they are not sent back to it; in particular an edge does not push
+    // back a conflict it merged from versions its hub sent (a read-only edge
+    // would get `write_denied` for a document it never touched).
+    let held_from_source = source.is_some()
+        && current
+            .as_ref()
+            .is_some_and(|c| c.source.as_deref() == source);
+    let all_from_source = m.from_incoming.len() == m.versions.len() || held_from_source;
+    let source = if all_from_source { source } else { None };
+    let (versions, outcome, source) = if m.versions.len() == 1 {
+        (m.versions, WriteOutcome::Applied, source)
+    } else if policy == ConflictPolicy::Manual {
+        (m.versions, WriteOutcome::Conflict, source)
+    } else {
+        let w = match policy {
+            ConflictPolicy::HubWins => m.held_winner.unwrap_or(0),
+            _ => m.from_incoming.first().copied().unwrap_or(0),
+        };
+        let mut cv = m.versions[0].change_vector.clone();
+        for v in &m.versions[1..] {
+            cv = cv.merge(&v.change_vector);
+        }
+        let winner = &m.versions[w];
+        let resolution = RawVersion {
+            change_vector: cv.with(db, etag),
+            last_modified_ms: now,
+            deleted: winner.deleted,
+            body: winner.body.clone(),
+        };
+        (vec![resolution], WriteOutcome::Resolved, None)
+    };
+    let winner = &versions[0];
+    let meta = DocumentMeta {
+        collection: collection
+            .map(str::to_string)
+            .or_else(|| current.as_ref().and_then(|c| c.collection.clone())),
+        change_vector: winner.change_vector.clone(),
+        etag,
+        last_modified_ms: winner.last_modified_ms,
+        flags: DocFlags::default()
+            .with(DocFlags::TOMBSTONE, winner.deleted)
+            .with(DocFlags::CONFLICTED, versions.len() > 1),
+        source: source.map(str::to_string),
+    };
+    let rec = doc::encode_record_with(id, &meta, &winner.body, &versions[1..]);
+    write_version(ctx, key, &rec, current.as_ref(), &meta).await?;
+    Ok(Some(WriteResult {
+        id: id.clone(),
+        etag,
+        change_vector: meta.change_vector,
+        deleted: winner.deleted,
+        outcome,
+    }))
+}
+
+/// Stores a new version of the document at `key`, maintaining every index.
+async fn write_version<S: PageStore>(
+    ctx: &mut WCtx<'_, S>,
+    key: &[u8],
+    rec: &[u8],
+    old: Option<&DocumentMeta>,
+    new: &DocumentMeta,
+) -> Result<(), Error> {
+    let m = ctx.w.meta.clone();
+    let (docs, _) = btree::insert(ctx, m.root(Tree::Docs), key, rec).await?;
+    let mut etags = m.root(Tree::Etags);
+    if let Some(o) = old {
+        etags = btree::remove(ctx, etags, &o.etag.to_be_bytes()).await?.0;
+    }
+    etags = btree::insert(ctx, etags, &new.etag.to_be_bytes(), key)
+        .await?
+        .0;
+    let mut colls = m.root(Tree::Colls);
+    let old_live_coll = old
+        .filter(|o| !o.flags.is_tombstone())
+        .and_then(|o| o.collection.as_deref());
+    let new_live_coll = if new.flags.is_tombstone() {
+        None
+    } else {
+        new.collection.as_deref()
+    };
+    if old_live_coll.map(coll_key) != new_live_coll.map(coll_key) {
+        if let Some(c) = old_live_coll {
+            colls = btree::remove(ctx, colls, &coll_index_key(c, key)).await?.0;
+            ctx.w.add_coll_delta(c, -1);
+        }
+        if let Some(c) = new_live_coll {
+            colls = btree::insert(ctx, colls, &coll_index_key(c, key), &[])
+                .await?
+                .0;
+            ctx.w.add_coll_delta(c, 1);
+        }
+    }
+    let was_conflicted = old.is_some_and(|o| o.flags.is_conflicted());
+    let is_conflicted = new.flags.is_conflicted();
+    if was_conflicted != is_conflicted {
+        let root = ctx.w.meta.root(Tree::Conflicts);
+        let root = if is_conflicted {
+            btree::insert(ctx, root, key, &[]).await?.0
+        } else {
+            btree::remove(ctx, root, key).await?.0
+        };
+        ctx.w.meta.set_root(Tree::Conflicts, root);
+    }
+    let mm = &mut ctx.w.meta;
+    mm.set_root(Tree::Docs, docs);
+    mm.set_root(Tree::Etags, etags);
+    mm.set_root(Tree::Colls, colls);
+    mm.last_etag = new.etag;
+    let was_live = old.is_some_and(|o| !o.flags.is_tombstone());
+    let was_tomb = old.is_some_and(|o| o.flags.is_tombstone());
+    let is_tomb = new.flags.is_tombstone();
+    mm.doc_count = mm.doc_count - u64::from(was_live) + u64::from(!is_tomb);
+    mm.tombstone_count = mm.tombstone_count - u64::from(was_tomb) + u64::from(is_tomb);
+    Ok(())
+}
+
+/// Applies one collection-count delta to the `stats` tree. All its awaits
+/// (page reads) come before its first change, so a future dropped half-way
+/// leaves the tree unchanged.
+pub(super) async fn bump_stat<S: PageStore>(
+    ctx: &mut WCtx<'_, S>,
+    root: PageNo,
+    k: &[u8],
+    coll: &str,
+    delta: i64,
+) -> Result<PageNo, Error> {
+    let cur = match btree::get(ctx, root, k).await? {
+        Some(v) => get_u64(&v, 0).unwrap_or(0),
+        None => 0,
+    };
+    let n = cur.saturating_add_signed(delta);
+    if n == 0 {
+        return Ok(btree::remove(ctx, root, k).await?.0);
+    }
+    let mut v = Vec::with_capacity(8 + coll.len());
+    v.put_u64(n);
+    v.extend_from_slice(coll.as_bytes());
+    Ok(btree::insert(ctx, root, k, &v).await?.0)
+}
