@@ -3,9 +3,12 @@
 //! [`EdgeSession`] (`docs/protocol.md`).
 //!
 //! The shell moves bytes between the socket and the machine, runs a one-second
-//! `Tick` (heartbeats, dead connections), reconnects with
-//! [`backoff_ms`] (exponential backoff with jitter) and performs the machine's
-//! storage actions through [`edge_storage`] on the handle's database.
+//! `Tick` (heartbeats, dead connections) and reconnects with [`backoff_ms`]
+//! (exponential backoff with jitter). The machine's actions are queued, one
+//! task per event, and performed in order by one pump through
+//! [`run_edge`], the engine's one depth-first action loop, with this
+//! module's [`Shell`] as its effects: storage actions run through
+//! [`edge_storage`] on the handle's database.
 //!
 //! **Several tabs.** Every storage action runs inside the JS hook
 //! `exclusive(fn)` supplied by the package's JS layer (`pkg-js/src/core.js`):
@@ -34,6 +37,7 @@ use outpost::Database;
 use outpost::db::RemoteDoc;
 use outpost::sync::driver::{edge_storage, load_edge_state};
 use outpost::sync::edge::backoff_ms;
+use outpost::sync::run::{EdgeShell, Step, run_edge};
 use outpost::sync::{
     EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, SyncStatus, WireGrant,
 };
@@ -86,8 +90,9 @@ struct Conn {
 enum Task {
     /// Load the persisted state and open a socket.
     Connect,
-    /// A storage action of the session of generation `.0`.
-    Storage(EdgeAction),
+    /// Actions of the session of generation `.0`, performed by [`run_edge`]
+    /// (depth-first: a storage action's follow-ups run before the next task).
+    Run(Vec<EdgeAction>),
 }
 
 struct State {
@@ -389,7 +394,16 @@ fn pump(inner: &Rc<Inner>) {
             };
             match task {
                 Task::Connect => connect(&inner).await,
-                Task::Storage(action) => storage_task(&inner, generation, action).await,
+                Task::Run(actions) => {
+                    run_edge(
+                        &mut Shell {
+                            inner: &inner,
+                            generation,
+                        },
+                        actions,
+                    )
+                    .await;
+                }
             }
         }
         let waiters = {
@@ -643,47 +657,78 @@ fn teardown(inner: &Inner, reason: &str) -> bool {
     true
 }
 
-/// Performs the machine's actions in order (storage actions are queued).
+/// Queues the machine's actions for the pump, which performs them in order
+/// (see [`Shell`]).
 fn dispatch(inner: &Rc<Inner>, generation: u64, actions: Vec<EdgeAction>) {
-    for a in actions {
-        match a {
-            EdgeAction::Send(bytes) => {
-                if let Some(Err(e)) =
-                    with_conn(inner, generation, |c| c.ws.send_with_u8_array(&bytes))
-                {
-                    web_sys_log(&format!("Outpost sync: send failed: {}", message_of(&e)));
-                }
-            }
-            EdgeAction::Status(s) => {
-                if matches!(s, SyncStatus::Initial { .. } | SyncStatus::Live) {
-                    inner.state.borrow_mut().attempt = 0;
-                }
-                if current(inner, generation) {
-                    set_status(inner, s);
-                }
-            }
-            // The hub holds this database's writes up to `upto`: the
-            // package's storage witness records it (storage-lost reports).
-            EdgeAction::Pushed { upto, docs } => {
-                let v = js_sys::Object::new();
-                let _ = js_sys::Reflect::set(&v, &"upto".into(), &(upto as f64).into());
-                let _ = js_sys::Reflect::set(&v, &"docs".into(), &f64::from(docs).into());
-                emit(inner, "pushed", &v);
-            }
-            EdgeAction::Granted(g) => {
-                if current(inner, generation) {
-                    set_grant(inner, g);
-                }
-            }
-            EdgeAction::Close { fatal, .. } => {
-                if fatal {
-                    inner.state.borrow_mut().fatal = true;
-                }
-                if teardown(inner, "closed by the edge") && !fatal {
-                    schedule_reconnect(inner);
-                }
-            }
-            action => enqueue(inner, generation, Task::Storage(action)),
+    if !actions.is_empty() {
+        enqueue(inner, generation, Task::Run(actions));
+    }
+}
+
+/// The effects of [`run_edge`] for the session of `generation`.
+struct Shell<'a> {
+    inner: &'a Rc<Inner>,
+    generation: u64,
+}
+
+impl EdgeShell for Shell<'_> {
+    fn feed(&mut self, ev: EdgeEvent<'_>) -> Option<Vec<EdgeAction>> {
+        let now = now_ms();
+        with_conn(self.inner, self.generation, |c| {
+            c.opened.then(|| c.session.handle(ev, now))
+        })
+        .flatten()
+    }
+
+    async fn send(&mut self, frame: Vec<u8>) -> bool {
+        if let Some(Err(e)) = with_conn(self.inner, self.generation, |c| {
+            c.ws.send_with_u8_array(&frame)
+        }) {
+            web_sys_log(&format!("Outpost sync: send failed: {}", message_of(&e)));
+        }
+        true
+    }
+
+    async fn storage(&mut self, action: EdgeAction) -> Step<EdgeEvent<'static>> {
+        match storage_task(self.inner, self.generation, action).await {
+            Some(Some(ev)) => Step::Feed(ev),
+            Some(None) => Step::Done,
+            None => Step::End,
+        }
+    }
+
+    fn status(&mut self, s: SyncStatus) {
+        let inner = self.inner;
+        if matches!(s, SyncStatus::Initial { .. } | SyncStatus::Live) {
+            inner.state.borrow_mut().attempt = 0;
+        }
+        if current(inner, self.generation) {
+            set_status(inner, s);
+        }
+    }
+
+    // The hub holds this database's writes up to `upto`: the package's
+    // storage witness records it (storage-lost reports).
+    fn pushed(&mut self, upto: u64, docs: u32) {
+        let v = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&v, &"upto".into(), &(upto as f64).into());
+        let _ = js_sys::Reflect::set(&v, &"docs".into(), &f64::from(docs).into());
+        emit(self.inner, "pushed", &v);
+    }
+
+    fn granted(&mut self, g: WireGrant) {
+        if current(self.inner, self.generation) {
+            set_grant(self.inner, g);
+        }
+    }
+
+    async fn close(&mut self, _code: String, _message: String, fatal: bool) {
+        let inner = self.inner;
+        if fatal {
+            inner.state.borrow_mut().fatal = true;
+        }
+        if teardown(inner, "closed by the edge") && !fatal {
+            schedule_reconnect(inner);
         }
     }
 }
@@ -734,12 +779,19 @@ fn slices(docs: Vec<RemoteDoc>) -> Vec<Vec<RemoteDoc>> {
     out
 }
 
-/// Performs one storage action of the session of `generation` and feeds the
-/// result back.
-async fn storage_task(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
+/// Performs one storage action of the session of `generation`: the event to
+/// feed back, if any, or `None` when the session is gone (stopped, torn
+/// down, or the handle closed).
+async fn storage_task(
+    inner: &Rc<Inner>,
+    generation: u64,
+    action: EdgeAction,
+) -> Option<Option<EdgeEvent<'static>>> {
     if !current(inner, generation) {
-        return;
+        return None;
     }
+    let failed =
+        |e: &JsValue| (!hook_failed(inner, e)).then(|| Some(EdgeEvent::ApplyFailed(message_of(e))));
     match action {
         EdgeAction::ApplyRemote { .. } => apply_remote(inner, generation, action).await,
         EdgeAction::RecordRejection(r) => {
@@ -749,23 +801,15 @@ async fn storage_task(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
                     if let Ok(v) = rejection_to_js(&rec) {
                         emit(inner, "rejection", &v);
                     }
+                    Some(None)
                 }
-                Ok((Some(ev), _)) => feed(inner, generation, ev),
-                Err(e) => {
-                    if !hook_failed(inner, &e) {
-                        feed(inner, generation, EdgeEvent::ApplyFailed(message_of(&e)));
-                    }
-                }
+                Ok((Some(ev), _)) => Some(Some(ev)),
+                Err(e) => failed(&e),
             }
         }
         action => match run_storage(inner, action).await {
-            Ok((Some(ev), _)) => feed(inner, generation, ev),
-            Ok((None, _)) => {}
-            Err(e) => {
-                if !hook_failed(inner, &e) {
-                    feed(inner, generation, EdgeEvent::ApplyFailed(message_of(&e)));
-                }
-            }
+            Ok((ev, _)) => Some(ev),
+            Err(e) => failed(&e),
         },
     }
 }
@@ -773,7 +817,11 @@ async fn storage_task(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
 /// Applies a batch from the hub in slices (see the module docs): the same
 /// action, its documents replaced by one slice at a time and its checkpoint
 /// by the previous one but for the last slice.
-async fn apply_remote(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
+async fn apply_remote(
+    inner: &Rc<Inner>,
+    generation: u64,
+    action: EdgeAction,
+) -> Option<Option<EdgeEvent<'static>>> {
     let EdgeAction::ApplyRemote {
         docs: all,
         upto,
@@ -781,7 +829,7 @@ async fn apply_remote(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
         hub_db_id,
     } = action
     else {
-        return;
+        return Some(None);
     };
     let parts = slices(all);
     let n = parts.len();
@@ -833,15 +881,12 @@ async fn apply_remote(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
         Ok(result) => result,
         Err(e) => {
             if hook_failed(inner, &e) {
-                return;
+                return None;
             }
             EdgeEvent::ApplyFailed(message_of(&e))
         }
     };
-    if !current(inner, generation) {
-        return;
-    }
-    feed(inner, generation, result);
+    current(inner, generation).then_some(Some(result))
 }
 
 /// Resolves in a new task of the event loop, so the page can paint and take
