@@ -215,7 +215,7 @@ impl<S: PageStore> EdgeShell for Session<'_, S> {
                 f();
             }
         }
-        ev.map_or(Step::Done, Step::Feed)
+        ev.into()
     }
 
     fn status(&mut self, s: SyncStatus) {

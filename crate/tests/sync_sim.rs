@@ -205,6 +205,23 @@ impl Sim {
         }
     }
 
+    /// Queues a frame on link `i`, hub-bound if `up`.
+    fn post(&mut self, i: usize, up: bool, frame: Vec<u8>) {
+        let who = if up {
+            format!("edge {i} sends")
+        } else {
+            format!("hub to {i} sends")
+        };
+        trace(&who, &frame);
+        if let Some(link) = self.links[i].as_mut() {
+            if up {
+                link.to_hub.push_back(frame);
+            } else {
+                link.to_edge.push_back(frame);
+            }
+        }
+    }
+
     /// Delivers one queued frame on link `i`, hub-bound if `up`.
     fn deliver(&mut self, i: usize, up: bool) -> bool {
         let Some(link) = self.links[i].as_mut() else {
@@ -559,20 +576,13 @@ impl EdgeShell for EdgeLink<'_> {
     }
 
     async fn send(&mut self, frame: Vec<u8>) -> bool {
-        let i = self.i;
-        trace(&format!("edge {i} sends"), &frame);
-        if let Some(link) = self.sim.links[i].as_mut() {
-            link.to_hub.push_back(frame);
-        }
+        self.sim.post(self.i, true, frame);
         true
     }
 
     async fn storage(&mut self, action: EdgeAction) -> Step<EdgeEvent<'static>> {
         let e = &self.sim.edges[self.i];
-        match edge_storage(&e.db, &e.cfg, &action).await {
-            Some(ev) => Step::Feed(ev),
-            None => Step::Done,
-        }
+        edge_storage(&e.db, &e.cfg, &action).await.into()
     }
 
     async fn close(&mut self, code: String, _message: String, fatal: bool) {
@@ -598,11 +608,7 @@ impl HubShell for HubLink<'_> {
     }
 
     async fn send(&mut self, frame: Vec<u8>) -> bool {
-        let i = self.i;
-        trace(&format!("hub to {i} sends"), &frame);
-        if let Some(link) = self.sim.links[i].as_mut() {
-            link.to_edge.push_back(frame);
-        }
+        self.sim.post(self.i, false, frame);
         true
     }
 
@@ -639,10 +645,7 @@ impl HubShell for HubLink<'_> {
         let ev = hub_storage(&self.sim.hub, &identity, &action, |_| settled += 1).await;
         self.sim.stats.settled += settled;
         self.committed |= matches!(ev, Some(HubEvent::PushApplied { .. }));
-        match ev {
-            Some(ev) => Step::Feed(ev),
-            None => Step::Done,
-        }
+        ev.into()
     }
 
     fn metric(&mut self, m: HubMetric) {

@@ -113,16 +113,14 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
             why = next_failure(&mut s.failed) => {
                 // The database failed: let go of its handle (the hub reopens
                 // it once nobody holds it); the edge retries later.
-                let bye = unavailable(&s.database, &why);
-                let _ = s.ws.send(Message::Binary(bye.encode().into())).await;
+                s.bye(unavailable(&s.database, &why)).await;
                 break;
             }
             _ = shutdown.next() => {
-                let bye = outpost::sync::Frame::Error {
+                s.bye(outpost::sync::Frame::Error {
                     code: "shutting_down".into(),
                     message: "the hub is shutting down; reconnect later".into(),
-                };
-                let _ = s.ws.send(Message::Binary(bye.encode().into())).await;
+                }).await;
                 break;
             }
         };
@@ -203,10 +201,9 @@ impl Shell {
         run_hub(self, acts).await && !self.machine.is_closed()
     }
 
-    /// Sends the retryable `unavailable` error of a failed database.
-    async fn unavailable(&mut self, database: &str, why: &str) {
-        let bye = unavailable(database, why);
-        let _ = self.ws.send(Message::Binary(bye.encode().into())).await;
+    /// Sends a last frame (an `Error`) before the session ends.
+    async fn bye(&mut self, frame: outpost::sync::Frame) {
+        let _ = self.ws.send(Message::Binary(frame.encode().into())).await;
     }
 
     /// Counts a metric (and logs refusals).
@@ -238,21 +235,11 @@ impl Shell {
     /// Checks a credential against the live configuration and reads what
     /// the machine needs about the edge; `Err` (why) when the database is
     /// unavailable (failed).
-    async fn check(
-        &mut self,
-        AuthRequest {
-            database,
-            identity,
-            credential,
-            edge_db_id,
-            pull_checkpoint,
-            checkpoint_hub,
-        }: &AuthRequest,
-    ) -> Result<HubEvent<'static>, String> {
-        let (database, identity) = (database.as_str(), identity.as_str());
+    async fn check(&mut self, r: &AuthRequest) -> Result<HubEvent<'static>, String> {
+        let (database, identity) = (r.database.as_str(), r.identity.as_str());
         let config = self.hub.config();
         let ok = config
-            .authenticate(identity, credential.as_str())
+            .authenticate(identity, &r.credential)
             .is_some_and(|e| e.database == database);
         let grant = if ok {
             grant_for(&config, identity, database)
@@ -268,8 +255,14 @@ impl Shell {
             tracing::warn!(peer = %self.peer, %identity, %database, "authentication failed");
             return Ok(HubEvent::Unauthorized);
         };
-        let info = match edge_info(&db.db, &grant, edge_db_id, *pull_checkpoint, checkpoint_hub)
-            .await
+        let info = match edge_info(
+            &db.db,
+            &grant,
+            &r.edge_db_id,
+            r.pull_checkpoint,
+            &r.checkpoint_hub,
+        )
+        .await
         {
             Ok(i) => i,
             Err(e) => {
@@ -280,7 +273,7 @@ impl Shell {
                 return Ok(HubEvent::ReadFailed(e.to_string()));
             }
         };
-        tracing::info!(peer = %self.peer, %identity, %database, edge_db = %edge_db_id, pull_checkpoint, pending = info.pending, "edge authenticated");
+        tracing::info!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, pull_checkpoint = r.pull_checkpoint, pending = info.pending, "edge authenticated");
         self.identity = Some(identity.to_string());
         self.database = database.to_string();
         self.commits = Some(db.db.watch_commits());
@@ -317,7 +310,7 @@ impl HubShell for Shell {
         match self.check(&request).await {
             Ok(ev) => Step::Feed(ev),
             Err(why) => {
-                self.unavailable(&request.database, &why).await;
+                self.bye(unavailable(&request.database, &why)).await;
                 Step::End
             }
         }
@@ -342,14 +335,13 @@ impl HubShell for Shell {
                     // The database failed (a disk error): a retryable
                     // reason instead of `storage`; a batch was not applied
                     // and the edge pushes it again later.
-                    let database = self.database.clone();
-                    self.unavailable(&database, &why).await;
+                    self.bye(unavailable(&self.database, &why)).await;
                     return Step::End;
                 }
             }
             _ => {}
         }
-        ev.map_or(Step::Done, Step::Feed)
+        ev.into()
     }
 
     fn metric(&mut self, m: HubMetric) {

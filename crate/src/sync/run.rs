@@ -37,6 +37,18 @@ pub enum Step<E> {
     End,
 }
 
+impl<E> From<Option<E>> for Step<E> {
+    /// `Feed` the event, if any; else `Done`.
+    fn from(ev: Option<E>) -> Step<E> {
+        ev.map_or(Step::Done, Step::Feed)
+    }
+}
+
+/// `Done` once a frame went out; `End` when the transport failed.
+async fn sent<E>(ok: impl Future<Output = bool>) -> Step<E> {
+    if ok.await { Step::Done } else { Step::End }
+}
+
 /// The effects an edge shell provides to [`run_edge`].
 pub trait EdgeShell {
     /// Feeds `ev` to the session's machine (at the shell's clock) and returns
@@ -145,13 +157,7 @@ impl<S: EdgeShell> Actions for Edge<'_, S> {
     async fn perform(&mut self, action: EdgeAction) -> Step<EdgeEvent<'static>> {
         let shell = &mut *self.0;
         match action {
-            EdgeAction::Send(frame) => {
-                if shell.send(frame).await {
-                    Step::Done
-                } else {
-                    Step::End
-                }
-            }
+            EdgeAction::Send(frame) => sent(shell.send(frame)).await,
             EdgeAction::Status(s) => {
                 shell.status(s);
                 Step::Done
@@ -192,13 +198,7 @@ impl<S: HubShell> Actions for Hub<'_, S> {
     async fn perform(&mut self, action: HubAction) -> Step<HubEvent<'static>> {
         let shell = &mut *self.0;
         match action {
-            HubAction::Send(frame) => {
-                if shell.send(frame).await {
-                    Step::Done
-                } else {
-                    Step::End
-                }
-            }
+            HubAction::Send(frame) => sent(shell.send(frame)).await,
             HubAction::Metric(m) => {
                 shell.metric(m);
                 Step::Done
@@ -215,16 +215,15 @@ impl<S: HubShell> Actions for Hub<'_, S> {
                 pull_checkpoint,
                 checkpoint_hub,
             } => {
-                shell
-                    .authenticate(AuthRequest {
-                        database,
-                        identity,
-                        credential,
-                        edge_db_id,
-                        pull_checkpoint,
-                        checkpoint_hub,
-                    })
-                    .await
+                let request = AuthRequest {
+                    database,
+                    identity,
+                    credential,
+                    edge_db_id,
+                    pull_checkpoint,
+                    checkpoint_hub,
+                };
+                shell.authenticate(request).await
             }
             storage @ (HubAction::ReadChanges { .. } | HubAction::ApplyPush { .. }) => {
                 shell.storage(storage).await
