@@ -10,6 +10,11 @@
 //! module's [`Shell`] as its effects: storage actions run through
 //! [`edge_storage`] on the handle's database.
 //!
+//! **Waking.** The replication learns of this tab's commits from the engine's
+//! commit observer ([`Database::watch_commits`]), minus the batches it
+//! applied itself; other tabs' writes come through the package's
+//! `BroadcastChannel` (`localChanged`).
+//!
 //! **Several tabs.** Every storage action runs inside the JS hook
 //! `exclusive(fn)` supplied by the package's JS layer (`pkg-js/src/core.js`):
 //! it takes the same cross-tab Web Lock as every other operation of the handle,
@@ -35,9 +40,9 @@ use std::rc::{Rc, Weak};
 use js_sys::{ArrayBuffer, Function, Promise, Uint8Array};
 use outpost::Database;
 use outpost::db::RemoteDoc;
-use outpost::sync::driver::{edge_storage, load_edge_state};
+use outpost::sync::driver::{edge_storage, edge_storage_etags, load_edge_state};
 use outpost::sync::edge::backoff_ms;
-use outpost::sync::run::{EdgeShell, Step, run_edge};
+use outpost::sync::run::{EdgeShell, OwnEtags, Step, run_edge};
 use outpost::sync::{
     EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, SyncStatus, WireGrant,
 };
@@ -93,6 +98,9 @@ enum Task {
     /// Actions of the session of generation `.0`, performed by [`run_edge`]
     /// (depth-first: a storage action's follow-ups run before the next task).
     Run(Vec<EdgeAction>),
+    /// The database committed etags `.0 + 1 ..= .1` (the engine's commit
+    /// observer): `LocalChanged` unless they were all this replication's own.
+    Commits(u64, u64),
 }
 
 struct State {
@@ -120,6 +128,9 @@ struct State {
     graveyard: Vec<Closure<dyn FnMut(JsValue)>>,
     /// `stop()` promises waiting for the pump to finish.
     idle_waiters: Vec<Function>,
+    /// Etag runs committed by this replication's own storage actions, not
+    /// yet matched by a [`Task::Commits`].
+    own: OwnEtags,
 }
 
 struct Inner {
@@ -204,6 +215,7 @@ impl EdgeSync {
                 tick: None,
                 graveyard: Vec::new(),
                 idle_waiters: Vec::new(),
+                own: OwnEtags::default(),
             }),
         });
         let weak = Rc::downgrade(&inner);
@@ -219,6 +231,7 @@ impl EdgeSync {
             st.tick = Some(tick);
         }
         enqueue(&inner, 0, Task::Connect);
+        watch_commits(&inner);
         Ok(EdgeSync { inner })
     }
 
@@ -394,6 +407,15 @@ fn pump(inner: &Rc<Inner>) {
             };
             match task {
                 Task::Connect => connect(&inner).await,
+                Task::Commits(from, to) => {
+                    let (others, g) = {
+                        let mut st = inner.state.borrow_mut();
+                        (st.own.others_in(from, to), st.generation)
+                    };
+                    if others {
+                        feed(&inner, g, EdgeEvent::LocalChanged);
+                    }
+                }
                 Task::Run(actions) => {
                     run_edge(
                         &mut Shell {
@@ -413,6 +435,30 @@ fn pump(inner: &Rc<Inner>) {
         };
         for w in waiters {
             let _ = w.call0(&JsValue::UNDEFINED);
+        }
+    });
+}
+
+/// Wakes the replication on the database's commits (the engine's commit
+/// observer): each is looked at by the pump, after the storage action that
+/// may have made it (see [`Task::Commits`]). Ends once the replication is
+/// stopped or dropped, or the database closed.
+fn watch_commits(inner: &Rc<Inner>) {
+    let mut watch = inner.db.watch_commits();
+    let weak = Rc::downgrade(inner);
+    wasm_bindgen_futures::spawn_local(async move {
+        loop {
+            let from = watch.seen();
+            let Some(to) = watch.changed().await else {
+                return;
+            };
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            if inner.state.borrow().stopped {
+                return;
+            }
+            enqueue(&inner, 0, Task::Commits(from, to));
         }
     });
 }
@@ -856,15 +902,20 @@ async fn apply_remote(
             let (db, cfg) = (db.clone(), cfg.clone());
             let (tx, rx) = futures::channel::oneshot::channel();
             wasm_bindgen_futures::spawn_local(async move {
-                let _ = tx.send(edge_storage(&db, &cfg, &step).await);
+                let _ = tx.send(edge_storage_etags(&db, &cfg, &step).await);
             });
             pending.push(rx);
         }
         let mut result = EdgeEvent::Applied;
+        let mut own = Vec::new();
         for rx in pending {
-            let ev = rx
-                .await
-                .unwrap_or_else(|_| Some(EdgeEvent::ApplyFailed("a slice was dropped".into())));
+            let (ev, etags) = rx.await.unwrap_or_else(|_| {
+                (
+                    Some(EdgeEvent::ApplyFailed("a slice was dropped".into())),
+                    None,
+                )
+            });
+            own.push(etags);
             match ev {
                 Some(EdgeEvent::Applied) | None => {}
                 Some(other) => {
@@ -874,11 +925,17 @@ async fn apply_remote(
                 }
             }
         }
-        result
+        (result, own)
     })
     .await;
     let result = match r {
-        Ok(result) => result,
+        Ok((result, own)) => {
+            // What this replication stored itself needs no pushing.
+            let mut st = inner.state.borrow_mut();
+            own.into_iter().for_each(|run| st.own.add(run));
+            drop(st);
+            result
+        }
         Err(e) => {
             if hook_failed(inner, &e) {
                 return None;

@@ -16,8 +16,6 @@
 use std::collections::VecDeque;
 use std::future::Future;
 
-use futures::FutureExt;
-
 use crate::cv::DbId;
 use crate::db::{CommitInfo, Database};
 use crate::store::PageStore;
@@ -260,15 +258,45 @@ pub fn commit_etags(info: &CommitInfo) -> Option<(u64, u64)> {
     (last - first + 1 == etags.len() as u64).then_some((first, last))
 }
 
+/// The etag runs an edge's replication committed itself (the batches it
+/// applied from the hub), to tell them from the commits that may need
+/// pushing (see [`commit_etags`], [`OthersCommits`]).
+#[derive(Debug, Default)]
+pub struct OwnEtags {
+    runs: Vec<(u64, u64)>,
+}
+
+impl OwnEtags {
+    /// Records a run `first..=last` the replication committed.
+    pub fn add(&mut self, run: Option<(u64, u64)>) {
+        self.runs.extend(run);
+    }
+
+    /// Whether etags `from + 1 ..= to` (what the commit observer reported)
+    /// hold one the replication did not commit itself. Forgets the runs up
+    /// to `to`.
+    pub fn others_in(&mut self, from: u64, to: u64) -> bool {
+        self.runs.sort_unstable();
+        let mut covered = from;
+        for &(first, last) in &self.runs {
+            if first > covered + 1 {
+                break;
+            }
+            covered = covered.max(last);
+        }
+        self.runs.retain(|&(_, last)| last > to);
+        covered < to
+    }
+}
+
 /// Wakes an edge for the commits of its database that may need pushing:
 /// the engine's commit observer, minus the commits of the edge's own
-/// replication (the batches it applied from the hub), which would only make
-/// it re-read what it just stored.
+/// replication (recorded with [`OthersCommits::own`] before the observer is
+/// polled again), which would only make it re-read what it just stored.
 #[derive(Debug)]
 pub struct OthersCommits {
     watch: CommitWatch,
-    /// A commit by someone else was seen while skipping an own one.
-    pending: bool,
+    own: OwnEtags,
 }
 
 impl OthersCommits {
@@ -276,33 +304,28 @@ impl OthersCommits {
     pub fn new<S: PageStore>(db: &Database<S>) -> OthersCommits {
         OthersCommits {
             watch: db.watch_commits(),
-            pending: false,
+            own: OwnEtags::default(),
         }
     }
 
     /// The edge's own replication committed etags `first..=last` (see
-    /// [`commit_etags`]): skips them unless someone else committed since the
-    /// last wake (then the next [`OthersCommits::changed`] resolves at once).
+    /// [`commit_etags`]).
     pub fn own(&mut self, etags: Option<(u64, u64)>) {
-        let Some((first, last)) = etags else {
-            return;
-        };
-        let seen = self.watch.seen();
-        // Resolves at once: the commit is durable.
-        if let Some(Some(now)) = self.watch.changed().now_or_never()
-            && !(first == seen + 1 && last == now)
-        {
-            self.pending = true;
-        }
+        self.own.add(etags);
     }
 
     /// Resolves once someone else committed (`true`), or with `false` once
     /// the database is closed or has failed. Cancel-safe.
     pub async fn changed(&mut self) -> bool {
-        if std::mem::take(&mut self.pending) {
-            return true;
+        loop {
+            let from = self.watch.seen();
+            let Some(to) = self.watch.changed().await else {
+                return false;
+            };
+            if self.own.others_in(from, to) {
+                return true;
+            }
         }
-        self.watch.changed().await.is_some()
     }
 }
 
@@ -311,6 +334,7 @@ mod tests {
     use super::*;
     use crate::db::{Batch, OpenOptions};
     use crate::store::MemoryStore;
+    use futures::FutureExt;
     use futures::executor::block_on;
     use serde_json::json;
 
@@ -337,5 +361,20 @@ mod tests {
             db.close().await.unwrap();
             assert_eq!(w.changed().now_or_never(), Some(false));
         });
+    }
+
+    #[test]
+    fn own_runs_cover_or_leave_gaps() {
+        let mut own = OwnEtags::default();
+        own.add(Some((6, 8)));
+        own.add(Some((3, 5)));
+        own.add(None);
+        assert!(!own.others_in(2, 8));
+        own.add(Some((10, 12)));
+        assert!(own.others_in(8, 12), "9 is someone else's");
+        own.add(Some((13, 20)));
+        assert!(!own.others_in(12, 15));
+        assert!(!own.others_in(15, 20), "the rest of a run still counts");
+        assert!(own.others_in(20, 21));
     }
 }
