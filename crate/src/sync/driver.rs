@@ -1,6 +1,7 @@
 //! Storage actions of the two machines over a [`Database`], shared by every
 //! shell (the hub's WebSocket sessions, the native and browser edge clients,
-//! the simulation tests).
+//! the simulation tests), which perform them as the effects of the one
+//! action loop, [`crate::sync::run`].
 
 use crate::codec::{Put, get_u64};
 use crate::cv::DbId;
@@ -166,7 +167,8 @@ pub async fn edge_info<S: PageStore>(
 
 /// Performs a hub storage action for the session of `grant` and returns the
 /// event to feed back, if any (`Authenticate`, `Send`, `Metric`, `Close` are
-/// the shell's business). Conflicts met are reported through `metric`.
+/// the shell's business): `ReadFailed` or `PushFailed` when the database
+/// refused. Conflicts met are reported through `metric`.
 pub async fn hub_storage<S: PageStore>(
     db: &Database<S>,
     identity: &str,
