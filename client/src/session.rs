@@ -133,23 +133,17 @@ where
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next = Some(EdgeEvent::Opened);
     loop {
-        if let Some(ev) = next.take() {
-            let acts = s.m.handle(ev, now_ms());
-            run_edge(&mut s, acts).await;
-            if let Some(e) = s.end.take() {
-                return e;
-            }
+        if let Some(ev) = next.take()
+            && let Some(e) = s.handle(ev).await
+        {
+            return e;
         }
         next = Some(tokio::select! {
             msg = s.ws.next() => match msg {
-                Some(Ok(Message::Binary(b))) => {
-                    let acts = s.m.handle(EdgeEvent::Received(&b), now_ms());
-                    run_edge(&mut s, acts).await;
-                    if let Some(e) = s.end.take() {
-                        return e;
-                    }
-                    continue;
-                }
+                Some(Ok(Message::Binary(b))) => match s.handle(EdgeEvent::Received(&b)).await {
+                    Some(e) => return e,
+                    None => continue,
+                },
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Text(_))) => EdgeEvent::Received(&[0xff]),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
@@ -168,6 +162,16 @@ where
                 return Ended::Stopped;
             }
         });
+    }
+}
+
+impl<S: PageStore> Session<'_, S> {
+    /// Feeds `ev` and performs the actions (see [`run_edge`]); how the
+    /// session ended, if it did.
+    async fn handle(&mut self, ev: EdgeEvent<'_>) -> Option<Ended> {
+        let acts = self.m.handle(ev, now_ms());
+        run_edge(self, acts).await;
+        self.end.take()
     }
 }
 
