@@ -11,7 +11,9 @@
 //!
 //! Also here: [`OthersCommits`], which wakes an edge for commits of its
 //! database made by anyone but its own replication (the engine's commit
-//! observer, minus the batches the edge applied itself).
+//! observer, minus the batches the edge applied itself, tracked by
+//! [`OwnEtags`]; the browser shell, whose observer runs in a task of its
+//! own, uses [`OwnEtags`] directly).
 
 use std::collections::VecDeque;
 use std::future::Future;
