@@ -3,8 +3,9 @@
 //! Replicates a local [`outpost::Database`] with an Outpost hub over
 //! WebSocket (tokio-tungstenite; `wss://` with rustls), reconnecting with
 //! backoff and jitter. A thin shell around [`outpost::sync::EdgeSession`]:
-//! frames in and out, storage actions through [`outpost::sync::driver`], a
-//! 1 s tick for heartbeats.
+//! frames in and out, storage actions through [`outpost::sync::driver`], the
+//! actions run by [`outpost::sync::run::run_edge`], local commits learnt from
+//! the engine's commit observer, a 1 s tick for heartbeats.
 //!
 //! For any native edge (a laptop app, a worker, the fan-out benchmark); the
 //! hub uses it when it is itself an edge of another hub (`[[upstream]]`). It
@@ -20,8 +21,8 @@
 //!     edge: EdgeConfig::new("main", "laptop", "its-token"),
 //!     ca_cert: None,
 //! };
-//! let client = spawn_edge(db, opts, None, None);
-//! // … local writes, then: client.local_changed();
+//! let client = spawn_edge(db, opts, None);
+//! // … local writes: the client pushes them.
 //! client.stop().await;
 //! # }
 //! ```
@@ -33,9 +34,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use outpost::sync::driver::rejections;
-use outpost::sync::{EdgeConfig, Rejection, SyncStatus};
-use outpost::{Database, Error, PageStore};
+use outpost::sync::{EdgeConfig, SyncStatus};
+use outpost::{Database, PageStore};
 use tokio::sync::{Notify, watch};
 
 mod connect;
@@ -103,7 +103,9 @@ impl SyncHandle {
         self.status.clone()
     }
 
-    /// Tells the client that the local database committed (it pushes).
+    /// Tells the client that the local database committed (it pushes). Not
+    /// needed: the client watches the database's commits; it only makes the
+    /// client look at its changes feed once more.
     pub fn local_changed(&self) {
         self.wake.notify_one();
     }
@@ -137,14 +139,16 @@ impl SyncHandle {
     }
 }
 
-/// Starts replicating `db` with the hub of `opts`. `changes`, if given, wakes
-/// the client whenever the database commits (a hub's etag watch); otherwise
-/// call [`SyncHandle::local_changed`] after local writes. `on_applied` runs
-/// after every batch from the hub is committed.
+/// Starts replicating `db` with the hub of `opts`. The client learns of the
+/// database's commits from the engine's commit observer
+/// ([`Database::watch_commits`]) and pushes what they wrote; the batches it
+/// applies from the hub wake everyone else watching the database (a hub's
+/// edge sessions), not itself. `on_applied`, if given, runs after every
+/// batch from the hub is committed (the fan-out benchmark times arrivals with
+/// it).
 pub fn spawn_edge<S>(
     db: Database<S>,
     opts: ClientOptions,
-    changes: Option<watch::Receiver<u64>>,
     on_applied: Option<Arc<dyn Fn() + Send + Sync>>,
 ) -> SyncHandle
 where
@@ -154,16 +158,15 @@ where
     let (stop, stop_rx) = watch::channel(false);
     let wake = Arc::new(Notify::new());
     let counters = Arc::new(ClientCounters::default());
-    let task = tokio::spawn(session::run(
+    let task = tokio::spawn(session::run(session::Client {
         db,
         opts,
-        changes,
         on_applied,
-        status_tx,
-        stop_rx,
-        wake.clone(),
-        counters.clone(),
-    ));
+        status: status_tx,
+        stop: stop_rx,
+        wake: wake.clone(),
+        counters: counters.clone(),
+    }));
     SyncHandle {
         status,
         stop,
@@ -174,9 +177,4 @@ where
 }
 
 /// The rejections the hub sent this client (recorded in the database).
-pub async fn client_rejections<S: PageStore>(
-    db: &Database<S>,
-    edge: &EdgeConfig,
-) -> Result<Vec<Rejection>, Error> {
-    rejections(db, edge).await
-}
+pub use outpost::sync::driver::rejections as client_rejections;

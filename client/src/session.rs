@@ -1,14 +1,19 @@
 //! One client task: connect, run an [`EdgeSession`] over the socket until it
-//! ends, reconnect with backoff and jitter.
+//! ends, reconnect with backoff and jitter. The session's actions run through
+//! [`run_edge`] (the one depth-first action loop) with this module's socket,
+//! status and counters as its effects; the session is woken by the engine's
+//! commit observer for commits not its own ([`OthersCommits`]), by
+//! [`SyncHandle::local_changed`](crate::SyncHandle::local_changed), and
+//! every second.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use outpost::sync::driver::{edge_storage, load_edge_state};
+use outpost::sync::driver::{edge_storage_etags, load_edge_state};
 use outpost::sync::edge::backoff_ms;
+use outpost::sync::run::{EdgeShell, OthersCommits, Step, run_edge};
 use outpost::sync::{EdgeAction, EdgeEvent, EdgeSession, SyncStatus};
 use outpost::{Database, PageStore};
 use tokio::sync::{Notify, watch};
@@ -26,47 +31,38 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn run<S>(
-    db: Database<S>,
-    opts: ClientOptions,
-    mut changes: Option<watch::Receiver<u64>>,
-    on_applied: Option<Arc<dyn Fn() + Send + Sync>>,
-    status: watch::Sender<SyncStatus>,
-    mut stop: watch::Receiver<bool>,
-    wake: Arc<Notify>,
-    counters: Arc<ClientCounters>,
-) where
+/// What a client task works with, across its sessions.
+pub(crate) struct Client<S: PageStore> {
+    pub(crate) db: Database<S>,
+    pub(crate) opts: ClientOptions,
+    pub(crate) on_applied: Option<Arc<dyn Fn() + Send + Sync>>,
+    pub(crate) status: watch::Sender<SyncStatus>,
+    pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) counters: Arc<ClientCounters>,
+}
+
+pub(crate) async fn run<S>(mut c: Client<S>)
+where
     S: PageStore + Send + Sync + 'static,
 {
+    // `None` once the database is closed (nothing more to push).
+    let mut commits = Some(OthersCommits::new(&c.db));
     let mut attempt: u32 = 0;
     loop {
-        if *stop.borrow() {
+        if *c.stop.borrow() {
             break;
         }
-        let _ = status.send(SyncStatus::Connecting);
+        let _ = c.status.send(SyncStatus::Connecting);
         let ws = tokio::select! {
-            r = tokio::time::timeout(Duration::from_secs(10), connect(&opts)) => r.unwrap_or_else(|_| Err("connect timed out".into())),
-            _ = stop.changed() => break,
+            r = tokio::time::timeout(Duration::from_secs(10), connect(&c.opts)) => r.unwrap_or_else(|_| Err("connect timed out".into())),
+            _ = c.stop.changed() => break,
         };
         let outcome = match ws {
-            Ok(ws) => {
-                session(
-                    &db,
-                    &opts,
-                    ws,
-                    &mut changes,
-                    on_applied.as_deref(),
-                    &status,
-                    &mut stop,
-                    &wake,
-                    &counters,
-                )
-                .await
-            }
+            Ok(ws) => session(&c, ws, &mut commits).await,
             Err(e) => {
-                tracing::debug!(url = %opts.url, error = %e, "connection failed");
-                counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(url = %c.opts.url, error = %e, "connection failed");
+                c.counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
                 Ended::Retry { welcomed: false }
             }
         };
@@ -74,25 +70,25 @@ pub(crate) async fn run<S>(
             Ended::Stopped => break,
             Ended::Fatal(code, message) => {
                 // Final: retrying cannot help (bad credentials, revoked).
-                let _ = status.send(SyncStatus::Error { code, message });
+                let _ = c.status.send(SyncStatus::Error { code, message });
                 return;
             }
             Ended::Retry { welcomed } => {
                 if welcomed {
                     attempt = 0;
                 }
-                let _ = status.send(SyncStatus::Offline);
+                let _ = c.status.send(SyncStatus::Offline);
                 let unit = (now_ms().rem_euclid(1000)) as f64 / 1000.0;
                 let delay = backoff_ms(attempt, unit);
                 attempt = attempt.saturating_add(1);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
-                    _ = stop.changed() => break,
+                    _ = c.stop.changed() => break,
                 }
             }
         }
     }
-    let _ = status.send(SyncStatus::Offline);
+    let _ = c.status.send(SyncStatus::Offline);
 }
 
 enum Ended {
@@ -101,184 +97,156 @@ enum Ended {
     Retry { welcomed: bool },
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One session: the machine, its socket, and the effects of [`run_edge`].
+struct Session<'a, S: PageStore> {
+    c: &'a Client<S>,
+    m: EdgeSession,
+    ws: WebSocketStream<Box<dyn Io>>,
+    commits: &'a mut Option<OthersCommits>,
+    welcomed: bool,
+    /// How the session ended, once it did.
+    end: Option<Ended>,
+}
+
 async fn session<S>(
-    db: &Database<S>,
-    opts: &ClientOptions,
-    mut ws: WebSocketStream<Box<dyn Io>>,
-    changes: &mut Option<watch::Receiver<u64>>,
-    on_applied: Option<&(dyn Fn() + Send + Sync)>,
-    status: &watch::Sender<SyncStatus>,
-    stop: &mut watch::Receiver<bool>,
-    wake: &Notify,
-    counters: &ClientCounters,
+    c: &Client<S>,
+    ws: WebSocketStream<Box<dyn Io>>,
+    commits: &mut Option<OthersCommits>,
 ) -> Ended
 where
     S: PageStore + Send + Sync + 'static,
 {
-    let persisted = match load_edge_state(db, &opts.edge).await {
+    let persisted = match load_edge_state(&c.db, &c.opts.edge).await {
         Ok(p) => p,
         Err(e) => return Ended::Fatal("storage".into(), e.to_string()),
     };
-    let mut m = EdgeSession::new(opts.edge.clone(), persisted, now_ms());
+    let mut stop = c.stop.clone();
+    let mut s = Session {
+        c,
+        m: EdgeSession::new(c.opts.edge.clone(), persisted, now_ms()),
+        ws,
+        commits,
+        welcomed: false,
+        end: None,
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut welcomed = false;
-    let first = m.handle(EdgeEvent::Opened, now_ms());
-    let mut end = None;
-    if let Err(e) = perform(
-        db,
-        opts,
-        &mut m,
-        &mut ws,
-        first,
-        on_applied,
-        status,
-        counters,
-        &mut welcomed,
-        &mut end,
-    )
-    .await
-    {
-        tracing::debug!(error = %e, "send failed");
-        return Ended::Retry { welcomed };
-    }
+    let mut next = Some(EdgeEvent::Opened);
     loop {
-        if let Some(e) = end.take() {
+        if let Some(ev) = next.take()
+            && let Some(e) = s.handle(ev).await
+        {
             return e;
         }
-        let ev = tokio::select! {
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Binary(b))) => {
-                    let acts = m.handle(EdgeEvent::Received(&b), now_ms());
-                    if perform(db, opts, &mut m, &mut ws, acts, on_applied, status, counters, &mut welcomed, &mut end).await.is_err() {
-                        return Ended::Retry { welcomed };
-                    }
-                    continue;
-                }
+        next = Some(tokio::select! {
+            msg = s.ws.next() => match msg {
+                Some(Ok(Message::Binary(b))) => match s.handle(EdgeEvent::Received(&b)).await {
+                    Some(e) => return e,
+                    None => continue,
+                },
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Text(_))) => EdgeEvent::Received(&[0xff]),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                    m.handle(EdgeEvent::Closed, now_ms());
-                    return Ended::Retry { welcomed };
+                    s.m.handle(EdgeEvent::Closed, now_ms());
+                    return Ended::Retry { welcomed: s.welcomed };
                 }
             },
             _ = tick.tick() => EdgeEvent::Tick,
-            _ = wake.notified() => EdgeEvent::LocalChanged,
-            r = wait_changed(changes) => {
-                if !r { *changes = None; continue; }
+            _ = s.c.wake.notified() => EdgeEvent::LocalChanged,
+            more = others_committed(s.commits) => {
+                if !more { *s.commits = None; continue; }
                 EdgeEvent::LocalChanged
             }
             _ = stop.changed() => {
-                let _ = ws.close(None).await;
+                let _ = s.ws.close(None).await;
                 return Ended::Stopped;
             }
-        };
-        let acts = m.handle(ev, now_ms());
-        if perform(
-            db,
-            opts,
-            &mut m,
-            &mut ws,
-            acts,
-            on_applied,
-            status,
-            counters,
-            &mut welcomed,
-            &mut end,
-        )
-        .await
-        .is_err()
-        {
-            return Ended::Retry { welcomed };
-        }
+        });
     }
 }
 
-async fn wait_changed(rx: &mut Option<watch::Receiver<u64>>) -> bool {
-    match rx {
-        Some(rx) => rx.changed().await.is_ok(),
+impl<S: PageStore> Session<'_, S> {
+    /// Feeds `ev` and performs the actions (see [`run_edge`]); how the
+    /// session ended, if it did.
+    async fn handle(&mut self, ev: EdgeEvent<'_>) -> Option<Ended> {
+        let acts = self.m.handle(ev, now_ms());
+        run_edge(self, acts).await;
+        self.end.take()
+    }
+}
+
+/// Resolves once someone else committed (`false` once the database closed);
+/// never without a watch.
+async fn others_committed(commits: &mut Option<OthersCommits>) -> bool {
+    match commits {
+        Some(w) => w.changed().await,
         None => std::future::pending().await,
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn perform<S>(
-    db: &Database<S>,
-    opts: &ClientOptions,
-    m: &mut EdgeSession,
-    ws: &mut WebSocketStream<Box<dyn Io>>,
-    acts: Vec<EdgeAction>,
-    on_applied: Option<&(dyn Fn() + Send + Sync)>,
-    status: &watch::Sender<SyncStatus>,
-    counters: &ClientCounters,
-    welcomed: &mut bool,
-    end: &mut Option<Ended>,
-) -> Result<(), String>
-where
-    S: PageStore + Send + Sync + 'static,
-{
-    let mut queue: VecDeque<EdgeAction> = acts.into();
-    while let Some(a) = queue.pop_front() {
-        let next = match a {
-            EdgeAction::Send(b) => {
-                ws.send(Message::Binary(b.into()))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                None
-            }
-            EdgeAction::Status(s) => {
-                if matches!(s, SyncStatus::Initial { received: 0, .. }) && !*welcomed {
-                    *welcomed = true;
-                    counters.sessions.fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = status.send(s);
-                None
-            }
-            EdgeAction::Pushed { docs, .. } => {
-                counters.pushes_acked.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .docs_pushed
-                    .fetch_add(u64::from(docs), Ordering::Relaxed);
-                None
-            }
-            EdgeAction::Close {
-                code,
-                message,
-                fatal,
-            } => {
-                tracing::info!(url = %opts.url, %code, %message, "sync session closed");
-                let _ = ws.close(None).await;
-                *end = Some(if fatal {
-                    Ended::Fatal(code, message)
-                } else {
-                    Ended::Retry {
-                        welcomed: *welcomed,
-                    }
+impl<S: PageStore> EdgeShell for Session<'_, S> {
+    fn feed(&mut self, ev: EdgeEvent<'_>) -> Option<Vec<EdgeAction>> {
+        Some(self.m.handle(ev, now_ms()))
+    }
+
+    async fn send(&mut self, frame: Vec<u8>) -> bool {
+        match self.ws.send(Message::Binary(frame.into())).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "send failed");
+                self.end = Some(Ended::Retry {
+                    welcomed: self.welcomed,
                 });
-                return Ok(());
-            }
-            other => {
-                let applied = matches!(other, EdgeAction::ApplyRemote { .. });
-                let ev = edge_storage(db, &opts.edge, &other).await;
-                if matches!(ev, Some(EdgeEvent::ApplyFailed(_))) {
-                    counters.storage_failures.fetch_add(1, Ordering::Relaxed);
-                }
-                if applied && matches!(ev, Some(EdgeEvent::Applied)) {
-                    counters.batches_applied.fetch_add(1, Ordering::Relaxed);
-                    if let Some(f) = on_applied {
-                        f();
-                    }
-                }
-                ev
-            }
-        };
-        if let Some(ev) = next {
-            let more = m.handle(ev, now_ms());
-            for a in more.into_iter().rev() {
-                queue.push_front(a);
+                false
             }
         }
     }
-    Ok(())
+
+    async fn storage(&mut self, action: EdgeAction) -> Step<EdgeEvent<'static>> {
+        let (db, counters) = (&self.c.db, &self.c.counters);
+        let applied = matches!(action, EdgeAction::ApplyRemote { .. });
+        let (ev, etags) = edge_storage_etags(db, &self.c.opts.edge, &action).await;
+        // What this session stored itself needs no pushing: not a wake.
+        if let Some(w) = self.commits.as_mut() {
+            w.own(etags);
+        }
+        if matches!(ev, Some(EdgeEvent::ApplyFailed(_))) {
+            counters.storage_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if applied && matches!(ev, Some(EdgeEvent::Applied)) {
+            counters.batches_applied.fetch_add(1, Ordering::Relaxed);
+            if let Some(f) = &self.c.on_applied {
+                f();
+            }
+        }
+        ev.into()
+    }
+
+    fn status(&mut self, s: SyncStatus) {
+        if matches!(s, SyncStatus::Initial { received: 0, .. }) && !self.welcomed {
+            self.welcomed = true;
+            self.c.counters.sessions.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = self.c.status.send(s);
+    }
+
+    fn pushed(&mut self, _upto: u64, docs: u32) {
+        let counters = &self.c.counters;
+        counters.pushes_acked.fetch_add(1, Ordering::Relaxed);
+        counters
+            .docs_pushed
+            .fetch_add(u64::from(docs), Ordering::Relaxed);
+    }
+
+    async fn close(&mut self, code: String, message: String, fatal: bool) {
+        tracing::info!(url = %self.c.opts.url, %code, %message, "sync session closed");
+        let _ = self.ws.close(None).await;
+        self.end = Some(if fatal {
+            Ended::Fatal(code, message)
+        } else {
+            Ended::Retry {
+                welcomed: self.welcomed,
+            }
+        });
+    }
 }

@@ -29,9 +29,10 @@ use futures::executor::block_on;
 use outpost::rng::SplitMix;
 use outpost::store::MemoryStore;
 use outpost::sync::driver::{edge_info, edge_storage, hub_storage, load_edge_state, rejections};
+use outpost::sync::run::{AuthRequest, EdgeShell, HubShell, Step, run_edge, run_hub};
 use outpost::sync::{
     ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgeSession, Grant, HubAction, HubEvent,
-    HubSession, Prefixes,
+    HubMetric, HubSession, Prefixes,
 };
 use outpost::{Batch, ChangeVector, CvOrder, Database, OpenOptions, PutOptions};
 use serde_json::json;
@@ -175,34 +176,7 @@ impl Sim {
             return;
         };
         let acts = link.edge.handle(ev, t);
-        self.edge_actions(i, acts);
-    }
-
-    fn edge_actions(&mut self, i: usize, acts: Vec<EdgeAction>) {
-        for a in acts {
-            if self.links[i].is_none() {
-                return;
-            }
-            match &a {
-                EdgeAction::Send(b) => {
-                    trace(&format!("edge {i} sends"), b);
-                    self.links[i].as_mut().unwrap().to_hub.push_back(b.clone())
-                }
-                EdgeAction::Close { code, fatal, .. } => {
-                    assert!(!fatal, "fatal close at edge {i}: {code}");
-                    self.log.push(format!("edge {i} closed: {code}"));
-                    self.links[i] = None;
-                    return;
-                }
-                EdgeAction::Status(_) | EdgeAction::Pushed { .. } => {}
-                _ => {
-                    let e = &self.edges[i];
-                    if let Some(ev) = block_on(edge_storage(&e.db, &e.cfg, &a)) {
-                        self.edge_event(i, ev);
-                    }
-                }
-            }
-        }
+        block_on(run_edge(&mut EdgeLink { sim: self, i }, acts));
     }
 
     fn hub_event(&mut self, i: usize, ev: HubEvent<'_>) {
@@ -211,74 +185,14 @@ impl Sim {
             return;
         };
         let acts = link.hub.handle(ev, t);
-        self.hub_actions(i, acts);
-    }
-
-    fn hub_actions(&mut self, i: usize, acts: Vec<HubAction>) {
-        for a in acts {
-            if self.links[i].is_none() {
-                return;
-            }
-            match &a {
-                HubAction::Send(b) => {
-                    trace(&format!("hub to {i} sends"), b);
-                    self.links[i].as_mut().unwrap().to_edge.push_back(b.clone())
-                }
-                HubAction::Close { code, .. } => {
-                    self.log.push(format!("hub closed link {i}: {code}"));
-                    self.links[i] = None;
-                    return;
-                }
-                HubAction::Metric(outpost::sync::HubMetric::Rejected(_)) => {
-                    self.stats.rejected += 1
-                }
-                HubAction::Metric(_) => {}
-                HubAction::Authenticate {
-                    identity,
-                    credential,
-                    edge_db_id,
-                    pull_checkpoint,
-                    checkpoint_hub,
-                    database,
-                } => {
-                    let g = &self.edges[i].grant;
-                    let ev =
-                        if identity == &g.identity && credential == "token" && database == "main" {
-                            let info = block_on(edge_info(
-                                &self.hub,
-                                g,
-                                edge_db_id,
-                                *pull_checkpoint,
-                                checkpoint_hub,
-                            ))
-                            .unwrap();
-                            HubEvent::Authorized {
-                                grant: g.clone(),
-                                hub_db_id: self.hub.db_id(),
-                                hub_last_etag: info.hub_last_etag,
-                                push_checkpoint: info.push_checkpoint,
-                                pending: info.pending,
-                                pull_from: info.pull_from,
-                            }
-                        } else {
-                            HubEvent::Unauthorized
-                        };
-                    self.hub_event(i, ev);
-                }
-                _ => {
-                    let identity = self.edges[i].grant.identity.clone();
-                    let mut settled = 0;
-                    let ev = block_on(hub_storage(&self.hub, &identity, &a, |_| settled += 1));
-                    self.stats.settled += settled;
-                    let committed = matches!(ev, Some(HubEvent::PushApplied { .. }));
-                    if let Some(ev) = ev {
-                        self.hub_event(i, ev);
-                    }
-                    if committed {
-                        self.hub_committed(Some(i));
-                    }
-                }
-            }
+        let mut shell = HubLink {
+            sim: self,
+            i,
+            committed: false,
+        };
+        block_on(run_hub(&mut shell, acts));
+        if shell.committed {
+            self.hub_committed(Some(i));
         }
     }
 
@@ -287,6 +201,23 @@ impl Sim {
         for j in 0..EDGES {
             if Some(j) != except && self.links[j].is_some() {
                 self.hub_event(j, HubEvent::Committed { last_etag: last });
+            }
+        }
+    }
+
+    /// Queues a frame on link `i`, hub-bound if `up`.
+    fn post(&mut self, i: usize, up: bool, frame: Vec<u8>) {
+        let who = if up {
+            format!("edge {i} sends")
+        } else {
+            format!("hub to {i} sends")
+        };
+        trace(&who, &frame);
+        if let Some(link) = self.links[i].as_mut() {
+            if up {
+                link.to_hub.push_back(frame);
+            } else {
+                link.to_edge.push_back(frame);
             }
         }
     }
@@ -629,6 +560,104 @@ impl Sim {
         }
         assert!(block_on(self.hub.integrity_check()).unwrap().is_ok());
         self.stats.kept_conflicts += block_on(self.hub.conflicts(None, 1000)).unwrap().len() as u64;
+    }
+}
+
+/// The edge end of link `i` as a shell of [`run_edge`].
+struct EdgeLink<'a> {
+    sim: &'a mut Sim,
+    i: usize,
+}
+
+impl EdgeShell for EdgeLink<'_> {
+    fn feed(&mut self, ev: EdgeEvent<'_>) -> Option<Vec<EdgeAction>> {
+        let t = self.sim.t();
+        Some(self.sim.links[self.i].as_mut()?.edge.handle(ev, t))
+    }
+
+    async fn send(&mut self, frame: Vec<u8>) -> bool {
+        self.sim.post(self.i, true, frame);
+        true
+    }
+
+    async fn storage(&mut self, action: EdgeAction) -> Step<EdgeEvent<'static>> {
+        let e = &self.sim.edges[self.i];
+        edge_storage(&e.db, &e.cfg, &action).await.into()
+    }
+
+    async fn close(&mut self, code: String, _message: String, fatal: bool) {
+        let i = self.i;
+        assert!(!fatal, "fatal close at edge {i}: {code}");
+        self.sim.log.push(format!("edge {i} closed: {code}"));
+        self.sim.links[i] = None;
+    }
+}
+
+/// The hub end of link `i` as a shell of [`run_hub`]; `committed` once a
+/// push was stored (the other links are told after the run).
+struct HubLink<'a> {
+    sim: &'a mut Sim,
+    i: usize,
+    committed: bool,
+}
+
+impl HubShell for HubLink<'_> {
+    fn feed(&mut self, ev: HubEvent<'_>) -> Option<Vec<HubAction>> {
+        let t = self.sim.t();
+        Some(self.sim.links[self.i].as_mut()?.hub.handle(ev, t))
+    }
+
+    async fn send(&mut self, frame: Vec<u8>) -> bool {
+        self.sim.post(self.i, false, frame);
+        true
+    }
+
+    async fn authenticate(&mut self, r: AuthRequest) -> Step<HubEvent<'static>> {
+        let g = &self.sim.edges[self.i].grant;
+        Step::Feed(
+            if r.identity == g.identity && r.credential == "token" && r.database == "main" {
+                let info = edge_info(
+                    &self.sim.hub,
+                    g,
+                    &r.edge_db_id,
+                    r.pull_checkpoint,
+                    &r.checkpoint_hub,
+                )
+                .await
+                .unwrap();
+                HubEvent::Authorized {
+                    grant: g.clone(),
+                    hub_db_id: self.sim.hub.db_id(),
+                    hub_last_etag: info.hub_last_etag,
+                    push_checkpoint: info.push_checkpoint,
+                    pending: info.pending,
+                    pull_from: info.pull_from,
+                }
+            } else {
+                HubEvent::Unauthorized
+            },
+        )
+    }
+
+    async fn storage(&mut self, action: HubAction) -> Step<HubEvent<'static>> {
+        let identity = self.sim.edges[self.i].grant.identity.clone();
+        let mut settled = 0;
+        let ev = hub_storage(&self.sim.hub, &identity, &action, |_| settled += 1).await;
+        self.sim.stats.settled += settled;
+        self.committed |= matches!(ev, Some(HubEvent::PushApplied { .. }));
+        ev.into()
+    }
+
+    fn metric(&mut self, m: HubMetric) {
+        if let HubMetric::Rejected(_) = m {
+            self.sim.stats.rejected += 1;
+        }
+    }
+
+    fn close(&mut self, code: String, _message: String) {
+        let i = self.i;
+        self.sim.log.push(format!("hub closed link {i}: {code}"));
+        self.sim.links[i] = None;
     }
 }
 

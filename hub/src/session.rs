@@ -2,11 +2,12 @@
 //!
 //! A thin shell around [`outpost::sync::HubSession`], the pure state machine
 //! of `docs/protocol.md`: it moves frames between the socket and the machine,
-//! answers the machine's `Authenticate` from the live configuration, runs its
-//! storage actions through [`outpost::sync::driver`], wakes it when the
-//! database commits or the configuration changes, and counts metrics.
+//! provides the effects of [`outpost::sync::run::run_hub`] (the one
+//! depth-first action loop): frames out, `Authenticate` answered from the live
+//! configuration, storage actions through [`outpost::sync::driver`], metrics.
+//! It wakes the machine when the database commits (the engine's commit
+//! observer), when the configuration changes, and every second.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,9 @@ use axum::extract::ws::{Message, WebSocket};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use outpost::sync::driver::{edge_info, hub_storage};
+use outpost::sync::run::{AuthRequest, HubShell, Step, run_hub};
 use outpost::sync::{Grant, HubAction, HubEvent, HubMetric, HubSession, RejectReason};
+use outpost::watch::CommitWatch;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -52,14 +55,15 @@ pub fn grant_for(config: &Config, identity: &str, database: &str) -> Option<Gran
 
 /// Serves one edge connected on `/sync` until it disconnects, breaks the
 /// protocol, is revoked, or the hub shuts down.
-pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
+pub async fn serve(ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
     let mut s = Shell {
         hub: hub.clone(),
         machine: HubSession::new(now_ms()),
+        ws,
         db: None,
         identity: None,
         database: String::new(),
-        etags: None,
+        commits: None,
         failed: None,
         peer,
         counted: false,
@@ -68,7 +72,8 @@ pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
     // future alive across loop iterations: re-creating it on every `select!`
     // would register and unregister a waiter on channels shared by every
     // session (measured: ~8 % of the hub's CPU when a write fans out to 5,000
-    // edges).
+    // edges). The engine's commit observer keeps a session's waker once
+    // registered, so its `changed()` is simply polled again.
     let mut config = watch_stream(hub.config_watch());
     let mut shutdown = watch_stream(hub.shutdown_watch());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -76,16 +81,14 @@ pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
     tracing::debug!(%peer, "edge connected");
     loop {
         let ev = tokio::select! {
-            msg = ws.recv() => match msg {
+            msg = s.ws.recv() => match msg {
                 Some(Ok(Message::Binary(b))) => {
                     s.hub.metrics().frame_in(b.len());
-                    let acts = s.machine.handle(HubEvent::Received(&b), now_ms());
-                    if !s.run(&mut ws, acts).await { break; }
+                    if !s.handle(HubEvent::Received(&b)).await { break; }
                     continue;
                 }
                 Some(Ok(Message::Text(_))) => {
-                    let acts = s.machine.handle(HubEvent::Received(&[0xff]), now_ms());
-                    let _ = s.run(&mut ws, acts).await;
+                    let _ = s.handle(HubEvent::Received(&[0xff])).await;
                     break;
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -95,9 +98,10 @@ pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
                 }
             },
             _ = tick.tick() => HubEvent::Tick,
-            changed = next_etag(&mut s.etags) => match changed {
+            changed = next_commit(&mut s.commits) => match changed {
                 Some(last_etag) => HubEvent::Committed { last_etag },
-                None => { s.etags = None; continue; }
+                // Closed or failed: the failure (or shutdown) ends the session.
+                None => { s.commits = None; continue; }
             },
             cfg = config.next() => {
                 let Some(cfg) = cfg else { break };
@@ -109,25 +113,22 @@ pub async fn serve(mut ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
             why = next_failure(&mut s.failed) => {
                 // The database failed: let go of its handle (the hub reopens
                 // it once nobody holds it); the edge retries later.
-                let bye = unavailable(&s.database, &why);
-                let _ = ws.send(Message::Binary(bye.encode().into())).await;
+                s.bye(unavailable(&s.database, &why)).await;
                 break;
             }
             _ = shutdown.next() => {
-                let bye = outpost::sync::Frame::Error {
+                s.bye(outpost::sync::Frame::Error {
                     code: "shutting_down".into(),
                     message: "the hub is shutting down; reconnect later".into(),
-                };
-                let _ = ws.send(Message::Binary(bye.encode().into())).await;
+                }).await;
                 break;
             }
         };
-        let acts = s.machine.handle(ev, now_ms());
-        if !s.run(&mut ws, acts).await {
+        if !s.handle(ev).await {
             break;
         }
     }
-    let _ = ws.send(Message::Close(None)).await;
+    let _ = s.ws.send(Message::Close(None)).await;
     if s.counted {
         hub.metrics().edge_disconnected();
     }
@@ -169,9 +170,11 @@ fn unavailable(database: &str, why: &str) -> outpost::sync::Frame {
     }
 }
 
-async fn next_etag(rx: &mut Option<BoxStream<'static, u64>>) -> Option<u64> {
-    match rx {
-        Some(rx) => rx.next().await,
+/// The new last etag once the session's database commits (`None` once it is
+/// closed or failed); never resolves before the session is authenticated.
+async fn next_commit(commits: &mut Option<CommitWatch>) -> Option<u64> {
+    match commits {
+        Some(w) => w.changed().await,
         None => std::future::pending().await,
     }
 }
@@ -179,99 +182,32 @@ async fn next_etag(rx: &mut Option<BoxStream<'static, u64>>) -> Option<u64> {
 struct Shell {
     hub: Arc<Hub>,
     machine: HubSession,
+    ws: WebSocket,
     db: Option<Arc<DbHandle>>,
     identity: Option<String>,
     database: String,
-    etags: Option<BoxStream<'static, u64>>,
+    /// The engine's commit observer of the session's database.
+    commits: Option<CommitWatch>,
     failed: Option<BoxStream<'static, Option<String>>>,
     peer: SocketAddr,
     counted: bool,
 }
 
 impl Shell {
-    /// Performs actions depth-first (an action's follow-up actions run before
-    /// the ones queued after it). Returns `false` when the session ends.
-    async fn run(&mut self, ws: &mut WebSocket, acts: Vec<HubAction>) -> bool {
-        let mut queue: VecDeque<HubAction> = acts.into();
-        while let Some(a) = queue.pop_front() {
-            let next = match a {
-                HubAction::Send(b) => {
-                    self.hub.metrics().frame_out(b.len());
-                    if ws.send(Message::Binary(b.into())).await.is_err() {
-                        return false;
-                    }
-                    None
-                }
-                HubAction::Metric(m) => {
-                    self.metric(m);
-                    None
-                }
-                HubAction::Close { code, message } => {
-                    tracing::info!(peer = %self.peer, identity = self.identity.as_deref().unwrap_or("-"), %code, %message, "closing session");
-                    return false;
-                }
-                HubAction::Authenticate {
-                    database,
-                    identity,
-                    credential,
-                    edge_db_id,
-                    pull_checkpoint,
-                    checkpoint_hub,
-                } => match self
-                    .authenticate(
-                        &database,
-                        &identity,
-                        &credential,
-                        edge_db_id,
-                        (pull_checkpoint, checkpoint_hub),
-                    )
-                    .await
-                {
-                    Ok(ev) => Some(ev),
-                    Err(why) => {
-                        let bye = unavailable(&database, &why);
-                        let _ = ws.send(Message::Binary(bye.encode().into())).await;
-                        return false;
-                    }
-                },
-                other => {
-                    let (Some(db), Some(id)) = (&self.db, &self.identity) else {
-                        return false;
-                    };
-                    let started = Instant::now();
-                    let mut metrics = Vec::new();
-                    let ev = hub_storage(&db.db, id, &other, |m| metrics.push(m)).await;
-                    for m in metrics {
-                        self.metric(m);
-                    }
-                    if matches!(ev, Some(HubEvent::PushApplied { .. })) {
-                        self.hub.metrics().commit_latency(started.elapsed());
-                        db.notify_committed();
-                    }
-                    if matches!(ev, Some(HubEvent::PushFailed(_)))
-                        && let Some(why) = self.hub.check_failed(db).await
-                    {
-                        // The database failed (a disk error): a retryable
-                        // reason instead of `storage`; the batch was not
-                        // applied and the edge pushes it again later.
-                        let bye = unavailable(&self.database, &why);
-                        let _ = ws.send(Message::Binary(bye.encode().into())).await;
-                        return false;
-                    }
-                    ev
-                }
-            };
-            if let Some(ev) = next {
-                let more = self.machine.handle(ev, now_ms());
-                for a in more.into_iter().rev() {
-                    queue.push_front(a);
-                }
-            }
-        }
-        !self.machine.is_closed()
+    /// Feeds `ev` and performs the actions (see [`run_hub`]). Returns
+    /// `false` when the session ends.
+    async fn handle(&mut self, ev: HubEvent<'_>) -> bool {
+        let acts = self.machine.handle(ev, now_ms());
+        run_hub(self, acts).await && !self.machine.is_closed()
     }
 
-    fn metric(&self, m: HubMetric) {
+    /// Sends a last frame (an `Error`) before the session ends.
+    async fn bye(&mut self, frame: outpost::sync::Frame) {
+        let _ = self.ws.send(Message::Binary(frame.encode().into())).await;
+    }
+
+    /// Counts a metric (and logs refusals).
+    fn count(&self, m: HubMetric) {
         let mx = self.hub.metrics();
         match m {
             HubMetric::DocsSent(n) => mx.docs_sent(n),
@@ -296,17 +232,14 @@ impl Shell {
         }
     }
 
-    async fn authenticate(
-        &mut self,
-        database: &str,
-        identity: &str,
-        credential: &str,
-        edge_db_id: outpost::DbId,
-        (pull_checkpoint, checkpoint_hub): (u64, outpost::DbId),
-    ) -> Result<HubEvent<'static>, String> {
+    /// Checks a credential against the live configuration and reads what
+    /// the machine needs about the edge; `Err` (why) when the database is
+    /// unavailable (failed).
+    async fn check(&mut self, r: &AuthRequest) -> Result<HubEvent<'static>, String> {
+        let (database, identity) = (r.database.as_str(), r.identity.as_str());
         let config = self.hub.config();
         let ok = config
-            .authenticate(identity, credential)
+            .authenticate(identity, &r.credential)
             .is_some_and(|e| e.database == database);
         let grant = if ok {
             grant_for(&config, identity, database)
@@ -325,9 +258,9 @@ impl Shell {
         let info = match edge_info(
             &db.db,
             &grant,
-            &edge_db_id,
-            pull_checkpoint,
-            &checkpoint_hub,
+            &r.edge_db_id,
+            r.pull_checkpoint,
+            &r.checkpoint_hub,
         )
         .await
         {
@@ -337,13 +270,13 @@ impl Shell {
                 if let Some(why) = self.hub.check_failed(&db).await {
                     return Err(why);
                 }
-                return Ok(HubEvent::PushFailed(e.to_string()));
+                return Ok(HubEvent::ReadFailed(e.to_string()));
             }
         };
-        tracing::info!(peer = %self.peer, %identity, %database, edge_db = %edge_db_id, pull_checkpoint, pending = info.pending, "edge authenticated");
+        tracing::info!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, pull_checkpoint = r.pull_checkpoint, pending = info.pending, "edge authenticated");
         self.identity = Some(identity.to_string());
         self.database = database.to_string();
-        self.etags = Some(watch_stream(db.subscribe()));
+        self.commits = Some(db.db.watch_commits());
         self.failed = Some(watch_stream(db.failed_watch()));
         if let Some(why) = db.failure() {
             return Err(why);
@@ -360,5 +293,62 @@ impl Shell {
         };
         self.db = Some(db);
         Ok(ev)
+    }
+}
+
+impl HubShell for Shell {
+    fn feed(&mut self, ev: HubEvent<'_>) -> Option<Vec<HubAction>> {
+        Some(self.machine.handle(ev, now_ms()))
+    }
+
+    async fn send(&mut self, frame: Vec<u8>) -> bool {
+        self.hub.metrics().frame_out(frame.len());
+        self.ws.send(Message::Binary(frame.into())).await.is_ok()
+    }
+
+    async fn authenticate(&mut self, request: AuthRequest) -> Step<HubEvent<'static>> {
+        match self.check(&request).await {
+            Ok(ev) => Step::Feed(ev),
+            Err(why) => {
+                self.bye(unavailable(&request.database, &why)).await;
+                Step::End
+            }
+        }
+    }
+
+    async fn storage(&mut self, action: HubAction) -> Step<HubEvent<'static>> {
+        let (Some(db), Some(id)) = (self.db.clone(), &self.identity) else {
+            return Step::End;
+        };
+        let started = Instant::now();
+        let mut metrics = Vec::new();
+        let ev = hub_storage(&db.db, id, &action, |m| metrics.push(m)).await;
+        for m in metrics {
+            self.count(m);
+        }
+        match ev {
+            Some(HubEvent::PushApplied { .. }) => {
+                self.hub.metrics().commit_latency(started.elapsed());
+            }
+            Some(HubEvent::PushFailed(_) | HubEvent::ReadFailed(_)) => {
+                if let Some(why) = self.hub.check_failed(&db).await {
+                    // The database failed (a disk error): a retryable
+                    // reason instead of `storage`; a batch was not applied
+                    // and the edge pushes it again later.
+                    self.bye(unavailable(&self.database, &why)).await;
+                    return Step::End;
+                }
+            }
+            _ => {}
+        }
+        ev.into()
+    }
+
+    fn metric(&mut self, m: HubMetric) {
+        self.count(m);
+    }
+
+    fn close(&mut self, code: String, message: String) {
+        tracing::info!(peer = %self.peer, identity = self.identity.as_deref().unwrap_or("-"), %code, %message, "closing session");
     }
 }

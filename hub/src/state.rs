@@ -79,11 +79,8 @@ impl std::fmt::Debug for Hub {
 pub struct DbHandle {
     /// Its name (from the configuration).
     pub name: String,
-    /// The database.
+    /// The database (its commits: [`Database::watch_commits`]).
     pub db: Database<FileStore>,
-    /// The last committed etag, for live sessions to wait on: every writer
-    /// calls [`DbHandle::notify_committed`] after a commit.
-    pub last_etag: watch::Sender<u64>,
     /// `Some(error)` once the database failed: sessions using this handle
     /// end (see [`DbHandle::failed_watch`]).
     failed: watch::Sender<Option<String>>,
@@ -95,7 +92,7 @@ impl std::fmt::Debug for DbHandle {
         f.debug_struct("DbHandle")
             .field("name", &self.name)
             .field("dir", &self.dir)
-            .field("last_etag", &*self.last_etag.borrow())
+            .field("last_etag", &self.db.stats().last_etag)
             .finish_non_exhaustive()
     }
 }
@@ -148,14 +145,7 @@ impl DbHandle {
         let db = Database::open(store, OpenOptions::default())
             .await
             .map_err(open_err)?;
-        let (last_etag, _) = watch::channel(db.stats().last_etag);
-        Ok(DbHandle {
-            name: name.to_string(),
-            db,
-            last_etag,
-            failed: watch::channel(None).0,
-            dir: dir.to_path_buf(),
-        })
+        Ok(DbHandle::new(name, db, dir))
     }
 
     /// Opens database `name` in directory `dir` for reading only (`export`):
@@ -171,33 +161,17 @@ impl DbHandle {
                 database: name.to_string(),
                 source,
             })?;
-        let (last_etag, _) = watch::channel(db.stats().last_etag);
-        Ok(DbHandle {
+        Ok(DbHandle::new(name, db, dir))
+    }
+
+    /// The handle of database `name`, open in `dir`, not failed.
+    fn new(name: &str, db: Database<FileStore>, dir: &Path) -> DbHandle {
+        DbHandle {
             name: name.to_string(),
             db,
-            last_etag,
             failed: watch::channel(None).0,
             dir: dir.to_path_buf(),
-        })
-    }
-
-    /// Publishes the database's last etag to [`DbHandle::subscribe`]rs. Call
-    /// after every commit, so live sessions wake up.
-    pub fn notify_committed(&self) {
-        let etag = self.db.stats().last_etag;
-        self.last_etag.send_if_modified(|v| {
-            if *v < etag {
-                *v = etag;
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    /// A receiver of the last committed etag (see [`DbHandle::notify_committed`]).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.last_etag.subscribe()
+        }
     }
 
     /// The database directory.
@@ -561,6 +535,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -588,13 +563,15 @@ mod tests {
             "{msg}"
         );
 
-        let mut rx = a.subscribe();
+        // Live sessions wait on the engine's commit observer: a commit wakes
+        // them once, with the new last etag.
+        let mut rx = a.db.watch_commits();
         a.db.put("a/1", serde_json::json!({"n": 1})).await.unwrap();
-        a.notify_committed();
-        assert!(rx.has_changed().unwrap());
-        assert_eq!(*rx.borrow_and_update(), a.db.stats().last_etag);
-        a.notify_committed();
-        assert!(!rx.has_changed().unwrap());
+        assert_eq!(
+            rx.changed().now_or_never(),
+            Some(Some(a.db.stats().last_etag))
+        );
+        assert!(rx.changed().now_or_never().is_none());
 
         a.close().await.unwrap();
         drop(a);

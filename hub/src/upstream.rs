@@ -58,14 +58,10 @@ async fn link_upstream(
         edge,
         ca_cert: up.ca_cert.clone(),
     };
-    let h2 = handle.clone();
-    let notify: Arc<dyn Fn() + Send + Sync> = Arc::new(move || h2.notify_committed());
-    let client = spawn_edge(
-        handle.db.clone(),
-        opts,
-        Some(handle.subscribe()),
-        Some(notify),
-    );
+    // The client and the hub's edge sessions all watch the database's
+    // commits: local writes are pushed upstream, upstream changes reach the
+    // edges.
+    let client = spawn_edge(handle.db.clone(), opts, None);
     let mut status = client.watch_status();
     let mut failed = handle.failed_watch();
     let mut storage_failures = 0;

@@ -211,7 +211,7 @@ async fn a_full_disk_is_reported_and_the_hub_recovers_once_space_is_freed() {
         edge: cfg,
         ca_cert: None,
     };
-    let edge = spawn_edge(edge_db.clone(), opts, None, None);
+    let edge = spawn_edge(edge_db.clone(), opts, None);
     for i in 0..3 {
         put(&edge_db, &format!("notes/{i}"), json!({"n": i})).await;
     }

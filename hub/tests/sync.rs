@@ -127,7 +127,7 @@ fn client(db: &Db, url: &str, identity: &str, token: &str) -> SyncHandle {
         edge: edge_cfg(identity, token),
         ca_cert: None,
     };
-    spawn_edge(db.clone(), opts, None, None)
+    spawn_edge(db.clone(), opts, None)
 }
 
 fn edge_cfg(identity: &str, token: &str) -> EdgeConfig {

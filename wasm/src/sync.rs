@@ -3,9 +3,17 @@
 //! [`EdgeSession`] (`docs/protocol.md`).
 //!
 //! The shell moves bytes between the socket and the machine, runs a one-second
-//! `Tick` (heartbeats, dead connections), reconnects with
-//! [`backoff_ms`] (exponential backoff with jitter) and performs the machine's
-//! storage actions through [`edge_storage`] on the handle's database.
+//! `Tick` (heartbeats, dead connections) and reconnects with [`backoff_ms`]
+//! (exponential backoff with jitter). The machine's actions are queued, one
+//! task per event, and performed in order by one pump through
+//! [`run_edge`], the engine's one depth-first action loop, with this
+//! module's [`Shell`] as its effects: storage actions run through
+//! [`edge_storage`] on the handle's database.
+//!
+//! **Waking.** The replication learns of this tab's commits from the engine's
+//! commit observer ([`Database::watch_commits`]), minus the batches it
+//! applied itself; other tabs' writes come through the package's
+//! `BroadcastChannel` (`localChanged`).
 //!
 //! **Several tabs.** Every storage action runs inside the JS hook
 //! `exclusive(fn)` supplied by the package's JS layer (`pkg-js/src/core.js`):
@@ -32,8 +40,9 @@ use std::rc::{Rc, Weak};
 use js_sys::{ArrayBuffer, Function, Promise, Uint8Array};
 use outpost::Database;
 use outpost::db::RemoteDoc;
-use outpost::sync::driver::{edge_storage, load_edge_state};
+use outpost::sync::driver::{edge_storage, edge_storage_etags, load_edge_state};
 use outpost::sync::edge::backoff_ms;
+use outpost::sync::run::{EdgeShell, OwnEtags, Step, run_edge};
 use outpost::sync::{
     EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, SyncStatus, WireGrant,
 };
@@ -86,8 +95,12 @@ struct Conn {
 enum Task {
     /// Load the persisted state and open a socket.
     Connect,
-    /// A storage action of the session of generation `.0`.
-    Storage(EdgeAction),
+    /// Actions of the session of generation `.0`, performed by [`run_edge`]
+    /// (depth-first: a storage action's follow-ups run before the next task).
+    Run(Vec<EdgeAction>),
+    /// The database committed etags `.0 + 1 ..= .1` (the engine's commit
+    /// observer): `LocalChanged` unless they were all this replication's own.
+    Commits(u64, u64),
 }
 
 struct State {
@@ -115,6 +128,9 @@ struct State {
     graveyard: Vec<Closure<dyn FnMut(JsValue)>>,
     /// `stop()` promises waiting for the pump to finish.
     idle_waiters: Vec<Function>,
+    /// Etag runs committed by this replication's own storage actions, not
+    /// yet matched by a [`Task::Commits`].
+    own: OwnEtags,
 }
 
 struct Inner {
@@ -199,6 +215,7 @@ impl EdgeSync {
                 tick: None,
                 graveyard: Vec::new(),
                 idle_waiters: Vec::new(),
+                own: OwnEtags::default(),
             }),
         });
         let weak = Rc::downgrade(&inner);
@@ -214,6 +231,7 @@ impl EdgeSync {
             st.tick = Some(tick);
         }
         enqueue(&inner, 0, Task::Connect);
+        watch_commits(&inner);
         Ok(EdgeSync { inner })
     }
 
@@ -389,7 +407,25 @@ fn pump(inner: &Rc<Inner>) {
             };
             match task {
                 Task::Connect => connect(&inner).await,
-                Task::Storage(action) => storage_task(&inner, generation, action).await,
+                Task::Commits(from, to) => {
+                    let (others, g) = {
+                        let mut st = inner.state.borrow_mut();
+                        (st.own.others_in(from, to), st.generation)
+                    };
+                    if others {
+                        feed(&inner, g, EdgeEvent::LocalChanged);
+                    }
+                }
+                Task::Run(actions) => {
+                    run_edge(
+                        &mut Shell {
+                            inner: &inner,
+                            generation,
+                        },
+                        actions,
+                    )
+                    .await;
+                }
             }
         }
         let waiters = {
@@ -399,6 +435,30 @@ fn pump(inner: &Rc<Inner>) {
         };
         for w in waiters {
             let _ = w.call0(&JsValue::UNDEFINED);
+        }
+    });
+}
+
+/// Wakes the replication on the database's commits (the engine's commit
+/// observer): each is looked at by the pump, after the storage action that
+/// may have made it (see [`Task::Commits`]). Ends once the replication is
+/// stopped or dropped, or the database closed.
+fn watch_commits(inner: &Rc<Inner>) {
+    let mut watch = inner.db.watch_commits();
+    let weak = Rc::downgrade(inner);
+    wasm_bindgen_futures::spawn_local(async move {
+        loop {
+            let from = watch.seen();
+            let Some(to) = watch.changed().await else {
+                return;
+            };
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            if inner.state.borrow().stopped {
+                return;
+            }
+            enqueue(&inner, 0, Task::Commits(from, to));
         }
     });
 }
@@ -643,47 +703,78 @@ fn teardown(inner: &Inner, reason: &str) -> bool {
     true
 }
 
-/// Performs the machine's actions in order (storage actions are queued).
+/// Queues the machine's actions for the pump, which performs them in order
+/// (see [`Shell`]).
 fn dispatch(inner: &Rc<Inner>, generation: u64, actions: Vec<EdgeAction>) {
-    for a in actions {
-        match a {
-            EdgeAction::Send(bytes) => {
-                if let Some(Err(e)) =
-                    with_conn(inner, generation, |c| c.ws.send_with_u8_array(&bytes))
-                {
-                    web_sys_log(&format!("Outpost sync: send failed: {}", message_of(&e)));
-                }
-            }
-            EdgeAction::Status(s) => {
-                if matches!(s, SyncStatus::Initial { .. } | SyncStatus::Live) {
-                    inner.state.borrow_mut().attempt = 0;
-                }
-                if current(inner, generation) {
-                    set_status(inner, s);
-                }
-            }
-            // The hub holds this database's writes up to `upto`: the
-            // package's storage witness records it (storage-lost reports).
-            EdgeAction::Pushed { upto, docs } => {
-                let v = js_sys::Object::new();
-                let _ = js_sys::Reflect::set(&v, &"upto".into(), &(upto as f64).into());
-                let _ = js_sys::Reflect::set(&v, &"docs".into(), &f64::from(docs).into());
-                emit(inner, "pushed", &v);
-            }
-            EdgeAction::Granted(g) => {
-                if current(inner, generation) {
-                    set_grant(inner, g);
-                }
-            }
-            EdgeAction::Close { fatal, .. } => {
-                if fatal {
-                    inner.state.borrow_mut().fatal = true;
-                }
-                if teardown(inner, "closed by the edge") && !fatal {
-                    schedule_reconnect(inner);
-                }
-            }
-            action => enqueue(inner, generation, Task::Storage(action)),
+    if !actions.is_empty() {
+        enqueue(inner, generation, Task::Run(actions));
+    }
+}
+
+/// The effects of [`run_edge`] for the session of `generation`.
+struct Shell<'a> {
+    inner: &'a Rc<Inner>,
+    generation: u64,
+}
+
+impl EdgeShell for Shell<'_> {
+    fn feed(&mut self, ev: EdgeEvent<'_>) -> Option<Vec<EdgeAction>> {
+        let now = now_ms();
+        with_conn(self.inner, self.generation, |c| {
+            c.opened.then(|| c.session.handle(ev, now))
+        })
+        .flatten()
+    }
+
+    async fn send(&mut self, frame: Vec<u8>) -> bool {
+        if let Some(Err(e)) = with_conn(self.inner, self.generation, |c| {
+            c.ws.send_with_u8_array(&frame)
+        }) {
+            web_sys_log(&format!("Outpost sync: send failed: {}", message_of(&e)));
+        }
+        true
+    }
+
+    async fn storage(&mut self, action: EdgeAction) -> Step<EdgeEvent<'static>> {
+        match storage_task(self.inner, self.generation, action).await {
+            Some(Some(ev)) => Step::Feed(ev),
+            Some(None) => Step::Done,
+            None => Step::End,
+        }
+    }
+
+    fn status(&mut self, s: SyncStatus) {
+        let inner = self.inner;
+        if matches!(s, SyncStatus::Initial { .. } | SyncStatus::Live) {
+            inner.state.borrow_mut().attempt = 0;
+        }
+        if current(inner, self.generation) {
+            set_status(inner, s);
+        }
+    }
+
+    // The hub holds this database's writes up to `upto`: the package's
+    // storage witness records it (storage-lost reports).
+    fn pushed(&mut self, upto: u64, docs: u32) {
+        let v = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&v, &"upto".into(), &(upto as f64).into());
+        let _ = js_sys::Reflect::set(&v, &"docs".into(), &f64::from(docs).into());
+        emit(self.inner, "pushed", &v);
+    }
+
+    fn granted(&mut self, g: WireGrant) {
+        if current(self.inner, self.generation) {
+            set_grant(self.inner, g);
+        }
+    }
+
+    async fn close(&mut self, _code: String, _message: String, fatal: bool) {
+        let inner = self.inner;
+        if fatal {
+            inner.state.borrow_mut().fatal = true;
+        }
+        if teardown(inner, "closed by the edge") && !fatal {
+            schedule_reconnect(inner);
         }
     }
 }
@@ -734,12 +825,19 @@ fn slices(docs: Vec<RemoteDoc>) -> Vec<Vec<RemoteDoc>> {
     out
 }
 
-/// Performs one storage action of the session of `generation` and feeds the
-/// result back.
-async fn storage_task(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
+/// Performs one storage action of the session of `generation`: the event to
+/// feed back, if any, or `None` when the session is gone (stopped, torn
+/// down, or the handle closed).
+async fn storage_task(
+    inner: &Rc<Inner>,
+    generation: u64,
+    action: EdgeAction,
+) -> Option<Option<EdgeEvent<'static>>> {
     if !current(inner, generation) {
-        return;
+        return None;
     }
+    let failed =
+        |e: &JsValue| (!hook_failed(inner, e)).then(|| Some(EdgeEvent::ApplyFailed(message_of(e))));
     match action {
         EdgeAction::ApplyRemote { .. } => apply_remote(inner, generation, action).await,
         EdgeAction::RecordRejection(r) => {
@@ -749,23 +847,15 @@ async fn storage_task(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
                     if let Ok(v) = rejection_to_js(&rec) {
                         emit(inner, "rejection", &v);
                     }
+                    Some(None)
                 }
-                Ok((Some(ev), _)) => feed(inner, generation, ev),
-                Err(e) => {
-                    if !hook_failed(inner, &e) {
-                        feed(inner, generation, EdgeEvent::ApplyFailed(message_of(&e)));
-                    }
-                }
+                Ok((Some(ev), _)) => Some(Some(ev)),
+                Err(e) => failed(&e),
             }
         }
         action => match run_storage(inner, action).await {
-            Ok((Some(ev), _)) => feed(inner, generation, ev),
-            Ok((None, _)) => {}
-            Err(e) => {
-                if !hook_failed(inner, &e) {
-                    feed(inner, generation, EdgeEvent::ApplyFailed(message_of(&e)));
-                }
-            }
+            Ok((ev, _)) => Some(ev),
+            Err(e) => failed(&e),
         },
     }
 }
@@ -773,7 +863,11 @@ async fn storage_task(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
 /// Applies a batch from the hub in slices (see the module docs): the same
 /// action, its documents replaced by one slice at a time and its checkpoint
 /// by the previous one but for the last slice.
-async fn apply_remote(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
+async fn apply_remote(
+    inner: &Rc<Inner>,
+    generation: u64,
+    action: EdgeAction,
+) -> Option<Option<EdgeEvent<'static>>> {
     let EdgeAction::ApplyRemote {
         docs: all,
         upto,
@@ -781,7 +875,7 @@ async fn apply_remote(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
         hub_db_id,
     } = action
     else {
-        return;
+        return Some(None);
     };
     let parts = slices(all);
     let n = parts.len();
@@ -808,15 +902,20 @@ async fn apply_remote(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
             let (db, cfg) = (db.clone(), cfg.clone());
             let (tx, rx) = futures::channel::oneshot::channel();
             wasm_bindgen_futures::spawn_local(async move {
-                let _ = tx.send(edge_storage(&db, &cfg, &step).await);
+                let _ = tx.send(edge_storage_etags(&db, &cfg, &step).await);
             });
             pending.push(rx);
         }
         let mut result = EdgeEvent::Applied;
+        let mut own = Vec::new();
         for rx in pending {
-            let ev = rx
-                .await
-                .unwrap_or_else(|_| Some(EdgeEvent::ApplyFailed("a slice was dropped".into())));
+            let (ev, etags) = rx.await.unwrap_or_else(|_| {
+                (
+                    Some(EdgeEvent::ApplyFailed("a slice was dropped".into())),
+                    None,
+                )
+            });
+            own.push(etags);
             match ev {
                 Some(EdgeEvent::Applied) | None => {}
                 Some(other) => {
@@ -826,22 +925,25 @@ async fn apply_remote(inner: &Rc<Inner>, generation: u64, action: EdgeAction) {
                 }
             }
         }
-        result
+        (result, own)
     })
     .await;
     let result = match r {
-        Ok(result) => result,
+        Ok((result, own)) => {
+            // What this replication stored itself needs no pushing.
+            let mut st = inner.state.borrow_mut();
+            own.into_iter().for_each(|run| st.own.add(run));
+            drop(st);
+            result
+        }
         Err(e) => {
             if hook_failed(inner, &e) {
-                return;
+                return None;
             }
             EdgeEvent::ApplyFailed(message_of(&e))
         }
     };
-    if !current(inner, generation) {
-        return;
-    }
-    feed(inner, generation, result);
+    current(inner, generation).then_some(Some(result))
 }
 
 /// Resolves in a new task of the event loop, so the page can paint and take

@@ -402,7 +402,6 @@ fn run_case(
             db.clone(),
             client_options(&url, "writer", &writer_token),
             None,
-            None,
         );
         wait_live(&h, timeout, "writer").await;
         (db, h)
@@ -466,7 +465,6 @@ fn run_case(
                 let h = spawn_edge(
                     db.clone(),
                     client_options(&url, &edge_name(j), token),
-                    None,
                     Some(cb),
                 );
                 edges.push((db, h));

@@ -1,23 +1,22 @@
 //! Storage actions of the two machines over a [`Database`], shared by every
 //! shell (the hub's WebSocket sessions, the native and browser edge clients,
-//! the simulation tests).
+//! the simulation tests), which perform them as the effects of the one
+//! action loop, [`crate::sync::run`].
 
+use crate::codec::{Put, get_u64};
 use crate::cv::DbId;
 use crate::db::{Batch, Database, WriteOutcome};
 use crate::error::Error;
 use crate::store::PageStore;
 use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
 use crate::sync::hub::{Grant, HubAction, HubEvent, HubMetric};
+use crate::sync::run::commit_etags;
 use crate::sync::{
     ConflictPolicy, pull_checkpoint_key, push_checkpoint_key, rejection_key, rejection_key_prefix,
 };
 
 fn u64_of(v: Option<Vec<u8>>) -> u64 {
-    v.and_then(|b| {
-        b.get(..8)
-            .map(|s| u64::from_le_bytes(s.try_into().unwrap_or_default()))
-    })
-    .unwrap_or(0)
+    v.and_then(|b| get_u64(&b, 0)).unwrap_or(0)
 }
 
 /// Loads what an edge persisted for its sessions with the hub named by
@@ -67,15 +66,27 @@ pub async fn edge_storage<S: PageStore>(
     cfg: &EdgeConfig,
     action: &EdgeAction,
 ) -> Option<EdgeEvent<'static>> {
+    edge_storage_etags(db, cfg, action).await.0
+}
+
+/// [`edge_storage`], also returning the etags its commit assigned (see
+/// [`commit_etags`]): what [`OthersCommits::own`](crate::sync::run::OthersCommits::own)
+/// skips.
+pub async fn edge_storage_etags<S: PageStore>(
+    db: &Database<S>,
+    cfg: &EdgeConfig,
+    action: &EdgeAction,
+) -> (Option<EdgeEvent<'static>>, Option<(u64, u64)>) {
     match action {
         EdgeAction::ReadLocal { after, max_docs } => {
-            Some(match db.changes_raw(*after, *max_docs).await {
+            let ev = match db.changes_raw(*after, *max_docs).await {
                 Ok(docs) => {
                     let complete = docs.len() < *max_docs;
                     EdgeEvent::LocalRead { docs, complete }
                 }
                 Err(e) => EdgeEvent::ApplyFailed(e.to_string()),
-            })
+            };
+            (Some(ev), None)
         }
         EdgeAction::ApplyRemote {
             docs,
@@ -88,13 +99,14 @@ pub async fn edge_storage<S: PageStore>(
                 b.apply_remote(d.clone(), ConflictPolicy::Manual);
             }
             // The record is `u64 checkpoint | 16-byte hub db id`.
-            let mut v = upto.to_le_bytes().to_vec();
+            let mut v = Vec::with_capacity(24);
+            v.put_u64(*upto);
             v.extend_from_slice(hub_db_id.as_bytes());
             b.set_local(pull_checkpoint_key(&cfg.source), Some(v));
-            Some(match db.commit(b).await {
-                Ok(_) => EdgeEvent::Applied,
-                Err(e) => EdgeEvent::ApplyFailed(e.to_string()),
-            })
+            match db.commit(b).await {
+                Ok(info) => (Some(EdgeEvent::Applied), commit_etags(&info)),
+                Err(e) => (Some(EdgeEvent::ApplyFailed(e.to_string())), None),
+            }
         }
         EdgeAction::RecordRejection(r) => {
             let mut b = Batch::new();
@@ -103,11 +115,11 @@ pub async fn edge_storage<S: PageStore>(
                 Some(serde_json::to_vec(r).unwrap_or_default()),
             );
             match db.commit(b).await {
-                Ok(_) => None,
-                Err(e) => Some(EdgeEvent::ApplyFailed(e.to_string())),
+                Ok(info) => (None, commit_etags(&info)),
+                Err(e) => (Some(EdgeEvent::ApplyFailed(e.to_string())), None),
             }
         }
-        _ => None,
+        _ => (None, None),
     }
 }
 
@@ -155,7 +167,8 @@ pub async fn edge_info<S: PageStore>(
 
 /// Performs a hub storage action for the session of `grant` and returns the
 /// event to feed back, if any (`Authenticate`, `Send`, `Metric`, `Close` are
-/// the shell's business). Conflicts met are reported through `metric`.
+/// the shell's business): `ReadFailed` or `PushFailed` when the database
+/// refused. Conflicts met are reported through `metric`.
 pub async fn hub_storage<S: PageStore>(
     db: &Database<S>,
     identity: &str,
@@ -171,7 +184,7 @@ pub async fn hub_storage<S: PageStore>(
                     docs,
                     last_etag: snap.last_etag(),
                 },
-                Err(e) => HubEvent::PushFailed(e.to_string()),
+                Err(e) => HubEvent::ReadFailed(e.to_string()),
             })
         }
         HubAction::ApplyPush {
@@ -185,7 +198,11 @@ pub async fn hub_storage<S: PageStore>(
             }
             b.set_local(
                 push_checkpoint_key(identity, edge_db_id),
-                Some(upto.to_le_bytes().to_vec()),
+                Some({
+                    let mut v = Vec::with_capacity(8);
+                    v.put_u64(*upto);
+                    v
+                }),
             );
             Some(match db.commit(b).await {
                 Ok(info) => {

@@ -125,6 +125,9 @@ pub enum HubEvent<'a> {
     },
     /// [`HubAction::ApplyPush`] failed in storage (not the edge's fault).
     PushFailed(String),
+    /// A read of the hub database failed ([`HubAction::ReadChanges`], or
+    /// the reads of [`HubAction::Authenticate`]); not the edge's fault.
+    ReadFailed(String),
     /// The hub database advanced (another session, an import, an upstream).
     Committed {
         /// Its last etag.
@@ -423,6 +426,14 @@ impl HubSession {
                     now,
                     "storage",
                     &format!("the hub could not store the batch: {msg}"),
+                );
+            }
+            HubEvent::ReadFailed(msg) => {
+                self.fail(
+                    &mut out,
+                    now,
+                    "storage",
+                    &format!("the hub could not read its database: {msg}"),
                 );
             }
             HubEvent::Committed { last_etag } => {

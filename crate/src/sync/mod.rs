@@ -10,6 +10,7 @@ pub mod edge;
 pub mod frame;
 pub mod hub;
 mod rules;
+pub mod run;
 mod violation;
 
 pub use crate::policy::ConflictPolicy;
