@@ -5,6 +5,7 @@
 //! Runtime-agnostic (a mutex and wakers, no executor), so the same code runs
 //! under tokio on the hub and on the browser's event loop.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +16,18 @@ struct State {
     last_etag: u64,
     /// Set once the database is closed or has failed: no commit will follow.
     ended: bool,
-    wakers: Vec<Waker>,
+    /// The waker of each waiting subscriber, by subscriber id: registering
+    /// again replaces the entry in O(1), however many subscribers wait (the
+    /// hub has one per edge session).
+    wakers: HashMap<u64, Waker>,
+    next_id: u64,
+}
+
+impl State {
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
 }
 
 /// The publishing side, owned by the database.
@@ -51,7 +63,7 @@ impl Publisher {
             s.last_etag = etag;
             std::mem::take(&mut s.wakers)
         };
-        wakers.into_iter().for_each(Waker::wake);
+        wakers.into_values().for_each(Waker::wake);
     }
 
     /// No commit will follow (closed, or failed): wakes every subscriber.
@@ -61,15 +73,16 @@ impl Publisher {
             s.ended = true;
             std::mem::take(&mut s.wakers)
         };
-        wakers.into_iter().for_each(Waker::wake);
+        wakers.into_values().for_each(Waker::wake);
     }
 
     /// A new subscriber that has seen everything committed so far.
     pub(crate) fn subscribe(&self) -> CommitWatch {
-        let seen = lock(&self.state).last_etag;
+        let mut s = lock(&self.state);
         CommitWatch {
             state: self.state.clone(),
-            seen,
+            seen: s.last_etag,
+            id: s.new_id(),
         }
     }
 }
@@ -80,10 +93,28 @@ impl Publisher {
 /// once a later commit is durable. Commits in between are coalesced: a slow
 /// subscriber wakes once with the newest etag and reads the changes feed from
 /// where it was.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CommitWatch {
     state: Arc<Mutex<State>>,
     seen: u64,
+    id: u64,
+}
+
+impl Clone for CommitWatch {
+    /// Another subscriber that has seen what this one has.
+    fn clone(&self) -> CommitWatch {
+        CommitWatch {
+            state: self.state.clone(),
+            seen: self.seen,
+            id: lock(&self.state).new_id(),
+        }
+    }
+}
+
+impl Drop for CommitWatch {
+    fn drop(&mut self) {
+        lock(&self.state).wakers.remove(&self.id);
+    }
 }
 
 impl CommitWatch {
@@ -124,8 +155,13 @@ impl Future for Changed<'_> {
         if s.ended {
             return Poll::Ready(None);
         }
-        if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            s.wakers.push(cx.waker().clone());
+        let id = this.watch.id;
+        match s.wakers.get_mut(&id) {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            Some(w) => w.clone_from(cx.waker()),
+            None => {
+                s.wakers.insert(id, cx.waker().clone());
+            }
         }
         Poll::Pending
     }
@@ -152,6 +188,23 @@ mod tests {
         assert_eq!(w.changed().now_or_never(), Some(Some(10)));
         assert_eq!(w.changed().now_or_never(), Some(None));
         assert_eq!(p.subscribe().changed().now_or_never(), Some(None));
+    }
+
+    #[test]
+    fn one_waker_per_subscriber_and_dropped_ones_leave() {
+        let p = Publisher::new(0);
+        let mut a = p.subscribe();
+        let mut b = a.clone();
+        for _ in 0..3 {
+            assert!(a.changed().now_or_never().is_none());
+            assert!(b.changed().now_or_never().is_none());
+        }
+        assert_eq!(lock(&p.state).wakers.len(), 2, "re-polling replaces");
+        drop(b);
+        assert_eq!(lock(&p.state).wakers.len(), 1);
+        p.committed(1);
+        assert!(lock(&p.state).wakers.is_empty());
+        assert_eq!(a.changed().now_or_never(), Some(Some(1)));
     }
 
     #[test]
