@@ -322,34 +322,38 @@ fn help_has_examples() {
 /// the last VmHWM read from /proc while it runs).
 fn import_with_peak(db: &Path, file: &Path) -> (Output, u64) {
     let bin = env!("CARGO_BIN_EXE_outpost");
-    let time = Path::new("/usr/bin/time");
-    if time.exists() {
-        let report = file.with_extension("rss");
-        let o = Command::new(time)
-            .arg("-f")
-            .arg("%M")
-            .arg("-o")
-            .arg(&report)
-            .arg(bin)
+    // `[wrapper args…] outpost --db DB import FILE`, with no inherited db.
+    let import = |program: &Path, wrapper: &[&std::ffi::OsStr]| {
+        let mut c = Command::new(program);
+        c.args(wrapper)
             .arg("--db")
             .arg(db)
             .arg("import")
             .arg(file)
             .env_remove("OUTPOST_DB")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+            .stdin(Stdio::null());
+        c
+    };
+    let time = Path::new("/usr/bin/time");
+    if time.exists() {
+        let report = file.with_extension("rss");
+        let o = import(
+            time,
+            &[
+                "-f".as_ref(),
+                "%M".as_ref(),
+                "-o".as_ref(),
+                report.as_ref(),
+                bin.as_ref(),
+            ],
+        )
+        .output()
+        .unwrap();
         let kib = std::fs::read_to_string(&report).unwrap_or_default();
         let kib = kib.lines().last().unwrap_or("").trim().parse().unwrap();
         return (o, kib);
     }
-    let mut child = Command::new(bin)
-        .arg("--db")
-        .arg(db)
-        .arg("import")
-        .arg(file)
-        .env_remove("OUTPOST_DB")
-        .stdin(Stdio::null())
+    let mut child = import(Path::new(bin), &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

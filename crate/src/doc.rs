@@ -274,7 +274,7 @@ fn corrupt(why: impl Into<String>) -> RecordError {
 }
 
 impl From<Truncated> for RecordError {
-    /// A record that ends inside a field: "truncated at <field>".
+    /// A record that ends inside a field: `truncated at <field>`.
     fn from(t: Truncated) -> RecordError {
         corrupt(t.to_string())
     }

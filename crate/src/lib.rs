@@ -5,12 +5,21 @@
 //! (pages kept in files behind a write-ahead log with group commit).
 //!
 //! Layers, bottom up:
+//! - [`codec`]: little-endian fixed-width encoding, used by every format below.
 //! - [`store`]: the [`store::PageStore`] trait — fixed-size pages, an atomic commit
 //!   of a set of pages plus a meta record, a durability barrier — with an in-memory
-//!   store and (native) the file store.
+//!   store, (native) the file store, and (wasm32) the IndexedDB store; [`cache`]
+//!   keeps verified pages in memory.
 //! - [`btree`]: a copy-on-write B+tree over pages.
-//! - [`db`]: documents, change vectors, the catalog of named trees (the id /
-//!   etag / collection indexes and the rest), format upgrades, and group commit.
+//! - [`doc`], [`cv`], [`merge`], [`policy`]: document records, change vectors,
+//!   merging concurrent versions, per-collection rules.
+//! - [`db`]: the database: the catalog of named trees (the id / etag /
+//!   collection indexes and the rest), format upgrades, group commit,
+//!   snapshots; [`watch`] is its commit observer.
+//! - [`sync`]: replication: the pure edge and hub state machines, the wire
+//!   protocol, and the one action loop the shells run.
+//! - [`jsonl`]: JSON-lines import and export; [`error`]: typed errors;
+//!   [`platform`]: the few platform differences.
 //!
 //! See `docs/design.md` for the storage design and its commit-safety argument.
 #![forbid(unsafe_code)]

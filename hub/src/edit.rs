@@ -86,30 +86,22 @@ name = "main"
 
 [database.conflicts]
 "*" = "latest"
-
-# token: alice-demo-token
-[[edge]]
-name = "alice"
-token_sha256 = "ALICE"
-database = "main"
-read = ["notes/"]
-write = ["notes/"]
-
-# token: bob-demo-token
-[[edge]]
-name = "bob"
-token_sha256 = "BOB"
-database = "main"
-read = ["notes/"]
-write = ["notes/"]
 "#;
 
 /// The text `init` writes: a commented starter configuration, or with
 /// `demo` the demo configuration (database `main`, edges alice and bob).
 pub fn starter_config(demo: bool) -> String {
     if demo {
-        DEMO.replace("ALICE", &token_sha256_hex(DEMO_EDGES[0].1))
-            .replace("BOB", &token_sha256_hex(DEMO_EDGES[1].1))
+        // Each demo edge: its public token in a comment, then its entry.
+        let mut text = DEMO.to_string();
+        for (name, token) in DEMO_EDGES {
+            text.push_str(&format!(
+                "\n# token: {token}\n[[edge]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\n\
+                 database = \"main\"\nread = [\"notes/\"]\nwrite = [\"notes/\"]\n",
+                token_sha256_hex(token)
+            ));
+        }
+        text
     } else {
         STARTER.to_string()
     }

@@ -118,79 +118,48 @@ impl<S: PageStore> Database<S> {
             meta,
         }
     }
+}
 
+/// Defines the read methods of [`Database`]: each reads the last committed
+/// state through a snapshot of its own (`db.m(args)` is
+/// `db.snapshot().m(args)`); take one [`Snapshot`] for several consistent reads.
+macro_rules! read_through_snapshot {
+    ($($(#[doc = $doc:literal])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl<S: PageStore> Database<S> {
+            $(
+                $(#[doc = $doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, Error> {
+                    self.snapshot().$name($($arg),*).await
+                }
+            )*
+        }
+    };
+}
+
+read_through_snapshot! {
     /// Reads a live document (`None` if absent or deleted).
-    pub async fn get(&self, id: &str) -> Result<Option<Document>, Error> {
-        self.snapshot().get(id).await
-    }
-
+    fn get(&self, id: &str) -> Option<Document>;
     /// Reads the newest version of a document including tombstones.
-    pub async fn get_version(&self, id: &str) -> Result<Option<Document>, Error> {
-        self.snapshot().get_version(id).await
-    }
-
+    fn get_version(&self, id: &str) -> Option<Document>;
     /// Live documents whose id starts with `prefix` (case-insensitive), in id
     /// order, after the id `after` (for paging), at most `limit`.
-    pub async fn scan(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Document>, Error> {
-        self.snapshot().scan(prefix, after, limit).await
-    }
-
+    fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<Document>;
     /// Document versions (tombstones included) with etag greater than `since`,
     /// in etag order, at most `limit`.
-    pub async fn changes(&self, since: u64, limit: usize) -> Result<Vec<Document>, Error> {
-        self.snapshot().changes(since, limit).await
-    }
-
+    fn changes(&self, since: u64, limit: usize) -> Vec<Document>;
     /// [`Database::changes`] with bodies left as JSON text.
-    pub async fn changes_raw(&self, since: u64, limit: usize) -> Result<Vec<doc::RawDoc>, Error> {
-        self.snapshot().changes_raw(since, limit).await
-    }
-
+    fn changes_raw(&self, since: u64, limit: usize) -> Vec<doc::RawDoc>;
     /// Live documents of a collection (case-insensitive), in id order, after `after`.
-    pub async fn by_collection(
-        &self,
-        collection: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Document>, Error> {
-        self.snapshot()
-            .by_collection(collection, after, limit)
-            .await
-    }
-
+    fn by_collection(&self, collection: &str, after: Option<&str>, limit: usize) -> Vec<Document>;
     /// Collections with their live document counts, by name.
-    pub async fn collections(&self) -> Result<Vec<(String, u64)>, Error> {
-        self.snapshot().collections().await
-    }
-
+    fn collections(&self) -> Vec<(String, u64)>;
     /// Conflicted documents (each with its concurrent versions in
     /// [`Document::conflicts`]), in id order, after the id `after`.
-    pub async fn conflicts(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Document>, Error> {
-        self.snapshot().conflicts(after, limit).await
-    }
-
+    fn conflicts(&self, after: Option<&str>, limit: usize) -> Vec<Document>;
     /// The value of a local record (see [`super::Batch::set_local`]).
-    pub async fn get_local(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        self.snapshot().get_local(key).await
-    }
-
+    fn get_local(&self, key: &[u8]) -> Option<Vec<u8>>;
     /// Local records whose key starts with `prefix`, in key order.
-    pub async fn scan_locals(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
-        self.snapshot().scan_locals(prefix, limit).await
-    }
+    fn scan_locals(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)>;
 }
 
 impl<S: PageStore> Snapshot<S> {

@@ -490,7 +490,7 @@ fn put_doc(w: &mut Vec<u8>, d: &WireDoc) {
 }
 
 impl From<Truncated> for FrameError {
-    /// A frame that ends inside a field: "truncated at <field>".
+    /// A frame that ends inside a field: `truncated at <field>`.
     fn from(t: Truncated) -> FrameError {
         FrameError::Malformed(t.to_string())
     }

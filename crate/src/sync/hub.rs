@@ -193,7 +193,7 @@ pub enum HubAction {
         checkpoint_hub: DbId,
     },
     /// Read at most `max_docs` of the changes feed after `after`; feed back
-    /// `ChangesRead`.
+    /// `ChangesRead` (or `ReadFailed`).
     ReadChanges {
         /// Start after this etag.
         after: u64,

@@ -1,9 +1,18 @@
 //! Replication: access rules, the wire protocol and its two state machines.
 //!
-//! See `docs/protocol.md` for the protocol and its security properties. The
-//! machines are pure (events in, actions out): the WebSocket and storage
-//! shells around them live in the hub crate (native) and in the wasm
-//! bindings (browser), and the simulation tests drive them with no network.
+//! See `docs/protocol.md` for the protocol and its security properties.
+//!
+//! - [`edge`], [`hub`]: the two state machines, pure (events in, actions out);
+//! - [`frame`]: the wire frames and their codec;
+//! - `rules`: access rules (id prefixes, canonical ids);
+//! - `violation`: the typed refusals of the hub ([`Violation`]);
+//! - [`run`]: the one depth-first loop that performs the machines' actions,
+//!   over the effects a shell provides ([`run::EdgeShell`], [`run::HubShell`]);
+//! - [`driver`]: the machines' storage actions over a [`crate::Database`].
+//!
+//! The shells (WebSocket, timers) live in the hub crate, the native client
+//! crate (`outpost-client`) and the wasm bindings; the simulation tests drive
+//! the machines with no network.
 
 pub mod driver;
 pub mod edge;
