@@ -198,7 +198,9 @@ impl Leaf {
     }
 
     pub(super) fn encode(&self, no: PageNo) -> PageBuf {
-        let mut buf = vec![0u8; HDR + 2 * self.entries.len()];
+        // One allocation of the whole page: the entries are appended in place.
+        let mut buf = Vec::with_capacity(PAGE_SIZE);
+        buf.resize(HDR + 2 * self.entries.len(), 0);
         for (i, (k, v)) in self.entries.iter().enumerate() {
             let pos = buf.len() as u16;
             set_u16(&mut buf, HDR + 2 * i, pos);
@@ -257,7 +259,8 @@ impl Branch {
     }
 
     pub(super) fn encode(&self, no: PageNo) -> PageBuf {
-        let mut buf = vec![0u8; HDR];
+        let mut buf = Vec::with_capacity(PAGE_SIZE);
+        buf.resize(HDR, 0);
         buf.put_u64(self.children[0]);
         buf.resize(HDR + 8 + 2 * self.keys.len(), 0);
         for (i, k) in self.keys.iter().enumerate() {

@@ -233,6 +233,7 @@ impl FrameHead {
 /// Appends one frame (header, `payload` zero-padded to a page, checksum).
 pub(super) fn encode_frame(out: &mut Vec<u8>, h: &FrameHead, payload: &[u8]) {
     let start = out.len();
+    out.reserve(FRAME_SIZE);
     out.put_u32(FRAME_MAGIC);
     out.put_u8(h.kind);
     out.extend_from_slice(&[0; 3]);
