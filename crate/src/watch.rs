@@ -167,6 +167,15 @@ impl Future for Changed<'_> {
     }
 }
 
+impl Drop for Changed<'_> {
+    /// A wait given up (say, the other branch of a `select!` won) leaves no
+    /// waker behind, so the next commit does not wake a task that is busy
+    /// elsewhere (an edge applying its own batch, for one).
+    fn drop(&mut self) {
+        lock(&self.watch.state).wakers.remove(&self.watch.id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,12 +208,23 @@ mod tests {
             assert!(a.changed().now_or_never().is_none());
             assert!(b.changed().now_or_never().is_none());
         }
+        assert!(lock(&p.state).wakers.is_empty(), "dropped waits leave");
+        let mut wa = a.changed();
+        let mut wb = b.changed();
+        for _ in 0..3 {
+            assert!((&mut wa).now_or_never().is_none());
+            assert!((&mut wb).now_or_never().is_none());
+        }
         assert_eq!(lock(&p.state).wakers.len(), 2, "re-polling replaces");
+        drop((wa, wb));
+        assert!(lock(&p.state).wakers.is_empty());
         drop(b);
+        let mut wa = a.changed();
+        assert!((&mut wa).now_or_never().is_none());
         assert_eq!(lock(&p.state).wakers.len(), 1);
         p.committed(1);
         assert!(lock(&p.state).wakers.is_empty());
-        assert_eq!(a.changed().now_or_never(), Some(Some(1)));
+        assert_eq!(wa.now_or_never(), Some(Some(1)));
     }
 
     #[test]
