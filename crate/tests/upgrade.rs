@@ -105,6 +105,81 @@ fn write_fixture() {
     block_on(write_fixture_db(Path::new(&out)));
 }
 
+/// Writes the hub fixture into `dir` (meta version 3, before the origins
+/// tree): a hub database (id `a0a0…`) holding what two edges pushed —
+/// alice's device `a1a1…` (`notes/a1` at its etag 2, `notes/shared` at 3)
+/// and bob's device `b1b1…` (`notes/b1` at 5), each with its push checkpoint
+/// record — one document received from an upstream hub `c0c0…`
+/// (`org/u1` at 7, source `upstream:cloud`), and one local write
+/// (`notes/hub`). Closed cleanly.
+async fn write_hub_fixture_db(dir: &Path) {
+    let store_opts = FileStoreOptions {
+        wal_grow_bytes: 0,
+        ..FileStoreOptions::default()
+    };
+    let store = FileStore::open(dir, store_opts).unwrap();
+    let db = Database::open(store, fixture_opts([0xA0; 16]))
+        .await
+        .unwrap();
+    let remote = |id: &str, from: [u8; 16], etag: u64, source: &str| RemoteDoc {
+        id: id.to_string(),
+        collection: Some("Notes".into()),
+        versions: vec![RawVersion {
+            change_vector: outpost::ChangeVector::from_entries([(DbId(from), etag)]).unwrap(),
+            last_modified_ms: 1_700_000_000_000,
+            deleted: false,
+            body: format!("{{\"by\":\"{id}\"}}").into_bytes(),
+        }],
+        source: Some(source.to_string()),
+    };
+    let (alice, bob, up) = ([0xA1; 16], [0xB1; 16], [0xC0; 16]);
+    let mut b = Batch::new();
+    b.apply_remote(
+        remote("notes/a1", alice, 2, &format!("edge:alice/{}", DbId(alice))),
+        ConflictPolicy::Latest,
+    );
+    b.apply_remote(
+        remote("notes/shared", alice, 3, &format!("edge:alice/{}", DbId(alice))),
+        ConflictPolicy::Latest,
+    );
+    b.set_local(
+        outpost::sync::push_checkpoint_key("alice", &DbId(alice)),
+        Some(3u64.to_le_bytes().to_vec()),
+    );
+    db.commit(b).await.unwrap();
+    let mut b = Batch::new();
+    b.apply_remote(
+        remote("notes/b1", bob, 5, &format!("edge:bob/{}", DbId(bob))),
+        ConflictPolicy::Latest,
+    );
+    b.set_local(
+        outpost::sync::push_checkpoint_key("bob", &DbId(bob)),
+        Some(5u64.to_le_bytes().to_vec()),
+    );
+    db.commit(b).await.unwrap();
+    let mut b = Batch::new();
+    b.apply_remote(remote("org/u1", up, 7, "upstream:cloud"), ConflictPolicy::Latest);
+    db.commit(b).await.unwrap();
+    db.put("notes/hub", json!({"by": "hub"})).await.unwrap();
+    db.close().await.unwrap();
+}
+
+/// The generator of `tests/fixtures/v3-hub-db/`, run by hand like
+/// [`write_fixture`]:
+///
+/// ```text
+/// OUTPOST_FIXTURE_OUT=/tmp/fixture cargo test -p outpost --test upgrade -- --ignored write_hub_fixture
+/// ```
+///
+/// Run at meta version 3 (commit 5475cbb) it wrote the committed fixture.
+#[test]
+#[ignore]
+fn write_hub_fixture() {
+    let out =
+        std::env::var("OUTPOST_FIXTURE_OUT").expect("set OUTPOST_FIXTURE_OUT to a new directory");
+    block_on(write_hub_fixture_db(Path::new(&out)));
+}
+
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v2-db");
 /// The files of the fixture (LOCK is created by the store).
 const FILES: [&str; 2] = ["outpost.db", "outpost.wal"];
