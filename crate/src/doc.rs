@@ -10,7 +10,13 @@
 //! [ if flags & CONFLICTED: u16 n, then n concurrent versions, each
 //!   u8 flags (TOMBSTONE) | i64 last_modified_ms | change vector | u32 body_len | body ]
 //! [ if flags & SOURCE: u16 len | source bytes (UTF-8) ]
+//! [ if flags & ARRIVALS: u16 n (= 1 + concurrent versions), then per
+//!   version, the winner first: u64 arrival etag | 16-byte pushing device ]
 //! ```
+//!
+//! The arrivals section is written by a hub for documents edges pushed
+//! ([`Arrival`]): when each version reached it and which device sent it, so
+//! that it can tell which versions an edge was sent (`docs/security.md`).
 //!
 //! The body is JSON text, empty for tombstones. A conflicted document keeps
 //! its winning version in the main fields and every other concurrent version
@@ -106,8 +112,11 @@ impl DocFlags {
     /// The version was received from a replication peer unchanged (the record
     /// names the peer); it is not sent back to that peer.
     pub const SOURCE: u8 = 8;
+    /// The record ends with the [`Arrival`] of every version.
+    pub const ARRIVALS: u8 = 16;
     /// All bits currently defined; records with other bits set are refused.
-    const KNOWN: u8 = Self::TOMBSTONE | Self::CONFLICTED | Self::FROM_INDEX | Self::SOURCE;
+    const KNOWN: u8 =
+        Self::TOMBSTONE | Self::CONFLICTED | Self::FROM_INDEX | Self::SOURCE | Self::ARRIVALS;
 
     /// Whether [`DocFlags::TOMBSTONE`] is set.
     pub fn is_tombstone(self) -> bool {
@@ -200,6 +209,16 @@ pub fn decode_raw_doc(buf: &[u8]) -> Result<RawDoc, RecordError> {
     });
     versions.extend(sibs);
     Ok(RawDoc { id, meta, versions })
+}
+
+/// When a stored version reached this database and which device (edge
+/// database) pushed it; recorded by hubs for what edges push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// The etag of the write that stored it.
+    pub etag: u64,
+    /// The edge database that pushed it (all zeros: none, or unknown).
+    pub device: crate::cv::DbId,
 }
 
 /// A version with its body as JSON text (the engine's internal form).
@@ -301,6 +320,18 @@ pub fn encode_record_with(
     body_json: &[u8],
     siblings: &[RawVersion],
 ) -> Vec<u8> {
+    encode_record_full(id, meta, body_json, siblings, &[])
+}
+
+/// [`encode_record_with`] with the [`Arrival`] of every version (the winner
+/// first; written only when `arrivals` has one per version).
+pub fn encode_record_full(
+    id: &str,
+    meta: &DocumentMeta,
+    body_json: &[u8],
+    siblings: &[RawVersion],
+    arrivals: &[Arrival],
+) -> Vec<u8> {
     let coll = meta.collection.as_deref().unwrap_or("").as_bytes();
     let body: &[u8] = if meta.flags.is_tombstone() {
         &[]
@@ -323,6 +354,12 @@ pub fn encode_record_with(
     if siblings.len() > usize::from(u16::MAX) {
         flags = flags.with(DocFlags::CONFLICTED, true);
     }
+    let arrivals = if arrivals.len() == siblings.len() + 1 && arrivals.len() <= MAX_VERSIONS {
+        arrivals
+    } else {
+        &[]
+    };
+    flags = flags.with(DocFlags::ARRIVALS, !arrivals.is_empty());
     let sib_len: usize = siblings
         .iter()
         .map(|v| 1 + 8 + v.change_vector.encoded_len() + 4 + v.body.len())
@@ -341,7 +378,9 @@ pub fn encode_record_with(
             + 2
             + sib_len
             + 2
-            + source.map_or(0, <[u8]>::len),
+            + source.map_or(0, <[u8]>::len)
+            + 2
+            + arrivals.len() * 24,
     );
     out.put_u8(RECORD_VERSION);
     out.put_u8(flags.0);
@@ -365,6 +404,13 @@ pub fn encode_record_with(
     if let Some(src) = source {
         out.put_bytes16(src);
     }
+    if !arrivals.is_empty() {
+        out.put_u16(arrivals.len() as u16);
+        for a in arrivals {
+            out.put_u64(a.etag);
+            out.extend_from_slice(a.device.as_bytes());
+        }
+    }
     out
 }
 
@@ -386,6 +432,12 @@ pub(crate) type RawRecord<'a> = (String, DocumentMeta, &'a [u8], Vec<RawVersion>
 
 /// Decodes everything but the JSON of the bodies.
 pub(crate) fn decode_raw(buf: &[u8]) -> Result<RawRecord<'_>, RecordError> {
+    Ok(decode_raw_full(buf)?.0)
+}
+
+/// [`decode_raw`], with the arrivals section (empty when the record has
+/// none; otherwise one per version, the winner first).
+pub(crate) fn decode_raw_full(buf: &[u8]) -> Result<(RawRecord<'_>, Vec<Arrival>), RecordError> {
     let mut r = Reader::new(buf);
     let version = r.u8("version")?;
     if version != RECORD_VERSION {
@@ -445,6 +497,21 @@ pub(crate) fn decode_raw(buf: &[u8]) -> Result<RawRecord<'_>, RecordError> {
     } else {
         None
     };
+    let mut arrivals = Vec::new();
+    if flags.0 & DocFlags::ARRIVALS != 0 {
+        let n = usize::from(r.u16("arrival count")?);
+        if n != siblings.len() + 1 {
+            return Err(corrupt(format!(
+                "{n} arrivals for {} versions",
+                siblings.len() + 1
+            )));
+        }
+        for _ in 0..n {
+            let etag = r.u64("arrival etag")?;
+            let device = crate::cv::DbId(r.array("arrival device")?);
+            arrivals.push(Arrival { etag, device });
+        }
+    }
     if r.remaining() != 0 {
         return Err(corrupt(format!("{} trailing bytes", r.remaining())));
     }
@@ -453,10 +520,12 @@ pub(crate) fn decode_raw(buf: &[u8]) -> Result<RawRecord<'_>, RecordError> {
         change_vector,
         etag,
         last_modified_ms,
-        flags: flags.with(DocFlags::SOURCE, false),
+        flags: flags
+            .with(DocFlags::SOURCE, false)
+            .with(DocFlags::ARRIVALS, false),
         source,
     };
-    Ok((id, meta, body, siblings))
+    Ok(((id, meta, body, siblings), arrivals))
 }
 
 impl Document {
@@ -571,6 +640,42 @@ mod tests {
             flags,
             source: None,
         }
+    }
+
+    #[test]
+    fn arrivals_roundtrip_and_are_checked() {
+        let m = meta(Some("Users"), DocFlags::default());
+        let sib = vec![RawVersion {
+            change_vector: ChangeVector::from_entries([(DbId([3; 16]), 7)]).unwrap(),
+            last_modified_ms: 5,
+            deleted: false,
+            body: br#"{"a":2}"#.to_vec(),
+        }];
+        let arr = [
+            Arrival {
+                etag: 42,
+                device: DbId([9; 16]),
+            },
+            Arrival {
+                etag: 40,
+                device: DbId([0; 16]),
+            },
+        ];
+        let rec = encode_record_full("u/1", &m, br#"{"a":1}"#, &sib, &arr);
+        let ((_, meta, _, sibs), got) = decode_raw_full(&rec).unwrap();
+        assert_eq!(got, arr);
+        assert_eq!(sibs, sib);
+        assert_eq!(meta.flags.0 & DocFlags::ARRIVALS, 0);
+        // A record without the section decodes with none.
+        let plain = encode_record_with("u/1", &m, br#"{"a":1}"#, &sib);
+        assert!(decode_raw_full(&plain).unwrap().1.is_empty());
+        // The wrong number is not written, and refused when read.
+        let rec = encode_record_full("u/1", &m, br#"{"a":1}"#, &sib, &arr[..1]);
+        assert_eq!(rec, plain);
+        let mut bad = encode_record_full("u/1", &m, br#"{"a":1}"#, &sib, &arr);
+        let at = bad.len() - 2 * 24 - 2;
+        bad[at] = 3;
+        assert!(decode_raw_full(&bad).is_err());
     }
 
     #[test]

@@ -104,6 +104,10 @@ pub enum Error {
     /// The database was closed.
     #[error("the database is closed")]
     Closed,
+    /// A document pushed by an untrusted edge broke a rule checked in the
+    /// transaction (`docs/security.md`); nothing of the batch was written.
+    #[error("refused: {0}")]
+    Refused(crate::db::Refusal),
 }
 
 impl Error {
@@ -121,6 +125,7 @@ impl Error {
             Error::Store(e) => e.code(),
             Error::Poisoned(_) => "poisoned",
             Error::Closed => "closed",
+            Error::Refused(r) => r.code(),
         }
     }
 }

@@ -42,6 +42,12 @@ fn rank(a: &RawVersion, b: &RawVersion) -> std::cmp::Ordering {
         .then_with(|| a.body.cmp(&b.body))
 }
 
+/// Sorts versions in the deterministic order of a stored document: the
+/// winner first.
+pub fn sort(versions: &mut [RawVersion]) {
+    versions.sort_by(rank);
+}
+
 /// Index of the winner among `versions` (0 for an empty or single set).
 pub fn winner_index(versions: &[RawVersion]) -> usize {
     let mut best = 0;

@@ -57,6 +57,39 @@ impl FromStr for ConflictPolicy {
     }
 }
 
+/// The conflict policy of every collection of a database: named
+/// collections (matched case-insensitively) and a default for the others and
+/// for documents in no collection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policies {
+    by_collection: std::collections::HashMap<String, ConflictPolicy>,
+    default: ConflictPolicy,
+}
+
+impl Policies {
+    /// A table from `(collection, policy)` pairs and a default.
+    pub fn new(
+        collections: impl IntoIterator<Item = (String, ConflictPolicy)>,
+        default: ConflictPolicy,
+    ) -> Policies {
+        Policies {
+            by_collection: collections
+                .into_iter()
+                .map(|(c, p)| (c.to_lowercase(), p))
+                .collect(),
+            default,
+        }
+    }
+
+    /// The policy of `collection` (`None`: no collection).
+    pub fn of(&self, collection: Option<&str>) -> ConflictPolicy {
+        collection
+            .and_then(|c| self.by_collection.get(&c.to_lowercase()))
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;

@@ -72,6 +72,12 @@ fn fresh_edge() -> EdgeSession {
 
 /// A hub session past its handshake, with hub last etag 100.
 fn open_hub() -> HubSession {
+    open_hub_from(0)
+}
+
+/// [`open_hub`] for an edge whose pull checkpoint is `pull_from` (what it was
+/// sent of the hub's feed).
+fn open_hub_from(pull_from: u64) -> HubSession {
     let mut h = HubSession::new(0);
     let a = h.handle(HubEvent::Received(&hello()), 0);
     assert!(matches!(a[0], HubAction::Authenticate { .. }));
@@ -82,14 +88,14 @@ fn open_hub() -> HubSession {
             hub_last_etag: 100,
             push_checkpoint: 0,
             pending: 0,
-            pull_from: 0,
+            pull_from,
         },
         0,
     );
     assert!(matches!(sent(&a)[0], Frame::Welcome { .. }));
     assert!(matches!(
         a.last(),
-        Some(HubAction::ReadChanges { after: 0, .. })
+        Some(HubAction::ReadChanges { after, .. }) if *after == pull_from
     ));
     h
 }
@@ -189,8 +195,8 @@ fn hostile_pushes_are_rejected_whole_with_the_rule_named() {
         );
         assert!(a.iter().any(|x| matches!(x, HubAction::ApplyPush { .. })));
     }
-    // A claim of hub history the hub did issue is fine.
-    let mut h = open_hub();
+    // A claim of hub history this edge was sent is fine.
+    let mut h = open_hub_from(100);
     let a = h.handle(
         HubEvent::Received(&push(vec![wire("notes/a", ok().with(HUB, 100), "{}")])),
         0,
@@ -217,10 +223,10 @@ fn a_refusal_names_the_exact_rule_and_keeps_the_wire_texts() {
             Violation::ForgedChangeVector {
                 id: "notes/f".into(),
                 claimed: 101,
-                hub_last_etag: 100,
+                seen_upto: 0,
             },
             "a change vector may not claim hub history the hub has not written",
-            "claims hub etag 101; the hub's last etag is 100",
+            "claims hub etag 101; this edge was sent the hub's changes up to 0",
         ),
     ];
     for (doc, want, rule_text, message_text) in cases {
@@ -708,4 +714,49 @@ fn a_read_only_edge_pushes_nothing_it_received_even_a_conflict() {
             other => panic!("{other:?}"),
         }
     });
+}
+
+/// Class 2 of the hostile-edge issue: the hub's last etag is in every
+/// `Welcome`, so "not above the hub's last etag" proves nothing. An edge may
+/// claim only hub history it was sent and acknowledged.
+#[test]
+fn an_edge_may_claim_only_hub_history_it_was_sent() {
+    let ok = || ChangeVector::new().with(EDGE, 3);
+    // Sent up to 50 (its pull checkpoint): 80 is below the hub's last etag
+    // (100), and still forged.
+    let mut h = open_hub_from(50);
+    let a = h.handle(
+        HubEvent::Received(&push(vec![wire("notes/a", ok().with(HUB, 80), "{}")])),
+        0,
+    );
+    assert_eq!(
+        rejected(&a),
+        Some(("forged_change_vector".to_string(), "notes/a".to_string()))
+    );
+    let a = h.handle(
+        HubEvent::Received(&push(vec![wire("notes/a", ok().with(HUB, 50), "{}")])),
+        0,
+    );
+    assert!(a.iter().any(|x| matches!(x, HubAction::ApplyPush { .. })));
+}
+
+/// Nothing but the handshake before authentication: a `Ping` does not keep
+/// an unauthenticated connection open, and the `Hello` deadline holds.
+#[test]
+fn nothing_but_a_hello_keeps_an_unauthenticated_connection() {
+    let mut h = HubSession::new(0).with_hello_timeout(1_000);
+    let a = h.handle(HubEvent::Received(&Frame::Ping { nonce: 1 }.encode()), 10);
+    assert!(matches!(
+        sent(&a).first(),
+        Some(Frame::Error { code, .. }) if code == "protocol"
+    ));
+    assert!(h.is_closed());
+    let mut h = HubSession::new(0).with_hello_timeout(1_000);
+    assert!(h.handle(HubEvent::Tick, 900).is_empty());
+    let a = h.handle(HubEvent::Tick, 1_001);
+    assert!(matches!(
+        sent(&a).first(),
+        Some(Frame::Error { code, .. }) if code == "timeout"
+    ));
+    assert!(h.is_closed());
 }

@@ -625,6 +625,9 @@ impl HubShell for HubLink<'_> {
                 )
                 .await
                 .unwrap();
+                if info.db_id_taken {
+                    return Step::Feed(HubEvent::DbIdTaken);
+                }
                 HubEvent::Authorized {
                     grant: g.clone(),
                     hub_db_id: self.sim.hub.db_id(),

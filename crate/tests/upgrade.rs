@@ -139,7 +139,12 @@ async fn write_hub_fixture_db(dir: &Path) {
         ConflictPolicy::Latest,
     );
     b.apply_remote(
-        remote("notes/shared", alice, 3, &format!("edge:alice/{}", DbId(alice))),
+        remote(
+            "notes/shared",
+            alice,
+            3,
+            &format!("edge:alice/{}", DbId(alice)),
+        ),
         ConflictPolicy::Latest,
     );
     b.set_local(
@@ -158,7 +163,10 @@ async fn write_hub_fixture_db(dir: &Path) {
     );
     db.commit(b).await.unwrap();
     let mut b = Batch::new();
-    b.apply_remote(remote("org/u1", up, 7, "upstream:cloud"), ConflictPolicy::Latest);
+    b.apply_remote(
+        remote("org/u1", up, 7, "upstream:cloud"),
+        ConflictPolicy::Latest,
+    );
     db.commit(b).await.unwrap();
     db.put("notes/hub", json!({"by": "hub"})).await.unwrap();
     db.close().await.unwrap();
@@ -268,7 +276,7 @@ fn a_version_2_database_is_upgraded_on_open() {
         let store = FileStore::open(t.path(), FileStoreOptions::default()).unwrap();
         let db = Database::open(store, testkit_opts()).await.unwrap();
         check_contents(&db).await;
-        assert_eq!(meta_version(db.store()).await, 3);
+        assert_eq!(meta_version(db.store()).await, 4);
         // It takes writes, and they survive a reopen.
         db.put(
             "patients/p5",
@@ -278,7 +286,7 @@ fn a_version_2_database_is_upgraded_on_open() {
         .unwrap();
         db.close().await.unwrap();
         let store = FileStore::open(t.path(), FileStoreOptions::default()).unwrap();
-        assert_eq!(meta_version(&store).await, 3);
+        assert_eq!(meta_version(&store).await, 4);
         let db = Database::open(store, testkit_opts()).await.unwrap();
         assert_eq!(db.stats().documents, 7);
         assert_eq!(db.get("patients/p5").await.unwrap().unwrap().body["n"], 5);
@@ -318,7 +326,7 @@ fn a_newer_version_is_refused() {
         db.close().await.unwrap();
         store.reopen();
         let mut meta = store.read_meta().await.unwrap().unwrap();
-        meta[4..6].copy_from_slice(&4u16.to_le_bytes());
+        meta[4..6].copy_from_slice(&5u16.to_le_bytes());
         store
             .commit(Commit {
                 pages: Vec::new(),
@@ -336,7 +344,7 @@ fn a_newer_version_is_refused() {
             let e = r.err().expect("a newer format must be refused");
             assert!(matches!(e, OpenError::Unsupported(_)), "{e:?}");
             assert_eq!(e.code(), "unsupported");
-            assert!(e.to_string().contains("version 4"), "{e}");
+            assert!(e.to_string().contains("version 5"), "{e}");
         }
     });
 }
@@ -395,15 +403,15 @@ fn a_crash_during_the_upgrade_leaves_the_old_or_the_new_format() {
                 .unwrap_or_else(|e| panic!("{what}: store failed to open: {e}"));
             block_on(async {
                 let v = meta_version(&store).await;
-                assert!(v == 2 || v == 3, "{what}: version {v}");
+                assert!(v == 2 || v == 4, "{what}: version {v}");
                 versions.insert(v);
                 // Whichever it is, it opens (upgrading a version 2 again),
-                // holds everything, and is version 3 afterwards.
+                // holds everything, and is version 4 afterwards.
                 let db = Database::open(store, testkit_opts())
                     .await
                     .unwrap_or_else(|e| panic!("{what}: db failed to open: {e}"));
                 check_contents(&db).await;
-                assert_eq!(meta_version(db.store()).await, 3, "{what}");
+                assert_eq!(meta_version(db.store()).await, 4, "{what}");
                 db.close().await.unwrap();
             });
             images += 1;
@@ -413,7 +421,61 @@ fn a_crash_during_the_upgrade_leaves_the_old_or_the_new_format() {
     assert!(images >= 20, "only {images} crash images");
     assert_eq!(
         versions,
-        [2, 3].into(),
+        [2, 4].into(),
         "crashes leave both the old and the new format"
     );
+}
+
+// ------------------------------------------------------ the hub fixture ---
+
+const HUB_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v3-hub-db");
+
+#[test]
+fn a_version_3_hub_database_gets_its_origins_on_open() {
+    let t = TempDir::new(std::env::temp_dir(), "upgrade-hub");
+    for f in FILES {
+        std::fs::copy(Path::new(HUB_FIXTURE).join(f), t.join(f)).unwrap();
+    }
+    block_on(async {
+        let store = FileStore::open_read_only(t.path(), FileStoreOptions::default()).unwrap();
+        assert_eq!(meta_version(&store).await, 3);
+        drop(store);
+        let store = FileStore::open(t.path(), FileStoreOptions::default()).unwrap();
+        let db = Database::open(store, testkit_opts()).await.unwrap();
+        assert_eq!(meta_version(db.store()).await, 4);
+        let s = db.stats();
+        assert_eq!((s.documents, s.last_etag), (5, 5));
+        for id in [
+            "notes/a1",
+            "notes/shared",
+            "notes/b1",
+            "org/u1",
+            "notes/hub",
+        ] {
+            assert!(db.get(id).await.unwrap().is_some(), "{id}");
+        }
+        let snap = db.snapshot();
+        let origin = |b: u8| {
+            let snap = &snap;
+            async move { snap.origin(&DbId([b; 16])).await.unwrap() }
+        };
+        let o = origin(0xA1).await.expect("alice's device");
+        assert_eq!((o.high_water, o.owner.as_deref()), (3, Some("edge:alice")));
+        let o = origin(0xB1).await.expect("bob's device");
+        assert_eq!((o.high_water, o.owner.as_deref()), (5, Some("edge:bob")));
+        let o = origin(0xC0).await.expect("the upstream");
+        assert_eq!(
+            (o.high_water, o.owner.as_deref()),
+            (7, Some("upstream:cloud"))
+        );
+        assert_eq!(
+            origin(0xA0).await,
+            None,
+            "the hub's own id is not an origin"
+        );
+        drop(snap);
+        let rep = db.integrity_check().await.unwrap();
+        assert!(rep.is_ok(), "{:?}", rep.problems);
+        db.close().await.unwrap();
+    });
 }

@@ -224,6 +224,10 @@ impl Shell {
                 // The label is the wire code (bounded, stable), not the finer rule.
                 mx.rejection(reason.code())
             }
+            HubMetric::CreateOnly => {
+                tracing::warn!(peer = %self.peer, identity = self.identity.as_deref().unwrap_or("-"), "a write-only push to an existing document was not applied (create-only)");
+                mx.rejection("create_only");
+            }
             HubMetric::Conflicts(p, n) => {
                 for _ in 0..n {
                     mx.conflict(p.as_str());
@@ -273,6 +277,10 @@ impl Shell {
                 return Ok(HubEvent::ReadFailed(e.to_string()));
             }
         };
+        if info.db_id_taken {
+            tracing::warn!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, "refused: the edge database id belongs to another peer");
+            return Ok(HubEvent::DbIdTaken);
+        }
         tracing::info!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, pull_checkpoint = r.pull_checkpoint, pending = info.pending, "edge authenticated");
         self.identity = Some(identity.to_string());
         self.database = database.to_string();

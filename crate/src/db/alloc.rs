@@ -14,11 +14,13 @@ use std::sync::Arc;
 
 use crate::btree::{self, KIND_FREELIST, PageRead, PageWrite};
 use crate::codec::{get_u16, get_u64, set_u64};
+use crate::cv::DbId;
 use crate::error::{Error, OpenError};
 use crate::store::{PAGE_SIZE, PageBuf, PageNo, PageStore};
 
 use super::Inner;
 use super::meta::Meta;
+use super::origins::Origin;
 use super::read::read_cached;
 use super::write::coll_key;
 
@@ -88,6 +90,9 @@ pub(super) struct Working {
     /// tree: collection key -> (display name, delta). Written once per flush
     /// instead of once per document.
     pub(super) coll_deltas: HashMap<Vec<u8>, (String, i64)>,
+    /// Origins (see [`super::origins`]) changed since the last flush, written
+    /// to the `origins` tree once per flush.
+    pub(super) origins: HashMap<DbId, Origin>,
 }
 
 /// One reversible change to the working state's page bookkeeping.
@@ -104,6 +109,8 @@ pub(super) enum Undo {
     PendingPush,
     /// `coll_deltas[key]` was this before.
     Coll(Vec<u8>, Option<(String, i64)>),
+    /// `origins[db]` was this before.
+    Origin(DbId, Option<Origin>),
 }
 
 impl Working {
@@ -124,6 +131,7 @@ impl Working {
             undo: Vec::new(),
             journaled: HashSet::new(),
             coll_deltas: HashMap::new(),
+            origins: HashMap::new(),
         }
     }
 
@@ -217,6 +225,12 @@ impl Working {
                 }
                 Undo::Coll(key, None) => {
                     self.coll_deltas.remove(&key);
+                }
+                Undo::Origin(db, Some(prev)) => {
+                    self.origins.insert(db, prev);
+                }
+                Undo::Origin(db, None) => {
+                    self.origins.remove(&db);
                 }
             }
         }

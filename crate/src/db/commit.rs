@@ -89,6 +89,17 @@ impl<S: PageStore> Database<S> {
                     }
                 }
             }
+            {
+                let mut ctx = WCtx {
+                    inner: &self.inner,
+                    w: &mut *w,
+                };
+                if let Err(e) = super::origins::flush(&mut ctx).await {
+                    self.inner.shared().failed = Some(e.to_string());
+                    self.inner.commits.end();
+                    return Err(e);
+                }
+            }
             w.undo.clear();
             w.journaled.clear();
             w.write_free_list();

@@ -12,7 +12,10 @@
 //! ## Format versions
 //! - 1: fixed fields, roots of `docs`, `etags`, `colls`, `stats`;
 //! - 2: version 1 plus the roots of `locals` and `conflicts`;
-//! - 3 (current): the counters, then the catalog as a list of (name, root).
+//! - 3: the counters, then the catalog as a list of (name, root);
+//! - 4 (current): the layout of version 3; the catalog has the `origins`
+//!   tree, which the upgrade from an older version builds from the documents
+//!   held (`super::upgrade`).
 //!
 //! Older versions are decoded into the same [`Meta`]; the database upgrades
 //! them on open by committing the meta in the current format (see
@@ -26,7 +29,7 @@ use crate::store::{MAX_META, PAGE_SIZE, PageNo};
 /// "OPST", the first four bytes of every meta record.
 const META_MAGIC: u32 = 0x5453_504F;
 /// The format version this engine writes.
-pub(crate) const META_VERSION: u16 = 3;
+pub(crate) const META_VERSION: u16 = 4;
 
 /// Registers the named trees: one `Variant = "stored name"` line per tree.
 macro_rules! catalog {
@@ -56,6 +59,9 @@ catalog! {
     Locals = "locals",
     /// Id keys of conflicted documents → empty.
     Conflicts = "conflicts",
+    /// Database id (16 bytes) → its high-water mark and owner
+    /// ([`super::origins`]).
+    Origins = "origins",
 }
 
 /// Number of registered trees.
@@ -320,7 +326,9 @@ mod tests {
 
     #[test]
     fn versions_1_and_2_decode_into_the_catalog() {
-        let m = sample();
+        let mut m = sample();
+        // Trees added after version 2 are empty in a version 2 record.
+        m.set_root(Tree::Origins, 0);
         assert_eq!(
             Meta::decode(&encode_v2(&m, 2, true)).unwrap(),
             (m.clone(), 2)
@@ -339,7 +347,7 @@ mod tests {
     #[test]
     fn newer_versions_unknown_trees_and_damage_are_refused() {
         let mut b = sample().encode();
-        b[4] = 4;
+        b[4] = META_VERSION as u8 + 1;
         assert!(matches!(Meta::decode(&b), Err(OpenError::Unsupported(_))));
         let mut b = sample().encode();
         let at = b.len() - 4 - 8 - 1;

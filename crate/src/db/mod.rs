@@ -35,8 +35,11 @@ mod alloc;
 mod check;
 mod commit;
 mod meta;
+mod origins;
 mod read;
+mod remote;
 mod types;
+mod upgrade;
 mod write;
 
 use std::collections::BTreeMap;
@@ -54,10 +57,11 @@ use crate::watch::Publisher;
 use alloc::{Working, load_free_list};
 use meta::{META_VERSION, Meta};
 
+pub use origins::Origin;
 pub use read::Snapshot;
 pub use types::{
-    Batch, Clock, CommitInfo, DbStats, Expected, IntegrityReport, MAX_LOCAL_BYTES, OpenOptions,
-    PutOptions, RemoteDoc, WriteOutcome, WriteResult,
+    Batch, Clock, CommitInfo, DbStats, Expected, IntegrityReport, MAX_DOC_BYTES, MAX_LOCAL_BYTES,
+    OpenOptions, PushGuard, PutOptions, Refusal, RemoteDoc, WriteOutcome, WriteResult,
 };
 
 /// State shared by writers, the flusher and readers (under a plain mutex).
@@ -160,12 +164,16 @@ impl<S: PageStore> Database<S> {
         }
         // A new database, or one of an older format, is committed right away
         // (its id; the meta record in the current format).
-        let (meta, persist) = match existing {
+        let (meta, persist, old_version) = match existing {
             Some(b) => {
                 let (meta, version) = Meta::decode(&b)?;
-                (meta, version < META_VERSION && !read_only)
+                (meta, version < META_VERSION && !read_only, version)
             }
-            None => (Meta::new(opts.db_id.unwrap_or_else(DbId::random)), true),
+            None => (
+                Meta::new(opts.db_id.unwrap_or_else(DbId::random)),
+                true,
+                META_VERSION,
+            ),
         };
         let clock = opts
             .clock
@@ -198,9 +206,17 @@ impl<S: PageStore> Database<S> {
             inner: Arc::new(inner),
         };
         if persist {
-            // One empty transaction: its flush commits the meta record in the
-            // current format (with the free list) atomically.
-            db.inner.writer.lock().await.seq += 1;
+            // One transaction (empty, or the upgrade's: see `upgrade`): its
+            // flush commits the meta record in the current format (with the
+            // free list) atomically.
+            if old_version < 4 {
+                db.build_origins().await.map_err(|e| match e {
+                    Error::Store(s) => OpenError::Store(s),
+                    e => OpenError::Corrupt(e.to_string()),
+                })?;
+            } else {
+                db.inner.writer.lock().await.seq += 1;
+            }
             db.wait_durable(1).await.map_err(|e| match e {
                 Error::Store(s) => OpenError::Store(s),
                 e => OpenError::Corrupt(e.to_string()),

@@ -399,6 +399,17 @@ impl<S: PageStore> Snapshot<S> {
         btree::get(&self.reader(), self.meta.root(Tree::Locals), key).await
     }
 
+    /// What this database knows of database `db`: the highest etag it holds
+    /// for it and who introduced it ([`super::Origin`]); `None` if no held
+    /// version names it (or it is this database).
+    pub async fn origin(&self, db: &crate::cv::DbId) -> Result<Option<super::Origin>, Error> {
+        Ok(
+            btree::get(&self.reader(), self.meta.root(Tree::Origins), db.as_bytes())
+                .await?
+                .and_then(|v| super::Origin::decode(&v)),
+        )
+    }
+
     /// See [`Database::scan_locals`].
     pub async fn scan_locals(
         &self,

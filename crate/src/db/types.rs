@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::cache::{CacheStats, DEFAULT_CACHE_BYTES};
 use crate::cv::{ChangeVector, DbId};
 use crate::doc::RawVersion;
-use crate::policy::ConflictPolicy;
+use crate::policy::{ConflictPolicy, Policies};
 
 /// A source of wall-clock time in milliseconds since the Unix epoch (injectable
 /// for tests and simulations).
@@ -77,6 +77,7 @@ pub(super) enum Op {
     Remote {
         doc: RemoteDoc,
         policy: ConflictPolicy,
+        guard: Option<(Arc<PushGuard>, bool)>,
     },
     SetLocal {
         key: Vec<u8>,
@@ -116,7 +117,120 @@ pub enum WriteOutcome {
     /// A received version was concurrent with a held one and the conflict
     /// policy settled it: a resolution version superseding both was written.
     Resolved,
+    /// A document pushed under a write-only grant already existed and was
+    /// not this device's: it was kept unchanged (write-only is create-only).
+    Kept,
 }
+
+/// What a hub knows of the edge session that pushed a batch: the facts the
+/// causality rules of `docs/security.md` are checked against, in the
+/// transaction that applies the batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushGuard {
+    /// The owner name of the pushing peer: `edge:<identity>`.
+    pub owner: String,
+    /// The pushing device's database id.
+    pub device: DbId,
+    /// The source tag versions from this device are stored with
+    /// (`edge:<identity>/<device>`).
+    pub source: String,
+    /// The hub etag up to which this session was delivered the changes feed
+    /// (and acknowledged it).
+    pub seen_upto: u64,
+    /// The conflict policy of each collection.
+    pub policies: Policies,
+}
+
+/// Why a hub refused a pushed document inside the transaction that would
+/// have stored it (the whole batch is refused; nothing is stored).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The document would hold more than [`crate::doc::MAX_VERSIONS`]
+    /// concurrent versions.
+    #[error("{id:?} would hold {count} concurrent versions (at most {max})", max = crate::doc::MAX_VERSIONS)]
+    TooManyVersions {
+        /// The document.
+        id: String,
+        /// Versions it would hold.
+        count: usize,
+    },
+    /// The stored document (every version) would exceed [`MAX_DOC_BYTES`].
+    #[error("{id:?} would take {bytes} bytes with all its versions (at most {MAX_DOC_BYTES})")]
+    DocumentTooLarge {
+        /// The document.
+        id: String,
+        /// Its size.
+        bytes: usize,
+    },
+    /// A change vector to store would exceed [`crate::cv::MAX_CV_ENTRIES`].
+    #[error("a version of {id:?} would have a change vector of {entries} entries (at most {max})", max = crate::cv::MAX_CV_ENTRIES)]
+    ChangeVectorTooLarge {
+        /// The document.
+        id: String,
+        /// Entries.
+        entries: usize,
+    },
+    /// A change vector raises the entry of a database id another peer owns
+    /// beyond what this database holds for it.
+    #[error(
+        "a version of {id:?} claims etag {claimed} of database {db}, which this hub holds only up to {held}; that database is not this edge's"
+    )]
+    ForgedEntry {
+        /// The document.
+        id: String,
+        /// The database id of the entry.
+        db: DbId,
+        /// The etag claimed.
+        claimed: u64,
+        /// The high-water mark held.
+        held: u64,
+    },
+    /// A pushed version supersedes a version this edge was never sent.
+    #[error(
+        "a version of {id:?} supersedes a version this edge was never sent (pull first, then edit)"
+    )]
+    UnseenVersion {
+        /// The document.
+        id: String,
+    },
+    /// The pushing device's database id belongs to another peer.
+    #[error("database id {db} belongs to another peer")]
+    DbIdTaken {
+        /// The database id.
+        db: DbId,
+    },
+}
+
+impl Refusal {
+    /// The stable code (the `PushRejected` code on the wire).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::TooManyVersions { .. } => "too_many_versions",
+            Refusal::DocumentTooLarge { .. } => "document_too_large",
+            Refusal::ChangeVectorTooLarge { .. } => "change_vector_too_large",
+            Refusal::ForgedEntry { .. } => "forged_change_vector",
+            Refusal::UnseenVersion { .. } => "unseen_version",
+            Refusal::DbIdTaken { .. } => "db_id_taken",
+        }
+    }
+
+    /// The document named (empty for [`Refusal::DbIdTaken`]).
+    pub fn id(&self) -> &str {
+        match self {
+            Refusal::TooManyVersions { id, .. }
+            | Refusal::DocumentTooLarge { id, .. }
+            | Refusal::ChangeVectorTooLarge { id, .. }
+            | Refusal::ForgedEntry { id, .. }
+            | Refusal::UnseenVersion { id } => id,
+            Refusal::DbIdTaken { .. } => "",
+        }
+    }
+}
+
+/// Largest stored document, every version included (bodies and change
+/// vectors): one document always fits in one replication frame.
+pub const MAX_DOC_BYTES: usize = 24 * 1024 * 1024;
 
 /// Several writes committed atomically: all of them or none.
 #[derive(Clone, Debug, Default)]
@@ -175,7 +289,31 @@ impl Batch {
     /// held (see [`crate::merge`]); concurrent versions are settled by
     /// `policy` (`Manual` keeps them all).
     pub fn apply_remote(&mut self, doc: RemoteDoc, policy: ConflictPolicy) -> &mut Self {
-        self.ops.push(Op::Remote { doc, policy });
+        self.ops.push(Op::Remote {
+            doc,
+            policy,
+            guard: None,
+        });
+        self
+    }
+    /// Adds a document an untrusted edge pushed to this hub, applied under
+    /// `guard` (see [`PushGuard`]): the policy comes from the stored
+    /// document's collection, and the causality rules of
+    /// `docs/security.md` are checked in the transaction. `readable`: whether
+    /// the edge may read this id (if not, it may only create it). A broken
+    /// rule fails the whole batch with [`crate::Error::Refused`].
+    pub fn apply_pushed(
+        &mut self,
+        doc: RemoteDoc,
+        guard: Arc<PushGuard>,
+        readable: bool,
+    ) -> &mut Self {
+        let policy = guard.policies.of(doc.collection.as_deref());
+        self.ops.push(Op::Remote {
+            doc,
+            policy,
+            guard: Some((guard, readable)),
+        });
         self
     }
     /// Sets (`Some`) or removes (`None`) a local record: not replicated, not in

@@ -1,7 +1,10 @@
 //! The write path: operations are validated and serialised outside the
 //! writer lock ([`prepare`]), then applied one transaction at a time to the
-//! working state ([`apply`], [`apply_remote`]): the new version of a
-//! document, and every index and counter it touches ([`write_version`]).
+//! working state ([`apply`]; received versions in [`super::remote`]): the
+//! new version of a document, and every index and counter it touches
+//! ([`write_version`]).
+
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -10,7 +13,6 @@ use crate::codec::{Put, get_u64};
 use crate::cv::DbId;
 use crate::doc::{self, DocFlags, DocumentMeta, RawVersion};
 use crate::error::{Error, InputError, clip};
-use crate::merge;
 use crate::policy::ConflictPolicy;
 use crate::store::{PageNo, PageStore, StoreError};
 
@@ -19,8 +21,10 @@ use super::alloc::{WCtx, Working};
 use super::meta::Meta;
 use super::meta::Tree;
 use super::read::corrupt_record;
+use super::remote::{Received, apply_remote};
 use super::types::{
-    Batch, CommitInfo, Expected, MAX_LOCAL_BYTES, Op, PutOptions, WriteOutcome, WriteResult,
+    Batch, CommitInfo, Expected, MAX_LOCAL_BYTES, Op, PushGuard, PutOptions, Refusal, WriteOutcome,
+    WriteResult,
 };
 
 /// The key of a collection in the `colls` and `stats` trees.
@@ -177,6 +181,7 @@ enum Prepared {
         versions: Vec<RawVersion>,
         source: Option<String>,
         policy: ConflictPolicy,
+        guard: Option<(Arc<PushGuard>, bool)>,
     },
     Local {
         key: Vec<u8>,
@@ -294,7 +299,11 @@ fn prepare(op: Op) -> Result<Prepared, Error> {
             }
         }
         Op::Resolve { id, body: None, .. } => prepare_delete(id, Expected::Any, true),
-        Op::Remote { doc: d, policy } => {
+        Op::Remote {
+            doc: d,
+            policy,
+            guard,
+        } => {
             doc::validate_id(&d.id)?;
             if let Some(c) = &d.collection {
                 doc::validate_collection(c)?;
@@ -325,6 +334,7 @@ fn prepare(op: Op) -> Result<Prepared, Error> {
                 versions: d.versions,
                 source: d.source,
                 policy,
+                guard,
             })
         }
         Op::SetLocal { key, value } => {
@@ -443,16 +453,18 @@ async fn apply<S: PageStore>(
             versions,
             source,
             policy,
+            guard,
         } => {
-            return apply_remote(
-                ctx,
-                (id, key, collection.as_deref()),
+            let r = Received {
+                id,
+                key,
+                collection: collection.as_deref(),
                 versions,
-                source.as_deref(),
-                *policy,
-                (db, now),
-            )
-            .await;
+                source: source.as_deref(),
+                policy: *policy,
+                guard: guard.as_ref().map(|(g, readable)| (&**g, *readable)),
+            };
+            return apply_remote(ctx, r, (db, now)).await;
         }
         Prepared::Local { key, value } => {
             let root = ctx.w.meta.root(Tree::Locals);
@@ -502,6 +514,12 @@ async fn apply<S: PageStore>(
         cv = cv.merge(&s.change_vector);
     }
     let cv = cv.with(db, etag);
+    if cv.len() > crate::cv::MAX_CV_ENTRIES {
+        return Err(Error::Refused(Refusal::ChangeVectorTooLarge {
+            id: id.clone(),
+            entries: cv.len(),
+        }));
+    }
     let kept: &[RawVersion] = &[];
     let meta = DocumentMeta {
         collection: collection.clone(),
@@ -524,85 +542,8 @@ async fn apply<S: PageStore>(
     }))
 }
 
-/// Merges received versions into the held ones and stores the result.
-async fn apply_remote<S: PageStore>(
-    ctx: &mut WCtx<'_, S>,
-    (id, key, collection): (&String, &[u8], Option<&str>),
-    incoming: &[RawVersion],
-    source: Option<&str>,
-    policy: ConflictPolicy,
-    (db, now): (DbId, i64),
-) -> Result<Option<WriteResult>, Error> {
-    let held = held_versions(ctx, key).await?;
-    let (current, held_all) = match held {
-        Some((m, all)) => (Some(m), all),
-        None => (None, Vec::new()),
-    };
-    let m = merge::merge(&held_all, incoming);
-    if !m.changed {
-        return Ok(None);
-    }
-    let etag = ctx.w.meta.last_etag + 1;
-    // The result keeps the source tag when every version in it came from
-    // that source: the versions received now, and the held ones if they too
-    // were stored as received from it. That peer holds them all (or newer),
-    // so they are not sent back to it; in particular an edge does not push
-    // back a conflict it merged from versions its hub sent (a read-only edge
-    // would get `write_denied` for a document it never touched).
-    let held_from_source = source.is_some()
-        && current
-            .as_ref()
-            .is_some_and(|c| c.source.as_deref() == source);
-    let all_from_source = m.from_incoming.len() == m.versions.len() || held_from_source;
-    let source = if all_from_source { source } else { None };
-    let (versions, outcome, source) = if m.versions.len() == 1 {
-        (m.versions, WriteOutcome::Applied, source)
-    } else if policy == ConflictPolicy::Manual {
-        (m.versions, WriteOutcome::Conflict, source)
-    } else {
-        let w = match policy {
-            ConflictPolicy::HubWins => m.held_winner.unwrap_or(0),
-            _ => m.from_incoming.first().copied().unwrap_or(0),
-        };
-        let mut cv = m.versions[0].change_vector.clone();
-        for v in &m.versions[1..] {
-            cv = cv.merge(&v.change_vector);
-        }
-        let winner = &m.versions[w];
-        let resolution = RawVersion {
-            change_vector: cv.with(db, etag),
-            last_modified_ms: now,
-            deleted: winner.deleted,
-            body: winner.body.clone(),
-        };
-        (vec![resolution], WriteOutcome::Resolved, None)
-    };
-    let winner = &versions[0];
-    let meta = DocumentMeta {
-        collection: collection
-            .map(str::to_string)
-            .or_else(|| current.as_ref().and_then(|c| c.collection.clone())),
-        change_vector: winner.change_vector.clone(),
-        etag,
-        last_modified_ms: winner.last_modified_ms,
-        flags: DocFlags::default()
-            .with(DocFlags::TOMBSTONE, winner.deleted)
-            .with(DocFlags::CONFLICTED, versions.len() > 1),
-        source: source.map(str::to_string),
-    };
-    let rec = doc::encode_record_with(id, &meta, &winner.body, &versions[1..]);
-    write_version(ctx, key, &rec, current.as_ref(), &meta).await?;
-    Ok(Some(WriteResult {
-        id: id.clone(),
-        etag,
-        change_vector: meta.change_vector,
-        deleted: winner.deleted,
-        outcome,
-    }))
-}
-
 /// Stores a new version of the document at `key`, maintaining every index.
-async fn write_version<S: PageStore>(
+pub(super) async fn write_version<S: PageStore>(
     ctx: &mut WCtx<'_, S>,
     key: &[u8],
     rec: &[u8],

@@ -134,6 +134,10 @@ pub struct EdgeInfo {
     pub pull_from: u64,
     /// The hub's last etag.
     pub hub_last_etag: u64,
+    /// Whether the edge database id belongs to another peer (or is the
+    /// hub's own): the session is refused with `Error(db_id_taken)`
+    /// ([`HubEvent::DbIdTaken`]).
+    pub db_id_taken: bool,
 }
 
 /// Reads what [`HubEvent::Authorized`] needs about an authenticated edge.
@@ -154,6 +158,13 @@ pub async fn edge_info<S: PageStore>(
         snap.get_local(&push_checkpoint_key(&grant.identity, edge_db))
             .await?,
     );
+    let owner = format!("edge:{}", grant.identity);
+    let db_id_taken = *edge_db == db.db_id()
+        || snap
+            .origin(edge_db)
+            .await?
+            .and_then(|o| o.owner)
+            .is_some_and(|o| o != owner);
     let pending = snap
         .count_changes(pull_checkpoint, |k| grant.read.allows(k))
         .await?;
@@ -162,6 +173,7 @@ pub async fn edge_info<S: PageStore>(
         pending,
         pull_from: pull_checkpoint,
         hub_last_etag: snap.last_etag(),
+        db_id_taken,
     })
 }
 
@@ -191,10 +203,11 @@ pub async fn hub_storage<S: PageStore>(
             edge_db_id,
             upto,
             docs,
+            guard,
         } => {
             let mut b = Batch::new();
-            for (d, p) in docs {
-                b.apply_remote(d.clone(), *p);
+            for (d, readable) in docs {
+                b.apply_pushed(d.clone(), guard.clone(), *readable);
             }
             b.set_local(
                 push_checkpoint_key(identity, edge_db_id),
@@ -207,16 +220,30 @@ pub async fn hub_storage<S: PageStore>(
             Some(match db.commit(b).await {
                 Ok(info) => {
                     let (mut applied, mut conflicts, mut resolved) = (0u32, 0u32, 0u32);
-                    for (r, (_, p)) in info.results.iter().zip(docs) {
-                        match r.as_ref().map(|w| w.outcome) {
+                    for (r, (d, readable)) in info.results.iter().zip(docs) {
+                        let outcome = r.as_ref().map(|w| w.outcome);
+                        if !readable {
+                            // The answer never depends on what the edge may
+                            // not read (created, kept, merged: all "applied").
+                            applied += 1;
+                            if outcome == Some(WriteOutcome::Kept) {
+                                metric(HubMetric::CreateOnly);
+                            }
+                            continue;
+                        }
+                        match outcome {
                             Some(WriteOutcome::Applied) => applied += 1,
                             Some(WriteOutcome::Conflict) => {
                                 conflicts += 1;
-                                metric(HubMetric::Conflicts(*p, 1));
+                                metric(HubMetric::Conflicts(ConflictPolicy::Manual, 1));
                             }
                             Some(WriteOutcome::Resolved) => {
                                 resolved += 1;
-                                metric(HubMetric::Conflicts(*p, 1));
+                                let p = match guard.policies.of(d.collection.as_deref()) {
+                                    ConflictPolicy::Manual => ConflictPolicy::Latest,
+                                    p => p,
+                                };
+                                metric(HubMetric::Conflicts(p, 1));
                             }
                             _ => {}
                         }
@@ -228,6 +255,7 @@ pub async fn hub_storage<S: PageStore>(
                         last_etag: db.stats().last_etag,
                     }
                 }
+                Err(Error::Refused(r)) => HubEvent::PushRefused(r),
                 Err(e) => HubEvent::PushFailed(e.to_string()),
             })
         }

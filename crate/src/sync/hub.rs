@@ -7,10 +7,12 @@
 //! `docs/protocol.md` §5 is checked here, before anything is stored.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use crate::cv::DbId;
-use crate::db::RemoteDoc;
+use crate::db::{PushGuard, Refusal, RemoteDoc};
 use crate::doc::{self, MAX_BODY_BYTES, MAX_VERSIONS, RawDoc};
+use crate::policy::Policies;
 use crate::sync::frame::{
     Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireDoc, WireGrant, negotiate,
 };
@@ -21,6 +23,8 @@ use crate::sync::{BATCH_DOCS, ConflictPolicy, Prefixes, check_canonical, take_ba
 pub const WINDOW: usize = 4;
 /// Most documents in one pushed batch.
 pub const MAX_PUSH_DOCS: usize = 500;
+/// Default time an unauthenticated connection has to send its `Hello` (ms).
+pub const HELLO_TIMEOUT_MS: i64 = 10_000;
 
 /// What an authenticated edge may do.
 #[derive(Clone, Debug, PartialEq)]
@@ -133,6 +137,12 @@ pub enum HubEvent<'a> {
         /// Its last etag.
         last_etag: u64,
     },
+    /// [`HubAction::ApplyPush`] was refused inside the transaction (a cap or
+    /// a causality rule, `docs/security.md`); nothing was stored.
+    PushRefused(Refusal),
+    /// Result of [`HubAction::Authenticate`]: the edge database id it states
+    /// belongs to another peer (`Error(db_id_taken)`).
+    DbIdTaken,
     /// The configuration changed: the edge's new grant, or `None` if revoked.
     GrantChanged(Option<Grant>),
     /// The transport closed.
@@ -150,6 +160,9 @@ pub enum HubMetric {
     Rejected(RejectReason),
     /// Conflicts met, by policy.
     Conflicts(ConflictPolicy, u64),
+    /// A document pushed under a write-only grant existed and was kept
+    /// unchanged (write-only is create-only; the edge is not told).
+    CreateOnly,
 }
 
 /// Why the hub refused a push or a session.
@@ -200,16 +213,19 @@ pub enum HubAction {
         /// Most documents.
         max_docs: usize,
     },
-    /// Apply these checked documents (each with its policy) and set this
-    /// edge's push checkpoint to `upto`, in ONE commit; feed back
-    /// `PushApplied` or `PushFailed`.
+    /// Apply these checked documents under `guard` (`Batch::apply_pushed`)
+    /// and set this edge's push checkpoint to `upto`, in ONE commit; feed
+    /// back `PushApplied`, `PushRefused` or `PushFailed`.
     ApplyPush {
         /// The edge database's id (checkpoint key).
         edge_db_id: DbId,
         /// Edge etag covered.
         upto: u64,
-        /// Documents and the policy for each.
-        docs: Vec<(RemoteDoc, ConflictPolicy)>,
+        /// Documents, each with whether the edge may read its id (counts in
+        /// the answer never depend on what it may not read).
+        docs: Vec<(RemoteDoc, bool)>,
+        /// What the transaction checks the documents against.
+        guard: Arc<PushGuard>,
     },
     /// Count a metric.
     Metric(HubMetric),
@@ -253,6 +269,14 @@ pub struct HubSession {
     max_frame: usize,
     heartbeat_ms: i64,
     timeout_ms: i64,
+    /// When the connection opened, and how long it has to authenticate.
+    opened: i64,
+    hello_timeout_ms: i64,
+    /// What the transaction applying a push checks (built at `Authorized`).
+    policies: Policies,
+    /// The hub etag up to which the edge was sent the feed and acknowledged
+    /// it (its validated pull checkpoint, then its `ChangesAck`s).
+    seen_upto: u64,
     // hub -> edge
     cursor: u64,
     sent_upto: u64,
@@ -280,6 +304,10 @@ impl HubSession {
             max_frame: MAX_FRAME_BYTES,
             heartbeat_ms: 15_000,
             timeout_ms: 45_000,
+            opened: now,
+            hello_timeout_ms: HELLO_TIMEOUT_MS,
+            policies: Policies::default(),
+            seen_upto: 0,
             cursor: 0,
             sent_upto: 0,
             reading: false,
@@ -296,6 +324,13 @@ impl HubSession {
     pub fn with_heartbeat(mut self, heartbeat_ms: i64, timeout_ms: i64) -> HubSession {
         self.heartbeat_ms = heartbeat_ms;
         self.timeout_ms = timeout_ms;
+        self
+    }
+
+    /// Sets how long a connection has to send a `Hello` and be authorized
+    /// (ms); `Ping`s do not extend it.
+    pub fn with_hello_timeout(mut self, ms: i64) -> HubSession {
+        self.hello_timeout_ms = ms;
         self
     }
 
@@ -338,7 +373,19 @@ impl HubSession {
                 }
             }
             HubEvent::Tick => {
-                if now - self.last_recv > self.timeout_ms {
+                if matches!(self.phase, Phase::AwaitHello | Phase::Authenticating)
+                    && now - self.opened > self.hello_timeout_ms
+                {
+                    out.push(HubAction::Metric(HubMetric::Rejected(
+                        RejectReason::Session("timeout"),
+                    )));
+                    self.fail(
+                        &mut out,
+                        now,
+                        "timeout",
+                        "no Hello within the time allowed to authenticate",
+                    );
+                } else if now - self.last_recv > self.timeout_ms {
                     self.close(&mut out, "timeout", "nothing received from the edge");
                 } else if now - self.last_sent >= self.heartbeat_ms && self.phase == Phase::Open {
                     self.nonce += 1;
@@ -357,6 +404,11 @@ impl HubSession {
                 self.phase = Phase::Open;
                 self.cursor = pull_from;
                 self.sent_upto = pull_from;
+                self.seen_upto = pull_from;
+                self.policies = Policies::new(
+                    grant.policies.iter().map(|(c, p)| (c.clone(), *p)),
+                    grant.default_policy,
+                );
                 let wire_grant = (self.version >= 2).then(|| grant.to_wire());
                 self.grant = Some(grant);
                 self.hub_db_id = hub_db_id;
@@ -418,6 +470,34 @@ impl HubSession {
                     );
                     self.maybe_read(&mut out);
                 }
+            }
+            HubEvent::PushRefused(r) => {
+                if let Some((upto, _)) = self.applying.take() {
+                    let v = Violation::Refused(r);
+                    let frame = Frame::PushRejected {
+                        upto,
+                        code: v.code().into(),
+                        id: v.id().into(),
+                        rule: v.wire_rule(),
+                        message: v.to_string(),
+                    };
+                    out.push(HubAction::Metric(HubMetric::Rejected(
+                        RejectReason::Violation(v),
+                    )));
+                    self.send(&mut out, now, frame);
+                    self.maybe_read(&mut out);
+                }
+            }
+            HubEvent::DbIdTaken if self.phase == Phase::Authenticating => {
+                out.push(HubAction::Metric(HubMetric::Rejected(
+                    RejectReason::Session("db_id_taken"),
+                )));
+                self.fail(
+                    &mut out,
+                    now,
+                    "db_id_taken",
+                    "this edge database id belongs to another identity; a device uses its own database",
+                );
             }
             HubEvent::PushFailed(msg) => {
                 self.applying = None;
@@ -537,6 +617,12 @@ impl HubSession {
                     checkpoint_hub,
                 });
             }
+            (Phase::AwaitHello, f @ (Frame::Ping { .. } | Frame::Pong { .. })) => {
+                // Nothing but the handshake before authentication (a Ping
+                // must not keep an unauthenticated connection alive).
+                let msg = format!("{} before Hello", f.name());
+                self.fail(out, now, "protocol", &msg);
+            }
             (_, Frame::Ping { nonce }) => self.send(out, now, Frame::Pong { nonce }),
             (_, Frame::Pong { .. }) => {}
             (_, Frame::Error { code, message }) => {
@@ -552,6 +638,7 @@ impl HubSession {
                     }
                     self.unacked.pop_front();
                 }
+                self.seen_upto = self.seen_upto.max(upto);
                 self.maybe_read(out);
             }
             (Phase::Open, Frame::Push { upto, docs }) => {
@@ -577,12 +664,19 @@ impl HubSession {
                 };
                 match self.check_push(g, &docs) {
                     Ok(()) => {
-                        let src = Some(g.source_for(&self.edge_db_id));
-                        let docs: Vec<(RemoteDoc, ConflictPolicy)> = docs
+                        let source = g.source_for(&self.edge_db_id);
+                        let guard = Arc::new(PushGuard {
+                            owner: format!("edge:{}", g.identity),
+                            device: self.edge_db_id,
+                            source: source.clone(),
+                            seen_upto: self.seen_upto,
+                            policies: self.policies.clone(),
+                        });
+                        let docs: Vec<(RemoteDoc, bool)> = docs
                             .into_iter()
                             .map(|d| {
-                                let p = g.policy(d.collection.as_deref());
-                                (d.into_remote(src.clone()), p)
+                                let readable = g.read.allows(&d.id);
+                                (d.into_remote(Some(source.clone())), readable)
                             })
                             .collect();
                         self.applying = Some((upto, docs.len() as u32));
@@ -590,6 +684,7 @@ impl HubSession {
                             edge_db_id: self.edge_db_id,
                             upto,
                             docs,
+                            guard,
                         });
                     }
                     Err(v) => {
@@ -657,12 +752,13 @@ impl HubSession {
                 if v.change_vector.is_empty() {
                     return Err(Violation::EmptyChangeVector { id: id() });
                 }
+                // The hub's own entry: at most what this edge was sent.
                 let claimed = v.change_vector.get(&self.hub_db_id);
-                if claimed > self.hub_last_etag {
+                if claimed > self.seen_upto {
                     return Err(Violation::ForgedChangeVector {
                         id: id(),
                         claimed,
-                        hub_last_etag: self.hub_last_etag,
+                        seen_upto: self.seen_upto,
                     });
                 }
                 if v.deleted {

@@ -17,7 +17,7 @@ use crate::sync::hub::MAX_PUSH_DOCS;
 
 /// Every wire code a [`Violation`] can have (the `code` column of
 /// `docs/protocol.md` §5).
-pub const VIOLATION_CODES: [&str; 7] = [
+pub const VIOLATION_CODES: [&str; 12] = [
     "invalid_id",
     "write_denied",
     "duplicate_id",
@@ -25,6 +25,11 @@ pub const VIOLATION_CODES: [&str; 7] = [
     "invalid_change_vector",
     "forged_change_vector",
     "batch_too_large",
+    "too_many_versions",
+    "document_too_large",
+    "change_vector_too_large",
+    "unseen_version",
+    "db_id_taken",
 ];
 
 /// A rule of `docs/protocol.md` §5 broken by a pushed batch; the hub refuses
@@ -77,14 +82,15 @@ pub enum Violation {
         /// The document.
         id: String,
     },
-    /// A change vector claims a hub etag beyond the hub's last etag.
+    /// A change vector claims a hub etag beyond what the hub sent this edge
+    /// (the etag it acknowledged).
     ForgedChangeVector {
         /// The document.
         id: String,
         /// The hub etag claimed.
         claimed: u64,
-        /// The hub's last etag.
-        hub_last_etag: u64,
+        /// The hub etag up to which this edge was sent the changes feed.
+        seen_upto: u64,
     },
     /// A deletion carries a body.
     DeletionWithBody {
@@ -103,6 +109,19 @@ pub enum Violation {
         /// The document.
         id: String,
     },
+    /// A body is not what every reader parses: too deep, invalid UTF-8, a
+    /// lone surrogate, a number out of range, a duplicate key.
+    InvalidBody {
+        /// The document.
+        id: String,
+        /// The body rule broken (`too_deep`, `duplicate_key`, ...).
+        rule: &'static str,
+        /// Where and how.
+        reason: String,
+    },
+    /// A rule checked in the transaction that would store the document
+    /// (caps, causality: `docs/security.md`).
+    Refused(crate::db::Refusal),
 }
 
 impl Violation {
@@ -118,9 +137,11 @@ impl Violation {
             | Violation::VersionCount { .. }
             | Violation::DeletionWithBody { .. }
             | Violation::BodyTooLarge { .. }
-            | Violation::BodyNotObject { .. } => "invalid_document",
+            | Violation::BodyNotObject { .. }
+            | Violation::InvalidBody { .. } => "invalid_document",
             Violation::EmptyChangeVector { .. } => "invalid_change_vector",
             Violation::ForgedChangeVector { .. } => "forged_change_vector",
+            Violation::Refused(r) => r.code(),
         }
     }
 
@@ -144,6 +165,27 @@ impl Violation {
             Violation::BodyTooLarge { .. } | Violation::BodyNotObject { .. } => {
                 "bodies are JSON objects of at most 16777216 bytes"
             }
+            Violation::InvalidBody { rule, .. } => rule,
+            Violation::Refused(r) => match r {
+                crate::db::Refusal::TooManyVersions { .. } => {
+                    "at most 32 concurrent versions per document"
+                }
+                crate::db::Refusal::DocumentTooLarge { .. } => {
+                    "a document with all its versions takes at most 25165824 bytes"
+                }
+                crate::db::Refusal::ChangeVectorTooLarge { .. } => {
+                    "a stored change vector has at most 4096 entries"
+                }
+                crate::db::Refusal::ForgedEntry { .. } => {
+                    "a change vector may raise only the entries of databases this edge owns"
+                }
+                crate::db::Refusal::UnseenVersion { .. } => {
+                    "a version may supersede only versions this edge was sent"
+                }
+                crate::db::Refusal::DbIdTaken { .. } => {
+                    "a database id belongs to the identity that first pushed under it"
+                }
+            },
         }
     }
 
@@ -169,7 +211,9 @@ impl Violation {
             | Violation::ForgedChangeVector { id, .. }
             | Violation::DeletionWithBody { id }
             | Violation::BodyTooLarge { id, .. }
-            | Violation::BodyNotObject { id } => id,
+            | Violation::BodyNotObject { id }
+            | Violation::InvalidBody { id, .. } => id,
+            Violation::Refused(r) => r.id(),
         }
     }
 }
@@ -189,18 +233,18 @@ impl fmt::Display for Violation {
             Violation::VersionCount { count, .. } => write!(f, "{count} versions"),
             Violation::EmptyChangeVector { .. } => f.write_str("empty change vector"),
             Violation::ForgedChangeVector {
-                claimed,
-                hub_last_etag,
-                ..
+                claimed, seen_upto, ..
             } => write!(
                 f,
-                "claims hub etag {claimed}; the hub's last etag is {hub_last_etag}"
+                "claims hub etag {claimed}; this edge was sent the hub's changes up to {seen_upto}"
             ),
             Violation::DeletionWithBody { .. } => f.write_str("a deletion with a body"),
             // One message for both, as before the split (the wire is unchanged).
             Violation::BodyTooLarge { .. } | Violation::BodyNotObject { .. } => {
                 f.write_str("the body is not a JSON object or is too large")
             }
+            Violation::InvalidBody { reason, .. } => f.write_str(reason),
+            Violation::Refused(r) => write!(f, "{r}"),
         }
     }
 }
@@ -211,14 +255,20 @@ impl std::error::Error for Violation {}
 const _: () = assert!(MAX_PUSH_DOCS == 500);
 const _: () = assert!(MAX_VERSIONS == 32);
 const _: () = assert!(MAX_BODY_BYTES == 16_777_216);
+const _: () = assert!(crate::db::MAX_DOC_BYTES == 25_165_824);
+const _: () = assert!(crate::cv::MAX_CV_ENTRIES == 4096);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::{MAX_DOC_BYTES, Refusal};
 
     fn all() -> Vec<Violation> {
         let id = || "notes/a".to_string();
         vec![
+            Violation::Refused(Refusal::DbIdTaken {
+                db: crate::cv::DbId([2; 16]),
+            }),
             Violation::TooManyDocuments { count: 501 },
             Violation::InvalidId {
                 id: id(),
@@ -239,7 +289,7 @@ mod tests {
             Violation::ForgedChangeVector {
                 id: id(),
                 claimed: 9,
-                hub_last_etag: 3,
+                seen_upto: 3,
             },
             Violation::DeletionWithBody { id: id() },
             Violation::BodyTooLarge {
@@ -247,6 +297,30 @@ mod tests {
                 bytes: MAX_BODY_BYTES + 1,
             },
             Violation::BodyNotObject { id: id() },
+            Violation::InvalidBody {
+                id: id(),
+                rule: "duplicate_key",
+                reason: "key \"a\" twice".into(),
+            },
+            Violation::Refused(Refusal::TooManyVersions {
+                id: id(),
+                count: 33,
+            }),
+            Violation::Refused(Refusal::DocumentTooLarge {
+                id: id(),
+                bytes: MAX_DOC_BYTES + 1,
+            }),
+            Violation::Refused(Refusal::ChangeVectorTooLarge {
+                id: id(),
+                entries: 4097,
+            }),
+            Violation::Refused(Refusal::ForgedEntry {
+                id: id(),
+                db: crate::cv::DbId([1; 16]),
+                claimed: 9,
+                held: 3,
+            }),
+            Violation::Refused(Refusal::UnseenVersion { id: id() }),
         ]
     }
 
@@ -259,7 +333,10 @@ mod tests {
             assert!(!v.rule().is_empty(), "{v:?}");
             assert!(v.wire_rule().starts_with(v.rule()), "{v:?}");
             assert!(!v.to_string().is_empty(), "{v:?}");
-            if !matches!(v, Violation::TooManyDocuments { .. }) {
+            if !matches!(
+                v,
+                Violation::TooManyDocuments { .. } | Violation::Refused(Refusal::DbIdTaken { .. })
+            ) {
                 assert_eq!(v.id(), "notes/a", "{v:?}");
             }
         }
