@@ -15,6 +15,10 @@ use crate::error::{HubError, Result};
 pub const DEMO_EDGES: [(&str, &str); 2] =
     [("alice", "alice-demo-token"), ("bob", "bob-demo-token")];
 
+/// The demo configuration's admin token (public, like its edge tokens):
+/// `outpost-hub status` uses it when the configuration is the demo's.
+pub const DEMO_ADMIN_TOKEN: &str = "admin-demo-token";
+
 const STARTER: &str = r#"# Outpost hub configuration.
 #
 # The hub re-reads this file when it changes (and on SIGHUP): edges added,
@@ -94,6 +98,11 @@ pub fn starter_config(demo: bool) -> String {
     if demo {
         // Each demo edge: its public token in a comment, then its entry.
         let mut text = DEMO.to_string();
+        text.push_str(&format!(
+            "\n# /status and /metrics need `Authorization: Bearer {DEMO_ADMIN_TOKEN}`\n\
+             # (public: `outpost-hub admin-token` sets a secret one).\n[admin]\ntoken_sha256 = \"{}\"\n",
+            token_sha256_hex(DEMO_ADMIN_TOKEN)
+        ));
         for (name, token) in DEMO_EDGES {
             text.push_str(&format!(
                 "\n# token: {token}\n[[edge]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\n\
