@@ -120,7 +120,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_unauthenticated: 1_000,
             max_connections_per_address: 256,
-            max_sessions_per_identity: 8,
+            max_sessions_per_identity: 16,
             hello_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             pushes_per_second: 100,
@@ -750,6 +750,26 @@ ca_cert = "cloud.crt"
         assert_eq!(c.data_dir, Path::new("/etc/outpost/hub-data"));
         assert!(c.tls.is_none() && c.demo_site.is_none());
         assert!(c.databases.is_empty() && c.edges.is_empty());
+    }
+
+    #[test]
+    fn limits_and_admin() {
+        let c = parse("").unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert!(c.admin_token_sha256.is_none() && !c.is_admin("") && !c.is_admin("x"));
+        let c = parse(&format!(
+            "[admin]\ntoken_sha256 = \"{}\"\n[limits]\nmax_connections = 7\npushes_per_second = 0\n",
+            token_sha256_hex("root")
+        ))
+        .unwrap();
+        assert!(c.is_admin("root") && !c.is_admin("roo") && !c.is_admin(""));
+        assert_eq!(c.limits.max_connections, 7);
+        assert_eq!(c.limits.pushes_per_second, 0);
+        assert_eq!(c.limits.hello_timeout_ms, 10_000);
+        assert!(err("[limits]\nmax_connections = 0\n").contains("limits.max_connections"));
+        assert!(err("[limits]\nhello_timeout_ms = 99999999\n").contains("hello_timeout_ms"));
+        assert!(err("[limits]\nmax_sockets = 1\n").contains("max_sockets"));
+        assert!(err("[admin]\ntoken_sha256 = \"abc\"\n").contains("admin: token_sha256"));
     }
 
     #[test]

@@ -44,6 +44,11 @@ struct Hub {
 
 impl Hub {
     fn start(name: &str, limits: &str, args: &[&str]) -> Hub {
+        Hub::start_with(name, limits, args, None)
+    }
+
+    /// [`Hub::start`], importing `jsonl` into database `main` first.
+    fn start_with(name: &str, limits: &str, args: &[&str], jsonl: Option<&str>) -> Hub {
         let dir = TempDir::new(
             std::env::temp_dir(),
             &format!("outpost-limits-{name}-{}", std::process::id()),
@@ -53,6 +58,19 @@ impl Hub {
             edge_toml("laptop", TOKEN, &["notes/"], &["notes/"])
         );
         std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
+        if let Some(jsonl) = jsonl {
+            std::fs::write(dir.join("import.jsonl"), jsonl).unwrap();
+            let out = std::process::Command::new(BIN)
+                .current_dir(dir.path())
+                .args(["--config", "outpost-hub.toml", "import", "import.jsonl"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let mut all = vec!["--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let proc = HubProcess::start(BIN, dir.path(), &all);
@@ -309,17 +327,26 @@ async fn a_client_that_does_not_authenticate_is_closed_after_the_hello_deadline(
 #[test]
 fn a_half_sent_http_header_is_cut_after_the_header_read_timeout() {
     let hub = Hub::start("header", "header_read_timeout_ms = 1000", &[]);
-    let started = Instant::now();
-    let mut s = std::net::TcpStream::connect(hub.proc.addr()).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(b"GET /healthz HTT").unwrap();
-    let mut sink = Vec::new();
-    let _ = s.read_to_end(&mut sink);
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-        "closed after {took:?}"
-    );
+    // Half a request line; nothing at all; a whole request, then an idle
+    // keep-alive connection.
+    for sent in [
+        &b"GET /healthz HTT"[..],
+        b"",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let started = Instant::now();
+        let mut s = std::net::TcpStream::connect(hub.proc.addr()).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(sent).unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "{:?}: closed after {took:?}",
+            String::from_utf8_lossy(sent)
+        );
+    }
     // A whole request is still answered.
     assert_eq!(hub.proc.get_anonymous("/healthz").0, 200);
 }
@@ -460,4 +487,72 @@ fn status_and_metrics_need_the_admin_token() {
     }
     let (code, body) = hub.proc.get_anonymous("/healthz");
     assert_eq!(code, 200, "{body}");
+}
+
+/// Receives everything the hub has for `laptop` as an honest edge does
+/// (acknowledging each batch) until `Live`; returns the documents received.
+async fn honest_sync(ws: &mut Ws) -> usize {
+    let mut received = 0;
+    loop {
+        match next_frame(ws).await.expect("the session stays open") {
+            Frame::Changes { upto, docs } => {
+                received += docs.len();
+                send(ws, &Frame::ChangesAck { upto }).await;
+            }
+            Frame::Live { .. } => return received,
+            _ => {}
+        }
+    }
+}
+
+/// An edge that never acknowledges (and never reads) holds at most the
+/// window of 4 batches of the hub's memory, and an honest edge syncs
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn edges_that_never_acknowledge_hold_bounded_memory_while_an_honest_edge_syncs() {
+    const DOCS: usize = 2_000;
+    let filler = "x".repeat(8 << 10);
+    let jsonl: String = (0..DOCS)
+        .map(|i| format!("{{\"id\":\"notes/{i:05}\",\"text\":\"{filler}\"}}\n"))
+        .collect();
+    let hub = Hub::start_with("slow", "max_sessions_per_identity = 16", &[], Some(&jsonl));
+    let port = hub.port();
+
+    // An honest edge first (the hub's caches are warm when measured).
+    let mut first = ws_from([127, 0, 0, 1], port).await.unwrap();
+    assert!(matches!(
+        authenticate(&mut first).await,
+        Frame::Welcome { .. }
+    ));
+    assert_eq!(honest_sync(&mut first).await, DOCS);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let baseline = hub.proc.rss_kib().unwrap();
+
+    // Eight sessions that take Welcome and then neither read nor ack: the
+    // 16 MiB of documents each would hold if the hub did not stop at its
+    // window (128 MiB in all).
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        let mut ws = ws_from([127, 0, 0, 1], port).await.unwrap();
+        assert!(matches!(authenticate(&mut ws).await, Frame::Welcome { .. }));
+        silent.push(ws);
+    }
+    // Meanwhile an honest edge syncs everything.
+    let mut honest = ws_from([127, 0, 0, 1], port).await.unwrap();
+    assert!(matches!(
+        authenticate(&mut honest).await,
+        Frame::Welcome { .. }
+    ));
+    assert_eq!(honest_sync(&mut honest).await, DOCS);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = hub.proc.rss_kib().unwrap();
+    eprintln!("hub VmRSS: {baseline} KiB, then {after} KiB with 8 edges that never acknowledge");
+    // At most 4 batches of 512 KiB each, plus buffers: well under 4 MiB a
+    // session.
+    assert!(
+        after.saturating_sub(baseline) < 32 << 10,
+        "the hub grew from {baseline} KiB to {after} KiB"
+    );
+    drop(silent);
 }
