@@ -61,20 +61,21 @@ pub struct ServeOptions {
 struct AppState {
     hub: Arc<Hub>,
     tls: bool,
+    gate: Arc<Gate>,
 }
 
 /// The router over `hub`. `tls`: whether it is served over TLS (for `/status`).
 ///
 /// Serve it with [`conn::serve`]: the handlers take the connection's
 /// [`Conn`] from the request's extensions.
-pub fn router(hub: Arc<Hub>, tls: bool) -> Router {
+pub fn router(hub: Arc<Hub>, tls: bool, gate: Arc<Gate>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/sync", get(sync))
         .fallback(static_files)
-        .with_state(AppState { hub, tls })
+        .with_state(AppState { hub, tls, gate })
 }
 
 /// Runs the hub with `config` until Ctrl-C or SIGTERM: opens the databases,
@@ -149,8 +150,8 @@ async fn serve_hub(
             "no [admin] token_sha256 in the configuration: /status and /metrics answer 401 to everyone (`outpost-hub admin-token` sets one)"
         ),
     }
-    let app = router(hub.clone(), tls_config.is_some());
     let gate = Gate::new();
+    let app = router(hub.clone(), tls_config.is_some(), gate.clone());
     let served = bounded(
         &hub,
         conn::serve(hub.clone(), gate, listener, app, tls_config),
@@ -435,6 +436,22 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
         ),
     ] {
         gauge_by_database(o, name, help, &values);
+    }
+    let (open, unauthenticated) = st.gate.open();
+    for (name, help, v) in [
+        (
+            "outpost_connections_open",
+            "Open TCP connections (HTTP, WebSocket, TLS handshakes).",
+            open,
+        ),
+        (
+            "outpost_connections_unauthenticated",
+            "Open connections not in an authenticated edge session.",
+            unauthenticated,
+        ),
+    ] {
+        header(o, name, "gauge", help);
+        let _ = writeln!(o, "{name} {v}");
     }
     header(
         o,

@@ -65,6 +65,21 @@ pub fn grant_for(config: &Config, identity: &str, database: &str) -> Option<Gran
     })
 }
 
+/// Until the machine's own `HubSession::with_hello_timeout` is merged (the
+/// lead's change in crate/src/sync/hub.rs): a no-op, so this branch builds;
+/// the shell enforces the deadline itself anyway (see `serve`). DELETE this
+/// trait and its impl at the merge: the inherent method takes precedence
+/// and this would be dead code.
+trait HelloTimeoutShim {
+    fn with_hello_timeout(self, ms: i64) -> HubSession;
+}
+
+impl HelloTimeoutShim for HubSession {
+    fn with_hello_timeout(self, _ms: i64) -> HubSession {
+        self
+    }
+}
+
 /// The first byte of a `Push` frame (docs/protocol.md): what the push rate
 /// limit counts.
 const PUSH_TYPE_BYTE: u8 = 6;
@@ -118,7 +133,8 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
     let mut paused_until: Option<tokio::time::Instant> = None;
     let mut s = Shell {
         hub: hub.clone(),
-        machine: HubSession::new(now_ms()),
+        machine: HubSession::new(now_ms())
+            .with_hello_timeout(i64::try_from(limits.hello_timeout_ms).unwrap_or(i64::MAX)),
         ws,
         db: None,
         identity: None,

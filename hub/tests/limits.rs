@@ -447,6 +447,14 @@ async fn connection_caps_refuse_with_503_or_too_many_connections_while_an_honest
             && hub.refused("max_sessions_per_identity") >= 1
     })
     .await;
+    // Every closed connection gave its place back: the honest session and
+    // the /metrics request itself are left.
+    wait_until("the counts given back", || async {
+        hub.metric("outpost_connections_open") == 2
+            && hub.metric("outpost_connections_unauthenticated") == 1
+    })
+    .await;
+    drop(honest);
 }
 
 /// Pushes over the rate are slowed down (the hub stops reading the socket
