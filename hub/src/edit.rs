@@ -45,6 +45,11 @@ const STARTER: &str = r#"# Outpost hub configuration.
 #   identity = "boston"
 #   token = "..."                  # the token this hub presents (plain text)
 #   ca_cert = "cloud.crt"          # optional: PEM certificate to trust
+#
+# /status and /metrics answer 401 until an admin token is set:
+# `outpost-hub admin-token` writes [admin] token_sha256 and prints the token.
+# Connection caps and timeouts ([limits]) have defaults; hub/README.md lists
+# them (e.g. max_connections_per_address = 256, hello_timeout_ms = 10000).
 
 # Address for HTTP and WebSocket; edges connect to ws://ADDRESS/sync.
 listen = "127.0.0.1:4000"

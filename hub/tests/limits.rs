@@ -564,3 +564,70 @@ async fn edges_that_never_acknowledge_hold_bounded_memory_while_an_honest_edge_s
     );
     drop(silent);
 }
+
+/// `outpost-hub admin-token` sets the token (printing a generated one once)
+/// and a running hub takes it; `status` sends it.
+#[test]
+fn admin_token_command_sets_the_token_a_running_hub_takes() {
+    let dir = TempDir::new(
+        std::env::temp_dir(),
+        &format!("outpost-limits-admincmd-{}", std::process::id()),
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["--config", "outpost-hub.toml"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    run(&["init"]);
+    assert_eq!(run(&["admin-token", "--token", "first-admin"]), "");
+    let hub = HubProcess::start(BIN, dir.path(), &["--listen", "127.0.0.1:0"]);
+    let get = |path: &str, token: &str| {
+        outpost_testkit::hub::http_get_as(hub.addr(), path, Some(token)).0
+    };
+    assert_eq!(get("/status", "first-admin"), 200);
+    // A generated token, printed once, replaces it live.
+    let token = run(&["admin-token"]);
+    assert_eq!(token.len(), 64, "{token:?}");
+    let t = Instant::now();
+    while get("/metrics", &token) != 200 {
+        assert!(
+            t.elapsed() < WAIT,
+            "the hub did not take the new admin token"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(get("/status", "first-admin"), 401);
+    let url = hub.url().to_string();
+    let out = std::process::Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["--config", "outpost-hub.toml", "status", "--url", &url])
+        .env("OUTPOST_HUB_ADMIN_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["--config", "outpost-hub.toml", "status", "--url", &url])
+        .env_remove("OUTPOST_HUB_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
