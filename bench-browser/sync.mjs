@@ -98,6 +98,8 @@ const chromiumPath = opt("--chromium", "/usr/bin/chromium");
 const hubBin = opt("--hub", join(root, "target/release/outpost-hub"));
 const IDENTITY = "bench";
 const TOKEN = "bench-token-" + createHash("sha256").update(String(process.pid) + Date.now()).digest("hex").slice(0, 24);
+/** The admin token of the benchmark's hub (`/metrics` needs it). */
+const ADMIN_TOKEN = "bench-browser-admin-token";
 const CLK_TCK = 100; // Linux USER_HZ
 const log = (msg) => console.log(msg);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -324,6 +326,8 @@ function hubConfig(dir) {
     `# Temporary configuration of bench-browser/sync.mjs.`,
     `listen = "127.0.0.1:0"`,
     `data_dir = "data"`,
+    `[admin]`,
+    `token_sha256 = "${createHash("sha256").update(ADMIN_TOKEN).digest("hex")}"`,
     `[[database]]`,
     `name = "main"`,
     `[[edge]]`,
@@ -377,7 +381,8 @@ async function startHub(hub) {
 }
 
 async function hubMetrics(http) {
-  const text = await (await fetch(`${http}/metrics`)).text();
+  const headers = { authorization: `Bearer ${ADMIN_TOKEN}` };
+  const text = await (await fetch(`${http}/metrics`, { headers })).text();
   const m = {};
   for (const line of text.split("\n")) {
     if (!line || line.startsWith("#")) continue;

@@ -267,7 +267,8 @@ cat <<EOF
 
     Both may read and write notes/ in database "main"; a write elsewhere is
     refused by the hub and listed on the page. Config: $CONFIG
-    Hub status: http://$URL_HOST:$PORT/status   metrics: http://$URL_HOST:$PORT/metrics
+    Hub status: ./scripts/run.sh hub status   (or /status, /metrics with
+      the demo's public admin token: Authorization: Bearer admin-demo-token)
     Ctrl-C stops the hub. The CLI: ./scripts/run.sh cli --help
 
 EOF

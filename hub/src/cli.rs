@@ -177,6 +177,30 @@ Examples:
         /// Print the JSON as the hub sent it.
         #[arg(long)]
         json: bool,
+        /// The hub's admin token (`/status` needs it). Default: the demo
+        /// configuration's public one when the configuration is the demo's.
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "OUTPOST_HUB_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        admin_token: Option<String>,
+    },
+
+    /// Set the admin token: who may read /status and /metrics.
+    ///
+    /// A random token is printed once on standard output; only its SHA-256 is
+    /// written to the configuration (`[admin] token_sha256`), replacing any
+    /// previous one. A running hub takes it at once.
+    #[command(after_help = "\
+Examples:
+  outpost-hub admin-token
+  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:4000/metrics")]
+    AdminToken {
+        /// Use this token instead of a random one (tests, demos).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
     },
 }
 
@@ -293,7 +317,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             eprintln!("exported {n} documents of database {name} to {dest}");
         }
-        Command::Status { url, ca_cert, json } => {
+        Command::AdminToken { token } => admin_token(path, token)?,
+        Command::Status {
+            url,
+            ca_cert,
+            json,
+            admin_token,
+        } => {
             let config = Config::load(path).ok();
             let serving = match (&url, &config) {
                 (None, Some(c)) => serving(c),
@@ -317,7 +347,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 .ok()
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| format!("outpost-hub --config {} serve", path.display()));
-            let s = runtime()?.block_on(status::fetch_hinted(&url, ca.as_deref(), &start))?;
+            let admin = admin_token.or_else(|| {
+                let demo = config.as_ref()?.is_admin(edit::DEMO_ADMIN_TOKEN);
+                demo.then(|| edit::DEMO_ADMIN_TOKEN.to_string())
+            });
+            let s = runtime()?.block_on(status::fetch_hinted(
+                &url,
+                ca.as_deref(),
+                admin.as_deref(),
+                &start,
+            ))?;
             if json {
                 let text = serde_json::to_string_pretty(&s).unwrap_or_else(|_| s.to_string());
                 println!("{text}");
@@ -432,6 +471,38 @@ fn init(path: &Path, demo: bool) -> Result<()> {
             "wrote a starter configuration to {}: database main, no edges yet.\nAdd one with `outpost-hub edge add NAME --read PREFIX --write PREFIX`, then `outpost-hub serve`.",
             path.display()
         );
+    }
+    Ok(())
+}
+
+/// `admin-token`: writes `[admin] token_sha256` and prints the token.
+fn admin_token(path: &Path, token: Option<String>) -> Result<()> {
+    let (text, config) = read_config_text(path)?;
+    let generated = token.is_none();
+    let token = match token {
+        Some(t) if t.is_empty() => {
+            return Err(HubError::Other("--token must not be empty".into()));
+        }
+        Some(t) => t,
+        None => edit::generate_token()?,
+    };
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| HubError::config(&config.path, e.to_string()))?;
+    let mut admin = toml_edit::Table::new();
+    admin.insert(
+        "token_sha256",
+        toml_edit::value(crate::config::token_sha256_hex(&token)),
+    );
+    doc.insert("admin", toml_edit::Item::Table(admin));
+    let updated = edit::replace_config(path, &doc.to_string())?;
+    eprintln!(
+        "set the admin token of {}: /status and /metrics answer requests carrying `Authorization: Bearer <token>`.",
+        updated.path.display()
+    );
+    if generated {
+        eprintln!("The token follows, shown this once: only its SHA-256 is stored.");
+        println!("{token}");
     }
     Ok(())
 }

@@ -24,6 +24,10 @@
 //! identity = "boston"
 //! token = "..."                    # plain: this hub presents it
 //! ca_cert = "cloud.crt"            # optional PEM to trust for wss://
+//! [admin]                          # optional: who may read /status and /metrics
+//! token_sha256 = "hex..."          # SHA-256 of the admin token (`outpost-hub admin-token`)
+//! [limits]                         # optional; every key has a default (see [`Limits`])
+//! max_connections = 10000
 //! ```
 //!
 //! Relative paths (`data_dir`, `demo_site`, `tls.cert`, `tls.key`,
@@ -72,6 +76,58 @@ pub struct Config {
     pub edges: Vec<EdgeAccess>,
     /// Hubs this hub replicates with as an edge.
     pub upstreams: Vec<UpstreamConfig>,
+    /// SHA-256 of the admin token (`[admin] token_sha256`): who may read
+    /// `/status` and `/metrics`. `None`: nobody (both answer 401).
+    pub admin_token_sha256: Option<[u8; 32]>,
+    /// Connection and rate limits (`[limits]`).
+    pub limits: Limits,
+}
+
+/// The `[limits]` table: bounds on what connections (authenticated or not)
+/// may hold. Read live: a reloaded configuration applies to new connections
+/// (and to the rate of sessions already open).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Open TCP connections in total (HTTP, WebSocket, TLS handshakes).
+    pub max_connections: u32,
+    /// Connections not (yet) in an authenticated edge session: plain HTTP,
+    /// TLS handshakes, WebSockets before `Welcome`.
+    pub max_unauthenticated: u32,
+    /// Open connections from one peer IP address.
+    pub max_connections_per_address: u32,
+    /// Authenticated sessions of one identity.
+    pub max_sessions_per_identity: u32,
+    /// Milliseconds a WebSocket gets to authenticate (`Hello` answered by
+    /// `Welcome`); `Ping` does not extend it.
+    pub hello_timeout_ms: u64,
+    /// Milliseconds a client gets to send a whole HTTP request header (and,
+    /// over TLS, to finish the handshake).
+    pub header_read_timeout_ms: u64,
+    /// `Push` frames per second one session may send on average (token
+    /// bucket); over it the hub stops reading that socket until a token
+    /// refills. 0: no limit.
+    pub pushes_per_second: u32,
+    /// The token bucket's size: pushes that may arrive in a burst.
+    pub push_burst: u32,
+    /// Seconds an over-cap client is told to wait (`Retry-After`).
+    pub retry_after_seconds: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 10_000,
+            max_unauthenticated: 1_000,
+            max_connections_per_address: 256,
+            max_sessions_per_identity: 16,
+            hello_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            pushes_per_second: 100,
+            push_burst: 400,
+            retry_after_seconds: 5,
+        }
+    }
 }
 
 /// The `[tls]` table.
@@ -192,6 +248,15 @@ struct RawConfig {
     edges: Vec<RawEdge>,
     #[serde(default, rename = "upstream")]
     upstreams: Vec<RawUpstream>,
+    admin: Option<RawAdmin>,
+    #[serde(default)]
+    limits: Limits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    token_sha256: String,
 }
 
 #[derive(Deserialize)]
@@ -387,6 +452,44 @@ impl Config {
             });
         }
 
+        let admin_token_sha256 = match raw.admin {
+            None => None,
+            Some(a) => Some(
+                parse_sha256_hex(&a.token_sha256)
+                    .map_err(|m| err(format!("admin: token_sha256: {m}")))?,
+            ),
+        };
+        let limits = raw.limits;
+        for (key, v) in [
+            ("max_connections", u64::from(limits.max_connections)),
+            ("max_unauthenticated", u64::from(limits.max_unauthenticated)),
+            (
+                "max_connections_per_address",
+                u64::from(limits.max_connections_per_address),
+            ),
+            (
+                "max_sessions_per_identity",
+                u64::from(limits.max_sessions_per_identity),
+            ),
+            ("hello_timeout_ms", limits.hello_timeout_ms),
+            ("header_read_timeout_ms", limits.header_read_timeout_ms),
+            ("push_burst", u64::from(limits.push_burst)),
+        ] {
+            if v == 0 {
+                return Err(err(format!("limits.{key}: must be at least 1")));
+            }
+        }
+        for (key, v) in [
+            ("hello_timeout_ms", limits.hello_timeout_ms),
+            ("header_read_timeout_ms", limits.header_read_timeout_ms),
+        ] {
+            if v > 3_600_000 {
+                return Err(err(format!(
+                    "limits.{key}: at most 3600000 (one hour), found {v}"
+                )));
+            }
+        }
+
         Ok(Config {
             path,
             listen,
@@ -396,6 +499,8 @@ impl Config {
             databases,
             edges,
             upstreams,
+            admin_token_sha256,
+            limits,
         })
     }
 
@@ -426,6 +531,17 @@ impl Config {
             Some(e) if equal && !token.is_empty() => Some(e),
             _ => None,
         }
+    }
+}
+
+impl Config {
+    /// Whether `token` is the admin token (`[admin] token_sha256`), compared
+    /// in constant time; always `false` when no admin is configured.
+    pub fn is_admin(&self, token: &str) -> bool {
+        let digest = token_digest(token);
+        let expected = self.admin_token_sha256.unwrap_or([0u8; 32]);
+        let equal = constant_time_eq(&digest, &expected);
+        equal && self.admin_token_sha256.is_some() && !token.is_empty()
     }
 }
 
@@ -634,6 +750,26 @@ ca_cert = "cloud.crt"
         assert_eq!(c.data_dir, Path::new("/etc/outpost/hub-data"));
         assert!(c.tls.is_none() && c.demo_site.is_none());
         assert!(c.databases.is_empty() && c.edges.is_empty());
+    }
+
+    #[test]
+    fn limits_and_admin() {
+        let c = parse("").unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert!(c.admin_token_sha256.is_none() && !c.is_admin("") && !c.is_admin("x"));
+        let c = parse(&format!(
+            "[admin]\ntoken_sha256 = \"{}\"\n[limits]\nmax_connections = 7\npushes_per_second = 0\n",
+            token_sha256_hex("root")
+        ))
+        .unwrap();
+        assert!(c.is_admin("root") && !c.is_admin("roo") && !c.is_admin(""));
+        assert_eq!(c.limits.max_connections, 7);
+        assert_eq!(c.limits.pushes_per_second, 0);
+        assert_eq!(c.limits.hello_timeout_ms, 10_000);
+        assert!(err("[limits]\nmax_connections = 0\n").contains("limits.max_connections"));
+        assert!(err("[limits]\nhello_timeout_ms = 99999999\n").contains("hello_timeout_ms"));
+        assert!(err("[limits]\nmax_sockets = 1\n").contains("max_sockets"));
+        assert!(err("[admin]\ntoken_sha256 = \"abc\"\n").contains("admin: token_sha256"));
     }
 
     #[test]

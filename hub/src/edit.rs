@@ -15,6 +15,10 @@ use crate::error::{HubError, Result};
 pub const DEMO_EDGES: [(&str, &str); 2] =
     [("alice", "alice-demo-token"), ("bob", "bob-demo-token")];
 
+/// The demo configuration's admin token (public, like its edge tokens):
+/// `outpost-hub status` uses it when the configuration is the demo's.
+pub const DEMO_ADMIN_TOKEN: &str = "admin-demo-token";
+
 const STARTER: &str = r#"# Outpost hub configuration.
 #
 # The hub re-reads this file when it changes (and on SIGHUP): edges added,
@@ -41,6 +45,11 @@ const STARTER: &str = r#"# Outpost hub configuration.
 #   identity = "boston"
 #   token = "..."                  # the token this hub presents (plain text)
 #   ca_cert = "cloud.crt"          # optional: PEM certificate to trust
+#
+# /status and /metrics answer 401 until an admin token is set:
+# `outpost-hub admin-token` writes [admin] token_sha256 and prints the token.
+# Connection caps and timeouts ([limits]) have defaults; hub/README.md lists
+# them (e.g. max_connections_per_address = 256, hello_timeout_ms = 10000).
 
 # Address for HTTP and WebSocket; edges connect to ws://ADDRESS/sync.
 listen = "127.0.0.1:4000"
@@ -94,6 +103,11 @@ pub fn starter_config(demo: bool) -> String {
     if demo {
         // Each demo edge: its public token in a comment, then its entry.
         let mut text = DEMO.to_string();
+        text.push_str(&format!(
+            "\n# /status and /metrics need `Authorization: Bearer {DEMO_ADMIN_TOKEN}`\n\
+             # (public: `outpost-hub admin-token` sets a secret one).\n[admin]\ntoken_sha256 = \"{}\"\n",
+            token_sha256_hex(DEMO_ADMIN_TOKEN)
+        ));
         for (name, token) in DEMO_EDGES {
             text.push_str(&format!(
                 "\n# token: {token}\n[[edge]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\n\

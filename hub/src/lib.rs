@@ -10,7 +10,8 @@
 //! - [`state`]: the shared [`Hub`]: open databases ([`DbHandle`], each behind
 //!   an exclusive lock file), [`Metrics`], the shutdown flag;
 //! - [`server`]: HTTP (health, status, Prometheus metrics, static files) and
-//!   the `/sync` WebSocket, plain or over TLS ([`tls`]);
+//!   the `/sync` WebSocket, plain or over TLS ([`tls`]); [`conn`]: accepting
+//!   connections under the `[limits]` caps;
 //! - [`session`]: the replication protocol, hub side; [`upstream`]: the hub
 //!   as an edge of another hub, over the native edge client
 //!   ([`outpost_client`], its own crate: any native edge uses it without the
@@ -22,6 +23,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod edit;
 pub mod error;
 pub mod metrics;

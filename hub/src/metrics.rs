@@ -33,6 +33,7 @@ pub struct Metrics {
     db_failures: LabelledCounter,
     db_reopen_attempts: LabelledCounter,
     db_reopened: LabelledCounter,
+    refused: LabelledCounter,
 }
 
 /// A counter with one label, by label value.
@@ -141,6 +142,12 @@ impl Metrics {
         self.db_reopened.inc(name);
     }
 
+    /// A connection or session refused by a `[limits]` cap or deadline
+    /// (`reason`: one of [`crate::conn::reason`]).
+    pub fn connection_refused(&self, reason: &str) {
+        self.refused.inc(reason);
+    }
+
     /// Every metric in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -189,6 +196,20 @@ impl Metrics {
             let _ = writeln!(
                 o,
                 "outpost_rejections_total{{reason=\"{}\"}} {n}",
+                escape_label(&reason)
+            );
+        }
+
+        header(
+            o,
+            "outpost_connections_refused_total",
+            "counter",
+            "Connections or sessions refused by a [limits] cap or deadline, by reason.",
+        );
+        for (reason, n) in self.refused.snapshot() {
+            let _ = writeln!(
+                o,
+                "outpost_connections_refused_total{{reason=\"{}\"}} {n}",
                 escape_label(&reason)
             );
         }

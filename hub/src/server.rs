@@ -4,10 +4,15 @@
 //! | route          | what                                                        |
 //! |----------------|-------------------------------------------------------------|
 //! | `GET /healthz` | `{"status":"ok","databases":[...]}`; 503 `degraded` naming a failed database, 503 while stopping |
-//! | `GET /metrics` | Prometheus text format                                      |
-//! | `GET /status`  | JSON: version, uptime, databases, edges                     |
+//! | `GET /metrics` | Prometheus text format (admin token required)               |
+//! | `GET /status`  | JSON: version, uptime, databases, edges (admin token required) |
 //! | `GET /sync`    | WebSocket upgrade: an edge's replication session            |
 //! | `GET /*`       | static files of `demo_site`, if configured                  |
+//!
+//! `/status` and `/metrics` answer 401 unless the request carries
+//! `Authorization: Bearer <admin token>` matching `[admin] token_sha256`
+//! (no `[admin]`: always 401). Connections are accepted by [`crate::conn`]
+//! (caps, header-read timeout, pre-authentication read budget).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -17,23 +22,19 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::{Listener, ListenerExt};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
+use tokio::net::TcpListener;
 
 use crate::config::{Config, SERVING_FILE, TlsConfig};
+use crate::conn::{Conn, Gate, PRE_AUTH_READ_BYTES};
 use crate::error::{HubError, Result};
 use crate::metrics::{escape_label, header};
 use crate::state::{DbFailure, Hub};
-use crate::{reload, session, tls, upstream};
+use crate::{conn, reload, session, tls, upstream};
 
 /// Largest WebSocket message (and frame) the hub accepts: 32 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
@@ -41,9 +42,6 @@ pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
 /// Read buffer of each WebSocket connection: the native client's, so hub
 /// sessions and edge clients read alike (see there why it is small).
 pub use outpost_client::WS_READ_BUFFER_BYTES;
-
-/// A TLS handshake taking longer than this is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After a shutdown is asked for, how long open connections, edge sessions
 /// and upstream links get to finish before the databases are closed anyway.
@@ -63,20 +61,21 @@ pub struct ServeOptions {
 struct AppState {
     hub: Arc<Hub>,
     tls: bool,
+    gate: Arc<Gate>,
 }
 
 /// The router over `hub`. `tls`: whether it is served over TLS (for `/status`).
 ///
-/// The `/sync` handler needs [`ConnectInfo<SocketAddr>`]: serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()`.
-pub fn router(hub: Arc<Hub>, tls: bool) -> Router {
+/// Serve it with [`conn::serve`]: the handlers take the connection's
+/// [`Conn`] from the request's extensions.
+pub fn router(hub: Arc<Hub>, tls: bool, gate: Arc<Gate>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/sync", get(sync))
         .fallback(static_files)
-        .with_state(AppState { hub, tls })
+        .with_state(AppState { hub, tls, gate })
 }
 
 /// Runs the hub with `config` until Ctrl-C or SIGTERM: opens the databases,
@@ -143,34 +142,21 @@ async fn serve_hub(
         upstreams.spawn(upstream::run_upstream(hub.clone(), up));
     }
 
-    let app = router(hub.clone(), tls_config.is_some())
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let stop = {
-        let hub = hub.clone();
-        async move { hub.shutdown_requested().await }
-    };
-    let served = match tls_config {
-        None => {
-            let listener = listener.tap_io(|tcp: &mut TcpStream| {
-                let _ = tcp.set_nodelay(true);
-            });
-            bounded(
-                &hub,
-                axum::serve(listener, app).with_graceful_shutdown(stop),
-            )
-            .await
+    match hub.config().admin_token_sha256 {
+        Some(_) => {
+            tracing::info!("/status and /metrics need the admin token ([admin] token_sha256)")
         }
-        Some(cfg) => {
-            let listener = TlsListener::new(listener, cfg).tap_io(|tls| {
-                let _ = tls.get_ref().0.set_nodelay(true);
-            });
-            bounded(
-                &hub,
-                axum::serve(listener, app).with_graceful_shutdown(stop),
-            )
-            .await
-        }
-    };
+        None => tracing::warn!(
+            "no [admin] token_sha256 in the configuration: /status and /metrics answer 401 to everyone (`outpost-hub admin-token` sets one)"
+        ),
+    }
+    let gate = Gate::new();
+    let app = router(hub.clone(), tls_config.is_some(), gate.clone());
+    let served = bounded(
+        &hub,
+        conn::serve(hub.clone(), gate, listener, app, tls_config),
+    )
+    .await;
     tracing::info!("stopped accepting connections");
 
     // Edge sessions and upstream links watch the shutdown flag; give them a
@@ -324,80 +310,6 @@ async fn stop_signal() -> &'static str {
 }
 
 // ---------------------------------------------------------------------------
-// TLS listener
-
-/// Accepts TCP connections and completes each TLS handshake in a task of its
-/// own (with [`HANDSHAKE_TIMEOUT`]), so a slow or stalled client never holds
-/// up the others; yields the connections whose handshake succeeded.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: std::io::Result<SocketAddr>,
-    acceptor: JoinHandle<()>,
-}
-
-impl TlsListener {
-    /// Wraps a bound TCP listener.
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
-        let local = tcp.local_addr();
-        let (tx, ready) = mpsc::channel(64);
-        let tls = TlsAcceptor::from(config);
-        let acceptor = tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let (tls, tx) = (tls.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(s)) => {
-                            let _ = tx.send((s, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        TlsListener {
-            ready,
-            local,
-            acceptor,
-        }
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor.abort();
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(c) => c,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match &self.local {
-            Ok(a) => Ok(*a),
-            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
 // Handlers
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
@@ -459,7 +371,33 @@ fn all_database_names(hub: &Hub) -> std::collections::BTreeSet<String> {
     names
 }
 
-async fn metrics(State(st): State<AppState>) -> Response {
+/// `None` if `headers` carry the admin token; else the 401 answer.
+fn refuse_unless_admin(hub: &Hub, headers: &HeaderMap) -> Option<Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if token.is_some_and(|t| hub.config().is_admin(t)) {
+        return None;
+    }
+    let why = if hub.config().admin_token_sha256.is_none() {
+        "no admin token is configured ([admin] token_sha256): this page is closed\n"
+    } else {
+        "send Authorization: Bearer <admin token>\n"
+    };
+    let mut r = (StatusCode::UNAUTHORIZED, why).into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"outpost-hub\""),
+    );
+    Some(r)
+}
+
+async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse_unless_admin(&st.hub, &headers) {
+        return r;
+    }
     let hub = &st.hub;
     let mut text = hub.metrics().render();
     let dbs = hub.databases();
@@ -498,6 +436,22 @@ async fn metrics(State(st): State<AppState>) -> Response {
         ),
     ] {
         gauge_by_database(o, name, help, &values);
+    }
+    let (open, unauthenticated) = st.gate.open();
+    for (name, help, v) in [
+        (
+            "outpost_connections_open",
+            "Open TCP connections (HTTP, WebSocket, TLS handshakes).",
+            open,
+        ),
+        (
+            "outpost_connections_unauthenticated",
+            "Open connections not in an authenticated edge session.",
+            unauthenticated,
+        ),
+    ] {
+        header(o, name, "gauge", help);
+        let _ = writeln!(o, "{name} {v}");
     }
     header(
         o,
@@ -567,13 +521,16 @@ pub fn status_json(hub: &Hub, tls: bool) -> serde_json::Value {
     })
 }
 
-async fn status(State(st): State<AppState>) -> Response {
+async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse_unless_admin(&st.hub, &headers) {
+        return r;
+    }
     json_response(StatusCode::OK, &status_json(&st.hub, st.tls))
 }
 
 async fn sync(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(conn): Extension<Arc<Conn>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     if st.hub.is_shutting_down() {
@@ -584,10 +541,14 @@ async fn sync(
             .into_response();
     }
     let hub = st.hub;
+    // Until the session authenticates, at most this much is read from the
+    // socket (the WebSocket's own limits are fixed at upgrade time, so they
+    // are those of an authenticated session).
+    conn.limit_reads(PRE_AUTH_READ_BYTES);
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(WS_READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| session::serve(socket, hub, peer))
+        .on_upgrade(move |socket| session::serve(socket, hub, conn))
 }
 
 // ---------------------------------------------------------------------------
@@ -596,8 +557,8 @@ async fn sync(
 const NO_SITE: &str = "<!doctype html>
 <meta charset=\"utf-8\"><title>Outpost hub</title>
 <h1>Outpost hub</h1>
-<p>Edges connect to <code>/sync</code> (WebSocket). See <a href=\"/status\">/status</a>,
-<a href=\"/metrics\">/metrics</a> and <a href=\"/healthz\">/healthz</a>.</p>
+<p>Edges connect to <code>/sync</code> (WebSocket). See <a href=\"/healthz\">/healthz</a>
+(<code>/status</code> and <code>/metrics</code> need the admin token).</p>
 <p>No <code>demo_site</code> is configured (or its directory does not exist).</p>
 ";
 

@@ -7,12 +7,23 @@
 //! configuration, storage actions through [`outpost::sync::driver`], metrics.
 //! It wakes the machine when the database commits (the engine's commit
 //! observer), when the configuration changes, and every second.
+//!
+//! Limits (`[limits]`): a session that has not authenticated within
+//! `hello_timeout_ms` of its upgrade gets `Error(timeout)` (nothing it sends
+//! extends it); before it authenticates, a message over
+//! [`PRE_AUTH_MESSAGE_BYTES`] (or more than the connection's read budget,
+//! see [`crate::conn`]) closes it with WebSocket code 1009; one identity has
+//! at most `max_sessions_per_identity` sessions (`Error(too_many_connections)`
+//! for the next); and `Push` frames pass a token bucket
+//! (`pushes_per_second`, `push_burst`): when it is empty the session stops
+//! reading its socket until a token refills, so a flooding edge is slowed
+//! down by TCP back-pressure and holds no more memory than an honest one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use outpost::sync::driver::{edge_info, hub_storage};
@@ -21,7 +32,8 @@ use outpost::sync::{Grant, HubAction, HubEvent, HubMetric, HubSession, RejectRea
 use outpost::watch::CommitWatch;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, Limits};
+use crate::conn::{Conn, IdentitySlot, PRE_AUTH_MESSAGE_BYTES, reason};
 use crate::state::{DbHandle, Hub};
 
 /// Milliseconds since the Unix epoch.
@@ -53,12 +65,61 @@ pub fn grant_for(config: &Config, identity: &str, database: &str) -> Option<Gran
     })
 }
 
+/// The first byte of a `Push` frame (docs/protocol.md): what the push rate
+/// limit counts.
+const PUSH_TYPE_BYTE: u8 = 6;
+
+/// WebSocket close code "message too big".
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// A token bucket: `rate` tokens a second, at most `burst` held.
+struct Bucket {
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl Bucket {
+    fn new(limits: &Limits) -> Bucket {
+        Bucket {
+            tokens: f64::from(limits.push_burst),
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes a token; when none is left, returns the time at which one
+    /// will be there (no token is taken then).
+    fn take(&mut self, limits: &Limits) -> Option<tokio::time::Instant> {
+        if limits.pushes_per_second == 0 {
+            return None;
+        }
+        let rate = f64::from(limits.pushes_per_second);
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(f64::from(limits.push_burst));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            None
+        } else {
+            Some(now + Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
+}
+
 /// Serves one edge connected on `/sync` until it disconnects, breaks the
 /// protocol, is revoked, or the hub shuts down.
-pub async fn serve(ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
+pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
+    let peer = conn.peer();
+    let limits = hub.config().limits.clone();
+    let hello_deadline =
+        tokio::time::Instant::now() + Duration::from_millis(limits.hello_timeout_ms);
+    let mut bucket = Bucket::new(&limits);
+    // While set, the socket is not read (the push rate limit).
+    let mut paused_until: Option<tokio::time::Instant> = None;
     let mut s = Shell {
         hub: hub.clone(),
-        machine: HubSession::new(now_ms()),
+        machine: HubSession::new(now_ms())
+            .with_hello_timeout(i64::try_from(limits.hello_timeout_ms).unwrap_or(i64::MAX)),
         ws,
         db: None,
         identity: None,
@@ -67,6 +128,9 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
         failed: None,
         peer,
         counted: false,
+        conn,
+        slot: None,
+        refused: None,
     };
     // The watch receivers are wrapped in streams that keep their `changed()`
     // future alive across loop iterations: re-creating it on every `select!`
@@ -81,9 +145,16 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
     tracing::debug!(%peer, "edge connected");
     loop {
         let ev = tokio::select! {
-            msg = s.ws.recv() => match msg {
+            msg = s.ws.recv(), if paused_until.is_none() => match msg {
                 Some(Ok(Message::Binary(b))) => {
                     s.hub.metrics().frame_in(b.len());
+                    if s.identity.is_none() && b.len() > PRE_AUTH_MESSAGE_BYTES {
+                        s.too_big().await;
+                        break;
+                    }
+                    if b.first() == Some(&PUSH_TYPE_BYTE) && s.identity.is_some() {
+                        paused_until = bucket.take(&s.hub.config().limits);
+                    }
                     if !s.handle(HubEvent::Received(&b)).await { break; }
                     continue;
                 }
@@ -92,11 +163,35 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, peer: SocketAddr) {
                     break;
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Err(_)) if s.conn.exceeded() => {
+                    s.too_big().await;
+                    break;
+                }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                     s.machine.handle(HubEvent::Closed, now_ms());
                     break;
                 }
             },
+            Some(()) = until(paused_until) => {
+                // A push token is there again (the edge was slowed down).
+                paused_until = None;
+                if let Some(at) = bucket.take(&s.hub.config().limits) {
+                    paused_until = Some(at);
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(hello_deadline), if s.identity.is_none() => {
+                s.hub.metrics().connection_refused(reason::HELLO_TIMEOUT);
+                tracing::warn!(%peer, "no authenticated Hello in time: closing the connection");
+                s.bye(outpost::sync::Frame::Error {
+                    code: "timeout".into(),
+                    message: format!(
+                        "not authenticated within {} ms of connecting",
+                        limits.hello_timeout_ms
+                    ),
+                }).await;
+                break;
+            }
             _ = tick.tick() => HubEvent::Tick,
             changed = next_commit(&mut s.commits) => match changed {
                 Some(last_etag) => HubEvent::Committed { last_etag },
@@ -160,6 +255,17 @@ async fn next_failure(rx: &mut Option<BoxStream<'static, Option<String>>>) -> St
     }
 }
 
+/// Resolves (with `Some`) at `at`; never when `at` is `None`.
+async fn until(at: Option<tokio::time::Instant>) -> Option<()> {
+    match at {
+        Some(at) => {
+            tokio::time::sleep_until(at).await;
+            Some(())
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// The retryable `Error` frame for a failed database.
 fn unavailable(database: &str, why: &str) -> outpost::sync::Frame {
     outpost::sync::Frame::Error {
@@ -191,6 +297,13 @@ struct Shell {
     failed: Option<BoxStream<'static, Option<String>>>,
     peer: SocketAddr,
     counted: bool,
+    /// The connection (its read budget, its place in the counts).
+    conn: Arc<Conn>,
+    /// The session's place in the per-identity count, once authenticated.
+    slot: Option<IdentitySlot>,
+    /// The `Error` to send when [`Shell::check`] refuses the session for a
+    /// reason other than a failed database.
+    refused: Option<outpost::sync::Frame>,
 }
 
 impl Shell {
@@ -199,6 +312,22 @@ impl Shell {
     async fn handle(&mut self, ev: HubEvent<'_>) -> bool {
         let acts = self.machine.handle(ev, now_ms());
         run_hub(self, acts).await && !self.machine.is_closed()
+    }
+
+    /// Closes an unauthenticated session that sent more than it may before
+    /// `Welcome` (WebSocket close 1009, "message too big").
+    async fn too_big(&mut self) {
+        self.hub
+            .metrics()
+            .connection_refused(reason::PRE_AUTH_TOO_LARGE);
+        tracing::warn!(peer = %self.peer, limit = PRE_AUTH_MESSAGE_BYTES, "more than the pre-authentication limit before Welcome: closing the connection");
+        let _ = self
+            .ws
+            .send(Message::Close(Some(CloseFrame {
+                code: CLOSE_TOO_BIG,
+                reason: "message too big before authentication".into(),
+            })))
+            .await;
     }
 
     /// Sends a last frame (an `Error`) before the session ends.
@@ -281,6 +410,23 @@ impl Shell {
             tracing::warn!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, "refused: the edge database id belongs to another peer");
             return Ok(HubEvent::DbIdTaken);
         }
+        let max = self.hub.config().limits.max_sessions_per_identity;
+        match self.conn.authenticate(identity, max) {
+            Some(slot) => self.slot = Some(slot),
+            None => {
+                self.hub
+                    .metrics()
+                    .connection_refused(reason::MAX_PER_IDENTITY);
+                tracing::warn!(peer = %self.peer, %identity, max, "session refused: the identity has its maximum of sessions open");
+                self.refused = Some(outpost::sync::Frame::Error {
+                    code: "too_many_connections".into(),
+                    message: format!(
+                        "identity {identity} already has {max} sessions open (limits.max_sessions_per_identity); retry later"
+                    ),
+                });
+                return Err("too_many_connections".into());
+            }
+        }
         tracing::info!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, pull_checkpoint = r.pull_checkpoint, pending = info.pending, "edge authenticated");
         self.identity = Some(identity.to_string());
         self.database = database.to_string();
@@ -318,7 +464,11 @@ impl HubShell for Shell {
         match self.check(&request).await {
             Ok(ev) => Step::Feed(ev),
             Err(why) => {
-                self.bye(unavailable(&request.database, &why)).await;
+                let frame = self
+                    .refused
+                    .take()
+                    .unwrap_or_else(|| unavailable(&request.database, &why));
+                self.bye(frame).await;
                 Step::End
             }
         }

@@ -85,7 +85,18 @@ impl std::fmt::Display for HttpUrl {
 /// `GET path` on `url`; returns the status code and the body. `ca_cert`:
 /// the certificate to trust for `https://`.
 pub async fn get(url: &HttpUrl, path: &str, ca_cert: Option<&Path>) -> Result<(u16, Vec<u8>)> {
-    get_hinted(url, path, ca_cert, "outpost-hub serve").await
+    get_hinted(url, path, ca_cert, None, "outpost-hub serve").await
+}
+
+/// [`get`] with `Authorization: Bearer <admin_token>` (for `/status` and
+/// `/metrics`).
+pub async fn get_as_admin(
+    url: &HttpUrl,
+    path: &str,
+    ca_cert: Option<&Path>,
+    admin_token: &str,
+) -> Result<(u16, Vec<u8>)> {
+    get_hinted(url, path, ca_cert, Some(admin_token), "outpost-hub serve").await
 }
 
 /// [`get`], naming `start` as the command that starts the hub when nothing
@@ -94,6 +105,7 @@ async fn get_hinted(
     url: &HttpUrl,
     path: &str,
     ca_cert: Option<&Path>,
+    admin_token: Option<&str>,
     start: &str,
 ) -> Result<(u16, Vec<u8>)> {
     let exchange = async {
@@ -120,9 +132,9 @@ async fn get_hinted(
                 .connect(name, tcp)
                 .await
                 .map_err(|e| HubError::Other(format!("TLS with {url}: {e}")))?;
-            exchange(stream, url, path).await
+            exchange(stream, url, path, admin_token).await
         } else {
-            exchange(tcp, url, path).await
+            exchange(tcp, url, path, admin_token).await
         }
     };
     tokio::time::timeout(TIMEOUT, exchange)
@@ -134,9 +146,13 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     url: &HttpUrl,
     path: &str,
+    admin_token: Option<&str>,
 ) -> Result<(u16, Vec<u8>)> {
+    let auth = admin_token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: outpost-hub/{}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: outpost-hub/{}\r\nAccept: application/json\r\n{auth}Connection: close\r\n\r\n",
         url.host_header(),
         env!("CARGO_PKG_VERSION")
     );
@@ -183,15 +199,34 @@ fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
     }
 }
 
-/// Fetches and parses `GET /status`.
-pub async fn fetch(url: &HttpUrl, ca_cert: Option<&Path>) -> Result<Value> {
-    fetch_hinted(url, ca_cert, "outpost-hub serve").await
+/// Fetches and parses `GET /status` with the admin token.
+pub async fn fetch(
+    url: &HttpUrl,
+    ca_cert: Option<&Path>,
+    admin_token: Option<&str>,
+) -> Result<Value> {
+    fetch_hinted(url, ca_cert, admin_token, "outpost-hub serve").await
 }
 
 /// [`fetch`], naming `start` as the command that starts the hub when nothing
 /// answers (e.g. `outpost-hub --config FILE serve`).
-pub async fn fetch_hinted(url: &HttpUrl, ca_cert: Option<&Path>, start: &str) -> Result<Value> {
-    let (code, body) = get_hinted(url, "/status", ca_cert, start).await?;
+pub async fn fetch_hinted(
+    url: &HttpUrl,
+    ca_cert: Option<&Path>,
+    admin_token: Option<&str>,
+    start: &str,
+) -> Result<Value> {
+    let (code, body) = get_hinted(url, "/status", ca_cert, admin_token, start).await?;
+    if code == 401 {
+        let hint = if admin_token.is_some() {
+            "the admin token given is not the hub's ([admin] token_sha256)"
+        } else {
+            "pass the admin token with --admin-token or OUTPOST_HUB_ADMIN_TOKEN (`outpost-hub admin-token` sets one)"
+        };
+        return Err(HubError::Other(format!(
+            "{url}/status answered HTTP 401: {hint}"
+        )));
+    }
     if code != 200 {
         return Err(HubError::Other(format!(
             "{url}/status answered HTTP {code}: {}",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use outpost_hub::status::{self, HttpUrl};
 use outpost_testkit::TempDir;
-use outpost_testkit::hub::{HubProcess, http_get};
+use outpost_testkit::hub::{ADMIN_TOKEN, ADMIN_TOKEN_SHA256, HubProcess, http_get};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
@@ -39,6 +39,12 @@ fn hub(dir: &TempDir) -> Command {
         .env("OUTPOST_HUB_CONFIG", dir.config())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null());
+    // A configuration that HubProcess gave its admin token (the demo's has
+    // its own public one, which `status` finds by itself).
+    let cfg = std::fs::read_to_string(dir.config()).unwrap_or_default();
+    if cfg.contains(ADMIN_TOKEN_SHA256) {
+        c.env("OUTPOST_HUB_ADMIN_TOKEN", ADMIN_TOKEN);
+    }
     c
 }
 
@@ -91,7 +97,7 @@ impl Server {
     }
 
     fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.addr, path)
+        self.hub.get(path)
     }
 
     fn status(&self) -> Value {

@@ -23,7 +23,7 @@ use outpost_client::{ClientOptions, spawn_edge};
 use outpost_hub::config::token_sha256_hex;
 use outpost_hub::status::{self, HttpUrl};
 use outpost_testkit::TempDir;
-use outpost_testkit::hub::{HubProcess, free_port, wait_until};
+use outpost_testkit::hub::{ADMIN_TOKEN, HubProcess, free_port, wait_until};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -119,7 +119,9 @@ impl HubProc {
 
     async fn get(&self, path: &str) -> (u16, String) {
         let url = HttpUrl::parse(&format!("http://127.0.0.1:{}", self.port)).unwrap();
-        let (code, body) = status::get(&url, path, None).await.unwrap();
+        let (code, body) = status::get_as_admin(&url, path, None, ADMIN_TOKEN)
+            .await
+            .unwrap();
         (code, String::from_utf8_lossy(&body).into_owned())
     }
 

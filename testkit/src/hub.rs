@@ -9,6 +9,11 @@
 //! 127.0.0.1:0` work alike. It is killed on drop. [`http_get`] asks it (or
 //! any address) for a page over plain HTTP; `wait_until` (feature `hub`)
 //! polls an async condition with the same bound.
+//!
+//! `/status` and `/metrics` need the hub's admin token: a configuration
+//! without an `[admin]` table gets one for [`ADMIN_TOKEN`] appended when
+//! the process starts, and [`HubProcess::get`] sends it
+//! ([`HubProcess::get_anonymous`] does not).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,6 +25,22 @@ use std::time::{Duration, Instant};
 /// The longest a [`HubProcess`] wait (start, a log line, a clean stop) lasts
 /// before the test fails.
 pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The admin token of every [`HubProcess`] whose configuration has no
+/// `[admin]` table of its own.
+pub const ADMIN_TOKEN: &str = "testkit-admin-token";
+
+/// SHA-256 of [`ADMIN_TOKEN`] (hex), as `[admin] token_sha256` holds it.
+pub const ADMIN_TOKEN_SHA256: &str =
+    "30f7c66afea1d9af04a1757219d6c9b060e8da1dc904050a44600db11247e0a7";
+
+/// The public admin token of the demo configuration (`outpost-hub init
+/// --demo`), and its SHA-256: a [`HubProcess`] on the demo configuration
+/// uses it.
+pub const DEMO_ADMIN_TOKEN: (&str, &str) = (
+    "admin-demo-token",
+    "9c588b0babd6a996be956ccc040751f16fb7f1c2cef21d40b265621d37b0a8bc",
+);
 
 /// What the hub logs once its socket is bound, followed by its URL.
 const LISTENING: &str = "listening on ";
@@ -52,12 +73,20 @@ where
 /// connect, 10 s per read or write): the status code and the body. Panics
 /// if there is no HTTP answer.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get_as(addr, path, None)
+}
+
+/// [`http_get`] with `Authorization: Bearer <bearer>` when `bearer` is set.
+pub fn http_get_as(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -79,6 +108,7 @@ pub struct HubProcess {
     log: Arc<Mutex<String>>,
     url: String,
     addr: SocketAddr,
+    admin: &'static str,
 }
 
 impl HubProcess {
@@ -94,6 +124,7 @@ impl HubProcess {
             log: Arc::new(Mutex::new(String::new())),
             url: String::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: ADMIN_TOKEN,
         };
         hub.restart();
         hub
@@ -104,6 +135,7 @@ impl HubProcess {
     /// listens. Its log is appended to the same [`HubProcess::log`].
     pub fn restart(&mut self) {
         self.kill();
+        self.admin = ensure_admin(&self.dir.join("outpost-hub.toml"));
         let mut child = Command::new(&self.bin)
             .current_dir(&self.dir)
             .arg("--config")
@@ -220,9 +252,36 @@ impl HubProcess {
         self.addr.port()
     }
 
-    /// `GET path` over plain HTTP ([`http_get`]): the status code and body.
+    /// `GET path` over plain HTTP ([`http_get_as`]) with the admin token
+    /// ([`ADMIN_TOKEN`]): the status code and body.
     pub fn get(&self, path: &str) -> (u16, String) {
+        http_get_as(self.addr, path, Some(self.admin))
+    }
+
+    /// The admin token [`HubProcess::get`] sends: [`ADMIN_TOKEN`], or the
+    /// demo's ([`DEMO_ADMIN_TOKEN`]) on the demo configuration.
+    pub fn admin_token(&self) -> &'static str {
+        self.admin
+    }
+
+    /// `GET path` without any credential.
+    pub fn get_anonymous(&self, path: &str) -> (u16, String) {
         http_get(self.addr, path)
+    }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Its resident memory (`VmRSS` of `/proc/<pid>/status`, KiB; Linux),
+    /// if it runs and that can be read.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     /// The directory it runs in.
@@ -231,8 +290,47 @@ impl HubProcess {
     }
 }
 
+/// Appends an `[admin]` table for [`ADMIN_TOKEN`] to the configuration at
+/// `path` if it has none (nothing if the file cannot be read); returns the
+/// admin token to use.
+fn ensure_admin(path: &Path) -> &'static str {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return ADMIN_TOKEN;
+    };
+    if text.contains(DEMO_ADMIN_TOKEN.1) {
+        return DEMO_ADMIN_TOKEN.0;
+    }
+    if text.lines().any(|l| l.trim() == "[admin]") {
+        return ADMIN_TOKEN;
+    }
+    let sep = if text.ends_with('\n') { "" } else { "\n" };
+    let text = format!("{text}{sep}\n[admin]\ntoken_sha256 = \"{ADMIN_TOKEN_SHA256}\"\n");
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    ADMIN_TOKEN
+}
+
 impl Drop for HubProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(all(test, feature = "hub"))]
+mod tests {
+    #[test]
+    fn the_admin_digests_are_the_tokens() {
+        use outpost_hub::config::token_sha256_hex;
+        assert_eq!(
+            token_sha256_hex(super::ADMIN_TOKEN),
+            super::ADMIN_TOKEN_SHA256
+        );
+        assert_eq!(
+            token_sha256_hex(super::DEMO_ADMIN_TOKEN.0),
+            super::DEMO_ADMIN_TOKEN.1
+        );
+        assert_eq!(
+            outpost_hub::edit::DEMO_ADMIN_TOKEN,
+            super::DEMO_ADMIN_TOKEN.0
+        );
     }
 }

@@ -61,6 +61,8 @@ const STEP_MS = 15_000; // any single wait
 const SYNC_MS = 20_000; // a change crossing hub and network
 const BULK_MS = 300_000; // the bulk initial sync
 const TOKENS = { alice: "alice-token-e2e", bob: "bob-token-e2e", carol: "carol-token-e2e", bulk: "bulk-token-e2e" };
+/** The hub's admin token: /status and /metrics need it. */
+const ADMIN_TOKEN = "admin-token-e2e";
 
 const run = `${process.pid}-${Date.now()}`;
 let dir;
@@ -93,6 +95,9 @@ write = ${JSON.stringify(write)}
   return `listen = "127.0.0.1:0"
 data_dir = "./data"
 demo_site = ${JSON.stringify(site)}
+
+[admin]
+token_sha256 = "${sha256(ADMIN_TOKEN)}"
 
 [[database]]
 name = "main"
@@ -323,7 +328,7 @@ test("two tabs of one laptop: one replicates, the other follows and takes over",
   await a2.waitForFunction(() => window.demo?.sync, null, { timeout: 30_000 });
   // The second tab mirrors the first one's status; the hub sees one session per laptop.
   await waitState(a2, "live", STEP_MS);
-  const status = await (await fetch(`${base}status`)).json();
+  const status = await (await fetch(`${base}status`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
   assert.equal(status.edges_connected, 2, JSON.stringify(status));
   // A write in the following tab is pushed by the replicating one.
   await put(a2, "notes/from-tab-2", { title: "From A's second tab", by: "alice" });

@@ -369,6 +369,13 @@ fn run_case(
     let mut cfg = format!(
         "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n"
     );
+    // Every edge connects from 127.0.0.1, all at once: raise the caps that
+    // guard a real hub against one address (and say who may read /metrics).
+    let conns = n as u64 + 64;
+    cfg.push_str(&format!(
+        "[limits]\nmax_connections = {conns}\nmax_unauthenticated = {conns}\nmax_connections_per_address = {conns}\n\n[admin]\ntoken_sha256 = \"{}\"\n\n",
+        outpost_hub::config::token_sha256_hex(ADMIN_TOKEN)
+    ));
     cfg.push_str(&edge_toml("writer", &writer_token, &[], &["news/"]));
     for (i, t) in tokens.iter().enumerate() {
         cfg.push_str(&edge_toml(
@@ -817,14 +824,18 @@ fn healthy(port: u16) -> bool {
 fn docs_sent(port: u16) -> Option<u64> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .ok()?;
+    let req =
+        format!("GET /metrics HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.lines()
         .find_map(|l| l.strip_prefix("outpost_documents_sent_total "))
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// The admin token of the benchmark's hub (for `GET /metrics`).
+const ADMIN_TOKEN: &str = "fanout-admin-token";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,633 @@
+//! Limits before authentication and per edge (issue 10, attack class 7),
+//! against real `outpost-hub serve` processes ([`HubProcess`]):
+//!
+//! - a big first message is refused without the hub holding it (its memory
+//!   is measured while 8 sockets each send 30 MiB);
+//! - a WebSocket that does not authenticate in `hello_timeout_ms` is closed,
+//!   whether it is idle or sends only `Ping`s;
+//! - a half-sent HTTP request head, and a stalled TLS handshake, are cut
+//!   after `header_read_timeout_ms`;
+//! - the caps (per address, in total, per identity) refuse with HTTP 503 +
+//!   `Retry-After` or `Error(too_many_connections)` while an honest edge
+//!   keeps its session;
+//! - pushes over `pushes_per_second` are slowed down, not refused;
+//! - `/status` and `/metrics` need the admin token; `/healthz` does not.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use outpost::DbId;
+use outpost::sync::Frame;
+use outpost_testkit::hub::{ADMIN_TOKEN, HubProcess, wait_until};
+use outpost_testkit::{TempDir, edge_toml};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
+const TOKEN: &str = "laptop-secret-token";
+/// The longest any single wait here lasts.
+const WAIT: Duration = Duration::from_secs(30);
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// A hub with edge `laptop` (token [`TOKEN`], notes/) and `limits` as its
+/// `[limits]` table.
+struct Hub {
+    proc: HubProcess,
+    _dir: TempDir,
+}
+
+impl Hub {
+    fn start(name: &str, limits: &str, args: &[&str]) -> Hub {
+        Hub::start_with(name, limits, args, None)
+    }
+
+    /// [`Hub::start`], importing `jsonl` into database `main` first.
+    fn start_with(name: &str, limits: &str, args: &[&str], jsonl: Option<&str>) -> Hub {
+        let dir = TempDir::new(
+            std::env::temp_dir(),
+            &format!("outpost-limits-{name}-{}", std::process::id()),
+        );
+        let cfg = format!(
+            "data_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n{}\n[limits]\n{limits}\n",
+            edge_toml("laptop", TOKEN, &["notes/"], &["notes/"])
+        );
+        std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
+        if let Some(jsonl) = jsonl {
+            std::fs::write(dir.join("import.jsonl"), jsonl).unwrap();
+            let out = std::process::Command::new(BIN)
+                .current_dir(dir.path())
+                .args(["--config", "outpost-hub.toml", "import", "import.jsonl"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let proc = HubProcess::start(BIN, dir.path(), &all);
+        Hub { proc, _dir: dir }
+    }
+
+    fn port(&self) -> u16 {
+        self.proc.port()
+    }
+
+    /// The value of a metric line (`name{labels}` exactly), 0 if absent.
+    fn metric(&self, line: &str) -> u64 {
+        let (code, text) = self.proc.get("/metrics");
+        assert_eq!(code, 200, "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
+    fn refused(&self, reason: &str) -> u64 {
+        self.metric(&format!(
+            "outpost_connections_refused_total{{reason=\"{reason}\"}}"
+        ))
+    }
+}
+
+/// A TCP connection to the hub from `source` (any 127.0.0.0/8 address:
+/// each is another peer address for the hub).
+async fn tcp_from(source: [u8; 4], port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap()
+}
+
+/// A WebSocket to `/sync` from `source`, or the hub's refusal.
+async fn ws_from(source: [u8; 4], port: u16) -> Result<Ws, tungstenite::Error> {
+    let tcp = tcp_from(source, port).await;
+    let url = format!("ws://127.0.0.1:{port}/sync");
+    tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url.as_str(), tcp))
+        .await
+        .expect("the upgrade answered in time")
+        .map(|(ws, _)| ws)
+}
+
+fn hello_frame(identity: &str, token: &str) -> Frame {
+    Frame::Hello {
+        min_version: 1,
+        max_version: 2,
+        db_id: DbId([7; 16]),
+        database: "main".into(),
+        identity: identity.into(),
+        credential: token.into(),
+        pull_checkpoint: 0,
+        checkpoint_hub: DbId([0; 16]),
+    }
+}
+
+async fn send(ws: &mut Ws, f: &Frame) {
+    ws.send(Message::Binary(f.encode().into())).await.unwrap();
+}
+
+/// The next protocol frame; `None` when the connection ends (close, reset).
+async fn next_frame(ws: &mut Ws) -> Option<Frame> {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame or the end in time")
+        {
+            Some(Ok(Message::Binary(b))) => return Some(Frame::decode(&b, 64 << 20).unwrap()),
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Sends `Hello` as `laptop` and returns the first frame (`Welcome` when
+/// it is accepted).
+async fn authenticate(ws: &mut Ws) -> Frame {
+    send(ws, &hello_frame("laptop", TOKEN)).await;
+    next_frame(ws).await.expect("an answer to Hello")
+}
+
+/// Waits for a frame satisfying `pred`, skipping others (Changes, Live...).
+async fn frame_where(ws: &mut Ws, what: &str, pred: impl Fn(&Frame) -> bool) -> Frame {
+    loop {
+        match next_frame(ws).await {
+            Some(f) if pred(&f) => return f,
+            Some(_) => {}
+            None => panic!("the connection ended before {what}"),
+        }
+    }
+}
+
+fn is_503_with_retry_after(r: Result<Ws, tungstenite::Error>) -> bool {
+    match r {
+        Err(tungstenite::Error::Http(resp)) => {
+            resp.status() == 503 && resp.headers().contains_key("retry-after")
+        }
+        _ => false,
+    }
+}
+
+/// Before the fix, the 32 MiB frame limit applied before authentication:
+/// 8 sockets each sending a 30 MiB first message held ~240 MiB of the hub.
+/// Now the hub reads at most ~73 KiB of an unauthenticated WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_big_first_message_is_refused_without_being_buffered() {
+    let hub = Hub::start("bigframe", "", &[]);
+    let port = hub.port();
+    let _ = hub.proc.get("/healthz");
+    let baseline = hub.proc.rss_kib().expect("the hub's VmRSS");
+
+    // Sample the hub's memory while the sockets send.
+    let peak = Arc::new(AtomicU64::new(baseline));
+    let done = Arc::new(AtomicBool::new(false));
+    let pid = hub.proc.pid().unwrap();
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("VmRSS:"))
+                            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                    })
+                    .unwrap_or(0);
+                peak.fetch_max(rss, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        tasks.push(tokio::spawn(async move {
+            let mut ws = ws_from([127, 0, 0, 1], port).await.unwrap();
+            let big = vec![0x42u8; 30 << 20];
+            // The hub stops reading and closes: the send fails or ends.
+            let _ = tokio::time::timeout(WAIT, ws.send(Message::Binary(big.into()))).await;
+            // And the connection ends.
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, ws.next()).await {}
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let grew = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    eprintln!(
+        "hub VmRSS: {baseline} KiB before, peak {} KiB while 8 sockets sent 30 MiB each before Hello",
+        baseline + grew
+    );
+    assert!(
+        grew < 24 << 10,
+        "the hub's memory grew by {grew} KiB while 8 unauthenticated sockets sent 30 MiB each"
+    );
+    wait_until("8 refusals counted", || async {
+        hub.refused("pre_auth_too_large") >= 8
+    })
+    .await;
+
+    // A first message a little over 64 KiB (within what is read) gets a
+    // clean WebSocket close 1009.
+    let mut ws = ws_from([127, 0, 0, 1], port).await.unwrap();
+    ws.send(Message::Binary(vec![1u8; 70 << 10].into()))
+        .await
+        .unwrap();
+    let code = loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
+            Some(Ok(Message::Close(Some(c)))) => break u16::from(c.code),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, 1009);
+
+    // An honest edge still authenticates (its Hello is small).
+    let mut ws = ws_from([127, 0, 0, 1], port).await.unwrap();
+    let welcome = authenticate(&mut ws).await;
+    assert!(matches!(welcome, Frame::Welcome { .. }), "{welcome:?}");
+    // And after Welcome, a message far above 64 KiB is taken (a Ping
+    // wrapped in padding would be a protocol error; a big Push is refused
+    // by the machine, not by the read budget): the session answers.
+    send(&mut ws, &Frame::Ping { nonce: 7 }).await;
+    frame_where(&mut ws, "Pong", |f| matches!(f, Frame::Pong { nonce: 7 })).await;
+}
+
+/// `Ping` before `Hello` used to reset the timeout: a client could hold a
+/// connection for ever without authenticating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_authenticate_is_closed_after_the_hello_deadline() {
+    let hub = Hub::start("hello", "hello_timeout_ms = 1000", &[]);
+    let port = hub.port();
+
+    // Idle: Error(timeout), then the end.
+    let started = Instant::now();
+    let mut idle = ws_from([127, 0, 0, 1], port).await.unwrap();
+    match next_frame(&mut idle).await {
+        Some(Frame::Error { code, .. }) => assert_eq!(code, "timeout"),
+        other => panic!("expected Error(timeout), got {other:?}"),
+    }
+    assert!(next_frame(&mut idle).await.is_none());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+
+    // Only Pings: closed all the same (Error(timeout), or Error(protocol)
+    // where the machine refuses Ping before Hello), never kept open.
+    let started = Instant::now();
+    let mut pinger = ws_from([127, 0, 0, 1], port).await.unwrap();
+    let mut nonce = 0;
+    let ended = loop {
+        nonce += 1;
+        if pinger
+            .send(Message::Binary(Frame::Ping { nonce }.encode().into()))
+            .await
+            .is_err()
+        {
+            break None;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), pinger.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => match Frame::decode(&b, 1 << 20).unwrap() {
+                Frame::Pong { .. } => {}
+                Frame::Error { code, .. } => break Some(code),
+                other => panic!("unexpected {other:?}"),
+            },
+            Ok(Some(Ok(_))) | Err(_) => {}
+            Ok(Some(Err(_)) | None) => break None,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a Ping-only client is still connected after {:?}",
+            started.elapsed()
+        );
+    };
+    if let Some(code) = ended {
+        assert!(code == "timeout" || code == "protocol", "{code}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    wait_until("the timeouts counted", || async {
+        hub.refused("hello_timeout") >= 1
+    })
+    .await;
+}
+
+/// A half-sent request head was never timed out (slowloris).
+#[test]
+fn a_half_sent_http_header_is_cut_after_the_header_read_timeout() {
+    let hub = Hub::start("header", "header_read_timeout_ms = 1000", &[]);
+    // Half a request line; nothing at all; a whole request, then an idle
+    // keep-alive connection.
+    for sent in [
+        &b"GET /healthz HTT"[..],
+        b"",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let started = Instant::now();
+        let mut s = std::net::TcpStream::connect(hub.proc.addr()).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(sent).unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "{:?}: closed after {took:?}",
+            String::from_utf8_lossy(sent)
+        );
+    }
+    // A whole request is still answered.
+    assert_eq!(hub.proc.get_anonymous("/healthz").0, 200);
+}
+
+/// Over TLS, a client that connects and never finishes the handshake is
+/// cut after the same timeout.
+#[test]
+fn a_stalled_tls_handshake_is_cut() {
+    let hub = Hub::start("tls", "header_read_timeout_ms = 1000", &["--dev-tls"]);
+    for partial in [&b""[..], b"\x16\x03\x01\x02\x00\x01"] {
+        let started = Instant::now();
+        let mut s = std::net::TcpStream::connect(hub.proc.addr()).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(partial).unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "closed after {took:?}"
+        );
+    }
+}
+
+/// Connections were not capped at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_caps_refuse_with_503_or_too_many_connections_while_an_honest_edge_syncs() {
+    let hub = Hub::start(
+        "caps",
+        "max_connections = 4\nmax_connections_per_address = 2\nmax_sessions_per_identity = 2",
+        &[],
+    );
+    let port = hub.port();
+
+    // An honest edge from its own address.
+    let mut honest = ws_from([127, 0, 0, 2], port).await.unwrap();
+    let welcome = authenticate(&mut honest).await;
+    assert!(matches!(welcome, Frame::Welcome { .. }), "{welcome:?}");
+
+    // Per address: two from 127.0.0.3, the third is refused.
+    let a1 = ws_from([127, 0, 0, 3], port).await.unwrap();
+    let a2 = ws_from([127, 0, 0, 3], port).await.unwrap();
+    assert!(is_503_with_retry_after(ws_from([127, 0, 0, 3], port).await));
+
+    // In total: a fourth connection from 127.0.0.4 fits, a fifth does not.
+    let b1 = ws_from([127, 0, 0, 4], port).await.unwrap();
+    assert!(is_503_with_retry_after(ws_from([127, 0, 0, 5], port).await));
+
+    // The honest session is unaffected.
+    send(&mut honest, &Frame::Ping { nonce: 1 }).await;
+    frame_where(&mut honest, "Pong", |f| {
+        matches!(f, Frame::Pong { nonce: 1 })
+    })
+    .await;
+
+    drop((a1, a2, b1));
+    // Per identity: a second session of `laptop` is taken, a third refused.
+    let mut second = loop {
+        // The hub notices the closed sockets shortly.
+        if let Ok(ws) = ws_from([127, 0, 0, 6], port).await {
+            break ws;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let welcome = authenticate(&mut second).await;
+    assert!(matches!(welcome, Frame::Welcome { .. }), "{welcome:?}");
+    let mut third = ws_from([127, 0, 0, 7], port).await.unwrap();
+    match authenticate(&mut third).await {
+        Frame::Error { code, .. } => assert_eq!(code, "too_many_connections"),
+        other => panic!("expected Error(too_many_connections), got {other:?}"),
+    }
+    assert!(next_frame(&mut third).await.is_none());
+    send(&mut honest, &Frame::Ping { nonce: 2 }).await;
+    frame_where(&mut honest, "Pong", |f| {
+        matches!(f, Frame::Pong { nonce: 2 })
+    })
+    .await;
+
+    // One session ends: its slot is given back.
+    drop(second);
+    let mut fourth = loop {
+        let mut ws = ws_from([127, 0, 0, 8], port).await.unwrap();
+        match authenticate(&mut ws).await {
+            Frame::Welcome { .. } => break ws,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    send(&mut fourth, &Frame::Ping { nonce: 3 }).await;
+    frame_where(&mut fourth, "Pong", |f| {
+        matches!(f, Frame::Pong { nonce: 3 })
+    })
+    .await;
+    drop(fourth);
+
+    wait_until("the refusals counted", || async {
+        hub.refused("max_connections_per_address") >= 1
+            && hub.refused("max_connections") >= 1
+            && hub.refused("max_sessions_per_identity") >= 1
+    })
+    .await;
+    // Every closed connection gave its place back: the honest session and
+    // the /metrics request itself are left.
+    wait_until("the counts given back", || async {
+        hub.metric("outpost_connections_open") == 2
+            && hub.metric("outpost_connections_unauthenticated") == 1
+    })
+    .await;
+    drop(honest);
+}
+
+/// Pushes over the rate are slowed down (the hub stops reading the socket
+/// until a token refills), not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_over_the_rate_limit_are_slowed_down_not_refused() {
+    let hub = Hub::start("rate", "pushes_per_second = 4\npush_burst = 2", &[]);
+    let mut ws = ws_from([127, 0, 0, 1], hub.port()).await.unwrap();
+    let welcome = authenticate(&mut ws).await;
+    assert!(matches!(welcome, Frame::Welcome { .. }), "{welcome:?}");
+    let started = Instant::now();
+    for upto in 1..=10 {
+        send(&mut ws, &Frame::Push { upto, docs: vec![] }).await;
+        frame_where(&mut ws, "PushAck", |f| matches!(f, Frame::PushAck { .. })).await;
+    }
+    let took = started.elapsed();
+    // 2 at once, then 4 a second: 8 more take 2 s.
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "10 pushes took {took:?}"
+    );
+}
+
+/// `/status` was open to anyone.
+#[test]
+fn status_and_metrics_need_the_admin_token() {
+    let hub = Hub::start("admin", "", &[]);
+    for path in ["/status", "/metrics"] {
+        let (code, body) = hub.proc.get_anonymous(path);
+        assert_eq!(code, 401, "{path}: {body}");
+        assert!(!body.contains("outpost_") && !body.contains("databases"));
+        let (code, _) =
+            outpost_testkit::hub::http_get_as(hub.proc.addr(), path, Some("not-the-token"));
+        assert_eq!(code, 401, "{path}");
+        let (code, body) =
+            outpost_testkit::hub::http_get_as(hub.proc.addr(), path, Some(ADMIN_TOKEN));
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    let (code, body) = hub.proc.get_anonymous("/healthz");
+    assert_eq!(code, 200, "{body}");
+}
+
+/// Receives everything the hub has for `laptop` as an honest edge does
+/// (acknowledging each batch) until `Live`; returns the documents received.
+async fn honest_sync(ws: &mut Ws) -> usize {
+    let mut received = 0;
+    loop {
+        match next_frame(ws).await.expect("the session stays open") {
+            Frame::Changes { upto, docs } => {
+                received += docs.len();
+                send(ws, &Frame::ChangesAck { upto }).await;
+            }
+            Frame::Live { .. } => return received,
+            _ => {}
+        }
+    }
+}
+
+/// An edge that never acknowledges (and never reads) holds at most the
+/// window of 4 batches of the hub's memory, and an honest edge syncs
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn edges_that_never_acknowledge_hold_bounded_memory_while_an_honest_edge_syncs() {
+    const DOCS: usize = 2_000;
+    let filler = "x".repeat(8 << 10);
+    let jsonl: String = (0..DOCS)
+        .map(|i| format!("{{\"id\":\"notes/{i:05}\",\"text\":\"{filler}\"}}\n"))
+        .collect();
+    let hub = Hub::start_with("slow", "max_sessions_per_identity = 16", &[], Some(&jsonl));
+    let port = hub.port();
+
+    // An honest edge first (the hub's caches are warm when measured).
+    let mut first = ws_from([127, 0, 0, 1], port).await.unwrap();
+    assert!(matches!(
+        authenticate(&mut first).await,
+        Frame::Welcome { .. }
+    ));
+    assert_eq!(honest_sync(&mut first).await, DOCS);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let baseline = hub.proc.rss_kib().unwrap();
+
+    // Eight sessions that take Welcome and then neither read nor ack: the
+    // 16 MiB of documents each would hold if the hub did not stop at its
+    // window (128 MiB in all).
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        let mut ws = ws_from([127, 0, 0, 1], port).await.unwrap();
+        assert!(matches!(authenticate(&mut ws).await, Frame::Welcome { .. }));
+        silent.push(ws);
+    }
+    // Meanwhile an honest edge syncs everything.
+    let mut honest = ws_from([127, 0, 0, 1], port).await.unwrap();
+    assert!(matches!(
+        authenticate(&mut honest).await,
+        Frame::Welcome { .. }
+    ));
+    assert_eq!(honest_sync(&mut honest).await, DOCS);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = hub.proc.rss_kib().unwrap();
+    eprintln!("hub VmRSS: {baseline} KiB, then {after} KiB with 8 edges that never acknowledge");
+    // At most 4 batches of 512 KiB each, plus buffers: well under 4 MiB a
+    // session.
+    assert!(
+        after.saturating_sub(baseline) < 32 << 10,
+        "the hub grew from {baseline} KiB to {after} KiB"
+    );
+    drop(silent);
+}
+
+/// `outpost-hub admin-token` sets the token (printing a generated one once)
+/// and a running hub takes it; `status` sends it.
+#[test]
+fn admin_token_command_sets_the_token_a_running_hub_takes() {
+    let dir = TempDir::new(
+        std::env::temp_dir(),
+        &format!("outpost-limits-admincmd-{}", std::process::id()),
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["--config", "outpost-hub.toml"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    run(&["init"]);
+    assert_eq!(run(&["admin-token", "--token", "first-admin"]), "");
+    let hub = HubProcess::start(BIN, dir.path(), &["--listen", "127.0.0.1:0"]);
+    let get = |path: &str, token: &str| {
+        outpost_testkit::hub::http_get_as(hub.addr(), path, Some(token)).0
+    };
+    assert_eq!(get("/status", "first-admin"), 200);
+    // A generated token, printed once, replaces it live.
+    let token = run(&["admin-token"]);
+    assert_eq!(token.len(), 64, "{token:?}");
+    let t = Instant::now();
+    while get("/metrics", &token) != 200 {
+        assert!(
+            t.elapsed() < WAIT,
+            "the hub did not take the new admin token"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(get("/status", "first-admin"), 401);
+    let url = hub.url().to_string();
+    let out = std::process::Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["--config", "outpost-hub.toml", "status", "--url", &url])
+        .env("OUTPOST_HUB_ADMIN_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["--config", "outpost-hub.toml", "status", "--url", &url])
+        .env_remove("OUTPOST_HUB_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
