@@ -69,6 +69,18 @@ pub fn edges() -> String {
     ) + &edge_toml("reader", "reader-token", &["*"], &[])
 }
 
+/// Writes the hub's configuration: `extra` TOML, database `main` with its
+/// policies, then `edges`.
+pub fn write_config(dir: &std::path::Path, port: u16, extra: &str, edges: &str) {
+    let cfg = format!(
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n{extra}\n\n[[database]]\nname = \"main\"\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\nLedger = \"hub-wins\"\nNotes = \"latest\"\n\n{edges}"
+    );
+    // Written whole then renamed: the running hub never reads half a file.
+    let tmp = dir.join("outpost-hub.toml.tmp");
+    std::fs::write(&tmp, cfg).unwrap();
+    std::fs::rename(&tmp, dir.join("outpost-hub.toml")).unwrap();
+}
+
 /// A document seeded by `outpost-hub import` before the hub starts: its
 /// change vector is the hub's own entry only.
 pub struct Seed<'a> {
@@ -111,11 +123,7 @@ impl Hub {
     pub fn start_with(seeds: &[Seed<'_>], extra: &str) -> Hub {
         let tmp = TempDir::new(std::env::temp_dir(), "outpost-attack");
         let port = free_port();
-        let cfg = format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n{extra}\n\n[[database]]\nname = \"main\"\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\nLedger = \"hub-wins\"\nNotes = \"latest\"\n\n{}",
-            edges()
-        );
-        std::fs::write(tmp.join("outpost-hub.toml"), cfg).unwrap();
+        write_config(tmp.path(), port, extra, &edges());
         if !seeds.is_empty() {
             let lines: String = seeds
                 .iter()
@@ -143,6 +151,12 @@ impl Hub {
             proc: Some(proc),
             port,
         }
+    }
+
+    /// Replaces the `[[edge]]` entries of the running hub's configuration
+    /// (it re-reads the file within a second).
+    pub fn set_edges(&self, edges: &str) {
+        write_config(self.tmp.path(), self.port, "", edges);
     }
 
     /// Kills the hub (SIGKILL) and starts it again on the same port.
@@ -343,17 +357,19 @@ impl Hub {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = std::fs::read_to_string(self.tmp.join("export.jsonl")).unwrap();
-        text.lines()
-            .map(|l| {
-                let v: Value = serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("export line {l:?} is not JSON: {e}"));
-                let id = v["@metadata"]["@id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                (id, v)
-            })
-            .collect()
+        let mut out = BTreeMap::new();
+        for l in text.lines() {
+            let v: Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("export line {l:?} is not JSON: {e}"));
+            let id = v["@metadata"]["@id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if let Some(first) = out.insert(id.clone(), v) {
+                panic!("two export lines claim id {id:?} (the first: {first})");
+            }
+        }
+        out
     }
 
     /// The checks after every attack: the hub is alive, honest edges are
