@@ -197,9 +197,8 @@ impl Hub {
 
     /// A session of `identity` stating database id `db`, caught up.
     pub async fn device(&self, identity: &str, db: DbId) -> Hostile {
-        let mut h = self.connect().await;
         let token = format!("{identity}-token");
-        h.hello(identity, &token, db, 0)
+        let mut h = Hostile::connect_hello(&self.url(), identity, &token, db, WAIT)
             .await
             .unwrap_or_else(|a| panic!("{identity}'s Hello: {a:?}"));
         h.pull(true)
@@ -210,12 +209,10 @@ impl Hub {
 
     /// A session of `identity` that has sent `Hello` but not read anything.
     pub async fn hello_only(&self, identity: &str) -> Hostile {
-        let mut h = self.connect().await;
         let token = format!("{identity}-token");
-        h.hello(identity, &token, new_db_id(), 0)
+        Hostile::connect_hello(&self.url(), identity, &token, new_db_id(), WAIT)
             .await
-            .unwrap_or_else(|a| panic!("{identity}'s Hello: {a:?}"));
-        h
+            .unwrap_or_else(|a| panic!("{identity}'s Hello: {a:?}"))
     }
 
     /// The hostile edge, caught up.
@@ -226,10 +223,10 @@ impl Hub {
     /// Everything the read-everything identity receives now, by id. Panics
     /// (naming the answer) if its feed stops: that is a poisoned hub.
     pub async fn view(&self) -> BTreeMap<String, WireDoc> {
-        let mut h = self.connect().await;
-        h.hello("reader", "reader-token", new_db_id(), 0)
-            .await
-            .unwrap_or_else(|a| panic!("the reader's Hello: {a:?}"));
+        let mut h =
+            Hostile::connect_hello(&self.url(), "reader", "reader-token", new_db_id(), WAIT)
+                .await
+                .unwrap_or_else(|a| panic!("the reader's Hello: {a:?}"));
         if let Err(a) = h.pull(true).await {
             panic!("the honest reader's feed stopped: {a:?}");
         }

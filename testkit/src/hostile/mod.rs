@@ -302,6 +302,35 @@ impl Hostile {
         }
     }
 
+    /// Connects and says `Hello` like an honest client that backs off: a
+    /// refusal over a connection cap (`too_many_connections`, or an upgrade
+    /// refused while a previous session of the identity is still being torn
+    /// down) is retried every 100 ms for up to `within`. Any other refusal
+    /// is returned at once.
+    pub async fn connect_hello(
+        url: &str,
+        identity: &str,
+        token: &str,
+        db_id: DbId,
+        within: Duration,
+    ) -> Result<Hostile, Answer> {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            let last = match Hostile::connect(url).await {
+                Ok(mut h) => match h.hello(identity, token, db_id, 0).await {
+                    Ok(_) => return Ok(h),
+                    Err(a) if a.is_error("too_many_connections") => a,
+                    Err(a) => return Err(a),
+                },
+                Err(e) => Answer::Closed(e),
+            };
+            if tokio::time::Instant::now() >= end {
+                return Err(last);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Sends `Hello` and waits for `Welcome`; any other answer is the error.
     pub async fn hello(
         &mut self,
