@@ -152,3 +152,28 @@ async fn write_only_probe_with_the_hubs_etag_tells_whether_an_id_exists() {
     assert_unchanged(&hub, "drop/cards/x", "Cards", json!({"v": "original"})).await;
     hub.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_overwrite_of_a_write_only_id_goes_uncounted() {
+    // The operator sees what the edge cannot: the metric reason create_only.
+    let admin = format!(
+        "[admin]\ntoken_sha256 = {:?}\n",
+        outpost_hub::config::token_sha256_hex("admin-secret")
+    );
+    let hub = Hub::start_with(
+        &[seed("drop/notes/x", "Notes", json!({"v": "original"}))],
+        &admin,
+    );
+    let r = push_fresh(&hub, one("drop/notes/x", "Notes", false)).await;
+    assert_eq!(r.ack_counts(), Some((1, 0, 0)), "{r:?}");
+    let (code, metrics) = hub.get_with("/metrics", Some("admin-secret"));
+    assert_eq!(code, 200);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("create_only") && !l.starts_with('#')),
+        "no create_only count in the metrics"
+    );
+    assert_unchanged(&hub, "drop/notes/x", "Notes", json!({"v": "original"})).await;
+    hub.finish().await;
+}

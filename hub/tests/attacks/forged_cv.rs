@@ -89,6 +89,8 @@ async fn reader_claims_undelivered_hub_etag(pull: bool) {
         m.pull(false).await.expect("Changes then Live");
         assert!(m.received.contains_key(id), "mallory was sent {id}");
     }
+    // Nothing is ever acknowledged, not even while waiting for the answer.
+    m.auto_ack = false;
     let entries = [(m.hub_db_id(), m.hub_last_etag()), (m.db_id, 1)];
     let a = m
         .push(vec![doc(
@@ -250,6 +252,23 @@ async fn forged_entry_in_a_conflict_version_of_a_manual_doc() {
         live(&[(alice, 7_777)], &js(json!({"by": "mallory too"}))),
     ];
     let r = m.push(vec![docv(id, "Cards", versions)]).await;
+    assert_refused(&r, "forged_change_vector", id);
+    assert_unchanged(&hub, id, "Cards", json!({"by": "alice"})).await;
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_edges_db_id_claimed_above_its_high_water_mark_after_a_hub_restart() {
+    // The high-water marks are stored, not kept in memory only.
+    let id = "shared/cards/a6";
+    let mut hub = Hub::start();
+    let a = hub.alice_writes(id, "Cards", json!({"by": "alice"})).await;
+    let alice = a.db_id;
+    a.close().await;
+    hub.restart();
+    let mut m = hub.mallory().await;
+    let v = live(&[(alice, 2), (m.db_id, 1)], &js(json!({"by": "mallory"})));
+    let r = m.push(vec![doc(id, "Cards", v)]).await;
     assert_refused(&r, "forged_change_vector", id);
     assert_unchanged(&hub, id, "Cards", json!({"by": "alice"})).await;
     hub.finish().await;

@@ -179,3 +179,17 @@ async fn alice_reconnecting_with_her_own_db_id_is_welcome() {
         .expect("Welcome");
     hub.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_stating_alices_db_id_after_a_hub_restart() {
+    // The binding of a db id to its identity is stored, not in memory only.
+    let mut hub = Hub::start();
+    let alice = hub.alice_writes("shared/notes/a", "Notes", json!({})).await;
+    let db = alice.db_id;
+    alice.close().await;
+    hub.restart();
+    let mut m = hub.connect().await;
+    let r = m.hello("mallory", "mallory-token", db, 0).await;
+    assert_error(&r.expect_err("no Welcome"), "db_id_taken");
+    hub.finish().await;
+}
