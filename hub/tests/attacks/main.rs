@@ -23,7 +23,16 @@
 //!     its log).
 //!
 //! The identities, prefixes and conflict policies every hub gets are in
-//! `common.rs`. Classes 1–7 are the seven attack classes of issue 10;
+//! `common.rs`; hubs run with the default `[limits]`, so set-up sessions
+//! back off and retry over the per-identity session cap like an honest
+//! client would (`Hostile::connect_hello`). The waits for the Hello and
+//! header deadlines use the default 10 s (bounded at 14 s); every other
+//! receive is bounded at 5 s.
+//!
+//! The cases are written against SPEC10 (the behaviour the fixes give); on
+//! the code before those fixes, every class 1–7 has cases that fail (the
+//! attack succeeds), and the control cases (`…is_accepted`, `…informed_edit…`,
+//! `…reconnecting_with_her_own_db_id…`) pass. Classes 1–7 are the seven attack classes of issue 10;
 //! `ids`, `metadata`, `floods`, `protocol`, `signed` and `revocation` are
 //! the further kinds the issue names. Cases needing signed batches or key
 //! identities (not built yet) are `#[ignore]`d with the reason, and
