@@ -6,8 +6,12 @@
 //! - [`opts`], [`open`]: database options with a deterministic clock, an
 //!   in-memory database;
 //! - [`hub::HubProcess`]: a real `outpost-hub serve` process (hub tests);
-//! - [`edge_toml`] (feature `hub`): one `[[edge]]` of a hub configuration.
+//! - [`edge_toml`] (feature `hub`): one `[[edge]]` of a hub configuration;
+//! - [`hostile`] (feature `hub`): a hostile replication client for the
+//!   attack catalogue (`hub/tests/attacks/`).
 
+#[cfg(feature = "hub")]
+pub mod hostile;
 pub mod hub;
 
 use std::path::{Path, PathBuf};

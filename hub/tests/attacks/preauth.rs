@@ -1,0 +1,293 @@
+//! Class 7: unauthenticated connections hold resources. A `Hello`
+//! deadline that nothing but `Hello` meets, a header-read timeout, a 64 KiB
+//! frame limit before authentication, connection caps, and `/status` and
+//! `/metrics` behind an admin token.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::*;
+
+/// The default Hello deadline (10 s) plus a margin.
+const DEADLINE: Duration = Duration::from_secs(14);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_before_hello_is_answered_instead_of_refused() {
+    let hub = Hub::start();
+    let mut c = hub.connect().await;
+    c.send(&Frame::Ping { nonce: 7 }).await.unwrap();
+    match c.recv().await {
+        Incoming::Frame(Frame::Error { code, .. }) => assert_eq!(code, "protocol"),
+        other => panic!("a Ping before Hello must be refused with Error(protocol): {other:?}"),
+    }
+    assert!(c.closes().await);
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_without_hello_outlives_the_hello_deadline() {
+    let hub = Hub::start();
+    let mut c = hub.connect().await;
+    c.timeout = DEADLINE;
+    let t = Instant::now();
+    let a = c.answer().await;
+    assert_error(&a, "timeout");
+    assert!(t.elapsed() < DEADLINE);
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_pings_before_hello_keep_a_connection_open() {
+    let hub = Hub::start();
+    let mut c = hub.connect().await;
+    c.timeout = Duration::from_millis(500);
+    let t = Instant::now();
+    let mut ended = None;
+    while t.elapsed() < DEADLINE {
+        if c.send(&Frame::Ping { nonce: 1 }).await.is_err() {
+            ended = Some(Answer::Closed("send failed".into()));
+            break;
+        }
+        match c.answer().await {
+            Answer::Timeout => {}
+            a if a.is_end() => {
+                ended = Some(a);
+                break;
+            }
+            Answer::Unexpected(f) if matches!(*f, Frame::Pong { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let a = ended.expect("the session must end before the deadline");
+    assert!(
+        a.is_error("protocol") || a.is_error("timeout") || matches!(a, Answer::Closed(_)),
+        "{a:?}"
+    );
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_pings_before_hello_keep_a_connection_open() {
+    let hub = Hub::start();
+    let mut c = hub.connect().await;
+    c.timeout = Duration::from_secs(1);
+    let t = Instant::now();
+    let ended = loop {
+        assert!(t.elapsed() < DEADLINE, "still open after {DEADLINE:?}");
+        if c.send_msg(Message::Ping(vec![1].into())).await.is_err() {
+            break Answer::Closed("send failed".into());
+        }
+        match c.answer().await {
+            Answer::Timeout => {}
+            a => break a,
+        }
+    };
+    assert!(
+        ended.is_error("timeout") || matches!(ended, Answer::Closed(_)),
+        "{ended:?}"
+    );
+    hub.finish().await;
+}
+
+/// Whether the hub closes `s` within [`DEADLINE`] (reads until EOF/error).
+fn closed_within_deadline(mut s: TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 4096];
+    while t.elapsed() < DEADLINE {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_http_header_is_never_timed_out() {
+    let hub = Hub::start();
+    let mut s = TcpStream::connect(hub.proc().addr()).unwrap();
+    s.write_all(b"GET /sync HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: web")
+        .unwrap();
+    let closed = tokio::task::spawn_blocking(move || closed_within_deadline(s))
+        .await
+        .unwrap();
+    assert!(closed, "a half-sent header held the connection open");
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_websocket_frame_before_hello_is_never_timed_out() {
+    let hub = Hub::start();
+    let mut s = TcpStream::connect(hub.proc().addr()).unwrap();
+    write!(
+        s,
+        "GET /sync HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        hub.proc().addr()
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "upgrade answer");
+        head.push(b[0]);
+    }
+    assert!(String::from_utf8_lossy(&head).contains(" 101 "));
+    // A binary frame, masked, 16-bit length: its header never completes.
+    s.write_all(&[0x82, 0xFE]).unwrap();
+    let closed = tokio::task::spawn_blocking(move || closed_within_deadline(s))
+        .await
+        .unwrap();
+    assert!(closed, "a half-sent frame held the connection open");
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_over_64_kib_is_read_and_processed_before_authentication() {
+    let hub = Hub::start();
+    let mut c = hub.connect().await;
+    let mut hello = Hostile::hello_frame("mallory", &"x".repeat(65_000), new_db_id(), 0);
+    if let Frame::Hello { database, .. } = &mut hello {
+        *database = "d".repeat(10_000);
+    }
+    let r = c.hello_with(hello).await;
+    let a = r.expect_err("no Welcome");
+    assert!(
+        a.is_end() && !a.is_error("unauthorized"),
+        "a first message over 64 KiB closes the connection unprocessed: {a:?}"
+    );
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_sockets_of_30_mib_before_hello_are_buffered_by_the_hub() {
+    let hub = Hub::start();
+    let before = hub.peak_rss_kib();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let url = hub.url();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Hostile::connect(&url).await.unwrap();
+            let _ = c.send_bytes(vec![0x01; 30 << 20]).await;
+            c.answer().await
+        }));
+    }
+    for t in tasks {
+        let a = t.await.unwrap();
+        assert!(a.is_end(), "{a:?}");
+    }
+    let grown = hub.peak_rss_kib().saturating_sub(before);
+    assert!(
+        grown < 96 * 1024,
+        "the hub's peak memory grew by {} MiB for 8 unauthenticated sockets",
+        grown / 1024
+    );
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_open_to_anyone() {
+    let hub = Hub::start();
+    let (code, body) = hub.get_with("/status", None);
+    assert_eq!(code, 401, "{body}");
+    assert!(!body.contains("mallory"));
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_open_to_anyone() {
+    let hub = Hub::start();
+    let (code, body) = hub.get_with("/metrics", None);
+    assert_eq!(code, 401, "{body}");
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_with_an_edge_token_or_a_wrong_admin_token_is_refused() {
+    let admin = format!(
+        "[admin]\ntoken_sha256 = {:?}\n",
+        outpost_hub::config::token_sha256_hex("admin-secret")
+    );
+    let hub = Hub::start_with(&[], &admin);
+    for bad in [Some("mallory-token"), Some("admin-secre"), Some(""), None] {
+        for path in ["/status", "/metrics"] {
+            let (code, _) = hub.get_with(path, bad);
+            assert_eq!(code, 401, "{path} with {bad:?}");
+        }
+    }
+    assert_eq!(hub.get_with("/status", Some("admin-secret")).0, 200);
+    assert_eq!(hub.get_with("/metrics", Some("admin-secret")).0, 200);
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_stays_open_and_tells_nothing_about_edges() {
+    let hub = Hub::start();
+    let (code, body) = hub.get_with("/healthz", None);
+    assert_eq!(code, 200);
+    for secret in ["mallory", "alice", "edges", "documents", "prefix"] {
+        assert!(!body.contains(secret), "{body}");
+    }
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_identity_and_wrong_token_tell_which_is_wrong() {
+    let hub = Hub::start();
+    let mut answers = Vec::new();
+    for (who, token) in [
+        ("nobody", "x"),
+        ("alice", "wrong"),
+        ("alice", "mallory-token"),
+    ] {
+        let mut c = hub.connect().await;
+        let a = c
+            .hello(who, token, new_db_id(), 0)
+            .await
+            .expect_err("refused");
+        answers.push(a);
+    }
+    assert_error(&answers[0], "unauthorized");
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[1], answers[2]);
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_flood_from_one_address_is_not_capped() {
+    // 300 WebSockets from 127.0.0.2 that never say Hello; meanwhile honest
+    // edges (from 127.0.0.1) must sync.
+    let hub = Hub::start();
+    let from: std::net::SocketAddr = "127.0.0.2:0".parse().unwrap();
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..300 {
+        match Hostile::connect_from(&hub.url(), Some(from)).await {
+            Ok(c) => held.push(c),
+            Err(_) => refused += 1,
+        }
+    }
+    // Over a cap the hub may also accept the upgrade, then end the session.
+    for c in held.iter_mut().rev().take(50) {
+        c.timeout = Duration::from_millis(100);
+        if c.answer().await.is_error("too_many_connections") {
+            refused += 1;
+        }
+    }
+    hub.assert_honest_edges_unaffected().await;
+    assert!(
+        refused > 0,
+        "300 connections from one address were all accepted"
+    );
+    drop(held);
+    hub.finish().await;
+}

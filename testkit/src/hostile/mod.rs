@@ -1,0 +1,589 @@
+//! A hostile replication client: it speaks the real protocol
+//! (docs/protocol.md) over a real WebSocket, but sends whatever a test
+//! tells it to (any frame, any bytes, documents with any change vector,
+//! collection, timestamp or body) and reports the hub's answer as a typed
+//! [`Answer`]. Every receive is bounded ([`Hostile::timeout`], a few
+//! seconds by default), so no attack test can hang.
+//!
+//! ```text
+//! let mut m = Hostile::connect(&url).await?;
+//! let w = m.hello("mallory", "mallory-token", DbId::random(), 0).await?;
+//! m.pull(true).await?;                       // Changes … Live, acknowledged
+//! let a = m.push(vec![doc("shared/x", "Cards", live(&[(m.db_id, 1)], b"{}"))]).await;
+//! assert!(a.is_rejected("forged_change_vector"));
+//! ```
+
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use outpost::DbId;
+use outpost::sync::{Frame, WireDoc, WireGrant};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub use raw::{RawDoc, RawVer, cv, doc, docv, live, new_db_id, now_ms, push_frame, tombstone};
+
+/// The default bound of one receive.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the hub answered (to a push, a hello, or anything else awaited).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// `Welcome`: the session is open.
+    Welcome(Welcome),
+    /// `PushAck`.
+    PushAck {
+        /// Its `upto`.
+        upto: u64,
+        /// Versions applied.
+        applied: u32,
+        /// Conflicts kept.
+        conflicts: u32,
+        /// Conflicts resolved.
+        resolved: u32,
+    },
+    /// `PushRejected`.
+    PushRejected {
+        /// Its `upto`.
+        upto: u64,
+        /// Stable code.
+        code: String,
+        /// The document named.
+        id: String,
+        /// The rule.
+        rule: String,
+        /// The message.
+        message: String,
+    },
+    /// `Error` (the hub then closes).
+    Error {
+        /// Stable code.
+        code: String,
+        /// The message.
+        message: String,
+    },
+    /// The connection ended without an `Error` frame (close, EOF, reset).
+    Closed(String),
+    /// Nothing came within the bound.
+    Timeout,
+    /// A frame that was not expected here.
+    Unexpected(Box<Frame>),
+    /// Bytes from the hub that do not decode as a frame.
+    Undecodable(String),
+}
+
+impl Answer {
+    /// Whether this is `PushRejected` with `code`.
+    pub fn is_rejected(&self, code: &str) -> bool {
+        matches!(self, Answer::PushRejected { code: c, .. } if c == code)
+    }
+
+    /// Whether this is `Error` with `code`.
+    pub fn is_error(&self, code: &str) -> bool {
+        matches!(self, Answer::Error { code: c, .. } if c == code)
+    }
+
+    /// The code of a `PushRejected` or `Error`.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Answer::PushRejected { code, .. } | Answer::Error { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The document id of a `PushRejected`.
+    pub fn rejected_id(&self) -> Option<&str> {
+        match self {
+            Answer::PushRejected { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// `(applied, conflicts, resolved)` of a `PushAck`.
+    pub fn ack_counts(&self) -> Option<(u32, u32, u32)> {
+        match self {
+            Answer::PushAck {
+                applied,
+                conflicts,
+                resolved,
+                ..
+            } => Some((*applied, *conflicts, *resolved)),
+            _ => None,
+        }
+    }
+
+    /// Whether the session ended (an `Error` or a closed connection).
+    pub fn is_end(&self) -> bool {
+        matches!(self, Answer::Error { .. } | Answer::Closed(_))
+    }
+}
+
+/// What `Welcome` said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Welcome {
+    /// Protocol version chosen.
+    pub version: u16,
+    /// The hub database's id.
+    pub hub_db_id: DbId,
+    /// The hub's push checkpoint for this device.
+    pub push_checkpoint: u64,
+    /// The hub's last etag.
+    pub hub_last_etag: u64,
+    /// Documents pending in the initial phase.
+    pub pending: u64,
+    /// The grant (version 2).
+    pub grant: Option<WireGrant>,
+}
+
+/// One received frame, or why there was none.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A decoded frame.
+    Frame(Frame),
+    /// The connection ended (close frame, EOF, error).
+    Closed(String),
+    /// Nothing within the bound.
+    Timeout,
+    /// Bytes that do not decode.
+    Undecodable(String),
+}
+
+/// A hostile client on one WebSocket.
+pub struct Hostile {
+    ws: WebSocketStream<TcpStream>,
+    /// The bound of one receive.
+    pub timeout: Duration,
+    /// The database id stated in `Hello` (random until then).
+    pub db_id: DbId,
+    /// What `Welcome` said, once it came.
+    pub welcome: Option<Welcome>,
+    /// Documents received in `Changes`, by id (the latest copy).
+    pub received: BTreeMap<String, WireDoc>,
+    /// `Changes` frames received so far.
+    pub changes_frames: usize,
+    /// Highest `upto` acknowledged.
+    pub acked: u64,
+    /// Highest `upto` received (Changes or Live).
+    pub seen_upto: u64,
+    /// Whether `Live` came.
+    pub live: bool,
+    /// Acknowledge `Changes` while waiting for other answers.
+    pub auto_ack: bool,
+    /// Edge etag of the next push's `upto`.
+    pub push_upto: u64,
+}
+
+impl std::fmt::Debug for Hostile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hostile")
+            .field("db_id", &self.db_id.to_string())
+            .field("welcome", &self.welcome)
+            .field("received", &self.received.len())
+            .field("acked", &self.acked)
+            .finish()
+    }
+}
+
+/// `ws://host:port/sync` → `host:port`.
+fn addr_of(url: &str) -> Result<SocketAddr, String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("{url:?}: only ws:// here"))?;
+    let hp = rest.split('/').next().unwrap_or_default();
+    hp.parse().map_err(|e| format!("{hp:?}: {e}"))
+}
+
+impl Hostile {
+    /// Opens a WebSocket to `url` (`ws://127.0.0.1:PORT/sync`) with 64 MiB
+    /// message limits on this side (the hub's are what is tested).
+    pub async fn connect(url: &str) -> Result<Hostile, String> {
+        Self::connect_from(url, None).await
+    }
+
+    /// Like [`Hostile::connect`], from a chosen local address (for example
+    /// `127.0.0.2`, so a flood has its own peer address).
+    pub async fn connect_from(url: &str, local: Option<SocketAddr>) -> Result<Hostile, String> {
+        let addr = addr_of(url)?;
+        let sock = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        if let Some(l) = local {
+            sock.bind(l).map_err(|e| format!("bind {l}: {e}"))?;
+        }
+        let tcp = tokio::time::timeout(RECV_TIMEOUT, sock.connect(addr))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let cfg = WebSocketConfig::default()
+            .max_message_size(Some(64 << 20))
+            .max_frame_size(Some(64 << 20));
+        let (ws, _) = tokio::time::timeout(
+            RECV_TIMEOUT,
+            tokio_tungstenite::client_async_with_config(url, tcp, Some(cfg)),
+        )
+        .await
+        .map_err(|_| "WebSocket handshake timed out".to_string())?
+        .map_err(|e| format!("WebSocket handshake: {e}"))?;
+        Ok(Hostile {
+            ws,
+            timeout: RECV_TIMEOUT,
+            db_id: DbId::random(),
+            welcome: None,
+            received: BTreeMap::new(),
+            changes_frames: 0,
+            acked: 0,
+            seen_upto: 0,
+            live: false,
+            auto_ack: true,
+            push_upto: 0,
+        })
+    }
+
+    /// Sends one binary message of arbitrary bytes.
+    pub async fn send_bytes(&mut self, b: Vec<u8>) -> Result<(), String> {
+        self.send_msg(Message::Binary(b.into())).await
+    }
+
+    /// Sends one WebSocket message as is (text, ping, close…).
+    pub async fn send_msg(&mut self, m: Message) -> Result<(), String> {
+        tokio::time::timeout(RECV_TIMEOUT * 4, self.ws.send(m))
+            .await
+            .map_err(|_| "send timed out".to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends a frame through the real encoder.
+    pub async fn send(&mut self, f: &Frame) -> Result<(), String> {
+        self.send_bytes(f.encode()).await
+    }
+
+    /// Receives one frame (bounded by [`Hostile::timeout`]); answers the
+    /// hub's WebSocket pings, skips pongs.
+    pub async fn recv(&mut self) -> Incoming {
+        loop {
+            let next = match tokio::time::timeout(self.timeout, self.ws.next()).await {
+                Err(_) => return Incoming::Timeout,
+                Ok(n) => n,
+            };
+            match next {
+                None => return Incoming::Closed("end of stream".into()),
+                Some(Err(e)) => return Incoming::Closed(e.to_string()),
+                Some(Ok(Message::Close(c))) => return Incoming::Closed(format!("close {c:?}")),
+                Some(Ok(Message::Binary(b))) => {
+                    return match Frame::decode(&b, usize::MAX) {
+                        Ok(f) => Incoming::Frame(f),
+                        Err(e) => Incoming::Undecodable(e.to_string()),
+                    };
+                }
+                Some(Ok(Message::Text(t))) => {
+                    return Incoming::Undecodable(format!("text message {t:?}"));
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The `Hello` frame of this client (protocol 1 to 2, database `main`).
+    pub fn hello_frame(identity: &str, token: &str, db_id: DbId, pull_checkpoint: u64) -> Frame {
+        Frame::Hello {
+            min_version: 1,
+            max_version: 2,
+            db_id,
+            database: "main".into(),
+            identity: identity.into(),
+            credential: token.into(),
+            pull_checkpoint,
+            checkpoint_hub: DbId([0; 16]),
+        }
+    }
+
+    /// Connects and says `Hello` like an honest client that backs off: a
+    /// refusal over a connection cap (`too_many_connections`, or an upgrade
+    /// refused while a previous session of the identity is still being torn
+    /// down) is retried every 100 ms for up to `within`. Any other refusal
+    /// is returned at once.
+    pub async fn connect_hello(
+        url: &str,
+        identity: &str,
+        token: &str,
+        db_id: DbId,
+        within: Duration,
+    ) -> Result<Hostile, Answer> {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            let last = match Hostile::connect(url).await {
+                Ok(mut h) => match h.hello(identity, token, db_id, 0).await {
+                    Ok(_) => return Ok(h),
+                    Err(a) if a.is_error("too_many_connections") => a,
+                    Err(a) => return Err(a),
+                },
+                Err(e) => Answer::Closed(e),
+            };
+            if tokio::time::Instant::now() >= end {
+                return Err(last);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends `Hello` and waits for `Welcome`; any other answer is the error.
+    pub async fn hello(
+        &mut self,
+        identity: &str,
+        token: &str,
+        db_id: DbId,
+        pull_checkpoint: u64,
+    ) -> Result<Welcome, Answer> {
+        self.hello_with(Self::hello_frame(identity, token, db_id, pull_checkpoint))
+            .await
+    }
+
+    /// Sends a prepared `Hello` (any checkpoint hub, versions…) and waits
+    /// for `Welcome`.
+    pub async fn hello_with(&mut self, hello: Frame) -> Result<Welcome, Answer> {
+        if let Frame::Hello { db_id, .. } = &hello {
+            self.db_id = *db_id;
+        }
+        if let Err(e) = self.send(&hello).await {
+            return Err(Answer::Closed(e));
+        }
+        match self.answer().await {
+            Answer::Welcome(w) => Ok(w),
+            other => Err(other),
+        }
+    }
+
+    /// Waits for the next answer: `Welcome`, `PushAck`, `PushRejected`,
+    /// `Error`, the end of the connection or the bound. `Changes` and
+    /// `Live` meanwhile are recorded (and acknowledged if
+    /// [`Hostile::auto_ack`]); the hub's `Ping`s are answered.
+    pub async fn answer(&mut self) -> Answer {
+        loop {
+            match self.recv().await {
+                Incoming::Timeout => return Answer::Timeout,
+                Incoming::Closed(why) => return Answer::Closed(why),
+                Incoming::Undecodable(e) => return Answer::Undecodable(e),
+                Incoming::Frame(f) => {
+                    if let Some(a) = self.take(f).await {
+                        return a;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one frame; `Some` when it is an answer.
+    async fn take(&mut self, f: Frame) -> Option<Answer> {
+        match f {
+            Frame::Welcome {
+                version,
+                hub_db_id,
+                push_checkpoint,
+                hub_last_etag,
+                pending,
+                grant,
+                ..
+            } => {
+                let w = Welcome {
+                    version,
+                    hub_db_id,
+                    push_checkpoint,
+                    hub_last_etag,
+                    pending,
+                    grant,
+                };
+                self.push_upto = push_checkpoint;
+                self.welcome = Some(w.clone());
+                Some(Answer::Welcome(w))
+            }
+            Frame::Changes { upto, docs } => {
+                self.changes_frames += 1;
+                self.seen_upto = self.seen_upto.max(upto);
+                for d in docs {
+                    self.received.insert(d.id.clone(), d);
+                }
+                if self.auto_ack {
+                    self.acked = upto;
+                    if let Err(e) = self.send(&Frame::ChangesAck { upto }).await {
+                        return Some(Answer::Closed(e));
+                    }
+                }
+                None
+            }
+            Frame::Live { upto } => {
+                self.live = true;
+                self.seen_upto = self.seen_upto.max(upto);
+                None
+            }
+            Frame::Ping { nonce } => {
+                if let Err(e) = self.send(&Frame::Pong { nonce }).await {
+                    return Some(Answer::Closed(e));
+                }
+                None
+            }
+            Frame::Pong { .. } => None,
+            Frame::PushAck {
+                upto,
+                applied,
+                conflicts,
+                resolved,
+            } => Some(Answer::PushAck {
+                upto,
+                applied,
+                conflicts,
+                resolved,
+            }),
+            Frame::PushRejected {
+                upto,
+                code,
+                id,
+                rule,
+                message,
+            } => Some(Answer::PushRejected {
+                upto,
+                code,
+                id,
+                rule,
+                message,
+            }),
+            Frame::Error { code, message } => Some(Answer::Error { code, message }),
+            other => Some(Answer::Unexpected(Box::new(other))),
+        }
+    }
+
+    /// Receives until `Live` (acknowledging each `Changes` if `ack`).
+    /// `Err` with the answer that stopped it (an `Error`, the end, the
+    /// bound, or an undecodable frame).
+    pub async fn pull(&mut self, ack: bool) -> Result<(), Answer> {
+        let keep = self.auto_ack;
+        self.auto_ack = ack;
+        let r = loop {
+            if self.live {
+                break Ok(());
+            }
+            match self.recv().await {
+                Incoming::Timeout => break Err(Answer::Timeout),
+                Incoming::Closed(why) => break Err(Answer::Closed(why)),
+                Incoming::Undecodable(e) => break Err(Answer::Undecodable(e)),
+                Incoming::Frame(f) => {
+                    if let Some(a) = self.take(f).await {
+                        break Err(a);
+                    }
+                }
+            }
+        };
+        self.auto_ack = keep;
+        r
+    }
+
+    /// Receives for `d` (acknowledging as [`Hostile::auto_ack`] says):
+    /// live changes that arrive meanwhile. `Err` if the session ended.
+    pub async fn drain_for(&mut self, d: Duration) -> Result<(), Answer> {
+        let keep = self.timeout;
+        let end = tokio::time::Instant::now() + d;
+        let r = loop {
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break Ok(());
+            }
+            self.timeout = left;
+            match self.recv().await {
+                Incoming::Timeout => break Ok(()),
+                Incoming::Closed(why) => break Err(Answer::Closed(why)),
+                Incoming::Undecodable(e) => break Err(Answer::Undecodable(e)),
+                Incoming::Frame(f) => {
+                    if let Some(a) = self.take(f).await {
+                        break Err(a);
+                    }
+                }
+            }
+        };
+        self.timeout = keep;
+        r
+    }
+
+    /// Pushes `docs` (through the real encoder) with the next `upto` and
+    /// waits for the answer.
+    pub async fn push(&mut self, docs: Vec<WireDoc>) -> Answer {
+        self.push_upto += 1;
+        let f = Frame::Push {
+            upto: self.push_upto,
+            docs,
+        };
+        if let Err(e) = self.send(&f).await {
+            return Answer::Closed(e);
+        }
+        self.answer().await
+    }
+
+    /// Sends raw bytes as one message and waits for the answer.
+    pub async fn push_bytes(&mut self, b: Vec<u8>) -> Answer {
+        if let Err(e) = self.send_bytes(b).await {
+            return Answer::Closed(e);
+        }
+        self.answer().await
+    }
+
+    /// Pushes raw documents ([`RawDoc`]) and waits for the answer.
+    pub async fn push_raw(&mut self, docs: &[RawDoc]) -> Answer {
+        self.push_upto += 1;
+        let b = push_frame(self.push_upto, docs, None);
+        self.push_bytes(b).await
+    }
+
+    /// Waits for the session to end: the `Error` or closing that ends it
+    /// (frames meanwhile are handled as in [`Hostile::answer`]), `Timeout`
+    /// if it is still open after the bound.
+    pub async fn until_end(&mut self) -> Answer {
+        loop {
+            let a = self.answer().await;
+            match a {
+                Answer::PushAck { .. } | Answer::PushRejected { .. } | Answer::Welcome(_) => {
+                    continue;
+                }
+                Answer::Unexpected(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether the hub closes the connection within the bound after an
+    /// answer (reads and drops anything until then).
+    pub async fn closes(&mut self) -> bool {
+        loop {
+            match self.recv().await {
+                Incoming::Closed(_) => return true,
+                Incoming::Timeout => return false,
+                _ => continue,
+            }
+        }
+    }
+
+    /// The hub's db id from `Welcome` (panics before it).
+    pub fn hub_db_id(&self) -> DbId {
+        self.welcome.as_ref().expect("Welcome").hub_db_id
+    }
+
+    /// The hub's last etag from `Welcome` (panics before it).
+    pub fn hub_last_etag(&self) -> u64 {
+        self.welcome.as_ref().expect("Welcome").hub_last_etag
+    }
+
+    /// Closes the WebSocket (best effort).
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+    }
+}
+
+/// The body bytes of the first version of `d` as text (lossy).
+pub fn body_text(d: &WireDoc) -> String {
+    d.versions
+        .first()
+        .map(|v| String::from_utf8_lossy(&v.body).into_owned())
+        .unwrap_or_default()
+}
