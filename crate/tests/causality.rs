@@ -54,6 +54,7 @@ fn guard(identity: &str, device: DbId, seen_upto: u64) -> Arc<PushGuard> {
         source: format!("edge:{identity}/{device}"),
         seen_upto,
         policies: policies(),
+        relay: false,
     })
 }
 

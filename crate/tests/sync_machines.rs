@@ -23,6 +23,7 @@ fn grant() -> Grant {
         identity: "laptop".into(),
         read: Prefixes::parse(&["notes/".into()]).unwrap(),
         write: Prefixes::parse(&["notes/".into()]).unwrap(),
+        relay: false,
         policies: HashMap::new(),
         default_policy: ConflictPolicy::Latest,
     }

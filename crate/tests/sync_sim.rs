@@ -118,6 +118,7 @@ fn grant(i: usize) -> Grant {
         identity: format!("edge{i}"),
         read,
         write,
+        relay: false,
         policies,
         default_policy: ConflictPolicy::Manual,
     }

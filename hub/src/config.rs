@@ -192,6 +192,10 @@ pub struct EdgeAccess {
     pub read: Prefixes,
     /// Id prefixes it may write (edge to hub).
     pub write: Prefixes,
+    /// Whether it is a hub relaying its own edges' writes (`relay = true`):
+    /// it may introduce database ids other than its own
+    /// (`docs/security.md`, "Causality").
+    pub relay: bool,
 }
 
 impl fmt::Debug for EdgeAccess {
@@ -201,6 +205,7 @@ impl fmt::Debug for EdgeAccess {
             .field("database", &self.database)
             .field("read", &self.read)
             .field("write", &self.write)
+            .field("relay", &self.relay)
             .finish_non_exhaustive()
     }
 }
@@ -284,6 +289,8 @@ struct RawEdge {
     read: Vec<String>,
     #[serde(default)]
     write: Vec<String>,
+    #[serde(default)]
+    relay: bool,
 }
 
 #[derive(Deserialize)]
@@ -416,6 +423,7 @@ impl Config {
                 database: e.database,
                 read,
                 write,
+                relay: e.relay,
             });
         }
 

@@ -56,6 +56,7 @@ pub fn grant_for(config: &Config, identity: &str, database: &str) -> Option<Gran
         identity: e.name.clone(),
         read: e.read.clone(),
         write: e.write.clone(),
+        relay: e.relay,
         policies: db
             .conflicts
             .collections()

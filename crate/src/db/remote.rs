@@ -7,8 +7,10 @@
 //! The rules, for a document pushed under a [`PushGuard`]:
 //! - every change-vector entry of another database is within what this
 //!   database holds for it, unless the pushing peer owns that id
-//!   ([`super::origins`]); the hub's own entry is within what the session
-//!   was delivered; the device's id is not another peer's;
+//!   ([`super::origins`]) or is a relay (a hub pushing its own edges'
+//!   writes) introducing an id nobody owns yet; the hub's own entry is
+//!   within what the session was delivered; the device's id is not another
+//!   peer's;
 //! - the policy is that of the stored document's collection; a pushed
 //!   collection replaces it only in an informed edit (one that supersedes
 //!   what the edge was delivered);
@@ -94,13 +96,15 @@ async fn check_entries<S: PageStore>(
     versions: &[RawVersion],
     own: DbId,
 ) -> Result<(), Error> {
-    let mine = |o: &Origin| o.owner.is_none() || o.owner.as_deref() == Some(g.owner.as_str());
+    let mine = |o: &Origin| o.owner.as_deref() == Some(g.owner.as_str());
     if g.device == own {
         return Err(refused(Refusal::DbIdTaken { db: g.device }));
     }
     match origins::get(ctx, &g.device).await? {
-        Some(o) if !mine(&o) => return Err(refused(Refusal::DbIdTaken { db: g.device })),
-        Some(o) if o.owner.is_some() => {}
+        Some(o) if mine(&o) => {}
+        Some(o) if o.owner.is_some() => {
+            return Err(refused(Refusal::DbIdTaken { db: g.device }));
+        }
         other => {
             let mut o = other.unwrap_or_default();
             o.owner = Some(g.owner.clone());
@@ -111,10 +115,15 @@ async fn check_entries<S: PageStore>(
         for &(db, claimed) in v.change_vector.entries() {
             let held = if db == own {
                 g.seen_upto
+            } else if db == g.device {
+                continue;
             } else {
                 match origins::get(ctx, &db).await? {
-                    Some(o) if !mine(&o) => o.high_water,
-                    _ => continue,
+                    Some(o) if mine(&o) => continue,
+                    // A relay introduces the ids of the edges behind it.
+                    Some(o) if o.owner.is_none() && g.relay => continue,
+                    None if g.relay => continue,
+                    o => o.map_or(0, |o| o.high_water),
                 }
             };
             if claimed > held {

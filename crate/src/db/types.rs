@@ -139,6 +139,10 @@ pub struct PushGuard {
     pub seen_upto: u64,
     /// The conflict policy of each collection.
     pub policies: Policies,
+    /// Whether the pusher is a hub relaying its own edges' writes: it may
+    /// introduce database ids nobody owns yet (they become its own). Any
+    /// other edge may raise only its own device's entry.
+    pub relay: bool,
 }
 
 /// Why a hub refused a pushed document inside the transaction that would
@@ -194,7 +198,9 @@ pub enum Refusal {
         /// The document.
         id: String,
     },
-    /// The pushing device's database id belongs to another peer.
+    /// The pushing device's database id belongs to another peer (its
+    /// wire code is `forged_change_vector`: the versions claim another
+    /// peer's entry).
     #[error("database id {db} belongs to another peer")]
     DbIdTaken {
         /// The database id.
@@ -211,7 +217,7 @@ impl Refusal {
             Refusal::ChangeVectorTooLarge { .. } => "change_vector_too_large",
             Refusal::ForgedEntry { .. } => "forged_change_vector",
             Refusal::UnseenVersion { .. } => "unseen_version",
-            Refusal::DbIdTaken { .. } => "db_id_taken",
+            Refusal::DbIdTaken { .. } => "forged_change_vector",
         }
     }
 

@@ -35,6 +35,9 @@ pub struct Grant {
     pub read: Prefixes,
     /// Prefixes it may write.
     pub write: Prefixes,
+    /// Whether it is a hub relaying its own edges' writes: it may introduce
+    /// database ids other than its own device's.
+    pub relay: bool,
     /// Conflict policy per collection (lowercase name).
     pub policies: HashMap<String, ConflictPolicy>,
     /// Policy of other collections and of documents without one.
@@ -671,6 +674,7 @@ impl HubSession {
                             source: source.clone(),
                             seen_upto: self.seen_upto,
                             policies: self.policies.clone(),
+                            relay: g.relay,
                         });
                         let docs: Vec<(RemoteDoc, bool)> = docs
                             .into_iter()

@@ -17,7 +17,7 @@ use crate::sync::hub::MAX_PUSH_DOCS;
 
 /// Every wire code a [`Violation`] can have (the `code` column of
 /// `docs/protocol.md` §5).
-pub const VIOLATION_CODES: [&str; 12] = [
+pub const VIOLATION_CODES: [&str; 11] = [
     "invalid_id",
     "write_denied",
     "duplicate_id",
@@ -29,7 +29,6 @@ pub const VIOLATION_CODES: [&str; 12] = [
     "document_too_large",
     "change_vector_too_large",
     "unseen_version",
-    "db_id_taken",
 ];
 
 /// A rule of `docs/protocol.md` §5 broken by a pushed batch; the hub refuses
