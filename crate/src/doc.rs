@@ -72,12 +72,11 @@ pub fn validate_collection(name: &str) -> Result<(), InputError> {
     Ok(())
 }
 
-/// Whether `body` is the JSON text of an object (syntax checked, nothing built).
+/// Whether `body` passes the strict body check
+/// ([`crate::body::check_body`]: a JSON object readers can parse back); use
+/// `check_body` itself to learn which rule a body breaks.
 pub fn is_json_object(body: &[u8]) -> bool {
-    body.iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|&b| b == b'{')
-        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+    crate::body::check_body(body).is_ok()
 }
 
 /// Index key for an id: ids are case-insensitive (stored as given, looked up

@@ -1,0 +1,915 @@
+//! The strict check of a document body, exactly as readers parse it.
+//!
+//! Every body the engine stores (a local put, a version received from a
+//! peer) must be the JSON text of an object that any reader can parse back:
+//! - a JSON object at top level, nothing but whitespace after it;
+//! - nesting (arrays and objects) at most [`MAX_DEPTH`] deep;
+//! - valid UTF-8 everywhere, and no lone surrogate escape (`"\ud800"` alone,
+//!   `"\udc00"` alone, a high surrogate not followed by a low one);
+//! - every number within the range of an `f64` (`1e400` is refused; a big
+//!   integer that converts to a finite `f64` is fine);
+//! - no duplicate key in any object, keys compared after unescaping
+//!   (`{"a":1,"\u0061":2}` is a duplicate: the lesson of CouchDB's
+//!   CVE-2017-12635, where two parsers disagreed on which duplicate wins).
+//!
+//! [`check_body`] is one iterative pass over the bytes: it never recurses
+//! (a body nested 100,000 deep is refused at depth 65 without growing the
+//! stack) and allocates nothing per scalar (keys are hashed in place; only
+//! a key with escapes is unescaped, into a reused buffer).
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+
+/// Deepest nesting of arrays and objects a body may have (the top-level
+/// object counts as 1).
+pub const MAX_DEPTH: usize = 64;
+
+/// Why a body was refused by [`check_body`]. Offsets are byte offsets into
+/// the body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// The body is not a JSON object at top level (empty, an array, a string...).
+    #[error("the body is not a JSON object (byte {offset})")]
+    NotObject {
+        /// Where the first non-whitespace byte is (or the length if none).
+        offset: usize,
+    },
+    /// The body is not JSON text.
+    #[error("JSON syntax error at byte {offset}: {what}")]
+    Syntax {
+        /// Where the error is.
+        offset: usize,
+        /// What was expected or found.
+        what: &'static str,
+    },
+    /// Arrays and objects nested deeper than [`MAX_DEPTH`].
+    #[error("nesting deeper than {max} at byte {offset}", max = MAX_DEPTH)]
+    TooDeep {
+        /// Where the container that goes too deep opens.
+        offset: usize,
+    },
+    /// Bytes that are not UTF-8.
+    #[error("invalid UTF-8 at byte {offset}")]
+    InvalidUtf8 {
+        /// The first byte that is not valid UTF-8.
+        offset: usize,
+    },
+    /// A `\uD800`-`\uDFFF` escape that is not half of a surrogate pair.
+    #[error("lone surrogate escape at byte {offset}")]
+    LoneSurrogate {
+        /// Where the escape starts.
+        offset: usize,
+    },
+    /// A number outside the range of an `f64` (it would read as infinity).
+    #[error("number out of the f64 range at byte {offset}")]
+    NumberOutOfRange {
+        /// Where the number starts.
+        offset: usize,
+    },
+    /// The same key twice in one object (compared after unescaping).
+    #[error("duplicate key {key:?} at byte {offset}")]
+    DuplicateKey {
+        /// The key (unescaped, lossy, clipped to 64 characters).
+        key: String,
+        /// Where its second occurrence starts.
+        offset: usize,
+    },
+}
+
+impl BodyError {
+    /// The rule the body broke, a stable snake_case name (for refusals on
+    /// the wire and in logs).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            BodyError::NotObject { .. } => "not_object",
+            BodyError::Syntax { .. } => "syntax",
+            BodyError::TooDeep { .. } => "too_deep",
+            BodyError::InvalidUtf8 { .. } => "invalid_utf8",
+            BodyError::LoneSurrogate { .. } => "lone_surrogate",
+            BodyError::NumberOutOfRange { .. } => "number_out_of_range",
+            BodyError::DuplicateKey { .. } => "duplicate_key",
+        }
+    }
+}
+
+/// Checks that `body` is the JSON text of an object that readers can parse
+/// back (see the module documentation for the rules).
+pub fn check_body(body: &[u8]) -> Result<(), BodyError> {
+    // Outside strings JSON is ASCII, so one validation of the whole text
+    // covers every string's content.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(BodyError::InvalidUtf8 {
+            offset: e.valid_up_to(),
+        });
+    }
+    let mut c = Checker {
+        b: body,
+        i: 0,
+        stack: Vec::with_capacity(16),
+        objs: 0,
+        frames: Vec::new(),
+        scratch: Vec::new(),
+        hasher: RandomState::new(),
+    };
+    c.skip_ws();
+    if c.peek() != Some(b'{') {
+        return Err(BodyError::NotObject { offset: c.i });
+    }
+    c.run()
+}
+
+/// What is open at one nesting level.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Object,
+    Array,
+}
+
+/// The keys seen so far in one open object (reused between objects at the
+/// same depth).
+#[derive(Default)]
+struct KeyFrame {
+    /// Hashes of the unescaped keys.
+    hashes: HashSet<u64, IdentityHash>,
+    /// Where each key's string starts (the opening quote), for the exact
+    /// comparison when two hashes agree.
+    starts: Vec<usize>,
+}
+
+/// A hasher for keys that are already hashes.
+#[derive(Default, Clone, Copy)]
+struct IdentityHash;
+
+impl BuildHasher for IdentityHash {
+    type Hasher = IdentityHasher;
+    fn build_hasher(&self) -> IdentityHasher {
+        IdentityHasher(0)
+    }
+}
+
+/// See [`IdentityHash`].
+struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+struct Checker<'a> {
+    b: &'a [u8],
+    i: usize,
+    /// Open containers, innermost last (at most [`MAX_DEPTH`]).
+    stack: Vec<Open>,
+    /// Objects among `stack`.
+    objs: usize,
+    /// Key frames of the open objects, by object depth (reused).
+    frames: Vec<KeyFrame>,
+    /// Buffer for unescaping a key.
+    scratch: Vec<u8>,
+    /// Keyed hashing of keys (random keys: no crafted collisions).
+    hasher: RandomState,
+}
+
+fn syntax(offset: usize, what: &'static str) -> BodyError {
+    BodyError::Syntax { offset, what }
+}
+
+impl Checker<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), BodyError> {
+        self.skip_ws();
+        if self.peek() == Some(byte) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(syntax(self.i, what))
+        }
+    }
+
+    /// Opens a container at `self.i` (the `{` or `[`).
+    fn open(&mut self, kind: Open) -> Result<(), BodyError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(BodyError::TooDeep { offset: self.i });
+        }
+        self.stack.push(kind);
+        self.i += 1;
+        if kind == Open::Object {
+            self.objs += 1;
+            let n = self.objs;
+            if self.frames.len() < n {
+                self.frames.push(KeyFrame::default());
+            } else {
+                let f = &mut self.frames[n - 1];
+                f.hashes.clear();
+                f.starts.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole body, from its opening `{`.
+    fn run(&mut self) -> Result<(), BodyError> {
+        // `true`: a value is expected next; `false`: a value just ended.
+        let mut want_value = true;
+        loop {
+            if want_value {
+                self.skip_ws();
+                let at = self.i;
+                match self.peek() {
+                    Some(b'{') => {
+                        self.open(Open::Object)?;
+                        self.skip_ws();
+                        if self.peek() == Some(b'}') {
+                            self.i += 1;
+                            self.close();
+                            want_value = false;
+                        } else {
+                            self.key()?;
+                        }
+                        continue;
+                    }
+                    Some(b'[') => {
+                        self.open(Open::Array)?;
+                        self.skip_ws();
+                        if self.peek() == Some(b']') {
+                            self.i += 1;
+                            self.close();
+                            want_value = false;
+                        }
+                        continue;
+                    }
+                    Some(b'"') => {
+                        self.string()?;
+                    }
+                    Some(b't') => self.literal(b"true")?,
+                    Some(b'f') => self.literal(b"false")?,
+                    Some(b'n') => self.literal(b"null")?,
+                    Some(b'-' | b'0'..=b'9') => self.number()?,
+                    None => return Err(syntax(at, "unexpected end of the body")),
+                    Some(_) => return Err(syntax(at, "expected a value")),
+                }
+                want_value = false;
+                continue;
+            }
+            // After a value: a separator, the end of a container, or the end.
+            self.skip_ws();
+            let at = self.i;
+            match (self.stack.last(), self.peek()) {
+                (None, None) => return Ok(()),
+                (None, Some(_)) => return Err(syntax(at, "trailing characters after the object")),
+                (Some(Open::Object), Some(b',')) => {
+                    self.i += 1;
+                    self.key()?;
+                    want_value = true;
+                }
+                (Some(Open::Array), Some(b',')) => {
+                    self.i += 1;
+                    want_value = true;
+                }
+                (Some(Open::Object), Some(b'}')) | (Some(Open::Array), Some(b']')) => {
+                    self.i += 1;
+                    self.close();
+                }
+                (Some(_), None) => return Err(syntax(at, "unexpected end of the body")),
+                (Some(Open::Object), Some(_)) => return Err(syntax(at, "expected ',' or '}'")),
+                (Some(Open::Array), Some(_)) => return Err(syntax(at, "expected ',' or ']'")),
+            }
+        }
+    }
+
+    /// Closes the innermost container (its closing byte was consumed).
+    fn close(&mut self) {
+        if self.stack.pop() == Some(Open::Object) {
+            self.objs -= 1;
+        }
+    }
+
+    /// A key of the innermost object and its `:`; checks it is not a duplicate.
+    fn key(&mut self) -> Result<(), BodyError> {
+        self.skip_ws();
+        let start = self.i;
+        if self.peek() != Some(b'"') {
+            return Err(syntax(start, "expected a key string"));
+        }
+        let escaped = self.string()?;
+        let h = if escaped {
+            let mut s = std::mem::take(&mut self.scratch);
+            unescape(&self.b[start..self.i], &mut s);
+            let h = self.hasher.hash_one(s.as_slice());
+            self.scratch = s;
+            h
+        } else {
+            self.hasher.hash_one(&self.b[start + 1..self.i - 1])
+        };
+        let n = self.objs;
+        let b = self.b;
+        let f = &mut self.frames[n - 1];
+        if !f.hashes.insert(h) {
+            // Same hash: compare exactly with the earlier keys (rare).
+            let mine = unescaped(&b[start..self.i]);
+            for &s in &f.starts {
+                let end = string_end(b, s);
+                if unescaped(&b[s..end]) == mine {
+                    let key: String = String::from_utf8_lossy(&mine).chars().take(64).collect();
+                    return Err(BodyError::DuplicateKey { key, offset: start });
+                }
+            }
+        }
+        f.starts.push(start);
+        self.expect(b':', "expected ':' after a key")
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), BodyError> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(syntax(self.i, "invalid literal"))
+        }
+    }
+
+    /// A string from its opening quote; returns whether it holds escapes.
+    fn string(&mut self) -> Result<bool, BodyError> {
+        self.i += 1;
+        let mut escaped = false;
+        loop {
+            let Some(&c) = self.b.get(self.i) else {
+                return Err(syntax(self.i, "unterminated string"));
+            };
+            match c {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(escaped);
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.escape()?;
+                }
+                0..=0x1f => return Err(syntax(self.i, "control character in a string")),
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// One escape from its backslash.
+    fn escape(&mut self) -> Result<(), BodyError> {
+        let at = self.i;
+        match self.b.get(at + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.i += 2;
+                Ok(())
+            }
+            Some(b'u') => {
+                let u = hex4(self.b, at + 2).ok_or_else(|| syntax(at, "invalid \\u escape"))?;
+                self.i += 6;
+                match u {
+                    0xD800..=0xDBFF => {
+                        let low = (self.b.get(self.i) == Some(&b'\\')
+                            && self.b.get(self.i + 1) == Some(&b'u'))
+                        .then(|| hex4(self.b, self.i + 2))
+                        .flatten();
+                        match low {
+                            Some(0xDC00..=0xDFFF) => {
+                                self.i += 6;
+                                Ok(())
+                            }
+                            _ => Err(BodyError::LoneSurrogate { offset: at }),
+                        }
+                    }
+                    0xDC00..=0xDFFF => Err(BodyError::LoneSurrogate { offset: at }),
+                    _ => Ok(()),
+                }
+            }
+            _ => Err(syntax(at, "invalid escape")),
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let s = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i - s
+    }
+
+    fn number(&mut self) -> Result<(), BodyError> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        let int_start = self.i;
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(syntax(self.i, "invalid number")),
+        }
+        let int_digits = self.i - int_start;
+        let mut simple = true;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return Err(syntax(self.i, "invalid number"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            simple = false;
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(syntax(self.i, "invalid number"));
+            }
+        }
+        // Without an exponent, fewer than 300 integer digits is always a
+        // finite f64; otherwise parse (no allocation) and look.
+        if !simple || int_digits >= 300 {
+            let text = std::str::from_utf8(&self.b[start..self.i])
+                .map_err(|_| syntax(start, "invalid number"))?;
+            match text.parse::<f64>() {
+                Ok(v) if v.is_finite() => {}
+                _ => return Err(BodyError::NumberOutOfRange { offset: start }),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The value of the four hex digits at `at`.
+fn hex4(b: &[u8], at: usize) -> Option<u32> {
+    let h = b.get(at..at + 4)?;
+    let mut v = 0u32;
+    for &c in h {
+        v = v * 16 + (c as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// Where the string starting (opening quote) at `s` ends (after its
+/// closing quote); the string was checked already.
+fn string_end(b: &[u8], s: usize) -> usize {
+    let mut i = s + 1;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return i + 1,
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
+/// The content of a checked string (with its quotes), unescaped.
+fn unescaped(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    unescape(s, &mut out);
+    out
+}
+
+/// Unescapes a checked string (with its quotes) into `out` (cleared first).
+fn unescape(s: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let inner = &s[1..s.len().saturating_sub(1).max(1)];
+    let mut i = 0;
+    while i < inner.len() {
+        if inner[i] != b'\\' {
+            out.push(inner[i]);
+            i += 1;
+            continue;
+        }
+        let e = inner.get(i + 1).copied().unwrap_or(b'\\');
+        i += 2;
+        let c = match e {
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let mut u = hex4(inner, i).unwrap_or(0xFFFD);
+                i += 4;
+                if (0xD800..0xDC00).contains(&u)
+                    && let Some(lo) = hex4(inner, i + 2)
+                {
+                    u = 0x10000 + ((u - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
+                    i += 6;
+                }
+                let ch = char::from_u32(u).unwrap_or('\u{FFFD}');
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+            other => other,
+        };
+        out.push(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(body: &str) -> &'static str {
+        match check_body(body.as_bytes()) {
+            Ok(()) => "ok",
+            Err(e) => e.rule(),
+        }
+    }
+
+    #[test]
+    fn accepts_ordinary_objects() {
+        for ok in [
+            "{}",
+            " { } \n",
+            r#"{"a":1,"b":[true,false,null,"x",-0.5e-3,{"c":{}}],"d":"\"\\\/\b\f\n\r\t\u00e9"}"#,
+            r#"{"pair":"\ud83d\ude00","bmp":"\u20ac","A":1,"a":2}"#,
+            r#"{"big":123456789012345678901234567890,"tiny":1e-400,"neg":-1.7976931348623157e308}"#,
+            "{\"é\":\"ünïcödé 😀\"}",
+            r#"{"a":{"x":1},"b":{"x":2}}"#,
+        ] {
+            assert_eq!(rule(ok), "ok", "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_object() {
+        for bad in ["", "   ", "[]", "\"x\"", "1", "null", "[{}]"] {
+            assert_eq!(rule(bad), "not_object", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_syntax_errors_and_trailing_garbage() {
+        for bad in [
+            "{",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "{\"a\":[1,]}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":1e}",
+            "{\"a\":tru}",
+            "{a:1}",
+            "{\"a\":\"x}",
+            "{\"a\":\"\\x\"}",
+            "{\"a\":\"\\u12\"}",
+            "{\"a\":\"tab\there\"}",
+            "{} {}",
+            "{}x",
+            "{\"a\":1 \"b\":2}",
+            "{\"a\":NaN}",
+            "{\"a\":Infinity}",
+            "{\"a\":+1}",
+        ] {
+            assert_eq!(rule(bad), "syntax", "{bad:?}");
+        }
+        let e = check_body(b"{} x").unwrap_err();
+        assert_eq!(e, syntax(3, "trailing characters after the object"));
+        assert!(e.to_string().contains("byte 3"), "{e}");
+    }
+
+    #[test]
+    fn depth_limit_is_64() {
+        let nest = |n: usize| format!("{}{}", "[".repeat(n - 1), "]".repeat(n - 1));
+        let ok = format!("{{\"a\":{}}}", nest(MAX_DEPTH));
+        assert_eq!(rule(&ok), "ok");
+        let deep = format!("{{\"a\":{}}}", nest(MAX_DEPTH + 1));
+        assert_eq!(rule(&deep), "too_deep");
+        let objs = format!("{}{}", "{\"a\":".repeat(65), "}".repeat(65));
+        assert_eq!(rule(&objs), "too_deep");
+        let objs = format!("{}1{}", "{\"a\":".repeat(64), "}".repeat(64));
+        assert_eq!(rule(&objs), "ok");
+        // 100,000 deep: refused at once, no stack growth.
+        let huge = format!("{{\"a\":{}", "[".repeat(100_000));
+        let t = std::time::Instant::now();
+        let e = check_body(huge.as_bytes()).unwrap_err();
+        assert_eq!(e.rule(), "too_deep");
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert!(e.to_string().contains("deeper than 64"), "{e}");
+    }
+
+    #[test]
+    fn refuses_invalid_utf8() {
+        let mut b = b"{\"a\":\"".to_vec();
+        b.extend_from_slice(&[0xff, 0xfe]);
+        b.extend_from_slice(b"\"}");
+        assert_eq!(
+            check_body(&b).unwrap_err(),
+            BodyError::InvalidUtf8 { offset: 6 }
+        );
+        // Overlong encoding and a UTF-16 surrogate encoded in UTF-8.
+        assert_eq!(
+            check_body(b"{\"\xc0\xaf\":1}").unwrap_err().rule(),
+            "invalid_utf8"
+        );
+        assert_eq!(
+            check_body(b"{\"a\":\"\xed\xa0\x80\"}").unwrap_err().rule(),
+            "invalid_utf8"
+        );
+    }
+
+    #[test]
+    fn refuses_lone_surrogates() {
+        for bad in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\udc00"}"#,
+            r#"{"a":"\ud800x"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+            r#"{"a":"\ud800\ud800"}"#,
+            r#"{"a":"\udc00\ud800"}"#,
+            r#"{"\uDBFF":1}"#,
+        ] {
+            assert_eq!(rule(bad), "lone_surrogate", "{bad}");
+        }
+        let e = check_body(br#"{"a":"xy\ud800"}"#).unwrap_err();
+        assert_eq!(e, BodyError::LoneSurrogate { offset: 8 });
+    }
+
+    #[test]
+    fn refuses_numbers_out_of_range() {
+        for bad in [
+            r#"{"a":1e400}"#,
+            r#"{"a":-1e400}"#,
+            r#"{"a":[1.8e308]}"#,
+            r#"{"a":1E+309}"#,
+        ] {
+            assert_eq!(rule(bad), "number_out_of_range", "{bad}");
+        }
+        let big = format!("{{\"a\":{}}}", "9".repeat(400));
+        assert_eq!(rule(&big), "number_out_of_range");
+        let fits = format!("{{\"a\":{}}}", "9".repeat(300));
+        assert_eq!(rule(&fits), "ok");
+        assert_eq!(rule(r#"{"a":1.7976931348623157e308}"#), "ok");
+    }
+
+    #[test]
+    fn refuses_duplicate_keys_after_unescaping() {
+        for bad in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1,"\u0061":2}"#,
+            r#"{"\u0061":1,"a":2}"#,
+            r#"{"x":{"b":1,"c":2,"b":3}}"#,
+            r#"{"x":[{"k":1,"k":1}]}"#,
+            r#"{"😀":1,"\ud83d\ude00":2}"#,
+            r#"{"a\/b":1,"a/b":2}"#,
+        ] {
+            assert_eq!(rule(bad), "duplicate_key", "{bad}");
+        }
+        let e = check_body(br#"{"a":1,"\u0061":2}"#).unwrap_err();
+        assert_eq!(
+            e,
+            BodyError::DuplicateKey {
+                key: "a".into(),
+                offset: 7
+            }
+        );
+        assert!(e.to_string().contains("\"a\""), "{e}");
+        // The same key in different objects, or at different depths, is fine.
+        assert_eq!(rule(r#"{"a":{"a":{"a":1}},"b":{"a":2}}"#), "ok");
+        // A big object: duplicates found among many keys.
+        let mut s = String::from("{");
+        for i in 0..10_000 {
+            s.push_str(&format!("\"k{i}\":{i},"));
+        }
+        s.push_str("\"k5000\":1}");
+        assert_eq!(rule(&s), "duplicate_key");
+    }
+
+    /// A strict check built on serde_json (a depth-counting seed, a set of
+    /// keys per object): the alternative measured against [`check_body`].
+    mod serde_strict {
+        use std::borrow::Cow;
+        use std::collections::HashSet;
+
+        use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+        pub struct Strict(pub usize);
+        struct Key;
+
+        impl<'de> DeserializeSeed<'de> for Key {
+            type Value = Cow<'de, str>;
+            fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_str(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Key {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_string()))
+            }
+        }
+        impl<'de> DeserializeSeed<'de> for Strict {
+            type Value = ();
+            fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Strict {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+                if v.is_finite() {
+                    Ok(())
+                } else {
+                    Err(E::custom("number_out_of_range"))
+                }
+            }
+            fn visit_str<E>(self, _: &str) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_unit<E>(self) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+                if self.0 >= super::MAX_DEPTH {
+                    return Err(de::Error::custom("too_deep"));
+                }
+                while a.next_element_seed(Strict(self.0 + 1))?.is_some() {}
+                Ok(())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+                if self.0 >= super::MAX_DEPTH {
+                    return Err(de::Error::custom("too_deep"));
+                }
+                let mut keys = HashSet::new();
+                while let Some(k) = m.next_key_seed(Key)? {
+                    if !keys.insert(k) {
+                        return Err(de::Error::custom("duplicate_key"));
+                    }
+                    m.next_value_seed(Strict(self.0 + 1))?;
+                }
+                Ok(())
+            }
+        }
+
+        pub fn check(body: &[u8]) -> bool {
+            let mut de = serde_json::Deserializer::from_slice(body);
+            Strict(0).deserialize(&mut de).is_ok() && de.end().is_ok()
+        }
+    }
+
+    /// A realistic object of about `target` bytes.
+    fn sample(target: usize) -> Vec<u8> {
+        let mut m = serde_json::Map::new();
+        let mut i = 0;
+        while serde_json::to_vec(&m).unwrap().len() < target {
+            for _ in 0..(target / 2000).max(1) {
+                m.insert(
+                    format!("field{i}"),
+                    serde_json::json!({
+                        "name": format!("Patient n°{i} \u{e9}"),
+                        "age": i % 97, "score": i as f64 * 1.25,
+                        "tags": ["a", "b\n", i], "ok": i % 2 == 0, "none": null,
+                    }),
+                );
+                i += 1;
+            }
+        }
+        serde_json::to_vec(&m).unwrap()
+    }
+
+    #[test]
+    fn timings() {
+        use std::time::Instant;
+        for (label, body) in [("1 KiB", sample(1024)), ("1 MiB", sample(1 << 20))] {
+            let n = (16 << 20) / body.len();
+            let t = Instant::now();
+            for _ in 0..n {
+                check_body(&body).unwrap();
+            }
+            let ours = t.elapsed() / n as u32;
+            let t = Instant::now();
+            for _ in 0..n {
+                assert!(serde_strict::check(&body));
+            }
+            let serde = t.elapsed() / n as u32;
+            let t = Instant::now();
+            for _ in 0..n {
+                serde_json::from_slice::<serde::de::IgnoredAny>(&body).unwrap();
+            }
+            let ignored = t.elapsed() / n as u32;
+            println!(
+                "{label} ({} bytes, {n} runs): check_body {ours:?}, serde strict visitor \
+                 {serde:?}, serde_json IgnoredAny {ignored:?}",
+                body.len()
+            );
+        }
+    }
+
+    #[test]
+    fn serde_variant_agrees_on_the_cases() {
+        for (body, ok) in [
+            (r#"{"a":1,"\u0061":2}"#, false),
+            (r#"{"a":"\ud800"}"#, false),
+            (r#"{"a":1e400}"#, false),
+            (r#"{"a":[1,{"b":null}]}"#, true),
+        ] {
+            assert_eq!(serde_strict::check(body.as_bytes()), ok, "{body}");
+            assert_eq!(check_body(body.as_bytes()).is_ok(), ok, "{body}");
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod props {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(any::<String>(), inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn serialized_objects_are_accepted(
+            m in prop::collection::btree_map(any::<String>(), value(), 0..8),
+            pretty in any::<bool>(),
+        ) {
+            let v = Value::Object(m.into_iter().collect());
+            let body = if pretty {
+                serde_json::to_vec_pretty(&v).unwrap()
+            } else {
+                serde_json::to_vec(&v).unwrap()
+            };
+            prop_assert_eq!(check_body(&body), Ok(()));
+        }
+
+        #[test]
+        fn mutations_never_panic_and_accepted_bodies_parse(
+            m in prop::collection::btree_map(any::<String>(), value(), 1..6),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
+        ) {
+            let mut body = serde_json::to_vec(&Value::Object(m.into_iter().collect())).unwrap();
+            for (at, byte, how) in edits {
+                let i = at.index(body.len() + 1);
+                match how {
+                    0 if i < body.len() => body[i] = byte,
+                    1 => body.insert(i, byte),
+                    _ if i < body.len() => { body.remove(i); }
+                    _ => {}
+                }
+            }
+            if check_body(&body).is_ok() {
+                // Whatever it accepts, serde_json reads back as an object.
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                prop_assert!(v.is_object());
+            }
+        }
+    }
+}
