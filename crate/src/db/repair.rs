@@ -151,6 +151,38 @@ impl<S: PageStore> Database<S> {
         self.wait_durable(seq).await
     }
 
+    /// [`Database::unreadable_seen`], with the etags a scan did not know
+    /// looked up in the etag index (one pass over the index when some are
+    /// missing; none otherwise).
+    pub async fn unreadable_located(&self) -> Result<Vec<UnreadableRecord>, Error> {
+        let seen = self.unreadable_seen();
+        let missing: BTreeSet<Vec<u8>> = seen
+            .iter()
+            .filter(|r| r.etag.is_none())
+            .map(|r| r.key.as_bytes().to_vec())
+            .collect();
+        if missing.is_empty() {
+            return Ok(seen);
+        }
+        let snap = self.snapshot();
+        let mut found: Vec<(Vec<u8>, u64)> = Vec::new();
+        btree::scan(&snap.reader(), snap.meta.root(Tree::Etags), b"", |k, v| {
+            if missing.contains(&v)
+                && let Ok(e) = k.try_into()
+            {
+                found.push((v, u64::from_be_bytes(e)));
+            }
+            true
+        })
+        .await?;
+        for r in &seen {
+            if let Some((k, e)) = found.iter().find(|f| f.0 == r.key.as_bytes()) {
+                self.inner.note_unreadable(k, Some(*e), r.bytes, &r.error);
+            }
+        }
+        Ok(self.unreadable_seen())
+    }
+
     /// Lists every document record that does not decode (reads every
     /// record), with its etag when the etag index has one. Read-only.
     pub async fn find_unreadable(&self) -> Result<Vec<UnreadableRecord>, Error> {
