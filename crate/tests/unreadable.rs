@@ -197,16 +197,65 @@ fn a_body_readers_cannot_parse_is_unreadable_for_parsed_reads() {
         };
         let rec = doc::encode_record("deep", &meta, deep.as_bytes());
         db.testing_overwrite_record("deep", &rec).await.unwrap();
+        // And one with a duplicate key: serde_json reads it (the last value
+        // wins), the strict check does not.
+        put_in(&db, "dup", "Things").await;
+        let d = db.get("dup").await.unwrap().unwrap();
+        let rec = doc::encode_record("dup", &d.meta, br#"{"k":1,"\u006b":2}"#);
+        db.testing_overwrite_record("dup", &rec).await.unwrap();
         let docs = db.changes(0, 10).await.unwrap();
-        assert_eq!(ids(&docs, |d| &d.id), ["a/1", "a/2"]);
+        assert_eq!(ids(&docs, |d| &d.id), ["a/1", "a/2", "dup"]);
         assert_eq!(db.stats().unreadable_records, 1);
+        // The raw feed (what replication sends) skips both: no peer is sent
+        // a body it would refuse.
+        let raw = db.changes_raw(0, 10).await.unwrap();
+        assert_eq!(ids(&raw, |d| &d.id), ["a/1", "a/2"]);
+        let seen = db.unreadable_seen();
+        assert_eq!(seen.len(), 2);
+        assert!(seen[1].error.contains("duplicate_key"), "{:?}", seen[1]);
         let rep = db.integrity_check().await.unwrap();
-        assert!(
-            rep.problems.iter().any(|p| p.contains("\"deep\"")),
-            "{:?}",
-            rep.problems
-        );
-        assert_eq!(db.quarantine_unreadable().await.unwrap().len(), 1);
-        assert!(db.integrity_check().await.unwrap().is_ok());
+        for id in ["\"deep\"", "\"dup\""] {
+            assert!(
+                rep.problems.iter().any(|p| p.contains(id)),
+                "{id}: {:?}",
+                rep.problems
+            );
+        }
+        assert_eq!(db.quarantine_unreadable().await.unwrap().len(), 2);
+        let rep = db.integrity_check().await.unwrap();
+        assert!(rep.is_ok(), "{:?}", rep.problems);
+        assert_eq!(rep.documents, 2);
+    });
+}
+
+#[test]
+fn the_hub_storage_read_of_a_session_goes_on_past_it() {
+    use outpost::sync::driver::hub_storage;
+    use outpost::sync::{HubAction, HubEvent};
+    block_on(async {
+        let (_store, db) = planted().await;
+        // What a hub session reads for an edge whose cursor is behind the
+        // bad records: pages of 2, until the feed is complete.
+        let mut after = 0;
+        let mut got = Vec::new();
+        loop {
+            let action = HubAction::ReadChanges { after, max_docs: 2 };
+            match hub_storage(&db, "edge", &action, |_| {}).await {
+                Some(HubEvent::ChangesRead {
+                    docs,
+                    complete,
+                    last_etag,
+                }) => {
+                    got.extend(docs.iter().map(|d| d.id.clone()));
+                    if complete {
+                        assert_eq!(last_etag, db.stats().last_etag);
+                        break;
+                    }
+                    after = docs.last().unwrap().meta.etag;
+                }
+                other => panic!("expected ChangesRead, got {other:?}"),
+            }
+        }
+        assert_eq!(got, ["a/1", "a/2", "a/3"]);
     });
 }

@@ -55,7 +55,7 @@ impl<S: PageStore> Snapshot<S> {
         let mut unreadable: Vec<(Vec<u8>, usize, String)> = Vec::new();
         let scan = btree::scan(&r, m.root(Tree::Docs), b"", |k, rec| {
             // As the reads decode it (bodies parsed too).
-            match doc::decode_record(&rec).map(|d| (d.id, d.meta)) {
+            match doc::decode_record_checked(&rec).map(|d| (d.id, d.meta)) {
                 Ok((id, dm)) => {
                     if doc::id_key(&id) != k {
                         bad.push(format!("record {id:?} stored under a different key"));

@@ -320,16 +320,25 @@ impl<S: PageStore> Snapshot<S> {
     /// The changes feed like [`Snapshot::changes`], with bodies left as JSON
     /// text (nothing parsed): what replication sends.
     ///
-    /// A record that does not decode is skipped (and remembered, see
-    /// [`UnreadableRecord`]): the feed goes on past it, and still returns
-    /// `limit` documents when the feed holds that many more.
+    /// A record that does not decode, or holds a body that fails the strict
+    /// body check (stored before the check existed: [`doc::decode_raw_doc_checked`]),
+    /// is skipped (and remembered, see [`UnreadableRecord`]): the feed goes
+    /// on past it, and still returns `limit` documents when the feed holds
+    /// that many more. No peer is sent what it would refuse.
     pub async fn changes_raw(&self, since: u64, limit: usize) -> Result<Vec<doc::RawDoc>, Error> {
         if since == u64::MAX {
             return Ok(Vec::new());
         }
         let start = (since + 1).to_be_bytes().to_vec();
-        self.load_docs(Tree::Etags, start, &[], limit, "etag", doc::decode_raw_doc)
-            .await
+        self.load_docs(
+            Tree::Etags,
+            start,
+            &[],
+            limit,
+            "etag",
+            doc::decode_raw_doc_checked,
+        )
+        .await
     }
 
     /// Reads, decoded by `decode`, up to `limit` documents listed by the

@@ -46,7 +46,7 @@ struct DocScan {
 async fn scan_docs<R: PageRead>(r: &R, meta: &Meta) -> Result<DocScan, Error> {
     let mut s = DocScan::default();
     btree::scan(r, meta.root(Tree::Docs), b"", |k, rec| {
-        match doc::decode_record(&rec) {
+        match doc::decode_record_checked(&rec) {
             Ok(d) if d.meta.flags.is_tombstone() => s.tombstones += 1,
             Ok(d) => {
                 s.live += 1;
