@@ -108,8 +108,8 @@ pub fn check_body(body: &[u8]) -> Result<(), BodyError> {
         stack: Vec::with_capacity(16),
         objs: 0,
         frames: Vec::new(),
-        scratch: Vec::new(),
-        hasher: RandomState::new(),
+        scratch: (Vec::new(), Vec::new()),
+        hasher: None,
     };
     c.skip_ws();
     if c.peek() != Some(b'{') {
@@ -125,15 +125,26 @@ enum Open {
     Array,
 }
 
+/// Keys of one object compared one by one up to this many; beyond, by hash.
+const LINEAR_KEYS: usize = 16;
+
+/// A key of an open object: where its string is (quotes included) and
+/// whether it holds escapes.
+#[derive(Clone, Copy)]
+struct Key {
+    start: usize,
+    end: usize,
+    escaped: bool,
+}
+
 /// The keys seen so far in one open object (reused between objects at the
 /// same depth).
 #[derive(Default)]
 struct KeyFrame {
-    /// Hashes of the unescaped keys.
+    keys: Vec<Key>,
+    /// Hashes of the unescaped keys, once the object has more than
+    /// [`LINEAR_KEYS`] keys.
     hashes: HashSet<u64, IdentityHash>,
-    /// Where each key's string starts (the opening quote), for the exact
-    /// comparison when two hashes agree.
-    starts: Vec<usize>,
 }
 
 /// A hasher for keys that are already hashes.
@@ -164,6 +175,19 @@ impl std::hash::Hasher for IdentityHasher {
     }
 }
 
+/// Bytes a string scan stops at: `"`, `\\`, and control characters.
+const STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 struct Checker<'a> {
     b: &'a [u8],
     i: usize,
@@ -173,10 +197,11 @@ struct Checker<'a> {
     objs: usize,
     /// Key frames of the open objects, by object depth (reused).
     frames: Vec<KeyFrame>,
-    /// Buffer for unescaping a key.
-    scratch: Vec<u8>,
-    /// Keyed hashing of keys (random keys: no crafted collisions).
-    hasher: RandomState,
+    /// Buffers for unescaping keys.
+    scratch: (Vec<u8>, Vec<u8>),
+    /// Keyed hashing of the keys of big objects (random keys: no crafted
+    /// collisions), made when first needed.
+    hasher: Option<RandomState>,
 }
 
 fn syntax(offset: usize, what: &'static str) -> BodyError {
@@ -218,8 +243,10 @@ impl Checker<'_> {
                 self.frames.push(KeyFrame::default());
             } else {
                 let f = &mut self.frames[n - 1];
-                f.hashes.clear();
-                f.starts.clear();
+                f.keys.clear();
+                if !f.hashes.is_empty() {
+                    f.hashes.clear();
+                }
             }
         }
         Ok(())
@@ -310,30 +337,41 @@ impl Checker<'_> {
             return Err(syntax(start, "expected a key string"));
         }
         let escaped = self.string()?;
-        let h = if escaped {
-            let mut s = std::mem::take(&mut self.scratch);
-            unescape(&self.b[start..self.i], &mut s);
-            let h = self.hasher.hash_one(s.as_slice());
-            self.scratch = s;
-            h
-        } else {
-            self.hasher.hash_one(&self.b[start + 1..self.i - 1])
+        let key = Key {
+            start,
+            end: self.i,
+            escaped,
         };
-        let n = self.objs;
         let b = self.b;
+        let n = self.objs;
         let f = &mut self.frames[n - 1];
-        if !f.hashes.insert(h) {
-            // Same hash: compare exactly with the earlier keys (rare).
-            let mine = unescaped(&b[start..self.i]);
-            for &s in &f.starts {
-                let end = string_end(b, s);
-                if unescaped(&b[s..end]) == mine {
-                    let key: String = String::from_utf8_lossy(&mine).chars().take(64).collect();
-                    return Err(BodyError::DuplicateKey { key, offset: start });
+        let dup = if f.keys.len() < LINEAR_KEYS {
+            f.keys
+                .iter()
+                .any(|k| same_key(b, k, &key, &mut self.scratch))
+        } else {
+            let hasher = self.hasher.get_or_insert_with(RandomState::new);
+            if f.hashes.is_empty() {
+                for k in &f.keys {
+                    f.hashes.insert(key_hash(b, k, hasher, &mut self.scratch.0));
                 }
             }
+            // Same hash: compare exactly with the earlier keys (rare).
+            !f.hashes
+                .insert(key_hash(b, &key, hasher, &mut self.scratch.0))
+                && f.keys
+                    .iter()
+                    .any(|k| same_key(b, k, &key, &mut self.scratch))
+        };
+        if dup {
+            unescape(&b[start..self.i], &mut self.scratch.0);
+            let key: String = String::from_utf8_lossy(&self.scratch.0)
+                .chars()
+                .take(64)
+                .collect();
+            return Err(BodyError::DuplicateKey { key, offset: start });
         }
-        f.starts.push(start);
+        f.keys.push(key);
         self.expect(b':', "expected ':' after a key")
     }
 
@@ -351,6 +389,9 @@ impl Checker<'_> {
         self.i += 1;
         let mut escaped = false;
         loop {
+            while self.b.get(self.i).is_some_and(|c| !STOP[usize::from(*c)]) {
+                self.i += 1;
+            }
             let Some(&c) = self.b.get(self.i) else {
                 return Err(syntax(self.i, "unterminated string"));
             };
@@ -465,25 +506,26 @@ fn hex4(b: &[u8], at: usize) -> Option<u32> {
     Some(v)
 }
 
-/// Where the string starting (opening quote) at `s` ends (after its
-/// closing quote); the string was checked already.
-fn string_end(b: &[u8], s: usize) -> usize {
-    let mut i = s + 1;
-    while i < b.len() {
-        match b[i] {
-            b'"' => return i + 1,
-            b'\\' => i += 2,
-            _ => i += 1,
-        }
+/// Whether two keys of a body are the same once unescaped.
+fn same_key(b: &[u8], x: &Key, y: &Key, scratch: &mut (Vec<u8>, Vec<u8>)) -> bool {
+    let (xs, ys) = (&b[x.start..x.end], &b[y.start..y.end]);
+    if !x.escaped && !y.escaped {
+        return xs == ys;
     }
-    b.len()
+    unescape(xs, &mut scratch.0);
+    unescape(ys, &mut scratch.1);
+    scratch.0 == scratch.1
 }
 
-/// The content of a checked string (with its quotes), unescaped.
-fn unescaped(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    unescape(s, &mut out);
-    out
+/// The keyed hash of a key once unescaped.
+fn key_hash(b: &[u8], k: &Key, hasher: &RandomState, scratch: &mut Vec<u8>) -> u64 {
+    let raw = &b[k.start..k.end];
+    if k.escaped {
+        unescape(raw, scratch);
+        hasher.hash_one(scratch.as_slice())
+    } else {
+        hasher.hash_one(&raw[1..raw.len() - 1])
+    }
 }
 
 /// Unescapes a checked string (with its quotes) into `out` (cleared first).
@@ -694,6 +736,17 @@ mod tests {
         }
         s.push_str("\"k5000\":1}");
         assert_eq!(rule(&s), "duplicate_key");
+        // Escaped, in a big object (found through the hashes).
+        let mut base = String::from("{");
+        for i in 0..100 {
+            base.push_str(&format!("\"k{i}\":{i},"));
+        }
+        let e = check_body(format!("{base}\"\\u006b50\":1}}").as_bytes()).unwrap_err();
+        assert!(
+            matches!(&e, BodyError::DuplicateKey { key, .. } if key == "k50"),
+            "{e}"
+        );
+        assert_eq!(rule(&format!("{base}\"\\u006b500\":1}}")), "ok");
     }
 
     /// A strict check built on serde_json (a depth-counting seed, a set of
