@@ -259,6 +259,17 @@ fn read_stdin_json() -> Result<String, CliError> {
 }
 
 fn parse_body(text: &str) -> Result<Value, CliError> {
+    // As strictly as the engine checks what it stores (a duplicate key would
+    // otherwise be dropped silently by the parse); syntax errors and
+    // non-objects are reported by the parse below, with line and column.
+    if let Err(e) = outpost::body::check_body(text.as_bytes())
+        && !matches!(e.rule(), "syntax" | "not_object")
+    {
+        return Err(CliError::new(
+            "invalid_json",
+            format!("invalid JSON body: it breaks rule {}: {e}", e.rule()),
+        ));
+    }
     let v: Value = serde_json::from_str(text)
         .map_err(|e| CliError::new("invalid_json", format!("invalid JSON body: {e}")))?;
     if !v.is_object() {

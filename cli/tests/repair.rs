@@ -133,3 +133,26 @@ fn repair_help_explains_it() {
         assert!(out.contains(needle), "{needle}: {out}");
     }
 }
+
+#[test]
+fn put_refuses_what_the_strict_body_check_refuses() {
+    let t = temp_dir("put");
+    let db = t.join("db");
+    for (body, rule) in [
+        (r#"{"a":1,"\u0061":2}"#, "duplicate_key"),
+        (r#"{"a":"\ud800"}"#, "lone_surrogate"),
+        (r#"{"a":1e400}"#, "number_out_of_range"),
+    ] {
+        let o = run(&db, &["put", "x/1", body]);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{body} accepted");
+        assert!(
+            err.contains(rule) && err.contains("(invalid_json)"),
+            "{body}: {err}"
+        );
+    }
+    let deep = format!("{{\"a\":{}{}}}", "[".repeat(70), "]".repeat(70));
+    let err = stderr(&run(&db, &["put", "x/1", &deep]));
+    assert!(err.contains("too_deep"), "{err}");
+    ok(run(&db, &["put", "x/1", r#"{"a":"\ud83d\ude00"}"#]));
+}
