@@ -214,9 +214,11 @@ impl Checker<'_> {
     }
 
     fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.i += 1;
+        let (b, mut i) = (self.b, self.i);
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+            i += 1;
         }
+        self.i = i;
     }
 
     fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), BodyError> {
@@ -389,9 +391,11 @@ impl Checker<'_> {
         self.i += 1;
         let mut escaped = false;
         loop {
-            while self.b.get(self.i).is_some_and(|c| !STOP[usize::from(*c)]) {
-                self.i += 1;
+            let (b, mut i) = (self.b, self.i);
+            while b.get(i).is_some_and(|c| !STOP[usize::from(*c)]) {
+                i += 1;
             }
+            self.i = i;
             let Some(&c) = self.b.get(self.i) else {
                 return Err(syntax(self.i, "unterminated string"));
             };
@@ -444,11 +448,13 @@ impl Checker<'_> {
     }
 
     fn digits(&mut self) -> usize {
-        let s = self.i;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.i += 1;
+        let (b, s) = (self.b, self.i);
+        let mut i = s;
+        while let Some(b'0'..=b'9') = b.get(i) {
+            i += 1;
         }
-        self.i - s
+        self.i = i;
+        i - s
     }
 
     fn number(&mut self) -> Result<(), BodyError> {
