@@ -94,7 +94,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let (n, dest) = finish(&db, r)?;
             eprintln!("exported {n} documents to {dest}");
         }
-        Command::Repair { dry_run } => {
+        Command::Repair {
+            dir: repair_dir,
+            dry_run,
+        } => {
+            let dir = repair_dir.as_deref().unwrap_or(dir);
             let db = if dry_run {
                 open_read_only(dir)?
             } else {
@@ -358,7 +362,7 @@ fn export(
 ) -> Result<(u64, String), CliError> {
     let (out, dest) = outpost_cmdline::create_output(file)
         .map_err(|e| CliError::io(format!("create {}", file.unwrap_or("stdout")), e))?;
-    let repair = format!("outpost --db {} repair", dir.display());
+    let repair = format!("outpost repair {}", dir.display());
     let n = block_on(outpost_cmdline::export(db, prefix, out, &repair)).map_err(|e| match e {
         ExportError::Read(e) => CliError::from(e),
         ExportError::Write(e) => CliError::io(format!("write {dest}"), e),
@@ -406,7 +410,7 @@ fn repair(db: &Db, dir: &Path, dry_run: bool) -> Result<ExitCode, CliError> {
     } else if dry_run {
         eprintln!(
             "found {n} unreadable record(s); nothing changed (dry run). Set them aside with \
-             `outpost --db {} repair`",
+             `outpost repair {}`",
             dir.display()
         );
     } else {

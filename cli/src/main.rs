@@ -26,7 +26,7 @@ Examples:
   outpost export backup.jsonl
   outpost --db /var/lib/outpost stats
   outpost check
-  outpost repair --dry-run
+  outpost repair ./outpost-data --dry-run
 
 The database directory is taken from --db, else from $OUTPOST_DB, else ./outpost-data.
 Commands that write (put, delete, import) create it if it does not exist.
@@ -202,11 +202,15 @@ Examples:
     /// Run it with the database closed (the hub stopped, for a hub database).
     #[command(after_help = "\
 Examples:
-  outpost --db /var/lib/outpost repair --dry-run   # only list
-  outpost --db /var/lib/outpost repair
+  outpost repair /var/lib/outpost --dry-run   # only list
+  outpost repair /var/lib/outpost
+  outpost --db /var/lib/outpost repair        # the same
 
 Exit status: 0 listed (and, without --dry-run, set aside) whatever was found; 1 an error.")]
     Repair {
+        /// The database directory (default: --db).
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
         /// Only list the unreadable records; change nothing.
         #[arg(long)]
         dry_run: bool,

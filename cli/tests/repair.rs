@@ -57,7 +57,7 @@ fn export_skips_an_unreadable_record_with_a_warning() {
         "{err}"
     );
     assert!(
-        err.contains(&format!("outpost --db {} repair", db.display())),
+        err.contains(&format!("`outpost repair {}`", db.display())),
         "{err}"
     );
     assert!(err.contains("exported 2 documents"), "{err}");
@@ -80,7 +80,8 @@ fn check_lists_it_repair_sets_it_aside() {
         "{problems}"
     );
 
-    // --dry-run lists and changes nothing.
+    // --dry-run lists and changes nothing (the directory given as --db
+    // here, as an argument below).
     let o = run(&db, &["repair", "--dry-run"]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
@@ -100,7 +101,7 @@ fn check_lists_it_repair_sets_it_aside() {
     assert!(!run(&db, &["check"]).status.success());
 
     // repair moves it aside.
-    let o = run(&db, &["repair"]);
+    let o = run(&t.join("elsewhere"), &["repair", db.to_str().unwrap()]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     let moved = lines(&stdout(&o));

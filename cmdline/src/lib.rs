@@ -232,7 +232,7 @@ pub enum ExportError {
 ///
 /// A stored record that does not decode is skipped (the export completes
 /// with every readable document) and named in a warning on stderr, with the
-/// command that sets it aside: `repair` (e.g. `outpost --db DIR repair`).
+/// command that sets it aside: `repair` (e.g. `outpost repair DIR`).
 pub async fn export<S: PageStore>(
     db: &Database<S>,
     prefix: &str,
