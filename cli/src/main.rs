@@ -188,16 +188,17 @@ Examples:
 
     /// List the stored records that do not decode and set them aside.
     ///
-    /// A record that does not decode (damaged, or written by an older version
-    /// without today's limits) is skipped by reads, replication and export,
+    /// A record that does not decode (damaged, over today's limits, or holding
+    /// a body that fails the strict body check, stored by an older version) is
+    /// skipped by reads, replication and export,
     /// which go on past it; `check` lists it. This command lists each one on
     /// standard output as a JSON line (key, etag, length in bytes, the decode
     /// error) and, unless --dry-run, moves them all aside in one commit: each
     /// record's raw bytes go to a local record `quarantine/<etag>/<key>` (kept
     /// for inspection, never replicated), and it leaves the documents, the
     /// indexes and the changes feed; the document counts are recounted. The
-    /// database then checks clean. The id can be written again (replication
-    /// brings back a copy another replica holds).
+    /// database then checks clean. The id can be written again (a replica
+    /// that still holds the document sends it again only when it changes).
     ///
     /// Run it with the database closed (the hub stopped, for a hub database).
     #[command(after_help = "\
