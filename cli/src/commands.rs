@@ -90,9 +90,26 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Export { file, prefix } => {
             let db = open_read_only(dir)?;
-            let r = export(&db, file.as_deref(), &prefix);
+            let r = export(&db, dir, file.as_deref(), &prefix);
             let (n, dest) = finish(&db, r)?;
             eprintln!("exported {n} documents to {dest}");
+        }
+        Command::Repair {
+            dir: repair_dir,
+            dry_run,
+        } => {
+            let dir = repair_dir.as_deref().unwrap_or(dir);
+            let db = if dry_run {
+                open_read_only(dir)?
+            } else {
+                open(dir, false)?
+            };
+            let r = repair(&db, dir, dry_run);
+            return if dry_run {
+                finish(&db, r)
+            } else {
+                finish_write(&db, r)
+            };
         }
         Command::Stats => {
             let db = open_read_only(dir)?;
@@ -246,6 +263,17 @@ fn read_stdin_json() -> Result<String, CliError> {
 }
 
 fn parse_body(text: &str) -> Result<Value, CliError> {
+    // As strictly as the engine checks what it stores (a duplicate key would
+    // otherwise be dropped silently by the parse); syntax errors and
+    // non-objects are reported by the parse below, with line and column.
+    if let Err(e) = outpost::body::check_body(text.as_bytes())
+        && !matches!(e.rule(), "syntax" | "not_object")
+    {
+        return Err(CliError::new(
+            "invalid_json",
+            format!("invalid JSON body: it breaks rule {}: {e}", e.rule()),
+        ));
+    }
     let v: Value = serde_json::from_str(text)
         .map_err(|e| CliError::new("invalid_json", format!("invalid JSON body: {e}")))?;
     if !v.is_object() {
@@ -326,10 +354,16 @@ fn changes(db: &Db, since: u64, limit: usize) -> Result<(), CliError> {
 
 /// Exports one consistent snapshot to `file` (standard output when absent or
 /// `-`); returns the count and where it went.
-fn export(db: &Db, file: Option<&str>, prefix: &str) -> Result<(u64, String), CliError> {
+fn export(
+    db: &Db,
+    dir: &Path,
+    file: Option<&str>,
+    prefix: &str,
+) -> Result<(u64, String), CliError> {
     let (out, dest) = outpost_cmdline::create_output(file)
         .map_err(|e| CliError::io(format!("create {}", file.unwrap_or("stdout")), e))?;
-    let n = block_on(outpost_cmdline::export(db, prefix, out)).map_err(|e| match e {
+    let repair = format!("outpost repair {}", dir.display());
+    let n = block_on(outpost_cmdline::export(db, prefix, out, &repair)).map_err(|e| match e {
         ExportError::Read(e) => CliError::from(e),
         ExportError::Write(e) => CliError::io(format!("write {dest}"), e),
     })?;
@@ -350,4 +384,40 @@ fn stats(db: &Db) -> Result<(), CliError> {
         "engine": serde_json::to_value(&engine).unwrap_or(Value::Null),
         "wal": recovery_json(db.store().recovery()),
     }))
+}
+
+/// `repair`: lists the records that do not decode (JSON lines on stdout) and,
+/// unless `dry_run`, sets them aside in one commit.
+fn repair(db: &Db, dir: &Path, dry_run: bool) -> Result<ExitCode, CliError> {
+    let found = if dry_run {
+        block_on(db.find_unreadable())?
+    } else {
+        block_on(db.quarantine_unreadable())?
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    for r in &found {
+        let mut line = serde_json::to_value(r).unwrap_or(Value::Null);
+        if !dry_run {
+            let to = outpost::db::quarantine_key(r.key.as_bytes(), r.etag);
+            line["moved_to"] = Value::String(String::from_utf8_lossy(&to).into_owned());
+        }
+        writeln!(out, "{line}").map_err(|e| CliError::io("write stdout", e))?;
+    }
+    out.flush().map_err(|e| CliError::io("write stdout", e))?;
+    let n = found.len();
+    if n == 0 {
+        eprintln!("ok: no unreadable records");
+    } else if dry_run {
+        eprintln!(
+            "found {n} unreadable record(s); nothing changed (dry run). Set them aside with \
+             `outpost repair {}`",
+            dir.display()
+        );
+    } else {
+        eprintln!(
+            "moved {n} unreadable record(s) aside: their raw bytes are kept in local records \
+             under quarantine/, and they left the documents and the changes feed"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

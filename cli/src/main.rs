@@ -2,7 +2,7 @@
 //!
 //! Put, get and delete documents, scan by id prefix, read the changes feed,
 //! import and export JSON lines, print statistics and check a database's
-//! integrity (`main.rs`: the command line; `commands.rs`: what each command
+//! integrity, and set aside records that do not decode (`main.rs`: the command line; `commands.rs`: what each command
 //! does; `error.rs`: the one error type). `import` and `export` print as the
 //! hub's do: both use `outpost_cmdline` (cmdline/).
 #![forbid(unsafe_code)]
@@ -26,6 +26,7 @@ Examples:
   outpost export backup.jsonl
   outpost --db /var/lib/outpost stats
   outpost check
+  outpost repair ./outpost-data --dry-run
 
 The database directory is taken from --db, else from $OUTPOST_DB, else ./outpost-data.
 Commands that write (put, delete, import) create it if it does not exist.
@@ -183,6 +184,37 @@ Examples:
         /// Only ids starting with this prefix.
         #[arg(long, default_value = "", value_name = "P")]
         prefix: String,
+    },
+
+    /// List the stored records that do not decode and set them aside.
+    ///
+    /// A record that does not decode (damaged, over today's limits, or holding
+    /// a body that fails the strict body check, stored by an older version) is
+    /// skipped by reads, replication and export,
+    /// which go on past it; `check` lists it. This command lists each one on
+    /// standard output as a JSON line (key, etag, length in bytes, the decode
+    /// error) and, unless --dry-run, moves them all aside in one commit: each
+    /// record's raw bytes go to a local record `quarantine/<etag>/<key>` (kept
+    /// for inspection, never replicated), and it leaves the documents, the
+    /// indexes and the changes feed; the document counts are recounted. The
+    /// database then checks clean. The id can be written again (a replica
+    /// that still holds the document sends it again only when it changes).
+    ///
+    /// Run it with the database closed (the hub stopped, for a hub database).
+    #[command(after_help = "\
+Examples:
+  outpost repair /var/lib/outpost --dry-run   # only list
+  outpost repair /var/lib/outpost
+  outpost --db /var/lib/outpost repair        # the same
+
+Exit status: 0 listed (and, without --dry-run, set aside) whatever was found; 1 an error.")]
+    Repair {
+        /// The database directory (default: --db).
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Only list the unreadable records; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 
     /// Print statistics: document count, collections, engine and storage figures (JSON).

@@ -229,7 +229,42 @@ pub enum ExportError {
 /// Exports every live document of `db` whose id starts with `prefix` as JSON
 /// lines to `w`, from one consistent snapshot whatever writes happen
 /// meanwhile, showing a progress bar. Returns how many were written.
+///
+/// A stored record that does not decode is skipped (the export completes
+/// with every readable document) and named in a warning on stderr, with the
+/// command that sets it aside: `repair` (e.g. `outpost repair DIR`).
 pub async fn export<S: PageStore>(
+    db: &Database<S>,
+    prefix: &str,
+    w: impl Write,
+    repair: &str,
+) -> Result<u64, ExportError> {
+    let before: std::collections::BTreeSet<String> =
+        db.unreadable_seen().into_iter().map(|r| r.key).collect();
+    let n = export_docs(db, prefix, w).await?;
+    let seen = match db.unreadable_located().await {
+        Ok(s) => s,
+        Err(_) => db.unreadable_seen(),
+    };
+    for r in seen {
+        if !before.contains(&r.key) {
+            eprintln!("warning: {}", unreadable_warning(&r, repair));
+        }
+    }
+    Ok(n)
+}
+
+/// The warning for a record an export skipped.
+pub fn unreadable_warning(r: &outpost::db::UnreadableRecord, repair: &str) -> String {
+    let etag = r.etag.map_or_else(|| "unknown".into(), |e| e.to_string());
+    format!(
+        "skipped unreadable record {:?} (etag {etag}, {} bytes): {}; list and set such \
+         records aside with `{repair}`",
+        r.key, r.bytes, r.error
+    )
+}
+
+async fn export_docs<S: PageStore>(
     db: &Database<S>,
     prefix: &str,
     w: impl Write,

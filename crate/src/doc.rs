@@ -78,12 +78,11 @@ pub fn validate_collection(name: &str) -> Result<(), InputError> {
     Ok(())
 }
 
-/// Whether `body` is the JSON text of an object (syntax checked, nothing built).
+/// Whether `body` passes the strict body check
+/// ([`crate::body::check_body`]: a JSON object readers can parse back); use
+/// `check_body` itself to learn which rule a body breaks.
 pub fn is_json_object(body: &[u8]) -> bool {
-    body.iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|&b| b == b'{')
-        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+    crate::body::check_body(body).is_ok()
 }
 
 /// Index key for an id: ids are case-insensitive (stored as given, looked up
@@ -219,6 +218,40 @@ pub struct Arrival {
     pub etag: u64,
     /// The edge database that pushed it (all zeros: none, or unknown).
     pub device: crate::cv::DbId,
+}
+
+/// [`decode_raw_doc`], also checking every body with the strict body check
+/// ([`crate::body::check_body`]): a body stored before the check existed
+/// that readers could not parse back makes the record unreadable (what the
+/// changes feed skips rather than send).
+pub fn decode_raw_doc_checked(buf: &[u8]) -> Result<RawDoc, RecordError> {
+    let d = decode_raw_doc(buf)?;
+    check_bodies(d.versions.iter().map(|v| (v.deleted, v.body.as_slice())))?;
+    Ok(d)
+}
+
+/// [`decode_record`], also checking every body as [`decode_raw_doc_checked`] does.
+pub fn decode_record_checked(buf: &[u8]) -> Result<Document, RecordError> {
+    let (_, meta, body, sibs) = decode_raw(buf)?;
+    check_bodies(
+        std::iter::once((meta.flags.is_tombstone(), body))
+            .chain(sibs.iter().map(|v| (v.deleted, v.body.as_slice()))),
+    )?;
+    decode_record(buf)
+}
+
+/// Checks the body of every version (deleted?, body) that is not a deletion.
+fn check_bodies<'a>(versions: impl Iterator<Item = (bool, &'a [u8])>) -> Result<(), RecordError> {
+    for (i, (deleted, body)) in versions.enumerate() {
+        if !deleted && let Err(e) = crate::body::check_body(body) {
+            return Err(corrupt(format!(
+                "the body of version {} breaks rule {}: {e}",
+                i + 1,
+                e.rule()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A version with its body as JSON text (the engine's internal form).

@@ -430,6 +430,14 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
                 .collect(),
         ),
         (
+            "outpost_database_unreadable_records",
+            "Stored records the changes feed skipped because they do not decode (set aside with `outpost repair`), by database.",
+            stats
+                .iter()
+                .map(|(n, s)| (n.clone(), s.unreadable_records))
+                .collect(),
+        ),
+        (
             "outpost_db_failed",
             "1 while a database is failed (a disk error; writes refused) and being reopened, by database.",
             failed,
@@ -497,6 +505,7 @@ pub fn status_json(hub: &Hub, tls: bool) -> serde_json::Value {
                 "documents": s.documents,
                 "tombstones": s.tombstones,
                 "last_etag": s.last_etag,
+                "unreadable_records": s.unreadable_records,
                 "configured": config.database(&d.name).is_some(),
             })
         })

@@ -21,9 +21,12 @@ pub async fn import(db: &DbHandle, input: Input, opts: &ImportOptions) -> Result
 }
 
 /// Exports every live document of `db` (with an id starting with `prefix`)
-/// as JSON lines, from one consistent snapshot. Returns the count.
+/// as JSON lines, from one consistent snapshot. Returns the count. A record
+/// that does not decode is skipped with a warning naming it and the command
+/// that sets it aside (`outpost repair <database dir>`, hub stopped).
 pub async fn export<W: Write>(db: &DbHandle, prefix: &str, w: W) -> Result<u64> {
-    outpost_cmdline::export(&db.db, prefix, w)
+    let repair = format!("outpost repair {}", db.dir().display());
+    outpost_cmdline::export(&db.db, prefix, w, &repair)
         .await
         .map_err(|e| match e {
             outpost_cmdline::ExportError::Read(source) => HubError::Database {

@@ -9,7 +9,8 @@
 //! - `write.rs`: validating and applying writes (documents, indexes, counters);
 //! - `commit.rs`: group commit, flush, close, the commit observer;
 //! - `read.rs`: [`Snapshot`] and the reads;
-//! - `check.rs`: the integrity check.
+//! - `check.rs`: the integrity check;
+//! - `repair.rs`: finding and setting aside records that do not decode.
 //!
 //! ## Trees
 //! The named B+trees (documents, the etag and collection indexes, collection
@@ -38,6 +39,7 @@ mod meta;
 mod origins;
 mod read;
 mod remote;
+mod repair;
 mod types;
 mod upgrade;
 mod write;
@@ -58,7 +60,8 @@ use alloc::{Working, load_free_list};
 use meta::{META_VERSION, Meta};
 
 pub use origins::Origin;
-pub use read::Snapshot;
+pub use read::{Snapshot, UnreadableRecord};
+pub use repair::{QUARANTINE_PREFIX, quarantine_key};
 pub use types::{
     Batch, Clock, CommitInfo, DbStats, Expected, IntegrityReport, MAX_DOC_BYTES, MAX_LOCAL_BYTES,
     OpenOptions, PushGuard, PutOptions, Refusal, RemoteDoc, WriteOutcome, WriteResult,
@@ -91,6 +94,9 @@ struct Inner<S> {
     read_only: bool,
     /// The commit observer ([`Database::watch_commits`]).
     commits: Publisher,
+    /// Document records reads met that do not decode, by key
+    /// ([`Database::unreadable_seen`]).
+    unreadable: Mutex<BTreeMap<Vec<u8>, UnreadableRecord>>,
 }
 
 impl<S> Inner<S> {
@@ -196,6 +202,7 @@ impl<S: PageStore> Database<S> {
             }),
             read_only,
             commits: Publisher::new(meta.last_etag),
+            unreadable: Mutex::new(BTreeMap::new()),
         };
         // Load the persisted free list.
         {
@@ -316,6 +323,20 @@ impl<S: PageStore> Database<S> {
             free_pages: m.freelist_count,
             generation: m.generation,
             cache: self.inner.cache.stats(),
+            unreadable_records: self.unreadable_seen().len() as u64,
         }
+    }
+
+    /// The document records that reads met since the database was opened and
+    /// could not decode (each skipped: see [`UnreadableRecord`]), by key; at
+    /// most the first 1,024. A record set aside by
+    /// [`Database::quarantine_unreadable`] leaves the list.
+    pub fn unreadable_seen(&self) -> Vec<UnreadableRecord> {
+        let seen = self
+            .inner
+            .unreadable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        seen.values().cloned().collect()
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::btree::{self, PageRead};
 use crate::codec::get_u64;
-use crate::doc::{self, Document, DocumentMeta};
+use crate::doc::{self, Document};
 use crate::error::Error;
 use crate::store::{PageBuf, PageNo, PageStore, StoreError};
 
@@ -102,9 +102,50 @@ fn decode_doc(rec: &[u8], key: &[u8]) -> Result<Document, Error> {
     doc::decode_record(rec).map_err(|e| corrupt_record(key, e))
 }
 
-/// The id and metadata of a document record (see [`decode_doc`]).
-pub(super) fn decode_meta(rec: &[u8], key: &[u8]) -> Result<(String, DocumentMeta), Error> {
-    doc::decode_record_meta(rec).map_err(|e| corrupt_record(key, e))
+/// A document record that a read met and could not decode: the read skipped
+/// it (one bad record never stops the changes feed, a scan or an export) and
+/// the database remembers it ([`Database::unreadable_seen`]); the operator
+/// lists and moves such records aside with [`Database::find_unreadable`] and
+/// [`Database::quarantine_unreadable`] (`outpost repair`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UnreadableRecord {
+    /// The record's key in the documents tree (the lowercase id), lossy UTF-8.
+    pub key: String,
+    /// Its etag, when known (from the etag index).
+    pub etag: Option<u64>,
+    /// The record's length in bytes.
+    pub bytes: usize,
+    /// Why it does not decode.
+    pub error: String,
+}
+
+/// How many unreadable records a database remembers (the first met).
+pub(super) const MAX_UNREADABLE_SEEN: usize = 1024;
+
+impl<S> Inner<S> {
+    /// Remembers a record a read skipped (see [`UnreadableRecord`]).
+    pub(super) fn note_unreadable(
+        &self,
+        key: &[u8],
+        etag: Option<u64>,
+        bytes: usize,
+        e: &impl std::fmt::Display,
+    ) {
+        let mut seen = self.unreadable.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_UNREADABLE_SEEN && !seen.contains_key(key) {
+            return;
+        }
+        let prev_etag = seen.get(key).and_then(|r| r.etag);
+        seen.insert(
+            key.to_vec(),
+            UnreadableRecord {
+                key: String::from_utf8_lossy(key).into_owned(),
+                etag: etag.or(prev_etag),
+                bytes,
+                error: e.to_string(),
+            },
+        );
+    }
 }
 
 impl<S: PageStore> Database<S> {
@@ -211,7 +252,6 @@ impl<S: PageStore> Snapshot<S> {
             start = start.max(ak);
         }
         let mut out = Vec::new();
-        let mut err = None;
         if limit == 0 {
             return Ok(out);
         }
@@ -223,21 +263,22 @@ impl<S: PageStore> Snapshot<S> {
                 if !k.starts_with(&pk) {
                     return false;
                 }
-                match decode_doc(&rec, k) {
+                match doc::decode_record(&rec) {
                     Ok(d) if d.meta.flags.is_tombstone() => true,
                     Ok(d) => {
                         out.push(d);
                         out.len() < limit
                     }
                     Err(e) => {
-                        err = Some(e);
-                        false
+                        // Skipped, remembered: the scan goes on.
+                        self.inner.note_unreadable(k, None, rec.len(), &e);
+                        true
                     }
                 }
             },
         )
         .await?;
-        err.map_or(Ok(out), Err)
+        Ok(out)
     }
 
     /// Counts the entries of the changes feed after `since` whose id key
@@ -266,74 +307,101 @@ impl<S: PageStore> Snapshot<S> {
         Ok(n)
     }
 
-    /// Id keys of the changes feed after `since`, at most `limit`.
-    async fn changed_keys(&self, since: u64, limit: usize) -> Result<Vec<Vec<u8>>, Error> {
-        let mut keys = Vec::new();
-        if limit == 0 || since == u64::MAX {
-            return Ok(keys);
-        }
-        btree::scan(
-            &self.reader(),
-            self.meta.root(Tree::Etags),
-            &(since + 1).to_be_bytes(),
-            |_, idk| {
-                keys.push(idk);
-                keys.len() < limit
-            },
-        )
-        .await?;
-        Ok(keys)
-    }
-
     /// See [`Database::changes`].
     pub async fn changes(&self, since: u64, limit: usize) -> Result<Vec<Document>, Error> {
-        let keys = self.changed_keys(since, limit).await?;
-        self.load_docs(keys, self.meta.root(Tree::Etags), "etag")
+        if since == u64::MAX {
+            return Ok(Vec::new());
+        }
+        let start = (since + 1).to_be_bytes().to_vec();
+        self.load_docs(Tree::Etags, start, &[], limit, "etag", doc::decode_record)
             .await
     }
 
     /// The changes feed like [`Snapshot::changes`], with bodies left as JSON
     /// text (nothing parsed): what replication sends.
+    ///
+    /// A record that does not decode, or holds a body that fails the strict
+    /// body check (stored before the check existed: [`doc::decode_raw_doc_checked`]),
+    /// is skipped (and remembered, see [`UnreadableRecord`]): the feed goes
+    /// on past it, and still returns `limit` documents when the feed holds
+    /// that many more. No peer is sent what it would refuse.
     pub async fn changes_raw(&self, since: u64, limit: usize) -> Result<Vec<doc::RawDoc>, Error> {
-        let keys = self.changed_keys(since, limit).await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            match btree::get(&self.reader(), self.meta.root(Tree::Docs), &k).await? {
-                Some(rec) => {
-                    out.push(doc::decode_raw_doc(&rec).map_err(|e| corrupt_record(&k, e))?)
-                }
-                None => {
-                    return Err(Error::Corrupt {
-                        page: self.meta.root(Tree::Etags),
-                        location: None,
-                        reason: "etag index points to a missing document".into(),
-                    });
-                }
-            }
+        if since == u64::MAX {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let start = (since + 1).to_be_bytes().to_vec();
+        self.load_docs(
+            Tree::Etags,
+            start,
+            &[],
+            limit,
+            "etag",
+            doc::decode_raw_doc_checked,
+        )
+        .await
     }
 
-    /// Reads the documents of `keys` (id keys taken from the index rooted at
-    /// `index`); a key without a document is index corruption.
-    async fn load_docs(
+    /// Reads, decoded by `decode`, up to `limit` documents listed by the
+    /// index `tree` from its key `start` on, while its keys start with
+    /// `prefix` (the etag index maps etag → id key; the others hold
+    /// `prefix` + id key). A record that does not decode is skipped and
+    /// remembered, and the walk goes on to fill `limit`; an index entry
+    /// without a document is index corruption.
+    async fn load_docs<T>(
         &self,
-        keys: Vec<Vec<u8>>,
-        index: PageNo,
+        tree: Tree,
+        mut start: Vec<u8>,
+        prefix: &[u8],
+        limit: usize,
         what: &str,
-    ) -> Result<Vec<Document>, Error> {
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            match btree::get(&self.reader(), self.meta.root(Tree::Docs), &k).await? {
-                Some(rec) => out.push(decode_doc(&rec, &k)?),
-                None => {
-                    return Err(Error::Corrupt {
-                        page: index,
-                        location: None,
-                        reason: format!("{what} index points to a missing document"),
-                    });
+        decode: impl Fn(&[u8]) -> Result<T, doc::RecordError>,
+    ) -> Result<Vec<T>, Error> {
+        let root = self.meta.root(tree);
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let want = limit - out.len();
+            // (index key, id key)
+            let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            btree::scan(&self.reader(), root, &start, |k, v| {
+                if !k.starts_with(prefix) {
+                    return false;
                 }
+                let idk = if tree == Tree::Etags {
+                    v
+                } else {
+                    k[prefix.len()..].to_vec()
+                };
+                entries.push((k.to_vec(), idk));
+                entries.len() < want
+            })
+            .await?;
+            let full = entries.len() == want;
+            for (ik, idk) in entries {
+                match btree::get(&self.reader(), self.meta.root(Tree::Docs), &idk).await? {
+                    Some(rec) => match decode(&rec) {
+                        Ok(d) => out.push(d),
+                        Err(e) => {
+                            let etag = (tree == Tree::Etags)
+                                .then(|| ik.as_slice().try_into().ok().map(u64::from_be_bytes))
+                                .flatten();
+                            self.inner.note_unreadable(&idk, etag, rec.len(), &e);
+                        }
+                    },
+                    None => {
+                        return Err(Error::Corrupt {
+                            page: root,
+                            location: None,
+                            reason: format!("{what} index points to a missing document"),
+                        });
+                    }
+                }
+                start = ik;
             }
+            if !full {
+                break;
+            }
+            // The smallest key after the last one read.
+            start.push(0);
         }
         Ok(out)
     }
@@ -378,20 +446,8 @@ impl<S: PageStore> Snapshot<S> {
             start.extend_from_slice(&doc::id_key(a));
             start.push(0);
         }
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let root = self.meta.root(tree);
-        let mut keys = Vec::new();
-        btree::scan(&self.reader(), root, &start, |k, _| {
-            if !k.starts_with(&prefix) {
-                return false;
-            }
-            keys.push(k[prefix.len()..].to_vec());
-            keys.len() < limit
-        })
-        .await?;
-        self.load_docs(keys, root, what).await
+        self.load_docs(tree, start, &prefix, limit, what, doc::decode_record)
+            .await
     }
 
     /// See [`Database::get_local`].

@@ -383,6 +383,9 @@ pub struct DbStats {
     pub generation: u64,
     /// Page cache counters.
     pub cache: CacheStats,
+    /// Document records the reads met since the database was opened that do
+    /// not decode (skipped; see [`super::Database::unreadable_seen`]).
+    pub unreadable_records: u64,
 }
 
 /// Result of [`super::Database::integrity_check`].

@@ -217,10 +217,11 @@ fn check_remote_version(id: &str, v: &RawVersion) -> Result<(), Error> {
         }
         .into());
     }
-    if !doc::is_json_object(&v.body) {
+    if let Err(e) = crate::body::check_body(&v.body) {
         return Err(InputError::InvalidJson(format!(
-            "the body of a received version of {:?} is not a JSON object",
-            clip(id)
+            "the body of a received version of {:?} breaks rule {}: {e}",
+            clip(id),
+            e.rule()
         ))
         .into());
     }
@@ -256,6 +257,16 @@ fn prepare(op: Op) -> Result<Prepared, Error> {
                     size: json.len(),
                     max: doc::MAX_BODY_BYTES,
                 }
+                .into());
+            }
+            // A `Value` built in memory can nest without limit; what is
+            // stored must read back everywhere.
+            if let Err(e) = crate::body::check_body(&json) {
+                return Err(InputError::InvalidJson(format!(
+                    "the body of {:?} breaks rule {}: {e}",
+                    clip(&id),
+                    e.rule()
+                ))
                 .into());
             }
             let key = doc::id_key(&id);

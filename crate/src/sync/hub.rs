@@ -774,8 +774,15 @@ impl HubSession {
                         id: id(),
                         bytes: v.body.len(),
                     });
-                } else if !doc::is_json_object(&v.body) {
-                    return Err(Violation::BodyNotObject { id: id() });
+                } else if let Err(e) = crate::body::check_body(&v.body) {
+                    if e.rule() == "not_object" {
+                        return Err(Violation::BodyNotObject { id: id() });
+                    }
+                    return Err(Violation::InvalidBody {
+                        id: id(),
+                        rule: e.rule(),
+                        reason: e.to_string(),
+                    });
                 }
             }
         }

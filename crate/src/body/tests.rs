@@ -1,0 +1,401 @@
+//! Tests of the strict body check: every rule, the timings against
+//! serde_json, and properties (serialized values accepted, mutations never
+//! panic).
+
+use super::*;
+
+fn rule(body: &str) -> &'static str {
+    match check_body(body.as_bytes()) {
+        Ok(()) => "ok",
+        Err(e) => e.rule(),
+    }
+}
+
+#[test]
+fn accepts_ordinary_objects() {
+    for ok in [
+        "{}",
+        " { } \n",
+        r#"{"a":1,"b":[true,false,null,"x",-0.5e-3,{"c":{}}],"d":"\"\\\/\b\f\n\r\t\u00e9"}"#,
+        r#"{"pair":"\ud83d\ude00","bmp":"\u20ac","A":1,"a":2}"#,
+        r#"{"big":123456789012345678901234567890,"tiny":1e-400,"neg":-1.7976931348623157e308}"#,
+        "{\"é\":\"ünïcödé 😀\"}",
+        r#"{"a":{"x":1},"b":{"x":2}}"#,
+    ] {
+        assert_eq!(rule(ok), "ok", "{ok}");
+    }
+}
+
+#[test]
+fn refuses_what_is_not_an_object() {
+    for bad in ["", "   ", "[]", "\"x\"", "1", "null", "[{}]"] {
+        assert_eq!(rule(bad), "not_object", "{bad:?}");
+    }
+}
+
+#[test]
+fn refuses_syntax_errors_and_trailing_garbage() {
+    for bad in [
+        "{",
+        "{\"a\"}",
+        "{\"a\":}",
+        "{\"a\":1,}",
+        "{\"a\":[1,]}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":1e}",
+        "{\"a\":tru}",
+        "{a:1}",
+        "{\"a\":\"x}",
+        "{\"a\":\"\\x\"}",
+        "{\"a\":\"\\u12\"}",
+        "{\"a\":\"tab\there\"}",
+        "{} {}",
+        "{}x",
+        "{\"a\":1 \"b\":2}",
+        "{\"a\":NaN}",
+        "{\"a\":Infinity}",
+        "{\"a\":+1}",
+    ] {
+        assert_eq!(rule(bad), "syntax", "{bad:?}");
+    }
+    let e = check_body(b"{} x").unwrap_err();
+    assert_eq!(e, syntax(3, "trailing characters after the object"));
+    assert!(e.to_string().contains("byte 3"), "{e}");
+}
+
+#[test]
+fn depth_limit_is_64() {
+    let nest = |n: usize| format!("{}{}", "[".repeat(n - 1), "]".repeat(n - 1));
+    let ok = format!("{{\"a\":{}}}", nest(MAX_DEPTH));
+    assert_eq!(rule(&ok), "ok");
+    let deep = format!("{{\"a\":{}}}", nest(MAX_DEPTH + 1));
+    assert_eq!(rule(&deep), "too_deep");
+    let objs = format!("{}{}", "{\"a\":".repeat(65), "}".repeat(65));
+    assert_eq!(rule(&objs), "too_deep");
+    let objs = format!("{}1{}", "{\"a\":".repeat(64), "}".repeat(64));
+    assert_eq!(rule(&objs), "ok");
+    // 100,000 deep: refused at once, no stack growth.
+    let huge = format!("{{\"a\":{}", "[".repeat(100_000));
+    let t = std::time::Instant::now();
+    let e = check_body(huge.as_bytes()).unwrap_err();
+    assert_eq!(e.rule(), "too_deep");
+    assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    assert!(e.to_string().contains("deeper than 64"), "{e}");
+}
+
+#[test]
+fn refuses_invalid_utf8() {
+    let mut b = b"{\"a\":\"".to_vec();
+    b.extend_from_slice(&[0xff, 0xfe]);
+    b.extend_from_slice(b"\"}");
+    assert_eq!(
+        check_body(&b).unwrap_err(),
+        BodyError::InvalidUtf8 { offset: 6 }
+    );
+    // Overlong encoding and a UTF-16 surrogate encoded in UTF-8.
+    assert_eq!(
+        check_body(b"{\"\xc0\xaf\":1}").unwrap_err().rule(),
+        "invalid_utf8"
+    );
+    assert_eq!(
+        check_body(b"{\"a\":\"\xed\xa0\x80\"}").unwrap_err().rule(),
+        "invalid_utf8"
+    );
+}
+
+#[test]
+fn refuses_lone_surrogates() {
+    for bad in [
+        r#"{"a":"\ud800"}"#,
+        r#"{"a":"\udc00"}"#,
+        r#"{"a":"\ud800x"}"#,
+        r#"{"a":"\ud800\u0041"}"#,
+        r#"{"a":"\ud800\ud800"}"#,
+        r#"{"a":"\udc00\ud800"}"#,
+        r#"{"\uDBFF":1}"#,
+    ] {
+        assert_eq!(rule(bad), "lone_surrogate", "{bad}");
+    }
+    let e = check_body(br#"{"a":"xy\ud800"}"#).unwrap_err();
+    assert_eq!(e, BodyError::LoneSurrogate { offset: 8 });
+}
+
+#[test]
+fn refuses_numbers_out_of_range() {
+    for bad in [
+        r#"{"a":1e400}"#,
+        r#"{"a":-1e400}"#,
+        r#"{"a":[1.8e308]}"#,
+        r#"{"a":1E+309}"#,
+    ] {
+        assert_eq!(rule(bad), "number_out_of_range", "{bad}");
+    }
+    let big = format!("{{\"a\":{}}}", "9".repeat(400));
+    assert_eq!(rule(&big), "number_out_of_range");
+    let fits = format!("{{\"a\":{}}}", "9".repeat(300));
+    assert_eq!(rule(&fits), "ok");
+    assert_eq!(rule(r#"{"a":1.7976931348623157e308}"#), "ok");
+}
+
+#[test]
+fn refuses_duplicate_keys_after_unescaping() {
+    for bad in [
+        r#"{"a":1,"a":2}"#,
+        r#"{"a":1,"\u0061":2}"#,
+        r#"{"\u0061":1,"a":2}"#,
+        r#"{"x":{"b":1,"c":2,"b":3}}"#,
+        r#"{"x":[{"k":1,"k":1}]}"#,
+        r#"{"😀":1,"\ud83d\ude00":2}"#,
+        r#"{"a\/b":1,"a/b":2}"#,
+    ] {
+        assert_eq!(rule(bad), "duplicate_key", "{bad}");
+    }
+    let e = check_body(br#"{"a":1,"\u0061":2}"#).unwrap_err();
+    assert_eq!(
+        e,
+        BodyError::DuplicateKey {
+            key: "a".into(),
+            offset: 7
+        }
+    );
+    assert!(e.to_string().contains("\"a\""), "{e}");
+    // The same key in different objects, or at different depths, is fine.
+    assert_eq!(rule(r#"{"a":{"a":{"a":1}},"b":{"a":2}}"#), "ok");
+    // A big object: duplicates found among many keys.
+    let mut s = String::from("{");
+    for i in 0..10_000 {
+        s.push_str(&format!("\"k{i}\":{i},"));
+    }
+    s.push_str("\"k5000\":1}");
+    assert_eq!(rule(&s), "duplicate_key");
+    // Escaped, in a big object (found through the hashes).
+    let mut base = String::from("{");
+    for i in 0..100 {
+        base.push_str(&format!("\"k{i}\":{i},"));
+    }
+    let e = check_body(format!("{base}\"\\u006b50\":1}}").as_bytes()).unwrap_err();
+    assert!(
+        matches!(&e, BodyError::DuplicateKey { key, .. } if key == "k50"),
+        "{e}"
+    );
+    assert_eq!(rule(&format!("{base}\"\\u006b500\":1}}")), "ok");
+}
+
+/// A strict check built on serde_json (a depth-counting seed, a set of
+/// keys per object): the alternative measured against [`check_body`].
+mod serde_strict {
+    use std::borrow::Cow;
+    use std::collections::HashSet;
+
+    use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+    pub struct Strict(pub usize);
+    struct Key;
+
+    impl<'de> DeserializeSeed<'de> for Key {
+        type Value = Cow<'de, str>;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Key {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_string()))
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Strict {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Strict {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(E::custom("number_out_of_range"))
+            }
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+            if self.0 >= super::MAX_DEPTH {
+                return Err(de::Error::custom("too_deep"));
+            }
+            while a.next_element_seed(Strict(self.0 + 1))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+            if self.0 >= super::MAX_DEPTH {
+                return Err(de::Error::custom("too_deep"));
+            }
+            let mut keys = HashSet::new();
+            while let Some(k) = m.next_key_seed(Key)? {
+                if !keys.insert(k) {
+                    return Err(de::Error::custom("duplicate_key"));
+                }
+                m.next_value_seed(Strict(self.0 + 1))?;
+            }
+            Ok(())
+        }
+    }
+
+    pub fn check(body: &[u8]) -> bool {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        Strict(0).deserialize(&mut de).is_ok() && de.end().is_ok()
+    }
+}
+
+/// A realistic object of about `target` bytes.
+fn sample(target: usize) -> Vec<u8> {
+    let mut m = serde_json::Map::new();
+    let mut i = 0;
+    while serde_json::to_vec(&m).unwrap().len() < target {
+        for _ in 0..(target / 2000).max(1) {
+            m.insert(
+                format!("field{i}"),
+                serde_json::json!({
+                    "name": format!("Patient n°{i} \u{e9}"),
+                    "age": i % 97, "score": i as f64 * 1.25,
+                    "tags": ["a", "b\n", i], "ok": i % 2 == 0, "none": null,
+                }),
+            );
+            i += 1;
+        }
+    }
+    serde_json::to_vec(&m).unwrap()
+}
+
+#[test]
+fn timings() {
+    use std::time::Instant;
+    for (label, body) in [("1 KiB", sample(1024)), ("1 MiB", sample(1 << 20))] {
+        let n = (16 << 20) / body.len();
+        let t = Instant::now();
+        for _ in 0..n {
+            check_body(&body).unwrap();
+        }
+        let ours = t.elapsed() / n as u32;
+        let t = Instant::now();
+        for _ in 0..n {
+            assert!(serde_strict::check(&body));
+        }
+        let serde = t.elapsed() / n as u32;
+        let t = Instant::now();
+        for _ in 0..n {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&body).unwrap();
+        }
+        let ignored = t.elapsed() / n as u32;
+        println!(
+            "{label} ({} bytes, {n} runs): check_body {ours:?}, serde strict visitor \
+             {serde:?}, serde_json IgnoredAny {ignored:?}",
+            body.len()
+        );
+    }
+}
+
+#[test]
+fn serde_variant_agrees_on_the_cases() {
+    for (body, ok) in [
+        (r#"{"a":1,"\u0061":2}"#, false),
+        (r#"{"a":"\ud800"}"#, false),
+        (r#"{"a":1e400}"#, false),
+        (r#"{"a":[1,{"b":null}]}"#, true),
+    ] {
+        assert_eq!(serde_strict::check(body.as_bytes()), ok, "{body}");
+        assert_eq!(check_body(body.as_bytes()).is_ok(), ok, "{body}");
+    }
+}
+
+/// Properties (native only: proptest).
+#[cfg(not(target_arch = "wasm32"))]
+mod props {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(any::<String>(), inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn serialized_objects_are_accepted(
+            m in prop::collection::btree_map(any::<String>(), value(), 0..8),
+            pretty in any::<bool>(),
+        ) {
+            let v = Value::Object(m.into_iter().collect());
+            let body = if pretty {
+                serde_json::to_vec_pretty(&v).unwrap()
+            } else {
+                serde_json::to_vec(&v).unwrap()
+            };
+            prop_assert_eq!(check_body(&body), Ok(()));
+        }
+
+        #[test]
+        fn mutations_never_panic_and_accepted_bodies_parse(
+            m in prop::collection::btree_map(any::<String>(), value(), 1..6),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
+        ) {
+            let mut body = serde_json::to_vec(&Value::Object(m.into_iter().collect())).unwrap();
+            for (at, byte, how) in edits {
+                let i = at.index(body.len() + 1);
+                match how {
+                    0 if i < body.len() => body[i] = byte,
+                    1 => body.insert(i, byte),
+                    _ if i < body.len() => { body.remove(i); }
+                    _ => {}
+                }
+            }
+            if check_body(&body).is_ok() {
+                // Whatever it accepts, serde_json reads back as an object.
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                prop_assert!(v.is_object());
+            }
+        }
+    }
+}
