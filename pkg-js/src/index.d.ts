@@ -54,10 +54,19 @@ export type {
  *   threw the database away: `storageLost` holds the facts);
  * - storage: `"quota_exceeded"`, `"io"`, `"locked"`, `"read_only"`,
  *   `"page_not_found"`, `"invalid_commit"`, `"other"`;
- * - sync: `"already_syncing"` (`db.sync` while a sync runs).
+ * - sync: `"already_syncing"` (`db.sync` while a sync runs);
+ * - storage caps and the hub's causality rules (a write that would store a
+ *   document no reader could take back): `"too_many_versions"`,
+ *   `"document_too_large"`, `"change_vector_too_large"`,
+ *   `"forged_change_vector"`, `"unseen_version"`.
  */
 export type OutpostErrorCode =
   | "invalid_id"
+  | "too_many_versions"
+  | "document_too_large"
+  | "change_vector_too_large"
+  | "forged_change_vector"
+  | "unseen_version"
   | "invalid_json"
   | "invalid_collection"
   | "invalid_change_vector"

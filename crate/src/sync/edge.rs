@@ -419,9 +419,11 @@ impl EdgeSession {
                 // Retrying cannot help when the hub refuses the identity or the
                 // version, or finds this edge's frames malformed (a client and
                 // hub of different builds): report it instead of looping.
+                // `db_id_taken`: this database id is another identity's; a
+                // new device database is the way out, not a retry.
                 let fatal = matches!(
                     code.as_str(),
-                    "unauthorized" | "unsupported_version" | "protocol"
+                    "unauthorized" | "unsupported_version" | "protocol" | "db_id_taken"
                 );
                 self.close(out, &code, &message, fatal);
             }
