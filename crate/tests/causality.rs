@@ -503,7 +503,19 @@ fn caps_are_checked_before_anything_is_stored() {
         })
         .collect();
     let device = big[0].0;
+    // From an ordinary edge, invented ids are forged; a relay may introduce
+    // them, and then the cap stops the resolution's vector.
     let g = guard("wide", device, 0);
+    let r = push(
+        &db,
+        &g,
+        doc("notes/wide", Some("Notes"), cv(&big), "{}"),
+        true,
+    );
+    assert!(matches!(r, Err(Refusal::ForgedEntry { .. })), "{r:?}");
+    let mut relay = (*guard("wide", device, 0)).clone();
+    relay.relay = true;
+    let g = Arc::new(relay);
     block_on(db.put("notes/wide", json!({"v": "hub"}))).unwrap();
     let r = push(
         &db,
