@@ -3,7 +3,12 @@
 //! edits, disconnects, crashes, dropped connections, clock jumps and devices
 //! wiped or replaced (a fresh database, so a new db id); no network. Edges 0
 //! and 5 are two devices of one identity; edge 6 is a read-only identity
-//! that never writes. Every seed ends by healing all links and checks:
+//! that never writes. Among them a hostile identity (`mallory`, see
+//! [`Sim::hostile`]) attacks the hub at random moments — forged entries of
+//! honest devices, hub history it was never sent, blind writes to documents
+//! it may not read, taking over an honest device's id — and each answer is
+//! checked at once (refused, or acknowledged with nothing changed). Every
+//! seed ends by healing all links and checks:
 //! - convergence: every edge holds exactly the hub's documents inside its
 //!   read prefixes (same versions, same conflicts, same bodies);
 //! - no acknowledged write lost: every local write an edge committed inside
@@ -31,10 +36,10 @@ use outpost::store::MemoryStore;
 use outpost::sync::driver::{edge_info, edge_storage, hub_storage, load_edge_state, rejections};
 use outpost::sync::run::{AuthRequest, EdgeShell, HubShell, Step, run_edge, run_hub};
 use outpost::sync::{
-    ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgeSession, Grant, HubAction, HubEvent,
-    HubMetric, HubSession, Prefixes,
+    ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgeSession, Frame, Grant, HubAction,
+    HubEvent, HubMetric, HubSession, Prefixes, WireDoc,
 };
-use outpost::{Batch, ChangeVector, CvOrder, Database, OpenOptions, PutOptions};
+use outpost::{Batch, ChangeVector, CvOrder, Database, DbId, OpenOptions, PutOptions, RawVersion};
 use serde_json::json;
 
 type Db = Database<Arc<MemoryStore>>;
@@ -88,6 +93,10 @@ struct Stats {
     drops: u64,
     wipes: u64,
     kept_conflicts: u64,
+    /// Attacks the hostile identity made whose answer was checked.
+    attacks: u64,
+    /// Attacks tried (its own etags).
+    attack_seq: u64,
 }
 
 fn p(list: &[&str]) -> Prefixes {
@@ -432,6 +441,7 @@ impl Sim {
                 self.stats.wipes += 1;
                 self.wipe(i);
             }
+            87..=89 => self.hostile(),
             _ => {
                 if self.links[i].is_none() {
                     self.connect(i);
@@ -665,6 +675,211 @@ impl HubShell for HubLink<'_> {
     }
 }
 
+/// The hostile identity's device.
+const MALLORY: DbId = DbId([0xEE; 16]);
+
+/// The hostile identity: it may write every id and read only `shared/`, so
+/// every other id is write-only for it.
+fn mallory_grant() -> Grant {
+    let mut g = grant(0);
+    g.identity = "mallory".into();
+    g.read = p(&["shared/"]);
+    g.write = p(&["*"]);
+    g
+}
+
+/// One session of the hostile identity with the hub: the real hub machine
+/// and storage driver, frames collected instead of delivered.
+struct HostileLink<'a> {
+    sim: &'a mut Sim,
+    hub: HubSession,
+    sent: Vec<Frame>,
+    committed: bool,
+}
+
+impl HubShell for HostileLink<'_> {
+    fn feed(&mut self, ev: HubEvent<'_>) -> Option<Vec<HubAction>> {
+        Some(self.hub.handle(ev, self.sim.t()))
+    }
+
+    async fn send(&mut self, frame: Vec<u8>) -> bool {
+        self.sent
+            .push(Frame::decode(&frame, usize::MAX).expect("the hub sends valid frames"));
+        true
+    }
+
+    async fn authenticate(&mut self, r: AuthRequest) -> Step<HubEvent<'static>> {
+        let g = mallory_grant();
+        let info = edge_info(&self.sim.hub, &g, &r.edge_db_id, 0, &r.checkpoint_hub)
+            .await
+            .unwrap();
+        Step::Feed(if info.db_id_taken {
+            HubEvent::DbIdTaken
+        } else {
+            HubEvent::Authorized {
+                grant: g,
+                hub_db_id: self.sim.hub.db_id(),
+                hub_last_etag: info.hub_last_etag,
+                push_checkpoint: info.push_checkpoint,
+                pending: info.pending,
+                pull_from: info.pull_from,
+            }
+        })
+    }
+
+    async fn storage(&mut self, action: HubAction) -> Step<HubEvent<'static>> {
+        // It never acknowledges what it is sent: only pushes are performed.
+        if matches!(action, HubAction::ReadChanges { .. }) {
+            return Step::Done;
+        }
+        let ev = hub_storage(&self.sim.hub, "mallory", &action, |_| {}).await;
+        self.committed |= matches!(ev, Some(HubEvent::PushApplied { .. }));
+        ev.into()
+    }
+
+    fn metric(&mut self, _m: HubMetric) {}
+
+    fn close(&mut self, _code: String, _message: String) {}
+}
+
+impl Sim {
+    /// The hostile identity tries one attack against the hub and checks the
+    /// answer at once: claiming an honest device's entry beyond what the hub
+    /// holds, claiming hub history it was never sent, overwriting a document
+    /// it may not read, or taking over an honest device's database id.
+    fn hostile(&mut self) {
+        self.stats.attack_seq += 1;
+        let hub_db = self.hub.db_id();
+        let docs = block_on(self.hub.changes_raw(0, 1_000_000)).unwrap();
+        let kind = self.rng.below(4);
+        let n = self.stats.attack_seq;
+        let squat = (kind == 3)
+            .then(|| {
+                let e = &self.edges[self.rng.below(EDGES as u64) as usize];
+                let db = e.db.db_id();
+                let bound = block_on(self.hub.snapshot().origin(&db))
+                    .unwrap()
+                    .is_some_and(|o| o.owner.is_some());
+                bound.then_some(db)
+            })
+            .flatten();
+        let device = squat.unwrap_or(MALLORY);
+        let hello = Frame::Hello {
+            min_version: 1,
+            max_version: 2,
+            db_id: device,
+            database: "main".into(),
+            identity: "mallory".into(),
+            credential: "token".into(),
+            pull_checkpoint: 0,
+            checkpoint_hub: hub_db,
+        };
+        let (target, cv, expect) = match kind {
+            0 => {
+                // An honest device's entry, far beyond the hub's mark.
+                let Some((d, (db, etag))) = docs.iter().find_map(|d| {
+                    d.meta
+                        .change_vector
+                        .entries()
+                        .iter()
+                        .find(|(db, _)| *db != hub_db && *db != MALLORY)
+                        .map(|e| (d, *e))
+                }) else {
+                    return;
+                };
+                let cv = d.meta.change_vector.with(db, etag + 1_000).with(MALLORY, n);
+                (d.id.clone(), cv, Some("forged_change_vector"))
+            }
+            1 => {
+                // Hub history it was never sent (it acknowledged nothing).
+                let Some(d) = docs.last() else { return };
+                let last = self.hub.stats().last_etag;
+                let cv = ChangeVector::new().with(MALLORY, n).with(hub_db, last);
+                (d.id.clone(), cv, Some("forged_change_vector"))
+            }
+            _ => {
+                // A blind write to a document it may not read.
+                let Some(d) = docs
+                    .iter()
+                    .find(|d| !d.id.to_lowercase().starts_with("shared/"))
+                else {
+                    return;
+                };
+                (d.id.clone(), ChangeVector::new().with(MALLORY, n), None)
+            }
+        };
+        let before = block_on(self.hub.get_version(&target)).unwrap();
+        let push = Frame::Push {
+            upto: n,
+            docs: vec![WireDoc {
+                id: target.clone(),
+                collection: Some("Notes".into()),
+                versions: vec![RawVersion {
+                    change_vector: cv,
+                    last_modified_ms: i64::MAX,
+                    deleted: self.rng.below(2) == 0,
+                    body: Vec::new(),
+                }],
+            }],
+        };
+        let push = match push {
+            Frame::Push { upto, mut docs } => {
+                if !docs[0].versions[0].deleted {
+                    docs[0].versions[0].body = br#"{"by":"mallory"}"#.to_vec();
+                }
+                Frame::Push { upto, docs }
+            }
+            f => f,
+        };
+        let t = self.t();
+        let mut link = HostileLink {
+            sim: self,
+            hub: HubSession::new(t),
+            sent: Vec::new(),
+            committed: false,
+        };
+        for f in [hello, push] {
+            let acts = link.hub.handle(HubEvent::Received(&f.encode()), t);
+            block_on(run_hub(&mut link, acts));
+            if link.hub.is_closed() {
+                break;
+            }
+        }
+        let (sent, committed) = (std::mem::take(&mut link.sent), link.committed);
+        if squat.is_some() {
+            assert!(
+                sent.iter()
+                    .any(|f| matches!(f, Frame::Error { code, .. } if code == "db_id_taken")),
+                "mallory took over an honest device's id: {sent:?}"
+            );
+            self.stats.attacks += 1;
+            return;
+        }
+        let answer = sent
+            .iter()
+            .find(|f| matches!(f, Frame::PushAck { .. } | Frame::PushRejected { .. }));
+        match (expect, answer) {
+            (Some(code), Some(Frame::PushRejected { code: c, .. })) => {
+                assert_eq!(c, code, "attack {kind} on {target}");
+            }
+            (None, Some(Frame::PushAck { applied: 1, .. })) => {
+                // Create-only: the document it may not read is unchanged.
+                let after = block_on(self.hub.get_version(&target)).unwrap();
+                assert_eq!(
+                    after.map(|d| d.meta.change_vector),
+                    before.map(|d| d.meta.change_vector),
+                    "mallory changed {target}, which it may not read"
+                );
+            }
+            (_, a) => panic!("attack {kind} on {target}: unexpected answer {a:?}"),
+        }
+        self.stats.attacks += 1;
+        if committed {
+            self.hub_committed(None);
+        }
+    }
+}
+
 fn trace(who: &str, b: &[u8]) {
     if let Ok(id) = std::env::var("OUTPOST_SIM_TRACE") {
         let f = outpost::sync::Frame::decode(b, usize::MAX).unwrap();
@@ -719,6 +934,7 @@ fn seeded_simulation_converges_and_loses_nothing() {
                 total.drops += s.drops;
                 total.wipes += s.wipes;
                 total.kept_conflicts += s.kept_conflicts;
+                total.attacks += s.attacks;
             }
             Err(_) => {
                 panic!("simulation failed for seed {seed}: rerun with OUTPOST_SIM_SEED={seed}")
@@ -728,14 +944,16 @@ fn seeded_simulation_converges_and_loses_nothing() {
     println!(
         "sync simulation: {seeds} seeds × 400 steps, 1 hub + {EDGES} edges, all converged; \
          {} frames delivered, {} crashes, {} dropped connections, {} devices wiped or replaced, \
-         {} conflicts met at the hub, {} kept (manual) at the end, {} rejections",
+         {} conflicts met at the hub, {} kept (manual) at the end, {} rejections, \
+         {} attacks by a hostile identity (each refused or without effect)",
         total.frames,
         total.crashes,
         total.drops,
         total.wipes,
         total.settled,
         total.kept_conflicts,
-        total.rejected
+        total.rejected,
+        total.attacks
     );
 }
 
