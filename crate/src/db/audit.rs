@@ -165,13 +165,13 @@ pub fn chain_hash(prev: &[u8; 32], encoded: &[u8]) -> [u8; 32] {
 }
 
 /// Lowercase hex of `b`.
-pub fn hex(b: &[u8]) -> String {
+pub fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The SHA-256 of `b`, in lowercase hex (the body hashes of manifests).
 pub fn sha256_hex(b: &[u8]) -> String {
-    hex(&Sha256::digest(b))
+    hex_of(&Sha256::digest(b))
 }
 
 /// An entry's bytes before its hash.
@@ -483,16 +483,16 @@ fn check_entry(v: &[u8], seq: u64, prev: &[u8; 32]) -> Result<(), String> {
     if &e.prev_hash != prev {
         return Err(format!(
             "its previous hash {} is not the previous entry's hash {}",
-            hex(&e.prev_hash),
-            hex(prev)
+            hex_of(&e.prev_hash),
+            hex_of(prev)
         ));
     }
     let computed = chain_hash(prev, &v[..v.len() - 32]);
     if computed != e.hash {
         return Err(format!(
             "its content does not match its hash (stored {}, computed {}): it was changed after it was written",
-            hex(&e.hash),
-            hex(&computed)
+            hex_of(&e.hash),
+            hex_of(&computed)
         ));
     }
     Ok(())

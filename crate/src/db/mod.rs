@@ -61,7 +61,7 @@ use meta::{META_VERSION, Meta};
 pub use audit::{
     AUDIT_FORMAT, AUDIT_RECORD_VERSION, AuditBad, AuditDoc, AuditEntry, AuditKind, AuditPush,
     AuditRefusal, AuditReport, AuditScope, AuditVersion, GENESIS_HASH, MAX_AUDIT_PAYLOAD,
-    chain_hash, decode_entry, encode_record, sha256_hex,
+    chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
 };
 pub use origins::Origin;
 pub use read::Snapshot;
