@@ -431,7 +431,7 @@ impl<S: PageStore> Snapshot<S> {
                             report.first_bad = Some(AuditBad {
                                 seq: expected,
                                 reason: format!(
-                                    "the page holding it (and maybe the entries after it) is damaged: {e}"
+                                    "it lives in a damaged page (with the entries after it in that page): {e}"
                                 ),
                                 page_damaged: true,
                             });
