@@ -314,3 +314,102 @@ fn tamper(db: &Db, seq: u64, value: Vec<u8>) {
     b.tamper_audit_entry(seq, value);
     block_on(db.commit(b)).unwrap();
 }
+
+/// The hub machine asks for a refusal's audit entry next to its metric,
+/// both for a refusal it decides itself and for one the engine returns.
+#[test]
+fn the_hub_machine_records_every_push_refusal() {
+    use outpost::sync::{Frame, Grant, HubSession, Prefixes, WireDoc};
+    use std::collections::HashMap;
+    let mut h = HubSession::new(0);
+    let hello = Frame::Hello {
+        min_version: 1,
+        max_version: 2,
+        db_id: ALICE,
+        database: "main".into(),
+        identity: "alice".into(),
+        credential: "t".into(),
+        pull_checkpoint: 0,
+        checkpoint_hub: DbId([0; 16]),
+    }
+    .encode();
+    h.handle(HubEvent::Received(&hello), 0);
+    let grant = Grant {
+        identity: "alice".into(),
+        read: Prefixes::parse(&["notes/".into()]).unwrap(),
+        write: Prefixes::parse(&["notes/".into()]).unwrap(),
+        policies: HashMap::new(),
+        default_policy: ConflictPolicy::Latest,
+    };
+    h.handle(
+        HubEvent::Authorized {
+            grant,
+            hub_db_id: HUB,
+            hub_last_etag: 0,
+            push_checkpoint: 0,
+            pending: 0,
+            pull_from: 0,
+        },
+        0,
+    );
+    let wire = |id: &str, upto: u64| {
+        Frame::Push {
+            upto,
+            docs: vec![WireDoc {
+                id: id.into(),
+                collection: None,
+                versions: vec![RawVersion {
+                    change_vector: ChangeVector::from_entries([(ALICE, upto)]).unwrap(),
+                    last_modified_ms: 0,
+                    deleted: false,
+                    body: b"{}".to_vec(),
+                }],
+            }],
+        }
+        .encode()
+    };
+    let record = |acts: &[HubAction]| {
+        acts.iter().find_map(|a| match a {
+            HubAction::RecordRefusal {
+                edge_db_id,
+                upto,
+                code,
+                id,
+                ..
+            } => Some((*edge_db_id, *upto, code.clone(), id.clone())),
+            _ => None,
+        })
+    };
+    // Decided by the machine (outside the write prefixes).
+    let acts = h.handle(HubEvent::Received(&wire("private/1", 1)), 1);
+    assert_eq!(
+        record(&acts),
+        Some((
+            ALICE,
+            1,
+            "write_denied".to_string(),
+            "private/1".to_string()
+        ))
+    );
+    // Decided by the engine, in the transaction.
+    let acts = h.handle(HubEvent::Received(&wire("notes/1", 2)), 2);
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, HubAction::ApplyPush { .. }))
+    );
+    let acts = h.handle(
+        HubEvent::PushRefused(outpost::Refusal::UnseenVersion {
+            id: "notes/1".into(),
+        }),
+        3,
+    );
+    assert_eq!(
+        record(&acts),
+        Some((
+            ALICE,
+            2,
+            "unseen_version".to_string(),
+            "notes/1".to_string()
+        ))
+    );
+}
