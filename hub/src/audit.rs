@@ -74,10 +74,6 @@ pub fn render_verified(v: &Verified) -> String {
             "database {}: {} audit entries verified; chain head {}",
             v.database, v.entries, v.head
         ),
-        Some(b) if b.page_damaged => format!(
-            "database {}: audit entry {} is BAD: {} ({} entries before it verified)",
-            v.database, b.seq, b.reason, v.entries
-        ),
         Some(b) => format!(
             "database {}: audit entry {} is BAD: {} ({} entries before it verified)",
             v.database, b.seq, b.reason, v.entries

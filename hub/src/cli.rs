@@ -274,7 +274,7 @@ Examples:
     ///
     /// Lists every accepted push that carried a version of the document
     /// (with --cv: only that version): identity, device, the push's upto,
-    /// when, and the key (\"none (token identity)\" until edges have keys).
+    /// when, and the key ("none (token identity)" until edges have keys).
     /// A version no push carried was written by the hub itself (a conflict
     /// resolution, an import) or came from an upstream. Exit status 1 when
     /// nothing is found.
