@@ -45,8 +45,9 @@ pub mod watch;
 
 pub use cv::{ChangeVector, CvOrder, DbId};
 pub use db::{
-    Batch, CommitInfo, Database, DbStats, Expected, IntegrityReport, OpenOptions, Origin,
-    PushGuard, PutOptions, Refusal, RemoteDoc, Snapshot, WriteOutcome, WriteResult,
+    AuditEntry, AuditKind, AuditReport, Batch, CommitInfo, Database, DbStats, Expected,
+    IntegrityReport, OpenOptions, Origin, PushGuard, PutOptions, Refusal, RemoteDoc, Snapshot,
+    WriteOutcome, WriteResult,
 };
 pub use doc::{DocFlags, Document, DocumentMeta, RawVersion, Version};
 pub use error::{Error, InputError, OpenError};

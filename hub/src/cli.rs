@@ -30,6 +30,8 @@ Examples:
   outpost-hub import patients.jsonl         # with the hub stopped
   outpost-hub export backup.jsonl
   outpost-hub status                        # ask the running hub
+  outpost-hub audit verify                  # check the audit trail (hub stopped)
+  outpost-hub audit who notes/42            # who wrote this document's versions
 
 The configuration file is taken from --config, else $OUTPOST_HUB_CONFIG, else
 ./outpost-hub.toml. A running hub re-reads it when it changes (and on SIGHUP):
@@ -188,6 +190,17 @@ Examples:
         admin_token: Option<String>,
     },
 
+    /// Verify, export or question the audit trail (hub stopped).
+    ///
+    /// Every database keeps an append-only, hash-chained audit trail written
+    /// in the same commit as what it records: accepted pushes (who, which
+    /// device, a manifest of ids, change vectors and body hashes), refused
+    /// pushes with their reason, and edges enrolled, revoked or re-scoped by
+    /// the configuration. See docs/audit.md. These commands open the
+    /// databases read-only and are refused while the hub runs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+
     /// Set the admin token: who may read /status and /metrics.
     ///
     /// A random token is printed once on standard output; only its SHA-256 is
@@ -210,6 +223,77 @@ pub struct DatabaseArg {
     /// The database, by name (may be omitted when the configuration has only one).
     #[arg(long, short, value_name = "DB")]
     pub database: Option<String>,
+}
+
+/// `audit` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain of each database's audit trail.
+    ///
+    /// Recomputes every entry's hash and its link to the previous one.
+    /// Prints, per database, the count of entries verified and the chain's
+    /// head hash (keep it elsewhere: a trail rebuilt from scratch by someone
+    /// who can write the file would verify too, but end in another head).
+    /// Exit status: 0 every chain verifies; 1 an entry is bad (named, with
+    /// why: changed content, broken link, missing, or a damaged page).
+    #[command(after_help = "\
+Examples:
+  outpost-hub audit verify             # every database of the configuration
+  outpost-hub audit verify main")]
+    Verify {
+        /// Only this database (default: every database of the configuration).
+        database: Option<String>,
+    },
+    /// Write audit entries as JSON lines on standard output.
+    ///
+    /// One object per entry: database, seq, time (RFC 3339), time_ms, kind
+    /// (push_accepted, push_refused, scope_change, purge_receipt), prev_hash,
+    /// hash, and the record (see docs/audit.md).
+    #[command(after_help = "\
+Examples:
+  outpost-hub audit export > audit.jsonl
+  outpost-hub audit export --edge laptop-7
+  outpost-hub audit export --id patients/dr-7/0001 --since 2026-12-01T00:00:00Z
+  outpost-hub audit export main --since 1764547200000")]
+    Export {
+        /// The database (may be omitted when the configuration has only one).
+        database: Option<String>,
+        /// Only entries about this edge identity (its pushes, refusals,
+        /// scope changes).
+        #[arg(long, value_name = "NAME")]
+        edge: Option<String>,
+        /// Only entries about this document id (case-insensitive).
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+        /// Only entries written at or after this time: RFC 3339
+        /// (2026-12-01T10:00:00Z, 2026-12-01) or milliseconds since the epoch.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+    /// Who wrote a document's versions, and with which key.
+    ///
+    /// Lists every accepted push that carried a version of the document
+    /// (with --cv: only that version): identity, device, the push's upto,
+    /// when, and the key ("none (token identity)" until edges have keys).
+    /// A version no push carried was written by the hub itself (a conflict
+    /// resolution, an import) or came from an upstream. Exit status 1 when
+    /// nothing is found.
+    #[command(after_help = "\
+Examples:
+  outpost-hub audit who notes/42
+  outpost-hub audit who notes/42 --cv 'A1B2...:5,C3D4...:2'
+  outpost-hub audit who notes/42 --database main")]
+    Who {
+        /// The document id.
+        id: String,
+        /// Only this version (its change vector, as shown by export or the
+        /// `outpost` tool).
+        #[arg(long, value_name = "CHANGE_VECTOR")]
+        cv: Option<String>,
+        /// The database (may be omitted when the configuration has only one).
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
 }
 
 /// `edge` subcommands.
@@ -318,6 +402,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             eprintln!("exported {n} documents of database {name} to {dest}");
         }
         Command::AdminToken { token } => admin_token(path, token)?,
+        Command::Audit(cmd) => return audit(path, cmd),
         Command::Status {
             url,
             ca_cert,
@@ -366,6 +451,101 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `audit verify`, `audit export`, `audit who`.
+fn audit(path: &Path, cmd: AuditCommand) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    let rt = runtime()?;
+    match cmd {
+        AuditCommand::Verify { database } => {
+            let names = match database {
+                Some(n) => vec![pick_database(&config, Some(n))?],
+                None => config.databases.iter().map(|d| d.name.clone()).collect(),
+            };
+            let mut bad = false;
+            for name in names {
+                let v = rt.block_on(async {
+                    let db = crate::audit::open(&config, &name).await?;
+                    let r = crate::audit::verify(&db).await;
+                    let closed = db.close().await;
+                    let v = r?;
+                    closed?;
+                    Ok::<_, HubError>(v)
+                })?;
+                let line = crate::audit::render_verified(&v);
+                if v.first_bad.is_some() {
+                    bad = true;
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+            }
+            Ok(if bad {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        AuditCommand::Export {
+            database,
+            edge,
+            id,
+            since,
+        } => {
+            let name = pick_database(&config, database)?;
+            let since_ms = since
+                .as_deref()
+                .map(crate::audit::parse_since)
+                .transpose()
+                .map_err(HubError::Other)?;
+            let filter = crate::audit::Filter { edge, id, since_ms };
+            let n = rt.block_on(async {
+                let db = crate::audit::open(&config, &name).await?;
+                let out = io::BufWriter::new(io::stdout().lock());
+                let r = crate::audit::export(&db, &filter, out).await;
+                let closed = db.close().await;
+                let n = r?;
+                closed?;
+                Ok::<_, HubError>(n)
+            })?;
+            eprintln!("exported {n} audit entries of database {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Who { id, cv, database } => {
+            let name = pick_database(&config, database.database)?;
+            let cv = cv
+                .as_deref()
+                .map(outpost::ChangeVector::parse_text)
+                .transpose()
+                .map_err(|e| HubError::Other(format!("--cv: {e}")))?;
+            let found = rt.block_on(async {
+                let db = crate::audit::open(&config, &name).await?;
+                let r = crate::audit::who(&db, &id, cv.as_ref()).await;
+                let closed = db.close().await;
+                let found = r?;
+                closed?;
+                Ok::<_, HubError>(found)
+            })?;
+            let what = match &cv {
+                Some(c) => format!("version {} of {id:?}", c.to_text()),
+                None => format!("{id:?}"),
+            };
+            if found.is_empty() {
+                eprintln!(
+                    "no accepted push in database {name} carried {what}: it was written by the hub \
+                     itself (a conflict resolution, an import), came from an upstream, or never existed"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out, "{what} in database {name}:");
+            for a in &found {
+                let _ = write!(out, "{}", crate::audit::render_author(a));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -17,10 +17,12 @@
 //!   ([`outpost_client`], its own crate: any native edge uses it without the
 //!   hub's server or configuration);
 //! - [`cli`]: the command line (`serve`, `init`, `edge`, `import`, `export`,
-//!   `status`).
+//!   `status`, `audit`); [`audit`]: verifying, exporting and questioning
+//!   the audit trail.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod conn;

@@ -4,6 +4,11 @@
 //! [`POLL_INTERVAL`], and re-read on `SIGHUP`. Each new configuration that
 //! parses and validates is published on a [`watch`] channel; an invalid file
 //! is logged and the previous configuration stays in force.
+//!
+//! Each new configuration in force is compared with the one it replaces
+//! ([`scope_changes`]): every edge enrolled, revoked or re-scoped gets an
+//! entry in the audit trail of each database concerned
+//! ([`record_scope_changes`], `docs/audit.md`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +17,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use outpost::Batch;
+use outpost::db::{AUDIT_RECORD_VERSION, AuditKind, AuditScope, encode_record};
+
+use crate::config::{Config, EdgeAccess};
+use crate::state::Hub;
 
 /// How often the configuration file is checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -119,6 +128,92 @@ fn reload(path: &Path, tx: &watch::Sender<Arc<Config>>, was_invalid: bool) -> bo
     );
     tx.send_replace(Arc::new(new));
     true
+}
+
+/// What a configuration change does to the edges' access: per database,
+/// one [`AuditScope`] per edge enrolled (new access), revoked (access gone)
+/// or re-scoped (other read or write prefixes), in edge-name order. An edge
+/// moved to another database is revoked in one and enrolled in the other. A
+/// token change alone is not a scope change.
+pub fn scope_changes(old: &Config, new: &Config) -> Vec<(String, AuditScope)> {
+    let prefixes = |p: &outpost::sync::Prefixes| -> Vec<String> { p.as_slice().to_vec() };
+    let scope = |e: &EdgeAccess| (prefixes(&e.read), prefixes(&e.write));
+    let mut names: Vec<&str> = old
+        .edges
+        .iter()
+        .chain(new.edges.iter())
+        .map(|e| e.name.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut out = Vec::new();
+    let entry = |edge: &str,
+                 before: Option<(Vec<String>, Vec<String>)>,
+                 after: Option<(Vec<String>, Vec<String>)>| {
+        let change = match (&before, &after) {
+            (None, _) => "enrolled",
+            (_, None) => "revoked",
+            _ => "rescoped",
+        };
+        let (old_read, old_write) = before.map_or((None, None), |(r, w)| (Some(r), Some(w)));
+        let (new_read, new_write) = after.map_or((None, None), |(r, w)| (Some(r), Some(w)));
+        AuditScope {
+            v: AUDIT_RECORD_VERSION,
+            edge: edge.to_string(),
+            change: change.into(),
+            old_read,
+            old_write,
+            new_read,
+            new_write,
+        }
+    };
+    for name in names {
+        let (o, n) = (old.edge(name), new.edge(name));
+        let mut dbs: Vec<&str> = o
+            .iter()
+            .chain(n.iter())
+            .map(|e| e.database.as_str())
+            .collect();
+        dbs.sort_unstable();
+        dbs.dedup();
+        for db in dbs {
+            let before = o.filter(|e| e.database == db).map(scope);
+            let after = n.filter(|e| e.database == db).map(scope);
+            if before != after {
+                out.push((db.to_string(), entry(name, before, after)));
+            }
+        }
+    }
+    out
+}
+
+/// Writes the audit entries of [`scope_changes`] to the databases the hub
+/// has open (one commit per database). A database that is not open (not in
+/// the configuration any more) is skipped with a warning; a failed write is
+/// logged.
+pub async fn record_scope_changes(hub: &Hub, old: &Config, new: &Config) {
+    let mut by_db: std::collections::BTreeMap<String, Batch> = Default::default();
+    for (db, change) in scope_changes(old, new) {
+        tracing::info!(
+            database = %db,
+            edge = %change.edge,
+            change = %change.change,
+            "audit: edge access changed"
+        );
+        by_db
+            .entry(db)
+            .or_default()
+            .audit(AuditKind::ScopeChange, encode_record(&change));
+    }
+    for (name, batch) in by_db {
+        let Some(handle) = hub.database(&name) else {
+            tracing::warn!(database = %name, "audit: an edge's access changed on a database that is not open; not recorded");
+            continue;
+        };
+        if let Err(e) = handle.db.commit(batch).await {
+            tracing::error!(database = %name, error = %e, "audit: could not record an edge's access change");
+        }
+    }
 }
 
 /// `SIGHUP`, where there is such a thing.

@@ -256,14 +256,18 @@ async fn bounded(
     }
 }
 
-/// Opens the databases that a reloaded configuration adds.
+/// Opens the databases that a reloaded configuration adds, and records
+/// the edges it enrolls, revokes or re-scopes in the audit trail.
 async fn follow_config(hub: Arc<Hub>) {
     let mut rx = hub.config_watch();
+    let mut previous = rx.borrow_and_update().clone();
     while rx.changed().await.is_ok() {
         let config = rx.borrow_and_update().clone();
         if let Err(e) = hub.open_new_databases(&config).await {
             tracing::error!(error = %e, "could not open a database added to the configuration");
         }
+        reload::record_scope_changes(&hub, &previous, &config).await;
+        previous = config.clone();
         let open = hub.database_names();
         for d in open.iter().filter(|d| config.database(d).is_none()) {
             tracing::warn!(

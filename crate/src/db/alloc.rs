@@ -93,6 +93,9 @@ pub(super) struct Working {
     /// Origins (see [`super::origins`]) changed since the last flush, written
     /// to the `origins` tree once per flush.
     pub(super) origins: HashMap<DbId, Origin>,
+    /// The last audit entry's sequence number and chain hash (see
+    /// [`super::audit`]); `None` until read from the tree.
+    pub(super) audit_tail: Option<(u64, [u8; 32])>,
 }
 
 /// One reversible change to the working state's page bookkeeping.
@@ -111,6 +114,8 @@ pub(super) enum Undo {
     Coll(Vec<u8>, Option<(String, i64)>),
     /// `origins[db]` was this before.
     Origin(DbId, Option<Origin>),
+    /// `audit_tail` was this before.
+    AuditTail(Option<(u64, [u8; 32])>),
 }
 
 impl Working {
@@ -132,6 +137,7 @@ impl Working {
             journaled: HashSet::new(),
             coll_deltas: HashMap::new(),
             origins: HashMap::new(),
+            audit_tail: None,
         }
     }
 
@@ -232,6 +238,7 @@ impl Working {
                 Undo::Origin(db, None) => {
                     self.origins.remove(&db);
                 }
+                Undo::AuditTail(prev) => self.audit_tail = prev,
             }
         }
         self.meta = meta;

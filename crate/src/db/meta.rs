@@ -62,6 +62,9 @@ catalog! {
     /// Database id (16 bytes) → its high-water mark and owner
     /// ([`super::origins`]).
     Origins = "origins",
+    /// Sequence number (u64 big-endian) → audit entry, hash-chained and
+    /// append-only ([`super::audit`]).
+    Audit = "audit",
 }
 
 /// Number of registered trees.
@@ -329,6 +332,7 @@ mod tests {
         let mut m = sample();
         // Trees added after version 2 are empty in a version 2 record.
         m.set_root(Tree::Origins, 0);
+        m.set_root(Tree::Audit, 0);
         assert_eq!(
             Meta::decode(&encode_v2(&m, 2, true)).unwrap(),
             (m.clone(), 2)

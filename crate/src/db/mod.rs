@@ -33,6 +33,7 @@
 //! older than `g` is alive, so a snapshot's pages never change under it.
 
 mod alloc;
+mod audit;
 mod check;
 mod commit;
 mod meta;
@@ -59,6 +60,11 @@ use crate::watch::Publisher;
 use alloc::{Working, load_free_list};
 use meta::{META_VERSION, Meta};
 
+pub use audit::{
+    AUDIT_FORMAT, AUDIT_RECORD_VERSION, AuditBad, AuditDoc, AuditEntry, AuditKind, AuditPush,
+    AuditRefusal, AuditReport, AuditScope, AuditVersion, GENESIS_HASH, MAX_AUDIT_PAYLOAD,
+    chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
+};
 pub use origins::Origin;
 pub use read::{Snapshot, UnreadableRecord};
 pub use repair::{QUARANTINE_PREFIX, quarantine_key};

@@ -83,6 +83,15 @@ pub(super) enum Op {
         key: Vec<u8>,
         value: Option<Vec<u8>>,
     },
+    Audit {
+        kind: super::audit::AuditKind,
+        payload: Vec<u8>,
+    },
+    #[cfg(feature = "testing")]
+    AuditOverwrite {
+        seq: u64,
+        value: Vec<u8>,
+    },
 }
 
 /// A document as received from a replication peer: its id, collection and
@@ -329,6 +338,24 @@ impl Batch {
             key: key.into(),
             value,
         });
+        self
+    }
+    /// Appends an entry to the audit trail (`docs/audit.md`), committed
+    /// with the rest of the batch: the entry exists if and only if the batch
+    /// commits. Its sequence number, time (the database's clock) and the
+    /// previous entry's hash are filled in by the transaction. The payload
+    /// is at most [`super::MAX_AUDIT_PAYLOAD`] bytes. Entries are never
+    /// changed or removed through the API.
+    pub fn audit(&mut self, kind: super::audit::AuditKind, payload: Vec<u8>) -> &mut Self {
+        self.ops.push(Op::Audit { kind, payload });
+        self
+    }
+    /// Testing only: overwrites the stored bytes of audit entry `seq` (as a
+    /// tampering disk or operator would), through the engine so that page
+    /// checksums stay valid and only the audit chain can tell.
+    #[cfg(feature = "testing")]
+    pub fn tamper_audit_entry(&mut self, seq: u64, value: Vec<u8>) -> &mut Self {
+        self.ops.push(Op::AuditOverwrite { seq, value });
         self
     }
     /// Number of operations.

@@ -187,6 +187,12 @@ enum Prepared {
         key: Vec<u8>,
         value: Option<Vec<u8>>,
     },
+    Audit {
+        kind: super::audit::AuditKind,
+        payload: Vec<u8>,
+    },
+    #[cfg(feature = "testing")]
+    AuditOverwrite { seq: u64, value: Vec<u8> },
 }
 
 /// Checks one received version: a non-empty change vector, and a body that
@@ -364,6 +370,12 @@ fn prepare(op: Op) -> Result<Prepared, Error> {
             }
             Ok(Prepared::Local { key, value })
         }
+        Op::Audit { kind, payload } => {
+            super::audit::check_payload(&payload)?;
+            Ok(Prepared::Audit { kind, payload })
+        }
+        #[cfg(feature = "testing")]
+        Op::AuditOverwrite { seq, value } => Ok(Prepared::AuditOverwrite { seq, value }),
     }
 }
 
@@ -484,6 +496,15 @@ async fn apply<S: PageStore>(
                 None => btree::remove(ctx, root, key).await?.0,
             };
             ctx.w.meta.set_root(Tree::Locals, root);
+            return Ok(None);
+        }
+        Prepared::Audit { kind, payload } => {
+            super::audit::append(ctx, *kind, payload, now).await?;
+            return Ok(None);
+        }
+        #[cfg(feature = "testing")]
+        Prepared::AuditOverwrite { seq, value } => {
+            super::audit::overwrite(ctx, *seq, value).await?;
             return Ok(None);
         }
     };

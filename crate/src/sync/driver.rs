@@ -5,7 +5,8 @@
 
 use crate::codec::{Put, get_u64};
 use crate::cv::DbId;
-use crate::db::{Batch, Database, WriteOutcome};
+use crate::db::{AUDIT_RECORD_VERSION, encode_record};
+use crate::db::{AuditKind, AuditPush, AuditRefusal, Batch, Database, WriteOutcome};
 use crate::error::Error;
 use crate::store::PageStore;
 use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
@@ -181,6 +182,10 @@ pub async fn edge_info<S: PageStore>(
 /// event to feed back, if any (`Authenticate`, `Send`, `Metric`, `Close` are
 /// the shell's business): `ReadFailed` or `PushFailed` when the database
 /// refused. Conflicts met are reported through `metric`.
+///
+/// Audit trail (`docs/audit.md`): an accepted batch is committed with its
+/// [`AuditKind::PushAccepted`] entry; a refusal
+/// ([`HubAction::RecordRefusal`]) is recorded in a commit of its own.
 pub async fn hub_storage<S: PageStore>(
     db: &Database<S>,
     identity: &str,
@@ -209,6 +214,12 @@ pub async fn hub_storage<S: PageStore>(
             for (d, readable) in docs {
                 b.apply_pushed(d.clone(), guard.clone(), *readable);
             }
+            // The audit entry of the batch: committed with it, or not at all.
+            let manifest: Vec<_> = docs.iter().map(|(d, _)| d).collect();
+            b.audit(
+                AuditKind::PushAccepted,
+                encode_record(&AuditPush::new(identity, edge_db_id, *upto, &manifest)),
+            );
             b.set_local(
                 push_checkpoint_key(identity, edge_db_id),
                 Some({
@@ -258,6 +269,32 @@ pub async fn hub_storage<S: PageStore>(
                 Err(Error::Refused(r)) => HubEvent::PushRefused(r),
                 Err(e) => HubEvent::PushFailed(e.to_string()),
             })
+        }
+        HubAction::RecordRefusal {
+            edge_db_id,
+            upto,
+            code,
+            id,
+            rule,
+            message,
+        } => {
+            let record = AuditRefusal {
+                v: AUDIT_RECORD_VERSION,
+                identity: identity.to_string(),
+                device: edge_db_id.to_string(),
+                upto: *upto,
+                code: code.clone(),
+                id: id.clone(),
+                rule: rule.clone(),
+                message: message.clone(),
+            };
+            let mut b = Batch::new();
+            b.audit(AuditKind::PushRefused, encode_record(&record));
+            // A failure here is the database's (it fails every later
+            // write too, and the hub reopens it); the refusal itself was
+            // already decided and is answered either way.
+            let _ = db.commit(b).await;
+            None
         }
         _ => None,
     }

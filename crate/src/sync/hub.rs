@@ -230,6 +230,22 @@ pub enum HubAction {
         /// What the transaction checks the documents against.
         guard: Arc<PushGuard>,
     },
+    /// Record a refused push in the audit trail (its own commit; nothing
+    /// to feed back). Emitted with every `Metric(Rejected(Violation))`.
+    RecordRefusal {
+        /// The pushing device's database id.
+        edge_db_id: DbId,
+        /// The refused batch's `upto`.
+        upto: u64,
+        /// The stable code.
+        code: String,
+        /// The document named.
+        id: String,
+        /// The rule broken.
+        rule: String,
+        /// The explanation sent.
+        message: String,
+    },
     /// Count a metric.
     Metric(HubMetric),
     /// Close the transport.
@@ -484,6 +500,7 @@ impl HubSession {
                         rule: v.wire_rule(),
                         message: v.to_string(),
                     };
+                    out.push(self.refusal_record(&frame));
                     out.push(HubAction::Metric(HubMetric::Rejected(
                         RejectReason::Violation(v),
                     )));
@@ -699,6 +716,7 @@ impl HubSession {
                             rule: v.wire_rule(),
                             message: v.to_string(),
                         };
+                        out.push(self.refusal_record(&frame));
                         out.push(HubAction::Metric(HubMetric::Rejected(
                             RejectReason::Violation(v),
                         )));
@@ -710,6 +728,34 @@ impl HubSession {
                 let msg = format!("unexpected {} frame", f.name());
                 self.fail(out, now, "protocol", &msg);
             }
+        }
+    }
+
+    /// The audit record of a refusal about to be sent (a `PushRejected`).
+    fn refusal_record(&self, f: &Frame) -> HubAction {
+        let (upto, code, id, rule, message) = match f {
+            Frame::PushRejected {
+                upto,
+                code,
+                id,
+                rule,
+                message,
+            } => (*upto, code, id, rule, message),
+            _ => (
+                0,
+                &String::new(),
+                &String::new(),
+                &String::new(),
+                &String::new(),
+            ),
+        };
+        HubAction::RecordRefusal {
+            edge_db_id: self.edge_db_id,
+            upto,
+            code: code.clone(),
+            id: id.clone(),
+            rule: rule.clone(),
+            message: message.clone(),
         }
     }
 

@@ -109,7 +109,8 @@ pub trait HubShell {
         request: AuthRequest,
     ) -> impl Future<Output = Step<HubEvent<'static>>>;
 
-    /// Performs a storage action (`ReadChanges`, `ApplyPush`), usually
+    /// Performs a storage action (`ReadChanges`, `ApplyPush`,
+    /// `RecordRefusal`), usually
     /// through [`hub_storage`](crate::sync::driver::hub_storage).
     fn storage(&mut self, action: HubAction) -> impl Future<Output = Step<HubEvent<'static>>>;
 
@@ -225,9 +226,9 @@ impl<S: HubShell> Actions for Hub<'_, S> {
                 };
                 shell.authenticate(request).await
             }
-            storage @ (HubAction::ReadChanges { .. } | HubAction::ApplyPush { .. }) => {
-                shell.storage(storage).await
-            }
+            storage @ (HubAction::ReadChanges { .. }
+            | HubAction::ApplyPush { .. }
+            | HubAction::RecordRefusal { .. }) => shell.storage(storage).await,
         }
     }
 

@@ -1,0 +1,378 @@
+//! `outpost-hub audit`: verify, export and question the audit trail of the
+//! hub's databases (`docs/audit.md`), with the hub stopped (the databases
+//! are opened read-only; a running hub holds them and the command says so).
+
+use std::io::Write;
+
+use outpost::db::{AuditBad, AuditPush};
+use outpost::{AuditEntry, AuditKind, ChangeVector};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::error::{HubError, Result};
+use crate::state::DbHandle;
+
+/// Entries read per step (memory stays bounded whatever the trail's length).
+const CHUNK: usize = 1000;
+
+/// What `audit verify` found in one database.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The database.
+    pub database: String,
+    /// Entries verified (before the first bad one).
+    pub entries: u64,
+    /// The chain hash of the last good entry (hex).
+    pub head: String,
+    /// The first bad entry.
+    pub first_bad: Option<AuditBad>,
+}
+
+/// Opens database `name` of `config` read-only, with a clear error when it
+/// has no data yet or a running hub holds it.
+pub async fn open(config: &Config, name: &str) -> Result<DbHandle> {
+    let dir = config.database_dir(name);
+    if !dir.join(outpost::store::file::DATA_FILE).exists() {
+        return Err(HubError::Other(format!(
+            "database {name} has no data yet ({} does not exist)",
+            dir.display()
+        )));
+    }
+    DbHandle::open_read_only(name, &dir)
+        .await
+        .map_err(|e| match e {
+            HubError::InUse { database, lock } => HubError::Other(format!(
+                "database {database} is in use (lock file {lock}): the audit commands read a \
+                 stopped hub's databases; stop the hub first"
+            )),
+            e => e,
+        })
+}
+
+/// Verifies the chain of `db` (see `Snapshot::verify_audit_chain`).
+pub async fn verify(db: &DbHandle) -> Result<Verified> {
+    let r = db
+        .db
+        .verify_audit_chain()
+        .await
+        .map_err(|source| HubError::Database {
+            database: db.name.clone(),
+            source,
+        })?;
+    Ok(Verified {
+        database: db.name.clone(),
+        entries: r.entries,
+        head: outpost::db::hex_of(&r.head),
+        first_bad: r.first_bad,
+    })
+}
+
+/// One line of `audit verify` for `v`.
+pub fn render_verified(v: &Verified) -> String {
+    match &v.first_bad {
+        None => format!(
+            "database {}: {} audit entries verified; chain head {}",
+            v.database, v.entries, v.head
+        ),
+        Some(b) => format!(
+            "database {}: audit entry {} is BAD: {} ({} entries before it verified)",
+            v.database, b.seq, b.reason, v.entries
+        ),
+    }
+}
+
+/// Filters of `audit export`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only entries about this edge identity.
+    pub edge: Option<String>,
+    /// Only entries about this document id (case-insensitive, as ids are).
+    pub id: Option<String>,
+    /// Only entries written at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+}
+
+impl Filter {
+    fn matches(&self, e: &AuditEntry, record: &Value) -> bool {
+        if self.since_ms.is_some_and(|s| e.time_ms < s) {
+            return false;
+        }
+        if let Some(edge) = &self.edge {
+            let who = record
+                .get("identity")
+                .or_else(|| record.get("edge"))
+                .and_then(Value::as_str);
+            if who != Some(edge.as_str()) {
+                return false;
+            }
+        }
+        if let Some(id) = &self.id {
+            let id = id.to_lowercase();
+            let same = |v: &Value| v.as_str().is_some_and(|s| s.to_lowercase() == id);
+            let in_docs = record
+                .get("docs")
+                .and_then(Value::as_array)
+                .is_some_and(|docs| docs.iter().any(|d| d.get("id").is_some_and(same)));
+            if !in_docs && !record.get("id").is_some_and(same) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The JSON line of an entry of database `database`.
+pub fn entry_json(database: &str, e: &AuditEntry) -> Value {
+    let mut v = json!({
+        "database": database,
+        "seq": e.seq,
+        "time": outpost::doc::iso_time_ms(e.time_ms),
+        "time_ms": e.time_ms,
+        "kind": e.kind.name(),
+        "prev_hash": outpost::db::hex_of(&e.prev_hash),
+        "hash": outpost::db::hex_of(&e.hash),
+    });
+    match serde_json::from_slice::<Value>(&e.payload) {
+        Ok(r) => v["record"] = r,
+        Err(_) => v["payload_hex"] = Value::String(outpost::db::hex_of(&e.payload)),
+    }
+    v
+}
+
+/// Writes the entries of `db` that pass `filter` as JSON lines; returns
+/// how many.
+pub async fn export<W: Write>(db: &DbHandle, filter: &Filter, mut w: W) -> Result<u64> {
+    let snap = db.db.snapshot();
+    let mut next = 1u64;
+    let mut n = 0u64;
+    loop {
+        let chunk = snap
+            .audit_entries(next, CHUNK)
+            .await
+            .map_err(|source| HubError::Database {
+                database: db.name.clone(),
+                source,
+            })?;
+        for e in &chunk {
+            let line = entry_json(&db.name, e);
+            if filter.matches(e, line.get("record").unwrap_or(&Value::Null)) {
+                serde_json::to_writer(&mut w, &line)
+                    .map_err(|e| HubError::Other(format!("write the export: {e}")))?;
+                w.write_all(b"\n")
+                    .map_err(|e| HubError::io("write the export", e))?;
+                n += 1;
+            }
+            next = e.seq + 1;
+        }
+        if chunk.len() < CHUNK {
+            break;
+        }
+    }
+    w.flush().map_err(|e| HubError::io("write the export", e))?;
+    Ok(n)
+}
+
+/// One answer of `audit who`: an accepted push that carried the version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    /// The audit entry.
+    pub seq: u64,
+    /// When the push was accepted (ms since the epoch).
+    pub time_ms: i64,
+    /// The edge identity.
+    pub identity: String,
+    /// Its device's database id.
+    pub device: String,
+    /// The push's `upto`.
+    pub upto: u64,
+    /// The key that signed it (empty: no key; token identity).
+    pub key_id: String,
+    /// The version's change vector as pushed.
+    pub change_vector: String,
+    /// Whether the version was a deletion.
+    pub deleted: bool,
+}
+
+/// Every accepted push of `db` that carried a version of document `id`
+/// (with change vector `cv`, when given), oldest first.
+pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<Vec<Author>> {
+    let snap = db.db.snapshot();
+    let id = id.to_lowercase();
+    let mut next = 1u64;
+    let mut out = Vec::new();
+    loop {
+        let chunk = snap
+            .audit_entries(next, CHUNK)
+            .await
+            .map_err(|source| HubError::Database {
+                database: db.name.clone(),
+                source,
+            })?;
+        for e in &chunk {
+            next = e.seq + 1;
+            if e.kind != AuditKind::PushAccepted {
+                continue;
+            }
+            let Ok(p) = serde_json::from_slice::<AuditPush>(&e.payload) else {
+                continue;
+            };
+            for d in p.docs.iter().filter(|d| d.id.to_lowercase() == id) {
+                for v in &d.versions {
+                    let same = match cv {
+                        None => true,
+                        Some(cv) => {
+                            ChangeVector::parse_text(&v.change_vector).is_ok_and(|c| &c == cv)
+                        }
+                    };
+                    if same {
+                        out.push(Author {
+                            seq: e.seq,
+                            time_ms: e.time_ms,
+                            identity: p.identity.clone(),
+                            device: p.device.clone(),
+                            upto: p.upto,
+                            key_id: p.key_id.clone(),
+                            change_vector: v.change_vector.clone(),
+                            deleted: v.deleted,
+                        });
+                    }
+                }
+            }
+        }
+        if chunk.len() < CHUNK {
+            return Ok(out);
+        }
+    }
+}
+
+/// The text of one [`Author`].
+pub fn render_author(a: &Author) -> String {
+    let key = if a.key_id.is_empty() {
+        "none (token identity)".to_string()
+    } else {
+        a.key_id.clone()
+    };
+    format!(
+        "  version {}{}\n    written by identity {}, device {}\n    in the push up to edge etag {}, accepted {} (audit entry {})\n    key: {}\n",
+        a.change_vector,
+        if a.deleted { " (a deletion)" } else { "" },
+        a.identity,
+        a.device,
+        a.upto,
+        outpost::doc::iso_time_ms(a.time_ms),
+        a.seq,
+        key
+    )
+}
+
+/// Parses `--since`: milliseconds since the epoch, or an RFC 3339 time
+/// (`2026-12-01T10:00:00Z`, `2026-12-01T10:00:00.250+02:00`) or date
+/// (`2026-12-01`, midnight UTC).
+pub fn parse_since(s: &str) -> std::result::Result<i64, String> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let bad = || {
+        format!(
+            "--since {s:?}: give milliseconds since the Unix epoch or an RFC 3339 time such as 2026-12-01T10:00:00Z"
+        )
+    };
+    let num = |t: &str| -> std::result::Result<i64, String> {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        t.parse::<i64>().map_err(|_| bad())
+    };
+    let (date, time) = match s.split_once(['T', 't', ' ']) {
+        Some((d, t)) => (d, Some(t)),
+        None => (s, None),
+    };
+    let mut parts = date.split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let (y, m, d) = (num(y)?, num(m)?, num(d)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || y.to_string().len() > 4 {
+        return Err(bad());
+    }
+    let mut ms = days_from_civil(y, m, d) * 86_400_000;
+    if let Some(t) = time {
+        let (clock, offset_ms) = if let Some(c) = t.strip_suffix(['Z', 'z']) {
+            (c, 0)
+        } else if let Some(i) = t.rfind(['+', '-']) {
+            let (c, o) = t.split_at(i);
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let (oh, om) = o[1..].split_once(':').ok_or_else(bad)?;
+            (c, sign * (num(oh)? * 60 + num(om)?) * 60_000)
+        } else {
+            return Err(bad());
+        };
+        let (hms, frac) = match clock.split_once('.') {
+            Some((a, f)) => (a, Some(f)),
+            None => (clock, None),
+        };
+        let mut f = hms.split(':');
+        let (Some(h), Some(mi), Some(sec), None) = (f.next(), f.next(), f.next(), f.next()) else {
+            return Err(bad());
+        };
+        let (h, mi, sec) = (num(h)?, num(mi)?, num(sec)?);
+        if h > 23 || mi > 59 || sec > 60 {
+            return Err(bad());
+        }
+        let millis = match frac {
+            Some(f) => {
+                let digits: String = f.chars().chain("000".chars()).take(3).collect();
+                num(&f[..f.len().min(9)])?;
+                num(&digits)?
+            }
+            None => 0,
+        };
+        ms += ((h * 60 + mi) * 60 + sec) * 1000 + millis - offset_ms;
+    }
+    Ok(ms)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_parses_ms_and_rfc3339() {
+        assert_eq!(parse_since("1700000000000"), Ok(1_700_000_000_000));
+        assert_eq!(parse_since("1970-01-01"), Ok(0));
+        assert_eq!(parse_since("1970-01-02T00:00:01Z"), Ok(86_401_000));
+        assert_eq!(
+            parse_since("2026-12-01T10:00:00.250+02:00"),
+            parse_since("2026-12-01T08:00:00.25Z")
+        );
+        assert_eq!(
+            outpost::doc::iso_time_ms(parse_since("2026-12-01T08:00:00.250Z").unwrap()),
+            "2026-12-01T08:00:00.250Z"
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-12-01T10:00",
+            "2026-12-01T10:00:00",
+            "1e3",
+        ] {
+            assert!(parse_since(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The audit trail with a real hub process (`docs/audit.md`): two edges
+//! push, one is refused, the configuration revokes one and enrolls
+//! another; with the hub stopped, `outpost-hub audit verify` passes,
+//! `audit export --edge` lists exactly the expected entries, `audit who`
+//! names the identity and device that wrote a version; then a byte of the
+//! database file is flipped and `audit verify` names what is damaged.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use outpost::store::file::{DATA_FILE, FileStore, FileStoreOptions};
+use outpost::sync::{EdgeConfig, SyncStatus};
+use outpost::{Batch, Database, OpenOptions, PutOptions};
+use outpost_client::{ClientOptions, SyncHandle, client_rejections, spawn_edge};
+use outpost_testkit::hub::{HubProcess, free_port, wait_until};
+use outpost_testkit::{TempDir, edge_toml};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
+const WAIT: Duration = Duration::from_secs(60);
+
+type Db = Database<FileStore>;
+
+async fn open_edge_db(dir: &Path) -> Db {
+    let store = FileStore::open(dir, FileStoreOptions::default()).unwrap();
+    Database::open(store, OpenOptions::default()).await.unwrap()
+}
+
+fn edge_cfg(identity: &str, token: &str) -> EdgeConfig {
+    let mut e = EdgeConfig::new("main", identity, token);
+    e.heartbeat_ms = 2_000;
+    e.timeout_ms = 6_000;
+    e
+}
+
+fn client(db: &Db, url: &str, identity: &str, token: &str) -> SyncHandle {
+    let opts = ClientOptions {
+        url: url.into(),
+        edge: edge_cfg(identity, token),
+        ca_cert: None,
+    };
+    spawn_edge(db.clone(), opts, None)
+}
+
+async fn wait_live(c: &SyncHandle) {
+    assert!(
+        c.wait_for(WAIT, |s| matches!(s, SyncStatus::Live)).await,
+        "never live: {:?}",
+        c.status()
+    );
+}
+
+fn opts() -> PutOptions {
+    PutOptions {
+        collection: Some("Notes".into()),
+        ..Default::default()
+    }
+}
+
+/// `outpost-hub --config <dir>/outpost-hub.toml <args>`.
+fn hub_cmd(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .arg("--config")
+        .arg(dir.join("outpost-hub.toml"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `audit export <args>` as parsed JSON lines.
+fn export(dir: &Path, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["audit", "export"];
+    all.extend_from_slice(args);
+    let out = hub_cmd(dir, &all);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn kinds(lines: &[Value]) -> Vec<&str> {
+    lines.iter().map(|l| l["kind"].as_str().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
+    let tmp = TempDir::new(std::env::temp_dir(), "outpost-audit-test");
+    let dir: PathBuf = tmp.join("hub");
+    std::fs::create_dir_all(&dir).unwrap();
+    let alice_toml = edge_toml("alice", "a-token", &["notes/"], &["notes/"]);
+    let bob_toml = edge_toml("bob", "b-token", &["notes/"], &["notes/bob/"]);
+    let head = format!(
+        "listen = \"127.0.0.1:{}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n",
+        free_port()
+    );
+    let cfg_path = dir.join("outpost-hub.toml");
+    std::fs::write(&cfg_path, format!("{head}{alice_toml}{bob_toml}")).unwrap();
+    let hub = HubProcess::start(BIN, &dir, &[]);
+    let url = format!("ws://{}/sync", hub.addr());
+
+    let adb = open_edge_db(&tmp.join("alice")).await;
+    let bdb = open_edge_db(&tmp.join("bob")).await;
+    let ca = client(&adb, &url, "alice", "a-token");
+    let cb = client(&bdb, &url, "bob", "b-token");
+    wait_live(&ca).await;
+    wait_live(&cb).await;
+
+    // Alice: one commit of two documents (one push).
+    let mut b = Batch::new();
+    b.put_with("notes/a1", json!({"t": "alice 1"}), opts());
+    b.put_with("notes/a2", json!({"t": "alice 2"}), opts());
+    adb.commit(b).await.unwrap();
+    ca.local_changed();
+    // Bob: an accepted document, then one outside his write prefixes.
+    bdb.put_with("notes/bob/1", json!({"t": "bob"}), opts())
+        .await
+        .unwrap();
+    cb.local_changed();
+    wait_until("alice gets bob's note and bob gets alice's", || async {
+        adb.get("notes/bob/1").await.unwrap().is_some()
+            && bdb.get("notes/a2").await.unwrap().is_some()
+    })
+    .await;
+    bdb.put_with("notes/x", json!({"t": "not bob's"}), opts())
+        .await
+        .unwrap();
+    cb.local_changed();
+    let bob_edge = edge_cfg("bob", "b-token");
+    wait_until("bob's refusal is recorded", || async {
+        client_rejections(&bdb, &bob_edge).await.unwrap().len() == 1
+    })
+    .await;
+    // The edge then moves its push checkpoint past the refused change with
+    // an empty push (an accepted batch too: it sets the checkpoint).
+    wait_until("bob's checkpoint push is acknowledged", || async {
+        cb.counters()
+            .pushes_acked
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 2
+    })
+    .await;
+
+    // While the hub runs, the audit commands are refused with a clear error.
+    let out = hub_cmd(&dir, &["audit", "verify"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("stop the hub first"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Revoke bob and enroll carol, live.
+    let carol_toml = edge_toml("carol", "c-token", &["notes/"], &[]);
+    std::fs::write(&cfg_path, format!("{head}{alice_toml}{carol_toml}")).unwrap();
+    assert!(
+        cb.wait_for(
+            WAIT,
+            |s| matches!(s, SyncStatus::Error { code, .. } if code == "unauthorized")
+        )
+        .await,
+        "{:?}",
+        cb.status()
+    );
+    wait_until("both access changes are audited", || async {
+        hub.log().matches("audit: edge access changed").count() == 2
+    })
+    .await;
+    ca.stop().await;
+    cb.stop().await;
+    let log = hub.terminate();
+
+    // The chain verifies.
+    let out = hub_cmd(&dir, &["audit", "verify"]);
+    assert!(out.status.success(), "{}\n{log}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    // Everything, in order.
+    let all = export(&dir, &[]);
+    assert!(
+        stdout.contains("database main: 6 audit entries verified"),
+        "{stdout}{all:#?}"
+    );
+    assert_eq!(all.len(), 6, "{all:#?}");
+    for (i, l) in all.iter().enumerate() {
+        assert_eq!(l["seq"], i as u64 + 1);
+        assert_eq!(l["database"], "main");
+    }
+    let pushes: Vec<&Value> = all
+        .iter()
+        .filter(|l| l["kind"] == "push_accepted")
+        .collect();
+    assert_eq!(pushes.len(), 3, "{all:#?}");
+
+    // Alice: exactly her one push, with a manifest of hashes, not bodies.
+    let a = export(&dir, &["--edge", "alice"]);
+    assert_eq!(kinds(&a), ["push_accepted"], "{a:#?}");
+    let rec = &a[0]["record"];
+    assert_eq!(rec["identity"], "alice");
+    assert_eq!(rec["device"], adb.db_id().to_string());
+    assert_eq!(
+        (rec["key_id"].as_str(), rec["signature"].as_str()),
+        (Some(""), Some(""))
+    );
+    let ids: Vec<&str> = rec["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["notes/a1", "notes/a2"]);
+    assert_eq!(
+        rec["docs"][0]["versions"][0]["body_sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert!(
+        !a[0].to_string().contains("alice 1"),
+        "no body in the trail"
+    );
+
+    // Bob: his accepted push, his refusal, his checkpoint push (no
+    // documents), his revocation.
+    let b = export(&dir, &["--edge", "bob"]);
+    assert_eq!(
+        kinds(&b),
+        [
+            "push_accepted",
+            "push_refused",
+            "push_accepted",
+            "scope_change"
+        ],
+        "{b:#?}"
+    );
+    assert_eq!(b[2]["record"]["docs"], json!([]));
+    assert_eq!(b[2]["record"]["upto"], b[1]["record"]["upto"]);
+    assert_eq!(b[0]["record"]["docs"][0]["id"], "notes/bob/1");
+    let refusal = &b[1]["record"];
+    assert_eq!(refusal["code"], "write_denied");
+    assert_eq!(refusal["id"], "notes/x");
+    assert_eq!(refusal["device"], bdb.db_id().to_string());
+    let revoked = &b[3]["record"];
+    assert_eq!(revoked["change"], "revoked");
+    assert_eq!(revoked["old_write"], json!(["notes/bob/"]));
+    assert_eq!(revoked["new_read"], Value::Null);
+
+    // Carol: enrolled, read-only.
+    let c = export(&dir, &["--edge", "carol"]);
+    assert_eq!(kinds(&c), ["scope_change"]);
+    assert_eq!(c[0]["record"]["change"], "enrolled");
+    assert_eq!(c[0]["record"]["new_write"], json!([]));
+
+    // By id (case-insensitive), and by time.
+    let x = export(&dir, &["--id", "NOTES/X"]);
+    assert_eq!(kinds(&x), ["push_refused"]);
+    let since = all[3]["time_ms"].as_i64().unwrap();
+    let later = export(&dir, &["--since", &since.to_string()]);
+    assert!(
+        later
+            .iter()
+            .all(|l| l["time_ms"].as_i64().unwrap() >= since)
+    );
+    assert!(later.len() >= 3, "{later:#?}");
+    assert!(export(&dir, &["--since", "2999-01-01T00:00:00Z"]).is_empty());
+    let out = hub_cmd(&dir, &["audit", "export", "--since", "yesterday"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("RFC 3339"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Who wrote bob's note, and alice's version of a1.
+    let out = hub_cmd(&dir, &["audit", "who", "notes/bob/1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let who = text(&out.stdout);
+    assert!(who.contains("written by identity bob"), "{who}");
+    assert!(who.contains(&format!("device {}", bdb.db_id())), "{who}");
+    assert!(who.contains("key: none (token identity)"), "{who}");
+    let a1 = adb.get("notes/a1").await.unwrap().unwrap();
+    let cv = a1.meta.change_vector.to_text();
+    let out = hub_cmd(&dir, &["audit", "who", "notes/a1", "--cv", &cv]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let who = text(&out.stdout);
+    assert!(who.contains("written by identity alice"), "{who}");
+    assert!(who.contains(&format!("device {}", adb.db_id())), "{who}");
+    // A version no push carried, and a document never pushed.
+    let other = format!("{}:99", adb.db_id());
+    let out = hub_cmd(&dir, &["audit", "who", "notes/a1", "--cv", &other]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no accepted push"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = hub_cmd(&dir, &["audit", "who", "notes/none"]);
+    assert!(!out.status.success());
+
+    // A byte of the database file flipped (in the refusal's message, which
+    // only the audit trail holds): `verify` names the entry whose page is
+    // damaged, and fails.
+    let data = dir.join("data/main");
+    let mut flipped = 0;
+    for f in std::fs::read_dir(&data).unwrap() {
+        let f = f.unwrap().path();
+        let mut bytes = std::fs::read(&f).unwrap();
+        if let Some(at) = find(&bytes, b"notes/x") {
+            bytes[at + 6] ^= 0x01;
+            std::fs::write(&f, bytes).unwrap();
+            flipped += 1;
+        }
+    }
+    assert!(
+        flipped >= 1,
+        "the refusal's bytes are in {}",
+        data.join(DATA_FILE).display()
+    );
+    let out = hub_cmd(&dir, &["audit", "verify"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(err.contains("audit entry"), "{err}");
+    assert!(err.contains("BAD"), "{err}");
+    assert!(err.contains("damaged") && err.contains("page"), "{err}");
+    eprintln!("audit verify after the flip: {err}");
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
