@@ -49,6 +49,7 @@ fn guard(identity: &str, device: DbId) -> Arc<PushGuard> {
         source: format!("edge:{identity}/{device}"),
         seen_upto: 0,
         policies: Policies::new([], ConflictPolicy::Latest),
+        relay: false,
     })
 }
 
@@ -338,6 +339,7 @@ fn the_hub_machine_records_every_push_refusal() {
         identity: "alice".into(),
         read: Prefixes::parse(&["notes/".into()]).unwrap(),
         write: Prefixes::parse(&["notes/".into()]).unwrap(),
+        relay: false,
         policies: HashMap::new(),
         default_policy: ConflictPolicy::Latest,
     };
