@@ -395,10 +395,7 @@ impl HubSession {
                 if matches!(self.phase, Phase::AwaitHello | Phase::Authenticating)
                     && now - self.opened > self.hello_timeout_ms
                 {
-                    out.push(HubAction::Metric(HubMetric::Rejected(
-                        RejectReason::Session("timeout"),
-                    )));
-                    self.fail(
+                    self.refuse(
                         &mut out,
                         now,
                         "timeout",
@@ -449,10 +446,7 @@ impl HubSession {
                 self.read(&mut out);
             }
             HubEvent::Unauthorized if self.phase == Phase::Authenticating => {
-                out.push(HubAction::Metric(HubMetric::Rejected(
-                    RejectReason::Session("unauthorized"),
-                )));
-                self.fail(
+                self.refuse(
                     &mut out,
                     now,
                     "unauthorized",
@@ -492,27 +486,12 @@ impl HubSession {
             }
             HubEvent::PushRefused(r) => {
                 if let Some((upto, _)) = self.applying.take() {
-                    let v = Violation::Refused(r);
-                    let frame = Frame::PushRejected {
-                        upto,
-                        code: v.code().into(),
-                        id: v.id().into(),
-                        rule: v.wire_rule(),
-                        message: v.to_string(),
-                    };
-                    out.push(self.refusal_record(&frame));
-                    out.push(HubAction::Metric(HubMetric::Rejected(
-                        RejectReason::Violation(v),
-                    )));
-                    self.send(&mut out, now, frame);
+                    self.reject(&mut out, now, upto, Violation::Refused(r));
                     self.maybe_read(&mut out);
                 }
             }
             HubEvent::DbIdTaken if self.phase == Phase::Authenticating => {
-                out.push(HubAction::Metric(HubMetric::Rejected(
-                    RejectReason::Session("db_id_taken"),
-                )));
-                self.fail(
+                self.refuse(
                     &mut out,
                     now,
                     "db_id_taken",
@@ -575,10 +554,7 @@ impl HubSession {
     /// Ends a session whose Hello offers no protocol version the hub speaks
     /// (whether or not the rest of that Hello parses).
     fn refuse_versions(&mut self, out: &mut Vec<HubAction>, now: i64, min: u16, max: u16) {
-        out.push(HubAction::Metric(HubMetric::Rejected(
-            RejectReason::Session("unsupported_version"),
-        )));
-        self.fail(
+        self.refuse(
             out,
             now,
             "unsupported_version",
@@ -586,6 +562,31 @@ impl HubSession {
                 "the hub speaks protocol versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; the edge offers {min} to {max}"
             ),
         );
+    }
+
+    /// Refuses a pushed batch: `PushRejected` with the rule, its audit record
+    /// and its metric.
+    fn reject(&mut self, out: &mut Vec<HubAction>, now: i64, upto: u64, v: Violation) {
+        let frame = Frame::PushRejected {
+            upto,
+            code: v.code().into(),
+            id: v.id().into(),
+            rule: v.wire_rule(),
+            message: v.to_string(),
+        };
+        out.push(self.refusal_record(&frame));
+        out.push(HubAction::Metric(HubMetric::Rejected(
+            RejectReason::Violation(v),
+        )));
+        self.send(out, now, frame);
+    }
+
+    /// Refuses the session with a stable `code` (counted), then closes it.
+    fn refuse(&mut self, out: &mut Vec<HubAction>, now: i64, code: &'static str, message: &str) {
+        out.push(HubAction::Metric(HubMetric::Rejected(
+            RejectReason::Session(code),
+        )));
+        self.fail(out, now, code, message);
     }
 
     fn fail(&mut self, out: &mut Vec<HubAction>, now: i64, code: &str, message: &str) {
@@ -708,20 +709,7 @@ impl HubSession {
                             guard,
                         });
                     }
-                    Err(v) => {
-                        let frame = Frame::PushRejected {
-                            upto,
-                            code: v.code().into(),
-                            id: v.id().into(),
-                            rule: v.wire_rule(),
-                            message: v.to_string(),
-                        };
-                        out.push(self.refusal_record(&frame));
-                        out.push(HubAction::Metric(HubMetric::Rejected(
-                            RejectReason::Violation(v),
-                        )));
-                        self.send(out, now, frame);
-                    }
+                    Err(v) => self.reject(out, now, upto, v),
                 }
             }
             (_, f) => {
