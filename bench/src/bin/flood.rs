@@ -241,6 +241,8 @@ struct Phase {
     refused: BTreeMap<String, u64>,
     rejections: BTreeMap<String, u64>,
     docs_received: u64,
+    /// Honest sessions opened beyond the first of each edge.
+    reconnects: u64,
 }
 
 impl Phase {
@@ -274,6 +276,7 @@ impl Phase {
             self.hub_rss_before_kib as f64 / 1024.0,
             self.hub_rss_kib as f64 / 1024.0
         );
+        println!("honest edges' reconnections: {}", self.reconnects);
         println!(
             "hub: documents received {}; refused connections {:?}; rejections {:?}",
             self.docs_received, self.refused, self.rejections
@@ -330,15 +333,20 @@ fn run_phase(args: &Args, hub_bin: &Path, dir: &Path, flood: bool) -> Phase {
     });
     let first: Arc<Vec<AtomicU64>> = Arc::new((0..args.edges).map(|_| AtomicU64::new(0)).collect());
     let arrived = Arc::new(AtomicUsize::new(0));
+    // Documents a reader must hold for the current write to count as
+    // applied (every document written so far): a batch applied for another
+    // reason (a reconnection's initial phase) does not stamp.
+    let target = Arc::new(AtomicU64::new(u64::MAX));
     let readers: Vec<(Database<MemoryStore>, SyncHandle)> = rt.block_on(async {
         let mut v = Vec::new();
         for i in 0..args.edges {
             let db = open_memory_db().await;
-            let (f, a) = (first.clone(), arrived.clone());
+            let (f, a, want, mine) = (first.clone(), arrived.clone(), target.clone(), db.clone());
             let cb: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-                if f[i]
-                    .compare_exchange(0, now_ns(), Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
+                if mine.stats().documents >= want.load(Ordering::SeqCst)
+                    && f[i]
+                        .compare_exchange(0, now_ns(), Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
                 {
                     a.fetch_add(1, Ordering::SeqCst);
                 }
@@ -380,6 +388,7 @@ fn run_phase(args: &Args, hub_bin: &Path, dir: &Path, flood: bool) -> Phase {
             f.store(0, Ordering::SeqCst);
         }
         arrived.store(0, Ordering::SeqCst);
+        target.store(k as u64 + 1, Ordering::SeqCst);
         let pushed = writer.counters().docs_pushed.load(Ordering::SeqCst);
         let body = json!({"title": format!("news {k}"), "n": k, "text": "x".repeat(200)});
         let t_send = now_ns();
@@ -424,6 +433,20 @@ fn run_phase(args: &Args, hub_bin: &Path, dir: &Path, flood: bool) -> Phase {
         .filter(|(db, _)| db.stats().documents != want)
         .count();
     assert_eq!(short, 0, "{short} readers do not hold all {want} documents");
+    let reconnects: u64 = readers
+        .iter()
+        .map(|(_, h)| {
+            h.counters()
+                .sessions
+                .load(Ordering::SeqCst)
+                .saturating_sub(1)
+        })
+        .sum::<u64>()
+        + writer
+            .counters()
+            .sessions
+            .load(Ordering::SeqCst)
+            .saturating_sub(1);
     rt.block_on(async {
         for (_, h) in readers {
             let _ = tokio::time::timeout(Duration::from_secs(5), h.stop()).await;
@@ -445,6 +468,7 @@ fn run_phase(args: &Args, hub_bin: &Path, dir: &Path, flood: bool) -> Phase {
         refused,
         rejections,
         docs_received,
+        reconnects,
     }
 }
 
