@@ -1,0 +1,107 @@
+//! Replays every input the fuzz targets (`fuzz/fuzz_targets/`) found or were
+//! seeded with: each file under `tests/fuzz-regressions/<target>/` goes
+//! through the same check as its target (`outpost::fuzzing::check_*`), on
+//! stable, in `cargo test`. A new crasher becomes a regression test by copying
+//! it there (docs/testing.md, "Fuzzing"). The hub configuration target's
+//! files (`config/`) are replayed by `hub/tests/fuzz_config.rs`.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::{Path, PathBuf};
+
+use outpost::fuzzing;
+
+/// The check of a target.
+type Check = fn(&[u8]);
+
+/// Every target with its check.
+const TARGETS: &[(&str, Check)] = &[
+    ("frame", fuzzing::check_frame),
+    ("record", fuzzing::check_record),
+    ("change_vector", fuzzing::check_change_vector),
+    ("origin", fuzzing::check_origin),
+    ("jsonl", fuzzing::check_jsonl_line),
+    ("meta", fuzzing::check_meta),
+    ("page", fuzzing::check_page),
+    ("freelist", fuzzing::check_freelist),
+    ("file_store", fuzzing::check_file_store),
+];
+
+fn dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz-regressions")
+        .join(target)
+}
+
+/// The files of a target's regression directory, sorted.
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir(target)) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .map(|e| e.expect("read a directory entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_regression_input_passes_its_targets_check() {
+    let mut ran = 0;
+    for (target, check) in TARGETS {
+        for path in inputs(target) {
+            let data = std::fs::read(&path).expect("read a regression input");
+            eprintln!("{target}: {}", path.display());
+            check(&data);
+            ran += 1;
+        }
+    }
+    assert!(ran >= TARGETS.len(), "only {ran} regression inputs found");
+}
+
+#[test]
+fn every_target_has_regression_inputs() {
+    for (target, _) in TARGETS {
+        assert!(
+            !inputs(target).is_empty(),
+            "no regression input for {target}"
+        );
+    }
+}
+
+#[test]
+fn seeds_pass_their_checks_and_their_truncations_too() {
+    for (target, check) in TARGETS {
+        let seeds = fuzzing::seeds(target);
+        assert!(!seeds.is_empty(), "no seed for {target}");
+        for s in &seeds {
+            check(s);
+            // Truncations at a few points, and one flipped byte.
+            for cut in [0, 1, s.len() / 3, s.len() / 2, s.len().saturating_sub(1)] {
+                check(&s[..cut.min(s.len())]);
+            }
+            if !s.is_empty() {
+                let mut m = s.clone();
+                let at = s.len() / 2;
+                m[at] ^= 0xff;
+                check(&m);
+            }
+        }
+    }
+}
+
+/// Crashers found by fuzzing whose fix lies outside the decoders the fuzz
+/// work may change, kept under `tests/fuzz-regressions/pending/<target>/`
+/// until it lands; then they move up to `<target>/` and this test has nothing
+/// to run.
+#[test]
+#[ignore = "crashers waiting for their fix (tests/fuzz-regressions/pending/)"]
+fn pending_crashers_pass_once_fixed() {
+    for (target, check) in TARGETS {
+        for path in inputs(&format!("pending/{target}")) {
+            eprintln!("pending {target}: {}", path.display());
+            check(&std::fs::read(&path).expect("read a pending input"));
+        }
+    }
+}
