@@ -8,6 +8,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use outpost::fuzzing;
 
@@ -26,6 +28,29 @@ const TARGETS: &[(&str, Check)] = &[
     ("freelist", fuzzing::check_freelist),
     ("file_store", fuzzing::check_file_store),
 ];
+
+/// Panics seen on any thread (libFuzzer aborts on a panic in any thread, such
+/// as the file store's WAL writer; a test only sees its own thread's).
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `check` on `data`, failing on a panic of any thread.
+fn run(check: Check, data: &[u8], what: &str) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            prev(info)
+        }));
+    });
+    let before = PANICS.load(Ordering::SeqCst);
+    check(data);
+    assert_eq!(
+        PANICS.load(Ordering::SeqCst),
+        before,
+        "a thread panicked on {what}"
+    );
+}
 
 fn dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -53,7 +78,7 @@ fn every_regression_input_passes_its_targets_check() {
         for path in inputs(target) {
             let data = std::fs::read(&path).expect("read a regression input");
             eprintln!("{target}: {}", path.display());
-            check(&data);
+            run(*check, &data, &path.display().to_string());
             ran += 1;
         }
     }
@@ -76,16 +101,20 @@ fn seeds_pass_their_checks_and_their_truncations_too() {
         let seeds = fuzzing::seeds(target);
         assert!(!seeds.is_empty(), "no seed for {target}");
         for s in &seeds {
-            check(s);
+            run(*check, s, &format!("a {target} seed"));
             // Truncations at a few points, and one flipped byte.
             for cut in [0, 1, s.len() / 3, s.len() / 2, s.len().saturating_sub(1)] {
-                check(&s[..cut.min(s.len())]);
+                run(
+                    *check,
+                    &s[..cut.min(s.len())],
+                    &format!("a {target} seed cut at {cut}"),
+                );
             }
             if !s.is_empty() {
                 let mut m = s.clone();
                 let at = s.len() / 2;
                 m[at] ^= 0xff;
-                check(&m);
+                run(*check, &m, &format!("a {target} seed with a flipped byte"));
             }
         }
     }
@@ -101,7 +130,8 @@ fn pending_crashers_pass_once_fixed() {
     for (target, check) in TARGETS {
         for path in inputs(&format!("pending/{target}")) {
             eprintln!("pending {target}: {}", path.display());
-            check(&std::fs::read(&path).expect("read a pending input"));
+            let data = std::fs::read(&path).expect("read a pending input");
+            run(*check, &data, &path.display().to_string());
         }
     }
 }
