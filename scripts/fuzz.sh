@@ -20,7 +20,7 @@ ROOT=$PWD
 CARGO_FUZZ_VERSION=0.13.2
 # Sanitizer: none. The engine is #![forbid(unsafe_code)]; what libFuzzer
 # catches here is panics (overflow checks and debug assertions are on), and
-# without ASan the build is faster and the runs several times quicker.
+# without ASan the build is lighter and each run faster.
 FUZZ_FLAGS=(--sanitizer none)
 
 SECONDS_EACH=10
