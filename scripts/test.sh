@@ -109,6 +109,8 @@ step "clippy (native)" cargo clippy --workspace --all-targets -- -D warnings
 step "clippy (wasm32)" cargo clippy -p outpost --target wasm32-unknown-unknown --all-targets -- -D warnings
 step "build (wasm32)" cargo build -p outpost --target wasm32-unknown-unknown
 step "tests (native)" cargo test --workspace -- --show-output
+# Every fuzz target for 10 s (nightly + cargo-fuzz, installed if missing; docs/testing.md, "Fuzzing").
+step "fuzz (short)" bash scripts/fuzz.sh --seconds 10
 
 # --------------------------------------------------------- browser tests ---
 # Step 6 of docs/testing.md: crate/tests/browser.rs in headless Chromium.

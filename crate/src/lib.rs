@@ -33,6 +33,12 @@ pub mod cv;
 pub mod db;
 pub mod doc;
 pub mod error;
+#[cfg(all(
+    any(feature = "fuzzing", feature = "testing"),
+    not(target_arch = "wasm32")
+))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jsonl;
 pub mod merge;
 pub mod platform;

@@ -294,6 +294,9 @@ pub(super) fn frame_checksum(f: &[u8]) -> u64 {
     xxh64(&b, SEED)
 }
 
+/// Bound on the transaction and group numbers a valid frame carries.
+const MAX_COUNTER: u64 = 1 << 62;
+
 /// Checks one frame read from WAL slot `slot` against the current `salt`.
 pub(super) fn parse_frame(f: &[u8], salt: u64, slot: u64) -> Result<FrameHead, &'static str> {
     let head = match frame_head(f) {
@@ -314,6 +317,12 @@ pub(super) fn parse_frame(f: &[u8], salt: u64, slot: u64) -> Result<FrameHead, &
     }
     if head.durable_before > slot {
         return Err("frame claims durability of later frames");
+    }
+    // The writer continues the counters of the frames it recovers: a WAL
+    // never comes near 2^62 transactions, and counters beyond that would
+    // overflow when it does (found by fuzzing: fuzz-regressions/file_store).
+    if head.txn >= MAX_COUNTER || head.group >= MAX_COUNTER {
+        return Err("frame counters out of range");
     }
     Ok(head)
 }
