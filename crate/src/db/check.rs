@@ -166,29 +166,32 @@ impl<S: PageStore> Snapshot<S> {
             ));
         }
         rep.pages_checked = pages.len() as u64;
-        // Every page 1..next_page used or free exactly once.
-        let mut seen = vec![0u8; m.next_page as usize];
+        // Every page 1..next_page used or free exactly once (counted per page
+        // seen, not in a buffer of next_page entries: the meta record may
+        // claim any page count).
+        let mut seen: std::collections::BTreeMap<u64, u8> = std::collections::BTreeMap::new();
         for p in pages {
-            match seen.get_mut(p as usize) {
-                Some(s) if p != 0 => *s = s.saturating_add(1),
-                _ => rep.problems.push(format!(
+            if p != 0 && p < m.next_page {
+                let s = seen.entry(p).or_insert(0);
+                *s = s.saturating_add(1);
+            } else {
+                rep.problems.push(format!(
                     "page {p} is beyond the allocated {} pages",
                     m.next_page
-                )),
+                ));
             }
         }
-        let dup: Vec<usize> = seen
+        let dup: Vec<u64> = seen
             .iter()
-            .enumerate()
             .filter(|(_, c)| **c > 1)
-            .map(|(i, _)| i)
+            .map(|(p, _)| *p)
             .take(10)
             .collect();
         if !dup.is_empty() {
             rep.problems
                 .push(format!("pages used more than once: {dup:?}"));
         }
-        let lost = seen.iter().skip(1).filter(|c| **c == 0).count();
+        let lost = m.next_page.saturating_sub(1) - seen.len() as u64;
         if lost > 0 && rep.problems.is_empty() {
             rep.problems
                 .push(format!("{lost} pages neither used nor free (leaked)"));

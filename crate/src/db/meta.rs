@@ -187,6 +187,21 @@ impl Meta {
                 r.remaining()
             )));
         }
+        // Counters a real database can never reach: the page count and the
+        // etags grow by one per page and per version written.
+        const MAX_COUNTER: u64 = 1 << 62;
+        for (what, v) in [
+            ("generation", m.generation),
+            ("last etag", m.last_etag),
+            ("page count", m.next_page),
+            ("free-list count", m.freelist_count),
+            ("document count", m.doc_count),
+            ("tombstone count", m.tombstone_count),
+        ] {
+            if v >= MAX_COUNTER {
+                return Err(corrupt(format!("{what} {v} out of range")));
+            }
+        }
         for (tree, root) in m.trees() {
             if root >= m.next_page {
                 return Err(corrupt(format!(

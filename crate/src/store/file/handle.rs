@@ -127,7 +127,7 @@ impl FileStore {
         let wal = vfs
             .open(&wal_path, true)
             .map_err(|e| io_err("open wal", &wp, e))?;
-        let mut rec = recover(&*wal, &wp, &dp, active_slot, &header)?;
+        let mut rec = recover(&*wal, (&wp, &dp), data_len, active_slot, &header)?;
         let recovery = rec.report();
         let pages = std::mem::take(&mut rec.pages);
         let meta = rec.meta_over(header.meta.clone());
@@ -205,7 +205,7 @@ impl FileStore {
             None => Recovered::default(),
             Some((active_slot, header)) => {
                 let mut rec = match &wal {
-                    Some(w) => recover(&**w, &wp, &dp, active_slot, &header)?,
+                    Some(w) => recover(&**w, (&wp, &dp), data_len, active_slot, &header)?,
                     None => Recovered::default(),
                 };
                 rec.meta = rec.meta_over(header.meta);

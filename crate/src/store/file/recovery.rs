@@ -12,7 +12,7 @@ use super::{
     DATA_START, DroppedTail, FRAME_HEADER, FRAME_SIZE, HEADER_BLOCK, RecoveryReport, io_err,
 };
 use crate::store::vfs::VfsFile;
-use crate::store::{MAX_META, PageBuf, PageNo, StoreError};
+use crate::store::{MAX_META, PAGE_SIZE, PageBuf, PageNo, StoreError};
 
 /// Frames read per I/O during recovery.
 const RECOVERY_CHUNK_FRAMES: usize = 64;
@@ -224,16 +224,33 @@ pub(super) fn pick_header(
     })
 }
 
-/// Replays the WAL under `header` and checks that the newer header slot, if
-/// unreadable, was not already in use. Reads only.
+/// How far beyond the data file and the WAL's own pages a recovered page
+/// number may lie (pages allocated and freed without being written). A frame
+/// naming a page beyond it is damage, not a page to write at a huge offset.
+const PAGE_SLACK: u64 = 65_536;
+
+/// Replays the WAL under `header` (over a data file of `data_len` bytes) and
+/// checks that the newer header slot, if unreadable, was not already in use.
+/// Reads only.
 pub(super) fn recover(
     wal: &dyn VfsFile,
-    wp: &str,
-    dp: &str,
+    (wp, dp): (&str, &str),
+    data_len: u64,
     active_slot: usize,
     header: &Header,
 ) -> Result<Recovered, StoreError> {
     let rec = recover_wal(wal, wp, header.salt)?;
+    let limit = data_len / PAGE_SIZE as u64 + 2 * rec.pages.len() as u64 + PAGE_SLACK;
+    if let Some((&no, &(_, slot))) = rec.pages.iter().find(|(no, _)| **no > limit) {
+        return Err(StoreError::Corrupt {
+            file: wp.to_string(),
+            page: Some(no),
+            offset: slot * FRAME_SIZE as u64,
+            reason: format!(
+                "a WAL frame names page {no}, far beyond the data file and the WAL (at most {limit})"
+            ),
+        });
+    }
     // If the newer header slot is unreadable but the WAL already runs under the
     // salt it introduced, that header was fsynced: it is damaged, not torn.
     let mut first = vec![0u8; FRAME_SIZE];
