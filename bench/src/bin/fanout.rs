@@ -41,14 +41,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+#[path = "../edges.rs"]
+mod edges;
 #[path = "../machine.rs"]
 mod machine;
 
+use edges::{client_options, clock_ticks, cpu_secs, open_memory_db, wait_live};
+
 use clap::Parser;
-use outpost::db::{Batch, Database, OpenOptions};
+use outpost::db::{Batch, Database};
 use outpost::store::MemoryStore;
-use outpost::sync::{EdgeConfig, SyncStatus};
-use outpost_client::{ClientOptions, SyncHandle, spawn_edge};
+use outpost_client::{SyncHandle, spawn_edge};
 use outpost_testkit::edge_toml;
 use serde_json::{Value, json};
 
@@ -696,40 +699,6 @@ fn edge_name(i: usize) -> String {
     format!("e{i:05}")
 }
 
-fn client_options(url: &str, identity: &str, token: &str) -> ClientOptions {
-    ClientOptions {
-        url: url.into(),
-        edge: EdgeConfig::new("main", identity, token),
-        ca_cert: None,
-    }
-}
-
-async fn open_memory_db() -> Database<MemoryStore> {
-    let opts = OpenOptions {
-        cache_bytes: 16 * 4096,
-        ..OpenOptions::default()
-    };
-    Database::open(MemoryStore::new(), opts)
-        .await
-        .expect("open an in-memory database")
-}
-
-async fn wait_live(h: &SyncHandle, timeout: Duration, who: &str) {
-    let live = h
-        .wait_for(timeout, |s| {
-            matches!(s, SyncStatus::Live | SyncStatus::Error { .. })
-        })
-        .await;
-    match h.status() {
-        SyncStatus::Live if live => {}
-        s => panic!(
-            "edge {who} not live after {timeout:?}: {s:?} (sessions {}, failed connection attempts {})",
-            h.counters().sessions.load(Ordering::SeqCst),
-            h.counters().failed_attempts.load(Ordering::SeqCst)
-        ),
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The hub process
 
@@ -873,18 +842,6 @@ impl Mem {
     }
 }
 
-/// User + system CPU time of a process, in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name may hold spaces; the fields after it are fixed.
-    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // After ")": state is field 3 of stat(5), so utime (14) and stime (15)
-    // are at indices 11 and 12 here.
-    (ticks(11) + ticks(12)) as f64 / clock_ticks() as f64
-}
-
 /// CPU seconds every process of the machine has used since boot (busy time
 /// of all CPUs, from the first line of `/proc/stat`).
 fn system_busy_secs() -> f64 {
@@ -903,19 +860,6 @@ fn system_busy_secs() -> f64 {
         .map(|&i| f.get(i).copied().unwrap_or(0))
         .sum();
     busy as f64 / clock_ticks() as f64
-}
-
-fn clock_ticks() -> u64 {
-    static T: OnceLock<u64> = OnceLock::new();
-    *T.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100)
-    })
 }
 
 /// (soft, hard) open-file limits of this process (`u64::MAX`: unlimited).

@@ -39,11 +39,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../edges.rs"]
+mod edges;
+
 use clap::Parser;
-use outpost::db::{Database, OpenOptions};
+use edges::{client_options, cpu_secs, open_memory_db, wait_live};
+use outpost::db::Database;
 use outpost::store::MemoryStore;
-use outpost::sync::{EdgeConfig, SyncStatus};
-use outpost_client::{ClientOptions, SyncHandle, spawn_edge};
+use outpost_client::{SyncHandle, spawn_edge};
 use outpost_testkit::edge_toml;
 use outpost_testkit::hostile::{Answer, Hostile, doc, live, new_db_id};
 use outpost_testkit::hub::{ADMIN_TOKEN_SHA256, HubProcess};
@@ -327,7 +330,11 @@ fn run_phase(args: &Args, hub_bin: &Path, dir: &Path, flood: bool) -> Phase {
         .expect("writer runtime");
     let (wdb, writer) = wrt.block_on(async {
         let db = open_memory_db().await;
-        let h = spawn_edge(db.clone(), opts(&url, "writer", "writer-token"), None);
+        let h = spawn_edge(
+            db.clone(),
+            client_options(&url, "writer", "writer-token"),
+            None,
+        );
         wait_live(&h, timeout, "writer").await;
         (db, h)
     });
@@ -353,7 +360,7 @@ fn run_phase(args: &Args, hub_bin: &Path, dir: &Path, flood: bool) -> Phase {
             });
             let h = spawn_edge(
                 db.clone(),
-                opts(&url, &format!("r{i:03}"), &format!("reader-token-{i}")),
+                client_options(&url, &format!("r{i:03}"), &format!("reader-token-{i}")),
                 Some(cb),
             );
             v.push((db, h));
@@ -472,37 +479,6 @@ fn run_phase(args: &Args, hub_bin: &Path, dir: &Path, flood: bool) -> Phase {
     }
 }
 
-fn opts(url: &str, identity: &str, token: &str) -> ClientOptions {
-    ClientOptions {
-        url: url.into(),
-        edge: EdgeConfig::new("main", identity, token),
-        ca_cert: None,
-    }
-}
-
-async fn open_memory_db() -> Database<MemoryStore> {
-    let o = OpenOptions {
-        cache_bytes: 16 * 4096,
-        ..OpenOptions::default()
-    };
-    Database::open(MemoryStore::new(), o)
-        .await
-        .expect("open an in-memory database")
-}
-
-async fn wait_live(h: &SyncHandle, timeout: Duration, who: &str) {
-    let ok = h
-        .wait_for(timeout, |s| {
-            matches!(s, SyncStatus::Live | SyncStatus::Error { .. })
-        })
-        .await;
-    if !(ok && matches!(h.status(), SyncStatus::Live)) {
-        panic!("edge {who} not live after {timeout:?}: {:?}", h.status());
-    }
-}
-
-/// The hub's `outpost_connections_refused_total` and
-/// `outpost_rejections_total` by reason, and documents received.
 fn metrics(hub: &HubProcess) -> (BTreeMap<String, u64>, BTreeMap<String, u64>, u64) {
     let (_, body) = hub.get("/metrics");
     let mut refused = BTreeMap::new();
@@ -868,19 +844,6 @@ fn pct(v: &[u64], q: f64) -> u64 {
     s.sort_unstable();
     let r = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1;
     s[r]
-}
-
-/// User + system CPU seconds of a process (`/proc/<pid>/stat`; 0 if gone).
-fn cpu_secs(pid: u32) -> f64 {
-    if pid == 0 {
-        return 0.0;
-    }
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime; USER_HZ is 100 on Linux.
-    (t(11) + t(12)) as f64 / 100.0
 }
 
 fn rss_kib(pid: u32) -> u64 {

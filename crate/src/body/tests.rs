@@ -77,10 +77,8 @@ fn depth_limit_is_64() {
     assert_eq!(rule(&objs), "ok");
     // 100,000 deep: refused at once, no stack growth.
     let huge = format!("{{\"a\":{}", "[".repeat(100_000));
-    let t = std::time::Instant::now();
     let e = check_body(huge.as_bytes()).unwrap_err();
     assert_eq!(e.rule(), "too_deep");
-    assert!(t.elapsed() < std::time::Duration::from_secs(1));
     assert!(e.to_string().contains("deeper than 64"), "{e}");
 }
 
@@ -292,7 +290,11 @@ fn sample(target: usize) -> Vec<u8> {
     serde_json::to_vec(&m).unwrap()
 }
 
+/// A measurement, not a test (timings are not asserted anywhere): the check
+/// against serde_json in the same run. `cargo test --release -p outpost --lib
+/// body::tests::timings -- --ignored --nocapture`.
 #[test]
+#[ignore = "a measurement: run with --ignored --nocapture (and --release)"]
 fn timings() {
     use std::time::Instant;
     for (label, body) in [("1 KiB", sample(1024)), ("1 MiB", sample(1 << 20))] {

@@ -192,3 +192,33 @@ async fn thirty_two_concurrent_versions_are_kept_and_delivered_to_every_reader()
     let export = hub.finish().await;
     assert!(export.contains_key(id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_13_mib_concurrent_versions_of_a_manual_doc_are_refused_as_too_large() {
+    // Each version is within the 16 MiB body limit; kept together as a
+    // conflict they would exceed 24 MiB: a document that no longer fits one
+    // replication frame would stop the feed for every reader behind it.
+    let id = "shared/cards/big";
+    let hub = Hub::seeded(&[seed(id, "Cards", json!({"v": "original"}))]);
+    let big = |k: usize| js(json!({"k": k, "pad": "x".repeat(13 << 20)}));
+    let mut answers = Vec::new();
+    for k in 0..2 {
+        let mut m = hub.hello_only("mallory").await;
+        // Take what the hub sends first (the document, 13 MiB once the first
+        // version is in): a client that reads nothing stalls its own session.
+        m.pull(true).await.expect("the initial changes");
+        answers.push(
+            m.push(vec![doc(id, "Cards", live(&[(m.db_id, 1)], &big(k)))])
+                .await,
+        );
+        m.close().await;
+    }
+    assert_acked(&answers[0]);
+    assert_refused(&answers[1], "document_too_large", id);
+    assert_eq!(
+        hub.doc(id).await.versions.len(),
+        2,
+        "nothing of the refused push is kept"
+    );
+    hub.finish().await;
+}
