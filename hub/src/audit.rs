@@ -139,12 +139,11 @@ pub fn entry_json(database: &str, e: &AuditEntry) -> Value {
     v
 }
 
-/// Writes the entries of `db` that pass `filter` as JSON lines; returns
-/// how many.
-pub async fn export<W: Write>(db: &DbHandle, filter: &Filter, mut w: W) -> Result<u64> {
+/// Calls `f` on every audit entry of `db`, oldest first (read in chunks
+/// of [`CHUNK`] through one snapshot).
+async fn each_entry(db: &DbHandle, mut f: impl FnMut(&AuditEntry) -> Result<()>) -> Result<()> {
     let snap = db.db.snapshot();
     let mut next = 1u64;
-    let mut n = 0u64;
     loop {
         let chunk = snap
             .audit_entries(next, CHUNK)
@@ -154,20 +153,31 @@ pub async fn export<W: Write>(db: &DbHandle, filter: &Filter, mut w: W) -> Resul
                 source,
             })?;
         for e in &chunk {
-            let line = entry_json(&db.name, e);
-            if filter.matches(e, line.get("record").unwrap_or(&Value::Null)) {
-                serde_json::to_writer(&mut w, &line)
-                    .map_err(|e| HubError::Other(format!("write the export: {e}")))?;
-                w.write_all(b"\n")
-                    .map_err(|e| HubError::io("write the export", e))?;
-                n += 1;
-            }
+            f(e)?;
             next = e.seq + 1;
         }
         if chunk.len() < CHUNK {
-            break;
+            return Ok(());
         }
     }
+}
+
+/// Writes the entries of `db` that pass `filter` as JSON lines; returns
+/// how many.
+pub async fn export<W: Write>(db: &DbHandle, filter: &Filter, mut w: W) -> Result<u64> {
+    let mut n = 0u64;
+    each_entry(db, |e| {
+        let line = entry_json(&db.name, e);
+        if filter.matches(e, line.get("record").unwrap_or(&Value::Null)) {
+            serde_json::to_writer(&mut w, &line)
+                .map_err(|e| HubError::Other(format!("write the export: {e}")))?;
+            w.write_all(b"\n")
+                .map_err(|e| HubError::io("write the export", e))?;
+            n += 1;
+        }
+        Ok(())
+    })
+    .await?;
     w.flush().map_err(|e| HubError::io("write the export", e))?;
     Ok(n)
 }
@@ -196,53 +206,38 @@ pub struct Author {
 /// Every accepted push of `db` that carried a version of document `id`
 /// (with change vector `cv`, when given), oldest first.
 pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<Vec<Author>> {
-    let snap = db.db.snapshot();
     let id = id.to_lowercase();
-    let mut next = 1u64;
     let mut out = Vec::new();
-    loop {
-        let chunk = snap
-            .audit_entries(next, CHUNK)
-            .await
-            .map_err(|source| HubError::Database {
-                database: db.name.clone(),
-                source,
-            })?;
-        for e in &chunk {
-            next = e.seq + 1;
-            if e.kind != AuditKind::PushAccepted {
-                continue;
-            }
-            let Ok(p) = serde_json::from_slice::<AuditPush>(&e.payload) else {
-                continue;
-            };
-            for d in p.docs.iter().filter(|d| d.id.to_lowercase() == id) {
-                for v in &d.versions {
-                    let same = match cv {
-                        None => true,
-                        Some(cv) => {
-                            ChangeVector::parse_text(&v.change_vector).is_ok_and(|c| &c == cv)
-                        }
-                    };
-                    if same {
-                        out.push(Author {
-                            seq: e.seq,
-                            time_ms: e.time_ms,
-                            identity: p.identity.clone(),
-                            device: p.device.clone(),
-                            upto: p.upto,
-                            key_id: p.key_id.clone(),
-                            change_vector: v.change_vector.clone(),
-                            deleted: v.deleted,
-                        });
-                    }
+    each_entry(db, |e| {
+        if e.kind != AuditKind::PushAccepted {
+            return Ok(());
+        }
+        let Ok(p) = serde_json::from_slice::<AuditPush>(&e.payload) else {
+            return Ok(());
+        };
+        for d in p.docs.iter().filter(|d| d.id.to_lowercase() == id) {
+            for v in &d.versions {
+                let same = cv.is_none_or(|cv| {
+                    ChangeVector::parse_text(&v.change_vector).is_ok_and(|c| &c == cv)
+                });
+                if same {
+                    out.push(Author {
+                        seq: e.seq,
+                        time_ms: e.time_ms,
+                        identity: p.identity.clone(),
+                        device: p.device.clone(),
+                        upto: p.upto,
+                        key_id: p.key_id.clone(),
+                        change_vector: v.change_vector.clone(),
+                        deleted: v.deleted,
+                    });
                 }
             }
         }
-        if chunk.len() < CHUNK {
-            return Ok(out);
-        }
-    }
+        Ok(())
+    })
+    .await?;
+    Ok(out)
 }
 
 /// The text of one [`Author`].
