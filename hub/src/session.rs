@@ -9,8 +9,8 @@
 //! observer), when the configuration changes, and every second.
 //!
 //! Limits (`[limits]`): a session that has not authenticated within
-//! `hello_timeout_ms` of its upgrade gets `Error(timeout)` (nothing it sends
-//! extends it); before it authenticates, a message over
+//! `hello_timeout_ms` of its upgrade gets `Error(timeout)` (the machine's
+//! deadline, checked on the 1 s tick; nothing it sends extends it); before it authenticates, a message over
 //! [`PRE_AUTH_MESSAGE_BYTES`] (or more than the connection's read budget,
 //! see [`crate::conn`]) closes it with WebSocket code 1009; one identity has
 //! at most `max_sessions_per_identity` sessions (`Error(too_many_connections)`
@@ -112,8 +112,6 @@ impl Bucket {
 pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
     let peer = conn.peer();
     let limits = hub.config().limits.clone();
-    let hello_deadline =
-        tokio::time::Instant::now() + Duration::from_millis(limits.hello_timeout_ms);
     let mut bucket = Bucket::new(&limits);
     // While set, the socket is not read (the push rate limit).
     let mut paused_until: Option<tokio::time::Instant> = None;
@@ -180,18 +178,6 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                     paused_until = Some(at);
                 }
                 continue;
-            }
-            () = tokio::time::sleep_until(hello_deadline), if s.identity.is_none() => {
-                s.hub.metrics().connection_refused(reason::HELLO_TIMEOUT);
-                tracing::warn!(%peer, "no authenticated Hello in time: closing the connection");
-                s.bye(outpost::sync::Frame::Error {
-                    code: "timeout".into(),
-                    message: format!(
-                        "not authenticated within {} ms of connecting",
-                        limits.hello_timeout_ms
-                    ),
-                }).await;
-                break;
             }
             _ = tick.tick() => HubEvent::Tick,
             changed = next_commit(&mut s.commits) => match changed {
@@ -349,6 +335,11 @@ impl Shell {
                     }
                     RejectReason::Session(code) => {
                         tracing::warn!(peer = %self.peer, identity = self.identity.as_deref().unwrap_or("-"), reason = %code, "refused");
+                        // The machine's Hello deadline (fed by the 1 s tick)
+                        // is the one deadline: a connection refused for it.
+                        if *code == "timeout" && self.identity.is_none() {
+                            mx.connection_refused(reason::HELLO_TIMEOUT);
+                        }
                     }
                 }
                 // The label is the wire code (bounded, stable), not the finer rule.
