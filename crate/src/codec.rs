@@ -204,6 +204,30 @@ pub fn set_u64(buf: &mut [u8], at: usize, v: u64) {
     buf[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
+/// Lowercase hex of `bytes` (key, hash and signature texts).
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// The bytes of a hex text (either case), or `None` when it is not an even
+/// number of hex digits.
+pub fn from_hex(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    let digit = |c: u8| char::from(c).to_digit(16);
+    b.chunks(2)
+        .map(|p| Some(u8::try_from(digit(p[0])? * 16 + digit(p[1])?).unwrap_or(0)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -428,7 +428,21 @@ fn seed_frames() -> Vec<Vec<u8>> {
             code: "protocol".into(),
             message: "bad".into(),
         },
-        Frame::Push { upto: 3, docs },
+        Frame::Push {
+            upto: 3,
+            seq: 1,
+            prev: [0; 32],
+            signature: vec![1; 64],
+            docs,
+        },
+        Frame::Challenge {
+            version: 3,
+            nonce: [2; 32],
+            hub_id: crate::DbId([3; 16]),
+        },
+        Frame::Proof {
+            signature: vec![4; 64],
+        },
     ];
     frames.iter().map(Frame::encode).collect()
 }

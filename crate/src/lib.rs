@@ -40,6 +40,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod jsonl;
+pub mod keys;
 pub mod merge;
 pub mod platform;
 pub mod policy;

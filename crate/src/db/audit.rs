@@ -166,7 +166,7 @@ pub fn chain_hash(prev: &[u8; 32], encoded: &[u8]) -> [u8; 32] {
 
 /// Lowercase hex of `b`.
 pub fn hex_of(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::codec::to_hex(b)
 }
 
 /// The SHA-256 of `b`, in lowercase hex (the body hashes of manifests).
@@ -541,11 +541,21 @@ pub struct AuditPush {
     pub device: String,
     /// The edge etag the batch covers (the push checkpoint it set).
     pub upto: u64,
-    /// Reserved: the id of the key that signed the batch (empty until
-    /// signed batches exist).
+    /// The fingerprint of the key that signed the batch (empty: a token
+    /// session, unsigned).
     pub key_id: String,
-    /// Reserved: the batch signature (empty until signed batches exist).
+    /// The batch signature (hex; empty: unsigned).
     pub signature: String,
+    /// The key that signed it (`p256:` + hex; empty: unsigned). Recorded
+    /// whole so `audit verify` checks the signature from the entry alone.
+    #[serde(default)]
+    pub public_key: String,
+    /// The batch's number in the edge's chain (0: unsigned).
+    #[serde(default)]
+    pub seq: u64,
+    /// The hash of the batch before it in the chain (hex; empty: unsigned).
+    #[serde(default)]
+    pub prev: String,
     /// One entry per document of the batch.
     pub docs: Vec<AuditDoc>,
 }
@@ -571,41 +581,6 @@ pub struct AuditVersion {
     /// SHA-256 of its body bytes as pushed (lowercase hex; of the empty
     /// string for a deletion).
     pub body_sha256: String,
-}
-
-impl AuditPush {
-    /// The record of a batch of `docs` pushed by `identity` from `device` up to `upto`.
-    pub fn new(
-        identity: &str,
-        device: &crate::cv::DbId,
-        upto: u64,
-        docs: &[&super::RemoteDoc],
-    ) -> AuditPush {
-        AuditPush {
-            v: AUDIT_RECORD_VERSION,
-            identity: identity.to_string(),
-            device: device.to_string(),
-            upto,
-            key_id: String::new(),
-            signature: String::new(),
-            docs: docs
-                .iter()
-                .map(|d| AuditDoc {
-                    id: d.id.clone(),
-                    collection: d.collection.clone(),
-                    versions: d
-                        .versions
-                        .iter()
-                        .map(|v| AuditVersion {
-                            change_vector: v.change_vector.to_text(),
-                            deleted: v.deleted,
-                            body_sha256: sha256_hex(&v.body),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        }
-    }
 }
 
 /// A refused push batch ([`AuditKind::PushRefused`]).

@@ -83,6 +83,11 @@ pub(super) enum Op {
         key: Vec<u8>,
         value: Option<Vec<u8>>,
     },
+    ExpectLocal {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        refusal: Refusal,
+    },
     Audit {
         kind: super::audit::AuditKind,
         payload: Vec<u8>,
@@ -215,6 +220,14 @@ pub enum Refusal {
         /// The database id.
         db: DbId,
     },
+    /// A condition of [`Batch::expect_local`] did not hold: for a signed
+    /// batch, its place in the edge's chain was taken (another session of
+    /// the identity committed first; code `batch_sequence`).
+    #[error("batch {seq} does not continue the chain this database holds for the edge")]
+    BatchSequence {
+        /// The batch's number.
+        seq: u64,
+    },
 }
 
 impl Refusal {
@@ -227,6 +240,7 @@ impl Refusal {
             Refusal::ForgedEntry { .. } => "forged_change_vector",
             Refusal::UnseenVersion { .. } => "unseen_version",
             Refusal::DbIdTaken { .. } => "forged_change_vector",
+            Refusal::BatchSequence { .. } => "batch_sequence",
         }
     }
 
@@ -238,7 +252,7 @@ impl Refusal {
             | Refusal::ChangeVectorTooLarge { id, .. }
             | Refusal::ForgedEntry { id, .. }
             | Refusal::UnseenVersion { id } => id,
-            Refusal::DbIdTaken { .. } => "",
+            Refusal::DbIdTaken { .. } | Refusal::BatchSequence { .. } => "",
         }
     }
 }
@@ -337,6 +351,25 @@ impl Batch {
         self.ops.push(Op::SetLocal {
             key: key.into(),
             value,
+        });
+        self
+    }
+    /// Makes the commit conditional: the local record `key` must hold
+    /// `value` (`None`: be absent) when the batch is applied, else nothing
+    /// of the batch is stored and the commit fails with
+    /// `Error::Refused(refusal)`. With [`Batch::set_local`] on the same key
+    /// after it: a compare-and-set (the hub moves an edge's chain of signed
+    /// batches this way).
+    pub fn expect_local(
+        &mut self,
+        key: impl Into<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        refusal: Refusal,
+    ) -> &mut Self {
+        self.ops.push(Op::ExpectLocal {
+            key: key.into(),
+            value,
+            refusal,
         });
         self
     }

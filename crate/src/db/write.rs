@@ -187,6 +187,11 @@ enum Prepared {
         key: Vec<u8>,
         value: Option<Vec<u8>>,
     },
+    ExpectLocal {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        refusal: Refusal,
+    },
     Audit {
         kind: super::audit::AuditKind,
         payload: Vec<u8>,
@@ -370,6 +375,15 @@ fn prepare(op: Op) -> Result<Prepared, Error> {
             }
             Ok(Prepared::Local { key, value })
         }
+        Op::ExpectLocal {
+            key,
+            value,
+            refusal,
+        } => Ok(Prepared::ExpectLocal {
+            key,
+            value,
+            refusal,
+        }),
         Op::Audit { kind, payload } => {
             super::audit::check_payload(&payload)?;
             Ok(Prepared::Audit { kind, payload })
@@ -496,6 +510,18 @@ async fn apply<S: PageStore>(
                 None => btree::remove(ctx, root, key).await?.0,
             };
             ctx.w.meta.set_root(Tree::Locals, root);
+            return Ok(None);
+        }
+        Prepared::ExpectLocal {
+            key,
+            value,
+            refusal,
+        } => {
+            let root = ctx.w.meta.root(Tree::Locals);
+            let held = btree::get(ctx, root, key).await?;
+            if held.as_deref() != value.as_deref() {
+                return Err(Error::Refused(refusal.clone()));
+            }
             return Ok(None);
         }
         Prepared::Audit { kind, payload } => {

@@ -6,12 +6,13 @@
 use crate::codec::{Put, get_u64};
 use crate::cv::DbId;
 use crate::db::{AUDIT_RECORD_VERSION, encode_record};
-use crate::db::{AuditKind, AuditPush, AuditRefusal, Batch, Database, WriteOutcome};
+use crate::db::{AuditKind, AuditRefusal, Batch, Database, Refusal, WriteOutcome};
 use crate::error::Error;
 use crate::store::PageStore;
 use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
 use crate::sync::hub::{Grant, HubAction, HubEvent, HubMetric};
 use crate::sync::run::commit_etags;
+use crate::sync::signed::GENESIS;
 use crate::sync::{
     ConflictPolicy, pull_checkpoint_key, push_checkpoint_key, rejection_key, rejection_key_prefix,
 };
@@ -139,6 +140,32 @@ pub struct EdgeInfo {
     /// hub's own): the session is refused with `Error(db_id_taken)`
     /// ([`HubEvent::DbIdTaken`]).
     pub db_id_taken: bool,
+    /// The last batch of the identity's chain this database accepted.
+    pub batch_head: (u64, [u8; 32]),
+}
+
+/// Local record key of an identity's chain of signed batches at the hub
+/// (value: `u64` number of the last batch accepted, then its 32-byte hash).
+pub fn batch_chain_key(identity: &str) -> Vec<u8> {
+    format!("sync/chain/{identity}").into_bytes()
+}
+
+fn chain_value(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(40);
+    v.put_u64(seq);
+    v.extend_from_slice(hash);
+    v
+}
+
+/// The chain head a [`batch_chain_key`] record holds (`(0, GENESIS)` when
+/// absent or unreadable).
+fn chain_head(v: Option<Vec<u8>>) -> (u64, [u8; 32]) {
+    v.and_then(|b| {
+        let seq = get_u64(&b, 0)?;
+        let hash: [u8; 32] = b.get(8..40)?.try_into().ok()?;
+        Some((seq, hash))
+    })
+    .unwrap_or((0, GENESIS))
 }
 
 /// Reads what [`HubEvent::Authorized`] needs about an authenticated edge.
@@ -169,12 +196,14 @@ pub async fn edge_info<S: PageStore>(
     let pending = snap
         .count_changes(pull_checkpoint, |k| grant.read.allows(k))
         .await?;
+    let batch_head = chain_head(snap.get_local(&batch_chain_key(&grant.identity)).await?);
     Ok(EdgeInfo {
         push_checkpoint,
         pending,
         pull_from: pull_checkpoint,
         hub_last_etag: snap.last_etag(),
         db_id_taken,
+        batch_head,
     })
 }
 
@@ -209,16 +238,30 @@ pub async fn hub_storage<S: PageStore>(
             upto,
             docs,
             guard,
+            manifest,
+            signed,
         } => {
             let mut b = Batch::new();
+            if signed.is_some() {
+                // The identity's chain moves from the batch's `prev` to it,
+                // or nothing of it is stored.
+                let key = batch_chain_key(identity);
+                let before =
+                    (manifest.seq > 1).then(|| chain_value(manifest.seq - 1, &manifest.prev));
+                b.expect_local(
+                    key.clone(),
+                    before,
+                    Refusal::BatchSequence { seq: manifest.seq },
+                );
+                b.set_local(key, Some(chain_value(manifest.seq, &manifest.hash())));
+            }
             for (d, readable) in docs {
                 b.apply_pushed(d.clone(), guard.clone(), *readable);
             }
             // The audit entry of the batch: committed with it, or not at all.
-            let manifest: Vec<_> = docs.iter().map(|(d, _)| d).collect();
             b.audit(
                 AuditKind::PushAccepted,
-                encode_record(&AuditPush::new(identity, edge_db_id, *upto, &manifest)),
+                encode_record(&manifest.to_audit(identity, signed.as_ref())),
             );
             b.set_local(
                 push_checkpoint_key(identity, edge_db_id),

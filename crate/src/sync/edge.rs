@@ -12,9 +12,11 @@ use std::collections::{HashSet, VecDeque};
 use crate::cv::DbId;
 use crate::db::RemoteDoc;
 use crate::doc::RawDoc;
+use crate::keys::PublicKey;
 use crate::sync::frame::{
-    Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireDoc, WireGrant,
+    AuthMode, Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireDoc, WireGrant,
 };
+use crate::sync::signed::{AuthContext, BatchManifest, GENESIS, auth_message};
 use crate::sync::{BATCH_DOCS, take_batch};
 
 /// Settings of an edge's sessions.
@@ -24,7 +26,14 @@ pub struct EdgeConfig {
     pub database: String,
     /// Identity presented to the hub.
     pub identity: String,
-    /// Credential (secret token).
+    /// How the edge authenticates: its key (the default for
+    /// [`EdgeConfig::with_key`]), an enrollment code redeemed for its key,
+    /// or a shared-secret token (development mode, [`EdgeConfig::new`]).
+    pub auth: AuthMode,
+    /// The edge's public key (key and enrollment modes): the shell signs
+    /// with its private half ([`EdgeAction::Sign`]).
+    pub key: Option<PublicKey>,
+    /// Credential: the token, or the enrollment code; empty for a key.
     pub credential: String,
     /// Source tag recorded on versions received from the hub (default
     /// `"hub"`); versions carrying it are not pushed back.
@@ -36,16 +45,52 @@ pub struct EdgeConfig {
 }
 
 impl EdgeConfig {
-    /// Settings with the default source tag and heartbeat (15 s / 45 s).
+    /// Settings of a token session (development mode: a hub accepts
+    /// tokens only when its configuration says so), with the default source
+    /// tag and heartbeat (15 s / 45 s).
     pub fn new(database: &str, identity: &str, credential: &str) -> EdgeConfig {
         EdgeConfig {
             database: database.into(),
             identity: identity.into(),
+            auth: AuthMode::Token,
+            key: None,
             credential: credential.into(),
             source: "hub".into(),
             heartbeat_ms: 15_000,
             timeout_ms: 45_000,
         }
+    }
+}
+
+impl EdgeConfig {
+    /// Settings of an edge enrolled with `key` (its sessions prove it).
+    pub fn with_key(database: &str, identity: &str, key: PublicKey) -> EdgeConfig {
+        EdgeConfig {
+            auth: AuthMode::Key,
+            key: Some(key),
+            credential: String::new(),
+            ..EdgeConfig::new(database, identity, "")
+        }
+    }
+
+    /// Settings of an edge redeeming the one-time enrollment `code` for
+    /// `key`; once a session opens the key is enrolled, and the shell
+    /// switches to [`EdgeConfig::enrolled`] ([`EdgeAction::Enrolled`]).
+    pub fn enrolling(database: &str, identity: &str, key: PublicKey, code: &str) -> EdgeConfig {
+        EdgeConfig {
+            auth: AuthMode::Enroll,
+            credential: code.into(),
+            ..EdgeConfig::with_key(database, identity, key)
+        }
+    }
+
+    /// These settings after the enrollment succeeded: the key alone.
+    pub fn enrolled(mut self) -> EdgeConfig {
+        if self.auth == AuthMode::Enroll {
+            self.auth = AuthMode::Key;
+            self.credential.clear();
+        }
+        self
     }
 }
 
@@ -126,6 +171,8 @@ pub enum EdgeEvent<'a> {
     ApplyFailed(String),
     /// The application committed a local write.
     LocalChanged,
+    /// Result of [`EdgeAction::Sign`]: the signature.
+    Signed(Vec<u8>),
     /// The transport closed.
     Closed,
 }
@@ -159,6 +206,12 @@ pub enum EdgeAction {
     },
     /// Persist a rejection (the driver stores it in a local record).
     RecordRejection(Rejection),
+    /// Sign these bytes with the edge's key; feed back
+    /// [`EdgeEvent::Signed`] (the handshake proof, or a batch).
+    Sign(Vec<u8>),
+    /// The enrollment code was redeemed: later sessions authenticate with
+    /// the key alone ([`EdgeConfig::enrolled`]).
+    Enrolled,
     /// The hub stated what this edge may read and write (`Welcome` of
     /// protocol version 2 and later): for the application to show, e.g. no
     /// edit controls when `write` is empty. Informational only: the hub
@@ -194,6 +247,8 @@ enum Incoming {
 enum Push {
     Idle,
     Reading,
+    /// A batch awaits its signature.
+    Signing,
     Sending,
 }
 
@@ -224,6 +279,12 @@ pub struct EdgeSession {
     again: bool,
     in_flight: Vec<WireDoc>,
     in_flight_upto: u64,
+    /// The in-flight batch's place in the chain (number, hash, prev).
+    in_flight_link: (u64, [u8; 32], [u8; 32]),
+    /// The last batch of this identity's chain the hub accepted.
+    chain: (u64, [u8; 32]),
+    /// A handshake proof is being signed.
+    proving: bool,
     // heartbeats
     last_recv: i64,
     last_sent: i64,
@@ -249,6 +310,9 @@ impl EdgeSession {
             again: false,
             in_flight: Vec::new(),
             in_flight_upto: 0,
+            in_flight_link: (0, GENESIS, GENESIS),
+            chain: (0, GENESIS),
+            proving: false,
             last_recv: now,
             last_sent: now,
             nonce: 0,
@@ -299,6 +363,13 @@ impl EdgeSession {
                             credential: self.cfg.credential.clone(),
                             pull_checkpoint: self.st.pull_checkpoint,
                             checkpoint_hub: self.st.checkpoint_hub.unwrap_or(DbId([0; 16])),
+                            auth: self.cfg.auth,
+                            key: self
+                                .cfg
+                                .key
+                                .as_ref()
+                                .map(|k| k.as_bytes().to_vec())
+                                .unwrap_or_default(),
                         },
                     );
                 }
@@ -361,6 +432,7 @@ impl EdgeSession {
                     }
                 }
             }
+            EdgeEvent::Signed(signature) => self.on_signed(signature, now, &mut out),
             EdgeEvent::Closed => {
                 self.phase = Phase::Closed;
                 out.push(EdgeAction::Status(SyncStatus::Offline));
@@ -421,11 +493,40 @@ impl EdgeSession {
                 // hub of different builds): report it instead of looping.
                 // `db_id_taken`: this database id is another identity's; a
                 // new device database is the way out, not a retry.
+                // `bad_signature`: this edge's signatures do not verify
+                // (its key is not the one enrolled): retrying cannot help.
                 let fatal = matches!(
                     code.as_str(),
-                    "unauthorized" | "unsupported_version" | "protocol" | "db_id_taken"
+                    "unauthorized"
+                        | "unsupported_version"
+                        | "protocol"
+                        | "db_id_taken"
+                        | "bad_signature"
                 );
                 self.close(out, &code, &message, fatal);
+            }
+            (
+                Phase::Hello,
+                Frame::Challenge {
+                    version,
+                    nonce,
+                    hub_id,
+                },
+            ) if !self.proving && self.cfg.auth != AuthMode::Token => {
+                let Some(key) = &self.cfg.key else {
+                    return self.fail(out, now, "protocol", "no key to prove", true);
+                };
+                let msg = auth_message(&AuthContext {
+                    version,
+                    hub_id,
+                    nonce,
+                    database: &self.cfg.database,
+                    identity: &self.cfg.identity,
+                    edge_db: self.st.db_id,
+                    key,
+                });
+                self.proving = true;
+                out.push(EdgeAction::Sign(msg));
             }
             (
                 Phase::Hello,
@@ -437,6 +538,8 @@ impl EdgeSession {
                     max_frame_bytes,
                     heartbeat_ms,
                     grant,
+                    batch_seq,
+                    batch_head,
                     ..
                 },
             ) => {
@@ -451,6 +554,12 @@ impl EdgeSession {
                 }
                 self.phase = Phase::Open;
                 self.hub_db_id = Some(hub_db_id);
+                self.chain = (batch_seq, batch_head);
+                if self.cfg.auth == AuthMode::Enroll {
+                    self.cfg.auth = AuthMode::Key;
+                    self.cfg.credential.clear();
+                    out.push(EdgeAction::Enrolled);
+                }
                 if self.st.checkpoint_hub != Some(hub_db_id) {
                     // The hub starts us from 0 (docs/protocol.md §4); the
                     // first batch's commit records the new hub id.
@@ -489,6 +598,10 @@ impl EdgeSession {
                 }
                 let docs = self.in_flight.len() as u32;
                 self.in_flight.clear();
+                if self.cfg.auth != AuthMode::Token {
+                    let (seq, hash, _) = self.in_flight_link;
+                    self.chain = (seq, hash);
+                }
                 self.push_cursor = upto;
                 out.push(EdgeAction::Pushed { upto, docs });
                 self.read_local(out);
@@ -615,10 +728,49 @@ impl EdgeSession {
         // the hub's push checkpoint past versions that need no sending, such
         // as those received from the hub: later sessions then start after
         // them instead of re-reading them).
-        self.push = Push::Sending;
         self.in_flight_upto = upto;
-        self.in_flight = batch.clone();
-        self.send(out, now, Frame::Push { upto, docs: batch });
+        if self.cfg.auth == AuthMode::Token {
+            self.push = Push::Sending;
+            self.in_flight = batch.clone();
+            return self.send(
+                out,
+                now,
+                Frame::Push {
+                    upto,
+                    seq: 0,
+                    prev: GENESIS,
+                    signature: Vec::new(),
+                    docs: batch,
+                },
+            );
+        }
+        // Signed: the next link of the chain (docs/protocol.md §3).
+        let (seq, prev) = (self.chain.0 + 1, self.chain.1);
+        let manifest = BatchManifest::of(self.st.db_id, seq, prev, upto, &batch);
+        self.in_flight_link = (seq, manifest.hash(), prev);
+        self.in_flight = batch;
+        self.push = Push::Signing;
+        out.push(EdgeAction::Sign(manifest.message()));
+    }
+
+    /// A signature arrived: the handshake proof, or the batch awaiting it.
+    fn on_signed(&mut self, signature: Vec<u8>, now: i64, out: &mut Vec<EdgeAction>) {
+        if self.proving && self.phase == Phase::Hello {
+            self.proving = false;
+            return self.send(out, now, Frame::Proof { signature });
+        }
+        if self.push == Push::Signing && self.phase == Phase::Open {
+            self.push = Push::Sending;
+            let (seq, _, prev) = self.in_flight_link;
+            let frame = Frame::Push {
+                upto: self.in_flight_upto,
+                seq,
+                prev,
+                signature,
+                docs: self.in_flight.clone(),
+            };
+            self.send(out, now, frame);
+        }
     }
 }
 

@@ -11,10 +11,46 @@ use crate::db::RemoteDoc;
 use crate::doc::{MAX_VERSIONS, RawVersion};
 
 /// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
-/// Oldest protocol version this build speaks (version 1: a `Welcome` without
-/// the edge's grant).
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 3;
+/// Oldest protocol version this build speaks. Version 3 (key identities,
+/// the handshake challenge, signed batches) is the first this build
+/// speaks: an edge of versions 1 or 2 (shared-secret tokens, unsigned
+/// pushes) gets `Error(unsupported_version)`. The decoder still reads the
+/// older `Welcome` layouts (an edge told which version a hub speaks).
+pub const MIN_PROTOCOL_VERSION: u16 = 3;
+
+/// How an edge proves who it is (the `auth` byte of a `Hello`, version 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Its enrolled key: the hub sends a `Challenge`, the edge answers
+    /// with a `Proof` signed by the key.
+    #[default]
+    Key,
+    /// A shared-secret token in `credential` (development mode: the hub
+    /// refuses it unless its configuration allows tokens).
+    Token,
+    /// A one-time enrollment code in `credential`, redeemed for the key in
+    /// the `Hello` (which then signs the `Proof` like [`AuthMode::Key`]).
+    Enroll,
+}
+
+impl AuthMode {
+    fn byte(self) -> u8 {
+        match self {
+            AuthMode::Key => 0,
+            AuthMode::Token => 1,
+            AuthMode::Enroll => 2,
+        }
+    }
+    fn from_byte(b: u8) -> Option<AuthMode> {
+        match b {
+            0 => Some(AuthMode::Key),
+            1 => Some(AuthMode::Token),
+            2 => Some(AuthMode::Enroll),
+            _ => None,
+        }
+    }
+}
 
 /// The version two peers use, given the range the other side offers: the
 /// highest both speak, or `None`.
@@ -95,13 +131,34 @@ pub enum Frame {
         database: String,
         /// Edge identity.
         identity: String,
-        /// Credential (secret token).
+        /// Credential: the token ([`AuthMode::Token`]) or the enrollment
+        /// code ([`AuthMode::Enroll`]); empty for [`AuthMode::Key`].
         credential: String,
         /// Hub etag up to which the edge holds the hub's changes.
         pull_checkpoint: u64,
         /// The hub database that checkpoint refers to (all zeros: none). A
         /// hub whose database has another id starts the edge from 0.
         checkpoint_hub: DbId,
+        /// How the edge authenticates (version 3; a `Hello` whose highest
+        /// version is below 3 carries neither this nor `key`).
+        auth: AuthMode,
+        /// The edge's public key (its 65 bytes; empty with a token).
+        key: Vec<u8>,
+    },
+    /// Hub → edge (version 3): prove you hold your key, in this session.
+    Challenge {
+        /// The protocol version the hub chose (bound into the proof).
+        version: u16,
+        /// A fresh random nonce of this connection.
+        nonce: [u8; 32],
+        /// The hub database's id.
+        hub_id: DbId,
+    },
+    /// Edge → hub (version 3): the signature of
+    /// [`auth_message`](crate::sync::signed::auth_message) for this session.
+    Proof {
+        /// The signature.
+        signature: Vec<u8>,
     },
     /// Hub → edge: the session is open.
     Welcome {
@@ -123,6 +180,12 @@ pub enum Frame {
         /// when `version >= 2`; an encoder given version 1 leaves it out,
         /// given version 2 and `None` sends empty lists).
         grant: Option<WireGrant>,
+        /// The last batch of this edge's chain the hub accepted: its number
+        /// (0: none yet) and hash; the next push is number + 1 and names
+        /// that hash (version 3).
+        batch_seq: u64,
+        /// See `batch_seq`.
+        batch_head: [u8; 32],
     },
     /// Hub → edge: a batch of changes.
     Changes {
@@ -141,10 +204,18 @@ pub enum Frame {
         /// Hub etag covered so far.
         upto: u64,
     },
-    /// Edge → hub: local changes.
+    /// Edge → hub: local changes, signed (docs/protocol.md §3).
     Push {
         /// Edge etag covered by this batch.
         upto: u64,
+        /// The batch's number in the edge's chain.
+        seq: u64,
+        /// The hash of the batch before it.
+        prev: [u8; 32],
+        /// The edge key's signature of the batch's
+        /// [`BatchManifest::message`](crate::sync::signed::BatchManifest::message)
+        /// (empty in a token session).
+        signature: Vec<u8>,
         /// The documents.
         docs: Vec<WireDoc>,
     },
@@ -226,6 +297,8 @@ impl Frame {
             Frame::Ping { .. } => "Ping",
             Frame::Pong { .. } => "Pong",
             Frame::Error { .. } => "Error",
+            Frame::Challenge { .. } => "Challenge",
+            Frame::Proof { .. } => "Proof",
         }
     }
 
@@ -243,6 +316,8 @@ impl Frame {
             Frame::Ping { .. } => 9,
             Frame::Pong { .. } => 10,
             Frame::Error { .. } => 11,
+            Frame::Challenge { .. } => 12,
+            Frame::Proof { .. } => 13,
         }
     }
 
@@ -260,6 +335,8 @@ impl Frame {
                 credential,
                 pull_checkpoint,
                 checkpoint_hub,
+                auth,
+                key,
             } => {
                 w.extend_from_slice(&MAGIC);
                 w.put_u16(*min_version);
@@ -270,7 +347,21 @@ impl Frame {
                 }
                 w.put_u64(*pull_checkpoint);
                 w.extend_from_slice(checkpoint_hub.as_bytes());
+                if *max_version >= 3 {
+                    w.put_u8(auth.byte());
+                    w.put_bytes16(key);
+                }
             }
+            Frame::Challenge {
+                version,
+                nonce,
+                hub_id,
+            } => {
+                w.put_u16(*version);
+                w.extend_from_slice(nonce);
+                w.extend_from_slice(hub_id.as_bytes());
+            }
+            Frame::Proof { signature } => w.put_bytes16(signature),
             Frame::Welcome {
                 version,
                 hub_db_id,
@@ -280,6 +371,8 @@ impl Frame {
                 max_frame_bytes,
                 heartbeat_ms,
                 grant,
+                batch_seq,
+                batch_head,
             } => {
                 w.put_u16(*version);
                 w.extend_from_slice(hub_db_id.as_bytes());
@@ -298,14 +391,29 @@ impl Frame {
                         }
                     }
                 }
+                if *version >= 3 {
+                    w.put_u64(*batch_seq);
+                    w.extend_from_slice(batch_head);
+                }
             }
-            Frame::Changes { upto, docs } | Frame::Push { upto, docs } => {
+            Frame::Changes { upto, docs } => {
                 w.reserve(docs.iter().map(WireDoc::encoded_len).sum::<usize>() + 12);
                 w.put_u64(*upto);
-                w.put_u32(docs.len() as u32);
-                for d in docs {
-                    put_doc(&mut w, d);
-                }
+                put_docs(&mut w, docs);
+            }
+            Frame::Push {
+                upto,
+                seq,
+                prev,
+                signature,
+                docs,
+            } => {
+                w.reserve(docs.iter().map(WireDoc::encoded_len).sum::<usize>() + 120);
+                w.put_u64(*upto);
+                w.put_u64(*seq);
+                w.extend_from_slice(prev);
+                w.put_bytes16(signature);
+                put_docs(&mut w, docs);
             }
             Frame::ChangesAck { upto: v }
             | Frame::Live { upto: v }
@@ -357,15 +465,33 @@ impl Frame {
                 if r.take(4, "magic")? != MAGIC {
                     return Err(FrameError::Malformed("bad Hello magic".into()));
                 }
+                let min_version = r.u16("min version")?;
+                let max_version = r.u16("max version")?;
+                let db_id = DbId(r.array("db id")?);
+                let database = read_str(&mut r, "database")?;
+                let identity = read_str(&mut r, "identity")?;
+                let credential = read_str(&mut r, "credential")?;
+                let pull_checkpoint = r.u64("pull checkpoint")?;
+                let checkpoint_hub = DbId(r.array("checkpoint hub")?);
+                let (auth, key) = if max_version >= 3 {
+                    let b = r.u8("auth mode")?;
+                    let auth = AuthMode::from_byte(b)
+                        .ok_or_else(|| FrameError::Malformed(format!("unknown auth mode {b}")))?;
+                    (auth, r.bytes16("key")?.to_vec())
+                } else {
+                    (AuthMode::Token, Vec::new())
+                };
                 Frame::Hello {
-                    min_version: r.u16("min version")?,
-                    max_version: r.u16("max version")?,
-                    db_id: DbId(r.array("db id")?),
-                    database: read_str(&mut r, "database")?,
-                    identity: read_str(&mut r, "identity")?,
-                    credential: read_str(&mut r, "credential")?,
-                    pull_checkpoint: r.u64("pull checkpoint")?,
-                    checkpoint_hub: DbId(r.array("checkpoint hub")?),
+                    min_version,
+                    max_version,
+                    db_id,
+                    database,
+                    identity,
+                    credential,
+                    pull_checkpoint,
+                    checkpoint_hub,
+                    auth,
+                    key,
                 }
             }
             2 => {
@@ -392,6 +518,11 @@ impl Frame {
                 } else {
                     None
                 };
+                let (batch_seq, batch_head) = if version >= 3 {
+                    (r.u64("batch seq")?, r.array("batch head")?)
+                } else {
+                    (0, [0; 32])
+                };
                 Frame::Welcome {
                     version,
                     hub_db_id,
@@ -401,28 +532,29 @@ impl Frame {
                     max_frame_bytes,
                     heartbeat_ms,
                     grant,
+                    batch_seq,
+                    batch_head,
                 }
             }
-            3 | 6 => {
-                let upto = r.u64("upto")?;
-                let n = r.u32("doc count")? as usize;
-                // Each doc takes at least 2+2+2+(1+8+2+4) bytes.
-                if n > r.remaining() / 21 {
-                    return Err(FrameError::Malformed(format!(
-                        "{n} documents cannot fit in {} bytes",
-                        r.remaining()
-                    )));
-                }
-                let mut docs = Vec::with_capacity(n);
-                for _ in 0..n {
-                    docs.push(read_doc(&mut r)?);
-                }
-                if t == 3 {
-                    Frame::Changes { upto, docs }
-                } else {
-                    Frame::Push { upto, docs }
-                }
-            }
+            3 => Frame::Changes {
+                upto: r.u64("upto")?,
+                docs: read_docs(&mut r)?,
+            },
+            6 => Frame::Push {
+                upto: r.u64("upto")?,
+                seq: r.u64("seq")?,
+                prev: r.array("prev")?,
+                signature: r.bytes16("signature")?.to_vec(),
+                docs: read_docs(&mut r)?,
+            },
+            12 => Frame::Challenge {
+                version: r.u16("version")?,
+                nonce: r.array("nonce")?,
+                hub_id: DbId(r.array("hub id")?),
+            },
+            13 => Frame::Proof {
+                signature: r.bytes16("signature")?.to_vec(),
+            },
             4 => Frame::ChangesAck {
                 upto: r.u64("upto")?,
             },
@@ -473,6 +605,29 @@ fn put_str(w: &mut Vec<u8>, s: &str) {
         end -= 1;
     }
     w.put_bytes16(&s.as_bytes()[..end]);
+}
+
+fn put_docs(w: &mut Vec<u8>, docs: &[WireDoc]) {
+    w.put_u32(docs.len() as u32);
+    for d in docs {
+        put_doc(w, d);
+    }
+}
+
+fn read_docs(r: &mut Reader<'_>) -> Result<Vec<WireDoc>, FrameError> {
+    let n = r.u32("doc count")? as usize;
+    // Each doc takes at least 2+2+2+(1+8+2+4) bytes.
+    if n > r.remaining() / 21 {
+        return Err(FrameError::Malformed(format!(
+            "{n} documents cannot fit in {} bytes",
+            r.remaining()
+        )));
+    }
+    let mut docs = Vec::with_capacity(n);
+    for _ in 0..n {
+        docs.push(read_doc(r)?);
+    }
+    Ok(docs)
 }
 
 fn put_doc(w: &mut Vec<u8>, d: &WireDoc) {

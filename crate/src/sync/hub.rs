@@ -9,13 +9,18 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+mod auth;
+
 use crate::cv::DbId;
 use crate::db::{PushGuard, Refusal, RemoteDoc};
 use crate::doc::{self, MAX_BODY_BYTES, MAX_VERSIONS, RawDoc};
+use crate::keys::{PublicKey, Verifier};
 use crate::policy::Policies;
+use crate::sync::frame::AuthMode;
 use crate::sync::frame::{
     Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireDoc, WireGrant, negotiate,
 };
+use crate::sync::signed::BatchManifest;
 use crate::sync::violation::Violation;
 use crate::sync::{BATCH_DOCS, ConflictPolicy, Prefixes, check_canonical, take_batch};
 
@@ -91,6 +96,19 @@ pub enum HubEvent<'a> {
     Received(&'a [u8]),
     /// Time passed.
     Tick,
+    /// Result of [`HubAction::Lookup`]: challenge the edge. `key` is the
+    /// key its proof must verify under (the identity's enrolled key, or the
+    /// key it presents with an enrollment code that may be redeemed), or
+    /// `None` when nothing can succeed (unknown identity, no key enrolled,
+    /// a bad code): the challenge is sent all the same, so the answer does
+    /// not tell which identities exist.
+    Challenge {
+        /// The hub database's id (bound into the proof); zeros when the
+        /// database does not exist.
+        hub_id: DbId,
+        /// The key the proof must verify under.
+        key: Option<PublicKey>,
+    },
     /// Result of [`HubAction::Authenticate`]: the edge is who it claims.
     Authorized {
         /// Its rights.
@@ -106,6 +124,9 @@ pub enum HubEvent<'a> {
         /// Where sending starts: the edge's pull checkpoint, or 0 when it
         /// refers to another hub database or to etags this hub never issued.
         pull_from: u64,
+        /// The last batch of the identity's chain the hub accepted (number,
+        /// hash); `(0, GENESIS)` when none.
+        batch_head: (u64, [u8; 32]),
     },
     /// Result of [`HubAction::Authenticate`]: refused.
     Unauthorized,
@@ -193,13 +214,33 @@ impl RejectReason {
 pub enum HubAction {
     /// Send these bytes as one binary message.
     Send(Vec<u8>),
-    /// Check the credential; feed back `Authorized` or `Unauthorized`.
+    /// Find the key a key or enrollment `Hello` must prove (no database
+    /// read, no state change); feed back `Challenge` (or `Unauthorized`).
+    Lookup {
+        /// Database asked for.
+        database: String,
+        /// Claimed identity.
+        identity: String,
+        /// Key or enrollment.
+        auth: AuthMode,
+        /// The key the edge presents.
+        key: PublicKey,
+        /// The enrollment code (empty for a key).
+        credential: String,
+    },
+    /// Check the credential (a token), or act on a proven key (redeem the
+    /// enrollment code; check the key is still the identity's); feed back
+    /// `Authorized` or `Unauthorized`.
     Authenticate {
         /// Database asked for.
         database: String,
         /// Claimed identity.
         identity: String,
-        /// Credential.
+        /// How the edge authenticates.
+        auth: AuthMode,
+        /// The key whose proof verified (key and enrollment sessions).
+        key: Option<PublicKey>,
+        /// Credential: the token, or the enrollment code.
         credential: String,
         /// The edge database's id.
         edge_db_id: DbId,
@@ -229,6 +270,15 @@ pub enum HubAction {
         docs: Vec<(RemoteDoc, bool)>,
         /// What the transaction checks the documents against.
         guard: Arc<PushGuard>,
+        /// The batch as signed (its manifest goes into the audit trail).
+        manifest: BatchManifest,
+        /// The key that signed it and the signature (`None` in a token
+        /// session). The identity's chain head moves from
+        /// `(manifest.seq - 1, manifest.prev)` to `(manifest.seq,
+        /// manifest.hash())` in the same commit, or the batch is refused
+        /// (`batch_sequence`: another session of the identity got there
+        /// first).
+        signed: Option<(PublicKey, Vec<u8>)>,
     },
     /// Record a refused push in the audit trail (its own commit; nothing
     /// to feed back). Emitted with every `Metric(Rejected(Violation))`.
@@ -260,6 +310,10 @@ pub enum HubAction {
 #[derive(Debug, PartialEq, Eq)]
 enum Phase {
     AwaitHello,
+    /// A key or enrollment `Hello`: the key to prove is being looked up.
+    LookingUp,
+    /// The `Challenge` was sent; the `Proof` is awaited.
+    AwaitProof,
     Authenticating,
     Open,
     Closed,
@@ -308,6 +362,16 @@ pub struct HubSession {
     last_recv: i64,
     last_sent: i64,
     nonce: u64,
+    // authentication (docs/protocol.md §2)
+    verifier: Arc<dyn Verifier>,
+    challenge: [u8; 32],
+    hello: Option<auth::PendingHello>,
+    /// The key this session proved (`None`: a token session).
+    key: Option<PublicKey>,
+    /// The identity's chain head as this session knows it.
+    batch_head: (u64, [u8; 32]),
+    /// The chain head the batch being applied moves to.
+    applying_head: Option<(u64, [u8; 32])>,
 }
 
 impl HubSession {
@@ -336,7 +400,21 @@ impl HubSession {
             last_recv: now,
             last_sent: now,
             nonce: 0,
+            verifier: crate::keys::default_verifier(),
+            challenge: auth::fresh_nonce(),
+            hello: None,
+            key: None,
+            batch_head: (0, crate::sync::signed::GENESIS),
+            applying_head: None,
         }
+    }
+
+    /// Sets how signatures are checked and the connection's challenge
+    /// nonce (tests; by default the platform's verifier and a random nonce).
+    pub fn with_keys(mut self, verifier: Arc<dyn Verifier>, nonce: [u8; 32]) -> HubSession {
+        self.verifier = verifier;
+        self.challenge = nonce;
+        self
     }
 
     /// Sets heartbeat interval and dead-connection timeout (ms).
@@ -392,9 +470,7 @@ impl HubSession {
                 }
             }
             HubEvent::Tick => {
-                if matches!(self.phase, Phase::AwaitHello | Phase::Authenticating)
-                    && now - self.opened > self.hello_timeout_ms
-                {
+                if self.authenticating() && now - self.opened > self.hello_timeout_ms {
                     self.refuse(
                         &mut out,
                         now,
@@ -416,8 +492,10 @@ impl HubSession {
                 push_checkpoint,
                 pending,
                 pull_from,
+                batch_head,
             } if self.phase == Phase::Authenticating => {
                 self.phase = Phase::Open;
+                self.batch_head = batch_head;
                 self.cursor = pull_from;
                 self.sent_upto = pull_from;
                 self.seen_upto = pull_from;
@@ -441,11 +519,18 @@ impl HubSession {
                         max_frame_bytes: self.max_frame as u32,
                         heartbeat_ms: self.heartbeat_ms.clamp(0, i64::from(u32::MAX)) as u32,
                         grant: wire_grant,
+                        batch_seq: batch_head.0,
+                        batch_head: batch_head.1,
                     },
                 );
                 self.read(&mut out);
             }
-            HubEvent::Unauthorized if self.phase == Phase::Authenticating => {
+            HubEvent::Challenge { hub_id, key } if self.phase == Phase::LookingUp => {
+                self.on_lookup(hub_id, key, now, &mut out);
+            }
+            HubEvent::Unauthorized
+                if matches!(self.phase, Phase::Authenticating | Phase::LookingUp) =>
+            {
                 self.refuse(
                     &mut out,
                     now,
@@ -469,6 +554,9 @@ impl HubSession {
                 last_etag,
             } => {
                 if let Some((upto, n)) = self.applying.take() {
+                    if let Some(head) = self.applying_head.take() {
+                        self.batch_head = head;
+                    }
                     self.hub_last_etag = self.hub_last_etag.max(last_etag);
                     out.push(HubAction::Metric(HubMetric::DocsReceived(u64::from(n))));
                     self.send(
@@ -485,6 +573,14 @@ impl HubSession {
                 }
             }
             HubEvent::PushRefused(r) => {
+                self.applying_head = None;
+                if let Refusal::BatchSequence { .. } = r {
+                    // Another session of this identity moved the chain:
+                    // this one's view is stale; the edge reconnects.
+                    let upto = self.applying.take().map_or(0, |(u, _)| u);
+                    self.chain_refused(&mut out, now, upto, "batch_sequence", &r.to_string());
+                    return out;
+                }
                 if let Some((upto, _)) = self.applying.take() {
                     self.reject(&mut out, now, upto, Violation::Refused(r));
                     self.maybe_read(&mut out);
@@ -619,29 +715,38 @@ impl HubSession {
                     credential,
                     pull_checkpoint,
                     checkpoint_hub,
+                    auth,
+                    key,
                 },
             ) => {
                 let Some(version) = negotiate(min_version, max_version) else {
                     return self.refuse_versions(out, now, min_version, max_version);
                 };
                 self.version = version;
-                self.phase = Phase::Authenticating;
                 self.edge_db_id = db_id;
                 self.cursor = pull_checkpoint;
                 self.sent_upto = pull_checkpoint;
-                out.push(HubAction::Authenticate {
+                let hello = auth::PendingHello {
                     database,
                     identity,
                     credential,
-                    edge_db_id: db_id,
+                    auth,
+                    key: None,
                     pull_checkpoint,
                     checkpoint_hub,
-                });
+                    hub_id: DbId([0; 16]),
+                    expected: None,
+                };
+                self.on_hello(hello, &key, now, out);
             }
-            (Phase::AwaitHello, f @ (Frame::Ping { .. } | Frame::Pong { .. })) => {
+            (Phase::AwaitProof, Frame::Proof { signature }) => self.on_proof(&signature, now, out),
+            (
+                Phase::AwaitHello | Phase::LookingUp | Phase::AwaitProof | Phase::Authenticating,
+                f @ (Frame::Ping { .. } | Frame::Pong { .. }),
+            ) => {
                 // Nothing but the handshake before authentication (a Ping
                 // must not keep an unauthenticated connection alive).
-                let msg = format!("{} before Hello", f.name());
+                let msg = format!("{} before the handshake ended", f.name());
                 self.fail(out, now, "protocol", &msg);
             }
             (_, Frame::Ping { nonce }) => self.send(out, now, Frame::Pong { nonce }),
@@ -662,11 +767,20 @@ impl HubSession {
                 self.seen_upto = self.seen_upto.max(upto);
                 self.maybe_read(out);
             }
-            (Phase::Open, Frame::Push { upto, docs }) => {
+            (
+                Phase::Open,
+                Frame::Push {
+                    upto,
+                    seq,
+                    prev,
+                    signature,
+                    docs,
+                },
+            ) => {
                 if self.applying.is_some() {
                     return self.fail(out, now, "protocol", "a second Push before the PushAck");
                 }
-                let Some(g) = &self.grant else {
+                if self.grant.is_none() {
                     // Unreachable: an open session has a grant.
                     out.push(HubAction::Metric(HubMetric::Rejected(
                         RejectReason::Session("unauthorized"),
@@ -682,7 +796,13 @@ impl HubSession {
                             message: "no session".into(),
                         },
                     );
+                }
+                let Some((manifest, signed)) =
+                    self.check_signed(upto, seq, prev, signature, &docs, now, out)
+                else {
+                    return;
                 };
+                let Some(g) = &self.grant else { return };
                 match self.check_push(g, &docs) {
                     Ok(()) => {
                         let source = g.source_for(&self.edge_db_id);
@@ -702,11 +822,15 @@ impl HubSession {
                             })
                             .collect();
                         self.applying = Some((upto, docs.len() as u32));
+                        self.applying_head =
+                            signed.as_ref().map(|_| (manifest.seq, manifest.hash()));
                         out.push(HubAction::ApplyPush {
                             edge_db_id: self.edge_db_id,
                             upto,
                             docs,
                             guard,
+                            manifest,
+                            signed,
                         });
                     }
                     Err(v) => self.reject(out, now, upto, v),

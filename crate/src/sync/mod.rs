@@ -20,6 +20,7 @@ pub mod frame;
 pub mod hub;
 mod rules;
 pub mod run;
+pub mod signed;
 mod violation;
 
 pub use crate::policy::ConflictPolicy;

@@ -20,9 +20,10 @@ use std::future::Future;
 
 use crate::cv::DbId;
 use crate::db::{CommitInfo, Database};
+use crate::keys::PublicKey;
 use crate::store::PageStore;
 use crate::sync::edge::{EdgeAction, EdgeEvent, SyncStatus};
-use crate::sync::frame::WireGrant;
+use crate::sync::frame::{AuthMode, WireGrant};
 use crate::sync::hub::{HubAction, HubEvent, HubMetric};
 use crate::watch::CommitWatch;
 
@@ -58,6 +59,11 @@ pub trait EdgeShell {
     /// Sends one frame; `false` ends the run (the transport failed).
     fn send(&mut self, frame: Vec<u8>) -> impl Future<Output = bool>;
 
+    /// Signs `message` with the edge's key ([`EdgeAction::Sign`]): feed
+    /// back [`EdgeEvent::Signed`], or end the session when the key cannot
+    /// sign (reported through [`EdgeShell::close`] by the shell).
+    fn sign(&mut self, message: Vec<u8>) -> impl Future<Output = Step<EdgeEvent<'static>>>;
+
     /// Performs a storage action (`ReadLocal`, `ApplyRemote`,
     /// `RecordRejection`), usually through
     /// [`edge_storage`](crate::sync::driver::edge_storage).
@@ -72,6 +78,10 @@ pub trait EdgeShell {
     /// What the hub said this edge may read and write.
     fn granted(&mut self, _grant: WireGrant) {}
 
+    /// The enrollment code was redeemed: later sessions use the key alone
+    /// (the shell switches its settings to [`EdgeConfig::enrolled`](crate::sync::EdgeConfig::enrolled)).
+    fn enrolled(&mut self) {}
+
     /// The machine closed the session (the run ends after this).
     fn close(&mut self, code: String, message: String, fatal: bool) -> impl Future<Output = ()>;
 }
@@ -83,7 +93,13 @@ pub struct AuthRequest {
     pub database: String,
     /// Claimed identity.
     pub identity: String,
-    /// Credential.
+    /// How the edge authenticates.
+    pub auth: AuthMode,
+    /// The key whose proof verified (key and enrollment sessions): the
+    /// shell checks it is still the identity's (or redeems the enrollment
+    /// code for it).
+    pub key: Option<PublicKey>,
+    /// Credential: the token, or the enrollment code.
     pub credential: String,
     /// The edge database's id.
     pub edge_db_id: DbId,
@@ -101,6 +117,18 @@ pub trait HubShell {
 
     /// Sends one frame; `false` ends the run (the transport failed).
     fn send(&mut self, frame: Vec<u8>) -> impl Future<Output = bool>;
+
+    /// Finds the key a key or enrollment `Hello` must prove
+    /// ([`HubAction::Lookup`]): feed back `Challenge` (or end the session).
+    /// Reads no database and changes nothing.
+    fn lookup(
+        &mut self,
+        database: String,
+        identity: String,
+        auth: AuthMode,
+        key: PublicKey,
+        credential: String,
+    ) -> impl Future<Output = Step<HubEvent<'static>>>;
 
     /// Checks a credential: feed back `Authorized` or `Unauthorized` (see
     /// [`edge_info`](crate::sync::driver::edge_info)), or end the session.
@@ -179,6 +207,11 @@ impl<S: EdgeShell> Actions for Edge<'_, S> {
                 shell.close(code, message, fatal).await;
                 Step::End
             }
+            EdgeAction::Sign(message) => shell.sign(message).await,
+            EdgeAction::Enrolled => {
+                shell.enrolled();
+                Step::Done
+            }
             storage @ (EdgeAction::ReadLocal { .. }
             | EdgeAction::ApplyRemote { .. }
             | EdgeAction::RecordRejection(_)) => shell.storage(storage).await,
@@ -208,9 +241,22 @@ impl<S: HubShell> Actions for Hub<'_, S> {
                 shell.close(code, message);
                 Step::End
             }
+            HubAction::Lookup {
+                database,
+                identity,
+                auth,
+                key,
+                credential,
+            } => {
+                shell
+                    .lookup(database, identity, auth, key, credential)
+                    .await
+            }
             HubAction::Authenticate {
                 database,
                 identity,
+                auth,
+                key,
                 credential,
                 edge_db_id,
                 pull_checkpoint,
@@ -219,6 +265,8 @@ impl<S: HubShell> Actions for Hub<'_, S> {
                 let request = AuthRequest {
                     database,
                     identity,
+                    auth,
+                    key,
                     credential,
                     edge_db_id,
                     pull_checkpoint,

@@ -184,6 +184,9 @@ impl Violation {
                 crate::db::Refusal::DbIdTaken { .. } => {
                     "a database id belongs to the identity that first pushed under it"
                 }
+                crate::db::Refusal::BatchSequence { .. } => {
+                    "each signed batch continues the edge's chain"
+                }
             },
         }
     }

@@ -1,0 +1,384 @@
+//! What an edge signs: the one encoder of the canonical bytes of the
+//! handshake proof and of a pushed batch (`docs/protocol.md` §3).
+//!
+//! The edge signs these bytes, the hub checks the signature over the bytes
+//! it computes from what it received, and `outpost-hub audit verify`
+//! recomputes them from the audit trail's manifest (hashes, not bodies): all
+//! three go through [`auth_message`] and [`BatchManifest::message`]. Every
+//! field is fixed-width little-endian or length-prefixed, after a domain
+//! string that keeps a handshake proof from ever being a batch signature
+//! (and both from being anything else a key might sign).
+
+use sha2::{Digest, Sha256};
+
+use crate::codec::{Put, from_hex, to_hex};
+use crate::cv::{ChangeVector, DbId};
+use crate::db::{AUDIT_RECORD_VERSION, AuditDoc, AuditPush, AuditVersion};
+use crate::keys::PublicKey;
+use crate::sync::frame::WireDoc;
+
+/// Domain of the handshake proof.
+pub const AUTH_DOMAIN: &[u8] = b"outpost/auth/v3\0";
+/// Domain of a batch signature.
+pub const BATCH_DOMAIN: &[u8] = b"outpost/batch/v3\0";
+/// Bytes of a hub nonce.
+pub const NONCE_LEN: usize = 32;
+/// The `prev` of an edge's first batch: no batch before it.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// The session a handshake proof is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthContext<'a> {
+    /// The protocol version the hub chose.
+    pub version: u16,
+    /// The hub database's id (the hub's identity for this database).
+    pub hub_id: DbId,
+    /// The hub's fresh nonce for this connection.
+    pub nonce: [u8; NONCE_LEN],
+    /// The database asked for.
+    pub database: &'a str,
+    /// The identity claimed.
+    pub identity: &'a str,
+    /// The edge database's id.
+    pub edge_db: DbId,
+    /// The key the proof is made with.
+    pub key: &'a PublicKey,
+}
+
+/// The bytes the edge signs to prove it holds its key in this session.
+pub fn auth_message(c: &AuthContext<'_>) -> Vec<u8> {
+    let mut w = Vec::with_capacity(256);
+    w.extend_from_slice(AUTH_DOMAIN);
+    w.put_u16(c.version);
+    w.extend_from_slice(c.hub_id.as_bytes());
+    w.extend_from_slice(&c.nonce);
+    w.put_bytes16(c.database.as_bytes());
+    w.put_bytes16(c.identity.as_bytes());
+    w.extend_from_slice(c.edge_db.as_bytes());
+    w.extend_from_slice(c.key.as_bytes());
+    w
+}
+
+/// One version of a batch's document, as signed: its change vector, whether
+/// it is a deletion, and the SHA-256 of its body bytes (of the empty string
+/// for a deletion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestVersion {
+    /// Its change vector.
+    pub change_vector: ChangeVector,
+    /// Whether it is a deletion.
+    pub deleted: bool,
+    /// SHA-256 of its body bytes as pushed.
+    pub body_sha256: [u8; 32],
+}
+
+/// One document of a batch, as signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestDoc {
+    /// Its id as pushed.
+    pub id: String,
+    /// Its collection as pushed.
+    pub collection: Option<String>,
+    /// Its versions as pushed (the edge's winner first).
+    pub versions: Vec<ManifestVersion>,
+}
+
+impl ManifestDoc {
+    /// The manifest entry of a document on the wire (hashes its bodies).
+    pub fn of(d: &WireDoc) -> ManifestDoc {
+        ManifestDoc {
+            id: d.id.clone(),
+            collection: d.collection.clone(),
+            versions: d
+                .versions
+                .iter()
+                .map(|v| ManifestVersion {
+                    change_vector: v.change_vector.clone(),
+                    deleted: v.deleted,
+                    body_sha256: Sha256::digest(&v.body).into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A pushed batch as signed: who (the device's database id), where in the
+/// edge's chain of batches (`seq`, the hash of the batch before), what
+/// push checkpoint it sets (`upto`), and a manifest of its documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchManifest {
+    /// The pushing device's database id.
+    pub device: DbId,
+    /// The batch's number in the edge's chain (the first is 1).
+    pub seq: u64,
+    /// [`BatchManifest::hash`] of the batch before ([`GENESIS`] for the first).
+    pub prev: [u8; 32],
+    /// The edge etag the batch covers.
+    pub upto: u64,
+    /// Its documents.
+    pub docs: Vec<ManifestDoc>,
+}
+
+impl BatchManifest {
+    /// The manifest of a `Push` of `docs`.
+    pub fn of(device: DbId, seq: u64, prev: [u8; 32], upto: u64, docs: &[WireDoc]) -> Self {
+        BatchManifest {
+            device,
+            seq,
+            prev,
+            upto,
+            docs: docs.iter().map(ManifestDoc::of).collect(),
+        }
+    }
+
+    /// The canonical bytes the edge signs.
+    pub fn message(&self) -> Vec<u8> {
+        let mut w = Vec::with_capacity(64 + self.docs.len() * 96);
+        w.extend_from_slice(BATCH_DOMAIN);
+        w.extend_from_slice(self.device.as_bytes());
+        w.put_u64(self.seq);
+        w.extend_from_slice(&self.prev);
+        w.put_u64(self.upto);
+        w.put_u32(self.docs.len() as u32);
+        for d in &self.docs {
+            w.put_bytes16(d.id.as_bytes());
+            match &d.collection {
+                None => w.put_u8(0),
+                Some(c) => {
+                    w.put_u8(1);
+                    w.put_bytes16(c.as_bytes());
+                }
+            }
+            w.put_u16(d.versions.len() as u16);
+            for v in &d.versions {
+                v.change_vector.encode(&mut w);
+                w.put_u8(u8::from(v.deleted));
+                w.extend_from_slice(&v.body_sha256);
+            }
+        }
+        w
+    }
+
+    /// The batch's hash (SHA-256 of [`BatchManifest::message`]): the next
+    /// batch's `prev`.
+    pub fn hash(&self) -> [u8; 32] {
+        Sha256::digest(self.message()).into()
+    }
+}
+
+impl BatchManifest {
+    /// The audit record of this batch, accepted from `identity`, signed by
+    /// `signed` (key and signature; `None` for a token session).
+    pub fn to_audit(&self, identity: &str, signed: Option<&(PublicKey, Vec<u8>)>) -> AuditPush {
+        AuditPush {
+            v: AUDIT_RECORD_VERSION,
+            identity: identity.to_string(),
+            device: self.device.to_string(),
+            upto: self.upto,
+            key_id: signed.map(|(k, _)| k.fingerprint()).unwrap_or_default(),
+            signature: signed.map(|(_, s)| to_hex(s)).unwrap_or_default(),
+            public_key: signed.map(|(k, _)| k.to_text()).unwrap_or_default(),
+            seq: if signed.is_some() { self.seq } else { 0 },
+            prev: if signed.is_some() {
+                to_hex(&self.prev)
+            } else {
+                String::new()
+            },
+            docs: self
+                .docs
+                .iter()
+                .map(|d| AuditDoc {
+                    id: d.id.clone(),
+                    collection: d.collection.clone(),
+                    versions: d
+                        .versions
+                        .iter()
+                        .map(|v| AuditVersion {
+                            change_vector: v.change_vector.to_text(),
+                            deleted: v.deleted,
+                            body_sha256: to_hex(&v.body_sha256),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The signed batch an audit record describes, with its key and
+    /// signature: what `audit verify` checks. `Ok(None)` for an unsigned
+    /// record (a token session); `Err` names the field that does not parse.
+    #[allow(clippy::type_complexity)]
+    pub fn from_audit(
+        a: &AuditPush,
+    ) -> Result<Option<(BatchManifest, PublicKey, Vec<u8>)>, String> {
+        if a.signature.is_empty() && a.public_key.is_empty() {
+            return Ok(None);
+        }
+        let key = PublicKey::parse_text(&a.public_key).map_err(|e| format!("public_key: {e}"))?;
+        let signature = from_hex(&a.signature).ok_or("signature: not hex")?;
+        let prev: [u8; 32] = from_hex(&a.prev)
+            .and_then(|b| b.try_into().ok())
+            .ok_or("prev: not 32 bytes of hex")?;
+        let device: DbId = a.device.parse().map_err(|_| "device: not a database id")?;
+        let mut docs = Vec::with_capacity(a.docs.len());
+        for d in &a.docs {
+            let mut versions = Vec::with_capacity(d.versions.len());
+            for v in &d.versions {
+                versions.push(ManifestVersion {
+                    change_vector: ChangeVector::parse_text(&v.change_vector)
+                        .map_err(|e| format!("{}: change vector: {e}", d.id))?,
+                    deleted: v.deleted,
+                    body_sha256: from_hex(&v.body_sha256)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| format!("{}: body_sha256: not 32 bytes of hex", d.id))?,
+                });
+            }
+            docs.push(ManifestDoc {
+                id: d.id.clone(),
+                collection: d.collection.clone(),
+                versions,
+            });
+        }
+        let m = BatchManifest {
+            device,
+            seq: a.seq,
+            prev,
+            upto: a.upto,
+            docs,
+        };
+        Ok(Some((m, key, signature)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::RawVersion;
+
+    fn key() -> PublicKey {
+        let mut b = [3u8; 65];
+        b[0] = 4;
+        PublicKey::from_sec1(&b).unwrap()
+    }
+
+    fn doc(id: &str, body: &str) -> WireDoc {
+        WireDoc {
+            id: id.into(),
+            collection: Some("c".into()),
+            versions: vec![RawVersion {
+                change_vector: ChangeVector::new().with(DbId([1; 16]), 3),
+                last_modified_ms: 5,
+                deleted: false,
+                body: body.as_bytes().to_vec(),
+            }],
+        }
+    }
+
+    #[test]
+    fn every_field_of_a_batch_changes_its_bytes() {
+        let base = BatchManifest::of(DbId([9; 16]), 4, [2; 32], 40, &[doc("a/1", "{}")]);
+        let m = base.message();
+        assert!(m.starts_with(BATCH_DOMAIN));
+        let mut variants = Vec::new();
+        let mut v = base.clone();
+        v.device = DbId([8; 16]);
+        variants.push(v);
+        let mut v = base.clone();
+        v.seq = 5;
+        variants.push(v);
+        let mut v = base.clone();
+        v.prev = [3; 32];
+        variants.push(v);
+        let mut v = base.clone();
+        v.upto = 41;
+        variants.push(v);
+        variants.push(BatchManifest::of(
+            DbId([9; 16]),
+            4,
+            [2; 32],
+            40,
+            &[doc("a/2", "{}")],
+        ));
+        variants.push(BatchManifest::of(
+            DbId([9; 16]),
+            4,
+            [2; 32],
+            40,
+            &[doc("a/1", "{ }")],
+        ));
+        let mut v = base.clone();
+        v.docs[0].collection = None;
+        variants.push(v);
+        let mut v = base.clone();
+        v.docs[0].versions[0].deleted = true;
+        variants.push(v);
+        let mut v = base.clone();
+        v.docs[0].versions[0].change_vector = ChangeVector::new().with(DbId([1; 16]), 4);
+        variants.push(v);
+        let mut v = base.clone();
+        v.docs.clear();
+        variants.push(v);
+        for (i, v) in variants.iter().enumerate() {
+            assert_ne!(v.message(), m, "variant {i}");
+            assert_ne!(v.hash(), base.hash(), "variant {i}");
+        }
+        // Deterministic.
+        assert_eq!(base.message(), base.clone().message());
+    }
+
+    #[test]
+    fn auth_bytes_bind_every_field_and_differ_from_batches() {
+        let k = key();
+        let base = AuthContext {
+            version: 3,
+            hub_id: DbId([1; 16]),
+            nonce: [5; 32],
+            database: "main",
+            identity: "alice",
+            edge_db: DbId([2; 16]),
+            key: &k,
+        };
+        let m = auth_message(&base);
+        assert!(m.starts_with(AUTH_DOMAIN));
+        for v in [
+            AuthContext {
+                version: 4,
+                ..base.clone()
+            },
+            AuthContext {
+                hub_id: DbId([0; 16]),
+                ..base.clone()
+            },
+            AuthContext {
+                nonce: [6; 32],
+                ..base.clone()
+            },
+            AuthContext {
+                database: "mainx",
+                ..base.clone()
+            },
+            AuthContext {
+                identity: "alicf",
+                ..base.clone()
+            },
+            AuthContext {
+                edge_db: DbId([3; 16]),
+                ..base.clone()
+            },
+        ] {
+            assert_ne!(auth_message(&v), m);
+        }
+        // A database/identity split cannot be moved ("ab","c" vs "a","bc").
+        let a = auth_message(&AuthContext {
+            database: "ab",
+            identity: "c",
+            ..base.clone()
+        });
+        let b = auth_message(&AuthContext {
+            database: "a",
+            identity: "bc",
+            ..base.clone()
+        });
+        assert_ne!(a, b);
+    }
+}
