@@ -190,7 +190,7 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
     // Everything, in order.
     let all = export(&dir, &[]);
     assert!(
-        stdout.contains("database main: 6 audit entries verified"),
+        stdout.contains("database main: 6 audit entries verified (3 signed batches"),
         "{stdout}{all:#?}"
     );
     assert_eq!(all.len(), 6, "{all:#?}");
@@ -210,9 +210,14 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
     let rec = &a[0]["record"];
     assert_eq!(rec["identity"], "alice");
     assert_eq!(rec["device"], adb.db_id().to_string());
+    // Signed by alice's key: the key, the signature, her chain's first link.
+    let alice_key = keys::public_key("alice");
+    assert_eq!(rec["key_id"], alice_key.fingerprint());
+    assert_eq!(rec["public_key"], alice_key.to_text());
+    assert_eq!(rec["signature"].as_str().unwrap().len(), 128);
     assert_eq!(
-        (rec["key_id"].as_str(), rec["signature"].as_str()),
-        (Some(""), Some(""))
+        (rec["seq"].as_u64(), rec["prev"].as_str()),
+        (Some(1), Some("0".repeat(64).as_str()))
     );
     let ids: Vec<&str> = rec["docs"]
         .as_array()
@@ -290,7 +295,15 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
     let who = text(&out.stdout);
     assert!(who.contains("written by identity bob"), "{who}");
     assert!(who.contains(&format!("device {}", bdb.db_id())), "{who}");
-    assert!(who.contains("key: none (token identity)"), "{who}");
+    let bob_key = keys::public_key("bob");
+    assert!(
+        who.contains(&format!(
+            "key: {} (signed batch 1; public key {})",
+            bob_key.fingerprint(),
+            bob_key.to_text()
+        )),
+        "{who}"
+    );
     let a1 = adb.get("notes/a1").await.unwrap().unwrap();
     let cv = a1.meta.change_vector.to_text();
     let out = hub_cmd(&dir, &["audit", "who", "notes/a1", "--cv", &cv]);
