@@ -155,7 +155,7 @@ async fn half_sent_websocket_frame_before_hello_is_never_timed_out() {
 async fn hello_over_64_kib_is_read_and_processed_before_authentication() {
     let hub = Hub::start();
     let mut c = hub.connect().await;
-    let mut hello = Hostile::hello_frame("mallory", &"x".repeat(65_000), new_db_id(), 0);
+    let mut hello = Hostile::token_hello_frame("mallory", &"x".repeat(65_000), new_db_id(), 0);
     if let Frame::Hello { database, .. } = &mut hello {
         *database = "d".repeat(10_000);
     }
