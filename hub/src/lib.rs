@@ -12,13 +12,16 @@
 //! - [`server`]: HTTP (health, status, Prometheus metrics, static files) and
 //!   the `/sync` WebSocket, plain or over TLS ([`tls`]); [`conn`]: accepting
 //!   connections under the `[limits]` caps;
+//! - [`identity`]: who an edge is (its key, an enrollment code redeemed
+//!   once, development tokens, revocation);
 //! - [`session`]: the replication protocol, hub side; [`upstream`]: the hub
 //!   as an edge of another hub, over the native edge client
 //!   ([`outpost_client`], its own crate: any native edge uses it without the
 //!   hub's server or configuration);
-//! - [`cli`]: the command line (`serve`, `init`, `edge`, `import`, `export`,
-//!   `status`, `audit`); [`audit`]: verifying, exporting and questioning
-//!   the audit trail.
+//! - [`cli`]: the command line (`serve`, `init`, `edge`, `keygen`, `import`,
+//!   `export`, `status`, `audit`; [`cli_edge`]: the edge commands);
+//!   [`audit`]: verifying (hash chain, batch signatures and chains),
+//!   exporting and questioning the audit trail.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
