@@ -1020,3 +1020,77 @@ async fn a_read_only_edge_gets_no_rejection_for_a_conflict_it_did_not_make() {
         c.stop().await;
     }
 }
+
+/// The enrollment walk-through with real processes: the operator adds an
+/// edge with `outpost-hub edge add` (a one-time code), a native client
+/// redeems it with its key (`EdgeConfig::enrolling`), syncs, and after the
+/// hub restarts reconnects with its key alone (the code is spent); `edge
+/// enroll` then issues a new code and the old key's session ends at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_enrolls_with_a_code_then_uses_its_key_alone() {
+    let tmp = temp_dir("enroll");
+    let mut hub = HubProc::new(tmp.join("hub"), free_port(), "");
+    let dir = hub.dir.clone();
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .current_dir(&dir)
+            .args(["--config", "outpost-hub.toml"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let code = cli(&[
+        "edge", "add", "lap", "--read", "notes/", "--write", "notes/",
+    ]);
+    wait_until("the hub took the new edge", || async {
+        hub.proc.get("/status").1.contains("\"edges_configured\":1")
+    })
+    .await;
+    let key = keys::fresh_key();
+    let public = outpost::keys::Signer::public_key(&*key).clone();
+    let db = open_edge_db(&tmp.join("lap")).await;
+    let mut edge = EdgeConfig::enrolling("main", "lap", public.clone(), &code);
+    edge.heartbeat_ms = 2_000;
+    edge.timeout_ms = 6_000;
+    let opts = ClientOptions {
+        url: hub.url(),
+        edge,
+        ca_cert: None,
+        signer: Some(key.clone()),
+    };
+    let c = spawn_edge(db.clone(), opts, None);
+    wait_live(&c).await;
+    let cfg = std::fs::read_to_string(dir.join("outpost-hub.toml")).unwrap();
+    assert!(cfg.contains(&public.to_text()), "{cfg}");
+    assert!(!cfg.contains("enroll_code_sha256"), "{cfg}");
+    put(&db, Some(&c), "notes/1", json!({"n": 1}), "Notes").await;
+    wait_until("the note at the hub", || async { hub.documents() == 1 }).await;
+    // The hub restarts: the client reconnects with its key (the code is spent).
+    hub.kill();
+    hub.start();
+    wait_live(&c).await;
+    put(&db, Some(&c), "notes/2", json!({"n": 2}), "Notes").await;
+    wait_until("the second note at the hub", || async {
+        hub.documents() == 2
+    })
+    .await;
+    // A new code for the identity: the old key's session ends at once.
+    let again = cli(&["edge", "enroll", "lap"]);
+    assert_ne!(again, code);
+    assert!(
+        c.wait_for(
+            WAIT,
+            |s| matches!(s, SyncStatus::Error { code, .. } if code == "unauthorized")
+        )
+        .await,
+        "{:?}",
+        c.status()
+    );
+    c.stop().await;
+}
