@@ -16,9 +16,16 @@
 //! use outpost::sync::EdgeConfig;
 //! use outpost_client::{ClientOptions, spawn_edge};
 //!
+//! use outpost::keys::{KeyPair, Signer};
+//! use std::sync::Arc;
+//!
+//! // The edge's key file (made once; its public key is enrolled at the hub
+//! // with `outpost-hub edge add laptop --pubkey …`).
+//! let (key, _made) = KeyPair::load_or_create("laptop.key".as_ref()).unwrap();
 //! let opts = ClientOptions {
 //!     url: "ws://127.0.0.1:4000/sync".into(),
-//!     edge: EdgeConfig::new("main", "laptop", "its-token"),
+//!     edge: EdgeConfig::with_key("main", "laptop", key.public_key().clone()),
+//!     signer: Some(Arc::new(key)),
 //!     ca_cert: None,
 //! };
 //! let client = spawn_edge(db, opts, None);
@@ -34,6 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use outpost::keys::Signer;
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost::{Database, PageStore};
 use tokio::sync::{Notify, watch};
@@ -59,8 +67,12 @@ pub const WS_READ_BUFFER_BYTES: usize = 8 << 10;
 pub struct ClientOptions {
     /// `ws://host:port/sync` or `wss://…`.
     pub url: String,
-    /// Identity, credential, database, source tag, heartbeats.
+    /// Identity, how it authenticates (key, enrollment code, or a token in
+    /// development mode), database, source tag, heartbeats.
     pub edge: EdgeConfig,
+    /// The edge's key (key and enrollment modes): signs the handshake
+    /// proof and every pushed batch. `None` with a token.
+    pub signer: Option<Arc<dyn Signer>>,
     /// PEM certificate to trust for `wss://` (required for `wss://`).
     pub ca_cert: Option<PathBuf>,
 }
@@ -166,6 +178,7 @@ where
         stop: stop_rx,
         wake: wake.clone(),
         counters: counters.clone(),
+        enrolled: Default::default(),
     }));
     SyncHandle {
         status,

@@ -40,6 +40,9 @@ pub(crate) struct Client<S: PageStore> {
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) wake: Arc<Notify>,
     pub(crate) counters: Arc<ClientCounters>,
+    /// Set once an enrollment code was redeemed: later sessions use the
+    /// key alone.
+    pub(crate) enrolled: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) async fn run<S>(mut c: Client<S>)
@@ -123,7 +126,15 @@ where
     let mut stop = c.stop.clone();
     let mut s = Session {
         c,
-        m: EdgeSession::new(c.opts.edge.clone(), persisted, now_ms()),
+        m: EdgeSession::new(
+            if c.enrolled.load(Ordering::Relaxed) {
+                c.opts.edge.clone().enrolled()
+            } else {
+                c.opts.edge.clone()
+            },
+            persisted,
+            now_ms(),
+        ),
         ws,
         commits,
         welcomed: false,
@@ -220,6 +231,27 @@ impl<S: PageStore> EdgeShell for Session<'_, S> {
             }
         }
         ev.into()
+    }
+
+    async fn sign(&mut self, message: Vec<u8>) -> Step<EdgeEvent<'static>> {
+        let signed = match &self.c.opts.signer {
+            Some(k) => k.sign(&message),
+            None => Err(outpost::keys::KeyError::Unavailable(
+                "the client has no key (ClientOptions::signer)".into(),
+            )),
+        };
+        match signed {
+            Ok(sig) => Step::Feed(EdgeEvent::Signed(sig)),
+            Err(e) => {
+                self.close("key".into(), e.to_string(), true).await;
+                Step::End
+            }
+        }
+    }
+
+    fn enrolled(&mut self) {
+        tracing::info!(url = %self.c.opts.url, identity = %self.c.opts.edge.identity, "enrolled: the hub holds this edge's key");
+        self.c.enrolled.store(true, Ordering::Relaxed);
     }
 
     fn status(&mut self, s: SyncStatus) {
