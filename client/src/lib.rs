@@ -25,8 +25,8 @@
 //! let opts = ClientOptions {
 //!     url: "ws://127.0.0.1:4000/sync".into(),
 //!     edge: EdgeConfig::with_key("main", "laptop", key.public_key().clone()),
-//!     signer: Some(Arc::new(key)),
 //!     ca_cert: None,
+//!     signer: Some(Arc::new(key)),
 //! };
 //! let client = spawn_edge(db, opts, None);
 //! // … local writes: the client pushes them.
@@ -41,7 +41,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use outpost::keys::Signer;
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost::{Database, PageStore};
 use tokio::sync::{Notify, watch};
@@ -63,18 +62,31 @@ pub use tls::TlsError;
 pub const WS_READ_BUFFER_BYTES: usize = 8 << 10;
 
 /// Where and how to connect.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientOptions {
     /// `ws://host:port/sync` or `wss://…`.
     pub url: String,
-    /// Identity, how it authenticates (key, enrollment code, or a token in
-    /// development mode), database, source tag, heartbeats.
+    /// Identity, credential, database, source tag, heartbeats.
     pub edge: EdgeConfig,
-    /// The edge's key (key and enrollment modes): signs the handshake
-    /// proof and every pushed batch. `None` with a token.
-    pub signer: Option<Arc<dyn Signer>>,
     /// PEM certificate to trust for `wss://` (required for `wss://`).
     pub ca_cert: Option<PathBuf>,
+    /// The edge's key (key and enrollment modes: it signs the handshake
+    /// proof and every batch); `None` for a token session.
+    pub signer: Option<Arc<dyn outpost::keys::Signer>>,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("url", &self.url)
+            .field("edge", &self.edge)
+            .field("ca_cert", &self.ca_cert)
+            .field(
+                "signer",
+                &self.signer.as_ref().map(|s| s.public_key().fingerprint()),
+            )
+            .finish()
+    }
 }
 
 /// Counters of a running client.
@@ -178,7 +190,7 @@ where
         stop: stop_rx,
         wake: wake.clone(),
         counters: counters.clone(),
-        enrolled: Default::default(),
+        enrolled: std::sync::atomic::AtomicBool::new(false),
     }));
     SyncHandle {
         status,

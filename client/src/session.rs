@@ -40,8 +40,7 @@ pub(crate) struct Client<S: PageStore> {
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) wake: Arc<Notify>,
     pub(crate) counters: Arc<ClientCounters>,
-    /// Set once an enrollment code was redeemed: later sessions use the
-    /// key alone.
+    /// The enrollment code was redeemed: later sessions use the key alone.
     pub(crate) enrolled: std::sync::atomic::AtomicBool,
 }
 
@@ -119,22 +118,19 @@ async fn session<S>(
 where
     S: PageStore + Send + Sync + 'static,
 {
-    let persisted = match load_edge_state(&c.db, &c.opts.edge).await {
+    let edge = if c.enrolled.load(Ordering::Relaxed) {
+        c.opts.edge.clone().enrolled()
+    } else {
+        c.opts.edge.clone()
+    };
+    let persisted = match load_edge_state(&c.db, &edge).await {
         Ok(p) => p,
         Err(e) => return Ended::Fatal("storage".into(), e.to_string()),
     };
     let mut stop = c.stop.clone();
     let mut s = Session {
         c,
-        m: EdgeSession::new(
-            if c.enrolled.load(Ordering::Relaxed) {
-                c.opts.edge.clone().enrolled()
-            } else {
-                c.opts.edge.clone()
-            },
-            persisted,
-            now_ms(),
-        ),
+        m: EdgeSession::new(edge, persisted, now_ms()),
         ws,
         commits,
         welcomed: false,
@@ -213,6 +209,26 @@ impl<S: PageStore> EdgeShell for Session<'_, S> {
         }
     }
 
+    async fn sign(&mut self, message: Vec<u8>) -> Step<EdgeEvent<'static>> {
+        let signed = match &self.c.opts.signer {
+            Some(k) => k.sign(&message).map_err(|e| e.to_string()),
+            None => Err("no key to sign with (ClientOptions::signer)".to_string()),
+        };
+        match signed {
+            Ok(sig) => Step::Feed(EdgeEvent::Signed(sig)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign");
+                let _ = self.ws.close(None).await;
+                self.end = Some(Ended::Fatal("key".into(), e));
+                Step::End
+            }
+        }
+    }
+
+    fn enrolled(&mut self) {
+        self.c.enrolled.store(true, Ordering::Relaxed);
+    }
+
     async fn storage(&mut self, action: EdgeAction) -> Step<EdgeEvent<'static>> {
         let (db, counters) = (&self.c.db, &self.c.counters);
         let applied = matches!(action, EdgeAction::ApplyRemote { .. });
@@ -231,27 +247,6 @@ impl<S: PageStore> EdgeShell for Session<'_, S> {
             }
         }
         ev.into()
-    }
-
-    async fn sign(&mut self, message: Vec<u8>) -> Step<EdgeEvent<'static>> {
-        let signed = match &self.c.opts.signer {
-            Some(k) => k.sign(&message),
-            None => Err(outpost::keys::KeyError::Unavailable(
-                "the client has no key (ClientOptions::signer)".into(),
-            )),
-        };
-        match signed {
-            Ok(sig) => Step::Feed(EdgeEvent::Signed(sig)),
-            Err(e) => {
-                self.close("key".into(), e.to_string(), true).await;
-                Step::End
-            }
-        }
-    }
-
-    fn enrolled(&mut self) {
-        tracing::info!(url = %self.c.opts.url, identity = %self.c.opts.edge.identity, "enrolled: the hub holds this edge's key");
-        self.c.enrolled.store(true, Ordering::Relaxed);
     }
 
     fn status(&mut self, s: SyncStatus) {

@@ -502,6 +502,7 @@ impl EdgeSession {
                         | "protocol"
                         | "db_id_taken"
                         | "bad_signature"
+                        | "revoked"
                 );
                 self.close(out, &code, &message, fatal);
             }
