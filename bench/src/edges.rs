@@ -17,6 +17,7 @@ pub fn client_options(url: &str, identity: &str, token: &str) -> ClientOptions {
         url: url.into(),
         edge: EdgeConfig::new("main", identity, token),
         ca_cert: None,
+        signer: None,
     }
 }
 

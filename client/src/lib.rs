@@ -20,6 +20,7 @@
 //!     url: "ws://127.0.0.1:4000/sync".into(),
 //!     edge: EdgeConfig::new("main", "laptop", "its-token"),
 //!     ca_cert: None,
+//!     signer: None,
 //! };
 //! let client = spawn_edge(db, opts, None);
 //! // … local writes: the client pushes them.
@@ -55,7 +56,7 @@ pub use tls::TlsError;
 pub const WS_READ_BUFFER_BYTES: usize = 8 << 10;
 
 /// Where and how to connect.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientOptions {
     /// `ws://host:port/sync` or `wss://…`.
     pub url: String,
@@ -63,6 +64,23 @@ pub struct ClientOptions {
     pub edge: EdgeConfig,
     /// PEM certificate to trust for `wss://` (required for `wss://`).
     pub ca_cert: Option<PathBuf>,
+    /// The edge's key (key and enrollment modes: it signs the handshake
+    /// proof and every batch); `None` for a token session.
+    pub signer: Option<Arc<dyn outpost::keys::Signer>>,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("url", &self.url)
+            .field("edge", &self.edge)
+            .field("ca_cert", &self.ca_cert)
+            .field(
+                "signer",
+                &self.signer.as_ref().map(|s| s.public_key().fingerprint()),
+            )
+            .finish()
+    }
 }
 
 /// Counters of a running client.
@@ -166,6 +184,7 @@ where
         stop: stop_rx,
         wake: wake.clone(),
         counters: counters.clone(),
+        enrolled: std::sync::atomic::AtomicBool::new(false),
     }));
     SyncHandle {
         status,

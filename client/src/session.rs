@@ -40,6 +40,8 @@ pub(crate) struct Client<S: PageStore> {
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) wake: Arc<Notify>,
     pub(crate) counters: Arc<ClientCounters>,
+    /// The enrollment code was redeemed: later sessions use the key alone.
+    pub(crate) enrolled: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) async fn run<S>(mut c: Client<S>)
@@ -116,14 +118,19 @@ async fn session<S>(
 where
     S: PageStore + Send + Sync + 'static,
 {
-    let persisted = match load_edge_state(&c.db, &c.opts.edge).await {
+    let edge = if c.enrolled.load(Ordering::Relaxed) {
+        c.opts.edge.clone().enrolled()
+    } else {
+        c.opts.edge.clone()
+    };
+    let persisted = match load_edge_state(&c.db, &edge).await {
         Ok(p) => p,
         Err(e) => return Ended::Fatal("storage".into(), e.to_string()),
     };
     let mut stop = c.stop.clone();
     let mut s = Session {
         c,
-        m: EdgeSession::new(c.opts.edge.clone(), persisted, now_ms()),
+        m: EdgeSession::new(edge, persisted, now_ms()),
         ws,
         commits,
         welcomed: false,
@@ -200,6 +207,26 @@ impl<S: PageStore> EdgeShell for Session<'_, S> {
                 false
             }
         }
+    }
+
+    async fn sign(&mut self, message: Vec<u8>) -> Step<EdgeEvent<'static>> {
+        let signed = match &self.c.opts.signer {
+            Some(k) => k.sign(&message).map_err(|e| e.to_string()),
+            None => Err("no key to sign with (ClientOptions::signer)".to_string()),
+        };
+        match signed {
+            Ok(sig) => Step::Feed(EdgeEvent::Signed(sig)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign");
+                let _ = self.ws.close(None).await;
+                self.end = Some(Ended::Fatal("key".into(), e));
+                Step::End
+            }
+        }
+    }
+
+    fn enrolled(&mut self) {
+        self.c.enrolled.store(true, Ordering::Relaxed);
     }
 
     async fn storage(&mut self, action: EdgeAction) -> Step<EdgeEvent<'static>> {

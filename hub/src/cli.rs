@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::cli_edge::{EdgeCommand, edge_table};
+use crate::cli_edge::{edge, keygen};
 use crate::config::{Config, DEFAULT_LISTEN, SERVING_FILE};
-use crate::edit::{self, NewEdge};
+use crate::edit;
 use crate::error::{HubError, Result};
 use crate::state::DbHandle;
 use crate::status::{self, HttpUrl};
@@ -25,8 +27,11 @@ Examples:
   outpost-hub serve                         # run the hub (Ctrl-C stops it cleanly)
   outpost-hub serve --dev-tls               # https:// and wss:// with a self-signed certificate
   outpost-hub edge add laptop-7 --read patients/dr-7/ --write patients/dr-7/
-  outpost-hub edge list
-  outpost-hub edge remove laptop-7
+                                            # prints a one-time enrollment code for the edge
+  outpost-hub edge list                     # keys, pending enrollments, revoked edges
+  outpost-hub edge revoke laptop-7          # lost device: its sessions end at once
+  outpost-hub edge enroll laptop-7          # a new code for a replaced device
+  outpost-hub keygen boston.key             # a key for this hub as an edge of another
   outpost-hub import patients.jsonl         # with the hub stopped
   outpost-hub export backup.jsonl
   outpost-hub status                        # ask the running hub
@@ -95,16 +100,32 @@ Examples:
   outpost-hub --config /etc/outpost/hub.toml init")]
     Init {
         /// Write the demo configuration: database `main`, demo edges `alice`
-        /// and `bob` (tokens `alice-demo-token`, `bob-demo-token`; public,
-        /// never for real data) reading and writing `notes/`, and the demo
-        /// site served at /.
+        /// and `bob` reading and writing `notes/`, each with a one-time
+        /// enrollment code (printed, and written to enroll-codes.txt next to
+        /// the configuration, mode 0600), and the demo site served at /.
         #[arg(long)]
         demo: bool,
     },
 
-    /// Add, list or remove edges (a running hub picks changes up live).
+    /// Add, list, enroll, revoke or remove edges (a running hub picks
+    /// changes up live).
     #[command(subcommand)]
     Edge(EdgeCommand),
+
+    /// Make a key file (ECDSA P-256) and print its public key.
+    ///
+    /// For this hub as an edge of another hub: set `key_file` in its
+    /// [[upstream]] and register the printed key there (`outpost-hub edge add
+    /// NAME --pubkey KEY`). The file (mode 0600) is the identity: keep it
+    /// secret. Never overwrites a file.
+    #[command(after_help = "\
+Examples:
+  outpost-hub keygen boston.key
+  outpost-hub edge add boston --pubkey p256:04...   # on the upstream hub")]
+    Keygen {
+        /// The key file to write.
+        file: PathBuf,
+    },
 
     /// Import documents from JSON lines into a database (hub stopped).
     ///
@@ -296,49 +317,6 @@ Examples:
     },
 }
 
-/// `edge` subcommands.
-#[derive(Subcommand, Debug)]
-pub enum EdgeCommand {
-    /// Add an edge: a new identity with a random secret token.
-    ///
-    /// The token is printed once, on standard output; only its SHA-256 is
-    /// written to the configuration. Give it to the edge (e.g. the app's
-    /// sync settings). Prefixes are id prefixes on whole path segments:
-    /// `patients/dr-7/` covers `patients/dr-7/0001`, not `patients/dr-70/x`;
-    /// `*` covers everything.
-    #[command(after_help = "\
-Examples:
-  outpost-hub edge add laptop-7 --read patients/dr-7/ --write patients/dr-7/
-  outpost-hub edge add boston --database main --read clinics/boston/ shared/ --write clinics/boston/
-  outpost-hub edge add kiosk --read menu/            # read-only
-  outpost-hub edge add test-edge --read '*' --write '*' --token known-test-token")]
-    Add {
-        /// The edge's identity (letters, digits, '-', '_', '.', '@').
-        name: String,
-        /// Its database (may be omitted when the configuration has only one).
-        #[command(flatten)]
-        database: DatabaseArg,
-        /// Id prefixes it may read (hub to edge); repeat or list several.
-        #[arg(long, num_args = 1.., value_name = "PREFIX")]
-        read: Vec<String>,
-        /// Id prefixes it may write (edge to hub); repeat or list several.
-        #[arg(long, num_args = 1.., value_name = "PREFIX")]
-        write: Vec<String>,
-        /// Use this token instead of a random one (tests, demos).
-        #[arg(long, value_name = "TOKEN")]
-        token: Option<String>,
-    },
-    /// List the edges: name, database, read and write prefixes.
-    #[command(after_help = "Example:\n  outpost-hub edge list")]
-    List,
-    /// Remove an edge; a running hub refuses it from then on.
-    #[command(after_help = "Example:\n  outpost-hub edge remove laptop-7")]
-    Remove {
-        /// The edge's identity.
-        name: String,
-    },
-}
-
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let path = cli.config.as_path();
@@ -352,6 +330,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Init { demo } => init(path, demo)?,
         Command::Edge(cmd) => edge(path, cmd)?,
+        Command::Keygen { file } => keygen(&file)?,
         Command::Import {
             file,
             database,
@@ -557,7 +536,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// The database a command works on: the one named, or the only one.
-fn pick_database(config: &Config, name: Option<String>) -> Result<String> {
+pub(crate) fn pick_database(config: &Config, name: Option<String>) -> Result<String> {
     let names: Vec<&str> = config.databases.iter().map(|d| d.name.as_str()).collect();
     match name {
         Some(n) if config.database(&n).is_some() => Ok(n),
@@ -621,7 +600,21 @@ fn init(path: &Path, demo: bool) -> Result<()> {
         std::fs::create_dir_all(dir)
             .map_err(|e| HubError::io(format!("create {}", dir.display()), e))?;
     }
-    let text = edit::starter_config(demo);
+    let codes = if demo {
+        vec![
+            ("alice", edit::generate_code()?),
+            ("bob", edit::generate_code()?),
+        ]
+    } else {
+        Vec::new()
+    };
+    let expires = crate::identity::now_s() + edit::DEFAULT_ENROLL_SECONDS;
+    let text = if demo {
+        let pairs: Vec<(&str, &str)> = codes.iter().map(|(n, c)| (*n, c.as_str())).collect();
+        edit::demo_config(&pairs, expires)
+    } else {
+        edit::starter_config(false)
+    };
     // Validate before writing (the templates are tested, but cheap to check).
     Config::parse(&text, path)?;
     let mut f = std::fs::OpenOptions::new()
@@ -642,9 +635,24 @@ fn init(path: &Path, demo: bool) -> Result<()> {
         .and_then(|()| f.sync_all())
         .map_err(|e| HubError::io(format!("write {}", path.display()), e))?;
     if demo {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let codes_path = dir.join(edit::DEMO_CODES_FILE);
+        let mut listing = String::new();
+        for (name, code) in &codes {
+            listing.push_str(&format!("{name} {code}\n"));
+        }
+        crate::cli_edge::write_private(&codes_path, &listing)?;
         eprintln!(
-            "wrote the demo configuration to {}: database main; edges alice (token alice-demo-token) and bob (token bob-demo-token) on notes/.\nStart the hub with `outpost-hub serve`.",
-            path.display()
+            "wrote the demo configuration to {}: database main; edges alice and bob on notes/, each with a one-time enrollment code (valid 7 days, also in {}):",
+            path.display(),
+            codes_path.display()
+        );
+        print!("{listing}");
+        eprintln!(
+            "In the demo app, pick alice or bob and enter its code: the browser makes a key and enrolls it.\nStart the hub with `outpost-hub serve`."
         );
     } else {
         eprintln!(
@@ -687,136 +695,11 @@ fn admin_token(path: &Path, token: Option<String>) -> Result<()> {
     Ok(())
 }
 
-fn read_config_text(path: &Path) -> Result<(String, Config)> {
+pub(crate) fn read_config_text(path: &Path) -> Result<(String, Config)> {
     let config = Config::load(path)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| HubError::io(format!("read {}", path.display()), e))?;
     Ok((text, config))
-}
-
-fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
-    match cmd {
-        EdgeCommand::Add {
-            name,
-            database,
-            read,
-            write,
-            token,
-        } => {
-            let (text, config) = read_config_text(path)?;
-            if config.edge(&name).is_some() {
-                return Err(HubError::Other(format!(
-                    "an edge named {name:?} already exists (remove it first with `outpost-hub edge remove {name}`)"
-                )));
-            }
-            let database = pick_database(&config, database.database)?;
-            let generated = token.is_none();
-            let token = match token {
-                Some(t) if t.is_empty() => {
-                    return Err(HubError::Other("--token must not be empty".into()));
-                }
-                Some(t) => t,
-                None => edit::generate_token()?,
-            };
-            let new = NewEdge {
-                name: name.clone(),
-                database: database.clone(),
-                read,
-                write,
-                token: token.clone(),
-            };
-            let edited =
-                edit::add_edge(&text, &new).map_err(|e| HubError::config(&config.path, e))?;
-            let updated = edit::replace_config(path, &edited)?;
-            let e = updated
-                .edge(&name)
-                .ok_or_else(|| HubError::Other("the edge was not written".into()))?;
-            eprintln!(
-                "added edge {name} to {} (database {database}, read {}, write {}).",
-                updated.path.display(),
-                e.read,
-                e.write
-            );
-            if generated {
-                eprintln!(
-                    "Its token follows, shown this once: only its SHA-256 is stored. Give it to the edge:"
-                );
-                println!("{token}");
-            }
-        }
-        EdgeCommand::List => {
-            let config = Config::load(path)?;
-            print!("{}", edge_table(&config));
-        }
-        EdgeCommand::Remove { name } => {
-            let (text, config) = read_config_text(path)?;
-            let edited =
-                edit::remove_edge(&text, &name).map_err(|e| HubError::config(&config.path, e))?;
-            let updated = edit::replace_config(path, &edited)?;
-            eprintln!(
-                "removed edge {name} from {} ({} edges left); a running hub refuses it from now on.",
-                updated.path.display(),
-                updated.edges.len()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The `edge list` table.
-pub fn edge_table(config: &Config) -> String {
-    let show = |p: &outpost::sync::Prefixes| -> String {
-        if p.is_empty() {
-            "-".to_string()
-        } else {
-            p.as_slice()
-                .iter()
-                .map(|s| if s.is_empty() { "*" } else { s.as_str() })
-                .collect::<Vec<_>>()
-                .join(" ")
-        }
-    };
-    let rows: Vec<[String; 4]> = config
-        .edges
-        .iter()
-        .map(|e| {
-            [
-                e.name.clone(),
-                e.database.clone(),
-                show(&e.read),
-                show(&e.write),
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
-        return format!(
-            "no edges in {} (add one with `outpost-hub edge add NAME --read PREFIX --write PREFIX`)\n",
-            config.path.display()
-        );
-    }
-    let header = ["NAME", "DATABASE", "READ", "WRITE"].map(String::from);
-    let mut widths = [0usize; 4];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let line = format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -858,14 +741,5 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn edge_table_lists_scopes() {
-        let text = edit::starter_config(true);
-        let c = Config::parse(&text, Path::new("/tmp/h.toml")).unwrap();
-        let t = edge_table(&c);
-        assert!(t.starts_with("NAME "), "{t}");
-        assert!(t.contains("alice  main      notes/  notes/"), "{t}");
     }
 }

@@ -12,9 +12,15 @@
 //! [database.conflicts]             # per-collection conflict policy; "*" = default
 //! "*" = "latest"
 //! Payments = "manual"
+//! [dev]                            # optional: development mode
+//! tokens = true                    # allow [[edge]] token_sha256 / [[upstream]] token
 //! [[edge]]
 //! name = "laptop-7"                # identity
-//! token_sha256 = "hex..."          # SHA-256 of the secret token
+//! pubkey = "p256:04..."            # its enrolled public key (absent until enrolled)
+//! enroll_code_sha256 = "hex..."    # a pending one-time enrollment code (SHA-256)
+//! enroll_expires = 1767225600      # unix seconds: the code is refused after it
+//! revoked = true                   # optional: refused with Error(revoked)
+//! token_sha256 = "hex..."          # dev mode only: SHA-256 of a secret token
 //! database = "main"
 //! read = ["patients/dr-7/"]        # id prefixes the edge may read (hub -> edge)
 //! write = ["patients/dr-7/"]       # id prefixes the edge may write (edge -> hub)
@@ -22,7 +28,8 @@
 //! database = "main"
 //! url = "ws://127.0.0.1:4001/sync"
 //! identity = "boston"
-//! token = "..."                    # plain: this hub presents it
+//! key_file = "boston.key"          # this hub's key there (`outpost-hub keygen`)
+//! # token = "..."                  # or, dev mode only: a plain token it presents
 //! ca_cert = "cloud.crt"            # optional PEM to trust for wss://
 //! [admin]                          # optional: who may read /status and /metrics
 //! token_sha256 = "hex..."          # SHA-256 of the admin token (`outpost-hub admin-token`)
@@ -31,7 +38,7 @@
 //! ```
 //!
 //! Relative paths (`data_dir`, `demo_site`, `tls.cert`, `tls.key`,
-//! `upstream.ca_cert`) are taken relative to the directory of the
+//! `upstream.ca_cert`, `upstream.key_file`) are taken relative to the directory of the
 //! configuration file, so the hub behaves the same whatever its working
 //! directory. Unknown fields are refused, and every error names the field.
 
@@ -40,6 +47,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use outpost::keys::PublicKey;
 use outpost::sync::{ConflictPolicy, Prefixes};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -81,6 +89,9 @@ pub struct Config {
     pub admin_token_sha256: Option<[u8; 32]>,
     /// Connection and rate limits (`[limits]`).
     pub limits: Limits,
+    /// Development mode (`[dev] tokens = true`): shared-secret tokens are
+    /// accepted (`[[edge]] token_sha256`, `[[upstream]] token`).
+    pub dev_tokens: bool,
 }
 
 /// The `[limits]` table: bounds on what connections (authenticated or not)
@@ -178,14 +189,22 @@ impl ConflictPolicies {
 }
 
 /// One `[[edge]]` of the hub's configuration: an identity allowed to
-/// replicate, its token, and its scope. (The edge's own side of a session is
+/// replicate, how it proves who it is (its key, a pending enrollment code,
+/// or in development mode a token), and its scope. (The edge's own side of a session is
 /// configured by [`outpost::sync::EdgeConfig`].)
 #[derive(Clone, PartialEq, Eq)]
 pub struct EdgeAccess {
     /// The identity.
     pub name: String,
-    /// SHA-256 of the edge's secret token.
-    pub token_sha256: [u8; 32],
+    /// SHA-256 of the edge's secret token (development mode only).
+    pub token_sha256: Option<[u8; 32]>,
+    /// Its enrolled public key.
+    pub pubkey: Option<PublicKey>,
+    /// A pending one-time enrollment code: its SHA-256 and when it expires
+    /// (unix seconds).
+    pub enroll: Option<Enrollment>,
+    /// Revoked: every session is refused (and ended) with `Error(revoked)`.
+    pub revoked: bool,
     /// The database it replicates.
     pub database: String,
     /// Id prefixes it may read (hub to edge).
@@ -206,7 +225,35 @@ impl fmt::Debug for EdgeAccess {
             .field("read", &self.read)
             .field("write", &self.write)
             .field("relay", &self.relay)
+            .field("pubkey", &self.pubkey)
+            .field("revoked", &self.revoked)
             .finish_non_exhaustive()
+    }
+}
+
+/// A pending enrollment code of an `[[edge]]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    /// SHA-256 of the code.
+    pub code_sha256: [u8; 32],
+    /// Unix seconds after which the code is refused.
+    pub expires: i64,
+}
+
+impl fmt::Debug for Enrollment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Enrollment")
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Enrollment {
+    /// Whether `code` is this enrollment's code and `now` (unix seconds) is
+    /// not past its expiry (the digests compared in constant time).
+    pub fn redeems(&self, code: &str, now: i64) -> bool {
+        let equal = constant_time_eq(&token_digest(code), &self.code_sha256);
+        equal && !code.is_empty() && now <= self.expires
     }
 }
 
@@ -219,8 +266,11 @@ pub struct UpstreamConfig {
     pub url: String,
     /// This hub's identity at the other hub.
     pub identity: String,
-    /// The token this hub presents (plain text).
+    /// The token this hub presents (plain text; development mode; empty
+    /// when `key_file` is set).
     pub token: String,
+    /// This hub's key file as an edge of the other hub (absolute path).
+    pub key_file: Option<PathBuf>,
     /// A PEM certificate to trust for `wss://` (absolute path), if any.
     pub ca_cert: Option<PathBuf>,
 }
@@ -232,6 +282,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("url", &self.url)
             .field("identity", &self.identity)
             .field("token", &"<redacted>")
+            .field("key_file", &self.key_file)
             .field("ca_cert", &self.ca_cert)
             .finish()
     }
@@ -256,6 +307,14 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     #[serde(default)]
     limits: Limits,
+    dev: Option<RawDev>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDev {
+    #[serde(default)]
+    tokens: bool,
 }
 
 #[derive(Deserialize)]
@@ -283,7 +342,12 @@ struct RawDatabase {
 #[serde(deny_unknown_fields)]
 struct RawEdge {
     name: String,
-    token_sha256: String,
+    token_sha256: Option<String>,
+    pubkey: Option<String>,
+    enroll_code_sha256: Option<String>,
+    enroll_expires: Option<i64>,
+    #[serde(default)]
+    revoked: bool,
     database: String,
     #[serde(default)]
     read: Vec<String>,
@@ -299,7 +363,8 @@ struct RawUpstream {
     database: String,
     url: String,
     identity: String,
-    token: String,
+    token: Option<String>,
+    key_file: Option<PathBuf>,
     ca_cert: Option<PathBuf>,
 }
 
@@ -395,6 +460,7 @@ impl Config {
             }
         };
 
+        let dev_tokens = raw.dev.as_ref().is_some_and(|d| d.tokens);
         let mut edges = Vec::with_capacity(raw.edges.len());
         let mut edge_names = BTreeSet::new();
         for (i, e) in raw.edges.into_iter().enumerate() {
@@ -406,8 +472,49 @@ impl Config {
                     e.name
                 )));
             }
-            let token_sha256 = parse_sha256_hex(&e.token_sha256)
-                .map_err(|m| err(format!("{at}: token_sha256: {m}")))?;
+            let token_sha256 = match &e.token_sha256 {
+                None => None,
+                Some(_) if !dev_tokens => {
+                    return Err(err(format!(
+                        "{at}: token_sha256: shared-secret tokens are a development mode, off by default; \
+                         give the edge a key (`outpost-hub edge enroll {0}` issues an enrollment code, \
+                         `outpost-hub edge add {0} --pubkey KEY` registers a key), or allow tokens with \
+                         `[dev] tokens = true`",
+                        e.name
+                    )));
+                }
+                Some(t) => {
+                    Some(parse_sha256_hex(t).map_err(|m| err(format!("{at}: token_sha256: {m}")))?)
+                }
+            };
+            let pubkey = e
+                .pubkey
+                .as_deref()
+                .map(PublicKey::parse_text)
+                .transpose()
+                .map_err(|k| {
+                    err(format!(
+                        "{at}: pubkey: {k} (the edge's public key, as `outpost-hub keygen` or the edge prints it)"
+                    ))
+                })?;
+            let enroll = match (&e.enroll_code_sha256, e.enroll_expires) {
+                (None, None) => None,
+                (Some(c), Some(expires)) => Some(Enrollment {
+                    code_sha256: parse_sha256_hex(c)
+                        .map_err(|m| err(format!("{at}: enroll_code_sha256: {m}")))?,
+                    expires,
+                }),
+                (Some(_), None) => {
+                    return Err(err(format!(
+                        "{at}: enroll_expires: missing (unix seconds after which the enrollment code is refused)"
+                    )));
+                }
+                (None, Some(_)) => {
+                    return Err(err(format!(
+                        "{at}: enroll_expires: given without enroll_code_sha256"
+                    )));
+                }
+            };
             if !known_db(&e.database) {
                 return Err(err(format!(
                     "{at}: database: no database named {:?} ({})",
@@ -420,6 +527,9 @@ impl Config {
             edges.push(EdgeAccess {
                 name: e.name,
                 token_sha256,
+                pubkey,
+                enroll,
+                revoked: e.revoked,
                 database: e.database,
                 read,
                 write,
@@ -445,9 +555,37 @@ impl Config {
                 )));
             }
             check_name(&u.identity, 128, true).map_err(|m| err(format!("{at}: identity: {m}")))?;
-            if u.token.is_empty() {
-                return Err(err(format!("{at}: token: must not be empty")));
-            }
+            let key_file = match (&u.token, &u.key_file) {
+                (Some(_), Some(_)) => {
+                    return Err(err(format!(
+                        "{at}: give either key_file or token, not both"
+                    )));
+                }
+                (None, None) => {
+                    return Err(err(format!(
+                        "{at}: key_file: missing (this hub's key at the upstream hub: \
+                         `outpost-hub keygen FILE` makes one and prints the public key to enroll there)"
+                    )));
+                }
+                (Some(t), None) => {
+                    if !dev_tokens {
+                        return Err(err(format!(
+                            "{at}: token: shared-secret tokens are a development mode, off by default; \
+                             use key_file (`outpost-hub keygen FILE`), or allow tokens with `[dev] tokens = true`"
+                        )));
+                    }
+                    if t.is_empty() {
+                        return Err(err(format!("{at}: token: must not be empty")));
+                    }
+                    None
+                }
+                (None, Some(k)) => {
+                    if k.as_os_str().is_empty() {
+                        return Err(err(format!("{at}: key_file: must not be empty")));
+                    }
+                    Some(resolve(&base, k))
+                }
+            };
             if u.ca_cert.as_ref().is_some_and(|c| c.as_os_str().is_empty()) {
                 return Err(err(format!("{at}: ca_cert: must not be empty")));
             }
@@ -455,7 +593,8 @@ impl Config {
                 database: u.database,
                 url: u.url,
                 identity: u.identity,
-                token: u.token,
+                token: u.token.unwrap_or_default(),
+                key_file,
                 ca_cert: u.ca_cert.as_deref().map(|c| resolve(&base, c)),
             });
         }
@@ -509,6 +648,7 @@ impl Config {
             upstreams,
             admin_token_sha256,
             limits,
+            dev_tokens,
         })
     }
 
@@ -527,16 +667,19 @@ impl Config {
         self.data_dir.join(name)
     }
 
-    /// The edge named `edge_name` if `token` is its token. The SHA-256
-    /// digests are compared in constant time, and a digest is computed and
-    /// compared even for an unknown name.
+    /// The edge named `edge_name` if `token` is its token and tokens are
+    /// allowed (`[dev] tokens = true`). The SHA-256 digests are compared in
+    /// constant time, and a digest is computed and compared even for an
+    /// unknown name.
     pub fn authenticate(&self, edge_name: &str, token: &str) -> Option<&EdgeAccess> {
         let digest = token_digest(token);
         let edge = self.edge(edge_name);
-        let expected = edge.map_or([0u8; 32], |e| e.token_sha256);
-        let equal = constant_time_eq(&digest, &expected);
+        let expected = edge.and_then(|e| e.token_sha256);
+        let equal = constant_time_eq(&digest, &expected.unwrap_or([0u8; 32]));
         match edge {
-            Some(e) if equal && !token.is_empty() => Some(e),
+            Some(e) if equal && expected.is_some() && !token.is_empty() && self.dev_tokens => {
+                Some(e)
+            }
             _ => None,
         }
     }
@@ -673,6 +816,9 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
+mod key_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -680,6 +826,8 @@ mod tests {
 listen = "127.0.0.1:4000"
 data_dir = "./hub-data"
 demo_site = "demo-site"
+[dev]
+tokens = true
 [tls]
 cert = "hub.crt"
 key = "/etc/hub.key"

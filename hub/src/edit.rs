@@ -1,19 +1,36 @@
 //! Writing the configuration file: the starter files of `init`, and the
-//! `edge add` / `edge remove` edits, which keep the file's comments and
-//! layout (toml_edit) and are validated before the file is replaced.
+//! `edge add` / `edge remove` / `edge enroll` / `edge revoke` edits and an
+//! enrollment code's redemption by the running hub, which keep the file's
+//! comments and layout (toml_edit) and are validated before the file is
+//! replaced.
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
+use outpost::keys::PublicKey;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 
 use crate::config::{Config, token_sha256_hex};
 use crate::error::{HubError, Result};
 
-/// The demo edges of `init --demo`: (name, token). Demo only: the tokens are
-/// public.
-pub const DEMO_EDGES: [(&str, &str); 2] =
-    [("alice", "alice-demo-token"), ("bob", "bob-demo-token")];
+/// The demo edges of `init --demo`.
+pub const DEMO_EDGES: [&str; 2] = ["alice", "bob"];
+
+/// The file `init --demo` writes the demo edges' enrollment codes to (in
+/// the configuration's directory, mode 0600).
+pub const DEMO_CODES_FILE: &str = "enroll-codes.txt";
+
+/// How long an enrollment code is valid by default (7 days, in seconds).
+pub const DEFAULT_ENROLL_SECONDS: i64 = 7 * 86_400;
+
+static CONFIG_WRITE: Mutex<()> = Mutex::new(());
+
+/// Held while this process reads-then-rewrites the configuration file (an
+/// enrollment redeemed) or reloads it, so the two never interleave.
+pub fn config_write_lock() -> MutexGuard<'static, ()> {
+    CONFIG_WRITE.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The demo configuration's admin token (public, like its edge tokens):
 /// `outpost-hub status` uses it when the configuration is the demo's.
@@ -78,7 +95,9 @@ name = "main"
 const DEMO: &str = r#"# Outpost hub: DEMO configuration (`outpost-hub init --demo`).
 #
 # Two demo edges, alice and bob, share the notes/ prefix of database "main".
-# Their tokens are public (written below): never use them for real data.
+# Each has a one-time enrollment code (printed by `init --demo` and kept in
+# enroll-codes.txt next to this file): the first device that presents it
+# with its key becomes that edge. Shared-secret tokens are off ([dev]).
 # Start the hub with `outpost-hub serve` and open http://127.0.0.1:4000/.
 #
 # The hub re-reads this file when it changes (and on SIGHUP). Relative paths
@@ -98,27 +117,55 @@ name = "main"
 "#;
 
 /// The text `init` writes: a commented starter configuration, or with
-/// `demo` the demo configuration (database `main`, edges alice and bob).
+/// `demo` the demo configuration (database `main`, edges alice and bob,
+/// each with a pending enrollment code: `demo_codes` gives (name, code)
+/// pairs, valid until `expires`, unix seconds).
 pub fn starter_config(demo: bool) -> String {
     if demo {
-        // Each demo edge: its public token in a comment, then its entry.
-        let mut text = DEMO.to_string();
-        text.push_str(&format!(
-            "\n# /status and /metrics need `Authorization: Bearer {DEMO_ADMIN_TOKEN}`\n\
-             # (public: `outpost-hub admin-token` sets a secret one).\n[admin]\ntoken_sha256 = \"{}\"\n",
-            token_sha256_hex(DEMO_ADMIN_TOKEN)
-        ));
-        for (name, token) in DEMO_EDGES {
-            text.push_str(&format!(
-                "\n# token: {token}\n[[edge]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\n\
-                 database = \"main\"\nread = [\"notes/\"]\nwrite = [\"notes/\"]\n",
-                token_sha256_hex(token)
-            ));
-        }
-        text
+        demo_config(&[], 0)
     } else {
         STARTER.to_string()
     }
+}
+
+/// The demo configuration with these enrollment codes ((edge, code) pairs,
+/// valid until `expires`, unix seconds); a demo edge without a code is
+/// written without any credential.
+pub fn demo_config(codes: &[(&str, &str)], expires: i64) -> String {
+    let mut text = DEMO.to_string();
+    text.push_str(&format!(
+        "\n# /status and /metrics need `Authorization: Bearer {DEMO_ADMIN_TOKEN}`\n\
+         # (public: `outpost-hub admin-token` sets a secret one).\n[admin]\ntoken_sha256 = \"{}\"\n",
+        token_sha256_hex(DEMO_ADMIN_TOKEN)
+    ));
+    for name in DEMO_EDGES {
+        text.push_str(&format!("\n[[edge]]\nname = \"{name}\"\n"));
+        if let Some((_, code)) = codes.iter().find(|(n, _)| *n == name) {
+            text.push_str(&format!(
+                "enroll_code_sha256 = \"{}\"\nenroll_expires = {expires}\n",
+                token_sha256_hex(code)
+            ));
+        }
+        text.push_str("database = \"main\"\nread = [\"notes/\"]\nwrite = [\"notes/\"]\n");
+    }
+    text
+}
+
+/// How a new edge will prove who it is.
+#[derive(Debug, Clone)]
+pub enum NewCredential {
+    /// Its public key, registered now.
+    Key(PublicKey),
+    /// A one-time enrollment code (only its SHA-256 is written), valid
+    /// until `expires` (unix seconds).
+    Enroll {
+        /// The code.
+        code: String,
+        /// Unix seconds.
+        expires: i64,
+    },
+    /// A shared-secret token (development mode; only its SHA-256 is written).
+    Token(String),
 }
 
 /// An edge to add.
@@ -132,8 +179,8 @@ pub struct NewEdge {
     pub read: Vec<String>,
     /// Prefixes it may write.
     pub write: Vec<String>,
-    /// Its secret token (only the SHA-256 is written).
-    pub token: String,
+    /// How it proves who it is.
+    pub credential: NewCredential,
 }
 
 fn parse_doc(text: &str) -> std::result::Result<DocumentMut, String> {
@@ -158,7 +205,18 @@ pub fn add_edge(text: &str, edge: &NewEdge) -> std::result::Result<String, Strin
     };
     let mut t = Table::new();
     t.insert("name", value(&edge.name));
-    t.insert("token_sha256", value(token_sha256_hex(&edge.token)));
+    match &edge.credential {
+        NewCredential::Key(k) => {
+            t.insert("pubkey", value(k.to_text()));
+        }
+        NewCredential::Enroll { code, expires } => {
+            t.insert("enroll_code_sha256", value(token_sha256_hex(code)));
+            t.insert("enroll_expires", value(*expires));
+        }
+        NewCredential::Token(token) => {
+            t.insert("token_sha256", value(token_sha256_hex(token)));
+        }
+    }
     t.insert("database", value(&edge.database));
     t.insert("read", value(string_array(&edge.read)));
     t.insert("write", value(string_array(&edge.write)));
@@ -166,6 +224,84 @@ pub fn add_edge(text: &str, edge: &NewEdge) -> std::result::Result<String, Strin
     t.decor_mut()
         .set_prefix(format!("\n# added by `outpost-hub edge add` on {when}\n"));
     edges.push(t);
+    Ok(doc.to_string())
+}
+
+/// The `[[edge]]` table named `name`, or an error listing the edges.
+fn edge_table_mut<'a>(
+    doc: &'a mut DocumentMut,
+    name: &str,
+) -> std::result::Result<&'a mut Table, String> {
+    let Some(edges) = doc.get_mut("edge").and_then(Item::as_array_of_tables_mut) else {
+        return Err(format!("no edge named {name:?} (the file has no [[edge]])"));
+    };
+    let names: Vec<String> = edges
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Item::as_str).map(str::to_string))
+        .collect();
+    match edges
+        .iter_mut()
+        .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
+    {
+        Some(t) => Ok(t),
+        None => Err(format!(
+            "no edge named {name:?} (edges: {})",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )),
+    }
+}
+
+/// Inserts `key = v` after `name` (or replaces it where it is), so the
+/// edge's credentials stay near its name.
+fn set_field(t: &mut Table, key: &str, v: Item) {
+    t.insert(key, v);
+}
+
+/// The text with the enrollment code of edge `name` redeemed for `key`:
+/// `pubkey` set, the enrollment fields removed.
+pub fn redeem_enrollment(
+    text: &str,
+    name: &str,
+    key: &PublicKey,
+) -> std::result::Result<String, String> {
+    let mut doc = parse_doc(text)?;
+    let t = edge_table_mut(&mut doc, name)?;
+    t.remove("enroll_code_sha256");
+    t.remove("enroll_expires");
+    set_field(t, "pubkey", value(key.to_text()));
+    Ok(doc.to_string())
+}
+
+/// The text with a new enrollment code for edge `name` (its SHA-256, valid
+/// until `expires`): its key, if any, is removed (the device it belonged to
+/// is replaced), and so is a revocation.
+pub fn set_enrollment(
+    text: &str,
+    name: &str,
+    code: &str,
+    expires: i64,
+) -> std::result::Result<String, String> {
+    let mut doc = parse_doc(text)?;
+    let t = edge_table_mut(&mut doc, name)?;
+    t.remove("pubkey");
+    t.remove("revoked");
+    set_field(t, "enroll_code_sha256", value(token_sha256_hex(code)));
+    set_field(t, "enroll_expires", value(expires));
+    Ok(doc.to_string())
+}
+
+/// The text with edge `name` revoked (`revoked = true`; a pending
+/// enrollment code is removed too).
+pub fn revoke_edge(text: &str, name: &str) -> std::result::Result<String, String> {
+    let mut doc = parse_doc(text)?;
+    let t = edge_table_mut(&mut doc, name)?;
+    t.remove("enroll_code_sha256");
+    t.remove("enroll_expires");
+    set_field(t, "revoked", value(true));
     Ok(doc.to_string())
 }
 
@@ -233,6 +369,21 @@ pub fn replace_config(path: &Path, text: &str) -> Result<Config> {
     Ok(config)
 }
 
+/// A new random enrollment code: 16 bytes from the operating system, as
+/// 32 hex digits in groups of 8 (easy to read out and type).
+pub fn generate_code() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| HubError::Other(format!("no randomness from the operating system: {e}")))?;
+    let hex = crate::config::hex(&bytes);
+    Ok(hex
+        .as_bytes()
+        .chunks(8)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-"))
+}
+
 /// A new random token: 32 bytes from the operating system, as 64 hex digits.
 pub fn generate_token() -> Result<String> {
     let mut bytes = [0u8; 32];
@@ -260,11 +411,36 @@ mod tests {
         let c = parse(&starter_config(false));
         assert_eq!(c.databases.len(), 1);
         assert!(c.edges.is_empty());
-        let d = parse(&starter_config(true));
+        let d = parse(&demo_config(&[("alice", "code-a"), ("bob", "code-b")], 99));
         assert_eq!(d.edges.len(), 2);
-        for (name, token) in DEMO_EDGES {
-            assert_eq!(d.authenticate(name, token).unwrap().name, name);
-        }
+        assert!(!d.dev_tokens);
+        let a = d.edge("alice").unwrap();
+        let e = a.enroll.as_ref().unwrap();
+        assert!(e.redeems("code-a", 99) && !e.redeems("code-b", 99) && !e.redeems("code-a", 100));
+        assert!(a.token_sha256.is_none() && a.pubkey.is_none());
+    }
+
+    #[test]
+    fn enrollment_edits() {
+        let k = outpost::keys::KeyPair::generate().unwrap();
+        let k = outpost::keys::Signer::public_key(&k).clone();
+        let start = demo_config(&[("alice", "c1")], 50);
+        let redeemed = redeem_enrollment(&start, "alice", &k).unwrap();
+        let c = parse(&redeemed);
+        let a = c.edge("alice").unwrap();
+        assert_eq!(a.pubkey.as_ref(), Some(&k));
+        assert!(a.enroll.is_none());
+        let again = set_enrollment(&redeemed, "alice", "c2", 70).unwrap();
+        let a2 = parse(&again).edge("alice").unwrap().clone();
+        assert!(a2.pubkey.is_none() && a2.enroll.unwrap().redeems("c2", 70));
+        let revoked = revoke_edge(&again, "alice").unwrap();
+        let a3 = parse(&revoked).edge("alice").unwrap().clone();
+        assert!(a3.revoked && a3.enroll.is_none());
+        assert!(
+            revoke_edge(&revoked, "nobody")
+                .unwrap_err()
+                .contains("no edge named")
+        );
     }
 
     #[test]
@@ -275,8 +451,9 @@ mod tests {
             database: "main".into(),
             read: vec!["patients/dr-7/".into()],
             write: vec!["patients/dr-7/".into(), "visits/dr-7/".into()],
-            token: "tok-xyz-123".into(),
+            credential: NewCredential::Token("tok-xyz-123".into()),
         };
+        let start = format!("{start}\n[dev]\ntokens = true\n");
         let added = add_edge(&start, &edge).unwrap();
         assert!(added.starts_with(&start), "appended at the end:\n{added}");
         assert!(added.contains("# added by `outpost-hub edge add` on "));
@@ -304,6 +481,7 @@ mod tests {
         let none = remove_edge(&removed, "other").unwrap();
         assert!(parse(&none).edges.is_empty());
         assert_eq!(none.trim_end(), start.trim_end());
+        let _ = DEFAULT_ENROLL_SECONDS;
         let e = remove_edge(&none, "other").unwrap_err();
         assert!(e.contains("no edge named"), "{e}");
     }

@@ -24,10 +24,12 @@
 
 pub mod audit;
 pub mod cli;
+pub mod cli_edge;
 pub mod config;
 pub mod conn;
 pub mod edit;
 pub mod error;
+pub mod identity;
 pub mod metrics;
 pub mod reload;
 pub mod server;

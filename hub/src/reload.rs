@@ -42,10 +42,23 @@ fn fingerprint(path: &Path) -> Fingerprint {
 /// `initial.path` when the file changes or on `SIGHUP`. The task ends when
 /// every receiver is gone (or when aborted through the returned handle).
 pub fn watch_config(initial: Config) -> (watch::Receiver<Arc<Config>>, JoinHandle<()>) {
+    let (rx, _tx, task) = watch_config_with_sender(initial);
+    (rx, task)
+}
+
+/// [`watch_config`], and a sender for configurations the hub writes itself
+/// ([`crate::state::Hub::set_config_sender`]).
+pub fn watch_config_with_sender(
+    initial: Config,
+) -> (
+    watch::Receiver<Arc<Config>>,
+    watch::Sender<Arc<Config>>,
+    JoinHandle<()>,
+) {
     let path = initial.path.clone();
     let (tx, rx) = watch::channel(Arc::new(initial));
-    let task = tokio::spawn(run(path, tx));
-    (rx, task)
+    let task = tokio::spawn(run(path, tx.clone()));
+    (rx, tx, task)
 }
 
 async fn run(path: PathBuf, tx: watch::Sender<Arc<Config>>) {
@@ -92,6 +105,9 @@ async fn run(path: PathBuf, tx: watch::Sender<Arc<Config>>) {
 /// Reads the file once and publishes it if it is valid and differs.
 /// `was_invalid`: the previous read failed. Returns whether the file was valid.
 fn reload(path: &Path, tx: &watch::Sender<Arc<Config>>, was_invalid: bool) -> bool {
+    // Not while the hub rewrites the file itself (an enrollment): it
+    // publishes that version, and this one must not overtake it.
+    let _writing = crate::edit::config_write_lock();
     let new = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -137,7 +153,9 @@ fn reload(path: &Path, tx: &watch::Sender<Arc<Config>>, was_invalid: bool) -> bo
 /// token change alone is not a scope change.
 pub fn scope_changes(old: &Config, new: &Config) -> Vec<(String, AuditScope)> {
     let prefixes = |p: &outpost::sync::Prefixes| -> Vec<String> { p.as_slice().to_vec() };
+    // A revoked edge has no access: revoking is recorded like a removal.
     let scope = |e: &EdgeAccess| (prefixes(&e.read), prefixes(&e.write));
+    let live = |e: &&EdgeAccess| !e.revoked;
     let mut names: Vec<&str> = old
         .edges
         .iter()
@@ -177,8 +195,8 @@ pub fn scope_changes(old: &Config, new: &Config) -> Vec<(String, AuditScope)> {
         dbs.sort_unstable();
         dbs.dedup();
         for db in dbs {
-            let before = o.filter(|e| e.database == db).map(scope);
-            let after = n.filter(|e| e.database == db).map(scope);
+            let before = o.filter(|e| e.database == db).filter(live).map(scope);
+            let after = n.filter(|e| e.database == db).filter(live).map(scope);
             if before != after {
                 out.push((db.to_string(), entry(name, before, after)));
             }

@@ -99,8 +99,9 @@ pub async fn run(config: Config, opts: ServeOptions) -> Result<()> {
     };
     let tls_config = tls.as_ref().map(tls::server_config).transpose()?;
 
-    let (config_rx, watcher) = reload::watch_config(config);
+    let (config_rx, config_tx, watcher) = reload::watch_config_with_sender(config);
     let hub = Hub::open(config_rx).await?;
+    hub.set_config_sender(config_tx);
     let result = serve_hub(hub.clone(), listen, tls, tls_config).await;
     watcher.abort();
     let closed = hub.close().await;

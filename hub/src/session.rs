@@ -32,8 +32,12 @@ use outpost::sync::{Grant, HubAction, HubEvent, HubMetric, HubSession, RejectRea
 use outpost::watch::CommitWatch;
 use tokio::sync::watch;
 
+use outpost::keys::PublicKey;
+use outpost::sync::frame::AuthMode;
+
 use crate::config::{Config, Limits};
 use crate::conn::{Conn, IdentitySlot, PRE_AUTH_MESSAGE_BYTES, reason};
+use crate::identity::{self, Verdict};
 use crate::state::{DbHandle, Hub};
 
 /// Milliseconds since the Unix epoch.
@@ -48,7 +52,7 @@ pub(crate) fn now_ms() -> i64 {
 /// `database`.
 pub fn grant_for(config: &Config, identity: &str, database: &str) -> Option<Grant> {
     let e = config.edge(identity)?;
-    if e.database != database {
+    if e.database != database || e.revoked {
         return None;
     }
     let db = config.database(database)?;
@@ -130,6 +134,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
         conn,
         slot: None,
         refused: None,
+        key: None,
     };
     // The watch receivers are wrapped in streams that keep their `changed()`
     // future alive across loop iterations: re-creating it on every `select!`
@@ -187,9 +192,17 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
             },
             cfg = config.next() => {
                 let Some(cfg) = cfg else { break };
-                match &s.identity {
-                    Some(id) => HubEvent::GrantChanged(grant_for(&cfg, id, &s.database)),
-                    None => continue,
+                let Some(id) = &s.identity else { continue };
+                match identity::session_grant(&cfg, id, &s.database, s.key.as_ref()) {
+                    Ok(grant) => HubEvent::GrantChanged(grant),
+                    Err(identity::Revoked) => {
+                        // Revoked: the session ends at once.
+                        s.hub.metrics().rejection(identity::REVOKED);
+                        tracing::warn!(peer = %s.peer, identity = %id, "identity revoked: ending its session");
+                        let frame = identity::revoked_frame(id);
+                        s.bye(frame).await;
+                        break;
+                    }
                 }
             }
             why = next_failure(&mut s.failed) => {
@@ -291,6 +304,8 @@ struct Shell {
     /// The `Error` to send when [`Shell::check`] refuses the session for a
     /// reason other than a failed database.
     refused: Option<outpost::sync::Frame>,
+    /// The key the session proved (`None`: a token session).
+    key: Option<PublicKey>,
 }
 
 impl Shell {
@@ -362,10 +377,18 @@ impl Shell {
     /// unavailable (failed).
     async fn check(&mut self, r: &AuthRequest) -> Result<HubEvent<'static>, String> {
         let (database, identity) = (r.database.as_str(), r.identity.as_str());
+        let verdict = identity::verify(&self.hub, r).await;
+        if verdict == Verdict::Revoked {
+            self.hub.metrics().rejection(identity::REVOKED);
+            tracing::warn!(peer = %self.peer, %identity, %database, "refused: the identity is revoked");
+            self.refused = Some(identity::revoked_frame(identity));
+            return Err(identity::REVOKED.into());
+        }
+        if let Verdict::Refused(why) = &verdict {
+            tracing::warn!(peer = %self.peer, %identity, %database, auth = ?r.auth, reason = %why, "authentication refused");
+        }
         let config = self.hub.config();
-        let ok = config
-            .authenticate(identity, &r.credential)
-            .is_some_and(|e| e.database == database);
+        let ok = verdict == Verdict::Accepted;
         let grant = if ok {
             grant_for(&config, identity, database)
         } else {
@@ -422,6 +445,11 @@ impl Shell {
         tracing::info!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, pull_checkpoint = r.pull_checkpoint, pending = info.pending, "edge authenticated");
         self.identity = Some(identity.to_string());
         self.database = database.to_string();
+        self.key = if r.auth == AuthMode::Token {
+            None
+        } else {
+            r.key.clone()
+        };
         self.commits = Some(db.db.watch_commits());
         self.failed = Some(watch_stream(db.failed_watch()));
         if let Some(why) = db.failure() {
@@ -436,6 +464,7 @@ impl Shell {
             push_checkpoint: info.push_checkpoint,
             pending: info.pending,
             pull_from: info.pull_from,
+            batch_head: info.batch_head,
         };
         self.db = Some(db);
         Ok(ev)
@@ -450,6 +479,25 @@ impl HubShell for Shell {
     async fn send(&mut self, frame: Vec<u8>) -> bool {
         self.hub.metrics().frame_out(frame.len());
         self.ws.send(Message::Binary(frame.into())).await.is_ok()
+    }
+
+    async fn lookup(
+        &mut self,
+        database: String,
+        identity: String,
+        auth: AuthMode,
+        key: PublicKey,
+        credential: String,
+    ) -> Step<HubEvent<'static>> {
+        match identity::lookup(&self.hub, &database, &identity, auth, key, &credential) {
+            Ok(ev) => Step::Feed(ev),
+            Err(identity::Revoked) => {
+                self.hub.metrics().rejection(identity::REVOKED);
+                tracing::warn!(peer = %self.peer, %identity, %database, "refused: the identity is revoked");
+                self.bye(identity::revoked_frame(&identity)).await;
+                Step::End
+            }
+        }
     }
 
     async fn authenticate(&mut self, request: AuthRequest) -> Step<HubEvent<'static>> {

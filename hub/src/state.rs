@@ -30,6 +30,10 @@ pub struct Hub {
     /// Bumped whenever a database fails or is reopened (upstream links wait
     /// on it).
     generation: watch::Sender<u64>,
+    /// Publishes a configuration the hub changed itself (an enrollment code
+    /// redeemed), so the next session sees it at once; `None` when the hub
+    /// was opened without one (the change then arrives by the file watch).
+    config_tx: Mutex<Option<watch::Sender<Arc<Config>>>>,
 }
 
 /// First delay before reopening a failed database.
@@ -213,6 +217,7 @@ impl Hub {
             failures: Mutex::new(BTreeMap::new()),
             reopened: Mutex::new(BTreeMap::new()),
             generation: watch::channel(0).0,
+            config_tx: Mutex::new(None),
         });
         let current = hub.config();
         if let Err(e) = hub.open_new_databases(&current).await {
@@ -247,6 +252,20 @@ impl Hub {
     /// The current configuration.
     pub fn config(&self) -> Arc<Config> {
         self.config.borrow().clone()
+    }
+
+    /// Lets the hub publish configurations it wrote itself (see
+    /// [`Hub::publish_config`]).
+    pub fn set_config_sender(&self, tx: watch::Sender<Arc<Config>>) {
+        *self.config_tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// Puts `config` in force at once (the hub just wrote it to its file:
+    /// an enrollment); sessions and the audit follow it like a reload.
+    pub fn publish_config(&self, config: Config) {
+        if let Some(tx) = &*self.config_tx.lock().unwrap_or_else(|p| p.into_inner()) {
+            tx.send_replace(Arc::new(config));
+        }
     }
 
     /// A receiver of every new configuration (live reload).

@@ -1,10 +1,13 @@
 //! The hub as an edge of another hub (`[[upstream]]` in the configuration):
 //! the native edge client ([`outpost_client`]) over one of the hub's open
 //! databases, following the database through failures and reopenings.
+//! With `key_file` the hub proves its identity with that key and signs its
+//! batches ([`KeyPair`]); a `token` is development mode.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use outpost::keys::{KeyPair, Signer};
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost_client::{ClientOptions, spawn_edge};
 use tokio::sync::watch;
@@ -51,12 +54,35 @@ async fn link_upstream(
     up: &UpstreamConfig,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
-    let mut edge = EdgeConfig::new(&up.database, &up.identity, &up.token);
+    let (mut edge, signer) = match &up.key_file {
+        Some(path) => match KeyPair::load(path) {
+            Ok(k) => {
+                let key = k.public_key().clone();
+                let signer: Arc<dyn Signer> = Arc::new(k);
+                (
+                    EdgeConfig::with_key(&up.database, &up.identity, key),
+                    Some(signer),
+                )
+            }
+            Err(e) => {
+                // Nothing to sign with: the link cannot work until the file
+                // is fixed (a restart or a reload of the configuration).
+                tracing::error!(url = %up.url, database = %up.database, error = %e, "upstream link not started: its key_file cannot be loaded (`outpost-hub keygen FILE` makes one)");
+                tokio::select! {
+                    _ = shutdown.changed() => {}
+                    _ = std::future::pending::<()>() => {}
+                }
+                return false;
+            }
+        },
+        None => (EdgeConfig::new(&up.database, &up.identity, &up.token), None),
+    };
     edge.source = format!("upstream:{}", up.identity);
     let opts = ClientOptions {
         url: up.url.clone(),
         edge,
         ca_cert: up.ca_cert.clone(),
+        signer,
     };
     // The client and the hub's edge sessions all watch the database's
     // commits: local writes are pushed upstream, upstream changes reach the

@@ -14,7 +14,13 @@ use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost::{Batch, Database, OpenOptions, PutOptions};
 use outpost_client::{ClientOptions, SyncHandle, client_rejections, spawn_edge};
 use outpost_testkit::hub::{HubProcess, free_port, wait_until};
-use outpost_testkit::{TempDir, edge_toml};
+use outpost_testkit::{TempDir, key_edge_toml, keys};
+
+/// One `[[edge]]` with the identity's key ([`keys::key_for`]; the token is
+/// not used): the audited pushes are signed.
+fn edge_toml(name: &str, _token: &str, read: &[&str], write: &[&str]) -> String {
+    key_edge_toml(name, read, write)
+}
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
@@ -27,8 +33,8 @@ async fn open_edge_db(dir: &Path) -> Db {
     Database::open(store, OpenOptions::default()).await.unwrap()
 }
 
-fn edge_cfg(identity: &str, token: &str) -> EdgeConfig {
-    let mut e = EdgeConfig::new("main", identity, token);
+fn edge_cfg(identity: &str, _token: &str) -> EdgeConfig {
+    let mut e = EdgeConfig::with_key("main", identity, keys::public_key(identity));
     e.heartbeat_ms = 2_000;
     e.timeout_ms = 6_000;
     e
@@ -39,6 +45,7 @@ fn client(db: &Db, url: &str, identity: &str, token: &str) -> SyncHandle {
         url: url.into(),
         edge: edge_cfg(identity, token),
         ca_cert: None,
+        signer: Some(keys::signer(identity)),
     };
     spawn_edge(db.clone(), opts, None)
 }

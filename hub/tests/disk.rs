@@ -20,10 +20,10 @@ use outpost::store::file::{FileStore, FileStoreOptions};
 use outpost::sync::{EdgeConfig, Frame, SyncStatus};
 use outpost::{Database, DbId, OpenOptions, PutOptions};
 use outpost_client::{ClientOptions, spawn_edge};
-use outpost_hub::config::token_sha256_hex;
 use outpost_hub::status::{self, HttpUrl};
-use outpost_testkit::TempDir;
+use outpost_testkit::hostile::{Challenge, Hostile};
 use outpost_testkit::hub::{ADMIN_TOKEN, HubProcess, free_port, wait_until};
+use outpost_testkit::{TempDir, key_edge_toml, keys};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -131,9 +131,9 @@ impl HubProc {
         v["databases"][0]["documents"].as_u64().unwrap_or(0)
     }
 
-    /// A raw WebSocket session: sends `Hello` and returns the hub's first
-    /// frame.
-    async fn hello(&self, token: &str) -> Frame {
+    /// A raw WebSocket session: sends a key `Hello`, answers the
+    /// `Challenge` with its proof, and returns the hub's next frame.
+    async fn hello(&self) -> Frame {
         let url = format!("ws://127.0.0.1:{}/sync", self.port);
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
@@ -141,27 +141,34 @@ impl HubProc {
         let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
             .await
             .unwrap();
-        let hello = Frame::Hello {
-            min_version: 1,
-            max_version: 1,
-            db_id: DbId([7; 16]),
-            database: "main".into(),
-            identity: "laptop".into(),
-            credential: token.into(),
-            pull_checkpoint: 0,
-            checkpoint_hub: DbId([0; 16]),
-        };
+        let key = keys::key_for("laptop");
+        let hello = Hostile::hello_key_frame("laptop", &key, DbId([7; 16]), 0);
         ws.send(Message::Binary(hello.encode().into()))
             .await
             .unwrap();
         loop {
-            match tokio::time::timeout(WAIT, ws.next()).await {
-                Ok(Some(Ok(Message::Binary(b)))) => {
-                    return Frame::decode(&b, 64 << 20).unwrap();
-                }
-                Ok(Some(Ok(_))) => {}
+            let f = match tokio::time::timeout(WAIT, ws.next()).await {
+                Ok(Some(Ok(Message::Binary(b)))) => Frame::decode(&b, 64 << 20).unwrap(),
+                Ok(Some(Ok(_))) => continue,
                 other => panic!("no frame from the hub: {other:?}"),
-            }
+            };
+            let Frame::Challenge {
+                version,
+                nonce,
+                hub_id,
+            } = f
+            else {
+                return f;
+            };
+            let c = Challenge {
+                version,
+                nonce,
+                hub_id,
+            };
+            let signature = Hostile::proof(&key, &c, "main", "laptop", DbId([7; 16]));
+            ws.send(Message::Binary(Frame::Proof { signature }.encode().into()))
+                .await
+                .unwrap();
         }
     }
 }
@@ -188,13 +195,12 @@ async fn a_full_disk_is_reported_and_the_hub_recovers_once_space_is_freed() {
             return;
         }
     };
-    let token = "disk-test-token";
     let port = free_port();
     std::fs::write(
         disk.path("outpost-hub.toml"),
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n[[edge]]\nname = \"laptop\"\ntoken_sha256 = {:?}\ndatabase = \"main\"\nread = [\"notes/\"]\nwrite = [\"notes/\"]\n",
-            token_sha256_hex(token)
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n{}",
+            key_edge_toml("laptop", &["notes/"], &["notes/"])
         ),
     )
     .unwrap();
@@ -205,13 +211,14 @@ async fn a_full_disk_is_reported_and_the_hub_recovers_once_space_is_freed() {
     // An edge pushes three small notes: acknowledged.
     let store = FileStore::open(disk.path("edge"), FileStoreOptions::default()).unwrap();
     let edge_db: Db = Database::open(store, OpenOptions::default()).await.unwrap();
-    let mut cfg = EdgeConfig::new("main", "laptop", token);
+    let mut cfg = EdgeConfig::with_key("main", "laptop", keys::public_key("laptop"));
     cfg.heartbeat_ms = 2_000;
     cfg.timeout_ms = 6_000;
     let opts = ClientOptions {
         url: format!("ws://127.0.0.1:{port}/sync"),
         edge: cfg,
         ca_cert: None,
+        signer: Some(keys::signer("laptop")),
     };
     let edge = spawn_edge(edge_db.clone(), opts, None);
     for i in 0..3 {
@@ -250,7 +257,7 @@ async fn a_full_disk_is_reported_and_the_hub_recovers_once_space_is_freed() {
             .any(|l| l == "outpost_db_failed{database=\"main\"} 1");
         if refused.is_none()
             && code == 503
-            && let Frame::Error { code, message } = hub.hello(token).await
+            && let Frame::Error { code, message } = hub.hello().await
         {
             refused = Some((code, message));
         }

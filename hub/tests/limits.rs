@@ -23,7 +23,7 @@ use futures::{SinkExt, StreamExt};
 use outpost::DbId;
 use outpost::sync::Frame;
 use outpost_testkit::hub::{ADMIN_TOKEN, HubProcess, wait_until};
-use outpost_testkit::{TempDir, edge_toml};
+use outpost_testkit::{DEV_TOKENS, TempDir, edge_toml};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -54,7 +54,7 @@ impl Hub {
             &format!("outpost-limits-{name}-{}", std::process::id()),
         );
         let cfg = format!(
-            "data_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n{}\n[limits]\n{limits}\n",
+            "data_dir = \"data\"\n{DEV_TOKENS}\n[[database]]\nname = \"main\"\n\n{}\n[limits]\n{limits}\n",
             edge_toml("laptop", TOKEN, &["notes/"], &["notes/"])
         );
         std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
@@ -119,16 +119,8 @@ async fn ws_from(source: [u8; 4], port: u16) -> Result<Ws, tungstenite::Error> {
 }
 
 fn hello_frame(identity: &str, token: &str) -> Frame {
-    Frame::Hello {
-        min_version: 1,
-        max_version: 2,
-        db_id: DbId([7; 16]),
-        database: "main".into(),
-        identity: identity.into(),
-        credential: token.into(),
-        pull_checkpoint: 0,
-        checkpoint_hub: DbId([0; 16]),
-    }
+    // A token session (development mode): these tests are about limits.
+    outpost_testkit::hostile::Hostile::hello_frame(identity, token, DbId([7; 16]), 0)
 }
 
 async fn send(ws: &mut Ws, f: &Frame) {
@@ -467,7 +459,14 @@ async fn pushes_over_the_rate_limit_are_slowed_down_not_refused() {
     assert!(matches!(welcome, Frame::Welcome { .. }), "{welcome:?}");
     let started = Instant::now();
     for upto in 1..=10 {
-        send(&mut ws, &Frame::Push { upto, docs: vec![] }).await;
+        let push = Frame::Push {
+            upto,
+            seq: 0,
+            prev: [0; 32],
+            signature: Vec::new(),
+            docs: vec![],
+        };
+        send(&mut ws, &push).await;
         frame_where(&mut ws, "PushAck", |f| matches!(f, Frame::PushAck { .. })).await;
     }
     let took = started.elapsed();

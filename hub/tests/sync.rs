@@ -27,7 +27,14 @@ use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost::{Batch, Database, OpenOptions, PutOptions};
 use outpost_client::{ClientOptions, SyncHandle, client_rejections, spawn_edge};
 use outpost_testkit::hub::{HubProcess, free_port, wait_until};
-use outpost_testkit::{TempDir, edge_toml};
+use outpost_testkit::{TempDir, key_edge_toml, keys};
+
+/// One `[[edge]]` with the identity's key ([`keys::key_for`]): these tests
+/// run the product path (key identities, signed batches). The second
+/// argument (a token in development mode) is not used.
+fn edge_toml(name: &str, _token: &str, read: &[&str], write: &[&str]) -> String {
+    key_edge_toml(name, read, write)
+}
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
@@ -126,12 +133,14 @@ fn client(db: &Db, url: &str, identity: &str, token: &str) -> SyncHandle {
         url: url.into(),
         edge: edge_cfg(identity, token),
         ca_cert: None,
+        signer: Some(keys::signer(identity)),
     };
     spawn_edge(db.clone(), opts, None)
 }
 
-fn edge_cfg(identity: &str, token: &str) -> EdgeConfig {
-    let mut e = EdgeConfig::new("main", identity, token);
+/// The settings of `identity`'s key sessions (its key: [`keys::key_for`]).
+fn edge_cfg(identity: &str, _token: &str) -> EdgeConfig {
+    let mut e = EdgeConfig::with_key("main", identity, keys::public_key(identity));
     e.heartbeat_ms = 2_000;
     e.timeout_ms = 6_000;
     e
@@ -382,9 +391,16 @@ async fn clinics_share_only_their_own_data_through_the_cloud() {
             &["patients/chicago/"],
         )) + &edge_toml("office", "off", &["*"], &["shared/"])),
     );
-    let upstream = |who: &str, token: &str| {
+    // Each clinic's hub proves its identity at the cloud with its key file.
+    let upstream = |who: &str, _token: &str| {
+        let dir = tmp.join(who);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{who}.key"));
+        if !file.exists() {
+            keys::key_for(who).save(&file).unwrap();
+        }
         format!(
-            "[[upstream]]\ndatabase = \"main\"\nurl = \"ws://127.0.0.1:{cloud_port}/sync\"\nidentity = {who:?}\ntoken = {token:?}\n\n"
+            "[[upstream]]\ndatabase = \"main\"\nurl = \"ws://127.0.0.1:{cloud_port}/sync\"\nidentity = {who:?}\nkey_file = \"{who}.key\"\n\n"
         )
     };
     let boston = HubProc::new(
@@ -634,6 +650,9 @@ async fn garbage_frames_end_only_that_session() {
         Message::Binary(
             outpost::sync::Frame::Push {
                 upto: 1,
+                seq: 1,
+                prev: [0; 32],
+                signature: Vec::new(),
                 docs: vec![],
             }
             .encode()

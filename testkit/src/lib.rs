@@ -6,13 +6,17 @@
 //! - [`opts`], [`open`]: database options with a deterministic clock, an
 //!   in-memory database;
 //! - [`hub::HubProcess`]: a real `outpost-hub serve` process (hub tests);
-//! - [`edge_toml`] (feature `hub`): one `[[edge]]` of a hub configuration;
+//! - [`key_edge_toml`]: one `[[edge]]` of a hub configuration with the
+//!   identity's key ([`keys::key_for`]); [`edge_toml`] (feature `hub`): one
+//!   with a token (development mode: the configuration needs [`DEV_TOKENS`]);
+//! - [`keys`]: one key pair per identity name in a test process;
 //! - [`hostile`] (feature `hub`): a hostile replication client for the
 //!   attack catalogue (`hub/tests/attacks/`).
 
 #[cfg(feature = "hub")]
 pub mod hostile;
 pub mod hub;
+pub mod keys;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -86,7 +90,30 @@ pub async fn put_first_patient<S: PageStore>(db: &Database<S>) -> WriteResult {
     r
 }
 
-/// One `[[edge]]` entry of the hub configuration (database `main`).
+/// The table a hub configuration with token edges ([`edge_toml`]) needs:
+/// tokens are a development mode, refused at load without it.
+pub const DEV_TOKENS: &str = "\n[dev]\ntokens = true\n\n";
+
+/// One `[[edge]]` entry of the hub configuration (database `main`) whose
+/// identity is the key [`keys::key_for`] gives `name`.
+pub fn key_edge_toml(name: &str, read: &[&str], write: &[&str]) -> String {
+    let list = |l: &[&str]| {
+        l.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "[[edge]]\nname = {name:?}\npubkey = {:?}\ndatabase = \"main\"\nread = [{}]\nwrite = [{}]\n\n",
+        keys::public_key(name).to_text(),
+        list(read),
+        list(write)
+    )
+}
+
+/// One `[[edge]]` entry of the hub configuration (database `main`) with a
+/// shared-secret token: development mode (the configuration needs
+/// [`DEV_TOKENS`]).
 #[cfg(feature = "hub")]
 pub fn edge_toml(name: &str, token: &str, read: &[&str], write: &[&str]) -> String {
     let list = |l: &[&str]| {

@@ -376,7 +376,7 @@ fn run_case(
     // guard a real hub against one address (and say who may read /metrics).
     let conns = n as u64 + 64;
     cfg.push_str(&format!(
-        "[limits]\nmax_connections = {conns}\nmax_unauthenticated = {conns}\nmax_connections_per_address = {conns}\n\n[admin]\ntoken_sha256 = \"{}\"\n\n",
+        "[dev]\ntokens = true\n\n[limits]\nmax_connections = {conns}\nmax_unauthenticated = {conns}\nmax_connections_per_address = {conns}\n\n[admin]\ntoken_sha256 = \"{}\"\n\n",
         outpost_hub::config::token_sha256_hex(ADMIN_TOKEN)
     ));
     cfg.push_str(&edge_toml("writer", &writer_token, &[], &["news/"]));

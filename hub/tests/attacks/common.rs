@@ -14,7 +14,10 @@
 //!
 //! `drop/` is write-only for `mallory` and `mallory2` (create-only, no
 //! existence oracle). Policies: `Cards` = `manual`, `Ledger` = `hub-wins`,
-//! `Notes` and the default = `latest`. Tokens are `<name>-token`.
+//! `Notes` and the default = `latest`. Every identity is its key
+//! ([`outpost_testkit::keys::key_for`]): sessions prove it and sign their
+//! batches (the hostile client does it for them); the `<name>-token`
+//! arguments are not used (tokens are off: no `[dev]`).
 
 #![allow(dead_code, unused_imports)]
 
@@ -28,7 +31,12 @@ use outpost::store::MemoryStore;
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost_client::{ClientOptions, spawn_edge};
 use outpost_testkit::hub::{HubProcess, free_port};
-use outpost_testkit::{TempDir, edge_toml};
+use outpost_testkit::{TempDir, key_edge_toml, keys};
+
+/// One `[[edge]]` with the identity's key (the token is not used).
+pub fn edge_toml(name: &str, _token: &str, read: &[&str], write: &[&str]) -> String {
+    key_edge_toml(name, read, write)
+}
 
 pub use outpost::DbId;
 pub use outpost::sync::{Frame, WireDoc};
@@ -290,13 +298,14 @@ impl Hub {
         let adb = outpost_testkit::open(&Arc::new(MemoryStore::new())).await;
         let bdb = outpost_testkit::open(&Arc::new(MemoryStore::new())).await;
         let cfg = |who: &str| {
-            let mut e = EdgeConfig::new("main", who, &format!("{who}-token"));
+            let mut e = EdgeConfig::with_key("main", who, keys::public_key(who));
             e.heartbeat_ms = 2_000;
             e.timeout_ms = 6_000;
             ClientOptions {
                 url: self.url(),
                 edge: e,
                 ca_cert: None,
+                signer: Some(keys::signer(who)),
             }
         };
         let ca = spawn_edge(adb.clone(), cfg("alice"), None);

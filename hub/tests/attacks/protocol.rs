@@ -32,6 +32,9 @@ fn frame(f: Frame) -> Vec<u8> {
 async fn push_before_hello() {
     let f = frame(Frame::Push {
         upto: 1,
+        seq: 1,
+        prev: [0; 32],
+        signature: vec![0; 64],
         docs: vec![],
     });
     ends_with_protocol(f, false).await;
@@ -53,6 +56,8 @@ async fn welcome_sent_by_an_edge() {
         max_frame_bytes: 1 << 20,
         heartbeat_ms: 1000,
         grant: None,
+        batch_seq: 0,
+        batch_head: [0; 32],
     };
     ends_with_protocol(frame(w), true).await;
 }
@@ -138,10 +143,10 @@ async fn text_message_instead_of_a_frame() {
 
 /// A valid one-document push from `m` as bytes.
 fn one_doc_push(m: &Hostile, id: &str) -> Vec<u8> {
-    Frame::Push {
-        upto: 1,
-        docs: vec![doc(id, "Notes", live(&[(m.db_id, 1)], b"{\"a\":1}"))],
-    }
+    m.signed_push_frame(
+        1,
+        vec![doc(id, "Notes", live(&[(m.db_id, 1)], b"{\"a\":1}"))],
+    )
     .encode()
 }
 
@@ -312,18 +317,10 @@ async fn second_push_while_the_first_is_in_flight() {
         })
         .collect();
     let second = doc("shared/notes/s", "Notes", live(&[(m.db_id, 401)], b"{}"));
-    m.send(&Frame::Push {
-        upto: 400,
-        docs: first,
-    })
-    .await
-    .unwrap();
-    m.send(&Frame::Push {
-        upto: 401,
-        docs: vec![second],
-    })
-    .await
-    .unwrap();
+    let pushes = m.signed_pushes(vec![(400, first), (401, vec![second])]);
+    for p in &pushes {
+        m.send(p).await.unwrap();
+    }
     let a1 = m.answer().await;
     let a2 = m.answer().await;
     let ok_in_order = matches!(a1, Answer::PushAck { upto: 400, .. })
@@ -447,7 +444,7 @@ async fn connection_dropped_right_after_a_push() {
             )
         })
         .collect();
-    m.send(&Frame::Push { upto: 3, docs }).await.unwrap();
+    m.send(&m.signed_push_frame(3, docs)).await.unwrap();
     drop(m);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let v = hub.view().await;

@@ -36,8 +36,7 @@ async fn removed_identity_keeps_its_open_session() {
 async fn narrowed_identity_keeps_writing_under_its_old_scope() {
     let hub = Hub::start();
     let mut m = hub.mallory().await;
-    let narrowed =
-        outpost_testkit::edge_toml("mallory", "mallory-token", &["mallory/"], &["mallory/"]);
+    let narrowed = edge_toml("mallory", "mallory-token", &["mallory/"], &["mallory/"]);
     hub.set_edges(&edges_with_mallory(&narrowed));
     m.timeout = Duration::from_secs(10);
     assert_error(&m.until_end().await, "config_changed");

@@ -5,6 +5,13 @@
 //! [`Answer`]. Every receive is bounded ([`Hostile::timeout`], a few
 //! seconds by default), so no attack test can hang.
 //!
+//! Protocol 3: an identity with a key in this process
+//! ([`crate::keys::key_for`]) says a key `Hello`, answers the hub's
+//! `Challenge` with a `Proof` ([`Hostile::auto_prove`]) and signs every push
+//! as the next link of its chain; [`Hostile::push_signed`] sends any `seq`,
+//! `prev` and signature instead. An identity without a key says a token
+//! `Hello` (development mode).
+//!
 //! ```text
 //! let mut m = Hostile::connect(&url).await?;
 //! let w = m.hello("mallory", "mallory-token", DbId::random(), 0).await?;
@@ -20,14 +27,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use std::sync::Arc;
+
 use outpost::DbId;
+use outpost::keys::{KeyPair, Signer};
+use outpost::sync::frame::AuthMode;
+use outpost::sync::signed::{AuthContext, BatchManifest, GENESIS, auth_message};
 use outpost::sync::{Frame, WireDoc, WireGrant};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-pub use raw::{RawDoc, RawVer, cv, doc, docv, live, new_db_id, now_ms, push_frame, tombstone};
+pub use raw::{
+    RawDoc, RawVer, cv, doc, docv, live, new_db_id, now_ms, push_frame, push_frame_signed,
+    tombstone,
+};
 
 /// The default bound of one receive.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
@@ -139,6 +154,21 @@ pub struct Welcome {
     pub pending: u64,
     /// The grant (version 2).
     pub grant: Option<WireGrant>,
+    /// The last batch of the identity's chain the hub accepted (version 3).
+    pub batch_seq: u64,
+    /// Its hash.
+    pub batch_head: [u8; 32],
+}
+
+/// A `Challenge` the hub sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// The version bound into the proof.
+    pub version: u16,
+    /// The nonce.
+    pub nonce: [u8; 32],
+    /// The hub database's id.
+    pub hub_id: DbId,
 }
 
 /// One received frame, or why there was none.
@@ -177,6 +207,26 @@ pub struct Hostile {
     pub auto_ack: bool,
     /// Edge etag of the next push's `upto`.
     pub push_upto: u64,
+    /// The key this client proves and signs with (key and enrollment
+    /// sessions). [`Hostile::hello`] takes the identity's registered key
+    /// ([`crate::keys::registered`]) when this is `None`.
+    pub key: Option<Arc<KeyPair>>,
+    /// Say a token `Hello` even when the identity has a key.
+    pub token_mode: bool,
+    /// Answer a `Challenge` with a `Proof` by [`Hostile::key`] (else the
+    /// challenge is returned as `Answer::Unexpected`).
+    pub auto_prove: bool,
+    /// The last `Challenge` received.
+    pub challenge: Option<Challenge>,
+    /// How the last `Hello` authenticated.
+    pub auth: AuthMode,
+    /// Database and identity of the last `Hello` (bound into the proof).
+    pub claimed: (String, String),
+    /// The chain head as this client knows it (from `Welcome`, moved by
+    /// each acknowledged signed push).
+    pub chain: (u64, [u8; 32]),
+    /// The link the last signed push would move the chain to.
+    pending_link: Option<(u64, [u8; 32])>,
 }
 
 impl std::fmt::Debug for Hostile {
@@ -241,6 +291,14 @@ impl Hostile {
             live: false,
             auto_ack: true,
             push_upto: 0,
+            key: None,
+            token_mode: false,
+            auto_prove: true,
+            challenge: None,
+            auth: AuthMode::Token,
+            claimed: (String::new(), String::new()),
+            chain: (0, GENESIS),
+            pending_link: None,
         })
     }
 
@@ -288,18 +346,91 @@ impl Hostile {
         }
     }
 
-    /// The `Hello` frame of this client (protocol 1 to 2, database `main`).
+    /// A token `Hello` (protocol 3, database `main`; development mode).
     pub fn hello_frame(identity: &str, token: &str, db_id: DbId, pull_checkpoint: u64) -> Frame {
         Frame::Hello {
-            min_version: 1,
-            max_version: 2,
+            min_version: 3,
+            max_version: 3,
             db_id,
             database: "main".into(),
             identity: identity.into(),
             credential: token.into(),
             pull_checkpoint,
             checkpoint_hub: DbId([0; 16]),
+            auth: AuthMode::Token,
+            key: Vec::new(),
         }
+    }
+
+    /// A key `Hello` presenting `key` (protocol 3, database `main`).
+    pub fn hello_key_frame(
+        identity: &str,
+        key: &KeyPair,
+        db_id: DbId,
+        pull_checkpoint: u64,
+    ) -> Frame {
+        Frame::Hello {
+            min_version: 3,
+            max_version: 3,
+            db_id,
+            database: "main".into(),
+            identity: identity.into(),
+            credential: String::new(),
+            pull_checkpoint,
+            checkpoint_hub: DbId([0; 16]),
+            auth: AuthMode::Key,
+            key: key.public_key().as_bytes().to_vec(),
+        }
+    }
+
+    /// An enrollment `Hello`: redeem `code` for `key` (database `main`).
+    pub fn hello_enroll_frame(identity: &str, key: &KeyPair, code: &str, db_id: DbId) -> Frame {
+        Frame::Hello {
+            min_version: 3,
+            max_version: 3,
+            db_id,
+            database: "main".into(),
+            identity: identity.into(),
+            credential: code.into(),
+            pull_checkpoint: 0,
+            checkpoint_hub: DbId([0; 16]),
+            auth: AuthMode::Enroll,
+            key: key.public_key().as_bytes().to_vec(),
+        }
+    }
+
+    /// The proof of this session's challenge by `key`, for the claimed
+    /// database and identity (any of which a test may change).
+    pub fn proof(
+        key: &KeyPair,
+        c: &Challenge,
+        database: &str,
+        identity: &str,
+        edge_db: DbId,
+    ) -> Vec<u8> {
+        let msg = auth_message(&AuthContext {
+            version: c.version,
+            hub_id: c.hub_id,
+            nonce: c.nonce,
+            database,
+            identity,
+            edge_db,
+            key: key.public_key(),
+        });
+        key.sign(&msg).expect("sign")
+    }
+
+    /// `key`'s signature of a batch (what an honest edge signs).
+    pub fn sign_batch(
+        key: &KeyPair,
+        device: DbId,
+        seq: u64,
+        prev: [u8; 32],
+        upto: u64,
+        docs: &[WireDoc],
+    ) -> Vec<u8> {
+        let m = BatchManifest::of(device, seq, prev, upto, docs);
+        key.sign(&m.message()).expect("sign")
     }
 
     /// Connects and says `Hello` like an honest client that backs off: a
@@ -339,15 +470,30 @@ impl Hostile {
         db_id: DbId,
         pull_checkpoint: u64,
     ) -> Result<Welcome, Answer> {
-        self.hello_with(Self::hello_frame(identity, token, db_id, pull_checkpoint))
-            .await
+        if self.key.is_none() && !self.token_mode {
+            self.key = crate::keys::registered(identity);
+        }
+        let frame = match (&self.key, self.token_mode) {
+            (Some(k), false) => Self::hello_key_frame(identity, k, db_id, pull_checkpoint),
+            _ => Self::hello_frame(identity, token, db_id, pull_checkpoint),
+        };
+        self.hello_with(frame).await
     }
 
     /// Sends a prepared `Hello` (any checkpoint hub, versions…) and waits
     /// for `Welcome`.
     pub async fn hello_with(&mut self, hello: Frame) -> Result<Welcome, Answer> {
-        if let Frame::Hello { db_id, .. } = &hello {
+        if let Frame::Hello {
+            db_id,
+            auth,
+            database,
+            identity,
+            ..
+        } = &hello
+        {
             self.db_id = *db_id;
+            self.auth = *auth;
+            self.claimed = (database.clone(), identity.clone());
         }
         if let Err(e) = self.send(&hello).await {
             return Err(Answer::Closed(e));
@@ -387,6 +533,8 @@ impl Hostile {
                 hub_last_etag,
                 pending,
                 grant,
+                batch_seq,
+                batch_head,
                 ..
             } => {
                 let w = Welcome {
@@ -396,7 +544,10 @@ impl Hostile {
                     hub_last_etag,
                     pending,
                     grant,
+                    batch_seq,
+                    batch_head,
                 };
+                self.chain = (batch_seq, batch_head);
                 self.push_upto = push_checkpoint;
                 self.welcome = Some(w.clone());
                 Some(Answer::Welcome(w))
@@ -427,17 +578,49 @@ impl Hostile {
                 None
             }
             Frame::Pong { .. } => None,
+            Frame::Challenge {
+                version,
+                nonce,
+                hub_id,
+            } => {
+                let c = Challenge {
+                    version,
+                    nonce,
+                    hub_id,
+                };
+                self.challenge = Some(c.clone());
+                match (&self.key, self.auto_prove) {
+                    (Some(k), true) => {
+                        let (database, identity) = self.claimed.clone();
+                        let signature = Self::proof(k, &c, &database, &identity, self.db_id);
+                        if let Err(e) = self.send(&Frame::Proof { signature }).await {
+                            return Some(Answer::Closed(e));
+                        }
+                        None
+                    }
+                    _ => Some(Answer::Unexpected(Box::new(Frame::Challenge {
+                        version,
+                        nonce,
+                        hub_id,
+                    }))),
+                }
+            }
             Frame::PushAck {
                 upto,
                 applied,
                 conflicts,
                 resolved,
-            } => Some(Answer::PushAck {
-                upto,
-                applied,
-                conflicts,
-                resolved,
-            }),
+            } => {
+                if let Some(link) = self.pending_link.take() {
+                    self.chain = link;
+                }
+                Some(Answer::PushAck {
+                    upto,
+                    applied,
+                    conflicts,
+                    resolved,
+                })
+            }
             Frame::PushRejected {
                 upto,
                 code,
@@ -507,12 +690,86 @@ impl Hostile {
         r
     }
 
+    /// Whether this session signs its pushes (a key or enrollment session
+    /// with a key).
+    pub fn signs(&self) -> bool {
+        self.auth != AuthMode::Token && self.key.is_some()
+    }
+
     /// Pushes `docs` (through the real encoder) with the next `upto` and
-    /// waits for the answer.
+    /// waits for the answer; in a key session signed as the next link of
+    /// the chain, like an honest edge.
     pub async fn push(&mut self, docs: Vec<WireDoc>) -> Answer {
         self.push_upto += 1;
+        let upto = self.push_upto;
+        if !self.signs() {
+            return self.push_signed(docs, upto, 0, GENESIS, Vec::new()).await;
+        }
+        let (seq, prev) = (self.chain.0 + 1, self.chain.1);
+        let key = self.key.clone().expect("a key");
+        let signature = Self::sign_batch(&key, self.db_id, seq, prev, upto, &docs);
+        self.push_signed(docs, upto, seq, prev, signature).await
+    }
+
+    /// `Push` frames of `batches` ((upto, docs) each) that continue this
+    /// session's chain one after the other, signed like an honest edge's
+    /// (unsigned in a token session); sent with [`Hostile::send`] they do
+    /// not move [`Hostile::chain`].
+    pub fn signed_pushes(&self, batches: Vec<(u64, Vec<WireDoc>)>) -> Vec<Frame> {
+        let (mut seq, mut prev) = self.chain;
+        let mut out = Vec::with_capacity(batches.len());
+        for (upto, docs) in batches {
+            let Some(key) = self.key.as_ref().filter(|_| self.signs()) else {
+                out.push(Frame::Push {
+                    upto,
+                    seq: 0,
+                    prev: GENESIS,
+                    signature: Vec::new(),
+                    docs,
+                });
+                continue;
+            };
+            seq += 1;
+            let signature = Self::sign_batch(key, self.db_id, seq, prev, upto, &docs);
+            let next = BatchManifest::of(self.db_id, seq, prev, upto, &docs).hash();
+            out.push(Frame::Push {
+                upto,
+                seq,
+                prev,
+                signature,
+                docs,
+            });
+            prev = next;
+        }
+        out
+    }
+
+    /// One [`Hostile::signed_pushes`] frame.
+    pub fn signed_push_frame(&self, upto: u64, docs: Vec<WireDoc>) -> Frame {
+        self.signed_pushes(vec![(upto, docs)]).remove(0)
+    }
+
+    /// Sends a `Push` with exactly these fields and waits for the answer
+    /// (a `PushAck` moves [`Hostile::chain`] to this batch).
+    pub async fn push_signed(
+        &mut self,
+        docs: Vec<WireDoc>,
+        upto: u64,
+        seq: u64,
+        prev: [u8; 32],
+        signature: Vec<u8>,
+    ) -> Answer {
+        self.pending_link = (seq > 0).then(|| {
+            (
+                seq,
+                BatchManifest::of(self.db_id, seq, prev, upto, &docs).hash(),
+            )
+        });
         let f = Frame::Push {
-            upto: self.push_upto,
+            upto,
+            seq,
+            prev,
+            signature,
             docs,
         };
         if let Err(e) = self.send(&f).await {
@@ -529,11 +786,30 @@ impl Hostile {
         self.answer().await
     }
 
-    /// Pushes raw documents ([`RawDoc`]) and waits for the answer.
+    /// Pushes raw documents ([`RawDoc`]) and waits for the answer; in a key
+    /// session signed over what the hub will decode (when it decodes at
+    /// all), so the documents' own faults are what is tested.
     pub async fn push_raw(&mut self, docs: &[RawDoc]) -> Answer {
         self.push_upto += 1;
-        let b = push_frame(self.push_upto, docs, None);
-        self.push_bytes(b).await
+        let upto = self.push_upto;
+        if !self.signs() {
+            return self.push_bytes(push_frame(upto, docs, None)).await;
+        }
+        let (seq, prev) = (self.chain.0 + 1, self.chain.1);
+        let unsigned = push_frame_signed(upto, seq, prev, &[], docs, None);
+        let signature = match Frame::decode(&unsigned, usize::MAX) {
+            Ok(Frame::Push { docs: wire, .. }) => {
+                let key = self.key.clone().expect("a key");
+                self.pending_link = Some((
+                    seq,
+                    BatchManifest::of(self.db_id, seq, prev, upto, &wire).hash(),
+                ));
+                Self::sign_batch(&key, self.db_id, seq, prev, upto, &wire)
+            }
+            _ => Vec::new(),
+        };
+        self.push_bytes(push_frame_signed(upto, seq, prev, &signature, docs, None))
+            .await
     }
 
     /// Waits for the session to end: the `Error` or closing that ends it

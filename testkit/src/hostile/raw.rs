@@ -77,11 +77,28 @@ impl RawDoc {
     }
 }
 
-/// A `Push` frame of raw documents; `count` overrides the document count.
+/// A `Push` frame of raw documents, unsigned (a token session's: seq 0,
+/// no signature); `count` overrides the document count.
 pub fn push_frame(upto: u64, docs: &[RawDoc], count: Option<u32>) -> Vec<u8> {
+    push_frame_signed(upto, 0, [0; 32], &[], docs, count)
+}
+
+/// A `Push` frame of raw documents with this place in the chain and
+/// signature (protocol 3 layout).
+pub fn push_frame_signed(
+    upto: u64,
+    seq: u64,
+    prev: [u8; 32],
+    signature: &[u8],
+    docs: &[RawDoc],
+    count: Option<u32>,
+) -> Vec<u8> {
     let mut w = Vec::new();
     w.put_u8(6);
     w.put_u64(upto);
+    w.put_u64(seq);
+    w.extend_from_slice(&prev);
+    w.put_bytes16(signature);
     w.put_u32(count.unwrap_or(docs.len() as u32));
     for d in docs {
         d.put(&mut w);
