@@ -495,7 +495,6 @@ impl EdgeSession {
                 // new device database is the way out, not a retry.
                 // `bad_signature`: this edge's signatures do not verify
                 // (its key is not the one enrolled): retrying cannot help.
-                // `revoked`: the operator revoked this identity.
                 let fatal = matches!(
                     code.as_str(),
                     "unauthorized"
