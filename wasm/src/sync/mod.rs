@@ -10,6 +10,15 @@
 //! module's [`Shell`] as its effects: storage actions run through
 //! [`edge_storage`] on the handle's database.
 //!
+//! **Identity.** A session proves the identity's key (kept by
+//! [`crate::keys`], loaded before each connection by [`auth`]): the
+//! handshake's challenge and every pushed batch are signed with WebCrypto
+//! (`Shell::sign`). With an enrollment code the first session redeems it
+//! for the key (made if there is none) and the following ones use the key
+//! alone (`Shell::enrolled`, event `"enrolled"`); with a credential, a
+//! token (the hub's development mode). A hub's refusal (`unauthorized`,
+//! `revoked`, ...) is fatal: the status becomes `{ state: "error", code }`.
+//!
 //! **Waking.** The replication learns of this tab's commits from the engine's
 //! commit observer ([`Database::watch_commits`]), minus the batches it
 //! applied itself; other tabs' writes come through the package's
