@@ -1,8 +1,18 @@
 //! `outpost-hub audit`: verify, export and question the audit trail of the
 //! hub's databases (`docs/audit.md`), with the hub stopped (the databases
 //! are opened read-only; a running hub holds them and the command says so).
+//!
+//! `verify` checks the hash chain of the entries, then every signed
+//! accepted batch: its signature (P-256 over the batch's canonical bytes,
+//! recomputed from the entry's manifest) and its place in its identity's
+//! chain of batches (numbers consecutive from 1, each naming the hash of the
+//! identity's previous accepted batch).
 
+use std::collections::BTreeMap;
 use std::io::Write;
+
+use outpost::keys::Verifier;
+use outpost::sync::signed::{BatchManifest, GENESIS};
 
 use outpost::db::{AuditBad, AuditPush};
 use outpost::{AuditEntry, AuditKind, ChangeVector};
@@ -26,6 +36,8 @@ pub struct Verified {
     pub head: String,
     /// The first bad entry.
     pub first_bad: Option<AuditBad>,
+    /// Signed batches whose signature and chain link verified.
+    pub signed: u64,
 }
 
 /// Opens database `name` of `config` read-only, with a clear error when it
@@ -49,7 +61,9 @@ pub async fn open(config: &Config, name: &str) -> Result<DbHandle> {
         })
 }
 
-/// Verifies the chain of `db` (see `Snapshot::verify_audit_chain`).
+/// Verifies the chain of `db` (see `Snapshot::verify_audit_chain`), then
+/// the signature and chain link of every signed accepted batch in it
+/// ([`Signatures`]); the first bad entry of either is reported.
 pub async fn verify(db: &DbHandle) -> Result<Verified> {
     let r = db
         .db
@@ -59,20 +73,127 @@ pub async fn verify(db: &DbHandle) -> Result<Verified> {
             database: db.name.clone(),
             source,
         })?;
-    Ok(Verified {
+    let mut v = Verified {
         database: db.name.clone(),
         entries: r.entries,
         head: outpost::db::hex_of(&r.head),
         first_bad: r.first_bad,
+        signed: 0,
+    };
+    // Only the entries the hash chain vouches for.
+    let upto = v.first_bad.as_ref().map_or(u64::MAX, |b| b.seq);
+    let mut sigs = Signatures::new(outpost::keys::P256Verifier);
+    let mut bad: Option<AuditBad> = None;
+    let walked = each_entry(db, |e| {
+        if bad.is_none() && e.seq < upto {
+            bad = sigs.check(e);
+        }
+        Ok(())
     })
+    .await;
+    // A damaged page the chain check already named stops the walk there.
+    if let Err(e) = walked
+        && v.first_bad.is_none()
+    {
+        return Err(e);
+    }
+    v.signed = sigs.verified;
+    if let Some(b) = bad {
+        // Entries before it verified.
+        v.entries = b.seq - 1;
+        v.first_bad = Some(b);
+    }
+    Ok(v)
+}
+
+/// Checks signed accepted batches entry by entry: each signature under its
+/// recorded key, and each identity's chain of batches.
+#[derive(Debug)]
+pub struct Signatures<V: Verifier> {
+    verifier: V,
+    /// Per identity: the last signed batch's number and hash.
+    heads: BTreeMap<String, (u64, [u8; 32])>,
+    /// Signed batches verified so far.
+    pub verified: u64,
+}
+
+impl<V: Verifier> Signatures<V> {
+    /// A checker with this verifier.
+    pub fn new(verifier: V) -> Self {
+        Signatures {
+            verifier,
+            heads: BTreeMap::new(),
+            verified: 0,
+        }
+    }
+
+    /// Checks entry `e` (only signed `push_accepted` entries are looked
+    /// at); `Some` names what is wrong with it.
+    pub fn check(&mut self, e: &AuditEntry) -> Option<AuditBad> {
+        if e.kind != AuditKind::PushAccepted {
+            return None;
+        }
+        let bad = |reason: String| {
+            Some(AuditBad {
+                seq: e.seq,
+                reason,
+                page_damaged: false,
+            })
+        };
+        let p = match serde_json::from_slice::<AuditPush>(&e.payload) {
+            Ok(p) => p,
+            Err(err) => return bad(format!("the accepted batch's record does not parse: {err}")),
+        };
+        let (m, key, signature) = match BatchManifest::from_audit(&p) {
+            Ok(Some(x)) => x,
+            Ok(None) => return None,
+            Err(why) => return bad(format!("signed batch of {}: {why}", p.identity)),
+        };
+        if p.key_id != key.fingerprint() {
+            return bad(format!(
+                "signed batch {} of {}: key_id {} is not the fingerprint of its public key ({})",
+                m.seq,
+                p.identity,
+                p.key_id,
+                key.fingerprint()
+            ));
+        }
+        if !self.verifier.verify(&key, &m.message(), &signature) {
+            return bad(format!(
+                "signed batch {} of {}: the signature does not verify under key {} (the record was changed after signing, or signed by another key)",
+                m.seq,
+                p.identity,
+                key.fingerprint()
+            ));
+        }
+        let (last_seq, last_hash) = self.heads.get(&p.identity).copied().unwrap_or((0, GENESIS));
+        if m.seq != last_seq + 1 {
+            return bad(format!(
+                "signed batch {} of {}: out of sequence (the identity's previous accepted batch in the trail is number {last_seq})",
+                m.seq, p.identity
+            ));
+        }
+        if m.prev != last_hash {
+            return bad(format!(
+                "signed batch {} of {}: its prev {} is not the hash of the identity's previous accepted batch ({})",
+                m.seq,
+                p.identity,
+                outpost::db::hex_of(&m.prev),
+                outpost::db::hex_of(&last_hash)
+            ));
+        }
+        self.heads.insert(p.identity.clone(), (m.seq, m.hash()));
+        self.verified += 1;
+        None
+    }
 }
 
 /// One line of `audit verify` for `v`.
 pub fn render_verified(v: &Verified) -> String {
     match &v.first_bad {
         None => format!(
-            "database {}: {} audit entries verified; chain head {}",
-            v.database, v.entries, v.head
+            "database {}: {} audit entries verified ({} signed batches: signatures and chains); chain head {}",
+            v.database, v.entries, v.signed, v.head
         ),
         Some(b) => format!(
             "database {}: audit entry {} is BAD: {} ({} entries before it verified)",
@@ -197,6 +318,10 @@ pub struct Author {
     pub upto: u64,
     /// The key that signed it (empty: no key; token identity).
     pub key_id: String,
+    /// That key whole (`p256:` + hex; empty: unsigned).
+    pub public_key: String,
+    /// The batch's number in the identity's chain (0: unsigned).
+    pub batch_seq: u64,
     /// The version's change vector as pushed.
     pub change_vector: String,
     /// Whether the version was a deletion.
@@ -228,6 +353,8 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
                         device: p.device.clone(),
                         upto: p.upto,
                         key_id: p.key_id.clone(),
+                        public_key: p.public_key.clone(),
+                        batch_seq: p.seq,
                         change_vector: v.change_vector.clone(),
                         deleted: v.deleted,
                     });
@@ -243,9 +370,12 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
 /// The text of one [`Author`].
 pub fn render_author(a: &Author) -> String {
     let key = if a.key_id.is_empty() {
-        "none (token identity)".to_string()
+        "none (unsigned: a token session, development mode)".to_string()
     } else {
-        a.key_id.clone()
+        format!(
+            "{} (signed batch {}; public key {})",
+            a.key_id, a.batch_seq, a.public_key
+        )
     };
     format!(
         "  version {}{}\n    written by identity {}, device {}\n    in the push up to edge etag {}, accepted {} (audit entry {})\n    key: {}\n",

@@ -190,7 +190,7 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
     // Everything, in order.
     let all = export(&dir, &[]);
     assert!(
-        stdout.contains("database main: 6 audit entries verified"),
+        stdout.contains("database main: 6 audit entries verified (3 signed batches"),
         "{stdout}{all:#?}"
     );
     assert_eq!(all.len(), 6, "{all:#?}");
@@ -210,9 +210,14 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
     let rec = &a[0]["record"];
     assert_eq!(rec["identity"], "alice");
     assert_eq!(rec["device"], adb.db_id().to_string());
+    // Signed by alice's key: the key, the signature, her chain's first link.
+    let alice_key = keys::public_key("alice");
+    assert_eq!(rec["key_id"], alice_key.fingerprint());
+    assert_eq!(rec["public_key"], alice_key.to_text());
+    assert_eq!(rec["signature"].as_str().unwrap().len(), 128);
     assert_eq!(
-        (rec["key_id"].as_str(), rec["signature"].as_str()),
-        (Some(""), Some(""))
+        (rec["seq"].as_u64(), rec["prev"].as_str()),
+        (Some(1), Some("0".repeat(64).as_str()))
     );
     let ids: Vec<&str> = rec["docs"]
         .as_array()
@@ -290,17 +295,28 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
     let who = text(&out.stdout);
     assert!(who.contains("written by identity bob"), "{who}");
     assert!(who.contains(&format!("device {}", bdb.db_id())), "{who}");
-    assert!(who.contains("key: none (token identity)"), "{who}");
+    let bob_key = keys::public_key("bob");
+    assert!(
+        who.contains(&format!(
+            "key: {} (signed batch 1; public key {})",
+            bob_key.fingerprint(),
+            bob_key.to_text()
+        )),
+        "{who}"
+    );
     let a1 = adb.get("notes/a1").await.unwrap().unwrap();
     let cv = a1.meta.change_vector.to_text();
-    let out = hub_cmd(&dir, &["audit", "who", "notes/a1", "--cv", &cv]);
+    let out = hub_cmd(&dir, &["audit", "who", "notes/a1", &format!("--cv={cv}")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let who = text(&out.stdout);
     assert!(who.contains("written by identity alice"), "{who}");
     assert!(who.contains(&format!("device {}", adb.db_id())), "{who}");
     // A version no push carried, and a document never pushed.
     let other = format!("{}:99", adb.db_id());
-    let out = hub_cmd(&dir, &["audit", "who", "notes/a1", "--cv", &other]);
+    let out = hub_cmd(
+        &dir,
+        &["audit", "who", "notes/a1", &format!("--cv={other}")],
+    );
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("no accepted push"),
@@ -340,4 +356,130 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Copies the files of `from` into a new directory `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for f in std::fs::read_dir(from).unwrap() {
+        let f = f.unwrap();
+        if f.file_type().unwrap().is_file() {
+            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+        }
+    }
+}
+
+/// A signed batch's entry that was changed or added after the fact, through
+/// the engine (so the hash chain of the entries is intact and only the
+/// signature checks can tell): a flipped signature byte, a batch re-signed
+/// by another key (under its own key, or presented as alice's), a batch
+/// replayed into the trail. `audit verify` fails and names the entry and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_a_changed_signature_a_foreign_key_and_a_replayed_batch() {
+    use outpost::db::{AuditKind, AuditPush, encode_record};
+    use outpost::keys::Signer;
+    use outpost::sync::signed::BatchManifest;
+
+    let tmp = TempDir::new(std::env::temp_dir(), "outpost-audit-sig");
+    let dir: PathBuf = tmp.join("hub");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = format!(
+        "listen = \"127.0.0.1:{}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n{}",
+        free_port(),
+        key_edge_toml("alice", &["notes/"], &["notes/"])
+    );
+    std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
+    let hub = HubProcess::start(BIN, &dir, &[]);
+    let url = format!("ws://{}/sync", hub.addr());
+    let adb = open_edge_db(&tmp.join("alice")).await;
+    let ca = client(&adb, &url, "alice", "");
+    wait_live(&ca).await;
+    for i in 0..2 {
+        adb.put_with(&format!("notes/{i}"), json!({"i": i}), opts())
+            .await
+            .unwrap();
+        ca.local_changed();
+        wait_until("the note is acknowledged", || async {
+            ca.counters()
+                .docs_pushed
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == i + 1
+        })
+        .await;
+    }
+    ca.stop().await;
+    hub.terminate();
+    let out = hub_cmd(&dir, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let all = export(&dir, &[]);
+    let n = all.len() as u64;
+    let last: AuditPush = serde_json::from_value(
+        all.iter()
+            .rev()
+            .find(|l| l["kind"] == "push_accepted")
+            .unwrap()["record"]
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(last.key_id, keys::public_key("alice").fingerprint());
+
+    let (m, _, _) = BatchManifest::from_audit(&last).unwrap().unwrap();
+    let other = keys::fresh_key();
+    let resigned = outpost::codec::to_hex(&other.sign(&m.message()).unwrap());
+    let flipped = {
+        let mut p = last.clone();
+        let c = if p.signature.starts_with('0') {
+            "1"
+        } else {
+            "0"
+        };
+        p.signature.replace_range(0..1, c);
+        p
+    };
+    let foreign_as_alice = AuditPush {
+        signature: resigned.clone(),
+        ..last.clone()
+    };
+    let foreign_own_key = AuditPush {
+        signature: resigned,
+        public_key: other.public_key().to_text(),
+        key_id: other.public_key().fingerprint(),
+        ..last.clone()
+    };
+    let data = dir.join("data/main");
+    let backup = tmp.join("backup");
+    copy_dir(&data, &backup);
+    for (what, record, reason) in [
+        ("a flipped signature byte", flipped, "does not verify"),
+        (
+            "re-signed by another key",
+            foreign_as_alice,
+            "does not verify",
+        ),
+        (
+            "another key's own batch",
+            foreign_own_key,
+            "out of sequence",
+        ),
+        ("a replayed batch", last.clone(), "out of sequence"),
+    ] {
+        copy_dir(&backup, &data);
+        let h = outpost_hub::DbHandle::open("main", &data).await.unwrap();
+        let mut b = Batch::new();
+        b.audit(AuditKind::PushAccepted, encode_record(&record));
+        h.db.commit(b).await.unwrap();
+        h.close().await.unwrap();
+        let out = hub_cmd(&dir, &["audit", "verify"]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{what}: {}", text(&out.stdout));
+        assert!(
+            err.contains(&format!("audit entry {} is BAD", n + 1)) && err.contains(reason),
+            "{what}: {err}"
+        );
+        assert!(
+            err.contains(&format!("({n} entries before it verified)")),
+            "{what}: {err}"
+        );
+    }
 }

@@ -207,6 +207,108 @@ fn serves_the_demo_site() {
     assert_eq!(server.get("/%2e%2e/secret.txt").0, 400);
 }
 
+/// `init --demo` issues enrollment codes (printed, and in a 0600 file);
+/// `edge enroll`, `edge revoke`, `edge list` and `keygen` from the command
+/// line; bad keys and durations are refused with the field named.
+#[test]
+fn enrollment_codes_revocation_and_keys_from_the_command_line() {
+    let dir = temp_dir("keys");
+    let out = run_ok(&dir, &["init", "--demo"]);
+    let printed = text(&out.stdout);
+    let file = dir.path().join("enroll-codes.txt");
+    let listed = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(printed, listed);
+    assert!(
+        listed.starts_with("alice ") && listed.contains("\nbob "),
+        "{listed}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let config = std::fs::read_to_string(dir.config()).unwrap();
+    assert!(!config.contains("token_sha256 = \"") || config.contains("[admin]"));
+    assert!(
+        !config.lines().any(|l| l.trim() == "[dev]"),
+        "no tokens in the demo:\n{config}"
+    );
+    let list = text(&run_ok(&dir, &["edge", "list"]).stdout);
+    assert!(list.contains("IDENTITY"), "{list}");
+    assert!(list.contains("enrollment pending until"), "{list}");
+
+    // A key file: the public key printed, never overwritten.
+    let key = text(&run_ok(&dir, &["keygen", "me.key"]).stdout)
+        .trim()
+        .to_string();
+    assert!(key.starts_with("p256:"), "{key}");
+    let again = run(&dir, &["keygen", "me.key"]);
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("already exists"));
+    run_ok(
+        &dir,
+        &["edge", "add", "kiosk", "--read", "menu/", "--pubkey", &key],
+    );
+    let list = text(&run_ok(&dir, &["edge", "list"]).stdout);
+    let fp = &list
+        .lines()
+        .find(|l| l.starts_with("kiosk"))
+        .unwrap()
+        .to_string();
+    assert!(fp.contains("key "), "{list}");
+
+    // Revoked, then re-enrolled (a new code; the key is dropped).
+    run_ok(&dir, &["edge", "revoke", "kiosk"]);
+    let list = text(&run_ok(&dir, &["edge", "list"]).stdout);
+    assert!(list.contains("REVOKED, key "), "{list}");
+    let out = run_ok(&dir, &["edge", "enroll", "kiosk", "--expires", "2h"]);
+    let code = text(&out.stdout).trim().to_string();
+    assert_eq!(code.len(), 35, "{code}");
+    let list = text(&run_ok(&dir, &["edge", "list"]).stdout);
+    let row = list.lines().find(|l| l.starts_with("kiosk")).unwrap();
+    assert!(
+        row.contains("enrollment pending until")
+            && !row.contains("REVOKED")
+            && !row.contains("key "),
+        "{row}"
+    );
+
+    // Refusals name what is wrong.
+    for (args, needle) in [
+        (
+            vec!["edge", "add", "x", "--read", "a/", "--pubkey", "p256:04zz"],
+            "--pubkey",
+        ),
+        (
+            vec!["edge", "add", "x", "--read", "a/", "--expires", "3w"],
+            "--expires",
+        ),
+        (vec!["edge", "revoke", "nobody"], "no edge named"),
+        (vec!["edge", "enroll", "nobody"], "no edge named"),
+    ] {
+        let out = run(&dir, &args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // A token in the file without [dev]: the load error says how to fix it.
+    append(
+        &dir.config(),
+        "\n[[edge]]\nname = \"t\"\ntoken_sha256 = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\ndatabase = \"main\"\n",
+    );
+    let out = run(&dir, &["edge", "list"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("token_sha256") && err.contains("[dev] tokens = true"),
+        "{err}"
+    );
+}
+
 #[test]
 fn edge_changes_and_bad_edits_reload_live() {
     let dir = temp_dir("reload");
@@ -220,14 +322,21 @@ fn edge_changes_and_bad_edits_reload_live() {
             "edge", "add", "carol", "--read", "notes/", "todo/", "--write", "notes/",
         ],
     );
-    let token = text(&out.stdout).trim().to_string();
-    assert_eq!(token.len(), 64, "{token}");
-    assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
-    assert!(text(&out.stderr).contains("only its SHA-256 is stored"));
-    let config = std::fs::read_to_string(dir.config()).unwrap();
-    assert!(!config.contains(&token), "the token itself is never stored");
+    // An enrollment code: printed once, only its SHA-256 stored.
+    let code = text(&out.stdout).trim().to_string();
+    assert_eq!(code.len(), 35, "{code}");
+    assert!(code.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+    let said = text(&out.stderr);
+    assert!(said.contains("only its SHA-256 is stored"), "{said}");
     assert!(
-        config.contains("# token: alice-demo-token"),
+        said.contains("db.enroll"),
+        "how the edge redeems it: {said}"
+    );
+    let config = std::fs::read_to_string(dir.config()).unwrap();
+    assert!(!config.contains(&code), "the code itself is never stored");
+    assert!(config.contains("enroll_code_sha256"), "{config}");
+    assert!(
+        config.contains("# Two demo edges, alice and bob"),
         "comments kept"
     );
 
@@ -240,8 +349,9 @@ fn edge_changes_and_bad_edits_reload_live() {
     server.wait_log("configuration reloaded");
     server.wait_status("3 edges", |s| s["edges_configured"] == 3);
 
-    // A known token, then a removal.
-    run_ok(
+    // Tokens are development mode: refused here. A registered key, then
+    // a removal.
+    let out = run(
         &dir,
         &[
             "edge",
@@ -252,6 +362,20 @@ fn edge_changes_and_bad_edits_reload_live() {
             "--token",
             "dave-token",
         ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("[dev] tokens = true"),
+        "{}",
+        text(&out.stderr)
+    );
+    let key = text(&run_ok(&dir, &["keygen", "dave.key"]).stdout)
+        .trim()
+        .to_string();
+    assert!(key.starts_with("p256:04") && key.len() == 135, "{key}");
+    run_ok(
+        &dir,
+        &["edge", "add", "dave", "--read", "*", "--pubkey", &key],
     );
     server.wait_status("4 edges", |s| s["edges_configured"] == 4);
     run_ok(&dir, &["edge", "remove", "bob"]);
