@@ -649,3 +649,17 @@ test(`initial sync of ${BULK.toLocaleString("en")} documents: the page stays res
   assert.ok(progress.size >= 5, `progress seen only at ${[...progress].join(", ")}`);
   assert.deepEqual(pageErrors, []);
 });
+
+test("the hub's audit trail: every batch the browsers signed verifies, and names the key that signed it", async () => {
+  // The audit commands read the hub's database: the hub stops first (the
+  // last test of this file).
+  const bob = await laptops.B.page.evaluate(() => window.demo.db.identity("bob"));
+  await hub.stop();
+  const verify = hubCli("audit", "verify");
+  const m = /(\d+) signed batches/.exec(verify);
+  assert.ok(m && Number(m[1]) > 0, verify);
+  // bob's note written after his database was wiped: pushed by bob, signed with his browser's key.
+  const who = hubCli("audit", "who", "notes/after-wipe");
+  assert.match(who, /bob/, who);
+  assert.ok(who.includes(bob.fingerprint), `bob's key ${bob.fingerprint} in:\n${who}`);
+});
