@@ -5,8 +5,10 @@
 // code and a used one are refused with "unauthorized"; the hub records the
 // keys in its configuration) and replicate through a real hub process,
 // every session proving the key: both ways, a refused write, a conflict
-// kept by the "manual" policy and resolved in one of them. A third syncs
-// with a token (the hub's development mode). Node before 22 has no global WebSocket: there the replication
+// kept by the "manual" policy and resolved in one of them; revoked by the
+// operator (`outpost-hub edge revoke`), bob's live session ends with the
+// status code "revoked". A third syncs with a token (the hub's development
+// mode). Node before 22 has no global WebSocket: there the replication
 // part runs in a child process with --experimental-websocket.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -176,11 +178,22 @@ await b.resolve("notes/1", { text: "merged" });
 await wait("resolution at a", async () => (await a.conflicts()).length === 0 && (await a.get("notes/1")).text === "merged");
 if ((await b.conflicts()).length !== 0) throw new Error("b still conflicted");
 if (!statuses.includes("offline")) throw new Error("statuses: " + statuses);
+// The operator revokes bob: his live session ends with the status code
+// "revoked", and an enrollment as bob is refused the same way; alice goes on.
+const { execFileSync } = await import("node:child_process");
+execFileSync(process.env.HUB, ["--config", process.env.CFG, "edge", "revoke", "bob"], { stdio: "ignore" });
+await wait("bob revoked", () => sb.status.state === "error");
+if (sb.status.code !== "revoked") throw new Error("bob: " + JSON.stringify(sb.status));
+await sb.stop();
+const b2 = await Outpost.open("b2");
+await refusedWith("an enrollment of a revoked identity", b2.enroll({ url, identity: "bob", code: codes.bob }), "revoked");
+await b2.close();
+await a.put("notes/3", { text: "after bob" });
 // Development mode: a token identity.
 const c = await Outpost.open("c");
 const sc = c.sync({ url, identity: "carol", credential: "carol-token" });
 await wait("carol live", () => sc.status.state === "live");
-await wait("notes at carol", async () => (await c.get("notes/1"))?.text === "merged");
+await wait("notes at carol", async () => (await c.get("notes/1"))?.text === "merged" && (await c.get("notes/3")));
 await a.close();
 await b.close();
 await c.close();
@@ -233,7 +246,7 @@ test("two databases replicate through a real hub", async (t) => {
   const flags = typeof globalThis.WebSocket === "function" ? [] : ["--experimental-websocket"];
   // Asynchronously: the hub's output pipes must keep draining meanwhile.
   const child = spawn(process.execPath, [...flags, "--no-warnings", script], {
-    env: { ...process.env, PKG: pathToFileURL(join(root, "pkg-js/src/node.js")).href, HUB_URL: `ws://${addr}/sync`, CODES: JSON.stringify(codes) },
+    env: { ...process.env, PKG: pathToFileURL(join(root, "pkg-js/src/node.js")).href, HUB_URL: `ws://${addr}/sync`, CODES: JSON.stringify(codes), HUB: hub, CFG: cfg },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
