@@ -135,6 +135,11 @@ const refusedWith = async (what, p, code) => {
 };
 const a = await Outpost.open("a");
 const b = await Outpost.open("b");
+// No key for the identity yet: a key session ends at once with "no_key".
+const sn = a.sync({ url, identity: "alice" });
+await wait("no_key", () => sn.status.state === "error");
+if (sn.status.code !== "no_key") throw new Error(JSON.stringify(sn.status));
+await sn.stop();
 await refusedWith("a wrong code", a.enroll({ url, identity: "alice", code: "not-the-code" }), "unauthorized");
 if ((await a.identity("alice")).enrolled) throw new Error("enrolled after a wrong code");
 const ia = await a.enroll({ url, identity: "alice", code: codes.alice });
