@@ -92,6 +92,22 @@ fn export(dir: &Path, args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// `lines` without the empty pushes (checkpoint moves) before the first
+/// refusal.
+fn without_early_moves(lines: &[Value]) -> Vec<Value> {
+    let refused_at = lines.iter().position(|l| l["kind"] == "push_refused");
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            !(l["kind"] == "push_accepted"
+                && l["record"]["docs"] == json!([])
+                && refused_at.is_some_and(|r| *i < r))
+        })
+        .map(|(_, l)| l.clone())
+        .collect()
+}
+
 fn kinds(lines: &[Value]) -> Vec<&str> {
     lines.iter().map(|l| l["kind"].as_str().unwrap()).collect()
 }
@@ -189,11 +205,18 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
     let stdout = text(&out.stdout);
     // Everything, in order.
     let all = export(&dir, &[]);
+    // Bob may have moved his push checkpoint past alice's notes (received
+    // before his refused write) with an empty push of its own: timing.
+    let extra = all.len() - without_early_moves(&all).len();
     assert!(
-        stdout.contains("database main: 6 audit entries verified (3 signed batches"),
+        stdout.contains(&format!(
+            "database main: {} audit entries verified ({} signed batches",
+            6 + extra,
+            3 + extra
+        )),
         "{stdout}{all:#?}"
     );
-    assert_eq!(all.len(), 6, "{all:#?}");
+    assert_eq!(all.len(), 6 + extra, "{all:#?}");
     for (i, l) in all.iter().enumerate() {
         assert_eq!(l["seq"], i as u64 + 1);
         assert_eq!(l["database"], "main");
@@ -202,7 +225,7 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
         .iter()
         .filter(|l| l["kind"] == "push_accepted")
         .collect();
-    assert_eq!(pushes.len(), 3, "{all:#?}");
+    assert_eq!(pushes.len(), 3 + extra, "{all:#?}");
 
     // Alice: exactly her one push, with a manifest of hashes, not bodies.
     let a = export(&dir, &["--edge", "alice"]);
@@ -240,7 +263,7 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
 
     // Bob: his accepted push, his refusal, his checkpoint push (no
     // documents), his revocation.
-    let b = export(&dir, &["--edge", "bob"]);
+    let b = without_early_moves(&export(&dir, &["--edge", "bob"]));
     assert_eq!(
         kinds(&b),
         [

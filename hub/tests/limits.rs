@@ -120,7 +120,7 @@ async fn ws_from(source: [u8; 4], port: u16) -> Result<Ws, tungstenite::Error> {
 
 fn hello_frame(identity: &str, token: &str) -> Frame {
     // A token session (development mode): these tests are about limits.
-    outpost_testkit::hostile::Hostile::hello_frame(identity, token, DbId([7; 16]), 0)
+    outpost_testkit::hostile::Hostile::token_hello_frame(identity, token, DbId([7; 16]), 0)
 }
 
 async fn send(ws: &mut Ws, f: &Frame) {

@@ -242,6 +242,11 @@ pub async fn hub_storage<S: PageStore>(
             signed,
         } => {
             let mut b = Batch::new();
+            for (d, readable) in docs {
+                b.apply_pushed(d.clone(), guard.clone(), *readable);
+            }
+            // After the documents: `info.results` below is read per document
+            // operation, in order.
             if signed.is_some() {
                 // The identity's chain moves from the batch's `prev` to it,
                 // or nothing of it is stored.
@@ -254,9 +259,6 @@ pub async fn hub_storage<S: PageStore>(
                     Refusal::BatchSequence { seq: manifest.seq },
                 );
                 b.set_local(key, Some(chain_value(manifest.seq, &manifest.hash())));
-            }
-            for (d, readable) in docs {
-                b.apply_pushed(d.clone(), guard.clone(), *readable);
             }
             // The audit entry of the batch: committed with it, or not at all.
             b.audit(

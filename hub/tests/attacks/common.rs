@@ -161,6 +161,57 @@ impl Hub {
         }
     }
 
+    /// A hub with the standard configuration plus `more` `[[edge]]` tables.
+    pub fn start_with_edges(more: &str) -> Hub {
+        let tmp = TempDir::new(std::env::temp_dir(), "outpost-attack");
+        let port = free_port();
+        write_config(tmp.path(), port, "", &(edges() + more));
+        let proc = HubProcess::start(BIN, tmp.path(), &[]);
+        Hub {
+            tmp,
+            proc: Some(proc),
+            port,
+        }
+    }
+
+    /// The configuration file as the hub has it now.
+    pub fn config_text(&self) -> String {
+        std::fs::read_to_string(self.tmp.join("outpost-hub.toml")).unwrap()
+    }
+
+    /// [`Hub::finish`], then (hub stopped) `outpost-hub audit verify` must
+    /// pass (hash chain, every signature, every identity's chain of
+    /// batches); returns the export and the audit trail (`audit export`
+    /// lines).
+    pub async fn finish_audited(mut self) -> (BTreeMap<String, Value>, Vec<Value>) {
+        self.assert_alive();
+        self.assert_honest_edges_unaffected().await;
+        self.assert_alive();
+        let export = self.stop_and_export();
+        let run = |args: &[&str]| {
+            Command::new(BIN)
+                .current_dir(self.tmp.path())
+                .args(["--config", "outpost-hub.toml"])
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let v = run(&["audit", "verify"]);
+        assert!(
+            v.status.success(),
+            "audit verify: {}{}",
+            String::from_utf8_lossy(&v.stdout),
+            String::from_utf8_lossy(&v.stderr)
+        );
+        let out = run(&["audit", "export"]);
+        assert!(out.status.success());
+        let lines = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (export, lines)
+    }
+
     /// Replaces the `[[edge]]` entries of the running hub's configuration
     /// (it re-reads the file within a second).
     pub fn set_edges(&self, edges: &str) {

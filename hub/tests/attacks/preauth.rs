@@ -155,7 +155,7 @@ async fn half_sent_websocket_frame_before_hello_is_never_timed_out() {
 async fn hello_over_64_kib_is_read_and_processed_before_authentication() {
     let hub = Hub::start();
     let mut c = hub.connect().await;
-    let mut hello = Hostile::hello_frame("mallory", &"x".repeat(65_000), new_db_id(), 0);
+    let mut hello = Hostile::token_hello_frame("mallory", &"x".repeat(65_000), new_db_id(), 0);
     if let Frame::Hello { database, .. } = &mut hello {
         *database = "d".repeat(10_000);
     }
@@ -241,19 +241,19 @@ async fn healthz_stays_open_and_tells_nothing_about_edges() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_identity_and_wrong_token_tell_which_is_wrong() {
+async fn unknown_identity_and_wrong_key_tell_which_is_wrong() {
+    // Protocol 3: a key Hello, challenged and proven with a key that is not
+    // the identity's (a stranger's, another identity's).
     let hub = Hub::start();
     let mut answers = Vec::new();
-    for (who, token) in [
-        ("nobody", "x"),
-        ("alice", "wrong"),
-        ("alice", "mallory-token"),
+    for (who, key) in [
+        ("nobody", outpost_testkit::keys::fresh_key()),
+        ("alice", outpost_testkit::keys::fresh_key()),
+        ("alice", outpost_testkit::keys::key_for("mallory")),
     ] {
         let mut c = hub.connect().await;
-        let a = c
-            .hello(who, token, new_db_id(), 0)
-            .await
-            .expect_err("refused");
+        c.key = Some(key);
+        let a = c.hello(who, "", new_db_id(), 0).await.expect_err("refused");
         answers.push(a);
     }
     assert_error(&answers[0], "unauthorized");

@@ -2,6 +2,7 @@
 //! it is refused from then on; a narrowed scope ends the session
 //! (`config_changed`) and the new rules apply on reconnect. Purge notices
 //! and receipts (issue 10 §5) are not built yet: those cases are ignored.
+//! A revoked identity (`revoked = true`) is refused with `Error(revoked)`.
 
 use std::time::Duration;
 
@@ -77,12 +78,13 @@ async fn removed_identity_reconnecting_with_its_old_device_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn removed_identitys_token_presented_under_another_name() {
+async fn removed_identitys_key_presented_under_another_name() {
     let hub = Hub::start();
     hub.set_edges(&edges_with_mallory(""));
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     for who in ["mallory2", "alice", "reader"] {
         let mut c = hub.connect().await;
+        c.key = Some(outpost_testkit::keys::key_for("mallory"));
         let r = c.hello(who, "mallory-token", new_db_id(), 0).await;
         assert_error(&r.expect_err("refused"), "unauthorized");
     }
@@ -107,9 +109,43 @@ async fn forged_purge_receipt_for_documents_never_purged() {
     // keeps the receipt pending.
 }
 
-#[tokio::test]
-#[ignore = "needs key identities (issue 10 §2): not built yet"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_key_is_refused_at_the_handshake() {
-    // TODO: enroll mallory's key, revoke it; a challenge-response with it is
-    // refused with Error(revoked) and the edge API surfaces it.
+    // Mallory's entry gets `revoked = true`: a key Hello is answered
+    // Error(revoked) (before any challenge), and the native edge client
+    // surfaces it as a final error.
+    let hub = Hub::start();
+    let revoked = edges().replace(
+        "name = \"mallory\"\n",
+        "name = \"mallory\"\nrevoked = true\n",
+    );
+    hub.set_edges(&revoked);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut c = hub.connect().await;
+    let r = c.hello("mallory", "", new_db_id(), 0).await;
+    assert_error(&r.expect_err("refused"), "revoked");
+    let db = outpost_testkit::open(&std::sync::Arc::new(outpost::store::MemoryStore::new())).await;
+    let opts = outpost_client::ClientOptions {
+        url: hub.url(),
+        edge: outpost::sync::EdgeConfig::with_key(
+            "main",
+            "mallory",
+            outpost_testkit::keys::public_key("mallory"),
+        ),
+        ca_cert: None,
+        signer: Some(outpost_testkit::keys::signer("mallory")),
+    };
+    let client = outpost_client::spawn_edge(db, opts, None);
+    assert!(
+        client
+            .wait_for(WAIT, |s| matches!(
+                s,
+                outpost::sync::SyncStatus::Error { code, .. } if code == "revoked"
+            ))
+            .await,
+        "{:?}",
+        client.status()
+    );
+    client.stop().await;
+    hub.finish().await;
 }

@@ -346,8 +346,24 @@ impl Hostile {
         }
     }
 
-    /// A token `Hello` (protocol 3, database `main`; development mode).
+    /// The `Hello` of `identity` (protocol 3, database `main`): a key
+    /// `Hello` when the identity has a key in this process
+    /// ([`crate::keys::registered`]; the token is then not used), else a
+    /// token `Hello` ([`Hostile::token_hello_frame`]).
     pub fn hello_frame(identity: &str, token: &str, db_id: DbId, pull_checkpoint: u64) -> Frame {
+        match crate::keys::registered(identity) {
+            Some(k) => Self::hello_key_frame(identity, &k, db_id, pull_checkpoint),
+            None => Self::token_hello_frame(identity, token, db_id, pull_checkpoint),
+        }
+    }
+
+    /// A token `Hello` (protocol 3, database `main`; development mode).
+    pub fn token_hello_frame(
+        identity: &str,
+        token: &str,
+        db_id: DbId,
+        pull_checkpoint: u64,
+    ) -> Frame {
         Frame::Hello {
             min_version: 3,
             max_version: 3,
@@ -475,7 +491,7 @@ impl Hostile {
         }
         let frame = match (&self.key, self.token_mode) {
             (Some(k), false) => Self::hello_key_frame(identity, k, db_id, pull_checkpoint),
-            _ => Self::hello_frame(identity, token, db_id, pull_checkpoint),
+            _ => Self::token_hello_frame(identity, token, db_id, pull_checkpoint),
         };
         self.hello_with(frame).await
     }
@@ -494,6 +510,9 @@ impl Hostile {
             self.db_id = *db_id;
             self.auth = *auth;
             self.claimed = (database.clone(), identity.clone());
+            if self.key.is_none() && *auth != AuthMode::Token {
+                self.key = crate::keys::registered(identity);
+            }
         }
         if let Err(e) = self.send(&hello).await {
             return Err(Answer::Closed(e));
