@@ -9,13 +9,21 @@
 // grant allows writing; before any grant is known they show (the hub checks
 // every write anyway).
 //
-// URL parameters (all optional): ?as=alice|bob picks the identity (the demo
-// tokens of `outpost-hub init --demo`; any other identity with ?token=…),
-// ?hub=ws://host/sync another hub, ?token=… another token, ?db=… another
-// local database name.
+// Identities are keys: the first visit as alice (or bob) asks for the
+// enrollment code `outpost-hub init --demo` printed (./scripts/run.sh shows
+// it; it is also in enroll-codes.txt next to the hub's configuration),
+// redeems it for this browser's key (`db.enroll`: a non-extractable
+// WebCrypto key kept in IndexedDB), and from then on every session proves
+// that key (`db.sync` without a credential). A code is good once: another
+// browser or profile needs a new one (`outpost-hub edge enroll alice`).
+//
+// URL parameters (all optional): ?as=NAME picks the identity (alice and bob
+// in the demo configuration), ?code=… enrolls at once with that code,
+// ?hub=ws://host/sync another hub, ?db=… another local database name,
+// ?token=… a shared-secret token instead of a key (development mode: only
+// a hub with `[dev] tokens = true` accepts it).
 import { Outpost } from "./pkg/src/web.js";
 
-const TOKENS = { alice: "alice-demo-token", bob: "bob-demo-token" };
 const SHOWN = 200; // notes listed at most (the count shows the rest)
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -243,16 +251,50 @@ function conflictItem(c) {
   );
 }
 
+const hubUrl = () => params.get("hub") || new URL("sync", location.href).href;
+
+/** Shows the enrollment form (`why`: what went wrong, if anything). */
+function askForCode(why) {
+  $("enroll").hidden = false;
+  $("enroll-who").textContent = identity;
+  $("enroll-error").hidden = !why;
+  $("enroll-error").textContent = why ?? "";
+}
+
+/** Redeems `code` for this browser's key of the identity, then syncs with the key. */
+async function enroll(code) {
+  $("enroll-button").disabled = true;
+  try {
+    const me = await db.enroll({ url: hubUrl(), identity, code: code.trim() });
+    showMe(me);
+    $("enroll").hidden = true;
+    startSync();
+  } catch (e) {
+    askForCode(`${e?.code ? `[${e.code}] ` : ""}${e?.message ?? e}`);
+  } finally {
+    $("enroll-button").disabled = false;
+  }
+}
+
+function showMe(me) {
+  const key = me ? `, key ${me.fingerprint}${me.enrolled ? "" : " (not enrolled yet)"}` : ", development token";
+  $("me").textContent = `local database "${dbName}"${key}`;
+}
+
 function startSync() {
   performance.mark("outpost-sync-start"); // (the end-to-end test measures from here)
-  const hub = params.get("hub") || new URL("sync", location.href).href;
+  const token = params.get("token");
   sync = db.sync({
-    url: hub,
+    url: hubUrl(),
     identity,
-    credential: params.get("token") || TOKENS[identity],
+    ...(token ? { credential: token } : {}),
     onStatus: (s) => {
       showStatus(s);
       if (s.state === "live") scheduleRender();
+      // The hub no longer takes this browser's key (or it has none): a new code re-enrolls it.
+      if (!token && s.state === "error" && ["unauthorized", "no_key", "bad_signature"].includes(s.code)) {
+        askForCode(`The hub refused this browser's key (${s.code}). Ask the operator for a new code (outpost-hub edge enroll ${identity}).`);
+      }
     },
     onRejection: () => scheduleRender(),
     onGrant: (g) => setGrant(g),
@@ -269,7 +311,6 @@ async function stopSync() {
 }
 
 async function start(who) {
-  if (!TOKENS[who] && !params.get("token")) throw new Error(`unknown identity ${who}`);
   if (db) {
     unsubscribe?.();
     await db.close(); // also stops its sync
@@ -287,15 +328,27 @@ async function start(who) {
   }
   showGrant();
   for (const b of document.querySelectorAll("#who button")) b.setAttribute("aria-pressed", String(b.dataset.identity === who));
-  $("me").textContent = `local database "${dbName}"`;
+  $("enroll").hidden = true;
   db = await Outpost.open(dbName);
   unsubscribe = db.subscribe(() => scheduleRender());
   $("app").hidden = false;
   $("paused").checked = false;
-  startSync();
   window.demo = { db, get sync() { return sync; }, identity, get grant() { return grant; } };
+  const me = params.get("token") ? null : await db.identity(identity);
+  showMe(me);
+  if (!me || me.enrolled) startSync();
+  else if (params.get("code")) await enroll(params.get("code"));
+  else {
+    showStatus({ state: "offline" });
+    askForCode();
+  }
   await render();
 }
+
+$("enroll-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  enroll($("enroll-code").value).catch(showError);
+});
 
 $("add").addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -312,6 +365,7 @@ $("add").addEventListener("submit", async (e) => {
 
 $("paused").addEventListener("change", (e) => {
   if (e.target.checked) stopSync().catch(showError);
+  else if (!$("enroll").hidden) e.target.checked = true; // not enrolled yet
   else startSync();
 });
 

@@ -32,9 +32,10 @@ With no command: runs the Outpost hub with the demo web app.
      --release -p outpost-hub);
   2. copies the package's web build into demo-site/pkg/ (the page imports it);
   3. writes the demo configuration DIR/outpost-hub.toml if it is absent
-     (outpost-hub init --demo: database "main", edges alice and bob with the
-     public demo tokens alice-demo-token and bob-demo-token, both reading and
-     writing notes/; conflict policy "manual" for the collection Notes);
+     (outpost-hub init --demo: database "main", edges alice and bob, both
+     reading and writing notes/, each with a one-time enrollment code kept
+     in DIR/enroll-codes.txt and printed below; conflict policy "manual" for
+     the collection Notes);
   4. serves it: open http://HOST:PORT/ in two windows, pick alice in one and
      bob in the other; notes, edits and deletes flow between them; "work
      offline" in both, edit the same note, go back online: the conflict shows
@@ -261,9 +262,11 @@ cat <<EOF
 
 ==> Outpost demo: open http://$URL_HOST:$PORT/ in two browser windows
 
-    window 1: pick "alice"  (token alice-demo-token)
-    window 2: pick "bob"    (token bob-demo-token)
+    window 1: pick "alice", window 2: pick "bob",
     or open http://$URL_HOST:$PORT/?as=alice and http://$URL_HOST:$PORT/?as=bob
+    The first time, each page asks for its identity's enrollment code (one
+    use each; \`./scripts/run.sh hub edge enroll alice\` issues a new one):
+$(sed 's/^/      /' "$DEMO_DIR/enroll-codes.txt" 2>/dev/null || echo "      (no $DEMO_DIR/enroll-codes.txt)")
 
     Both may read and write notes/ in database "main"; a write elsewhere is
     refused by the hub and listed on the page. Config: $CONFIG

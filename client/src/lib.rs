@@ -16,11 +16,17 @@
 //! use outpost::sync::EdgeConfig;
 //! use outpost_client::{ClientOptions, spawn_edge};
 //!
+//! use outpost::keys::{KeyPair, Signer};
+//! use std::sync::Arc;
+//!
+//! // The edge's key file (made once; its public key is enrolled at the hub
+//! // with `outpost-hub edge add laptop --pubkey …`).
+//! let (key, _made) = KeyPair::load_or_create("laptop.key".as_ref()).unwrap();
 //! let opts = ClientOptions {
 //!     url: "ws://127.0.0.1:4000/sync".into(),
-//!     edge: EdgeConfig::new("main", "laptop", "its-token"),
+//!     edge: EdgeConfig::with_key("main", "laptop", key.public_key().clone()),
 //!     ca_cert: None,
-//!     signer: None,
+//!     signer: Some(Arc::new(key)),
 //! };
 //! let client = spawn_edge(db, opts, None);
 //! // … local writes: the client pushes them.

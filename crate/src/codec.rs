@@ -219,7 +219,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// number of hex digits.
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| char::from(c).to_digit(16);

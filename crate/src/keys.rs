@@ -133,7 +133,7 @@ impl Verifier for NoVerifier {
 
 /// Signs with an edge's private key: the native side of the provider seam
 /// (the browser signs through WebCrypto in the wasm bindings).
-pub trait Signer: Send + Sync {
+pub trait Signer: Send + Sync + fmt::Debug {
     /// The public key the signatures verify under.
     fn public_key(&self) -> &PublicKey;
     /// The 64-byte signature of `message`.

@@ -71,11 +71,19 @@ fn apply_push(db: &Db, identity: &str, device: DbId, upto: u64, d: RemoteDoc) ->
     let g = guard(identity, device);
     let mut d = d;
     d.source = Some(g.source.clone());
+    let wire = outpost::sync::WireDoc {
+        id: d.id.clone(),
+        collection: d.collection.clone(),
+        versions: d.versions.clone(),
+    };
+    let manifest = outpost::sync::signed::BatchManifest::of(device, 0, [0; 32], upto, &[wire]);
     let action = HubAction::ApplyPush {
         edge_db_id: device,
         upto,
         docs: vec![(d, true)],
         guard: g,
+        manifest,
+        signed: None,
     };
     block_on(hub_storage(db, identity, &action, |_| {})).expect("an event")
 }
@@ -324,14 +332,16 @@ fn the_hub_machine_records_every_push_refusal() {
     use std::collections::HashMap;
     let mut h = HubSession::new(0);
     let hello = Frame::Hello {
-        min_version: 1,
-        max_version: 2,
+        min_version: 3,
+        max_version: 3,
         db_id: ALICE,
         database: "main".into(),
         identity: "alice".into(),
         credential: "t".into(),
         pull_checkpoint: 0,
         checkpoint_hub: DbId([0; 16]),
+        auth: outpost::sync::frame::AuthMode::Token,
+        key: Vec::new(),
     }
     .encode();
     h.handle(HubEvent::Received(&hello), 0);
@@ -351,12 +361,16 @@ fn the_hub_machine_records_every_push_refusal() {
             push_checkpoint: 0,
             pending: 0,
             pull_from: 0,
+            batch_head: (0, [0; 32]),
         },
         0,
     );
     let wire = |id: &str, upto: u64| {
         Frame::Push {
             upto,
+            seq: 0,
+            prev: [0; 32],
+            signature: Vec::new(),
             docs: vec![WireDoc {
                 id: id.into(),
                 collection: None,

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use outpost::doc::{RawDoc, RawVersion};
-use outpost::sync::frame::MAX_FRAME_BYTES;
+use outpost::sync::frame::{AuthMode, MAX_FRAME_BYTES};
 use outpost::sync::hub::WINDOW;
 use outpost::sync::{
     ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, Grant,
@@ -31,14 +31,16 @@ fn grant() -> Grant {
 
 fn hello() -> Vec<u8> {
     Frame::Hello {
-        min_version: 1,
-        max_version: 1,
+        min_version: 3,
+        max_version: 3,
         db_id: EDGE,
         database: "main".into(),
         identity: "laptop".into(),
         credential: "t".into(),
         pull_checkpoint: 0,
         checkpoint_hub: DbId([0; 16]),
+        auth: AuthMode::Token,
+        key: Vec::new(),
     }
     .encode()
 }
@@ -90,6 +92,7 @@ fn open_hub_from(pull_from: u64) -> HubSession {
             push_checkpoint: 0,
             pending: 0,
             pull_from,
+            batch_head: (0, [0; 32]),
         },
         0,
     );
@@ -119,7 +122,14 @@ fn wire(id: &str, cv: ChangeVector, body: &str) -> WireDoc {
 }
 
 fn push(docs: Vec<WireDoc>) -> Vec<u8> {
-    Frame::Push { upto: 5, docs }.encode()
+    Frame::Push {
+        upto: 5,
+        seq: 0,
+        prev: [0; 32],
+        signature: Vec::new(),
+        docs,
+    }
+    .encode()
 }
 
 fn rejected(acts: &[HubAction]) -> Option<(String, String)> {
@@ -270,7 +280,7 @@ fn protocol_violations_end_the_session_with_a_typed_error() {
         vec![0xff],
         vec![3, 1, 2],
         Frame::Welcome {
-            version: 1,
+            version: 3,
             hub_db_id: HUB,
             push_checkpoint: 0,
             hub_last_etag: 0,
@@ -278,6 +288,8 @@ fn protocol_violations_end_the_session_with_a_typed_error() {
             max_frame_bytes: 0,
             heartbeat_ms: 0,
             grant: None,
+            batch_seq: 0,
+            batch_head: [0; 32],
         }
         .encode(),
         Frame::ChangesAck { upto: 77 }.encode(),
@@ -423,7 +435,7 @@ fn an_edge_records_a_rejection_and_does_not_retry_it() {
     let mut e = fresh_edge();
     e.handle(EdgeEvent::Opened, 0);
     let welcome = Frame::Welcome {
-        version: 1,
+        version: 3,
         hub_db_id: HUB,
         push_checkpoint: 0,
         hub_last_etag: 0,
@@ -431,6 +443,8 @@ fn an_edge_records_a_rejection_and_does_not_retry_it() {
         max_frame_bytes: MAX_FRAME_BYTES as u32,
         heartbeat_ms: 15_000,
         grant: None,
+        batch_seq: 0,
+        batch_head: [0; 32],
     }
     .encode();
     let a = e.handle(EdgeEvent::Received(&welcome), 0);
@@ -470,7 +484,7 @@ fn an_edge_records_a_rejection_and_does_not_retry_it() {
         0,
     );
     match &sent_edge(&a)[..] {
-        [Frame::Push { upto: 2, docs }] => {
+        [Frame::Push { upto: 2, docs, .. }] => {
             assert_eq!(docs.len(), 1);
             assert_eq!(docs[0].id, "notes/a");
         }
@@ -500,6 +514,8 @@ fn hub_for(device: DbId, min: u16, max: u16, g: Grant) -> (HubSession, Vec<Frame
         credential: "t".into(),
         pull_checkpoint: 0,
         checkpoint_hub: DbId([0; 16]),
+        auth: AuthMode::Token,
+        key: Vec::new(),
     }
     .encode();
     h.handle(HubEvent::Received(&hello), 0);
@@ -511,6 +527,7 @@ fn hub_for(device: DbId, min: u16, max: u16, g: Grant) -> (HubSession, Vec<Frame
             push_checkpoint: 0,
             pending: 0,
             pull_from: 0,
+            batch_head: (0, [0; 32]),
         },
         0,
     );
@@ -521,7 +538,7 @@ fn hub_for(device: DbId, min: u16, max: u16, g: Grant) -> (HubSession, Vec<Frame
 fn the_hub_holds_back_only_what_this_device_sent() {
     let device = DbId([1; 16]);
     let twin = DbId([2; 16]);
-    let (mut h, _) = hub_for(device, 1, 2, grant());
+    let (mut h, _) = hub_for(device, 3, 3, grant());
     let g = grant();
     let tagged = |id: &str, etag: u64, source: Option<String>| {
         let mut d = doc(id, etag, 1);
@@ -583,14 +600,14 @@ fn the_hub_holds_back_only_what_this_device_sent() {
 }
 
 #[test]
-fn the_welcome_states_the_grant_from_protocol_version_2() {
+fn the_welcome_states_the_grant_and_older_edges_are_refused() {
     let mut ro = grant();
     ro.read = Prefixes::parse(&["notes/".into(), "*".into()]).unwrap();
     ro.write = Prefixes::parse(&[]).unwrap();
-    let (_, f) = hub_for(EDGE, 1, 2, ro.clone());
+    let (_, f) = hub_for(EDGE, 3, 3, ro.clone());
     let welcome = match &f[0] {
         Frame::Welcome {
-            version: 2, grant, ..
+            version: 3, grant, ..
         } => {
             assert_eq!(
                 grant.as_ref().unwrap(),
@@ -603,24 +620,40 @@ fn the_welcome_states_the_grant_from_protocol_version_2() {
         }
         other => panic!("{other:?}"),
     };
-    // A version 1 edge gets a version 1 Welcome, without the grant.
-    let (_, f) = hub_for(EDGE, 1, 1, ro);
-    assert!(matches!(
-        f[0],
-        Frame::Welcome {
-            version: 1,
-            grant: None,
-            ..
+    // Version 1 and 2 edges (tokens, unsigned pushes) are refused.
+    for (min, max) in [(1, 1), (1, 2), (2, 2)] {
+        let mut h = HubSession::new(0);
+        let hello = Frame::Hello {
+            min_version: min,
+            max_version: max,
+            db_id: EDGE,
+            database: "main".into(),
+            identity: "laptop".into(),
+            credential: "t".into(),
+            pull_checkpoint: 0,
+            checkpoint_hub: DbId([0; 16]),
+            auth: AuthMode::Token,
+            key: Vec::new(),
         }
-    ));
-    // The edge offers 1 to 2 and reports the grant to its shell.
+        .encode();
+        let a = h.handle(HubEvent::Received(&hello), 0);
+        assert!(
+            closed_with(&a, "unsupported_version"),
+            "{min}..{max}: {a:?}"
+        );
+        assert!(
+            !a.iter()
+                .any(|x| matches!(x, HubAction::Authenticate { .. }))
+        );
+    }
+    // The edge offers 3 and reports the grant to its shell.
     let mut e = fresh_edge();
     let a = e.handle(EdgeEvent::Opened, 0);
     assert!(matches!(
         sent_edge(&a)[..],
         [Frame::Hello {
-            min_version: 1,
-            max_version: 2,
+            min_version: 3,
+            max_version: 3,
             ..
         }]
     ));
@@ -687,7 +720,7 @@ fn a_read_only_edge_pushes_nothing_it_received_even_a_conflict() {
         );
         e.handle(EdgeEvent::Opened, 0);
         let welcome = Frame::Welcome {
-            version: 2,
+            version: 3,
             hub_db_id: HUB,
             push_checkpoint: 0,
             hub_last_etag: 3,
@@ -695,6 +728,8 @@ fn a_read_only_edge_pushes_nothing_it_received_even_a_conflict() {
             max_frame_bytes: MAX_FRAME_BYTES as u32,
             heartbeat_ms: 15_000,
             grant: None,
+            batch_seq: 0,
+            batch_head: [0; 32],
         }
         .encode();
         let mut acts = e.handle(EdgeEvent::Received(&welcome), 0);

@@ -31,9 +31,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::executor::block_on;
+use outpost::keys::{KeyPair, PublicKey, Signer};
 use outpost::rng::SplitMix;
 use outpost::store::MemoryStore;
 use outpost::sync::driver::{edge_info, edge_storage, hub_storage, load_edge_state, rejections};
+use outpost::sync::frame::AuthMode;
 use outpost::sync::run::{AuthRequest, EdgeShell, HubShell, Step, run_edge, run_hub};
 use outpost::sync::{
     ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgeSession, Frame, Grant, HubAction,
@@ -59,6 +61,8 @@ struct Edge {
     store: Arc<MemoryStore>,
     db: Db,
     cfg: EdgeConfig,
+    /// The identity's key (the twin devices of one identity share it).
+    key: Arc<KeyPair>,
     grant: Grant,
     /// Local writes inside the write prefixes: (id, cv).
     acked: Vec<(String, ChangeVector)>,
@@ -138,14 +142,24 @@ impl Sim {
         let now = Arc::new(AtomicI64::new(1_700_000_000_000));
         let hub_store = Arc::new(MemoryStore::new());
         let hub = block_on(Database::open(hub_store.clone(), opts(&now))).unwrap();
-        let mut edges = Vec::new();
+        let mut edges: Vec<Edge> = Vec::new();
         for i in 0..EDGES {
             let store = Arc::new(MemoryStore::new());
             let db = block_on(Database::open(store.clone(), opts(&now))).unwrap();
+            let key = if owner(i) == i {
+                Arc::new(KeyPair::generate().unwrap())
+            } else {
+                edges[owner(i)].key.clone()
+            };
             edges.push(Edge {
                 store,
                 db,
-                cfg: EdgeConfig::new("main", &format!("edge{}", owner(i)), "token"),
+                cfg: EdgeConfig::with_key(
+                    "main",
+                    &format!("edge{}", owner(i)),
+                    key.public_key().clone(),
+                ),
+                key,
                 grant: grant(owner(i)),
                 acked: Vec::new(),
                 wrote: HashSet::new(),
@@ -596,6 +610,11 @@ impl EdgeShell for EdgeLink<'_> {
         edge_storage(&e.db, &e.cfg, &action).await.into()
     }
 
+    async fn sign(&mut self, message: Vec<u8>) -> Step<EdgeEvent<'static>> {
+        let sig = self.sim.edges[self.i].key.sign(&message).unwrap();
+        Step::Feed(EdgeEvent::Signed(sig))
+    }
+
     async fn close(&mut self, code: String, _message: String, fatal: bool) {
         let i = self.i;
         assert!(!fatal, "fatal close at edge {i}: {code}");
@@ -623,10 +642,30 @@ impl HubShell for HubLink<'_> {
         true
     }
 
+    async fn lookup(
+        &mut self,
+        database: String,
+        identity: String,
+        _auth: AuthMode,
+        _key: PublicKey,
+        _credential: String,
+    ) -> Step<HubEvent<'static>> {
+        let e = &self.sim.edges[self.i];
+        let known = identity == e.grant.identity && database == "main";
+        Step::Feed(HubEvent::Challenge {
+            hub_id: self.sim.hub.db_id(),
+            key: known.then(|| e.key.public_key().clone()),
+        })
+    }
+
     async fn authenticate(&mut self, r: AuthRequest) -> Step<HubEvent<'static>> {
-        let g = &self.sim.edges[self.i].grant;
+        let e = &self.sim.edges[self.i];
+        let g = &e.grant;
         Step::Feed(
-            if r.identity == g.identity && r.credential == "token" && r.database == "main" {
+            if r.identity == g.identity
+                && r.key.as_ref() == Some(e.key.public_key())
+                && r.database == "main"
+            {
                 let info = edge_info(
                     &self.sim.hub,
                     g,
@@ -646,6 +685,7 @@ impl HubShell for HubLink<'_> {
                     push_checkpoint: info.push_checkpoint,
                     pending: info.pending,
                     pull_from: info.pull_from,
+                    batch_head: info.batch_head,
                 }
             } else {
                 HubEvent::Unauthorized
@@ -708,6 +748,18 @@ impl HubShell for HostileLink<'_> {
         true
     }
 
+    async fn lookup(
+        &mut self,
+        _: String,
+        _: String,
+        _: AuthMode,
+        _: PublicKey,
+        _: String,
+    ) -> Step<HubEvent<'static>> {
+        // Mallory uses a token (development mode): no key to look up.
+        Step::End
+    }
+
     async fn authenticate(&mut self, r: AuthRequest) -> Step<HubEvent<'static>> {
         let g = mallory_grant();
         let info = edge_info(&self.sim.hub, &g, &r.edge_db_id, 0, &r.checkpoint_hub)
@@ -723,6 +775,7 @@ impl HubShell for HostileLink<'_> {
                 push_checkpoint: info.push_checkpoint,
                 pending: info.pending,
                 pull_from: info.pull_from,
+                batch_head: info.batch_head,
             }
         })
     }
@@ -765,14 +818,16 @@ impl Sim {
             .flatten();
         let device = squat.unwrap_or(MALLORY);
         let hello = Frame::Hello {
-            min_version: 1,
-            max_version: 2,
+            min_version: 3,
+            max_version: 3,
             db_id: device,
             database: "main".into(),
             identity: "mallory".into(),
             credential: "token".into(),
             pull_checkpoint: 0,
             checkpoint_hub: hub_db,
+            auth: AuthMode::Token,
+            key: Vec::new(),
         };
         let (target, cv, expect) = match kind {
             0 => {
@@ -811,6 +866,9 @@ impl Sim {
         let before = block_on(self.hub.get_version(&target)).unwrap();
         let push = Frame::Push {
             upto: n,
+            seq: 0,
+            prev: [0; 32],
+            signature: Vec::new(),
             docs: vec![WireDoc {
                 id: target.clone(),
                 collection: Some("Notes".into()),
@@ -823,11 +881,23 @@ impl Sim {
             }],
         };
         let push = match push {
-            Frame::Push { upto, mut docs } => {
+            Frame::Push {
+                upto,
+                seq,
+                prev,
+                signature,
+                mut docs,
+            } => {
                 if !docs[0].versions[0].deleted {
                     docs[0].versions[0].body = br#"{"by":"mallory"}"#.to_vec();
                 }
-                Frame::Push { upto, docs }
+                Frame::Push {
+                    upto,
+                    seq,
+                    prev,
+                    signature,
+                    docs,
+                }
             }
             f => f,
         };
@@ -885,7 +955,7 @@ fn trace(who: &str, b: &[u8]) {
         let f = outpost::sync::Frame::decode(b, usize::MAX).unwrap();
         match &f {
             outpost::sync::Frame::Changes { upto, docs }
-            | outpost::sync::Frame::Push { upto, docs } => {
+            | outpost::sync::Frame::Push { upto, docs, .. } => {
                 for d in docs.iter().filter(|d| d.id == id) {
                     let v: Vec<String> = d
                         .versions

@@ -52,8 +52,10 @@ fn edge_of<'a>(config: &'a Config, identity: &str, database: &str) -> Option<&'a
 /// The answer to a key or enrollment `Hello`: `Ok(Challenge)` always (the
 /// key to prove, or `None` when nothing can succeed: unknown identity, no
 /// key enrolled, a wrong, spent or expired code), so the answer does not
-/// tell which identities exist; `Err(Revoked)` for a revoked one.
-/// Reads no database and changes nothing.
+/// tell which identities exist. A revoked identity is challenged under its
+/// key like any other: only a proof by that key learns it is revoked
+/// ([`verify`] answers `Revoked` after the proof), so nobody else can probe
+/// which identities are revoked. Reads no database and changes nothing.
 pub fn lookup(
     hub: &Hub,
     database: &str,
@@ -61,29 +63,26 @@ pub fn lookup(
     auth: AuthMode,
     key: PublicKey,
     credential: &str,
-) -> Result<HubEvent<'static>, Revoked> {
+) -> HubEvent<'static> {
     let config = hub.config();
     let hub_id = hub
         .database(database)
         .filter(|_| config.database(database).is_some())
         .map_or(DbId([0; 16]), |d| d.db.db_id());
     let edge = edge_of(&config, identity, database);
-    if edge.is_some_and(|e| e.revoked) {
-        return Err(Revoked);
-    }
     let expected = match (auth, edge) {
         (AuthMode::Key, Some(e)) => e.pubkey.clone(),
-        (AuthMode::Enroll, Some(e)) => e
+        (AuthMode::Enroll, Some(e)) if !e.revoked => e
             .enroll
             .as_ref()
             .filter(|en| en.redeems(credential, now_s()))
             .map(|_| key),
         _ => None,
     };
-    Ok(HubEvent::Challenge {
+    HubEvent::Challenge {
         hub_id,
         key: expected,
-    })
+    }
 }
 
 /// What [`verify`] decided.
@@ -100,13 +99,13 @@ pub enum Verdict {
 /// Checks an authentication request against the live configuration: a
 /// token (only in development mode), a proven key (still the identity's),
 /// or an enrollment code redeemed for the proven key (one redemption wins).
+/// `Revoked` only for a caller who proved the identity's key or token: to
+/// anyone else a revoked identity looks like any refusal.
 pub async fn verify(hub: &Hub, r: &AuthRequest) -> Verdict {
     let config = hub.config();
     let (identity, database) = (r.identity.as_str(), r.database.as_str());
     let edge = edge_of(&config, identity, database);
-    if edge.is_some_and(|e| e.revoked) {
-        return Verdict::Revoked;
-    }
+    let revoked = edge.is_some_and(|e| e.revoked);
     match r.auth {
         AuthMode::Token => {
             if !config.dev_tokens {
@@ -116,14 +115,17 @@ pub async fn verify(hub: &Hub, r: &AuthRequest) -> Verdict {
                 );
             }
             match config.authenticate(identity, &r.credential) {
+                Some(e) if e.database == database && revoked => Verdict::Revoked,
                 Some(e) if e.database == database => Verdict::Accepted,
                 _ => Verdict::Refused("unknown identity or wrong token".into()),
             }
         }
         AuthMode::Key => match (edge, &r.key) {
+            (Some(e), Some(k)) if e.pubkey.as_ref() == Some(k) && revoked => Verdict::Revoked,
             (Some(e), Some(k)) if e.pubkey.as_ref() == Some(k) => Verdict::Accepted,
             _ => Verdict::Refused("the key is not (any more) this identity's".into()),
         },
+        AuthMode::Enroll if revoked => Verdict::Refused("revoked: no enrollment".into()),
         AuthMode::Enroll => {
             let Some(key) = &r.key else {
                 return Verdict::Refused("an enrollment without a key".into());

@@ -489,15 +489,14 @@ impl HubShell for Shell {
         key: PublicKey,
         credential: String,
     ) -> Step<HubEvent<'static>> {
-        match identity::lookup(&self.hub, &database, &identity, auth, key, &credential) {
-            Ok(ev) => Step::Feed(ev),
-            Err(identity::Revoked) => {
-                self.hub.metrics().rejection(identity::REVOKED);
-                tracing::warn!(peer = %self.peer, %identity, %database, "refused: the identity is revoked");
-                self.bye(identity::revoked_frame(&identity)).await;
-                Step::End
-            }
-        }
+        Step::Feed(identity::lookup(
+            &self.hub,
+            &database,
+            &identity,
+            auth,
+            key,
+            &credential,
+        ))
     }
 
     async fn authenticate(&mut self, request: AuthRequest) -> Step<HubEvent<'static>> {

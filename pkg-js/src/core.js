@@ -151,44 +151,55 @@ function notify(listener, value, what) {
 const SYNC_OPTIONS = new Set(["url", "identity", "credential", "database", "onStatus", "onRejection", "onGrant"]);
 const SYNC_EVENTS = new Set(["status", "rejection", "grant"]);
 
-/** Checks the options of `db.sync` and makes `url` absolute (`ws:`/`wss:`; `http(s):` and relative URLs are mapped). */
-function syncOptions(options) {
+const ENROLL_OPTIONS = new Set(["url", "identity", "code", "database"]);
+
+/**
+ * Checks the options of `db.sync` (`what` "sync") or `db.enroll` ("enroll")
+ * and makes `url` absolute (`ws:`/`wss:`; `http(s):` and relative URLs are
+ * mapped). `credential` (sync: a development token) is optional; `code`
+ * (enroll: the enrollment code) is required.
+ */
+function syncOptions(options, what = "sync") {
+  const known = what === "sync" ? SYNC_OPTIONS : ENROLL_OPTIONS;
+  const required = what === "sync" ? ["url", "identity"] : ["url", "identity", "code"];
   if (options == null || typeof options !== "object") {
-    throw new OutpostError("sync expects { url, identity, credential, database?, onStatus? }", "invalid_options");
+    const shape = what === "sync" ? "{ url, identity, database?, credential?, onStatus? }" : "{ url, identity, code, database? }";
+    throw new OutpostError(`${what} expects ${shape}`, "invalid_options");
   }
   for (const key of Object.keys(options)) {
-    if (!SYNC_OPTIONS.has(key)) throw new OutpostError(`sync: unknown option ${JSON.stringify(key)}`, "invalid_options");
+    if (!known.has(key)) throw new OutpostError(`${what}: unknown option ${JSON.stringify(key)}`, "invalid_options");
   }
-  for (const key of ["url", "identity", "credential"]) {
+  for (const key of required) {
     if (typeof options[key] !== "string" || options[key] === "") {
-      throw new OutpostError(`sync: option ${key} is required (a non-empty string)`, "invalid_options");
+      throw new OutpostError(`${what}: option ${key} is required (a non-empty string)`, "invalid_options");
     }
   }
-  if (options.database !== undefined && (typeof options.database !== "string" || options.database === "")) {
-    throw new OutpostError("sync: option database must be a non-empty string", "invalid_options");
+  for (const key of ["database", "credential"]) {
+    if (options[key] !== undefined && (typeof options[key] !== "string" || options[key] === "")) {
+      throw new OutpostError(`${what}: option ${key} must be a non-empty string`, "invalid_options");
+    }
   }
   for (const key of ["onStatus", "onRejection", "onGrant"]) {
     if (options[key] !== undefined && typeof options[key] !== "function") {
-      throw new OutpostError(`sync: option ${key} must be a function`, "invalid_options");
+      throw new OutpostError(`${what}: option ${key} must be a function`, "invalid_options");
     }
   }
   let url;
   try {
     url = new URL(options.url, globalThis.location?.href);
   } catch {
-    throw new OutpostError(`sync: invalid url ${JSON.stringify(options.url)}`, "invalid_options");
+    throw new OutpostError(`${what}: invalid url ${JSON.stringify(options.url)}`, "invalid_options");
   }
   if (url.protocol === "http:") url.protocol = "ws:";
   else if (url.protocol === "https:") url.protocol = "wss:";
   if (url.protocol !== "ws:" && url.protocol !== "wss:") {
-    throw new OutpostError(`sync: url must be ws://, wss://, http:// or https:// (got ${url.protocol})`, "invalid_options");
+    throw new OutpostError(`${what}: url must be ws://, wss://, http:// or https:// (got ${url.protocol})`, "invalid_options");
   }
-  return {
-    url: url.href,
-    identity: options.identity,
-    credential: options.credential,
-    database: options.database ?? "main",
-  };
+  const out = { url: url.href, identity: options.identity, database: options.database ?? "main" };
+  // Only what is given: the bindings tell the modes apart by it.
+  if (options.credential !== undefined) out.credential = options.credential;
+  if (options.code !== undefined) out.code = options.code;
+  return out;
 }
 
 /**
@@ -275,7 +286,7 @@ export function makeApi(wasm, ready) {
       this.#setStatus({ state: "error", code: e?.code ?? "other", message: String(e?.message ?? e) });
     }
 
-    /** From the wasm client: "status", "rejection" or "grant". */
+    /** From the wasm client: "status", "rejection", "grant" or "pushed" ("enrolled" and "closed" are for `enroll`). */
     #event(type, value) {
       if (type === "pushed") {
         this.#host.pushed(value?.upto);
@@ -324,7 +335,7 @@ export function makeApi(wasm, ready) {
      * Where replication stands: `{ state: "connecting" }`, `{ state:
      * "initial", received, total }` (the hub's backlog), `{ state: "live" }`,
      * `{ state: "offline" }` (retrying) or `{ state: "error", code, message }`
-     * (not retrying: e.g. code "unauthorized").
+     * (not retrying: e.g. code "unauthorized", "revoked" or "no_key").
      */
     get status() {
       return this.#status;
@@ -423,6 +434,8 @@ export function makeApi(wasm, ready) {
     #closed = false;
     /** The replication started by `sync()`, until stopped. */
     #sync;
+    /** Whether an `enroll()` session runs. */
+    #enrolling = false;
 
     /** Use `Outpost.open`. */
     constructor(raw, shared) {
@@ -730,52 +743,130 @@ export function makeApi(wasm, ready) {
      * the running one first), "unsupported" (no WebSocket here), "closed".
      */
     sync(options) {
-      if (this.#closed) throw new OutpostError("the database is closed", "closed");
-      if (this.#sync && !this.#sync.stopped) {
-        throw new OutpostError("this database is already syncing: stop() that sync first", "already_syncing");
-      }
-      const opts = syncOptions(options);
-      this.#witness?.syncing(this.#db.dbId, { url: opts.url, identity: opts.identity, database: opts.database });
-      if (typeof globalThis.WebSocket !== "function") {
-        throw new OutpostError("sync needs a WebSocket implementation (browsers, web workers, Node 22+)", "unsupported");
-      }
-      const raw = this.#db;
-      const sync = new Sync(
-        internal,
-        {
-          raw,
-          name: this.name,
-          locks: this.#locks,
-          // A storage step of the replication: under the lock after a
-          // refresh, like every operation; `fn` resolves to the new last
-          // etag when it committed documents.
-          exclusive: (fn) =>
-            this.#run(async (db) => {
-              const etag = await fn();
-              // Received from the hub: the witness only moves its last etag.
-              if (etag > 0) this.#witness?.committed(db.dbId, etag);
-              return etag;
-            }).then((etag) => {
-              if (etag > 0) this.#written(etag, true);
-            }),
-          // The hub acknowledged local writes up to `upto` (under the lock, like every witness update).
-          pushed: (upto) => {
-            if (!this.#witness || !(upto > 0)) return;
-            const dbId = raw.dbId;
-            const record = () => this.#witness.acked(dbId, upto);
-            if (this.#locks) this.#locks.request(this.#lockName, { mode: "exclusive" }, record).catch(() => {});
-            else record();
-          },
-          post: (message) => this.#post(message),
-          rejections: () => this.rejections(),
-        },
-        opts,
-      );
+      const opts = this.#startSync(options, "sync");
+      const sync = new Sync(internal, this.#syncHost(), opts);
       if (options.onStatus) sync.on("status", options.onStatus);
       if (options.onRejection) sync.on("rejection", options.onRejection);
       if (options.onGrant) sync.on("grant", options.onGrant);
       this.#sync = sync;
       return sync;
+    }
+
+    /** The checks and the witness record common to `sync` and `enroll`; the checked options. */
+    #startSync(options, what) {
+      if (this.#closed) throw new OutpostError("the database is closed", "closed");
+      if ((this.#sync && !this.#sync.stopped) || this.#enrolling) {
+        throw new OutpostError("this database is already syncing or enrolling: stop() that sync (or await enroll) first", "already_syncing");
+      }
+      const opts = syncOptions(options, what);
+      if (typeof globalThis.WebSocket !== "function") {
+        throw new OutpostError(`${what} needs a WebSocket implementation (browsers, web workers, Node 22+)`, "unsupported");
+      }
+      this.#witness?.syncing(this.#db.dbId, { url: opts.url, identity: opts.identity, database: opts.database });
+      return opts;
+    }
+
+    /**
+     * Enrolls this browser's key for `identity` with the hub: makes the
+     * key if there is none (ECDSA P-256, non-extractable, kept in
+     * IndexedDB), opens a session that redeems the one-time enrollment
+     * `code` for it, and resolves with the identity (`enrolled: true`)
+     * once the hub accepted it; then `sync({ url, identity })` uses the key.
+     * Rejects with an `OutpostError` whose code is the hub's
+     * (`"unauthorized"`: unknown identity, wrong, used or expired code;
+     * `"revoked"`; ...) or `"unreachable"` (no session could be opened).
+     */
+    enroll(options) {
+      let opts;
+      try {
+        opts = this.#startSync(options, "enroll");
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      const host = this.#syncHost();
+      this.#enrolling = true;
+      return new Promise((resolve, reject) => {
+        let edge;
+        let settled = false;
+        let offline;
+        const finish = (error, info) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(offline);
+          const e = edge;
+          edge = undefined;
+          Promise.resolve(e?.stop())
+            .catch(() => {})
+            .finally(() => {
+              e?.free?.();
+              this.#enrolling = false;
+              if (error) reject(error);
+              else resolve(info);
+            });
+        };
+        const event = (type, value) => {
+          if (type === "enrolled") finish(null, value);
+          else if (type === "pushed") host.pushed(value?.upto);
+          else if (type === "closed") finish(new OutpostError(`enroll: the session ended: ${value.message}`, value.code));
+          else if (type === "status" && value.state === "error") finish(new OutpostError(`enroll: ${value.message}`, value.code));
+          else if (type === "status" && value.state === "offline") {
+            // A "closed" event with the hub's reason may follow at once.
+            offline ??= setTimeout(() => finish(new OutpostError(`enroll: could not reach the hub at ${opts.url}`, "unreachable")), 0);
+          }
+        };
+        try {
+          edge = new wasm.EdgeSync(host.raw, opts, { exclusive: host.exclusive, event });
+        } catch (e) {
+          settled = true;
+          this.#enrolling = false;
+          reject(e);
+        }
+      });
+    }
+
+    /**
+     * This browser's key of `identity` (made if there is none yet):
+     * `{ identity, publicKey, fingerprint, enrolled }`. `publicKey` is what
+     * the hub's operator registers (`outpost-hub edge add NAME --pubkey
+     * ...`) when not using an enrollment code.
+     */
+    async identity(identity) {
+      if (typeof identity !== "string" || identity === "") {
+        throw new OutpostError("identity expects an identity name (a non-empty string)", "invalid_argument");
+      }
+      return wasm.__edgeIdentity(this.name, identity, true);
+    }
+
+    /** What a replication of this handle needs of it (`Sync`'s host). */
+    #syncHost() {
+      const raw = this.#db;
+      return {
+        raw,
+        name: this.name,
+        locks: this.#locks,
+        // A storage step of the replication: under the lock after a
+        // refresh, like every operation; `fn` resolves to the new last
+        // etag when it committed documents.
+        exclusive: (fn) =>
+          this.#run(async (db) => {
+            const etag = await fn();
+            // Received from the hub: the witness only moves its last etag.
+            if (etag > 0) this.#witness?.committed(db.dbId, etag);
+            return etag;
+          }).then((etag) => {
+            if (etag > 0) this.#written(etag, true);
+          }),
+        // The hub acknowledged local writes up to `upto` (under the lock, like every witness update).
+        pushed: (upto) => {
+          if (!this.#witness || !(upto > 0)) return;
+          const dbId = raw.dbId;
+          const record = () => this.#witness.acked(dbId, upto);
+          if (this.#locks) this.#locks.request(this.#lockName, { mode: "exclusive" }, record).catch(() => {});
+          else record();
+        },
+        post: (message) => this.#post(message),
+        rejections: () => this.rejections(),
+      };
     }
 
     /**

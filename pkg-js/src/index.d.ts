@@ -54,11 +54,16 @@ export type {
  *   threw the database away: `storageLost` holds the facts);
  * - storage: `"quota_exceeded"`, `"io"`, `"locked"`, `"read_only"`,
  *   `"page_not_found"`, `"invalid_commit"`, `"other"`;
- * - sync: `"already_syncing"` (`db.sync` while a sync runs);
+ * - sync: `"already_syncing"` (`db.sync` or `db.enroll` while a sync or an
+ *   enrollment runs), `"no_key"` (`db.sync` without a credential in a
+ *   browser that holds no key for the identity: enroll first; a sync status
+ *   code), `"unreachable"` (`db.enroll` could not open a session with the
+ *   hub); `db.enroll` also rejects with the hub's refusal (`SyncErrorCode`);
  * - storage caps and the hub's causality rules (a write that would store a
  *   document no reader could take back): `"too_many_versions"`,
  *   `"document_too_large"`, `"change_vector_too_large"`,
- *   `"forged_change_vector"`, `"unseen_version"`.
+ *   `"forged_change_vector"`, `"unseen_version"`, `"batch_sequence"` (a
+ *   signed batch whose place in its edge's chain was taken: a hub's).
  */
 export type OutpostErrorCode =
   | "invalid_id"
@@ -67,6 +72,7 @@ export type OutpostErrorCode =
   | "change_vector_too_large"
   | "forged_change_vector"
   | "unseen_version"
+  | "batch_sequence"
   | "invalid_json"
   | "invalid_collection"
   | "invalid_change_vector"
@@ -89,7 +95,31 @@ export type OutpostErrorCode =
   | "page_not_found"
   | "invalid_commit"
   | "other"
-  | "already_syncing";
+  | "already_syncing"
+  | "no_key"
+  | "unreachable";
+
+/**
+ * Codes of the hub's refusals: the `code` of a `{ state: "error" }` sync
+ * status, and of the `OutpostError` `db.enroll` rejects with.
+ *
+ * - `"unauthorized"`: unknown identity, a key the hub does not hold for it,
+ *   or an enrollment code that is wrong, used or expired (the hub does not
+ *   say which);
+ * - `"revoked"`: the operator revoked this identity (`outpost-hub edge
+ *   revoke`); its sessions end at once and are refused from then on;
+ * - `"bad_signature"`: this edge's signatures do not verify under the key
+ *   the hub holds;
+ * - `"unsupported_version"`, `"protocol"`: a client and hub of different
+ *   builds; `"db_id_taken"`: this database's id belongs to another identity.
+ */
+export type SyncErrorCode =
+  | "unauthorized"
+  | "revoked"
+  | "bad_signature"
+  | "unsupported_version"
+  | "protocol"
+  | "db_id_taken";
 
 /**
  * The error every Outpost operation rejects with. Branch on `code` (see
@@ -103,9 +133,10 @@ export type OutpostErrorCode =
  * ```
  */
 export class OutpostError extends Error {
-  constructor(message: string, code: OutpostErrorCode);
+  constructor(message: string, code: OutpostErrorCode | SyncErrorCode);
   readonly name: "OutpostError";
-  readonly code: OutpostErrorCode;
+  /** `SyncErrorCode`s only from `db.enroll`. */
+  readonly code: OutpostErrorCode | SyncErrorCode;
   /** With code `"storage_lost"`: what was lost, as far as the browser and the witness know. */
   readonly storageLost?: StorageLost;
 }
@@ -194,8 +225,15 @@ export interface SyncOptions {
   url: string;
   /** The edge's identity at the hub (an `[[edge]]` name of its configuration). */
   identity: string;
-  /** The edge's secret token. */
-  credential: string;
+  /**
+   * Development mode only: the edge's shared-secret token (a hub accepts
+   * tokens only with `[dev] tokens = true`). Without it, the session proves
+   * the identity's key, enrolled with `db.enroll` (or registered by the
+   * operator with `outpost-hub edge add NAME --pubkey` and the
+   * `publicKey` of `db.identity`); a browser without a key for the identity
+   * gets the status `{ state: "error", code: "no_key" }`.
+   */
+  credential?: string;
   /** The database at the hub. Default `"main"`. */
   database?: string;
   /** Same as `sync.on("status", listener)` right after the start. */
@@ -204,6 +242,40 @@ export interface SyncOptions {
   onRejection?: (rejection: Rejection) => void;
   /** Same as `sync.on("grant", listener)` right after the start. */
   onGrant?: (grant: SyncGrant) => void;
+}
+
+/** Options of `db.enroll`. */
+export interface EnrollOptions {
+  /** The hub's WebSocket endpoint (as `SyncOptions.url`). */
+  url: string;
+  /** The identity to enroll (an `[[edge]]` name of the hub's configuration). */
+  identity: string;
+  /**
+   * The one-time enrollment code the hub's operator gave (`outpost-hub edge
+   * add NAME` or `outpost-hub edge enroll NAME` print it).
+   */
+  code: string;
+  /** The database at the hub. Default `"main"`. */
+  database?: string;
+}
+
+/**
+ * This browser's key of an identity (`db.identity`, `db.enroll`). The
+ * private key is a non-extractable WebCrypto ECDSA P-256 key kept in
+ * IndexedDB (database `"outpost-keys"`): page script can sign with it but
+ * never read it. Not encrypted at rest: whoever reads the browser
+ * profile's files has it. In Node (no IndexedDB) keys live in memory for
+ * the life of the process.
+ */
+export interface EdgeIdentity {
+  /** The identity's name. */
+  identity: string;
+  /** The public key, `"p256:"` and 130 hex digits (what the hub holds). */
+  publicKey: string;
+  /** Its short name: 16 hex digits (what `outpost-hub edge list` shows). */
+  fingerprint: string;
+  /** Whether a hub accepted the key (an enrollment or a key session succeeded). */
+  enrolled: boolean;
 }
 
 /**
@@ -227,15 +299,17 @@ export interface SyncGrant {
  * - `live`: caught up; changes flow both ways as they are committed;
  * - `offline`: not connected; retrying with exponential backoff (at once when
  *   the browser comes back online), or stopped;
- * - `error`: the hub refused this edge (`code` `"unauthorized"`,
- *   `"unsupported_version"`, ...) or the database was closed: no retries.
+ * - `error`: the hub refused this edge (`code`: a `SyncErrorCode`, e.g.
+ *   `"unauthorized"` or `"revoked"`: the operator revoked it, live sessions
+ *   end at once), the browser holds no key for the identity (`"no_key"`),
+ *   or the database was closed: no retries.
  */
 export type SyncStatus =
   | { state: "connecting" }
   | { state: "initial"; received: number; total: number }
   | { state: "live" }
   | { state: "offline" }
-  | { state: "error"; code: string; message: string };
+  | { state: "error"; code: SyncErrorCode | OutpostErrorCode | (string & {}); message: string };
 
 /**
  * Replication of a database with a hub, returned by `db.sync(options)`.
@@ -407,8 +481,12 @@ export class Outpost {
    * writes go out, both ways live, reconnecting after network failures.
    *
    * ```js
+   * // Once per browser: redeem the code the hub's operator gave.
+   * await db.enroll({ url: "wss://hub.example.org/sync", identity: "alice", code });
+   * // Then, on every visit: sessions prove the enrolled key.
    * const sync = db.sync({ url: "wss://hub.example.org/sync", identity: "alice",
-   *   credential: token, onStatus: (s) => show(s.state) });
+   *   onStatus: (s) => show(s.state) });
+   * sync.on("status", (s) => { if (s.state === "error" && s.code === "revoked") signOut(); });
    * sync.on("rejection", (r) => alert(`${r.id}: ${r.message}`));
    * await sync.stop();
    * ```
@@ -418,6 +496,25 @@ export class Outpost {
    * Node before 22), `"closed"`. `close()` stops it.
    */
   sync(options: SyncOptions): Sync;
+  /**
+   * Enrolls this browser's key of `options.identity` with the hub: makes
+   * the key if there is none, redeems the one-time `code` for it in a
+   * session (which ends once the hub accepted the key), and resolves with
+   * the identity (`enrolled: true`). Later `sync({ url, identity })`
+   * sessions prove the key. Rejects with `OutpostError` `"invalid_options"`,
+   * `"already_syncing"`, `"unsupported"` (no WebSocket or no WebCrypto:
+   * pages must be served over https or from localhost), `"unreachable"`, or
+   * the hub's refusal (`SyncErrorCode`: `"unauthorized"` for an unknown
+   * identity or a wrong, used or expired code, `"revoked"`).
+   */
+  enroll(options: EnrollOptions): Promise<EdgeIdentity>;
+  /**
+   * This browser's key of `identity`, made if there is none:
+   * `{ identity, publicKey, fingerprint, enrolled }`. Show `publicKey` to
+   * the hub's operator to register it without a code (`outpost-hub edge
+   * add NAME --pubkey p256:...`).
+   */
+  identity(identity: string): Promise<EdgeIdentity>;
   /**
    * Counters of the database and its page cache, as this handle last saw
    * them (synchronous, no cross-tab lock: with several tabs, `await

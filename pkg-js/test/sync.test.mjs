@@ -1,15 +1,20 @@
 // Replication API in Node: `db.sync()` checks its options; `conflicts`,
 // `resolve` and `rejections` work on a database that never synced; and, when
 // a hub binary is built (target/{debug,release}/outpost-hub or $OUTPOST_HUB),
-// two in-memory databases replicate through a real hub process: both ways,
-// a refused write, a conflict kept by the "manual" policy and resolved in one
-// of them. Node before 22 has no global WebSocket: there the replication
+// two in-memory databases enroll their keys with one-time codes (a wrong
+// code and a used one are refused with "unauthorized"; the hub records the
+// keys in its configuration) and replicate through a real hub process,
+// every session proving the key: both ways, a refused write, a conflict
+// kept by the "manual" policy and resolved in one of them; revoked by the
+// operator (`outpost-hub edge revoke`), bob's live session ends with the
+// status code "revoked". A third syncs with a token (the hub's development
+// mode). Node before 22 has no global WebSocket: there the replication
 // part runs in a child process with --experimental-websocket.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -42,7 +47,9 @@ test("sync checks its options", async () => {
     { ...ok, url: "ftp://x/sync" },
     { ...ok, url: "not a url" },
     { ...ok, identity: "" },
-    { ...ok, credential: undefined },
+    { ...ok, credential: "" },
+    { ...ok, credential: 7 },
+    { ...ok, code: "enroll with db.enroll" },
     { ...ok, database: "" },
     { ...ok, onStatus: "yes" },
     { ...ok, colour: "blue" },
@@ -116,9 +123,36 @@ const wait = async (what, f, ms = 15000) => {
     await new Promise((r) => setTimeout(r, 50));
   }
 };
+const codes = JSON.parse(process.env.CODES);
+const refusedWith = async (what, p, code) => {
+  try {
+    await p;
+  } catch (e) {
+    if (e.code !== code) throw new Error(what + ": " + e.code + " " + e.message);
+    return;
+  }
+  throw new Error(what + ": not refused");
+};
 const a = await Outpost.open("a");
 const b = await Outpost.open("b");
-const start = (db, identity) => db.sync({ url, identity, credential: identity + "-token" });
+// No key for the identity yet: a key session ends at once with "no_key".
+const sn = a.sync({ url, identity: "alice" });
+await wait("no_key", () => sn.status.state === "error");
+if (sn.status.code !== "no_key") throw new Error(JSON.stringify(sn.status));
+await sn.stop();
+await refusedWith("a wrong code", a.enroll({ url, identity: "alice", code: "not-the-code" }), "unauthorized");
+if ((await a.identity("alice")).enrolled) throw new Error("enrolled after a wrong code");
+const ia = await a.enroll({ url, identity: "alice", code: codes.alice });
+if (!ia.enrolled || ia.identity !== "alice" || !/^p256:04[0-9a-f]{128}$/.test(ia.publicKey)) throw new Error(JSON.stringify(ia));
+if (JSON.stringify(await a.identity("alice")) !== JSON.stringify(ia)) throw new Error("identity after enroll");
+// The code was good once: another database (another key) cannot use it again.
+const other = await Outpost.open("other");
+await refusedWith("a used code", other.enroll({ url, identity: "alice", code: codes.alice }), "unauthorized");
+await other.close();
+const ib = await b.enroll({ url, identity: "bob", code: codes.bob });
+console.log("KEYS " + JSON.stringify({ alice: ia.publicKey, bob: ib.publicKey }));
+// Every later session proves the enrolled key (no credential).
+const start = (db, identity) => db.sync({ url, identity });
 let sa = start(a, "alice");
 let sb = start(b, "bob");
 const statuses = [];
@@ -149,8 +183,25 @@ await b.resolve("notes/1", { text: "merged" });
 await wait("resolution at a", async () => (await a.conflicts()).length === 0 && (await a.get("notes/1")).text === "merged");
 if ((await b.conflicts()).length !== 0) throw new Error("b still conflicted");
 if (!statuses.includes("offline")) throw new Error("statuses: " + statuses);
+// The operator revokes bob: his live session ends with the status code
+// "revoked", and an enrollment as bob is refused the same way; alice goes on.
+const { execFileSync } = await import("node:child_process");
+execFileSync(process.env.HUB, ["--config", process.env.CFG, "edge", "revoke", "bob"], { stdio: "ignore" });
+await wait("bob revoked", () => sb.status.state === "error");
+if (sb.status.code !== "revoked") throw new Error("bob: " + JSON.stringify(sb.status));
+await sb.stop();
+const b2 = await Outpost.open("b2");
+await refusedWith("an enrollment of a revoked identity", b2.enroll({ url, identity: "bob", code: codes.bob }), "revoked");
+await b2.close();
+await a.put("notes/3", { text: "after bob" });
+// Development mode: a token identity.
+const c = await Outpost.open("c");
+const sc = c.sync({ url, identity: "carol", credential: "carol-token" });
+await wait("carol live", () => sc.status.state === "live");
+await wait("notes at carol", async () => (await c.get("notes/1"))?.text === "merged" && (await c.get("notes/3")));
 await a.close();
 await b.close();
+await c.close();
 console.log("ok");
 `;
 
@@ -161,10 +212,17 @@ test("two databases replicate through a real hub", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "outpost-pkg-sync-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const sha = (s) => createHash("sha256").update(s).digest("hex");
-  const edge = (name) =>
+  const codes = { alice: `alice-code-${process.pid}`, bob: `bob-code-${process.pid}` };
+  const expires = Math.floor(Date.now() / 1000) + 3600;
+  const enrolling = (name) =>
+    `[[edge]]\nname = "${name}"\nenroll_code_sha256 = "${sha(codes[name])}"\nenroll_expires = ${expires}\ndatabase = "main"\nread = ["notes/"]\nwrite = ["notes/"]\n`;
+  const token = (name) =>
     `[[edge]]\nname = "${name}"\ntoken_sha256 = "${sha(`${name}-token`)}"\ndatabase = "main"\nread = ["notes/"]\nwrite = ["notes/"]\n`;
   const cfg = join(dir, "hub.toml");
-  writeFileSync(cfg, `data_dir = "./data"\n[[database]]\nname = "main"\n[database.conflicts]\n"*" = "manual"\n${edge("alice")}${edge("bob")}`);
+  writeFileSync(
+    cfg,
+    `data_dir = "./data"\n[dev]\ntokens = true\n[[database]]\nname = "main"\n[database.conflicts]\n"*" = "manual"\n${enrolling("alice")}${enrolling("bob")}${token("carol")}`,
+  );
   const proc = spawn(hub, ["--config", cfg, "serve", "--listen", "127.0.0.1:0"], {
     env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info" },
     stdio: ["ignore", "pipe", "pipe"],
@@ -193,7 +251,7 @@ test("two databases replicate through a real hub", async (t) => {
   const flags = typeof globalThis.WebSocket === "function" ? [] : ["--experimental-websocket"];
   // Asynchronously: the hub's output pipes must keep draining meanwhile.
   const child = spawn(process.execPath, [...flags, "--no-warnings", script], {
-    env: { ...process.env, PKG: pathToFileURL(join(root, "pkg-js/src/node.js")).href, HUB_URL: `ws://${addr}/sync` },
+    env: { ...process.env, PKG: pathToFileURL(join(root, "pkg-js/src/node.js")).href, HUB_URL: `ws://${addr}/sync`, CODES: JSON.stringify(codes), HUB: hub, CFG: cfg },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -204,4 +262,10 @@ test("two databases replicate through a real hub", async (t) => {
   clearTimeout(killer);
   assert.equal(code, 0, `the client failed:\n${out}\nhub log:\n${log}`);
   assert.equal(out.trim().split("\n").pop(), "ok");
+  // The hub redeemed each code for the key the edge made: its configuration
+  // now holds the keys, and no code.
+  const keys = JSON.parse(/^KEYS (.*)$/m.exec(out)[1]);
+  const text = readFileSync(cfg, "utf8");
+  for (const who of ["alice", "bob"]) assert.ok(text.includes(`pubkey = "${keys[who]}"`), `${who}'s key in the config:\n${text}`);
+  assert.doesNotMatch(text, /enroll_code_sha256/);
 });

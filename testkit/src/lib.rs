@@ -16,6 +16,7 @@
 #[cfg(feature = "hub")]
 pub mod hostile;
 pub mod hub;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod keys;
 
 use std::path::{Path, PathBuf};
@@ -96,6 +97,7 @@ pub const DEV_TOKENS: &str = "\n[dev]\ntokens = true\n\n";
 
 /// One `[[edge]]` entry of the hub configuration (database `main`) whose
 /// identity is the key [`keys::key_for`] gives `name`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn key_edge_toml(name: &str, read: &[&str], write: &[&str]) -> String {
     let list = |l: &[&str]| {
         l.iter()

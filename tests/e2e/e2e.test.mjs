@@ -48,6 +48,8 @@ let server;
 let profile;
 let context;
 let page;
+/** The edge key made in the first test (`db.identity("me")`), checked after a reload and a browser restart. */
+let edgeKey;
 const pageErrors = [];
 
 /** Records a page's errors (uncaught exceptions, console.error, HTTP errors) in pageErrors. */
@@ -183,6 +185,9 @@ test("the page writes through @outpost/db; the data survives a page reload (Inde
   await ready("written");
   assert.deepEqual(await shown(), { db: dbName, count: String(TOTAL), rows: NOTES, firstRow: "notes/01NotesNote 011" });
   assertData(await readBack(), "before the reload");
+  // An edge key of this database (made now; kept in IndexedDB, outside the database).
+  edgeKey = await page.evaluate(() => window.outpostE2E.db.identity("me"));
+  assert.match(edgeKey.publicKey, /^p256:04[0-9a-f]{128}$/);
 
   // A real reload: a new JS realm, a new wasm instance, the database opened again.
   await page.evaluate(() => (window.__beforeReload = true));
@@ -192,10 +197,12 @@ test("the page writes through @outpost/db; the data survives a page reload (Inde
 
   assert.deepEqual(await shown(), { db: dbName, count: String(TOTAL), rows: NOTES, firstRow: "notes/01NotesNote 011" });
   assertData(await readBack(), "after the reload");
+  assert.deepEqual(await page.evaluate(() => window.outpostE2E.db.identity("me")), edgeKey, "the same key after the reload");
 
-  // The data is in IndexedDB under the database's name.
+  // The data is in IndexedDB under the database's name, the keys in outpost-keys.
   const idbNames = await page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
   assert.ok(idbNames.includes(dbName), `IndexedDB databases: ${JSON.stringify(idbNames)}`);
+  assert.ok(idbNames.includes("outpost-keys"), `IndexedDB databases: ${JSON.stringify(idbNames)}`);
   assert.deepEqual(pageErrors, []);
 });
 
@@ -242,6 +249,17 @@ test("the data survives closing and relaunching the browser on the same profile"
   await ready();
   assert.equal((await shown()).count, String(TOTAL));
   assertData(await readBack(), "after the browser restart");
+  // The edge key too: the same public key, its private half still non-extractable and signing.
+  assert.deepEqual(await page.evaluate(() => window.outpostE2E.db.identity("me")), edgeKey, "the same key after the restart");
+  const priv = await page.evaluate(async () => {
+    const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
+    const idb = await req(indexedDB.open("outpost-keys"));
+    const rec = await req(idb.transaction("keys").objectStore("keys").get([window.outpostE2E.db.name, "me"]));
+    idb.close();
+    const sig = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, rec.privateKey, new Uint8Array([7]));
+    return { extractable: rec.privateKey.extractable, sig: sig.byteLength };
+  });
+  assert.deepEqual(priv, { extractable: false, sig: 64 });
   assert.deepEqual(pageErrors, []);
 });
 

@@ -279,7 +279,7 @@ write = ["notes/"]
   const cfg = join(dir, "hub.toml");
   writeFileSync(
     cfg,
-    `listen = "127.0.0.1:0"\ndata_dir = "./data"\ndemo_site = ${JSON.stringify(site)}\n\n[[database]]\nname = "main"\n${edge("alice")}${edge("bob")}`,
+    `listen = "127.0.0.1:0"\ndata_dir = "./data"\ndemo_site = ${JSON.stringify(site)}\n\n# Tokens (development mode): this test is about storage, not identities.\n[dev]\ntokens = true\n\n[[database]]\nname = "main"\n${edge("alice")}${edge("bob")}`,
   );
   return launchHub(hubBin, cfg, { cwd: dir, killAfterMs: 10_000, maxLog: 1_000_000 });
 }

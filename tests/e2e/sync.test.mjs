@@ -6,9 +6,16 @@
 // writing notes/ (conflict policy "manual" for the collection Notes, the
 // demo's), and an edge "bulk" reading bulk/, where N documents (default
 // 100,000; OUTPOST_E2E_BULK_DOCS) are imported before the hub starts.
+// alice, bob and eve are added with `outpost-hub edge add` (which prints a
+// one-time enrollment code): each laptop enrolls in the page (a
+// non-extractable WebCrypto key kept in IndexedDB) and every session proves
+// that key, every push signed. carol, dave and bulk use tokens (the hub's
+// `[dev] tokens = true`).
 //
 // Two browser contexts are two laptops (separate profiles). The test checks:
-// both sync both ways; a laptop that goes offline (context.setOffline: it
+// each enrolls with its code in the page (the key cannot be exported, the
+// hub's configuration now holds it, the used code is refused to another
+// browser); both sync both ways; a laptop that goes offline (context.setOffline: it
 // does not cut an open WebSocket in Chromium, but fires the page's "offline"
 // event, on which the package drops the connection; new connections then
 // fail) keeps working locally and its edit reaches the other once it is back;
@@ -18,9 +25,12 @@
 // the write prefix is refused by the hub and listed by rejections() and the
 // page. Two tabs of one laptop share its database: one replicates (one
 // session at the hub), the other follows and takes over when the first
-// closes. Devices of one identity: a new device of alice gets alice's notes
-// (the other device's included), each gets the other's writes, and a device
-// whose storage was wiped gets everything back, its own notes included. A
+// closes. Devices of one (token) identity: a new device of dave gets dave's
+// notes, each gets the other's writes, and a device whose storage was wiped
+// gets everything back, its own notes included; a key laptop whose database
+// was wiped (its key kept) too. A revoked identity (eve, `outpost-hub edge
+// revoke`) sees its live session end with the status code "revoked", and
+// again after a reload. A
 // read-only identity (carol) sees what the hub's grant says it may do and no
 // edit controls, and gets no rejection for a conflict two writers made. A
 // half-typed edit survives remote changes arriving. Last, a third laptop's initial sync of the N bulk documents: the
@@ -35,7 +45,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,12 +70,15 @@ const ARGS = [
 const STEP_MS = 15_000; // any single wait
 const SYNC_MS = 20_000; // a change crossing hub and network
 const BULK_MS = 300_000; // the bulk initial sync
-const TOKENS = { alice: "alice-token-e2e", bob: "bob-token-e2e", carol: "carol-token-e2e", bulk: "bulk-token-e2e" };
+const TOKENS = { carol: "carol-token-e2e", dave: "dave-token-e2e", bulk: "bulk-token-e2e" };
+/** Enrollment codes, as `outpost-hub edge add` printed them. */
+const CODES = {};
 /** The hub's admin token: /status and /metrics need it. */
 const ADMIN_TOKEN = "admin-token-e2e";
 
 const run = `${process.pid}-${Date.now()}`;
 let dir;
+let cfg; // the hub's configuration file
 let hub; // the hub process: launchHub's { base, log, stop }
 let base; // http://127.0.0.1:PORT/
 let browser;
@@ -96,6 +109,10 @@ write = ${JSON.stringify(write)}
 data_dir = "./data"
 demo_site = ${JSON.stringify(site)}
 
+# carol, dave and bulk use tokens; alice, bob and eve are enrolled keys.
+[dev]
+tokens = true
+
 [admin]
 token_sha256 = "${sha256(ADMIN_TOKEN)}"
 
@@ -105,8 +122,11 @@ name = "main"
 [database.conflicts]
 "*" = "latest"
 Notes = "manual"
-${edge("alice", "notes/")}${edge("bob", "notes/")}${edge("carol", "notes/", [])}${edge("bulk", "bulk/")}`;
+${edge("carol", "notes/", [])}${edge("dave", "notes/")}${edge("bulk", "bulk/")}`;
 }
+
+/** Runs `outpost-hub --config cfg ARGS`; its standard output. */
+const hubCli = (...args) => execFileSync(hubBin, ["--config", cfg, ...args], { cwd: dir, timeout: 60_000, env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] }).toString();
 
 async function writeBulk(file, n) {
   const out = createWriteStream(file);
@@ -146,7 +166,8 @@ async function laptop(name, who, beforeGoto, dbName = `e2e-sync-${name}-${run}`)
   const page = await context.newPage();
   watch(page, name);
   if (beforeGoto) await beforeGoto(page);
-  const q = new URLSearchParams({ as: who, token: TOKENS[who], db: dbName });
+  // Enrolled identities redeem their code on the first visit (the page keeps the key).
+  const q = new URLSearchParams({ as: who, db: dbName, ...(CODES[who] ? { code: CODES[who] } : { token: TOKENS[who] }) });
   await page.goto(`${base}?${q}`, { timeout: 30_000 });
   await page.waitForFunction(() => window.demo?.sync, null, { timeout: 30_000 });
   laptops[name] = { context, page };
@@ -180,8 +201,14 @@ before(async () => {
   const site = join(dir, "site");
   mkdirSync(site);
   buildSite(site);
-  const cfg = join(dir, "hub.toml");
+  cfg = join(dir, "hub.toml");
   writeFileSync(cfg, config(site));
+  // The real CLI issues the enrollment codes (printed on standard output).
+  for (const who of ["alice", "bob", "eve"]) {
+    const code = hubCli("edge", "add", who, "--read", "notes/", "--write", "notes/").trim().split("\n").pop();
+    assert.match(code, /^\S{8,}$/, `the code printed for ${who}`);
+    CODES[who] = code;
+  }
   if (BULK > 0) {
     const t0 = Date.now();
     const file = join(dir, "bulk.jsonl");
@@ -219,6 +246,49 @@ test("two laptops sync both ways through the hub", async () => {
   const got = await waitFor(a, () => window.demo.db.get("notes/shared"), undefined, SYNC_MS, "notes/shared at A");
   assert.equal(got.text, "v1");
   assert.equal(got["@metadata"]["@collection"], "Notes");
+  assert.deepEqual(pageErrors, []);
+});
+
+test("enrollment in the browser: a key that cannot be exported, held by the hub; the used code is refused elsewhere", async () => {
+  const a = laptops.A.page;
+  const me = await a.evaluate(() => window.demo.db.identity("alice"));
+  assert.equal(me.identity, "alice");
+  assert.equal(me.enrolled, true);
+  assert.match(me.publicKey, /^p256:04[0-9a-f]{128}$/);
+  assert.match(me.fingerprint, /^[0-9a-f]{16}$/);
+  assert.match(await a.textContent("#me"), new RegExp(`key ${me.fingerprint}`));
+  // The hub redeemed the code for this key: its configuration holds the key, not the code.
+  const text = readFileSync(cfg, "utf8");
+  const alice = text.slice(text.indexOf('name = "alice"'));
+  assert.ok(alice.slice(0, alice.indexOf("[[edge]]") >>> 0).includes(`pubkey = "${me.publicKey}"`), text);
+  // The private key, as the page keeps it in IndexedDB: a CryptoKey that
+  // signs but that WebCrypto refuses to export.
+  const key = await a.evaluate(async () => {
+    const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
+    const idb = await req(indexedDB.open("outpost-keys"));
+    const rec = await req(idb.transaction("keys").objectStore("keys").get([window.demo.db.name, "alice"]));
+    idb.close();
+    const k = rec.privateKey;
+    const exports = [];
+    for (const f of ["pkcs8", "jwk"]) exports.push(await crypto.subtle.exportKey(f, k).then(() => "exported", (e) => e.name));
+    const sig = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, k, new Uint8Array([1, 2, 3]));
+    return { isKey: k instanceof CryptoKey, type: k.type, extractable: k.extractable, curve: k.algorithm.namedCurve, exports, sig: sig.byteLength, enrolled: rec.enrolled };
+  });
+  assert.deepEqual(key, { isKey: true, type: "private", extractable: false, curve: "P-256", exports: ["InvalidAccessError", "InvalidAccessError"], sig: 64, enrolled: true });
+
+  // Another browser presenting alice's used code: refused, shown in the page, no sync.
+  const context = await browser.newContext();
+  const x = await context.newPage();
+  watch(x, "X");
+  await x.goto(`${base}?${new URLSearchParams({ as: "alice", code: CODES.alice, db: `e2e-sync-X-${run}` })}`, { timeout: 30_000 });
+  await x.waitForFunction(() => !document.querySelector("#enroll-error").hidden, null, { timeout: SYNC_MS });
+  assert.match(await x.textContent("#enroll-error"), /\[unauthorized\]/);
+  assert.equal(await x.evaluate(() => window.demo.sync === undefined), true);
+  const code = await x.evaluate((c) => window.demo.db.enroll({ url: "/sync", identity: "alice", code: c }).then(() => "enrolled", (e) => e.code), CODES.alice);
+  assert.equal(code, "unauthorized");
+  assert.equal((await x.evaluate(() => window.demo.db.identity("alice"))).enrolled, false);
+  await context.close();
+  assert.equal(await state(a), "live", "alice's own sessions are unaffected");
   assert.deepEqual(pageErrors, []);
 });
 
@@ -344,45 +414,69 @@ test("two tabs of one laptop: one replicates, the other follows and takes over",
 
 const noteIds = (p) => p.evaluate(async () => (await window.demo.db.scan({ prefix: "notes/" })).map((d) => d["@metadata"]["@id"]));
 
-test("devices of one identity: a new device gets the identity's notes, each gets the other's writes, a wiped one gets all back", async () => {
-  const a = laptops.A.page;
-  // Alice's notes so far (written on laptop A, and some by bob).
-  const before = await noteIds(a);
-  assert.ok(before.includes("notes/offline-edit") && before.includes("notes/from-tab-2"), before.join(", "));
-  // A tablet: another browser profile, its own database, the same identity.
-  const dbName = `e2e-sync-tablet-${run}`;
-  const t = (await laptop("T", "alice", undefined, dbName)).page;
-  await waitState(t, "live");
-  await waitFor(t, async (want) => {
-    const ids = (await window.demo.db.scan({ prefix: "notes/" })).map((d) => d["@metadata"]["@id"]);
-    return want.every((id) => ids.includes(id));
-  }, before, SYNC_MS, "alice's notes on her new tablet");
-  // What each device of alice writes reaches the other.
-  await put(t, "notes/from-tablet", { title: "From alice's tablet", by: "alice" });
-  await waitFor(a, () => window.demo.db.get("notes/from-tablet"), undefined, SYNC_MS, "the tablet's note on the laptop");
-  await put(a, "notes/from-laptop", { title: "From alice's laptop", by: "alice" });
-  await waitFor(t, () => window.demo.db.get("notes/from-laptop"), undefined, SYNC_MS, "the laptop's note on the tablet");
-  await t.waitForFunction(() => [...document.querySelectorAll("#notes .title")].some((e) => e.textContent === "From alice's laptop"), null, { timeout: SYNC_MS });
+const hasAll = async (want) => {
+  const ids = (await window.demo.db.scan({ prefix: "notes/" })).map((d) => d["@metadata"]["@id"]);
+  return want.every((id) => ids.includes(id));
+};
 
-  // The tablet's storage is wiped (its database destroyed), then the page reloads:
-  // a new, empty database (a new db id) that gets everything back, its own note included.
-  const all = await noteIds(a);
-  await t.evaluate(async (name) => {
+/** Destroys the page's database (its storage wiped), reloads the page and waits until it syncs again. */
+async function wipeAndReload(p) {
+  await p.evaluate(async () => {
+    const name = window.demo.db.name;
     await window.demo.db.close();
     const { Outpost } = await import(new URL("pkg/src/web.js", location.href).href);
     await Outpost.destroy(name);
-  }, dbName);
-  await t.reload({ timeout: 30_000 });
-  await t.waitForFunction(() => window.demo?.sync, null, { timeout: 30_000 });
-  await waitState(t, "live");
-  await waitFor(t, async (want) => {
-    const ids = (await window.demo.db.scan({ prefix: "notes/" })).map((d) => d["@metadata"]["@id"]);
-    return want.every((id) => ids.includes(id));
-  }, all, SYNC_MS, "every note back on the wiped tablet");
-  assert.equal((await getDoc(t, "notes/from-tablet")).title, "From alice's tablet");
+  });
+  await p.reload({ timeout: 30_000 });
+  await p.waitForFunction(() => window.demo?.sync, null, { timeout: 30_000 });
+  await waitState(p, "live");
+}
+
+test("devices of one (token) identity: a new device gets the identity's notes, each gets the other's writes, a wiped one gets all back", async () => {
+  const a = laptops.A.page;
+  // The notes so far (written on laptop A, and some by bob).
+  const before = await noteIds(a);
+  assert.ok(before.includes("notes/offline-edit") && before.includes("notes/from-tab-2"), before.join(", "));
+  // Two browser profiles, their own databases, one identity (a key is one
+  // browser's: devices sharing an identity use the development tokens).
+  const d = (await laptop("D", "dave")).page;
+  const t = (await laptop("T", "dave", undefined, `e2e-sync-tablet-${run}`)).page;
+  for (const p of [d, t]) {
+    await waitState(p, "live");
+    await waitFor(p, hasAll, before, SYNC_MS, "the notes on dave's devices");
+  }
+  // What each device of dave writes reaches the other.
+  await put(t, "notes/from-tablet", { title: "From dave's tablet", by: "dave" });
+  await waitFor(d, () => window.demo.db.get("notes/from-tablet"), undefined, SYNC_MS, "the tablet's note on the laptop");
+  await put(d, "notes/from-laptop", { title: "From dave's laptop", by: "dave" });
+  await waitFor(t, () => window.demo.db.get("notes/from-laptop"), undefined, SYNC_MS, "the laptop's note on the tablet");
+  await t.waitForFunction(() => [...document.querySelectorAll("#notes .title")].some((e) => e.textContent === "From dave's laptop"), null, { timeout: SYNC_MS });
+
+  // The tablet's storage is wiped (its database destroyed), then the page reloads:
+  // a new, empty database (a new db id) that gets everything back, its own note included.
+  const all = await noteIds(d);
+  await wipeAndReload(t);
+  await waitFor(t, hasAll, all, SYNC_MS, "every note back on the wiped tablet");
+  assert.equal((await getDoc(t, "notes/from-tablet")).title, "From dave's tablet");
   assert.deepEqual(await t.evaluate(() => window.demo.sync.rejections()), []);
-  await laptops.T.context.close();
-  delete laptops.T;
+  for (const n of ["D", "T"]) {
+    await laptops[n].context.close();
+    delete laptops[n];
+  }
+  assert.deepEqual(pageErrors, []);
+});
+
+test("an enrolled laptop whose database was wiped (its key kept) gets all back and its signed writes still go through", async () => {
+  const a = laptops.A.page;
+  const b = laptops.B.page;
+  const all = await noteIds(a);
+  await wipeAndReload(b);
+  assert.equal((await b.evaluate(() => window.demo.db.identity("bob"))).enrolled, true);
+  await waitFor(b, hasAll, all, SYNC_MS, "every note back on bob's wiped laptop");
+  // The new database continues bob's chain of signed batches.
+  await put(b, "notes/after-wipe", { title: "After the wipe", by: "bob" });
+  await waitFor(a, () => window.demo.db.get("notes/after-wipe"), undefined, SYNC_MS, "bob's write after the wipe at A");
+  assert.deepEqual(await b.evaluate(() => window.demo.sync.rejections()), []);
   assert.deepEqual(pageErrors, []);
 });
 
@@ -469,6 +563,36 @@ test("a half-typed edit survives remote changes", async () => {
   assert.deepEqual(pageErrors, []);
 });
 
+test("a revoked identity: its live session ends with the status code revoked, and it stays refused", async () => {
+  const e = (await laptop("E", "eve")).page;
+  const b = laptops.B.page;
+  await waitState(e, "live");
+  await put(e, "notes/from-eve", { title: "From eve", by: "eve" });
+  await waitFor(b, () => window.demo.db.get("notes/from-eve"), undefined, SYNC_MS, "eve's note at bob");
+  hubCli("edge", "revoke", "eve");
+  const revoked = (p) => p.evaluate(() => {
+    const s = window.demo.sync?.status;
+    return s?.state === "error" && s.code === "revoked";
+  });
+  await waitFor(e, () => window.demo.sync.status.state === "error", undefined, SYNC_MS, "the end of eve's session");
+  assert.deepEqual(await e.evaluate(() => window.demo.sync.status.code), "revoked");
+  assert.match(await e.textContent("#sync-status"), /error: revoked/);
+  // Nothing eve writes now travels; a new page load is refused the same way.
+  await put(e, "notes/after-revocation", { title: "After the revocation", by: "eve" });
+  await e.reload({ timeout: 30_000 });
+  await e.waitForFunction(() => window.demo?.sync, null, { timeout: 30_000 });
+  await waitFor(e, () => window.demo.sync.status.state === "error", undefined, SYNC_MS, "eve refused again");
+  assert.equal(await revoked(e), true);
+  await sleep(1000);
+  assert.equal(await getDoc(b, "notes/after-revocation"), null);
+  // The others are unaffected.
+  await put(laptops.A.page, "notes/after-eve", { title: "After eve", by: "alice" });
+  await waitFor(b, () => window.demo.db.get("notes/after-eve"), undefined, SYNC_MS, "alice's note after the revocation");
+  await laptops.E.context.close();
+  delete laptops.E;
+  assert.deepEqual(pageErrors, []);
+});
+
 test(`initial sync of ${BULK.toLocaleString("en")} documents: the page stays responsive`, { skip: BULK === 0 }, async () => {
   const t0 = Date.now();
   const { page: c } = await laptop("C", "bulk", (p) => browser.startTracing(p, { categories: ["toplevel", "blink.user_timing", "__metadata"] }));
@@ -524,4 +648,18 @@ test(`initial sync of ${BULK.toLocaleString("en")} documents: the page stays res
   // sync would report one or two). No millisecond threshold is asserted here.
   assert.ok(progress.size >= 5, `progress seen only at ${[...progress].join(", ")}`);
   assert.deepEqual(pageErrors, []);
+});
+
+test("the hub's audit trail: every batch the browsers signed verifies, and names the key that signed it", async () => {
+  // The audit commands read the hub's database: the hub stops first (the
+  // last test of this file).
+  const bob = await laptops.B.page.evaluate(() => window.demo.db.identity("bob"));
+  await hub.stop();
+  const verify = hubCli("audit", "verify");
+  const m = /(\d+) signed batches/.exec(verify);
+  assert.ok(m && Number(m[1]) > 0, verify);
+  // bob's note written after his database was wiped: pushed by bob, signed with his browser's key.
+  const who = hubCli("audit", "who", "notes/after-wipe");
+  assert.match(who, /bob/, who);
+  assert.ok(who.includes(bob.fingerprint), `bob's key ${bob.fingerprint} in:\n${who}`);
 });

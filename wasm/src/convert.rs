@@ -39,7 +39,10 @@ const KNOWN_OPTIONS: &[(&str, &[&str])] = &[
     ("changes", &["since", "limit"]),
     ("conflicts", &["after", "limit"]),
     ("resolve", &["collection"]),
-    ("sync", &["url", "identity", "credential", "database"]),
+    (
+        "sync",
+        &["url", "identity", "credential", "code", "database"],
+    ),
     (
         "transaction operation",
         &["type", "id", "doc", "collection", "changeVector"],

@@ -30,10 +30,14 @@
 //! - `panic`: a Rust panic rejects the promise of the operation it hit (code
 //!   `"panic"`) instead of leaving it pending forever;
 //! - `sync`: `EdgeSync`, replication with a hub over a WebSocket (the shell
-//!   around the engine's edge state machine; the package's `db.sync()`).
+//!   around the engine's edge state machine; the package's `db.sync()` and
+//!   `db.enroll()`);
+//! - `keys`: the edge's key pair (non-extractable WebCrypto ECDSA P-256,
+//!   kept in the IndexedDB database `outpost-keys`), signing, and the
+//!   package's `db.identity()`.
 //!
 //! Dependencies between the modules run one way: `sync` uses `api` (an
-//! `EdgeSync` is made from an `Outpost`), never the reverse.
+//! `EdgeSync` is made from an `Outpost`) and `keys`, never the reverse.
 //!
 //! On native targets the crate is empty: everything here needs a JS host.
 //! The one `cfg(target_arch = "wasm32")` of the crate is the crate-level one
@@ -47,6 +51,7 @@ mod api;
 mod convert;
 mod error;
 mod host_store;
+mod keys;
 mod panic;
 mod store;
 mod sync;

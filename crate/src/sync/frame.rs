@@ -736,6 +736,28 @@ mod tests {
                 credential: "s3cret".into(),
                 pull_checkpoint: 42,
                 checkpoint_hub: DbId([3; 16]),
+                auth: AuthMode::Token,
+                key: Vec::new(),
+            },
+            Frame::Hello {
+                min_version: 3,
+                max_version: 3,
+                db_id: DbId([1; 16]),
+                database: "main".into(),
+                identity: "laptop-7".into(),
+                credential: "code-1".into(),
+                pull_checkpoint: 42,
+                checkpoint_hub: DbId([3; 16]),
+                auth: AuthMode::Enroll,
+                key: vec![4; 65],
+            },
+            Frame::Challenge {
+                version: 3,
+                nonce: [7; 32],
+                hub_id: DbId([2; 16]),
+            },
+            Frame::Proof {
+                signature: vec![9; 64],
             },
             Frame::Welcome {
                 version: 1,
@@ -746,6 +768,8 @@ mod tests {
                 max_frame_bytes: 1 << 20,
                 heartbeat_ms: 15_000,
                 grant: None,
+                batch_seq: 0,
+                batch_head: [0; 32],
             },
             Frame::Welcome {
                 version: 2,
@@ -759,6 +783,23 @@ mod tests {
                     read: vec!["*".into(), "notes/".into()],
                     write: vec![],
                 }),
+                batch_seq: 0,
+                batch_head: [0; 32],
+            },
+            Frame::Welcome {
+                version: 3,
+                hub_db_id: DbId([2; 16]),
+                push_checkpoint: 9,
+                hub_last_etag: 100,
+                pending: 50,
+                max_frame_bytes: 1 << 20,
+                heartbeat_ms: 15_000,
+                grant: Some(WireGrant {
+                    read: vec!["notes/".into()],
+                    write: vec!["notes/".into()],
+                }),
+                batch_seq: 17,
+                batch_head: [5; 32],
             },
             Frame::Changes {
                 upto: 7,
@@ -772,6 +813,9 @@ mod tests {
             Frame::Live { upto: 8 },
             Frame::Push {
                 upto: 3,
+                seq: 18,
+                prev: [5; 32],
+                signature: vec![1; 64],
                 docs: vec![doc("é/ü")],
             },
             Frame::PushAck {
@@ -840,6 +884,8 @@ mod tests {
                 read: vec!["notes/".into()],
                 write: vec![],
             }),
+            batch_seq: 0x0102,
+            batch_head: [7; 32],
         };
         let b = f(1).encode();
         assert_eq!(b.len(), 1 + 2 + 16 + 3 * 8 + 4 + 4);
@@ -853,11 +899,59 @@ mod tests {
             &b2[51..],
             &[1, 0, 6, 0, b'n', b'o', b't', b'e', b's', b'/', 0, 0]
         );
-        assert_eq!(negotiate(1, 1), Some(1));
-        assert_eq!(negotiate(1, 2), Some(2));
-        assert_eq!(negotiate(1, 9), Some(2));
-        assert_eq!(negotiate(3, 9), None);
+        // Version 3 appends the chain head.
+        let b3 = f(3).encode();
+        assert_eq!(b3.len(), b2.len() + 8 + 32);
+        assert_eq!(&b3[b2.len()..b2.len() + 8], &[2, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(negotiate(1, 1), None);
+        assert_eq!(negotiate(1, 2), None);
+        assert_eq!(negotiate(1, 9), Some(3));
+        assert_eq!(negotiate(3, 9), Some(3));
+        assert_eq!(negotiate(4, 9), None);
         assert_eq!(negotiate(0, 0), None);
+    }
+
+    #[test]
+    fn fixed_bytes_of_the_version_3_handshake() {
+        // wasm32 and x86_64 must produce these exact bytes.
+        let c = Frame::Challenge {
+            version: 3,
+            nonce: [0xAB; 32],
+            hub_id: DbId([0xCD; 16]),
+        }
+        .encode();
+        let mut want = vec![12, 3, 0];
+        want.extend([0xAB; 32]);
+        want.extend([0xCD; 16]);
+        assert_eq!(c, want);
+        let p = Frame::Proof {
+            signature: vec![1, 2],
+        }
+        .encode();
+        assert_eq!(p, vec![13, 2, 0, 1, 2]);
+        // A version 3 Hello ends with the auth byte and the key.
+        let h = Frame::Hello {
+            min_version: 3,
+            max_version: 3,
+            db_id: DbId([0; 16]),
+            database: String::new(),
+            identity: String::new(),
+            credential: String::new(),
+            pull_checkpoint: 0,
+            checkpoint_hub: DbId([0; 16]),
+            auth: AuthMode::Key,
+            key: vec![4],
+        }
+        .encode();
+        assert_eq!(&h[h.len() - 4..], &[0, 1, 0, 4]);
+        // An unknown auth mode is malformed, not a panic.
+        let mut bad = h.clone();
+        let at = bad.len() - 4;
+        bad[at] = 9;
+        assert!(matches!(
+            Frame::decode(&bad, MAX_FRAME_BYTES),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]

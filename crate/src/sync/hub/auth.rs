@@ -13,6 +13,9 @@ use crate::keys::PublicKey;
 use crate::sync::frame::{AuthMode, Frame, WireDoc};
 use crate::sync::signed::{AuthContext, BatchManifest, GENESIS, NONCE_LEN, auth_message};
 
+/// A batch's key and signature.
+type Signed = (PublicKey, Vec<u8>);
+
 /// What a `Hello` asked for, kept until its proof is checked.
 #[derive(Debug, Clone)]
 pub(super) struct PendingHello {
@@ -168,7 +171,7 @@ impl HubSession {
         docs: &[WireDoc],
         now: i64,
         out: &mut Vec<HubAction>,
-    ) -> Option<(BatchManifest, Option<(PublicKey, Vec<u8>)>)> {
+    ) -> Option<(BatchManifest, Option<Signed>)> {
         let Some(key) = self.key.clone() else {
             // A token session (development mode): unsigned, no chain.
             return Some((

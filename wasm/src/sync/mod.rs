@@ -10,6 +10,15 @@
 //! module's [`Shell`] as its effects: storage actions run through
 //! [`edge_storage`] on the handle's database.
 //!
+//! **Identity.** A session proves the identity's key (kept by
+//! [`crate::keys`], loaded before each connection by [`auth`]): the
+//! handshake's challenge and every pushed batch are signed with WebCrypto
+//! (`Shell::sign`). With an enrollment code the first session redeems it
+//! for the key (made if there is none) and the following ones use the key
+//! alone (`Shell::enrolled`, event `"enrolled"`); with a credential, a
+//! token (the hub's development mode). A hub's refusal (`unauthorized`,
+//! `revoked`, ...) is fatal: the status becomes `{ state: "error", code }`.
+//!
 //! **Waking.** The replication learns of this tab's commits from the engine's
 //! commit observer ([`Database::watch_commits`]), minus the batches it
 //! applied itself; other tabs' writes come through the package's
@@ -25,12 +34,15 @@
 //!
 //! **No long main-thread tasks.** A `Changes` batch (up to 500 documents /
 //! 512 KiB) is applied, under one lock hold, in slices of at most
-//! [`SLICE_DOCS`] documents and [`SLICE_BYTES`] bytes, each in an event-loop
+//! [`apply::SLICE_DOCS`] documents and [`apply::SLICE_BYTES`] bytes, each in an event-loop
 //! task of its own; a slice's commit is not awaited before the next slice is
 //! applied, so the engine's group commit overlaps applying with IndexedDB
 //! commits. Only the last slice moves the pull checkpoint to the batch's
 //! `upto`; the others rewrite the previous checkpoint. Re-applying a version
 //! is a no-op, so a crash between slices only re-sends a batch.
+
+mod apply;
+mod auth;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -39,8 +51,7 @@ use std::rc::{Rc, Weak};
 
 use js_sys::{ArrayBuffer, Function, Promise, Uint8Array};
 use outpost::Database;
-use outpost::db::RemoteDoc;
-use outpost::sync::driver::{edge_storage, edge_storage_etags, load_edge_state};
+use outpost::sync::driver::{edge_storage, load_edge_state};
 use outpost::sync::edge::backoff_ms;
 use outpost::sync::run::{EdgeShell, OwnEtags, Step, run_edge};
 use outpost::sync::{
@@ -50,9 +61,13 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{BinaryType, WebSocket};
 
+use self::apply::apply_remote;
+use self::auth::{Auth, key_accepted, prepare_key};
+
 use crate::api::Outpost;
 use crate::convert::{check_options, opt_string, prop, rejection_to_js, value_to_js};
 use crate::error::{js_error, message_of};
+use crate::keys;
 use crate::panic::{Panicked, run};
 use crate::store::AnyStore;
 
@@ -60,10 +75,6 @@ use crate::store::AnyStore;
 const TICK_MS: f64 = 1000.0;
 /// A socket that has not opened after this long is abandoned (retried).
 const CONNECT_TIMEOUT_MS: i64 = 15_000;
-/// Most documents applied per commit (one main-thread task each).
-pub const SLICE_DOCS: usize = 100;
-/// Most body bytes applied per commit.
-pub const SLICE_BYTES: usize = 128 * 1024;
 
 #[wasm_bindgen]
 extern "C" {
@@ -136,11 +147,18 @@ struct State {
 struct Inner {
     db: Database<AnyStore>,
     panicked: Panicked,
-    cfg: EdgeConfig,
+    /// The sessions' settings (their key filled in by [`prepare_key`]).
+    cfg: RefCell<EdgeConfig>,
+    auth: RefCell<Auth>,
+    /// The local database's name (the key store's key, with the identity).
+    local: String,
+    /// The identity's key pair, once loaded (key and enrollment sessions).
+    key: RefCell<Option<keys::EdgeKey>>,
     url: String,
     /// `exclusive(fn)`: runs `fn` (returns a promise) under the handle's lock.
     exclusive: Function,
-    /// `event(type, value)`: "status", "rejection" and "grant" notifications.
+    /// `event(type, value)`: "status", "rejection", "grant", "pushed",
+    /// "enrolled" and "closed" notifications.
     event: Function,
     state: RefCell<State>,
 }
@@ -165,16 +183,19 @@ fn required(options: &JsValue, name: &str) -> Result<String, JsValue> {
 #[wasm_bindgen]
 impl EdgeSync {
     /// Starts replicating `db` with the hub at `options.url` (`ws://` or
-    /// `wss://`) as `options.identity` / `options.credential`, database
-    /// `options.database` (default `"main"`). `hooks` is `{ exclusive(fn),
-    /// event(type, value) }` (see the module docs).
+    /// `wss://`) as `options.identity`, database `options.database`
+    /// (default `"main"`): with the identity's stored key, or, given
+    /// `options.code`, redeeming that enrollment code for the key (made if
+    /// needed), or, given `options.credential`, with that token (the hub's
+    /// development mode). `hooks` is `{ exclusive(fn), event(type, value) }`
+    /// (see the module docs).
     #[wasm_bindgen(constructor)]
     pub fn new(db: &Outpost, options: JsValue, hooks: JsValue) -> Result<EdgeSync, JsValue> {
         check_options(&options, "sync")?;
         if !options.is_object() {
             return Err(js_error(
                 "invalid_options",
-                "sync expects { url, identity, credential }",
+                "sync expects { url, identity, credential?, code? }",
             ));
         }
         let url = required(&options, "url")?;
@@ -185,18 +206,35 @@ impl EdgeSync {
             ));
         }
         let identity = required(&options, "identity")?;
-        let credential = required(&options, "credential")?;
+        let credential = opt_string(&options, "credential")?.filter(|s| !s.is_empty());
+        let code = opt_string(&options, "code")?.filter(|s| !s.is_empty());
+        let auth = match (&credential, code) {
+            (Some(_), Some(_)) => {
+                return Err(js_error(
+                    "invalid_options",
+                    "sync: give a credential (development token) or an enrollment code, not both",
+                ));
+            }
+            (Some(_), None) => Auth::Token,
+            (None, Some(code)) => Auth::Enroll(code),
+            (None, None) => Auth::Key,
+        };
         let database = opt_string(&options, "database")?.unwrap_or_else(|| "main".into());
         let hook = |name: &str| -> Result<Function, JsValue> {
             prop(&hooks, name)
                 .dyn_into::<Function>()
                 .map_err(|_| js_error("invalid_argument", &format!("sync: hook {name} missing")))
         };
+        let local = db.name();
         let (db, panicked) = db.parts();
+        let credential = credential.unwrap_or_default();
         let inner = Rc::new(Inner {
             db,
             panicked,
-            cfg: EdgeConfig::new(&database, &identity, &credential),
+            cfg: RefCell::new(EdgeConfig::new(&database, &identity, &credential)),
+            auth: RefCell::new(auth),
+            local,
+            key: RefCell::new(None),
             url,
             exclusive: hook("exclusive")?,
             event: hook("event")?,
@@ -537,7 +575,18 @@ async fn connect(inner: &Rc<Inner>) {
     }
     set_status(inner, SyncStatus::Connecting);
     let db = inner.db.clone();
-    let cfg = inner.cfg.clone();
+    if let Err(e) = prepare_key(inner).await {
+        inner.state.borrow_mut().fatal = true;
+        set_status(
+            inner,
+            SyncStatus::Error {
+                code: code_of(&e),
+                message: message_of(&e),
+            },
+        );
+        return;
+    }
+    let cfg = inner.cfg.borrow().clone();
     let loaded = exclusive(inner, async move { load_edge_state(&db, &cfg).await }).await;
     let persisted: EdgePersisted = match loaded {
         Ok(Ok(p)) => p,
@@ -579,7 +628,7 @@ async fn connect(inner: &Rc<Inner>) {
         st.generation += 1;
         st.generation
     };
-    let session = EdgeSession::new(inner.cfg.clone(), persisted, now);
+    let session = EdgeSession::new(inner.cfg.borrow().clone(), persisted, now);
     let weak = Rc::downgrade(inner);
     let handler = |f: fn(&Rc<Inner>, u64, JsValue)| {
         let weak: Weak<Inner> = weak.clone();
@@ -743,10 +792,52 @@ impl EdgeShell for Shell<'_> {
         }
     }
 
+    async fn sign(&mut self, message: Vec<u8>) -> Step<EdgeEvent<'static>> {
+        let inner = self.inner;
+        let key = inner.key.borrow().as_ref().map(|k| k.private.clone());
+        let signed = match key {
+            Some(k) => keys::sign(&k, &message).await,
+            None => Err(js_error("no_key", "sync: no key to sign with")),
+        };
+        match signed {
+            Ok(sig) if current(inner, self.generation) => Step::Feed(EdgeEvent::Signed(sig)),
+            Ok(_) => Step::End,
+            Err(e) => {
+                // The key cannot sign (WebCrypto gone, key store broken):
+                // retrying cannot help.
+                inner.state.borrow_mut().fatal = true;
+                teardown(inner, "cannot sign");
+                let (code, message) = (code_of(&e), message_of(&e));
+                set_status(inner, SyncStatus::Error { code, message });
+                Step::End
+            }
+        }
+    }
+
+    fn enrolled(&mut self) {
+        let inner = self.inner.clone();
+        *inner.auth.borrow_mut() = Auth::Key;
+        let cfg = inner.cfg.borrow().clone().enrolled();
+        *inner.cfg.borrow_mut() = cfg;
+        wasm_bindgen_futures::spawn_local(async move {
+            key_accepted(&inner).await;
+            let identity = inner.cfg.borrow().identity.clone();
+            let info = inner.key.borrow().as_ref().map(|k| k.info(&identity));
+            emit(&inner, "enrolled", &info.unwrap_or(JsValue::NULL));
+        });
+    }
+
     fn status(&mut self, s: SyncStatus) {
         let inner = self.inner;
         if matches!(s, SyncStatus::Initial { .. } | SyncStatus::Live) {
             inner.state.borrow_mut().attempt = 0;
+            // A key session was welcomed: the key is the identity's (also
+            // for a key the operator registered with `--pubkey`).
+            let unmarked = inner.key.borrow().as_ref().is_some_and(|k| !k.enrolled);
+            if unmarked && *inner.auth.borrow() == Auth::Key {
+                let inner = inner.clone();
+                wasm_bindgen_futures::spawn_local(async move { key_accepted(&inner).await });
+            }
         }
         if current(inner, self.generation) {
             set_status(inner, s);
@@ -768,8 +859,13 @@ impl EdgeShell for Shell<'_> {
         }
     }
 
-    async fn close(&mut self, _code: String, _message: String, fatal: bool) {
+    async fn close(&mut self, code: String, message: String, fatal: bool) {
         let inner = self.inner;
+        let v = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&v, &"code".into(), &code.into());
+        let _ = js_sys::Reflect::set(&v, &"message".into(), &message.into());
+        let _ = js_sys::Reflect::set(&v, &"fatal".into(), &fatal.into());
+        emit(inner, "closed", &v);
         if fatal {
             inner.state.borrow_mut().fatal = true;
         }
@@ -798,31 +894,6 @@ fn schedule_reconnect(inner: &Rc<Inner>) {
     });
     let id = set_timeout(&cb, delay as f64);
     inner.state.borrow_mut().reconnect_timer = Some(id);
-}
-
-/// Body bytes of a received document (what a slice is measured by).
-fn doc_bytes(d: &RemoteDoc) -> usize {
-    d.id.len() + d.versions.iter().map(|v| v.body.len() + 64).sum::<usize>()
-}
-
-/// Splits a batch into slices of at most [`SLICE_DOCS`] documents and
-/// [`SLICE_BYTES`] bytes (one larger document alone); at least one slice.
-fn slices(docs: Vec<RemoteDoc>) -> Vec<Vec<RemoteDoc>> {
-    let mut out = vec![Vec::new()];
-    let mut bytes = 0;
-    for d in docs {
-        let n = doc_bytes(&d);
-        let cur = out.last().map_or(0, Vec::len);
-        if cur > 0 && (cur >= SLICE_DOCS || bytes + n > SLICE_BYTES) {
-            out.push(Vec::new());
-            bytes = 0;
-        }
-        bytes += n;
-        if let Some(last) = out.last_mut() {
-            last.push(d);
-        }
-    }
-    out
 }
 
 /// Performs one storage action of the session of `generation`: the event to
@@ -860,116 +931,6 @@ async fn storage_task(
     }
 }
 
-/// Applies a batch from the hub in slices (see the module docs): the same
-/// action, its documents replaced by one slice at a time and its checkpoint
-/// by the previous one but for the last slice.
-async fn apply_remote(
-    inner: &Rc<Inner>,
-    generation: u64,
-    action: EdgeAction,
-) -> Option<Option<EdgeEvent<'static>>> {
-    let EdgeAction::ApplyRemote {
-        docs: all,
-        upto,
-        from,
-        hub_db_id,
-    } = action
-    else {
-        return Some(None);
-    };
-    let parts = slices(all);
-    let n = parts.len();
-    let (db, cfg) = (inner.db.clone(), inner.cfg.clone());
-    // One lock hold (and one refresh, one broadcast) for the whole batch.
-    // Each slice is applied in a task of its own (a new event-loop task
-    // between slices, so the page stays responsive), and its commit is not
-    // awaited before the next slice is applied: the engine's group commit
-    // writes the slices applied while one IndexedDB transaction runs in the
-    // next one, so applying and committing overlap. Only the last slice moves
-    // the pull checkpoint; all are awaited before the batch is acknowledged.
-    let r = exclusive(inner, async move {
-        let mut pending = Vec::with_capacity(n);
-        for (i, part) in parts.into_iter().enumerate() {
-            if i > 0 {
-                next_task().await;
-            }
-            let step = EdgeAction::ApplyRemote {
-                docs: part,
-                upto: if i + 1 == n { upto } else { from },
-                from,
-                hub_db_id,
-            };
-            let (db, cfg) = (db.clone(), cfg.clone());
-            let (tx, rx) = futures::channel::oneshot::channel();
-            wasm_bindgen_futures::spawn_local(async move {
-                let _ = tx.send(edge_storage_etags(&db, &cfg, &step).await);
-            });
-            pending.push(rx);
-        }
-        let mut result = EdgeEvent::Applied;
-        let mut own = Vec::new();
-        for rx in pending {
-            let (ev, etags) = rx.await.unwrap_or_else(|_| {
-                (
-                    Some(EdgeEvent::ApplyFailed("a slice was dropped".into())),
-                    None,
-                )
-            });
-            own.push(etags);
-            match ev {
-                Some(EdgeEvent::Applied) | None => {}
-                Some(other) => {
-                    if matches!(result, EdgeEvent::Applied) {
-                        result = other;
-                    }
-                }
-            }
-        }
-        (result, own)
-    })
-    .await;
-    let result = match r {
-        Ok((result, own)) => {
-            // What this replication stored itself needs no pushing.
-            let mut st = inner.state.borrow_mut();
-            own.into_iter().for_each(|run| st.own.add(run));
-            drop(st);
-            result
-        }
-        Err(e) => {
-            if hook_failed(inner, &e) {
-                return None;
-            }
-            EdgeEvent::ApplyFailed(message_of(&e))
-        }
-    };
-    current(inner, generation).then_some(Some(result))
-}
-
-/// Resolves in a new task of the event loop, so the page can paint and take
-/// input in between. A `MessageChannel` message, not `setTimeout(0)`, whose
-/// nested calls browsers clamp to 4 ms. The port is closed afterwards (an
-/// open port would keep a Node process alive).
-async fn next_task() {
-    let p = Promise::new(&mut |resolve, _| {
-        let Ok(ch) = web_sys::MessageChannel::new() else {
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-            return;
-        };
-        let port = ch.port1();
-        let port2 = port.clone();
-        let cb = Closure::once_into_js(move || {
-            port2.close();
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-        });
-        port.set_onmessage(Some(cb.unchecked_ref()));
-        if ch.port2().post_message(&JsValue::UNDEFINED).is_err() {
-            port.close();
-        }
-    });
-    let _ = JsFuture::from(p).await;
-}
-
 /// Runs one storage action through the driver, inside `exclusive`; hands
 /// the action back with the event to feed.
 async fn run_storage(
@@ -977,7 +938,7 @@ async fn run_storage(
     action: EdgeAction,
 ) -> Result<(Option<EdgeEvent<'static>>, EdgeAction), JsValue> {
     let db = inner.db.clone();
-    let cfg = inner.cfg.clone();
+    let cfg = inner.cfg.borrow().clone();
     exclusive(inner, async move {
         let ev = edge_storage(&db, &cfg, &action).await;
         (ev, action)
