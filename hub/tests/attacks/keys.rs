@@ -335,3 +335,52 @@ impl KeyText for outpost::keys::KeyPair {
         outpost::keys::Signer::public_key(self).to_text()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_code_presented_for_another_identity() {
+    // A valid code is bound to its edge: presented as another identity (one
+    // with a key, one with a code of its own) it redeems nothing.
+    let hub = Hub::start_with_edges(
+        &(enroll_toml("newbie", "newbie-code", now_s() + 3600)
+            + &enroll_toml("other", "other-code", now_s() + 3600)),
+    );
+    let before = hub.config_text();
+    for who in ["alice", "other", "mallory"] {
+        let k = keys::fresh_key();
+        let mut d = hub.connect().await;
+        d.key = Some(k.clone());
+        let r = d
+            .hello_with(Hostile::hello_enroll_frame(
+                who,
+                &k,
+                "newbie-code",
+                new_db_id(),
+            ))
+            .await;
+        assert_error(&r.expect_err("refused"), "unauthorized");
+    }
+    assert_eq!(hub.config_text(), before, "nothing redeemed");
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_identity_is_told_so_only_after_proving_its_key() {
+    // Whoever claims a revoked identity without its key gets the answer of
+    // any failed proof: revocation is not an oracle of which identities
+    // exist. The holder of the key learns it is revoked.
+    let hub = Hub::start();
+    let revoked = edges().replace(
+        "name = \"mallory\"\n",
+        "name = \"mallory\"\nrevoked = true\n",
+    );
+    hub.set_edges(&revoked);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut s = hub.connect().await;
+    s.key = Some(keys::fresh_key());
+    let r = s.hello("mallory", "", new_db_id(), 0).await;
+    assert_error(&r.expect_err("refused"), "unauthorized");
+    let mut s = hub.connect().await;
+    let r = s.hello("mallory", "", new_db_id(), 0).await;
+    assert_error(&r.expect_err("refused"), "revoked");
+    hub.finish().await;
+}
