@@ -66,12 +66,9 @@ async fn link_upstream(
             }
             Err(e) => {
                 // Nothing to sign with: the link cannot work until the file
-                // is fixed (a restart or a reload of the configuration).
-                tracing::error!(url = %up.url, database = %up.database, error = %e, "upstream link not started: its key_file cannot be loaded (`outpost-hub keygen FILE` makes one)");
-                tokio::select! {
-                    _ = shutdown.changed() => {}
-                    _ = std::future::pending::<()>() => {}
-                }
+                // is fixed and the hub restarted (upstream links start with
+                // the hub).
+                tracing::error!(url = %up.url, database = %up.database, error = %e, "upstream link not started: its key_file cannot be loaded (`outpost-hub keygen FILE` makes one; restart the hub after fixing it)");
                 return false;
             }
         },

@@ -1094,3 +1094,22 @@ async fn an_edge_enrolls_with_a_code_then_uses_its_key_alone() {
     );
     c.stop().await;
 }
+
+/// An `[[upstream]]` whose key file is missing: the hub serves its own edges
+/// and says in its log why the link did not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_without_its_key_file_is_reported_and_the_hub_serves_on() {
+    let tmp = temp_dir("nokey");
+    let mut hub = HubProc::new(
+        tmp.join("hub"),
+        free_port(),
+        &(edge_toml("lap", "", &["notes/"], &["notes/"])
+            + "[[upstream]]\ndatabase = \"main\"\nurl = \"ws://127.0.0.1:9/sync\"\nidentity = \"me\"\nkey_file = \"missing.key\"\n"),
+    );
+    hub.proc.wait_log("key_file cannot be loaded");
+    assert!(hub.log().contains("missing.key"), "{}", hub.log());
+    let db = open_edge_db(&tmp.join("lap")).await;
+    let c = client(&db, &hub.url(), "lap", "");
+    wait_live(&c).await;
+    c.stop().await;
+}
