@@ -8,12 +8,11 @@
 
 use outpost::Batch;
 use outpost::cv::DbId;
-use outpost::db::{AUDIT_RECORD_VERSION, AuditKind, encode_record};
+use outpost::db::{AUDIT_RECORD_VERSION, AuditKind, AuditScope, encode_record};
 use outpost::keys::PublicKey;
 use outpost::sync::frame::AuthMode;
 use outpost::sync::run::AuthRequest;
 use outpost::sync::{Frame, HubEvent};
-use serde::Serialize;
 
 use crate::config::{Config, EdgeAccess};
 use crate::edit;
@@ -177,30 +176,6 @@ fn redeem(
     Ok(())
 }
 
-/// The audit record of an enrollment ([`AuditKind::ScopeChange`], change
-/// `enrolled`): the fields of `AuditScope` and the key.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditEnrollment {
-    /// [`AUDIT_RECORD_VERSION`].
-    pub v: u32,
-    /// The edge identity.
-    pub edge: String,
-    /// `enrolled`.
-    pub change: String,
-    /// Read prefixes before (unchanged by an enrollment).
-    pub old_read: Option<Vec<String>>,
-    /// Write prefixes before.
-    pub old_write: Option<Vec<String>>,
-    /// Read prefixes after.
-    pub new_read: Option<Vec<String>>,
-    /// Write prefixes after.
-    pub new_write: Option<Vec<String>>,
-    /// The enrolled key's fingerprint.
-    pub key_id: String,
-    /// The enrolled key (`p256:` + hex).
-    pub public_key: String,
-}
-
 /// Writes the `enrolled` entry of `identity`'s key in `database`'s audit
 /// trail (a failure is logged: the enrollment stands).
 async fn record_enrollment(hub: &Hub, identity: &str, database: &str, key: &PublicKey) {
@@ -208,7 +183,7 @@ async fn record_enrollment(hub: &Hub, identity: &str, database: &str, key: &Publ
     let scope = edge_of(&config, identity, database)
         .map(|e| (e.read.as_slice().to_vec(), e.write.as_slice().to_vec()));
     let (read, write) = scope.map_or((None, None), |(r, w)| (Some(r), Some(w)));
-    let record = AuditEnrollment {
+    let record = AuditScope {
         v: AUDIT_RECORD_VERSION,
         edge: identity.to_string(),
         change: "enrolled".into(),

@@ -183,6 +183,8 @@ pub fn scope_changes(old: &Config, new: &Config) -> Vec<(String, AuditScope)> {
             old_write,
             new_read,
             new_write,
+            key_id: String::new(),
+            public_key: String::new(),
         }
     };
     for name in names {

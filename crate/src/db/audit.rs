@@ -622,6 +622,13 @@ pub struct AuditScope {
     pub new_read: Option<Vec<String>>,
     /// Write prefixes after.
     pub new_write: Option<Vec<String>>,
+    /// The enrolled key's fingerprint (an enrollment by code; absent from
+    /// other records and from records written before keys existed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key_id: String,
+    /// The enrolled key (`p256:` + hex), with `key_id`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub public_key: String,
 }
 
 #[cfg(test)]
