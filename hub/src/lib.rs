@@ -29,6 +29,7 @@ pub mod conn;
 pub mod edit;
 pub mod error;
 pub mod metrics;
+pub mod ratelimit;
 pub mod reload;
 pub mod server;
 pub mod session;

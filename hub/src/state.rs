@@ -30,6 +30,8 @@ pub struct Hub {
     /// Bumped whenever a database fails or is reopened (upstream links wait
     /// on it).
     generation: watch::Sender<u64>,
+    /// The per-identity rate limits (`[limits]`), shared by sessions.
+    rate_limits: crate::ratelimit::RateLimits,
 }
 
 /// First delay before reopening a failed database.
@@ -213,6 +215,7 @@ impl Hub {
             failures: Mutex::new(BTreeMap::new()),
             reopened: Mutex::new(BTreeMap::new()),
             generation: watch::channel(0).0,
+            rate_limits: crate::ratelimit::RateLimits::default(),
         });
         let current = hub.config();
         if let Err(e) = hub.open_new_databases(&current).await {
@@ -272,6 +275,11 @@ impl Hub {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The per-identity rate limits.
+    pub fn rate_limits(&self) -> &crate::ratelimit::RateLimits {
+        &self.rate_limits
     }
 
     /// Time since the hub started.

@@ -119,6 +119,10 @@ struct Args {
     /// The `outpost-hub` binary (default: next to this executable).
     #[arg(long, value_name = "PATH")]
     hub: Option<PathBuf>,
+    /// Extra `[limits]` lines for both phases' hubs, `;`-separated (default
+    /// none: the hub's defaults), e.g. `push_docs_per_second = 1000`.
+    #[arg(long, value_name = "KEY = V;...")]
+    limits: Option<String>,
     /// Directory for the hubs' temporary data (removed afterwards).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -158,7 +162,7 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "settings: {} readers, {} writes, flood parts {:?}, {} push sessions × {} docs, {} conflict ids, {} conn loops from {}, {} no-ack sessions, mallory reads {:?}, warm-up {} s\n",
+        "settings: {} readers, {} writes, flood parts {:?}, {} push sessions × {} docs, {} conflict ids, {} conn loops from {}, {} no-ack sessions, mallory reads {:?}, warm-up {} s, [limits] {}\n",
         args.edges,
         args.writes,
         args.parts,
@@ -169,7 +173,8 @@ fn main() {
         args.flood_addr,
         args.noack_sessions,
         args.mallory_read,
-        args.warmup
+        args.warmup,
+        args.limits.as_deref().unwrap_or("(defaults)")
     );
     let order = if args.flood_first {
         [true, false]
@@ -300,6 +305,14 @@ fn run_phase(args: &Args, hub_bin: &Path, dir: &Path, flood: bool) -> Phase {
     let mut cfg = format!(
         "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n[database.conflicts]\nCards = \"manual\"\n\n[admin]\ntoken_sha256 = \"{ADMIN_TOKEN_SHA256}\"\n\n"
     );
+    if let Some(l) = &args.limits {
+        cfg.push_str("[limits]\n");
+        for line in l.split(';') {
+            cfg.push_str(line.trim());
+            cfg.push('\n');
+        }
+        cfg.push('\n');
+    }
     cfg.push_str(&edge_toml("writer", "writer-token", &[], &["news/"]));
     let reads: Vec<&str> = args.mallory_read.iter().map(String::as_str).collect();
     cfg.push_str(&edge_toml("mallory", "mallory-token", &reads, &["flood/"]));
