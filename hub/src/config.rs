@@ -106,7 +106,7 @@ pub struct Limits {
     pub header_read_timeout_ms: u64,
     /// `Push` frames per second one identity (all its sessions together)
     /// may send on average (token bucket, see [`crate::ratelimit`]); over
-    /// it the hub holds the push and stops reading that socket until the
+    /// it the hub holds the push (and reads no further push) until the
     /// bucket refills. 0: no limit.
     pub pushes_per_second: u32,
     /// The token bucket's size: pushes that may arrive in a burst.
@@ -144,12 +144,12 @@ impl Default for Limits {
             header_read_timeout_ms: 10_000,
             pushes_per_second: 100,
             push_burst: 400,
-            push_docs_per_second: 1_000,
-            push_docs_burst: 2_000,
-            push_bytes_per_second: 2 << 20,
-            push_bytes_burst: 4 << 20,
-            sessions_per_second: 10,
-            session_burst: 32,
+            push_docs_per_second: 100,
+            push_docs_burst: 10_000,
+            push_bytes_per_second: 1 << 20,
+            push_bytes_burst: 8 << 20,
+            sessions_per_second: 20,
+            session_burst: 64,
             retry_after_seconds: 5,
         }
     }

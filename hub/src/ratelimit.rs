@@ -15,20 +15,24 @@
 //!   authenticated `Hello` costs 1 (a flood of short sessions, one per
 //!   pushed version, is paced).
 //!
+//! And one push of an identity in the engine at a time
+//! ([`RateLimits::engine_turn`]).
+//!
 //! The buckets *reserve*: a cost larger than what is left is still taken,
 //! the bucket goes into debt, and the caller is told when the debt will be
 //! paid; it waits until then before it goes on (the session holds the push
-//! it read and stops reading its socket: TCP back-pressure, nothing is
-//! dropped nor refused). Concurrent sessions of one identity therefore queue
+//! it read, one frame, and reads no further push: nothing is dropped nor
+//! refused). Concurrent sessions of one identity therefore queue
 //! one after the other, and the identity as a whole gets the configured rate,
 //! however many sessions it opens. Buckets exist only for identities that
 //! authenticated (a configured, bounded set): an unauthenticated client never
 //! spends an identity's budget.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::Limits;
@@ -89,6 +93,8 @@ struct Budget {
     docs: Bucket,
     bytes: Bucket,
     sessions: Bucket,
+    /// One push of the identity in the engine at a time.
+    engine: Arc<Semaphore>,
 }
 
 /// The per-identity buckets of a hub.
@@ -126,6 +132,7 @@ impl RateLimits {
             docs: Bucket::new(u64::from(limits.push_docs_burst), now),
             bytes: Bucket::new(limits.push_bytes_burst, now),
             sessions: Bucket::new(u64::from(limits.session_burst), now),
+            engine: Arc::new(Semaphore::new(1)),
         });
         f(budget)
     }
@@ -158,6 +165,20 @@ impl RateLimits {
             d.max(y).max(f)
         });
         (!wait.is_zero()).then(|| now + wait)
+    }
+
+    /// Waits for `identity`'s turn in the engine: one push of an identity is
+    /// applied at a time, whatever its number of sessions, so a small push
+    /// of another edge waits behind at most one of its commits (not one per
+    /// session) even when it spends a whole burst at once. Held until the
+    /// permit is dropped.
+    pub async fn engine_turn(
+        &self,
+        identity: &str,
+        limits: &Limits,
+    ) -> Option<OwnedSemaphorePermit> {
+        let turn = self.with(identity, limits, |b| b.engine.clone());
+        turn.acquire_owned().await.ok()
     }
 
     /// Charges a new authenticated session of `identity`: `Ok(wait)` (zero:
@@ -243,6 +264,22 @@ mod tests {
         assert!(wait > Duration::from_millis(900), "{wait:?}");
         // Another identity has its own budget.
         assert!(r.push("writer", &f, &limits).is_none());
+    }
+
+    #[tokio::test]
+    async fn one_push_of_an_identity_in_the_engine_at_a_time() {
+        let r = RateLimits::default();
+        let limits = Limits::default();
+        let first = r.engine_turn("mallory", &limits).await.unwrap();
+        // Another identity is not held.
+        let other = r.engine_turn("writer", &limits).await;
+        assert!(other.is_some());
+        let second =
+            tokio::time::timeout(Duration::from_millis(50), r.engine_turn("mallory", &limits))
+                .await;
+        assert!(second.is_err(), "a second push of mallory went in");
+        drop(first);
+        assert!(r.engine_turn("mallory", &limits).await.is_some());
     }
 
     #[test]

@@ -16,10 +16,11 @@
 //! at most `max_sessions_per_identity` sessions (`Error(too_many_connections)`
 //! for the next); and an identity's pushes (frames, documents, bytes) and
 //! new sessions pass its token buckets, shared by its sessions
-//! ([`crate::ratelimit`]): over them a push is held and the session stops
-//! reading its socket until the budget refills, so a flooding edge is slowed
-//! down by TCP back-pressure and holds no more memory than an honest one
-//! (one frame); a new session's `Welcome` waits.
+//! ([`crate::ratelimit`]): over them a push is held until the budget
+//! refills (the edge has one push in flight; a second one stops the reading
+//! of its socket), so a flooding edge is slowed down by its own protocol and
+//! TCP back-pressure and holds no more memory than an honest one (one
+//! frame); a new session's `Welcome` waits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,10 +82,13 @@ const CLOSE_TOO_BIG: u16 = 1009;
 pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
     let peer = conn.peer();
     let limits = hub.config().limits.clone();
-    // While set, the socket is not read, and `held` (a push over the
-    // identity's rate limits, see `crate::ratelimit`) waits until then.
-    let mut paused_until: Option<tokio::time::Instant> = None;
-    let mut held = None;
+    // A push over its identity's rate limits (`crate::ratelimit`) waits in
+    // `held` until its time. The socket is still read meanwhile (an edge has
+    // one push in flight: what follows is acknowledgements and `Pong`s, and
+    // they keep the session alive), except after a second push (`stalled`):
+    // then it is not read until the first is handed on (TCP back-pressure).
+    let mut held: Option<(axum::body::Bytes, tokio::time::Instant)> = None;
+    let mut stalled: Option<axum::body::Bytes> = None;
     let mut s = Shell {
         hub: hub.clone(),
         machine: HubSession::new(now_ms())
@@ -114,7 +118,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
     tracing::debug!(%peer, "edge connected");
     loop {
         let ev = tokio::select! {
-            msg = s.ws.recv(), if paused_until.is_none() => match msg {
+            msg = s.ws.recv(), if stalled.is_none() => match msg {
                 Some(Ok(Message::Binary(b))) => {
                     s.hub.metrics().frame_in(b.len());
                     if s.identity.is_none() && b.len() > PRE_AUTH_MESSAGE_BYTES {
@@ -124,9 +128,12 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                     if b.first() == Some(&PUSH_TYPE_BYTE)
                         && let Some(id) = &s.identity
                     {
-                        paused_until = s.hub.rate_limits().push(id, &b, &s.hub.config().limits);
-                        if paused_until.is_some() {
-                            held = Some(b);
+                        if held.is_some() {
+                            stalled = Some(b);
+                            continue;
+                        }
+                        if let Some(at) = s.hub.rate_limits().push(id, &b, &s.hub.config().limits) {
+                            held = Some((b, at));
                             continue;
                         }
                     }
@@ -147,14 +154,23 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                     break;
                 }
             },
-            Some(()) = until(paused_until) => {
+            Some(()) = until(held.as_ref().map(|h| h.1)) => {
                 // The identity's budget paid for the held push (the edge was
-                // slowed down): hand it on and read the socket again.
-                paused_until = None;
-                if let Some(b) = held.take()
+                // slowed down): hand it on.
+                if let Some((b, _)) = held.take()
                     && !s.handle(HubEvent::Received(&b)).await
                 {
                     break;
+                }
+                if let Some(b) = stalled.take() {
+                    // A second push, read while the first waited: charged
+                    // now, handed on in order (the machine judges it).
+                    let limits = s.hub.config().limits.clone();
+                    let wait = s.identity.as_ref().and_then(|id| s.hub.rate_limits().push(id, &b, &limits));
+                    match wait {
+                        Some(at) => held = Some((b, at)),
+                        None => if !s.handle(HubEvent::Received(&b)).await { break; },
+                    }
                 }
                 continue;
             }
@@ -414,9 +430,6 @@ impl Shell {
             tracing::warn!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, "refused: the edge database id belongs to another peer");
             return Ok(HubEvent::DbIdTaken);
         }
-        if !self.paced(identity).await {
-            return Err("too_many_connections".into());
-        }
         let max = self.hub.config().limits.max_sessions_per_identity;
         match self.conn.authenticate(identity, max) {
             Some(slot) => self.slot = Some(slot),
@@ -433,6 +446,11 @@ impl Shell {
                 });
                 return Err("too_many_connections".into());
             }
+        }
+        // Paced after the cap: a session refused by it costs no budget.
+        if !self.paced(identity).await {
+            self.slot = None;
+            return Err("too_many_connections".into());
         }
         tracing::info!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, pull_checkpoint = r.pull_checkpoint, pending = info.pending, "edge authenticated");
         self.identity = Some(identity.to_string());
@@ -484,6 +502,14 @@ impl HubShell for Shell {
     async fn storage(&mut self, action: HubAction) -> Step<HubEvent<'static>> {
         let (Some(db), Some(id)) = (self.db.clone(), &self.identity) else {
             return Step::End;
+        };
+        // One push of an identity in the engine at a time (`crate::ratelimit`).
+        let _turn = match action {
+            HubAction::ApplyPush { .. } => {
+                let limits = &self.hub.config().limits;
+                self.hub.rate_limits().engine_turn(id, limits).await
+            }
+            _ => None,
         };
         let started = Instant::now();
         let mut metrics = Vec::new();

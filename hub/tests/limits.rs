@@ -30,7 +30,7 @@ use outpost::DbId;
 use outpost::sync::Frame;
 use outpost_hub::config::Config;
 use outpost_hub::error::HubError;
-use outpost_testkit::hostile::{Answer, Hostile, doc, live, new_db_id};
+use outpost_testkit::hostile::{Answer, Hostile, Incoming, doc, live, new_db_id};
 use outpost_testkit::hub::{ADMIN_TOKEN, HubProcess, wait_until};
 use outpost_testkit::{TempDir, edge_toml};
 use tokio::net::{TcpSocket, TcpStream};
@@ -786,6 +786,48 @@ async fn an_edge_with_a_backlog_bigger_than_the_burst_is_paced_and_syncs_everyth
         .filter(|id| id.starts_with("notes/backlog/"))
         .count();
     assert_eq!(got, DOCS);
+}
+
+/// While its push waits for the budget, the session is alive: the hub goes
+/// on reading it (a `Ping` is answered at once), and the push is applied
+/// when the budget allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_push_does_not_stop_the_session() {
+    let hub = Hub::start(
+        "held",
+        "push_docs_per_second = 2
+push_docs_burst = 2",
+        &[],
+    );
+    let mut h = Hostile::connect_hello(&sync_url(&hub), "laptop", TOKEN, new_db_id(), WAIT)
+        .await
+        .expect("laptop authenticates");
+    h.timeout = WAIT;
+    let mut etag = 0;
+    // 8 documents against a burst of 2 at 2 a second: held ~3 s.
+    let docs = notes_batch(&h, "held", 8, &mut etag);
+    let started = Instant::now();
+    h.send(&Frame::Push { upto: 1, docs }).await.unwrap();
+    h.send(&Frame::Ping { nonce: 77 }).await.unwrap();
+    let (mut pong, mut ack) = (None, None);
+    while ack.is_none() {
+        match h.recv().await {
+            Incoming::Frame(Frame::Pong { nonce: 77 }) => pong = Some(started.elapsed()),
+            Incoming::Frame(Frame::PushAck { applied, .. }) => {
+                assert_eq!(applied, 8);
+                ack = Some(started.elapsed());
+            }
+            Incoming::Frame(_) => {}
+            other => panic!("the session ended: {other:?}"),
+        }
+    }
+    let (pong, ack) = (pong.expect("the Ping answered"), ack.unwrap());
+    eprintln!("Pong after {pong:?}, PushAck after {ack:?}");
+    assert!(
+        pong < ack,
+        "the Ping waited for the push: {pong:?} / {ack:?}"
+    );
+    assert!(ack >= Duration::from_millis(2500), "not held: {ack:?}");
 }
 
 /// New sessions of one identity beyond `sessions_per_second` wait for
