@@ -115,12 +115,31 @@ pub struct Limits {
     /// Milliseconds a client gets to send a whole HTTP request header (and,
     /// over TLS, to finish the handshake).
     pub header_read_timeout_ms: u64,
-    /// `Push` frames per second one session may send on average (token
-    /// bucket); over it the hub stops reading that socket until a token
-    /// refills. 0: no limit.
+    /// `Push` frames per second one identity (all its sessions together)
+    /// may send on average (token bucket, see [`crate::ratelimit`]); over
+    /// it the hub holds the push (and reads no further push) until the
+    /// bucket refills. 0: no limit.
     pub pushes_per_second: u32,
     /// The token bucket's size: pushes that may arrive in a burst.
     pub push_burst: u32,
+    /// Pushed documents per second one identity (all its sessions together)
+    /// may send on average: a `Push` of N documents costs N. Over it the
+    /// push waits (and the socket is not read) until the budget refills:
+    /// paced, never refused. 0: no limit.
+    pub push_docs_per_second: u32,
+    /// Documents that may arrive in a burst (the bucket's size).
+    pub push_docs_burst: u32,
+    /// Pushed bytes (`Push` frame sizes) per second one identity may send on
+    /// average; as `push_docs_per_second`. 0: no limit.
+    pub push_bytes_per_second: u64,
+    /// Bytes that may arrive in a burst.
+    pub push_bytes_burst: u64,
+    /// New authenticated sessions per second of one identity: over it the
+    /// `Welcome` waits; a session that would wait more than 5 s is refused
+    /// with `Error(too_many_connections)` (retryable). 0: no limit.
+    pub sessions_per_second: u32,
+    /// New sessions of one identity that may come in a burst.
+    pub session_burst: u32,
     /// Seconds an over-cap client is told to wait (`Retry-After`).
     pub retry_after_seconds: u32,
 }
@@ -136,6 +155,12 @@ impl Default for Limits {
             header_read_timeout_ms: 10_000,
             pushes_per_second: 100,
             push_burst: 400,
+            push_docs_per_second: 30,
+            push_docs_burst: 10_000,
+            push_bytes_per_second: 256 << 10,
+            push_bytes_burst: 8 << 20,
+            sessions_per_second: 20,
+            session_burst: 64,
             retry_after_seconds: 5,
         }
     }
@@ -621,6 +646,9 @@ impl Config {
             ("hello_timeout_ms", limits.hello_timeout_ms),
             ("header_read_timeout_ms", limits.header_read_timeout_ms),
             ("push_burst", u64::from(limits.push_burst)),
+            ("push_docs_burst", u64::from(limits.push_docs_burst)),
+            ("push_bytes_burst", limits.push_bytes_burst),
+            ("session_burst", u64::from(limits.session_burst)),
         ] {
             if v == 0 {
                 return Err(err(format!("limits.{key}: must be at least 1")));

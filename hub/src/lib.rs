@@ -34,6 +34,7 @@ pub mod edit;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod ratelimit;
 pub mod reload;
 pub mod server;
 pub mod session;

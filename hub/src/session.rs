@@ -14,10 +14,13 @@
 //! [`PRE_AUTH_MESSAGE_BYTES`] (or more than the connection's read budget,
 //! see [`crate::conn`]) closes it with WebSocket code 1009; one identity has
 //! at most `max_sessions_per_identity` sessions (`Error(too_many_connections)`
-//! for the next); and `Push` frames pass a token bucket
-//! (`pushes_per_second`, `push_burst`): when it is empty the session stops
-//! reading its socket until a token refills, so a flooding edge is slowed
-//! down by TCP back-pressure and holds no more memory than an honest one.
+//! for the next); and an identity's pushes (frames, documents, bytes) and
+//! new sessions pass its token buckets, shared by its sessions
+//! ([`crate::ratelimit`]): over them a push is held until the budget
+//! refills (the edge has one push in flight; a second one stops the reading
+//! of its socket), so a flooding edge is slowed down by its own protocol and
+//! TCP back-pressure and holds no more memory than an honest one (one
+//! frame); a new session's `Welcome` waits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,9 +38,10 @@ use tokio::sync::watch;
 use outpost::keys::PublicKey;
 use outpost::sync::frame::AuthMode;
 
-use crate::config::{Config, Limits};
+use crate::config::Config;
 use crate::conn::{Conn, IdentitySlot, PRE_AUTH_MESSAGE_BYTES, reason};
 use crate::identity::{self, Verdict};
+use crate::ratelimit::PUSH_TYPE_BYTE;
 use crate::state::{DbHandle, Hub};
 
 /// Milliseconds since the Unix epoch.
@@ -70,55 +74,25 @@ pub fn grant_for(config: &Config, identity: &str, database: &str) -> Option<Gran
     })
 }
 
-/// The first byte of a `Push` frame (docs/protocol.md): what the push rate
-/// limit counts.
-const PUSH_TYPE_BYTE: u8 = 6;
+/// The longest a new session waits for its identity's session budget
+/// before `Welcome`; beyond, it is refused (`too_many_connections`).
+const MAX_SESSION_WAIT: Duration = Duration::from_secs(5);
 
 /// WebSocket close code "message too big".
 const CLOSE_TOO_BIG: u16 = 1009;
-
-/// A token bucket: `rate` tokens a second, at most `burst` held.
-struct Bucket {
-    tokens: f64,
-    at: tokio::time::Instant,
-}
-
-impl Bucket {
-    fn new(limits: &Limits) -> Bucket {
-        Bucket {
-            tokens: f64::from(limits.push_burst),
-            at: tokio::time::Instant::now(),
-        }
-    }
-
-    /// Takes a token; when none is left, returns the time at which one
-    /// will be there (no token is taken then).
-    fn take(&mut self, limits: &Limits) -> Option<tokio::time::Instant> {
-        if limits.pushes_per_second == 0 {
-            return None;
-        }
-        let rate = f64::from(limits.pushes_per_second);
-        let now = tokio::time::Instant::now();
-        let elapsed = now.duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(f64::from(limits.push_burst));
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            None
-        } else {
-            Some(now + Duration::from_secs_f64((1.0 - self.tokens) / rate))
-        }
-    }
-}
 
 /// Serves one edge connected on `/sync` until it disconnects, breaks the
 /// protocol, is revoked, or the hub shuts down.
 pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
     let peer = conn.peer();
     let limits = hub.config().limits.clone();
-    let mut bucket = Bucket::new(&limits);
-    // While set, the socket is not read (the push rate limit).
-    let mut paused_until: Option<tokio::time::Instant> = None;
+    // A push over its identity's rate limits (`crate::ratelimit`) waits in
+    // `held` until its time. The socket is still read meanwhile (an edge has
+    // one push in flight: what follows is acknowledgements and `Pong`s, and
+    // they keep the session alive), except after a second push (`stalled`):
+    // then it is not read until the first is handed on (TCP back-pressure).
+    let mut held: Option<(axum::body::Bytes, tokio::time::Instant)> = None;
+    let mut stalled: Option<axum::body::Bytes> = None;
     let mut s = Shell {
         hub: hub.clone(),
         machine: HubSession::new(now_ms())
@@ -149,15 +123,24 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
     tracing::debug!(%peer, "edge connected");
     loop {
         let ev = tokio::select! {
-            msg = s.ws.recv(), if paused_until.is_none() => match msg {
+            msg = s.ws.recv(), if stalled.is_none() => match msg {
                 Some(Ok(Message::Binary(b))) => {
                     s.hub.metrics().frame_in(b.len());
                     if s.identity.is_none() && b.len() > PRE_AUTH_MESSAGE_BYTES {
                         s.too_big().await;
                         break;
                     }
-                    if b.first() == Some(&PUSH_TYPE_BYTE) && s.identity.is_some() {
-                        paused_until = bucket.take(&s.hub.config().limits);
+                    if b.first() == Some(&PUSH_TYPE_BYTE)
+                        && let Some(id) = &s.identity
+                    {
+                        if held.is_some() {
+                            stalled = Some(b);
+                            continue;
+                        }
+                        if let Some(at) = s.hub.rate_limits().push(id, &b, &s.hub.config().limits) {
+                            held = Some((b, at));
+                            continue;
+                        }
                     }
                     if !s.handle(HubEvent::Received(&b)).await { break; }
                     continue;
@@ -176,11 +159,23 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                     break;
                 }
             },
-            Some(()) = until(paused_until) => {
-                // A push token is there again (the edge was slowed down).
-                paused_until = None;
-                if let Some(at) = bucket.take(&s.hub.config().limits) {
-                    paused_until = Some(at);
+            Some(()) = until(held.as_ref().map(|h| h.1)) => {
+                // The identity's budget paid for the held push (the edge was
+                // slowed down): hand it on.
+                if let Some((b, _)) = held.take()
+                    && !s.handle(HubEvent::Received(&b)).await
+                {
+                    break;
+                }
+                if let Some(b) = stalled.take() {
+                    // A second push, read while the first waited: charged
+                    // now, handed on in order (the machine judges it).
+                    let limits = s.hub.config().limits.clone();
+                    let wait = s.identity.as_ref().and_then(|id| s.hub.rate_limits().push(id, &b, &limits));
+                    match wait {
+                        Some(at) => held = Some((b, at)),
+                        None => if !s.handle(HubEvent::Received(&b)).await { break; },
+                    }
                 }
                 continue;
             }
@@ -332,6 +327,39 @@ impl Shell {
             .await;
     }
 
+    /// Waits for `identity`'s new-session budget (`sessions_per_second`);
+    /// `false` (with the refusal to send) when the wait would be too long.
+    async fn paced(&mut self, identity: &str) -> bool {
+        let limits = self.hub.config().limits.clone();
+        match self
+            .hub
+            .rate_limits()
+            .session(identity, &limits, MAX_SESSION_WAIT)
+        {
+            Ok(wait) => {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                true
+            }
+            Err(wait) => {
+                self.hub
+                    .metrics()
+                    .connection_refused(crate::ratelimit::SESSION_RATE_REASON);
+                tracing::warn!(peer = %self.peer, %identity, rate = limits.sessions_per_second, "session refused: the identity opens sessions too fast");
+                self.refused = Some(outpost::sync::Frame::Error {
+                    code: "too_many_connections".into(),
+                    message: format!(
+                        "identity {identity} opens sessions faster than {}/s (limits.sessions_per_second); retry in {} s",
+                        limits.sessions_per_second,
+                        wait.as_secs().max(1)
+                    ),
+                });
+                false
+            }
+        }
+    }
+
     /// Sends a last frame (an `Error`) before the session ends.
     async fn bye(&mut self, frame: outpost::sync::Frame) {
         let _ = self.ws.send(Message::Binary(frame.encode().into())).await;
@@ -442,6 +470,11 @@ impl Shell {
                 return Err("too_many_connections".into());
             }
         }
+        // Paced after the cap: a session refused by it costs no budget.
+        if !self.paced(identity).await {
+            self.slot = None;
+            return Err("too_many_connections".into());
+        }
         tracing::info!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, pull_checkpoint = r.pull_checkpoint, pending = info.pending, "edge authenticated");
         self.identity = Some(identity.to_string());
         self.database = database.to_string();
@@ -516,6 +549,14 @@ impl HubShell for Shell {
     async fn storage(&mut self, action: HubAction) -> Step<HubEvent<'static>> {
         let (Some(db), Some(id)) = (self.db.clone(), &self.identity) else {
             return Step::End;
+        };
+        // One push of an identity in the engine at a time (`crate::ratelimit`).
+        let _turn = match action {
+            HubAction::ApplyPush { .. } => {
+                let limits = &self.hub.config().limits;
+                self.hub.rate_limits().engine_turn(id, limits).await
+            }
+            _ => None,
         };
         let started = Instant::now();
         let mut metrics = Vec::new();

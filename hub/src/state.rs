@@ -34,6 +34,8 @@ pub struct Hub {
     /// redeemed), so the next session sees it at once; `None` when the hub
     /// was opened without one (the change then arrives by the file watch).
     config_tx: Mutex<Option<watch::Sender<Arc<Config>>>>,
+    /// The per-identity rate limits (`[limits]`), shared by sessions.
+    rate_limits: crate::ratelimit::RateLimits,
 }
 
 /// First delay before reopening a failed database.
@@ -218,6 +220,7 @@ impl Hub {
             reopened: Mutex::new(BTreeMap::new()),
             generation: watch::channel(0).0,
             config_tx: Mutex::new(None),
+            rate_limits: crate::ratelimit::RateLimits::default(),
         });
         let current = hub.config();
         if let Err(e) = hub.open_new_databases(&current).await {
@@ -291,6 +294,11 @@ impl Hub {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The per-identity rate limits.
+    pub fn rate_limits(&self) -> &crate::ratelimit::RateLimits {
+        &self.rate_limits
     }
 
     /// Time since the hub started.
