@@ -6,23 +6,23 @@
 //! push checkpoint), send bytes, count metrics, close. Every rule of
 //! `docs/protocol.md` §5 is checked here, before anything is stored.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 mod auth;
+mod checks;
 
 use crate::cv::DbId;
 use crate::db::{PushGuard, Refusal, RemoteDoc};
-use crate::doc::{self, MAX_BODY_BYTES, MAX_VERSIONS, RawDoc};
+use crate::doc::RawDoc;
 use crate::keys::{PublicKey, Verifier};
 use crate::policy::Policies;
-use crate::sync::frame::AuthMode;
 use crate::sync::frame::{
-    Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireDoc, WireGrant, negotiate,
+    AuthMode, Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireGrant, negotiate,
 };
 use crate::sync::signed::BatchManifest;
 use crate::sync::violation::Violation;
-use crate::sync::{BATCH_DOCS, ConflictPolicy, Prefixes, check_canonical, take_batch};
+use crate::sync::{BATCH_DOCS, ConflictPolicy, Prefixes, take_batch};
 
 /// Most unacknowledged `Changes` frames per session.
 pub const WINDOW: usize = 4;
@@ -869,82 +869,6 @@ impl HubSession {
             rule: rule.clone(),
             message: message.clone(),
         }
-    }
-
-    /// Every rule of `docs/protocol.md` §5, on every document, before any is
-    /// stored; the first one broken.
-    fn check_push(&self, g: &Grant, docs: &[WireDoc]) -> Result<(), Violation> {
-        if docs.len() > MAX_PUSH_DOCS {
-            return Err(Violation::TooManyDocuments { count: docs.len() });
-        }
-        let mut seen = HashSet::with_capacity(docs.len());
-        for d in docs {
-            let id = || d.id.clone();
-            if let Err(e) = check_canonical(&d.id) {
-                return Err(Violation::InvalidId {
-                    id: id(),
-                    reason: e.to_string(),
-                });
-            }
-            if !g.write.allows(&d.id) {
-                return Err(Violation::WriteDenied {
-                    id: id(),
-                    identity: g.identity.clone(),
-                    prefixes: g.write.to_string(),
-                });
-            }
-            if !seen.insert(doc::id_key(&d.id)) {
-                return Err(Violation::DuplicateId { id: id() });
-            }
-            if let Some(c) = &d.collection
-                && let Err(e) = doc::validate_collection(c)
-            {
-                return Err(Violation::InvalidCollection {
-                    id: id(),
-                    reason: e.to_string(),
-                });
-            }
-            if d.versions.is_empty() || d.versions.len() > MAX_VERSIONS {
-                return Err(Violation::VersionCount {
-                    id: id(),
-                    count: d.versions.len(),
-                });
-            }
-            for v in &d.versions {
-                if v.change_vector.is_empty() {
-                    return Err(Violation::EmptyChangeVector { id: id() });
-                }
-                // The hub's own entry: at most what this edge was sent.
-                let claimed = v.change_vector.get(&self.hub_db_id);
-                if claimed > self.seen_upto {
-                    return Err(Violation::ForgedChangeVector {
-                        id: id(),
-                        claimed,
-                        seen_upto: self.seen_upto,
-                    });
-                }
-                if v.deleted {
-                    if !v.body.is_empty() {
-                        return Err(Violation::DeletionWithBody { id: id() });
-                    }
-                } else if v.body.len() > MAX_BODY_BYTES {
-                    return Err(Violation::BodyTooLarge {
-                        id: id(),
-                        bytes: v.body.len(),
-                    });
-                } else if let Err(e) = crate::body::check_body(&v.body) {
-                    if e.rule() == "not_object" {
-                        return Err(Violation::BodyNotObject { id: id() });
-                    }
-                    return Err(Violation::InvalidBody {
-                        id: id(),
-                        rule: e.rule(),
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
-        Ok(())
     }
 
     fn maybe_read(&mut self, out: &mut Vec<HubAction>) {
