@@ -168,6 +168,9 @@ pub struct EdgeAccess {
     /// it may introduce database ids other than its own
     /// (`docs/security.md`, "Causality").
     pub relay: bool,
+    /// Its own push and session budgets (`[edge.limits]`), in place of
+    /// `[limits]`'s for this identity.
+    pub limits: EdgeLimits,
 }
 
 impl fmt::Debug for EdgeAccess {
@@ -308,6 +311,8 @@ struct RawEdge {
     write: Vec<String>,
     #[serde(default)]
     relay: bool,
+    #[serde(default)]
+    limits: EdgeLimits,
 }
 
 #[derive(Deserialize)]
@@ -475,6 +480,7 @@ impl Config {
                     db_list()
                 )));
             }
+            e.limits.validate().map_err(|m| err(format!("{at}: {m}")))?;
             let read = parse_prefixes(&e.read).map_err(|m| err(format!("{at}: read: {m}")))?;
             let write = parse_prefixes(&e.write).map_err(|m| err(format!("{at}: write: {m}")))?;
             edges.push(EdgeAccess {
@@ -487,6 +493,7 @@ impl Config {
                 read,
                 write,
                 relay: e.relay,
+                limits: e.limits,
             });
         }
 
@@ -585,6 +592,14 @@ impl Config {
     /// The edge named `name`.
     pub fn edge(&self, name: &str) -> Option<&EdgeAccess> {
         self.edges.iter().find(|e| e.name == name)
+    }
+
+    /// The limits of identity `name`: `[limits]` with its `[edge.limits]`.
+    pub fn limits_for(&self, name: &str) -> Limits {
+        match self.edge(name) {
+            Some(e) => self.limits.with(&e.limits),
+            None => self.limits.clone(),
+        }
     }
 
     /// The directory of database `name`: `data_dir/<name>`.
@@ -741,7 +756,7 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 }
 
 mod limits;
-pub use limits::Limits;
+pub use limits::{EdgeLimits, Limits};
 
 #[cfg(test)]
 mod key_tests;

@@ -137,7 +137,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                             stalled = Some(b);
                             continue;
                         }
-                        if let Some(at) = s.hub.rate_limits().push(id, &b, &s.hub.config().limits) {
+                        if let Some(at) = s.hub.rate_limits().push(id, &b, &s.hub.config().limits_for(id)) {
                             held = Some((b, at));
                             continue;
                         }
@@ -170,8 +170,8 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                 if let Some(b) = stalled.take() {
                     // A second push, read while the first waited: charged
                     // now, handed on in order (the machine judges it).
-                    let limits = s.hub.config().limits.clone();
-                    let wait = s.identity.as_ref().and_then(|id| s.hub.rate_limits().push(id, &b, &limits));
+                    let config = s.hub.config();
+                    let wait = s.identity.as_ref().and_then(|id| s.hub.rate_limits().push(id, &b, &config.limits_for(id)));
                     match wait {
                         Some(at) => held = Some((b, at)),
                         None => if !s.handle(HubEvent::Received(&b)).await { break; },
@@ -330,7 +330,7 @@ impl Shell {
     /// Waits for `identity`'s new-session budget (`sessions_per_second`);
     /// `false` (with the refusal to send) when the wait would be too long.
     async fn paced(&mut self, identity: &str) -> bool {
-        let limits = self.hub.config().limits.clone();
+        let limits = self.hub.config().limits_for(identity);
         match self
             .hub
             .rate_limits()
@@ -553,8 +553,8 @@ impl HubShell for Shell {
         // One push of an identity in the engine at a time (`crate::ratelimit`).
         let _turn = match action {
             HubAction::ApplyPush { .. } => {
-                let limits = &self.hub.config().limits;
-                self.hub.rate_limits().engine_turn(id, limits).await
+                let limits = self.hub.config().limits_for(id);
+                self.hub.rate_limits().engine_turn(id, &limits).await
             }
             _ => None,
         };

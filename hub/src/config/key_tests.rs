@@ -77,3 +77,33 @@ fn tokens_need_dev_mode_and_bad_keys_are_named() {
         Some(Path::new("/etc/outpost/me.key"))
     );
 }
+
+#[test]
+fn an_edge_may_have_its_own_budgets() {
+    let k = key_text();
+    let c = parse(&format!(
+        "{DB}[limits]\npush_docs_per_second = 30\n\
+         [[edge]]\nname = \"relay\"\npubkey = \"{k}\"\ndatabase = \"main\"\nrelay = true\n\
+         [edge.limits]\npush_docs_per_second = 5000\npush_docs_burst = 50000\n\
+         [[edge]]\nname = \"laptop\"\npubkey = \"{k}\"\ndatabase = \"main\"\n"
+    ))
+    .unwrap();
+    let relay = c.limits_for("relay");
+    assert_eq!(relay.push_docs_per_second, 5000);
+    assert_eq!(relay.push_docs_burst, 50_000);
+    assert_eq!(relay.push_bytes_per_second, c.limits.push_bytes_per_second);
+    assert_eq!(c.limits_for("laptop"), c.limits);
+    assert_eq!(c.limits_for("nobody"), c.limits);
+    let bad = parse(&format!(
+        "{DB}[[edge]]\nname = \"r\"\npubkey = \"{k}\"\ndatabase = \"main\"\n[edge.limits]\npush_docs_burst = 0\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("push_docs_burst"), "{bad}");
+    let unknown = parse(&format!(
+        "{DB}[[edge]]\nname = \"r\"\npubkey = \"{k}\"\ndatabase = \"main\"\n[edge.limits]\nmax_connections = 1\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(unknown.contains("max_connections"), "{unknown}");
+}

@@ -116,3 +116,64 @@ impl Limits {
         Ok(())
     }
 }
+
+/// An `[[edge]]`'s own budgets (`[edge.limits]`, e.g. a relaying hub or a
+/// bulk importer that pushes more than an honest device): each key set here
+/// replaces the `[limits]` value for that identity alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeLimits {
+    /// See [`Limits::pushes_per_second`].
+    pub pushes_per_second: Option<u32>,
+    /// See [`Limits::push_burst`].
+    pub push_burst: Option<u32>,
+    /// See [`Limits::push_docs_per_second`].
+    pub push_docs_per_second: Option<u32>,
+    /// See [`Limits::push_docs_burst`].
+    pub push_docs_burst: Option<u32>,
+    /// See [`Limits::push_bytes_per_second`].
+    pub push_bytes_per_second: Option<u64>,
+    /// See [`Limits::push_bytes_burst`].
+    pub push_bytes_burst: Option<u64>,
+    /// See [`Limits::sessions_per_second`].
+    pub sessions_per_second: Option<u32>,
+    /// See [`Limits::session_burst`].
+    pub session_burst: Option<u32>,
+}
+
+impl EdgeLimits {
+    /// Bursts, when given, are at least 1 (a rate of 0 means no limit, as
+    /// in `[limits]`).
+    pub(super) fn validate(&self) -> Result<(), String> {
+        for (key, v) in [
+            ("push_burst", self.push_burst.map(u64::from)),
+            ("push_docs_burst", self.push_docs_burst.map(u64::from)),
+            ("push_bytes_burst", self.push_bytes_burst),
+            ("session_burst", self.session_burst.map(u64::from)),
+        ] {
+            if v == Some(0) {
+                return Err(format!("limits.{key}: must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Limits {
+    /// These limits with an edge's own budgets in place of the defaults.
+    pub fn with(&self, o: &EdgeLimits) -> Limits {
+        Limits {
+            pushes_per_second: o.pushes_per_second.unwrap_or(self.pushes_per_second),
+            push_burst: o.push_burst.unwrap_or(self.push_burst),
+            push_docs_per_second: o.push_docs_per_second.unwrap_or(self.push_docs_per_second),
+            push_docs_burst: o.push_docs_burst.unwrap_or(self.push_docs_burst),
+            push_bytes_per_second: o
+                .push_bytes_per_second
+                .unwrap_or(self.push_bytes_per_second),
+            push_bytes_burst: o.push_bytes_burst.unwrap_or(self.push_bytes_burst),
+            sessions_per_second: o.sessions_per_second.unwrap_or(self.sessions_per_second),
+            session_burst: o.session_burst.unwrap_or(self.session_burst),
+            ..self.clone()
+        }
+    }
+}
