@@ -68,7 +68,7 @@ impl Default for Limits {
             push_docs_per_second: 30,
             push_docs_burst: 10_000,
             push_bytes_per_second: 256 << 10,
-            push_bytes_burst: 8 << 20,
+            push_bytes_burst: 32 << 20,
             sessions_per_second: 20,
             session_burst: 64,
             retry_after_seconds: 5,
