@@ -103,17 +103,15 @@ pub struct RateLimits {
     identities: Mutex<HashMap<String, Budget>>,
 }
 
-/// The number of documents a `Push` frame announces (`u8` type, `u64` upto,
-/// `u32` count, little-endian as every integer on the wire), at most what
-/// its size can hold (a document takes at least [`MIN_DOC_BYTES`]: a forged
-/// count cannot put an identity in debt for days); 1 when the frame is too
-/// short to say (the machine refuses it anyway).
+/// The number of documents a `Push` frame announces (its header, read by
+/// `outpost::sync::frame::push_header`), at most what its size can hold (a
+/// document takes at least [`MIN_DOC_BYTES`]: a forged count cannot put an
+/// identity in debt for days); 1 when the frame is too short to say (the
+/// machine refuses it anyway).
 pub fn push_doc_count(frame: &[u8]) -> u64 {
-    let fits = (frame.len().saturating_sub(13) / MIN_DOC_BYTES) as u64;
-    frame
-        .get(9..13)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map_or(1, |b| u64::from(u32::from_le_bytes(b)).min(fits))
+    outpost::sync::frame::push_header(frame).map_or(1, |(n, rest)| {
+        u64::from(n).min((rest / MIN_DOC_BYTES) as u64)
+    })
 }
 
 /// The fewest bytes a document takes in a `Push` (see `Frame::decode`).
@@ -232,14 +230,31 @@ mod tests {
         assert_eq!(b.reserve(u64::MAX, 0, 1, t2), Duration::ZERO);
     }
 
+    /// The bytes of a signed `Push` header announcing `n` documents,
+    /// followed by room for them.
+    fn push_of(n: u32) -> Vec<u8> {
+        let mut f = outpost::sync::Frame::Push {
+            upto: 7,
+            seq: 1,
+            prev: [0; 32],
+            signature: vec![0; 64],
+            docs: vec![],
+        }
+        .encode();
+        let at = f.len() - 4;
+        f[at..].copy_from_slice(&n.to_le_bytes());
+        f.resize(f.len() + n as usize * MIN_DOC_BYTES, 0);
+        f
+    }
+
     #[test]
     fn the_push_cost_is_the_announced_document_count() {
-        let mut f = vec![PUSH_TYPE_BYTE];
-        f.extend_from_slice(&7u64.to_le_bytes());
-        f.extend_from_slice(&500u32.to_le_bytes());
+        let mut f = push_of(0);
         // The count is believed only as far as the frame can hold it.
+        let at = f.len() - 4;
+        f[at..].copy_from_slice(&500u32.to_le_bytes());
         assert_eq!(push_doc_count(&f), 0);
-        f.resize(13 + 500 * MIN_DOC_BYTES, 0);
+        f.resize(f.len() + 500 * MIN_DOC_BYTES, 0);
         assert_eq!(push_doc_count(&f), 500);
         assert_eq!(push_doc_count(&[PUSH_TYPE_BYTE, 1, 2]), 1);
     }
@@ -253,10 +268,8 @@ mod tests {
             ..Limits::default()
         };
         let r = RateLimits::default();
-        let mut f = vec![PUSH_TYPE_BYTE];
-        f.extend_from_slice(&0u64.to_le_bytes());
-        f.extend_from_slice(&100u32.to_le_bytes());
-        f.resize(13 + 100 * MIN_DOC_BYTES, 0);
+        let f = push_of(100);
+        assert_eq!(push_doc_count(&f), 100);
         assert!(r.push("mallory", &f, &limits).is_none());
         // The same identity from another session: in debt, waits ~1 s.
         let at = r.push("mallory", &f, &limits).expect("a wait");

@@ -607,6 +607,23 @@ fn put_str(w: &mut Vec<u8>, s: &str) {
     w.put_bytes16(&s.as_bytes()[..end]);
 }
 
+/// The document count a `Push` frame announces and the bytes left for its
+/// documents, read from its header alone (the hub's rate limits charge a
+/// push before it is decoded); `None` when `buf` does not start with a
+/// well-framed `Push` header.
+pub fn push_header(buf: &[u8]) -> Option<(u32, usize)> {
+    let mut r = Reader::new(buf);
+    if r.u8("type").ok()? != 6 {
+        return None;
+    }
+    r.u64("upto").ok()?;
+    r.u64("seq").ok()?;
+    r.take(32, "prev").ok()?;
+    r.bytes16("signature").ok()?;
+    let n = r.u32("doc count").ok()?;
+    Some((n, r.remaining()))
+}
+
 fn put_docs(w: &mut Vec<u8>, docs: &[WireDoc]) {
     w.put_u32(docs.len() as u32);
     for d in docs {
@@ -952,6 +969,23 @@ mod tests {
             Frame::decode(&bad, MAX_FRAME_BYTES),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_push_header_gives_its_count_without_decoding() {
+        let f = Frame::Push {
+            upto: 3,
+            seq: 9,
+            prev: [1; 32],
+            signature: vec![2; 64],
+            docs: vec![doc("a/1"), doc("a/2")],
+        };
+        let b = f.encode();
+        let (n, rest) = push_header(&b).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(rest, b.len() - (1 + 8 + 8 + 32 + 2 + 64 + 4));
+        assert_eq!(push_header(&b[..20]), None);
+        assert_eq!(push_header(&Frame::Ping { nonce: 1 }.encode()), None);
     }
 
     #[test]
