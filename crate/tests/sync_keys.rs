@@ -520,3 +520,56 @@ fn the_commit_refuses_a_batch_whose_place_in_the_chain_was_taken() {
         assert_eq!(pushes[1].prev, outpost::codec::to_hex(&h1));
     });
 }
+
+/// What signing costs per batch (a measurement, not a check: run with
+/// `cargo test --release -p outpost --features testing --test sync_keys --
+/// --ignored --nocapture signing_cost`): the edge's manifest hash and
+/// signature, the hub's manifest hash and verification, for a full batch of
+/// 500 documents of ~200-byte bodies.
+#[test]
+#[ignore = "a measurement; prints its figures"]
+fn signing_cost() {
+    use std::time::Instant;
+    let key = KeyPair::generate().unwrap();
+    let docs: Vec<WireDoc> = (0..500u64)
+        .map(|i| WireDoc {
+            id: format!("notes/{i:06}"),
+            collection: Some("Notes".into()),
+            versions: vec![RawVersion {
+                change_vector: ChangeVector::new().with(EDGE, i + 1),
+                last_modified_ms: 0,
+                deleted: false,
+                body: format!(
+                    "{{\"title\":\"note {i}\",\"text\":\"{}\"}}",
+                    "x".repeat(170)
+                )
+                .into_bytes(),
+            }],
+        })
+        .collect();
+    let rounds = 50u32;
+    let t = Instant::now();
+    let mut sig = Vec::new();
+    for seq in 1..=u64::from(rounds) {
+        let m = BatchManifest::of(EDGE, seq, GENESIS, seq, &docs);
+        sig = key.sign(&m.message()).unwrap();
+    }
+    let edge = t.elapsed() / rounds;
+    let t = Instant::now();
+    let mut ok = true;
+    for _ in 0..rounds {
+        let m = BatchManifest::of(EDGE, u64::from(rounds), GENESIS, u64::from(rounds), &docs);
+        use outpost::keys::Verifier;
+        ok &= P256Verifier.verify(key.public_key(), &m.message(), &sig);
+    }
+    let hub = t.elapsed() / rounds;
+    assert!(ok);
+    let t = Instant::now();
+    for _ in 0..rounds {
+        let _ = key.sign(b"x").unwrap();
+    }
+    let sign_only = t.elapsed() / rounds;
+    eprintln!(
+        "500-document batch (~200-byte bodies): edge manifest + sign {edge:?}, hub manifest + verify {hub:?}; one signature alone {sign_only:?}"
+    );
+}
