@@ -643,18 +643,7 @@ pub fn token_digest(token: &str) -> [u8; 32] {
 
 /// SHA-256 of a token, as the 64 lowercase hex digits the configuration holds.
 pub fn token_sha256_hex(token: &str) -> String {
-    hex(&token_digest(token))
-}
-
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
+    outpost::codec::to_hex(&token_digest(token))
 }
 
 /// Whether two digests are equal, in time independent of where they differ.
@@ -674,15 +663,9 @@ fn parse_sha256_hex(s: &str) -> std::result::Result<[u8; 32], String> {
             s.len()
         ));
     }
-    let mut out = [0u8; 32];
-    for (i, pair) in s.as_bytes().chunks(2).enumerate() {
-        let digit = |c: u8| char::from(c).to_digit(16);
-        match (digit(pair[0]), digit(pair[1])) {
-            (Some(h), Some(l)) => out[i] = u8::try_from(h * 16 + l).unwrap_or(0),
-            _ => return Err("expected 64 hex digits (0-9, a-f)".into()),
-        }
-    }
-    Ok(out)
+    outpost::codec::from_hex(s)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| "expected 64 hex digits (0-9, a-f)".into())
 }
 
 /// Validates and normalises a list of id prefixes (see

@@ -375,7 +375,7 @@ pub fn generate_code() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)
         .map_err(|e| HubError::Other(format!("no randomness from the operating system: {e}")))?;
-    let hex = crate::config::hex(&bytes);
+    let hex = outpost::codec::to_hex(&bytes);
     Ok(hex
         .as_bytes()
         .chunks(8)
@@ -389,7 +389,7 @@ pub fn generate_token() -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| HubError::Other(format!("no randomness from the operating system: {e}")))?;
-    Ok(crate::config::hex(&bytes))
+    Ok(outpost::codec::to_hex(&bytes))
 }
 
 fn now_ms() -> i64 {

@@ -164,10 +164,8 @@ pub fn chain_hash(prev: &[u8; 32], encoded: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Lowercase hex of `b`.
-pub fn hex_of(b: &[u8]) -> String {
-    crate::codec::to_hex(b)
-}
+/// Lowercase hex (one encoder: [`crate::codec::to_hex`]).
+pub use crate::codec::to_hex as hex_of;
 
 /// The SHA-256 of `b`, in lowercase hex (the body hashes of manifests).
 pub fn sha256_hex(b: &[u8]) -> String {

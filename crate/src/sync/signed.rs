@@ -327,6 +327,23 @@ mod tests {
     }
 
     #[test]
+    fn an_audit_record_of_before_signatures_still_reads_as_unsigned() {
+        // The layout audit records had before protocol 3 (empty key_id and
+        // signature, no public_key, seq or prev): it decodes, and is an
+        // unsigned batch, not a bad signature.
+        let old = br#"{"v":1,"identity":"alice","device":"AQEBAQEBAQEBAQEBAQEBAQ","upto":3,"key_id":"","signature":"","docs":[{"id":"notes/a","collection":null,"versions":[{"change_vector":"","deleted":false,"body_sha256":"00"}]}]}"#;
+        let a: AuditPush = serde_json::from_slice(old).unwrap();
+        assert_eq!((a.seq, a.prev.as_str(), a.public_key.as_str()), (0, "", ""));
+        assert_eq!(BatchManifest::from_audit(&a), Ok(None));
+        // A signed record round-trips through the manifest.
+        let key = key();
+        let m = BatchManifest::of(DbId([9; 16]), 2, [4; 32], 7, &[doc("a/1", "{}")]);
+        let rec = m.to_audit("alice", Some(&(key.clone(), vec![1; 64])));
+        let (back, k, sig) = BatchManifest::from_audit(&rec).unwrap().unwrap();
+        assert_eq!((back, k, sig), (m, key, vec![1; 64]));
+    }
+
+    #[test]
     fn auth_bytes_bind_every_field_and_differ_from_batches() {
         let k = key();
         let base = AuthContext {
