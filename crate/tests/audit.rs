@@ -332,8 +332,8 @@ fn the_hub_machine_records_every_push_refusal() {
     use std::collections::HashMap;
     let mut h = HubSession::new(0);
     let hello = Frame::Hello {
-        min_version: 3,
-        max_version: 3,
+        min_version: 4,
+        max_version: 4,
         db_id: ALICE,
         database: "main".into(),
         identity: "alice".into(),
@@ -362,6 +362,7 @@ fn the_hub_machine_records_every_push_refusal() {
             pending: 0,
             pull_from: 0,
             batch_head: (0, [0; 32]),
+            purge: None,
         },
         0,
     );

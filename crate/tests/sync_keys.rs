@@ -9,15 +9,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::executor::block_on;
-use outpost::keys::{KeyPair, P256Verifier, PublicKey, Signer};
+use outpost::keys::{KeyPair, P256Verifier, PublicKey, Signer, Verifier};
 use outpost::store::MemoryStore;
 use outpost::sync::driver::{batch_chain_key, hub_storage};
 use outpost::sync::frame::{AuthMode, MAX_FRAME_BYTES};
-use outpost::sync::signed::{BatchManifest, GENESIS};
+use outpost::sync::purge::PurgeOrder;
+use outpost::sync::signed::{BatchManifest, GENESIS, PurgeReceipt};
 use outpost::sync::{
     ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, Grant,
     HubAction, HubEvent, HubSession, Prefixes, WireDoc,
 };
+use outpost::db::PurgeReport;
 use outpost::{ChangeVector, Database, DbId, DocFlags, DocumentMeta, OpenOptions, RawVersion};
 
 const EDGE: DbId = DbId([7; 16]);
@@ -121,6 +123,10 @@ fn handshake(
 }
 
 fn authorize(h: &mut HubSession, head: (u64, [u8; 32])) -> Vec<u8> {
+    authorize_with(h, head, None)
+}
+
+fn authorize_with(h: &mut HubSession, head: (u64, [u8; 32]), purge: Option<PurgeOrder>) -> Vec<u8> {
     let a = h.handle(
         HubEvent::Authorized {
             grant: grant(),
@@ -130,10 +136,19 @@ fn authorize(h: &mut HubSession, head: (u64, [u8; 32])) -> Vec<u8> {
             pending: 0,
             pull_from: 0,
             batch_head: head,
+            purge: purge.clone(),
         },
         0,
     );
-    frames_of_hub(&a)
+    let frames = frames_of_hub(&a);
+    if let Some(o) = purge {
+        // The order follows the Welcome at once.
+        assert!(
+            matches!(&frames[..], [Frame::Welcome { .. }, Frame::Purge { order, .. }, ..] if *order == o.order),
+            "{frames:?}"
+        );
+    }
+    frames
         .into_iter()
         .find(|f| matches!(f, Frame::Welcome { .. }))
         .expect("a Welcome")
@@ -514,7 +529,6 @@ fn the_commit_refuses_a_batch_whose_place_in_the_chain_was_taken() {
         for a in &pushes {
             let (m, k, sig) = BatchManifest::from_audit(a).unwrap().unwrap();
             assert_eq!(&k, key.public_key());
-            use outpost::keys::Verifier;
             assert!(P256Verifier.verify(&k, &m.message(), &sig));
         }
         assert_eq!(pushes[1].prev, outpost::codec::to_hex(&h1));
@@ -559,7 +573,6 @@ fn signing_cost() {
     let mut ok = true;
     for _ in 0..rounds {
         let m = BatchManifest::of(EDGE, u64::from(rounds), GENESIS, u64::from(rounds), &docs);
-        use outpost::keys::Verifier;
         ok &= P256Verifier.verify(key.public_key(), &m.message(), &sig);
     }
     let hub = t.elapsed() / rounds;
@@ -572,4 +585,264 @@ fn signing_cost() {
     eprintln!(
         "500-document batch (~200-byte bodies): edge manifest + sign {edge:?}, hub manifest + verify {hub:?}; one signature alone {sign_only:?}"
     );
+}
+
+fn order(n: u64, reason: &str) -> PurgeOrder {
+    PurgeOrder {
+        order: n,
+        reason: reason.into(),
+        prefixes: vec!["notes/".into()],
+        keep: if reason == "revoked" {
+            vec![]
+        } else {
+            vec!["notes/mine/".into()]
+        },
+    }
+}
+
+fn report(removed: u64) -> PurgeReport {
+    PurgeReport {
+        removed,
+        ids_hash: [0xEE; 32],
+        pages_erased: 0,
+    }
+}
+
+/// The edge's side of an order: erase, report, sign; returns the receipt
+/// frame's bytes and what the edge reported.
+fn edge_answers(e: &mut EdgeSession, key: &KeyPair, purge: &[u8], removed: u64) -> (Vec<u8>, Vec<EdgeAction>) {
+    let a = e.handle(EdgeEvent::Received(purge), 0);
+    let o = a
+        .iter()
+        .find_map(|a| match a {
+            EdgeAction::Purge { order } => Some(order.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the edge erases at once: {a:?}"));
+    let a = e.handle(EdgeEvent::PurgeDone(report(removed)), 0);
+    assert!(
+        a.iter().any(|x| matches!(x, EdgeAction::Purged { order, removed: r, .. } if *order == o.order && *r == removed)),
+        "{a:?}"
+    );
+    let msg = to_sign(&a).expect("the receipt is signed");
+    let sig = key.sign(&msg).unwrap();
+    let sent = bytes_of_edge(&e.handle(EdgeEvent::Signed(sig), 0));
+    let receipt = sent
+        .into_iter()
+        .find(|b| b[0] == 15)
+        .expect("a PurgeReceipt goes out");
+    (receipt, a)
+}
+
+fn recorded(acts: &[HubAction]) -> Option<(PurgeReceipt, bool)> {
+    acts.iter().find_map(|a| match a {
+        HubAction::RecordPurgeReceipt { receipt, signed } => {
+            Some((receipt.clone(), signed.is_some()))
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn a_narrowed_edge_erases_and_its_signed_receipt_is_recorded() {
+    let key = KeyPair::generate().unwrap();
+    let (mut h, mut e) = (hub(NONCE), edge(&key));
+    handshake(&mut h, &mut e, &key, Some(key.public_key().clone()));
+    let welcome = authorize_with(&mut h, (0, GENESIS), Some(order(3, "narrowed")));
+    e.handle(EdgeEvent::Received(&welcome), 0);
+    // The edge read its (empty) feed: no push under way.
+    e.handle(
+        EdgeEvent::LocalRead {
+            docs: vec![],
+            complete: true,
+        },
+        0,
+    );
+    let purge = Frame::Purge {
+        order: 3,
+        reason: "narrowed".into(),
+        prefixes: vec!["notes/".into()],
+        keep: vec!["notes/mine/".into()],
+    }
+    .encode();
+    let (receipt, _) = edge_answers(&mut e, &key, &purge, 12);
+    let a = h.handle(HubEvent::Received(&receipt), 0);
+    let (r, signed) = recorded(&a).expect("recorded");
+    assert!(signed);
+    assert_eq!((r.order, r.removed, r.hub_id, r.device), (3, 12, HUB, EDGE));
+    assert_eq!(r.keep, vec!["notes/mine/".to_string()]);
+    assert!(P256Verifier.verify(key.public_key(), &r.message(), &{
+        match Frame::decode(&receipt, MAX_FRAME_BYTES).unwrap() {
+            Frame::PurgeReceipt { signature, .. } => signature,
+            f => panic!("{f:?}"),
+        }
+    }));
+    assert!(!closed_with(&a, "protocol"));
+    // A second receipt (a replay) answers no order: refused.
+    let a = h.handle(HubEvent::Received(&receipt), 0);
+    assert!(closed_with(&a, "protocol"), "{a:?}");
+    assert!(recorded(&a).is_none());
+}
+
+#[test]
+fn a_forged_or_misdirected_receipt_is_refused() {
+    let key = KeyPair::generate().unwrap();
+    let thief = KeyPair::generate().unwrap();
+    // Signed by another key.
+    let (mut h, mut e) = (hub(NONCE), edge(&key));
+    handshake(&mut h, &mut e, &key, Some(key.public_key().clone()));
+    authorize_with(&mut h, (0, GENESIS), Some(order(1, "narrowed")));
+    let r = PurgeReceipt {
+        hub_id: HUB,
+        device: EDGE,
+        order: 1,
+        reason: "narrowed".into(),
+        prefixes: vec!["notes/".into()],
+        keep: vec!["notes/mine/".into()],
+        removed: 0,
+        ids_hash: [0; 32],
+    };
+    let forged = Frame::PurgeReceipt {
+        order: 1,
+        removed: 0,
+        ids_hash: [0; 32],
+        signature: thief.sign(&r.message()).unwrap(),
+    }
+    .encode();
+    let a = h.handle(HubEvent::Received(&forged), 0);
+    assert!(closed_with(&a, "bad_signature"), "{a:?}");
+    assert!(recorded(&a).is_none());
+    // Signed by the right key over other numbers than it claims.
+    let (mut h, mut e) = (hub(NONCE), edge(&key));
+    handshake(&mut h, &mut e, &key, Some(key.public_key().clone()));
+    authorize_with(&mut h, (0, GENESIS), Some(order(1, "narrowed")));
+    let lying = Frame::PurgeReceipt {
+        order: 1,
+        removed: 99,
+        ids_hash: [0; 32],
+        signature: key.sign(&r.message()).unwrap(),
+    }
+    .encode();
+    let a = h.handle(HubEvent::Received(&lying), 0);
+    assert!(closed_with(&a, "bad_signature"), "{a:?}");
+    // For another order than the one sent.
+    let (mut h, mut e) = (hub(NONCE), edge(&key));
+    handshake(&mut h, &mut e, &key, Some(key.public_key().clone()));
+    authorize_with(&mut h, (0, GENESIS), Some(order(2, "narrowed")));
+    let a = h.handle(HubEvent::Received(&forged), 0);
+    assert!(closed_with(&a, "protocol"), "{a:?}");
+    // With no order sent at all.
+    let (mut h, mut e) = (hub(NONCE), edge(&key));
+    handshake(&mut h, &mut e, &key, Some(key.public_key().clone()));
+    authorize(&mut h, (0, GENESIS));
+    let a = h.handle(HubEvent::Received(&forged), 0);
+    assert!(closed_with(&a, "protocol"), "{a:?}");
+}
+
+#[test]
+fn a_revoked_identity_erases_then_is_refused() {
+    let key = KeyPair::generate().unwrap();
+    let (mut h, mut e) = (hub(NONCE), edge(&key));
+    handshake(&mut h, &mut e, &key, Some(key.public_key().clone()));
+    let a = h.handle(
+        HubEvent::RevokedPurge {
+            hub_db_id: HUB,
+            order: order(5, "revoked"),
+            message: "identity laptop is revoked".into(),
+        },
+        0,
+    );
+    let frames = frames_of_hub(&a);
+    assert!(
+        matches!(&frames[..], [Frame::Purge { order: 5, reason, keep, .. }] if reason == "revoked" && keep.is_empty()),
+        "no Welcome, only the order: {frames:?}"
+    );
+    // Nothing but the receipt is accepted.
+    let mut h2 = hub(NONCE);
+    let mut e2 = edge(&key);
+    handshake(&mut h2, &mut e2, &key, Some(key.public_key().clone()));
+    h2.handle(
+        HubEvent::RevokedPurge {
+            hub_db_id: HUB,
+            order: order(5, "revoked"),
+            message: "revoked".into(),
+        },
+        0,
+    );
+    let push = Frame::Push {
+        upto: 1,
+        seq: 1,
+        prev: GENESIS,
+        signature: vec![],
+        docs: vec![],
+    }
+    .encode();
+    assert!(closed_with(&h2.handle(HubEvent::Received(&push), 0), "protocol"));
+    // The edge (in its handshake: no Welcome came) erases at once.
+    let (receipt, _) = edge_answers(&mut e, &key, &frames[0].encode(), 4);
+    let a = h.handle(HubEvent::Received(&receipt), 0);
+    let (r, signed) = recorded(&a).expect("recorded");
+    assert!(signed && r.order == 5 && r.removed == 4 && r.hub_id == HUB);
+    assert!(closed_with(&a, "revoked"), "{a:?}");
+    // The edge hears Error(revoked): fatal.
+    let err = frames_of_hub(&a)
+        .into_iter()
+        .find(|f| matches!(f, Frame::Error { .. }))
+        .unwrap()
+        .encode();
+    let a = e.handle(EdgeEvent::Received(&err), 0);
+    assert!(a.iter().any(|x| matches!(x, EdgeAction::Close { fatal: true, code, .. } if code == "revoked")));
+    // A revoked edge that never answers is cut off.
+    let mut h3 = hub(NONCE);
+    let mut e3 = edge(&key);
+    handshake(&mut h3, &mut e3, &key, Some(key.public_key().clone()));
+    h3.handle(
+        HubEvent::RevokedPurge {
+            hub_db_id: HUB,
+            order: order(5, "revoked"),
+            message: "revoked".into(),
+        },
+        0,
+    );
+    let ping = Frame::Ping { nonce: 1 }.encode();
+    h3.handle(HubEvent::Received(&ping), 30_000);
+    let a = h3.handle(HubEvent::Tick, 50_000);
+    assert!(closed_with(&a, "timeout"), "{a:?}");
+}
+
+#[test]
+fn an_order_waits_for_the_push_under_way() {
+    let key = KeyPair::generate().unwrap();
+    let (mut h, mut e) = (hub(NONCE), edge(&key));
+    handshake(&mut h, &mut e, &key, Some(key.public_key().clone()));
+    let welcome = authorize(&mut h, (0, GENESIS));
+    let a = e.handle(EdgeEvent::Received(&welcome), 0);
+    assert!(a.iter().any(|x| matches!(x, EdgeAction::ReadLocal { .. })));
+    let purge = Frame::Purge {
+        order: 1,
+        reason: "narrowed".into(),
+        prefixes: vec!["notes/".into()],
+        keep: vec![],
+    }
+    .encode();
+    // The edge is reading its feed to push: the erasure waits.
+    let a = e.handle(EdgeEvent::Received(&purge), 0);
+    assert!(!a.iter().any(|x| matches!(x, EdgeAction::Purge { .. })), "{a:?}");
+    let a = e.handle(
+        EdgeEvent::LocalRead {
+            docs: vec![],
+            complete: true,
+        },
+        0,
+    );
+    assert!(a.iter().any(|x| matches!(x, EdgeAction::Purge { .. })), "{a:?}");
+    // While it erases, a local write does not start a push.
+    let a = e.handle(EdgeEvent::LocalChanged, 0);
+    assert!(!a.iter().any(|x| matches!(x, EdgeAction::ReadLocal { .. } | EdgeAction::Sign(_))), "{a:?}");
+    let a = e.handle(EdgeEvent::PurgeDone(report(0)), 0);
+    let sig = key.sign(&to_sign(&a).unwrap()).unwrap();
+    // Once the receipt is out, the write is pushed.
+    let a = e.handle(EdgeEvent::Signed(sig), 0);
+    assert!(bytes_of_edge(&a).iter().any(|b| b[0] == 15));
+    assert!(a.iter().any(|x| matches!(x, EdgeAction::ReadLocal { .. })), "{a:?}");
 }

@@ -31,8 +31,8 @@ fn grant() -> Grant {
 
 fn hello() -> Vec<u8> {
     Frame::Hello {
-        min_version: 3,
-        max_version: 3,
+        min_version: 4,
+        max_version: 4,
         db_id: EDGE,
         database: "main".into(),
         identity: "laptop".into(),
@@ -93,6 +93,7 @@ fn open_hub_from(pull_from: u64) -> HubSession {
             pending: 0,
             pull_from,
             batch_head: (0, [0; 32]),
+            purge: None,
         },
         0,
     );
@@ -280,7 +281,7 @@ fn protocol_violations_end_the_session_with_a_typed_error() {
         vec![0xff],
         vec![3, 1, 2],
         Frame::Welcome {
-            version: 3,
+            version: 4,
             hub_db_id: HUB,
             push_checkpoint: 0,
             hub_last_etag: 0,
@@ -435,7 +436,7 @@ fn an_edge_records_a_rejection_and_does_not_retry_it() {
     let mut e = fresh_edge();
     e.handle(EdgeEvent::Opened, 0);
     let welcome = Frame::Welcome {
-        version: 3,
+        version: 4,
         hub_db_id: HUB,
         push_checkpoint: 0,
         hub_last_etag: 0,
@@ -528,6 +529,7 @@ fn hub_for(device: DbId, min: u16, max: u16, g: Grant) -> (HubSession, Vec<Frame
             pending: 0,
             pull_from: 0,
             batch_head: (0, [0; 32]),
+            purge: None,
         },
         0,
     );
@@ -538,7 +540,7 @@ fn hub_for(device: DbId, min: u16, max: u16, g: Grant) -> (HubSession, Vec<Frame
 fn the_hub_holds_back_only_what_this_device_sent() {
     let device = DbId([1; 16]);
     let twin = DbId([2; 16]);
-    let (mut h, _) = hub_for(device, 3, 3, grant());
+    let (mut h, _) = hub_for(device, 4, 4, grant());
     let g = grant();
     let tagged = |id: &str, etag: u64, source: Option<String>| {
         let mut d = doc(id, etag, 1);
@@ -604,10 +606,10 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
     let mut ro = grant();
     ro.read = Prefixes::parse(&["notes/".into(), "*".into()]).unwrap();
     ro.write = Prefixes::parse(&[]).unwrap();
-    let (_, f) = hub_for(EDGE, 3, 3, ro.clone());
+    let (_, f) = hub_for(EDGE, 4, 4, ro.clone());
     let welcome = match &f[0] {
         Frame::Welcome {
-            version: 3, grant, ..
+            version: 4, grant, ..
         } => {
             assert_eq!(
                 grant.as_ref().unwrap(),
@@ -620,8 +622,8 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
         }
         other => panic!("{other:?}"),
     };
-    // Version 1 and 2 edges (tokens, unsigned pushes) are refused.
-    for (min, max) in [(1, 1), (1, 2), (2, 2)] {
+    // Version 1 to 3 edges (tokens, unsigned pushes, no purge orders) are refused.
+    for (min, max) in [(1, 1), (1, 2), (2, 2), (3, 3), (1, 3)] {
         let mut h = HubSession::new(0);
         let hello = Frame::Hello {
             min_version: min,
@@ -646,14 +648,14 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
                 .any(|x| matches!(x, HubAction::Authenticate { .. }))
         );
     }
-    // The edge offers 3 and reports the grant to its shell.
+    // The edge offers 4 and reports the grant to its shell.
     let mut e = fresh_edge();
     let a = e.handle(EdgeEvent::Opened, 0);
     assert!(matches!(
         sent_edge(&a)[..],
         [Frame::Hello {
-            min_version: 3,
-            max_version: 3,
+            min_version: 4,
+            max_version: 4,
             ..
         }]
     ));
@@ -720,7 +722,7 @@ fn a_read_only_edge_pushes_nothing_it_received_even_a_conflict() {
         );
         e.handle(EdgeEvent::Opened, 0);
         let welcome = Frame::Welcome {
-            version: 3,
+            version: 4,
             hub_db_id: HUB,
             push_checkpoint: 0,
             hub_last_etag: 3,

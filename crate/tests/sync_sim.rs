@@ -686,6 +686,7 @@ impl HubShell for HubLink<'_> {
                     pending: info.pending,
                     pull_from: info.pull_from,
                     batch_head: info.batch_head,
+                    purge: None,
                 }
             } else {
                 HubEvent::Unauthorized
@@ -776,6 +777,7 @@ impl HubShell for HostileLink<'_> {
                 pending: info.pending,
                 pull_from: info.pull_from,
                 batch_head: info.batch_head,
+                purge: None,
             }
         })
     }
@@ -818,8 +820,8 @@ impl Sim {
             .flatten();
         let device = squat.unwrap_or(MALLORY);
         let hello = Frame::Hello {
-            min_version: 3,
-            max_version: 3,
+            min_version: 4,
+            max_version: 4,
             db_id: device,
             database: "main".into(),
             identity: "mallory".into(),

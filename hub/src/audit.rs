@@ -12,9 +12,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use outpost::keys::Verifier;
-use outpost::sync::signed::{BatchManifest, GENESIS};
+use outpost::sync::driver::served_record;
+use outpost::sync::purge::Served;
+use outpost::sync::signed::{BatchManifest, GENESIS, PurgeReceipt};
 
-use outpost::db::{AuditBad, AuditPush};
+use outpost::db::{AuditBad, AuditPurgeReceipt, AuditPush};
 use outpost::{AuditEntry, AuditKind, ChangeVector};
 use serde_json::{Value, json};
 
@@ -127,9 +129,12 @@ impl<V: Verifier> Signatures<V> {
         }
     }
 
-    /// Checks entry `e` (only signed `push_accepted` entries are looked
-    /// at); `Some` names what is wrong with it.
+    /// Checks entry `e` (signed `push_accepted` and `purge_receipt`
+    /// entries are looked at); `Some` names what is wrong with it.
     pub fn check(&mut self, e: &AuditEntry) -> Option<AuditBad> {
+        if e.kind == AuditKind::PurgeReceipt {
+            return self.check_receipt(e);
+        }
         if e.kind != AuditKind::PushAccepted {
             return None;
         }
@@ -183,6 +188,37 @@ impl<V: Verifier> Signatures<V> {
             ));
         }
         self.heads.insert(p.identity.clone(), (m.seq, m.hash()));
+        self.verified += 1;
+        None
+    }
+
+    /// Checks a signed purge receipt: its record parses, its key is the one
+    /// named, and the signature verifies over the receipt's bytes.
+    fn check_receipt(&mut self, e: &AuditEntry) -> Option<AuditBad> {
+        let bad = |reason: String| {
+            Some(AuditBad {
+                seq: e.seq,
+                reason,
+                page_damaged: false,
+            })
+        };
+        let p = match serde_json::from_slice::<AuditPurgeReceipt>(&e.payload) {
+            Ok(p) => p,
+            Err(err) => return bad(format!("the purge receipt's record does not parse: {err}")),
+        };
+        let (r, key, signature) = match PurgeReceipt::from_audit(&p) {
+            Ok(Some(x)) => x,
+            Ok(None) => return None,
+            Err(why) => return bad(format!("purge receipt of {}: {why}", p.identity)),
+        };
+        if p.key_id != key.fingerprint() || !self.verifier.verify(&key, &r.message(), &signature) {
+            return bad(format!(
+                "purge receipt {} of {}: the signature does not verify under key {} (the record was changed after signing, or signed by another key)",
+                r.order,
+                p.identity,
+                key.fingerprint()
+            ));
+        }
         self.verified += 1;
         None
     }
@@ -388,6 +424,90 @@ pub fn render_author(a: &Author) -> String {
         a.seq,
         key
     )
+}
+
+/// What `edge status` shows of one identity in one database: the purge
+/// order it still owes a receipt for (from the served record) and the
+/// receipts in the audit trail.
+#[derive(Debug)]
+pub struct PurgeStatus {
+    /// The served record (`outpost::sync::purge`).
+    pub served: Served,
+    /// The identity's receipts, oldest first, with their entry's number
+    /// and time.
+    pub receipts: Vec<(u64, i64, AuditPurgeReceipt)>,
+}
+
+/// Reads [`PurgeStatus`] of `identity` in `db`.
+pub async fn purge_status(db: &DbHandle, identity: &str) -> Result<PurgeStatus> {
+    let served = served_record(&db.db, identity)
+        .await
+        .map_err(|source| HubError::Database {
+            database: db.name.clone(),
+            source,
+        })?;
+    let mut receipts = Vec::new();
+    each_entry(db, |e| {
+        if e.kind == AuditKind::PurgeReceipt
+            && let Ok(r) = serde_json::from_slice::<AuditPurgeReceipt>(&e.payload)
+            && r.identity == identity
+        {
+            receipts.push((e.seq, e.time_ms, r));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(PurgeStatus { served, receipts })
+}
+
+/// The text of a [`PurgeStatus`].
+pub fn render_purge_status(s: &PurgeStatus) -> String {
+    let list = |l: &[String]| -> String {
+        if l.is_empty() {
+            "nothing".into()
+        } else {
+            l.iter()
+                .map(|p| if p.is_empty() { "*".to_string() } else { p.clone() })
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let mut out = format!(
+        "  may hold documents under: {}\n",
+        list(&s.served.prefixes)
+    );
+    match &s.served.pending {
+        Some(o) => out.push_str(&format!(
+            "  receipt PENDING: purge order {} ({}): erase {}, keep {} (sent at each session until the edge answers)\n",
+            o.order,
+            o.reason,
+            list(&o.prefixes),
+            list(&o.keep)
+        )),
+        None => out.push_str("  no receipt pending\n"),
+    }
+    if s.receipts.is_empty() {
+        out.push_str("  receipts received: none\n");
+    } else {
+        out.push_str("  receipts received:\n");
+        for (seq, time, r) in &s.receipts {
+            let key = if r.key_id.is_empty() {
+                "unsigned (token session)".to_string()
+            } else {
+                format!("signed by key {}", r.key_id)
+            };
+            out.push_str(&format!(
+                "    order {} ({}), {}: {} documents erased on device {}, ids sha256 {}, {key} (audit entry {seq})\n",
+                r.order,
+                r.reason,
+                outpost::doc::iso_time_ms(*time),
+                r.removed,
+                r.device,
+                r.ids_sha256
+            ));
+        }
+    }
+    out
 }
 
 /// Parses `--since`: milliseconds since the epoch, or an RFC 3339 time

@@ -29,7 +29,9 @@ Examples:
   outpost-hub edge add laptop-7 --read patients/dr-7/ --write patients/dr-7/
                                             # prints a one-time enrollment code for the edge
   outpost-hub edge list                     # keys, pending enrollments, revoked edges
-  outpost-hub edge revoke laptop-7          # lost device: its sessions end at once
+  outpost-hub edge revoke laptop-7          # lost device: its sessions end at once,
+                                            # it must erase what it holds on next contact
+  outpost-hub edge status laptop-7          # purge receipts pending and received (hub stopped)
   outpost-hub edge enroll laptop-7          # a new code for a replaced device
   outpost-hub keygen boston.key             # a key for this hub as an edge of another
   outpost-hub import patients.jsonl         # with the hub stopped
@@ -527,7 +529,7 @@ fn audit(path: &Path, cmd: AuditCommand) -> Result<ExitCode> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("outpost-hub")

@@ -92,6 +92,17 @@ Examples:
         /// The edge's identity.
         name: String,
     },
+    /// Show an edge's purge receipts: the purge order it still owes a
+    /// receipt for (after its read scope narrowed or it was revoked) and
+    /// the signed receipts received (from the audit trail).
+    ///
+    /// Reads the edge's database read-only: run it while the hub is
+    /// stopped (like the `audit` commands).
+    #[command(after_help = "Example:\n  outpost-hub edge status laptop-7")]
+    Status {
+        /// The edge's identity.
+        name: String,
+    },
     /// List the edges: name, database, identity (key fingerprint, pending
     /// enrollment and its expiry, revoked, token), read and write prefixes.
     #[command(after_help = "Example:\n  outpost-hub edge list")]
@@ -311,6 +322,27 @@ pub fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
         EdgeCommand::List => {
             let config = Config::load(path)?;
             print!("{}", edge_table(&config));
+        }
+        EdgeCommand::Status { name } => {
+            let config = Config::load(path)?;
+            let Some(e) = config.edge(&name) else {
+                return Err(HubError::Other(format!(
+                    "no edge named {name:?} (see `outpost-hub edge list`)"
+                )));
+            };
+            let database = e.database.clone();
+            let state = if e.revoked { "revoked" } else { "active" };
+            let rt = crate::cli::runtime()?;
+            let status = rt.block_on(async {
+                let db = crate::audit::open(&config, &database).await?;
+                let r = crate::audit::purge_status(&db, &name).await;
+                let closed = db.close().await;
+                let s = r?;
+                closed?;
+                Ok::<_, HubError>(s)
+            })?;
+            println!("edge {name} (database {database}): {state}");
+            print!("{}", crate::audit::render_purge_status(&status));
         }
         EdgeCommand::Remove { name } => {
             let (text, config) = read_config_text(path)?;

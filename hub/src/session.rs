@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use outpost::sync::driver::{edge_info, hub_storage};
+use outpost::sync::driver::{edge_info, hub_storage, plan_purge};
 use outpost::sync::run::{AuthRequest, HubShell, Step, run_hub};
 use outpost::sync::{Grant, HubAction, HubEvent, HubMetric, HubSession, RejectReason};
 use outpost::watch::CommitWatch;
@@ -409,7 +409,34 @@ impl Shell {
         if verdict == Verdict::Revoked {
             self.hub.metrics().rejection(identity::REVOKED);
             tracing::warn!(peer = %self.peer, %identity, %database, "refused: the identity is revoked");
-            self.refused = Some(identity::revoked_frame(identity));
+            let frame = identity::revoked_frame(identity);
+            // It proved its key: if it may still hold documents it was
+            // sent, order it to erase them first (docs/security.md).
+            if let Some(db) = self.hub.database(database) {
+                match plan_purge(&db.db, identity, &[], true).await {
+                    Ok(Some(order)) => {
+                        tracing::info!(peer = %self.peer, %identity, %database, order = order.order, "revoked identity: sending its purge order");
+                        self.identity = Some(identity.to_string());
+                        self.database = database.to_string();
+                        let message = match &frame {
+                            outpost::sync::Frame::Error { message, .. } => message.clone(),
+                            _ => String::new(),
+                        };
+                        let ev = HubEvent::RevokedPurge {
+                            hub_db_id: db.db.db_id(),
+                            order,
+                            message,
+                        };
+                        self.db = Some(db);
+                        return Ok(ev);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(%database, error = %e, "cannot read or write an identity's served record");
+                    }
+                }
+            }
+            self.refused = Some(frame);
             return Err(identity::REVOKED.into());
         }
         if let Verdict::Refused(why) = &verdict {
@@ -452,6 +479,22 @@ impl Shell {
         if info.db_id_taken {
             tracing::warn!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, "refused: the edge database id belongs to another peer");
             return Ok(HubEvent::DbIdTaken);
+        }
+        // What left the identity's read scope since it was last served
+        // (`outpost::sync::purge`), and the record of what it is served now:
+        // written before anything is sent under the new scope.
+        let purge = match plan_purge(&db.db, identity, grant.read.as_slice(), false).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(%database, error = %e, "cannot read or write an identity's served record");
+                if let Some(why) = self.hub.check_failed(&db).await {
+                    return Err(why);
+                }
+                return Ok(HubEvent::ReadFailed(e.to_string()));
+            }
+        };
+        if let Some(o) = &purge {
+            tracing::info!(peer = %self.peer, %identity, %database, order = o.order, prefixes = ?o.prefixes, "sending a purge order: documents left this edge's read scope");
         }
         let max = self.hub.config().limits.max_sessions_per_identity;
         match self.conn.authenticate(identity, max) {
@@ -498,6 +541,7 @@ impl Shell {
             pending: info.pending,
             pull_from: info.pull_from,
             batch_head: info.batch_head,
+            purge,
         };
         self.db = Some(db);
         Ok(ev)

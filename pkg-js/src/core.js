@@ -148,8 +148,8 @@ function notify(listener, value, what) {
   }
 }
 
-const SYNC_OPTIONS = new Set(["url", "identity", "credential", "database", "onStatus", "onRejection", "onGrant"]);
-const SYNC_EVENTS = new Set(["status", "rejection", "grant"]);
+const SYNC_OPTIONS = new Set(["url", "identity", "credential", "database", "onStatus", "onRejection", "onGrant", "onPurge"]);
+const SYNC_EVENTS = new Set(["status", "rejection", "grant", "purge"]);
 
 const ENROLL_OPTIONS = new Set(["url", "identity", "code", "database"]);
 
@@ -179,7 +179,7 @@ function syncOptions(options, what = "sync") {
       throw new OutpostError(`${what}: option ${key} must be a non-empty string`, "invalid_options");
     }
   }
-  for (const key of ["onStatus", "onRejection", "onGrant"]) {
+  for (const key of ["onStatus", "onRejection", "onGrant", "onPurge"]) {
     if (options[key] !== undefined && typeof options[key] !== "function") {
       throw new OutpostError(`${what}: option ${key} must be a function`, "invalid_options");
     }
@@ -233,7 +233,7 @@ export function makeApi(wasm, ready) {
     #status = { state: "connecting" };
     /** What the hub said this edge may read and write, or null (not yet known). */
     #grant = null;
-    #listeners = { status: new Set(), rejection: new Set(), grant: new Set() };
+    #listeners = { status: new Set(), rejection: new Set(), grant: new Set(), purge: new Set() };
     #stopped = false;
     #stopping;
     /** Releases the replication lock (resolves its callback's promise). */
@@ -286,7 +286,7 @@ export function makeApi(wasm, ready) {
       this.#setStatus({ state: "error", code: e?.code ?? "other", message: String(e?.message ?? e) });
     }
 
-    /** From the wasm client: "status", "rejection", "grant" or "pushed" ("enrolled" and "closed" are for `enroll`). */
+    /** From the wasm client: "status", "rejection", "grant", "purge" or "pushed" ("enrolled" and "closed" are for `enroll`). */
     #event(type, value) {
       if (type === "pushed") {
         this.#host.pushed(value?.upto);
@@ -295,6 +295,8 @@ export function makeApi(wasm, ready) {
         this.#host.post({ syncStatus: value });
       } else if (type === "rejection") {
         for (const l of [...this.#listeners.rejection]) notify(l, value, "rejection");
+      } else if (type === "purge") {
+        for (const l of [...this.#listeners.purge]) notify(l, value, "purge");
       } else if (type === "grant") {
         this.#setGrant(value);
         this.#host.post({ syncGrant: value });
@@ -359,13 +361,15 @@ export function makeApi(wasm, ready) {
 
     /**
      * Listens to `"status"` (the new status), `"rejection"` (a change the
-     * hub refused: `{ id, changeVector, code, rule, message }`) or `"grant"`
-     * (what the hub lets this edge do, see `grant`). Returns a function that
-     * removes the listener.
+     * hub refused: `{ id, changeVector, code, rule, message }`), `"grant"`
+     * (what the hub lets this edge do, see `grant`) or `"purge"` (documents
+     * that left this edge's read scope were erased at the hub's order:
+     * `{ order, reason, removed }`). Returns a function that removes the
+     * listener.
      */
     on(event, listener) {
       if (!SYNC_EVENTS.has(event)) {
-        throw new OutpostError(`sync.on: unknown event ${JSON.stringify(event)} (expected "status", "rejection" or "grant")`, "invalid_argument");
+        throw new OutpostError(`sync.on: unknown event ${JSON.stringify(event)} (expected "status", "rejection", "grant" or "purge")`, "invalid_argument");
       }
       if (typeof listener !== "function") throw new OutpostError("sync.on expects a listener function", "invalid_argument");
       this.#listeners[event].add(listener);
@@ -401,6 +405,7 @@ export function makeApi(wasm, ready) {
           this.#listeners.status.clear();
           this.#listeners.rejection.clear();
           this.#listeners.grant.clear();
+          this.#listeners.purge.clear();
         }
       })();
       return this.#stopping;
@@ -748,6 +753,7 @@ export function makeApi(wasm, ready) {
       if (options.onStatus) sync.on("status", options.onStatus);
       if (options.onRejection) sync.on("rejection", options.onRejection);
       if (options.onGrant) sync.on("grant", options.onGrant);
+      if (options.onPurge) sync.on("purge", options.onPurge);
       this.#sync = sync;
       return sync;
     }

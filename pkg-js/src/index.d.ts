@@ -240,6 +240,8 @@ export interface SyncOptions {
   onStatus?: (status: SyncStatus) => void;
   /** Same as `sync.on("rejection", listener)` right after the start. */
   onRejection?: (rejection: Rejection) => void;
+  /** Same as `sync.on("purge", listener)` right after the start. */
+  onPurge?: (purge: PurgeEvent) => void;
   /** Same as `sync.on("grant", listener)` right after the start. */
   onGrant?: (grant: SyncGrant) => void;
 }
@@ -289,6 +291,20 @@ export interface SyncGrant {
   read: string[];
   /** Prefixes of the documents this edge may change (empty: read-only). */
   write: string[];
+}
+
+/**
+ * A purge this edge carried out at the hub's order (`sync.on("purge")`):
+ * documents that left its read scope were erased from the database, bytes
+ * included, and a receipt signed by this edge's key went to the hub.
+ */
+export interface PurgeEvent {
+  /** The order's number (per identity, increasing). */
+  order: number;
+  /** `"narrowed"` (the read scope shrank) or `"revoked"` (the identity was revoked; an `error` status with code `"revoked"` follows). */
+  reason: "narrowed" | "revoked";
+  /** Documents erased. */
+  removed: number;
 }
 
 /**
@@ -343,6 +359,12 @@ export class Sync {
   on(event: "rejection", listener: (rejection: Rejection) => void): () => void;
   /** Listens to the grant the hub states (see `grant`), on each session that changes it. */
   on(event: "grant", listener: (grant: SyncGrant) => void): () => void;
+  /**
+   * Listens to purges: the hub narrowed this edge's read scope or revoked
+   * its identity, and the documents that left the scope were erased from
+   * this database (bytes too); a signed receipt went to the hub.
+   */
+  on(event: "purge", listener: (purge: PurgeEvent) => void): () => void;
   /** The changes the hub refused (never retried; a new edit of the document is). */
   rejections(): Promise<Rejection[]>;
   /**

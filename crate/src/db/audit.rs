@@ -67,7 +67,7 @@ pub enum AuditKind {
     PushRefused,
     /// An edge enrolled, revoked or re-scoped ([`AuditScope`]).
     ScopeChange,
-    /// Reserved: an edge's signed purge receipt (not built yet).
+    /// An edge's signed purge receipt ([`AuditPurgeReceipt`]).
     PurgeReceipt,
     /// A kind this engine does not know (written by a newer one).
     Other(u16),
@@ -627,6 +627,39 @@ pub struct AuditScope {
     /// The enrolled key (`p256:` + hex), with `key_id`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub public_key: String,
+}
+
+/// An edge's answer to a purge order ([`AuditKind::PurgeReceipt`]): what
+/// it says it erased (a count and a hash of the ids, never the ids), signed
+/// by its key over `outpost::sync::signed::PurgeReceipt::message`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPurgeReceipt {
+    /// [`AUDIT_RECORD_VERSION`].
+    pub v: u32,
+    /// The edge identity.
+    pub identity: String,
+    /// The hub database that ordered the purge.
+    pub hub_id: String,
+    /// The erasing device's database id.
+    pub device: String,
+    /// The order's number.
+    pub order: u64,
+    /// `revoked` or `narrowed`.
+    pub reason: String,
+    /// The prefixes to erase.
+    pub prefixes: Vec<String>,
+    /// The prefixes kept.
+    pub keep: Vec<String>,
+    /// Documents erased.
+    pub removed: u64,
+    /// SHA-256 of the erased id keys (hex).
+    pub ids_sha256: String,
+    /// The signing key's fingerprint (empty: unsigned, a token session).
+    pub key_id: String,
+    /// The signing key (`p256:` + hex).
+    pub public_key: String,
+    /// The signature (hex).
+    pub signature: String,
 }
 
 #[cfg(test)]

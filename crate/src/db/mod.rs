@@ -38,6 +38,7 @@ mod check;
 mod commit;
 mod meta;
 mod origins;
+mod purge;
 mod read;
 mod remote;
 mod repair;
@@ -61,11 +62,12 @@ use alloc::{Working, load_free_list};
 use meta::{META_VERSION, Meta};
 
 pub use audit::{
-    AUDIT_FORMAT, AUDIT_RECORD_VERSION, AuditBad, AuditDoc, AuditEntry, AuditKind, AuditPush,
+    AUDIT_FORMAT, AUDIT_RECORD_VERSION, AuditBad, AuditDoc, AuditEntry, AuditKind, AuditPurgeReceipt, AuditPush,
     AuditRefusal, AuditReport, AuditScope, AuditVersion, GENESIS_HASH, MAX_AUDIT_PAYLOAD,
     chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
 };
 pub use origins::Origin;
+pub use purge::{PurgeReport, PurgeScope};
 pub use read::{Snapshot, UnreadableRecord};
 pub use repair::{QUARANTINE_PREFIX, quarantine_key};
 pub use types::{

@@ -12,6 +12,7 @@ use crate::store::PageStore;
 use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
 use crate::sync::hub::{Grant, HubAction, HubEvent, HubMetric};
 use crate::sync::run::commit_etags;
+use crate::sync::purge::{PurgeOrder, Served, after_receipt, plan, served_key};
 use crate::sync::signed::GENESIS;
 use crate::sync::{
     ConflictPolicy, pull_checkpoint_key, push_checkpoint_key, rejection_key, rejection_key_prefix,
@@ -121,8 +122,49 @@ pub async fn edge_storage_etags<S: PageStore>(
                 Err(e) => (Some(EdgeEvent::ApplyFailed(e.to_string())), None),
             }
         }
+        EdgeAction::Purge { order } => {
+            let ev = match db.purge(&order.scope()).await {
+                Ok(report) => EdgeEvent::PurgeDone(report),
+                Err(e) => EdgeEvent::ApplyFailed(format!(
+                    "purge order {} could not be carried out: {e}",
+                    order.order
+                )),
+            };
+            (Some(ev), None)
+        }
         _ => (None, None),
     }
+}
+
+/// The hub's served record of `identity` (`crate::sync::purge`): absent is
+/// the empty record; an unreadable one is [`Served::unknown`].
+pub async fn served_record<S: PageStore>(
+    db: &Database<S>,
+    identity: &str,
+) -> Result<Served, Error> {
+    Ok(match db.get_local(&served_key(identity)).await? {
+        None => Served::default(),
+        Some(b) => Served::decode(&b).unwrap_or_else(Served::unknown),
+    })
+}
+
+/// Plans an authenticated (or revoked) session of `identity` whose read
+/// scope in force is `read` ([`crate::sync::purge::plan`]) and stores the
+/// served record if it changed: returns the purge order to send, if any.
+pub async fn plan_purge<S: PageStore>(
+    db: &Database<S>,
+    identity: &str,
+    read: &[String],
+    revoked: bool,
+) -> Result<Option<PurgeOrder>, Error> {
+    let old = served_record(db, identity).await?;
+    let p = plan(&old, read, revoked);
+    if p.served != old {
+        let mut b = Batch::new();
+        b.set_local(served_key(identity), Some(p.served.encode()));
+        db.commit(b).await?;
+    }
+    Ok(p.order)
 }
 
 /// What the hub knows of an edge database when it connects.
@@ -340,6 +382,26 @@ pub async fn hub_storage<S: PageStore>(
             // already decided and is answered either way.
             let _ = db.commit(b).await;
             None
+        }
+        HubAction::RecordPurgeReceipt { receipt, signed } => {
+            let mut b = Batch::new();
+            b.audit(
+                AuditKind::PurgeReceipt,
+                encode_record(&receipt.to_audit(identity, signed.as_ref())),
+            );
+            // The order is settled in the same commit as its receipt.
+            match served_record(db, identity).await {
+                Ok(old) => {
+                    if let Some(new) = after_receipt(&old, receipt.order) {
+                        b.set_local(served_key(identity), Some(new.encode()));
+                    }
+                }
+                Err(e) => return Some(HubEvent::ReadFailed(e.to_string())),
+            }
+            match db.commit(b).await {
+                Ok(_) => None,
+                Err(e) => Some(HubEvent::ReadFailed(e.to_string())),
+            }
         }
         _ => None,
     }

@@ -16,7 +16,10 @@ use crate::keys::PublicKey;
 use crate::sync::frame::{
     AuthMode, Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireDoc, WireGrant,
 };
+use crate::sync::purge::PurgeOrder;
 use crate::sync::signed::{AuthContext, BatchManifest, GENESIS, auth_message};
+
+mod erase;
 use crate::sync::{BATCH_DOCS, take_batch};
 
 /// Settings of an edge's sessions.
@@ -173,6 +176,8 @@ pub enum EdgeEvent<'a> {
     LocalChanged,
     /// Result of [`EdgeAction::Sign`]: the signature.
     Signed(Vec<u8>),
+    /// [`EdgeAction::Purge`] is done (durably, bytes erased).
+    PurgeDone(crate::db::PurgeReport),
     /// The transport closed.
     Closed,
 }
@@ -206,6 +211,22 @@ pub enum EdgeAction {
     },
     /// Persist a rejection (the driver stores it in a local record).
     RecordRejection(Rejection),
+    /// Erase the documents of this order ([`crate::Database::purge`]),
+    /// then feed back [`EdgeEvent::PurgeDone`] (or `ApplyFailed`).
+    Purge {
+        /// The hub's order.
+        order: PurgeOrder,
+    },
+    /// A purge order was carried out (informational: for the application
+    /// to show; the signed receipt follows).
+    Purged {
+        /// The order's number.
+        order: u64,
+        /// `revoked` or `narrowed`.
+        reason: String,
+        /// Documents erased.
+        removed: u64,
+    },
     /// Sign these bytes with the edge's key; feed back
     /// [`EdgeEvent::Signed`] (the handshake proof, or a batch).
     Sign(Vec<u8>),
@@ -285,6 +306,11 @@ pub struct EdgeSession {
     chain: (u64, [u8; 32]),
     /// A handshake proof is being signed.
     proving: bool,
+    /// The hub id the handshake challenge named (a revoked identity's
+    /// purge receipt names it: no `Welcome` comes).
+    challenge_hub: Option<DbId>,
+    /// A purge order under way.
+    erase: erase::Erase,
     // heartbeats
     last_recv: i64,
     last_sent: i64,
@@ -313,6 +339,8 @@ impl EdgeSession {
             in_flight_link: (0, GENESIS, GENESIS),
             chain: (0, GENESIS),
             proving: false,
+            challenge_hub: None,
+            erase: erase::Erase::None,
             last_recv: now,
             last_sent: now,
             nonce: 0,
@@ -332,7 +360,11 @@ impl EdgeSession {
     /// Whether the machine has nothing in progress (no unapplied batch, no push
     /// under way): used by tests and benchmarks to detect quiescence.
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.applying.is_none() && self.push == Push::Idle && !self.again
+        self.queue.is_empty()
+            && self.applying.is_none()
+            && self.push == Push::Idle
+            && !self.again
+            && self.erase == erase::Erase::None
     }
 
     /// Whether the session has ended.
@@ -433,6 +465,7 @@ impl EdgeSession {
                 }
             }
             EdgeEvent::Signed(signature) => self.on_signed(signature, now, &mut out),
+            EdgeEvent::PurgeDone(report) => self.on_purge_done(report, now, &mut out),
             EdgeEvent::Closed => {
                 self.phase = Phase::Closed;
                 out.push(EdgeAction::Status(SyncStatus::Offline));
@@ -527,6 +560,7 @@ impl EdgeSession {
                     key,
                 });
                 self.proving = true;
+                self.challenge_hub = Some(hub_id);
                 out.push(EdgeAction::Sign(msg));
             }
             (
@@ -581,6 +615,23 @@ impl EdgeSession {
                     total: pending,
                 }));
                 self.read_local(out);
+            }
+            (
+                Phase::Hello | Phase::Open,
+                Frame::Purge {
+                    order,
+                    reason,
+                    prefixes,
+                    keep,
+                },
+            ) => {
+                let order = PurgeOrder {
+                    order,
+                    reason,
+                    prefixes,
+                    keep,
+                };
+                self.on_purge(order, now, out);
             }
             (Phase::Open, Frame::Changes { upto, docs }) => {
                 if upto < self.st.pull_checkpoint {
@@ -693,6 +744,12 @@ impl EdgeSession {
     }
 
     fn read_local(&mut self, out: &mut Vec<EdgeAction>) {
+        if self.erase.blocks_pushes() {
+            // Pushes resume once the purge's receipt is out.
+            self.push = Push::Idle;
+            self.again = true;
+            return;
+        }
         self.push = Push::Reading;
         self.again = false;
         out.push(EdgeAction::ReadLocal {
@@ -722,6 +779,7 @@ impl EdgeSession {
                 self.read_local(out);
             } else {
                 self.push = Push::Idle;
+                self.start_waiting_purge(out);
             }
             return;
         }
@@ -759,6 +817,9 @@ impl EdgeSession {
         if self.proving && self.phase == Phase::Hello {
             self.proving = false;
             return self.send(out, now, Frame::Proof { signature });
+        }
+        if self.erase.is_signing() {
+            return self.send_receipt(signature, now, out);
         }
         if self.push == Push::Signing && self.phase == Phase::Open {
             self.push = Push::Sending;

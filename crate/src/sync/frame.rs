@@ -11,13 +11,19 @@ use crate::db::RemoteDoc;
 use crate::doc::{MAX_VERSIONS, RawVersion};
 
 /// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 3;
-/// Oldest protocol version this build speaks. Version 3 (key identities,
-/// the handshake challenge, signed batches) is the first this build
-/// speaks: an edge of versions 1 or 2 (shared-secret tokens, unsigned
-/// pushes) gets `Error(unsupported_version)`. The decoder still reads the
-/// older `Welcome` layouts (an edge told which version a hub speaks).
-pub const MIN_PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
+/// Oldest protocol version this build speaks. Version 4 (version 3's key
+/// identities, handshake challenge and signed batches, plus purge orders
+/// and signed purge receipts) is the first this build speaks: an edge of
+/// versions 1 to 3 gets `Error(unsupported_version)` (a version 3 edge
+/// would not understand a `Purge` and could not answer it, so the hub could
+/// not keep its promise to erase what left an edge's scope). The decoder
+/// still reads the older `Welcome` layouts (an edge told which version a
+/// hub speaks).
+pub const MIN_PROTOCOL_VERSION: u16 = 4;
+
+/// Most prefixes in a `Purge` list.
+pub const MAX_PURGE_PREFIXES: usize = 1024;
 
 /// How an edge proves who it is (the `auth` byte of a `Hello`, version 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -253,6 +259,32 @@ pub enum Frame {
         /// The `Ping`'s nonce.
         nonce: u64,
     },
+    /// Hub → edge (version 4): documents that left the edge's read scope
+    /// (its access was narrowed or revoked) must be erased: every document
+    /// whose id starts with one of `prefixes` and with none of `keep`. The
+    /// edge answers with a `PurgeReceipt` (docs/protocol.md §3, "Purge").
+    Purge {
+        /// The order's number (per identity and hub database, increasing).
+        order: u64,
+        /// Why: `revoked` or `narrowed`.
+        reason: String,
+        /// Id prefixes to erase (lowercase; `""` is every id).
+        prefixes: Vec<String>,
+        /// Id prefixes the edge may keep (its read scope now).
+        keep: Vec<String>,
+    },
+    /// Edge → hub (version 4): a `Purge` is done; signed by the edge's key
+    /// over [`purge_receipt_message`](crate::sync::signed::purge_receipt_message).
+    PurgeReceipt {
+        /// The order's number.
+        order: u64,
+        /// Documents erased.
+        removed: u64,
+        /// SHA-256 of the erased id keys (`crate::db::PurgeReport::ids_hash`).
+        ids_hash: [u8; 32],
+        /// The signature (empty in a token session).
+        signature: Vec<u8>,
+    },
     /// A fatal error; the sender closes the connection.
     Error {
         /// Stable code.
@@ -299,6 +331,8 @@ impl Frame {
             Frame::Error { .. } => "Error",
             Frame::Challenge { .. } => "Challenge",
             Frame::Proof { .. } => "Proof",
+            Frame::Purge { .. } => "Purge",
+            Frame::PurgeReceipt { .. } => "PurgeReceipt",
         }
     }
 
@@ -318,6 +352,8 @@ impl Frame {
             Frame::Error { .. } => 11,
             Frame::Challenge { .. } => 12,
             Frame::Proof { .. } => 13,
+            Frame::Purge { .. } => 14,
+            Frame::PurgeReceipt { .. } => 15,
         }
     }
 
@@ -445,6 +481,33 @@ impl Frame {
             Frame::Error { code, message } => {
                 put_str(&mut w, code);
                 put_str(&mut w, message);
+            }
+            Frame::Purge {
+                order,
+                reason,
+                prefixes,
+                keep,
+            } => {
+                w.put_u64(*order);
+                put_str(&mut w, reason);
+                for list in [prefixes, keep] {
+                    let n = list.len().min(MAX_PURGE_PREFIXES);
+                    w.put_u16(n as u16);
+                    for p in &list[..n] {
+                        put_str(&mut w, p);
+                    }
+                }
+            }
+            Frame::PurgeReceipt {
+                order,
+                removed,
+                ids_hash,
+                signature,
+            } => {
+                w.put_u64(*order);
+                w.put_u64(*removed);
+                w.extend_from_slice(ids_hash);
+                w.put_bytes16(signature);
             }
         }
         w
@@ -584,6 +647,33 @@ impl Frame {
                 code: read_str(&mut r, "code")?,
                 message: read_str(&mut r, "message")?,
             },
+            14 => {
+                let order = r.u64("order")?;
+                let reason = read_str(&mut r, "reason")?;
+                let mut lists = [Vec::new(), Vec::new()];
+                for (list, what) in lists.iter_mut().zip(["purge prefixes", "keep prefixes"]) {
+                    let n = usize::from(r.u16(what)?);
+                    if n > MAX_PURGE_PREFIXES || n > r.remaining() / 2 {
+                        return Err(FrameError::Malformed(format!("{n} {what}")));
+                    }
+                    for _ in 0..n {
+                        list.push(read_str(&mut r, what)?);
+                    }
+                }
+                let [prefixes, keep] = lists;
+                Frame::Purge {
+                    order,
+                    reason,
+                    prefixes,
+                    keep,
+                }
+            }
+            15 => Frame::PurgeReceipt {
+                order: r.u64("order")?,
+                removed: r.u64("removed")?,
+                ids_hash: r.array("ids hash")?,
+                signature: r.bytes16("signature")?.to_vec(),
+            },
             other => return Err(FrameError::UnknownType(other)),
         };
         if r.remaining() != 0 {
@@ -717,301 +807,4 @@ fn read_doc(r: &mut Reader<'_>) -> Result<WireDoc, FrameError> {
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn doc(id: &str) -> WireDoc {
-        WireDoc {
-            id: id.into(),
-            collection: Some("Notes".into()),
-            versions: vec![
-                RawVersion {
-                    change_vector: ChangeVector::new().with(DbId([7; 16]), 3),
-                    last_modified_ms: 1_700_000_000_000,
-                    deleted: false,
-                    body: br#"{"a":1}"#.to_vec(),
-                },
-                RawVersion {
-                    change_vector: ChangeVector::new().with(DbId([8; 16]), 1),
-                    last_modified_ms: -5,
-                    deleted: true,
-                    body: Vec::new(),
-                },
-            ],
-        }
-    }
-
-    fn samples() -> Vec<Frame> {
-        vec![
-            Frame::Hello {
-                min_version: 1,
-                max_version: 1,
-                db_id: DbId([1; 16]),
-                database: "main".into(),
-                identity: "laptop-7".into(),
-                credential: "s3cret".into(),
-                pull_checkpoint: 42,
-                checkpoint_hub: DbId([3; 16]),
-                auth: AuthMode::Token,
-                key: Vec::new(),
-            },
-            Frame::Hello {
-                min_version: 3,
-                max_version: 3,
-                db_id: DbId([1; 16]),
-                database: "main".into(),
-                identity: "laptop-7".into(),
-                credential: "code-1".into(),
-                pull_checkpoint: 42,
-                checkpoint_hub: DbId([3; 16]),
-                auth: AuthMode::Enroll,
-                key: vec![4; 65],
-            },
-            Frame::Challenge {
-                version: 3,
-                nonce: [7; 32],
-                hub_id: DbId([2; 16]),
-            },
-            Frame::Proof {
-                signature: vec![9; 64],
-            },
-            Frame::Welcome {
-                version: 1,
-                hub_db_id: DbId([2; 16]),
-                push_checkpoint: 9,
-                hub_last_etag: 100,
-                pending: 50,
-                max_frame_bytes: 1 << 20,
-                heartbeat_ms: 15_000,
-                grant: None,
-                batch_seq: 0,
-                batch_head: [0; 32],
-            },
-            Frame::Welcome {
-                version: 2,
-                hub_db_id: DbId([2; 16]),
-                push_checkpoint: 9,
-                hub_last_etag: 100,
-                pending: 50,
-                max_frame_bytes: 1 << 20,
-                heartbeat_ms: 15_000,
-                grant: Some(WireGrant {
-                    read: vec!["*".into(), "notes/".into()],
-                    write: vec![],
-                }),
-                batch_seq: 0,
-                batch_head: [0; 32],
-            },
-            Frame::Welcome {
-                version: 3,
-                hub_db_id: DbId([2; 16]),
-                push_checkpoint: 9,
-                hub_last_etag: 100,
-                pending: 50,
-                max_frame_bytes: 1 << 20,
-                heartbeat_ms: 15_000,
-                grant: Some(WireGrant {
-                    read: vec!["notes/".into()],
-                    write: vec!["notes/".into()],
-                }),
-                batch_seq: 17,
-                batch_head: [5; 32],
-            },
-            Frame::Changes {
-                upto: 7,
-                docs: vec![doc("n/1"), doc("n/2")],
-            },
-            Frame::Changes {
-                upto: 8,
-                docs: vec![],
-            },
-            Frame::ChangesAck { upto: 7 },
-            Frame::Live { upto: 8 },
-            Frame::Push {
-                upto: 3,
-                seq: 18,
-                prev: [5; 32],
-                signature: vec![1; 64],
-                docs: vec![doc("é/ü")],
-            },
-            Frame::PushAck {
-                upto: 3,
-                applied: 1,
-                conflicts: 0,
-                resolved: 2,
-            },
-            Frame::PushRejected {
-                upto: 3,
-                code: "write_denied".into(),
-                id: "x".into(),
-                rule: "write prefixes [a/]".into(),
-                message: "no".into(),
-            },
-            Frame::Ping { nonce: 5 },
-            Frame::Pong { nonce: 5 },
-            Frame::Error {
-                code: "protocol".into(),
-                message: "bad".into(),
-            },
-        ]
-    }
-
-    #[test]
-    fn every_frame_roundtrips_and_every_truncation_fails() {
-        for f in samples() {
-            let b = f.encode();
-            assert_eq!(Frame::decode(&b, MAX_FRAME_BYTES).unwrap(), f);
-            for k in 0..b.len() {
-                assert!(
-                    Frame::decode(&b[..k], MAX_FRAME_BYTES).is_err(),
-                    "{f:?} {k}"
-                );
-            }
-            let mut long = b.clone();
-            long.push(0);
-            assert!(Frame::decode(&long, MAX_FRAME_BYTES).is_err());
-            assert!(matches!(
-                Frame::decode(&b, b.len() - 1),
-                Err(FrameError::TooLarge { .. })
-            ));
-        }
-        assert_eq!(Frame::decode(&[0], 10), Err(FrameError::UnknownType(0)));
-    }
-
-    #[test]
-    fn fixed_bytes_for_a_sample_frame() {
-        // wasm32 and x86_64 must produce these exact bytes.
-        let b = Frame::ChangesAck { upto: 0x0102 }.encode();
-        assert_eq!(b, vec![4, 2, 1, 0, 0, 0, 0, 0, 0]);
-    }
-
-    #[test]
-    fn a_version_1_welcome_keeps_the_version_1_layout() {
-        // Version 1 edges decode exactly these 51 bytes: no grant.
-        let f = |version| Frame::Welcome {
-            version,
-            hub_db_id: DbId([2; 16]),
-            push_checkpoint: 9,
-            hub_last_etag: 100,
-            pending: 50,
-            max_frame_bytes: 1 << 20,
-            heartbeat_ms: 15_000,
-            grant: Some(WireGrant {
-                read: vec!["notes/".into()],
-                write: vec![],
-            }),
-            batch_seq: 0x0102,
-            batch_head: [7; 32],
-        };
-        let b = f(1).encode();
-        assert_eq!(b.len(), 1 + 2 + 16 + 3 * 8 + 4 + 4);
-        match Frame::decode(&b, MAX_FRAME_BYTES).unwrap() {
-            Frame::Welcome { grant, .. } => assert_eq!(grant, None),
-            other => panic!("{other:?}"),
-        }
-        // Version 2 appends the two prefix lists.
-        let b2 = f(2).encode();
-        assert_eq!(
-            &b2[51..],
-            &[1, 0, 6, 0, b'n', b'o', b't', b'e', b's', b'/', 0, 0]
-        );
-        // Version 3 appends the chain head.
-        let b3 = f(3).encode();
-        assert_eq!(b3.len(), b2.len() + 8 + 32);
-        assert_eq!(&b3[b2.len()..b2.len() + 8], &[2, 1, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(negotiate(1, 1), None);
-        assert_eq!(negotiate(1, 2), None);
-        assert_eq!(negotiate(1, 9), Some(3));
-        assert_eq!(negotiate(3, 9), Some(3));
-        assert_eq!(negotiate(4, 9), None);
-        assert_eq!(negotiate(0, 0), None);
-    }
-
-    #[test]
-    fn fixed_bytes_of_the_version_3_handshake() {
-        // wasm32 and x86_64 must produce these exact bytes.
-        let c = Frame::Challenge {
-            version: 3,
-            nonce: [0xAB; 32],
-            hub_id: DbId([0xCD; 16]),
-        }
-        .encode();
-        let mut want = vec![12, 3, 0];
-        want.extend([0xAB; 32]);
-        want.extend([0xCD; 16]);
-        assert_eq!(c, want);
-        let p = Frame::Proof {
-            signature: vec![1, 2],
-        }
-        .encode();
-        assert_eq!(p, vec![13, 2, 0, 1, 2]);
-        // A version 3 Hello ends with the auth byte and the key.
-        let h = Frame::Hello {
-            min_version: 3,
-            max_version: 3,
-            db_id: DbId([0; 16]),
-            database: String::new(),
-            identity: String::new(),
-            credential: String::new(),
-            pull_checkpoint: 0,
-            checkpoint_hub: DbId([0; 16]),
-            auth: AuthMode::Key,
-            key: vec![4],
-        }
-        .encode();
-        assert_eq!(&h[h.len() - 4..], &[0, 1, 0, 4]);
-        // An unknown auth mode is malformed, not a panic.
-        let mut bad = h.clone();
-        let at = bad.len() - 4;
-        bad[at] = 9;
-        assert!(matches!(
-            Frame::decode(&bad, MAX_FRAME_BYTES),
-            Err(FrameError::Malformed(_))
-        ));
-    }
-
-    #[test]
-    fn a_push_header_gives_its_count_without_decoding() {
-        let f = Frame::Push {
-            upto: 3,
-            seq: 9,
-            prev: [1; 32],
-            signature: vec![2; 64],
-            docs: vec![doc("a/1"), doc("a/2")],
-        };
-        let b = f.encode();
-        let (n, rest) = push_header(&b).unwrap();
-        assert_eq!(n, 2);
-        assert_eq!(rest, b.len() - (1 + 8 + 8 + 32 + 2 + 64 + 4));
-        assert_eq!(push_header(&b[..20]), None);
-        assert_eq!(push_header(&Frame::Ping { nonce: 1 }.encode()), None);
-    }
-
-    #[test]
-    fn huge_counts_do_not_allocate() {
-        let mut b = vec![3];
-        b.put_u64(0);
-        b.put_u32(u32::MAX);
-        assert!(matches!(
-            Frame::decode(&b, MAX_FRAME_BYTES),
-            Err(FrameError::Malformed(_))
-        ));
-    }
-
-    proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = Frame::decode(&b, MAX_FRAME_BYTES);
-        }
-
-        #[test]
-        fn mutated_frames_never_panic(i in 0usize..400, v in any::<u8>(), which in 0usize..12) {
-            let s = samples();
-            let mut b = s[which % s.len()].encode();
-            let k = i % b.len();
-            b[k] = v;
-            let _ = Frame::decode(&b, MAX_FRAME_BYTES);
-        }
-    }
-}
+mod tests;

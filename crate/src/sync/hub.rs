@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 mod auth;
 mod checks;
+mod receipts;
 
 use crate::cv::DbId;
 use crate::db::{PushGuard, Refusal, RemoteDoc};
@@ -20,7 +21,8 @@ use crate::policy::Policies;
 use crate::sync::frame::{
     AuthMode, Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireGrant, negotiate,
 };
-use crate::sync::signed::BatchManifest;
+use crate::sync::purge::PurgeOrder;
+use crate::sync::signed::{BatchManifest, PurgeReceipt};
 use crate::sync::violation::Violation;
 use crate::sync::{BATCH_DOCS, ConflictPolicy, Prefixes, take_batch};
 
@@ -127,6 +129,20 @@ pub enum HubEvent<'a> {
         /// The last batch of the identity's chain the hub accepted (number,
         /// hash); `(0, GENESIS)` when none.
         batch_head: (u64, [u8; 32]),
+        /// Documents that left the edge's read scope: the order to send
+        /// right after `Welcome` (`crate::sync::purge::plan`).
+        purge: Option<PurgeOrder>,
+    },
+    /// Result of [`HubAction::Authenticate`]: the identity is revoked but
+    /// may hold documents it was sent: send it this order instead of
+    /// `Welcome`, record its receipt, then refuse it (`Error(revoked)`).
+    RevokedPurge {
+        /// The hub database's id (bound into the receipt).
+        hub_db_id: DbId,
+        /// The order.
+        order: PurgeOrder,
+        /// The `Error(revoked)` message to end with.
+        message: String,
     },
     /// Result of [`HubAction::Authenticate`]: refused.
     Unauthorized,
@@ -296,6 +312,16 @@ pub enum HubAction {
         /// The explanation sent.
         message: String,
     },
+    /// Record an edge's purge receipt, checked against the order this
+    /// session sent (and its signature against the session's key), in the
+    /// audit trail, and settle the identity's served record
+    /// (`crate::sync::purge::after_receipt`) in the same commit.
+    RecordPurgeReceipt {
+        /// The receipt as signed.
+        receipt: PurgeReceipt,
+        /// The key and signature (`None` in a token session).
+        signed: Option<(PublicKey, Vec<u8>)>,
+    },
     /// Count a metric.
     Metric(HubMetric),
     /// Close the transport.
@@ -316,6 +342,9 @@ enum Phase {
     AwaitProof,
     Authenticating,
     Open,
+    /// A revoked identity was sent a purge order; its receipt is awaited
+    /// (and nothing else is accepted) until `purge_deadline`.
+    Purging,
     Closed,
 }
 
@@ -372,6 +401,11 @@ pub struct HubSession {
     batch_head: (u64, [u8; 32]),
     /// The chain head the batch being applied moves to.
     applying_head: Option<(u64, [u8; 32])>,
+    /// The purge order sent and not yet answered, and the message of the
+    /// `Error(revoked)` to end with once it is (`None`: not revoked).
+    purge: Option<(PurgeOrder, Option<String>)>,
+    /// When a revoked identity's receipt is due.
+    purge_deadline: i64,
 }
 
 impl HubSession {
@@ -406,6 +440,8 @@ impl HubSession {
             key: None,
             batch_head: (0, crate::sync::signed::GENESIS),
             applying_head: None,
+            purge: None,
+            purge_deadline: 0,
         }
     }
 
@@ -477,6 +513,13 @@ impl HubSession {
                         "timeout",
                         "no Hello within the time allowed to authenticate",
                     );
+                } else if self.phase == Phase::Purging && now > self.purge_deadline {
+                    self.refuse(
+                        &mut out,
+                        now,
+                        "timeout",
+                        "no PurgeReceipt within the time allowed",
+                    );
                 } else if now - self.last_recv > self.timeout_ms {
                     self.close(&mut out, "timeout", "nothing received from the edge");
                 } else if now - self.last_sent >= self.heartbeat_ms && self.phase == Phase::Open {
@@ -493,6 +536,7 @@ impl HubSession {
                 pending,
                 pull_from,
                 batch_head,
+                purge,
             } if self.phase == Phase::Authenticating => {
                 self.phase = Phase::Open;
                 self.batch_head = batch_head;
@@ -523,7 +567,20 @@ impl HubSession {
                         batch_head: batch_head.1,
                     },
                 );
+                if let Some(order) = purge {
+                    self.send_order(order, None, now, &mut out);
+                }
                 self.read(&mut out);
+            }
+            HubEvent::RevokedPurge {
+                hub_db_id,
+                order,
+                message,
+            } if self.phase == Phase::Authenticating => {
+                self.phase = Phase::Purging;
+                self.hub_db_id = hub_db_id;
+                self.purge_deadline = now + self.timeout_ms;
+                self.send_order(order, Some(message), now, &mut out);
             }
             HubEvent::Challenge { hub_id, key } if self.phase == Phase::LookingUp => {
                 self.on_lookup(hub_id, key, now, &mut out);
@@ -749,6 +806,15 @@ impl HubSession {
                 let msg = format!("{} before the handshake ended", f.name());
                 self.fail(out, now, "protocol", &msg);
             }
+            (
+                Phase::Open | Phase::Purging,
+                Frame::PurgeReceipt {
+                    order,
+                    removed,
+                    ids_hash,
+                    signature,
+                },
+            ) => self.on_purge_receipt(order, removed, ids_hash, signature, now, out),
             (_, Frame::Ping { nonce }) => self.send(out, now, Frame::Pong { nonce }),
             (_, Frame::Pong { .. }) => {}
             (_, Frame::Error { code, message }) => {

@@ -18,6 +18,7 @@ pub mod driver;
 pub mod edge;
 pub mod frame;
 pub mod hub;
+pub mod purge;
 mod rules;
 pub mod run;
 pub mod signed;
@@ -29,6 +30,7 @@ pub use edge::{
 };
 pub use frame::{Frame, FrameError, WireDoc, WireGrant};
 pub use hub::{Grant, HubAction, HubEvent, HubMetric, HubSession, RejectReason};
+pub use purge::PurgeOrder;
 pub use rules::{Prefixes, check_canonical};
 pub use violation::{VIOLATION_CODES, Violation};
 

@@ -65,7 +65,7 @@ pub trait EdgeShell {
     fn sign(&mut self, message: Vec<u8>) -> impl Future<Output = Step<EdgeEvent<'static>>>;
 
     /// Performs a storage action (`ReadLocal`, `ApplyRemote`,
-    /// `RecordRejection`), usually through
+    /// `RecordRejection`, `Purge`), usually through
     /// [`edge_storage`](crate::sync::driver::edge_storage).
     fn storage(&mut self, action: EdgeAction) -> impl Future<Output = Step<EdgeEvent<'static>>>;
 
@@ -77,6 +77,11 @@ pub trait EdgeShell {
 
     /// What the hub said this edge may read and write.
     fn granted(&mut self, _grant: WireGrant) {}
+
+    /// A purge order was carried out: `removed` documents that left this
+    /// edge's read scope (`reason`: `revoked` or `narrowed`) were erased and
+    /// the signed receipt is on its way to the hub.
+    fn purged(&mut self, _order: u64, _reason: String, _removed: u64) {}
 
     /// The enrollment code was redeemed: later sessions use the key alone
     /// (the shell switches its settings to [`EdgeConfig::enrolled`](crate::sync::EdgeConfig::enrolled)).
@@ -138,7 +143,7 @@ pub trait HubShell {
     ) -> impl Future<Output = Step<HubEvent<'static>>>;
 
     /// Performs a storage action (`ReadChanges`, `ApplyPush`,
-    /// `RecordRefusal`), usually
+    /// `RecordRefusal`, `RecordPurgeReceipt`), usually
     /// through [`hub_storage`](crate::sync::driver::hub_storage).
     fn storage(&mut self, action: HubAction) -> impl Future<Output = Step<HubEvent<'static>>>;
 
@@ -212,9 +217,18 @@ impl<S: EdgeShell> Actions for Edge<'_, S> {
                 shell.enrolled();
                 Step::Done
             }
+            EdgeAction::Purged {
+                order,
+                reason,
+                removed,
+            } => {
+                shell.purged(order, reason, removed);
+                Step::Done
+            }
             storage @ (EdgeAction::ReadLocal { .. }
             | EdgeAction::ApplyRemote { .. }
-            | EdgeAction::RecordRejection(_)) => shell.storage(storage).await,
+            | EdgeAction::RecordRejection(_)
+            | EdgeAction::Purge { .. }) => shell.storage(storage).await,
         }
     }
 
@@ -276,7 +290,8 @@ impl<S: HubShell> Actions for Hub<'_, S> {
             }
             storage @ (HubAction::ReadChanges { .. }
             | HubAction::ApplyPush { .. }
-            | HubAction::RecordRefusal { .. }) => shell.storage(storage).await,
+            | HubAction::RecordRefusal { .. }
+            | HubAction::RecordPurgeReceipt { .. }) => shell.storage(storage).await,
         }
     }
 

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::{Put, from_hex, to_hex};
 use crate::cv::{ChangeVector, DbId};
-use crate::db::{AUDIT_RECORD_VERSION, AuditDoc, AuditPush, AuditVersion};
+use crate::db::{AUDIT_RECORD_VERSION, AuditDoc, AuditPurgeReceipt, AuditPush, AuditVersion};
 use crate::keys::PublicKey;
 use crate::sync::frame::WireDoc;
 
@@ -21,6 +21,8 @@ use crate::sync::frame::WireDoc;
 pub const AUTH_DOMAIN: &[u8] = b"outpost/auth/v3\0";
 /// Domain of a batch signature.
 pub const BATCH_DOMAIN: &[u8] = b"outpost/batch/v3\0";
+/// Domain of a purge receipt.
+pub const PURGE_DOMAIN: &[u8] = b"outpost/purge-receipt/v4\0";
 /// Bytes of a hub nonce.
 pub const NONCE_LEN: usize = 32;
 /// The `prev` of an edge's first batch: no batch before it.
@@ -247,6 +249,101 @@ impl BatchManifest {
             docs,
         };
         Ok(Some((m, key, signature)))
+    }
+}
+
+/// A purge receipt as signed: which order of which hub database it answers
+/// (the order's number, reason and lists, so a receipt for one order can
+/// never be passed off for another), which device erased, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeReceipt {
+    /// The hub database that ordered the purge.
+    pub hub_id: DbId,
+    /// The erasing device's database id.
+    pub device: DbId,
+    /// The order's number.
+    pub order: u64,
+    /// The order's reason (`revoked`, `narrowed`).
+    pub reason: String,
+    /// The order's prefixes to erase.
+    pub prefixes: Vec<String>,
+    /// The order's prefixes to keep.
+    pub keep: Vec<String>,
+    /// Documents erased.
+    pub removed: u64,
+    /// SHA-256 of the erased id keys.
+    pub ids_hash: [u8; 32],
+}
+
+impl PurgeReceipt {
+    /// The canonical bytes the edge signs.
+    pub fn message(&self) -> Vec<u8> {
+        let mut w = Vec::with_capacity(160);
+        w.extend_from_slice(PURGE_DOMAIN);
+        w.extend_from_slice(self.hub_id.as_bytes());
+        w.extend_from_slice(self.device.as_bytes());
+        w.put_u64(self.order);
+        w.put_bytes16(self.reason.as_bytes());
+        for list in [&self.prefixes, &self.keep] {
+            w.put_u32(list.len() as u32);
+            for p in list {
+                w.put_bytes16(p.as_bytes());
+            }
+        }
+        w.put_u64(self.removed);
+        w.extend_from_slice(&self.ids_hash);
+        w
+    }
+
+    /// The audit record of this receipt from `identity`, signed by
+    /// `signed` (`None`: a token session, unsigned).
+    pub fn to_audit(
+        &self,
+        identity: &str,
+        signed: Option<&(PublicKey, Vec<u8>)>,
+    ) -> AuditPurgeReceipt {
+        AuditPurgeReceipt {
+            v: AUDIT_RECORD_VERSION,
+            identity: identity.to_string(),
+            hub_id: self.hub_id.to_string(),
+            device: self.device.to_string(),
+            order: self.order,
+            reason: self.reason.clone(),
+            prefixes: self.prefixes.clone(),
+            keep: self.keep.clone(),
+            removed: self.removed,
+            ids_sha256: to_hex(&self.ids_hash),
+            key_id: signed.map(|(k, _)| k.fingerprint()).unwrap_or_default(),
+            public_key: signed.map(|(k, _)| k.to_text()).unwrap_or_default(),
+            signature: signed.map(|(_, s)| to_hex(s)).unwrap_or_default(),
+        }
+    }
+
+    /// The signed receipt an audit record describes, with its key and
+    /// signature (`Ok(None)`: unsigned); `Err` names the bad field.
+    #[allow(clippy::type_complexity)]
+    pub fn from_audit(
+        a: &AuditPurgeReceipt,
+    ) -> Result<Option<(PurgeReceipt, PublicKey, Vec<u8>)>, String> {
+        if a.signature.is_empty() && a.public_key.is_empty() {
+            return Ok(None);
+        }
+        let key = PublicKey::parse_text(&a.public_key).map_err(|e| format!("public_key: {e}"))?;
+        let signature = from_hex(&a.signature).ok_or("signature: not hex")?;
+        let ids_hash: [u8; 32] = from_hex(&a.ids_sha256)
+            .and_then(|b| b.try_into().ok())
+            .ok_or("ids_sha256: not 32 bytes of hex")?;
+        let r = PurgeReceipt {
+            hub_id: a.hub_id.parse().map_err(|_| "hub_id: not a database id")?,
+            device: a.device.parse().map_err(|_| "device: not a database id")?,
+            order: a.order,
+            reason: a.reason.clone(),
+            prefixes: a.prefixes.clone(),
+            keep: a.keep.clone(),
+            removed: a.removed,
+            ids_hash,
+        };
+        Ok(Some((r, key, signature)))
     }
 }
 

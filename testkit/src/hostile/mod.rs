@@ -346,7 +346,7 @@ impl Hostile {
         }
     }
 
-    /// The `Hello` of `identity` (protocol 3, database `main`): a key
+    /// The `Hello` of `identity` (protocol 4, database `main`): a key
     /// `Hello` when the identity has a key in this process
     /// ([`crate::keys::registered`]; the token is then not used), else a
     /// token `Hello` ([`Hostile::token_hello_frame`]).
@@ -357,7 +357,7 @@ impl Hostile {
         }
     }
 
-    /// A token `Hello` (protocol 3, database `main`; development mode).
+    /// A token `Hello` (protocol 4, database `main`; development mode).
     pub fn token_hello_frame(
         identity: &str,
         token: &str,
@@ -365,8 +365,8 @@ impl Hostile {
         pull_checkpoint: u64,
     ) -> Frame {
         Frame::Hello {
-            min_version: 3,
-            max_version: 3,
+            min_version: 4,
+            max_version: 4,
             db_id,
             database: "main".into(),
             identity: identity.into(),
@@ -378,7 +378,7 @@ impl Hostile {
         }
     }
 
-    /// A key `Hello` presenting `key` (protocol 3, database `main`).
+    /// A key `Hello` presenting `key` (protocol 4, database `main`).
     pub fn hello_key_frame(
         identity: &str,
         key: &KeyPair,
@@ -386,8 +386,8 @@ impl Hostile {
         pull_checkpoint: u64,
     ) -> Frame {
         Frame::Hello {
-            min_version: 3,
-            max_version: 3,
+            min_version: 4,
+            max_version: 4,
             db_id,
             database: "main".into(),
             identity: identity.into(),
@@ -402,8 +402,8 @@ impl Hostile {
     /// An enrollment `Hello`: redeem `code` for `key` (database `main`).
     pub fn hello_enroll_frame(identity: &str, key: &KeyPair, code: &str, db_id: DbId) -> Frame {
         Frame::Hello {
-            min_version: 3,
-            max_version: 3,
+            min_version: 4,
+            max_version: 4,
             db_id,
             database: "main".into(),
             identity: identity.into(),

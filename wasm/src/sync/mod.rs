@@ -853,6 +853,16 @@ impl EdgeShell for Shell<'_> {
         emit(self.inner, "pushed", &v);
     }
 
+    // Documents that left this edge's read scope were erased (a purge
+    // order of the hub): the application hears it as a `purge` event.
+    fn purged(&mut self, order: u64, reason: String, removed: u64) {
+        let v = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&v, &"order".into(), &(order as f64).into());
+        let _ = js_sys::Reflect::set(&v, &"reason".into(), &reason.into());
+        let _ = js_sys::Reflect::set(&v, &"removed".into(), &(removed as f64).into());
+        emit(self.inner, "purge", &v);
+    }
+
     fn granted(&mut self, g: WireGrant) {
         if current(self.inner, self.generation) {
             set_grant(self.inner, g);

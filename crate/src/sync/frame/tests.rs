@@ -1,0 +1,352 @@
+use super::*;
+use proptest::prelude::*;
+
+fn doc(id: &str) -> WireDoc {
+    WireDoc {
+        id: id.into(),
+        collection: Some("Notes".into()),
+        versions: vec![
+            RawVersion {
+                change_vector: ChangeVector::new().with(DbId([7; 16]), 3),
+                last_modified_ms: 1_700_000_000_000,
+                deleted: false,
+                body: br#"{"a":1}"#.to_vec(),
+            },
+            RawVersion {
+                change_vector: ChangeVector::new().with(DbId([8; 16]), 1),
+                last_modified_ms: -5,
+                deleted: true,
+                body: Vec::new(),
+            },
+        ],
+    }
+}
+
+fn samples() -> Vec<Frame> {
+    vec![
+        Frame::Hello {
+            min_version: 1,
+            max_version: 1,
+            db_id: DbId([1; 16]),
+            database: "main".into(),
+            identity: "laptop-7".into(),
+            credential: "s3cret".into(),
+            pull_checkpoint: 42,
+            checkpoint_hub: DbId([3; 16]),
+            auth: AuthMode::Token,
+            key: Vec::new(),
+        },
+        Frame::Hello {
+            min_version: 3,
+            max_version: 3,
+            db_id: DbId([1; 16]),
+            database: "main".into(),
+            identity: "laptop-7".into(),
+            credential: "code-1".into(),
+            pull_checkpoint: 42,
+            checkpoint_hub: DbId([3; 16]),
+            auth: AuthMode::Enroll,
+            key: vec![4; 65],
+        },
+        Frame::Challenge {
+            version: 3,
+            nonce: [7; 32],
+            hub_id: DbId([2; 16]),
+        },
+        Frame::Proof {
+            signature: vec![9; 64],
+        },
+        Frame::Welcome {
+            version: 1,
+            hub_db_id: DbId([2; 16]),
+            push_checkpoint: 9,
+            hub_last_etag: 100,
+            pending: 50,
+            max_frame_bytes: 1 << 20,
+            heartbeat_ms: 15_000,
+            grant: None,
+            batch_seq: 0,
+            batch_head: [0; 32],
+        },
+        Frame::Welcome {
+            version: 2,
+            hub_db_id: DbId([2; 16]),
+            push_checkpoint: 9,
+            hub_last_etag: 100,
+            pending: 50,
+            max_frame_bytes: 1 << 20,
+            heartbeat_ms: 15_000,
+            grant: Some(WireGrant {
+                read: vec!["*".into(), "notes/".into()],
+                write: vec![],
+            }),
+            batch_seq: 0,
+            batch_head: [0; 32],
+        },
+        Frame::Welcome {
+            version: 3,
+            hub_db_id: DbId([2; 16]),
+            push_checkpoint: 9,
+            hub_last_etag: 100,
+            pending: 50,
+            max_frame_bytes: 1 << 20,
+            heartbeat_ms: 15_000,
+            grant: Some(WireGrant {
+                read: vec!["notes/".into()],
+                write: vec!["notes/".into()],
+            }),
+            batch_seq: 17,
+            batch_head: [5; 32],
+        },
+        Frame::Changes {
+            upto: 7,
+            docs: vec![doc("n/1"), doc("n/2")],
+        },
+        Frame::Changes {
+            upto: 8,
+            docs: vec![],
+        },
+        Frame::ChangesAck { upto: 7 },
+        Frame::Live { upto: 8 },
+        Frame::Push {
+            upto: 3,
+            seq: 18,
+            prev: [5; 32],
+            signature: vec![1; 64],
+            docs: vec![doc("é/ü")],
+        },
+        Frame::PushAck {
+            upto: 3,
+            applied: 1,
+            conflicts: 0,
+            resolved: 2,
+        },
+        Frame::PushRejected {
+            upto: 3,
+            code: "write_denied".into(),
+            id: "x".into(),
+            rule: "write prefixes [a/]".into(),
+            message: "no".into(),
+        },
+        Frame::Ping { nonce: 5 },
+        Frame::Pong { nonce: 5 },
+        Frame::Error {
+            code: "protocol".into(),
+            message: "bad".into(),
+        },
+        Frame::Purge {
+            order: 7,
+            reason: "revoked".into(),
+            prefixes: vec!["".into(), "b/".into()],
+            keep: vec!["b/c/".into()],
+        },
+        Frame::PurgeReceipt {
+            order: 7,
+            removed: 12,
+            ids_hash: [3; 32],
+            signature: vec![1; 64],
+        },
+    ]
+}
+
+#[test]
+fn every_frame_roundtrips_and_every_truncation_fails() {
+    for f in samples() {
+        let b = f.encode();
+        assert_eq!(Frame::decode(&b, MAX_FRAME_BYTES).unwrap(), f);
+        for k in 0..b.len() {
+            assert!(
+                Frame::decode(&b[..k], MAX_FRAME_BYTES).is_err(),
+                "{f:?} {k}"
+            );
+        }
+        let mut long = b.clone();
+        long.push(0);
+        assert!(Frame::decode(&long, MAX_FRAME_BYTES).is_err());
+        assert!(matches!(
+            Frame::decode(&b, b.len() - 1),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+    assert_eq!(Frame::decode(&[0], 10), Err(FrameError::UnknownType(0)));
+}
+
+#[test]
+fn fixed_bytes_for_a_sample_frame() {
+    // wasm32 and x86_64 must produce these exact bytes.
+    let b = Frame::ChangesAck { upto: 0x0102 }.encode();
+    assert_eq!(b, vec![4, 2, 1, 0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn a_version_1_welcome_keeps_the_version_1_layout() {
+    // Version 1 edges decode exactly these 51 bytes: no grant.
+    let f = |version| Frame::Welcome {
+        version,
+        hub_db_id: DbId([2; 16]),
+        push_checkpoint: 9,
+        hub_last_etag: 100,
+        pending: 50,
+        max_frame_bytes: 1 << 20,
+        heartbeat_ms: 15_000,
+        grant: Some(WireGrant {
+            read: vec!["notes/".into()],
+            write: vec![],
+        }),
+        batch_seq: 0x0102,
+        batch_head: [7; 32],
+    };
+    let b = f(1).encode();
+    assert_eq!(b.len(), 1 + 2 + 16 + 3 * 8 + 4 + 4);
+    match Frame::decode(&b, MAX_FRAME_BYTES).unwrap() {
+        Frame::Welcome { grant, .. } => assert_eq!(grant, None),
+        other => panic!("{other:?}"),
+    }
+    // Version 2 appends the two prefix lists.
+    let b2 = f(2).encode();
+    assert_eq!(
+        &b2[51..],
+        &[1, 0, 6, 0, b'n', b'o', b't', b'e', b's', b'/', 0, 0]
+    );
+    // Version 3 appends the chain head.
+    let b3 = f(3).encode();
+    assert_eq!(b3.len(), b2.len() + 8 + 32);
+    assert_eq!(&b3[b2.len()..b2.len() + 8], &[2, 1, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(negotiate(1, 1), None);
+    assert_eq!(negotiate(1, 2), None);
+    assert_eq!(negotiate(1, 3), None);
+    assert_eq!(negotiate(1, 9), Some(4));
+    assert_eq!(negotiate(4, 9), Some(4));
+    assert_eq!(negotiate(5, 9), None);
+    assert_eq!(negotiate(0, 0), None);
+}
+
+#[test]
+fn fixed_bytes_of_the_version_3_handshake() {
+    // wasm32 and x86_64 must produce these exact bytes.
+    let c = Frame::Challenge {
+        version: 3,
+        nonce: [0xAB; 32],
+        hub_id: DbId([0xCD; 16]),
+    }
+    .encode();
+    let mut want = vec![12, 3, 0];
+    want.extend([0xAB; 32]);
+    want.extend([0xCD; 16]);
+    assert_eq!(c, want);
+    let p = Frame::Proof {
+        signature: vec![1, 2],
+    }
+    .encode();
+    assert_eq!(p, vec![13, 2, 0, 1, 2]);
+    // A version 3 Hello ends with the auth byte and the key.
+    let h = Frame::Hello {
+        min_version: 3,
+        max_version: 3,
+        db_id: DbId([0; 16]),
+        database: String::new(),
+        identity: String::new(),
+        credential: String::new(),
+        pull_checkpoint: 0,
+        checkpoint_hub: DbId([0; 16]),
+        auth: AuthMode::Key,
+        key: vec![4],
+    }
+    .encode();
+    assert_eq!(&h[h.len() - 4..], &[0, 1, 0, 4]);
+    // An unknown auth mode is malformed, not a panic.
+    let mut bad = h.clone();
+    let at = bad.len() - 4;
+    bad[at] = 9;
+    assert!(matches!(
+        Frame::decode(&bad, MAX_FRAME_BYTES),
+        Err(FrameError::Malformed(_))
+    ));
+}
+
+#[test]
+fn fixed_bytes_of_the_version_4_purge_frames() {
+    // wasm32 and x86_64 must produce these exact bytes.
+    let p = Frame::Purge {
+        order: 2,
+        reason: "narrowed".into(),
+        prefixes: vec!["a/".into()],
+        keep: vec![],
+    }
+    .encode();
+    let mut want = vec![14, 2, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+    want.extend(b"narrowed");
+    want.extend([1, 0, 2, 0, b'a', b'/', 0, 0]);
+    assert_eq!(p, want);
+    assert_eq!(
+        Frame::decode(&p, MAX_FRAME_BYTES).unwrap(),
+        Frame::Purge {
+            order: 2,
+            reason: "narrowed".into(),
+            prefixes: vec!["a/".into()],
+            keep: vec![],
+        }
+    );
+    let r = Frame::PurgeReceipt {
+        order: 2,
+        removed: 3,
+        ids_hash: [9; 32],
+        signature: vec![5],
+    }
+    .encode();
+    let mut want = vec![15, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
+    want.extend([9; 32]);
+    want.extend([1, 0, 5]);
+    assert_eq!(r, want);
+    // A list count beyond the limit is malformed, not an allocation.
+    let mut bad = vec![14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    bad.put_u16(u16::MAX);
+    assert!(matches!(
+        Frame::decode(&bad, MAX_FRAME_BYTES),
+        Err(FrameError::Malformed(_))
+    ));
+}
+
+#[test]
+fn a_push_header_gives_its_count_without_decoding() {
+    let f = Frame::Push {
+        upto: 3,
+        seq: 9,
+        prev: [1; 32],
+        signature: vec![2; 64],
+        docs: vec![doc("a/1"), doc("a/2")],
+    };
+    let b = f.encode();
+    let (n, rest) = push_header(&b).unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(rest, b.len() - (1 + 8 + 8 + 32 + 2 + 64 + 4));
+    assert_eq!(push_header(&b[..20]), None);
+    assert_eq!(push_header(&Frame::Ping { nonce: 1 }.encode()), None);
+}
+
+#[test]
+fn huge_counts_do_not_allocate() {
+    let mut b = vec![3];
+    b.put_u64(0);
+    b.put_u32(u32::MAX);
+    assert!(matches!(
+        Frame::decode(&b, MAX_FRAME_BYTES),
+        Err(FrameError::Malformed(_))
+    ));
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = Frame::decode(&b, MAX_FRAME_BYTES);
+    }
+
+    #[test]
+    fn mutated_frames_never_panic(i in 0usize..400, v in any::<u8>(), which in 0usize..12) {
+        let s = samples();
+        let mut b = s[which % s.len()].encode();
+        let k = i % b.len();
+        b[k] = v;
+        let _ = Frame::decode(&b, MAX_FRAME_BYTES);
+    }
+}
