@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::executor::block_on;
+use outpost::db::PurgeReport;
 use outpost::keys::{KeyPair, P256Verifier, PublicKey, Signer, Verifier};
 use outpost::store::MemoryStore;
 use outpost::sync::driver::{batch_chain_key, hub_storage};
@@ -19,7 +20,6 @@ use outpost::sync::{
     ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, Grant,
     HubAction, HubEvent, HubSession, Prefixes, WireDoc,
 };
-use outpost::db::PurgeReport;
 use outpost::{ChangeVector, Database, DbId, DocFlags, DocumentMeta, OpenOptions, RawVersion};
 
 const EDGE: DbId = DbId([7; 16]);
@@ -610,7 +610,12 @@ fn report(removed: u64) -> PurgeReport {
 
 /// The edge's side of an order: erase, report, sign; returns the receipt
 /// frame's bytes and what the edge reported.
-fn edge_answers(e: &mut EdgeSession, key: &KeyPair, purge: &[u8], removed: u64) -> (Vec<u8>, Vec<EdgeAction>) {
+fn edge_answers(
+    e: &mut EdgeSession,
+    key: &KeyPair,
+    purge: &[u8],
+    removed: u64,
+) -> (Vec<u8>, Vec<EdgeAction>) {
     let a = e.handle(EdgeEvent::Received(purge), 0);
     let o = a
         .iter()
@@ -777,7 +782,10 @@ fn a_revoked_identity_erases_then_is_refused() {
         docs: vec![],
     }
     .encode();
-    assert!(closed_with(&h2.handle(HubEvent::Received(&push), 0), "protocol"));
+    assert!(closed_with(
+        &h2.handle(HubEvent::Received(&push), 0),
+        "protocol"
+    ));
     // The edge (in its handshake: no Welcome came) erases at once.
     let (receipt, _) = edge_answers(&mut e, &key, &frames[0].encode(), 4);
     let a = h.handle(HubEvent::Received(&receipt), 0);
@@ -791,7 +799,10 @@ fn a_revoked_identity_erases_then_is_refused() {
         .unwrap()
         .encode();
     let a = e.handle(EdgeEvent::Received(&err), 0);
-    assert!(a.iter().any(|x| matches!(x, EdgeAction::Close { fatal: true, code, .. } if code == "revoked")));
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, EdgeAction::Close { fatal: true, code, .. } if code == "revoked"))
+    );
     // A revoked edge that never answers is cut off.
     let mut h3 = hub(NONCE);
     let mut e3 = edge(&key);
@@ -827,7 +838,10 @@ fn an_order_waits_for_the_push_under_way() {
     .encode();
     // The edge is reading its feed to push: the erasure waits.
     let a = e.handle(EdgeEvent::Received(&purge), 0);
-    assert!(!a.iter().any(|x| matches!(x, EdgeAction::Purge { .. })), "{a:?}");
+    assert!(
+        !a.iter().any(|x| matches!(x, EdgeAction::Purge { .. })),
+        "{a:?}"
+    );
     let a = e.handle(
         EdgeEvent::LocalRead {
             docs: vec![],
@@ -835,14 +849,24 @@ fn an_order_waits_for_the_push_under_way() {
         },
         0,
     );
-    assert!(a.iter().any(|x| matches!(x, EdgeAction::Purge { .. })), "{a:?}");
+    assert!(
+        a.iter().any(|x| matches!(x, EdgeAction::Purge { .. })),
+        "{a:?}"
+    );
     // While it erases, a local write does not start a push.
     let a = e.handle(EdgeEvent::LocalChanged, 0);
-    assert!(!a.iter().any(|x| matches!(x, EdgeAction::ReadLocal { .. } | EdgeAction::Sign(_))), "{a:?}");
+    assert!(
+        !a.iter()
+            .any(|x| matches!(x, EdgeAction::ReadLocal { .. } | EdgeAction::Sign(_))),
+        "{a:?}"
+    );
     let a = e.handle(EdgeEvent::PurgeDone(report(0)), 0);
     let sig = key.sign(&to_sign(&a).unwrap()).unwrap();
     // Once the receipt is out, the write is pushed.
     let a = e.handle(EdgeEvent::Signed(sig), 0);
     assert!(bytes_of_edge(&a).iter().any(|b| b[0] == 15));
-    assert!(a.iter().any(|x| matches!(x, EdgeAction::ReadLocal { .. })), "{a:?}");
+    assert!(
+        a.iter().any(|x| matches!(x, EdgeAction::ReadLocal { .. })),
+        "{a:?}"
+    );
 }

@@ -228,7 +228,7 @@ impl<V: Verifier> Signatures<V> {
 pub fn render_verified(v: &Verified) -> String {
     match &v.first_bad {
         None => format!(
-            "database {}: {} audit entries verified ({} signed batches: signatures and chains); chain head {}",
+            "database {}: {} audit entries verified ({} signatures of batches and purge receipts, and the batch chains); chain head {}",
             v.database, v.entries, v.signed, v.head
         ),
         Some(b) => format!(
@@ -467,15 +467,18 @@ pub fn render_purge_status(s: &PurgeStatus) -> String {
             "nothing".into()
         } else {
             l.iter()
-                .map(|p| if p.is_empty() { "*".to_string() } else { p.clone() })
+                .map(|p| {
+                    if p.is_empty() {
+                        "*".to_string()
+                    } else {
+                        p.clone()
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         }
     };
-    let mut out = format!(
-        "  may hold documents under: {}\n",
-        list(&s.served.prefixes)
-    );
+    let mut out = format!("  may hold documents under: {}\n", list(&s.served.prefixes));
     match &s.served.pending {
         Some(o) => out.push_str(&format!(
             "  receipt PENDING: purge order {} ({}): erase {}, keep {} (sent at each session until the edge answers)\n",

@@ -191,12 +191,25 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                 match identity::session_grant(&cfg, id, &s.database, s.key.as_ref()) {
                     Ok(grant) => HubEvent::GrantChanged(grant),
                     Err(identity::Revoked) => {
-                        // Revoked: the session ends at once.
+                        // Revoked: the session ends at once, after the edge
+                        // erased what it was sent (if it holds anything).
                         s.hub.metrics().rejection(identity::REVOKED);
-                        tracing::warn!(peer = %s.peer, identity = %id, "identity revoked: ending its session");
                         let frame = identity::revoked_frame(id);
-                        s.bye(frame).await;
-                        break;
+                        match revoked_order(s.db.clone(), id).await {
+                            Some(order) => {
+                                tracing::warn!(peer = %s.peer, identity = %id, order = order.order, "identity revoked: ordering its purge, then ending its session");
+                                let message = match &frame {
+                                    outpost::sync::Frame::Error { message, .. } => message.clone(),
+                                    _ => String::new(),
+                                };
+                                HubEvent::RevokedPurge { hub_db_id: s.db.as_ref().map_or(outpost::DbId([0; 16]), |d| d.db.db_id()), order, message }
+                            }
+                            None => {
+                                tracing::warn!(peer = %s.peer, identity = %id, "identity revoked: ending its session");
+                                s.bye(frame).await;
+                                break;
+                            }
+                        }
                     }
                 }
             }
@@ -223,6 +236,19 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
         hub.metrics().edge_disconnected();
     }
     tracing::info!(%peer, identity = s.identity.as_deref().unwrap_or("-"), "edge disconnected");
+}
+
+/// The purge order of identity `id`, revoked while a session of it is open
+/// on `db` (`None`: it holds nothing, or its served record is out of reach).
+async fn revoked_order(db: Option<Arc<DbHandle>>, id: &str) -> Option<outpost::sync::PurgeOrder> {
+    let db = db?;
+    match plan_purge(&db.db, id, &[], true).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(database = %db.name, error = %e, "cannot read or write an identity's served record");
+            None
+        }
+    }
 }
 
 /// A stream of a watch channel's new values that keeps one `changed()`
@@ -605,6 +631,9 @@ impl HubShell for Shell {
         let started = Instant::now();
         let mut metrics = Vec::new();
         let ev = hub_storage(&db.db, id, &action, |m| metrics.push(m)).await;
+        if let (HubAction::RecordPurgeReceipt { receipt, signed }, None) = (&action, &ev) {
+            tracing::info!(peer = %self.peer, identity = %id, order = receipt.order, removed = receipt.removed, signed = signed.is_some(), "purge receipt recorded");
+        }
         for m in metrics {
             self.count(m);
         }

@@ -1113,3 +1113,171 @@ async fn an_upstream_without_its_key_file_is_reported_and_the_hub_serves_on() {
     wait_live(&c).await;
     c.stop().await;
 }
+
+/// Every byte of every file under `dir`.
+fn raw_dump(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            all.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    all
+}
+
+fn holds(bytes: &[u8], marker: &str) -> bool {
+    bytes.windows(marker.len()).any(|w| w == marker.as_bytes())
+}
+
+/// docs/security.md "Revocation and narrowing": the hub orders an edge to
+/// erase what left its read scope; the edge erases it (no plaintext left in
+/// its files) and answers with a signed receipt the hub records; a revoked
+/// edge, connected at the time, erases everything before it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrowed_and_revoked_edges_erase_what_left_their_scope() {
+    const GONE: &str = "GONE-5e2";
+    const KEEP: &str = "KEEP-7c1";
+    let tmp = temp_dir("purge");
+    let admin = edge_toml("admin", "adm", &["*"], &["*"]);
+    let wide = edge_toml("lap", "l", &["notes/", "private/"], &["notes/"]);
+    let mut hub = HubProc::new(tmp.join("hub"), free_port(), &(admin.clone() + &wide));
+    let cfg_path = hub.dir.join("outpost-hub.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let adb = open_edge_db(&tmp.join("admin")).await;
+    let ldb = open_edge_db(&tmp.join("lap")).await;
+    let ca = client(&adb, &hub.url(), "admin", "adm");
+    let cl = client(&ldb, &hub.url(), "lap", "l");
+    wait_live(&ca).await;
+    wait_live(&cl).await;
+    put(&adb, Some(&ca), "notes/1", json!({ "s": KEEP }), "N").await;
+    let gone1 = format!("private/{GONE}-1");
+    put(
+        &adb,
+        Some(&ca),
+        &gone1,
+        json!({ "s": format!("{GONE} v1") }),
+        "P",
+    )
+    .await;
+    put(
+        &adb,
+        Some(&ca),
+        &gone1,
+        json!({ "s": format!("{GONE} v2") }),
+        "P",
+    )
+    .await;
+    let big = format!("private/{GONE}-big");
+    put(
+        &adb,
+        Some(&ca),
+        &big,
+        json!({ "s": GONE.repeat(3000) }),
+        "P",
+    )
+    .await;
+    wait_until("the laptop holds all three", || async {
+        ldb.get(&big).await.unwrap().is_some()
+            && ldb
+                .get(&gone1)
+                .await
+                .unwrap()
+                .is_some_and(|d| d.body["s"] == format!("{GONE} v2"))
+            && ldb.get("notes/1").await.unwrap().is_some()
+    })
+    .await;
+    assert!(
+        holds(&raw_dump(&tmp.join("lap")), GONE),
+        "the test can fail"
+    );
+
+    // Narrow its read scope (live reload): the session restarts with an order.
+    let narrow = edge_toml("lap", "l", &["notes/"], &["notes/"]);
+    std::fs::write(&cfg_path, cfg.replace(&wide, &narrow)).unwrap();
+    wait_until("the receipt is recorded", || async {
+        hub.log().contains("purge receipt recorded")
+    })
+    .await;
+    assert!(ldb.get(&gone1).await.unwrap().is_none());
+    assert!(ldb.get(&big).await.unwrap().is_none());
+    assert!(ldb.get("notes/1").await.unwrap().is_some());
+    wait_live(&cl).await;
+    // Writes still flow both ways.
+    put(&ldb, Some(&cl), "notes/2", json!({ "s": "after" }), "N").await;
+    wait_until("notes/2 reaches the admin", || async {
+        adb.get("notes/2").await.unwrap().is_some()
+    })
+    .await;
+    cl.stop().await;
+    ldb.close().await.unwrap();
+    let dump = raw_dump(&tmp.join("lap"));
+    assert!(!holds(&dump, GONE), "no plaintext of the erased documents");
+    assert!(holds(&dump, KEEP));
+
+    // Revoked while connected: it erases everything, then is refused.
+    let ldb = open_edge_db(&tmp.join("lap")).await;
+    let cl = client(&ldb, &hub.url(), "lap", "l");
+    wait_live(&cl).await;
+    let out = Command::new(BIN)
+        .current_dir(&hub.dir)
+        .args(["--config", "outpost-hub.toml", "edge", "revoke", "lap"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        cl.wait_for(
+            WAIT,
+            |s| matches!(s, SyncStatus::Error { code, .. } if code == "revoked")
+        )
+        .await,
+        "{:?}",
+        cl.status()
+    );
+    assert_eq!(
+        ldb.count().await.unwrap(),
+        0,
+        "a revoked edge keeps nothing"
+    );
+    cl.stop().await;
+    ldb.close().await.unwrap();
+    let dump = raw_dump(&tmp.join("lap"));
+    assert!(!holds(&dump, KEEP) && !holds(&dump, GONE));
+
+    // The operator sees both receipts, signed, and the trail verifies.
+    ca.stop().await;
+    hub.kill();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .current_dir(&hub.dir)
+            .args(["--config", "outpost-hub.toml"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let status = run(&["edge", "status", "lap"]);
+    assert!(
+        status.contains("edge lap (database main): revoked"),
+        "{status}"
+    );
+    assert!(status.contains("no receipt pending"), "{status}");
+    assert!(status.contains("order 1 (narrowed)"), "{status}");
+    assert!(status.contains("order 2 (revoked)"), "{status}");
+    assert!(
+        status.contains("3 documents erased") || status.contains("2 documents erased"),
+        "{status}"
+    );
+    assert!(status.contains("signed by key"), "{status}");
+    let verified = run(&["audit", "verify"]);
+    assert!(verified.contains("audit entries verified"), "{verified}");
+}

@@ -62,9 +62,9 @@ use alloc::{Working, load_free_list};
 use meta::{META_VERSION, Meta};
 
 pub use audit::{
-    AUDIT_FORMAT, AUDIT_RECORD_VERSION, AuditBad, AuditDoc, AuditEntry, AuditKind, AuditPurgeReceipt, AuditPush,
-    AuditRefusal, AuditReport, AuditScope, AuditVersion, GENESIS_HASH, MAX_AUDIT_PAYLOAD,
-    chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
+    AUDIT_FORMAT, AUDIT_RECORD_VERSION, AuditBad, AuditDoc, AuditEntry, AuditKind,
+    AuditPurgeReceipt, AuditPush, AuditRefusal, AuditReport, AuditScope, AuditVersion,
+    GENESIS_HASH, MAX_AUDIT_PAYLOAD, chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
 };
 pub use origins::Origin;
 pub use purge::{PurgeReport, PurgeScope};

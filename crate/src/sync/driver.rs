@@ -11,8 +11,8 @@ use crate::error::Error;
 use crate::store::PageStore;
 use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
 use crate::sync::hub::{Grant, HubAction, HubEvent, HubMetric};
-use crate::sync::run::commit_etags;
 use crate::sync::purge::{PurgeOrder, Served, after_receipt, plan, served_key};
+use crate::sync::run::commit_etags;
 use crate::sync::signed::GENESIS;
 use crate::sync::{
     ConflictPolicy, pull_checkpoint_key, push_checkpoint_key, rejection_key, rejection_key_prefix,

@@ -576,8 +576,11 @@ impl HubSession {
                 hub_db_id,
                 order,
                 message,
-            } if self.phase == Phase::Authenticating => {
+            } if matches!(self.phase, Phase::Authenticating | Phase::Open) => {
+                // At the handshake, or live (revoked while connected):
+                // nothing more is sent or taken but the receipt.
                 self.phase = Phase::Purging;
+                self.live = false;
                 self.hub_db_id = hub_db_id;
                 self.purge_deadline = now + self.timeout_ms;
                 self.send_order(order, Some(message), now, &mut out);
@@ -815,6 +818,8 @@ impl HubSession {
                     signature,
                 },
             ) => self.on_purge_receipt(order, removed, ids_hash, signature, now, out),
+            // Sent before the edge read the order: neither is acted on.
+            (Phase::Purging, Frame::Push { .. } | Frame::ChangesAck { .. }) => {}
             (_, Frame::Ping { nonce }) => self.send(out, now, Frame::Pong { nonce }),
             (_, Frame::Pong { .. }) => {}
             (_, Frame::Error { code, message }) => {
@@ -964,6 +969,9 @@ impl HubSession {
         out: &mut Vec<HubAction>,
     ) {
         let Some(g) = &self.grant else { return };
+        if self.phase != Phase::Open {
+            return;
+        }
         // Only the versions this very device sent (stored as received) are
         // held back: it has them. Other devices of the same identity, and
         // this device after a wipe (a new db id), receive them.

@@ -283,7 +283,10 @@ mod tests {
         };
         let p = plan(&old, &v(&["a/"]), true);
         let o = p.order.unwrap();
-        assert_eq!((o.reason.as_str(), o.prefixes, o.keep), ("revoked", v(&["a/", "b/"]), vec![]));
+        assert_eq!(
+            (o.reason.as_str(), o.prefixes, o.keep),
+            ("revoked", v(&["a/", "b/"]), vec![])
+        );
         // Revocation does not grow the served prefixes.
         assert_eq!(p.served.prefixes, v(&["a/", "b/"]));
     }

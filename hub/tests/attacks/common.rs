@@ -183,7 +183,17 @@ impl Hub {
     /// pass (hash chain, every signature, every identity's chain of
     /// batches); returns the export and the audit trail (`audit export`
     /// lines).
-    pub async fn finish_audited(mut self) -> (BTreeMap<String, Value>, Vec<Value>) {
+    pub async fn finish_audited(self) -> (BTreeMap<String, Value>, Vec<Value>) {
+        let (export, lines, ()) = self.finish_audited_then(|_| ()).await;
+        (export, lines)
+    }
+
+    /// [`Hub::finish_audited`], then `after` on the stopped hub's
+    /// directory (for more commands, such as `edge status`).
+    pub async fn finish_audited_then<T>(
+        mut self,
+        after: impl FnOnce(&std::path::Path) -> T,
+    ) -> (BTreeMap<String, Value>, Vec<Value>, T) {
         self.assert_alive();
         self.assert_honest_edges_unaffected().await;
         self.assert_alive();
@@ -209,7 +219,8 @@ impl Hub {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        (export, lines)
+        let t = after(self.tmp.path());
+        (export, lines, t)
     }
 
     /// Replaces the `[[edge]]` entries of the running hub's configuration

@@ -1,8 +1,10 @@
 //! Revocation and narrowing: a removed identity's sessions end at once and
 //! it is refused from then on; a narrowed scope ends the session
-//! (`config_changed`) and the new rules apply on reconnect. Purge notices
-//! and receipts (issue 10 §5) are not built yet: those cases are ignored.
-//! A revoked identity (`revoked = true`) is refused with `Error(revoked)`.
+//! (`config_changed`) and the new rules apply on reconnect, with a purge
+//! order for what left the scope; receipts must be signed by the session's
+//! key and answer the order sent. A revoked identity (`revoked = true`) is
+//! ordered to erase everything it was sent, then refused with
+//! `Error(revoked)`.
 
 use std::time::Duration;
 
@@ -91,22 +93,228 @@ async fn removed_identitys_key_presented_under_another_name() {
     hub.finish().await;
 }
 
-#[tokio::test]
-#[ignore = "needs purge on narrowing (issue 10 §5): not built yet"]
-async fn narrowed_edge_is_told_which_documents_left_its_scope() {
-    // TODO: mallory holds shared/notes/a; narrow her read scope to
-    // mallory/; on reconnect the hub sends a purge notice naming
-    // shared/notes/a; an honest edge removes it and answers a signed purge
-    // receipt; `outpost-hub edge status mallory` shows it received. A
-    // hostile edge that never answers stays listed as pending.
+/// `outpost-hub edge status NAME` (the hub stopped).
+fn edge_status(dir: &std::path::Path, name: &str) -> String {
+    let out = std::process::Command::new(BIN)
+        .current_dir(dir)
+        .args(["--config", "outpost-hub.toml", "edge", "status", name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-#[tokio::test]
-#[ignore = "needs purge receipts (issue 10 §5): not built yet"]
+/// Mallory, narrowed to `mallory/`, reconnects and is sent the order.
+async fn narrowed_mallory(hub: &Hub) -> Hostile {
+    let narrowed = edge_toml("mallory", "mallory-token", &["mallory/"], &["mallory/"]);
+    hub.set_edges(&edges_with_mallory(&narrowed));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let m = hub.mallory().await;
+    let o = m.purges.last().expect("a purge order after Welcome");
+    assert_eq!(o.reason, "narrowed");
+    assert_eq!(o.prefixes, vec!["shared/".to_string()]);
+    assert_eq!(o.keep, vec!["mallory/".to_string()]);
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrowed_edge_is_told_which_documents_left_its_scope() {
+    // Mallory held shared/notes/a; narrowed to mallory/, each session
+    // repeats the same order until she answers; a hostile edge that never
+    // answers stays listed as owing a receipt.
+    let hub = Hub::start();
+    hub.alice_writes("shared/notes/a", "Notes", json!({"n": 1}))
+        .await
+        .close()
+        .await;
+    let m = hub.mallory().await;
+    assert!(m.received.contains_key("shared/notes/a"));
+    assert!(m.purges.is_empty(), "no order before any narrowing");
+    m.close().await;
+    let m = narrowed_mallory(&hub).await;
+    let first = m.purges[0].order;
+    m.close().await;
+    let m = hub.mallory().await;
+    assert_eq!(
+        m.purges.last().map(|o| o.order),
+        Some(first),
+        "the same order, repeated"
+    );
+    m.close().await;
+    let (_, audit) = hub.finish_audited().await;
+    assert!(!audit.iter().any(|e| e["kind"] == "purge_receipt"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_purge_receipt_for_documents_never_purged() {
-    // TODO: mallory sends a purge receipt signed by another key, or for a
-    // notice she never received. Expect a typed refusal; the audit trail
-    // keeps the receipt pending.
+    // Receipts signed by another key, for another order, over other
+    // numbers than stated, or with no order sent: refused; the order stays
+    // pending until an honest receipt answers it.
+    let hub = Hub::start();
+    hub.alice_writes("shared/notes/a", "Notes", json!({"n": 1}))
+        .await
+        .close()
+        .await;
+    hub.mallory().await.close().await;
+    let mut m = narrowed_mallory(&hub).await;
+    let other = outpost_testkit::keys::key_for("mallory2");
+    let forged = m.purge_receipt(1, [0; 32], Some(&other));
+    m.send(&forged).await.unwrap();
+    assert_error(&m.until_end().await, "bad_signature");
+    // Another order than the one sent.
+    let mut m = hub.mallory().await;
+    let mut wrong = m.purge_receipt(1, [0; 32], None);
+    if let Frame::PurgeReceipt { order, .. } = &mut wrong {
+        *order += 1;
+    }
+    m.send(&wrong).await.unwrap();
+    assert_error(&m.until_end().await, "protocol");
+    // Signed over other numbers than the frame states.
+    let mut m = hub.mallory().await;
+    let mut lying = m.purge_receipt(1, [0; 32], None);
+    if let Frame::PurgeReceipt { removed, .. } = &mut lying {
+        *removed = 1_000;
+    }
+    m.send(&lying).await.unwrap();
+    assert_error(&m.until_end().await, "bad_signature");
+    // Before authenticating: not even a frame the hub reads.
+    let mut c = hub.connect().await;
+    c.send(&forged).await.unwrap();
+    assert_error(&c.answer().await, "protocol");
+    // The honest receipt is taken; the session goes on; a replay of it in a
+    // later session answers no order.
+    let mut m = hub.mallory().await;
+    let honest = m.purge_receipt(1, [7; 32], None);
+    m.send(&honest).await.unwrap();
+    let r = Hub::honest_put(&mut m, "mallory/after", "Notes", json!({"n": 2})).await;
+    assert!(matches!(r, Answer::PushAck { .. }), "{r:?}");
+    m.close().await;
+    let mut m = hub.mallory().await;
+    assert!(m.purges.is_empty(), "settled: no order any more");
+    m.send(&honest).await.unwrap();
+    assert_error(&m.until_end().await, "protocol");
+    let (_, audit, status) = hub
+        .finish_audited_then(|dir| edge_status(dir, "mallory"))
+        .await;
+    let receipts: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["kind"] == "purge_receipt")
+        .collect();
+    assert_eq!(receipts.len(), 1, "only the honest receipt is recorded");
+    assert_eq!(receipts[0]["record"]["identity"], "mallory");
+    assert_eq!(receipts[0]["record"]["removed"], 1);
+    assert!(status.contains("no receipt pending"), "{status}");
+    assert!(status.contains("order 1 (narrowed)"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_never_sent_stays_pending() {
+    let hub = Hub::start();
+    hub.alice_writes("shared/notes/a", "Notes", json!({"n": 1}))
+        .await
+        .close()
+        .await;
+    hub.mallory().await.close().await;
+    narrowed_mallory(&hub).await.close().await;
+    let (_, _, status) = hub
+        .finish_audited_then(|dir| edge_status(dir, "mallory"))
+        .await;
+    assert!(
+        status.contains("receipt PENDING: purge order 1 (narrowed)"),
+        "{status}"
+    );
+    assert!(status.contains("erase shared/, keep mallory/"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_while_connected_is_ordered_to_erase_everything() {
+    // Mallory's open session: revoked = true. She is sent the order (keep
+    // nothing) instead of more changes; her pushes are no longer taken;
+    // once her receipt is in she is refused; her next Hello is refused at
+    // once (nothing left to order).
+    let hub = Hub::start();
+    hub.alice_writes("shared/notes/a", "Notes", json!({"n": 1}))
+        .await
+        .close()
+        .await;
+    let mut m = hub.mallory().await;
+    let revoked = edges().replace(
+        "name = \"mallory\"\n",
+        "name = \"mallory\"\nrevoked = true\n",
+    );
+    hub.set_edges(&revoked);
+    m.timeout = Duration::from_secs(10);
+    // Whatever comes meanwhile, the order arrives.
+    for _ in 0..20 {
+        if !m.purges.is_empty() {
+            break;
+        }
+        if m.answer().await.is_end() {
+            break;
+        }
+    }
+    let o = m.purges.last().expect("a purge order").clone();
+    assert_eq!((o.reason.as_str(), o.keep.len()), ("revoked", 0));
+    assert!(o.prefixes.contains(&"shared/".to_string()));
+    // A push now is not taken (no ack, no store).
+    let late = m.signed_push_frame(
+        1,
+        vec![doc("mallory/late", "Notes", live(&[(m.db_id, 1)], b"{}"))],
+    );
+    m.send(&late).await.unwrap();
+    let receipt = m.purge_receipt(2, [1; 32], None);
+    m.send(&receipt).await.unwrap();
+    assert_error(&m.until_end().await, "revoked");
+    let mut c = hub.connect().await;
+    let r = c.hello("mallory", "", new_db_id(), 0).await;
+    assert_error(&r.expect_err("refused"), "revoked");
+    let (export, audit, status) = hub
+        .finish_audited_then(|dir| edge_status(dir, "mallory"))
+        .await;
+    assert!(!export.contains_key("mallory/late"));
+    assert!(audit.iter().any(|e| {
+        e["kind"] == "purge_receipt"
+            && e["record"]["reason"] == "revoked"
+            && !e["record"]["signature"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty()
+    }));
+    assert!(status.contains("revoked"), "{status}");
+    assert!(status.contains("order 1 (revoked)"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_at_the_handshake_gets_the_order_and_nothing_else() {
+    // Revoked while away: after her proof, the order comes instead of
+    // Welcome; anything but the receipt ends the session.
+    let hub = Hub::start();
+    hub.alice_writes("shared/notes/a", "Notes", json!({"n": 1}))
+        .await
+        .close()
+        .await;
+    hub.mallory().await.close().await;
+    let revoked = edges().replace(
+        "name = \"mallory\"\n",
+        "name = \"mallory\"\nrevoked = true\n",
+    );
+    hub.set_edges(&revoked);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut c = hub.connect().await;
+    c.timeout = Duration::from_secs(3);
+    let r = c.hello("mallory", "", new_db_id(), 0).await;
+    assert!(matches!(r, Err(Answer::Timeout)), "no Welcome: {r:?}");
+    assert_eq!(c.purges.last().map(|o| o.reason.as_str()), Some("revoked"));
+    assert!(c.received.is_empty());
+    c.send(&Frame::ChangesAck { upto: 1 }).await.unwrap();
+    c.send(&c.signed_push_frame(1, vec![])).await.unwrap();
+    c.send(&Frame::Live { upto: 1 }).await.unwrap();
+    assert_error(&c.answer().await, "protocol");
+    hub.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,8 +31,9 @@ use std::sync::Arc;
 
 use outpost::DbId;
 use outpost::keys::{KeyPair, Signer};
+use outpost::sync::PurgeOrder;
 use outpost::sync::frame::AuthMode;
-use outpost::sync::signed::{AuthContext, BatchManifest, GENESIS, auth_message};
+use outpost::sync::signed::{AuthContext, BatchManifest, GENESIS, PurgeReceipt, auth_message};
 use outpost::sync::{Frame, WireDoc, WireGrant};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
@@ -227,6 +228,9 @@ pub struct Hostile {
     pub chain: (u64, [u8; 32]),
     /// The link the last signed push would move the chain to.
     pending_link: Option<(u64, [u8; 32])>,
+    /// Purge orders received (recorded, never answered unless asked:
+    /// [`Hostile::answer_purge`]).
+    pub purges: Vec<PurgeOrder>,
 }
 
 impl std::fmt::Debug for Hostile {
@@ -299,6 +303,7 @@ impl Hostile {
             claimed: (String::new(), String::new()),
             chain: (0, GENESIS),
             pending_link: None,
+            purges: Vec::new(),
         })
     }
 
@@ -597,6 +602,20 @@ impl Hostile {
                 None
             }
             Frame::Pong { .. } => None,
+            Frame::Purge {
+                order,
+                reason,
+                prefixes,
+                keep,
+            } => {
+                self.purges.push(PurgeOrder {
+                    order,
+                    reason,
+                    prefixes,
+                    keep,
+                });
+                None
+            }
             Frame::Challenge {
                 version,
                 nonce,
@@ -655,6 +674,40 @@ impl Hostile {
             }),
             Frame::Error { code, message } => Some(Answer::Error { code, message }),
             other => Some(Answer::Unexpected(Box::new(other))),
+        }
+    }
+
+    /// The `PurgeReceipt` of the last order received, stating `removed`
+    /// and `ids_hash`, signed by `key` (this client's key when `None`; an
+    /// empty signature in a token session): what an honest edge would
+    /// send, or a lie about it.
+    pub fn purge_receipt(&self, removed: u64, ids_hash: [u8; 32], key: Option<&KeyPair>) -> Frame {
+        let o = self.purges.last().cloned().unwrap_or_default();
+        let hub_id = self
+            .welcome
+            .as_ref()
+            .map(|w| w.hub_db_id)
+            .or(self.challenge.as_ref().map(|c| c.hub_id))
+            .unwrap_or(DbId([0; 16]));
+        let r = PurgeReceipt {
+            hub_id,
+            device: self.db_id,
+            order: o.order,
+            reason: o.reason,
+            prefixes: o.prefixes,
+            keep: o.keep,
+            removed,
+            ids_hash,
+        };
+        let signature = match key.or(self.key.as_deref()) {
+            Some(k) if self.auth != AuthMode::Token => k.sign(&r.message()).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        Frame::PurgeReceipt {
+            order: o.order,
+            removed,
+            ids_hash,
+            signature,
         }
     }
 

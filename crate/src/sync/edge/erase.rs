@@ -51,8 +51,12 @@ impl EdgeSession {
                 false,
             );
         }
+        // A revoked identity erases at once (nothing it pushes is taken any
+        // more); a narrowed one lets its push under way finish first.
+        let now_ok =
+            self.phase == Phase::Hello || self.push == Push::Idle || order.reason == "revoked";
         self.erase = Erase::Waiting(order);
-        if self.phase == Phase::Hello || self.push == Push::Idle {
+        if now_ok {
             self.start_waiting_purge(out);
         }
     }
