@@ -298,6 +298,14 @@ function startSync() {
     },
     onRejection: () => scheduleRender(),
     onGrant: (g) => setGrant(g),
+    // The operator narrowed this identity's read scope (or revoked it): the
+    // notes that left it were erased here, and a signed receipt went back.
+    onPurge: ({ removed, reason }) => {
+      const p = $("purged");
+      p.hidden = false;
+      p.textContent = `${removed} note${removed === 1 ? "" : "s"} erased from this browser (${reason === "revoked" ? "access revoked" : "access narrowed"})`;
+      scheduleRender();
+    },
   });
   showStatus(sync.status);
   if (sync.grant) setGrant(sync.grant);
