@@ -416,6 +416,77 @@ async fn large_document_uses_overflow_pages() {
     IdbStore::destroy(&name).await.unwrap();
 }
 
+/// Every page record of the IndexedDB database `name`, read back through a
+/// fresh store (pages are numbered from 1 with no gap; the meta record holds
+/// no document bytes).
+async fn every_page(name: &str) -> Vec<u8> {
+    let store = IdbStore::open(name).await.unwrap();
+    let mut all = Vec::new();
+    let mut no: PageNo = 1;
+    loop {
+        match store.read_page(no).await {
+            Ok(p) => all.extend_from_slice(&p),
+            Err(StoreError::PageNotFound(_)) => break,
+            Err(e) => panic!("page {no}: {e}"),
+        }
+        no += 1;
+    }
+    all.extend(store.read_meta().await.unwrap().unwrap_or_default());
+    store.close().await.unwrap();
+    all
+}
+
+fn holds(bytes: &[u8], marker: &str) -> bool {
+    bytes.windows(marker.len()).any(|w| w == marker.as_bytes())
+}
+
+/// A purge leaves no plaintext of the purged documents (bodies, old
+/// versions, large bodies, ids) in any IndexedDB record of the database.
+#[wasm_bindgen_test]
+async fn purge_leaves_no_plaintext_in_indexeddb() {
+    const GONE: &str = "GONE-b71";
+    let name = unique_name("purge");
+    let db = open_db(&name).await;
+    for i in 0..20 {
+        db.put(&format!("keep/{i}"), json!({"n": i, "s": "KEEP-c3"}))
+            .await
+            .unwrap();
+    }
+    let gone = format!("private/{GONE}-1");
+    for v in 0..3 {
+        db.put(&gone, json!({"s": format!("{GONE} version {v}")}))
+            .await
+            .unwrap();
+    }
+    let big: String = (0..5_000).map(|i| format!("{GONE}{i:05}")).collect();
+    db.put("private/big", json!({"s": big})).await.unwrap();
+    db.delete("private/big").await.unwrap();
+    db.put("private/big2", json!({"s": big})).await.unwrap();
+    db.close().await.unwrap();
+    drop(db);
+    assert!(holds(&every_page(&name).await, GONE), "the test can fail");
+
+    let db = open_db(&name).await;
+    let report = db
+        .purge(&outpost::db::PurgeScope {
+            prefixes: vec!["private/".into()],
+            keep: vec![],
+            ids: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.removed, 3);
+    assert!(db.get(&gone).await.unwrap().is_none());
+    assert_eq!(db.count().await.unwrap(), 20);
+    assert!(db.integrity_check().await.unwrap().is_ok());
+    db.close().await.unwrap();
+    drop(db);
+    let dump = every_page(&name).await;
+    assert!(!holds(&dump, GONE), "no plaintext of purged documents");
+    assert!(holds(&dump, "KEEP-c3"));
+    IdbStore::destroy(&name).await.unwrap();
+}
+
 #[wasm_bindgen_test]
 async fn bad_input_is_refused_with_typed_errors() {
     let name = unique_name("bad");
