@@ -6,8 +6,9 @@
 // keys in its configuration) and replicate through a real hub process,
 // every session proving the key: both ways, a refused write, a conflict
 // kept by the "manual" policy and resolved in one of them; revoked by the
-// operator (`outpost-hub edge revoke`), bob's live session ends with the
-// status code "revoked". A third syncs with a token (the hub's development
+// operator (`outpost-hub edge revoke`), bob's database is ordered to erase
+// what it was sent (a "purge" event; nothing left) and his live session
+// ends with the status code "revoked". A third syncs with a token (the hub's development
 // mode). Node before 22 has no global WebSocket: there the replication
 // part runs in a child process with --experimental-websocket.
 import { test } from "node:test";
@@ -187,10 +188,17 @@ if (!statuses.includes("offline")) throw new Error("statuses: " + statuses);
 // "revoked"; an enrollment as bob with his spent code is refused as
 // "unauthorized" (the hub tells only the holder of bob's key that bob is
 // revoked, so nobody can probe which identities are); alice goes on.
+// Before the refusal, bob's database is ordered to erase everything it was
+// sent: a "purge" event, and nothing left.
+const purges = [];
+sb.on("purge", (p) => purges.push(p));
+if ((await b.count()) === 0) throw new Error("bob holds nothing before the revocation");
 const { execFileSync } = await import("node:child_process");
 execFileSync(process.env.HUB, ["--config", process.env.CFG, "edge", "revoke", "bob"], { stdio: "ignore" });
 await wait("bob revoked", () => sb.status.state === "error");
 if (sb.status.code !== "revoked") throw new Error("bob: " + JSON.stringify(sb.status));
+if (!purges.some((p) => p.reason === "revoked" && p.removed > 0)) throw new Error("purges: " + JSON.stringify(purges));
+if ((await b.count()) !== 0) throw new Error("bob still holds " + (await b.count()) + " documents");
 await sb.stop();
 const b2 = await Outpost.open("b2");
 await refusedWith("an enrollment of a revoked identity", b2.enroll({ url, identity: "bob", code: codes.bob }), "unauthorized");
