@@ -28,7 +28,8 @@
 // closes. Devices of one (token) identity: a new device of dave gets dave's
 // notes, each gets the other's writes, and a device whose storage was wiped
 // gets everything back, its own notes included; a key laptop whose database
-// was wiped (its key kept) too. A revoked identity (eve, `outpost-hub edge
+// was wiped (its key kept) too. A revoked identity (eve, erasing what it was
+// sent before it is refused; `outpost-hub edge
 // revoke`) sees its live session end with the status code "revoked", and
 // again after a reload. A
 // read-only identity (carol) sees what the hub's grant says it may do and no
@@ -577,6 +578,11 @@ test("a revoked identity: its live session ends with the status code revoked, an
   await waitFor(e, () => window.demo.sync.status.state === "error", undefined, SYNC_MS, "the end of eve's session");
   assert.deepEqual(await e.evaluate(() => window.demo.sync.status.code), "revoked");
   assert.match(await e.textContent("#sync-status"), /error: revoked/);
+  // Before the refusal, eve's browser erased everything it was sent (a purge
+  // order; a signed receipt went back): the page says so, the database is empty.
+  assert.match(await e.textContent("#purged"), /erased from this browser \(access revoked\)/);
+  assert.equal(await e.evaluate(() => window.demo.db.get("notes/from-eve")), null);
+  assert.equal(await e.evaluate(() => window.demo.db.count()), 0);
   // Nothing eve writes now travels; a new page load is refused the same way.
   await put(e, "notes/after-revocation", { title: "After the revocation", by: "eve" });
   await e.reload({ timeout: 30_000 });
