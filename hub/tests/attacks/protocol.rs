@@ -350,7 +350,7 @@ async fn hello_offering_only_future_protocol_versions() {
         ..
     } = &mut h
     {
-        *min_version = 4;
+        *min_version = 5;
         *max_version = 9;
     }
     let a = m.hello_with(h).await.expect_err("no Welcome");

@@ -313,9 +313,10 @@ async fn two_sessions_of_one_identity_cannot_fork_its_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_signed_by_a_revoked_key() {
-    // Mallory's identity is revoked while her session is open: it ends at
-    // once with Error(revoked); a new session with the key is refused with
-    // Error(revoked); a batch she signed before never gets in.
+    // Mallory's identity is revoked while her session is open: it ends
+    // with Error(revoked) once she answered her purge order; a new session
+    // with the key is refused with Error(revoked); a batch she signed before
+    // never gets in.
     let hub = Hub::start();
     let mut m = hub.mallory().await;
     let device = m.db_id;
@@ -327,6 +328,17 @@ async fn batch_signed_by_a_revoked_key() {
     let start = revoked.find("[[edge]]").unwrap();
     hub.set_edges(&revoked[start..]);
     m.timeout = Duration::from_secs(10);
+    // She holds what she was sent: ordered to erase it first (the order
+    // comes instead of more changes); her batch is not taken meanwhile.
+    for _ in 0..20 {
+        if !m.purges.is_empty() || m.answer().await.is_end() {
+            break;
+        }
+    }
+    assert_eq!(m.purges.last().map(|o| o.reason.as_str()), Some("revoked"));
+    m.send(&batch).await.unwrap();
+    let receipt = m.purge_receipt(0, [0; 32], None);
+    m.send(&receipt).await.unwrap();
     assert_error(&m.until_end().await, "revoked");
     let mut again = hub.connect().await;
     let r = again.hello("mallory", "", device, 0).await;
@@ -335,7 +347,6 @@ async fn batch_signed_by_a_revoked_key() {
     if again.hello("mallory", "", device, 0).await.is_ok() {
         panic!("a revoked identity got a session");
     }
-    drop(batch);
     assert!(!hub.view().await.contains_key("shared/notes/revoked"));
     let (_, audit) = hub.finish_audited().await;
     assert!(
