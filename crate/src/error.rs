@@ -104,8 +104,10 @@ pub enum Error {
     /// The database was closed.
     #[error("the database is closed")]
     Closed,
-    /// A document pushed by an untrusted edge broke a rule checked in the
-    /// transaction (`docs/security.md`); nothing of the batch was written.
+    /// A rule checked in the transaction refused a write: a document pushed
+    /// by an untrusted edge (`docs/security.md`), or a local delete of a
+    /// guarded collection (`delete_forbidden`); nothing of the batch was
+    /// written.
     #[error("refused: {0}")]
     Refused(crate::db::Refusal),
 }

@@ -1,6 +1,7 @@
 //! Per-collection rules of the engine, used by both the database and the
-//! replication layer: how concurrent versions are settled (conflict policy).
-//! Deletion guards and validation rules of collections belong here too.
+//! replication layer: how concurrent versions are settled (conflict policy)
+//! and which collections are never deleted (deletion guards). Validation
+//! rules of collections belong here too.
 //!
 //! The dependency runs one way: `sync` uses this module; the engine never
 //! imports `sync`.
@@ -90,9 +91,103 @@ impl Policies {
     }
 }
 
+/// Local record key of a database's deletion guards
+/// ([`DeletionGuards::encode`]): the engine reads it in every transaction
+/// that deletes a document or moves it out of its collection.
+pub const GUARDS_KEY: &[u8] = b"policy/guards";
+
+/// Most guarded collections.
+pub const MAX_GUARDS: usize = 1024;
+
+/// Collections whose documents are never deleted (an invoice is cancelled,
+/// a payment refunded): a delete, a resolution that deletes, or a change of
+/// collection out of one of them is refused with `delete_forbidden` (locally
+/// by the engine, at the hub for what edges push). Names match
+/// case-insensitively, as collections do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeletionGuards {
+    /// Lowercase collection names, sorted, no duplicates.
+    collections: Vec<String>,
+}
+
+impl DeletionGuards {
+    /// Guards of these collections.
+    pub fn new(collections: impl IntoIterator<Item = String>) -> DeletionGuards {
+        let mut c: Vec<String> = collections.into_iter().map(|c| c.to_lowercase()).collect();
+        c.sort();
+        c.dedup();
+        c.truncate(MAX_GUARDS);
+        DeletionGuards { collections: c }
+    }
+
+    /// Whether documents of `collection` may not be deleted.
+    pub fn protects(&self, collection: Option<&str>) -> bool {
+        collection.is_some_and(|c| self.collections.binary_search(&c.to_lowercase()).is_ok())
+    }
+
+    /// The guarded collections (lowercase, sorted).
+    pub fn collections(&self) -> &[String] {
+        &self.collections
+    }
+
+    /// Whether nothing is guarded.
+    pub fn is_empty(&self) -> bool {
+        self.collections.is_empty()
+    }
+
+    /// The stored bytes: format 1, `u32` count, each name `u16`-length
+    /// prefixed (`crate::codec`).
+    pub fn encode(&self) -> Vec<u8> {
+        use crate::codec::Put;
+        let mut w = Vec::with_capacity(8 + self.collections.len() * 16);
+        w.put_u8(1);
+        w.put_u32(self.collections.len() as u32);
+        for c in &self.collections {
+            w.put_bytes16(c.as_bytes());
+        }
+        w
+    }
+
+    /// Decodes a stored record; `None` when it is not one (the caller
+    /// refuses to guess: see `crate::db`).
+    pub fn decode(b: &[u8]) -> Option<DeletionGuards> {
+        let mut r = crate::codec::Reader::new(b);
+        if r.u8("format").ok()? != 1 {
+            return None;
+        }
+        let n = r.u32("count").ok()? as usize;
+        if n > MAX_GUARDS || n > r.remaining() / 2 {
+            return None;
+        }
+        let mut c = Vec::with_capacity(n);
+        for _ in 0..n {
+            c.push(String::from_utf8(r.bytes16("collection").ok()?.to_vec()).ok()?);
+        }
+        (r.remaining() == 0).then(|| DeletionGuards::new(c))
+    }
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guards_match_case_insensitively_and_roundtrip() {
+        let g = DeletionGuards::new(["Invoices".to_string(), "payments".into(), "INVOICES".into()]);
+        assert_eq!(g.collections(), ["invoices", "payments"]);
+        assert!(g.protects(Some("invoices")) && g.protects(Some("Payments")));
+        assert!(!g.protects(Some("Notes")) && !g.protects(None));
+        let b = g.encode();
+        assert_eq!(DeletionGuards::decode(&b), Some(g));
+        for k in 0..b.len() {
+            assert_eq!(DeletionGuards::decode(&b[..k]), None);
+        }
+        // Fixed bytes (wasm32 and x86_64 alike).
+        assert_eq!(
+            DeletionGuards::new(["A".to_string()]).encode(),
+            vec![1, 1, 0, 0, 0, 1, 0, b'a']
+        );
+    }
 
     #[test]
     fn policies_parse() {

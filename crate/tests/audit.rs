@@ -352,6 +352,7 @@ fn the_hub_machine_records_every_push_refusal() {
         relay: false,
         policies: HashMap::new(),
         default_policy: ConflictPolicy::Latest,
+        never_delete: Vec::new(),
     };
     h.handle(
         HubEvent::Authorized {

@@ -575,3 +575,126 @@ fn a_refused_document_refuses_the_whole_batch() {
         Ok(Some(WriteOutcome::Applied))
     );
 }
+
+/// Deletion guards (`outpost::policy::DeletionGuards`): the record the hub
+/// (or an edge, told in `Welcome`) keeps.
+fn guard_invoices(db: &Hub) {
+    let g = outpost::policy::DeletionGuards::new(["Invoices".to_string()]);
+    let mut b = Batch::new();
+    b.set_local(outpost::policy::GUARDS_KEY.to_vec(), Some(g.encode()));
+    block_on(db.commit(b)).unwrap();
+}
+
+fn put_in(db: &Hub, id: &str, coll: &str, v: serde_json::Value) -> Result<(), Error> {
+    let opts = outpost::PutOptions {
+        collection: Some(coll.into()),
+        ..Default::default()
+    };
+    block_on(db.put_with(id, v, opts)).map(|_| ())
+}
+
+fn forbidden(r: Result<(), Error>) {
+    match r {
+        Err(e @ Error::Refused(Refusal::DeleteForbidden { .. })) => {
+            assert_eq!(e.code(), "delete_forbidden")
+        }
+        other => panic!("expected delete_forbidden, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_guarded_collection_is_never_deleted_locally_nor_moved_out_of() {
+    let db = hub();
+    guard_invoices(&db);
+    put_in(&db, "invoices/1", "Invoices", json!({"total": 10})).unwrap();
+    put_in(&db, "notes/1", "Notes", json!({"n": 1})).unwrap();
+    forbidden(block_on(db.delete("invoices/1")).map(|_| ()));
+    // In a transaction: nothing of it is written.
+    let mut b = Batch::new();
+    b.put("notes/2", json!({"n": 2}));
+    b.delete("invoices/1");
+    forbidden(block_on(db.commit(b)).map(|_| ()));
+    assert!(block_on(db.get("notes/2")).unwrap().is_none());
+    // Moving it out of its collection is a delete from it.
+    forbidden(put_in(&db, "invoices/1", "Notes", json!({"total": 0})));
+    // Editing it (same collection, any case) is fine, and so is deleting
+    // what is not guarded.
+    put_in(
+        &db,
+        "invoices/1",
+        "INVOICES",
+        json!({"total": 10, "cancelled": true}),
+    )
+    .unwrap();
+    block_on(db.put(
+        "invoices/1",
+        json!({"total": 10, "cancelled": true, "note": "x"}),
+    ))
+    .unwrap();
+    assert!(block_on(db.delete("notes/1")).unwrap().is_some());
+    assert!(body(&db, "invoices/1")["cancelled"].as_bool().unwrap());
+    assert!(block_on(db.integrity_check()).unwrap().is_ok());
+}
+
+#[test]
+fn a_pushed_deletion_of_a_guarded_document_refuses_the_batch() {
+    let db = hub();
+    guard_invoices(&db);
+    put_in(&db, "invoices/1", "Invoices", json!({"total": 10})).unwrap();
+    let held = block_on(db.get("invoices/1")).unwrap().unwrap();
+    let a = guard("alice", ALICE, held.meta.etag);
+    let next = held.meta.change_vector.clone().with(ALICE, 1);
+    let tomb = |id: &str, coll: Option<&str>| RemoteDoc {
+        id: id.into(),
+        collection: coll.map(str::to_string),
+        versions: vec![RawVersion {
+            change_vector: next.clone(),
+            last_modified_ms: NOW - 10,
+            deleted: true,
+            body: Vec::new(),
+        }],
+        source: None,
+    };
+    let refused = |r: Result<Option<WriteOutcome>, Refusal>| {
+        assert!(
+            matches!(r, Err(Refusal::DeleteForbidden { ref collection, .. }) if collection.eq_ignore_ascii_case("invoices")),
+            "{r:?}"
+        )
+    };
+    // The deletion, whatever collection the edge names.
+    refused(push(&db, &a, tomb("invoices/1", Some("Invoices")), true));
+    refused(push(&db, &a, tomb("invoices/1", Some("Notes")), true));
+    refused(push(&db, &a, tomb("invoices/1", None), true));
+    // A move out of the collection (an informed edit naming another one).
+    refused(push(
+        &db,
+        &a,
+        doc("invoices/1", Some("Notes"), next.clone(), r#"{"total":0}"#),
+        true,
+    ));
+    // A new document born deleted in a guarded collection.
+    refused(push(&db, &a, tomb("invoices/2", Some("Invoices")), true));
+    assert_eq!(body(&db, "invoices/1")["total"], 10);
+    // An edit in place is taken.
+    assert_eq!(
+        push(
+            &db,
+            &a,
+            doc(
+                "invoices/1",
+                Some("Invoices"),
+                next.clone(),
+                r#"{"total":10,"cancelled":true}"#
+            ),
+            true
+        ),
+        Ok(Some(WriteOutcome::Applied))
+    );
+    // A trusted peer (an upstream hub) is not held to this hub's guards.
+    let mut b = Batch::new();
+    let mut t = tomb("invoices/1", Some("Invoices"));
+    t.versions[0].change_vector = next.clone().with(HUB, 999);
+    b.apply_remote(t, ConflictPolicy::Latest);
+    block_on(db.commit(b)).unwrap();
+    assert!(block_on(db.get("invoices/1")).unwrap().is_none());
+}

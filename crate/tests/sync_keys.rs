@@ -34,6 +34,7 @@ fn grant() -> Grant {
         relay: false,
         policies: HashMap::new(),
         default_policy: ConflictPolicy::Latest,
+        never_delete: Vec::new(),
     }
 }
 

@@ -26,6 +26,7 @@ fn grant() -> Grant {
         relay: false,
         policies: HashMap::new(),
         default_policy: ConflictPolicy::Latest,
+        never_delete: Vec::new(),
     }
 }
 
@@ -616,6 +617,7 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
                 &WireGrant {
                     read: vec!["*".into(), "notes/".into()],
                     write: vec![],
+                    never_delete: vec![],
                 }
             );
             f[0].encode()
@@ -663,6 +665,7 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
     assert!(a.contains(&EdgeAction::Granted(WireGrant {
         read: vec!["*".into(), "notes/".into()],
         write: vec![],
+        never_delete: vec![],
     })));
 }
 
@@ -797,4 +800,25 @@ fn nothing_but_a_hello_keeps_an_unauthenticated_connection() {
         Some(Frame::Error { code, .. }) if code == "timeout"
     ));
     assert!(h.is_closed());
+}
+
+#[test]
+fn the_welcome_states_the_deletion_guards_and_the_edge_keeps_them() {
+    let mut g = grant();
+    g.never_delete = vec!["Invoices".into()];
+    let (_, f) = hub_for(EDGE, 4, 4, g);
+    let welcome = match &f[0] {
+        Frame::Welcome { grant, .. } => {
+            assert_eq!(grant.as_ref().unwrap().never_delete, ["Invoices"]);
+            f[0].encode()
+        }
+        other => panic!("{other:?}"),
+    };
+    let mut e = fresh_edge();
+    e.handle(EdgeEvent::Opened, 0);
+    let a = e.handle(EdgeEvent::Received(&welcome), 0);
+    assert!(
+        a.contains(&EdgeAction::KeepGuards(vec!["Invoices".into()])),
+        "{a:?}"
+    );
 }

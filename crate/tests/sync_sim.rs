@@ -134,6 +134,7 @@ fn grant(i: usize) -> Grant {
         relay: false,
         policies,
         default_policy: ConflictPolicy::Manual,
+        never_delete: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@
 //! key = "hub.key"                  # PEM private key
 //! [[database]]
 //! name = "main"
+//! never_delete = ["Invoices"]      # optional: documents of these collections are never deleted
 //! [database.conflicts]             # per-collection conflict policy; "*" = default
 //! "*" = "latest"
 //! Payments = "manual"
@@ -110,6 +111,10 @@ pub struct DatabaseConfig {
     pub name: String,
     /// Conflict policies by collection.
     pub conflicts: ConflictPolicies,
+    /// Collections whose documents are never deleted (`never_delete`):
+    /// a delete, or a move out of the collection, is refused with
+    /// `delete_forbidden` at the hub and, once told, at every edge.
+    pub never_delete: Vec<String>,
 }
 
 /// Per-collection conflict policies (`[database.conflicts]`).
@@ -292,6 +297,8 @@ struct RawDatabase {
     name: String,
     #[serde(default)]
     conflicts: BTreeMap<String, String>,
+    #[serde(default)]
+    never_delete: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -403,9 +410,20 @@ impl Config {
                 )));
             }
             let conflicts = parse_conflicts(&d.conflicts).map_err(|m| err(format!("{at}: {m}")))?;
+            for c in &d.never_delete {
+                outpost::doc::validate_collection(c)
+                    .map_err(|e| err(format!("{at}: never_delete {c:?}: {e}")))?;
+            }
+            if d.never_delete.len() > outpost::policy::MAX_GUARDS {
+                return Err(err(format!(
+                    "{at}: never_delete: at most {} collections",
+                    outpost::policy::MAX_GUARDS
+                )));
+            }
             databases.push(DatabaseConfig {
                 name: d.name,
                 conflicts,
+                never_delete: d.never_delete,
             });
         }
         let known_db = |name: &str| databases.iter().any(|d| d.name == name);

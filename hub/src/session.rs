@@ -71,6 +71,7 @@ pub fn grant_for(config: &Config, identity: &str, database: &str) -> Option<Gran
             .map(|(c, p)| (c.to_string(), p))
             .collect(),
         default_policy: db.conflicts.default_policy(),
+        never_delete: db.never_delete.clone(),
     })
 }
 

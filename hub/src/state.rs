@@ -233,9 +233,25 @@ impl Hub {
     /// Opens the databases of `config` that are not open yet (a reload may
     /// add some). Databases removed from the configuration stay open until
     /// the hub restarts; sessions check the configuration before using one.
+    ///
+    /// Also keeps each open database's deletion guards (`never_delete`) in
+    /// its local record, where the engine checks what edges push.
     pub async fn open_new_databases(&self, config: &Config) -> Result<()> {
         for d in &config.databases {
-            if self.database(&d.name).is_some() || self.failure(&d.name).is_some() {
+            if let Some(handle) = self.database(&d.name) {
+                let guards = outpost::policy::DeletionGuards::new(d.never_delete.iter().cloned());
+                match outpost::sync::driver::keep_guards(&handle.db, &guards).await {
+                    Ok(true) => {
+                        tracing::info!(database = %d.name, never_delete = ?guards.collections(), "deletion guards in force")
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(database = %d.name, error = %e, "could not store the deletion guards")
+                    }
+                }
+                continue;
+            }
+            if self.failure(&d.name).is_some() {
                 continue;
             }
             let handle = DbHandle::open(&d.name, &config.database_dir(&d.name)).await?;
@@ -246,6 +262,13 @@ impl Hub {
                 last_etag = handle.db.stats().last_etag,
                 "database open"
             );
+            let guards = outpost::policy::DeletionGuards::new(d.never_delete.iter().cloned());
+            outpost::sync::driver::keep_guards(&handle.db, &guards)
+                .await
+                .map_err(|source| HubError::Database {
+                    database: d.name.clone(),
+                    source,
+                })?;
             self.write_databases()
                 .insert(d.name.clone(), Arc::new(handle));
         }

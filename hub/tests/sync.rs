@@ -59,7 +59,7 @@ impl HubProc {
     fn new(dir: PathBuf, port: u16, body: &str) -> HubProc {
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\n\n{body}"
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\nnever_delete = [\"Invoices\"]\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\n\n{body}"
         );
         std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
         let proc = HubProcess::start(BIN, &dir, &[]);
@@ -1280,4 +1280,87 @@ async fn narrowed_and_revoked_edges_erase_what_left_their_scope() {
     assert!(status.contains("signed by key"), "{status}");
     let verified = run(&["audit", "verify"]);
     assert!(verified.contains("audit entries verified"), "{verified}");
+}
+
+/// Deletion guards reach the edge in `Welcome` and are kept there: a delete
+/// (or a move out of the collection) of a guarded document is refused with
+/// `delete_forbidden` at once, offline too, and nothing of its transaction
+/// is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_delete_is_refused_at_the_edge_offline_too() {
+    let tmp = temp_dir("guards");
+    let admin = edge_toml("admin", "adm", &["*"], &["*"]);
+    let lap = edge_toml(
+        "lap",
+        "l",
+        &["invoices/", "notes/"],
+        &["invoices/", "notes/"],
+    );
+    let hub = HubProc::new(tmp.join("hub"), free_port(), &(admin + &lap));
+    let adb = open_edge_db(&tmp.join("admin")).await;
+    let ldb = open_edge_db(&tmp.join("lap")).await;
+    let ca = client(&adb, &hub.url(), "admin", "adm");
+    let cl = client(&ldb, &hub.url(), "lap", "l");
+    wait_live(&ca).await;
+    wait_live(&cl).await;
+    put(
+        &adb,
+        Some(&ca),
+        "invoices/1",
+        json!({"total": 10}),
+        "Invoices",
+    )
+    .await;
+    wait_until("the invoice reaches the laptop", || async {
+        ldb.get("invoices/1").await.unwrap().is_some()
+    })
+    .await;
+    fn code<T: std::fmt::Debug>(r: Result<T, outpost::Error>) -> &'static str {
+        r.unwrap_err().code()
+    }
+    assert_eq!(code(ldb.delete("invoices/1").await), "delete_forbidden");
+    cl.stop().await;
+    // Offline: the guards were kept.
+    let mut b = Batch::new();
+    b.put_with(
+        "notes/1",
+        json!({"n": 1}),
+        PutOptions {
+            collection: Some("Notes".into()),
+            ..Default::default()
+        },
+    );
+    b.delete("invoices/1");
+    assert_eq!(code(ldb.commit(b).await), "delete_forbidden");
+    assert!(ldb.get("notes/1").await.unwrap().is_none());
+    let moved = ldb
+        .put_with(
+            "invoices/1",
+            json!({"total": 0}),
+            PutOptions {
+                collection: Some("Notes".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(code(moved), "delete_forbidden");
+    // Cancelling is an edit: it replicates.
+    put(
+        &ldb,
+        None,
+        "invoices/1",
+        json!({"total": 10, "cancelled": true}),
+        "Invoices",
+    )
+    .await;
+    let cl = client(&ldb, &hub.url(), "lap", "l");
+    wait_until("the cancellation reaches the admin", || async {
+        adb.get("invoices/1")
+            .await
+            .unwrap()
+            .is_some_and(|d| d.body["cancelled"] == true)
+    })
+    .await;
+    ca.stop().await;
+    cl.stop().await;
 }

@@ -63,10 +63,15 @@ export type {
  *   document no reader could take back): `"too_many_versions"`,
  *   `"document_too_large"`, `"change_vector_too_large"`,
  *   `"forged_change_vector"`, `"unseen_version"`, `"batch_sequence"` (a
- *   signed batch whose place in its edge's chain was taken: a hub's).
+ *   signed batch whose place in its edge's chain was taken: a hub's);
+ * - `"delete_forbidden"`: a delete (or a change of collection) of a document
+ *   of a collection the hub guards (`never_delete`: invoices are cancelled,
+ *   payments refunded); kept by the edge from its first session on, so it
+ *   is refused offline too, and nothing of the transaction is written.
  */
 export type OutpostErrorCode =
   | "invalid_id"
+  | "delete_forbidden"
   | "too_many_versions"
   | "document_too_large"
   | "change_vector_too_large"

@@ -161,6 +161,12 @@ sa.on("status", (s) => statuses.push(s.state));
 await wait("both live", () => sa.status.state === "live" && sb.status.state === "live").catch((e) => { console.error(JSON.stringify([sa.status, sb.status, url])); throw e; });
 await a.put("notes/1", { text: "from a" }, { collection: "Notes" });
 await wait("notes/1 at b", () => b.get("notes/1"));
+// The hub's deletion guards (never_delete = ["Invoices"]) came with the
+// session: a delete of an invoice is refused at once, a transaction too.
+await a.put("notes/inv-1", { total: 10 }, { collection: "Invoices" });
+await refusedWith("a guarded delete", a.delete("notes/inv-1"), "delete_forbidden");
+await refusedWith("a transaction with a guarded delete", a.transaction(async (tx) => { tx.put("notes/x", {}); tx.delete("notes/inv-1"); }), "delete_forbidden");
+if (await a.get("notes/x")) throw new Error("a refused transaction wrote notes/x");
 await b.put("notes/2", { text: "from b" }, { collection: "Notes" });
 await wait("notes/2 at a", () => a.get("notes/2"));
 const refused = [];
@@ -231,7 +237,7 @@ test("two databases replicate through a real hub", async (t) => {
   const cfg = join(dir, "hub.toml");
   writeFileSync(
     cfg,
-    `data_dir = "./data"\n[dev]\ntokens = true\n[[database]]\nname = "main"\n[database.conflicts]\n"*" = "manual"\n${enrolling("alice")}${enrolling("bob")}${token("carol")}`,
+    `data_dir = "./data"\n[dev]\ntokens = true\n[[database]]\nname = "main"\nnever_delete = ["Invoices"]\n[database.conflicts]\n"*" = "manual"\n${enrolling("alice")}${enrolling("bob")}${token("carol")}`,
   );
   const proc = spawn(hub, ["--config", cfg, "serve", "--listen", "127.0.0.1:0"], {
     env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info" },

@@ -260,6 +260,25 @@ pub(super) async fn apply_remote<S: PageStore>(
             .map(str::to_string)
             .or_else(|| current.as_ref().and_then(|c| c.collection.clone())),
     };
+    if r.guard.is_some() {
+        // Deletion guards (the hub's, from its own record; never the
+        // edge's): a pushed deletion of a document of a guarded collection,
+        // or a move out of it, refuses the batch.
+        let held_coll = current
+            .as_ref()
+            .filter(|c| !c.flags.is_tombstone())
+            .and_then(|c| c.collection.as_deref());
+        let deletes = incoming.iter().any(|v| v.deleted);
+        let coll = held_coll.or(r.collection);
+        let moved =
+            held_coll.is_some() && !super::write::same_collection(held_coll, collection.as_deref());
+        if (deletes || moved) && super::write::deletion_guards(ctx).await?.protects(coll) {
+            return Err(Error::Refused(Refusal::DeleteForbidden {
+                id: id.clone(),
+                collection: coll.unwrap_or_default().to_string(),
+            }));
+        }
+    }
     let introduced_by = r.guard.map(|(g, _)| g.owner.as_str()).or(r.source);
     for v in incoming {
         origins::record(ctx, &v.change_vector, db, introduced_by).await?;

@@ -228,6 +228,18 @@ pub enum Refusal {
         /// The batch's number.
         seq: u64,
     },
+    /// A delete (or a change of collection) of a document of a collection
+    /// whose documents are never deleted ([`crate::policy::DeletionGuards`]):
+    /// refused for a local write as for a pushed one.
+    #[error(
+        "{id:?} is in collection {collection:?}, whose documents are never deleted (cancel or refund it instead)"
+    )]
+    DeleteForbidden {
+        /// The document.
+        id: String,
+        /// Its (guarded) collection.
+        collection: String,
+    },
 }
 
 impl Refusal {
@@ -241,6 +253,7 @@ impl Refusal {
             Refusal::UnseenVersion { .. } => "unseen_version",
             Refusal::DbIdTaken { .. } => "forged_change_vector",
             Refusal::BatchSequence { .. } => "batch_sequence",
+            Refusal::DeleteForbidden { .. } => "delete_forbidden",
         }
     }
 
@@ -251,7 +264,8 @@ impl Refusal {
             | Refusal::DocumentTooLarge { id, .. }
             | Refusal::ChangeVectorTooLarge { id, .. }
             | Refusal::ForgedEntry { id, .. }
-            | Refusal::UnseenVersion { id } => id,
+            | Refusal::UnseenVersion { id }
+            | Refusal::DeleteForbidden { id, .. } => id,
             Refusal::DbIdTaken { .. } | Refusal::BatchSequence { .. } => "",
         }
     }

@@ -13,7 +13,7 @@ use crate::codec::{Put, get_u64};
 use crate::cv::DbId;
 use crate::doc::{self, DocFlags, DocumentMeta, RawVersion};
 use crate::error::{Error, InputError, clip};
-use crate::policy::ConflictPolicy;
+use crate::policy::{ConflictPolicy, DeletionGuards, GUARDS_KEY};
 use crate::store::{PageNo, PageStore, StoreError};
 
 use super::Database;
@@ -559,6 +559,21 @@ async fn apply<S: PageStore>(
             _ => return Ok(None),
         },
     };
+    // Deletion guards: no delete of a guarded document, no move out of its
+    // collection (the transaction fails whole).
+    if let Some(cur) = current.as_ref().filter(|c| !c.flags.is_tombstone()) {
+        let moved = !same_collection(cur.collection.as_deref(), collection.as_deref());
+        if (tombstone || moved)
+            && deletion_guards(ctx)
+                .await?
+                .protects(cur.collection.as_deref())
+        {
+            return Err(Error::Refused(Refusal::DeleteForbidden {
+                id: id.clone(),
+                collection: cur.collection.clone().unwrap_or_default(),
+            }));
+        }
+    }
     let etag = ctx.w.meta.last_etag + 1;
     // A local write on a conflicted document supersedes every concurrent
     // version (its change vector merges theirs): the writer saw them all. This
@@ -598,6 +613,32 @@ async fn apply<S: PageStore>(
         deleted: tombstone,
         outcome: WriteOutcome::Written,
     }))
+}
+
+/// Whether two collections are the same (case-insensitively, as collections
+/// compare).
+pub(super) fn same_collection(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.to_lowercase() == b.to_lowercase(),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// The deletion guards in force, from their local record (none when
+/// absent; an unreadable record guards every collection it could name, so
+/// it is an error, not a silent "nothing guarded").
+pub(super) async fn deletion_guards<S: PageStore>(
+    ctx: &WCtx<'_, S>,
+) -> Result<DeletionGuards, Error> {
+    let root = ctx.w.meta.root(Tree::Locals);
+    match btree::get(ctx, root, GUARDS_KEY).await? {
+        None => Ok(DeletionGuards::default()),
+        Some(b) => DeletionGuards::decode(&b).ok_or_else(|| Error::CorruptRecord {
+            record: "deletion guards (local record policy/guards)".into(),
+            reason: "does not decode".into(),
+        }),
+    }
 }
 
 /// Stores a new version of the document at `key`, maintaining every index.

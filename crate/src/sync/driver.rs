@@ -8,6 +8,7 @@ use crate::cv::DbId;
 use crate::db::{AUDIT_RECORD_VERSION, encode_record};
 use crate::db::{AuditKind, AuditRefusal, Batch, Database, Refusal, WriteOutcome};
 use crate::error::Error;
+use crate::policy::{DeletionGuards, GUARDS_KEY};
 use crate::store::PageStore;
 use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
 use crate::sync::hub::{Grant, HubAction, HubEvent, HubMetric};
@@ -122,6 +123,12 @@ pub async fn edge_storage_etags<S: PageStore>(
                 Err(e) => (Some(EdgeEvent::ApplyFailed(e.to_string())), None),
             }
         }
+        EdgeAction::KeepGuards(list) => {
+            match keep_guards(db, &DeletionGuards::new(list.iter().cloned())).await {
+                Ok(_) => (None, None),
+                Err(e) => (Some(EdgeEvent::ApplyFailed(e.to_string())), None),
+            }
+        }
         EdgeAction::Purge { order } => {
             let ev = match db.purge(&order.scope()).await {
                 Ok(report) => EdgeEvent::PurgeDone(report),
@@ -134,6 +141,24 @@ pub async fn edge_storage_etags<S: PageStore>(
         }
         _ => (None, None),
     }
+}
+
+/// Stores `guards` as the database's deletion guards if they differ from
+/// the record held (the hub's own databases: at open and at each
+/// configuration change). Returns whether it wrote.
+pub async fn keep_guards<S: PageStore>(
+    db: &Database<S>,
+    guards: &DeletionGuards,
+) -> Result<bool, Error> {
+    let held = db.get_local(GUARDS_KEY).await?;
+    let bytes = guards.encode();
+    if held.as_deref() == Some(bytes.as_slice()) || (held.is_none() && guards.is_empty()) {
+        return Ok(false);
+    }
+    let mut b = Batch::new();
+    b.set_local(GUARDS_KEY.to_vec(), Some(bytes));
+    db.commit(b).await?;
+    Ok(true)
 }
 
 /// The hub's served record of `identity` (`crate::sync::purge`): absent is

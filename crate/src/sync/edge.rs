@@ -211,6 +211,10 @@ pub enum EdgeAction {
     },
     /// Persist a rejection (the driver stores it in a local record).
     RecordRejection(Rejection),
+    /// Store the hub's deletion guards (the collections whose documents are
+    /// never deleted) in the database, where the engine refuses such
+    /// deletes (`crate::policy::DeletionGuards`); nothing to feed back.
+    KeepGuards(Vec<String>),
     /// Erase the documents of this order ([`crate::Database::purge`]),
     /// then feed back [`EdgeEvent::PurgeDone`] (or `ApplyFailed`).
     Purge {
@@ -608,6 +612,11 @@ impl EdgeSession {
                 self.total = pending;
                 self.push_cursor = push_checkpoint;
                 if let Some(g) = grant {
+                    if version >= 4 {
+                        // Kept by the edge: its local deletes are refused
+                        // from now on, offline too.
+                        out.push(EdgeAction::KeepGuards(g.never_delete.clone()));
+                    }
                     out.push(EdgeAction::Granted(g));
                 }
                 out.push(EdgeAction::Status(SyncStatus::Initial {

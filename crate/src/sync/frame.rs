@@ -74,6 +74,11 @@ pub struct WireGrant {
     pub read: Vec<String>,
     /// Prefixes of the ids the edge may change.
     pub write: Vec<String>,
+    /// Collections whose documents are never deleted (deletion guards,
+    /// version 4): the edge keeps them and refuses such deletes locally;
+    /// the hub refuses them whatever the edge does.
+    #[serde(default, rename = "neverDelete")]
+    pub never_delete: Vec<String>,
 }
 
 /// Most prefixes per list in a `Welcome`.
@@ -431,6 +436,14 @@ impl Frame {
                     w.put_u64(*batch_seq);
                     w.extend_from_slice(batch_head);
                 }
+                if *version >= 4 {
+                    let g = grant.clone().unwrap_or_default();
+                    let n = g.never_delete.len().min(MAX_GRANT_PREFIXES);
+                    w.put_u16(n as u16);
+                    for c in &g.never_delete[..n] {
+                        put_str(&mut w, c);
+                    }
+                }
             }
             Frame::Changes { upto, docs } => {
                 w.reserve(docs.iter().map(WireDoc::encoded_len).sum::<usize>() + 12);
@@ -577,7 +590,11 @@ impl Frame {
                         }
                     }
                     let [read, write] = lists;
-                    Some(WireGrant { read, write })
+                    Some(WireGrant {
+                        read,
+                        write,
+                        never_delete: Vec::new(),
+                    })
                 } else {
                     None
                 };
@@ -586,6 +603,20 @@ impl Frame {
                 } else {
                     (0, [0; 32])
                 };
+                let mut grant = grant;
+                if version >= 4 {
+                    let n = usize::from(r.u16("guarded collections")?);
+                    if n > MAX_GRANT_PREFIXES || n > r.remaining() / 2 {
+                        return Err(FrameError::Malformed(format!("{n} guarded collections")));
+                    }
+                    let mut list = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        list.push(read_str(&mut r, "guarded collection")?);
+                    }
+                    if let Some(g) = grant.as_mut() {
+                        g.never_delete = list;
+                    }
+                }
                 Frame::Welcome {
                     version,
                     hub_db_id,

@@ -49,6 +49,10 @@ pub struct Grant {
     pub policies: HashMap<String, ConflictPolicy>,
     /// Policy of other collections and of documents without one.
     pub default_policy: ConflictPolicy,
+    /// Collections whose documents are never deleted (the hub's deletion
+    /// guards, stated to the edge in `Welcome`; the hub enforces its own
+    /// record of them, `crate::policy::GUARDS_KEY`).
+    pub never_delete: Vec<String>,
 }
 
 impl Grant {
@@ -77,6 +81,7 @@ impl Grant {
         WireGrant {
             read: list(&self.read),
             write: list(&self.write),
+            never_delete: self.never_delete.clone(),
         }
     }
 

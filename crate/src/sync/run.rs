@@ -228,6 +228,7 @@ impl<S: EdgeShell> Actions for Edge<'_, S> {
             storage @ (EdgeAction::ReadLocal { .. }
             | EdgeAction::ApplyRemote { .. }
             | EdgeAction::RecordRejection(_)
+            | EdgeAction::KeepGuards(_)
             | EdgeAction::Purge { .. }) => shell.storage(storage).await,
         }
     }

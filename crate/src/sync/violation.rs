@@ -17,7 +17,7 @@ use crate::sync::hub::MAX_PUSH_DOCS;
 
 /// Every wire code a [`Violation`] can have (the `code` column of
 /// `docs/protocol.md` §5).
-pub const VIOLATION_CODES: [&str; 11] = [
+pub const VIOLATION_CODES: [&str; 12] = [
     "invalid_id",
     "write_denied",
     "duplicate_id",
@@ -29,6 +29,7 @@ pub const VIOLATION_CODES: [&str; 11] = [
     "document_too_large",
     "change_vector_too_large",
     "unseen_version",
+    "delete_forbidden",
 ];
 
 /// A rule of `docs/protocol.md` §5 broken by a pushed batch; the hub refuses
@@ -186,6 +187,9 @@ impl Violation {
                 }
                 crate::db::Refusal::BatchSequence { .. } => {
                     "each signed batch continues the edge's chain"
+                }
+                crate::db::Refusal::DeleteForbidden { .. } => {
+                    "documents of a guarded collection are never deleted nor moved out of it"
                 }
             },
         }

@@ -81,7 +81,7 @@ pub fn edges() -> String {
 /// policies, then `edges`.
 pub fn write_config(dir: &std::path::Path, port: u16, extra: &str, edges: &str) {
     let cfg = format!(
-        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n{extra}\n\n[[database]]\nname = \"main\"\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\nLedger = \"hub-wins\"\nNotes = \"latest\"\n\n{edges}"
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n{extra}\n\n[[database]]\nname = \"main\"\nnever_delete = [\"Invoices\"]\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\nLedger = \"hub-wins\"\nNotes = \"latest\"\n\n{edges}"
     );
     // Written whole then renamed: the running hub never reads half a file.
     let tmp = dir.join("outpost-hub.toml.tmp");

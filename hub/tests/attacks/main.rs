@@ -58,6 +58,7 @@ mod class6_bodies;
 #[path = "preauth.rs"]
 mod class7_preauth;
 mod floods;
+mod guards;
 mod ids;
 mod keys;
 mod metadata;

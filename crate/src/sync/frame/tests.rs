@@ -79,6 +79,7 @@ fn samples() -> Vec<Frame> {
             grant: Some(WireGrant {
                 read: vec!["*".into(), "notes/".into()],
                 write: vec![],
+                never_delete: vec![],
             }),
             batch_seq: 0,
             batch_head: [0; 32],
@@ -94,6 +95,23 @@ fn samples() -> Vec<Frame> {
             grant: Some(WireGrant {
                 read: vec!["notes/".into()],
                 write: vec!["notes/".into()],
+                never_delete: vec![],
+            }),
+            batch_seq: 17,
+            batch_head: [5; 32],
+        },
+        Frame::Welcome {
+            version: 4,
+            hub_db_id: DbId([2; 16]),
+            push_checkpoint: 9,
+            hub_last_etag: 100,
+            pending: 50,
+            max_frame_bytes: 1 << 20,
+            heartbeat_ms: 15_000,
+            grant: Some(WireGrant {
+                read: vec!["notes/".into()],
+                write: vec!["notes/".into()],
+                never_delete: vec!["Invoices".into(), "Payments".into()],
             }),
             batch_seq: 17,
             batch_head: [5; 32],
@@ -192,6 +210,11 @@ fn a_version_1_welcome_keeps_the_version_1_layout() {
         grant: Some(WireGrant {
             read: vec!["notes/".into()],
             write: vec![],
+            never_delete: if version >= 4 {
+                vec!["Invoices".into()]
+            } else {
+                vec![]
+            },
         }),
         batch_seq: 0x0102,
         batch_head: [7; 32],
@@ -212,6 +235,13 @@ fn a_version_1_welcome_keeps_the_version_1_layout() {
     let b3 = f(3).encode();
     assert_eq!(b3.len(), b2.len() + 8 + 32);
     assert_eq!(&b3[b2.len()..b2.len() + 8], &[2, 1, 0, 0, 0, 0, 0, 0]);
+    // Version 4 appends the guarded collections.
+    let b4 = f(4).encode();
+    assert_eq!(
+        &b4[b3.len()..],
+        &[1, 0, 8, 0, b'I', b'n', b'v', b'o', b'i', b'c', b'e', b's']
+    );
+    assert_eq!(Frame::decode(&b4, MAX_FRAME_BYTES).unwrap(), f(4));
     assert_eq!(negotiate(1, 1), None);
     assert_eq!(negotiate(1, 2), None);
     assert_eq!(negotiate(1, 3), None);
