@@ -1,0 +1,327 @@
+//! Physical purge (`Database::purge`) on the real file store: documents
+//! whose ids and bodies carry a marker are purged, then every byte of every
+//! file in the store's directory is searched for the marker. Covers old
+//! versions (in freed pages), large bodies (overflow pages), conflicted
+//! documents, tombstones, index entries and branch separators, the WAL and
+//! its earlier generations, and a snapshot held open during the purge.
+
+// Native only: uses the file store (wasm32 tests run in a browser).
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::Path;
+
+use futures::executor::block_on;
+use outpost::cv::{ChangeVector, DbId};
+use outpost::store::file::{FileStore, FileStoreOptions};
+use outpost::{Batch, ConflictPolicy, Database, PurgeScope, RawVersion, RemoteDoc, WriteOutcome};
+use outpost_testkit::{TempDir, opts};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// In every purged id and body; in nothing kept.
+const MARK: &[u8] = b"secret7f3a";
+
+type Db = Database<FileStore>;
+
+fn open(dir: &Path) -> Db {
+    let store = FileStore::open(dir, FileStoreOptions::default()).unwrap();
+    block_on(Database::open(store, opts())).unwrap()
+}
+
+/// Files of `dir` holding the marker.
+fn files_with_marker(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let bytes = std::fs::read(e.path()).unwrap();
+        if bytes.windows(MARK.len()).any(|w| w == MARK) {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+fn sound(db: &Db) {
+    let rep = block_on(db.integrity_check()).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+}
+
+/// The digest a purge report carries, computed here independently.
+fn digest(ids: &[String]) -> [u8; 32] {
+    let mut keys: Vec<Vec<u8>> = ids.iter().map(|i| i.to_lowercase().into_bytes()).collect();
+    keys.sort();
+    let mut h = Sha256::new();
+    for k in keys {
+        h.update((k.len() as u32).to_le_bytes());
+        h.update(&k);
+    }
+    h.finalize().into()
+}
+
+fn secret_body(i: usize, version: usize) -> serde_json::Value {
+    json!({ "@metadata": { "@collection": "Notes" }, "text": format!("secret7f3a note {i} v{version}") })
+}
+
+/// A conflicted document: a local version and a concurrent received one.
+fn make_conflict(db: &Db, id: &str) {
+    block_on(db.put(
+        id,
+        json!({ "@metadata": { "@collection": "Notes" }, "text": "secret7f3a local" }),
+    ))
+    .unwrap();
+    let mut b = Batch::new();
+    b.apply_remote(
+        RemoteDoc {
+            id: id.into(),
+            collection: Some("Notes".into()),
+            versions: vec![RawVersion {
+                change_vector: ChangeVector::from_entries([(DbId([9; 16]), 1)]).unwrap(),
+                last_modified_ms: 1,
+                deleted: false,
+                body: br#"{"@metadata":{"@collection":"Notes"},"text":"secret7f3a remote"}"#
+                    .to_vec(),
+            }],
+            source: None,
+        },
+        ConflictPolicy::Manual,
+    );
+    let r = block_on(db.commit(b)).unwrap();
+    assert_eq!(
+        r.results[0].as_ref().unwrap().outcome,
+        WriteOutcome::Conflict
+    );
+}
+
+/// Kept documents: none carries the marker.
+fn put_kept(db: &Db) {
+    for i in 0..150 {
+        block_on(db.put(
+            &format!("gone/keep/{i:03}"),
+            json!({ "@metadata": { "@collection": "Notes" }, "text": format!("kept {i}") }),
+        ))
+        .unwrap();
+        block_on(db.put(
+            &format!("other/{i:03}"),
+            json!({ "@metadata": { "@collection": "Other" }, "n": i }),
+        ))
+        .unwrap();
+    }
+}
+
+/// Purged documents: returns their ids.
+fn put_secrets(dir: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    let db = open(dir);
+    put_kept(&db);
+    // Many small ones (several leaves, so branch separators copy some ids).
+    for i in 0..300 {
+        let id = format!("gone/secret7f3a-{i:03}");
+        block_on(db.put(&id, secret_body(i, 0))).unwrap();
+        ids.push(id);
+    }
+    // Large bodies: several overflow pages each.
+    for i in 0..3 {
+        let id = format!("gone/secret7f3a-big-{i}");
+        let text = "secret7f3a ".repeat(2_000);
+        block_on(db.put(
+            &id,
+            json!({ "@metadata": { "@collection": "Notes" }, "text": text }),
+        ))
+        .unwrap();
+        ids.push(id);
+    }
+    // Closing checkpoints: the first versions are now in the data file.
+    block_on(db.close()).unwrap();
+    let db = open(dir);
+    // Old versions: updated several times (earlier versions in freed pages).
+    for v in 1..4 {
+        for i in (0..300).step_by(7) {
+            block_on(db.put(&format!("gone/secret7f3a-{i:03}"), secret_body(i, v))).unwrap();
+        }
+        let text = format!("secret7f3a v{v} ").repeat(1_500);
+        block_on(db.put("gone/secret7f3a-big-0", json!({ "text": text }))).unwrap();
+    }
+    // Tombstones.
+    for i in (0..300).step_by(11) {
+        block_on(db.delete(&format!("gone/secret7f3a-{i:03}"))).unwrap();
+    }
+    // Conflicts.
+    for i in 0..3 {
+        let id = format!("gone/secret7f3a-conflict-{i}");
+        make_conflict(&db, &id);
+        ids.push(id);
+    }
+    // Purged by id, outside the prefix (one with capitals: ids compare as id keys).
+    block_on(db.put("solo/secret7f3a-x", json!({ "t": "secret7f3a solo" }))).unwrap();
+    make_conflict(&db, "solo/secret7f3a-conf");
+    ids.push("solo/secret7f3a-x".into());
+    ids.push("solo/secret7f3a-conf".into());
+    block_on(db.close()).unwrap();
+    ids
+}
+
+fn scope() -> PurgeScope {
+    PurgeScope {
+        prefixes: vec!["Gone/".into()],
+        keep: vec!["gone/KEEP/".into()],
+        ids: vec!["SOLO/secret7f3a-x".into(), "solo/secret7f3a-conf".into()],
+    }
+}
+
+fn check_kept(db: &Db) {
+    assert_eq!(block_on(db.count()).unwrap(), 300);
+    let s = db.stats();
+    assert_eq!((s.documents, s.tombstones), (300, 0));
+    let mut colls = block_on(db.collections()).unwrap();
+    colls.sort();
+    assert_eq!(
+        colls,
+        vec![("Notes".to_string(), 150), ("Other".to_string(), 150)]
+    );
+    for i in (0..150).step_by(13) {
+        let d = block_on(db.get(&format!("gone/keep/{i:03}")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.body["text"], format!("kept {i}"));
+        let d = block_on(db.get(&format!("other/{i:03}"))).unwrap().unwrap();
+        assert_eq!(d.body["n"], i);
+    }
+    assert!(block_on(db.conflicts(None, 100)).unwrap().is_empty());
+    assert!(block_on(db.get("gone/secret7f3a-001")).unwrap().is_none());
+    assert!(block_on(db.get("solo/secret7f3a-x")).unwrap().is_none());
+    sound(db);
+}
+
+#[test]
+fn purge_leaves_no_plaintext_in_any_file() {
+    let t = TempDir::new(std::env::temp_dir(), "purge-files");
+    let ids = put_secrets(t.path());
+    let db = open(t.path());
+    assert!(db.stats().tombstones > 0);
+    assert!(!block_on(db.conflicts(None, 100)).unwrap().is_empty());
+    sound(&db);
+    let before = files_with_marker(t.path());
+    assert!(
+        before.iter().any(|f| f == "outpost.db") && before.iter().any(|f| f == "outpost.wal"),
+        "the marker must be on disk before the purge: {before:?}"
+    );
+    let rep = block_on(db.purge(&scope())).unwrap();
+    assert_eq!(rep.removed, ids.len() as u64);
+    assert_eq!(rep.ids_hash, digest(&ids));
+    assert!(rep.pages_erased > 0);
+    assert_eq!(rep.pages_deferred, 0);
+    // No plaintext anywhere, with the database still open.
+    assert_eq!(files_with_marker(t.path()), Vec::<String>::new());
+    check_kept(&db);
+    // A purge of nothing commits nothing.
+    let g = db.stats().generation;
+    let none = block_on(db.purge(&PurgeScope::default())).unwrap();
+    assert_eq!((none.removed, none.pages_erased), (0, 0));
+    let again = block_on(db.purge(&scope())).unwrap();
+    assert_eq!(again.removed, 0);
+    assert_eq!(db.stats().generation, g);
+    // Writes after the purge (they reuse the erased free pages).
+    let free_before = db.stats().free_pages;
+    assert!(free_before > 0);
+    for i in 0..50 {
+        block_on(db.put(
+            &format!("new/{i}"),
+            json!({ "@metadata": { "@collection": "Notes" }, "i": i }),
+        ))
+        .unwrap();
+    }
+    assert!(db.stats().free_pages < free_before);
+    assert_eq!(block_on(db.count()).unwrap(), 350);
+    sound(&db);
+    block_on(db.close()).unwrap();
+    // Reopened: still nothing, still sound.
+    let db = open(t.path());
+    assert_eq!(block_on(db.count()).unwrap(), 350);
+    sound(&db);
+    block_on(db.delete("new/0")).unwrap();
+    block_on(db.close()).unwrap();
+    assert_eq!(files_with_marker(t.path()), Vec::<String>::new());
+}
+
+#[test]
+fn purge_by_ids_only_and_everything() {
+    let t = TempDir::new(std::env::temp_dir(), "purge-ids");
+    let db = open(t.path());
+    put_kept(&db);
+    block_on(db.put("a/secret7f3a-1", json!({ "x": "secret7f3a" }))).unwrap();
+    block_on(db.put("a/secret7f3a-2", json!({ "x": "secret7f3a" }))).unwrap();
+    block_on(db.delete("a/secret7f3a-2")).unwrap();
+    let s = PurgeScope {
+        ids: vec![
+            "A/SECRET7F3A-1".into(),
+            "a/secret7f3a-2".into(),
+            "a/missing".into(),
+        ],
+        ..Default::default()
+    };
+    let rep = block_on(db.purge(&s)).unwrap();
+    assert_eq!(rep.removed, 2);
+    assert_eq!(
+        rep.ids_hash,
+        digest(&["a/secret7f3a-1".into(), "a/secret7f3a-2".into()])
+    );
+    assert_eq!(files_with_marker(t.path()), Vec::<String>::new());
+    assert_eq!(block_on(db.count()).unwrap(), 300);
+    assert_eq!(db.stats().tombstones, 0);
+    sound(&db);
+    // "" with a kept prefix: everything else goes.
+    let rep = block_on(db.purge(&PurgeScope {
+        prefixes: vec![String::new()],
+        keep: vec!["other/".into()],
+        ids: vec![],
+    }))
+    .unwrap();
+    assert_eq!(rep.removed, 150);
+    assert_eq!(block_on(db.count()).unwrap(), 150);
+    assert_eq!(
+        block_on(db.collections()).unwrap(),
+        vec![("Other".to_string(), 150)]
+    );
+    sound(&db);
+    block_on(db.close()).unwrap();
+    let db = open(t.path());
+    sound(&db);
+    assert_eq!(block_on(db.count()).unwrap(), 150);
+    block_on(db.close()).unwrap();
+}
+
+/// A snapshot taken before the purge can still read what it saw, so the
+/// pages it pins are overwritten only once it is dropped: by the next write
+/// (first case) or at close (second).
+#[test]
+fn a_snapshot_held_open_defers_erasure_of_what_it_pins() {
+    for erase_by_write in [true, false] {
+        let t = TempDir::new(std::env::temp_dir(), "purge-snapshot");
+        let ids = put_secrets(t.path());
+        let db = open(t.path());
+        let snap = db.snapshot();
+        let rep = block_on(db.purge(&scope())).unwrap();
+        assert_eq!(rep.removed, ids.len() as u64);
+        assert!(rep.pages_deferred > 0, "{rep:?}");
+        // The snapshot still reads the purged documents.
+        let d = block_on(snap.get("gone/secret7f3a-001")).unwrap().unwrap();
+        assert!(d.body["text"].as_str().unwrap().contains("secret7f3a"));
+        assert!(!files_with_marker(t.path()).is_empty());
+        check_kept(&db);
+        drop(snap);
+        if erase_by_write {
+            block_on(db.put("after", json!({ "@metadata": { "@collection": "Other" } }))).unwrap();
+            assert_eq!(files_with_marker(t.path()), Vec::<String>::new());
+            sound(&db);
+            block_on(db.close()).unwrap();
+        } else {
+            block_on(db.close()).unwrap();
+            assert_eq!(files_with_marker(t.path()), Vec::<String>::new());
+        }
+        let db = open(t.path());
+        sound(&db);
+        block_on(db.put("later", json!({}))).unwrap();
+        block_on(db.close()).unwrap();
+        assert_eq!(files_with_marker(t.path()), Vec::<String>::new());
+    }
+}
