@@ -325,3 +325,41 @@ fn a_snapshot_held_open_defers_erasure_of_what_it_pins() {
         assert_eq!(files_with_marker(t.path()), Vec::<String>::new());
     }
 }
+
+/// A purge interrupted between its commits (a crash after the documents
+/// were removed, before the freed pages were overwritten) is finished by
+/// the next purge, even one of nothing.
+#[test]
+fn an_interrupted_purge_is_finished_by_the_next() {
+    let t = TempDir::new(std::env::temp_dir(), "purge-interrupted");
+    let ids = put_secrets(t.path());
+    let db = open(t.path());
+    assert_eq!(
+        block_on(db.testing_purge_records_only(&scope())).unwrap(),
+        ids.len() as u64
+    );
+    check_kept(&db);
+    block_on(db.close()).unwrap();
+    assert!(!files_with_marker(t.path()).is_empty());
+    let db = open(t.path());
+    assert!(
+        block_on(db.get_local(outpost::db::PURGE_PENDING_KEY))
+            .unwrap()
+            .is_some()
+    );
+    let rep = block_on(db.purge(&PurgeScope::default())).unwrap();
+    assert_eq!(rep.removed, 0);
+    assert!(rep.pages_erased > 0);
+    assert_eq!(files_with_marker(t.path()), Vec::<String>::new());
+    assert!(
+        block_on(db.get_local(outpost::db::PURGE_PENDING_KEY))
+            .unwrap()
+            .is_none()
+    );
+    // Now a purge of nothing commits nothing.
+    let g = db.stats().generation;
+    block_on(db.purge(&PurgeScope::default())).unwrap();
+    assert_eq!(db.stats().generation, g);
+    check_kept(&db);
+    block_on(db.close()).unwrap();
+}

@@ -68,7 +68,7 @@ pub use audit::{
     chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
 };
 pub use origins::Origin;
-pub use purge::{PurgeReport, PurgeScope};
+pub use purge::{PURGE_PENDING_KEY, PurgeReport, PurgeScope};
 pub use read::{Snapshot, UnreadableRecord};
 pub use repair::{QUARANTINE_PREFIX, quarantine_key};
 pub use types::{

@@ -17,6 +17,9 @@
 //!    [`PurgeReport::pages_deferred`] and overwritten by the first flush
 //!    after they become reusable (the snapshot is dropped; a later write, or
 //!    the close, flushes), which then also erases the store's residue;
+//!    A local record ([`PURGE_PENDING_KEY`]) set by step 1's commit and
+//!    cleared by this one tells the next purge (even of nothing) to redo
+//!    this step if a crash came in between;
 //! 3. the store erases its residue ([`PageStore::erase_residue`]: the file
 //!    store checkpoints and zero-fills its WAL).
 //!
@@ -70,6 +73,12 @@ pub struct PurgeReport {
     /// overwrites every free page).
     pub pages_deferred: u64,
 }
+
+/// The local record a purge sets in the commit that removes its documents
+/// and clears in the commit that overwrites the freed pages (when no
+/// snapshot pinned any): found set, a purge was interrupted between the two
+/// (a crash), and the next purge, even of nothing, does the erasure.
+pub const PURGE_PENDING_KEY: &[u8] = b"purge/erasing";
 
 /// A [`PurgeScope`] in id-key form.
 pub(super) struct Matcher {
@@ -140,7 +149,12 @@ impl<S: PageStore> Database<S> {
     pub async fn purge(&self, scope: &PurgeScope) -> Result<PurgeReport, Error> {
         let m = Matcher::new(scope);
         let (removed, ids_hash) = self.purge_records(&m).await?;
-        if removed.is_empty() && self.inner.writer.lock().await.to_erase.is_empty() {
+        let deferred = !self.inner.writer.lock().await.to_erase.is_empty();
+        let interrupted = || async {
+            let snap = self.snapshot();
+            snap.get_local(PURGE_PENDING_KEY).await.map(|v| v.is_some())
+        };
+        if removed.is_empty() && !deferred && !interrupted().await? {
             return Ok(PurgeReport {
                 removed: 0,
                 ids_hash,
@@ -156,6 +170,15 @@ impl<S: PageStore> Database<S> {
             pages_erased,
             pages_deferred,
         })
+    }
+
+    /// Test hook: only the first step of [`Database::purge`] (the records
+    /// removed, nothing erased), as a purge interrupted by a crash leaves
+    /// it. Only with the `testing` feature.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub async fn testing_purge_records_only(&self, scope: &PurgeScope) -> Result<u64, Error> {
+        Ok(self.purge_records(&Matcher::new(scope)).await?.0.len() as u64)
     }
 
     /// Step 1: removes the matching records in one durable transaction.
@@ -260,7 +283,12 @@ impl<S: PageStore> Database<S> {
         colls = btree::scrub_separators(&mut ctx, colls, stale_coll)
             .await?
             .0;
+        let locals = ctx.w.meta.root(Tree::Locals);
+        let locals = btree::insert(&mut ctx, locals, PURGE_PENDING_KEY, &[])
+            .await?
+            .0;
         let mm = &mut ctx.w.meta;
+        mm.set_root(Tree::Locals, locals);
         mm.set_root(Tree::Docs, docs);
         mm.set_root(Tree::Etags, etags);
         mm.set_root(Tree::Colls, colls);
@@ -311,6 +339,15 @@ impl<S: PageStore> Database<S> {
             if !txn.w.to_erase.contains(&p) {
                 txn.w.to_erase.push(p);
             }
+        }
+        if txn.w.to_erase.is_empty() {
+            let mut ctx = WCtx {
+                inner: &self.inner,
+                w: &mut txn.w,
+            };
+            let locals = ctx.w.meta.root(Tree::Locals);
+            let locals = btree::remove(&mut ctx, locals, PURGE_PENDING_KEY).await?.0;
+            ctx.w.meta.set_root(Tree::Locals, locals);
         }
         self.finish(txn).await?;
         Ok((erased, deferred))
