@@ -363,3 +363,116 @@ fn an_interrupted_purge_is_finished_by_the_next() {
     check_kept(&db);
     block_on(db.close()).unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// The file store's residue erasure, and a crash at every I/O of it
+
+const VDIR: &str = "/purge/db";
+
+fn page(fill: &[u8]) -> outpost::store::PageBuf {
+    let mut p = vec![0u8; outpost::store::PAGE_SIZE];
+    for (i, b) in p.iter_mut().enumerate() {
+        *b = fill[i % fill.len()];
+    }
+    std::sync::Arc::new(p)
+}
+
+/// A commit writing pages `first..=last`, each filled with `fill`.
+fn commit(first: u64, last: u64, fill: &[u8], meta: &[u8]) -> outpost::store::Commit {
+    outpost::store::Commit {
+        pages: (first..=last).map(|no| (no, page(fill))).collect(),
+        meta: meta.to_vec(),
+        durability: outpost::store::Durability::Durable,
+    }
+}
+
+/// The first WAL generation: pages 9 to 16 written with the marker, then
+/// overwritten; closing checkpoints (the data file holds no marker), but the
+/// WAL keeps its frames. Then, in the next generation, a shorter commit
+/// rewrites pages 1 to 8 over the first frames only.
+fn residue_setup(vfs: &outpost::store::fault::FaultVfs) -> FileStore {
+    use outpost::PageStore;
+    let store = vfs_store(vfs).unwrap();
+    block_on(store.commit(commit(1, 8, b"plain", b"A"))).unwrap();
+    block_on(store.commit(commit(9, 16, MARK, b"A2"))).unwrap();
+    block_on(store.commit(commit(9, 16, b"plain", b"A3"))).unwrap();
+    block_on(store.close()).unwrap();
+    let store = vfs_store(vfs).unwrap();
+    block_on(store.commit(commit(1, 8, b"second", b"B-meta"))).unwrap();
+    store
+}
+
+fn vfs_store(vfs: &outpost::store::fault::FaultVfs) -> Result<FileStore, outpost::StoreError> {
+    FileStore::open(
+        VDIR,
+        FileStoreOptions {
+            vfs: std::sync::Arc::new(vfs.clone()),
+            wal_grow_bytes: 64 << 10,
+            ..Default::default()
+        },
+    )
+}
+
+/// [`residue_setup`], then `erase_residue`. Returns the store (unless the
+/// erasure crashed) and the operation count before the erasure.
+fn residue_workload(vfs: &outpost::store::fault::FaultVfs) -> (Option<FileStore>, u64) {
+    use outpost::PageStore;
+    let store = residue_setup(vfs);
+    let before = vfs.op_count();
+    let r = block_on(store.erase_residue());
+    if vfs.crashed() {
+        return (None, before);
+    }
+    r.unwrap();
+    (Some(store), before)
+}
+
+fn images_hold_marker(files: &outpost::store::fault::FileImages) -> bool {
+    files
+        .values()
+        .any(|b| b.windows(MARK.len()).any(|w| w == MARK))
+}
+
+#[test]
+fn file_store_erase_residue_clears_the_wal_and_survives_a_crash_anywhere() {
+    use outpost::PageStore;
+    use outpost::store::fault::{Fault, FaultVfs};
+    // Without the erasure the old frames keep the marker (the test can fail).
+    let vfs = FaultVfs::new();
+    let store = residue_setup(&vfs);
+    assert!(images_hold_marker(&vfs.current_files()));
+    block_on(store.close()).unwrap();
+    assert!(images_hold_marker(&vfs.current_files()));
+    let vfs = FaultVfs::new();
+    let (store, before) = residue_workload(&vfs);
+    let store = store.unwrap();
+    let after = vfs.op_count();
+    assert!(after > before);
+    assert!(!images_hold_marker(&vfs.current_files()));
+    assert!(!images_hold_marker(&vfs.durable_files()));
+    assert_eq!(block_on(store.read_meta()).unwrap().unwrap(), b"B-meta");
+    block_on(store.commit(commit(1, 8, b"third", b"C-meta"))).unwrap();
+    block_on(store.close()).unwrap();
+    let store = vfs_store(&FaultVfs::with_files(vfs.durable_files())).unwrap();
+    assert_eq!(block_on(store.read_meta()).unwrap().unwrap(), b"C-meta");
+    block_on(store.close()).unwrap();
+    // A crash at every I/O operation of the erasure: every image opens and
+    // holds the second commit, whole.
+    // (Operations are numbered from 1: `before` is the last one of the set-up.)
+    for n in before + 1..=after {
+        let vfs = FaultVfs::new();
+        vfs.set_fault(Some(Fault::CrashAt(n)));
+        let (store, _) = residue_workload(&vfs);
+        assert!(store.is_none() && vfs.crashed(), "op {n}");
+        for (i, img) in vfs.crash_image_files(12, n).into_iter().enumerate() {
+            let s = vfs_store(&FaultVfs::with_files(img))
+                .unwrap_or_else(|e| panic!("crash at op {n}, image {i}: {e}"));
+            assert_eq!(block_on(s.read_meta()).unwrap().unwrap(), b"B-meta");
+            for no in 1..=8 {
+                assert_eq!(block_on(s.read_page(no)).unwrap(), page(b"second"));
+            }
+            assert_eq!(block_on(s.read_page(16)).unwrap(), page(b"plain"));
+            block_on(s.close()).unwrap();
+        }
+    }
+}
