@@ -476,3 +476,87 @@ fn file_store_erase_residue_clears_the_wal_and_survives_a_crash_anywhere() {
         }
     }
 }
+
+/// A record that does not decode is purged too: its index entries are found
+/// by scanning the indexes, and the counters are recounted.
+#[test]
+fn an_unreadable_record_in_scope_is_purged_with_its_index_entries() {
+    let db = block_on(Database::open(outpost::store::MemoryStore::new(), opts())).unwrap();
+    for i in 0..40 {
+        block_on(db.put(
+            &format!("x/{i:02}"),
+            json!({ "@metadata": { "@collection": "Notes" }, "i": i }),
+        ))
+        .unwrap();
+    }
+    block_on(db.delete("x/05")).unwrap();
+    block_on(db.testing_overwrite_record("x/07", b"\xffnot a record")).unwrap();
+    block_on(db.testing_overwrite_record("x/05", b"\xffnot a record")).unwrap();
+    assert!(!block_on(db.integrity_check()).unwrap().problems.is_empty());
+    let rep = block_on(db.purge(&PurgeScope {
+        prefixes: vec!["x/0".into()],
+        ..Default::default()
+    }))
+    .unwrap();
+    assert_eq!(rep.removed, 10);
+    let s = db.stats();
+    assert_eq!((s.documents, s.tombstones), (30, 0));
+    assert_eq!(
+        block_on(db.collections()).unwrap(),
+        vec![("Notes".to_string(), 30)]
+    );
+    let rep = block_on(db.integrity_check()).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert_eq!(block_on(db.changes(0, 100)).unwrap().len(), 30);
+}
+
+/// Local records naming purged ids (as sync rejections do), deleted by the
+/// caller before the purge, leave no copy of their keys either.
+#[test]
+fn deleted_local_records_leave_no_separator_behind() {
+    let t = TempDir::new(std::env::temp_dir(), "purge-locals");
+    let db = open(t.path());
+    put_kept(&db);
+    let mut b = Batch::new();
+    for i in 0..200 {
+        // Interleaved with records that stay, so leaves keep some entries
+        // and the separators above them may copy a deleted key.
+        b.set_local(
+            format!("sync/rejected/hub/a/{i:03}-secret7f3a").into_bytes(),
+            // Varied sizes: leaves split after either kind of record.
+            Some(vec![1; 20 + i % 37]),
+        );
+        b.set_local(
+            format!("sync/rejected/hub/a/{i:03}-plain").into_bytes(),
+            Some(vec![2; 40]),
+        );
+    }
+    block_on(db.commit(b)).unwrap();
+    block_on(db.put("a/secret7f3a-doc", json!({ "t": "secret7f3a" }))).unwrap();
+    block_on(db.close()).unwrap();
+    let db = open(t.path());
+    let mut b = Batch::new();
+    for i in 0..200 {
+        b.set_local(
+            format!("sync/rejected/hub/a/{i:03}-secret7f3a").into_bytes(),
+            None,
+        );
+    }
+    block_on(db.commit(b)).unwrap();
+    assert!(!files_with_marker(t.path()).is_empty());
+    let rep = block_on(db.purge(&PurgeScope {
+        prefixes: vec!["a/".into()],
+        ..Default::default()
+    }))
+    .unwrap();
+    assert_eq!(rep.removed, 1);
+    assert_eq!(files_with_marker(t.path()), Vec::<String>::new());
+    assert_eq!(
+        block_on(db.scan_locals(b"sync/rejected/", 1000))
+            .unwrap()
+            .len(),
+        200
+    );
+    sound(&db);
+    block_on(db.close()).unwrap();
+}

@@ -7,7 +7,10 @@
 //!    counters (no tombstone: the documents are gone, not deleted); the
 //!    separators of the branch pages that still copy a removed id are
 //!    replaced (`btree::scrub_separators`). The `origins`, `locals` and
-//!    `audit` trees are left alone. Pages the copy-on-write frees go to the
+//!    `audit` trees are left alone (but separators of `locals` that are
+//!    no live key, copies of local records deleted before, are replaced
+//!    too: a caller deletes local records naming purged ids, such as sync
+//!    rejections, before the purge). Pages the copy-on-write frees go to the
 //!    free list as usual;
 //! 2. a second commit overwrites with zeros every free page no reader can
 //!    reach (the old versions of the rewritten pages, and every older free
@@ -28,7 +31,7 @@
 //! it built so (a branch whose child pointer changes), so the live pages a
 //! purge rewrites keep no bytes of removed entries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -283,7 +286,20 @@ impl<S: PageStore> Database<S> {
         colls = btree::scrub_separators(&mut ctx, colls, stale_coll)
             .await?
             .0;
-        let locals = ctx.w.meta.root(Tree::Locals);
+        // Local records are not the purge's to remove, but a caller may have
+        // deleted some that name purged ids (a sync rejection, say): their
+        // keys may live on as separators too. Any separator that is not a
+        // live key is such a copy.
+        let mut locals = ctx.w.meta.root(Tree::Locals);
+        let mut live_locals = HashSet::new();
+        btree::scan(&ctx, locals, b"", |k, _| {
+            live_locals.insert(k.to_vec());
+            true
+        })
+        .await?;
+        locals = btree::scrub_separators(&mut ctx, locals, |k| !live_locals.contains(k))
+            .await?
+            .0;
         let locals = btree::insert(&mut ctx, locals, PURGE_PENDING_KEY, &[])
             .await?
             .0;

@@ -208,7 +208,8 @@ pub trait PageStore: MaybeSend + MaybeSync + 'static {
     /// from the store's files: old page images a log or journal still holds
     /// are overwritten or dropped, and that is made durable before this
     /// resolves. The engine calls it at the end of a purge
-    /// (`Database::purge`), after it has overwritten the freed pages.
+    /// (`Database::purge`), after it has overwritten the freed pages, and
+    /// after a flush that overwrote pages a purge had to leave for later.
     ///
     /// The default does nothing: right for a store that keeps only the
     /// newest version of each page, overwritten in place (memory; IndexedDB,
