@@ -53,8 +53,8 @@ pub mod watch;
 pub use cv::{ChangeVector, CvOrder, DbId};
 pub use db::{
     AuditEntry, AuditKind, AuditReport, Batch, CommitInfo, Database, DbStats, Expected,
-    IntegrityReport, OpenOptions, Origin, PushGuard, PutOptions, Refusal, RemoteDoc, Snapshot,
-    WriteOutcome, WriteResult,
+    IntegrityReport, OpenOptions, Origin, PurgeReport, PurgeScope, PushGuard, PutOptions, Refusal,
+    RemoteDoc, Snapshot, WriteOutcome, WriteResult,
 };
 pub use doc::{DocFlags, Document, DocumentMeta, RawVersion, Version};
 pub use error::{Error, InputError, OpenError};

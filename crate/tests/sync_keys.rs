@@ -606,6 +606,7 @@ fn report(removed: u64) -> PurgeReport {
         removed,
         ids_hash: [0xEE; 32],
         pages_erased: 0,
+        pages_deferred: 0,
     }
 }
 

@@ -39,6 +39,7 @@ use crate::error::{Error, InputError};
 use crate::store::{PAGE_SIZE, PageBuf, PageNo};
 
 mod node;
+mod scrub;
 
 use node::{
     BODY, Branch, Bytes, HDR, Leaf, MAX_LEAF_ENTRY, OVERFLOW_CAP, Val, branch_child_for,
@@ -49,6 +50,7 @@ pub(crate) use node::{
     KIND_BRANCH, KIND_FREELIST, KIND_LEAF, KIND_OVERFLOW, check_page, corrupt, page_kind, seal,
     set_checksum,
 };
+pub(crate) use scrub::scrub_separators;
 
 /// Largest key a tree accepts.
 pub const MAX_KEY: usize = 1200;

@@ -96,6 +96,10 @@ pub(super) struct Working {
     /// The last audit entry's sequence number and chain hash (see
     /// [`super::audit`]); `None` until read from the tree.
     pub(super) audit_tail: Option<(u64, [u8; 32])>,
+    /// Free pages a purge could not overwrite yet (a snapshot could still
+    /// read them), with the generation that freed them: a flush overwrites
+    /// each with zeros once it is reusable ([`Working::erase_deferred`]).
+    pub(super) to_erase: Vec<(u64, PageNo)>,
 }
 
 /// One reversible change to the working state's page bookkeeping.
@@ -138,7 +142,51 @@ impl Working {
             coll_deltas: HashMap::new(),
             origins: HashMap::new(),
             audit_tail: None,
+            to_erase: Vec::new(),
         }
+    }
+
+    /// The free pages no state a reader may hold can reach (`free`, and
+    /// `pending` up to generation `limit`), that the working generation has
+    /// not written; and the pending ones a snapshot still pins (freed after
+    /// `limit`), with their generation.
+    pub(super) fn free_pages(&self, limit: u64) -> (Vec<PageNo>, Vec<(u64, PageNo)>) {
+        let mut now: Vec<PageNo> = self.free.clone();
+        let mut pinned = Vec::new();
+        for &(g, no) in &self.pending {
+            if g <= limit {
+                now.push(no);
+            } else {
+                pinned.push((g, no));
+            }
+        }
+        now.retain(|no| !self.dirty.contains_key(no));
+        (now, pinned)
+    }
+
+    /// Overwrites with zeros the deferred pages of [`Working::to_erase`]
+    /// that are reusable now (freed at or before generation `limit`) and
+    /// still free; a page reused in the meantime was overwritten by its new
+    /// owner. Called by the flush, outside any transaction (not journaled).
+    /// Returns how many pages it zeroed.
+    pub(super) fn erase_deferred(&mut self, limit: u64) -> u64 {
+        if self.to_erase.is_empty() {
+            return 0;
+        }
+        let (free, _) = self.free_pages(limit);
+        let free: HashSet<PageNo> = free.into_iter().collect();
+        let mut erased = 0;
+        let mut keep = Vec::new();
+        for (g, no) in std::mem::take(&mut self.to_erase) {
+            if g > limit {
+                keep.push((g, no));
+            } else if free.contains(&no) {
+                self.dirty.insert(no, Arc::new(vec![0u8; PAGE_SIZE]));
+                erased += 1;
+            }
+        }
+        self.to_erase = keep;
+        erased
     }
 
     /// Writes the free list of the generation being flushed: the previous

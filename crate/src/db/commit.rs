@@ -56,7 +56,7 @@ impl<S: PageStore> Database<S> {
 
     /// Takes the working generation's pages and commits them as one store commit.
     async fn flush(&self) -> Result<(), Error> {
-        let (fut, meta, seq) = {
+        let (fut, meta, seq, erased_late) = {
             let mut w = self.inner.writer.lock().await;
             let seq = w.seq;
             if seq <= self.inner.shared().durable_seq {
@@ -102,11 +102,24 @@ impl<S: PageStore> Database<S> {
             }
             w.undo.clear();
             w.journaled.clear();
+            // Free pages a purge had to leave (a snapshot could read them)
+            // are overwritten once reusable (see `super::purge`).
+            let limit = {
+                let sh = self.inner.shared();
+                let oldest = sh.readers.keys().next().copied();
+                oldest
+                    .unwrap_or(sh.visible.generation)
+                    .min(sh.visible.generation)
+            };
+            let erased_late = w.erase_deferred(limit) > 0;
             w.write_free_list();
             let meta = w.meta.clone();
             let mut dirty = std::mem::take(&mut w.dirty);
             for buf in dirty.values_mut() {
-                btree::set_checksum(Arc::make_mut(buf).as_mut_slice());
+                // A page a purge overwrote stays all zeros (kind 0).
+                if btree::page_kind(buf) != 0 {
+                    btree::set_checksum(Arc::make_mut(buf).as_mut_slice());
+                }
             }
             let pages: Vec<(PageNo, PageBuf)> =
                 dirty.iter().map(|(k, v)| (*k, v.clone())).collect();
@@ -127,7 +140,7 @@ impl<S: PageStore> Database<S> {
                 meta: meta.encode(),
                 durability: Durability::Durable,
             });
-            (fut, meta, seq)
+            (fut, meta, seq, erased_late)
         };
         match fut.await {
             Ok(()) => {
@@ -138,6 +151,11 @@ impl<S: PageStore> Database<S> {
                     sh.durable_seq = sh.durable_seq.max(seq);
                 }
                 self.inner.commits.committed(etag);
+                if erased_late && let Err(e) = self.inner.store.erase_residue().await {
+                    self.inner.shared().failed = Some(e.to_string());
+                    self.inner.commits.end();
+                    return Err(e.into());
+                }
                 Ok(())
             }
             Err(e) => {
@@ -161,8 +179,17 @@ impl<S: PageStore> Database<S> {
     /// were already reported to their callers); a flush that fails here is
     /// returned after the store is closed.
     pub async fn close(&self) -> Result<(), Error> {
-        let seq = self.inner.writer.lock().await.seq;
         let poisoned = self.inner.shared().failed.is_some();
+        let seq = {
+            let mut w = self.inner.writer.lock().await;
+            // Pages a purge left to erase: one more flush overwrites those
+            // no snapshot pins any more.
+            let closed = self.inner.shared().closed;
+            if !w.to_erase.is_empty() && !poisoned && !closed && !self.inner.read_only {
+                w.seq += 1;
+            }
+            w.seq
+        };
         let flushed = if poisoned {
             Ok(())
         } else {

@@ -10,7 +10,8 @@
 //! - `commit.rs`: group commit, flush, close, the commit observer;
 //! - `read.rs`: [`Snapshot`] and the reads;
 //! - `check.rs`: the integrity check;
-//! - `repair.rs`: finding and setting aside records that do not decode.
+//! - `repair.rs`: finding and setting aside records that do not decode;
+//! - `purge.rs`: removing documents and erasing their bytes physically.
 //!
 //! ## Trees
 //! The named B+trees (documents, the etag and collection indexes, collection
@@ -67,7 +68,7 @@ pub use audit::{
     GENESIS_HASH, MAX_AUDIT_PAYLOAD, chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
 };
 pub use origins::Origin;
-pub use purge::{PurgeReport, PurgeScope};
+pub use purge::{PURGE_PENDING_KEY, PurgeReport, PurgeScope};
 pub use read::{Snapshot, UnreadableRecord};
 pub use repair::{QUARANTINE_PREFIX, quarantine_key};
 pub use types::{

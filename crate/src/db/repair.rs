@@ -98,8 +98,8 @@ pub fn quarantine_key(key: &[u8], etag: Option<u64>) -> Vec<u8> {
 
 /// A transaction of its own (the writer lock held); rolls the working state
 /// back unless finished.
-struct Txn<'a> {
-    w: MutexGuard<'a, Working>,
+pub(super) struct Txn<'a> {
+    pub(super) w: MutexGuard<'a, Working>,
     save: Option<Meta>,
 }
 
@@ -113,7 +113,7 @@ impl Drop for Txn<'_> {
 
 impl<S: PageStore> Database<S> {
     /// Starts a transaction outside [`Database::commit`].
-    async fn begin(&self) -> Result<Txn<'_>, Error> {
+    pub(super) async fn begin(&self) -> Result<Txn<'_>, Error> {
         let mut w = self.inner.writer.lock().await;
         {
             let sh = self.inner.shared();
@@ -141,7 +141,7 @@ impl<S: PageStore> Database<S> {
     }
 
     /// Ends a transaction and waits until it is durable.
-    async fn finish(&self, mut txn: Txn<'_>) -> Result<(), Error> {
+    pub(super) async fn finish(&self, mut txn: Txn<'_>) -> Result<(), Error> {
         txn.w.seq += 1;
         let seq = txn.w.seq;
         txn.save = None;

@@ -203,6 +203,20 @@ pub trait PageStore: MaybeSend + MaybeSync + 'static {
         let _ = no;
         None
     }
+
+    /// Makes bytes no longer referenced by the newest commit unrecoverable
+    /// from the store's files: old page images a log or journal still holds
+    /// are overwritten or dropped, and that is made durable before this
+    /// resolves. The engine calls it at the end of a purge
+    /// (`Database::purge`), after it has overwritten the freed pages, and
+    /// after a flush that overwrote pages a purge had to leave for later.
+    ///
+    /// The default does nothing: right for a store that keeps only the
+    /// newest version of each page, overwritten in place (memory; IndexedDB,
+    /// whose own storage engine is beyond its reach).
+    fn erase_residue(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Where a page is kept (see [`PageStore::page_location`]).
@@ -238,5 +252,8 @@ impl<S: PageStore + ?Sized> PageStore for Arc<S> {
     }
     fn page_location(&self, no: PageNo) -> Option<PageLocation> {
         (**self).page_location(no)
+    }
+    fn erase_residue(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).erase_residue()
     }
 }

@@ -130,6 +130,11 @@ pub async fn edge_storage_etags<S: PageStore>(
             }
         }
         EdgeAction::Purge { order } => {
+            // The rejections recorded for the documents to erase name their
+            // ids: they go first (the purge then scrubs what held them).
+            if let Err(e) = forget_rejections(db, cfg, order).await {
+                return (Some(EdgeEvent::ApplyFailed(e.to_string())), None);
+            }
             let ev = match db.purge(&order.scope()).await {
                 Ok(report) => EdgeEvent::PurgeDone(report),
                 Err(e) => EdgeEvent::ApplyFailed(format!(
@@ -141,6 +146,33 @@ pub async fn edge_storage_etags<S: PageStore>(
         }
         _ => (None, None),
     }
+}
+
+/// Deletes the recorded rejections of documents `order` erases.
+async fn forget_rejections<S: PageStore>(
+    db: &Database<S>,
+    cfg: &EdgeConfig,
+    order: &PurgeOrder,
+) -> Result<(), Error> {
+    let recs = db
+        .scan_locals(&rejection_key_prefix(&cfg.source), 100_000)
+        .await?;
+    let mut b = Batch::new();
+    for (k, v) in recs {
+        let Ok(r) = serde_json::from_slice::<Rejection>(&v) else {
+            continue;
+        };
+        let id = r.id.to_lowercase();
+        let erased = order.prefixes.iter().any(|p| id.starts_with(p.as_str()))
+            && !order.keep.iter().any(|p| id.starts_with(p.as_str()));
+        if erased {
+            b.set_local(k, None);
+        }
+    }
+    if !b.is_empty() {
+        db.commit(b).await?;
+    }
+    Ok(())
 }
 
 /// Stores `guards` as the database's deletion guards if they differ from

@@ -342,6 +342,15 @@ impl PageStore for FileStore {
         self.send(Request::Sync)
     }
 
+    /// Checkpoints the WAL into the data file, then overwrites the whole WAL
+    /// file with zeros and syncs it: old page images of earlier commits
+    /// (which a checkpoint leaves behind, since it restarts the WAL at offset
+    /// 0 without truncating it) are gone. The header slots hold only meta
+    /// records.
+    fn erase_residue(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.send(Request::EraseResidue)
+    }
+
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         self.shared.closed.store(true, Ordering::Release);
         let tx = self.tx().take();

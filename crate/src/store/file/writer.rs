@@ -31,6 +31,8 @@ pub(super) type Reply = oneshot::Sender<Result<(), StoreError>>;
 pub(super) enum Request {
     Commit(Commit, Reply),
     Sync(Reply),
+    /// Checkpoint, then zero-fill the WAL (see `PageStore::erase_residue`).
+    EraseResidue(Reply),
     Close(Reply),
 }
 
@@ -233,9 +235,11 @@ impl Writer {
             };
             let mut group = Vec::new();
             let mut close = None;
+            let mut erase = None;
             let mut bytes = 0u64;
             match first {
                 Request::Close(reply) => close = Some(reply),
+                Request::EraseResidue(reply) => erase = Some(reply),
                 r => {
                     bytes += request_bytes(&r);
                     group.push(r);
@@ -243,6 +247,12 @@ impl Writer {
                         match rx.try_recv() {
                             Ok(Request::Close(reply)) => {
                                 close = Some(reply);
+                                break;
+                            }
+                            // Ends the group: the erasure follows every
+                            // commit sent before it.
+                            Ok(Request::EraseResidue(reply)) => {
+                                erase = Some(reply);
                                 break;
                             }
                             Ok(r) => {
@@ -257,6 +267,9 @@ impl Writer {
             if !group.is_empty() {
                 self.write_group(group);
             }
+            if let Some(reply) = erase {
+                let _ = reply.send(self.erase_residue());
+            }
             if let Some(reply) = close {
                 let r = self.finish();
                 let _ = reply.send(r);
@@ -269,6 +282,37 @@ impl Writer {
                 let _ = self.checkpoint();
             }
         }
+    }
+
+    /// Checkpoints the WAL into the data file, then overwrites the whole WAL
+    /// file with zeros and makes that durable: the page images of earlier
+    /// commits (and of earlier WAL generations, which a checkpoint leaves
+    /// in place) are gone from the WAL. Safe at any point: after the
+    /// checkpoint no frame of the current generation exists, and zeros are
+    /// never a valid frame.
+    fn erase_residue(&mut self) -> Result<(), StoreError> {
+        if let Some(p) = self.shared.poisoned() {
+            return Err(StoreError::Poisoned(p));
+        }
+        if self.next_slot > 0 {
+            self.checkpoint()?;
+        }
+        let wal_path = self.shared.wal_path.clone();
+        let len = match self.wal.len() {
+            Ok(n) => n.max(self.wal_len),
+            Err(e) => return Err(self.fail("wal length", &wal_path, e)),
+        };
+        const STEP: u64 = 1 << 20;
+        let zeros = vec![0u8; STEP.min(len) as usize];
+        let mut off = 0;
+        while off < len {
+            let n = STEP.min(len - off) as usize;
+            self.wal
+                .write_at(&zeros[..n], off)
+                .map_err(|e| self.fail("zero wal", &wal_path, e))?;
+            off += n as u64;
+        }
+        self.sync_wal()
     }
 
     /// Final checkpoint at close.
@@ -300,7 +344,7 @@ impl Writer {
                     need_sync = true;
                     replies.push(reply);
                 }
-                Request::Close(reply) => replies.push(reply),
+                Request::Close(reply) | Request::EraseResidue(reply) => replies.push(reply),
             }
         }
         let result = self.append(&commits, need_sync);
