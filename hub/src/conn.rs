@@ -29,6 +29,7 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -424,9 +425,18 @@ pub async fn serve(
     let stop = hub.shutdown_watch();
     let mut tasks = JoinSet::new();
     let mut shutdown = hub.shutdown_watch();
+    // The listener is polled through `AsyncFd` and accepted sockets are
+    // plain `std` ones: a refused socket is closed without ever being
+    // registered with the runtime's reactor (two `epoll_ctl` calls saved
+    // per refusal, ~a fifth of what a refusal costs).
+    // `AsyncFd::new` is deprecated as unsound for a `T` whose file
+    // descriptor may change or close under it; an owned `std` listener
+    // keeps its descriptor until it is dropped, after the `AsyncFd`.
+    #[allow(deprecated)]
+    let listener = AsyncFd::new(listener.into_std()?)?;
     loop {
         let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
+            r = accept(&listener) => match r {
                 Ok(c) => c,
                 Err(e) => {
                     // Out of file descriptors and the like: back off.
@@ -447,16 +457,22 @@ pub async fn serve(
                     tracing::warn!(%peer, reason = why, "connection refused: over a [limits] cap (further refusals this second are only counted)");
                 }
                 if why == reason::NEW_CONNECTION_RATE {
-                    // Far over its rate: as cheap as a refusal gets. No
-                    // task, no answer, no read; a reset (no TIME_WAIT
-                    // left on the hub's side).
+                    // Over its rate: as cheap as a refusal gets. No task,
+                    // no reactor registration, no answer, no read; a reset
+                    // (no TIME_WAIT left on the hub's side).
+                    let tcp = tokio::net::TcpSocket::from_std_stream(tcp);
                     let _ = tcp.set_zero_linger();
                     drop(tcp);
-                } else if tls.is_none() {
+                } else if tls.is_none()
+                    && let Ok(tcp) = into_tokio(tcp)
+                {
                     tokio::spawn(refuse(tcp, why, limits.retry_after_seconds));
                 }
                 continue;
             }
+        };
+        let Ok(tcp) = into_tokio(tcp) else {
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         let io = Metered {
@@ -481,6 +497,25 @@ pub async fn serve(
     drop(listener);
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The next connection on `listener` (a plain `std` socket, not yet
+/// registered with the reactor).
+async fn accept(
+    listener: &AsyncFd<std::net::TcpListener>,
+) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        if let Ok(r) = ready.try_io(|l| l.get_ref().accept()) {
+            return r;
+        }
+    }
+}
+
+/// An accepted socket, non-blocking and registered with the reactor.
+fn into_tokio(tcp: std::net::TcpStream) -> io::Result<TcpStream> {
+    tcp.set_nonblocking(true)?;
+    TcpStream::from_std(tcp)
 }
 
 /// Resolves once the hub is asked to shut down.
