@@ -7,6 +7,9 @@
 //!   whether it is idle or sends only `Ping`s;
 //! - a half-sent HTTP request head, and a stalled TLS handshake, are cut
 //!   after `header_read_timeout_ms`;
+//! - new connections from one address past its rate are reset at accept,
+//!   without an answer, while other addresses connect and an honest edge
+//!   syncs;
 //! - the caps (per address, in total, per identity) refuse with HTTP 503 +
 //!   `Retry-After` or `Error(too_many_connections)` while an honest edge
 //!   keeps its session;
@@ -458,6 +461,106 @@ async fn connection_caps_refuse_with_503_or_too_many_connections_while_an_honest
     drop(honest);
 }
 
+/// One request from `source` over a fresh connection: the bytes of the
+/// answer (none when the hub closed or reset the socket without one).
+async fn raw_healthz_from(source: [u8; 4], port: u16) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    // On loopback the reset can come before `connect` returns.
+    let Ok(mut s) = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+    else {
+        return Vec::new();
+    };
+    let _ = s
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 4096];
+        // A reset ends it as a close does.
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the hub neither answered nor closed in time");
+    got
+}
+
+/// Before `new_connections_per_address_per_second`, an address opening
+/// connections in a loop got each one accepted, parsed and answered (a 503
+/// once over the caps: a task, a write and a read per connection): ~2,600 a
+/// second in the flooding-edge benchmark. Now, past its burst, each is reset
+/// at accept with no answer, other addresses are not affected, and the
+/// address gets its rate back as the bucket refills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_connections_over_the_per_address_rate_are_reset_at_accept_while_an_honest_edge_syncs()
+{
+    let hub = Hub::start(
+        "connrate",
+        "new_connections_per_address_per_second = 1\nnew_connections_per_address_burst = 10",
+        &[],
+    );
+    let port = hub.port();
+    let mut honest = ws_from([127, 0, 0, 2], port).await.unwrap();
+    let welcome = authenticate(&mut honest).await;
+    assert!(matches!(welcome, Frame::Welcome { .. }), "{welcome:?}");
+
+    // 60 connections from 127.0.0.3, one after another.
+    let (mut answered, mut silent) = (0, 0);
+    let started = Instant::now();
+    for _ in 0..60 {
+        let got = raw_healthz_from([127, 0, 0, 3], port).await;
+        if got.is_empty() {
+            silent += 1;
+        } else {
+            assert!(
+                got.starts_with(b"HTTP/1.1 200"),
+                "{:?}",
+                String::from_utf8_lossy(&got)
+            );
+            answered += 1;
+        }
+    }
+    // The burst, plus one a second for the time the loop took.
+    let allowed = 10 + started.elapsed().as_secs() + 1;
+    assert!(
+        answered >= 10 && answered <= allowed,
+        "{answered} answered, {silent} closed without an answer (at most {allowed} allowed)"
+    );
+    assert_eq!(answered + silent, 60);
+    let refused = hub.refused("new_connections_per_address");
+    assert!(refused >= silent, "{refused} counted, {silent} refused");
+
+    // Another address is not affected: a new honest session from 127.0.0.4.
+    let mut other = ws_from([127, 0, 0, 4], port).await.unwrap();
+    send(&mut other, &hello_frame("laptop", TOKEN)).await;
+    let welcome = next_frame(&mut other).await.expect("an answer to Hello");
+    assert!(matches!(welcome, Frame::Welcome { .. }), "{welcome:?}");
+    // The honest session is unaffected.
+    send(&mut honest, &Frame::Ping { nonce: 1 }).await;
+    frame_where(&mut honest, "Pong", |f| {
+        matches!(f, Frame::Pong { nonce: 1 })
+    })
+    .await;
+
+    // A rate, not a ban: 127.0.0.3 gets a connection again once a token is
+    // back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = raw_healthz_from([127, 0, 0, 3], port).await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
 /// Pushes over the rate are slowed down (the hub stops reading the socket
 /// until a token refills), not refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -904,8 +1007,9 @@ fn the_rate_limit_keys_are_validated() {
             std::path::Path::new("/etc/outpost/outpost-hub.toml"),
         )
     };
-    let c = parse("push_docs_per_second = 0\nsessions_per_second = 0\npush_bytes_per_second = 0")
+    let c = parse("push_docs_per_second = 0\nsessions_per_second = 0\npush_bytes_per_second = 0\nnew_connections_per_address_per_second = 0")
         .unwrap();
+    assert_eq!(c.limits.new_connections_per_address_per_second, 0);
     assert_eq!(c.limits.push_docs_per_second, 0);
     assert_eq!(c.limits.sessions_per_second, 0);
     let c = parse("push_docs_per_second = 50\npush_docs_burst = 500\nsession_burst = 3\npush_bytes_burst = 1048576").unwrap();
@@ -922,6 +1026,14 @@ fn the_rate_limit_keys_are_validated() {
         ("push_docs_burst = 0", "limits.push_docs_burst"),
         ("push_bytes_burst = 0", "limits.push_bytes_burst"),
         ("session_burst = 0", "limits.session_burst"),
+        (
+            "new_connections_per_address_burst = 0",
+            "limits.new_connections_per_address_burst",
+        ),
+        (
+            "new_connections_per_address_per_second = -1",
+            "new_connections_per_address_per_second",
+        ),
         ("push_docs_per_second = -1", "push_docs_per_second"),
         ("sessions_per_second = \"ten\"", "sessions_per_second"),
         ("push_docs_per_sec = 5", "push_docs_per_sec"),

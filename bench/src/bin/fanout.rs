@@ -373,10 +373,11 @@ fn run_case(
         "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n"
     );
     // Every edge connects from 127.0.0.1, all at once: raise the caps that
-    // guard a real hub against one address (and say who may read /metrics).
+    // guard a real hub against one address, the new-connection rate included
+    // (and say who may read /metrics).
     let conns = n as u64 + 64;
     cfg.push_str(&format!(
-        "[dev]\ntokens = true\n\n[limits]\nmax_connections = {conns}\nmax_unauthenticated = {conns}\nmax_connections_per_address = {conns}\n\n[admin]\ntoken_sha256 = \"{}\"\n\n",
+        "[dev]\ntokens = true\n\n[limits]\nmax_connections = {conns}\nmax_unauthenticated = {conns}\nmax_connections_per_address = {conns}\nnew_connections_per_address_per_second = 0\n\n[admin]\ntoken_sha256 = \"{}\"\n\n",
         outpost_hub::config::token_sha256_hex(ADMIN_TOKEN)
     ));
     cfg.push_str(&edge_toml("writer", &writer_token, &[], &["news/"]));

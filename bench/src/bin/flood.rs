@@ -580,6 +580,8 @@ fn start_flooder(args: &Args, url: &str) -> Child {
         .arg(args.noack_sessions.to_string())
         .arg("--flood-addr")
         .arg(&args.flood_addr)
+        .arg("--warmup")
+        .arg(args.warmup.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -608,6 +610,12 @@ impl Tally {
             .unwrap_or_else(|p| p.into_inner())
             .entry(k.into())
             .or_default() += n;
+    }
+    /// Keeps the largest `n` seen under `k`.
+    fn max(&self, k: impl Into<String>, n: u64) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let v = m.entry(k.into()).or_default();
+        *v = (*v).max(n);
     }
     fn answer(&self, part: &str, a: &Answer) {
         let what = match a {
@@ -643,6 +651,7 @@ fn flooder_main(args: &Args, url: &str) {
                     url.to_string(),
                     s,
                     args.batch,
+                    Duration::from_secs(args.warmup),
                     stop.clone(),
                     tally.clone(),
                 )));
@@ -713,7 +722,18 @@ async fn session(url: &str, tally: &Tally, part: &str) -> Option<Hostile> {
     }
 }
 
-async fn push_loop(url: String, s: usize, batch: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+/// Also tallies when its pushes were acknowledged: the last one (ms after
+/// the flooder started) and how many after the warm-up (while the honest
+/// writes run: a big commit then delays the honest pushes behind it).
+async fn push_loop(
+    url: String,
+    s: usize,
+    batch: usize,
+    warmup: Duration,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) {
+    let started = Instant::now();
     let mut k = 0u64;
     while !stop.load(Ordering::SeqCst) {
         let Some(mut h) = session(&url, &tally, "push").await else {
@@ -739,6 +759,11 @@ async fn push_loop(url: String, s: usize, batch: usize, stop: Arc<AtomicBool>, t
             tally.answer("push", &a);
             if let Answer::PushAck { applied, .. } = a {
                 tally.add("push: docs applied", u64::from(applied));
+                let at = started.elapsed();
+                tally.max("push: last ack ms", at.as_millis() as u64);
+                if at > warmup {
+                    tally.add("push: acks after the warm-up", 1);
+                }
             }
             if a.is_end() || matches!(a, Answer::Timeout) {
                 break;

@@ -17,6 +17,14 @@ pub struct Limits {
     pub max_unauthenticated: u32,
     /// Open connections from one peer IP address.
     pub max_connections_per_address: u32,
+    /// New TCP connections per second one peer address (an IPv4 address,
+    /// an IPv6 /64) may open on average (token bucket, checked right at
+    /// accept, before any byte is read): over it the socket is closed at
+    /// once (reset, no HTTP answer, no handshake). 0: no limit.
+    pub new_connections_per_address_per_second: u32,
+    /// New connections one peer address may open in a burst (the bucket's
+    /// size).
+    pub new_connections_per_address_burst: u32,
     /// Authenticated sessions of one identity.
     pub max_sessions_per_identity: u32,
     /// Milliseconds a WebSocket gets to authenticate (`Hello` answered by
@@ -60,6 +68,8 @@ impl Default for Limits {
             max_connections: 10_000,
             max_unauthenticated: 1_000,
             max_connections_per_address: 256,
+            new_connections_per_address_per_second: 50,
+            new_connections_per_address_burst: 500,
             max_sessions_per_identity: 16,
             hello_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
@@ -97,6 +107,10 @@ impl Limits {
             ("push_docs_burst", u64::from(self.push_docs_burst)),
             ("push_bytes_burst", self.push_bytes_burst),
             ("session_burst", u64::from(self.session_burst)),
+            (
+                "new_connections_per_address_burst",
+                u64::from(self.new_connections_per_address_burst),
+            ),
         ] {
             if v == 0 {
                 return Err(format!("limits.{key}: must be at least 1"));
