@@ -251,7 +251,7 @@ fn scrubbed_separators_no_longer_copy_removed_keys() {
             .filter(|s| removed.contains(s))
             .count();
         assert!(stale > 0, "the test needs separators copying removed keys");
-        let (root2, n) = scrub_separators(&mut m, root, |k| removed.contains(k))
+        let (root2, n) = scrub_separators(&mut m, root, &|k| removed.contains(k))
             .await
             .unwrap();
         assert_eq!(n as usize, stale);

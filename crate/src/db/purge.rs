@@ -274,8 +274,8 @@ impl<S: PageStore> Database<S> {
         // Separators that still copy a removed id (or any id the scope
         // matches: one removed before, by an earlier write).
         let stale_doc = |k: &[u8]| m.matches(k) || found.contains_key(k);
-        docs = btree::scrub_separators(&mut ctx, docs, stale_doc).await?.0;
-        conflicts = btree::scrub_separators(&mut ctx, conflicts, stale_doc)
+        docs = btree::scrub_separators(&mut ctx, docs, &stale_doc).await?.0;
+        conflicts = btree::scrub_separators(&mut ctx, conflicts, &stale_doc)
             .await?
             .0;
         let stale_coll = |k: &[u8]| {
@@ -283,7 +283,7 @@ impl<S: PageStore> Database<S> {
                 .position(|b| *b == 0)
                 .is_some_and(|z| stale_doc(&k[z + 1..]))
         };
-        colls = btree::scrub_separators(&mut ctx, colls, stale_coll)
+        colls = btree::scrub_separators(&mut ctx, colls, &stale_coll)
             .await?
             .0;
         // Local records are not the purge's to remove, but a caller may have
@@ -297,7 +297,7 @@ impl<S: PageStore> Database<S> {
             true
         })
         .await?;
-        locals = btree::scrub_separators(&mut ctx, locals, |k| !live_locals.contains(k))
+        locals = btree::scrub_separators(&mut ctx, locals, &|k| !live_locals.contains(k))
             .await?
             .0;
         let locals = btree::insert(&mut ctx, locals, PURGE_PENDING_KEY, &[])
