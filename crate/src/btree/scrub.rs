@@ -22,7 +22,7 @@ use crate::store::PageNo;
 pub(crate) async fn scrub_separators<W: PageWrite>(
     w: &mut W,
     mut root: PageNo,
-    stale: &dyn Fn(&[u8]) -> bool,
+    stale: &(dyn Fn(&[u8]) -> bool + Sync),
 ) -> Result<(PageNo, u64), Error> {
     if root == 0 {
         return Ok((0, 0));
