@@ -485,12 +485,12 @@ test("a read-only identity: no edit controls, its grant as the hub states it, no
   const { context: ca, page: a } = laptops.A;
   const { context: cb, page: b } = laptops.B;
   // Writers see what the hub lets them do.
-  assert.deepEqual(await a.evaluate(() => window.demo.sync.grant), { read: ["notes/"], write: ["notes/"] });
+  assert.deepEqual(await a.evaluate(() => window.demo.sync.grant), { read: ["notes/"], write: ["notes/"], neverDelete: [] });
   assert.match(await a.textContent("#grant"), /may read notes\/ and write notes\//);
 
   const r = (await laptop("R", "carol")).page;
   await waitState(r, "live");
-  assert.deepEqual(await r.evaluate(() => window.demo.sync.grant), { read: ["notes/"], write: [] });
+  assert.deepEqual(await r.evaluate(() => window.demo.sync.grant), { read: ["notes/"], write: [], neverDelete: [] });
   await r.waitForFunction(() => /may read notes\/ and write nothing \(read-only\)/.test(document.querySelector("#grant").textContent), null, { timeout: STEP_MS });
   await r.waitForFunction(() => document.querySelectorAll("#notes li[data-id]").length > 0, null, { timeout: SYNC_MS });
   const controls = () =>
@@ -662,8 +662,17 @@ test("the hub's audit trail: every batch the browsers signed verifies, and names
   const bob = await laptops.B.page.evaluate(() => window.demo.db.identity("bob"));
   await hub.stop();
   const verify = hubCli("audit", "verify");
-  const m = /(\d+) signed batches/.exec(verify);
+  const m = /(\d+) signatures of batches and purge receipts/.exec(verify);
   assert.ok(m && Number(m[1]) > 0, verify);
+  // eve's browser, revoked, erased what it was sent and signed a receipt.
+  const receipts = hubCli("audit", "export", "--edge", "eve")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.kind === "purge_receipt");
+  assert.equal(receipts.length, 1, JSON.stringify(receipts));
+  assert.equal(receipts[0].record.reason, "revoked");
+  assert.ok(receipts[0].record.removed > 0 && receipts[0].record.signature.length === 128, JSON.stringify(receipts[0]));
   // bob's note written after his database was wiped: pushed by bob, signed with his browser's key.
   const who = hubCli("audit", "who", "notes/after-wipe");
   assert.match(who, /bob/, who);
