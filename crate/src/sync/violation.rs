@@ -327,6 +327,10 @@ mod tests {
                 held: 3,
             }),
             Violation::Refused(Refusal::UnseenVersion { id: id() }),
+            Violation::Refused(Refusal::DeleteForbidden {
+                id: id(),
+                collection: "Invoices".into(),
+            }),
         ]
     }
 

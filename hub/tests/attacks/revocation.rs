@@ -93,6 +93,14 @@ async fn removed_identitys_key_presented_under_another_name() {
     hub.finish().await;
 }
 
+/// The standard edges with mallory's entry revoked (`revoked = true`).
+fn mallory_revoked() -> String {
+    edges().replace(
+        "name = \"mallory\"\n",
+        "name = \"mallory\"\nrevoked = true\n",
+    )
+}
+
 /// `outpost-hub edge status NAME` (the hub stopped).
 fn edge_status(dir: &std::path::Path, name: &str) -> String {
     let out = std::process::Command::new(BIN)
@@ -242,10 +250,7 @@ async fn revoked_while_connected_is_ordered_to_erase_everything() {
         .close()
         .await;
     let mut m = hub.mallory().await;
-    let revoked = edges().replace(
-        "name = \"mallory\"\n",
-        "name = \"mallory\"\nrevoked = true\n",
-    );
+    let revoked = mallory_revoked();
     hub.set_edges(&revoked);
     m.timeout = Duration::from_secs(10);
     // Whatever comes meanwhile, the order arrives.
@@ -298,10 +303,7 @@ async fn revoked_at_the_handshake_gets_the_order_and_nothing_else() {
         .close()
         .await;
     hub.mallory().await.close().await;
-    let revoked = edges().replace(
-        "name = \"mallory\"\n",
-        "name = \"mallory\"\nrevoked = true\n",
-    );
+    let revoked = mallory_revoked();
     hub.set_edges(&revoked);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut c = hub.connect().await;
@@ -323,10 +325,7 @@ async fn revoked_key_is_refused_at_the_handshake() {
     // Error(revoked) (before any challenge), and the native edge client
     // surfaces it as a final error.
     let hub = Hub::start();
-    let revoked = edges().replace(
-        "name = \"mallory\"\n",
-        "name = \"mallory\"\nrevoked = true\n",
-    );
+    let revoked = mallory_revoked();
     hub.set_edges(&revoked);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut c = hub.connect().await;
