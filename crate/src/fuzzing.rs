@@ -88,6 +88,32 @@ pub fn check_origin(data: &[u8]) {
     }
 }
 
+/// Local records with a codec of their own, chosen by the first byte: 0,
+/// an identity's served record at the hub
+/// ([`crate::sync::purge::Served::decode`]); 1, a database's deletion
+/// guards ([`crate::policy::DeletionGuards::decode`]). What decodes encodes
+/// back to the same bytes (guards: once normalised) and decodes the same.
+pub fn check_local_record(data: &[u8]) {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    match which {
+        0 => {
+            if let Some(s) = crate::sync::purge::Served::decode(rest) {
+                assert_eq!(s.encode(), rest, "served record round trip");
+                let _ = crate::sync::purge::plan(&s, &["a/".into()], rest.len() % 2 == 0);
+            }
+        }
+        _ => {
+            if let Some(g) = crate::policy::DeletionGuards::decode(rest) {
+                let again = crate::policy::DeletionGuards::decode(&g.encode());
+                assert_eq!(again.as_ref(), Some(&g), "guards round trip");
+                let _ = g.protects(Some("Invoices"));
+            }
+        }
+    }
+}
+
 /// One line of a JSON-lines import ([`crate::jsonl::parse_import_line`]):
 /// what parses is written back as an export line and parses the same.
 pub fn check_jsonl_line(data: &[u8]) {
@@ -358,6 +384,27 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 owner: Some("edge:alice".into()),
             }
             .encode(),
+        ],
+        "local_record" => vec![
+            [
+                &[0u8][..],
+                &crate::sync::purge::plan(
+                    &crate::sync::purge::Served {
+                        prefixes: vec!["a/".into(), "b/".into()],
+                        ..Default::default()
+                    },
+                    &["a/".into()],
+                    false,
+                )
+                .served
+                .encode(),
+            ]
+            .concat(),
+            [
+                &[1u8][..],
+                &crate::policy::DeletionGuards::new(["Invoices".to_string()]).encode(),
+            ]
+            .concat(),
         ],
         "jsonl" => vec![
             br#"{"name":"Ada","@metadata":{"@id":"people/1","@collection":"People"}}"#.to_vec(),

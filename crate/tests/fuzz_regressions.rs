@@ -22,6 +22,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("record", fuzzing::check_record),
     ("change_vector", fuzzing::check_change_vector),
     ("origin", fuzzing::check_origin),
+    ("local_record", fuzzing::check_local_record),
     ("jsonl", fuzzing::check_jsonl_line),
     ("meta", fuzzing::check_meta),
     ("page", fuzzing::check_page),
