@@ -784,8 +784,17 @@ fn a_revoked_identity_erases_then_is_refused() {
         docs: vec![],
     }
     .encode();
+    // A push sent before the edge read the order is not acted on...
+    let a = h2.handle(HubEvent::Received(&push), 0);
+    assert!(
+        !a.iter()
+            .any(|x| matches!(x, HubAction::ApplyPush { .. } | HubAction::Send(_))),
+        "{a:?}"
+    );
+    // ... and anything but the receipt, a Ping or those ends the session.
+    let live = Frame::Live { upto: 1 }.encode();
     assert!(closed_with(
-        &h2.handle(HubEvent::Received(&push), 0),
+        &h2.handle(HubEvent::Received(&live), 0),
         "protocol"
     ));
     // The edge (in its handshake: no Welcome came) erases at once.

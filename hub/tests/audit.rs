@@ -357,11 +357,15 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
     for f in std::fs::read_dir(&data).unwrap() {
         let f = f.unwrap().path();
         let mut bytes = std::fs::read(&f).unwrap();
-        if let Some(at) = find(&bytes, b"notes/x") {
-            bytes[at + 6] ^= 0x01;
-            std::fs::write(&f, bytes).unwrap();
+        // Every copy: stale page images (free pages, old WAL frames) may
+        // hold it too, and only the live one is what verify reads.
+        let mut from = 0;
+        while let Some(at) = find(&bytes[from..], b"notes/x") {
+            bytes[from + at + 6] ^= 0x01;
+            from += at + 7;
             flipped += 1;
         }
+        std::fs::write(&f, bytes).unwrap();
     }
     assert!(
         flipped >= 1,
