@@ -36,10 +36,12 @@
 //! `ids`, `metadata`, `floods`, `protocol`, `signed` and `revocation` are
 //! the further kinds the issue names; `keys` (the handshake, enrollment
 //! codes) and `signed` (the chain and signatures of batches) are protocol
-//! 3's. Every identity of the attack hubs is a key (`common.rs`): the
-//! hostile client proves it and signs its batches like an honest edge,
-//! unless a case forges them. Cases for what is not built yet are
-//! `#[ignore]`d with the reason.
+//! 3's; `revocation` also covers protocol 4's purge orders and signed
+//! receipts, and `guards` the deletion guards (`never_delete`). Every
+//! identity of the attack hubs is a key (`common.rs`): the hostile client
+//! proves it and signs its batches like an honest edge, unless a case
+//! forges them. Cases for what is not built yet would be `#[ignore]`d with
+//! the reason; none is today.
 
 mod common;
 
