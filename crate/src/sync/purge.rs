@@ -203,7 +203,7 @@ pub fn plan(old: &Served, read: &[String], revoked: bool) -> Plan {
     let order = match &old.pending {
         Some(p) if p.prefixes == lost && p.keep == keep && p.reason == reason => p.clone(),
         _ => {
-            served.last_order = old.last_order + 1;
+            served.last_order = old.last_order.saturating_add(1);
             PurgeOrder {
                 order: served.last_order,
                 reason: reason.into(),
