@@ -176,7 +176,7 @@ function noteItem(doc) {
         { class: "body" },
         el("div", { class: "title" }, doc.title ?? "(untitled)"),
         el("div", { class: "text" }, doc.text ?? ""),
-        el("div", { class: "id" }, `${id}${m["@conflicted"] ? " · in conflict" : ""}${doc.by ? ` · by ${doc.by}` : ""}`),
+        el("div", { class: "id" }, `${id}${m["@collection"] === "Pinned" ? " · pinned (never deleted)" : ""}${m["@conflicted"] ? " · in conflict" : ""}${doc.by ? ` · by ${doc.by}` : ""}`),
       ),
       ...(mayWrite(id)
         ? [
@@ -196,7 +196,9 @@ function noteItem(doc) {
         onsubmit: async (e) => {
           e.preventDefault();
           try {
-            await db.put(id, { title: title.value, text: text.value, by: identity }, { collection: "Notes" });
+            // An edit keeps the note's collection (moving a pinned note out of
+            // "Pinned" would be a delete, which the hub's guard refuses).
+            await db.put(id, { title: title.value, text: text.value, by: identity }, { collection: m["@collection"] ?? "Notes" });
             editing.delete(id); // the next render shows the saved note
             scheduleRender();
           } catch (err) {
@@ -298,12 +300,14 @@ function startSync() {
     },
     onRejection: () => scheduleRender(),
     onGrant: (g) => setGrant(g),
-    // The operator narrowed this identity's read scope (or revoked it): the
-    // notes that left it were erased here, and a signed receipt went back.
+    // The operator narrowed this identity's read scope, revoked it, or purged
+    // a subject's data (`outpost-hub purge`): those notes were erased here,
+    // and a signed receipt went back.
     onPurge: ({ removed, reason }) => {
       const p = $("purged");
       p.hidden = false;
-      p.textContent = `${removed} note${removed === 1 ? "" : "s"} erased from this browser (${reason === "revoked" ? "access revoked" : "access narrowed"})`;
+      const why = { revoked: "access revoked", narrowed: "access narrowed", purged: "purged at the hub" }[reason] ?? reason;
+      p.textContent = `${removed} note${removed === 1 ? "" : "s"} erased from this browser (${why})`;
       scheduleRender();
     },
   });
@@ -362,7 +366,11 @@ $("add").addEventListener("submit", async (e) => {
   e.preventDefault();
   const id = `notes/${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
   try {
-    await db.put(id, { title: $("title").value, text: $("text").value, by: identity }, { collection: "Notes" });
+    // A pinned note is in collection "Pinned", which the demo hub guards
+    // (never_delete): deleting it is refused with delete_forbidden, here at
+    // once and offline too, and at the hub.
+    const collection = $("pinned").checked ? "Pinned" : "Notes";
+    await db.put(id, { title: $("title").value, text: $("text").value, by: identity }, { collection });
     $("title").value = "";
     $("text").value = "";
     $("title").focus();

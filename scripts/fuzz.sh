@@ -110,8 +110,10 @@ for t in "${TARGETS[@]}"; do
     mkdir -p "artifacts/$t"
     before=$(ls "artifacts/$t" | wc -l)
     status=0
+    log="$CARGO_TARGET_DIR/fuzz-$t.log"
     cargo +nightly fuzz run "${FUZZ_FLAGS[@]}" "$t" -- \
-        -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 || status=$?
+        -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        2>&1 | tee "$log" || status=${PIPESTATUS[0]}
     after=$(ls "artifacts/$t" | wc -l)
     if [ "$status" -ne 0 ] || [ "$after" -gt "$before" ]; then
         FAILED+=("$t")
@@ -126,6 +128,18 @@ for t in "${TARGETS[@]}"; do
 done
 echo
 if [ ${#FAILED[@]} -ne 0 ]; then
+    # Repeated at the end, where a CI log's tail shows it: what libFuzzer
+    # said (its progress lines left out) and the crashing input itself
+    # (base64, when small), so a failure seen only in CI can be replayed.
+    for t in "${FAILED[@]}"; do
+        echo "==> why fuzz target $t failed"
+        grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|INITED|RELOAD)' "$CARGO_TARGET_DIR/fuzz-$t.log" | tail -40 || true
+        a=$(ls -t "artifacts/$t" 2>/dev/null | head -1)
+        if [ -n "$a" ] && [ "$(stat -c %s "artifacts/$t/$a")" -le 65536 ]; then
+            echo "  crashing input fuzz/artifacts/$t/$a, base64 (decode with: base64 -d > input):"
+            base64 -w 100 "artifacts/$t/$a"
+        fi
+    done
     echo "fuzzing: ${#FAILED[@]} of ${#TARGETS[@]} targets failed: ${FAILED[*]}"
     exit 1
 fi

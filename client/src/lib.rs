@@ -46,9 +46,11 @@ use outpost::{Database, PageStore};
 use tokio::sync::{Notify, watch};
 
 mod connect;
+mod safety;
 mod session;
 pub mod tls;
 
+pub use safety::NotReplicated;
 pub use tls::TlsError;
 
 /// Read buffer of each WebSocket connection (the hub's sessions and this
@@ -110,6 +112,7 @@ pub struct ClientCounters {
 /// A running client: status, counters, and control.
 pub struct SyncHandle {
     status: watch::Receiver<SyncStatus>,
+    acks: Arc<safety::Acks>,
     stop: watch::Sender<bool>,
     wake: Arc<Notify>,
     counters: Arc<ClientCounters>,
@@ -182,7 +185,9 @@ where
     let (stop, stop_rx) = watch::channel(false);
     let wake = Arc::new(Notify::new());
     let counters = Arc::new(ClientCounters::default());
+    let acks = Arc::new(safety::Acks::new());
     let task = tokio::spawn(session::run(session::Client {
+        acks: acks.clone(),
         db,
         opts,
         on_applied,
@@ -194,6 +199,7 @@ where
     }));
     SyncHandle {
         status,
+        acks,
         stop,
         wake,
         counters,

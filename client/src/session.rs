@@ -40,6 +40,8 @@ pub(crate) struct Client<S: PageStore> {
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) wake: Arc<Notify>,
     pub(crate) counters: Arc<ClientCounters>,
+    /// Acknowledgements and refusals of pushes (write safety `replicated`).
+    pub(crate) acks: Arc<crate::safety::Acks>,
     /// The enrollment code was redeemed: later sessions use the key alone.
     pub(crate) enrolled: std::sync::atomic::AtomicBool,
 }
@@ -232,6 +234,9 @@ impl<S: PageStore> EdgeShell for Session<'_, S> {
     async fn storage(&mut self, action: EdgeAction) -> Step<EdgeEvent<'static>> {
         let (db, counters) = (&self.c.db, &self.c.counters);
         let applied = matches!(action, EdgeAction::ApplyRemote { .. });
+        if let EdgeAction::RecordRejection(r) = &action {
+            self.c.acks.refused(r);
+        }
         let (ev, etags) = edge_storage_etags(db, &self.c.opts.edge, &action).await;
         // What this session stored itself needs no pushing: not a wake.
         if let Some(w) = self.commits.as_mut() {
@@ -257,7 +262,8 @@ impl<S: PageStore> EdgeShell for Session<'_, S> {
         let _ = self.c.status.send(s);
     }
 
-    fn pushed(&mut self, _upto: u64, docs: u32) {
+    fn pushed(&mut self, upto: u64, docs: u32) {
+        self.c.acks.pushed(upto);
         let counters = &self.c.counters;
         counters.pushes_acked.fetch_add(1, Ordering::Relaxed);
         counters

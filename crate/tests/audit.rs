@@ -332,8 +332,8 @@ fn the_hub_machine_records_every_push_refusal() {
     use std::collections::HashMap;
     let mut h = HubSession::new(0);
     let hello = Frame::Hello {
-        min_version: 4,
-        max_version: 4,
+        min_version: 5,
+        max_version: 5,
         db_id: ALICE,
         database: "main".into(),
         identity: "alice".into(),

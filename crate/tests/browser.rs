@@ -472,6 +472,7 @@ async fn purge_leaves_no_plaintext_in_indexeddb() {
             prefixes: vec!["private/".into()],
             keep: vec![],
             ids: vec![],
+            id_hashes: vec![],
         })
         .await
         .unwrap();

@@ -165,6 +165,7 @@ fn scope() -> PurgeScope {
         prefixes: vec!["Gone/".into()],
         keep: vec!["gone/KEEP/".into()],
         ids: vec!["SOLO/secret7f3a-x".into(), "solo/secret7f3a-conf".into()],
+        id_hashes: vec![],
     }
 }
 
@@ -274,6 +275,7 @@ fn purge_by_ids_only_and_everything() {
         prefixes: vec![String::new()],
         keep: vec!["other/".into()],
         ids: vec![],
+        id_hashes: vec![],
     }))
     .unwrap();
     assert_eq!(rep.removed, 150);

@@ -598,6 +598,8 @@ fn order(n: u64, reason: &str) -> PurgeOrder {
         } else {
             vec!["notes/mine/".into()]
         },
+        ids: vec![],
+        markers: vec![],
     }
 }
 
@@ -670,6 +672,7 @@ fn a_narrowed_edge_erases_and_its_signed_receipt_is_recorded() {
         reason: "narrowed".into(),
         prefixes: vec!["notes/".into()],
         keep: vec!["notes/mine/".into()],
+        ids: vec![],
     }
     .encode();
     let (receipt, _) = edge_answers(&mut e, &key, &purge, 12);
@@ -706,6 +709,7 @@ fn a_forged_or_misdirected_receipt_is_refused() {
         reason: "narrowed".into(),
         prefixes: vec!["notes/".into()],
         keep: vec!["notes/mine/".into()],
+        order_ids: None,
         removed: 0,
         ids_hash: [0; 32],
     };
@@ -845,6 +849,7 @@ fn an_order_waits_for_the_push_under_way() {
         reason: "narrowed".into(),
         prefixes: vec!["notes/".into()],
         keep: vec![],
+        ids: vec![],
     }
     .encode();
     // The edge is reading its feed to push: the erasure waits.

@@ -32,8 +32,8 @@ fn grant() -> Grant {
 
 fn hello() -> Vec<u8> {
     Frame::Hello {
-        min_version: 4,
-        max_version: 4,
+        min_version: 5,
+        max_version: 5,
         db_id: EDGE,
         database: "main".into(),
         identity: "laptop".into(),
@@ -282,7 +282,7 @@ fn protocol_violations_end_the_session_with_a_typed_error() {
         vec![0xff],
         vec![3, 1, 2],
         Frame::Welcome {
-            version: 4,
+            version: 5,
             hub_db_id: HUB,
             push_checkpoint: 0,
             hub_last_etag: 0,
@@ -437,7 +437,7 @@ fn an_edge_records_a_rejection_and_does_not_retry_it() {
     let mut e = fresh_edge();
     e.handle(EdgeEvent::Opened, 0);
     let welcome = Frame::Welcome {
-        version: 4,
+        version: 5,
         hub_db_id: HUB,
         push_checkpoint: 0,
         hub_last_etag: 0,
@@ -541,7 +541,7 @@ fn hub_for(device: DbId, min: u16, max: u16, g: Grant) -> (HubSession, Vec<Frame
 fn the_hub_holds_back_only_what_this_device_sent() {
     let device = DbId([1; 16]);
     let twin = DbId([2; 16]);
-    let (mut h, _) = hub_for(device, 4, 4, grant());
+    let (mut h, _) = hub_for(device, 5, 5, grant());
     let g = grant();
     let tagged = |id: &str, etag: u64, source: Option<String>| {
         let mut d = doc(id, etag, 1);
@@ -607,10 +607,10 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
     let mut ro = grant();
     ro.read = Prefixes::parse(&["notes/".into(), "*".into()]).unwrap();
     ro.write = Prefixes::parse(&[]).unwrap();
-    let (_, f) = hub_for(EDGE, 4, 4, ro.clone());
+    let (_, f) = hub_for(EDGE, 5, 5, ro.clone());
     let welcome = match &f[0] {
         Frame::Welcome {
-            version: 4, grant, ..
+            version: 5, grant, ..
         } => {
             assert_eq!(
                 grant.as_ref().unwrap(),
@@ -624,8 +624,9 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
         }
         other => panic!("{other:?}"),
     };
-    // Version 1 to 3 edges (tokens, unsigned pushes, no purge orders) are refused.
-    for (min, max) in [(1, 1), (1, 2), (2, 2), (3, 3), (1, 3)] {
+    // Version 1 to 4 edges (tokens, unsigned pushes, no purge orders, no
+    // subject purges) are refused.
+    for (min, max) in [(1, 1), (1, 2), (2, 2), (3, 3), (1, 3), (4, 4), (1, 4)] {
         let mut h = HubSession::new(0);
         let hello = Frame::Hello {
             min_version: min,
@@ -650,14 +651,14 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
                 .any(|x| matches!(x, HubAction::Authenticate { .. }))
         );
     }
-    // The edge offers 4 and reports the grant to its shell.
+    // The edge offers 5 and reports the grant to its shell.
     let mut e = fresh_edge();
     let a = e.handle(EdgeEvent::Opened, 0);
     assert!(matches!(
         sent_edge(&a)[..],
         [Frame::Hello {
-            min_version: 4,
-            max_version: 4,
+            min_version: 5,
+            max_version: 5,
             ..
         }]
     ));
@@ -725,7 +726,7 @@ fn a_read_only_edge_pushes_nothing_it_received_even_a_conflict() {
         );
         e.handle(EdgeEvent::Opened, 0);
         let welcome = Frame::Welcome {
-            version: 4,
+            version: 5,
             hub_db_id: HUB,
             push_checkpoint: 0,
             hub_last_etag: 3,
@@ -806,7 +807,7 @@ fn nothing_but_a_hello_keeps_an_unauthenticated_connection() {
 fn the_welcome_states_the_deletion_guards_and_the_edge_keeps_them() {
     let mut g = grant();
     g.never_delete = vec!["Invoices".into()];
-    let (_, f) = hub_for(EDGE, 4, 4, g);
+    let (_, f) = hub_for(EDGE, 5, 5, g);
     let welcome = match &f[0] {
         Frame::Welcome { grant, .. } => {
             assert_eq!(grant.as_ref().unwrap().never_delete, ["Invoices"]);

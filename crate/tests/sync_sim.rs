@@ -16,7 +16,11 @@
 //! - scope: no edge holds a hub document outside its read prefixes, and the
 //!   hub holds nothing an edge was not allowed to write;
 //! - no false rejection: every rejection an edge recorded names a document
-//!   it wrote itself (so the read-only edge has none).
+//!   it wrote itself (so the read-only edge has none);
+//! - subject purges (`outpost-hub purge`, done on the stopped hub at random
+//!   moments: a document, sometimes its whole prefix): no purged document
+//!   is at the hub or at any edge at the end, whatever edges held, edited
+//!   offline or pushed; every device that was sent one answered its order.
 //!
 //! Named scenarios below the seeded run replay the cases of issue 8 step by
 //! step: two devices of one identity, a wiped device, a replaced device, a
@@ -34,7 +38,9 @@ use futures::executor::block_on;
 use outpost::keys::{KeyPair, PublicKey, Signer};
 use outpost::rng::SplitMix;
 use outpost::store::MemoryStore;
-use outpost::sync::driver::{edge_info, edge_storage, hub_storage, load_edge_state, rejections};
+use outpost::sync::driver::{
+    edge_info, edge_storage, hub_storage, load_edge_state, plan_purge, rejections,
+};
 use outpost::sync::frame::AuthMode;
 use outpost::sync::run::{AuthRequest, EdgeShell, HubShell, Step, run_edge, run_hub};
 use outpost::sync::{
@@ -86,6 +92,9 @@ struct Sim {
     links: Vec<Option<Link>>,
     log: Vec<String>,
     stats: Stats,
+    /// Ids the hub purged (lowercase): never written again by anyone in the
+    /// simulation; at the end no edge and not the hub holds one.
+    purged: HashSet<String>,
 }
 
 #[derive(Default, Debug, Clone, Copy)]
@@ -101,6 +110,10 @@ struct Stats {
     attacks: u64,
     /// Attacks tried (its own etags).
     attack_seq: u64,
+    /// Documents purged at the hub (subject purges).
+    purged: u64,
+    /// Pushes of purged ids the hub refused (`purged`): stale edges.
+    stale_refused: u64,
 }
 
 fn p(list: &[&str]) -> Prefixes {
@@ -175,6 +188,7 @@ impl Sim {
             links: (0..EDGES).map(|_| None).collect(),
             log: Vec::new(),
             stats: Stats::default(),
+            purged: HashSet::new(),
         }
     }
 
@@ -285,6 +299,9 @@ impl Sim {
             return;
         }
         let id = self.pick_id(i);
+        if self.purged.contains(&id.to_lowercase()) {
+            return;
+        }
         let coll =
             ["Notes", "Cards", "Tasks"][(id.len() + id.as_bytes()[id.len() - 1] as usize) % 3];
         let db = &self.edges[i].db;
@@ -383,6 +400,9 @@ impl Sim {
         let n = self.rng.below(6);
         let i = self.rng.below(EDGES as u64);
         let id = format!("e{i}/d{n}");
+        if self.purged.contains(&id) {
+            return;
+        }
         block_on(self.hub.put(&id, json!({"hub": self.rng.next_u64() % 100}))).unwrap();
         self.hub_committed(None);
     }
@@ -392,6 +412,51 @@ impl Sim {
         let e = &mut self.edges[i];
         e.store.reopen();
         e.db = block_on(Database::open(e.store.clone(), opts(&self.now))).unwrap();
+    }
+
+    /// The operator purges a subject (a random document the hub holds,
+    /// sometimes with every other document of its prefix) on the stopped
+    /// hub: every link drops, and edges holding it, connected or not, may
+    /// hold edits of it that never reached the hub.
+    fn purge(&mut self) {
+        for l in &mut self.links {
+            *l = None;
+        }
+        let docs = block_on(self.hub.changes(0, 1_000_000)).unwrap();
+        if docs.is_empty() {
+            return;
+        }
+        let d = &docs[self.rng.below(docs.len() as u64) as usize];
+        let id = d.id.to_lowercase();
+        let prefixes = if self.rng.below(4) == 0 {
+            vec![format!("{}/", id.split('/').next().unwrap_or_default())]
+        } else {
+            Vec::new()
+        };
+        let req = outpost::sync::forget::SubjectRequest {
+            ids: vec![id.clone()],
+            prefixes: prefixes.clone(),
+            by: "sim".into(),
+            ..Default::default()
+        };
+        let r = block_on(outpost::sync::forget::purge_subject(
+            &self.hub,
+            &req,
+            self.t(),
+        ))
+        .unwrap();
+        self.log
+            .push(format!("purge {id} {prefixes:?}: {} removed", r.removed));
+        self.stats.purged += r.removed;
+        self.purged.insert(id);
+        for d in &docs {
+            let k = d.id.to_lowercase();
+            if prefixes.iter().any(|p| k.starts_with(p.as_str())) {
+                self.purged.insert(k);
+            }
+        }
+        self.hub_store.reopen();
+        self.hub = block_on(Database::open(self.hub_store.clone(), opts(&self.now))).unwrap();
     }
 
     fn crash_hub(&mut self) {
@@ -457,6 +522,7 @@ impl Sim {
                 self.wipe(i);
             }
             87..=89 => self.hostile(),
+            90 => self.purge(),
             _ => {
                 if self.links[i].is_none() {
                     self.connect(i);
@@ -502,6 +568,27 @@ impl Sim {
 
     fn check(&mut self) {
         let hub_docs = block_on(self.hub.changes(0, 1_000_000)).unwrap();
+        for d in &hub_docs {
+            assert!(
+                !self.purged.contains(&d.id.to_lowercase()),
+                "the hub holds {} again after its purge",
+                d.id
+            );
+        }
+        // Every device in use that was sent purged documents answered its
+        // order (a wiped device's old id stays owing: the hub cannot know it
+        // is gone; the hostile identity never answers).
+        let current: Vec<String> = self
+            .edges
+            .iter()
+            .map(|e| outpost::sync::forget::holder(&e.grant.identity, Some(&e.db.db_id())))
+            .collect();
+        for (who, markers) in block_on(outpost::sync::forget::owed(&self.hub)).unwrap() {
+            assert!(
+                !current.contains(&who),
+                "{who} still owes a receipt for purges {markers:?}"
+            );
+        }
         let hub_map: HashMap<String, &outpost::Document> =
             hub_docs.iter().map(|d| (d.id.to_lowercase(), d)).collect();
         // The hub stores nothing outside some edge's write prefixes.
@@ -514,6 +601,17 @@ impl Sim {
         }
         for (i, e) in self.edges.iter().enumerate() {
             let edge_docs = block_on(e.db.changes(0, 1_000_000)).unwrap();
+            for d in &edge_docs {
+                assert!(
+                    !self.purged.contains(&d.id.to_lowercase()),
+                    "edge {i} still holds {}, purged at the hub; log: {:?}",
+                    d.id,
+                    self.log
+                        .iter()
+                        .filter(|l| l.starts_with("purge") || l.contains(&format!("edge {i}")))
+                        .collect::<Vec<_>>()
+                );
+            }
             let mut seen = 0;
             for d in &edge_docs {
                 let k = d.id.to_lowercase();
@@ -547,6 +645,9 @@ impl Sim {
                 "edge {i} misses documents of its read scope"
             );
             for (id, cv) in &e.acked {
+                if self.purged.contains(&id.to_lowercase()) {
+                    continue;
+                }
                 let h = hub_map
                     .get(&id.to_lowercase())
                     .unwrap_or_else(|| panic!("edge {i}'s write of {id} never reached the hub"));
@@ -679,6 +780,17 @@ impl HubShell for HubLink<'_> {
                 if info.db_id_taken {
                     return Step::Feed(HubEvent::DbIdTaken);
                 }
+                // What the device must erase (subject purges), and the
+                // record of what it is served.
+                let purge = plan_purge(
+                    &self.sim.hub,
+                    &g.identity,
+                    &r.edge_db_id,
+                    g.read.as_slice(),
+                    false,
+                )
+                .await
+                .unwrap();
                 HubEvent::Authorized {
                     grant: g.clone(),
                     hub_db_id: self.sim.hub.db_id(),
@@ -687,7 +799,7 @@ impl HubShell for HubLink<'_> {
                     pending: info.pending,
                     pull_from: info.pull_from,
                     batch_head: info.batch_head,
-                    purge: None,
+                    purge,
                 }
             } else {
                 HubEvent::Unauthorized
@@ -705,8 +817,11 @@ impl HubShell for HubLink<'_> {
     }
 
     fn metric(&mut self, m: HubMetric) {
-        if let HubMetric::Rejected(_) = m {
+        if let HubMetric::Rejected(r) = m {
             self.sim.stats.rejected += 1;
+            if r.code() == "purged" {
+                self.sim.stats.stale_refused += 1;
+            }
         }
     }
 
@@ -821,8 +936,8 @@ impl Sim {
             .flatten();
         let device = squat.unwrap_or(MALLORY);
         let hello = Frame::Hello {
-            min_version: 4,
-            max_version: 4,
+            min_version: 5,
+            max_version: 5,
             db_id: device,
             database: "main".into(),
             identity: "mallory".into(),
@@ -1008,6 +1123,8 @@ fn seeded_simulation_converges_and_loses_nothing() {
                 total.wipes += s.wipes;
                 total.kept_conflicts += s.kept_conflicts;
                 total.attacks += s.attacks;
+                total.purged += s.purged;
+                total.stale_refused += s.stale_refused;
             }
             Err(_) => {
                 panic!("simulation failed for seed {seed}: rerun with OUTPOST_SIM_SEED={seed}")
@@ -1018,7 +1135,8 @@ fn seeded_simulation_converges_and_loses_nothing() {
         "sync simulation: {seeds} seeds × 400 steps, 1 hub + {EDGES} edges, all converged; \
          {} frames delivered, {} crashes, {} dropped connections, {} devices wiped or replaced, \
          {} conflicts met at the hub, {} kept (manual) at the end, {} rejections, \
-         {} attacks by a hostile identity (each refused or without effect)",
+         {} attacks by a hostile identity (each refused or without effect), \
+         {} documents purged at the hub (none back anywhere; {} stale pushes of them refused)",
         total.frames,
         total.crashes,
         total.drops,
@@ -1026,7 +1144,13 @@ fn seeded_simulation_converges_and_loses_nothing() {
         total.settled,
         total.kept_conflicts,
         total.rejected,
-        total.attacks
+        total.attacks,
+        total.purged,
+        total.stale_refused
+    );
+    assert!(
+        total.stale_refused > 0,
+        "the seeds exercise stale pushes of purged ids"
     );
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use outpost::keys::Verifier;
-use outpost::sync::driver::served_record;
+use outpost::sync::driver::served_records;
 use outpost::sync::purge::Served;
 use outpost::sync::signed::{BatchManifest, GENESIS, PurgeReceipt};
 
@@ -431,8 +431,9 @@ pub fn render_author(a: &Author) -> String {
 /// receipts in the audit trail.
 #[derive(Debug)]
 pub struct PurgeStatus {
-    /// The served record (`outpost::sync::purge`).
-    pub served: Served,
+    /// The served records (`outpost::sync::purge`), one per device (`None`:
+    /// a protocol 4 record of the whole identity).
+    pub served: Vec<(Option<outpost::DbId>, Served)>,
     /// The identity's receipts, oldest first, with their entry's number
     /// and time.
     pub receipts: Vec<(u64, i64, AuditPurgeReceipt)>,
@@ -440,12 +441,16 @@ pub struct PurgeStatus {
 
 /// Reads [`PurgeStatus`] of `identity` in `db`.
 pub async fn purge_status(db: &DbHandle, identity: &str) -> Result<PurgeStatus> {
-    let served = served_record(&db.db, identity)
+    let served = served_records(&db.db)
         .await
         .map_err(|source| HubError::Database {
             database: db.name.clone(),
             source,
-        })?;
+        })?
+        .into_iter()
+        .filter(|(who, _, _)| who == identity)
+        .map(|(_, device, s)| (device, s))
+        .collect();
     let mut receipts = Vec::new();
     each_entry(db, |e| {
         if e.kind == AuditKind::PurgeReceipt
@@ -478,16 +483,40 @@ pub fn render_purge_status(s: &PurgeStatus) -> String {
                 .join(", ")
         }
     };
-    let mut out = format!("  may hold documents under: {}\n", list(&s.served.prefixes));
-    match &s.served.pending {
-        Some(o) => out.push_str(&format!(
-            "  receipt PENDING: purge order {} ({}): erase {}, keep {} (sent at each session until the edge answers)\n",
-            o.order,
-            o.reason,
-            list(&o.prefixes),
-            list(&o.keep)
-        )),
-        None => out.push_str("  no receipt pending\n"),
+    let mut out = String::new();
+    if s.served.is_empty() {
+        out.push_str("  no device was ever served: no receipt pending\n");
+    }
+    for (device, served) in &s.served {
+        match device {
+            Some(d) => out.push_str(&format!("  device {d}\n")),
+            None => {
+                out.push_str("  devices not seen since protocol 4 (the identity's old record)\n")
+            }
+        }
+        out.push_str(&format!(
+            "  may hold documents under: {}\n",
+            list(&served.prefixes)
+        ));
+        match &served.pending {
+            Some(o) => out.push_str(&format!(
+                "  receipt PENDING: purge order {} ({}): erase {}, keep {}{} (sent at each session until the edge answers)\n",
+                o.order,
+                o.reason,
+                list(&o.prefixes),
+                list(&o.keep),
+                if o.markers.is_empty() {
+                    String::new()
+                } else {
+                    format!(", subject purges {:?}", o.markers)
+                }
+            )),
+            None if !served.owed.is_empty() => out.push_str(&format!(
+                "  receipt PENDING: subject purges {:?} (ordered at its next session)\n",
+                served.owed
+            )),
+            None => out.push_str("  no receipt pending\n"),
+        }
     }
     if s.receipts.is_empty() {
         out.push_str("  receipts received: none\n");

@@ -224,6 +224,21 @@ Examples:
     #[command(subcommand)]
     Audit(AuditCommand),
 
+    /// Purge a subject's data: the right to be forgotten (hub stopped).
+    ///
+    /// Removes the documents named by --id, --prefix or --field (their
+    /// conflict versions, tombstones and index entries too) and erases
+    /// their bytes from the data file and the WAL. Their ids are retired:
+    /// an edge that pushes them back is refused (`purged`), whatever it
+    /// claims. Every edge that may hold them is told to erase them at its
+    /// next session and answers with a signed receipt; `purge status`
+    /// lists who still owes one. The audit trail keeps who asked, why, and
+    /// hashes of what was removed, never the contents.
+    ///
+    /// Example: outpost-hub purge --field patientId=p-123 --by "dpo@clinic"
+    /// --reason "GDPR request 2026-118"
+    Purge(crate::cli_purge::PurgeCommand),
+
     /// Set the admin token: who may read /status and /metrics.
     ///
     /// A random token is printed once on standard output; only its SHA-256 is
@@ -384,6 +399,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::AdminToken { token } => admin_token(path, token)?,
         Command::Audit(cmd) => return audit(path, cmd),
+        Command::Purge(cmd) => crate::cli_purge::run(path, cmd)?,
         Command::Status {
             url,
             ca_cert,

@@ -111,6 +111,9 @@ demo_site = "demo-site"
 
 [[database]]
 name = "main"
+# Notes pinned in the demo (collection Pinned) are never deleted: a delete is
+# refused with delete_forbidden, at the hub and in every browser, offline too.
+never_delete = ["Pinned"]
 
 [database.conflicts]
 "*" = "latest"

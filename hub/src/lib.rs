@@ -28,6 +28,7 @@
 pub mod audit;
 pub mod cli;
 pub mod cli_edge;
+pub mod cli_purge;
 pub mod config;
 pub mod conn;
 pub mod edit;

@@ -101,6 +101,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
         ws,
         db: None,
         identity: None,
+        device: outpost::DbId([0; 16]),
         database: String::new(),
         commits: None,
         failed: None,
@@ -196,7 +197,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                         // erased what it was sent (if it holds anything).
                         s.hub.metrics().rejection(identity::REVOKED);
                         let frame = identity::revoked_frame(id);
-                        match revoked_order(s.db.clone(), id).await {
+                        match revoked_order(s.db.clone(), id, &s.device).await {
                             Some(order) => {
                                 tracing::warn!(peer = %s.peer, identity = %id, order = order.order, "identity revoked: ordering its purge, then ending its session");
                                 let message = match &frame {
@@ -241,9 +242,13 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
 
 /// The purge order of identity `id`, revoked while a session of it is open
 /// on `db` (`None`: it holds nothing, or its served record is out of reach).
-async fn revoked_order(db: Option<Arc<DbHandle>>, id: &str) -> Option<outpost::sync::PurgeOrder> {
+async fn revoked_order(
+    db: Option<Arc<DbHandle>>,
+    id: &str,
+    device: &outpost::DbId,
+) -> Option<outpost::sync::PurgeOrder> {
     let db = db?;
-    match plan_purge(&db.db, id, &[], true).await {
+    match plan_purge(&db.db, id, device, &[], true).await {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(database = %db.name, error = %e, "cannot read or write an identity's served record");
@@ -313,6 +318,8 @@ struct Shell {
     ws: WebSocket,
     db: Option<Arc<DbHandle>>,
     identity: Option<String>,
+    /// The edge database id its `Hello` stated (the device).
+    device: outpost::DbId,
     database: String,
     /// The engine's commit observer of the session's database.
     commits: Option<CommitWatch>,
@@ -440,7 +447,8 @@ impl Shell {
             // It proved its key: if it may still hold documents it was
             // sent, order it to erase them first (docs/security.md).
             if let Some(db) = self.hub.database(database) {
-                match plan_purge(&db.db, identity, &[], true).await {
+                self.device = r.edge_db_id;
+                match plan_purge(&db.db, identity, &r.edge_db_id, &[], true).await {
                     Ok(Some(order)) => {
                         tracing::info!(peer = %self.peer, %identity, %database, order = order.order, "revoked identity: sending its purge order");
                         self.identity = Some(identity.to_string());
@@ -510,7 +518,9 @@ impl Shell {
         // What left the identity's read scope since it was last served
         // (`outpost::sync::purge`), and the record of what it is served now:
         // written before anything is sent under the new scope.
-        let purge = match plan_purge(&db.db, identity, grant.read.as_slice(), false).await {
+        self.device = r.edge_db_id;
+        let read = grant.read.as_slice();
+        let purge = match plan_purge(&db.db, identity, &r.edge_db_id, read, false).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(%database, error = %e, "cannot read or write an identity's served record");

@@ -17,178 +17,19 @@
 //!
 //! The hub processes are `outpost_testkit::hub::HubProcess`es.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use outpost::store::file::{FileStore, FileStoreOptions};
+use common::*;
 use outpost::sync::{EdgeConfig, SyncStatus};
-use outpost::{Batch, Database, OpenOptions, PutOptions};
-use outpost_client::{ClientOptions, SyncHandle, client_rejections, spawn_edge};
-use outpost_testkit::hub::{HubProcess, free_port, wait_until};
-use outpost_testkit::{TempDir, key_edge_toml, keys};
-
-/// One `[[edge]]` with the identity's key ([`keys::key_for`]): these tests
-/// run the product path (key identities, signed batches). The second
-/// argument (a token in development mode) is not used.
-fn edge_toml(name: &str, _token: &str, read: &[&str], write: &[&str]) -> String {
-    key_edge_toml(name, read, write)
-}
+use outpost::{Batch, PutOptions};
+use outpost_client::{ClientOptions, client_rejections, spawn_edge};
+use outpost_testkit::hub::{free_port, wait_until};
+use outpost_testkit::keys;
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
-const WAIT: Duration = Duration::from_secs(60);
-
-type Db = Database<FileStore>;
-
-/// A fresh directory under the system's temporary directory.
-fn temp_dir(tag: &str) -> TempDir {
-    TempDir::new(std::env::temp_dir(), &format!("outpost-sync-test-{tag}"))
-}
-
-/// A hub process ([`HubProcess`]: killed on drop) with its own directory
-/// and port (a restart keeps both).
-struct HubProc {
-    dir: PathBuf,
-    port: u16,
-    proc: HubProcess,
-}
-
-impl HubProc {
-    fn new(dir: PathBuf, port: u16, body: &str) -> HubProc {
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\nnever_delete = [\"Invoices\"]\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\n\n{body}"
-        );
-        std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
-        let proc = HubProcess::start(BIN, &dir, &[]);
-        HubProc { dir, port, proc }
-    }
-
-    /// Starts the hub again (after [`HubProc::kill`]), on the same port.
-    fn start(&mut self) {
-        self.proc.restart();
-    }
-
-    fn kill(&mut self) {
-        self.proc.kill();
-    }
-
-    /// Its log, across restarts.
-    fn log(&self) -> String {
-        self.proc.log()
-    }
-
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/sync", self.port)
-    }
-
-    fn import(&self, jsonl: &str) {
-        let f = self.dir.join("import.jsonl");
-        std::fs::write(&f, jsonl).unwrap();
-        let out = Command::new(BIN)
-            .current_dir(&self.dir)
-            .args(["--config", "outpost-hub.toml", "import", "import.jsonl"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Opens the hub's database directly (the hub must be stopped).
-    async fn open_db(&self) -> Db {
-        let store =
-            FileStore::open(self.dir.join("data/main"), FileStoreOptions::default()).unwrap();
-        Database::open(store, OpenOptions::default()).await.unwrap()
-    }
-
-    /// Documents in the hub's database "main" (from `GET /status`).
-    fn documents(&self) -> u64 {
-        let (_, body) = self.proc.get("/status");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        v["databases"]
-            .as_array()
-            .and_then(|d| d.iter().find(|d| d["name"] == "main"))
-            .and_then(|d| d["documents"].as_u64())
-            .unwrap_or(0)
-    }
-
-    /// `GET /metrics`.
-    fn metrics(&self) -> String {
-        self.proc.get("/metrics").1
-    }
-}
-
-async fn open_edge_db(dir: &Path) -> Db {
-    let store = FileStore::open(dir, FileStoreOptions::default()).unwrap();
-    Database::open(store, OpenOptions::default()).await.unwrap()
-}
-
-fn client(db: &Db, url: &str, identity: &str, token: &str) -> SyncHandle {
-    let opts = ClientOptions {
-        url: url.into(),
-        edge: edge_cfg(identity, token),
-        ca_cert: None,
-        signer: Some(keys::signer(identity)),
-    };
-    spawn_edge(db.clone(), opts, None)
-}
-
-/// The settings of `identity`'s key sessions (its key: [`keys::key_for`]).
-fn edge_cfg(identity: &str, _token: &str) -> EdgeConfig {
-    let mut e = EdgeConfig::with_key("main", identity, keys::public_key(identity));
-    e.heartbeat_ms = 2_000;
-    e.timeout_ms = 6_000;
-    e
-}
-
-/// id → (change vector, body, conflict count), live documents and tombstones.
-async fn state(db: &Db, prefix: &str) -> BTreeMap<String, (String, String, usize)> {
-    db.changes(0, 10_000_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|d| d.id.to_lowercase().starts_with(prefix))
-        .map(|d| {
-            (
-                d.id.to_lowercase(),
-                (
-                    d.meta.change_vector.to_text(),
-                    d.body.to_string(),
-                    d.conflicts.len(),
-                ),
-            )
-        })
-        .collect()
-}
-
-async fn wait_live(c: &SyncHandle) {
-    assert!(
-        c.wait_for(WAIT, |s| matches!(s, SyncStatus::Live)).await,
-        "never live: {:?}",
-        c.status()
-    );
-}
-
-async fn put(db: &Db, c: Option<&SyncHandle>, id: &str, body: serde_json::Value, coll: &str) {
-    db.put_with(
-        id,
-        body,
-        PutOptions {
-            collection: Some(coll.into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    if let Some(c) = c {
-        c.local_changed();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_edges_edit_offline_reconnect_and_converge() {
@@ -1112,22 +953,6 @@ async fn an_upstream_without_its_key_file_is_reported_and_the_hub_serves_on() {
     let c = client(&db, &hub.url(), "lap", "");
     wait_live(&c).await;
     c.stop().await;
-}
-
-/// Every byte of every file under `dir`.
-fn raw_dump(dir: &Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            all.extend(std::fs::read(&p).unwrap());
-        }
-    }
-    all
-}
-
-fn holds(bytes: &[u8], marker: &str) -> bool {
-    bytes.windows(marker.len()).any(|w| w == marker.as_bytes())
 }
 
 /// docs/security.md "Revocation and narrowing": the hub orders an edge to

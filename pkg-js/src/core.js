@@ -31,6 +31,34 @@ export class OutpostError extends Error {
   }
 }
 
+/** Default wait of a `safety: "replicated"` write for the hub's acknowledgement. */
+const REPLICATED_TIMEOUT_MS = 30_000;
+
+/**
+ * Splits a write's safety (`{ safety, timeoutMs }`) off its options: the
+ * options for the engine, and `null` (safety "local", the default) or
+ * `{ timeoutMs }` (safety "replicated").
+ */
+function splitSafety(options) {
+  if (options == null || typeof options !== "object" || !("safety" in options || "timeoutMs" in options)) {
+    return [options, null];
+  }
+  const { safety = "local", timeoutMs = REPLICATED_TIMEOUT_MS, ...rest } = options;
+  if (safety === "hub") {
+    throw new OutpostError(
+      'safety "hub" (a compare-and-set at the hub) is not available yet: use "local" or "replicated"',
+      "invalid_argument",
+    );
+  }
+  if (safety !== "local" && safety !== "replicated") {
+    throw new OutpostError(`safety is "local" or "replicated", not ${JSON.stringify(safety)}`, "invalid_argument");
+  }
+  if (typeof timeoutMs !== "number" || !(timeoutMs >= 0) || !Number.isFinite(timeoutMs)) {
+    throw new OutpostError(`timeoutMs is a number of milliseconds, not ${JSON.stringify(timeoutMs)}`, "invalid_argument");
+  }
+  return [rest, safety === "replicated" ? { timeoutMs } : null];
+}
+
 /**
  * Collects the writes of `db.transaction(async (tx) => ...)`; they are
  * committed together, atomically, when the callback's promise resolves.
@@ -294,6 +322,7 @@ export function makeApi(wasm, ready) {
         this.#setStatus(value);
         this.#host.post({ syncStatus: value });
       } else if (type === "rejection") {
+        this.#host.refused();
         for (const l of [...this.#listeners.rejection]) notify(l, value, "rejection");
       } else if (type === "purge") {
         for (const l of [...this.#listeners.purge]) notify(l, value, "purge");
@@ -441,6 +470,10 @@ export function makeApi(wasm, ready) {
     #sync;
     /** Whether an `enroll()` session runs. */
     #enrolling = false;
+    /** The last local etag the hub acknowledged (this handle's replication). */
+    #acked = 0;
+    /** Writers waiting for the hub (write safety "replicated"). */
+    #ackWaiters = new Set();
 
     /** Use `Outpost.open`. */
     constructor(raw, shared) {
@@ -672,9 +705,54 @@ export function makeApi(wasm, ready) {
     }
 
     async put(id, doc, options) {
-      const r = await this.#runWrite((db) => db.put(id, doc, options));
+      const [opts, replicated] = splitSafety(options);
+      const r = await this.#runWrite((db) => db.put(id, doc, opts));
       this.#written(r?.etag);
-      return r;
+      return replicated ? this.#replicated(r, replicated.timeoutMs) : r;
+    }
+
+    /**
+     * Write safety "replicated": resolves to `r` once the hub acknowledged
+     * the write (a push of this handle's replication acknowledged up to its
+     * etag); rejects with "rejected" when the hub refused it and with
+     * "not_replicated" after `timeoutMs`. Either way the write is stored
+     * here and (unless refused) replicates later.
+     */
+    async #replicated(r, timeoutMs) {
+      if (!r) return r;
+      const deadline = Date.now() + timeoutMs;
+      const refusal = async () =>
+        (await this.rejections()).find((x) => x.id.toLowerCase() === r.id.toLowerCase() && x.changeVector === r.changeVector);
+      for (;;) {
+        const rej = await refusal();
+        if (rej) {
+          const e = new OutpostError(`${r.id}: stored locally, but the hub refused it (${rej.code}): ${rej.message}`, "rejected");
+          e.rejection = rej;
+          throw e;
+        }
+        if (this.#acked >= r.etag) return r;
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          throw new OutpostError(
+            `${r.id}: stored locally; the hub has not acknowledged it within ${timeoutMs} ms (it will replicate when the hub is reachable)`,
+            "not_replicated",
+          );
+        }
+        await new Promise((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            this.#ackWaiters.delete(done);
+            resolve();
+          };
+          const timer = setTimeout(done, left);
+          this.#ackWaiters.add(done);
+        });
+      }
+    }
+
+    /** Wakes the writers waiting for the hub (an acknowledgement or a refusal came). */
+    #ackWake() {
+      for (const w of [...this.#ackWaiters]) w();
     }
 
     get(id) {
@@ -682,9 +760,10 @@ export function makeApi(wasm, ready) {
     }
 
     async delete(id, options) {
-      const r = await this.#runWrite((db) => db.delete(id, options));
+      const [opts, replicated] = splitSafety(options);
+      const r = await this.#runWrite((db) => db.delete(id, opts));
       this.#written(r?.etag);
-      return r;
+      return replicated ? this.#replicated(r, replicated.timeoutMs) : r;
     }
 
     /**
@@ -864,6 +943,10 @@ export function makeApi(wasm, ready) {
           }),
         // The hub acknowledged local writes up to `upto` (under the lock, like every witness update).
         pushed: (upto) => {
+          if (upto > this.#acked) {
+            this.#acked = upto;
+            this.#ackWake();
+          }
           if (!this.#witness || !(upto > 0)) return;
           const dbId = raw.dbId;
           const record = () => this.#witness.acked(dbId, upto);
@@ -872,6 +955,7 @@ export function makeApi(wasm, ready) {
         },
         post: (message) => this.#post(message),
         rejections: () => this.rejections(),
+        refused: () => this.#ackWake(),
       };
     }
 

@@ -64,14 +64,39 @@ export type {
  *   `"document_too_large"`, `"change_vector_too_large"`,
  *   `"forged_change_vector"`, `"unseen_version"`, `"batch_sequence"` (a
  *   signed batch whose place in its edge's chain was taken: a hub's);
+ * - `"purged"`: a change of a document the hub purged (a subject purge,
+ *   the right to be forgotten): its id is never taken back; this edge is
+ *   ordered to erase it (a `purge` event follows);
  * - `"delete_forbidden"`: a delete (or a change of collection) of a document
  *   of a collection the hub guards (`never_delete`: invoices are cancelled,
  *   payments refunded); kept by the edge from its first session on, so it
  *   is refused offline too, and nothing of the transaction is written.
  */
+/**
+ * How safe a write must be before `put` / `delete` resolve:
+ * - `"local"` (default): committed in this database; always succeeds
+ *   offline; replicates when a `db.sync()` session can push it;
+ * - `"replicated"`: committed here first (it stays, whatever happens), then
+ *   resolves once the hub acknowledged it through this handle's `db.sync()`;
+ *   rejects with code `"not_replicated"` after `timeoutMs` (default 30,000;
+ *   offline, or no sync running: the write replicates later) or with
+ *   `"rejected"` when the hub refused it (`error.rejection` says why; it is
+ *   not retried).
+ * `"hub"` (a compare-and-set at the hub) is not available yet: it is refused
+ * with `"invalid_argument"`.
+ */
+export interface WriteSafety {
+  safety?: "local" | "replicated";
+  /** For `"replicated"`: how long to wait for the hub, in milliseconds. */
+  timeoutMs?: number;
+}
+
 export type OutpostErrorCode =
   | "invalid_id"
+  | "not_replicated"
+  | "rejected"
   | "delete_forbidden"
+  | "purged"
   | "too_many_versions"
   | "document_too_large"
   | "change_vector_too_large"
@@ -306,8 +331,8 @@ export interface SyncGrant {
 export interface PurgeEvent {
   /** The order's number (per identity, increasing). */
   order: number;
-  /** `"narrowed"` (the read scope shrank) or `"revoked"` (the identity was revoked; an `error` status with code `"revoked"` follows). */
-  reason: "narrowed" | "revoked";
+  /** `"narrowed"` (the read scope shrank), `"revoked"` (the identity was revoked; an `error` status with code `"revoked"` follows) or `"purged"` (the operator purged a subject's documents at the hub: `outpost-hub purge`). */
+  reason: "narrowed" | "revoked" | "purged";
   /** Documents erased. */
   removed: number;
 }
@@ -365,9 +390,9 @@ export class Sync {
   /** Listens to the grant the hub states (see `grant`), on each session that changes it. */
   on(event: "grant", listener: (grant: SyncGrant) => void): () => void;
   /**
-   * Listens to purges: the hub narrowed this edge's read scope or revoked
-   * its identity, and the documents that left the scope were erased from
-   * this database (bytes too); a signed receipt went to the hub.
+   * Listens to purges: the hub narrowed this edge's read scope, revoked
+   * its identity, or purged a subject's documents, and those documents were
+   * erased from this database (bytes too); a signed receipt went to the hub.
    */
   on(event: "purge", listener: (purge: PurgeEvent) => void): () => void;
   /** The changes the hub refused (never retried; a new edit of the document is). */
@@ -438,12 +463,16 @@ export class Outpost {
   readonly storageLost: StorageLost | null;
   /** Listens to `"storage-lost"` (called at once if this open recovered from a loss). Returns a function that removes the listener. */
   on(event: "storage-lost", listener: (info: StorageLost) => void): () => void;
-  /** Writes a document (creating or replacing it). */
-  put(id: string, doc: Record<string, unknown>, options?: PutOptions): Promise<WriteResult>;
+  /**
+   * Writes a document (creating or replacing it). With `safety:
+   * "replicated"` it resolves once the hub acknowledged the write (see
+   * `WriteSafety`).
+   */
+  put(id: string, doc: Record<string, unknown>, options?: PutOptions & WriteSafety): Promise<WriteResult>;
   /** Reads a document with its `@metadata`, or `null`. */
   get<T = Record<string, unknown>>(id: string): Promise<OutpostDocument<T> | null>;
-  /** Deletes a document; `null` if it did not exist. */
-  delete(id: string, options?: DeleteOptions): Promise<WriteResult | null>;
+  /** Deletes a document; `null` if it did not exist. `safety` as for `put`. */
+  delete(id: string, options?: DeleteOptions & WriteSafety): Promise<WriteResult | null>;
   /**
    * Applies several writes atomically (all or none), given as an array or
    * collected by a callback (if it throws, nothing is written). Resolves to

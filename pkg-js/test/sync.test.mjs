@@ -8,7 +8,8 @@
 // kept by the "manual" policy and resolved in one of them; revoked by the
 // operator (`outpost-hub edge revoke`), bob's database is ordered to erase
 // what it was sent (a "purge" event; nothing left) and his live session
-// ends with the status code "revoked". A third syncs with a token (the hub's development
+// ends with the status code "revoked". Write safety "replicated" waits for
+// the hub's acknowledgement (or says why not). A third syncs with a token (the hub's development
 // mode). Node before 22 has no global WebSocket: there the replication
 // part runs in a child process with --experimental-websocket.
 import { test } from "node:test";
@@ -210,6 +211,24 @@ const b2 = await Outpost.open("b2");
 await refusedWith("an enrollment of a revoked identity", b2.enroll({ url, identity: "bob", code: codes.bob }), "unauthorized");
 await b2.close();
 await a.put("notes/3", { text: "after bob" });
+// Write safety "replicated": resolves once the hub has the write; a write the
+// hub refuses rejects with "rejected" (and why); with no replication to
+// acknowledge it, "not_replicated" after the timeout, the write kept.
+const r4 = await a.put("notes/4", { text: "safe" }, { safety: "replicated", timeoutMs: 20000 });
+if (!r4 || r4.id !== "notes/4") throw new Error("replicated put: " + JSON.stringify(r4));
+try {
+  await a.put("secrets/2", { text: "no" }, { safety: "replicated", timeoutMs: 20000 });
+  throw new Error("a refused replicated write resolved");
+} catch (e) {
+  if (e.code !== "rejected" || e.rejection?.code !== "write_denied" || !/stored locally/.test(e.message)) throw e;
+}
+if (!(await a.get("secrets/2"))) throw new Error("the refused write is not kept locally");
+const lone = await Outpost.open("lone");
+await refusedWith("no hub to acknowledge", lone.put("notes/l", { n: 1 }, { safety: "replicated", timeoutMs: 200 }), "not_replicated");
+if (!(await lone.get("notes/l"))) throw new Error("the unreplicated write is not kept");
+await refusedWith("a bad safety", lone.put("notes/l", {}, { safety: "sure" }), "invalid_argument");
+await refusedWith("safety hub (not built)", lone.put("notes/l", {}, { safety: "hub" }), "invalid_argument");
+await lone.close();
 // Development mode: a token identity.
 const c = await Outpost.open("c");
 const sc = c.sync({ url, identity: "carol", credential: "carol-token" });

@@ -69,6 +69,8 @@ pub enum AuditKind {
     ScopeChange,
     /// An edge's signed purge receipt ([`AuditPurgeReceipt`]).
     PurgeReceipt,
+    /// A subject purge at the hub (`crate::sync::forget::AuditSubjectPurge`).
+    SubjectPurge,
     /// A kind this engine does not know (written by a newer one).
     Other(u16),
 }
@@ -81,6 +83,7 @@ impl AuditKind {
             AuditKind::PushRefused => 2,
             AuditKind::ScopeChange => 3,
             AuditKind::PurgeReceipt => 4,
+            AuditKind::SubjectPurge => 5,
             AuditKind::Other(c) => c,
         }
     }
@@ -92,6 +95,7 @@ impl AuditKind {
             2 => AuditKind::PushRefused,
             3 => AuditKind::ScopeChange,
             4 => AuditKind::PurgeReceipt,
+            5 => AuditKind::SubjectPurge,
             c => AuditKind::Other(c),
         }
     }
@@ -103,6 +107,7 @@ impl AuditKind {
             AuditKind::PushRefused => "push_refused".into(),
             AuditKind::ScopeChange => "scope_change".into(),
             AuditKind::PurgeReceipt => "purge_receipt".into(),
+            AuditKind::SubjectPurge => "subject_purge".into(),
             AuditKind::Other(c) => format!("kind_{c}"),
         }
     }
@@ -644,7 +649,7 @@ pub struct AuditPurgeReceipt {
     pub device: String,
     /// The order's number.
     pub order: u64,
-    /// `revoked` or `narrowed`.
+    /// `revoked`, `narrowed` or `purged`.
     pub reason: String,
     /// The prefixes to erase.
     pub prefixes: Vec<String>,
@@ -654,6 +659,14 @@ pub struct AuditPurgeReceipt {
     pub removed: u64,
     /// SHA-256 of the erased id keys (hex).
     pub ids_sha256: String,
+    /// For an order that named ids (subject purges): the digest the
+    /// receipt signs of those ids (hex; absent otherwise).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub order_ids_sha256: String,
+    /// The hub's subject purge markers the receipt settled (the hub's own
+    /// note, not signed; absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub markers: Vec<u64>,
     /// The signing key's fingerprint (empty: unsigned, a token session).
     pub key_id: String,
     /// The signing key (`p256:` + hex).
@@ -689,7 +702,7 @@ mod tests {
                 .contains("does not match its hash")
         );
         assert!(decode_entry(&v[..v.len() - 1]).is_err());
-        for c in [1, 2, 3, 4, 99] {
+        for c in [1, 2, 3, 4, 5, 99] {
             assert_eq!(AuditKind::from_code(c).code(), c);
         }
     }

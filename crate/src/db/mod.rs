@@ -68,7 +68,10 @@ pub use audit::{
     GENESIS_HASH, MAX_AUDIT_PAYLOAD, chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
 };
 pub use origins::Origin;
-pub use purge::{PURGE_PENDING_KEY, PurgeReport, PurgeScope};
+pub use purge::{
+    PURGE_PENDING_KEY, PURGED_ID_PREFIX, PurgeReport, PurgeScope, PurgedDoc,
+    ids_hash as purge_ids_hash, purged_id_hash, purged_id_key,
+};
 pub use read::{Snapshot, UnreadableRecord};
 pub use repair::{QUARANTINE_PREFIX, quarantine_key};
 pub use types::{

@@ -38,13 +38,14 @@ use sha2::{Digest, Sha256};
 
 use crate::btree::{self, PageWrite};
 use crate::doc::{self, DocumentMeta};
-use crate::error::Error;
+use crate::error::{Error, InputError};
 use crate::store::{PAGE_SIZE, PageNo, PageStore};
 
-use super::Database;
 use super::alloc::WCtx;
 use super::meta::Tree;
+use super::types::Op;
 use super::write::coll_index_key;
+use super::{Batch, Database};
 
 /// Which documents a purge removes: every document whose id key starts with one of
 /// `prefixes` ("" = all) and with none of `keep`, plus the exact ids in `ids`.
@@ -57,6 +58,48 @@ pub struct PurgeScope {
     pub keep: Vec<String>,
     /// Exact ids removed whatever `keep` says.
     pub ids: Vec<String>,
+    /// Ids removed whatever `keep` says, named by their [`purged_id_hash`]
+    /// (a subject purge the hub ordered: the order names no plaintext id).
+    /// Non-empty, the purge reads every document's id.
+    pub id_hashes: Vec<[u8; 32]>,
+}
+
+/// Domain of [`purged_id_hash`].
+const PURGED_ID_DOMAIN: &[u8] = b"outpost/purged-id/v1\0";
+
+/// The hash by which a subject purge names a removed id: SHA-256 over a
+/// domain string and the id key (`crate::doc::id_key`, lowercase). The
+/// hub's purge markers, its audit trail and its purge orders carry these,
+/// never the ids. (Unsalted: it hides nothing from whoever can guess an
+/// id; it keeps the ids themselves out of records kept for ever.)
+pub fn purged_id_hash(id_key: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(PURGED_ID_DOMAIN);
+    h.update(id_key);
+    h.finalize().into()
+}
+
+/// Prefix of the local records that retire purged ids: `purge/id/` then
+/// the 32 bytes of [`purged_id_hash`]; the value names the hub's purge
+/// marker (`u64`, little-endian). A pushed version of a retired id refuses its
+/// batch ([`super::Refusal::Purged`]).
+pub const PURGED_ID_PREFIX: &[u8] = b"purge/id/";
+
+/// The local record key that retires the id whose hash is `hash`.
+pub fn purged_id_key(hash: &[u8; 32]) -> Vec<u8> {
+    let mut k = PURGED_ID_PREFIX.to_vec();
+    k.extend_from_slice(hash);
+    k
+}
+
+/// One document a purge removed, as [`Database::purge_recorded`] shows it
+/// to its caller: never its contents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PurgedDoc {
+    /// Its id key (lowercase).
+    pub key: Vec<u8>,
+    /// SHA-256 of its stored record (every version, bodies included).
+    pub record_sha256: [u8; 32],
 }
 
 /// What a purge did.
@@ -83,11 +126,19 @@ pub struct PurgeReport {
 /// (a crash), and the next purge, even of nothing, does the erasure.
 pub const PURGE_PENDING_KEY: &[u8] = b"purge/erasing";
 
+impl PurgeScope {
+    /// Whether the scope removes the document `id` (any case).
+    pub fn matches(&self, id: &str) -> bool {
+        Matcher::new(self).matches(&doc::id_key(id))
+    }
+}
+
 /// A [`PurgeScope`] in id-key form.
 pub(super) struct Matcher {
     prefixes: Vec<Vec<u8>>,
     keep: Vec<Vec<u8>>,
     ids: Vec<Vec<u8>>,
+    hashes: HashSet<[u8; 32]>,
 }
 
 impl Matcher {
@@ -102,12 +153,13 @@ impl Matcher {
             prefixes: keys(&scope.prefixes),
             keep: keys(&scope.keep),
             ids: keys(&scope.ids),
+            hashes: scope.id_hashes.iter().copied().collect(),
         }
     }
 
     /// Whether the scope matches nothing at all.
     fn is_empty(&self) -> bool {
-        self.prefixes.is_empty() && self.ids.is_empty()
+        self.prefixes.is_empty() && self.ids.is_empty() && self.hashes.is_empty()
     }
 
     /// Whether the document with id key `key` is purged.
@@ -115,10 +167,15 @@ impl Matcher {
         self.ids.binary_search_by(|i| i[..].cmp(key)).is_ok()
             || (self.prefixes.iter().any(|p| key.starts_with(p))
                 && !self.keep.iter().any(|k| key.starts_with(k)))
+            || (!self.hashes.is_empty() && self.hashes.contains(&purged_id_hash(key)))
     }
 
-    /// The prefixes to scan: none that another one covers.
+    /// The prefixes to scan: none that another one covers (every id when
+    /// the scope names hashes).
     fn scan_prefixes(&self) -> Vec<&[u8]> {
+        if !self.hashes.is_empty() {
+            return vec![&[]];
+        }
         let mut out: Vec<&[u8]> = Vec::new();
         for p in &self.prefixes {
             // Sorted: a covering prefix sorts before what it covers.
@@ -131,7 +188,7 @@ impl Matcher {
 }
 
 /// The digest of [`PurgeReport::ids_hash`] over `keys` (ascending).
-pub(super) fn ids_hash<'a>(keys: impl Iterator<Item = &'a [u8]>) -> [u8; 32] {
+pub fn ids_hash<'a>(keys: impl Iterator<Item = &'a [u8]>) -> [u8; 32] {
     let mut h = Sha256::new();
     for k in keys {
         h.update((k.len() as u32).to_le_bytes());
@@ -150,8 +207,26 @@ impl<S: PageStore> Database<S> {
     /// ([`PurgeReport::pages_deferred`]). A scope that matches nothing, with
     /// no erasure left over from an earlier purge, commits nothing.
     pub async fn purge(&self, scope: &PurgeScope) -> Result<PurgeReport, Error> {
+        self.purge_recorded(scope, |_| Ok(Batch::new())).await
+    }
+
+    /// [`Database::purge`], with local records and audit entries written in
+    /// the same transaction that removes the documents: `record` is shown
+    /// what is removed (ids and record hashes, never contents) and returns
+    /// a batch of [`Batch::set_local`], [`Batch::expect_local`] and
+    /// [`Batch::audit`] operations (any other operation fails the purge with
+    /// [`crate::InputError::InvalidArgument`], as does an error `record`
+    /// returns; nothing is removed then). `record` is not called when nothing
+    /// matches. The hub records a subject purge this way: its marker, the
+    /// retired ids and the audit entry exist if and only if the documents
+    /// are gone.
+    pub async fn purge_recorded(
+        &self,
+        scope: &PurgeScope,
+        record: impl FnOnce(&[PurgedDoc]) -> Result<Batch, Error>,
+    ) -> Result<PurgeReport, Error> {
         let m = Matcher::new(scope);
-        let (removed, ids_hash) = self.purge_records(&m).await?;
+        let (removed, ids_hash) = self.purge_records(&m, record).await?;
         let deferred = !self.inner.writer.lock().await.to_erase.is_empty();
         let interrupted = || async {
             let snap = self.snapshot();
@@ -181,12 +256,22 @@ impl<S: PageStore> Database<S> {
     #[cfg(any(test, feature = "testing"))]
     #[doc(hidden)]
     pub async fn testing_purge_records_only(&self, scope: &PurgeScope) -> Result<u64, Error> {
-        Ok(self.purge_records(&Matcher::new(scope)).await?.0.len() as u64)
+        let none = |_: &[PurgedDoc]| Ok(Batch::new());
+        Ok(self
+            .purge_records(&Matcher::new(scope), none)
+            .await?
+            .0
+            .len() as u64)
     }
 
-    /// Step 1: removes the matching records in one durable transaction.
-    /// Returns the removed id keys and their digest.
-    async fn purge_records(&self, m: &Matcher) -> Result<(Vec<Vec<u8>>, [u8; 32]), Error> {
+    /// Step 1: removes the matching records in one durable transaction
+    /// (with what `record` adds). Returns the removed id keys and their
+    /// digest.
+    async fn purge_records(
+        &self,
+        m: &Matcher,
+        record: impl FnOnce(&[PurgedDoc]) -> Result<Batch, Error>,
+    ) -> Result<(Vec<Vec<u8>>, [u8; 32]), Error> {
         let mut txn = self.begin().await?;
         let mut ctx = WCtx {
             inner: &self.inner,
@@ -196,6 +281,7 @@ impl<S: PageStore> Database<S> {
         // The matching records, with their metadata (`None`: the record
         // does not decode; its index entries are found by scanning).
         let mut found: BTreeMap<Vec<u8>, Option<DocumentMeta>> = BTreeMap::new();
+        let mut record_hashes: BTreeMap<Vec<u8>, [u8; 32]> = BTreeMap::new();
         if !m.is_empty() {
             for p in m.scan_prefixes() {
                 btree::scan(&ctx, meta.root(Tree::Docs), p, |k, rec| {
@@ -205,6 +291,7 @@ impl<S: PageStore> Database<S> {
                     if m.matches(k) {
                         let dm = doc::decode_record_meta(&rec).ok().map(|(_, dm)| dm);
                         found.insert(k.to_vec(), dm);
+                        record_hashes.insert(k.to_vec(), Sha256::digest(&rec).into());
                     }
                     true
                 })
@@ -217,12 +304,36 @@ impl<S: PageStore> Database<S> {
                 if let Some(rec) = btree::get(&ctx, meta.root(Tree::Docs), id).await? {
                     let dm = doc::decode_record_meta(&rec).ok().map(|(_, dm)| dm);
                     found.insert(id.clone(), dm);
+                    record_hashes.insert(id.clone(), Sha256::digest(&rec).into());
                 }
             }
         }
         let hash = ids_hash(found.keys().map(Vec::as_slice));
         if found.is_empty() {
             return Ok((Vec::new(), hash));
+        }
+        // What the caller records with the purge, checked before anything
+        // is removed.
+        let shown: Vec<PurgedDoc> = record_hashes
+            .into_iter()
+            .map(|(key, record_sha256)| PurgedDoc { key, record_sha256 })
+            .collect();
+        let mut recorded = Vec::new();
+        for op in record(&shown)?.ops {
+            if !matches!(
+                op,
+                Op::SetLocal { .. } | Op::ExpectLocal { .. } | Op::Audit { .. }
+            ) {
+                return Err(InputError::InvalidArgument(
+                    "a purge records only local records and audit entries".into(),
+                )
+                .into());
+            }
+            recorded.push(super::write::prepare(op)?);
+        }
+        let now = (self.inner.clock)();
+        for p in &recorded {
+            super::write::apply(&mut ctx, p, self.inner.db_id, now).await?;
         }
         let mut docs = meta.root(Tree::Docs);
         let mut etags = meta.root(Tree::Etags);
@@ -424,6 +535,7 @@ mod tests {
             prefixes: v(prefixes),
             keep: v(keep),
             ids: v(ids),
+            id_hashes: vec![],
         })
     }
 

@@ -193,6 +193,15 @@ pub(super) async fn apply_remote<S: PageStore>(
     // sent (see the module docs). None for a trusted peer.
     let mut unknown: Vec<bool> = vec![false; held_all.len()];
     if let Some((g, readable)) = r.guard {
+        // A retired id (a subject purge): refused whatever it claims.
+        let root = ctx.w.meta.root(Tree::Locals);
+        let retired = super::purge::purged_id_key(&super::purge::purged_id_hash(r.key));
+        if let Some(v) = btree::get(ctx, root, &retired).await? {
+            return Err(Error::Refused(Refusal::Purged {
+                id: id.clone(),
+                marker: crate::codec::get_u64(&v, 0).unwrap_or(0),
+            }));
+        }
         check_entries(ctx, g, id, incoming, db).await?;
         if incoming.iter().any(|v| v.last_modified_ms > now) {
             clamped = incoming

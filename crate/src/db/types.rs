@@ -240,6 +240,16 @@ pub enum Refusal {
         /// Its (guarded) collection.
         collection: String,
     },
+    /// A pushed version of a document the hub purged (a subject purge,
+    /// `outpost-hub purge`): the id is retired at the hub, whatever change
+    /// vector the version claims. The edge is to erase it.
+    #[error("{id:?} was purged at the hub (purge marker {marker}); erase it, it is not taken back")]
+    Purged {
+        /// The document.
+        id: String,
+        /// The hub's purge marker that retired it.
+        marker: u64,
+    },
 }
 
 impl Refusal {
@@ -254,6 +264,7 @@ impl Refusal {
             Refusal::DbIdTaken { .. } => "forged_change_vector",
             Refusal::BatchSequence { .. } => "batch_sequence",
             Refusal::DeleteForbidden { .. } => "delete_forbidden",
+            Refusal::Purged { .. } => "purged",
         }
     }
 
@@ -265,7 +276,8 @@ impl Refusal {
             | Refusal::ChangeVectorTooLarge { id, .. }
             | Refusal::ForgedEntry { id, .. }
             | Refusal::UnseenVersion { id }
-            | Refusal::DeleteForbidden { id, .. } => id,
+            | Refusal::DeleteForbidden { id, .. }
+            | Refusal::Purged { id, .. } => id,
             Refusal::DbIdTaken { .. } | Refusal::BatchSequence { .. } => "",
         }
     }

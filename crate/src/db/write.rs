@@ -159,7 +159,7 @@ impl Drop for TxnGuard<'_> {
     }
 }
 
-enum Prepared {
+pub(super) enum Prepared {
     Put {
         id: String,
         key: Vec<u8>,
@@ -239,7 +239,7 @@ fn check_remote_version(id: &str, v: &RawVersion) -> Result<(), Error> {
     Ok(())
 }
 
-fn prepare(op: Op) -> Result<Prepared, Error> {
+pub(super) fn prepare(op: Op) -> Result<Prepared, Error> {
     match op {
         Op::Put { id, body, opts } => {
             doc::validate_id(&id)?;
@@ -463,7 +463,7 @@ async fn held_versions<S: PageStore>(
     Ok(Some((meta, all)))
 }
 
-async fn apply<S: PageStore>(
+pub(super) async fn apply<S: PageStore>(
     ctx: &mut WCtx<'_, S>,
     p: &Prepared,
     db: DbId,

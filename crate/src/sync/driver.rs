@@ -6,13 +6,16 @@
 use crate::codec::{Put, get_u64};
 use crate::cv::DbId;
 use crate::db::{AUDIT_RECORD_VERSION, encode_record};
-use crate::db::{AuditKind, AuditRefusal, Batch, Database, Refusal, WriteOutcome};
+use crate::db::{AuditKind, AuditRefusal, Batch, Database, Refusal, WriteOutcome, purged_id_hash};
 use crate::error::Error;
 use crate::policy::{DeletionGuards, GUARDS_KEY};
 use crate::store::PageStore;
 use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
 use crate::sync::hub::{Grant, HubAction, HubEvent, HubMetric};
-use crate::sync::purge::{PurgeOrder, Served, after_receipt, plan, served_key};
+use crate::sync::purge::{
+    PurgeOrder, SERVED_PREFIX, Served, after_receipt, identity_served_key, parse_served_key, plan,
+    served_key,
+};
 use crate::sync::run::commit_etags;
 use crate::sync::signed::GENESIS;
 use crate::sync::{
@@ -144,6 +147,27 @@ pub async fn edge_storage_etags<S: PageStore>(
             };
             (Some(ev), None)
         }
+        EdgeAction::Forget { ids } => {
+            let order = PurgeOrder {
+                reason: "purged".into(),
+                ids: ids
+                    .iter()
+                    .map(|i| purged_id_hash(&crate::doc::id_key(i)))
+                    .collect(),
+                ..PurgeOrder::default()
+            };
+            let done = match forget_rejections(db, cfg, &order).await {
+                Ok(()) => db.purge(&order.scope()).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(()) => (None, None),
+                Err(e) => (
+                    Some(EdgeEvent::ApplyFailed(format!("erasing {ids:?}: {e}"))),
+                    None,
+                ),
+            }
+        }
         _ => (None, None),
     }
 }
@@ -157,15 +181,13 @@ async fn forget_rejections<S: PageStore>(
     let recs = db
         .scan_locals(&rejection_key_prefix(&cfg.source), 100_000)
         .await?;
+    let scope = order.scope();
     let mut b = Batch::new();
     for (k, v) in recs {
         let Ok(r) = serde_json::from_slice::<Rejection>(&v) else {
             continue;
         };
-        let id = r.id.to_lowercase();
-        let erased = order.prefixes.iter().any(|p| id.starts_with(p.as_str()))
-            && !order.keep.iter().any(|p| id.starts_with(p.as_str()));
-        if erased {
+        if scope.matches(&r.id) {
             b.set_local(k, None);
         }
     }
@@ -193,16 +215,43 @@ pub async fn keep_guards<S: PageStore>(
     Ok(true)
 }
 
-/// The hub's served record of `identity` (`crate::sync::purge`): absent is
-/// the empty record; an unreadable one is [`Served::unknown`].
+/// The hub's served record of `identity`'s device `device`
+/// (`crate::sync::purge`): a device with no record of its own starts from
+/// the identity's protocol 4 record, if any; absent is the empty record; an
+/// unreadable one is [`Served::unknown`].
 pub async fn served_record<S: PageStore>(
     db: &Database<S>,
     identity: &str,
+    device: &DbId,
 ) -> Result<Served, Error> {
-    Ok(match db.get_local(&served_key(identity)).await? {
+    let held = match db.get_local(&served_key(identity, device)).await? {
+        Some(b) => Some(b),
+        None => db.get_local(&identity_served_key(identity)).await?,
+    };
+    Ok(match held {
         None => Served::default(),
         Some(b) => Served::decode(&b).unwrap_or_else(Served::unknown),
     })
+}
+
+/// Every served record of the database: (identity, device (`None`: a
+/// protocol 4 record of the whole identity), record).
+pub async fn served_records<S: PageStore>(
+    db: &Database<S>,
+) -> Result<Vec<(String, Option<DbId>, Served)>, Error> {
+    Ok(db
+        .scan_locals(SERVED_PREFIX, usize::MAX)
+        .await?
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let (identity, device) = parse_served_key(&k)?;
+            Some((
+                identity,
+                device,
+                Served::decode(&v).unwrap_or_else(Served::unknown),
+            ))
+        })
+        .collect())
 }
 
 /// Plans an authenticated (or revoked) session of `identity` whose read
@@ -211,17 +260,31 @@ pub async fn served_record<S: PageStore>(
 pub async fn plan_purge<S: PageStore>(
     db: &Database<S>,
     identity: &str,
+    device: &DbId,
     read: &[String],
     revoked: bool,
 ) -> Result<Option<PurgeOrder>, Error> {
-    let old = served_record(db, identity).await?;
+    let key = served_key(identity, device);
+    let own = db.get_local(&key).await?.is_some();
+    let old = served_record(db, identity, device).await?;
     let p = plan(&old, read, revoked);
-    if p.served != old {
+    if p.served != old || !own {
         let mut b = Batch::new();
-        b.set_local(served_key(identity), Some(p.served.encode()));
+        b.set_local(key, Some(p.served.encode()));
         db.commit(b).await?;
     }
-    Ok(p.order)
+    let Some(mut order) = p.order else {
+        return Ok(None);
+    };
+    // The ids of the subject purges it carries, by their hashes.
+    for m in &order.markers {
+        order
+            .ids
+            .extend(crate::sync::forget::marker_ids(db, *m).await?);
+    }
+    order.ids.sort_unstable();
+    order.ids.dedup();
+    Ok(Some(order))
 }
 
 /// What the hub knows of an edge database when it connects.
@@ -442,19 +505,20 @@ pub async fn hub_storage<S: PageStore>(
         }
         HubAction::RecordPurgeReceipt { receipt, signed } => {
             let mut b = Batch::new();
-            b.audit(
-                AuditKind::PurgeReceipt,
-                encode_record(&receipt.to_audit(identity, signed.as_ref())),
-            );
+            let mut record = receipt.to_audit(identity, signed.as_ref());
             // The order is settled in the same commit as its receipt.
-            match served_record(db, identity).await {
+            match served_record(db, identity, &receipt.device).await {
                 Ok(old) => {
                     if let Some(new) = after_receipt(&old, receipt.order) {
-                        b.set_local(served_key(identity), Some(new.encode()));
+                        b.set_local(served_key(identity, &receipt.device), Some(new.encode()));
+                        if let Some(p) = &old.pending {
+                            record.markers = p.markers.clone();
+                        }
                     }
                 }
                 Err(e) => return Some(HubEvent::ReadFailed(e.to_string())),
             }
+            b.audit(AuditKind::PurgeReceipt, encode_record(&record));
             match db.commit(b).await {
                 Ok(_) => None,
                 Err(e) => Some(HubEvent::ReadFailed(e.to_string())),

@@ -221,12 +221,21 @@ pub enum EdgeAction {
         /// The hub's order.
         order: PurgeOrder,
     },
+    /// Erase these documents: the hub refused a push of them with `purged`
+    /// (purged at the hub; this device was not known to hold them, so no
+    /// order named them). Erased like an order's documents, with their
+    /// recorded rejections; no receipt. Nothing is fed back.
+    Forget {
+        /// The ids.
+        ids: Vec<String>,
+    },
     /// A purge order was carried out (informational: for the application
-    /// to show; the signed receipt follows).
+    /// to show; the signed receipt follows). Order 0: documents a push
+    /// refused as `purged` named ([`EdgeAction::Forget`]).
     Purged {
-        /// The order's number.
+        /// The order's number (0: see above).
         order: u64,
-        /// `revoked` or `narrowed`.
+        /// `revoked`, `narrowed` or `purged`.
         reason: String,
         /// Documents erased.
         removed: u64,
@@ -632,6 +641,7 @@ impl EdgeSession {
                     reason,
                     prefixes,
                     keep,
+                    ids,
                 },
             ) => {
                 let order = PurgeOrder {
@@ -639,6 +649,8 @@ impl EdgeSession {
                     reason,
                     prefixes,
                     keep,
+                    ids,
+                    markers: Vec::new(),
                 };
                 self.on_purge(order, now, out);
             }
@@ -692,6 +704,7 @@ impl EdgeSession {
                     .iter()
                     .filter(|d| d.id.to_lowercase() == lower)
                     .collect();
+                let named_ids: Vec<String> = named.iter().map(|d| d.id.clone()).collect();
                 // A rejection that names no document of the batch refuses the
                 // whole batch (never loop on it).
                 let refused: Vec<&WireDoc> = if named.is_empty() {
@@ -712,6 +725,17 @@ impl EdgeSession {
                     });
                 }
                 out.extend(recs.into_iter().map(EdgeAction::RecordRejection));
+                if code == "purged" && !named_ids.is_empty() {
+                    // The hub purged it: this device erases it too (the
+                    // data must not live on here), and says so.
+                    let ids = named_ids;
+                    out.push(EdgeAction::Purged {
+                        order: 0,
+                        reason: "purged".into(),
+                        removed: ids.len() as u64,
+                    });
+                    out.push(EdgeAction::Forget { ids });
+                }
                 self.in_flight.clear();
                 self.read_local(out);
             }

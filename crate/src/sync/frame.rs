@@ -11,16 +11,19 @@ use crate::db::RemoteDoc;
 use crate::doc::{MAX_VERSIONS, RawVersion};
 
 /// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 4;
-/// Oldest protocol version this build speaks. Version 4 (version 3's key
-/// identities, handshake challenge and signed batches, plus purge orders
-/// and signed purge receipts) is the first this build speaks: an edge of
-/// versions 1 to 3 gets `Error(unsupported_version)` (a version 3 edge
-/// would not understand a `Purge` and could not answer it, so the hub could
-/// not keep its promise to erase what left an edge's scope). The decoder
-/// still reads the older `Welcome` layouts (an edge told which version a
-/// hub speaks).
-pub const MIN_PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
+/// Oldest protocol version this build speaks. Version 5 (version 4's key
+/// identities, signed batches, purge orders and signed purge receipts, plus
+/// subject purges: a `Purge` names ids by their hashes) is the first this
+/// build speaks: an edge of versions 1 to 4 gets
+/// `Error(unsupported_version)` (a version 4 edge could not read a `Purge`
+/// naming ids, so the hub could not keep its promise that a subject purge
+/// reaches every edge that held the data). The decoder still reads the
+/// older `Welcome` layouts (an edge told which version a hub speaks).
+pub const MIN_PROTOCOL_VERSION: u16 = 5;
+
+/// Most id hashes in a `Purge` (a subject purge's documents).
+pub const MAX_PURGE_IDS: usize = 500_000;
 
 /// Most prefixes in a `Purge` list.
 pub const MAX_PURGE_PREFIXES: usize = 1024;
@@ -264,19 +267,24 @@ pub enum Frame {
         /// The `Ping`'s nonce.
         nonce: u64,
     },
-    /// Hub → edge (version 4): documents that left the edge's read scope
-    /// (its access was narrowed or revoked) must be erased: every document
-    /// whose id starts with one of `prefixes` and with none of `keep`. The
-    /// edge answers with a `PurgeReceipt` (docs/protocol.md §3, "Purge").
+    /// Hub → edge (version 4; `ids` from version 5): documents that left
+    /// the edge's read scope (its access was narrowed or revoked) must be
+    /// erased: every document whose id starts with one of `prefixes` and
+    /// with none of `keep`, and every document whose id hashes to one of
+    /// `ids` (a subject purge at the hub). The edge answers with a
+    /// `PurgeReceipt` (docs/protocol.md §3, "Purge").
     Purge {
         /// The order's number (per identity and hub database, increasing).
         order: u64,
-        /// Why: `revoked` or `narrowed`.
+        /// Why: `revoked`, `narrowed` or `purged`.
         reason: String,
         /// Id prefixes to erase (lowercase; `""` is every id).
         prefixes: Vec<String>,
         /// Id prefixes the edge may keep (its read scope now).
         keep: Vec<String>,
+        /// Ids to erase whatever `keep` says, by
+        /// [`purged_id_hash`](crate::db::purged_id_hash).
+        ids: Vec<[u8; 32]>,
     },
     /// Edge → hub (version 4): a `Purge` is done; signed by the edge's key
     /// over [`purge_receipt_message`](crate::sync::signed::purge_receipt_message).
@@ -500,6 +508,7 @@ impl Frame {
                 reason,
                 prefixes,
                 keep,
+                ids,
             } => {
                 w.put_u64(*order);
                 put_str(&mut w, reason);
@@ -509,6 +518,11 @@ impl Frame {
                     for p in &list[..n] {
                         put_str(&mut w, p);
                     }
+                }
+                let n = ids.len().min(MAX_PURGE_IDS);
+                w.put_u32(n as u32);
+                for h in &ids[..n] {
+                    w.extend_from_slice(h);
                 }
             }
             Frame::PurgeReceipt {
@@ -692,11 +706,20 @@ impl Frame {
                     }
                 }
                 let [prefixes, keep] = lists;
+                let n = r.u32("purge ids")? as usize;
+                if n > MAX_PURGE_IDS || n > r.remaining() / 32 {
+                    return Err(FrameError::Malformed(format!("{n} purge ids")));
+                }
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(r.array("purge id")?);
+                }
                 Frame::Purge {
                     order,
                     reason,
                     prefixes,
                     keep,
+                    ids,
                 }
             }
             15 => Frame::PurgeReceipt {

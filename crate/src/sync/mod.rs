@@ -16,6 +16,7 @@
 
 pub mod driver;
 pub mod edge;
+pub mod forget;
 pub mod frame;
 pub mod hub;
 pub mod purge;

@@ -229,7 +229,8 @@ impl<S: EdgeShell> Actions for Edge<'_, S> {
             | EdgeAction::ApplyRemote { .. }
             | EdgeAction::RecordRejection(_)
             | EdgeAction::KeepGuards(_)
-            | EdgeAction::Purge { .. }) => shell.storage(storage).await,
+            | EdgeAction::Purge { .. }
+            | EdgeAction::Forget { .. }) => shell.storage(storage).await,
         }
     }
 

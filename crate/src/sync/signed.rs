@@ -23,6 +23,22 @@ pub const AUTH_DOMAIN: &[u8] = b"outpost/auth/v3\0";
 pub const BATCH_DOMAIN: &[u8] = b"outpost/batch/v3\0";
 /// Domain of a purge receipt.
 pub const PURGE_DOMAIN: &[u8] = b"outpost/purge-receipt/v4\0";
+/// Domain of a receipt for an order that named ids (a subject purge,
+/// protocol 5): the v4 message plus the digest of the ids.
+pub const PURGE_IDS_DOMAIN: &[u8] = b"outpost/purge-receipt/v5\0";
+
+/// The digest a receipt signs for the ids an order named (in the order's
+/// sequence): SHA-256 over the 32-byte hashes; `None` when it named none.
+pub fn order_ids_digest(ids: &[[u8; 32]]) -> Option<[u8; 32]> {
+    if ids.is_empty() {
+        return None;
+    }
+    let mut h = Sha256::new();
+    for i in ids {
+        h.update(i);
+    }
+    Some(h.finalize().into())
+}
 /// Bytes of a hub nonce.
 pub const NONCE_LEN: usize = 32;
 /// The `prev` of an edge's first batch: no batch before it.
@@ -269,6 +285,9 @@ pub struct PurgeReceipt {
     pub prefixes: Vec<String>,
     /// The order's prefixes to keep.
     pub keep: Vec<String>,
+    /// [`order_ids_digest`] of the ids the order named (`None`: none, and
+    /// the message is the protocol 4 one).
+    pub order_ids: Option<[u8; 32]>,
     /// Documents erased.
     pub removed: u64,
     /// SHA-256 of the erased id keys.
@@ -278,8 +297,11 @@ pub struct PurgeReceipt {
 impl PurgeReceipt {
     /// The canonical bytes the edge signs.
     pub fn message(&self) -> Vec<u8> {
-        let mut w = Vec::with_capacity(160);
-        w.extend_from_slice(PURGE_DOMAIN);
+        let mut w = Vec::with_capacity(192);
+        w.extend_from_slice(match self.order_ids {
+            None => PURGE_DOMAIN,
+            Some(_) => PURGE_IDS_DOMAIN,
+        });
         w.extend_from_slice(self.hub_id.as_bytes());
         w.extend_from_slice(self.device.as_bytes());
         w.put_u64(self.order);
@@ -292,6 +314,9 @@ impl PurgeReceipt {
         }
         w.put_u64(self.removed);
         w.extend_from_slice(&self.ids_hash);
+        if let Some(d) = &self.order_ids {
+            w.extend_from_slice(d);
+        }
         w
     }
 
@@ -313,6 +338,8 @@ impl PurgeReceipt {
             keep: self.keep.clone(),
             removed: self.removed,
             ids_sha256: to_hex(&self.ids_hash),
+            order_ids_sha256: self.order_ids.map(|d| to_hex(&d)).unwrap_or_default(),
+            markers: Vec::new(),
             key_id: signed.map(|(k, _)| k.fingerprint()).unwrap_or_default(),
             public_key: signed.map(|(k, _)| k.to_text()).unwrap_or_default(),
             signature: signed.map(|(_, s)| to_hex(s)).unwrap_or_default(),
@@ -333,7 +360,17 @@ impl PurgeReceipt {
         let ids_hash: [u8; 32] = from_hex(&a.ids_sha256)
             .and_then(|b| b.try_into().ok())
             .ok_or("ids_sha256: not 32 bytes of hex")?;
+        let order_ids = if a.order_ids_sha256.is_empty() {
+            None
+        } else {
+            Some(
+                from_hex(&a.order_ids_sha256)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or("order_ids_sha256: not 32 bytes of hex")?,
+            )
+        };
         let r = PurgeReceipt {
+            order_ids,
             hub_id: a.hub_id.parse().map_err(|_| "hub_id: not a database id")?,
             device: a.device.parse().map_err(|_| "device: not a database id")?,
             order: a.order,
@@ -456,7 +493,7 @@ mod tests {
         assert!(m.starts_with(AUTH_DOMAIN));
         for v in [
             AuthContext {
-                version: 4,
+                version: 5,
                 ..base.clone()
             },
             AuthContext {
@@ -494,5 +531,57 @@ mod tests {
             ..base.clone()
         });
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_receipt_for_named_ids_signs_them_and_the_v4_message_is_unchanged() {
+        let r = PurgeReceipt {
+            hub_id: DbId([1; 16]),
+            device: DbId([2; 16]),
+            order: 3,
+            reason: "purged".into(),
+            prefixes: vec![],
+            keep: vec!["a/".into()],
+            order_ids: None,
+            removed: 1,
+            ids_hash: [4; 32],
+        };
+        // Fixed bytes of the protocol 4 message (audit records of version
+        // 4 receipts still verify against them).
+        let mut want = PURGE_DOMAIN.to_vec();
+        want.extend([1; 16]);
+        want.extend([2; 16]);
+        want.extend(3u64.to_le_bytes());
+        want.extend([6, 0]);
+        want.extend(b"purged");
+        want.extend([0, 0, 0, 0, 1, 0, 0, 0, 2, 0, b'a', b'/']);
+        want.extend(1u64.to_le_bytes());
+        want.extend([4; 32]);
+        assert_eq!(r.message(), want);
+        // Naming ids: another domain, the same fields, then their digest.
+        let ids = [[7u8; 32], [8u8; 32]];
+        let digest = order_ids_digest(&ids).unwrap();
+        let named = PurgeReceipt {
+            order_ids: Some(digest),
+            ..r.clone()
+        };
+        let m = named.message();
+        assert!(m.starts_with(PURGE_IDS_DOMAIN));
+        assert_eq!(
+            &m[PURGE_IDS_DOMAIN.len()..m.len() - 32],
+            &want[PURGE_DOMAIN.len()..]
+        );
+        assert_eq!(&m[m.len() - 32..], &digest);
+        // The digest depends on every id and their order.
+        assert_ne!(order_ids_digest(&[[8; 32], [7; 32]]), Some(digest));
+        assert_ne!(order_ids_digest(&ids[..1]), Some(digest));
+        assert_eq!(order_ids_digest(&[]), None);
+        // Through the audit record and back, both kinds.
+        for rec in [r, named] {
+            let key = key();
+            let a = rec.to_audit("lap", Some(&(key.clone(), vec![9; 64])));
+            let (back, k, sig) = PurgeReceipt::from_audit(&a).unwrap().unwrap();
+            assert_eq!((back, k, sig), (rec, key, vec![9; 64]));
+        }
     }
 }

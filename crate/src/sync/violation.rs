@@ -17,7 +17,7 @@ use crate::sync::hub::MAX_PUSH_DOCS;
 
 /// Every wire code a [`Violation`] can have (the `code` column of
 /// `docs/protocol.md` §5).
-pub const VIOLATION_CODES: [&str; 12] = [
+pub const VIOLATION_CODES: [&str; 13] = [
     "invalid_id",
     "write_denied",
     "duplicate_id",
@@ -30,6 +30,7 @@ pub const VIOLATION_CODES: [&str; 12] = [
     "change_vector_too_large",
     "unseen_version",
     "delete_forbidden",
+    "purged",
 ];
 
 /// A rule of `docs/protocol.md` §5 broken by a pushed batch; the hub refuses
@@ -191,6 +192,7 @@ impl Violation {
                 crate::db::Refusal::DeleteForbidden { .. } => {
                     "documents of a guarded collection are never deleted nor moved out of it"
                 }
+                crate::db::Refusal::Purged { .. } => "an id the hub purged is never taken back",
             },
         }
     }
@@ -330,6 +332,10 @@ mod tests {
             Violation::Refused(Refusal::DeleteForbidden {
                 id: id(),
                 collection: "Invoices".into(),
+            }),
+            Violation::Refused(Refusal::Purged {
+                id: id(),
+                marker: 1,
             }),
         ]
     }

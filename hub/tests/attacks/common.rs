@@ -409,6 +409,27 @@ impl Hub {
         cb.stop().await;
     }
 
+    /// Stops the hub (cleanly), runs `outpost-hub purge ARGS --by
+    /// operator` on it (asserting it succeeds) and starts it again on the
+    /// same port. Returns what the command printed.
+    pub fn purge(&mut self, args: &[&str]) -> String {
+        let p = self.proc.take().expect("the hub is running");
+        p.terminate();
+        let out = Command::new(BIN)
+            .current_dir(self.tmp.path())
+            .args(["--config", "outpost-hub.toml", "purge", "--by", "operator"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "purge failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.proc = Some(HubProcess::start(BIN, self.tmp.path(), &[]));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
     /// Stops the hub (cleanly) and exports its database: id → JSON line.
     /// Panics if the export fails.
     pub fn stop_and_export(&mut self) -> BTreeMap<String, Value> {

@@ -37,7 +37,8 @@
 //! the further kinds the issue names; `keys` (the handshake, enrollment
 //! codes) and `signed` (the chain and signatures of batches) are protocol
 //! 3's; `revocation` also covers protocol 4's purge orders and signed
-//! receipts, and `guards` the deletion guards (`never_delete`). Every
+//! receipts, `guards` the deletion guards (`never_delete`), and `forget`
+//! subject purges (protocol 5: a purged id is never taken back). Every
 //! identity of the attack hubs is a key (`common.rs`): the hostile client
 //! proves it and signs its batches like an honest edge, unless a case
 //! forges them. Cases for what is not built yet would be `#[ignore]`d with
@@ -60,6 +61,7 @@ mod class6_bodies;
 #[path = "preauth.rs"]
 mod class7_preauth;
 mod floods;
+mod forget;
 mod guards;
 mod ids;
 mod keys;

@@ -10,6 +10,12 @@ use std::time::Duration;
 
 use crate::common::*;
 
+/// Mallory's device in these cases: orders are per device (each device of
+/// an identity holds its own copies), so she reconnects with the same one.
+fn device() -> DbId {
+    DbId([0x4d; 16])
+}
+
 /// The standard edges with mallory's entry replaced by `mallory` (TOML, or
 /// empty to remove her).
 fn edges_with_mallory(mallory: &str) -> String {
@@ -22,7 +28,7 @@ fn edges_with_mallory(mallory: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_identity_keeps_its_open_session() {
     let hub = Hub::start();
-    let mut m = hub.mallory().await;
+    let mut m = hub.device("mallory", device()).await;
     hub.set_edges(&edges_with_mallory(""));
     m.timeout = Duration::from_secs(10);
     let a = m.until_end().await;
@@ -38,13 +44,13 @@ async fn removed_identity_keeps_its_open_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn narrowed_identity_keeps_writing_under_its_old_scope() {
     let hub = Hub::start();
-    let mut m = hub.mallory().await;
+    let mut m = hub.device("mallory", device()).await;
     let narrowed = edge_toml("mallory", "mallory-token", &["mallory/"], &["mallory/"]);
     hub.set_edges(&edges_with_mallory(&narrowed));
     m.timeout = Duration::from_secs(10);
     assert_error(&m.until_end().await, "config_changed");
     // Reconnected under the new rules: shared/ is no longer writable.
-    let mut m = hub.mallory().await;
+    let mut m = hub.device("mallory", device()).await;
     let r = m
         .push(vec![doc(
             "shared/notes/after",
@@ -60,7 +66,7 @@ async fn narrowed_identity_keeps_writing_under_its_old_scope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_identity_reconnecting_with_its_old_device_id() {
     let hub = Hub::start();
-    let mut m = hub.mallory().await;
+    let mut m = hub.device("mallory", device()).await;
     assert_acked(
         &m.push(vec![doc(
             "shared/notes/before",
@@ -121,7 +127,7 @@ async fn narrowed_mallory(hub: &Hub) -> Hostile {
     let narrowed = edge_toml("mallory", "mallory-token", &["mallory/"], &["mallory/"]);
     hub.set_edges(&edges_with_mallory(&narrowed));
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let m = hub.mallory().await;
+    let m = hub.device("mallory", device()).await;
     let o = m.purges.last().expect("a purge order after Welcome");
     assert_eq!(o.reason, "narrowed");
     assert_eq!(o.prefixes, vec!["shared/".to_string()]);
@@ -139,14 +145,14 @@ async fn narrowed_edge_is_told_which_documents_left_its_scope() {
         .await
         .close()
         .await;
-    let m = hub.mallory().await;
+    let m = hub.device("mallory", device()).await;
     assert!(m.received.contains_key("shared/notes/a"));
     assert!(m.purges.is_empty(), "no order before any narrowing");
     m.close().await;
     let m = narrowed_mallory(&hub).await;
     let first = m.purges[0].order;
     m.close().await;
-    let m = hub.mallory().await;
+    let m = hub.device("mallory", device()).await;
     assert_eq!(
         m.purges.last().map(|o| o.order),
         Some(first),
@@ -167,14 +173,14 @@ async fn forged_purge_receipt_for_documents_never_purged() {
         .await
         .close()
         .await;
-    hub.mallory().await.close().await;
+    hub.device("mallory", device()).await.close().await;
     let mut m = narrowed_mallory(&hub).await;
     let other = outpost_testkit::keys::key_for("mallory2");
     let forged = m.purge_receipt(1, [0; 32], Some(&other));
     m.send(&forged).await.unwrap();
     assert_error(&m.until_end().await, "bad_signature");
     // Another order than the one sent.
-    let mut m = hub.mallory().await;
+    let mut m = hub.device("mallory", device()).await;
     let mut wrong = m.purge_receipt(1, [0; 32], None);
     if let Frame::PurgeReceipt { order, .. } = &mut wrong {
         *order += 1;
@@ -182,7 +188,7 @@ async fn forged_purge_receipt_for_documents_never_purged() {
     m.send(&wrong).await.unwrap();
     assert_error(&m.until_end().await, "protocol");
     // Signed over other numbers than the frame states.
-    let mut m = hub.mallory().await;
+    let mut m = hub.device("mallory", device()).await;
     let mut lying = m.purge_receipt(1, [0; 32], None);
     if let Frame::PurgeReceipt { removed, .. } = &mut lying {
         *removed = 1_000;
@@ -195,13 +201,13 @@ async fn forged_purge_receipt_for_documents_never_purged() {
     assert_error(&c.answer().await, "protocol");
     // The honest receipt is taken; the session goes on; a replay of it in a
     // later session answers no order.
-    let mut m = hub.mallory().await;
+    let mut m = hub.device("mallory", device()).await;
     let honest = m.purge_receipt(1, [7; 32], None);
     m.send(&honest).await.unwrap();
     let r = Hub::honest_put(&mut m, "mallory/after", "Notes", json!({"n": 2})).await;
     assert!(matches!(r, Answer::PushAck { .. }), "{r:?}");
     m.close().await;
-    let mut m = hub.mallory().await;
+    let mut m = hub.device("mallory", device()).await;
     assert!(m.purges.is_empty(), "settled: no order any more");
     m.send(&honest).await.unwrap();
     assert_error(&m.until_end().await, "protocol");
@@ -226,7 +232,7 @@ async fn a_receipt_never_sent_stays_pending() {
         .await
         .close()
         .await;
-    hub.mallory().await.close().await;
+    hub.device("mallory", device()).await.close().await;
     narrowed_mallory(&hub).await.close().await;
     let (_, _, status) = hub
         .finish_audited_then(|dir| edge_status(dir, "mallory"))
@@ -249,7 +255,7 @@ async fn revoked_while_connected_is_ordered_to_erase_everything() {
         .await
         .close()
         .await;
-    let mut m = hub.mallory().await;
+    let mut m = hub.device("mallory", device()).await;
     let revoked = mallory_revoked();
     hub.set_edges(&revoked);
     m.timeout = Duration::from_secs(10);
@@ -302,13 +308,13 @@ async fn revoked_at_the_handshake_gets_the_order_and_nothing_else() {
         .await
         .close()
         .await;
-    hub.mallory().await.close().await;
+    hub.device("mallory", device()).await.close().await;
     let revoked = mallory_revoked();
     hub.set_edges(&revoked);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut c = hub.connect().await;
     c.timeout = Duration::from_secs(3);
-    let r = c.hello("mallory", "", new_db_id(), 0).await;
+    let r = c.hello("mallory", "", device(), 0).await;
     assert!(matches!(r, Err(Answer::Timeout)), "no Welcome: {r:?}");
     assert_eq!(c.purges.last().map(|o| o.reason.as_str()), Some("revoked"));
     assert!(c.received.is_empty());
@@ -355,4 +361,48 @@ async fn revoked_key_is_refused_at_the_handshake() {
     );
     client.stop().await;
     hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_device_of_a_narrowed_identity_answers_for_itself() {
+    // Two devices of mallory held shared/notes/a. The first one's receipt
+    // settles only its own order: the second is still ordered to erase,
+    // and a device that never held anything gets no order.
+    let hub = Hub::start();
+    hub.alice_writes("shared/notes/a", "Notes", json!({"n": 1}))
+        .await
+        .close()
+        .await;
+    let second = DbId([0x4e; 16]);
+    hub.device("mallory", device()).await.close().await;
+    hub.device("mallory", second).await.close().await;
+    let mut m = narrowed_mallory(&hub).await;
+    let receipt = m.purge_receipt(1, [0; 32], None);
+    m.send(&receipt).await.unwrap();
+    let r = Hub::honest_put(&mut m, "mallory/after", "Notes", json!({"n": 2})).await;
+    assert!(matches!(r, Answer::PushAck { .. }), "{r:?}");
+    m.close().await;
+    assert!(
+        hub.device("mallory", device()).await.purges.is_empty(),
+        "settled"
+    );
+    let m2 = hub.device("mallory", second).await;
+    let o = m2.purges.last().expect("the second device's own order");
+    assert_eq!(
+        (o.reason.as_str(), o.prefixes.clone()),
+        ("narrowed", vec!["shared/".to_string()])
+    );
+    m2.close().await;
+    assert!(
+        hub.device("mallory", new_db_id()).await.purges.is_empty(),
+        "a new device held nothing"
+    );
+    let (_, _, status) = hub
+        .finish_audited_then(|dir| edge_status(dir, "mallory"))
+        .await;
+    assert!(
+        status.contains("receipt PENDING: purge order 1 (narrowed)"),
+        "{status}"
+    );
+    assert!(status.contains("no receipt pending"), "{status}");
 }

@@ -370,8 +370,8 @@ impl Hostile {
         pull_checkpoint: u64,
     ) -> Frame {
         Frame::Hello {
-            min_version: 4,
-            max_version: 4,
+            min_version: 5,
+            max_version: 5,
             db_id,
             database: "main".into(),
             identity: identity.into(),
@@ -391,8 +391,8 @@ impl Hostile {
         pull_checkpoint: u64,
     ) -> Frame {
         Frame::Hello {
-            min_version: 4,
-            max_version: 4,
+            min_version: 5,
+            max_version: 5,
             db_id,
             database: "main".into(),
             identity: identity.into(),
@@ -407,8 +407,8 @@ impl Hostile {
     /// An enrollment `Hello`: redeem `code` for `key` (database `main`).
     pub fn hello_enroll_frame(identity: &str, key: &KeyPair, code: &str, db_id: DbId) -> Frame {
         Frame::Hello {
-            min_version: 4,
-            max_version: 4,
+            min_version: 5,
+            max_version: 5,
             db_id,
             database: "main".into(),
             identity: identity.into(),
@@ -607,12 +607,15 @@ impl Hostile {
                 reason,
                 prefixes,
                 keep,
+                ids,
             } => {
                 self.purges.push(PurgeOrder {
                     order,
                     reason,
                     prefixes,
                     keep,
+                    ids,
+                    markers: Vec::new(),
                 });
                 None
             }
@@ -696,6 +699,7 @@ impl Hostile {
             reason: o.reason,
             prefixes: o.prefixes,
             keep: o.keep,
+            order_ids: outpost::sync::signed::order_ids_digest(&o.ids),
             removed,
             ids_hash,
         };

@@ -11,7 +11,7 @@ use crate::cv::DbId;
 use crate::db::PurgeReport;
 use crate::sync::frame::{AuthMode, Frame};
 use crate::sync::purge::PurgeOrder;
-use crate::sync::signed::PurgeReceipt;
+use crate::sync::signed::{PurgeReceipt, order_ids_digest};
 
 /// Where a purge order stands at the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +95,7 @@ impl EdgeSession {
             reason: order.reason,
             prefixes: order.prefixes,
             keep: order.keep,
+            order_ids: order_ids_digest(&order.ids),
             removed: report.removed,
             ids_hash: report.ids_hash,
         };

@@ -101,7 +101,7 @@ fn samples() -> Vec<Frame> {
             batch_head: [5; 32],
         },
         Frame::Welcome {
-            version: 4,
+            version: 5,
             hub_db_id: DbId([2; 16]),
             push_checkpoint: 9,
             hub_last_etag: 100,
@@ -157,6 +157,7 @@ fn samples() -> Vec<Frame> {
             reason: "revoked".into(),
             prefixes: vec!["".into(), "b/".into()],
             keep: vec!["b/c/".into()],
+            ids: vec![[4; 32], [5; 32]],
         },
         Frame::PurgeReceipt {
             order: 7,
@@ -245,9 +246,15 @@ fn a_version_1_welcome_keeps_the_version_1_layout() {
     assert_eq!(negotiate(1, 1), None);
     assert_eq!(negotiate(1, 2), None);
     assert_eq!(negotiate(1, 3), None);
-    assert_eq!(negotiate(1, 9), Some(4));
-    assert_eq!(negotiate(4, 9), Some(4));
-    assert_eq!(negotiate(5, 9), None);
+    // Version 5 keeps version 4's Welcome layout.
+    let b5 = f(5).encode();
+    assert_eq!((b5.len(), &b5[3..]), (b4.len(), &b4[3..]));
+    assert_eq!(Frame::decode(&b5, MAX_FRAME_BYTES).unwrap(), f(5));
+    assert_eq!(negotiate(1, 4), None, "a version 4 edge is refused");
+    assert_eq!(negotiate(1, 9), Some(5));
+    assert_eq!(negotiate(4, 9), Some(5));
+    assert_eq!(negotiate(5, 9), Some(5));
+    assert_eq!(negotiate(6, 9), None);
     assert_eq!(negotiate(0, 0), None);
 }
 
@@ -295,18 +302,21 @@ fn fixed_bytes_of_the_version_3_handshake() {
 }
 
 #[test]
-fn fixed_bytes_of_the_version_4_purge_frames() {
+fn fixed_bytes_of_the_version_5_purge_frames() {
     // wasm32 and x86_64 must produce these exact bytes.
     let p = Frame::Purge {
         order: 2,
         reason: "narrowed".into(),
         prefixes: vec!["a/".into()],
         keep: vec![],
+        ids: vec![[7; 32]],
     }
     .encode();
     let mut want = vec![14, 2, 0, 0, 0, 0, 0, 0, 0, 8, 0];
     want.extend(b"narrowed");
     want.extend([1, 0, 2, 0, b'a', b'/', 0, 0]);
+    want.extend([1, 0, 0, 0]);
+    want.extend([7; 32]);
     assert_eq!(p, want);
     assert_eq!(
         Frame::decode(&p, MAX_FRAME_BYTES).unwrap(),
@@ -315,8 +325,24 @@ fn fixed_bytes_of_the_version_4_purge_frames() {
             reason: "narrowed".into(),
             prefixes: vec!["a/".into()],
             keep: vec![],
+            ids: vec![[7; 32]],
         }
     );
+    // A version 4 `Purge` (no id list) is malformed for a version 5 peer:
+    // the handshake refuses version 4 before any could be sent.
+    let v4 = &want[..want.len() - 36];
+    assert!(matches!(
+        Frame::decode(v4, MAX_FRAME_BYTES),
+        Err(FrameError::Malformed(_))
+    ));
+    // An id count beyond what the frame holds is malformed, not an
+    // allocation.
+    let mut huge = want[..want.len() - 36].to_vec();
+    huge.put_u32(u32::MAX);
+    assert!(matches!(
+        Frame::decode(&huge, MAX_FRAME_BYTES),
+        Err(FrameError::Malformed(_))
+    ));
     let r = Frame::PurgeReceipt {
         order: 2,
         removed: 3,

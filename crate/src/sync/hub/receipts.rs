@@ -9,7 +9,7 @@
 use super::{HubAction, HubSession, Phase};
 use crate::sync::frame::Frame;
 use crate::sync::purge::PurgeOrder;
-use crate::sync::signed::PurgeReceipt;
+use crate::sync::signed::{PurgeReceipt, order_ids_digest};
 
 impl HubSession {
     /// Sends `order`; `revoked`: the message of the `Error(revoked)` that
@@ -29,6 +29,7 @@ impl HubSession {
                 reason: order.reason.clone(),
                 prefixes: order.prefixes.clone(),
                 keep: order.keep.clone(),
+                ids: order.ids.clone(),
             },
         );
         self.purge = Some((order, revoked));
@@ -62,6 +63,7 @@ impl HubSession {
             reason: sent.reason.clone(),
             prefixes: sent.prefixes.clone(),
             keep: sent.keep.clone(),
+            order_ids: order_ids_digest(&sent.ids),
             removed,
             ids_hash,
         };

@@ -1,0 +1,266 @@
+//! The right to be forgotten with real processes (issue "Deletes that mean
+//! something" §2; docs/security.md "Subject purges"): a real `outpost-hub`
+//! process, `outpost-hub purge` run by an operator on the stopped hub, and
+//! real native edges over real files. One edge stays offline across the
+//! purge and comes back with an edit of a purged document: it erases it,
+//! and the data never reappears at the hub or at any other edge.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use outpost_client::client_rejections;
+use outpost_testkit::hub::{free_port, wait_until};
+use serde_json::json;
+
+const SECRET: &str = "SUBJ-SECRET-9d41";
+const SUBJECT: &str = "P-SUBJ-77";
+const KEEP: &str = "KEEP-OTHER-3b2";
+
+/// Runs `outpost-hub --config outpost-hub.toml ARGS` in the hub's directory:
+/// (success, stdout, stderr).
+fn run(hub: &HubProc, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .current_dir(&hub.dir)
+        .args(["--config", "outpost-hub.toml"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn receipts_recorded(hub: &HubProc) -> usize {
+    hub.log().matches("purge receipt recorded").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_reaches_every_edge_and_a_stale_edge_cannot_bring_it_back() {
+    let tmp = temp_dir("forget");
+    let edges = edge_toml("admin", "", &["*"], &["*"])
+        + &edge_toml("alice", "", &["notes/"], &["notes/"])
+        + &edge_toml("bob", "", &["notes/"], &[])
+        + &edge_toml("carol", "", &["other/"], &["other/"]);
+    let mut hub = HubProc::new(tmp.join("hub"), free_port(), &edges);
+    let adb = open_edge_db(&tmp.join("admin")).await;
+    let ldb = open_edge_db(&tmp.join("alice")).await;
+    let bdb = open_edge_db(&tmp.join("bob")).await;
+    let cdb = open_edge_db(&tmp.join("carol")).await;
+    let ca = client(&adb, &hub.url(), "admin", "");
+    let cl = client(&ldb, &hub.url(), "alice", "");
+    let cb = client(&bdb, &hub.url(), "bob", "");
+    let cc = client(&cdb, &hub.url(), "carol", "");
+    for c in [&ca, &cl, &cb, &cc] {
+        wait_live(c).await;
+    }
+    // The subject's documents (one edited twice), and another patient's.
+    let p1 = json!({ "patientId": SUBJECT, "s": format!("{SECRET} v1") });
+    put(&adb, Some(&ca), "notes/visit-1", p1, "Visits").await;
+    let p1b = json!({ "patientId": SUBJECT, "s": format!("{SECRET} v2") });
+    put(&adb, Some(&ca), "notes/visit-1", p1b, "Visits").await;
+    let p2 = json!({ "patientId": SUBJECT, "s": SECRET.repeat(200) });
+    put(&adb, Some(&ca), "notes/visit-2", p2, "Visits").await;
+    let k = json!({ "patientId": "P-OTHER", "s": KEEP });
+    put(&adb, Some(&ca), "notes/visit-3", k, "Visits").await;
+    put(&cdb, Some(&cc), "other/x", json!({ "s": "carol's" }), "O").await;
+    wait_until("alice and bob hold the three visits", || async {
+        let v2 = |db: &Db| {
+            let db = db.clone();
+            async move {
+                db.get("notes/visit-1")
+                    .await
+                    .unwrap()
+                    .is_some_and(|d| d.body["s"] == format!("{SECRET} v2"))
+                    && db.get("notes/visit-2").await.unwrap().is_some()
+                    && db.get("notes/visit-3").await.unwrap().is_some()
+            }
+        };
+        v2(&ldb).await && v2(&bdb).await
+    })
+    .await;
+    wait_until("the hub holds carol's document", || async {
+        hub.documents() == 4
+    })
+    .await;
+
+    // Alice goes offline and edits a visit of the subject there.
+    cl.stop().await;
+    let edit = json!({ "patientId": SUBJECT, "s": format!("{SECRET} offline edit") });
+    put(&ldb, None, "notes/visit-1", edit, "Visits").await;
+    for c in [ca, cb, cc] {
+        c.stop().await;
+    }
+
+    // The operator purges the subject on the stopped hub.
+    hub.kill();
+    let (ok, out, err) = run(&hub, &["purge", "--field", &format!("patientId={SUBJECT}")]);
+    assert!(!ok && err.contains("--by"), "who asks is required: {err}");
+    let (ok, out2, _) = run(
+        &hub,
+        &[
+            "purge",
+            "--field",
+            &format!("patientId={SUBJECT}"),
+            "--by",
+            "dpo@clinic",
+            "--reason",
+            "GDPR request 118",
+            "--dry-run",
+        ],
+    );
+    assert!(ok && out2.contains("2 documents"), "{out}{out2}");
+    let (ok, out, err) = run(
+        &hub,
+        &[
+            "purge",
+            "--field",
+            &format!("patientId={SUBJECT}"),
+            "--by",
+            "dpo@clinic",
+            "--reason",
+            "GDPR request 118",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("purged 2 documents"), "{out}");
+    assert!(out.contains("purge marker 1"), "{out}");
+    let owed_line = out
+        .lines()
+        .find(|l| l.contains("each told to erase"))
+        .unwrap_or_else(|| panic!("{out}"));
+    for who in ["admin", "alice", "bob"] {
+        assert!(owed_line.contains(who), "{who} owes a receipt: {out}");
+    }
+    assert!(!owed_line.contains("carol"), "carol never held it: {out}");
+    // No plaintext of the purged bodies left in the hub's files; the other
+    // patient's document is still there (the search can succeed).
+    let dump = raw_dump(&hub.dir.join("data/main"));
+    assert!(
+        !holds(&dump, SECRET),
+        "the hub's files hold no purged plaintext"
+    );
+    assert!(holds(&dump, KEEP), "the test can fail");
+    let (ok, status, err) = run(&hub, &["purge", "status"]);
+    assert!(ok, "{err}");
+    assert!(status.contains("purge 1"), "{status}");
+    assert!(status.contains("by \"dpo@clinic\""), "{status}");
+    let owing = status
+        .lines()
+        .find(|l| l.contains("receipts OWED by:"))
+        .unwrap_or_else(|| panic!("{status}"));
+    for who in ["admin (device", "alice (device", "bob (device"] {
+        assert!(owing.contains(who), "{who}: {status}");
+    }
+    assert!(!owing.contains("carol"), "{status}");
+    assert!(status.contains("3 receipts owed in all"), "{status}");
+
+    // Back up: bob and the admin erase at their next session.
+    hub.start();
+    let cb = client(&bdb, &hub.url(), "bob", "");
+    let ca = client(&adb, &hub.url(), "admin", "");
+    wait_until("bob's and the admin's receipts", || async {
+        receipts_recorded(&hub) >= 2
+    })
+    .await;
+    wait_live(&cb).await;
+    wait_live(&ca).await;
+    for db in [&bdb, &adb] {
+        assert!(db.get("notes/visit-1").await.unwrap().is_none());
+        assert!(db.get("notes/visit-2").await.unwrap().is_none());
+        assert!(db.get("notes/visit-3").await.unwrap().is_some());
+    }
+
+    // Alice comes back with her offline edit: told to erase first, she
+    // erases it too, and it never reaches the hub.
+    let cl = client(&ldb, &hub.url(), "alice", "");
+    wait_until("alice's receipt", || async { receipts_recorded(&hub) >= 3 }).await;
+    wait_live(&cl).await;
+    assert!(ldb.get("notes/visit-1").await.unwrap().is_none());
+    // She writes on; that flows as usual.
+    put(
+        &ldb,
+        Some(&cl),
+        "notes/visit-4",
+        json!({ "s": "new" }),
+        "Visits",
+    )
+    .await;
+    wait_until("visit-4 reaches bob", || async {
+        bdb.get("notes/visit-4").await.unwrap().is_some()
+    })
+    .await;
+    assert!(bdb.get("notes/visit-1").await.unwrap().is_none());
+    assert!(adb.get("notes/visit-1").await.unwrap().is_none());
+
+    // Writing a purged id again, with any change vector, is refused.
+    put(
+        &adb,
+        Some(&ca),
+        "notes/visit-1",
+        json!({ "s": "again" }),
+        "V",
+    )
+    .await;
+    // Refused with `purged`, the admin's device erases its copy too (and
+    // the rejection that named it).
+    assert!(adb.get("notes/visit-1").await.unwrap().is_some());
+    wait_until("the admin's rewrite is refused and erased", || async {
+        adb.get("notes/visit-1").await.unwrap().is_none()
+    })
+    .await;
+    let acfg = edge_cfg("admin", "");
+    assert!(client_rejections(&adb, &acfg).await.unwrap().is_empty());
+    assert!(bdb.get("notes/visit-1").await.unwrap().is_none());
+
+    for c in [ca, cb, cl] {
+        c.stop().await;
+    }
+    ldb.close().await.unwrap();
+    bdb.close().await.unwrap();
+    let alice_dump = raw_dump(&tmp.join("alice"));
+    assert!(
+        !holds(&alice_dump, SECRET),
+        "alice's files hold no purged plaintext"
+    );
+    assert!(holds(&alice_dump, KEEP));
+    assert!(!holds(&raw_dump(&tmp.join("bob")), SECRET));
+
+    // The operator sees every receipt; the trail verifies and names no
+    // purged id, body or field value.
+    hub.kill();
+    let (ok, status, err) = run(&hub, &["purge", "status"]);
+    assert!(ok, "{err}");
+    assert!(status.contains("receipts owed: none"), "{status}");
+    assert!(status.contains("0 receipts owed in all"), "{status}");
+    for who in ["admin (order", "alice (order", "bob (order"] {
+        assert!(status.contains(who), "{who}: {status}");
+    }
+    let (ok, out, err) = run(&hub, &["audit", "verify"]);
+    assert!(ok, "{out}{err}");
+    let (ok, trail, err) = run(&hub, &["audit", "export"]);
+    assert!(ok, "{err}");
+    let purge_entry = trail
+        .lines()
+        .find(|l| l.contains("\"subject_purge\""))
+        .unwrap_or_else(|| panic!("{trail}"));
+    assert!(purge_entry.contains("dpo@clinic"), "{purge_entry}");
+    assert!(purge_entry.contains("GDPR request 118"), "{purge_entry}");
+    for secret in [SECRET, SUBJECT, "visit-1", "visit-2"] {
+        assert!(!purge_entry.contains(secret), "{secret} in {purge_entry}");
+    }
+    assert!(
+        trail.lines().any(|l| l.contains("\"push_refused\"")
+            && l.contains("\"purged\"")
+            && l.contains("notes/visit-1")),
+        "the rewrite's refusal is audited: {trail}"
+    );
+    let dump = raw_dump(&hub.dir.join("data/main"));
+    assert!(
+        !holds(&dump, SECRET),
+        "nothing came back to the hub's files"
+    );
+}
