@@ -224,11 +224,14 @@ Examples:
     #[command(subcommand)]
     Audit(AuditCommand),
 
-    /// Purge a subject's data: the right to be forgotten (hub stopped).
+    /// Purge a subject's data: the right to be forgotten.
     ///
     /// Removes the documents named by --id, --prefix or --field (their
     /// conflict versions, tombstones and index entries too) and erases
-    /// their bytes from the data file and the WAL. Their ids are retired:
+    /// their bytes from the data file and the WAL. On a stopped hub it works
+    /// on the database directly; while the hub runs it is sent to it (POST
+    /// /admin/purge, with --admin-token), and connected edges that held the
+    /// documents reconnect at once to get their order. Their ids are retired:
     /// an edge that pushes them back is refused (`purged`), whatever it
     /// claims. Every edge that may hold them is told to erase them at its
     /// next session and answers with a signed receipt; `purge status`

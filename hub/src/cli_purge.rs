@@ -8,6 +8,8 @@ use clap::{Args, Subcommand};
 use outpost::db::{AuditKind, AuditPurgeReceipt};
 use outpost::sync::forget::{self, SubjectRequest};
 
+use crate::purge::{PurgeAnswer, PurgeRequest};
+
 use crate::cli::{DatabaseArg, pick_database, runtime};
 use crate::config::Config;
 use crate::error::{HubError, Result};
@@ -49,6 +51,16 @@ pub struct PurgeArgs {
     /// Only count the documents that would be purged; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The admin token, for a running hub (the purge is then sent to it:
+    /// `POST /admin/purge`). Default: the demo configuration's public one
+    /// when the configuration is the demo's.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "OUTPOST_HUB_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
     /// The database.
     #[command(flatten)]
     pub database: DatabaseArg,
@@ -87,7 +99,8 @@ fn parse_field(s: &str) -> Result<(String, serde_json::Value)> {
 }
 
 /// Opens a stopped hub's database for a purge (writable) with a clear error
-/// when a running hub holds it.
+/// when a running hub holds it (`write`: the raw `InUse` error, for the
+/// caller to send the purge to the running hub instead).
 async fn open(config: &Config, name: &str, write: bool) -> Result<DbHandle> {
     let dir = config.database_dir(name);
     if !dir.join(outpost::store::file::DATA_FILE).exists() {
@@ -102,10 +115,9 @@ async fn open(config: &Config, name: &str, write: bool) -> Result<DbHandle> {
         DbHandle::open_read_only(name, &dir).await
     };
     opened.map_err(|e| match e {
-        HubError::InUse { database, lock } => HubError::Other(format!(
-            "database {database} is in use (lock file {lock}): purge works on a stopped \
-             hub's databases; stop the hub, purge, start it again (edges are told at their \
-             next session)"
+        HubError::InUse { database, lock } if !write => HubError::Other(format!(
+            "database {database} is in use (lock file {lock}): `purge status` reads a stopped \
+             hub's databases; stop the hub first"
         )),
         e => e,
     })
@@ -155,8 +167,20 @@ fn purge(config: &Config, a: PurgeArgs) -> Result<()> {
         reason: a.reason,
         dry_run: a.dry_run,
     };
-    let rep = runtime()?.block_on(async {
-        let db = open(config, &name, true).await?;
+    let admin = a.admin_token.or_else(|| {
+        config
+            .is_admin(crate::edit::DEMO_ADMIN_TOKEN)
+            .then(|| crate::edit::DEMO_ADMIN_TOKEN.to_string())
+    });
+    let rep: PurgeAnswer = runtime()?.block_on(async {
+        let db = match open(config, &name, true).await {
+            Ok(db) => db,
+            // A running hub holds it: the purge is sent to that hub.
+            Err(HubError::InUse { .. }) => {
+                return remote(config, &name, &req, admin.as_deref()).await;
+            }
+            Err(e) => return Err(e),
+        };
         let r = forget::purge_subject(&db.db, &req, crate::session::now_ms()).await;
         let closed = db.close().await;
         let rep = r.map_err(|source| HubError::Database {
@@ -164,7 +188,7 @@ fn purge(config: &Config, a: PurgeArgs) -> Result<()> {
             source,
         })?;
         closed?;
-        Ok::<_, HubError>(rep)
+        Ok::<_, HubError>(rep.into())
     })?;
     if req.dry_run {
         println!(
@@ -196,12 +220,60 @@ fn purge(config: &Config, a: PurgeArgs) -> Result<()> {
         println!("  no edge was ever sent them: no receipt is owed");
     } else {
         println!(
-            "  edges that may hold them, each told to erase them at its next session: {}",
+            "  edges that may hold them, each told to erase them at its next session (a connected one reconnects now): {}",
             rep.owed.join(", ")
         );
         println!("  follow their receipts with: outpost-hub purge status");
     }
     Ok(())
+}
+
+/// Sends the purge to the hub that holds the database (`POST
+/// /admin/purge`, where its serving file says it listens).
+async fn remote(
+    config: &Config,
+    name: &str,
+    req: &SubjectRequest,
+    admin: Option<&str>,
+) -> Result<PurgeAnswer> {
+    let Some((url, ca)) = crate::cli::serving(config) else {
+        return Err(HubError::Other(format!(
+            "database {name} is locked, but no running hub of this configuration says where it \
+             listens ({}): is another process holding it?",
+            config.data_dir.join(crate::config::SERVING_FILE).display()
+        )));
+    };
+    let Some(token) = admin else {
+        return Err(HubError::Other(format!(
+            "the hub at {url} holds database {name}: the purge is sent to it, which needs its \
+             admin token (--admin-token or OUTPOST_HUB_ADMIN_TOKEN; `outpost-hub admin-token` sets one)"
+        )));
+    };
+    let body = serde_json::to_vec(&PurgeRequest {
+        database: name.to_string(),
+        ids: req.ids.clone(),
+        prefixes: req.prefixes.clone(),
+        field: req.field.clone(),
+        by: req.by.clone(),
+        reason: req.reason.clone(),
+        dry_run: req.dry_run,
+    })
+    .map_err(|e| HubError::Other(format!("encode the purge request: {e}")))?;
+    let (code, answer) =
+        crate::status::post_as_admin(&url, crate::purge::PATH, ca.as_deref(), token, &body).await?;
+    let text = String::from_utf8_lossy(&answer);
+    if code != 200 {
+        let why = serde_json::from_slice::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| text.trim().to_string());
+        return Err(HubError::Other(format!(
+            "the hub at {url} refused the purge (HTTP {code}): {why}"
+        )));
+    }
+    eprintln!("(sent to the running hub at {url})");
+    serde_json::from_slice(&answer)
+        .map_err(|e| HubError::Other(format!("{url}{}: invalid answer: {e}", crate::purge::PATH)))
 }
 
 /// "1 document", "2 documents".

@@ -35,6 +35,7 @@ pub mod edit;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod purge;
 pub mod ratelimit;
 pub mod reload;
 pub mod server;

@@ -25,7 +25,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -73,6 +73,7 @@ pub fn router(hub: Arc<Hub>, tls: bool, gate: Arc<Gate>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .route(crate::purge::PATH, post(admin_purge))
         .route("/sync", get(sync))
         .fallback(static_files)
         .with_state(AppState { hub, tls, gate })
@@ -540,6 +541,32 @@ async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
         return r;
     }
     json_response(StatusCode::OK, &status_json(&st.hub, st.tls))
+}
+
+/// `POST /admin/purge` (admin token): a subject purge on the running hub
+/// (`crate::purge`).
+async fn admin_purge(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = refuse_unless_admin(&st.hub, &headers) {
+        return r;
+    }
+    let req: crate::purge::PurgeRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("the purge request is not valid JSON of the expected shape: {e}");
+            return json_response(StatusCode::BAD_REQUEST, &json!({ "error": msg }));
+        }
+    };
+    match crate::purge::run(&st.hub, &req).await {
+        Ok(answer) => json_response(StatusCode::OK, &json!(answer)),
+        Err((code, msg)) => json_response(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &json!({ "error": msg }),
+        ),
+    }
 }
 
 async fn sync(

@@ -120,6 +120,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
     // registered, so its `changed()` is simply polled again.
     let mut config = watch_stream(hub.config_watch());
     let mut shutdown = watch_stream(hub.shutdown_watch());
+    let mut purges = watch_stream(hub.purge_watch());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::debug!(%peer, "edge connected");
@@ -215,6 +216,18 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                     }
                 }
             }
+            _ = purges.next() => {
+                // A subject purge on the running hub: a device that now owes
+                // a receipt reconnects to get its order (`crate::purge`).
+                if owes_a_receipt(s.db.clone(), s.identity.clone(), s.device).await {
+                    s.bye(outpost::sync::Frame::Error {
+                        code: "purge_pending".into(),
+                        message: "a purge was made at the hub: reconnect to receive the order".into(),
+                    }).await;
+                    break;
+                }
+                continue;
+            }
             why = next_failure(&mut s.failed) => {
                 // The database failed: let go of its handle (the hub reopens
                 // it once nobody holds it); the edge retries later.
@@ -238,6 +251,22 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
         hub.metrics().edge_disconnected();
     }
     tracing::info!(%peer, identity = s.identity.as_deref().unwrap_or("-"), "edge disconnected");
+}
+
+/// Whether a session's device owes a receipt for a subject purge (an
+/// unreadable record counts as owing: the reconnect finds out).
+async fn owes_a_receipt(
+    db: Option<Arc<DbHandle>>,
+    identity: Option<String>,
+    device: outpost::DbId,
+) -> bool {
+    let (Some(db), Some(id)) = (db, identity) else {
+        return false;
+    };
+    match outpost::sync::driver::served_record(&db.db, &id, &device).await {
+        Ok(s) => !s.owed.is_empty(),
+        Err(_) => true,
+    }
 }
 
 /// The purge order of identity `id`, revoked while a session of it is open

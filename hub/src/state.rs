@@ -20,6 +20,8 @@ pub struct Hub {
     databases: RwLock<BTreeMap<String, Arc<DbHandle>>>,
     metrics: Metrics,
     shutdown: watch::Sender<bool>,
+    /// Bumped after each subject purge on the running hub.
+    purges: watch::Sender<u64>,
     started: Instant,
     /// Databases that failed and are being reopened, by name.
     failures: Mutex<BTreeMap<String, DbFailure>>,
@@ -215,6 +217,7 @@ impl Hub {
             databases: RwLock::new(BTreeMap::new()),
             metrics: Metrics::new(),
             shutdown: watch::channel(false).0,
+            purges: watch::channel(0).0,
             started: Instant::now(),
             failures: Mutex::new(BTreeMap::new()),
             reopened: Mutex::new(BTreeMap::new()),
@@ -349,6 +352,18 @@ impl Hub {
     /// A receiver of the shutdown flag (`true` once asked).
     pub fn shutdown_watch(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// A receiver that changes after each subject purge made on the running
+    /// hub (`crate::purge`): sessions of devices that now owe a receipt end,
+    /// so that they reconnect and get their order.
+    pub fn purge_watch(&self) -> watch::Receiver<u64> {
+        self.purges.subscribe()
+    }
+
+    /// Tells the sessions a subject purge was made.
+    pub fn purged(&self) {
+        self.purges.send_modify(|n| *n += 1);
     }
 
     /// Flushes and closes every database; returns the first error. The

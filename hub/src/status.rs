@@ -12,6 +12,8 @@ use crate::error::{HubError, Result};
 
 /// Time allowed for connecting and for the whole exchange.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a `POST` (a purge on a running hub) may take.
+const POST_TIMEOUT: Duration = Duration::from_secs(600);
 /// Largest response read.
 const MAX_RESPONSE: u64 = 4 << 20;
 
@@ -99,6 +101,25 @@ pub async fn get_as_admin(
     get_hinted(url, path, ca_cert, Some(admin_token), "outpost-hub serve").await
 }
 
+/// `POST path` on `url` with a JSON `body` and the admin token; returns
+/// the status code and the body.
+pub async fn post_as_admin(
+    url: &HttpUrl,
+    path: &str,
+    ca_cert: Option<&Path>,
+    admin_token: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>)> {
+    request(
+        url,
+        ("POST", path, Some(body)),
+        ca_cert,
+        Some(admin_token),
+        ("outpost-hub serve", POST_TIMEOUT),
+    )
+    .await
+}
+
 /// [`get`], naming `start` as the command that starts the hub when nothing
 /// answers.
 async fn get_hinted(
@@ -107,6 +128,24 @@ async fn get_hinted(
     ca_cert: Option<&Path>,
     admin_token: Option<&str>,
     start: &str,
+) -> Result<(u16, Vec<u8>)> {
+    request(
+        url,
+        ("GET", path, None),
+        ca_cert,
+        admin_token,
+        (start, TIMEOUT),
+    )
+    .await
+}
+
+/// One HTTP/1.1 exchange: `(method, path, JSON body)`.
+async fn request(
+    url: &HttpUrl,
+    what: (&str, &str, Option<&[u8]>),
+    ca_cert: Option<&Path>,
+    admin_token: Option<&str>,
+    (start, timeout): (&str, Duration),
 ) -> Result<(u16, Vec<u8>)> {
     let exchange = async {
         let tcp = TcpStream::connect((url.host.as_str(), url.port))
@@ -132,32 +171,43 @@ async fn get_hinted(
                 .connect(name, tcp)
                 .await
                 .map_err(|e| HubError::Other(format!("TLS with {url}: {e}")))?;
-            exchange(stream, url, path, admin_token).await
+            exchange(stream, url, what, admin_token).await
         } else {
-            exchange(tcp, url, path, admin_token).await
+            exchange(tcp, url, what, admin_token).await
         }
     };
-    tokio::time::timeout(TIMEOUT, exchange)
+    tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| HubError::Other(format!("{url} did not answer within {TIMEOUT:?}")))?
+        .map_err(|_| HubError::Other(format!("{url} did not answer within {timeout:?}")))?
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     url: &HttpUrl,
-    path: &str,
+    (method, path, body): (&str, &str, Option<&[u8]>),
     admin_token: Option<&str>,
 ) -> Result<(u16, Vec<u8>)> {
     let auth = admin_token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let content = body
+        .map(|b| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            )
+        })
+        .unwrap_or_default();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: outpost-hub/{}\r\nAccept: application/json\r\n{auth}Connection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: outpost-hub/{}\r\nAccept: application/json\r\n{auth}{content}Connection: close\r\n\r\n",
         url.host_header(),
         env!("CARGO_PKG_VERSION")
     );
     let io = |e| HubError::io(format!("talk to {url}"), e);
     s.write_all(request.as_bytes()).await.map_err(io)?;
+    if let Some(b) = body {
+        s.write_all(b).await.map_err(io)?;
+    }
     s.flush().await.map_err(io)?;
     let mut raw = Vec::new();
     let read = (&mut s).take(MAX_RESPONSE).read_to_end(&mut raw).await;

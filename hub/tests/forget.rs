@@ -264,3 +264,73 @@ async fn a_purge_reaches_every_edge_and_a_stale_edge_cannot_bring_it_back() {
         "nothing came back to the hub's files"
     );
 }
+
+/// On a running hub: `outpost-hub purge` sends the purge to it (`POST
+/// /admin/purge`, admin token); a connected edge that held the document
+/// is made to reconnect (`purge_pending`), erases it and answers, without
+/// the hub stopping. Without the token, the command says what it needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_on_the_running_hub_reaches_a_connected_edge_at_once() {
+    let tmp = temp_dir("forget-live");
+    let edges = edge_toml("admin", "", &["*"], &["*"]) + &edge_toml("alice", "", &["notes/"], &[]);
+    let hub = HubProc::new(tmp.join("hub"), free_port(), &edges);
+    let adb = open_edge_db(&tmp.join("admin")).await;
+    let ldb = open_edge_db(&tmp.join("alice")).await;
+    let ca = client(&adb, &hub.url(), "admin", "");
+    let cl = client(&ldb, &hub.url(), "alice", "");
+    wait_live(&ca).await;
+    wait_live(&cl).await;
+    let body = json!({ "s": format!("{SECRET} live") });
+    put(&adb, Some(&ca), "notes/live-1", body, "Visits").await;
+    put(
+        &adb,
+        Some(&ca),
+        "notes/live-2",
+        json!({ "s": KEEP }),
+        "Visits",
+    )
+    .await;
+    wait_until("alice holds both", || async {
+        ldb.get("notes/live-1").await.unwrap().is_some()
+            && ldb.get("notes/live-2").await.unwrap().is_some()
+    })
+    .await;
+
+    let args = ["purge", "--id", "notes/live-1", "--by", "dpo"];
+    let (ok, _, err) = run(&hub, &args);
+    assert!(!ok && err.contains("admin token"), "{err}");
+    let (ok, out, err) = run(
+        &hub,
+        &[
+            &args[..],
+            &["--admin-token", outpost_testkit::hub::ADMIN_TOKEN],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("sent to the running hub"), "{err}");
+    assert!(out.contains("purged 1 document of database main"), "{out}");
+    wait_until("alice erased it and answered", || async {
+        receipts_recorded(&hub) >= 2 && ldb.get("notes/live-1").await.unwrap().is_none()
+    })
+    .await;
+    assert!(ldb.get("notes/live-2").await.unwrap().is_some());
+    wait_live(&cl).await;
+    assert!(adb.get("notes/live-1").await.unwrap().is_none());
+    // Bad requests get the hub's reason.
+    let (ok, _, err) = run(
+        &hub,
+        &[
+            "purge",
+            "--prefix",
+            "",
+            "--by",
+            "dpo",
+            "--admin-token",
+            outpost_testkit::hub::ADMIN_TOKEN,
+        ],
+    );
+    assert!(!ok && err.contains("not a subject"), "{err}");
+    ca.stop().await;
+    cl.stop().await;
+}
