@@ -548,6 +548,23 @@ impl Shell {
         // (`outpost::sync::purge`), and the record of what it is served now:
         // written before anything is sent under the new scope.
         self.device = r.edge_db_id;
+        let devices = self.hub.config().limits.max_devices_per_identity;
+        match outpost::sync::driver::device_over_cap(&db.db, identity, &r.edge_db_id, devices).await
+        {
+            Ok(false) => {}
+            Ok(true) => {
+                self.hub.metrics().rejection("too_many_devices");
+                tracing::warn!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, max = devices, "refused: a new device beyond the identity's maximum");
+                self.refused = Some(outpost::sync::Frame::Error {
+                    code: "too_many_devices".into(),
+                    message: format!(
+                        "identity {identity} already has {devices} devices known to the hub (limits.max_devices_per_identity): use one of them, or ask the operator"
+                    ),
+                });
+                return Err("too_many_devices".into());
+            }
+            Err(e) => return Ok(HubEvent::ReadFailed(e.to_string())),
+        }
         let read = grant.read.as_slice();
         let purge = match plan_purge(&db.db, identity, &r.edge_db_id, read, false).await {
             Ok(p) => p,

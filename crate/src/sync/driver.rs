@@ -234,6 +234,22 @@ pub async fn served_record<S: PageStore>(
     })
 }
 
+/// Whether `device` would be a new device of `identity` beyond `max` served
+/// records (the hub refuses it: `too_many_devices`).
+pub async fn device_over_cap<S: PageStore>(
+    db: &Database<S>,
+    identity: &str,
+    device: &DbId,
+    max: u32,
+) -> Result<bool, Error> {
+    if db.get_local(&served_key(identity, device)).await?.is_some() {
+        return Ok(false);
+    }
+    let prefix = format!("sync/served/{identity}/");
+    let held = db.scan_locals(prefix.as_bytes(), max as usize).await?.len();
+    Ok(held >= max as usize)
+}
+
 /// Every served record of the database: (identity, device (`None`: a
 /// protocol 4 record of the whole identity), record).
 pub async fn served_records<S: PageStore>(

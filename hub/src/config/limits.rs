@@ -27,6 +27,11 @@ pub struct Limits {
     pub new_connections_per_address_burst: u32,
     /// Authenticated sessions of one identity.
     pub max_sessions_per_identity: u32,
+    /// Devices (edge database ids) of one identity the hub keeps a served
+    /// record for (`outpost::sync::purge`): a session of a new device beyond
+    /// it is refused with `Error(too_many_devices)` (the records of an
+    /// identity cycling through database ids stay bounded).
+    pub max_devices_per_identity: u32,
     /// Milliseconds a WebSocket gets to authenticate (`Hello` answered by
     /// `Welcome`); `Ping` does not extend it.
     pub hello_timeout_ms: u64,
@@ -71,6 +76,7 @@ impl Default for Limits {
             new_connections_per_address_per_second: 50,
             new_connections_per_address_burst: 500,
             max_sessions_per_identity: 16,
+            max_devices_per_identity: 1024,
             hello_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             pushes_per_second: 100,
@@ -100,6 +106,10 @@ impl Limits {
             (
                 "max_sessions_per_identity",
                 u64::from(self.max_sessions_per_identity),
+            ),
+            (
+                "max_devices_per_identity",
+                u64::from(self.max_devices_per_identity),
             ),
             ("hello_timeout_ms", self.hello_timeout_ms),
             ("header_read_timeout_ms", self.header_read_timeout_ms),

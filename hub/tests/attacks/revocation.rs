@@ -406,3 +406,27 @@ async fn each_device_of_a_narrowed_identity_answers_for_itself() {
     );
     assert!(status.contains("no receipt pending"), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cycling_through_device_ids_is_capped() {
+    // Each device id an identity connects with costs the hub a served
+    // record: beyond `max_devices_per_identity` a new one is refused
+    // (`too_many_devices`); the devices it has keep working.
+    let hub = Hub::start_with(&[], "[limits]\nmax_devices_per_identity = 3\n");
+    let known: Vec<DbId> = (1..=3u8).map(|i| DbId([0x60 + i; 16])).collect();
+    for d in &known {
+        hub.device("mallory", *d).await.close().await;
+    }
+    for _ in 0..3 {
+        let mut c = hub.connect().await;
+        let r = c.hello("mallory", "mallory-token", new_db_id(), 0).await;
+        assert_error(&r.expect_err("a fourth device"), "too_many_devices");
+    }
+    // Other identities are not affected, nor mallory's known devices.
+    hub.device("mallory2", new_db_id()).await.close().await;
+    let mut m = hub.device("mallory", known[1]).await;
+    let r = Hub::honest_put(&mut m, "mallory/still", "Notes", json!({"n": 1})).await;
+    assert!(matches!(r, Answer::PushAck { .. }), "{r:?}");
+    m.close().await;
+    hub.finish().await;
+}
