@@ -339,8 +339,9 @@ async fn hello_with_a_bad_magic() {
     ends_with_protocol(b, false).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hello_offering_only_future_protocol_versions() {
+/// A `Hello` offering only versions `min..=max` is refused with
+/// `unsupported_version`, and the hub goes on.
+async fn refused_versions(min: u16, max: u16) {
     let hub = Hub::start();
     let mut m = hub.connect().await;
     let mut h = Hostile::hello_frame("mallory", "mallory-token", new_db_id(), 0);
@@ -350,33 +351,23 @@ async fn hello_offering_only_future_protocol_versions() {
         ..
     } = &mut h
     {
-        *min_version = 6;
-        *max_version = 9;
+        (*min_version, *max_version) = (min, max);
     }
     let a = m.hello_with(h).await.expect_err("no Welcome");
     assert_error(&a, "unsupported_version");
     hub.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_offering_only_future_protocol_versions() {
+    refused_versions(6, 9).await;
+}
+
 /// A protocol 4 edge could not read a `Purge` naming ids (a subject
 /// purge), so the hub could not make it erase a purged subject: refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_offering_only_protocol_4() {
-    let hub = Hub::start();
-    let mut m = hub.connect().await;
-    let mut h = Hostile::hello_frame("mallory", "mallory-token", new_db_id(), 0);
-    if let Frame::Hello {
-        min_version,
-        max_version,
-        ..
-    } = &mut h
-    {
-        *min_version = 3;
-        *max_version = 4;
-    }
-    let a = m.hello_with(h).await.expect_err("no Welcome");
-    assert_error(&a, "unsupported_version");
-    hub.finish().await;
+    refused_versions(3, 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
