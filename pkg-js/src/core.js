@@ -489,6 +489,14 @@ export function makeApi(wasm, ready) {
         this.#channel = new BroadcastChannel(shared.lockName);
         this.#channel.onmessage = (e) => {
           if (e.data?.etag > 0) this.#schedule();
+          // The tab that replicates tells the others what the hub
+          // acknowledged (and refused): their "replicated" writes wait on it.
+          if (e.data?.acked > this.#acked) {
+            this.#acked = e.data.acked;
+            this.#ackWake();
+          } else if (e.data?.refused) {
+            this.#ackWake();
+          }
           Sync.message(this.#sync, e.data);
         };
       }
@@ -946,6 +954,7 @@ export function makeApi(wasm, ready) {
           if (upto > this.#acked) {
             this.#acked = upto;
             this.#ackWake();
+            this.#post({ acked: upto });
           }
           if (!this.#witness || !(upto > 0)) return;
           const dbId = raw.dbId;
@@ -955,7 +964,10 @@ export function makeApi(wasm, ready) {
         },
         post: (message) => this.#post(message),
         rejections: () => this.rejections(),
-        refused: () => this.#ackWake(),
+        refused: () => {
+          this.#ackWake();
+          this.#post({ refused: true });
+        },
       };
     }
 

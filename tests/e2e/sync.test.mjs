@@ -404,6 +404,14 @@ test("two tabs of one laptop: one replicates, the other follows and takes over",
   // A write in the following tab is pushed by the replicating one.
   await put(a2, "notes/from-tab-2", { title: "From A's second tab", by: "alice" });
   await waitFor(b, () => window.demo.db.get("notes/from-tab-2"), undefined, SYNC_MS, "the second tab's write at B");
+  // Write safety "replicated" in the following tab: it resolves once the hub
+  // acknowledged the write, which the replicating tab tells it.
+  const safe = await a2.evaluate(async () => {
+    const r = await window.demo.db.put("notes/safe-tab-2", { title: "Replicated from tab 2", by: "alice" }, { safety: "replicated", timeoutMs: 20_000 });
+    return r.id;
+  });
+  assert.equal(safe, "notes/safe-tab-2");
+  await waitFor(b, () => window.demo.db.get("notes/safe-tab-2"), undefined, SYNC_MS, "the replicated write at B");
   // When the replicating tab closes, the other takes over.
   await a1.close();
   laptops.A.page = a2;
