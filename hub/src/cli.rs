@@ -288,7 +288,7 @@ Examples:
     /// Write audit entries as JSON lines on standard output.
     ///
     /// One object per entry: database, seq, time (RFC 3339), time_ms, kind
-    /// (push_accepted, push_refused, scope_change, purge_receipt), prev_hash,
+    /// (push_accepted, push_refused, scope_change, purge_receipt, subject_purge), prev_hash,
     /// hash, and the record (see docs/audit.md).
     #[command(after_help = "\
 Examples:
