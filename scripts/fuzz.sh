@@ -133,7 +133,7 @@ if [ ${#FAILED[@]} -ne 0 ]; then
     # (base64, when small), so a failure seen only in CI can be replayed.
     for t in "${FAILED[@]}"; do
         echo "==> why fuzz target $t failed"
-        grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|INITED|RELOAD)' "$CARGO_TARGET_DIR/fuzz-$t.log" | tail -40 || true
+        grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|INITED|RELOAD)' "$CARGO_TARGET_DIR/fuzz-$t.log" | cut -c1-400 | tail -40 || true
         a=$(ls -t "artifacts/$t" 2>/dev/null | head -1)
         if [ -n "$a" ] && [ "$(stat -c %s "artifacts/$t/$a")" -le 65536 ]; then
             echo "  crashing input fuzz/artifacts/$t/$a, base64 (decode with: base64 -d > input):"

@@ -181,6 +181,21 @@ pub(super) fn read_header(
             ),
         });
     }
+    // The writer numbers each checkpoint's header one past the last: a
+    // store never comes near 2^62 checkpoints, and a number beyond that
+    // would overflow at the next one (found by fuzzing:
+    // fuzz-regressions/file_store/crash-header-seq-overflow-*).
+    if h.seq >= MAX_COUNTER {
+        return Err(StoreError::Corrupt {
+            file: path.to_string(),
+            page: None,
+            offset: slot_offset(slot),
+            reason: format!(
+                "header slot {slot} has a valid checksum but sequence number {} (out of range)",
+                h.seq
+            ),
+        });
+    }
     let meta = (flags & FLAG_HAS_META != 0).then(|| h.meta[..meta_len].to_vec());
     Ok(Some(Header {
         seq: h.seq,
@@ -294,7 +309,8 @@ pub(super) fn frame_checksum(f: &[u8]) -> u64 {
     xxh64(&b, SEED)
 }
 
-/// Bound on the transaction and group numbers a valid frame carries.
+/// Bound on the transaction and group numbers a valid frame carries, and
+/// on a header's sequence number.
 const MAX_COUNTER: u64 = 1 << 62;
 
 /// Checks one frame read from WAL slot `slot` against the current `salt`.
@@ -491,6 +507,33 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_header_sequence_number_out_of_range_is_corrupt() {
+        let h = |seq| {
+            encode_header(&Header {
+                seq,
+                salt: 5,
+                next_salt: 6,
+                meta: None,
+            })
+        };
+        let last = MAX_COUNTER - 1;
+        assert_eq!(
+            read_header(&*header_file(&h(last)), 0, "h")
+                .unwrap()
+                .map(|x| x.seq),
+            Some(last)
+        );
+        for seq in [MAX_COUNTER, u64::MAX - 1, u64::MAX] {
+            match read_header(&*header_file(&h(seq)), 0, "h") {
+                Err(StoreError::Corrupt { reason, .. }) => {
+                    assert!(reason.contains("out of range"), "{reason}");
+                }
+                other => panic!("{seq}: {other:?}"),
+            }
+        }
     }
 
     #[test]
