@@ -36,11 +36,16 @@ pub struct Revoked;
 pub fn revoked_frame(identity: &str) -> Frame {
     Frame::Error {
         code: REVOKED.into(),
-        message: format!(
-            "identity {identity} is revoked at this hub; an operator can issue it a new \
-             enrollment code (`outpost-hub edge enroll {identity}`)"
-        ),
+        message: revoked_message(identity),
     }
+}
+
+/// The message of [`revoked_frame`].
+pub fn revoked_message(identity: &str) -> String {
+    format!(
+        "identity {identity} is revoked at this hub; an operator can issue it a new \
+         enrollment code (`outpost-hub edge enroll {identity}`)"
+    )
 }
 
 /// The edge `identity` of `database` in `config`.

@@ -201,10 +201,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                         match revoked_order(s.db.clone(), id, &s.device).await {
                             Some(order) => {
                                 tracing::warn!(peer = %s.peer, identity = %id, order = order.order, "identity revoked: ordering its purge, then ending its session");
-                                let message = match &frame {
-                                    outpost::sync::Frame::Error { message, .. } => message.clone(),
-                                    _ => String::new(),
-                                };
+                                let message = identity::revoked_message(id);
                                 HubEvent::RevokedPurge { hub_db_id: s.db.as_ref().map_or(outpost::DbId([0; 16]), |d| d.db.db_id()), order, message }
                             }
                             None => {
@@ -482,10 +479,7 @@ impl Shell {
                         tracing::info!(peer = %self.peer, %identity, %database, order = order.order, "revoked identity: sending its purge order");
                         self.identity = Some(identity.to_string());
                         self.database = database.to_string();
-                        let message = match &frame {
-                            outpost::sync::Frame::Error { message, .. } => message.clone(),
-                            _ => String::new(),
-                        };
+                        let message = identity::revoked_message(identity);
                         let ev = HubEvent::RevokedPurge {
                             hub_db_id: db.db.db_id(),
                             order,

@@ -204,6 +204,19 @@ async fn ids_with_field<S: PageStore>(
     field: &str,
     value: &Value,
 ) -> Result<Vec<String>, Error> {
+    live_ids_where(db, |d| {
+        d.body.get(field) == Some(value)
+            || d.conflicts.iter().any(|c| c.body.get(field) == Some(value))
+    })
+    .await
+}
+
+/// The ids of the live documents for which `hit` holds (one snapshot,
+/// read in pages).
+async fn live_ids_where<S: PageStore>(
+    db: &Database<S>,
+    mut hit: impl FnMut(&crate::Document) -> bool,
+) -> Result<Vec<String>, Error> {
     let snap = db.snapshot();
     let mut out = Vec::new();
     let mut after: Option<String> = None;
@@ -211,13 +224,7 @@ async fn ids_with_field<S: PageStore>(
         let page = snap.scan("", after.as_deref(), 1000).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id.clone());
-        for d in &page {
-            let hit = d.body.get(field) == Some(value)
-                || d.conflicts.iter().any(|c| c.body.get(field) == Some(value));
-            if hit {
-                out.push(d.id.clone());
-            }
-        }
+        out.extend(page.iter().filter(|d| hit(d)).map(|d| d.id.clone()));
     }
     Ok(out)
 }
@@ -254,6 +261,13 @@ pub async fn purge_subject<S: PageStore>(
         ids,
         ..PurgeScope::default()
     };
+    if req.dry_run {
+        let n = live_ids_where(db, |d| scope.matches(&d.id)).await?.len();
+        return Ok(SubjectReport {
+            removed: n as u64,
+            ..SubjectReport::default()
+        });
+    }
     let request = describe(req);
     // The identities' served records as they are now: the purge's commit
     // expects each one it changes to be unchanged (a session may write
@@ -278,14 +292,6 @@ pub async fn purge_subject<S: PageStore>(
         let number = last
             .checked_add(1)
             .ok_or_else(|| invalid("no marker numbers left"))?;
-        if req.dry_run {
-            let n = count_matches(db, &scope).await?;
-            return Ok(SubjectReport {
-                marker: None,
-                removed: n,
-                ..SubjectReport::default()
-            });
-        }
         let mut owed_names = Vec::new();
         let record = |docs: &[PurgedDoc]| -> Result<Batch, Error> {
             if docs.len() > MAX_SUBJECT_DOCS {
@@ -366,20 +372,6 @@ pub async fn purge_subject<S: PageStore>(
     Err(invalid(
         "the served records kept changing under the purge; try again",
     ))
-}
-
-/// How many documents `scope` matches now (a dry run).
-async fn count_matches<S: PageStore>(db: &Database<S>, scope: &PurgeScope) -> Result<u64, Error> {
-    let snap = db.snapshot();
-    let mut n = 0u64;
-    let mut after: Option<String> = None;
-    loop {
-        let page = snap.scan("", after.as_deref(), 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        n += page.iter().filter(|d| scope.matches(&d.id)).count() as u64;
-    }
-    Ok(n)
 }
 
 /// Every marker of the database, by number.
