@@ -50,7 +50,7 @@ mod safety;
 mod session;
 pub mod tls;
 
-pub use safety::NotReplicated;
+pub use safety::{HubOp, HubWriteError, NotReplicated};
 pub use tls::TlsError;
 
 /// Read buffer of each WebSocket connection (the hub's sessions and this
@@ -113,6 +113,7 @@ pub struct ClientCounters {
 pub struct SyncHandle {
     status: watch::Receiver<SyncStatus>,
     acks: Arc<safety::Acks>,
+    hub_calls: tokio::sync::mpsc::UnboundedSender<safety::HubCall>,
     stop: watch::Sender<bool>,
     wake: Arc<Notify>,
     counters: Arc<ClientCounters>,
@@ -186,20 +187,25 @@ where
     let wake = Arc::new(Notify::new());
     let counters = Arc::new(ClientCounters::default());
     let acks = Arc::new(safety::Acks::new());
-    let task = tokio::spawn(session::run(session::Client {
-        acks: acks.clone(),
-        db,
-        opts,
-        on_applied,
-        status: status_tx,
-        stop: stop_rx,
-        wake: wake.clone(),
-        counters: counters.clone(),
-        enrolled: std::sync::atomic::AtomicBool::new(false),
-    }));
+    let (hub_calls, calls) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(session::run(
+        session::Client {
+            acks: acks.clone(),
+            db,
+            opts,
+            on_applied,
+            status: status_tx,
+            stop: stop_rx,
+            wake: wake.clone(),
+            counters: counters.clone(),
+            enrolled: std::sync::atomic::AtomicBool::new(false),
+        },
+        calls,
+    ));
     SyncHandle {
         status,
         acks,
+        hub_calls,
         stop,
         wake,
         counters,

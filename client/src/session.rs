@@ -6,6 +6,7 @@
 //! [`SyncHandle::local_changed`](crate::SyncHandle::local_changed), and
 //! every second.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -13,14 +14,16 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use outpost::sync::driver::{edge_storage_etags, load_edge_state};
 use outpost::sync::edge::backoff_ms;
+use outpost::sync::hub_write::HubWriteOutcome;
 use outpost::sync::run::{EdgeShell, OthersCommits, Step, run_edge};
 use outpost::sync::{EdgeAction, EdgeEvent, EdgeSession, SyncStatus};
 use outpost::{Database, PageStore};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::connect::{Io, connect};
+use crate::safety::HubCalls;
 use crate::{ClientCounters, ClientOptions};
 
 /// Milliseconds since the Unix epoch (the session machine's clock).
@@ -46,7 +49,7 @@ pub(crate) struct Client<S: PageStore> {
     pub(crate) enrolled: std::sync::atomic::AtomicBool,
 }
 
-pub(crate) async fn run<S>(mut c: Client<S>)
+pub(crate) async fn run<S>(mut c: Client<S>, mut calls: HubCalls)
 where
     S: PageStore + Send + Sync + 'static,
 {
@@ -63,7 +66,7 @@ where
             _ = c.stop.changed() => break,
         };
         let outcome = match ws {
-            Ok(ws) => session(&c, ws, &mut commits).await,
+            Ok(ws) => session(&c, ws, &mut commits, &mut calls).await,
             Err(e) => {
                 tracing::debug!(url = %c.opts.url, error = %e, "connection failed");
                 c.counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
@@ -85,9 +88,22 @@ where
                 let unit = (now_ms().rem_euclid(1000)) as f64 / 1000.0;
                 let delay = backoff_ms(attempt, unit);
                 attempt = attempt.saturating_add(1);
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
-                    _ = c.stop.changed() => break,
+                let sleep = tokio::time::sleep(Duration::from_millis(delay));
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        _ = &mut sleep => break,
+                        _ = c.stop.changed() => break,
+                        Some(call) = calls.recv() => {
+                            // No session: a write with safety `hub` fails now.
+                            let _ = call.answer.send(HubWriteOutcome::Offline {
+                                reason: "no session with the hub (reconnecting)".into(),
+                            });
+                        }
+                    }
+                }
+                if *c.stop.borrow() {
+                    break;
                 }
             }
         }
@@ -108,6 +124,9 @@ struct Session<'a, S: PageStore> {
     ws: WebSocketStream<Box<dyn Io>>,
     commits: &'a mut Option<OthersCommits>,
     welcomed: bool,
+    /// Writes with safety `hub` handed to the machine, by token.
+    pending: HashMap<u64, oneshot::Sender<HubWriteOutcome>>,
+    next_token: u64,
     /// How the session ended, once it did.
     end: Option<Ended>,
 }
@@ -116,6 +135,7 @@ async fn session<S>(
     c: &Client<S>,
     ws: WebSocketStream<Box<dyn Io>>,
     commits: &mut Option<OthersCommits>,
+    calls: &mut HubCalls,
 ) -> Ended
 where
     S: PageStore + Send + Sync + 'static,
@@ -136,30 +156,39 @@ where
         ws,
         commits,
         welcomed: false,
+        pending: HashMap::new(),
+        next_token: 0,
         end: None,
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next = Some(EdgeEvent::Opened);
-    loop {
+    let ended = loop {
         if let Some(ev) = next.take()
             && let Some(e) = s.handle(ev).await
         {
-            return e;
+            break e;
         }
         next = Some(tokio::select! {
             msg = s.ws.next() => match msg {
                 Some(Ok(Message::Binary(b))) => match s.handle(EdgeEvent::Received(&b)).await {
-                    Some(e) => return e,
+                    Some(e) => break e,
                     None => continue,
                 },
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Text(_))) => EdgeEvent::Received(&[0xff]),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                    s.m.handle(EdgeEvent::Closed, now_ms());
-                    return Ended::Retry { welcomed: s.welcomed };
+                    let acts = s.m.handle(EdgeEvent::Closed, now_ms());
+                    s.answer_writes(acts);
+                    break Ended::Retry { welcomed: s.welcomed };
                 }
             },
+            Some(call) = calls.recv() => {
+                s.next_token += 1;
+                let token = s.next_token;
+                s.pending.insert(token, call.answer);
+                EdgeEvent::HubWrite { token, ops: call.ops }
+            }
             _ = tick.tick() => EdgeEvent::Tick,
             _ = s.c.wake.notified() => EdgeEvent::LocalChanged,
             more = others_committed(s.commits) => {
@@ -168,13 +197,33 @@ where
             }
             _ = stop.changed() => {
                 let _ = s.ws.close(None).await;
-                return Ended::Stopped;
+                let acts = s.m.handle(EdgeEvent::Closed, now_ms());
+                s.answer_writes(acts);
+                break Ended::Stopped;
             }
         });
+    };
+    // Whatever the machine could not answer (a transport that failed while
+    // it was closing): sent or not, the outcome is not known here.
+    for (_, answer) in s.pending.drain() {
+        let _ = answer.send(HubWriteOutcome::Unknown {
+            reason: "the session with the hub ended".into(),
+        });
     }
+    ended
 }
 
 impl<S: PageStore> Session<'_, S> {
+    /// Answers the writes with safety `hub` among `acts` (the machine's
+    /// last actions, after the transport closed).
+    fn answer_writes(&mut self, acts: Vec<EdgeAction>) {
+        for a in acts {
+            if let EdgeAction::HubWriteDone { token, outcome } = a {
+                self.hub_write_done(token, outcome);
+            }
+        }
+    }
+
     /// Feeds `ev` and performs the actions (see [`run_edge`]); how the
     /// session ended, if it did.
     async fn handle(&mut self, ev: EdgeEvent<'_>) -> Option<Ended> {
@@ -229,6 +278,12 @@ impl<S: PageStore> EdgeShell for Session<'_, S> {
 
     fn enrolled(&mut self) {
         self.c.enrolled.store(true, Ordering::Relaxed);
+    }
+
+    fn hub_write_done(&mut self, token: u64, outcome: HubWriteOutcome) {
+        if let Some(answer) = self.pending.remove(&token) {
+            let _ = answer.send(outcome);
+        }
     }
 
     async fn storage(&mut self, action: EdgeAction) -> Step<EdgeEvent<'static>> {

@@ -651,14 +651,14 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
                 .any(|x| matches!(x, HubAction::Authenticate { .. }))
         );
     }
-    // The edge offers 5 and reports the grant to its shell.
+    // The edge offers 5 to 6 and reports the grant to its shell.
     let mut e = fresh_edge();
     let a = e.handle(EdgeEvent::Opened, 0);
     assert!(matches!(
         sent_edge(&a)[..],
         [Frame::Hello {
             min_version: 5,
-            max_version: 5,
+            max_version: 6,
             ..
         }]
     ));

@@ -13,6 +13,7 @@ use std::io::Write;
 
 use outpost::keys::Verifier;
 use outpost::sync::driver::served_records;
+use outpost::sync::hub_write::{AuditHubWrite, HubWriteManifest};
 use outpost::sync::purge::Served;
 use outpost::sync::signed::{BatchManifest, GENESIS, PurgeReceipt};
 
@@ -135,6 +136,9 @@ impl<V: Verifier> Signatures<V> {
         if e.kind == AuditKind::PurgeReceipt {
             return self.check_receipt(e);
         }
+        if e.kind == AuditKind::HubWrite {
+            return self.check_hub_write(e);
+        }
         if e.kind != AuditKind::PushAccepted {
             return None;
         }
@@ -222,13 +226,43 @@ impl<V: Verifier> Signatures<V> {
         self.verified += 1;
         None
     }
+
+    /// A write with safety `hub`: its signature under its recorded key.
+    fn check_hub_write(&mut self, e: &AuditEntry) -> Option<AuditBad> {
+        let bad = |reason: String| {
+            Some(AuditBad {
+                seq: e.seq,
+                reason,
+                page_damaged: false,
+            })
+        };
+        let p = match serde_json::from_slice::<AuditHubWrite>(&e.payload) {
+            Ok(p) => p,
+            Err(err) => return bad(format!("the hub write's record does not parse: {err}")),
+        };
+        let (m, key, signature) = match HubWriteManifest::from_audit(&p) {
+            Ok(Some(x)) => x,
+            Ok(None) => return None,
+            Err(why) => return bad(format!("hub write of {}: {why}", p.identity)),
+        };
+        if p.key_id != key.fingerprint() || !self.verifier.verify(&key, &m.message(), &signature) {
+            return bad(format!(
+                "hub write {} of {}: the signature does not verify under key {} (the record was changed after signing, or signed by another key)",
+                m.request,
+                p.identity,
+                key.fingerprint()
+            ));
+        }
+        self.verified += 1;
+        None
+    }
 }
 
 /// One line of `audit verify` for `v`.
 pub fn render_verified(v: &Verified) -> String {
     match &v.first_bad {
         None => format!(
-            "database {}: {} audit entries verified ({} signatures of batches and purge receipts, and the batch chains); chain head {}",
+            "database {}: {} audit entries verified ({} signatures of batches, purge receipts and hub writes, and the batch chains); chain head {}",
             v.database, v.entries, v.signed, v.head
         ),
         Some(b) => format!(

@@ -43,6 +43,15 @@ pub const SESSION_RATE_REASON: &str = "sessions_per_second";
 
 /// The first byte of a `Push` frame (docs/protocol.md).
 pub const PUSH_TYPE_BYTE: u8 = 6;
+/// The type byte of a `Write` frame (write safety `hub`, protocol 6):
+/// charged like a push.
+pub const WRITE_TYPE_BYTE: u8 = 16;
+
+/// Whether a frame is charged to its identity's push budget (a `Push` or a
+/// `Write`).
+pub fn is_charged(frame: &[u8]) -> bool {
+    matches!(frame.first(), Some(&PUSH_TYPE_BYTE | &WRITE_TYPE_BYTE))
+}
 
 /// A token bucket that may go into debt: `rate` tokens a second, at most
 /// `burst` held.

@@ -41,7 +41,7 @@ use outpost::sync::frame::AuthMode;
 use crate::config::Config;
 use crate::conn::{Conn, IdentitySlot, PRE_AUTH_MESSAGE_BYTES, reason};
 use crate::identity::{self, Verdict};
-use crate::ratelimit::PUSH_TYPE_BYTE;
+use crate::ratelimit::is_charged;
 use crate::state::{DbHandle, Hub};
 
 /// Milliseconds since the Unix epoch.
@@ -133,7 +133,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                         s.too_big().await;
                         break;
                     }
-                    if b.first() == Some(&PUSH_TYPE_BYTE)
+                    if is_charged(&b)
                         && let Some(id) = &s.identity
                     {
                         if held.is_some() {
@@ -673,7 +673,7 @@ impl HubShell for Shell {
         };
         // One push of an identity in the engine at a time (`crate::ratelimit`).
         let _turn = match action {
-            HubAction::ApplyPush { .. } => {
+            HubAction::ApplyPush { .. } | HubAction::ApplyWrite { .. } => {
                 let limits = self.hub.config().limits_for(id);
                 self.hub.rate_limits().engine_turn(id, &limits).await
             }

@@ -210,7 +210,7 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
     let extra = all.len() - without_early_moves(&all).len();
     assert!(
         stdout.contains(&format!(
-            "database main: {} audit entries verified ({} signatures of batches and purge receipts",
+            "database main: {} audit entries verified ({} signatures of batches, purge receipts and hub writes",
             6 + extra,
             3 + extra
         )),

@@ -71,6 +71,8 @@ pub enum AuditKind {
     PurgeReceipt,
     /// A subject purge at the hub (`crate::sync::forget::AuditSubjectPurge`).
     SubjectPurge,
+    /// A write applied with safety `hub` (`crate::sync::hub_write::AuditHubWrite`).
+    HubWrite,
     /// A kind this engine does not know (written by a newer one).
     Other(u16),
 }
@@ -84,6 +86,7 @@ impl AuditKind {
             AuditKind::ScopeChange => 3,
             AuditKind::PurgeReceipt => 4,
             AuditKind::SubjectPurge => 5,
+            AuditKind::HubWrite => 6,
             AuditKind::Other(c) => c,
         }
     }
@@ -96,6 +99,7 @@ impl AuditKind {
             3 => AuditKind::ScopeChange,
             4 => AuditKind::PurgeReceipt,
             5 => AuditKind::SubjectPurge,
+            6 => AuditKind::HubWrite,
             c => AuditKind::Other(c),
         }
     }
@@ -108,6 +112,7 @@ impl AuditKind {
             AuditKind::ScopeChange => "scope_change".into(),
             AuditKind::PurgeReceipt => "purge_receipt".into(),
             AuditKind::SubjectPurge => "subject_purge".into(),
+            AuditKind::HubWrite => "hub_write".into(),
             AuditKind::Other(c) => format!("kind_{c}"),
         }
     }

@@ -493,6 +493,17 @@ pub async fn hub_storage<S: PageStore>(
                 Err(e) => HubEvent::PushFailed(e.to_string()),
             })
         }
+        HubAction::ApplyWrite {
+            ops,
+            manifest,
+            signed,
+        } => Some(
+            match crate::sync::hub_write::apply(db, identity, ops, manifest, signed.as_ref()).await
+            {
+                Ok(answer) => HubEvent::WriteDone(answer),
+                Err(e) => HubEvent::PushFailed(e.to_string()),
+            },
+        ),
         HubAction::RecordRefusal {
             edge_db_id,
             upto,

@@ -15,11 +15,14 @@ use crate::doc::RawDoc;
 use crate::keys::PublicKey;
 use crate::sync::frame::{
     AuthMode, Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireDoc, WireGrant,
+    WireWrite,
 };
+use crate::sync::hub_write::HubWriteOutcome;
 use crate::sync::purge::PurgeOrder;
 use crate::sync::signed::{AuthContext, BatchManifest, GENESIS, auth_message};
 
 mod erase;
+mod writes;
 use crate::sync::{BATCH_DOCS, take_batch};
 
 /// Settings of an edge's sessions.
@@ -178,6 +181,16 @@ pub enum EdgeEvent<'a> {
     Signed(Vec<u8>),
     /// [`EdgeAction::Purge`] is done (durably, bytes erased).
     PurgeDone(crate::db::PurgeReport),
+    /// The application asks for a write with safety `hub` (a compare-and-set
+    /// applied at the hub alone, `docs/protocol.md` §4 "Write safety"):
+    /// answered by [`EdgeAction::HubWriteDone`] with the same `token`,
+    /// whatever happens (at once when the session cannot carry it).
+    HubWrite {
+        /// The caller's name for it.
+        token: u64,
+        /// The documents (1 to [`crate::sync::frame::MAX_WRITE_OPS`]).
+        ops: Vec<WireWrite>,
+    },
     /// The transport closed.
     Closed,
 }
@@ -240,6 +253,13 @@ pub enum EdgeAction {
         /// Documents erased.
         removed: u64,
     },
+    /// The answer to [`EdgeEvent::HubWrite`] `token`.
+    HubWriteDone {
+        /// The caller's name for the write.
+        token: u64,
+        /// What became of it.
+        outcome: HubWriteOutcome,
+    },
     /// Sign these bytes with the edge's key; feed back
     /// [`EdgeEvent::Signed`] (the handshake proof, or a batch).
     Sign(Vec<u8>),
@@ -286,6 +306,16 @@ enum Push {
     Sending,
 }
 
+/// What an [`EdgeAction::Sign`] under way is for: signatures come back
+/// in the order they were asked for.
+#[derive(PartialEq, Eq, Debug, Clone, Copy)]
+enum Signer {
+    Proof,
+    Batch,
+    Receipt,
+    Write,
+}
+
 #[derive(PartialEq, Eq, Debug)]
 enum Phase {
     Start,
@@ -324,6 +354,14 @@ pub struct EdgeSession {
     challenge_hub: Option<DbId>,
     /// A purge order under way.
     erase: erase::Erase,
+    /// The protocol version of the `Welcome` (0 before it).
+    version: u16,
+    /// The hub's nonce of this connection (key sessions).
+    challenge_nonce: Option<[u8; 32]>,
+    /// Signatures asked for and not yet back, oldest first.
+    signs: VecDeque<Signer>,
+    /// Writes with safety `hub`.
+    writes: writes::Writes,
     // heartbeats
     last_recv: i64,
     last_sent: i64,
@@ -354,6 +392,10 @@ impl EdgeSession {
             proving: false,
             challenge_hub: None,
             erase: erase::Erase::None,
+            version: 0,
+            challenge_nonce: None,
+            signs: VecDeque::new(),
+            writes: writes::Writes::default(),
             last_recv: now,
             last_sent: now,
             nonce: 0,
@@ -389,6 +431,14 @@ impl EdgeSession {
     pub fn handle(&mut self, ev: EdgeEvent<'_>, now: i64) -> Vec<EdgeAction> {
         let mut out = Vec::new();
         if self.phase == Phase::Closed {
+            if let EdgeEvent::HubWrite { token, .. } = ev {
+                out.push(EdgeAction::HubWriteDone {
+                    token,
+                    outcome: HubWriteOutcome::Offline {
+                        reason: "no session with the hub".into(),
+                    },
+                });
+            }
             return out;
         }
         match ev {
@@ -462,6 +512,7 @@ impl EdgeSession {
                             }));
                         }
                     }
+                    self.writes_arrived(&mut out);
                     self.next_apply(&mut out);
                 }
             }
@@ -479,11 +530,14 @@ impl EdgeSession {
             }
             EdgeEvent::Signed(signature) => self.on_signed(signature, now, &mut out),
             EdgeEvent::PurgeDone(report) => self.on_purge_done(report, now, &mut out),
+            EdgeEvent::HubWrite { token, ops } => self.on_hub_write(token, ops, now, &mut out),
             EdgeEvent::Closed => {
                 self.phase = Phase::Closed;
+                self.end_writes(&mut out);
                 out.push(EdgeAction::Status(SyncStatus::Offline));
             }
         }
+        self.pump_writes(now, &mut out);
         out
     }
 
@@ -494,6 +548,7 @@ impl EdgeSession {
 
     fn close(&mut self, out: &mut Vec<EdgeAction>, code: &str, message: &str, fatal: bool) {
         self.phase = Phase::Closed;
+        self.end_writes(out);
         if fatal {
             out.push(EdgeAction::Status(SyncStatus::Error {
                 code: code.into(),
@@ -574,6 +629,8 @@ impl EdgeSession {
                 });
                 self.proving = true;
                 self.challenge_hub = Some(hub_id);
+                self.challenge_nonce = Some(nonce);
+                self.signs.push_back(Signer::Proof);
                 out.push(EdgeAction::Sign(msg));
             }
             (
@@ -601,6 +658,7 @@ impl EdgeSession {
                     );
                 }
                 self.phase = Phase::Open;
+                self.version = version;
                 self.hub_db_id = Some(hub_db_id);
                 self.chain = (batch_seq, batch_head);
                 if self.cfg.auth == AuthMode::Enroll {
@@ -739,6 +797,9 @@ impl EdgeSession {
                 self.in_flight.clear();
                 self.read_local(out);
             }
+            (Phase::Open, Frame::WriteResult { request, answer }) => {
+                self.on_write_result(request, answer, now, out)
+            }
             (_, f) => {
                 let msg = format!("unexpected {} frame", f.name());
                 self.fail(out, now, "protocol", &msg, false);
@@ -842,29 +903,35 @@ impl EdgeSession {
         self.in_flight_link = (seq, manifest.hash(), prev);
         self.in_flight = batch;
         self.push = Push::Signing;
+        self.signs.push_back(Signer::Batch);
         out.push(EdgeAction::Sign(manifest.message()));
     }
 
-    /// A signature arrived: the handshake proof, or the batch awaiting it.
+    /// A signature arrived: for the oldest one asked for (the handshake
+    /// proof, a purge receipt, a batch, or a write with safety `hub`).
     fn on_signed(&mut self, signature: Vec<u8>, now: i64, out: &mut Vec<EdgeAction>) {
-        if self.proving && self.phase == Phase::Hello {
-            self.proving = false;
-            return self.send(out, now, Frame::Proof { signature });
-        }
-        if self.erase.is_signing() {
-            return self.send_receipt(signature, now, out);
-        }
-        if self.push == Push::Signing && self.phase == Phase::Open {
-            self.push = Push::Sending;
-            let (seq, _, prev) = self.in_flight_link;
-            let frame = Frame::Push {
-                upto: self.in_flight_upto,
-                seq,
-                prev,
-                signature,
-                docs: self.in_flight.clone(),
-            };
-            self.send(out, now, frame);
+        match self.signs.pop_front() {
+            Some(Signer::Proof) if self.proving && self.phase == Phase::Hello => {
+                self.proving = false;
+                self.send(out, now, Frame::Proof { signature });
+            }
+            Some(Signer::Receipt) if self.erase.is_signing() => {
+                self.send_receipt(signature, now, out)
+            }
+            Some(Signer::Batch) if self.push == Push::Signing && self.phase == Phase::Open => {
+                self.push = Push::Sending;
+                let (seq, _, prev) = self.in_flight_link;
+                let frame = Frame::Push {
+                    upto: self.in_flight_upto,
+                    seq,
+                    prev,
+                    signature,
+                    docs: self.in_flight.clone(),
+                };
+                self.send(out, now, frame);
+            }
+            Some(Signer::Write) => self.on_write_signed(signature, now, out),
+            _ => {}
         }
     }
 }

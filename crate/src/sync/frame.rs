@@ -10,8 +10,11 @@ use crate::cv::{ChangeVector, DbId};
 use crate::db::RemoteDoc;
 use crate::doc::{MAX_VERSIONS, RawVersion};
 
+mod write;
+pub use write::{MAX_WRITE_OPS, WireExpect, WireWrite, WriteAnswer};
+
 /// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Oldest protocol version this build speaks. Version 5 (version 4's key
 /// identities, signed batches, purge orders and signed purge receipts, plus
 /// subject purges: a `Purge` names ids by their hashes) is the first this
@@ -20,7 +23,13 @@ pub const PROTOCOL_VERSION: u16 = 5;
 /// naming ids, so the hub could not keep its promise that a subject purge
 /// reaches every edge that held the data). The decoder still reads the
 /// older `Welcome` layouts (an edge told which version a hub speaks).
+/// Version 6 adds the `Write` and `WriteResult` frames (write safety `hub`)
+/// and nothing else: a version 5 edge is served as before, and a `Write` in
+/// its session is `Error(protocol)`.
 pub const MIN_PROTOCOL_VERSION: u16 = 5;
+
+/// First protocol version with the `Write` and `WriteResult` frames.
+pub const HUB_WRITE_VERSION: u16 = 6;
 
 /// Most id hashes in a `Purge` (a subject purge's documents).
 pub const MAX_PURGE_IDS: usize = 500_000;
@@ -298,6 +307,25 @@ pub enum Frame {
         /// The signature (empty in a token session).
         signature: Vec<u8>,
     },
+    /// Edge → hub (version 6): write safety `hub`, a compare-and-set of
+    /// 1 to [`MAX_WRITE_OPS`] documents applied at the hub alone, all or
+    /// nothing; signed by the edge's key over
+    /// [`hub_write_message`](crate::sync::signed::hub_write_message).
+    Write {
+        /// The request's number in this session (1, 2, …; increasing).
+        request: u64,
+        /// The signature (empty in a token session).
+        signature: Vec<u8>,
+        /// The documents.
+        ops: Vec<WireWrite>,
+    },
+    /// Hub → edge (version 6): the answer to a `Write`.
+    WriteResult {
+        /// The `Write`'s request number.
+        request: u64,
+        /// What happened.
+        answer: WriteAnswer,
+    },
     /// A fatal error; the sender closes the connection.
     Error {
         /// Stable code.
@@ -346,6 +374,8 @@ impl Frame {
             Frame::Proof { .. } => "Proof",
             Frame::Purge { .. } => "Purge",
             Frame::PurgeReceipt { .. } => "PurgeReceipt",
+            Frame::Write { .. } => "Write",
+            Frame::WriteResult { .. } => "WriteResult",
         }
     }
 
@@ -367,6 +397,8 @@ impl Frame {
             Frame::Proof { .. } => 13,
             Frame::Purge { .. } => 14,
             Frame::PurgeReceipt { .. } => 15,
+            Frame::Write { .. } => 16,
+            Frame::WriteResult { .. } => 17,
         }
     }
 
@@ -536,6 +568,12 @@ impl Frame {
                 w.extend_from_slice(ids_hash);
                 w.put_bytes16(signature);
             }
+            Frame::Write {
+                request,
+                signature,
+                ops,
+            } => write::put_write(&mut w, *request, signature, ops),
+            Frame::WriteResult { request, answer } => write::put_result(&mut w, *request, answer),
         }
         w
     }
@@ -728,6 +766,18 @@ impl Frame {
                 ids_hash: r.array("ids hash")?,
                 signature: r.bytes16("signature")?.to_vec(),
             },
+            16 => {
+                let (request, signature, ops) = write::read_write(&mut r)?;
+                Frame::Write {
+                    request,
+                    signature,
+                    ops,
+                }
+            }
+            17 => {
+                let (request, answer) = write::read_result(&mut r)?;
+                Frame::WriteResult { request, answer }
+            }
             other => return Err(FrameError::UnknownType(other)),
         };
         if r.remaining() != 0 {
@@ -751,21 +801,29 @@ fn put_str(w: &mut Vec<u8>, s: &str) {
     w.put_bytes16(&s.as_bytes()[..end]);
 }
 
-/// The document count a `Push` frame announces and the bytes left for its
-/// documents, read from its header alone (the hub's rate limits charge a
-/// push before it is decoded); `None` when `buf` does not start with a
-/// well-framed `Push` header.
+/// The document count a `Push` (or, from version 6, a `Write`) frame
+/// announces and the bytes left for its documents, read from its header
+/// alone (the hub's rate limits charge a push before it is decoded); `None`
+/// when `buf` does not start with a well-framed `Push` or `Write` header.
 pub fn push_header(buf: &[u8]) -> Option<(u32, usize)> {
     let mut r = Reader::new(buf);
-    if r.u8("type").ok()? != 6 {
-        return None;
+    match r.u8("type").ok()? {
+        6 => {
+            r.u64("upto").ok()?;
+            r.u64("seq").ok()?;
+            r.take(32, "prev").ok()?;
+            r.bytes16("signature").ok()?;
+            let n = r.u32("doc count").ok()?;
+            Some((n, r.remaining()))
+        }
+        16 => {
+            r.u64("request").ok()?;
+            r.bytes16("signature").ok()?;
+            let n = r.u16("write count").ok()?;
+            Some((u32::from(n), r.remaining()))
+        }
+        _ => None,
     }
-    r.u64("upto").ok()?;
-    r.u64("seq").ok()?;
-    r.take(32, "prev").ok()?;
-    r.bytes16("signature").ok()?;
-    let n = r.u32("doc count").ok()?;
-    Some((n, r.remaining()))
 }
 
 fn put_docs(w: &mut Vec<u8>, docs: &[WireDoc]) {

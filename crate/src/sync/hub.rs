@@ -12,6 +12,7 @@ use std::sync::Arc;
 mod auth;
 mod checks;
 mod receipts;
+mod writes;
 
 use crate::cv::DbId;
 use crate::db::{PushGuard, Refusal, RemoteDoc};
@@ -19,8 +20,10 @@ use crate::doc::RawDoc;
 use crate::keys::{PublicKey, Verifier};
 use crate::policy::Policies;
 use crate::sync::frame::{
-    AuthMode, Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireGrant, negotiate,
+    AuthMode, Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireGrant, WireWrite,
+    WriteAnswer, negotiate,
 };
+use crate::sync::hub_write::HubWriteManifest;
 use crate::sync::purge::PurgeOrder;
 use crate::sync::signed::{BatchManifest, PurgeReceipt};
 use crate::sync::violation::Violation;
@@ -182,6 +185,9 @@ pub enum HubEvent<'a> {
         /// Its last etag.
         last_etag: u64,
     },
+    /// [`HubAction::ApplyWrite`] answered (applied, a conflict, or a refusal
+    /// inside the transaction); a storage failure is `PushFailed`.
+    WriteDone(WriteAnswer),
     /// [`HubAction::ApplyPush`] was refused inside the transaction (a cap or
     /// a causality rule, `docs/security.md`); nothing was stored.
     PushRefused(Refusal),
@@ -301,6 +307,17 @@ pub enum HubAction {
         /// first).
         signed: Option<(PublicKey, Vec<u8>)>,
     },
+    /// Apply a checked `Write` (write safety `hub`) in ONE commit with its
+    /// audit entry (`crate::sync::hub_write::apply`); feed back
+    /// `WriteDone` (or `PushFailed`).
+    ApplyWrite {
+        /// The documents.
+        ops: Vec<WireWrite>,
+        /// The write as signed.
+        manifest: HubWriteManifest,
+        /// The key and signature (`None` in a token session).
+        signed: Option<(PublicKey, Vec<u8>)>,
+    },
     /// Record a refused push in the audit trail (its own commit; nothing
     /// to feed back). Emitted with every `Metric(Rejected(Violation))`.
     RecordRefusal {
@@ -411,6 +428,8 @@ pub struct HubSession {
     purge: Option<(PurgeOrder, Option<String>)>,
     /// When a revoked identity's receipt is due.
     purge_deadline: i64,
+    /// Writes with safety `hub`.
+    writes: writes::Writes,
 }
 
 impl HubSession {
@@ -447,6 +466,7 @@ impl HubSession {
             applying_head: None,
             purge: None,
             purge_deadline: 0,
+            writes: writes::Writes::default(),
         }
     }
 
@@ -659,8 +679,10 @@ impl HubSession {
                     "this edge database id belongs to another identity; a device uses its own database",
                 );
             }
+            HubEvent::WriteDone(answer) => self.on_write_done(answer, now, &mut out),
             HubEvent::PushFailed(msg) => {
                 self.applying = None;
+                self.write_failed();
                 self.fail(
                     &mut out,
                     now,
@@ -912,6 +934,14 @@ impl HubSession {
                     Err(v) => self.reject(out, now, upto, v),
                 }
             }
+            (
+                Phase::Open,
+                Frame::Write {
+                    request,
+                    signature,
+                    ops,
+                },
+            ) => self.on_write(request, signature, ops, now, out),
             (_, f) => {
                 let msg = format!("unexpected {} frame", f.name());
                 self.fail(out, now, "protocol", &msg);

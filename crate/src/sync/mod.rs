@@ -19,6 +19,7 @@ pub mod edge;
 pub mod forget;
 pub mod frame;
 pub mod hub;
+pub mod hub_write;
 pub mod purge;
 mod rules;
 pub mod run;

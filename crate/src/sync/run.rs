@@ -83,6 +83,11 @@ pub trait EdgeShell {
     /// the signed receipt is on its way to the hub.
     fn purged(&mut self, _order: u64, _reason: String, _removed: u64) {}
 
+    /// The answer to a write with safety `hub` the shell handed the machine
+    /// ([`EdgeEvent::HubWrite`] `token`). A shell that hands it writes
+    /// passes this on to their callers; the default drops it.
+    fn hub_write_done(&mut self, _token: u64, _outcome: crate::sync::hub_write::HubWriteOutcome) {}
+
     /// The enrollment code was redeemed: later sessions use the key alone
     /// (the shell switches its settings to [`EdgeConfig::enrolled`](crate::sync::EdgeConfig::enrolled)).
     fn enrolled(&mut self) {}
@@ -217,6 +222,10 @@ impl<S: EdgeShell> Actions for Edge<'_, S> {
                 shell.enrolled();
                 Step::Done
             }
+            EdgeAction::HubWriteDone { token, outcome } => {
+                shell.hub_write_done(token, outcome);
+                Step::Done
+            }
             EdgeAction::Purged {
                 order,
                 reason,
@@ -292,6 +301,7 @@ impl<S: HubShell> Actions for Hub<'_, S> {
             }
             storage @ (HubAction::ReadChanges { .. }
             | HubAction::ApplyPush { .. }
+            | HubAction::ApplyWrite { .. }
             | HubAction::RecordRefusal { .. }
             | HubAction::RecordPurgeReceipt { .. }) => shell.storage(storage).await,
         }

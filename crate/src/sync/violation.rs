@@ -59,6 +59,15 @@ pub enum Violation {
         /// Its write prefixes, as displayed.
         prefixes: String,
     },
+    /// A write with safety `hub` names a document outside the edge's read
+    /// prefixes (a compare-and-set reads what the hub holds: it would be an
+    /// existence oracle).
+    UnreadableWrite {
+        /// The document.
+        id: String,
+        /// The edge identity.
+        identity: String,
+    },
     /// The id appears twice in the batch (case-insensitively).
     DuplicateId {
         /// The document (its second occurrence).
@@ -132,7 +141,7 @@ impl Violation {
         match self {
             Violation::TooManyDocuments { .. } => "batch_too_large",
             Violation::InvalidId { .. } => "invalid_id",
-            Violation::WriteDenied { .. } => "write_denied",
+            Violation::WriteDenied { .. } | Violation::UnreadableWrite { .. } => "write_denied",
             Violation::DuplicateId { .. } => "duplicate_id",
             Violation::InvalidCollection { .. }
             | Violation::VersionCount { .. }
@@ -155,6 +164,9 @@ impl Violation {
                 "ids are canonical paths: no empty, '.' or '..' segment, no leading or trailing '/', no '\\'"
             }
             Violation::WriteDenied { .. } => "write prefixes",
+            Violation::UnreadableWrite { .. } => {
+                "a write with safety hub needs read access to its documents"
+            }
             Violation::DuplicateId { .. } => "each id at most once per batch",
             Violation::InvalidCollection { .. } => "collection names",
             Violation::VersionCount { .. } => "1 to 32 versions per document",
@@ -212,6 +224,7 @@ impl Violation {
             Violation::TooManyDocuments { .. } => "",
             Violation::InvalidId { id, .. }
             | Violation::WriteDenied { id, .. }
+            | Violation::UnreadableWrite { id, .. }
             | Violation::DuplicateId { id }
             | Violation::InvalidCollection { id, .. }
             | Violation::VersionCount { id, .. }
@@ -237,6 +250,10 @@ impl fmt::Display for Violation {
             Violation::WriteDenied { id, identity, .. } => {
                 write!(f, "edge {identity:?} may not write {id:?}")
             }
+            Violation::UnreadableWrite { id, identity } => write!(
+                f,
+                "edge {identity:?} may not read {id:?}, so it may not compare-and-set it at the hub"
+            ),
             Violation::DuplicateId { id } => write!(f, "{id:?} appears twice"),
             Violation::VersionCount { count, .. } => write!(f, "{count} versions"),
             Violation::EmptyChangeVector { .. } => f.write_str("empty change vector"),
@@ -286,6 +303,10 @@ mod tests {
                 id: id(),
                 identity: "e".into(),
                 prefixes: "[\"other/\"]".into(),
+            },
+            Violation::UnreadableWrite {
+                id: id(),
+                identity: "e".into(),
             },
             Violation::DuplicateId { id: id() },
             Violation::InvalidCollection {

@@ -6,7 +6,7 @@
 //! Pushes wait while the erasure and its signature are under way, so a
 //! batch signature and a receipt signature are never asked for at once.
 
-use super::{EdgeAction, EdgeSession, Phase, Push};
+use super::{EdgeAction, EdgeSession, Phase, Push, Signer};
 use crate::cv::DbId;
 use crate::db::PurgeReport;
 use crate::sync::frame::{AuthMode, Frame};
@@ -105,6 +105,7 @@ impl EdgeSession {
         }
         let msg = receipt.message();
         self.erase = Erase::Signing(receipt);
+        self.signs.push_back(Signer::Receipt);
         out.push(EdgeAction::Sign(msg));
     }
 

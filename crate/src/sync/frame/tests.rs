@@ -251,10 +251,17 @@ fn a_version_1_welcome_keeps_the_version_1_layout() {
     assert_eq!((b5.len(), &b5[3..]), (b4.len(), &b4[3..]));
     assert_eq!(Frame::decode(&b5, MAX_FRAME_BYTES).unwrap(), f(5));
     assert_eq!(negotiate(1, 4), None, "a version 4 edge is refused");
-    assert_eq!(negotiate(1, 9), Some(5));
-    assert_eq!(negotiate(4, 9), Some(5));
-    assert_eq!(negotiate(5, 9), Some(5));
-    assert_eq!(negotiate(6, 9), None);
+    // Version 6 (hub-safety writes) keeps it too, and a version 5 edge is
+    // still served.
+    let b6 = f(6).encode();
+    assert_eq!((b6.len(), &b6[3..]), (b4.len(), &b4[3..]));
+    assert_eq!(negotiate(1, 5), Some(5), "a version 5 edge is served");
+    assert_eq!(negotiate(5, 5), Some(5));
+    assert_eq!(negotiate(1, 9), Some(6));
+    assert_eq!(negotiate(4, 9), Some(6));
+    assert_eq!(negotiate(5, 9), Some(6));
+    assert_eq!(negotiate(6, 9), Some(6));
+    assert_eq!(negotiate(7, 9), None);
     assert_eq!(negotiate(0, 0), None);
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use super::{Grant, HubSession, MAX_PUSH_DOCS};
 use crate::doc::{self, MAX_BODY_BYTES, MAX_VERSIONS};
 use crate::sync::check_canonical;
-use crate::sync::frame::WireDoc;
+use crate::sync::frame::{WireDoc, WireWrite};
 use crate::sync::violation::Violation;
 
 impl HubSession {
@@ -20,30 +20,7 @@ impl HubSession {
         let mut seen = HashSet::with_capacity(docs.len());
         for d in docs {
             let id = || d.id.clone();
-            if let Err(e) = check_canonical(&d.id) {
-                return Err(Violation::InvalidId {
-                    id: id(),
-                    reason: e.to_string(),
-                });
-            }
-            if !g.write.allows(&d.id) {
-                return Err(Violation::WriteDenied {
-                    id: id(),
-                    identity: g.identity.clone(),
-                    prefixes: g.write.to_string(),
-                });
-            }
-            if !seen.insert(doc::id_key(&d.id)) {
-                return Err(Violation::DuplicateId { id: id() });
-            }
-            if let Some(c) = &d.collection
-                && let Err(e) = doc::validate_collection(c)
-            {
-                return Err(Violation::InvalidCollection {
-                    id: id(),
-                    reason: e.to_string(),
-                });
-            }
+            check_target(g, &d.id, d.collection.as_deref(), false, &mut seen)?;
             if d.versions.is_empty() || d.versions.len() > MAX_VERSIONS {
                 return Err(Violation::VersionCount {
                     id: id(),
@@ -63,27 +40,94 @@ impl HubSession {
                         seen_upto: self.seen_upto,
                     });
                 }
-                if v.deleted {
-                    if !v.body.is_empty() {
-                        return Err(Violation::DeletionWithBody { id: id() });
-                    }
-                } else if v.body.len() > MAX_BODY_BYTES {
-                    return Err(Violation::BodyTooLarge {
-                        id: id(),
-                        bytes: v.body.len(),
-                    });
-                } else if let Err(e) = crate::body::check_body(&v.body) {
-                    if e.rule() == "not_object" {
-                        return Err(Violation::BodyNotObject { id: id() });
-                    }
-                    return Err(Violation::InvalidBody {
-                        id: id(),
-                        rule: e.rule(),
-                        reason: e.to_string(),
-                    });
-                }
+                check_body(&d.id, v.deleted, &v.body)?;
             }
         }
         Ok(())
     }
+
+    /// The rules of `docs/protocol.md` §5 that apply to a `Write` (write
+    /// safety `hub`), before it goes to the transaction: canonical ids
+    /// inside the write **and read** prefixes, each once, valid
+    /// collections and bodies. Its expectations are only compared with
+    /// what the hub holds, so no causality rule applies; the transaction
+    /// checks the guards, the retired ids and the caps.
+    pub(super) fn check_writes(&self, g: &Grant, ops: &[WireWrite]) -> Result<(), Violation> {
+        let mut seen = HashSet::with_capacity(ops.len());
+        for o in ops {
+            check_target(g, &o.id, o.collection.as_deref(), true, &mut seen)?;
+            check_body(&o.id, o.deleted, &o.body)?;
+        }
+        Ok(())
+    }
+}
+
+/// The rules of a document's id and collection: a canonical id inside the
+/// write prefixes (and the read prefixes when `need_read`), once in the
+/// batch (`seen`: the id keys so far), a valid collection.
+fn check_target(
+    g: &Grant,
+    id: &str,
+    collection: Option<&str>,
+    need_read: bool,
+    seen: &mut HashSet<Vec<u8>>,
+) -> Result<(), Violation> {
+    let name = || id.to_string();
+    if let Err(e) = check_canonical(id) {
+        return Err(Violation::InvalidId {
+            id: name(),
+            reason: e.to_string(),
+        });
+    }
+    if !g.write.allows(id) {
+        return Err(Violation::WriteDenied {
+            id: name(),
+            identity: g.identity.clone(),
+            prefixes: g.write.to_string(),
+        });
+    }
+    if need_read && !g.read.allows(id) {
+        return Err(Violation::UnreadableWrite {
+            id: name(),
+            identity: g.identity.clone(),
+        });
+    }
+    if !seen.insert(doc::id_key(id)) {
+        return Err(Violation::DuplicateId { id: name() });
+    }
+    if let Some(c) = collection
+        && let Err(e) = doc::validate_collection(c)
+    {
+        return Err(Violation::InvalidCollection {
+            id: name(),
+            reason: e.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A version's body: none for a deletion, else a JSON object within
+/// [`MAX_BODY_BYTES`] that every reader parses.
+fn check_body(id: &str, deleted: bool, body: &[u8]) -> Result<(), Violation> {
+    let id = || id.to_string();
+    if deleted {
+        if !body.is_empty() {
+            return Err(Violation::DeletionWithBody { id: id() });
+        }
+    } else if body.len() > MAX_BODY_BYTES {
+        return Err(Violation::BodyTooLarge {
+            id: id(),
+            bytes: body.len(),
+        });
+    } else if let Err(e) = crate::body::check_body(body) {
+        if e.rule() == "not_object" {
+            return Err(Violation::BodyNotObject { id: id() });
+        }
+        return Err(Violation::InvalidBody {
+            id: id(),
+            rule: e.rule(),
+            reason: e.to_string(),
+        });
+    }
+    Ok(())
 }
