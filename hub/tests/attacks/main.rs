@@ -38,7 +38,8 @@
 //! codes) and `signed` (the chain and signatures of batches) are protocol
 //! 3's; `revocation` also covers protocol 4's purge orders and signed
 //! receipts, `guards` the deletion guards (`never_delete`), and `forget`
-//! subject purges (protocol 5: a purged id is never taken back). Every
+//! subject purges (protocol 5: a purged id is never taken back), and
+//! `hub_writes` writes with safety `hub` (protocol 6). Every
 //! identity of the attack hubs is a key (`common.rs`): the hostile client
 //! proves it and signs its batches like an honest edge, unless a case
 //! forges them. Cases for what is not built yet would be `#[ignore]`d with
@@ -63,6 +64,7 @@ mod class7_preauth;
 mod floods;
 mod forget;
 mod guards;
+mod hub_writes;
 mod ids;
 mod keys;
 mod metadata;

@@ -32,7 +32,8 @@ use std::sync::Arc;
 use outpost::DbId;
 use outpost::keys::{KeyPair, Signer};
 use outpost::sync::PurgeOrder;
-use outpost::sync::frame::AuthMode;
+use outpost::sync::frame::{AuthMode, WireWrite, WriteAnswer};
+use outpost::sync::hub_write::HubWriteManifest;
 use outpost::sync::signed::{AuthContext, BatchManifest, GENESIS, PurgeReceipt, auth_message};
 use outpost::sync::{Frame, WireDoc, WireGrant};
 use tokio::net::{TcpSocket, TcpStream};
@@ -44,6 +45,10 @@ pub use raw::{
     RawDoc, RawVer, cv, doc, docv, live, new_db_id, now_ms, push_frame, push_frame_signed,
     tombstone,
 };
+
+/// The highest version this client's `Hello`s offer (6: writes with
+/// safety `hub`; a case that needs a protocol 5 session edits the frame).
+pub const HELLO_MAX_VERSION: u16 = 6;
 
 /// The default bound of one receive.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,6 +97,13 @@ pub enum Answer {
     Unexpected(Box<Frame>),
     /// Bytes from the hub that do not decode as a frame.
     Undecodable(String),
+    /// `WriteResult` (protocol 6): the answer to a `Write`.
+    WriteResult {
+        /// The request answered.
+        request: u64,
+        /// What the hub did.
+        answer: WriteAnswer,
+    },
 }
 
 impl Answer {
@@ -231,6 +243,8 @@ pub struct Hostile {
     /// Purge orders received (recorded, never answered unless asked:
     /// [`Hostile::answer_purge`]).
     pub purges: Vec<PurgeOrder>,
+    /// The last `Write` request number used.
+    pub write_request: u64,
 }
 
 impl std::fmt::Debug for Hostile {
@@ -304,6 +318,7 @@ impl Hostile {
             chain: (0, GENESIS),
             pending_link: None,
             purges: Vec::new(),
+            write_request: 0,
         })
     }
 
@@ -371,7 +386,7 @@ impl Hostile {
     ) -> Frame {
         Frame::Hello {
             min_version: 5,
-            max_version: 5,
+            max_version: HELLO_MAX_VERSION,
             db_id,
             database: "main".into(),
             identity: identity.into(),
@@ -392,7 +407,7 @@ impl Hostile {
     ) -> Frame {
         Frame::Hello {
             min_version: 5,
-            max_version: 5,
+            max_version: HELLO_MAX_VERSION,
             db_id,
             database: "main".into(),
             identity: identity.into(),
@@ -408,7 +423,7 @@ impl Hostile {
     pub fn hello_enroll_frame(identity: &str, key: &KeyPair, code: &str, db_id: DbId) -> Frame {
         Frame::Hello {
             min_version: 5,
-            max_version: 5,
+            max_version: HELLO_MAX_VERSION,
             db_id,
             database: "main".into(),
             identity: identity.into(),
@@ -676,6 +691,7 @@ impl Hostile {
                 message,
             }),
             Frame::Error { code, message } => Some(Answer::Error { code, message }),
+            Frame::WriteResult { request, answer } => Some(Answer::WriteResult { request, answer }),
             other => Some(Answer::Unexpected(Box::new(other))),
         }
     }
@@ -818,6 +834,38 @@ impl Hostile {
             prev = next;
         }
         out
+    }
+
+    /// A `Write` of `ops` numbered `request`, signed as an honest edge
+    /// signs it (this session's nonce, its hub and device) by `key` (this
+    /// client's key when `None`; unsigned in a token session).
+    pub fn write_frame(&self, request: u64, ops: Vec<WireWrite>, key: Option<&KeyPair>) -> Frame {
+        let hub_id = self.welcome.as_ref().map_or(DbId([0; 16]), |w| w.hub_db_id);
+        let nonce = match (&self.challenge, self.signs()) {
+            (Some(c), true) => c.nonce,
+            _ => GENESIS,
+        };
+        let m = HubWriteManifest::of(hub_id, self.db_id, nonce, request, &ops);
+        let signature = match key.or(self.key.as_deref()) {
+            Some(k) if self.signs() => k.sign(&m.message()).expect("sign"),
+            _ => Vec::new(),
+        };
+        Frame::Write {
+            request,
+            signature,
+            ops,
+        }
+    }
+
+    /// Sends a signed `Write` of `ops` (the next request number) and
+    /// returns the hub's answer.
+    pub async fn write(&mut self, ops: Vec<WireWrite>) -> Answer {
+        self.write_request += 1;
+        let f = self.write_frame(self.write_request, ops, None);
+        if let Err(e) = self.send(&f).await {
+            return Answer::Closed(e);
+        }
+        self.answer().await
     }
 
     /// One [`Hostile::signed_pushes`] frame.

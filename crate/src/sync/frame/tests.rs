@@ -165,6 +165,59 @@ fn samples() -> Vec<Frame> {
             ids_hash: [3; 32],
             signature: vec![1; 64],
         },
+        Frame::Write {
+            request: 3,
+            signature: vec![9; 64],
+            ops: vec![
+                WireWrite {
+                    id: "names/ada".into(),
+                    collection: Some("Names".into()),
+                    expect: WireExpect::Missing,
+                    deleted: false,
+                    body: b"{\"o\":1}".to_vec(),
+                },
+                WireWrite {
+                    id: "names/bob".into(),
+                    collection: None,
+                    expect: WireExpect::Cv(ChangeVector::new().with(DbId([1; 16]), 4)),
+                    deleted: true,
+                    body: Vec::new(),
+                },
+                WireWrite {
+                    id: "names/cy".into(),
+                    collection: None,
+                    expect: WireExpect::Any,
+                    deleted: false,
+                    body: b"{}".to_vec(),
+                },
+            ],
+        },
+        Frame::WriteResult {
+            request: 3,
+            answer: WriteAnswer::Applied {
+                etag: 40,
+                change_vectors: vec![
+                    ChangeVector::new().with(DbId([2; 16]), 40),
+                    ChangeVector::default(),
+                ],
+            },
+        },
+        Frame::WriteResult {
+            request: 4,
+            answer: WriteAnswer::Conflict {
+                id: "names/ada".into(),
+                current: ChangeVector::new().with(DbId([2; 16]), 40),
+            },
+        },
+        Frame::WriteResult {
+            request: 5,
+            answer: WriteAnswer::Refused {
+                code: "write_denied".into(),
+                id: "x".into(),
+                rule: "write prefixes".into(),
+                message: "no".into(),
+            },
+        },
     ]
 }
 
@@ -385,6 +438,73 @@ fn a_push_header_gives_its_count_without_decoding() {
     assert_eq!(rest, b.len() - (1 + 8 + 8 + 32 + 2 + 64 + 4));
     assert_eq!(push_header(&b[..20]), None);
     assert_eq!(push_header(&Frame::Ping { nonce: 1 }.encode()), None);
+}
+
+#[test]
+fn fixed_bytes_of_the_version_6_write_frames() {
+    // wasm32 and x86_64 must produce these exact bytes.
+    let w = want_write();
+    let want = vec![
+        16, 1, 0, 0, 0, 0, 0, 0, 0, // type, request
+        0, 0, // no signature
+        1, 0, // one document
+        1, 0, b'a', 0, 0, // id, no collection
+        0, // flags
+        1, // expectation: missing
+        2, 0, 0, 0, b'{', b'}', // body
+    ];
+    assert_eq!(w, want);
+    assert_eq!(push_header(&w), Some((1, w.len() - 13)));
+    let r = Frame::WriteResult {
+        request: 1,
+        answer: WriteAnswer::Conflict {
+            id: "a".into(),
+            current: ChangeVector::new().with(DbId([5; 16]), 2),
+        },
+    }
+    .encode();
+    let mut want = vec![17, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, b'a', 1, 0];
+    want.extend([5; 16]);
+    want.extend([2, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(r, want);
+    // No document, more than 64, an unknown expectation or flag, a
+    // deletion with a body, an unknown status: malformed.
+    let mut zero = w[..11].to_vec();
+    zero.extend([0, 0]);
+    let mut many = w[..11].to_vec();
+    many.extend([65, 0]);
+    let mut expect = want_write();
+    expect[19] = 3;
+    let mut flags = want_write();
+    flags[18] = 2;
+    let mut deleted = want_write();
+    deleted[18] = 1;
+    let mut status = r.clone();
+    status[9] = 3;
+    for bad in [zero, many, expect, flags, deleted, status] {
+        assert!(
+            matches!(
+                Frame::decode(&bad, MAX_FRAME_BYTES),
+                Err(FrameError::Malformed(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+fn want_write() -> Vec<u8> {
+    Frame::Write {
+        request: 1,
+        signature: vec![],
+        ops: vec![WireWrite {
+            id: "a".into(),
+            collection: None,
+            expect: WireExpect::Missing,
+            deleted: false,
+            body: b"{}".to_vec(),
+        }],
+    }
+    .encode()
 }
 
 #[test]
