@@ -43,6 +43,7 @@
 
 mod apply;
 mod auth;
+mod hub_write;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -142,6 +143,8 @@ struct State {
     /// Etag runs committed by this replication's own storage actions, not
     /// yet matched by a [`Task::Commits`].
     own: OwnEtags,
+    /// Writes with safety `hub` awaiting the machine's answer.
+    writes: hub_write::Pending,
 }
 
 struct Inner {
@@ -254,6 +257,7 @@ impl EdgeSync {
                 graveyard: Vec::new(),
                 idle_waiters: Vec::new(),
                 own: OwnEtags::default(),
+                writes: hub_write::Pending::default(),
             }),
         });
         let weak = Rc::downgrade(&inner);
@@ -704,9 +708,12 @@ fn on_close(inner: &Rc<Inner>, generation: u64, _ev: JsValue) {
     let actions = with_conn(inner, generation, |c| {
         c.session.handle(EdgeEvent::Closed, now)
     });
-    let Some(actions) = actions else {
+    let Some(mut actions) = actions else {
         return;
     };
+    // The machine's answers to writes with safety `hub`, before the
+    // teardown answers what is left `unknown`.
+    hub_write::answer_now(inner, &mut actions);
     teardown(inner, "closed");
     dispatch(inner, generation, actions);
     set_status(inner, SyncStatus::Offline);
@@ -749,6 +756,9 @@ fn teardown(inner: &Inner, reason: &str) -> bool {
     let _ = conn.ws.close_with_code_and_reason(1000, reason);
     // The handlers may be running right now: drop them at the next connect.
     st.graveyard.extend(conn.handlers);
+    drop(st);
+    let mut session = conn.session;
+    hub_write::answer_torn_down(inner, &mut session);
     true
 }
 
@@ -861,6 +871,10 @@ impl EdgeShell for Shell<'_> {
         let _ = js_sys::Reflect::set(&v, &"reason".into(), &reason.into());
         let _ = js_sys::Reflect::set(&v, &"removed".into(), &(removed as f64).into());
         emit(self.inner, "purge", &v);
+    }
+
+    fn hub_write_done(&mut self, token: u64, outcome: outpost::sync::hub_write::HubWriteOutcome) {
+        hub_write::done(self.inner, token, &outcome);
     }
 
     fn granted(&mut self, g: WireGrant) {
