@@ -155,11 +155,33 @@ await rejectsWith("no operations", dbs[2].writeAtHub([]), "invalid_argument");
 await rejectsWith("too many operations", dbs[2].writeAtHub(Array.from({ length: 65 }, (_, i) => ({ type: "put", id: "lottery/" + i, doc: {} }))), "invalid_argument");
 await rejectsWith("an unknown option", dbs[2].put("lottery/x", {}, { ...hub, changeVector: null }), "invalid_options");
 await rejectsWith("expect with safety local", dbs[2].put("lottery/x", {}, { expect: "missing" }), "invalid_argument");
-eq(Number(dbs[2].stats().last_etag), before, "nothing written by the refused writes");
+eq(await dbs[2].get("lottery/x"), null, "nothing written by the refused writes");
+eq((await dbs[2].changes({ since: before })).filter((d) => !["users/", "profiles/"].some((p) => d["@metadata"]["@id"].startsWith(p))).length, 0, "no local commit but what was pulled");
 // No answer in time: "timeout" says the hub may have applied it (it did).
 const late = await rejectsWith("timeout", dbs[3].put("lottery/late", { n: 1 }, { safety: "hub", timeoutMs: 0 }), "timeout");
 check(/may have applied/.test(late.message), late.message);
 await wait("the late write arrives", async () => (await dbs[3].get("lottery/late"))?.n === 1);
+
+// ---------------------------------------- a key session (signed writes) ---
+const k = await Outpost.open("k");
+await k.enroll({ url, identity: "k", code: process.env.K_CODE });
+const sk = k.sync({ url, identity: "k" });
+await wait("k live", () => sk.status.state === "live");
+const k1 = await k.put("users/k", { owner: "k" }, { ...hub, expect: "missing" });
+const k2 = await rejectsWith("k claims again", k.put("users/k", { owner: "k" }, { ...hub, expect: "missing" }), "conflict");
+eq(k2.current, k1.changeVector, "the signed write's conflict names its version");
+const k3 = await k.put("users/k", { owner: "k", v: 3 }, { ...hub, expect: k1.changeVector });
+eq((await k.get("users/k"))?.["@metadata"]["@change-vector"], k3.changeVector, "k holds its third write");
+await rejectsWith("k claims once more", k.put("users/k", { owner: "k" }, { ...hub, expect: "missing" }), "conflict");
+// Signed writes between pushes of local writes (signed batches).
+for (let i = 0; i < 3; i++) {
+  await k.put("users/local-" + i, { i }, { safety: "replicated", timeoutMs: 20000 });
+  const w = await k.put("users/kk-" + i, { i }, { ...hub, expect: "missing" });
+  await rejectsWith("k again " + i, k.put("users/kk-" + i, { i }, { ...hub, expect: "missing" }), "conflict");
+  eq((await k.get("users/kk-" + i))?.["@metadata"]["@change-vector"], w.changeVector, "k holds kk-" + i);
+}
+eq(sk.status.state, "live", "the session stays up across signed writes");
+await sk.stop();
 
 // ------------------------------------------------------------ offline ---
 const lone = await Outpost.open("lone");
@@ -179,7 +201,7 @@ check(Date.now() - t0 < 5000, "offline fast: " + (Date.now() - t0) + " ms");
 check(/nothing was written/.test(off.message), off.message);
 eq(await dbs[4].get("lottery/down"), null, "nothing written while the hub is down");
 eq(Number(dbs[4].stats().last_etag), etag4, "no local commit while the hub is down");
-for (const db of [...dbs, lone]) await db.close();
+for (const db of [...dbs, lone, k]) await db.close();
 console.log("ok");
 `;
 
@@ -193,6 +215,8 @@ test("write safety hub: a lottery, a username reservation, refusals and offline 
   for (let i = 0; i < N; i++) {
     edges += `[[edge]]\nname = "p${i}"\ntoken_sha256 = "${sha(`p${i}-token`)}"\ndatabase = "main"\nread = ["lottery/", "users/", "profiles/"]\nwrite = ["lottery/", "users/", "profiles/"]\n`;
   }
+  const kCode = `k-code-${process.pid}`;
+  edges += `[[edge]]\nname = "k"\nenroll_code_sha256 = "${sha(kCode)}"\nenroll_expires = ${Math.floor(Date.now() / 1000) + 3600}\ndatabase = "main"\nread = ["users/"]\nwrite = ["users/"]\n`;
   const cfg = join(dir, "hub.toml");
   writeFileSync(cfg, `data_dir = "./data"\n[dev]\ntokens = true\n[[database]]\nname = "main"\n${edges}`);
   const proc = spawn(hub, ["--config", cfg, "serve", "--listen", "127.0.0.1:0"], {
@@ -223,7 +247,7 @@ test("write safety hub: a lottery, a username reservation, refusals and offline 
   writeFileSync(script, CLIENT);
   const flags = typeof globalThis.WebSocket === "function" ? [] : ["--experimental-websocket"];
   const child = spawn(process.execPath, [...flags, "--no-warnings", script], {
-    env: { ...process.env, PKG: pathToFileURL(join(root, "pkg-js/src/node.js")).href, HUB_URL: `ws://${addr}/sync` },
+    env: { ...process.env, PKG: pathToFileURL(join(root, "pkg-js/src/node.js")).href, HUB_URL: `ws://${addr}/sync`, K_CODE: kCode },
     stdio: ["pipe", "pipe", "pipe"],
   });
   let out = "";
