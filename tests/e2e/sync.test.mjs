@@ -440,16 +440,23 @@ test("two tabs of one laptop: one replicates, the other follows and takes over",
   await waitFor(b, () => window.demo.db.get("notes/safe-tab-2"), undefined, SYNC_MS, "the replicated write at B");
   // Write safety "hub" in the following tab: forwarded to the replicating
   // tab, sent through its session, answered back; the following tab holds
-  // the hub's version when the write resolves.
+  // the hub's version when the write resolves; a second claim conflicts.
   const hubbed = await a2.evaluate(async () => {
     const opts = { safety: "hub", expect: "missing", collection: "Claims", timeoutMs: 20_000 };
     const r = await window.demo.db.put("notes/claims/tab-2", { name: "tab-2", owner: "alice" }, opts);
     const held = await window.demo.db.get("notes/claims/tab-2");
-    return { r, held: held?.["@metadata"]["@change-vector"] };
+    // A second claim conflicts (a signed write right after the pull of the
+    // first, while the replicating tab may be pushing: see Task::HubWrite).
+    const again = await window.demo.db.put("notes/claims/tab-2", { name: "tab-2", owner: "alice" }, opts).then(
+      () => "applied",
+      (e) => (e.code === "conflict" ? `conflict ${e.current}` : `${e.code}: ${e.message}`),
+    );
+    return { r, held: held?.["@metadata"]["@change-vector"], again };
   });
   assert.equal(hubbed.r.id, "notes/claims/tab-2");
   assert.ok(hubbed.r.changeVector.length > 0);
   assert.equal(hubbed.held, hubbed.r.changeVector, "the following tab holds the hub's version when the write resolves");
+  assert.equal(hubbed.again, `conflict ${hubbed.r.changeVector}`, hub.log().split("\n").filter((l) => /WARN|closing/.test(l)).slice(-10).join("\n"));
   await waitFor(b, () => window.demo.db.get("notes/claims/tab-2"), undefined, SYNC_MS, "the second tab's claim at B");
   // When the replicating tab closes, the other takes over.
   await a1.close();

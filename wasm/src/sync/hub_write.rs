@@ -18,7 +18,7 @@ use outpost::sync::hub_write::HubWriteOutcome;
 use outpost::sync::{EdgeAction, EdgeEvent};
 use wasm_bindgen::prelude::*;
 
-use super::{EdgeSync, Inner, Task, dispatch, now_ms};
+use super::{EdgeSync, Inner, Task, now_ms};
 use crate::convert::prop;
 use crate::error::{invalid_argument, message_of};
 
@@ -70,15 +70,9 @@ impl EdgeSync {
             );
             return Ok(promise);
         };
-        // Fed even before the socket opened: the machine sends it after the
-        // handshake.
-        let now = now_ms();
-        let actions = super::with_conn(inner, generation, |c| {
-            c.session.handle(EdgeEvent::HubWrite { token, ops }, now)
-        });
-        if let Some(actions) = actions {
-            dispatch(inner, generation, actions);
-        }
+        // Fed by the pump (see `Task::HubWrite`), even before the socket
+        // opened: the machine sends it after the handshake.
+        super::enqueue(inner, generation, Task::HubWrite(token, ops));
         Ok(promise)
     }
 }
@@ -193,6 +187,18 @@ pub(super) fn done(inner: &Inner, token: u64, outcome: &HubWriteOutcome) {
     }
 }
 
+/// A write whose connection ended before the pump handed it to the
+/// machine: nothing was sent.
+pub(super) fn never_sent(inner: &Inner, token: u64) {
+    done(
+        inner,
+        token,
+        &HubWriteOutcome::Offline {
+            reason: "the connection with the hub ended before the write was sent".into(),
+        },
+    );
+}
+
 /// Takes the machine's answers out of `actions` and gives them now (a
 /// session that ended: nothing of it runs after this).
 pub(super) fn answer_now(inner: &Inner, actions: &mut Vec<EdgeAction>) {
@@ -213,7 +219,11 @@ pub(super) fn answer_torn_down(inner: &Inner, session: &mut outpost::sync::EdgeS
     let mut closing = session.handle(EdgeEvent::Closed, now_ms());
     answer_now(inner, &mut closing);
     let mut queued = Vec::new();
+    let mut unsent = Vec::new();
     for (_, task) in inner.state.borrow_mut().tasks.iter_mut() {
+        if let Task::HubWrite(token, _) = task {
+            unsent.push(*token);
+        }
         if let Task::Run(actions) = task {
             let (answers, keep): (Vec<_>, Vec<_>) = std::mem::take(actions)
                 .into_iter()
@@ -223,6 +233,9 @@ pub(super) fn answer_torn_down(inner: &Inner, session: &mut outpost::sync::EdgeS
         }
     }
     answer_now(inner, &mut queued);
+    for token in unsent {
+        never_sent(inner, token);
+    }
     let left = std::mem::take(&mut inner.state.borrow_mut().writes.waiting);
     let unknown = HubWriteOutcome::Unknown {
         reason: "the session with the hub ended before its answer".into(),

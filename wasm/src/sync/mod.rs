@@ -113,6 +113,12 @@ enum Task {
     /// The database committed etags `.0 + 1 ..= .1` (the engine's commit
     /// observer): `LocalChanged` unless they were all this replication's own.
     Commits(u64, u64),
+    /// A write with safety `hub` (token, documents), fed to the machine
+    /// between two tasks: never while a task's actions are half performed,
+    /// so the `Sign` it asks for is performed in the order the machine
+    /// emitted it (a batch's `Sign` emitted later in that task would
+    /// otherwise be signed first and its signature taken for the write's).
+    HubWrite(u64, Vec<outpost::sync::frame::WireWrite>),
 }
 
 struct State {
@@ -456,6 +462,25 @@ fn pump(inner: &Rc<Inner>) {
                     };
                     if others {
                         feed(&inner, g, EdgeEvent::LocalChanged);
+                    }
+                }
+                Task::HubWrite(token, ops) => {
+                    let now = now_ms();
+                    let actions = with_conn(&inner, generation, |c| {
+                        c.session.handle(EdgeEvent::HubWrite { token, ops }, now)
+                    });
+                    match actions {
+                        Some(actions) => {
+                            run_edge(
+                                &mut Shell {
+                                    inner: &inner,
+                                    generation,
+                                },
+                                actions,
+                            )
+                            .await;
+                        }
+                        None => hub_write::never_sent(&inner, token),
                     }
                 }
                 Task::Run(actions) => {
