@@ -41,6 +41,11 @@
 //! `upto`; the others rewrite the previous checkpoint. Re-applying a version
 //! is a no-op, so a crash between slices only re-sends a batch.
 
+//!
+//! **Write safety `hub`.** `EdgeSync.hubWrite` hands a compare-and-set to the
+//! machine through the pump ([`Task::HubWrite`]) and resolves with its answer
+//! ([`hub_write`]); a teardown answers what the machine still held.
+
 mod apply;
 mod auth;
 mod hub_write;
