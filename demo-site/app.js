@@ -25,6 +25,9 @@
 import { Outpost } from "./pkg/src/web.js";
 
 const SHOWN = 200; // notes listed at most (the count shows the rest)
+// Claimed names: documents notes/claims/<name> (collection Claims), inside
+// the demo edges' write prefix notes/, written with safety "hub".
+const CLAIMS = "notes/claims/";
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
 
@@ -139,13 +142,20 @@ function scheduleRender() {
 async function render() {
   if (!db) return;
   const current = db;
-  const [notes, count, conflicts, rejections] = await Promise.all([
+  const [all, count, conflicts, rejections, claims] = await Promise.all([
     current.scan({ prefix: "notes/", limit: SHOWN }),
     current.count(),
     current.conflicts({ limit: 100 }),
     current.rejections(),
+    current.scan({ prefix: CLAIMS, limit: SHOWN }),
   ]);
   if (current !== db) return;
+  const notes = all.filter((d) => !d["@metadata"]["@id"].toLowerCase().startsWith(CLAIMS));
+  $("claims").replaceChildren(
+    ...claims.map((d) =>
+      el("li", { dataset: { id: d["@metadata"]["@id"] } }, el("div", { class: "body" }, el("div", { class: "title" }, d.name ?? ""), el("div", { class: "id" }, `claimed by ${d.owner ?? "?"}`))),
+    ),
+  );
   $("counts").textContent = `${count.toLocaleString()} document${count === 1 ? "" : "s"} here`;
   $("no-notes").hidden = notes.length > 0;
   const shown = new Set(notes.map((d) => d["@metadata"]["@id"]));
@@ -370,13 +380,53 @@ $("add").addEventListener("submit", async (e) => {
     // (never_delete): deleting it is refused with delete_forbidden, here at
     // once and offline too, and at the hub.
     const collection = $("pinned").checked ? "Pinned" : "Notes";
-    await db.put(id, { title: $("title").value, text: $("text").value, by: identity }, { collection });
+    // The write safety chosen: "local" resolves once saved here; "replicated"
+    // once the hub has it too; "hub" once the hub applied it (a new id: it
+    // must not exist there) and this browser pulled it.
+    const safety = $("safety").value;
+    const options = safety === "local" ? { collection } : safety === "replicated" ? { collection, safety, timeoutMs: 10_000 } : { collection, safety, expect: "missing", timeoutMs: 10_000 };
+    const out = $("add-result");
+    out.hidden = false;
+    out.textContent = safety === "local" ? "" : `saving with safety ${safety}…`;
+    try {
+      await db.put(id, { title: $("title").value, text: $("text").value, by: identity }, options);
+      out.textContent = `saved with safety ${safety}${safety === "local" ? " (here; it replicates when the hub is reachable)" : safety === "hub" ? " (applied at the hub, then pulled here)" : " (the hub has it)"}`;
+    } catch (err) {
+      out.textContent = `safety ${safety}: [${err.code}] ${err.message}`;
+      if (safety !== "replicated") return; // nothing was written: keep what was typed
+    }
     $("title").value = "";
     $("text").value = "";
     $("title").focus();
   } catch (err) {
     showError(err);
   }
+});
+
+// Claims a name with safety "hub": applied at the hub alone if nobody holds
+// it there; otherwise a "conflict", and nothing is written anywhere.
+$("claim").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const name = $("claim-name").value.trim();
+  const out = $("claim-result");
+  out.hidden = false;
+  out.dataset.code = "";
+  out.textContent = `claiming ${name} at the hub…`;
+  try {
+    const r = await db.put(`${CLAIMS}${name.toLowerCase()}`, { name, owner: identity, by: identity }, { safety: "hub", expect: "missing", collection: "Claims", timeoutMs: 10_000 });
+    out.dataset.code = "applied";
+    out.textContent = `${name} is yours (applied at the hub, version ${r.changeVector})`;
+    $("claim-name").value = "";
+  } catch (err) {
+    out.dataset.code = err.code;
+    out.textContent =
+      err.code === "conflict"
+        ? `${name} is taken (the hub holds version ${err.current}): nothing was written`
+        : err.code === "offline"
+          ? `offline: the claim needs the hub; nothing was written`
+          : `[${err.code}] ${err.message}`;
+  }
+  scheduleRender();
 });
 
 $("paused").addEventListener("change", (e) => {

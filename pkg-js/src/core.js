@@ -33,30 +33,118 @@ export class OutpostError extends Error {
 
 /** Default wait of a `safety: "replicated"` write for the hub's acknowledgement. */
 const REPLICATED_TIMEOUT_MS = 30_000;
+/** Default wait of a `safety: "hub"` write for the hub's answer. */
+const HUB_TIMEOUT_MS = 30_000;
+/** Most documents of one write with safety "hub" (the protocol's MAX_WRITE_OPS). */
+const MAX_HUB_OPS = 64;
+/**
+ * How long a write with safety "hub" forwarded to the tab that replicates
+ * may wait to be taken; the asking tab waits a little longer for the
+ * "taken" message before it answers "offline" (no tab replicates).
+ */
+const HUB_TAKE_MS = 1500;
+const HUB_TAKE_GRACE_MS = 1000;
 
 /**
- * Splits a write's safety (`{ safety, timeoutMs }`) off its options: the
- * options for the engine, and `null` (safety "local", the default) or
- * `{ timeoutMs }` (safety "replicated").
+ * Splits a write's safety (`{ safety, timeoutMs, expect }`) off its
+ * options: the options for the engine, and `null` (safety "local", the
+ * default) or `{ safety, timeoutMs, expect }` ("replicated" or "hub").
  */
 function splitSafety(options) {
-  if (options == null || typeof options !== "object" || !("safety" in options || "timeoutMs" in options)) {
+  if (options == null || typeof options !== "object" || !("safety" in options || "timeoutMs" in options || "expect" in options)) {
     return [options, null];
   }
-  const { safety = "local", timeoutMs = REPLICATED_TIMEOUT_MS, ...rest } = options;
-  if (safety === "hub") {
-    throw new OutpostError(
-      'safety "hub" (a compare-and-set at the hub) is not available yet: use "local" or "replicated"',
-      "invalid_argument",
-    );
+  const { safety = "local", timeoutMs, expect, ...rest } = options;
+  if (safety !== "local" && safety !== "replicated" && safety !== "hub") {
+    throw new OutpostError(`safety is "local", "replicated" or "hub", not ${JSON.stringify(safety)}`, "invalid_argument");
   }
-  if (safety !== "local" && safety !== "replicated") {
-    throw new OutpostError(`safety is "local" or "replicated", not ${JSON.stringify(safety)}`, "invalid_argument");
-  }
-  if (typeof timeoutMs !== "number" || !(timeoutMs >= 0) || !Number.isFinite(timeoutMs)) {
+  const ms = timeoutMs ?? (safety === "hub" ? HUB_TIMEOUT_MS : REPLICATED_TIMEOUT_MS);
+  if (typeof ms !== "number" || !(ms >= 0) || !Number.isFinite(ms)) {
     throw new OutpostError(`timeoutMs is a number of milliseconds, not ${JSON.stringify(timeoutMs)}`, "invalid_argument");
   }
-  return [rest, safety === "replicated" ? { timeoutMs } : null];
+  if (expect !== undefined && safety !== "hub") {
+    throw new OutpostError('expect is an option of safety "hub" (a local write checks changeVector)', "invalid_argument");
+  }
+  if (safety === "hub") {
+    for (const key of Object.keys(rest)) {
+      if (key !== "collection") {
+        throw new OutpostError(`safety "hub": unknown option ${JSON.stringify(key)} (known options: safety, expect, timeoutMs, collection)`, "invalid_options");
+      }
+    }
+  }
+  return [rest, safety === "local" ? null : { safety, timeoutMs: ms, expect }];
+}
+
+/**
+ * One document of a write with safety "hub" as the wasm `hubWrite` takes
+ * it, from a `writeAtHub` operation (`{ type: "put", id, doc, collection?,
+ * expect? }` or `{ type: "delete", id, expect? }`); checked here so that a
+ * bad one fails in the asking tab.
+ */
+function hubOp(op) {
+  if (op == null || typeof op !== "object") {
+    throw new OutpostError("writeAtHub: an operation is an object { type, id, doc?, collection?, expect? }", "invalid_argument");
+  }
+  const { type, id, doc, collection, expect, ...rest } = op;
+  for (const key of Object.keys(rest)) {
+    throw new OutpostError(`writeAtHub operation: unknown option ${JSON.stringify(key)} (known options: type, id, doc, collection, expect)`, "invalid_options");
+  }
+  if (typeof id !== "string" || id === "") {
+    throw new OutpostError(`writeAtHub: a document id must be a non-empty string, got ${JSON.stringify(id)}`, "invalid_id");
+  }
+  if (expect !== undefined && expect !== null && typeof expect !== "string") {
+    throw new OutpostError(`${id}: expect is "missing", "any" or a change vector (string), not ${JSON.stringify(expect)}`, "invalid_argument");
+  }
+  if (collection !== undefined && collection !== null && typeof collection !== "string") {
+    throw new OutpostError(`${id}: collection is a string`, "invalid_argument");
+  }
+  if (type === "put") {
+    if (doc == null || typeof doc !== "object" || Array.isArray(doc)) {
+      throw new OutpostError(`${id}: a document is a plain object`, "invalid_json");
+    }
+    return { id, body: doc, collection: collection ?? undefined, expect: expect ?? "any" };
+  }
+  if (type === "delete") {
+    if (doc !== undefined || (collection !== undefined && collection !== null)) {
+      throw new OutpostError(`${id}: a delete has no doc or collection`, "invalid_argument");
+    }
+    return { id, deleted: true, expect: expect ?? "any" };
+  }
+  throw new OutpostError(`writeAtHub: an operation's type is "put" or "delete", not ${JSON.stringify(type)}`, "invalid_argument");
+}
+
+/**
+ * What a write with safety "hub" resolves to (`[{ id, changeVector }]`, one
+ * per document) or the `OutpostError` it rejects with, from the outcome
+ * object of the wasm `hubWrite`.
+ */
+function hubResult(ops, o) {
+  if (o.code === "applied") {
+    return ops.map((op, i) => ({ id: op.id, changeVector: o.changeVectors[i] ?? "" }));
+  }
+  let e;
+  if (o.code === "conflict") {
+    e = new OutpostError(
+      `${o.id}: the hub holds another version (change vector ${JSON.stringify(o.current)}; empty: none): nothing was written`,
+      "conflict",
+    );
+    e.id = o.id;
+    e.current = o.current;
+  } else if (o.code === "offline") {
+    e = new OutpostError(`offline: ${o.reason}; nothing was written`, "offline");
+  } else if (o.code === "unknown") {
+    e = new OutpostError(
+      `unknown outcome: ${o.reason} (the hub may have applied the write: it then replicates here like any write)`,
+      "unknown",
+    );
+  } else if (o.code === "invalid_argument" || o.code === "invalid_id" || o.code === "invalid_json") {
+    // Refused by the replicating tab's checks before anything was sent.
+    e = new OutpostError(o.message, o.code);
+  } else {
+    e = new OutpostError(`${o.id}: the hub refused the write (${o.code}): ${o.message}; nothing was written`, o.code);
+    e.rejection = { code: o.code, id: o.id, message: o.message };
+  }
+  throw e;
 }
 
 /**
@@ -345,16 +433,46 @@ export function makeApi(wasm, ready) {
       for (const l of [...this.#listeners.status]) notify(l, status, "status");
     }
 
+    /**
+     * @internal A write with safety "hub" through this tab's session: the
+     * outcome object of the wasm `hubWrite`, or `undefined` when this tab
+     * does not replicate (another tab may).
+     */
+    static hubWrite(sync, ops) {
+      if (!sync || sync.#stopped || !sync.#edge) return undefined;
+      return sync.#edge.hubWrite(ops);
+    }
+
     /** @internal A message of another tab on the database's channel. */
     static message(sync, data) {
       if (!sync || sync.#stopped) return;
       if (sync.#edge) {
+        if (data?.hubWrite) sync.#takeHubWrite(data.hubWrite);
         if (data?.syncQuery) sync.#host.post({ syncStatus: sync.#status, syncGrant: sync.#grant });
         else if (data && data.etag > 0 && !data.remote) sync.#edge.localChanged();
       } else {
         if (data?.syncGrant) sync.#setGrant(data.syncGrant);
         if (data?.syncStatus) sync.#setStatus(data.syncStatus);
       }
+    }
+
+    /**
+     * A write with safety "hub" another tab forwarded: taken (said at once)
+     * unless it waited too long (the asking tab then answered "offline"),
+     * sent through this tab's session, and answered back.
+     */
+    #takeHubWrite({ req, ops, sent }) {
+      if (!(Date.now() - sent <= HUB_TAKE_MS)) return;
+      this.#host.post({ hubTaken: req });
+      let answer;
+      try {
+        answer = Promise.resolve(this.#edge.hubWrite(ops));
+      } catch (e) {
+        answer = Promise.reject(e);
+      }
+      answer
+        .catch((e) => ({ code: e?.code ?? "invalid_argument", message: String(e?.message ?? e) }))
+        .then((outcome) => this.#host.post({ hubAnswer: { req, outcome } }));
     }
 
     /** @internal This handle committed a local write. */
@@ -474,6 +592,8 @@ export function makeApi(wasm, ready) {
     #acked = 0;
     /** Writers waiting for the hub (write safety "replicated"). */
     #ackWaiters = new Set();
+    /** Writes with safety "hub" forwarded to the tab that replicates, by request id. */
+    #hubCalls = new Map();
 
     /** Use `Outpost.open`. */
     constructor(raw, shared) {
@@ -497,6 +617,7 @@ export function makeApi(wasm, ready) {
           } else if (e.data?.refused) {
             this.#ackWake();
           }
+          if (e.data?.hubTaken || e.data?.hubAnswer) this.#hubForwarded(e.data);
           Sync.message(this.#sync, e.data);
         };
       }
@@ -713,10 +834,98 @@ export function makeApi(wasm, ready) {
     }
 
     async put(id, doc, options) {
-      const [opts, replicated] = splitSafety(options);
+      const [opts, safety] = splitSafety(options);
+      if (safety?.safety === "hub") {
+        const op = { type: "put", id, doc, expect: safety.expect };
+        if (opts.collection !== undefined) op.collection = opts.collection;
+        return (await this.#atHub([op], safety.timeoutMs))[0];
+      }
       const r = await this.#runWrite((db) => db.put(id, doc, opts));
       this.#written(r?.etag);
-      return replicated ? this.#replicated(r, replicated.timeoutMs) : r;
+      return safety ? this.#replicated(r, safety.timeoutMs) : r;
+    }
+
+    /**
+     * Write safety "hub" for several documents (see index.d.ts): the hub
+     * applies them alone, all or nothing, if every expectation holds there.
+     */
+    async writeAtHub(ops, options) {
+      const { timeoutMs = HUB_TIMEOUT_MS, ...rest } = options ?? {};
+      for (const key of Object.keys(rest)) {
+        throw new OutpostError(`writeAtHub: unknown option ${JSON.stringify(key)} (known options: timeoutMs)`, "invalid_options");
+      }
+      if (typeof timeoutMs !== "number" || !(timeoutMs >= 0) || !Number.isFinite(timeoutMs)) {
+        throw new OutpostError(`timeoutMs is a number of milliseconds, not ${JSON.stringify(timeoutMs)}`, "invalid_argument");
+      }
+      return this.#atHub(ops, timeoutMs);
+    }
+
+    /**
+     * Sends a write with safety "hub" through the session of the tab that
+     * replicates (this one, or another one over the channel); nothing is
+     * written locally (the new versions arrive by the pull, before an
+     * applied write resolves).
+     */
+    async #atHub(ops, timeoutMs) {
+      if (this.#closed) throw new OutpostError("the database is closed", "closed");
+      if (!Array.isArray(ops) || ops.length === 0 || ops.length > MAX_HUB_OPS) {
+        throw new OutpostError(`writeAtHub expects an array of 1 to ${MAX_HUB_OPS} operations`, "invalid_argument");
+      }
+      const wire = ops.map(hubOp);
+      let timer;
+      const timeout = new Promise((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new OutpostError(
+                `no answer from the hub within ${timeoutMs} ms: it may have applied the write (it then replicates here like any write)`,
+                "timeout",
+              ),
+            ),
+          timeoutMs,
+        );
+      });
+      try {
+        const outcome = await Promise.race([this.#hubSend(wire), timeout]);
+        return hubResult(wire, outcome);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+
+    /** The outcome object of a write with safety "hub" (see `#atHub`). */
+    #hubSend(wire) {
+      const mine = Sync.hubWrite(this.#sync, wire);
+      if (mine) return mine;
+      if (!this.#channel) {
+        return Promise.resolve({ code: "offline", reason: "no replication runs (db.sync())" });
+      }
+      const req = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+      return new Promise((resolve) => {
+        const call = { resolve, taken: false };
+        call.timer = setTimeout(() => {
+          if (call.taken) return;
+          this.#hubCalls.delete(req);
+          resolve({ code: "offline", reason: "no tab replicates this database (db.sync())" });
+        }, HUB_TAKE_MS + HUB_TAKE_GRACE_MS);
+        this.#hubCalls.set(req, call);
+        this.#post({ hubWrite: { req, ops: wire, sent: Date.now() } });
+      });
+    }
+
+    /** The tab that replicates took, or answered, a write this tab forwarded. */
+    #hubForwarded(data) {
+      if (data.hubTaken) {
+        const call = this.#hubCalls.get(data.hubTaken);
+        if (call) call.taken = true;
+        return;
+      }
+      const { req, outcome } = data.hubAnswer;
+      const call = this.#hubCalls.get(req);
+      if (!call) return;
+      this.#hubCalls.delete(req);
+      clearTimeout(call.timer);
+      call.resolve(outcome);
     }
 
     /**
@@ -768,10 +977,16 @@ export function makeApi(wasm, ready) {
     }
 
     async delete(id, options) {
-      const [opts, replicated] = splitSafety(options);
+      const [opts, safety] = splitSafety(options);
+      if (safety?.safety === "hub") {
+        if (opts.collection !== undefined) {
+          throw new OutpostError('delete: unknown option "collection"', "invalid_options");
+        }
+        return (await this.#atHub([{ type: "delete", id, expect: safety.expect }], safety.timeoutMs))[0];
+      }
       const r = await this.#runWrite((db) => db.delete(id, opts));
       this.#written(r?.etag);
-      return replicated ? this.#replicated(r, replicated.timeoutMs) : r;
+      return safety ? this.#replicated(r, safety.timeoutMs) : r;
     }
 
     /**

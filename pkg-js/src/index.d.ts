@@ -82,18 +82,51 @@ export type {
  *   offline, or no sync running: the write replicates later) or with
  *   `"rejected"` when the hub refused it (`error.rejection` says why; it is
  *   not retried).
- * `"hub"` (a compare-and-set at the hub) is not available yet: it is refused
- * with `"invalid_argument"`.
+ * - `"hub"`: a compare-and-set applied at the hub alone (through the
+ *   session of `db.sync()`, in whichever tab replicates); nothing is written
+ *   here by the call: the new version arrives by the pull, before the call
+ *   resolves with `{ id, changeVector }` (see `HubWriteResult`). `expect`
+ *   says what the hub must hold. Rejects with `"conflict"` (`error.current`:
+ *   the hub's change vector, `""` if the document does not exist there),
+ *   the hub's refusal code (`"write_denied"`, `"delete_forbidden"`,
+ *   `"purged"`, ...; `error.rejection` says why), `"offline"` (no session:
+ *   nothing was written anywhere), `"unknown"` (the session ended before the
+ *   answer) or `"timeout"` (after `timeoutMs`, default 30,000); with the
+ *   last two the hub may have applied the write (it then replicates here).
  */
 export interface WriteSafety {
-  safety?: "local" | "replicated";
-  /** For `"replicated"`: how long to wait for the hub, in milliseconds. */
+  safety?: "local" | "replicated" | "hub";
+  /** For `"replicated"` and `"hub"`: how long to wait for the hub, in milliseconds. */
   timeoutMs?: number;
+  /**
+   * For `"hub"` only: `"missing"` (the document must not exist at the hub,
+   * or be deleted), a change vector (its current version there, as
+   * `changeVector` shows it), or `"any"` (default: no condition).
+   */
+  expect?: "missing" | "any" | (string & {});
 }
+
+/** What a write with safety `"hub"` resolves to, per document. */
+export interface HubWriteResult {
+  /** The document id as given. */
+  id: string;
+  /** The new version's change vector at the hub (this database holds it). */
+  changeVector: string;
+}
+
+/** One document of `writeAtHub`; `expect` as in `WriteSafety`. */
+export type HubWriteOp =
+  | { type: "put"; id: string; doc: Record<string, unknown>; collection?: string; expect?: WriteSafety["expect"] }
+  | { type: "delete"; id: string; expect?: WriteSafety["expect"] };
 
 export type OutpostErrorCode =
   | "invalid_id"
   | "not_replicated"
+  | "conflict"
+  | "offline"
+  | "unknown"
+  | "timeout"
+  | "write_denied"
   | "rejected"
   | "delete_forbidden"
   | "purged"
@@ -169,6 +202,12 @@ export class OutpostError extends Error {
   readonly code: OutpostErrorCode | SyncErrorCode;
   /** With code `"storage_lost"`: what was lost, as far as the browser and the witness know. */
   readonly storageLost?: StorageLost;
+  /** With code `"conflict"` (write safety `"hub"`): the hub's change vector of the document (`""`: it does not exist there). */
+  readonly current?: string;
+  /** With code `"conflict"`: the document whose expectation failed. */
+  readonly id?: string;
+  /** With code `"rejected"`, or a hub's refusal of a write with safety `"hub"`: why (`{ code, id, message }`, plus more for `"rejected"`). */
+  readonly rejection?: { code: string; id: string; message: string };
 }
 
 /**
@@ -468,11 +507,26 @@ export class Outpost {
    * "replicated"` it resolves once the hub acknowledged the write (see
    * `WriteSafety`).
    */
-  put(id: string, doc: Record<string, unknown>, options?: PutOptions & WriteSafety): Promise<WriteResult>;
+  put(id: string, doc: Record<string, unknown>, options?: PutOptions & WriteSafety & { safety?: "local" | "replicated" }): Promise<WriteResult>;
+  /** A write with safety `"hub"` (see `WriteSafety`): nothing is written here by the call. */
+  put(
+    id: string,
+    doc: Record<string, unknown>,
+    options: { safety: "hub"; expect?: WriteSafety["expect"]; timeoutMs?: number; collection?: string },
+  ): Promise<HubWriteResult>;
   /** Reads a document with its `@metadata`, or `null`. */
   get<T = Record<string, unknown>>(id: string): Promise<OutpostDocument<T> | null>;
   /** Deletes a document; `null` if it did not exist. `safety` as for `put`. */
-  delete(id: string, options?: DeleteOptions & WriteSafety): Promise<WriteResult | null>;
+  delete(id: string, options?: DeleteOptions & WriteSafety & { safety?: "local" | "replicated" }): Promise<WriteResult | null>;
+  /** A delete with safety `"hub"` (see `WriteSafety`). */
+  delete(id: string, options: { safety: "hub"; expect?: WriteSafety["expect"]; timeoutMs?: number }): Promise<HubWriteResult>;
+  /**
+   * Write safety `"hub"` for 1 to 64 documents (a small transaction): the
+   * hub applies them alone, all or nothing, if every expectation holds
+   * there; resolves with one `HubWriteResult` per operation once this
+   * database holds the new versions. Rejects as `WriteSafety` says.
+   */
+  writeAtHub(ops: HubWriteOp[], options?: { timeoutMs?: number }): Promise<HubWriteResult[]>;
   /**
    * Applies several writes atomically (all or none), given as an array or
    * collected by a callback (if it throws, nothing is written). Resolves to

@@ -113,3 +113,26 @@ test("the change vector: changeVector in API objects, @change-vector in @metadat
   assert.equal((await db.put("notes/3", { v: 2 }, { changeVector: cur.changeVector })).id, "notes/3");
   await db.close();
 });
+
+test("write safety hub: its options are checked, and with no replication it fails offline, writing nothing", async () => {
+  const db = await Outpost.open("surface-hub");
+  await rejectsWith(db.put("users/a", {}, { safety: "sure" }), "invalid_argument", /safety is "local", "replicated" or "hub"/);
+  await rejectsWith(db.put("users/a", {}, { safety: "hub", expect: 5 }), "invalid_argument", /expect is "missing", "any" or a change vector/);
+  await rejectsWith(db.put("users/a", {}, { safety: "hub", changeVector: null }), "invalid_options", /unknown option "changeVector"/);
+  await rejectsWith(db.put("users/a", {}, { expect: "missing" }), "invalid_argument", /expect is an option of safety "hub"/);
+  await rejectsWith(db.put("users/a", {}, { safety: "hub", timeoutMs: -1 }), "invalid_argument", /timeoutMs/);
+  await rejectsWith(db.delete("users/a", { safety: "hub", collection: "X" }), "invalid_options", /collection/);
+  await rejectsWith(db.writeAtHub([]), "invalid_argument", /1 to 64 operations/);
+  await rejectsWith(db.writeAtHub([{ type: "put", id: "users/a", doc: {} }], { timeout: 5 }), "invalid_options", /known options: timeoutMs/);
+  await rejectsWith(db.writeAtHub([{ type: "upsert", id: "users/a", doc: {} }]), "invalid_argument", /"put" or "delete"/);
+  await rejectsWith(db.writeAtHub([{ type: "put", id: "users/a", doc: {}, colection: "X" }]), "invalid_options", /unknown option "colection"/);
+  await rejectsWith(db.writeAtHub([{ type: "put", id: "", doc: {} }]), "invalid_id");
+  await rejectsWith(db.writeAtHub([{ type: "put", id: "users/a", doc: [1] }]), "invalid_json");
+  const t0 = Date.now();
+  await rejectsWith(db.put("users/a", { a: 1 }, { safety: "hub", expect: "missing" }), "offline", /nothing was written/);
+  await rejectsWith(db.writeAtHub([{ type: "delete", id: "users/a" }]), "offline");
+  assert.ok(Date.now() - t0 < 1000, "offline at once");
+  assert.equal(await db.get("users/a"), null);
+  assert.equal(await db.count(), 0);
+  await db.close();
+});

@@ -227,7 +227,8 @@ const lone = await Outpost.open("lone");
 await refusedWith("no hub to acknowledge", lone.put("notes/l", { n: 1 }, { safety: "replicated", timeoutMs: 200 }), "not_replicated");
 if (!(await lone.get("notes/l"))) throw new Error("the unreplicated write is not kept");
 await refusedWith("a bad safety", lone.put("notes/l", {}, { safety: "sure" }), "invalid_argument");
-await refusedWith("safety hub (not built)", lone.put("notes/l", {}, { safety: "hub" }), "invalid_argument");
+await refusedWith("safety hub with no replication", lone.put("notes/h", {}, { safety: "hub" }), "offline");
+if (await lone.get("notes/h")) throw new Error("a hub write wrote locally");
 await lone.close();
 // Development mode: a token identity.
 const c = await Outpost.open("c");

@@ -390,6 +390,32 @@ test("a write outside the write prefixes is refused by the hub and listed", asyn
   assert.deepEqual(pageErrors, []);
 });
 
+test("write safety hub in the demo: a name claimed by one laptop is refused to the other, which writes nothing", async () => {
+  const a = laptops.A.page;
+  const b = laptops.B.page;
+  const claim = async (p, name) => {
+    await p.fill("#claim-name", name);
+    await p.click("#claim button[type=submit]");
+    await p.waitForFunction(() => document.querySelector("#claim-result").dataset.code, null, { timeout: SYNC_MS });
+    return p.evaluate(() => ({ code: document.querySelector("#claim-result").dataset.code, text: document.querySelector("#claim-result").textContent }));
+  };
+  const won = await claim(a, "Ada");
+  assert.equal(won.code, "applied", won.text);
+  // A holds its claim when the claim resolves (it pulled the hub's version).
+  const mine = await getDoc(a, "notes/claims/ada");
+  assert.equal(mine?.owner, "alice");
+  const lost = await claim(b, "ADA");
+  assert.equal(lost.code, "conflict", lost.text);
+  assert.match(lost.text, /ADA is taken .*nothing was written/);
+  assert.ok(lost.text.includes(mine["@metadata"]["@change-vector"]), lost.text);
+  // B converges on A's claim, listed on its page.
+  const got = await waitFor(b, () => window.demo.db.get("notes/claims/ada"), undefined, SYNC_MS, "A's claim at B");
+  assert.equal(got.owner, "alice");
+  assert.equal(got["@metadata"]["@change-vector"], mine["@metadata"]["@change-vector"]);
+  await b.waitForFunction(() => [...document.querySelectorAll("#claims li")].some((li) => li.textContent.includes("claimed by alice")), null, { timeout: STEP_MS });
+  assert.deepEqual(pageErrors, []);
+});
+
 test("two tabs of one laptop: one replicates, the other follows and takes over", async () => {
   const { context: ca, page: a1 } = laptops.A;
   const b = laptops.B.page;
@@ -412,6 +438,26 @@ test("two tabs of one laptop: one replicates, the other follows and takes over",
   });
   assert.equal(safe, "notes/safe-tab-2");
   await waitFor(b, () => window.demo.db.get("notes/safe-tab-2"), undefined, SYNC_MS, "the replicated write at B");
+  // Write safety "hub" in the following tab: forwarded to the replicating
+  // tab, sent through its session, answered back; the following tab holds
+  // the hub's version when the write resolves; a second claim conflicts.
+  const hubbed = await a2.evaluate(async () => {
+    const opts = { safety: "hub", expect: "missing", collection: "Claims", timeoutMs: 20_000 };
+    const r = await window.demo.db.put("notes/claims/tab-2", { name: "tab-2", owner: "alice" }, opts);
+    const held = await window.demo.db.get("notes/claims/tab-2");
+    // A second claim conflicts (a signed write right after the pull of the
+    // first, while the replicating tab may be pushing: see Task::HubWrite).
+    const again = await window.demo.db.put("notes/claims/tab-2", { name: "tab-2", owner: "alice" }, opts).then(
+      () => "applied",
+      (e) => (e.code === "conflict" ? `conflict ${e.current}` : `${e.code}: ${e.message}`),
+    );
+    return { r, held: held?.["@metadata"]["@change-vector"], again };
+  });
+  assert.equal(hubbed.r.id, "notes/claims/tab-2");
+  assert.ok(hubbed.r.changeVector.length > 0);
+  assert.equal(hubbed.held, hubbed.r.changeVector, "the following tab holds the hub's version when the write resolves");
+  assert.equal(hubbed.again, `conflict ${hubbed.r.changeVector}`, hub.log().split("\n").filter((l) => /WARN|closing/.test(l)).slice(-10).join("\n"));
+  await waitFor(b, () => window.demo.db.get("notes/claims/tab-2"), undefined, SYNC_MS, "the second tab's claim at B");
   // When the replicating tab closes, the other takes over.
   await a1.close();
   laptops.A.page = a2;
@@ -670,7 +716,7 @@ test("the hub's audit trail: every batch the browsers signed verifies, and names
   const bob = await laptops.B.page.evaluate(() => window.demo.db.identity("bob"));
   await hub.stop();
   const verify = hubCli("audit", "verify");
-  const m = /(\d+) signatures of batches and purge receipts/.exec(verify);
+  const m = /(\d+) signatures of batches, purge receipts and hub writes/.exec(verify);
   assert.ok(m && Number(m[1]) > 0, verify);
   // eve's browser, revoked, erased what it was sent and signed a receipt.
   const receipts = hubCli("audit", "export", "--edge", "eve")

@@ -41,8 +41,14 @@
 //! `upto`; the others rewrite the previous checkpoint. Re-applying a version
 //! is a no-op, so a crash between slices only re-sends a batch.
 
+//!
+//! **Write safety `hub`.** `EdgeSync.hubWrite` hands a compare-and-set to the
+//! machine through the pump ([`Task::HubWrite`]) and resolves with its answer
+//! ([`hub_write`]); a teardown answers what the machine still held.
+
 mod apply;
 mod auth;
+mod hub_write;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -112,6 +118,12 @@ enum Task {
     /// The database committed etags `.0 + 1 ..= .1` (the engine's commit
     /// observer): `LocalChanged` unless they were all this replication's own.
     Commits(u64, u64),
+    /// A write with safety `hub` (token, documents), fed to the machine
+    /// between two tasks: never while a task's actions are half performed,
+    /// so the `Sign` it asks for is performed in the order the machine
+    /// emitted it (a batch's `Sign` emitted later in that task would
+    /// otherwise be signed first and its signature taken for the write's).
+    HubWrite(u64, Vec<outpost::sync::frame::WireWrite>),
 }
 
 struct State {
@@ -142,6 +154,8 @@ struct State {
     /// Etag runs committed by this replication's own storage actions, not
     /// yet matched by a [`Task::Commits`].
     own: OwnEtags,
+    /// Writes with safety `hub` awaiting the machine's answer.
+    writes: hub_write::Pending,
 }
 
 struct Inner {
@@ -254,6 +268,7 @@ impl EdgeSync {
                 graveyard: Vec::new(),
                 idle_waiters: Vec::new(),
                 own: OwnEtags::default(),
+                writes: hub_write::Pending::default(),
             }),
         });
         let weak = Rc::downgrade(&inner);
@@ -452,6 +467,25 @@ fn pump(inner: &Rc<Inner>) {
                     };
                     if others {
                         feed(&inner, g, EdgeEvent::LocalChanged);
+                    }
+                }
+                Task::HubWrite(token, ops) => {
+                    let now = now_ms();
+                    let actions = with_conn(&inner, generation, |c| {
+                        c.session.handle(EdgeEvent::HubWrite { token, ops }, now)
+                    });
+                    match actions {
+                        Some(actions) => {
+                            run_edge(
+                                &mut Shell {
+                                    inner: &inner,
+                                    generation,
+                                },
+                                actions,
+                            )
+                            .await;
+                        }
+                        None => hub_write::never_sent(&inner, token),
                     }
                 }
                 Task::Run(actions) => {
@@ -704,9 +738,12 @@ fn on_close(inner: &Rc<Inner>, generation: u64, _ev: JsValue) {
     let actions = with_conn(inner, generation, |c| {
         c.session.handle(EdgeEvent::Closed, now)
     });
-    let Some(actions) = actions else {
+    let Some(mut actions) = actions else {
         return;
     };
+    // The machine's answers to writes with safety `hub`, before the
+    // teardown answers what is left `unknown`.
+    hub_write::answer_now(inner, &mut actions);
     teardown(inner, "closed");
     dispatch(inner, generation, actions);
     set_status(inner, SyncStatus::Offline);
@@ -749,6 +786,9 @@ fn teardown(inner: &Inner, reason: &str) -> bool {
     let _ = conn.ws.close_with_code_and_reason(1000, reason);
     // The handlers may be running right now: drop them at the next connect.
     st.graveyard.extend(conn.handlers);
+    drop(st);
+    let mut session = conn.session;
+    hub_write::answer_torn_down(inner, &mut session);
     true
 }
 
@@ -861,6 +901,10 @@ impl EdgeShell for Shell<'_> {
         let _ = js_sys::Reflect::set(&v, &"reason".into(), &reason.into());
         let _ = js_sys::Reflect::set(&v, &"removed".into(), &(removed as f64).into());
         emit(self.inner, "purge", &v);
+    }
+
+    fn hub_write_done(&mut self, token: u64, outcome: outpost::sync::hub_write::HubWriteOutcome) {
+        hub_write::done(self.inner, token, &outcome);
     }
 
     fn granted(&mut self, g: WireGrant) {
