@@ -136,8 +136,10 @@ npm_package_node() {
     fi
     cargo clippy -p outpost-wasm --target wasm32-unknown-unknown -- -D warnings || return $?
     bash scripts/build-wasm.sh || return $?
-    # pkg-js/test/sync.test.mjs replicates through a real hub process.
+    # pkg-js/test/sync.test.mjs replicates through a real hub process;
+    # hub-safety.test.mjs races native edges (the hub_claim example) too.
     cargo build -p outpost-hub || return $?
+    cargo build -p outpost-client --example hub_claim || return $?
     local hub
     hub="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/outpost-hub"
     (cd pkg-js && OUTPOST_HUB="$hub" node --test test/*.test.mjs) || return $?

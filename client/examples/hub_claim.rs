@@ -17,7 +17,7 @@ use std::io::BufRead;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost::keys::KeyPair;
+use outpost::keys::{KeyPair, Signer};
 use outpost::store::MemoryStore;
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost::{Database, Expected, OpenOptions};

@@ -476,3 +476,96 @@ fn a_protocol_5_hub_makes_hub_writes_fail_offline_and_a_stray_result_is_refused(
             .any(|x| matches!(x, EdgeAction::Close { code, .. } if code == "protocol"))
     );
 }
+
+#[test]
+fn one_signature_at_a_time_whatever_arrives_meanwhile() {
+    use outpost::doc::{RawDoc, RawVersion};
+    use outpost::keys::PublicKey;
+    use outpost::{DocFlags, DocumentMeta};
+    let mut k = [3u8; 65];
+    k[0] = 4;
+    let key = PublicKey::from_sec1(&k).unwrap();
+    let mut e = EdgeSession::new(
+        EdgeConfig::with_key("main", "laptop", key),
+        EdgePersisted {
+            db_id: EDGE,
+            pull_checkpoint: 0,
+            checkpoint_hub: None,
+            rejected: Default::default(),
+        },
+        0,
+    );
+    let signs = |a: &[EdgeAction]| {
+        a.iter()
+            .filter(|x| matches!(x, EdgeAction::Sign(_)))
+            .count()
+    };
+    e.handle(EdgeEvent::Opened, 0);
+    let c = Frame::Challenge {
+        version: 6,
+        nonce: [8; 32],
+        hub_id: HUB,
+    }
+    .encode();
+    assert_eq!(signs(&e.handle(EdgeEvent::Received(&c), 0)), 1);
+    e.handle(EdgeEvent::Signed(vec![1]), 0);
+    let a = e.handle(EdgeEvent::Received(&welcome(6)), 0);
+    assert!(a.iter().any(|x| matches!(x, EdgeAction::ReadLocal { .. })));
+    // A write starts signing while the push reads its batch.
+    let a = e.handle(
+        EdgeEvent::HubWrite {
+            token: 1,
+            ops: vec![op("names/a", WireExpect::Missing, "{}")],
+        },
+        0,
+    );
+    assert_eq!(signs(&a), 1);
+    // The batch arrives meanwhile: its signature waits its turn.
+    let cv = ChangeVector::new().with(EDGE, 1);
+    let local = RawDoc {
+        id: "names/b".into(),
+        meta: DocumentMeta {
+            collection: None,
+            change_vector: cv.clone(),
+            etag: 1,
+            last_modified_ms: 0,
+            flags: DocFlags::default(),
+            source: None,
+        },
+        versions: vec![RawVersion {
+            change_vector: cv,
+            last_modified_ms: 0,
+            deleted: false,
+            body: b"{}".to_vec(),
+        }],
+    };
+    let a = e.handle(
+        EdgeEvent::LocalRead {
+            docs: vec![local],
+            complete: true,
+        },
+        0,
+    );
+    assert_eq!(
+        signs(&a),
+        0,
+        "no second signature while one is under way: {a:?}"
+    );
+    // The write's signature goes with the write; then the batch is signed.
+    let a = e.handle(EdgeEvent::Signed(vec![7; 64]), 0);
+    let frames: Vec<Frame> = a
+        .iter()
+        .filter_map(|x| match x {
+            EdgeAction::Send(b) => Some(Frame::decode(b, MAX_FRAME_BYTES).unwrap()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(&frames[..], [Frame::Write { signature, .. }] if signature == &vec![7; 64]),
+        "{frames:?}"
+    );
+    assert_eq!(signs(&a), 1);
+    let a = e.handle(EdgeEvent::Signed(vec![9; 64]), 0);
+    assert!(a.iter().any(|x| matches!(x, EdgeAction::Send(b)
+        if matches!(Frame::decode(b, MAX_FRAME_BYTES), Ok(Frame::Push { signature, .. }) if signature == vec![9; 64]))));
+}

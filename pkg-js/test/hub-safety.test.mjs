@@ -267,3 +267,152 @@ test("write safety hub: a lottery, a username reservation, refusals and offline 
   assert.ok(killed, "the hub was stopped for the offline check");
   assert.equal(out.trim().split("\n").pop(), "ok");
 });
+
+// A mixed lottery: 10 edges of this package (the browser's code, in Node)
+// and 10 native edges (`client/examples/hub_claim`, the Rust client) race
+// for one winner document with safety "hub". Exactly one of the 20 wins,
+// every other gets "conflict", and all 20 converge on the same version.
+const MIXED_JS = `
+const { Outpost, OutpostError } = await import(process.env.PKG);
+const url = process.env.HUB_URL;
+const wait = async (what, f, ms = 30000) => {
+  const t = Date.now();
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() - t > ms) throw new Error("timed out waiting for " + what);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+const dbs = [], syncs = [];
+for (let i = 0; i < 10; i++) {
+  const db = await Outpost.open("j" + i);
+  dbs.push(db);
+  syncs.push(db.sync({ url, identity: "j" + i, credential: "j" + i + "-token" }));
+}
+for (let i = 0; i < 10; i++) await wait("j" + i + " live", () => syncs[i].status.state === "live");
+console.log(JSON.stringify({ state: "live" }));
+await new Promise((r) => process.stdin.once("data", r));
+const race = await Promise.allSettled(
+  dbs.map((db, i) => db.put("lottery/winner", { winner: "j" + i }, { safety: "hub", expect: "missing", timeoutMs: 60000 })),
+);
+for (const r of race) {
+  if (r.status === "fulfilled") console.log(JSON.stringify({ state: "done", code: "applied", current: r.value.changeVector }));
+  else console.log(JSON.stringify({ state: "done", code: r.reason?.code ?? String(r.reason), current: r.reason?.current ?? "" }));
+}
+for (let i = 0; i < 10; i++) {
+  const d = await wait("j" + i + " holds the winner", () => dbs[i].get("lottery/winner"));
+  console.log(JSON.stringify({ state: "converged", body: { winner: d.winner }, changeVector: d["@metadata"]["@change-vector"] }));
+}
+for (const db of dbs) await db.close();
+process.stdin.destroy();
+`;
+
+test("write safety hub: 10 JS edges and 10 native edges race for one winner", async (t) => {
+  const hub = hubBinary();
+  assert.ok(hub, "no outpost-hub binary: run `cargo build -p outpost-hub` (or set OUTPOST_HUB)");
+  const claimer = join(dirname(hub), "examples", "hub_claim");
+  assert.ok(
+    existsSync(claimer),
+    `no native racer at ${claimer}: run \`cargo build -p outpost-client --example hub_claim\` (cargo test --workspace builds it)`,
+  );
+  const dir = mkdtempSync(join(tmpdir(), "outpost-pkg-mixed-lottery-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const sha = (s) => createHash("sha256").update(s).digest("hex");
+  const run = (args) =>
+    new Promise((res, rej) => {
+      const p = spawn(claimer, args, { stdio: ["ignore", "pipe", "pipe"] });
+      let o = "";
+      p.stdout.on("data", (d) => (o += d));
+      p.stderr.on("data", (d) => (o += d));
+      p.on("exit", (c) => (c === 0 ? res(o.trim()) : rej(new Error(o))));
+    });
+  let edges = "";
+  for (let i = 0; i < 10; i++) {
+    const pub = await run(["--pubkey", join(dir, `n${i}.key`)]);
+    edges += `[[edge]]\nname = "n${i}"\npubkey = "${pub}"\ndatabase = "main"\nread = ["lottery/"]\nwrite = ["lottery/"]\n`;
+    edges += `[[edge]]\nname = "j${i}"\ntoken_sha256 = "${sha(`j${i}-token`)}"\ndatabase = "main"\nread = ["lottery/"]\nwrite = ["lottery/"]\n`;
+  }
+  const cfg = join(dir, "hub.toml");
+  writeFileSync(cfg, `data_dir = "./data"\n[dev]\ntokens = true\n[[database]]\nname = "main"\n${edges}`);
+  const proc = spawn(hub, ["--config", cfg, "serve", "--listen", "127.0.0.1:0"], {
+    env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  proc.stdout.on("data", (d) => (log += d));
+  proc.stderr.on("data", (d) => (log += d));
+  t.after(() => proc.kill("SIGKILL"));
+  const deadline = Date.now() + 30_000;
+  let addr;
+  while (!(addr = /listening on http:\/\/(\S+)/.exec(log.replace(/\x1b\[[0-9;]*m/g, ""))?.[1])) {
+    assert.ok(proc.exitCode === null, `the hub exited:\n${log}`);
+    assert.ok(Date.now() < deadline, `the hub did not start:\n${log}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const url = `ws://${addr}/sync`;
+  // Every racer prints JSON lines: live, then done (its outcome), then
+  // converged (the version it holds).
+  const racers = [];
+  const racer = (p, who) => {
+    const r = { p, who, lines: [], text: "" };
+    p.stdout.on("data", (d) => {
+      r.text += d;
+      const parts = r.text.split("\n");
+      r.text = parts.pop();
+      for (const l of parts) if (l.trim()) r.lines.push(JSON.parse(l));
+    });
+    p.stderr.on("data", (d) => (r.err = (r.err ?? "") + d));
+    t.after(() => p.kill("SIGKILL"));
+    racers.push(r);
+    return r;
+  };
+  for (let i = 0; i < 10; i++) {
+    racer(
+      spawn(claimer, [url, `n${i}`, join(dir, `n${i}.key`), "lottery/winner", JSON.stringify({ winner: `n${i}` })], {
+        stdio: ["pipe", "pipe", "pipe"],
+      }),
+      `n${i}`,
+    );
+  }
+  const script = join(dir, "mixed.mjs");
+  writeFileSync(script, MIXED_JS);
+  const flags = typeof globalThis.WebSocket === "function" ? [] : ["--experimental-websocket"];
+  const js = racer(
+    spawn(process.execPath, [...flags, "--no-warnings", script], {
+      env: { ...process.env, PKG: pathToFileURL(join(root, "pkg-js/src/node.js")).href, HUB_URL: url },
+      stdio: ["pipe", "pipe", "pipe"],
+    }),
+    "js",
+  );
+  const waitAll = async (what, pred, ms = 90_000) => {
+    const t0 = Date.now();
+    while (!racers.every(pred)) {
+      const dead = racers.find((r) => r.p.exitCode !== null && r.p.exitCode !== 0);
+      assert.ok(!dead, `${dead?.who} failed: ${dead?.err}`);
+      assert.ok(Date.now() - t0 < ms, `${what}: ${JSON.stringify(racers.map((r) => [r.who, r.lines, r.err]))}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  await waitAll("every racer live", (r) => r.lines.some((l) => l.state === "live"));
+  // Go: all at once.
+  for (const r of racers) r.p.stdin.write("go\n");
+  const count = (r, state) => r.lines.filter((l) => l.state === state).length;
+  await waitAll("every racer converged", (r) => count(r, "converged") === (r === js ? 10 : 1));
+  const done = racers.flatMap((r) => r.lines.filter((l) => l.state === "done").map((l) => ({ ...l, who: r.who })));
+  assert.equal(done.length, 20, JSON.stringify(done));
+  const won = done.filter((d) => d.code === "applied");
+  assert.equal(won.length, 1, `exactly one winner of 20: ${JSON.stringify(done)}`);
+  const lost = done.filter((d) => d.code !== "applied");
+  assert.ok(lost.every((d) => d.code === "conflict"), `every other lost with a conflict: ${JSON.stringify(lost)}`);
+  const converged = racers.flatMap((r) => r.lines.filter((l) => l.state === "converged"));
+  assert.equal(converged.length, 20);
+  const cvs = new Set(converged.map((c) => c.changeVector));
+  const winners = new Set(converged.map((c) => c.body.winner));
+  assert.equal(cvs.size, 1, `one version everywhere: ${[...cvs]}`);
+  assert.equal(winners.size, 1, `one winner everywhere: ${[...winners]}`);
+  assert.ok(lost.every((d) => d.current === [...cvs][0]), "each conflict names the winning version");
+  // The winner (native or JS) is the one whose claim applied.
+  const w = [...winners][0];
+  assert.ok(w.startsWith("n") || w.startsWith("j"), w);
+});

@@ -358,8 +358,13 @@ pub struct EdgeSession {
     version: u16,
     /// The hub's nonce of this connection (key sessions).
     challenge_nonce: Option<[u8; 32]>,
-    /// Signatures asked for and not yet back, oldest first.
+    /// The signature asked for and not yet back (at most one), then the
+    /// ones waiting their turn, oldest first.
     signs: VecDeque<Signer>,
+    /// The messages of the signatures waiting their turn.
+    to_sign: VecDeque<Vec<u8>>,
+    /// Whether a signature is under way (the front of `signs`).
+    signing: bool,
     /// Writes with safety `hub`.
     writes: writes::Writes,
     // heartbeats
@@ -395,6 +400,8 @@ impl EdgeSession {
             version: 0,
             challenge_nonce: None,
             signs: VecDeque::new(),
+            to_sign: VecDeque::new(),
+            signing: false,
             writes: writes::Writes::default(),
             last_recv: now,
             last_sent: now,
@@ -630,8 +637,7 @@ impl EdgeSession {
                 self.proving = true;
                 self.challenge_hub = Some(hub_id);
                 self.challenge_nonce = Some(nonce);
-                self.signs.push_back(Signer::Proof);
-                out.push(EdgeAction::Sign(msg));
+                self.ask_sign(Signer::Proof, msg, out);
             }
             (
                 Phase::Hello,
@@ -903,13 +909,27 @@ impl EdgeSession {
         self.in_flight_link = (seq, manifest.hash(), prev);
         self.in_flight = batch;
         self.push = Push::Signing;
-        self.signs.push_back(Signer::Batch);
-        out.push(EdgeAction::Sign(manifest.message()));
+        self.ask_sign(Signer::Batch, manifest.message(), out);
+    }
+
+    /// Asks the shell to sign `msg` for `who`: at once when no signature
+    /// is under way, else after the ones before it. One at a time, so a
+    /// shell that signs asynchronously (WebCrypto) and feeds other events
+    /// meanwhile can never hand a signature back to the wrong purpose.
+    fn ask_sign(&mut self, who: Signer, msg: Vec<u8>, out: &mut Vec<EdgeAction>) {
+        self.signs.push_back(who);
+        if self.signing {
+            self.to_sign.push_back(msg);
+        } else {
+            self.signing = true;
+            out.push(EdgeAction::Sign(msg));
+        }
     }
 
     /// A signature arrived: for the oldest one asked for (the handshake
     /// proof, a purge receipt, a batch, or a write with safety `hub`).
     fn on_signed(&mut self, signature: Vec<u8>, now: i64, out: &mut Vec<EdgeAction>) {
+        self.signing = false;
         match self.signs.pop_front() {
             Some(Signer::Proof) if self.proving && self.phase == Phase::Hello => {
                 self.proving = false;
@@ -932,6 +952,13 @@ impl EdgeSession {
             }
             Some(Signer::Write) => self.on_write_signed(signature, now, out),
             _ => {}
+        }
+        // The next one waiting, if any, now.
+        if !self.signing
+            && let Some(msg) = self.to_sign.pop_front()
+        {
+            self.signing = true;
+            out.push(EdgeAction::Sign(msg));
         }
     }
 }

@@ -105,8 +105,7 @@ impl EdgeSession {
         }
         let msg = receipt.message();
         self.erase = Erase::Signing(receipt);
-        self.signs.push_back(Signer::Receipt);
-        out.push(EdgeAction::Sign(msg));
+        self.ask_sign(Signer::Receipt, msg, out);
     }
 
     /// Sends the receipt with its signature, then lets pushes resume.

@@ -109,8 +109,7 @@ impl EdgeSession {
             &ops,
         );
         self.writes.signing = Some((token, request, ops));
-        self.signs.push_back(Signer::Write);
-        out.push(EdgeAction::Sign(manifest.message()));
+        self.ask_sign(Signer::Write, manifest.message(), out);
     }
 
     /// The write awaiting its signature got it: send it.
