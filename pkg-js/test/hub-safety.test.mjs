@@ -18,26 +18,16 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { once } from "node:events";
+import { hubBinary, startHub } from "./hub-proc.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
 const N = 12;
-
-/** The newest built hub binary, or undefined. */
-function hubBinary() {
-  if (process.env.OUTPOST_HUB) return process.env.OUTPOST_HUB;
-  const target = process.env.CARGO_TARGET_DIR ? resolve(root, process.env.CARGO_TARGET_DIR) : join(root, "target");
-  const found = ["debug", "release"]
-    .map((p) => join(target, p, "outpost-hub"))
-    .filter((f) => existsSync(f))
-    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
-  return found[0];
-}
 
 // Runs in a child process; prints "ok" at the end, "KILL_HUB" when the
 // parent must stop the hub (then waits for "killed" on stdin).
@@ -219,30 +209,7 @@ test("write safety hub: a lottery, a username reservation, refusals and offline 
   edges += `[[edge]]\nname = "k"\nenroll_code_sha256 = "${sha(kCode)}"\nenroll_expires = ${Math.floor(Date.now() / 1000) + 3600}\ndatabase = "main"\nread = ["users/"]\nwrite = ["users/"]\n`;
   const cfg = join(dir, "hub.toml");
   writeFileSync(cfg, `data_dir = "./data"\n[dev]\ntokens = true\n[[database]]\nname = "main"\n${edges}`);
-  const proc = spawn(hub, ["--config", cfg, "serve", "--listen", "127.0.0.1:0"], {
-    env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let log = "";
-  proc.stdout.on("data", (d) => (log += d));
-  proc.stderr.on("data", (d) => (log += d));
-  const stopHub = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      const exited = once(proc, "exit");
-      proc.kill("SIGTERM");
-      const k = setTimeout(() => proc.kill("SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(k);
-    }
-  };
-  t.after(stopHub);
-  const deadline = Date.now() + 30_000;
-  let addr;
-  while (!(addr = /listening on http:\/\/(\S+)/.exec(log.replace(/\x1b\[[0-9;]*m/g, ""))?.[1])) {
-    assert.ok(proc.exitCode === null, `the hub exited:\n${log}`);
-    assert.ok(Date.now() < deadline, `the hub did not start:\n${log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const { addr, log: hubLog, stop: stopHub } = await startHub(t, hub, cfg);
   const script = join(dir, "client.mjs");
   writeFileSync(script, CLIENT);
   const flags = typeof globalThis.WebSocket === "function" ? [] : ["--experimental-websocket"];
@@ -263,7 +230,7 @@ test("write safety hub: a lottery, a username reservation, refusals and offline 
   const killer = setTimeout(() => child.kill("SIGKILL"), 180_000);
   const [code] = await once(child, "exit");
   clearTimeout(killer);
-  assert.equal(code, 0, `the client failed:\n${out}\nhub log:\n${log.slice(-20000)}`);
+  assert.equal(code, 0, `the client failed:\n${out}\nhub log:\n${hubLog().slice(-20000)}`);
   assert.ok(killed, "the hub was stopped for the offline check");
   assert.equal(out.trim().split("\n").pop(), "ok");
 });
@@ -335,21 +302,7 @@ test("write safety hub: 10 JS edges and 10 native edges race for one winner", as
   }
   const cfg = join(dir, "hub.toml");
   writeFileSync(cfg, `data_dir = "./data"\n[dev]\ntokens = true\n[[database]]\nname = "main"\n${edges}`);
-  const proc = spawn(hub, ["--config", cfg, "serve", "--listen", "127.0.0.1:0"], {
-    env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let log = "";
-  proc.stdout.on("data", (d) => (log += d));
-  proc.stderr.on("data", (d) => (log += d));
-  t.after(() => proc.kill("SIGKILL"));
-  const deadline = Date.now() + 30_000;
-  let addr;
-  while (!(addr = /listening on http:\/\/(\S+)/.exec(log.replace(/\x1b\[[0-9;]*m/g, ""))?.[1])) {
-    assert.ok(proc.exitCode === null, `the hub exited:\n${log}`);
-    assert.ok(Date.now() < deadline, `the hub did not start:\n${log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const { addr } = await startHub(t, hub, cfg);
   const url = `ws://${addr}/sync`;
   // Every racer prints JSON lines: live, then done (its outcome), then
   // converged (the version it holds).

@@ -16,12 +16,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { once } from "node:events";
 import { Outpost, OutpostError, Sync } from "@outpost/db";
+import { hubBinary } from "./hub-proc.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -100,17 +101,6 @@ test("conflicts, resolve and rejections on a database that never synced", async 
   assert.deepEqual(await db.conflicts({ after: "notes/", limit: 10 }), []);
   await db.close();
 });
-
-/** The newest built hub binary, or undefined. */
-function hubBinary() {
-  if (process.env.OUTPOST_HUB) return process.env.OUTPOST_HUB;
-  const target = process.env.CARGO_TARGET_DIR ? resolve(root, process.env.CARGO_TARGET_DIR) : join(root, "target");
-  const found = ["debug", "release"]
-    .map((p) => join(target, p, "outpost-hub"))
-    .filter((f) => existsSync(f))
-    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
-  return found[0];
-}
 
 // Runs in a child process (so Node 20 can enable its WebSocket); prints "ok".
 const CLIENT = `
