@@ -2,8 +2,8 @@
 //! (`pkg-js/src/index.d.ts`) against the codes that can reach JS as an
 //! `OutpostError`'s `code`: the engine's `Error::code`, `OpenError::code`
 //! and `StoreError::code` (every `fn code` of crate/src outside `sync/` and
-//! `jsonl.rs`),
-//! the bindings' own `js_error("...")` (wasm/src), and the JS layer's
+//! `jsonl.rs`), the hub's refusal codes (`VIOLATION_CODES`: a write with
+//! safety `hub` rejects with them), the bindings' own `js_error("...")` (wasm/src), and the JS layer's
 //! `new OutpostError(..., "...")` (pkg-js/src). A native test reading the
 //! sources: it runs with `cargo test --workspace` (scripts/test.sh) without a
 //! wasm build. It fails when a code is emitted that the union lacks, and when
@@ -162,6 +162,20 @@ fn emitted() -> Vec<(String, String)> {
         engine >= 2,
         "the engine's fn code (Error, OpenError, StoreError) not found"
     );
+    // A write with safety `hub` rejects with the hub's refusal code: every
+    // code of `VIOLATION_CODES` (docs/protocol.md §5) can reach JS.
+    let v = read("crate/src/sync/violation.rs");
+    let start = v
+        .find("pub const VIOLATION_CODES")
+        .expect("crate/src/sync/violation.rs declares VIOLATION_CODES");
+    let decl = &v[start..];
+    let decl = &decl[decl.find('=').expect("its value")..decl.find("];").expect("its end")];
+    for c in code_literals(decl) {
+        out.push((
+            c,
+            "crate/src/sync/violation.rs (a hub refusal of a hub write)".into(),
+        ));
+    }
     for (file, text) in sources("wasm/src", "rs") {
         for c in first_literal_args(&text, "js_error(") {
             out.push((c, file.clone()));
