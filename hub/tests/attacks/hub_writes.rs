@@ -356,3 +356,22 @@ async fn a_transaction_with_one_bad_document_writes_nothing() {
     assert!(!hub.view().await.contains_key("shared/names/ok"));
     hub.finish_audited().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_naming_one_id_twice_is_refused() {
+    // Two versions of one document in one write (in two cases): which would
+    // win is not the edge's to decide.
+    let hub = Hub::start();
+    let mut m = hub.mallory().await;
+    let a = m
+        .write(vec![
+            put(ID, WireExpect::Missing, json!({"v": 1})),
+            put(&ID.to_uppercase(), WireExpect::Any, json!({"v": 2})),
+        ])
+        .await;
+    assert!(
+        !hub.view().await.contains_key(ID),
+        "neither version was stored"
+    );
+    refused_and_nothing_written(hub, m, a, "duplicate_id", &ID.to_uppercase()).await;
+}
