@@ -364,6 +364,7 @@ fn the_hub_machine_records_every_push_refusal() {
             pull_from: 0,
             batch_head: (0, [0; 32]),
             purge: None,
+            resync: None,
         },
         0,
     );

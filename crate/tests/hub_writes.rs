@@ -64,6 +64,7 @@ fn hub(version: u16) -> HubSession {
             pull_from: 0,
             batch_head: (0, [0; 32]),
             purge: None,
+            resync: None,
         },
         0,
     );
@@ -332,6 +333,7 @@ fn edge() -> EdgeSession {
             pull_checkpoint: 0,
             checkpoint_hub: None,
             rejected: Default::default(),
+            resync_from: None,
         },
         0,
     )
@@ -492,6 +494,7 @@ fn one_signature_at_a_time_whatever_arrives_meanwhile() {
             pull_checkpoint: 0,
             checkpoint_hub: None,
             rejected: Default::default(),
+            resync_from: None,
         },
         0,
     );

@@ -50,6 +50,7 @@ fn edge(key: &KeyPair) -> EdgeSession {
             pull_checkpoint: 0,
             checkpoint_hub: None,
             rejected: Default::default(),
+            resync_from: None,
         },
         0,
     )
@@ -138,6 +139,7 @@ fn authorize_with(h: &mut HubSession, head: (u64, [u8; 32]), purge: Option<Purge
             pull_from: 0,
             batch_head: head,
             purge: purge.clone(),
+            resync: None,
         },
         0,
     );

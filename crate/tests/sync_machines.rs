@@ -69,6 +69,7 @@ fn fresh_edge() -> EdgeSession {
             pull_checkpoint: 0,
             checkpoint_hub: None,
             rejected: Default::default(),
+            resync_from: None,
         },
         0,
     )
@@ -95,6 +96,7 @@ fn open_hub_from(pull_from: u64) -> HubSession {
             pull_from,
             batch_head: (0, [0; 32]),
             purge: None,
+            resync: None,
         },
         0,
     );
@@ -321,7 +323,7 @@ fn protocol_violations_end_the_session_with_a_typed_error() {
     // Unsupported version, and a refused credential.
     let mut h = HubSession::new(0);
     let mut b = hello();
-    b[5] = 7; // min version 7
+    b[5] = 8; // min version 8
     b[7] = 9;
     let a = h.handle(HubEvent::Received(&b), 0);
     assert!(closed_with(&a, "unsupported_version"));
@@ -385,6 +387,7 @@ fn the_hub_filters_reads_and_never_has_more_than_the_window_in_flight() {
                 docs,
                 complete: false,
                 last_etag: 1_000_000,
+                horizon: 0,
             },
             0,
         );
@@ -506,6 +509,17 @@ fn sent_edge(acts: &[EdgeAction]) -> Vec<Frame> {
 /// A hub session of identity "laptop" on device `device`, handshaken with
 /// protocol versions `min..=max`; returns it and the frames it sent.
 fn hub_for(device: DbId, min: u16, max: u16, g: Grant) -> (HubSession, Vec<Frame>) {
+    hub_from(device, min, max, g, 0)
+}
+
+/// [`hub_for`], sending from hub etag `pull_from`.
+fn hub_from(
+    device: DbId,
+    min: u16,
+    max: u16,
+    g: Grant,
+    pull_from: u64,
+) -> (HubSession, Vec<Frame>) {
     let mut h = HubSession::new(0);
     let hello = Frame::Hello {
         min_version: min,
@@ -528,9 +542,10 @@ fn hub_for(device: DbId, min: u16, max: u16, g: Grant) -> (HubSession, Vec<Frame
             hub_last_etag: 100,
             push_checkpoint: 0,
             pending: 0,
-            pull_from: 0,
+            pull_from,
             batch_head: (0, [0; 32]),
             purge: None,
+            resync: None,
         },
         0,
     );
@@ -541,13 +556,32 @@ fn hub_for(device: DbId, min: u16, max: u16, g: Grant) -> (HubSession, Vec<Frame
 fn the_hub_holds_back_only_what_this_device_sent() {
     let device = DbId([1; 16]);
     let twin = DbId([2; 16]);
-    let (mut h, _) = hub_for(device, 5, 5, grant());
+    // A session that resumes from a checkpoint; one from 0 (a first sync,
+    // a resync) is sent everything, below.
+    let (mut h, _) = hub_from(device, 5, 5, grant(), 1);
     let g = grant();
     let tagged = |id: &str, etag: u64, source: Option<String>| {
         let mut d = doc(id, etag, 1);
         d.meta.source = source;
         d
     };
+    let (mut fresh, _) = hub_for(device, 5, 5, grant());
+    let mine = vec![tagged("notes/mine", 1, Some(g.source_for(&device)))];
+    let a = fresh.handle(
+        HubEvent::ChangesRead {
+            docs: mine,
+            complete: true,
+            last_etag: 1,
+            horizon: 0,
+        },
+        0,
+    );
+    assert!(
+        sent(&a)
+            .iter()
+            .any(|f| matches!(f, Frame::Changes { docs, .. } if docs.len() == 1)),
+        "a session from 0 sends the device's own versions: {a:?}"
+    );
     let docs = vec![
         // Pushed by this very device: it has it.
         tagged("notes/mine", 1, Some(g.source_for(&device))),
@@ -568,6 +602,7 @@ fn the_hub_holds_back_only_what_this_device_sent() {
             docs,
             complete: true,
             last_etag: 5,
+            horizon: 0,
         },
         0,
     );
@@ -651,14 +686,14 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
                 .any(|x| matches!(x, HubAction::Authenticate { .. }))
         );
     }
-    // The edge offers 5 to 6 and reports the grant to its shell.
+    // The edge offers 5 to 7 and reports the grant to its shell.
     let mut e = fresh_edge();
     let a = e.handle(EdgeEvent::Opened, 0);
     assert!(matches!(
         sent_edge(&a)[..],
         [Frame::Hello {
             min_version: 5,
-            max_version: 6,
+            max_version: 7,
             ..
         }]
     ));
@@ -721,6 +756,7 @@ fn a_read_only_edge_pushes_nothing_it_received_even_a_conflict() {
                 pull_checkpoint: 3,
                 checkpoint_hub: Some(HUB),
                 rejected: Default::default(),
+                resync_from: None,
             },
             0,
         );

@@ -39,6 +39,7 @@ Examples:
   outpost-hub status                        # ask the running hub
   outpost-hub audit verify                  # check the audit trail (hub stopped)
   outpost-hub audit who notes/42            # who wrote this document's versions
+  outpost-hub compact                       # remove the deletions every device has seen
 
 The configuration file is taken from --config, else $OUTPOST_HUB_CONFIG, else
 ./outpost-hub.toml. A running hub re-reads it when it changes (and on SIGHUP):
@@ -242,6 +243,27 @@ Examples:
     /// --reason "GDPR request 2026-118"
     Purge(crate::cli_purge::PurgeCommand),
 
+    /// Remove the tombstones (deletions) every device has acknowledged.
+    ///
+    /// A deleted document is kept as a tombstone so the deletion reaches
+    /// every edge; once every device seen within the retention has
+    /// acknowledged it, it can go. A device not seen for longer (default
+    /// 30 days, `[compaction] retention_secs`) no longer holds compaction
+    /// back: when it comes back it resyncs (the documents deleted meanwhile
+    /// disappear from it, its own unsent writes are kept and pushed). The
+    /// running hub also compacts by itself every `[compaction]
+    /// interval_secs` (default one hour). On a stopped hub this works on
+    /// the database directly; while the hub runs it is sent to it (POST
+    /// /admin/compact, with --admin-token). Prints what it removed, the
+    /// watermark, the device holding it back, the devices that expired and
+    /// the tombstones left.
+    #[command(after_help = "\
+Examples:
+  outpost-hub compact                              # hub stopped, or running (with --admin-token)
+  outpost-hub compact --database main --retention 7d
+  OUTPOST_HUB_ADMIN_TOKEN=... outpost-hub compact --url http://10.0.0.5:4000 --json")]
+    Compact(crate::cli_compact::CompactArgs),
+
     /// Set the admin token: who may read /status and /metrics.
     ///
     /// A random token is printed once on standard output; only its SHA-256 is
@@ -403,6 +425,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::AdminToken { token } => admin_token(path, token)?,
         Command::Audit(cmd) => return audit(path, cmd),
         Command::Purge(cmd) => crate::cli_purge::run(path, cmd)?,
+        Command::Compact(args) => crate::cli_compact::run(path, args)?,
         Command::Status {
             url,
             ca_cert,

@@ -36,6 +36,9 @@
 //! token_sha256 = "hex..."          # SHA-256 of the admin token (`outpost-hub admin-token`)
 //! [limits]                         # optional; every key has a default (see [`Limits`])
 //! max_connections = 10000
+//! [compaction]                     # optional (see [`CompactionConfig`])
+//! retention_secs = 2592000         # an unseen device holds tombstones back this long (30 days)
+//! interval_secs = 3600             # the running hub compacts every hour; 0 = never by itself
 //! ```
 //!
 //! Relative paths (`data_dir`, `demo_site`, `tls.cert`, `tls.key`,
@@ -90,6 +93,8 @@ pub struct Config {
     pub admin_token_sha256: Option<[u8; 32]>,
     /// Connection and rate limits (`[limits]`).
     pub limits: Limits,
+    /// Tombstone compaction (`[compaction]`).
+    pub compaction: CompactionConfig,
     /// Development mode (`[dev] tokens = true`): shared-secret tokens are
     /// accepted (`[[edge]] token_sha256`, `[[upstream]] token`).
     pub dev_tokens: bool,
@@ -268,6 +273,8 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    compaction: CompactionConfig,
     dev: Option<RawDev>,
 }
 
@@ -586,6 +593,8 @@ impl Config {
         };
         let limits = raw.limits;
         limits.validate().map_err(err)?;
+        let compaction = raw.compaction;
+        compaction.validate().map_err(err)?;
 
         Ok(Config {
             path,
@@ -598,6 +607,7 @@ impl Config {
             upstreams,
             admin_token_sha256,
             limits,
+            compaction,
             dev_tokens,
         })
     }
@@ -756,7 +766,10 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
         .collect()
 }
 
+mod compaction;
 mod limits;
+pub use self::compaction::{check_retention, retention_ms};
+pub use compaction::CompactionConfig;
 pub use limits::{EdgeLimits, Limits};
 
 #[cfg(test)]
@@ -870,6 +883,38 @@ ca_cert = "cloud.crt"
         assert!(err("[limits]\nhello_timeout_ms = 99999999\n").contains("hello_timeout_ms"));
         assert!(err("[limits]\nmax_sockets = 1\n").contains("max_sockets"));
         assert!(err("[admin]\ntoken_sha256 = \"abc\"\n").contains("admin: token_sha256"));
+    }
+
+    #[test]
+    fn compaction() {
+        let c = parse("").unwrap();
+        assert_eq!(c.compaction, CompactionConfig::default());
+        assert_eq!(c.compaction.retention_secs, 30 * 86_400);
+        assert_eq!(c.compaction.interval_secs, 3600);
+        assert_eq!(c.compaction.retention_ms(), 30 * 86_400 * 1000);
+        let c = parse("[compaction]\nretention_secs = 60\ninterval_secs = 0\n").unwrap();
+        assert_eq!(c.compaction.retention_secs, 60);
+        assert_eq!(c.compaction.interval_secs, 0);
+        for (bad, key) in [
+            (
+                "[compaction]\nretention_secs = 0\n",
+                "compaction.retention_secs",
+            ),
+            (
+                "[compaction]\nretention_secs = 999999999999\n",
+                "compaction.retention_secs",
+            ),
+            (
+                "[compaction]\ninterval_secs = 999999999999\n",
+                "compaction.interval_secs",
+            ),
+            ("[compaction]\nretention_secs = -1\n", "retention_secs"),
+            ("[compaction]\nretention_secs = \"30d\"\n", "retention_secs"),
+            ("[compaction]\nevery = 5\n", "every"),
+        ] {
+            let e = err(bad);
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

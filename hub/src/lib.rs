@@ -27,8 +27,10 @@
 
 pub mod audit;
 pub mod cli;
+pub mod cli_compact;
 pub mod cli_edge;
 pub mod cli_purge;
+pub mod compact;
 pub mod config;
 pub mod conn;
 pub mod edit;

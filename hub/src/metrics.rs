@@ -34,6 +34,7 @@ pub struct Metrics {
     db_reopen_attempts: LabelledCounter,
     db_reopened: LabelledCounter,
     refused: LabelledCounter,
+    tombstones_compacted: LabelledCounter,
 }
 
 /// A counter with one label, by label value.
@@ -42,13 +43,17 @@ struct LabelledCounter(Mutex<BTreeMap<String, u64>>);
 
 impl LabelledCounter {
     fn inc(&self, label: &str) {
+        self.add(label, 1);
+    }
+
+    fn add(&self, label: &str, v: u64) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = map.get_mut(label) {
-            *n += 1;
+            *n += v;
         } else if map.len() < MAX_LABELS {
-            map.insert(label.to_string(), 1);
+            map.insert(label.to_string(), v);
         } else {
-            *map.entry("other".to_string()).or_insert(0) += 1;
+            *map.entry("other".to_string()).or_insert(0) += v;
         }
     }
 
@@ -140,6 +145,12 @@ impl Metrics {
     /// Failed database `name` was reopened and takes writes again.
     pub fn database_reopened(&self, name: &str) {
         self.db_reopened.inc(name);
+    }
+
+    /// A compaction of database `name` removed `n` tombstones
+    /// (`crate::compact`).
+    pub fn tombstones_compacted(&self, name: &str, n: u64) {
+        self.tombstones_compacted.add(name, n);
     }
 
     /// A connection or session refused by a `[limits]` cap or deadline
@@ -300,6 +311,11 @@ impl Metrics {
                 "Failed databases reopened (writes taken again), by database.",
                 &self.db_reopened,
             ),
+            (
+                "outpost_tombstones_compacted_total",
+                "Tombstones removed by compaction (acknowledged by every device seen within the retention), by database.",
+                &self.tombstones_compacted,
+            ),
         ] {
             header(o, name, "counter", help);
             for (db, n) in counter.snapshot() {
@@ -355,6 +371,8 @@ mod tests {
         m.database_reopen_attempt("main");
         m.database_reopen_attempt("main");
         m.database_reopened("main");
+        m.tombstones_compacted("main", 200);
+        m.tombstones_compacted("main", 3);
         let text = m.render();
         for line in [
             "outpost_edges_connected 1",
@@ -377,6 +395,7 @@ mod tests {
             "outpost_db_failures_total{database=\"main\"} 1",
             "outpost_db_reopen_attempts_total{database=\"main\"} 2",
             "outpost_db_reopened_total{database=\"main\"} 1",
+            "outpost_tombstones_compacted_total{database=\"main\"} 203",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -6,6 +6,8 @@
 //! | `GET /healthz` | `{"status":"ok","databases":[...]}`; 503 `degraded` naming a failed database, 503 while stopping |
 //! | `GET /metrics` | Prometheus text format (admin token required)               |
 //! | `GET /status`  | JSON: version, uptime, databases, edges (admin token required) |
+//! | `POST /admin/purge` | a subject purge (admin token; `crate::purge`)          |
+//! | `POST /admin/compact` | a tombstone compaction now (admin token; `crate::compact`) |
 //! | `GET /sync`    | WebSocket upgrade: an edge's replication session            |
 //! | `GET /*`       | static files of `demo_site`, if configured                  |
 //!
@@ -26,6 +28,7 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use outpost::sync::compact::Compaction;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -74,6 +77,7 @@ pub fn router(hub: Arc<Hub>, tls: bool, gate: Arc<Gate>) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route(crate::purge::PATH, post(admin_purge))
+        .route(crate::compact::PATH, post(admin_compact))
         .route("/sync", get(sync))
         .fallback(static_files)
         .with_state(AppState { hub, tls, gate })
@@ -116,6 +120,7 @@ async fn serve_hub(
     tls_config: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<()> {
     let follower = tokio::spawn(follow_config(hub.clone()));
+    let compactor = tokio::spawn(crate::compact::run_periodically(hub.clone()));
     let signals = tokio::spawn(shutdown_on_signal(hub.clone()));
     let listener = TcpListener::bind(listen)
         .await
@@ -185,6 +190,9 @@ async fn serve_hub(
     }
     follower.abort();
     signals.abort();
+    // No compaction may still run when the databases are closed.
+    compactor.abort();
+    let _ = compactor.await;
     if let Some(path) = serving {
         remove_serving_file(&path);
     }
@@ -428,6 +436,14 @@ async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
                 .collect(),
         ),
         (
+            "outpost_database_tombstones",
+            "Tombstones (deleted documents kept until every device acknowledged them), by database.",
+            stats
+                .iter()
+                .map(|(n, s)| (n.clone(), s.tombstones))
+                .collect(),
+        ),
+        (
             "outpost_database_last_etag",
             "Last committed etag, by database.",
             stats
@@ -497,25 +513,32 @@ fn gauge_by_database(o: &mut String, name: &str, help: &str, values: &[(String, 
 }
 
 /// The body of `GET /status`.
-pub fn status_json(hub: &Hub, tls: bool) -> serde_json::Value {
+pub async fn status_json(hub: &Hub, tls: bool) -> serde_json::Value {
     let config = hub.config();
-    let mut databases: Vec<serde_json::Value> = hub
-        .databases()
-        .iter()
-        .map(|d| {
-            let s = d.db.stats();
-            json!({
-                "name": d.name,
-                "state": "ok",
-                "db_id": s.db_id,
-                "documents": s.documents,
-                "tombstones": s.tombstones,
-                "last_etag": s.last_etag,
-                "unreadable_records": s.unreadable_records,
-                "configured": config.database(&d.name).is_some(),
-            })
-        })
-        .collect();
+    let mut databases: Vec<serde_json::Value> = Vec::new();
+    for d in hub.databases() {
+        let s = d.db.stats();
+        let compaction = match Compaction::read(&d.db.snapshot()).await {
+            Ok(c) => json!({
+                "horizon": c.horizon,
+                "removed": c.removed,
+                "last_run_ms": (c.last_run_ms > 0).then_some(c.last_run_ms),
+                "last_run": (c.last_run_ms > 0).then(|| outpost::doc::iso_time_ms(c.last_run_ms)),
+            }),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        databases.push(json!({
+            "name": d.name,
+            "state": "ok",
+            "db_id": s.db_id,
+            "documents": s.documents,
+            "tombstones": s.tombstones,
+            "last_etag": s.last_etag,
+            "unreadable_records": s.unreadable_records,
+            "compaction": compaction,
+            "configured": config.database(&d.name).is_some(),
+        }));
+    }
     for (name, f) in hub.failures() {
         let mut v = failure_json(&name, &f);
         v["name"] = json!(name);
@@ -540,7 +563,7 @@ async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(r) = refuse_unless_admin(&st.hub, &headers) {
         return r;
     }
-    json_response(StatusCode::OK, &status_json(&st.hub, st.tls))
+    json_response(StatusCode::OK, &status_json(&st.hub, st.tls).await)
 }
 
 /// `POST /admin/purge` (admin token): a subject purge on the running hub
@@ -561,6 +584,33 @@ async fn admin_purge(
         }
     };
     match crate::purge::run(&st.hub, &req).await {
+        Ok(answer) => json_response(StatusCode::OK, &json!(answer)),
+        Err((code, msg)) => json_response(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &json!({ "error": msg }),
+        ),
+    }
+}
+
+/// `POST /admin/compact` (admin token): a tombstone compaction on the
+/// running hub now (`crate::compact`).
+async fn admin_compact(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = refuse_unless_admin(&st.hub, &headers) {
+        return r;
+    }
+    let req: crate::compact::CompactRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg =
+                format!("the compaction request is not valid JSON of the expected shape: {e}");
+            return json_response(StatusCode::BAD_REQUEST, &json!({ "error": msg }));
+        }
+    };
+    match crate::compact::run(&st.hub, &req).await {
         Ok(answer) => json_response(StatusCode::OK, &json!(answer)),
         Err((code, msg)) => json_response(
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

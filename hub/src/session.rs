@@ -596,6 +596,9 @@ impl Shell {
             return Err("too_many_connections".into());
         }
         tracing::info!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, pull_checkpoint = r.pull_checkpoint, pending = info.pending, "edge authenticated");
+        if let Some(horizon) = info.resync {
+            tracing::info!(peer = %self.peer, %identity, %database, edge_db = %r.edge_db_id, pull_checkpoint = r.pull_checkpoint, horizon, "edge resyncs: its checkpoint is below the compaction horizon (deletions it missed were compacted); it is sent everything again");
+        }
         self.identity = Some(identity.to_string());
         self.database = database.to_string();
         self.key = if r.auth == AuthMode::Token {
@@ -619,6 +622,7 @@ impl Shell {
             pull_from: info.pull_from,
             batch_head: info.batch_head,
             purge,
+            resync: info.resync,
         };
         self.db = Some(db);
         Ok(ev)

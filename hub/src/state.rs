@@ -38,6 +38,9 @@ pub struct Hub {
     config_tx: Mutex<Option<watch::Sender<Arc<Config>>>>,
     /// The per-identity rate limits (`[limits]`), shared by sessions.
     rate_limits: crate::ratelimit::RateLimits,
+    /// Held while a tombstone compaction runs (`crate::compact`): one at
+    /// a time.
+    compacting: tokio::sync::Mutex<()>,
 }
 
 /// First delay before reopening a failed database.
@@ -224,6 +227,7 @@ impl Hub {
             generation: watch::channel(0).0,
             config_tx: Mutex::new(None),
             rate_limits: crate::ratelimit::RateLimits::default(),
+            compacting: tokio::sync::Mutex::new(()),
         });
         let current = hub.config();
         if let Err(e) = hub.open_new_databases(&current).await {
@@ -325,6 +329,12 @@ impl Hub {
     /// The per-identity rate limits.
     pub fn rate_limits(&self) -> &crate::ratelimit::RateLimits {
         &self.rate_limits
+    }
+
+    /// Waits for, and holds, the right to run a tombstone compaction
+    /// (`crate::compact`): one at a time.
+    pub async fn compaction_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.compacting.lock().await
     }
 
     /// Time since the hub started.

@@ -344,6 +344,17 @@ pub fn render(url: &HttpUrl, s: &Value) -> String {
             num(&d["last_etag"]),
         ));
     }
+    for d in dbs {
+        let c = &d["compaction"];
+        if let Some(at) = c["last_run"].as_str() {
+            out.push_str(&format!(
+                "{}: tombstones compacted up to etag {} ({} removed in all), last run {at}\n",
+                d["name"].as_str().unwrap_or("?"),
+                num(&c["horizon"]),
+                num(&c["removed"]),
+            ));
+        }
+    }
     out
 }
 

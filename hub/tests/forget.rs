@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use outpost_client::client_rejections;
 use outpost_testkit::hub::{free_port, wait_until};
@@ -17,22 +15,6 @@ use serde_json::json;
 const SECRET: &str = "SUBJ-SECRET-9d41";
 const SUBJECT: &str = "P-SUBJ-77";
 const KEEP: &str = "KEEP-OTHER-3b2";
-
-/// Runs `outpost-hub --config outpost-hub.toml ARGS` in the hub's directory:
-/// (success, stdout, stderr).
-fn run(hub: &HubProc, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .current_dir(&hub.dir)
-        .args(["--config", "outpost-hub.toml"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
 
 fn receipts_recorded(hub: &HubProc) -> usize {
     hub.log().matches("purge receipt recorded").count()

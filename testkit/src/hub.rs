@@ -78,15 +78,47 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// [`http_get`] with `Authorization: Bearer <bearer>` when `bearer` is set.
 pub fn http_get_as(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, String) {
+    http_request(addr, "GET", path, bearer, None)
+}
+
+/// `POST path` with a JSON `body` (and `Authorization: Bearer <bearer>`
+/// when set): the status and the body of the answer (read for up to 30 s:
+/// an admin request may run a while).
+pub fn http_post_as(
+    addr: SocketAddr,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    http_request(addr, "POST", path, bearer, Some(body))
+}
+
+fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let wait = if body.is_some() { 30 } else { 10 };
+    s.set_read_timeout(Some(Duration::from_secs(wait))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = bearer
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let content = body
+        .map(|b| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            )
+        })
+        .unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content}Connection: close\r\n\r\n{}",
+        body.unwrap_or_default()
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -262,6 +294,17 @@ impl HubProcess {
     /// demo's ([`DEMO_ADMIN_TOKEN`]) on the demo configuration.
     pub fn admin_token(&self) -> &'static str {
         self.admin
+    }
+
+    /// `POST path` with a JSON body and the admin token, or `token`
+    /// (`Some("")`: none).
+    pub fn post(&self, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+        let bearer = match token {
+            None => Some(self.admin),
+            Some("") => None,
+            t => t,
+        };
+        http_post_as(self.addr, path, bearer, body)
     }
 
     /// `GET path` without any credential.

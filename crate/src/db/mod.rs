@@ -11,7 +11,8 @@
 //! - `read.rs`: [`Snapshot`] and the reads;
 //! - `check.rs`: the integrity check;
 //! - `repair.rs`: finding and setting aside records that do not decode;
-//! - `purge.rs`: removing documents and erasing their bytes physically.
+//! - `purge.rs`: removing documents and erasing their bytes physically;
+//! - `compact.rs`: removing tombstones every replica has seen.
 //!
 //! ## Trees
 //! The named B+trees (documents, the etag and collection indexes, collection
@@ -37,6 +38,7 @@ mod alloc;
 mod audit;
 mod check;
 mod commit;
+mod compact;
 mod meta;
 mod origins;
 mod purge;
@@ -67,6 +69,7 @@ pub use audit::{
     AuditPurgeReceipt, AuditPush, AuditRefusal, AuditReport, AuditScope, AuditVersion,
     GENESIS_HASH, MAX_AUDIT_PAYLOAD, chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
 };
+pub use compact::CompactStep;
 pub use origins::Origin;
 pub use purge::{
     PURGE_PENDING_KEY, PURGED_ID_PREFIX, PurgeReport, PurgeScope, PurgedDoc,

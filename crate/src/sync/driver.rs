@@ -10,6 +10,9 @@ use crate::db::{AuditKind, AuditRefusal, Batch, Database, Refusal, WriteOutcome,
 use crate::error::Error;
 use crate::policy::{DeletionGuards, GUARDS_KEY};
 use crate::store::PageStore;
+use crate::sync::compact::{
+    Compaction, begin_resync, edge_compact, note_pulled, record_ack, resync_sweep, resyncing,
+};
 use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
 use crate::sync::hub::{Grant, HubAction, HubEvent, HubMetric};
 use crate::sync::purge::{
@@ -48,6 +51,7 @@ pub async fn load_edge_state<S: PageStore>(
         pull_checkpoint,
         checkpoint_hub,
         rejected,
+        resync_from: resyncing(db, &cfg.source).await?,
     })
 }
 
@@ -98,10 +102,15 @@ pub async fn edge_storage_etags<S: PageStore>(
         EdgeAction::ApplyRemote {
             docs,
             upto,
+            from,
             hub_db_id,
-            ..
         } => {
             let mut b = Batch::new();
+            // What was received so far, for compacting tombstones later.
+            let last = db.stats().last_etag;
+            if let Err(e) = note_pulled(db, &mut b, &cfg.source, hub_db_id, last, *from).await {
+                return (Some(EdgeEvent::ApplyFailed(e.to_string())), None);
+            }
             for d in docs {
                 b.apply_remote(d.clone(), ConflictPolicy::Manual);
             }
@@ -146,6 +155,35 @@ pub async fn edge_storage_etags<S: PageStore>(
                 )),
             };
             (Some(ev), None)
+        }
+        EdgeAction::CompactTombstones { horizon, hub_db_id } => {
+            match edge_compact(db, &cfg.source, hub_db_id, *horizon).await {
+                Ok(_) => (None, None),
+                Err(e) => (Some(EdgeEvent::ApplyFailed(e.to_string())), None),
+            }
+        }
+        EdgeAction::BeginResync { pushed, from } => {
+            match begin_resync(db, &cfg.source, *pushed, *from).await {
+                Ok(()) => (None, None),
+                Err(e) => (Some(EdgeEvent::ApplyFailed(e.to_string())), None),
+            }
+        }
+        EdgeAction::EndResync { seen, read } => {
+            let swept = async {
+                let rejected = rejections(db, cfg)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.id.to_lowercase())
+                    .collect();
+                resync_sweep(db, &cfg.source, seen.as_ref(), read, &rejected).await
+            };
+            match swept.await {
+                Ok(_) => (None, None),
+                Err(e) => (
+                    Some(EdgeEvent::ApplyFailed(format!("ending a resync: {e}"))),
+                    None,
+                ),
+            }
         }
         EdgeAction::Forget { ids } => {
             let order = PurgeOrder {
@@ -320,6 +358,9 @@ pub struct EdgeInfo {
     pub db_id_taken: bool,
     /// The last batch of the identity's chain this database accepted.
     pub batch_head: (u64, [u8; 32]),
+    /// The compaction horizon, when the pull checkpoint is below it:
+    /// sending starts from 0 with a `Resync` (`crate::sync::compact`).
+    pub resync: Option<u64>,
 }
 
 /// Local record key of an identity's chain of signed batches at the hub
@@ -360,6 +401,9 @@ pub async fn edge_info<S: PageStore>(
     } else {
         0
     };
+    let horizon = Compaction::read(&snap).await?.horizon;
+    let resync = (pull_checkpoint > 0 && pull_checkpoint < horizon).then_some(horizon);
+    let pull_checkpoint = if resync.is_some() { 0 } else { pull_checkpoint };
     let push_checkpoint = u64_of(
         snap.get_local(&push_checkpoint_key(&grant.identity, edge_db))
             .await?,
@@ -382,6 +426,7 @@ pub async fn edge_info<S: PageStore>(
         hub_last_etag: snap.last_etag(),
         db_id_taken,
         batch_head,
+        resync,
     })
 }
 
@@ -402,14 +447,33 @@ pub async fn hub_storage<S: PageStore>(
     match action {
         HubAction::ReadChanges { after, max_docs } => {
             let snap = db.snapshot();
-            Some(match snap.changes_raw(*after, *max_docs).await {
-                Ok(docs) => HubEvent::ChangesRead {
+            let read = async {
+                let docs = snap.changes_raw(*after, *max_docs).await?;
+                let horizon = Compaction::read(&snap).await?.horizon;
+                Ok::<_, Error>((docs, horizon))
+            };
+            Some(match read.await {
+                Ok((docs, horizon)) => HubEvent::ChangesRead {
                     complete: docs.len() < *max_docs,
                     docs,
                     last_etag: snap.last_etag(),
+                    horizon,
                 },
                 Err(e) => HubEvent::ReadFailed(e.to_string()),
             })
+        }
+        HubAction::RecordAck {
+            edge_db_id,
+            upto,
+            now_ms,
+        } => {
+            let mut b = Batch::new();
+            record_ack(&mut b, identity, edge_db_id, *upto, *now_ms);
+            // A lost acknowledgement only delays compaction.
+            if let Err(e) = db.commit(b).await {
+                return Some(HubEvent::ReadFailed(e.to_string()));
+            }
+            None
         }
         HubAction::ApplyPush {
             edge_db_id,
@@ -534,9 +598,11 @@ pub async fn hub_storage<S: PageStore>(
             let mut b = Batch::new();
             let mut record = receipt.to_audit(identity, signed.as_ref());
             // The order is settled in the same commit as its receipt.
+            let mut more = false;
             match served_record(db, identity, &receipt.device).await {
                 Ok(old) => {
                     if let Some(new) = after_receipt(&old, receipt.order) {
+                        more = !new.owed.is_empty();
                         b.set_local(served_key(identity, &receipt.device), Some(new.encode()));
                         if let Some(p) = &old.pending {
                             record.markers = p.markers.clone();
@@ -547,7 +613,9 @@ pub async fn hub_storage<S: PageStore>(
             }
             b.audit(AuditKind::PurgeReceipt, encode_record(&record));
             match db.commit(b).await {
-                Ok(_) => None,
+                // Markers beyond one order's share: the next order comes
+                // with the next session.
+                Ok(_) => more.then_some(HubEvent::MorePurgesOwed),
                 Err(e) => Some(HubEvent::ReadFailed(e.to_string())),
             }
         }

@@ -14,8 +14,8 @@ use crate::db::RemoteDoc;
 use crate::doc::RawDoc;
 use crate::keys::PublicKey;
 use crate::sync::frame::{
-    AuthMode, Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireDoc, WireGrant,
-    WireWrite,
+    AuthMode, Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RESYNC_VERSION,
+    WireDoc, WireGrant, WireWrite,
 };
 use crate::sync::hub_write::HubWriteOutcome;
 use crate::sync::purge::PurgeOrder;
@@ -111,6 +111,10 @@ pub struct EdgePersisted {
     pub checkpoint_hub: Option<DbId>,
     /// Versions the hub rejected: (lowercase id, change vector text).
     pub rejected: HashSet<(String, String)>,
+    /// The pull checkpoint a resync under way started from
+    /// (`crate::sync::compact`): the `Hello` states it again, so the hub
+    /// orders the resync again (it was interrupted).
+    pub resync_from: Option<u64>,
 }
 
 /// A change the hub refused, as recorded and shown by the edge.
@@ -242,6 +246,34 @@ pub enum EdgeAction {
         /// The ids.
         ids: Vec<String>,
     },
+    /// The hub compacted deletions this edge may not have seen (`Resync`):
+    /// record that a resync started (`crate::sync::compact::begin_resync`),
+    /// before the batches from 0 are applied; nothing to feed back.
+    BeginResync {
+        /// The push checkpoint the hub stated.
+        pushed: u64,
+        /// The pull checkpoint the resync starts from.
+        from: u64,
+    },
+    /// The resync reached the live phase: remove what the hub did not send
+    /// (`crate::sync::compact::resync_sweep`); nothing to feed back (or
+    /// `ApplyFailed`).
+    EndResync {
+        /// Every id key the hub sent during the resync (`None`: the hub
+        /// did not resync this session; only the marker goes).
+        seen: Option<HashSet<Vec<u8>>>,
+        /// The read prefixes the hub granted.
+        read: Vec<String>,
+    },
+    /// The hub compacted its tombstones up to `horizon` (`Compacted`):
+    /// compact the ones received from it up to there
+    /// (`crate::sync::compact::edge_compact`); nothing to feed back.
+    CompactTombstones {
+        /// The hub's horizon.
+        horizon: u64,
+        /// The hub database it refers to.
+        hub_db_id: DbId,
+    },
     /// A purge order was carried out (informational: for the application
     /// to show; the signed receipt follows). Order 0: documents a push
     /// refused as `purged` named ([`EdgeAction::Forget`]).
@@ -367,6 +399,10 @@ pub struct EdgeSession {
     signing: bool,
     /// Writes with safety `hub`.
     writes: writes::Writes,
+    /// The ids the hub sent during a resync (`None`: no resync).
+    resync: Option<HashSet<Vec<u8>>>,
+    /// The read prefixes of the grant.
+    read_scope: Vec<String>,
     // heartbeats
     last_recv: i64,
     last_sent: i64,
@@ -403,6 +439,8 @@ impl EdgeSession {
             to_sign: VecDeque::new(),
             signing: false,
             writes: writes::Writes::default(),
+            resync: None,
+            read_scope: Vec::new(),
             last_recv: now,
             last_sent: now,
             nonce: 0,
@@ -463,7 +501,8 @@ impl EdgeSession {
                             database: self.cfg.database.clone(),
                             identity: self.cfg.identity.clone(),
                             credential: self.cfg.credential.clone(),
-                            pull_checkpoint: self.st.pull_checkpoint,
+                            // A resync under way is asked for again.
+                            pull_checkpoint: self.st.resync_from.unwrap_or(self.st.pull_checkpoint),
                             checkpoint_hub: self.st.checkpoint_hub.unwrap_or(DbId([0; 16])),
                             auth: self.cfg.auth,
                             key: self
@@ -508,6 +547,17 @@ impl EdgeSession {
                     let upto = self.st.pull_checkpoint;
                     if live {
                         self.live = true;
+                        let seen = self.resync.take();
+                        if seen.is_some() || self.st.resync_from.is_some() {
+                            self.st.resync_from = None;
+                            out.push(EdgeAction::EndResync {
+                                seen,
+                                read: self.read_scope.clone(),
+                            });
+                            if self.push == Push::Idle && self.again {
+                                self.read_local(&mut out);
+                            }
+                        }
                         out.push(EdgeAction::Status(SyncStatus::Live));
                     } else {
                         self.received += n as u64;
@@ -684,7 +734,13 @@ impl EdgeSession {
                 }
                 self.total = pending;
                 self.push_cursor = push_checkpoint;
+                if self.st.resync_from.is_some() && self.st.pull_checkpoint == 0 {
+                    // A resync under way, and the hub starts from 0 anyway
+                    // (another hub database): it is sent everything.
+                    self.resync = Some(HashSet::new());
+                }
                 if let Some(g) = grant {
+                    self.read_scope = g.read.clone();
                     if version >= 4 {
                         // Kept by the edge: its local deletes are refused
                         // from now on, offline too.
@@ -718,9 +774,29 @@ impl EdgeSession {
                 };
                 self.on_purge(order, now, out);
             }
+            (Phase::Open, Frame::Resync { .. }) if self.version >= RESYNC_VERSION => {
+                if self.applying.is_some() || !self.queue.is_empty() || self.received > 0 {
+                    return self.fail(out, now, "protocol", "Resync after Changes", false);
+                }
+                let from = *self.st.resync_from.get_or_insert(self.st.pull_checkpoint);
+                self.st.pull_checkpoint = 0;
+                self.resync.get_or_insert_with(HashSet::new);
+                out.push(EdgeAction::BeginResync {
+                    pushed: self.push_cursor,
+                    from,
+                });
+            }
+            (Phase::Open, Frame::Compacted { horizon }) if self.version >= RESYNC_VERSION => {
+                if let Some(hub_db_id) = self.hub_db_id {
+                    out.push(EdgeAction::CompactTombstones { horizon, hub_db_id });
+                }
+            }
             (Phase::Open, Frame::Changes { upto, docs }) => {
                 if upto < self.st.pull_checkpoint {
                     return self.fail(out, now, "protocol", "Changes went backwards", false);
+                }
+                if let Some(seen) = &mut self.resync {
+                    seen.extend(docs.iter().map(|d| crate::doc::id_key(&d.id)));
                 }
                 self.queue.push_back(Incoming::Batch(docs, upto));
                 self.next_apply(out);
@@ -844,7 +920,10 @@ impl EdgeSession {
     }
 
     fn read_local(&mut self, out: &mut Vec<EdgeAction>) {
-        if self.erase.blocks_pushes() {
+        // A resync holds pushes until it is live: the edge may hold hub
+        // versions past the checkpoint its Hello stated (an interrupted
+        // resync), which the hub only counts as sent once acknowledged.
+        if self.erase.blocks_pushes() || self.st.resync_from.is_some() {
             // Pushes resume once the purge's receipt is out.
             self.push = Push::Idle;
             self.again = true;

@@ -14,7 +14,7 @@ mod write;
 pub use write::{MAX_WRITE_OPS, WireExpect, WireWrite, WriteAnswer};
 
 /// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 /// Oldest protocol version this build speaks. Version 5 (version 4's key
 /// identities, signed batches, purge orders and signed purge receipts, plus
 /// subject purges: a `Purge` names ids by their hashes) is the first this
@@ -25,8 +25,13 @@ pub const PROTOCOL_VERSION: u16 = 6;
 /// older `Welcome` layouts (an edge told which version a hub speaks).
 /// Version 6 adds the `Write` and `WriteResult` frames (write safety `hub`)
 /// and nothing else: a version 5 edge is served as before, and a `Write` in
-/// its session is `Error(protocol)`.
+/// its session is `Error(protocol)`. Version 7 adds the `Resync` frame
+/// (tombstone compaction): an edge of an older version that would need one
+/// is refused with `Error(unsupported_version)`.
 pub const MIN_PROTOCOL_VERSION: u16 = 5;
+
+/// First protocol version with the `Resync` frame.
+pub const RESYNC_VERSION: u16 = 7;
 
 /// First protocol version with the `Write` and `WriteResult` frames.
 pub const HUB_WRITE_VERSION: u16 = 6;
@@ -326,6 +331,21 @@ pub enum Frame {
         /// What happened.
         answer: WriteAnswer,
     },
+    /// Hub → edge (version 7), right after `Welcome`: tombstones the edge
+    /// may not have seen were compacted (`crate::sync::compact`); the hub
+    /// sends its whole read scope from etag 0, and the edge, once live,
+    /// removes what it held that the hub did not send.
+    Resync {
+        /// The hub's compaction horizon.
+        horizon: u64,
+    },
+    /// Hub → edge (version 7): the hub compacted every plain tombstone up
+    /// to `horizon` (`crate::sync::compact`): the edge may compact the
+    /// ones it received from the hub up to there.
+    Compacted {
+        /// The hub's compaction horizon.
+        horizon: u64,
+    },
     /// A fatal error; the sender closes the connection.
     Error {
         /// Stable code.
@@ -376,6 +396,8 @@ impl Frame {
             Frame::PurgeReceipt { .. } => "PurgeReceipt",
             Frame::Write { .. } => "Write",
             Frame::WriteResult { .. } => "WriteResult",
+            Frame::Resync { .. } => "Resync",
+            Frame::Compacted { .. } => "Compacted",
         }
     }
 
@@ -399,6 +421,8 @@ impl Frame {
             Frame::PurgeReceipt { .. } => 15,
             Frame::Write { .. } => 16,
             Frame::WriteResult { .. } => 17,
+            Frame::Resync { .. } => 18,
+            Frame::Compacted { .. } => 19,
         }
     }
 
@@ -574,6 +598,7 @@ impl Frame {
                 ops,
             } => write::put_write(&mut w, *request, signature, ops),
             Frame::WriteResult { request, answer } => write::put_result(&mut w, *request, answer),
+            Frame::Resync { horizon } | Frame::Compacted { horizon } => w.put_u64(*horizon),
         }
         w
     }
@@ -778,6 +803,12 @@ impl Frame {
                 let (request, answer) = write::read_result(&mut r)?;
                 Frame::WriteResult { request, answer }
             }
+            18 => Frame::Resync {
+                horizon: r.u64("horizon")?,
+            },
+            19 => Frame::Compacted {
+                horizon: r.u64("horizon")?,
+            },
             other => return Err(FrameError::UnknownType(other)),
         };
         if r.remaining() != 0 {

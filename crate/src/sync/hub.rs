@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 mod auth;
 mod checks;
+mod feed;
 mod receipts;
 mod writes;
 
@@ -20,14 +21,14 @@ use crate::doc::RawDoc;
 use crate::keys::{PublicKey, Verifier};
 use crate::policy::Policies;
 use crate::sync::frame::{
-    AuthMode, Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireGrant, WireWrite,
-    WriteAnswer, negotiate,
+    AuthMode, Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RESYNC_VERSION,
+    WireGrant, WireWrite, WriteAnswer, negotiate,
 };
 use crate::sync::hub_write::HubWriteManifest;
 use crate::sync::purge::PurgeOrder;
 use crate::sync::signed::{BatchManifest, PurgeReceipt};
 use crate::sync::violation::Violation;
-use crate::sync::{BATCH_DOCS, ConflictPolicy, Prefixes, take_batch};
+use crate::sync::{ConflictPolicy, Prefixes};
 
 /// Most unacknowledged `Changes` frames per session.
 pub const WINDOW: usize = 4;
@@ -100,6 +101,9 @@ impl Grant {
 }
 
 /// Inputs of the hub machine.
+// `Authorized` is the large one (a grant); an event lives for one call of
+// the machine, once per session for that variant: boxing it buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum HubEvent<'a> {
     /// A frame arrived.
@@ -140,6 +144,10 @@ pub enum HubEvent<'a> {
         /// Documents that left the edge's read scope: the order to send
         /// right after `Welcome` (`crate::sync::purge::plan`).
         purge: Option<PurgeOrder>,
+        /// The compaction horizon, when the edge's pull checkpoint is below
+        /// it (`crate::sync::compact`): the session starts from 0
+        /// (`pull_from`) with a `Resync`.
+        resync: Option<u64>,
     },
     /// Result of [`HubAction::Authenticate`]: the identity is revoked but
     /// may hold documents it was sent: send it this order instead of
@@ -163,6 +171,9 @@ pub enum HubEvent<'a> {
         /// The hub's last etag when read (the cursor moves to it when
         /// `complete`).
         last_etag: u64,
+        /// The compaction horizon as of the same read
+        /// (`crate::sync::compact::Compaction`).
+        horizon: u64,
     },
     /// [`HubAction::ApplyPush`] committed.
     PushApplied {
@@ -196,6 +207,12 @@ pub enum HubEvent<'a> {
     DbIdTaken,
     /// The configuration changed: the edge's new grant, or `None` if revoked.
     GrantChanged(Option<Grant>),
+    /// [`HubAction::RecordPurgeReceipt`] settled the order, and the device
+    /// owes receipts for more subject purges than one order carries
+    /// ([`crate::sync::purge::MAX_ORDER_MARKERS`]): the session ends with
+    /// `Error(purge_pending)` (retryable), and the next one gets the next
+    /// order.
+    MorePurgesOwed,
     /// The transport closed.
     Closed,
 }
@@ -275,6 +292,17 @@ pub enum HubAction {
         pull_checkpoint: u64,
         /// The hub database that checkpoint refers to.
         checkpoint_hub: DbId,
+    },
+    /// Record that the edge database `edge_db_id` acknowledged the changes
+    /// feed up to `upto` (`crate::sync::compact::record_ack`); nothing to
+    /// feed back.
+    RecordAck {
+        /// The edge database (device).
+        edge_db_id: DbId,
+        /// Hub etag acknowledged.
+        upto: u64,
+        /// Now (ms since the epoch).
+        now_ms: i64,
     },
     /// Read at most `max_docs` of the changes feed after `after`; feed back
     /// `ChangesRead` (or `ReadFailed`).
@@ -401,6 +429,17 @@ pub struct HubSession {
     /// The hub etag up to which the edge was sent the feed and acknowledged
     /// it (its validated pull checkpoint, then its `ChangesAck`s).
     seen_upto: u64,
+    /// The acknowledgement last recorded (etag, when).
+    ack_recorded: (u64, i64),
+    /// When an empty `Changes` last moved the edge's checkpoint.
+    last_progress: i64,
+    /// The compaction horizon the edge was told (`Compacted`).
+    told_horizon: u64,
+    /// Whether sending started from etag 0 (a first sync or a resync):
+    /// every document of the read scope is sent, this device's own
+    /// versions too, and a compaction under way cannot make it miss a
+    /// deletion.
+    from_zero: bool,
     // hub -> edge
     cursor: u64,
     sent_upto: u64,
@@ -449,6 +488,10 @@ impl HubSession {
             hello_timeout_ms: HELLO_TIMEOUT_MS,
             policies: Policies::default(),
             seen_upto: 0,
+            ack_recorded: (0, 0),
+            last_progress: 0,
+            told_horizon: 0,
+            from_zero: false,
             cursor: 0,
             sent_upto: 0,
             reading: false,
@@ -552,6 +595,8 @@ impl HubSession {
                     let nonce = self.nonce;
                     self.send(&mut out, now, Frame::Ping { nonce });
                 }
+                self.maybe_send_progress(now, &mut out);
+                self.maybe_record_ack(now, &mut out);
             }
             HubEvent::Authorized {
                 grant,
@@ -562,12 +607,28 @@ impl HubSession {
                 pull_from,
                 batch_head,
                 purge,
+                resync,
             } if self.phase == Phase::Authenticating => {
+                if resync.is_some() && self.version < RESYNC_VERSION {
+                    return self.refuse_resync(&mut out, now);
+                }
+                // The checkpoint the Hello stated (valid: a resync is only
+                // ordered for a checkpoint of this hub database).
+                let stated = self.cursor;
                 self.phase = Phase::Open;
+                self.from_zero = pull_from == 0;
+                self.ack_recorded = (pull_from, now);
+                out.push(HubAction::RecordAck {
+                    edge_db_id: self.edge_db_id,
+                    upto: pull_from,
+                    now_ms: now,
+                });
                 self.batch_head = batch_head;
                 self.cursor = pull_from;
                 self.sent_upto = pull_from;
-                self.seen_upto = pull_from;
+                // A resyncing edge was sent the feed up to its checkpoint
+                // before: what it pushes may supersede what it saw there.
+                self.seen_upto = if resync.is_some() { stated } else { pull_from };
                 self.policies = Policies::new(
                     grant.policies.iter().map(|(c, p)| (c.clone(), *p)),
                     grant.default_policy,
@@ -592,6 +653,9 @@ impl HubSession {
                         batch_head: batch_head.1,
                     },
                 );
+                if let Some(horizon) = resync {
+                    self.send(&mut out, now, Frame::Resync { horizon });
+                }
                 if let Some(order) = purge {
                     self.send_order(order, None, now, &mut out);
                 }
@@ -627,8 +691,25 @@ impl HubSession {
                 docs,
                 complete,
                 last_etag,
+                horizon,
             } if self.reading => {
                 self.reading = false;
+                if !self.from_zero && self.cursor < horizon {
+                    // Tombstones after the cursor may be gone: reconnect,
+                    // and resync.
+                    self.fail(
+                        &mut out,
+                        now,
+                        "resync",
+                        "the hub compacted deletions this session had not sent yet; reconnect to resync",
+                    );
+                    return out;
+                }
+                if self.version >= RESYNC_VERSION && horizon > self.told_horizon {
+                    // The edge may compact what it was sent up to there.
+                    self.told_horizon = horizon;
+                    self.send(&mut out, now, Frame::Compacted { horizon });
+                }
                 self.hub_last_etag = self.hub_last_etag.max(last_etag);
                 self.on_changes(docs, complete, last_etag, now, &mut out);
             }
@@ -713,6 +794,14 @@ impl HubSession {
                     now,
                     "config_changed",
                     "this edge's rights changed; reconnect",
+                );
+            }
+            HubEvent::MorePurgesOwed if self.phase == Phase::Open => {
+                self.fail(
+                    &mut out,
+                    now,
+                    "purge_pending",
+                    "more purges are owed than one order carries: reconnect to receive the next order",
                 );
             }
             HubEvent::Closed => self.phase = Phase::Closed,
@@ -863,6 +952,7 @@ impl HubSession {
                     self.unacked.pop_front();
                 }
                 self.seen_upto = self.seen_upto.max(upto);
+                self.maybe_record_ack(now, out);
                 self.maybe_read(out);
             }
             (
@@ -974,67 +1064,6 @@ impl HubSession {
             id: id.clone(),
             rule: rule.clone(),
             message: message.clone(),
-        }
-    }
-
-    fn maybe_read(&mut self, out: &mut Vec<HubAction>) {
-        if self.phase == Phase::Open
-            && !self.reading
-            && self.unacked.len() < WINDOW
-            && (!self.live || self.cursor < self.hub_last_etag)
-        {
-            self.read(out);
-        }
-    }
-
-    fn read(&mut self, out: &mut Vec<HubAction>) {
-        self.reading = true;
-        out.push(HubAction::ReadChanges {
-            after: self.cursor,
-            max_docs: BATCH_DOCS,
-        });
-    }
-
-    fn on_changes(
-        &mut self,
-        docs: Vec<RawDoc>,
-        complete: bool,
-        last_etag: u64,
-        now: i64,
-        out: &mut Vec<HubAction>,
-    ) {
-        let Some(g) = &self.grant else { return };
-        if self.phase != Phase::Open {
-            return;
-        }
-        // Only the versions this very device sent (stored as received) are
-        // held back: it has them. Other devices of the same identity, and
-        // this device after a wipe (a new db id), receive them.
-        let own = g.source_for(&self.edge_db_id);
-        let (batch, mut upto, cut) = take_batch(&docs, self.cursor, |d| {
-            !g.read.allows(&d.id) || d.meta.source.as_deref() == Some(own.as_str())
-        });
-        let done = complete && !cut;
-        if done {
-            upto = upto.max(last_etag);
-        }
-        self.cursor = upto;
-        if !batch.is_empty() || (upto >= self.sent_upto + 1000 && !done) {
-            let n = batch.len() as u64;
-            self.sent_upto = upto;
-            self.unacked.push_back(upto);
-            self.send(out, now, Frame::Changes { upto, docs: batch });
-            if n > 0 {
-                out.push(HubAction::Metric(HubMetric::DocsSent(n)));
-            }
-        }
-        if done && !self.live {
-            self.live = true;
-            self.sent_upto = upto;
-            self.send(out, now, Frame::Live { upto });
-        }
-        if !done || self.cursor < self.hub_last_etag {
-            self.maybe_read(out);
         }
     }
 }

@@ -14,6 +14,7 @@
 //! crate (`outpost-client`) and the wasm bindings; the simulation tests drive
 //! the machines with no network.
 
+pub mod compact;
 pub mod driver;
 pub mod edge;
 pub mod forget;

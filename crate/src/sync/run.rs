@@ -239,7 +239,10 @@ impl<S: EdgeShell> Actions for Edge<'_, S> {
             | EdgeAction::RecordRejection(_)
             | EdgeAction::KeepGuards(_)
             | EdgeAction::Purge { .. }
-            | EdgeAction::Forget { .. }) => shell.storage(storage).await,
+            | EdgeAction::Forget { .. }
+            | EdgeAction::BeginResync { .. }
+            | EdgeAction::CompactTombstones { .. }
+            | EdgeAction::EndResync { .. }) => shell.storage(storage).await,
         }
     }
 
@@ -303,7 +306,8 @@ impl<S: HubShell> Actions for Hub<'_, S> {
             | HubAction::ApplyPush { .. }
             | HubAction::ApplyWrite { .. }
             | HubAction::RecordRefusal { .. }
-            | HubAction::RecordPurgeReceipt { .. }) => shell.storage(storage).await,
+            | HubAction::RecordPurgeReceipt { .. }
+            | HubAction::RecordAck { .. }) => shell.storage(storage).await,
         }
     }
 

@@ -38,8 +38,10 @@
 //! codes) and `signed` (the chain and signatures of batches) are protocol
 //! 3's; `revocation` also covers protocol 4's purge orders and signed
 //! receipts, `guards` the deletion guards (`never_delete`), and `forget`
-//! subject purges (protocol 5: a purged id is never taken back), and
-//! `hub_writes` writes with safety `hub` (protocol 6). Every
+//! subject purges (protocol 5: a purged id is never taken back),
+//! `hub_writes` writes with safety `hub` (protocol 6), and `compaction`
+//! tombstone compaction (protocol 7: `Resync`, checkpoints below the
+//! horizon, copies of compacted deletions' versions pushed back). Every
 //! identity of the attack hubs is a key (`common.rs`): the hostile client
 //! proves it and signs its batches like an honest edge, unless a case
 //! forges them. Cases for what is not built yet would be `#[ignore]`d with
@@ -61,6 +63,7 @@ mod class5_existence;
 mod class6_bodies;
 #[path = "preauth.rs"]
 mod class7_preauth;
+mod compaction;
 mod floods;
 mod forget;
 mod guards;

@@ -360,7 +360,8 @@ async fn refused_versions(min: u16, max: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_offering_only_future_protocol_versions() {
-    refused_versions(7, 9).await;
+    use outpost::sync::frame::PROTOCOL_VERSION;
+    refused_versions(PROTOCOL_VERSION + 1, PROTOCOL_VERSION + 3).await;
 }
 
 /// A protocol 4 edge could not read a `Purge` naming ids (a subject

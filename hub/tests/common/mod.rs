@@ -1,5 +1,5 @@
 //! Helpers shared by the tests that run real hub processes with real
-//! native edges (`sync.rs`, `forget.rs`).
+//! native edges (`sync.rs`, `forget.rs`, `compact.rs`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -24,6 +24,22 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub type Db = Database<FileStore>;
+
+/// Runs `outpost-hub --config outpost-hub.toml ARGS` in the hub's directory:
+/// (success, stdout, stderr).
+pub fn run(hub: &HubProc, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .current_dir(&hub.dir)
+        .args(["--config", "outpost-hub.toml"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
 
 /// A fresh directory under the system's temporary directory.
 pub fn temp_dir(tag: &str) -> TempDir {

@@ -46,9 +46,10 @@ pub use raw::{
     tombstone,
 };
 
-/// The highest version this client's `Hello`s offer (6: writes with
-/// safety `hub`; a case that needs a protocol 5 session edits the frame).
-pub const HELLO_MAX_VERSION: u16 = 6;
+/// The highest version this client's `Hello`s offer (7: `Resync` after
+/// tombstone compaction; a case that needs a protocol 5 or 6 session edits
+/// the frame).
+pub const HELLO_MAX_VERSION: u16 = 7;
 
 /// The default bound of one receive.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
@@ -245,6 +246,11 @@ pub struct Hostile {
     pub purges: Vec<PurgeOrder>,
     /// The last `Write` request number used.
     pub write_request: u64,
+    /// `Resync` frames received (protocol 7): the horizon each stated and
+    /// how many `Changes` frames had come before it.
+    pub resyncs: Vec<(u64, usize)>,
+    /// The horizons of the `Compacted` frames received (protocol 7).
+    pub compacted: Vec<u64>,
 }
 
 impl std::fmt::Debug for Hostile {
@@ -319,6 +325,8 @@ impl Hostile {
             pending_link: None,
             purges: Vec::new(),
             write_request: 0,
+            resyncs: Vec::new(),
+            compacted: Vec::new(),
         })
     }
 
@@ -617,6 +625,16 @@ impl Hostile {
                 None
             }
             Frame::Pong { .. } => None,
+            Frame::Resync { horizon } => {
+                // Recorded, not an answer: the session goes on from 0.
+                self.resyncs.push((horizon, self.changes_frames));
+                None
+            }
+            Frame::Compacted { horizon } => {
+                // Recorded, not an answer (an honest edge compacts).
+                self.compacted.push(horizon);
+                None
+            }
             Frame::Purge {
                 order,
                 reason,

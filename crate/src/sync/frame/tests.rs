@@ -310,11 +310,16 @@ fn a_version_1_welcome_keeps_the_version_1_layout() {
     assert_eq!((b6.len(), &b6[3..]), (b4.len(), &b4[3..]));
     assert_eq!(negotiate(1, 5), Some(5), "a version 5 edge is served");
     assert_eq!(negotiate(5, 5), Some(5));
-    assert_eq!(negotiate(1, 9), Some(6));
-    assert_eq!(negotiate(4, 9), Some(6));
-    assert_eq!(negotiate(5, 9), Some(6));
-    assert_eq!(negotiate(6, 9), Some(6));
-    assert_eq!(negotiate(7, 9), None);
+    // Version 7 (compaction's Resync) keeps it as well; 6 is still served.
+    let b7 = f(7).encode();
+    assert_eq!((b7.len(), &b7[3..]), (b4.len(), &b4[3..]));
+    assert_eq!(negotiate(6, 6), Some(6), "a version 6 edge is served");
+    assert_eq!(negotiate(1, 9), Some(7));
+    assert_eq!(negotiate(4, 9), Some(7));
+    assert_eq!(negotiate(5, 9), Some(7));
+    assert_eq!(negotiate(6, 9), Some(7));
+    assert_eq!(negotiate(7, 9), Some(7));
+    assert_eq!(negotiate(8, 9), None);
     assert_eq!(negotiate(0, 0), None);
 }
 
@@ -532,4 +537,22 @@ proptest! {
         b[k] = v;
         let _ = Frame::decode(&b, MAX_FRAME_BYTES);
     }
+}
+
+#[test]
+fn fixed_bytes_of_the_version_7_resync_frame() {
+    // wasm32 and x86_64 must produce these exact bytes.
+    let f = Frame::Resync { horizon: 0x0102 };
+    let want = vec![18, 2, 1, 0, 0, 0, 0, 0, 0];
+    assert_eq!(f.encode(), want);
+    assert_eq!(Frame::decode(&want, 64), Ok(f));
+    // Truncated, or with trailing bytes: refused.
+    assert!(Frame::decode(&want[..8], 64).is_err());
+    let mut long = want.clone();
+    long.push(0);
+    assert!(Frame::decode(&long, 64).is_err());
+    let f = Frame::Compacted { horizon: 7 };
+    let want = vec![19, 7, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(f.encode(), want);
+    assert_eq!(Frame::decode(&want, 64), Ok(f));
 }

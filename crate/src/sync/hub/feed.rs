@@ -1,0 +1,139 @@
+//! The hub machine's side of the changes feed (docs/protocol.md §4 "Hub
+//! to edge, flow control", "Tombstone compaction"): reading the feed after
+//! the cursor, filtering it by the grant (and this device's own versions,
+//! unless the session started from 0), batching and flow control, the
+//! empty `Changes` that keep a quiet edge's checkpoint moving, and the
+//! device's acknowledgement records.
+
+use super::{HubAction, HubMetric, HubSession, Phase, WINDOW};
+use crate::doc::RawDoc;
+use crate::sync::compact::ACK_RECORD_MS;
+use crate::sync::frame::{Frame, RESYNC_VERSION};
+use crate::sync::{BATCH_DOCS, take_batch};
+
+impl HubSession {
+    /// Records the device's acknowledgement when it moved (or, to say the
+    /// device is still seen, when the record is old), at most every
+    /// [`ACK_RECORD_MS`].
+    pub(super) fn maybe_record_ack(&mut self, now: i64, out: &mut Vec<HubAction>) {
+        let (upto, at) = self.ack_recorded;
+        let due =
+            now - at >= ACK_RECORD_MS && (self.seen_upto > upto || now - at >= 60 * ACK_RECORD_MS);
+        if self.phase == Phase::Open && due {
+            self.ack_recorded = (self.seen_upto, now);
+            out.push(HubAction::RecordAck {
+                edge_db_id: self.edge_db_id,
+                upto: self.seen_upto,
+                now_ms: now,
+            });
+        }
+    }
+
+    /// In the live phase, when everything sent was acknowledged but the
+    /// cursor moved past what the edge acknowledged (commits outside its
+    /// read scope, or the `Live` frame, which is not acknowledged): an
+    /// empty `Changes` at most every [`ACK_RECORD_MS`], so its checkpoint
+    /// and acknowledgement follow the feed and do not hold tombstone
+    /// compaction back.
+    pub(super) fn maybe_send_progress(&mut self, now: i64, out: &mut Vec<HubAction>) {
+        if self.phase == Phase::Open
+            && self.live
+            && !self.reading
+            && self.unacked.is_empty()
+            && self.cursor > self.seen_upto
+            && now - self.last_progress >= ACK_RECORD_MS
+        {
+            self.last_progress = now;
+            let upto = self.cursor;
+            self.sent_upto = upto;
+            self.unacked.push_back(upto);
+            self.send(
+                out,
+                now,
+                Frame::Changes {
+                    upto,
+                    docs: Vec::new(),
+                },
+            );
+        }
+    }
+
+    /// An edge of a version without `Resync` whose checkpoint is below
+    /// the compaction horizon: it cannot be served without missing
+    /// deletions.
+    pub(super) fn refuse_resync(&mut self, out: &mut Vec<HubAction>, now: i64) -> Vec<HubAction> {
+        self.refuse(
+            out,
+            now,
+            "unsupported_version",
+            &format!(
+                "the hub compacted deletions this device has not seen; a device of protocol version {} cannot resync: upgrade it to version {RESYNC_VERSION}",
+                self.version
+            ),
+        );
+        std::mem::take(out)
+    }
+
+    pub(super) fn maybe_read(&mut self, out: &mut Vec<HubAction>) {
+        if self.phase == Phase::Open
+            && !self.reading
+            && self.unacked.len() < WINDOW
+            && (!self.live || self.cursor < self.hub_last_etag)
+        {
+            self.read(out);
+        }
+    }
+
+    pub(super) fn read(&mut self, out: &mut Vec<HubAction>) {
+        self.reading = true;
+        out.push(HubAction::ReadChanges {
+            after: self.cursor,
+            max_docs: BATCH_DOCS,
+        });
+    }
+
+    pub(super) fn on_changes(
+        &mut self,
+        docs: Vec<RawDoc>,
+        complete: bool,
+        last_etag: u64,
+        now: i64,
+        out: &mut Vec<HubAction>,
+    ) {
+        let Some(g) = &self.grant else { return };
+        if self.phase != Phase::Open {
+            return;
+        }
+        // Only the versions this very device sent (stored as received) are
+        // held back: it has them. Other devices of the same identity, and
+        // this device after a wipe (a new db id), receive them.
+        // A session from 0 sends them too: the device may have lost them
+        // (a resync), and it counts what it is sent.
+        let own = (!self.from_zero).then(|| g.source_for(&self.edge_db_id));
+        let (batch, mut upto, cut) = take_batch(&docs, self.cursor, |d| {
+            !g.read.allows(&d.id) || (own.is_some() && d.meta.source.as_deref() == own.as_deref())
+        });
+        let done = complete && !cut;
+        if done {
+            upto = upto.max(last_etag);
+        }
+        self.cursor = upto;
+        if !batch.is_empty() || (upto >= self.sent_upto + 1000 && !done) {
+            let n = batch.len() as u64;
+            self.sent_upto = upto;
+            self.unacked.push_back(upto);
+            self.send(out, now, Frame::Changes { upto, docs: batch });
+            if n > 0 {
+                out.push(HubAction::Metric(HubMetric::DocsSent(n)));
+            }
+        }
+        if done && !self.live {
+            self.live = true;
+            self.sent_upto = upto;
+            self.send(out, now, Frame::Live { upto });
+        }
+        if !done || self.cursor < self.hub_last_etag {
+            self.maybe_read(out);
+        }
+    }
+}
