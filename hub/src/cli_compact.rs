@@ -150,25 +150,7 @@ async fn remote(
     };
     let body = serde_json::to_vec(req)
         .map_err(|e| HubError::Other(format!("encode the compaction request: {e}")))?;
-    let (code, answer) =
-        crate::status::post_as_admin(url, crate::compact::PATH, ca, token, &body).await?;
-    if code != 200 {
-        let text = String::from_utf8_lossy(&answer);
-        let why = serde_json::from_slice::<serde_json::Value>(&answer)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or_else(|| text.trim().to_string());
-        return Err(HubError::Other(format!(
-            "the hub at {url} refused the compaction (HTTP {code}): {why}"
-        )));
-    }
-    eprintln!("(sent to the running hub at {url})");
-    serde_json::from_slice(&answer).map_err(|e| {
-        HubError::Other(format!(
-            "{url}{}: invalid answer: {e}",
-            crate::compact::PATH
-        ))
-    })
+    crate::status::admin_request(url, crate::compact::PATH, ca, token, &body, "compaction").await
 }
 
 /// The report as text.

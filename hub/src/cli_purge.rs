@@ -259,21 +259,15 @@ async fn remote(
         dry_run: req.dry_run,
     })
     .map_err(|e| HubError::Other(format!("encode the purge request: {e}")))?;
-    let (code, answer) =
-        crate::status::post_as_admin(&url, crate::purge::PATH, ca.as_deref(), token, &body).await?;
-    let text = String::from_utf8_lossy(&answer);
-    if code != 200 {
-        let why = serde_json::from_slice::<serde_json::Value>(&answer)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or_else(|| text.trim().to_string());
-        return Err(HubError::Other(format!(
-            "the hub at {url} refused the purge (HTTP {code}): {why}"
-        )));
-    }
-    eprintln!("(sent to the running hub at {url})");
-    serde_json::from_slice(&answer)
-        .map_err(|e| HubError::Other(format!("{url}{}: invalid answer: {e}", crate::purge::PATH)))
+    crate::status::admin_request(
+        &url,
+        crate::purge::PATH,
+        ca.as_deref(),
+        token,
+        &body,
+        "purge",
+    )
+    .await
 }
 
 /// "1 document", "2 documents".

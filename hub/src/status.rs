@@ -120,6 +120,34 @@ pub async fn post_as_admin(
     .await
 }
 
+/// An admin request a command sends to the running hub (`POST path` with
+/// `body`, `what` naming it in errors: "purge", "compaction"): its JSON
+/// answer, or the hub's refusal as an error (its `{"error": …}` when it
+/// gives one). Notes on standard error that the running hub did it.
+pub async fn admin_request<T: serde::de::DeserializeOwned>(
+    url: &HttpUrl,
+    path: &str,
+    ca_cert: Option<&Path>,
+    admin_token: &str,
+    body: &[u8],
+    what: &str,
+) -> Result<T> {
+    let (code, answer) = post_as_admin(url, path, ca_cert, admin_token, body).await?;
+    if code != 200 {
+        let text = String::from_utf8_lossy(&answer);
+        let why = serde_json::from_slice::<Value>(&answer)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| text.trim().to_string());
+        return Err(HubError::Other(format!(
+            "the hub at {url} refused the {what} (HTTP {code}): {why}"
+        )));
+    }
+    eprintln!("(sent to the running hub at {url})");
+    serde_json::from_slice(&answer)
+        .map_err(|e| HubError::Other(format!("{url}{path}: invalid answer: {e}")))
+}
+
 /// [`get`], naming `start` as the command that starts the hub when nothing
 /// answers.
 async fn get_hinted(

@@ -469,7 +469,8 @@ pub async fn hub_storage<S: PageStore>(
         } => {
             let mut b = Batch::new();
             record_ack(&mut b, identity, edge_db_id, *upto, *now_ms);
-            // A lost acknowledgement only delays compaction.
+            // A record that lags only delays compaction; a commit that
+            // fails means the database failed, like any storage error.
             if let Err(e) = db.commit(b).await {
                 return Some(HubEvent::ReadFailed(e.to_string()));
             }

@@ -610,7 +610,8 @@ impl HubSession {
                 resync,
             } if self.phase == Phase::Authenticating => {
                 if resync.is_some() && self.version < RESYNC_VERSION {
-                    return self.refuse_resync(&mut out, now);
+                    self.refuse_resync(&mut out, now);
+                    return out;
                 }
                 // The checkpoint the Hello stated (valid: a resync is only
                 // ordered for a checkpoint of this hub database).

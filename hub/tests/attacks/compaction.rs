@@ -189,7 +189,7 @@ fn assert_resynced(m: &Hostile, horizon: u64) {
 /// A `Resync` frame (type 18) sent by an edge after `Hello`, or as its
 /// first frame: `Error(protocol)`, the session ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_edge_sending_resync_is_a_protocol_error() {
+async fn an_edge_sending_resync_or_compacted_is_a_protocol_error() {
     let hub = Hub::start();
     for after_hello in [true, false] {
         let mut m = if after_hello {
@@ -203,6 +203,12 @@ async fn an_edge_sending_resync_is_a_protocol_error() {
         assert!(m.closes().await, "the hub closes the connection");
         assert!(m.resyncs.is_empty());
     }
+    // `Compacted` is the hub's to send too.
+    let mut m = hub.mallory().await;
+    m.send(&Frame::Compacted { horizon: 1 }).await.unwrap();
+    let a = m.until_end().await;
+    assert_error(&a, "protocol");
+    assert!(m.closes().await, "the hub closes the connection");
     hub.finish().await;
 }
 

@@ -61,7 +61,7 @@ impl HubSession {
     /// An edge of a version without `Resync` whose checkpoint is below
     /// the compaction horizon: it cannot be served without missing
     /// deletions.
-    pub(super) fn refuse_resync(&mut self, out: &mut Vec<HubAction>, now: i64) -> Vec<HubAction> {
+    pub(super) fn refuse_resync(&mut self, out: &mut Vec<HubAction>, now: i64) {
         self.refuse(
             out,
             now,
@@ -71,7 +71,6 @@ impl HubSession {
                 self.version
             ),
         );
-        std::mem::take(out)
     }
 
     pub(super) fn maybe_read(&mut self, out: &mut Vec<HubAction>) {
