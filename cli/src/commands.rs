@@ -116,6 +116,22 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let r = stats(&db);
             finish(&db, r)?;
         }
+        Command::Vacuum => {
+            let db = open(dir, false)?;
+            let file = dir.join(outpost::store::file::DATA_FILE);
+            let bytes = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            let before = bytes();
+            let r = block_on(db.vacuum());
+            let report = finish(&db, r)?;
+            print_pretty(&json!({
+                "pages_before": report.pages_before,
+                "pages_after": report.pages_after,
+                "pages_moved": report.moved,
+                "rounds": report.rounds,
+                "data_file_bytes_before": before,
+                "data_file_bytes_after": bytes(),
+            }))?;
+        }
         Command::Check => {
             let db = open_read_only(dir)?;
             let r = block_on(db.integrity_check());

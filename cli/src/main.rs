@@ -26,6 +26,7 @@ Examples:
   outpost export backup.jsonl
   outpost --db /var/lib/outpost stats
   outpost check
+  outpost vacuum
   outpost repair ./outpost-data --dry-run
 
 The database directory is taken from --db, else from $OUTPOST_DB, else ./outpost-data.
@@ -225,6 +226,17 @@ Exit status: 0 listed (and, without --dry-run, set aside) whatever was found; 1 
     /// problem is found.
     #[command(after_help = "Example:\n  outpost check && echo healthy")]
     Check,
+
+    /// Give free space back to the file system: move the pages in use to the
+    /// start of the data file and cut the file after them.
+    ///
+    /// Deleting documents frees pages inside the file, which later writes
+    /// reuse; the file itself only shrinks with a vacuum. Documents, etags
+    /// and change vectors are unchanged. Prints the pages (4 KiB) and the
+    /// data file's bytes before and after (JSON). A hub vacuums its
+    /// databases by itself after a tombstone compaction.
+    #[command(after_help = "Example:\n  outpost --db /var/lib/outpost vacuum")]
+    Vacuum,
 }
 
 fn main() -> ExitCode {

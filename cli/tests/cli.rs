@@ -306,6 +306,45 @@ fn stats_and_check() {
 }
 
 #[test]
+fn vacuum_shrinks_the_file_and_keeps_the_documents() {
+    let t = temp_dir("vacuum");
+    let db = t.db();
+    // 1,500 documents of ~3 KB, then the same ids again with small bodies:
+    // most pages are free, the file keeps its size.
+    let write = |name: &str, pad: usize| {
+        let file = t.join(name);
+        let mut f = std::fs::File::create(&file).unwrap();
+        for i in 0..1500 {
+            writeln!(f, r#"{{"id":"n/{i:04}","pad":"{}"}}"#, "x".repeat(pad)).unwrap();
+        }
+        ok(run(&db, &["import", file.to_str().unwrap()]));
+    };
+    write("big.jsonl", 3000);
+    write("small.jsonl", 10);
+    let size = || std::fs::metadata(db.join("outpost.db")).unwrap().len();
+    let before = size();
+    let out: Value = serde_json::from_str(&ok(run(&db, &["vacuum"]))).unwrap();
+    let after = size();
+    assert_eq!(out["data_file_bytes_before"], before, "{out}");
+    assert_eq!(out["data_file_bytes_after"], after, "{out}");
+    assert!(after < before / 4, "{before} -> {after}: {out}");
+    assert!(
+        out["pages_after"].as_u64() < out["pages_before"].as_u64(),
+        "{out}"
+    );
+    let doc: Value = serde_json::from_str(&ok(run(&db, &["get", "n/0777"]))).unwrap();
+    assert_eq!(doc["pad"], "x".repeat(10));
+    let stats: Value = serde_json::from_str(&ok(run(&db, &["stats"]))).unwrap();
+    assert_eq!(stats["documents"], 1500);
+    ok(run(&db, &["check"]));
+    let help = ok(run(&db, &["vacuum", "--help"]));
+    assert!(
+        help.contains("file system") && help.contains("Example"),
+        "{help}"
+    );
+}
+
+#[test]
 fn help_has_examples() {
     let t = temp_dir("help");
     let top = ok(run(&t.db(), &["--help"]));

@@ -388,6 +388,7 @@ fn the_hub_filters_reads_and_never_has_more_than_the_window_in_flight() {
                 complete: false,
                 last_etag: 1_000_000,
                 horizon: 0,
+                compacted: 0,
             },
             0,
         );
@@ -573,6 +574,7 @@ fn the_hub_holds_back_only_what_this_device_sent() {
             complete: true,
             last_etag: 1,
             horizon: 0,
+            compacted: 0,
         },
         0,
     );
@@ -603,6 +605,7 @@ fn the_hub_holds_back_only_what_this_device_sent() {
             complete: true,
             last_etag: 5,
             horizon: 0,
+            compacted: 0,
         },
         0,
     );

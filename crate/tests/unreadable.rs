@@ -246,6 +246,7 @@ fn the_hub_storage_read_of_a_session_goes_on_past_it() {
                     complete,
                     last_etag,
                     horizon: 0,
+                    compacted: 0,
                 }) => {
                     got.extend(docs.iter().map(|d| d.id.clone()));
                     if complete {

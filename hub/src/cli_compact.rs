@@ -183,6 +183,14 @@ pub fn render(a: &CompactAnswer) -> String {
         ));
     }
     out.push_str(&format!("  tombstones left: {}\n", a.tombstones_left));
+    let mib = |pages: u64| pages as f64 * 4096.0 / (1024.0 * 1024.0);
+    out.push_str(&format!(
+        "  data file:       {} pages ({:.1} MiB) before, {} pages ({:.1} MiB) after\n",
+        a.pages_before,
+        mib(a.pages_before),
+        a.pages_after,
+        mib(a.pages_after)
+    ));
     out
 }
 
@@ -214,6 +222,8 @@ mod tests {
             removed: 1,
             horizon: 40,
             tombstones_left: 3,
+            pages_before: 2560,
+            pages_after: 256,
         });
         for s in [
             "1 tombstone removed",
@@ -222,6 +232,7 @@ mod tests {
             "carol/ABC",
             "within 1d",
             "tombstones left: 3",
+            "2560 pages (10.0 MiB) before, 256 pages (1.0 MiB) after",
         ] {
             assert!(text.contains(s), "{s}: {text}");
         }

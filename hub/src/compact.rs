@@ -7,8 +7,10 @@
 //! A run removes the plain tombstones every device seen within the
 //! retention (`[compaction] retention_secs`) has acknowledged; a device not
 //! seen for longer is listed as expired and resyncs when it comes back.
+//! A run that leaves an eighth of the file free then vacuums the database
+//! (`Database::vacuum`): the file gives its free space back.
 //! Runs are one at a time across the hub; each is logged (watermark,
-//! removed, held back by, expired devices) and counted in
+//! removed, held back by, expired devices, pages) and counted in
 //! `outpost_tombstones_compacted_total{database}`.
 
 use std::sync::Arc;
@@ -61,6 +63,13 @@ pub struct CompactAnswer {
     pub horizon: u64,
     /// Tombstones left in the database.
     pub tombstones_left: u64,
+    /// Pages (4 KiB) the database's file held before the run.
+    #[serde(default)]
+    pub pages_before: u64,
+    /// Pages it holds after (the run vacuums: the free pages at the end of
+    /// the file go back to the file system).
+    #[serde(default)]
+    pub pages_after: u64,
 }
 
 impl CompactAnswer {
@@ -75,6 +84,8 @@ impl CompactAnswer {
             removed: r.removed,
             horizon: r.horizon,
             tombstones_left: r.tombstones_left,
+            pages_before: r.pages_before,
+            pages_after: r.pages_after,
         }
     }
 }
@@ -117,6 +128,8 @@ async fn compact_on_hub(
                 removed = a.removed,
                 horizon = a.horizon,
                 tombstones_left = a.tombstones_left,
+                pages_before = a.pages_before,
+                pages_after = a.pages_after,
                 held_back_by = a.held_back_by.as_deref().unwrap_or("none"),
                 expired = ?a.expired,
                 "tombstone compaction"

@@ -39,6 +39,7 @@ use crate::error::{Error, InputError};
 use crate::store::{PAGE_SIZE, PageBuf, PageNo};
 
 mod node;
+mod relocate;
 mod scrub;
 
 use node::{
@@ -50,6 +51,7 @@ pub(crate) use node::{
     KIND_BRANCH, KIND_FREELIST, KIND_LEAF, KIND_OVERFLOW, check_page, corrupt, page_kind, seal,
     set_checksum,
 };
+pub(crate) use relocate::relocate;
 pub(crate) use scrub::scrub_separators;
 
 /// Largest key a tree accepts.
@@ -77,6 +79,9 @@ pub(crate) trait PageWrite: PageRead {
     fn free(&mut self, no: PageNo);
     /// Stores a sealed page of the working state.
     fn write(&mut self, no: PageNo, buf: PageBuf);
+    /// Whether the next `need` allocations are sure to return pages numbered
+    /// below `bound` (see [`relocate`]).
+    fn has_spare(&self, bound: PageNo, need: usize) -> bool;
 }
 
 /// Page number to write a modified copy of `old` to (in place if dirty).
@@ -254,18 +259,7 @@ pub(crate) async fn collect_pages<R: PageRead>(
                         return Err(corrupt(no, "leaf keys out of order".into()));
                     }
                     if let Val::Overflow { first, len } = v {
-                        let mut next = *first;
-                        let mut left = *len as usize;
-                        while left > 0 {
-                            out.push(next);
-                            let ob = r.read(next, KIND_OVERFLOW).await?;
-                            let n = rd_u32(&ob, HDR + 8, next)? as usize;
-                            if n == 0 || n > left {
-                                return Err(corrupt(next, "bad overflow chain".into()));
-                            }
-                            left -= n;
-                            next = rd_u64(&ob, HDR, next)?;
-                        }
+                        out.extend(chain_pages(r, *first, *len).await?);
                     }
                 }
                 entries += leaf.entries.len() as u64;
@@ -295,6 +289,29 @@ pub(crate) async fn collect_pages<R: PageRead>(
         }
     }
     Ok(entries)
+}
+
+/// The pages of the overflow chain from `first` holding `len` bytes, each
+/// read and checked (kind, byte counts).
+pub(crate) async fn chain_pages<R: PageRead>(
+    r: &R,
+    first: PageNo,
+    len: u32,
+) -> Result<Vec<PageNo>, Error> {
+    let mut pages = Vec::new();
+    let mut next = first;
+    let mut left = len as usize;
+    while left > 0 {
+        pages.push(next);
+        let ob = r.read(next, KIND_OVERFLOW).await?;
+        let n = rd_u32(&ob, HDR + 8, next)? as usize;
+        if n == 0 || n > left {
+            return Err(corrupt(next, "bad overflow chain".into()));
+        }
+        left -= n;
+        next = rd_u64(&ob, HDR, next)?;
+    }
+    Ok(pages)
 }
 
 // ---------------------------------------------------------------------------

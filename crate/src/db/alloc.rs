@@ -100,6 +100,9 @@ pub(super) struct Working {
     /// read them), with the generation that freed them: a flush overwrites
     /// each with zeros once it is reusable ([`Working::erase_deferred`]).
     pub(super) to_erase: Vec<(u64, PageNo)>,
+    /// Whether the next flush drops the free pages at the end of the file
+    /// (set by a vacuum, see [`super::vacuum`]).
+    pub(super) trim: bool,
 }
 
 /// One reversible change to the working state's page bookkeeping.
@@ -143,6 +146,7 @@ impl Working {
             origins: HashMap::new(),
             audit_tail: None,
             to_erase: Vec::new(),
+            trim: false,
         }
     }
 
@@ -359,6 +363,12 @@ impl<S: PageStore> PageWrite for WCtx<'_, S> {
 
     fn write(&mut self, no: PageNo, buf: PageBuf) {
         self.w.set_dirty(no, Some(buf));
+    }
+
+    fn has_spare(&self, bound: PageNo, need: usize) -> bool {
+        // `free` is sorted lowest last by the vacuum (`prepare_vacuum`);
+        // pages pushed since are checked like the others.
+        self.w.free.len() >= need && self.w.free.iter().rev().take(need).all(|&p| p < bound)
     }
 }
 

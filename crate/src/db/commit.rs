@@ -56,7 +56,7 @@ impl<S: PageStore> Database<S> {
 
     /// Takes the working generation's pages and commits them as one store commit.
     async fn flush(&self) -> Result<(), Error> {
-        let (fut, meta, seq, erased_late) = {
+        let (fut, meta, seq, erased_late, trimmed) = {
             let mut w = self.inner.writer.lock().await;
             let seq = w.seq;
             if seq <= self.inner.shared().durable_seq {
@@ -112,6 +112,8 @@ impl<S: PageStore> Database<S> {
                     .min(sh.visible.generation)
             };
             let erased_late = w.erase_deferred(limit) > 0;
+            // A vacuum's flush: the free tail leaves the file.
+            let trimmed = std::mem::take(&mut w.trim) && w.trim_tail(limit) > 0;
             w.write_free_list();
             let meta = w.meta.clone();
             let mut dirty = std::mem::take(&mut w.dirty);
@@ -140,11 +142,12 @@ impl<S: PageStore> Database<S> {
                 meta: meta.encode(),
                 durability: Durability::Durable,
             });
-            (fut, meta, seq, erased_late)
+            (fut, meta, seq, erased_late, trimmed)
         };
         match fut.await {
             Ok(()) => {
                 let etag = meta.last_etag;
+                let pages = meta.next_page;
                 {
                     let mut sh = self.inner.shared();
                     sh.visible = meta;
@@ -152,6 +155,12 @@ impl<S: PageStore> Database<S> {
                 }
                 self.inner.commits.committed(etag);
                 if erased_late && let Err(e) = self.inner.store.erase_residue().await {
+                    self.inner.shared().failed = Some(e.to_string());
+                    self.inner.commits.end();
+                    return Err(e.into());
+                }
+                // Still the flusher: no later commit has reached the store.
+                if trimmed && let Err(e) = self.inner.store.shrink(pages).await {
                     self.inner.shared().failed = Some(e.to_string());
                     self.inner.commits.end();
                     return Err(e.into());

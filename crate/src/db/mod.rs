@@ -12,7 +12,8 @@
 //! - `check.rs`: the integrity check;
 //! - `repair.rs`: finding and setting aside records that do not decode;
 //! - `purge.rs`: removing documents and erasing their bytes physically;
-//! - `compact.rs`: removing tombstones every replica has seen.
+//! - `compact.rs`: removing tombstones every replica has seen;
+//! - `vacuum.rs`: moving pages down and giving the file's free tail back.
 //!
 //! ## Trees
 //! The named B+trees (documents, the etag and collection indexes, collection
@@ -47,6 +48,7 @@ mod remote;
 mod repair;
 mod types;
 mod upgrade;
+mod vacuum;
 mod write;
 
 use std::collections::BTreeMap;
@@ -81,6 +83,7 @@ pub use types::{
     Batch, Clock, CommitInfo, DbStats, Expected, IntegrityReport, MAX_DOC_BYTES, MAX_LOCAL_BYTES,
     OpenOptions, PushGuard, PutOptions, Refusal, RemoteDoc, WriteOutcome, WriteResult,
 };
+pub use vacuum::VacuumReport;
 
 /// State shared by writers, the flusher and readers (under a plain mutex).
 struct Shared {

@@ -103,6 +103,19 @@ impl PageStore for MemoryStore {
         Box::pin(async move { r })
     }
 
+    fn shrink(&self, pages: PageNo) -> BoxFuture<'_, Result<(), StoreError>> {
+        let r = {
+            let mut g = self.lock();
+            if g.closed {
+                Err(StoreError::Closed)
+            } else {
+                g.pages.retain(|no, _| *no < pages);
+                Ok(())
+            }
+        };
+        Box::pin(async move { r })
+    }
+
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         self.lock().closed = true;
         Box::pin(async { Ok(()) })

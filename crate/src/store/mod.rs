@@ -217,6 +217,20 @@ pub trait PageStore: MaybeSend + MaybeSync + 'static {
     fn erase_residue(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// Gives back the space of pages numbered `pages` and higher: the
+    /// newest commit reaches none of them, and no commit will until it
+    /// writes them again (a page written again later is read as usual).
+    /// The engine calls it after a vacuum (`Database::vacuum`) lowered its
+    /// page count; a store cuts its files, and may drop log space a
+    /// checkpoint made dead, durably before this resolves.
+    ///
+    /// The default does nothing (the space stays allocated, reused by later
+    /// writes).
+    fn shrink(&self, pages: PageNo) -> BoxFuture<'_, Result<(), StoreError>> {
+        let _ = pages;
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Where a page is kept (see [`PageStore::page_location`]).
@@ -255,5 +269,8 @@ impl<S: PageStore + ?Sized> PageStore for Arc<S> {
     }
     fn erase_residue(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).erase_residue()
+    }
+    fn shrink(&self, pages: PageNo) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).shrink(pages)
     }
 }

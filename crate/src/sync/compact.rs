@@ -46,6 +46,9 @@ use crate::error::Error;
 use crate::store::PageStore;
 use crate::sync::Prefixes;
 
+/// Free pages below which a compaction run does not vacuum.
+pub const VACUUM_MIN_FREE: u64 = 64;
+
 /// Prefix of the acknowledgement records.
 pub const ACKED_PREFIX: &[u8] = b"sync/acked/";
 
@@ -116,29 +119,44 @@ pub struct Compaction {
     pub removed: u64,
     /// When the last run started (ms since the epoch).
     pub last_run_ms: i64,
+    /// No plain tombstone at or below this etag is left: the watermark of
+    /// the last run that finished (at least the horizon once a run
+    /// finished). What `Compacted` tells edges: they compact what they hold
+    /// up to there.
+    pub through: u64,
 }
 
 impl Compaction {
-    /// `u8` format (1), `u64` horizon, `u64` removed, `i64` last run.
+    /// `u8` format (2), `u64` horizon, `u64` removed, `i64` last run,
+    /// `u64` through. Format 1 (written by builds before the vacuum) has no
+    /// `through`: it reads as the horizon.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Vec::with_capacity(25);
-        w.put_u8(1);
+        let mut w = Vec::with_capacity(33);
+        w.put_u8(2);
         w.put_u64(self.horizon);
         w.put_u64(self.removed);
         w.put_i64(self.last_run_ms);
+        w.put_u64(self.through);
         w
     }
 
     /// The record, or `None` if it is not one this build reads.
     pub fn decode(b: &[u8]) -> Option<Compaction> {
         let mut r = Reader::new(b);
-        if r.u8("format").ok()? != 1 {
+        let format = r.u8("format").ok()?;
+        if !(1..=2).contains(&format) {
             return None;
         }
-        let c = Compaction {
+        let mut c = Compaction {
             horizon: r.u64("horizon").ok()?,
             removed: r.u64("removed").ok()?,
             last_run_ms: r.i64("last run").ok()?,
+            through: 0,
+        };
+        c.through = if format == 1 {
+            c.horizon
+        } else {
+            r.u64("through").ok()?
         };
         (r.remaining() == 0).then_some(c)
     }
@@ -234,6 +252,13 @@ pub struct CompactReport {
     pub horizon: u64,
     /// Tombstones left in the database.
     pub tombstones_left: u64,
+    /// Pages the database's store held before the run.
+    pub pages_before: u64,
+    /// Pages it holds after: a run that finds an eighth of the pages free
+    /// (and at least [`VACUUM_MIN_FREE`]) vacuums the database
+    /// ([`Database::vacuum`]), which gives the free pages back to the file
+    /// system.
+    pub pages_after: u64,
 }
 
 /// Removes the tombstones every device seen within `retention_ms` has
@@ -248,6 +273,7 @@ pub async fn compact<S: PageStore>(
     mut progress: impl FnMut(u64),
 ) -> Result<CompactReport, Error> {
     let hs = holders(db).await?;
+    let pages_before = db.stats().pages;
     let snap = db.snapshot();
     let last = snap.last_etag();
     let before = Compaction::read(&snap).await?;
@@ -271,6 +297,7 @@ pub async fn compact<S: PageStore>(
         horizon: before.horizon.max(top),
         removed: before.removed,
         last_run_ms: now_ms,
+        through: before.through,
     };
     // The horizon first: a session that reads the feed after a tombstone
     // went sees a horizon that covers it.
@@ -288,19 +315,31 @@ pub async fn compact<S: PageStore>(
             break;
         }
     }
-    if removed > 0 {
+    // Every plain tombstone up to the watermark is gone now (those past
+    // `top` up to it were not plain), and none can come back below it.
+    if removed > 0 || w > state.through {
         state.removed += removed;
+        state.through = state.through.max(w);
         let mut b = Batch::new();
         b.set_local(COMPACTION_KEY.to_vec(), Some(state.encode()));
         db.commit(b).await?;
     }
+    // A vacuum reads every tree page once per round: worth it when an
+    // eighth of the file is free.
+    let st = db.stats();
+    if st.free_pages >= VACUUM_MIN_FREE && st.free_pages * 8 >= st.pages {
+        db.vacuum().await?;
+    }
+    let st = db.stats();
     Ok(CompactReport {
         watermark: w,
         held_back_by,
         expired,
         removed,
         horizon: state.horizon,
-        tombstones_left: db.stats().tombstones,
+        tombstones_left: st.tombstones,
+        pages_before,
+        pages_after: st.pages,
     })
 }
 
@@ -370,10 +409,11 @@ fn decode_pulled(b: &[u8], hub: &DbId) -> Vec<(u64, u64)> {
     out
 }
 
-/// Adds to `b` the pull map of an edge about to apply a batch from the hub
-/// named `source` (database `hub_id`), whose last etag is `local` and
-/// whose pull checkpoint is `hub` (what was received so far: at most
-/// `hub`, at most `local`).
+/// Adds to `b` (the commit of a batch from the hub named `source`,
+/// database `hub_id`) the pull map's pair for it: every version stored as
+/// received at a local etag at most `local` (an upper bound of the etags
+/// the commit assigns) was sent at a hub etag at most `hub` (the batch's
+/// `upto`).
 pub async fn note_pulled<S: PageStore>(
     db: &Database<S>,
     b: &mut Batch,
@@ -412,54 +452,67 @@ pub async fn note_pulled<S: PageStore>(
 }
 
 /// Compacts at an edge the tombstones its hub (named `source`) has
-/// compacted, as the hub's `Compacted(horizon)` says: the plain tombstones
-/// stored as received from the hub at a hub etag at most `horizon`, found
-/// through the pull map. Tombstones of the edge's own deletions stay (the
-/// map does not say at which hub etag they arrived). Returns how many it
-/// removed.
+/// compacted, as the hub's `Compacted(horizon)` says (no plain tombstone
+/// at or below hub etag `horizon` is left there):
+/// - the plain tombstones stored as received from the hub at a hub etag at
+///   most `horizon`, found through the pull map;
+/// - with `own`, every plain tombstone up to that local etag: the session's
+///   `Welcome` said the hub held every change of this edge up to there, at
+///   hub etags at most its last etag then, which is at most `horizon` (the
+///   edge's own deletions; see `EdgeAction::CompactTombstones`).
+///
+/// A local record `sync/compacted/<source>` (16-byte hub database id,
+/// `u64` received bound, optional `u64` own bound) keeps where each stopped.
+/// Returns how many it removed.
 pub async fn edge_compact<S: PageStore>(
     db: &Database<S>,
     source: &str,
     hub_id: &DbId,
     horizon: u64,
+    own: Option<u64>,
 ) -> Result<u64, Error> {
     let pairs = db
         .get_local(&pulled_key(source))
         .await?
         .map(|v| decode_pulled(&v, hub_id))
         .unwrap_or_default();
-    let Some(upto) = pairs
+    let upto = pairs
         .iter()
         .filter(|(_, h)| *h <= horizon)
         .map(|(l, _)| *l)
         .max()
-    else {
-        return Ok(0);
-    };
-    // Where the last run stopped (for this hub database).
+        .unwrap_or(0);
+    // Where the last runs stopped (for this hub database).
     let done_key = format!("sync/compacted/{source}").into_bytes();
-    let after = db
+    let (after, after_own) = db
         .get_local(&done_key)
         .await?
         .filter(|v| v.get(..16) == Some(hub_id.as_bytes().as_slice()))
-        .and_then(|v| crate::codec::get_u64(&v, 16))
-        .unwrap_or(0);
-    if after >= upto {
+        .map(|v| {
+            let at = |o| crate::codec::get_u64(&v, o).unwrap_or(0);
+            (at(16), at(24))
+        })
+        .unwrap_or((0, 0));
+    let own = own.unwrap_or(0);
+    if after >= upto && after_own >= own {
         return Ok(0);
     }
     let mut removed = 0;
-    let mut at = after;
-    loop {
-        let s = db.compact_tombstones(at, upto, 5_000, Some(source)).await?;
-        removed += s.removed;
-        at = s.reached;
-        if s.done {
-            break;
+    for (from, to, only) in [(after, upto, Some(source)), (after_own, own, None)] {
+        let mut at = from;
+        while at < to {
+            let s = db.compact_tombstones(at, to, 5_000, only).await?;
+            removed += s.removed;
+            at = s.reached;
+            if s.done {
+                break;
+            }
         }
     }
     let mut b = Batch::new();
     let mut v = hub_id.as_bytes().to_vec();
-    v.put_u64(upto);
+    v.put_u64(after.max(upto));
+    v.put_u64(after_own.max(own));
     b.set_local(done_key, Some(v));
     db.commit(b).await?;
     Ok(removed)

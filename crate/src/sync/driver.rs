@@ -102,13 +102,17 @@ pub async fn edge_storage_etags<S: PageStore>(
         EdgeAction::ApplyRemote {
             docs,
             upto,
-            from,
+            from: _,
             hub_db_id,
         } => {
             let mut b = Batch::new();
-            // What was received so far, for compacting tombstones later.
-            let last = db.stats().last_etag;
-            if let Err(e) = note_pulled(db, &mut b, &cfg.source, hub_db_id, last, *from).await {
+            // What was received so far, this batch included, for compacting
+            // tombstones later: every version stored as received at a local
+            // etag up to the last before this commit plus one per document
+            // was sent at a hub etag up to `upto` (a concurrent local write
+            // takes some of those etags, and is not stored as received).
+            let last = db.stats().last_etag + docs.len() as u64;
+            if let Err(e) = note_pulled(db, &mut b, &cfg.source, hub_db_id, last, *upto).await {
                 return (Some(EdgeEvent::ApplyFailed(e.to_string())), None);
             }
             for d in docs {
@@ -156,12 +160,14 @@ pub async fn edge_storage_etags<S: PageStore>(
             };
             (Some(ev), None)
         }
-        EdgeAction::CompactTombstones { horizon, hub_db_id } => {
-            match edge_compact(db, &cfg.source, hub_db_id, *horizon).await {
-                Ok(_) => (None, None),
-                Err(e) => (Some(EdgeEvent::ApplyFailed(e.to_string())), None),
-            }
-        }
+        EdgeAction::CompactTombstones {
+            horizon,
+            hub_db_id,
+            own,
+        } => match edge_compact(db, &cfg.source, hub_db_id, *horizon, *own).await {
+            Ok(_) => (None, None),
+            Err(e) => (Some(EdgeEvent::ApplyFailed(e.to_string())), None),
+        },
         EdgeAction::BeginResync { pushed, from } => {
             match begin_resync(db, &cfg.source, *pushed, *from).await {
                 Ok(()) => (None, None),
@@ -449,15 +455,16 @@ pub async fn hub_storage<S: PageStore>(
             let snap = db.snapshot();
             let read = async {
                 let docs = snap.changes_raw(*after, *max_docs).await?;
-                let horizon = Compaction::read(&snap).await?.horizon;
-                Ok::<_, Error>((docs, horizon))
+                let c = Compaction::read(&snap).await?;
+                Ok::<_, Error>((docs, c))
             };
             Some(match read.await {
-                Ok((docs, horizon)) => HubEvent::ChangesRead {
+                Ok((docs, c)) => HubEvent::ChangesRead {
                     complete: docs.len() < *max_docs,
                     docs,
                     last_etag: snap.last_etag(),
-                    horizon,
+                    horizon: c.horizon,
+                    compacted: c.through,
                 },
                 Err(e) => HubEvent::ReadFailed(e.to_string()),
             })

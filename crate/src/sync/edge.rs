@@ -265,14 +265,20 @@ pub enum EdgeAction {
         /// The read prefixes the hub granted.
         read: Vec<String>,
     },
-    /// The hub compacted its tombstones up to `horizon` (`Compacted`):
-    /// compact the ones received from it up to there
+    /// The hub holds no plain tombstone at or below hub etag `horizon`
+    /// any more (`Compacted`): compact the ones received from it up to
+    /// there, and, with `own`, every plain tombstone up to that local etag
     /// (`crate::sync::compact::edge_compact`); nothing to feed back.
     CompactTombstones {
-        /// The hub's horizon.
+        /// The hub etag the hub compacted through.
         horizon: u64,
         /// The hub database it refers to.
         hub_db_id: DbId,
+        /// This session's `Welcome` said the hub held every change of this
+        /// edge up to this local etag at hub etags at most the hub's last
+        /// etag then, and that etag is at most `horizon`: the hub compacted
+        /// the edge's own deletions up to here too.
+        own: Option<u64>,
     },
     /// A purge order was carried out (informational: for the application
     /// to show; the signed receipt follows). Order 0: documents a push
@@ -372,6 +378,8 @@ pub struct EdgeSession {
     // edge -> hub
     push: Push,
     push_cursor: u64,
+    /// The `Welcome`'s push checkpoint and the hub's last etag then.
+    welcome_pushed: (u64, u64),
     again: bool,
     in_flight: Vec<WireDoc>,
     in_flight_upto: u64,
@@ -425,6 +433,7 @@ impl EdgeSession {
             total: 0,
             push: Push::Idle,
             push_cursor: 0,
+            welcome_pushed: (0, 0),
             again: false,
             in_flight: Vec::new(),
             in_flight_upto: 0,
@@ -695,6 +704,7 @@ impl EdgeSession {
                     version,
                     hub_db_id,
                     push_checkpoint,
+                    hub_last_etag,
                     pending,
                     max_frame_bytes,
                     heartbeat_ms,
@@ -734,6 +744,7 @@ impl EdgeSession {
                 }
                 self.total = pending;
                 self.push_cursor = push_checkpoint;
+                self.welcome_pushed = (push_checkpoint, hub_last_etag);
                 if self.st.resync_from.is_some() && self.st.pull_checkpoint == 0 {
                     // A resync under way, and the hub starts from 0 anyway
                     // (another hub database): it is sent everything.
@@ -788,7 +799,16 @@ impl EdgeSession {
             }
             (Phase::Open, Frame::Compacted { horizon }) if self.version >= RESYNC_VERSION => {
                 if let Some(hub_db_id) = self.hub_db_id {
-                    out.push(EdgeAction::CompactTombstones { horizon, hub_db_id });
+                    // Not while a resync is under way: what the edge holds
+                    // is being checked against the hub.
+                    let (pushed, hub_then) = self.welcome_pushed;
+                    let own = (hub_then <= horizon && pushed > 0 && self.st.resync_from.is_none())
+                        .then_some(pushed);
+                    out.push(EdgeAction::CompactTombstones {
+                        horizon,
+                        hub_db_id,
+                        own,
+                    });
                 }
             }
             (Phase::Open, Frame::Changes { upto, docs }) => {

@@ -174,6 +174,9 @@ pub enum HubEvent<'a> {
         /// The compaction horizon as of the same read
         /// (`crate::sync::compact::Compaction`).
         horizon: u64,
+        /// The etag at or below which no plain tombstone is left, as of the
+        /// same read (`Compaction::through`): what `Compacted` tells the edge.
+        compacted: u64,
     },
     /// [`HubAction::ApplyPush`] committed.
     PushApplied {
@@ -693,6 +696,7 @@ impl HubSession {
                 complete,
                 last_etag,
                 horizon,
+                compacted,
             } if self.reading => {
                 self.reading = false;
                 if !self.from_zero && self.cursor < horizon {
@@ -706,10 +710,10 @@ impl HubSession {
                     );
                     return out;
                 }
-                if self.version >= RESYNC_VERSION && horizon > self.told_horizon {
-                    // The edge may compact what it was sent up to there.
-                    self.told_horizon = horizon;
-                    self.send(&mut out, now, Frame::Compacted { horizon });
+                if self.version >= RESYNC_VERSION && compacted > self.told_horizon {
+                    // The edge may compact what it holds up to there.
+                    self.told_horizon = compacted;
+                    self.send(&mut out, now, Frame::Compacted { horizon: compacted });
                 }
                 self.hub_last_etag = self.hub_last_etag.max(last_etag);
                 self.on_changes(docs, complete, last_etag, now, &mut out);

@@ -347,6 +347,10 @@ impl PageStore for FileStore {
     /// (which a checkpoint leaves behind, since it restarts the WAL at offset
     /// 0 without truncating it) are gone. The header slots hold only meta
     /// records.
+    fn shrink(&self, pages: PageNo) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.send(|r| Request::Shrink(pages, r))
+    }
+
     fn erase_residue(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         self.send(Request::EraseResidue)
     }

@@ -33,6 +33,9 @@ pub(super) enum Request {
     Sync(Reply),
     /// Checkpoint, then zero-fill the WAL (see `PageStore::erase_residue`).
     EraseResidue(Reply),
+    /// Checkpoint, then cut the data file after the given page count and
+    /// empty the WAL (see `PageStore::shrink`).
+    Shrink(PageNo, Reply),
     Close(Reply),
 }
 
@@ -236,10 +239,12 @@ impl Writer {
             let mut group = Vec::new();
             let mut close = None;
             let mut erase = None;
+            let mut shrink = None;
             let mut bytes = 0u64;
             match first {
                 Request::Close(reply) => close = Some(reply),
                 Request::EraseResidue(reply) => erase = Some(reply),
+                Request::Shrink(pages, reply) => shrink = Some((pages, reply)),
                 r => {
                     bytes += request_bytes(&r);
                     group.push(r);
@@ -253,6 +258,10 @@ impl Writer {
                             // commit sent before it.
                             Ok(Request::EraseResidue(reply)) => {
                                 erase = Some(reply);
+                                break;
+                            }
+                            Ok(Request::Shrink(pages, reply)) => {
+                                shrink = Some((pages, reply));
                                 break;
                             }
                             Ok(r) => {
@@ -269,6 +278,9 @@ impl Writer {
             }
             if let Some(reply) = erase {
                 let _ = reply.send(self.erase_residue());
+            }
+            if let Some((pages, reply)) = shrink {
+                let _ = reply.send(self.shrink(pages));
             }
             if let Some(reply) = close {
                 let r = self.finish();
@@ -315,6 +327,47 @@ impl Writer {
         self.sync_wal()
     }
 
+    /// Checkpoints the WAL into the data file (the header then holds the
+    /// newest meta record, whose pages all lie below `pages`), cuts the data
+    /// file after page `pages - 1` and empties the WAL file, each made
+    /// durable. Safe at any point: a crash before the cut leaves a longer
+    /// file with unreachable pages at its end; the WAL's frames are dead
+    /// once the checkpoint's header is durable.
+    fn shrink(&mut self, pages: PageNo) -> Result<(), StoreError> {
+        if let Some(p) = self.shared.poisoned() {
+            return Err(StoreError::Poisoned(p));
+        }
+        if self.next_slot > 0 {
+            self.checkpoint()?;
+        }
+        let shared = self.shared.clone();
+        let keep = pages.saturating_sub(1);
+        let len = DATA_START + keep * PAGE_SIZE as u64;
+        let cur = shared
+            .data
+            .len()
+            .map_err(|e| self.fail("data file length", &shared.data_path, e))?;
+        if cur > len {
+            // Readers take the view lock: none reads a page while the file is cut.
+            let mut view = shared.view_mut();
+            shared
+                .data
+                .set_len(len)
+                .map_err(|e| self.fail("truncate data file", &shared.data_path, e))?;
+            view.data_pages = view.data_pages.min(keep);
+        }
+        self.sync_data_file()?;
+        let wal_path = shared.wal_path.clone();
+        if self.wal_len > 0 {
+            self.wal
+                .set_len(0)
+                .map_err(|e| self.fail("truncate wal", &wal_path, e))?;
+            self.wal_len = 0;
+            self.sync_wal()?;
+        }
+        Ok(())
+    }
+
     /// Final checkpoint at close.
     fn finish(&mut self) -> Result<(), StoreError> {
         if let Some(p) = self.shared.poisoned() {
@@ -344,7 +397,9 @@ impl Writer {
                     need_sync = true;
                     replies.push(reply);
                 }
-                Request::Close(reply) | Request::EraseResidue(reply) => replies.push(reply),
+                Request::Close(reply)
+                | Request::EraseResidue(reply)
+                | Request::Shrink(_, reply) => replies.push(reply),
             }
         }
         let result = self.append(&commits, need_sync);
