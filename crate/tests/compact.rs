@@ -91,6 +91,72 @@ fn only_plain_tombstones_up_to_the_bound_are_removed() {
     assert_eq!(db.stats().generation, generation);
 }
 
+/// An edge compacts what its hub says it compacted through: the tombstones
+/// it received (found through its pull map), and, when a `Welcome` showed
+/// the hub holds them, its own deletions; a done record written before the
+/// own bound existed (24 bytes) still reads.
+#[test]
+fn an_edge_compacts_received_tombstones_and_its_own_deletions() {
+    let db = block_on(Database::open(MemoryStore::new(), opts())).unwrap();
+    let hub = DbId([9; 16]);
+    for id in ["mine/1", "mine/2", "mine/3"] {
+        block_on(db.put(id, json!({ "id": id }))).unwrap();
+    }
+    block_on(db.delete("mine/1")).unwrap();
+    block_on(db.delete("mine/2")).unwrap();
+    let pushed = db.stats().last_etag;
+    // Then a batch from the hub (sent up to hub etag 40): two deletions.
+    let mut b = Batch::new();
+    let last = db.stats().last_etag;
+    block_on(compact::note_pulled(&db, &mut b, "hub", &hub, last + 2, 40)).unwrap();
+    for (id, n) in [("theirs/1", 1), ("theirs/2", 2)] {
+        b.apply_remote(
+            RemoteDoc {
+                id: id.into(),
+                collection: None,
+                versions: vec![tombstone_from(7, n)],
+                source: Some("hub".into()),
+            },
+            ConflictPolicy::Manual,
+        );
+    }
+    block_on(db.commit(b)).unwrap();
+    block_on(db.delete("mine/3")).unwrap();
+    assert_eq!(db.stats().tombstones, 5);
+    // An old done record (hub id, received bound): no own bound yet.
+    let mut old = hub.as_bytes().to_vec();
+    old.extend_from_slice(&0u64.to_le_bytes());
+    let mut b = Batch::new();
+    b.set_local(b"sync/compacted/hub".to_vec(), Some(old));
+    block_on(db.commit(b)).unwrap();
+    // The hub compacted through 39: not this batch yet.
+    assert_eq!(
+        block_on(compact::edge_compact(&db, "hub", &hub, 39, None)).unwrap(),
+        0
+    );
+    // Through 40: the two received; the edge's own stay.
+    assert_eq!(
+        block_on(compact::edge_compact(&db, "hub", &hub, 40, None)).unwrap(),
+        2
+    );
+    assert_eq!(db.stats().tombstones, 3);
+    // A `Welcome` said the hub holds this edge's changes up to `pushed`:
+    // its deletions up to there go, not the later one.
+    let removed = block_on(compact::edge_compact(&db, "hub", &hub, 40, Some(pushed))).unwrap();
+    assert_eq!(removed, 2);
+    assert_eq!(db.stats().tombstones, 1);
+    assert!(block_on(db.get_version("mine/3")).unwrap().is_some());
+    assert!(block_on(db.get_version("mine/1")).unwrap().is_none());
+    // Done: a second call finds nothing to do and writes nothing.
+    let generation = db.stats().generation;
+    assert_eq!(
+        block_on(compact::edge_compact(&db, "hub", &hub, 40, Some(pushed))).unwrap(),
+        0
+    );
+    assert_eq!(db.stats().generation, generation);
+    assert!(block_on(db.integrity_check()).unwrap().is_ok());
+}
+
 fn holder(name: &str, upto: u64, seen_ms: i64) -> Holder {
     Holder {
         identity: name.into(),
