@@ -51,7 +51,7 @@ pub(crate) use node::{
     KIND_BRANCH, KIND_FREELIST, KIND_LEAF, KIND_OVERFLOW, check_page, corrupt, page_kind, seal,
     set_checksum,
 };
-pub(crate) use relocate::relocate;
+pub(crate) use relocate::{relocate, targets};
 pub(crate) use scrub::scrub_separators;
 
 /// Largest key a tree accepts.

@@ -34,23 +34,30 @@ pub(crate) struct Relocated {
 
 /// One page to move: the key a lookup takes to reach it, and its depth
 /// (0: the root), or `None` for the overflow chain of the value at the key.
-type Target = (Vec<u8>, Option<usize>);
+pub(crate) type Target = (Vec<u8>, Option<usize>);
 
-/// Moves every page of the tree at `root` numbered `bound` or higher (see
-/// the module documentation). Stops early, with [`Relocated::left`], when
-/// the writer has fewer free pages below `bound` than the next move needs
+/// Moves the pages of the tree at `root` that `targets` names (see
+/// [`targets`]; found on an older state, they are looked up again: a page
+/// no longer at or above `bound` is left alone), at most `budget` of them.
+/// Stops early, with [`Relocated::left`], when the budget is spent or the
+/// writer has fewer free pages below `bound` than the next move needs
 /// ([`PageWrite::has_spare`]). Returns the new root.
 pub(crate) async fn relocate<W: PageWrite>(
     w: &mut W,
     mut root: PageNo,
     bound: PageNo,
+    targets: Vec<Target>,
+    budget: u64,
 ) -> Result<(PageNo, Relocated), Error> {
     let mut done = Relocated::default();
     if root == 0 {
         return Ok((0, done));
     }
-    let targets = targets(w, root, bound).await?;
     for (key, depth) in targets {
+        if done.moved >= budget {
+            done.left = true;
+            break;
+        }
         match depth {
             None => {
                 let Some(value) = get(w, root, &key).await? else {
@@ -97,8 +104,17 @@ pub(crate) async fn relocate<W: PageWrite>(
 
 /// The pages of the tree at `root` numbered `bound` or higher, deepest
 /// first (moving a page rewrites its ancestors, so most of them need no
-/// move of their own), overflow chains before the tree pages.
-async fn targets<R: PageRead>(r: &R, root: PageNo, bound: PageNo) -> Result<Vec<Target>, Error> {
+/// move of their own), overflow chains before the tree pages. Reads every
+/// page of the tree: a vacuum calls it on a snapshot, outside the writer
+/// lock.
+pub(crate) async fn targets<R: PageRead>(
+    r: &R,
+    root: PageNo,
+    bound: PageNo,
+) -> Result<Vec<Target>, Error> {
+    if root == 0 {
+        return Ok(Vec::new());
+    }
     let mut chains = Vec::new();
     let mut pages: Vec<(usize, Vec<u8>)> = Vec::new();
     // (page, depth, the smallest key of its subtree)

@@ -6,7 +6,9 @@
 //! every page in use that lies above the number the pages in use need
 //! (the bound) to a free page below it (`btree::relocate`: a copy under a
 //! new number, the branches above it rewritten by the usual copy-on-write
-//! path), in one durable transaction; a flush then drops the free pages at
+//! path), in one durable transaction of at most [`MAX_MOVES`] pages (the
+//! pages to move are found beforehand on a snapshot, outside the writer
+//! lock, so writers wait only for the moves); a flush then drops the free pages at
 //! the end of the file from the free list and lowers the page count
 //! ([`Working::trim_tail`]), and the store cuts its files
 //! ([`PageStore::shrink`]). Pages a snapshot still pins, and pages freed by
@@ -26,10 +28,13 @@ use crate::store::{PageNo, PageStore};
 
 use super::Database;
 use super::alloc::{WCtx, Working};
-use super::meta::Tree;
 
 /// At most this many rounds per [`Database::vacuum`].
-const MAX_ROUNDS: u32 = 16;
+const MAX_ROUNDS: u32 = 64;
+
+/// At most this many pages moved per round (one transaction: writers wait
+/// for it).
+const MAX_MOVES: u64 = 2048;
 
 /// Free pages a vacuum leaves below its bound, besides 1/32 of the pages in
 /// use (see [`Working::prepare_vacuum`]).
@@ -49,14 +54,20 @@ pub struct VacuumReport {
 }
 
 impl Working {
+    /// The bound of a vacuum round: the pages in use fit below it with some
+    /// room (a move also copies the branches above the page moved, and the
+    /// pages those free are reusable only after a flush).
+    pub(super) fn vacuum_bound(&self) -> PageNo {
+        let free = (self.free.len() + self.pending.len()) as u64;
+        let fit = self.meta.next_page.saturating_sub(free).max(1);
+        (fit + ROOM + fit / 32).min(self.meta.next_page)
+    }
+
     /// Before a vacuum's move (a transaction that has journaled nothing
     /// yet): every pending page reusable now joins `free`, lowest allocated
     /// first. Neither change needs undoing: the pages are reusable either
     /// way, and the journal's later entries do not depend on the order.
-    /// Returns the bound: the pages in use fit below it with some room (a
-    /// move also copies the branches above the page moved, and the pages
-    /// those free are reusable only after a flush).
-    pub(super) fn prepare_vacuum(&mut self) -> PageNo {
+    pub(super) fn prepare_vacuum(&mut self) {
         let limit = self.reuse_limit;
         let mut pinned = VecDeque::new();
         for (g, no) in self.pending.drain(..) {
@@ -68,12 +79,6 @@ impl Working {
         }
         self.pending = pinned;
         self.free.sort_unstable_by(|a, b| b.cmp(a));
-        let fit = self
-            .meta
-            .next_page
-            .saturating_sub(self.free.len() as u64)
-            .max(1);
-        (fit + ROOM + fit / 32).min(self.meta.next_page)
     }
 
     /// Drops the free pages at the end of the file (reusable now: freed at
@@ -116,17 +121,30 @@ impl<S: PageStore> Database<S> {
         };
         while report.rounds < MAX_ROUNDS {
             let start = pages();
+            // The pages to move, found on a snapshot (a walk of every tree
+            // page) without holding the writer lock; dropped before the
+            // move, so it pins none of the pages the move frees.
+            let bound = self.inner.writer.lock().await.vacuum_bound();
+            let mut found = Vec::new();
+            {
+                let snap = self.snapshot();
+                let r = snap.reader();
+                for (tree, root) in snap.meta.trees() {
+                    found.push((tree, btree::targets(&r, root, bound).await?));
+                }
+            }
             let mut txn = self.begin().await?;
-            let bound = txn.w.prepare_vacuum();
+            txn.w.prepare_vacuum();
             let mut moved = 0;
             {
                 let mut ctx = WCtx {
                     inner: &self.inner,
                     w: &mut txn.w,
                 };
-                let trees: Vec<(Tree, PageNo)> = ctx.w.meta.trees().collect();
-                for (tree, root) in trees {
-                    let (root, r) = btree::relocate(&mut ctx, root, bound).await?;
+                for (tree, targets) in found {
+                    let root = ctx.w.meta.root(tree);
+                    let budget = MAX_MOVES - moved;
+                    let (root, r) = btree::relocate(&mut ctx, root, bound, targets, budget).await?;
                     ctx.w.meta.set_root(tree, root);
                     moved += r.moved;
                     if r.left {
@@ -150,6 +168,8 @@ impl<S: PageStore> Database<S> {
             self.wait_durable(seq).await?;
             report.moved += moved;
             report.rounds += 1;
+            // Nothing moved (none to move, or short of low pages) and
+            // nothing gained: done for this run.
             if moved == 0 && pages() >= start {
                 break;
             }
