@@ -521,6 +521,7 @@ pub async fn status_json(hub: &Hub, tls: bool) -> serde_json::Value {
         let compaction = match Compaction::read(&d.db.snapshot()).await {
             Ok(c) => json!({
                 "horizon": c.horizon,
+                "through": c.through,
                 "removed": c.removed,
                 "last_run_ms": (c.last_run_ms > 0).then_some(c.last_run_ms),
                 "last_run": (c.last_run_ms > 0).then(|| outpost::doc::iso_time_ms(c.last_run_ms)),
@@ -534,6 +535,8 @@ pub async fn status_json(hub: &Hub, tls: bool) -> serde_json::Value {
             "documents": s.documents,
             "tombstones": s.tombstones,
             "last_etag": s.last_etag,
+            "pages": s.pages,
+            "free_pages": s.free_pages,
             "unreadable_records": s.unreadable_records,
             "compaction": compaction,
             "configured": config.database(&d.name).is_some(),

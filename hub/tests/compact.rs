@@ -132,6 +132,11 @@ async fn acknowledged_deletions_are_compacted_and_every_edge_converges() {
     assert_eq!(s["tombstones"], 0, "{s}");
     assert_eq!(s["documents"], 0, "{s}");
     assert_eq!(s["compaction"]["removed"], N as u64, "{s}");
+    assert!(
+        s["compaction"]["through"].as_u64() >= s["compaction"]["horizon"].as_u64(),
+        "{s}"
+    );
+    assert!(s["pages"].as_u64() > s["free_pages"].as_u64(), "{s}");
     assert!(s["compaction"]["horizon"].as_u64().unwrap() > 0, "{s}");
     assert!(s["compaction"]["last_run"].is_string(), "{s}");
     let metrics = hub.metrics();
