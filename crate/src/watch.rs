@@ -5,85 +5,97 @@
 //! Runtime-agnostic (a mutex and wakers, no executor), so the same code runs
 //! under tokio on the hub and on the browser's event loop.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 
+use futures::task::AtomicWaker;
+
+/// What the publisher and every subscriber share. A subscriber's wait reads
+/// the atomics and registers its own waker, without a lock: the hub has one
+/// subscriber per edge session, each of which waits again after every
+/// frame it handles. Only a commit takes the lock, to wake them all.
 #[derive(Debug, Default)]
-struct State {
-    last_etag: u64,
+struct Shared {
+    last_etag: AtomicU64,
     /// Set once the database is closed or has failed: no commit will follow.
-    ended: bool,
-    /// The waker of each waiting subscriber, by subscriber id: registering
-    /// again replaces the entry in O(1), however many subscribers wait (the
-    /// hub has one per edge session).
-    wakers: HashMap<u64, Waker>,
-    next_id: u64,
+    ended: AtomicBool,
+    /// The waker slot of every subscriber; the dropped ones go at the next
+    /// wake.
+    subs: Mutex<Vec<Weak<AtomicWaker>>>,
 }
 
-impl State {
-    fn new_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
+impl Shared {
+    fn subs(&self) -> MutexGuard<'_, Vec<Weak<AtomicWaker>>> {
+        // Pushed to and pruned with no await inside: a poisoned lock is intact.
+        self.subs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes every waiting subscriber and forgets the dropped ones.
+    fn wake_all(&self) {
+        self.subs().retain(|w| match w.upgrade() {
+            Some(slot) => {
+                slot.wake();
+                true
+            }
+            None => false,
+        });
+    }
+
+    fn subscriber(self: &Arc<Self>, seen: u64) -> CommitWatch {
+        let slot = Arc::new(AtomicWaker::new());
+        let mut subs = self.subs();
+        // Subscribers that come and go with no commit in between: prune
+        // the dropped ones each time the list doubles.
+        if subs.len() >= 64 && subs.len().is_power_of_two() {
+            subs.retain(|w| w.strong_count() > 0);
+        }
+        subs.push(Arc::downgrade(&slot));
+        drop(subs);
+        CommitWatch {
+            shared: self.clone(),
+            seen,
+            slot,
+        }
     }
 }
 
 /// The publishing side, owned by the database.
 #[derive(Debug, Default)]
 pub(crate) struct Publisher {
-    state: Arc<Mutex<State>>,
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    // Updated field by field with no await inside: a poisoned lock is intact.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    shared: Arc<Shared>,
 }
 
 impl Publisher {
     /// A publisher whose last committed etag is `last_etag`.
     pub(crate) fn new(last_etag: u64) -> Publisher {
+        let shared = Shared::default();
+        shared.last_etag.store(last_etag, Ordering::SeqCst);
         Publisher {
-            state: Arc::new(Mutex::new(State {
-                last_etag,
-                ..State::default()
-            })),
+            shared: Arc::new(shared),
         }
     }
 
     /// Publishes a durable commit whose last etag is `etag` (a commit that
     /// wrote no document leaves the etag as it was and wakes no one).
     pub(crate) fn committed(&self, etag: u64) {
-        let wakers = {
-            let mut s = lock(&self.state);
-            if etag <= s.last_etag {
-                return;
-            }
-            s.last_etag = etag;
-            std::mem::take(&mut s.wakers)
-        };
-        wakers.into_values().for_each(Waker::wake);
+        if self.shared.last_etag.fetch_max(etag, Ordering::SeqCst) < etag {
+            self.shared.wake_all();
+        }
     }
 
     /// No commit will follow (closed, or failed): wakes every subscriber.
     pub(crate) fn end(&self) {
-        let wakers = {
-            let mut s = lock(&self.state);
-            s.ended = true;
-            std::mem::take(&mut s.wakers)
-        };
-        wakers.into_values().for_each(Waker::wake);
+        self.shared.ended.store(true, Ordering::SeqCst);
+        self.shared.wake_all();
     }
 
     /// A new subscriber that has seen everything committed so far.
     pub(crate) fn subscribe(&self) -> CommitWatch {
-        let mut s = lock(&self.state);
-        CommitWatch {
-            state: self.state.clone(),
-            seen: s.last_etag,
-            id: s.new_id(),
-        }
+        let seen = self.shared.last_etag.load(Ordering::SeqCst);
+        self.shared.subscriber(seen)
     }
 }
 
@@ -95,32 +107,23 @@ impl Publisher {
 /// where it was.
 #[derive(Debug)]
 pub struct CommitWatch {
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     seen: u64,
-    id: u64,
+    /// Where this subscriber's waker waits (the publisher holds it weakly).
+    slot: Arc<AtomicWaker>,
 }
 
 impl Clone for CommitWatch {
     /// Another subscriber that has seen what this one has.
     fn clone(&self) -> CommitWatch {
-        CommitWatch {
-            state: self.state.clone(),
-            seen: self.seen,
-            id: lock(&self.state).new_id(),
-        }
-    }
-}
-
-impl Drop for CommitWatch {
-    fn drop(&mut self) {
-        lock(&self.state).wakers.remove(&self.id);
+        self.shared.subscriber(self.seen)
     }
 }
 
 impl CommitWatch {
     /// The last etag of the newest durable commit.
     pub fn last_etag(&self) -> u64 {
-        lock(&self.state).last_etag
+        self.shared.last_etag.load(Ordering::SeqCst)
     }
 
     /// The last etag this subscriber was told of.
@@ -133,6 +136,16 @@ impl CommitWatch {
     /// (commits made before that are still reported first).
     pub fn changed(&mut self) -> Changed<'_> {
         Changed { watch: self }
+    }
+
+    /// A commit not reported yet, or the end.
+    fn ready(&mut self) -> Option<Option<u64>> {
+        let last = self.shared.last_etag.load(Ordering::SeqCst);
+        if last > self.seen {
+            self.seen = last;
+            return Some(Some(last));
+        }
+        self.shared.ended.load(Ordering::SeqCst).then_some(None)
     }
 }
 
@@ -147,23 +160,16 @@ impl Future for Changed<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<u64>> {
         let this = self.get_mut();
-        let mut s = lock(&this.watch.state);
-        if s.last_etag > this.watch.seen {
-            this.watch.seen = s.last_etag;
-            return Poll::Ready(Some(s.last_etag));
+        if let Some(r) = this.watch.ready() {
+            return Poll::Ready(r);
         }
-        if s.ended {
-            return Poll::Ready(None);
+        this.watch.slot.register(cx.waker());
+        // A commit published between the first look and the registration
+        // woke the slot before it held this waker: look again.
+        match this.watch.ready() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
         }
-        let id = this.watch.id;
-        match s.wakers.get_mut(&id) {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            Some(w) => w.clone_from(cx.waker()),
-            None => {
-                s.wakers.insert(id, cx.waker().clone());
-            }
-        }
-        Poll::Pending
     }
 }
 
@@ -172,7 +178,7 @@ impl Drop for Changed<'_> {
     /// waker behind, so the next commit does not wake a task that is busy
     /// elsewhere (an edge applying its own batch, for one).
     fn drop(&mut self) {
-        lock(&self.watch.state).wakers.remove(&self.watch.id);
+        drop(self.watch.slot.take());
     }
 }
 
@@ -199,32 +205,44 @@ mod tests {
         assert_eq!(p.subscribe().changed().now_or_never(), Some(None));
     }
 
+    /// Counts the wakes of the waker it makes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     #[test]
-    fn one_waker_per_subscriber_and_dropped_ones_leave() {
+    fn a_given_up_wait_is_not_woken_and_dropped_subscribers_leave() {
         let p = Publisher::new(0);
         let mut a = p.subscribe();
-        let mut b = a.clone();
-        for _ in 0..3 {
-            assert!(a.changed().now_or_never().is_none());
-            assert!(b.changed().now_or_never().is_none());
+        let b = a.clone();
+        assert_eq!(p.shared.subs().len(), 2);
+        let count = Arc::new(Count(Default::default()));
+        let waker = std::task::Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        // A wait polled, then given up: the commit wakes nobody.
+        {
+            let mut wa = a.changed();
+            assert!(Pin::new(&mut wa).poll(&mut cx).is_pending());
         }
-        assert!(lock(&p.state).wakers.is_empty(), "dropped waits leave");
-        let mut wa = a.changed();
-        let mut wb = b.changed();
-        for _ in 0..3 {
-            assert!((&mut wa).now_or_never().is_none());
-            assert!((&mut wb).now_or_never().is_none());
-        }
-        assert_eq!(lock(&p.state).wakers.len(), 2, "re-polling replaces");
-        drop((wa, wb));
-        assert!(lock(&p.state).wakers.is_empty());
-        drop(b);
-        let mut wa = a.changed();
-        assert!((&mut wa).now_or_never().is_none());
-        assert_eq!(lock(&p.state).wakers.len(), 1);
         p.committed(1);
-        assert!(lock(&p.state).wakers.is_empty());
-        assert_eq!(wa.now_or_never(), Some(Some(1)));
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        assert_eq!(a.changed().now_or_never(), Some(Some(1)));
+        // A wait still pending is woken once per commit.
+        let mut wa = a.changed();
+        assert!(Pin::new(&mut wa).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut wa).poll(&mut cx).is_pending());
+        p.committed(2);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(Pin::new(&mut wa).poll(&mut cx), Poll::Ready(Some(2)));
+        drop(wa);
+        // A dropped subscriber leaves at the next wake.
+        drop(b);
+        p.committed(3);
+        assert_eq!(p.shared.subs().len(), 1);
     }
 
     #[test]
