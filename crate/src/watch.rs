@@ -2,7 +2,7 @@
 //! the edge clients, indexes and live queries to come) learns of a commit
 //! from here, after it is durable and visible to new snapshots.
 //!
-//! Runtime-agnostic (a mutex and wakers, no executor), so the same code runs
+//! Runtime-agnostic (atomics, a mutex and wakers, no executor), so the same code runs
 //! under tokio on the hub and on the browser's event loop.
 
 use std::future::Future;
