@@ -83,9 +83,7 @@ impl<S: PageStore> Database<S> {
                         w.coll_deltas.remove(&k);
                     }
                     Err(e) => {
-                        self.inner.shared().failed = Some(e.to_string());
-                        self.inner.commits.end();
-                        return Err(e);
+                        return Err(self.poison(e));
                     }
                 }
             }
@@ -95,9 +93,7 @@ impl<S: PageStore> Database<S> {
                     w: &mut *w,
                 };
                 if let Err(e) = super::origins::flush(&mut ctx).await {
-                    self.inner.shared().failed = Some(e.to_string());
-                    self.inner.commits.end();
-                    return Err(e);
+                    return Err(self.poison(e));
                 }
             }
             w.undo.clear();
@@ -155,24 +151,24 @@ impl<S: PageStore> Database<S> {
                 }
                 self.inner.commits.committed(etag);
                 if erased_late && let Err(e) = self.inner.store.erase_residue().await {
-                    self.inner.shared().failed = Some(e.to_string());
-                    self.inner.commits.end();
-                    return Err(e.into());
+                    return Err(self.poison(e.into()));
                 }
                 // Still the flusher: no later commit has reached the store.
                 if trimmed && let Err(e) = self.inner.store.shrink(pages).await {
-                    self.inner.shared().failed = Some(e.to_string());
-                    self.inner.commits.end();
-                    return Err(e.into());
+                    return Err(self.poison(e.into()));
                 }
                 Ok(())
             }
-            Err(e) => {
-                self.inner.shared().failed = Some(e.to_string());
-                self.inner.commits.end();
-                Err(e.into())
-            }
+            Err(e) => Err(self.poison(e.into())),
         }
+    }
+
+    /// A flush failed: the database is poisoned (every later write fails
+    /// until it is reopened) and no commit will follow. Returns `e`.
+    fn poison(&self, e: Error) -> Error {
+        self.inner.shared().failed = Some(e.to_string());
+        self.inner.commits.end();
+        e
     }
 
     /// A subscription to this database's commits: the engine's one commit
