@@ -20,21 +20,12 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { ARGS, executablePath } from "./profile.mjs";
 import { serve } from "./server.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const distDir = join(here, "dist");
 const artifacts = join(here, "artifacts");
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 const STEP_MS = 15_000; // any single wait on the page
 const NAV_MS = 30_000; // a navigation or reload (includes fetching and compiling the .wasm)
 const LAUNCH_MS = 60_000;
@@ -199,10 +190,20 @@ test("the page writes through @outpost/db; the data survives a page reload (Inde
   assertData(await readBack(), "after the reload");
   assert.deepEqual(await page.evaluate(() => window.outpostE2E.db.identity("me")), edgeKey, "the same key after the reload");
 
-  // The data is in IndexedDB under the database's name, the keys in outpost-keys.
-  const idbNames = await page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
-  assert.ok(idbNames.includes(dbName), `IndexedDB databases: ${JSON.stringify(idbNames)}`);
-  assert.ok(idbNames.includes("outpost-keys"), `IndexedDB databases: ${JSON.stringify(idbNames)}`);
+  // The data is in IndexedDB under the database's name, in a storage bucket
+  // of its own (generation 1: crate/src/store/idb/place.rs); the keys in
+  // outpost-keys, in the origin's default storage.
+  const where = await page.evaluate(async () => {
+    const names = async (factory) => (await factory.databases()).map((d) => d.name);
+    const buckets = {};
+    for (const b of await navigator.storageBuckets.keys()) buckets[b] = await names((await navigator.storageBuckets.open(b)).indexedDB);
+    return { default: await names(indexedDB), buckets };
+  });
+  const holding = Object.entries(where.buckets).filter(([, dbs]) => dbs.includes(dbName));
+  assert.equal(holding.length, 1, `one bucket holds ${dbName}: ${JSON.stringify(where)}`);
+  assert.match(holding[0][0], /^outpost-[0-9a-f]{32}-1$/, JSON.stringify(where));
+  assert.ok(!where.default.includes(dbName), `not in the default storage: ${JSON.stringify(where)}`);
+  assert.ok(where.default.includes("outpost-keys"), `IndexedDB databases: ${JSON.stringify(where)}`);
   assert.deepEqual(pageErrors, []);
 });
 

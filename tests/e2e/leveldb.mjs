@@ -10,12 +10,68 @@ const HEADER = 7; // crc32c (4) + length (2) + type (1)
 const FULL = 1;
 const FIRST = 2;
 
-/** The IndexedDB LevelDB directory of `origin` (e.g. "http://127.0.0.1:4321") in a profile. */
-export function indexedDbDir(profile, origin) {
-  const u = new URL(origin);
-  const dir = join(profile, "Default", "IndexedDB", `${u.protocol.replace(":", "")}_${u.hostname}_${u.port || (u.protocol === "https:" ? 443 : 80)}.indexeddb.leveldb`);
-  if (!existsSync(dir)) throw new Error(`no IndexedDB directory ${dir}`);
-  return dir;
+/**
+ * Every IndexedDB LevelDB directory of a profile: the origin's default
+ * storage (`Default/IndexedDB/<origin>.indexeddb.leveldb`) and each storage
+ * bucket's (`Default/WebStorage/<n>/IndexedDB/indexeddb.leveldb`).
+ */
+export function allIndexedDbDirs(profile) {
+  const dirs = [];
+  const idb = join(profile, "Default", "IndexedDB");
+  if (existsSync(idb)) for (const f of readdirSync(idb)) if (f.endsWith(".indexeddb.leveldb")) dirs.push(join(idb, f));
+  const ws = join(profile, "Default", "WebStorage");
+  if (existsSync(ws)) {
+    for (const f of readdirSync(ws)) {
+      const d = join(ws, f, "IndexedDB", "indexeddb.leveldb");
+      if (existsSync(d)) dirs.push(d);
+    }
+  }
+  return dirs;
+}
+
+/**
+ * The LevelDB directory holding the IndexedDB database `dbName`: where an
+ * Outpost database lives, in its storage bucket or the default storage.
+ * Chromium's IndexedDB keeps a database's name in its LevelDB as a string
+ * with its length (a varint count of UTF-16 code units, then UTF-16BE), so
+ * that is what is searched for (the length keeps "a" from matching "a-b").
+ */
+export function indexedDbDirOf(profile, dbName) {
+  const len = [];
+  for (let n = dbName.length; ; n >>= 7) {
+    if (n < 0x80) {
+      len.push(n);
+      break;
+    }
+    len.push((n & 0x7f) | 0x80);
+  }
+  const utf16be = Buffer.concat([Buffer.from(len), Buffer.from(dbName, "utf16le").swap16()]);
+  const hits = allIndexedDbDirs(profile).filter((d) =>
+    readdirSync(d).some((f) => /\.(log|ldb)$/.test(f) && readFileSync(join(d, f)).includes(utf16be)),
+  );
+  if (hits.length !== 1) throw new Error(`IndexedDB database ${dbName}: ${hits.length} LevelDB directories name it (${hits.join(", ")})`);
+  return hits[0];
+}
+
+/** The files under `dir` (recursively) whose bytes contain `marker`, relative to `dir`. */
+export function filesHolding(dir, marker) {
+  const needle = Buffer.from(marker);
+  const hits = [];
+  const walk = (d) => {
+    for (const f of readdirSync(d)) {
+      const p = join(d, f);
+      let s;
+      try {
+        s = statSync(p);
+      } catch {
+        continue; // gone meanwhile (a browser running)
+      }
+      if (s.isDirectory()) walk(p);
+      else if (s.isFile() && readFileSync(p).includes(needle)) hits.push(p.slice(dir.length + 1));
+    }
+  };
+  walk(dir);
+  return hits;
 }
 
 /** The newest `*.log` (LevelDB's write-ahead log) in `dir`. */

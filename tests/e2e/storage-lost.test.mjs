@@ -42,22 +42,13 @@ import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { serve } from "./server.mjs";
-import { indexedDbDir, tearLogTail } from "./leveldb.mjs";
+import { ARGS, executablePath, session } from "./profile.mjs";
+import { indexedDbDirOf, tearLogTail } from "./leveldb.mjs";
 import { launchHub } from "./hub.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const distDir = join(here, "dist");
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const hubBin = process.env.OUTPOST_HUB || "";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 const STEP_MS = 20_000;
 const CRASH_LOOPS = Number(process.env.OUTPOST_E2E_CRASH_LOOPS ?? 4);
 const run = `${process.pid}-${Date.now()}`;
@@ -72,23 +63,6 @@ function tmp(prefix) {
   return d;
 }
 
-/** A browser session on `profile`: runs `fn(page)` on the lab page of `base`, then closes the browser cleanly. */
-async function session(profile, base, fn) {
-  const context = await chromium.launchPersistentContext(profile, { executablePath, headless: true, args: ARGS, timeout: 60_000 });
-  try {
-    context.setDefaultTimeout(STEP_MS);
-    const page = context.pages()[0] ?? (await context.newPage());
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
-    await page.goto(new URL("lab.html", base).href, { timeout: 30_000 });
-    await page.waitForFunction(() => window.lab, null, { timeout: 30_000 });
-    const r = await fn(page);
-    assert.deepEqual(errors, []);
-    return r;
-  } finally {
-    await context.close();
-  }
-}
 
 before(async () => {
   assert.ok(existsSync(join(distDir, "lab.html")), "dist/lab.html is missing: run tests/e2e/run.sh (it runs vite build)");
@@ -102,20 +76,21 @@ after(async () => {
 });
 
 /** Session 1 of the scenario: `write(page)` through the package, then a raw IndexedDB transaction last. */
-async function writeThenTail(profile, base, write) {
+async function writeThenTail(profile, base, name, write) {
   return session(profile, base, async (page) => {
     const r = await write(page);
-    // The last record of the LevelDB log: not Outpost's (the tear must not
-    // take a committed Outpost write, which the witness would rightly report
-    // as rolled back in the read-only session).
-    await page.evaluate(() => window.lab.rawWrite("tail-scratch", 24));
+    // The last record of the LevelDB log the database lives in (its storage
+    // bucket): not Outpost's (the tear must not take a committed Outpost
+    // write, which the witness would rightly report as rolled back in the
+    // read-only session).
+    await page.evaluate(async (n) => window.lab.rawWrite("tail-scratch", 24, await window.lab.bucketOf(n)), name);
     return r;
   });
 }
 
 /** Steps 2 and 3: tear the log, then a read-only session that must see everything. */
 async function tearAndReadOnly(profile, base, name, expectedCount) {
-  const torn = tearLogTail(indexedDbDir(profile, base));
+  const torn = tearLogTail(indexedDbDirOf(profile, name));
   console.log(`# tore ${torn.file}: ${torn.size} -> ${torn.sizeAfter} bytes (last record ${torn.lastRecord.join("..")})`);
   const readOnly = await session(profile, base, (page) =>
     page.evaluate(async (n) => {
@@ -137,7 +112,7 @@ test("a database Chromium discarded (torn LevelDB log, then a clean session) is 
   const name = `lost-${run}`;
   const N = 60;
 
-  const written = await writeThenTail(profile, server.url, (page) =>
+  const written = await writeThenTail(profile, server.url, name, (page) =>
     page.evaluate(
       async ({ name, N }) => {
         const db = await window.lab.Outpost.open(name);
@@ -292,7 +267,7 @@ test("with a hub: storage_lost names the writes the hub never acknowledged; the 
     const profile = tmp("outpost-lost-sync-profile-");
     const name = `lost-sync-${run}`;
     const base = hub.base;
-    const written = await writeThenTail(profile, base, (page) =>
+    const written = await writeThenTail(profile, base, name, (page) =>
       page.evaluate(
         async ({ name, tokens }) => {
           const { Outpost, witness } = window.lab;

@@ -52,22 +52,13 @@ import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { once } from "node:events";
 import { chromium } from "playwright-core";
+import { ARGS, executablePath } from "./profile.mjs";
 import { launchHub } from "./hub.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const hubBin = process.env.OUTPOST_HUB || join(root, "target/debug/outpost-hub");
 const BULK = Number(process.env.OUTPOST_E2E_BULK_DOCS ?? 100_000);
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 const STEP_MS = 15_000; // any single wait
 const SYNC_MS = 20_000; // a change crossing hub and network
 const BULK_MS = 300_000; // the bulk initial sync

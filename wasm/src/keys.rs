@@ -28,9 +28,10 @@ use std::collections::HashMap;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use outpost::keys::{PublicKey, SIGNATURE_LEN};
-use rexie::{ObjectStore, Rexie, TransactionMode};
+use outpost::store::idb as records;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
+use web_sys::IdbDatabase;
 use web_sys::{CryptoKey, CryptoKeyPair, EcKeyGenParams, EcdsaParams, SubtleCrypto};
 
 use crate::error::{js_error, message_of};
@@ -107,20 +108,15 @@ fn store_key(local: &str, identity: &str) -> JsValue {
     Array::of2(&local.into(), &identity.into()).into()
 }
 
-async fn open() -> Result<Rexie, JsValue> {
-    Rexie::builder(KEYS_DB)
-        .version(KEYS_VERSION)
-        .add_object_store(ObjectStore::new(KEYS_STORE))
-        .build()
+async fn open() -> Result<IdbDatabase, JsValue> {
+    records::open_records(KEYS_DB, KEYS_VERSION, KEYS_STORE)
         .await
-        .map_err(|e| js_error("io", &format!("edge key: open IndexedDB {KEYS_DB}: {e:?}")))
+        .map_err(|e| idb_error("open", &e))
 }
 
-fn idb_error(what: &str, e: rexie::Error) -> JsValue {
-    js_error(
-        "io",
-        &format!("edge key: {what} in IndexedDB {KEYS_DB}: {e:?}"),
-    )
+fn idb_error(what: &str, e: &JsValue) -> JsValue {
+    let e = records::error_from_js(what, e);
+    js_error("io", &format!("edge key: {e} (IndexedDB {KEYS_DB})"))
 }
 
 /// A stored record back as a key (`None` if it is not one of ours).
@@ -163,20 +159,11 @@ pub async fn load(local: &str, identity: &str) -> Result<Option<EdgeKey>, JsValu
         return Ok(MEMORY.with(|m| m.borrow().get(&k).cloned()));
     }
     let db = open().await?;
-    let r = async {
-        let tx = db
-            .transaction(&[KEYS_STORE], TransactionMode::ReadOnly)
-            .map_err(|e| idb_error("read", e))?;
-        let store = tx.store(KEYS_STORE).map_err(|e| idb_error("read", e))?;
-        let v = store
-            .get(store_key(local, identity))
-            .await
-            .map_err(|e| idb_error("read", e))?;
-        Ok(v.as_ref().and_then(from_record))
-    }
-    .await;
+    let r = records::get(&db, KEYS_STORE, &store_key(local, identity))
+        .await
+        .map_err(|e| idb_error("read", &e));
     db.close();
-    r
+    Ok(r?.as_ref().and_then(from_record))
 }
 
 /// The stored key, or a new one made and stored (another tab that made one
@@ -191,26 +178,20 @@ pub async fn load_or_create(local: &str, identity: &str) -> Result<EdgeKey, JsVa
         return Ok(MEMORY.with(|m| m.borrow_mut().entry(k).or_insert(made).clone()));
     }
     let db = open().await?;
-    let r = async {
-        let tx = db
-            .transaction(&[KEYS_STORE], TransactionMode::ReadWrite)
-            .map_err(|e| idb_error("write", e))?;
-        let store = tx.store(KEYS_STORE).map_err(|e| idb_error("write", e))?;
-        // `add` fails if the key exists: then another tab made one first.
-        let added = store
-            .add(&to_record(&made), Some(&store_key(local, identity)))
-            .await;
-        let done = tx.done().await;
-        if added.is_ok() && done.is_ok() {
-            return Ok(Some(made));
-        }
-        Ok::<_, JsValue>(None)
-    }
-    .await;
+    // `add`: if the key exists, another tab made one first.
+    let added = records::write(
+        &db,
+        KEYS_STORE,
+        &store_key(local, identity),
+        &to_record(&made),
+        true,
+    )
+    .await
+    .map_err(|e| idb_error("write", &e));
     db.close();
-    match r? {
-        Some(k) => Ok(k),
-        None => load(local, identity).await?.ok_or_else(|| {
+    match added? {
+        true => Ok(made),
+        false => load(local, identity).await?.ok_or_else(|| {
             js_error(
                 "io",
                 &format!("edge key: could not store the key of {identity} in {KEYS_DB}"),
@@ -238,21 +219,17 @@ pub async fn mark_enrolled(local: &str, identity: &str) -> Result<(), JsValue> {
     }
     key.enrolled = true;
     let db = open().await?;
-    let r = async {
-        let tx = db
-            .transaction(&[KEYS_STORE], TransactionMode::ReadWrite)
-            .map_err(|e| idb_error("write", e))?;
-        let store = tx.store(KEYS_STORE).map_err(|e| idb_error("write", e))?;
-        store
-            .put(&to_record(&key), Some(&store_key(local, identity)))
-            .await
-            .map_err(|e| idb_error("write", e))?;
-        tx.done().await.map_err(|e| idb_error("write", e))?;
-        Ok(())
-    }
-    .await;
+    let r = records::write(
+        &db,
+        KEYS_STORE,
+        &store_key(local, identity),
+        &to_record(&key),
+        false,
+    )
+    .await
+    .map_err(|e| idb_error("write", &e));
     db.close();
-    r
+    r.map(|_| ())
 }
 
 /// Makes a new non-extractable ECDSA P-256 pair.

@@ -44,4 +44,15 @@ impl PageStore for AnyStore {
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         each!(self, s => s.close())
     }
+    fn page_location(&self, no: PageNo) -> Option<outpost::store::PageLocation> {
+        each!(self, s => s.page_location(no))
+    }
+    // Every method is forwarded: a default left in place here would silently
+    // skip what the store does (the IndexedDB store's erasure of a purge).
+    fn erase_residue(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        each!(self, s => s.erase_residue())
+    }
+    fn shrink(&self, pages: PageNo) -> BoxFuture<'_, Result<(), StoreError>> {
+        each!(self, s => s.shrink(pages))
+    }
 }

@@ -3,10 +3,32 @@
 // IndexedDB directly).
 import { Outpost, OutpostError } from "@outpost/db";
 
-/** Writes `n` pages of 4 KiB into the IndexedDB database `name` (not an Outpost database). */
-function rawWrite(name, n) {
+/**
+ * The storage bucket generation `g` of the Outpost database `name` lives in,
+ * where the browser has storage buckets (the naming of
+ * crate/src/store/idb/place.rs: "outpost-" + the first 16 bytes of
+ * SHA-256(name) in hex + "-" + g), else null.
+ */
+async function bucketOf(name, g = 1) {
+  if (!navigator.storageBuckets) return null;
+  const h = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(name)));
+  const hex = [...h.slice(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `outpost-${hex}-${g}`;
+}
+
+/** The storage buckets of this origin. */
+async function buckets() {
+  return navigator.storageBuckets ? navigator.storageBuckets.keys() : [];
+}
+
+/**
+ * Writes `n` pages of 4 KiB into the IndexedDB database `name` (not an Outpost
+ * database), in the storage bucket `bucket` if given (else the default storage).
+ */
+async function rawWrite(name, n, bucket) {
+  const factory = bucket ? (await navigator.storageBuckets.open(bucket, { durability: "strict" })).indexedDB : indexedDB;
   return new Promise((resolve, reject) => {
-    const req = indexedDB.open(name, 1);
+    const req = factory.open(name, 1);
     req.onupgradeneeded = () => req.result.createObjectStore("s");
     req.onerror = () => reject(req.error);
     req.onsuccess = () => {
@@ -38,5 +60,5 @@ async function tryOpen(name, options) {
   }
 }
 
-window.lab = { Outpost, OutpostError, rawWrite, witness, tryOpen };
+window.lab = { Outpost, OutpostError, rawWrite, witness, tryOpen, bucketOf, buckets };
 document.title = "lab ready";
