@@ -18,6 +18,7 @@ pub fn client_options(url: &str, identity: &str, token: &str) -> ClientOptions {
         edge: EdgeConfig::new("main", identity, token),
         ca_cert: None,
         signer: None,
+        client_cert: None,
     }
 }
 

@@ -52,6 +52,7 @@ async fn main() {
         edge: EdgeConfig::with_key("main", identity, key.public_key().clone()),
         ca_cert: None,
         signer: Some(Arc::new(key)),
+        client_cert: None,
     };
     let client = spawn_edge(db.clone(), opts, None);
     if !client

@@ -48,7 +48,8 @@ pub(crate) async fn connect(
         let Some(ca) = &opts.ca_cert else {
             return Err("wss:// needs a CA certificate to trust (ca_cert)".into());
         };
-        let cfg = crate::tls::client_config(ca).map_err(|e| format!("TLS: {e}"))?;
+        let cfg = crate::tls::client_config_with(ca, opts.client_cert.as_deref())
+            .map_err(|e| format!("TLS: {e}"))?;
         let name = rustls_pki_types::ServerName::try_from(host.clone())
             .map_err(|e| format!("server name {host:?}: {e}"))?;
         let s = tokio_rustls::TlsConnector::from(cfg)

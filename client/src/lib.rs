@@ -27,6 +27,7 @@
 //!     edge: EdgeConfig::with_key("main", "laptop", key.public_key().clone()),
 //!     ca_cert: None,
 //!     signer: Some(Arc::new(key)),
+//!     client_cert: None,
 //! };
 //! let client = spawn_edge(db, opts, None);
 //! // … local writes: the client pushes them.
@@ -75,6 +76,10 @@ pub struct ClientOptions {
     /// The edge's key (key and enrollment modes: it signs the handshake
     /// proof and every batch); `None` for a token session.
     pub signer: Option<Arc<dyn outpost::keys::Signer>>,
+    /// A certificate identity (`wss://` only): the chain presented over
+    /// mutual TLS. Its key is the identity's key: `signer` should be
+    /// [`tls::ClientCert::signer`] and `edge` made with its public key.
+    pub client_cert: Option<Arc<tls::ClientCert>>,
 }
 
 impl std::fmt::Debug for ClientOptions {
@@ -83,6 +88,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("url", &self.url)
             .field("edge", &self.edge)
             .field("ca_cert", &self.ca_cert)
+            .field("client_cert", &self.client_cert)
             .field(
                 "signer",
                 &self.signer.as_ref().map(|s| s.public_key().fingerprint()),
@@ -158,6 +164,33 @@ impl SyncHandle {
         })
         .await
         .is_ok()
+    }
+
+    /// Registers `chain` (DER, leaf first, up to the root) as the
+    /// replacement of the certificate this client's session authenticated
+    /// with (protocol version 8): the hub gives it the same permissions.
+    /// `Offline` at once when no session is open; registering the same
+    /// replacement again is harmless.
+    pub async fn register_replacement(
+        &self,
+        chain: Vec<Vec<u8>>,
+        timeout: Duration,
+    ) -> outpost::sync::ReplaceOutcome {
+        use outpost::sync::ReplaceOutcome;
+        let (answer, rx) = tokio::sync::oneshot::channel();
+        if self
+            .hub_calls
+            .send(safety::HubCall::Replace { chain, answer })
+            .is_err()
+        {
+            return ReplaceOutcome::Offline {
+                reason: "the client has stopped".into(),
+            };
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(o)) => o,
+            Ok(Err(_)) | Err(_) => ReplaceOutcome::Unknown,
+        }
     }
 
     /// Stops the client (closing the connection) and waits for it.

@@ -158,13 +158,37 @@ impl SyncHandle {
     }
 }
 
-/// A write with safety `hub` on its way to the session task.
-pub(crate) struct HubCall {
-    pub(crate) ops: Vec<WireWrite>,
-    pub(crate) answer: oneshot::Sender<HubWriteOutcome>,
+/// A request for the hub on its way to the session task.
+pub(crate) enum HubCall {
+    /// A write with safety `hub`.
+    Write {
+        ops: Vec<WireWrite>,
+        answer: oneshot::Sender<HubWriteOutcome>,
+    },
+    /// A certificate replacement ([`SyncHandle::register_replacement`]).
+    Replace {
+        chain: Vec<Vec<u8>>,
+        answer: oneshot::Sender<outpost::sync::ReplaceOutcome>,
+    },
 }
 
-/// The channel [`SyncHandle::write_at_hub`] hands its writes to.
+impl HubCall {
+    /// Answers the call as not sent (no session).
+    pub(crate) fn offline(self, reason: &str) {
+        let reason = reason.to_string();
+        match self {
+            HubCall::Write { answer, .. } => {
+                let _ = answer.send(HubWriteOutcome::Offline { reason });
+            }
+            HubCall::Replace { answer, .. } => {
+                let _ = answer.send(outpost::sync::ReplaceOutcome::Offline { reason });
+            }
+        }
+    }
+}
+
+/// The channel [`SyncHandle::write_at_hub`] and
+/// [`SyncHandle::register_replacement`] hand their requests to.
 pub(crate) type HubCalls = mpsc::UnboundedReceiver<HubCall>;
 
 /// One document of a write with safety `hub`.
@@ -320,7 +344,7 @@ impl SyncHandle {
     ) -> Result<Vec<ChangeVector>, HubWriteError> {
         let ops = wire_ops(ops)?;
         let (answer, rx) = oneshot::channel();
-        if self.hub_calls.send(HubCall { ops, answer }).is_err() {
+        if self.hub_calls.send(HubCall::Write { ops, answer }).is_err() {
             return Err(HubWriteError::Offline {
                 reason: "the client has stopped".into(),
             });

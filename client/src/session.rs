@@ -16,14 +16,14 @@ use outpost::sync::driver::{edge_storage_etags, load_edge_state};
 use outpost::sync::edge::backoff_ms;
 use outpost::sync::hub_write::HubWriteOutcome;
 use outpost::sync::run::{EdgeShell, OthersCommits, Step, run_edge};
-use outpost::sync::{EdgeAction, EdgeEvent, EdgeSession, SyncStatus};
+use outpost::sync::{EdgeAction, EdgeEvent, EdgeSession, ReplaceOutcome, SyncStatus};
 use outpost::{Database, PageStore};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::connect::{Io, connect};
-use crate::safety::HubCalls;
+use crate::safety::{HubCall, HubCalls};
 use crate::{ClientCounters, ClientOptions};
 
 /// Milliseconds since the Unix epoch (the session machine's clock).
@@ -95,10 +95,9 @@ where
                         _ = &mut sleep => break,
                         _ = c.stop.changed() => break,
                         Some(call) = calls.recv() => {
-                            // No session: a write with safety `hub` fails now.
-                            let _ = call.answer.send(HubWriteOutcome::Offline {
-                                reason: "no session with the hub (reconnecting)".into(),
-                            });
+                            // No session: a write with safety `hub` (or a
+                            // replacement) fails now.
+                            call.offline("no session with the hub (reconnecting)");
                         }
                     }
                 }
@@ -126,6 +125,8 @@ struct Session<'a, S: PageStore> {
     welcomed: bool,
     /// Writes with safety `hub` handed to the machine, by token.
     pending: HashMap<u64, oneshot::Sender<HubWriteOutcome>>,
+    /// Certificate replacements handed to the machine, by token.
+    replacing: HashMap<u64, oneshot::Sender<ReplaceOutcome>>,
     next_token: u64,
     /// How the session ended, once it did.
     end: Option<Ended>,
@@ -157,6 +158,7 @@ where
         commits,
         welcomed: false,
         pending: HashMap::new(),
+        replacing: HashMap::new(),
         next_token: 0,
         end: None,
     };
@@ -186,8 +188,16 @@ where
             Some(call) = calls.recv() => {
                 s.next_token += 1;
                 let token = s.next_token;
-                s.pending.insert(token, call.answer);
-                EdgeEvent::HubWrite { token, ops: call.ops }
+                match call {
+                    HubCall::Write { ops, answer } => {
+                        s.pending.insert(token, answer);
+                        EdgeEvent::HubWrite { token, ops }
+                    }
+                    HubCall::Replace { chain, answer } => {
+                        s.replacing.insert(token, answer);
+                        EdgeEvent::Replace { token, chain }
+                    }
+                }
             }
             _ = tick.tick() => EdgeEvent::Tick,
             _ = s.c.wake.notified() => EdgeEvent::LocalChanged,
@@ -210,6 +220,9 @@ where
             reason: "the session with the hub ended".into(),
         });
     }
+    for (_, answer) in s.replacing.drain() {
+        let _ = answer.send(ReplaceOutcome::Unknown);
+    }
     ended
 }
 
@@ -218,8 +231,10 @@ impl<S: PageStore> Session<'_, S> {
     /// last actions, after the transport closed).
     fn answer_writes(&mut self, acts: Vec<EdgeAction>) {
         for a in acts {
-            if let EdgeAction::HubWriteDone { token, outcome } = a {
-                self.hub_write_done(token, outcome);
+            match a {
+                EdgeAction::HubWriteDone { token, outcome } => self.hub_write_done(token, outcome),
+                EdgeAction::ReplaceDone { token, outcome } => self.replace_done(token, outcome),
+                _ => {}
             }
         }
     }
@@ -282,6 +297,12 @@ impl<S: PageStore> EdgeShell for Session<'_, S> {
 
     fn hub_write_done(&mut self, token: u64, outcome: HubWriteOutcome) {
         if let Some(answer) = self.pending.remove(&token) {
+            let _ = answer.send(outcome);
+        }
+    }
+
+    fn replace_done(&mut self, token: u64, outcome: ReplaceOutcome) {
+        if let Some(answer) = self.replacing.remove(&token) {
             let _ = answer.send(outcome);
         }
     }

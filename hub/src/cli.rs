@@ -115,6 +115,10 @@ Examples:
     #[command(subcommand)]
     Edge(EdgeCommand),
 
+    /// Certificate identities: purge expired certificates.
+    #[command(subcommand)]
+    Certs(crate::cli_certs::CertsCommand),
+
     /// Make a key file (ECDSA P-256) and print its public key.
     ///
     /// For this hub as an edge of another hub: set `key_file` in its
@@ -372,6 +376,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Init { demo } => init(path, demo)?,
         Command::Edge(cmd) => edge(path, cmd)?,
+        Command::Certs(cmd) => crate::cli_certs::certs_command(path, cmd)?,
         Command::Keygen { file } => keygen(&file)?,
         Command::Import {
             file,

@@ -37,6 +37,7 @@ Examples:
   outpost-hub edge add laptop-7 --read notes/ --write notes/ --expires 24h
   outpost-hub edge add boston --read clinics/boston/ shared/ --write clinics/boston/ --pubkey p256:04...
   outpost-hub edge add kiosk --read menu/            # read-only
+  outpost-hub edge add chicago --read clinics/ --write clinics/chicago/ --cert chicago-chain.pem
   outpost-hub edge add test-edge --read '*' --write '*' --token known-test-token   # [dev] tokens = true")]
     Add {
         /// The edge's identity (letters, digits, '-', '_', '.', '@').
@@ -57,8 +58,19 @@ Examples:
         pubkey: Option<String>,
         /// Development mode: a shared-secret token instead of a key (random,
         /// or the one given); needs `[dev] tokens = true`.
-        #[arg(long, value_name = "TOKEN", num_args = 0..=1, default_missing_value = "")]
+        #[arg(long, value_name = "TOKEN", num_args = 0..=1, default_missing_value = "", conflicts_with = "cert")]
         token: Option<String>,
+        /// A certificate identity: the PEM chain of its certificate (leaf
+        /// first, up to and including the root). The hub pins its key and
+        /// its issuers' keys: a renewed certificate with the same key from
+        /// the same issuer keys is accepted with no further step. The edge
+        /// connects over wss:// with this certificate (mutual TLS).
+        #[arg(long, value_name = "FILE", conflicts_with = "pubkey")]
+        cert: Option<std::path::PathBuf>,
+        /// With --cert: admin permissions (its certificate is accepted as
+        /// the admin token is; it is never replaced by a certificate itself).
+        #[arg(long, requires = "cert")]
+        admin: bool,
         /// How long the enrollment code is valid: 7d (default), 24h, 30m,
         /// 3600s.
         #[arg(long, value_name = "DURATION", default_value = "7d")]
@@ -80,6 +92,16 @@ Examples:
         /// How long the code is valid: 7d (default), 24h, 30m, 3600s.
         #[arg(long, value_name = "DURATION", default_value = "7d")]
         expires: String,
+    },
+    /// Pin one more certificate for a certificate identity (an operator's
+    /// replacement: the only way for an admin identity).
+    #[command(after_help = "Example:\n  outpost-hub edge cert-add ops --cert ops-2027.pem")]
+    CertAdd {
+        /// The edge's identity.
+        name: String,
+        /// The PEM chain (leaf first, up to and including the root).
+        #[arg(long, value_name = "FILE")]
+        cert: std::path::PathBuf,
     },
     /// Revoke an edge (a lost or stolen device): `revoked = true`.
     ///
@@ -214,6 +236,8 @@ pub fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
             write,
             pubkey,
             token,
+            cert,
+            admin,
             expires,
         } => {
             let (text, config) = read_config_text(path)?;
@@ -226,6 +250,24 @@ pub fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
             let seconds = parse_duration(&expires).map_err(HubError::Other)?;
             let expires_at = crate::identity::now_s() + seconds;
             let credential = match (pubkey, token) {
+                _ if cert.is_some() => {
+                    let file = cert.as_deref().unwrap_or(Path::new(""));
+                    let pin = crate::cli_certs::pin_from_file(file)?;
+                    if let Some(other) = config
+                        .edges
+                        .iter()
+                        .find(|e| e.certs.iter().any(|c| c.key == pin.key))
+                    {
+                        return Err(HubError::Other(format!(
+                            "--cert: this key is already pinned for edge {:?} (a key is one identity's)",
+                            other.name
+                        )));
+                    }
+                    NewCredential::Cert {
+                        pin: Box::new(pin),
+                        admin,
+                    }
+                }
                 (Some(k), _) => NewCredential::Key(
                     PublicKey::parse_text(&k)
                         .map_err(|e| HubError::Other(format!("--pubkey: {e}")))?,
@@ -285,6 +327,14 @@ pub fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
                     );
                     println!("{t}");
                 }
+                NewCredential::Cert { pin, .. } => {
+                    eprintln!(
+                        "Its certificate is pinned: key {}, issuers {}. It connects over wss:// with it (mutual TLS); \
+                         a renewal with the same key from the same issuer keys needs no step here.",
+                        crate::certs::hash_text(&pin.key),
+                        crate::certs::short_chain(&pin.issuers)
+                    );
+                }
             }
         }
         EdgeCommand::Enroll { name, expires } => {
@@ -319,6 +369,7 @@ pub fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
                  Error(revoked). `outpost-hub edge enroll {name}` gives it a new device."
             );
         }
+        EdgeCommand::CertAdd { name, cert } => crate::cli_certs::cert_add(path, &name, &cert)?,
         EdgeCommand::List => {
             let config = Config::load(path)?;
             print!("{}", edge_table(&config));
@@ -378,6 +429,9 @@ fn identity_cell(e: &crate::config::EdgeAccess, now: i64) -> String {
     }
     if e.token_sha256.is_some() {
         parts.push("token (dev)".to_string());
+    }
+    if !e.certs.is_empty() {
+        parts.push(crate::cli_certs::cert_cell(e, now));
     }
     if parts.is_empty() {
         "none (`edge enroll` issues a code)".to_string()

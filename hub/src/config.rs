@@ -25,6 +25,11 @@
 //! database = "main"
 //! read = ["patients/dr-7/"]        # id prefixes the edge may read (hub -> edge)
 //! write = ["patients/dr-7/"]       # id prefixes the edge may write (edge -> hub)
+//! # admin = true                   # certificate identities: admin permissions
+//! # [[edge.cert]]                  # a certificate identity's pins (`outpost-hub edge add --cert`)
+//! # key = "sha256:…"               # SHA-256 of its SubjectPublicKeyInfo
+//! # issuers = ["sha256:…"]         # its issuers' key hashes, leaf's issuer first
+//! # public_key = "p256:04…"        # its key; not_before / not_after: unix seconds
 //! [[upstream]]                     # optional: this hub is an edge of another hub
 //! database = "main"
 //! url = "ws://127.0.0.1:4001/sync"
@@ -32,6 +37,7 @@
 //! key_file = "boston.key"          # this hub's key there (`outpost-hub keygen`)
 //! # token = "..."                  # or, dev mode only: a plain token it presents
 //! ca_cert = "cloud.crt"            # optional PEM to trust for wss://
+//! # cert = "boston.pem"            # or a certificate identity: chain + PKCS#8 key (wss:// only)
 //! [admin]                          # optional: who may read /status and /metrics
 //! token_sha256 = "hex..."          # SHA-256 of the admin token (`outpost-hub admin-token`)
 //! [limits]                         # optional; every key has a default (see [`Limits`])
@@ -181,6 +187,13 @@ pub struct EdgeAccess {
     /// Its own push and session budgets (`[edge.limits]`), in place of
     /// `[limits]`'s for this identity.
     pub limits: EdgeLimits,
+    /// A certificate identity: its pinned certificates (`[[edge.cert]]`,
+    /// `crate::certs`); empty for a key, enrollment or token identity.
+    pub certs: Vec<crate::certs::PinnedCert>,
+    /// Admin permissions (`admin = true`): its certificates are accepted as
+    /// the admin token is (`/status`, `/metrics`, `/admin/*`), and they are
+    /// never replaced by a certificate itself, only by an operator.
+    pub admin: bool,
 }
 
 impl fmt::Debug for EdgeAccess {
@@ -193,6 +206,8 @@ impl fmt::Debug for EdgeAccess {
             .field("relay", &self.relay)
             .field("pubkey", &self.pubkey)
             .field("revoked", &self.revoked)
+            .field("certs", &self.certs.len())
+            .field("admin", &self.admin)
             .finish_non_exhaustive()
     }
 }
@@ -239,6 +254,11 @@ pub struct UpstreamConfig {
     pub key_file: Option<PathBuf>,
     /// A PEM certificate to trust for `wss://` (absolute path), if any.
     pub ca_cert: Option<PathBuf>,
+    /// A certificate identity (`wss://`, mutual TLS): one PEM file with the
+    /// chain (leaf first, up to the root) and the leaf's PKCS#8 key
+    /// (absolute path). A renewal job drops the next one beside it as
+    /// `<cert>.next` (`crate::upstream`).
+    pub cert: Option<PathBuf>,
 }
 
 impl fmt::Debug for UpstreamConfig {
@@ -250,6 +270,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("token", &"<redacted>")
             .field("key_file", &self.key_file)
             .field("ca_cert", &self.ca_cert)
+            .field("cert", &self.cert)
             .finish()
     }
 }
@@ -327,6 +348,10 @@ struct RawEdge {
     relay: bool,
     #[serde(default)]
     limits: EdgeLimits,
+    #[serde(default)]
+    cert: Vec<crate::certs::RawCert>,
+    #[serde(default)]
+    admin: bool,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +363,7 @@ struct RawUpstream {
     token: Option<String>,
     key_file: Option<PathBuf>,
     ca_cert: Option<PathBuf>,
+    cert: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------
@@ -446,6 +472,7 @@ impl Config {
         let dev_tokens = raw.dev.as_ref().is_some_and(|d| d.tokens);
         let mut edges = Vec::with_capacity(raw.edges.len());
         let mut edge_names = BTreeSet::new();
+        let mut pinned_keys: BTreeMap<crate::certs::KeyHash, String> = BTreeMap::new();
         for (i, e) in raw.edges.into_iter().enumerate() {
             let at = format!("edge #{} ({:?})", i + 1, e.name);
             check_name(&e.name, 128, true).map_err(|m| err(format!("{at}: name: {m}")))?;
@@ -508,6 +535,27 @@ impl Config {
             e.limits.validate().map_err(|m| err(format!("{at}: {m}")))?;
             let read = parse_prefixes(&e.read).map_err(|m| err(format!("{at}: read: {m}")))?;
             let write = parse_prefixes(&e.write).map_err(|m| err(format!("{at}: write: {m}")))?;
+            let mut certs = Vec::with_capacity(e.cert.len());
+            for (j, c) in e.cert.into_iter().enumerate() {
+                let pin = c
+                    .parse()
+                    .map_err(|m| err(format!("{at}: cert #{}: {m}", j + 1)))?;
+                if let Some(other) = pinned_keys.insert(pin.key, e.name.clone()) {
+                    return Err(err(format!(
+                        "{at}: cert #{}: key {} is already pinned for edge {other:?} (a key is one identity's)",
+                        j + 1,
+                        crate::certs::hash_text(&pin.key)
+                    )));
+                }
+                certs.push(pin);
+            }
+            if !certs.is_empty() && (pubkey.is_some() || enroll.is_some() || token_sha256.is_some())
+            {
+                return Err(err(format!(
+                    "{at}: a certificate identity ([[edge.cert]]) has no pubkey, enrollment code or token: \
+                     it authenticates with its client certificate"
+                )));
+            }
             edges.push(EdgeAccess {
                 name: e.name,
                 token_sha256,
@@ -519,6 +567,8 @@ impl Config {
                 write,
                 relay: e.relay,
                 limits: e.limits,
+                certs,
+                admin: e.admin,
             });
         }
 
@@ -540,7 +590,26 @@ impl Config {
                 )));
             }
             check_name(&u.identity, 128, true).map_err(|m| err(format!("{at}: identity: {m}")))?;
+            let cert = match &u.cert {
+                Some(c) if u.token.is_some() || u.key_file.is_some() => {
+                    let _ = c;
+                    return Err(err(format!(
+                        "{at}: cert: a certificate identity has no key_file or token (its certificate's key is its key)"
+                    )));
+                }
+                Some(c) if c.as_os_str().is_empty() => {
+                    return Err(err(format!("{at}: cert: must not be empty")));
+                }
+                Some(_) if !u.url.starts_with("wss://") => {
+                    return Err(err(format!(
+                        "{at}: cert: a client certificate is presented over TLS only: the url must be wss://"
+                    )));
+                }
+                Some(c) => Some(resolve(&base, c)),
+                None => None,
+            };
             let key_file = match (&u.token, &u.key_file) {
+                _ if cert.is_some() => None,
                 (Some(_), Some(_)) => {
                     return Err(err(format!(
                         "{at}: give either key_file or token, not both"
@@ -581,6 +650,7 @@ impl Config {
                 token: u.token.unwrap_or_default(),
                 key_file,
                 ca_cert: u.ca_cert.as_deref().map(|c| resolve(&base, c)),
+                cert,
             });
         }
 

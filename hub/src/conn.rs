@@ -219,6 +219,7 @@ impl Gate {
             budget: AtomicU64::new(u64::MAX),
             exceeded: AtomicBool::new(false),
             authenticated: AtomicBool::new(false),
+            client_chain: std::sync::OnceLock::new(),
         }))
     }
 
@@ -253,12 +254,22 @@ pub struct Conn {
     budget: AtomicU64,
     exceeded: AtomicBool,
     authenticated: AtomicBool,
+    /// The certificate chain the client presented over TLS (mutual TLS),
+    /// leaf first; empty when none.
+    client_chain: std::sync::OnceLock<Vec<rustls_pki_types::CertificateDer<'static>>>,
 }
 
 impl Conn {
     /// The peer's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The certificate chain the client presented over TLS, leaf first
+    /// (empty: none, or plain HTTP). Only its holding of the leaf's key is
+    /// proven (`crate::tls::ClientCerts`); `crate::certs` judges the rest.
+    pub fn client_chain(&self) -> &[rustls_pki_types::CertificateDer<'static>] {
+        self.client_chain.get().map_or(&[], Vec::as_slice)
     }
 
     /// From now on, read at most `bytes` more until [`Conn::authenticated`].
@@ -486,7 +497,14 @@ pub async fn serve(
                 None => serve_http(io, conn, app, header_timeout, stop).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(io)).await {
-                        Ok(Ok(s)) => serve_http(s, conn, app, header_timeout, stop).await,
+                        Ok(Ok(s)) => {
+                            if let Some(chain) = s.get_ref().1.peer_certificates() {
+                                let _ = conn
+                                    .client_chain
+                                    .set(chain.iter().map(|c| c.clone().into_owned()).collect());
+                            }
+                            serve_http(s, conn, app, header_timeout, stop).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }

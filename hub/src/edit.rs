@@ -169,6 +169,14 @@ pub enum NewCredential {
     },
     /// A shared-secret token (development mode; only its SHA-256 is written).
     Token(String),
+    /// A certificate identity: its first pinned certificate
+    /// (`[[edge.cert]]`), and whether it has admin permissions.
+    Cert {
+        /// The pin.
+        pin: Box<crate::certs::PinnedCert>,
+        /// `admin = true`.
+        admin: bool,
+    },
 }
 
 /// An edge to add.
@@ -219,10 +227,20 @@ pub fn add_edge(text: &str, edge: &NewEdge) -> std::result::Result<String, Strin
         NewCredential::Token(token) => {
             t.insert("token_sha256", value(token_sha256_hex(token)));
         }
+        NewCredential::Cert { admin, .. } => {
+            if *admin {
+                t.insert("admin", value(true));
+            }
+        }
     }
     t.insert("database", value(&edge.database));
     t.insert("read", value(string_array(&edge.read)));
     t.insert("write", value(string_array(&edge.write)));
+    if let NewCredential::Cert { pin, .. } = &edge.credential {
+        let mut certs = ArrayOfTables::new();
+        certs.push(crate::certs::to_table(pin));
+        t.insert("cert", Item::ArrayOfTables(certs));
+    }
     let when = outpost::doc::iso_time_ms(now_ms());
     t.decor_mut()
         .set_prefix(format!("\n# added by `outpost-hub edge add` on {when}\n"));
@@ -305,6 +323,23 @@ pub fn revoke_edge(text: &str, name: &str) -> std::result::Result<String, String
     t.remove("enroll_code_sha256");
     t.remove("enroll_expires");
     set_field(t, "revoked", value(true));
+    Ok(doc.to_string())
+}
+
+/// The text with the pinned certificates of edge `name` set to `pins`
+/// (its `[[edge.cert]]` tables, in order).
+pub fn set_certs(
+    text: &str,
+    name: &str,
+    pins: &[crate::certs::PinnedCert],
+) -> std::result::Result<String, String> {
+    let mut doc = parse_doc(text)?;
+    let t = edge_table_mut(&mut doc, name)?;
+    let mut certs = ArrayOfTables::new();
+    for p in pins {
+        certs.push(crate::certs::to_table(p));
+    }
+    t.insert("cert", Item::ArrayOfTables(certs));
     Ok(doc.to_string())
 }
 

@@ -68,6 +68,10 @@ pub fn lookup(
     key: PublicKey,
     credential: &str,
 ) -> HubEvent<'static> {
+    // A certificate identity proves the key its `Hello` presents if that
+    // key is pinned for it; the chain is judged after the proof
+    // (`crate::cert_session::authenticate`), so that only the key's holder
+    // learns why a certificate is refused.
     let config = hub.config();
     let hub_id = hub
         .database(database)
@@ -75,6 +79,9 @@ pub fn lookup(
         .map_or(DbId([0; 16]), |d| d.db.db_id());
     let edge = edge_of(&config, identity, database);
     let expected = match (auth, edge) {
+        (AuthMode::Key, Some(e)) if !e.certs.is_empty() => {
+            e.certs.iter().any(|c| c.public_key == key).then_some(key)
+        }
         (AuthMode::Key, Some(e)) => e.pubkey.clone(),
         (AuthMode::Enroll, Some(e)) if !e.revoked => e
             .enroll
@@ -98,6 +105,18 @@ pub enum Verdict {
     Refused(String),
     /// The identity is revoked (`Error(revoked)`).
     Revoked,
+    /// A certificate identity, accepted: its pin and expiry.
+    Cert(crate::cert_session::CertSession),
+    /// A certificate identity's certificate is refused (`Error(cert_…)`):
+    /// its key was proven, so the reason may be told.
+    CertRefused(crate::certs::Refusal),
+}
+
+impl Verdict {
+    /// Whether the edge is accepted.
+    pub fn accepted(&self) -> bool {
+        matches!(self, Verdict::Accepted | Verdict::Cert(_))
+    }
 }
 
 /// Checks an authentication request against the live configuration: a
@@ -105,7 +124,11 @@ pub enum Verdict {
 /// or an enrollment code redeemed for the proven key (one redemption wins).
 /// `Revoked` only for a caller who proved the identity's key or token: to
 /// anyone else a revoked identity looks like any refusal.
-pub async fn verify(hub: &Hub, r: &AuthRequest) -> Verdict {
+pub async fn verify(
+    hub: &Hub,
+    r: &AuthRequest,
+    chain: &[rustls_pki_types::CertificateDer<'static>],
+) -> Verdict {
     let config = hub.config();
     let (identity, database) = (r.identity.as_str(), r.database.as_str());
     let edge = edge_of(&config, identity, database);
@@ -125,6 +148,21 @@ pub async fn verify(hub: &Hub, r: &AuthRequest) -> Verdict {
             }
         }
         AuthMode::Key => match (edge, &r.key) {
+            (Some(e), Some(k))
+                if !e.certs.is_empty() && e.certs.iter().any(|c| &c.public_key == k) =>
+            {
+                if revoked {
+                    return Verdict::Revoked;
+                }
+                use crate::cert_session::{CertVerdict, authenticate};
+                match authenticate(hub, identity, database, k, chain).await {
+                    CertVerdict::Accepted(s) => Verdict::Cert(s),
+                    CertVerdict::Refused(why) => Verdict::CertRefused(why),
+                    CertVerdict::Stranger => {
+                        Verdict::Refused("the key is not (any more) this identity's".into())
+                    }
+                }
+            }
             (Some(e), Some(k)) if e.pubkey.as_ref() == Some(k) && revoked => Verdict::Revoked,
             (Some(e), Some(k)) if e.pubkey.as_ref() == Some(k) => Verdict::Accepted,
             _ => Verdict::Refused("the key is not (any more) this identity's".into()),
@@ -228,6 +266,10 @@ pub fn session_grant(
         return Err(Revoked);
     }
     let still = match key {
+        Some(k) if !e.certs.is_empty() => e
+            .certs
+            .iter()
+            .any(|c| &c.public_key == k && c.valid_at(now_s())),
         Some(k) => e.pubkey.as_ref() == Some(k),
         None => config.dev_tokens && e.token_sha256.is_some(),
     };

@@ -26,7 +26,10 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod cert_session;
+pub mod certs;
 pub mod cli;
+pub mod cli_certs;
 pub mod cli_compact;
 pub mod cli_edge;
 pub mod cli_purge;

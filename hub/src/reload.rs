@@ -225,6 +225,10 @@ pub async fn record_scope_changes(hub: &Hub, old: &Config, new: &Config) {
             .or_default()
             .audit(AuditKind::ScopeChange, encode_record(&change));
     }
+    for (db, identity, e) in cert_changes(old, new, crate::identity::now_s()) {
+        tracing::info!(database = %db, edge = %identity, event = e.event, key = %crate::certs::hash_text(&e.key), "audit: certificate pin changed");
+        crate::cert_session::record(hub, &db, &identity, &[e]).await;
+    }
     for (name, batch) in by_db {
         let Some(handle) = hub.database(&name) else {
             tracing::warn!(database = %name, "audit: an edge's access changed on a database that is not open; not recorded");
@@ -234,6 +238,61 @@ pub async fn record_scope_changes(hub: &Hub, old: &Config, new: &Config) {
             tracing::error!(database = %name, error = %e, "audit: could not record an edge's access change");
         }
     }
+}
+
+/// The certificate events a new configuration makes that the hub did not
+/// record itself (`crate::cert_session` records renewals, replacements,
+/// drops and retirements as they happen): a pin an operator added
+/// (`registered`), an expired pin removed (`purged`), any other pin removed
+/// by hand (`removed`). By database and identity.
+pub fn cert_changes(
+    old: &Config,
+    new: &Config,
+    now: i64,
+) -> Vec<(String, String, crate::cert_session::Event)> {
+    use crate::cert_session::Event;
+    let mut out = Vec::new();
+    for n in &new.edges {
+        let before = old.edge(&n.name).filter(|o| o.database == n.database);
+        let had =
+            |k: &crate::certs::KeyHash| before.is_some_and(|o| o.certs.iter().any(|c| &c.key == k));
+        for c in n
+            .certs
+            .iter()
+            .filter(|c| c.registered_by.is_none() && !had(&c.key))
+        {
+            out.push((
+                n.database.clone(),
+                n.name.clone(),
+                Event::of("registered", c),
+            ));
+        }
+    }
+    for o in &old.edges {
+        let after = new.edge(&o.name).filter(|n| n.database == o.database);
+        let Some(after) = after else { continue };
+        for c in &o.certs {
+            if after.certs.iter().any(|k| k.key == c.key) {
+                continue;
+            }
+            // Dropped by a newer replacement of the same registrar: the
+            // session that registered it recorded that.
+            let superseded = c.registered_by.is_some()
+                && after
+                    .certs
+                    .iter()
+                    .any(|k| k.registered_by == c.registered_by);
+            let event = if now > c.not_after {
+                "purged"
+            } else if superseded {
+                continue;
+            } else {
+                "removed"
+            };
+            out.push((o.database.clone(), o.name.clone(), Event::of(event, c)));
+        }
+    }
+    out
 }
 
 /// `SIGHUP`, where there is such a thing.

@@ -111,6 +111,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
         slot: None,
         refused: None,
         key: None,
+        cert: None,
     };
     // The watch receivers are wrapped in streams that keep their `changed()`
     // future alive across loop iterations: re-creating it on every `select!`
@@ -183,6 +184,18 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                 continue;
             }
             _ = tick.tick() => HubEvent::Tick,
+            Some(()) = until(s.identity.as_ref().and(s.cert).map(|c| cert_deadline(c.not_after))) => {
+                // The certificate expired during the session.
+                let c = s.cert.unwrap_or(crate::cert_session::CertSession { key: [0; 32], not_after: 0 });
+                let id = s.identity.clone().unwrap_or_default();
+                let why = crate::certs::Refusal::Expired(c.not_after);
+                tracing::warn!(peer = %s.peer, identity = %id, "the session's certificate expired: ending the session");
+                let mut e = crate::cert_session::Event { event: "expired", key: c.key, not_after: c.not_after, ..Default::default() };
+                e.message = "a session ended at its certificate's expiry".into();
+                crate::cert_session::record(&s.hub, &s.database, &id, &[e]).await;
+                s.bye(outpost::sync::Frame::Error { code: why.code().into(), message: why.to_string() }).await;
+                break;
+            }
             changed = next_commit(&mut s.commits) => match changed {
                 Some(last_etag) => HubEvent::Committed { last_etag },
                 // Closed or failed: the failure (or shutdown) ends the session.
@@ -308,6 +321,15 @@ async fn next_failure(rx: &mut Option<BoxStream<'static, Option<String>>>) -> St
     }
 }
 
+/// The instant just after unix second `not_after` (a certificate is valid
+/// through its `notAfter` second).
+fn cert_deadline(not_after: i64) -> tokio::time::Instant {
+    let left = not_after
+        .saturating_add(1)
+        .saturating_sub(identity::now_s());
+    tokio::time::Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+}
+
 /// Resolves (with `Some`) at `at`; never when `at` is `None`.
 async fn until(at: Option<tokio::time::Instant>) -> Option<()> {
     match at {
@@ -361,6 +383,8 @@ struct Shell {
     refused: Option<outpost::sync::Frame>,
     /// The key the session proved (`None`: a token session).
     key: Option<PublicKey>,
+    /// A certificate session: its pin and expiry (the session ends then).
+    cert: Option<crate::cert_session::CertSession>,
 }
 
 impl Shell {
@@ -465,7 +489,19 @@ impl Shell {
     /// unavailable (failed).
     async fn check(&mut self, r: &AuthRequest) -> Result<HubEvent<'static>, String> {
         let (database, identity) = (r.database.as_str(), r.identity.as_str());
-        let verdict = identity::verify(&self.hub, r).await;
+        let verdict = identity::verify(&self.hub, r, self.conn.client_chain()).await;
+        if let Verdict::CertRefused(why) = &verdict {
+            self.hub.metrics().rejection(why.code());
+            tracing::warn!(peer = %self.peer, %identity, %database, code = why.code(), reason = %why, "refused: the certificate");
+            self.refused = Some(outpost::sync::Frame::Error {
+                code: why.code().into(),
+                message: why.to_string(),
+            });
+            return Err(why.code().into());
+        }
+        if let Verdict::Cert(c) = &verdict {
+            self.cert = Some(*c);
+        }
         if verdict == Verdict::Revoked {
             self.hub.metrics().rejection(identity::REVOKED);
             tracing::warn!(peer = %self.peer, %identity, %database, "refused: the identity is revoked");
@@ -501,7 +537,7 @@ impl Shell {
             tracing::warn!(peer = %self.peer, %identity, %database, auth = ?r.auth, reason = %why, "authentication refused");
         }
         let config = self.hub.config();
-        let ok = verdict == Verdict::Accepted;
+        let ok = verdict.accepted();
         let grant = if ok {
             grant_for(&config, identity, database)
         } else {
@@ -708,6 +744,34 @@ impl HubShell for Shell {
             _ => {}
         }
         ev.into()
+    }
+
+    async fn register_replacement(
+        &mut self,
+        request: u64,
+        chain: Vec<Vec<u8>>,
+    ) -> Step<HubEvent<'static>> {
+        let (Some(id), Some(c)) = (self.identity.clone(), self.cert) else {
+            let _ = request;
+            return Step::Feed(HubEvent::ReplacementJudged {
+                code: "replace_not_certificate".into(),
+                message:
+                    "only a session authenticated with a client certificate registers a replacement"
+                        .into(),
+            });
+        };
+        let judged =
+            crate::cert_session::register(&self.hub, &id, &self.database, &c.key, &chain).await;
+        Step::Feed(match judged {
+            Ok(()) => HubEvent::ReplacementJudged {
+                code: String::new(),
+                message: String::new(),
+            },
+            Err(r) => HubEvent::ReplacementJudged {
+                code: r.code().into(),
+                message: r.to_string(),
+            },
+        })
     }
 
     fn metric(&mut self, m: HubMetric) {

@@ -40,7 +40,7 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| HubError::Tls(e.to_string()))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(ClientCerts::new()))
         .with_single_cert(certs, key)
         .map_err(|e| {
             HubError::Tls(format!(
@@ -51,6 +51,85 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>> {
         })?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// Client certificates over mutual TLS (certificate identities,
+/// `crate::certs`): asked for, never required (browsers and key
+/// identities present none). The handshake checks only that the client
+/// holds the leaf's key (its `CertificateVerify` signature); the chain is
+/// judged when the session's `Hello` names an identity, against that
+/// identity's pins, so that a refusal can say why (`Error(cert_…)`) instead
+/// of ending in a TLS alert. The hub trusts no CA: trust comes from the
+/// pinned key hashes.
+#[derive(Debug)]
+pub struct ClientCerts {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ClientCerts {
+    /// The verifier, with the ring provider's signature algorithms.
+    pub fn new() -> ClientCerts {
+        ClientCerts {
+            algorithms: provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl Default for ClientCerts {
+    fn default() -> Self {
+        ClientCerts::new()
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientCerts {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _now: rustls_pki_types::UnixTime,
+    ) -> std::result::Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        // Judged later, at the `Hello` (see above); only the shape here.
+        if intermediates.len() + 1 > crate::certs::MAX_CHAIN || end_entity.as_ref().is_empty() {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadEncoding,
+            ));
+        }
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 /// A client configuration trusting only the certificate(s) in `ca_cert`

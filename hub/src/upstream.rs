@@ -2,18 +2,48 @@
 //! the native edge client ([`outpost_client`]) over one of the hub's open
 //! databases, following the database through failures and reopenings.
 //! With `key_file` the hub proves its identity with that key and signs its
-//! batches ([`KeyPair`]); a `token` is development mode.
+//! batches ([`KeyPair`]); with `cert` it is a certificate identity (mutual
+//! TLS, the certificate's key signs); a `token` is development mode.
+//!
+//! **Certificate renewal.** The operator's renewal job writes the next
+//! certificate (chain and key, one PEM file) beside the current one, as
+//! `<cert>.next`. Every link using that file notices it within
+//! [`RENEWAL_POLL`]:
+//! - the same key (a renewal): the file is moved over the current one at
+//!   once (the upstream accepts a renewed certificate by itself);
+//! - another key (a replacement): each link registers it with its upstream
+//!   over its open session (`Replace`, protocol version 8); once every
+//!   upstream using the file has registered it, the file is moved over the
+//!   current one and every link reconnects with it. An upstream that is
+//!   unreachable is retried at every poll, until the current certificate
+//!   is within [`SWITCH_BEFORE_EXPIRY`] of its expiry: then the hub switches
+//!   anyway (the old certificate would stop working there too), and logs
+//!   which upstreams did not register it.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use outpost::keys::{KeyPair, Signer};
-use outpost::sync::{EdgeConfig, SyncStatus};
+use outpost::sync::{EdgeConfig, ReplaceOutcome, SyncStatus};
+use outpost_client::tls::ClientCert;
 use outpost_client::{ClientOptions, spawn_edge};
 use tokio::sync::watch;
 
+use crate::certs::KeyHash;
 use crate::config::UpstreamConfig;
 use crate::state::{DbHandle, Hub};
+
+/// How often a link with a certificate looks for `<cert>.next` and for a
+/// changed certificate file.
+pub const RENEWAL_POLL: Duration = Duration::from_secs(2);
+
+/// How long before the current certificate expires the hub switches to
+/// the next one even if an upstream has not registered it: a tenth of the
+/// certificate's lifetime, at most this.
+pub const SWITCH_BEFORE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 /// Replicates `up.database` with the hub at `up.url` until the hub shuts
 /// down, reconnecting as needed. Versions received from upstream are tagged
@@ -45,17 +75,66 @@ pub async fn run_upstream(hub: Arc<Hub>, up: UpstreamConfig) {
     }
 }
 
+/// The `<cert>.next` file of a certificate file.
+pub fn next_path(cert: &Path) -> PathBuf {
+    let mut s = cert.as_os_str().to_owned();
+    s.push(".next");
+    PathBuf::from(s)
+}
+
+/// Modification time and size of a file (`None`: absent).
+fn fingerprint(path: &Path) -> Option<(Option<std::time::SystemTime>, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.modified().ok(), m.len()))
+}
+
+/// Links that registered the next certificate of a file: by file, the next
+/// certificate's key hash and the links (url, identity) that registered it.
+type Registered = BTreeMap<PathBuf, (KeyHash, BTreeSet<(String, String)>)>;
+
+fn registered() -> &'static Mutex<Registered> {
+    static R: std::sync::OnceLock<Mutex<Registered>> = std::sync::OnceLock::new();
+    R.get_or_init(|| Mutex::new(BTreeMap::new()))
+}
+
+/// Moves `<cert>.next` over `cert` (one rename: chain and key together).
+fn promote(cert: &Path) -> std::io::Result<()> {
+    std::fs::rename(next_path(cert), cert)?;
+    if let Some(dir) = cert.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// Runs the upstream link over one handle of its database. Returns `false`
-/// when the hub shuts down, `true` when the database failed (the caller
-/// starts over once it is reopened; the old handle is dropped by then).
+/// when the hub shuts down, `true` when the link is to start over (the
+/// database failed and was reopened, or the certificate file changed).
 async fn link_upstream(
     hub: &Arc<Hub>,
     handle: Arc<DbHandle>,
     up: &UpstreamConfig,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
-    let (mut edge, signer) = match &up.key_file {
-        Some(path) => match KeyPair::load(path) {
+    let mut cert: Option<Arc<ClientCert>> = None;
+    let (mut edge, signer) = match (&up.cert, &up.key_file) {
+        (Some(path), _) => match ClientCert::load(path) {
+            Ok(c) => {
+                let c = Arc::new(c);
+                cert = Some(c.clone());
+                (
+                    EdgeConfig::with_key(&up.database, &up.identity, c.public_key().clone()),
+                    Some(c.signer()),
+                )
+            }
+            Err(e) => {
+                tracing::error!(url = %up.url, database = %up.database, error = %e, "upstream link not started: its certificate file cannot be used (restart the hub after fixing it)");
+                return false;
+            }
+        },
+        (None, Some(path)) => match KeyPair::load(path) {
             Ok(k) => {
                 let key = k.public_key().clone();
                 let signer: Arc<dyn Signer> = Arc::new(k);
@@ -72,7 +151,7 @@ async fn link_upstream(
                 return false;
             }
         },
-        None => (EdgeConfig::new(&up.database, &up.identity, &up.token), None),
+        (None, None) => (EdgeConfig::new(&up.database, &up.identity, &up.token), None),
     };
     edge.source = format!("upstream:{}", up.identity);
     let opts = ClientOptions {
@@ -80,7 +159,13 @@ async fn link_upstream(
         edge,
         ca_cert: up.ca_cert.clone(),
         signer,
+        client_cert: cert.clone(),
     };
+    let mut renewal = up.cert.as_ref().map(|p| Renewal {
+        path: p.clone(),
+        loaded: fingerprint(p),
+        tried: None,
+    });
     // The client and the hub's edge sessions all watch the database's
     // commits: local writes are pushed upstream, upstream changes reach the
     // edges.
@@ -88,7 +173,9 @@ async fn link_upstream(
     let mut status = client.watch_status();
     let mut failed = handle.failed_watch();
     let mut storage_failures = 0;
-    let failed_db = loop {
+    let mut poll = tokio::time::interval(RENEWAL_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let restart = loop {
         if failed.borrow_and_update().is_some() {
             break true;
         }
@@ -109,13 +196,150 @@ async fn link_upstream(
                     }
                 }
             }
+            _ = poll.tick(), if renewal.is_some() => {
+                if let (Some(r), Some(c)) = (renewal.as_mut(), cert.as_ref())
+                    && r.step(hub, up, c, &client).await
+                {
+                    tracing::info!(url = %up.url, database = %up.database, "upstream: the certificate file changed; reconnecting with it");
+                    break true;
+                }
+            }
             _ = failed.changed() => {}
             _ = shutdown.changed() => break false,
         }
     };
     client.stop().await;
-    if failed_db {
+    if restart && handle.failure().is_some() {
         tracing::warn!(database = %up.database, url = %up.url, "upstream link paused: the database failed; it resumes once the database is reopened");
     }
-    failed_db
+    restart
+}
+
+/// A link's view of its certificate files.
+struct Renewal {
+    path: PathBuf,
+    /// The current file as loaded.
+    loaded: Option<(Option<std::time::SystemTime>, u64)>,
+    /// The next file last tried and refused (not tried again until it
+    /// changes).
+    tried: Option<(Option<std::time::SystemTime>, u64)>,
+}
+
+impl Renewal {
+    /// One poll: `true` when the link is to reconnect (the current file
+    /// changed).
+    async fn step(
+        &mut self,
+        hub: &Hub,
+        up: &UpstreamConfig,
+        current: &ClientCert,
+        client: &outpost_client::SyncHandle,
+    ) -> bool {
+        if fingerprint(&self.path) != self.loaded {
+            return true;
+        }
+        let next_file = next_path(&self.path);
+        let seen = fingerprint(&next_file);
+        if seen.is_none() || seen == self.tried {
+            return false;
+        }
+        let next = match ClientCert::load(&next_file) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(file = %next_file.display(), error = %e, "the next certificate cannot be used; waiting for the file to change");
+                self.tried = seen;
+                return false;
+            }
+        };
+        let (Some((cur_key, nb, na)), Some((next_key, ..))) = (
+            crate::certs::leaf_dates(&current.chain),
+            crate::certs::leaf_dates(&next.chain),
+        ) else {
+            self.tried = seen;
+            return false;
+        };
+        if next_key == cur_key {
+            // A renewal: same key, the upstream accepts it by itself.
+            match promote(&self.path) {
+                Ok(()) => {
+                    tracing::info!(file = %self.path.display(), "renewed certificate (same key) put in place")
+                }
+                Err(e) => {
+                    tracing::error!(file = %self.path.display(), error = %e, "cannot put the renewed certificate in place")
+                }
+            }
+            return fingerprint(&self.path) != self.loaded;
+        }
+        let me = (up.url.clone(), up.identity.clone());
+        let done = {
+            let r = registered().lock().unwrap_or_else(|p| p.into_inner());
+            r.get(&self.path)
+                .is_some_and(|(k, links)| *k == next_key && links.contains(&me))
+        };
+        if !done {
+            match client
+                .register_replacement(next.chain_der(), Duration::from_secs(10))
+                .await
+            {
+                ReplaceOutcome::Registered => {
+                    tracing::info!(url = %up.url, identity = %up.identity, "the next certificate is registered upstream");
+                    let mut r = registered().lock().unwrap_or_else(|p| p.into_inner());
+                    let entry = r
+                        .entry(self.path.clone())
+                        .or_insert_with(|| (next_key, BTreeSet::new()));
+                    if entry.0 != next_key {
+                        *entry = (next_key, BTreeSet::new());
+                    }
+                    entry.1.insert(me.clone());
+                }
+                ReplaceOutcome::Refused { code, message } => {
+                    tracing::error!(url = %up.url, identity = %up.identity, %code, %message, "the upstream refused the next certificate; fix it and write it again");
+                    self.tried = seen;
+                    return false;
+                }
+                other => {
+                    tracing::warn!(url = %up.url, identity = %up.identity, outcome = ?other, "the next certificate could not be registered upstream yet; retrying");
+                }
+            }
+        }
+        // Every upstream using this file registered it, or the current
+        // certificate nears its expiry: switch.
+        let users: BTreeSet<(String, String)> = hub
+            .config()
+            .upstreams
+            .iter()
+            .filter(|u| u.cert.as_deref() == Some(self.path.as_path()))
+            .map(|u| (u.url.clone(), u.identity.clone()))
+            .collect();
+        let missing: Vec<(String, String)> = {
+            let r = registered().lock().unwrap_or_else(|p| p.into_inner());
+            let have = r
+                .get(&self.path)
+                .filter(|(k, _)| *k == next_key)
+                .map(|(_, l)| l.clone())
+                .unwrap_or_default();
+            users.difference(&have).cloned().collect()
+        };
+        let now = crate::identity::now_s();
+        let margin = ((na - nb) / 10).clamp(0, SWITCH_BEFORE_EXPIRY.as_secs() as i64);
+        let near_expiry = now >= na - margin;
+        if missing.is_empty() || near_expiry {
+            if !missing.is_empty() {
+                tracing::error!(file = %self.path.display(), missing = ?missing, "the current certificate nears its expiry: switching to the next one although these upstreams did not register it (register it there by hand: `outpost-hub edge cert-add`)");
+            }
+            match promote(&self.path) {
+                Ok(()) => {
+                    tracing::info!(file = %self.path.display(), "switched to the next certificate");
+                    registered()
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&self.path);
+                }
+                Err(e) => {
+                    tracing::error!(file = %self.path.display(), error = %e, "cannot put the next certificate in place")
+                }
+            }
+        }
+        fingerprint(&self.path) != self.loaded
+    }
 }

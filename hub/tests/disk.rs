@@ -219,6 +219,7 @@ async fn a_full_disk_is_reported_and_the_hub_recovers_once_space_is_freed() {
         edge: cfg,
         ca_cert: None,
         signer: Some(keys::signer("laptop")),
+        client_cert: None,
     };
     let edge = spawn_edge(edge_db.clone(), opts, None);
     for i in 0..3 {

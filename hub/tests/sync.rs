@@ -904,6 +904,7 @@ async fn an_edge_enrolls_with_a_code_then_uses_its_key_alone() {
         edge,
         ca_cert: None,
         signer: Some(key.clone()),
+        client_cert: None,
     };
     let c = spawn_edge(db.clone(), opts, None);
     wait_live(&c).await;

@@ -73,6 +73,9 @@ pub enum AuditKind {
     SubjectPurge,
     /// A write applied with safety `hub` (`crate::sync::hub_write::AuditHubWrite`).
     HubWrite,
+    /// A certificate identity's certificate registered, renewed, replaced,
+    /// dropped, retired, refused, expired or purged ([`AuditCertificate`]).
+    Certificate,
     /// A kind this engine does not know (written by a newer one).
     Other(u16),
 }
@@ -87,6 +90,7 @@ impl AuditKind {
             AuditKind::PurgeReceipt => 4,
             AuditKind::SubjectPurge => 5,
             AuditKind::HubWrite => 6,
+            AuditKind::Certificate => 7,
             AuditKind::Other(c) => c,
         }
     }
@@ -100,6 +104,7 @@ impl AuditKind {
             4 => AuditKind::PurgeReceipt,
             5 => AuditKind::SubjectPurge,
             6 => AuditKind::HubWrite,
+            7 => AuditKind::Certificate,
             c => AuditKind::Other(c),
         }
     }
@@ -113,6 +118,7 @@ impl AuditKind {
             AuditKind::PurgeReceipt => "purge_receipt".into(),
             AuditKind::SubjectPurge => "subject_purge".into(),
             AuditKind::HubWrite => "hub_write".into(),
+            AuditKind::Certificate => "certificate".into(),
             AuditKind::Other(c) => format!("kind_{c}"),
         }
     }
@@ -637,6 +643,41 @@ pub struct AuditScope {
     /// The enrolled key (`p256:` + hex), with `key_id`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub public_key: String,
+}
+
+/// What happened to a certificate of a certificate identity
+/// ([`AuditKind::Certificate`]; `docs/security.md`, "Trust in keys, not
+/// certificates").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCertificate {
+    /// [`AUDIT_RECORD_VERSION`].
+    pub v: u32,
+    /// The identity.
+    pub identity: String,
+    /// `registered` (by an operator), `renewed` (same key, same issuers,
+    /// new dates), `replaced` (a replacement registered by `by`),
+    /// `dropped` (an earlier replacement of `by`, superseded), `retired`
+    /// (its replacement registered its own), `refused` (a session or a
+    /// replacement refused: `code`), `expired` (a session ended at its
+    /// expiry) or `purged` (`outpost-hub certs purge-expired`).
+    pub event: String,
+    /// The certificate's key hash (`sha256:` + hex of its SubjectPublicKeyInfo).
+    pub key: String,
+    /// The certificate acting (the registering one of a replacement).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub by: String,
+    /// Its issuers' key hashes, the leaf's issuer first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<String>,
+    /// Unix seconds: its `notAfter` (0: not known).
+    #[serde(default)]
+    pub not_after: i64,
+    /// A refusal's stable code.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
+    /// A refusal's explanation, or a note.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// An edge's answer to a purge order ([`AuditKind::PurgeReceipt`]): what

@@ -67,8 +67,8 @@ use alloc::{Working, load_free_list};
 use meta::{META_VERSION, Meta};
 
 pub use audit::{
-    AUDIT_FORMAT, AUDIT_RECORD_VERSION, AuditBad, AuditDoc, AuditEntry, AuditKind,
-    AuditPurgeReceipt, AuditPush, AuditRefusal, AuditReport, AuditScope, AuditVersion,
+    AUDIT_FORMAT, AUDIT_RECORD_VERSION, AuditBad, AuditCertificate, AuditDoc, AuditEntry,
+    AuditKind, AuditPurgeReceipt, AuditPush, AuditRefusal, AuditReport, AuditScope, AuditVersion,
     GENESIS_HASH, MAX_AUDIT_PAYLOAD, chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
 };
 pub use compact::CompactStep;

@@ -22,8 +22,11 @@ use crate::sync::purge::PurgeOrder;
 use crate::sync::signed::{AuthContext, BatchManifest, GENESIS, auth_message};
 
 mod erase;
+mod replace;
 mod writes;
+
 use crate::sync::{BATCH_DOCS, take_batch};
+pub use replace::ReplaceOutcome;
 
 /// Settings of an edge's sessions.
 #[derive(Clone, Debug)]
@@ -195,6 +198,15 @@ pub enum EdgeEvent<'a> {
         /// The documents (1 to [`crate::sync::frame::MAX_WRITE_OPS`]).
         ops: Vec<WireWrite>,
     },
+    /// The application asks to register a replacement certificate for
+    /// this identity (version 8): answered by [`EdgeAction::ReplaceDone`]
+    /// with the same `token`, whatever happens.
+    Replace {
+        /// The caller's name for it.
+        token: u64,
+        /// The new certificate's chain, DER, leaf first.
+        chain: Vec<Vec<u8>>,
+    },
     /// The transport closed.
     Closed,
 }
@@ -297,6 +309,13 @@ pub enum EdgeAction {
         token: u64,
         /// What became of it.
         outcome: HubWriteOutcome,
+    },
+    /// The answer to [`EdgeEvent::Replace`] `token`.
+    ReplaceDone {
+        /// The caller's name for the request.
+        token: u64,
+        /// What became of it.
+        outcome: ReplaceOutcome,
     },
     /// Sign these bytes with the edge's key; feed back
     /// [`EdgeEvent::Signed`] (the handshake proof, or a batch).
@@ -407,6 +426,8 @@ pub struct EdgeSession {
     signing: bool,
     /// Writes with safety `hub`.
     writes: writes::Writes,
+    /// The certificate replacement in flight.
+    replacing: replace::Replacing,
     /// The ids the hub sent during a resync (`None`: no resync).
     resync: Option<HashSet<Vec<u8>>>,
     /// The read prefixes of the grant.
@@ -448,6 +469,7 @@ impl EdgeSession {
             to_sign: VecDeque::new(),
             signing: false,
             writes: writes::Writes::default(),
+            replacing: replace::Replacing::default(),
             resync: None,
             read_scope: Vec::new(),
             last_recv: now,
@@ -485,13 +507,20 @@ impl EdgeSession {
     pub fn handle(&mut self, ev: EdgeEvent<'_>, now: i64) -> Vec<EdgeAction> {
         let mut out = Vec::new();
         if self.phase == Phase::Closed {
-            if let EdgeEvent::HubWrite { token, .. } = ev {
-                out.push(EdgeAction::HubWriteDone {
+            match ev {
+                EdgeEvent::HubWrite { token, .. } => out.push(EdgeAction::HubWriteDone {
                     token,
                     outcome: HubWriteOutcome::Offline {
                         reason: "no session with the hub".into(),
                     },
-                });
+                }),
+                EdgeEvent::Replace { token, .. } => out.push(EdgeAction::ReplaceDone {
+                    token,
+                    outcome: ReplaceOutcome::Offline {
+                        reason: "no session with the hub".into(),
+                    },
+                }),
+                _ => {}
             }
             return out;
         }
@@ -597,9 +626,11 @@ impl EdgeSession {
             EdgeEvent::Signed(signature) => self.on_signed(signature, now, &mut out),
             EdgeEvent::PurgeDone(report) => self.on_purge_done(report, now, &mut out),
             EdgeEvent::HubWrite { token, ops } => self.on_hub_write(token, ops, now, &mut out),
+            EdgeEvent::Replace { token, chain } => self.on_replace(token, chain, now, &mut out),
             EdgeEvent::Closed => {
                 self.phase = Phase::Closed;
                 self.end_writes(&mut out);
+                self.end_replacing(&mut out);
                 out.push(EdgeAction::Status(SyncStatus::Offline));
             }
         }
@@ -615,6 +646,7 @@ impl EdgeSession {
     fn close(&mut self, out: &mut Vec<EdgeAction>, code: &str, message: &str, fatal: bool) {
         self.phase = Phase::Closed;
         self.end_writes(out);
+        self.end_replacing(out);
         if fatal {
             out.push(EdgeAction::Status(SyncStatus::Error {
                 code: code.into(),
@@ -662,6 +694,9 @@ impl EdgeSession {
                 // new device database is the way out, not a retry.
                 // `bad_signature`: this edge's signatures do not verify
                 // (its key is not the one enrolled): retrying cannot help.
+                // `cert_…`: the hub refuses this client certificate (another
+                // issuer, expired, replaced…); the same certificate would be
+                // refused again. A certificate not valid yet may become so.
                 let fatal = matches!(
                     code.as_str(),
                     "unauthorized"
@@ -670,7 +705,7 @@ impl EdgeSession {
                         | "db_id_taken"
                         | "bad_signature"
                         | "revoked"
-                );
+                ) || (code.starts_with("cert_") && code != "cert_not_yet_valid");
                 self.close(out, &code, &message, fatal);
             }
             (
@@ -902,6 +937,14 @@ impl EdgeSession {
             (Phase::Open, Frame::WriteResult { request, answer }) => {
                 self.on_write_result(request, answer, now, out)
             }
+            (
+                Phase::Open,
+                Frame::ReplaceResult {
+                    request,
+                    code,
+                    message,
+                },
+            ) => self.on_replace_result(request, code, message, now, out),
             (_, f) => {
                 let msg = format!("unexpected {} frame", f.name());
                 self.fail(out, now, "protocol", &msg, false);

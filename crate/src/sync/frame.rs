@@ -14,7 +14,7 @@ mod write;
 pub use write::{MAX_WRITE_OPS, WireExpect, WireWrite, WriteAnswer};
 
 /// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 /// Oldest protocol version this build speaks. Version 5 (version 4's key
 /// identities, signed batches, purge orders and signed purge receipts, plus
 /// subject purges: a `Purge` names ids by their hashes) is the first this
@@ -27,8 +27,17 @@ pub const PROTOCOL_VERSION: u16 = 7;
 /// and nothing else: a version 5 edge is served as before, and a `Write` in
 /// its session is `Error(protocol)`. Version 7 adds the `Resync` frame
 /// (tombstone compaction): an edge of an older version that would need one
-/// is refused with `Error(unsupported_version)`.
+/// is refused with `Error(unsupported_version)`. Version 8 adds the
+/// `Replace` and `ReplaceResult` frames (a certificate identity registers
+/// its replacement) and nothing else: older edges are served as before, and
+/// a `Replace` in a version 7 session is `Error(protocol)`.
 pub const MIN_PROTOCOL_VERSION: u16 = 5;
+
+/// First protocol version with the `Replace` and `ReplaceResult` frames.
+pub const REPLACE_VERSION: u16 = 8;
+
+/// Most certificates in a `Replace` chain (leaf, intermediates, root).
+pub const MAX_REPLACE_CERTS: usize = 8;
 
 /// First protocol version with the `Resync` frame.
 pub const RESYNC_VERSION: u16 = 7;
@@ -346,6 +355,27 @@ pub enum Frame {
         /// The hub's compaction horizon.
         horizon: u64,
     },
+    /// Edge → hub (version 8): a certificate identity registers a
+    /// replacement certificate for itself (`docs/protocol.md` §2,
+    /// "Certificate identities"): `chain` is the new certificate and its
+    /// issuers up to the root, DER, leaf first (1 to
+    /// [`MAX_REPLACE_CERTS`], each under 64 KiB).
+    Replace {
+        /// The request's number in this session (1, 2, …).
+        request: u64,
+        /// DER certificates, leaf first.
+        chain: Vec<Vec<u8>>,
+    },
+    /// Hub → edge (version 8): the answer to a `Replace`: an empty `code`
+    /// when the replacement is registered, else the stable reason.
+    ReplaceResult {
+        /// The `Replace`'s request number.
+        request: u64,
+        /// Empty: registered; else why not (`replace_admin`, …).
+        code: String,
+        /// Explanation.
+        message: String,
+    },
     /// A fatal error; the sender closes the connection.
     Error {
         /// Stable code.
@@ -398,6 +428,8 @@ impl Frame {
             Frame::WriteResult { .. } => "WriteResult",
             Frame::Resync { .. } => "Resync",
             Frame::Compacted { .. } => "Compacted",
+            Frame::Replace { .. } => "Replace",
+            Frame::ReplaceResult { .. } => "ReplaceResult",
         }
     }
 
@@ -423,6 +455,8 @@ impl Frame {
             Frame::WriteResult { .. } => 17,
             Frame::Resync { .. } => 18,
             Frame::Compacted { .. } => 19,
+            Frame::Replace { .. } => 20,
+            Frame::ReplaceResult { .. } => 21,
         }
     }
 
@@ -599,6 +633,24 @@ impl Frame {
             } => write::put_write(&mut w, *request, signature, ops),
             Frame::WriteResult { request, answer } => write::put_result(&mut w, *request, answer),
             Frame::Resync { horizon } | Frame::Compacted { horizon } => w.put_u64(*horizon),
+            Frame::Replace { request, chain } => {
+                w.put_u64(*request);
+                let n = chain.len().min(MAX_REPLACE_CERTS);
+                w.put_u8(n as u8);
+                for c in &chain[..n] {
+                    let end = c.len().min(usize::from(u16::MAX));
+                    w.put_bytes16(&c[..end]);
+                }
+            }
+            Frame::ReplaceResult {
+                request,
+                code,
+                message,
+            } => {
+                w.put_u64(*request);
+                put_str(&mut w, code);
+                put_str(&mut w, message);
+            }
         }
         w
     }
@@ -808,6 +860,25 @@ impl Frame {
             },
             19 => Frame::Compacted {
                 horizon: r.u64("horizon")?,
+            },
+            20 => {
+                let request = r.u64("request")?;
+                let n = usize::from(r.u8("certificate count")?);
+                if n == 0 || n > MAX_REPLACE_CERTS {
+                    return Err(FrameError::Malformed(format!(
+                        "a Replace of {n} certificates (1 to {MAX_REPLACE_CERTS})"
+                    )));
+                }
+                let mut chain = Vec::with_capacity(n);
+                for _ in 0..n {
+                    chain.push(r.bytes16("certificate")?.to_vec());
+                }
+                Frame::Replace { request, chain }
+            }
+            21 => Frame::ReplaceResult {
+                request: r.u64("request")?,
+                code: read_str(&mut r, "code")?,
+                message: read_str(&mut r, "message")?,
             },
             other => return Err(FrameError::UnknownType(other)),
         };

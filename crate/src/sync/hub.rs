@@ -13,6 +13,7 @@ mod auth;
 mod checks;
 mod feed;
 mod receipts;
+mod replace;
 mod writes;
 
 use crate::cv::DbId;
@@ -162,6 +163,14 @@ pub enum HubEvent<'a> {
     },
     /// Result of [`HubAction::Authenticate`]: refused.
     Unauthorized,
+    /// Result of [`HubAction::RegisterReplacement`]: an empty `code` when
+    /// the replacement is registered, else the stable reason.
+    ReplacementJudged {
+        /// Empty, or why not.
+        code: String,
+        /// Explanation.
+        message: String,
+    },
     /// Result of [`HubAction::ReadChanges`].
     ChangesRead {
         /// Documents of the hub's changes feed in etag order.
@@ -349,6 +358,14 @@ pub enum HubAction {
         /// The key and signature (`None` in a token session).
         signed: Option<(PublicKey, Vec<u8>)>,
     },
+    /// Judge a certificate identity's replacement (version 8, the shell's
+    /// certificate rules); feed back `ReplacementJudged`.
+    RegisterReplacement {
+        /// The `Replace`'s request number.
+        request: u64,
+        /// The new certificate's chain, DER, leaf first.
+        chain: Vec<Vec<u8>>,
+    },
     /// Record a refused push in the audit trail (its own commit; nothing
     /// to feed back). Emitted with every `Metric(Rejected(Violation))`.
     RecordRefusal {
@@ -472,6 +489,8 @@ pub struct HubSession {
     purge_deadline: i64,
     /// Writes with safety `hub`.
     writes: writes::Writes,
+    /// The `Replace` handed to the shell, awaiting its judgement.
+    replacing: Option<u64>,
 }
 
 impl HubSession {
@@ -513,6 +532,7 @@ impl HubSession {
             purge: None,
             purge_deadline: 0,
             writes: writes::Writes::default(),
+            replacing: None,
         }
     }
 
@@ -766,6 +786,9 @@ impl HubSession {
                 );
             }
             HubEvent::WriteDone(answer) => self.on_write_done(answer, now, &mut out),
+            HubEvent::ReplacementJudged { code, message } => {
+                self.on_replace_judged(code, message, now, &mut out);
+            }
             HubEvent::PushFailed(msg) => {
                 self.applying = None;
                 self.write_failed();
@@ -1037,6 +1060,9 @@ impl HubSession {
                     ops,
                 },
             ) => self.on_write(request, signature, ops, now, out),
+            (Phase::Open, Frame::Replace { request, chain }) => {
+                self.on_replace(request, chain, now, out);
+            }
             (_, f) => {
                 let msg = format!("unexpected {} frame", f.name());
                 self.fail(out, now, "protocol", &msg);

@@ -29,7 +29,8 @@ mod violation;
 
 pub use crate::policy::ConflictPolicy;
 pub use edge::{
-    EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Rejection, SyncStatus,
+    EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Rejection, ReplaceOutcome,
+    SyncStatus,
 };
 pub use frame::{Frame, FrameError, WireDoc, WireGrant};
 pub use hub::{Grant, HubAction, HubEvent, HubMetric, HubSession, RejectReason};

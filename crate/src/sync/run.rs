@@ -88,6 +88,9 @@ pub trait EdgeShell {
     /// passes this on to their callers; the default drops it.
     fn hub_write_done(&mut self, _token: u64, _outcome: crate::sync::hub_write::HubWriteOutcome) {}
 
+    /// The answer to a certificate replacement ([`EdgeAction::ReplaceDone`]).
+    fn replace_done(&mut self, _token: u64, _outcome: crate::sync::ReplaceOutcome) {}
+
     /// The enrollment code was redeemed: later sessions use the key alone
     /// (the shell switches its settings to [`EdgeConfig::enrolled`](crate::sync::EdgeConfig::enrolled)).
     fn enrolled(&mut self) {}
@@ -151,6 +154,24 @@ pub trait HubShell {
     /// `RecordRefusal`, `RecordPurgeReceipt`), usually
     /// through [`hub_storage`](crate::sync::driver::hub_storage).
     fn storage(&mut self, action: HubAction) -> impl Future<Output = Step<HubEvent<'static>>>;
+
+    /// Judges a certificate identity's replacement
+    /// ([`HubAction::RegisterReplacement`]): feed back `ReplacementJudged`.
+    /// By default nothing is registered (`replace_unsupported`): a hub
+    /// shell without certificate identities.
+    fn register_replacement(
+        &mut self,
+        request: u64,
+        chain: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Step<HubEvent<'static>>> {
+        let _ = (request, chain);
+        async {
+            Step::Feed(HubEvent::ReplacementJudged {
+                code: "replace_unsupported".into(),
+                message: "this hub has no certificate identities".into(),
+            })
+        }
+    }
 
     /// Counts a metric.
     fn metric(&mut self, metric: HubMetric);
@@ -224,6 +245,10 @@ impl<S: EdgeShell> Actions for Edge<'_, S> {
             }
             EdgeAction::HubWriteDone { token, outcome } => {
                 shell.hub_write_done(token, outcome);
+                Step::Done
+            }
+            EdgeAction::ReplaceDone { token, outcome } => {
+                shell.replace_done(token, outcome);
                 Step::Done
             }
             EdgeAction::Purged {
@@ -301,6 +326,9 @@ impl<S: HubShell> Actions for Hub<'_, S> {
                     checkpoint_hub,
                 };
                 shell.authenticate(request).await
+            }
+            HubAction::RegisterReplacement { request, chain } => {
+                shell.register_replacement(request, chain).await
             }
             storage @ (HubAction::ReadChanges { .. }
             | HubAction::ApplyPush { .. }

@@ -368,6 +368,7 @@ impl Hub {
                 edge: e,
                 ca_cert: None,
                 signer: Some(keys::signer(who)),
+                client_cert: None,
             }
         };
         let ca = spawn_edge(adb.clone(), cfg("alice"), None);

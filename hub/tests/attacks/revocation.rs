@@ -347,6 +347,7 @@ async fn revoked_key_is_refused_at_the_handshake() {
         ),
         ca_cert: None,
         signer: Some(outpost_testkit::keys::signer("mallory")),
+        client_cert: None,
     };
     let client = outpost_client::spawn_edge(db, opts, None);
     assert!(

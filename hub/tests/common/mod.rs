@@ -133,6 +133,7 @@ pub fn client(db: &Db, url: &str, identity: &str, token: &str) -> SyncHandle {
         edge: edge_cfg(identity, token),
         ca_cert: None,
         signer: Some(keys::signer(identity)),
+        client_cert: None,
     };
     spawn_edge(db.clone(), opts, None)
 }

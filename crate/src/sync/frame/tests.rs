@@ -209,6 +209,15 @@ fn samples() -> Vec<Frame> {
                 current: ChangeVector::new().with(DbId([2; 16]), 40),
             },
         },
+        Frame::Replace {
+            request: 1,
+            chain: vec![vec![0x30, 1, 2], vec![0x30; 300]],
+        },
+        Frame::ReplaceResult {
+            request: 1,
+            code: "replace_admin".into(),
+            message: "no".into(),
+        },
         Frame::WriteResult {
             request: 5,
             answer: WriteAnswer::Refused {
@@ -314,12 +323,18 @@ fn a_version_1_welcome_keeps_the_version_1_layout() {
     let b7 = f(7).encode();
     assert_eq!((b7.len(), &b7[3..]), (b4.len(), &b4[3..]));
     assert_eq!(negotiate(6, 6), Some(6), "a version 6 edge is served");
-    assert_eq!(negotiate(1, 9), Some(7));
-    assert_eq!(negotiate(4, 9), Some(7));
-    assert_eq!(negotiate(5, 9), Some(7));
-    assert_eq!(negotiate(6, 9), Some(7));
-    assert_eq!(negotiate(7, 9), Some(7));
-    assert_eq!(negotiate(8, 9), None);
+    // Version 8 (certificate replacement) keeps it as well; 7 is still
+    // served.
+    let b8 = f(8).encode();
+    assert_eq!((b8.len(), &b8[3..]), (b4.len(), &b4[3..]));
+    assert_eq!(negotiate(7, 7), Some(7), "a version 7 edge is served");
+    assert_eq!(negotiate(1, 9), Some(8));
+    assert_eq!(negotiate(4, 9), Some(8));
+    assert_eq!(negotiate(5, 9), Some(8));
+    assert_eq!(negotiate(6, 9), Some(8));
+    assert_eq!(negotiate(7, 9), Some(8));
+    assert_eq!(negotiate(8, 9), Some(8));
+    assert_eq!(negotiate(9, 9), None);
     assert_eq!(negotiate(0, 0), None);
 }
 
@@ -555,4 +570,32 @@ fn fixed_bytes_of_the_version_7_resync_frame() {
     let want = vec![19, 7, 0, 0, 0, 0, 0, 0, 0];
     assert_eq!(f.encode(), want);
     assert_eq!(Frame::decode(&want, 64), Ok(f));
+}
+
+#[test]
+fn fixed_bytes_of_the_version_8_replace_frames() {
+    // wasm32 and x86_64 must produce these exact bytes.
+    let f = Frame::Replace {
+        request: 0x0102,
+        chain: vec![vec![0x30, 0x01], vec![0x30]],
+    };
+    let want = vec![20, 2, 1, 0, 0, 0, 0, 0, 0, 2, 2, 0, 0x30, 0x01, 1, 0, 0x30];
+    assert_eq!(f.encode(), want);
+    assert_eq!(Frame::decode(&want, 64), Ok(f));
+    let f = Frame::ReplaceResult {
+        request: 3,
+        code: "x".into(),
+        message: "ok".into(),
+    };
+    let want = vec![21, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, b'x', 2, 0, b'o', b'k'];
+    assert_eq!(f.encode(), want);
+    assert_eq!(Frame::decode(&want, 64), Ok(f));
+    // No certificate, or more than the most: refused.
+    let empty = vec![20, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert!(Frame::decode(&empty, 64).is_err());
+    let mut many = vec![20, 1, 0, 0, 0, 0, 0, 0, 0, 9];
+    for _ in 0..9 {
+        many.extend_from_slice(&[1, 0, 0x30]);
+    }
+    assert!(Frame::decode(&many, 128).is_err());
 }

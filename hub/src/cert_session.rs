@@ -1,0 +1,310 @@
+//! Certificate identities at the running hub: the effects around the pure
+//! rules of [`crate::certs`]. A session's `Hello` is judged against the
+//! identity's pins ([`authenticate`]); a renewal (same key, same issuer
+//! keys, new dates) and a registered replacement ([`register`]) rewrite the
+//! configuration file under the configuration-write lock and put it in
+//! force at once; every registration, renewal, replacement, refusal and
+//! expiry is written to the database's audit trail ([`record`]).
+
+use outpost::Batch;
+use outpost::db::{AUDIT_RECORD_VERSION, AuditCertificate, AuditKind, encode_record};
+use outpost::keys::PublicKey;
+use rustls_pki_types::CertificateDer;
+
+use crate::certs::{self, Judged, KeyHash, PinnedCert, Presented, Refusal, ReplaceRefusal};
+use crate::config::{Config, EdgeAccess};
+use crate::edit;
+use crate::identity::now_s;
+use crate::state::Hub;
+
+/// A certificate session, once accepted: the pin it authenticated as and
+/// when its certificate expires (the session ends then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertSession {
+    /// The certificate's key hash.
+    pub key: KeyHash,
+    /// Unix seconds: its `notAfter`.
+    pub not_after: i64,
+}
+
+/// What [`authenticate`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertVerdict {
+    /// Accepted.
+    Accepted(CertSession),
+    /// Refused with a reason the holder of the key may learn.
+    Refused(Refusal),
+    /// Refused without a reason (the key is not this identity's).
+    Stranger,
+}
+
+/// One audit record of `identity` in `database`.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    /// `registered`, `renewed`, `replaced`, `dropped`, `retired`,
+    /// `refused`, `expired`, `purged`.
+    pub event: &'static str,
+    /// The certificate's key hash.
+    pub key: KeyHash,
+    /// The acting certificate (a replacement's registrar).
+    pub by: Option<KeyHash>,
+    /// Its issuers.
+    pub issuers: Vec<KeyHash>,
+    /// Its `notAfter`.
+    pub not_after: i64,
+    /// A refusal's code.
+    pub code: String,
+    /// A refusal's explanation, or a note.
+    pub message: String,
+}
+
+impl Event {
+    /// The event of pin `c`.
+    pub fn of(event: &'static str, c: &PinnedCert) -> Event {
+        Event {
+            event,
+            key: c.key,
+            issuers: c.issuers.clone(),
+            not_after: c.not_after,
+            ..Event::default()
+        }
+    }
+}
+
+/// Writes `events` of `identity` to `database`'s audit trail, in one
+/// commit (a failure is logged: what happened stands).
+pub async fn record(hub: &Hub, database: &str, identity: &str, events: &[Event]) {
+    if events.is_empty() {
+        return;
+    }
+    let Some(handle) = hub.database(database) else {
+        tracing::warn!(%database, %identity, "audit: a certificate event on a database that is not open; not recorded");
+        return;
+    };
+    let mut b = Batch::new();
+    for e in events {
+        let r = AuditCertificate {
+            v: AUDIT_RECORD_VERSION,
+            identity: identity.to_string(),
+            event: e.event.to_string(),
+            key: certs::hash_text(&e.key),
+            by: e.by.as_ref().map(certs::hash_text).unwrap_or_default(),
+            issuers: e.issuers.iter().map(certs::hash_text).collect(),
+            not_after: e.not_after,
+            code: e.code.clone(),
+            message: e.message.clone(),
+        };
+        b.audit(AuditKind::Certificate, encode_record(&r));
+    }
+    if let Err(err) = handle.db.commit(b).await {
+        tracing::error!(%database, %identity, error = %err, "audit: could not record a certificate event");
+    }
+}
+
+fn edge_of<'a>(config: &'a Config, identity: &str, database: &str) -> Option<&'a EdgeAccess> {
+    config.edge(identity).filter(|e| e.database == database)
+}
+
+/// Judges a key `Hello` of certificate identity `identity` (proven with
+/// `key`) over a connection that presented `chain`.
+pub async fn authenticate(
+    hub: &Hub,
+    identity: &str,
+    database: &str,
+    key: &PublicKey,
+    chain: &[CertificateDer<'static>],
+) -> CertVerdict {
+    let config = hub.config();
+    let Some(edge) = edge_of(&config, identity, database) else {
+        return CertVerdict::Stranger;
+    };
+    if !edge.certs.iter().any(|c| &c.public_key == key) {
+        return CertVerdict::Stranger;
+    }
+    let refuse = async |r: Refusal, key_hash: Option<KeyHash>, issuers: Vec<KeyHash>| {
+        let pin = edge.certs.iter().find(|c| &c.public_key == key);
+        let e = Event {
+            event: "refused",
+            key: key_hash.or(pin.map(|c| c.key)).unwrap_or_default(),
+            issuers,
+            code: r.code().to_string(),
+            message: r.to_string(),
+            ..Event::default()
+        };
+        tracing::warn!(%identity, %database, code = r.code(), reason = %r, "certificate refused");
+        record(hub, database, identity, &[e]).await;
+        CertVerdict::Refused(r)
+    };
+    if chain.is_empty() || certs::leaf_key(chain).ok().as_ref() != Some(key) {
+        return refuse(Refusal::Required(identity.to_string()), None, Vec::new()).await;
+    }
+    let presented = match certs::inspect(chain, now_s()) {
+        Ok(p) => p,
+        Err(r) => return refuse(r, None, Vec::new()).await,
+    };
+    match certs::judge(&edge.certs, &presented) {
+        Err(None) => CertVerdict::Stranger,
+        Err(Some(r)) => refuse(r, Some(presented.key), presented.issuers.clone()).await,
+        Ok((_, Judged::Accepted)) => CertVerdict::Accepted(CertSession {
+            key: presented.key,
+            not_after: presented.not_after,
+        }),
+        Ok((_, Judged::Renewed)) => {
+            let renewed = update_pins(hub, identity, database, |pins| {
+                match certs::judge(pins, &presented) {
+                    Ok((i, _)) => {
+                        certs::renew(pins, i, &presented);
+                        Ok(())
+                    }
+                    Err(_) => Err("the pin changed meanwhile".to_string()),
+                }
+            });
+            match renewed {
+                Ok(()) => {
+                    tracing::info!(%identity, %database, key = %certs::hash_text(&presented.key), not_after = presented.not_after, "certificate renewed: same key, same issuer keys");
+                    let mut e = event_of_presented("renewed", &presented);
+                    e.message =
+                        format!("serial {}, subject {}", presented.serial, presented.subject);
+                    record(hub, database, identity, &[e]).await;
+                }
+                Err(why) => {
+                    // The renewal is valid; only its record in the file
+                    // failed: the session goes on, the next one retries.
+                    tracing::error!(%identity, %database, error = %why, "a certificate renewal could not be written to the configuration file");
+                }
+            }
+            CertVerdict::Accepted(CertSession {
+                key: presented.key,
+                not_after: presented.not_after,
+            })
+        }
+    }
+}
+
+fn event_of_presented(event: &'static str, p: &Presented) -> Event {
+    Event {
+        event,
+        key: p.key,
+        issuers: p.issuers.clone(),
+        not_after: p.not_after,
+        ..Event::default()
+    }
+}
+
+/// Re-reads the configuration file under the configuration-write lock,
+/// applies `change` to the pins of `identity`, writes the file and puts it
+/// in force.
+pub fn update_pins<T>(
+    hub: &Hub,
+    identity: &str,
+    database: &str,
+    change: impl FnOnce(&mut Vec<PinnedCert>) -> Result<T, String>,
+) -> Result<T, String> {
+    let path = hub.config().path.clone();
+    let _writing = edit::config_write_lock();
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let current = Config::parse(&text, &path).map_err(|e| e.to_string())?;
+    let edge = edge_of(&current, identity, database)
+        .ok_or_else(|| "no such edge in the configuration file".to_string())?;
+    let mut pins = edge.certs.clone();
+    let out = change(&mut pins)?;
+    let edited = edit::set_certs(&text, identity, &pins)?;
+    let new = edit::replace_config(&path, &edited).map_err(|e| e.to_string())?;
+    hub.publish_config(new);
+    Ok(out)
+}
+
+/// Judges and registers a replacement `chain` sent by the session of
+/// `identity` authenticated as pin `actor`: `Ok(())` registered (or
+/// registered before), `Err` with the refusal. Every outcome is audited.
+pub async fn register(
+    hub: &Hub,
+    identity: &str,
+    database: &str,
+    actor: &KeyHash,
+    chain: &[Vec<u8>],
+) -> Result<(), ReplaceRefusal> {
+    let now = now_s();
+    let ders: Vec<CertificateDer<'_>> = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    let refused = async |r: ReplaceRefusal, key: KeyHash| {
+        tracing::warn!(%identity, %database, code = r.code(), reason = %r, "certificate replacement refused");
+        let e = Event {
+            event: "refused",
+            key,
+            by: Some(*actor),
+            code: r.code().to_string(),
+            message: r.to_string(),
+            ..Event::default()
+        };
+        record(hub, database, identity, &[e]).await;
+        Err(r)
+    };
+    let new = match certs::inspect(&ders, now) {
+        Ok(p) => p,
+        Err(r) => return refused(ReplaceRefusal::Invalid(r), KeyHash::default()).await,
+    };
+    let config = hub.config();
+    let admin = edge_of(&config, identity, database).is_some_and(|e| e.admin);
+    if let Some(other) = config
+        .edges
+        .iter()
+        .find(|e| e.name != identity && e.certs.iter().any(|c| c.key == new.key))
+    {
+        let r = ReplaceRefusal::Taken(format!("for identity {:?}", other.name));
+        return refused(r, new.key).await;
+    }
+    let result = update_pins(hub, identity, database, |pins| {
+        Ok(certs::replace(pins, identity, admin, actor, &new, now))
+    });
+    let outcome = match result {
+        Ok(o) => o,
+        Err(why) => {
+            tracing::error!(%identity, %database, error = %why, "a certificate replacement could not be written to the configuration file");
+            let r = ReplaceRefusal::NotValid(format!("the hub could not record it: {why}"));
+            return refused(r, new.key).await;
+        }
+    };
+    match outcome {
+        Err(r) => refused(r, new.key).await,
+        Ok(done) => {
+            let mut events = Vec::new();
+            if !done.again {
+                let mut e = event_of_presented("replaced", &new);
+                e.by = Some(*actor);
+                e.message = format!("serial {}, subject {}", new.serial, new.subject);
+                events.push(e);
+                for k in &done.dropped {
+                    events.push(Event {
+                        event: "dropped",
+                        key: *k,
+                        by: Some(*actor),
+                        ..Event::default()
+                    });
+                }
+                if let Some(k) = done.retired {
+                    events.push(Event {
+                        event: "retired",
+                        key: k,
+                        by: Some(*actor),
+                        ..Event::default()
+                    });
+                }
+            }
+            tracing::info!(%identity, %database, new = %certs::hash_text(&new.key), by = %certs::hash_text(actor), again = done.again, dropped = done.dropped.len(), retired = done.retired.is_some(), "certificate replacement registered");
+            record(hub, database, identity, &events).await;
+            Ok(())
+        }
+    }
+}
+
+/// Whether pin `key` of `identity` may still act at `now` (for the
+/// sessions open under it when the configuration changes).
+pub fn still_valid(edge: &EdgeAccess, key: &KeyHash, now: i64) -> bool {
+    edge.certs
+        .iter()
+        .any(|c| &c.key == key && !c.retired && now <= c.not_after)
+}

@@ -1,0 +1,624 @@
+//! Certificate identities (`docs/security.md`, "Trust in keys, not
+//! certificates"): the pinning and replacement rules on minted PKIs, then
+//! real hub processes over mutual TLS with real native clients: a
+//! certificate identity syncing and replacing itself, a forged certificate
+//! with a stolen key, expiry during a live session, and the clinics case (a
+//! Boston hub under a cloud hub) with a certificate replacement in the
+//! middle.
+
+#[path = "certificates/pki.rs"]
+mod pki;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost::sync::{EdgeConfig, ReplaceOutcome, SyncStatus};
+use outpost_client::tls::ClientCert;
+use outpost_client::{ClientOptions, SyncHandle, spawn_edge};
+use outpost_hub::certs::{
+    self, Judged, PinnedCert, Refusal, ReplaceRefusal, inspect, judge, purge_expired, replace,
+};
+use outpost_testkit::TempDir;
+use outpost_testkit::hub::{HubProcess, free_port, wait_until};
+use pki::{Ca, chain_pem, ders, identity_pem, key, now, self_made};
+
+const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
+const WAIT: Duration = Duration::from_secs(60);
+
+fn pin(chain: &[rustls_pki_types::CertificateDer<'_>]) -> PinnedCert {
+    PinnedCert::from_presented(&inspect(chain, now()).unwrap())
+}
+
+// ---------------------------------------------------------------------------
+// The rules
+
+#[test]
+fn renewal_by_the_same_issuer_chain_is_accepted() {
+    let root = Ca::root("Clinics root");
+    let int = root.intermediate("Clinics issuing CA");
+    let k = key();
+    let first = int.issue(&k, "boston", 60);
+    let pins = vec![pin(&first)];
+    // Same key, same issuer keys, new dates and serial: a renewal.
+    let renewed = int.leaf(&k, "boston", now() - 60, now() + 90 * 86400);
+    let p = inspect(&renewed, now()).unwrap();
+    assert_eq!(judge(&pins, &p), Ok((0, Judged::Renewed)));
+    // The intermediate re-issued by the root with the same key (a CA
+    // renewing its own certificate) changes nothing either.
+    assert_eq!(p.issuers, pins[0].issuers);
+    // The certificate itself: accepted as is.
+    let same = inspect(&first, now()).unwrap();
+    assert_eq!(judge(&pins, &same), Ok((0, Judged::Accepted)));
+}
+
+#[test]
+fn a_self_made_certificate_with_the_same_key_is_refused() {
+    let root = Ca::root("Clinics root");
+    let k = key();
+    let pins = vec![pin(&root.issue(&k, "boston", 60))];
+    let forged = inspect(&self_made(&k, "boston"), now()).unwrap();
+    match judge(&pins, &forged) {
+        Err(Some(r @ Refusal::Issuer { .. })) => assert_eq!(r.code(), "cert_issuer"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_certificate_from_another_ca_with_the_same_subject_is_refused() {
+    let root = Ca::root("Clinics root");
+    // Another CA with the very same name, and the same key for the leaf.
+    let impostor = Ca::root("Clinics root");
+    let k = key();
+    let pins = vec![pin(&root.issue(&k, "boston", 60))];
+    let other = inspect(&impostor.issue(&k, "boston", 60), now()).unwrap();
+    assert!(matches!(
+        judge(&pins, &other),
+        Err(Some(Refusal::Issuer { .. }))
+    ));
+    // A stranger's key is refused without a reason.
+    let stranger = inspect(&root.issue(&key(), "boston", 60), now()).unwrap();
+    assert_eq!(judge(&pins, &stranger), Err(None));
+}
+
+#[test]
+fn expired_and_not_yet_valid_certificates_are_refused() {
+    let root = Ca::root("Clinics root");
+    let k = key();
+    let old = root.leaf(&k, "boston", now() - 90 * 86400, now() - 60);
+    assert!(matches!(inspect(&old, now()), Err(Refusal::Expired(_))));
+    let early = root.leaf(&k, "boston", now() + 3600, now() + 90 * 86400);
+    assert!(matches!(
+        inspect(&early, now()),
+        Err(Refusal::NotYetValid(_))
+    ));
+    // A chain without its root, a tampered chain, garbage: typed refusals.
+    let full = root.issue(&k, "boston", 60);
+    assert!(matches!(
+        inspect(&full[..1], now()),
+        Err(Refusal::Incomplete(_))
+    ));
+    let other_root = Ca::root("Clinics root");
+    let spliced = vec![full[0].clone(), other_root.der.clone()];
+    assert!(matches!(inspect(&spliced, now()), Err(Refusal::Chain(_))));
+    let junk = vec![rustls_pki_types::CertificateDer::from(vec![
+        0x30, 3, 1, 2, 3,
+    ])];
+    assert!(matches!(inspect(&junk, now()), Err(Refusal::Malformed(_))));
+    assert!(matches!(inspect(&[], now()), Err(Refusal::Malformed(_))));
+}
+
+#[test]
+fn a_non_p256_key_is_refused() {
+    let root = Ca::root("Clinics root");
+    let k = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let chain = root.issue(&k, "boston", 60);
+    assert!(matches!(
+        inspect(&chain, now()),
+        Err(Refusal::KeyAlgorithm(_))
+    ));
+}
+
+/// A, B, C, D: four certificates of one identity from one CA.
+fn four() -> (Ca, Vec<Vec<rustls_pki_types::CertificateDer<'static>>>) {
+    let root = Ca::root("Clinics root");
+    let chains = (0..4).map(|_| root.issue(&key(), "boston", 60)).collect();
+    (root, chains)
+}
+
+fn presented(chain: &[rustls_pki_types::CertificateDer<'_>]) -> certs::Presented {
+    inspect(chain, now()).unwrap()
+}
+
+#[test]
+fn a_registers_b_and_both_are_valid() {
+    let (_, c) = four();
+    let (a, b) = (presented(&c[0]), presented(&c[1]));
+    let mut pins = vec![PinnedCert::from_presented(&a)];
+    let done = replace(&mut pins, "boston", false, &a.key, &b, now()).unwrap();
+    assert!(done.dropped.is_empty() && done.retired.is_none() && !done.again);
+    assert_eq!(judge(&pins, &a), Ok((0, Judged::Accepted)));
+    assert_eq!(judge(&pins, &b), Ok((1, Judged::Accepted)));
+    assert_eq!(pins[1].registered_by, Some(a.key));
+    // Registering B again is harmless.
+    let again = replace(&mut pins, "boston", false, &a.key, &b, now()).unwrap();
+    assert!(again.again);
+    assert_eq!(pins.len(), 2);
+}
+
+#[test]
+fn a_registers_c_instead_and_b_is_dropped() {
+    let (_, c) = four();
+    let (a, b, cc) = (presented(&c[0]), presented(&c[1]), presented(&c[2]));
+    let mut pins = vec![PinnedCert::from_presented(&a)];
+    replace(&mut pins, "boston", false, &a.key, &b, now()).unwrap();
+    let done = replace(&mut pins, "boston", false, &a.key, &cc, now()).unwrap();
+    assert_eq!(done.dropped, vec![b.key]);
+    assert_eq!(judge(&pins, &b), Err(None), "B is dropped at once");
+    assert!(judge(&pins, &a).is_ok() && judge(&pins, &cc).is_ok());
+    // A dropped certificate cannot register anything.
+    let d = presented(&c[3]);
+    match replace(&mut pins, "boston", false, &b.key, &d, now()) {
+        Err(r @ ReplaceRefusal::NotValid(_)) => assert_eq!(r.code(), "replace_not_valid"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn c_registers_d_and_a_is_no_longer_valid() {
+    let (_, c) = four();
+    let (a, cc, d) = (presented(&c[0]), presented(&c[2]), presented(&c[3]));
+    let mut pins = vec![PinnedCert::from_presented(&a)];
+    replace(&mut pins, "boston", false, &a.key, &cc, now()).unwrap();
+    let done = replace(&mut pins, "boston", false, &cc.key, &d, now()).unwrap();
+    assert_eq!(done.retired, Some(a.key));
+    assert_eq!(judge(&pins, &a), Err(Some(Refusal::Replaced)));
+    assert!(judge(&pins, &cc).is_ok() && judge(&pins, &d).is_ok());
+    // A cannot act any more: no replacement from it.
+    let e = presented(&four().1[0]);
+    assert!(matches!(
+        replace(&mut pins, "boston", false, &a.key, &e, now()),
+        Err(ReplaceRefusal::NotValid(_))
+    ));
+}
+
+#[test]
+fn replacement_by_an_admin_identity_is_refused() {
+    let (_, c) = four();
+    let (a, b) = (presented(&c[0]), presented(&c[1]));
+    let mut pins = vec![PinnedCert::from_presented(&a)];
+    let r = replace(&mut pins, "ops", true, &a.key, &b, now()).unwrap_err();
+    assert_eq!(r.code(), "replace_admin");
+    assert_eq!(pins.len(), 1);
+}
+
+#[test]
+fn replacement_by_an_expired_certificate_is_refused() {
+    let root = Ca::root("Clinics root");
+    let a = presented(&root.leaf(&key(), "boston", now() - 86400, now() + 5));
+    let b = presented(&root.issue(&key(), "boston", 60));
+    let mut pins = vec![PinnedCert::from_presented(&a)];
+    let r = replace(&mut pins, "boston", false, &a.key, &b, now() + 10).unwrap_err();
+    assert_eq!(r.code(), "replace_not_valid");
+    assert!(r.to_string().contains("expired"), "{r}");
+}
+
+#[test]
+fn a_replacement_from_another_issuer_or_with_the_same_key_is_refused() {
+    let root = Ca::root("Clinics root");
+    let k = key();
+    let a = presented(&root.issue(&k, "boston", 60));
+    let mut pins = vec![PinnedCert::from_presented(&a)];
+    let own = presented(&self_made(&key(), "boston"));
+    assert_eq!(
+        replace(&mut pins, "boston", false, &a.key, &own, now())
+            .unwrap_err()
+            .code(),
+        "replace_issuer"
+    );
+    let same = presented(&root.issue(&k, "boston", 90));
+    assert_eq!(
+        replace(&mut pins, "boston", false, &a.key, &same, now())
+            .unwrap_err()
+            .code(),
+        "replace_same_key"
+    );
+}
+
+#[test]
+fn purge_expired_never_removes_the_last_certificate() {
+    let root = Ca::root("Clinics root");
+    let old = |until: i64| {
+        let mut p = pin(&root.issue(&key(), "boston", 60));
+        p.not_after = until;
+        p
+    };
+    let mut pins = vec![
+        old(now() - 100),
+        old(now() - 50),
+        pin(&root.issue(&key(), "b", 60)),
+    ];
+    let gone = purge_expired(&mut pins, now());
+    assert_eq!(gone.len(), 2);
+    assert_eq!(pins.len(), 1);
+    // All expired: the one that expired last stays.
+    let mut all = vec![old(now() - 100), old(now() - 50)];
+    let kept = all[1].key;
+    let gone = purge_expired(&mut all, now());
+    assert_eq!(gone.len(), 1);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].key, kept);
+}
+
+// ---------------------------------------------------------------------------
+// Real hubs over mutual TLS
+
+/// A hub with TLS (its server certificate from its own CA) in `dir`.
+struct TlsHub {
+    proc: HubProcess,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl TlsHub {
+    fn start(dir: &Path, name: &str, body: &str) -> TlsHub {
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let server_ca = Ca::root(&format!("{name} server CA"));
+        let server_key = key();
+        let mut p =
+            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} hub"));
+        let issuer = rcgen::Issuer::from_params(&server_ca.params, &server_ca.key);
+        let cert = p.signed_by(&server_key, &issuer).unwrap();
+        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+        std::fs::write(
+            dir.join("server-ca.pem"),
+            chain_pem(std::slice::from_ref(&server_ca.der)),
+        )
+        .unwrap();
+        let port = free_port();
+        let cfg = format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n\n[[database]]\nname = \"main\"\n\n{body}"
+        );
+        std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
+        let proc = HubProcess::start(BIN, &dir, &[]);
+        TlsHub { proc, dir, port }
+    }
+
+    fn url(&self) -> String {
+        format!("wss://localhost:{}/sync", self.port)
+    }
+
+    fn ca(&self) -> std::path::PathBuf {
+        self.dir.join("server-ca.pem")
+    }
+
+    fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(BIN)
+            .current_dir(&self.dir)
+            .args(["--config", "outpost-hub.toml"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    fn config(&self) -> String {
+        std::fs::read_to_string(self.dir.join("outpost-hub.toml")).unwrap()
+    }
+
+    /// Registers certificate identity `name` from `chain` with the CLI.
+    fn add_cert_edge(
+        &self,
+        name: &str,
+        chain: &[rustls_pki_types::CertificateDer<'_>],
+        extra: &[&str],
+    ) {
+        let file = self.dir.join(format!("{name}-chain.pem"));
+        std::fs::write(&file, chain_pem(chain)).unwrap();
+        let f = file.to_string_lossy().to_string();
+        let mut args = vec![
+            "edge", "add", name, "--read", "*", "--write", "*", "--cert", &f,
+        ];
+        args.extend_from_slice(extra);
+        let reloads = self.reloads();
+        let (ok, _, err) = self.cli(&args);
+        assert!(ok, "{err}");
+        self.wait_reload(reloads);
+    }
+
+    fn reloads(&self) -> usize {
+        self.proc.log().matches("configuration reloaded").count()
+    }
+
+    /// Waits until the hub reloaded its configuration once more than `n`.
+    fn wait_reload(&self, n: usize) {
+        let t = std::time::Instant::now();
+        while self.reloads() <= n {
+            assert!(t.elapsed() < WAIT, "no reload:\n{}", self.proc.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+type Db = outpost::Database<outpost::store::MemoryStore>;
+
+async fn memory_db() -> Db {
+    outpost::Database::open(
+        outpost::store::MemoryStore::new(),
+        outpost::OpenOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+fn cert_client(db: &Db, hub: &TlsHub, identity: &str, pem: &str) -> SyncHandle {
+    let cert = Arc::new(ClientCert::from_pem(pem.as_bytes()).unwrap());
+    let mut edge = EdgeConfig::with_key("main", identity, cert.public_key().clone());
+    edge.heartbeat_ms = 2_000;
+    edge.timeout_ms = 6_000;
+    let opts = ClientOptions {
+        url: hub.url(),
+        edge,
+        ca_cert: Some(hub.ca()),
+        signer: Some(cert.signer()),
+        client_cert: Some(cert),
+    };
+    spawn_edge(db.clone(), opts, None)
+}
+
+async fn live(c: &SyncHandle, hub: &TlsHub) {
+    assert!(
+        c.wait_for(WAIT, |s| matches!(s, SyncStatus::Live)).await,
+        "not live: {:?}\nhub log:\n{}",
+        c.status(),
+        hub.proc.log()
+    );
+}
+
+/// Waits for an `Error` status and returns its code.
+async fn error_code(c: &SyncHandle) -> String {
+    assert!(
+        c.wait_for(WAIT, |s| matches!(s, SyncStatus::Error { .. }))
+            .await,
+        "no error: {:?}",
+        c.status()
+    );
+    match c.status() {
+        SyncStatus::Error { code, .. } => code,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn put(db: &Db, id: &str, v: serde_json::Value) {
+    db.put(id, v).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_identity_syncs_over_mutual_tls_and_replaces_itself() {
+    let tmp = TempDir::new(std::env::temp_dir(), "outpost-certs-sync");
+    let hub = TlsHub::start(tmp.path(), "cloud", "");
+    let root = Ca::root("Clinics root");
+    let (ka, kb) = (key(), key());
+    let a = root.issue(&ka, "boston", 60);
+    hub.add_cert_edge("boston", &a, &[]);
+    let (ok, list, _) = hub.cli(&["edge", "list"]);
+    assert!(
+        ok && list.contains("cert sha256:") && list.contains("valid"),
+        "{list}"
+    );
+
+    // A syncs over mutual TLS.
+    let db = memory_db().await;
+    let c = cert_client(&db, &hub, "boston", &identity_pem(&a, &ka));
+    live(&c, &hub).await;
+    put(&db, "clinics/boston/1", serde_json::json!({"n": 1})).await;
+    c.local_changed();
+
+    // A registers B over its session: both work.
+    let b = root.issue(&kb, "boston", 90);
+    assert_eq!(
+        c.register_replacement(ders(&b), WAIT).await,
+        ReplaceOutcome::Registered
+    );
+    assert!(
+        hub.config().matches("[[edge.cert]]").count() == 2,
+        "{}",
+        hub.config()
+    );
+    let db2 = memory_db().await;
+    let c2 = cert_client(&db2, &hub, "boston", &identity_pem(&b, &kb));
+    live(&c2, &hub).await;
+    wait_until("B receives A's document", || {
+        let db2 = db2.clone();
+        async move { db2.get("clinics/boston/1").await.ok().flatten().is_some() }
+    })
+    .await;
+    c2.stop().await;
+
+    // A replacement from another issuer, or with the same key: refused
+    // with a typed reason, and the session goes on.
+    match c
+        .register_replacement(ders(&self_made(&key(), "boston")), WAIT)
+        .await
+    {
+        ReplaceOutcome::Refused { code, .. } => assert_eq!(code, "replace_issuer"),
+        other => panic!("{other:?}"),
+    }
+    match c
+        .register_replacement(ders(&root.issue(&ka, "boston", 90)), WAIT)
+        .await
+    {
+        ReplaceOutcome::Refused { code, .. } => assert_eq!(code, "replace_same_key"),
+        other => panic!("{other:?}"),
+    }
+    c.stop().await;
+
+    // A thief with A's key makes a certificate for itself: refused, and
+    // told why (it proved the key).
+    let forged_db = memory_db().await;
+    let forged = cert_client(
+        &forged_db,
+        &hub,
+        "boston",
+        &identity_pem(&self_made(&ka, "boston"), &ka),
+    );
+    assert_eq!(error_code(&forged).await, "cert_issuer");
+    forged.stop().await;
+    // Another CA with the same subject, same key: refused alike.
+    let impostor = Ca::root("Clinics root");
+    let other = cert_client(
+        &forged_db,
+        &hub,
+        "boston",
+        &identity_pem(&impostor.issue(&ka, "boston", 60), &ka),
+    );
+    assert_eq!(error_code(&other).await, "cert_issuer");
+    other.stop().await;
+
+    // A renewal of A (same key, same CA): accepted with no operator step,
+    // and recorded.
+    let renewed = root.issue(&ka, "boston", 120);
+    let r = cert_client(&db, &hub, "boston", &identity_pem(&renewed, &ka));
+    live(&r, &hub).await;
+    r.stop().await;
+    assert!(hub.config().contains("renewals = 1"), "{}", hub.config());
+
+    // The audit trail holds the registration, the replacement, the
+    // refusals and the renewal.
+    let mut hub = hub;
+    hub.proc.kill();
+    let (ok, out, err) = hub.cli(&["audit", "export"]);
+    assert!(ok, "{err}");
+    for event in [
+        "\"registered\"",
+        "\"replaced\"",
+        "\"refused\"",
+        "\"renewed\"",
+        "cert_issuer",
+        "replace_issuer",
+    ] {
+        assert!(
+            out.contains(event),
+            "{event} missing from the audit trail:\n{out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_during_a_live_session_ends_it() {
+    let tmp = TempDir::new(std::env::temp_dir(), "outpost-certs-expiry");
+    let mut hub = TlsHub::start(tmp.path(), "cloud", "");
+    let root = Ca::root("Clinics root");
+    let k = key();
+    // Valid for a few seconds more.
+    let short = root.leaf(&k, "boston", now() - 60, now() + 4);
+    hub.add_cert_edge("boston", &short, &[]);
+    let db = memory_db().await;
+    let c = cert_client(&db, &hub, "boston", &identity_pem(&short, &k));
+    live(&c, &hub).await;
+    assert_eq!(error_code(&c).await, "cert_expired");
+    c.stop().await;
+    // And an expired certificate is refused at once.
+    let again = cert_client(&db, &hub, "boston", &identity_pem(&short, &k));
+    assert_eq!(error_code(&again).await, "cert_expired");
+    again.stop().await;
+    hub.proc.kill();
+    let (ok, out, err) = hub.cli(&["audit", "export"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"expired\""), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clinics_case_over_mutual_tls_with_a_replacement_in_the_middle() {
+    let tmp = TempDir::new(std::env::temp_dir(), "outpost-certs-clinics");
+    let cloud = TlsHub::start(tmp.path(), "cloud", "");
+    let root = Ca::root("Clinics root");
+    let int = root.intermediate("Clinics issuing CA");
+    let (ka, kb, kh) = (key(), key(), key());
+    let a = int.issue(&ka, "boston", 60);
+    let hq = int.issue(&kh, "hq", 60);
+    cloud.add_cert_edge("boston", &a, &[]);
+    cloud.add_cert_edge("hq", &hq, &[]);
+
+    // Boston: a hub whose database is an edge of the cloud, with its
+    // certificate identity in one PEM file.
+    let bdir = tmp.path().join("boston");
+    std::fs::create_dir_all(&bdir).unwrap();
+    let bcert = bdir.join("boston.pem");
+    std::fs::write(&bcert, identity_pem(&a, &ka)).unwrap();
+    let bport = free_port();
+    std::fs::write(
+        bdir.join("outpost-hub.toml"),
+        format!(
+            "listen = \"127.0.0.1:{bport}\"\ndata_dir = \"data\"\n[[database]]\nname = \"main\"\n\n[[upstream]]\ndatabase = \"main\"\nurl = \"{}\"\nidentity = \"boston\"\ncert = \"boston.pem\"\nca_cert = \"{}\"\n",
+            cloud.url(),
+            cloud.ca().display()
+        ),
+    )
+    .unwrap();
+    let boston = HubProcess::start(BIN, &bdir, &[]);
+    let docs = |h: &HubProcess| {
+        let (_, body) = h.get("/status");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["databases"][0]["documents"].as_u64().unwrap_or(0)
+    };
+
+    // The cloud's writes reach Boston.
+    let db = memory_db().await;
+    let c = cert_client(&db, &cloud, "hq", &identity_pem(&hq, &kh));
+    live(&c, &cloud).await;
+    put(&db, "clinics/boston/1", serde_json::json!({"n": 1})).await;
+    c.local_changed();
+    wait_until("Boston receives the first document", || async {
+        docs(&boston) >= 1
+    })
+    .await;
+
+    // Boston's renewal job drops a certificate with a new key beside the
+    // old one: Boston registers it with the cloud, then switches.
+    let b = int.issue(&kb, "boston", 90);
+    let next = outpost_hub::upstream::next_path(&bcert);
+    std::fs::write(&next, identity_pem(&b, &kb)).unwrap();
+    let b_key = certs::hash_text(&inspect(&b, now()).unwrap().key);
+    wait_until("the cloud pins Boston's new certificate", || {
+        let cfg = cloud.config();
+        let b_key = b_key.clone();
+        async move { cfg.contains(&b_key) }
+    })
+    .await;
+    wait_until("Boston switches to its new certificate", || {
+        let next = next.clone();
+        async move { !next.exists() }
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&bcert).unwrap(),
+        identity_pem(&b, &kb)
+    );
+    wait_until("Boston reconnects with its new certificate", || async {
+        boston.log().contains("reconnecting with it")
+    })
+    .await;
+
+    // The cloud never loses Boston: later writes still arrive.
+    put(&db, "clinics/boston/2", serde_json::json!({"n": 2})).await;
+    c.local_changed();
+    wait_until("Boston receives the second document", || async {
+        docs(&boston) >= 2
+    })
+    .await;
+    c.stop().await;
+    assert!(
+        !cloud.proc.log().contains("certificate refused"),
+        "{}",
+        cloud.proc.log()
+    );
+}
