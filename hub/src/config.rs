@@ -190,9 +190,9 @@ pub struct EdgeAccess {
     /// A certificate identity: its pinned certificates (`[[edge.cert]]`,
     /// `crate::certs`); empty for a key, enrollment or token identity.
     pub certs: Vec<crate::certs::PinnedCert>,
-    /// Admin permissions (`admin = true`): its certificates are accepted as
-    /// the admin token is (`/status`, `/metrics`, `/admin/*`), and they are
-    /// never replaced by a certificate itself, only by an operator.
+    /// Admin permissions (`admin = true`, a certificate identity): its
+    /// certificates are never replaced by a certificate itself, only by an
+    /// operator (`outpost-hub edge cert-add`).
     pub admin: bool,
 }
 
