@@ -81,6 +81,19 @@ pub async fn record(hub: &Hub, database: &str, identity: &str, events: &[Event])
         tracing::warn!(%database, %identity, "audit: a certificate event on a database that is not open; not recorded");
         return;
     };
+    if let Err(err) = record_in(&handle.db, identity, events).await {
+        tracing::error!(%database, %identity, error = %err, "audit: could not record a certificate event");
+    }
+}
+
+/// Writes `events` of `identity` to the audit trail of `db`, in one commit
+/// (the hub's sessions through [`record`]; `outpost-hub certs
+/// purge-expired` on a stopped hub's database).
+pub async fn record_in(
+    db: &outpost::Database<outpost::store::file::FileStore>,
+    identity: &str,
+    events: &[Event],
+) -> Result<(), outpost::Error> {
     let mut b = Batch::new();
     for e in events {
         let r = AuditCertificate {
@@ -96,9 +109,7 @@ pub async fn record(hub: &Hub, database: &str, identity: &str, events: &[Event])
         };
         b.audit(AuditKind::Certificate, encode_record(&r));
     }
-    if let Err(err) = handle.db.commit(b).await {
-        tracing::error!(%database, %identity, error = %err, "audit: could not record a certificate event");
-    }
+    db.commit(b).await.map(|_| ())
 }
 
 fn edge_of<'a>(config: &'a Config, identity: &str, database: &str) -> Option<&'a EdgeAccess> {
@@ -307,4 +318,76 @@ pub fn still_valid(edge: &EdgeAccess, key: &KeyHash, now: i64) -> bool {
     edge.certs
         .iter()
         .any(|c| &c.key == key && !c.retired && now <= c.not_after)
+}
+
+/// How often the running hub looks for certificates that expired.
+pub const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Records every certificate expiry in the audit trail, once, whether or
+/// not a session was open: at start, then every [`EXPIRY_SWEEP`]. Runs
+/// until aborted.
+pub async fn record_expiries(hub: std::sync::Arc<Hub>) {
+    let mut t = tokio::time::interval(EXPIRY_SWEEP);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        t.tick().await;
+        sweep_expiries(&hub).await;
+    }
+}
+
+/// One sweep: the pins past their `notAfter` not yet recorded get an
+/// `expired` entry, and are marked (`expiry_recorded = true` in the
+/// configuration file) so that no later sweep or restart records them
+/// again.
+pub async fn sweep_expiries(hub: &Hub) {
+    let now = now_s();
+    let config = hub.config();
+    let due = |c: &PinnedCert| now > c.not_after && !c.expiry_recorded;
+    for e in config.edges.iter().filter(|e| e.certs.iter().any(due)) {
+        let marked = update_pins(hub, &e.name, &e.database, |pins| {
+            let mut newly = Vec::new();
+            for c in pins.iter_mut().filter(|c| due(c)) {
+                c.expiry_recorded = true;
+                newly.push(c.clone());
+            }
+            Ok(newly)
+        });
+        match marked {
+            Ok(newly) => {
+                let events: Vec<Event> = newly
+                    .iter()
+                    .map(|c| {
+                        let mut ev = Event::of("expired", c);
+                        ev.message = "the certificate expired".into();
+                        ev
+                    })
+                    .collect();
+                for c in &newly {
+                    tracing::warn!(identity = %e.name, database = %e.database, key = %certs::hash_text(&c.key), not_after = c.not_after, "a pinned certificate expired");
+                }
+                record(hub, &e.database, &e.name, &events).await;
+            }
+            Err(why) => {
+                tracing::error!(identity = %e.name, error = %why, "cannot record a certificate's expiry in the configuration file; retrying at the next sweep");
+            }
+        }
+    }
+}
+
+/// The identity with admin permissions (`admin = true`) whose certificate
+/// a connection presented, judged like a session's (chain, dates, pins, not
+/// retired, not revoked); `None` otherwise. The TLS handshake proved the
+/// client holds the leaf's key.
+pub fn admin_identity(config: &Config, chain: &[CertificateDer<'static>]) -> Option<String> {
+    if chain.is_empty() {
+        return None;
+    }
+    let key = certs::leaf_key(chain).ok()?;
+    let edge = config
+        .edges
+        .iter()
+        .find(|e| e.admin && !e.revoked && e.certs.iter().any(|c| c.public_key == key))?;
+    let presented = certs::inspect(chain, now_s()).ok()?;
+    certs::judge(&edge.certs, &presented).ok()?;
+    Some(edge.name.clone())
 }

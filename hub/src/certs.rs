@@ -306,6 +306,9 @@ pub struct PinnedCert {
     /// How many times a renewal (same key, same issuers, new dates) was
     /// accepted.
     pub renewals: u32,
+    /// Its expiry is in the audit trail (`expired`): the hub records each
+    /// expiry once, connected or not (`crate::cert_session::sweep_expiries`).
+    pub expiry_recorded: bool,
 }
 
 impl PinnedCert {
@@ -322,6 +325,7 @@ impl PinnedCert {
             registered_by: None,
             retired: false,
             renewals: 0,
+            expiry_recorded: false,
         }
     }
 
@@ -375,6 +379,9 @@ pub fn renew(pins: &mut [PinnedCert], i: usize, p: &Presented) {
         pin.subject = p.subject.clone();
         pin.serial = p.serial.clone();
         pin.not_before = p.not_before;
+        if pin.not_after != p.not_after {
+            pin.expiry_recorded = false;
+        }
         pin.not_after = p.not_after;
         pin.renewals = pin.renewals.saturating_add(1);
     }
@@ -569,6 +576,8 @@ pub(crate) struct RawCert {
     retired: bool,
     #[serde(default)]
     renewals: u32,
+    #[serde(default)]
+    expiry_recorded: bool,
 }
 
 impl RawCert {
@@ -604,6 +613,7 @@ impl RawCert {
             registered_by,
             retired: self.retired,
             renewals: self.renewals,
+            expiry_recorded: self.expiry_recorded,
         })
     }
 }
@@ -628,6 +638,9 @@ pub fn to_table(c: &PinnedCert) -> toml_edit::Table {
     }
     if c.renewals > 0 {
         t.insert("renewals", value(i64::from(c.renewals)));
+    }
+    if c.expiry_recorded {
+        t.insert("expiry_recorded", value(true));
     }
     t
 }

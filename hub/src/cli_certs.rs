@@ -81,10 +81,16 @@ pub fn certs_command(path: &Path, cmd: CertsCommand) -> Result<()> {
             let config = Config::parse(&text, path)?;
             let now = crate::identity::now_s();
             let mut removed = 0;
+            let mut audit: Vec<(String, String, crate::cert_session::Event)> = Vec::new();
             for e in config.edges.iter().filter(|e| !e.certs.is_empty()) {
                 let mut pins = e.certs.clone();
                 let gone = certs::purge_expired(&mut pins, now);
                 for g in &gone {
+                    audit.push((
+                        e.database.clone(),
+                        e.name.clone(),
+                        crate::cert_session::Event::of("purged", g),
+                    ));
                     eprintln!(
                         "edge {}: removed certificate {} (expired {})",
                         e.name,
@@ -99,12 +105,55 @@ pub fn certs_command(path: &Path, cmd: CertsCommand) -> Result<()> {
                 }
             }
             if removed > 0 {
-                edit::replace_config(path, &text)?;
+                let written = edit::replace_config(path, &text)?;
+                record_purges(&written, &audit)?;
             }
             eprintln!("{removed} expired certificate(s) removed.");
             Ok(())
         }
     }
+}
+
+/// Writes the `purged` audit entries into each database of a stopped hub;
+/// a database a running hub holds is left to it (its configuration reload
+/// records the removal).
+fn record_purges(
+    config: &Config,
+    audit: &[(String, String, crate::cert_session::Event)],
+) -> Result<()> {
+    let mut dbs: Vec<&str> = audit.iter().map(|(d, ..)| d.as_str()).collect();
+    dbs.sort_unstable();
+    dbs.dedup();
+    crate::cli::runtime()?.block_on(async {
+        for name in dbs {
+            let dir = config.database_dir(name);
+            if !dir.join(outpost::store::file::DATA_FILE).exists() {
+                eprintln!("database {name} has no data yet: nothing to record the removals in.");
+                continue;
+            }
+            match crate::state::DbHandle::open(name, &dir).await {
+                Ok(h) => {
+                    for (_, identity, e) in audit.iter().filter(|(d, ..)| d == name) {
+                        crate::cert_session::record_in(&h.db, identity, std::slice::from_ref(e))
+                            .await
+                            .map_err(|source| HubError::Database {
+                                database: name.to_string(),
+                                source,
+                            })?;
+                    }
+                    h.close().await?;
+                    eprintln!("database {name}: the removals are in its audit trail.");
+                }
+                Err(HubError::InUse { .. }) => {
+                    eprintln!(
+                        "database {name} is in use: the running hub records the removals in its audit trail as it reloads the configuration."
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })
 }
 
 fn when(s: i64) -> String {

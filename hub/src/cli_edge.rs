@@ -67,9 +67,9 @@ Examples:
         /// connects over wss:// with this certificate (mutual TLS).
         #[arg(long, value_name = "FILE", conflicts_with = "pubkey")]
         cert: Option<std::path::PathBuf>,
-        /// With --cert: the identity has admin permissions: its certificates
-        /// are replaced only by an operator (`edge cert-add`), never by a
-        /// certificate itself.
+        /// With --cert: admin permissions: its certificate opens /status,
+        /// /metrics and /admin/* as the admin token does, and its
+        /// certificates are replaced only by an operator (`edge cert-add`).
         #[arg(long, requires = "cert")]
         admin: bool,
         /// How long the enrollment code is valid: 7d (default), 24h, 30m,

@@ -191,8 +191,9 @@ pub struct EdgeAccess {
     /// `crate::certs`); empty for a key, enrollment or token identity.
     pub certs: Vec<crate::certs::PinnedCert>,
     /// Admin permissions (`admin = true`, a certificate identity): its
-    /// certificates are never replaced by a certificate itself, only by an
-    /// operator (`outpost-hub edge cert-add`).
+    /// client certificate opens `/status`, `/metrics` and `/admin/*` as the
+    /// admin token does, and its certificates are never replaced by a
+    /// certificate itself, only by an operator (`outpost-hub edge cert-add`).
     pub admin: bool,
 }
 

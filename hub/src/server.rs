@@ -121,6 +121,7 @@ async fn serve_hub(
 ) -> Result<()> {
     let follower = tokio::spawn(follow_config(hub.clone()));
     let compactor = tokio::spawn(crate::compact::run_periodically(hub.clone()));
+    let expiries = tokio::spawn(crate::cert_session::record_expiries(hub.clone()));
     let signals = tokio::spawn(shutdown_on_signal(hub.clone()));
     let listener = TcpListener::bind(listen)
         .await
@@ -190,6 +191,8 @@ async fn serve_hub(
     }
     follower.abort();
     signals.abort();
+    expiries.abort();
+    let _ = expiries.await;
     // No compaction may still run when the databases are closed.
     compactor.abort();
     let _ = compactor.await;
@@ -385,14 +388,27 @@ fn all_database_names(hub: &Hub) -> std::collections::BTreeSet<String> {
     names
 }
 
-/// `None` if `headers` carry the admin token; else the 401 answer.
-fn refuse_unless_admin(hub: &Hub, headers: &HeaderMap) -> Option<Response> {
+/// `None` if `headers` carry the admin token, or the connection presented
+/// the client certificate of an identity with admin permissions
+/// (`admin = true`, checked like a session's: `crate::cert_session::admin_identity`);
+/// else the 401 answer.
+fn refuse_unless_admin(
+    hub: &Hub,
+    headers: &HeaderMap,
+    conn: Option<&Extension<Arc<Conn>>>,
+) -> Option<Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     if token.is_some_and(|t| hub.config().is_admin(t)) {
+        return None;
+    }
+    if let Some(Extension(c)) = conn
+        && let Some(who) = crate::cert_session::admin_identity(&hub.config(), c.client_chain())
+    {
+        tracing::debug!(identity = %who, peer = %c.peer(), "admin request by client certificate");
         return None;
     }
     let why = if hub.config().admin_token_sha256.is_none() {
@@ -408,8 +424,12 @@ fn refuse_unless_admin(hub: &Hub, headers: &HeaderMap) -> Option<Response> {
     Some(r)
 }
 
-async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(r) = refuse_unless_admin(&st.hub, &headers) {
+async fn metrics(
+    State(st): State<AppState>,
+    conn: Option<Extension<Arc<Conn>>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refuse_unless_admin(&st.hub, &headers, conn.as_ref()) {
         return r;
     }
     let hub = &st.hub;
@@ -562,8 +582,12 @@ pub async fn status_json(hub: &Hub, tls: bool) -> serde_json::Value {
     })
 }
 
-async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(r) = refuse_unless_admin(&st.hub, &headers) {
+async fn status(
+    State(st): State<AppState>,
+    conn: Option<Extension<Arc<Conn>>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refuse_unless_admin(&st.hub, &headers, conn.as_ref()) {
         return r;
     }
     json_response(StatusCode::OK, &status_json(&st.hub, st.tls).await)
@@ -573,10 +597,11 @@ async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
 /// (`crate::purge`).
 async fn admin_purge(
     State(st): State<AppState>,
+    conn: Option<Extension<Arc<Conn>>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = refuse_unless_admin(&st.hub, &headers) {
+    if let Some(r) = refuse_unless_admin(&st.hub, &headers, conn.as_ref()) {
         return r;
     }
     let req: crate::purge::PurgeRequest = match serde_json::from_slice(&body) {
@@ -599,10 +624,11 @@ async fn admin_purge(
 /// running hub now (`crate::compact`).
 async fn admin_compact(
     State(st): State<AppState>,
+    conn: Option<Extension<Arc<Conn>>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = refuse_unless_admin(&st.hub, &headers) {
+    if let Some(r) = refuse_unless_admin(&st.hub, &headers, conn.as_ref()) {
         return r;
     }
     let req: crate::compact::CompactRequest = match serde_json::from_slice(&body) {

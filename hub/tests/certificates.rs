@@ -530,10 +530,53 @@ async fn expiry_during_a_live_session_ends_it() {
     let again = cert_client(&db, &hub, "boston", &identity_pem(&short, &k));
     assert_eq!(error_code(&again).await, "cert_expired");
     again.stop().await;
+    // The hub records the expiry itself too, once, connected or not: its
+    // sweep at start (then every 30 s) marks the pin.
+    hub.proc.kill();
+    hub.proc.restart();
+    let t = std::time::Instant::now();
+    while !hub.config().contains("expiry_recorded = true") {
+        assert!(
+            t.elapsed() < WAIT,
+            "no expiry recorded:\n{}",
+            hub.proc.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     hub.proc.kill();
     let (ok, out, err) = hub.cli(&["audit", "export"]);
     assert!(ok, "{err}");
     assert!(out.contains("\"expired\""), "{out}");
+    assert!(
+        out.contains("the certificate expired"),
+        "the sweep's entry: {out}"
+    );
+    assert_eq!(out.matches("the certificate expired").count(), 1);
+
+    // `certs purge-expired` on the stopped hub: the only certificate stays
+    // (an identity keeps its last one); a second, expired one goes, and
+    // the removal is in the audit trail.
+    let (ok, _, err) = hub.cli(&["certs", "purge-expired"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("0 expired certificate(s) removed"), "{err}");
+    let k2 = key();
+    let later = root.leaf(&k2, "boston", now() - 60, now() + 2);
+    let f = hub.dir.join("later.pem");
+    std::fs::write(&f, chain_pem(&later)).unwrap();
+    let (ok, _, err) = hub.cli(&["edge", "cert-add", "boston", "--cert", &f.to_string_lossy()]);
+    assert!(ok, "{err}");
+    std::thread::sleep(Duration::from_secs(4));
+    let (ok, _, err) = hub.cli(&["certs", "purge-expired"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("1 expired certificate(s) removed"), "{err}");
+    assert_eq!(
+        hub.config().matches("[[edge.cert]]").count(),
+        1,
+        "{}",
+        hub.config()
+    );
+    let (_, out, _) = hub.cli(&["audit", "export"]);
+    assert!(out.contains("\"purged\""), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -620,5 +663,80 @@ async fn the_clinics_case_over_mutual_tls_with_a_replacement_in_the_middle() {
         !cloud.proc.log().contains("certificate refused"),
         "{}",
         cloud.proc.log()
+    );
+}
+
+/// An HTTPS GET of `path` at the hub presenting `cert` (or none): the
+/// status code.
+async fn https_get(hub: &TlsHub, path: &str, cert: Option<&ClientCert>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg = outpost_client::tls::client_config_with(&hub.ca(), cert).unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", hub.port))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_certificate_opens_the_admin_pages_and_only_an_operator_replaces_it() {
+    let tmp = TempDir::new(std::env::temp_dir(), "outpost-certs-admin");
+    let mut hub = TlsHub::start(tmp.path(), "cloud", "");
+    let root = Ca::root("Ops root");
+    let (ko, kb) = (key(), key());
+    let ops = root.issue(&ko, "ops", 60);
+    let boston = root.issue(&kb, "boston", 60);
+    hub.add_cert_edge("ops", &ops, &["--admin"]);
+    hub.add_cert_edge("boston", &boston, &[]);
+    let ops_id = ClientCert::from_pem(identity_pem(&ops, &ko).as_bytes()).unwrap();
+    let boston_id = ClientCert::from_pem(identity_pem(&boston, &kb).as_bytes()).unwrap();
+
+    // The admin identity's certificate opens /status; another identity's,
+    // or none, does not; a self-made one with the admin's key neither.
+    assert_eq!(https_get(&hub, "/status", Some(&ops_id)).await, 200);
+    assert_eq!(https_get(&hub, "/metrics", Some(&ops_id)).await, 200);
+    assert_eq!(https_get(&hub, "/status", Some(&boston_id)).await, 401);
+    assert_eq!(https_get(&hub, "/status", None).await, 401);
+    let forged =
+        ClientCert::from_pem(identity_pem(&self_made(&ko, "ops"), &ko).as_bytes()).unwrap();
+    assert_eq!(https_get(&hub, "/status", Some(&forged)).await, 401);
+
+    // Its session may not register a replacement: an operator does.
+    let db = memory_db().await;
+    let c = cert_client(&db, &hub, "ops", &identity_pem(&ops, &ko));
+    live(&c, &hub).await;
+    let next_key = key();
+    let next = root.issue(&next_key, "ops", 90);
+    match c.register_replacement(ders(&next), WAIT).await {
+        ReplaceOutcome::Refused { code, .. } => assert_eq!(code, "replace_admin"),
+        other => panic!("{other:?}"),
+    }
+    c.stop().await;
+    assert_eq!(hub.config().matches("[[edge.cert]]").count(), 2);
+    let f = hub.dir.join("ops-next.pem");
+    std::fs::write(&f, chain_pem(&next)).unwrap();
+    let reloads = hub.reloads();
+    let (ok, _, err) = hub.cli(&["edge", "cert-add", "ops", "--cert", &f.to_string_lossy()]);
+    assert!(ok, "{err}");
+    hub.wait_reload(reloads);
+    let next_id = ClientCert::from_pem(identity_pem(&next, &next_key).as_bytes()).unwrap();
+    assert_eq!(https_get(&hub, "/status", Some(&next_id)).await, 200);
+    hub.proc.kill();
+    let (_, out, _) = hub.cli(&["audit", "export"]);
+    assert!(
+        out.contains("replace_admin"),
+        "the refusal is audited: {out}"
     );
 }

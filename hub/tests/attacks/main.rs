@@ -41,7 +41,10 @@
 //! subject purges (protocol 5: a purged id is never taken back),
 //! `hub_writes` writes with safety `hub` (protocol 6), and `compaction`
 //! tombstone compaction (protocol 7: `Resync`, checkpoints below the
-//! horizon, copies of compacted deletions' versions pushed back). Every
+//! horizon, copies of compacted deletions' versions pushed back), and
+//! `certs` certificate replacement on the wire (protocol 8: `Replace`; the
+//! attacks that need a client certificate over mutual TLS are in
+//! `hub/tests/certificates.rs`). Every
 //! identity of the attack hubs is a key (`common.rs`): the hostile client
 //! proves it and signs its batches like an honest edge, unless a case
 //! forges them. Cases for what is not built yet would be `#[ignore]`d with
@@ -49,6 +52,7 @@
 
 mod common;
 
+mod certs;
 #[path = "poison.rs"]
 mod class1_poison;
 #[path = "forged_cv.rs"]
