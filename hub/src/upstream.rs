@@ -16,9 +16,10 @@
 //!   upstream using the file has registered it, the file is moved over the
 //!   current one and every link reconnects with it. An upstream that is
 //!   unreachable is retried at every poll, until the current certificate
-//!   is within [`SWITCH_BEFORE_EXPIRY`] of its expiry: then the hub switches
-//!   anyway (the old certificate would stop working there too), and logs
-//!   which upstreams did not register it.
+//!   is within a tenth of its lifetime (at most [`SWITCH_BEFORE_EXPIRY`])
+//!   of its expiry: then a link that registered it switches anyway (the old
+//!   certificate would stop working everywhere soon), and logs which
+//!   upstreams did not register it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -323,7 +324,10 @@ impl Renewal {
         let now = crate::identity::now_s();
         let margin = ((na - nb) / 10).clamp(0, SWITCH_BEFORE_EXPIRY.as_secs() as i64);
         let near_expiry = now >= na - margin;
-        if missing.is_empty() || near_expiry {
+        // Near the expiry, a link that registered it switches (never one
+        // that could not: the upstreams that have it keep Boston).
+        let here = !missing.contains(&me);
+        if missing.is_empty() || (near_expiry && here) {
             if !missing.is_empty() {
                 tracing::error!(file = %self.path.display(), missing = ?missing, "the current certificate nears its expiry: switching to the next one although these upstreams did not register it (register it there by hand: `outpost-hub edge cert-add`)");
             }

@@ -740,3 +740,93 @@ async fn an_admin_certificate_opens_the_admin_pages_and_only_an_operator_replace
         "the refusal is audited: {out}"
     );
 }
+
+/// A Boston hub in `dir` whose database is an edge of each of `urls`, all
+/// with the certificate file `boston.pem` (`pem`).
+fn boston_hub(dir: &Path, pem: &str, upstreams: &[(String, std::path::PathBuf)]) -> HubProcess {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("boston.pem"), pem).unwrap();
+    let mut cfg = format!(
+        "listen = \"127.0.0.1:{}\"\ndata_dir = \"data\"\n[[database]]\nname = \"main\"\n",
+        free_port()
+    );
+    for (url, ca) in upstreams {
+        cfg.push_str(&format!(
+            "\n[[upstream]]\ndatabase = \"main\"\nurl = \"{url}\"\nidentity = \"boston\"\ncert = \"boston.pem\"\nca_cert = \"{}\"\n",
+            ca.display()
+        ));
+    }
+    std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
+    HubProcess::start(BIN, dir, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_holds_the_switch_until_the_certificate_nears_its_expiry() {
+    let tmp = TempDir::new(std::env::temp_dir(), "outpost-certs-unreachable");
+    let cloud = TlsHub::start(tmp.path(), "cloud", "");
+    // A second upstream that never answers (nothing listens there).
+    let dead = format!("wss://localhost:{}/sync", free_port());
+    let root = Ca::root("Clinics root");
+    let ups = vec![(cloud.url(), cloud.ca()), (dead, cloud.ca())];
+
+    // A long-lived certificate: the new one is registered where it can be,
+    // and the switch waits for the unreachable upstream.
+    let (ka, kb) = (key(), key());
+    let a = root.issue(&ka, "boston", 60);
+    cloud.add_cert_edge("boston", &a, &[]);
+    let bdir = tmp.path().join("boston");
+    let boston = boston_hub(&bdir, &identity_pem(&a, &ka), &ups);
+    let next = outpost_hub::upstream::next_path(&bdir.join("boston.pem"));
+    let b = root.issue(&kb, "boston", 90);
+    std::fs::write(&next, identity_pem(&b, &kb)).unwrap();
+    let b_key = certs::hash_text(&inspect(&b, now()).unwrap().key);
+    wait_until("the reachable upstream pins the new certificate", || {
+        let cfg = cloud.config();
+        let b_key = b_key.clone();
+        async move { cfg.contains(&b_key) }
+    })
+    .await;
+    tokio::time::sleep(outpost_hub::upstream::RENEWAL_POLL * 3).await;
+    assert!(
+        next.exists(),
+        "no switch while an upstream has not registered it"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bdir.join("boston.pem")).unwrap(),
+        identity_pem(&a, &ka)
+    );
+    drop(boston);
+
+    // A certificate within a tenth of its lifetime of its expiry: the hub
+    // switches anyway, and says which upstream is missing.
+    let (kc, kd) = (key(), key());
+    let c = root.leaf(&kc, "boston-2", now() - 3600, now() + 120);
+    let f = cloud.dir.join("c.pem");
+    std::fs::write(&f, chain_pem(&c)).unwrap();
+    let reloads = cloud.reloads();
+    let (ok, _, err) = cloud.cli(&["edge", "cert-add", "boston", "--cert", &f.to_string_lossy()]);
+    assert!(ok, "{err}");
+    cloud.wait_reload(reloads);
+    let bdir2 = tmp.path().join("boston-2");
+    let boston2 = boston_hub(&bdir2, &identity_pem(&c, &kc), &ups);
+    let next2 = outpost_hub::upstream::next_path(&bdir2.join("boston.pem"));
+    let d = root.issue(&kd, "boston-2", 90);
+    std::fs::write(&next2, identity_pem(&d, &kd)).unwrap();
+    wait_until("the hub switches near the expiry", || {
+        let next2 = next2.clone();
+        async move { !next2.exists() }
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(bdir2.join("boston.pem")).unwrap(),
+        identity_pem(&d, &kd)
+    );
+    assert!(
+        boston2.log().contains("nears its expiry"),
+        "{}",
+        boston2.log()
+    );
+    // It switched only once the reachable upstream had registered it.
+    let d_key = certs::hash_text(&inspect(&d, now()).unwrap().key);
+    assert!(cloud.config().contains(&d_key), "{}", cloud.config());
+}
