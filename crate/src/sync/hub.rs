@@ -14,6 +14,8 @@ mod checks;
 mod feed;
 mod receipts;
 mod replace;
+
+pub use replace::MAX_REPLACES_PER_SESSION;
 mod writes;
 
 use crate::cv::DbId;
@@ -491,6 +493,8 @@ pub struct HubSession {
     writes: writes::Writes,
     /// The `Replace` handed to the shell, awaiting its judgement.
     replacing: Option<u64>,
+    /// `Replace` frames received in this session.
+    replaces: u32,
 }
 
 impl HubSession {
@@ -533,6 +537,7 @@ impl HubSession {
             purge_deadline: 0,
             writes: writes::Writes::default(),
             replacing: None,
+            replaces: 0,
         }
     }
 

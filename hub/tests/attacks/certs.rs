@@ -88,6 +88,37 @@ async fn a_replace_from_a_key_identity_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_keeps_sending_replace_is_ended() {
+    let hub = Hub::start();
+    let mut m = hub.connect().await;
+    let key = outpost_testkit::keys::registered("mallory").unwrap();
+    let mut hello = Hostile::hello_key_frame("mallory", &key, new_db_id(), 0);
+    if let Frame::Hello { max_version, .. } = &mut hello {
+        *max_version = outpost::sync::frame::REPLACE_VERSION;
+    }
+    m.hello_with(hello).await.expect("welcome");
+    m.pull(true).await.unwrap();
+    let max = u64::from(outpost::sync::hub::MAX_REPLACES_PER_SESSION);
+    for request in 1..=max {
+        m.send(&Frame::Replace {
+            request,
+            chain: vec![vec![0x30, 0]],
+        })
+        .await
+        .unwrap();
+        replace_result(&m.answer().await);
+    }
+    m.send(&Frame::Replace {
+        request: max + 1,
+        chain: vec![vec![0x30, 0]],
+    })
+    .await
+    .unwrap();
+    assert_error(&m.answer().await, "protocol");
+    hub.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replace_of_nine_certificates_does_not_decode() {
     let hub = Hub::start();
     let mut m = hub.mallory().await;

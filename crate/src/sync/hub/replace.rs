@@ -10,6 +10,12 @@
 use super::{HubAction, HubSession};
 use crate::sync::frame::{Frame, REPLACE_VERSION};
 
+/// Most `Replace` frames one session may send: each can rewrite the hub's
+/// configuration and write an audit entry, so a session that keeps sending
+/// them is ended (`Error(protocol)`). A device registers one replacement
+/// per renewal; a few more cover retries.
+pub const MAX_REPLACES_PER_SESSION: u32 = 8;
+
 impl HubSession {
     /// A `Replace` arrived in an open session.
     pub(super) fn on_replace(
@@ -33,6 +39,11 @@ impl HubSession {
                 "protocol",
                 "a second Replace before the ReplaceResult",
             );
+        }
+        self.replaces += 1;
+        if self.replaces > MAX_REPLACES_PER_SESSION {
+            let msg = format!("more than {MAX_REPLACES_PER_SESSION} Replace frames in one session");
+            return self.fail(out, now, "protocol", &msg);
         }
         self.replacing = Some(request);
         out.push(HubAction::RegisterReplacement { request, chain });
