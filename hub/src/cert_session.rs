@@ -336,40 +336,44 @@ pub async fn record_expiries(hub: std::sync::Arc<Hub>) {
 }
 
 /// One sweep: the pins past their `notAfter` not yet recorded get an
-/// `expired` entry, and are marked (`expiry_recorded = true` in the
-/// configuration file) so that no later sweep or restart records them
-/// again.
+/// `expired` entry (committed first), then are marked (`expiry_recorded =
+/// true` in the configuration file) so that no later sweep or restart
+/// records them again. A database that is not open is left for a later
+/// sweep; a mark that cannot be written means the entry may be written
+/// again at the next sweep, never lost.
 pub async fn sweep_expiries(hub: &Hub) {
     let now = now_s();
     let config = hub.config();
     let due = |c: &PinnedCert| now > c.not_after && !c.expiry_recorded;
     for e in config.edges.iter().filter(|e| e.certs.iter().any(due)) {
+        let Some(handle) = hub.database(&e.database) else {
+            continue;
+        };
+        let newly: Vec<&PinnedCert> = e.certs.iter().filter(|c| due(c)).collect();
+        let events: Vec<Event> = newly
+            .iter()
+            .map(|c| {
+                let mut ev = Event::of("expired", c);
+                ev.message = "the certificate expired".into();
+                ev
+            })
+            .collect();
+        if let Err(err) = record_in(&handle.db, &e.name, &events).await {
+            tracing::error!(identity = %e.name, database = %e.database, error = %err, "audit: could not record a certificate's expiry; retrying at the next sweep");
+            continue;
+        }
+        for c in &newly {
+            tracing::warn!(identity = %e.name, database = %e.database, key = %certs::hash_text(&c.key), not_after = c.not_after, "a pinned certificate expired");
+        }
+        let keys: Vec<KeyHash> = newly.iter().map(|c| c.key).collect();
         let marked = update_pins(hub, &e.name, &e.database, |pins| {
-            let mut newly = Vec::new();
-            for c in pins.iter_mut().filter(|c| due(c)) {
+            for c in pins.iter_mut().filter(|c| keys.contains(&c.key)) {
                 c.expiry_recorded = true;
-                newly.push(c.clone());
             }
-            Ok(newly)
+            Ok(())
         });
-        match marked {
-            Ok(newly) => {
-                let events: Vec<Event> = newly
-                    .iter()
-                    .map(|c| {
-                        let mut ev = Event::of("expired", c);
-                        ev.message = "the certificate expired".into();
-                        ev
-                    })
-                    .collect();
-                for c in &newly {
-                    tracing::warn!(identity = %e.name, database = %e.database, key = %certs::hash_text(&c.key), not_after = c.not_after, "a pinned certificate expired");
-                }
-                record(hub, &e.database, &e.name, &events).await;
-            }
-            Err(why) => {
-                tracing::error!(identity = %e.name, error = %why, "cannot record a certificate's expiry in the configuration file; retrying at the next sweep");
-            }
+        if let Err(why) = marked {
+            tracing::error!(identity = %e.name, error = %why, "cannot mark a recorded expiry in the configuration file; the next sweep records it again");
         }
     }
 }

@@ -341,8 +341,8 @@ impl PinnedCert {
 pub enum Judged {
     /// The pinned certificate itself.
     Accepted,
-    /// A renewal: same key, same issuers, other dates or serial (the pin
-    /// is to be updated and the renewal audited).
+    /// A renewal: same key, same issuers, a later `notAfter` (the pin is
+    /// to be updated and the renewal audited).
     Renewed,
 }
 
@@ -361,14 +361,16 @@ pub fn judge(pins: &[PinnedCert], p: &Presented) -> Result<(usize, Judged), Opti
             pinned: pin.issuers.clone(),
         }));
     }
-    let same =
-        pin.serial == p.serial && pin.not_before == p.not_before && pin.not_after == p.not_after;
+    // A renewal ends later than the pin: an older certificate of the same
+    // key and issuers (a device not yet switched) is accepted as it is,
+    // without moving the pin back.
+    let renewed = p.not_after > pin.not_after;
     Ok((
         i,
-        if same {
-            Judged::Accepted
-        } else {
+        if renewed {
             Judged::Renewed
+        } else {
+            Judged::Accepted
         },
     ))
 }
