@@ -323,8 +323,8 @@ fn protocol_violations_end_the_session_with_a_typed_error() {
     // Unsupported version, and a refused credential.
     let mut h = HubSession::new(0);
     let mut b = hello();
-    b[5] = 8; // min version 8
-    b[7] = 9;
+    b[5] = 9; // min version 9
+    b[7] = 10;
     let a = h.handle(HubEvent::Received(&b), 0);
     assert!(closed_with(&a, "unsupported_version"));
     // ... also when the rest of that Hello has another layout.
@@ -689,14 +689,14 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
                 .any(|x| matches!(x, HubAction::Authenticate { .. }))
         );
     }
-    // The edge offers 5 to 7 and reports the grant to its shell.
+    // The edge offers 5 to 8 and reports the grant to its shell.
     let mut e = fresh_edge();
     let a = e.handle(EdgeEvent::Opened, 0);
     assert!(matches!(
         sent_edge(&a)[..],
         [Frame::Hello {
             min_version: 5,
-            max_version: 7,
+            max_version: 8,
             ..
         }]
     ));

@@ -174,6 +174,7 @@ async fn link_upstream(
     let mut status = client.watch_status();
     let mut failed = handle.failed_watch();
     let mut storage_failures = 0;
+    let mut client_ended = false;
     let mut poll = tokio::time::interval(RENEWAL_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let restart = loop {
@@ -181,8 +182,19 @@ async fn link_upstream(
             break true;
         }
         tokio::select! {
-            r = status.changed() => {
-                if r.is_err() { break false; }
+            r = status.changed(), if !client_ended => {
+                if r.is_err() {
+                    // The client ended for good (a final refusal: revoked,
+                    // an expired certificate…). With a certificate file,
+                    // keep watching it: a renewal dropped later restarts
+                    // the link.
+                    if renewal.is_some() {
+                        client_ended = true;
+                        tracing::warn!(url = %up.url, database = %up.database, "upstream link stopped; waiting for its certificate file to change");
+                        continue;
+                    }
+                    break false;
+                }
                 let s = status.borrow_and_update().clone();
                 match &s {
                     SyncStatus::Initial { .. } => {}
@@ -326,8 +338,10 @@ impl Renewal {
         let near_expiry = now >= na - margin;
         // Near the expiry, a link that registered it switches (never one
         // that could not: the upstreams that have it keep Boston).
+        // An expired current certificate works nowhere: switching costs
+        // nothing then.
         let here = !missing.contains(&me);
-        if missing.is_empty() || (near_expiry && here) {
+        if missing.is_empty() || (near_expiry && here) || now > na {
             if !missing.is_empty() {
                 tracing::error!(file = %self.path.display(), missing = ?missing, "the current certificate nears its expiry: switching to the next one although these upstreams did not register it (register it there by hand: `outpost-hub edge cert-add`)");
             }

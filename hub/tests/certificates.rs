@@ -832,3 +832,47 @@ async fn an_unreachable_upstream_holds_the_switch_until_the_certificate_nears_it
     let d_key = certs::hash_text(&inspect(&d, now()).unwrap().key);
     assert!(cloud.config().contains(&d_key), "{}", cloud.config());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_renewal_revives_a_link_whose_certificate_expired() {
+    let tmp = TempDir::new(std::env::temp_dir(), "outpost-certs-late");
+    let cloud = TlsHub::start(tmp.path(), "cloud", "");
+    let root = Ca::root("Clinics root");
+    let (ka, kh) = (key(), key());
+    let a = root.leaf(&ka, "boston", now() - 60, now() + 4);
+    let hq = root.issue(&kh, "hq", 60);
+    cloud.add_cert_edge("boston", &a, &[]);
+    cloud.add_cert_edge("hq", &hq, &[]);
+    let bdir = tmp.path().join("boston");
+    let boston = boston_hub(&bdir, &identity_pem(&a, &ka), &[(cloud.url(), cloud.ca())]);
+    let docs = |h: &HubProcess| {
+        let (_, body) = h.get("/status");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["databases"][0]["documents"].as_u64().unwrap_or(0)
+    };
+    // Boston's certificate expires: the cloud ends its session for good.
+    wait_until("Boston's link is refused at expiry", || async {
+        boston
+            .log()
+            .contains("waiting for its certificate file to change")
+    })
+    .await;
+    // The renewal job was late: the renewed certificate (same key) revives
+    // the link.
+    let renewed = root.issue(&ka, "boston", 90);
+    std::fs::write(
+        outpost_hub::upstream::next_path(&bdir.join("boston.pem")),
+        identity_pem(&renewed, &ka),
+    )
+    .unwrap();
+    let db = memory_db().await;
+    let c = cert_client(&db, &cloud, "hq", &identity_pem(&hq, &kh));
+    live(&c, &cloud).await;
+    put(&db, "clinics/boston/late", serde_json::json!({"n": 1})).await;
+    c.local_changed();
+    wait_until("Boston receives the document after the renewal", || async {
+        docs(&boston) >= 1
+    })
+    .await;
+    c.stop().await;
+}
