@@ -239,43 +239,6 @@ impl Enrollment {
     }
 }
 
-/// One `[[upstream]]`: another hub this hub replicates with, as an edge.
-#[derive(Clone, PartialEq, Eq)]
-pub struct UpstreamConfig {
-    /// The local database replicated.
-    pub database: String,
-    /// The other hub's WebSocket URL (`ws://` or `wss://`).
-    pub url: String,
-    /// This hub's identity at the other hub.
-    pub identity: String,
-    /// The token this hub presents (plain text; development mode; empty
-    /// when `key_file` is set).
-    pub token: String,
-    /// This hub's key file as an edge of the other hub (absolute path).
-    pub key_file: Option<PathBuf>,
-    /// A PEM certificate to trust for `wss://` (absolute path), if any.
-    pub ca_cert: Option<PathBuf>,
-    /// A certificate identity (`wss://`, mutual TLS): one PEM file with the
-    /// chain (leaf first, up to the root) and the leaf's PKCS#8 key
-    /// (absolute path). A renewal job drops the next one beside it as
-    /// `<cert>.next` (`crate::upstream`).
-    pub cert: Option<PathBuf>,
-}
-
-impl fmt::Debug for UpstreamConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpstreamConfig")
-            .field("database", &self.database)
-            .field("url", &self.url)
-            .field("identity", &self.identity)
-            .field("token", &"<redacted>")
-            .field("key_file", &self.key_file)
-            .field("ca_cert", &self.ca_cert)
-            .field("cert", &self.cert)
-            .finish()
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The file as written
 
@@ -353,18 +316,6 @@ struct RawEdge {
     cert: Vec<crate::certs::RawCert>,
     #[serde(default)]
     admin: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUpstream {
-    database: String,
-    url: String,
-    identity: String,
-    token: Option<String>,
-    key_file: Option<PathBuf>,
-    ca_cert: Option<PathBuf>,
-    cert: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------
@@ -590,69 +541,7 @@ impl Config {
                     "{at}: url: expected a ws:// or wss:// URL, like \"ws://127.0.0.1:4001/sync\""
                 )));
             }
-            check_name(&u.identity, 128, true).map_err(|m| err(format!("{at}: identity: {m}")))?;
-            let cert = match &u.cert {
-                Some(c) if u.token.is_some() || u.key_file.is_some() => {
-                    let _ = c;
-                    return Err(err(format!(
-                        "{at}: cert: a certificate identity has no key_file or token (its certificate's key is its key)"
-                    )));
-                }
-                Some(c) if c.as_os_str().is_empty() => {
-                    return Err(err(format!("{at}: cert: must not be empty")));
-                }
-                Some(_) if !u.url.starts_with("wss://") => {
-                    return Err(err(format!(
-                        "{at}: cert: a client certificate is presented over TLS only: the url must be wss://"
-                    )));
-                }
-                Some(c) => Some(resolve(&base, c)),
-                None => None,
-            };
-            let key_file = match (&u.token, &u.key_file) {
-                _ if cert.is_some() => None,
-                (Some(_), Some(_)) => {
-                    return Err(err(format!(
-                        "{at}: give either key_file or token, not both"
-                    )));
-                }
-                (None, None) => {
-                    return Err(err(format!(
-                        "{at}: key_file: missing (this hub's key at the upstream hub: \
-                         `outpost-hub keygen FILE` makes one and prints the public key to enroll there)"
-                    )));
-                }
-                (Some(t), None) => {
-                    if !dev_tokens {
-                        return Err(err(format!(
-                            "{at}: token: shared-secret tokens are a development mode, off by default; \
-                             use key_file (`outpost-hub keygen FILE`), or allow tokens with `[dev] tokens = true`"
-                        )));
-                    }
-                    if t.is_empty() {
-                        return Err(err(format!("{at}: token: must not be empty")));
-                    }
-                    None
-                }
-                (None, Some(k)) => {
-                    if k.as_os_str().is_empty() {
-                        return Err(err(format!("{at}: key_file: must not be empty")));
-                    }
-                    Some(resolve(&base, k))
-                }
-            };
-            if u.ca_cert.as_ref().is_some_and(|c| c.as_os_str().is_empty()) {
-                return Err(err(format!("{at}: ca_cert: must not be empty")));
-            }
-            upstreams.push(UpstreamConfig {
-                database: u.database,
-                url: u.url,
-                identity: u.identity,
-                token: u.token.unwrap_or_default(),
-                key_file,
-                ca_cert: u.ca_cert.as_deref().map(|c| resolve(&base, c)),
-                cert,
-            });
+            upstreams.push(u.parse(&at, &base, dev_tokens).map_err(err)?);
         }
 
         let admin_token_sha256 = match raw.admin {
@@ -839,9 +728,12 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 
 mod compaction;
 mod limits;
+mod upstream;
 pub use self::compaction::{check_retention, retention_ms};
 pub use compaction::CompactionConfig;
 pub use limits::{EdgeLimits, Limits};
+use upstream::RawUpstream;
+pub use upstream::UpstreamConfig;
 
 #[cfg(test)]
 mod key_tests;
