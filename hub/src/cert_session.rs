@@ -212,16 +212,13 @@ pub fn update_pins<T>(
     change: impl FnOnce(&mut Vec<PinnedCert>) -> Result<T, String>,
 ) -> Result<T, String> {
     let path = hub.config().path.clone();
-    let _writing = edit::config_write_lock();
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let current = Config::parse(&text, &path).map_err(|e| e.to_string())?;
-    let edge = edge_of(&current, identity, database)
-        .ok_or_else(|| "no such edge in the configuration file".to_string())?;
-    let mut pins = edge.certs.clone();
-    let out = change(&mut pins)?;
-    let edited = edit::set_certs(&text, identity, &pins)?;
-    let new = edit::replace_config(&path, &edited).map_err(|e| e.to_string())?;
+    let (new, out) = edit::rewrite_config(&path, |text, current| {
+        let edge = edge_of(current, identity, database)
+            .ok_or_else(|| "no such edge in the configuration file".to_string())?;
+        let mut pins = edge.certs.clone();
+        let out = change(&mut pins)?;
+        Ok((edit::set_certs(text, identity, &pins)?, out))
+    })?;
     hub.publish_config(new);
     Ok(out)
 }

@@ -373,6 +373,25 @@ pub fn remove_edge(text: &str, name: &str) -> std::result::Result<String, String
     Ok(doc.to_string())
 }
 
+/// Changes the configuration file at `path` under the configuration-write
+/// lock: the file is read again and parsed, `change` makes the new text
+/// from the text and the configuration as they are now (or refuses), and
+/// the file is replaced ([`replace_config`]) before the lock is let go, so
+/// two changes never overwrite each other. Returns the new configuration
+/// (for the running hub to put in force) and what `change` returned.
+pub fn rewrite_config<T>(
+    path: &Path,
+    change: impl FnOnce(&str, &Config) -> std::result::Result<(String, T), String>,
+) -> std::result::Result<(Config, T), String> {
+    let _writing = config_write_lock();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let current = Config::parse(&text, path).map_err(|e| e.to_string())?;
+    let (edited, out) = change(&text, &current)?;
+    let new = replace_config(path, &edited).map_err(|e| e.to_string())?;
+    Ok((new, out))
+}
+
 /// Validates `text` as the configuration at `path`, then replaces the file
 /// atomically (a temporary file in the same directory, renamed over it),
 /// keeping the file's permissions.

@@ -196,24 +196,21 @@ fn redeem(
     key: &PublicKey,
 ) -> Result<(), String> {
     let path = hub.config().path.clone();
-    let _writing = edit::config_write_lock();
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let current = Config::parse(&text, &path).map_err(|e| e.to_string())?;
-    let edge = edge_of(&current, identity, database)
-        .ok_or_else(|| "no such edge in the configuration file".to_string())?;
-    if edge.revoked {
-        return Err("revoked".into());
-    }
-    if !edge
-        .enroll
-        .as_ref()
-        .is_some_and(|en| en.redeems(code, now_s()))
-    {
-        return Err("the enrollment code is wrong, spent or expired".into());
-    }
-    let edited = edit::redeem_enrollment(&text, identity, key)?;
-    let new = edit::replace_config(&path, &edited).map_err(|e| e.to_string())?;
+    let (new, ()) = edit::rewrite_config(&path, |text, current| {
+        let edge = edge_of(current, identity, database)
+            .ok_or_else(|| "no such edge in the configuration file".to_string())?;
+        if edge.revoked {
+            return Err("revoked".into());
+        }
+        if !edge
+            .enroll
+            .as_ref()
+            .is_some_and(|en| en.redeems(code, now_s()))
+        {
+            return Err("the enrollment code is wrong, spent or expired".into());
+        }
+        Ok((edit::redeem_enrollment(text, identity, key)?, ()))
+    })?;
     hub.publish_config(new);
     tracing::info!(%identity, %database, key = %key.fingerprint(), "enrollment code redeemed: the key is enrolled");
     Ok(())

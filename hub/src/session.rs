@@ -112,6 +112,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
         refused: None,
         key: None,
         cert: None,
+        cert_ends: None,
     };
     // The watch receivers are wrapped in streams that keep their `changed()`
     // future alive across loop iterations: re-creating it on every `select!`
@@ -184,7 +185,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                 continue;
             }
             _ = tick.tick() => HubEvent::Tick,
-            Some(()) = until(s.identity.as_ref().and(s.cert).map(|c| cert_deadline(c.not_after))) => {
+            Some(()) = until(s.identity.as_ref().and(s.cert_ends)) => {
                 // The certificate expired during the session.
                 let c = s.cert.unwrap_or(crate::cert_session::CertSession { key: [0; 32], not_after: 0 });
                 let id = s.identity.clone().unwrap_or_default();
@@ -385,6 +386,8 @@ struct Shell {
     key: Option<PublicKey>,
     /// A certificate session: its pin and expiry (the session ends then).
     cert: Option<crate::cert_session::CertSession>,
+    /// When that certificate expires (computed once, at authentication).
+    cert_ends: Option<tokio::time::Instant>,
 }
 
 impl Shell {
@@ -501,6 +504,7 @@ impl Shell {
         }
         if let Verdict::Cert(c) = &verdict {
             self.cert = Some(*c);
+            self.cert_ends = Some(cert_deadline(c.not_after));
         }
         if verdict == Verdict::Revoked {
             self.hub.metrics().rejection(identity::REVOKED);

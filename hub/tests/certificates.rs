@@ -21,7 +21,7 @@ use outpost_hub::certs::{
 };
 use outpost_testkit::TempDir;
 use outpost_testkit::hub::{HubProcess, free_port, wait_until};
-use pki::{Ca, chain_pem, ders, identity_pem, key, now, self_made};
+use pki::{Ca, TlsHub, chain_pem, ders, identity_pem, key, now, self_made};
 
 const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
 const WAIT: Duration = Duration::from_secs(60);
@@ -257,101 +257,6 @@ fn purge_expired_never_removes_the_last_certificate() {
 
 // ---------------------------------------------------------------------------
 // Real hubs over mutual TLS
-
-/// A hub with TLS (its server certificate from its own CA) in `dir`.
-struct TlsHub {
-    proc: HubProcess,
-    dir: std::path::PathBuf,
-    port: u16,
-}
-
-impl TlsHub {
-    fn start(dir: &Path, name: &str, body: &str) -> TlsHub {
-        let dir = dir.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let server_ca = Ca::root(&format!("{name} server CA"));
-        let server_key = key();
-        let mut p =
-            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, format!("{name} hub"));
-        let issuer = rcgen::Issuer::from_params(&server_ca.params, &server_ca.key);
-        let cert = p.signed_by(&server_key, &issuer).unwrap();
-        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
-        std::fs::write(
-            dir.join("server-ca.pem"),
-            chain_pem(std::slice::from_ref(&server_ca.der)),
-        )
-        .unwrap();
-        let port = free_port();
-        let cfg = format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n\n[[database]]\nname = \"main\"\n\n{body}"
-        );
-        std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
-        let proc = HubProcess::start(BIN, &dir, &[]);
-        TlsHub { proc, dir, port }
-    }
-
-    fn url(&self) -> String {
-        format!("wss://localhost:{}/sync", self.port)
-    }
-
-    fn ca(&self) -> std::path::PathBuf {
-        self.dir.join("server-ca.pem")
-    }
-
-    fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = std::process::Command::new(BIN)
-            .current_dir(&self.dir)
-            .args(["--config", "outpost-hub.toml"])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    }
-
-    fn config(&self) -> String {
-        std::fs::read_to_string(self.dir.join("outpost-hub.toml")).unwrap()
-    }
-
-    /// Registers certificate identity `name` from `chain` with the CLI.
-    fn add_cert_edge(
-        &self,
-        name: &str,
-        chain: &[rustls_pki_types::CertificateDer<'_>],
-        extra: &[&str],
-    ) {
-        let file = self.dir.join(format!("{name}-chain.pem"));
-        std::fs::write(&file, chain_pem(chain)).unwrap();
-        let f = file.to_string_lossy().to_string();
-        let mut args = vec![
-            "edge", "add", name, "--read", "*", "--write", "*", "--cert", &f,
-        ];
-        args.extend_from_slice(extra);
-        let reloads = self.reloads();
-        let (ok, _, err) = self.cli(&args);
-        assert!(ok, "{err}");
-        self.wait_reload(reloads);
-    }
-
-    fn reloads(&self) -> usize {
-        self.proc.log().matches("configuration reloaded").count()
-    }
-
-    /// Waits until the hub reloaded its configuration once more than `n`.
-    fn wait_reload(&self, n: usize) {
-        let t = std::time::Instant::now();
-        while self.reloads() <= n {
-            assert!(t.elapsed() < WAIT, "no reload:\n{}", self.proc.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 type Db = outpost::Database<outpost::store::MemoryStore>;
 

@@ -748,8 +748,38 @@ mod tests {
                 .contains("does not match its hash")
         );
         assert!(decode_entry(&v[..v.len() - 1]).is_err());
-        for c in [1, 2, 3, 4, 5, 99] {
+        for c in [1, 2, 3, 4, 5, 6, 7, 99] {
             assert_eq!(AuditKind::from_code(c).code(), c);
         }
+    }
+
+    #[test]
+    fn a_certificate_entry_has_kind_7_and_a_fixed_record() {
+        // Kind 7 is `certificate`; an engine that predates it reads the
+        // same entry as `kind_7` (Other), its chain unchanged.
+        assert_eq!(AuditKind::from_code(7), AuditKind::Certificate);
+        assert_eq!(AuditKind::Certificate.name(), "certificate");
+        assert_eq!(AuditKind::Other(7).name(), "kind_7");
+        let r = AuditCertificate {
+            v: 1,
+            identity: "boston".into(),
+            event: "replaced".into(),
+            key: "sha256:aa".into(),
+            by: "sha256:bb".into(),
+            issuers: vec!["sha256:cc".into()],
+            not_after: 5,
+            code: String::new(),
+            message: String::new(),
+        };
+        let want = br#"{"v":1,"identity":"boston","event":"replaced","key":"sha256:aa","by":"sha256:bb","issuers":["sha256:cc"],"not_after":5}"#;
+        assert_eq!(encode_record(&r), want.to_vec());
+        let back: AuditCertificate = serde_json::from_slice(want).unwrap();
+        assert_eq!(back, r);
+        let prev = [1u8; 32];
+        let mut v = encode_entry(1, 0, AuditKind::Certificate, &prev, want);
+        let h = chain_hash(&prev, &v);
+        v.extend_from_slice(&h);
+        assert_eq!(&v[1 + 8 + 8..PREV_AT], &7u16.to_le_bytes());
+        assert_eq!(decode_entry(&v).unwrap().kind, AuditKind::Certificate);
     }
 }

@@ -259,6 +259,21 @@ impl Hub {
         Hostile::connect(&self.url()).await.expect("connect")
     }
 
+    /// A session of `identity` (its key, a new device) offering protocol
+    /// versions up to `max`, caught up with everything it may read.
+    pub async fn session_at(&self, identity: &str, max: u16) -> Hostile {
+        let mut m = self.connect().await;
+        let key = outpost_testkit::keys::registered(identity).expect("a key identity");
+        let mut hello = Hostile::hello_key_frame(identity, &key, new_db_id(), 0);
+        if let Frame::Hello { max_version, .. } = &mut hello {
+            *max_version = max;
+        }
+        let w = m.hello_with(hello).await.expect("welcome");
+        assert_eq!(w.version, max, "the hub speaks version {max}");
+        m.pull(true).await.unwrap();
+        m
+    }
+
     /// A session of `identity` (a new device, pull checkpoint 0), caught up
     /// with everything it may read, every `Changes` acknowledged.
     pub async fn session(&self, identity: &str) -> Hostile {

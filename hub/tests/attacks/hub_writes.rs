@@ -204,18 +204,7 @@ async fn a_request_number_used_twice_ends_the_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_in_a_protocol_5_session_is_a_protocol_error() {
     let hub = Hub::start();
-    let mut m = hub.connect().await;
-    let key = outpost_testkit::keys::registered("mallory").unwrap();
-    let mut hello = Hostile::hello_key_frame("mallory", &key, new_db_id(), 0);
-    if let Frame::Hello { max_version, .. } = &mut hello {
-        *max_version = 5;
-    }
-    let w = m
-        .hello_with(hello)
-        .await
-        .expect("a version 5 edge is served");
-    assert_eq!(w.version, 5);
-    m.pull(true).await.unwrap();
+    let mut m = hub.session_at("mallory", 5).await;
     let f = m.write_frame(1, vec![put(ID, WireExpect::Missing, json!({}))], None);
     m.send(&f).await.unwrap();
     assert_error(&m.answer().await, "protocol");

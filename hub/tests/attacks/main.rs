@@ -42,15 +42,17 @@
 //! `hub_writes` writes with safety `hub` (protocol 6), and `compaction`
 //! tombstone compaction (protocol 7: `Resync`, checkpoints below the
 //! horizon, copies of compacted deletions' versions pushed back), and
-//! `certs` certificate replacement on the wire (protocol 8: `Replace`; the
-//! attacks that need a client certificate over mutual TLS are in
-//! `hub/tests/certificates.rs`). Every
+//! `certs` certificate identities (protocol 8: `Replace`, and forged,
+//! expired, missing, retired and dropped client certificates over mutual
+//! TLS, `Hostile::connect_tls`). Every
 //! identity of the attack hubs is a key (`common.rs`): the hostile client
 //! proves it and signs its batches like an honest edge, unless a case
 //! forges them. Cases for what is not built yet would be `#[ignore]`d with
 //! the reason; none is today.
 
 mod common;
+#[path = "../certificates/pki.rs"]
+mod pki;
 
 mod certs;
 #[path = "poison.rs"]

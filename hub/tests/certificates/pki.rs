@@ -1,5 +1,13 @@
-//! Minting test PKIs with rcgen: CAs, intermediates and leaf certificates
-//! with chosen keys and dates.
+//! Minting test PKIs with rcgen (CAs, intermediates and leaf certificates
+//! with chosen keys and dates), and a hub process serving TLS with client
+//! certificates ([`TlsHub`]): shared by `certificates.rs` and the attack
+//! catalogue (`attacks/certs.rs`).
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use outpost_testkit::hub::{HubProcess, free_port};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -125,4 +133,102 @@ pub fn identity_pem(chain: &[CertificateDer<'_>], key: &KeyPair) -> String {
 /// DER byte strings of a chain (a `Replace`).
 pub fn ders(chain: &[CertificateDer<'_>]) -> Vec<Vec<u8>> {
     chain.iter().map(|c| c.as_ref().to_vec()).collect()
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_outpost-hub");
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A hub with TLS (its server certificate from its own CA) in `dir`.
+pub struct TlsHub {
+    pub proc: HubProcess,
+    pub dir: std::path::PathBuf,
+    pub port: u16,
+}
+
+impl TlsHub {
+    pub fn start(dir: &Path, name: &str, body: &str) -> TlsHub {
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let server_ca = Ca::root(&format!("{name} server CA"));
+        let server_key = key();
+        let mut p =
+            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} hub"));
+        let issuer = rcgen::Issuer::from_params(&server_ca.params, &server_ca.key);
+        let cert = p.signed_by(&server_key, &issuer).unwrap();
+        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+        std::fs::write(
+            dir.join("server-ca.pem"),
+            chain_pem(std::slice::from_ref(&server_ca.der)),
+        )
+        .unwrap();
+        let port = free_port();
+        let cfg = format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n\n[[database]]\nname = \"main\"\n\n{body}"
+        );
+        std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
+        let proc = HubProcess::start(BIN, &dir, &[]);
+        TlsHub { proc, dir, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("wss://localhost:{}/sync", self.port)
+    }
+
+    pub fn ca(&self) -> std::path::PathBuf {
+        self.dir.join("server-ca.pem")
+    }
+
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(BIN)
+            .current_dir(&self.dir)
+            .args(["--config", "outpost-hub.toml"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    pub fn config(&self) -> String {
+        std::fs::read_to_string(self.dir.join("outpost-hub.toml")).unwrap()
+    }
+
+    /// Registers certificate identity `name` from `chain` with the CLI.
+    pub fn add_cert_edge(
+        &self,
+        name: &str,
+        chain: &[rustls_pki_types::CertificateDer<'_>],
+        extra: &[&str],
+    ) {
+        let file = self.dir.join(format!("{name}-chain.pem"));
+        std::fs::write(&file, chain_pem(chain)).unwrap();
+        let f = file.to_string_lossy().to_string();
+        let mut args = vec![
+            "edge", "add", name, "--read", "*", "--write", "*", "--cert", &f,
+        ];
+        args.extend_from_slice(extra);
+        let reloads = self.reloads();
+        let (ok, _, err) = self.cli(&args);
+        assert!(ok, "{err}");
+        self.wait_reload(reloads);
+    }
+
+    pub fn reloads(&self) -> usize {
+        self.proc.log().matches("configuration reloaded").count()
+    }
+
+    /// Waits until the hub reloaded its configuration once more than `n`.
+    pub fn wait_reload(&self, n: usize) {
+        let t = std::time::Instant::now();
+        while self.reloads() <= n {
+            assert!(t.elapsed() < WAIT, "no reload:\n{}", self.proc.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

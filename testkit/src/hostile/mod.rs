@@ -36,7 +36,8 @@ use outpost::sync::frame::{AuthMode, WireWrite, WriteAnswer};
 use outpost::sync::hub_write::HubWriteManifest;
 use outpost::sync::signed::{AuthContext, BatchManifest, GENESIS, PurgeReceipt, auth_message};
 use outpost::sync::{Frame, WireDoc, WireGrant};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpSocket;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -198,9 +199,13 @@ pub enum Incoming {
     Undecodable(String),
 }
 
+/// The stream under a hostile WebSocket: plain TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// A hostile client on one WebSocket.
 pub struct Hostile {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<Box<dyn Io>>,
     /// The bound of one receive.
     pub timeout: Duration,
     /// The database id stated in `Hello` (random until then).
@@ -293,12 +298,53 @@ impl Hostile {
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
+        Self::over(url, Box::new(tcp)).await
+    }
+
+    /// Opens a `wss://` WebSocket to `url` (`wss://localhost:PORT/sync`)
+    /// trusting the PEM certificate `ca`, presenting `cert` (a certificate
+    /// identity's chain and key, or a forged one) when the hub asks for a
+    /// client certificate.
+    pub async fn connect_tls(
+        url: &str,
+        ca: &std::path::Path,
+        cert: Option<&outpost_client::tls::ClientCert>,
+    ) -> Result<Hostile, String> {
+        let port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.split('/').next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| format!("no port in {url}"))?;
+        let tcp = tokio::time::timeout(
+            RECV_TIMEOUT,
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let cfg = outpost_client::tls::client_config_with(ca, cert).map_err(|e| e.0)?;
+        let name =
+            rustls_pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+        let tls = tokio::time::timeout(
+            RECV_TIMEOUT,
+            tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| format!("TLS: {e}"))?;
+        Self::over(url, Box::new(tls)).await
+    }
+
+    /// The WebSocket handshake over `stream`.
+    async fn over(url: &str, stream: Box<dyn Io>) -> Result<Hostile, String> {
         let cfg = WebSocketConfig::default()
             .max_message_size(Some(64 << 20))
             .max_frame_size(Some(64 << 20));
         let (ws, _) = tokio::time::timeout(
             RECV_TIMEOUT,
-            tokio_tungstenite::client_async_with_config(url, tcp, Some(cfg)),
+            tokio_tungstenite::client_async_with_config(url, stream, Some(cfg)),
         )
         .await
         .map_err(|_| "WebSocket handshake timed out".to_string())?
