@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use outpost::doc::{RawDoc, RawVersion};
+use outpost::sync::feed::FeedPage;
 use outpost::sync::frame::{AuthMode, MAX_FRAME_BYTES};
 use outpost::sync::hub::WINDOW;
 use outpost::sync::{
@@ -384,7 +385,7 @@ fn the_hub_filters_reads_and_never_has_more_than_the_window_in_flight() {
             .collect();
         let a = h.handle(
             HubEvent::ChangesRead {
-                docs,
+                docs: FeedPage::new(docs),
                 complete: false,
                 last_etag: 1_000_000,
                 horizon: 0,
@@ -413,6 +414,84 @@ fn the_hub_filters_reads_and_never_has_more_than_the_window_in_flight() {
     assert_eq!(in_flight, WINDOW);
     assert!(sent_ids.iter().all(|id| id.starts_with("notes/")));
     assert!(!sent_ids.is_empty());
+}
+
+/// Sessions woken by one commit share the page of the feed they read
+/// (`outpost::sync::feed`). A session that may read every document of it
+/// sends the page's shared batch: byte for byte the frame it would have
+/// built alone, cut at `BATCH_BYTES` like any batch. A session that may
+/// not read all of it filters the same page for itself, whichever session
+/// used the page first.
+#[test]
+fn a_shared_page_is_sent_whole_only_to_sessions_that_may_read_all_of_it() {
+    let wide = Grant {
+        read: Prefixes::parse(&["notes/".into(), "secret/".into()]).unwrap(),
+        ..grant()
+    };
+    // 400 documents of ~2 KiB, alternating scopes: more than one batch.
+    let docs: Vec<RawDoc> = (1..=400u64)
+        .map(|etag| {
+            let p = if etag % 2 == 0 { "notes" } else { "secret" };
+            doc(&format!("{p}/{etag}"), etag, 2000)
+        })
+        .collect();
+    let mut k = 0;
+    let mut bytes = 0;
+    for d in &docs {
+        let len = outpost::sync::wire_doc(d).encoded_len();
+        if k > 0 && bytes + len > outpost::sync::BATCH_BYTES {
+            break;
+        }
+        bytes += len;
+        k += 1;
+    }
+    assert!(k > 0 && k < docs.len(), "the page is cut: {k}");
+    let expected = Frame::Changes {
+        upto: docs[k - 1].meta.etag,
+        docs: docs[..k].iter().map(outpost::sync::wire_doc).collect(),
+    }
+    .encode();
+    let page = FeedPage::new(docs);
+    let read = |page: &std::sync::Arc<FeedPage>| HubEvent::ChangesRead {
+        docs: page.clone(),
+        complete: true,
+        last_etag: 400,
+        horizon: 0,
+        compacted: 0,
+    };
+    for narrow_first in [true, false] {
+        let page = FeedPage::new(page.docs().to_vec());
+        let (mut w, _) = hub_for(DbId([3; 16]), 5, 5, wide.clone());
+        let (mut n, _) = hub_for(DbId([4; 16]), 5, 5, grant());
+        let (wa, na) = if narrow_first {
+            let na = n.handle(read(&page), 0);
+            (w.handle(read(&page), 0), na)
+        } else {
+            let wa = w.handle(read(&page), 0);
+            (wa, n.handle(read(&page), 0))
+        };
+        let first_send = wa.iter().find_map(|a| match a {
+            HubAction::Send(b) => Some(b.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            first_send.as_ref(),
+            Some(&expected),
+            "the wide session's batch"
+        );
+        let narrow: Vec<String> = sent(&na)
+            .into_iter()
+            .flat_map(|f| match f {
+                Frame::Changes { docs, .. } => docs.into_iter().map(|d| d.id).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert!(!narrow.is_empty());
+        assert!(
+            narrow.iter().all(|id| id.starts_with("notes/")),
+            "the narrow session sent {narrow:?}"
+        );
+    }
 }
 
 #[test]
@@ -570,7 +649,7 @@ fn the_hub_holds_back_only_what_this_device_sent() {
     let mine = vec![tagged("notes/mine", 1, Some(g.source_for(&device)))];
     let a = fresh.handle(
         HubEvent::ChangesRead {
-            docs: mine,
+            docs: FeedPage::new(mine),
             complete: true,
             last_etag: 1,
             horizon: 0,
@@ -601,7 +680,7 @@ fn the_hub_holds_back_only_what_this_device_sent() {
     ];
     let a = h.handle(
         HubEvent::ChangesRead {
-            docs,
+            docs: FeedPage::new(docs),
             complete: true,
             last_etag: 5,
             horizon: 0,

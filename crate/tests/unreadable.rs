@@ -248,12 +248,12 @@ fn the_hub_storage_read_of_a_session_goes_on_past_it() {
                     horizon: 0,
                     compacted: 0,
                 }) => {
-                    got.extend(docs.iter().map(|d| d.id.clone()));
+                    got.extend(docs.docs().iter().map(|d| d.id.clone()));
                     if complete {
                         assert_eq!(last_etag, db.stats().last_etag);
                         break;
                     }
-                    after = docs.last().unwrap().meta.etag;
+                    after = docs.docs().last().unwrap().meta.etag;
                 }
                 other => panic!("expected ChangesRead, got {other:?}"),
             }

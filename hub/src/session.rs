@@ -725,7 +725,16 @@ impl HubShell for Shell {
         };
         let started = Instant::now();
         let mut metrics = Vec::new();
-        let ev = hub_storage(&db.db, id, &action, |m| metrics.push(m)).await;
+        let ev = match action {
+            // Every session woken by one commit reads the same page: once.
+            HubAction::ReadChanges { after, max_docs } => {
+                Some(match db.feed.read(&db.db, after, max_docs).await {
+                    Ok(read) => read.event(),
+                    Err(e) => HubEvent::ReadFailed(e.to_string()),
+                })
+            }
+            _ => hub_storage(&db.db, id, &action, |m| metrics.push(m)).await,
+        };
         if let (HubAction::RecordPurgeReceipt { receipt, signed }, None) = (&action, &ev) {
             tracing::info!(peer = %self.peer, identity = %id, order = receipt.order, removed = receipt.removed, signed = signed.is_some(), "purge receipt recorded");
         }

@@ -1,5 +1,6 @@
 //! The hub's shared state: configuration, open databases, metrics, shutdown.
 
+use outpost::sync::feed::FeedCache;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -96,6 +97,9 @@ pub struct DbHandle {
     /// end (see [`DbHandle::failed_watch`]).
     failed: watch::Sender<Option<String>>,
     dir: PathBuf,
+    /// The last pages of the changes feed the sessions read: a commit that
+    /// wakes every session is read once (`outpost::sync::feed`).
+    pub feed: FeedCache,
 }
 
 impl std::fmt::Debug for DbHandle {
@@ -182,6 +186,7 @@ impl DbHandle {
             db,
             failed: watch::channel(None).0,
             dir: dir.to_path_buf(),
+            feed: FeedCache::new(),
         }
     }
 

@@ -1190,3 +1190,70 @@ async fn a_guarded_delete_is_refused_at_the_edge_offline_too() {
     ca.stop().await;
     cl.stop().await;
 }
+
+/// The hub reads a page of its changes feed once per commit and shares it,
+/// and its encoding, among the sessions woken by that commit
+/// (`outpost::sync::feed`). Edges of four scopes live on one hub at once,
+/// commits that mix scopes and commits of one scope: each edge ends with
+/// exactly what it may read, nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_feed_page_never_carries_a_document_outside_a_scope() {
+    let tmp = temp_dir("shared-feed");
+    let edges = edge_toml("writer", "w-token", &["w/"], &["a/", "b/"])
+        + &edge_toml("wide", "wide-token", &["a/", "b/"], &[])
+        + &edge_toml("only-a", "a-token", &["a/"], &[])
+        + &edge_toml("only-b", "b-token", &["b/"], &[]);
+    let hub = HubProc::new(tmp.join("hub"), free_port(), &edges);
+    let names = ["writer", "wide", "only-a", "only-b"];
+    let tokens = ["w-token", "wide-token", "a-token", "b-token"];
+    let mut dbs = Vec::new();
+    let mut clients = Vec::new();
+    for (name, token) in names.iter().zip(tokens) {
+        let db = open_edge_db(&tmp.join(name)).await;
+        clients.push(client(&db, &hub.url(), name, token));
+        dbs.push(db);
+    }
+    for c in &clients {
+        wait_live(c).await;
+    }
+    let (writer, wide, only_a, only_b) = (&dbs[0], &dbs[1], &dbs[2], &dbs[3]);
+    let (mut want_a, mut want_b) = (Vec::new(), Vec::new());
+    for round in 0..4 {
+        // One commit at the hub with both scopes (one push), then one
+        // with a's only, then one with b's only: the first is shared by
+        // the wide edge alone, the others by it and one narrow edge.
+        let commits: [&[&str]; 3] = [&["a/", "b/"], &["a/"], &["b/"]];
+        for (k, prefixes) in commits.iter().enumerate() {
+            let mut b = Batch::new();
+            for p in prefixes.iter() {
+                let id = format!("{p}{round}-{k}");
+                b.put_with(id.clone(), json!({"round": round}), PutOptions::default());
+                if *p == "a/" {
+                    want_a.push(id);
+                } else {
+                    want_b.push(id);
+                }
+            }
+            writer.commit(b).await.unwrap();
+            clients[0].local_changed();
+            let n = want_a.len() + want_b.len();
+            wait_until("the wide edge has every document so far", || async {
+                ids(wide, "").await.len() == n
+            })
+            .await;
+        }
+    }
+    want_a.sort();
+    want_b.sort();
+    wait_until("each narrow edge has its documents", || async {
+        ids(only_a, "a/").await == want_a && ids(only_b, "b/").await == want_b
+    })
+    .await;
+    // Give a leaked frame time to land before looking.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ids(only_a, "").await, want_a, "only-a holds exactly a/");
+    assert_eq!(ids(only_b, "").await, want_b, "only-b holds exactly b/");
+    for c in clients {
+        c.stop().await;
+    }
+}

@@ -146,7 +146,7 @@ impl<S: PageStore> Database<S> {
                 let pages = meta.next_page;
                 {
                     let mut sh = self.inner.shared();
-                    sh.visible = meta;
+                    sh.make_visible(meta);
                     sh.durable_seq = sh.durable_seq.max(seq);
                 }
                 self.inner.commits.committed(etag);

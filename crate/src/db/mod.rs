@@ -64,7 +64,7 @@ use crate::store::{PAGE_SIZE, PageStore};
 use crate::watch::Publisher;
 
 use alloc::{Working, load_free_list};
-use meta::{META_VERSION, Meta};
+use meta::{META_VERSION, Meta, Tree};
 
 pub use audit::{
     AUDIT_FORMAT, AUDIT_RECORD_VERSION, AuditBad, AuditCertificate, AuditDoc, AuditEntry,
@@ -100,6 +100,26 @@ struct Shared {
     /// Why the database refuses writes (a commit failed).
     failed: Option<String>,
     closed: bool,
+    /// Grows whenever the visible state's documents or changes feed change
+    /// ([`Snapshot::feed_epoch`]); not stored.
+    feed_epoch: u64,
+}
+
+impl Shared {
+    /// Makes `meta` the visible state, moving the feed epoch on when the
+    /// documents or the changes feed changed. A modified tree always has a
+    /// new root page (copy-on-write: the previous root is committed, and a
+    /// page freed by a commit is not reused by it), so comparing the roots
+    /// of two consecutive visible states is exact.
+    fn make_visible(&mut self, meta: Meta) {
+        if meta.root(Tree::Docs) != self.visible.root(Tree::Docs)
+            || meta.root(Tree::Etags) != self.visible.root(Tree::Etags)
+            || meta.last_etag != self.visible.last_etag
+        {
+            self.feed_epoch += 1;
+        }
+        self.visible = meta;
+    }
 }
 
 struct Inner<S> {
@@ -217,6 +237,7 @@ impl<S: PageStore> Database<S> {
                 waiters: Vec::new(),
                 failed: None,
                 closed: false,
+                feed_epoch: 0,
             }),
             read_only,
             commits: Publisher::new(meta.last_etag),
@@ -300,6 +321,9 @@ impl<S: PageStore> Database<S> {
         *w = Working::new(&meta, free, chain);
         w.seq = seq;
         let mut sh = self.inner.shared();
+        // Another process's commits: whatever they changed, pages read
+        // before are not this state's.
+        sh.feed_epoch += 1;
         sh.visible = meta;
         // A handle poisoned by a failed commit starts over from what the store
         // holds: the failed transactions were reported to their callers and

@@ -75,6 +75,7 @@ impl<S: PageStore> PageRead for SnapRead<'_, S> {
 pub struct Snapshot<S: PageStore> {
     pub(super) inner: Arc<Inner<S>>,
     pub(super) meta: Meta,
+    feed_epoch: u64,
 }
 
 impl<S: PageStore> Drop for Snapshot<S> {
@@ -157,6 +158,7 @@ impl<S: PageStore> Database<S> {
         Snapshot {
             inner: self.inner.clone(),
             meta,
+            feed_epoch: sh.feed_epoch,
         }
     }
 }
@@ -211,6 +213,15 @@ impl<S: PageStore> Snapshot<S> {
     /// The etag of the last write visible in this snapshot.
     pub fn last_etag(&self) -> u64 {
         self.meta.last_etag
+    }
+
+    /// A number of this open database handle that moves on whenever a
+    /// commit changes its documents or its changes feed (a write, a purge,
+    /// a compaction, another process's commits), and not when a commit
+    /// changes only local records: two snapshots of one handle with the
+    /// same feed epoch read the same documents and the same changes feed.
+    pub fn feed_epoch(&self) -> u64 {
+        self.feed_epoch
     }
 
     /// Number of live documents in this snapshot.

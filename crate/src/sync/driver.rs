@@ -14,6 +14,7 @@ use crate::sync::compact::{
     Compaction, begin_resync, edge_compact, note_pulled, record_ack, resync_sweep, resyncing,
 };
 use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
+use crate::sync::feed::read_changes;
 use crate::sync::hub::{Grant, HubAction, HubEvent, HubMetric};
 use crate::sync::purge::{
     PurgeOrder, SERVED_PREFIX, Served, after_receipt, identity_served_key, parse_served_key, plan,
@@ -451,24 +452,12 @@ pub async fn hub_storage<S: PageStore>(
     mut metric: impl FnMut(HubMetric),
 ) -> Option<HubEvent<'static>> {
     match action {
-        HubAction::ReadChanges { after, max_docs } => {
-            let snap = db.snapshot();
-            let read = async {
-                let docs = snap.changes_raw(*after, *max_docs).await?;
-                let c = Compaction::read(&snap).await?;
-                Ok::<_, Error>((docs, c))
-            };
-            Some(match read.await {
-                Ok((docs, c)) => HubEvent::ChangesRead {
-                    complete: docs.len() < *max_docs,
-                    docs,
-                    last_etag: snap.last_etag(),
-                    horizon: c.horizon,
-                    compacted: c.through,
-                },
+        HubAction::ReadChanges { after, max_docs } => Some(
+            match read_changes(&db.snapshot(), *after, *max_docs).await {
+                Ok(read) => read.event(),
                 Err(e) => HubEvent::ReadFailed(e.to_string()),
-            })
-        }
+            },
+        ),
         HubAction::RecordAck {
             edge_db_id,
             upto,

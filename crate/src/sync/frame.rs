@@ -131,15 +131,7 @@ pub struct WireDoc {
 impl WireDoc {
     /// Encoded size in bytes.
     pub fn encoded_len(&self) -> usize {
-        2 + self.id.len()
-            + 2
-            + self.collection.as_deref().map_or(0, str::len)
-            + 2
-            + self
-                .versions
-                .iter()
-                .map(|v| 1 + 8 + v.change_vector.encoded_len() + 4 + v.body.len())
-                .sum::<usize>()
+        doc_encoded_len(&self.id, self.collection.as_deref(), &self.versions)
     }
 
     /// The document as a [`RemoteDoc`] from `source`.
@@ -952,11 +944,64 @@ fn read_docs(r: &mut Reader<'_>) -> Result<Vec<WireDoc>, FrameError> {
 }
 
 fn put_doc(w: &mut Vec<u8>, d: &WireDoc) {
-    put_str(w, &d.id);
-    put_str(w, d.collection.as_deref().unwrap_or(""));
-    let n = d.versions.len().min(usize::from(u16::MAX));
+    put_doc_parts(w, &d.id, d.collection.as_deref(), &d.versions);
+}
+
+/// The `docs` part of a `Changes` frame (count, then each document) for
+/// documents of the changes feed as read, without copying them into
+/// [`WireDoc`]s first (`crate::sync::feed`).
+pub(crate) fn encode_raw_docs(docs: &[crate::doc::RawDoc]) -> Vec<u8> {
+    let len: usize = docs
+        .iter()
+        .map(|d| doc_encoded_len(&d.id, d.meta.collection.as_deref(), &d.versions))
+        .sum();
+    let mut w = Vec::with_capacity(4 + len);
+    w.put_u32(docs.len() as u32);
+    for d in docs {
+        put_doc_parts(&mut w, &d.id, d.meta.collection.as_deref(), &d.versions);
+    }
+    w
+}
+
+/// The bytes of `Frame::Changes { upto, docs }` whose `docs` part is
+/// `encoded_docs` (as [`encode_raw_docs`] made it): byte for byte what
+/// [`Frame::encode`] gives.
+pub(crate) fn changes_bytes(upto: u64, encoded_docs: &[u8]) -> Vec<u8> {
+    let mut w = Vec::with_capacity(1 + 8 + encoded_docs.len());
+    w.put_u8(
+        Frame::Changes {
+            upto: 0,
+            docs: Vec::new(),
+        }
+        .type_byte(),
+    );
+    w.put_u64(upto);
+    w.extend_from_slice(encoded_docs);
+    w
+}
+
+/// Encoded size of one document of a `docs` list ([`WireDoc::encoded_len`]).
+pub(crate) fn doc_encoded_len(
+    id: &str,
+    collection: Option<&str>,
+    versions: &[RawVersion],
+) -> usize {
+    2 + id.len()
+        + 2
+        + collection.map_or(0, str::len)
+        + 2
+        + versions
+            .iter()
+            .map(|v| 1 + 8 + v.change_vector.encoded_len() + 4 + v.body.len())
+            .sum::<usize>()
+}
+
+fn put_doc_parts(w: &mut Vec<u8>, id: &str, collection: Option<&str>, versions: &[RawVersion]) {
+    put_str(w, id);
+    put_str(w, collection.unwrap_or(""));
+    let n = versions.len().min(usize::from(u16::MAX));
     w.put_u16(n as u16);
-    for v in &d.versions[..n] {
+    for v in &versions[..n] {
         w.put_u8(u8::from(v.deleted));
         w.put_i64(v.last_modified_ms);
         v.change_vector.encode(w);

@@ -20,9 +20,9 @@ mod writes;
 
 use crate::cv::DbId;
 use crate::db::{PushGuard, Refusal, RemoteDoc};
-use crate::doc::RawDoc;
 use crate::keys::{PublicKey, Verifier};
 use crate::policy::Policies;
+use crate::sync::feed::FeedPage;
 use crate::sync::frame::{
     AuthMode, Frame, MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RESYNC_VERSION,
     WireGrant, WireWrite, WriteAnswer, negotiate,
@@ -175,8 +175,9 @@ pub enum HubEvent<'a> {
     },
     /// Result of [`HubAction::ReadChanges`].
     ChangesRead {
-        /// Documents of the hub's changes feed in etag order.
-        docs: Vec<RawDoc>,
+        /// Documents of the hub's changes feed in etag order (a page other
+        /// sessions may share: `crate::sync::feed`).
+        docs: Arc<FeedPage>,
         /// Whether the feed ended within the read.
         complete: bool,
         /// The hub's last etag when read (the cursor moves to it when

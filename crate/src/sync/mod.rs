@@ -17,6 +17,7 @@
 pub mod compact;
 pub mod driver;
 pub mod edge;
+pub mod feed;
 pub mod forget;
 pub mod frame;
 pub mod hub;

@@ -5,10 +5,13 @@
 //! empty `Changes` that keep a quiet edge's checkpoint moving, and the
 //! device's acknowledgement records.
 
+use std::sync::Arc;
+
 use super::{HubAction, HubMetric, HubSession, Phase, WINDOW};
 use crate::doc::RawDoc;
 use crate::sync::compact::ACK_RECORD_MS;
-use crate::sync::frame::{Frame, RESYNC_VERSION};
+use crate::sync::feed::FeedPage;
+use crate::sync::frame::{Frame, RESYNC_VERSION, WireDoc, changes_bytes};
 use crate::sync::{BATCH_DOCS, take_batch};
 
 impl HubSession {
@@ -93,7 +96,7 @@ impl HubSession {
 
     pub(super) fn on_changes(
         &mut self,
-        docs: Vec<RawDoc>,
+        page: Arc<FeedPage>,
         complete: bool,
         last_etag: u64,
         now: i64,
@@ -109,21 +112,44 @@ impl HubSession {
         // A session from 0 sends them too: the device may have lost them
         // (a resync), and it counts what it is sent.
         let own = (!self.from_zero).then(|| g.source_for(&self.edge_db_id));
-        let (batch, mut upto, cut) = take_batch(&docs, self.cursor, |d| {
+        let skip = |d: &RawDoc| {
             !g.read.allows(&d.id) || (own.is_some() && d.meta.source.as_deref() == own.as_deref())
-        });
+        };
+        // When this session may send every document of the page, it sends
+        // the batch every such session sends, encoded once for all of them
+        // (`crate::sync::feed`); otherwise a batch of its own.
+        let batch = if page.docs().iter().any(skip) {
+            let (docs, upto, cut) = take_batch(page.docs(), self.cursor, skip);
+            Batch::Own { docs, upto, cut }
+        } else {
+            let w = page.whole();
+            Batch::Shared {
+                n: w.count,
+                upto: self.cursor.max(w.upto),
+                cut: w.count < page.len(),
+            }
+        };
+        let (n, mut upto, cut) = match &batch {
+            Batch::Own { docs, upto, cut } => (docs.len(), *upto, *cut),
+            Batch::Shared { n, upto, cut } => (*n, *upto, *cut),
+        };
         let done = complete && !cut;
         if done {
             upto = upto.max(last_etag);
         }
         self.cursor = upto;
-        if !batch.is_empty() || (upto >= self.sent_upto + 1000 && !done) {
-            let n = batch.len() as u64;
+        if n > 0 || (upto >= self.sent_upto + 1000 && !done) {
             self.sent_upto = upto;
             self.unacked.push_back(upto);
-            self.send(out, now, Frame::Changes { upto, docs: batch });
+            match batch {
+                Batch::Own { docs, .. } => self.send(out, now, Frame::Changes { upto, docs }),
+                Batch::Shared { .. } => {
+                    self.last_sent = now;
+                    out.push(HubAction::Send(changes_bytes(upto, &page.whole().encoded)));
+                }
+            }
             if n > 0 {
-                out.push(HubAction::Metric(HubMetric::DocsSent(n)));
+                out.push(HubAction::Metric(HubMetric::DocsSent(n as u64)));
             }
         }
         if done && !self.live {
@@ -135,4 +161,17 @@ impl HubSession {
             self.maybe_read(out);
         }
     }
+}
+
+/// What a session sends from one page of the feed.
+enum Batch {
+    /// Documents filtered for this session.
+    Own {
+        docs: Vec<WireDoc>,
+        upto: u64,
+        cut: bool,
+    },
+    /// The page's shared batch ([`FeedPage::whole`]): its first `n`
+    /// documents.
+    Shared { n: usize, upto: u64, cut: bool },
 }
