@@ -515,6 +515,61 @@ fn heartbeats_ping_when_idle_and_close_dead_connections() {
     assert!(closed_with(&a, "timeout"));
 }
 
+/// `HubSession::next_tick` is the session's earliest deadline: a `Tick`
+/// one millisecond before it does nothing, a `Tick` at it acts (a hello
+/// timeout, a heartbeat, an acknowledgement record, the dead-connection
+/// timeout), so a shell may sleep until it instead of ticking every second.
+#[test]
+fn the_hub_sessions_next_tick_is_its_earliest_deadline() {
+    // Not authenticated: the hello timeout.
+    let mut h = HubSession::new(0);
+    let t = h.next_tick();
+    assert_eq!(t, 10_001);
+    assert!(h.handle(HubEvent::Tick, t - 1).is_empty());
+    assert!(closed_with(&h.handle(HubEvent::Tick, t), "timeout"));
+    assert_eq!(h.next_tick(), i64::MAX);
+    // Open and live, one batch sent and acknowledged, then silence.
+    let mut h = open_hub();
+    let a = h.handle(
+        HubEvent::ChangesRead {
+            docs: FeedPage::new(vec![doc("notes/1", 1, 10)]),
+            complete: true,
+            last_etag: 1,
+            horizon: 0,
+            compacted: 0,
+        },
+        0,
+    );
+    assert!(sent(&a).iter().any(|f| matches!(f, Frame::Live { .. })));
+    let ack = Frame::ChangesAck { upto: 1 }.encode();
+    h.handle(HubEvent::Received(&ack), 100);
+    let mut kinds = Vec::new();
+    for _ in 0..20 {
+        let t = h.next_tick();
+        if t == i64::MAX {
+            break;
+        }
+        assert!(
+            h.handle(HubEvent::Tick, t - 1).is_empty(),
+            "a Tick before the deadline {t} acted"
+        );
+        let a = h.handle(HubEvent::Tick, t);
+        assert!(!a.is_empty(), "a Tick at the deadline {t} did nothing");
+        kinds.push(match &a[0] {
+            HubAction::Send(b) => match Frame::decode(b, MAX_FRAME_BYTES).unwrap() {
+                Frame::Ping { .. } => "ping",
+                other => panic!("{other:?}"),
+            },
+            HubAction::RecordAck { .. } => "record",
+            HubAction::Close { .. } => "close",
+            other => panic!("{other:?}"),
+        });
+    }
+    // Recorded at 5,000 (acknowledged at 100); pings at 15, 30 and 45 s of
+    // silence from the hub; closed 45 s after the last frame received.
+    assert_eq!(kinds, ["record", "ping", "ping", "ping", "close"]);
+}
+
 #[test]
 fn an_edge_records_a_rejection_and_does_not_retry_it() {
     let mut e = fresh_edge();

@@ -123,10 +123,24 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
     let mut config = watch_stream(hub.config_watch());
     let mut shutdown = watch_stream(hub.shutdown_watch());
     let mut purges = watch_stream(hub.purge_watch());
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer per session, armed for the machine's next deadline
+    // (`HubSession::next_tick`) rather than firing every second: an idle
+    // edge costs a wake-up per heartbeat, not one per second. It is moved
+    // earlier when a deadline comes closer, and re-armed after it fires (a
+    // deadline that moved later costs one early wake-up, not a reset per
+    // frame).
+    let tick = tokio::time::sleep(Duration::from_secs(1));
+    tokio::pin!(tick);
+    let mut armed = i64::MAX;
     tracing::debug!(%peer, "edge connected");
     loop {
+        let due = s.machine.next_tick();
+        if due < armed {
+            armed = due;
+            let wait = due.saturating_sub(now_ms()).clamp(MIN_TICK_MS, MAX_TICK_MS);
+            tick.as_mut()
+                .reset(tokio::time::Instant::now() + Duration::from_millis(wait as u64));
+        }
         let ev = tokio::select! {
             msg = s.ws.recv(), if stalled.is_none() => match msg {
                 Some(Ok(Message::Binary(b))) => {
@@ -184,7 +198,10 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                 }
                 continue;
             }
-            _ = tick.tick() => HubEvent::Tick,
+            _ = &mut tick => {
+                armed = i64::MAX;
+                HubEvent::Tick
+            }
             Some(()) = until(s.identity.as_ref().and(s.cert_ends)) => {
                 // The certificate expired during the session.
                 let c = s.cert.unwrap_or(crate::cert_session::CertSession { key: [0; 32], not_after: 0 });
@@ -263,6 +280,13 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
     }
     tracing::info!(%peer, identity = s.identity.as_deref().unwrap_or("-"), "edge disconnected");
 }
+
+/// The soonest a session's timer fires after it is armed (a deadline that
+/// has passed, or one a `Tick` did not act on, cannot spin the session).
+const MIN_TICK_MS: i64 = 50;
+/// The latest: the machine's deadlines are all nearer (the dead-connection
+/// timeout is 45 s by default); a bound for configured ones.
+const MAX_TICK_MS: i64 = 60_000;
 
 /// Whether a session's device owes a receipt for a subject purge (an
 /// unreadable record counts as owing: the reconnect finds out).

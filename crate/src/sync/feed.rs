@@ -26,6 +26,8 @@ use crate::sync::{BATCH_BYTES, HubEvent};
 #[derive(Debug, Default)]
 pub struct FeedPage {
     docs: Vec<RawDoc>,
+    /// The documents' encoded size (about their size in memory).
+    bytes: usize,
     whole: OnceLock<WholeBatch>,
 }
 
@@ -46,8 +48,13 @@ pub(crate) struct WholeBatch {
 impl FeedPage {
     /// A page of these documents, in etag order.
     pub fn new(docs: Vec<RawDoc>) -> Arc<FeedPage> {
+        let bytes = docs
+            .iter()
+            .map(|d| doc_encoded_len(&d.id, d.meta.collection.as_deref(), &d.versions))
+            .sum();
         Arc::new(FeedPage {
             docs,
+            bytes,
             whole: OnceLock::new(),
         })
     }
@@ -148,6 +155,10 @@ async fn with_page<S: PageStore>(
 
 /// Pages kept for reuse: a fan-out reads a page once per commit.
 const CACHED_PAGES: usize = 8;
+/// Memory the kept pages may hold, their shared encodings included (a page
+/// counts twice its documents' size): the pages of a live fan-out are
+/// small, those of an initial sync up to 512 KiB of documents each.
+const CACHED_BYTES: usize = 4 << 20;
 
 /// The page cache's key: feed epoch, cursor, page size.
 type PageKey = (u64, u64, usize);
@@ -192,10 +203,17 @@ impl FeedCache {
                 // Only the last feed state's pages are worth keeping (a read
                 // always takes the last state): older ones go, and with them
                 // the copies of documents a purge has since erased.
-                if !recent.iter().any(|(k, _)| k.0 > key.0 || *k == key) {
+                let cost = |p: &FeedPage| 2 * p.bytes;
+                if cost(&page) <= CACHED_BYTES / 4
+                    && !recent.iter().any(|(k, _)| k.0 > key.0 || *k == key)
+                {
                     recent.retain(|(k, _)| k.0 == key.0);
-                    if recent.len() >= CACHED_PAGES {
-                        recent.pop_front();
+                    let mut held: usize = recent.iter().map(|(_, p)| cost(p)).sum();
+                    while recent.len() >= CACHED_PAGES || held + cost(&page) > CACHED_BYTES {
+                        let Some((_, old)) = recent.pop_front() else {
+                            break;
+                        };
+                        held -= cost(&old);
                     }
                     recent.push_back((key, page.clone()));
                 }
@@ -208,5 +226,80 @@ impl FeedCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(PageKey, Arc<FeedPage>)>> {
         // Held for no await and no panic-prone work: a poisoned lock is intact.
         self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Batch, OpenOptions};
+    use crate::store::MemoryStore;
+    use futures::executor::block_on;
+    use serde_json::json;
+
+    async fn put(db: &Database<MemoryStore>, id: &str, text_len: usize) {
+        let mut b = Batch::new();
+        b.put(id, json!({ "t": "x".repeat(text_len) }));
+        db.commit(b).await.unwrap();
+    }
+
+    /// Sessions of one feed state share a page; a write, a purge-like
+    /// change of documents, or a later state never reuses it; local
+    /// records do not move the state; large pages are not kept.
+    #[test]
+    fn pages_are_shared_within_one_feed_state_only() {
+        block_on(async {
+            let db = Database::open(MemoryStore::new(), OpenOptions::default())
+                .await
+                .unwrap();
+            let cache = FeedCache::new();
+            put(&db, "a/1", 10).await;
+            let r1 = cache.read(&db, 0, 500).await.unwrap();
+            let r2 = cache.read(&db, 0, 500).await.unwrap();
+            assert!(Arc::ptr_eq(&r1.page, &r2.page), "same state: one page");
+            // A commit of local records only keeps the state.
+            let mut b = Batch::new();
+            b.set_local(b"ack/x".to_vec(), Some(vec![1]));
+            db.commit(b).await.unwrap();
+            let r3 = cache.read(&db, 0, 500).await.unwrap();
+            assert!(
+                Arc::ptr_eq(&r1.page, &r3.page),
+                "a local record is not a new state"
+            );
+            // A write is.
+            put(&db, "a/2", 10).await;
+            let r4 = cache.read(&db, 0, 500).await.unwrap();
+            assert!(!Arc::ptr_eq(&r1.page, &r4.page));
+            assert_eq!(r4.page.len(), 2);
+            assert_eq!(r4.last_etag, 2);
+            // So is a deletion: the feed changed, the page is read again.
+            let mut b = Batch::new();
+            b.delete("a/1");
+            db.commit(b).await.unwrap();
+            let r5 = cache.read(&db, 0, 500).await.unwrap();
+            assert!(!Arc::ptr_eq(&r4.page, &r5.page));
+            // And a purge, which removes a document without a new etag: the
+            // purged document is never served from a page read before.
+            let etag = db.stats().last_etag;
+            db.purge(&crate::db::PurgeScope {
+                ids: vec!["a/2".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            assert_eq!(db.stats().last_etag, etag, "a purge issues no etag");
+            let r6 = cache.read(&db, 0, 500).await.unwrap();
+            assert!(r6.page.docs().iter().all(|d| d.id != "a/2"), "{r6:?}");
+            let r5 = r6;
+            // A page over a quarter of the budget is read for each session.
+            for i in 0..8 {
+                put(&db, &format!("big/{i}"), 100_000).await;
+            }
+            let after = r5.last_etag;
+            let b1 = cache.read(&db, after, 500).await.unwrap();
+            let b2 = cache.read(&db, after, 500).await.unwrap();
+            assert_eq!(b1.page.len(), 8);
+            assert!(!Arc::ptr_eq(&b1.page, &b2.page), "a large page is not kept");
+        });
     }
 }

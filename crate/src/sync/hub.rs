@@ -14,6 +14,7 @@ mod checks;
 mod feed;
 mod receipts;
 mod replace;
+mod tick;
 
 pub use replace::MAX_REPLACES_PER_SESSION;
 mod writes;
@@ -602,31 +603,7 @@ impl HubSession {
                     },
                 }
             }
-            HubEvent::Tick => {
-                if self.authenticating() && now - self.opened > self.hello_timeout_ms {
-                    self.refuse(
-                        &mut out,
-                        now,
-                        "timeout",
-                        "no Hello within the time allowed to authenticate",
-                    );
-                } else if self.phase == Phase::Purging && now > self.purge_deadline {
-                    self.refuse(
-                        &mut out,
-                        now,
-                        "timeout",
-                        "no PurgeReceipt within the time allowed",
-                    );
-                } else if now - self.last_recv > self.timeout_ms {
-                    self.close(&mut out, "timeout", "nothing received from the edge");
-                } else if now - self.last_sent >= self.heartbeat_ms && self.phase == Phase::Open {
-                    self.nonce += 1;
-                    let nonce = self.nonce;
-                    self.send(&mut out, now, Frame::Ping { nonce });
-                }
-                self.maybe_send_progress(now, &mut out);
-                self.maybe_record_ack(now, &mut out);
-            }
+            HubEvent::Tick => self.on_tick(now, &mut out),
             HubEvent::Authorized {
                 grant,
                 hub_db_id,
