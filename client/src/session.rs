@@ -15,7 +15,7 @@ use futures::{SinkExt, StreamExt};
 use outpost::sync::driver::{edge_storage_etags, load_edge_state};
 use outpost::sync::edge::backoff_ms;
 use outpost::sync::hub_write::HubWriteOutcome;
-use outpost::sync::run::{EdgeShell, OthersCommits, Step, run_edge};
+use outpost::sync::run::{EdgeShell, OthersCommits, Step, run_edge, tick_delay};
 use outpost::sync::{EdgeAction, EdgeEvent, EdgeSession, ReplaceOutcome, SyncStatus};
 use outpost::{Database, PageStore};
 use tokio::sync::{Notify, oneshot, watch};
@@ -162,14 +162,24 @@ where
         next_token: 0,
         end: None,
     };
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer, armed for the machine's next deadline
+    // (`EdgeSession::next_tick`: a timeout or a heartbeat) rather than
+    // firing every second (`outpost::sync::run::tick_delay`).
+    let tick = tokio::time::sleep(Duration::from_secs(1));
+    tokio::pin!(tick);
+    let mut armed = i64::MAX;
     let mut next = Some(EdgeEvent::Opened);
     let ended = loop {
         if let Some(ev) = next.take()
             && let Some(e) = s.handle(ev).await
         {
             break e;
+        }
+        let due = s.m.next_tick();
+        if due < armed {
+            armed = due;
+            tick.as_mut()
+                .reset(tokio::time::Instant::now() + tick_delay(due, now_ms()));
         }
         next = Some(tokio::select! {
             msg = s.ws.next() => match msg {
@@ -199,7 +209,10 @@ where
                     }
                 }
             }
-            _ = tick.tick() => EdgeEvent::Tick,
+            _ = &mut tick => {
+                armed = i64::MAX;
+                EdgeEvent::Tick
+            }
             _ = s.c.wake.notified() => EdgeEvent::LocalChanged,
             more = others_committed(s.commits) => {
                 if !more { *s.commits = None; continue; }

@@ -515,12 +515,13 @@ fn heartbeats_ping_when_idle_and_close_dead_connections() {
     assert!(closed_with(&a, "timeout"));
 }
 
-/// `HubSession::next_tick` is the session's earliest deadline: a `Tick`
+/// `HubSession::next_tick` (and `EdgeSession::next_tick`) is the session's
+/// earliest deadline: a `Tick`
 /// one millisecond before it does nothing, a `Tick` at it acts (a hello
 /// timeout, a heartbeat, an acknowledgement record, the dead-connection
 /// timeout), so a shell may sleep until it instead of ticking every second.
 #[test]
-fn the_hub_sessions_next_tick_is_its_earliest_deadline() {
+fn a_sessions_next_tick_is_its_earliest_deadline() {
     // Not authenticated: the hello timeout.
     let mut h = HubSession::new(0);
     let t = h.next_tick();
@@ -568,6 +569,30 @@ fn the_hub_sessions_next_tick_is_its_earliest_deadline() {
     // Recorded at 5,000 (acknowledged at 100); pings at 15, 30 and 45 s of
     // silence from the hub; closed 45 s after the last frame received.
     assert_eq!(kinds, ["record", "ping", "ping", "ping", "close"]);
+    // The edge's side: heartbeats, then the dead-connection timeout.
+    let mut e = fresh_edge();
+    assert_eq!(e.next_tick(), i64::MAX, "not connected: no deadline");
+    e.handle(EdgeEvent::Opened, 0);
+    let mut kinds = Vec::new();
+    for _ in 0..10 {
+        let t = e.next_tick();
+        if t == i64::MAX {
+            break;
+        }
+        assert!(
+            e.handle(EdgeEvent::Tick, t - 1).is_empty(),
+            "edge Tick before {t}"
+        );
+        let a = e.handle(EdgeEvent::Tick, t);
+        kinds.push(if a.iter().any(|x| matches!(x, EdgeAction::Close { .. })) {
+            "close"
+        } else if a.iter().any(|x| matches!(x, EdgeAction::Send(_))) {
+            "ping"
+        } else {
+            panic!("{a:?}")
+        });
+    }
+    assert_eq!(kinds, ["ping", "ping", "ping", "close"]);
 }
 
 #[test]

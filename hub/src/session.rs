@@ -30,6 +30,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use outpost::sync::driver::{edge_info, hub_storage, plan_purge};
+use outpost::sync::run::tick_delay;
 use outpost::sync::run::{AuthRequest, HubShell, Step, run_hub};
 use outpost::sync::{Grant, HubAction, HubEvent, HubMetric, HubSession, RejectReason};
 use outpost::watch::CommitWatch;
@@ -125,10 +126,8 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
     let mut purges = watch_stream(hub.purge_watch());
     // One timer per session, armed for the machine's next deadline
     // (`HubSession::next_tick`) rather than firing every second: an idle
-    // edge costs a wake-up per heartbeat, not one per second. It is moved
-    // earlier when a deadline comes closer, and re-armed after it fires (a
-    // deadline that moved later costs one early wake-up, not a reset per
-    // frame).
+    // edge costs a wake-up per heartbeat, not one per second
+    // (`outpost::sync::run::tick_delay`).
     let tick = tokio::time::sleep(Duration::from_secs(1));
     tokio::pin!(tick);
     let mut armed = i64::MAX;
@@ -137,9 +136,8 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
         let due = s.machine.next_tick();
         if due < armed {
             armed = due;
-            let wait = due.saturating_sub(now_ms()).clamp(MIN_TICK_MS, MAX_TICK_MS);
             tick.as_mut()
-                .reset(tokio::time::Instant::now() + Duration::from_millis(wait as u64));
+                .reset(tokio::time::Instant::now() + tick_delay(due, now_ms()));
         }
         let ev = tokio::select! {
             msg = s.ws.recv(), if stalled.is_none() => match msg {
@@ -280,13 +278,6 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
     }
     tracing::info!(%peer, identity = s.identity.as_deref().unwrap_or("-"), "edge disconnected");
 }
-
-/// The soonest a session's timer fires after it is armed (a deadline that
-/// has passed, or one a `Tick` did not act on, cannot spin the session).
-const MIN_TICK_MS: i64 = 50;
-/// The latest: the machine's deadlines are all nearer (the dead-connection
-/// timeout is 45 s by default); a bound for configured ones.
-const MAX_TICK_MS: i64 = 60_000;
 
 /// Whether a session's device owes a receipt for a subject purge (an
 /// unreadable record counts as owing: the reconnect finds out).

@@ -23,6 +23,7 @@ use crate::sync::signed::{AuthContext, BatchManifest, GENESIS, auth_message};
 
 mod erase;
 mod replace;
+mod tick;
 mod writes;
 
 use crate::sync::{BATCH_DOCS, take_batch};
@@ -560,23 +561,7 @@ impl EdgeSession {
                     Err(e) => self.fail(&mut out, now, "protocol", &e.to_string(), false),
                 }
             }
-            EdgeEvent::Tick => {
-                if self.phase == Phase::Start {
-                    return out;
-                }
-                if now - self.last_recv > self.cfg.timeout_ms {
-                    self.close(
-                        &mut out,
-                        "timeout",
-                        &format!("nothing received for {} ms", now - self.last_recv),
-                        false,
-                    );
-                } else if now - self.last_sent >= self.cfg.heartbeat_ms {
-                    self.nonce += 1;
-                    let nonce = self.nonce;
-                    self.send(&mut out, now, Frame::Ping { nonce });
-                }
-            }
+            EdgeEvent::Tick => self.on_tick(now, &mut out),
             EdgeEvent::LocalRead { docs, complete } => {
                 self.on_local_read(docs, complete, now, &mut out)
             }

@@ -488,3 +488,23 @@ mod tests {
         assert!(own.others_in(20, 21));
     }
 }
+
+/// The soonest a session's timer fires once armed: a deadline that has
+/// passed, or one a `Tick` did not act on, cannot spin the session.
+pub const MIN_TICK_MS: i64 = 50;
+/// The latest: a bound for deadlines configured far away (the machines'
+/// own are nearer: the dead-connection timeout is 45 s by default).
+pub const MAX_TICK_MS: i64 = 60_000;
+
+/// How long a shell sleeps before feeding `Tick`, for a machine whose next
+/// deadline (`HubSession::next_tick`, `EdgeSession::next_tick`) is `due`
+/// and a clock at `now` (both ms): between [`MIN_TICK_MS`] and
+/// [`MAX_TICK_MS`].
+///
+/// Shells arm one timer with it and move it only when a deadline comes
+/// closer; a deadline that moved later costs one early `Tick`, which does
+/// nothing, and the timer is armed again after every `Tick`.
+pub fn tick_delay(due: i64, now: i64) -> std::time::Duration {
+    let ms = due.saturating_sub(now).clamp(MIN_TICK_MS, MAX_TICK_MS);
+    std::time::Duration::from_millis(ms.unsigned_abs())
+}
