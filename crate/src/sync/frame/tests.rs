@@ -1,4 +1,5 @@
 use super::*;
+use crate::cv::ChangeVector;
 use proptest::prelude::*;
 
 fn doc(id: &str) -> WireDoc {
