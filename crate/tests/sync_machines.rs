@@ -595,6 +595,99 @@ fn a_sessions_next_tick_is_its_earliest_deadline() {
     assert_eq!(kinds, ["ping", "ping", "ping", "close"]);
 }
 
+/// A live edge acknowledges every second batch, or 1 s after the first,
+/// and always before anything else it sends (the hub judges a pushed
+/// change vector against the acknowledged etag); during the initial sync
+/// it acknowledges each batch at once.
+#[test]
+fn a_live_edge_coalesces_acknowledgements_and_sends_them_before_a_push() {
+    let mut e = fresh_edge();
+    e.handle(EdgeEvent::Opened, 0);
+    let welcome = Frame::Welcome {
+        version: 5,
+        hub_db_id: HUB,
+        push_checkpoint: 0,
+        hub_last_etag: 0,
+        pending: 0,
+        max_frame_bytes: MAX_FRAME_BYTES as u32,
+        heartbeat_ms: 15_000,
+        grant: None,
+        batch_seq: 0,
+        batch_head: [0; 32],
+    }
+    .encode();
+    e.handle(EdgeEvent::Received(&welcome), 0);
+    e.handle(
+        EdgeEvent::LocalRead {
+            docs: vec![],
+            complete: true,
+        },
+        0,
+    );
+    let acks = |a: &[EdgeAction]| -> Vec<u64> {
+        sent_edge(a)
+            .into_iter()
+            .filter_map(|f| match f {
+                Frame::ChangesAck { upto } => Some(upto),
+                _ => None,
+            })
+            .collect()
+    };
+    // One batch, applied: returns what applying it sent.
+    let batch = |e: &mut EdgeSession, upto: u64, now: i64| {
+        let changes = Frame::Changes {
+            upto,
+            docs: vec![outpost::sync::wire_doc(&doc(
+                &format!("notes/{upto}"),
+                upto,
+                5,
+            ))],
+        }
+        .encode();
+        e.handle(EdgeEvent::Received(&changes), now);
+        e.handle(EdgeEvent::Applied, now)
+    };
+    // Initial sync: at once.
+    assert_eq!(acks(&batch(&mut e, 1, 10)), [1]);
+    let live = Frame::Live { upto: 1 }.encode();
+    e.handle(EdgeEvent::Received(&live), 20);
+    e.handle(EdgeEvent::Applied, 20);
+    assert!(e.is_live());
+    // Live: the first waits, the second sends one for both.
+    assert!(acks(&batch(&mut e, 2, 100)).is_empty());
+    assert!(!e.is_idle(), "an acknowledgement is waiting");
+    assert_eq!(e.next_tick(), 1_100);
+    assert_eq!(acks(&batch(&mut e, 3, 200)), [3]);
+    // One alone goes 1 s after it was applied.
+    assert!(acks(&batch(&mut e, 4, 300)).is_empty());
+    assert!(acks(&e.handle(EdgeEvent::Tick, 1_299)).is_empty());
+    assert_eq!(acks(&e.handle(EdgeEvent::Tick, 1_300)), [4]);
+    assert!(e.is_idle());
+    // Waiting when the edge pushes: the acknowledgement goes first.
+    assert!(acks(&batch(&mut e, 5, 400)).is_empty());
+    let a = e.handle(EdgeEvent::LocalChanged, 500);
+    assert!(
+        a.iter().any(|x| matches!(x, EdgeAction::ReadLocal { .. })),
+        "{a:?}"
+    );
+    let a = e.handle(
+        EdgeEvent::LocalRead {
+            docs: vec![doc("notes/mine", 9, 5)],
+            complete: true,
+        },
+        500,
+    );
+    let frames = sent_edge(&a);
+    let ack_at = frames
+        .iter()
+        .position(|f| matches!(f, Frame::ChangesAck { upto: 5 }));
+    let push_at = frames.iter().position(|f| matches!(f, Frame::Push { .. }));
+    assert!(
+        matches!((ack_at, push_at), (Some(x), Some(y)) if x < y),
+        "the acknowledgement precedes the push: {frames:?}"
+    );
+}
+
 #[test]
 fn an_edge_records_a_rejection_and_does_not_retry_it() {
     let mut e = fresh_edge();

@@ -1369,7 +1369,14 @@ fn settle_except(sim: &mut Sim, away: usize) {
             }
         }
         if !moved {
-            return;
+            // An edge's delayed acknowledgement is sent by its timer.
+            let waiting = (0..EDGES)
+                .filter(|i| *i != away)
+                .any(|i| sim.links[i].as_ref().is_some_and(|l| !l.edge.is_idle()));
+            if !waiting {
+                return;
+            }
+            sim.tick(1_000);
         }
     }
     panic!("did not settle");

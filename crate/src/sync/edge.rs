@@ -433,6 +433,9 @@ pub struct EdgeSession {
     resync: Option<HashSet<Vec<u8>>>,
     /// The read prefixes of the grant.
     read_scope: Vec<String>,
+    /// A live batch applied and not acknowledged yet: its `upto`, when the
+    /// first such batch was applied, and how many (`tick::ACK_DELAY_MS`).
+    ack_due: Option<(u64, i64, u32)>,
     // heartbeats
     last_recv: i64,
     last_sent: i64,
@@ -476,6 +479,7 @@ impl EdgeSession {
             last_recv: now,
             last_sent: now,
             nonce: 0,
+            ack_due: None,
         }
     }
 
@@ -490,9 +494,11 @@ impl EdgeSession {
     }
 
     /// Whether the machine has nothing in progress (no unapplied batch, no push
-    /// under way): used by tests and benchmarks to detect quiescence.
+    /// under way, no acknowledgement waiting for its timer): used by tests
+    /// and benchmarks to detect quiescence.
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty()
+        self.ack_due.is_none()
+            && self.queue.is_empty()
             && self.applying.is_none()
             && self.push == Push::Idle
             && !self.again
@@ -584,7 +590,7 @@ impl EdgeSession {
                         out.push(EdgeAction::Status(SyncStatus::Live));
                     } else {
                         self.received += n as u64;
-                        self.send(&mut out, now, Frame::ChangesAck { upto });
+                        self.acknowledge(upto, now, &mut out);
                         if !self.live {
                             out.push(EdgeAction::Status(SyncStatus::Initial {
                                 received: self.received,
@@ -624,6 +630,15 @@ impl EdgeSession {
     }
 
     fn send(&mut self, out: &mut Vec<EdgeAction>, now: i64, f: Frame) {
+        // A delayed acknowledgement goes before anything else the edge
+        // sends: the hub judges a pushed change vector against the etag
+        // the edge acknowledged (`forged_change_vector`), and an edit of a
+        // version received in an unacknowledged batch must not look forged.
+        if !matches!(f, Frame::ChangesAck { .. })
+            && let Some((upto, _, _)) = self.ack_due.take()
+        {
+            out.push(EdgeAction::Send(Frame::ChangesAck { upto }.encode()));
+        }
         self.last_sent = now;
         out.push(EdgeAction::Send(f.encode()));
     }
