@@ -61,6 +61,24 @@ fn closed_with(acts: &[HubAction], code: &str) -> bool {
         .any(|a| matches!(a, HubAction::Close { code: c, .. } if c == code))
 }
 
+/// A version 5 `Welcome` (no grant, heartbeat 15 s) from a hub whose last
+/// etag is `hub_last_etag`.
+fn welcome_v5(hub_last_etag: u64) -> Vec<u8> {
+    Frame::Welcome {
+        version: 5,
+        hub_db_id: HUB,
+        push_checkpoint: 0,
+        hub_last_etag,
+        pending: 0,
+        max_frame_bytes: MAX_FRAME_BYTES as u32,
+        heartbeat_ms: 15_000,
+        grant: None,
+        batch_seq: 0,
+        batch_head: [0; 32],
+    }
+    .encode()
+}
+
 /// An edge session of identity `laptop` that has never synced.
 fn fresh_edge() -> EdgeSession {
     EdgeSession::new(
@@ -603,19 +621,7 @@ fn a_sessions_next_tick_is_its_earliest_deadline() {
 fn a_live_edge_coalesces_acknowledgements_and_sends_them_before_a_push() {
     let mut e = fresh_edge();
     e.handle(EdgeEvent::Opened, 0);
-    let welcome = Frame::Welcome {
-        version: 5,
-        hub_db_id: HUB,
-        push_checkpoint: 0,
-        hub_last_etag: 0,
-        pending: 0,
-        max_frame_bytes: MAX_FRAME_BYTES as u32,
-        heartbeat_ms: 15_000,
-        grant: None,
-        batch_seq: 0,
-        batch_head: [0; 32],
-    }
-    .encode();
+    let welcome = welcome_v5(0);
     e.handle(EdgeEvent::Received(&welcome), 0);
     e.handle(
         EdgeEvent::LocalRead {
@@ -692,19 +698,7 @@ fn a_live_edge_coalesces_acknowledgements_and_sends_them_before_a_push() {
 fn an_edge_records_a_rejection_and_does_not_retry_it() {
     let mut e = fresh_edge();
     e.handle(EdgeEvent::Opened, 0);
-    let welcome = Frame::Welcome {
-        version: 5,
-        hub_db_id: HUB,
-        push_checkpoint: 0,
-        hub_last_etag: 0,
-        pending: 0,
-        max_frame_bytes: MAX_FRAME_BYTES as u32,
-        heartbeat_ms: 15_000,
-        grant: None,
-        batch_seq: 0,
-        batch_head: [0; 32],
-    }
-    .encode();
+    let welcome = welcome_v5(0);
     let a = e.handle(EdgeEvent::Received(&welcome), 0);
     assert!(a.contains(&EdgeAction::ReadLocal {
         after: 0,
@@ -1016,19 +1010,7 @@ fn a_read_only_edge_pushes_nothing_it_received_even_a_conflict() {
             0,
         );
         e.handle(EdgeEvent::Opened, 0);
-        let welcome = Frame::Welcome {
-            version: 5,
-            hub_db_id: HUB,
-            push_checkpoint: 0,
-            hub_last_etag: 3,
-            pending: 0,
-            max_frame_bytes: MAX_FRAME_BYTES as u32,
-            heartbeat_ms: 15_000,
-            grant: None,
-            batch_seq: 0,
-            batch_head: [0; 32],
-        }
-        .encode();
+        let welcome = welcome_v5(3);
         let mut acts = e.handle(EdgeEvent::Received(&welcome), 0);
         let mut pushed = Vec::new();
         for _ in 0..10 {
