@@ -649,6 +649,18 @@ pub fn decode_record(buf: &[u8]) -> Result<Document, RecordError> {
     })
 }
 
+/// The etag of a record, read from its fixed header without decoding the
+/// rest (the full decode checks the rest when the document is read).
+pub(crate) fn record_etag(buf: &[u8]) -> Result<u64, RecordError> {
+    let mut r = Reader::new(buf);
+    let version = r.u8("version")?;
+    if version != RECORD_VERSION {
+        return Err(corrupt(format!("unknown format version {version}")));
+    }
+    r.u8("flags")?;
+    Ok(r.u64("etag")?)
+}
+
 /// Decodes only the id and metadata, without parsing the JSON body (the
 /// framing, including the body length, is still checked). Used on hot paths.
 pub fn decode_record_meta(buf: &[u8]) -> Result<(String, DocumentMeta), RecordError> {

@@ -235,29 +235,37 @@ fn the_hub_storage_read_of_a_session_goes_on_past_it() {
     block_on(async {
         let (_store, db) = planted().await;
         // What a hub session reads for an edge whose cursor is behind the
-        // bad records: pages of 2, until the feed is complete.
-        let mut after = 0;
-        let mut got = Vec::new();
-        loop {
-            let action = HubAction::ReadChanges { after, max_docs: 2 };
-            match hub_storage(&db, "edge", &action, |_| {}).await {
-                Some(HubEvent::ChangesRead {
-                    docs,
-                    complete,
-                    last_etag,
-                    horizon: 0,
-                    compacted: 0,
-                }) => {
-                    got.extend(docs.docs().iter().map(|d| d.id.clone()));
-                    if complete {
-                        assert_eq!(last_etag, db.stats().last_etag);
-                        break;
+        // bad records: pages of 2, until the feed is complete; the same
+        // for a session whose read scope is narrow.
+        let narrow = outpost::sync::Prefixes::parse(&["a".into(), "bad".into()]).unwrap();
+        for scope in [None, Some(narrow)] {
+            let mut after = 0;
+            let mut got = Vec::new();
+            loop {
+                let action = HubAction::ReadChanges {
+                    after,
+                    max_docs: 2,
+                    scope: scope.clone(),
+                };
+                match hub_storage(&db, "edge", &action, |_| {}).await {
+                    Some(HubEvent::ChangesRead {
+                        docs,
+                        complete,
+                        last_etag,
+                        horizon: 0,
+                        compacted: 0,
+                    }) => {
+                        got.extend(docs.docs().iter().map(|d| d.id.clone()));
+                        if complete {
+                            assert_eq!(last_etag, db.stats().last_etag);
+                            break;
+                        }
+                        after = docs.docs().last().unwrap().meta.etag;
                     }
-                    after = docs.docs().last().unwrap().meta.etag;
+                    other => panic!("expected ChangesRead, got {other:?}"),
                 }
-                other => panic!("expected ChangesRead, got {other:?}"),
             }
+            assert_eq!(got, ["a/1", "a/2", "a/3"], "scope {scope:?}");
         }
-        assert_eq!(got, ["a/1", "a/2", "a/3"]);
     });
 }

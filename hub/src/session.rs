@@ -30,6 +30,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use outpost::sync::driver::{edge_info, hub_storage, plan_purge};
+use outpost::sync::feed::read_changes_in;
 use outpost::sync::run::tick_delay;
 use outpost::sync::run::{AuthRequest, HubShell, Step, run_hub};
 use outpost::sync::{Grant, HubAction, HubEvent, HubMetric, HubSession, RejectReason};
@@ -742,8 +743,17 @@ impl HubShell for Shell {
         let mut metrics = Vec::new();
         let ev = match action {
             // Every session woken by one commit reads the same page: once.
-            HubAction::ReadChanges { after, max_docs } => {
-                Some(match db.feed.read(&db.db, after, max_docs).await {
+            HubAction::ReadChanges {
+                after,
+                max_docs,
+                ref scope,
+            } => {
+                let read = match scope {
+                    // Catching up under a narrow scope: a read of its own.
+                    Some(scope) => read_changes_in(&db.db.snapshot(), after, max_docs, scope).await,
+                    None => db.feed.read(&db.db, after, max_docs).await,
+                };
+                Some(match read {
                     Ok(read) => read.event(),
                     Err(e) => HubEvent::ReadFailed(e.to_string()),
                 })

@@ -352,6 +352,84 @@ impl<S: PageStore> Snapshot<S> {
         .await
     }
 
+    /// [`Snapshot::changes_raw`] restricted to the documents whose id key
+    /// (the lowercase id) passes `keep`, judged on the etag index alone: a
+    /// document left out is never read (a narrow edge's catch-up walks the
+    /// index, not every document; `crate::sync::feed`).
+    pub async fn changes_raw_where(
+        &self,
+        since: u64,
+        limit: usize,
+        keep: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Vec<doc::RawDoc>, Error> {
+        if since == u64::MAX {
+            return Ok(Vec::new());
+        }
+        let start = (since + 1).to_be_bytes().to_vec();
+        self.load_docs_where(
+            Tree::Etags,
+            start,
+            &[],
+            limit,
+            "etag",
+            doc::decode_raw_doc_checked,
+            keep,
+        )
+        .await
+    }
+
+    /// The etag and id key of every document (tombstones included) whose
+    /// id key starts with `key_prefix`, in id order, reading only the
+    /// record headers; `None` as soon as more than `budget` lie under the
+    /// prefix (the caller then walks the changes feed instead). A record
+    /// whose header does not decode is skipped and remembered, as the feed
+    /// skips it.
+    pub async fn etags_under(
+        &self,
+        key_prefix: &[u8],
+        budget: usize,
+    ) -> Result<Option<Vec<(u64, Vec<u8>)>>, Error> {
+        let mut out = Vec::new();
+        let mut over = false;
+        btree::scan(
+            &self.reader(),
+            self.meta.root(Tree::Docs),
+            key_prefix,
+            |k, rec| {
+                if !k.starts_with(key_prefix) {
+                    return false;
+                }
+                if out.len() == budget {
+                    over = true;
+                    return false;
+                }
+                match doc::record_etag(&rec) {
+                    Ok(etag) => out.push((etag, k.to_vec())),
+                    Err(e) => self.inner.note_unreadable(k, None, rec.len(), &e),
+                }
+                true
+            },
+        )
+        .await?;
+        Ok((!over).then_some(out))
+    }
+
+    /// The document of this id key, body left as JSON text; `None` when
+    /// absent, or when its record does not decode or fails the strict body
+    /// check (skipped and remembered, as [`Snapshot::changes_raw`] does).
+    pub async fn raw_doc_by_key(&self, key: &[u8]) -> Result<Option<doc::RawDoc>, Error> {
+        let Some(rec) = btree::get(&self.reader(), self.meta.root(Tree::Docs), key).await? else {
+            return Ok(None);
+        };
+        match doc::decode_raw_doc_checked(&rec) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) => {
+                self.inner.note_unreadable(key, None, rec.len(), &e);
+                Ok(None)
+            }
+        }
+    }
+
     /// Reads, decoded by `decode`, up to `limit` documents listed by the
     /// index `tree` from its key `start` on, while its keys start with
     /// `prefix` (the etag index maps etag → id key; the others hold
@@ -361,11 +439,27 @@ impl<S: PageStore> Snapshot<S> {
     async fn load_docs<T>(
         &self,
         tree: Tree,
+        start: Vec<u8>,
+        prefix: &[u8],
+        limit: usize,
+        what: &str,
+        decode: impl Fn(&[u8]) -> Result<T, doc::RecordError>,
+    ) -> Result<Vec<T>, Error> {
+        self.load_docs_where(tree, start, prefix, limit, what, decode, |_| true)
+            .await
+    }
+
+    /// [`Snapshot::load_docs`] of the entries whose id key passes `keep`.
+    #[allow(clippy::too_many_arguments)]
+    async fn load_docs_where<T>(
+        &self,
+        tree: Tree,
         mut start: Vec<u8>,
         prefix: &[u8],
         limit: usize,
         what: &str,
         decode: impl Fn(&[u8]) -> Result<T, doc::RecordError>,
+        mut keep: impl FnMut(&[u8]) -> bool,
     ) -> Result<Vec<T>, Error> {
         let root = self.meta.root(tree);
         let mut out = Vec::new();
@@ -382,7 +476,9 @@ impl<S: PageStore> Snapshot<S> {
                 } else {
                     k[prefix.len()..].to_vec()
                 };
-                entries.push((k.to_vec(), idk));
+                if keep(&idk) {
+                    entries.push((k.to_vec(), idk));
+                }
                 entries.len() < want
             })
             .await?;

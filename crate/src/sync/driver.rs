@@ -14,7 +14,7 @@ use crate::sync::compact::{
     Compaction, begin_resync, edge_compact, note_pulled, record_ack, resync_sweep, resyncing,
 };
 use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
-use crate::sync::feed::read_changes;
+use crate::sync::feed::{read_changes, read_changes_in};
 use crate::sync::hub::{Grant, HubAction, HubEvent, HubMetric};
 use crate::sync::purge::{
     PurgeOrder, SERVED_PREFIX, Served, after_receipt, identity_served_key, parse_served_key, plan,
@@ -452,8 +452,15 @@ pub async fn hub_storage<S: PageStore>(
     mut metric: impl FnMut(HubMetric),
 ) -> Option<HubEvent<'static>> {
     match action {
-        HubAction::ReadChanges { after, max_docs } => Some(
-            match read_changes(&db.snapshot(), *after, *max_docs).await {
+        HubAction::ReadChanges {
+            after,
+            max_docs,
+            scope,
+        } => Some(
+            match match scope {
+                Some(scope) => read_changes_in(&db.snapshot(), *after, *max_docs, scope).await,
+                None => read_changes(&db.snapshot(), *after, *max_docs).await,
+            } {
                 Ok(read) => read.event(),
                 Err(e) => HubEvent::ReadFailed(e.to_string()),
             },

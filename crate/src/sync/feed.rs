@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::store::PageStore;
 use crate::sync::compact::Compaction;
 use crate::sync::frame::{doc_encoded_len, encode_raw_docs};
+use crate::sync::rules::Prefixes;
 use crate::sync::{BATCH_BYTES, HubEvent};
 
 /// A page of the changes feed as read, shared by the sessions that read
@@ -132,20 +133,114 @@ pub async fn read_changes<S: PageStore>(
     max_docs: usize,
 ) -> Result<FeedRead, Error> {
     let page = FeedPage::new(snap.changes_raw(after, max_docs).await?);
-    with_page(snap, page, max_docs).await
+    let complete = page.len() < max_docs;
+    with_page(snap, page, complete).await
+}
+
+/// Most documents under a narrow read scope that [`read_changes_in`]
+/// reads by id prefix; beyond that it walks the changes feed.
+pub const SCOPE_SCAN_MAX: usize = 16 * crate::sync::BATCH_DOCS;
+
+/// [`read_changes`] for a session that may read only `scope`: the same
+/// documents as the changes feed after `after` filtered by `scope`, in etag
+/// order, at most `max_docs`, at a cost that follows the scope rather than
+/// the database (docs/protocol.md §4 "Hub to edge, flow control").
+///
+/// - When the documents under the scope's prefixes are fewer than
+///   [`SCOPE_SCAN_MAX`] and than a quarter of the feed after `after`,
+///   they are listed from the documents tree by prefix (record headers
+///   only), sorted by etag, and only those after `after` are read.
+/// - Otherwise the changes feed is walked on its etag index, and only the
+///   documents inside the scope are read.
+///
+/// Either way the page holds only documents inside `scope`; the session's
+/// machine still filters it by its grant (`crate::sync::hub::feed`).
+pub async fn read_changes_in<S: PageStore>(
+    snap: &Snapshot<S>,
+    after: u64,
+    max_docs: usize,
+    scope: &Prefixes,
+) -> Result<FeedRead, Error> {
+    let gap = snap.last_etag().saturating_sub(after) / 4;
+    let budget = usize::try_from(gap).map_or(SCOPE_SCAN_MAX, |g| g.min(SCOPE_SCAN_MAX));
+    read_scoped(snap, after, max_docs, scope, budget).await
+}
+
+/// [`read_changes_in`] with the prefix listing's budget given.
+async fn read_scoped<S: PageStore>(
+    snap: &Snapshot<S>,
+    after: u64,
+    max_docs: usize,
+    scope: &Prefixes,
+    budget: usize,
+) -> Result<FeedRead, Error> {
+    if !scope.is_all()
+        && let Some((docs, complete)) = by_prefix(snap, after, max_docs, scope, budget).await?
+    {
+        return with_page(snap, FeedPage::new(docs), complete).await;
+    }
+    let docs = snap
+        .changes_raw_where(after, max_docs, |k| scope.allows_key(k))
+        .await?;
+    let complete = docs.len() < max_docs;
+    with_page(snap, FeedPage::new(docs), complete).await
+}
+
+/// The first `max_docs` documents after `after` under `scope`, listed by
+/// prefix from the documents tree, and whether they are all there are;
+/// `None` when more than `budget` documents lie under the prefixes.
+async fn by_prefix<S: PageStore>(
+    snap: &Snapshot<S>,
+    after: u64,
+    max_docs: usize,
+    scope: &Prefixes,
+    mut budget: usize,
+) -> Result<Option<(Vec<RawDoc>, bool)>, Error> {
+    let mut found: Vec<(u64, Vec<u8>)> = Vec::new();
+    for p in scope.as_slice() {
+        // `p` ends in `/` and covers the id without it too: list from the
+        // bare name, and keep what the scope allows (not `p/30` for `p/3/`).
+        let bare = p.strip_suffix('/').unwrap_or(p);
+        let Some(under) = snap.etags_under(bare.as_bytes(), budget).await? else {
+            return Ok(None);
+        };
+        budget -= under.len();
+        found.extend(
+            under
+                .into_iter()
+                .filter(|(etag, k)| *etag > after && scope.allows_key(k)),
+        );
+    }
+    // Overlapping prefixes (`a/` and `a/b/`) list a document twice.
+    found.sort_unstable();
+    found.dedup();
+    let mut docs = Vec::new();
+    let mut taken = 0;
+    for (_, key) in &found {
+        if docs.len() == max_docs {
+            break;
+        }
+        taken += 1;
+        // An unreadable record is left out, as the feed leaves it out.
+        if let Some(d) = snap.raw_doc_by_key(key).await? {
+            docs.push(d);
+        }
+    }
+    Ok(Some((docs, taken == found.len())))
 }
 
 /// The read of `page` (read from `snap`) with the snapshot's compaction
 /// state, read for each session: it is a local record, which may change
-/// without a new feed epoch.
+/// without a new feed epoch. `complete`: the feed after the cursor ends
+/// within the page.
 async fn with_page<S: PageStore>(
     snap: &Snapshot<S>,
     page: Arc<FeedPage>,
-    max_docs: usize,
+    complete: bool,
 ) -> Result<FeedRead, Error> {
     let c = Compaction::read(snap).await?;
     Ok(FeedRead {
-        complete: page.len() < max_docs,
+        complete,
         page,
         last_etag: snap.last_etag(),
         horizon: c.horizon,
@@ -220,7 +315,8 @@ impl FeedCache {
                 page
             }
         };
-        with_page(&snap, page, max_docs).await
+        let complete = page.len() < max_docs;
+        with_page(&snap, page, complete).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(PageKey, Arc<FeedPage>)>> {
@@ -241,6 +337,103 @@ mod tests {
         let mut b = Batch::new();
         b.put(id, json!({ "t": "x".repeat(text_len) }));
         db.commit(b).await.unwrap();
+    }
+
+    /// A narrow read, by prefix listing or by the filtered feed, chained
+    /// page after page as a session does, yields exactly the changes feed
+    /// filtered by the scope: same documents, same versions, same order,
+    /// never one outside the scope, from every cursor, with overlapping
+    /// prefixes, an id equal to a prefix, look-alike ids (`p/30`, `p/3-x`),
+    /// mixed case, updates, deletions and a purge.
+    #[test]
+    fn a_narrow_read_is_the_feed_filtered_by_the_scope() {
+        block_on(async {
+            let db = Database::open(MemoryStore::new(), OpenOptions::default())
+                .await
+                .unwrap();
+            let ids = [
+                "p/3",
+                "p/3/a",
+                "P/3/Upper",
+                "p/3/b/c",
+                "p/30/x",
+                "p/3-x/y",
+                "p/4/a",
+                "q/1",
+                "a/b/c",
+                "a/d",
+                "a/b",
+                "z",
+            ];
+            let mut seed = 7u64;
+            let mut next = move |n: usize| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 33) as usize % n
+            };
+            for round in 0..60 {
+                let mut b = Batch::new();
+                for _ in 0..1 + next(3) {
+                    let id = ids[next(ids.len())];
+                    if next(5) == 0 {
+                        b.delete(id);
+                    } else {
+                        b.put(id, json!({ "round": round }));
+                    }
+                }
+                db.commit(b).await.unwrap();
+            }
+            db.purge(&crate::db::PurgeScope {
+                ids: vec!["p/3/b/c".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let scopes: [&[&str]; 6] = [
+                &["p/3"],
+                &["p/3/", "p/30"],
+                &["a/", "a/b/"],
+                &["q", "z", "p/4/a"],
+                &["nothing/here"],
+                &[],
+            ];
+            let snap = db.snapshot();
+            let feed = snap.changes_raw(0, usize::MAX).await.unwrap();
+            let key = |d: &RawDoc| (d.id.clone(), d.meta.etag);
+            for scope in scopes {
+                let scope =
+                    Prefixes::parse(&scope.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                        .unwrap();
+                for after in 0..=snap.last_etag() {
+                    let want: Vec<_> = feed
+                        .iter()
+                        .filter(|d| d.meta.etag > after && scope.allows(&d.id))
+                        .map(key)
+                        .collect();
+                    for budget in [0, 1, 4, SCOPE_SCAN_MAX] {
+                        for max_docs in [1, 2, 500] {
+                            let (mut got, mut cursor) = (Vec::new(), after);
+                            for _ in 0..100 {
+                                let r = read_scoped(&snap, cursor, max_docs, &scope, budget)
+                                    .await
+                                    .unwrap();
+                                assert!(r.page.len() <= max_docs);
+                                got.extend(r.page.docs().iter().map(key));
+                                if r.complete {
+                                    break;
+                                }
+                                cursor = r.page.docs().last().expect("progress").meta.etag;
+                            }
+                            assert_eq!(
+                                got, want,
+                                "scope {scope} after {after} budget {budget} max {max_docs}"
+                            );
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Sessions of one feed state share a page; a write, a purge-like

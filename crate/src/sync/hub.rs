@@ -327,6 +327,13 @@ pub enum HubAction {
         after: u64,
         /// Most documents.
         max_docs: usize,
+        /// While catching up, the session's read scope when it does not
+        /// cover every id: the read may leave out documents outside it
+        /// (`crate::sync::feed::read_changes_in`), so that catching up
+        /// costs what the scope holds, not what the database holds. `None`
+        /// in the live phase, where sessions share pages
+        /// (`crate::sync::feed::FeedCache`).
+        scope: Option<Prefixes>,
     },
     /// Apply these checked documents under `guard` (`Batch::apply_pushed`)
     /// and set this edge's push checkpoint to `upto`, in ONE commit; feed

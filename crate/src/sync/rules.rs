@@ -57,15 +57,21 @@ impl Prefixes {
 
     /// Whether `id` falls inside one of the prefixes.
     pub fn allows(&self, id: &str) -> bool {
-        if self.norm.is_empty() {
-            return false;
-        }
-        let lower = id.to_lowercase();
+        !self.norm.is_empty() && self.allows_key(id.to_lowercase().as_bytes())
+    }
+
+    /// [`Prefixes::allows`] of an id given by its key (the lowercase id,
+    /// as the engine's indexes hold it: `crate::doc::id_key`).
+    pub fn allows_key(&self, key: &[u8]) -> bool {
         self.norm.iter().any(|p| {
-            p.is_empty()
-                || lower.starts_with(p.as_str())
-                || (lower.len() + 1 == p.len() && p.starts_with(lower.as_str()))
+            let p = p.as_bytes();
+            p.is_empty() || key.starts_with(p) || (key.len() + 1 == p.len() && p.starts_with(key))
         })
+    }
+
+    /// Whether every id is allowed.
+    pub fn is_all(&self) -> bool {
+        self.norm.iter().any(String::is_empty)
     }
 
     /// The prefix of the list that covers `id`, if any (for error messages).

@@ -88,9 +88,14 @@ impl HubSession {
 
     pub(super) fn read(&mut self, out: &mut Vec<HubAction>) {
         self.reading = true;
+        let scope = match &self.grant {
+            Some(g) if !self.live && !g.read.is_all() => Some(g.read.clone()),
+            _ => None,
+        };
         out.push(HubAction::ReadChanges {
             after: self.cursor,
             max_docs: BATCH_DOCS,
+            scope,
         });
     }
 
