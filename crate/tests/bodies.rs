@@ -85,3 +85,70 @@ fn received_versions_are_checked_strictly() {
     }
     remote(br#"{"big":123456789012345678901234567890,"ok":"\ud83d\ude00"}"#).unwrap();
 }
+
+/// A put of JSON text (`put_json`) passes the same rules as a received
+/// version, stores the text as given, and takes its collection from
+/// `@metadata.@collection` (a non-string one is no collection) unless the
+/// options name one.
+#[test]
+fn a_put_of_json_text_is_checked_strictly_and_stored_as_given() {
+    use outpost::PutOptions;
+    let db = fresh();
+    let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    for (body, rule) in [
+        (deep.as_bytes(), "too_deep"),
+        (&b"{\"a\":\"\xff\"}"[..], "invalid_utf8"),
+        (br#"{"a":"\ud800"}"#, "lone_surrogate"),
+        (br#"{"a":1e400}"#, "number_out_of_range"),
+        (
+            br#"{"@metadata":{"@collection":"A"},"@metadata":{}}"#,
+            "duplicate_key",
+        ),
+        (br#"[1]"#, "not_object"),
+        (br#""#, "not_object"),
+        (br#"{"a":1} x"#, "syntax"),
+    ] {
+        let e = block_on(db.put_json("t/1", body, PutOptions::default())).unwrap_err();
+        let m = invalid_json(e);
+        assert!(m.contains(rule) && m.contains("\"t/1\""), "{rule}: {m}");
+    }
+    assert_eq!(db.stats().documents, 0, "nothing stored");
+
+    let text = br#"{ "n": 1, "@metadata": { "@collection": "Notes", "x": [1, {"y": 2}] } }"#;
+    block_on(db.put_json("t/1", &text[..], PutOptions::default())).unwrap();
+    let raw = block_on(db.changes_raw(0, 10)).unwrap();
+    assert_eq!(raw[0].versions[0].body, text, "stored as given");
+    assert_eq!(raw[0].meta.collection.as_deref(), Some("Notes"));
+    let d = block_on(db.get("t/1")).unwrap().unwrap();
+    assert_eq!(d.body["n"], 1);
+
+    block_on(db.put_json(
+        "t/2",
+        &br#"{"@metadata":{"@collection":7}}"#[..],
+        PutOptions::default(),
+    ))
+    .unwrap();
+    let opts = PutOptions {
+        collection: Some("Other".into()),
+        ..PutOptions::default()
+    };
+    block_on(db.put_json(
+        "t/3",
+        &br#"{"@metadata":{"@collection":"Notes"}}"#[..],
+        opts,
+    ))
+    .unwrap();
+    let raw = block_on(db.changes_raw(1, 10)).unwrap();
+    assert_eq!(
+        raw[0].meta.collection, None,
+        "a non-string collection is none"
+    );
+    assert_eq!(raw[1].meta.collection.as_deref(), Some("Other"));
+    // A collection name the engine refuses is refused here too.
+    let bad = format!(
+        r#"{{"@metadata":{{"@collection":"{}"}}}}"#,
+        "c".repeat(10_000)
+    );
+    assert!(block_on(db.put_json("t/4", bad, PutOptions::default())).is_err());
+    assert_eq!(db.stats().documents, 3);
+}

@@ -65,6 +65,12 @@ pub(super) enum Op {
         body: Value,
         opts: PutOptions,
     },
+    /// A put of a body given as JSON text (`Batch::put_json`).
+    PutJson {
+        id: String,
+        json: Vec<u8>,
+        opts: PutOptions,
+    },
     Delete {
         id: String,
         expected: Expected,
@@ -307,6 +313,26 @@ impl Batch {
         self.ops.push(Op::Put {
             id: id.into(),
             body,
+            opts,
+        });
+        self
+    }
+    /// Adds a put of a body given as JSON text, stored as given (not
+    /// parsed into a [`Value`] and written again): the cheaper path for
+    /// a caller that holds JSON already. The text must pass the body
+    /// rules every stored body passes ([`crate::body::check_body`]: an
+    /// object, at most 64 deep, no duplicate keys, ...), or the commit is
+    /// refused with [`InputError::InvalidJson`](crate::error::InputError).
+    /// The collection is `opts.collection`, else `@metadata.@collection`.
+    pub fn put_json(
+        &mut self,
+        id: impl Into<String>,
+        json: impl Into<Vec<u8>>,
+        opts: PutOptions,
+    ) -> &mut Self {
+        self.ops.push(Op::PutJson {
+            id: id.into(),
+            json: json.into(),
             opts,
         });
         self

@@ -55,6 +55,24 @@ impl<S: PageStore> Database<S> {
     ) -> Result<WriteResult, Error> {
         let mut b = Batch::new();
         b.put_with(id, body, opts);
+        self.commit_put(b).await
+    }
+
+    /// [`put_with`](Self::put_with) of a body given as JSON text, stored as
+    /// given ([`Batch::put_json`]).
+    pub async fn put_json(
+        &self,
+        id: &str,
+        json: impl Into<Vec<u8>>,
+        opts: PutOptions,
+    ) -> Result<WriteResult, Error> {
+        let mut b = Batch::new();
+        b.put_json(id, json, opts);
+        self.commit_put(b).await
+    }
+
+    /// Commits a batch of one put and returns its result.
+    async fn commit_put(&self, b: Batch) -> Result<WriteResult, Error> {
         let mut info = self.commit(b).await?;
         info.results
             .pop()
@@ -239,6 +257,50 @@ fn check_remote_version(id: &str, v: &RawVersion) -> Result<(), Error> {
     Ok(())
 }
 
+/// A put of the JSON text `json` (any put: from a [`Value`] or as text):
+/// the size and body rules, then the collection (`opts.collection`, else
+/// what `in_body` finds in the checked text).
+fn prepare_put(
+    id: String,
+    json: Vec<u8>,
+    opts: PutOptions,
+    in_body: impl FnOnce(&[u8]) -> Result<Option<String>, doc::RecordError>,
+) -> Result<Prepared, Error> {
+    if json.len() > doc::MAX_BODY_BYTES {
+        return Err(InputError::TooLarge {
+            id: clip(&id),
+            size: json.len(),
+            max: doc::MAX_BODY_BYTES,
+        }
+        .into());
+    }
+    if let Err(e) = crate::body::check_body(&json) {
+        return Err(InputError::InvalidJson(format!(
+            "the body of {:?} breaks rule {}: {e}",
+            clip(&id),
+            e.rule()
+        ))
+        .into());
+    }
+    let collection = match opts.collection {
+        Some(c) => Some(c),
+        None => in_body(&json).map_err(|e| InputError::InvalidJson(e.0))?,
+    };
+    if let Some(c) = &collection {
+        doc::validate_collection(c)?;
+    }
+    let key = doc::id_key(&id);
+    check_key_len(&id, &key, collection.as_deref())?;
+    Ok(Prepared::Put {
+        id,
+        key,
+        body: json,
+        collection,
+        expected: opts.expected,
+        resolve: false,
+    })
+}
+
 pub(super) fn prepare(op: Op) -> Result<Prepared, Error> {
     match op {
         Op::Put { id, body, opts } => {
@@ -250,46 +312,16 @@ pub(super) fn prepare(op: Op) -> Result<Prepared, Error> {
                 ))
                 .into());
             }
-            let collection = match opts
-                .collection
-                .or_else(|| doc::collection_of(&body).map(str::to_string))
-            {
-                Some(c) => {
-                    doc::validate_collection(&c)?;
-                    Some(c)
-                }
-                None => None,
-            };
+            let in_body = doc::collection_of(&body).map(str::to_string);
             let json =
                 serde_json::to_vec(&body).map_err(|e| InputError::InvalidJson(e.to_string()))?;
-            if json.len() > doc::MAX_BODY_BYTES {
-                return Err(InputError::TooLarge {
-                    id: clip(&id),
-                    size: json.len(),
-                    max: doc::MAX_BODY_BYTES,
-                }
-                .into());
-            }
             // A `Value` built in memory can nest without limit; what is
-            // stored must read back everywhere.
-            if let Err(e) = crate::body::check_body(&json) {
-                return Err(InputError::InvalidJson(format!(
-                    "the body of {:?} breaks rule {}: {e}",
-                    clip(&id),
-                    e.rule()
-                ))
-                .into());
-            }
-            let key = doc::id_key(&id);
-            check_key_len(&id, &key, collection.as_deref())?;
-            Ok(Prepared::Put {
-                id,
-                key,
-                body: json,
-                collection,
-                expected: opts.expected,
-                resolve: false,
-            })
+            // stored must read back everywhere: `prepare_put` checks it.
+            prepare_put(id, json, opts, |_| Ok(in_body))
+        }
+        Op::PutJson { id, json, opts } => {
+            doc::validate_id(&id)?;
+            prepare_put(id, json, opts, doc::collection_of_json)
         }
         Op::Delete { id, expected } => prepare_delete(id, expected, false),
         Op::Resolve {
