@@ -34,12 +34,9 @@
 //! itself under `sh -c 'ulimit -n …'` (up to the hard limit).
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 #[path = "../edges.rs"]
@@ -47,7 +44,11 @@ mod edges;
 #[path = "../machine.rs"]
 mod machine;
 
-use edges::{client_options, clock_ticks, cpu_secs, open_memory_db, wait_live};
+use edges::{
+    HubProc, Mem, client_options, cpu_secs, docs_sent, ensure_open_files, epoch, fmt_kib,
+    free_port, hub_binary, hub_config, now_ns, open_file_limits, open_memory_db, percentile, rank,
+    system_busy_secs, wait_live,
+};
 
 use clap::Parser;
 use outpost::db::{Batch, Database};
@@ -55,10 +56,6 @@ use outpost::store::MemoryStore;
 use outpost_client::{SyncHandle, spawn_edge};
 use outpost_testkit::edge_toml;
 use serde_json::{Value, json};
-
-/// Environment variable set when the benchmark re-executed itself with a
-/// higher open-file limit (so it does not loop).
-const REEXEC_ENV: &str = "OUTPOST_FANOUT_NOFILE";
 
 /// Target: p99 latency of a write reaching every edge, at 5,000 edges.
 const TARGET_P99_MS: f64 = 100.0;
@@ -128,19 +125,7 @@ fn main() {
     let args = Args::parse();
     let max_edges = args.edges.iter().copied().max().unwrap_or(0);
     ensure_open_files(max_edges);
-    let hub_bin = args.hub.clone().unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.join("outpost-hub")))
-            .unwrap_or_else(|| PathBuf::from("outpost-hub"))
-    });
-    if !hub_bin.is_file() {
-        eprintln!(
-            "error: no hub binary at {} (build it: cargo build --release -p outpost-hub, or pass --hub)",
-            hub_bin.display()
-        );
-        std::process::exit(2);
-    }
+    let hub_bin = hub_binary(args.hub.clone());
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
 
     println!("# Fan-out benchmark\n");
@@ -372,17 +357,10 @@ fn run_case(
     let tokens: Vec<String> = (0..n).map(|i| format!("edge-token-{i}-{tag}")).collect();
     let writer_token = format!("writer-token-{tag}");
     let port = free_port();
-    let mut cfg = format!(
-        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n"
-    );
     // Every edge connects from 127.0.0.1, all at once: raise the caps that
     // guard a real hub against one address, the new-connection rate included
     // (and say who may read /metrics).
-    let conns = n as u64 + 64;
-    cfg.push_str(&format!(
-        "[dev]\ntokens = true\n\n[limits]\nmax_connections = {conns}\nmax_unauthenticated = {conns}\nmax_connections_per_address = {conns}\nnew_connections_per_address_per_second = 0\n\n[admin]\ntoken_sha256 = \"{}\"\n\n",
-        outpost_hub::config::token_sha256_hex(ADMIN_TOKEN)
-    ));
+    let mut cfg = hub_config(port, n as u64 + 64);
     cfg.push_str(&edge_toml("writer", &writer_token, &[], &["news/"]));
     for (i, t) in tokens.iter().enumerate() {
         cfg.push_str(&edge_toml(
@@ -705,247 +683,4 @@ fn print_summary(results: &[CaseResult]) {
 
 fn edge_name(i: usize) -> String {
     format!("e{i:05}")
-}
-
-// ---------------------------------------------------------------------------
-// The hub process
-
-/// A running hub process; killed (and its directory removed) on drop.
-struct HubProc {
-    dir: PathBuf,
-    child: Option<Child>,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl HubProc {
-    fn start(bin: &Path, dir: &Path, port: u16, config: &str, timeout: Duration) -> HubProc {
-        std::fs::create_dir_all(dir).expect("create the hub's directory");
-        std::fs::write(dir.join("outpost-hub.toml"), config).expect("write the configuration");
-        let mut child = Command::new(bin)
-            .current_dir(dir)
-            .args(["--config", "outpost-hub.toml", "serve"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        if let Some(err) = child.stderr.take() {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
-                    if l.len() >= 200 {
-                        l.remove(0);
-                    }
-                    l.push(line);
-                }
-            });
-        }
-        let h = HubProc {
-            dir: dir.to_path_buf(),
-            child: Some(child),
-            log,
-        };
-        let t = Instant::now();
-        while !healthy(port) {
-            if t.elapsed() > timeout {
-                panic!("the hub did not start: {}", h.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        h
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    fn log_tail(&self) -> String {
-        self.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .join("\n")
-    }
-}
-
-impl Drop for HubProc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Whether `GET /healthz` answers 200.
-fn healthy(port: u16) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200")
-}
-
-/// The hub's `outpost_documents_sent_total` (documents written to edges'
-/// sockets), from `GET /metrics`.
-fn docs_sent(port: u16) -> Option<u64> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let req =
-        format!("GET /metrics HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n");
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.lines()
-        .find_map(|l| l.strip_prefix("outpost_documents_sent_total "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// The admin token of the benchmark's hub (for `GET /metrics`).
-const ADMIN_TOKEN: &str = "fanout-admin-token";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-// ---------------------------------------------------------------------------
-// Measurements of processes
-
-/// Memory of a process, from `/proc/<pid>/status` (KiB).
-#[derive(Clone, Copy, Debug, Default)]
-struct Mem {
-    rss_kib: u64,
-    anon_kib: u64,
-    threads: u64,
-}
-
-impl Mem {
-    fn of(pid: u32) -> Mem {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |name: &str| -> u64 {
-            s.lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        Mem {
-            rss_kib: field("VmRSS:"),
-            anon_kib: field("RssAnon:"),
-            threads: field("Threads:"),
-        }
-    }
-}
-
-/// CPU seconds every process of the machine has used since boot (busy time
-/// of all CPUs, from the first line of `/proc/stat`).
-fn system_busy_secs() -> f64 {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let f: Vec<u64> = s
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest is in user).
-    let busy: u64 = [0, 1, 2, 5, 6, 7]
-        .iter()
-        .map(|&i| f.get(i).copied().unwrap_or(0))
-        .sum();
-    busy as f64 / clock_ticks() as f64
-}
-
-/// (soft, hard) open-file limits of this process (`u64::MAX`: unlimited).
-fn open_file_limits() -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let line = s
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap_or("");
-    let nums: Vec<u64> = line
-        .split_whitespace()
-        .skip(3)
-        .take(2)
-        .map(|v| v.parse().unwrap_or(u64::MAX))
-        .collect();
-    match nums.as_slice() {
-        [soft, hard] => (*soft, *hard),
-        _ => (u64::MAX, u64::MAX),
-    }
-}
-
-/// Makes sure this process (and the hub it starts, which inherits the limit)
-/// may open a socket per edge: re-executes itself under `ulimit -n` if needed.
-fn ensure_open_files(edges: usize) {
-    let need = edges as u64 + 1024;
-    let (soft, hard) = open_file_limits();
-    if soft >= need {
-        return;
-    }
-    if hard < need || std::env::var_os(REEXEC_ENV).is_some() {
-        eprintln!(
-            "error: {edges} edges need about {need} open files per process; the limit is {soft} (hard {hard}). Raise it (ulimit -n {need}) or use fewer edges."
-        );
-        std::process::exit(2);
-    }
-    let exe = std::env::current_exe().expect("the path of this executable");
-    eprintln!("raising the open-file limit from {soft} to {need} (re-executing under ulimit -n)");
-    let err = Command::new("/bin/sh")
-        .arg("-c")
-        .arg("ulimit -n \"$1\" && shift && exec \"$@\"")
-        .arg("sh")
-        .arg(need.to_string())
-        .arg(exe)
-        .args(std::env::args_os().skip(1))
-        .env(REEXEC_ENV, need.to_string())
-        .exec();
-    eprintln!("error: re-executing under ulimit -n {need}: {err}");
-    std::process::exit(2);
-}
-
-// ---------------------------------------------------------------------------
-// Helpers
-
-fn epoch() -> Instant {
-    static E: OnceLock<Instant> = OnceLock::new();
-    *E.get_or_init(Instant::now)
-}
-
-/// Nanoseconds since `epoch()`, never 0.
-fn now_ns() -> u64 {
-    epoch().elapsed().as_nanos() as u64 + 1
-}
-
-/// Index of the `q` quantile (nearest rank) in a sorted slice of `len`.
-fn rank(len: usize, q: f64) -> usize {
-    ((q * len as f64).ceil() as usize).clamp(1, len.max(1)) - 1
-}
-
-/// The `q` quantile (nearest rank) of unsorted values.
-fn percentile(v: &[u64], q: f64) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
-    let mut s = v.to_vec();
-    s.sort_unstable();
-    s[rank(s.len(), q)]
-}
-
-fn fmt_kib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
 }
