@@ -297,7 +297,7 @@ impl<S: PageStore> Snapshot<S> {
     pub async fn count_changes(
         &self,
         since: u64,
-        mut filter: impl FnMut(&str) -> bool,
+        mut filter: impl FnMut(&[u8]) -> bool,
     ) -> Result<u64, Error> {
         let mut n = 0u64;
         if since == u64::MAX {
@@ -308,7 +308,7 @@ impl<S: PageStore> Snapshot<S> {
             self.meta.root(Tree::Etags),
             &(since + 1).to_be_bytes(),
             |_, idk| {
-                if filter(&String::from_utf8_lossy(&idk)) {
+                if filter(&idk) {
                     n += 1;
                 }
                 true

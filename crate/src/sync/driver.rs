@@ -14,7 +14,7 @@ use crate::sync::compact::{
     Compaction, begin_resync, edge_compact, note_pulled, record_ack, resync_sweep, resyncing,
 };
 use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
-use crate::sync::feed::{read_changes, read_changes_in};
+use crate::sync::feed::{count_in_scope, read_changes, read_changes_in};
 use crate::sync::hub::{Grant, HubAction, HubEvent, HubMetric};
 use crate::sync::purge::{
     PurgeOrder, SERVED_PREFIX, Served, after_receipt, identity_served_key, parse_served_key, plan,
@@ -422,9 +422,7 @@ pub async fn edge_info<S: PageStore>(
             .await?
             .and_then(|o| o.owner)
             .is_some_and(|o| o != owner);
-    let pending = snap
-        .count_changes(pull_checkpoint, |k| grant.read.allows(k))
-        .await?;
+    let pending = count_in_scope(&snap, pull_checkpoint, &grant.read).await?;
     let batch_head = chain_head(snap.get_local(&batch_chain_key(&grant.identity)).await?);
     Ok(EdgeInfo {
         push_checkpoint,

@@ -161,9 +161,15 @@ pub async fn read_changes_in<S: PageStore>(
     max_docs: usize,
     scope: &Prefixes,
 ) -> Result<FeedRead, Error> {
+    read_scoped(snap, after, max_docs, scope, scan_budget(snap, after)).await
+}
+
+/// Most documents a listing by prefix may meet before the feed's etag
+/// index is the cheaper walk: [`SCOPE_SCAN_MAX`], and a quarter of the
+/// feed after `after` (a record header costs more than an index entry).
+fn scan_budget<S: PageStore>(snap: &Snapshot<S>, after: u64) -> usize {
     let gap = snap.last_etag().saturating_sub(after) / 4;
-    let budget = usize::try_from(gap).map_or(SCOPE_SCAN_MAX, |g| g.min(SCOPE_SCAN_MAX));
-    read_scoped(snap, after, max_docs, scope, budget).await
+    usize::try_from(gap).map_or(SCOPE_SCAN_MAX, |g| g.min(SCOPE_SCAN_MAX))
 }
 
 /// [`read_changes_in`] with the prefix listing's budget given.
@@ -194,8 +200,35 @@ async fn by_prefix<S: PageStore>(
     after: u64,
     max_docs: usize,
     scope: &Prefixes,
-    mut budget: usize,
+    budget: usize,
 ) -> Result<Option<(Vec<RawDoc>, bool)>, Error> {
+    let Some(found) = listed(snap, after, scope, budget).await? else {
+        return Ok(None);
+    };
+    let mut docs = Vec::new();
+    let mut taken = 0;
+    for (_, key) in &found {
+        if docs.len() == max_docs {
+            break;
+        }
+        taken += 1;
+        // An unreadable record is left out, as the feed leaves it out.
+        if let Some(d) = snap.raw_doc_by_key(key).await? {
+            docs.push(d);
+        }
+    }
+    Ok(Some((docs, taken == found.len())))
+}
+
+/// The etag and id key of every document after `after` under `scope`, in
+/// etag order, listed by prefix from the documents tree (record headers
+/// only); `None` when more than `budget` documents lie under the prefixes.
+async fn listed<S: PageStore>(
+    snap: &Snapshot<S>,
+    after: u64,
+    scope: &Prefixes,
+    mut budget: usize,
+) -> Result<Option<Vec<(u64, Vec<u8>)>>, Error> {
     let mut found: Vec<(u64, Vec<u8>)> = Vec::new();
     for p in scope.as_slice() {
         // `p` ends in `/` and covers the id without it too: list from the
@@ -214,19 +247,33 @@ async fn by_prefix<S: PageStore>(
     // Overlapping prefixes (`a/` and `a/b/`) list a document twice.
     found.sort_unstable();
     found.dedup();
-    let mut docs = Vec::new();
-    let mut taken = 0;
-    for (_, key) in &found {
-        if docs.len() == max_docs {
-            break;
-        }
-        taken += 1;
-        // An unreadable record is left out, as the feed leaves it out.
-        if let Some(d) = snap.raw_doc_by_key(key).await? {
-            docs.push(d);
-        }
+    Ok(Some(found))
+}
+
+/// How many entries of the changes feed after `after` lie inside `scope`
+/// (what a session has to send before it is live: `Welcome`'s progress
+/// total), at a cost that follows the scope as [`read_changes_in`]'s does.
+pub async fn count_in_scope<S: PageStore>(
+    snap: &Snapshot<S>,
+    after: u64,
+    scope: &Prefixes,
+) -> Result<u64, Error> {
+    count_scoped(snap, after, scope, scan_budget(snap, after)).await
+}
+
+/// [`count_in_scope`] with the prefix listing's budget given.
+async fn count_scoped<S: PageStore>(
+    snap: &Snapshot<S>,
+    after: u64,
+    scope: &Prefixes,
+    budget: usize,
+) -> Result<u64, Error> {
+    if !scope.is_all()
+        && let Some(found) = listed(snap, after, scope, budget).await?
+    {
+        return Ok(found.len() as u64);
     }
-    Ok(Some((docs, taken == found.len())))
+    snap.count_changes(after, |k| scope.allows_key(k)).await
 }
 
 /// The read of `page` (read from `snap`) with the snapshot's compaction
@@ -344,7 +391,8 @@ mod tests {
     /// filtered by the scope: same documents, same versions, same order,
     /// never one outside the scope, from every cursor, with overlapping
     /// prefixes, an id equal to a prefix, look-alike ids (`p/30`, `p/3-x`),
-    /// mixed case, updates, deletions and a purge.
+    /// mixed case, updates, deletions and a purge. So is the count of what
+    /// a session has to send (`Welcome`'s progress total).
     #[test]
     fn a_narrow_read_is_the_feed_filtered_by_the_scope() {
         block_on(async {
@@ -390,7 +438,8 @@ mod tests {
             })
             .await
             .unwrap();
-            let scopes: [&[&str]; 6] = [
+            let scopes: [&[&str]; 7] = [
+                &["*"],
                 &["p/3"],
                 &["p/3/", "p/30"],
                 &["a/", "a/b/"],
@@ -412,6 +461,8 @@ mod tests {
                         .map(key)
                         .collect();
                     for budget in [0, 1, 4, SCOPE_SCAN_MAX] {
+                        let n = count_scoped(&snap, after, &scope, budget).await.unwrap();
+                        assert_eq!(n, want.len() as u64, "count: scope {scope} after {after}");
                         for max_docs in [1, 2, 500] {
                             let (mut got, mut cursor) = (Vec::new(), after);
                             for _ in 0..100 {
