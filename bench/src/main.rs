@@ -1,32 +1,48 @@
-//! `outpost-bench`: durable document writes, Outpost against SQLite, on the same
-//! disk in one run.
+//! `outpost-bench`: durable document writes, Outpost against SQLite and redb,
+//! on the same disk in one run.
 //!
 //! Cases (each on a fresh database in a temporary directory):
 //! - `N` concurrent writers (default 1, 8, 64, 256): each writer stores ~1 KiB
 //!   JSON documents one at a time and awaits its own durable acknowledgement
 //!   before the next. Ids come from one shared counter (`bench/000000000123`),
 //!   time-ordered as applications make them. Outpost: tokio tasks sharing one
-//!   `Database` over a `FileStore` (group commit, fsync). SQLite: one thread and
-//!   connection per writer, `journal_mode=WAL`, `synchronous=FULL`, one document
-//!   per transaction.
-//! - `bulk`: one writer, 1,000 documents per transaction (an Outpost `Batch`
-//!   against an SQLite transaction).
+//!   `Database` over a `FileStore` (group commit, fsync), each storing with
+//!   `Database::put_json`. SQLite (`sqlite_case.rs`): one thread and
+//!   connection per writer, `journal_mode=WAL`, `synchronous=FULL`, one
+//!   document per transaction. redb (`redb_case.rs`): one thread per writer
+//!   sharing one `redb::Database`, one write transaction per document committed
+//!   with redb's default durability (`Immediate`: synced); `begin_write`
+//!   serializes the writers.
+//! - `bulk`: one writer, 1,000 documents per transaction (an Outpost `Batch` of
+//!   `put_json`, an SQLite transaction, a redb write transaction).
 //!
-//! Prints docs/s, p50/p99 acknowledgement latency, fsyncs per 1,000 documents
-//! (Outpost, from the file store's counters) and the Outpost/SQLite ratio, as a
-//! Markdown table ready for `docs/benchmarks.md`.
+//! Every engine gets the same input, as an application that holds JSON text
+//! would give it: the document's id and JSON text (`make_body(n).to_string()`),
+//! made by the writer per document before that document's latency timer starts.
+//!
+//! Prints docs/s, p50/p99 acknowledgement latency, CPU µs per durable document
+//! (the process's user + system CPU time over the case's timed region, from
+//! `/proc/self/stat`, divided by the documents written; it includes making the
+//! JSON texts, the same work for every engine, and Outpost's WAL writer
+//! thread), fsyncs per 1,000 documents (Outpost, from the file store's
+//! counters) and the Outpost/SQLite and Outpost/redb ratios, as a Markdown
+//! table ready for `docs/benchmarks.md`.
 #![forbid(unsafe_code)]
 
+use std::cell::Cell;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 mod machine;
+mod redb_case;
+mod sqlite_case;
 
-use clap::Parser;
-use outpost::db::{Batch, Database, OpenOptions};
+use clap::{Parser, ValueEnum};
+use outpost::db::{Batch, Database, OpenOptions, PutOptions};
 use outpost::store::file::{FileStore, FileStoreOptions, FileStoreStats};
 use serde_json::{Value, json};
 
@@ -34,7 +50,8 @@ use serde_json::{Value, json};
 const BULK: u64 = 1000;
 
 /// Durable-write benchmark: Outpost (file store, group commit) against SQLite
-/// (WAL, synchronous=FULL), same disk, same concurrency.
+/// (WAL, synchronous=FULL) and redb (synced commits), same disk, same
+/// concurrency, same JSON text in.
 #[derive(Parser, Debug)]
 #[command(
     name = "outpost-bench",
@@ -62,10 +79,35 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,8,64,256,bulk",
           value_parser = parse_case, value_name = "LIST")]
     cases: Vec<Case>,
-    /// Engines to run, comma-separated: `outpost`, `sqlite`.
-    #[arg(long, value_delimiter = ',', default_value = "outpost,sqlite",
-          value_parser = ["outpost", "sqlite"], value_name = "LIST")]
-    engines: Vec<String>,
+    /// Engines to run, comma-separated: `outpost`, `sqlite`, `redb`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "outpost,sqlite,redb",
+        value_name = "LIST"
+    )]
+    engines: Vec<Engine>,
+}
+
+/// An engine under test, in the table's column order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Engine {
+    Outpost,
+    Sqlite,
+    Redb,
+}
+
+impl Engine {
+    const ALL: [Engine; 3] = [Engine::Outpost, Engine::Sqlite, Engine::Redb];
+
+    /// The name in the table.
+    fn title(self) -> &'static str {
+        match self {
+            Engine::Outpost => "Outpost",
+            Engine::Sqlite => "SQLite",
+            Engine::Redb => "redb",
+        }
+    }
 }
 
 /// One benchmark case.
@@ -103,6 +145,9 @@ fn parse_case(s: &str) -> Result<Case, String> {
 struct Measured {
     docs: u64,
     elapsed: Duration,
+    /// The process's CPU time over the run (all threads), seconds, where
+    /// `/proc/self/stat` could be read.
+    cpu_secs: Option<f64>,
     /// Acknowledgement latencies (per document, or per transaction in bulk), µs, sorted.
     latencies_us: Vec<u64>,
     /// fsync calls during the run, when the engine reports them.
@@ -122,6 +167,9 @@ impl Measured {
         }
         let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
         v[rank.clamp(1, v.len()) - 1] as f64 / 1000.0
+    }
+    fn cpu_us_per_doc(&self) -> Option<f64> {
+        self.cpu_secs.map(|c| c * 1e6 / self.docs.max(1) as f64)
     }
     fn fsyncs_per_1k(&self) -> Option<f64> {
         self.fsyncs
@@ -168,66 +216,279 @@ fn record(lat: &mut Vec<u64>, t0: Instant) {
     lat.push(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX));
 }
 
+/// Document `n` as its writer holds it: its id and its JSON text.
+fn doc_text(n: u64) -> (String, String) {
+    (bench_id(n), make_body(n).to_string())
+}
+
+// ------------------------------------------------------------ CPU and time ---
+
+/// utime + stime (fields 14 and 15 of proc_pid_stat(5)), in clock ticks,
+/// from the text of a `/proc/<pid>/stat` file.
+fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name, in parentheses, may hold spaces and parentheses; the
+    // fields after its last ")" are fixed: state is field 3, so utime and
+    // stime are at indices 11 and 12 of the rest.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`, 100 if unknown).
+fn clock_ticks() -> u64 {
+    static T: OnceLock<u64> = OnceLock::new();
+    *T.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// This process's CPU time so far (user + system, every thread, live or
+/// ended), seconds; `None` without `/proc`.
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    Some(stat_cpu_ticks(&stat)? as f64 / clock_ticks() as f64)
+}
+
+/// The timed region of one case and engine: wall clock and process CPU time.
+struct Span {
+    wall: Instant,
+    cpu: Option<f64>,
+}
+
+impl Span {
+    fn start() -> Self {
+        let cpu = process_cpu_secs();
+        Span {
+            wall: Instant::now(),
+            cpu,
+        }
+    }
+
+    /// Ends the region: `docs` documents written, with these acknowledgement
+    /// latencies (µs).
+    fn finish(self, docs: u64, mut latencies_us: Vec<u64>) -> Measured {
+        let elapsed = self.wall.elapsed();
+        let cpu_secs = self
+            .cpu
+            .zip(process_cpu_secs())
+            .map(|(a, b)| (b - a).max(0.0));
+        latencies_us.sort_unstable();
+        Measured {
+            docs,
+            elapsed,
+            cpu_secs,
+            latencies_us,
+            fsyncs: None,
+            store: None,
+        }
+    }
+}
+
+/// CPU µs of making one document's JSON text ([`doc_text`]) alone, on one
+/// thread: the share of every CPU µs/doc figure that is the benchmark's own
+/// input, not the engine's work.
+fn text_cpu_us() -> Option<f64> {
+    const N: u64 = 100_000;
+    let span = Span::start();
+    for n in 0..N {
+        std::hint::black_box(doc_text(n));
+    }
+    span.finish(N, Vec::new()).cpu_us_per_doc()
+}
+
+// ---------------------------------------------------------------- writers ---
+
+/// The documents concurrent writers take, one at a time, from one counter.
+struct Feed {
+    next: AtomicU64,
+    docs: u64,
+}
+
+impl Feed {
+    fn new(docs: u64) -> Arc<Feed> {
+        Arc::new(Feed {
+            next: AtomicU64::new(0),
+            docs,
+        })
+    }
+
+    /// The next document's id and JSON text ([`doc_text`], made here: before
+    /// the caller's latency timer starts, inside the CPU region), or `None`
+    /// once all are taken or `deadline` has passed.
+    fn take(&self, deadline: Instant) -> Option<(String, String)> {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        (n < self.docs).then(|| doc_text(n))
+    }
+}
+
+/// One writer thread of [`thread_writers`].
+struct Writer {
+    feed: Arc<Feed>,
+    ready: Arc<Barrier>,
+    waited: Cell<bool>,
+    limit: Duration,
+}
+
+impl Writer {
+    /// Waits (once) until every writer is ready and the clocks start.
+    fn ready(&self) {
+        if !self.waited.replace(true) {
+            self.ready.wait();
+        }
+    }
+
+    /// The writer's loop: documents from the feed until it runs out or the
+    /// time limit passes, each stored by `write(id, json)` under its latency
+    /// timer. Returns the latencies, µs.
+    fn run<E: fmt::Display>(
+        &self,
+        mut write: impl FnMut(&str, &str) -> Result<(), E>,
+    ) -> Result<Vec<u64>, String> {
+        self.ready();
+        let deadline = Instant::now() + self.limit;
+        let mut lat = Vec::new();
+        while let Some((id, json)) = self.feed.take(deadline) {
+            let t0 = Instant::now();
+            write(&id, &json).map_err(|e| e.to_string())?;
+            record(&mut lat, t0);
+        }
+        Ok(lat)
+    }
+}
+
+/// The writers case of the engines with one OS thread per writer (SQLite,
+/// redb). Each thread runs `body`, which opens what it needs (untimed) and
+/// then calls [`Writer::run`]; the timed region starts once every thread is
+/// ready and ends when all have finished.
+fn thread_writers<B>(
+    writers: usize,
+    docs: u64,
+    limit: Duration,
+    body: B,
+) -> Result<Measured, BoxError>
+where
+    B: Fn(&Writer) -> Result<Vec<u64>, String> + Send + Sync + 'static,
+{
+    let feed = Feed::new(docs);
+    let ready = Arc::new(Barrier::new(writers + 1));
+    let body = Arc::new(body);
+    let mut threads = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        let w = Writer {
+            feed: Arc::clone(&feed),
+            ready: Arc::clone(&ready),
+            waited: Cell::new(false),
+            limit,
+        };
+        let body = Arc::clone(&body);
+        threads.push(
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    let r = body(&w);
+                    // A writer that failed before its loop still lets the others start.
+                    w.ready();
+                    r
+                })?,
+        );
+    }
+    ready.wait();
+    let span = Span::start();
+    let mut latencies = Vec::with_capacity(docs.min(1 << 20) as usize);
+    for t in threads {
+        latencies.extend(t.join().map_err(|_| "a writer thread panicked")??);
+    }
+    let written = latencies.len() as u64;
+    Ok(span.finish(written, latencies))
+}
+
+/// The bulk case: one writer, transactions of [`BULK`] documents until `docs`
+/// or the time limit. Each transaction's ids and JSON texts are made before
+/// its latency timer starts (inside the CPU region); `commit` stores them in
+/// one durable transaction.
+fn bulk_rounds<E: Into<BoxError>>(
+    docs: u64,
+    limit: Duration,
+    mut commit: impl FnMut(Vec<(String, String)>) -> Result<(), E>,
+) -> Result<Measured, BoxError> {
+    let span = Span::start();
+    let deadline = span.wall + limit;
+    let mut latencies = Vec::new();
+    let mut n = 0;
+    while n < docs && Instant::now() < deadline {
+        let end = (n + BULK).min(docs);
+        let rows = (n..end).map(doc_text).collect();
+        let t0 = Instant::now();
+        commit(rows).map_err(Into::into)?;
+        record(&mut latencies, t0);
+        n = end;
+    }
+    Ok(span.finish(n, latencies))
+}
+
 // ---------------------------------------------------------------- Outpost ---
 
-async fn outpost_case(
+fn outpost_case(
+    rt: &tokio::runtime::Runtime,
     dir: &Path,
     case: Case,
     docs: u64,
     limit: Duration,
 ) -> Result<Measured, BoxError> {
-    let store = FileStore::open(dir, FileStoreOptions::default())?;
-    let db = Database::open(store, OpenOptions::default()).await?;
+    let db = rt.block_on(async {
+        let store = FileStore::open(dir, FileStoreOptions::default())?;
+        Ok::<_, BoxError>(Database::open(store, OpenOptions::default()).await?)
+    })?;
     let before = db.store().stats();
-    let start = Instant::now();
-    let deadline = start + limit;
-    let mut latencies = Vec::with_capacity(docs.min(1 << 20) as usize);
-    let mut written = 0;
-    match case {
+    let mut m = match case {
         Case::Writers(writers) => {
-            let counter = Arc::new(AtomicU64::new(0));
-            let mut tasks = Vec::with_capacity(writers);
-            for _ in 0..writers {
-                let db = db.clone();
-                let counter = Arc::clone(&counter);
-                tasks.push(tokio::spawn(async move {
-                    let mut lat = Vec::new();
-                    while Instant::now() < deadline {
-                        let n = counter.fetch_add(1, Ordering::Relaxed);
-                        if n >= docs {
-                            break;
+            let feed = Feed::new(docs);
+            let span = Span::start();
+            let deadline = span.wall + limit;
+            let tasks: Vec<_> = (0..writers)
+                .map(|_| {
+                    let (db, feed) = (db.clone(), Arc::clone(&feed));
+                    rt.spawn(async move {
+                        let mut lat = Vec::new();
+                        while let Some((id, json)) = feed.take(deadline) {
+                            let t0 = Instant::now();
+                            db.put_json(&id, json, PutOptions::default()).await?;
+                            record(&mut lat, t0);
                         }
-                        let (id, body) = (bench_id(n), make_body(n));
-                        let t0 = Instant::now();
-                        db.put(&id, body).await?;
-                        record(&mut lat, t0);
-                    }
-                    Ok::<_, outpost::Error>(lat)
-                }));
-            }
-            for t in tasks {
-                let lat = t.await??;
-                written += lat.len() as u64;
-                latencies.extend(lat);
-            }
-        }
-        Case::Bulk => {
-            let mut n = 0;
-            while n < docs && Instant::now() < deadline {
-                let mut batch = Batch::new();
-                let end = (n + BULK).min(docs);
-                for i in n..end {
-                    batch.put(bench_id(i), make_body(i));
+                        Ok::<_, outpost::Error>(lat)
+                    })
+                })
+                .collect();
+            let latencies = rt.block_on(async {
+                let mut all = Vec::with_capacity(docs.min(1 << 20) as usize);
+                for t in tasks {
+                    all.extend(t.await??);
                 }
-                let t0 = Instant::now();
-                db.commit(batch).await?;
-                record(&mut latencies, t0);
-                written += end - n;
-                n = end;
-            }
+                Ok::<_, BoxError>(all)
+            })?;
+            let written = latencies.len() as u64;
+            span.finish(written, latencies)
         }
-    }
-    let elapsed = start.elapsed();
+        Case::Bulk => bulk_rounds(docs, limit, |rows| {
+            let mut batch = Batch::new();
+            for (id, json) in rows {
+                batch.put_json(id, json, PutOptions::default());
+            }
+            rt.block_on(db.commit(batch)).map(drop)
+        })?,
+    };
     let after = db.store().stats();
     let store = FileStoreStats {
         fsyncs: after.fsyncs - before.fsyncs,
@@ -236,149 +497,17 @@ async fn outpost_case(
         wal_bytes_written: after.wal_bytes_written - before.wal_bytes_written,
         checkpoints: after.checkpoints - before.checkpoints,
     };
-    let count = db.count().await?;
-    db.close().await?;
-    if count != written {
-        return Err(format!("outpost: wrote {written} documents but counted {count}").into());
+    let count = rt.block_on(async {
+        let count = db.count().await?;
+        db.close().await?;
+        Ok::<_, outpost::Error>(count)
+    })?;
+    if count != m.docs {
+        return Err(format!("outpost: wrote {} documents but counted {count}", m.docs).into());
     }
-    latencies.sort_unstable();
-    Ok(Measured {
-        docs: written,
-        elapsed,
-        latencies_us: latencies,
-        fsyncs: Some(store.fsyncs),
-        store: Some(store),
-    })
-}
-
-// ----------------------------------------------------------------- SQLite ---
-
-fn sqlite_connect(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(60))?;
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(rusqlite::Error::InvalidParameterName(format!(
-            "journal_mode is {mode}, not wal"
-        )));
-    }
-    // `synchronous` is per connection: set it on every one.
-    conn.execute_batch("PRAGMA synchronous=FULL;")?;
-    Ok(conn)
-}
-
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
-}
-
-const INSERT: &str = "INSERT INTO docs(id, body) VALUES (?1, ?2)";
-
-fn sqlite_case(dir: &Path, case: Case, docs: u64, limit: Duration) -> Result<Measured, BoxError> {
-    let path = dir.join("bench.sqlite");
-    let setup = sqlite_connect(&path)?;
-    setup.execute_batch("CREATE TABLE docs(id TEXT PRIMARY KEY, body TEXT NOT NULL);")?;
-    let mut latencies = Vec::with_capacity(docs.min(1 << 20) as usize);
-    let start;
-    match case {
-        Case::Writers(writers) => {
-            let counter = Arc::new(AtomicU64::new(0));
-            // Everyone connects first; the clock starts when all are ready.
-            let ready = Arc::new(Barrier::new(writers + 1));
-            let mut threads = Vec::with_capacity(writers);
-            for _ in 0..writers {
-                let (counter, ready, path) =
-                    (Arc::clone(&counter), Arc::clone(&ready), path.clone());
-                threads.push(std::thread::Builder::new().stack_size(256 * 1024).spawn(
-                    move || -> Result<Vec<u64>, String> {
-                        let conn = sqlite_connect(&path);
-                        ready.wait();
-                        let deadline = Instant::now() + limit;
-                        let conn = conn.map_err(|e| e.to_string())?;
-                        let mut stmt = conn.prepare(INSERT).map_err(|e| e.to_string())?;
-                        let mut lat = Vec::new();
-                        while Instant::now() < deadline {
-                            let n = counter.fetch_add(1, Ordering::Relaxed);
-                            if n >= docs {
-                                break;
-                            }
-                            let id = bench_id(n);
-                            let body = make_body(n).to_string();
-                            let t0 = Instant::now();
-                            // Autocommit: one document per transaction.
-                            loop {
-                                match stmt.execute(rusqlite::params![id, body]) {
-                                    Ok(_) => break,
-                                    Err(e) if is_busy(&e) => continue,
-                                    Err(e) => return Err(e.to_string()),
-                                }
-                            }
-                            record(&mut lat, t0);
-                        }
-                        Ok(lat)
-                    },
-                )?);
-            }
-            ready.wait();
-            start = Instant::now();
-            for t in threads {
-                let lat = t.join().map_err(|_| "an SQLite writer thread panicked")??;
-                latencies.extend(lat);
-            }
-        }
-        Case::Bulk => {
-            let mut conn = setup;
-            start = Instant::now();
-            let deadline = start + limit;
-            let mut n = 0;
-            while n < docs && Instant::now() < deadline {
-                let end = (n + BULK).min(docs);
-                let rows: Vec<(String, String)> = (n..end)
-                    .map(|i| (bench_id(i), make_body(i).to_string()))
-                    .collect();
-                let t0 = Instant::now();
-                let tx =
-                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                {
-                    let mut stmt = tx.prepare_cached(INSERT)?;
-                    for (id, body) in &rows {
-                        stmt.execute(rusqlite::params![id, body])?;
-                    }
-                }
-                tx.commit()?;
-                record(&mut latencies, t0);
-                n = end;
-            }
-            let elapsed = start.elapsed();
-            latencies.sort_unstable();
-            return sqlite_result(&conn, n, elapsed, latencies);
-        }
-    }
-    let elapsed = start.elapsed();
-    latencies.sort_unstable();
-    let written = latencies.len() as u64;
-    sqlite_result(&setup, written, elapsed, latencies)
-}
-
-fn sqlite_result(
-    conn: &rusqlite::Connection,
-    docs: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u64>,
-) -> Result<Measured, BoxError> {
-    let count: i64 = conn.query_row("SELECT count(*) FROM docs", [], |r| r.get(0))?;
-    if u64::try_from(count).ok() != Some(docs) {
-        return Err(format!("sqlite: wrote {docs} documents but counted {count}").into());
-    }
-    Ok(Measured {
-        docs,
-        elapsed,
-        latencies_us,
-        fsyncs: None,
-        store: None,
-    })
+    m.fsyncs = Some(store.fsyncs);
+    m.store = Some(store);
+    Ok(m)
 }
 
 // ------------------------------------------------------------------ report ---
@@ -405,16 +534,28 @@ fn fmt_rate(x: f64) -> String {
     out
 }
 
-fn cells(m: Option<&Measured>) -> [String; 4] {
+/// A table row's cells for one engine: docs/s, p50 ms, p99 ms, CPU µs/doc,
+/// fsyncs/1k docs.
+fn cells(m: Option<&Measured>) -> [String; 5] {
     match m {
-        None => ["–".into(), "–".into(), "–".into(), "–".into()],
+        None => std::array::from_fn(|_| "–".into()),
         Some(m) => [
             fmt_rate(m.docs_per_sec()),
             format!("{:.2}", m.percentile_ms(50.0)),
             format!("{:.2}", m.percentile_ms(99.0)),
+            m.cpu_us_per_doc()
+                .map_or_else(|| "n/a".into(), |c| format!("{c:.1}")),
             m.fsyncs_per_1k()
                 .map_or_else(|| "n/a".into(), |f| format!("{f:.1}")),
         ],
+    }
+}
+
+/// Outpost's throughput over another engine's, as a table cell.
+fn ratio(o: Option<&Measured>, other: Option<&Measured>) -> String {
+    match (o, other) {
+        (Some(o), Some(p)) => format!("{:.1}×", o.docs_per_sec() / p.docs_per_sec()),
+        _ => "–".into(),
     }
 }
 
@@ -432,14 +573,15 @@ fn main() -> Result<(), BoxError> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let run_outpost = args.engines.iter().any(|e| e == "outpost");
-    let run_sqlite = args.engines.iter().any(|e| e == "sqlite");
 
     let info = machine::machine_info(&base, "directory");
     if !(args.max_seconds > 0.0 && args.max_seconds.is_finite()) {
         return Err("--max-seconds must be a positive number".into());
     }
     let limit = Duration::from_secs_f64(args.max_seconds);
+    // Asked once here (it runs `getconf`), not inside a timed region.
+    let ticks = clock_ticks();
+    let text_us = text_cpu_us();
     eprintln!(
         "outpost-bench: {} documents per case and engine, at most {} s each",
         args.docs, args.max_seconds
@@ -455,33 +597,28 @@ fn main() -> Result<(), BoxError> {
             Case::Bulk => "bulk".into(),
         };
         let docs = args.docs;
-        let mut outpost = None;
-        let mut sqlite = None;
-        if run_outpost {
-            let d = scratch.0.join(format!("outpost-{tag}"));
+        let mut ms: [Option<Measured>; 3] = [None, None, None];
+        for (slot, engine) in ms.iter_mut().zip(Engine::ALL) {
+            if !args.engines.contains(&engine) {
+                continue;
+            }
+            let name = engine.title();
+            let d = scratch.0.join(format!("{}-{tag}", name.to_lowercase()));
             std::fs::create_dir_all(&d)?;
-            let m = rt.block_on(outpost_case(&d, case, docs, limit))?;
+            let m = match engine {
+                Engine::Outpost => outpost_case(&rt, &d, case, docs, limit)?,
+                Engine::Sqlite => sqlite_case::run(&d, case, docs, limit)?,
+                Engine::Redb => redb_case::run(&d, case, docs, limit)?,
+            };
             eprintln!(
-                "  outpost {case:>22}: {} docs in {:.2} s",
+                "  {name:<7} {case:>22}: {} docs in {:.2} s",
                 m.docs,
                 m.elapsed.as_secs_f64()
             );
             let _ = std::fs::remove_dir_all(&d);
-            outpost = Some(m);
+            *slot = Some(m);
         }
-        if run_sqlite {
-            let d = scratch.0.join(format!("sqlite-{tag}"));
-            std::fs::create_dir_all(&d)?;
-            let m = sqlite_case(&d, case, docs, limit)?;
-            eprintln!(
-                "  sqlite  {case:>22}: {} docs in {:.2} s",
-                m.docs,
-                m.elapsed.as_secs_f64()
-            );
-            let _ = std::fs::remove_dir_all(&d);
-            sqlite = Some(m);
-        }
-        rows.push((case, outpost, sqlite));
+        rows.push((case, ms));
     }
 
     println!();
@@ -497,23 +634,42 @@ fn main() -> Result<(), BoxError> {
     }
     println!();
     println!(
-        "| case | Outpost docs/s | p50 ms | p99 ms | fsyncs/1k docs | SQLite docs/s | p50 ms | p99 ms | fsyncs/1k docs | Outpost/SQLite |"
+        "| case | Outpost docs/s | p50 ms | p99 ms | CPU µs/doc | fsyncs/1k docs \
+         | SQLite docs/s | p50 ms | p99 ms | CPU µs/doc | fsyncs/1k docs \
+         | redb docs/s | p50 ms | p99 ms | CPU µs/doc | Outpost/SQLite | Outpost/redb |"
     );
-    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
-    for (case, o, s) in &rows {
-        let [or, op50, op99, of] = cells(o.as_ref());
-        let [sr, sp50, sp99, sf] = cells(s.as_ref());
-        let ratio = match (o, s) {
-            (Some(o), Some(s)) => format!("{:.1}×", o.docs_per_sec() / s.docs_per_sec()),
-            _ => "–".into(),
-        };
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for (case, [o, s, r]) in &rows {
+        let [or, op50, op99, oc, of] = cells(o.as_ref());
+        let [sr, sp50, sp99, sc, sf] = cells(s.as_ref());
+        let [rr, rp50, rp99, rc, _] = cells(r.as_ref());
         println!(
-            "| {case} | {or} | {op50} | {op99} | {of} | {sr} | {sp50} | {sp99} | {sf} | {ratio} |"
+            "| {case} | {or} | {op50} | {op99} | {oc} | {of} | {sr} | {sp50} | {sp99} | {sc} | {sf} \
+             | {rr} | {rp50} | {rp99} | {rc} | {} | {} |",
+            ratio(o.as_ref(), s.as_ref()),
+            ratio(o.as_ref(), r.as_ref())
         );
     }
     println!();
+    println!(
+        "Every engine is given each document's id and JSON text, made by the writer before \
+         the document's latency timer starts."
+    );
     println!("Latency: per document acknowledgement (bulk: per 1,000-document transaction).");
-    if rows.iter().any(|(_, o, _)| o.is_some()) {
+    println!(
+        "CPU µs/doc: the process's CPU time (user + system, all threads, from /proc/self/stat \
+         in {:.0} ms ticks) over each case's timed region, divided by the documents written. \
+         It includes making the documents' JSON texts (the same work for every engine) and, \
+         for Outpost, the file store's WAL writer thread.",
+        1000.0 / ticks as f64
+    );
+    if let Some(t) = text_us {
+        println!(
+            "Making one document's JSON text alone (make_body(n).to_string(), one thread, \
+             measured before the cases): {t:.1} µs of CPU, part of every CPU µs/doc figure."
+        );
+    }
+    if rows.iter().any(|(_, [o, _, _])| o.is_some()) {
         println!();
         println!("Outpost file-store counters over each run:");
         println!();
@@ -521,7 +677,7 @@ fn main() -> Result<(), BoxError> {
             "| case | docs | commits | groups (WAL writes) | docs/group | fsyncs | WAL KiB/doc | checkpoints |"
         );
         println!("|---|--:|--:|--:|--:|--:|--:|--:|");
-        for (case, o, _) in &rows {
+        for (case, [o, _, _]) in &rows {
             if let Some((m, st)) = o.as_ref().and_then(|m| m.store.map(|st| (m, st))) {
                 println!(
                     "| {case} | {} | {} | {} | {:.1} | {} | {:.1} | {} |",
@@ -537,18 +693,19 @@ fn main() -> Result<(), BoxError> {
         }
         println!();
     }
-    for (case, o, s) in &rows {
-        for (name, m) in [("Outpost", o), ("SQLite", s)] {
+    for (case, ms) in &rows {
+        for (engine, m) in Engine::ALL.iter().zip(ms) {
             if let Some(m) = m.as_ref().filter(|m| m.docs < args.docs) {
                 println!(
-                    "{name}, {case}: stopped by the time limit after {} documents in {:.1} s.",
+                    "{}, {case}: stopped by the time limit after {} documents in {:.1} s.",
+                    engine.title(),
                     m.docs,
                     m.elapsed.as_secs_f64()
                 );
             }
         }
     }
-    if let Some((_, Some(o), s)) = rows.iter().find(|(c, _, _)| *c == Case::Writers(64)) {
+    if let Some((_, [Some(o), s, _])) = rows.iter().find(|(c, _)| *c == Case::Writers(64)) {
         let rate = o.docs_per_sec();
         let verdict = if rate >= 100_000.0 { "met" } else { "MISSED" };
         println!(
@@ -560,6 +717,25 @@ fn main() -> Result<(), BoxError> {
             let ratio = rate / s.docs_per_sec();
             let verdict = if ratio >= 10.0 { "met" } else { "MISSED" };
             println!("Target 2, >= 10x SQLite with 64 writers: {verdict} ({ratio:.1}x).");
+        }
+        match o.cpu_us_per_doc() {
+            Some(cpu) => {
+                let verdict = if cpu <= 10.0 { "met" } else { "MISSED" };
+                let text = text_us.map_or_else(String::new, |t| {
+                    format!(
+                        "; {:.1} without the {t:.1} µs of making the JSON text",
+                        cpu - t
+                    )
+                });
+                println!(
+                    "Target 3, at 64 writers at most 10 µs of CPU per document: {verdict} \
+                     ({cpu:.1} µs/doc{text})."
+                );
+            }
+            None => println!(
+                "Target 3, at 64 writers at most 10 µs of CPU per document: not measured \
+                 (no /proc/self/stat)."
+            ),
         }
     }
     drop(scratch);
@@ -583,6 +759,7 @@ mod tests {
         let m = Measured {
             docs: 100,
             elapsed: Duration::from_millis(500),
+            cpu_secs: Some(0.25),
             latencies_us: (1..=100).map(|i| i * 1000).collect(),
             fsyncs: Some(25),
             store: None,
@@ -591,6 +768,7 @@ mod tests {
         assert_eq!(m.percentile_ms(99.0), 99.0);
         assert_eq!(m.docs_per_sec(), 200.0);
         assert_eq!(m.fsyncs_per_1k(), Some(250.0));
+        assert_eq!(m.cpu_us_per_doc(), Some(2500.0));
         assert_eq!(fmt_rate(1_234_567.4), "1,234,567");
         assert_eq!(fmt_rate(999.0), "999");
     }
@@ -599,5 +777,39 @@ mod tests {
     fn documents_are_about_one_kib() {
         let len = make_body(123).to_string().len();
         assert!((990..=1060).contains(&len), "{len} bytes");
+    }
+
+    #[test]
+    fn reads_cpu_ticks_from_proc_stat() {
+        // A command name with spaces and a ")" in it; utime 1500, stime 250.
+        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 1234 0 0 0 1500 250 0 0 20 0 \
+                    7 0 12345 123456789 2048 18446744073709551615";
+        assert_eq!(stat_cpu_ticks(stat), Some(1750));
+        assert_eq!(stat_cpu_ticks("4242 (short) S 1 2"), None);
+        assert_eq!(stat_cpu_ticks("no parenthesis"), None);
+        // This process's own file parses, and its CPU time does not go back.
+        if let Some(a) = process_cpu_secs() {
+            let b = process_cpu_secs().unwrap_or(0.0);
+            assert!(b >= a && a >= 0.0);
+        }
+    }
+
+    #[test]
+    fn documents_are_taken_once_until_the_deadline() {
+        let feed = Feed::new(3);
+        let later = Instant::now() + Duration::from_secs(60);
+        let ids: Vec<String> = std::iter::from_fn(|| feed.take(later).map(|(id, _)| id)).collect();
+        assert_eq!(
+            ids,
+            [
+                "bench/000000000000",
+                "bench/000000000001",
+                "bench/000000000002"
+            ]
+        );
+        let (_, json) = doc_text(7);
+        assert_eq!(json, make_body(7).to_string());
+        let feed = Feed::new(3);
+        assert!(feed.take(Instant::now()).is_none());
     }
 }
