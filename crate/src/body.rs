@@ -188,6 +188,34 @@ const STOP: [bool; 256] = {
     t
 };
 
+/// The first index at or after `i` of a byte in [`STOP`] (or `b.len()`):
+/// eight bytes at a time while none of them can be one, then byte by byte.
+fn skip_plain(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    // Whether a byte of `w` is zero (exact as a yes/no: a borrow only
+    // marks bytes above one that is).
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(w);
+        // A byte below 0x20, or equal to `"` or `\`.
+        let below = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+        if below
+            || has_zero(w ^ (ONES * u64::from(b'"')))
+            || has_zero(w ^ (ONES * u64::from(b'\\')))
+        {
+            break;
+        }
+        i += 8;
+    }
+    while b.get(i).is_some_and(|c| !STOP[usize::from(*c)]) {
+        i += 1;
+    }
+    i
+}
+
 struct Checker<'a> {
     b: &'a [u8],
     i: usize,
@@ -391,11 +419,7 @@ impl Checker<'_> {
         self.i += 1;
         let mut escaped = false;
         loop {
-            let (b, mut i) = (self.b, self.i);
-            while b.get(i).is_some_and(|c| !STOP[usize::from(*c)]) {
-                i += 1;
-            }
-            self.i = i;
+            self.i = skip_plain(self.b, self.i);
             let Some(&c) = self.b.get(self.i) else {
                 return Err(syntax(self.i, "unterminated string"));
             };

@@ -401,3 +401,28 @@ mod props {
         }
     }
 }
+
+/// The eight-bytes-at-a-time scan stops exactly where the byte-by-byte one
+/// does: at the first `"`, `\` or control character, for every byte value
+/// at every offset (a non-ASCII byte never stops it), and from every start.
+#[test]
+fn the_string_scan_stops_at_the_first_stop_byte() {
+    for c in 0..=255u8 {
+        for at in 0..20 {
+            let mut b = vec![b'a'; 24];
+            b[at] = c;
+            // A stop byte later on is never reached first.
+            b[22] = b'"';
+            for start in 0..=at {
+                let want = if STOP[usize::from(c)] { at } else { 22 };
+                assert_eq!(
+                    super::skip_plain(&b, start),
+                    want,
+                    "byte {c:#04x} at {at} from {start}"
+                );
+            }
+        }
+    }
+    assert_eq!(super::skip_plain(b"abc", 0), 3);
+    assert_eq!(super::skip_plain(b"", 0), 0);
+}
