@@ -61,13 +61,27 @@ pub async fn wait_live(h: &SyncHandle, timeout: Duration, who: &str) {
 /// User + system CPU time of a process, in seconds (0 if it is gone).
 pub fn cpu_secs(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name may hold spaces; the fields after it are fixed.
-    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // After ")": state is field 3 of stat(5), so utime (14) and stime (15)
-    // are at indices 11 and 12 here.
-    (ticks(11) + ticks(12)) as f64 / clock_ticks() as f64
+    stat_cpu_ticks(&s).unwrap_or(0) as f64 / clock_ticks() as f64
+}
+
+/// This process's CPU time so far (user + system, every thread, live or
+/// ended), seconds; `None` without `/proc`.
+pub fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    Some(stat_cpu_ticks(&stat)? as f64 / clock_ticks() as f64)
+}
+
+/// utime + stime (fields 14 and 15 of proc_pid_stat(5)), in clock ticks,
+/// from the text of a `/proc/<pid>/stat` file.
+pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name, in parentheses, may hold spaces and parentheses; the
+    // fields after its last ")" are fixed: state is field 3, so utime and
+    // stime are at indices 11 and 12 of the rest.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`, 100 if unknown).
@@ -80,6 +94,7 @@ pub fn clock_ticks() -> u64 {
             .ok()
             .and_then(|o| String::from_utf8(o.stdout).ok())
             .and_then(|s| s.trim().parse().ok())
+            .filter(|&t| t > 0)
             .unwrap_or(100)
     })
 }

@@ -32,16 +32,17 @@
 use std::cell::Cell;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, OnceLock};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+mod edges;
 mod machine;
 mod redb_case;
 mod sqlite_case;
 
 use clap::{Parser, ValueEnum};
+use edges::{clock_ticks, process_cpu_secs};
 use outpost::db::{Batch, Database, OpenOptions, PutOptions};
 use outpost::store::file::{FileStore, FileStoreOptions, FileStoreStats};
 #[cfg(test)]
@@ -245,41 +246,6 @@ fn doc_text(n: u64) -> (String, String) {
 }
 
 // ------------------------------------------------------------ CPU and time ---
-
-/// utime + stime (fields 14 and 15 of proc_pid_stat(5)), in clock ticks,
-/// from the text of a `/proc/<pid>/stat` file.
-fn stat_cpu_ticks(stat: &str) -> Option<u64> {
-    // The command name, in parentheses, may hold spaces and parentheses; the
-    // fields after its last ")" are fixed: state is field 3, so utime and
-    // stime are at indices 11 and 12 of the rest.
-    let rest = stat.rsplit_once(')')?.1;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`, 100 if unknown).
-fn clock_ticks() -> u64 {
-    static T: OnceLock<u64> = OnceLock::new();
-    *T.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .filter(|&t| t > 0)
-            .unwrap_or(100)
-    })
-}
-
-/// This process's CPU time so far (user + system, every thread, live or
-/// ended), seconds; `None` without `/proc`.
-fn process_cpu_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    Some(stat_cpu_ticks(&stat)? as f64 / clock_ticks() as f64)
-}
 
 /// The timed region of one case and engine: wall clock and process CPU time.
 struct Span {
@@ -814,9 +780,9 @@ mod tests {
         // A command name with spaces and a ")" in it; utime 1500, stime 250.
         let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 1234 0 0 0 1500 250 0 0 20 0 \
                     7 0 12345 123456789 2048 18446744073709551615";
-        assert_eq!(stat_cpu_ticks(stat), Some(1750));
-        assert_eq!(stat_cpu_ticks("4242 (short) S 1 2"), None);
-        assert_eq!(stat_cpu_ticks("no parenthesis"), None);
+        assert_eq!(edges::stat_cpu_ticks(stat), Some(1750));
+        assert_eq!(edges::stat_cpu_ticks("4242 (short) S 1 2"), None);
+        assert_eq!(edges::stat_cpu_ticks("no parenthesis"), None);
         // This process's own file parses, and its CPU time does not go back.
         if let Some(a) = process_cpu_secs() {
             let b = process_cpu_secs().unwrap_or(0.0);

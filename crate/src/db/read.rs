@@ -337,19 +337,7 @@ impl<S: PageStore> Snapshot<S> {
     /// on past it, and still returns `limit` documents when the feed holds
     /// that many more. No peer is sent what it would refuse.
     pub async fn changes_raw(&self, since: u64, limit: usize) -> Result<Vec<doc::RawDoc>, Error> {
-        if since == u64::MAX {
-            return Ok(Vec::new());
-        }
-        let start = (since + 1).to_be_bytes().to_vec();
-        self.load_docs(
-            Tree::Etags,
-            start,
-            &[],
-            limit,
-            "etag",
-            doc::decode_raw_doc_checked,
-        )
-        .await
+        self.changes_raw_where(since, limit, |_| true).await
     }
 
     /// [`Snapshot::changes_raw`] restricted to the documents whose id key
