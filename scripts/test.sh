@@ -113,14 +113,15 @@ step "tests (native)" cargo test --workspace -- --show-output
 step "fuzz (short)" bash scripts/fuzz.sh --seconds 10
 
 # --------------------------------------------------------- browser tests ---
-# Step 6 of docs/testing.md: crate/tests/browser.rs in headless Chromium.
+# Step 6 of docs/testing.md: crate/tests/browser.rs and browser_log.rs in
+# headless Chromium.
 browser_tests() {
     ./scripts/install-browser-tools.sh || return $?
     CHROMEDRIVER=/usr/bin/chromedriver \
         CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
         WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/webdriver.json" \
         WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}" \
-        cargo test -p outpost --target wasm32-unknown-unknown --test browser
+        cargo test -p outpost --target wasm32-unknown-unknown --test browser --test browser_log
 }
 step "browser tests (wasm32, headless Chromium)" browser_tests
 

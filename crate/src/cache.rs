@@ -4,7 +4,6 @@
 //! first out. Its limit is set in bytes ([`crate::OpenOptions::cache_bytes`],
 //! default 64 MiB); a database of any size is read page by page on demand.
 
-use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use lru::LruCache;
@@ -20,7 +19,11 @@ pub struct PageCache {
 }
 
 struct Inner {
+    /// Unbounded: the limit is `cap`, enforced by [`PageCache::put`], so that
+    /// a large limit allocates nothing until pages come (a 256 MiB cache's
+    /// table, allocated up front, cost a browser reopen ~3 ms).
     lru: LruCache<PageNo, PageBuf>,
+    cap: usize,
     hits: u64,
     misses: u64,
 }
@@ -38,14 +41,24 @@ pub struct CacheStats {
     pub misses: u64,
 }
 
+impl Inner {
+    /// Caches a page, dropping the least recently used beyond the limit.
+    fn insert(&mut self, no: PageNo, buf: PageBuf) {
+        self.lru.put(no, buf);
+        while self.lru.len() > self.cap {
+            self.lru.pop_lru();
+        }
+    }
+}
+
 impl PageCache {
     /// A cache holding at most `bytes` of pages (at least 16 pages).
     pub fn new(bytes: usize) -> Self {
-        let pages = (bytes / PAGE_SIZE).max(16);
-        let cap = NonZeroUsize::new(pages).unwrap_or(NonZeroUsize::MIN);
+        let cap = (bytes / PAGE_SIZE).max(16);
         PageCache {
             inner: Mutex::new(Inner {
-                lru: LruCache::new(cap),
+                lru: LruCache::unbounded(),
+                cap,
                 hits: 0,
                 misses: 0,
             }),
@@ -68,9 +81,34 @@ impl PageCache {
         r
     }
 
+    /// Those of `nos` not cached now, at most `max` of them, and how many of
+    /// `nos` that covers (no counter moves: a read-ahead asks before it
+    /// loads).
+    pub fn missing(&self, nos: &[PageNo], max: usize) -> (Vec<PageNo>, usize) {
+        let g = self.lock();
+        let mut out = Vec::new();
+        for (i, no) in nos.iter().enumerate() {
+            if !g.lru.contains(no) {
+                if out.len() == max {
+                    return (out, i);
+                }
+                out.push(*no);
+            }
+        }
+        (out, nos.len())
+    }
+
+    /// Caches a page a read-ahead loaded from the store (counted as a miss:
+    /// the later read that finds it counts a hit).
+    pub fn put_loaded(&self, no: PageNo, buf: PageBuf) {
+        let mut g = self.lock();
+        g.misses += 1;
+        g.insert(no, buf);
+    }
+
     /// Caches a page (replacing an older version).
     pub fn put(&self, no: PageNo, buf: PageBuf) {
-        self.lock().lru.put(no, buf);
+        self.lock().insert(no, buf);
     }
 
     /// Drops every cached page (used when another process or tab committed).
@@ -83,7 +121,7 @@ impl PageCache {
         let g = self.lock();
         CacheStats {
             pages: g.lru.len() as u64,
-            capacity_pages: g.lru.cap().get() as u64,
+            capacity_pages: g.cap as u64,
             hits: g.hits,
             misses: g.misses,
         }

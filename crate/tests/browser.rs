@@ -172,6 +172,51 @@ async fn idb_store_round_trip_and_reopen() {
     IdbStore::destroy(&name).await.unwrap();
 }
 
+/// `read_pages`: one entry per page asked for, in the order asked, whether
+/// the pages lie close together (one request over their key range) or far
+/// apart (one request each, one transaction); a page never written is
+/// `PageNotFound` among the others; a closed store fails every entry.
+#[wasm_bindgen_test]
+async fn idb_read_pages_in_one_go() {
+    let name = unique_name("readpages");
+    let s = IdbStore::open(&name).await.unwrap();
+    // Pages 1..=20 except 7, and two far away.
+    let mut pages: Vec<(PageNo, u8)> = (1..=20).filter(|&n| n != 7).map(|n| (n, n as u8)).collect();
+    pages.push((5_000, 0xAA));
+    pages.push((9_000_000, 0xBB));
+    s.commit(commit(&pages, b"m")).await.unwrap();
+
+    // Close together, out of order, with a hole (7) and a repeat.
+    let close: Vec<PageNo> = vec![12, 3, 7, 4, 5, 6, 8, 3, 10];
+    let got = s.read_pages(&close).await;
+    assert_eq!(got.len(), close.len());
+    for (no, r) in close.iter().zip(&got) {
+        match (no, r) {
+            (7, Err(StoreError::PageNotFound(7))) => {}
+            (no, Ok(b)) => assert_eq!(*b, page(*no as u8, *no)),
+            (no, r) => panic!("page {no}: {r:?}"),
+        }
+    }
+    // Far apart: one get each.
+    let far: Vec<PageNo> = vec![9_000_000, 1, 5_000, 7, 20];
+    let got = s.read_pages(&far).await;
+    assert_eq!(got[0].as_ref().unwrap(), &page(0xBB, 9_000_000));
+    assert_eq!(got[1].as_ref().unwrap(), &page(1, 1));
+    assert_eq!(got[2].as_ref().unwrap(), &page(0xAA, 5_000));
+    assert!(matches!(got[3], Err(StoreError::PageNotFound(7))));
+    assert_eq!(got[4].as_ref().unwrap(), &page(20, 20));
+    assert!(s.read_pages(&[]).await.is_empty());
+
+    s.close().await.unwrap();
+    let got = s.read_pages(&[1, 2, 3, 4, 5]).await;
+    assert!(
+        got.iter().all(|r| matches!(r, Err(StoreError::Closed))),
+        "{got:?}"
+    );
+    drop(s);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
 #[wasm_bindgen_test]
 async fn idb_multi_page_commit_is_atomic() {
     let name = unique_name("atomic");
@@ -368,9 +413,13 @@ async fn ten_thousand_documents() {
 
     let db = open_db(&name).await;
     assert_eq!(db.count().await.unwrap(), 10_000);
+    // A cold scan: its leaves come from IndexedDB in read-ahead batches.
     let all = db.scan("items/", None, 20_000).await.unwrap();
     assert_eq!(all.len(), 10_000);
     assert_eq!(all[9_999].id, "items/09999");
+    for (i, d) in all.iter().enumerate() {
+        assert_eq!(d.body["n"], i, "{}", d.id);
+    }
     assert_eq!(
         db.get("items/04321").await.unwrap().unwrap().body["n"],
         4321

@@ -353,7 +353,11 @@ fn snapshots_are_stable_while_writes_commit() {
 /// store's fsync would), so writers pile up behind a flush.
 struct TestStore {
     inner: Arc<MemoryStore>,
+    /// Pages read one by one (`read_page`).
     reads: std::sync::atomic::AtomicU64,
+    /// Pages read in batches (`read_pages`), and the batches.
+    batched: std::sync::atomic::AtomicU64,
+    batches: std::sync::atomic::AtomicU64,
     slow: bool,
     /// While set, commits fail (as a full quota would) and apply nothing.
     fail: std::sync::atomic::AtomicBool,
@@ -364,6 +368,8 @@ impl TestStore {
         TestStore {
             inner,
             reads: Default::default(),
+            batched: Default::default(),
+            batches: Default::default(),
             slow,
             fail: Default::default(),
         }
@@ -393,6 +399,15 @@ impl outpost::PageStore for TestStore {
     fn read_page(&self, no: u64) -> Fut<'_, outpost::store::PageBuf> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.read_page(no)
+    }
+    fn read_pages<'a>(
+        &'a self,
+        nos: &'a [u64],
+    ) -> outpost::platform::BoxFuture<'a, Vec<Result<outpost::store::PageBuf, outpost::StoreError>>>
+    {
+        self.batched.fetch_add(nos.len() as u64, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.inner.read_pages(nos)
     }
     fn read_meta(&self) -> Fut<'_, Option<Vec<u8>>> {
         self.inner.read_meta()
@@ -509,7 +524,13 @@ fn open_reads_almost_nothing_and_the_cache_is_bounded() {
         );
         let per_get = counting.reads.load(Ordering::Relaxed) - before;
         assert!(per_get <= 6, "{per_get} page reads for one get");
-        // A full scan goes through a 32-page cache.
+        // A full scan goes through a 32-page cache, its leaves read ahead
+        // in batches of at most 8 pages (a quarter of the cache), each page
+        // read once.
+        let (singles, batched) = (
+            counting.reads.load(Ordering::Relaxed),
+            counting.batched.load(Ordering::Relaxed),
+        );
         let mut after = None;
         let mut seen = 0;
         loop {
@@ -521,6 +542,17 @@ fn open_reads_almost_nothing_and_the_cache_is_bounded() {
         assert_eq!(seen as u64, db.count().await.unwrap());
         let cache = db.stats().cache;
         assert!(cache.pages <= 32 && cache.capacity_pages == 32, "{cache:?}");
+        let singles = counting.reads.load(Ordering::Relaxed) - singles;
+        let batched = counting.batched.load(Ordering::Relaxed) - batched;
+        let batches = counting.batches.load(Ordering::Relaxed);
+        assert!(
+            batched > 8 * singles && batched <= 8 * batches,
+            "{singles} single page reads, {batched} read ahead in {batches} batches"
+        );
+        assert!(
+            batched + singles < pages + pages / 10,
+            "{singles} + {batched} page reads for {pages} pages"
+        );
     });
 }
 

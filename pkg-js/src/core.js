@@ -3,15 +3,18 @@
 // in Rust: a real `OutpostError` class, `transaction(async (tx) => ...)`,
 // `subscribe`, and safety with several tabs: on IndexedDB, where the Web Locks
 // API exists, every operation of a handle runs under the lock
-// "outpost:<name>" after `refresh()` picks up what other tabs committed, and a
+// "outpost:<name>" after `refresh()` picks up what other tabs committed (in
+// turns, turns.js: one lock and one refresh for a run of operations), and a
 // BroadcastChannel of the same name tells the other tabs about each commit.
 // `db.sync()` runs the wasm replication client (`EdgeSync`, wasm/src/sync.rs)
 // with its storage steps under the same lock, in one tab per database at a
 // time (the others follow its status). On IndexedDB it keeps the storage
 // witness (end of this file) and refuses to pass off a database the browser
 // threw away as the old one (`storage_lost`). The rest is passed straight to
-// the wasm `Outpost` class, whose generated .d.ts documents it. (One module
-// on purpose: scripts/run.sh and the sync e2e test serve core.js and web.js.)
+// the wasm `Outpost` class, whose generated .d.ts documents it. (scripts/run.sh
+// and the sync e2e test serve core.js, turns.js and web.js as they are.)
+
+import { Turns } from "./turns.js";
 
 /**
  * The error every Outpost operation rejects with. Branch on `code`, which is
@@ -197,6 +200,20 @@ function usesIndexedDb(options) {
   if (options.store != null) return false;
   const hasIdb = globalThis.indexedDB != null;
   return (options.storage ?? (hasIdb ? "indexeddb" : "memory")) === "indexeddb";
+}
+
+/**
+ * The page cache of a database on IndexedDB when the app sets no
+ * `cacheBytes`: 32 MiB per GiB of device memory the browser reports
+ * (`navigator.deviceMemory`, which Chromium rounds and caps at 8), between
+ * 32 and 256 MiB; 64 MiB where the browser does not say. Every page a read
+ * misses is an IndexedDB round trip, and 100,000 documents of 1 KiB take
+ * about 130 MiB of pages.
+ */
+export function defaultCacheBytes(deviceMemory = globalThis.navigator?.deviceMemory) {
+  const gib = Number(deviceMemory);
+  const mib = Number.isFinite(gib) && gib > 0 ? Math.min(256, Math.max(32, Math.round(gib * 32))) : 64;
+  return mib * 1024 * 1024;
 }
 
 /** The Web Locks API where this scope has it (browsers, web workers), else undefined. */
@@ -575,6 +592,8 @@ export function makeApi(wasm, ready) {
     /** Web Locks of this scope when the database is shared with other tabs (IndexedDB), else undefined. */
     #locks;
     #lockName;
+    /** Operations in turns under the lock (turns.js), when `#locks`. */
+    #turns;
     /** BroadcastChannel to the other tabs' handles on the same database, or undefined. */
     #channel;
     /** @type {Set<{match: (doc: object) => boolean, callback: Function}>} */
@@ -605,6 +624,10 @@ export function makeApi(wasm, ready) {
       this.#storageLost = shared.storageLost ?? null;
       this.#locks = shared.locks;
       this.#lockName = shared.lockName;
+      this.#turns = shared.turns;
+      this.#turns?.refreshWith(async () => {
+        if (await this.#db.refresh()) this.#schedule();
+      });
       if (shared.locks && typeof globalThis.BroadcastChannel === "function") {
         this.#channel = new BroadcastChannel(shared.lockName);
         this.#channel.onmessage = (e) => {
@@ -645,6 +668,9 @@ export function makeApi(wasm, ready) {
         }
       }
       const idb = usesIndexedDb(options);
+      if (idb && (rawOptions == null || (typeof rawOptions === "object" && rawOptions.cacheBytes === undefined))) {
+        rawOptions = { ...(rawOptions ?? {}), cacheBytes: defaultCacheBytes() };
+      }
       const locks = idb ? webLocks() : undefined;
       const lockName = `outpost:${name}`;
       const storage = idb ? witnessStorage() : undefined;
@@ -655,8 +681,13 @@ export function makeApi(wasm, ready) {
         const storageLost = await checkStorage(name, raw, witness, onStorageLost !== undefined);
         return { raw, storageLost };
       };
-      const { raw, storageLost } = locks ? await locks.request(lockName, { mode: "exclusive" }, open) : await open();
-      const db = new Outpost(raw, { [internal]: true, locks, lockName, witness, storageLost });
+      // The open is the first turn of the handle's queue: an operation the
+      // app calls as soon as the open resolves runs in the same turn (no
+      // second lock request, no refresh right after the open read the meta
+      // record).
+      const turns = locks ? new Turns(locks, lockName) : undefined;
+      const { raw, storageLost } = turns ? await turns.run(open) : await open();
+      const db = new Outpost(raw, { [internal]: true, locks, lockName, turns, witness, storageLost });
       if (storageLost) notify(onStorageLost, storageLost, "storage-lost");
       return db;
     }
@@ -712,14 +743,13 @@ export function makeApi(wasm, ready) {
 
     /**
      * Runs `op` on the raw handle: under the cross-tab lock, after picking up
-     * what other tabs committed, when the database is shared; directly otherwise.
+     * what other tabs committed, when the database is shared (in turns: one
+     * lock acquisition and one refresh serve a run of operations, turns.js);
+     * directly otherwise.
      */
     #run(op) {
-      if (!this.#locks) return op(this.#db);
-      return this.#locks.request(this.#lockName, { mode: "exclusive" }, async () => {
-        if (await this.#db.refresh()) this.#schedule();
-        return op(this.#db);
-      });
+      if (!this.#turns) return op(this.#db);
+      return this.#turns.run(() => op(this.#db));
     }
 
     /**
@@ -1174,8 +1204,7 @@ export function makeApi(wasm, ready) {
           if (!this.#witness || !(upto > 0)) return;
           const dbId = raw.dbId;
           const record = () => this.#witness.acked(dbId, upto);
-          if (this.#locks) this.#locks.request(this.#lockName, { mode: "exclusive" }, record).catch(() => {});
-          else record();
+          Promise.resolve(this.#run(record)).catch(() => {});
         },
         post: (message) => this.#post(message),
         rejections: () => this.rejections(),
@@ -1210,8 +1239,7 @@ export function makeApi(wasm, ready) {
         this.#channel.close();
         this.#channel = undefined;
       }
-      if (!this.#locks) return this.#db.close();
-      return this.#locks.request(this.#lockName, { mode: "exclusive" }, () => this.#db.close());
+      return this.#run(() => this.#db.close());
     }
   }
 

@@ -26,8 +26,11 @@
 // And the crash loop: Chromium is killed (SIGKILL of its process group) while
 // the page writes; after each restart every write the page saw acknowledged
 // must be there (or the open must report storage_lost: never an empty
-// database passed off as the old one). OUTPOST_E2E_CRASH_LOOPS sets the number
-// of crashes (default 4; docs/design.md has the figures of a longer run).
+// database passed off as the old one), and the indexes must agree with the
+// documents (count, collection counter, changes feed; most of its writes are
+// single log records of the IndexedDB store, folded now and then: the kills
+// land in both). OUTPOST_E2E_CRASH_LOOPS
+// sets the number of crashes (default 50, about 2 minutes here).
 //
 // Run through run.sh (which builds dist/ with lab.html); CHROMIUM overrides
 // /usr/bin/chromium.
@@ -50,7 +53,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const distDir = join(here, "dist");
 const hubBin = process.env.OUTPOST_HUB || "";
 const STEP_MS = 20_000;
-const CRASH_LOOPS = Number(process.env.OUTPOST_E2E_CRASH_LOOPS ?? 4);
+const CRASH_LOOPS = Number(process.env.OUTPOST_E2E_CRASH_LOOPS ?? 50);
 const run = `${process.pid}-${Date.now()}`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -439,9 +442,23 @@ test(`crash loop: Chromium killed mid-write ${CRASH_LOOPS} times, each crash fol
           for (const d of page) ids.push(d["@metadata"]["@id"]);
           after = ids[ids.length - 1];
         }
-        return { ok: true, ids, lost, dbId: r.db.dbId };
+        // The indexes agree with the documents: the count, the collection
+        // counter and the changes feed (one live version per id, in etag order).
+        const problems = [];
+        const count = await r.db.count();
+        if (count !== ids.length) problems.push(`count() ${count}, scan ${ids.length}`);
+        const colls = await r.db.collections();
+        const inColl = colls.find((c) => c.name === "Crash")?.count ?? 0;
+        if (inColl !== ids.length) problems.push(`collection Crash counts ${inColl}, scan ${ids.length}`);
+        const feed = await r.db.changes({ since: 0 });
+        const etags = feed.map((d) => d["@metadata"]["@etag"]);
+        if (!etags.every((e, i) => i === 0 || etags[i - 1] < e)) problems.push("changes() not in etag order");
+        const live = feed.filter((d) => !d["@metadata"]["@deleted"]).map((d) => d["@metadata"]["@id"]);
+        if (new Set(live).size !== live.length || live.length !== ids.length) problems.push(`changes() has ${live.length} live versions for ${ids.length} documents`);
+        return { ok: true, ids, lost, dbId: r.db.dbId, problems };
       }, name);
       assert.equal(check.ok, true, `open after a crash: ${JSON.stringify(check)}`);
+      assert.deepEqual(check.problems, [], `round ${round}: the indexes after the crash`);
       if (check.lost) {
         // Reported, not silent: the facts name a database we had. Not
         // always the last one: the witness lives in localStorage, which
@@ -472,7 +489,7 @@ test(`crash loop: Chromium killed mid-write ${CRASH_LOOPS} times, each crash fol
           for (let b = 0; ; b++) {
             const n = 1 + ((b * 7) % 40);
             const ids = Array.from({ length: n }, (_, i) => `crash/${String(round).padStart(3, "0")}/${String(b).padStart(5, "0")}/${i}`);
-            await db.transaction(ids.map((id) => ({ type: "put", id, doc: { round, b, pad: "x".repeat(200) } })));
+            await db.transaction(ids.map((id) => ({ type: "put", id, doc: { round, b, pad: "x".repeat(200) }, collection: "Crash" })));
             await window.__acked(ids);
           }
         }, round)

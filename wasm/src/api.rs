@@ -133,7 +133,11 @@ export interface OpenOptions {
    * pressure (`navigator.storage.persist()`). The browser may refuse.
    */
   persist?: boolean;
-  /** Page cache limit in bytes (default 64 MiB, at least 64 KiB). */
+  /**
+   * Page cache limit in bytes (at least 64 KiB). Default: on IndexedDB, 32 MiB
+   * per GiB of `navigator.deviceMemory`, between 32 and 256 MiB (64 MiB where
+   * the browser does not report it); in memory or over a host store, 64 MiB.
+   */
   cacheBytes?: number;
 }
 

@@ -32,6 +32,12 @@ impl PageStore for AnyStore {
     fn read_page(&self, no: PageNo) -> BoxFuture<'_, Result<PageBuf, StoreError>> {
         each!(self, s => s.read_page(no))
     }
+    fn read_pages<'a>(
+        &'a self,
+        nos: &'a [PageNo],
+    ) -> BoxFuture<'a, Vec<Result<PageBuf, StoreError>>> {
+        each!(self, s => s.read_pages(nos))
+    }
     fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
         each!(self, s => s.read_meta())
     }

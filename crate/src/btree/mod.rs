@@ -66,6 +66,16 @@ pub const MAX_VALUE: usize = 64 * 1024 * 1024;
 pub(crate) trait PageRead {
     /// Reads a page; the implementation verifies its checksum against `kind`.
     fn read(&self, no: PageNo, kind: u8) -> impl Future<Output = Result<PageBuf, Error>>;
+
+    /// Read-ahead: loads those of `nos` that are not at hand in one go, so
+    /// that the reads that follow find them, and says how many of `nos`
+    /// (from the first) it took care of (a reader may take fewer than
+    /// asked, to fit its cache). Only a hint: a page it cannot load is left
+    /// for [`PageRead::read`] to report. The default does nothing (every
+    /// page is at hand).
+    fn prefetch(&self, nos: &[PageNo]) -> impl Future<Output = usize> {
+        std::future::ready(nos.len())
+    }
 }
 
 /// Write access: allocation, freeing and writing of pages in a working state.
@@ -162,8 +172,123 @@ pub(crate) async fn load_value<R: PageRead>(r: &R, v: Val) -> Result<Vec<u8>, Er
     }
 }
 
+/// Leaves a scan reads ahead at first, once it goes on past its first leaf.
+const READ_AHEAD_FIRST: usize = 4;
+/// Most leaves a scan reads ahead at once (256 KiB of pages).
+const READ_AHEAD_MAX: usize = 64;
+
+/// A scan's walk over the leaves of one tree, in key order, from the leaf
+/// holding `start` on (kept apart from [`scan`] so that its code exists once
+/// per reader type, not once per scan callback).
+///
+/// It reads ahead: once the walk goes on past its first leaf, the following
+/// leaves of the same parent are loaded in batches ([`PageRead::prefetch`])
+/// of 4, 8, ... up to [`READ_AHEAD_MAX`] leaves, each batch asked for when
+/// the walk reaches the end of the previous one. A point lookup, or a scan
+/// that ends in its first leaf, reads nothing more; a scan that stops early
+/// has read at most one batch it did not need.
+struct LeafWalk {
+    root: PageNo,
+    /// Stack of (branch, next child index to visit, children read ahead up to).
+    stack: Vec<(Branch, usize, usize)>,
+    /// The next leaf (or subtree) to visit; 0 once the walk is over.
+    next: PageNo,
+    /// Whether no leaf was visited yet (the descent then follows `start`).
+    first: bool,
+    /// Leaves of the next read-ahead batch (0 until the walk leaves its
+    /// first leaf).
+    window: usize,
+    /// Depth of the stack when a leaf is read (its parent on top).
+    leaf_depth: Option<usize>,
+}
+
+impl LeafWalk {
+    fn new(root: PageNo) -> LeafWalk {
+        LeafWalk {
+            root,
+            stack: Vec::new(),
+            next: root,
+            first: true,
+            window: 0,
+            leaf_depth: None,
+        }
+    }
+
+    /// The next leaf (its number and page), or `None` at the end of the tree.
+    async fn leaf<R: PageRead>(
+        &mut self,
+        r: &R,
+        start: &[u8],
+    ) -> Result<Option<(PageNo, PageBuf)>, Error> {
+        if !self.first {
+            // Pop exhausted branches.
+            self.window = self.window.max(READ_AHEAD_FIRST);
+            loop {
+                match self.stack.last_mut() {
+                    None => return Ok(None),
+                    Some((b, idx, _)) if *idx < b.children.len() => {
+                        self.next = b.children[*idx];
+                        *idx += 1;
+                        break;
+                    }
+                    Some(_) => {
+                        self.stack.pop();
+                    }
+                }
+            }
+            self.read_ahead(r).await;
+        } else if self.root == 0 {
+            return Ok(None);
+        }
+        // Descend to a leaf.
+        loop {
+            let no = self.next;
+            let buf = r.read(no, 0).await?;
+            match page_kind(&buf) {
+                KIND_LEAF => {
+                    self.leaf_depth.get_or_insert(self.stack.len());
+                    self.first = false;
+                    return Ok(Some((no, buf)));
+                }
+                KIND_BRANCH => {
+                    let b = Branch::decode(&buf, no)?;
+                    let idx = if self.first { b.child_index(start) } else { 0 };
+                    self.next = b.children[idx];
+                    self.stack.push((b, idx + 1, 0));
+                    if self.stack.len() > 64 {
+                        return Err(corrupt(self.root, "tree deeper than 64 levels".into()));
+                    }
+                    self.read_ahead(r).await;
+                }
+                k => return Err(corrupt(no, format!("unexpected page kind {k} in tree"))),
+            }
+        }
+    }
+
+    /// Before the walk reads the child it just took from the branch on top
+    /// of the stack: asks for the next batch if that child is a leaf and was
+    /// not asked for yet.
+    async fn read_ahead<R: PageRead>(&mut self, r: &R) {
+        if self.window == 0 || self.leaf_depth != Some(self.stack.len()) {
+            return;
+        }
+        let Some((b, next, ahead)) = self.stack.last_mut() else {
+            return;
+        };
+        let idx = *next - 1;
+        if idx < *ahead {
+            return;
+        }
+        let end = (idx + self.window).min(b.children.len());
+        self.window = (self.window * 2).min(READ_AHEAD_MAX);
+        let took = r.prefetch(&b.children[idx..end]).await;
+        *ahead = idx + took.max(1);
+    }
+}
+
 /// Visits entries with key >= `start` in order, calling `f(key, value)` until it
-/// returns `false`. Uses an explicit stack (no recursion).
+/// returns `false`. Uses an explicit stack (no recursion), and reads ahead
+/// once the scan goes on past its first leaf ([`LeafWalk`]).
 pub(crate) async fn scan<R: PageRead, F>(
     r: &R,
     root: PageNo,
@@ -173,32 +298,9 @@ pub(crate) async fn scan<R: PageRead, F>(
 where
     F: FnMut(&[u8], Vec<u8>) -> bool,
 {
-    if root == 0 {
-        return Ok(());
-    }
-    // Stack of (branch, next child index to visit).
-    let mut stack: Vec<(Branch, usize)> = Vec::new();
-    let mut no = root;
+    let mut walk = LeafWalk::new(root);
     let mut first = true;
-    loop {
-        // Descend to a leaf.
-        loop {
-            let buf = r.read(no, 0).await?;
-            match page_kind(&buf) {
-                KIND_LEAF => break,
-                KIND_BRANCH => {
-                    let b = Branch::decode(&buf, no)?;
-                    let idx = if first { b.child_index(start) } else { 0 };
-                    no = b.children[idx];
-                    stack.push((b, idx + 1));
-                    if stack.len() > 64 {
-                        return Err(corrupt(root, "tree deeper than 64 levels".into()));
-                    }
-                }
-                k => return Err(corrupt(no, format!("unexpected page kind {k} in tree"))),
-            }
-        }
-        let buf = r.read(no, KIND_LEAF).await?;
+    while let Some((no, buf)) = walk.leaf(r, start).await? {
         let from = if first {
             match leaf_search(&buf, start, no)? {
                 Ok(i) | Err(i) => i,
@@ -215,21 +317,8 @@ where
                 return Ok(());
             }
         }
-        // Next leaf: pop exhausted branches.
-        loop {
-            match stack.last_mut() {
-                None => return Ok(()),
-                Some((b, idx)) if *idx < b.children.len() => {
-                    no = b.children[*idx];
-                    *idx += 1;
-                    break;
-                }
-                Some(_) => {
-                    stack.pop();
-                }
-            }
-        }
     }
+    Ok(())
 }
 
 /// Collects every page number reachable from `root` (tree and overflow pages),

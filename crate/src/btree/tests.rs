@@ -286,3 +286,102 @@ fn scrubbed_separators_no_longer_copy_removed_keys() {
         collect_pages(&m, root, &mut Vec::new()).await.unwrap();
     });
 }
+
+/// Pages of `m` as a scan reads them, with its read-ahead recorded.
+struct Recording<'a> {
+    m: &'a Mem,
+    /// Leaves read, in order.
+    leaves: std::cell::RefCell<Vec<PageNo>>,
+    /// Read-ahead batches, in order, each with the number of leaves read
+    /// before it was asked for.
+    batches: std::cell::RefCell<Vec<(usize, Vec<PageNo>)>>,
+}
+
+impl PageRead for Recording<'_> {
+    async fn read(&self, no: PageNo, kind: u8) -> Result<PageBuf, Error> {
+        let b = self.m.read(no, kind).await?;
+        if page_kind(&b) == KIND_LEAF {
+            self.leaves.borrow_mut().push(no);
+        }
+        Ok(b)
+    }
+    async fn prefetch(&self, nos: &[PageNo]) -> usize {
+        let read = self.leaves.borrow().len();
+        self.batches.borrow_mut().push((read, nos.to_vec()));
+        nos.len()
+    }
+}
+
+#[test]
+fn a_scan_reads_ahead_in_growing_batches_and_only_past_its_first_leaf() {
+    run(async {
+        let mut m = Mem::default();
+        let key = |i: u32| format!("k{i:05}");
+        // Four entries per leaf: 750 leaves under several parents.
+        let root = filled(&mut m, 3000, key, &[7u8; 1000]).await;
+        let rec = Recording {
+            m: &m,
+            leaves: Default::default(),
+            batches: Default::default(),
+        };
+
+        // A long scan: the entries are exactly the model's.
+        let mut got = Vec::new();
+        scan(&rec, root, key(100).as_bytes(), |k, v| {
+            assert_eq!(v.len(), 1000);
+            got.push(String::from_utf8(k.to_vec()).unwrap());
+            got.len() < 2000
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, (100..2100).map(key).collect::<Vec<_>>());
+        let leaves = rec.leaves.borrow().clone();
+        let batches = rec.batches.borrow().clone();
+        assert!(leaves.len() >= 400, "{} leaves", leaves.len());
+        // Nothing is read ahead before the scan leaves its first leaf.
+        assert_eq!(batches[0].0, 1, "first batch after the first leaf");
+        assert_eq!(batches[0].1.len(), READ_AHEAD_FIRST);
+        // Batches double up to the cap (a batch is cut short at the end of
+        // its parent's children).
+        let mut window = READ_AHEAD_FIRST;
+        for (_, b) in &batches {
+            assert!(
+                !b.is_empty() && b.len() <= window,
+                "batch of {} over {window}",
+                b.len()
+            );
+            window = (window * 2).min(READ_AHEAD_MAX);
+        }
+        assert!(batches.iter().any(|(_, b)| b.len() == READ_AHEAD_MAX));
+        // Every leaf after the first was asked for before it was read.
+        for (i, leaf) in leaves.iter().enumerate().skip(1) {
+            assert!(
+                batches
+                    .iter()
+                    .any(|(before, b)| *before <= i && b.contains(leaf)),
+                "leaf {i} ({leaf}) was not read ahead"
+            );
+        }
+        // What was read ahead and not used is at most the last batch.
+        let asked: HashSet<PageNo> = batches.iter().flat_map(|(_, b)| b.clone()).collect();
+        let used: HashSet<PageNo> = leaves.iter().copied().collect();
+        assert!(asked.difference(&used).count() <= READ_AHEAD_MAX);
+
+        // A scan that ends in its first leaf, and a point lookup, read nothing ahead.
+        rec.batches.borrow_mut().clear();
+        let mut n = 0;
+        scan(&rec, root, key(500).as_bytes(), |_, _| {
+            n += 1;
+            n < 2
+        })
+        .await
+        .unwrap();
+        assert!(
+            get(&rec, root, key(1234).as_bytes())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(rec.batches.borrow().is_empty());
+    });
+}

@@ -59,6 +59,30 @@ pub(super) async fn read_cached<S: PageStore>(
     Ok(b)
 }
 
+/// Loads those of `nos` the cache lacks with one [`PageStore::read_pages`]
+/// and caches the ones that verify; the rest are left for
+/// [`read_cached`] to load (and report) one by one.
+/// Returns how many of `nos` it took care of: never more pages than a
+/// quarter of the cache, so that what is read ahead is still there when the
+/// scan gets to it.
+pub(super) async fn prefetch_cached<S: PageStore>(inner: &Inner<S>, nos: &[PageNo]) -> usize {
+    let max = (inner.cache.stats().capacity_pages / 4).max(1) as usize;
+    let (missing, covered) = inner.cache.missing(nos, max);
+    if missing.len() < 2 {
+        // One page is one read either way: leave it to `read_cached`.
+        return covered;
+    }
+    let pages = inner.store.read_pages(&missing).await;
+    for (&no, page) in missing.iter().zip(pages) {
+        if let Ok(b) = page
+            && btree::check_page(&b, no, btree::page_kind(&b)).is_ok()
+        {
+            inner.cache.put_loaded(no, b);
+        }
+    }
+    covered
+}
+
 /// Reads of a snapshot: through the cache only.
 pub(super) struct SnapRead<'a, S> {
     inner: &'a Inner<S>,
@@ -67,6 +91,10 @@ pub(super) struct SnapRead<'a, S> {
 impl<S: PageStore> PageRead for SnapRead<'_, S> {
     async fn read(&self, no: PageNo, kind: u8) -> Result<PageBuf, Error> {
         read_cached(self.inner, no, kind).await
+    }
+
+    async fn prefetch(&self, nos: &[PageNo]) -> usize {
+        prefetch_cached(self.inner, nos).await
     }
 }
 

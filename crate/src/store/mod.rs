@@ -180,6 +180,25 @@ pub trait PageStore: MaybeSend + MaybeSync + 'static {
     /// Reads the newest committed version of page `no`.
     fn read_page(&self, no: PageNo) -> BoxFuture<'_, Result<PageBuf, StoreError>>;
 
+    /// Reads several pages at once: the result holds one entry per number of
+    /// `nos`, in order. The engine calls it for read-ahead (a scan's next
+    /// leaves, the leaves of a batch of lookups); a store where one round
+    /// trip for many pages is cheaper than many round trips overrides it
+    /// (IndexedDB: every read issued in one transaction). The default reads
+    /// them one after the other.
+    fn read_pages<'a>(
+        &'a self,
+        nos: &'a [PageNo],
+    ) -> BoxFuture<'a, Vec<Result<PageBuf, StoreError>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(nos.len());
+            for &no in nos {
+                out.push(self.read_page(no).await);
+            }
+            out
+        })
+    }
+
     /// The meta record of the newest commit, or `None` for an empty store.
     fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>>;
 
@@ -251,6 +270,12 @@ impl std::fmt::Display for PageLocation {
 impl<S: PageStore + ?Sized> PageStore for Arc<S> {
     fn read_page(&self, no: PageNo) -> BoxFuture<'_, Result<PageBuf, StoreError>> {
         (**self).read_page(no)
+    }
+    fn read_pages<'a>(
+        &'a self,
+        nos: &'a [PageNo],
+    ) -> BoxFuture<'a, Vec<Result<PageBuf, StoreError>>> {
+        (**self).read_pages(nos)
     }
     fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
         (**self).read_meta()

@@ -14,6 +14,7 @@ use web_sys::{
     DomException, IdbDatabase, IdbFactory, IdbObjectStore, IdbOpenDbRequest, IdbRequest,
 };
 
+use super::log::LOG;
 use super::{META, OpenReport, PAGES, VERSION};
 use crate::store::{PageNo, StoreError};
 
@@ -140,12 +141,13 @@ pub(super) async fn open_schema(
     Ok((db, report))
 }
 
-/// In `upgradeneeded`: creates [`PAGES`] and [`META`] where missing.
+/// In `upgradeneeded`: creates [`PAGES`], [`META`] and [`LOG`] where missing
+/// (a version 1 database gains [`LOG`]).
 fn create_stores(req: &IdbOpenDbRequest) -> Result<(), JsValue> {
     let db: IdbDatabase = req.result()?.dyn_into()?;
     let names = Reflect::get(&db, &JsValue::from_str("objectStoreNames"))?;
     let contains: Function = Reflect::get(&names, &JsValue::from_str("contains"))?.dyn_into()?;
-    for store in [PAGES, META] {
+    for store in [PAGES, META, LOG] {
         if !contains
             .call1(&names, &JsValue::from_str(store))?
             .is_truthy()
@@ -156,25 +158,33 @@ fn create_stores(req: &IdbOpenDbRequest) -> Result<(), JsValue> {
     Ok(())
 }
 
-/// Whether `db` has the object stores [`PAGES`] and [`META`].
+/// Whether `db` has the object stores [`PAGES`], [`META`] and [`LOG`].
 pub(super) fn has_schema(db: &IdbDatabase) -> Result<bool, JsValue> {
     let names = Reflect::get(db, &JsValue::from_str("objectStoreNames"))?;
     let contains: Function = Reflect::get(&names, &JsValue::from_str("contains"))?.dyn_into()?;
-    Ok(contains
-        .call1(&names, &JsValue::from_str(PAGES))?
-        .is_truthy()
-        && contains
-            .call1(&names, &JsValue::from_str(META))?
-            .is_truthy())
+    for store in [PAGES, META, LOG] {
+        if !contains
+            .call1(&names, &JsValue::from_str(store))?
+            .is_truthy()
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
-/// `db.transaction(["pages", "meta"], "readwrite", { durability })`, called
-/// through JS so that the durability option needs no unstable web-sys API.
+/// `db.transaction(["pages", "meta", "log"], "readwrite", { durability })`,
+/// called through JS so that the durability option needs no unstable
+/// web-sys API.
 pub(super) fn rw_transaction(
     db: &IdbDatabase,
     durability: &str,
 ) -> Result<web_sys::IdbTransaction, JsValue> {
-    let names = Array::of2(&JsValue::from_str(PAGES), &JsValue::from_str(META));
+    let names = Array::of3(
+        &JsValue::from_str(PAGES),
+        &JsValue::from_str(META),
+        &JsValue::from_str(LOG),
+    );
     let opts = Object::new();
     Reflect::set(
         &opts,

@@ -1,10 +1,13 @@
 //! The IndexedDB page store (browsers and web workers; wasm32 only).
 //!
-//! A database named `name` holds two object stores (schema version 1):
+//! A database named `name` holds three object stores (schema version 2):
 //!
 //! - `pages`: key = page number as a JS number (page numbers stay below 2^53),
 //!   value = a `Uint8Array` of [`PAGE_SIZE`] bytes;
-//! - `meta`: one record, key `0`, value = the meta record as a `Uint8Array`.
+//! - `meta`: key `0`, value = the meta record of the folded state as a
+//!   `Uint8Array`; key `1`, the highest folded log sequence number;
+//! - `log`: small commits, one record each, folded into `pages` later
+//!   (module [`log`], which also says why).
 //!
 //! **Where.** Where the browser has storage buckets (Chromium), the database
 //! lives in a bucket of its own, one per generation; a purge moves it into the
@@ -15,7 +18,9 @@
 //! default storage.
 //!
 //! Each [`PageStore::commit`] is **one** readwrite IndexedDB transaction over
-//! both object stores holding every page of the commit and the meta record. The
+//! the object stores: one log record holding the commit's pages and meta
+//! record, or, for a large commit or a full log, every page of the log and of
+//! the commit and the meta record, the log emptied. The
 //! commit resolves only when that transaction's `complete` event fires, so a tab
 //! killed (or a browser crashing) mid-commit leaves the previous commit intact:
 //! IndexedDB applies a transaction all or nothing. Every request of a commit is
@@ -55,7 +60,9 @@
 //! exception's name and message), a schema this code does not know is
 //! [`StoreError::Unsupported`].
 
+mod generation;
 mod js;
+mod log;
 mod place;
 
 use std::cell::{Cell, RefCell};
@@ -68,6 +75,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DomException, IdbDatabase, IdbKeyRange, IdbTransaction};
 
+use generation::locate;
 use js::{bytes_of, corrupt, dom_error, inject_failure, rw_transaction};
 pub use js::{error_from_js, get, open_records, write};
 use place::Place;
@@ -76,7 +84,9 @@ use super::{Commit, Durability, MAX_META, PAGE_SIZE, PageBuf, PageNo, PageStore,
 use crate::platform::BoxFuture;
 
 /// Schema version of the IndexedDB database.
-const VERSION: u32 = 1;
+/// Schema version 2 added the object store `log` (module [`log`]); a
+/// version 1 database gets it, empty, when first opened by this code.
+const VERSION: u32 = 2;
 /// Object store holding the pages.
 const PAGES: &str = "pages";
 /// Object store holding the meta record.
@@ -85,9 +95,6 @@ const META: &str = "meta";
 const META_KEY: f64 = 0.0;
 /// Page numbers must be exactly representable as JS numbers.
 const MAX_PAGE_NO: PageNo = (1 << 53) - 1;
-/// Pages per transaction when a purge copies the database into the next
-/// generation (1 MiB of pages).
-const COPY_BATCH: u32 = 256;
 
 /// What the browser said when [`IdbStore::open`] opened the database.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -163,7 +170,7 @@ struct Held {
     pages: Vec<(PageNo, PageBuf)>,
     meta: Vec<u8>,
     durability: &'static str,
-    issued: oneshot::Sender<Result<Pending, StoreError>>,
+    issued: oneshot::Sender<Result<Issued, StoreError>>,
 }
 
 /// A page store over one IndexedDB database (see the module documentation).
@@ -190,6 +197,8 @@ pub struct IdbStore {
     erase_again: Cell<bool>,
     /// What the browser said at open.
     report: OpenReport,
+    /// The commit log as far as this store knows it (module [`log`]).
+    log: RefCell<log::Log>,
 }
 
 impl std::fmt::Debug for IdbStore {
@@ -200,103 +209,6 @@ impl std::fmt::Debug for IdbStore {
             .field("place", &conn.as_ref().map(|c| c.place))
             .finish()
     }
-}
-
-/// Opens the database `name` in `place` with its schema.
-async fn open_conn(
-    m: Option<&Object>,
-    name: &str,
-    place: Place,
-) -> Result<(Conn, OpenReport), StoreError> {
-    let (factory, bucket) = place::factory(m, name, place)
-        .await
-        .map_err(|e| error_from_js("open storage bucket", &e))?;
-    let (db, report) = js::open_schema(&factory, name)
-        .await
-        .map_err(|e| error_from_js("open database", &e))?;
-    match js::has_schema(&db) {
-        Ok(true) => Ok((Conn::new(db, place, bucket), report)),
-        other => {
-            db.close();
-            Err(StoreError::Unsupported {
-                file: name.to_string(),
-                reason: match other {
-                    Err(e) => format!("{:?}", error_from_js("read the schema", &e)),
-                    Ok(_) => "the IndexedDB database lacks the object stores pages and meta".into(),
-                },
-            })
-        }
-    }
-}
-
-/// Whether the database of `conn` has a meta record (a generation is
-/// complete once it has).
-async fn has_meta(conn: &Conn) -> Result<bool, StoreError> {
-    js::get(&conn.db, META, &META_KEY.into())
-        .await
-        .map(|v| v.is_some())
-        .map_err(|e| error_from_js("read meta", &e))
-}
-
-/// Finds and opens the database `name`: the newest complete generation of its
-/// buckets (deleting incomplete newer and superseded older ones), else its
-/// database in the default storage if it has one there, else (`create`) a
-/// new generation 1 (or the default storage, without buckets).
-async fn locate(
-    m: Option<&Object>,
-    name: &str,
-    create: bool,
-) -> Result<(Conn, OpenReport), StoreError> {
-    let Some(m) = m else {
-        return open_conn(None, name, Place::Default).await;
-    };
-    let bucket_err = |e: JsValue| error_from_js("list storage buckets", &e);
-    let gens = place::generations(m, name).await.map_err(bucket_err)?;
-    let Some(&oldest) = gens.first() else {
-        let legacy = place::in_default_storage(name).await.map_err(bucket_err)?;
-        if !legacy && !create {
-            return Err(StoreError::Other(format!(
-                "the IndexedDB database {name} was deleted while open (Outpost.destroy in \
-                 another tab?): close this handle"
-            )));
-        }
-        let place = if legacy {
-            Place::Default
-        } else {
-            Place::Bucket(1)
-        };
-        return open_conn(Some(m), name, place).await;
-    };
-    let mut chosen = None;
-    for &g in gens.iter().rev() {
-        let (conn, report) = open_conn(Some(m), name, Place::Bucket(g)).await?;
-        if g == oldest || has_meta(&conn).await? {
-            chosen = Some((conn, report));
-            break;
-        }
-        // A copy cut short: its meta record is written last.
-        drop(conn);
-        place::delete(Some(m), name, Place::Bucket(g))
-            .await
-            .map_err(|e| error_from_js("delete an incomplete generation", &e))?;
-    }
-    let (conn, report) = chosen.expect("the oldest generation is always chosen");
-    let Place::Bucket(current) = conn.place else {
-        unreachable!("a bucket was opened")
-    };
-    for &g in gens.iter().filter(|&&g| g < current) {
-        // A copy completed, the deletion of its source cut short.
-        place::delete(Some(m), name, Place::Bucket(g))
-            .await
-            .map_err(|e| error_from_js("delete a superseded generation", &e))?;
-    }
-    if current == 1 && place::in_default_storage(name).await.map_err(bucket_err)? {
-        // Moved out of the default storage, its deletion cut short.
-        place::delete(None, name, Place::Default)
-            .await
-            .map_err(|e| error_from_js("delete the database moved into a bucket", &e))?;
-    }
-    Ok((conn, report))
 }
 
 impl IdbStore {
@@ -319,6 +231,7 @@ impl IdbStore {
             held: RefCell::new(None),
             erase_again: Cell::new(false),
             report,
+            log: RefCell::new(log::Log::default()),
         })
     }
 
@@ -391,38 +304,6 @@ impl IdbStore {
         self.fail_after.set(Some(pages));
     }
 
-    /// Test hook: writes generation `g` of this database as an interrupted
-    /// move leaves it: a complete copy (`complete`, its source not deleted)
-    /// or a copy cut short (one page, no meta record). Only with the
-    /// `testing` feature.
-    #[cfg(any(test, feature = "testing"))]
-    #[doc(hidden)]
-    pub async fn testing_write_generation(&self, g: u64, complete: bool) -> Result<(), StoreError> {
-        let m = self
-            .buckets
-            .clone()
-            .ok_or_else(|| StoreError::Other("no storage buckets in this browser".into()))?;
-        if complete {
-            self.copy_to(&m, &self.db()?, Place::Bucket(g)).await?;
-            return Ok(());
-        }
-        let (conn, _) = open_conn(Some(&m), &self.name, Place::Bucket(g)).await?;
-        let pending = Pending::of(
-            rw_transaction(&conn.db, "strict").map_err(|e| error_from_js("write", &e))?,
-        );
-        pending
-            .tx
-            .object_store(PAGES)
-            .and_then(|s| {
-                s.put_with_key(
-                    &Uint8Array::new_with_length(PAGE_SIZE as u32),
-                    &JsValue::from_f64(1.0),
-                )
-            })
-            .map_err(|e| error_from_js("write", &e))?;
-        pending.wait("write").await
-    }
-
     fn db(&self) -> Result<IdbDatabase, StoreError> {
         match self.conn.borrow().as_ref() {
             Some(c) => Ok(c.db.clone()),
@@ -430,14 +311,18 @@ impl IdbStore {
         }
     }
 
-    /// Issues one readwrite transaction writing `pages` and `meta`, every request
-    /// issued and the completion handlers set before it returns.
+    /// Issues one readwrite transaction writing `pages` and `meta`, every
+    /// request issued and the completion handlers set before it returns:
+    /// one log record, or (`fold`, or a commit too large for a record, or a
+    /// full log) the pages of the log and of the commit into the page
+    /// records, the meta record, and an emptied log (module [`log`]).
     fn issue(
         &self,
         pages: &[(PageNo, PageBuf)],
         meta: &[u8],
         durability: &str,
-    ) -> Result<Pending, StoreError> {
+        fold: bool,
+    ) -> Result<Issued, StoreError> {
         let op = "commit";
         let db = self.db()?;
         let tx = rw_transaction(&db, durability).map_err(|e| error_from_js(op, &e))?;
@@ -445,18 +330,39 @@ impl IdbStore {
         // first polls the returned future.
         let pending = Pending::of(tx);
         let tx = &pending.tx;
+        let mut lg = self.log.borrow_mut();
+        let seq = lg.next_seq();
+        let fold = fold || lg.must_fold(pages.len(), meta.len());
         let issue_all = || -> Result<(), JsValue> {
             let pages_store = tx.object_store(PAGES)?;
             let meta_store = tx.object_store(META)?;
             let fail_after = self.fail_after.take();
+            if !fold {
+                let log_store = tx.object_store(log::LOG)?;
+                log_store.put_with_key(
+                    &Uint8Array::from(log::encode(pages, meta).as_slice()),
+                    &JsValue::from_f64(seq as f64),
+                )?;
+                if fail_after.is_some() {
+                    inject_failure(&pages_store)?;
+                }
+                return Ok(());
+            }
+            let put = |no: PageNo, buf: &PageBuf| {
+                pages_store.put_with_key(
+                    &Uint8Array::new_from_slice(buf),
+                    &JsValue::from_f64(no as f64),
+                )
+            };
+            let mine: std::collections::HashSet<PageNo> = pages.iter().map(|(no, _)| *no).collect();
+            for (no, buf) in lg.pages().filter(|(no, _)| !mine.contains(no)) {
+                put(no, buf)?;
+            }
             for (i, (no, buf)) in pages.iter().enumerate() {
                 if fail_after == Some(i) {
                     inject_failure(&pages_store)?;
                 }
-                pages_store.put_with_key(
-                    &Uint8Array::new_from_slice(buf),
-                    &JsValue::from_f64(*no as f64),
-                )?;
+                put(*no, buf)?;
             }
             if fail_after.is_some_and(|n| n >= pages.len()) {
                 inject_failure(&pages_store)?;
@@ -465,6 +371,11 @@ impl IdbStore {
                 &Uint8Array::new_from_slice(meta),
                 &JsValue::from_f64(META_KEY),
             )?;
+            meta_store.put_with_key(
+                &JsValue::from_f64(seq as f64),
+                &JsValue::from_f64(log::FOLDED_KEY),
+            )?;
+            tx.object_store(log::LOG)?.clear()?;
             Ok(())
         };
         if let Err(e) = issue_all() {
@@ -472,8 +383,35 @@ impl IdbStore {
             let _ = tx.abort();
             return Err(error_from_js(op, &e));
         }
+        let undo = lg.issued(seq, pages, meta, fold);
         *self.last_meta.borrow_mut() = Some(meta.to_vec());
-        Ok(pending)
+        Ok(Issued {
+            pending,
+            seq,
+            fold,
+            undo,
+        })
+    }
+
+    /// Folds the log into the page records now (one transaction; nothing
+    /// to do when the log is empty). Refused after a failed commit, until
+    /// the log is read again (`read_meta`).
+    async fn fold(&self, durability: &str) -> Result<(), StoreError> {
+        let meta = {
+            let lg = self.log.borrow();
+            if lg.is_stale() {
+                return Err(StoreError::Other(
+                    "a commit failed: read the log again before folding it".into(),
+                ));
+            }
+            match lg.meta() {
+                Some(m) => m.to_vec(),
+                None => return Ok(()),
+            }
+        };
+        self.issue(&[], &meta, durability, true)?
+            .wait(self, "fold the log")
+            .await
     }
 
     /// Issues a transaction now, or holds it while the database moves to
@@ -496,13 +434,13 @@ impl IdbStore {
                 issued,
             });
             return Box::pin(async move {
-                let pending = rx.await.map_err(|_| StoreError::Closed)??;
-                pending.wait(op).await
+                let issued = rx.await.map_err(|_| StoreError::Closed)??;
+                issued.wait(self, op).await
             });
         }
         drop(held);
-        let issued = self.issue(&pages, &meta, durability);
-        Box::pin(async move { issued?.wait(op).await })
+        let issued = self.issue(&pages, &meta, durability, false);
+        Box::pin(async move { issued?.wait(self, op).await })
     }
 
     /// Issues the held transactions, in call order, on the current
@@ -510,7 +448,7 @@ impl IdbStore {
     fn release_held(&self) {
         let queue = self.held.borrow_mut().take().unwrap_or_default();
         for h in queue {
-            let r = self.issue(&h.pages, &h.meta, h.durability);
+            let r = self.issue(&h.pages, &h.meta, h.durability, false);
             let _ = h.issued.send(r);
         }
     }
@@ -562,140 +500,6 @@ impl IdbStore {
         *slot = Some(conn);
         Ok(())
     }
-
-    /// Copies the database into generation `next` (pages in batches, the
-    /// meta record last): the new connection, or `None` when nothing was
-    /// ever committed.
-    async fn copy_to(
-        &self,
-        m: &Object,
-        from: &IdbDatabase,
-        next: Place,
-    ) -> Result<Option<Conn>, StoreError> {
-        let op = "copy into the next storage bucket";
-        let err = |e: JsValue| error_from_js(op, &e);
-        let Some(meta) = js::get(from, META, &META_KEY.into()).await.map_err(err)? else {
-            return Ok(None);
-        };
-        let (conn, _) = open_conn(Some(m), &self.name, next).await?;
-        // Leftovers of an earlier attempt, if any.
-        let tx = rw_transaction(&conn.db, "relaxed").map_err(err)?;
-        let pending = Pending::of(tx);
-        (|| -> Result<(), JsValue> {
-            pending.tx.object_store(PAGES)?.clear()?;
-            pending.tx.object_store(META)?.clear()?;
-            Ok(())
-        })()
-        .map_err(err)?;
-        pending.wait(op).await?;
-        let mut lo = 0.0;
-        loop {
-            let tx = from.transaction_with_str(PAGES).map_err(err)?;
-            let store = tx.object_store(PAGES).map_err(err)?;
-            let range = IdbKeyRange::lower_bound(&JsValue::from_f64(lo)).map_err(err)?;
-            let kr = store
-                .get_all_keys_with_key_and_limit(&range, COPY_BATCH)
-                .map_err(err)?;
-            let vr = store
-                .get_all_with_key_and_limit(&range, COPY_BATCH)
-                .map_err(err)?;
-            // Joined: both futures set their handlers in this turn.
-            let (keys, values) = futures::join!(js::request(&kr), js::request(&vr));
-            let keys: Array = keys.map_err(err)?.unchecked_into();
-            let values: Array = values.map_err(err)?.unchecked_into();
-            let n = keys.length();
-            if n == 0 || values.length() != n {
-                break;
-            }
-            let pending = Pending::of(rw_transaction(&conn.db, "relaxed").map_err(err)?);
-            (|| -> Result<(), JsValue> {
-                let pages = pending.tx.object_store(PAGES)?;
-                for i in 0..n {
-                    pages.put_with_key(&values.get(i), &keys.get(i))?;
-                }
-                Ok(())
-            })()
-            .map_err(err)?;
-            pending.wait(op).await?;
-            let Some(last) = keys.get(n - 1).as_f64() else {
-                break;
-            };
-            if n < COPY_BATCH {
-                break;
-            }
-            lo = last + 1.0;
-        }
-        // The meta record last, strict (the browser flushes everything before
-        // it): the generation is complete once it is there.
-        let pending = Pending::of(rw_transaction(&conn.db, "strict").map_err(err)?);
-        pending
-            .tx
-            .object_store(META)
-            .and_then(|s| s.put_with_key(&meta, &JsValue::from_f64(META_KEY)))
-            .map_err(err)?;
-        pending.wait(op).await?;
-        Ok(Some(conn))
-    }
-
-    /// Moves the database into the next generation's bucket and deletes the
-    /// previous one (see [`PageStore::erase_residue`]).
-    async fn move_to_next_generation(&self, m: &Object) -> Result<(), StoreError> {
-        let (from, place) = {
-            let g = self.conn.borrow();
-            let c = g.as_ref().ok_or(StoreError::Closed)?;
-            (c.db.clone(), c.place)
-        };
-        let next = Place::Bucket(match place {
-            Place::Default => 1,
-            Place::Bucket(g) => g + 1,
-        });
-        *self.held.borrow_mut() = Some(Vec::new());
-        let conn = match self.copy_to(m, &from, next).await {
-            Ok(Some(conn)) => conn,
-            Ok(None) => {
-                self.release_held();
-                return Ok(());
-            }
-            Err(e) => {
-                self.release_held();
-                let _ = place::delete(Some(m), &self.name, next).await;
-                return Err(e);
-            }
-        };
-        let old = self.conn.borrow_mut().replace(conn);
-        if old.is_none() {
-            // Closed meanwhile: keep it closed (held commits fail `Closed`).
-            *self.conn.borrow_mut() = None;
-        }
-        self.release_held();
-        if let Some(old) = old {
-            // Let what was issued on the old connection finish (a readwrite
-            // transaction over both stores starts after every earlier one)
-            // before its storage goes.
-            let op = "finish the previous generation";
-            let barrier = rw_transaction(&from, "relaxed").map_err(|e| error_from_js(op, &e))?;
-            Pending::of(barrier).wait(op).await?;
-            drop(old);
-        }
-        let op = "delete the previous storage";
-        place::delete(Some(m), &self.name, place)
-            .await
-            .map_err(|e| error_from_js(op, &e))?;
-        let Place::Bucket(now) = next else {
-            unreachable!()
-        };
-        for g in place::generations(m, &self.name)
-            .await
-            .map_err(|e| error_from_js(op, &e))?
-        {
-            if g != now {
-                place::delete(Some(m), &self.name, Place::Bucket(g))
-                    .await
-                    .map_err(|e| error_from_js(op, &e))?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Whether a failed request or transaction means the connection is closed
@@ -739,30 +543,294 @@ impl Pending {
     }
 }
 
-impl PageStore for IdbStore {
-    fn read_page(&self, no: PageNo) -> BoxFuture<'_, Result<PageBuf, StoreError>> {
-        Box::pin(async move {
-            match self.get("read page", PAGES, no as f64, false).await? {
-                Some(v) => {
-                    let bytes =
-                        bytes_of(&v).ok_or_else(|| corrupt(&self.name, no, "not a byte array"))?;
-                    if bytes.len() != PAGE_SIZE {
-                        return Err(corrupt(
-                            &self.name,
-                            no,
-                            &format!("page of {} bytes, expected {PAGE_SIZE}", bytes.len()),
-                        ));
-                    }
-                    Ok(PageBuf::new(bytes))
-                }
-                None => Err(StoreError::PageNotFound(no)),
-            }
+/// An issued commit: its transaction, and what the log must learn of its
+/// outcome.
+struct Issued {
+    pending: Pending,
+    seq: u64,
+    fold: bool,
+    undo: log::Undo,
+}
+
+impl Issued {
+    /// Resolves when the commit's transaction completed, and tells the
+    /// store's log how it ended.
+    async fn wait(self, store: &IdbStore, op: &str) -> Result<(), StoreError> {
+        let r = self.pending.wait(op).await;
+        let mut lg = store.log.borrow_mut();
+        match &r {
+            Ok(()) => lg.completed(self.seq, self.fold),
+            Err(_) => lg.failed(self.seq, self.undo),
+        }
+        r
+    }
+}
+
+/// What [`IdbStore::read_state`] read, in one transaction.
+struct State {
+    /// Keys of the log records, ascending.
+    keys: Vec<u64>,
+    /// The `meta` record (key 0), as stored.
+    meta: Option<JsValue>,
+    /// The highest folded sequence number (`meta` key 1; 0 when absent).
+    folded: u64,
+    /// The log records above the sequence number asked for, ascending.
+    new: Vec<(u64, Vec<u8>)>,
+}
+
+impl IdbStore {
+    /// Reads, in one readonly transaction, the log's keys, the `meta`
+    /// record, the folded sequence number and the log records above `seen`.
+    async fn read_state(&self, seen: u64) -> Result<State, JsValue> {
+        let db = self.db().map_err(|e| JsValue::from_str(&e.to_string()))?;
+        let names = Array::of2(&JsValue::from_str(log::LOG), &JsValue::from_str(META));
+        let tx = db.transaction_with_str_sequence(&names)?;
+        let log_store = tx.object_store(log::LOG)?;
+        let meta_store = tx.object_store(META)?;
+        let keys = log_store.get_all_keys()?;
+        let meta = meta_store.get(&JsValue::from_f64(META_KEY))?;
+        let folded = meta_store.get(&JsValue::from_f64(log::FOLDED_KEY))?;
+        let above = IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(seen as f64), true)?;
+        let new = log_store.get_all_with_key(&above)?;
+        // Joined: every request's handlers are set in this turn.
+        let (keys, meta, folded, new) = futures::join!(
+            js::request(&keys),
+            js::request(&meta),
+            js::request(&folded),
+            js::request(&new)
+        );
+        let keys: Vec<u64> = Array::from(&keys?)
+            .iter()
+            .filter_map(|k| k.as_f64())
+            .map(|k| k as u64)
+            .collect();
+        let meta = meta?;
+        let new: Array = new?.unchecked_into();
+        let above: Vec<u64> = keys.iter().copied().filter(|&k| k > seen).collect();
+        if above.len() != new.length() as usize {
+            return Err(JsValue::from_str("the log changed during one read"));
+        }
+        let mut records = Vec::with_capacity(above.len());
+        for (i, k) in above.into_iter().enumerate() {
+            let v = bytes_of(&new.get(i as u32))
+                .ok_or_else(|| JsValue::from_str("a log record is not a byte array"))?;
+            records.push((k, v));
+        }
+        Ok(State {
+            keys,
+            meta: (!meta.is_undefined()).then_some(meta),
+            folded: folded?.as_f64().unwrap_or(0.0) as u64,
+            new: records,
         })
     }
 
+    /// The page `no` from the value IndexedDB returned for it.
+    fn page_of(&self, no: PageNo, v: Option<JsValue>) -> Result<PageBuf, StoreError> {
+        let Some(v) = v else {
+            return Err(StoreError::PageNotFound(no));
+        };
+        let bytes = bytes_of(&v).ok_or_else(|| corrupt(&self.name, no, "not a byte array"))?;
+        if bytes.len() != PAGE_SIZE {
+            return Err(corrupt(
+                &self.name,
+                no,
+                &format!("page of {} bytes, expected {PAGE_SIZE}", bytes.len()),
+            ));
+        }
+        Ok(PageBuf::new(bytes))
+    }
+}
+
+impl IdbStore {
+    /// Every page numbered `lo..=hi` there is, by number: one `getAllKeys`
+    /// and one `getAll` over the range, in one readonly transaction (one
+    /// snapshot).
+    async fn read_range(
+        &self,
+        lo: PageNo,
+        hi: PageNo,
+    ) -> Result<std::collections::HashMap<PageNo, JsValue>, StoreError> {
+        let err = |e: JsValue| error_from_js("read pages", &e);
+        let db = self.db()?;
+        let store = db
+            .transaction_with_str(PAGES)
+            .and_then(|tx| tx.object_store(PAGES))
+            .map_err(err)?;
+        let range =
+            IdbKeyRange::bound(&JsValue::from_f64(lo as f64), &JsValue::from_f64(hi as f64))
+                .map_err(err)?;
+        let kr = store.get_all_keys_with_key(&range).map_err(err)?;
+        let vr = store.get_all_with_key(&range).map_err(err)?;
+        // Joined: both futures set their handlers in this turn.
+        let (keys, values) = futures::join!(js::request(&kr), js::request(&vr));
+        let keys: Array = keys.map_err(err)?.unchecked_into();
+        let values: Array = values.map_err(err)?.unchecked_into();
+        if keys.length() != values.length() {
+            return Err(StoreError::Other(format!(
+                "read pages: {} keys but {} values in one range",
+                keys.length(),
+                values.length()
+            )));
+        }
+        let mut out = std::collections::HashMap::with_capacity(keys.length() as usize);
+        for i in 0..keys.length() {
+            if let Some(k) = keys.get(i).as_f64() {
+                out.insert(k as PageNo, values.get(i));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl PageStore for IdbStore {
+    fn read_page(&self, no: PageNo) -> BoxFuture<'_, Result<PageBuf, StoreError>> {
+        Box::pin(async move {
+            if let Some(b) = self.log.borrow().page(no) {
+                return Ok(b);
+            }
+            let v = self.get("read page", PAGES, no as f64, false).await?;
+            self.page_of(no, v)
+        })
+    }
+
+    /// One readonly transaction with every read issued at once: the browser
+    /// serves them back to back, instead of one round trip (and one
+    /// transaction) per page.
+    fn read_pages<'a>(
+        &'a self,
+        nos: &'a [PageNo],
+    ) -> BoxFuture<'a, Vec<Result<PageBuf, StoreError>>> {
+        Box::pin(async move {
+            // Pages of the log come from memory; the rest from IndexedDB.
+            let logged: Vec<Option<PageBuf>> = {
+                let lg = self.log.borrow();
+                nos.iter().map(|&no| lg.page(no)).collect()
+            };
+            if logged.iter().any(Option::is_some) {
+                let rest: Vec<PageNo> = nos
+                    .iter()
+                    .zip(&logged)
+                    .filter(|(_, l)| l.is_none())
+                    .map(|(no, _)| *no)
+                    .collect();
+                let mut read = self.read_pages(&rest).await.into_iter();
+                return logged
+                    .into_iter()
+                    .map(|l| match l {
+                        Some(b) => Ok(b),
+                        None => read.next().unwrap_or(Err(StoreError::Closed)),
+                    })
+                    .collect();
+            }
+            let op = "read pages";
+            // The transaction could not start: the same failure for every page.
+            let fail_all = |e: StoreError| {
+                let again = |e: &StoreError| match e {
+                    StoreError::Closed => StoreError::Closed,
+                    e => StoreError::Other(e.to_string()),
+                };
+                nos.iter().map(|_| Err(again(&e))).collect()
+            };
+            let (lo, hi) = match (nos.iter().min(), nos.iter().max()) {
+                (Some(&lo), Some(&hi)) => (lo, hi),
+                _ => return Vec::new(),
+            };
+            // Pages numbered close together (a scan's leaves written in
+            // order) are read with one request over their key range; the
+            // span holds at most as many other pages as asked for.
+            if nos.len() >= 4 && hi - lo < 2 * nos.len() as u64 {
+                return match self.read_range(lo, hi).await {
+                    Ok(found) => nos
+                        .iter()
+                        .map(|&no| self.page_of(no, found.get(&no).cloned()))
+                        .collect(),
+                    Err(e) => fail_all(e),
+                };
+            }
+            let requests = match self.db().and_then(|db| {
+                (|| -> Result<Vec<web_sys::IdbRequest>, JsValue> {
+                    let store = db.transaction_with_str(PAGES)?.object_store(PAGES)?;
+                    nos.iter()
+                        .map(|&no| store.get(&JsValue::from_f64(no as f64)))
+                        .collect()
+                })()
+                .map_err(|e| error_from_js(op, &e))
+            }) {
+                Ok(r) => r,
+                Err(e) => return fail_all(e),
+            };
+            // Joined: every request's handlers are set in this turn.
+            let values = futures::future::join_all(requests.iter().map(js::request)).await;
+            nos.iter()
+                .zip(values)
+                .map(|(&no, v)| match v {
+                    Ok(v) => self.page_of(no, (!v.is_undefined()).then_some(v)),
+                    Err(e) => Err(error_from_js(op, &e)),
+                })
+                .collect()
+        })
+    }
+
+    /// The newest meta record: the last log record's, or the `meta`
+    /// record's when the log is empty. Brings the store's view of the log
+    /// up to date first (what other tabs appended or folded, module
+    /// [`log`]), in one readonly transaction.
     fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
         Box::pin(async move {
-            let Some(v) = self.get("read meta", META, META_KEY, true).await? else {
+            let op = "read meta";
+            self.db()?;
+            if self.is_lost() {
+                self.reconnect().await?;
+                self.log.borrow_mut().reset();
+            }
+            let seen = self.log.borrow().seen();
+            let state = match self.read_state(seen).await {
+                Err(e) if is_closed(&e) => {
+                    self.reconnect().await?;
+                    self.log.borrow_mut().reset();
+                    self.read_state(0).await
+                }
+                r => r,
+            }
+            .map_err(|e| error_from_js(op, &e))?;
+            let log_corrupt = |reason: String| StoreError::Corrupt {
+                file: format!("{}/{}", self.name, log::LOG),
+                page: None,
+                offset: 0,
+                reason,
+            };
+            let meta0 = state.meta.clone();
+            let up_to_date = self
+                .log
+                .borrow_mut()
+                .reconcile(&state.keys, state.folded, state.new)
+                .map_err(log_corrupt)?;
+            let meta0 = if up_to_date {
+                meta0
+            } else {
+                // Read it all again.
+                self.log.borrow_mut().reset();
+                let state = self
+                    .read_state(0)
+                    .await
+                    .map_err(|e| error_from_js(op, &e))?;
+                if !self
+                    .log
+                    .borrow_mut()
+                    .reconcile(&state.keys, state.folded, state.new)
+                    .map_err(log_corrupt)?
+                {
+                    return Err(log_corrupt(
+                        "the log records do not follow one another".into(),
+                    ));
+                }
+                state.meta
+            };
+            let newest = self.log.borrow().meta().map(<[u8]>::to_vec);
+            let Some(v) = newest
+                .map(|m| Uint8Array::from(m.as_slice()).into())
+                .or(meta0)
+            else {
                 return Ok(None);
             };
             let corrupt = |reason: String| StoreError::Corrupt {
@@ -825,9 +893,23 @@ impl PageStore for IdbStore {
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        // IndexedDB lets transactions already issued complete after close().
+        // Fold the log, so that the next open reads none of it: best effort
+        // (the log is as durable as the pages; a full quota, say, leaves it
+        // for later). IndexedDB lets transactions already issued complete
+        // after close().
+        let meta = {
+            let lg = self.log.borrow();
+            lg.meta().filter(|_| !lg.is_stale()).map(<[u8]>::to_vec)
+        };
+        let folding = meta.and_then(|m| self.issue(&[], &m, "relaxed", true).ok());
         self.conn.borrow_mut().take();
-        Box::pin(async { Ok(()) })
+        self.log.borrow_mut().reset();
+        Box::pin(async move {
+            if let Some(f) = folding {
+                let _ = f.pending.wait("fold the log at close").await;
+            }
+            Ok(())
+        })
     }
 
     /// Where the browser has storage buckets: copies the live pages into the
@@ -839,7 +921,8 @@ impl PageStore for IdbStore {
     fn erase_residue(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let Some(m) = self.buckets.clone() else {
-                return Ok(());
+                // No buckets: at least no log record keeps an old page image.
+                return self.fold("strict").await;
             };
             if self.held.borrow().is_some() {
                 // One is running: it goes round again when it is done.

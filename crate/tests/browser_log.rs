@@ -1,0 +1,289 @@
+//! Browser tests of the IndexedDB store's commit log (schema version 2,
+//! `crate/src/store/idb/log.rs`), in real headless Chromium with real
+//! IndexedDB: small commits are one log record each and are folded into the
+//! page records later; a store dropped without closing (a killed tab) finds
+//! every commit; two handles on one database (two tabs) see each other's
+//! records and folds; a version 1 database (pages and meta only) opens,
+//! reads and writes.
+//!
+//! Run like `tests/browser.rs` (scripts/test.sh runs both):
+//!
+//! ```text
+//! CHROMEDRIVER=/usr/bin/chromedriver \
+//! CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+//! cargo test -p outpost --target wasm32-unknown-unknown --test browser_log
+//! ```
+#![cfg(target_arch = "wasm32")]
+
+use std::sync::Arc;
+
+use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
+use outpost::store::MemoryStore;
+use outpost::store::idb::IdbStore;
+use outpost::{Batch, Database, OpenOptions, PageStore};
+use serde_json::json;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn unique_name(label: &str) -> String {
+    let mut r = [0u8; 6];
+    outpost::platform::random_bytes(&mut r);
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    format!("outpost-test-{label}-{}-{hex}", js_sys::Date::now() as u64)
+}
+
+async fn open_db(name: &str) -> Database<IdbStore> {
+    let store = IdbStore::open(name).await.expect("open IndexedDB store");
+    Database::open(store, OpenOptions::default())
+        .await
+        .expect("open database")
+}
+
+/// Awaits an `IDBRequest` (or an open request) through its events.
+async fn request(req: &JsValue) -> JsValue {
+    let p = Promise::new(&mut |resolve, reject| {
+        Reflect::set(req, &"onsuccess".into(), &resolve).unwrap();
+        Reflect::set(req, &"onerror".into(), &reject).unwrap();
+    });
+    JsFuture::from(p).await.unwrap();
+    Reflect::get(req, &"result".into()).unwrap()
+}
+
+fn call(obj: &JsValue, method: &str, args: &[JsValue]) -> JsValue {
+    let f: Function = Reflect::get(obj, &method.into()).unwrap().unchecked_into();
+    f.apply(obj, &args.iter().collect::<Array>()).unwrap()
+}
+
+/// The IndexedDB factory holding the database `name`: its storage bucket's
+/// (the store says which) or the origin's default.
+async fn factory(bucket: Option<String>) -> JsValue {
+    let global = js_sys::global();
+    match bucket {
+        None => Reflect::get(&global, &"indexedDB".into()).unwrap(),
+        Some(b) => {
+            let nav = Reflect::get(&global, &"navigator".into()).unwrap();
+            let m = Reflect::get(&nav, &"storageBuckets".into()).unwrap();
+            let p: Promise = call(&m, "open", &[b.into()]).unchecked_into();
+            let bucket = JsFuture::from(p).await.unwrap();
+            Reflect::get(&bucket, &"indexedDB".into()).unwrap()
+        }
+    }
+}
+
+/// How many records the object store `store` of database `name` holds,
+/// read through a connection of its own.
+async fn count(name: &str, bucket: Option<String>, store: &str) -> u32 {
+    let f = factory(bucket).await;
+    let db = request(&call(&f, "open", &[name.into()])).await;
+    let tx = call(&db, "transaction", &[store.into()]);
+    let os = call(&tx, "objectStore", &[store.into()]);
+    let n = request(&call(&os, "count", &[])).await.as_f64().unwrap() as u32;
+    call(&db, "close", &[]);
+    n
+}
+
+/// Small commits are log records; the log folds into the page records when
+/// it is full, on a commit too large for a record, and at close; a store
+/// dropped without closing (a killed tab) finds every commit at reopen.
+#[wasm_bindgen_test]
+async fn small_commits_are_log_records_folded_later() {
+    let name = unique_name("log");
+    let db = open_db(&name).await;
+    let bucket = db.store().bucket();
+    for i in 0..10 {
+        db.put(
+            &format!("notes/{i:02}"),
+            json!({"i": i, "pad": "x".repeat(500)}),
+        )
+        .await
+        .unwrap();
+    }
+    let logged = count(&name, bucket.clone(), "log").await;
+    assert!(logged >= 10, "{logged} log records after 10 single writes");
+    let pages_before = count(&name, bucket.clone(), "pages").await;
+
+    // Dropped without close: nothing folded, every commit in the log.
+    drop(db);
+    let db = open_db(&name).await;
+    assert_eq!(db.count().await.unwrap(), 10);
+    for i in 0..10 {
+        assert_eq!(
+            db.get(&format!("notes/{i:02}"))
+                .await
+                .unwrap()
+                .unwrap()
+                .body["i"],
+            i
+        );
+    }
+    assert!(db.integrity_check().await.unwrap().is_ok());
+
+    // Many more: the log folds on its own (it never holds more than 32 records).
+    for i in 10..80 {
+        db.put(&format!("notes/{i:02}"), json!({"i": i}))
+            .await
+            .unwrap();
+        assert!(
+            count(&name, bucket.clone(), "log").await <= 33,
+            "after write {i}"
+        );
+    }
+    assert!(
+        count(&name, bucket.clone(), "pages").await > pages_before,
+        "folded into pages"
+    );
+
+    // A large commit folds the log in its own transaction.
+    let mut b = Batch::new();
+    for i in 0..200 {
+        b.put(
+            format!("bulk/{i:03}"),
+            json!({"i": i, "pad": "y".repeat(300)}),
+        );
+    }
+    db.commit(b).await.unwrap();
+    assert_eq!(
+        count(&name, bucket.clone(), "log").await,
+        0,
+        "a large commit folds the log"
+    );
+    db.put("after/bulk", json!({})).await.unwrap();
+    assert_eq!(count(&name, bucket.clone(), "log").await, 1);
+
+    // Close folds what is left.
+    db.close().await.unwrap();
+    drop(db);
+    assert_eq!(
+        count(&name, bucket.clone(), "log").await,
+        0,
+        "close folds the log"
+    );
+    let db = open_db(&name).await;
+    assert_eq!(db.count().await.unwrap(), 281);
+    let report = db.integrity_check().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    db.close().await.unwrap();
+    drop(db);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+/// Two handles on one database, as two tabs hold (each refreshes before it
+/// touches pages, as the package's turns do): each sees the other's log
+/// records, and the other's folds, through many folds of both.
+#[wasm_bindgen_test]
+async fn two_handles_see_each_others_records_and_folds() {
+    let name = unique_name("log2");
+    let a = open_db(&name).await;
+    let b = open_db(&name).await;
+    for round in 0..60u32 {
+        let (w, r) = if round % 3 == 0 { (&b, &a) } else { (&a, &b) };
+        w.refresh().await.unwrap();
+        w.put(&format!("r/{round:03}"), json!({"round": round}))
+            .await
+            .unwrap();
+        if round % 17 == 16 {
+            // Now and then a large commit (a fold) from one side.
+            let mut batch = Batch::new();
+            for i in 0..60 {
+                batch.put(format!("big/{round}/{i}"), json!({"pad": "z".repeat(400)}));
+            }
+            w.commit(batch).await.unwrap();
+        }
+        r.refresh().await.unwrap();
+        let got = r
+            .get(&format!("r/{round:03}"))
+            .await
+            .unwrap()
+            .expect("the other's write");
+        assert_eq!(got.body["round"], round);
+        assert_eq!(r.count().await.unwrap(), w.count().await.unwrap());
+    }
+    for h in [&a, &b] {
+        h.refresh().await.unwrap();
+        let report = h.integrity_check().await.unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!(h.count().await.unwrap(), 60 + 3 * 60);
+    }
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    drop((a, b));
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+/// A version 1 database (object stores `pages` and `meta` only, as every
+/// release before the log wrote them) opens: the store adds the empty log,
+/// reads the documents, writes, and reopens.
+#[wasm_bindgen_test]
+async fn a_version_1_database_opens_reads_and_writes() {
+    // The fixture: a database the engine wrote, in the version 1 layout.
+    let mem = Arc::new(MemoryStore::new());
+    let src = Database::open(mem.clone(), OpenOptions::default())
+        .await
+        .unwrap();
+    for i in 0..300 {
+        src.put(
+            &format!("v1/{i:03}"),
+            json!({"i": i, "pad": "v".repeat(200)}),
+        )
+        .await
+        .unwrap();
+    }
+    let pages = src.stats().pages;
+    src.close().await.unwrap();
+    mem.reopen();
+    let name = unique_name("v1");
+    let v1 = rexie::Rexie::builder(&name)
+        .version(1)
+        .add_object_store(rexie::ObjectStore::new("pages"))
+        .add_object_store(rexie::ObjectStore::new("meta"))
+        .build()
+        .await
+        .unwrap();
+    let tx = v1
+        .transaction(&["pages", "meta"], rexie::TransactionMode::ReadWrite)
+        .unwrap();
+    let ps = tx.store("pages").unwrap();
+    for no in 1..=pages {
+        if let Ok(p) = mem.read_page(no).await {
+            ps.put(
+                &Uint8Array::from(p.as_slice()),
+                Some(&JsValue::from_f64(no as f64)),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let meta = mem.read_meta().await.unwrap().unwrap();
+    tx.store("meta")
+        .unwrap()
+        .put(
+            &Uint8Array::from(meta.as_slice()),
+            Some(&JsValue::from_f64(0.0)),
+        )
+        .await
+        .unwrap();
+    tx.done().await.unwrap();
+    v1.close();
+
+    let db = open_db(&name).await;
+    assert_eq!(db.count().await.unwrap(), 300);
+    assert_eq!(db.get("v1/123").await.unwrap().unwrap().body["i"], 123);
+    db.put("v2/new", json!({"new": true})).await.unwrap();
+    assert_eq!(
+        count(&name, None, "log").await,
+        1,
+        "the new write is a log record"
+    );
+    drop(db);
+    let db = open_db(&name).await;
+    assert_eq!(db.count().await.unwrap(), 301);
+    assert_eq!(db.get("v2/new").await.unwrap().unwrap().body["new"], true);
+    let report = db.integrity_check().await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    db.close().await.unwrap();
+    drop(db);
+    IdbStore::destroy(&name).await.unwrap();
+}

@@ -1,0 +1,152 @@
+// Turns (src/turns.js): operations of a handle on a shared database run in
+// turns under one Web Lock. Pure scheduling logic, tested over a minimal
+// exclusive lock manager with the Web Locks semantics it relies on (requests
+// granted one at a time, in request order; the lock is released when the
+// callback's promise settles). The real lock in Chromium is covered by the
+// two-tab tests of tests/e2e/e2e.test.mjs. Also: the default page cache on
+// IndexedDB (core.js, defaultCacheBytes).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { HOLD_MS, Turns } from "../src/turns.js";
+
+/** One exclusive lock, FIFO, like `navigator.locks` for a single name. */
+class FifoLocks {
+  #held = false;
+  #waiting = [];
+  grants = [];
+  request(name, options, callback) {
+    return new Promise((resolve, reject) => {
+      const grant = async () => {
+        this.#held = true;
+        this.grants.push(name);
+        try {
+          resolve(await callback());
+        } catch (e) {
+          reject(e);
+        } finally {
+          this.#held = false;
+          const next = this.#waiting.shift();
+          if (next) next();
+        }
+      };
+      if (this.#held) this.#waiting.push(grant);
+      else grant();
+    });
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test("back-to-back operations share one turn and one refresh, in call order", async () => {
+  const locks = new FifoLocks();
+  let refreshes = 0;
+  const turns = new Turns(locks, "outpost:t", async () => {
+    refreshes++;
+  });
+  const order = [];
+  // Awaited one after the other, as `await db.put(); await db.put()` does.
+  for (let i = 0; i < 20; i++) {
+    order.push(await turns.run(async () => i));
+  }
+  // Queued at once.
+  const all = await Promise.all(Array.from({ length: 10 }, (_, i) => turns.run(() => 100 + i)));
+  assert.deepEqual(order, Array.from({ length: 20 }, (_, i) => i));
+  assert.deepEqual(all, Array.from({ length: 10 }, (_, i) => 100 + i));
+  assert.ok(turns.taken <= 2, `${turns.taken} lock acquisitions for 30 operations`);
+  assert.equal(refreshes, turns.taken, "one refresh per turn");
+  // Idle: the lock is given back, and the next operation takes a new turn (and refreshes).
+  await sleep(10);
+  const taken = turns.taken;
+  assert.equal(await turns.run(() => "later"), "later");
+  assert.equal(turns.taken, taken + 1);
+  assert.equal(refreshes, turns.taken);
+});
+
+test("a busy handle gives the lock to another waiting within HOLD_MS", { timeout: 5000 }, async () => {
+  const locks = new FifoLocks();
+  const a = new Turns(locks, "outpost:t", async () => {});
+  const b = new Turns(locks, "outpost:t", async () => {});
+  let stop = false;
+  let aOps = 0;
+  const busy = (async () => {
+    while (!stop) {
+      await a.run(() => sleep(2));
+      aOps++;
+    }
+  })();
+  await sleep(5);
+  const t0 = Date.now();
+  await b.run(() => "b got in");
+  const waited = Date.now() - t0;
+  stop = true;
+  await busy;
+  assert.ok(waited < HOLD_MS * 4, `the other handle waited ${waited} ms`);
+  assert.ok(a.taken >= 2, "the busy handle took the lock again after giving it back");
+  assert.ok(aOps > 0);
+});
+
+test("a failing operation rejects alone; a failing refresh rejects the turn's queue and the next one tries again", async () => {
+  const locks = new FifoLocks();
+  let failRefresh = false;
+  const turns = new Turns(locks, "outpost:t", async () => {
+    if (failRefresh) throw new Error("refresh failed");
+  });
+  const [ok1, bad, ok2] = await Promise.allSettled([
+    turns.run(() => 1),
+    turns.run(() => {
+      throw new Error("op failed");
+    }),
+    turns.run(() => 2),
+  ]);
+  assert.equal(ok1.value, 1);
+  assert.equal(bad.reason.message, "op failed");
+  assert.equal(ok2.value, 2);
+
+  await sleep(10);
+  failRefresh = true;
+  const r = await Promise.allSettled([turns.run(() => 3), turns.run(() => 4)]);
+  assert.deepEqual(
+    r.map((x) => x.reason?.message),
+    ["refresh failed", "refresh failed"],
+  );
+  failRefresh = false;
+  assert.equal(await turns.run(() => 5), 5);
+});
+
+test("a lock request that fails rejects what is queued", async () => {
+  const locks = {
+    request: () => Promise.reject(new Error("no locks here")),
+  };
+  const turns = new Turns(locks, "outpost:t", async () => {});
+  await assert.rejects(turns.run(() => 1), /no locks here/);
+});
+
+test("the default page cache on IndexedDB follows the device memory the browser reports", async () => {
+  const { defaultCacheBytes } = await import("../src/core.js");
+  const MiB = 1024 * 1024;
+  assert.equal(defaultCacheBytes(8), 256 * MiB);
+  assert.equal(defaultCacheBytes(4), 128 * MiB);
+  assert.equal(defaultCacheBytes(2), 64 * MiB);
+  assert.equal(defaultCacheBytes(0.5), 32 * MiB);
+  assert.equal(defaultCacheBytes(64), 256 * MiB);
+  assert.equal(defaultCacheBytes(undefined), 64 * MiB);
+  assert.equal(defaultCacheBytes("garbage"), 64 * MiB);
+});
+
+test("an open run as the first turn shares it with the operation that follows; later turns refresh", async () => {
+  const locks = new FifoLocks();
+  const turns = new Turns(locks, "outpost:t");
+  let refreshes = 0;
+  const handle = await turns.run(async () => ({ opened: true }));
+  turns.refreshWith(async () => {
+    refreshes++;
+  });
+  assert.ok(handle.opened);
+  assert.equal(await turns.run(() => "first read"), "first read");
+  assert.equal(turns.taken, 1, "the open and the first read in one turn");
+  assert.equal(refreshes, 0);
+  await sleep(10);
+  await turns.run(() => "later");
+  assert.equal(turns.taken, 2);
+  assert.equal(refreshes, 1);
+});
