@@ -358,6 +358,9 @@ struct TestStore {
     /// Pages read in batches (`read_pages`), and the batches.
     batched: std::sync::atomic::AtomicU64,
     batches: std::sync::atomic::AtomicU64,
+    /// Commits asking for relaxed durability, and durability barriers.
+    relaxed: std::sync::atomic::AtomicU64,
+    syncs: std::sync::atomic::AtomicU64,
     slow: bool,
     /// While set, commits fail (as a full quota would) and apply nothing.
     fail: std::sync::atomic::AtomicBool,
@@ -370,6 +373,8 @@ impl TestStore {
             reads: Default::default(),
             batched: Default::default(),
             batches: Default::default(),
+            relaxed: Default::default(),
+            syncs: Default::default(),
             slow,
             fail: Default::default(),
         }
@@ -418,6 +423,9 @@ impl outpost::PageStore for TestStore {
                 Err(outpost::StoreError::QuotaExceeded("test quota".into()))
             });
         }
+        if c.durability == outpost::store::Durability::Relaxed {
+            self.relaxed.fetch_add(1, Ordering::Relaxed);
+        }
         let f = self.inner.commit(c);
         let slow = self.slow;
         Box::pin(async move {
@@ -428,11 +436,53 @@ impl outpost::PageStore for TestStore {
         })
     }
     fn sync(&self) -> Fut<'_, ()> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         self.inner.sync()
     }
     fn close(&self) -> Fut<'_, ()> {
         self.inner.close()
     }
+}
+
+/// `OpenOptions::durability`: strict by default (no relaxed commit);
+/// relaxed asks the store for relaxed commits, and `close` makes them
+/// durable with a barrier.
+#[test]
+fn relaxed_durability_is_asked_of_the_store_and_close_syncs() {
+    block_on(async {
+        let mem = Arc::new(MemoryStore::new());
+        let store = Arc::new(TestStore::new(mem.clone(), false));
+        let db = Database::open(store.clone(), opts()).await.unwrap();
+        db.put("a", json!({"a": 1})).await.unwrap();
+        assert_eq!(
+            store.relaxed.load(Ordering::Relaxed),
+            0,
+            "strict by default"
+        );
+        db.close().await.unwrap();
+
+        mem.reopen();
+        let store = Arc::new(TestStore::new(mem.clone(), false));
+        let relaxed = OpenOptions {
+            durability: outpost::store::Durability::Relaxed,
+            ..opts()
+        };
+        let db = Database::open(store.clone(), relaxed).await.unwrap();
+        for i in 0..5 {
+            db.put(&format!("r/{i}"), json!({"i": i})).await.unwrap();
+        }
+        assert_eq!(store.relaxed.load(Ordering::Relaxed), 5);
+        let syncs = store.syncs.load(Ordering::Relaxed);
+        db.close().await.unwrap();
+        assert_eq!(
+            store.syncs.load(Ordering::Relaxed),
+            syncs + 1,
+            "close syncs"
+        );
+        mem.reopen();
+        let db = Database::open(mem.clone(), opts()).await.unwrap();
+        assert_eq!(db.count().await.unwrap(), 6);
+    });
 }
 
 #[test]

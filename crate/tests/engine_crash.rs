@@ -35,6 +35,7 @@ fn db_opts() -> OpenOptions {
         clock: Some(Arc::new(move || t.fetch_add(1, Ordering::Relaxed))),
         db_id: Some(DbId([7; 16])),
         cache_bytes: 16 * 4096,
+        ..Default::default()
     }
 }
 

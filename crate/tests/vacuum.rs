@@ -212,6 +212,7 @@ fn crash_opts() -> OpenOptions {
         clock: Some(Arc::new(move || t.fetch_add(1, Ordering::Relaxed))),
         db_id: Some(DbId([9; 16])),
         cache_bytes: 16 * 4096,
+        ..Default::default()
     }
 }
 

@@ -579,7 +579,7 @@ export function makeApi(wasm, ready) {
   /** Options of `Outpost.open` handled here, not by the bindings. */
   const JS_OPEN_OPTIONS = new Set(["onStorageLost"]);
   /** Every option of `Outpost.open` (the bindings' and this layer's). */
-  const OPEN_OPTIONS = ["store", "storage", "persist", "cacheBytes", ...JS_OPEN_OPTIONS];
+  const OPEN_OPTIONS = ["store", "storage", "persist", "cacheBytes", "durability", ...JS_OPEN_OPTIONS];
   const DB_EVENTS = new Set(["storage-lost"]);
 
   class Outpost {

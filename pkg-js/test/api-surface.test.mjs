@@ -38,7 +38,12 @@ test("unknown options are refused with invalid_options, naming the known ones", 
     "invalid_options",
     /colection/,
   );
-  await rejectsWith(Outpost.open("surface-options-2", { cache: 1 << 20 }), "invalid_options", /open: unknown option "cache" \(known options: store, storage, persist, cacheBytes, onStorageLost\)/);
+  await rejectsWith(Outpost.open("surface-options-2", { cache: 1 << 20 }), "invalid_options", /open: unknown option "cache" \(known options: store, storage, persist, cacheBytes, durability, onStorageLost\)/);
+  await rejectsWith(Outpost.open("surface-options-2", { durability: "fast" }), "invalid_options", /durability "fast": expected "strict" or "relaxed"/);
+  const relaxed = await Outpost.open("surface-options-3", { durability: "relaxed" });
+  await relaxed.put("r/1", { r: 1 });
+  assert.equal((await relaxed.get("r/1")).r, 1);
+  await relaxed.close();
   await rejectsWith(Outpost.open("surface-options-2", { onStorageLost: true }), "invalid_options", /onStorageLost must be a function/);
   // Nothing of the refused writes was written.
   assert.equal(await db.count(), 2);

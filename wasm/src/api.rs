@@ -134,6 +134,16 @@ export interface OpenOptions {
    */
   persist?: boolean;
   /**
+   * What a write waits for. `"strict"` (the default): its commit is on disk
+   * before the write resolves (IndexedDB `durability: "strict"`).
+   * `"relaxed"`: it resolves once committed and visible; the browser writes
+   * it to disk soon after, and `close()` makes sure of it. A crash of the
+   * machine (not of the tab or the browser) may lose the last relaxed writes,
+   * never tear one; the next open may then report them lost (`storage_lost`
+   * with reason `"rolled_back"`, when the storage witness saw them).
+   */
+  durability?: "strict" | "relaxed";
+  /**
    * Page cache limit in bytes (at least 64 KiB). Default: on IndexedDB, 32 MiB
    * per GiB of `navigator.deviceMemory`, between 32 and 256 MiB (64 MiB where
    * the browser does not report it); in memory or over a host store, 64 MiB.
@@ -302,6 +312,16 @@ impl Outpost {
             let mut opts = OpenOptions::default();
             if let Some(n) = opt_count(&options, "cacheBytes")? {
                 opts.cache_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+            match opt_string(&options, "durability")?.as_deref() {
+                None | Some("strict") => {}
+                Some("relaxed") => opts.durability = outpost::store::Durability::Relaxed,
+                Some(other) => {
+                    return Err(js_error(
+                        "invalid_options",
+                        &format!("durability {other:?}: expected \"strict\" or \"relaxed\""),
+                    ));
+                }
             }
             let store = choose_store(&name, &options).await?;
             let report = match &store {

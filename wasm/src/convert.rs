@@ -32,7 +32,10 @@ pub(crate) fn prop(obj: &JsValue, name: &str) -> JsValue {
 /// `invalid_options`, so a misspelt or unsupported option never passes
 /// silently: `scan({ where: ... })` is an error, not a full scan).
 const KNOWN_OPTIONS: &[(&str, &[&str])] = &[
-    ("open", &["store", "storage", "persist", "cacheBytes"]),
+    (
+        "open",
+        &["store", "storage", "persist", "cacheBytes", "durability"],
+    ),
     ("put", &["collection", "changeVector"]),
     ("delete", &["changeVector"]),
     ("scan", &["prefix", "after", "limit"]),

@@ -10,7 +10,7 @@ use futures::channel::oneshot;
 
 use crate::btree;
 use crate::error::Error;
-use crate::store::{Commit, Durability, PageBuf, PageNo, PageStore};
+use crate::store::{Commit, PageBuf, PageNo, PageStore};
 use crate::watch::CommitWatch;
 
 use super::alloc::WCtx;
@@ -136,7 +136,7 @@ impl<S: PageStore> Database<S> {
             let fut = self.inner.store.commit(Commit {
                 pages,
                 meta: meta.encode(),
-                durability: Durability::Durable,
+                durability: self.inner.durability,
             });
             (fut, meta, seq, erased_late, trimmed)
         };

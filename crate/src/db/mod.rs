@@ -130,6 +130,8 @@ struct Inner<S> {
     writer: futures::lock::Mutex<Working>,
     shared: Mutex<Shared>,
     read_only: bool,
+    /// What commits wait for ([`OpenOptions::durability`]).
+    durability: crate::store::Durability,
     /// The commit observer ([`Database::watch_commits`]).
     commits: Publisher,
     /// Document records reads met that do not decode, by key
@@ -240,6 +242,7 @@ impl<S: PageStore> Database<S> {
                 feed_epoch: 0,
             }),
             read_only,
+            durability: opts.durability,
             commits: Publisher::new(meta.last_etag),
             unreadable: Mutex::new(BTreeMap::new()),
         };

@@ -10,6 +10,7 @@ use crate::cache::{CacheStats, DEFAULT_CACHE_BYTES};
 use crate::cv::{ChangeVector, DbId};
 use crate::doc::RawVersion;
 use crate::policy::{ConflictPolicy, Policies};
+use crate::store::Durability;
 
 /// A source of wall-clock time in milliseconds since the Unix epoch (injectable
 /// for tests and simulations).
@@ -24,6 +25,14 @@ pub struct OpenOptions {
     pub clock: Option<Clock>,
     /// Database id to use when creating a new database (default: random).
     pub db_id: Option<DbId>,
+    /// What a commit waits for (default [`Durability::Durable`]: on durable
+    /// storage before a write resolves). [`Durability::Relaxed`]: a write
+    /// resolves once its commit is written and visible, and is made durable
+    /// by a later durable commit or by `close`; a
+    /// crash of the machine (not of the process) may lose the last relaxed
+    /// commits, never tear one. For browser apps that prefer speed; a hub
+    /// never uses it.
+    pub durability: Durability,
 }
 
 impl Default for OpenOptions {
@@ -32,6 +41,7 @@ impl Default for OpenOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             clock: None,
             db_id: None,
+            durability: Durability::Durable,
         }
     }
 }

@@ -4,14 +4,14 @@
 //! log folded, the pages copied in batches, the meta record last, the old
 //! bucket deleted). See the module documentation of [`super::place`].
 
-use js_sys::{Array, Object, Uint8Array};
+use js_sys::{Array, Object};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{IdbDatabase, IdbKeyRange};
 
 use super::js::{self, error_from_js, rw_transaction};
 use super::place::{self, Place};
 use super::{Conn, IdbStore, META, META_KEY, OpenReport, PAGES, Pending, log};
-use crate::store::{PAGE_SIZE, PageStore, StoreError};
+use crate::store::StoreError;
 
 /// Pages per transaction when a purge copies the database into the next
 /// generation (1 MiB of pages).
@@ -136,6 +136,8 @@ impl IdbStore {
     #[cfg(any(test, feature = "testing"))]
     #[doc(hidden)]
     pub async fn testing_write_generation(&self, g: u64, complete: bool) -> Result<(), StoreError> {
+        use crate::store::{PAGE_SIZE, PageStore};
+        use js_sys::Uint8Array;
         let m = self
             .buckets
             .clone()

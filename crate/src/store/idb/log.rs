@@ -14,9 +14,14 @@
 //!   0..4    magic "OPLG"
 //!   4..8    u32 LE  n, the number of pages
 //!   8..12   u32 LE  m, the length of the meta record
-//!   12..    n × u64 LE page numbers, then the meta record (m bytes),
-//!           then n × PAGE_SIZE page bytes
+//!   12..    n × (u64 LE page number, u32 LE stored length l ≤ PAGE_SIZE),
+//!           then the meta record (m bytes),
+//!           then for each page its first l bytes (the rest are zeros)
 //! ```
+//!
+//! A page's trailing zeros are not stored: a leaf or a branch keeps its
+//! entries at the front and its free space zeroed, so a branch, or a leaf
+//! that is not full, takes less than a page.
 //!
 //! The newest state of the store is the `pages` object store overlaid with
 //! the log records in key order, and the meta record of the last log record
@@ -51,7 +56,7 @@ pub(super) const LOG: &str = "log";
 /// Key, in the `meta` object store, of the highest folded sequence number.
 pub(super) const FOLDED_KEY: f64 = 1.0;
 /// Largest log record: below the 64 KiB at which Chromium writes a value to
-/// a blob file of its own (14 pages, a meta record and the header fit).
+/// a blob file of its own (14 full pages, a meta record and the header fit).
 pub(super) const MAX_RECORD_BYTES: usize = 60 * 1024;
 /// Most log records before a commit folds them.
 pub(super) const MAX_RECORDS: usize = 32;
@@ -61,26 +66,40 @@ pub(super) const MAX_LOG_BYTES: usize = 1024 * 1024;
 
 const MAGIC: &[u8; 4] = b"OPLG";
 const HEADER: usize = 12;
+/// Bytes per page in the record's page list (number, stored length).
+const ENTRY: usize = 12;
+
+/// The bytes of `page` a record stores: up to its last non-zero byte.
+fn stored(page: &[u8]) -> &[u8] {
+    let end = page.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &page[..end]
+}
 
 /// Encodes a log record (see the module documentation).
 pub(super) fn encode(pages: &[(PageNo, PageBuf)], meta: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(record_len(pages.len(), meta.len()));
+    let mut out = Vec::with_capacity(record_len(pages, meta.len()));
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(pages.len() as u32).to_le_bytes());
     out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-    for (no, _) in pages {
+    for (no, buf) in pages {
         out.extend_from_slice(&no.to_le_bytes());
+        out.extend_from_slice(&(stored(buf).len() as u32).to_le_bytes());
     }
     out.extend_from_slice(meta);
     for (_, buf) in pages {
-        out.extend_from_slice(buf);
+        out.extend_from_slice(stored(buf));
     }
     out
 }
 
-/// Length of the record of `pages` pages and a meta record of `meta` bytes.
-pub(super) fn record_len(pages: usize, meta: usize) -> usize {
-    HEADER + pages * (8 + PAGE_SIZE) + meta
+/// Length of the record of `pages` and a meta record of `meta` bytes.
+pub(super) fn record_len(pages: &[(PageNo, PageBuf)], meta: usize) -> usize {
+    HEADER
+        + pages
+            .iter()
+            .map(|(_, b)| ENTRY + stored(b).len())
+            .sum::<usize>()
+        + meta
 }
 
 /// A decoded log record: its pages and its meta record.
@@ -91,30 +110,48 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Record, String> {
     if bytes.len() < HEADER || &bytes[..4] != MAGIC {
         return Err("not a log record (bad magic)".into());
     }
-    let u32_at =
-        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    let (n, m) = (u32_at(4) as usize, u32_at(8) as usize);
-    if n.checked_mul(8 + PAGE_SIZE)
-        .and_then(|p| p.checked_add(HEADER + m))
-        != Some(bytes.len())
-    {
-        return Err(format!(
+    let u32_at = |at: usize| {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&bytes[at..at + 4]);
+        u32::from_le_bytes(b) as usize
+    };
+    let (n, m) = (u32_at(4), u32_at(8));
+    let short = || {
+        format!(
             "a log record of {} bytes cannot hold {n} pages and a {m}-byte meta record",
             bytes.len()
-        ));
+        )
+    };
+    let list_end = n
+        .checked_mul(ENTRY)
+        .and_then(|l| l.checked_add(HEADER))
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(short)?;
+    let mut at = list_end
+        .checked_add(m)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(short)?;
+    let meta = bytes[list_end..at].to_vec();
+    let mut pages = Vec::with_capacity(n);
+    for entry in bytes[HEADER..list_end].chunks_exact(ENTRY) {
+        let mut no = [0u8; 8];
+        no.copy_from_slice(&entry[..8]);
+        let l = {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&entry[8..]);
+            u32::from_le_bytes(b) as usize
+        };
+        if l > PAGE_SIZE || at + l > bytes.len() {
+            return Err(short());
+        }
+        let mut page = vec![0u8; PAGE_SIZE];
+        page[..l].copy_from_slice(&bytes[at..at + l]);
+        at += l;
+        pages.push((u64::from_le_bytes(no), Arc::new(page)));
     }
-    let nos = &bytes[HEADER..HEADER + 8 * n];
-    let meta = bytes[HEADER + 8 * n..HEADER + 8 * n + m].to_vec();
-    let body = &bytes[HEADER + 8 * n + m..];
-    let pages = nos
-        .chunks_exact(8)
-        .zip(body.chunks_exact(PAGE_SIZE))
-        .map(|(no, page)| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(no);
-            (u64::from_le_bytes(b), Arc::new(page.to_vec()))
-        })
-        .collect();
+    if at != bytes.len() {
+        return Err(short());
+    }
     Ok((pages, meta))
 }
 
@@ -168,7 +205,7 @@ impl Log {
 
     /// Whether a commit of `pages` pages and a `meta`-byte meta record
     /// folds the log instead of being appended to it.
-    pub(super) fn must_fold(&self, pages: usize, meta: usize) -> bool {
+    pub(super) fn must_fold(&self, pages: &[(PageNo, PageBuf)], meta: usize) -> bool {
         let len = record_len(pages, meta);
         len > MAX_RECORD_BYTES || self.records >= MAX_RECORDS || self.bytes + len > MAX_LOG_BYTES
     }
@@ -199,7 +236,7 @@ impl Log {
             self.meta = None;
         } else {
             self.records += 1;
-            self.bytes += record_len(pages.len(), meta.len());
+            self.bytes += record_len(pages, meta.len());
             self.meta = Some(meta.to_vec());
             self.meta_seq = seq;
         }

@@ -332,7 +332,7 @@ impl IdbStore {
         let tx = &pending.tx;
         let mut lg = self.log.borrow_mut();
         let seq = lg.next_seq();
-        let fold = fold || lg.must_fold(pages.len(), meta.len());
+        let fold = fold || lg.must_fold(pages, meta.len());
         let issue_all = || -> Result<(), JsValue> {
             let pages_store = tx.object_store(PAGES)?;
             let meta_store = tx.object_store(META)?;

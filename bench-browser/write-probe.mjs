@@ -1,0 +1,52 @@
+// Where the time of one durable Outpost write on IndexedDB goes (issue 14
+// §2), against one raw put of the same size. A probe, not a benchmark:
+//
+//   cd bench-browser && npm ci && node write-probe.mjs [--writes 300]
+//
+// Needs pkg-js/dist/web (scripts/build-wasm.sh). Prints medians in ms.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, copyFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { dirname, extname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..");
+const i = process.argv.indexOf("--writes");
+const writes = i > 0 ? Number(process.argv[i + 1]) : 300;
+const distWasm = join(root, "pkg-js/dist/web/outpost_wasm_bg.wasm");
+if (!existsSync(distWasm)) throw new Error("pkg-js/dist/web is missing: run scripts/build-wasm.sh first");
+const out = join(here, ".build-probe");
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out, { recursive: true });
+await esbuild.build({ entryPoints: [join(here, "write-probe-page.js")], bundle: true, format: "esm", outfile: join(out, "probe.js"), logLevel: "warning" });
+copyFileSync(distWasm, join(out, "outpost_wasm_bg.wasm"));
+writeFileSync(join(out, "index.html"), '<!doctype html><meta charset="utf-8"><script type="module" src="./probe.js"></script>');
+const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
+const server = createServer((req, res) => {
+  const path = new URL(req.url, "http://x").pathname;
+  const file = join(out, path === "/" ? "index.html" : path.slice(1));
+  if (!file.startsWith(out) || !existsSync(file)) return res.writeHead(404).end();
+  res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
+  res.end(readFileSync(file));
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const profile = mkdtempSync(join(tmpdir(), "outpost-probe-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu"],
+});
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  await page.waitForFunction(() => window.probe);
+  console.log(JSON.stringify(await page.evaluate((n) => window.probe(n), writes), null, 2));
+} finally {
+  await context.close();
+  server.close();
+  rmSync(profile, { recursive: true, force: true });
+  rmSync(out, { recursive: true, force: true });
+}
