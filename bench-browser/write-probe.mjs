@@ -1,9 +1,12 @@
 // Where the time of one durable Outpost write on IndexedDB goes (issue 14
 // §2), against one raw put of the same size. A probe, not a benchmark:
 //
-//   cd bench-browser && npm ci && node write-probe.mjs [--writes 300]
+//   cd bench-browser && npm ci && node write-probe.mjs [--writes 300] [--profile]
 //
-// Needs pkg-js/dist/web (scripts/build-wasm.sh). Prints medians in ms.
+// Needs pkg-js/dist/web (scripts/build-wasm.sh). Prints medians in ms; with
+// --profile also the main thread's CPU profile of the Outpost writes (CDP
+// Profiler, 100 µs samples, self time by function; wasm functions are
+// unnamed in the release build).
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, copyFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -16,6 +19,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
 const i = process.argv.indexOf("--writes");
 const writes = i > 0 ? Number(process.argv[i + 1]) : 300;
+const profiling = process.argv.includes("--profile");
 const distWasm = join(root, "pkg-js/dist/web/outpost_wasm_bg.wasm");
 if (!existsSync(distWasm)) throw new Error("pkg-js/dist/web is missing: run scripts/build-wasm.sh first");
 const out = join(here, ".build-probe");
@@ -43,7 +47,27 @@ try {
   const page = context.pages()[0] ?? (await context.newPage());
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
   await page.waitForFunction(() => window.probe);
+  const cdp = profiling ? await context.newCDPSession(page) : null;
+  if (cdp) {
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
+    await cdp.send("Profiler.start");
+  }
   console.log(JSON.stringify(await page.evaluate((n) => window.probe(n), writes), null, 2));
+  if (cdp) {
+    const { profile } = await cdp.send("Profiler.stop");
+    const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+    const self = new Map();
+    for (const id of profile.samples) {
+      const f = nodes.get(id).callFrame;
+      const k = `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}${f.lineNumber >= 0 ? `:${f.lineNumber + 1}` : ""}`;
+      self.set(k, (self.get(k) || 0) + 1);
+    }
+    console.log(`CPU profile (the whole probe: Outpost writes, then raw puts), ${profile.samples.length} samples:`);
+    for (const [k, c] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 20)) {
+      console.log(`${((100 * c) / profile.samples.length).toFixed(1).padStart(6)} %  ${k}`);
+    }
+  }
 } finally {
   await context.close();
   server.close();
