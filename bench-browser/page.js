@@ -39,6 +39,7 @@ export const idOf = (i) => "docs/" + String(i).padStart(5, "0");
 // -------------------------------------------------------------- engines ---
 // Each adapter: open(name), bulk(ids, docs) (one batch, atomically where the
 // engine can), putOne(id, doc), get(id), scanPrefix(prefix) → array,
+// scanKeys(prefix) → array of ids,
 // close(), destroy(name).
 const engines = {
   outpost: () => {
@@ -53,6 +54,7 @@ const engines = {
       putOne(id, doc) { return db.put(id, doc); },
       get(id) { return db.get(id); },
       scanPrefix(prefix) { return db.scan({ prefix }); },
+      scanKeys(prefix) { return db.scan({ prefix, keysOnly: true }); },
       async close() { await db.close(); db = undefined; },
       destroy(name) { return Outpost.destroy(name); },
       stats() { return db.stats(); },
@@ -73,6 +75,7 @@ const engines = {
       putOne(id, doc) { return db.put(id, doc); },
       get(id) { return db.get(id); },
       scanPrefix(prefix) { return db.scan({ prefix }); },
+      scanKeys(prefix) { return db.scan({ prefix, keysOnly: true }); },
       async close() { await db.close(); db = undefined; },
       async destroy() {},
       stats() { return db.stats(); },
@@ -114,6 +117,10 @@ const engines = {
         const range = IDBKeyRange.bound(prefix, prefix + "\uffff");
         return req(db.transaction("docs", "readonly").objectStore("docs").getAll(range));
       },
+      scanKeys(prefix) {
+        const range = IDBKeyRange.bound(prefix, prefix + "\uffff");
+        return req(db.transaction("docs", "readonly").objectStore("docs").getAllKeys(range));
+      },
       async close() { db.close(); db = undefined; },
       destroy(name) { return req(indexedDB.deleteDatabase(name)); },
     };
@@ -132,6 +139,7 @@ const engines = {
       putOne(id, doc) { return db.docs.put(doc, id); },
       get(id) { return db.docs.get(id); },
       scanPrefix(prefix) { return db.docs.where(":id").startsWith(prefix).toArray(); },
+      scanKeys(prefix) { return db.docs.where(":id").startsWith(prefix).primaryKeys(); },
       async close() { db.close(); db = undefined; },
       destroy(name) { return Dexie.delete(name); },
     };
@@ -152,6 +160,10 @@ const engines = {
       async scanPrefix(prefix) {
         const r = await db.allDocs({ startkey: prefix, endkey: prefix + "\uffff", include_docs: true });
         return r.rows.map((row) => row.doc);
+      },
+      async scanKeys(prefix) {
+        const r = await db.allDocs({ startkey: prefix, endkey: prefix + "\uffff" });
+        return r.rows.map((row) => row.id);
       },
       async close() { await db.close(); db = undefined; },
       async destroy(name) { await new PouchDB(name, { adapter: "idb" }).destroy(); },
@@ -213,6 +225,7 @@ async function run(engineName, cfg) {
     for (let k = 0; k < 50; k++) await e.get(idOf(k * 7));
     for (let k = 0; k < 20; k++) await e.putOne("warm/" + k, makeDoc(k, 9));
     await e.scanPrefix("docs/0");
+    await e.scanKeys("docs/0");
     await e.close();
     await e.destroy(w);
   }
@@ -261,6 +274,16 @@ async function run(engineName, cfg) {
     out.statsAfterScan = await stats();
     out.scan = { n: docs.length, ms, rate: (docs.length * 1000) / ms };
     log(`scan: ${docs.length} docs in ${ms.toFixed(0)} ms`);
+  }
+
+  // 4b. The same prefix, ids only (Outpost `keysOnly`, raw `getAllKeys`,
+  // Dexie `primaryKeys()`, PouchDB `allDocs` without docs).
+  {
+    const t0 = now();
+    const keys = await e.scanKeys("docs/0");
+    const ms = now() - t0;
+    out.scanKeys = { n: keys.length, ms, rate: (keys.length * 1000) / ms };
+    log(`keys-only scan: ${keys.length} ids in ${ms.toFixed(0)} ms`);
   }
 
   // 5. Serial single-document writes, each awaited (new ids).

@@ -144,6 +144,7 @@ const rows = [
   ["single write p99 (ms)", (r) => r.singles.p99, false],
   [`point reads ${cfg.reads.toLocaleString("en")} random (reads/s)`, (r) => r.reads.rate, true],
   ["prefix scan (docs/s)", (r) => r.scan.rate, true],
+  ["keys-only prefix scan (ids/s)", (r) => r.scanKeys?.rate ?? NaN, true],
   ["reopen to first read (ms)", (r) => r.reopen.ms, false],
 ];
 const by = Object.fromEntries(results.map((r) => [r.engine, r]));

@@ -26,6 +26,48 @@ async fn assert_sound<S: PageStore>(db: &Database<S>) {
     assert!(rep.is_ok(), "{:?}", rep.problems);
 }
 
+/// `scan_ids` lists exactly the ids `scan` returns (as written, in id
+/// order, tombstones left out), with the same prefix, paging and limit.
+#[test]
+fn scan_ids_lists_what_scan_returns() {
+    block_on(async {
+        let (_store, db) = fresh().await;
+        for i in 0..300 {
+            let id = if i % 3 == 0 {
+                format!("Notes/N{i:03}")
+            } else {
+                format!("notes/n{i:03}")
+            };
+            db.put(&id, json!({"i": i})).await.unwrap();
+        }
+        db.put("other/x", json!({})).await.unwrap();
+        for i in (0..300).step_by(7) {
+            db.delete(&format!("notes/n{i:03}")).await.unwrap();
+        }
+        for (prefix, after, limit) in [
+            ("notes/", None, usize::MAX),
+            ("NOTES/N1", None, usize::MAX),
+            ("notes/", Some("notes/n100"), 50),
+            ("", None, 10),
+            ("none/", None, 10),
+            ("notes/", None, 0),
+        ] {
+            let docs = db.scan(prefix, after, limit).await.unwrap();
+            let ids = db.scan_ids(prefix, after, limit).await.unwrap();
+            assert_eq!(
+                ids,
+                docs.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+                "{prefix} {after:?} {limit}"
+            );
+        }
+        let all = db.scan_ids("notes/", None, usize::MAX).await.unwrap();
+        assert_eq!(all.len(), 300 - 43);
+        assert!(
+            all.contains(&"Notes/N003".to_string()) && !all.contains(&"notes/n007".to_string())
+        );
+    });
+}
+
 #[test]
 fn put_get_delete_roundtrip() {
     block_on(async {

@@ -538,7 +538,9 @@ export class Outpost {
   transaction(ops: TransactionOp[]): Promise<Array<WriteResult | null>>;
   transaction(callback: (tx: Transaction) => void | Promise<void>): Promise<Array<WriteResult | null>>;
   /** Live documents by id prefix, in id order, paged with `after` and `limit`. */
-  scan(options?: ScanOptions): Promise<OutpostDocument[]>;
+  scan(options?: ScanOptions & { keysOnly?: false }): Promise<OutpostDocument[]>;
+  /** Their ids only (as written): no body is parsed or converted. */
+  scan(options: ScanOptions & { keysOnly: true }): Promise<string[]>;
   /** Versions written after etag `since` (tombstones included), in etag order. */
   changes(options?: ChangesOptions): Promise<OutpostDocument[]>;
   /** Number of live documents. */

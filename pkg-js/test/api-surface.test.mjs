@@ -23,7 +23,7 @@ test("unknown options are refused with invalid_options, naming the known ones", 
   await db.put("tasks/1", { a: 2 });
 
   // The report of issue 8: scan({ where }) returned everything.
-  await rejectsWith(db.scan({ where: { a: 1 } }), "invalid_options", /scan: unknown option "where" \(known options: prefix, after, limit\)/);
+  await rejectsWith(db.scan({ where: { a: 1 } }), "invalid_options", /scan: unknown option "where" \(known options: prefix, after, limit, keysOnly\)/);
   await rejectsWith(db.scan({ prefx: "notes/" }), "invalid_options", /"prefx"/);
   await rejectsWith(db.changes({ from: 3 }), "invalid_options", /changes: unknown option "from"/);
   await rejectsWith(db.conflicts({ limt: 3 }), "invalid_options", /conflicts/);
@@ -40,6 +40,9 @@ test("unknown options are refused with invalid_options, naming the known ones", 
   );
   await rejectsWith(Outpost.open("surface-options-2", { cache: 1 << 20 }), "invalid_options", /open: unknown option "cache" \(known options: store, storage, persist, cacheBytes, durability, onStorageLost\)/);
   await rejectsWith(Outpost.open("surface-options-2", { durability: "fast" }), "invalid_options", /durability "fast": expected "strict" or "relaxed"/);
+  // keysOnly: the ids scan would return, as written.
+  assert.deepEqual(await db.scan({ prefix: "NOTES/", keysOnly: true }), (await db.scan({ prefix: "notes/" })).map((d) => d["@metadata"]["@id"]));
+  assert.deepEqual(await db.scan({ keysOnly: true, limit: 1, after: "notes/1" }), ["tasks/1"]);
   const relaxed = await Outpost.open("surface-options-3", { durability: "relaxed" });
   await relaxed.put("r/1", { r: 1 });
   assert.equal((await relaxed.get("r/1")).r, 1);

@@ -84,7 +84,7 @@ if [ -z "${OUTPOST_HUB:-}" ]; then
     export OUTPOST_HUB="$TARGET_DIR/debug/outpost-hub"
 fi
 echo "--> node --test storage-lost.test.mjs (hub: $OUTPOST_HUB)"
-timeout --kill-after=15 900 node --test --test-timeout=420000 --test-reporter=spec storage-lost.test.mjs
+timeout --kill-after=15 1200 node --test --test-timeout=900000 --test-reporter=spec storage-lost.test.mjs
 echo "--> node --test purge.test.mjs (hub: $OUTPOST_HUB)"
 timeout --kill-after=15 600 node --test --test-timeout=300000 --test-reporter=spec purge.test.mjs
 echo "--> node --test sync.test.mjs (hub: $OUTPOST_HUB)"

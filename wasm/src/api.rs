@@ -89,6 +89,11 @@ export interface ScanOptions {
   after?: string;
   /** At most this many documents. Default: no limit. */
   limit?: number;
+  /**
+   * Resolve to the ids (as written) instead of the documents: no body is
+   * parsed or converted, much cheaper for listings.
+   */
+  keysOnly?: boolean;
 }
 
 /** Options of `changes`. */
@@ -503,7 +508,8 @@ impl Outpost {
     }
 
     /// Live documents whose id starts with `prefix` (case-insensitive), in id
-    /// order, after the id `after`, at most `limit`.
+    /// order, after the id `after`, at most `limit`; with `keysOnly`, their
+    /// ids only.
     ///
     /// ```js
     /// let page = await db.scan({ prefix: "patients/", limit: 100 });
@@ -512,7 +518,7 @@ impl Outpost {
     ///   page = await db.scan({ prefix: "patients/", after: last, limit: 100 });
     /// }
     /// ```
-    #[wasm_bindgen(unchecked_return_type = "Promise<OutpostDocument[]>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<OutpostDocument[] | string[]>")]
     pub fn scan(
         &self,
         #[wasm_bindgen(unchecked_optional_param_type = "ScanOptions")] opts: JsValue,
@@ -523,6 +529,13 @@ impl Outpost {
             let prefix = opt_string(&opts, "prefix")?.unwrap_or_default();
             let after = opt_string(&opts, "after")?;
             let limit = limit_of(&opts)?;
+            if prop(&opts, "keysOnly").as_bool() == Some(true) {
+                let ids = db
+                    .scan_ids(&prefix, after.as_deref(), limit)
+                    .await
+                    .map_err(to_js)?;
+                return Ok(ids.into_iter().map(JsValue::from).collect::<Array>().into());
+            }
             let docs = db
                 .scan(&prefix, after.as_deref(), limit)
                 .await

@@ -38,7 +38,7 @@ const KNOWN_OPTIONS: &[(&str, &[&str])] = &[
     ),
     ("put", &["collection", "changeVector"]),
     ("delete", &["changeVector"]),
-    ("scan", &["prefix", "after", "limit"]),
+    ("scan", &["prefix", "after", "limit", "keysOnly"]),
     ("changes", &["since", "limit"]),
     ("conflicts", &["after", "limit"]),
     ("resolve", &["collection"]),

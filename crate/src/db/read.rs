@@ -215,6 +215,9 @@ read_through_snapshot! {
     /// Live documents whose id starts with `prefix` (case-insensitive), in id
     /// order, after the id `after` (for paging), at most `limit`.
     fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<Document>;
+    /// The ids (as written) of what [`Database::scan`] returns, without
+    /// parsing or converting the bodies.
+    fn scan_ids(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<String>;
     /// Document versions (tombstones included) with etag greater than `since`,
     /// in etag order, at most `limit`.
     fn changes(&self, since: u64, limit: usize) -> Vec<Document>;
@@ -282,6 +285,39 @@ impl<S: PageStore> Snapshot<S> {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Document>, Error> {
+        self.scan_live(prefix, after, limit, doc::decode_record, |d| {
+            d.meta.flags.is_tombstone()
+        })
+        .await
+    }
+
+    /// See [`Database::scan_ids`].
+    pub async fn scan_ids(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        let found = self
+            .scan_live(prefix, after, limit, doc::decode_record_meta, |(_, m)| {
+                m.flags.is_tombstone()
+            })
+            .await?;
+        Ok(found.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// The documents records of ids starting with `prefix` after `after`,
+    /// decoded by `decode`, leaving out those `deleted` says are
+    /// tombstones, at most `limit`; a record that does not decode is
+    /// skipped and remembered.
+    async fn scan_live<T>(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        decode: impl Fn(&[u8]) -> Result<T, doc::RecordError>,
+        deleted: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, Error> {
         let pk = doc::id_key(prefix);
         let mut start = pk.clone();
         if let Some(a) = after {
@@ -302,8 +338,8 @@ impl<S: PageStore> Snapshot<S> {
                 if !k.starts_with(&pk) {
                     return false;
                 }
-                match doc::decode_record(&rec) {
-                    Ok(d) if d.meta.flags.is_tombstone() => true,
+                match decode(&rec) {
+                    Ok(d) if deleted(&d) => true,
                     Ok(d) => {
                         out.push(d);
                         out.len() < limit
