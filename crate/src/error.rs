@@ -110,6 +110,20 @@ pub enum Error {
     /// written.
     #[error("refused: {0}")]
     Refused(crate::db::Refusal),
+    /// An index's function failed (threw, or emitted a key that is not a
+    /// key); nothing of that index step was stored.
+    #[error("index {index:?}{}: {message}", doc.as_ref().map(|d| format!(", document {d:?}")).unwrap_or_default())]
+    Index {
+        /// The index.
+        index: String,
+        /// The document being mapped, if the failure is tied to one.
+        doc: Option<String>,
+        /// What failed.
+        message: String,
+    },
+    /// No index of that name is defined.
+    #[error("no index named {0:?}")]
+    NoIndex(String),
 }
 
 impl Error {
@@ -128,6 +142,8 @@ impl Error {
             Error::Poisoned(_) => "poisoned",
             Error::Closed => "closed",
             Error::Refused(r) => r.code(),
+            Error::Index { .. } => "index_failed",
+            Error::NoIndex(_) => "no_index",
         }
     }
 }

@@ -16,6 +16,8 @@
 //! - [`db`]: the database: the catalog of named trees (the id / etag /
 //!   collection indexes and the rest), format upgrades, group commit,
 //!   snapshots; [`watch`] is its commit observer.
+//! - [`index`]: map and map/reduce indexes (definitions, keys, queries;
+//!   kept up to date by [`db`]).
 //! - [`sync`]: replication: the pure edge and hub state machines, the wire
 //!   protocol, and the one action loop the shells run.
 //! - [`jsonl`]: JSON-lines import and export; [`error`]: typed errors;
@@ -39,6 +41,7 @@ pub mod error;
 ))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod index;
 pub mod jsonl;
 pub mod keys;
 pub mod merge;

@@ -562,3 +562,109 @@ fn deleted_local_records_leave_no_separator_behind() {
     sound(&db);
     block_on(db.close()).unwrap();
 }
+
+/// Index entries, reductions and output documents computed from purged
+/// documents go with them: no file holds the marker afterwards, a key
+/// shared with kept documents is rebuilt from them at the next step, and
+/// the output document of a key only purged documents had is gone.
+#[test]
+fn a_purge_reaches_index_entries_reductions_and_outputs() {
+    use outpost::index::{Emit, FnIndex, Index, IndexDefinition, IndexQuery};
+    let t = TempDir::new(std::env::temp_dir(), "purge-index");
+    let names = Index::new(
+        IndexDefinition::map("names", "1", &["Notes"]),
+        FnIndex::map(|d| {
+            let b = d.body()?;
+            Ok(vec![Emit::new(
+                b["text"].clone(),
+                json!({"copy": b["text"]}),
+            )])
+        }),
+    );
+    let groups = Index::new(
+        IndexDefinition::map_reduce("groups", "1", &["Notes"]).with_output("Groups"),
+        FnIndex::map(|d| {
+            let b = d.body()?;
+            Ok(vec![Emit::new(b["group"].clone(), json!([b["text"]]))])
+        })
+        .with_reduce(|_k, vs, _| {
+            let mut all: Vec<String> = vs
+                .iter()
+                .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect();
+            all.sort();
+            Ok(json!(all))
+        }),
+    );
+    let note = |text: String, group: &str| json!({ "@metadata": { "@collection": "Notes" }, "text": text, "group": group });
+    let db = open(t.path());
+    for i in 0..200 {
+        // Many entries under "shared" (its reduce tree has branches).
+        block_on(db.put(
+            &format!("keep/{i:03}"),
+            note(format!("kept {i:03}"), "shared"),
+        ))
+        .unwrap();
+        block_on(db.put(
+            &format!("gone/secret7f3a-{i:03}"),
+            note(
+                format!("secret7f3a {i:03}"),
+                if i % 2 == 0 {
+                    "shared"
+                } else {
+                    "secret7f3a-only"
+                },
+            ),
+        ))
+        .unwrap();
+    }
+    block_on(db.catch_up_index(&names, None)).unwrap();
+    block_on(db.catch_up_index(&groups, None)).unwrap();
+    assert!(
+        block_on(db.get("Groups/secret7f3a-only"))
+            .unwrap()
+            .is_some()
+    );
+    block_on(db.close()).unwrap();
+    let db = open(t.path());
+    assert!(!files_with_marker(t.path()).is_empty());
+    let scope = PurgeScope {
+        prefixes: vec!["gone/".into()],
+        ..Default::default()
+    };
+    let rep = block_on(db.purge(&scope)).unwrap();
+    assert_eq!(rep.removed, 200, "output documents are not in the report");
+    assert_eq!(files_with_marker(t.path()), Vec::<String>::new());
+    sound(&db);
+    // Until the next step the shared key has no row (its result was
+    // computed from purged documents) and the query says it is stale.
+    let snap = db.snapshot();
+    let r = block_on(snap.query("groups", &IndexQuery::default())).unwrap();
+    assert!(r.stale && r.rows.is_empty(), "{r:?}");
+    drop(snap);
+    block_on(db.catch_up_index(&groups, None)).unwrap();
+    block_on(db.catch_up_index(&names, None)).unwrap();
+    let snap = db.snapshot();
+    let r = block_on(snap.query("groups", &IndexQuery::default())).unwrap();
+    assert!(!r.stale);
+    assert_eq!(r.rows.len(), 1);
+    assert_eq!(r.rows[0].key, json!("shared"));
+    let want: Vec<String> = (0..200).map(|i| format!("kept {i:03}")).collect();
+    assert_eq!(r.rows[0].value, json!(want));
+    let out = block_on(db.get("Groups/shared"))
+        .unwrap()
+        .expect("rebuilt output");
+    assert_eq!(out.body["value"], json!(want));
+    assert!(
+        block_on(db.get("Groups/secret7f3a-only"))
+            .unwrap()
+            .is_none()
+    );
+    let r = block_on(snap.query("names", &IndexQuery::default())).unwrap();
+    assert_eq!(r.rows.len(), 200);
+    drop(snap);
+    sound(&db);
+    block_on(db.close()).unwrap();
+    assert_eq!(files_with_marker(t.path()), Vec::<String>::new());
+}

@@ -56,6 +56,7 @@ impl Root {
             "pkg-js/dist/nodejs/outpost_wasm_bg.wasm",
             "pkg-js/src/core.js",
             "pkg-js/src/turns.js",
+            "pkg-js/src/indexes.js",
             "pkg-js/src/web.js",
         ] {
             std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();

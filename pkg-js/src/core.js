@@ -12,9 +12,12 @@
 // witness (end of this file) and refuses to pass off a database the browser
 // threw away as the old one (`storage_lost`). The rest is passed straight to
 // the wasm `Outpost` class, whose generated .d.ts documents it. (scripts/run.sh
-// and the sync e2e test serve core.js, turns.js and web.js as they are.)
+// and the sync e2e test serve core.js, turns.js, indexes.js and web.js as
+// they are.) Indexes: the wrappers of the application's functions and live
+// queries are in indexes.js; the engine steps them (wasm/src/index.rs).
 
 import { Turns } from "./turns.js";
+import { liveQuery, prepareDefinition } from "./indexes.js";
 
 /**
  * The error every Outpost operation rejects with. Branch on `code`, which is
@@ -1055,6 +1058,57 @@ export function makeApi(wasm, ready) {
 
     collections() {
       return this.#run((db) => db.collections());
+    }
+
+    /** Registers an index's functions on this handle and stores its definition (see index.d.ts). */
+    async defineIndex(def) {
+      const [stored, map, reduce] = prepareDefinition(def, (m, c) => new OutpostError(m, c));
+      await this.#run((db) => db.__defineIndex(stored, map, reduce));
+    }
+
+    /**
+     * Rows of an index (see index.d.ts). Catching up may write output
+     * documents: other tabs and subscribers hear of them like of any commit.
+     */
+    query(name, options) {
+      return this.#indexRun((db) => db.query(name, options ?? {}));
+    }
+
+    /** Number of rows of an index in a key range. */
+    queryCount(name, options) {
+      return this.#indexRun((db) => db.queryCount(name, options ?? {}));
+    }
+
+    /** Calls `callback` with the query's result now and whenever its rows change. */
+    liveQuery(name, options, callback) {
+      if (typeof callback !== "function") throw new OutpostError("liveQuery expects a callback function", "invalid_argument");
+      return liveQuery((onChange) => this.subscribe({}, onChange), () => this.query(name, options), callback);
+    }
+
+    /** Steps every index registered on this handle until it reflects every write. */
+    updateIndexes() {
+      return this.#indexRun((db) => db.updateIndexes());
+    }
+
+    /** Removes an index and its entries (output documents stay). */
+    dropIndex(name) {
+      return this.#run((db) => db.dropIndex(name));
+    }
+
+    /** Every defined index with how far it is. */
+    indexes() {
+      return this.#run((db) => db.indexes());
+    }
+
+    /** Runs an index operation; if its steps committed, tells the other tabs and the subscribers. */
+    #indexRun(op) {
+      return this.#run(async (db) => {
+        const before = Number(db.stats().last_etag ?? 0);
+        const r = await op(db);
+        const after = Number(db.stats().last_etag ?? 0);
+        if (after > before) this.#written(after, true);
+        return r;
+      });
     }
 
     /** Conflicted documents with all their versions (see index.d.ts). */

@@ -163,7 +163,116 @@ export type OutpostErrorCode =
   | "other"
   | "already_syncing"
   | "no_key"
-  | "unreachable";
+  | "unreachable"
+  | "index_failed"
+  | "no_index";
+
+/** A JSON value that can be an index key (objects cannot). */
+export type IndexKey = null | boolean | number | string | IndexKey[];
+
+/**
+ * An index: a map function over documents (and optionally a reduce
+ * function), written in JavaScript and run in this context (no `eval`).
+ *
+ * ```js
+ * await db.defineIndex({
+ *   name: "sales/by-product",
+ *   collections: ["Orders"],
+ *   map(order, emit) { for (const l of order.lines) emit(l.product, l.qty); },
+ *   reduce(product, qtys) { return qtys.reduce((a, b) => a + b, 0); },
+ * });
+ * const { rows } = await db.query("sales/by-product", { eq: "apples" });
+ * ```
+ *
+ * `map` must be pure (same entries for the same document, no I/O). `reduce`
+ * receives entries' values (`rereduce` false) or its own earlier results
+ * (`rereduce` true) and must be commutative and associative: the engine
+ * combines results in groups (one update re-reduces O(log n) values, not
+ * all of a key's). The version is a hash of the functions' source: a
+ * changed function builds a new version beside the old one, which queries
+ * use until the new one has caught up.
+ */
+export interface IndexDefinition<Doc = Record<string, unknown>, K extends IndexKey = IndexKey, V = unknown, R = V> {
+  /** 1 to 128 bytes, no control characters. */
+  name: string;
+  /** Collections whose documents are mapped. Default: every document. */
+  collections?: string[];
+  /** Calls `emit(key, value)` for each entry of `doc` (none: not in the index). */
+  map: (doc: OutpostDocument<Doc>, emit: (key: K, value?: V) => void) => void;
+  /** One result for the values (or results) under one key. */
+  reduce?: (key: K, values: Array<V | R>, rereduce: boolean) => R;
+  /**
+   * For a reducing index: the collection its results are written to, as
+   * documents `<output>/<key>` (flagged `@from-index`; a result that is not
+   * an object is `{ value }`), which other indexes may map in turn. Output
+   * documents stay on this device: they are not replicated.
+   */
+  output?: string;
+  /** Overrides the version (default: a hash of map, reduce, collections and output). */
+  version?: string;
+}
+
+/** Which rows a query reads, and how. */
+export interface QueryOptions<K extends IndexKey = IndexKey> {
+  /** Rows whose key equals this. */
+  eq?: K;
+  /** Rows whose key starts with this: a string's prefix, or an array's first elements. */
+  prefix?: IndexKey;
+  /** Lower bound (exclusive / inclusive). */
+  gt?: IndexKey;
+  gte?: IndexKey;
+  /** Upper bound (exclusive / inclusive). */
+  lt?: IndexKey;
+  lte?: IndexKey;
+  /** Descending key order. */
+  descending?: boolean;
+  /** At most this many rows; `next` then says where to continue. */
+  limit?: number;
+  /** Continue after this cursor (a previous result's `next`). */
+  after?: string;
+  /**
+   * Default true: the index, if defined on this handle, first catches up
+   * with every write (so the rows include the caller's own), and before it
+   * the indexes defined here whose output collections it reads (a chain).
+   * False: read as it is (see `stale`).
+   */
+  wait?: boolean;
+}
+
+/** One row: an entry of a map index, or one key's result of a reducing index. */
+export interface IndexRow<K extends IndexKey = IndexKey, V = unknown> {
+  key: K;
+  value: V;
+  /** The document that emitted the entry (map indexes only). */
+  id?: string;
+}
+
+/** The rows of a query, and how fresh the index is. */
+export interface QueryResult<K extends IndexKey = IndexKey, V = unknown> {
+  rows: Array<IndexRow<K, V>>;
+  /** A cursor for the next page, or null when the rows are all there is. */
+  next: string | null;
+  /** Whether writes after `indexedEtag` may be missing from the rows. */
+  stale: boolean;
+  /** The changes-feed position the index reflects. */
+  indexedEtag: number;
+  /** The database's position when the query ran. */
+  dbEtag: number;
+}
+
+/** A defined index and how far it is. */
+export interface IndexInfo {
+  name: string;
+  version: string;
+  collections: string[];
+  reduce: boolean;
+  output: string | null;
+  indexedEtag: number;
+  dbEtag: number;
+  stale: boolean;
+  /** Whether this handle has its functions (can bring it up to date). */
+  registered: boolean;
+}
 
 /**
  * Codes of the hub's refusals: the `code` of a `{ state: "error" }` sync
@@ -547,6 +656,38 @@ export class Outpost {
   count(): Promise<number>;
   /** Collections and their numbers of live documents. */
   collections(): Promise<CollectionInfo[]>;
+  /**
+   * Defines an index (stored) and registers its functions on this handle
+   * (each handle, tab or worker that queries with `wait` registers them).
+   * Rejects with `"invalid_argument"` / `"invalid_options"` for a bad
+   * definition.
+   */
+  defineIndex<Doc = Record<string, unknown>, K extends IndexKey = IndexKey, V = unknown, R = V>(
+    definition: IndexDefinition<Doc, K, V, R>,
+  ): Promise<void>;
+  /**
+   * Rows of an index by equality, prefix or range, sorted, in pages.
+   * Rejects with `"no_index"` for an unknown index and `"index_failed"`
+   * (naming the index and document) when a function throws while catching up.
+   */
+  query<K extends IndexKey = IndexKey, V = unknown>(name: string, options?: QueryOptions<K>): Promise<QueryResult<K, V>>;
+  /** Number of rows in a key range (`eq`, `prefix`, bounds). */
+  queryCount(name: string, options?: QueryOptions): Promise<number>;
+  /**
+   * Calls `callback` with the query's result now and again whenever a change
+   * (in this tab or another) alters its rows. Returns a function that stops it.
+   */
+  liveQuery<K extends IndexKey = IndexKey, V = unknown>(
+    name: string,
+    options: QueryOptions<K> | undefined,
+    callback: (result: QueryResult<K, V>) => void,
+  ): () => void;
+  /** Brings every index registered on this handle up to date; resolves to the documents mapped. */
+  updateIndexes(): Promise<number>;
+  /** Removes an index and its entries (its output documents stay). */
+  dropIndex(name: string): Promise<void>;
+  /** Every defined index and how far it is. */
+  indexes(): Promise<IndexInfo[]>;
   /**
    * Live change notifications: calls `callback` with the documents changed
    * after this call — by this handle or, on IndexedDB, by other tabs — that

@@ -6,9 +6,9 @@
 #   bash tests/e2e/run.sh
 #
 # Builds pkg-js/dist if missing, packs pkg-js, installs the tarball here, builds
-# the app with Vite, then runs e2e.test.mjs, bundlers.test.mjs,
-# storage-lost.test.mjs, purge.test.mjs and sync.test.mjs (the last three with
-# a real hub).
+# the app with Vite, then runs e2e.test.mjs, indexes.test.mjs,
+# bundlers.test.mjs, storage-lost.test.mjs, purge.test.mjs and sync.test.mjs
+# (the last three with a real hub).
 # What each covers, and the environment variables (CHROMIUM, OUTPOST_HUB,
 # OUTPOST_E2E_BULK_DOCS, OUTPOST_E2E_CRASH_LOOPS): docs/testing.md, "Browser
 # end-to-end". Every step has a time limit.
@@ -73,6 +73,9 @@ ls -l dist/assets
 
 echo "--> node --test e2e.test.mjs (Chromium: $CHROMIUM)"
 timeout --kill-after=15 600 node --test --test-timeout=180000 --test-reporter=spec e2e.test.mjs
+
+echo "--> node --test indexes.test.mjs (Chromium: $CHROMIUM)"
+timeout --kill-after=15 300 node --test --test-timeout=180000 --test-reporter=spec indexes.test.mjs
 
 echo "--> node --test bundlers.test.mjs (Vite, webpack, esbuild)"
 timeout --kill-after=15 600 node --test --test-timeout=180000 --test-reporter=spec bundlers.test.mjs

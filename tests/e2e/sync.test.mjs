@@ -84,7 +84,7 @@ const sha256 = (s) => createHash("sha256").update(s).digest("hex");
 function buildSite(site) {
   for (const f of ["index.html", "app.js", "style.css"]) cpSync(join(root, "demo-site", f), join(site, f));
   mkdirSync(join(site, "pkg/src"), { recursive: true });
-  for (const f of ["core.js", "turns.js", "web.js"]) cpSync(join(root, "pkg-js/src", f), join(site, "pkg/src", f));
+  for (const f of ["core.js", "turns.js", "indexes.js", "web.js"]) cpSync(join(root, "pkg-js/src", f), join(site, "pkg/src", f));
   cpSync(join(root, "pkg-js/dist/web"), join(site, "pkg/dist/web"), { recursive: true });
 }
 

@@ -270,9 +270,31 @@ pub struct Outpost {
     report: Option<outpost::store::idb::OpenReport>,
     /// Set once an operation on this handle panicked (see `crate::panic`).
     panicked: Panicked,
+    /// The indexes whose functions this handle registered (`crate::index`).
+    indexes: crate::index::Registry,
 }
 
 impl Outpost {
+    /// The database (for the index bindings).
+    pub(crate) fn database(&self) -> Database<AnyStore> {
+        self.db.clone()
+    }
+
+    /// The indexes registered on this handle.
+    pub(crate) fn registry(&self) -> crate::index::Registry {
+        self.indexes.clone()
+    }
+
+    /// Runs an operation of this handle as a promise (for the index
+    /// bindings: boxed, so their operations share one instance of the
+    /// promise machinery in the size-budgeted build).
+    pub(crate) fn run_op(
+        &self,
+        f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue, JsValue>>>>,
+    ) -> Promise {
+        self.run(f)
+    }
+
     /// The database and the panic flag of this handle (for the sync client).
     pub(crate) fn parts(&self) -> (Database<AnyStore>, Panicked) {
         (self.db.clone(), self.panicked.clone())
@@ -341,6 +363,7 @@ impl Outpost {
                 name,
                 report,
                 panicked: Panicked::default(),
+                indexes: Default::default(),
             }
             .into())
         })

@@ -41,6 +41,21 @@ const KNOWN_OPTIONS: &[(&str, &[&str])] = &[
     ("scan", &["prefix", "after", "limit", "keysOnly"]),
     ("changes", &["since", "limit"]),
     ("conflicts", &["after", "limit"]),
+    (
+        "query",
+        &[
+            "eq",
+            "prefix",
+            "gt",
+            "gte",
+            "lt",
+            "lte",
+            "descending",
+            "limit",
+            "after",
+            "wait",
+        ],
+    ),
     ("resolve", &["collection"]),
     (
         "sync",

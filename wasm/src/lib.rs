@@ -19,6 +19,7 @@
 //! - `api`: the `Outpost` class (open, destroy, put, get, delete,
 //!   transaction, scan, changes, count, collections, conflicts, resolve,
 //!   rejections, stats, close);
+//! - `index`: indexes with JavaScript map and reduce functions, queries;
 //! - `host_store`: `JsPageStore`, a page store supplied by the host as a JS
 //!   object (edge workers, Node, tests);
 //! - `store`: the stores `Outpost.open` chooses from (IndexedDB where the
@@ -51,6 +52,7 @@ mod api;
 mod convert;
 mod error;
 mod host_store;
+mod index;
 mod keys;
 mod panic;
 mod store;

@@ -65,6 +65,18 @@ catalog! {
     /// Sequence number (u64 big-endian) → audit entry, hash-chained and
     /// append-only ([`super::audit`]).
     Audit = "audit",
+    /// Index name → its definition and checkpoint (`super::index`); keys
+    /// starting with `0x00` are the index registry's own records.
+    IndexDefs = "index_defs",
+    /// Index id (u32 big-endian) + encoded key (+ document hash for a
+    /// reducing index) + escaped id key + emit number → the emitted value.
+    IndexEntries = "index_entries",
+    /// Index id + id key → the entries the document emitted (to remove them
+    /// when it changes).
+    IndexDocs = "index_docs",
+    /// Index id + reduce key (+ depth and hash prefix) → a node of the
+    /// key's reduce tree: its entry count and reduced result.
+    IndexReduce = "index_reduce",
 }
 
 /// Number of registered trees.
@@ -346,8 +358,16 @@ mod tests {
     fn versions_1_and_2_decode_into_the_catalog() {
         let mut m = sample();
         // Trees added after version 2 are empty in a version 2 record.
-        m.set_root(Tree::Origins, 0);
-        m.set_root(Tree::Audit, 0);
+        for t in [
+            Tree::Origins,
+            Tree::Audit,
+            Tree::IndexDefs,
+            Tree::IndexEntries,
+            Tree::IndexDocs,
+            Tree::IndexReduce,
+        ] {
+            m.set_root(t, 0);
+        }
         assert_eq!(
             Meta::decode(&encode_v2(&m, 2, true)).unwrap(),
             (m.clone(), 2)

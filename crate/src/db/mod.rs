@@ -13,6 +13,7 @@
 //! - `repair.rs`: finding and setting aside records that do not decode;
 //! - `purge.rs`: removing documents and erasing their bytes physically;
 //! - `compact.rs`: removing tombstones every replica has seen;
+//! - `index/`: map and map/reduce indexes (definitions, steps, reduce trees, queries);
 //! - `vacuum.rs`: moving pages down and giving the file's free tail back.
 //!
 //! ## Trees
@@ -40,6 +41,7 @@ mod audit;
 mod check;
 mod commit;
 mod compact;
+mod index;
 mod meta;
 mod origins;
 mod purge;
@@ -72,6 +74,7 @@ pub use audit::{
     GENESIS_HASH, MAX_AUDIT_PAYLOAD, chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
 };
 pub use compact::CompactStep;
+pub use index::{MAX_EMITS, MAX_VALUE_BYTES, STEP_DOCS};
 pub use origins::Origin;
 pub use purge::{
     PURGE_PENDING_KEY, PURGED_ID_PREFIX, PurgeReport, PurgeScope, PurgedDoc,

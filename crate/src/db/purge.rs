@@ -335,6 +335,27 @@ impl<S: PageStore> Database<S> {
         for p in &recorded {
             super::write::apply(&mut ctx, p, self.inner.db_id, now).await?;
         }
+        // Out of every index; the output documents of the reduce keys they
+        // touched go with them (not in the report: they are this peer's
+        // own derived documents, rebuilt by the index's next step).
+        let keys: Vec<&[u8]> = found.keys().map(Vec::as_slice).collect();
+        let from_indexes = {
+            // Boxed: compiled once, not inlined into this state machine.
+            let f: crate::platform::BoxFuture<'_, _> =
+                Box::pin(super::index::purge_docs(&mut ctx, &keys));
+            f.await?
+        };
+        let mut outputs = Vec::new();
+        for k in &from_indexes.outputs {
+            if found.contains_key(k) {
+                continue;
+            }
+            if let Some(rec) = btree::get(&ctx, meta.root(Tree::Docs), k).await? {
+                let dm = doc::decode_record_meta(&rec).ok().map(|(_, dm)| dm);
+                found.insert(k.clone(), dm);
+                outputs.push(k.clone());
+            }
+        }
         let mut docs = meta.root(Tree::Docs);
         let mut etags = meta.root(Tree::Etags);
         let mut colls = meta.root(Tree::Colls);
@@ -397,6 +418,7 @@ impl<S: PageStore> Database<S> {
         colls = btree::scrub_separators(&mut ctx, colls, &stale_coll)
             .await?
             .0;
+        super::index::scrub_purged(&mut ctx, &from_indexes, &stale_doc).await?;
         // Local records are not the purge's to remove, but a caller may have
         // deleted some that name purged ids (a sync rejection, say): their
         // keys may live on as separators too. Any separator that is not a
@@ -425,6 +447,9 @@ impl<S: PageStore> Database<S> {
             mm.tombstone_count.saturating_sub(tombs),
         ));
         self.finish(txn).await?;
+        for k in &outputs {
+            found.remove(k);
+        }
         let removed: Vec<Vec<u8>> = found.into_keys().collect();
         let mut seen = self
             .inner

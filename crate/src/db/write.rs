@@ -105,6 +105,16 @@ impl<S: PageStore> Database<S> {
         for op in batch.ops {
             prepared.push(prepare(op)?);
         }
+        self.commit_prepared(prepared).await
+    }
+
+    /// Applies prepared operations as one transaction and waits until it is
+    /// durable (the second half of [`commit`](Self::commit); indexes
+    /// prepare their own operations).
+    pub(super) async fn commit_prepared(
+        &self,
+        prepared: Vec<Prepared>,
+    ) -> Result<CommitInfo, Error> {
         let seq;
         let mut results = Vec::with_capacity(prepared.len());
         {
@@ -185,13 +195,19 @@ pub(super) enum Prepared {
         collection: Option<String>,
         expected: Expected,
         resolve: bool,
+        /// Written by an index (its output collection): flagged
+        /// [`DocFlags::FROM_INDEX`].
+        from_index: bool,
     },
     Delete {
         id: String,
         key: Vec<u8>,
         expected: Expected,
         resolve: bool,
+        from_index: bool,
     },
+    /// An index's transaction (definition, step, clean-up): `super::index`.
+    Index(Box<super::index::IndexOp>),
     Remote {
         id: String,
         key: Vec<u8>,
@@ -298,6 +314,7 @@ fn prepare_put(
         collection,
         expected: opts.expected,
         resolve: false,
+        from_index: false,
     })
 }
 
@@ -348,6 +365,7 @@ pub(super) fn prepare(op: Op) -> Result<Prepared, Error> {
                     collection,
                     expected,
                     resolve: true,
+                    from_index: false,
                 }),
                 other => Ok(other),
             }
@@ -435,6 +453,7 @@ fn prepare_delete(id: String, expected: Expected, resolve: bool) -> Result<Prepa
         key,
         expected,
         resolve,
+        from_index: false,
     })
 }
 
@@ -501,20 +520,9 @@ pub(super) async fn apply<S: PageStore>(
     db: DbId,
     now: i64,
 ) -> Result<Option<WriteResult>, Error> {
-    let (id, key, expected, resolve) = match p {
-        Prepared::Put {
-            id,
-            key,
-            expected,
-            resolve,
-            ..
-        }
-        | Prepared::Delete {
-            id,
-            key,
-            expected,
-            resolve,
-        } => (id, key, expected, *resolve),
+    match p {
+        Prepared::Put { .. } | Prepared::Delete { .. } => apply_local_write(ctx, p, db, now).await,
+        Prepared::Index(op) => super::index::apply(ctx, op, db, now).await,
         Prepared::Remote {
             id,
             key,
@@ -533,7 +541,7 @@ pub(super) async fn apply<S: PageStore>(
                 policy: *policy,
                 guard: guard.as_ref().map(|(g, readable)| (&**g, *readable)),
             };
-            return apply_remote(ctx, r, (db, now)).await;
+            apply_remote(ctx, r, (db, now)).await
         }
         Prepared::Local { key, value } => {
             let root = ctx.w.meta.root(Tree::Locals);
@@ -542,7 +550,7 @@ pub(super) async fn apply<S: PageStore>(
                 None => btree::remove(ctx, root, key).await?.0,
             };
             ctx.w.meta.set_root(Tree::Locals, root);
-            return Ok(None);
+            Ok(None)
         }
         Prepared::ExpectLocal {
             key,
@@ -554,17 +562,45 @@ pub(super) async fn apply<S: PageStore>(
             if held.as_deref() != value.as_deref() {
                 return Err(Error::Refused(refusal.clone()));
             }
-            return Ok(None);
+            Ok(None)
         }
         Prepared::Audit { kind, payload } => {
             super::audit::append(ctx, *kind, payload, now).await?;
-            return Ok(None);
+            Ok(None)
         }
         #[cfg(feature = "testing")]
         Prepared::AuditOverwrite { seq, value } => {
             super::audit::overwrite(ctx, *seq, value).await?;
-            return Ok(None);
+            Ok(None)
         }
+    }
+}
+
+/// A local put or delete ([`Prepared::Put`], [`Prepared::Delete`]; anything
+/// else does nothing): also how an index writes its output documents.
+pub(super) async fn apply_local_write<S: PageStore>(
+    ctx: &mut WCtx<'_, S>,
+    p: &Prepared,
+    db: DbId,
+    now: i64,
+) -> Result<Option<WriteResult>, Error> {
+    let (id, key, expected, resolve, from_index) = match p {
+        Prepared::Put {
+            id,
+            key,
+            expected,
+            resolve,
+            from_index,
+            ..
+        }
+        | Prepared::Delete {
+            id,
+            key,
+            expected,
+            resolve,
+            from_index,
+        } => (id, key, expected, *resolve, *from_index),
+        _ => return Ok(None),
     };
     let held = held_versions(ctx, key).await?;
     let current = held.as_ref().map(|h| h.0.clone());
@@ -633,7 +669,8 @@ pub(super) async fn apply<S: PageStore>(
         last_modified_ms: now,
         flags: DocFlags::default()
             .with(DocFlags::TOMBSTONE, tombstone)
-            .with(DocFlags::CONFLICTED, !kept.is_empty()),
+            .with(DocFlags::CONFLICTED, !kept.is_empty())
+            .with(DocFlags::FROM_INDEX, from_index),
         source: None,
     };
     let rec = doc::encode_record_with(id, &meta, body, kept);

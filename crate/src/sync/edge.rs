@@ -690,8 +690,12 @@ impl EdgeSession {
             return;
         }
         let (source, rejected) = (self.cfg.source.as_str(), &self.st.rejected);
+        // Not sent: versions received from the hub, versions the hub
+        // refused, and documents an index produced here (output
+        // collections are each peer's own: docs/design.md, "Indexes").
         let (batch, upto, _cut) = take_batch(&docs, self.push_cursor, |d| {
             d.meta.source.as_deref() == Some(source)
+                || d.meta.flags.is_from_index()
                 || rejected.contains(&(d.id.to_lowercase(), d.meta.change_vector.to_text()))
         });
         if batch.is_empty() && (!complete || self.again || upto == self.push_cursor) {

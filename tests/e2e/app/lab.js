@@ -1,7 +1,10 @@
 // A page that opens nothing by itself: the storage-lost and crash tests drive
 // the package through `window.lab` (the module, plus a few helpers that touch
-// IndexedDB directly).
+// IndexedDB directly; the index examples for indexes.test.mjs).
 import { Outpost, OutpostError } from "@outpost/db";
+// The index examples, the same module files the Node tests load.
+import * as mortgage from "../../../examples/indexes/mortgage.mjs";
+import * as carts from "../../../examples/indexes/carts.mjs";
 
 /**
  * The storage bucket generation `g` of the Outpost database `name` lives in,
@@ -60,5 +63,5 @@ async function tryOpen(name, options) {
   }
 }
 
-window.lab = { Outpost, OutpostError, rawWrite, witness, tryOpen, bucketOf, buckets };
+window.lab = { Outpost, OutpostError, rawWrite, witness, tryOpen, bucketOf, buckets, indexes: { mortgage, carts } };
 document.title = "lab ready";
