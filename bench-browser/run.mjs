@@ -21,20 +21,12 @@
 //   --chromium PATH      browser binary (default /usr/bin/chromium)
 //
 // Chromium runs with a persistent profile in a fresh temporary directory on
-// disk (a Playwright `newContext()` would keep IndexedDB in memory, which would
-// make every durability setting meaningless).
-import { spawnSync } from "node:child_process";
-import { createServer } from "node:http";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
-import { dirname, extname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+// disk (harness.mjs).
+import { writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
 
-import * as esbuild from "esbuild";
-import { chromium } from "playwright-core";
+import { openBench } from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, "..");
 const argv = process.argv.slice(2);
 const flag = (f) => argv.includes(f);
 const opt = (f, d) => {
@@ -58,69 +50,14 @@ const engines = opt("--engines", ALL.join(",")).split(",").map((s) => s.trim()).
 for (const e of engines) if (!ALL.includes(e)) throw new Error(`unknown engine ${e} (one of ${ALL})`);
 const chromiumPath = opt("--chromium", "/usr/bin/chromium");
 
-// ---------------------------------------------------------------- build ---
-const distWeb = join(root, "pkg-js/dist/web");
-if (flag("--rebuild") || !existsSync(join(distWeb, "outpost_wasm_bg.wasm"))) {
-  console.log("==> bash scripts/build-wasm.sh");
-  const r = spawnSync("bash", [join(root, "scripts/build-wasm.sh")], { cwd: root, stdio: "inherit" });
-  if (r.status !== 0) process.exit(r.status ?? 1);
-}
-const out = join(here, ".build");
-rmSync(out, { recursive: true, force: true });
-mkdirSync(out, { recursive: true });
-await esbuild.build({
-  entryPoints: [join(here, "page.js")],
-  bundle: true,
-  format: "esm",
-  platform: "browser",
-  target: "chrome120",
-  minify: false,
-  outfile: join(out, "bench.js"),
-  define: { global: "globalThis", "process.env.NODE_ENV": '"production"' },
-  logLevel: "warning",
-});
-copyFileSync(join(distWeb, "outpost_wasm_bg.wasm"), join(out, "outpost_wasm_bg.wasm"));
-writeFileSync(
-  join(out, "index.html"),
-  '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>Outpost browser bench</title>' +
-    '<script type="module" src="./bench.js"></script><body>bench</body>\n',
-);
-
-// ---------------------------------------------------------------- serve ---
-const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
-const server = createServer((req, res) => {
-  const path = new URL(req.url, "http://x").pathname;
-  const file = join(out, path === "/" ? "index.html" : path.slice(1));
-  if (!file.startsWith(out) || !existsSync(file)) {
-    res.writeHead(404).end();
-    return;
-  }
-  res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
-  res.end(readFileSync(file));
-});
-await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const url = `http://127.0.0.1:${server.address().port}/`;
-
-// --------------------------------------------------------------- browser ---
-const profile = mkdtempSync(join(tmpdir(), "outpost-bench-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: chromiumPath,
-  headless: true,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-  ],
-});
+// ------------------------------------------------- build, serve, browser ---
+const b = await openBench({ entry: "page.js", out: ".build", rebuild: flag("--rebuild"), chromium: chromiumPath });
 const results = [];
 let info;
 try {
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.on("console", (m) => console.log("  " + m.text()));
-  page.on("pageerror", (e) => console.log("  page error: " + e.message));
-  await page.goto(url);
-  await page.waitForFunction(() => window.bench !== undefined);
+  const page = b.page;
   info = await page.evaluate(() => window.bench.init());
-  info.browser = context.browser()?.version() ?? "";
+  info.browser = b.browserVersion;
   console.log(`Chromium ${info.browser}; ${cfg.large.toLocaleString("en")} docs; engines: ${engines.join(", ")}`);
   for (const e of engines) {
     const t0 = Date.now();
@@ -128,9 +65,7 @@ try {
     console.log(`  (${e}: ${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   }
 } finally {
-  await context.close();
-  server.close();
-  rmSync(profile, { recursive: true, force: true });
+  await b.close();
 }
 
 // ---------------------------------------------------------------- table ---

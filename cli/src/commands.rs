@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use futures::executor::block_on;
 use outpost::db::{Database, OpenOptions, PutOptions};
+use outpost::index::{IndexQuery, KeyRange};
 use outpost::jsonl::{doc_to_json, kind_of};
 use outpost::store::file::{FileStore, FileStoreOptions};
 use outpost_cmdline::ExportError;
@@ -72,6 +73,23 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         } => {
             let db = open_read_only(dir)?;
             let r = scan(&db, &prefix, after, limit);
+            finish(&db, r)?;
+        }
+        Command::Query {
+            index,
+            eq,
+            prefix,
+            gt,
+            gte,
+            lt,
+            lte,
+            descending,
+            limit,
+            count,
+        } => {
+            let range = key_range(eq, prefix, [gt, gte, lt, lte])?;
+            let db = open_read_only(dir)?;
+            let r = query(&db, &index, range, descending, limit, count);
             finish(&db, r)?;
         }
         Command::Changes { since, limit } => {
@@ -341,6 +359,101 @@ fn scan(db: &Db, prefix: &str, after: Option<String>, limit: usize) -> Result<()
             break;
         }
         after = page.last().map(|d| d.id.clone());
+    }
+    out.flush().map_err(|e| CliError::io("write stdout", e))
+}
+
+/// The key range of `outpost query`'s options.
+fn key_range(
+    eq: Option<String>,
+    prefix: Option<String>,
+    [gt, gte, lt, lte]: [Option<String>; 4],
+) -> Result<KeyRange, CliError> {
+    let json = |flag: &str, v: Option<String>| -> Result<Option<serde_json::Value>, CliError> {
+        v.map(|t| {
+            serde_json::from_str(&t).map_err(|e| {
+                CliError::new(
+                    "invalid_argument",
+                    format!("--{flag} {t:?} is not JSON ({e}); a string key is quoted: '\"Oslo\"'"),
+                )
+            })
+        })
+        .transpose()
+    };
+    let (eq, prefix) = (json("eq", eq)?, json("prefix", prefix)?);
+    let (gt, gte, lt, lte) = (
+        json("gt", gt)?,
+        json("gte", gte)?,
+        json("lt", lt)?,
+        json("lte", lte)?,
+    );
+    let bounds = [&gt, &gte, &lt, &lte].iter().any(|b| b.is_some());
+    let bad = |m: &str| Err(CliError::new("invalid_argument", m.to_string()));
+    match (eq, prefix) {
+        (Some(_), Some(_)) => bad("--eq and --prefix: one or the other"),
+        (Some(_), None) | (None, Some(_)) if bounds => {
+            bad("--eq or --prefix, or bounds (--gt, --gte, --lt, --lte): not both")
+        }
+        (Some(v), None) => Ok(KeyRange::Eq(v)),
+        (None, Some(v)) => Ok(KeyRange::Prefix(v)),
+        (None, None) if (gt.is_some() && gte.is_some()) || (lt.is_some() && lte.is_some()) => {
+            bad("at most one lower bound (--gt or --gte) and one upper bound (--lt or --lte)")
+        }
+        (None, None) if bounds => Ok(KeyRange::Range {
+            from: gt.map(|v| (v, false)).or(gte.map(|v| (v, true))),
+            to: lt.map(|v| (v, false)).or(lte.map(|v| (v, true))),
+        }),
+        (None, None) => Ok(KeyRange::All),
+    }
+}
+
+fn query(
+    db: &Db,
+    index: &str,
+    range: KeyRange,
+    descending: bool,
+    limit: usize,
+    count: bool,
+) -> Result<(), CliError> {
+    let snap = db.snapshot();
+    let mut out = BufWriter::new(io::stdout().lock());
+    if count {
+        let n = block_on(snap.query_count(index, &range))?;
+        writeln!(out, "{n}").map_err(|e| CliError::io("write stdout", e))?;
+        return out.flush().map_err(|e| CliError::io("write stdout", e));
+    }
+    let mut after = None;
+    let mut done = 0usize;
+    loop {
+        let want = remaining(limit, done).min(1000);
+        if want == 0 {
+            break;
+        }
+        let q = IndexQuery {
+            range: range.clone(),
+            limit: want,
+            descending,
+            after,
+        };
+        let page = block_on(snap.query(index, &q))?;
+        if done == 0 && page.stale {
+            eprintln!(
+                "note: index {index} reflects the changes feed up to etag {} of {}: rows may be missing",
+                page.indexed_etag, page.db_etag
+            );
+        }
+        for row in &page.rows {
+            let mut o = serde_json::json!({ "key": row.key, "value": row.value });
+            if let Some(id) = &row.id {
+                o["id"] = serde_json::Value::String(id.clone());
+            }
+            writeln!(out, "{o}").map_err(|e| CliError::io("write stdout", e))?;
+        }
+        done += page.rows.len();
+        match page.next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
     }
     out.flush().map_err(|e| CliError::io("write stdout", e))
 }

@@ -120,6 +120,51 @@ Examples:
         limit: usize,
     },
 
+    /// Rows of an index as JSON lines: `{"key":…,"value":…,"id":…}` (a map
+    /// index) or `{"key":…,"value":…}` (a reducing one), in key order.
+    ///
+    /// Keys are JSON (`--eq '"Oslo"'`, `--prefix '["L1"]'`, `--gte 10`).
+    /// The index is read as the database holds it (the functions live with
+    /// the application or the hub, which keep it up to date); a note on
+    /// standard error says when it is behind the documents.
+    #[command(after_help = "\
+Examples:
+  outpost query mortgage/loan-status --eq '\"L1\"'
+  outpost query users/by-city --prefix '\"Os\"' --limit 20
+  outpost query sales/by-month --gte '[\"2026-01\"]' --lt '[\"2026-04\"]' --descending
+  outpost query users/by-city --eq '\"Oslo\"' --count")]
+    Query {
+        /// The index name.
+        index: String,
+        /// Rows whose key equals this JSON value.
+        #[arg(long, value_name = "JSON")]
+        eq: Option<String>,
+        /// Rows whose key starts with this (a string's prefix, an array's first elements).
+        #[arg(long, value_name = "JSON")]
+        prefix: Option<String>,
+        /// Rows whose key is greater than this.
+        #[arg(long, value_name = "JSON")]
+        gt: Option<String>,
+        /// Rows whose key is at least this.
+        #[arg(long, value_name = "JSON")]
+        gte: Option<String>,
+        /// Rows whose key is less than this.
+        #[arg(long, value_name = "JSON")]
+        lt: Option<String>,
+        /// Rows whose key is at most this.
+        #[arg(long, value_name = "JSON")]
+        lte: Option<String>,
+        /// Descending key order.
+        #[arg(long)]
+        descending: bool,
+        /// At most this many rows; 0 for no limit.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: usize,
+        /// Print only the number of rows.
+        #[arg(long)]
+        count: bool,
+    },
+
     /// Print the changes feed as JSON lines: every document version written
     /// after an etag, in etag order, deletions included (`"@deleted": true`).
     #[command(after_help = "\

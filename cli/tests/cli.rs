@@ -504,3 +504,65 @@ fn importing_random_bytes_exits_3_and_says_lines_were_skipped() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!stdout(&o).contains("INCOMPLETE"), "{}", stdout(&o));
 }
+
+/// `outpost query`: the rows of an index an application built (here with
+/// Rust closures), by equality, prefix and bounds, descending, counted,
+/// with a note when the index is behind; bad keys and unknown indexes are
+/// typed errors.
+#[test]
+fn query_reads_an_index_by_key() {
+    use futures::executor::block_on;
+    use outpost::index::{Emit, FnIndex, Index, IndexDefinition};
+    use outpost::store::file::{FileStore, FileStoreOptions};
+    let t = temp_dir("query");
+    let db = t.db();
+    {
+        let store = FileStore::open(&db, FileStoreOptions::default()).unwrap();
+        let d = block_on(outpost::Database::open(store, Default::default())).unwrap();
+        let idx = Index::new(
+            IndexDefinition::map("by-city", "1", &["Users"]),
+            FnIndex::map(|d| {
+                let b = d.body()?;
+                Ok(vec![Emit::new(b["city"].clone(), b["n"].clone())])
+            }),
+        );
+        for (i, city) in ["Oslo", "Bergen", "Os", "Oslo", "Rome"].iter().enumerate() {
+            let body = serde_json::json!({ "city": city, "n": i, "@metadata": { "@collection": "Users" } });
+            block_on(d.put(&format!("users/{i}"), body)).unwrap();
+        }
+        block_on(d.catch_up_index(&idx, None)).unwrap();
+        block_on(d.put("users/9", serde_json::json!({ "city": "Oslo", "n": 9 }))).unwrap();
+        block_on(d.close()).unwrap();
+    }
+    let q = |args: &[&str]| {
+        let mut all = vec!["query", "by-city"];
+        all.extend_from_slice(args);
+        run(&db, &all)
+    };
+    let o = q(&["--eq", "\"Oslo\""]);
+    assert!(
+        stderr(&o).contains("note: index by-city reflects"),
+        "{}",
+        stderr(&o)
+    );
+    let rows = json_lines(&ok(o));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["id"], "users/0");
+    assert_eq!(rows[1]["value"], 3);
+    let rows = json_lines(&ok(q(&["--prefix", "\"Os\"", "--descending"])));
+    let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["Oslo", "Oslo", "Os"]);
+    let rows = json_lines(&ok(q(&[
+        "--gt",
+        "\"Bergen\"",
+        "--lte",
+        "\"Oslo\"",
+        "--limit",
+        "2",
+    ])));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(ok(q(&["--count"])).trim(), "5");
+    fails_with(q(&["--eq", "Oslo"]), "invalid_argument");
+    fails_with(q(&["--eq", "\"a\"", "--gt", "\"b\""]), "invalid_argument");
+    fails_with(run(&db, &["query", "nope"]), "no_index");
+}

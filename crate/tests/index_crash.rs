@@ -14,38 +14,29 @@
 
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
+use common::{crash_db_opts, crash_store_opts};
 use futures::executor::block_on;
 use outpost::index::{Emit, FnIndex, Index, IndexDefinition, IndexQuery};
 use outpost::rng::SplitMix;
 use outpost::store::fault::{Fault, FaultVfs};
 use outpost::store::file::{FileStore, FileStoreOptions};
 use outpost::store::vfs::Vfs;
-use outpost::{Batch, Database, DbId, OpenOptions, PageStore};
+use outpost::{Batch, Database, OpenOptions, PageStore};
 use serde_json::{Value, json};
 
 const DIR: &str = "/crash/idx";
 
 fn db_opts() -> OpenOptions {
-    let t = Arc::new(AtomicI64::new(1_000));
-    OpenOptions {
-        clock: Some(Arc::new(move || t.fetch_add(1, Ordering::Relaxed))),
-        db_id: Some(DbId([9; 16])),
-        cache_bytes: 16 * 4096,
-        ..Default::default()
-    }
+    crash_db_opts(9)
 }
 
 fn store_opts(vfs: Arc<dyn Vfs>) -> FileStoreOptions {
-    FileStoreOptions {
-        vfs,
-        checkpoint_wal_bytes: 48 * 1024,
-        wal_grow_bytes: 16 * 1024,
-        ..Default::default()
-    }
+    crash_store_opts(vfs)
 }
 
 /// Totals per key with an output collection.

@@ -79,3 +79,19 @@ export const loanStatus = {
 };
 
 export default [monthlyStatus, loanStatus];
+
+/**
+ * A loan of 12,000 at 1 % a month, three months due, February paid short
+ * (the tests of every peer use these events: loan status 2,390 repaid,
+ * 610 past due), and the late payment that clears it.
+ */
+export const sampleEvents = [
+  ["a1", { type: "approval", loan: "L1", month: "2026-01", amount: 12000 }],
+  ["x1", { type: "expected", loan: "L1", month: "2026-01", interest: 120, principal: 1000 }],
+  ["x2", { type: "expected", loan: "L1", month: "2026-02", interest: 110, principal: 1000 }],
+  ["x3", { type: "expected", loan: "L1", month: "2026-03", interest: 100, principal: 1000 }],
+  ["p1", { type: "payment", loan: "L1", month: "2026-01", amount: 1120 }],
+  ["p2", { type: "payment", loan: "L1", month: "2026-02", amount: 500 }],
+  ["p3", { type: "payment", loan: "L1", month: "2026-03", amount: 1100 }],
+];
+export const latePayment = ["p2b", { type: "payment", loan: "L1", month: "2026-02", amount: 610 }];

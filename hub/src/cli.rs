@@ -268,6 +268,16 @@ Examples:
   OUTPOST_HUB_ADMIN_TOKEN=... outpost-hub compact --url http://10.0.0.5:4000 --json")]
     Compact(crate::cli_compact::CompactArgs),
 
+    /// The indexes of a database: list them, show one, rebuild one.
+    ///
+    /// Indexes are JavaScript modules named in the configuration
+    /// (`[[database]] indexes = ["indexes/mortgage.mjs"]`, the same files a
+    /// browser app imports): the running hub keeps them up to date after
+    /// every commit and shows them in `outpost-hub status`. These commands
+    /// work on a stopped hub's database.
+    #[command(subcommand)]
+    Index(crate::cli_index::IndexCommand),
+
     /// Set the admin token: who may read /status and /metrics.
     ///
     /// A random token is printed once on standard output; only its SHA-256 is
@@ -431,6 +441,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(cmd) => return audit(path, cmd),
         Command::Purge(cmd) => crate::cli_purge::run(path, cmd)?,
         Command::Compact(args) => crate::cli_compact::run(path, args)?,
+        Command::Index(cmd) => crate::cli_index::run(path, cmd)?,
         Command::Status {
             url,
             ca_cert,

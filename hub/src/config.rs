@@ -10,6 +10,7 @@
 //! [[database]]
 //! name = "main"
 //! never_delete = ["Invoices"]      # optional: documents of these collections are never deleted
+//! indexes = ["indexes/mortgage.mjs"] # optional: JavaScript modules of index definitions
 //! [database.conflicts]             # per-collection conflict policy; "*" = default
 //! "*" = "latest"
 //! Payments = "manual"
@@ -126,6 +127,10 @@ pub struct DatabaseConfig {
     /// a delete, or a move out of the collection, is refused with
     /// `delete_forbidden` at the hub and, once told, at every edge.
     pub never_delete: Vec<String>,
+    /// JavaScript modules of index definitions (`indexes`, resolved against
+    /// the configuration file's directory), run by the hub's embedded engine
+    /// (`crate::js`, `crate::indexes`).
+    pub indexes: Vec<PathBuf>,
 }
 
 /// Per-collection conflict policies (`[database.conflicts]`).
@@ -291,6 +296,8 @@ struct RawDatabase {
     conflicts: BTreeMap<String, String>,
     #[serde(default)]
     never_delete: Vec<String>,
+    #[serde(default)]
+    indexes: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -409,6 +416,7 @@ impl Config {
                 name: d.name,
                 conflicts,
                 never_delete: d.never_delete,
+                indexes: d.indexes.iter().map(|p| resolve(&base, p)).collect(),
             });
         }
         let known_db = |name: &str| databases.iter().any(|d| d.name == name);

@@ -119,8 +119,11 @@ async fn serve_hub(
     tls: Option<TlsConfig>,
     tls_config: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<()> {
+    // Index modules: one that does not load stops the start.
+    let index_modules = crate::indexes::load(&hub.config())?;
     let follower = tokio::spawn(follow_config(hub.clone()));
     let compactor = tokio::spawn(crate::compact::run_periodically(hub.clone()));
+    let indexer = tokio::spawn(crate::indexes::run(hub.clone(), index_modules));
     let expiries = tokio::spawn(crate::cert_session::record_expiries(hub.clone()));
     let signals = tokio::spawn(shutdown_on_signal(hub.clone()));
     let listener = TcpListener::bind(listen)
@@ -193,9 +196,11 @@ async fn serve_hub(
     signals.abort();
     expiries.abort();
     let _ = expiries.await;
-    // No compaction may still run when the databases are closed.
+    // No compaction or index step may still run when the databases are closed.
     compactor.abort();
     let _ = compactor.await;
+    indexer.abort();
+    let _ = indexer.await;
     if let Some(path) = serving {
         remove_serving_file(&path);
     }
@@ -548,6 +553,7 @@ pub async fn status_json(hub: &Hub, tls: bool) -> serde_json::Value {
             }),
             Err(e) => json!({ "error": e.to_string() }),
         };
+        let indexes = crate::indexes::status_json(&d.db.snapshot()).await;
         databases.push(json!({
             "name": d.name,
             "state": "ok",
@@ -559,6 +565,7 @@ pub async fn status_json(hub: &Hub, tls: bool) -> serde_json::Value {
             "free_pages": s.free_pages,
             "unreadable_records": s.unreadable_records,
             "compaction": compaction,
+            "indexes": indexes,
             "configured": config.database(&d.name).is_some(),
         }));
     }

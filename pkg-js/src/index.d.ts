@@ -165,7 +165,8 @@ export type OutpostErrorCode =
   | "no_key"
   | "unreachable"
   | "index_failed"
-  | "no_index";
+  | "no_index"
+  | "index_output";
 
 /** A JSON value that can be an index key (objects cannot). */
 export type IndexKey = null | boolean | number | string | IndexKey[];

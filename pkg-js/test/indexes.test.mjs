@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Outpost, OutpostError } from "@outpost/db";
-import { monthlyStatus, loanStatus } from "../../examples/indexes/mortgage.mjs";
+import { monthlyStatus, loanStatus, sampleEvents, latePayment } from "../../examples/indexes/mortgage.mjs";
 import { carts, salesPerProduct } from "../../examples/indexes/carts.mjs";
 
 async function rejectsWith(promise, code, pattern) {
@@ -74,16 +74,7 @@ test("the mortgage example: monthly statuses reduce into a loan status with a pa
   const db = await Outpost.open("idx-mortgage", { storage: "memory" });
   await db.defineIndex(monthlyStatus);
   await db.defineIndex(loanStatus);
-  const ev = (id, doc) => ({ type: "put", id: `events/${id}`, doc, collection: "LoanEvents" });
-  await db.transaction([
-    ev("a1", { type: "approval", loan: "L1", month: "2026-01", amount: 12000 }),
-    ev("x1", { type: "expected", loan: "L1", month: "2026-01", interest: 120, principal: 1000 }),
-    ev("x2", { type: "expected", loan: "L1", month: "2026-02", interest: 110, principal: 1000 }),
-    ev("x3", { type: "expected", loan: "L1", month: "2026-03", interest: 100, principal: 1000 }),
-    ev("p1", { type: "payment", loan: "L1", month: "2026-01", amount: 1120 }),
-    ev("p2", { type: "payment", loan: "L1", month: "2026-02", amount: 500 }),
-    ev("p3", { type: "payment", loan: "L1", month: "2026-03", amount: 1100 }),
-  ]);
+  await db.transaction(sampleEvents.map(([id, doc]) => ({ type: "put", id: `events/${id}`, doc, collection: "LoanEvents" })));
   // One query brings the whole chain up to date (the monthly statuses first).
   let loan = (await db.query(loanStatus.name, { eq: "L1" })).rows[0].value;
   assert.deepEqual(loan, {
@@ -101,7 +92,7 @@ test("the mortgage example: monthly statuses reduce into a loan status with a pa
   assert.equal(feb.principalPaid, 390);
   assert.equal(feb.short, 610);
   // A late catch-up payment clears the flag.
-  await db.put("events/p2b", { type: "payment", loan: "L1", month: "2026-02", amount: 610 }, { collection: "LoanEvents" });
+  await db.put(`events/${latePayment[0]}`, latePayment[1], { collection: "LoanEvents" });
   loan = (await db.query(loanStatus.name, { eq: "L1" })).rows[0].value;
   assert.deepEqual(loan, {
     approved: 12000,

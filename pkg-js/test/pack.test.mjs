@@ -31,6 +31,8 @@ test("npm pack contains the wasm, JS and d.ts files, installs and runs", async (
     "package.json",
     "README.md",
     "src/core.js",
+    "src/turns.js",
+    "src/indexes.js",
     "src/web.js",
     "src/node.js",
     "src/index.d.ts",

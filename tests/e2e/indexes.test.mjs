@@ -48,16 +48,8 @@ test("the mortgage indexes in Chromium: exact figures, a second tab's write, a l
       const db = await Outpost.open(name);
       await db.defineIndex(monthlyStatus);
       await db.defineIndex(loanStatus);
-      const ev = (id, doc) => ({ type: "put", id: `events/${id}`, doc, collection: "LoanEvents" });
-      await db.transaction([
-        ev("a1", { type: "approval", loan: "L1", month: "2026-01", amount: 12000 }),
-        ev("x1", { type: "expected", loan: "L1", month: "2026-01", interest: 120, principal: 1000 }),
-        ev("x2", { type: "expected", loan: "L1", month: "2026-02", interest: 110, principal: 1000 }),
-        ev("x3", { type: "expected", loan: "L1", month: "2026-03", interest: 100, principal: 1000 }),
-        ev("p1", { type: "payment", loan: "L1", month: "2026-01", amount: 1120 }),
-        ev("p2", { type: "payment", loan: "L1", month: "2026-02", amount: 500 }),
-        ev("p3", { type: "payment", loan: "L1", month: "2026-03", amount: 1100 }),
-      ]);
+      const { sampleEvents } = indexes.mortgage;
+      await db.transaction(sampleEvents.map(([id, doc]) => ({ type: "put", id: `events/${id}`, doc, collection: "LoanEvents" })));
       const before = (await db.query(loanStatus.name, { eq: "L1" })).rows[0].value;
       // A live query in this tab; the late payment comes from another tab.
       window.__live = [];
@@ -74,7 +66,8 @@ test("the mortgage indexes in Chromium: exact figures, a second tab's write, a l
     await other.waitForFunction(() => window.lab);
     await other.evaluate(async (name) => {
       const db = await window.lab.Outpost.open(name);
-      await db.put("events/p2b", { type: "payment", loan: "L1", month: "2026-02", amount: 610 }, { collection: "LoanEvents" });
+      const [id, doc] = window.lab.indexes.mortgage.latePayment;
+      await db.put(`events/${id}`, doc, { collection: "LoanEvents" });
       await db.close();
     }, NAME);
     assert.deepEqual(errors, []);

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use js_sys::{Function, Object, Promise, Reflect};
 use outpost::Database;
 use outpost::index::{
-    Cursor, Emit, Index, IndexDefinition, IndexFunctions, IndexQuery, KeyRange, MapDoc,
+    Cursor, Emit, Index, IndexDefinition, IndexFunctions, IndexQuery, KeyRange, MapDoc, js_wire,
 };
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
@@ -57,30 +57,21 @@ impl IndexFunctions for JsFunctions {
         let text = out
             .as_string()
             .ok_or("the map wrapper returned no JSON text")?;
-        let flat: Vec<Value> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        if !flat.len().is_multiple_of(2) {
-            return Err("the map wrapper returned an odd number of items".into());
-        }
-        let mut emits = Vec::with_capacity(flat.len() / 2);
-        let mut it = flat.into_iter();
-        while let (Some(key), Some(value)) = (it.next(), it.next()) {
-            emits.push(Emit { key, value });
-        }
-        Ok(emits)
+        js_wire::emits(&text)
     }
 
     fn reduce(&self, key: &Value, values: &[Value], rereduce: bool) -> Result<Value, String> {
         let Some(f) = &self.reduce else {
             return Err("this index has no reduce function".into());
         };
-        let arg = serde_json::to_string(&(key, values, rereduce)).map_err(|e| e.to_string())?;
+        let arg = js_wire::reduce_arg(key, values, rereduce)?;
         let out = f
             .call1(&JsValue::NULL, &JsValue::from_str(&arg))
             .map_err(|e| message_of(&e))?;
         let text = out
             .as_string()
             .ok_or("the reduce wrapper returned no JSON text")?;
-        serde_json::from_str(&text).map_err(|e| e.to_string())
+        js_wire::result(&text)
     }
 }
 

@@ -202,6 +202,16 @@ pub(super) async fn apply_remote<S: PageStore>(
                 marker: crate::codec::get_u64(&v, 0).unwrap_or(0),
             }));
         }
+        // An index's output here is this peer's own.
+        let from_index = current.as_ref().is_some_and(|c| c.flags.is_from_index());
+        if let Some(collection) =
+            super::index::output_claimed(ctx, r.key, r.collection, from_index).await?
+        {
+            return Err(Error::Refused(Refusal::IndexOutput {
+                id: id.clone(),
+                collection,
+            }));
+        }
         check_entries(ctx, g, id, incoming, db).await?;
         if incoming.iter().any(|v| v.last_modified_ms > now) {
             clamped = incoming

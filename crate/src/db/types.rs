@@ -266,6 +266,18 @@ pub enum Refusal {
         /// The hub's purge marker that retired it.
         marker: u64,
     },
+    /// A pushed document that is an index's output here: in an output
+    /// collection, under its id prefix, or written by an index (output
+    /// documents are each peer's own; docs/design.md, "Indexes").
+    #[error(
+        "{id:?} is an output of an index here (collection {collection:?}); an edge does not write it"
+    )]
+    IndexOutput {
+        /// The document.
+        id: String,
+        /// The output collection.
+        collection: String,
+    },
 }
 
 impl Refusal {
@@ -281,6 +293,7 @@ impl Refusal {
             Refusal::BatchSequence { .. } => "batch_sequence",
             Refusal::DeleteForbidden { .. } => "delete_forbidden",
             Refusal::Purged { .. } => "purged",
+            Refusal::IndexOutput { .. } => "index_output",
         }
     }
 
@@ -293,7 +306,8 @@ impl Refusal {
             | Refusal::ForgedEntry { id, .. }
             | Refusal::UnseenVersion { id }
             | Refusal::DeleteForbidden { id, .. }
-            | Refusal::Purged { id, .. } => id,
+            | Refusal::Purged { id, .. }
+            | Refusal::IndexOutput { id, .. } => id,
             Refusal::DbIdTaken { .. } | Refusal::BatchSequence { .. } => "",
         }
     }

@@ -180,6 +180,14 @@ pub struct Index {
     pub fns: Arc<dyn IndexFunctions>,
 }
 
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("def", &self.def)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Index {
     /// An index.
     pub fn new(def: IndexDefinition, fns: impl IndexFunctions + 'static) -> Self {
@@ -311,6 +319,41 @@ pub fn output_id(collection: &str, key: &Value) -> String {
     match key {
         Value::String(s) => format!("{collection}/{s}"),
         other => format!("{collection}/{other}"),
+    }
+}
+
+/// The JSON text a JavaScript host's function wrappers exchange with the
+/// engine (the npm package's `pkg-js/src/indexes.js`, loaded by the browser
+/// bindings and by the hub's embedded engine alike): the map wrapper
+/// returns the JSON text of `[key, value, key, value, ...]`; the reduce
+/// wrapper takes the JSON text of `[key, values, rereduce]` and returns its
+/// result's JSON text.
+pub mod js_wire {
+    use super::Emit;
+    use serde_json::Value;
+
+    /// The entries in a map wrapper's answer.
+    pub fn emits(text: &str) -> Result<Vec<Emit>, String> {
+        let flat: Vec<Value> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if !flat.len().is_multiple_of(2) {
+            return Err("the map wrapper returned an odd number of items".into());
+        }
+        let mut emits = Vec::with_capacity(flat.len() / 2);
+        let mut it = flat.into_iter();
+        while let (Some(key), Some(value)) = (it.next(), it.next()) {
+            emits.push(Emit { key, value });
+        }
+        Ok(emits)
+    }
+
+    /// The reduce wrapper's argument.
+    pub fn reduce_arg(key: &Value, values: &[Value], rereduce: bool) -> Result<String, String> {
+        serde_json::to_string(&(key, values, rereduce)).map_err(|e| e.to_string())
+    }
+
+    /// The reduce wrapper's answer.
+    pub fn result(text: &str) -> Result<Value, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
     }
 }
 

@@ -17,7 +17,7 @@ use crate::sync::hub::MAX_PUSH_DOCS;
 
 /// Every wire code a [`Violation`] can have (the `code` column of
 /// `docs/protocol.md` §5).
-pub const VIOLATION_CODES: [&str; 13] = [
+pub const VIOLATION_CODES: [&str; 14] = [
     "invalid_id",
     "write_denied",
     "duplicate_id",
@@ -31,6 +31,7 @@ pub const VIOLATION_CODES: [&str; 13] = [
     "unseen_version",
     "delete_forbidden",
     "purged",
+    "index_output",
 ];
 
 /// A rule of `docs/protocol.md` §5 broken by a pushed batch; the hub refuses
@@ -205,6 +206,9 @@ impl Violation {
                     "documents of a guarded collection are never deleted nor moved out of it"
                 }
                 crate::db::Refusal::Purged { .. } => "an id the hub purged is never taken back",
+                crate::db::Refusal::IndexOutput { .. } => {
+                    "an index's output documents are written by the hub's index alone"
+                }
             },
         }
     }
@@ -357,6 +361,10 @@ mod tests {
             Violation::Refused(Refusal::Purged {
                 id: id(),
                 marker: 1,
+            }),
+            Violation::Refused(Refusal::IndexOutput {
+                id: id(),
+                collection: "Totals".into(),
             }),
         ]
     }

@@ -56,9 +56,15 @@ pub struct HubProc {
 
 impl HubProc {
     pub fn new(dir: PathBuf, port: u16, body: &str) -> HubProc {
+        Self::with_database(dir, port, "", body)
+    }
+
+    /// [`HubProc::new`] with more keys in the database "main"'s table
+    /// (`db_keys`: TOML lines such as `indexes = [...]`).
+    pub fn with_database(dir: PathBuf, port: u16, db_keys: &str, body: &str) -> HubProc {
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\nnever_delete = [\"Invoices\"]\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\n\n{body}"
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\nnever_delete = [\"Invoices\"]\n{db_keys}\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\n\n{body}"
         );
         std::fs::write(dir.join("outpost-hub.toml"), cfg).unwrap();
         let proc = HubProcess::start(BIN, &dir, &[]);

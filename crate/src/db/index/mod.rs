@@ -618,6 +618,49 @@ impl<S: PageStore> Database<S> {
     }
 }
 
+/// The output collection a pushed document would write into, if any: its
+/// collection is an index's output collection, its id key starts with one
+/// (`<collection>/`), or the document held is an index's output
+/// (`held_from_index`). Read from the stored definitions, so it holds for
+/// every index defined here, running or not.
+pub(crate) async fn output_claimed<S: PageStore>(
+    ctx: &WCtx<'_, S>,
+    id_key: &[u8],
+    collection: Option<&str>,
+    held_from_index: bool,
+) -> Result<Option<String>, Error> {
+    let mut outputs: Vec<String> = Vec::new();
+    let mut bad = None;
+    tx::scan(ctx, Tree::IndexDefs, b"", &mut |k, v| {
+        if k.first() == Some(&0) {
+            return true;
+        }
+        let name = String::from_utf8_lossy(k);
+        match DefRecord::decode(&name, &v) {
+            Ok(r) => outputs.extend(
+                [Some(&r.active), r.building.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.output.clone()),
+            ),
+            Err(e) => bad = Some(e),
+        }
+        true
+    })
+    .await?;
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    for o in outputs {
+        let mut prefix = super::write::coll_key(&o);
+        prefix.push(b'/');
+        if super::write::same_collection(collection, Some(&o)) || id_key.starts_with(&prefix) {
+            return Ok(Some(o));
+        }
+    }
+    Ok(held_from_index.then(|| "(an index's output)".to_string()))
+}
+
 /// Maps one changed document for `slot` (no entries: deleted, conflicted
 /// away, or not in the index's collections).
 fn map_doc(

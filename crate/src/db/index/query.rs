@@ -93,6 +93,16 @@ impl Bounds {
     }
 }
 
+/// Where a query reads: the version queries use, the key bounds, the tree,
+/// the index's prefix in it, and the first key to read.
+struct Plan {
+    slot: super::Slot,
+    bounds: Bounds,
+    tree: Tree,
+    head: Vec<u8>,
+    start: Vec<u8>,
+}
+
 fn bad(name: &str, why: impl std::fmt::Display) -> Error {
     Error::CorruptRecord {
         record: format!("an entry of index {:?}", clip(name)),
@@ -108,19 +118,14 @@ impl<S: PageStore> Snapshot<S> {
     /// Forward queries read only the rows they return; a descending query
     /// reads its whole key range (then keeps the last rows).
     pub async fn query(&self, name: &str, q: &IndexQuery) -> Result<QueryResult, Error> {
-        let rec = self
-            .index_record(name)
-            .await?
-            .ok_or_else(|| Error::NoIndex(clip(name)))?;
-        let slot = &rec.active;
-        let bounds = Bounds::new(&q.range)?;
-        let (tree, head) = if slot.reduce {
-            (Tree::IndexReduce, root_prefix(slot.id))
-        } else {
-            (Tree::IndexEntries, slot.id.to_be_bytes().to_vec())
-        };
-        let mut start = head.clone();
-        start.extend_from_slice(&bounds.start());
+        let Plan {
+            slot,
+            bounds,
+            tree,
+            head,
+            mut start,
+        } = self.plan(name, &q.range).await?;
+        let slot = &slot;
         let after = q.after.as_ref().map(|c| &c.0);
         if let Some(c) = after {
             if !c.starts_with(&head) {
@@ -186,19 +191,13 @@ impl<S: PageStore> Snapshot<S> {
     /// How many rows `range` holds in index `name` (entries of a map index,
     /// keys of a reducing one), without decoding them.
     pub async fn query_count(&self, name: &str, range: &KeyRange) -> Result<u64, Error> {
-        let rec = self
-            .index_record(name)
-            .await?
-            .ok_or_else(|| Error::NoIndex(clip(name)))?;
-        let slot = &rec.active;
-        let bounds = Bounds::new(range)?;
-        let (tree, head) = if slot.reduce {
-            (Tree::IndexReduce, root_prefix(slot.id))
-        } else {
-            (Tree::IndexEntries, slot.id.to_be_bytes().to_vec())
-        };
-        let mut start = head.clone();
-        start.extend_from_slice(&bounds.start());
+        let Plan {
+            slot,
+            bounds,
+            tree,
+            head,
+            start,
+        } = self.plan(name, range).await?;
         let mut n = 0u64;
         self.scan_range(name, tree, &head, &bounds, &start, |_, v| {
             n += u64::from(!(slot.reduce && is_dirty(&v)));
@@ -207,6 +206,30 @@ impl<S: PageStore> Snapshot<S> {
         .await?;
         Ok(n)
     }
+    /// Where a query of `range` in index `name` reads.
+    async fn plan(&self, name: &str, range: &KeyRange) -> Result<Plan, Error> {
+        let rec = self
+            .index_record(name)
+            .await?
+            .ok_or_else(|| Error::NoIndex(clip(name)))?;
+        let slot = rec.active;
+        let bounds = Bounds::new(range)?;
+        let (tree, head) = if slot.reduce {
+            (Tree::IndexReduce, root_prefix(slot.id))
+        } else {
+            (Tree::IndexEntries, slot.id.to_be_bytes().to_vec())
+        };
+        let mut start = head.clone();
+        start.extend_from_slice(&bounds.start());
+        Ok(Plan {
+            slot,
+            bounds,
+            tree,
+            head,
+            start,
+        })
+    }
+
     /// Calls `f` on each entry of `tree` under `head` whose key is in
     /// `bounds`, from `start`, until it returns `false`.
     async fn scan_range(

@@ -351,17 +351,15 @@ impl Reducer<'_> {
             .collect()
     }
 
-    /// The children of a branch: (count, result) each.
-    async fn children<S: PageStore>(
+    /// The nodes at depth `d` whose paths lie in `[lo, hi)`: (key, value).
+    async fn nodes_at<S: PageStore>(
         &self,
         ctx: &WCtx<'_, S>,
-        depth: u8,
-        path: u64,
-    ) -> Result<Vec<(u64, Vec<u8>)>, Error> {
-        let (lo, hi) = span(depth, path);
-        let start = self.node_key(depth + 1, lo);
-        let head = self.node_key(depth + 1, 0);
-        let head = &head[..head.len() - 8];
+        d: u8,
+        (lo, hi): (u64, Option<u64>),
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        let start = self.node_key(d, lo);
+        let head = &start[..start.len() - 8];
         let mut out = Vec::new();
         tx::scan(ctx, Tree::IndexReduce, &start, &mut |k, v| {
             if !k.starts_with(head) || k.len() != head.len() + 8 {
@@ -371,12 +369,24 @@ impl Reducer<'_> {
             if hi.is_some_and(|hi| p >= hi) {
                 return false;
             }
-            out.push(v);
+            out.push((k.to_vec(), v));
             true
         })
         .await?;
-        out.iter()
-            .map(|v| decode_node(v).map(|n| (n.count, n.result)))
+        Ok(out)
+    }
+
+    /// The children of a branch: (count, result) each.
+    async fn children<S: PageStore>(
+        &self,
+        ctx: &WCtx<'_, S>,
+        depth: u8,
+        path: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        self.nodes_at(ctx, depth + 1, span(depth, path))
+            .await?
+            .iter()
+            .map(|(_, v)| decode_node(v).map(|n| (n.count, n.result)))
             .collect()
     }
 
@@ -387,28 +397,12 @@ impl Reducer<'_> {
         depth: u8,
         path: u64,
     ) -> Result<(), Error> {
-        let (lo, hi) = span(depth, path);
         for d in depth + 1..=MAX_DEPTH {
-            let start = self.node_key(d, lo);
-            let head = self.node_key(d, 0);
-            let head = &head[..head.len() - 8];
-            let mut keys = Vec::new();
-            tx::scan(ctx, Tree::IndexReduce, &start, &mut |k, _| {
-                if !k.starts_with(head) || k.len() != head.len() + 8 {
-                    return false;
-                }
-                let p = u64::from_be_bytes(k[head.len()..].try_into().expect("8 bytes"));
-                if hi.is_some_and(|hi| p >= hi) {
-                    return false;
-                }
-                keys.push(k.to_vec());
-                true
-            })
-            .await?;
-            if keys.is_empty() {
+            let nodes = self.nodes_at(ctx, d, span(depth, path)).await?;
+            if nodes.is_empty() {
                 return Ok(());
             }
-            for k in keys {
+            for (k, _) in nodes {
                 self.put_node(ctx, &k, None).await?;
             }
         }

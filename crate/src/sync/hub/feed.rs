@@ -117,8 +117,13 @@ impl HubSession {
         // A session from 0 sends them too: the device may have lost them
         // (a resync), and it counts what it is sent.
         let own = (!self.from_zero).then(|| g.source_for(&self.edge_db_id));
+        // Documents an index produced here (its output collection) stay
+        // here: they may summarise documents this edge may not read
+        // (docs/design.md, "Indexes").
         let skip = |d: &RawDoc| {
-            !g.read.allows(&d.id) || (own.is_some() && d.meta.source.as_deref() == own.as_deref())
+            !g.read.allows(&d.id)
+                || d.meta.flags.is_from_index()
+                || (own.is_some() && d.meta.source.as_deref() == own.as_deref())
         };
         // When this session may send every document of the page, it sends
         // the batch every such session sends, encoded once for all of them

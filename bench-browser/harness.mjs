@@ -1,0 +1,82 @@
+// What the Chromium benchmarks share (indexes.mjs; run.mjs and write-probe.mjs
+// predate it): bundle a page script with esbuild next to the wasm, serve it on
+// 127.0.0.1, and open it in headless Chromium on a persistent profile in a
+// fresh temporary directory (a Playwright `newContext()` would keep IndexedDB
+// in memory, which would make every durability setting meaningless).
+import { spawnSync } from "node:child_process";
+import { createServer } from "node:http";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, extname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import * as esbuild from "esbuild";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..");
+
+/**
+ * Builds `entry` (a page script of this directory) and opens it. Resolves to
+ * `{ page, browserVersion, close }`; the page's console is echoed.
+ * @param {{ entry: string, out: string, rebuild?: boolean, chromium?: string }} o
+ */
+export async function openBench(o) {
+  const distWeb = join(root, "pkg-js/dist/web");
+  if (o.rebuild || !existsSync(join(distWeb, "outpost_wasm_bg.wasm"))) {
+    console.log("==> bash scripts/build-wasm.sh");
+    const r = spawnSync("bash", [join(root, "scripts/build-wasm.sh")], { cwd: root, stdio: "inherit" });
+    if (r.status !== 0) process.exit(r.status ?? 1);
+  }
+  const out = join(here, o.out);
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  await esbuild.build({
+    entryPoints: [join(here, o.entry)],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "chrome120",
+    outfile: join(out, "bench.js"),
+    define: { global: "globalThis", "process.env.NODE_ENV": '"production"' },
+    logLevel: "warning",
+  });
+  copyFileSync(join(distWeb, "outpost_wasm_bg.wasm"), join(out, "outpost_wasm_bg.wasm"));
+  writeFileSync(
+    join(out, "index.html"),
+    '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>Outpost bench</title>' +
+      '<script type="module" src="./bench.js"></script><body>bench</body>\n',
+  );
+  const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
+  const server = createServer((req, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    const file = join(out, path === "/" ? "index.html" : path.slice(1));
+    if (!file.startsWith(out) || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+    res.end(readFileSync(file));
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const profile = mkdtempSync(join(tmpdir(), "outpost-bench-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: o.chromium ?? "/usr/bin/chromium",
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on("console", (m) => console.log("  " + m.text()));
+  page.on("pageerror", (e) => console.log("  page error: " + e.message));
+  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  await page.waitForFunction(() => window.bench !== undefined);
+  return {
+    page,
+    browserVersion: context.browser()?.version() ?? "",
+    async close() {
+      await context.close();
+      server.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,33 @@
+//! Settings the crash tests share (`engine_crash.rs`, `index_crash.rs`): a
+//! deterministic clock and database id, a small cache, and a file store
+//! over a fault-injecting file system that checkpoints often (so crashes
+//! land in checkpoints too).
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use outpost::store::file::FileStoreOptions;
+use outpost::store::vfs::Vfs;
+use outpost::{DbId, OpenOptions};
+
+/// Open options with a counting clock and the database id `[id; 16]`.
+pub fn crash_db_opts(id: u8) -> OpenOptions {
+    let t = Arc::new(AtomicI64::new(1_000));
+    OpenOptions {
+        clock: Some(Arc::new(move || t.fetch_add(1, Ordering::Relaxed))),
+        db_id: Some(DbId([id; 16])),
+        cache_bytes: 16 * 4096,
+        ..Default::default()
+    }
+}
+
+/// File store options over `vfs`, with a small WAL (frequent checkpoints).
+pub fn crash_store_opts(vfs: Arc<dyn Vfs>) -> FileStoreOptions {
+    FileStoreOptions {
+        vfs,
+        checkpoint_wal_bytes: 48 * 1024,
+        wal_grow_bytes: 16 * 1024,
+        ..Default::default()
+    }
+}
