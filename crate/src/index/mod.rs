@@ -314,10 +314,15 @@ pub fn doc_hash(id_key: &[u8]) -> u64 {
 }
 
 /// The id of the output document of one reduce key: the collection, `/`,
-/// and the key (a string as itself, anything else as JSON text).
+/// and the key: a string as itself, unless it is JSON text (`"[1]"`,
+/// `"42"`, `"\"a\""`), which is written as JSON text too, quoted; any other
+/// key as its JSON text. So two keys never share an id: a suffix that is
+/// JSON text is that JSON value, any other suffix is a string.
 pub fn output_id(collection: &str, key: &Value) -> String {
     match key {
-        Value::String(s) => format!("{collection}/{s}"),
+        Value::String(s) if serde_json::from_str::<Value>(s).is_err() => {
+            format!("{collection}/{s}")
+        }
         other => format!("{collection}/{other}"),
     }
 }
@@ -360,6 +365,33 @@ pub mod js_wire {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_ids_name_one_key_each() {
+        use serde_json::json;
+        let keys = [
+            json!("c1"),
+            json!("[1]"),
+            json!([1]),
+            json!("42"),
+            json!(42),
+            json!("\"a\""),
+            json!("a"),
+            json!("null"),
+            json!(null),
+            json!(["L1", "2026-02"]),
+        ];
+        let ids: std::collections::HashSet<String> =
+            keys.iter().map(|k| output_id("Out", k)).collect();
+        assert_eq!(ids.len(), keys.len(), "{ids:?}");
+        assert_eq!(output_id("Out", &json!("c1")), "Out/c1");
+        assert_eq!(output_id("Out", &json!("[1]")), "Out/\"[1]\"");
+        assert_eq!(output_id("Out", &json!([1])), "Out/[1]");
+        assert_eq!(
+            output_id("MonthlyStatus", &json!(["L1", "2026-02"])),
+            r#"MonthlyStatus/["L1","2026-02"]"#
+        );
+    }
 
     #[test]
     fn doc_hash_is_fixed() {
