@@ -316,10 +316,8 @@ mod tests {
         let f = &idx[0].fns;
         let e = f.map(&doc("x", br#"{"kind":"throw","n":7}"#)).unwrap_err();
         assert!(e.contains("bad thing 7"), "{e}");
-        let t = Instant::now();
         let e = f.map(&doc("x", br#"{"kind":"loop"}"#)).unwrap_err();
         assert!(e.contains("time limit"), "{e}");
-        assert!(t.elapsed() < Duration::from_secs(5));
         let e = f.map(&doc("x", br#"{"kind":"grow"}"#)).unwrap_err();
         assert!(e.to_lowercase().contains("memory"), "{e}");
         let io = f.map(&doc("x", br#"{"kind":"io"}"#)).unwrap();

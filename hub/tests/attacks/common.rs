@@ -80,8 +80,20 @@ pub fn edges() -> String {
 /// Writes the hub's configuration: `extra` TOML, database `main` with its
 /// policies, then `edges`.
 pub fn write_config(dir: &std::path::Path, port: u16, extra: &str, edges: &str) {
+    write_config_with(dir, port, extra, "", edges)
+}
+
+/// [`write_config`] with more keys (`db_keys`, TOML lines) in database
+/// `main`'s table.
+pub fn write_config_with(
+    dir: &std::path::Path,
+    port: u16,
+    extra: &str,
+    db_keys: &str,
+    edges: &str,
+) {
     let cfg = format!(
-        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n{extra}\n\n[[database]]\nname = \"main\"\nnever_delete = [\"Invoices\"]\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\nLedger = \"hub-wins\"\nNotes = \"latest\"\n\n{edges}"
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n{extra}\n\n[[database]]\nname = \"main\"\nnever_delete = [\"Invoices\"]\n{db_keys}\n[database.conflicts]\n\"*\" = \"latest\"\nCards = \"manual\"\nLedger = \"hub-wins\"\nNotes = \"latest\"\n\n{edges}"
     );
     // Written whole then renamed: the running hub never reads half a file.
     let tmp = dir.join("outpost-hub.toml.tmp");
@@ -153,6 +165,27 @@ impl Hub {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let proc = HubProcess::start(BIN, tmp.path(), &[]);
+        Hub {
+            tmp,
+            proc: Some(proc),
+            port,
+        }
+    }
+
+    /// A hub whose database `main` has the index module `module` (its
+    /// source, written beside the configuration).
+    pub fn start_indexed(module: &str) -> Hub {
+        let tmp = TempDir::new(std::env::temp_dir(), "outpost-attack");
+        let port = free_port();
+        std::fs::write(tmp.join("indexes.mjs"), module).unwrap();
+        write_config_with(
+            tmp.path(),
+            port,
+            "",
+            "indexes = [\"indexes.mjs\"]",
+            &edges(),
+        );
         let proc = HubProcess::start(BIN, tmp.path(), &[]);
         Hub {
             tmp,

@@ -42,6 +42,8 @@
 //! `hub_writes` writes with safety `hub` (protocol 6), and `compaction`
 //! tombstone compaction (protocol 7: `Resync`, checkpoints below the
 //! horizon, copies of compacted deletions' versions pushed back), and
+//! `index_outputs` the output documents of the hub's indexes (an edge never
+//! writes them: `index_output`), and
 //! `certs` certificate identities (protocol 8: `Replace`, and forged,
 //! expired, missing, retired and dropped client certificates over mutual
 //! TLS, `Hostile::connect_tls`). Every
@@ -75,6 +77,7 @@ mod forget;
 mod guards;
 mod hub_writes;
 mod ids;
+mod index_outputs;
 mod keys;
 mod metadata;
 mod protocol;

@@ -44,7 +44,6 @@ use crate::store::PageStore;
 
 use super::alloc::WCtx;
 use super::meta::Tree;
-use super::read::corrupt_record;
 use super::types::WriteResult;
 use super::write::Prepared;
 use super::{Database, Snapshot};
@@ -708,10 +707,4 @@ fn map_doc(
         key,
         entries,
     })
-}
-
-/// Reads the stored record of a document (used by the step when writing
-/// output documents).
-pub(super) fn record_error(key: &[u8], e: doc::RecordError) -> Error {
-    corrupt_record(key, e)
 }
