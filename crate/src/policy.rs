@@ -99,6 +99,19 @@ pub const GUARDS_KEY: &[u8] = b"policy/guards";
 /// Most guarded collections.
 pub const MAX_GUARDS: usize = 1024;
 
+/// Local record key, at an edge, of its hub's shared output collections
+/// (the outputs of indexes the hub computes, `Welcome` of protocol 9):
+/// documents of these collections, or whose id starts with `<collection>/`,
+/// are read-only here: the engine refuses local writes to them
+/// (`index_output`); they change only by what the hub sends. Stored as a
+/// [`CollectionSet`].
+pub const HUB_OUTPUTS_KEY: &[u8] = b"policy/hub-outputs";
+
+/// A set of collection names, as a local record stores it: the deletion
+/// guards ([`GUARDS_KEY`]) and an edge's read-only hub outputs
+/// ([`HUB_OUTPUTS_KEY`]).
+pub type CollectionSet = DeletionGuards;
+
 /// Collections whose documents are never deleted (an invoice is cancelled,
 /// a payment refunded): a delete, a resolution that deletes, or a change of
 /// collection out of one of them is refused with `delete_forbidden` (locally
@@ -123,6 +136,21 @@ impl DeletionGuards {
     /// Whether documents of `collection` may not be deleted.
     pub fn protects(&self, collection: Option<&str>) -> bool {
         collection.is_some_and(|c| self.collections.binary_search(&c.to_lowercase()).is_ok())
+    }
+
+    /// The collection of this set that claims the document `id_key` (a
+    /// lowercase id) of `collection`: the collection itself, or one whose
+    /// name followed by `/` begins the id.
+    pub fn claims(&self, id_key: &[u8], collection: Option<&str>) -> Option<&str> {
+        self.collections
+            .iter()
+            .find(|c| {
+                collection.is_some_and(|x| x.to_lowercase() == **c)
+                    || (id_key.len() > c.len()
+                        && id_key.starts_with(c.as_bytes())
+                        && id_key[c.len()] == b'/')
+            })
+            .map(String::as_str)
     }
 
     /// The guarded collections (lowercase, sorted).

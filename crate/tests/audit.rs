@@ -353,6 +353,7 @@ fn the_hub_machine_records_every_push_refusal() {
         policies: HashMap::new(),
         default_policy: ConflictPolicy::Latest,
         never_delete: Vec::new(),
+        hub_outputs: Vec::new(),
     };
     h.handle(
         HubEvent::Authorized {

@@ -34,6 +34,7 @@ fn grant() -> Grant {
         policies: HashMap::new(),
         default_policy: ConflictPolicy::Latest,
         never_delete: Vec::new(),
+        hub_outputs: Vec::new(),
     }
 }
 

@@ -633,8 +633,23 @@ fn a_purge_reaches_index_entries_reductions_and_outputs() {
         prefixes: vec!["gone/".into()],
         ..Default::default()
     };
-    let rep = block_on(db.purge(&scope)).unwrap();
+    // The caller is shown the purged documents and, flagged, the output
+    // documents of keys only they fed (a hub names those to its edges);
+    // not the output of a key other documents still feed.
+    let mut shown = Vec::new();
+    let rep = block_on(db.purge_recorded(&scope, |docs| {
+        shown = docs.to_vec();
+        Ok(outpost::Batch::new())
+    }))
+    .unwrap();
     assert_eq!(rep.removed, 200, "output documents are not in the report");
+    let outputs: Vec<String> = shown
+        .iter()
+        .filter(|d| d.index_output)
+        .map(|d| String::from_utf8_lossy(&d.key).into_owned())
+        .collect();
+    assert_eq!(outputs, ["groups/secret7f3a-only"]);
+    assert_eq!(shown.len(), 201);
     assert_eq!(files_with_marker(t.path()), Vec::<String>::new());
     sound(&db);
     // Until the next step the shared key has no row (its result was

@@ -28,6 +28,7 @@ fn grant() -> Grant {
         policies: HashMap::new(),
         default_policy: ConflictPolicy::Latest,
         never_delete: Vec::new(),
+        hub_outputs: Vec::new(),
     }
 }
 
@@ -342,8 +343,8 @@ fn protocol_violations_end_the_session_with_a_typed_error() {
     // Unsupported version, and a refused credential.
     let mut h = HubSession::new(0);
     let mut b = hello();
-    b[5] = 9; // min version 9
-    b[7] = 10;
+    b[5] = 10; // min version 10
+    b[7] = 11;
     let a = h.handle(HubEvent::Received(&b), 0);
     assert!(closed_with(&a, "unsupported_version"));
     // ... also when the rest of that Hello has another layout.
@@ -379,6 +380,90 @@ fn doc(id: &str, etag: u64, body_len: usize) -> RawDoc {
             &format!("{{\"t\":\"{}\"}}", "x".repeat(body_len)),
         )],
     }
+}
+
+/// What a hub session of protocol `version` sends of a page holding a
+/// plain document, an output of an index the hub shares (`WardCensus`), one
+/// of an index it keeps (`MonthlyStatus`), and a shared output outside the
+/// read prefixes: ids of the documents sent.
+fn sent_of_outputs(version: u16) -> Vec<String> {
+    let mut h = HubSession::new(0);
+    let mut hello = Frame::decode(&hello(), MAX_FRAME_BYTES).unwrap();
+    if let Frame::Hello { max_version, .. } = &mut hello {
+        *max_version = version;
+    }
+    h.handle(HubEvent::Received(&hello.encode()), 0);
+    let mut g = grant();
+    g.read = Prefixes::parse(&[
+        "notes/".into(),
+        "wardcensus/".into(),
+        "monthlystatus/".into(),
+    ])
+    .unwrap();
+    g.hub_outputs = vec!["WardCensus".into()];
+    let a = h.handle(
+        HubEvent::Authorized {
+            grant: g,
+            hub_db_id: HUB,
+            hub_last_etag: 4,
+            push_checkpoint: 0,
+            pending: 0,
+            pull_from: 0,
+            batch_head: (0, [0; 32]),
+            purge: None,
+            resync: None,
+        },
+        0,
+    );
+    match &sent(&a)[0] {
+        Frame::Welcome { grant, .. } => assert_eq!(
+            grant.as_ref().unwrap().hub_outputs,
+            if version >= 9 {
+                vec!["WardCensus".to_string()]
+            } else {
+                vec![]
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let output = |id: &str, coll: &str, etag: u64| {
+        let mut d = doc(id, etag, 5);
+        d.meta.collection = Some(coll.into());
+        d.meta.flags = DocFlags(DocFlags::FROM_INDEX);
+        d
+    };
+    let docs = vec![
+        doc("notes/1", 1, 5),
+        output("WardCensus/north", "WardCensus", 2),
+        output(r#"MonthlyStatus/["L1","2026-02"]"#, "MonthlyStatus", 3),
+        output("elsewhere/south", "WardCensus", 4),
+    ];
+    let a = h.handle(
+        HubEvent::ChangesRead {
+            docs: FeedPage::new(docs),
+            complete: true,
+            last_etag: 4,
+            horizon: 0,
+            compacted: 0,
+        },
+        0,
+    );
+    sent(&a)
+        .into_iter()
+        .flat_map(|f| match f {
+            Frame::Changes { docs, .. } => docs.into_iter().map(|d| d.id).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Index outputs stay at the hub except those of the indexes it shares,
+/// sent to sessions of protocol 9 within their read prefixes; a session of
+/// protocol 8 (which would not keep them read-only) is sent none.
+#[test]
+fn only_shared_outputs_leave_the_hub_and_only_to_protocol_9() {
+    assert_eq!(sent_of_outputs(9), ["notes/1", "WardCensus/north"]);
+    assert_eq!(sent_of_outputs(8), ["notes/1"]);
 }
 
 #[test]
@@ -902,6 +987,7 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
                     read: vec!["*".into(), "notes/".into()],
                     write: vec![],
                     never_delete: vec![],
+                    hub_outputs: Vec::new(),
                 }
             );
             f[0].encode()
@@ -935,14 +1021,14 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
                 .any(|x| matches!(x, HubAction::Authenticate { .. }))
         );
     }
-    // The edge offers 5 to 8 and reports the grant to its shell.
+    // The edge offers 5 to 9 and reports the grant to its shell.
     let mut e = fresh_edge();
     let a = e.handle(EdgeEvent::Opened, 0);
     assert!(matches!(
         sent_edge(&a)[..],
         [Frame::Hello {
             min_version: 5,
-            max_version: 8,
+            max_version: 9,
             ..
         }]
     ));
@@ -951,6 +1037,7 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
         read: vec!["*".into(), "notes/".into()],
         write: vec![],
         never_delete: vec![],
+        hub_outputs: Vec::new(),
     })));
 }
 

@@ -155,6 +155,7 @@ fn grant(i: usize) -> Grant {
         policies,
         default_policy: ConflictPolicy::Manual,
         never_delete: Vec::new(),
+        hub_outputs: Vec::new(),
     }
 }
 

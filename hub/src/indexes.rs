@@ -33,6 +33,10 @@ pub struct DbIndexes {
     pub database: String,
     /// Its indexes, in definition order.
     pub indexes: Vec<Index>,
+    /// The output collections of its `hubComputed` indexes: their
+    /// documents replicate to the edges whose read prefixes cover them
+    /// (read-only there).
+    pub shared_outputs: Vec<String>,
 }
 
 /// Loads every database's index modules.
@@ -40,6 +44,7 @@ pub fn load(config: &Config) -> Result<Vec<DbIndexes>> {
     let mut out = Vec::new();
     for d in &config.databases {
         let mut indexes: Vec<Index> = Vec::new();
+        let mut shared_outputs: Vec<String> = Vec::new();
         for path in &d.indexes {
             let loaded = load_module(path, JsLimits::default()).map_err(|m| {
                 HubError::Other(format!(
@@ -48,7 +53,11 @@ pub fn load(config: &Config) -> Result<Vec<DbIndexes>> {
                     path.display()
                 ))
             })?;
-            for i in loaded {
+            for crate::js::Loaded {
+                index: i,
+                hub_computed,
+            } in loaded
+            {
                 if indexes.iter().any(|x| x.def.name == i.def.name) {
                     return Err(HubError::Other(format!(
                         "database {:?}: index {:?} is defined twice (in {})",
@@ -57,6 +66,9 @@ pub fn load(config: &Config) -> Result<Vec<DbIndexes>> {
                         path.display()
                     )));
                 }
+                if let (true, Some(o)) = (hub_computed, &i.def.output) {
+                    shared_outputs.push(o.clone());
+                }
                 indexes.push(i);
             }
         }
@@ -64,6 +76,7 @@ pub fn load(config: &Config) -> Result<Vec<DbIndexes>> {
             out.push(DbIndexes {
                 database: d.name.clone(),
                 indexes,
+                shared_outputs,
             });
         }
     }
@@ -76,6 +89,9 @@ pub async fn run(hub: Arc<Hub>, all: Vec<DbIndexes>) {
     for d in all {
         match hub.database(&d.database) {
             Some(h) => {
+                if !d.shared_outputs.is_empty() {
+                    tracing::info!(database = %d.database, collections = ?d.shared_outputs, "index outputs computed here and shared with the edges");
+                }
                 let names: Vec<&str> = d.indexes.iter().map(|i| i.def.name.as_str()).collect();
                 tracing::info!(database = %d.database, indexes = ?names, "keeping indexes up to date");
                 tasks.spawn(keep_up(hub.clone(), h, d.indexes));

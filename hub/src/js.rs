@@ -131,10 +131,23 @@ struct Stored {
     collections: Vec<String>,
     reduce: bool,
     output: Option<String>,
+    /// `hubComputed`: the hub shares the output collection with edges.
+    #[serde(default, rename = "hubComputed")]
+    hub_computed: bool,
+}
+
+/// An index of a module, and whether it is computed here for the edges
+/// (`hubComputed`: its output collection replicates to them, read-only).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The index.
+    pub index: Index,
+    /// Whether its output collection is shared with the edges.
+    pub hub_computed: bool,
 }
 
 /// Loads the index definitions of the module at `path`.
-pub fn load_module(path: &Path, limits: JsLimits) -> Result<Vec<Index>, String> {
+pub fn load_module(path: &Path, limits: JsLimits) -> Result<Vec<Loaded>, String> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("read: {e}"))?;
     let runtime = Runtime::new().map_err(|e| format!("start the JavaScript engine: {e}"))?;
     runtime.set_memory_limit(limits.memory);
@@ -215,14 +228,23 @@ pub fn load_module(path: &Path, limits: JsLimits) -> Result<Vec<Index>, String> 
             reduce: s.reduce,
             output: s.output,
         };
-        indexes.push(Index::new(
-            def,
-            JsFunctions {
-                engine: engine.clone(),
-                map,
-                reduce,
-            },
-        ));
+        if s.hub_computed && def.output.is_none() {
+            return Err(format!(
+                "index {:?} is hubComputed but has no output collection to share",
+                def.name
+            ));
+        }
+        indexes.push(Loaded {
+            index: Index::new(
+                def,
+                JsFunctions {
+                    engine: engine.clone(),
+                    map,
+                    reduce,
+                },
+            ),
+            hub_computed: s.hub_computed,
+        });
     }
     Ok(indexes)
 }
@@ -263,15 +285,38 @@ mod tests {
     }
 
     #[test]
+    fn a_hub_computed_index_is_marked_and_needs_an_output() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/indexes/clinic.mjs");
+        let idx = load_module(&p, JsLimits::default()).unwrap();
+        assert_eq!(idx.len(), 1);
+        assert!(idx[0].hub_computed);
+        assert_eq!(idx[0].index.def.output.as_deref(), Some("WardCensus"));
+        let mortgage =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/indexes/mortgage.mjs");
+        assert!(
+            load_module(&mortgage, JsLimits::default())
+                .unwrap()
+                .iter()
+                .all(|l| !l.hub_computed)
+        );
+        let m = module(
+            "export const a = { name: 'a', hubComputed: true, map(d, emit) { emit(1, 1); }, reduce(k, v) { return v.length; } };",
+        );
+        let e = load_module(&m.0, JsLimits::default()).unwrap_err();
+        assert!(e.contains("hubComputed") && e.contains("output"), "{e}");
+    }
+
+    #[test]
     fn the_mortgage_module_loads_with_the_browsers_versions() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/indexes/mortgage.mjs");
         let idx = load_module(&p, JsLimits::default()).unwrap();
-        let names: Vec<&str> = idx.iter().map(|i| i.def.name.as_str()).collect();
+        let names: Vec<&str> = idx.iter().map(|i| i.index.def.name.as_str()).collect();
         assert_eq!(names, ["mortgage/monthly-status", "mortgage/loan-status"]);
-        assert_eq!(idx[0].def.output.as_deref(), Some("MonthlyStatus"));
-        assert!(idx[0].def.reduce);
-        assert_eq!(idx[0].def.version.len(), 16);
+        assert_eq!(idx[0].index.def.output.as_deref(), Some("MonthlyStatus"));
+        assert!(idx[0].index.def.reduce);
+        assert_eq!(idx[0].index.def.version.len(), 16);
         let e = idx[0]
+            .index
             .fns
             .map(&doc(
                 "e/1",
@@ -282,6 +327,7 @@ mod tests {
         assert_eq!(e[0].key, json!(["L1", "2026-02"]));
         assert_eq!(e[0].value, json!({"paid": 500}));
         let r = idx[0]
+            .index
             .fns
             .reduce(
                 &json!(["L1", "2026-02"]),
@@ -313,7 +359,7 @@ mod tests {
             memory: 16 << 20,
         };
         let idx = load_module(&m.0, limits).unwrap();
-        let f = &idx[0].fns;
+        let f = &idx[0].index.fns;
         let e = f.map(&doc("x", br#"{"kind":"throw","n":7}"#)).unwrap_err();
         assert!(e.contains("bad thing 7"), "{e}");
         let e = f.map(&doc("x", br#"{"kind":"loop"}"#)).unwrap_err();
@@ -357,7 +403,7 @@ mod tests {
             .collect();
         let values: Vec<Json> = (0..64).map(|i| json!({ "paid": i })).collect();
         for (what, f) in [
-            ("QuickJS", &*js[0].fns),
+            ("QuickJS", &*js[0].index.fns),
             ("Rust", &rust as &dyn IndexFunctions),
         ] {
             let t = Instant::now();

@@ -121,6 +121,9 @@ async fn serve_hub(
 ) -> Result<()> {
     // Index modules: one that does not load stops the start.
     let index_modules = crate::indexes::load(&hub.config())?;
+    for d in &index_modules {
+        hub.set_shared_outputs(&d.database, d.shared_outputs.clone());
+    }
     let follower = tokio::spawn(follow_config(hub.clone()));
     let compactor = tokio::spawn(crate::compact::run_periodically(hub.clone()));
     let indexer = tokio::spawn(crate::indexes::run(hub.clone(), index_modules));

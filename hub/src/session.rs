@@ -74,6 +74,7 @@ pub fn grant_for(config: &Config, identity: &str, database: &str) -> Option<Gran
             .collect(),
         default_policy: db.conflicts.default_policy(),
         never_delete: db.never_delete.clone(),
+        hub_outputs: Vec::new(),
     })
 }
 
@@ -222,7 +223,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                 let Some(cfg) = cfg else { break };
                 let Some(id) = &s.identity else { continue };
                 match identity::session_grant(&cfg, id, &s.database, s.key.as_ref()) {
-                    Ok(grant) => HubEvent::GrantChanged(grant),
+                    Ok(grant) => HubEvent::GrantChanged(grant.map(|g| s.hub.with_shared_outputs(g, &s.database))),
                     Err(identity::Revoked) => {
                         // Revoked: the session ends at once, after the edge
                         // erased what it was sent (if it holds anything).
@@ -560,6 +561,7 @@ impl Shell {
         let ok = verdict.accepted();
         let grant = if ok {
             grant_for(&config, identity, database)
+                .map(|g| self.hub.with_shared_outputs(g, database))
         } else {
             None
         };

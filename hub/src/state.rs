@@ -42,6 +42,10 @@ pub struct Hub {
     /// Held while a tombstone compaction runs (`crate::compact`): one at
     /// a time.
     compacting: tokio::sync::Mutex<()>,
+    /// Each database's shared output collections (indexes computed here
+    /// with `hubComputed`), set when the index modules load
+    /// (`crate::indexes`) and stated in every session's grant.
+    shared_outputs: Mutex<BTreeMap<String, Vec<String>>>,
 }
 
 /// First delay before reopening a failed database.
@@ -233,6 +237,7 @@ impl Hub {
             config_tx: Mutex::new(None),
             rate_limits: crate::ratelimit::RateLimits::default(),
             compacting: tokio::sync::Mutex::new(()),
+            shared_outputs: Mutex::new(BTreeMap::new()),
         });
         let current = hub.config();
         if let Err(e) = hub.open_new_databases(&current).await {
@@ -395,6 +400,25 @@ impl Hub {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+
+    /// Records the shared output collections of `database`'s indexes.
+    pub fn set_shared_outputs(&self, database: &str, collections: Vec<String>) {
+        lock(&self.shared_outputs).insert(database.to_string(), collections);
+    }
+
+    /// `grant` with its database's shared output collections (a session's
+    /// grant: `crate::session::grant_for` reads only the configuration).
+    pub fn with_shared_outputs(
+        &self,
+        mut grant: outpost::sync::Grant,
+        database: &str,
+    ) -> outpost::sync::Grant {
+        grant.hub_outputs = lock(&self.shared_outputs)
+            .get(database)
+            .cloned()
+            .unwrap_or_default();
+        grant
     }
 
     /// The failure of database `name`, while it is failed (being reopened).

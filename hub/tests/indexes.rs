@@ -242,3 +242,184 @@ async fn a_module_that_does_not_load_stops_the_start_naming_it() {
         "{err}"
     );
 }
+
+fn clinic_module() -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/indexes/clinic.mjs");
+    p.canonicalize().unwrap().display().to_string()
+}
+
+fn refused<T: std::fmt::Debug>(r: Result<T, outpost::Error>) {
+    match r {
+        Err(e) => assert_eq!(e.code(), "index_output", "{e}"),
+        Ok(w) => panic!("a write to a hub output was accepted: {w:?}"),
+    }
+}
+
+/// The census documents an edge holds, by id: each one's body.
+async fn census(db: &Db) -> std::collections::BTreeMap<String, Value> {
+    let mut out = std::collections::BTreeMap::new();
+    for d in db.changes(0, 1_000_000).await.unwrap() {
+        if d.id.starts_with("WardCensus/") && !d.meta.flags.is_tombstone() {
+            out.insert(d.id.clone(), d.body.clone());
+        }
+    }
+    out
+}
+
+/// A `hubComputed` index (examples/indexes/clinic.mjs): the hub computes a
+/// ward census from visits; a manager granted only `wardcensus/` receives
+/// the census documents and never a visit, cannot change them (refused
+/// locally with `index_output`, though its write prefixes cover them), and
+/// sees a ward's document go when its last patient is discharged. The nurse,
+/// who may read the visits but not `wardcensus/`, receives no census.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_computed_outputs_reach_the_edges_that_may_read_them_read_only() {
+    let tmp = temp_dir("indexes-shared");
+    let module = clinic_module();
+    let edges = format!(
+        "{}{}",
+        edge_toml("nurse", "", &["visits/"], &["visits/"]),
+        edge_toml("manager", "", &["wardcensus/"], &["wardcensus/"])
+    );
+    let mut hub = HubProc::with_database(
+        tmp.join("hub"),
+        free_port(),
+        &format!("indexes = [{module:?}]"),
+        &edges,
+    );
+    let ndb = open_edge_db(&tmp.join("nurse")).await;
+    let mdb = open_edge_db(&tmp.join("manager")).await;
+    let n = client(&ndb, &hub.url(), "nurse", "");
+    let m = client(&mdb, &hub.url(), "manager", "");
+    wait_live(&n).await;
+    wait_live(&m).await;
+    let visits = [
+        ("v1", "north", "flu"),
+        ("v2", "north", "flu"),
+        ("v3", "north", "fracture"),
+        ("v4", "south", "flu"),
+    ];
+    for (id, ward, diagnosis) in visits {
+        let body =
+            json!({ "patient": format!("patient-{id}"), "ward": ward, "diagnosis": diagnosis });
+        put(&ndb, Some(&n), &format!("visits/{id}"), body, "Visits").await;
+    }
+    let want = std::collections::BTreeMap::from([
+        (
+            "WardCensus/north".to_string(),
+            json!({ "inpatients": 3, "byDiagnosis": { "flu": 2, "fracture": 1 } }),
+        ),
+        (
+            "WardCensus/south".to_string(),
+            json!({ "inpatients": 1, "byDiagnosis": { "flu": 1 } }),
+        ),
+    ]);
+    wait_until("the manager receives the census", || async {
+        census(&mdb).await == want
+    })
+    .await;
+    assert!(
+        state(&mdb, "visits/").await.is_empty(),
+        "a visit reached the manager"
+    );
+    let held = mdb.get("WardCensus/north").await.unwrap().unwrap();
+    assert_eq!(held.meta.source.as_deref(), Some("hub"), "{:?}", held.meta);
+
+    // Read-only at the edge: an update, a delete, a new ward and an id
+    // under the collection's prefix are all refused, offline too.
+    refused(
+        mdb.put_with(
+            "WardCensus/north",
+            json!({ "inpatients": 0 }),
+            outpost::PutOptions {
+                collection: Some("WardCensus".into()),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    refused(mdb.put("WardCensus/east", json!({ "inpatients": 9 })).await);
+    refused(mdb.put("wardcensus/west", json!({ "inpatients": 9 })).await);
+    refused(mdb.delete("WardCensus/south").await);
+    assert_eq!(census(&mdb).await, want);
+
+    // The nurse may read the visits, not the census: none reaches her.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert!(
+        state(&ndb, "wardcensus/").await.is_empty(),
+        "census documents reached an edge that may not read them"
+    );
+
+    // The last patient of the south ward leaves: its document goes, at the
+    // manager too; north follows the discharge of one flu patient.
+    for id in ["v4", "v1"] {
+        let mut body = ndb
+            .get(&format!("visits/{id}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .body;
+        body["discharged"] = json!(true);
+        put(&ndb, Some(&n), &format!("visits/{id}"), body, "Visits").await;
+    }
+    let want = std::collections::BTreeMap::from([(
+        "WardCensus/north".to_string(),
+        json!({ "inpatients": 2, "byDiagnosis": { "flu": 1, "fracture": 1 } }),
+    )]);
+    wait_until("the manager's census follows the discharges", || async {
+        census(&mdb).await == want
+    })
+    .await;
+    // Nothing of the manager's refused writes was pushed.
+    assert!(
+        outpost_client::client_rejections(&mdb, &edge_cfg("manager", ""))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A subject purge: the only patient of the east ward asks to be
+    // forgotten. The census of east was computed from that visit alone: the
+    // hub removes it with the visit, and the purge order erases the copy the
+    // manager received. North, fed by other visits, stays.
+    let body = json!({ "patient": "patient-v5", "ward": "east", "diagnosis": "asthma" });
+    put(&ndb, Some(&n), "visits/v5", body, "Visits").await;
+    wait_until("the manager receives the east census", || async {
+        census(&mdb).await.contains_key("WardCensus/east")
+    })
+    .await;
+    n.stop().await;
+    m.stop().await;
+    hub.kill();
+    let (ok, out, err) = run(
+        &hub,
+        &[
+            "purge",
+            "--id",
+            "visits/v5",
+            "--by",
+            "dpo@clinic",
+            "--reason",
+            "request 7",
+        ],
+    );
+    assert!(ok && out.contains("purged 1 document"), "{out}{err}");
+    let owed = out
+        .lines()
+        .find(|l| l.contains("each told to erase"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(owed.contains("manager") && owed.contains("nurse"), "{out}");
+    hub.start();
+    let n = client(&ndb, &hub.url(), "nurse", "");
+    let m = client(&mdb, &hub.url(), "manager", "");
+    wait_until("the manager erased the east census", || async {
+        mdb.get("WardCensus/east").await.unwrap().is_none()
+            && ndb.get("visits/v5").await.unwrap().is_none()
+    })
+    .await;
+    wait_live(&m).await;
+    assert_eq!(census(&mdb).await, want);
+    n.stop().await;
+    m.stop().await;
+    assert!(!hub.log().contains("panicked"), "{}", hub.log());
+}

@@ -599,6 +599,8 @@ export function makeApi(wasm, ready) {
     #turns;
     /** BroadcastChannel to the other tabs' handles on the same database, or undefined. */
     #channel;
+    /** Indexes computed at the hub (`hubComputed`): name → output collection. */
+    #hubComputed = new Map();
     /** @type {Set<{match: (doc: object) => boolean, callback: Function}>} */
     #subs = new Set();
     /** Etag up to which subscribers have been fed (null: no subscribers). */
@@ -1063,19 +1065,37 @@ export function makeApi(wasm, ready) {
     /** Registers an index's functions on this handle and stores its definition (see index.d.ts). */
     async defineIndex(def) {
       const [stored, map, reduce] = prepareDefinition(def, (m, c) => new OutpostError(m, c));
+      if (stored.hubComputed) {
+        // Computed at the hub: its results arrive as documents of the output collection.
+        this.#hubComputed.set(stored.name, stored.output);
+        return;
+      }
       await this.#run((db) => db.__defineIndex(stored, map, reduce));
+    }
+
+    /** Throws `no_index` for an index computed at the hub (its results are documents here). */
+    #notHubComputed(name) {
+      const output = this.#hubComputed.get(name);
+      if (output !== undefined) {
+        throw new OutpostError(
+          `index ${JSON.stringify(name)} is computed at the hub: its results are the documents of collection ${JSON.stringify(output)}, replicated here read-only (read them with get or scan)`,
+          "no_index",
+        );
+      }
     }
 
     /**
      * Rows of an index (see index.d.ts). Catching up may write output
      * documents: other tabs and subscribers hear of them like of any commit.
      */
-    query(name, options) {
+    async query(name, options) {
+      this.#notHubComputed(name);
       return this.#indexRun((db) => db.query(name, options ?? {}));
     }
 
     /** Number of rows of an index in a key range. */
-    queryCount(name, options) {
+    async queryCount(name, options) {
+      this.#notHubComputed(name);
       return this.#indexRun((db) => db.queryCount(name, options ?? {}));
     }
 

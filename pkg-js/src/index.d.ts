@@ -206,9 +206,20 @@ export interface IndexDefinition<Doc = Record<string, unknown>, K extends IndexK
    * For a reducing index: the collection its results are written to, as
    * documents `<output>/<key>` (flagged `@from-index`; a result that is not
    * an object is `{ value }`), which other indexes may map in turn. Output
-   * documents stay on this device: they are not replicated.
+   * documents stay on this device: they are not replicated (but see
+   * `hubComputed`).
    */
   output?: string;
+  /**
+   * Computed at the hub only (which loads the same module): its output
+   * documents replicate to the edges whose read prefixes cover them, so a
+   * device may see a summary of documents it may not read. On an edge,
+   * `defineIndex` of such a definition computes nothing: the results are
+   * the documents of `output`, read-only there (a local write to them is
+   * refused with `index_output`), and `query` on its name throws `no_index`.
+   * Requires `output`.
+   */
+  hubComputed?: boolean;
   /** Overrides the version (default: a hash of map, reduce, collections and output). */
   version?: string;
 }

@@ -12,7 +12,7 @@
 // groups whose make-up the application cannot see.
 
 /** The options a definition may have. */
-const DEFINITION_KEYS = ["name", "collections", "map", "reduce", "output", "version"];
+const DEFINITION_KEYS = ["name", "collections", "map", "reduce", "output", "version", "hubComputed"];
 
 /**
  * A 64-bit FNV-1a hash of `text` as 16 hex digits (two 32-bit halves with
@@ -44,7 +44,7 @@ export function prepareDefinition(def, fail) {
       throw fail(`defineIndex: unknown option ${JSON.stringify(key)} (known: ${DEFINITION_KEYS.join(", ")})`, "invalid_options");
     }
   }
-  const { name, collections = [], map, reduce, output, version } = def;
+  const { name, collections = [], map, reduce, output, version, hubComputed = false } = def;
   if (typeof name !== "string" || name === "") throw fail("an index needs a name (a non-empty string)", "invalid_argument");
   if (typeof map !== "function") throw fail(`index ${JSON.stringify(name)}: map must be a function (doc, emit) => void`, "invalid_argument");
   if (reduce !== undefined && typeof reduce !== "function") {
@@ -56,6 +56,10 @@ export function prepareDefinition(def, fail) {
   if (output !== undefined && typeof output !== "string") {
     throw fail(`index ${JSON.stringify(name)}: output is a collection name`, "invalid_argument");
   }
+  if (typeof hubComputed !== "boolean") throw fail(`index ${JSON.stringify(name)}: hubComputed is true or false`, "invalid_argument");
+  if (hubComputed && (reduce === undefined || output === undefined)) {
+    throw fail(`index ${JSON.stringify(name)}: a hubComputed index reduces into an output collection (reduce and output)`, "invalid_argument");
+  }
   const source = [String(map), reduce ? String(reduce) : "", collections.join("\u0000"), output ?? ""].join("\u0001");
   const stored = {
     name,
@@ -64,6 +68,7 @@ export function prepareDefinition(def, fail) {
     reduce: reduce !== undefined,
   };
   if (output !== undefined) stored.output = output;
+  if (hubComputed) stored.hubComputed = true;
   return [stored, wrapMap(map), reduce ? wrapReduce(reduce) : null];
 }
 

@@ -191,3 +191,20 @@ test("bad definitions, throwing functions and unknown indexes are typed errors",
   await rejectsWith(db.query("users/by-city", { where: 1 }), "invalid_options", /query: unknown option "where"/);
   await db.close();
 });
+
+test("a hubComputed index is not computed here: its name says where its results are", async () => {
+  const { wardCensus } = await import("../../examples/indexes/clinic.mjs");
+  const db = await Outpost.open("idx-hub-computed", { storage: "memory" });
+  await db.put("visits/1", { patient: "p1", ward: "north", diagnosis: "flu" }, { collection: "Visits" });
+  await db.defineIndex(wardCensus);
+  assert.deepEqual((await db.indexes()).map((i) => i.name), []);
+  await rejectsWith(db.query("clinic/ward-census", {}), "no_index", /computed at the hub.*"WardCensus"/);
+  await rejectsWith(db.queryCount("clinic/ward-census", {}), "no_index", /computed at the hub/);
+  // Nothing was computed here.
+  assert.equal(await db.get("WardCensus/north"), null);
+  // A hubComputed index reduces into an output collection.
+  const { output, ...noOutput } = wardCensus;
+  await rejectsWith(db.defineIndex(noOutput), "invalid_argument", /hubComputed.*output/);
+  await rejectsWith(db.defineIndex({ ...wardCensus, hubComputed: "yes" }), "invalid_argument", /hubComputed is true or false/);
+  await db.close();
+});

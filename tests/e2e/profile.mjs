@@ -4,6 +4,21 @@
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
+/**
+ * The source of `async (what, f, ms = 20000) => …`, a poll of `f` until it
+ * is truthy (at most `ms`), for `page.evaluate` (rebuilt there with
+ * `(0, eval)`: functions do not cross into the page).
+ */
+export const waitUntilSource = `async (what, f, ms = 20000) => {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error("timed out waiting for " + what);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}`;
+
 export const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 export const ARGS = [
   "--headless",

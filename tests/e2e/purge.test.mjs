@@ -32,7 +32,7 @@ import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { launchHub } from "./hub.mjs";
 import { filesHolding } from "./leveldb.mjs";
-import { executablePath, session } from "./profile.mjs";
+import { executablePath, session, waitUntilSource } from "./profile.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const distDir = join(here, "dist");
@@ -76,17 +76,6 @@ after(async () => {
   await hub?.stop();
   for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
 });
-
-/** Polls `f` in the page until it is truthy (at most `ms`). */
-const waitUntilSource = `async (what, f, ms = 20000) => {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error("timed out waiting for " + what);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}`;
 
 test("a revoked browser edge erases what it was sent: no byte of it left in the profile's files", { skip: hubBin ? false : "OUTPOST_HUB not set (run.sh sets it)" }, async () => {
   const code = hubCli("edge", "add", "eve", "--read", "notes/", "--write", "notes/").trim().split("\n").pop();

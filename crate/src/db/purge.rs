@@ -100,6 +100,11 @@ pub struct PurgedDoc {
     pub key: Vec<u8>,
     /// SHA-256 of its stored record (every version, bodies included).
     pub record_sha256: [u8; 32],
+    /// Whether it is not one of the documents the scope matched but an
+    /// index's output document the purge emptied (its key's entries all
+    /// came from purged documents): outside [`PurgeReport`], shown so that a
+    /// hub can name it to the edges it shared it with.
+    pub index_output: bool,
 }
 
 /// What a purge did.
@@ -212,7 +217,9 @@ impl<S: PageStore> Database<S> {
 
     /// [`Database::purge`], with local records and audit entries written in
     /// the same transaction that removes the documents: `record` is shown
-    /// what is removed (ids and record hashes, never contents) and returns
+    /// what is removed (ids and record hashes, never contents; the output
+    /// documents of index keys only purged documents fed are among them,
+    /// flagged [`PurgedDoc::index_output`]) and returns
     /// a batch of [`Batch::set_local`], [`Batch::expect_local`] and
     /// [`Batch::audit`] operations (any other operation fails the purge with
     /// [`crate::InputError::InvalidArgument`], as does an error `record`
@@ -312,11 +319,45 @@ impl<S: PageStore> Database<S> {
         if found.is_empty() {
             return Ok((Vec::new(), hash));
         }
+        // Out of every index; the output documents of the reduce keys they
+        // touched go with them (not in the report: they are this peer's
+        // own derived documents, rebuilt by the index's next step).
+        let keys: Vec<&[u8]> = found.keys().map(Vec::as_slice).collect();
+        let from_indexes = {
+            // Boxed: compiled once, not inlined into this state machine.
+            let f: crate::platform::BoxFuture<'_, _> =
+                Box::pin(super::index::purge_docs(&mut ctx, &keys));
+            f.await?
+        };
+        let mut outputs = Vec::new();
+        let mut emptied: BTreeMap<Vec<u8>, [u8; 32]> = BTreeMap::new();
+        for k in &from_indexes.outputs {
+            if found.contains_key(k) {
+                continue;
+            }
+            if let Some(rec) = btree::get(&ctx, meta.root(Tree::Docs), k).await? {
+                let dm = doc::decode_record_meta(&rec).ok().map(|(_, dm)| dm);
+                found.insert(k.clone(), dm);
+                outputs.push(k.clone());
+                if from_indexes.emptied.contains(k) {
+                    emptied.insert(k.clone(), Sha256::digest(&rec).into());
+                }
+            }
+        }
         // What the caller records with the purge, checked before anything
-        // is removed.
+        // is removed (the transaction commits only if it is accepted).
         let shown: Vec<PurgedDoc> = record_hashes
             .into_iter()
-            .map(|(key, record_sha256)| PurgedDoc { key, record_sha256 })
+            .map(|(key, record_sha256)| PurgedDoc {
+                key,
+                record_sha256,
+                index_output: false,
+            })
+            .chain(emptied.into_iter().map(|(key, record_sha256)| PurgedDoc {
+                key,
+                record_sha256,
+                index_output: true,
+            }))
             .collect();
         let mut recorded = Vec::new();
         for op in record(&shown)?.ops {
@@ -334,27 +375,6 @@ impl<S: PageStore> Database<S> {
         let now = (self.inner.clock)();
         for p in &recorded {
             super::write::apply(&mut ctx, p, self.inner.db_id, now).await?;
-        }
-        // Out of every index; the output documents of the reduce keys they
-        // touched go with them (not in the report: they are this peer's
-        // own derived documents, rebuilt by the index's next step).
-        let keys: Vec<&[u8]> = found.keys().map(Vec::as_slice).collect();
-        let from_indexes = {
-            // Boxed: compiled once, not inlined into this state machine.
-            let f: crate::platform::BoxFuture<'_, _> =
-                Box::pin(super::index::purge_docs(&mut ctx, &keys));
-            f.await?
-        };
-        let mut outputs = Vec::new();
-        for k in &from_indexes.outputs {
-            if found.contains_key(k) {
-                continue;
-            }
-            if let Some(rec) = btree::get(&ctx, meta.root(Tree::Docs), k).await? {
-                let dm = doc::decode_record_meta(&rec).ok().map(|(_, dm)| dm);
-                found.insert(k.clone(), dm);
-                outputs.push(k.clone());
-            }
         }
         let mut docs = meta.root(Tree::Docs);
         let mut etags = meta.root(Tree::Etags);

@@ -13,7 +13,7 @@ use crate::codec::{Put, get_u64};
 use crate::cv::DbId;
 use crate::doc::{self, DocFlags, DocumentMeta, RawVersion};
 use crate::error::{Error, InputError, clip};
-use crate::policy::{ConflictPolicy, DeletionGuards, GUARDS_KEY};
+use crate::policy::{CollectionSet, ConflictPolicy, DeletionGuards, GUARDS_KEY, HUB_OUTPUTS_KEY};
 use crate::store::{PageNo, PageStore, StoreError};
 
 use super::Database;
@@ -642,6 +642,24 @@ pub(super) async fn apply_local_write<S: PageStore>(
             }));
         }
     }
+    // An edge's read-only hub outputs: changed only by what the hub sends.
+    if !from_index {
+        let ro = collection_set(
+            ctx,
+            HUB_OUTPUTS_KEY,
+            "hub outputs (local record policy/hub-outputs)",
+        )
+        .await?;
+        let claimed = ro
+            .claims(key, collection.as_deref())
+            .or_else(|| ro.claims(key, current.as_ref().and_then(|c| c.collection.as_deref())));
+        if let Some(c) = claimed {
+            return Err(Error::Refused(Refusal::IndexOutput {
+                id: id.clone(),
+                collection: c.to_string(),
+            }));
+        }
+    }
     let etag = ctx.w.meta.last_etag + 1;
     // A local write on a conflicted document supersedes every concurrent
     // version (its change vector merges theirs): the writer saw them all. This
@@ -700,11 +718,26 @@ pub(super) fn same_collection(a: Option<&str>, b: Option<&str>) -> bool {
 pub(super) async fn deletion_guards<S: PageStore>(
     ctx: &WCtx<'_, S>,
 ) -> Result<DeletionGuards, Error> {
+    collection_set(
+        ctx,
+        GUARDS_KEY,
+        "deletion guards (local record policy/guards)",
+    )
+    .await
+}
+
+/// The collection set stored in the local record `key` (empty when absent;
+/// an unreadable record is an error, not an empty set).
+pub(super) async fn collection_set<S: PageStore>(
+    ctx: &WCtx<'_, S>,
+    key: &[u8],
+    what: &str,
+) -> Result<CollectionSet, Error> {
     let root = ctx.w.meta.root(Tree::Locals);
-    match btree::get(ctx, root, GUARDS_KEY).await? {
-        None => Ok(DeletionGuards::default()),
-        Some(b) => DeletionGuards::decode(&b).ok_or_else(|| Error::CorruptRecord {
-            record: "deletion guards (local record policy/guards)".into(),
+    match btree::get(ctx, root, key).await? {
+        None => Ok(CollectionSet::default()),
+        Some(b) => CollectionSet::decode(&b).ok_or_else(|| Error::CorruptRecord {
+            record: what.into(),
             reason: "does not decode".into(),
         }),
     }

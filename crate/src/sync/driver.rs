@@ -8,7 +8,7 @@ use crate::cv::DbId;
 use crate::db::{AUDIT_RECORD_VERSION, encode_record};
 use crate::db::{AuditKind, AuditRefusal, Batch, Database, Refusal, WriteOutcome, purged_id_hash};
 use crate::error::Error;
-use crate::policy::{DeletionGuards, GUARDS_KEY};
+use crate::policy::{CollectionSet, DeletionGuards, GUARDS_KEY, HUB_OUTPUTS_KEY};
 use crate::store::PageStore;
 use crate::sync::compact::{
     Compaction, begin_resync, edge_compact, note_pulled, record_ack, resync_sweep, resyncing,
@@ -146,6 +146,13 @@ pub async fn edge_storage_etags<S: PageStore>(
                 Err(e) => (Some(EdgeEvent::ApplyFailed(e.to_string())), None),
             }
         }
+        EdgeAction::KeepHubOutputs(list) => {
+            let set = CollectionSet::new(list.iter().cloned());
+            match keep_collections(db, HUB_OUTPUTS_KEY, &set).await {
+                Ok(_) => (None, None),
+                Err(e) => (Some(EdgeEvent::ApplyFailed(e.to_string())), None),
+            }
+        }
         EdgeAction::Purge { order } => {
             // The rejections recorded for the documents to erase name their
             // ids: they go first (the purge then scrubs what held them).
@@ -249,13 +256,23 @@ pub async fn keep_guards<S: PageStore>(
     db: &Database<S>,
     guards: &DeletionGuards,
 ) -> Result<bool, Error> {
-    let held = db.get_local(GUARDS_KEY).await?;
-    let bytes = guards.encode();
-    if held.as_deref() == Some(bytes.as_slice()) || (held.is_none() && guards.is_empty()) {
+    keep_collections(db, GUARDS_KEY, guards).await
+}
+
+/// Stores `set` in the local record `key` if it differs from the record
+/// held. Returns whether it wrote.
+async fn keep_collections<S: PageStore>(
+    db: &Database<S>,
+    key: &[u8],
+    set: &CollectionSet,
+) -> Result<bool, Error> {
+    let held = db.get_local(key).await?;
+    let bytes = set.encode();
+    if held.as_deref() == Some(bytes.as_slice()) || (held.is_none() && set.is_empty()) {
         return Ok(false);
     }
     let mut b = Batch::new();
-    b.set_local(GUARDS_KEY.to_vec(), Some(bytes));
+    b.set_local(key.to_vec(), Some(bytes));
     db.commit(b).await?;
     Ok(true)
 }

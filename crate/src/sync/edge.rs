@@ -470,6 +470,8 @@ impl EdgeSession {
                         // Kept by the edge: its local deletes are refused
                         // from now on, offline too.
                         out.push(EdgeAction::KeepGuards(g.never_delete.clone()));
+                        // Read-only here: changed only by what the hub sends.
+                        out.push(EdgeAction::KeepHubOutputs(g.hub_outputs.clone()));
                     }
                     out.push(EdgeAction::Granted(g));
                 }

@@ -132,6 +132,11 @@ pub struct AuditSubjectPurge {
     /// ([`crate::db::purged_id_hash`], hex) and the SHA-256 of its stored
     /// record (hex). Never the id, never the body.
     pub docs: Vec<[String; 2]>,
+    /// The same for the output documents of index keys only the removed
+    /// documents fed, removed with them and named in the order (an edge may
+    /// hold them: outputs a hub shares). Absent from records before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub index_outputs: Vec<[String; 2]>,
     /// The identities that may hold the documents and owe a receipt.
     pub owed: Vec<String>,
 }
@@ -293,7 +298,14 @@ pub async fn purge_subject<S: PageStore>(
             .checked_add(1)
             .ok_or_else(|| invalid("no marker numbers left"))?;
         let mut owed_names = Vec::new();
-        let record = |docs: &[PurgedDoc]| -> Result<Batch, Error> {
+        let record = |shown: &[PurgedDoc]| -> Result<Batch, Error> {
+            // The subject's documents, and the output documents of index
+            // keys only they fed: those are retired and named in the
+            // order too (an edge may hold them: the outputs a hub shares),
+            // not counted in the marker.
+            let (outputs, docs): (Vec<PurgedDoc>, Vec<PurgedDoc>) =
+                shown.iter().cloned().partition(|d| d.index_output);
+            let docs = docs.as_slice();
             if docs.len() > MAX_SUBJECT_DOCS {
                 return Err(invalid(format!(
                     "this purge would remove {} documents; one purge removes at most {MAX_SUBJECT_DOCS} (split it by prefix)",
@@ -322,9 +334,15 @@ pub async fn purge_subject<S: PageStore>(
                 b.set_local(purged_id_key(&h), Some(number.to_le_bytes().to_vec()));
                 rows.push([to_hex(&h), to_hex(&d.record_sha256)]);
             }
+            let mut output_rows = Vec::with_capacity(outputs.len());
+            for d in &outputs {
+                let h = purged_id_hash(&d.key);
+                b.set_local(purged_id_key(&h), Some(number.to_le_bytes().to_vec()));
+                output_rows.push([to_hex(&h), to_hex(&d.record_sha256)]);
+            }
             for (key, name, bytes) in &served {
                 let mut s = Served::decode(bytes).unwrap_or_else(Served::unknown);
-                let holds = docs
+                let holds = shown
                     .iter()
                     .any(|d| s.covers(&String::from_utf8_lossy(&d.key)));
                 if !holds || s.owed.contains(&number) {
@@ -350,6 +368,7 @@ pub async fn purge_subject<S: PageStore>(
                     removed: docs.len() as u64,
                     ids_sha256: to_hex(&ids_sha256),
                     docs: rows,
+                    index_outputs: output_rows,
                     owed: owed_names.clone(),
                 }),
             );

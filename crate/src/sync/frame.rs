@@ -18,7 +18,7 @@ use docs::{put_docs, read_docs};
 pub use write::{MAX_WRITE_OPS, WireExpect, WireWrite, WriteAnswer};
 
 /// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 8;
+pub const PROTOCOL_VERSION: u16 = 9;
 /// Oldest protocol version this build speaks. Version 5 (version 4's key
 /// identities, signed batches, purge orders and signed purge receipts, plus
 /// subject purges: a `Purge` names ids by their hashes) is the first this
@@ -34,8 +34,15 @@ pub const PROTOCOL_VERSION: u16 = 8;
 /// is refused with `Error(unsupported_version)`. Version 8 adds the
 /// `Replace` and `ReplaceResult` frames (a certificate identity registers
 /// its replacement) and nothing else: older edges are served as before, and
-/// a `Replace` in a version 7 session is `Error(protocol)`.
+/// a `Replace` in a version 7 session is `Error(protocol)`. Version 9 adds
+/// the hub's shared output collections to `Welcome` (indexes computed at
+/// the hub whose results edges receive, read-only): an older edge is not
+/// sent those documents, as before.
 pub const MIN_PROTOCOL_VERSION: u16 = 5;
+
+/// First protocol version whose `Welcome` lists the hub's shared output
+/// collections (and whose sessions receive their documents).
+pub const HUB_OUTPUTS_VERSION: u16 = 9;
 
 /// First protocol version with the `Replace` and `ReplaceResult` frames.
 pub const REPLACE_VERSION: u16 = 8;
@@ -109,6 +116,12 @@ pub struct WireGrant {
     /// the hub refuses them whatever the edge does.
     #[serde(default, rename = "neverDelete")]
     pub never_delete: Vec<String>,
+    /// Output collections of indexes computed at the hub (version 9): the
+    /// edge receives their documents where its read prefixes cover them,
+    /// and keeps them read-only (it refuses local writes there, offline
+    /// too; the hub refuses them whatever the edge does).
+    #[serde(default, rename = "hubOutputs")]
+    pub hub_outputs: Vec<String>,
 }
 
 /// Most prefixes per list in a `Welcome`.
@@ -538,6 +551,14 @@ impl Frame {
                         put_str(&mut w, c);
                     }
                 }
+                if *version >= HUB_OUTPUTS_VERSION {
+                    let g = grant.clone().unwrap_or_default();
+                    let n = g.hub_outputs.len().min(MAX_GRANT_PREFIXES);
+                    w.put_u16(n as u16);
+                    for c in &g.hub_outputs[..n] {
+                        put_str(&mut w, c);
+                    }
+                }
             }
             Frame::Changes { upto, docs } => {
                 w.reserve(docs.iter().map(WireDoc::encoded_len).sum::<usize>() + 12);
@@ -719,6 +740,7 @@ impl Frame {
                         read,
                         write,
                         never_delete: Vec::new(),
+                        hub_outputs: Vec::new(),
                     })
                 } else {
                     None
@@ -740,6 +762,21 @@ impl Frame {
                     }
                     if let Some(g) = grant.as_mut() {
                         g.never_delete = list;
+                    }
+                }
+                if version >= HUB_OUTPUTS_VERSION {
+                    let n = usize::from(r.u16("shared output collections")?);
+                    if n > MAX_GRANT_PREFIXES || n > r.remaining() / 2 {
+                        return Err(FrameError::Malformed(format!(
+                            "{n} shared output collections"
+                        )));
+                    }
+                    let mut list = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        list.push(read_str(&mut r, "shared output collection")?);
+                    }
+                    if let Some(g) = grant.as_mut() {
+                        g.hub_outputs = list;
                     }
                 }
                 Frame::Welcome {

@@ -263,6 +263,7 @@ impl<S: EdgeShell> Actions for Edge<'_, S> {
             | EdgeAction::ApplyRemote { .. }
             | EdgeAction::RecordRejection(_)
             | EdgeAction::KeepGuards(_)
+            | EdgeAction::KeepHubOutputs(_)
             | EdgeAction::Purge { .. }
             | EdgeAction::Forget { .. }
             | EdgeAction::BeginResync { .. }

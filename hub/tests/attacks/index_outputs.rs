@@ -110,3 +110,61 @@ async fn a_document_of_the_mapped_collection_is_accepted() {
     assert_unchanged(&hub, "mallory/n1", "Notes", json!({"k": "a"})).await;
     hub.finish_audited().await;
 }
+
+/// A `hubComputed` index: its output documents are sent to the edges of
+/// protocol 9 whose read prefixes cover them (alice reads `drop/`; mallory
+/// does not and gets none; alice's protocol 8 device gets none). Alice, who received one and may write `drop/`, pushes it back
+/// changed, with a change vector that supersedes the hub's: refused with
+/// `index_output`, and the hub's document is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_output_received_then_pushed_back_changed() {
+    let shared = MODULE.replace(
+        "output: \"Drop\",",
+        "output: \"Drop\",\n  hubComputed: true,",
+    );
+    assert!(shared.contains("hubComputed"));
+    let hub = Hub::start_indexed(&shared);
+    let mut m = hub.mallory().await;
+    let r = m
+        .push(vec![doc(
+            "mallory/n1",
+            "Notes",
+            live(&[(m.db_id, 1)], &js(json!({"k": "a"}))),
+        )])
+        .await;
+    assert_acked(&r);
+    // The index writes `Drop/a` after the commit: alice's sessions poll for it.
+    let mut got = None;
+    for _ in 0..100 {
+        let a = hub.session_at("alice", 9).await;
+        if a.received.contains_key("Drop/a") {
+            got = Some(a);
+            break;
+        }
+        a.close().await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut a = got.expect("alice received the shared output Drop/a");
+    assert_eq!(body(&a.received["Drop/a"]), json!({"value": 1}));
+    // An edge of protocol 8 would not keep it read-only: it is not sent it.
+    let old = hub.session_at("alice", 8).await;
+    assert!(
+        !old.received.contains_key("Drop/a"),
+        "sent to a protocol 8 edge"
+    );
+    old.close().await;
+    let m2 = hub.session_at("mallory", 9).await;
+    assert!(
+        !m2.received
+            .keys()
+            .any(|k| k.to_lowercase().starts_with("drop/")),
+        "a shared output outside mallory's read prefixes reached it: {:?}",
+        m2.received.keys()
+    );
+    let r = Hub::honest_put(&mut a, "Drop/a", "Drop", json!({"value": 1000})).await;
+    assert_refused(&r, "index_output", "Drop/a");
+    let again = hub.session_at("alice", 9).await;
+    assert_eq!(body(&again.received["Drop/a"]), json!({"value": 1}));
+    again.close().await;
+    hub.finish_audited().await;
+}

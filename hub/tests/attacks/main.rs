@@ -43,7 +43,7 @@
 //! tombstone compaction (protocol 7: `Resync`, checkpoints below the
 //! horizon, copies of compacted deletions' versions pushed back), and
 //! `index_outputs` the output documents of the hub's indexes (an edge never
-//! writes them: `index_output`), and
+//! writes them: `index_output`; protocol 9: a shared one pushed back), and
 //! `certs` certificate identities (protocol 8: `Replace`, and forged,
 //! expired, missing, retired and dropped client certificates over mutual
 //! TLS, `Hostile::connect_tls`). Every

@@ -1,10 +1,12 @@
 // A page that opens nothing by itself: the storage-lost and crash tests drive
 // the package through `window.lab` (the module, plus a few helpers that touch
-// IndexedDB directly; the index examples for indexes.test.mjs).
+// IndexedDB directly; the index examples for indexes.test.mjs and
+// hub-indexes.test.mjs).
 import { Outpost, OutpostError } from "@outpost/db";
 // The index examples, the same module files the Node tests load.
 import * as mortgage from "../../../examples/indexes/mortgage.mjs";
 import * as carts from "../../../examples/indexes/carts.mjs";
+import * as clinic from "../../../examples/indexes/clinic.mjs";
 
 /**
  * The storage bucket generation `g` of the Outpost database `name` lives in,
@@ -63,5 +65,5 @@ async function tryOpen(name, options) {
   }
 }
 
-window.lab = { Outpost, OutpostError, rawWrite, witness, tryOpen, bucketOf, buckets, indexes: { mortgage, carts } };
+window.lab = { Outpost, OutpostError, rawWrite, witness, tryOpen, bucketOf, buckets, indexes: { mortgage, carts, clinic } };
 document.title = "lab ready";

@@ -657,6 +657,17 @@ pub(crate) async fn output_claimed<S: PageStore>(
             return Ok(Some(o));
         }
     }
+    // A hub that is itself an edge of another keeps that hub's shared
+    // outputs read-only: its own edges may not write them either.
+    let upstream = super::write::collection_set(
+        ctx,
+        crate::policy::HUB_OUTPUTS_KEY,
+        "hub outputs (local record policy/hub-outputs)",
+    )
+    .await?;
+    if let Some(c) = upstream.claims(id_key, collection) {
+        return Ok(Some(c.to_string()));
+    }
     Ok(held_from_index.then(|| "(an index's output)".to_string()))
 }
 

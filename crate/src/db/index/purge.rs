@@ -23,6 +23,10 @@ use super::{DefRecord, reduce, tx, write_def};
 pub(crate) struct IndexPurge {
     /// Id keys of output documents to remove with the purge.
     pub(crate) outputs: Vec<Vec<u8>>,
+    /// Those of [`IndexPurge::outputs`] whose key has no entry left: the
+    /// next step will not write them again (copies a hub shared with its
+    /// edges are erased by the purge's order, `crate::sync::forget`).
+    pub(crate) emptied: Vec<Vec<u8>>,
     /// Prefixes (`id 00 key`, `id 01 key`) of the reduce nodes removed.
     heads: Vec<Vec<u8>>,
     /// Index ids that reduce (their entry keys carry a hash).
@@ -116,7 +120,11 @@ pub(crate) async fn remove_docs<S: PageStore>(
                     changed = true;
                 }
                 if let (Some(o), Ok(kv)) = (&slot.output, key::decode(&kenc)) {
-                    out.outputs.push(doc::id_key(&output_id(o, &kv)));
+                    let id = doc::id_key(&output_id(o, &kv));
+                    if !left {
+                        out.emptied.push(id.clone());
+                    }
+                    out.outputs.push(id);
                 }
                 out.heads.push(root_key);
                 out.heads.push(inner);

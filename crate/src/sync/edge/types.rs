@@ -230,6 +230,10 @@ pub enum EdgeAction {
     /// never deleted) in the database, where the engine refuses such
     /// deletes (`crate::policy::DeletionGuards`); nothing to feed back.
     KeepGuards(Vec<String>),
+    /// Store the hub's shared output collections (protocol 9; empty from
+    /// an older hub) in the database, where the engine keeps them
+    /// read-only (`crate::policy::HUB_OUTPUTS_KEY`); nothing to feed back.
+    KeepHubOutputs(Vec<String>),
     /// Erase the documents of this order ([`crate::Database::purge`]),
     /// then feed back [`EdgeEvent::PurgeDone`] (or `ApplyFailed`).
     Purge {

@@ -81,6 +81,7 @@ fn samples() -> Vec<Frame> {
                 read: vec!["*".into(), "notes/".into()],
                 write: vec![],
                 never_delete: vec![],
+                hub_outputs: vec![],
             }),
             batch_seq: 0,
             batch_head: [0; 32],
@@ -97,6 +98,7 @@ fn samples() -> Vec<Frame> {
                 read: vec!["notes/".into()],
                 write: vec!["notes/".into()],
                 never_delete: vec![],
+                hub_outputs: vec![],
             }),
             batch_seq: 17,
             batch_head: [5; 32],
@@ -113,6 +115,24 @@ fn samples() -> Vec<Frame> {
                 read: vec!["notes/".into()],
                 write: vec!["notes/".into()],
                 never_delete: vec!["Invoices".into(), "Payments".into()],
+                hub_outputs: vec![],
+            }),
+            batch_seq: 17,
+            batch_head: [5; 32],
+        },
+        Frame::Welcome {
+            version: 9,
+            hub_db_id: DbId([2; 16]),
+            push_checkpoint: 9,
+            hub_last_etag: 100,
+            pending: 50,
+            max_frame_bytes: 1 << 20,
+            heartbeat_ms: 15_000,
+            grant: Some(WireGrant {
+                read: vec!["wardcensus/".into()],
+                write: vec![],
+                never_delete: vec!["Invoices".into()],
+                hub_outputs: vec!["WardCensus".into(), "LoanStatus".into()],
             }),
             batch_seq: 17,
             batch_head: [5; 32],
@@ -279,6 +299,11 @@ fn a_version_1_welcome_keeps_the_version_1_layout() {
             } else {
                 vec![]
             },
+            hub_outputs: if version >= 9 {
+                vec!["WardCensus".into()]
+            } else {
+                vec![]
+            },
         }),
         batch_seq: 0x0102,
         batch_head: [7; 32],
@@ -329,13 +354,24 @@ fn a_version_1_welcome_keeps_the_version_1_layout() {
     let b8 = f(8).encode();
     assert_eq!((b8.len(), &b8[3..]), (b4.len(), &b4[3..]));
     assert_eq!(negotiate(7, 7), Some(7), "a version 7 edge is served");
-    assert_eq!(negotiate(1, 9), Some(8));
-    assert_eq!(negotiate(4, 9), Some(8));
-    assert_eq!(negotiate(5, 9), Some(8));
-    assert_eq!(negotiate(6, 9), Some(8));
-    assert_eq!(negotiate(7, 9), Some(8));
-    assert_eq!(negotiate(8, 9), Some(8));
-    assert_eq!(negotiate(9, 9), None);
+    // Version 9 appends the shared output collections; 8 is still served.
+    let b9 = f(9).encode();
+    assert_eq!(
+        &b9[b8.len()..],
+        &[
+            1, 0, 10, 0, b'W', b'a', b'r', b'd', b'C', b'e', b'n', b's', b'u', b's'
+        ]
+    );
+    assert_eq!(Frame::decode(&b9, MAX_FRAME_BYTES).unwrap(), f(9));
+    assert_eq!(negotiate(8, 8), Some(8), "a version 8 edge is served");
+    assert_eq!(negotiate(1, 10), Some(9));
+    assert_eq!(negotiate(4, 10), Some(9));
+    assert_eq!(negotiate(5, 10), Some(9));
+    assert_eq!(negotiate(6, 10), Some(9));
+    assert_eq!(negotiate(7, 10), Some(9));
+    assert_eq!(negotiate(8, 10), Some(9));
+    assert_eq!(negotiate(9, 9), Some(9));
+    assert_eq!(negotiate(10, 10), None);
     assert_eq!(negotiate(0, 0), None);
 }
 

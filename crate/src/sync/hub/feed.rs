@@ -11,7 +11,7 @@ use super::{HubAction, HubMetric, HubSession, Phase, WINDOW};
 use crate::doc::RawDoc;
 use crate::sync::compact::ACK_RECORD_MS;
 use crate::sync::feed::FeedPage;
-use crate::sync::frame::{Frame, RESYNC_VERSION, WireDoc, changes_bytes};
+use crate::sync::frame::{Frame, HUB_OUTPUTS_VERSION, RESYNC_VERSION, WireDoc, changes_bytes};
 use crate::sync::{BATCH_DOCS, take_batch};
 
 impl HubSession {
@@ -119,10 +119,14 @@ impl HubSession {
         let own = (!self.from_zero).then(|| g.source_for(&self.edge_db_id));
         // Documents an index produced here (its output collection) stay
         // here: they may summarise documents this edge may not read
-        // (docs/design.md, "Indexes").
+        // (docs/design.md, "Indexes"); except the outputs of the indexes
+        // this hub shares (`Grant::hub_outputs`), sent to an edge that
+        // keeps them read-only (protocol 9), where its read prefixes allow.
+        let shares = self.version >= HUB_OUTPUTS_VERSION;
         let skip = |d: &RawDoc| {
             !g.read.allows(&d.id)
-                || d.meta.flags.is_from_index()
+                || (d.meta.flags.is_from_index()
+                    && !(shares && g.shares_output(d.meta.collection.as_deref())))
                 || (own.is_some() && d.meta.source.as_deref() == own.as_deref())
         };
         // When this session may send every document of the page, it sends

@@ -37,6 +37,12 @@ pub struct Grant {
     /// guards, stated to the edge in `Welcome`; the hub enforces its own
     /// record of them, `crate::policy::GUARDS_KEY`).
     pub never_delete: Vec<String>,
+    /// Output collections of the indexes this hub computes and shares
+    /// (`hubComputed`): their documents, flagged as an index's, are sent
+    /// to edges of protocol 9 or later where the read prefixes cover them
+    /// (every other index output stays at the hub); stated to the edge in
+    /// `Welcome`, which keeps them read-only.
+    pub hub_outputs: Vec<String>,
 }
 
 impl Grant {
@@ -66,7 +72,13 @@ impl Grant {
             read: list(&self.read),
             write: list(&self.write),
             never_delete: self.never_delete.clone(),
+            hub_outputs: self.hub_outputs.clone(),
         }
+    }
+
+    /// Whether documents of `collection` are an output this hub shares.
+    pub fn shares_output(&self, collection: Option<&str>) -> bool {
+        collection.is_some_and(|c| self.hub_outputs.iter().any(|o| o.eq_ignore_ascii_case(c)))
     }
 
     /// The source tag the hub records on versions received from the edge
