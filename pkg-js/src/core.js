@@ -17,7 +17,7 @@
 // queries are in indexes.js; the engine steps them (wasm/src/index.rs).
 
 import { Turns } from "./turns.js";
-import { liveQuery, prepareDefinition } from "./indexes.js";
+import { IndexKeeper, liveQuery, prepareDefinition } from "./indexes.js";
 
 /**
  * The error every Outpost operation rejects with. Branch on `code`, which is
@@ -601,6 +601,8 @@ export function makeApi(wasm, ready) {
     #channel;
     /** Indexes computed at the hub (`hubComputed`): name → output collection. */
     #hubComputed = new Map();
+    /** Background maintenance of the indexes defined on this handle (from the first `defineIndex`). */
+    #keeper;
     /** @type {Set<{match: (doc: object) => boolean, callback: Function}>} */
     #subs = new Set();
     /** Etag up to which subscribers have been fed (null: no subscribers). */
@@ -636,7 +638,10 @@ export function makeApi(wasm, ready) {
       if (shared.locks && typeof globalThis.BroadcastChannel === "function") {
         this.#channel = new BroadcastChannel(shared.lockName);
         this.#channel.onmessage = (e) => {
-          if (e.data?.etag > 0) this.#schedule();
+          if (e.data?.etag > 0) {
+            this.#schedule();
+            this.#keeper?.poke();
+          }
           // The tab that replicates tells the others what the hub
           // acknowledged (and refused): their "replicated" writes wait on it.
           if (e.data?.acked > this.#acked) {
@@ -785,6 +790,7 @@ export function makeApi(wasm, ready) {
       this.#post({ etag, remote });
       if (!remote) Sync.localChanged(this.#sync);
       this.#schedule();
+      this.#keeper?.poke();
     }
 
     /** Posts a message to the other tabs' handles on this database. */
@@ -1071,6 +1077,8 @@ export function makeApi(wasm, ready) {
         return;
       }
       await this.#run((db) => db.__defineIndex(stored, map, reduce));
+      this.#keeper ??= new IndexKeeper(() => this.updateIndexes(), { locks: this.#locks, lockName: this.#lockName && `${this.#lockName}:indexes` });
+      this.#keeper.poke();
     }
 
     /** Throws `no_index` for an index computed at the hub (its results are documents here). */
@@ -1105,9 +1113,22 @@ export function makeApi(wasm, ready) {
       return liveQuery((onChange) => this.subscribe({}, onChange), () => this.query(name, options), callback);
     }
 
-    /** Steps every index registered on this handle until it reflects every write. */
-    updateIndexes() {
-      return this.#indexRun((db) => db.updateIndexes());
+    /**
+     * Steps every index registered on this handle until it reflects every
+     * write, one turn per step (other operations run between steps).
+     */
+    async updateIndexes() {
+      let mapped = 0;
+      let error;
+      for (;;) {
+        const r = await this.#indexRun((db) => db.__stepIndexes());
+        mapped += r.mapped;
+        // An index whose function throws stops itself only: the others catch up, then this rejects.
+        error ??= r.error;
+        if (r.done) break;
+      }
+      if (error) throw error;
+      return mapped;
     }
 
     /** Removes an index and its entries (output documents stay). */
@@ -1306,6 +1327,8 @@ export function makeApi(wasm, ready) {
         await sync.stop().catch(() => {});
       }
       this.#closed = true;
+      // A background step under way ends with its turn; no other starts.
+      this.#keeper?.stop();
       this.#subs.clear();
       this.#seen = null;
       if (this.#channel) {

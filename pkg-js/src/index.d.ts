@@ -671,6 +671,9 @@ export class Outpost {
   /**
    * Defines an index (stored) and registers its functions on this handle
    * (each handle, tab or worker that queries with `wait` registers them).
+   * From then on the handle keeps its indexes up to date in the background
+   * after every commit (its own or another tab's), one step at a time
+   * between other operations; queries with `wait` still catch up first.
    * Rejects with `"invalid_argument"` / `"invalid_options"` for a bad
    * definition.
    */
@@ -694,7 +697,12 @@ export class Outpost {
     options: QueryOptions<K> | undefined,
     callback: (result: QueryResult<K, V>) => void,
   ): () => void;
-  /** Brings every index registered on this handle up to date; resolves to the documents mapped. */
+  /**
+   * Brings every index registered on this handle up to date (one turn per
+   * step); resolves to the documents mapped. An index whose function throws
+   * does not hold up the others: they catch up, then this rejects with
+   * `"index_failed"`.
+   */
   updateIndexes(): Promise<number>;
   /** Removes an index and its entries (its output documents stay). */
   dropIndex(name: string): Promise<void>;

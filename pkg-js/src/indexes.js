@@ -154,3 +154,87 @@ export function liveQuery(subscribe, query, callback) {
     unsubscribe();
   };
 }
+
+/**
+ * Keeps a handle's indexes up to date in the background. `poke()` (after a
+ * commit, here or in another tab) schedules a run `delayMs` later; a run
+ * calls `update()` (which steps every index registered on the handle, one
+ * turn per step, so writes go on between steps), again while commits
+ * arrived meanwhile. With Web Locks a run holds the lock `lockName`, so
+ * the tabs of a database take turns: a tab whose indexes another tab has
+ * just brought up to date maps nothing. A failure (a map function that
+ * throws) is reported once per distinct message with `console.error` and
+ * tried again after the next commit; queries report it as `index_failed`.
+ */
+export class IndexKeeper {
+  #update;
+  #locks;
+  #lockName;
+  #delayMs;
+  #timer = null;
+  #running = null;
+  #again = false;
+  #stopped = false;
+  #lastError = null;
+
+  /**
+   * @param {() => Promise<unknown>} update
+   * @param {{ locks?: { request: Function }, lockName?: string, delayMs?: number }} options
+   */
+  constructor(update, { locks, lockName, delayMs = 10 } = {}) {
+    this.#update = update;
+    this.#locks = locks;
+    this.#lockName = lockName;
+    this.#delayMs = delayMs;
+  }
+
+  /** Something was committed: bring the indexes up to date soon. */
+  poke() {
+    if (this.#stopped) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    if (this.#timer === null) {
+      this.#timer = setTimeout(() => {
+        this.#timer = null;
+        this.#running = this.#run().finally(() => {
+          this.#running = null;
+        });
+      }, this.#delayMs);
+    }
+  }
+
+  async #run() {
+    try {
+      do {
+        this.#again = false;
+        if (this.#locks && this.#lockName) await this.#locks.request(this.#lockName, () => this.#update());
+        else await this.#update();
+        this.#lastError = null;
+      } while (this.#again && !this.#stopped);
+    } catch (e) {
+      const message = String(e?.message ?? e);
+      if (!this.#stopped && e?.code !== "closed" && message !== this.#lastError) {
+        this.#lastError = message;
+        console.error("Outpost: keeping indexes up to date failed (tried again after the next commit):", e);
+      }
+    }
+  }
+
+  /** Resolves once no run is scheduled or under way (tests, close). */
+  async idle() {
+    while (this.#timer !== null || this.#running) {
+      if (this.#running) await this.#running;
+      else await new Promise((r) => setTimeout(r, this.#delayMs));
+    }
+  }
+
+  /** No more runs (the handle closes); resolves once the current one ended. */
+  async stop() {
+    this.#stopped = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#running) await this.#running;
+  }
+}

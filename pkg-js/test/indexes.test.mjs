@@ -208,3 +208,48 @@ test("a hubComputed index is not computed here: its name says where its results 
   await rejectsWith(db.defineIndex({ ...wardCensus, hubComputed: "yes" }), "invalid_argument", /hubComputed is true or false/);
   await db.close();
 });
+
+test("indexes are kept up to date in the background after commits, between other operations", async () => {
+  const db = await Outpost.open("idx-background", { storage: "memory" });
+  await db.defineIndex(byCity);
+  const users = Array.from({ length: 2500 }, (_, i) => ({ type: "put", id: `users/${i}`, doc: { name: `u${i}`, city: i % 2 ? "Oslo" : "Rome" }, collection: "Users" }));
+  await db.transaction(users);
+  // A write right after is not held up by the index's steps (one turn each).
+  await db.put("notes/1", { text: "between steps" });
+  // Nobody queries: the index catches up by itself (2,500 changes, three steps).
+  const deadline = Date.now() + 20_000;
+  let info;
+  do {
+    await new Promise((r) => setTimeout(r, 20));
+    [info] = await db.indexes();
+  } while (info.stale && Date.now() < deadline);
+  assert.equal(info.stale, false, "the index caught up in the background");
+  const r = await db.query("users/by-city", { eq: "Oslo", wait: false });
+  assert.equal(r.stale, false);
+  assert.equal(r.rows.length, 1250);
+  // A map that throws is reported (console.error), not an unhandled rejection, and queries say index_failed.
+  const errors = [];
+  const original = console.error;
+  console.error = (...args) => errors.push(args.map(String).join(" "));
+  try {
+    await db.defineIndex({ name: "bad", collections: ["Users"], map: () => { throw new Error("no map today"); } });
+    await db.put("users/x", { name: "x", city: "Oslo" }, { collection: "Users" });
+    const until = Date.now() + 10_000;
+    while (!errors.some((e) => e.includes("no map today")) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  } finally {
+    console.error = original;
+  }
+  assert.ok(errors.some((e) => e.includes("keeping indexes up to date failed") && e.includes("no map today")), errors.join("\n"));
+  await rejectsWith(db.query("bad", {}), "index_failed", /no map today/);
+  // The other index is not held up by it.
+  await db.put("users/y", { name: "y", city: "Oslo" }, { collection: "Users" });
+  const until = Date.now() + 10_000;
+  let rows;
+  do {
+    await new Promise((r) => setTimeout(r, 20));
+    rows = (await db.query("users/by-city", { eq: "Oslo", wait: false })).rows.length;
+  } while (rows < 1252 && Date.now() < until);
+  assert.equal(rows, 1252, "users/x and users/y indexed in the background beside the failing index");
+  await rejectsWith(db.updateIndexes(), "index_failed", /no map today/);
+  await db.close();
+});

@@ -8,7 +8,8 @@
 // 2. session 2 (a browser restart on the same profile): the indexes are
 //    defined again (same source, same version: nothing is rebuilt), their
 //    rows are read back from IndexedDB, and a changed reduce builds a new
-//    version that the next query uses.
+//    version that the next query uses; then, with no query, a month's
+//    events reach both indexes (a chain) in the background.
 //
 // Run through run.sh (which builds dist/ with lab.html); CHROMIUM overrides
 // /usr/bin/chromium.
@@ -100,8 +101,22 @@ test("the mortgage indexes in Chromium: exact figures, a second tab's write, a l
       // A changed reduce: a new version, built and used by the next query.
       await db.defineIndex({ ...loanStatus, reduce: (loan, values, rereduce) => ({ ...loanStatus.reduce(loan, values, rereduce), checked: true }) });
       const changed = (await db.query(loanStatus.name, { eq: "L1" })).rows[0].value;
+      // Nobody queries: a new event reaches both indexes (a chain) in the background.
+      await db.transaction([
+        { type: "put", id: "events/x4", doc: { type: "expected", loan: "L1", month: "2026-04", interest: 90, principal: 1000 }, collection: "LoanEvents" },
+        { type: "put", id: "events/p4", doc: { type: "payment", loan: "L1", month: "2026-04", amount: 100 }, collection: "LoanEvents" },
+      ]);
+      const end = Date.now() + 15000;
+      let background = false;
+      while (!background && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 50));
+        const april = await db.get('MonthlyStatus/["L1","2026-04"]');
+        const infos = await db.indexes();
+        background = april?.paid === 100 && infos.every((i) => !i.stale);
+      }
+      const afterApril = (await db.query(loanStatus.name, { eq: "L1", wait: false })).rows[0].value;
       await db.close();
-      return { unchanged, feb: { paid: feb.paid, short: feb.short, fromIndex: feb["@metadata"]["@from-index"] }, versionsBefore, versionsAfter, changed };
+      return { unchanged, feb: { paid: feb.paid, short: feb.short, fromIndex: feb["@metadata"]["@from-index"] }, versionsBefore, versionsAfter, changed, background, afterApril };
     }, NAME),
   );
   assert.deepEqual(second.unchanged, first.live.at(-1), "the rows were read back from IndexedDB");
@@ -109,4 +124,7 @@ test("the mortgage indexes in Chromium: exact figures, a second tab's write, a l
   assert.deepEqual(second.versionsAfter, second.versionsBefore, "the same source defines the same versions: nothing rebuilt");
   assert.equal(second.changed.checked, true);
   assert.equal(second.changed.outstanding, 9000);
+  assert.ok(second.background, "a write reached the chained indexes without a query");
+  // April: 100 paid of 90 interest + 1,000 principal due.
+  assert.deepEqual([second.afterApril.principalPaid, second.afterApril.pastDueAmount, second.afterApril.pastDue], [3010, 990, true], JSON.stringify(second.afterApril));
 });

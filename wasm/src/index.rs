@@ -296,24 +296,39 @@ impl Outpost {
         }))
     }
 
-    /// Steps every index registered on this handle until it reflects every
-    /// write. Resolves to the number of documents mapped.
-    #[wasm_bindgen(js_name = "updateIndexes", skip_typescript)]
-    pub fn update_indexes(&self) -> Promise {
+    /// One step of every index registered on this handle (at most
+    /// `STEP_DOCS` changes each, one transaction each). Resolves to
+    /// `{ mapped, done, error? }`: the documents mapped, whether every
+    /// index that did not fail reflects every write and none is building a
+    /// new version, and the first failure (an index whose function threw
+    /// stops only itself). The
+    /// package's `updateIndexes` and its background maintenance call it in
+    /// a loop, one turn per step, so other operations run between steps.
+    #[wasm_bindgen(js_name = "__stepIndexes", skip_typescript)]
+    pub fn step_indexes(&self) -> Promise {
         let (db, registry) = (self.database(), self.registry());
         self.run_op(Box::pin(async move {
             let all: Vec<Index> = registry.borrow().clone();
-            let mut mapped = 0usize;
+            let (mut mapped, mut done, mut error) = (0usize, true, None);
             for index in all {
-                loop {
-                    let p = db.update_index(&index).await.map_err(to_js)?;
-                    mapped += p.mapped;
-                    if p.mapped == 0 && p.caught_up() && !p.building {
-                        break;
+                // A failing index stops only itself: the others go on.
+                match db.update_index(&index).await {
+                    Ok(p) => {
+                        mapped += p.mapped;
+                        done &= p.caught_up() && !p.building;
+                    }
+                    Err(e) => {
+                        error.get_or_insert_with(|| to_js(e));
                     }
                 }
             }
-            Ok((mapped as f64).into())
+            let out = js_sys::Object::new();
+            js_sys::Reflect::set(&out, &"mapped".into(), &(mapped as f64).into())?;
+            js_sys::Reflect::set(&out, &"done".into(), &done.into())?;
+            if let Some(e) = error {
+                js_sys::Reflect::set(&out, &"error".into(), &e)?;
+            }
+            Ok(out.into())
         }))
     }
 
