@@ -134,6 +134,122 @@ fn a_map_index_follows_puts_deletes_and_moves() {
     });
 }
 
+/// A descending query walks the tree backwards and stops after its page:
+/// for every kind of range (all, equality, string and array prefixes,
+/// bounds inclusive or not, a bound past every key) and both kinds of
+/// index, its rows are the ascending rows reversed, whole and in pages of 3.
+#[test]
+fn descending_queries_are_the_ascending_rows_reversed() {
+    block_on(async {
+        let db = fresh().await;
+        let keys = [
+            json!(null),
+            json!(false),
+            json!(-3.5),
+            json!(0),
+            json!(7),
+            json!(""),
+            json!("Os"),
+            json!("Osaka"),
+            json!("Oslo"),
+            json!("Oslo"),
+            json!("\u{10FFFF}z"),
+            json!(["a", 1]),
+            json!(["a", 2]),
+            json!(["a", 2, "x"]),
+            json!(["b"]),
+        ];
+        let mut b = Batch::new();
+        for (i, k) in keys.iter().enumerate() {
+            b.put(format!("d/{i:02}"), json!({ "k": k }));
+        }
+        db.commit(b).await.unwrap();
+        let map = Index::new(
+            IndexDefinition::map("m", "1", &[]),
+            FnIndex::map(|d| Ok(vec![Emit::new(d.body()?["k"].clone(), json!(1))])),
+        );
+        let reduce = Index::new(
+            IndexDefinition::map_reduce("r", "1", &[]),
+            FnIndex::map(|d| Ok(vec![Emit::new(d.body()?["k"].clone(), json!(1))])).with_reduce(
+                |_, values, _| Ok(json!(values.iter().filter_map(Value::as_i64).sum::<i64>())),
+            ),
+        );
+        db.catch_up_index(&map, None).await.unwrap();
+        db.catch_up_index(&reduce, None).await.unwrap();
+        let ranges = [
+            KeyRange::All,
+            KeyRange::Eq(json!("Oslo")),
+            KeyRange::Eq(json!("nowhere")),
+            KeyRange::Prefix(json!("Os")),
+            KeyRange::Prefix(json!("")),
+            KeyRange::Prefix(json!(["a"])),
+            KeyRange::Prefix(json!(["a", 2])),
+            KeyRange::Range {
+                from: Some((json!(0), true)),
+                to: Some((json!("Oslo"), true)),
+            },
+            KeyRange::Range {
+                from: Some((json!(0), false)),
+                to: Some((json!("Oslo"), false)),
+            },
+            KeyRange::Range {
+                from: None,
+                to: Some((json!(7), true)),
+            },
+            KeyRange::Range {
+                from: Some((json!("Osaka"), true)),
+                to: None,
+            },
+            KeyRange::Range {
+                from: Some((json!(["z"]), true)),
+                to: None,
+            },
+        ];
+        let rows = |r: &QueryResult| -> Vec<(Value, Option<String>)> {
+            r.rows
+                .iter()
+                .map(|x| (x.key.clone(), x.id.clone()))
+                .collect()
+        };
+        for name in ["m", "r"] {
+            for range in &ranges {
+                let q = |descending, limit, after| IndexQuery {
+                    range: range.clone(),
+                    descending,
+                    limit,
+                    after,
+                };
+                let mut want = rows(&query(&db, name, q(false, 0, None)).await);
+                want.reverse();
+                let whole = rows(&query(&db, name, q(true, 0, None)).await);
+                assert_eq!(whole, want, "{name} {range:?}");
+                let mut paged = Vec::new();
+                let mut after = None;
+                for _ in 0..20 {
+                    let r = query(&db, name, q(true, 3, after)).await;
+                    paged.extend(rows(&r));
+                    after = r.next;
+                    if after.is_none() {
+                        break;
+                    }
+                }
+                assert_eq!(paged, want, "{name} {range:?} in pages");
+            }
+        }
+        let all = query(
+            &db,
+            "m",
+            IndexQuery {
+                descending: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(all.rows.len(), keys.len());
+        assert_eq!(all.rows[0].key, json!(["b"]));
+    });
+}
+
 #[test]
 fn pages_of_a_query_join_up_in_both_directions() {
     block_on(async {

@@ -321,6 +321,83 @@ where
     Ok(())
 }
 
+/// Visits entries with key < `end` (every entry when `None`) in descending
+/// key order, calling `f(key, value)` until it returns `false`: the reads of
+/// a descending query, which stop after the rows they need instead of
+/// reading the whole range. One leaf at a time, no read-ahead.
+pub(crate) async fn scan_rev<R: PageRead, F>(
+    r: &R,
+    root: PageNo,
+    end: Option<&[u8]>,
+    mut f: F,
+) -> Result<(), Error>
+where
+    F: FnMut(&[u8], Vec<u8>) -> bool,
+{
+    if root == 0 {
+        return Ok(());
+    }
+    // (branch, index of the child being visited), root first.
+    let mut stack: Vec<(Branch, usize)> = Vec::new();
+    let mut next = root;
+    let mut bound = end;
+    loop {
+        // Down to the last leaf that may hold a key below the bound.
+        let leaf = loop {
+            let buf = r.read(next, 0).await?;
+            match page_kind(&buf) {
+                KIND_LEAF => break buf,
+                KIND_BRANCH => {
+                    let b = Branch::decode(&buf, next)?;
+                    let idx = match bound {
+                        Some(e) => b.child_index(e),
+                        None => b.children.len().saturating_sub(1),
+                    };
+                    next = *b
+                        .children
+                        .get(idx)
+                        .ok_or_else(|| corrupt(next, "a branch without children".into()))?;
+                    stack.push((b, idx));
+                    if stack.len() > 64 {
+                        return Err(corrupt(root, "tree deeper than 64 levels".into()));
+                    }
+                }
+                k => return Err(corrupt(next, format!("unexpected page kind {k} in tree"))),
+            }
+        };
+        let upto = match bound {
+            Some(e) => match leaf_search(&leaf, e, next)? {
+                Ok(i) | Err(i) => i,
+            },
+            None => count_of(&leaf),
+        };
+        // Only the first leaf is cut by the bound: the ones before it lie below.
+        bound = None;
+        for i in (0..upto).rev() {
+            let off = rd_u16(&leaf, HDR + 2 * i, next)?;
+            let (k, v) = leaf_entry_at(&leaf, off, next)?;
+            let v = load_value(r, v).await?;
+            if !f(&k, v) {
+                return Ok(());
+            }
+        }
+        // The subtree before this one.
+        loop {
+            match stack.last_mut() {
+                None => return Ok(()),
+                Some((b, idx)) if *idx > 0 => {
+                    *idx -= 1;
+                    next = b.children[*idx];
+                    break;
+                }
+                Some(_) => {
+                    stack.pop();
+                }
+            }
+        }
+    }
+}
+
 /// Collects every page number reachable from `root` (tree and overflow pages),
 /// verifying each page and the key order. Used by the integrity check.
 pub(crate) async fn collect_pages<R: PageRead>(

@@ -126,6 +126,70 @@ fn insert_get_remove_against_model() {
     });
 }
 
+/// A reverse scan visits exactly the keys below its bound, in descending
+/// order, whatever the bound (absent, before every key, between keys, equal
+/// to a key, after every key), and stops when told.
+#[test]
+fn a_reverse_scan_is_the_forward_scan_reversed() {
+    run(async {
+        let mut m = Mem::default();
+        let root = filled(&mut m, 2500, |i| format!("k{:05}", i * 2), &[7u8; 1500]).await;
+        let forward = all(&m, root).await;
+        // Two entries a leaf: three levels of pages.
+        let mut pages = Vec::new();
+        collect_pages(&m, root, &mut pages).await.unwrap();
+        assert!(pages.len() > 1250, "{} pages", pages.len());
+        let keys: Vec<Vec<u8>> = forward.iter().map(|(k, _)| k.clone()).collect();
+        let rev = |end: Option<Vec<u8>>| {
+            let m = &m;
+            async move {
+                let mut v = Vec::new();
+                scan_rev(m, root, end.as_deref(), |k, _| {
+                    v.push(k.to_vec());
+                    true
+                })
+                .await
+                .unwrap();
+                v
+            }
+        };
+        let mut want = keys.clone();
+        want.reverse();
+        assert_eq!(rev(None).await, want);
+        for end in [
+            "", "a", "k00000", "k00001", "k01234", "k01235", "k02500", "k04998", "k04999", "z",
+        ] {
+            let got = rev(Some(end.as_bytes().to_vec())).await;
+            let mut want: Vec<Vec<u8>> = keys
+                .iter()
+                .filter(|k| k.as_slice() < end.as_bytes())
+                .cloned()
+                .collect();
+            want.reverse();
+            assert_eq!(got, want, "end {end}");
+        }
+        // Stops after the rows it needs.
+        let mut seen = 0;
+        scan_rev(&m, root, Some(b"k03000"), |_, _| {
+            seen += 1;
+            seen < 3
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, 3);
+        assert!(rev(Some(b"x".to_vec())).await.len() == 2500);
+        let empty = Mem::default();
+        let mut none = 0;
+        scan_rev(&empty, 0, None, |_, _| {
+            none += 1;
+            true
+        })
+        .await
+        .unwrap();
+        assert_eq!(none, 0);
+    });
+}
+
 #[test]
 fn sequential_appends_fill_pages() {
     run(async {

@@ -69,6 +69,17 @@ impl Bounds {
         }
     }
 
+    /// Where a descending scan starts: the smallest bytes above every key
+    /// of the range (after the index's own prefix; `None`: no bound).
+    fn end(&self) -> Option<Vec<u8>> {
+        match &self.to {
+            Some((k, true)) => successor(k),
+            Some((k, false)) => Some(k.clone()),
+            None if !self.prefix.is_empty() => successor(&self.prefix),
+            None => None,
+        }
+    }
+
     /// Whether `k` is below the range, in it, or above it (the scan stops).
     fn place(&self, k: &[u8]) -> std::cmp::Ordering {
         use std::cmp::Ordering::*;
@@ -93,6 +104,26 @@ impl Bounds {
     }
 }
 
+/// The smallest byte string above every string that starts with `b`
+/// (`None`: `b` is empty or all `0xFF`, nothing is above).
+fn successor(b: &[u8]) -> Option<Vec<u8>> {
+    let mut v = b.to_vec();
+    while let Some(last) = v.pop() {
+        if last < 0xFF {
+            v.push(last + 1);
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Which way a scan goes: up from the first key at or above `start`, or
+/// down from the last key below `end` (`None`: the last key of the tree).
+enum Walk {
+    Up(Vec<u8>),
+    Down(Option<Vec<u8>>),
+}
+
 /// Where a query reads: the version queries use, the key bounds, the tree,
 /// the index's prefix in it, and the first key to read.
 struct Plan {
@@ -115,43 +146,49 @@ impl<S: PageStore> Snapshot<S> {
     /// entries of a map index (key, value, document id) or results of a
     /// reducing index (one row per key), with how fresh the index is.
     ///
-    /// Forward queries read only the rows they return; a descending query
-    /// reads its whole key range (then keeps the last rows).
+    /// A query reads only the rows it returns (and one more, to know
+    /// whether there is a next page), in either order.
     pub async fn query(&self, name: &str, q: &IndexQuery) -> Result<QueryResult, Error> {
         let Plan {
             slot,
             bounds,
             tree,
             head,
-            mut start,
+            start,
         } = self.plan(name, &q.range).await?;
         let slot = &slot;
         let after = q.after.as_ref().map(|c| &c.0);
-        if let Some(c) = after {
-            if !c.starts_with(&head) {
-                return Err(InputError::InvalidArgument("a cursor of another index".into()).into());
-            }
-            if !q.descending && c >= &start {
-                start = c.clone();
-                start.push(0);
-            }
+        if after.is_some_and(|c| !c.starts_with(&head)) {
+            return Err(InputError::InvalidArgument("a cursor of another index".into()).into());
         }
+        let walk = if q.descending {
+            let mut end = match bounds.end() {
+                Some(e) => Some([head.as_slice(), &e].concat()),
+                None => successor(&head),
+            };
+            // Below the cursor: the rows of the pages before are above it.
+            if let Some(c) = after
+                && end.as_ref().is_none_or(|e| c < e)
+            {
+                end = Some(c.clone());
+            }
+            Walk::Down(end)
+        } else {
+            match after {
+                Some(c) if c >= &start => Walk::Up([c.as_slice(), &[0]].concat()),
+                _ => Walk::Up(start),
+            }
+        };
         let want = if q.limit == 0 { usize::MAX } else { q.limit };
         let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        self.scan_range(name, tree, &head, &bounds, &start, |k, v| {
-            if q.descending && after.is_some_and(|c| k >= c.as_slice()) {
-                return false;
-            }
+        self.scan_range(name, tree, &head, &bounds, walk, |k, v| {
             if slot.reduce && is_dirty(&v) {
                 return true; // rebuilt by the next step: `stale` says so
             }
             raw.push((k.to_vec(), v));
-            q.descending || raw.len() <= want
+            raw.len() <= want
         })
         .await?;
-        if q.descending {
-            raw.reverse();
-        }
         let next = if raw.len() > want {
             raw.truncate(want);
             raw.last().map(|(k, _)| Cursor(k.clone()))
@@ -199,7 +236,7 @@ impl<S: PageStore> Snapshot<S> {
             start,
         } = self.plan(name, range).await?;
         let mut n = 0u64;
-        self.scan_range(name, tree, &head, &bounds, &start, |_, v| {
+        self.scan_range(name, tree, &head, &bounds, Walk::Up(start), |_, v| {
             n += u64::from(!(slot.reduce && is_dirty(&v)));
             true
         })
@@ -231,18 +268,25 @@ impl<S: PageStore> Snapshot<S> {
     }
 
     /// Calls `f` on each entry of `tree` under `head` whose key is in
-    /// `bounds`, from `start`, until it returns `false`.
+    /// `bounds`, walking as `walk` says, until it returns `false`.
     async fn scan_range(
         &self,
         name: &str,
         tree: Tree,
         head: &[u8],
         bounds: &Bounds,
-        start: &[u8],
+        walk: Walk,
         mut f: impl FnMut(&[u8], Vec<u8>) -> bool,
     ) -> Result<(), Error> {
+        use std::cmp::Ordering::{Equal, Greater, Less};
         let mut failed = None;
-        btree::scan(&self.reader(), self.meta.root(tree), start, |k, v| {
+        // Keys on the far side of the range end the walk; keys on the near
+        // side (the rest of a prefix's neighbourhood) are passed over.
+        let (near, far) = match walk {
+            Walk::Up(_) => (Less, Greater),
+            Walk::Down(_) => (Greater, Less),
+        };
+        let visit = |k: &[u8], v: Vec<u8>| {
             if !k.starts_with(head) {
                 return false;
             }
@@ -255,12 +299,19 @@ impl<S: PageStore> Snapshot<S> {
                 }
             };
             match bounds.place(kenc) {
-                std::cmp::Ordering::Less => true,
-                std::cmp::Ordering::Greater => false,
-                std::cmp::Ordering::Equal => f(k, v),
+                Equal => f(k, v),
+                o if o == near => true,
+                _ => {
+                    debug_assert_eq!(bounds.place(kenc), far);
+                    false
+                }
             }
-        })
-        .await?;
+        };
+        let (reader, root) = (self.reader(), self.meta.root(tree));
+        match &walk {
+            Walk::Up(start) => btree::scan(&reader, root, start, visit).await?,
+            Walk::Down(end) => btree::scan_rev(&reader, root, end.as_deref(), visit).await?,
+        }
         match failed {
             Some(e) => Err(e),
             None => Ok(()),
