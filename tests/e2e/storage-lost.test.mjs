@@ -28,7 +28,10 @@
 // must be there (or the open must report storage_lost: never an empty
 // database passed off as the old one), and the indexes must agree with the
 // documents (count and collection counter after every restart, the whole
-// changes feed every tenth session and the last; most of its writes are
+// changes feed every tenth session and the last, and a map/reduce index
+// with an output collection, kept up to date in the background while the
+// page writes, so kills land in its steps: its rows and output documents
+// equal a count of the documents; most of its writes are
 // single log records of the IndexedDB store, folded now and then: the kills
 // land in both). OUTPOST_E2E_CRASH_LOOPS sets the number of crashes (default
 // 50, about 4 minutes here).
@@ -405,6 +408,10 @@ test(`crash loop: Chromium killed mid-write ${CRASH_LOOPS} times, each crash fol
   let verified = 0;
   let maxVerified = 0;
   const losses = [];
+  // Kills after which the index had reflected part, not all, of the writes
+  // since the last check (its background steps were under way).
+  let midStep = 0;
+  let lastChecked = 0;
   let dbId = null;
   // Every database id this name had (a recovery opens a new one).
   const dbIds = [];
@@ -435,12 +442,41 @@ test(`crash loop: Chromium killed mid-write ${CRASH_LOOPS} times, each crash fol
           if (!r.ok) return r;
         }
         window.__db = r.db;
+        // A map/reduce index with an output collection, kept up to date in
+        // the background while the next round writes (so kills land in its
+        // steps too): documents per round.
+        await r.db.defineIndex({
+          name: "crash/per-round",
+          collections: ["Crash"],
+          output: "CrashCounts",
+          map: (d, emit) => emit(d.round, 1),
+          reduce: (round, values) => values.reduce((a, b) => a + b, 0),
+        });
+        // How far the background steps got before the kill.
+        const before = (await r.db.indexes()).find((i) => i.name === "crash/per-round");
         const ids = await r.db.scan({ prefix: "crash/", keysOnly: true });
         // The indexes agree with the documents: the count, the collection
         // counter and the changes feed (one live version per id, in etag order).
         const problems = [];
+        // The map/reduce index (caught up by the query) and its output
+        // documents agree with a count of the documents.
+        const model = new Map();
+        for (const id of ids) {
+          const round = Number(id.split("/")[1]);
+          model.set(round, (model.get(round) ?? 0) + 1);
+        }
+        const rows = (await r.db.query("crash/per-round", {})).rows;
+        const got = new Map(rows.map((x) => [x.key, x.value]));
+        if (JSON.stringify([...got]) !== JSON.stringify([...model].sort((a, b) => a[0] - b[0]))) {
+          problems.push(`index rows ${JSON.stringify([...got])}, documents per round ${JSON.stringify([...model])}`);
+        }
+        const outputs = await r.db.scan({ prefix: "CrashCounts/" });
+        const outs = new Map(outputs.map((d) => [Number(d["@metadata"]["@id"].split("/")[1]), d.value]));
+        if (JSON.stringify([...outs].sort((a, b) => a[0] - b[0])) !== JSON.stringify([...got])) {
+          problems.push(`output documents ${JSON.stringify([...outs])}, index rows ${JSON.stringify([...got])}`);
+        }
         const count = await r.db.count();
-        if (count !== ids.length) problems.push(`count() ${count}, scan ${ids.length}`);
+        if (count !== ids.length + outputs.length) problems.push(`count() ${count}, scan ${ids.length} + ${outputs.length} output documents`);
         const colls = await r.db.collections();
         const inColl = colls.find((c) => c.name === "Crash")?.count ?? 0;
         if (inColl !== ids.length) problems.push(`collection Crash counts ${inColl}, scan ${ids.length}`);
@@ -449,10 +485,10 @@ test(`crash loop: Chromium killed mid-write ${CRASH_LOOPS} times, each crash fol
           const feed = await r.db.changes({ since: 0 });
           const etags = feed.map((d) => d["@metadata"]["@etag"]);
           if (!etags.every((e, i) => i === 0 || etags[i - 1] < e)) problems.push("changes() not in etag order");
-          const live = feed.filter((d) => !d["@metadata"]["@deleted"]).map((d) => d["@metadata"]["@id"]);
+          const live = feed.filter((d) => !d["@metadata"]["@deleted"] && d["@metadata"]["@id"].startsWith("crash/")).map((d) => d["@metadata"]["@id"]);
           if (new Set(live).size !== live.length || live.length !== ids.length) problems.push(`changes() has ${live.length} live versions for ${ids.length} documents`);
         }
-        return { ok: true, ids, lost, dbId: r.db.dbId, problems };
+        return { ok: true, ids, lost, dbId: r.db.dbId, problems, indexed: before?.indexedEtag ?? 0, dbEtag: before?.dbEtag ?? 0 };
       }, [name, round % 10 === 9 || kills >= CRASH_LOOPS]);
       assert.equal(check.ok, true, `open after a crash: ${JSON.stringify(check)}`);
       assert.deepEqual(check.problems, [], `round ${round}: the indexes after the crash`);
@@ -469,6 +505,9 @@ test(`crash loop: Chromium killed mid-write ${CRASH_LOOPS} times, each crash fol
       }
       dbId = check.dbId;
       if (!dbIds.includes(dbId)) dbIds.push(dbId);
+      // The background steps had reflected part of the killed round's writes.
+      if (check.indexed > lastChecked && check.indexed < check.dbEtag) midStep += 1;
+      lastChecked = check.dbEtag;
       const have = new Set(check.ids);
       const missing = [...acked].filter((id) => !have.has(id));
       assert.deepEqual(missing.slice(0, 20), [], `round ${round}: ${missing.length} of ${acked.size} acknowledged documents missing, in silence`);
@@ -508,7 +547,7 @@ test(`crash loop: Chromium killed mid-write ${CRASH_LOOPS} times, each crash fol
     }
   }
   console.log(
-    `# crash loop: ${kills} kills, ${readOnly} read-only sessions, ${verified} acknowledged-document checks (up to ${maxVerified} documents at once), 0 missing in silence, ${losses.length} losses reported${losses.length ? `: ${JSON.stringify(losses.map(({ message, ...l }) => l))}` : ""}`,
+    `# crash loop: ${kills} kills (${midStep} with the index's background steps part-way), ${readOnly} read-only sessions, ${verified} acknowledged-document checks (up to ${maxVerified} documents at once), 0 missing in silence, ${losses.length} losses reported${losses.length ? `: ${JSON.stringify(losses.map(({ message, ...l }) => l))}` : ""}`,
   );
   assert.ok(maxVerified > 0, "the loop wrote something");
 });
