@@ -77,6 +77,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Query {
             index,
+            where_,
             eq,
             prefix,
             gt,
@@ -87,6 +88,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             limit,
             count,
         } => {
+            let flags = [eq, prefix, gt, gte, lt, lte];
+            let [eq, prefix, gt, gte, lt, lte] = match where_ {
+                Some(_) if flags.iter().any(Option::is_some) => {
+                    return Err(CliError::new(
+                        "invalid_argument",
+                        "--where or --eq/--prefix/--gt/--gte/--lt/--lte: not both",
+                    ));
+                }
+                Some(expr) => crate::where_clause::parse(&expr)?,
+                None => flags,
+            };
             let range = key_range(eq, prefix, [gt, gte, lt, lte])?;
             let db = open_read_only(dir)?;
             let r = query(&db, &index, range, descending, limit, count);

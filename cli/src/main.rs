@@ -9,6 +9,7 @@
 
 mod commands;
 mod error;
+mod where_clause;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -132,10 +133,17 @@ Examples:
   outpost query mortgage/loan-status --eq '\"L1\"'
   outpost query users/by-city --prefix '\"Os\"' --limit 20
   outpost query sales/by-month --gte '[\"2026-01\"]' --lt '[\"2026-04\"]' --descending
-  outpost query users/by-city --eq '\"Oslo\"' --count")]
+  outpost query users/by-city --eq '\"Oslo\"' --count
+  outpost query sales/by-month --where 'key >= [\"2026-01\"] and key < [\"2026-04\"]'
+  outpost query users/by-city --where 'key starts with Os'")]
     Query {
         /// The index name.
         index: String,
+        /// The key conditions in one expression, joined by `and`: `key` then
+        /// `=`, `>`, `>=`, `<`, `<=` or `starts with`, then a JSON value (a
+        /// bare word is a string). Instead of the flags below.
+        #[arg(long = "where", value_name = "EXPR")]
+        where_: Option<String>,
         /// Rows whose key equals this JSON value.
         #[arg(long, value_name = "JSON")]
         eq: Option<String>,

@@ -562,6 +562,24 @@ fn query_reads_an_index_by_key() {
     ])));
     assert_eq!(rows.len(), 2);
     assert_eq!(ok(q(&["--count"])).trim(), "5");
+    // The same conditions as one --where expression.
+    let rows = json_lines(&ok(q(&[
+        "--where",
+        "key > Bergen and key <= \"Oslo\"",
+        "--limit",
+        "2",
+    ])));
+    assert_eq!(rows.len(), 2);
+    let rows = json_lines(&ok(q(&["--where", "key starts with Os", "--descending"])));
+    let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["Oslo", "Oslo", "Os"]);
+    assert_eq!(ok(q(&["--where", "key = Oslo", "--count"])).trim(), "2");
+    fails_with(
+        q(&["--where", "key = Oslo", "--eq", "\"Oslo\""]),
+        "invalid_argument",
+    );
+    fails_with(q(&["--where", "key ~ 3"]), "invalid_argument");
+    fails_with(q(&["--where", "key = 1 and key = 2"]), "invalid_argument");
     fails_with(q(&["--eq", "Oslo"]), "invalid_argument");
     fails_with(q(&["--eq", "\"a\"", "--gt", "\"b\""]), "invalid_argument");
     fails_with(run(&db, &["query", "nope"]), "no_index");
