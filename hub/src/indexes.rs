@@ -8,13 +8,23 @@
 //! An index whose function fails (a throw, a timeout, memory) is logged with
 //! the index and the document, and retried after [`RETRY`] or the next
 //! commit; the other indexes and the hub go on.
+//!
+//! A running hub follows its modules: when a database's list in the
+//! configuration changes, or a module file changes (checked every
+//! [`MODULE_POLL`]), the modules are loaded again; if they load, the tasks
+//! of the old ones stop between two steps and the new ones start (a changed
+//! function is a new version, built beside the old one, which queries use
+//! until it has caught up); if they do not, the error is logged and the
+//! indexes in force go on. Sessions that start afterwards get the new
+//! shared output collections.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use outpost::index::Index;
 use outpost::store::file::FileStore;
 use serde_json::json;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::error::{HubError, Result};
@@ -23,6 +33,8 @@ use crate::state::{DbHandle, Hub};
 
 /// Wait before trying a failed index again (without a new commit).
 const RETRY: Duration = Duration::from_secs(5);
+/// How often the module files are checked for changes.
+const MODULE_POLL: Duration = Duration::from_secs(1);
 /// Passes over a database's indexes per wake-up at most (a chain of output
 /// collections longer than this follows at the next wake-up).
 const MAX_PASSES: usize = 8;
@@ -83,46 +95,136 @@ pub fn load(config: &Config) -> Result<Vec<DbIndexes>> {
     Ok(out)
 }
 
-/// Keeps every database's indexes up to date until the hub shuts down.
-pub async fn run(hub: Arc<Hub>, all: Vec<DbIndexes>) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for d in all {
-        match hub.database(&d.database) {
-            Some(h) => {
-                if !d.shared_outputs.is_empty() {
-                    tracing::info!(database = %d.database, collections = ?d.shared_outputs, "index outputs computed here and shared with the edges");
+/// What identifies the index modules a configuration names: each
+/// database's list, and each file's modification time and size.
+type Fingerprint = Vec<(
+    String,
+    std::path::PathBuf,
+    Option<(Option<SystemTime>, u64)>,
+)>;
+
+fn fingerprint(config: &Config) -> Fingerprint {
+    let mut out = Vec::new();
+    for d in &config.databases {
+        for p in &d.indexes {
+            let meta = std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.modified().ok(), m.len()));
+            out.push((d.name.clone(), p.clone(), meta));
+        }
+    }
+    out
+}
+
+/// The tasks keeping one set of modules' indexes up to date.
+struct Running {
+    stop: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Running {
+    fn start(hub: &Arc<Hub>, all: Vec<DbIndexes>) -> Running {
+        let (stop, _) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for d in all {
+            match hub.database(&d.database) {
+                Some(h) => {
+                    if !d.shared_outputs.is_empty() {
+                        tracing::info!(database = %d.database, collections = ?d.shared_outputs, "index outputs computed here and shared with the edges");
+                    }
+                    let names: Vec<&str> = d.indexes.iter().map(|i| i.def.name.as_str()).collect();
+                    tracing::info!(database = %d.database, indexes = ?names, "keeping indexes up to date");
+                    tasks.spawn(keep_up(hub.clone(), h, d.indexes, stop.subscribe()));
                 }
-                let names: Vec<&str> = d.indexes.iter().map(|i| i.def.name.as_str()).collect();
-                tracing::info!(database = %d.database, indexes = ?names, "keeping indexes up to date");
-                tasks.spawn(keep_up(hub.clone(), h, d.indexes));
+                None => {
+                    tracing::warn!(database = %d.database, "indexes of a database that is not open")
+                }
             }
-            None => {
-                tracing::warn!(database = %d.database, "indexes of a database that is not open")
+        }
+        Running { stop, tasks }
+    }
+
+    /// Stops the tasks between two steps and waits for them.
+    async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Records each configured database's shared output collections (none for
+/// a database without `hubComputed` indexes).
+pub fn share_outputs(hub: &Hub, config: &Config, all: &[DbIndexes]) {
+    for d in &config.databases {
+        let shared = all
+            .iter()
+            .find(|x| x.database == d.name)
+            .map(|x| x.shared_outputs.clone())
+            .unwrap_or_default();
+        hub.set_shared_outputs(&d.name, shared);
+    }
+}
+
+/// Keeps every database's indexes up to date until the hub shuts down,
+/// loading the modules again when they change (see the module docs).
+pub async fn run(hub: Arc<Hub>, first: Vec<DbIndexes>) {
+    let mut seen = fingerprint(&hub.config());
+    let mut running = Running::start(&hub, first);
+    let mut configs = hub.config_watch();
+    loop {
+        tokio::select! {
+            _ = hub.shutdown_requested() => break,
+            r = configs.changed() => if r.is_err() { break },
+            _ = tokio::time::sleep(MODULE_POLL) => {}
+        }
+        let config = hub.config();
+        let now = fingerprint(&config);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match load(&config) {
+            Err(e) => {
+                tracing::error!(error = %e, "the index modules changed but do not load: the indexes in force go on")
+            }
+            Ok(all) => {
+                running.stop().await;
+                share_outputs(&hub, &config, &all);
+                tracing::info!("index modules loaded again");
+                running = Running::start(&hub, all);
             }
         }
     }
-    while tasks.join_next().await.is_some() {}
+    running.stop().await;
 }
 
-async fn keep_up(hub: Arc<Hub>, h: Arc<DbHandle>, indexes: Vec<Index>) {
+async fn keep_up(
+    hub: Arc<Hub>,
+    h: Arc<DbHandle>,
+    indexes: Vec<Index>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut watch = h.db.watch_commits();
     loop {
-        let failed = catch_up(&h, &indexes).await;
+        if *stop.borrow() {
+            return;
+        }
+        let failed = catch_up(&h, &indexes, &stop).await;
         tokio::select! {
             r = watch.changed() => if r.is_none() { return },
             _ = tokio::time::sleep(RETRY), if failed => {}
             _ = hub.shutdown_requested() => return,
+            _ = stop.changed() => return,
         }
     }
 }
 
 /// One wake-up: every index up to date (or failed); returns whether one failed.
-async fn catch_up(h: &DbHandle, indexes: &[Index]) -> bool {
+async fn catch_up(h: &DbHandle, indexes: &[Index], stop: &watch::Receiver<bool>) -> bool {
     let mut failed = vec![false; indexes.len()];
     for _ in 0..MAX_PASSES {
         let before = h.db.snapshot().last_etag();
         for (i, index) in indexes.iter().enumerate() {
-            if failed[i] {
+            if failed[i] || *stop.borrow() {
                 continue;
             }
             if let Err(e) = h.db.catch_up_index(index, None).await {

@@ -121,9 +121,7 @@ async fn serve_hub(
 ) -> Result<()> {
     // Index modules: one that does not load stops the start.
     let index_modules = crate::indexes::load(&hub.config())?;
-    for d in &index_modules {
-        hub.set_shared_outputs(&d.database, d.shared_outputs.clone());
-    }
+    crate::indexes::share_outputs(&hub, &hub.config(), &index_modules);
     let follower = tokio::spawn(follow_config(hub.clone()));
     let compactor = tokio::spawn(crate::compact::run_periodically(hub.clone()));
     let indexer = tokio::spawn(crate::indexes::run(hub.clone(), index_modules));

@@ -423,3 +423,103 @@ async fn hub_computed_outputs_reach_the_edges_that_may_read_them_read_only() {
     m.stop().await;
     assert!(!hub.log().contains("panicked"), "{}", hub.log());
 }
+
+/// The version of index `name` in `GET /status`, once it is caught up.
+fn caught_up_version(hub: &HubProc, name: &str) -> Option<String> {
+    let s = index_status(hub);
+    s.as_array()?
+        .iter()
+        .find(|i| i["name"] == name && i["stale"] == false)
+        .and_then(|i| i["version"].as_str().map(str::to_string))
+}
+
+/// A running hub follows its index modules: a changed module file is loaded
+/// again (a new version built beside the old, whose outputs then replace
+/// the old ones), one that no longer loads is logged while the indexes in
+/// force go on, and a module that becomes `hubComputed` shares its output
+/// collection with the sessions that start afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_hub_reloads_changed_index_modules() {
+    let tmp = temp_dir("indexes-reload");
+    let module = tmp.join("wards.mjs");
+    let v1 = "export const wards = { name: 'wards', collections: ['Visits'], output: 'Wards',\n  map(v, emit) { emit(v.ward, 1); },\n  reduce(w, values) { return values.reduce((a, b) => a + b, 0); } };\n";
+    std::fs::write(&module, v1).unwrap();
+    let edges = format!(
+        "{}{}",
+        edge_toml("nurse", "", &["visits/"], &["visits/"]),
+        edge_toml("manager", "", &["wards/"], &[])
+    );
+    let mut hub = HubProc::with_database(
+        tmp.join("hub"),
+        free_port(),
+        &format!("indexes = [{:?}]", module.display().to_string()),
+        &edges,
+    );
+    let ndb = open_edge_db(&tmp.join("nurse")).await;
+    let n = client(&ndb, &hub.url(), "nurse", "");
+    wait_live(&n).await;
+    for (id, ward) in [("v1", "north"), ("v2", "north"), ("v3", "south")] {
+        put(
+            &ndb,
+            Some(&n),
+            &format!("visits/{id}"),
+            json!({ "ward": ward }),
+            "Visits",
+        )
+        .await;
+    }
+    wait_until("the first version caught up", || async {
+        caught_up_version(&hub, "wards").is_some()
+    })
+    .await;
+    let first = caught_up_version(&hub, "wards").unwrap();
+
+    // A changed reduce, now shared with the edges: loaded again while running.
+    let v2 = v1
+        .replace(
+            "values.reduce((a, b) => a + b, 0)",
+            "({ inpatients: values.reduce((a, b) => a + (b.inpatients ?? b), 0) })",
+        )
+        .replace("output: 'Wards',", "output: 'Wards', hubComputed: true,");
+    std::fs::write(&module, &v2).unwrap();
+    wait_until("the changed module is built as a new version", || async {
+        caught_up_version(&hub, "wards").is_some_and(|v| v != first)
+    })
+    .await;
+    // A session that starts now receives the shared outputs, new figures.
+    let mdb = open_edge_db(&tmp.join("manager")).await;
+    let m = client(&mdb, &hub.url(), "manager", "");
+    wait_until("the manager receives the new figures", || async {
+        matches!(
+            mdb.get("Wards/north").await.unwrap(),
+            Some(d) if d.body == json!({ "inpatients": 2 })
+        )
+    })
+    .await;
+
+    // A module that no longer loads: logged; the indexes in force go on.
+    std::fs::write(&module, "export const wards = { name: 'wards', map( };").unwrap();
+    wait_until("the load failure is logged", || async {
+        hub.log().contains("do not load")
+    })
+    .await;
+    put(
+        &ndb,
+        Some(&n),
+        "visits/v4",
+        json!({ "ward": "north" }),
+        "Visits",
+    )
+    .await;
+    wait_until("the index in force follows the new visit", || async {
+        matches!(
+            mdb.get("Wards/north").await.unwrap(),
+            Some(d) if d.body == json!({ "inpatients": 3 })
+        )
+    })
+    .await;
+    n.stop().await;
+    m.stop().await;
+    hub.kill();
+    assert!(!hub.log().contains("panicked"), "{}", hub.log());
+}
