@@ -246,9 +246,10 @@ export interface QueryOptions<K extends IndexKey = IndexKey> {
    * Default true: the index, if defined on this handle, first catches up
    * with every write (so the rows include the caller's own), and before it
    * the indexes defined here whose output collections it reads (a chain).
-   * False: read as it is (see `stale`).
+   * An etag (a write result's `etag`, say): catches up at least to it.
+   * False: read as it is (see `stale` and `indexedEtag`).
    */
-  wait?: boolean;
+  wait?: boolean | number;
 }
 
 /** One row: an entry of a map index, or one key's result of a reducing index. */

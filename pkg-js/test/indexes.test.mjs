@@ -209,6 +209,18 @@ test("a hubComputed index is not computed here: its name says where its results 
   await db.close();
 });
 
+test("a query can wait for its index up to an etag (a write's)", async () => {
+  const db = await Outpost.open("idx-wait-etag", { storage: "memory" });
+  await db.defineIndex(byCity);
+  const w = await db.put("users/a", { name: "a", city: "Lima" }, { collection: "Users" });
+  const r = await db.query("users/by-city", { eq: "Lima", wait: w.etag });
+  assert.ok(r.indexedEtag >= w.etag, JSON.stringify(r));
+  assert.deepEqual(r.rows.map((x) => x.id), ["users/a"]);
+  await rejectsWith(db.query("users/by-city", { wait: -1 }), "invalid_argument", /wait/);
+  await rejectsWith(db.query("users/by-city", { wait: "soon" }), "invalid_argument", /wait/);
+  await db.close();
+});
+
 test("indexes are kept up to date in the background after commits, between other operations", async () => {
   const db = await Outpost.open("idx-background", { storage: "memory" });
   await db.defineIndex(byCity);

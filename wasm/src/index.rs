@@ -148,8 +148,17 @@ fn range_from_js(opts: &JsValue) -> Result<KeyRange, JsValue> {
     }
 }
 
+/// How far a query waits for its index: not at all, every write, or the
+/// writes up to an etag (a write result's, say).
+#[derive(Clone, Copy)]
+enum Wait {
+    No,
+    All,
+    Upto(u64),
+}
+
 /// A query's options.
-fn query_from_js(opts: &JsValue) -> Result<(IndexQuery, bool), JsValue> {
+fn query_from_js(opts: &JsValue) -> Result<(IndexQuery, Wait), JsValue> {
     check_options(opts, "query")?;
     let after = match opt_string(opts, "after")? {
         Some(h) => Some(Cursor(
@@ -163,7 +172,20 @@ fn query_from_js(opts: &JsValue) -> Result<(IndexQuery, bool), JsValue> {
         descending: prop(opts, "descending").as_bool() == Some(true),
         after,
     };
-    let wait = prop(opts, "wait").as_bool() != Some(false);
+    let w = prop(opts, "wait");
+    let wait = match (w.as_bool(), w.as_f64()) {
+        (Some(false), _) => Wait::No,
+        (Some(true), _) => Wait::All,
+        (_, Some(e)) if e >= 0.0 && e.fract() == 0.0 && e <= 9_007_199_254_740_991.0 => {
+            Wait::Upto(e as u64)
+        }
+        _ if w.is_undefined() || w.is_null() => Wait::All,
+        _ => {
+            return Err(invalid_argument(
+                "wait: true, false, or an etag (a non-negative integer)",
+            ));
+        }
+    };
     Ok((q, wait))
 }
 
@@ -210,10 +232,13 @@ fn caught_up(
     let chain = chain(&registry.borrow(), name);
     Box::pin(async move {
         let (q, wait) = parsed?;
-        if wait {
-            for index in &chain {
-                db.catch_up_index(index, None).await.map_err(to_js)?;
-            }
+        let upto = match wait {
+            Wait::No => return Ok(q),
+            Wait::All => None,
+            Wait::Upto(e) => Some(e),
+        };
+        for index in &chain {
+            db.catch_up_index(index, upto).await.map_err(to_js)?;
         }
         Ok(q)
     })
