@@ -527,6 +527,96 @@ fn relaxed_durability_is_asked_of_the_store_and_close_syncs() {
     });
 }
 
+/// `Batch::durability`: a write may ask for relaxed durability on a strict
+/// database, or for durability on a relaxed one; a group commit is relaxed
+/// only when every write in it asked so, and durable when one did.
+#[test]
+fn a_write_may_ask_its_own_durability() {
+    use outpost::store::Durability;
+    block_on(async {
+        let mem = Arc::new(MemoryStore::new());
+        let store = Arc::new(TestStore::new(mem.clone(), true));
+        let db = Database::open(store.clone(), opts()).await.unwrap();
+        let relaxed = || store.relaxed.load(Ordering::Relaxed);
+        let commits = || store.inner.commit_count();
+        let mut b = Batch::new();
+        b.put("a", json!({"a": 1})).durability(Durability::Relaxed);
+        db.commit(b).await.unwrap();
+        assert_eq!(relaxed(), 1, "a relaxed write on a strict database");
+        db.put("b", json!({"b": 1})).await.unwrap();
+        assert_eq!(relaxed(), 1, "the default stays strict");
+        // Relaxed writes alone: every group commit relaxed.
+        let (r0, c0) = (relaxed(), commits());
+        let writes: Vec<_> = (0..40)
+            .map(|i| {
+                let db = db.clone();
+                async move {
+                    let mut b = Batch::new();
+                    b.put(format!("r/{i:02}"), json!({ "i": i }))
+                        .durability(Durability::Relaxed);
+                    db.commit(b).await
+                }
+            })
+            .collect();
+        assert!(
+            futures::future::join_all(writes)
+                .await
+                .iter()
+                .all(Result::is_ok)
+        );
+        assert!(commits() > c0);
+        assert_eq!(relaxed() - r0, commits() - c0, "only relaxed commits");
+        // Mixed with strict writes: the groups holding them are durable.
+        let (r0, c0) = (relaxed(), commits());
+        let writes: Vec<_> = (0..40)
+            .map(|i| {
+                let db = db.clone();
+                async move {
+                    let mut b = Batch::new();
+                    b.put(format!("m/{i:02}"), json!({ "i": i }));
+                    if i % 10 != 0 {
+                        b.durability(Durability::Relaxed);
+                    }
+                    db.commit(b).await
+                }
+            })
+            .collect();
+        assert!(
+            futures::future::join_all(writes)
+                .await
+                .iter()
+                .all(Result::is_ok)
+        );
+        let durable = (commits() - c0) - (relaxed() - r0);
+        assert!(durable >= 1, "the strict writes' groups were durable");
+        db.close().await.unwrap();
+
+        // A relaxed database: a write asking for durability gets it.
+        mem.reopen();
+        let store = Arc::new(TestStore::new(mem.clone(), false));
+        let relaxed_db = OpenOptions {
+            durability: Durability::Relaxed,
+            ..opts()
+        };
+        let db = Database::open(store.clone(), relaxed_db).await.unwrap();
+        let r0 = store.relaxed.load(Ordering::Relaxed);
+        db.put("c", json!({"c": 1})).await.unwrap();
+        assert_eq!(store.relaxed.load(Ordering::Relaxed), r0 + 1);
+        let mut b = Batch::new();
+        b.put("d", json!({"d": 1})).durability(Durability::Durable);
+        db.commit(b).await.unwrap();
+        assert_eq!(
+            store.relaxed.load(Ordering::Relaxed),
+            r0 + 1,
+            "a durable write on a relaxed database"
+        );
+        db.close().await.unwrap();
+        mem.reopen();
+        let db = Database::open(mem.clone(), opts()).await.unwrap();
+        assert_eq!(db.count().await.unwrap(), 84);
+    });
+}
+
 #[test]
 fn concurrent_writers_share_flushes() {
     block_on(async {

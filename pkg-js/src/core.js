@@ -1035,7 +1035,7 @@ export function makeApi(wasm, ready) {
      * or an (async) callback that adds them to a `Transaction`; if the callback
      * throws, nothing is written. Resolves to one result per operation.
      */
-    async transaction(opsOrCallback) {
+    async transaction(opsOrCallback, options) {
       let ops = opsOrCallback;
       if (typeof opsOrCallback === "function") {
         // The callback runs outside the cross-tab lock; only the commit takes it.
@@ -1047,7 +1047,7 @@ export function makeApi(wasm, ready) {
         }
         if (ops.length === 0) return [];
       }
-      const results = await this.#runWrite((db) => db.transaction(ops));
+      const results = await this.#runWrite((db) => db.transaction(ops, options));
       if (Array.isArray(results)) this.#written(maxEtag(results));
       return results;
     }

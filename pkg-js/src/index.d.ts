@@ -15,6 +15,7 @@ import type {
   Rejection,
   ScanOptions,
   TransactionOp,
+  TransactionOptions,
   WriteResult,
 } from "../dist/web/outpost_wasm.js";
 
@@ -33,6 +34,7 @@ export type {
   Rejection,
   ScanOptions,
   TransactionOp,
+  TransactionOptions,
   WriteResult,
 } from "../dist/web/outpost_wasm.js";
 
@@ -657,8 +659,8 @@ export class Outpost {
    * collected by a callback (if it throws, nothing is written). Resolves to
    * one result per operation (`null` for a delete of a missing document).
    */
-  transaction(ops: TransactionOp[]): Promise<Array<WriteResult | null>>;
-  transaction(callback: (tx: Transaction) => void | Promise<void>): Promise<Array<WriteResult | null>>;
+  transaction(ops: TransactionOp[], options?: TransactionOptions): Promise<Array<WriteResult | null>>;
+  transaction(callback: (tx: Transaction) => void | Promise<void>, options?: TransactionOptions): Promise<Array<WriteResult | null>>;
   /** Live documents by id prefix, in id order, paged with `after` and `limit`. */
   scan(options?: ScanOptions & { keysOnly?: false }): Promise<OutpostDocument[]>;
   /** Their ids only (as written): no body is parsed or converted. */

@@ -121,3 +121,30 @@ test("damaged pages are reported, not served", async () => {
   }
   await assert.rejects(db2.get("a"), (e) => e.code === "corrupt");
 });
+
+test("a write may ask its own durability; the database's is the default", async () => {
+  const store = mapStore();
+  const db = await Outpost.open("durability-per-write", { store });
+  await db.put("a", { n: 1 });
+  assert.equal(store.stats.relaxed, 0, "strict by default");
+  await db.put("b", { n: 2 }, { durability: "relaxed" });
+  assert.equal(store.stats.relaxed, 1);
+  await db.delete("b", { durability: "relaxed" });
+  assert.equal(store.stats.relaxed, 2);
+  await db.transaction([{ type: "put", id: "c", doc: { n: 3 } }], { durability: "relaxed" });
+  assert.equal(store.stats.relaxed, 3);
+  await db.transaction(async (tx) => tx.put("d", { n: 4 }), { durability: "strict" });
+  assert.equal(store.stats.relaxed, 3);
+  for (const bad of [() => db.put("e", {}, { durability: "eventually" }), () => db.transaction([], { durability: 1 }), () => db.transaction([], { durable: true })]) {
+    await assert.rejects(bad(), (e) => e.code === "invalid_options" || e.code === "invalid_argument");
+  }
+  await db.close();
+  const relaxedDb = await Outpost.open("durability-per-write", { store, durability: "relaxed" });
+  const before = store.stats.relaxed;
+  await relaxedDb.put("f", { n: 5 });
+  assert.equal(store.stats.relaxed, before + 1, "a relaxed database");
+  await relaxedDb.put("g", { n: 6 }, { durability: "strict" });
+  assert.equal(store.stats.relaxed, before + 1, "a strict write on a relaxed database");
+  assert.deepEqual((await relaxedDb.scan()).map((d) => d["@metadata"]["@id"]), ["a", "c", "d", "f", "g"]);
+  await relaxedDb.close();
+});

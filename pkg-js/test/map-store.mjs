@@ -3,7 +3,7 @@
 // record together (nothing is awaited in between), which is what makes it atomic.
 export function mapStore(pages = new Map(), state = { meta: undefined }) {
   // failNextCommit: true (a generic error) or an Error to throw from the next commit.
-  const stats = { commits: 0, reads: 0, syncs: 0, closes: 0, failNextCommit: false };
+  const stats = { commits: 0, relaxed: 0, reads: 0, syncs: 0, closes: 0, failNextCommit: false };
   return {
     pages,
     state,
@@ -25,6 +25,7 @@ export function mapStore(pages = new Map(), state = { meta: undefined }) {
       for (const [no, bytes] of batch) pages.set(no, bytes);
       state.meta = meta;
       stats.commits++;
+      if (!durable) stats.relaxed++;
     },
     async sync() {
       stats.syncs++;

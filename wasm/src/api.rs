@@ -68,12 +68,26 @@ export interface PutOptions {
    * with code `"concurrency_conflict"` and writes nothing.
    */
   changeVector?: string | null;
+  /**
+   * This write's durability, instead of the database's (`open`'s
+   * `durability`): `"relaxed"` resolves without waiting for the disk
+   * (unless a strict write shares its commit), `"strict"` waits for it.
+   */
+  durability?: "strict" | "relaxed";
 }
 
 /** Options of `delete`. */
 export interface DeleteOptions {
   /** As in `PutOptions`. */
   changeVector?: string | null;
+  /** As in `PutOptions`. */
+  durability?: "strict" | "relaxed";
+}
+
+/** Options of `transaction`. */
+export interface TransactionOptions {
+  /** The transaction's durability, as in `PutOptions`. */
+  durability?: "strict" | "relaxed";
 }
 
 /** One operation of `transaction`. */
@@ -340,15 +354,8 @@ impl Outpost {
             if let Some(n) = opt_count(&options, "cacheBytes")? {
                 opts.cache_bytes = usize::try_from(n).unwrap_or(usize::MAX);
             }
-            match opt_string(&options, "durability")?.as_deref() {
-                None | Some("strict") => {}
-                Some("relaxed") => opts.durability = outpost::store::Durability::Relaxed,
-                Some(other) => {
-                    return Err(js_error(
-                        "invalid_options",
-                        &format!("durability {other:?}: expected \"strict\" or \"relaxed\""),
-                    ));
-                }
+            if let Some(d) = durability_from(&options)? {
+                opts.durability = d;
             }
             let store = choose_store(&name, &options).await?;
             let report = match &store {
@@ -454,8 +461,15 @@ impl Outpost {
                 collection: opt_string(&opts, "collection")?.or(meta_collection),
                 expected: expected_from(&opts)?,
             };
-            let r = db.put_with(&id, body, put).await.map_err(to_js)?;
-            Ok(write_result_to_js(&r))
+            let mut b = Batch::new();
+            b.put_with(id, body, put);
+            let r = commit_one(&db, b, &opts).await?;
+            match r {
+                Some(r) => Ok(write_result_to_js(&r)),
+                None => Err(to_js(outpost::Error::Poisoned(
+                    "put produced no result".into(),
+                ))),
+            }
         })
     }
 
@@ -494,9 +508,9 @@ impl Outpost {
         self.run(async move {
             check_options(&opts, "delete")?;
             let id = id_from_js(&id)?;
-            let expected = expected_from(&opts)?;
-            let r = db.delete_with(&id, expected).await.map_err(to_js)?;
-            Ok(opt_write_result_to_js(&r))
+            let mut b = Batch::new();
+            b.delete_with(id, expected_from(&opts)?);
+            Ok(opt_write_result_to_js(&commit_one(&db, b, &opts).await?))
         })
     }
 
@@ -517,10 +531,15 @@ impl Outpost {
     pub fn transaction(
         &self,
         #[wasm_bindgen(unchecked_param_type = "TransactionOp[]")] ops: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "TransactionOptions")] opts: JsValue,
     ) -> Promise {
         let db = self.db.clone();
         self.run(async move {
-            let batch = batch_from_js(&ops)?;
+            check_options(&opts, "transaction")?;
+            let mut batch = batch_from_js(&ops)?;
+            if let Some(d) = durability_from(&opts)? {
+                batch.durability(d);
+            }
             let info = db.commit(batch).await.map_err(to_js)?;
             let out = Array::new_with_length(info.results.len() as u32);
             for (i, r) in info.results.iter().enumerate() {
@@ -789,6 +808,33 @@ fn limit_of(opts: &JsValue) -> Result<usize, JsValue> {
 }
 
 /// The operations of `transaction` as a batch.
+/// The `durability` option of a write or an open: `"strict"` or
+/// `"relaxed"` (`None`: not given).
+fn durability_from(opts: &JsValue) -> Result<Option<outpost::store::Durability>, JsValue> {
+    use outpost::store::Durability;
+    match opt_string(opts, "durability")?.as_deref() {
+        None => Ok(None),
+        Some("strict") => Ok(Some(Durability::Durable)),
+        Some("relaxed") => Ok(Some(Durability::Relaxed)),
+        Some(other) => Err(js_error(
+            "invalid_options",
+            &format!("durability {other:?}: expected \"strict\" or \"relaxed\""),
+        )),
+    }
+}
+
+/// Commits a one-write batch with the write's `durability` option.
+async fn commit_one(
+    db: &Database<AnyStore>,
+    mut b: Batch,
+    opts: &JsValue,
+) -> Result<Option<outpost::WriteResult>, JsValue> {
+    if let Some(d) = durability_from(opts)? {
+        b.durability(d);
+    }
+    Ok(db.commit(b).await.map_err(to_js)?.results.pop().flatten())
+}
+
 fn batch_from_js(ops: &JsValue) -> Result<Batch, JsValue> {
     let ops = ops
         .dyn_ref::<Array>()

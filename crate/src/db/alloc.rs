@@ -103,6 +103,16 @@ pub(super) struct Working {
     /// Whether the next flush drops the free pages at the end of the file
     /// (set by a vacuum, see [`super::vacuum`]).
     pub(super) trim: bool,
+    /// Per-write durability of the transactions since the last flush
+    /// ([`crate::Batch::durability`]): whether one asked for
+    /// [`Durability::Durable`](crate::store::Durability::Durable), and how
+    /// many asked for `Relaxed` (the flush is relaxed only when every one of
+    /// its transactions asked so, or the database's default is relaxed and
+    /// none asked otherwise).
+    pub(super) asked_durable: bool,
+    pub(super) asked_relaxed: u64,
+    /// `seq` of the last flush.
+    pub(super) flushed_seq: u64,
 }
 
 /// One reversible change to the working state's page bookkeeping.
@@ -147,6 +157,9 @@ impl Working {
             audit_tail: None,
             to_erase: Vec::new(),
             trim: false,
+            asked_durable: false,
+            asked_relaxed: 0,
+            flushed_seq: 0,
         }
     }
 

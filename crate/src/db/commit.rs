@@ -10,7 +10,7 @@ use futures::channel::oneshot;
 
 use crate::btree;
 use crate::error::Error;
-use crate::store::{Commit, PageBuf, PageNo, PageStore};
+use crate::store::{Commit, Durability, PageBuf, PageNo, PageStore};
 use crate::watch::CommitWatch;
 
 use super::alloc::WCtx;
@@ -133,10 +133,22 @@ impl<S: PageStore> Database<S> {
             for (no, buf) in &pages {
                 self.inner.cache.put(*no, buf.clone());
             }
+            // Durable if one transaction of the group asked so; relaxed
+            // if every one asked so; else the database's default.
+            let durability = if w.asked_durable {
+                Durability::Durable
+            } else if w.asked_relaxed > 0 && w.asked_relaxed >= seq - w.flushed_seq {
+                Durability::Relaxed
+            } else {
+                self.inner.durability
+            };
+            w.asked_durable = false;
+            w.asked_relaxed = 0;
+            w.flushed_seq = seq;
             let fut = self.inner.store.commit(Commit {
                 pages,
                 meta: meta.encode(),
-                durability: self.inner.durability,
+                durability,
             });
             (fut, meta, seq, erased_late, trimmed)
         };

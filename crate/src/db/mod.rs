@@ -326,6 +326,7 @@ impl<S: PageStore> Database<S> {
         let seq = w.seq;
         *w = Working::new(&meta, free, chain);
         w.seq = seq;
+        w.flushed_seq = seq;
         let mut sh = self.inner.shared();
         // Another process's commits: whatever they changed, pages read
         // before are not this state's.

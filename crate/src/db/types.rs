@@ -321,12 +321,24 @@ pub const MAX_DOC_BYTES: usize = 24 * 1024 * 1024;
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
     pub(super) ops: Vec<Op>,
+    /// The durability this transaction asks for; `None`: the database's
+    /// ([`OpenOptions::durability`]).
+    pub(super) durability: Option<Durability>,
 }
 
 impl Batch {
     /// An empty batch.
     pub fn new() -> Self {
         Self::default()
+    }
+    /// Asks this transaction's commit for `durability` instead of the
+    /// database's default: a `Relaxed` write on a durable database is
+    /// acknowledged without waiting for the disk (unless a durable write
+    /// shares its group commit); a `Durable` one on a relaxed database
+    /// waits for it.
+    pub fn durability(&mut self, durability: Durability) -> &mut Self {
+        self.durability = Some(durability);
+        self
     }
     /// Adds a put.
     pub fn put(&mut self, id: impl Into<String>, body: Value) -> &mut Self {

@@ -14,7 +14,7 @@ use crate::cv::DbId;
 use crate::doc::{self, DocFlags, DocumentMeta, RawVersion};
 use crate::error::{Error, InputError, clip};
 use crate::policy::{CollectionSet, ConflictPolicy, DeletionGuards, GUARDS_KEY, HUB_OUTPUTS_KEY};
-use crate::store::{PageNo, PageStore, StoreError};
+use crate::store::{Durability, PageNo, PageStore, StoreError};
 
 use super::Database;
 use super::alloc::{WCtx, Working};
@@ -105,7 +105,7 @@ impl<S: PageStore> Database<S> {
         for op in batch.ops {
             prepared.push(prepare(op)?);
         }
-        self.commit_prepared(prepared).await
+        self.commit_asking(prepared, batch.durability).await
     }
 
     /// Applies prepared operations as one transaction and waits until it is
@@ -114,6 +114,16 @@ impl<S: PageStore> Database<S> {
     pub(super) async fn commit_prepared(
         &self,
         prepared: Vec<Prepared>,
+    ) -> Result<CommitInfo, Error> {
+        self.commit_asking(prepared, None).await
+    }
+
+    /// [`commit_prepared`](Self::commit_prepared) asking for `durability`
+    /// (`None`: the database's).
+    async fn commit_asking(
+        &self,
+        prepared: Vec<Prepared>,
+        durability: Option<Durability>,
     ) -> Result<CommitInfo, Error> {
         let seq;
         let mut results = Vec::with_capacity(prepared.len());
@@ -146,6 +156,11 @@ impl<S: PageStore> Database<S> {
             };
             for p in &prepared {
                 results.push(apply(&mut ctx, p, self.inner.db_id, now).await?);
+            }
+            match durability {
+                Some(Durability::Durable) => txn.w.asked_durable = true,
+                Some(Durability::Relaxed) => txn.w.asked_relaxed += 1,
+                None => {}
             }
             txn.w.seq += 1;
             seq = txn.w.seq;
