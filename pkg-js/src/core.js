@@ -767,13 +767,17 @@ export function makeApi(wasm, ready) {
      * releasing the lock: the new last etag and, for local writes, the ids the
      * hub has not acknowledged yet. `results`: the write results (or one).
      */
-    #runWrite(op) {
+    #runWrite(op, writesOf) {
       return this.#run(async (db) => {
         const r = await op(db);
         if (this.#witness) {
-          const list = (Array.isArray(r) ? r : [r]).filter((x) => x && x.etag > 0);
-          if (list.length > 0) {
-            this.#witness.committed(db.dbId, maxEtag(list), list.map((x) => [x.id, x.etag]));
+          if (writesOf) {
+            if (r.etag > 0) this.#witness.committed(db.dbId, r.etag, writesOf(r));
+          } else {
+            const list = (Array.isArray(r) ? r : [r]).filter((x) => x && x.etag > 0);
+            if (list.length > 0) {
+              this.#witness.committed(db.dbId, maxEtag(list), list.map((x) => [x.id, x.etag]));
+            }
           }
         }
         return r;
@@ -1045,7 +1049,13 @@ export function makeApi(wasm, ready) {
         } finally {
           ops = Transaction.finish(tx);
         }
-        if (ops.length === 0) return [];
+        if (ops.length === 0) return options?.results === false ? { written: 0, etag: 0 } : [];
+      }
+      if (options?.results === false) {
+        // No result per document: the storage witness lists the ids with the commit's etag (one commit: all or none).
+        const r = await this.#runWrite((db) => db.transaction(ops, options), (r) => ops.map((op) => [op?.id, r.etag]));
+        this.#written(r.etag);
+        return r;
       }
       const results = await this.#runWrite((db) => db.transaction(ops, options));
       if (Array.isArray(results)) this.#written(maxEtag(results));

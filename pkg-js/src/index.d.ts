@@ -659,6 +659,8 @@ export class Outpost {
    * collected by a callback (if it throws, nothing is written). Resolves to
    * one result per operation (`null` for a delete of a missing document).
    */
+  transaction(ops: TransactionOp[], options: TransactionOptions & { results: false }): Promise<{ written: number; etag: number }>;
+  transaction(callback: (tx: Transaction) => void | Promise<void>, options: TransactionOptions & { results: false }): Promise<{ written: number; etag: number }>;
   transaction(ops: TransactionOp[], options?: TransactionOptions): Promise<Array<WriteResult | null>>;
   transaction(callback: (tx: Transaction) => void | Promise<void>, options?: TransactionOptions): Promise<Array<WriteResult | null>>;
   /** Live documents by id prefix, in id order, paged with `after` and `limit`. */

@@ -148,3 +148,18 @@ test("a write may ask its own durability; the database's is the default", async 
   assert.deepEqual((await relaxedDb.scan()).map((d) => d["@metadata"]["@id"]), ["a", "c", "d", "f", "g"]);
   await relaxedDb.close();
 });
+
+test("a bulk transaction without results resolves to how many were written and the last etag", async () => {
+  const store = mapStore();
+  const db = await Outpost.open("bulk-no-results", { store });
+  const ops = Array.from({ length: 250 }, (_, i) => ({ type: "put", id: `bulk/${i}`, doc: { i } }));
+  ops.push({ type: "delete", id: "bulk/missing" });
+  const r = await db.transaction(ops, { results: false });
+  assert.deepEqual(r, { written: 250, etag: 250 });
+  assert.equal(await db.count(), 250);
+  assert.deepEqual(await db.transaction(async () => {}, { results: false }), { written: 0, etag: 0 });
+  const one = await db.transaction(async (tx) => tx.put("bulk/x", { x: 1 }), { results: false });
+  assert.deepEqual(one, { written: 1, etag: 251 });
+  assert.ok(Array.isArray(await db.transaction([{ type: "put", id: "bulk/y", doc: {} }], { results: true })));
+  await db.close();
+});

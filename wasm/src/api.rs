@@ -88,6 +88,12 @@ export interface DeleteOptions {
 export interface TransactionOptions {
   /** The transaction's durability, as in `PutOptions`. */
   durability?: "strict" | "relaxed";
+  /**
+   * `false`: resolve to `{ written, etag }` (documents written, the last
+   * etag) instead of one result per operation: a bulk load that does not
+   * need them builds none.
+   */
+  results?: boolean;
 }
 
 /** One operation of `transaction`. */
@@ -541,6 +547,16 @@ impl Outpost {
                 batch.durability(d);
             }
             let info = db.commit(batch).await.map_err(to_js)?;
+            if prop(&opts, "results").as_bool() == Some(false) {
+                // A bulk write that needs no result per document: how many
+                // were written, and the last etag.
+                let written = info.results.iter().flatten();
+                let (n, etag) = written.fold((0u32, 0u64), |(n, e), r| (n + 1, e.max(r.etag)));
+                let o = js_sys::Object::new();
+                let _ = js_sys::Reflect::set(&o, &"written".into(), &n.into());
+                let _ = js_sys::Reflect::set(&o, &"etag".into(), &(etag as f64).into());
+                return Ok(o.into());
+            }
             let out = Array::new_with_length(info.results.len() as u32);
             for (i, r) in info.results.iter().enumerate() {
                 out.set(i as u32, opt_write_result_to_js(r));

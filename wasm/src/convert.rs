@@ -38,7 +38,7 @@ const KNOWN_OPTIONS: &[(&str, &[&str])] = &[
     ),
     ("put", &["collection", "changeVector", "durability"]),
     ("delete", &["changeVector", "durability"]),
-    ("transaction", &["durability"]),
+    ("transaction", &["durability", "results"]),
     ("scan", &["prefix", "after", "limit", "keysOnly"]),
     ("changes", &["since", "limit"]),
     ("conflicts", &["after", "limit"]),
