@@ -5,8 +5,9 @@
 #
 #   bash tests/e2e/run.sh
 #
-# Builds pkg-js/dist if missing, packs pkg-js, installs the tarball here, builds
-# the app with Vite, then runs e2e.test.mjs, indexes.test.mjs,
+# Builds pkg-js/dist if missing, packs pkg-js, installs the tarball here, runs
+# idb-faults.test.mjs (Node), builds the app with Vite, then runs
+# e2e.test.mjs, indexes.test.mjs,
 # bundlers.test.mjs, storage-lost.test.mjs, purge.test.mjs,
 # hub-indexes.test.mjs and sync.test.mjs (the last four with a real hub).
 # What each covers, and the environment variables (CHROMIUM, OUTPOST_HUB,
@@ -66,6 +67,9 @@ if [ "$LOCK_BEFORE" != "$(sha256sum package.json package-lock.json)" ]; then
     exit 1
 fi
 node -e 'const p = require("@outpost/db/package.json"); console.log(`    ${p.name}@${p.version} installed`)'
+
+echo "--> node --test idb-faults.test.mjs (the IndexedDB store over fake-indexeddb, a fault at every write)"
+timeout --kill-after=15 600 node --test --test-timeout=600000 --test-reporter=spec idb-faults.test.mjs
 
 echo "--> vite build"
 timeout 300 npx --no-install vite build

@@ -509,6 +509,12 @@ fn is_closed(e: &JsValue) -> bool {
         .is_some_and(|d| d.name() == "InvalidStateError")
 }
 
+thread_local! {
+    /// A rejection handler that does nothing (one for every [`Pending`]).
+    static IGNORE: wasm_bindgen::closure::Closure<dyn FnMut(JsValue)> =
+        wasm_bindgen::closure::Closure::new(|_: JsValue| {});
+}
+
 /// An issued readwrite transaction and the promise of its outcome.
 struct Pending {
     tx: IdbTransaction,
@@ -522,6 +528,13 @@ impl Pending {
         let done = Promise::new(&mut |resolve, reject| {
             tx.set_oncomplete(Some(&resolve));
             tx.set_onabort(Some(&reject));
+        });
+        // Handled from the start: a transaction aborted on a path that
+        // never waits for it (its requests could not all be issued, or the
+        // handle was abandoned) is not an unhandled rejection of the page;
+        // `wait` still sees the abort.
+        IGNORE.with(|ignore| {
+            let _ = done.catch(ignore);
         });
         Pending { tx, done }
     }
