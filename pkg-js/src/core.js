@@ -917,21 +917,30 @@ export function makeApi(wasm, ready) {
         throw new OutpostError(`writeAtHub expects an array of 1 to ${MAX_HUB_OPS} operations`, "invalid_argument");
       }
       const wire = ops.map(hubOp);
+      const late = () =>
+        new OutpostError(
+          `no answer from the hub within ${timeoutMs} ms: it may have applied the write (it then replicates here like any write)`,
+          "timeout",
+        );
+      const sent = this.#hubSend(wire);
+      if (timeoutMs === 0) {
+        // Only an outcome known already (offline, refused here) counts: an
+        // answer from the hub never comes within 0 ms (a timer of 0 ms could
+        // lose a race against a fast loopback answer).
+        const none = Symbol("no answer");
+        const outcome = await Promise.race([sent, Promise.resolve(none)]);
+        if (outcome === none) {
+          sent.catch(() => {});
+          throw late();
+        }
+        return hubResult(wire, outcome);
+      }
       let timer;
       const timeout = new Promise((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new OutpostError(
-                `no answer from the hub within ${timeoutMs} ms: it may have applied the write (it then replicates here like any write)`,
-                "timeout",
-              ),
-            ),
-          timeoutMs,
-        );
+        timer = setTimeout(() => reject(late()), timeoutMs);
       });
       try {
-        const outcome = await Promise.race([this.#hubSend(wire), timeout]);
+        const outcome = await Promise.race([sent, timeout]);
         return hubResult(wire, outcome);
       } finally {
         clearTimeout(timer);
