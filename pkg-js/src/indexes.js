@@ -157,7 +157,9 @@ export function liveQuery(subscribe, query, callback) {
 
 /**
  * Keeps a handle's indexes up to date in the background. `poke()` (after a
- * commit, here or in another tab) schedules a run `delayMs` later; a run
+ * commit, here or in another tab) schedules a run once no commit came for
+ * `delayMs`, or `maxWaitMs` after the first poke of a burst (a stream of
+ * writes gets a step now and then, not one per write); a run
  * calls `update()` (which steps every index registered on the handle, one
  * turn per step, so writes go on between steps), again while commits
  * arrived meanwhile. With Web Locks a run holds the lock `lockName`, so
@@ -171,6 +173,9 @@ export class IndexKeeper {
   #locks;
   #lockName;
   #delayMs;
+  #maxWaitMs;
+  #first = 0;
+  #last = 0;
   #timer = null;
   #running = null;
   #again = false;
@@ -181,11 +186,12 @@ export class IndexKeeper {
    * @param {() => Promise<unknown>} update
    * @param {{ locks?: { request: Function }, lockName?: string, delayMs?: number }} options
    */
-  constructor(update, { locks, lockName, delayMs = 10 } = {}) {
+  constructor(update, { locks, lockName, delayMs = 20, maxWaitMs = 250 } = {}) {
     this.#update = update;
     this.#locks = locks;
     this.#lockName = lockName;
     this.#delayMs = delayMs;
+    this.#maxWaitMs = maxWaitMs;
   }
 
   /** Something was committed: bring the indexes up to date soon. */
@@ -195,14 +201,28 @@ export class IndexKeeper {
       this.#again = true;
       return;
     }
+    this.#last = Date.now();
     if (this.#timer === null) {
-      this.#timer = setTimeout(() => {
-        this.#timer = null;
-        this.#running = this.#run().finally(() => {
-          this.#running = null;
-        });
-      }, this.#delayMs);
+      this.#first = this.#last;
+      this.#arm(this.#delayMs);
     }
+  }
+
+  #arm(ms) {
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      const now = Date.now();
+      const quiet = now - this.#last;
+      const waited = now - this.#first;
+      if (quiet < this.#delayMs && waited < this.#maxWaitMs) {
+        // Commits keep coming: wait for a pause, at most maxWaitMs in all.
+        this.#arm(Math.min(this.#delayMs - quiet, this.#maxWaitMs - waited));
+        return;
+      }
+      this.#running = this.#run().finally(() => {
+        this.#running = null;
+      });
+    }, ms);
   }
 
   async #run() {
