@@ -547,42 +547,30 @@ fn a_write_may_ask_its_own_durability() {
         assert_eq!(relaxed(), 1, "the default stays strict");
         // Relaxed writes alone: every group commit relaxed.
         let (r0, c0) = (relaxed(), commits());
-        let writes: Vec<_> = (0..40)
-            .map(|i| {
-                let db = db.clone();
-                async move {
-                    let mut b = Batch::new();
-                    b.put(format!("r/{i:02}"), json!({ "i": i }))
-                        .durability(Durability::Relaxed);
-                    db.commit(b).await
-                }
-            })
-            .collect();
-        assert!(
+        // 40 concurrent writes under `prefix`, write i relaxed when `relaxed(i)`.
+        let concurrent = |prefix: &'static str, relaxed: fn(i32) -> bool| {
+            let writes: Vec<_> = (0..40)
+                .map(|i| {
+                    let db = db.clone();
+                    async move {
+                        let mut b = Batch::new();
+                        b.put(format!("{prefix}/{i:02}"), json!({ "i": i }));
+                        if relaxed(i) {
+                            b.durability(Durability::Relaxed);
+                        }
+                        db.commit(b).await
+                    }
+                })
+                .collect::<Vec<_>>();
             futures::future::join_all(writes)
-                .await
-                .iter()
-                .all(Result::is_ok)
-        );
+        };
+        assert!(concurrent("r", |_| true).await.iter().all(Result::is_ok));
         assert!(commits() > c0);
         assert_eq!(relaxed() - r0, commits() - c0, "only relaxed commits");
         // Mixed with strict writes: the groups holding them are durable.
         let (r0, c0) = (relaxed(), commits());
-        let writes: Vec<_> = (0..40)
-            .map(|i| {
-                let db = db.clone();
-                async move {
-                    let mut b = Batch::new();
-                    b.put(format!("m/{i:02}"), json!({ "i": i }));
-                    if i % 10 != 0 {
-                        b.durability(Durability::Relaxed);
-                    }
-                    db.commit(b).await
-                }
-            })
-            .collect();
         assert!(
-            futures::future::join_all(writes)
+            concurrent("m", |i| i % 10 != 0)
                 .await
                 .iter()
                 .all(Result::is_ok)
