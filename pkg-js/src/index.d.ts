@@ -192,8 +192,10 @@ export type IndexKey = null | boolean | number | string | IndexKey[];
  * (`rereduce` true) and must be commutative and associative: the engine
  * combines results in groups (one update re-reduces O(log n) values, not
  * all of a key's). The version is a hash of the functions' source: a
- * changed function builds a new version beside the old one, which queries
- * use until the new one has caught up.
+ * changed function builds a new version beside the old one (in the
+ * background), which queries with `wait: false` read until the new one has
+ * caught up; a query that waits (the default) waits for the new one, whose
+ * functions alone this handle has.
  */
 export interface IndexDefinition<Doc = Record<string, unknown>, K extends IndexKey = IndexKey, V = unknown, R = V> {
   /** 1 to 128 bytes, no control characters. */
