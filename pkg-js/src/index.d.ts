@@ -489,6 +489,13 @@ export interface SyncGrant {
   read: string[];
   /** Prefixes of the documents this edge may change (empty: read-only). */
   write: string[];
+  /** Collections whose documents are never deleted (the hub's deletion guards). */
+  neverDelete: string[];
+  /**
+   * Output collections of indexes the hub computes and shares (protocol 9):
+   * their documents arrive here where `read` covers them, read-only.
+   */
+  hubOutputs: string[];
 }
 
 /**

@@ -530,12 +530,12 @@ test("a read-only identity: no edit controls, its grant as the hub states it, no
   const { context: ca, page: a } = laptops.A;
   const { context: cb, page: b } = laptops.B;
   // Writers see what the hub lets them do.
-  assert.deepEqual(await a.evaluate(() => window.demo.sync.grant), { read: ["notes/"], write: ["notes/"], neverDelete: [] });
+  assert.deepEqual(await a.evaluate(() => window.demo.sync.grant), { read: ["notes/"], write: ["notes/"], neverDelete: [], hubOutputs: [] });
   assert.match(await a.textContent("#grant"), /may read notes\/ and write notes\//);
 
   const r = (await laptop("R", "carol")).page;
   await waitState(r, "live");
-  assert.deepEqual(await r.evaluate(() => window.demo.sync.grant), { read: ["notes/"], write: [], neverDelete: [] });
+  assert.deepEqual(await r.evaluate(() => window.demo.sync.grant), { read: ["notes/"], write: [], neverDelete: [], hubOutputs: [] });
   await r.waitForFunction(() => /may read notes\/ and write nothing \(read-only\)/.test(document.querySelector("#grant").textContent), null, { timeout: STEP_MS });
   await r.waitForFunction(() => document.querySelectorAll("#notes li[data-id]").length > 0, null, { timeout: SYNC_MS });
   const controls = () =>
