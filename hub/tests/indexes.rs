@@ -468,11 +468,19 @@ async fn a_running_hub_reloads_changed_index_modules() {
         )
         .await;
     }
+    // The version as seen when caught up (a visit still arriving makes the
+    // index stale again, so it is not read a second time).
+    let seen = std::cell::RefCell::new(None);
     wait_until("the first version caught up", || async {
-        caught_up_version(&hub, "wards").is_some()
+        let v = caught_up_version(&hub, "wards");
+        let caught_up = v.is_some();
+        if caught_up {
+            *seen.borrow_mut() = v;
+        }
+        caught_up
     })
     .await;
-    let first = caught_up_version(&hub, "wards").unwrap();
+    let first = seen.into_inner().expect("seen when caught up");
 
     // A changed reduce, now shared with the edges: loaded again while running.
     let v2 = v1
