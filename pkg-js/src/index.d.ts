@@ -168,7 +168,8 @@ export type OutpostErrorCode =
   | "unreachable"
   | "index_failed"
   | "no_index"
-  | "index_output";
+  | "index_output"
+  | "worker_failed";
 
 /** A JSON value that can be an index key (objects cannot). */
 export type IndexKey = null | boolean | number | string | IndexKey[];
@@ -813,6 +814,91 @@ export class Outpost {
   stats(): Record<string, unknown>;
   /** Stops replication, waits for pending writes, closes the page store and ends subscriptions. */
   close(): Promise<void>;
+}
+
+/**
+ * What `serveOutpost` and `openInWorker` need of a worker: a browser
+ * `Worker`, a worker's global scope, a `MessagePort`, or Node's
+ * `worker_threads` `Worker` / `parentPort`.
+ */
+export interface MessageEndpoint {
+  postMessage(message: unknown): void;
+}
+
+/** Options of `serveOutpost`. */
+export interface ServeOptions {
+  /**
+   * Runs in the worker after each open, before the page gets the handle:
+   * define the indexes there (`db.defineIndex(def)`); their functions stay
+   * in the worker. An error it throws fails the page's `openInWorker`.
+   */
+  setup?: (db: Outpost, name: string) => void | Promise<void>;
+  /** Where the page's messages arrive (default: the worker's global scope; in Node, `parentPort`). */
+  endpoint?: MessageEndpoint;
+}
+
+/**
+ * In a dedicated worker (or a Node worker thread): serves the databases the
+ * page opens there with `openInWorker`. The engine, IndexedDB and every
+ * index function then run in the worker; the page's main thread only sends
+ * messages and receives results and events.
+ */
+export function serveOutpost(options?: ServeOptions): { close(): Promise<void> };
+
+/**
+ * Opens `name` in `worker` (which called `serveOutpost()`), with the options
+ * of `Outpost.open` (`onStorageLost` runs on the page). Several databases
+ * may share a worker.
+ */
+export function openInWorker(
+  worker: MessageEndpoint,
+  name: string,
+  options?: OpenOptionsWithRecovery,
+): Promise<RemoteOutpost>;
+
+/**
+ * A database served by a worker: the methods of `Outpost`, each answered
+ * by the worker. Where it differs, with typed errors: arguments and
+ * results cross as structured clones (a function in a document or an
+ * option is `invalid_argument`); `defineIndex` accepts only definitions
+ * without functions (`hubComputed`), the others belong in `ServeOptions.setup`;
+ * `transaction(callback)` runs the callback on the page and sends its writes
+ * as one array; `stats()` is as of the worker's last answer; `sync()`
+ * returns at once, and a start the worker refuses becomes the status
+ * `{ state: "error", code, message }`. A worker that fails rejects the
+ * pending calls with `worker_failed`.
+ */
+export class RemoteOutpost {
+  private constructor();
+  readonly name: string;
+  readonly dbId: string;
+  readonly storageLost: StorageLost | null;
+  on: Outpost["on"];
+  put: Outpost["put"];
+  get: Outpost["get"];
+  delete: Outpost["delete"];
+  transaction: Outpost["transaction"];
+  writeAtHub: Outpost["writeAtHub"];
+  scan: Outpost["scan"];
+  changes: Outpost["changes"];
+  count: Outpost["count"];
+  collections: Outpost["collections"];
+  defineIndex: Outpost["defineIndex"];
+  query: Outpost["query"];
+  queryCount: Outpost["queryCount"];
+  liveQuery: Outpost["liveQuery"];
+  updateIndexes: Outpost["updateIndexes"];
+  dropIndex: Outpost["dropIndex"];
+  indexes: Outpost["indexes"];
+  conflicts: Outpost["conflicts"];
+  resolve: Outpost["resolve"];
+  rejections: Outpost["rejections"];
+  subscribe: Outpost["subscribe"];
+  sync: Outpost["sync"];
+  enroll: Outpost["enroll"];
+  identity: Outpost["identity"];
+  stats: Outpost["stats"];
+  close: Outpost["close"];
 }
 
 /**

@@ -8,6 +8,7 @@
 import init, * as wasm from "../dist/web/outpost_wasm.js";
 import { wasmBase64 } from "../dist/web/outpost_wasm_inline.js";
 import { makeApi } from "./core.js";
+import { serve } from "./remote.js";
 
 let started;
 
@@ -30,3 +31,10 @@ export function initOutpost(moduleOrPath) {
 }
 
 export const { Outpost, OutpostError, Transaction, Sync } = makeApi(wasm, () => initOutpost());
+
+/** In a worker: serves its databases to the page (see remote.js). */
+export function serveOutpost(options) {
+  return serve(Outpost, { endpoint: globalThis, ...(options ?? {}) });
+}
+
+export { openInWorker, RemoteOutpost } from "./remote.js";

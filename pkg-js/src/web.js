@@ -5,6 +5,7 @@
 // runtime that imports .wasm modules).
 import init, * as wasm from "../dist/web/outpost_wasm.js";
 import { makeApi } from "./core.js";
+import { serve } from "./remote.js";
 
 let started;
 
@@ -18,3 +19,13 @@ export function initOutpost(moduleOrPath) {
 }
 
 export const { Outpost, OutpostError, Transaction, Sync } = makeApi(wasm, () => initOutpost());
+
+/**
+ * In a worker: serves its databases to the page, which opens them with
+ * `openInWorker(worker, name, options)` (see remote.js).
+ */
+export function serveOutpost(options) {
+  return serve(Outpost, { endpoint: globalThis, ...(options ?? {}) });
+}
+
+export { openInWorker, RemoteOutpost } from "./remote.js";

@@ -33,6 +33,7 @@ test("npm pack contains the wasm, JS and d.ts files, installs and runs", async (
     "src/core.js",
     "src/turns.js",
     "src/indexes.js",
+    "src/remote.js",
     "src/web.js",
     "src/node.js",
     "src/index.d.ts",

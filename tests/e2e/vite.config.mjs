@@ -18,4 +18,6 @@ export default defineConfig({
     target: "es2022",
     rollupOptions: { input: { index: app("index.html"), lab: app("lab.html") } },
   },
+  // lab.js starts app/worker.js as a module worker (worker.test.mjs).
+  worker: { format: "es" },
 });

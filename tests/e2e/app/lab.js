@@ -2,7 +2,7 @@
 // the package through `window.lab` (the module, plus a few helpers that touch
 // IndexedDB directly; the index examples for indexes.test.mjs and
 // hub-indexes.test.mjs).
-import { Outpost, OutpostError } from "@outpost/db";
+import { Outpost, OutpostError, openInWorker } from "@outpost/db";
 // The index examples, the same module files the Node tests load.
 import * as mortgage from "../../../examples/indexes/mortgage.mjs";
 import * as carts from "../../../examples/indexes/carts.mjs";
@@ -65,5 +65,10 @@ async function tryOpen(name, options) {
   }
 }
 
-window.lab = { Outpost, OutpostError, rawWrite, witness, tryOpen, bucketOf, buckets, indexes: { mortgage, carts, clinic } };
+/** A dedicated worker running the engine (app/worker.js), for worker.test.mjs. */
+function worker() {
+  return new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+}
+
+window.lab = { Outpost, OutpostError, openInWorker, worker, rawWrite, witness, tryOpen, bucketOf, buckets, indexes: { mortgage, carts, clinic } };
 document.title = "lab ready";

@@ -1,0 +1,13 @@
+// The worker of worker.test.mjs: serves its databases to the test's thread,
+// with the cart example's indexes defined in each (their functions stay here).
+import { serveOutpost } from "@outpost/db";
+import { carts, salesPerProduct } from "../../examples/indexes/carts.mjs";
+
+serveOutpost({
+  async setup(db, name) {
+    if (name.startsWith("no-setup")) return;
+    if (name === "bad-setup") throw new Error("this setup refuses");
+    await db.defineIndex(carts);
+    await db.defineIndex(salesPerProduct);
+  },
+});
