@@ -8,6 +8,10 @@
 //     db.count() === n.
 //     With storage: "memory", the same into Outpost's in-memory page store
 //     (a diagnostic: the sync without IndexedDB).
+//     With inWorker: true, the same with the engine in a dedicated worker
+//     (sync-worker.js, openInWorker): the page only sends calls and receives
+//     the status events (its IndexedDB and WebSocket probes see nothing; the
+//     main-thread figures are the point).
 //   window.syncBench.outpostLocal({ n, batch, capMs })
 //     Diagnostic: the page writes the same documents itself with
 //     db.transaction() of `batch` documents (no network).
@@ -24,7 +28,7 @@
 // onmessage handler), and for Outpost the time spent holding the database's
 // Web Lock (every storage step of the replication runs under it).
 import PouchDB from "pouchdb-browser";
-import { Outpost, initOutpost } from "../pkg-js/src/web.js";
+import { Outpost, initOutpost, openInWorker, destroyInWorker } from "../pkg-js/src/web.js";
 import { idOf, makeDoc } from "./docs.js";
 
 const now = () => performance.now();
@@ -194,10 +198,18 @@ async function usageBytes() {
 }
 
 // --------------------------------------------------------------- Outpost ---
-async function outpost({ url, identity, credential, n, capMs, name = "sync-outpost", storage = "indexeddb" }) {
-  await initOutpost(new URL("./outpost_wasm_bg.wasm", location.href));
-  await Outpost.destroy(name).catch(() => {});
-  const db = await Outpost.open(name, { storage });
+async function outpost({ url, identity, credential, n, capMs, name = "sync-outpost", storage = "indexeddb", inWorker = false }) {
+  let db;
+  if (inWorker) {
+    // The engine in a dedicated worker (sync-worker.js): the same calls, answered there.
+    const worker = new Worker(new URL("./sync-worker.js", location.href), { type: "module" });
+    await destroyInWorker(worker, name).catch(() => {});
+    db = await openInWorker(worker, name, { storage });
+  } else {
+    await initOutpost(new URL("./outpost_wasm_bg.wasm", location.href));
+    await Outpost.destroy(name).catch(() => {});
+    db = await Outpost.open(name, { storage });
+  }
   const memory = storage === "memory";
   const statuses = [];
   let last = { state: "connecting" };
@@ -242,7 +254,8 @@ async function outpost({ url, identity, credential, n, capMs, name = "sync-outpo
   const ms = tLive !== null ? Math.max(tLive, tCount) : tCount;
   const docs = tLive !== null ? count : Math.min(received, count);
   return {
-    engine: memory ? "outpost-mem" : "outpost", label: memory ? "Outpost, memory store" : "Outpost",
+    engine: inWorker ? "outpost-worker" : memory ? "outpost-mem" : "outpost",
+    label: inWorker ? "Outpost, engine in a worker" : memory ? "Outpost, memory store" : "Outpost",
     n, docs, ms, rate: (docs * 1000) / ms, capped, error,
     tLive, tCount, statuses, main, ...probes, usage, cache: stats.cache ?? null,
     complete: !capped && !error && count === n,

@@ -10,9 +10,11 @@
 // Options:
 //   --quick              2,000 documents only
 //   --sizes a,b          document counts (default 10000,100000)
-//   --engines a,b        subset of outpost,pouchdb,outpost-mem,outpost-local
-//                        (default outpost,pouchdb, in that order)
-//   --diagnostics        all four: also outpost-mem (the same sync into
+//   --engines a,b        subset of outpost,pouchdb,outpost-worker,outpost-mem,
+//                        outpost-local (default outpost,pouchdb, in that order);
+//                        outpost-worker: the same sync with the engine in a
+//                        dedicated worker (openInWorker; sync-worker.js)
+//   --diagnostics        all five: also outpost-mem (the same sync into
 //                        Outpost's in-memory page store: the ceiling without
 //                        IndexedDB) and outpost-local (the page writes the same
 //                        documents itself with db.transaction() of 100 and of
@@ -83,12 +85,12 @@ const opt = (f, d) => {
 
 const quick = flag("--quick");
 const sizes = (opt("--sizes", quick ? "2000" : "10000,100000")).split(",").map((s) => Number(s.trim())).filter((x) => x > 0);
-const ENGINES = ["outpost", "pouchdb", "outpost-mem", "outpost-local"];
+const ENGINES = ["outpost", "pouchdb", "outpost-worker", "outpost-mem", "outpost-local"];
 const engines = opt("--engines", flag("--diagnostics") ? ENGINES.join(",") : "outpost,pouchdb")
   .split(",").map((s) => s.trim()).filter(Boolean);
 for (const e of engines) if (!ENGINES.includes(e)) throw new Error(`unknown engine ${e} (one of ${ENGINES})`);
 const localBatches = opt("--local-batches", "100,500").split(",").map(Number).filter((x) => x > 0);
-const needHub = engines.includes("outpost") || engines.includes("outpost-mem");
+const needHub = engines.some((e) => ["outpost", "outpost-worker", "outpost-mem"].includes(e));
 const repeat = Math.max(1, Number(opt("--repeat", 1)));
 const pouchCapMs = Number(opt("--pouch-cap", 300)) * 1000;
 const capMs = Number(opt("--cap", 600)) * 1000;
@@ -217,17 +219,19 @@ if (needHub && !existsSync(hubBin)) {
 const out = join(here, ".build/sync");
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
-await esbuild.build({
-  entryPoints: [join(here, "sync-page.js")],
-  bundle: true,
-  format: "esm",
-  platform: "browser",
-  target: "chrome120",
-  minify: false,
-  outfile: join(out, "sync.js"),
-  define: { global: "globalThis", "process.env.NODE_ENV": '"production"' },
-  logLevel: "warning",
-});
+for (const [entry, file] of [["sync-page.js", "sync.js"], ["sync-worker.js", "sync-worker.js"]]) {
+  await esbuild.build({
+    entryPoints: [join(here, entry)],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "chrome120",
+    minify: false,
+    outfile: join(out, file),
+    define: { global: "globalThis", "process.env.NODE_ENV": '"production"' },
+    logLevel: "warning",
+  });
+}
 copyFileSync(join(distWeb, "outpost_wasm_bg.wasm"), join(out, "outpost_wasm_bg.wasm"));
 const profiling = flag("--profile");
 let wasmNames = false;
@@ -499,10 +503,10 @@ async function measured(label, serverPid, call) {
   });
 }
 
-async function runOutpost(n, hubConn, round, storage = "indexeddb") {
+async function runOutpost(n, hubConn, round, storage = "indexeddb", inWorker = false) {
   const m0 = await hubMetrics(hubConn.http);
-  const r = await measured(`${storage}-${n}`, hubConn.child.pid, (page) => page.evaluate((a) => window.syncBench.outpost(a), {
-    url: hubConn.ws, identity: IDENTITY, credential: TOKEN, n, capMs, storage,
+  const r = await measured(`${inWorker ? "worker" : storage}-${n}`, hubConn.child.pid, (page) => page.evaluate((a) => window.syncBench.outpost(a), {
+    url: hubConn.ws, identity: IDENTITY, credential: TOKEN, n, capMs, storage, inWorker,
   }));
   const m1 = await hubMetrics(hubConn.http);
   r.round = round;
@@ -564,6 +568,7 @@ try {
       for (const e of engines) {
         const runs = e === "outpost" ? [() => runOutpost(n, hubConn, round)]
           : e === "outpost-mem" ? [() => runOutpost(n, hubConn, round, "memory")]
+          : e === "outpost-worker" ? [() => runOutpost(n, hubConn, round, "indexeddb", true)]
           : e === "pouchdb" ? [() => runPouch(n, pouch, loads[`pouchdb-${n}`].url, round)]
           : localBatches.map((b) => () => runLocal(n, b, round));
         for (const run of runs) {
@@ -602,14 +607,15 @@ log(`Chromium ${browserVersion}, ${cpus().length} × ${cpus()[0]?.model.trim()},
 log("");
 log("| engine | N | seconds | docs/s | Outpost/PouchDB | longest task (ms) | tasks > 50 ms |");
 log("| --- | --: | --: | --: | --: | --: | --: |");
-for (const r of results.filter((r) => r.engine === "outpost" || r.engine === "pouchdb")) {
+const MAIN = ["outpost", "outpost-worker", "pouchdb"];
+for (const r of results.filter((r) => MAIN.includes(r.engine))) {
   const peer = results.find((x) => x.n === r.n && x.round === r.round && x.engine === "pouchdb");
-  const ratio = r.engine === "outpost" && peer ? (r.rate / peer.rate).toFixed(1) + "×" : "";
+  const ratio = r.engine !== "pouchdb" && peer ? (r.rate / peer.rate).toFixed(1) + "×" : "";
   const note = r.capped ? ` (capped at ${Math.round(r.ms / 1000)} s: ${r.docs.toLocaleString("en")} docs)` : r.error ? " (error)" : !r.complete ? " (incomplete)" : "";
   log(`| ${r.label}${repeat > 1 ? ` #${r.round}` : ""} | ${r.n.toLocaleString("en")} | ${fmtS(r.ms)}${note} | ${fmtRate(r.rate)} | ${ratio} | ${ms(r.main.longestTaskMs)} | ${r.main.longTasks} |`);
 }
 log("");
-const diag = results.filter((r) => r.engine !== "outpost" && r.engine !== "pouchdb");
+const diag = results.filter((r) => !MAIN.includes(r.engine));
 if (diag.length) {
   log("Diagnostics (not competitors):");
   log("");
@@ -637,7 +643,7 @@ for (const r of results) {
     ` ${(c.renderer ?? 0).toFixed(1)} / ${(c.browser ?? 0).toFixed(1)} / ${other.toFixed(1)} | ${r.otherCpuS.toFixed(1)} |`);
 }
 log("");
-for (const r of results.filter((r) => r.engine === "outpost" || r.engine === "outpost-mem")) {
+for (const r of results.filter((r) => r.engine === "outpost" || r.engine === "outpost-worker" || r.engine === "outpost-mem")) {
   const tl = r.statuses.map((s) => `${(s.t / 1000).toFixed(2)}s ${s.state}${s.state === "initial" ? ` ${s.received}/${s.total}` : ""}`).join(", ");
   log(`${r.label} ${r.n}: hub sent ${r.hub.docsSent} docs in ${r.hub.framesOut} frames (${(r.hub.bytesOut / 2 ** 20).toFixed(1)} MiB), ` +
     `received ${r.hub.framesIn} frames; live at ${r.tLive === null ? "-" : (r.tLive / 1000).toFixed(2) + " s"}, count() at ${(r.tCount / 1000).toFixed(2)} s; ` +

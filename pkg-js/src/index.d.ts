@@ -856,6 +856,9 @@ export function openInWorker(
   options?: OpenOptionsWithRecovery,
 ): Promise<RemoteOutpost>;
 
+/** `Outpost.destroy(name)` run in `worker` (close every handle on it first). */
+export function destroyInWorker(worker: MessageEndpoint, name: string): Promise<void>;
+
 /**
  * A database served by a worker: the methods of `Outpost`, each answered
  * by the worker. Where it differs, with typed errors: arguments and

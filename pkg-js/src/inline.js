@@ -37,4 +37,4 @@ export function serveOutpost(options) {
   return serve(Outpost, { endpoint: globalThis, ...(options ?? {}) });
 }
 
-export { openInWorker, RemoteOutpost } from "./remote.js";
+export { openInWorker, destroyInWorker, RemoteOutpost } from "./remote.js";

@@ -23,4 +23,4 @@ export function serveOutpost(options) {
   return serve(Outpost, { endpoint: parentPort, ...(options ?? {}) });
 }
 
-export { openInWorker, RemoteOutpost } from "./remote.js";
+export { openInWorker, destroyInWorker, RemoteOutpost } from "./remote.js";

@@ -597,16 +597,27 @@ export class RemoteOutpost {
   }
 }
 
-/**
- * Opens `name` in the worker `worker` (which called `serveOutpost()`):
- * the options of `Outpost.open`; `onStorageLost` stays on the page.
- */
-export async function openInWorker(worker, name, options) {
+/** The page's `Client` of `worker` (one per worker). */
+function clientOf(worker) {
   let client = clients.get(worker);
   if (!client) {
     client = new Client(worker);
     clients.set(worker, client);
   }
+  return client;
+}
+
+/** `Outpost.destroy(name)` run in `worker` (close every handle on it first). */
+export async function destroyInWorker(worker, name) {
+  await clientOf(worker).call(0, "destroy", [name]);
+}
+
+/**
+ * Opens `name` in the worker `worker` (which called `serveOutpost()`):
+ * the options of `Outpost.open`; `onStorageLost` stays on the page.
+ */
+export async function openInWorker(worker, name, options) {
+  const client = clientOf(worker);
   const { onStorageLost, ...rest } = options ?? {};
   if (onStorageLost !== undefined && typeof onStorageLost !== "function") {
     throw new OutpostError("open: option onStorageLost must be a function", "invalid_options");

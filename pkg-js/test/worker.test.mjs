@@ -8,7 +8,7 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { Worker } from "node:worker_threads";
-import { openInWorker, OutpostError, RemoteOutpost } from "@outpost/db";
+import { destroyInWorker, openInWorker, OutpostError, RemoteOutpost } from "@outpost/db";
 
 const worker = new Worker(new URL("./worker-serve.mjs", import.meta.url));
 after(() => worker.terminate());
@@ -126,6 +126,7 @@ test("several databases in one worker; a setup that throws fails the open", asyn
   await a.close();
   assert.equal((await b.get("x/1")).from, "b", "closing one leaves the other open");
   await b.close();
+  await destroyInWorker(worker, "no-setup-b"); // nothing to delete without IndexedDB: resolves
   await assert.rejects(openInWorker(worker, "bad-setup", { storage: "memory" }), /this setup refuses/);
   await rejects(openInWorker(worker, "no-setup-c", { storage: "memory", cache: 1 }), "invalid_options", /unknown option "cache"/);
   await rejects(openInWorker(worker, "no-setup-c", { onStorageLost: 1 }), "invalid_options");
