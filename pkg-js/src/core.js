@@ -154,6 +154,22 @@ function hubResult(ops, o) {
 }
 
 /**
+ * Adds `listener` to `listeners[event]` (one Set per known event) for the
+ * method `method` (`on`, `sync.on`); returns the function that removes it.
+ * An unknown event or a listener that is not a function is `invalid_argument`.
+ */
+export function addListener(listeners, event, listener, method) {
+  if (typeof event !== "string" || !Object.hasOwn(listeners, event)) {
+    const known = Object.keys(listeners).map((k) => JSON.stringify(k));
+    const expected = known.length > 1 ? `${known.slice(0, -1).join(", ")} or ${known.at(-1)}` : known[0];
+    throw new OutpostError(`${method}: unknown event ${JSON.stringify(event)} (expected ${expected})`, "invalid_argument");
+  }
+  if (typeof listener !== "function") throw new OutpostError(`${method} expects a listener function`, "invalid_argument");
+  listeners[event].add(listener);
+  return () => listeners[event].delete(listener);
+}
+
+/**
  * Collects the writes of `db.transaction(async (tx) => ...)`; they are
  * committed together, atomically, when the callback's promise resolves.
  */
@@ -285,7 +301,6 @@ function notify(listener, value, what) {
 }
 
 const SYNC_OPTIONS = new Set(["url", "identity", "credential", "database", "onStatus", "onRejection", "onGrant", "onPurge"]);
-const SYNC_EVENTS = new Set(["status", "rejection", "grant", "purge"]);
 
 const ENROLL_OPTIONS = new Set(["url", "identity", "code", "database"]);
 
@@ -535,12 +550,7 @@ export function makeApi(wasm, ready) {
      * listener.
      */
     on(event, listener) {
-      if (!SYNC_EVENTS.has(event)) {
-        throw new OutpostError(`sync.on: unknown event ${JSON.stringify(event)} (expected "status", "rejection", "grant" or "purge")`, "invalid_argument");
-      }
-      if (typeof listener !== "function") throw new OutpostError("sync.on expects a listener function", "invalid_argument");
-      this.#listeners[event].add(listener);
-      return () => this.#listeners[event].delete(listener);
+      return addListener(this.#listeners, event, listener, "sync.on");
     }
 
     /** The changes the hub refused, as recorded in the database (all tabs, all sessions). */
@@ -583,7 +593,6 @@ export function makeApi(wasm, ready) {
   const JS_OPEN_OPTIONS = new Set(["onStorageLost"]);
   /** Every option of `Outpost.open` (the bindings' and this layer's). */
   const OPEN_OPTIONS = ["store", "storage", "persist", "cacheBytes", "durability", ...JS_OPEN_OPTIONS];
-  const DB_EVENTS = new Set(["storage-lost"]);
 
   class Outpost {
     #db;
@@ -727,18 +736,14 @@ export function makeApi(wasm, ready) {
      * open recovered from a loss. Returns a function that removes the listener.
      */
     on(event, listener) {
-      if (!DB_EVENTS.has(event)) {
-        throw new OutpostError(`on: unknown event ${JSON.stringify(event)} (expected "storage-lost")`, "invalid_argument");
-      }
-      if (typeof listener !== "function") throw new OutpostError("on expects a listener function", "invalid_argument");
-      this.#listeners[event].add(listener);
+      const remove = addListener(this.#listeners, event, listener, "on");
       if (event === "storage-lost" && this.#storageLost) {
         const info = this.#storageLost;
         queueMicrotask(() => {
           if (this.#listeners[event].has(listener)) notify(listener, info, "storage-lost");
         });
       }
-      return () => this.#listeners[event].delete(listener);
+      return remove;
     }
 
     /** The name the database was opened with. */

@@ -15,7 +15,7 @@
 // events; the worker ends it when the page says so or the handle closes.
 // Functions do not cross: indexes are defined in the worker (`setup`).
 
-import { OutpostError, Transaction } from "./core.js";
+import { addListener, OutpostError, Transaction } from "./core.js";
 
 const RPC = 1;
 
@@ -358,12 +358,7 @@ class RemoteSync {
     return this.#stopped;
   }
   on(event, listener) {
-    if (!(event in this.#listeners)) {
-      throw new OutpostError(`sync.on: unknown event ${JSON.stringify(event)} (expected "status", "rejection", "grant" or "purge")`, "invalid_argument");
-    }
-    if (typeof listener !== "function") throw new OutpostError("sync.on expects a listener function", "invalid_argument");
-    this.#listeners[event].add(listener);
-    return () => this.#listeners[event].delete(listener);
+    return addListener(this.#listeners, event, listener, "sync.on");
   }
   rejections() {
     return this.#db.rejections();
@@ -425,14 +420,10 @@ export class RemoteOutpost {
     return this.#stats;
   }
   on(event, listener) {
-    if (!(event in this.#listeners)) {
-      throw new OutpostError(`on: unknown event ${JSON.stringify(event)} (expected "storage-lost")`, "invalid_argument");
-    }
-    if (typeof listener !== "function") throw new OutpostError("on expects a listener function", "invalid_argument");
-    this.#listeners[event].add(listener);
+    const remove = addListener(this.#listeners, event, listener, "on");
     const info = this.#info.storageLost;
     if (info) queueMicrotask(() => this.#listeners[event].has(listener) && listener(info));
-    return () => this.#listeners[event].delete(listener);
+    return remove;
   }
 
   put(id, doc, options) {
@@ -555,19 +546,28 @@ export class RemoteOutpost {
    * Starts replication in the worker; returns at once a controller
    * mirroring its status (`{ state: "connecting" }` until the worker
    * answers; a start the worker refuses, e.g. "already_syncing", becomes
-   * the status `{ state: "error", code, message }`). `onStatus` and
-   * `onRejection` stay on the page.
+   * the status `{ state: "error", code, message }`). `onStatus`,
+   * `onRejection`, `onGrant` and `onPurge` stay on the page.
    */
   sync(options) {
-    const { onStatus, onRejection, ...rest } = options ?? {};
+    const { onStatus, onRejection, onGrant, onPurge, ...rest } = options ?? {};
     if (hasFunction(rest)) throw new OutpostError("sync: options with functions cannot be sent to the worker", "invalid_options");
     if (this.#closed) throw new OutpostError("the database is closed", "closed");
+    for (const [key, f] of Object.entries({ onStatus, onRejection, onGrant, onPurge })) {
+      if (f !== undefined && typeof f !== "function") throw new OutpostError(`sync: option ${key} must be a function`, "invalid_options");
+    }
     let sync;
     const s = this.#client.listener((v) => RemoteSync.deliver(sync, v));
     this.#own.add(s);
     sync = new RemoteSync(this, this.#client, s);
-    if (onStatus) sync.on("status", onStatus);
-    if (onRejection) sync.on("rejection", onRejection);
+    for (const [event, listener] of [
+      ["status", onStatus],
+      ["rejection", onRejection],
+      ["grant", onGrant],
+      ["purge", onPurge],
+    ]) {
+      if (listener !== undefined) sync.on(event, listener);
+    }
     this.#call("sync", rest, s).then(
       (first) => RemoteSync.started(sync, first),
       (e) => {

@@ -141,7 +141,7 @@ test("sync in the worker: the page's controller mirrors its status; a refused st
   const db = await openInWorker(worker, "no-setup-sync", { storage: "memory" });
   const states = [];
   // Nobody listens on port 9: the replication in the worker goes offline and retries.
-  const sync = db.sync({ url: "ws://127.0.0.1:9/sync", identity: "alice", credential: "t", onStatus: (s) => states.push(s.state) });
+  const sync = db.sync({ url: "ws://127.0.0.1:9/sync", identity: "alice", credential: "t", onStatus: (s) => states.push(s.state), onGrant: () => {}, onPurge: () => {} });
   assert.equal(sync.status.state, "connecting");
   await rejects(Promise.resolve().then(() => sync.on("bogus", () => {})), "invalid_argument");
   if (typeof globalThis.WebSocket === "function") {
@@ -159,5 +159,6 @@ test("sync in the worker: the page's controller mirrors its status; a refused st
   assert.equal(sync.stopped, true);
   assert.equal(sync.status.state, "offline");
   assert.throws(() => db.sync({ url: "ws://x/sync", identity: "a", credential: "t", token: () => "t" }), (e) => e.code === "invalid_options");
+  assert.throws(() => db.sync({ url: "ws://x/sync", identity: "a", credential: "t", onGrant: 1 }), (e) => e.code === "invalid_options");
   await db.close();
 });
