@@ -229,7 +229,9 @@ HUB="$TARGET/release/outpost-hub"
 SITE="$ROOT/demo-site"
 rm -rf "$SITE/pkg"
 mkdir -p "$SITE/pkg/src" "$SITE/pkg/dist"
-cp "$ROOT/pkg-js/src/core.js" "$ROOT/pkg-js/src/turns.js" "$ROOT/pkg-js/src/indexes.js" "$ROOT/pkg-js/src/web.js" "$SITE/pkg/src/"
+# Every module of the package's source (web.js imports its siblings; node.js
+# and inline.js are copied too and never loaded by the page).
+cp "$ROOT"/pkg-js/src/*.js "$SITE/pkg/src/"
 cp -R "$ROOT/pkg-js/dist/web" "$SITE/pkg/dist/web"
 
 # -------------------------------------------------------- demo config ---

@@ -58,6 +58,7 @@ impl Root {
             "pkg-js/src/turns.js",
             "pkg-js/src/indexes.js",
             "pkg-js/src/web.js",
+            "pkg-js/src/remote.js",
         ] {
             std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
             std::fs::write(root.join(f), "").unwrap();

@@ -12,8 +12,7 @@
 // witness (end of this file) and refuses to pass off a database the browser
 // threw away as the old one (`storage_lost`). The rest is passed straight to
 // the wasm `Outpost` class, whose generated .d.ts documents it. (scripts/run.sh
-// and the sync e2e test serve core.js, turns.js, indexes.js and web.js as
-// they are.) Indexes: the wrappers of the application's functions and live
+// and the sync e2e test serve every module of this directory as it is.) Indexes: the wrappers of the application's functions and live
 // queries are in indexes.js; the engine steps them (wasm/src/index.rs).
 
 import { Turns } from "./turns.js";

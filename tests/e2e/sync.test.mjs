@@ -46,7 +46,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -84,7 +84,8 @@ const sha256 = (s) => createHash("sha256").update(s).digest("hex");
 function buildSite(site) {
   for (const f of ["index.html", "app.js", "style.css"]) cpSync(join(root, "demo-site", f), join(site, f));
   mkdirSync(join(site, "pkg/src"), { recursive: true });
-  for (const f of ["core.js", "turns.js", "indexes.js", "web.js"]) cpSync(join(root, "pkg-js/src", f), join(site, "pkg/src", f));
+  // Every module of the package's source, as scripts/run.sh copies them (web.js imports its siblings).
+  for (const f of readdirSync(join(root, "pkg-js/src")).filter((f) => f.endsWith(".js"))) cpSync(join(root, "pkg-js/src", f), join(site, "pkg/src", f));
   cpSync(join(root, "pkg-js/dist/web"), join(site, "pkg/dist/web"), { recursive: true });
 }
 
