@@ -841,9 +841,16 @@ export interface ServeOptions {
  * In a dedicated worker (or a Node worker thread): serves the databases the
  * page opens there with `openInWorker`. The engine, IndexedDB and every
  * index function then run in the worker; the page's main thread only sends
- * messages and receives results and events.
+ * messages and receives results and events. In a SharedWorker, every tab
+ * that connects is served, sharing one handle per database and one
+ * replication per database.
  */
-export function serveOutpost(options?: ServeOptions): { close(): Promise<void> };
+export function serveOutpost(options?: ServeOptions): {
+  /** Serves one more port (e.g. a `MessageChannel` port another tab sent) with the same databases. */
+  connect(port: MessageEndpoint): void;
+  /** Stops serving and closes every database this worker holds. */
+  close(): Promise<void>;
+};
 
 /**
  * Opens `name` in `worker` (which called `serveOutpost()`), with the options

@@ -34,7 +34,7 @@ export const { Outpost, OutpostError, Transaction, Sync } = makeApi(wasm, () => 
 
 /** In a worker: serves its databases to the page (see remote.js). */
 export function serveOutpost(options) {
-  return serve(Outpost, { endpoint: globalThis, ...(options ?? {}) });
+  return serve(Outpost, globalThis, options);
 }
 
 export { openInWorker, destroyInWorker, RemoteOutpost } from "./remote.js";

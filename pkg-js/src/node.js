@@ -20,7 +20,7 @@ export const { Outpost, OutpostError, Transaction, Sync } = makeApi(wasm, initOu
  * which opens them with `openInWorker(worker, name, options)` (see remote.js).
  */
 export function serveOutpost(options) {
-  return serve(Outpost, { endpoint: parentPort, ...(options ?? {}) });
+  return serve(Outpost, parentPort, options);
 }
 
 export { openInWorker, destroyInWorker, RemoteOutpost } from "./remote.js";

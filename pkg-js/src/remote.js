@@ -82,14 +82,94 @@ function hasFunction(v) {
 }
 
 /**
- * Serves the databases of this worker to the page (see the top of this
- * file). `Outpost`: the class of the entry point the worker imported.
- * Options: `setup(db, name)` runs after each open, before the page gets the
- * handle (define indexes there: their functions live in the worker);
- * `endpoint`, where the page's messages arrive (the entry point's default:
- * the worker's global scope, or Node's `parentPort`).
+ * The databases a worker holds open, shared by every port it serves (in a
+ * SharedWorker, every tab): one `Outpost` per name, opened (and `setup` run)
+ * by the first open, closed when the last handle on it closes; and one
+ * replication per database, started by the first `sync` and shared by the
+ * handles that ask for it (the first one's options), stopped when the last
+ * of them stops.
  */
-export function serve(Outpost, options = {}) {
+class Owner {
+  #Outpost;
+  #setup;
+  /** name → { db: Promise<Outpost>, refs, sync?: { sync, users } } */
+  #open = new Map();
+  /** Every `serve` of this owner (one per port). */
+  #served = new Set();
+
+  constructor(Outpost, setup) {
+    this.#Outpost = Outpost;
+    this.#setup = setup;
+  }
+
+  /** The shared entry of `name`, opened if needed; counts one more handle. */
+  async acquire(name, opts, wantsLoss) {
+    let e = this.#open.get(name);
+    if (!e) {
+      const open = async () => {
+        const db = await this.#Outpost.open(name, wantsLoss ? { ...(opts ?? {}), onStorageLost: () => {} } : opts);
+        try {
+          await this.#setup?.(db, name);
+        } catch (err) {
+          await db.close().catch(() => {});
+          throw err;
+        }
+        return db;
+      };
+      e = { db: open(), refs: 0 };
+      this.#open.set(name, e);
+      // A failed open is not kept: the next open tries again.
+      e.db.catch(() => this.#open.get(name) === e && this.#open.delete(name));
+    }
+    e.refs += 1;
+    try {
+      await e.db;
+    } catch (err) {
+      e.refs -= 1;
+      throw err;
+    }
+    return e;
+  }
+
+  /** One handle on `e` fewer; the last closes the database. */
+  async release(name, e) {
+    e.refs -= 1;
+    if (e.refs > 0) return;
+    if (this.#open.get(name) === e) this.#open.delete(name);
+    await (await e.db).close();
+  }
+
+  destroy(name) {
+    return this.#Outpost.destroy(name);
+  }
+
+  /** Serves `endpoint` (a port, a worker scope, Node's `parentPort`) with this owner's databases. */
+  connect(endpoint) {
+    const served = servePort(this, endpoint);
+    this.#served.add(served);
+    return served;
+  }
+
+  /** Stops serving every port and closes every database. */
+  async close() {
+    for (const served of [...this.#served]) await served.close();
+    this.#served.clear();
+  }
+}
+
+/**
+ * Serves the databases of this worker to the page (see the top of this
+ * file). `Outpost`: the class of the entry point the worker imported;
+ * `scope`: the worker's global scope (or Node's `parentPort`). Options:
+ * `setup(db, name)` runs after a database is opened, before any page gets a
+ * handle on it (define indexes there: their functions live in the worker);
+ * `endpoint`, where the page's messages arrive, instead of `scope`. In a
+ * SharedWorker (no endpoint given), every tab that connects is served, all
+ * sharing the databases. Returns the owner: `connect(port)` serves one more
+ * port with the same databases (e.g. a `MessageChannel` port another tab
+ * sent), `close()` closes everything.
+ */
+export function serve(Outpost, scope, options = {}) {
   const { setup, endpoint, ...unknown } = options ?? {};
   for (const key of Object.keys(unknown)) {
     throw new OutpostError(`serveOutpost: unknown option ${JSON.stringify(key)} (known options: setup, endpoint)`, "invalid_options");
@@ -97,7 +177,19 @@ export function serve(Outpost, options = {}) {
   if (setup !== undefined && typeof setup !== "function") {
     throw new OutpostError("serveOutpost: option setup must be a function", "invalid_options");
   }
-  /** handle id → { db, listeners: Map<s, stop function> } */
+  const owner = new Owner(Outpost, setup);
+  const Shared = globalThis.SharedWorkerGlobalScope;
+  if (endpoint === undefined && typeof Shared === "function" && scope instanceof Shared) {
+    scope.addEventListener("connect", (e) => owner.connect(e.ports[0]));
+  } else {
+    owner.connect(endpoint ?? scope);
+  }
+  return { connect: (port) => void owner.connect(port), close: () => owner.close() };
+}
+
+/** Serves one port for `owner` (the message protocol at the top of this file). */
+function servePort(owner, endpoint) {
+  /** handle id → { db, name, shared (the owner's entry), listeners: Map<s, stop function>, syncing } */
   const handles = new Map();
   /** listener id → handle id */
   const owners = new Map();
@@ -125,21 +217,44 @@ export function serve(Outpost, options = {}) {
     entry?.listeners.delete(s);
     return stop ? Promise.resolve(stop()).catch(() => {}) : Promise.resolve();
   };
+  /** Ends a handle: its listeners, then its share of the database. */
+  const closeHandle = async (h) => {
+    const entry = handles.get(h);
+    if (!entry) return;
+    handles.delete(h);
+    for (const s of [...entry.listeners.keys()]) await unlisten(s);
+    await owner.release(entry.name, entry.shared);
+  };
+
+  /** `db.sync` for handle `entry`: the database's replication, started once and shared. */
+  const startSync = (h, entry, options, s) => {
+    if (entry.syncing) throw new OutpostError("this handle already replicates: call stop() on its sync first", "already_syncing");
+    const shared = entry.shared;
+    if (!shared.sync || shared.sync.sync.stopped) shared.sync = { sync: entry.db.sync(options), users: 0 };
+    const run = shared.sync;
+    run.users += 1;
+    entry.syncing = true;
+    const offs = ["status", "rejection", "grant", "purge"].map((ev) => run.sync.on(ev, (v) => event(s, { ev, v, status: run.sync.status, grant: run.sync.grant })));
+    listen(h, s, () => {
+      for (const off of offs) off();
+      entry.syncing = false;
+      run.users -= 1;
+      if (run.users > 0) return undefined;
+      if (shared.sync === run) shared.sync = undefined;
+      return run.sync.stop();
+    });
+    return { status: run.sync.status, grant: run.sync.grant };
+  };
 
   async function call(m) {
     if (m.h === 0) {
-      if (m.m === "destroy") return Outpost.destroy(m.a[0]);
+      if (m.m === "destroy") return owner.destroy(m.a[0]);
       if (m.m !== "open") throw new OutpostError(`unknown call ${JSON.stringify(m.m)}`, "invalid_argument");
       const [name, opts, wantsLoss] = m.a;
-      const db = await Outpost.open(name, wantsLoss ? { ...(opts ?? {}), onStorageLost: () => {} } : opts);
-      try {
-        await setup?.(db, name);
-      } catch (e) {
-        await db.close().catch(() => {});
-        throw e;
-      }
+      const shared = await owner.acquire(name, opts, wantsLoss);
+      const db = await shared.db;
       const h = next++;
-      handles.set(h, { db, listeners: new Map() });
+      handles.set(h, { db, name, shared, listeners: new Map(), syncing: false });
       return { h, name: db.name, dbId: db.dbId, storageLost: db.storageLost };
     }
     const entry = handles.get(m.h);
@@ -156,23 +271,12 @@ export function serve(Outpost, options = {}) {
       case "defineIndex":
         // A definition without functions (hubComputed) crosses as is.
         return db.defineIndex(a[0]);
-      case "sync": {
-        const s = a[1];
-        const sync = db.sync(a[0]);
-        const offs = ["status", "rejection", "grant", "purge"].map((ev) => sync.on(ev, (v) => event(s, { ev, v, status: sync.status, grant: sync.grant })));
-        listen(m.h, s, () => {
-          for (const off of offs) off();
-          return sync.stop();
-        });
-        return { status: sync.status, grant: sync.grant };
-      }
+      case "sync":
+        return startSync(m.h, entry, a[0], a[1]);
       case "unlisten":
         return unlisten(a[0]);
-      case "close": {
-        for (const s of [...entry.listeners.keys()]) unlisten(s);
-        handles.delete(m.h);
-        return db.close();
-      }
+      case "close":
+        return closeHandle(m.h);
       default:
         if (!CALLS.has(m.m)) throw new OutpostError(`unknown method ${JSON.stringify(m.m)}`, "invalid_argument");
         return db[m.m](...a);
@@ -196,14 +300,10 @@ export function serve(Outpost, options = {}) {
   // Tells the page it listens (an error event before this is a worker that did not start).
   link.send({ rpc: RPC, ready: true });
   return {
-    /** Closes every database this worker serves and stops listening. */
+    /** Stops serving this port and closes its handles. */
     async close() {
       link.stop();
-      for (const [h, entry] of [...handles]) {
-        handles.delete(h);
-        for (const stop of entry.listeners.values()) await Promise.resolve(stop()).catch(() => {});
-        await entry.db.close().catch(() => {});
-      }
+      for (const h of [...handles.keys()]) await closeHandle(h).catch(() => {});
     },
   };
 }

@@ -22,10 +22,12 @@ export const { Outpost, OutpostError, Transaction, Sync } = makeApi(wasm, () => 
 
 /**
  * In a worker: serves its databases to the page, which opens them with
- * `openInWorker(worker, name, options)` (see remote.js).
+ * `openInWorker(worker, name, options)` (see remote.js). In a SharedWorker,
+ * every tab that connects, sharing one handle per database. Returns the
+ * owner: `connect(port)` serves one more port, `close()`.
  */
 export function serveOutpost(options) {
-  return serve(Outpost, { endpoint: globalThis, ...(options ?? {}) });
+  return serve(Outpost, globalThis, options);
 }
 
 export { openInWorker, destroyInWorker, RemoteOutpost } from "./remote.js";

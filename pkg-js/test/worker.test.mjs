@@ -5,13 +5,42 @@
 // `OutpostError`s, `subscribe` and `liveQuery` over indexes defined in the
 // worker, `sync` status mirrored, `close`. The browser runs the same file
 // (remote.js) in a dedicated worker: tests/e2e/worker.test.mjs.
-import { after, test } from "node:test";
+import { after, before, test } from "node:test";
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import assert from "node:assert/strict";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import { destroyInWorker, openInWorker, OutpostError, RemoteOutpost } from "@outpost/db";
+import { hubBinary, startHub } from "./hub-proc.mjs";
 
-const worker = new Worker(new URL("./worker-serve.mjs", import.meta.url));
+// Node 20 has WebSocket behind a flag: the worker gets it, so its replication runs.
+const worker = new Worker(new URL("./worker-serve.mjs", import.meta.url), {
+  execArgv: typeof globalThis.WebSocket === "function" ? [] : ["--experimental-websocket"],
+});
 after(() => worker.terminate());
+
+/** A real hub (development tokens) for the replication run in the worker: its ws:// URL. */
+let hubUrl;
+const stops = [];
+after(async () => {
+  for (const stop of stops.reverse()) await stop();
+});
+before(async () => {
+  const bin = hubBinary();
+  // Not skipped when missing: scripts/test.sh builds the hub before this step.
+  assert.ok(bin, "no outpost-hub binary: run `cargo build -p outpost-hub` (or set OUTPOST_HUB)");
+  const dir = mkdtempSync(join(tmpdir(), "outpost-pkg-worker-"));
+  stops.push(() => rmSync(dir, { recursive: true, force: true }));
+  const sha = createHash("sha256").update("shop-token").digest("hex");
+  const cfg = join(dir, "hub.toml");
+  writeFileSync(cfg, `data_dir = "./data"\n[dev]\ntokens = true\n[[database]]\nname = "main"\n[[edge]]\nname = "shop"\ntoken_sha256 = "${sha}"\ndatabase = "main"\nread = ["s/"]\nwrite = ["s/"]\n`);
+  // Stopped by the module's after hook (startHub registers its stop with what it is given).
+  const { addr } = await startHub({ after: (stop) => stops.push(stop) }, bin, cfg);
+  hubUrl = `ws://${addr}/sync`;
+});
+const SHOP = () => ({ url: hubUrl, identity: "shop", credential: "shop-token" });
 
 const rejects = async (promise, code, pattern) => {
   await assert.rejects(promise, (e) => {
@@ -137,28 +166,63 @@ test("several databases in one worker; a setup that throws fails the open", asyn
   await rejects(openInWorker(gone, "never"), "worker_failed");
 });
 
-test("sync in the worker: the page's controller mirrors its status; a refused start is an error status", async () => {
+test("sync in the worker with a real hub: the page's controller mirrors its status; a refused start is an error status", async () => {
   const db = await openInWorker(worker, "no-setup-sync", { storage: "memory" });
   const states = [];
   // Nobody listens on port 9: the replication in the worker goes offline and retries.
-  const sync = db.sync({ url: "ws://127.0.0.1:9/sync", identity: "alice", credential: "t", onStatus: (s) => states.push(s.state), onGrant: () => {}, onPurge: () => {} });
+  const sync = db.sync({ ...SHOP(), onStatus: (s) => states.push(s.state), onGrant: () => {}, onPurge: () => {} });
   assert.equal(sync.status.state, "connecting");
   await rejects(Promise.resolve().then(() => sync.on("bogus", () => {})), "invalid_argument");
-  if (typeof globalThis.WebSocket === "function") {
-    await until("an offline status from the worker", () => states.includes("offline"));
-    // A second start is refused in the worker: its controller says so.
-    const second = db.sync({ url: "ws://127.0.0.1:9/sync", identity: "alice", credential: "t" });
-    await until("the refusal", () => second.status.state === "error");
-    assert.equal(second.status.code, "already_syncing");
-  } else {
-    // Node 20's worker has no WebSocket: the worker refuses the start.
-    await until("the refusal", () => sync.status.state === "error");
-    assert.equal(sync.status.code, "unsupported");
-  }
+  await until("live, from the worker", () => sync.status.state === "live", 20000);
+  assert.deepEqual(sync.grant.read, ["s/"], "the grant, mirrored");
+  // A write the hub acknowledges (the worker's replication pushes it).
+  assert.equal((await db.put("s/1", { n: 1 }, { safety: "replicated", timeoutMs: 20000 })).id, "s/1");
+  // A second start is refused in the worker: its controller says so.
+  const second = db.sync(SHOP());
+  await until("the refusal", () => second.status.state === "error");
+  assert.equal(second.status.code, "already_syncing");
   await sync.stop();
   assert.equal(sync.stopped, true);
   assert.equal(sync.status.state, "offline");
   assert.throws(() => db.sync({ url: "ws://x/sync", identity: "a", credential: "t", token: () => "t" }), (e) => e.code === "invalid_options");
   assert.throws(() => db.sync({ url: "ws://x/sync", identity: "a", credential: "t", onGrant: 1 }), (e) => e.code === "invalid_options");
   await db.close();
+});
+
+test("one owner for several ports: one handle per database, one shared replication, closed with the last", async () => {
+  // A second port to the same worker, as a second tab of a SharedWorker.
+  const { port1, port2 } = new MessageChannel();
+  worker.postMessage({ connect: port2 }, [port2]);
+  after(() => port1.close());
+  const a = await openInWorker(worker, "no-setup-shared", { storage: "memory" });
+  const b = await openInWorker(port1, "no-setup-shared", { storage: "memory" });
+  assert.equal(a.dbId, b.dbId, "the same database (a memory store opened twice would be two)");
+  const heard = [];
+  b.subscribe((docs) => heard.push(...docs.map((d) => d["@metadata"]["@id"])));
+  await b.count(); // the subscription is in place (calls on one port are handled in order)
+  await a.put("s/1", { by: "a" });
+  assert.equal((await b.get("s/1")).by, "a");
+  await until("b hears a's write", () => heard.includes("s/1"));
+  {
+    // Both ask to replicate: one replication, both see its status; stopping one leaves the other's.
+    const sa = a.sync(SHOP());
+    const sb = b.sync(SHOP());
+    await until("both see the one replication live", () => sa.status.state === "live" && sb.status.state === "live", 20000);
+    const again = a.sync(SHOP());
+    await until("a second sync of one handle is refused", () => again.status.state === "error");
+    assert.equal(again.status.code, "already_syncing");
+    await sa.stop();
+    // b's share of the replication goes on: a write through b is acknowledged by the hub.
+    assert.equal(sb.stopped, false);
+    assert.equal((await b.put("s/2", { by: "b" }, { safety: "replicated", timeoutMs: 20000 })).id, "s/2");
+    assert.equal(sb.status.state, "live");
+    await sb.stop();
+  }
+  await a.close();
+  assert.equal((await b.get("s/1")).by, "a", "closing one handle leaves the database open for the other");
+  await b.close();
+  const c = await openInWorker(worker, "no-setup-shared", { storage: "memory" });
+  assert.notEqual(c.dbId, a.dbId, "closed with the last handle: a new open is a new (memory) database");
+  assert.equal(await c.count(), 0);
+  await c.close();
 });

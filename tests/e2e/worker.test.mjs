@@ -14,7 +14,13 @@
 //      "replicated" resolves once the hub acknowledged it;
 //   4. the page's main thread ran no engine work: while the worker commits
 //      2,000 documents, the page's longest task is reported (not asserted:
-//      a timing; docs/benchmarks.md has the benchmark).
+//      a timing; docs/benchmarks.md has the benchmark);
+//   5. the same script as a SharedWorker owns one database for two tabs:
+//      one handle (same database id), a write in one tab heard at once by
+//      the other's subscription, one replication shared: the first tab stops
+//      its share and closes, the other's stays live and gets a "replicated"
+//      write acknowledged; the new database also pulled the carts step 3
+//      pushed, so the chained index's totals include them.
 //
 // Run through run.sh (which builds dist/ with lab.html and its worker, and
 // sets OUTPOST_HUB).
@@ -175,4 +181,55 @@ test("the engine in a dedicated worker: same API, other tabs, replication, a fre
   console.log(`# the page's longest task while the worker committed 2,000 documents: ${seen.longest ? `${seen.longest.toFixed(0)} ms` : "none over 50 ms"}`);
   // The hub has the replicated events (its log names the session).
   assert.match(hub.log(), /shop/);
+});
+
+test("one SharedWorker owns the database for two tabs: one handle, shared replication, each tab's listeners", { skip: hubBin ? false : "OUTPOST_HUB not set (run.sh sets it)" }, async () => {
+  const profile = tmp("outpost-worker-e2e-shared-");
+  const name = `shared-carts-${process.pid}`;
+  const seen = await session(profile, hub.base, async (page) => {
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    const other = await page.context().newPage();
+    other.on("pageerror", (e) => errors.push(e.message));
+    await other.goto(new URL("lab.html", hub.base).href);
+    await other.waitForFunction(() => window.lab);
+    // Both tabs connect to the one SharedWorker and open the same database there.
+    const open = (p) =>
+      p.evaluate(async ({ name, token }) => {
+        const { openInWorker, sharedWorker } = window.lab;
+        window.db = await openInWorker(sharedWorker().port, name);
+        window.heard = [];
+        window.db.subscribe({ collection: "CartEvents" }, (docs) => window.heard.push(...docs.map((d) => d["@metadata"]["@id"])));
+        await window.db.count(); // the subscription is in place
+        window.sync = window.db.sync({ url: "/sync", identity: "shop", credential: token });
+        return window.db.dbId;
+      }, { name, token: TOKEN });
+    const ids = [await open(page), await open(other)];
+    const waitLive = (p) => p.waitForFunction(() => window.sync.status.state === "live", null, { timeout: 30_000 });
+    await waitLive(page);
+    await waitLive(other);
+    // A write in one tab: the other tab's subscription hears it at once (one handle in the worker).
+    await page.evaluate(() => window.db.put("cart-events/s1", { cart: "s", type: "add", product: "kiwi", qty: 2 }, { collection: "CartEvents" }));
+    await other.waitForFunction(() => window.heard.includes("cart-events/s1"), null, { timeout: 20_000 });
+    // The first tab stops its share of the replication and closes: the other's goes on.
+    await page.evaluate(async () => {
+      await window.sync.stop();
+      await window.db.close();
+    });
+    const rest = await other.evaluate(async () => {
+      const acked = await window.db.put("cart-events/s2", { cart: "s", type: "paid" }, { collection: "CartEvents", safety: "replicated", timeoutMs: 20000 });
+      const totals = Object.fromEntries((await window.db.query("sales/per-product")).rows.map((r) => [r.key, r.value]));
+      const state = window.sync.status.state;
+      await window.sync.stop();
+      await window.db.close();
+      return { acked: acked.id, totals, state };
+    });
+    return { ids, ...rest, errors };
+  });
+  assert.deepEqual(seen.errors, []);
+  assert.equal(seen.ids[0], seen.ids[1], "both tabs have the same database");
+  assert.equal(seen.acked, "cart-events/s2");
+  assert.equal(seen.state, "live");
+  // kiwi from these tabs; apple and pear from the carts the first test's worker replicated to the hub.
+  assert.deepEqual(seen.totals, { apple: 7, pear: 1, kiwi: 2 });
 });

@@ -70,5 +70,10 @@ function worker() {
   return new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
 }
 
-window.lab = { Outpost, OutpostError, openInWorker, worker, rawWrite, witness, tryOpen, bucketOf, buckets, indexes: { mortgage, carts, clinic } };
+/** The same script as a SharedWorker: one engine for every tab that connects (worker.test.mjs). */
+function sharedWorker() {
+  return new SharedWorker(new URL("./worker.js", import.meta.url), { type: "module", name: "outpost" });
+}
+
+window.lab = { Outpost, OutpostError, openInWorker, worker, sharedWorker, rawWrite, witness, tryOpen, bucketOf, buckets, indexes: { mortgage, carts, clinic } };
 document.title = "lab ready";

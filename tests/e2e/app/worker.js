@@ -1,5 +1,7 @@
-// The dedicated worker of worker.test.mjs: the engine runs here, the lab
-// page talks to it through `openInWorker`. Databases whose name contains
+// The worker of worker.test.mjs, started as a dedicated worker and as a
+// SharedWorker: the engine runs here, the lab page talks to it through
+// `openInWorker` (in a SharedWorker, every connecting tab shares the
+// databases). Databases whose name contains
 // "carts" get the cart example's indexes (the same module file the Node
 // tests load); their functions run here.
 import { serveOutpost } from "@outpost/db";
