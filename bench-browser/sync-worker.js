@@ -1,7 +1,7 @@
-// The dedicated worker of the initial-sync benchmark's "outpost-worker"
-// engine (bundled by sync.mjs with esbuild next to sync.js): the engine runs
-// here and sync-page.js drives it with openInWorker, so the page's main
-// thread does no engine work during the sync.
+// The worker of the initial-sync benchmark's "outpost-worker" engine
+// (bundled by sync.mjs with esbuild next to sync.js) and of write-probe.mjs's
+// call paths (also started as a SharedWorker there): the engine runs here and
+// the page drives it with openInWorker.
 import { initOutpost, serveOutpost } from "../pkg-js/src/web.js";
 
 // Listen first (messages the page sends meanwhile are not lost); the wasm

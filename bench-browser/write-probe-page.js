@@ -3,7 +3,7 @@
 // transaction from its creation to its `complete` event, counts the
 // requests, and compares with one raw `put` of the same size into a
 // database of the same shape (three object stores, strict).
-import { Outpost, initOutpost } from "../pkg-js/src/web.js";
+import { Outpost, initOutpost, openInWorker } from "../pkg-js/src/web.js";
 
 const marks = [];
 const calls = {};
@@ -72,5 +72,29 @@ window.probe = async (n) => {
   }
   raw.close();
   out.raw = { bytes, p50: median(times) };
+  // The same serial writes and point reads with the engine on the page, in a
+  // dedicated worker and in a SharedWorker (openInWorker; sync-worker.js):
+  // what a call through postMessage adds. Each on its own database.
+  const serial = async (db) => {
+    for (let i = 0; i < 50; i++) await db.put(`warm/${i}`, doc);
+    const put = [];
+    const get = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      await db.put(`q/${i}`, doc);
+      const t1 = performance.now();
+      await db.get(`q/${(i * 7) % (i + 1)}`);
+      get.push(performance.now() - t1);
+      put.push(t1 - t0);
+    }
+    await db.close();
+    return { putP50: median(put), getP50: median(get) };
+  };
+  const workerUrl = new URL("./worker.js", location.href);
+  out.paths = {
+    page: await serial(await Outpost.open("probe-page")),
+    worker: await serial(await openInWorker(new Worker(workerUrl, { type: "module" }), "probe-worker")),
+    sharedWorker: await serial(await openInWorker(new SharedWorker(workerUrl, { type: "module" }).port, "probe-shared")),
+  };
   return out;
 };

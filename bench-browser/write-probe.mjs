@@ -3,6 +3,10 @@
 //
 //   cd bench-browser && npm ci && node write-probe.mjs [--writes 300] [--profile]
 //
+// Also serial puts and point gets with the engine on the page, in a dedicated
+// worker and in a SharedWorker (issue 14 §1, §4: what a call through
+// postMessage costs).
+//
 // Needs pkg-js/dist/web (scripts/build-wasm.sh). Prints medians in ms; with
 // --profile also the main thread's CPU profile of the Outpost writes (CDP
 // Profiler, 100 µs samples, self time by function; wasm functions are
@@ -26,6 +30,8 @@ const out = join(here, ".build-probe");
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 await esbuild.build({ entryPoints: [join(here, "write-probe-page.js")], bundle: true, format: "esm", outfile: join(out, "probe.js"), logLevel: "warning" });
+// The engine in a worker, for the page's comparison of call paths (the sync benchmark's worker script).
+await esbuild.build({ entryPoints: [join(here, "sync-worker.js")], bundle: true, format: "esm", outfile: join(out, "worker.js"), logLevel: "warning" });
 copyFileSync(distWasm, join(out, "outpost_wasm_bg.wasm"));
 writeFileSync(join(out, "index.html"), '<!doctype html><meta charset="utf-8"><script type="module" src="./probe.js"></script>');
 const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };

@@ -212,6 +212,16 @@ export class Transaction {
 /** Versions read per `changes` call when feeding subscribers. */
 const CHANGES_PAGE = 256;
 
+/**
+ * How long an idle turn keeps the cross-tab lock for the next operation
+ * (turns.js). On a page the caller's next `await db.put()` comes within a
+ * macrotask; in a worker it usually comes as a message from the page
+ * (`serveOutpost`), after the answer's round trip, so the turn waits a few
+ * milliseconds instead of giving the lock back (and refreshing) for every
+ * call. Measured with bench-browser/write-probe.mjs (docs/benchmarks.md).
+ */
+const TURN_LINGER_MS = typeof globalThis.WorkerGlobalScope === "function" && globalThis instanceof globalThis.WorkerGlobalScope ? 3 : 0;
+
 /** Whether `options` make `Outpost.open` use IndexedDB (mirrors the bindings' choice). */
 function usesIndexedDb(options) {
   if (options == null || typeof options !== "object") options = {};
@@ -703,7 +713,7 @@ export function makeApi(wasm, ready) {
       // app calls as soon as the open resolves runs in the same turn (no
       // second lock request, no refresh right after the open read the meta
       // record).
-      const turns = locks ? new Turns(locks, lockName) : undefined;
+      const turns = locks ? new Turns(locks, lockName, undefined, { lingerMs: TURN_LINGER_MS }) : undefined;
       const { raw, storageLost } = turns ? await turns.run(open) : await open();
       const db = new Outpost(raw, { [internal]: true, locks, lockName, turns, witness, storageLost });
       if (storageLost) notify(onStorageLost, storageLost, "storage-lost");

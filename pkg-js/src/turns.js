@@ -37,6 +37,8 @@ export class Turns {
   #holding = false;
   /** Wakes a turn waiting idle for more work, or null. */
   #wake = null;
+  /** How long an idle turn waits for the next operation (0: one macrotask). */
+  #lingerMs;
   /** Turns taken (lock acquisitions), for tests and stats. */
   taken = 0;
 
@@ -44,11 +46,14 @@ export class Turns {
    * @param {LockManager} locks `navigator.locks`
    * @param {string} name the lock name
    * @param {() => Promise<unknown>} refresh run first in every turn
+   * @param {{ lingerMs?: number }} options how long an idle turn keeps the
+   *   lock for a next operation (default 0: one macrotask)
    */
-  constructor(locks, name, refresh = async () => {}) {
+  constructor(locks, name, refresh = async () => {}, { lingerMs = 0 } = {}) {
     this.#locks = locks;
     this.#name = name;
     this.#refresh = refresh;
+    this.#lingerMs = lingerMs;
   }
 
   /**
@@ -110,7 +115,7 @@ export class Turns {
       // Idle: one more macrotask for the caller's next operation.
       const more = await new Promise((resolve) => {
         this.#wake = resolve;
-        setTimeout(() => resolve(false), 0);
+        setTimeout(() => resolve(false), this.#lingerMs);
       });
       this.#wake = null;
       if (!more && this.#queue.length === 0) return;

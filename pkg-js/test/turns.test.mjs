@@ -150,3 +150,35 @@ test("an open run as the first turn shares it with the operation that follows; l
   assert.equal(turns.taken, 2);
   assert.equal(refreshes, 1);
 });
+
+test("lingerMs: an idle turn waits that long for the next operation (a worker's calls arrive as messages)", async () => {
+  const locks = new FifoLocks();
+  let refreshes = 0;
+  const refresh = async () => {
+    refreshes++;
+  };
+  // Calls 2 ms apart: with the default (one macrotask) every call is a turn of its own...
+  const eager = new Turns(locks, "outpost:t", refresh);
+  for (let i = 0; i < 3; i++) {
+    await eager.run(() => i);
+    await sleep(2);
+  }
+  assert.equal(eager.taken, 3);
+  // ...with a linger of 50 ms they share one turn and one refresh.
+  refreshes = 0;
+  const lingering = new Turns(locks, "outpost:t", refresh, { lingerMs: 50 });
+  for (let i = 0; i < 2; i++) {
+    await lingering.run(() => i);
+    await sleep(2);
+  }
+  assert.equal(lingering.taken, 1);
+  assert.equal(refreshes, 1);
+  // Idle longer than the linger: the lock is given back, another handle gets it.
+  await sleep(80);
+  const other = new Turns(locks, "outpost:t", refresh);
+  await other.run(() => "other");
+  assert.equal(other.taken, 1);
+  await lingering.run(() => "again");
+  assert.equal(lingering.taken, 2, "a new turn (and a refresh) after the other handle's");
+  assert.equal(refreshes, 3);
+});
