@@ -12,8 +12,10 @@
 // witness (end of this file) and refuses to pass off a database the browser
 // threw away as the old one (`storage_lost`). The rest is passed straight to
 // the wasm `Outpost` class, whose generated .d.ts documents it. (scripts/run.sh
-// and the sync e2e test serve every module of this directory as it is.) Indexes: the wrappers of the application's functions and live
-// queries are in indexes.js; the engine steps them (wasm/src/index.rs).
+// and the sync e2e test serve every module of this directory as it is.)
+// Indexes: the wrappers of the application's functions and live queries are
+// in indexes.js; the engine steps them (wasm/src/index.rs). The engine in a
+// worker, and one owner for several tabs: remote.js.
 
 import { Turns } from "./turns.js";
 import { IndexKeeper, liveQuery, prepareDefinition } from "./indexes.js";
@@ -295,6 +297,12 @@ function maxEtag(results) {
   let max = 0;
   for (const r of results) if (r && r.etag > max) max = r.etag;
   return max;
+}
+
+/** What write results (or one) committed: `[last etag, [[id, etag], ...]]` (etag 0: nothing). */
+function writtenByResults(r) {
+  const list = (Array.isArray(r) ? r : [r]).filter((x) => x && x.etag > 0);
+  return [maxEtag(list), list.map((x) => [x.id, x.etag])];
 }
 
 /** Calls a listener with one value; a throw or a rejection is reported, never propagated. */
@@ -779,20 +787,15 @@ export function makeApi(wasm, ready) {
     /**
      * Runs a write under the lock and records it in the storage witness before
      * releasing the lock: the new last etag and, for local writes, the ids the
-     * hub has not acknowledged yet. `results`: the write results (or one).
+     * hub has not acknowledged yet. `written(r)`: `[etag, [[id, etag], ...]]`
+     * of the write's answer `r` (default: from its write results, or one).
      */
-    #runWrite(op, writesOf) {
+    #runWrite(op, written = writtenByResults) {
       return this.#run(async (db) => {
         const r = await op(db);
         if (this.#witness) {
-          if (writesOf) {
-            if (r.etag > 0) this.#witness.committed(db.dbId, r.etag, writesOf(r));
-          } else {
-            const list = (Array.isArray(r) ? r : [r]).filter((x) => x && x.etag > 0);
-            if (list.length > 0) {
-              this.#witness.committed(db.dbId, maxEtag(list), list.map((x) => [x.id, x.etag]));
-            }
-          }
+          const [etag, ids] = written(r);
+          if (etag > 0) this.#witness.committed(db.dbId, etag, ids);
         }
         return r;
       });
@@ -1076,7 +1079,7 @@ export function makeApi(wasm, ready) {
       }
       if (options?.results === false) {
         // No result per document: the storage witness lists the ids with the commit's etag (one commit: all or none).
-        const r = await this.#runWrite((db) => db.transaction(ops, options), (r) => ops.map((op) => [op?.id, r.etag]));
+        const r = await this.#runWrite((db) => db.transaction(ops, options), (r) => [r.etag, ops.map((op) => [op?.id, r.etag])]);
         this.#written(r.etag);
         return r;
       }

@@ -192,7 +192,7 @@ function servePort(owner, endpoint) {
   /** handle id → { db, name, shared (the owner's entry), listeners: Map<s, stop function>, syncing } */
   const handles = new Map();
   /** listener id → handle id */
-  const owners = new Map();
+  const handleOf = new Map();
   let next = 1;
 
   const reply = (m) => {
@@ -206,12 +206,12 @@ function servePort(owner, endpoint) {
   const event = (s, v) => reply({ rpc: RPC, ev: s, v });
   const listen = (h, s, stop) => {
     handles.get(h).listeners.set(s, stop);
-    owners.set(s, h);
+    handleOf.set(s, h);
   };
   /** Ends listener `s`; resolves once it has stopped (a sync: its last step ran). */
   const unlisten = (s) => {
-    const h = owners.get(s);
-    owners.delete(s);
+    const h = handleOf.get(s);
+    handleOf.delete(s);
     const entry = handles.get(h);
     const stop = entry?.listeners.get(s);
     entry?.listeners.delete(s);
