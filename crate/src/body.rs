@@ -95,6 +95,30 @@ impl BodyError {
 /// Checks that `body` is the JSON text of an object that readers can parse
 /// back (see the module documentation for the rules).
 pub fn check_body(body: &[u8]) -> Result<(), BodyError> {
+    checked(body).map(|_| ())
+}
+
+/// [`check_body`], and in the same pass the collection the body names: its
+/// `@metadata.@collection` member when that is a string (what
+/// [`crate::doc::collection_of`] reads from a parsed body), so that a put of
+/// JSON text reads its text once.
+pub fn check_body_collection(body: &[u8]) -> Result<Option<String>, BodyError> {
+    let c = checked(body)?;
+    let MetaState::Found(key) = c.meta else {
+        return Ok(None);
+    };
+    let raw = &body[key.start + 1..key.end - 1];
+    if !key.escaped {
+        // Checked UTF-8 (the whole body is).
+        return Ok(std::str::from_utf8(raw).ok().map(str::to_owned));
+    }
+    let mut out = Vec::new();
+    unescape(&body[key.start..key.end], &mut out);
+    Ok(String::from_utf8(out).ok())
+}
+
+/// Runs the checker over `body` and returns it (for what it noted).
+fn checked(body: &[u8]) -> Result<Checker<'_>, BodyError> {
     // Outside strings JSON is ASCII, so one validation of the whole text
     // covers every string's content.
     if let Err(e) = std::str::from_utf8(body) {
@@ -110,12 +134,31 @@ pub fn check_body(body: &[u8]) -> Result<(), BodyError> {
         frames: Vec::new(),
         scratch: (Vec::new(), Vec::new()),
         hasher: None,
+        meta: MetaState::Before,
     };
     c.skip_ws();
     if c.peek() != Some(b'{') {
         return Err(BodyError::NotObject { offset: c.i });
     }
-    c.run()
+    c.run()?;
+    Ok(c)
+}
+
+/// Where the checker is with respect to `@metadata.@collection`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MetaState {
+    /// Not seen the top-level `@metadata` key.
+    Before,
+    /// The top-level key `@metadata` was just read: its value comes next.
+    MetaValue,
+    /// Inside the `@metadata` object (at depth 2).
+    InMeta,
+    /// The key `@collection` of `@metadata` was just read.
+    CollectionValue,
+    /// `@metadata.@collection` is this string (quotes included).
+    Found(Key),
+    /// Past `@metadata` without a string `@collection`.
+    Done,
 }
 
 /// What is open at one nesting level.
@@ -130,7 +173,7 @@ const LINEAR_KEYS: usize = 16;
 
 /// A key of an open object: where its string is (quotes included) and
 /// whether it holds escapes.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Key {
     start: usize,
     end: usize,
@@ -230,6 +273,8 @@ struct Checker<'a> {
     /// Keyed hashing of the keys of big objects (random keys: no crafted
     /// collisions), made when first needed.
     hasher: Option<RandomState>,
+    /// The search for `@metadata.@collection`, done along the way.
+    meta: MetaState,
 }
 
 fn syntax(offset: usize, what: &'static str) -> BodyError {
@@ -290,6 +335,27 @@ impl Checker<'_> {
             if want_value {
                 self.skip_ws();
                 let at = self.i;
+                match self.meta {
+                    MetaState::MetaValue => {
+                        self.meta = if self.peek() == Some(b'{') {
+                            MetaState::InMeta
+                        } else {
+                            MetaState::Done
+                        };
+                    }
+                    MetaState::CollectionValue if self.peek() == Some(b'"') => {
+                        let escaped = self.string()?;
+                        self.meta = MetaState::Found(Key {
+                            start: at,
+                            end: self.i,
+                            escaped,
+                        });
+                        want_value = false;
+                        continue;
+                    }
+                    MetaState::CollectionValue => self.meta = MetaState::InMeta,
+                    _ => {}
+                }
                 match self.peek() {
                     Some(b'{') => {
                         self.open(Open::Object)?;
@@ -357,6 +423,32 @@ impl Checker<'_> {
         if self.stack.pop() == Some(Open::Object) {
             self.objs -= 1;
         }
+        if self.meta == MetaState::InMeta && self.stack.len() == 1 {
+            self.meta = MetaState::Done;
+        }
+    }
+
+    /// Notes a key of the top-level object or of `@metadata` that the
+    /// search for the collection looks for.
+    fn note_key(&mut self, key: Key) {
+        let wanted: &[u8] = match (self.meta, self.stack.len()) {
+            (MetaState::Before, 1) => b"@metadata",
+            (MetaState::InMeta, 2) => b"@collection",
+            _ => return,
+        };
+        let raw = &self.b[key.start + 1..key.end - 1];
+        let same = if key.escaped {
+            unescape(&self.b[key.start..key.end], &mut self.scratch.0);
+            self.scratch.0 == wanted
+        } else {
+            raw == wanted
+        };
+        if same {
+            self.meta = match self.meta {
+                MetaState::Before => MetaState::MetaValue,
+                _ => MetaState::CollectionValue,
+            };
+        }
     }
 
     /// A key of the innermost object and its `:`; checks it is not a duplicate.
@@ -402,6 +494,7 @@ impl Checker<'_> {
             return Err(BodyError::DuplicateKey { key, offset: start });
         }
         f.keys.push(key);
+        self.note_key(key);
         self.expect(b':', "expected ':' after a key")
     }
 

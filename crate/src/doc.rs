@@ -91,23 +91,11 @@ pub fn id_key(id: &str) -> Vec<u8> {
     id.to_lowercase().into_bytes()
 }
 
-/// [`collection_of`] of a body given as JSON text that passed
-/// [`crate::body::check_body`], parsing only its `@metadata` member (the
-/// rest is skipped, not built).
+/// [`collection_of`] of a body given as JSON text, read by the strict body
+/// check ([`crate::body::check_body_collection`]) without building a value;
+/// a body the check refuses is an error.
 pub fn collection_of_json(json: &[u8]) -> Result<Option<String>, RecordError> {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        #[serde(rename = "@metadata")]
-        metadata: Option<serde_json::Value>,
-    }
-    let head: Head =
-        serde_json::from_slice(json).map_err(|e| corrupt(format!("bad JSON body: {e}")))?;
-    Ok(head
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("@collection"))
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned))
+    crate::body::check_body_collection(json).map_err(|e| corrupt(format!("bad JSON body: {e}")))
 }
 
 /// Collection named by `@metadata.@collection` in a JSON object body, if it

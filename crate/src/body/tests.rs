@@ -335,6 +335,54 @@ fn serde_variant_agrees_on_the_cases() {
     }
 }
 
+/// `check_body_collection` reads `@metadata.@collection` where a parse
+/// would, and nowhere else.
+#[test]
+fn the_check_finds_the_collection_where_a_parse_does() {
+    let cases: &[(&str, Option<&str>)] = &[
+        (r#"{}"#, None),
+        (r#"{"a":1}"#, None),
+        (r#"{"@metadata":{"@collection":"users"}}"#, Some("users")),
+        (
+            r#"{"x":[1,{"@collection":"no"}],"@metadata":{"a":{"@collection":"no"},"@collection":"yes"},"z":{}}"#,
+            Some("yes"),
+        ),
+        (r#"{"@metadata":{"@collection":7}}"#, None),
+        (r#"{"@metadata":"users"}"#, None),
+        (r#"{"@metadata":["@collection","users"]}"#, None),
+        (r#"{"@metadata":{},"@collection":"top"}"#, None),
+        (r#"{"o":{"@metadata":{"@collection":"inner"}}}"#, None),
+        (
+            r#"{"\u0040metadata":{"\u0040collection":"esc"}}"#,
+            Some("esc"),
+        ),
+        (
+            r#"{"@metadata":{"@collection":"caf\u00e9 \"q\""}}"#,
+            Some("café \"q\""),
+        ),
+        (
+            r#"{ "@metadata" : { "@collection" : "spaced" } }"#,
+            Some("spaced"),
+        ),
+        (r#"{"@metadata":{"@collection":null,"b":"x"}}"#, None),
+    ];
+    for (body, want) in cases {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(crate::doc::collection_of(&v), *want, "{body}");
+        assert_eq!(
+            check_body_collection(body.as_bytes()),
+            Ok(want.map(str::to_owned)),
+            "{body}"
+        );
+    }
+    // A refused body is refused the same way.
+    assert_eq!(
+        check_body_collection(br#"{"@metadata":{"@collection":"a"},"@metadata":1}"#)
+            .map_err(|e| e.rule()),
+        Err("duplicate_key")
+    );
+}
+
 /// Properties (native only: proptest).
 #[cfg(not(target_arch = "wasm32"))]
 mod props {
@@ -376,6 +424,32 @@ mod props {
                 serde_json::to_vec(&v).unwrap()
             };
             prop_assert_eq!(check_body(&body), Ok(()));
+        }
+
+        /// The collection found along the check is the one a parse reads,
+        /// for bodies that have (or nearly have) an `@metadata.@collection`.
+        #[test]
+        fn the_collection_found_by_the_check_is_the_parsed_ones(
+            m in prop::collection::btree_map(any::<String>(), value(), 0..4),
+            meta in prop::collection::btree_map(any::<String>(), value(), 0..4),
+            coll in value(),
+            named in any::<bool>(),
+            pretty in any::<bool>(),
+        ) {
+            let mut meta: serde_json::Map<String, Value> = meta.into_iter().collect();
+            if named {
+                meta.insert("@collection".into(), coll);
+            }
+            let mut v: serde_json::Map<String, Value> = m.into_iter().collect();
+            v.insert("@metadata".into(), Value::Object(meta));
+            let v = Value::Object(v);
+            let body = if pretty {
+                serde_json::to_vec_pretty(&v).unwrap()
+            } else {
+                serde_json::to_vec(&v).unwrap()
+            };
+            let want = crate::doc::collection_of(&v).map(str::to_owned);
+            prop_assert_eq!(check_body_collection(&body), Ok(want));
         }
 
         #[test]

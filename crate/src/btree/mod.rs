@@ -44,8 +44,9 @@ mod scrub;
 
 use node::{
     BODY, Branch, Bytes, HDR, Leaf, MAX_LEAF_ENTRY, OVERFLOW_CAP, Val, branch_child_for,
-    branch_entry_len, branch_search, branch_set_child, count_of, encode_leaf_entry, leaf_entry_at,
-    leaf_entry_len, leaf_entry_len_at, leaf_search, leaf_splice, rd_u16, rd_u32, rd_u64, slice,
+    branch_entry_len, branch_insert, branch_search, branch_set_child, count_of, encode_leaf_entry,
+    leaf_entry_at, leaf_entry_len, leaf_entry_len_at, leaf_search, leaf_splice,
+    leaf_splice_in_place, rd_u16, rd_u32, rd_u64, slice,
 };
 pub(crate) use node::{
     KIND_BRANCH, KIND_FREELIST, KIND_LEAF, KIND_OVERFLOW, check_page, corrupt, page_kind, seal,
@@ -92,6 +93,15 @@ pub(crate) trait PageWrite: PageRead {
     /// Whether the next `need` allocations are sure to return pages numbered
     /// below `bound` (see [`relocate`]).
     fn has_spare(&self, bound: PageNo, need: usize) -> bool;
+    /// The working state's page `no` to change in place, when that is safe:
+    /// the page was written in this transaction (its state before is kept
+    /// apart for a rollback) and nothing else holds it (no snapshot, cache
+    /// or reader). `None` means: write a changed copy. The default never
+    /// allows it.
+    fn page_mut(&mut self, no: PageNo) -> Option<&mut Vec<u8>> {
+        let _ = no;
+        None
+    }
 }
 
 /// Page number to write a modified copy of `old` to (in place if dirty).
@@ -529,6 +539,22 @@ pub(crate) async fn insert<W: PageWrite>(
             let mut e = Vec::with_capacity(need);
             encode_leaf_entry(&mut e, key, &Val::Inline(Bytes::Own(value.to_vec())));
             let target = cow_target(w, leaf_no);
+            let buf = if target == leaf_no {
+                // A page of this transaction: change it where it is if no
+                // one else holds it (a bulk write appends to one leaf many
+                // times).
+                drop(buf);
+                if let Some(page) = w.page_mut(target) {
+                    if !leaf_splice_in_place(page, target, pos, old, &e)? {
+                        return Err(corrupt(leaf_no, "leaf size accounting disagrees".into()));
+                    }
+                    let new_root = propagate(w, path, target, &mut None, false).await?;
+                    return Ok((new_root, old));
+                }
+                w.read(leaf_no, KIND_LEAF).await?
+            } else {
+                buf
+            };
             if let Some(mut page) = leaf_splice(&buf, target, pos, old, Some(&e))? {
                 set_u64(&mut page, 4, target);
                 w.write(target, Arc::new(page));
@@ -686,6 +712,20 @@ async fn propagate<W: PageWrite>(
             w.write(no, Arc::new(page));
             if no == bno {
                 // Rewritten in place: its parent already points at it.
+                return Ok(root_of(&path, bno));
+            }
+            child = no;
+            continue;
+        }
+        if let Some((k, right)) = split.as_ref()
+            && let Some(mut page) = branch_insert(&buf, bno, idx, child, k, *right)?
+        {
+            // The separator fits: splice it into a copy of the raw page.
+            let no = cow_target(w, bno);
+            seal(&mut page, no, KIND_BRANCH, (count_of(&buf) + 1) as u16);
+            w.write(no, Arc::new(page));
+            *split = None;
+            if no == bno {
                 return Ok(root_of(&path, bno));
             }
             child = no;

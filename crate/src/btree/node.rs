@@ -380,41 +380,119 @@ pub(super) fn leaf_splice(
     if new_end > PAGE_SIZE {
         return Ok(None);
     }
-    let mut out = vec![0u8; PAGE_SIZE];
     let new_start = HDR + 2 * new_n;
+    // The page is built by appending (no page-sized memset): a zeroed
+    // header, the slots (the ones after `pos` one place further right or
+    // left, every offset moved with its entry), the entries, then zeros.
     let shift_before = new_start as isize - start as isize;
     let shift_after = shift_before + elen as isize - (after - at) as isize;
-    let mut j = 0;
-    let mut put_slot = |out: &mut [u8], off: isize| {
-        set_u16(out, HDR + 2 * j, off as u16);
-        j += 1;
+    let mut out = Vec::with_capacity(PAGE_SIZE);
+    out.resize(HDR, 0);
+    out.extend_from_slice(&buf[HDR..HDR + 2 * pos]);
+    if entry.is_some() {
+        out.put_u16((at as isize + shift_before) as u16);
+    }
+    let rest = if replace || entry.is_none() {
+        pos + 1
+    } else {
+        pos
     };
-    for i in 0..n {
-        if i == pos && entry.is_some() {
-            put_slot(&mut out, at as isize + shift_before);
-        }
-        if i == pos && (replace || entry.is_none()) {
-            continue;
-        }
-        let off = slot(i)? as isize;
-        put_slot(
-            &mut out,
-            off + if i < pos { shift_before } else { shift_after },
-        );
-    }
-    if pos == n && entry.is_some() {
-        put_slot(&mut out, at as isize + shift_before);
-    }
-    let mut w = new_start;
-    out[w..w + (at - start)].copy_from_slice(&buf[start..at]);
-    w += at - start;
+    out.extend_from_slice(&buf[HDR + 2 * rest..start]);
+    shift_offsets(&mut out[HDR..HDR + 2 * pos], shift_before);
+    let moved = HDR + 2 * (pos + usize::from(entry.is_some()));
+    shift_offsets(&mut out[moved..new_start], shift_after);
+    out.extend_from_slice(&buf[start..at]);
     if let Some(e) = entry {
-        out[w..w + e.len()].copy_from_slice(e);
-        w += e.len();
+        out.extend_from_slice(e);
     }
-    out[w..w + (end - after)].copy_from_slice(&buf[after..end]);
+    out.extend_from_slice(&buf[after..end]);
+    out.resize(PAGE_SIZE, 0);
     seal(&mut out, no, KIND_LEAF, new_n as u16);
     Ok(Some(out))
+}
+
+/// Adds `by` to every little-endian `u16` offset of a run of slots.
+fn shift_offsets(slots: &mut [u8], by: isize) {
+    if by == 0 {
+        return;
+    }
+    for c in slots.chunks_exact_mut(2) {
+        let v = (u16::from_le_bytes([c[0], c[1]]) as isize + by) as u16;
+        c.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// [`leaf_splice`] of an insert or replace done in the page itself (a page
+/// of the working state that nothing else holds): the entries after the
+/// change and the slots move, nothing else is copied. The result is the
+/// page [`leaf_splice`] builds, byte for byte (bytes freed by a smaller
+/// replacement are zeroed). Returns `false`, with the page unchanged, when
+/// the entry does not fit.
+pub(super) fn leaf_splice_in_place(
+    page: &mut [u8],
+    no: PageNo,
+    pos: usize,
+    replace: bool,
+    entry: &[u8],
+) -> Result<bool, Error> {
+    let n = count_of(page);
+    let slot = |p: &[u8], i: usize| rd_u16(p, HDR + 2 * i, no);
+    let start = HDR + 2 * n;
+    let end = if n == 0 {
+        start
+    } else {
+        let last = slot(page, n - 1)?;
+        last + leaf_entry_len_at(page, last, no)?
+    };
+    if pos > n || (replace && pos == n) {
+        return Err(corrupt(no, "entry index out of range".into()));
+    }
+    let at = if pos < n { slot(page, pos)? } else { end };
+    let after = if replace {
+        at + leaf_entry_len_at(page, at, no)?
+    } else {
+        at
+    };
+    if !(start <= at && at <= after && after <= end && end <= PAGE_SIZE) {
+        return Err(corrupt(no, "leaf entries are not contiguous".into()));
+    }
+    let new_n = if replace { n } else { n + 1 };
+    let shift_before = 2 * (new_n - n); // 0 or 2
+    let new_at = at + shift_before;
+    let new_after = new_at + entry.len();
+    let new_end = new_after + (end - after);
+    if new_end > PAGE_SIZE {
+        return Ok(false);
+    }
+    // The tail first when it moves right (the entry's new bytes cover its
+    // old place), last when it moves left.
+    if new_after >= after {
+        page.copy_within(after..end, new_after);
+    }
+    if shift_before > 0 {
+        page.copy_within(start..at, start + shift_before);
+    }
+    page[new_at..new_after].copy_from_slice(entry);
+    if new_after < after {
+        page.copy_within(after..end, new_after);
+    }
+    // The slots, now that the entries have moved out of the way of a
+    // growing slot array: those after `pos` move one place right (an
+    // insert), and every offset moves with its entry.
+    if !replace {
+        page.copy_within(HDR + 2 * pos..HDR + 2 * n, HDR + 2 * pos + 2);
+    }
+    shift_offsets(&mut page[HDR..HDR + 2 * pos], shift_before as isize);
+    shift_offsets(
+        &mut page[HDR + 2 * (pos + 1)..HDR + 2 * new_n],
+        new_after as isize - after as isize,
+    );
+    set_u16(page, HDR + 2 * pos, new_at as u16);
+    if new_end < end {
+        page[new_end..end].fill(0);
+    }
+    set_u16(page, 14, new_n as u16);
+    Ok(true)
 }
 
 /// A copy of a raw branch page with the child pointer at `idx` replaced.
@@ -436,6 +514,70 @@ pub(super) fn branch_set_child(
     let mut out = buf.to_vec();
     set_u64(&mut out, at, child);
     Ok(out)
+}
+
+/// A copy of a raw branch page after its child at `idx` split: that child
+/// becomes `child`, and the separator `key` with the new right sibling
+/// `right` is inserted after it, without decoding the other entries (the
+/// entries are contiguous and in key order after the slot array, as in a
+/// leaf). Returns `None` when the result would not fit in a page; the caller
+/// then splits the branch. The page is left for [`seal`].
+pub(super) fn branch_insert(
+    buf: &[u8],
+    no: PageNo,
+    idx: usize,
+    child: PageNo,
+    key: &[u8],
+    right: PageNo,
+) -> Result<Option<Vec<u8>>, Error> {
+    let n = count_of(buf);
+    if idx > n {
+        return Err(corrupt(no, "child index out of range".into()));
+    }
+    let slot = |i: usize| rd_u16(buf, HDR + 8 + 2 * i, no);
+    let entry_len = |off: usize| -> Result<usize, Error> { Ok(2 + rd_u16(buf, off, no)? + 8) };
+    let start = HDR + 8 + 2 * n;
+    let end = if n == 0 {
+        start
+    } else {
+        let last = slot(n - 1)?;
+        last + entry_len(last)?
+    };
+    let at = if idx < n { slot(idx)? } else { end };
+    if !(start <= at && at <= end && end <= PAGE_SIZE) {
+        return Err(corrupt(no, "branch entries are not contiguous".into()));
+    }
+    let elen = 2 + key.len() + 8;
+    if end + 2 + elen > PAGE_SIZE {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(PAGE_SIZE);
+    out.extend_from_slice(&buf[..HDR + 8 + 2 * idx]);
+    out.put_u16(0); // the new slot, set below
+    out.extend_from_slice(&buf[HDR + 8 + 2 * idx..start]);
+    shift_offsets(&mut out[HDR + 8..HDR + 8 + 2 * idx], 2);
+    shift_offsets(
+        &mut out[HDR + 8 + 2 * (idx + 1)..start + 2],
+        (2 + elen) as isize,
+    );
+    set_u16(&mut out, HDR + 8 + 2 * idx, (at + 2) as u16);
+    out.extend_from_slice(&buf[start..at]);
+    out.put_bytes16(key);
+    out.put_u64(right);
+    out.extend_from_slice(&buf[at..end]);
+    out.resize(PAGE_SIZE, 0);
+    // The child that split: the leftmost pointer, or the one of entry idx - 1.
+    let child_at = if idx == 0 {
+        HDR
+    } else {
+        let off = rd_u16(&out, HDR + 8 + 2 * (idx - 1), no)?;
+        off + 2 + rd_u16(&out, off, no)?
+    };
+    if child_at + 8 > PAGE_SIZE {
+        return Err(corrupt(no, "child index out of range".into()));
+    }
+    set_u64(&mut out, child_at, child);
+    Ok(Some(out))
 }
 
 /// Position of `key` in a raw leaf: `Ok(i)` found, `Err(i)` insertion point.

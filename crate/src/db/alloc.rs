@@ -378,6 +378,17 @@ impl<S: PageStore> PageWrite for WCtx<'_, S> {
         self.w.set_dirty(no, Some(buf));
     }
 
+    fn page_mut(&mut self, no: PageNo) -> Option<&mut Vec<u8>> {
+        // Journaled: its state before this transaction is in the undo
+        // journal (or it is new), so changing this version loses nothing a
+        // rollback needs; `get_mut` succeeds only if no cache, snapshot or
+        // flush holds the buffer too.
+        if !self.w.journaled.contains(&no) {
+            return None;
+        }
+        self.w.dirty.get_mut(&no).and_then(Arc::get_mut)
+    }
+
     fn has_spare(&self, bound: PageNo, need: usize) -> bool {
         // `free` is sorted lowest last by the vacuum (`prepare_vacuum`);
         // pages pushed since are checked like the others.

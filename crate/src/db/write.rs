@@ -290,12 +290,12 @@ fn check_remote_version(id: &str, v: &RawVersion) -> Result<(), Error> {
 
 /// A put of the JSON text `json` (any put: from a [`Value`] or as text):
 /// the size and body rules, then the collection (`opts.collection`, else
-/// what `in_body` finds in the checked text).
+/// `in_body` of the one the body check found in the text).
 fn prepare_put(
     id: String,
     json: Vec<u8>,
     opts: PutOptions,
-    in_body: impl FnOnce(&[u8]) -> Result<Option<String>, doc::RecordError>,
+    in_body: impl FnOnce(Option<String>) -> Option<String>,
 ) -> Result<Prepared, Error> {
     if json.len() > doc::MAX_BODY_BYTES {
         return Err(InputError::TooLarge {
@@ -305,17 +305,16 @@ fn prepare_put(
         }
         .into());
     }
-    if let Err(e) = crate::body::check_body(&json) {
-        return Err(InputError::InvalidJson(format!(
+    let named = crate::body::check_body_collection(&json).map_err(|e| {
+        InputError::InvalidJson(format!(
             "the body of {:?} breaks rule {}: {e}",
             clip(&id),
             e.rule()
         ))
-        .into());
-    }
+    })?;
     let collection = match opts.collection {
         Some(c) => Some(c),
-        None => in_body(&json).map_err(|e| InputError::InvalidJson(e.0))?,
+        None => in_body(named),
     };
     if let Some(c) = &collection {
         doc::validate_collection(c)?;
@@ -349,11 +348,11 @@ pub(super) fn prepare(op: Op) -> Result<Prepared, Error> {
                 serde_json::to_vec(&body).map_err(|e| InputError::InvalidJson(e.to_string()))?;
             // A `Value` built in memory can nest without limit; what is
             // stored must read back everywhere: `prepare_put` checks it.
-            prepare_put(id, json, opts, |_| Ok(in_body))
+            prepare_put(id, json, opts, |_| in_body)
         }
         Op::PutJson { id, json, opts } => {
             doc::validate_id(&id)?;
-            prepare_put(id, json, opts, doc::collection_of_json)
+            prepare_put(id, json, opts, |named| named)
         }
         Op::Delete { id, expected } => prepare_delete(id, expected, false),
         Op::Resolve {
