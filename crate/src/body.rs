@@ -185,9 +185,29 @@ struct Key {
 #[derive(Default)]
 struct KeyFrame {
     keys: Vec<Key>,
+    /// One bit per key without escapes (a hash of its bytes): a key whose
+    /// bit is not set cannot equal an earlier key, so it is not compared
+    /// with them.
+    seen: u64,
+    /// Whether an earlier key had escapes (it has no bit in `seen`).
+    escapes: bool,
     /// Hashes of the unescaped keys, once the object has more than
     /// [`LINEAR_KEYS`] keys.
     hashes: HashSet<u64, IdentityHash>,
+}
+
+/// The bit of [`KeyFrame::seen`] for a key's raw bytes (without escapes).
+fn key_bit(raw: &[u8]) -> u64 {
+    let (first, last) = match raw {
+        [] => (0, 0),
+        [f, .., l] => (*f, *l),
+        [f] => (*f, *f),
+    };
+    let h = (raw.len() as u32)
+        .wrapping_mul(0x9E37_79B1)
+        .wrapping_add(u32::from(first).wrapping_mul(0x85EB_CA6B))
+        .wrapping_add(u32::from(last).wrapping_mul(0xC2B2_AE35));
+    1 << (h >> 26)
 }
 
 /// A hasher for keys that are already hashes.
@@ -319,6 +339,8 @@ impl Checker<'_> {
             } else {
                 let f = &mut self.frames[n - 1];
                 f.keys.clear();
+                f.seen = 0;
+                f.escapes = false;
                 if !f.hashes.is_empty() {
                     f.hashes.clear();
                 }
@@ -467,10 +489,15 @@ impl Checker<'_> {
         let b = self.b;
         let n = self.objs;
         let f = &mut self.frames[n - 1];
+        let bit = key_bit(&b[start + 1..self.i - 1]);
         let dup = if f.keys.len() < LINEAR_KEYS {
-            f.keys
-                .iter()
-                .any(|k| same_key(b, k, &key, &mut self.scratch))
+            let unseen = !escaped && !f.escapes && f.seen & bit == 0;
+            f.seen |= bit;
+            f.escapes |= escaped;
+            !unseen
+                && f.keys
+                    .iter()
+                    .any(|k| same_key(b, k, &key, &mut self.scratch))
         } else {
             let hasher = self.hasher.get_or_insert_with(RandomState::new);
             if f.hashes.is_empty() {

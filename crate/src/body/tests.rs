@@ -158,6 +158,30 @@ fn refuses_duplicate_keys_after_unescaping() {
         }
     );
     assert!(e.to_string().contains("\"a\""), "{e}");
+    // Small objects (below the hashed size): every pair of up to 15 keys,
+    // with look-alikes (same length, first and last byte) around them, and
+    // an escaped key before the duplicate.
+    for n in 2..16 {
+        for dup in 0..n - 1 {
+            let mut keys: Vec<String> = (0..n - 1).map(|i| format!("k{i:02}z")).collect();
+            keys.push(keys[dup].clone());
+            let body = keys
+                .iter()
+                .map(|k| format!("\"{k}\":0"))
+                .collect::<Vec<_>>()
+                .join(",");
+            assert_eq!(rule(&format!("{{{body}}}")), "duplicate_key", "{body}");
+            let escaped = format!("{{\"\\u006bx\":1,{body}}}");
+            assert_eq!(rule(&escaped), "duplicate_key", "{escaped}");
+        }
+        let distinct = (0..n)
+            .map(|i| format!("\"k{i:02}z\":0"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(rule(&format!("{{{distinct}}}")), "ok");
+    }
+    assert_eq!(rule(r#"{"\u006b":1,"k":2}"#), "duplicate_key");
+    assert_eq!(rule(r#"{"x":1,"\u006b":1,"k":2}"#), "duplicate_key");
     // The same key in different objects, or at different depths, is fine.
     assert_eq!(rule(r#"{"a":{"a":{"a":1}},"b":{"a":2}}"#), "ok");
     // A big object: duplicates found among many keys.
