@@ -20,11 +20,9 @@ pub use memory::MemoryStore;
 
 #[cfg(all(not(target_arch = "wasm32"), any(test, feature = "testing")))]
 pub mod fault;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod file;
 #[cfg(target_arch = "wasm32")]
 pub mod idb;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod vfs;
 
 /// Page number. Page 0 is reserved (the engine uses it as a null pointer).
