@@ -23,6 +23,8 @@ pub mod fault;
 pub mod file;
 #[cfg(target_arch = "wasm32")]
 pub mod idb;
+#[cfg(target_arch = "wasm32")]
+pub mod opfs;
 pub mod vfs;
 
 /// Page number. Page 0 is reserved (the engine uses it as a null pointer).
