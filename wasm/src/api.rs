@@ -172,7 +172,7 @@ export interface OpenOptions {
    */
   durability?: "strict" | "relaxed";
   /**
-   * Page cache limit in bytes (at least 64 KiB). Default: on IndexedDB, 32 MiB
+   * Page cache limit in bytes (at least 64 KiB). Default: on IndexedDB and OPFS, 32 MiB
    * per GiB of `navigator.deviceMemory`, between 32 and 256 MiB (64 MiB where
    * the browser does not report it); in memory or over a host store, 64 MiB.
    */
