@@ -352,6 +352,9 @@ fn erase_and_shrink_keep_the_state_and_reopen() {
         }
     }
     block_on(store.close()).unwrap();
+    // Close empties the WAL (the next open reads no log), durably.
+    let wal = std::path::Path::new(DIR).join(outpost::store::file::WAL_FILE);
+    assert_eq!(vfs.durable_files()[&wal].len(), 0);
     assert_eq!(
         check_image(&w, vfs.durable_files(), last, last, "after erase"),
         last
