@@ -336,13 +336,17 @@ pub async fn open(name: &str) -> Result<LocalFileStore, StoreError> {
 }
 
 /// Deletes the database `name` from the origin's OPFS (its directory and
-/// files). Nothing to do if it does not exist; [`StoreError::Locked`] while
-/// a worker has it open.
+/// files). Nothing to do if it does not exist or OPFS is refused here;
+/// [`StoreError::Locked`] while a worker has it open.
 pub async fn destroy(name: &str) -> Result<(), StoreError> {
     if !has_storage_directory() {
         return Ok(());
     }
-    let root = root().await?;
+    // A browser that refuses OPFS here (a private window may) holds nothing
+    // there: `Outpost.destroy` of an IndexedDB database must not fail for it.
+    let Ok(root) = root().await else {
+        return Ok(());
+    };
     let opts = FileSystemGetDirectoryOptions::new();
     opts.set_create(false);
     let outpost =
