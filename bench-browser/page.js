@@ -120,6 +120,7 @@ const engines = {
       scanKeys: (prefix) => call("scanKeys", prefix),
       close: () => call("close"),
       destroy: (name) => call("destroy", name),
+      dispose() { w.terminate(); },
     };
   },
 
@@ -231,6 +232,9 @@ function outpostInWorker(label, storage) {
     async close() { await db.close(); db = undefined; },
     destroy(name) { return destroyInWorker(w, name); },
     stats() { return db.stats(); },
+    // The worker (and its wasm memory) goes with the engine's run, so the
+    // next engine does not run beside it.
+    dispose() { w.terminate(); },
   };
 }
 
@@ -387,6 +391,7 @@ async function run(engineName, cfg) {
 
   await e.close();
   await e.destroy(name);
+  e.dispose?.();
   out.durability = {
     strict: counts.strict - startCounts.strict,
     relaxed: counts.relaxed - startCounts.relaxed,
