@@ -244,6 +244,17 @@ fn has_indexed_db() -> bool {
 async fn choose_store(name: &str, opts: &JsValue) -> Result<AnyStore, JsValue> {
     let host = prop(opts, "store");
     if !host.is_undefined() && !host.is_null() {
+        if let Some(name) = host.as_string() {
+            // `store` is a host page store object; the built-in stores are
+            // chosen with `storage`.
+            return Err(js_error(
+                "invalid_options",
+                &format!(
+                    "option store must be a page store object (readPage, readMeta, commit); \
+                     for a built-in store use storage: {name:?} (\"indexeddb\", \"opfs\" or \"memory\")"
+                ),
+            ));
+        }
         let store = JsPageStore::new(host).map_err(|m| js_error("invalid_options", &m))?;
         return Ok(AnyStore::Host(store));
     }
