@@ -19,7 +19,9 @@ const root = join(here, "..");
 /**
  * Builds `entry` (a page script of this directory) and opens it. Resolves to
  * `{ page, browserVersion, close }`; the page's console is echoed.
- * @param {{ entry: string, out: string, rebuild?: boolean, chromium?: string }} o
+ * `workers`: [entry, output file] pairs bundled alongside; `files`:
+ * [path relative to this directory, output file] pairs copied alongside.
+ * @param {{ entry: string, out: string, rebuild?: boolean, chromium?: string, workers?: [string, string][], files?: [string, string][] }} o
  */
 export async function openBench(o) {
   const distWeb = join(root, "pkg-js/dist/web");
@@ -41,6 +43,22 @@ export async function openBench(o) {
     define: { global: "globalThis", "process.env.NODE_ENV": '"production"' },
     logLevel: "warning",
   });
+  // Worker scripts, bundled the same way next to bench.js (run.mjs: the
+  // Outpost and SQLite workers of the OPFS engines).
+  for (const [entry, file] of o.workers ?? []) {
+    await esbuild.build({
+      entryPoints: [join(here, entry)],
+      bundle: true,
+      format: "esm",
+      platform: "browser",
+      target: "chrome120",
+      outfile: join(out, file),
+      define: { global: "globalThis", "process.env.NODE_ENV": '"production"' },
+      logLevel: "warning",
+    });
+  }
+  // Other files served next to it (SQLite's .wasm).
+  for (const [from, file] of o.files ?? []) copyFileSync(join(here, from), join(out, file));
   copyFileSync(join(distWeb, "outpost_wasm_bg.wasm"), join(out, "outpost_wasm_bg.wasm"));
   writeFileSync(
     join(out, "index.html"),

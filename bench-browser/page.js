@@ -3,7 +3,7 @@
 // with `window.bench.run(engine, config)` and prints the table.
 import Dexie from "dexie";
 import PouchDB from "pouchdb-browser";
-import { Outpost, initOutpost } from "../pkg-js/src/web.js";
+import { Outpost, initOutpost, openInWorker, destroyInWorker } from "../pkg-js/src/web.js";
 import { makeDoc, rng } from "./docs.js";
 
 // ------------------------------------------------------------ durability ---
@@ -14,6 +14,8 @@ import { makeDoc, rng } from "./docs.js";
 // transactions opened without one are given it here. The wrapper also
 // counts readwrite transactions per durability, which the table reports.
 let DURABILITY = "strict";
+/** SQLite's journal mode (run.mjs --sqlite-journal). */
+let SQLITE_JOURNAL = "WAL";
 const counts = { strict: 0, relaxed: 0, forced: 0 };
 const origTransaction = IDBDatabase.prototype.transaction;
 IDBDatabase.prototype.transaction = function (stores, mode, options) {
@@ -79,6 +81,46 @@ const engines = {
       async close() { await db.close(); db = undefined; },
       async destroy() {},
       stats() { return db.stats(); },
+    };
+  },
+
+  // Outpost in a dedicated worker (openInWorker; outpost-worker.js, the
+  // same script as sync-worker.js): over IndexedDB, as "outpost" but with
+  // the worker's message round trip, and over OPFS (issue 14 §5), which
+  // exists only in a dedicated worker.
+  "outpost-worker": () => outpostInWorker("Outpost in a worker (IndexedDB)", "indexeddb"),
+  "outpost-opfs": () => outpostInWorker("Outpost in a worker (OPFS)", "opfs"),
+
+  // SQLite-WASM (@sqlite.org/sqlite-wasm) on its opfs-sahpool VFS in a
+  // dedicated worker (sqlite-worker.js): one table (id TEXT PRIMARY KEY,
+  // body TEXT), one transaction per batch or single write.
+  "sqlite-opfs": () => {
+    const w = new Worker(new URL("./sqlite-worker.js", location.href), { type: "module" });
+    let next = 0;
+    const waiting = new Map();
+    w.onmessage = (e) => {
+      const { id, result, error } = e.data;
+      const p = waiting.get(id);
+      waiting.delete(id);
+      if (error !== undefined) p.reject(new Error(error));
+      else p.resolve(result);
+    };
+    const call = (op, ...args) => new Promise((resolve, reject) => {
+      const id = ++next;
+      waiting.set(id, { resolve, reject });
+      w.postMessage({ id, op, args });
+    });
+    return {
+      label: "SQLite-WASM (OPFS sahpool)",
+      open: (name) => call("open", name, SQLITE_JOURNAL),
+      bulk: (ids, docs) => call("bulk", ids, docs),
+      putOne: (id, doc) => call("putOne", id, doc),
+      get: (id) => call("get", id),
+      scanPrefix: (prefix) => call("scanPrefix", prefix),
+      scanKeys: (prefix) => call("scanKeys", prefix),
+      close: () => call("close"),
+      destroy: (name) => call("destroy", name),
+      dispose() { w.terminate(); },
     };
   },
 
@@ -171,6 +213,31 @@ const engines = {
   },
 };
 
+/** Outpost in a dedicated worker over `storage` (see "outpost-worker"). */
+function outpostInWorker(label, storage) {
+  const w = new Worker(new URL("./outpost-worker.js", location.href), { type: "module" });
+  let db;
+  return {
+    label,
+    async open(name) {
+      db = await openInWorker(w, name, DURABILITY === "strict" ? { storage } : { storage, durability: DURABILITY });
+    },
+    bulk(ids, docs) {
+      return db.transaction(ids.map((id, k) => ({ type: "put", id, doc: docs[k] })));
+    },
+    putOne(id, doc) { return db.put(id, doc); },
+    get(id) { return db.get(id); },
+    scanPrefix(prefix) { return db.scan({ prefix }); },
+    scanKeys(prefix) { return db.scan({ prefix, keysOnly: true }); },
+    async close() { await db.close(); db = undefined; },
+    destroy(name) { return destroyInWorker(w, name); },
+    stats() { return db.stats(); },
+    // The worker (and its wasm memory) goes with the engine's run, so the
+    // next engine does not run beside it.
+    dispose() { w.terminate(); },
+  };
+}
+
 // ---------------------------------------------------------------- phases ---
 const now = () => performance.now();
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
@@ -206,6 +273,7 @@ async function bulkInsert(e, n, batch, capMs, seed) {
 
 async function run(engineName, cfg) {
   DURABILITY = cfg.durability ?? "strict";
+  SQLITE_JOURNAL = cfg.sqliteJournal ?? "WAL";
   const e = engines[engineName]();
   const name = `bench-${engineName}`;
   const stats = async () => (e.stats ? e.stats() : null);
@@ -323,6 +391,7 @@ async function run(engineName, cfg) {
 
   await e.close();
   await e.destroy(name);
+  e.dispose?.();
   out.durability = {
     strict: counts.strict - startCounts.strict,
     relaxed: counts.relaxed - startCounts.relaxed,

@@ -9,10 +9,24 @@
 // Options:
 //   --quick              2,000 / 10,000 docs, 500 reads, 100 single writes
 //   --relaxed            durability "relaxed" for every engine (default "strict")
-//   --engines a,b        subset of outpost,idb,dexie,pouchdb,outpost-mem
-//                        (default: all, in that order; outpost-mem is Outpost
-//                        over its in-memory page store, a diagnostic that
-//                        shows the engine's own CPU cost without IndexedDB)
+//   --engines a,b        subset of outpost,idb,dexie,pouchdb,outpost-mem,
+//                        outpost-worker,outpost-opfs,sqlite-opfs
+//                        (default: the first five, in that order; outpost-mem
+//                        is Outpost over its in-memory page store, a
+//                        diagnostic that shows the engine's own CPU cost
+//                        without IndexedDB). The OPFS comparison (issue 14
+//                        §5, docs/benchmarks.md "OPFS"): --engines
+//                        outpost,outpost-worker,outpost-opfs,sqlite-opfs --vs
+//                        outpost-opfs. outpost-worker / outpost-opfs: Outpost
+//                        in a dedicated worker (openInWorker) over IndexedDB /
+//                        OPFS; sqlite-opfs: @sqlite.org/sqlite-wasm on its
+//                        opfs-sahpool VFS in a dedicated worker
+//   --sqlite-journal M   sqlite-opfs's journal_mode: WAL (default, with
+//                        locking_mode EXCLUSIVE, as opfs-sahpool needs for
+//                        WAL: its fastest durable mode here), DELETE,
+//                        TRUNCATE or PERSIST; synchronous FULL always
+//   --vs ENGINE          the engine the ratio columns compare the others with
+//                        (default outpost)
 //   --rebuild            run ../scripts/build-wasm.sh first (also done when
 //                        ../pkg-js/dist/web is missing)
 //   --pouch-cap SECONDS  time cap of PouchDB's large bulk insert (default 75)
@@ -44,14 +58,23 @@ const cfg = {
   singles: quick ? 100 : 500,
   capMs: Number(opt("--cap", 120)) * 1000,
   pouchCapMs: Number(opt("--pouch-cap", 75)) * 1000,
+  sqliteJournal: opt("--sqlite-journal", "WAL").toUpperCase(),
 };
-const ALL = ["outpost", "idb", "dexie", "pouchdb", "outpost-mem"];
-const engines = opt("--engines", ALL.join(",")).split(",").map((s) => s.trim()).filter(Boolean);
+const ALL = ["outpost", "idb", "dexie", "pouchdb", "outpost-mem", "outpost-worker", "outpost-opfs", "sqlite-opfs"];
+const DEFAULT = ["outpost", "idb", "dexie", "pouchdb", "outpost-mem"];
+const engines = opt("--engines", DEFAULT.join(",")).split(",").map((s) => s.trim()).filter(Boolean);
 for (const e of engines) if (!ALL.includes(e)) throw new Error(`unknown engine ${e} (one of ${ALL})`);
 const chromiumPath = opt("--chromium", "/usr/bin/chromium");
 
 // ------------------------------------------------- build, serve, browser ---
-const b = await openBench({ entry: "page.js", out: ".build", rebuild: flag("--rebuild"), chromium: chromiumPath });
+const b = await openBench({
+  entry: "page.js",
+  out: ".build",
+  rebuild: flag("--rebuild"),
+  chromium: chromiumPath,
+  workers: [["sync-worker.js", "outpost-worker.js"], ["sqlite-worker.js", "sqlite-worker.js"]],
+  files: [["node_modules/@sqlite.org/sqlite-wasm/dist/sqlite3.wasm", "sqlite3.wasm"]],
+});
 const results = [];
 let info;
 try {
@@ -83,15 +106,16 @@ const rows = [
   ["reopen to first read (ms)", (r) => r.reopen.ms, false],
 ];
 const by = Object.fromEntries(results.map((r) => [r.engine, r]));
-const others = results.filter((r) => r.engine !== "outpost" && r.engine !== "outpost-mem");
-const head = ["case", ...results.map((r) => r.label), ...(by.outpost ? others.map((r) => `Outpost/${r.label}`) : [])];
+const vs = opt("--vs", "outpost");
+const others = results.filter((r) => r.engine !== vs && r.engine !== "outpost-mem");
+const head = ["case", ...results.map((r) => r.label), ...(by[vs] ? others.map((r) => `${by[vs].label}/${r.label}`) : [])];
 const lines = [head, head.map((_, i) => (i === 0 ? "---" : "--:"))];
 for (const [label, f, higherBetter] of rows) {
   const line = [label, ...results.map((r) => (higherBetter ? fmt(f(r)) : ms(f(r))))];
-  if (by.outpost) {
-    // Ratios are "how many times better Outpost is": rate ratio, or time ratio inverted.
+  if (by[vs]) {
+    // Ratios are "how many times better the --vs engine is": rate ratio, or time ratio inverted.
     for (const r of others) {
-      const v = higherBetter ? f(by.outpost) / f(r) : f(r) / f(by.outpost);
+      const v = higherBetter ? f(by[vs]) / f(r) : f(r) / f(by[vs]);
       line.push(v.toFixed(2) + "×");
     }
   }
@@ -103,7 +127,7 @@ console.log(`Chromium ${info.browser}, ${cpus().length} × ${cpus()[0]?.model.tr
 console.log();
 for (const l of lines) console.log("| " + l.join(" | ") + " |");
 console.log();
-console.log("Ratios: Outpost's advantage (rate ÷ rate, or time ÷ time inverted); > 1× means Outpost is faster.");
+console.log(`Ratios: ${by[vs]?.label ?? vs}'s advantage (rate ÷ rate, or time ÷ time inverted); > 1× means it is faster.`);
 console.log();
 for (const r of results.filter((r) => r.statsAfterScan)) {
   const d = (a, b, k) => (b?.cache?.[k] ?? b?.[k] ?? 0) - (a?.cache?.[k] ?? a?.[k] ?? 0);

@@ -1,6 +1,8 @@
-//! Every platform difference of the engine lives here (and in the native-only
-//! `store::file` module). The engine is single-source for `wasm32-unknown-unknown`
-//! and native targets; only these few items change between them.
+//! Every platform difference of the engine lives here (and in the store
+//! modules: the file store's writer thread and `OsVfs` are native-only,
+//! `store::idb` and `store::opfs` wasm32-only). The engine is single-source
+//! for `wasm32-unknown-unknown` and native targets; only these few items
+//! change between them.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -233,7 +233,7 @@ function usesIndexedDb(options) {
 }
 
 /**
- * The page cache of a database on IndexedDB when the app sets no
+ * The page cache of a database on IndexedDB or OPFS when the app sets no
  * `cacheBytes`: 32 MiB per GiB of device memory the browser reports
  * (`navigator.deviceMemory`, which Chromium rounds and caps at 8), between
  * 32 and 256 MiB; 64 MiB where the browser does not say. Every page a read
@@ -704,7 +704,10 @@ export function makeApi(wasm, ready) {
         }
       }
       const idb = usesIndexedDb(options);
-      if (idb && (rawOptions == null || (typeof rawOptions === "object" && rawOptions.cacheBytes === undefined))) {
+      // OPFS (a dedicated worker) gets the same default page cache: a miss
+      // is a synchronous read there, but still a read (bench-browser, OPFS).
+      const opfs = options != null && typeof options === "object" && options.store == null && options.storage === "opfs";
+      if ((idb || opfs) && (rawOptions == null || (typeof rawOptions === "object" && rawOptions.cacheBytes === undefined))) {
         rawOptions = { ...(rawOptions ?? {}), cacheBytes: defaultCacheBytes() };
       }
       const locks = idb ? webLocks() : undefined;

@@ -40,6 +40,10 @@ test("unknown options are refused with invalid_options, naming the known ones", 
   );
   await rejectsWith(Outpost.open("surface-options-2", { cache: 1 << 20 }), "invalid_options", /open: unknown option "cache" \(known options: store, storage, persist, cacheBytes, durability, onStorageLost\)/);
   await rejectsWith(Outpost.open("surface-options-2", { durability: "fast" }), "invalid_options", /durability "fast": expected "strict" or "relaxed"/);
+  // OPFS only in a browser's dedicated worker (tests/e2e/opfs.test.mjs): typed, nothing opened.
+  await rejectsWith(Outpost.open("surface-options-2", { storage: "opfs" }), "unsupported", /storage "opfs": needs a dedicated worker/);
+  await rejectsWith(Outpost.open("surface-options-2", { storage: "disk" }), "invalid_options", /expected "indexeddb", "opfs" or "memory"/);
+  await rejectsWith(Outpost.open("surface-options-2", { store: "opfs" }), "invalid_options", /for a built-in store use storage: "opfs"/);
   // keysOnly: the ids scan would return, as written.
   assert.deepEqual(await db.scan({ prefix: "NOTES/", keysOnly: true }), (await db.scan({ prefix: "notes/" })).map((d) => d["@metadata"]["@id"]));
   assert.deepEqual(await db.scan({ keysOnly: true, limit: 1, after: "notes/1" }), ["tasks/1"]);

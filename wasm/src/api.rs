@@ -149,10 +149,13 @@ export interface OpenOptions {
   store?: PageStoreHost;
   /**
    * Where pages live without `store`: `"indexeddb"` (the IndexedDB database
-   * named like the Outpost database; the default where `indexedDB` exists) or
-   * `"memory"` (the default elsewhere, e.g. in Node).
+   * named like the Outpost database; the default where `indexedDB` exists),
+   * `"opfs"` (the Origin Private File System: only in a dedicated worker,
+   * e.g. through `openInWorker`; one opener at a time, a second gets
+   * `"locked"`; elsewhere `"unsupported"`) or `"memory"` (the default
+   * elsewhere, e.g. in Node).
    */
-  storage?: "indexeddb" | "memory";
+  storage?: "indexeddb" | "opfs" | "memory";
   /**
    * With IndexedDB: ask the browser to keep this origin's data under storage
    * pressure (`navigator.storage.persist()`). The browser may refuse.
@@ -169,7 +172,7 @@ export interface OpenOptions {
    */
   durability?: "strict" | "relaxed";
   /**
-   * Page cache limit in bytes (at least 64 KiB). Default: on IndexedDB, 32 MiB
+   * Page cache limit in bytes (at least 64 KiB). Default: on IndexedDB and OPFS, 32 MiB
    * per GiB of `navigator.deviceMemory`, between 32 and 256 MiB (64 MiB where
    * the browser does not report it); in memory or over a host store, 64 MiB.
    */
@@ -234,12 +237,24 @@ fn has_indexed_db() -> bool {
 }
 
 /// Chooses the page store `Outpost.open` uses: the host's `store` if given;
-/// else `storage` — `"indexeddb"` (the IndexedDB database `name`), or
+/// else `storage` — `"indexeddb"` (the IndexedDB database `name`), `"opfs"`
+/// (the Origin Private File System, in a dedicated worker), or
 /// `"memory"`; without either, IndexedDB where the global scope has it, memory
 /// elsewhere.
 async fn choose_store(name: &str, opts: &JsValue) -> Result<AnyStore, JsValue> {
     let host = prop(opts, "store");
     if !host.is_undefined() && !host.is_null() {
+        if let Some(name) = host.as_string() {
+            // `store` is a host page store object; the built-in stores are
+            // chosen with `storage`.
+            return Err(js_error(
+                "invalid_options",
+                &format!(
+                    "option store must be a page store object (readPage, readMeta, commit); \
+                     for a built-in store use storage: {name:?} (\"indexeddb\", \"opfs\" or \"memory\")"
+                ),
+            ));
+        }
         let store = JsPageStore::new(host).map_err(|m| js_error("invalid_options", &m))?;
         return Ok(AnyStore::Host(store));
     }
@@ -251,6 +266,20 @@ async fn choose_store(name: &str, opts: &JsValue) -> Result<AnyStore, JsValue> {
     });
     match storage {
         "memory" => Ok(AnyStore::Memory(MemoryStore::new())),
+        "opfs" => {
+            if !outpost::store::opfs::available() {
+                return Err(js_error(
+                    "unsupported",
+                    "storage \"opfs\": needs a dedicated worker of a browser with OPFS synchronous \
+                     access handles (FileSystemSyncAccessHandle); open the database in a Worker \
+                     (openInWorker) or use storage \"indexeddb\"",
+                ));
+            }
+            let store = outpost::store::opfs::open(name)
+                .await
+                .map_err(|e| to_js(e.into()))?;
+            Ok(AnyStore::Opfs(store))
+        }
         "indexeddb" => {
             if !has_indexed_db() {
                 return Err(js_error(
@@ -268,7 +297,7 @@ async fn choose_store(name: &str, opts: &JsValue) -> Result<AnyStore, JsValue> {
         }
         other => Err(js_error(
             "invalid_options",
-            &format!("unknown storage {other:?}: expected \"indexeddb\" or \"memory\""),
+            &format!("unknown storage {other:?}: expected \"indexeddb\", \"opfs\" or \"memory\""),
         )),
     }
 }
@@ -383,8 +412,10 @@ impl Outpost {
     }
 
     /// Deletes the IndexedDB database `name` and everything in it (close every
-    /// handle on it first, in every tab: deletion waits for them). Does nothing
-    /// where there is no IndexedDB; a host-supplied store is the host's to clear.
+    /// handle on it first, in every tab: deletion waits for them), and its
+    /// OPFS files (`storage: "opfs"`; rejected with `"locked"` while a worker
+    /// has it open). Does nothing where there is neither; a host-supplied
+    /// store is the host's to clear.
     ///
     /// ```js
     /// await db.close();
@@ -398,6 +429,11 @@ impl Outpost {
                     .await
                     .map_err(|e| to_js(e.into()))?;
             }
+            // And its OPFS files, if any (any context: the page may delete
+            // what a worker wrote; refused while a worker has it open).
+            outpost::store::opfs::destroy(&name)
+                .await
+                .map_err(|e| to_js(e.into()))?;
             Ok(JsValue::UNDEFINED)
         })
     }

@@ -3,6 +3,7 @@
 
 use outpost::PageStore;
 use outpost::platform::BoxFuture;
+use outpost::store::file::LocalFileStore;
 use outpost::store::idb::IdbStore;
 use outpost::store::{Commit, MemoryStore, PageBuf, PageNo, StoreError};
 
@@ -14,6 +15,9 @@ pub(crate) enum AnyStore {
     Memory(MemoryStore),
     /// In IndexedDB (browsers, web workers).
     Idb(IdbStore),
+    /// In the Origin Private File System (dedicated workers): the file
+    /// store's WAL over synchronous access handles (`outpost::store::opfs`).
+    Opfs(LocalFileStore),
     /// In a page store the host supplied as a JS object.
     Host(JsPageStore),
 }
@@ -23,6 +27,7 @@ macro_rules! each {
         match $self {
             AnyStore::Memory($s) => $e,
             AnyStore::Idb($s) => $e,
+            AnyStore::Opfs($s) => $e,
             AnyStore::Host($s) => $e,
         }
     };

@@ -20,11 +20,11 @@ pub use memory::MemoryStore;
 
 #[cfg(all(not(target_arch = "wasm32"), any(test, feature = "testing")))]
 pub mod fault;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod file;
 #[cfg(target_arch = "wasm32")]
 pub mod idb;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(target_arch = "wasm32")]
+pub mod opfs;
 pub mod vfs;
 
 /// Page number. Page 0 is reserved (the engine uses it as a null pointer).
@@ -174,8 +174,10 @@ pub fn validate_commit(c: &Commit) -> Result<(), StoreError> {
 
 /// Fixed-size page storage with atomic multi-page commits.
 ///
-/// Implementations: [`MemoryStore`], the native [`file::FileStore`] (write-ahead
-/// log, group commit, fsync), and, in the browser, IndexedDB.
+/// Implementations: [`MemoryStore`], the native `file::FileStore` (write-ahead
+/// log, group commit, fsync), [`file::LocalFileStore`] (the same log without
+/// the writer thread), and, in the browser, IndexedDB and OPFS (a
+/// `LocalFileStore` over synchronous access handles).
 pub trait PageStore: MaybeSend + MaybeSync + 'static {
     /// Reads the newest committed version of page `no`.
     fn read_page(&self, no: PageNo) -> BoxFuture<'_, Result<PageBuf, StoreError>>;

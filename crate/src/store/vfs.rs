@@ -7,13 +7,23 @@
 //! which writes are still unsynced, injects crashes and I/O errors at a chosen
 //! operation, and builds the disk images a crash could leave.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::fs::OpenOptions;
-use std::io::{self, Read, Seek, Write};
+use std::io;
+#[cfg(not(target_arch = "wasm32"))]
+use std::io::{Read, Seek, Write};
+#[cfg(not(target_arch = "wasm32"))]
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::platform::{MaybeSend, MaybeSync};
+
 /// A file system: opens files by path.
-pub trait Vfs: Send + Sync + 'static {
+///
+/// `Send + Sync` on native targets (the file store's writer thread uses it);
+/// on wasm32, where the Origin Private File System's handles are JS objects,
+/// neither (see `store::opfs`).
+pub trait Vfs: MaybeSend + MaybeSync + 'static {
     /// Opens `path` for reading and writing; creates it (empty) if `create` is set
     /// and it does not exist.
     fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn VfsFile>>;
@@ -31,6 +41,11 @@ pub trait Vfs: Send + Sync + 'static {
     /// read-only opener (refused while a writer holds it). The lock is held
     /// until the returned guard is dropped.
     fn lock_dir(&self, dir: &Path, mode: LockMode) -> Result<DirLock, LockError>;
+    /// The store that opened files through this file system is closed and
+    /// uses none of them again. A file system that holds its files open
+    /// itself (the browser's exclusive OPFS access handles, `store::opfs`)
+    /// closes them here. The default does nothing.
+    fn release(&self) {}
 }
 
 /// Name of the lock file inside a store's directory.
@@ -59,7 +74,7 @@ impl DirLock {
     }
 
     /// A guard that holds `held` until it is dropped (a [`Vfs`]'s own lock).
-    #[cfg(any(test, feature = "testing"))]
+    #[cfg(all(not(target_arch = "wasm32"), any(test, feature = "testing")))]
     pub(crate) fn holding(held: Box<dyn std::any::Any + Send + Sync>) -> DirLock {
         DirLock { _held: Some(held) }
     }
@@ -95,7 +110,7 @@ pub enum LockError {
 
 /// An open file with positioned I/O.
 #[allow(clippy::len_without_is_empty)] // a file's length is an I/O call, not a collection size
-pub trait VfsFile: Send + Sync {
+pub trait VfsFile: MaybeSend + MaybeSync {
     /// Reads up to `buf.len()` bytes at `off`; returns how many were read (fewer
     /// only at the end of the file).
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize>;
@@ -109,12 +124,15 @@ pub trait VfsFile: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The operating system's file system (`std::fs`, `pread`/`pwrite`, `fdatasync`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OsVfs;
 
+#[cfg(not(target_arch = "wasm32"))]
 struct OsFile(std::fs::File);
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Vfs for OsVfs {
     fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn VfsFile>> {
         let existed = path.exists();
@@ -207,12 +225,14 @@ impl Vfs for OsVfs {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// A lock held through an open `LOCK` file; released when the file closes.
 struct OsLock {
     file: std::fs::File,
     exclusive: bool,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Drop for OsLock {
     fn drop(&mut self) {
         if self.exclusive {
@@ -222,6 +242,7 @@ impl Drop for OsLock {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl VfsFile for OsFile {
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
         let mut done = 0;

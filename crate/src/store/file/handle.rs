@@ -2,26 +2,21 @@
 //! checkpoint that starts a fresh WAL generation), reads from the view,
 //! requests to the writer thread, and closing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use futures::channel::oneshot;
 
-use super::format::{Header, encode_header, new_salt};
+use super::local::{files_in, lock_err, open_writer};
 use super::recovery::{Recovered, pick_header, recover};
 use super::shared::Shared;
-use super::writer::{Reply, Request, Requests, Writer};
-use super::{
-    DATA_FILE, DATA_START, FRAME_HEADER, FRAME_SIZE, FileStoreOptions, FileStoreStats,
-    RecoveryReport, WAL_FILE, io_err,
-};
+use super::writer::{Reply, Request, Requests};
+use super::{FileStoreOptions, FileStoreStats, RecoveryReport, io_err};
 use crate::platform::BoxFuture;
-use crate::store::vfs::{DirLock, LockError, LockMode};
-use crate::store::{
-    Commit, PAGE_SIZE, PageBuf, PageLocation, PageNo, PageStore, StoreError, validate_commit,
-};
+use crate::store::vfs::{DirLock, LockMode};
+use crate::store::{Commit, PageBuf, PageLocation, PageNo, PageStore, StoreError, validate_commit};
 
 /// The native page store: a data file and a write-ahead log with group commit.
 ///
@@ -52,25 +47,6 @@ impl std::fmt::Debug for FileStore {
     }
 }
 
-/// The data file and the WAL of the store in `dir`, and their names for
-/// messages.
-fn files_in(dir: &Path) -> (PathBuf, PathBuf, String, String) {
-    let (data, wal) = (dir.join(DATA_FILE), dir.join(WAL_FILE));
-    let (dp, wp) = (data.display().to_string(), wal.display().to_string());
-    (data, wal, dp, wp)
-}
-
-/// The lock error of a store directory as a [`StoreError`].
-fn lock_err(e: LockError) -> StoreError {
-    match e {
-        LockError::Held { path, holder } => StoreError::Locked {
-            path: path.display().to_string(),
-            holder,
-        },
-        LockError::Io { path, source } => io_err("lock", &path.display().to_string(), source),
-    }
-}
-
 impl FileStore {
     /// Opens (creating if missing) the store in directory `dir` for reading
     /// and writing, and recovers it: replays every complete transaction of the
@@ -83,83 +59,15 @@ impl FileStore {
     /// another process, is refused with [`StoreError::Locked`]. An open that
     /// fails leaves the files no longer than it found them.
     pub fn open(dir: impl AsRef<Path>, opts: FileStoreOptions) -> Result<FileStore, StoreError> {
-        let dir = dir.as_ref();
-        let vfs = opts.vfs.clone();
-        vfs.create_dir_all(dir)
-            .map_err(|e| io_err("create directory", &dir.display().to_string(), e))?;
-        let lock = vfs.lock_dir(dir, LockMode::Exclusive).map_err(lock_err)?;
-        let (data_path, wal_path, dp, wp) = files_in(dir);
-        let data = vfs
-            .open(&data_path, true)
-            .map_err(|e| io_err("open data file", &dp, e))?;
-        let data_len = data
-            .len()
-            .map_err(|e| io_err("read data file length", &dp, e))?;
-        let wal_len = if vfs.exists(&wal_path) {
-            let w = vfs
-                .open(&wal_path, false)
-                .map_err(|e| io_err("open wal", &wp, e))?;
-            w.len().map_err(|e| io_err("read wal length", &wp, e))?
-        } else {
-            0
-        };
-
-        let (active_slot, header) = match pick_header(&*data, &dp, data_len, wal_len)? {
-            Some(h) => h,
-            None => {
-                // A new store (or one whose creation crashed before any commit).
-                let salt = new_salt(&[]);
-                let h = Header {
-                    seq: 1,
-                    salt,
-                    next_salt: new_salt(&[salt]),
-                    meta: None,
-                };
-                data.write_at(&encode_header(&h), 0)
-                    .map_err(|e| io_err("write header", &dp, e))?;
-                data.sync_data()
-                    .map_err(|e| io_err("fsync data file", &dp, e))?;
-                (0, h)
-            }
-        };
-
-        // The WAL is created only once a header is durable.
-        let wal = vfs
-            .open(&wal_path, true)
-            .map_err(|e| io_err("open wal", &wp, e))?;
-        let mut rec = recover(&*wal, (&wp, &dp), data_len, active_slot, &header)?;
-        let recovery = rec.report();
-        let pages = std::mem::take(&mut rec.pages);
-        let meta = rec.meta_over(header.meta.clone());
-        let shared = Arc::new(Shared::new(data, data_len, (dp, wp.clone()), pages, meta));
-        let mut writer = Writer::new(
-            shared.clone(),
-            wal,
-            opts,
-            (active_slot, header),
-            wal_len,
-            &rec,
-        );
-        // Always start a fresh WAL generation: whatever lies beyond the recovered
-        // prefix (a torn tail) then carries a dead salt and can never be replayed.
-        if let Err(e) = writer.checkpoint() {
-            // No header points past the old data-file end yet, and every page
-            // the checkpoint copied is still in the durable WAL: give back what
-            // it grew (a full disk must not get fuller from a failed open).
-            if !writer.wrote_header() {
-                let _ = shared.data.set_len(data_len);
-                let _ = shared.data.sync_data();
-            }
-            return Err(e);
-        }
-        let (tx, thread) = writer.spawn(&wp)?;
+        let o = open_writer(dir.as_ref(), opts)?;
+        let (tx, thread) = o.writer.spawn(&o.shared.wal_path)?;
         Ok(FileStore {
-            shared,
+            shared: o.shared,
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             read_only: false,
-            recovery,
-            lock: Mutex::new(Some(lock)),
+            recovery: o.recovery,
+            lock: Mutex::new(Some(o.lock)),
         })
     }
 
@@ -238,14 +146,7 @@ impl FileStore {
 
     /// A snapshot of the store's counters.
     pub fn stats(&self) -> FileStoreStats {
-        let s = &self.shared.stats;
-        FileStoreStats {
-            fsyncs: s.fsyncs.load(Ordering::Relaxed),
-            groups: s.groups.load(Ordering::Relaxed),
-            commits: s.commits.load(Ordering::Relaxed),
-            wal_bytes_written: s.wal_bytes_written.load(Ordering::Relaxed),
-            checkpoints: s.checkpoints.load(Ordering::Relaxed),
-        }
+        self.shared.stats()
     }
 
     fn tx(&self) -> MutexGuard<'_, Option<std::sync::mpsc::Sender<Request>>> {
@@ -286,39 +187,7 @@ impl FileStore {
 
 impl PageStore for FileStore {
     fn read_page(&self, no: PageNo) -> BoxFuture<'_, Result<PageBuf, StoreError>> {
-        let r = (|| {
-            if self.shared.closed.load(Ordering::Acquire) {
-                return Err(StoreError::Closed);
-            }
-            if no == 0 {
-                return Err(StoreError::PageNotFound(0));
-            }
-            // Hold the view lock across the data-file read: a checkpoint writes
-            // data pages only under the write lock.
-            let view = self.shared.view();
-            if let Some((p, _)) = view.wal_pages.get(&no) {
-                return Ok(p.clone());
-            }
-            if no > view.data_pages {
-                return Err(StoreError::PageNotFound(no));
-            }
-            let mut buf = vec![0u8; PAGE_SIZE];
-            let off = DATA_START + (no - 1) * PAGE_SIZE as u64;
-            let n = self
-                .shared
-                .data
-                .read_at(&mut buf, off)
-                .map_err(|e| io_err("read page", &self.shared.data_path, e))?;
-            if n < PAGE_SIZE {
-                return Err(StoreError::Corrupt {
-                    file: self.shared.data_path.clone(),
-                    page: Some(no),
-                    offset: off,
-                    reason: format!("short read: {n} of {PAGE_SIZE} bytes"),
-                });
-            }
-            Ok(Arc::new(buf))
-        })();
+        let r = self.shared.read_page(no);
         Box::pin(async move { r })
     }
 
@@ -376,17 +245,7 @@ impl PageStore for FileStore {
     }
 
     fn page_location(&self, no: PageNo) -> Option<PageLocation> {
-        let view = self.shared.view();
-        if let Some((_, slot)) = view.wal_pages.get(&no) {
-            return Some(PageLocation {
-                file: self.shared.wal_path.clone(),
-                offset: slot * FRAME_SIZE as u64 + FRAME_HEADER as u64,
-            });
-        }
-        (no >= 1 && no <= view.data_pages).then(|| PageLocation {
-            file: self.shared.data_path.clone(),
-            offset: DATA_START + (no - 1) * PAGE_SIZE as u64,
-        })
+        self.shared.page_location(no)
     }
 }
 

@@ -22,21 +22,37 @@
 //! - `shared`: the state the handle and the writer thread share.
 //! - `handle`: [`FileStore`] itself: open, lock, reads, requests, close.
 //!
+//! - `local`: [`LocalFileStore`], the same format, open and writer without
+//!   the thread: every commit is appended (and flushed) inline. It is what
+//!   the browser runs over the Origin Private File System (`store::opfs`),
+//!   where wasm32 has no threads; natively it runs over any [`Vfs`], so the
+//!   crash tests exercise the code the browser runs.
+//!
 //! All I/O goes through a [`Vfs`], so crash tests can run the real code over
 //! `FaultVfs` (`store::fault`, built with the `testing` feature).
+//!
+//! On wasm32 everything but [`FileStore`] (its writer thread) is built.
 
 use std::sync::Arc;
 
-use super::vfs::{OsVfs, Vfs};
+#[cfg(not(target_arch = "wasm32"))]
+use super::vfs::OsVfs;
+use super::vfs::Vfs;
 use super::{PAGE_SIZE, StoreError};
 
 mod format;
+#[cfg(not(target_arch = "wasm32"))]
 mod handle;
+mod local;
 mod recovery;
 mod shared;
+// On wasm32 only the inline parts of the writer are used (no thread).
+#[cfg_attr(target_arch = "wasm32", allow(dead_code, unused_imports))]
 mod writer;
 
+#[cfg(not(target_arch = "wasm32"))]
 pub use handle::FileStore;
+pub use local::LocalFileStore;
 
 /// Name of the data file inside the store's directory.
 pub const DATA_FILE: &str = "outpost.db";
@@ -56,10 +72,11 @@ pub const FRAME_SIZE: usize = FRAME_HEADER + PAGE_SIZE;
 /// `format::frame_checksum` for why).
 pub const FORMAT_VERSION: u32 = 2;
 
-/// Options of [`FileStore::open`].
+/// Options of [`FileStore::open`] and [`LocalFileStore::open`].
 #[derive(Clone)]
 pub struct FileStoreOptions {
-    /// The file system to use ([`OsVfs`] by default; tests use a `FaultVfs`).
+    /// The file system to use (`OsVfs` by default; tests use a `FaultVfs`, the
+    /// browser `store::opfs`'s).
     pub vfs: Arc<dyn Vfs>,
     /// Checkpoint once the WAL holds at least this many bytes (default 64 MiB).
     pub checkpoint_wal_bytes: u64,
@@ -70,14 +87,22 @@ pub struct FileStoreOptions {
     pub max_group_bytes: u64,
 }
 
-impl Default for FileStoreOptions {
-    fn default() -> Self {
+impl FileStoreOptions {
+    /// The default options over `vfs`.
+    pub fn with_vfs(vfs: Arc<dyn Vfs>) -> FileStoreOptions {
         FileStoreOptions {
-            vfs: Arc::new(OsVfs),
+            vfs,
             checkpoint_wal_bytes: 64 << 20,
             wal_grow_bytes: 4 << 20,
             max_group_bytes: 64 << 20,
         }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Default for FileStoreOptions {
+    fn default() -> Self {
+        FileStoreOptions::with_vfs(Arc::new(OsVfs))
     }
 }
 

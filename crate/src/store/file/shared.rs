@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::store::vfs::VfsFile;
-use crate::store::{PAGE_SIZE, PageBuf, PageNo};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use super::DATA_START;
+use crate::store::vfs::VfsFile;
+use crate::store::{PAGE_SIZE, PageBuf, PageLocation, PageNo, StoreError};
+
+use super::{DATA_START, FRAME_HEADER, FRAME_SIZE, FileStoreStats, io_err};
 
 /// The counters behind [`FileStoreStats`](super::FileStoreStats).
 #[derive(Default)]
@@ -87,6 +90,68 @@ impl Shared {
         let mut p = self.poison.lock().unwrap_or_else(|e| e.into_inner());
         if p.is_none() {
             *p = Some(why.to_string());
+        }
+    }
+
+    /// The newest committed version of page `no`: from the WAL's pages in
+    /// memory, else from the data file.
+    pub fn read_page(&self, no: PageNo) -> Result<PageBuf, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        if no == 0 {
+            return Err(StoreError::PageNotFound(0));
+        }
+        // Hold the view lock across the data-file read: a checkpoint writes
+        // data pages only under the write lock.
+        let view = self.view();
+        if let Some((p, _)) = view.wal_pages.get(&no) {
+            return Ok(p.clone());
+        }
+        if no > view.data_pages {
+            return Err(StoreError::PageNotFound(no));
+        }
+        let mut buf = vec![0u8; PAGE_SIZE];
+        let off = DATA_START + (no - 1) * PAGE_SIZE as u64;
+        let n = self
+            .data
+            .read_at(&mut buf, off)
+            .map_err(|e| io_err("read page", &self.data_path, e))?;
+        if n < PAGE_SIZE {
+            return Err(StoreError::Corrupt {
+                file: self.data_path.clone(),
+                page: Some(no),
+                offset: off,
+                reason: format!("short read: {n} of {PAGE_SIZE} bytes"),
+            });
+        }
+        Ok(Arc::new(buf))
+    }
+
+    /// Where the newest version of page `no` is kept.
+    pub fn page_location(&self, no: PageNo) -> Option<PageLocation> {
+        let view = self.view();
+        if let Some((_, slot)) = view.wal_pages.get(&no) {
+            return Some(PageLocation {
+                file: self.wal_path.clone(),
+                offset: slot * FRAME_SIZE as u64 + FRAME_HEADER as u64,
+            });
+        }
+        (no >= 1 && no <= view.data_pages).then(|| PageLocation {
+            file: self.data_path.clone(),
+            offset: DATA_START + (no - 1) * PAGE_SIZE as u64,
+        })
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> FileStoreStats {
+        let s = &self.stats;
+        FileStoreStats {
+            fsyncs: s.fsyncs.load(Ordering::Relaxed),
+            groups: s.groups.load(Ordering::Relaxed),
+            commits: s.commits.load(Ordering::Relaxed),
+            wal_bytes_written: s.wal_bytes_written.load(Ordering::Relaxed),
+            checkpoints: s.checkpoints.load(Ordering::Relaxed),
         }
     }
 }

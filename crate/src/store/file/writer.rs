@@ -109,6 +109,8 @@ impl Writer {
     }
 
     /// Starts the writer thread; requests go into the returned sender.
+    /// (Native only: wasm32 has no threads, and its files are not `Send`.)
+    #[cfg(not(target_arch = "wasm32"))]
     pub(super) fn spawn(
         self,
         wal_path: &str,
@@ -226,6 +228,14 @@ impl Writer {
         Ok(())
     }
 
+    /// Whether the WAL has grown past
+    /// [`FileStoreOptions::checkpoint_wal_bytes`] (and the store is not
+    /// poisoned): the moment to checkpoint.
+    pub(super) fn wants_checkpoint(&self) -> bool {
+        self.next_slot * FRAME_SIZE as u64 >= self.opts.checkpoint_wal_bytes
+            && self.shared.poisoned().is_none()
+    }
+
     fn run(mut self, rx: mpsc::Receiver<Request>) {
         loop {
             let first = match rx.recv() {
@@ -287,9 +297,7 @@ impl Writer {
                 let _ = reply.send(r);
                 return;
             }
-            if self.next_slot * FRAME_SIZE as u64 >= self.opts.checkpoint_wal_bytes
-                && self.shared.poisoned().is_none()
-            {
+            if self.wants_checkpoint() {
                 // A failure poisons the store; the next commit reports it.
                 let _ = self.checkpoint();
             }
@@ -302,7 +310,7 @@ impl Writer {
     /// in place) are gone from the WAL. Safe at any point: after the
     /// checkpoint no frame of the current generation exists, and zeros are
     /// never a valid frame.
-    fn erase_residue(&mut self) -> Result<(), StoreError> {
+    pub(super) fn erase_residue(&mut self) -> Result<(), StoreError> {
         if let Some(p) = self.shared.poisoned() {
             return Err(StoreError::Poisoned(p));
         }
@@ -333,7 +341,7 @@ impl Writer {
     /// durable. Safe at any point: a crash before the cut leaves a longer
     /// file with unreachable pages at its end; the WAL's frames are dead
     /// once the checkpoint's header is durable.
-    fn shrink(&mut self, pages: PageNo) -> Result<(), StoreError> {
+    pub(super) fn shrink(&mut self, pages: PageNo) -> Result<(), StoreError> {
         if let Some(p) = self.shared.poisoned() {
             return Err(StoreError::Poisoned(p));
         }
@@ -369,7 +377,7 @@ impl Writer {
     }
 
     /// Final checkpoint at close.
-    fn finish(&mut self) -> Result<(), StoreError> {
+    pub(super) fn finish(&mut self) -> Result<(), StoreError> {
         if let Some(p) = self.shared.poisoned() {
             return Err(StoreError::Poisoned(p));
         }
@@ -418,7 +426,7 @@ impl Writer {
         }
     }
 
-    fn append(&mut self, commits: &[Commit], need_sync: bool) -> Result<(), StoreError> {
+    pub(super) fn append(&mut self, commits: &[Commit], need_sync: bool) -> Result<(), StoreError> {
         if let Some(p) = self.shared.poisoned() {
             return Err(StoreError::Poisoned(p));
         }
