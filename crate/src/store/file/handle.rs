@@ -192,11 +192,7 @@ impl PageStore for FileStore {
     }
 
     fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
-        let r = if self.shared.closed.load(Ordering::Acquire) {
-            Err(StoreError::Closed)
-        } else {
-            Ok(self.shared.view().meta.clone())
-        };
+        let r = self.shared.read_meta();
         Box::pin(async move { r })
     }
 

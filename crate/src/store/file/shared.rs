@@ -93,6 +93,15 @@ impl Shared {
         }
     }
 
+    /// The meta record of the last commit (`Closed` once closed).
+    pub fn read_meta(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(StoreError::Closed)
+        } else {
+            Ok(self.view().meta.clone())
+        }
+    }
+
     /// The newest committed version of page `no`: from the WAL's pages in
     /// memory, else from the data file.
     pub fn read_page(&self, no: PageNo) -> Result<PageBuf, StoreError> {
