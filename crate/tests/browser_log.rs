@@ -213,6 +213,76 @@ async fn two_handles_see_each_others_records_and_folds() {
     IdbStore::destroy(&name).await.unwrap();
 }
 
+/// A handle whose database another took over (a tab frozen while it held
+/// the cross-tab lock, whose lock the other took by force: pkg-js
+/// turns.js) cannot commit from its stale state: its small commit (a log
+/// record) and its large one (a fold) are refused with `locked` and write
+/// nothing, while the new holder's commits go through; after a refresh it
+/// writes again, and both handles agree on a sound database.
+#[wasm_bindgen_test]
+async fn a_handle_the_database_was_taken_from_cannot_commit_over_it() {
+    let name = unique_name("fence");
+    let a = open_db(&name).await;
+    let b = open_db(&name).await;
+    a.put("a/before", json!({"n": 1})).await.unwrap();
+    b.refresh().await.unwrap();
+
+    // B takes the database over, then writes (log records, and a fold).
+    b.store().take_over().await.unwrap();
+    b.refresh().await.unwrap();
+    b.put("b/1", json!({"n": 1})).await.unwrap();
+    b.put("b/2", json!({"n": 2})).await.unwrap();
+
+    // A, still on the state before, commits: a large commit (it folds) first.
+    let mut big = Batch::new();
+    for i in 0..60 {
+        big.put(format!("a/stale-big/{i}"), json!({"pad": "q".repeat(400)}));
+    }
+    let err = a.commit(big).await.expect_err("a fenced fold");
+    assert_eq!(err.code(), "locked", "{err}");
+    assert!(err.to_string().contains("another tab"), "{err}");
+    let err = a
+        .put("a/stale", json!({"n": 0}))
+        .await
+        .expect_err("a fenced log record");
+    assert!(matches!(err.code(), "locked" | "poisoned"), "{err}");
+
+    // B goes on regardless.
+    let mut batch = Batch::new();
+    for i in 0..60 {
+        batch.put(format!("b/big/{i}"), json!({"pad": "b".repeat(400)}));
+    }
+    b.commit(batch).await.unwrap();
+    b.put("b/3", json!({"n": 3})).await.unwrap();
+
+    // A reads the state again (its next turn) and writes.
+    a.refresh().await.unwrap();
+    a.put("a/after", json!({"n": 2})).await.unwrap();
+    b.refresh().await.unwrap();
+    for h in [&a, &b] {
+        for id in ["a/before", "b/1", "b/2", "b/big/59", "b/3", "a/after"] {
+            assert!(h.get(id).await.unwrap().is_some(), "{id}");
+        }
+        for id in ["a/stale", "a/stale-big/0", "a/stale-big/59"] {
+            assert!(h.get(id).await.unwrap().is_none(), "{id} was written");
+        }
+        assert_eq!(h.count().await.unwrap(), 2 + 60 + 3);
+        let report = h.integrity_check().await.unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+    }
+    // A fresh handle reads the same from the store.
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    drop((a, b));
+    let c = open_db(&name).await;
+    assert_eq!(c.count().await.unwrap(), 2 + 60 + 3);
+    assert!(c.get("a/stale").await.unwrap().is_none());
+    assert!(c.integrity_check().await.unwrap().is_ok());
+    c.close().await.unwrap();
+    drop(c);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
 /// A version 1 database (object stores `pages` and `meta` only, as every
 /// release before the log wrote them) opens: the store adds the empty log,
 /// reads the documents, writes, and reopens.

@@ -658,7 +658,10 @@ export function makeApi(wasm, ready) {
       this.#locks = shared.locks;
       this.#lockName = shared.lockName;
       this.#turns = shared.turns;
-      this.#turns?.refreshWith(async () => {
+      this.#turns?.refreshWith(async (stolen) => {
+        // The lock was taken by force from a holder that did not answer:
+        // fence its commits out before reading the state (turns.js).
+        if (stolen) await this.#db.takeOver();
         if (await this.#db.refresh()) this.#schedule();
       });
       if (shared.locks && typeof globalThis.BroadcastChannel === "function") {
@@ -716,6 +719,7 @@ export function makeApi(wasm, ready) {
       const witness = storage ? new Witness(storage, name) : undefined;
       const open = async () => {
         const raw = await wasm.Outpost.open(name, rawOptions);
+        if (turns?.stolen) await raw.takeOver();
         // Inside the lock: no other tab writes between the check and the witness update.
         const storageLost = await checkStorage(name, raw, witness, onStorageLost !== undefined);
         return { raw, storageLost };
@@ -764,6 +768,17 @@ export function makeApi(wasm, ready) {
         });
       }
       return remove;
+    }
+
+    /**
+     * Counters of the cross-tab lock (turns.js), for tests and diagnostics:
+     * turns taken, locks taken by force from a tab that did not answer, and
+     * operations refused by such a take-over and run again. Null when the
+     * database is not shared through Web Locks.
+     */
+    __turnStats() {
+      const t = this.#turns;
+      return t ? { taken: t.taken, steals: t.steals, fenced: t.fenced } : null;
     }
 
     /** The name the database was opened with. */
@@ -1375,7 +1390,11 @@ export function makeApi(wasm, ready) {
         this.#channel.close();
         this.#channel = undefined;
       }
-      return this.#run(() => this.#db.close());
+      try {
+        return await this.#run(() => this.#db.close());
+      } finally {
+        this.#turns?.close();
+      }
     }
   }
 

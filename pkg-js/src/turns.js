@@ -18,12 +18,28 @@
 //   operations still queued then ask again (and refresh again).
 //
 // Between two turns another tab may commit: every turn starts with a refresh.
-// Within a turn no other tab can (they wait for the lock). A tab frozen or
-// closed mid-turn holds the lock no longer than today's per-operation lock
-// did, plus one macrotask.
+// Within a turn no other tab can (they wait for the lock).
+//
+// A holder that stops answering. A tab closed mid-turn gives the lock back
+// (the browser releases a closed context's locks; its unfinished IndexedDB
+// transaction is aborted, so nothing half-written stays). A tab frozen, hung
+// or paused mid-turn does not, and would block every other tab for as long
+// as it stays so. So a handle that has waited `staleMs` for the lock asks
+// the holder whether it is alive (a ping on the BroadcastChannel
+// "<lock name>:turns", which every handle in a turn answers); with no answer
+// within `answerMs` it takes the lock by force (`steal: true`) and starts
+// its turn with `takeOver` (the store writes a new fence token) before the
+// refresh. When the old holder wakes, its commits fail with "locked" and
+// write nothing (the store checks the token inside each commit's
+// transaction), its turn ends after the operation under way, and that
+// operation runs once more in its next turn, which reads the state first.
 
 /** Longest time a handle keeps the lock while other operations keep coming. */
 export const HOLD_MS = 50;
+/** How long a handle waits for the lock before it asks whether the holder is alive. */
+export const STALE_MS = 1000;
+/** How long the holder has to answer before its lock is taken by force. */
+export const ANSWER_MS = 2000;
 
 const now = () => (globalThis.performance?.now ? globalThis.performance.now() : Date.now());
 
@@ -32,28 +48,46 @@ export class Turns {
   #locks;
   #name;
   #refresh;
-  /** @type {{op: Function, resolve: Function, reject: Function}[]} */
+  /** @type {{op: Function, resolve: Function, reject: Function, retried?: boolean}[]} */
   #queue = [];
   #holding = false;
   /** Wakes a turn waiting idle for more work, or null. */
   #wake = null;
   /** How long an idle turn waits for the next operation (0: one macrotask). */
   #lingerMs;
+  #staleMs;
+  #answerMs;
+  /** The BroadcastChannel of pings and answers (created on first use), or null. */
+  #channel = null;
+  /** Pings of this handle waiting for an answer: nonce -> resolve. */
+  #pings = new Map();
+  /** The turn running now (`{ stolen, lost }`), or null. */
+  #current = null;
   /** Turns taken (lock acquisitions), for tests and stats. */
   taken = 0;
+  /** Locks taken by force from a holder that did not answer, for tests and stats. */
+  steals = 0;
+  /** Operations refused by the fence of a handle that took the lock by force, and run again. */
+  fenced = 0;
 
   /**
    * @param {LockManager} locks `navigator.locks`
    * @param {string} name the lock name
-   * @param {() => Promise<unknown>} refresh run first in every turn
-   * @param {{ lingerMs?: number }} options how long an idle turn keeps the
-   *   lock for a next operation (default 0: one macrotask)
+   * @param {(stolen: boolean) => Promise<unknown>} refresh run first in every
+   *   turn; `stolen`: the lock was taken by force (take the store over first)
+   * @param {{ lingerMs?: number, staleMs?: number, answerMs?: number }} options
+   *   how long an idle turn keeps the lock for a next operation (default 0:
+   *   one macrotask); how long to wait for the lock before asking whether
+   *   the holder is alive, and how long it has to answer (0: never take it
+   *   by force)
    */
-  constructor(locks, name, refresh = async () => {}, { lingerMs = 0 } = {}) {
+  constructor(locks, name, refresh = async () => {}, { lingerMs = 0, staleMs = STALE_MS, answerMs = ANSWER_MS } = {}) {
     this.#locks = locks;
     this.#name = name;
     this.#refresh = refresh;
     this.#lingerMs = lingerMs;
+    this.#staleMs = typeof globalThis.BroadcastChannel === "function" && typeof globalThis.AbortController === "function" ? staleMs : 0;
+    this.#answerMs = answerMs;
   }
 
   /**
@@ -62,6 +96,23 @@ export class Turns {
    */
   refreshWith(refresh) {
     this.#refresh = refresh;
+  }
+
+  /**
+   * Whether the turn running now took the lock by force (the open, which
+   * runs before a refresh exists, takes the store over itself then).
+   */
+  get stolen() {
+    return this.#current?.stolen === true;
+  }
+
+  /** Stops answering pings (the handle is closing). */
+  close() {
+    if (this.#channel) {
+      this.#channel.onmessage = null;
+      this.#channel.close();
+      this.#channel = null;
+    }
   }
 
   /** Runs `op()` in a turn (after those queued before it); resolves to its result. */
@@ -78,47 +129,145 @@ export class Turns {
     });
   }
 
-  #take() {
-    this.#holding = true;
-    this.#locks
-      .request(this.#name, { mode: "exclusive" }, () => this.#turn())
-      .catch((e) => {
-        for (const job of this.#queue.splice(0)) job.reject(e);
-      })
-      .finally(() => {
-        this.#holding = false;
-        this.#wake = null;
-        if (this.#queue.length > 0) this.#take();
-      });
+  #chan() {
+    if (!this.#channel) {
+      const ch = new BroadcastChannel(`${this.#name}:turns`);
+      ch.onmessage = (e) => {
+        const d = e.data;
+        if (d?.ping && this.#current && !this.#current.lost) ch.postMessage({ pong: d.ping });
+        else if (d?.pong) this.#pings.get(d.pong)?.();
+      };
+      // A Node process does not stay alive for it.
+      ch.unref?.();
+      this.#channel = ch;
+    }
+    return this.#channel;
   }
 
-  async #turn() {
+  /** Resolves to whether a handle holding the lock answers within `answerMs`. */
+  #ping() {
+    return new Promise((resolve) => {
+      const nonce = `${Math.random()}`.slice(2) + Date.now();
+      const timer = setTimeout(() => {
+        this.#pings.delete(nonce);
+        resolve(false);
+      }, this.#answerMs);
+      this.#pings.set(nonce, () => {
+        clearTimeout(timer);
+        this.#pings.delete(nonce);
+        resolve(true);
+      });
+      this.#chan().postMessage({ ping: nonce });
+    });
+  }
+
+  /**
+   * While the lock is awaited: every `staleMs`, asks the holder whether it is
+   * alive; aborts the request (reason "stale") when it does not answer.
+   * Returns the function that stops watching.
+   */
+  #watch(ac) {
+    let done = false;
+    let timer;
+    const check = async () => {
+      if (done) return;
+      const alive = await this.#ping();
+      if (done) return;
+      if (alive) timer = setTimeout(check, this.#staleMs);
+      else ac.abort("stale");
+    };
+    timer = setTimeout(check, this.#staleMs);
+    return () => {
+      done = true;
+      clearTimeout(timer);
+    };
+  }
+
+  async #take() {
+    this.#holding = true;
+    try {
+      let steal = false;
+      for (;;) {
+        const ac = !steal && this.#staleMs > 0 ? new AbortController() : undefined;
+        const stop = ac ? this.#watch(ac) : () => {};
+        const options = steal ? { mode: "exclusive", steal: true } : ac ? { mode: "exclusive", signal: ac.signal } : { mode: "exclusive" };
+        const ctx = { stolen: steal, lost: false };
+        let turn;
+        try {
+          await this.#locks.request(this.#name, options, () => {
+            stop();
+            turn = this.#turn(ctx);
+            return turn;
+          });
+        } catch (e) {
+          stop();
+          if (turn) {
+            // Taken from this handle by force mid-turn: the turn ends after
+            // the operation under way (whose commit, if any, now fails).
+            ctx.lost = true;
+            await turn;
+          } else if (ac?.signal.aborted && ac.signal.reason === "stale") {
+            this.steals++;
+            steal = true;
+            continue;
+          } else {
+            for (const job of this.#queue.splice(0)) job.reject(e);
+          }
+        }
+        return;
+      }
+    } finally {
+      this.#holding = false;
+      this.#wake = null;
+      if (this.#queue.length > 0) this.#take();
+    }
+  }
+
+  async #turn(ctx) {
     this.taken++;
+    this.#current = ctx;
+    // Listen for pings while holding the lock: a handle waiting for it asks.
+    if (typeof globalThis.BroadcastChannel === "function") this.#chan();
     const since = now();
     try {
-      await this.#refresh();
-    } catch (e) {
-      for (const job of this.#queue.splice(0)) job.reject(e);
-      return;
-    }
-    for (;;) {
-      const job = this.#queue.shift();
-      if (job) {
-        try {
-          job.resolve(await job.op());
-        } catch (e) {
-          job.reject(e);
-        }
-        if (now() - since > HOLD_MS) return;
-        continue;
+      try {
+        await this.#refresh(ctx.stolen);
+      } catch (e) {
+        for (const job of this.#queue.splice(0)) job.reject(e);
+        return;
       }
-      // Idle: one more macrotask for the caller's next operation.
-      const more = await new Promise((resolve) => {
-        this.#wake = resolve;
-        setTimeout(() => resolve(false), this.#lingerMs);
-      });
-      this.#wake = null;
-      if (!more && this.#queue.length === 0) return;
+      for (;;) {
+        if (ctx.lost) return;
+        const job = this.#queue.shift();
+        if (job) {
+          try {
+            job.resolve(await job.op());
+          } catch (e) {
+            if (e?.code === "locked" && !job.retried) {
+              // Fenced out by a handle that took the lock by force (this
+              // turn is lost, whether or not the lock's rejection arrived
+              // yet): nothing of it was written; run it again in the next
+              // turn, after a refresh.
+              job.retried = true;
+              this.fenced++;
+              this.#queue.unshift(job);
+              return;
+            }
+            job.reject(e);
+          }
+          if (now() - since > HOLD_MS) return;
+          continue;
+        }
+        // Idle: one more macrotask for the caller's next operation.
+        const more = await new Promise((resolve) => {
+          this.#wake = resolve;
+          setTimeout(() => resolve(false), this.#lingerMs);
+        });
+        this.#wake = null;
+        if (!more && this.#queue.length === 0) return;
+      }
+    } finally {
+      if (this.#current === ctx) this.#current = null;
     }
   }
 }

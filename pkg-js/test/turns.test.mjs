@@ -182,3 +182,144 @@ test("lingerMs: an idle turn waits that long for the next operation (a worker's 
   assert.equal(lingering.taken, 2, "a new turn (and a refresh) after the other handle's");
   assert.equal(refreshes, 3);
 });
+
+/**
+ * One exclusive lock with the parts of Web Locks a frozen holder needs:
+ * `signal` (a waiting request is dropped and rejects when aborted) and
+ * `steal` (granted at once; the previous holder's request rejects with an
+ * AbortError while its callback runs on).
+ */
+class StealLocks {
+  #holder = null;
+  #waiting = [];
+  request(name, options, callback) {
+    return new Promise((resolve, reject) => {
+      const entry = { reject, stolen: false };
+      entry.grant = () => {
+        this.#holder = entry;
+        Promise.resolve()
+          .then(callback)
+          .then(
+            (v) => {
+              if (!entry.stolen) resolve(v);
+            },
+            (e) => {
+              if (!entry.stolen) reject(e);
+            },
+          )
+          .finally(() => {
+            if (this.#holder !== entry) return;
+            this.#holder = null;
+            this.#waiting.shift()?.grant();
+          });
+      };
+      if (options.steal) {
+        const old = this.#holder;
+        if (old) {
+          old.stolen = true;
+          old.reject(new DOMException("the lock was stolen", "AbortError"));
+        }
+        entry.grant();
+        return;
+      }
+      options.signal?.addEventListener("abort", () => {
+        const i = this.#waiting.indexOf(entry);
+        if (i < 0) return;
+        this.#waiting.splice(i, 1);
+        reject(new DOMException("aborted", "AbortError"));
+      });
+      if (this.#holder) this.#waiting.push(entry);
+      else entry.grant();
+    });
+  }
+}
+
+const fast = { staleMs: 40, answerMs: 60 };
+
+test("a holder that never answers (a frozen tab) loses the lock: the waiting handle takes it by force and takes the store over first", async () => {
+  const locks = new StealLocks();
+  // A holder that is not a handle of this process: it never answers a ping.
+  let granted;
+  const frozen = new Promise((r) => (granted = r));
+  locks
+    .request("outpost:f", { mode: "exclusive" }, () => {
+      granted();
+      return new Promise(() => {});
+    })
+    .catch(() => {}); // rejects when the lock is taken from it
+  await frozen;
+  const refreshes = [];
+  const turns = new Turns(locks, "outpost:f", async (stolen) => refreshes.push(stolen), fast);
+  const t0 = Date.now();
+  assert.equal(await turns.run(async () => "written"), "written");
+  const waited = Date.now() - t0;
+  assert.equal(turns.steals, 1);
+  assert.deepEqual(refreshes, [true], "the stolen turn's refresh is told to take the store over");
+  assert.ok(waited >= fast.staleMs + fast.answerMs - 5, `took it after ${waited} ms, before the holder had its chance to answer`);
+  assert.ok(waited < 2000, `waited ${waited} ms`);
+  // Later turns are ordinary ones.
+  await sleep(10);
+  await turns.run(async () => "again");
+  assert.deepEqual(refreshes, [true, false]);
+  turns.close();
+});
+
+test("a live holder answers and keeps its lock however long its turn takes", async () => {
+  const locks = new StealLocks();
+  const a = new Turns(locks, "outpost:l", async () => {}, fast);
+  const b = new Turns(locks, "outpost:l", async () => {}, fast);
+  const order = [];
+  const slow = a.run(async () => {
+    await sleep(400); // ten times what b waits before it asks
+    order.push("a");
+  });
+  await sleep(5);
+  await b.run(async () => order.push("b"));
+  await slow;
+  assert.deepEqual(order, ["a", "b"]);
+  assert.equal(b.steals, 0, "the lock of a handle that answered was taken");
+  a.close();
+  b.close();
+});
+
+test("a handle whose lock was taken from it: the fenced operation runs again in its next turn, after the other's", async () => {
+  const locks = new StealLocks();
+  const aRefreshes = [];
+  const a = new Turns(locks, "outpost:s", async (stolen) => aRefreshes.push(stolen), fast);
+  const b = new Turns(locks, "outpost:s", async () => {}, fast);
+  const log = [];
+  let wake;
+  const gate = new Promise((r) => (wake = r));
+  let tries = 0;
+  const aWrite = a.run(async () => {
+    tries++;
+    if (tries === 1) {
+      await gate; // "frozen" mid-operation
+      // Its commit meets the new fence token.
+      throw Object.assign(new Error("fenced"), { code: "locked" });
+    }
+    log.push("a");
+    return "a done";
+  });
+  const aNext = a.run(async () => {
+    log.push("a2");
+  });
+  await sleep(5);
+  a.close(); // stops answering pings, as a frozen tab does
+  await b.run(async () => log.push("b"));
+  assert.equal(b.steals, 1);
+  wake();
+  assert.equal(await aWrite, "a done");
+  await aNext;
+  assert.deepEqual(log, ["b", "a", "a2"]);
+  assert.equal(tries, 2, "run again once");
+  assert.deepEqual(aRefreshes, [false, false], "the retry starts a new turn with a refresh");
+  // An error other than the fence is not retried, and a second fence error is reported.
+  await assert.rejects(
+    a.run(async () => {
+      throw Object.assign(new Error("quota"), { code: "quota_exceeded" });
+    }),
+    /quota/,
+  );
+  b.close();
+});

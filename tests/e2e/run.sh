@@ -8,7 +8,7 @@
 # Builds pkg-js/dist if missing, packs pkg-js, installs the tarball here, runs
 # idb-faults.test.mjs (Node), builds the app with Vite, then runs
 # e2e.test.mjs, indexes.test.mjs,
-# bundlers.test.mjs, opfs.test.mjs, storage-lost.test.mjs, purge.test.mjs,
+# bundlers.test.mjs, opfs.test.mjs, owner.test.mjs, storage-lost.test.mjs, purge.test.mjs,
 # hub-indexes.test.mjs, worker.test.mjs and sync.test.mjs (the last five
 # with a real hub).
 # What each covers, and the environment variables (CHROMIUM, OUTPOST_HUB,
@@ -87,6 +87,9 @@ timeout --kill-after=15 600 node --test --test-timeout=180000 --test-reporter=sp
 
 echo "--> node --test opfs.test.mjs (Chromium: the OPFS store in dedicated workers)"
 timeout --kill-after=15 300 node --test --test-timeout=180000 --test-reporter=spec opfs.test.mjs
+
+echo "--> node --test owner.test.mjs (Chromium: a tab paused holding the lock, a tab closed mid-write)"
+timeout --kill-after=15 300 node --test --test-timeout=180000 --test-reporter=spec owner.test.mjs
 
 if [ -z "${OUTPOST_HUB:-}" ]; then
     echo "--> cargo build -p outpost-hub (for the sync test)"

@@ -684,6 +684,26 @@ impl Outpost {
         })
     }
 
+    /// Takes the database over from the handle that held the cross-tab lock
+    /// before this one took it by force (`navigator.locks.request(name,
+    /// { steal: true }, ...)`, because that holder stopped answering: a frozen
+    /// or hung tab). From then on the old holder's commits fail with
+    /// `"locked"` and write nothing, until its next turn reads the state again
+    /// (docs/design.md, "Several tabs"). Call it inside the stolen lock,
+    /// before `refresh()`. Does nothing for a store other than IndexedDB.
+    #[wasm_bindgen(js_name = takeOver, unchecked_return_type = "Promise<void>")]
+    pub fn take_over(&self) -> Promise {
+        let db = self.db.clone();
+        self.run(async move {
+            if let AnyStore::Idb(s) = db.store() {
+                s.take_over()
+                    .await
+                    .map_err(|e| to_js(outpost::Error::Store(e)))?;
+            }
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// Conflicted documents (concurrent versions kept by replication, see
     /// `docs/protocol.md`), in id order, after the id `after`, at most
     /// `limit`, each with all its versions.

@@ -277,6 +277,8 @@ impl IdbStore {
             // Closed meanwhile: keep it closed (held commits fail `Closed`).
             *self.conn.borrow_mut() = None;
         }
+        // The new generation has no fence token yet.
+        self.fence.set(0.0);
         self.release_held();
         if let Some(old) = old {
             // Let what was issued on the old connection finish (a readwrite

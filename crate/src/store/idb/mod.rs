@@ -5,7 +5,13 @@
 //! - `pages`: key = page number as a JS number (page numbers stay below 2^53),
 //!   value = a `Uint8Array` of [`PAGE_SIZE`] bytes;
 //! - `meta`: key `0`, value = the meta record of the folded state as a
-//!   `Uint8Array`; key `1`, the highest folded log sequence number;
+//!   `Uint8Array`; key `1`, the highest folded log sequence number; key `2`,
+//!   the fence token (a JS number; absent until a handle first takes the
+//!   database over from one that stopped answering, [`IdbStore::take_over`]:
+//!   every commit checks it first); key `2`,
+//!   the fence token (a JS number; absent until a handle first takes the
+//!   database over from one that stopped answering, [`IdbStore::take_over`]:
+//!   every commit checks it first);
 //! - `log`: small commits, one record each, folded into `pages` later
 //!   (module [`log`], which also says why).
 //!
@@ -93,6 +99,9 @@ const PAGES: &str = "pages";
 const META: &str = "meta";
 /// Key of the meta record in [`META`].
 const META_KEY: f64 = 0.0;
+/// Key, in [`META`], of the fence token written by [`IdbStore::take_over`]
+/// (absent: 0).
+const FENCE_KEY: f64 = 2.0;
 /// Page numbers must be exactly representable as JS numbers.
 const MAX_PAGE_NO: PageNo = (1 << 53) - 1;
 
@@ -199,6 +208,10 @@ pub struct IdbStore {
     report: OpenReport,
     /// The commit log as far as this store knows it (module [`log`]).
     log: RefCell<log::Log>,
+    /// The fence token this store read last (or wrote, taking the database
+    /// over); every commit checks, inside its transaction, that the stored
+    /// one is still this (see [`IdbStore::take_over`]).
+    fence: Cell<f64>,
 }
 
 impl std::fmt::Debug for IdbStore {
@@ -232,7 +245,54 @@ impl IdbStore {
             erase_again: Cell::new(false),
             report,
             log: RefCell::new(log::Log::default()),
+            fence: Cell::new(0.0),
         })
+    }
+
+    /// Takes the database over from a handle that held the cross-tab lock
+    /// and stopped answering: a tab frozen, hung or paused in a debugger
+    /// mid-turn, whose lock the package's JS layer then took by force
+    /// (`steal`; docs/design.md, "Several tabs"). Writes a new fence token
+    /// into the `meta` object store. Every commit checks, in its own
+    /// transaction and before anything of it is applied, that the stored
+    /// token is the one its store last read; so when the old holder wakes,
+    /// its commits are aborted whole and fail with [`StoreError::Locked`]
+    /// until it reads the state again (its next turn), while this store's
+    /// commits go through.
+    ///
+    /// A commit the old holder issued before this transaction runs first
+    /// (IndexedDB orders readwrite transactions over the same object
+    /// stores), and the caller's refresh after this reads it.
+    pub async fn take_over(&self) -> Result<(), StoreError> {
+        let op = "take the database over";
+        let db = self.db()?;
+        let mut b = [0u8; 8];
+        crate::platform::random_bytes(&mut b);
+        // A whole JS number, never 0 (the absent token).
+        let token = ((u64::from_le_bytes(b) >> 11) + 1) as f64;
+        let tx = rw_transaction(&db, "relaxed").map_err(|e| error_from_js(op, &e))?;
+        let pending = Pending::of(tx);
+        pending
+            .tx
+            .object_store(META)
+            .and_then(|s| s.put_with_key(&JsValue::from_f64(token), &JsValue::from_f64(FENCE_KEY)))
+            .map_err(|e| error_from_js(op, &e))?;
+        pending.wait(op).await?;
+        self.fence.set(token);
+        Ok(())
+    }
+
+    /// The error of a commit its fence check aborted.
+    fn fenced(&self) -> StoreError {
+        StoreError::Locked {
+            path: format!("the IndexedDB database {}", self.name),
+            holder: Some(
+                "another tab, which took it over while this one did not answer \
+                 (frozen, hung or paused); nothing of this commit was written, \
+                 and the next operation reads the current state first"
+                    .into(),
+            ),
+        }
     }
 
     /// What the browser said when this store opened the database: whether it
@@ -330,6 +390,13 @@ impl IdbStore {
         // first polls the returned future.
         let pending = Pending::of(tx);
         let tx = &pending.tx;
+        let fence = match self.check_fence(tx) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.abort();
+                return Err(error_from_js(op, &e));
+            }
+        };
         let mut lg = self.log.borrow_mut();
         let seq = lg.next_seq();
         let fold = fold || lg.must_fold(pages, meta.len());
@@ -390,6 +457,33 @@ impl IdbStore {
             seq,
             fold,
             undo,
+            fence,
+        })
+    }
+
+    /// Issues the fence check of a commit, its first request: a read of the
+    /// stored fence token whose success handler aborts the transaction when
+    /// the token is not the one this store expects (another handle took the
+    /// database over, [`IdbStore::take_over`]). The handler runs before the
+    /// transaction can commit, so an aborted commit applies nothing.
+    fn check_fence(&self, tx: &IdbTransaction) -> Result<Fence, JsValue> {
+        let req = tx.object_store(META)?.get(&JsValue::from_f64(FENCE_KEY))?;
+        let expected = self.fence.get();
+        let fenced = Rc::new(Cell::new(false));
+        let check = {
+            let (req, tx, fenced) = (req.clone(), tx.clone(), fenced.clone());
+            Closure::<dyn FnMut()>::new(move || {
+                let stored = req.result().ok().and_then(|v| v.as_f64()).unwrap_or(0.0);
+                if stored != expected {
+                    fenced.set(true);
+                    let _ = tx.abort();
+                }
+            })
+        };
+        req.set_onsuccess(Some(check.as_ref().unchecked_ref()));
+        Ok(Fence {
+            fenced,
+            _check: check,
         })
     }
 
@@ -563,6 +657,15 @@ struct Issued {
     seq: u64,
     fold: bool,
     undo: log::Undo,
+    fence: Fence,
+}
+
+/// The fence check of an issued commit ([`IdbStore::check_fence`]).
+struct Fence {
+    /// Set when the check failed and aborted the transaction.
+    fenced: Rc<Cell<bool>>,
+    /// The request's success handler, alive until the commit is settled.
+    _check: Closure<dyn FnMut()>,
 }
 
 impl Issued {
@@ -570,6 +673,10 @@ impl Issued {
     /// store's log how it ended.
     async fn wait(self, store: &IdbStore, op: &str) -> Result<(), StoreError> {
         let r = self.pending.wait(op).await;
+        let r = match r {
+            Err(_) if self.fence.fenced.get() => Err(store.fenced()),
+            r => r,
+        };
         let mut lg = store.log.borrow_mut();
         match &r {
             Ok(()) => lg.completed(self.seq, self.fold),
@@ -587,6 +694,8 @@ struct State {
     meta: Option<JsValue>,
     /// The highest folded sequence number (`meta` key 1; 0 when absent).
     folded: u64,
+    /// The fence token (`meta` key 2; 0 when absent).
+    fence: f64,
     /// The log records above the sequence number asked for, ascending.
     new: Vec<(u64, Vec<u8>)>,
 }
@@ -603,13 +712,15 @@ impl IdbStore {
         let keys = log_store.get_all_keys()?;
         let meta = meta_store.get(&JsValue::from_f64(META_KEY))?;
         let folded = meta_store.get(&JsValue::from_f64(log::FOLDED_KEY))?;
+        let fence = meta_store.get(&JsValue::from_f64(FENCE_KEY))?;
         let above = IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(seen as f64), true)?;
         let new = log_store.get_all_with_key(&above)?;
         // Joined: every request's handlers are set in this turn.
-        let (keys, meta, folded, new) = futures::join!(
+        let (keys, meta, folded, fence, new) = futures::join!(
             js::request(&keys),
             js::request(&meta),
             js::request(&folded),
+            js::request(&fence),
             js::request(&new)
         );
         let keys: Vec<u64> = Array::from(&keys?)
@@ -633,6 +744,7 @@ impl IdbStore {
             keys,
             meta: (!meta.is_undefined()).then_some(meta),
             folded: folded?.as_f64().unwrap_or(0.0) as u64,
+            fence: fence?.as_f64().unwrap_or(0.0),
             new: records,
         })
     }
@@ -813,6 +925,7 @@ impl PageStore for IdbStore {
                 reason,
             };
             let meta0 = state.meta.clone();
+            self.fence.set(state.fence);
             let up_to_date = self
                 .log
                 .borrow_mut()
@@ -837,6 +950,7 @@ impl PageStore for IdbStore {
                         "the log records do not follow one another".into(),
                     ));
                 }
+                self.fence.set(state.fence);
                 state.meta
             };
             let newest = self.log.borrow().meta().map(<[u8]>::to_vec);
