@@ -10,6 +10,11 @@ const calls = {};
 const origTx = IDBDatabase.prototype.transaction;
 IDBDatabase.prototype.transaction = function (...a) {
   const tx = origTx.apply(this, a);
+  if (timeline) {
+    const done = span(`${a[1] ?? "readonly"} transaction [${[].concat(a[0]).join(",")}]`);
+    tx.addEventListener("complete", done);
+    tx.addEventListener("abort", done);
+  }
   const k = `${a[1] ?? "readonly"} ${a[2]?.durability ?? ""}`.trim();
   calls[k] = (calls[k] || 0) + 1;
   if (a[1] === "readwrite") {
@@ -27,6 +32,51 @@ IDBObjectStore.prototype.put = function (...a) {
 };
 
 const median = (v) => v.slice().sort((a, b) => a - b)[v.length >> 1];
+
+// A timeline of the browser calls a reopen makes (when `timeline` is set):
+// storage buckets, IndexedDB opens and transactions, the Web Lock.
+let timeline = null;
+const span = (name) => {
+  if (!timeline) return () => {};
+  const e = { name, start: performance.now() };
+  timeline.push(e);
+  return () => { e.end = performance.now(); };
+};
+const wrapAsync = (proto, method, label) => {
+  const orig = proto?.[method];
+  if (typeof orig !== "function") return;
+  proto[method] = function (...a) {
+    const done = span(label);
+    const r = orig.apply(this, a);
+    Promise.resolve(r).then(done, done);
+    return r;
+  };
+};
+if (globalThis.StorageBucketManager) {
+  wrapAsync(StorageBucketManager.prototype, "keys", "storageBuckets.keys");
+  wrapAsync(StorageBucketManager.prototype, "open", "storageBuckets.open");
+}
+{
+  const orig = IDBFactory.prototype.open;
+  IDBFactory.prototype.open = function (...a) {
+    const done = span(`indexedDB.open ${a[0]}`);
+    const r = orig.apply(this, a);
+    r.addEventListener("success", done);
+    r.addEventListener("error", done);
+    return r;
+  };
+}
+if (globalThis.LockManager) {
+  const orig = LockManager.prototype.request;
+  LockManager.prototype.request = function (name, ...rest) {
+    const done = span(`lock ${name} (to grant)`);
+    const cb = rest.pop();
+    return orig.call(this, name, ...rest, (...x) => {
+      done();
+      return cb(...x);
+    });
+  };
+}
 
 window.probe = async (n) => {
   await initOutpost(new URL("./outpost_wasm_bg.wasm", location.href));
@@ -70,8 +120,22 @@ window.probe = async (n) => {
     await new Promise((res, rej) => { tx.oncomplete = res; tx.onabort = () => rej(tx.error); });
     times.push(performance.now() - t0);
   }
+  // The same, with the fence check every Outpost commit makes first (a get
+  // of one meta key, compared in its success handler): what it adds.
+  const fenced = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const tx = origTx.call(raw, ["pages", "meta", "log"], "readwrite", { durability: "strict" });
+    const check = tx.objectStore("meta").get(2);
+    check.onsuccess = () => {
+      if (check.result !== undefined) tx.abort();
+    };
+    origPut.call(tx.objectStore("log"), new Uint8Array(bytes), n + i);
+    await new Promise((res, rej) => { tx.oncomplete = res; tx.onabort = () => rej(tx.error); });
+    fenced.push(performance.now() - t0);
+  }
   raw.close();
-  out.raw = { bytes, p50: median(times) };
+  out.raw = { bytes, p50: median(times), withFenceCheckP50: median(fenced) };
   // The same serial writes and point reads with the engine on the page, in a
   // dedicated worker and in a SharedWorker (openInWorker; sync-worker.js):
   // what a call through postMessage adds. Each on its own database.
@@ -90,6 +154,54 @@ window.probe = async (n) => {
     await db.close();
     return { putP50: median(put), getP50: median(get) };
   };
+  // Writes with idle time between them (an app's writes as a user clicks,
+  // here 5 ms apart): each comes after the previous turn went idle.
+  {
+    const db = await Outpost.open("probe-spaced");
+    for (let i = 0; i < 50; i++) await db.put(`warm/${i}`, doc);
+    const put = [];
+    const get = [];
+    for (let i = 0; i < n; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+      const t0 = performance.now();
+      await db.put(`s/${i}`, doc);
+      put.push(performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 5));
+      const t1 = performance.now();
+      await db.get(`s/${(i * 7) % (i + 1)}`);
+      get.push(performance.now() - t1);
+    }
+    const stats = db.__turnStats?.();
+    await db.close();
+    out.spaced = { putP50: median(put), getP50: median(get), turns: stats?.taken };
+  }
+  // Reopen to first read (the browser benchmark's case 6), with a timeline
+  // of the browser calls it makes: 2,000 documents, close, open, one get.
+  {
+    let db = await Outpost.open("probe-reopen");
+    await db.transaction(Array.from({ length: 2000 }, (_, i) => ({ type: "put", id: `r/${String(i).padStart(5, "0")}`, doc })));
+    await db.close();
+    const totals = [];
+    let last = null;
+    for (let k = 0; k < 9; k++) {
+      timeline = [];
+      const t0 = performance.now();
+      db = await Outpost.open("probe-reopen");
+      const tOpen = performance.now();
+      const d = await db.get("r/01000");
+      const t1 = performance.now();
+      if (!d) throw new Error("reopen: the document is missing");
+      totals.push(t1 - t0);
+      last = {
+        total: t1 - t0,
+        open: tOpen - t0,
+        calls: timeline.map((e) => `${(e.start - t0).toFixed(1)}–${e.end === undefined ? "?" : (e.end - t0).toFixed(1)} ms ${e.name}`),
+      };
+      timeline = null;
+      await db.close();
+    }
+    out.reopen = { p50: median(totals), last };
+  }
   const workerUrl = new URL("./worker.js", location.href);
   out.paths = {
     page: await serial(await Outpost.open("probe-page")),

@@ -3,7 +3,8 @@
 //
 //   cd bench-browser && npm ci && node write-probe.mjs [--writes 300] [--profile]
 //
-// Also serial puts and point gets with the engine on the page, in a dedicated
+// Also: a raw put with the fence check Outpost commits make; puts and gets 5 ms
+// apart (after the turn went idle); serial puts and point gets with the engine on the page, in a dedicated
 // worker and in a SharedWorker (issue 14 §1, §4: what a call through
 // postMessage costs).
 //

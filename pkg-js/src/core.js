@@ -224,6 +224,15 @@ const CHANGES_PAGE = 256;
  */
 const TURN_LINGER_MS = typeof globalThis.WorkerGlobalScope === "function" && globalThis instanceof globalThis.WorkerGlobalScope ? 3 : 0;
 
+/**
+ * Whether an idle turn keeps the cross-tab lock until another handle asks
+ * for it (turns.js, `keep`): on a page, whose visibility says when the
+ * browser may freeze it (a hidden page keeps nothing). A lone tab then takes
+ * the lock and re-reads the meta record once, not once per burst of
+ * operations. Not in a worker, which cannot see its page's visibility.
+ */
+const TURN_KEEP = typeof globalThis.document?.addEventListener === "function" && typeof globalThis.document.visibilityState === "string";
+
 /** Whether `options` make `Outpost.open` use IndexedDB (mirrors the bindings' choice). */
 function usesIndexedDb(options) {
   if (options == null || typeof options !== "object") options = {};
@@ -728,7 +737,7 @@ export function makeApi(wasm, ready) {
       // app calls as soon as the open resolves runs in the same turn (no
       // second lock request, no refresh right after the open read the meta
       // record).
-      const turns = locks ? new Turns(locks, lockName, undefined, { lingerMs: TURN_LINGER_MS }) : undefined;
+      const turns = locks ? new Turns(locks, lockName, undefined, { lingerMs: TURN_LINGER_MS, keep: TURN_KEEP }) : undefined;
       const { raw, storageLost } = turns ? await turns.run(open) : await open();
       const db = new Outpost(raw, { [internal]: true, locks, lockName, turns, witness, storageLost });
       if (storageLost) notify(onStorageLost, storageLost, "storage-lost");

@@ -15,7 +15,14 @@
 //   queued by a microtask) runs in the same turn;
 // - it gives the lock back when idle, and at the latest after `HOLD_MS`, so
 //   that other tabs (whose requests Web Locks queue in order) get theirs;
-//   operations still queued then ask again (and refresh again).
+//   operations still queued then ask again (and refresh again);
+// - or (`keep`, on a visible page) it keeps the lock while idle until
+//   another handle asks for it: a handle that requests the lock says so
+//   ("want" on the BroadcastChannel below), and the holder gives it back when
+//   idle, or after its current operation once its turn is `HOLD_MS` old. A
+//   lone tab then takes the lock and reads the meta record once, not once
+//   per burst of operations. A hidden page (the kind browsers freeze) keeps
+//   nothing.
 //
 // Between two turns another tab may commit: every turn starts with a refresh.
 // Within a turn no other tab can (they wait for the lock).
@@ -63,6 +70,13 @@ export class Turns {
   #pings = new Map();
   /** The turn running now (`{ stolen, lost }`), or null. */
   #current = null;
+  /** Whether an idle turn keeps the lock until another handle asks for it. */
+  #keep;
+  /** Another handle asked for the lock during the current turn. */
+  #wanted = false;
+  #closed = false;
+  /** The visibilitychange listener (when `keep`), or null. */
+  #onHidden = null;
   /** Turns taken (lock acquisitions), for tests and stats. */
   taken = 0;
   /** Locks taken by force from a holder that did not answer, for tests and stats. */
@@ -75,19 +89,45 @@ export class Turns {
    * @param {string} name the lock name
    * @param {(stolen: boolean) => Promise<unknown>} refresh run first in every
    *   turn; `stolen`: the lock was taken by force (take the store over first)
-   * @param {{ lingerMs?: number, staleMs?: number, answerMs?: number }} options
+   * @param {{ lingerMs?: number, staleMs?: number, answerMs?: number, keep?: boolean }} options
    *   how long an idle turn keeps the lock for a next operation (default 0:
    *   one macrotask); how long to wait for the lock before asking whether
    *   the holder is alive, and how long it has to answer (0: never take it
-   *   by force)
+   *   by force); `keep`: an idle turn keeps the lock until another handle
+   *   asks for it (needs BroadcastChannel; given up while the page is hidden)
    */
-  constructor(locks, name, refresh = async () => {}, { lingerMs = 0, staleMs = STALE_MS, answerMs = ANSWER_MS } = {}) {
+  constructor(locks, name, refresh = async () => {}, { lingerMs = 0, staleMs = STALE_MS, answerMs = ANSWER_MS, keep = false } = {}) {
     this.#locks = locks;
     this.#name = name;
     this.#refresh = refresh;
     this.#lingerMs = lingerMs;
-    this.#staleMs = typeof globalThis.BroadcastChannel === "function" && typeof globalThis.AbortController === "function" ? staleMs : 0;
+    const channels = typeof globalThis.BroadcastChannel === "function";
+    this.#staleMs = channels && typeof globalThis.AbortController === "function" ? staleMs : 0;
     this.#answerMs = answerMs;
+    this.#keep = keep && channels;
+    const doc = globalThis.document;
+    if (this.#keep && typeof doc?.addEventListener === "function") {
+      this.#onHidden = () => {
+        if (doc.visibilityState === "hidden") this.#yield();
+      };
+      doc.addEventListener("visibilitychange", this.#onHidden);
+    }
+  }
+
+  /** Whether an idle turn keeps the lock now. */
+  #keeping() {
+    return this.#keep && !this.#closed && globalThis.document?.visibilityState !== "hidden";
+  }
+
+  /** Ends the current turn at the next operation boundary (now, if idle). */
+  #yield() {
+    if (!this.#current) return;
+    this.#wanted = true;
+    if (this.#wake) {
+      const wake = this.#wake;
+      this.#wake = null;
+      wake(false);
+    }
   }
 
   /**
@@ -106,8 +146,14 @@ export class Turns {
     return this.#current?.stolen === true;
   }
 
-  /** Stops answering pings (the handle is closing). */
+  /** Gives the lock back when idle and stops answering pings (the handle is closing). */
   close() {
+    this.#closed = true;
+    this.#yield();
+    if (this.#onHidden) {
+      globalThis.document?.removeEventListener?.("visibilitychange", this.#onHidden);
+      this.#onHidden = null;
+    }
     if (this.#channel) {
       this.#channel.onmessage = null;
       this.#channel.close();
@@ -134,8 +180,11 @@ export class Turns {
       const ch = new BroadcastChannel(`${this.#name}:turns`);
       ch.onmessage = (e) => {
         const d = e.data;
-        if (d?.ping && this.#current && !this.#current.lost) ch.postMessage({ pong: d.ping });
-        else if (d?.pong) this.#pings.get(d.pong)?.();
+        if ((d?.ping || d?.want) && this.#current && !this.#current.lost) {
+          // Another handle waits for the lock.
+          this.#yield();
+          if (d.ping) ch.postMessage({ pong: d.ping });
+        } else if (d?.pong) this.#pings.get(d.pong)?.();
       };
       // A Node process does not stay alive for it.
       ch.unref?.();
@@ -192,6 +241,8 @@ export class Turns {
         const stop = ac ? this.#watch(ac) : () => {};
         const options = steal ? { mode: "exclusive", steal: true } : ac ? { mode: "exclusive", signal: ac.signal } : { mode: "exclusive" };
         const ctx = { stolen: steal, lost: false };
+        // A holder that keeps the lock while idle gives it back when asked.
+        if (!steal && this.#staleMs > 0) this.#chan().postMessage({ want: true });
         let turn;
         try {
           await this.#locks.request(this.#name, options, () => {
@@ -226,6 +277,7 @@ export class Turns {
   async #turn(ctx) {
     this.taken++;
     this.#current = ctx;
+    this.#wanted = false;
     // Listen for pings while holding the lock: a handle waiting for it asks.
     if (typeof globalThis.BroadcastChannel === "function") this.#chan();
     const since = now();
@@ -255,13 +307,13 @@ export class Turns {
             }
             job.reject(e);
           }
-          if (now() - since > HOLD_MS) return;
+          if (now() - since > HOLD_MS && (this.#wanted || !this.#keeping())) return;
           continue;
         }
         // Idle: one more macrotask for the caller's next operation.
         const more = await new Promise((resolve) => {
           this.#wake = resolve;
-          setTimeout(() => resolve(false), this.#lingerMs);
+          if (this.#wanted || !this.#keeping()) setTimeout(() => resolve(false), this.#lingerMs);
         });
         this.#wake = null;
         if (!more && this.#queue.length === 0) return;

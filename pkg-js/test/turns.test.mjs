@@ -323,3 +323,61 @@ test("a handle whose lock was taken from it: the fenced operation runs again in 
   );
   b.close();
 });
+
+test("keep: a lone handle keeps the lock while idle (one lock request and one refresh for operations spread over time), and gives it back at once when another asks", async () => {
+  const locks = new StealLocks();
+  let refreshes = 0;
+  const a = new Turns(locks, "outpost:k", async () => refreshes++, { keep: true, ...fast });
+  for (let i = 0; i < 5; i++) {
+    await a.run(async () => i);
+    await sleep(30); // idle between operations, far longer than a macrotask
+  }
+  assert.equal(a.taken, 1, "one lock acquisition for five operations with idle time between");
+  assert.equal(refreshes, 1, "one refresh");
+  // Another handle asks: the idle holder gives the lock back without a ping's delay.
+  const b = new Turns(locks, "outpost:k", async () => {}, { keep: true, ...fast });
+  const t0 = Date.now();
+  await b.run(async () => "b");
+  const waited = Date.now() - t0;
+  assert.ok(waited < fast.staleMs, `b waited ${waited} ms for an idle holder`);
+  assert.equal(b.steals, 0);
+  // And back: a's next operation asks b, which now keeps the lock.
+  await a.run(async () => "a again");
+  assert.equal(a.taken, 2);
+  a.close();
+  b.close();
+});
+
+test("keep: a busy holder gives the lock to a handle that asks once its turn is HOLD_MS old; close() gives it back", async () => {
+  const locks = new StealLocks();
+  const a = new Turns(locks, "outpost:kb", async () => {}, { keep: true, ...fast });
+  let stop = false;
+  let done = 0;
+  const loop = (async () => {
+    while (!stop) {
+      await a.run(async () => {
+        await sleep(2);
+        done++;
+      });
+    }
+  })();
+  await sleep(20);
+  const b = new Turns(locks, "outpost:kb", async () => {}, { keep: true, ...fast });
+  const t0 = Date.now();
+  await b.run(async () => "b");
+  const waited = Date.now() - t0;
+  assert.ok(waited < 500, `b waited ${waited} ms for a busy holder`);
+  assert.equal(b.steals, 0, "a live holder's lock was taken by force");
+  stop = true;
+  await loop;
+  assert.ok(done > 5);
+  // Whichever of them holds the lock keeps it while idle; close() gives it
+  // back, so a handle that does not even ask (no BroadcastChannel message)
+  // gets it at once.
+  a.close();
+  b.close();
+  const c = new Turns(locks, "outpost:kb", async () => {}, { staleMs: 0 });
+  const t1 = Date.now();
+  await c.run(async () => "c");
+  assert.ok(Date.now() - t1 < 100);
+});
