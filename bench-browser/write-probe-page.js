@@ -78,19 +78,23 @@ if (globalThis.LockManager) {
   };
 }
 
-window.probe = async (n) => {
+window.probe = async (n, docs = 50) => {
   await initOutpost(new URL("./outpost_wasm_bg.wasm", location.href));
   const doc = { pad: "x".repeat(1000), n: 1 };
   const out = {};
   const db = await Outpost.open("probe");
-  for (let i = 0; i < 50; i++) await db.put(`warm/${i}`, doc);
+  for (let b = 0; b < docs; b += 1000) {
+    const ops = [];
+    for (let i = b; i < Math.min(docs, b + 1000); i++) ops.push({ type: "put", id: `warm/${String(i).padStart(6, "0")}`, doc: { ...doc, n: i } });
+    await db.transaction(ops, { results: false });
+  }
   for (const k of Object.keys(calls)) delete calls[k];
   const split = [];
   const total = [];
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
     const before = marks.length;
-    await db.put(`p/${i}`, doc);
+    await db.put(`p/${String(i).padStart(5, "0")}`, doc);
     const t1 = performance.now();
     total.push(t1 - t0);
     const m = marks[before];

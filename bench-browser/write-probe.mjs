@@ -1,7 +1,10 @@
 // Where the time of one durable Outpost write on IndexedDB goes (issue 14
 // §2), against one raw put of the same size. A probe, not a benchmark:
 //
-//   cd bench-browser && npm ci && node write-probe.mjs [--writes 300] [--profile]
+//   cd bench-browser && npm ci && node write-probe.mjs [--writes 300] [--docs 50] [--profile]
+//
+// --docs: documents in the probed database before the timed writes (100000:
+// the browser benchmark's database, where a commit writes more pages).
 //
 // Also: a raw put with the fence check Outpost commits make; puts and gets 5 ms
 // apart (after the turn went idle); serial puts and point gets with the engine on the page, in a dedicated
@@ -25,6 +28,9 @@ const root = join(here, "..");
 const i = process.argv.indexOf("--writes");
 const writes = i > 0 ? Number(process.argv[i + 1]) : 300;
 const profiling = process.argv.includes("--profile");
+const d = process.argv.indexOf("--docs");
+/** Documents in the probed database before the timed writes (the browser benchmark's database holds 100,000). */
+const docs = d > 0 ? Number(process.argv[d + 1]) : 50;
 const distWasm = join(root, "pkg-js/dist/web/outpost_wasm_bg.wasm");
 if (!existsSync(distWasm)) throw new Error("pkg-js/dist/web is missing: run scripts/build-wasm.sh first");
 const out = join(here, ".build-probe");
@@ -60,7 +66,7 @@ try {
     await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
     await cdp.send("Profiler.start");
   }
-  console.log(JSON.stringify(await page.evaluate((n) => window.probe(n), writes), null, 2));
+  console.log(JSON.stringify(await page.evaluate(([n, docs]) => window.probe(n, docs), [writes, docs]), null, 2));
   if (cdp) {
     const { profile } = await cdp.send("Profiler.stop");
     const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
