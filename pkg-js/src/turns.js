@@ -74,6 +74,8 @@ export class Turns {
   #keep;
   /** Another handle asked for the lock during the current turn. */
   #wanted = false;
+  /** A lock taken by force whose take-over (the refresh told `stolen`) has not succeeded yet. */
+  #owed = false;
   #closed = false;
   /** The visibilitychange listener (when `keep`), or null. */
   #onHidden = null;
@@ -282,9 +284,15 @@ export class Turns {
     if (typeof globalThis.BroadcastChannel === "function") this.#chan();
     const since = now();
     try {
+      // A take-over that failed (a full quota refusing the fence token) is
+      // owed until one succeeds: until then a woken old holder could still
+      // commit.
+      const stolen = ctx.stolen || this.#owed;
       try {
-        await this.#refresh(ctx.stolen);
+        await this.#refresh(stolen);
+        this.#owed = false;
       } catch (e) {
+        if (stolen) this.#owed = true;
         for (const job of this.#queue.splice(0)) job.reject(e);
         return;
       }

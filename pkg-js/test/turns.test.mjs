@@ -381,3 +381,31 @@ test("keep: a busy holder gives the lock to a handle that asks once its turn is 
   await c.run(async () => "c");
   assert.ok(Date.now() - t1 < 100);
 });
+
+test("a take-over that fails is owed: the next turn takes the store over again before any operation", async () => {
+  const locks = new StealLocks();
+  locks
+    .request("outpost:o", { mode: "exclusive" }, () => new Promise(() => {}))
+    .catch(() => {});
+  const refreshes = [];
+  let fail = true;
+  const turns = new Turns(
+    locks,
+    "outpost:o",
+    async (stolen) => {
+      refreshes.push(stolen);
+      if (stolen && fail) {
+        fail = false;
+        throw Object.assign(new Error("quota"), { code: "quota_exceeded" });
+      }
+    },
+    fast,
+  );
+  await assert.rejects(turns.run(async () => "first"), /quota/);
+  assert.equal(await turns.run(async () => "second"), "second");
+  assert.deepEqual(refreshes, [true, true], "the second turn (not stolen itself) took the store over again");
+  await sleep(10);
+  await turns.run(async () => "third");
+  assert.deepEqual(refreshes, [true, true, false]);
+  turns.close();
+});
