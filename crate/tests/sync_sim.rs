@@ -858,6 +858,7 @@ impl HubShell for HubLink<'_> {
                     &r.edge_db_id,
                     r.pull_checkpoint,
                     &r.checkpoint_hub,
+                    None,
                 )
                 .await
                 .unwrap();
@@ -964,7 +965,7 @@ impl HubShell for HostileLink<'_> {
 
     async fn authenticate(&mut self, r: AuthRequest) -> Step<HubEvent<'static>> {
         let g = mallory_grant();
-        let info = edge_info(&self.sim.hub, &g, &r.edge_db_id, 0, &r.checkpoint_hub)
+        let info = edge_info(&self.sim.hub, &g, &r.edge_db_id, 0, &r.checkpoint_hub, None)
             .await
             .unwrap();
         Step::Feed(if info.db_id_taken {

@@ -30,7 +30,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use outpost::sync::driver::{edge_info, hub_storage, plan_purge};
-use outpost::sync::feed::read_changes_in;
 use outpost::sync::run::tick_delay;
 use outpost::sync::run::{AuthRequest, HubShell, Step, run_hub};
 use outpost::sync::{Grant, HubAction, HubEvent, HubMetric, HubSession, RejectReason};
@@ -580,6 +579,7 @@ impl Shell {
             &r.edge_db_id,
             r.pull_checkpoint,
             &r.checkpoint_hub,
+            Some(&db.feed),
         )
         .await
         {
@@ -751,8 +751,13 @@ impl HubShell for Shell {
                 ref scope,
             } => {
                 let read = match scope {
-                    // Catching up under a narrow scope: a read of its own.
-                    Some(scope) => read_changes_in(&db.db.snapshot(), after, max_docs, scope).await,
+                    // Catching up under a narrow scope: a read of its own
+                    // (the first one from the listing its count kept).
+                    Some(scope) => {
+                        db.feed
+                            .read_changes_in(&db.db.snapshot(), after, max_docs, scope)
+                            .await
+                    }
                     None => db.feed.read(&db.db, after, max_docs).await,
                 };
                 Some(match read {

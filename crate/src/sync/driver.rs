@@ -14,7 +14,7 @@ use crate::sync::compact::{
     Compaction, begin_resync, edge_compact, note_pulled, record_ack, resync_sweep, resyncing,
 };
 use crate::sync::edge::{EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, Rejection};
-use crate::sync::feed::{count_in_scope, read_changes, read_changes_in};
+use crate::sync::feed::{FeedCache, count_in_scope, read_changes, read_changes_in};
 use crate::sync::hub::{Grant, HubAction, HubEvent, HubMetric};
 use crate::sync::purge::{
     PurgeOrder, SERVED_PREFIX, Served, after_receipt, identity_served_key, parse_served_key, plan,
@@ -418,6 +418,7 @@ pub async fn edge_info<S: PageStore>(
     edge_db: &DbId,
     pull_checkpoint: u64,
     checkpoint_hub: &DbId,
+    feed: Option<&FeedCache>,
 ) -> Result<EdgeInfo, Error> {
     let snap = db.snapshot();
     let pull_checkpoint = if *checkpoint_hub == db.db_id() && pull_checkpoint <= snap.last_etag() {
@@ -439,7 +440,15 @@ pub async fn edge_info<S: PageStore>(
             .await?
             .and_then(|o| o.owner)
             .is_some_and(|o| o != owner);
-    let pending = count_in_scope(&snap, pull_checkpoint, &grant.read).await?;
+    // With the hub's feed cache, a narrow scope's listing is kept for the
+    // session's first read.
+    let pending = match feed {
+        Some(feed) => {
+            feed.count_in_scope(&snap, pull_checkpoint, &grant.read)
+                .await?
+        }
+        None => count_in_scope(&snap, pull_checkpoint, &grant.read).await?,
+    };
     let batch_head = chain_head(snap.get_local(&batch_chain_key(&grant.identity)).await?);
     Ok(EdgeInfo {
         push_checkpoint,

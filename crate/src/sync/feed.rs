@@ -205,9 +205,19 @@ async fn by_prefix<S: PageStore>(
     let Some(found) = listed(snap, after, scope, budget).await? else {
         return Ok(None);
     };
+    read_listed(snap, &found, max_docs).await.map(Some)
+}
+
+/// The first `max_docs` documents of a listing ([`listed`]), and whether
+/// they are all it holds.
+async fn read_listed<S: PageStore>(
+    snap: &Snapshot<S>,
+    found: &[(u64, Vec<u8>)],
+    max_docs: usize,
+) -> Result<(Vec<RawDoc>, bool), Error> {
     let mut docs = Vec::new();
     let mut taken = 0;
-    for (_, key) in &found {
+    for (_, key) in found {
         if docs.len() == max_docs {
             break;
         }
@@ -217,7 +227,7 @@ async fn by_prefix<S: PageStore>(
             docs.push(d);
         }
     }
-    Ok(Some((docs, taken == found.len())))
+    Ok((docs, taken == found.len()))
 }
 
 /// The etag and id key of every document after `after` under `scope`, in
@@ -305,15 +315,33 @@ const CACHED_BYTES: usize = 4 << 20;
 /// The page cache's key: feed epoch, cursor, page size.
 type PageKey = (u64, u64, usize);
 
+/// A narrow scope's listing kept from a session's count (`Welcome`) for
+/// its first read: feed epoch, cursor, the scope's prefixes.
+type ListKey = (u64, u64, Vec<String>);
+/// A listing ([`listed`]); `None`: over the budget (walk the feed).
+type Listing = Option<Arc<Vec<(u64, Vec<u8>)>>>;
+/// Listings kept at most (each is taken by the read it was kept for).
+const KEPT_LISTINGS: usize = 256;
+/// Bytes the kept listings may hold (entries counted as their keys plus 32).
+const KEPT_LISTING_BYTES: usize = 8 << 20;
+
 /// The last few pages of one database handle's changes feed, keyed by the
 /// state of the feed they saw ([`Snapshot::feed_epoch`]), the cursor and
 /// the page size. A read never uses a page of an earlier state of the
 /// feed: a write, a purge or a compaction gives a new epoch. (Commits of
 /// local records only, such as the sessions' acknowledgement records, keep
 /// the epoch: they do not empty the cache.)
+///
+/// It also keeps, for a narrow scope, the listing a session's count made
+/// ([`FeedCache::count_in_scope`]) until that session's first read of the
+/// same feed state takes it ([`FeedCache::read_changes_in`]): a session
+/// joining under a narrow scope lists its prefixes once, not twice.
 #[derive(Debug, Default)]
 pub struct FeedCache {
     recent: Mutex<VecDeque<(PageKey, Arc<FeedPage>)>>,
+    listings: Mutex<VecDeque<(ListKey, Listing)>>,
+    /// Reads served from a kept listing, for tests and metrics.
+    listings_reused: std::sync::atomic::AtomicU64,
 }
 
 impl FeedCache {
@@ -370,6 +398,106 @@ impl FeedCache {
         // Held for no await and no panic-prone work: a poisoned lock is intact.
         self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// [`count_in_scope`], keeping a narrow scope's listing for the
+    /// session's first read of the same feed state.
+    pub async fn count_in_scope<S: PageStore>(
+        &self,
+        snap: &Snapshot<S>,
+        after: u64,
+        scope: &Prefixes,
+    ) -> Result<u64, Error> {
+        if scope.is_all() {
+            return count_in_scope(snap, after, scope).await;
+        }
+        let found = listed(snap, after, scope, scan_budget(snap, after))
+            .await?
+            .map(Arc::new);
+        let n = match &found {
+            Some(f) => f.len() as u64,
+            None => snap.count_changes(after, |k| scope.allows_key(k)).await?,
+        };
+        self.keep_listing(list_key(snap, after, scope), found);
+        Ok(n)
+    }
+
+    /// [`read_changes_in`], from the listing [`FeedCache::count_in_scope`]
+    /// kept for this feed state, cursor and scope when there is one (taken:
+    /// a listing serves one read).
+    pub async fn read_changes_in<S: PageStore>(
+        &self,
+        snap: &Snapshot<S>,
+        after: u64,
+        max_docs: usize,
+        scope: &Prefixes,
+    ) -> Result<FeedRead, Error> {
+        if scope.is_all() {
+            return read_changes_in(snap, after, max_docs, scope).await;
+        }
+        let kept = self.take_listing(&list_key(snap, after, scope));
+        let found = match kept {
+            Some(found) => {
+                self.listings_reused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                found
+            }
+            None => listed(snap, after, scope, scan_budget(snap, after))
+                .await?
+                .map(Arc::new),
+        };
+        let Some(found) = found else {
+            let docs = snap
+                .changes_raw_where(after, max_docs, |k| scope.allows_key(k))
+                .await?;
+            let complete = docs.len() < max_docs;
+            return with_page(snap, FeedPage::new(docs), complete).await;
+        };
+        let (docs, complete) = read_listed(snap, &found, max_docs).await?;
+        with_page(snap, FeedPage::new(docs), complete).await
+    }
+
+    /// How many reads were served from a kept listing.
+    pub fn listings_reused(&self) -> u64 {
+        self.listings_reused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn listings(&self) -> std::sync::MutexGuard<'_, VecDeque<(ListKey, Listing)>> {
+        // Held for no await and no panic-prone work: a poisoned lock is intact.
+        self.listings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn keep_listing(&self, key: ListKey, listing: Listing) {
+        let cost = |l: &Listing| {
+            l.as_ref()
+                .map_or(0, |f| f.iter().map(|(_, k)| k.len() + 32).sum::<usize>())
+        };
+        if cost(&listing) > KEPT_LISTING_BYTES / 4 {
+            return;
+        }
+        let mut kept = self.listings();
+        // Only the last feed state's listings can be taken.
+        kept.retain(|(k, _)| k.0 == key.0 && *k != key);
+        let mut held: usize = kept.iter().map(|(_, l)| cost(l)).sum();
+        while kept.len() >= KEPT_LISTINGS || held + cost(&listing) > KEPT_LISTING_BYTES {
+            let Some((_, old)) = kept.pop_front() else {
+                break;
+            };
+            held -= cost(&old);
+        }
+        kept.push_back((key, listing));
+    }
+
+    fn take_listing(&self, key: &ListKey) -> Option<Listing> {
+        let mut kept = self.listings();
+        let i = kept.iter().position(|(k, _)| k == key)?;
+        kept.remove(i).map(|(_, l)| l)
+    }
+}
+
+/// The key of a listing of `scope` after `after` in `snap`'s feed state.
+fn list_key<S: PageStore>(snap: &Snapshot<S>, after: u64, scope: &Prefixes) -> ListKey {
+    (snap.feed_epoch(), after, scope.as_slice().to_vec())
 }
 
 #[cfg(test)]
@@ -544,6 +672,105 @@ mod tests {
             let b2 = cache.read(&db, after, 500).await.unwrap();
             assert_eq!(b1.page.len(), 8);
             assert!(!Arc::ptr_eq(&b1.page, &b2.page), "a large page is not kept");
+        });
+    }
+
+    /// A narrow scope's listing kept by a session's count serves that
+    /// session's first read of the same feed state, cursor and scope, and
+    /// nothing else: after a commit in the scope, with another cursor or
+    /// another scope the read lists afresh (and still equals the feed
+    /// filtered by the scope).
+    #[test]
+    fn a_kept_listing_serves_only_the_read_of_the_same_state() {
+        block_on(async {
+            let db = Database::open(MemoryStore::new(), OpenOptions::default())
+                .await
+                .unwrap();
+            for i in 0..30 {
+                put(&db, &format!("p/{}/{i}", i % 3), 10).await;
+            }
+            let scope = Prefixes::parse(&["p/1/".to_string()]).unwrap();
+            let other = Prefixes::parse(&["p/2/".to_string()]).unwrap();
+            let cache = FeedCache::new();
+            let ids = |r: &FeedRead| -> Vec<String> {
+                r.page.docs().iter().map(|d| d.id.clone()).collect()
+            };
+            let want = |after: u64, scope: &Prefixes| {
+                let db = &db;
+                let scope = scope.clone();
+                async move {
+                    ids(&read_changes_in(&db.snapshot(), after, 500, &scope)
+                        .await
+                        .unwrap())
+                }
+            };
+
+            // Count, then the first read of the same state: one listing.
+            let n = cache
+                .count_in_scope(&db.snapshot(), 0, &scope)
+                .await
+                .unwrap();
+            assert_eq!(n, 10);
+            let r = cache
+                .read_changes_in(&db.snapshot(), 0, 500, &scope)
+                .await
+                .unwrap();
+            assert_eq!(ids(&r), want(0, &scope).await);
+            assert_eq!(cache.listings_reused(), 1);
+            // Taken: a second read lists again.
+            let r = cache
+                .read_changes_in(&db.snapshot(), 0, 500, &scope)
+                .await
+                .unwrap();
+            assert_eq!(ids(&r), want(0, &scope).await);
+            assert_eq!(cache.listings_reused(), 1);
+
+            // A commit in the scope between the count and the read.
+            cache
+                .count_in_scope(&db.snapshot(), 0, &scope)
+                .await
+                .unwrap();
+            put(&db, "p/1/new", 10).await;
+            let r = cache
+                .read_changes_in(&db.snapshot(), 0, 500, &scope)
+                .await
+                .unwrap();
+            assert!(ids(&r).contains(&"p/1/new".to_string()), "{:?}", ids(&r));
+            assert_eq!(ids(&r), want(0, &scope).await);
+            assert_eq!(
+                cache.listings_reused(),
+                1,
+                "a listing of an older state was used"
+            );
+
+            // Another cursor, another scope.
+            cache
+                .count_in_scope(&db.snapshot(), 0, &scope)
+                .await
+                .unwrap();
+            let r = cache
+                .read_changes_in(&db.snapshot(), 5, 500, &scope)
+                .await
+                .unwrap();
+            assert_eq!(ids(&r), want(5, &scope).await);
+            let r = cache
+                .read_changes_in(&db.snapshot(), 0, 500, &other)
+                .await
+                .unwrap();
+            assert_eq!(ids(&r), want(0, &other).await);
+            assert!(r.page.docs().iter().all(|d| d.id.starts_with("p/2/")));
+            assert_eq!(
+                cache.listings_reused(),
+                1,
+                "another cursor or scope used the kept listing"
+            );
+            // The one kept for (0, scope) is still there for its read.
+            let r = cache
+                .read_changes_in(&db.snapshot(), 0, 2, &scope)
+                .await
+                .unwrap();
+            assert_eq!(cache.listings_reused(), 2);
+            assert_eq!(ids(&r), want(0, &scope).await[..2].to_vec());
         });
     }
 }
