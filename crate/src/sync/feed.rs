@@ -185,6 +185,17 @@ async fn read_scoped<S: PageStore>(
     {
         return with_page(snap, FeedPage::new(docs), complete).await;
     }
+    by_walk(snap, after, max_docs, scope).await
+}
+
+/// The feed after `after` walked on its etag index, only the documents
+/// inside `scope` read.
+async fn by_walk<S: PageStore>(
+    snap: &Snapshot<S>,
+    after: u64,
+    max_docs: usize,
+    scope: &Prefixes,
+) -> Result<FeedRead, Error> {
     let docs = snap
         .changes_raw_where(after, max_docs, |k| scope.allows_key(k))
         .await?;
@@ -446,11 +457,7 @@ impl FeedCache {
                 .map(Arc::new),
         };
         let Some(found) = found else {
-            let docs = snap
-                .changes_raw_where(after, max_docs, |k| scope.allows_key(k))
-                .await?;
-            let complete = docs.len() < max_docs;
-            return with_page(snap, FeedPage::new(docs), complete).await;
+            return by_walk(snap, after, max_docs, scope).await;
         };
         let (docs, complete) = read_listed(snap, &found, max_docs).await?;
         with_page(snap, FeedPage::new(docs), complete).await
