@@ -91,13 +91,6 @@ pub fn id_key(id: &str) -> Vec<u8> {
     id.to_lowercase().into_bytes()
 }
 
-/// [`collection_of`] of a body given as JSON text, read by the strict body
-/// check ([`crate::body::check_body_collection`]) without building a value;
-/// a body the check refuses is an error.
-pub fn collection_of_json(json: &[u8]) -> Result<Option<String>, RecordError> {
-    crate::body::check_body_collection(json).map_err(|e| corrupt(format!("bad JSON body: {e}")))
-}
-
 /// Collection named by `@metadata.@collection` in a JSON object body, if it
 /// is a string.
 pub fn collection_of(body: &serde_json::Value) -> Option<&str> {

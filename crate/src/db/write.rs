@@ -290,13 +290,8 @@ fn check_remote_version(id: &str, v: &RawVersion) -> Result<(), Error> {
 
 /// A put of the JSON text `json` (any put: from a [`Value`] or as text):
 /// the size and body rules, then the collection (`opts.collection`, else
-/// `in_body` of the one the body check found in the text).
-fn prepare_put(
-    id: String,
-    json: Vec<u8>,
-    opts: PutOptions,
-    in_body: impl FnOnce(Option<String>) -> Option<String>,
-) -> Result<Prepared, Error> {
+/// the `@metadata.@collection` the body check found in the text).
+fn prepare_put(id: String, json: Vec<u8>, opts: PutOptions) -> Result<Prepared, Error> {
     if json.len() > doc::MAX_BODY_BYTES {
         return Err(InputError::TooLarge {
             id: clip(&id),
@@ -314,7 +309,7 @@ fn prepare_put(
     })?;
     let collection = match opts.collection {
         Some(c) => Some(c),
-        None => in_body(named),
+        None => named,
     };
     if let Some(c) = &collection {
         doc::validate_collection(c)?;
@@ -343,16 +338,17 @@ pub(super) fn prepare(op: Op) -> Result<Prepared, Error> {
                 ))
                 .into());
             }
-            let in_body = doc::collection_of(&body).map(str::to_string);
             let json =
                 serde_json::to_vec(&body).map_err(|e| InputError::InvalidJson(e.to_string()))?;
             // A `Value` built in memory can nest without limit; what is
-            // stored must read back everywhere: `prepare_put` checks it.
-            prepare_put(id, json, opts, |_| in_body)
+            // stored must read back everywhere: `prepare_put` checks it (and
+            // reads the collection from the text, as `doc::collection_of`
+            // would from the value).
+            prepare_put(id, json, opts)
         }
         Op::PutJson { id, json, opts } => {
             doc::validate_id(&id)?;
-            prepare_put(id, json, opts, |named| named)
+            prepare_put(id, json, opts)
         }
         Op::Delete { id, expected } => prepare_delete(id, expected, false),
         Op::Resolve {

@@ -11,6 +11,7 @@
 //! page; otherwise it builds its own batch as before.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::db::{Database, Snapshot};
@@ -180,43 +181,45 @@ async fn read_scoped<S: PageStore>(
     scope: &Prefixes,
     budget: usize,
 ) -> Result<FeedRead, Error> {
-    if !scope.is_all()
-        && let Some((docs, complete)) = by_prefix(snap, after, max_docs, scope, budget).await?
-    {
-        return with_page(snap, FeedPage::new(docs), complete).await;
-    }
-    by_walk(snap, after, max_docs, scope).await
+    let found = listing(snap, after, scope, budget).await?;
+    read_from(snap, after, max_docs, scope, found).await
 }
 
-/// The feed after `after` walked on its etag index, only the documents
-/// inside `scope` read.
-async fn by_walk<S: PageStore>(
+/// The listing of `scope` after `after` ([`listed`]) when the scope is
+/// narrow and its documents are within `budget`; `None`: walk the feed.
+async fn listing<S: PageStore>(
     snap: &Snapshot<S>,
     after: u64,
-    max_docs: usize,
-    scope: &Prefixes,
-) -> Result<FeedRead, Error> {
-    let docs = snap
-        .changes_raw_where(after, max_docs, |k| scope.allows_key(k))
-        .await?;
-    let complete = docs.len() < max_docs;
-    with_page(snap, FeedPage::new(docs), complete).await
-}
-
-/// The first `max_docs` documents after `after` under `scope`, listed by
-/// prefix from the documents tree, and whether they are all there are;
-/// `None` when more than `budget` documents lie under the prefixes.
-async fn by_prefix<S: PageStore>(
-    snap: &Snapshot<S>,
-    after: u64,
-    max_docs: usize,
     scope: &Prefixes,
     budget: usize,
-) -> Result<Option<(Vec<RawDoc>, bool)>, Error> {
-    let Some(found) = listed(snap, after, scope, budget).await? else {
+) -> Result<Listing, Error> {
+    if scope.is_all() {
         return Ok(None);
+    }
+    Ok(listed(snap, after, scope, budget).await?.map(Arc::new))
+}
+
+/// The first `max_docs` documents after `after` under `scope`: from its
+/// listing when there is one, else by walking the feed on its etag index
+/// and reading only the documents inside the scope.
+async fn read_from<S: PageStore>(
+    snap: &Snapshot<S>,
+    after: u64,
+    max_docs: usize,
+    scope: &Prefixes,
+    found: Listing,
+) -> Result<FeedRead, Error> {
+    let (docs, complete) = match found {
+        Some(found) => read_listed(snap, &found, max_docs).await?,
+        None => {
+            let docs = snap
+                .changes_raw_where(after, max_docs, |k| scope.allows_key(k))
+                .await?;
+            let complete = docs.len() < max_docs;
+            (docs, complete)
+        }
     };
-    read_listed(snap, &found, max_docs).await.map(Some)
+    with_page(snap, FeedPage::new(docs), complete).await
 }
 
 /// The first `max_docs` documents of a listing ([`listed`]), and whether
@@ -289,12 +292,22 @@ async fn count_scoped<S: PageStore>(
     scope: &Prefixes,
     budget: usize,
 ) -> Result<u64, Error> {
-    if !scope.is_all()
-        && let Some(found) = listed(snap, after, scope, budget).await?
-    {
-        return Ok(found.len() as u64);
+    let found = listing(snap, after, scope, budget).await?;
+    count_from(snap, after, scope, found.as_deref()).await
+}
+
+/// How many documents after `after` lie under `scope`: its listing's
+/// length when there is one, else counted on the feed's etag index.
+async fn count_from<S: PageStore>(
+    snap: &Snapshot<S>,
+    after: u64,
+    scope: &Prefixes,
+    found: Option<&Vec<(u64, Vec<u8>)>>,
+) -> Result<u64, Error> {
+    match found {
+        Some(f) => Ok(f.len() as u64),
+        None => snap.count_changes(after, |k| scope.allows_key(k)).await,
     }
-    snap.count_changes(after, |k| scope.allows_key(k)).await
 }
 
 /// The read of `page` (read from `snap`) with the snapshot's compaction
@@ -352,7 +365,7 @@ pub struct FeedCache {
     recent: Mutex<VecDeque<(PageKey, Arc<FeedPage>)>>,
     listings: Mutex<VecDeque<(ListKey, Listing)>>,
     /// Reads served from a kept listing, for tests and metrics.
-    listings_reused: std::sync::atomic::AtomicU64,
+    listings_reused: AtomicU64,
 }
 
 impl FeedCache {
@@ -418,17 +431,11 @@ impl FeedCache {
         after: u64,
         scope: &Prefixes,
     ) -> Result<u64, Error> {
-        if scope.is_all() {
-            return count_in_scope(snap, after, scope).await;
+        let found = listing(snap, after, scope, scan_budget(snap, after)).await?;
+        let n = count_from(snap, after, scope, found.as_deref()).await?;
+        if !scope.is_all() {
+            self.keep_listing(list_key(snap, after, scope), found);
         }
-        let found = listed(snap, after, scope, scan_budget(snap, after))
-            .await?
-            .map(Arc::new);
-        let n = match &found {
-            Some(f) => f.len() as u64,
-            None => snap.count_changes(after, |k| scope.allows_key(k)).await?,
-        };
-        self.keep_listing(list_key(snap, after, scope), found);
         Ok(n)
     }
 
@@ -442,31 +449,19 @@ impl FeedCache {
         max_docs: usize,
         scope: &Prefixes,
     ) -> Result<FeedRead, Error> {
-        if scope.is_all() {
-            return read_changes_in(snap, after, max_docs, scope).await;
-        }
-        let kept = self.take_listing(&list_key(snap, after, scope));
-        let found = match kept {
-            Some(found) => {
-                self.listings_reused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                found
+        let found = match self.take_listing(&list_key(snap, after, scope)) {
+            Some(kept) => {
+                self.listings_reused.fetch_add(1, Ordering::Relaxed);
+                kept
             }
-            None => listed(snap, after, scope, scan_budget(snap, after))
-                .await?
-                .map(Arc::new),
+            None => listing(snap, after, scope, scan_budget(snap, after)).await?,
         };
-        let Some(found) = found else {
-            return by_walk(snap, after, max_docs, scope).await;
-        };
-        let (docs, complete) = read_listed(snap, &found, max_docs).await?;
-        with_page(snap, FeedPage::new(docs), complete).await
+        read_from(snap, after, max_docs, scope, found).await
     }
 
     /// How many reads were served from a kept listing.
     pub fn listings_reused(&self) -> u64 {
-        self.listings_reused
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.listings_reused.load(Ordering::Relaxed)
     }
 
     fn listings(&self) -> std::sync::MutexGuard<'_, VecDeque<(ListKey, Listing)>> {
