@@ -781,13 +781,14 @@ export function makeApi(wasm, ready) {
 
     /**
      * Counters of the cross-tab lock (turns.js), for tests and diagnostics:
-     * turns taken, locks taken by force from a tab that did not answer, and
+     * turns taken, pings sent to a holder while waiting for the lock, locks
+     * taken by force from a tab that did not answer, and
      * operations refused by such a take-over and run again. Null when the
      * database is not shared through Web Locks.
      */
     __turnStats() {
       const t = this.#turns;
-      return t ? { taken: t.taken, steals: t.steals, fenced: t.fenced } : null;
+      return t ? { taken: t.taken, pings: t.pings, steals: t.steals, fenced: t.fenced } : null;
     }
 
     /** The name the database was opened with. */

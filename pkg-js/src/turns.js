@@ -81,6 +81,8 @@ export class Turns {
   #onHidden = null;
   /** Turns taken (lock acquisitions), for tests and stats. */
   taken = 0;
+  /** Pings sent while waiting for the lock (asking the holder whether it is alive), for tests and stats. */
+  pings = 0;
   /** Locks taken by force from a holder that did not answer, for tests and stats. */
   steals = 0;
   /** Operations refused by the fence of a handle that took the lock by force, and run again. */
@@ -197,6 +199,7 @@ export class Turns {
 
   /** Resolves to whether a handle holding the lock answers within `answerMs`. */
   #ping() {
+    this.pings++;
     return new Promise((resolve) => {
       const nonce = `${Math.random()}`.slice(2) + Date.now();
       const timer = setTimeout(() => {

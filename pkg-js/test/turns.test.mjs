@@ -250,13 +250,10 @@ test("a holder that never answers (a frozen tab) loses the lock: the waiting han
   await frozen;
   const refreshes = [];
   const turns = new Turns(locks, "outpost:f", async (stolen) => refreshes.push(stolen), fast);
-  const t0 = Date.now();
   assert.equal(await turns.run(async () => "written"), "written");
-  const waited = Date.now() - t0;
   assert.equal(turns.steals, 1);
+  assert.equal(turns.pings, 1, "the holder was asked once before its lock was taken");
   assert.deepEqual(refreshes, [true], "the stolen turn's refresh is told to take the store over");
-  assert.ok(waited >= fast.staleMs + fast.answerMs - 5, `took it after ${waited} ms, before the holder had its chance to answer`);
-  assert.ok(waited < 2000, `waited ${waited} ms`);
   // Later turns are ordinary ones.
   await sleep(10);
   await turns.run(async () => "again");
@@ -334,12 +331,11 @@ test("keep: a lone handle keeps the lock while idle (one lock request and one re
   }
   assert.equal(a.taken, 1, "one lock acquisition for five operations with idle time between");
   assert.equal(refreshes, 1, "one refresh");
-  // Another handle asks: the idle holder gives the lock back without a ping's delay.
-  const b = new Turns(locks, "outpost:k", async () => {}, { keep: true, ...fast });
-  const t0 = Date.now();
+  // Another handle asks: the idle holder gives the lock back on its "want",
+  // before it would need a ping.
+  const b = new Turns(locks, "outpost:k", async () => {}, { keep: true, staleMs: 10_000, answerMs: 60 });
   await b.run(async () => "b");
-  const waited = Date.now() - t0;
-  assert.ok(waited < fast.staleMs, `b waited ${waited} ms for an idle holder`);
+  assert.equal(b.pings, 0, "the idle holder needed a ping");
   assert.equal(b.steals, 0);
   // And back: a's next operation asks b, which now keeps the lock.
   await a.run(async () => "a again");
@@ -363,10 +359,7 @@ test("keep: a busy holder gives the lock to a handle that asks once its turn is 
   })();
   await sleep(20);
   const b = new Turns(locks, "outpost:kb", async () => {}, { keep: true, ...fast });
-  const t0 = Date.now();
   await b.run(async () => "b");
-  const waited = Date.now() - t0;
-  assert.ok(waited < 500, `b waited ${waited} ms for a busy holder`);
   assert.equal(b.steals, 0, "a live holder's lock was taken by force");
   stop = true;
   await loop;
@@ -376,10 +369,10 @@ test("keep: a busy holder gives the lock to a handle that asks once its turn is 
   // gets it at once.
   a.close();
   b.close();
+  // (c never pings nor takes the lock by force: if nobody gave it back, this
+  // would wait until the test's timeout.)
   const c = new Turns(locks, "outpost:kb", async () => {}, { staleMs: 0 });
-  const t1 = Date.now();
-  await c.run(async () => "c");
-  assert.ok(Date.now() - t1 < 100);
+  assert.equal(await c.run(async () => "c"), "c");
 });
 
 test("a take-over that fails is owed: the next turn takes the store over again before any operation", async () => {

@@ -36,8 +36,8 @@ import { serve } from "./server.mjs";
 const here = dirname(fileURLToPath(import.meta.url));
 const distDir = join(here, "dist");
 const STEP_MS = 20_000;
-/** Longest a write may wait for a tab that does not answer (the package asks after 1 s, gives 2 s to answer). */
-const TAKEOVER_MS = 8_000;
+/** Bound of a wait for one write in a page, so that a hang fails the test instead of stalling it. */
+const WRITE_BOUND_MS = 20_000;
 
 let server;
 let profile;
@@ -90,6 +90,28 @@ async function startWriter(p, prefix, acked) {
       }
     })();
   }, prefix);
+}
+
+/**
+ * Puts `id` in tab `p` (bounded by WRITE_BOUND_MS): "ok" or the error, the
+ * time it took (printed, not asserted) and the handle's lock counters after it.
+ */
+function timedPut(p, id) {
+  return p.evaluate(
+    async ({ id, bound }) => {
+      const { db } = window.outpostE2E;
+      const t0 = performance.now();
+      const r = await Promise.race([
+        db.put(id, { at: id }, { collection: "Owner" }).then(
+          () => "ok",
+          (e) => `${e.code}: ${e.message}`,
+        ),
+        new Promise((r) => setTimeout(() => r("timed out"), bound)),
+      ]);
+      return { r, ms: performance.now() - t0, stats: db.__turnStats() };
+    },
+    { id, bound: WRITE_BOUND_MS },
+  );
 }
 
 const until = async (what, f, ms = STEP_MS) => {
@@ -170,20 +192,11 @@ test("a tab paused mid-write holding the lock is replaced within seconds; nothin
   const held = await b.evaluate(async () => (await navigator.locks.query()).held.filter((l) => !l.name.endsWith(":indexes")).length);
   assert.equal(held, 1, "the paused tab holds the database's lock");
 
-  // Tab B writes while A is paused.
-  const first = await b.evaluate(async () => {
-    const t0 = performance.now();
-    const r = await Promise.race([
-      window.outpostE2E.db.put("b/first", { from: "B" }, { collection: "Owner" }).then(
-        () => "ok",
-        (e) => `${e.code}: ${e.message}`,
-      ),
-      new Promise((r) => setTimeout(() => r("timed out"), 20_000)),
-    ]);
-    return { r, ms: performance.now() - t0 };
-  });
+  // Tab B writes while A is paused: it asks A, gets no answer, and takes
+  // the lock by force.
+  const first = await timedPut(b, "b/first");
   assert.equal(first.r, "ok", "tab B's write while tab A is paused");
-  assert.ok(first.ms < TAKEOVER_MS, `tab B waited ${first.ms.toFixed(0)} ms for a paused tab`);
+  assert.ok(first.stats.pings >= 1, "tab B took the lock without asking the holder");
   const ackedB = ["b/first"];
   ackedB.push(
     ...(await b.evaluate(async () => {
@@ -251,25 +264,17 @@ test("an idle tab keeps the lock (no lock request or meta read per operation) an
   });
   assert.ok(kept.turns <= 1, `${kept.turns} lock turns for 20 spaced operations of one tab`);
   assert.equal(kept.held, 1, "the idle tab holds the lock");
-  // A second tab opens and writes: the idle holder gives the lock back when asked.
-  const t0 = Date.now();
+  // A second tab opens and writes: the idle holder gives the lock back on
+  // its "want", with no ping needed and nothing taken by force.
   const b = await openTab(db, "B");
-  const w = await b.evaluate(async () => {
-    const t = performance.now();
-    await window.outpostE2E.db.put("keep/b", { from: "B" }, { collection: "Owner" });
-    return { ms: performance.now() - t, stats: window.outpostE2E.db.__turnStats() };
-  });
-  const opened = Date.now() - t0;
-  assert.equal(w.stats.steals, 0, "the lock of a live, idle tab was taken by force");
-  assert.ok(opened < 5_000 && w.ms < 1_000, `tab B: open ${opened} ms (with the page load), write ${w.ms.toFixed(0)} ms`);
+  const w = await timedPut(b, "keep/b");
+  assert.equal(w.r, "ok");
+  assert.deepEqual([w.stats.pings, w.stats.steals], [0, 0], "tab B had to ping the idle holder, or take its lock");
   // And back: tab A's next write asks tab B, which now keeps the lock.
-  const back = await a.evaluate(async () => {
-    const t = performance.now();
-    await window.outpostE2E.db.put("keep/a-again", { from: "A" }, { collection: "Owner" });
-    return { ms: performance.now() - t, count: await window.outpostE2E.db.count() };
-  });
-  assert.ok(back.ms < 1_000, `tab A's write after tab B took the lock: ${back.ms.toFixed(0)} ms`);
-  assert.equal(back.count, 12);
+  const back = await timedPut(a, "keep/a-again");
+  assert.equal(back.r, "ok");
+  assert.deepEqual([back.stats.pings, back.stats.steals], [0, 0], "tab A had to ping tab B, or take its lock");
+  assert.equal(await a.evaluate(() => window.outpostE2E.db.count()), 12);
   console.log(`# one tab: ${kept.turns} lock turn(s) for 20 spaced operations; a second tab's first write ${w.ms.toFixed(1)} ms, the first tab's next ${back.ms.toFixed(1)} ms`);
   await a.close();
   await b.close();
@@ -285,18 +290,15 @@ test("a tab closed mid-write: the other tab's next write goes through at once, a
   await startWriter(a, "a", ackedA);
   await until("tab A's first writes", () => ackedA.length >= 30);
   await a.close({ runBeforeUnload: false });
-  const w = await b.evaluate(async () => {
-    const t0 = performance.now();
-    await window.outpostE2E.db.put("b/after-close", { from: "B" }, { collection: "Owner" });
-    return performance.now() - t0;
-  });
-  // The browser gave the closed tab's lock back: no waiting for a ping.
-  assert.ok(w < 1000, `tab B's write after tab A closed took ${w.toFixed(0)} ms`);
+  const w = await timedPut(b, "b/after-close");
+  assert.equal(w.r, "ok");
+  // The browser gave the closed tab's lock back: nothing taken by force.
+  assert.equal(w.stats.steals, 0, "tab B had to take a closed tab's lock by force");
   const ids = [...ackedA, "b/after-close"];
   assertAudit(await audit(b, ids), ids, "tab B");
   const c = await openTab(db, "C");
   assertAudit(await audit(c, ids), ids, "a new tab");
-  console.log(`# tab A closed after ${ackedA.length} acknowledged writes; tab B's next write took ${w.toFixed(0)} ms`);
+  console.log(`# tab A closed after ${ackedA.length} acknowledged writes; tab B's next write took ${w.ms.toFixed(0)} ms`);
   await b.close();
   await c.close();
   assert.deepEqual(pageErrors, []);
