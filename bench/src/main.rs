@@ -89,6 +89,11 @@ struct Args {
         value_name = "LIST"
     )]
     engines: Vec<Engine>,
+    /// Outpost's pipelined commit: a transaction of more operations hands
+    /// its finished pages to the WAL writer every N operations
+    /// (`FileStoreOptions::stage_after_ops`; 0 turns it off, for an A/B).
+    #[arg(long, value_name = "N")]
+    stage_after_ops: Option<usize>,
 }
 
 /// An engine under test, in the table's column order.
@@ -435,9 +440,14 @@ fn outpost_case(
     case: Case,
     docs: u64,
     limit: Duration,
+    stage_after_ops: Option<usize>,
 ) -> Result<Measured, BoxError> {
     let db = rt.block_on(async {
-        let store = FileStore::open(dir, FileStoreOptions::default())?;
+        let mut opts = FileStoreOptions::default();
+        if let Some(n) = stage_after_ops {
+            opts.stage_after_ops = n;
+        }
+        let store = FileStore::open(dir, opts)?;
         Ok::<_, BoxError>(Database::open(store, OpenOptions::default()).await?)
     })?;
     let before = db.store().stats();
@@ -485,6 +495,8 @@ fn outpost_case(
         commits: after.commits - before.commits,
         wal_bytes_written: after.wal_bytes_written - before.wal_bytes_written,
         checkpoints: after.checkpoints - before.checkpoints,
+        staged_frames: after.staged_frames - before.staged_frames,
+        staged_kept: after.staged_kept - before.staged_kept,
     };
     let count = rt.block_on(async {
         let count = db.count().await?;
@@ -595,7 +607,7 @@ fn main() -> Result<(), BoxError> {
             let d = scratch.0.join(format!("{}-{tag}", name.to_lowercase()));
             std::fs::create_dir_all(&d)?;
             let m = match engine {
-                Engine::Outpost => outpost_case(&rt, &d, case, docs, limit)?,
+                Engine::Outpost => outpost_case(&rt, &d, case, docs, limit, args.stage_after_ops)?,
                 Engine::Sqlite => sqlite_case::run(&d, case, docs, limit)?,
                 Engine::Redb => redb_case::run(&d, case, docs, limit)?,
             };
@@ -663,20 +675,22 @@ fn main() -> Result<(), BoxError> {
         println!("Outpost file-store counters over each run:");
         println!();
         println!(
-            "| case | docs | commits | groups (WAL writes) | docs/group | fsyncs | WAL KiB/doc | checkpoints |"
+            "| case | docs | commits | groups (WAL writes) | docs/group | fsyncs | WAL KiB/doc | checkpoints | pages staged | kept by the commit |"
         );
-        println!("|---|--:|--:|--:|--:|--:|--:|--:|");
+        println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
         for (case, [o, _, _]) in &rows {
             if let Some((m, st)) = o.as_ref().and_then(|m| m.store.map(|st| (m, st))) {
                 println!(
-                    "| {case} | {} | {} | {} | {:.1} | {} | {:.1} | {} |",
+                    "| {case} | {} | {} | {} | {:.1} | {} | {:.1} | {} | {} | {} |",
                     m.docs,
                     st.commits,
                     st.groups,
                     m.docs as f64 / st.groups.max(1) as f64,
                     st.fsyncs,
                     st.wal_bytes_written as f64 / 1024.0 / m.docs.max(1) as f64,
-                    st.checkpoints
+                    st.checkpoints,
+                    st.staged_frames,
+                    st.staged_kept
                 );
             }
         }

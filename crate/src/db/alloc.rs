@@ -113,6 +113,9 @@ pub(super) struct Working {
     pub(super) asked_relaxed: u64,
     /// `seq` of the last flush.
     pub(super) flushed_seq: u64,
+    /// The buffer each page had when it was last handed to the store ahead
+    /// of the flush ([`Working::take_stageable`]); emptied by the flush.
+    pub(super) staged: HashMap<PageNo, PageBuf>,
 }
 
 /// One reversible change to the working state's page bookkeeping.
@@ -160,7 +163,34 @@ impl Working {
             asked_durable: false,
             asked_relaxed: 0,
             flushed_seq: 0,
+            staged: HashMap::new(),
         }
+    }
+
+    /// The pages to hand the store ahead of the flush
+    /// ([`PageStore::stage`]): every page this generation wrote that changed
+    /// since it was last staged, checksummed now, except branches (a branch
+    /// changes again with nearly every insert below it, so staging it would
+    /// mostly write it twice) and pages the flush itself writes (the free
+    /// list; zeroed pages). A staged buffer is never changed in place
+    /// afterwards: `page_mut` needs it unshared, and `staged` holds it.
+    pub(super) fn take_stageable(&mut self) -> Vec<(PageNo, PageBuf)> {
+        let mut out = Vec::new();
+        for (no, buf) in self.dirty.iter_mut() {
+            if buf.len() != PAGE_SIZE
+                || matches!(
+                    btree::page_kind(buf),
+                    0 | btree::KIND_BRANCH | KIND_FREELIST
+                )
+                || self.staged.get(no).is_some_and(|s| Arc::ptr_eq(s, buf))
+            {
+                continue;
+            }
+            btree::set_checksum(Arc::make_mut(buf).as_mut_slice());
+            self.staged.insert(*no, buf.clone());
+            out.push((*no, buf.clone()));
+        }
+        out
     }
 
     /// The free pages no state a reader may hold can reach (`free`, and

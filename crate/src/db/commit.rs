@@ -10,7 +10,7 @@ use futures::channel::oneshot;
 
 use crate::btree;
 use crate::error::Error;
-use crate::store::{Commit, Durability, PageBuf, PageNo, PageStore};
+use crate::store::{Commit, Durability, PAGE_SIZE, PageBuf, PageNo, PageStore};
 use crate::watch::CommitWatch;
 
 use super::alloc::WCtx;
@@ -113,7 +113,20 @@ impl<S: PageStore> Database<S> {
             w.write_free_list();
             let meta = w.meta.clone();
             let mut dirty = std::mem::take(&mut w.dirty);
-            for buf in dirty.values_mut() {
+            let staged = std::mem::take(&mut w.staged);
+            // A staged page this generation freed again (or a rolled-back
+            // transaction wrote) belongs to no tree; listing it zeroed makes
+            // the commit, not the staged frame, its newest version.
+            for no in staged.keys() {
+                dirty
+                    .entry(*no)
+                    .or_insert_with(|| Arc::new(vec![0u8; PAGE_SIZE]));
+            }
+            for (no, buf) in dirty.iter_mut() {
+                // Checksummed when staged, and unchanged since.
+                if staged.get(no).is_some_and(|s| Arc::ptr_eq(s, buf)) {
+                    continue;
+                }
                 // A page a purge overwrote stays all zeros (kind 0).
                 if btree::page_kind(buf) != 0 {
                     btree::set_checksum(Arc::make_mut(buf).as_mut_slice());

@@ -31,6 +31,10 @@
 //! and one fsync for the file store). When it completes, every transaction it
 //! covered is acknowledged at once, and the flushed generation becomes the one
 //! readers see. Transactions applied while a flush runs go into the next one.
+//! A large transaction hands the pages it has finished to the store while it
+//! is still applying (`PageStore::stage`, every `stage_after_ops()`
+//! operations), so the file store writes them during the apply instead of
+//! after it (`Working::take_stageable`, docs/design.md "Pipelined commit").
 //!
 //! Readers take a [`Snapshot`] of the last flushed generation. A page freed by
 //! generation `g` is reused only once generation `g` is flushed and no snapshot

@@ -154,8 +154,16 @@ impl<S: PageStore> Database<S> {
                 inner: &self.inner,
                 w: &mut txn.w,
             };
-            for p in &prepared {
+            // A large transaction hands the store the pages it has finished
+            // every `stage_every` operations, so their WAL write overlaps the
+            // rest of the apply (pipelined commit, `PageStore::stage`).
+            let stage_every = self.inner.store.stage_after_ops();
+            for (i, p) in prepared.iter().enumerate() {
                 results.push(apply(&mut ctx, p, self.inner.db_id, now).await?);
+                if stage_every > 0 && (i + 1) % stage_every == 0 && i + 1 < prepared.len() {
+                    let pages = ctx.w.take_stageable();
+                    self.inner.store.stage(pages);
+                }
             }
             match durability {
                 Some(Durability::Durable) => txn.w.asked_durable = true,

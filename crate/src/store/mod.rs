@@ -214,6 +214,31 @@ pub trait PageStore: MaybeSend + MaybeSync + 'static {
     /// Durability barrier: resolves once every commit made so far is durable.
     fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// Pages of the *next* commit, handed over early so the store can write
+    /// them while the engine is still applying a large transaction
+    /// (pipelined commit). A hint, never a commit: nothing staged is
+    /// visible to reads or survives a crash unless the next [`commit`]
+    /// completes, and that commit still lists every page it writes; a store
+    /// may skip writing again a listed page whose buffer is the very one it
+    /// was staged with (`Arc::ptr_eq`), since the engine never changes a
+    /// staged buffer in place. A staged page the commit does not list
+    /// belongs to no commit: the engine lists it (zeroed) anyway.
+    ///
+    /// Called only if [`stage_after_ops`](Self::stage_after_ops) is not 0.
+    /// The default does nothing.
+    ///
+    /// [`commit`]: Self::commit
+    fn stage(&self, pages: Vec<(PageNo, PageBuf)>) {
+        let _ = pages;
+    }
+
+    /// How many operations a transaction applies between two calls of
+    /// [`stage`](Self::stage); `0` (the default): the store takes no staged
+    /// pages, and the engine does not look for any.
+    fn stage_after_ops(&self) -> usize {
+        0
+    }
+
     /// Flushes and releases the store. Further calls fail with [`StoreError::Closed`].
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
@@ -287,6 +312,12 @@ impl<S: PageStore + ?Sized> PageStore for Arc<S> {
     }
     fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).sync()
+    }
+    fn stage(&self, pages: Vec<(PageNo, PageBuf)>) {
+        (**self).stage(pages)
+    }
+    fn stage_after_ops(&self) -> usize {
+        (**self).stage_after_ops()
     }
     fn close(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).close()

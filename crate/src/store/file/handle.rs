@@ -33,6 +33,8 @@ pub struct FileStore {
     /// Opened with [`FileStore::open_read_only`]: no writer thread, no writes.
     read_only: bool,
     recovery: RecoveryReport,
+    /// [`FileStoreOptions::stage_after_ops`].
+    stage_after_ops: usize,
     /// The directory lock, held until the store is closed or dropped.
     lock: Mutex<Option<DirLock>>,
 }
@@ -59,6 +61,7 @@ impl FileStore {
     /// another process, is refused with [`StoreError::Locked`]. An open that
     /// fails leaves the files no longer than it found them.
     pub fn open(dir: impl AsRef<Path>, opts: FileStoreOptions) -> Result<FileStore, StoreError> {
+        let stage_after_ops = opts.stage_after_ops;
         let o = open_writer(dir.as_ref(), opts)?;
         let (tx, thread) = o.writer.spawn(&o.shared.wal_path)?;
         Ok(FileStore {
@@ -67,6 +70,7 @@ impl FileStore {
             thread: Mutex::new(Some(thread)),
             read_only: false,
             recovery: o.recovery,
+            stage_after_ops,
             lock: Mutex::new(Some(o.lock)),
         })
     }
@@ -126,6 +130,7 @@ impl FileStore {
             shared,
             tx: Mutex::new(None),
             thread: Mutex::new(None),
+            stage_after_ops: 0,
             read_only: true,
             recovery,
             lock: Mutex::new(Some(lock)),
@@ -205,6 +210,26 @@ impl PageStore for FileStore {
 
     fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         self.send(Request::Sync)
+    }
+
+    /// Sends the pages to the writer thread, which writes them as the first
+    /// frames of the next commit's transaction (see `Writer::stage`). No
+    /// reply: a failed write poisons the store, and the commit reports it.
+    fn stage(&self, pages: Vec<(PageNo, PageBuf)>) {
+        if pages.is_empty() || self.read_only || self.shared.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(tx) = &*self.tx() {
+            let _ = tx.send(Request::Stage(pages));
+        }
+    }
+
+    fn stage_after_ops(&self) -> usize {
+        if self.read_only {
+            0
+        } else {
+            self.stage_after_ops
+        }
     }
 
     /// Checkpoints the WAL into the data file, then overwrites the whole WAL

@@ -85,6 +85,13 @@ pub struct FileStoreOptions {
     pub wal_grow_bytes: u64,
     /// Upper bound of the frames merged into one group write (default 64 MiB).
     pub max_group_bytes: u64,
+    /// A transaction of more than this many operations hands the pages it
+    /// has finished to the writer thread every this many operations, which
+    /// writes them to the WAL while the transaction goes on (pipelined
+    /// commit: see [`PageStore::stage`](crate::store::PageStore::stage));
+    /// its commit then writes only what is left, and fsyncs. `0`: never
+    /// (default 128).
+    pub stage_after_ops: usize,
 }
 
 impl FileStoreOptions {
@@ -95,6 +102,7 @@ impl FileStoreOptions {
             checkpoint_wal_bytes: 64 << 20,
             wal_grow_bytes: 4 << 20,
             max_group_bytes: 64 << 20,
+            stage_after_ops: 128,
         }
     }
 }
@@ -112,6 +120,7 @@ impl std::fmt::Debug for FileStoreOptions {
             .field("checkpoint_wal_bytes", &self.checkpoint_wal_bytes)
             .field("wal_grow_bytes", &self.wal_grow_bytes)
             .field("max_group_bytes", &self.max_group_bytes)
+            .field("stage_after_ops", &self.stage_after_ops)
             .finish_non_exhaustive()
     }
 }
@@ -129,6 +138,11 @@ pub struct FileStoreStats {
     pub wal_bytes_written: u64,
     /// Checkpoints completed (including the one at open).
     pub checkpoints: u64,
+    /// Page frames written ahead of their transaction's commit
+    /// ([`PageStore::stage`](crate::store::PageStore::stage)).
+    pub staged_frames: u64,
+    /// Of those, pages the commit found unchanged and did not write again.
+    pub staged_kept: u64,
 }
 
 /// What recovery found in the WAL when a store was opened

@@ -22,6 +22,8 @@ pub(super) struct Stats {
     pub commits: AtomicU64,
     pub wal_bytes_written: AtomicU64,
     pub checkpoints: AtomicU64,
+    pub staged_frames: AtomicU64,
+    pub staged_kept: AtomicU64,
 }
 
 /// What readers see: the newest version of every page still in the WAL, the
@@ -161,6 +163,8 @@ impl Shared {
             commits: s.commits.load(Ordering::Relaxed),
             wal_bytes_written: s.wal_bytes_written.load(Ordering::Relaxed),
             checkpoints: s.checkpoints.load(Ordering::Relaxed),
+            staged_frames: s.staged_frames.load(Ordering::Relaxed),
+            staged_kept: s.staged_kept.load(Ordering::Relaxed),
         }
     }
 }

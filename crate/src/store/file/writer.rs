@@ -4,7 +4,21 @@
 //! `fdatasync` (group commit), publishes the written commits to readers, and
 //! checkpoints the WAL into the data file when it grows past
 //! [`FileStoreOptions::checkpoint_wal_bytes`].
+//!
+//! **Staged pages** (pipelined commit, `PageStore::stage`): while the engine
+//! applies a large transaction, it hands over the pages it has finished; the
+//! writer appends them at once as the first page frames of the next
+//! transaction, with no commit frame yet. They are nobody's until that
+//! commit: readers do not see them, recovery drops them as an unfinished
+//! transaction, and durability marks (`durable_before`) never count them.
+//! The commit then writes only its pages that are not the very buffers
+//! staged, and its commit frame counts every page frame of the
+//! transaction, staged ones included (the format is unchanged: a
+//! transaction's frames were always allowed to span several writes).
+//! Anything that restarts the WAL (a checkpoint) drops what is staged, and
+//! the commit then writes every page itself.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -30,6 +44,8 @@ pub(super) type Reply = oneshot::Sender<Result<(), StoreError>>;
 /// What a [`FileStore`](super::FileStore) asks of its writer thread.
 pub(super) enum Request {
     Commit(Commit, Reply),
+    /// Pages of the next commit, to write ahead of it (no reply).
+    Stage(Vec<(PageNo, PageBuf)>),
     Sync(Reply),
     /// Checkpoint, then zero-fill the WAL (see `PageStore::erase_residue`).
     EraseResidue(Reply),
@@ -73,6 +89,12 @@ pub(super) struct Writer {
     /// Set once a checkpoint has started writing a header slot: from then on
     /// the data file may be referenced by a durable header.
     wrote_header: bool,
+    /// Pages staged for the next commit: the newest staged buffer of each
+    /// and its frame's slot.
+    staged: HashMap<PageNo, (PageBuf, u64)>,
+    /// Page frames at the end of the log (before `next_slot`) that belong to
+    /// the next commit's transaction.
+    staged_frames: u64,
 }
 
 impl Writer {
@@ -98,6 +120,8 @@ impl Writer {
             next_txn: rec.last_txn + 1,
             next_group: rec.last_group + 1,
             wrote_header: false,
+            staged: HashMap::new(),
+            staged_frames: 0,
         }
     }
 
@@ -135,8 +159,96 @@ impl Writer {
             .sync_data()
             .map_err(|e| self.fail("fsync wal", &wal_path, e))?;
         self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-        self.durable_slots = self.next_slot;
+        // Staged frames are synced too, but belong to no commit yet: a
+        // durability mark covering them would make a torn write of the rest
+        // of their transaction look like damage to fsynced frames.
+        self.durable_slots = self.next_slot - self.staged_frames;
         Ok(())
+    }
+
+    /// Forgets the staged frames (they become an unfinished transaction at
+    /// the end of the log, which the next write overwrites and recovery
+    /// drops); the next commit writes all its pages.
+    fn drop_staged(&mut self) {
+        self.next_slot -= self.staged_frames;
+        self.staged_frames = 0;
+        self.staged.clear();
+    }
+
+    /// Appends `pages` as page frames of the next transaction (see the
+    /// module's "Staged pages"). A page staged again replaces its earlier
+    /// staged version (both frames stay in the log; replay keeps the later).
+    pub(super) fn stage(&mut self, pages: Vec<(PageNo, PageBuf)>) -> Result<(), StoreError> {
+        if let Some(p) = self.shared.poisoned() {
+            return Err(StoreError::Poisoned(p));
+        }
+        // The same checks a commit's pages get (`validate_commit`); the
+        // engine never sends others, and a bad one is simply not staged.
+        let pages: Vec<_> = pages
+            .into_iter()
+            .filter(|(no, p)| *no >= 1 && p.len() == PAGE_SIZE)
+            .collect();
+        if pages.is_empty() {
+            return Ok(());
+        }
+        let mut head = FrameHead {
+            kind: KIND_PAGE,
+            salt: self.header.salt,
+            seq: self.next_slot,
+            txn: self.next_txn,
+            group: self.next_group,
+            durable_before: self.durable_slots,
+            a: 0,
+        };
+        let mut buf = Vec::with_capacity(pages.len() * FRAME_SIZE);
+        for (no, page) in &pages {
+            head.a = *no;
+            encode_frame(&mut buf, &head, page);
+            head.seq += 1;
+        }
+        self.write_frames(&buf)?;
+        let n = pages.len() as u64;
+        for (i, (no, page)) in pages.into_iter().enumerate() {
+            self.staged.insert(no, (page, self.next_slot + i as u64));
+        }
+        self.next_slot += n;
+        self.staged_frames += n;
+        let st = &self.shared.stats;
+        st.staged_frames.fetch_add(n, Ordering::Relaxed);
+        st.wal_bytes_written
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        // Flushed now, while the engine still applies the transaction, so
+        // the commit's own fsync has only the rest to write out.
+        // (Measured: staging without this fsync gained nothing, since the
+        // commit's fsync then wrote every staged byte out itself.)
+        self.sync_wal()
+    }
+
+    /// Writes encoded frames at `next_slot`, growing the WAL file first if
+    /// they reach past its end.
+    fn write_frames(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        let wal_path = self.shared.wal_path.clone();
+        let off = self.next_slot * FRAME_SIZE as u64;
+        let end = off + buf.len() as u64;
+        if end > self.wal_len {
+            // Grow in large steps so later appends overwrite allocated blocks.
+            let step = self.opts.wal_grow_bytes.max(FRAME_SIZE as u64);
+            let mut new_len = self.wal_len.max(end);
+            new_len = new_len.max(self.wal_len + step);
+            new_len = new_len.div_ceil(FRAME_SIZE as u64) * FRAME_SIZE as u64;
+            // Zeros, not `set_len`: writing allocates the blocks, so the appends
+            // that follow (and the frames of every later WAL generation)
+            // overwrite allocated blocks and their fdatasync flushes no
+            // allocation metadata. Zeros are never a valid frame.
+            let zeros = vec![0u8; (new_len - self.wal_len) as usize];
+            self.wal
+                .write_at(&zeros, self.wal_len)
+                .map_err(|e| self.fail("extend wal", &wal_path, e))?;
+            self.wal_len = new_len;
+        }
+        self.wal
+            .write_at(buf, off)
+            .map_err(|e| self.fail("write wal", &wal_path, e))
     }
 
     fn sync_data_file(&self) -> Result<(), StoreError> {
@@ -153,6 +265,8 @@ impl Writer {
         if let Some(p) = self.shared.poisoned() {
             return Err(StoreError::Poisoned(p));
         }
+        // Staged frames belong to no commit; the WAL restarts below.
+        self.drop_staged();
         // 1. Everything in the WAL must be durable before the data file changes:
         //    after a crash the WAL (old salt) is replayed over the data file.
         if self.next_slot > self.durable_slots {
@@ -234,6 +348,8 @@ impl Writer {
     pub(super) fn wants_checkpoint(&self) -> bool {
         self.next_slot * FRAME_SIZE as u64 >= self.opts.checkpoint_wal_bytes
             && self.shared.poisoned().is_none()
+            // Not between staged pages and their commit (it would drop them).
+            && self.staged_frames == 0
     }
 
     fn run(mut self, rx: mpsc::Receiver<Request>) {
@@ -250,9 +366,11 @@ impl Writer {
             let mut close = None;
             let mut erase = None;
             let mut shrink = None;
+            let mut stage = None;
             let mut bytes = 0u64;
             match first {
                 Request::Close(reply) => close = Some(reply),
+                Request::Stage(pages) => stage = Some(pages),
                 Request::EraseResidue(reply) => erase = Some(reply),
                 Request::Shrink(pages, reply) => shrink = Some((pages, reply)),
                 r => {
@@ -274,6 +392,11 @@ impl Writer {
                                 shrink = Some((pages, reply));
                                 break;
                             }
+                            // Pages of the commit after this group's.
+                            Ok(Request::Stage(pages)) => {
+                                stage = Some(pages);
+                                break;
+                            }
                             Ok(r) => {
                                 bytes += request_bytes(&r);
                                 group.push(r);
@@ -285,6 +408,10 @@ impl Writer {
             }
             if !group.is_empty() {
                 self.write_group(group);
+            }
+            if let Some(pages) = stage {
+                // A failure poisons the store; the commit reports it.
+                let _ = self.stage(pages);
             }
             if let Some(reply) = erase {
                 let _ = reply.send(self.erase_residue());
@@ -408,6 +535,7 @@ impl Writer {
                 Request::Close(reply)
                 | Request::EraseResidue(reply)
                 | Request::Shrink(_, reply) => replies.push(reply),
+                Request::Stage(_) => {}
             }
         }
         let result = self.append(&commits, need_sync);
@@ -430,16 +558,32 @@ impl Writer {
         if let Some(p) = self.shared.poisoned() {
             return Err(StoreError::Poisoned(p));
         }
-        let wal_path = self.shared.wal_path.clone();
-        let first_slot = self.next_slot;
+        // The first commit's transaction starts with the staged frames.
+        let (staged, staged_frames) = if commits.is_empty() {
+            (HashMap::new(), 0)
+        } else {
+            (
+                std::mem::take(&mut self.staged),
+                std::mem::take(&mut self.staged_frames),
+            )
+        };
+        let first_slot = self.next_slot - staged_frames;
+        // Where each page's newest frame lands, for the readers' view: what
+        // replay would install.
+        let mut placed: Vec<(PageNo, PageBuf, u64)> = staged
+            .iter()
+            .map(|(no, (buf, slot))| (*no, buf.clone(), *slot))
+            .collect();
+        let mut kept = 0u64;
         let frames: usize = commits.iter().map(|c| c.pages.len() + 1).sum();
+        let mut written = 0;
         if frames > 0 {
             let group = self.next_group;
             self.next_group += 1;
             let salt = self.header.salt;
             let mut buf = Vec::with_capacity(frames * FRAME_SIZE);
             let mut seq = self.next_slot;
-            for c in commits {
+            for (i, c) in commits.iter().enumerate() {
                 let txn = self.next_txn;
                 self.next_txn += 1;
                 let mut head = FrameHead {
@@ -451,57 +595,48 @@ impl Writer {
                     durable_before: self.durable_slots,
                     a: 0,
                 };
+                let mut count = if i == 0 { staged_frames as usize } else { 0 };
                 for (no, page) in &c.pages {
+                    if i == 0 && staged.get(no).is_some_and(|(b, _)| Arc::ptr_eq(b, page)) {
+                        kept += 1;
+                        continue;
+                    }
                     head.a = *no;
                     encode_frame(&mut buf, &head, page);
+                    placed.push((*no, page.clone(), head.seq));
                     head.seq += 1;
+                    count += 1;
                 }
                 head.kind = KIND_COMMIT;
-                head.a = FrameHead::commit_a(c.meta.len(), c.pages.len());
+                head.a = FrameHead::commit_a(c.meta.len(), count);
                 encode_frame(&mut buf, &head, &c.meta);
                 seq = head.seq + 1;
             }
-            let off = self.next_slot * FRAME_SIZE as u64;
-            let end = off + buf.len() as u64;
-            if end > self.wal_len {
-                // Grow in large steps so later appends overwrite allocated blocks.
-                let step = self.opts.wal_grow_bytes.max(FRAME_SIZE as u64);
-                let mut new_len = self.wal_len.max(end);
-                new_len = new_len.max(self.wal_len + step);
-                new_len = new_len.div_ceil(FRAME_SIZE as u64) * FRAME_SIZE as u64;
-                // Zeros, not `set_len`: writing allocates the blocks, so the appends
-                // that follow (and the frames of every later WAL generation)
-                // overwrite allocated blocks and their fdatasync flushes no
-                // allocation metadata. Zeros are never a valid frame.
-                let zeros = vec![0u8; (new_len - self.wal_len) as usize];
-                self.wal
-                    .write_at(&zeros, self.wal_len)
-                    .map_err(|e| self.fail("extend wal", &wal_path, e))?;
-                self.wal_len = new_len;
-            }
-            self.wal
-                .write_at(&buf, off)
-                .map_err(|e| self.fail("write wal", &wal_path, e))?;
+            self.write_frames(&buf)?;
             self.next_slot = seq;
-            let st = &self.shared.stats;
+            written = buf.len();
+        }
+        let st = &self.shared.stats;
+        if frames > 0 {
             st.groups.fetch_add(1, Ordering::Relaxed);
             st.commits
                 .fetch_add(commits.len() as u64, Ordering::Relaxed);
             st.wal_bytes_written
-                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                .fetch_add(written as u64, Ordering::Relaxed);
+            st.staged_kept.fetch_add(kept, Ordering::Relaxed);
         }
         if need_sync && self.durable_slots < self.next_slot {
             self.sync_wal()?;
         }
         if !commits.is_empty() {
+            debug_assert!(first_slot <= self.next_slot);
             let mut view = self.shared.view_mut();
-            let mut slot = first_slot;
-            for c in commits {
-                for (no, page) in &c.pages {
-                    view.wal_pages.insert(*no, (page.clone(), slot));
-                    slot += 1;
-                }
-                slot += 1; // the commit frame
+            // In slot order, so a page's later frame wins as in replay.
+            placed.sort_unstable_by_key(|(_, _, slot)| *slot);
+            for (no, page, slot) in placed {
+                view.wal_pages.insert(no, (page, slot));
+            }
+            if let Some(c) = commits.last() {
                 view.meta = Some(c.meta.clone());
             }
         }
