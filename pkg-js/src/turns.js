@@ -51,6 +51,14 @@ export const ANSWER_MS = 2000;
 const now = () => (globalThis.performance?.now ? globalThis.performance.now() : Date.now());
 
 /** A queue of operations run in turns under one Web Lock. */
+/**
+ * Lock names whose take-over is owed in this context (see `#owed`): a new
+ * handle of the same database (an open that failed and is tried again)
+ * inherits the debt, so its first turn takes the store over although it
+ * got the lock normally. Lost with the context (a reload), like the lock.
+ */
+const owedTakeOvers = new Set();
+
 export class Turns {
   #locks;
   #name;
@@ -103,6 +111,7 @@ export class Turns {
   constructor(locks, name, refresh = async () => {}, { lingerMs = 0, staleMs = STALE_MS, answerMs = ANSWER_MS, keep = false } = {}) {
     this.#locks = locks;
     this.#name = name;
+    this.#owed = owedTakeOvers.has(name);
     this.#refresh = refresh;
     this.#lingerMs = lingerMs;
     const channels = typeof globalThis.BroadcastChannel === "function";
@@ -294,8 +303,12 @@ export class Turns {
       try {
         await this.#refresh(stolen);
         this.#owed = false;
+        owedTakeOvers.delete(this.#name);
       } catch (e) {
-        if (stolen) this.#owed = true;
+        if (stolen) {
+          this.#owed = true;
+          owedTakeOvers.add(this.#name);
+        }
         for (const job of this.#queue.splice(0)) job.reject(e);
         return;
       }

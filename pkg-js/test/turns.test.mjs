@@ -402,3 +402,39 @@ test("a take-over that fails is owed: the next turn takes the store over again b
   assert.deepEqual(refreshes, [true, true, false]);
   turns.close();
 });
+
+test("a failed take-over is owed to the next handle of the same database too (an open that failed and is tried again)", async () => {
+  const locks = new StealLocks();
+  locks
+    .request("outpost:p", { mode: "exclusive" }, () => new Promise(() => {}))
+    .catch(() => {});
+  const refreshes = [];
+  let fail = true;
+  const refresh = async (stolen) => {
+    refreshes.push(stolen);
+    if (stolen && fail) {
+      fail = false;
+      throw Object.assign(new Error("quota"), { code: "quota_exceeded" });
+    }
+  };
+  // The open: its first turn takes the lock by force, and the take-over fails.
+  const first = new Turns(locks, "outpost:p", refresh, fast);
+  await assert.rejects(first.run(async () => "open"), /quota/);
+  first.close();
+  // The application opens again: a new handle, which gets the lock without
+  // force, still takes the store over first.
+  const second = new Turns(locks, "outpost:p", refresh, fast);
+  assert.equal(await second.run(async () => "opened"), "opened");
+  assert.deepEqual(refreshes, [true, true]);
+  second.close();
+  // Paid: a third handle owes nothing, and neither does another database.
+  const third = new Turns(locks, "outpost:p", refresh, fast);
+  await third.run(async () => "x");
+  assert.deepEqual(refreshes, [true, true, false]);
+  third.close();
+  const other = [];
+  const elsewhere = new Turns(locks, "outpost:q", async (stolen) => other.push(stolen), fast);
+  await elsewhere.run(async () => "y");
+  assert.deepEqual(other, [false]);
+  elsewhere.close();
+});
