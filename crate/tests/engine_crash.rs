@@ -264,6 +264,9 @@ fn a_failed_transaction_after_staging_leaves_nothing() {
         );
         let err = db.commit(b).await.unwrap_err();
         assert_eq!(err.code(), "concurrency_conflict", "{err}");
+        // Staging sends no reply; a sync is answered after the writer has
+        // handled every request before it (the staged pages included).
+        db.store().sync().await.unwrap();
         assert!(db.store().stats().staged_frames > staged0 + 10);
         let ids = doc_ids(&db).await;
         assert_eq!(ids.len(), 10, "{ids:?}");

@@ -435,6 +435,9 @@ pub(super) fn leaf_splice_in_place(
     replace: bool,
     entry: &[u8],
 ) -> Result<bool, Error> {
+    if page.len() != PAGE_SIZE {
+        return Err(corrupt(no, format!("page has {} bytes", page.len())));
+    }
     let n = count_of(page);
     let slot = |p: &[u8], i: usize| rd_u16(p, HDR + 2 * i, no);
     let start = HDR + 2 * n;

@@ -351,6 +351,23 @@ pub(super) struct WCtx<'a, S> {
 impl<S: PageStore> PageRead for WCtx<'_, S> {
     async fn read(&self, no: PageNo, kind: u8) -> Result<PageBuf, Error> {
         if let Some(b) = self.w.dirty.get(&no).or_else(|| self.w.inflight.get(&no)) {
+            // A page allocated in this generation and not written yet is an
+            // empty placeholder: reading it as a tree page means a damaged
+            // meta record or free list named one page twice (a root that is
+            // also free, say). Refused, never read as an empty leaf.
+            if b.len() != PAGE_SIZE {
+                return Err(btree::corrupt(
+                    no,
+                    "page is read before it is written: the meta record or the free list names it twice"
+                        .into(),
+                ));
+            }
+            if kind != 0 && btree::page_kind(b) != kind {
+                return Err(btree::corrupt(
+                    no,
+                    format!("expected page kind {kind}, found {}", btree::page_kind(b)),
+                ));
+            }
             return Ok(b.clone());
         }
         read_cached(self.inner, no, kind).await
