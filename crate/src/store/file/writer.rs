@@ -567,7 +567,6 @@ impl Writer {
                 std::mem::take(&mut self.staged_frames),
             )
         };
-        let first_slot = self.next_slot - staged_frames;
         // Where each page's newest frame lands, for the readers' view: what
         // replay would install.
         let mut placed: Vec<(PageNo, PageBuf, u64)> = staged
@@ -576,7 +575,6 @@ impl Writer {
             .collect();
         let mut kept = 0u64;
         let frames: usize = commits.iter().map(|c| c.pages.len() + 1).sum();
-        let mut written = 0;
         if frames > 0 {
             let group = self.next_group;
             self.next_group += 1;
@@ -614,22 +612,18 @@ impl Writer {
             }
             self.write_frames(&buf)?;
             self.next_slot = seq;
-            written = buf.len();
-        }
-        let st = &self.shared.stats;
-        if frames > 0 {
+            let st = &self.shared.stats;
             st.groups.fetch_add(1, Ordering::Relaxed);
             st.commits
                 .fetch_add(commits.len() as u64, Ordering::Relaxed);
             st.wal_bytes_written
-                .fetch_add(written as u64, Ordering::Relaxed);
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
             st.staged_kept.fetch_add(kept, Ordering::Relaxed);
         }
         if need_sync && self.durable_slots < self.next_slot {
             self.sync_wal()?;
         }
         if !commits.is_empty() {
-            debug_assert!(first_slot <= self.next_slot);
             let mut view = self.shared.view_mut();
             // In slot order, so a page's later frame wins as in replay.
             placed.sort_unstable_by_key(|(_, _, slot)| *slot);
