@@ -22,7 +22,7 @@ use crate::cv::{ChangeVector, DbId};
 use crate::db::{Database, OpenOptions, Origin};
 use crate::doc::{self, Arrival, DocFlags, DocumentMeta, RawVersion};
 use crate::store::fault::{FaultVfs, FileImages};
-use crate::store::file::{DATA_FILE, FRAME_HEADER, FRAME_SIZE, FileStore, FileStoreOptions};
+use crate::store::file::{DATA_FILE, FRAME_HEADER, FileStore, FileStoreOptions};
 use crate::store::file::{HEADER_BLOCK, WAL_FILE};
 use crate::store::{Commit, Durability, MAX_META, MemoryStore, PAGE_SIZE, PageStore};
 use crate::sync::frame::{Frame, MAX_FRAME_BYTES, WireDoc};
@@ -361,14 +361,27 @@ fn seal_headers(dat: &mut [u8]) {
     }
 }
 
-/// Frame checksum: `XXH64(header bytes 0..56 ++ XXH64(payload))`.
+/// Frame checksum: `XXH64(header bytes 0..56 ++ XXH64(stored payload))`,
+/// over the frames that follow each other from offset 0 (each the length
+/// its header's `stored` field gives: 0 is a whole page).
 fn seal_frames(wal: &mut [u8]) {
-    for f in wal.chunks_exact_mut(FRAME_SIZE) {
+    let mut at = 0;
+    while at + FRAME_HEADER <= wal.len() {
+        let stored = match u16::from_le_bytes([wal[at + 6], wal[at + 7]]) {
+            0 => PAGE_SIZE,
+            n => usize::from(n).min(PAGE_SIZE),
+        };
+        if at + FRAME_HEADER + stored > wal.len() {
+            break;
+        }
+        let f = &mut wal[at..];
         let mut b = [0u8; 64];
         b[..56].copy_from_slice(&f[..56]);
-        set_u64(&mut b, 56, xxhash_rust::xxh64::xxh64(&f[FRAME_HEADER..], 0));
+        let payload = xxhash_rust::xxh64::xxh64(&f[FRAME_HEADER..FRAME_HEADER + stored], 0);
+        set_u64(&mut b, 56, payload);
         let sum = xxhash_rust::xxh64::xxh64(&b, 0);
         set_u64(f, 56, sum);
+        at += FRAME_HEADER + stored.next_multiple_of(8);
     }
 }
 

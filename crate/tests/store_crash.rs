@@ -27,7 +27,8 @@ use futures::executor::block_on;
 use futures::future::join_all;
 use outpost::store::fault::{FaultVfs, FileImages};
 use outpost::store::file::{
-    DATA_FILE, FRAME_SIZE, FileStore, FileStoreOptions, FileStoreStats, HEADER_BLOCK, WAL_FILE,
+    DATA_FILE, FRAME_HEADER, FRAME_SIZE, FileStore, FileStoreOptions, FileStoreStats, HEADER_BLOCK,
+    WAL_FILE, wal_frame_len,
 };
 use outpost::store::{Commit, Durability, PAGE_SIZE, PageStore, StoreError};
 
@@ -569,6 +570,23 @@ fn data_path() -> PathBuf {
 
 /// Six durable single-page commits, each its own fsynced group (slots 2(i-1)
 /// and 2(i-1)+1), no checkpoint; returns the durable files while still open.
+/// The first `n` frames of `wal`: offset, length, and bytes of payload
+/// stored (the frames follow each other from offset 0).
+fn frames(wal: &[u8], n: usize) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for i in 0..n {
+        let len = wal_frame_len(&wal[at..]).unwrap_or_else(|| panic!("no frame {i} at {at}"));
+        let stored = match u16::from_le_bytes([wal[at + 6], wal[at + 7]]) {
+            0 => PAGE_SIZE,
+            n => n as usize,
+        };
+        out.push((at, len, stored));
+        at += len;
+    }
+    out
+}
+
 fn six_fsynced_groups(w: &Workload) -> FileImages {
     let vfs = FaultVfs::new();
     let mut o = opts(&vfs);
@@ -612,34 +630,33 @@ fn single_page_workload() -> Workload {
 fn flipped_byte_in_fsynced_group_is_reported() {
     let w = single_page_workload();
     let files = six_fsynced_groups(&w);
+    let frames = frames(&files[&wal_path()], 12);
     let mut checked = 0;
-    // Slots 0..10 belong to groups 1..5, each followed by later fsynced groups.
-    for slot in 0..10u64 {
-        for within in [3usize, 50, 64 + 9, FRAME_SIZE - 1] {
+    // Frames 0..10 belong to groups 1..5, each followed by later fsynced groups.
+    for (slot, &(at, _, stored)) in frames.iter().enumerate().take(10) {
+        // Its length field, a header field, the checksum, the first and
+        // the last stored byte of its payload.
+        for within in [3usize, 6, 50, FRAME_HEADER + 9, FRAME_HEADER + stored - 1] {
             let mut img = files.clone();
             let wal = img.get_mut(&wal_path()).unwrap();
-            wal[slot as usize * FRAME_SIZE + within] ^= 0x40;
+            wal[at + within] ^= 0x40;
             let vfs = FaultVfs::with_files(img);
             match FileStore::open(DIR, opts(&vfs)) {
                 Err(StoreError::Corrupt { file, offset, .. }) => {
-                    assert!(file.ends_with(WAL_FILE), "slot {slot}: wrong file {file}");
-                    assert_eq!(
-                        offset,
-                        slot * FRAME_SIZE as u64,
-                        "slot {slot} byte {within}"
-                    );
+                    assert!(file.ends_with(WAL_FILE), "frame {slot}: wrong file {file}");
+                    assert_eq!(offset, at as u64, "frame {slot} byte {within}");
                 }
-                Err(e) => panic!("slot {slot}: expected Corrupt, got {e}"),
-                Ok(_) => panic!("slot {slot} byte {within}: damaged fsynced frame accepted"),
+                Err(e) => panic!("frame {slot}: expected Corrupt, got {e}"),
+                Ok(_) => panic!("frame {slot} byte {within}: damaged fsynced frame accepted"),
             }
             checked += 1;
         }
     }
-    // The last group (slots 10, 11) has nothing after it: indistinguishable from
-    // a torn tail, so it is dropped and commit 5 is recovered.
-    for slot in 10..12u64 {
+    // The last group (frames 10, 11) has nothing after it: indistinguishable
+    // from a torn tail, so it is dropped and commit 5 is recovered.
+    for (slot, &(at, _, _)) in frames.iter().enumerate().skip(10) {
         let mut img = files.clone();
-        img.get_mut(&wal_path()).unwrap()[slot as usize * FRAME_SIZE + 100] ^= 1;
+        img.get_mut(&wal_path()).unwrap()[at + FRAME_HEADER + 1] ^= 1;
         assert_eq!(
             check_image(&w, img, 5, 5, &|| format!("last group slot {slot}")),
             5
@@ -653,21 +670,25 @@ fn flipped_byte_in_fsynced_group_is_reported() {
 fn torn_last_group_is_dropped() {
     let w = single_page_workload();
     let files = six_fsynced_groups(&w);
+    let f = frames(&files[&wal_path()], 12);
     let mut checked = 0;
-    let last = 10 * FRAME_SIZE;
+    let (last, second) = (f[10].0, f[11].0);
+    let end = second + f[11].1;
     // Cut the WAL inside the last group, or overwrite its end with garbage.
     for cut in [
         last,
         last + 512,
-        last + FRAME_SIZE,
-        last + FRAME_SIZE + 4000,
-        12 * FRAME_SIZE - 1,
+        last + f[10].1 - 1,
+        second,
+        second + FRAME_HEADER + 1,
+        // Its last stored byte (the padding after it is no data).
+        second + FRAME_HEADER + f[11].2 - 1,
     ] {
         let mut img = files.clone();
         img.get_mut(&wal_path()).unwrap().truncate(cut);
         assert_eq!(check_image(&w, img, 5, 5, &|| format!("cut at {cut}")), 5);
         let mut img = files.clone();
-        img.get_mut(&wal_path()).unwrap()[cut..12 * FRAME_SIZE].fill(0xA5);
+        img.get_mut(&wal_path()).unwrap()[cut..end].fill(0xA5);
         assert_eq!(
             check_image(&w, img, 5, 5, &|| format!("garbage from {cut}")),
             5
@@ -835,8 +856,10 @@ fn self_checked_meta(id: u64) -> Vec<u8> {
 /// Regression (found by the engine crash test): a write torn at the sector
 /// boundary between a frame's header and its payload leaves the new header in
 /// front of the payload of the frame an earlier WAL generation kept in that slot.
-/// Frame slot 7 starts at 7 * 4160 = 29120, so its payload starts at 29184 =
-/// 57 * 512. When both payloads are meta records carrying their own CRC-32 (the
+/// Here the commit frames of both generations start at 7 * 4160 = 29120, so
+/// their payloads start at 29184 = 57 * 512 (in format 2 every eighth frame
+/// did; in format 3 frames have different lengths, and the pages are chosen
+/// to put the commit frames there). When both payloads are meta records carrying their own CRC-32 (the
 /// engine's do), a CRC-32 over header and payload cannot tell them apart: the
 /// appended CRC makes the difference of the two payloads a multiple of the CRC
 /// polynomial. The old frame store accepted the mixed frame and recovered the
@@ -847,7 +870,16 @@ fn torn_frame_over_an_older_generation_is_not_replayed() {
     let vfs = FaultVfs::new();
     let mut o = opts(&vfs);
     o.checkpoint_wal_bytes = 1 << 30;
-    let page = |id: u64, p: u64| Arc::new(page_content(id, p));
+    // Page 14 stores 3968 bytes (a 4032-byte frame), so that commit 3's
+    // commit frame lands where commit 1's did.
+    let content = |id: u64, p: u64| {
+        let mut b = page_content(id, p);
+        if p == 14 {
+            b[3968..].fill(0);
+        }
+        b
+    };
+    let page = |id: u64, p: u64| Arc::new(content(id, p));
     let commit = |store: &FileStore, id: u64, pages: std::ops::RangeInclusive<u64>, durability| {
         block_on(store.commit(Commit {
             pages: pages.map(|p| (p, page(id, p))).collect(),
@@ -856,21 +888,28 @@ fn torn_frame_over_an_older_generation_is_not_replayed() {
         }))
         .unwrap();
     };
-    // Generation A: commit 1 = pages 1..=7 in slots 0..=6, commit frame in slot 7.
+    // Generation A: commit 1 = pages 1..=7 (frames of 4160 bytes), its
+    // commit frame at 29120.
     let store = FileStore::open(DIR, o.clone()).unwrap();
     commit(&store, 1, 1..=7, Durability::Durable);
     drop(store); // checkpoints; the WAL keeps generation A's frames
     // Generation B (open checkpoints again: a fresh salt, WAL restarts at slot 0).
     let store = FileStore::open(DIR, o.clone()).unwrap();
-    commit(&store, 2, 8..=8, Durability::Durable); // slots 0, 1: acknowledged durable
-    commit(&store, 3, 9..=13, Durability::Relaxed); // slots 2..=7: written, never fsynced
+    commit(&store, 2, 8..=8, Durability::Durable); // frames 0, 1: acknowledged durable
+    commit(&store, 3, 9..=14, Durability::Relaxed); // frames 2..=8: written, never fsynced
     let durable = vfs.durable_files();
     let current = vfs.current_files();
     std::mem::forget(store); // crash: no close
-    let (start, end) = (2 * FRAME_SIZE, 8 * FRAME_SIZE);
+    let f = frames(&current[&wal_path()], 9);
+    let (start, end) = (f[2].0, f[8].0 + f[8].1);
+    assert_eq!(
+        f[8].0,
+        7 * FRAME_SIZE,
+        "commit 3's commit frame over commit 1's"
+    );
+    assert_eq!((f[8].0 + FRAME_HEADER) % 512, 0);
     assert!(current[&wal_path()][..start] == durable[&wal_path()][..start]);
     assert!(current[&wal_path()][start..end] != durable[&wal_path()][start..end]);
-    assert_eq!((7 * FRAME_SIZE + 64) % 512, 0);
     let mut checked = 0;
     // Commit 3's write torn at every sector boundary inside it, then intact.
     let mut recovered = [0u64; 4];
@@ -894,17 +933,16 @@ fn torn_frame_over_an_older_generation_is_not_replayed() {
             self_checked_meta(want),
             "torn at {cut}: recovered commit {got}, want commit {want} (commit 2 was acknowledged durable)"
         );
-        for p in 1..=13u64 {
+        for p in 1..=14u64 {
             let by = match p {
                 1..=7 => 1,
                 8 => 2,
                 _ => 3,
             };
             match block_on(store.read_page(p)) {
-                Ok(buf) if by <= want => assert!(
-                    buf[..] == page_content(by, p)[..],
-                    "torn at {cut}: page {p}"
-                ),
+                Ok(buf) if by <= want => {
+                    assert!(buf[..] == content(by, p)[..], "torn at {cut}: page {p}")
+                }
                 Err(StoreError::PageNotFound(_)) if by > want => {}
                 other => panic!(
                     "torn at {cut}: page {p} (commit {by}, recovered commit {want}): {:?}",

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::executor::block_on;
 use outpost::db::{Database, OpenOptions};
 use outpost::store::fault::{FaultVfs, FileImages};
-use outpost::store::file::{DATA_START, FileStore, FileStoreOptions, WAL_FILE};
+use outpost::store::file::{DATA_START, FileStore, FileStoreOptions, WAL_FILE, wal_frame_len};
 use outpost::store::{Commit, Durability, PAGE_SIZE, PageStore, StoreError};
 use outpost::{Error, OpenError};
 use serde_json::json;
@@ -289,8 +289,13 @@ fn recovery_reports_a_dropped_tail_and_only_then() {
     // Damage the last frame (the commit frame of the second transaction): a
     // torn write of the last group, which recovery drops.
     let wal = files.get_mut(&PathBuf::from(DIR).join(WAL_FILE)).unwrap();
-    let frame = 64 + PAGE_SIZE;
-    wal[5 * frame + 70] ^= 0xFF;
+    // The frames' offsets (pages are 4160-byte frames, commit frames short).
+    let mut at = vec![0usize];
+    for _ in 0..6 {
+        let last = *at.last().unwrap();
+        at.push(last + wal_frame_len(&wal[last..]).unwrap());
+    }
+    wal[at[5] + 65] ^= 0xFF;
     let img = FaultVfs::with_files(files.clone());
     let ro = FileStore::open_read_only(DIR, opts(&img)).unwrap();
     let r = ro.recovery().clone();
@@ -299,7 +304,7 @@ fn recovery_reports_a_dropped_tail_and_only_then() {
     let tail = r.dropped_tail.expect("a dropped tail");
     assert_eq!(
         (tail.offset, tail.frames, tail.bytes),
-        (3 * frame as u64, 3, 3 * frame as u64)
+        (at[3] as u64, 3, (at[6] - at[3]) as u64)
     );
     assert_eq!(
         block_on(ro.read_meta()).unwrap().as_deref(),

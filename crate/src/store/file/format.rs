@@ -11,8 +11,10 @@
 //!  40  u32 flags         44  u32 meta length      48 meta (MAX_META bytes)
 //!  48 + MAX_META  u64 XXH64 of every byte before it
 //!
-//! WAL frame header (FRAME_HEADER bytes, then one page of payload)
-//!   0  u32 magic "OPWF"   4  u8 kind   5..8 zero   8 u64 salt   16 u64 seq
+//! WAL frame header (FRAME_HEADER bytes, then `stored` bytes of payload,
+//! zero-padded to a multiple of 8; frames follow each other with no gap)
+//!   0  u32 magic "OPWF"   4  u8 kind   5 zero   6 u16 stored (0: PAGE_SIZE)
+//!   8  u64 salt          16  u64 seq
 //!  24  u64 txn           32  u64 group             40 u64 durable-before
 //!  48  u64: page frames the page number; commit frames u32 meta length
 //!      and u32 page-frame count of the transaction
@@ -21,7 +23,7 @@
 
 use xxhash_rust::xxh64::xxh64;
 
-use super::{FORMAT_VERSION, FRAME_HEADER, FRAME_SIZE, HEADER_BLOCK, io_err};
+use super::{FORMAT_VERSION, FRAME_HEADER, HEADER_BLOCK, MIN_FORMAT_VERSION, io_err};
 use crate::codec::{Put, Reader, Truncated, get_u32, get_u64, set_u64};
 use crate::platform::random_bytes;
 use crate::store::vfs::VfsFile;
@@ -152,14 +154,20 @@ pub(super) fn read_header(
         // recognise such a header, to refuse the store by name rather than
         // call it corrupt (and never read its WAL with the wrong checksum).
         let v1 = Some(crc32fast::hash(&b[..H_CHECKSUM])) == get_u32(&b, H_CHECKSUM);
-        if !(v1 && version != FORMAT_VERSION) {
+        if !(v1 && version < MIN_FORMAT_VERSION) {
             return Ok(None);
         }
     }
-    if version != FORMAT_VERSION {
+    // Version 2 differs from 3 only in its WAL frames, which all had the
+    // full page size that version 3 writes as "stored: 0": the same reader
+    // reads both (docs/design.md, "File store: layout"). The first
+    // checkpoint writes a version 3 header.
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(StoreError::Unsupported {
             file: path.to_string(),
-            reason: format!("format version {version} (this build reads {FORMAT_VERSION})"),
+            reason: format!(
+                "format version {version} (this build reads {MIN_FORMAT_VERSION} to {FORMAT_VERSION})"
+            ),
         });
     }
     let page_size = h.page_size;
@@ -224,6 +232,9 @@ pub(super) struct FrameHead {
     /// Page frames: the page number. Commit frames: the meta length (low 32
     /// bits) and the transaction's page-frame count (high 32 bits).
     pub a: u64,
+    /// Payload bytes the frame stores (1 ..= PAGE_SIZE; the rest of the page
+    /// or meta record is zeros). Set by [`encode_frame`] from the payload.
+    pub stored: usize,
 }
 
 impl FrameHead {
@@ -243,23 +254,73 @@ impl FrameHead {
     pub fn commit_a(meta_len: usize, pages: usize) -> u64 {
         meta_len as u64 | ((pages as u64) << 32)
     }
+    /// Bytes the whole frame takes in the WAL: header, stored payload,
+    /// padding to a multiple of 8.
+    pub fn len(&self) -> usize {
+        frame_len(self.stored)
+    }
 }
 
-/// Appends one frame (header, `payload` zero-padded to a page, checksum).
+/// Bytes a frame storing `stored` payload bytes takes in the WAL.
+pub(super) fn frame_len(stored: usize) -> usize {
+    FRAME_HEADER + stored.next_multiple_of(8)
+}
+
+/// Payload bytes a frame stores of `payload`: up to its last non-zero byte
+/// (at least 1). A page's free space is zeros, so a leaf or branch that is
+/// not full, a free-list page and a commit frame's meta record take a few
+/// hundred bytes, not a page.
+pub(super) fn stored_len(payload: &[u8]) -> usize {
+    // Eight bytes at a time from the end (a byte at a time was 4 % of the
+    // WAL thread's samples), then the last non-zero word byte by byte.
+    let words = payload.len() / 8 * 8;
+    let last = match payload[words..].iter().rposition(|&b| b != 0) {
+        Some(i) => words + i,
+        None => match payload[..words]
+            .chunks_exact(8)
+            .rposition(|w| w.iter().fold(0u8, |acc, &b| acc | b) != 0)
+        {
+            Some(w) => {
+                w * 8
+                    + payload[w * 8..w * 8 + 8]
+                        .iter()
+                        .rposition(|&b| b != 0)
+                        .unwrap_or(0)
+            }
+            None => return 1,
+        },
+    };
+    last + 1
+}
+
+/// Appends one frame (header, the payload up to its last non-zero byte,
+/// zero padding to a multiple of 8, checksum); `h.stored` is ignored.
 pub(super) fn encode_frame(out: &mut Vec<u8>, h: &FrameHead, payload: &[u8]) {
+    debug_assert!(payload.len() <= PAGE_SIZE);
+    let stored = stored_len(payload);
     let start = out.len();
-    out.reserve(FRAME_SIZE);
+    out.reserve(frame_len(stored));
     out.put_u32(FRAME_MAGIC);
     out.put_u8(h.kind);
-    out.extend_from_slice(&[0; 3]);
+    out.put_u8(0);
+    // A whole page is written as 0, as format version 2 wrote every frame.
+    out.put_u16(if stored == PAGE_SIZE {
+        0
+    } else {
+        stored as u16
+    });
     for v in [h.salt, h.seq, h.txn, h.group, h.durable_before, h.a] {
         out.put_u64(v);
     }
     out.put_u64(0); // the checksum, set below
-    out.extend_from_slice(payload);
-    out.resize(start + FRAME_SIZE, 0);
+    if stored <= payload.len() {
+        out.extend_from_slice(&payload[..stored]);
+    } else {
+        out.push(0); // an empty payload: one zero byte
+    }
+    out.resize(start + frame_len(stored), 0);
     let f = &mut out[start..];
-    let sum = frame_checksum(f);
+    let sum = frame_checksum(f, stored);
     set_u64(f, F_CHECKSUM, sum);
 }
 
@@ -274,7 +335,11 @@ fn decode_frame_head(f: &[u8]) -> Result<Option<FrameHead>, Truncated> {
         return Ok(None);
     }
     let kind = r.u8("frame kind")?;
-    r.advance(3, "frame padding")?;
+    r.advance(1, "frame padding")?;
+    let stored = match r.u16("stored length")? {
+        0 => PAGE_SIZE,
+        n => n as usize,
+    };
     Ok(Some(FrameHead {
         kind,
         salt: r.u64("salt")?,
@@ -283,10 +348,13 @@ fn decode_frame_head(f: &[u8]) -> Result<Option<FrameHead>, Truncated> {
         group: r.u64("group")?,
         durable_before: r.u64("durable before")?,
         a: r.u64("frame argument")?,
+        stored,
     }))
 }
 
-/// The checksum of a frame: `XXH64(header bytes 0..56 ++ XXH64(payload))`.
+/// The checksum of a frame: `XXH64(header bytes 0..56 ++ XXH64(payload))`,
+/// over the `stored` payload bytes (the header's `stored` field is among the
+/// hashed header bytes). `f` holds at least `FRAME_HEADER + stored` bytes.
 ///
 /// Deliberately not a CRC: a CRC is linear, so it cannot tell two payloads
 /// apart whose difference is a multiple of its polynomial -- and any two records
@@ -298,13 +366,13 @@ fn decode_frame_head(f: &[u8]) -> Result<Option<FrameHead>, Truncated> {
 /// payloads were such records, and recovery replayed a stale meta record. A
 /// non-linear 64-bit hash has no such structure: any mix of two frames passes
 /// only by a 2^-64 accident.
-pub(super) fn frame_checksum(f: &[u8]) -> u64 {
+pub(super) fn frame_checksum(f: &[u8], stored: usize) -> u64 {
     let mut b = [0u8; F_CHECKSUM + 8];
     b[..F_CHECKSUM].copy_from_slice(&f[..F_CHECKSUM]);
     set_u64(
         &mut b,
         F_CHECKSUM,
-        xxh64(&f[FRAME_HEADER..FRAME_SIZE], SEED),
+        xxh64(&f[FRAME_HEADER..FRAME_HEADER + stored], SEED),
     );
     xxh64(&b, SEED)
 }
@@ -313,25 +381,37 @@ pub(super) fn frame_checksum(f: &[u8]) -> u64 {
 /// on a header's sequence number.
 const MAX_COUNTER: u64 = 1 << 62;
 
-/// Checks one frame read from WAL slot `slot` against the current `salt`.
-pub(super) fn parse_frame(f: &[u8], salt: u64, slot: u64) -> Result<FrameHead, &'static str> {
+/// Checks the frame at the start of `f` (which runs to the end of what was
+/// read of the WAL) against the current `salt`, as the frame with sequence
+/// number `seq` (`None`: any).
+pub(super) fn parse_frame(
+    f: &[u8],
+    salt: u64,
+    seq: Option<u64>,
+) -> Result<FrameHead, &'static str> {
     let head = match frame_head(f) {
-        Some(h) if f.len() >= FRAME_SIZE => h,
+        Some(h) => h,
         _ => return Err("no frame magic"),
     };
     if head.salt != salt {
         return Err("frame of another WAL generation");
     }
-    if head.seq != slot {
+    if seq.is_some_and(|s| head.seq != s) {
         return Err("frame sequence number does not match its position");
     }
-    if Some(frame_checksum(f)) != get_u64(f, F_CHECKSUM) {
+    if head.stored > PAGE_SIZE {
+        return Err("frame stores more than a page");
+    }
+    if f.len() < head.len() {
+        return Err("frame runs past the end of the WAL");
+    }
+    if Some(frame_checksum(f, head.stored)) != get_u64(f, F_CHECKSUM) {
         return Err("frame checksum mismatch");
     }
     if head.kind != KIND_PAGE && head.kind != KIND_COMMIT {
         return Err("unknown frame kind");
     }
-    if head.durable_before > slot {
+    if head.durable_before > head.seq {
         return Err("frame claims durability of later frames");
     }
     // The writer continues the counters of the frames it recovers: a WAL
@@ -347,8 +427,9 @@ pub(super) fn parse_frame(f: &[u8], salt: u64, slot: u64) -> Result<FrameHead, &
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::codec::set_u32;
+    use crate::codec::{get_u16, set_u32};
     use crate::store::fault::{FaultVfs, FileImages};
+    use crate::store::file::FRAME_SIZE;
     use crate::store::vfs::Vfs;
 
     fn pattern(len: usize, mul: usize) -> Vec<u8> {
@@ -384,8 +465,8 @@ mod tests {
         assert_eq!(xxh64(&pattern(4096, 3), 0), 0x5096_3F97_192B_21BB);
         assert_eq!(xxh64(&pattern(4096, 3), 1), 0xB5E7_B790_A643_25B9);
         assert_eq!(xxh64(&pattern(100, 17), u64::MAX), 0xF532_0E27_CC30_AA23);
-        // Whole frames and header slots, as the old encoder checksummed them.
-        let mut f = Vec::new();
+        // Whole frames and header slots, as the old encoder checksummed them
+        // (format 2: every frame a whole page, the header's version 2).
         let head = |kind, salt, seq, a| FrameHead {
             kind,
             salt,
@@ -394,31 +475,136 @@ mod tests {
             group: 2,
             durable_before: 1,
             a,
+            stored: 0,
         };
+        // A full page is encoded as format 2 encoded every frame.
+        let mut f = Vec::new();
         encode_frame(
             &mut f,
             &head(KIND_PAGE, 0x1122_3344_5566_7788, 5, 42),
             &pattern(PAGE_SIZE, 7),
         );
+        assert_eq!(f.len(), FRAME_SIZE);
         assert_eq!(get_u64(&f, F_CHECKSUM), Some(0x1BE6_4FB8_F693_EF83));
-        let mut f = Vec::new();
+        // A format 2 commit frame (its meta record zero-padded to a page)
+        // is read as a frame storing a whole page.
         let a = FrameHead::commit_a(60, 1);
-        encode_frame(&mut f, &head(KIND_COMMIT, 9, 6, a), &pattern(60, 1));
+        let f = v2_frame(&head(KIND_COMMIT, 9, 6, a), &pattern(60, 1));
         assert_eq!(get_u64(&f, F_CHECKSUM), Some(0xD8EF_7755_D300_1584));
-        let h = encode_header(&Header {
+        let h = parse_frame(&f, 9, Some(6)).unwrap();
+        assert_eq!(
+            (h.stored, h.len(), h.meta_len()),
+            (PAGE_SIZE, FRAME_SIZE, 60)
+        );
+        let v2_header = |h: &Header| {
+            let mut b = encode_header(h);
+            set_u32(&mut b, H_VERSION, 2);
+            let sum = xxh64(&b[..H_CHECKSUM], SEED);
+            set_u64(&mut b, H_CHECKSUM, sum);
+            b
+        };
+        let h = v2_header(&Header {
             seq: 7,
             salt: 9,
             next_salt: 10,
             meta: Some(pattern(100, 1)),
         });
         assert_eq!(get_u64(&h, H_CHECKSUM), Some(0xB08A_DD6C_9588_49CA));
-        let h = encode_header(&Header {
+        let read = read_header(&*header_file(&h), 0, "h").unwrap().unwrap();
+        assert_eq!((read.seq, read.meta), (7, Some(pattern(100, 1))));
+        let h = v2_header(&Header {
             seq: 1,
             salt: 2,
             next_salt: 3,
             meta: None,
         });
         assert_eq!(get_u64(&h, H_CHECKSUM), Some(0x0A9B_A9C2_5C7E_4B91));
+    }
+
+    /// A frame as format version 2 wrote it: the payload zero-padded to a
+    /// page, bytes 5..8 zero.
+    fn v2_frame(h: &FrameHead, payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.put_u32(FRAME_MAGIC);
+        f.put_u8(h.kind);
+        f.extend_from_slice(&[0; 3]);
+        for v in [h.salt, h.seq, h.txn, h.group, h.durable_before, h.a] {
+            f.put_u64(v);
+        }
+        f.put_u64(0);
+        f.extend_from_slice(payload);
+        f.resize(FRAME_SIZE, 0);
+        let sum = frame_checksum(&f, PAGE_SIZE);
+        set_u64(&mut f, F_CHECKSUM, sum);
+        f
+    }
+
+    #[test]
+    fn a_frame_stores_its_payload_up_to_the_last_non_zero_byte() {
+        let head = FrameHead {
+            kind: KIND_PAGE,
+            salt: 5,
+            seq: 3,
+            txn: 2,
+            group: 2,
+            durable_before: 1,
+            a: 9,
+            stored: 0,
+        };
+        for (last, stored) in [
+            (Some(99), 100),
+            (Some(0), 1),
+            (None, 1),
+            (Some(7), 8),
+            (Some(8), 9),
+            (Some(4094), 4095usize),
+        ] {
+            let mut page = vec![0u8; PAGE_SIZE];
+            if let Some(i) = last {
+                page[i] = 0xAB;
+                page[i / 2] = 0x01;
+            }
+            for len in [PAGE_SIZE, 60, 13, 0] {
+                let p = &page[..len];
+                let want = p.iter().rposition(|&b| b != 0).map_or(1, |i| i + 1);
+                assert_eq!(stored_len(p), want, "{last:?} over {len} bytes");
+            }
+            let mut f = Vec::new();
+            encode_frame(&mut f, &head, &page);
+            assert_eq!(
+                f.len(),
+                FRAME_HEADER + stored.next_multiple_of(8),
+                "{last:?}"
+            );
+            assert_eq!(get_u16(&f, 6), Some(stored as u16));
+            // Followed by other bytes, as in the WAL.
+            f.extend_from_slice(&[0xEE; 100]);
+            let h = parse_frame(&f, 5, Some(3)).unwrap();
+            assert_eq!((h.stored, h.len(), h.page_no()), (stored, f.len() - 100, 9));
+            // Every stored byte and the length are covered by the checksum.
+            for i in [6, FRAME_HEADER, FRAME_HEADER + stored - 1] {
+                let mut bad = f.clone();
+                bad[i] ^= 0x10;
+                assert!(parse_frame(&bad, 5, Some(3)).is_err(), "byte {i}");
+            }
+            // A frame cut short is not a frame.
+            assert_eq!(
+                parse_frame(&f[..h.len() - 1], 5, Some(3)).err(),
+                Some("frame runs past the end of the WAL")
+            );
+        }
+        // A length beyond a page is refused before anything is read by it,
+        // even under a checksum that matches.
+        let mut f = Vec::new();
+        encode_frame(&mut f, &head, &[1u8; 100]);
+        f.resize(FRAME_HEADER + 8000, 1);
+        f[6..8].copy_from_slice(&5000u16.to_le_bytes());
+        let sum = frame_checksum(&f, 5000);
+        set_u64(&mut f, F_CHECKSUM, sum);
+        assert_eq!(
+            parse_frame(&f, 5, Some(3)).err(),
+            Some("frame stores more than a page")
+        );
     }
 
     /// A record ending in a CRC-32 of the rest (like the engine's meta record).
@@ -442,14 +628,15 @@ mod tests {
                 group: txn,
                 durable_before,
                 a: FrameHead::commit_a(60, 3),
+                stored: 0,
             };
             encode_frame(&mut f, &h, meta);
             f
         };
         let old = frame(11, 4, 0, &old_meta);
         let new = frame(22, 9, 4, &new_meta);
-        assert!(parse_frame(&old, 11, 7).is_ok());
-        assert!(parse_frame(&new, 22, 7).is_ok());
+        assert!(parse_frame(&old, 11, Some(7)).is_ok());
+        assert!(parse_frame(&new, 22, Some(7)).is_ok());
         // The write of `new` torn between header and payload.
         let mut mixed = new.clone();
         mixed[FRAME_HEADER..].copy_from_slice(&old[FRAME_HEADER..]);
@@ -463,7 +650,7 @@ mod tests {
         assert_eq!(crc(&mixed), crc(&new));
         // ... the frame checksum does.
         assert_eq!(
-            parse_frame(&mixed, 22, 7).err(),
+            parse_frame(&mixed, 22, Some(7)).err(),
             Some("frame checksum mismatch")
         );
     }

@@ -5,7 +5,8 @@
 //!
 //! - `outpost.db` holds two header slots (4 KiB blocks at offsets 0 and 4096)
 //!   and then page `n` at offset `8192 + (n - 1) * PAGE_SIZE`.
-//! - `outpost.wal` holds fixed-size frames (64-byte header + one page of payload).
+//! - `outpost.wal` holds frames (a 64-byte header, then a page or meta record
+//!   up to its last non-zero byte, padded to a multiple of 8).
 //!   A transaction is its page frames followed by one commit frame carrying the
 //!   meta record. Every frame carries the salt of the current header, so frames of
 //!   an earlier WAL generation are recognised and ignored.
@@ -65,12 +66,26 @@ pub const HEADER_BLOCK: u64 = 4096;
 pub const DATA_START: u64 = 2 * HEADER_BLOCK;
 /// Size of a WAL frame header.
 pub const FRAME_HEADER: usize = 64;
-/// Size of a WAL frame (header plus one page of payload).
+/// Size of the largest WAL frame (header plus a whole page of payload); in
+/// format version 2 every frame had this size.
 pub const FRAME_SIZE: usize = FRAME_HEADER + PAGE_SIZE;
 /// On-disk format version written in the header. Version 2 replaced the CRC-32
 /// of WAL frames and header slots with a 64-bit XXH64 checksum (see
-/// `format::frame_checksum` for why).
-pub const FORMAT_VERSION: u32 = 2;
+/// `format::frame_checksum` for why). Version 3 stores each frame's payload
+/// only up to its last non-zero byte (docs/design.md, "File store: layout").
+pub const FORMAT_VERSION: u32 = 3;
+/// Oldest format version this build opens: version 2 stores are read as
+/// they are (a version 2 frame is a version 3 frame storing a whole page)
+/// and get a version 3 header at their first checkpoint.
+pub const MIN_FORMAT_VERSION: u32 = 2;
+
+/// The byte length of the WAL frame that starts at the beginning of
+/// `frame` (its header is read, nothing is checked), or `None` if no frame
+/// header is there. For tests that damage particular frames of a WAL.
+#[doc(hidden)]
+pub fn wal_frame_len(frame: &[u8]) -> Option<usize> {
+    format::frame_head(frame).map(|h| h.len())
+}
 
 /// Options of [`FileStore::open`] and [`LocalFileStore::open`].
 #[derive(Clone)]

@@ -14,19 +14,22 @@ use super::{
 use crate::store::vfs::VfsFile;
 use crate::store::{MAX_META, PAGE_SIZE, PageBuf, PageNo, StoreError};
 
-/// Frames read per I/O during recovery.
-const RECOVERY_CHUNK_FRAMES: usize = 64;
+/// Bytes read per I/O during recovery.
+const RECOVERY_CHUNK: usize = 256 * 1024;
 
 /// The state the WAL replay leaves: the pages and meta record of every
 /// complete transaction, and where the valid log ends.
 #[derive(Default)]
 pub(super) struct Recovered {
-    /// The newest version of every replayed page and its frame's slot.
+    /// The newest version of every replayed page and its frame's offset.
     pub pages: HashMap<PageNo, (PageBuf, u64)>,
     /// The meta record of the last replayed transaction.
     pub meta: Option<Vec<u8>>,
-    /// Slot after the last complete transaction.
+    /// Sequence number after the last complete transaction (the frames it
+    /// replayed).
     pub end_slot: u64,
+    /// Byte offset after the last complete transaction.
+    pub end_off: u64,
     /// Highest group number seen in the valid prefix.
     pub last_group: u64,
     /// Highest transaction id seen in the valid prefix.
@@ -58,137 +61,199 @@ impl Recovered {
     }
 }
 
+/// A forward window over the WAL file, read in [`RECOVERY_CHUNK`]s.
+struct WalReader<'a> {
+    wal: &'a dyn VfsFile,
+    path: &'a str,
+    len: u64,
+    /// File offset of `buf[0]`.
+    base: u64,
+    buf: Vec<u8>,
+}
+
+impl WalReader<'_> {
+    /// The file's bytes from `off` on: at least `want` of them, unless the
+    /// file ends first. A short read (the file shrank underneath) reads as
+    /// zeros, which are never a frame.
+    fn at(&mut self, off: u64, want: usize) -> Result<&[u8], StoreError> {
+        let have = self.base + self.buf.len() as u64;
+        let need = (off + want as u64).min(self.len);
+        if off < self.base || need > have {
+            let n = self
+                .len
+                .saturating_sub(off)
+                .min(RECOVERY_CHUNK.max(want) as u64) as usize;
+            self.buf.resize(n, 0);
+            let got = self
+                .wal
+                .read_at(&mut self.buf, off)
+                .map_err(|e| io_err("read wal", self.path, e))?;
+            self.buf[got.min(n)..].fill(0);
+            self.base = off;
+        }
+        Ok(&self.buf[(off - self.base) as usize..])
+    }
+}
+
 /// Replays the WAL: every complete transaction of the current generation, in
 /// order, up to the first damaged frame or incomplete transaction. A damaged
 /// frame followed by a valid frame whose durability mark covers it is corruption.
+///
+/// Frames have different lengths, so after a damaged frame the next one's
+/// offset is unknown: the rest of the file is searched at every multiple of
+/// 8 (where every frame starts) for frames of this generation.
 fn recover_wal(wal: &dyn VfsFile, wal_path: &str, salt: u64) -> Result<Recovered, StoreError> {
     let len = wal
         .len()
         .map_err(|e| io_err("read wal length", wal_path, e))?;
-    let nslots = len / FRAME_SIZE as u64;
+    let mut r = WalReader {
+        wal,
+        path: wal_path,
+        len,
+        base: 0,
+        buf: Vec::new(),
+    };
     let mut rec = Recovered::default();
-    let mut pending: Vec<(PageNo, PageBuf)> = Vec::new();
-    let mut pending_txn: Option<u64> = None;
-    let mut last_txn: Option<u64> = None;
-    // First slot that is not part of the valid log, why, and the page it may name.
+    let mut pending = Pending::default();
+    let (mut off, mut seq) = (0u64, 0u64);
+    // The first frame that is not part of the valid log, why, and the page
+    // it may name.
     let mut stop: Option<(u64, String, Option<PageNo>)> = None;
-    let mut buf = vec![0u8; RECOVERY_CHUNK_FRAMES * FRAME_SIZE];
-    // Slots holding a frame header of this generation (valid or not).
-    let mut ours: Vec<u64> = Vec::new();
-    let mut slot = 0u64;
-    while slot < nslots {
-        let n = (nslots - slot).min(RECOVERY_CHUNK_FRAMES as u64) as usize;
-        let want = n * FRAME_SIZE;
-        let got = wal
-            .read_at(&mut buf[..want], slot * FRAME_SIZE as u64)
-            .map_err(|e| io_err("read wal", wal_path, e))?;
-        // A short read (file shrank underneath us) reads as zeros: no frames.
-        buf[got..want].fill(0);
-        for i in 0..n {
-            let s = slot + i as u64;
-            let f = &buf[i * FRAME_SIZE..(i + 1) * FRAME_SIZE];
-            let head = frame_head(f).filter(|h| h.salt == salt);
-            if head.is_some() {
-                ours.push(s);
+    while off + FRAME_HEADER as u64 <= len {
+        let f = r.at(off, FRAME_SIZE)?;
+        let parsed = parse_frame(f, salt, Some(seq)).and_then(|h| {
+            apply_frame(
+                &h,
+                &f[FRAME_HEADER..FRAME_HEADER + h.stored],
+                off,
+                &mut rec,
+                &mut pending,
+            )
+            .map(|()| h)
+        });
+        match parsed {
+            Ok(h) => {
+                off += h.len() as u64;
+                seq += 1;
             }
-            match &stop {
-                None => {
-                    let r = parse_frame(f, salt, s).and_then(|h| {
-                        apply_frame(
-                            &h,
-                            f,
-                            s,
-                            &mut rec,
-                            &mut pending,
-                            &mut pending_txn,
-                            &mut last_txn,
-                        )
-                    });
-                    if let Err(reason) = r {
-                        // Name the page if the header still looks like one of ours.
-                        let page = head.filter(|h| h.kind == KIND_PAGE).map(|h| h.page_no());
-                        stop = Some((s, reason.to_string(), page));
-                    }
-                }
-                Some((bad, reason, page)) => {
-                    if let Ok(h) = parse_frame(f, salt, s)
-                        && h.durable_before > rec.end_slot
-                    {
-                        let bad_off = bad * FRAME_SIZE as u64;
+            Err(reason) => {
+                // Name the page if the header still looks like one of ours.
+                let page = frame_head(f)
+                    .filter(|h| h.salt == salt && h.kind == KIND_PAGE)
+                    .map(|h| h.page_no());
+                stop = Some((off, reason.to_string(), page));
+                break;
+            }
+        }
+    }
+    // Frames of this generation after the replayed log: those of an
+    // unfinished transaction, and any found after the stop.
+    let mut dropped = pending.frames.len() as u64;
+    let mut dropped_end = pending.frames.last().map_or(rec.end_off, |(_, _, at)| {
+        // The unfinished transaction's frames run up to the stop (or EOF).
+        stop.as_ref().map_or(len.min(off), |s| s.0).max(*at)
+    });
+    if let Some((bad, reason, page)) = &stop {
+        let mut at = *bad;
+        while at + FRAME_HEADER as u64 <= len {
+            let f = r.at(at, FRAME_SIZE)?;
+            let Some(head) = frame_head(f).filter(|h| h.salt == salt) else {
+                at += 8;
+                continue;
+            };
+            dropped += 1;
+            let step = match parse_frame(f, salt, None) {
+                Ok(h) => {
+                    if at > *bad && h.durable_before > rec.end_slot {
                         return Err(StoreError::Corrupt {
                             file: wal_path.to_string(),
                             page: *page,
-                            offset: bad_off,
+                            offset: *bad,
                             reason: format!(
-                                "WAL frame {bad} at offset {bad_off} is unreadable ({reason}), but frame {s} \
+                                "WAL frame {} at offset {bad} is unreadable ({reason}), but frame {} \
                                  (group {}) records that frames before {} were already fsynced",
-                                h.group, h.durable_before
+                                seq, h.seq, h.group, h.durable_before
                             ),
                         });
                     }
+                    h.len() as u64
                 }
-            }
+                Err(_) => 8,
+            };
+            dropped_end = dropped_end.max((at + head.len() as u64).min(len));
+            at += step;
         }
-        slot += n as u64;
     }
-    let dropped = ours.iter().filter(|&&s| s >= rec.end_slot).count() as u64;
     if dropped > 0 {
         rec.dropped = Some(DroppedTail {
-            offset: rec.end_slot * FRAME_SIZE as u64,
+            offset: rec.end_off,
             frames: dropped,
-            bytes: dropped * FRAME_SIZE as u64,
+            bytes: dropped_end.saturating_sub(rec.end_off),
         });
     }
     Ok(rec)
 }
 
-/// Applies one valid frame to the replay state; `Err` if it does not continue
-/// the log consistently (treated like a damaged frame).
+/// The transaction being replayed: its page frames so far (page, buffer,
+/// offset), its id, and the id of the last complete one.
+#[derive(Default)]
+struct Pending {
+    frames: Vec<(PageNo, PageBuf, u64)>,
+    txn: Option<u64>,
+    last_txn: Option<u64>,
+}
+
+/// Applies one valid frame (its stored `payload`, at byte offset `at`) to
+/// the replay state; `Err` if it does not continue the log consistently
+/// (treated like a damaged frame).
 fn apply_frame(
     h: &FrameHead,
-    f: &[u8],
-    slot: u64,
+    payload: &[u8],
+    at: u64,
     rec: &mut Recovered,
-    pending: &mut Vec<(PageNo, PageBuf)>,
-    pending_txn: &mut Option<u64>,
-    last_txn: &mut Option<u64>,
+    pending: &mut Pending,
 ) -> Result<(), &'static str> {
     if h.group < rec.last_group {
         return Err("group number goes backwards");
     }
-    match *pending_txn {
+    match pending.txn {
         Some(t) if t != h.txn => return Err("frame of another transaction inside a transaction"),
-        None if last_txn.is_some_and(|l| h.txn <= l) => {
+        None if pending.last_txn.is_some_and(|l| h.txn <= l) => {
             return Err("transaction id goes backwards");
         }
         _ => {}
     }
-    let payload = &f[FRAME_HEADER..FRAME_SIZE];
     if h.kind == KIND_PAGE {
         let no = h.page_no();
         if no == 0 {
             return Err("page frame for page 0");
         }
-        *pending_txn = Some(h.txn);
-        pending.push((no, Arc::new(payload.to_vec())));
+        pending.txn = Some(h.txn);
+        let mut page = vec![0u8; PAGE_SIZE];
+        page[..payload.len()].copy_from_slice(payload);
+        pending.frames.push((no, Arc::new(page), at));
     } else {
         let meta_len = h.meta_len();
         if meta_len > MAX_META {
             return Err("commit frame with an oversized meta record");
         }
-        if h.count() != pending.len() as u64 {
+        if h.count() != pending.frames.len() as u64 {
             return Err("commit frame does not match its transaction's page count");
         }
-        let first = slot - pending.len() as u64;
-        for (i, (no, buf)) in pending.drain(..).enumerate() {
-            rec.pages.insert(no, (buf, first + i as u64));
+        for (no, buf, at) in pending.frames.drain(..) {
+            rec.pages.insert(no, (buf, at));
         }
         rec.txns += 1;
-        rec.meta = Some(payload[..meta_len].to_vec());
-        rec.end_slot = slot + 1;
+        // The stored payload ends at the record's last non-zero byte.
+        let mut meta = vec![0u8; meta_len];
+        let n = meta_len.min(payload.len());
+        meta[..n].copy_from_slice(&payload[..n]);
+        rec.meta = Some(meta);
+        rec.end_slot = h.seq + 1;
+        rec.end_off = at + h.len() as u64;
         rec.last_txn = h.txn;
-        *pending_txn = None;
-        *last_txn = Some(h.txn);
+        pending.txn = None;
+        pending.last_txn = Some(h.txn);
     }
     rec.last_group = h.group;
     Ok(())
@@ -241,11 +306,11 @@ pub(super) fn recover(
 ) -> Result<Recovered, StoreError> {
     let rec = recover_wal(wal, wp, header.salt)?;
     let limit = data_len / PAGE_SIZE as u64 + 2 * rec.pages.len() as u64 + PAGE_SLACK;
-    if let Some((&no, &(_, slot))) = rec.pages.iter().find(|(no, _)| **no > limit) {
+    if let Some((&no, &(_, at))) = rec.pages.iter().find(|(no, _)| **no > limit) {
         return Err(StoreError::Corrupt {
             file: wp.to_string(),
             page: Some(no),
-            offset: slot * FRAME_SIZE as u64,
+            offset: at,
             reason: format!(
                 "a WAL frame names page {no}, far beyond the data file and the WAL (at most {limit})"
             ),
@@ -257,7 +322,7 @@ pub(super) fn recover(
     let n = wal
         .read_at(&mut first, 0)
         .map_err(|e| io_err("read wal", wp, e))?;
-    if n == FRAME_SIZE && parse_frame(&first, header.next_salt, 0).is_ok() {
+    if parse_frame(&first[..n.min(FRAME_SIZE)], header.next_salt, Some(0)).is_ok() {
         let bad = 1 - active_slot;
         return Err(StoreError::Corrupt {
             file: dp.to_string(),

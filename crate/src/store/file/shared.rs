@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use crate::store::vfs::VfsFile;
 use crate::store::{PAGE_SIZE, PageBuf, PageLocation, PageNo, StoreError};
 
-use super::{DATA_START, FRAME_HEADER, FRAME_SIZE, FileStoreStats, io_err};
+use super::{DATA_START, FRAME_HEADER, FileStoreStats, io_err};
 
 /// The counters behind [`FileStoreStats`](super::FileStoreStats).
 #[derive(Default)]
@@ -29,7 +29,8 @@ pub(super) struct Stats {
 /// What readers see: the newest version of every page still in the WAL, the
 /// current meta record, and how many pages the data file holds.
 pub(super) struct View {
-    /// Pages whose newest version is in the WAL: the page and its frame's slot.
+    /// Pages whose newest version is in the WAL: the page and the byte
+    /// offset of its frame.
     pub wal_pages: HashMap<PageNo, (PageBuf, u64)>,
     pub meta: Option<Vec<u8>>,
     pub data_pages: u64,
@@ -142,10 +143,10 @@ impl Shared {
     /// Where the newest version of page `no` is kept.
     pub fn page_location(&self, no: PageNo) -> Option<PageLocation> {
         let view = self.view();
-        if let Some((_, slot)) = view.wal_pages.get(&no) {
+        if let Some((_, at)) = view.wal_pages.get(&no) {
             return Some(PageLocation {
                 file: self.wal_path.clone(),
-                offset: slot * FRAME_SIZE as u64 + FRAME_HEADER as u64,
+                offset: at + FRAME_HEADER as u64,
             });
         }
         (no >= 1 && no <= view.data_pages).then(|| PageLocation {

@@ -80,8 +80,10 @@ pub(super) struct Writer {
     /// Slot (0 or 1) holding `header`.
     active_slot: usize,
     wal_len: u64,
-    /// Next frame sequence number (= slot) of the current generation.
+    /// Next frame sequence number of the current generation.
     next_slot: u64,
+    /// Byte offset of the next frame.
+    next_off: u64,
     /// Frames with a smaller sequence number are known durable.
     durable_slots: u64,
     next_txn: u64,
@@ -90,11 +92,12 @@ pub(super) struct Writer {
     /// the data file may be referenced by a durable header.
     wrote_header: bool,
     /// Pages staged for the next commit: the newest staged buffer of each
-    /// and its frame's slot.
+    /// and its frame's offset.
     staged: HashMap<PageNo, (PageBuf, u64)>,
     /// Page frames at the end of the log (before `next_slot`) that belong to
-    /// the next commit's transaction.
+    /// the next commit's transaction, and their bytes (before `next_off`).
     staged_frames: u64,
+    staged_bytes: u64,
 }
 
 impl Writer {
@@ -116,12 +119,14 @@ impl Writer {
             active_slot,
             wal_len,
             next_slot: rec.end_slot,
+            next_off: rec.end_off,
             durable_slots: 0,
             next_txn: rec.last_txn + 1,
             next_group: rec.last_group + 1,
             wrote_header: false,
             staged: HashMap::new(),
             staged_frames: 0,
+            staged_bytes: 0,
         }
     }
 
@@ -171,7 +176,9 @@ impl Writer {
     /// drops); the next commit writes all its pages.
     fn drop_staged(&mut self) {
         self.next_slot -= self.staged_frames;
+        self.next_off -= self.staged_bytes;
         self.staged_frames = 0;
+        self.staged_bytes = 0;
         self.staged.clear();
     }
 
@@ -199,20 +206,25 @@ impl Writer {
             group: self.next_group,
             durable_before: self.durable_slots,
             a: 0,
+            stored: 0,
         };
         let mut buf = Vec::with_capacity(pages.len() * FRAME_SIZE);
+        let mut offsets = Vec::with_capacity(pages.len());
         for (no, page) in &pages {
             head.a = *no;
+            offsets.push(self.next_off + buf.len() as u64);
             encode_frame(&mut buf, &head, page);
             head.seq += 1;
         }
         self.write_frames(&buf)?;
         let n = pages.len() as u64;
-        for (i, (no, page)) in pages.into_iter().enumerate() {
-            self.staged.insert(no, (page, self.next_slot + i as u64));
+        for ((no, page), at) in pages.into_iter().zip(offsets) {
+            self.staged.insert(no, (page, at));
         }
         self.next_slot += n;
+        self.next_off += buf.len() as u64;
         self.staged_frames += n;
+        self.staged_bytes += buf.len() as u64;
         let st = &self.shared.stats;
         st.staged_frames.fetch_add(n, Ordering::Relaxed);
         st.wal_bytes_written
@@ -224,11 +236,11 @@ impl Writer {
         self.sync_wal()
     }
 
-    /// Writes encoded frames at `next_slot`, growing the WAL file first if
+    /// Writes encoded frames at `next_off`, growing the WAL file first if
     /// they reach past its end.
     fn write_frames(&mut self, buf: &[u8]) -> Result<(), StoreError> {
         let wal_path = self.shared.wal_path.clone();
-        let off = self.next_slot * FRAME_SIZE as u64;
+        let off = self.next_off;
         let end = off + buf.len() as u64;
         if end > self.wal_len {
             // Grow in large steps so later appends overwrite allocated blocks.
@@ -337,6 +349,7 @@ impl Writer {
         self.header = next;
         self.active_slot = slot;
         self.next_slot = 0;
+        self.next_off = 0;
         self.durable_slots = 0;
         shared.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -346,7 +359,7 @@ impl Writer {
     /// [`FileStoreOptions::checkpoint_wal_bytes`] (and the store is not
     /// poisoned): the moment to checkpoint.
     pub(super) fn wants_checkpoint(&self) -> bool {
-        self.next_slot * FRAME_SIZE as u64 >= self.opts.checkpoint_wal_bytes
+        self.next_off >= self.opts.checkpoint_wal_bytes
             && self.shared.poisoned().is_none()
             // Not between staged pages and their commit (it would drop them).
             && self.staged_frames == 0
@@ -567,11 +580,11 @@ impl Writer {
                 std::mem::take(&mut self.staged_frames),
             )
         };
-        // Where each page's newest frame lands, for the readers' view: what
-        // replay would install.
+        // Where each page's newest frame lands (its offset), for the
+        // readers' view: what replay would install.
         let mut placed: Vec<(PageNo, PageBuf, u64)> = staged
             .iter()
-            .map(|(no, (buf, slot))| (*no, buf.clone(), *slot))
+            .map(|(no, (buf, at))| (*no, buf.clone(), *at))
             .collect();
         let mut kept = 0u64;
         let frames: usize = commits.iter().map(|c| c.pages.len() + 1).sum();
@@ -592,6 +605,7 @@ impl Writer {
                     group,
                     durable_before: self.durable_slots,
                     a: 0,
+                    stored: 0,
                 };
                 let mut count = if i == 0 { staged_frames as usize } else { 0 };
                 for (no, page) in &c.pages {
@@ -600,8 +614,8 @@ impl Writer {
                         continue;
                     }
                     head.a = *no;
+                    placed.push((*no, page.clone(), self.next_off + buf.len() as u64));
                     encode_frame(&mut buf, &head, page);
-                    placed.push((*no, page.clone(), head.seq));
                     head.seq += 1;
                     count += 1;
                 }
@@ -612,6 +626,7 @@ impl Writer {
             }
             self.write_frames(&buf)?;
             self.next_slot = seq;
+            self.next_off += buf.len() as u64;
             let st = &self.shared.stats;
             st.groups.fetch_add(1, Ordering::Relaxed);
             st.commits
@@ -625,10 +640,10 @@ impl Writer {
         }
         if !commits.is_empty() {
             let mut view = self.shared.view_mut();
-            // In slot order, so a page's later frame wins as in replay.
-            placed.sort_unstable_by_key(|(_, _, slot)| *slot);
-            for (no, page, slot) in placed {
-                view.wal_pages.insert(no, (page, slot));
+            // In log order, so a page's later frame wins as in replay.
+            placed.sort_unstable_by_key(|(_, _, at)| *at);
+            for (no, page, at) in placed {
+                view.wal_pages.insert(no, (page, at));
             }
             if let Some(c) = commits.last() {
                 view.meta = Some(c.meta.clone());
