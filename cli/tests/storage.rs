@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use common::{fails, ok, outpost, run, run_in, text};
 
 use outpost::store::fault::FaultVfs;
-use outpost::store::file::{FileStore, FileStoreOptions};
+use outpost::store::file::{FileStore, FileStoreOptions, wal_frame_len};
 use outpost::store::{Commit, Durability, PAGE_SIZE, PageStore};
 use outpost_testkit::TempDir;
 
@@ -202,13 +202,14 @@ fn check_reports_a_dropped_wal_tail() {
         // The image as the crash left it: the dropped commit's last frame torn.
         let mut files = vfs.current_files();
         let wal = files.get_mut(&db.join("outpost.wal")).unwrap();
-        let frame = 64 + PAGE_SIZE;
-        let commits_frames = wal
-            .chunks(frame)
-            .position(|f| f.iter().all(|&b| b == 0))
-            .unwrap();
-        let last = (commits_frames - 1) * frame;
-        wal[last + 100] ^= 0xFF;
+        // Frames follow each other from offset 0, each as long as its
+        // header says; the log ends where no frame header follows.
+        let (mut at, mut last) = (0, 0);
+        while let Some(len) = wal_frame_len(&wal[at..]) {
+            (last, at) = (at, at + len);
+        }
+        // A byte of the commit frame's meta record.
+        wal[last + 64 + 1] ^= 0xFF;
         std::fs::create_dir_all(&db).unwrap();
         for (path, bytes) in files {
             std::fs::write(&path, bytes).unwrap();
@@ -219,7 +220,9 @@ fn check_reports_a_dropped_wal_tail() {
     let err = text(&out.stderr);
     let report = ok(out);
     assert!(
-        err.contains("warning: the write-ahead log ends in 12480 bytes (3 frames"),
+        // Two whole pages (4,160 bytes each) and a commit frame storing the
+        // 22-byte meta record (88 bytes).
+        err.contains("warning: the write-ahead log ends in 8408 bytes (3 frames"),
         "{err}"
     );
     assert!(report.contains("\"dropped_tail\""), "{report}");
