@@ -31,6 +31,8 @@ use crate::store::{MAX_META, PAGE_SIZE, PageNo, StoreError};
 
 const HEADER_MAGIC: [u8; 8] = *b"OUTPSTDB";
 const FRAME_MAGIC: u32 = 0x4657_504F; // "OPWF" little-endian
+/// The first four bytes of every frame.
+pub(super) const FRAME_MAGIC_BYTES: [u8; 4] = FRAME_MAGIC.to_le_bytes();
 pub(super) const KIND_PAGE: u8 = 1;
 pub(super) const KIND_COMMIT: u8 = 2;
 

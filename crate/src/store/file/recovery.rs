@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::format::{
-    FrameHead, Header, KIND_PAGE, frame_head, parse_frame, read_header, slot_offset,
+    FRAME_MAGIC_BYTES, FrameHead, Header, KIND_PAGE, frame_head, parse_frame, read_header,
+    slot_offset,
 };
 use super::{
     DATA_START, DroppedTail, FRAME_HEADER, FRAME_SIZE, HEADER_BLOCK, RecoveryReport, io_err,
@@ -157,6 +158,17 @@ fn recover_wal(wal: &dyn VfsFile, wal_path: &str, salt: u64) -> Result<Recovered
         let mut at = *bad;
         while at + FRAME_HEADER as u64 <= len {
             let f = r.at(at, FRAME_SIZE)?;
+            // Most of the rest is zeros or older frames' payloads: skip to
+            // the next multiple of 8 holding the frame magic, within what
+            // is read.
+            let skip = f
+                .chunks_exact(8)
+                .take_while(|w| w[..4] != FRAME_MAGIC_BYTES)
+                .count();
+            if skip > 0 {
+                at += 8 * skip as u64;
+                continue;
+            }
             let Some(head) = frame_head(f).filter(|h| h.salt == salt) else {
                 at += 8;
                 continue;
