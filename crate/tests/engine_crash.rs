@@ -209,6 +209,8 @@ fn count_ops(steps: &[Step]) -> u64 {
         // of their commit, and commits that did not write them again.
         let st = db.store().stats();
         assert!(st.staged_frames > 0 && st.staged_kept > 0, "{st:?}");
+        // And checkpoints, so that crashes land in them too.
+        assert!(st.checkpoints >= 8, "{st:?}");
         db.close().await.unwrap();
     });
     vfs.op_count()
