@@ -575,6 +575,8 @@ impl Writer {
         let (staged, staged_frames) = if commits.is_empty() {
             (HashMap::new(), 0)
         } else {
+            // From here on they are the commit's frames, not staged ones.
+            self.staged_bytes = 0;
             (
                 std::mem::take(&mut self.staged),
                 std::mem::take(&mut self.staged_frames),
