@@ -209,8 +209,10 @@ fn count_ops(steps: &[Step]) -> u64 {
         // of their commit, and commits that did not write them again.
         let st = db.store().stats();
         assert!(st.staged_frames > 0 && st.staged_kept > 0, "{st:?}");
-        // And checkpoints, so that crashes land in them too.
-        assert!(st.checkpoints >= 8, "{st:?}");
+        // And checkpoints beyond the one at open, so that crashes land in
+        // them too (8 to 14 over the 24 workloads here, 7 seen in CI: how
+        // commits group depends on timing, and with it the WAL bytes).
+        assert!(st.checkpoints >= 3, "{st:?}");
         db.close().await.unwrap();
     });
     vfs.op_count()
