@@ -94,6 +94,11 @@ struct Args {
     /// (`FileStoreOptions::stage_after_ops`; 0 turns it off, for an A/B).
     #[arg(long, value_name = "N")]
     stage_after_ops: Option<usize>,
+    /// Outpost's lone commits written in the caller's thread
+    /// (`FileStoreOptions::inline_commit`, default true; false hands every
+    /// commit to the WAL writer thread, for an A/B).
+    #[arg(long, value_name = "BOOL")]
+    inline_commit: Option<bool>,
 }
 
 /// An engine under test, in the table's column order.
@@ -441,11 +446,15 @@ fn outpost_case(
     docs: u64,
     limit: Duration,
     stage_after_ops: Option<usize>,
+    inline_commit: Option<bool>,
 ) -> Result<Measured, BoxError> {
     let db = rt.block_on(async {
         let mut opts = FileStoreOptions::default();
         if let Some(n) = stage_after_ops {
             opts.stage_after_ops = n;
+        }
+        if let Some(b) = inline_commit {
+            opts.inline_commit = b;
         }
         let store = FileStore::open(dir, opts)?;
         Ok::<_, BoxError>(Database::open(store, OpenOptions::default()).await?)
@@ -497,6 +506,7 @@ fn outpost_case(
         checkpoints: after.checkpoints - before.checkpoints,
         staged_frames: after.staged_frames - before.staged_frames,
         staged_kept: after.staged_kept - before.staged_kept,
+        inline_commits: after.inline_commits - before.inline_commits,
     };
     let count = rt.block_on(async {
         let count = db.count().await?;
@@ -607,7 +617,15 @@ fn main() -> Result<(), BoxError> {
             let d = scratch.0.join(format!("{}-{tag}", name.to_lowercase()));
             std::fs::create_dir_all(&d)?;
             let m = match engine {
-                Engine::Outpost => outpost_case(&rt, &d, case, docs, limit, args.stage_after_ops)?,
+                Engine::Outpost => outpost_case(
+                    &rt,
+                    &d,
+                    case,
+                    docs,
+                    limit,
+                    args.stage_after_ops,
+                    args.inline_commit,
+                )?,
                 Engine::Sqlite => sqlite_case::run(&d, case, docs, limit)?,
                 Engine::Redb => redb_case::run(&d, case, docs, limit)?,
             };
@@ -675,13 +693,13 @@ fn main() -> Result<(), BoxError> {
         println!("Outpost file-store counters over each run:");
         println!();
         println!(
-            "| case | docs | commits | groups (WAL writes) | docs/group | fsyncs | WAL KiB/doc | checkpoints | pages staged | kept by the commit |"
+            "| case | docs | commits | groups (WAL writes) | docs/group | fsyncs | WAL KiB/doc | checkpoints | pages staged | kept by the commit | written in the caller's thread |"
         );
-        println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
         for (case, [o, _, _]) in &rows {
             if let Some((m, st)) = o.as_ref().and_then(|m| m.store.map(|st| (m, st))) {
                 println!(
-                    "| {case} | {} | {} | {} | {:.1} | {} | {:.1} | {} | {} | {} |",
+                    "| {case} | {} | {} | {} | {:.1} | {} | {:.1} | {} | {} | {} | {} |",
                     m.docs,
                     st.commits,
                     st.groups,
@@ -690,7 +708,8 @@ fn main() -> Result<(), BoxError> {
                     st.wal_bytes_written as f64 / 1024.0 / m.docs.max(1) as f64,
                     st.checkpoints,
                     st.staged_frames,
-                    st.staged_kept
+                    st.staged_kept,
+                    st.inline_commits
                 );
             }
         }

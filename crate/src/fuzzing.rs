@@ -22,8 +22,9 @@ use crate::cv::{ChangeVector, DbId};
 use crate::db::{Database, OpenOptions, Origin};
 use crate::doc::{self, Arrival, DocFlags, DocumentMeta, RawVersion};
 use crate::store::fault::{FaultVfs, FileImages};
-use crate::store::file::{DATA_FILE, FRAME_HEADER, FileStore, FileStoreOptions};
-use crate::store::file::{HEADER_BLOCK, WAL_FILE};
+use crate::store::file::{
+    DATA_FILE, FileStore, FileStoreOptions, WAL_FILE, reseal_headers, reseal_wal,
+};
 use crate::store::{Commit, Durability, MAX_META, MemoryStore, PAGE_SIZE, PageStore};
 use crate::sync::frame::{Frame, MAX_FRAME_BYTES, WireDoc};
 
@@ -327,8 +328,8 @@ pub fn check_file_store(data: &[u8]) {
     let rest = &data[4..];
     let n = (n as usize).min(rest.len());
     let (mut dat, mut wal) = (rest[..n].to_vec(), rest[n..].to_vec());
-    seal_headers(&mut dat);
-    seal_frames(&mut wal);
+    reseal_headers(&mut dat);
+    reseal_wal(&mut wal);
     let mut files = FileImages::new();
     files.insert(Path::new(DIR).join(DATA_FILE), dat);
     if !wal.is_empty() {
@@ -346,43 +347,6 @@ pub fn check_file_store(data: &[u8]) {
             read_all(&db).await;
         }
     });
-}
-
-/// Offset of the checksum in a header slot (docs in store/file/format.rs).
-const H_CHECKSUM: usize = 48 + MAX_META;
-
-fn seal_headers(dat: &mut [u8]) {
-    for slot in [0, HEADER_BLOCK as usize] {
-        if dat.len() >= slot + H_CHECKSUM + 8 {
-            let h = &mut dat[slot..];
-            let sum = xxhash_rust::xxh64::xxh64(&h[..H_CHECKSUM], 0);
-            set_u64(h, H_CHECKSUM, sum);
-        }
-    }
-}
-
-/// Frame checksum: `XXH64(header bytes 0..56 ++ XXH64(stored payload))`,
-/// over the frames that follow each other from offset 0 (each the length
-/// its header's `stored` field gives: 0 is a whole page).
-fn seal_frames(wal: &mut [u8]) {
-    let mut at = 0;
-    while at + FRAME_HEADER <= wal.len() {
-        let stored = match u16::from_le_bytes([wal[at + 6], wal[at + 7]]) {
-            0 => PAGE_SIZE,
-            n => usize::from(n).min(PAGE_SIZE),
-        };
-        if at + FRAME_HEADER + stored > wal.len() {
-            break;
-        }
-        let f = &mut wal[at..];
-        let mut b = [0u8; 64];
-        b[..56].copy_from_slice(&f[..56]);
-        let payload = xxhash_rust::xxh64::xxh64(&f[FRAME_HEADER..FRAME_HEADER + stored], 0);
-        set_u64(&mut b, 56, payload);
-        let sum = xxhash_rust::xxh64::xxh64(&b, 0);
-        set_u64(f, 56, sum);
-        at += FRAME_HEADER + stored.next_multiple_of(8);
-    }
 }
 
 // ---------------------------------------------------------------------------

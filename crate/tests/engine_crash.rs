@@ -209,6 +209,13 @@ fn count_ops(steps: &[Step]) -> u64 {
         // of their commit, and commits that did not write them again.
         let st = db.store().stats();
         assert!(st.staged_frames > 0 && st.staged_kept > 0, "{st:?}");
+        // And both ways of writing a commit: lone transactions in this
+        // thread, concurrent ones (and those that staged pages) by the
+        // writer thread.
+        assert!(
+            st.inline_commits > 0 && st.inline_commits < st.commits,
+            "{st:?}"
+        );
         // And checkpoints beyond the one at open, so that crashes land in
         // them too (8 to 14 over the 24 workloads here, 7 seen in CI: how
         // commits group depends on timing, and with it the WAL bytes).
@@ -315,6 +322,57 @@ fn a_failed_transaction_after_staging_leaves_nothing() {
         assert_eq!(doc_ids(&db).await, before);
         let rep = db.integrity_check().await.unwrap();
         assert!(rep.is_ok(), "{:?}", rep.problems);
+    });
+}
+
+/// A lone transaction's commit is written in the caller's thread; writers
+/// that arrive together on one executor thread still form groups (the
+/// flusher lets them run before it commits, else each would commit alone,
+/// one after the other, in that thread).
+#[test]
+fn lone_transactions_commit_in_the_callers_thread_and_concurrent_ones_group() {
+    let vfs = Arc::new(FaultVfs::new());
+    // No checkpoint during the test: the writer thread has nothing to do
+    // but what it is sent.
+    let opts = |vfs: Arc<FaultVfs>| FileStoreOptions {
+        vfs,
+        ..FileStoreOptions::default()
+    };
+    let store = FileStore::open(DIR, opts(vfs.clone())).unwrap();
+    block_on(async {
+        let db = Database::open(store, db_opts()).await.unwrap();
+        let before = db.store().stats();
+        for i in 0..20 {
+            db.put(&format!("one/{i:02}"), json!({ "i": i }))
+                .await
+                .unwrap();
+        }
+        let st = db.store().stats();
+        assert_eq!(st.commits - before.commits, 20, "{st:?}");
+        assert_eq!(st.inline_commits - before.inline_commits, 20, "{st:?}");
+        let before = st;
+        let writes = (0..40).map(|i| {
+            let db = db.clone();
+            async move { db.put(&format!("many/{i:02}"), json!({ "i": i })).await }
+        });
+        for r in futures::future::join_all(writes).await {
+            r.unwrap();
+        }
+        let st = db.store().stats();
+        assert!(st.commits - before.commits <= 4, "no grouping: {st:?}");
+        assert_eq!(db.count().await.unwrap(), 60);
+        db.close().await.unwrap();
+    });
+    // Every acknowledged write is in the synced bytes.
+    let store = FileStore::open(
+        DIR,
+        opts(Arc::new(FaultVfs::with_files(vfs.durable_files()))),
+    )
+    .unwrap();
+    block_on(async {
+        let db = Database::open(store, db_opts()).await.unwrap();
+        assert_eq!(db.count().await.unwrap(), 60);
+        assert!(db.integrity_check().await.unwrap().is_ok());
     });
 }
 

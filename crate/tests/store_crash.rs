@@ -204,9 +204,12 @@ fn run_with_stats(w: &Workload, vfs: &FaultVfs, stop_on_error: bool) -> (Outcome
     for step in &w.steps {
         let mut ok = true;
         match step {
+            // A lone commit, as the engine makes one when no other
+            // transaction waits: written in this thread while the writer
+            // thread is idle (`FileStoreOptions::inline_commit`).
             Step::One(s) => {
                 out.issued = s.id;
-                let r = block_on(store.commit(w.commit_of(s)));
+                let r = block_on(store.commit_alone(w.commit_of(s)));
                 if r.is_ok() && s.durable {
                     out.floor = s.id;
                 }
@@ -223,9 +226,18 @@ fn run_with_stats(w: &Workload, vfs: &FaultVfs, stop_on_error: bool) -> (Outcome
                 }
             }
             Step::RelaxedThenSync(v) => {
-                for s in v {
+                for (i, s) in v.iter().enumerate() {
                     out.issued = s.id;
-                    ok &= out.note(block_on(store.commit(w.commit_of(s))));
+                    let c = w.commit_of(s);
+                    // Both ways, one after the other: a commit handed to
+                    // the writer thread, then a lone one that must wait
+                    // for it (or find it written).
+                    let r = if i % 2 == 0 {
+                        block_on(store.commit(c))
+                    } else {
+                        block_on(store.commit_alone(c))
+                    };
+                    ok &= out.note(r);
                 }
                 let r = block_on(store.sync());
                 if r.is_ok() {
@@ -353,6 +365,12 @@ fn crash_every_op(seeds: &[u64], commits: u64, images_per_crash: usize) -> (u64,
         );
         // The workload must exercise checkpoints and relaxed (fsync-free) groups.
         assert!(stats.checkpoints >= 3, "seed {seed}: {stats:?}");
+        // And commits written in the caller's thread as well as by the
+        // writer thread.
+        assert!(
+            stats.inline_commits > 0 && stats.inline_commits < stats.commits,
+            "seed {seed}: {stats:?}"
+        );
         assert!(
             stats.fsyncs < stats.groups + 2 * stats.checkpoints,
             "seed {seed}: {stats:?}"
@@ -813,6 +831,88 @@ fn group_commit_on_real_files() {
     assert_eq!(check_state(&w, &store, &|| "reopened".into()), 60);
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Where a lone commit (`PageStore::commit_alone`) is written: in the
+/// caller's thread when the writer thread is idle and the commit small;
+/// otherwise by the writer thread, after every request sent before it.
+#[test]
+fn lone_commits_are_written_in_the_callers_thread_when_the_writer_is_idle() {
+    let vfs = FaultVfs::new();
+    let store = FileStore::open(DIR, opts(&vfs)).unwrap();
+    let page = |id: u64, no: u64| (no, Arc::new(page_content(id, no)));
+    let commit = |id: u64, pages: Vec<u64>| Commit {
+        pages: pages.into_iter().map(|no| page(id, no)).collect(),
+        meta: self_checked_meta(id),
+        durability: Durability::Durable,
+    };
+    assert!(store.commits_alone());
+    block_on(store.commit_alone(commit(1, vec![1, 2]))).unwrap();
+    assert_eq!(store.stats().inline_commits, 1);
+    assert_eq!(
+        block_on(store.read_page(2)).unwrap()[..],
+        page_content(1, 2)[..]
+    );
+    // Pages staged for it: the writer thread has a request in flight, or
+    // staged frames, so the commit goes to it and finds them in order.
+    let c = commit(2, vec![3, 4]);
+    store.stage(vec![c.pages[0].clone()]);
+    block_on(store.commit_alone(c)).unwrap();
+    let st = store.stats();
+    assert_eq!(
+        (st.inline_commits, st.commits, st.staged_kept),
+        (1, 2, 1),
+        "{st:?}"
+    );
+    // More pages than a lone commit writes in the caller's thread.
+    block_on(store.commit_alone(commit(3, (1..=17).collect()))).unwrap();
+    assert_eq!(store.stats().inline_commits, 1);
+    // The writer thread may still be busy with it (a checkpoint after it):
+    // lone commits go to the thread until it is idle again.
+    let mut id = 4;
+    while store.stats().inline_commits < 2 {
+        assert!(id < 400, "no lone commit in this thread after a busy spell");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        block_on(store.commit_alone(commit(id, vec![5]))).unwrap();
+        id += 1;
+    }
+    let last = id - 1;
+    assert_eq!(
+        block_on(store.read_meta()).unwrap(),
+        Some(self_checked_meta(last))
+    );
+    let durable = vfs.durable_files();
+    block_on(store.close()).unwrap();
+    assert!(matches!(
+        block_on(store.commit_alone(commit(id, vec![1]))),
+        Err(StoreError::Closed)
+    ));
+    // Everything acknowledged survives a crash that keeps only synced bytes.
+    let store = FileStore::open(DIR, opts(&FaultVfs::with_files(durable))).unwrap();
+    assert_eq!(
+        block_on(store.read_meta()).unwrap(),
+        Some(self_checked_meta(last))
+    );
+    assert_eq!(
+        block_on(store.read_page(3)).unwrap()[..],
+        page_content(3, 3)[..]
+    );
+    assert_eq!(
+        block_on(store.read_page(5)).unwrap()[..],
+        page_content(last, 5)[..]
+    );
+    drop(store);
+    // Turned off: every commit goes to the writer thread.
+    let vfs = FaultVfs::new();
+    let off = FileStoreOptions {
+        inline_commit: false,
+        ..opts(&vfs)
+    };
+    let store = FileStore::open(DIR, off).unwrap();
+    assert!(!store.commits_alone());
+    block_on(store.commit_alone(commit(1, vec![1]))).unwrap();
+    let st = store.stats();
+    assert_eq!((st.inline_commits, st.commits), (0, 1), "{st:?}");
 }
 
 #[test]

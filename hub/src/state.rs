@@ -147,8 +147,14 @@ impl DbHandle {
         };
         // The store holds the exclusive lock `dir/LOCK` for as long as it is
         // open: a second hub, a CLI, anything else is refused.
-        let store = FileStore::open(dir, FileStoreOptions::default())
-            .map_err(|e| store_open_error(name, e))?;
+        // Commits stay on the writer thread: a lone commit written in the
+        // caller's thread would block a runtime worker, and the sessions
+        // on it, for the length of an fsync.
+        let opts = FileStoreOptions {
+            inline_commit: false,
+            ..FileStoreOptions::default()
+        };
+        let store = FileStore::open(dir, opts).map_err(|e| store_open_error(name, e))?;
         if let Some(t) = store.recovery().dropped_tail {
             tracing::warn!(
                 database = name,

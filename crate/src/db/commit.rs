@@ -5,6 +5,7 @@
 //! commit observer ([`Database::watch_commits`]).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures::channel::oneshot;
 
@@ -46,12 +47,25 @@ impl<S: PageStore> Database<S> {
                 }
                 None => {
                     let guard = FlushGuard { inner: &self.inner };
+                    if self.alone() {
+                        // Before committing alone, let every task that is
+                        // ready run once: writers that arrived together
+                        // (tasks on one executor thread, which a commit in
+                        // this thread would block) then join this group.
+                        YieldOnce(false).await;
+                    }
                     let r = self.flush().await;
                     drop(guard);
                     r?;
                 }
             }
         }
+    }
+
+    /// Whether a flush now would be a lone commit: the store does something
+    /// for those, and no other transaction is under way.
+    fn alone(&self) -> bool {
+        self.inner.store.commits_alone() && self.inner.txns.load(Ordering::Acquire) <= 1
     }
 
     /// Takes the working generation's pages and commits them as one store commit.
@@ -158,11 +172,16 @@ impl<S: PageStore> Database<S> {
             w.asked_durable = false;
             w.asked_relaxed = 0;
             w.flushed_seq = seq;
-            let fut = self.inner.store.commit(Commit {
+            let commit = Commit {
                 pages,
                 meta: meta.encode(),
                 durability,
-            });
+            };
+            let fut = if self.alone() {
+                self.inner.store.commit_alone(commit)
+            } else {
+                self.inner.store.commit(commit)
+            };
             (fut, meta, seq, erased_late, trimmed)
         };
         match fut.await {
@@ -240,6 +259,44 @@ impl<S: PageStore> Database<S> {
         };
         self.inner.store.close().await?;
         flushed.and(synced)
+    }
+}
+
+/// Counts a transaction in `Inner::txns` while it lives (see
+/// [`Database::alone`]).
+pub(super) struct TxnCount<'a, S> {
+    inner: &'a Inner<S>,
+}
+
+impl<'a, S> TxnCount<'a, S> {
+    pub(super) fn enter(inner: &'a Inner<S>) -> TxnCount<'a, S> {
+        inner.txns.fetch_add(1, Ordering::AcqRel);
+        TxnCount { inner }
+    }
+}
+
+impl<S> Drop for TxnCount<'_, S> {
+    fn drop(&mut self) {
+        self.inner.txns.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A future that is pending once (waking itself), then ready: every other
+/// task ready on the executor runs before this one goes on.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 

@@ -144,6 +144,11 @@ struct Inner<S> {
     /// Document records reads met that do not decode, by key
     /// ([`Database::unreadable_seen`]).
     unreadable: Mutex<BTreeMap<Vec<u8>, UnreadableRecord>>,
+    /// Transactions between the start of their commit and its end (waiting
+    /// for the writer lock, applying, or waiting to be durable): a flush
+    /// with at most one asks the store for a lone commit
+    /// ([`PageStore::commit_alone`]).
+    txns: std::sync::atomic::AtomicUsize,
 }
 
 impl<S> Inner<S> {
@@ -252,6 +257,7 @@ impl<S: PageStore> Database<S> {
             durability: opts.durability,
             commits: Publisher::new(meta.last_etag),
             unreadable: Mutex::new(BTreeMap::new()),
+            txns: std::sync::atomic::AtomicUsize::new(0),
         };
         // Load the persisted free list.
         {

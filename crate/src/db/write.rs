@@ -127,6 +127,7 @@ impl<S: PageStore> Database<S> {
     ) -> Result<CommitInfo, Error> {
         let seq;
         let mut results = Vec::with_capacity(prepared.len());
+        let _counted = super::commit::TxnCount::enter(&self.inner);
         {
             let mut w = self.inner.writer.lock().await;
             self.check_writable()?;

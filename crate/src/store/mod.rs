@@ -211,6 +211,28 @@ pub trait PageStore: MaybeSend + MaybeSync + 'static {
     /// further commits ([`StoreError::Poisoned`]) until reopened.
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// [`commit`](Self::commit), called by the engine when no other
+    /// transaction waits for the store (a lone writer): a store that
+    /// normally hands commits to another thread may do this one's I/O in
+    /// the caller's thread instead, saving the two thread wake-ups of the
+    /// hand-off, since there is nothing for the caller to do meanwhile.
+    /// The same contract as `commit` (order, durability, poisoning).
+    ///
+    /// Called only if [`commits_alone`](Self::commits_alone) is true. The
+    /// default calls `commit`.
+    fn commit_alone(&self, commit: Commit) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.commit(commit)
+    }
+
+    /// Whether this store does anything different in
+    /// [`commit_alone`](Self::commit_alone) (default `false`). When true,
+    /// the engine makes sure a transaction is alone before calling it: it
+    /// lets other ready tasks run once, so that writers that arrive
+    /// together still form one group.
+    fn commits_alone(&self) -> bool {
+        false
+    }
+
     /// Durability barrier: resolves once every commit made so far is durable.
     fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
@@ -309,6 +331,12 @@ impl<S: PageStore + ?Sized> PageStore for Arc<S> {
     }
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).commit(commit)
+    }
+    fn commit_alone(&self, commit: Commit) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).commit_alone(commit)
+    }
+    fn commits_alone(&self) -> bool {
+        (**self).commits_alone()
     }
     fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).sync()

@@ -326,6 +326,46 @@ pub(super) fn encode_frame(out: &mut Vec<u8>, h: &FrameHead, payload: &[u8]) {
     set_u64(f, F_CHECKSUM, sum);
 }
 
+/// Sets the checksum of the frame at the start of `f` to match its bytes
+/// (its header's `stored` length, capped at a page): for tests and the
+/// fuzzer, which change frames and seal them again. Returns the frame's
+/// length, or `None` if `f` does not hold a whole frame.
+#[cfg(all(
+    not(target_arch = "wasm32"),
+    any(test, feature = "fuzzing", feature = "testing")
+))]
+pub(super) fn reseal_frame(f: &mut [u8]) -> Option<usize> {
+    if f.len() < FRAME_HEADER {
+        return None;
+    }
+    let stored = match u16::from_le_bytes([f[6], f[7]]) {
+        0 => PAGE_SIZE,
+        n => usize::from(n).min(PAGE_SIZE),
+    };
+    let len = frame_len(stored);
+    if f.len() < len {
+        return None;
+    }
+    let sum = frame_checksum(f, stored);
+    set_u64(f, F_CHECKSUM, sum);
+    Some(len)
+}
+
+/// Sets the checksum of the header slot at the start of `h` to match its
+/// bytes (see [`reseal_frame`]); false if `h` is too short.
+#[cfg(all(
+    not(target_arch = "wasm32"),
+    any(test, feature = "fuzzing", feature = "testing")
+))]
+pub(super) fn reseal_header(h: &mut [u8]) -> bool {
+    if h.len() < HEADER_LEN {
+        return false;
+    }
+    let sum = xxh64(&h[..H_CHECKSUM], SEED);
+    set_u64(h, H_CHECKSUM, sum);
+    true
+}
+
 /// The header fields of a frame, if it has the frame magic; no other check.
 pub(super) fn frame_head(f: &[u8]) -> Option<FrameHead> {
     decode_frame_head(f).ok().flatten()
@@ -451,6 +491,50 @@ mod tests {
             xxh64(&pattern(103, 13), 0x1234_5678_90AB_CDEF),
             0x2787_129C_76B8_3F89
         );
+    }
+
+    #[test]
+    fn a_changed_frame_resealed_is_valid_again() {
+        let head = FrameHead {
+            kind: KIND_PAGE,
+            salt: 7,
+            seq: 3,
+            txn: 2,
+            group: 1,
+            durable_before: 0,
+            a: 9,
+            stored: 0,
+        };
+        let mut wal = Vec::new();
+        encode_frame(&mut wal, &head, &pattern(300, 3));
+        encode_frame(
+            &mut wal,
+            &FrameHead { seq: 4, ..head },
+            &pattern(PAGE_SIZE, 5),
+        );
+        let first = frame_len(stored_len(&pattern(300, 3)));
+        wal[FRAME_HEADER + 10] ^= 1;
+        wal[first + FRAME_HEADER + 4000] ^= 1;
+        assert!(parse_frame(&wal, 7, Some(3)).is_err());
+        assert!(parse_frame(&wal[first..], 7, Some(4)).is_err());
+        assert_eq!(reseal_frame(&mut wal), Some(first));
+        assert_eq!(reseal_frame(&mut wal[first..]), Some(FRAME_SIZE));
+        assert!(parse_frame(&wal, 7, Some(3)).is_ok());
+        assert!(parse_frame(&wal[first..], 7, Some(4)).is_ok());
+        // Not a whole frame: nothing is sealed.
+        assert_eq!(reseal_frame(&mut wal[first..first + 100]), None);
+        // A header slot: the checksum `encode_header` writes.
+        let sealed = encode_header(&Header {
+            seq: 5,
+            salt: 6,
+            next_salt: 7,
+            meta: Some(pattern(100, 3)),
+        });
+        let mut b = sealed.clone();
+        b[H_CHECKSUM] ^= 0xFF;
+        assert!(reseal_header(&mut b));
+        assert_eq!(b, sealed);
+        assert!(!reseal_header(&mut b[..HEADER_LEN - 1]));
     }
 
     #[test]

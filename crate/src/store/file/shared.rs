@@ -24,6 +24,7 @@ pub(super) struct Stats {
     pub checkpoints: AtomicU64,
     pub staged_frames: AtomicU64,
     pub staged_kept: AtomicU64,
+    pub inline_commits: AtomicU64,
 }
 
 /// What readers see: the newest version of every page still in the WAL, the
@@ -166,6 +167,7 @@ impl Shared {
             checkpoints: s.checkpoints.load(Ordering::Relaxed),
             staged_frames: s.staged_frames.load(Ordering::Relaxed),
             staged_kept: s.staged_kept.load(Ordering::Relaxed),
+            inline_commits: s.inline_commits.load(Ordering::Relaxed),
         }
     }
 }

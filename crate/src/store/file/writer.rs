@@ -3,7 +3,10 @@
 //! commit pending at the same time into one WAL write and at most one
 //! `fdatasync` (group commit), publishes the written commits to readers, and
 //! checkpoints the WAL into the data file when it grows past
-//! [`FileStoreOptions::checkpoint_wal_bytes`].
+//! [`FileStoreOptions::checkpoint_wal_bytes`]. Its state ([`Writer`]) sits
+//! behind a mutex: a lone commit may run [`Writer::append`] in the caller's
+//! thread while the thread is idle (`FileStore::commit_alone`), and
+//! [`LocalFileStore`](super::LocalFileStore) runs it with no thread at all.
 //!
 //! **Staged pages** (pipelined commit, `PageStore::stage`): while the engine
 //! applies a large transaction, it hands over the pages it has finished; the
@@ -19,7 +22,7 @@
 //! the commit then writes every page itself.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -47,6 +50,10 @@ pub(super) enum Request {
     /// Pages of the next commit, to write ahead of it (no reply).
     Stage(Vec<(PageNo, PageBuf)>),
     Sync(Reply),
+    /// A checkpoint, if the WAL has grown past its threshold (no reply): sent
+    /// after a commit written in the caller's thread, so that the checkpoint
+    /// runs here rather than in the caller's.
+    Checkpoint,
     /// Checkpoint, then zero-fill the WAL (see `PageStore::erase_residue`).
     EraseResidue(Reply),
     /// Checkpoint, then cut the data file after the given page count and
@@ -57,6 +64,16 @@ pub(super) enum Request {
 
 /// The channel end a [`FileStore`](super::FileStore) sends requests into.
 pub(super) type Requests = Mutex<Option<mpsc::Sender<Request>>>;
+
+/// The writer, shared by the writer thread and the handle's lone commits
+/// ([`FileStoreOptions::inline_commit`]); `None` once closed.
+pub(super) type SharedWriter = Arc<Mutex<Option<Writer>>>;
+
+/// Locks the shared writer (a panic while holding it leaves nothing torn
+/// that the poison flag does not cover: every write error poisons first).
+pub(super) fn lock_writer(w: &SharedWriter) -> std::sync::MutexGuard<'_, Option<Writer>> {
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A copy of `e` for another waiter (`std::io::Error` is not `Clone`).
 fn clone_err(e: &StoreError) -> StoreError {
@@ -137,17 +154,24 @@ impl Writer {
         self.wrote_header
     }
 
-    /// Starts the writer thread; requests go into the returned sender.
-    /// (Native only: wasm32 has no threads, and its files are not `Send`.)
+    /// Starts the writer thread over `writer`; requests go into the
+    /// returned sender. `inflight` counts the requests sent and not yet
+    /// taken: the sender adds one before each send, the thread takes them
+    /// off once it holds the writer's lock to handle them. (Native only: wasm32 has no threads, and its
+    /// files are not `Send`.)
     #[cfg(not(target_arch = "wasm32"))]
     pub(super) fn spawn(
-        self,
+        writer: SharedWriter,
+        inflight: Arc<AtomicU64>,
         wal_path: &str,
     ) -> Result<(mpsc::Sender<Request>, JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel();
+        let max_group_bytes = lock_writer(&writer)
+            .as_ref()
+            .map_or(0, |w| w.opts.max_group_bytes);
         let thread = std::thread::Builder::new()
             .name("outpost-wal".into())
-            .spawn(move || self.run(rx))
+            .spawn(move || run(&writer, &inflight, rx, max_group_bytes))
             .map_err(|e| io_err("spawn wal writer", wal_path, e))?;
         Ok((tx, thread))
     }
@@ -355,6 +379,11 @@ impl Writer {
         Ok(())
     }
 
+    /// Whether pages are staged for the next commit.
+    pub(super) fn has_staged(&self) -> bool {
+        self.staged_frames > 0
+    }
+
     /// Whether the WAL has grown past
     /// [`FileStoreOptions::checkpoint_wal_bytes`] (and the store is not
     /// poisoned): the moment to checkpoint.
@@ -363,85 +392,6 @@ impl Writer {
             && self.shared.poisoned().is_none()
             // Not between staged pages and their commit (it would drop them).
             && self.staged_frames == 0
-    }
-
-    fn run(mut self, rx: mpsc::Receiver<Request>) {
-        loop {
-            let first = match rx.recv() {
-                Ok(r) => r,
-                // Every sender is gone (the store was dropped without close).
-                Err(_) => {
-                    let _ = self.finish();
-                    return;
-                }
-            };
-            let mut group = Vec::new();
-            let mut close = None;
-            let mut erase = None;
-            let mut shrink = None;
-            let mut stage = None;
-            let mut bytes = 0u64;
-            match first {
-                Request::Close(reply) => close = Some(reply),
-                Request::Stage(pages) => stage = Some(pages),
-                Request::EraseResidue(reply) => erase = Some(reply),
-                Request::Shrink(pages, reply) => shrink = Some((pages, reply)),
-                r => {
-                    bytes += request_bytes(&r);
-                    group.push(r);
-                    while bytes < self.opts.max_group_bytes {
-                        match rx.try_recv() {
-                            Ok(Request::Close(reply)) => {
-                                close = Some(reply);
-                                break;
-                            }
-                            // Ends the group: the erasure follows every
-                            // commit sent before it.
-                            Ok(Request::EraseResidue(reply)) => {
-                                erase = Some(reply);
-                                break;
-                            }
-                            Ok(Request::Shrink(pages, reply)) => {
-                                shrink = Some((pages, reply));
-                                break;
-                            }
-                            // Pages of the commit after this group's.
-                            Ok(Request::Stage(pages)) => {
-                                stage = Some(pages);
-                                break;
-                            }
-                            Ok(r) => {
-                                bytes += request_bytes(&r);
-                                group.push(r);
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                }
-            }
-            if !group.is_empty() {
-                self.write_group(group);
-            }
-            if let Some(pages) = stage {
-                // A failure poisons the store; the commit reports it.
-                let _ = self.stage(pages);
-            }
-            if let Some(reply) = erase {
-                let _ = reply.send(self.erase_residue());
-            }
-            if let Some((pages, reply)) = shrink {
-                let _ = reply.send(self.shrink(pages));
-            }
-            if let Some(reply) = close {
-                let r = self.finish();
-                let _ = reply.send(r);
-                return;
-            }
-            if self.wants_checkpoint() {
-                // A failure poisons the store; the next commit reports it.
-                let _ = self.checkpoint();
-            }
-        }
     }
 
     /// Checkpoints the WAL into the data file, then overwrites the whole WAL
@@ -530,7 +480,7 @@ impl Writer {
 
     /// Writes one group: all its frames in one write, at most one fsync, then
     /// publishes the commits to readers and acknowledges every request.
-    fn write_group(&mut self, group: Vec<Request>) {
+    pub(super) fn write_group(&mut self, group: Vec<Request>) {
         let mut replies = Vec::with_capacity(group.len());
         let mut commits = Vec::new();
         let mut need_sync = false;
@@ -548,7 +498,7 @@ impl Writer {
                 Request::Close(reply)
                 | Request::EraseResidue(reply)
                 | Request::Shrink(_, reply) => replies.push(reply),
-                Request::Stage(_) => {}
+                Request::Stage(_) | Request::Checkpoint => {}
             }
         }
         let result = self.append(&commits, need_sync);
@@ -652,6 +602,138 @@ impl Writer {
             }
         }
         Ok(())
+    }
+}
+
+/// The writer thread's loop: takes a request, and every request pending
+/// behind it, and handles them under the writer's lock.
+fn run(
+    writer: &SharedWriter,
+    inflight: &AtomicU64,
+    rx: mpsc::Receiver<Request>,
+    max_group_bytes: u64,
+) {
+    loop {
+        let first = match rx.recv() {
+            Ok(r) => r,
+            // Every sender is gone (the store was dropped without close).
+            Err(_) => {
+                if let Some(mut w) = lock_writer(writer).take() {
+                    let _ = w.finish();
+                }
+                return;
+            }
+        };
+        let mut handled = 1u64;
+        let mut group = Vec::new();
+        let mut close = None;
+        let mut erase = None;
+        let mut shrink = None;
+        let mut stage = None;
+        let mut bytes = 0u64;
+        match first {
+            Request::Close(reply) => close = Some(reply),
+            Request::Stage(pages) => stage = Some(pages),
+            Request::EraseResidue(reply) => erase = Some(reply),
+            Request::Shrink(pages, reply) => shrink = Some((pages, reply)),
+            Request::Checkpoint => {}
+            r => {
+                bytes += request_bytes(&r);
+                group.push(r);
+                while bytes < max_group_bytes {
+                    let next = match rx.try_recv() {
+                        Ok(r) => r,
+                        Err(_) => break,
+                    };
+                    handled += 1;
+                    match next {
+                        Request::Close(reply) => {
+                            close = Some(reply);
+                            break;
+                        }
+                        // Ends the group: the erasure follows every
+                        // commit sent before it.
+                        Request::EraseResidue(reply) => {
+                            erase = Some(reply);
+                            break;
+                        }
+                        Request::Shrink(pages, reply) => {
+                            shrink = Some((pages, reply));
+                            break;
+                        }
+                        // Pages of the commit after this group's.
+                        Request::Stage(pages) => {
+                            stage = Some(pages);
+                            break;
+                        }
+                        // Checked after every group anyway.
+                        Request::Checkpoint => {}
+                        r => {
+                            bytes += request_bytes(&r);
+                            group.push(r);
+                        }
+                    }
+                }
+            }
+        }
+        let mut guard = lock_writer(writer);
+        // Counted off as soon as the lock is held: a lone commit that finds
+        // no request in flight waits for this lock, so it still comes after
+        // every one of them.
+        inflight.fetch_sub(handled, Ordering::AcqRel);
+        let Some(w) = guard.as_mut() else {
+            // Closed (a lone commit cannot close it; nothing else does).
+            fail_all(group, close, erase, shrink);
+            return;
+        };
+        if !group.is_empty() {
+            w.write_group(group);
+        }
+        if let Some(pages) = stage {
+            // A failure poisons the store; the commit reports it.
+            let _ = w.stage(pages);
+        }
+        if let Some(reply) = erase {
+            let _ = reply.send(w.erase_residue());
+        }
+        if let Some((pages, reply)) = shrink {
+            let _ = reply.send(w.shrink(pages));
+        }
+        if let Some(reply) = close {
+            let r = w.finish();
+            guard.take();
+            let _ = reply.send(r);
+            return;
+        }
+        if w.wants_checkpoint() {
+            // A failure poisons the store; the next commit reports it.
+            let _ = w.checkpoint();
+        }
+    }
+}
+
+/// Answers every request of an iteration with `Closed`.
+fn fail_all(
+    group: Vec<Request>,
+    close: Option<Reply>,
+    erase: Option<Reply>,
+    shrink: Option<(PageNo, Reply)>,
+) {
+    let replies = group
+        .into_iter()
+        .filter_map(|r| match r {
+            Request::Commit(_, reply)
+            | Request::Sync(reply)
+            | Request::Close(reply)
+            | Request::EraseResidue(reply)
+            | Request::Shrink(_, reply) => Some(reply),
+            Request::Stage(_) | Request::Checkpoint => None,
+        })
+        .chain(close)
+        .chain(erase)
+        .chain(shrink.map(|(_, r)| r));
+    for reply in replies {
+        let _ = reply.send(Err(StoreError::Closed));
     }
 }
 
