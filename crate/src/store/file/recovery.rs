@@ -154,47 +154,10 @@ fn recover_wal(wal: &dyn VfsFile, wal_path: &str, salt: u64) -> Result<Recovered
         // The unfinished transaction's frames run up to the stop (or EOF).
         stop.as_ref().map_or(len.min(off), |s| s.0).max(*at)
     });
-    if let Some((bad, reason, page)) = &stop {
-        let mut at = *bad;
-        while at + FRAME_HEADER as u64 <= len {
-            let f = r.at(at, FRAME_SIZE)?;
-            // Most of the rest is zeros or older frames' payloads: skip to
-            // the next multiple of 8 holding the frame magic, within what
-            // is read.
-            let skip = f
-                .chunks_exact(8)
-                .take_while(|w| w[..4] != FRAME_MAGIC_BYTES)
-                .count();
-            if skip > 0 {
-                at += 8 * skip as u64;
-                continue;
-            }
-            let Some(head) = frame_head(f).filter(|h| h.salt == salt) else {
-                at += 8;
-                continue;
-            };
-            dropped += 1;
-            let step = match parse_frame(f, salt, None) {
-                Ok(h) => {
-                    if at > *bad && h.durable_before > rec.end_slot {
-                        return Err(StoreError::Corrupt {
-                            file: wal_path.to_string(),
-                            page: *page,
-                            offset: *bad,
-                            reason: format!(
-                                "WAL frame {} at offset {bad} is unreadable ({reason}), but frame {} \
-                                 (group {}) records that frames before {} were already fsynced",
-                                seq, h.seq, h.group, h.durable_before
-                            ),
-                        });
-                    }
-                    h.len() as u64
-                }
-                Err(_) => 8,
-            };
-            dropped_end = dropped_end.max((at + head.len() as u64).min(len));
-            at += step;
-        }
+    if let Some(stop) = &stop {
+        let (n, end) = scan_after_stop(&mut r, stop, salt, seq, rec.end_slot)?;
+        dropped += n;
+        dropped_end = dropped_end.max(end);
     }
     if dropped > 0 {
         rec.dropped = Some(DroppedTail {
@@ -218,6 +181,65 @@ struct Pending {
 /// Applies one valid frame (its stored `payload`, at byte offset `at`) to
 /// the replay state; `Err` if it does not continue the log consistently
 /// (treated like a damaged frame).
+/// Searches the WAL after the frame where replay stopped (`stop`: its
+/// offset, why, and the page it may name; `seq` its expected sequence
+/// number) for frames of this generation, at every multiple of 8 (frames
+/// have different lengths, so the next one's offset is unknown). Returns
+/// how many it found and where the last one ends, for the dropped-tail
+/// report; fails with [`StoreError::Corrupt`] if one of them records that
+/// frames past the replayed log (`end_slot`) were already fsynced: then
+/// the stop is damage to durable frames, not a torn tail.
+fn scan_after_stop(
+    r: &mut WalReader<'_>,
+    (bad, reason, page): &(u64, String, Option<PageNo>),
+    salt: u64,
+    seq: u64,
+    end_slot: u64,
+) -> Result<(u64, u64), StoreError> {
+    let (mut found, mut end) = (0u64, 0u64);
+    let mut at = *bad;
+    while at + FRAME_HEADER as u64 <= r.len {
+        let f = r.at(at, FRAME_SIZE)?;
+        // Most of the rest is zeros or older frames' payloads: skip to
+        // the next multiple of 8 holding the frame magic, within what
+        // is read.
+        let skip = f
+            .chunks_exact(8)
+            .take_while(|w| w[..4] != FRAME_MAGIC_BYTES)
+            .count();
+        if skip > 0 {
+            at += 8 * skip as u64;
+            continue;
+        }
+        let Some(head) = frame_head(f).filter(|h| h.salt == salt) else {
+            at += 8;
+            continue;
+        };
+        found += 1;
+        let step = match parse_frame(f, salt, None) {
+            Ok(h) => {
+                if at > *bad && h.durable_before > end_slot {
+                    return Err(StoreError::Corrupt {
+                        file: r.path.to_string(),
+                        page: *page,
+                        offset: *bad,
+                        reason: format!(
+                            "WAL frame {} at offset {bad} is unreadable ({reason}), but frame {} \
+                             (group {}) records that frames before {} were already fsynced",
+                            seq, h.seq, h.group, h.durable_before
+                        ),
+                    });
+                }
+                h.len() as u64
+            }
+            Err(_) => 8,
+        };
+        end = end.max((at + head.len() as u64).min(r.len));
+        at += step;
+    }
+    Ok((found, end))
+}
+
 fn apply_frame(
     h: &FrameHead,
     payload: &[u8],
