@@ -69,10 +69,19 @@ pub(super) type Requests = Mutex<Option<mpsc::Sender<Request>>>;
 /// ([`FileStoreOptions::inline_commit`]); `None` once closed.
 pub(super) type SharedWriter = Arc<Mutex<Option<Writer>>>;
 
-/// Locks the shared writer (a panic while holding it leaves nothing torn
-/// that the poison flag does not cover: every write error poisons first).
+/// Locks the shared writer. If a thread panicked while holding it, the
+/// writer's counters may not match the log any more: the store is poisoned
+/// (every operation of the writer checks that first), so nothing more is
+/// written until it is reopened, and recovery reads what is on disk.
 pub(super) fn lock_writer(w: &SharedWriter) -> std::sync::MutexGuard<'_, Option<Writer>> {
-    w.lock().unwrap_or_else(|e| e.into_inner())
+    w.lock().unwrap_or_else(|e| {
+        let g = e.into_inner();
+        if let Some(w) = g.as_ref() {
+            w.shared
+                .set_poison("a thread panicked while appending to the WAL");
+        }
+        g
+    })
 }
 
 /// A copy of `e` for another waiter (`std::io::Error` is not `Clone`).
