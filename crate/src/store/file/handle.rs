@@ -349,6 +349,8 @@ impl PageStore for FileStore {
         let tx = self.tx().take();
         let rx = tx.map(|tx| {
             let (reply, rx) = oneshot::channel();
+            // Counted like every request (the thread counts it off).
+            self.inflight.fetch_add(1, Ordering::AcqRel);
             let _ = tx.send(Request::Close(reply));
             rx
         });
