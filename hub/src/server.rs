@@ -45,10 +45,11 @@ pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
 /// Read buffer of each `/sync` WebSocket connection: 2 KiB, a quarter of the
 /// native client's (`outpost_client::WS_READ_BUFFER_BYTES`, which says why
 /// tungstenite's 128 KiB default was far too big). The buffer is allocated
-/// per connection and kept while it is idle, so it is most of what an idle
-/// edge costs the hub: with 8 KiB, 21.9 KiB of hub memory per idle edge at
-/// 5,000 edges, with 2 KiB 15.9 (`fanout --edges 5000`, docs/benchmarks.md
-/// "Fan-out"). What a hub reads is mostly small (acknowledgements, pushes of
+/// per connection and kept while it is idle: with 8 KiB, 21.9 KiB of hub
+/// memory per idle edge at 5,000 edges, with 2 KiB 15.9 (`fanout --edges
+/// 5000`, docs/benchmarks.md "Fan-out"; 10.0 since the session's task keeps
+/// its actions' future on the heap only while it runs, `session::serve`).
+/// What a hub reads is mostly small (acknowledgements, pushes of
 /// a few documents); a larger frame is still received whole, in more reads.
 /// Edges keep 8 KiB: they read the large initial-sync batches.
 pub const WS_READ_BUFFER_BYTES: usize = 2 << 10;

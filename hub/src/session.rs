@@ -209,7 +209,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                 tracing::warn!(peer = %s.peer, identity = %id, "the session's certificate expired: ending the session");
                 let mut e = crate::cert_session::Event { event: "expired", key: c.key, not_after: c.not_after, ..Default::default() };
                 e.message = "a session ended at its certificate's expiry".into();
-                crate::cert_session::record(&s.hub, &s.database, &id, &[e]).await;
+                Box::pin(crate::cert_session::record(&s.hub, &s.database, &id, &[e])).await;
                 s.bye(outpost::sync::Frame::Error { code: why.code().into(), message: why.to_string() }).await;
                 break;
             }
@@ -228,7 +228,7 @@ pub async fn serve(ws: WebSocket, hub: Arc<Hub>, conn: Arc<Conn>) {
                         // erased what it was sent (if it holds anything).
                         s.hub.metrics().rejection(identity::REVOKED);
                         let frame = identity::revoked_frame(id);
-                        match revoked_order(s.db.clone(), id, &s.device).await {
+                        match Box::pin(revoked_order(s.db.clone(), id, &s.device)).await {
                             Some(order) => {
                                 tracing::warn!(peer = %s.peer, identity = %id, order = order.order, "identity revoked: ordering its purge, then ending its session");
                                 let message = identity::revoked_message(id);
@@ -409,9 +409,16 @@ struct Shell {
 impl Shell {
     /// Feeds `ev` and performs the actions (see [`run_hub`]). Returns
     /// `false` when the session ends.
+    ///
+    /// The actions run in a future of their own on the heap, allocated for
+    /// the event and freed after it. Awaited in place, it (about 7 KiB:
+    /// authentication, pushes, feed reads) would be part of `serve`'s
+    /// future, which every idle session keeps: 10.7 KiB instead of 4.3
+    /// (`-Zprint-type-sizes`; docs/benchmarks.md "Fan-out", memory per idle
+    /// edge).
     async fn handle(&mut self, ev: HubEvent<'_>) -> bool {
         let acts = self.machine.handle(ev, now_ms());
-        run_hub(self, acts).await && !self.machine.is_closed()
+        Box::pin(run_hub(self, acts)).await && !self.machine.is_closed()
     }
 
     /// Closes an unauthenticated session that sent more than it may before
@@ -825,5 +832,33 @@ impl HubShell for Shell {
 
     fn close(&mut self, code: String, message: String) {
         tracing::info!(peer = %self.peer, identity = self.identity.as_deref().unwrap_or("-"), %code, %message, "closing session");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future a function returns, without calling it.
+    fn future_bytes<F, Fut>(_: F) -> usize
+    where
+        F: FnOnce(WebSocket, Arc<Hub>, Arc<Conn>) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every connected edge keeps `serve`'s future for as long as it is
+    /// connected, so its size is most of what an idle edge costs the hub
+    /// (target: at most 16 KiB per idle edge, docs/benchmarks.md
+    /// "Fan-out"). Awaiting the actions' future in place (`Shell::handle`)
+    /// made it 10.7 KiB; boxed, it is about 4.3 KiB.
+    #[test]
+    fn an_idle_session_keeps_a_small_future() {
+        let bytes = future_bytes(serve);
+        assert!(
+            bytes <= 6 * 1024,
+            "a session's future is {bytes} bytes: a large future awaited in `serve` \
+             (box it, as `Shell::handle` does)"
+        );
     }
 }

@@ -370,20 +370,38 @@ impl<S: PageStore> Database<S> {
         Ok(self.inner.shared().visible.doc_count)
     }
 
+    /// The etag of the last committed write (what [`Database::stats`]
+    /// reports as `last_etag`, without gathering the other counters: sync
+    /// asks for it on every batch it applies).
+    pub fn last_etag(&self) -> u64 {
+        self.inner.shared().visible.last_etag
+    }
+
     /// Counters.
     pub fn stats(&self) -> DbStats {
-        let m = self.inner.shared().visible.clone();
-        DbStats {
-            db_id: m.db_id.to_string(),
-            documents: m.doc_count,
-            tombstones: m.tombstone_count,
-            last_etag: m.last_etag,
-            pages: m.next_page - 1,
-            free_pages: m.freelist_count,
-            generation: m.generation,
-            cache: self.inner.cache.stats(),
-            unreadable_records: self.unreadable_seen().len() as u64,
-        }
+        let mut stats = {
+            let sh = self.inner.shared();
+            let m = &sh.visible;
+            DbStats {
+                db_id: m.db_id.to_string(),
+                documents: m.doc_count,
+                tombstones: m.tombstone_count,
+                last_etag: m.last_etag,
+                pages: m.next_page - 1,
+                free_pages: m.freelist_count,
+                generation: m.generation,
+                cache: Default::default(),
+                unreadable_records: 0,
+            }
+        };
+        stats.cache = self.inner.cache.stats();
+        stats.unreadable_records = self
+            .inner
+            .unreadable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as u64;
+        stats
     }
 
     /// The document records that reads met since the database was opened and

@@ -112,7 +112,7 @@ pub async fn edge_storage_etags<S: PageStore>(
             // etag up to the last before this commit plus one per document
             // was sent at a hub etag up to `upto` (a concurrent local write
             // takes some of those etags, and is not stored as received).
-            let last = db.stats().last_etag + docs.len() as u64;
+            let last = db.last_etag() + docs.len() as u64;
             if let Err(e) = note_pulled(db, &mut b, &cfg.source, hub_db_id, last, *upto).await {
                 return (Some(EdgeEvent::ApplyFailed(e.to_string())), None);
             }
@@ -578,7 +578,7 @@ pub async fn hub_storage<S: PageStore>(
                         applied,
                         conflicts,
                         resolved,
-                        last_etag: db.stats().last_etag,
+                        last_etag: db.last_etag(),
                     }
                 }
                 Err(Error::Refused(r)) => HubEvent::PushRefused(r),

@@ -356,7 +356,7 @@ pub async fn apply<S: PageStore>(
     );
     match db.commit(b).await {
         Ok(info) => Ok(WriteAnswer::Applied {
-            etag: db.stats().last_etag,
+            etag: db.last_etag(),
             // Per document two operations: the retired-id check, then the
             // write.
             change_vectors: (0..ops.len())
