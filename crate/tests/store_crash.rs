@@ -28,7 +28,7 @@ use futures::future::join_all;
 use outpost::store::fault::{FaultVfs, FileImages};
 use outpost::store::file::{
     DATA_FILE, FRAME_HEADER, FRAME_SIZE, FileStore, FileStoreOptions, FileStoreStats, HEADER_BLOCK,
-    WAL_FILE, wal_frame_len,
+    WAL_FILE, wal_frame_len, wal_frame_stored,
 };
 use outpost::store::{Commit, Durability, PAGE_SIZE, PageStore, StoreError};
 
@@ -595,10 +595,7 @@ fn frames(wal: &[u8], n: usize) -> Vec<(usize, usize, usize)> {
     let mut at = 0;
     for i in 0..n {
         let len = wal_frame_len(&wal[at..]).unwrap_or_else(|| panic!("no frame {i} at {at}"));
-        let stored = match u16::from_le_bytes([wal[at + 6], wal[at + 7]]) {
-            0 => PAGE_SIZE,
-            n => n as usize,
-        };
+        let stored = wal_frame_stored(&wal[at..]).unwrap_or_else(|| panic!("no frame {i} at {at}"));
         out.push((at, len, stored));
         at += len;
     }

@@ -90,6 +90,14 @@ pub fn wal_frame_len(frame: &[u8]) -> Option<usize> {
     format::frame_head(frame).map(|h| h.len())
 }
 
+/// The payload bytes the WAL frame at the start of `frame` stores (its
+/// header's `stored` length, a whole page for 0), or `None` if no frame
+/// header is there (see [`wal_frame_len`]).
+#[doc(hidden)]
+pub fn wal_frame_stored(frame: &[u8]) -> Option<usize> {
+    format::frame_head(frame).map(|h| h.stored)
+}
+
 /// Sets the checksums of the WAL frames that follow each other from the
 /// start of `wal` to match their bytes, up to the first incomplete one (for
 /// the fuzzer, which changes frames and seals them again).
