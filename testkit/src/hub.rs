@@ -100,10 +100,32 @@ fn http_request(
     bearer: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    try_http_request(addr, method, path, bearer, body)
+        .unwrap_or_else(|e| panic!("{method} {path} at {addr}: {e}"))
+}
+
+/// [`http_get`] that says what went wrong instead of panicking: the
+/// connection failed or was cut, or the answer is not HTTP (plain HTTP sent
+/// to a TLS port, say).
+pub fn try_http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    try_http_request(addr, "GET", path, None, None)
+}
+
+fn try_http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, String), String> {
+    let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| io("connect", e))?;
     let wait = if body.is_some() { 30 } else { 10 };
-    s.set_read_timeout(Some(Duration::from_secs(wait))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(wait)))
+        .map_err(|e| io("read timeout", e))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| io("write timeout", e))?;
     let auth = bearer
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -120,13 +142,19 @@ fn http_request(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content}Connection: close\r\n\r\n{}",
         body.unwrap_or_default()
     )
-    .unwrap();
+    .map_err(|e| io("write", e))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    s.read_to_end(&mut raw).map_err(|e| io("read", e))?;
     let raw = String::from_utf8_lossy(&raw);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP header in {} bytes", raw.len()))?;
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP status in {:?}", head.lines().next().unwrap_or("")))?;
+    Ok((code, body.to_string()))
 }
 
 /// A running `outpost-hub --config <dir>/outpost-hub.toml serve <args>`,
