@@ -16,22 +16,18 @@ use std::sync::Arc;
 
 use outpost::store::idb::{IdbStore, error_from_js};
 use outpost::store::{Commit, Durability, PAGE_SIZE, PageBuf, PageNo, PageStore};
-use outpost::{Batch, Database, Error, OpenOptions, StoreError};
+use outpost::{Batch, Error, StoreError};
 use outpost_testkit::put_first_patient;
 use serde_json::json;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
+mod browser_common;
+use browser_common::{count, every_record, open_db, records, unique_name};
+
 wasm_bindgen_test_configure!(run_in_browser);
 
 /// A database name no other test (or earlier run) uses.
-fn unique_name(label: &str) -> String {
-    let mut r = [0u8; 6];
-    outpost::platform::random_bytes(&mut r);
-    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    format!("outpost-test-{label}-{}-{hex}", js_sys::Date::now() as u64)
-}
-
 fn page(fill: u8, no: PageNo) -> PageBuf {
     let mut v = vec![fill; PAGE_SIZE];
     v[..8].copy_from_slice(&no.to_le_bytes());
@@ -44,13 +40,6 @@ fn commit(pages: &[(PageNo, u8)], meta: &[u8]) -> Commit {
         meta: meta.to_vec(),
         durability: Durability::Durable,
     }
-}
-
-async fn open_db(name: &str) -> Database<IdbStore> {
-    let store = IdbStore::open(name).await.expect("open IndexedDB store");
-    Database::open(store, OpenOptions::default())
-        .await
-        .expect("open database")
 }
 
 // ------------------------------------------------------------ page store ---
@@ -263,6 +252,183 @@ async fn idb_multi_page_commit_is_atomic() {
     IdbStore::destroy(&name).await.unwrap();
 }
 
+/// A fold writes consecutive pages as runs (one value each); a page record
+/// wins over a run; a page inside a run is never part of a new run; a run
+/// whose every page has a record is deleted; a failed fold leaves nothing;
+/// every page reads back the same after reopening (store module `runs`).
+#[wasm_bindgen_test]
+async fn idb_runs_and_page_records() {
+    let name = unique_name("runs");
+    let s = IdbStore::open(&name).await.unwrap();
+    let bucket = s.bucket();
+    s.read_meta().await.unwrap();
+    // 20 pages (80 KiB, too large for a log record): a fold, one run.
+    let a: Vec<(PageNo, u8)> = (1..=20).map(|no| (no, 0xA0)).collect();
+    s.commit(commit(&a, b"A")).await.unwrap();
+    assert_eq!(count(&name, bucket.clone(), "runs").await, 1);
+    assert_eq!(count(&name, bucket.clone(), "pages").await, 0);
+
+    // Pages 5 and 6 again, with 21..=40: records for 5 and 6 (inside the
+    // run), a new run for 21..=40, and three pages apart as records.
+    let mut b: Vec<(PageNo, u8)> = vec![(5, 0xB5), (6, 0xB6)];
+    b.extend((21..=40).map(|no| (no, 0xB0)));
+    b.extend([(50, 0xC0), (52, 0xC2), (54, 0xC4)]);
+    s.commit(commit(&b, b"B")).await.unwrap();
+    assert_eq!(count(&name, bucket.clone(), "runs").await, 2);
+    assert_eq!(count(&name, bucket.clone(), "pages").await, 5);
+    let expect = |no: PageNo| -> Option<PageBuf> {
+        match no {
+            5 => Some(page(0xB5, 5)),
+            6 => Some(page(0xB6, 6)),
+            1..=20 => Some(page(0xA0, no)),
+            21..=40 => Some(page(0xB0, no)),
+            50 | 52 | 54 => Some(page(0xC0 + (no - 50) as u8, no)),
+            _ => None,
+        }
+    };
+    let check = |got: Vec<Result<PageBuf, StoreError>>, nos: &[PageNo]| {
+        for (no, r) in nos.iter().zip(got) {
+            match (expect(*no), r) {
+                (Some(want), Ok(b)) => assert_eq!(b, want, "page {no}"),
+                (None, Err(StoreError::PageNotFound(n))) => assert_eq!(n, *no),
+                (want, r) => panic!("page {no}: {r:?}, expected {want:?}"),
+            }
+        }
+    };
+    let all: Vec<PageNo> = (1..=56).collect();
+    // One at a time, in one go over a range, and far apart.
+    for &no in &all {
+        check(vec![s.read_page(no).await], &[no]);
+    }
+    check(s.read_pages(&all).await, &all);
+    check(s.read_pages(&[54, 3, 38, 6]).await, &[54, 3, 38, 6]);
+    s.close().await.unwrap();
+    drop(s);
+    let s = IdbStore::open(&name).await.unwrap();
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"B"[..]));
+    check(s.read_pages(&all).await, &all);
+
+    // A fold that fails after one value: nothing of it, no run of it.
+    let c: Vec<(PageNo, u8)> = (60..=80).map(|no| (no, 0xD0)).collect();
+    s.fail_next_commit_after(1);
+    assert!(s.commit(commit(&c, b"C")).await.is_err());
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"B"[..]));
+    assert_eq!(count(&name, bucket.clone(), "runs").await, 2);
+    assert!(matches!(
+        s.read_page(70).await,
+        Err(StoreError::PageNotFound(70))
+    ));
+
+    // Every page of the first run again: records (never a new run over an
+    // old one), and the run, all of whose pages have records, is deleted.
+    let d: Vec<(PageNo, u8)> = (1..=20).map(|no| (no, 0xE0)).collect();
+    s.commit(commit(&d, b"D")).await.unwrap();
+    assert_eq!(count(&name, bucket.clone(), "runs").await, 1);
+    assert_eq!(count(&name, bucket.clone(), "pages").await, 23);
+    for no in 1..=20 {
+        assert_eq!(s.read_page(no).await.unwrap(), page(0xE0, no));
+    }
+    s.close().await.unwrap();
+    drop(s);
+    let s = IdbStore::open(&name).await.unwrap();
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"D"[..]));
+    for no in 1..=40 {
+        let want = if no <= 20 {
+            page(0xE0, no)
+        } else {
+            page(0xB0, no)
+        };
+        assert_eq!(s.read_page(no).await.unwrap(), want);
+    }
+
+    // Pages 35..=70: 35..=40 lie in the run from 21, so they become
+    // records; 41..=70 a new run, which replaces the records of 50, 52, 54.
+    let e: Vec<(PageNo, u8)> = (35..=70).map(|no| (no, 0xF0)).collect();
+    s.commit(commit(&e, b"E")).await.unwrap();
+    assert_eq!(count(&name, bucket.clone(), "runs").await, 2);
+    s.close().await.unwrap();
+    drop(s);
+    let s = IdbStore::open(&name).await.unwrap();
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"E"[..]));
+    let nos: Vec<PageNo> = (1..=72).collect();
+    for (no, r) in nos.iter().zip(s.read_pages(&nos).await) {
+        let want = match no {
+            1..=20 => Some(page(0xE0, *no)),
+            21..=34 => Some(page(0xB0, *no)),
+            35..=70 => Some(page(0xF0, *no)),
+            _ => None,
+        };
+        assert_eq!(r.ok(), want, "page {no}");
+    }
+    s.close().await.unwrap();
+    drop(s);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+/// Where there are no storage buckets, a purge's erasure rewrites the runs:
+/// the images page records replaced become zeros, a run with nothing else
+/// is deleted, the newest version of every page reads the same.
+#[wasm_bindgen_test]
+async fn idb_runs_are_scrubbed_of_replaced_images() {
+    let name = unique_name("scrub");
+    let s = IdbStore::open(&name).await.unwrap();
+    let bucket = s.bucket();
+    s.read_meta().await.unwrap();
+    // One run, 1..=40; then records for 3 and 4 (and 21 pages elsewhere,
+    // to make the commit a fold).
+    let a: Vec<(PageNo, u8)> = (1..=40).map(|no| (no, 0xA0)).collect();
+    s.commit(commit(&a, b"A")).await.unwrap();
+    assert_eq!(count(&name, bucket.clone(), "runs").await, 1);
+    let mut b: Vec<(PageNo, u8)> = vec![(3, 0xB3), (4, 0xB4)];
+    b.extend((100..=120).map(|no| (no * 2, 0xB0)));
+    s.commit(commit(&b, b"B")).await.unwrap();
+    let run = || async { records(&name, bucket.clone(), "runs").await.concat() };
+    assert!(
+        holds_page(&run().await, &page(0xA0, 3)),
+        "the test can fail"
+    );
+    s.testing_scrub_runs().await.unwrap();
+    let raw = run().await;
+    assert!(
+        !holds_page(&raw, &page(0xA0, 3)),
+        "page 3's old image is gone"
+    );
+    assert!(!holds_page(&raw, &page(0xA0, 4)));
+    assert!(
+        holds_page(&raw, &page(0xA0, 5)),
+        "a live page in the run stays"
+    );
+    for no in 1..=40 {
+        let want = match no {
+            3 => page(0xB3, 3),
+            4 => page(0xB4, 4),
+            _ => page(0xA0, no),
+        };
+        assert_eq!(s.read_page(no).await.unwrap(), want, "page {no}");
+    }
+    // Every page of the run replaced: the fold deletes it (rule 3), and a
+    // scrub after that finds nothing to do.
+    let c: Vec<(PageNo, u8)> = (1..=40).map(|no| (no, 0xC0)).collect();
+    s.commit(commit(&c, b"C")).await.unwrap();
+    s.testing_scrub_runs().await.unwrap();
+    assert_eq!(count(&name, bucket.clone(), "runs").await, 0);
+    s.close().await.unwrap();
+    drop(s);
+    let s = IdbStore::open(&name).await.unwrap();
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"C"[..]));
+    for no in 1..=40 {
+        assert_eq!(s.read_page(no).await.unwrap(), page(0xC0, no));
+    }
+    s.close().await.unwrap();
+    drop(s);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+/// Whether `raw` (page-aligned records) holds `page` at a page boundary.
+fn holds_page(raw: &[u8], page: &[u8]) -> bool {
+    raw.chunks(PAGE_SIZE).any(|c| c == page)
+}
+
 #[wasm_bindgen_test]
 async fn idb_errors_are_typed() {
     // A QuotaExceededError DOMException (what an aborted commit reports when
@@ -465,32 +631,13 @@ async fn large_document_uses_overflow_pages() {
     IdbStore::destroy(&name).await.unwrap();
 }
 
-/// Every page record of the IndexedDB database `name`, read back through a
-/// fresh store (pages are numbered from 1 with no gap; the meta record holds
-/// no document bytes).
-async fn every_page(name: &str) -> Vec<u8> {
-    let store = IdbStore::open(name).await.unwrap();
-    let mut all = Vec::new();
-    let mut no: PageNo = 1;
-    loop {
-        match store.read_page(no).await {
-            Ok(p) => all.extend_from_slice(&p),
-            Err(StoreError::PageNotFound(_)) => break,
-            Err(e) => panic!("page {no}: {e}"),
-        }
-        no += 1;
-    }
-    all.extend(store.read_meta().await.unwrap().unwrap_or_default());
-    store.close().await.unwrap();
-    all
-}
-
 fn holds(bytes: &[u8], marker: &str) -> bool {
     bytes.windows(marker.len()).any(|w| w == marker.as_bytes())
 }
 
 /// A purge leaves no plaintext of the purged documents (bodies, old
-/// versions, large bodies, ids) in any IndexedDB record of the database.
+/// versions, large bodies, ids) in any IndexedDB record of the database,
+/// the images in runs that page records replaced included.
 #[wasm_bindgen_test]
 async fn purge_leaves_no_plaintext_in_indexeddb() {
     const GONE: &str = "GONE-b71";
@@ -511,9 +658,39 @@ async fn purge_leaves_no_plaintext_in_indexeddb() {
     db.put("private/big", json!({"s": big})).await.unwrap();
     db.delete("private/big").await.unwrap();
     db.put("private/big2", json!({"s": big})).await.unwrap();
+    // Runs (a large commit) whose pages then get page records: their old
+    // images stay in the run until the move. Kept documents share the runs,
+    // so the purge does not replace every page of them.
+    let mut b = Batch::new();
+    for i in 0..100 {
+        b.put(
+            format!("keep/bulk{i:03}"),
+            json!({"s": "KEEP-c3", "pad": "k".repeat(300)}),
+        );
+    }
+    for i in 0..300 {
+        b.put(
+            format!("private/bulk{i:03}"),
+            json!({"s": format!("{GONE} bulk {i}"), "pad": "p".repeat(300)}),
+        );
+    }
+    db.commit(b).await.unwrap();
+    for i in (0..300).step_by(7) {
+        db.put(&format!("private/bulk{i:03}"), json!({"s": "rewritten"}))
+            .await
+            .unwrap();
+    }
+    let bucket = db.store().bucket();
     db.close().await.unwrap();
     drop(db);
-    assert!(holds(&every_page(&name).await, GONE), "the test can fail");
+    assert!(
+        count(&name, bucket.clone(), "runs").await > 0,
+        "the test writes runs"
+    );
+    assert!(
+        holds(&every_record(&name, bucket).await, GONE),
+        "the test can fail"
+    );
 
     let db = open_db(&name).await;
     let report = db
@@ -525,13 +702,15 @@ async fn purge_leaves_no_plaintext_in_indexeddb() {
         })
         .await
         .unwrap();
-    assert_eq!(report.removed, 3);
+    assert_eq!(report.removed, 303);
     assert!(db.get(&gone).await.unwrap().is_none());
-    assert_eq!(db.count().await.unwrap(), 20);
+    assert_eq!(db.count().await.unwrap(), 120);
     assert!(db.integrity_check().await.unwrap().is_ok());
+    let bucket = db.store().bucket();
     db.close().await.unwrap();
     drop(db);
-    let dump = every_page(&name).await;
+    // Every record of every object store, old images in runs included.
+    let dump = every_record(&name, bucket).await;
     assert!(!holds(&dump, GONE), "no plaintext of purged documents");
     assert!(holds(&dump, "KEEP-c3"));
     IdbStore::destroy(&name).await.unwrap();

@@ -3,8 +3,8 @@
 //! IndexedDB: small commits are one log record each and are folded into the
 //! page records later; a store dropped without closing (a killed tab) finds
 //! every commit; two handles on one database (two tabs) see each other's
-//! records and folds; a version 1 database (pages and meta only) opens,
-//! reads and writes.
+//! records and folds; a database of an older layout (version 1: pages and
+//! meta only; version 2: no runs) opens, reads and writes, runs included.
 //!
 //! Run like `tests/browser.rs` (scripts/test.sh runs both):
 //!
@@ -17,73 +17,18 @@
 
 use std::sync::Arc;
 
-use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
+use js_sys::Uint8Array;
 use outpost::store::MemoryStore;
 use outpost::store::idb::IdbStore;
 use outpost::{Batch, Database, OpenOptions, PageStore};
 use serde_json::json;
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
+mod browser_common;
+use browser_common::{count, open_db, unique_name};
+
 wasm_bindgen_test_configure!(run_in_browser);
-
-fn unique_name(label: &str) -> String {
-    let mut r = [0u8; 6];
-    outpost::platform::random_bytes(&mut r);
-    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    format!("outpost-test-{label}-{}-{hex}", js_sys::Date::now() as u64)
-}
-
-async fn open_db(name: &str) -> Database<IdbStore> {
-    let store = IdbStore::open(name).await.expect("open IndexedDB store");
-    Database::open(store, OpenOptions::default())
-        .await
-        .expect("open database")
-}
-
-/// Awaits an `IDBRequest` (or an open request) through its events.
-async fn request(req: &JsValue) -> JsValue {
-    let p = Promise::new(&mut |resolve, reject| {
-        Reflect::set(req, &"onsuccess".into(), &resolve).unwrap();
-        Reflect::set(req, &"onerror".into(), &reject).unwrap();
-    });
-    JsFuture::from(p).await.unwrap();
-    Reflect::get(req, &"result".into()).unwrap()
-}
-
-fn call(obj: &JsValue, method: &str, args: &[JsValue]) -> JsValue {
-    let f: Function = Reflect::get(obj, &method.into()).unwrap().unchecked_into();
-    f.apply(obj, &args.iter().collect::<Array>()).unwrap()
-}
-
-/// The IndexedDB factory holding the database `name`: its storage bucket's
-/// (the store says which) or the origin's default.
-async fn factory(bucket: Option<String>) -> JsValue {
-    let global = js_sys::global();
-    match bucket {
-        None => Reflect::get(&global, &"indexedDB".into()).unwrap(),
-        Some(b) => {
-            let nav = Reflect::get(&global, &"navigator".into()).unwrap();
-            let m = Reflect::get(&nav, &"storageBuckets".into()).unwrap();
-            let p: Promise = call(&m, "open", &[b.into()]).unchecked_into();
-            let bucket = JsFuture::from(p).await.unwrap();
-            Reflect::get(&bucket, &"indexedDB".into()).unwrap()
-        }
-    }
-}
-
-/// How many records the object store `store` of database `name` holds,
-/// read through a connection of its own.
-async fn count(name: &str, bucket: Option<String>, store: &str) -> u32 {
-    let f = factory(bucket).await;
-    let db = request(&call(&f, "open", &[name.into()])).await;
-    let tx = call(&db, "transaction", &[store.into()]);
-    let os = call(&tx, "objectStore", &[store.into()]);
-    let n = request(&call(&os, "count", &[])).await.as_f64().unwrap() as u32;
-    call(&db, "close", &[]);
-    n
-}
 
 /// Small commits are log records; the log folds into the page records when
 /// it is full and on a commit too large for a record; a store
@@ -286,16 +231,18 @@ async fn a_handle_the_database_was_taken_from_cannot_commit_over_it() {
 /// A version 1 database (object stores `pages` and `meta` only, as every
 /// release before the log wrote them) opens: the store adds the empty log,
 /// reads the documents, writes, and reopens.
-#[wasm_bindgen_test]
-async fn a_version_1_database_opens_reads_and_writes() {
-    // The fixture: a database the engine wrote, in the version 1 layout.
+/// The fixture of an older layout: a database the engine wrote (300
+/// documents), stored as schema `version` with the object stores `stores`
+/// (page records and the meta record; no log record, no run). Returns its
+/// name.
+async fn older_layout(version: u32, stores: &[&str]) -> String {
     let mem = Arc::new(MemoryStore::new());
     let src = Database::open(mem.clone(), OpenOptions::default())
         .await
         .unwrap();
     for i in 0..300 {
         src.put(
-            &format!("v1/{i:03}"),
+            &format!("old/{i:03}"),
             json!({"i": i, "pad": "v".repeat(200)}),
         )
         .await
@@ -304,15 +251,13 @@ async fn a_version_1_database_opens_reads_and_writes() {
     let pages = src.stats().pages;
     src.close().await.unwrap();
     mem.reopen();
-    let name = unique_name("v1");
-    let v1 = rexie::Rexie::builder(&name)
-        .version(1)
-        .add_object_store(rexie::ObjectStore::new("pages"))
-        .add_object_store(rexie::ObjectStore::new("meta"))
-        .build()
-        .await
-        .unwrap();
-    let tx = v1
+    let name = unique_name(&format!("v{version}"));
+    let mut builder = rexie::Rexie::builder(&name).version(version);
+    for s in stores {
+        builder = builder.add_object_store(rexie::ObjectStore::new(s));
+    }
+    let old = builder.build().await.unwrap();
+    let tx = old
         .transaction(&["pages", "meta"], rexie::TransactionMode::ReadWrite)
         .unwrap();
     let ps = tx.store("pages").unwrap();
@@ -336,24 +281,51 @@ async fn a_version_1_database_opens_reads_and_writes() {
         .await
         .unwrap();
     tx.done().await.unwrap();
-    v1.close();
+    old.close();
+    name
+}
 
+/// A database of an older layout opens, reads, takes a small write (a log
+/// record) and a large one (runs), and reads everything back after a reopen.
+async fn an_older_layout_opens_reads_and_writes(version: u32, stores: &[&str]) {
+    let name = older_layout(version, stores).await;
     let db = open_db(&name).await;
     assert_eq!(db.count().await.unwrap(), 300);
-    assert_eq!(db.get("v1/123").await.unwrap().unwrap().body["i"], 123);
-    db.put("v2/new", json!({"new": true})).await.unwrap();
+    assert_eq!(db.get("old/123").await.unwrap().unwrap().body["i"], 123);
+    db.put("new/one", json!({"new": true})).await.unwrap();
     assert_eq!(
         count(&name, None, "log").await,
         1,
         "the new write is a log record"
     );
+    let mut b = Batch::new();
+    for i in 0..200 {
+        b.put(
+            format!("new/bulk{i:03}"),
+            json!({"i": i, "pad": "w".repeat(400)}),
+        );
+    }
+    db.commit(b).await.unwrap();
+    assert!(count(&name, None, "runs").await > 0, "the batch wrote runs");
     drop(db);
     let db = open_db(&name).await;
-    assert_eq!(db.count().await.unwrap(), 301);
-    assert_eq!(db.get("v2/new").await.unwrap().unwrap().body["new"], true);
+    assert_eq!(db.count().await.unwrap(), 501);
+    assert_eq!(db.get("new/one").await.unwrap().unwrap().body["new"], true);
+    assert_eq!(db.get("old/299").await.unwrap().unwrap().body["i"], 299);
+    assert_eq!(db.get("new/bulk150").await.unwrap().unwrap().body["i"], 150);
     let report = db.integrity_check().await.unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     db.close().await.unwrap();
     drop(db);
     IdbStore::destroy(&name).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_version_1_database_opens_reads_and_writes() {
+    an_older_layout_opens_reads_and_writes(1, &["pages", "meta"]).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_version_2_database_opens_reads_and_writes() {
+    an_older_layout_opens_reads_and_writes(2, &["pages", "meta", "log"]).await;
 }

@@ -3,7 +3,7 @@
 // records, folds into page records, the meta record) over fake-indexeddb,
 // an in-memory IndexedDB, whose write requests this test counts. For every
 // point k of a workload (single writes, transactions, large transactions
-// that fold the log, deletes), a run fails the k-th write request: its
+// that fold the log into page records and runs, deletes), a run fails the k-th write request: its
 // transaction is aborted, as a crash or a full disk would leave it, and
 // the "process" is dead from then on (every later transaction fails). A new
 // handle, as after a restart, then opens the same database and must hold
@@ -46,7 +46,9 @@ globalThis.IDBDatabase.prototype.transaction = function (...args) {
 /** The workload: a list of operations, each one transaction. */
 function workload() {
   const ops = [];
-  for (let r = 0; r < 10; r++) {
+  // 20 rounds: folds write runs (one value for many pages), so a round
+  // issues fewer write requests than before them; 20 keep it above 50.
+  for (let r = 0; r < 20; r++) {
     ops.push({ items: [[`s/${r}`, { r }]] });
     ops.push({ items: Array.from({ length: 20 }, (_, i) => [`t/${r}/${i}`, { r, i, pad: "y".repeat(300) }]) });
     if (r % 4 === 3) ops.push({ items: Array.from({ length: 80 }, (_, i) => [`big/${r}/${i}`, { r, pad: "z".repeat(900) }]) });

@@ -1,17 +1,18 @@
 //! Where a database lives, and moving it: finding the newest complete
 //! generation at open ([`locate`]), and the move of a purge into the next
 //! generation's storage bucket ([`IdbStore::move_to_next_generation`]: the
-//! log folded, the pages copied in batches, the meta record last, the old
-//! bucket deleted). See the module documentation of [`super::place`].
+//! log folded, the page records copied in batches, then the runs without
+//! the images page records replaced, the meta record last, the old bucket
+//! deleted). See the module documentation of [`super::place`].
 
-use js_sys::{Array, Object};
+use js_sys::{Array, Object, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{IdbDatabase, IdbKeyRange};
 
 use super::js::{self, error_from_js, rw_transaction};
 use super::place::{self, Place};
-use super::{Conn, IdbStore, META, META_KEY, OpenReport, PAGES, Pending, log};
-use crate::store::StoreError;
+use super::{Conn, IdbStore, META, META_KEY, OpenReport, PAGES, Pending, log, runs};
+use crate::store::{PAGE_SIZE, PageNo, StoreError};
 
 /// Pages per transaction when a purge copies the database into the next
 /// generation (1 MiB of pages).
@@ -129,6 +130,16 @@ pub(super) async fn locate(
 }
 
 impl IdbStore {
+    /// Test hook: what [`PageStore::erase_residue`](crate::store::PageStore)
+    /// does to the runs where there are no storage buckets (Chromium has
+    /// them, so the path is reached only through this). Only with the
+    /// `testing` feature.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub async fn testing_scrub_runs(&self) -> Result<(), StoreError> {
+        self.scrub_runs().await
+    }
+
     /// Test hook: writes generation `g` of this database as an interrupted
     /// move leaves it: a complete copy (`complete`, its source not deleted)
     /// or a copy cut short (one page, no meta record). Only with the
@@ -188,10 +199,14 @@ impl IdbStore {
             pending.tx.object_store(PAGES)?.clear()?;
             pending.tx.object_store(META)?.clear()?;
             pending.tx.object_store(log::LOG)?.clear()?;
+            pending.tx.object_store(runs::RUNS)?.clear()?;
             Ok(())
         })()
         .map_err(err)?;
         pending.wait(op).await?;
+        // The page numbers that have a page record: in a run, their images
+        // are older (module `runs`) and are not copied.
+        let mut recorded: Vec<PageNo> = Vec::new();
         let mut lo = 0.0;
         loop {
             let tx = from.transaction_with_str(PAGES).map_err(err)?;
@@ -216,6 +231,9 @@ impl IdbStore {
                 let pages = pending.tx.object_store(PAGES)?;
                 for i in 0..n {
                     pages.put_with_key(&values.get(i), &keys.get(i))?;
+                    if let Some(k) = keys.get(i).as_f64() {
+                        recorded.push(k as PageNo);
+                    }
                 }
                 Ok(())
             })()
@@ -229,6 +247,8 @@ impl IdbStore {
             }
             lo = last + 1.0;
         }
+        // Boxed: its own state machine, not one inlined into every caller's.
+        Box::pin(self.copy_runs(from, &conn.db, &recorded, false)).await?;
         // The meta record last, strict (the browser flushes everything before
         // it): the generation is complete once it is there.
         let pending = Pending::of(rw_transaction(&conn.db, "strict").map_err(err)?);
@@ -307,5 +327,111 @@ impl IdbStore {
             }
         }
         Ok(())
+    }
+
+    /// Copies the runs of `from` into `to`, one run per transaction, with
+    /// the pages that have a page record (`recorded`, ascending) zeroed:
+    /// those images are older than the records (module `runs`), and a
+    /// purge's move must not carry them over. A run with every page
+    /// recorded is left out.
+    ///
+    /// With `to` the same database (`in_place`, where there are no storage
+    /// buckets): rewrites the runs that hold such images, and deletes those
+    /// that hold nothing else. A fold meanwhile may add records (they win
+    /// over the run either way) but never a run over these.
+    async fn copy_runs(
+        &self,
+        from: &IdbDatabase,
+        to: &IdbDatabase,
+        recorded: &[PageNo],
+        in_place: bool,
+    ) -> Result<(), StoreError> {
+        let op = "copy into the next storage bucket";
+        let err = |e: JsValue| error_from_js(op, &e);
+        let keys = js::request(
+            &from
+                .transaction_with_str(runs::RUNS)
+                .and_then(|tx| tx.object_store(runs::RUNS))
+                .and_then(|s| s.get_all_keys())
+                .map_err(err)?,
+        )
+        .await
+        .map_err(err)?;
+        let layout = runs::Runs::from_keys(&keys.unchecked_into()).map_err(|reason| {
+            StoreError::Corrupt {
+                file: format!("{}/{}", self.name, runs::RUNS),
+                page: None,
+                offset: 0,
+                reason,
+            }
+        })?;
+        for (start, n) in layout.iter() {
+            let live: Vec<PageNo> = (start..start + n)
+                .filter(|no| recorded.binary_search(no).is_err())
+                .collect();
+            if in_place && live.len() as u64 == n {
+                continue;
+            }
+            if live.is_empty() {
+                if in_place {
+                    let pending = Pending::of(rw_transaction(to, "strict").map_err(err)?);
+                    pending
+                        .tx
+                        .object_store(runs::RUNS)
+                        .and_then(|s| s.delete(&runs::key(start, n)))
+                        .map_err(err)?;
+                    pending.wait(op).await?;
+                }
+                continue;
+            }
+            let Some(v) = js::get(from, runs::RUNS, &runs::key(start, n))
+                .await
+                .map_err(err)?
+            else {
+                continue;
+            };
+            let mut bytes = vec![0u8; n as usize * PAGE_SIZE];
+            for no in live {
+                let page = runs::page_in(&v, start, n, no)
+                    .map_err(|reason| js::corrupt(&self.name, no, &reason))?;
+                let at = (no - start) as usize * PAGE_SIZE;
+                bytes[at..at + PAGE_SIZE].copy_from_slice(&page);
+            }
+            let durability = if in_place { "strict" } else { "relaxed" };
+            let pending = Pending::of(rw_transaction(to, durability).map_err(err)?);
+            pending
+                .tx
+                .object_store(runs::RUNS)
+                .and_then(|s| {
+                    s.put_with_key(&Uint8Array::from(bytes.as_slice()), &runs::key(start, n))
+                })
+                .map_err(err)?;
+            pending.wait(op).await?;
+        }
+        Ok(())
+    }
+
+    /// Where there are no storage buckets (a purge cannot move the
+    /// database): overwrites, in the runs, the page images that page
+    /// records replaced (see [`IdbStore::copy_runs`]).
+    pub(super) async fn scrub_runs(&self) -> Result<(), StoreError> {
+        let op = "erase old page images in runs";
+        let err = |e: JsValue| error_from_js(op, &e);
+        let db = self.db()?;
+        let keys: Array = js::request(
+            &db.transaction_with_str(PAGES)
+                .and_then(|tx| tx.object_store(PAGES))
+                .and_then(|s| s.get_all_keys())
+                .map_err(err)?,
+        )
+        .await
+        .map_err(err)?
+        .unchecked_into();
+        let recorded: Vec<PageNo> = keys
+            .iter()
+            .filter_map(|k| k.as_f64())
+            .map(|k| k as PageNo)
+            .collect();
+        Box::pin(self.copy_runs(&db, &db, &recorded, true)).await
     }
 }

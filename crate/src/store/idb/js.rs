@@ -15,6 +15,7 @@ use web_sys::{
 };
 
 use super::log::LOG;
+use super::runs::RUNS;
 use super::{META, OpenReport, PAGES, VERSION};
 use crate::store::{PageNo, StoreError};
 
@@ -141,13 +142,14 @@ pub(super) async fn open_schema(
     Ok((db, report))
 }
 
-/// In `upgradeneeded`: creates [`PAGES`], [`META`] and [`LOG`] where missing
-/// (a version 1 database gains [`LOG`]).
+/// In `upgradeneeded`: creates [`PAGES`], [`META`], [`LOG`] and [`RUNS`]
+/// where missing (a version 1 database gains [`LOG`] and [`RUNS`], a
+/// version 2 one [`RUNS`]).
 fn create_stores(req: &IdbOpenDbRequest) -> Result<(), JsValue> {
     let db: IdbDatabase = req.result()?.dyn_into()?;
     let names = Reflect::get(&db, &JsValue::from_str("objectStoreNames"))?;
     let contains: Function = Reflect::get(&names, &JsValue::from_str("contains"))?.dyn_into()?;
-    for store in [PAGES, META, LOG] {
+    for store in [PAGES, META, LOG, RUNS] {
         if !contains
             .call1(&names, &JsValue::from_str(store))?
             .is_truthy()
@@ -158,11 +160,11 @@ fn create_stores(req: &IdbOpenDbRequest) -> Result<(), JsValue> {
     Ok(())
 }
 
-/// Whether `db` has the object stores [`PAGES`], [`META`] and [`LOG`].
+/// Whether `db` has the object stores [`PAGES`], [`META`], [`LOG`] and [`RUNS`].
 pub(super) fn has_schema(db: &IdbDatabase) -> Result<bool, JsValue> {
     let names = Reflect::get(db, &JsValue::from_str("objectStoreNames"))?;
     let contains: Function = Reflect::get(&names, &JsValue::from_str("contains"))?.dyn_into()?;
-    for store in [PAGES, META, LOG] {
+    for store in [PAGES, META, LOG, RUNS] {
         if !contains
             .call1(&names, &JsValue::from_str(store))?
             .is_truthy()
@@ -173,17 +175,18 @@ pub(super) fn has_schema(db: &IdbDatabase) -> Result<bool, JsValue> {
     Ok(true)
 }
 
-/// `db.transaction(["pages", "meta", "log"], "readwrite", { durability })`,
+/// `db.transaction(["pages", "meta", "log", "runs"], "readwrite", { durability })`,
 /// called through JS so that the durability option needs no unstable
 /// web-sys API.
 pub(super) fn rw_transaction(
     db: &IdbDatabase,
     durability: &str,
 ) -> Result<web_sys::IdbTransaction, JsValue> {
-    let names = Array::of3(
+    let names = Array::of4(
         &JsValue::from_str(PAGES),
         &JsValue::from_str(META),
         &JsValue::from_str(LOG),
+        &JsValue::from_str(RUNS),
     );
     let opts = Object::new();
     Reflect::set(

@@ -1,19 +1,20 @@
 //! The IndexedDB page store (browsers and web workers; wasm32 only).
 //!
-//! A database named `name` holds three object stores (schema version 2):
+//! A database named `name` holds four object stores (schema version 3):
 //!
 //! - `pages`: key = page number as a JS number (page numbers stay below 2^53),
-//!   value = a `Uint8Array` of [`PAGE_SIZE`] bytes;
+//!   value = a `Uint8Array` of [`PAGE_SIZE`](super::PAGE_SIZE) bytes (a
+//!   *page record*);
 //! - `meta`: key `0`, value = the meta record of the folded state as a
 //!   `Uint8Array`; key `1`, the highest folded log sequence number; key `2`,
 //!   the fence token (a JS number; absent until a handle first takes the
 //!   database over from one that stopped answering, [`IdbStore::take_over`]:
-//!   every commit checks it first); key `2`,
-//!   the fence token (a JS number; absent until a handle first takes the
-//!   database over from one that stopped answering, [`IdbStore::take_over`]:
 //!   every commit checks it first);
-//! - `log`: small commits, one record each, folded into `pages` later
-//!   (module [`log`], which also says why).
+//! - `log`: small commits, one record each, folded into the pages later
+//!   (module [`log`], which also says why);
+//! - `runs`: consecutive pages of a fold stored as one value, key
+//!   `[first page, count]` (module [`runs`]: the rules that keep a page
+//!   record and a run of the same page apart).
 //!
 //! **Where.** Where the browser has storage buckets (Chromium), the database
 //! lives in a bucket of its own, one per generation; a purge moves it into the
@@ -26,7 +27,8 @@
 //! Each [`PageStore::commit`] is **one** readwrite IndexedDB transaction over
 //! the object stores: one log record holding the commit's pages and meta
 //! record, or, for a large commit or a full log, every page of the log and of
-//! the commit and the meta record, the log emptied. The
+//! the commit (as runs and page records) and the meta record, the log
+//! emptied. The
 //! commit resolves only when that transaction's `complete` event fires, so a tab
 //! killed (or a browser crashing) mid-commit leaves the previous commit intact:
 //! IndexedDB applies a transaction all or nothing. Every request of a commit is
@@ -70,6 +72,8 @@ mod generation;
 mod js;
 mod log;
 mod place;
+mod read;
+mod runs;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -86,13 +90,14 @@ use js::{bytes_of, corrupt, dom_error, inject_failure, rw_transaction};
 pub use js::{error_from_js, get, open_records, write};
 use place::Place;
 
-use super::{Commit, Durability, MAX_META, PAGE_SIZE, PageBuf, PageNo, PageStore, StoreError};
+use super::{Commit, Durability, MAX_META, PageBuf, PageNo, PageStore, StoreError};
 use crate::platform::BoxFuture;
 
 /// Schema version of the IndexedDB database.
-/// Schema version 2 added the object store `log` (module [`log`]); a
-/// version 1 database gets it, empty, when first opened by this code.
-const VERSION: u32 = 2;
+/// Schema version 2 added the object store `log` (module [`log`]), version
+/// 3 the object store `runs` (module [`runs`]); an older database gets what
+/// it lacks, empty, when first opened by this code.
+const VERSION: u32 = 3;
 /// Object store holding the pages.
 const PAGES: &str = "pages";
 /// Object store holding the meta record.
@@ -212,6 +217,9 @@ pub struct IdbStore {
     /// over); every commit checks, inside its transaction, that the stored
     /// one is still this (see [`IdbStore::take_over`]).
     fence: Cell<f64>,
+    /// The runs (module [`runs`]) as of the last `read_meta` and this
+    /// store's commits since.
+    runs: RefCell<runs::Runs>,
 }
 
 impl std::fmt::Debug for IdbStore {
@@ -246,6 +254,7 @@ impl IdbStore {
             report,
             log: RefCell::new(log::Log::default()),
             fence: Cell::new(0.0),
+            runs: RefCell::new(runs::Runs::default()),
         })
     }
 
@@ -355,9 +364,9 @@ impl IdbStore {
         Ok(granted.as_bool().unwrap_or(false))
     }
 
-    /// Fault injection for tests: the next commit issues `pages` page writes
-    /// inside its transaction, then a request that fails, so the transaction
-    /// aborts after real writes. The commit must fail and leave the store as it
+    /// Fault injection for tests: the next commit issues `pages` values
+    /// (page records or runs) inside its transaction, then a request that
+    /// fails, so the transaction aborts after real writes. The commit must fail and leave the store as it
     /// was. Not for production use.
     #[doc(hidden)]
     pub fn fail_next_commit_after(&self, pages: usize) {
@@ -400,6 +409,7 @@ impl IdbStore {
         let mut lg = self.log.borrow_mut();
         let seq = lg.next_seq();
         let fold = fold || lg.must_fold(pages, meta.len());
+        let folded = RefCell::new(None);
         let issue_all = || -> Result<(), JsValue> {
             let pages_store = tx.object_store(PAGES)?;
             let meta_store = tx.object_store(META)?;
@@ -415,25 +425,20 @@ impl IdbStore {
                 }
                 return Ok(());
             }
-            let put = |no: PageNo, buf: &PageBuf| {
-                pages_store.put_with_key(
-                    &Uint8Array::new_from_slice(buf),
-                    &JsValue::from_f64(no as f64),
-                )
-            };
             let mine: std::collections::HashSet<PageNo> = pages.iter().map(|(no, _)| *no).collect();
-            for (no, buf) in lg.pages().filter(|(no, _)| !mine.contains(no)) {
-                put(no, buf)?;
-            }
-            for (i, (no, buf)) in pages.iter().enumerate() {
-                if fail_after == Some(i) {
-                    inject_failure(&pages_store)?;
-                }
-                put(*no, buf)?;
-            }
-            if fail_after.is_some_and(|n| n >= pages.len()) {
-                inject_failure(&pages_store)?;
-            }
+            let all: Vec<(PageNo, &PageBuf)> = lg
+                .pages()
+                .filter(|(no, _)| !mine.contains(no))
+                .chain(pages.iter().map(|(no, b)| (*no, b)))
+                .collect();
+            // In page order; of a page listed twice, the later version.
+            let mut nos: Vec<PageNo> = all.iter().map(|(no, _)| *no).collect();
+            nos.sort_unstable();
+            nos.dedup();
+            let newest: std::collections::HashMap<PageNo, &PageBuf> = all.into_iter().collect();
+            let all: Vec<(PageNo, &PageBuf)> = nos.iter().map(|no| (*no, newest[no])).collect();
+            *folded.borrow_mut() =
+                Some(runs::issue_fold(tx, &all, &self.runs.borrow(), fail_after)?);
             meta_store.put_with_key(
                 &Uint8Array::new_from_slice(meta),
                 &JsValue::from_f64(META_KEY),
@@ -452,12 +457,20 @@ impl IdbStore {
         }
         let undo = lg.issued(seq, pages, meta, fold);
         *self.last_meta.borrow_mut() = Some(meta.to_vec());
+        let folded = folded.into_inner();
+        if let Some(f) = &folded {
+            let mut known = self.runs.borrow_mut();
+            for &(start, n) in &f.added {
+                known.insert(start, n);
+            }
+        }
         Ok(Issued {
             pending,
             seq,
             fold,
             undo,
             fence,
+            folded,
         })
     }
 
@@ -547,33 +560,6 @@ impl IdbStore {
         }
     }
 
-    /// Reads `key` of `store`. A connection the browser closed (another tab
-    /// moved the database, see the module documentation) is replaced first,
-    /// when `reconnect`.
-    async fn get(
-        &self,
-        op: &str,
-        store: &str,
-        key: f64,
-        reconnect: bool,
-    ) -> Result<Option<JsValue>, StoreError> {
-        if reconnect && self.is_lost() {
-            self.reconnect().await?;
-        }
-        let db = self.db()?;
-        let key = JsValue::from_f64(key);
-        match js::get(&db, store, &key).await {
-            Ok(v) => Ok(v),
-            Err(e) if reconnect && is_closed(&e) => {
-                self.reconnect().await?;
-                js::get(&self.db()?, store, &key)
-                    .await
-                    .map_err(|e| error_from_js(op, &e))
-            }
-            Err(e) => Err(error_from_js(op, &e)),
-        }
-    }
-
     fn is_lost(&self) -> bool {
         self.conn.borrow().as_ref().is_some_and(|c| c.lost.get())
     }
@@ -658,6 +644,8 @@ struct Issued {
     fold: bool,
     undo: log::Undo,
     fence: Fence,
+    /// What a fold wrote as runs, and its reclaim handlers.
+    folded: Option<runs::Folded>,
 }
 
 /// The fence check of an issued commit ([`IdbStore::check_fence`]).
@@ -680,7 +668,13 @@ impl Issued {
         let mut lg = store.log.borrow_mut();
         match &r {
             Ok(()) => lg.completed(self.seq, self.fold),
-            Err(_) => lg.failed(self.seq, self.undo),
+            Err(_) => {
+                lg.failed(self.seq, self.undo);
+                // Its runs were never written.
+                if let Some(f) = &self.folded {
+                    store.runs.borrow_mut().forget(&f.added);
+                }
+            }
         }
         r
     }
@@ -698,17 +692,25 @@ struct State {
     fence: f64,
     /// The log records above the sequence number asked for, ascending.
     new: Vec<(u64, Vec<u8>)>,
+    /// The keys of the runs (module [`runs`]).
+    runs: Array,
 }
 
 impl IdbStore {
     /// Reads, in one readonly transaction, the log's keys, the `meta`
-    /// record, the folded sequence number and the log records above `seen`.
+    /// record, the folded sequence number, the log records above `seen` and
+    /// the keys of the runs.
     async fn read_state(&self, seen: u64) -> Result<State, JsValue> {
         let db = self.db().map_err(|e| JsValue::from_str(&e.to_string()))?;
-        let names = Array::of2(&JsValue::from_str(log::LOG), &JsValue::from_str(META));
+        let names = Array::of3(
+            &JsValue::from_str(log::LOG),
+            &JsValue::from_str(META),
+            &JsValue::from_str(runs::RUNS),
+        );
         let tx = db.transaction_with_str_sequence(&names)?;
         let log_store = tx.object_store(log::LOG)?;
         let meta_store = tx.object_store(META)?;
+        let run_keys = tx.object_store(runs::RUNS)?.get_all_keys()?;
         let keys = log_store.get_all_keys()?;
         let meta = meta_store.get(&JsValue::from_f64(META_KEY))?;
         let folded = meta_store.get(&JsValue::from_f64(log::FOLDED_KEY))?;
@@ -716,12 +718,13 @@ impl IdbStore {
         let above = IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(seen as f64), true)?;
         let new = log_store.get_all_with_key(&above)?;
         // Joined: every request's handlers are set in this turn.
-        let (keys, meta, folded, fence, new) = futures::join!(
+        let (keys, meta, folded, fence, new, run_keys) = futures::join!(
             js::request(&keys),
             js::request(&meta),
             js::request(&folded),
             js::request(&fence),
-            js::request(&new)
+            js::request(&new),
+            js::request(&run_keys)
         );
         let keys: Vec<u64> = Array::from(&keys?)
             .iter()
@@ -746,64 +749,8 @@ impl IdbStore {
             folded: folded?.as_f64().unwrap_or(0.0) as u64,
             fence: fence?.as_f64().unwrap_or(0.0),
             new: records,
+            runs: run_keys?.unchecked_into(),
         })
-    }
-
-    /// The page `no` from the value IndexedDB returned for it.
-    fn page_of(&self, no: PageNo, v: Option<JsValue>) -> Result<PageBuf, StoreError> {
-        let Some(v) = v else {
-            return Err(StoreError::PageNotFound(no));
-        };
-        let bytes = bytes_of(&v).ok_or_else(|| corrupt(&self.name, no, "not a byte array"))?;
-        if bytes.len() != PAGE_SIZE {
-            return Err(corrupt(
-                &self.name,
-                no,
-                &format!("page of {} bytes, expected {PAGE_SIZE}", bytes.len()),
-            ));
-        }
-        Ok(PageBuf::new(bytes))
-    }
-}
-
-impl IdbStore {
-    /// Every page numbered `lo..=hi` there is, by number: one `getAllKeys`
-    /// and one `getAll` over the range, in one readonly transaction (one
-    /// snapshot).
-    async fn read_range(
-        &self,
-        lo: PageNo,
-        hi: PageNo,
-    ) -> Result<std::collections::HashMap<PageNo, JsValue>, StoreError> {
-        let err = |e: JsValue| error_from_js("read pages", &e);
-        let db = self.db()?;
-        let store = db
-            .transaction_with_str(PAGES)
-            .and_then(|tx| tx.object_store(PAGES))
-            .map_err(err)?;
-        let range =
-            IdbKeyRange::bound(&JsValue::from_f64(lo as f64), &JsValue::from_f64(hi as f64))
-                .map_err(err)?;
-        let kr = store.get_all_keys_with_key(&range).map_err(err)?;
-        let vr = store.get_all_with_key(&range).map_err(err)?;
-        // Joined: both futures set their handlers in this turn.
-        let (keys, values) = futures::join!(js::request(&kr), js::request(&vr));
-        let keys: Array = keys.map_err(err)?.unchecked_into();
-        let values: Array = values.map_err(err)?.unchecked_into();
-        if keys.length() != values.length() {
-            return Err(StoreError::Other(format!(
-                "read pages: {} keys but {} values in one range",
-                keys.length(),
-                values.length()
-            )));
-        }
-        let mut out = std::collections::HashMap::with_capacity(keys.length() as usize);
-        for i in 0..keys.length() {
-            if let Some(k) = keys.get(i).as_f64() {
-                out.insert(k as PageNo, values.get(i));
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -813,8 +760,10 @@ impl PageStore for IdbStore {
             if let Some(b) = self.log.borrow().page(no) {
                 return Ok(b);
             }
-            let v = self.get("read page", PAGES, no as f64, false).await?;
-            self.page_of(no, v)
+            self.fetch(&[no])
+                .await?
+                .pop()
+                .unwrap_or(Err(StoreError::PageNotFound(no)))
         })
     }
 
@@ -825,75 +774,7 @@ impl PageStore for IdbStore {
         &'a self,
         nos: &'a [PageNo],
     ) -> BoxFuture<'a, Vec<Result<PageBuf, StoreError>>> {
-        Box::pin(async move {
-            // Pages of the log come from memory; the rest from IndexedDB.
-            let logged: Vec<Option<PageBuf>> = {
-                let lg = self.log.borrow();
-                nos.iter().map(|&no| lg.page(no)).collect()
-            };
-            if logged.iter().any(Option::is_some) {
-                let rest: Vec<PageNo> = nos
-                    .iter()
-                    .zip(&logged)
-                    .filter(|(_, l)| l.is_none())
-                    .map(|(no, _)| *no)
-                    .collect();
-                let mut read = self.read_pages(&rest).await.into_iter();
-                return logged
-                    .into_iter()
-                    .map(|l| match l {
-                        Some(b) => Ok(b),
-                        None => read.next().unwrap_or(Err(StoreError::Closed)),
-                    })
-                    .collect();
-            }
-            let op = "read pages";
-            // The transaction could not start: the same failure for every page.
-            let fail_all = |e: StoreError| {
-                let again = |e: &StoreError| match e {
-                    StoreError::Closed => StoreError::Closed,
-                    e => StoreError::Other(e.to_string()),
-                };
-                nos.iter().map(|_| Err(again(&e))).collect()
-            };
-            let (lo, hi) = match (nos.iter().min(), nos.iter().max()) {
-                (Some(&lo), Some(&hi)) => (lo, hi),
-                _ => return Vec::new(),
-            };
-            // Pages numbered close together (a scan's leaves written in
-            // order) are read with one request over their key range; the
-            // span holds at most as many other pages as asked for.
-            if nos.len() >= 4 && hi - lo < 2 * nos.len() as u64 {
-                return match self.read_range(lo, hi).await {
-                    Ok(found) => nos
-                        .iter()
-                        .map(|&no| self.page_of(no, found.get(&no).cloned()))
-                        .collect(),
-                    Err(e) => fail_all(e),
-                };
-            }
-            let requests = match self.db().and_then(|db| {
-                (|| -> Result<Vec<web_sys::IdbRequest>, JsValue> {
-                    let store = db.transaction_with_str(PAGES)?.object_store(PAGES)?;
-                    nos.iter()
-                        .map(|&no| store.get(&JsValue::from_f64(no as f64)))
-                        .collect()
-                })()
-                .map_err(|e| error_from_js(op, &e))
-            }) {
-                Ok(r) => r,
-                Err(e) => return fail_all(e),
-            };
-            // Joined: every request's handlers are set in this turn.
-            let values = futures::future::join_all(requests.iter().map(js::request)).await;
-            nos.iter()
-                .zip(values)
-                .map(|(&no, v)| match v {
-                    Ok(v) => self.page_of(no, (!v.is_undefined()).then_some(v)),
-                    Err(e) => Err(error_from_js(op, &e)),
-                })
-                .collect()
-        })
+        Box::pin(self.read_many(nos))
     }
 
     /// The newest meta record: the last log record's, or the `meta`
@@ -924,8 +805,15 @@ impl PageStore for IdbStore {
                 offset: 0,
                 reason,
             };
+            let runs_corrupt = |reason: String| StoreError::Corrupt {
+                file: format!("{}/{}", self.name, runs::RUNS),
+                page: None,
+                offset: 0,
+                reason,
+            };
             let meta0 = state.meta.clone();
             self.fence.set(state.fence);
+            *self.runs.borrow_mut() = runs::Runs::from_keys(&state.runs).map_err(runs_corrupt)?;
             let up_to_date = self
                 .log
                 .borrow_mut()
@@ -951,6 +839,8 @@ impl PageStore for IdbStore {
                     ));
                 }
                 self.fence.set(state.fence);
+                *self.runs.borrow_mut() =
+                    runs::Runs::from_keys(&state.runs).map_err(runs_corrupt)?;
                 state.meta
             };
             let newest = self.log.borrow().meta().map(<[u8]>::to_vec);
@@ -1039,8 +929,10 @@ impl PageStore for IdbStore {
     fn erase_residue(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let Some(m) = self.buckets.clone() else {
-                // No buckets: at least no log record keeps an old page image.
-                return self.fold("strict").await;
+                // No buckets: at least no log record and no run keeps an
+                // old page image.
+                self.fold("strict").await?;
+                return self.scrub_runs().await;
             };
             if self.held.borrow().is_some() {
                 // One is running: it goes round again when it is done.

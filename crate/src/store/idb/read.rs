@@ -1,0 +1,188 @@
+//! Reading pages: from the log's overlay in memory, else from the page
+//! records and the runs (module [`runs`]) in one readonly transaction.
+
+use std::collections::HashMap;
+
+use js_sys::Array;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{IdbKeyRange, IdbRequest};
+
+use super::runs::{self, RUNS};
+use super::{IdbStore, PAGES, corrupt, error_from_js, js};
+use crate::store::{PAGE_SIZE, PageBuf, PageNo, StoreError};
+
+/// What one readonly transaction returned for the page records asked for.
+enum Records {
+    /// One value per page asked for (`undefined`: none).
+    Each(Vec<JsValue>),
+    /// Every record of a key range, by page number.
+    Range(HashMap<PageNo, JsValue>),
+}
+
+impl IdbStore {
+    /// The page `no` from the value IndexedDB returned for it.
+    pub(super) fn page_of(&self, no: PageNo, v: Option<JsValue>) -> Result<PageBuf, StoreError> {
+        let Some(v) = v else {
+            return Err(StoreError::PageNotFound(no));
+        };
+        let bytes = js::bytes_of(&v).ok_or_else(|| corrupt(&self.name, no, "not a byte array"))?;
+        if bytes.len() != PAGE_SIZE {
+            return Err(corrupt(
+                &self.name,
+                no,
+                &format!("page of {} bytes, expected {PAGE_SIZE}", bytes.len()),
+            ));
+        }
+        Ok(PageBuf::new(bytes))
+    }
+
+    /// Reads the pages `nos`, one result per number, in order: the log's
+    /// versions from memory, the others in one readonly transaction.
+    pub(super) async fn read_many(&self, nos: &[PageNo]) -> Vec<Result<PageBuf, StoreError>> {
+        let logged: Vec<Option<PageBuf>> = {
+            let lg = self.log.borrow();
+            nos.iter().map(|&no| lg.page(no)).collect()
+        };
+        let rest: Vec<PageNo> = nos
+            .iter()
+            .zip(&logged)
+            .filter(|(_, l)| l.is_none())
+            .map(|(no, _)| *no)
+            .collect();
+        let mut read = match self.fetch(&rest).await {
+            Ok(r) => r.into_iter(),
+            // The transaction could not start: the same failure for every page.
+            Err(e) => {
+                let again = |e: &StoreError| match e {
+                    StoreError::Closed => StoreError::Closed,
+                    e => StoreError::Other(e.to_string()),
+                };
+                return nos.iter().map(|_| Err(again(&e))).collect();
+            }
+        };
+        logged
+            .into_iter()
+            .map(|l| match l {
+                Some(b) => Ok(b),
+                None => read.next().unwrap_or(Err(StoreError::Closed)),
+            })
+            .collect()
+    }
+
+    /// Reads `nos` from IndexedDB in one readonly transaction: each page's
+    /// record, or, for a page inside a run without a record, the run.
+    /// Pages numbered close together (a scan's leaves written in order) are
+    /// read with one request over their key range (the span holds at most as
+    /// many other pages as asked for); others one request each.
+    pub(super) async fn fetch(
+        &self,
+        nos: &[PageNo],
+    ) -> Result<Vec<Result<PageBuf, StoreError>>, StoreError> {
+        let op = "read pages";
+        let err = |e: JsValue| error_from_js(op, &e);
+        let (Some(&lo), Some(&hi)) = (nos.iter().min(), nos.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        let within: Vec<Option<(PageNo, u64)>> = {
+            let r = self.runs.borrow();
+            nos.iter().map(|&no| r.containing(no)).collect()
+        };
+        let mut wanted: Vec<(PageNo, u64)> = Vec::new();
+        for r in within.iter().flatten() {
+            if !wanted.contains(r) {
+                wanted.push(*r);
+            }
+        }
+        let db = self.db()?;
+        let tx = if wanted.is_empty() {
+            db.transaction_with_str(PAGES)
+        } else {
+            db.transaction_with_str_sequence(&Array::of2(
+                &JsValue::from_str(PAGES),
+                &JsValue::from_str(RUNS),
+            ))
+        }
+        .map_err(err)?;
+        let pages = tx.object_store(PAGES).map_err(err)?;
+        let ranged = nos.len() >= 4 && hi - lo < 2 * nos.len() as u64;
+        let requests: Vec<IdbRequest> = if ranged {
+            let range =
+                IdbKeyRange::bound(&JsValue::from_f64(lo as f64), &JsValue::from_f64(hi as f64))
+                    .map_err(err)?;
+            vec![
+                pages.get_all_keys_with_key(&range).map_err(err)?,
+                pages.get_all_with_key(&range).map_err(err)?,
+            ]
+        } else {
+            nos.iter()
+                .map(|&no| pages.get(&JsValue::from_f64(no as f64)))
+                .collect::<Result<_, _>>()
+                .map_err(err)?
+        };
+        let run_requests: Vec<IdbRequest> = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            let store = tx.object_store(RUNS).map_err(err)?;
+            wanted
+                .iter()
+                .map(|&(s, n)| store.get(&runs::key(s, n)))
+                .collect::<Result<_, _>>()
+                .map_err(err)?
+        };
+        // Joined: every request's handlers are set in this turn.
+        let (values, run_values) = futures::join!(
+            futures::future::try_join_all(requests.iter().map(js::request)),
+            futures::future::try_join_all(run_requests.iter().map(js::request))
+        );
+        let (values, run_values) = (values.map_err(err)?, run_values.map_err(err)?);
+        let records = if ranged {
+            let (keys, values): (Array, Array) = (
+                values[0].clone().unchecked_into(),
+                values[1].clone().unchecked_into(),
+            );
+            if keys.length() != values.length() {
+                return Err(StoreError::Other(format!(
+                    "{op}: {} keys but {} values in one range",
+                    keys.length(),
+                    values.length()
+                )));
+            }
+            let mut found = HashMap::with_capacity(keys.length() as usize);
+            for i in 0..keys.length() {
+                if let Some(k) = keys.get(i).as_f64() {
+                    found.insert(k as PageNo, values.get(i));
+                }
+            }
+            Records::Range(found)
+        } else {
+            Records::Each(values)
+        };
+        Ok(nos
+            .iter()
+            .enumerate()
+            .map(|(i, &no)| {
+                let record = match &records {
+                    Records::Each(v) => Some(v[i].clone()),
+                    Records::Range(m) => m.get(&no).cloned(),
+                }
+                .filter(|v| !v.is_undefined());
+                match (record, within[i]) {
+                    (Some(v), _) => self.page_of(no, Some(v)),
+                    (None, Some((s, n))) => {
+                        let at = wanted.iter().position(|r| *r == (s, n));
+                        match at
+                            .and_then(|at| run_values.get(at))
+                            .filter(|v| !v.is_undefined())
+                        {
+                            Some(v) => runs::page_in(v, s, n, no)
+                                .map(PageBuf::new)
+                                .map_err(|reason| corrupt(&self.name, no, &reason)),
+                            None => Err(StoreError::PageNotFound(no)),
+                        }
+                    }
+                    (None, None) => Err(StoreError::PageNotFound(no)),
+                }
+            })
+            .collect())
+    }
+}

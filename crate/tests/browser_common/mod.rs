@@ -1,0 +1,110 @@
+//! Helpers of the browser tests (`browser.rs`, `browser_log.rs`): database
+//! names, opening, and raw IndexedDB access (a database's records read
+//! through a connection of the test's own, in its storage bucket).
+#![allow(dead_code)]
+
+use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
+use outpost::store::idb::IdbStore;
+use outpost::{Database, OpenOptions};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+/// A database name no other test uses.
+pub fn unique_name(label: &str) -> String {
+    let mut r = [0u8; 6];
+    outpost::platform::random_bytes(&mut r);
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    format!("outpost-test-{label}-{}-{hex}", js_sys::Date::now() as u64)
+}
+
+/// The database `name` over its IndexedDB store, default options.
+pub async fn open_db(name: &str) -> Database<IdbStore> {
+    let store = IdbStore::open(name).await.expect("open IndexedDB store");
+    Database::open(store, OpenOptions::default())
+        .await
+        .expect("open database")
+}
+
+/// Awaits an `IDBRequest` (or an open request) through its events.
+pub async fn request(req: &JsValue) -> JsValue {
+    let p = Promise::new(&mut |resolve, reject| {
+        Reflect::set(req, &"onsuccess".into(), &resolve).unwrap();
+        Reflect::set(req, &"onerror".into(), &reject).unwrap();
+    });
+    JsFuture::from(p).await.unwrap();
+    Reflect::get(req, &"result".into()).unwrap()
+}
+
+/// `obj[method](...args)`.
+pub fn call(obj: &JsValue, method: &str, args: &[JsValue]) -> JsValue {
+    let f: Function = Reflect::get(obj, &method.into()).unwrap().unchecked_into();
+    f.apply(obj, &args.iter().collect::<Array>()).unwrap()
+}
+
+/// The IndexedDB factory holding the database `name`: its storage bucket's
+/// (the store says which) or the origin's default.
+pub async fn factory(bucket: Option<String>) -> JsValue {
+    let global = js_sys::global();
+    match bucket {
+        None => Reflect::get(&global, &"indexedDB".into()).unwrap(),
+        Some(b) => {
+            let nav = Reflect::get(&global, &"navigator".into()).unwrap();
+            let m = Reflect::get(&nav, &"storageBuckets".into()).unwrap();
+            let p: Promise = call(&m, "open", &[b.into()]).unchecked_into();
+            let bucket = JsFuture::from(p).await.unwrap();
+            Reflect::get(&bucket, &"indexedDB".into()).unwrap()
+        }
+    }
+}
+
+/// Runs `f` on the object store `store` of database `name`, through a
+/// connection of its own, and returns the result of the request it makes.
+async fn on_store(
+    name: &str,
+    bucket: Option<String>,
+    store: &str,
+    f: impl FnOnce(&JsValue) -> JsValue,
+) -> JsValue {
+    let db = request(&call(&factory(bucket).await, "open", &[name.into()])).await;
+    let tx = call(&db, "transaction", &[store.into()]);
+    let os = call(&tx, "objectStore", &[store.into()]);
+    let out = request(&f(&os)).await;
+    call(&db, "close", &[]);
+    out
+}
+
+/// How many records the object store `store` of database `name` holds.
+pub async fn count(name: &str, bucket: Option<String>, store: &str) -> u32 {
+    on_store(name, bucket, store, |os| call(os, "count", &[]))
+        .await
+        .as_f64()
+        .unwrap() as u32
+}
+
+/// Every key of the object store `store`, in order.
+pub async fn keys(name: &str, bucket: Option<String>, store: &str) -> Vec<JsValue> {
+    let all: Array = on_store(name, bucket, store, |os| call(os, "getAllKeys", &[]))
+        .await
+        .unchecked_into();
+    all.iter().collect()
+}
+
+/// The byte-array records of the object store `store`, in key order.
+pub async fn records(name: &str, bucket: Option<String>, store: &str) -> Vec<Vec<u8>> {
+    let all: Array = on_store(name, bucket, store, |os| call(os, "getAll", &[]))
+        .await
+        .unchecked_into();
+    all.iter()
+        .filter_map(|v| v.dyn_ref::<Uint8Array>().map(Uint8Array::to_vec))
+        .collect()
+}
+
+/// The bytes of every byte-array record of every object store of the
+/// database (its raw contents, old images included).
+pub async fn every_record(name: &str, bucket: Option<String>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for store in ["pages", "meta", "log", "runs"] {
+        out.extend(records(name, bucket.clone(), store).await.concat());
+    }
+    out
+}
