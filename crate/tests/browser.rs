@@ -23,7 +23,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 mod browser_common;
-use browser_common::{count, every_record, open_db, records, unique_name};
+use browser_common::{count, every_record, open_db, put_raw, records, unique_name};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -362,6 +362,83 @@ async fn idb_runs_and_page_records() {
     }
     s.close().await.unwrap();
     drop(s);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+/// Damaged runs are typed errors, never a panic: a key that is not
+/// `[first page, count]` or overlaps another run (at `read_meta`), a value
+/// of the wrong size (at the read of a page in it).
+#[wasm_bindgen_test]
+async fn idb_damaged_runs_are_corrupt_errors() {
+    use js_sys::{Array, Uint8Array};
+    let name = unique_name("badruns");
+    let s = IdbStore::open(&name).await.unwrap();
+    let bucket = s.bucket();
+    let a: Vec<(PageNo, u8)> = (1..=20).map(|no| (no, 0xA0)).collect();
+    s.commit(commit(&a, b"A")).await.unwrap();
+    s.close().await.unwrap();
+    drop(s);
+    let key = |start: f64, n: f64| -> JsValue { Array::of2(&start.into(), &n.into()).into() };
+    let corrupt_at_open = |what: &'static str| {
+        let name = name.clone();
+        async move {
+            let s = IdbStore::open(&name).await.unwrap();
+            let e = s.read_meta().await.unwrap_err();
+            assert!(matches!(e, StoreError::Corrupt { .. }), "{what}: {e:?}");
+        }
+    };
+    // A run value one byte short: the read of a page in it is refused.
+    put_raw(
+        &name,
+        bucket.clone(),
+        "runs",
+        &key(1.0, 20.0),
+        &Uint8Array::new_with_length(20 * 4096 - 1).into(),
+    )
+    .await;
+    let s = IdbStore::open(&name).await.unwrap();
+    s.read_meta().await.unwrap();
+    let e = s.read_page(3).await.unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
+    drop(s);
+    // A count above 64, a key that is not an array, an overlap.
+    put_raw(
+        &name,
+        bucket.clone(),
+        "runs",
+        &key(100.0, 1000.0),
+        &Uint8Array::new_with_length(4096).into(),
+    )
+    .await;
+    corrupt_at_open("count above 64").await;
+    IdbStore::destroy(&name).await.unwrap();
+    let s = IdbStore::open(&name).await.unwrap();
+    let bucket = s.bucket();
+    s.commit(commit(&a, b"A")).await.unwrap();
+    drop(s);
+    put_raw(
+        &name,
+        bucket.clone(),
+        "runs",
+        &JsValue::from_str("x"),
+        &Uint8Array::new_with_length(4096).into(),
+    )
+    .await;
+    corrupt_at_open("a string key").await;
+    IdbStore::destroy(&name).await.unwrap();
+    let s = IdbStore::open(&name).await.unwrap();
+    let bucket = s.bucket();
+    s.commit(commit(&a, b"A")).await.unwrap();
+    drop(s);
+    put_raw(
+        &name,
+        bucket.clone(),
+        "runs",
+        &key(10.0, 4.0),
+        &Uint8Array::new_with_length(4 * 4096).into(),
+    )
+    .await;
+    corrupt_at_open("an overlap").await;
     IdbStore::destroy(&name).await.unwrap();
 }
 

@@ -73,6 +73,27 @@ async fn on_store(
     out
 }
 
+/// Writes `value` under `key` into the object store `store` of database
+/// `name`, through a connection of its own (what a damaged or foreign
+/// database would hold).
+pub async fn put_raw(
+    name: &str,
+    bucket: Option<String>,
+    store: &str,
+    key: &JsValue,
+    value: &JsValue,
+) {
+    let db = request(&call(&factory(bucket).await, "open", &[name.into()])).await;
+    let tx = call(&db, "transaction", &[store.into(), "readwrite".into()]);
+    let os = call(&tx, "objectStore", &[store.into()]);
+    request(&call(&os, "put", &[value.clone(), key.clone()])).await;
+    let done = Promise::new(&mut |resolve, _| {
+        Reflect::set(&tx, &"oncomplete".into(), &resolve).unwrap();
+    });
+    JsFuture::from(done).await.unwrap();
+    call(&db, "close", &[]);
+}
+
 /// How many records the object store `store` of database `name` holds.
 pub async fn count(name: &str, bucket: Option<String>, store: &str) -> u32 {
     on_store(name, bucket, store, |os| call(os, "count", &[]))
