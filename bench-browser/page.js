@@ -43,6 +43,11 @@ export const idOf = (i) => "docs/" + String(i).padStart(5, "0");
 // engine can), putOne(id, doc), get(id), scanPrefix(prefix) → array,
 // scanKeys(prefix) → array of ids,
 // close(), destroy(name).
+// Outpost's bulk writes ask for no result per document (`results: false`:
+// the count and the last etag), as Dexie's `bulkPut` resolves to the last
+// key only and the raw IndexedDB code keeps no result either.
+const BULK_OPTIONS = { results: false };
+
 const engines = {
   outpost: () => {
     let db;
@@ -51,7 +56,7 @@ const engines = {
       // (No option for "strict", the default: a build from before the option runs too.)
       async open(name) { db = await Outpost.open(name, DURABILITY === "strict" ? undefined : { durability: DURABILITY }); },
       bulk(ids, docs) {
-        return db.transaction(ids.map((id, k) => ({ type: "put", id, doc: docs[k] })));
+        return db.transaction(ids.map((id, k) => ({ type: "put", id, doc: docs[k] })), BULK_OPTIONS);
       },
       putOne(id, doc) { return db.put(id, doc); },
       get(id) { return db.get(id); },
@@ -72,7 +77,7 @@ const engines = {
       memory: true,
       async open(name) { db = await Outpost.open(name, { storage: "memory" }); },
       bulk(ids, docs) {
-        return db.transaction(ids.map((id, k) => ({ type: "put", id, doc: docs[k] })));
+        return db.transaction(ids.map((id, k) => ({ type: "put", id, doc: docs[k] })), BULK_OPTIONS);
       },
       putOne(id, doc) { return db.put(id, doc); },
       get(id) { return db.get(id); },
@@ -223,7 +228,7 @@ function outpostInWorker(label, storage) {
       db = await openInWorker(w, name, DURABILITY === "strict" ? { storage } : { storage, durability: DURABILITY });
     },
     bulk(ids, docs) {
-      return db.transaction(ids.map((id, k) => ({ type: "put", id, doc: docs[k] })));
+      return db.transaction(ids.map((id, k) => ({ type: "put", id, doc: docs[k] })), BULK_OPTIONS);
     },
     putOne(id, doc) { return db.put(id, doc); },
     get(id) { return db.get(id); },

@@ -1,4 +1,4 @@
-//! Browser tests of the IndexedDB store's commit log (schema version 2,
+//! Browser tests of the IndexedDB store's commit log (schema version 2 and later,
 //! `crate/src/store/idb/log.rs`), in real headless Chromium with real
 //! IndexedDB: small commits are one log record each and are folded into the
 //! page records later; a store dropped without closing (a killed tab) finds

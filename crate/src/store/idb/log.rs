@@ -1,4 +1,4 @@
-//! The commit log of the IndexedDB store (schema version 2): a small commit
+//! The commit log of the IndexedDB store (schema version 2 and later): a small commit
 //! is **one** IndexedDB value, folded into the page records later.
 //!
 //! Chromium's cost of a readwrite transaction grows with the number of
