@@ -259,14 +259,8 @@ async fn idb_multi_page_commit_is_atomic() {
 #[wasm_bindgen_test]
 async fn idb_runs_and_page_records() {
     let name = unique_name("runs");
-    let s = IdbStore::open(&name).await.unwrap();
-    let bucket = s.bucket();
-    s.read_meta().await.unwrap();
     // 20 pages (80 KiB, too large for a log record): a fold, one run.
-    let a: Vec<(PageNo, u8)> = (1..=20).map(|no| (no, 0xA0)).collect();
-    s.commit(commit(&a, b"A")).await.unwrap();
-    assert_eq!(count(&name, bucket.clone(), "runs").await, 1);
-    assert_eq!(count(&name, bucket.clone(), "pages").await, 0);
+    let (s, bucket) = store_with_one_run(&name, 20).await;
 
     // Pages 5 and 6 again, with 21..=40: records for 5 and 6 (inside the
     // run), a new run for 21..=40, and three pages apart as records.
@@ -365,81 +359,62 @@ async fn idb_runs_and_page_records() {
     IdbStore::destroy(&name).await.unwrap();
 }
 
+/// A new store `name` whose pages 1..=`n` (`n` of 15 or more: too large
+/// for a log record) are one run of fill 0xA0; its storage bucket.
+async fn store_with_one_run(name: &str, n: PageNo) -> (IdbStore, Option<String>) {
+    let s = IdbStore::open(name).await.unwrap();
+    let bucket = s.bucket();
+    s.read_meta().await.unwrap();
+    let a: Vec<(PageNo, u8)> = (1..=n).map(|no| (no, 0xA0)).collect();
+    s.commit(commit(&a, b"A")).await.unwrap();
+    assert_eq!(count(name, bucket.clone(), "runs").await, 1);
+    assert_eq!(count(name, bucket.clone(), "pages").await, 0);
+    (s, bucket)
+}
+
 /// Damaged runs are typed errors, never a panic: a key that is not
 /// `[first page, count]` or overlaps another run (at `read_meta`), a value
 /// of the wrong size (at the read of a page in it).
 #[wasm_bindgen_test]
 async fn idb_damaged_runs_are_corrupt_errors() {
     use js_sys::{Array, Uint8Array};
-    let name = unique_name("badruns");
-    let s = IdbStore::open(&name).await.unwrap();
-    let bucket = s.bucket();
-    let a: Vec<(PageNo, u8)> = (1..=20).map(|no| (no, 0xA0)).collect();
-    s.commit(commit(&a, b"A")).await.unwrap();
-    s.close().await.unwrap();
-    drop(s);
     let key = |start: f64, n: f64| -> JsValue { Array::of2(&start.into(), &n.into()).into() };
-    let corrupt_at_open = |what: &'static str| {
-        let name = name.clone();
-        async move {
-            let s = IdbStore::open(&name).await.unwrap();
-            let e = s.read_meta().await.unwrap_err();
-            assert!(matches!(e, StoreError::Corrupt { .. }), "{what}: {e:?}");
-        }
-    };
+    let pages = |n: u32| -> JsValue { Uint8Array::new_with_length(n * 4096).into() };
+
     // A run value one byte short: the read of a page in it is refused.
-    put_raw(
-        &name,
-        bucket.clone(),
-        "runs",
-        &key(1.0, 20.0),
-        &Uint8Array::new_with_length(20 * 4096 - 1).into(),
-    )
-    .await;
+    let name = unique_name("badrun");
+    let (s, bucket) = store_with_one_run(&name, 20).await;
+    drop(s);
+    let short = Uint8Array::new_with_length(20 * 4096 - 1).into();
+    put_raw(&name, bucket, "runs", &key(1.0, 20.0), &short).await;
     let s = IdbStore::open(&name).await.unwrap();
     s.read_meta().await.unwrap();
     let e = s.read_page(3).await.unwrap_err();
     assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
     drop(s);
-    // A count above 64, a key that is not an array, an overlap.
-    put_raw(
-        &name,
-        bucket.clone(),
-        "runs",
-        &key(100.0, 1000.0),
-        &Uint8Array::new_with_length(4096).into(),
-    )
-    .await;
-    corrupt_at_open("count above 64").await;
     IdbStore::destroy(&name).await.unwrap();
-    let s = IdbStore::open(&name).await.unwrap();
-    let bucket = s.bucket();
-    s.commit(commit(&a, b"A")).await.unwrap();
-    drop(s);
-    put_raw(
-        &name,
-        bucket.clone(),
-        "runs",
-        &JsValue::from_str("x"),
-        &Uint8Array::new_with_length(4096).into(),
-    )
-    .await;
-    corrupt_at_open("a string key").await;
-    IdbStore::destroy(&name).await.unwrap();
-    let s = IdbStore::open(&name).await.unwrap();
-    let bucket = s.bucket();
-    s.commit(commit(&a, b"A")).await.unwrap();
-    drop(s);
-    put_raw(
-        &name,
-        bucket.clone(),
-        "runs",
-        &key(10.0, 4.0),
-        &Uint8Array::new_with_length(4 * 4096).into(),
-    )
-    .await;
-    corrupt_at_open("an overlap").await;
-    IdbStore::destroy(&name).await.unwrap();
+
+    // Keys the layout refuses when the state is read.
+    let bad = [
+        ("a count above 64", key(100.0, 1000.0), pages(1)),
+        (
+            "a key that is not an array",
+            JsValue::from_str("x"),
+            pages(1),
+        ),
+        ("an overlap", key(10.0, 4.0), pages(4)),
+    ];
+    for (what, k, v) in bad {
+        let name = unique_name("badruns");
+        let (s, bucket) = store_with_one_run(&name, 20).await;
+        drop(s);
+        put_raw(&name, bucket, "runs", &k, &v).await;
+        let s = IdbStore::open(&name).await.unwrap();
+        let e = s.read_meta().await.unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt { .. }), "{what}: {e:?}");
+        drop(s);
+        IdbStore::destroy(&name).await.unwrap();
+    }
 }
 
 /// Where there are no storage buckets, a purge's erasure rewrites the runs:
@@ -448,14 +423,9 @@ async fn idb_damaged_runs_are_corrupt_errors() {
 #[wasm_bindgen_test]
 async fn idb_runs_are_scrubbed_of_replaced_images() {
     let name = unique_name("scrub");
-    let s = IdbStore::open(&name).await.unwrap();
-    let bucket = s.bucket();
-    s.read_meta().await.unwrap();
     // One run, 1..=40; then records for 3 and 4 (and 21 pages elsewhere,
     // to make the commit a fold).
-    let a: Vec<(PageNo, u8)> = (1..=40).map(|no| (no, 0xA0)).collect();
-    s.commit(commit(&a, b"A")).await.unwrap();
-    assert_eq!(count(&name, bucket.clone(), "runs").await, 1);
+    let (s, bucket) = store_with_one_run(&name, 40).await;
     let mut b: Vec<(PageNo, u8)> = vec![(3, 0xB3), (4, 0xB4)];
     b.extend((100..=120).map(|no| (no * 2, 0xB0)));
     s.commit(commit(&b, b"B")).await.unwrap();
