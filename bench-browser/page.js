@@ -392,6 +392,23 @@ async function run(engineName, cfg) {
     out.reopen = { ms: now() - t0 };
     if (!d) throw new Error(`${e.label}: nothing after reopen`);
     log(`reopen to first read: ${out.reopen.ms.toFixed(1)} ms`);
+
+    // 7. Point reads right after the reopen (the engine's cache cold; the
+    // browser's own caches as they are), other random ids than case 3's.
+    const r = rng(7);
+    const ids = Array.from({ length: cfg.reads }, () => idOf((r() * have) | 0));
+    const lat = new Array(ids.length);
+    const t1 = now();
+    for (let k = 0; k < ids.length; k++) {
+      const s = now();
+      const got = await e.get(ids[k]);
+      lat[k] = now() - s;
+      if (!got) throw new Error(`${e.label}: ${ids[k]} not found after reopen`);
+    }
+    const ms = now() - t1;
+    lat.sort((a, b) => a - b);
+    out.coldReads = { n: ids.length, ms, rate: (ids.length * 1000) / ms, p50: pct(lat, 50), p99: pct(lat, 99) };
+    log(`point reads after reopen: ${out.coldReads.rate.toFixed(0)} reads/s`);
   }
 
   await e.close();

@@ -104,6 +104,7 @@ const rows = [
   ["prefix scan (docs/s)", (r) => r.scan.rate, true],
   ["keys-only prefix scan (ids/s)", (r) => r.scanKeys?.rate ?? NaN, true],
   ["reopen to first read (ms)", (r) => r.reopen.ms, false],
+  [`point reads after reopen, cold (reads/s)`, (r) => r.coldReads?.rate ?? NaN, true],
 ];
 const by = Object.fromEntries(results.map((r) => [r.engine, r]));
 const vs = opt("--vs", "outpost");

@@ -66,6 +66,24 @@ if (globalThis.StorageBucketManager) {
     return r;
   };
 }
+// Each read request of a timed reopen, to its success, with the size of what it read.
+for (const m of ["get", "getAll", "getAllKeys", "count"]) {
+  const orig = IDBObjectStore.prototype[m];
+  IDBObjectStore.prototype[m] = function (...a) {
+    const r = orig.apply(this, a);
+    if (timeline) {
+      const e = { name: `  ${m} ${this.name}`, start: performance.now() };
+      timeline.push(e);
+      r.addEventListener("success", () => {
+        e.end = performance.now();
+        const v = r.result;
+        if (v?.byteLength !== undefined) e.name += ` (${v.byteLength} bytes)`;
+        else if (Array.isArray(v)) e.name += ` (${v.length} items)`;
+      });
+    }
+    return r;
+  };
+}
 if (globalThis.LockManager) {
   const orig = LockManager.prototype.request;
   LockManager.prototype.request = function (name, ...rest) {
@@ -78,9 +96,48 @@ if (globalThis.LockManager) {
   };
 }
 
-window.probe = async (n, docs = 50) => {
+// Reopen to first read (the browser benchmark's case 6), with a timeline of
+// the browser calls it makes: `docs` documents written in batches of 1,000
+// and `singles` single writes after them (the benchmark's database: 100,000
+// and 500), then nine times close, open, one get.
+const reopen = async (doc, docs, singles) => {
+  let db = await Outpost.open("probe-reopen");
+  for (let b = 0; b < docs; b += 1000) {
+    const ops = [];
+    for (let i = b; i < Math.min(docs, b + 1000); i++) ops.push({ type: "put", id: `r/${String(i).padStart(6, "0")}`, doc: { ...doc, n: i } });
+    await db.transaction(ops, { results: false });
+  }
+  for (let i = 0; i < singles; i++) await db.put(`single/${String(i).padStart(5, "0")}`, doc);
+  await db.close();
+  const totals = [];
+  let last = null;
+  const id = `r/${String(docs >> 1).padStart(6, "0")}`;
+  let first = null;
+  for (let k = 0; k < 9; k++) {
+    timeline = [];
+    const t0 = performance.now();
+    db = await Outpost.open("probe-reopen");
+    const tOpen = performance.now();
+    const d = await db.get(id);
+    const t1 = performance.now();
+    if (!d) throw new Error("reopen: the document is missing");
+    totals.push(t1 - t0);
+    last = {
+      total: t1 - t0,
+      open: tOpen - t0,
+      calls: timeline.map((e) => `${(e.start - t0).toFixed(1)}–${e.end === undefined ? "?" : (e.end - t0).toFixed(1)} ms ${e.name}`),
+    };
+    if (k === 0) first = last;
+    timeline = null;
+    await db.close();
+  }
+  return { firstCalls: first.calls, docs, singles, p50: median(totals), min: Math.min(...totals), first: totals[0], last };
+};
+
+window.probe = async (n, docs = 50, reopenOnly = null) => {
   await initOutpost(new URL("./outpost_wasm_bg.wasm", location.href));
   const doc = { pad: "x".repeat(1000), n: 1 };
+  if (reopenOnly) return { reopen: await reopen(doc, reopenOnly.docs, reopenOnly.singles) };
   const out = {};
   const db = await Outpost.open("probe");
   for (let b = 0; b < docs; b += 1000) {
@@ -179,33 +236,7 @@ window.probe = async (n, docs = 50) => {
     await db.close();
     out.spaced = { putP50: median(put), getP50: median(get), turns: stats?.taken };
   }
-  // Reopen to first read (the browser benchmark's case 6), with a timeline
-  // of the browser calls it makes: 2,000 documents, close, open, one get.
-  {
-    let db = await Outpost.open("probe-reopen");
-    await db.transaction(Array.from({ length: 2000 }, (_, i) => ({ type: "put", id: `r/${String(i).padStart(5, "0")}`, doc })));
-    await db.close();
-    const totals = [];
-    let last = null;
-    for (let k = 0; k < 9; k++) {
-      timeline = [];
-      const t0 = performance.now();
-      db = await Outpost.open("probe-reopen");
-      const tOpen = performance.now();
-      const d = await db.get("r/01000");
-      const t1 = performance.now();
-      if (!d) throw new Error("reopen: the document is missing");
-      totals.push(t1 - t0);
-      last = {
-        total: t1 - t0,
-        open: tOpen - t0,
-        calls: timeline.map((e) => `${(e.start - t0).toFixed(1)}–${e.end === undefined ? "?" : (e.end - t0).toFixed(1)} ms ${e.name}`),
-      };
-      timeline = null;
-      await db.close();
-    }
-    out.reopen = { p50: median(totals), last };
-  }
+  out.reopen = await reopen(doc, 2000, 0);
   const workerUrl = new URL("./worker.js", location.href);
   out.paths = {
     page: await serial(await Outpost.open("probe-page")),

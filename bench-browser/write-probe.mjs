@@ -2,6 +2,7 @@
 // §2), against one raw put of the same size. A probe, not a benchmark:
 //
 //   cd bench-browser && npm ci && node write-probe.mjs [--writes 300] [--docs 50] [--profile]
+//   node write-probe.mjs --reopen-only 100000   (only the reopen, over the benchmark's database shape)
 //
 // --docs: documents in the probed database before the timed writes (100000:
 // the browser benchmark's database, where a commit writes more pages).
@@ -31,6 +32,9 @@ const profiling = process.argv.includes("--profile");
 const d = process.argv.indexOf("--docs");
 /** Documents in the probed database before the timed writes (the browser benchmark's database holds 100,000). */
 const docs = d > 0 ? Number(process.argv[d + 1]) : 50;
+const r = process.argv.indexOf("--reopen-only");
+/** Only the reopen timeline, over a database of this many documents and 500 single writes (the browser benchmark's). */
+const reopenOnly = r > 0 ? { docs: Number(process.argv[r + 1]), singles: Number(process.env.SINGLES ?? 500) } : null;
 const distWasm = join(root, "pkg-js/dist/web/outpost_wasm_bg.wasm");
 if (!existsSync(distWasm)) throw new Error("pkg-js/dist/web is missing: run scripts/build-wasm.sh first");
 const out = join(here, ".build-probe");
@@ -66,7 +70,7 @@ try {
     await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
     await cdp.send("Profiler.start");
   }
-  console.log(JSON.stringify(await page.evaluate(([n, docs]) => window.probe(n, docs), [writes, docs]), null, 2));
+  console.log(JSON.stringify(await page.evaluate(([n, docs, ro]) => window.probe(n, docs, ro), [writes, docs, reopenOnly]), null, 2));
   if (cdp) {
     const { profile } = await cdp.send("Profiler.stop");
     const nodes = new Map(profile.nodes.map((n) => [n.id, n]));

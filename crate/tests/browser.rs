@@ -23,7 +23,9 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 mod browser_common;
-use browser_common::{count, every_record, open_db, put_raw, records, unique_name};
+use browser_common::{
+    assert_layout, count, delete_raw, every_record, layout, open_db, put_raw, records, unique_name,
+};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -270,6 +272,7 @@ async fn idb_runs_and_page_records() {
     s.commit(commit(&b, b"B")).await.unwrap();
     assert_eq!(count(&name, bucket.clone(), "runs").await, 2);
     assert_eq!(count(&name, bucket.clone(), "pages").await, 5);
+    assert_layout(&name, bucket.clone(), true).await;
     let expect = |no: PageNo| -> Option<PageBuf> {
         match no {
             5 => Some(page(0xB5, 5)),
@@ -308,6 +311,7 @@ async fn idb_runs_and_page_records() {
     assert!(s.commit(commit(&c, b"C")).await.is_err());
     assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"B"[..]));
     assert_eq!(count(&name, bucket.clone(), "runs").await, 2);
+    assert_layout(&name, bucket.clone(), true).await;
     assert!(matches!(
         s.read_page(70).await,
         Err(StoreError::PageNotFound(70))
@@ -319,6 +323,13 @@ async fn idb_runs_and_page_records() {
     s.commit(commit(&d, b"D")).await.unwrap();
     assert_eq!(count(&name, bucket.clone(), "runs").await, 1);
     assert_eq!(count(&name, bucket.clone(), "pages").await, 23);
+    // The layout record still lists the deleted run (a superset, until the
+    // next fold): reads of its pages find their records.
+    assert_eq!(
+        layout(&name, bucket.clone()).await.unwrap(),
+        [(1, 20), (21, 20)]
+    );
+    assert_layout(&name, bucket.clone(), false).await;
     for no in 1..=20 {
         assert_eq!(s.read_page(no).await.unwrap(), page(0xE0, no));
     }
@@ -340,6 +351,12 @@ async fn idb_runs_and_page_records() {
     let e: Vec<(PageNo, u8)> = (35..=70).map(|no| (no, 0xF0)).collect();
     s.commit(commit(&e, b"E")).await.unwrap();
     assert_eq!(count(&name, bucket.clone(), "runs").await, 2);
+    // The next fold's record leaves the deleted run out.
+    assert_layout(&name, bucket.clone(), true).await;
+    assert_eq!(
+        layout(&name, bucket.clone()).await.unwrap(),
+        [(21, 20), (41, 30)]
+    );
     s.close().await.unwrap();
     drop(s);
     let s = IdbStore::open(&name).await.unwrap();
@@ -354,6 +371,84 @@ async fn idb_runs_and_page_records() {
         };
         assert_eq!(r.ok(), want, "page {no}");
     }
+    s.close().await.unwrap();
+    drop(s);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+/// A run read from IndexedDB serves its other pages from memory afterwards
+/// (the run cache), but never a version older than the newest: not after a
+/// fold or a log record wrote the page, not when a commit was issued while
+/// the run was being read, not after `read_meta` (another tab may have
+/// written). The run's value is rewritten behind the store's back with
+/// other fills, so each read shows where it came from.
+#[wasm_bindgen_test]
+async fn idb_run_cache_serves_a_runs_pages_and_never_an_older_version() {
+    use js_sys::{Array, Uint8Array};
+    let name = unique_name("runcache");
+    let (s, bucket) = store_with_one_run(&name, 20).await;
+    drop(s);
+    let rewrite = |fill: u8| {
+        let (name, bucket) = (name.clone(), bucket.clone());
+        async move {
+            let bytes: Vec<u8> = (1..=20).flat_map(|no| page(fill, no).to_vec()).collect();
+            let key: JsValue = Array::of2(&1.0.into(), &20.0.into()).into();
+            let value: JsValue = Uint8Array::from(bytes.as_slice()).into();
+            put_raw(&name, bucket, "runs", &key, &value).await;
+        }
+    };
+    let s = IdbStore::open(&name).await.unwrap();
+    s.read_meta().await.unwrap();
+    // Page 3 from IndexedDB; then page 4 from the cached run.
+    assert_eq!(s.read_page(3).await.unwrap(), page(0xA0, 3));
+    rewrite(0x11).await;
+    assert_eq!(s.read_page(4).await.unwrap(), page(0xA0, 4), "from memory");
+    assert_eq!(
+        s.read_pages(&[7, 8])
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>(),
+        [page(0xA0, 7), page(0xA0, 8)]
+    );
+
+    // A fold writes page 5 as a record: its newest version, not the run's.
+    let mut b: Vec<(PageNo, u8)> = vec![(5, 0xB5)];
+    b.extend((100..=120).map(|no| (no, 0xB0)));
+    s.commit(commit(&b, b"B")).await.unwrap();
+    assert_eq!(s.read_page(5).await.unwrap(), page(0xB5, 5));
+    // A log record writes page 6; a fold of the log makes it a record.
+    s.commit(commit(&[(6, 0xB6)], b"C")).await.unwrap();
+    assert_eq!(count(&name, bucket.clone(), "log").await, 1);
+    assert_eq!(s.read_page(6).await.unwrap(), page(0xB6, 6));
+    let d: Vec<(PageNo, u8)> = (200..=220).map(|no| (no, 0xD0)).collect();
+    s.commit(commit(&d, b"D")).await.unwrap();
+    assert_eq!(count(&name, bucket.clone(), "log").await, 0);
+    assert_eq!(s.read_page(6).await.unwrap(), page(0xB6, 6));
+
+    // A run read while a commit is issued is not kept: that commit's
+    // transaction may come after the read's.
+    s.read_meta().await.unwrap();
+    let mut read = s.read_page(9);
+    assert!(futures::poll!(&mut read).is_pending(), "the read is issued");
+    s.commit(commit(&[(300, 0xE0)], b"E")).await.unwrap();
+    assert_eq!(read.await.unwrap(), page(0x11, 9), "from IndexedDB");
+    rewrite(0x22).await;
+    assert_eq!(s.read_page(10).await.unwrap(), page(0x22, 10), "not kept");
+
+    // `read_meta` forgets the cached runs.
+    assert_eq!(s.read_page(11).await.unwrap(), page(0x22, 11));
+    rewrite(0x33).await;
+    assert_eq!(
+        s.read_page(12).await.unwrap(),
+        page(0x22, 12),
+        "from memory"
+    );
+    s.read_meta().await.unwrap();
+    assert_eq!(s.read_page(13).await.unwrap(), page(0x33, 13), "forgotten");
+    // Records still win over the run.
+    assert_eq!(s.read_page(5).await.unwrap(), page(0xB5, 5));
+    assert_eq!(s.read_page(6).await.unwrap(), page(0xB6, 6));
     s.close().await.unwrap();
     drop(s);
     IdbStore::destroy(&name).await.unwrap();
@@ -394,7 +489,8 @@ async fn idb_damaged_runs_are_corrupt_errors() {
     drop(s);
     IdbStore::destroy(&name).await.unwrap();
 
-    // Keys the layout refuses when the state is read.
+    // Keys of runs refused when the state is read from them (a database
+    // without a layout record: upgraded from schema version 3).
     let bad = [
         ("a count above 64", key(100.0, 1000.0), pages(1)),
         (
@@ -408,7 +504,41 @@ async fn idb_damaged_runs_are_corrupt_errors() {
         let name = unique_name("badruns");
         let (s, bucket) = store_with_one_run(&name, 20).await;
         drop(s);
-        put_raw(&name, bucket, "runs", &k, &v).await;
+        put_raw(&name, bucket.clone(), "runs", &k, &v).await;
+        delete_raw(&name, bucket, "meta", &3.into()).await;
+        let s = IdbStore::open(&name).await.unwrap();
+        let e = s.read_meta().await.unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt { .. }), "{what}: {e:?}");
+        drop(s);
+        IdbStore::destroy(&name).await.unwrap();
+    }
+
+    // Layout records refused when the state is read.
+    let record = |format: u8, count: u32, runs: &[(u64, u16)]| -> JsValue {
+        let mut b = vec![format];
+        b.extend_from_slice(&count.to_le_bytes());
+        for &(first, n) in runs {
+            b.extend_from_slice(&first.to_le_bytes());
+            b.extend_from_slice(&n.to_le_bytes());
+        }
+        Uint8Array::from(b.as_slice()).into()
+    };
+    let bad = [
+        ("format 2", record(2, 1, &[(1, 20)])),
+        ("cut short", Uint8Array::from(&[1u8, 1, 0][..]).into()),
+        ("a count its length does not hold", record(1, 2, &[(1, 20)])),
+        ("a run of 65 pages", record(1, 1, &[(1, 65)])),
+        ("a run of 0 pages", record(1, 1, &[(1, 0)])),
+        ("an overlap", record(1, 2, &[(1, 20), (10, 4)])),
+        ("out of order", record(1, 2, &[(30, 4), (1, 20)])),
+        ("past 2^53", record(1, 1, &[((1 << 53) - 2, 4)])),
+        ("not a byte array", JsValue::from_str("runs")),
+    ];
+    for (what, v) in bad {
+        let name = unique_name("badlayout");
+        let (s, bucket) = store_with_one_run(&name, 20).await;
+        drop(s);
+        put_raw(&name, bucket, "meta", &3.into(), &v).await;
         let s = IdbStore::open(&name).await.unwrap();
         let e = s.read_meta().await.unwrap_err();
         assert!(matches!(e, StoreError::Corrupt { .. }), "{what}: {e:?}");
@@ -435,6 +565,7 @@ async fn idb_runs_are_scrubbed_of_replaced_images() {
         "the test can fail"
     );
     s.testing_scrub_runs().await.unwrap();
+    assert_layout(&name, bucket.clone(), true).await;
     let raw = run().await;
     assert!(
         !holds_page(&raw, &page(0xA0, 3)),
@@ -459,6 +590,7 @@ async fn idb_runs_are_scrubbed_of_replaced_images() {
     s.commit(commit(&c, b"C")).await.unwrap();
     s.testing_scrub_runs().await.unwrap();
     assert_eq!(count(&name, bucket.clone(), "runs").await, 0);
+    assert_layout(&name, bucket.clone(), false).await;
     s.close().await.unwrap();
     drop(s);
     let s = IdbStore::open(&name).await.unwrap();
@@ -756,6 +888,24 @@ async fn purge_leaves_no_plaintext_in_indexeddb() {
     let bucket = db.store().bucket();
     db.close().await.unwrap();
     drop(db);
+    // The purge moved the database to a new storage bucket: its copy of the
+    // runs has no layout record until its first fold (its reads take the
+    // runs' keys), and that fold writes one listing every run.
+    if bucket.is_some() {
+        assert!(count(&name, bucket.clone(), "runs").await > 0);
+        assert_eq!(layout(&name, bucket.clone()).await, None);
+        let db = open_db(&name).await;
+        assert_eq!(db.count().await.unwrap(), 120);
+        let mut b = Batch::new();
+        for i in 0..100 {
+            b.put(format!("after/{i:03}"), json!({"pad": "z".repeat(900)}));
+        }
+        db.commit(b).await.unwrap();
+        assert_layout(&name, bucket.clone(), false).await;
+        assert_eq!(db.count().await.unwrap(), 220);
+        assert!(db.integrity_check().await.unwrap().is_ok());
+        db.close().await.unwrap();
+    }
     // Every record of every object store, old images in runs included.
     let dump = every_record(&name, bucket).await;
     assert!(!holds(&dump, GONE), "no plaintext of purged documents");

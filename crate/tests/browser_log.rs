@@ -4,7 +4,8 @@
 //! page records later; a store dropped without closing (a killed tab) finds
 //! every commit; two handles on one database (two tabs) see each other's
 //! records and folds; a database of an older layout (version 1: pages and
-//! meta only; version 2: no runs) opens, reads and writes, runs included.
+//! meta only; version 2: no runs; version 3: runs without a layout record)
+//! opens, reads and writes, runs included.
 //!
 //! Run like `tests/browser.rs` (scripts/test.sh runs both):
 //!
@@ -26,7 +27,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 mod browser_common;
-use browser_common::{count, open_db, unique_name};
+use browser_common::{assert_layout, count, layout, open_db, unique_name};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -233,8 +234,9 @@ async fn a_handle_the_database_was_taken_from_cannot_commit_over_it() {
 /// reads the documents, writes, and reopens.
 /// The fixture of an older layout: a database the engine wrote (300
 /// documents), stored as schema `version` with the object stores `stores`
-/// (page records and the meta record; no log record, no run). Returns its
-/// name.
+/// (page records and the meta record; no log record; with `runs` among
+/// them, every 16 consecutive pages that all exist as one run, as schema
+/// version 3 wrote them, without a layout record). Returns its name.
 async fn older_layout(version: u32, stores: &[&str]) -> String {
     let mem = Arc::new(MemoryStore::new());
     let src = Database::open(mem.clone(), OpenOptions::default())
@@ -257,19 +259,48 @@ async fn older_layout(version: u32, stores: &[&str]) -> String {
         builder = builder.add_object_store(rexie::ObjectStore::new(s));
     }
     let old = builder.build().await.unwrap();
+    let with_runs = stores.contains(&"runs");
+    let scope: &[&str] = if with_runs {
+        &["pages", "meta", "runs"]
+    } else {
+        &["pages", "meta"]
+    };
     let tx = old
-        .transaction(&["pages", "meta"], rexie::TransactionMode::ReadWrite)
+        .transaction(scope, rexie::TransactionMode::ReadWrite)
         .unwrap();
     let ps = tx.store("pages").unwrap();
-    for no in 1..=pages {
-        if let Ok(p) = mem.read_page(no).await {
-            ps.put(
-                &Uint8Array::from(p.as_slice()),
-                Some(&JsValue::from_f64(no as f64)),
-            )
-            .await
-            .unwrap();
+    let mut first = 1;
+    while first <= pages {
+        let group: Vec<_> = (first..(first + 16).min(pages + 1)).collect();
+        let mut read = Vec::new();
+        for &no in &group {
+            read.push(mem.read_page(no).await.ok());
         }
+        if with_runs && group.len() == 16 && read.iter().all(Option::is_some) {
+            let bytes: Vec<u8> = read
+                .iter()
+                .flatten()
+                .flat_map(|p| p.iter().copied())
+                .collect();
+            let key = js_sys::Array::of2(&(first as f64).into(), &16.0.into());
+            tx.store("runs")
+                .unwrap()
+                .put(&Uint8Array::from(bytes.as_slice()), Some(&key.into()))
+                .await
+                .unwrap();
+        } else {
+            for (&no, p) in group.iter().zip(read) {
+                if let Some(p) = p {
+                    ps.put(
+                        &Uint8Array::from(p.as_slice()),
+                        Some(&JsValue::from_f64(no as f64)),
+                    )
+                    .await
+                    .unwrap();
+                }
+            }
+        }
+        first += 16;
     }
     let meta = mem.read_meta().await.unwrap().unwrap();
     tx.store("meta")
@@ -289,9 +320,24 @@ async fn older_layout(version: u32, stores: &[&str]) -> String {
 /// record) and a large one (runs), and reads everything back after a reopen.
 async fn an_older_layout_opens_reads_and_writes(version: u32, stores: &[&str]) {
     let name = older_layout(version, stores).await;
+    let runs_before = if version >= 3 {
+        count(&name, None, "runs").await
+    } else {
+        0
+    };
     let db = open_db(&name).await;
+    let bucket = db.store().bucket();
     assert_eq!(db.count().await.unwrap(), 300);
     assert_eq!(db.get("old/123").await.unwrap().unwrap().body["i"], 123);
+    if version < 3 {
+        // The upgrade made an empty runs store and an empty layout record.
+        assert_eq!(layout(&name, bucket.clone()).await, Some(vec![]));
+    } else {
+        // Version 3: runs, read from their keys until a fold writes the
+        // layout record.
+        assert!(runs_before > 0, "the fixture holds runs");
+        assert_eq!(layout(&name, bucket.clone()).await, None);
+    }
     db.put("new/one", json!({"new": true})).await.unwrap();
     assert_eq!(
         count(&name, None, "log").await,
@@ -306,7 +352,11 @@ async fn an_older_layout_opens_reads_and_writes(version: u32, stores: &[&str]) {
         );
     }
     db.commit(b).await.unwrap();
-    assert!(count(&name, None, "runs").await > 0, "the batch wrote runs");
+    assert!(
+        count(&name, bucket.clone(), "runs").await > runs_before,
+        "the batch wrote runs"
+    );
+    assert_layout(&name, bucket, false).await;
     drop(db);
     let db = open_db(&name).await;
     assert_eq!(db.count().await.unwrap(), 501);
@@ -328,4 +378,9 @@ async fn a_version_1_database_opens_reads_and_writes() {
 #[wasm_bindgen_test]
 async fn a_version_2_database_opens_reads_and_writes() {
     an_older_layout_opens_reads_and_writes(2, &["pages", "meta", "log"]).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_version_3_database_opens_reads_and_writes() {
+    an_older_layout_opens_reads_and_writes(3, &["pages", "meta", "log", "runs"]).await;
 }

@@ -94,6 +94,74 @@ pub async fn put_raw(
     call(&db, "close", &[]);
 }
 
+/// Deletes the record under `key` of the object store `store` of database
+/// `name`, through a connection of its own.
+pub async fn delete_raw(name: &str, bucket: Option<String>, store: &str, key: &JsValue) {
+    let db = request(&call(&factory(bucket).await, "open", &[name.into()])).await;
+    let tx = call(&db, "transaction", &[store.into(), "readwrite".into()]);
+    let os = call(&tx, "objectStore", &[store.into()]);
+    request(&call(&os, "delete", std::slice::from_ref(key))).await;
+    let done = Promise::new(&mut |resolve, _| {
+        Reflect::set(&tx, &"oncomplete".into(), &resolve).unwrap();
+    });
+    JsFuture::from(done).await.unwrap();
+    call(&db, "close", &[]);
+}
+
+/// The runs the layout record (`meta` key 3) lists, decoded here from its
+/// documented format (`u8` format 1, `u32` count, then per run a `u64`
+/// first page and a `u16` page count, little-endian); `None` when the
+/// database has no layout record.
+pub async fn layout(name: &str, bucket: Option<String>) -> Option<Vec<(u64, u64)>> {
+    let v = on_store(name, bucket, "meta", |os| call(os, "get", &[3.into()])).await;
+    let b = v.dyn_ref::<Uint8Array>()?.to_vec();
+    assert_eq!(b[0], 1, "layout record format");
+    let count = u32::from_le_bytes(b[1..5].try_into().unwrap()) as usize;
+    assert_eq!(b.len(), 5 + 10 * count, "layout record length");
+    Some(
+        b[5..]
+            .chunks_exact(10)
+            .map(|e| {
+                let first = u64::from_le_bytes(e[..8].try_into().unwrap());
+                (first, u64::from(u16::from_le_bytes([e[8], e[9]])))
+            })
+            .collect(),
+    )
+}
+
+/// The keys of the object store `runs`, as (first page, page count).
+pub async fn run_keys(name: &str, bucket: Option<String>) -> Vec<(u64, u64)> {
+    keys(name, bucket, "runs")
+        .await
+        .iter()
+        .map(|k| {
+            let a: &Array = k.unchecked_ref();
+            (
+                a.get(0).as_f64().unwrap() as u64,
+                a.get(1).as_f64().unwrap() as u64,
+            )
+        })
+        .collect()
+}
+
+/// Checks the layout record against the runs: it lists every run (and,
+/// with `exact`, nothing else).
+pub async fn assert_layout(name: &str, bucket: Option<String>, exact: bool) {
+    let listed = layout(name, bucket.clone())
+        .await
+        .expect("the database has a layout record");
+    let stored = run_keys(name, bucket).await;
+    for r in &stored {
+        assert!(
+            listed.contains(r),
+            "run {r:?} missing from the layout {listed:?}"
+        );
+    }
+    if exact {
+        assert_eq!(listed, stored, "the layout lists runs that are gone");
+    }
+}
+
 /// How many records the object store `store` of database `name` holds.
 pub async fn count(name: &str, bucket: Option<String>, store: &str) -> u32 {
     on_store(name, bucket, store, |os| call(os, "count", &[]))

@@ -179,7 +179,9 @@ impl IdbStore {
 
     /// Copies the database into generation `next` (pages in batches, the
     /// meta record last): the new connection, or `None` when nothing was
-    /// ever committed.
+    /// ever committed. The copy has no runs' layout record: its first
+    /// `read_meta` reads the runs' keys, and its first fold writes the
+    /// record (module `runs`).
     pub(super) async fn copy_to(
         &self,
         m: &Object,
@@ -297,8 +299,13 @@ impl IdbStore {
             // Closed meanwhile: keep it closed (held commits fail `Closed`).
             *self.conn.borrow_mut() = None;
         }
-        // The new generation has no fence token yet.
+        // The new generation has no fence token yet, nor a layout record:
+        // the runs the store knows are a superset of its runs, and the next
+        // fold writes the record.
         self.fence.set(0.0);
+        self.layout_dirty.set(true);
+        self.epoch.set(self.epoch.get() + 1);
+        self.run_cache.borrow_mut().clear();
         self.release_held();
         if let Some(old) = old {
             // Let what was issued on the old connection finish (a readwrite
@@ -337,7 +344,8 @@ impl IdbStore {
     ///
     /// With `to` the same database (`in_place`, where there are no storage
     /// buckets): rewrites the runs that hold such images, and deletes those
-    /// that hold nothing else. A fold meanwhile may add records (they win
+    /// that hold nothing else (the layout record lists them until the next
+    /// fold, module `runs`). A fold meanwhile may add records (they win
     /// over the run either way) but never a run over these.
     async fn copy_runs(
         &self,
@@ -381,6 +389,9 @@ impl IdbStore {
                         .and_then(|s| s.delete(&runs::key(start, n)))
                         .map_err(err)?;
                     pending.wait(op).await?;
+                    // The layout record lists it until the next fold.
+                    self.runs.borrow_mut().forget(&[(start, n)]);
+                    self.layout_dirty.set(true);
                 }
                 continue;
             }

@@ -144,7 +144,9 @@ pub(super) async fn open_schema(
 
 /// In `upgradeneeded`: creates [`PAGES`], [`META`], [`LOG`] and [`RUNS`]
 /// where missing (a version 1 database gains [`LOG`] and [`RUNS`], a
-/// version 2 one [`RUNS`]).
+/// version 2 one [`RUNS`]). A new [`RUNS`] is empty, and so is the layout
+/// record written beside it; a version 3 database keeps its runs and gets
+/// its layout record from its next fold (module `runs`).
 fn create_stores(req: &IdbOpenDbRequest) -> Result<(), JsValue> {
     let db: IdbDatabase = req.result()?.dyn_into()?;
     let names = Reflect::get(&db, &JsValue::from_str("objectStoreNames"))?;
@@ -155,6 +157,15 @@ fn create_stores(req: &IdbOpenDbRequest) -> Result<(), JsValue> {
             .is_truthy()
         {
             db.create_object_store(store)?;
+            if store == RUNS {
+                let tx = req
+                    .transaction()
+                    .ok_or_else(|| JsValue::from_str("no upgrade transaction"))?;
+                tx.object_store(META)?.put_with_key(
+                    &Uint8Array::from(super::runs::Runs::default().encode().as_slice()),
+                    &JsValue::from_f64(super::runs::LAYOUT_KEY),
+                )?;
+            }
         }
     }
     Ok(())

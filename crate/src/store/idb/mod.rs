@@ -1,6 +1,6 @@
 //! The IndexedDB page store (browsers and web workers; wasm32 only).
 //!
-//! A database named `name` holds four object stores (schema version 3):
+//! A database named `name` holds four object stores (schema version 4):
 //!
 //! - `pages`: key = page number as a JS number (page numbers stay below 2^53),
 //!   value = a `Uint8Array` of [`PAGE_SIZE`](super::PAGE_SIZE) bytes (a
@@ -9,7 +9,8 @@
 //!   `Uint8Array`; key `1`, the highest folded log sequence number; key `2`,
 //!   the fence token (a JS number; absent until a handle first takes the
 //!   database over from one that stopped answering, [`IdbStore::take_over`]:
-//!   every commit checks it first);
+//!   every commit checks it first); key `3`, the runs' layout record
+//!   (module [`runs`]);
 //! - `log`: small commits, one record each, folded into the pages later
 //!   (module [`log`], which also says why);
 //! - `runs`: consecutive pages of a fold stored as one value, key
@@ -74,16 +75,17 @@ mod log;
 mod place;
 mod read;
 mod runs;
+mod state;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use futures::channel::oneshot;
-use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{DomException, IdbDatabase, IdbKeyRange, IdbTransaction};
+use web_sys::{DomException, IdbDatabase, IdbTransaction};
 
 use generation::locate;
 use js::{bytes_of, corrupt, dom_error, inject_failure, rw_transaction};
@@ -95,9 +97,12 @@ use crate::platform::BoxFuture;
 
 /// Schema version of the IndexedDB database.
 /// Schema version 2 added the object store `log` (module [`log`]), version
-/// 3 the object store `runs` (module [`runs`]); an older database gets what
-/// it lacks, empty, when first opened by this code.
-const VERSION: u32 = 3;
+/// 3 the object store `runs` (module [`runs`]), version 4 the runs' layout
+/// record in `meta` (written by the next fold of a version 3 database, read
+/// from the runs' keys until then); an older database gets what it lacks,
+/// empty, when first opened by this code, and older code refuses a newer
+/// one (`VersionError`).
+const VERSION: u32 = 4;
 /// Object store holding the pages.
 const PAGES: &str = "pages";
 /// Object store holding the meta record.
@@ -220,6 +225,14 @@ pub struct IdbStore {
     /// The runs (module [`runs`]) as of the last `read_meta` and this
     /// store's commits since.
     runs: RefCell<runs::Runs>,
+    /// The stored layout record lists runs that `runs` has forgotten, or is
+    /// missing: the next fold writes it even if it adds no run.
+    layout_dirty: Cell<bool>,
+    /// Runs read lately, serving their other pages (module [`runs`]).
+    run_cache: RefCell<runs::RunCache>,
+    /// Moves at every commit issued, `read_meta` and move: a read that saw
+    /// it move keeps no run ([`runs::RunCache`]).
+    epoch: Cell<u64>,
 }
 
 impl std::fmt::Debug for IdbStore {
@@ -255,6 +268,9 @@ impl IdbStore {
             log: RefCell::new(log::Log::default()),
             fence: Cell::new(0.0),
             runs: RefCell::new(runs::Runs::default()),
+            layout_dirty: Cell::new(false),
+            run_cache: RefCell::new(runs::RunCache::default()),
+            epoch: Cell::new(0),
         })
     }
 
@@ -406,10 +422,12 @@ impl IdbStore {
                 return Err(error_from_js(op, &e));
             }
         };
+        self.epoch.set(self.epoch.get() + 1);
         let mut lg = self.log.borrow_mut();
         let seq = lg.next_seq();
         let fold = fold || lg.must_fold(pages, meta.len());
         let folded = RefCell::new(None);
+        let wrote_layout = Cell::new(false);
         let issue_all = || -> Result<(), JsValue> {
             let pages_store = tx.object_store(PAGES)?;
             let meta_store = tx.object_store(META)?;
@@ -437,8 +455,25 @@ impl IdbStore {
             nos.dedup();
             let newest: std::collections::HashMap<PageNo, &PageBuf> = all.into_iter().collect();
             let all: Vec<(PageNo, &PageBuf)> = nos.iter().map(|no| (*no, newest[no])).collect();
-            *folded.borrow_mut() =
-                Some(runs::issue_fold(tx, &all, &self.runs.borrow(), fail_after)?);
+            let f = runs::issue_fold(tx, &all, &self.runs.borrow(), fail_after)?;
+            // Records now, of pages of cached runs too (never as new runs:
+            // rule 1 keeps new runs off known ones).
+            let mut cache = self.run_cache.borrow_mut();
+            for (no, _) in &all {
+                cache.recorded(*no);
+            }
+            if !f.added.is_empty() || self.layout_dirty.get() {
+                let mut next = self.runs.borrow().clone();
+                for &(start, n) in &f.added {
+                    next.insert(start, n);
+                }
+                meta_store.put_with_key(
+                    &Uint8Array::from(next.encode().as_slice()),
+                    &JsValue::from_f64(runs::LAYOUT_KEY),
+                )?;
+                wrote_layout.set(true);
+            }
+            *folded.borrow_mut() = Some(f);
             meta_store.put_with_key(
                 &Uint8Array::new_from_slice(meta),
                 &JsValue::from_f64(META_KEY),
@@ -464,6 +499,10 @@ impl IdbStore {
                 known.insert(start, n);
             }
         }
+        let wrote_layout = wrote_layout.get();
+        if wrote_layout {
+            self.layout_dirty.set(false);
+        }
         Ok(Issued {
             pending,
             seq,
@@ -471,6 +510,7 @@ impl IdbStore {
             undo,
             fence,
             folded,
+            wrote_layout,
         })
     }
 
@@ -646,6 +686,8 @@ struct Issued {
     fence: Fence,
     /// What a fold wrote as runs, and its reclaim handlers.
     folded: Option<runs::Folded>,
+    /// Whether it writes the layout record (module [`runs`]).
+    wrote_layout: bool,
 }
 
 /// The fence check of an issued commit ([`IdbStore::check_fence`]).
@@ -667,12 +709,25 @@ impl Issued {
         };
         let mut lg = store.log.borrow_mut();
         match &r {
-            Ok(()) => lg.completed(self.seq, self.fold),
+            Ok(()) => {
+                lg.completed(self.seq, self.fold);
+                // Runs it deleted: the next fold's layout record leaves them out.
+                if let Some(f) = &self.folded {
+                    let deleted = f.deleted.borrow();
+                    if !deleted.is_empty() {
+                        store.runs.borrow_mut().forget(&deleted);
+                        store.layout_dirty.set(true);
+                    }
+                }
+            }
             Err(_) => {
                 lg.failed(self.seq, self.undo);
-                // Its runs were never written.
+                // Its runs and its layout record were never written.
                 if let Some(f) = &self.folded {
                     store.runs.borrow_mut().forget(&f.added);
+                }
+                if self.wrote_layout {
+                    store.layout_dirty.set(true);
                 }
             }
         }
@@ -680,88 +735,11 @@ impl Issued {
     }
 }
 
-/// What [`IdbStore::read_state`] read, in one transaction.
-struct State {
-    /// Keys of the log records, ascending.
-    keys: Vec<u64>,
-    /// The `meta` record (key 0), as stored.
-    meta: Option<JsValue>,
-    /// The highest folded sequence number (`meta` key 1; 0 when absent).
-    folded: u64,
-    /// The fence token (`meta` key 2; 0 when absent).
-    fence: f64,
-    /// The log records above the sequence number asked for, ascending.
-    new: Vec<(u64, Vec<u8>)>,
-    /// The keys of the runs (module [`runs`]).
-    runs: Array,
-}
-
-impl IdbStore {
-    /// Reads, in one readonly transaction, the log's keys, the `meta`
-    /// record, the folded sequence number, the log records above `seen` and
-    /// the keys of the runs.
-    async fn read_state(&self, seen: u64) -> Result<State, JsValue> {
-        let db = self.db().map_err(|e| JsValue::from_str(&e.to_string()))?;
-        let names = Array::of3(
-            &JsValue::from_str(log::LOG),
-            &JsValue::from_str(META),
-            &JsValue::from_str(runs::RUNS),
-        );
-        let tx = db.transaction_with_str_sequence(&names)?;
-        let log_store = tx.object_store(log::LOG)?;
-        let meta_store = tx.object_store(META)?;
-        let run_keys = tx.object_store(runs::RUNS)?.get_all_keys()?;
-        let keys = log_store.get_all_keys()?;
-        let meta = meta_store.get(&JsValue::from_f64(META_KEY))?;
-        let folded = meta_store.get(&JsValue::from_f64(log::FOLDED_KEY))?;
-        let fence = meta_store.get(&JsValue::from_f64(FENCE_KEY))?;
-        let above = IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(seen as f64), true)?;
-        let new = log_store.get_all_with_key(&above)?;
-        // Joined: every request's handlers are set in this turn.
-        let (keys, meta, folded, fence, new, run_keys) = futures::join!(
-            js::request(&keys),
-            js::request(&meta),
-            js::request(&folded),
-            js::request(&fence),
-            js::request(&new),
-            js::request(&run_keys)
-        );
-        let keys: Vec<u64> = Array::from(&keys?)
-            .iter()
-            .filter_map(|k| k.as_f64())
-            .map(|k| k as u64)
-            .collect();
-        let meta = meta?;
-        let new: Array = new?.unchecked_into();
-        let above: Vec<u64> = keys.iter().copied().filter(|&k| k > seen).collect();
-        if above.len() != new.length() as usize {
-            return Err(JsValue::from_str("the log changed during one read"));
-        }
-        let mut records = Vec::with_capacity(above.len());
-        for (i, k) in above.into_iter().enumerate() {
-            let v = bytes_of(&new.get(i as u32))
-                .ok_or_else(|| JsValue::from_str("a log record is not a byte array"))?;
-            records.push((k, v));
-        }
-        Ok(State {
-            keys,
-            meta: (!meta.is_undefined()).then_some(meta),
-            folded: folded?.as_f64().unwrap_or(0.0) as u64,
-            fence: fence?.as_f64().unwrap_or(0.0),
-            new: records,
-            runs: run_keys?.unchecked_into(),
-        })
-    }
-}
-
 impl PageStore for IdbStore {
     fn read_page(&self, no: PageNo) -> BoxFuture<'_, Result<PageBuf, StoreError>> {
         Box::pin(async move {
-            if let Some(b) = self.log.borrow().page(no) {
-                return Ok(b);
-            }
-            self.fetch(&[no])
-                .await?
+            self.read_many(&[no])
+                .await
                 .pop()
                 .unwrap_or(Err(StoreError::PageNotFound(no)))
         })
@@ -785,6 +763,9 @@ impl PageStore for IdbStore {
         Box::pin(async move {
             let op = "read meta";
             self.db()?;
+            // Another tab may have written: forget the cached runs.
+            self.epoch.set(self.epoch.get() + 1);
+            self.run_cache.borrow_mut().clear();
             if self.is_lost() {
                 self.reconnect().await?;
                 self.log.borrow_mut().reset();
@@ -805,15 +786,9 @@ impl PageStore for IdbStore {
                 offset: 0,
                 reason,
             };
-            let runs_corrupt = |reason: String| StoreError::Corrupt {
-                file: format!("{}/{}", self.name, runs::RUNS),
-                page: None,
-                offset: 0,
-                reason,
-            };
             let meta0 = state.meta.clone();
             self.fence.set(state.fence);
-            *self.runs.borrow_mut() = runs::Runs::from_keys(&state.runs).map_err(runs_corrupt)?;
+            self.load_layout(&state.layout)?;
             let up_to_date = self
                 .log
                 .borrow_mut()
@@ -839,8 +814,7 @@ impl PageStore for IdbStore {
                     ));
                 }
                 self.fence.set(state.fence);
-                *self.runs.borrow_mut() =
-                    runs::Runs::from_keys(&state.runs).map_err(runs_corrupt)?;
+                self.load_layout(&state.layout)?;
                 state.meta
             };
             let newest = self.log.borrow().meta().map(<[u8]>::to_vec);
@@ -917,6 +891,7 @@ impl PageStore for IdbStore {
         // IndexedDB lets transactions already issued complete after close().
         self.conn.borrow_mut().take();
         self.log.borrow_mut().reset();
+        self.run_cache.borrow_mut().clear();
         Box::pin(async { Ok(()) })
     }
 

@@ -37,11 +37,15 @@ impl IdbStore {
     }
 
     /// Reads the pages `nos`, one result per number, in order: the log's
-    /// versions from memory, the others in one readonly transaction.
+    /// versions from memory, then pages of cached runs
+    /// ([`runs::RunCache`]), the others in one readonly transaction.
     pub(super) async fn read_many(&self, nos: &[PageNo]) -> Vec<Result<PageBuf, StoreError>> {
         let logged: Vec<Option<PageBuf>> = {
             let lg = self.log.borrow();
-            nos.iter().map(|&no| lg.page(no)).collect()
+            let mut cache = self.run_cache.borrow_mut();
+            nos.iter()
+                .map(|&no| lg.page(no).or_else(|| cache.page(no).map(PageBuf::new)))
+                .collect()
         };
         let rest: Vec<PageNo> = nos
             .iter()
@@ -51,6 +55,7 @@ impl IdbStore {
             .collect();
         let mut read = match self.fetch(&rest).await {
             Ok(r) => r.into_iter(),
+            Err(e) if nos.len() == 1 => return vec![Err(e)],
             // The transaction could not start: the same failure for every page.
             Err(e) => {
                 let again = |e: &StoreError| match e {
@@ -119,22 +124,58 @@ impl IdbStore {
                 .collect::<Result<_, _>>()
                 .map_err(err)?
         };
-        let run_requests: Vec<IdbRequest> = if wanted.is_empty() {
-            Vec::new()
-        } else {
+        // The keys of the page records in each run's range (which pages of
+        // it the run cache may serve later), then the run: requests are
+        // served in order, and the run's value (a blob file) is the slow one.
+        let mut run_requests: Vec<IdbRequest> = Vec::with_capacity(2 * wanted.len());
+        if !wanted.is_empty() {
             let store = tx.object_store(RUNS).map_err(err)?;
-            wanted
-                .iter()
-                .map(|&(s, n)| store.get(&runs::key(s, n)))
-                .collect::<Result<_, _>>()
-                .map_err(err)?
-        };
+            for &(s, n) in &wanted {
+                let range = IdbKeyRange::bound(
+                    &JsValue::from_f64(s as f64),
+                    &JsValue::from_f64((s + n - 1) as f64),
+                )
+                .map_err(err)?;
+                run_requests.push(pages.get_all_keys_with_key(&range).map_err(err)?);
+                run_requests.push(store.get(&runs::key(s, n)).map_err(err)?);
+            }
+        }
+        let epoch = self.epoch.get();
         // Joined: every request's handlers are set in this turn.
-        let (values, run_values) = futures::join!(
+        let (values, run_replies) = futures::join!(
             futures::future::try_join_all(requests.iter().map(js::request)),
             futures::future::try_join_all(run_requests.iter().map(js::request))
         );
-        let (values, run_values) = (values.map_err(err)?, run_values.map_err(err)?);
+        let (values, run_replies) = (values.map_err(err)?, run_replies.map_err(err)?);
+        let run_values: Vec<JsValue> = run_replies.iter().skip(1).step_by(2).cloned().collect();
+        // Kept only if no commit was issued meanwhile: this transaction may
+        // not have seen its page records.
+        if self.epoch.get() == epoch {
+            let mut cache = self.run_cache.borrow_mut();
+            for (&(s, n), pair) in wanted.iter().zip(run_replies.chunks_exact(2)) {
+                let recorded = Array::from(&pair[0])
+                    .iter()
+                    .filter_map(|k| k.as_f64())
+                    .map(|k| k as PageNo)
+                    .collect();
+                cache.insert(s, n, &pair[1], recorded);
+            }
+        }
+        // Runs the layout lists but the store has not (deleted by rule 3 in
+        // a transaction whose layout record still listed them): forget them,
+        // and have the next fold write the record without them. No fold
+        // issued since can have written them again: rule 1 kept its runs
+        // off every run the layout listed.
+        let gone: Vec<(PageNo, u64)> = wanted
+            .iter()
+            .zip(&run_values)
+            .filter(|(_, v)| v.is_undefined())
+            .map(|(r, _)| *r)
+            .collect();
+        if !gone.is_empty() {
+            self.runs.borrow_mut().forget(&gone);
+            self.layout_dirty.set(true);
+        }
         let records = if ranged {
             let (keys, values): (Array, Array) = (
                 values[0].clone().unchecked_into(),
