@@ -376,81 +376,137 @@ async fn idb_runs_and_page_records() {
     IdbStore::destroy(&name).await.unwrap();
 }
 
-/// A run read from IndexedDB serves its other pages from memory afterwards
-/// (the run cache), but never a version older than the newest: not after a
-/// fold or a log record wrote the page, not when a commit was issued while
-/// the run was being read, not after `read_meta` (another tab may have
-/// written). The run's value is rewritten behind the store's back with
-/// other fills, so each read shows where it came from.
+/// A read of a page in a run hands the run's other pages to the engine
+/// (`take_read_along`): those without a page record or a version in the
+/// log, taken once, and none once a commit was issued after the read
+/// started (its transaction may not have seen that commit).
 #[wasm_bindgen_test]
-async fn idb_run_cache_serves_a_runs_pages_and_never_an_older_version() {
-    use js_sys::{Array, Uint8Array};
-    let name = unique_name("runcache");
-    let (s, bucket) = store_with_one_run(&name, 20).await;
+async fn idb_a_runs_other_pages_are_read_along() {
+    let name = unique_name("readalong");
+    let (s, _bucket) = store_with_one_run(&name, 20).await;
     drop(s);
-    let rewrite = |fill: u8| {
-        let (name, bucket) = (name.clone(), bucket.clone());
-        async move {
-            let bytes: Vec<u8> = (1..=20).flat_map(|no| page(fill, no).to_vec()).collect();
-            let key: JsValue = Array::of2(&1.0.into(), &20.0.into()).into();
-            let value: JsValue = Uint8Array::from(bytes.as_slice()).into();
-            put_raw(&name, bucket, "runs", &key, &value).await;
-        }
-    };
     let s = IdbStore::open(&name).await.unwrap();
     s.read_meta().await.unwrap();
-    // Page 3 from IndexedDB; then page 4 from the cached run.
+    let along = |s: &IdbStore| {
+        let mut v = s.take_read_along();
+        v.sort_by_key(|(no, _)| *no);
+        v
+    };
     assert_eq!(s.read_page(3).await.unwrap(), page(0xA0, 3));
-    rewrite(0x11).await;
-    assert_eq!(s.read_page(4).await.unwrap(), page(0xA0, 4), "from memory");
+    let got = along(&s);
     assert_eq!(
-        s.read_pages(&[7, 8])
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect::<Vec<_>>(),
-        [page(0xA0, 7), page(0xA0, 8)]
+        got.iter().map(|(no, _)| *no).collect::<Vec<_>>(),
+        (1..=20).filter(|&no| no != 3).collect::<Vec<_>>()
     );
+    for (no, b) in &got {
+        assert_eq!(*b, page(0xA0, *no), "page {no}");
+    }
+    assert!(s.take_read_along().is_empty(), "taken once");
 
-    // A fold writes page 5 as a record: its newest version, not the run's.
+    // Page 5 gets a record (a fold), page 6 a log record: neither is read
+    // along from the run, whose images of them are older.
     let mut b: Vec<(PageNo, u8)> = vec![(5, 0xB5)];
     b.extend((100..=120).map(|no| (no, 0xB0)));
     s.commit(commit(&b, b"B")).await.unwrap();
-    assert_eq!(s.read_page(5).await.unwrap(), page(0xB5, 5));
-    // A log record writes page 6; a fold of the log makes it a record.
     s.commit(commit(&[(6, 0xB6)], b"C")).await.unwrap();
-    assert_eq!(count(&name, bucket.clone(), "log").await, 1);
-    assert_eq!(s.read_page(6).await.unwrap(), page(0xB6, 6));
-    let d: Vec<(PageNo, u8)> = (200..=220).map(|no| (no, 0xD0)).collect();
-    s.commit(commit(&d, b"D")).await.unwrap();
-    assert_eq!(count(&name, bucket.clone(), "log").await, 0);
-    assert_eq!(s.read_page(6).await.unwrap(), page(0xB6, 6));
+    assert_eq!(s.read_page(9).await.unwrap(), page(0xA0, 9));
+    let nos: Vec<PageNo> = along(&s).iter().map(|(no, _)| *no).collect();
+    assert_eq!(
+        nos,
+        (1..=20)
+            .filter(|no| ![5, 6, 9].contains(no))
+            .collect::<Vec<_>>()
+    );
 
-    // A run read while a commit is issued is not kept: that commit's
-    // transaction may come after the read's.
-    s.read_meta().await.unwrap();
-    let mut read = s.read_page(9);
+    // A commit issued while the read is in flight: nothing read along.
+    let mut read = s.read_page(10);
     assert!(futures::poll!(&mut read).is_pending(), "the read is issued");
     s.commit(commit(&[(300, 0xE0)], b"E")).await.unwrap();
-    assert_eq!(read.await.unwrap(), page(0x11, 9), "from IndexedDB");
-    rewrite(0x22).await;
-    assert_eq!(s.read_page(10).await.unwrap(), page(0x22, 10), "not kept");
-
-    // `read_meta` forgets the cached runs.
-    assert_eq!(s.read_page(11).await.unwrap(), page(0x22, 11));
-    rewrite(0x33).await;
-    assert_eq!(
-        s.read_page(12).await.unwrap(),
-        page(0x22, 12),
-        "from memory"
-    );
+    assert_eq!(read.await.unwrap(), page(0xA0, 10));
+    assert!(s.take_read_along().is_empty(), "read before a commit");
+    // A commit or a refresh between the read and the take: nothing either.
+    s.read_page(11).await.unwrap();
+    s.commit(commit(&[(301, 0xE1)], b"F")).await.unwrap();
+    assert!(s.take_read_along().is_empty(), "taken after a commit");
+    s.read_page(12).await.unwrap();
     s.read_meta().await.unwrap();
-    assert_eq!(s.read_page(13).await.unwrap(), page(0x33, 13), "forgotten");
-    // Records still win over the run.
-    assert_eq!(s.read_page(5).await.unwrap(), page(0xB5, 5));
-    assert_eq!(s.read_page(6).await.unwrap(), page(0xB6, 6));
+    assert!(s.take_read_along().is_empty(), "taken after read_meta");
     s.close().await.unwrap();
     drop(s);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+/// The engine caches what a read reads along, verified when first asked
+/// for: after a reopen, the first `get` reads whole runs, and most of the
+/// documents of their leaves come without another store read; a damaged
+/// page read along is read again from the store and reported.
+#[wasm_bindgen_test]
+async fn pages_read_along_serve_later_reads_and_are_verified() {
+    let name = unique_name("alongdb");
+    let db = open_db(&name).await;
+    let mut b = Batch::new();
+    for i in 0..2000 {
+        b.put(format!("d/{i:05}"), json!({"i": i, "pad": "p".repeat(900)}));
+    }
+    db.commit(b).await.unwrap();
+    assert!(count(&name, db.store().bucket(), "runs").await > 0);
+    db.close().await.unwrap();
+    drop(db);
+    let db = open_db(&name).await;
+    let before = db.stats().cache;
+    assert_eq!(db.get("d/01000").await.unwrap().unwrap().body["i"], 1000);
+    let after_one = db.stats().cache;
+    assert!(
+        after_one.pages > 3 * (after_one.misses - before.misses),
+        "whole runs cached: {before:?} -> {after_one:?}"
+    );
+    // The neighbours of d/01000 are in the runs already read.
+    for i in 990..1010 {
+        assert_eq!(
+            db.get(&format!("d/{i:05}")).await.unwrap().unwrap().body["i"],
+            i
+        );
+    }
+    let after = db.stats().cache;
+    assert_eq!(after.misses, after_one.misses, "no store read: {after:?}");
+    assert!(db.integrity_check().await.unwrap().is_ok());
+    let bucket = db.store().bucket();
+    db.close().await.unwrap();
+    drop(db);
+
+    // Damage another page of the run that holds d/01000's leaf: a byte
+    // after the first id on it. The page is read along with the leaf, and
+    // the read of its document must still find the damage.
+    let values = records(&name, bucket.clone(), "runs").await;
+    let run_keys = browser_common::keys(&name, bucket.clone(), "runs").await;
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let (r, at) = values
+        .iter()
+        .enumerate()
+        .find_map(|(r, v)| find(v, b"d/01000").map(|at| (r, at)))
+        .expect("d/01000 is in a run");
+    let leaf = at / PAGE_SIZE;
+    let mut value = values[r].clone();
+    // A document's leaf: its id, then its body's padding.
+    let (id_at, pad_at) = (0..value.len() / PAGE_SIZE)
+        .filter(|&p| p != leaf)
+        .find_map(|p| {
+            let pg = &value[p * PAGE_SIZE..(p + 1) * PAGE_SIZE];
+            let i = find(pg, b"d/0")?;
+            let pad = i + find(&pg[i..], b"pppppppp")?;
+            (pad - i < 200).then_some((p * PAGE_SIZE + i, p * PAGE_SIZE + pad))
+        })
+        .expect("another document leaf in the run");
+    let id = String::from_utf8(value[id_at..id_at + 7].to_vec()).unwrap();
+    value[pad_at + 4] = b'q';
+    let raw: JsValue = js_sys::Uint8Array::from(value.as_slice()).into();
+    put_raw(&name, bucket, "runs", &run_keys[r], &raw).await;
+    let db = open_db(&name).await;
+    assert_eq!(db.get("d/01000").await.unwrap().unwrap().body["i"], 1000);
+    let e = db.get(&id).await.unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{id}: {e:?}");
+    db.close().await.unwrap();
+    drop(db);
     IdbStore::destroy(&name).await.unwrap();
 }
 

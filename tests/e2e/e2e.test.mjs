@@ -207,6 +207,36 @@ test("the page writes through @outpost/db; the data survives a page reload (Inde
   assert.deepEqual(pageErrors, []);
 });
 
+test("after a reopen, a cold read caches the rest of the IndexedDB run it read (pages read along)", async () => {
+  const got = await page.evaluate(async () => {
+    const { Outpost } = window.outpostE2E;
+    const name = `along-${Date.now()}`;
+    let db = await Outpost.open(name);
+    const pad = "r".repeat(900);
+    await db.transaction(
+      Array.from({ length: 2000 }, (_, i) => ({ type: "put", id: `a/${String(i).padStart(5, "0")}`, doc: { i, pad } })),
+      { results: false },
+    );
+    await db.close();
+    db = await Outpost.open(name);
+    const s0 = (await db.stats()).cache;
+    const first = await db.get("a/01000");
+    const s1 = (await db.stats()).cache;
+    const near = [];
+    for (let i = 990; i < 1010; i++) near.push((await db.get(`a/${String(i).padStart(5, "0")}`))?.i);
+    const s2 = (await db.stats()).cache;
+    await db.close();
+    await Outpost.destroy(name);
+    return { first: first?.i, near, s0, s1, s2 };
+  });
+  assert.equal(got.first, 1000);
+  assert.deepEqual(got.near, Array.from({ length: 20 }, (_, k) => 990 + k));
+  const misses = got.s1.misses - got.s0.misses;
+  assert.ok(got.s1.pages > 3 * misses, `whole runs cached by the first get: ${JSON.stringify(got)}`);
+  assert.equal(got.s2.misses, got.s1.misses, `the neighbours came from the cache: ${JSON.stringify(got)}`);
+  assert.deepEqual(pageErrors, []);
+});
+
 test("error codes surface in the page (invalid_id), and nothing is written", async () => {
   await page.click("#bad");
   await ready("error shown");

@@ -43,11 +43,26 @@ impl PageStore for AnyStore {
     ) -> BoxFuture<'a, Vec<Result<PageBuf, StoreError>>> {
         each!(self, s => s.read_pages(nos))
     }
+    fn take_read_along(&self) -> Vec<(PageNo, PageBuf)> {
+        each!(self, s => s.take_read_along())
+    }
     fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
         each!(self, s => s.read_meta())
     }
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<(), StoreError>> {
         each!(self, s => s.commit(commit))
+    }
+    fn commit_alone(&self, commit: Commit) -> BoxFuture<'_, Result<(), StoreError>> {
+        each!(self, s => s.commit_alone(commit))
+    }
+    fn commits_alone(&self) -> bool {
+        each!(self, s => s.commits_alone())
+    }
+    fn stage(&self, pages: Vec<(PageNo, PageBuf)>) {
+        each!(self, s => s.stage(pages))
+    }
+    fn stage_after_ops(&self) -> usize {
+        each!(self, s => s.stage_after_ops())
     }
     fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         each!(self, s => s.sync())

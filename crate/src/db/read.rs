@@ -33,14 +33,22 @@ pub(super) async fn read_cached<S: PageStore>(
         },
         e => e,
     };
-    if let Some(b) = inner.cache.get(no) {
-        if kind != 0 && btree::page_kind(&b) != kind {
-            return Err(located(btree::corrupt(
-                no,
-                format!("expected page kind {kind}, found {}", btree::page_kind(&b)),
-            )));
+    if let Some((b, unverified)) = inner.cache.get(no) {
+        // A page read along: checked now, or read again (and reported) below.
+        let fine = !unverified || btree::check_page(&b, no, btree::page_kind(&b)).is_ok();
+        if fine {
+            if unverified {
+                inner.cache.verified(no);
+            }
+            if kind != 0 && btree::page_kind(&b) != kind {
+                return Err(located(btree::corrupt(
+                    no,
+                    format!("expected page kind {kind}, found {}", btree::page_kind(&b)),
+                )));
+            }
+            return Ok(b);
         }
-        return Ok(b);
+        inner.cache.remove(no);
     }
     let b = match inner.store.read_page(no).await {
         Ok(b) => b,
@@ -49,6 +57,7 @@ pub(super) async fn read_cached<S: PageStore>(
         }
         Err(e) => return Err(e.into()),
     };
+    take_read_along(inner);
     let k = if kind == 0 {
         btree::page_kind(&b)
     } else {
@@ -73,6 +82,7 @@ pub(super) async fn prefetch_cached<S: PageStore>(inner: &Inner<S>, nos: &[PageN
         return covered;
     }
     let pages = inner.store.read_pages(&missing).await;
+    take_read_along(inner);
     for (&no, page) in missing.iter().zip(pages) {
         if let Ok(b) = page
             && btree::check_page(&b, no, btree::page_kind(&b)).is_ok()
@@ -81,6 +91,14 @@ pub(super) async fn prefetch_cached<S: PageStore>(inner: &Inner<S>, nos: &[PageN
         }
     }
     covered
+}
+
+/// Caches, unverified, the pages the store read along with the last read
+/// ([`PageStore::take_read_along`]): verified when first asked for.
+fn take_read_along<S: PageStore>(inner: &Inner<S>) {
+    for (no, b) in inner.store.take_read_along() {
+        inner.cache.put_read_along(no, b);
+    }
 }
 
 /// Reads of a snapshot: through the cache only.

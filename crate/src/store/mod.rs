@@ -201,6 +201,18 @@ pub trait PageStore: MaybeSend + MaybeSync + 'static {
         })
     }
 
+    /// Pages the store read along with those of its last read and knows to
+    /// be their newest committed versions, taken once: the engine caches
+    /// them, to be verified when first asked for. An IndexedDB run is read
+    /// whole for any of its pages (see `store::idb`); the other stores read
+    /// only what is asked and return nothing here.
+    ///
+    /// Only valid in the same turn as the read that produced them: a store
+    /// returns nothing once a commit was issued after that read started.
+    fn take_read_along(&self) -> Vec<(PageNo, PageBuf)> {
+        Vec::new()
+    }
+
     /// The meta record of the newest commit, or `None` for an empty store.
     fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>>;
 
@@ -328,6 +340,9 @@ impl<S: PageStore + ?Sized> PageStore for Arc<S> {
     }
     fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
         (**self).read_meta()
+    }
+    fn take_read_along(&self) -> Vec<(PageNo, PageBuf)> {
+        (**self).take_read_along()
     }
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).commit(commit)

@@ -305,7 +305,6 @@ impl IdbStore {
         self.fence.set(0.0);
         self.layout_dirty.set(true);
         self.epoch.set(self.epoch.get() + 1);
-        self.run_cache.borrow_mut().clear();
         self.release_held();
         if let Some(old) = old {
             // Let what was issued on the old connection finish (a readwrite

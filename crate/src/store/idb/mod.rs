@@ -228,10 +228,12 @@ pub struct IdbStore {
     /// The stored layout record lists runs that `runs` has forgotten, or is
     /// missing: the next fold writes it even if it adds no run.
     layout_dirty: Cell<bool>,
-    /// Runs read lately, serving their other pages (module [`runs`]).
-    run_cache: RefCell<runs::RunCache>,
-    /// Moves at every commit issued, `read_meta` and move: a read that saw
-    /// it move keeps no run ([`runs::RunCache`]).
+    /// The pages of runs the last reads read along with the pages asked
+    /// for ([`PageStore::take_read_along`]), and the `epoch` they were
+    /// read in.
+    read_along: RefCell<(u64, Vec<(PageNo, PageBuf)>)>,
+    /// Moves at every commit issued, `read_meta` and move: pages read along
+    /// by a read that saw it move are not handed out.
     epoch: Cell<u64>,
 }
 
@@ -269,7 +271,7 @@ impl IdbStore {
             fence: Cell::new(0.0),
             runs: RefCell::new(runs::Runs::default()),
             layout_dirty: Cell::new(false),
-            run_cache: RefCell::new(runs::RunCache::default()),
+            read_along: RefCell::new((0, Vec::new())),
             epoch: Cell::new(0),
         })
     }
@@ -456,12 +458,6 @@ impl IdbStore {
             let newest: std::collections::HashMap<PageNo, &PageBuf> = all.into_iter().collect();
             let all: Vec<(PageNo, &PageBuf)> = nos.iter().map(|no| (*no, newest[no])).collect();
             let f = runs::issue_fold(tx, &all, &self.runs.borrow(), fail_after)?;
-            // Records now, of pages of cached runs too (never as new runs:
-            // rule 1 keeps new runs off known ones).
-            let mut cache = self.run_cache.borrow_mut();
-            for (no, _) in &all {
-                cache.recorded(*no);
-            }
             if !f.added.is_empty() || self.layout_dirty.get() {
                 let mut next = self.runs.borrow().clone();
                 for &(start, n) in &f.added {
@@ -759,13 +755,25 @@ impl PageStore for IdbStore {
     /// record's when the log is empty. Brings the store's view of the log
     /// up to date first (what other tabs appended or folded, module
     /// [`log`]), in one readonly transaction.
+    /// The other pages of the runs the last read read (module [`runs`]),
+    /// those without a page record or a version in the log, if no commit
+    /// was issued since that read started.
+    fn take_read_along(&self) -> Vec<(PageNo, PageBuf)> {
+        let (epoch, pages) = std::mem::take(&mut *self.read_along.borrow_mut());
+        if epoch == self.epoch.get() {
+            pages
+        } else {
+            Vec::new()
+        }
+    }
+
     fn read_meta(&self) -> BoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
         Box::pin(async move {
             let op = "read meta";
             self.db()?;
-            // Another tab may have written: forget the cached runs.
+            // Another tab may have written: pages read along before are
+            // not handed out.
             self.epoch.set(self.epoch.get() + 1);
-            self.run_cache.borrow_mut().clear();
             if self.is_lost() {
                 self.reconnect().await?;
                 self.log.borrow_mut().reset();
@@ -891,7 +899,7 @@ impl PageStore for IdbStore {
         // IndexedDB lets transactions already issued complete after close().
         self.conn.borrow_mut().take();
         self.log.borrow_mut().reset();
-        self.run_cache.borrow_mut().clear();
+        self.read_along.borrow_mut().1.clear();
         Box::pin(async { Ok(()) })
     }
 

@@ -37,15 +37,11 @@ impl IdbStore {
     }
 
     /// Reads the pages `nos`, one result per number, in order: the log's
-    /// versions from memory, then pages of cached runs
-    /// ([`runs::RunCache`]), the others in one readonly transaction.
+    /// versions from memory, the others in one readonly transaction.
     pub(super) async fn read_many(&self, nos: &[PageNo]) -> Vec<Result<PageBuf, StoreError>> {
         let logged: Vec<Option<PageBuf>> = {
             let lg = self.log.borrow();
-            let mut cache = self.run_cache.borrow_mut();
-            nos.iter()
-                .map(|&no| lg.page(no).or_else(|| cache.page(no).map(PageBuf::new)))
-                .collect()
+            nos.iter().map(|&no| lg.page(no)).collect()
         };
         let rest: Vec<PageNo> = nos
             .iter()
@@ -124,9 +120,9 @@ impl IdbStore {
                 .collect::<Result<_, _>>()
                 .map_err(err)?
         };
-        // The keys of the page records in each run's range (which pages of
-        // it the run cache may serve later), then the run: requests are
-        // served in order, and the run's value (a blob file) is the slow one.
+        // The keys of the page records in each run's range (which of its
+        // pages are read along), then the run: requests are served in
+        // order, and the run's value (a blob file) is the slow one.
         let mut run_requests: Vec<IdbRequest> = Vec::with_capacity(2 * wanted.len());
         if !wanted.is_empty() {
             let store = tx.object_store(RUNS).map_err(err)?;
@@ -148,18 +144,32 @@ impl IdbStore {
         );
         let (values, run_replies) = (values.map_err(err)?, run_replies.map_err(err)?);
         let run_values: Vec<JsValue> = run_replies.iter().skip(1).step_by(2).cloned().collect();
-        // Kept only if no commit was issued meanwhile: this transaction may
-        // not have seen its page records.
+        // The runs' other pages without a page record or a log version:
+        // read along, handed to the engine's cache if no commit was issued
+        // meanwhile (this transaction may not have seen its records).
         if self.epoch.get() == epoch {
-            let mut cache = self.run_cache.borrow_mut();
+            let lg = self.log.borrow();
+            let mut along = Vec::new();
             for (&(s, n), pair) in wanted.iter().zip(run_replies.chunks_exact(2)) {
-                let recorded = Array::from(&pair[0])
+                let Some(value) = pair[1].dyn_ref::<js_sys::Uint8Array>() else {
+                    continue;
+                };
+                if value.length() as u64 != n * PAGE_SIZE as u64 {
+                    continue;
+                }
+                let recorded: Vec<PageNo> = Array::from(&pair[0])
                     .iter()
                     .filter_map(|k| k.as_f64())
                     .map(|k| k as PageNo)
                     .collect();
-                cache.insert(s, n, &pair[1], recorded);
+                let bytes = value.to_vec();
+                for (no, page) in (s..s + n).zip(bytes.chunks_exact(PAGE_SIZE)) {
+                    if !nos.contains(&no) && !recorded.contains(&no) && lg.page(no).is_none() {
+                        along.push((no, PageBuf::new(page.to_vec())));
+                    }
+                }
             }
+            *self.read_along.borrow_mut() = (epoch, along);
         }
         // Runs the layout lists but the store has not (deleted by rule 3 in
         // a transaction whose layout record still listed them): forget them,
