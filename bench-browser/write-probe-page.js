@@ -115,11 +115,13 @@ const reopen = async (doc, docs, singles) => {
   let first = null;
   for (let k = 0; k < 9; k++) {
     timeline = [];
+    if (k === 0) await window.__profileStart?.();
     const t0 = performance.now();
     db = await Outpost.open("probe-reopen");
     const tOpen = performance.now();
     const d = await db.get(id);
     const t1 = performance.now();
+    if (k === 0) await window.__profileStop?.();
     if (!d) throw new Error("reopen: the document is missing");
     totals.push(t1 - t0);
     last = {

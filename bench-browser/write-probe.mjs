@@ -2,7 +2,8 @@
 // §2), against one raw put of the same size. A probe, not a benchmark:
 //
 //   cd bench-browser && npm ci && node write-probe.mjs [--writes 300] [--docs 50] [--profile]
-//   node write-probe.mjs --reopen-only 100000   (only the reopen, over the benchmark's database shape)
+//   node write-probe.mjs --reopen-only 100000 [--profile]   (only the reopen, over the benchmark's
+//   database shape; --profile: a CPU profile of the first reopen)
 //
 // --docs: documents in the probed database before the timed writes (100000:
 // the browser benchmark's database, where a commit writes more pages).
@@ -65,13 +66,33 @@ try {
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
   await page.waitForFunction(() => window.probe);
   const cdp = profiling ? await context.newCDPSession(page) : null;
-  if (cdp) {
+  // With --reopen-only, the profile covers the first reopen only (the page
+  // calls these around it).
+  if (cdp && reopenOnly) {
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.setSamplingInterval", { interval: 50 });
+    await page.exposeFunction("__profileStart", () => cdp.send("Profiler.start"));
+    await page.exposeFunction("__profileStop", async () => {
+      const { profile } = await cdp.send("Profiler.stop");
+      const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+      const self = new Map();
+      for (const id of profile.samples) {
+        const f = nodes.get(id).callFrame;
+        const k = `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}${f.lineNumber >= 0 ? `:${f.lineNumber + 1}` : ""}`;
+        self.set(k, (self.get(k) || 0) + 1);
+      }
+      console.log(`CPU profile of the first reopen, ${profile.samples.length} samples of 50 µs:`);
+      for (const [k, c] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+        console.log(`${((100 * c) / profile.samples.length).toFixed(1).padStart(6)} %  ${k}`);
+      }
+    });
+  } else if (cdp) {
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
     await cdp.send("Profiler.start");
   }
   console.log(JSON.stringify(await page.evaluate(([n, docs, ro]) => window.probe(n, docs, ro), [writes, docs, reopenOnly]), null, 2));
-  if (cdp) {
+  if (cdp && !reopenOnly) {
     const { profile } = await cdp.send("Profiler.stop");
     const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
     const self = new Map();
