@@ -66,33 +66,8 @@ try {
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
   await page.waitForFunction(() => window.probe);
   const cdp = profiling ? await context.newCDPSession(page) : null;
-  // With --reopen-only, the profile covers the first reopen only (the page
-  // calls these around it).
-  if (cdp && reopenOnly) {
-    await cdp.send("Profiler.enable");
-    await cdp.send("Profiler.setSamplingInterval", { interval: 50 });
-    await page.exposeFunction("__profileStart", () => cdp.send("Profiler.start"));
-    await page.exposeFunction("__profileStop", async () => {
-      const { profile } = await cdp.send("Profiler.stop");
-      const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
-      const self = new Map();
-      for (const id of profile.samples) {
-        const f = nodes.get(id).callFrame;
-        const k = `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}${f.lineNumber >= 0 ? `:${f.lineNumber + 1}` : ""}`;
-        self.set(k, (self.get(k) || 0) + 1);
-      }
-      console.log(`CPU profile of the first reopen, ${profile.samples.length} samples of 50 µs:`);
-      for (const [k, c] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
-        console.log(`${((100 * c) / profile.samples.length).toFixed(1).padStart(6)} %  ${k}`);
-      }
-    });
-  } else if (cdp) {
-    await cdp.send("Profiler.enable");
-    await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
-    await cdp.send("Profiler.start");
-  }
-  console.log(JSON.stringify(await page.evaluate(([n, docs, ro]) => window.probe(n, docs, ro), [writes, docs, reopenOnly]), null, 2));
-  if (cdp && !reopenOnly) {
+  /** Stops the CDP profiler and prints the `top` functions by self time. */
+  const printProfile = async (title, top) => {
     const { profile } = await cdp.send("Profiler.stop");
     const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
     const self = new Map();
@@ -101,11 +76,25 @@ try {
       const k = `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}${f.lineNumber >= 0 ? `:${f.lineNumber + 1}` : ""}`;
       self.set(k, (self.get(k) || 0) + 1);
     }
-    console.log(`CPU profile (the whole probe: Outpost writes, then raw puts), ${profile.samples.length} samples:`);
-    for (const [k, c] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 20)) {
+    console.log(`CPU profile (${title}), ${profile.samples.length} samples:`);
+    for (const [k, c] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) {
       console.log(`${((100 * c) / profile.samples.length).toFixed(1).padStart(6)} %  ${k}`);
     }
+  };
+  if (cdp) {
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.setSamplingInterval", { interval: reopenOnly ? 50 : 100 });
   }
+  // With --reopen-only, the profile covers the first reopen only (the page
+  // calls these around it); otherwise the whole probe.
+  if (cdp && reopenOnly) {
+    await page.exposeFunction("__profileStart", () => cdp.send("Profiler.start"));
+    await page.exposeFunction("__profileStop", () => printProfile("the first reopen, 50 µs samples", 25));
+  } else if (cdp) {
+    await cdp.send("Profiler.start");
+  }
+  console.log(JSON.stringify(await page.evaluate(([n, docs, ro]) => window.probe(n, docs, ro), [writes, docs, reopenOnly]), null, 2));
+  if (cdp && !reopenOnly) await printProfile("the whole probe: Outpost writes, then raw puts", 20);
 } finally {
   await context.close();
   server.close();
