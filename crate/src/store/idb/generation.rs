@@ -81,9 +81,11 @@ pub(super) async fn locate(
         return open_conn(None, name, Place::Default).await;
     };
     let bucket_err = |e: JsValue| error_from_js("list storage buckets", &e);
+    // Asked beside the list of buckets, awaited only where needed.
+    let in_default = place::in_default_storage(name);
     let gens = place::generations(m, name).await.map_err(bucket_err)?;
     let Some(&oldest) = gens.first() else {
-        let legacy = place::in_default_storage(name).await.map_err(bucket_err)?;
+        let legacy = in_default.await.map_err(bucket_err)?;
         if !legacy && !create {
             return Err(StoreError::Other(format!(
                 "the IndexedDB database {name} was deleted while open (Outpost.destroy in \
@@ -120,7 +122,7 @@ pub(super) async fn locate(
             .await
             .map_err(|e| error_from_js("delete a superseded generation", &e))?;
     }
-    if current == 1 && place::in_default_storage(name).await.map_err(bucket_err)? {
+    if current == 1 && in_default.await.map_err(bucket_err)? {
         // Moved out of the default storage, its deletion cut short.
         place::delete(None, name, Place::Default)
             .await

@@ -62,10 +62,17 @@ pub(super) fn bucket_name(name: &str, g: u64) -> String {
 }
 
 async fn call(m: &Object, method: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    ask(m, method, args)?.await
+}
+
+/// Calls `m.method(...args)` now and returns its answer to await later: the
+/// browser works on it while other calls are made (each of these is a round
+/// trip to the browser's storage service, about 0.5 ms).
+fn ask(m: &Object, method: &str, args: &[JsValue]) -> Result<JsFuture, JsValue> {
     let f: Function = Reflect::get(m, &JsValue::from_str(method))?.dyn_into()?;
     let args: Array = args.iter().collect();
     let p: Promise = f.apply(m, &args)?.dyn_into()?;
-    JsFuture::from(p).await
+    Ok(JsFuture::from(p))
 }
 
 /// The generations of `name` that have a bucket, oldest first.
@@ -108,13 +115,14 @@ pub(super) async fn factory(
                 &JsValue::from_str("durability"),
                 &JsValue::from_str("strict"),
             )?;
-            let bucket: Object = call(m, "open", &[bucket_name(name, g).into(), opts.into()])
-                .await?
-                .dyn_into()?;
+            let bucket = ask(m, "open", &[bucket_name(name, g).into(), opts.into()])?;
+            // Asked while the bucket opens, not after it.
+            let persisted = origin_persisted();
+            let bucket: Object = bucket.await?.dyn_into()?;
             // `navigator.storage.persist()` covers the default bucket only: a
             // bucket of an origin whose storage is persistent asks for it too
             // (the application's choice, `persist: true` at open).
-            if origin_persisted().await {
+            if persisted.await {
                 let _ = call(&bucket, "persist", &[]).await;
             }
             let factory = Reflect::get(&bucket, &JsValue::from_str("indexedDB"))?
@@ -126,16 +134,20 @@ pub(super) async fn factory(
 }
 
 /// Whether the origin's storage is persistent (`navigator.storage.persisted()`;
-/// `false` where that cannot be asked).
-async fn origin_persisted() -> bool {
+/// `false` where that cannot be asked). Asked when called, answered when
+/// awaited.
+fn origin_persisted() -> impl std::future::Future<Output = bool> {
     let storage = Reflect::get(&js_sys::global(), &JsValue::from_str("navigator"))
         .and_then(|n| Reflect::get(&n, &JsValue::from_str("storage")));
-    let Ok(storage) = storage.and_then(|s| s.dyn_into::<Object>()) else {
-        return false;
-    };
-    call(&storage, "persisted", &[])
-        .await
-        .is_ok_and(|v| v.as_bool() == Some(true))
+    let asked = storage
+        .and_then(|s| s.dyn_into::<Object>())
+        .and_then(|s| ask(&s, "persisted", &[]));
+    async move {
+        match asked {
+            Ok(answer) => answer.await.is_ok_and(|v| v.as_bool() == Some(true)),
+            Err(_) => false,
+        }
+    }
 }
 
 /// Deletes `place`: the bucket (its directory goes at once), or the database
@@ -156,20 +168,30 @@ pub(super) async fn delete(m: Option<&Object>, name: &str, place: Place) -> Resu
 
 /// Whether the default storage holds a database `name` (one made before
 /// buckets were used). `indexedDB.databases()` answers; where it does not
-/// exist, `true` (the default storage is then used, as before).
-pub(super) async fn in_default_storage(name: &str) -> Result<bool, JsValue> {
-    let f = default_factory()?;
-    let Ok(databases) = Reflect::get(&f, &JsValue::from_str("databases")) else {
-        return Ok(true);
-    };
-    if !databases.is_function() {
-        return Ok(true);
+/// exist, `true` (the default storage is then used, as before). Asked when
+/// called, answered when awaited: an open asks it beside its list of
+/// buckets, and awaits it only if it needs it.
+pub(super) fn in_default_storage(
+    name: &str,
+) -> impl std::future::Future<Output = Result<bool, JsValue>> + use<> {
+    let asked = default_factory().and_then(|f| {
+        let databases = Reflect::get(&f, &JsValue::from_str("databases"));
+        match databases {
+            Ok(d) if d.is_function() => ask(&f, "databases", &[]).map(Some),
+            _ => Ok(None),
+        }
+    });
+    let name = name.to_string();
+    async move {
+        let Some(answer) = asked? else {
+            return Ok(true);
+        };
+        let list: Array = answer.await?.dyn_into()?;
+        Ok(list.iter().any(|d| {
+            Reflect::get(&d, &JsValue::from_str("name"))
+                .ok()
+                .and_then(|n| n.as_string())
+                .is_some_and(|n| n == name)
+        }))
     }
-    let list: Array = call(&f, "databases", &[]).await?.dyn_into()?;
-    Ok(list.iter().any(|d| {
-        Reflect::get(&d, &JsValue::from_str("name"))
-            .ok()
-            .and_then(|n| n.as_string())
-            .is_some_and(|n| n == name)
-    }))
 }
