@@ -1489,29 +1489,51 @@ export function witnessStorage() {
 export class Witness {
   #ls;
   #key;
+  /**
+   * The record as this witness last wrote or parsed it: `{ text, w, byId }`
+   * (`byId`: `w.pending` by lowercase id, or null). A commit finds its text
+   * still stored (no other tab wrote since) and skips the parse and the
+   * rebuilding of the pending map: a commit's update cost 110–290 µs in
+   * Chromium with 200 pending ids, most of it those two.
+   */
+  #kept = null;
 
   constructor(storage, name) {
     this.#ls = storage;
     this.#key = PREFIX + name;
   }
 
-  /** The record, or null (none, or unreadable: then it is replaced). */
+  /** The record, or null (none, or unreadable: then it is replaced). A fresh copy the caller may keep. */
   read() {
     try {
-      const text = this.#ls.getItem(this.#key);
-      if (text == null) return null;
-      const w = JSON.parse(text);
-      return w && w.v === 1 && typeof w.dbId === "string" ? w : null;
+      return parseWitness(this.#ls.getItem(this.#key));
     } catch {
       return null;
     }
   }
 
-  #write(w) {
-    w.updated = Date.now();
+  /** The record to update: the kept one while the stored text is what it was made from. */
+  #current() {
+    let text;
     try {
-      this.#ls.setItem(this.#key, JSON.stringify(w));
+      text = this.#ls.getItem(this.#key);
+    } catch {
+      return null;
+    }
+    if (this.#kept !== null && this.#kept.text === text) return this.#kept.w;
+    const w = parseWitness(text);
+    this.#kept = w ? { text, w, byId: null } : null;
+    return w;
+  }
+
+  #write(w, byId = null) {
+    w.updated = Date.now();
+    const text = JSON.stringify(w);
+    try {
+      this.#ls.setItem(this.#key, text);
+      this.#kept = { text, w, byId };
     } catch (e) {
+      this.#kept = null;
       // A full localStorage: the witness lags, the data is unaffected.
       console.warn(`Outpost: the storage witness could not be written: ${e?.message ?? e}`);
     }
@@ -1533,7 +1555,7 @@ export class Witness {
 
   /** Marks a loss found at open and not recovered: later opens repeat its facts. */
   markLost(info) {
-    const w = this.read();
+    const w = this.#current();
     if (!w) return;
     w.lost = info;
     this.#write(w);
@@ -1545,15 +1567,16 @@ export class Witness {
    * acknowledged yet.
    */
   committed(dbId, etag, writes = []) {
-    let w = this.read();
+    let w = this.#current();
     if (!w || w.dbId !== dbId) {
       this.reset(dbId, etag);
-      w = this.read();
+      w = this.#current();
       if (!w) return;
     }
     if (etag > w.etag) w.etag = etag;
+    let byId = this.#kept?.w === w ? this.#kept.byId : null;
     if (writes.length > 0) {
-      const byId = new Map(w.pending.map(([id, e]) => [String(id).toLowerCase(), [id, e]]));
+      byId ??= new Map(w.pending.map(([id, e]) => [String(id).toLowerCase(), [id, e]]));
       for (const [id, e] of writes) {
         if (!(e > 0)) continue;
         const k = String(id).toLowerCase();
@@ -1569,20 +1592,20 @@ export class Witness {
       }
       w.pending = [...byId.values()];
     }
-    this.#write(w);
+    this.#write(w, byId);
   }
 
   /** db.sync() started with this hub (no credential kept). */
   syncing(dbId, hub) {
-    const w = this.read();
+    const w = this.#current();
     if (!w || w.dbId !== dbId) return;
     w.hub = hub;
-    this.#write(w);
+    this.#write(w, this.#kept?.byId ?? null);
   }
 
   /** The hub acknowledged this database's local writes up to etag `upto`. */
   acked(dbId, upto) {
-    const w = this.read();
+    const w = this.#current();
     if (!w || w.dbId !== dbId || !(upto > 0)) return;
     if (w.ackedEtag == null || upto > w.ackedEtag) w.ackedEtag = upto;
     w.pending = w.pending.filter(([, e]) => e > w.ackedEtag);
@@ -1591,6 +1614,17 @@ export class Witness {
       w.unlistedUpto = 0;
     }
     this.#write(w);
+  }
+}
+
+/** A witness record from its stored text, or null (none, or unreadable). */
+function parseWitness(text) {
+  if (text == null) return null;
+  try {
+    const w = JSON.parse(text);
+    return w && w.v === 1 && typeof w.dbId === "string" ? w : null;
+  } catch {
+    return null;
   }
 }
 

@@ -116,3 +116,36 @@ test("an unreadable witness is ignored and replaced", () => {
   w.remove();
   assert.equal(w.read(), null);
 });
+
+test("two handles on one storage (two tabs) see each other's writes; read() hands out a copy", () => {
+  const s = fakeStorage();
+  const a = new Witness(s, "db");
+  const b = new Witness(s, "db");
+  a.committed("A", 1, [["x", 1]]);
+  b.committed("A", 2, [["y", 2]]); // b parses what a wrote
+  a.committed("A", 3, [["z", 3]]); // a must not reuse its kept record: b wrote since
+  assert.deepEqual(a.read().pending, [["x", 1], ["y", 2], ["z", 3]]);
+  b.acked("A", 2);
+  a.committed("A", 4, [["X", 4]]); // its pending map rebuilt from b's acknowledgement
+  assert.deepEqual(b.read().pending, [["z", 3], ["X", 4]]);
+  // A record read is the caller's: later updates do not change it.
+  const before = a.read();
+  a.committed("A", 5, [["w", 5]]);
+  assert.equal(before.etag, 4);
+  assert.equal(before.pending.length, 2);
+  // Storage written behind the witness's back (another tab's reset) is read again.
+  s.setItem("outpost:witness:db", JSON.stringify({ v: 1, dbId: "B", etag: 7, pending: [], unlisted: 0, unlistedUpto: 0 }));
+  a.committed("B", 8, [["q", 8]]);
+  assert.deepEqual([a.read().dbId, a.read().etag, a.read().pending], ["B", 8, [["q", 8]]]);
+  // A write that fails (a full localStorage) leaves nothing kept: the next update reads the stored record.
+  const full = { ...s, setItem: () => { throw new Error("QuotaExceededError"); } };
+  const c = new Witness(full, "db");
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    c.committed("B", 9, [["r", 9]]);
+  } finally {
+    console.warn = warn;
+  }
+  assert.deepEqual(c.read().pending, [["q", 8]]);
+});
