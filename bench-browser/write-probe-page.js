@@ -5,6 +5,7 @@
 // database of the same shape (three object stores, strict).
 import { Outpost, initOutpost, openInWorker } from "../pkg-js/src/web.js";
 import { MAX_PENDING, Witness } from "../pkg-js/src/core.js";
+import { idOf, makeDoc } from "./docs.js";
 
 const marks = [];
 const calls = {};
@@ -168,6 +169,27 @@ const witnessCost = () => {
   const us = performance.now() - t0;
   w.remove();
   return { updateUs: us, pending: MAX_PENDING };
+};
+
+// The browser benchmark's bulk insert alone (page.js: the same documents,
+// batches of 1,000, `results: false`), for a profile of where its time goes.
+window.bulk = async ({ docs, storage }) => {
+  await initOutpost(new URL("./outpost_wasm_bg.wasm", location.href));
+  const name = `probe-bulk-${storage}`;
+  const db = await Outpost.open(name, { storage });
+  const t0 = performance.now();
+  let inTx = 0;
+  for (let b0 = 0; b0 < docs; b0 += 1000) {
+    const ops = [];
+    for (let i = b0; i < Math.min(docs, b0 + 1000); i++) ops.push({ type: "put", id: idOf(i), doc: makeDoc(i) });
+    const t = performance.now();
+    await db.transaction(ops, { results: false });
+    inTx += performance.now() - t;
+  }
+  const ms = performance.now() - t0;
+  await db.close();
+  if (storage !== "memory") await Outpost.destroy(name);
+  return { docs, storage, docsPerSec: Math.round((docs * 1000) / ms), msInTransaction: Math.round(inTx), ms: Math.round(ms) };
 };
 
 window.probe = async (n, docs = 50, reopenOnly = null) => {

@@ -4,6 +4,8 @@
 //   cd bench-browser && npm ci && node write-probe.mjs [--writes 300] [--docs 50] [--profile]
 //   node write-probe.mjs --reopen-only 100000 [--profile]   (only the reopen, over the benchmark's
 //   database shape; --profile: a CPU profile of the first reopen)
+//   node write-probe.mjs --bulk 100000 [--storage memory] [--profile]   (only the benchmark's bulk
+//   insert: its documents, batches of 1,000, no result per document; --profile: its CPU profile)
 //
 // --docs: documents in the probed database before the timed writes (100000:
 // the browser benchmark's database, where a commit writes more pages).
@@ -36,6 +38,10 @@ const docs = d > 0 ? Number(process.argv[d + 1]) : 50;
 const r = process.argv.indexOf("--reopen-only");
 /** Only the reopen timeline, over a database of this many documents and 500 single writes (the browser benchmark's). */
 const reopenOnly = r > 0 ? { docs: Number(process.argv[r + 1]), singles: Number(process.env.SINGLES ?? 500) } : null;
+const b = process.argv.indexOf("--bulk");
+/** Only a bulk insert of this many benchmark documents (batches of 1,000, no result per document), profiled with --profile. */
+const bulkOnly = b > 0 ? { docs: Number(process.argv[b + 1]), storage: process.argv[process.argv.indexOf("--storage") + 1] ?? "indexeddb" } : null;
+if (bulkOnly && !process.argv.includes("--storage")) bulkOnly.storage = "indexeddb";
 const distWasm = join(root, "pkg-js/dist/web/outpost_wasm_bg.wasm");
 if (!existsSync(distWasm)) throw new Error("pkg-js/dist/web is missing: run scripts/build-wasm.sh first");
 const out = join(here, ".build-probe");
@@ -87,14 +93,20 @@ try {
   }
   // With --reopen-only, the profile covers the first reopen only (the page
   // calls these around it); otherwise the whole probe.
-  if (cdp && reopenOnly) {
+  if (bulkOnly) {
+    if (cdp) await cdp.send("Profiler.start");
+    console.log(JSON.stringify(await page.evaluate((o) => window.bulk(o), bulkOnly), null, 2));
+    if (cdp) await printProfile(`a bulk insert of ${bulkOnly.docs} documents, ${bulkOnly.storage}`, 40);
+  } else if (cdp && reopenOnly) {
     await page.exposeFunction("__profileStart", () => cdp.send("Profiler.start"));
     await page.exposeFunction("__profileStop", () => printProfile("the first reopen, 50 µs samples", 25));
   } else if (cdp) {
     await cdp.send("Profiler.start");
   }
-  console.log(JSON.stringify(await page.evaluate(([n, docs, ro]) => window.probe(n, docs, ro), [writes, docs, reopenOnly]), null, 2));
-  if (cdp && !reopenOnly) await printProfile("the whole probe: Outpost writes, then raw puts", 20);
+  if (!bulkOnly) {
+    console.log(JSON.stringify(await page.evaluate(([n, docs, ro]) => window.probe(n, docs, ro), [writes, docs, reopenOnly]), null, 2));
+    if (cdp && !reopenOnly) await printProfile("the whole probe: Outpost writes, then raw puts", 20);
+  }
 } finally {
   await context.close();
   server.close();

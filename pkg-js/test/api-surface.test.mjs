@@ -31,6 +31,9 @@ test("unknown options are refused with invalid_options, naming the known ones", 
   await rejectsWith(db.delete("notes/1", { force: true }), "invalid_options", /delete: unknown option "force"/);
   await rejectsWith(db.resolve("notes/1", { a: 3 }, { id: "x" }), "invalid_options", /resolve/);
   await rejectsWith(db.transaction([{ type: "put", id: "notes/3", doc: {}, colection: "Notes" }]), "invalid_options", /transaction operation: unknown option "colection"/);
+  // An operation's keys are compared with the known ones as JS strings; an array is still no operation.
+  await rejectsWith(db.transaction([{ type: "put", id: "notes/3", doc: {}, extra: undefined }]), "invalid_options", /unknown option "extra"/);
+  await rejectsWith(db.transaction([[]]), "invalid_argument", /transaction operation options must be an object, got an array/);
   await rejectsWith(
     db.transaction(async (tx) => {
       tx.put("notes/4", {}, { colection: "Notes" });

@@ -239,6 +239,38 @@ test("documents follow JSON semantics", async () => {
   await db.close();
 });
 
+test("a body is stored as JSON.stringify wrote it; only a top-level @metadata is taken out", async () => {
+  const db = await Outpost.open("mem-text");
+  const body = { zeta: 1, alpha: { y: 2, b: 3 }, mid: [1, { z: 0, a: 1 }], s: "q\"uote\\ \u0000 é" };
+  await db.put("k", body);
+  const { "@metadata": _, ...k } = await db.get("k");
+  assert.deepEqual(k, body);
+  // The string "@metadata" as a value, or inside a longer key, is data.
+  await db.put("v", { note: "@metadata", "x@metadata": 1, "@metadatax": 2 }, { collection: "Notes" });
+  const v = await db.get("v");
+  assert.deepEqual([v.note, v["x@metadata"], v["@metadatax"]], ["@metadata", 1, 2]);
+  assert.equal(v["@metadata"]["@collection"], "Notes");
+  // A top-level @metadata is not stored (its @collection names the collection);
+  // a nested one is the application's data.
+  await db.put("m", { a: 1, "@metadata": { "@collection": "Things", "@etag": 99 }, inner: { "@metadata": { keep: true } } });
+  const m = await db.get("m");
+  assert.equal(m["@metadata"]["@collection"], "Things");
+  assert.notEqual(m["@metadata"]["@etag"], 99);
+  assert.deepEqual(m.inner, { "@metadata": { keep: true } });
+  // Not stored, so not counted: 17 MiB in @metadata, over the 16 MiB a body may have.
+  const big = { a: 2, "@metadata": { "@collection": "Things", pad: "x".repeat(17 << 20) } };
+  await db.put("m", big);
+  assert.equal((await db.get("m")).a, 2);
+  await rejectsWith(db.put("m", { a: 3, pad: big["@metadata"].pad }), "too_large");
+  // toJSON at the top level is honoured as JSON.stringify honours it.
+  await db.put("t", { toJSON: () => ({ b: 1, a: 2 }) });
+  assert.deepEqual([(await db.get("t")).b, (await db.get("t")).a], [1, 2]);
+  await rejectsWith(db.put("s", { toJSON: () => "a string" }), "invalid_json");
+  await rejectsWith(db.transaction([{ type: "put", id: "s", doc: { toJSON: () => [1] } }]), "invalid_json");
+  assert.equal(await db.get("s"), null);
+  await db.close();
+});
+
 test("concurrent writes all land (group commit)", async () => {
   const db = await Outpost.open("mem-concurrent");
   const n = 500;

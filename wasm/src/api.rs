@@ -7,12 +7,13 @@
 use js_sys::{Array, Promise};
 use outpost::store::MemoryStore;
 use outpost::store::idb::IdbStore;
-use outpost::{Batch, Database, OpenOptions, PutOptions};
+use outpost::{Batch, Database, OpenOptions};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{
-    body_from_js, check_options, doc_to_js, docs_to_js, expected_from, id_from_js, opt_count,
-    opt_string, opt_write_result_to_js, prop, value_to_js, write_result_to_js,
+    body_from_js, check_options, doc_to_js, docs_to_js, expected_from, expected_of, id_from_js,
+    opt_count, opt_string, opt_write_result_to_js, prop, string_value, value_to_js,
+    write_result_to_js,
 };
 use crate::error::{invalid_argument, js_error, open_error_to_js, to_js};
 use crate::host_store::JsPageStore;
@@ -498,13 +499,14 @@ impl Outpost {
         self.run(async move {
             check_options(&opts, "put")?;
             let id = id_from_js(&id)?;
-            let (body, meta_collection) = body_from_js(&doc)?;
-            let put = PutOptions {
-                collection: opt_string(&opts, "collection")?.or(meta_collection),
-                expected: expected_from(&opts)?,
-            };
+            let body = body_from_js(&doc)?;
             let mut b = Batch::new();
-            b.put_with(id, body, put);
+            body.put(
+                &mut b,
+                id,
+                opt_string(&opts, "collection")?,
+                expected_from(&opts)?,
+            );
             let r = commit_one(&db, b, &opts).await?;
             match r {
                 Some(r) => Ok(write_result_to_js(&r)),
@@ -756,7 +758,7 @@ impl Outpost {
                     "resolve expects the body to keep, or null to delete the document",
                 ));
             } else {
-                let (b, c) = body_from_js(&body)?;
+                let (b, c) = body_from_js(&body)?.into_value()?;
                 (Some(b), c)
             };
             let collection = opt_string(&opts, "collection")?.or(meta_collection);
@@ -907,37 +909,75 @@ async fn commit_one(
     Ok(db.commit(b).await.map_err(to_js)?.results.pop().flatten())
 }
 
+/// The keys of a transaction operation as JS strings, made once per thread:
+/// a JS string made from a Rust `&str` is a `TextDecoder` call, and a bulk
+/// write looked up five per operation.
+struct OpKeys([JsValue; 5]);
+
+impl OpKeys {
+    const NAMES: [&'static str; 5] = ["type", "id", "doc", "collection", "changeVector"];
+
+    /// Whether `op` has only these keys (else `check_options` names the
+    /// one it does not know).
+    fn only_known(&self, op: &JsValue) -> bool {
+        js_sys::Object::keys(op.unchecked_ref::<js_sys::Object>())
+            .iter()
+            .all(|k| self.0.contains(&k))
+    }
+
+    /// Property `k` (an index into [`OpKeys::NAMES`]) of the operation `op`.
+    fn get(&self, op: &JsValue, k: usize) -> JsValue {
+        js_sys::Reflect::get(op, &self.0[k]).unwrap_or(JsValue::UNDEFINED)
+    }
+}
+
+thread_local! {
+    static OP_KEYS: OpKeys = OpKeys(OpKeys::NAMES.map(JsValue::from_str));
+}
+
 fn batch_from_js(ops: &JsValue) -> Result<Batch, JsValue> {
     let ops = ops
         .dyn_ref::<Array>()
         .ok_or_else(|| invalid_argument("transaction expects an array of operations"))?;
-    let mut batch = Batch::new();
-    for (i, op) in ops.iter().enumerate() {
-        if !op.is_object() {
-            return Err(invalid_argument(format!("operation {i} is not an object")));
+    OP_KEYS.with(|keys| {
+        let mut batch = Batch::new();
+        for (i, op) in ops.iter().enumerate() {
+            add_op(&mut batch, keys, i, &op)?;
         }
-        check_options(&op, "transaction operation")?;
-        let id = id_from_js(&prop(&op, "id"))?;
-        match opt_string(&op, "type")?.as_deref() {
-            Some("put") => {
-                let (body, meta_collection) = body_from_js(&prop(&op, "doc"))?;
-                let put = PutOptions {
-                    collection: opt_string(&op, "collection")?.or(meta_collection),
-                    expected: expected_from(&op)?,
-                };
-                batch.put_with(id, body, put);
-            }
-            Some("delete") => {
-                batch.delete_with(id, expected_from(&op)?);
-            }
-            _ => {
-                return Err(invalid_argument(format!(
-                    "operation {i}: type must be \"put\" or \"delete\""
-                )));
-            }
+        Ok(batch)
+    })
+}
+
+/// Adds operation `i` of a transaction, `op`, to `batch`.
+fn add_op(batch: &mut Batch, keys: &OpKeys, i: usize, op: &JsValue) -> Result<(), JsValue> {
+    let [ty, id, doc, collection, change_vector] = [0, 1, 2, 3, 4];
+    if !op.is_object() {
+        return Err(invalid_argument(format!("operation {i} is not an object")));
+    }
+    if Array::is_array(op) || !keys.only_known(op) {
+        check_options(op, "transaction operation")?;
+    }
+    let id = id_from_js(&keys.get(op, id))?;
+    match string_value(keys.get(op, ty), OpKeys::NAMES[ty])?.as_deref() {
+        Some("put") => {
+            let body = body_from_js(&keys.get(op, doc))?;
+            body.put(
+                batch,
+                id,
+                string_value(keys.get(op, collection), OpKeys::NAMES[collection])?,
+                expected_of(keys.get(op, change_vector))?,
+            );
+        }
+        Some("delete") => {
+            batch.delete_with(id, expected_of(keys.get(op, change_vector))?);
+        }
+        _ => {
+            return Err(invalid_argument(format!(
+                "operation {i}: type must be \"put\" or \"delete\""
+            )));
         }
     }
-    Ok(batch)
+    Ok(())
 }
 
 /// Panics synchronously: lets the package's tests check how a Rust panic
