@@ -5,7 +5,8 @@
 //   node write-probe.mjs --reopen-only 100000 [--profile]   (only the reopen, over the benchmark's
 //   database shape; --profile: a CPU profile of the first reopen)
 //   node write-probe.mjs --bulk 100000 [--storage memory] [--profile]   (only the benchmark's bulk
-//   insert: its documents, batches of 1,000, no result per document; --profile: its CPU profile)
+//   insert: its documents, batches of 1,000, no result per document; --profile: its CPU profile;
+//   with CALLERS=<regex> in the environment also who calls the functions it matches)
 //
 // --docs: documents in the probed database before the timed writes (100000:
 // the browser benchmark's database, where a commit writes more pages).
@@ -85,6 +86,25 @@ try {
     console.log(`CPU profile (${title}), ${profile.samples.length} samples:`);
     for (const [k, c] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) {
       console.log(`${((100 * c) / profile.samples.length).toFixed(1).padStart(6)} %  ${k}`);
+    }
+    // CALLERS=<regex>: who calls the functions it matches (samples by the nearest caller of another name).
+    if (process.env.CALLERS) {
+      const re = new RegExp(process.env.CALLERS);
+      const parent = new Map();
+      for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+      const by = new Map();
+      for (const id of profile.samples) {
+        const f = nodes.get(id).callFrame.functionName;
+        if (!re.test(f)) continue;
+        let p = parent.get(id);
+        while (p !== undefined && re.test(nodes.get(p).callFrame.functionName)) p = parent.get(p);
+        const k = p === undefined ? "(root)" : nodes.get(p).callFrame.functionName || "(anonymous)";
+        by.set(k, (by.get(k) || 0) + 1);
+      }
+      console.log(`callers of /${process.env.CALLERS}/:`);
+      for (const [k, c] of [...by].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+        console.log(`${((100 * c) / profile.samples.length).toFixed(1).padStart(6)} %  ${k}`);
+      }
     }
   };
   if (cdp) {
