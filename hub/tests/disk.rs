@@ -204,7 +204,7 @@ async fn a_full_disk_is_reported_and_the_hub_recovers_once_space_is_freed() {
         ),
     )
     .unwrap();
-    let hub = HubProc::start(disk.root.path(), port);
+    let mut hub = HubProc::start(disk.root.path(), port);
     let (code, body) = hub.get("/healthz").await;
     assert_eq!(code, 200, "{body}");
 
@@ -272,6 +272,8 @@ async fn a_full_disk_is_reported_and_the_hub_recovers_once_space_is_freed() {
     let (code, message) = refused.unwrap();
     assert_eq!(code, "database_unavailable", "{message}");
     assert!(message.contains("database main failed"), "{message}");
+    // The hub's stderr is read by another thread: wait for the line.
+    hub.hub.wait_log("database failed");
     let log = hub.log();
     assert!(
         log.lines()
@@ -319,8 +321,7 @@ async fn a_full_disk_is_reported_and_the_hub_recovers_once_space_is_freed() {
         metrics.contains("outpost_db_reopened_total{database=\"main\"} "),
         "{metrics}"
     );
-    let log = hub.log();
-    assert!(log.contains("database reopened"), "{log}");
+    hub.hub.wait_log("database reopened");
     assert!(!matches!(edge.status(), SyncStatus::Error { .. }));
     edge.stop().await;
     println!("hub log:\n{}", hub.log());
