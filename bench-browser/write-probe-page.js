@@ -6,6 +6,35 @@
 import { Outpost, initOutpost, openInWorker } from "../pkg-js/src/web.js";
 import { MAX_PENDING, Witness } from "../pkg-js/src/core.js";
 import { idOf, makeDoc } from "./docs.js";
+import * as bindings from "../pkg-js/dist/web/outpost_wasm.js";
+
+// Time spent in the storage witness's update and in BroadcastChannel posts
+// (both run in the JS layer after a commit).
+const inside = { witness: 0, post: 0 };
+const timeIn = (proto, method, key) => {
+  const orig = proto[method];
+  proto[method] = function (...a) {
+    const t = performance.now();
+    try {
+      return orig.apply(this, a);
+    } finally {
+      inside[key] += performance.now() - t;
+    }
+  };
+};
+timeIn(Witness.prototype, "committed", "witness");
+timeIn(BroadcastChannel.prototype, "postMessage", "post");
+
+// When the bindings' own put (under the JS layer) is called and resolves.
+const rawPut = bindings.Outpost.prototype.put;
+const rawMarks = [];
+bindings.Outpost.prototype.put = function (...a) {
+  const m = { enter: performance.now() };
+  rawMarks.push(m);
+  const p = rawPut.apply(this, a);
+  p.then(() => { m.done = performance.now(); }, () => {});
+  return p;
+};
 
 const marks = [];
 const calls = {};
@@ -122,14 +151,14 @@ const reopen = async (doc, docs, singles) => {
   let first = null;
   for (let k = 0; k < 9; k++) {
     timeline = [];
-    if (k === 0) await window.__profileStart?.();
+    if (k === 0) await window.__reopenProfileStart?.();
     const t0 = performance.now();
     db = await Outpost.open("probe-reopen");
     const tOpen = performance.now();
     span("open resolved")();
     const d = await db.get(id);
     const t1 = performance.now();
-    if (k === 0) await window.__profileStop?.();
+    if (k === 0) await window.__reopenProfileStop?.();
     if (!d) throw new Error("reopen: the document is missing");
     totals.push(t1 - t0);
     last = {
@@ -204,23 +233,40 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
     await db.transaction(ops, { results: false });
   }
   for (const k of Object.keys(calls)) delete calls[k];
+  inside.witness = inside.post = 0;
   const split = [];
   const total = [];
+  await window.__profileStart?.();
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
     const before = marks.length;
+    const rawBefore = rawMarks.length;
     await db.put(`p/${String(i).padStart(5, "0")}`, doc);
     const t1 = performance.now();
     total.push(t1 - t0);
     const m = marks[before];
-    if (m?.complete) split.push([m.created - t0, m.complete - m.created, t1 - m.complete]);
+    const r = rawMarks[rawBefore];
+    if (m?.complete && r?.done) {
+      split.push([m.created - t0, m.complete - m.created, t1 - m.complete, r.enter - t0, m.created - r.enter, r.done - m.complete, t1 - r.done]);
+    }
   }
+  await window.__profileStop?.();
   await db.close();
   out.outpost = {
     p50: median(total),
     callToTx: median(split.map((x) => x[0])),
     txToComplete: median(split.map((x) => x[1])),
     completeToResolved: median(split.map((x) => x[2])),
+    // The same split finer: the JS layer before the bindings' put, the bindings and engine to the
+    // transaction, the engine after `complete` to the bindings' promise, the JS layer after it.
+    jsBefore: median(split.map((x) => x[3])),
+    wasmToTx: median(split.map((x) => x[4])),
+    completeToWasmDone: median(split.map((x) => x[5])),
+    jsAfter: median(split.map((x) => x[6])),
+    crossOriginIsolated: self.crossOriginIsolated, // true: times to 5 µs, else to 100 µs
+    // Means per write, ms: the witness's update, BroadcastChannel posts.
+    witnessMean: inside.witness / n,
+    postMean: inside.post / n,
     perWrite: Object.fromEntries(Object.entries(calls).map(([k, v]) => [k, +(v / n).toFixed(2)])),
   };
   const bytes = Math.round((calls.putBytes || 0) / Math.max(1, calls.puts || 1));

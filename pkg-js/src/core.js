@@ -836,10 +836,38 @@ export function makeApi(wasm, ready) {
      */
     #written(etag, remote = false) {
       if (!(etag > 0)) return;
-      this.#post({ etag, remote });
+      this.#notify(etag, remote);
       if (!remote) Sync.localChanged(this.#sync);
       this.#schedule();
       this.#keeper?.poke();
+    }
+
+    /** The commit notice not yet posted: `{ etag, remote }`, or null. */
+    #notice = null;
+
+    /**
+     * Tells the other tabs of a commit, in a task of its own after the write
+     * resolved: a BroadcastChannel post cost a serial write 0.18 ms in
+     * Chromium, and the writer's next write usually runs while the post
+     * waits for IndexedDB. Commits before the post share it: the newest
+     * etag, `remote` only if every one was received from the hub (their
+     * receivers refresh, and push local changes, either way).
+     */
+    #notify(etag, remote) {
+      if (this.#notice) {
+        this.#notice.etag = Math.max(this.#notice.etag, etag);
+        this.#notice.remote &&= remote;
+        return;
+      }
+      this.#notice = { etag, remote };
+      setTimeout(() => this.#postNotice(), 0);
+    }
+
+    /** Posts the commit notice, if one waits. */
+    #postNotice() {
+      const notice = this.#notice;
+      this.#notice = null;
+      if (notice) this.#post(notice);
     }
 
     /** Posts a message to the other tabs' handles on this database. */
@@ -1390,6 +1418,7 @@ export function makeApi(wasm, ready) {
         this.#sync = undefined;
         await sync.stop().catch(() => {});
       }
+      this.#postNotice();
       this.#closed = true;
       // A background step under way ends with its turn; no other starts.
       this.#keeper?.stop();
