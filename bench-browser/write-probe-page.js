@@ -206,6 +206,7 @@ window.bulk = async ({ docs, storage }) => {
   await initOutpost(new URL("./outpost_wasm_bg.wasm", location.href));
   const name = `probe-bulk-${storage}`;
   const db = await Outpost.open(name, { storage });
+  for (const k of Object.keys(calls)) delete calls[k];
   const t0 = performance.now();
   let inTx = 0;
   for (let b0 = 0; b0 < docs; b0 += 1000) {
@@ -218,7 +219,8 @@ window.bulk = async ({ docs, storage }) => {
   const ms = performance.now() - t0;
   await db.close();
   if (storage !== "memory") await Outpost.destroy(name);
-  return { docs, storage, docsPerSec: Math.round((docs * 1000) / ms), msInTransaction: Math.round(inTx), ms: Math.round(ms) };
+  const perBatch = Object.fromEntries(Object.entries(calls).map(([k, v]) => [k, Math.round((v * 1000) / docs)]));
+  return { docs, storage, docsPerSec: Math.round((docs * 1000) / ms), msInTransaction: Math.round(inTx), ms: Math.round(ms), perBatch };
 };
 
 window.probe = async (n, docs = 50, reopenOnly = null) => {

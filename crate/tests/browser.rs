@@ -609,9 +609,9 @@ async fn idb_damaged_runs_are_corrupt_errors() {
 #[wasm_bindgen_test]
 async fn idb_runs_are_scrubbed_of_replaced_images() {
     let name = unique_name("scrub");
-    // One run, 1..=40; then records for 3 and 4 (and 21 pages elsewhere,
+    // One run, 1..=30; then records for 3 and 4 (and 21 pages elsewhere,
     // to make the commit a fold).
-    let (s, bucket) = store_with_one_run(&name, 40).await;
+    let (s, bucket) = store_with_one_run(&name, 30).await;
     let mut b: Vec<(PageNo, u8)> = vec![(3, 0xB3), (4, 0xB4)];
     b.extend((100..=120).map(|no| (no * 2, 0xB0)));
     s.commit(commit(&b, b"B")).await.unwrap();
@@ -632,7 +632,7 @@ async fn idb_runs_are_scrubbed_of_replaced_images() {
         holds_page(&raw, &page(0xA0, 5)),
         "a live page in the run stays"
     );
-    for no in 1..=40 {
+    for no in 1..=30 {
         let want = match no {
             3 => page(0xB3, 3),
             4 => page(0xB4, 4),
@@ -642,7 +642,7 @@ async fn idb_runs_are_scrubbed_of_replaced_images() {
     }
     // Every page of the run replaced: the fold deletes it (rule 3), and a
     // scrub after that finds nothing to do.
-    let c: Vec<(PageNo, u8)> = (1..=40).map(|no| (no, 0xC0)).collect();
+    let c: Vec<(PageNo, u8)> = (1..=30).map(|no| (no, 0xC0)).collect();
     s.commit(commit(&c, b"C")).await.unwrap();
     s.testing_scrub_runs().await.unwrap();
     assert_eq!(count(&name, bucket.clone(), "runs").await, 0);
@@ -651,7 +651,7 @@ async fn idb_runs_are_scrubbed_of_replaced_images() {
     drop(s);
     let s = IdbStore::open(&name).await.unwrap();
     assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"C"[..]));
-    for no in 1..=40 {
+    for no in 1..=30 {
         assert_eq!(s.read_page(no).await.unwrap(), page(0xC0, no));
     }
     s.close().await.unwrap();

@@ -27,7 +27,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 mod browser_common;
-use browser_common::{assert_layout, count, layout, open_db, unique_name};
+use browser_common::{assert_layout, count, layout, open_db, run_keys, unique_name};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -242,14 +242,15 @@ async fn older_layout(version: u32, stores: &[&str]) -> String {
     let src = Database::open(mem.clone(), OpenOptions::default())
         .await
         .unwrap();
+    // One batch: its pages are consecutive, so runs of 64 can be made.
+    let mut b = Batch::new();
     for i in 0..300 {
-        src.put(
-            &format!("old/{i:03}"),
-            json!({"i": i, "pad": "v".repeat(200)}),
-        )
-        .await
-        .unwrap();
+        b.put(
+            format!("old/{i:03}"),
+            json!({"i": i, "pad": "v".repeat(900)}),
+        );
     }
+    src.commit(b).await.unwrap();
     let pages = src.stats().pages;
     src.close().await.unwrap();
     mem.reopen();
@@ -271,18 +272,28 @@ async fn older_layout(version: u32, stores: &[&str]) -> String {
     let ps = tx.store("pages").unwrap();
     let mut first = 1;
     while first <= pages {
-        let group: Vec<_> = (first..(first + 16).min(pages + 1)).collect();
-        let mut read = Vec::new();
-        for &no in &group {
-            read.push(mem.read_page(no).await.ok());
-        }
-        if with_runs && group.len() == 16 && read.iter().all(Option::is_some) {
+        // Runs of 64 pages where every page is there, as folds wrote them
+        // until 2026-12-05 (a store writes at most 32 now and reads up to
+        // 64), else of 16, else page records.
+        let mut n = 64;
+        let (group, read) = loop {
+            let group: Vec<_> = (first..(first + n).min(pages + 1)).collect();
+            let mut read = Vec::new();
+            for &no in &group {
+                read.push(mem.read_page(no).await.ok());
+            }
+            if n == 16 || (group.len() == 64 && read.iter().all(Option::is_some)) {
+                break (group, read);
+            }
+            n = 16;
+        };
+        if with_runs && group.len() as u64 == n && read.iter().all(Option::is_some) {
             let bytes: Vec<u8> = read
                 .iter()
                 .flatten()
                 .flat_map(|p| p.iter().copied())
                 .collect();
-            let key = js_sys::Array::of2(&(first as f64).into(), &16.0.into());
+            let key = js_sys::Array::of2(&(first as f64).into(), &(n as f64).into());
             tx.store("runs")
                 .unwrap()
                 .put(&Uint8Array::from(bytes.as_slice()), Some(&key.into()))
@@ -300,7 +311,7 @@ async fn older_layout(version: u32, stores: &[&str]) -> String {
                 }
             }
         }
-        first += 16;
+        first += n;
     }
     let meta = mem.read_meta().await.unwrap().unwrap();
     tx.store("meta")
@@ -336,6 +347,13 @@ async fn an_older_layout_opens_reads_and_writes(version: u32, stores: &[&str]) {
         // Version 3: runs, read from their keys until a fold writes the
         // layout record.
         assert!(runs_before > 0, "the fixture holds runs");
+        assert!(
+            run_keys(&name, bucket.clone())
+                .await
+                .iter()
+                .any(|&(_, n)| n == 64),
+            "the fixture holds a run of 64 pages"
+        );
         assert_eq!(layout(&name, bucket.clone()).await, None);
     }
     db.put("new/one", json!({"new": true})).await.unwrap();

@@ -7,8 +7,9 @@
 //! 22 of 64 KiB 12–18 ms, 6 of 240 KiB 5.5–6.0 ms. A batch of 1,000
 //! documents of ~1 KiB writes about 265 pages, in 7 runs of consecutive page
 //! numbers when its ids ascend (the new leaves come from the end of the
-//! file). So a fold writes each group of [`MIN_RUN`] to [`MAX_RUN`]
-//! consecutive pages as one value:
+//! file). So a fold writes each group of [`MIN_RUN`] to [`WRITE_RUN`]
+//! consecutive pages as one value (a longer group as several; runs written
+//! before 2026-12-05 have up to [`MAX_RUN`] pages, and are read as they are):
 //!
 //! ```text
 //! object store "runs": key = [first page number, page count n] (a JS array)
@@ -79,10 +80,18 @@ use super::{PAGES, inject_failure};
 
 /// Object store of the runs.
 pub(super) const RUNS: &str = "runs";
-/// Most pages in a run (a value of 256 KiB; Chromium keeps values above
-/// 64 KiB in blob files of their own, which it writes as fast, per byte,
-/// as one record: see the module documentation).
+/// Most pages in a run a store reads (a value of 256 KiB): what folds wrote
+/// until 2026-12-05, and what the layout record and the runs' keys may say.
 pub(super) const MAX_RUN: usize = 64;
+/// Most pages a fold writes as one run (a value of 128 KiB). Chromium keeps
+/// values above 64 KiB in blob files of their own; with runs of at most 32
+/// pages instead of 64, the browser benchmark's bulk insert of 100,000
+/// documents ran 27,388–29,911 docs/s against 19,873–23,456 (three
+/// alternating runs; 21 values a batch of 1,000 documents against 16, the
+/// same bytes), and its cold point reads 1,642–1,921 reads/s against
+/// 1,492–1,779 (docs/benchmarks.md, "Runs of 32 pages"). Runs of 15 pages
+/// (values under 64 KiB) were slower to write, runs of 24 no faster.
+pub(super) const WRITE_RUN: usize = 32;
 /// Fewest pages written as a run: fewer go as page records.
 pub(super) const MIN_RUN: usize = 4;
 /// Key, in the `meta` object store, of the layout record (module
@@ -201,7 +210,7 @@ fn parse_key(k: &JsValue) -> Option<(PageNo, u64)> {
 
 /// How a fold writes `nos` (page numbers, ascending, distinct): the ranges
 /// of positions in `nos` that go as runs (at least [`MIN_RUN`] and at most
-/// [`MAX_RUN`] consecutive pages, none inside a run of `runs`); every other
+/// [`WRITE_RUN`] consecutive pages, none inside a run of `runs`); every other
 /// page goes as a page record.
 pub(super) fn plan(nos: &[PageNo], runs: &Runs) -> Vec<Range<usize>> {
     let mut out = Vec::new();
@@ -213,7 +222,7 @@ pub(super) fn plan(nos: &[PageNo], runs: &Runs) -> Vec<Range<usize>> {
         }
         let mut j = i + 1;
         while j < nos.len()
-            && j - i < MAX_RUN
+            && j - i < WRITE_RUN
             && nos[j] == nos[j - 1] + 1
             && runs.containing(nos[j]).is_none()
         {
