@@ -915,7 +915,7 @@ async fn commit_one(
 struct OpKeys([JsValue; 5]);
 
 impl OpKeys {
-    const NAMES: [&'static str; 5] = ["type", "id", "doc", "collection", "changeVector"];
+    const NAMES: [&'static str; 5] = crate::convert::OP_KEYS;
 
     /// Whether `op` has only these keys (else `check_options` names the
     /// one it does not know).
