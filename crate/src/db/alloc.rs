@@ -80,6 +80,11 @@ pub(super) struct Working {
     pub(super) pending: VecDeque<(u64, PageNo)>,
     /// Pages holding the persisted free list of the last flush.
     pub(super) freelist_pages: Vec<PageNo>,
+    /// Whether `free` and `freelist_pages` hold the committed free list:
+    /// read by the first transaction after an open or a refresh
+    /// ([`ensure_free_list`]), not by the open (a first read needs none of
+    /// it).
+    pub(super) free_loaded: bool,
     /// Generation up to which pending pages may be reused (refreshed per transaction).
     pub(super) reuse_limit: u64,
     /// Undo journal of the transaction being applied (rolled back on failure).
@@ -152,6 +157,7 @@ impl Working {
             free,
             pending: VecDeque::new(),
             freelist_pages: chain,
+            free_loaded: true,
             reuse_limit: 0,
             undo: Vec::new(),
             journaled: HashSet::new(),
@@ -165,6 +171,15 @@ impl Working {
             flushed_seq: 0,
             staged: HashMap::new(),
         }
+    }
+
+    /// The working state over the committed `meta`, its free list not read
+    /// yet (unless it has none): [`ensure_free_list`] reads it before the
+    /// first transaction.
+    pub(super) fn unloaded(meta: &Meta) -> Working {
+        let mut w = Working::new(meta, Vec::new(), Vec::new());
+        w.free_loaded = meta.freelist_head == 0 && meta.freelist_count == 0;
+        w
     }
 
     /// The pages to hand the store ahead of the flush
@@ -441,6 +456,27 @@ impl<S: PageStore> PageWrite for WCtx<'_, S> {
         // pages pushed since are checked like the others.
         self.w.free.len() >= need && self.w.free.iter().rev().take(need).all(|&p| p < bound)
     }
+}
+
+/// Reads the committed free list into `w` if it is not there yet
+/// ([`Working::unloaded`]). Called with the writer lock held, before a
+/// transaction or a flush changes anything: until then `w.meta` names the
+/// committed free list. A free list that does not read fails the write that
+/// needed it (the next one tries again); reads are not affected.
+pub(super) async fn ensure_free_list<S: PageStore>(
+    inner: &Inner<S>,
+    w: &mut Working,
+) -> Result<(), Error> {
+    if w.free_loaded {
+        return Ok(());
+    }
+    let (free, chain) = load_free_list(inner, &w.meta)
+        .await
+        .map_err(|e| super::open_to_error("free list", e))?;
+    w.free = free;
+    w.freelist_pages = chain;
+    w.free_loaded = true;
+    Ok(())
 }
 
 /// Reads the free-list chain of `meta`: the reusable pages (lowest reused

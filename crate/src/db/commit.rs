@@ -77,6 +77,14 @@ impl<S: PageStore> Database<S> {
                 return Ok(());
             }
             let w = &mut *w;
+            // Every path that moves `seq` read the free list first
+            // (`ensure_free_list`); a flush without it would lose the list.
+            if !w.free_loaded {
+                return Err(self.poison(Error::CorruptRecord {
+                    record: "free list".into(),
+                    reason: "a flush before the free list was read".into(),
+                }));
+            }
             // Collection counts of this generation, one tree update per collection.
             // Each delta is removed right after it is applied (no await in
             // between), so a dropped flush never applies one twice.

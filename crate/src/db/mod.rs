@@ -69,7 +69,7 @@ use crate::platform::wall_clock_ms;
 use crate::store::{PAGE_SIZE, PageStore};
 use crate::watch::Publisher;
 
-use alloc::{Working, load_free_list};
+use alloc::Working;
 use meta::{META_VERSION, Meta, Tree};
 
 pub use audit::{
@@ -186,7 +186,8 @@ fn open_to_error(record: &str, e: OpenError) -> Error {
 
 impl<S: PageStore> Database<S> {
     /// Opens the database held by `store`, creating an empty one if the store is
-    /// empty. Reads only the meta record and the free list; pages are read on demand.
+    /// empty. Reads only the meta record; pages are read on demand, and the
+    /// free list by the first write.
     ///
     /// A database of an older format version is upgraded: the meta record is
     /// rewritten in the current format, in one commit, before the open
@@ -259,11 +260,9 @@ impl<S: PageStore> Database<S> {
             unreadable: Mutex::new(BTreeMap::new()),
             txns: std::sync::atomic::AtomicUsize::new(0),
         };
-        // Load the persisted free list.
-        {
-            let (free, chain) = load_free_list(&inner, &meta).await?;
-            *inner.writer.lock().await = Working::new(&meta, free, chain);
-        }
+        // The free list is read by the first transaction, not here: a first
+        // read needs none of it (`ensure_free_list`).
+        *inner.writer.lock().await = Working::unloaded(&meta);
         let db = Database {
             inner: Arc::new(inner),
         };
@@ -277,6 +276,7 @@ impl<S: PageStore> Database<S> {
                     e => OpenError::Corrupt(e.to_string()),
                 })?;
             } else {
+                // A new database: it has no free list to read.
                 db.inner.writer.lock().await.seq += 1;
             }
             db.wait_durable(1).await.map_err(|e| match e {
@@ -329,12 +329,10 @@ impl<S: PageStore> Database<S> {
             });
         }
         self.inner.cache.clear();
-        let (free, chain) = load_free_list(&self.inner, &meta)
-            .await
-            .map_err(|e| open_to_error("free list", e))?;
-        // The transaction count goes on: it orders acknowledgements.
+        // The transaction count goes on: it orders acknowledgements. The
+        // free list is read by the next transaction (`ensure_free_list`).
         let seq = w.seq;
-        *w = Working::new(&meta, free, chain);
+        *w = Working::unloaded(&meta);
         w.seq = seq;
         w.flushed_seq = seq;
         let mut sh = self.inner.shared();

@@ -112,7 +112,10 @@ impl Drop for Txn<'_> {
 }
 
 impl<S: PageStore> Database<S> {
-    /// Starts a transaction outside [`Database::commit`].
+    /// Starts a transaction (every write's, [`Database::commit`]'s too):
+    /// takes the writer lock, checks that this handle may write, and reads
+    /// the free list if no transaction has since the open or the last
+    /// refresh. Dropped unfinished, it rolls the working state back.
     pub(super) async fn begin(&self) -> Result<Txn<'_>, Error> {
         let mut w = self.inner.writer.lock().await;
         {
@@ -134,6 +137,7 @@ impl<S: PageStore> Database<S> {
                 .unwrap_or(sh.visible.generation);
             w.reuse_limit = oldest.min(sh.visible.generation);
         }
+        super::alloc::ensure_free_list(&self.inner, &mut w).await?;
         w.undo.clear();
         w.journaled.clear();
         let save = Some(w.meta.clone());

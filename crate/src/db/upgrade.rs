@@ -48,6 +48,7 @@ impl<S: PageStore> Database<S> {
     /// in the working state of the upgrade transaction (see the module docs).
     pub(super) async fn build_origins(&self) -> Result<(), Error> {
         let mut w = self.inner.writer.lock().await;
+        super::alloc::ensure_free_list(&self.inner, &mut w).await?;
         let own = self.inner.db_id;
         let mut ctx = WCtx {
             inner: &self.inner,

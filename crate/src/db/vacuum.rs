@@ -124,7 +124,11 @@ impl<S: PageStore> Database<S> {
             // The pages to move, found on a snapshot (a walk of every tree
             // page) without holding the writer lock; dropped before the
             // move, so it pins none of the pages the move frees.
-            let bound = self.inner.writer.lock().await.vacuum_bound();
+            let bound = {
+                let mut w = self.inner.writer.lock().await;
+                super::alloc::ensure_free_list(&self.inner, &mut w).await?;
+                w.vacuum_bound()
+            };
             let mut found = Vec::new();
             {
                 let snap = self.snapshot();

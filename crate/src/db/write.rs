@@ -14,11 +14,10 @@ use crate::cv::DbId;
 use crate::doc::{self, DocFlags, DocumentMeta, RawVersion};
 use crate::error::{Error, InputError, clip};
 use crate::policy::{CollectionSet, ConflictPolicy, DeletionGuards, GUARDS_KEY, HUB_OUTPUTS_KEY};
-use crate::store::{Durability, PageNo, PageStore, StoreError};
+use crate::store::{Durability, PageNo, PageStore};
 
 use super::Database;
-use super::alloc::{WCtx, Working};
-use super::meta::Meta;
+use super::alloc::WCtx;
 use super::meta::Tree;
 use super::read::corrupt_record;
 use super::remote::{Received, apply_remote};
@@ -125,31 +124,12 @@ impl<S: PageStore> Database<S> {
         prepared: Vec<Prepared>,
         durability: Option<Durability>,
     ) -> Result<CommitInfo, Error> {
-        let seq;
         let mut results = Vec::with_capacity(prepared.len());
         let _counted = super::commit::TxnCount::enter(&self.inner);
+        // Restores the working state if the transaction fails or its future is
+        // dropped half-way: a transaction is applied whole or not at all.
+        let mut txn = self.begin().await?;
         {
-            let mut w = self.inner.writer.lock().await;
-            self.check_writable()?;
-            w.reuse_limit = {
-                let sh = self.inner.shared();
-                let oldest = sh
-                    .readers
-                    .keys()
-                    .next()
-                    .copied()
-                    .unwrap_or(sh.visible.generation);
-                oldest.min(sh.visible.generation)
-            };
-            // Restores the working state if the transaction fails or its future is
-            // dropped half-way: a transaction is applied whole or not at all.
-            w.undo.clear();
-            w.journaled.clear();
-            let save = w.meta.clone();
-            let mut txn = TxnGuard {
-                w,
-                save: Some(save),
-            };
             let now = (self.inner.clock)();
             let mut ctx = WCtx {
                 inner: &self.inner,
@@ -166,48 +146,14 @@ impl<S: PageStore> Database<S> {
                     self.inner.store.stage(pages);
                 }
             }
-            match durability {
-                Some(Durability::Durable) => txn.w.asked_durable = true,
-                Some(Durability::Relaxed) => txn.w.asked_relaxed += 1,
-                None => {}
-            }
-            txn.w.seq += 1;
-            seq = txn.w.seq;
-            txn.save = None;
-            txn.w.undo.clear();
-            txn.w.journaled.clear();
         }
-        self.wait_durable(seq).await?;
+        match durability {
+            Some(Durability::Durable) => txn.w.asked_durable = true,
+            Some(Durability::Relaxed) => txn.w.asked_relaxed += 1,
+            None => {}
+        }
+        self.finish(txn).await?;
         Ok(CommitInfo { results })
-    }
-
-    fn check_writable(&self) -> Result<(), Error> {
-        let sh = self.inner.shared();
-        if sh.closed {
-            return Err(Error::Closed);
-        }
-        if self.inner.read_only {
-            return Err(StoreError::ReadOnly.into());
-        }
-        if let Some(f) = &sh.failed {
-            return Err(Error::Poisoned(f.clone()));
-        }
-        Ok(())
-    }
-}
-
-/// Holds the writer lock during a transaction; rolls the working state back
-/// unless the transaction completed.
-struct TxnGuard<'a> {
-    w: futures::lock::MutexGuard<'a, Working>,
-    save: Option<Meta>,
-}
-
-impl Drop for TxnGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(meta) = self.save.take() {
-            self.w.rollback(meta);
-        }
     }
 }
 
