@@ -159,6 +159,40 @@ async fn two_handles_see_each_others_records_and_folds() {
     IdbStore::destroy(&name).await.unwrap();
 }
 
+/// A log record's transaction is told to commit as soon as its fence
+/// check passes (every request issued by then; `IdbStore::check_fence`): a
+/// request that fails after that still aborts it whole. The failed write
+/// leaves no record, the store and a reopen see the state before it, and
+/// the next write goes through.
+#[wasm_bindgen_test]
+async fn a_log_record_whose_request_fails_is_not_committed() {
+    let name = unique_name("logfail");
+    let db = open_db(&name).await;
+    let bucket = db.store().bucket();
+    db.put("notes/a", json!({"n": 1})).await.unwrap();
+    let logged = count(&name, bucket.clone(), "log").await;
+    assert!(logged >= 1, "{logged} log records");
+    db.store().fail_next_commit_after(0);
+    let err = db
+        .put("notes/b", json!({"n": 2}))
+        .await
+        .expect_err("a failed request");
+    assert!(err.to_string().contains("ConstraintError"), "{err}");
+    assert_eq!(count(&name, bucket.clone(), "log").await, logged);
+    db.refresh().await.unwrap();
+    assert!(db.get("notes/b").await.unwrap().is_none());
+    db.put("notes/c", json!({"n": 3})).await.unwrap();
+    assert_eq!(count(&name, bucket.clone(), "log").await, logged + 1);
+    drop(db);
+    let db = open_db(&name).await;
+    assert!(db.get("notes/a").await.unwrap().is_some());
+    assert!(db.get("notes/b").await.unwrap().is_none());
+    assert!(db.get("notes/c").await.unwrap().is_some());
+    let rep = db.integrity_check().await.unwrap();
+    assert!(rep.is_ok(), "{:?}", rep.problems);
+    db.close().await.unwrap();
+}
+
 /// A handle whose database another took over (a tab frozen while it held
 /// the cross-tab lock, whose lock the other took by force: pkg-js
 /// turns.js) cannot commit from its stale state: its small commit (a log
