@@ -279,30 +279,44 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
     o.onsuccess = () => res(o.result);
     o.onerror = () => rej(o.error);
   });
-  const times = [];
+  // Four ways of writing it, interleaved (one of each per round): committed
+  // by itself (auto-commit) or told to with commit() right after the put;
+  // with the fence check every Outpost commit makes first (a get of one
+  // meta key, compared in its success handler), committing by itself, or
+  // with commit() called from that handler once the check passed (what an
+  // Outpost log record does since commit 0e260f2).
+  const ways = {
+    auto: { fence: false, commit: false, t: [] },
+    explicitCommit: { fence: false, commit: true, t: [] },
+    fenceAuto: { fence: true, commit: false, t: [] },
+    fenceThenCommit: { fence: true, commit: true, t: [] },
+  };
+  let key = 0;
   for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    const tx = origTx.call(raw, ["pages", "meta", "log"], "readwrite", { durability: "strict" });
-    origPut.call(tx.objectStore("log"), new Uint8Array(bytes), i);
-    await new Promise((res, rej) => { tx.oncomplete = res; tx.onabort = () => rej(tx.error); });
-    times.push(performance.now() - t0);
-  }
-  // The same, with the fence check every Outpost commit makes first (a get
-  // of one meta key, compared in its success handler): what it adds.
-  const fenced = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    const tx = origTx.call(raw, ["pages", "meta", "log"], "readwrite", { durability: "strict" });
-    const check = tx.objectStore("meta").get(2);
-    check.onsuccess = () => {
-      if (check.result !== undefined) tx.abort();
-    };
-    origPut.call(tx.objectStore("log"), new Uint8Array(bytes), n + i);
-    await new Promise((res, rej) => { tx.oncomplete = res; tx.onabort = () => rej(tx.error); });
-    fenced.push(performance.now() - t0);
+    for (const w of Object.values(ways)) {
+      const t0 = performance.now();
+      const tx = origTx.call(raw, ["pages", "meta", "log"], "readwrite", { durability: "strict" });
+      if (w.fence) {
+        const check = tx.objectStore("meta").get(2);
+        check.onsuccess = () => {
+          if (check.result !== undefined) tx.abort();
+          else if (w.commit) tx.commit();
+        };
+      }
+      origPut.call(tx.objectStore("log"), new Uint8Array(bytes), key++);
+      if (w.commit && !w.fence) tx.commit();
+      await new Promise((res, rej) => { tx.oncomplete = res; tx.onabort = () => rej(tx.error); });
+      w.t.push(performance.now() - t0);
+    }
   }
   raw.close();
-  out.raw = { bytes, p50: median(times), withFenceCheckP50: median(fenced) };
+  out.raw = {
+    bytes,
+    p50: median(ways.auto.t),
+    explicitCommitP50: median(ways.explicitCommit.t),
+    withFenceCheckP50: median(ways.fenceAuto.t),
+    fenceThenCommitP50: median(ways.fenceThenCommit.t),
+  };
   // The same serial writes and point reads with the engine on the page, in a
   // dedicated worker and in a SharedWorker (openInWorker; sync-worker.js):
   // what a call through postMessage adds. Each on its own database.

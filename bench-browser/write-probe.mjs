@@ -11,7 +11,8 @@
 // --docs: documents in the probed database before the timed writes (100000:
 // the browser benchmark's database, where a commit writes more pages).
 //
-// Also: a raw put with the fence check Outpost commits make; puts and gets 5 ms
+// Also: a raw put committed by itself and with commit(), each also with the fence check
+// Outpost commits make first; puts and gets 5 ms
 // apart (after the turn went idle); serial puts and point gets with the engine on the page, in a dedicated
 // worker and in a SharedWorker (issue 14 §1, §4: what a call through
 // postMessage costs).
