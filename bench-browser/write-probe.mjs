@@ -3,7 +3,8 @@
 //
 //   cd bench-browser && npm ci && node write-probe.mjs [--writes 300] [--docs 50] [--profile]
 //   node write-probe.mjs --reopen-only 100000 [--profile]   (only the reopen, over the benchmark's
-//   database shape; --profile: a CPU profile of the first reopen)
+//   database shape; --profile: a CPU profile of the first reopen; --profile-cold: of the point
+//   reads after a reopen, whose IndexedDB transactions are also timed)
 //   node write-probe.mjs --bulk 100000 [--storage memory] [--profile]   (only the benchmark's bulk
 //   insert: its documents, batches of 1,000, no result per document; --profile: its CPU profile;
 //   with CALLERS=<regex> in the environment also who calls the functions it matches)
@@ -35,7 +36,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
 const i = process.argv.indexOf("--writes");
 const writes = i > 0 ? Number(process.argv[i + 1]) : 300;
-const profiling = process.argv.includes("--profile");
+const profiling = process.argv.includes("--profile") || process.argv.includes("--profile-cold");
 const d = process.argv.indexOf("--docs");
 /** Documents in the probed database before the timed writes (the browser benchmark's database holds 100,000). */
 const docs = d > 0 ? Number(process.argv[d + 1]) : 50;
@@ -125,6 +126,9 @@ try {
     if (cdp) await cdp.send("Profiler.start");
     console.log(JSON.stringify(await page.evaluate((o) => window.bulk(o), bulkOnly), null, 2));
     if (cdp) await printProfile(`a bulk insert of ${bulkOnly.docs} documents, ${bulkOnly.storage}`, 40);
+  } else if (cdp && reopenOnly && process.argv.includes("--profile-cold")) {
+    await page.exposeFunction("__coldProfileStart", () => cdp.send("Profiler.start"));
+    await page.exposeFunction("__coldProfileStop", () => printProfile("2,000 point reads after a reopen, 50 µs samples", 30));
   } else if (cdp && reopenOnly) {
     await page.exposeFunction("__reopenProfileStart", () => cdp.send("Profiler.start"));
     await page.exposeFunction("__reopenProfileStop", () => printProfile("the first reopen, 50 µs samples", 25));
