@@ -24,7 +24,8 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 mod browser_common;
 use browser_common::{
-    assert_layout, count, delete_raw, every_record, layout, open_db, put_raw, records, unique_name,
+    assert_layout, count, delete_raw, every_record, layout, layout_recorded, open_db, put_raw,
+    records, unique_name,
 };
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -273,6 +274,12 @@ async fn idb_runs_and_page_records() {
     assert_eq!(count(&name, bucket.clone(), "runs").await, 2);
     assert_eq!(count(&name, bucket.clone(), "pages").await, 5);
     assert_layout(&name, bucket.clone(), true).await;
+    // The layout marks pages 5 and 6 of the first run as recorded (bits 4
+    // and 5), and no page of the new run.
+    assert_eq!(
+        layout_recorded(&name, bucket.clone()).await.unwrap(),
+        [(1, 20, 0b11 << 4), (21, 20, 0)]
+    );
     let expect = |no: PageNo| -> Option<PageBuf> {
         match no {
             5 => Some(page(0xB5, 5)),
@@ -507,6 +514,69 @@ async fn pages_read_along_serve_later_reads_and_are_verified() {
     assert!(matches!(e, Error::Corrupt { .. }), "{id}: {e:?}");
     db.close().await.unwrap();
     drop(db);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
+/// A layout record of format 1 (written before 2026-12-05: runs without
+/// the bitmap of their recorded pages) is read as if every page of every
+/// run might have a page record: the records inside a run still win. A
+/// read of a run learns which of its pages have records, and the next fold
+/// writes format 2 with every recorded page's bit set.
+#[wasm_bindgen_test]
+async fn idb_a_layout_record_of_format_1_is_read_and_rewritten() {
+    let name = unique_name("layout1");
+    let (s, bucket) = store_with_one_run(&name, 20).await;
+    // Records for pages 3 and 9, inside the run (a fold: 3 pages apart).
+    let b: Vec<(PageNo, u8)> = vec![(3, 0xB3), (9, 0xB9), (30, 0xBE)];
+    s.commit(commit(&b, b"B")).await.unwrap();
+    s.close().await.unwrap();
+    drop(s);
+    // The record as the code before format 2 wrote it: format 1, one run.
+    let mut v1 = vec![1u8];
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&1u64.to_le_bytes());
+    v1.extend_from_slice(&20u16.to_le_bytes());
+    let v1 = js_sys::Uint8Array::from(&v1[..]);
+    put_raw(&name, bucket.clone(), "meta", &3.into(), &v1.into()).await;
+    assert_eq!(
+        layout_recorded(&name, bucket.clone()).await.unwrap(),
+        [(1, 20, u64::MAX)]
+    );
+
+    let s = IdbStore::open(&name).await.unwrap();
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"B"[..]));
+    let want = |no: PageNo| match no {
+        3 => page(0xB3, 3),
+        9 => page(0xB9, 9),
+        30 => page(0xBE, 30),
+        _ => page(0xA0, no),
+    };
+    // One at a time (each reads the run), then all at once.
+    for no in [9, 1, 3, 20, 30] {
+        assert_eq!(s.read_page(no).await.unwrap(), want(no), "page {no}");
+    }
+    let all: Vec<PageNo> = (1..=20).chain([30]).collect();
+    for (no, r) in all.iter().zip(s.read_pages(&all).await) {
+        assert_eq!(r.unwrap(), want(*no), "page {no}");
+    }
+    // The next fold (20 pages: too large for a log record) writes format
+    // 2, the learnt bits with it.
+    let c: Vec<(PageNo, u8)> = (41..=60).map(|no| (no, 0xC0)).collect();
+    s.commit(commit(&c, b"C")).await.unwrap();
+    assert_eq!(
+        layout_recorded(&name, bucket.clone()).await.unwrap(),
+        [(1, 20, (1 << 2) | (1 << 8)), (41, 20, 0)]
+    );
+    assert_layout(&name, bucket.clone(), true).await;
+    s.close().await.unwrap();
+    drop(s);
+    let s = IdbStore::open(&name).await.unwrap();
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"C"[..]));
+    for (no, r) in all.iter().zip(s.read_pages(&all).await) {
+        assert_eq!(r.unwrap(), want(*no), "page {no} after the rewrite");
+    }
+    s.close().await.unwrap();
+    drop(s);
     IdbStore::destroy(&name).await.unwrap();
 }
 

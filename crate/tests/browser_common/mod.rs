@@ -109,22 +109,44 @@ pub async fn delete_raw(name: &str, bucket: Option<String>, store: &str, key: &J
 }
 
 /// The runs the layout record (`meta` key 3) lists, decoded here from its
-/// documented format (`u8` format 1, `u32` count, then per run a `u64`
-/// first page and a `u16` page count, little-endian); `None` when the
-/// database has no layout record.
-pub async fn layout(name: &str, bucket: Option<String>) -> Option<Vec<(u64, u64)>> {
+/// documented format (`u8` format, `u32` count, then per run a `u64` first
+/// page, a `u16` page count and, in format 2, a `u64` bitmap of its pages
+/// that may have a page record; little-endian), as (first page, page
+/// count, bitmap; format 1: every page); `None` when the database has no
+/// layout record.
+pub async fn layout_recorded(name: &str, bucket: Option<String>) -> Option<Vec<(u64, u64, u64)>> {
     let v = on_store(name, bucket, "meta", |os| call(os, "get", &[3.into()])).await;
     let b = v.dyn_ref::<Uint8Array>()?.to_vec();
-    assert_eq!(b[0], 1, "layout record format");
+    let entry = match b[0] {
+        1 => 10,
+        2 => 18,
+        f => panic!("layout record format {f}"),
+    };
     let count = u32::from_le_bytes(b[1..5].try_into().unwrap()) as usize;
-    assert_eq!(b.len(), 5 + 10 * count, "layout record length");
+    assert_eq!(b.len(), 5 + entry * count, "layout record length");
     Some(
         b[5..]
-            .chunks_exact(10)
+            .chunks_exact(entry)
             .map(|e| {
                 let first = u64::from_le_bytes(e[..8].try_into().unwrap());
-                (first, u64::from(u16::from_le_bytes([e[8], e[9]])))
+                let n = u64::from(u16::from_le_bytes([e[8], e[9]]));
+                let bits = match e.get(10..18) {
+                    Some(b) => u64::from_le_bytes(b.try_into().unwrap()),
+                    None => u64::MAX,
+                };
+                (first, n, bits)
             })
+            .collect(),
+    )
+}
+
+/// The runs the layout record lists, as (first page, page count).
+pub async fn layout(name: &str, bucket: Option<String>) -> Option<Vec<(u64, u64)>> {
+    Some(
+        layout_recorded(name, bucket)
+            .await?
+            .into_iter()
+            .map(|(first, n, _)| (first, n))
             .collect(),
     )
 }
@@ -145,11 +167,26 @@ pub async fn run_keys(name: &str, bucket: Option<String>) -> Vec<(u64, u64)> {
 }
 
 /// Checks the layout record against the runs: it lists every run (and,
-/// with `exact`, nothing else).
+/// with `exact`, nothing else), and every page record inside a listed run
+/// has its bit set (a page without it is read from the run alone).
 pub async fn assert_layout(name: &str, bucket: Option<String>, exact: bool) {
-    let listed = layout(name, bucket.clone())
+    let bits = layout_recorded(name, bucket.clone())
         .await
         .expect("the database has a layout record");
+    for no in keys(name, bucket.clone(), "pages")
+        .await
+        .iter()
+        .filter_map(|k| k.as_f64())
+        .map(|k| k as u64)
+    {
+        if let Some(&(first, _, b)) = bits.iter().find(|(f, n, _)| no >= *f && no < f + n) {
+            assert!(
+                b >> (no - first) & 1 == 1,
+                "page {no} has a record but its run's bit is not set: {bits:?}"
+            );
+        }
+    }
+    let listed: Vec<(u64, u64)> = bits.iter().map(|&(f, n, _)| (f, n)).collect();
     let stored = run_keys(name, bucket).await;
     for r in &stored {
         assert!(

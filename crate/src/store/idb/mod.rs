@@ -462,7 +462,17 @@ impl IdbStore {
             let newest: std::collections::HashMap<PageNo, &PageBuf> = all.into_iter().collect();
             let all: Vec<(PageNo, &PageBuf)> = nos.iter().map(|no| (*no, newest[no])).collect();
             let f = runs::issue_fold(tx, &all, &self.runs.borrow(), fail_after)?;
-            if !f.added.is_empty() || self.layout_dirty.get() {
+            // The bits of its page records inside runs, set now (a read
+            // issued from here on asks for those records; if the fold fails
+            // they stay set, which only costs a read a request).
+            let mut changed = !f.added.is_empty();
+            {
+                let mut known = self.runs.borrow_mut();
+                for &no in &f.recorded {
+                    changed |= known.note_record(no);
+                }
+            }
+            if changed || self.layout_dirty.get() {
                 let mut next = self.runs.borrow().clone();
                 for &(start, n) in &f.added {
                     next.insert(start, n);

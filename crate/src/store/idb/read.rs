@@ -84,10 +84,17 @@ impl IdbStore {
         let (Some(&lo), Some(&hi)) = (nos.iter().min(), nos.iter().max()) else {
             return Ok(Vec::new());
         };
-        let within: Vec<Option<(PageNo, u64)>> = {
+        // Each page's run, and whether it may have a page record (a page
+        // outside every run may).
+        let mut within: Vec<Option<(PageNo, u64)>> = Vec::with_capacity(nos.len());
+        let mut maybe: Vec<bool> = Vec::with_capacity(nos.len());
+        {
             let r = self.runs.borrow();
-            nos.iter().map(|&no| r.containing(no)).collect()
-        };
+            for &no in nos {
+                within.push(r.containing(no));
+                maybe.push(r.may_be_recorded(no));
+            }
+        }
         let mut wanted: Vec<(PageNo, u64)> = Vec::new();
         for r in within.iter().flatten() {
             if !wanted.contains(r) {
@@ -106,62 +113,94 @@ impl IdbStore {
         .map_err(err)?;
         let pages = tx.object_store(PAGES).map_err(err)?;
         let ranged = nos.len() >= 4 && hi - lo < 2 * nos.len() as u64;
-        let requests: Vec<IdbRequest> = if ranged {
+        // Every request, in the order issued; where each answer is. One
+        // request per page, none for a page of a run that has no page record
+        // of it (the run's image is its newest); or, for a range, its
+        // records' keys and values.
+        let mut issued: Vec<IdbRequest> = Vec::new();
+        let mut issue = |r: Result<IdbRequest, JsValue>| -> Result<usize, StoreError> {
+            issued.push(r.map_err(err)?);
+            Ok(issued.len() - 1)
+        };
+        let slots: Vec<Option<usize>> = if ranged {
             let range =
                 IdbKeyRange::bound(&JsValue::from_f64(lo as f64), &JsValue::from_f64(hi as f64))
                     .map_err(err)?;
             vec![
-                pages.get_all_keys_with_key(&range).map_err(err)?,
-                pages.get_all_with_key(&range).map_err(err)?,
+                Some(issue(pages.get_all_keys_with_key(&range))?),
+                Some(issue(pages.get_all_with_key(&range))?),
             ]
         } else {
-            nos.iter()
-                .map(|&no| pages.get(&JsValue::from_f64(no as f64)))
-                .collect::<Result<_, _>>()
-                .map_err(err)?
+            let mut slots = Vec::with_capacity(nos.len());
+            for (&no, &maybe) in nos.iter().zip(&maybe) {
+                slots.push(match maybe {
+                    true => Some(issue(pages.get(&JsValue::from_f64(no as f64)))?),
+                    false => None,
+                });
+            }
+            slots
         };
-        // The keys of the page records in each run's range (which of its
-        // pages are read along), then the run: requests are served in
-        // order, and the run's value (a blob file) is the slow one.
-        let mut run_requests: Vec<IdbRequest> = Vec::with_capacity(2 * wanted.len());
+        // Per run: the keys of the page records in its range (which of its
+        // pages are read along), when it may have some, then the run:
+        // requests are served in order, and the run's value (a blob file) is
+        // the slow one.
+        let mut run_slots: Vec<(Option<usize>, usize)> = Vec::with_capacity(wanted.len());
         if !wanted.is_empty() {
             let store = tx.object_store(RUNS).map_err(err)?;
             for &(s, n) in &wanted {
-                let range = IdbKeyRange::bound(
-                    &JsValue::from_f64(s as f64),
-                    &JsValue::from_f64((s + n - 1) as f64),
-                )
-                .map_err(err)?;
-                run_requests.push(pages.get_all_keys_with_key(&range).map_err(err)?);
-                run_requests.push(store.get(&runs::key(s, n)).map_err(err)?);
+                let keys = if self.runs.borrow().any_recorded(s, n) {
+                    let range = IdbKeyRange::bound(
+                        &JsValue::from_f64(s as f64),
+                        &JsValue::from_f64((s + n - 1) as f64),
+                    )
+                    .map_err(err)?;
+                    Some(issue(pages.get_all_keys_with_key(&range))?)
+                } else {
+                    None
+                };
+                run_slots.push((keys, issue(store.get(&runs::key(s, n)))?));
             }
         }
         let epoch = self.epoch.get();
-        // Joined: every request's handlers are set in this turn.
-        let (values, run_replies) = futures::join!(
-            futures::future::try_join_all(requests.iter().map(js::request)),
-            futures::future::try_join_all(run_requests.iter().map(js::request))
-        );
-        let (values, run_replies) = (values.map_err(err)?, run_replies.map_err(err)?);
-        let run_values: Vec<JsValue> = run_replies.iter().skip(1).step_by(2).cloned().collect();
+        // Every request's handlers are set in this turn.
+        let answers = futures::future::try_join_all(issued.iter().map(js::request))
+            .await
+            .map_err(err)?;
+        let answer = |slot: Option<usize>| slot.map_or(JsValue::UNDEFINED, |i| answers[i].clone());
+        let mut values = Vec::with_capacity(slots.len());
+        for &slot in &slots {
+            values.push(answer(slot));
+        }
+        let (mut run_keys, mut run_values) = (Vec::new(), Vec::new());
+        for &(k, v) in &run_slots {
+            run_keys.push(answer(k));
+            run_values.push(answer(Some(v)));
+        }
         // The runs' other pages without a page record or a log version:
         // read along, handed to the engine's cache if no commit was issued
-        // meanwhile (this transaction may not have seen its records).
+        // meanwhile (this transaction may not have seen its records). Where
+        // the keys of a run's records were read, the layout learns them.
         if self.epoch.get() == epoch {
             let lg = self.log.borrow();
             let mut along = Vec::new();
-            for (&(s, n), pair) in wanted.iter().zip(run_replies.chunks_exact(2)) {
-                let Some(value) = pair[1].dyn_ref::<js_sys::Uint8Array>() else {
+            for ((&(s, n), keys), value) in wanted.iter().zip(&run_keys).zip(&run_values) {
+                let Some(value) = value.dyn_ref::<js_sys::Uint8Array>() else {
                     continue;
                 };
                 if value.length() as u64 != n * PAGE_SIZE as u64 {
                     continue;
                 }
-                let recorded: Vec<PageNo> = Array::from(&pair[0])
-                    .iter()
-                    .filter_map(|k| k.as_f64())
-                    .map(|k| k as PageNo)
-                    .collect();
+                let recorded: Vec<PageNo> = match keys.dyn_ref::<Array>() {
+                    Some(keys) => keys
+                        .iter()
+                        .filter_map(|k| k.as_f64())
+                        .map(|k| k as PageNo)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if !keys.is_undefined() && self.runs.borrow_mut().learn(s, n, &recorded) {
+                    self.layout_dirty.set(true);
+                }
                 let bytes = value.to_vec();
                 for (no, page) in (s..s + n).zip(bytes.chunks_exact(PAGE_SIZE)) {
                     if !nos.contains(&no) && !recorded.contains(&no) && lg.page(no).is_none() {
@@ -213,7 +252,7 @@ impl IdbStore {
             .enumerate()
             .map(|(i, &no)| {
                 let record = match &records {
-                    Records::Each(v) => Some(v[i].clone()),
+                    Records::Each(v) => v.get(i).cloned(),
                     Records::Range(m) => m.get(&no).cloned(),
                 }
                 .filter(|v| !v.is_undefined());

@@ -29,9 +29,22 @@
 //!    in its range, issued after the writes; its success handler deletes the
 //!    run).
 //!
-//! A read of page `p` inside a run reads the page record `p` and the run in
-//! one readonly transaction (two requests, one round trip) and takes the
-//! record if there is one.
+//! A read of page `p` inside a run reads the run and, when the layout says
+//! `p` may have a page record, the record `p` too, in one readonly
+//! transaction, and takes the record if there is one.
+//!
+//! **Which pages of a run may have a page record**: the layout keeps, per
+//! run, a bitmap of its pages that may have one (bit `i`: page
+//! `first + i`). It is a superset, never fewer: a fold sets the bit of every
+//! page record it writes inside a run when it issues it (and writes the
+//! layout record in the same transaction); a new run starts with none (rule
+//! 2 deleted them); a failed fold leaves its bits set. A read that asked for
+//! the records of a run's range (because some bit was set) sets its bits to
+//! what it found, if no commit was issued meanwhile. A page without its bit
+//! is read from the run alone: one request, where the record and the keys
+//! of the run's records were two more (a cold point read in the browser
+//! benchmark's database: 0.54–0.60 against 0.42–0.44 ms for the run alone,
+//! docs/benchmarks.md).
 //!
 //! **The layout** (schema version 4): the list of runs, kept in one record
 //! of the `meta` object store ([`LAYOUT_KEY`]), so that every `read_meta`
@@ -41,8 +54,14 @@
 //! little-endian, fixed width):
 //!
 //! ```text
-//! u8 format (1) · u32 count · count × (u64 first page · u16 page count)
+//! format 2: u8 format (2) · u32 count · count × (u64 first page · u16 page count · u64 recorded)
+//! format 1: u8 format (1) · u32 count · count × (u64 first page · u16 page count)
 //! ```
+//!
+//! `recorded` is the run's bitmap of pages that may have a page record
+//! (bits past its page count are ignored). Format 1 (written until
+//! 2026-12-05) has none: its runs are read as if every page might have one
+//! until a read learns better, and the next fold writes format 2.
 //!
 //! The record lists **at least** every run of the `runs` object store
 //! (possibly runs that are gone: a superset), never fewer:
@@ -97,63 +116,139 @@ pub(super) const MIN_RUN: usize = 4;
 /// Key, in the `meta` object store, of the layout record (module
 /// documentation; absent: read the keys of [`RUNS`]).
 pub(super) const LAYOUT_KEY: f64 = 3.0;
-/// Format byte of the layout record.
-const LAYOUT_FORMAT: u8 = 1;
-/// Bytes of one run in the layout record.
-const LAYOUT_ENTRY: usize = 10;
+/// Format byte of the layout record this code writes.
+const LAYOUT_FORMAT: u8 = 2;
+/// Bytes of one run in the layout record, by format.
+const fn layout_entry(format: u8) -> usize {
+    if format == 1 { 10 } else { 18 }
+}
 
-/// The runs of a database: (first page, page count), in page order (a
-/// sorted vector: a few hundred entries, changed only by folds).
+/// A run: its first page, its page count, and the bitmap of its pages that
+/// may have a page record (module documentation; a superset).
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    start: PageNo,
+    n: u64,
+    recorded: u64,
+}
+
+/// Every page of a run of `n` pages (the bitmap of a run whose records are
+/// not known).
+fn all_pages(n: u64) -> u64 {
+    if n >= 64 { u64::MAX } else { (1 << n) - 1 }
+}
+
+/// The runs of a database in page order (a sorted vector: a few hundred
+/// entries, changed only by folds), each with the pages that may have a
+/// page record.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Runs(Vec<(PageNo, u64)>);
+pub(super) struct Runs(Vec<Run>);
 
 impl Runs {
-    /// The run holding page `no`: its first page and page count.
-    pub(super) fn containing(&self, no: PageNo) -> Option<(PageNo, u64)> {
-        let after = self.0.partition_point(|&(s, _)| s <= no);
-        let (s, n) = *self.0.get(after.checked_sub(1)?)?;
-        (no - s < n).then_some((s, n))
+    fn at(&self, no: PageNo) -> Option<usize> {
+        let i = self.0.partition_point(|r| r.start <= no).checked_sub(1)?;
+        let r = self.0.get(i)?;
+        (no - r.start < r.n).then_some(i)
     }
 
-    /// Records a run written by this store.
+    /// The run holding page `no`: its first page and page count.
+    pub(super) fn containing(&self, no: PageNo) -> Option<(PageNo, u64)> {
+        self.at(no).map(|i| (self.0[i].start, self.0[i].n))
+    }
+
+    /// Whether page `no`, inside a run, may have a page record (`false`:
+    /// the run's image of it is its newest).
+    pub(super) fn may_be_recorded(&self, no: PageNo) -> bool {
+        self.at(no)
+            .is_none_or(|i| self.0[i].recorded >> (no - self.0[i].start) & 1 == 1)
+    }
+
+    /// Whether some page of the run `(start, n)` may have a page record.
+    pub(super) fn any_recorded(&self, start: PageNo, n: u64) -> bool {
+        self.at(start)
+            .is_none_or(|i| self.0[i].start != start || self.0[i].n != n || self.0[i].recorded != 0)
+    }
+
+    /// Notes a page record of page `no`, if it lies in a run: returns
+    /// whether that changed the layout.
+    pub(super) fn note_record(&mut self, no: PageNo) -> bool {
+        let Some(i) = self.at(no) else {
+            return false;
+        };
+        let bit = 1u64 << (no - self.0[i].start);
+        let new = self.0[i].recorded & bit == 0;
+        self.0[i].recorded |= bit;
+        new
+    }
+
+    /// Sets the pages of the run `(start, n)` that have a page record to
+    /// exactly `recorded` (page numbers a read found): returns whether that
+    /// changed the layout.
+    pub(super) fn learn(&mut self, start: PageNo, n: u64, recorded: &[PageNo]) -> bool {
+        let Some(i) = self
+            .at(start)
+            .filter(|&i| self.0[i].start == start && self.0[i].n == n)
+        else {
+            return false;
+        };
+        let mut bits = 0u64;
+        for &no in recorded {
+            if no >= start && no - start < n {
+                bits |= 1 << (no - start);
+            }
+        }
+        let changed = self.0[i].recorded != bits;
+        self.0[i].recorded = bits;
+        changed
+    }
+
+    /// Records a run written by this store (rule 2: no page of it has a
+    /// page record).
     pub(super) fn insert(&mut self, start: PageNo, n: u64) {
-        match self.0.binary_search_by_key(&start, |&(s, _)| s) {
-            Ok(i) => self.0[i].1 = n,
-            Err(i) => self.0.insert(i, (start, n)),
+        let run = Run {
+            start,
+            n,
+            recorded: 0,
+        };
+        match self.0.binary_search_by_key(&start, |r| r.start) {
+            Ok(i) => self.0[i] = run,
+            Err(i) => self.0.insert(i, run),
         }
     }
 
     /// Forgets runs: those this store wrote in a transaction that failed,
     /// or those a completed transaction deleted.
     pub(super) fn forget(&mut self, runs: &[(PageNo, u64)]) {
-        self.0.retain(|r| !runs.contains(r));
+        self.0.retain(|r| !runs.contains(&(r.start, r.n)));
     }
 
     /// The layout record (module documentation).
     pub(super) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(5 + self.0.len() * LAYOUT_ENTRY);
+        let mut out = Vec::with_capacity(5 + self.0.len() * layout_entry(LAYOUT_FORMAT));
         out.push(LAYOUT_FORMAT);
         out.extend_from_slice(&(self.0.len() as u32).to_le_bytes());
-        for &(s, n) in &self.0 {
-            out.extend_from_slice(&s.to_le_bytes());
-            out.extend_from_slice(&(n as u16).to_le_bytes());
+        for r in &self.0 {
+            out.extend_from_slice(&r.start.to_le_bytes());
+            out.extend_from_slice(&(r.n as u16).to_le_bytes());
+            out.extend_from_slice(&r.recorded.to_le_bytes());
         }
         out
     }
 
-    /// The layout from its record; `Err` says what is wrong with it.
+    /// The layout from its record (format 1 or 2); `Err` says what is wrong
+    /// with it.
     pub(super) fn decode(b: &[u8]) -> Result<Runs, String> {
         let bad = |what: &str| format!("the layout record {what}");
         let [format, c0, c1, c2, c3, body @ ..] = b else {
             return Err(bad("is cut short"));
         };
         let count = u32::from_le_bytes([*c0, *c1, *c2, *c3]) as usize;
-        if *format != LAYOUT_FORMAT || body.len() != count.saturating_mul(LAYOUT_ENTRY) {
+        if !matches!(*format, 1 | 2) || body.len() != count.saturating_mul(layout_entry(*format)) {
             return Err(bad("has another format or length"));
         }
         let mut runs = Vec::with_capacity(count);
         let mut end = 0;
-        for e in body.chunks_exact(LAYOUT_ENTRY) {
+        for e in body.chunks_exact(layout_entry(*format)) {
             let s = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
             let n = u64::from(u16::from_le_bytes([e[8], e[9]]));
             if !(1..=MAX_RUN as u64).contains(&n) || s < end || s > (1 << 53) - n {
@@ -161,15 +256,23 @@ impl Runs {
                     "lists a run of a bad size, out of order or overlapping",
                 ));
             }
+            let recorded = match e.get(10..18) {
+                Some(b) => u64::from_le_bytes(b.try_into().unwrap_or_default()) & all_pages(n),
+                None => all_pages(n),
+            };
             end = s + n;
-            runs.push((s, n));
+            runs.push(Run {
+                start: s,
+                n,
+                recorded,
+            });
         }
         Ok(Runs(runs))
     }
 
     /// Every run, in page order.
     pub(super) fn iter(&self) -> impl Iterator<Item = (PageNo, u64)> + '_ {
-        self.0.iter().copied()
+        self.0.iter().map(|r| (r.start, r.n))
     }
 
     /// The layout from the keys of the `runs` object store (`getAllKeys`,
@@ -183,7 +286,11 @@ impl Runs {
                 return Err(format!("the run at page {s} overlaps the one before it"));
             }
             end = s + n;
-            runs.push((s, n));
+            runs.push(Run {
+                start: s,
+                n,
+                recorded: all_pages(n),
+            });
         }
         Ok(Runs(runs))
     }
@@ -256,6 +363,9 @@ pub(super) fn page_in(v: &JsValue, start: PageNo, n: u64, no: PageNo) -> Result<
 pub(super) struct Folded {
     /// The runs it wrote, to forget if the transaction fails.
     pub(super) added: Vec<(PageNo, u64)>,
+    /// The pages it wrote as page records inside runs the store knows (their
+    /// bits are set in the layout, [`Runs::note_record`]).
+    pub(super) recorded: Vec<PageNo>,
     /// The runs its reclaim requests deleted (rule 3), to forget once the
     /// transaction completed.
     pub(super) deleted: Rc<RefCell<Vec<(PageNo, u64)>>>,
@@ -281,6 +391,7 @@ pub(super) fn issue_fold(
     let planned = plan(&nos, known);
     let mut added = Vec::with_capacity(planned.len());
     let mut touched = Vec::new();
+    let mut recorded = Vec::new();
     let mut values = 0;
     let mut next_run = planned.iter().peekable();
     let mut i = 0;
@@ -311,10 +422,11 @@ pub(super) fn issue_fold(
             &Uint8Array::new_from_slice(buf),
             &JsValue::from_f64(no as f64),
         )?;
-        if let Some(run) = known.containing(no)
-            && touched.last() != Some(&run)
-        {
-            touched.push(run);
+        if let Some(run) = known.containing(no) {
+            recorded.push(no);
+            if touched.last() != Some(&run) {
+                touched.push(run);
+            }
         }
         i += 1;
     }
@@ -347,6 +459,7 @@ pub(super) fn issue_fold(
     }
     Ok(Folded {
         added,
+        recorded,
         deleted,
         _reclaim: reclaim,
     })
