@@ -42,9 +42,9 @@
 //! the records of a run's range (because some bit was set) sets its bits to
 //! what it found, if no commit was issued meanwhile. A page without its bit
 //! is read from the run alone: one request, where the record and the keys
-//! of the run's records were two more (a cold point read in the browser
-//! benchmark's database: 0.54–0.60 against 0.42–0.44 ms for the run alone,
-//! docs/benchmarks.md).
+//! of the run's records were two more (a cold read in a standalone page,
+//! `bench-browser/idb-read-shapes.mjs`, runs of 32 pages: 0.54–0.69 ms
+//! against 0.42–0.52 ms for the run alone; docs/benchmarks.md).
 //!
 //! **The layout** (schema version 4): the list of runs, kept in one record
 //! of the `meta` object store ([`LAYOUT_KEY`]), so that every `read_meta`
