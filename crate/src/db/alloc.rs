@@ -486,9 +486,11 @@ pub(super) async fn load_free_list<S: PageStore>(
     meta: &Meta,
 ) -> Result<(Vec<PageNo>, Vec<PageNo>), OpenError> {
     let (mut free, mut chain) = (Vec::new(), Vec::new());
+    let mut walked = HashSet::new();
     let mut next = meta.freelist_head;
     while next != 0 {
-        if next >= meta.next_page || chain.len() as u64 > meta.next_page {
+        // A damaged chain may point past the file or loop back.
+        if next >= meta.next_page || !walked.insert(next) {
             return Err(OpenError::Corrupt(format!(
                 "free-list chain is broken at page {next}"
             )));

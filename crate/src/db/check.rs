@@ -144,7 +144,14 @@ impl<S: PageStore> Snapshot<S> {
         // Free list.
         let mut next = m.freelist_head;
         let mut free_listed = 0u64;
+        // A damaged chain may loop: each of its pages is walked once.
+        let mut chain = std::collections::HashSet::new();
         while next != 0 && next < m.next_page {
+            if !chain.insert(next) {
+                rep.problems
+                    .push(format!("free list: the chain loops back to page {next}"));
+                break;
+            }
             pages.push(next);
             match read_cached(&self.inner, next, KIND_FREELIST).await {
                 Ok(buf) => {
