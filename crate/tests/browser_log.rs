@@ -27,7 +27,9 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 mod browser_common;
-use browser_common::{assert_layout, count, layout, open_db, run_keys, unique_name};
+use browser_common::{
+    assert_layout, count, layout, layout_recorded, open_db, run_keys, schema_version, unique_name,
+};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -270,7 +272,8 @@ async fn a_handle_the_database_was_taken_from_cannot_commit_over_it() {
 /// documents), stored as schema `version` with the object stores `stores`
 /// (page records and the meta record; no log record; with `runs` among
 /// them, every 16 consecutive pages that all exist as one run, as schema
-/// version 3 wrote them, without a layout record). Returns its name.
+/// version 3 wrote them, without a layout record; version 4 also has the
+/// layout record, format 1, as version 4 wrote it). Returns its name.
 async fn older_layout(version: u32, stores: &[&str]) -> String {
     let mem = Arc::new(MemoryStore::new());
     let src = Database::open(mem.clone(), OpenOptions::default())
@@ -305,6 +308,7 @@ async fn older_layout(version: u32, stores: &[&str]) -> String {
         .unwrap();
     let ps = tx.store("pages").unwrap();
     let mut first = 1;
+    let mut written = Vec::new();
     while first <= pages {
         // Runs of 64 pages where every page is there, as folds wrote them
         // until 2026-12-05 (a store writes at most 32 now and reads up to
@@ -333,6 +337,7 @@ async fn older_layout(version: u32, stores: &[&str]) -> String {
                 .put(&Uint8Array::from(bytes.as_slice()), Some(&key.into()))
                 .await
                 .unwrap();
+            written.push((first, n));
         } else {
             for (&no, p) in group.iter().zip(read) {
                 if let Some(p) = p {
@@ -356,6 +361,23 @@ async fn older_layout(version: u32, stores: &[&str]) -> String {
         )
         .await
         .unwrap();
+    if version == 4 {
+        // Format 1: u8 1, u32 count, count × (u64 first page, u16 count).
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&(written.len() as u32).to_le_bytes());
+        for &(first, n) in &written {
+            v1.extend_from_slice(&first.to_le_bytes());
+            v1.extend_from_slice(&(n as u16).to_le_bytes());
+        }
+        tx.store("meta")
+            .unwrap()
+            .put(
+                &Uint8Array::from(v1.as_slice()),
+                Some(&JsValue::from_f64(3.0)),
+            )
+            .await
+            .unwrap();
+    }
     tx.done().await.unwrap();
     old.close();
     name
@@ -372,11 +394,24 @@ async fn an_older_layout_opens_reads_and_writes(version: u32, stores: &[&str]) {
     };
     let db = open_db(&name).await;
     let bucket = db.store().bucket();
+    // Opened at version 5: code of an older version refuses it
+    // (`VersionError`) instead of misreading what it does not know.
+    assert_eq!(schema_version(&name, bucket.clone()).await, 5.0);
     assert_eq!(db.count().await.unwrap(), 300);
     assert_eq!(db.get("old/123").await.unwrap().unwrap().body["i"], 123);
     if version < 3 {
         // The upgrade made an empty runs store and an empty layout record.
         assert_eq!(layout(&name, bucket.clone()).await, Some(vec![]));
+    } else if version == 4 {
+        // The format 1 record is kept as it is (read as every page of a
+        // run may have a page record) until the next fold.
+        let listed = layout_recorded(&name, bucket.clone()).await.unwrap();
+        assert!(listed.iter().any(|&(_, n, _)| n == 64), "{listed:?}");
+        assert!(listed.iter().all(|&(_, _, bits)| bits == u64::MAX));
+        assert_eq!(
+            listed.iter().map(|&(f, n, _)| (f, n)).collect::<Vec<_>>(),
+            run_keys(&name, bucket.clone()).await
+        );
     } else {
         // Version 3: runs, read from their keys until a fold writes the
         // layout record.
@@ -435,4 +470,9 @@ async fn a_version_2_database_opens_reads_and_writes() {
 #[wasm_bindgen_test]
 async fn a_version_3_database_opens_reads_and_writes() {
     an_older_layout_opens_reads_and_writes(3, &["pages", "meta", "log", "runs"]).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_version_4_database_opens_reads_and_writes() {
+    an_older_layout_opens_reads_and_writes(4, &["pages", "meta", "log", "runs"]).await;
 }

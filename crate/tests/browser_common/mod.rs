@@ -57,6 +57,18 @@ pub async fn factory(bucket: Option<String>) -> JsValue {
     }
 }
 
+/// The schema version the database `name` is at (opened without asking
+/// for one).
+pub async fn schema_version(name: &str, bucket: Option<String>) -> f64 {
+    let db = request(&call(&factory(bucket).await, "open", &[name.into()])).await;
+    let v = Reflect::get(&db, &"version".into())
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    call(&db, "close", &[]);
+    v
+}
+
 /// Runs `f` on the object store `store` of database `name`, through a
 /// connection of its own, and returns the result of the request it makes.
 async fn on_store(

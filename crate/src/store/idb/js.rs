@@ -146,7 +146,9 @@ pub(super) async fn open_schema(
 /// where missing (a version 1 database gains [`LOG`] and [`RUNS`], a
 /// version 2 one [`RUNS`]). A new [`RUNS`] is empty, and so is the layout
 /// record written beside it; a version 3 database keeps its runs and gets
-/// its layout record from its next fold (module `runs`).
+/// its layout record from its next fold (module `runs`). A version 4
+/// database has every object store: nothing to do (its format 1 layout
+/// record is read as it is and rewritten by its next fold).
 fn create_stores(req: &IdbOpenDbRequest) -> Result<(), JsValue> {
     let db: IdbDatabase = req.result()?.dyn_into()?;
     let names = Reflect::get(&db, &JsValue::from_str("objectStoreNames"))?;

@@ -1,6 +1,6 @@
 //! The IndexedDB page store (browsers and web workers; wasm32 only).
 //!
-//! A database named `name` holds four object stores (schema version 4):
+//! A database named `name` holds four object stores (schema version 5):
 //!
 //! - `pages`: key = page number as a JS number (page numbers stay below 2^53),
 //!   value = a `Uint8Array` of [`PAGE_SIZE`](super::PAGE_SIZE) bytes (a
@@ -99,10 +99,14 @@ use crate::platform::BoxFuture;
 /// Schema version 2 added the object store `log` (module [`log`]), version
 /// 3 the object store `runs` (module [`runs`]), version 4 the runs' layout
 /// record in `meta` (written by the next fold of a version 3 database, read
-/// from the runs' keys until then); an older database gets what it lacks,
-/// empty, when first opened by this code, and older code refuses a newer
-/// one (`VersionError`).
-const VERSION: u32 = 4;
+/// from the runs' keys until then), version 5 the layout record's format 2
+/// (per run, the pages that may have a page record; a version 4 database's
+/// format 1 record reads as every page, and its next fold writes format 2);
+/// an older database gets what it lacks, empty, when first opened by this
+/// code, and older code refuses a newer one (`VersionError`, which it
+/// reports as [`StoreError::Unsupported`]) instead of reading a layout
+/// record it does not know as damage.
+const VERSION: u32 = 5;
 /// Object store holding the pages.
 const PAGES: &str = "pages";
 /// Object store holding the meta record.

@@ -46,7 +46,7 @@
 //! `bench-browser/idb-read-shapes.mjs`, runs of 32 pages: 0.54–0.69 ms
 //! against 0.42–0.52 ms for the run alone; docs/benchmarks.md).
 //!
-//! **The layout** (schema version 4): the list of runs, kept in one record
+//! **The layout** (schema version 4; format 2 from version 5): the list of runs, kept in one record
 //! of the `meta` object store ([`LAYOUT_KEY`]), so that every `read_meta`
 //! reads it with one `get` beside the log's state; reading the keys of the
 //! `runs` object store instead took 2.5–7 ms for 600 runs (100,000
@@ -96,6 +96,7 @@ use web_sys::{IdbKeyRange, IdbTransaction};
 
 use super::super::{PAGE_SIZE, PageBuf, PageNo};
 use super::{PAGES, inject_failure};
+use crate::codec::{Put, Reader, Truncated};
 
 /// Object store of the runs.
 pub(super) const RUNS: &str = "runs";
@@ -225,12 +226,12 @@ impl Runs {
     /// The layout record (module documentation).
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(5 + self.0.len() * layout_entry(LAYOUT_FORMAT));
-        out.push(LAYOUT_FORMAT);
-        out.extend_from_slice(&(self.0.len() as u32).to_le_bytes());
+        out.put_u8(LAYOUT_FORMAT);
+        out.put_u32(self.0.len() as u32);
         for r in &self.0 {
-            out.extend_from_slice(&r.start.to_le_bytes());
-            out.extend_from_slice(&(r.n as u16).to_le_bytes());
-            out.extend_from_slice(&r.recorded.to_le_bytes());
+            out.put_u64(r.start);
+            out.put_u16(r.n as u16);
+            out.put_u64(r.recorded);
         }
         out
     }
@@ -239,32 +240,38 @@ impl Runs {
     /// with it.
     pub(super) fn decode(b: &[u8]) -> Result<Runs, String> {
         let bad = |what: &str| format!("the layout record {what}");
-        let [format, c0, c1, c2, c3, body @ ..] = b else {
-            return Err(bad("is cut short"));
+        let mut r = Reader::new(b);
+        let (format, count) = match (r.u8("format"), r.u32("count")) {
+            (Ok(f), Ok(c)) => (f, c as usize),
+            _ => return Err(bad("is cut short")),
         };
-        let count = u32::from_le_bytes([*c0, *c1, *c2, *c3]) as usize;
-        if !matches!(*format, 1 | 2) || body.len() != count.saturating_mul(layout_entry(*format)) {
+        if !matches!(format, 1 | 2) || r.remaining() != count.saturating_mul(layout_entry(format)) {
             return Err(bad("has another format or length"));
         }
         let mut runs = Vec::with_capacity(count);
         let mut end = 0;
-        for e in body.chunks_exact(layout_entry(*format)) {
-            let s = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
-            let n = u64::from(u16::from_le_bytes([e[8], e[9]]));
+        for _ in 0..count {
+            let entry = (|| {
+                let s = r.u64("first page")?;
+                let n = u64::from(r.u16("page count")?);
+                let bits = if format == 2 {
+                    Some(r.u64("recorded")?)
+                } else {
+                    None
+                };
+                Ok::<_, Truncated>((s, n, bits))
+            })();
+            let (s, n, bits) = entry.map_err(|_| bad("is cut short"))?;
             if !(1..=MAX_RUN as u64).contains(&n) || s < end || s > (1 << 53) - n {
                 return Err(bad(
                     "lists a run of a bad size, out of order or overlapping",
                 ));
             }
-            let recorded = match e.get(10..18) {
-                Some(b) => u64::from_le_bytes(b.try_into().unwrap_or_default()) & all_pages(n),
-                None => all_pages(n),
-            };
             end = s + n;
             runs.push(Run {
                 start: s,
                 n,
-                recorded,
+                recorded: bits.map_or(all_pages(n), |b| b & all_pages(n)),
             });
         }
         Ok(Runs(runs))
