@@ -1,5 +1,5 @@
-// What the Chromium benchmarks share (indexes.mjs; run.mjs and write-probe.mjs
-// predate it): bundle a page script with esbuild next to the wasm, serve it on
+// What the Chromium benchmarks share (openBench: indexes.mjs and run.mjs;
+// serveDir and launchChromium also write-probe.mjs and idb-read-shapes.mjs): bundle a page script with esbuild next to the wasm, serve it on
 // 127.0.0.1, and open it in headless Chromium on a persistent profile in a
 // fresh temporary directory (a Playwright `newContext()` would keep IndexedDB
 // in memory, which would make every durability setting meaningless).
@@ -65,24 +65,13 @@ export async function openBench(o) {
     '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>Outpost bench</title>' +
       '<script type="module" src="./bench.js"></script><body>bench</body>\n',
   );
-  const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
-  const server = createServer((req, res) => {
-    const path = new URL(req.url, "http://x").pathname;
-    const file = join(out, path === "/" ? "index.html" : path.slice(1));
-    if (!file.startsWith(out) || !existsSync(file)) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
-    res.end(readFileSync(file));
+  const server = await serveDir(out);
+  const browser = await launchChromium({
+    prefix: "outpost-bench-",
+    executablePath: o.chromium,
+    args: ["--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
   });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  const profile = mkdtempSync(join(tmpdir(), "outpost-bench-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: o.chromium ?? "/usr/bin/chromium",
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-  });
+  const context = browser.context;
   const page = context.pages()[0] ?? (await context.newPage());
   page.on("console", (m) => console.log("  " + m.text()));
   page.on("pageerror", (e) => console.log("  page error: " + e.message));
@@ -92,8 +81,57 @@ export async function openBench(o) {
     page,
     browserVersion: context.browser()?.version() ?? "",
     async close() {
-      await context.close();
+      await browser.close();
       server.close();
+    },
+  };
+}
+
+/**
+ * Serves the files of the directory `dir` on 127.0.0.1 (an ephemeral port),
+ * `/` as its index.html, with `headers` on every answer. Resolves to the
+ * listening server.
+ * @param {string} dir
+ * @param {Record<string, string>} [headers]
+ */
+export async function serveDir(dir, headers = {}) {
+  const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
+  const server = createServer((req, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    const file = join(dir, path === "/" ? "index.html" : path.slice(1));
+    if (!file.startsWith(dir) || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, {
+      "content-type": types[extname(file)] ?? "application/octet-stream",
+      "cache-control": "no-store",
+      ...headers,
+    });
+    res.end(readFileSync(file));
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return server;
+}
+
+/**
+ * Headless Chromium (`executablePath`, else $CHROMIUM, else
+ * /usr/bin/chromium) on a persistent profile in a fresh temporary directory
+ * named from `prefix`: a Playwright `newContext()` would keep IndexedDB in
+ * memory. Resolves to `{ context, close }`; `close` also deletes the profile.
+ * @param {{ prefix?: string, executablePath?: string, args?: string[] }} [o]
+ */
+export async function launchChromium(o = {}) {
+  const profile = mkdtempSync(join(tmpdir(), o.prefix ?? "outpost-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: o.executablePath ?? process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", ...(o.args ?? [])],
+  });
+  return {
+    context,
+    async close() {
+      await context.close();
       rmSync(profile, { recursive: true, force: true });
     },
   };

@@ -13,10 +13,7 @@
 //
 //   cd bench-browser && node idb-read-shapes.mjs
 import { createServer } from "node:http";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./harness.mjs";
 
 const page = `<!doctype html><meta charset="utf-8"><script type="module">
 const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
@@ -69,12 +66,8 @@ const server = createServer((req, res) => {
   res.end(page);
 });
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const profile = mkdtempSync(join(tmpdir(), "outpost-read-shapes-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu"],
-});
+const browser = await launchChromium({ prefix: "outpost-read-shapes-" });
+const context = browser.context;
 try {
   const tab = context.pages()[0] ?? (await context.newPage());
   await tab.goto(`http://127.0.0.1:${server.address().port}/`);
@@ -84,7 +77,6 @@ try {
     console.log(`runs of ${runPages} pages:`, JSON.stringify(await tab.evaluate(([a, b, c]) => window.run(a, b, c), [runs, runPages, 600])));
   }
 } finally {
-  await context.close();
+  await browser.close();
   server.close();
-  rmSync(profile, { recursive: true, force: true });
 }

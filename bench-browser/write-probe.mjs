@@ -24,13 +24,11 @@
 // unnamed in the release build: name them with wasm-bindgen without
 // --remove-name-section, README "Benchmarks"). The page is cross-origin
 // isolated, so its times are to 5 µs.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, copyFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-import { tmpdir } from "node:os";
-import { dirname, extname, join } from "node:path";
+import { existsSync, mkdirSync, rmSync, copyFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
-import { chromium } from "playwright-core";
+import { launchChromium, serveDir } from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -57,26 +55,10 @@ await esbuild.build({ entryPoints: [join(here, "write-probe-page.js")], bundle: 
 await esbuild.build({ entryPoints: [join(here, "sync-worker.js")], bundle: true, format: "esm", outfile: join(out, "worker.js"), logLevel: "warning" });
 copyFileSync(distWasm, join(out, "outpost_wasm_bg.wasm"));
 writeFileSync(join(out, "index.html"), '<!doctype html><meta charset="utf-8"><script type="module" src="./probe.js"></script>');
-const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
-const server = createServer((req, res) => {
-  const path = new URL(req.url, "http://x").pathname;
-  const file = join(out, path === "/" ? "index.html" : path.slice(1));
-  if (!file.startsWith(out) || !existsSync(file)) return res.writeHead(404).end();
-  // Cross-origin isolated: performance.now() to 5 µs instead of 100 µs.
-  res.writeHead(200, {
-    "content-type": types[extname(file)] ?? "application/octet-stream",
-    "cross-origin-opener-policy": "same-origin",
-    "cross-origin-embedder-policy": "require-corp",
-  });
-  res.end(readFileSync(file));
-});
-await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const profile = mkdtempSync(join(tmpdir(), "outpost-probe-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu"],
-});
+// Cross-origin isolated: performance.now() to 5 µs instead of 100 µs.
+const server = await serveDir(out, { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" });
+const browser = await launchChromium({ prefix: "outpost-probe-" });
+const context = browser.context;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
@@ -141,8 +123,7 @@ try {
     console.log(JSON.stringify(await page.evaluate(([n, docs, ro]) => window.probe(n, docs, ro), [writes, docs, reopenOnly]), null, 2));
   }
 } finally {
-  await context.close();
+  await browser.close();
   server.close();
-  rmSync(profile, { recursive: true, force: true });
   rmSync(out, { recursive: true, force: true });
 }
