@@ -32,11 +32,15 @@ bindings.Outpost.prototype.put = function (...a) {
   const m = { enter: performance.now() };
   rawMarks.push(m);
   const p = rawPut.apply(this, a);
+  m.returned = performance.now();
   p.then(() => { m.done = performance.now(); }, () => {});
   return p;
 };
 
 const marks = [];
+// The mark of each readwrite transaction: when its first read (the fence
+// check) and its puts succeeded, when commit() was called, what it put.
+const txMark = new WeakMap();
 const calls = {};
 const origTx = IDBDatabase.prototype.transaction;
 IDBDatabase.prototype.transaction = function (...a) {
@@ -49,8 +53,9 @@ IDBDatabase.prototype.transaction = function (...a) {
   const k = `${a[1] ?? "readonly"} ${a[2]?.durability ?? ""}`.trim();
   calls[k] = (calls[k] || 0) + 1;
   if (a[1] === "readwrite") {
-    const m = { created: performance.now() };
+    const m = { created: performance.now(), bytes: 0 };
     marks.push(m);
+    txMark.set(tx, m);
     tx.addEventListener("complete", () => { m.complete = performance.now(); });
   }
   return tx;
@@ -59,8 +64,30 @@ const origPut = IDBObjectStore.prototype.put;
 IDBObjectStore.prototype.put = function (...a) {
   calls.puts = (calls.puts || 0) + 1;
   calls.putBytes = (calls.putBytes || 0) + (a[0]?.byteLength ?? 0);
-  return origPut.apply(this, a);
+  const r = origPut.apply(this, a);
+  const m = txMark.get(this.transaction);
+  if (m) {
+    m.putIssued ??= performance.now();
+    m.bytes += a[0]?.byteLength ?? 0;
+    r.addEventListener("success", () => { m.putDone = performance.now(); });
+  }
+  return r;
 };
+{
+  const orig = IDBTransaction.prototype.commit;
+  IDBTransaction.prototype.commit = function () {
+    const m = txMark.get(this);
+    if (m) m.commit = performance.now();
+    return orig.call(this);
+  };
+  const origGet = IDBObjectStore.prototype.get;
+  IDBObjectStore.prototype.get = function (...a) {
+    const r = origGet.apply(this, a);
+    const m = txMark.get(this.transaction);
+    if (m && m.getDone === undefined) r.addEventListener("success", () => { m.getDone ??= performance.now(); });
+    return r;
+  };
+}
 
 const median = (v) => v.slice().sort((a, b) => a - b)[v.length >> 1];
 
@@ -266,6 +293,7 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
   for (const k of Object.keys(calls)) delete calls[k];
   inside.witness = inside.post = 0;
   const split = [];
+  const inTx = [];
   const total = [];
   await window.__profileStart?.();
   for (let i = 0; i < n; i++) {
@@ -279,6 +307,7 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
     const r = rawMarks[rawBefore];
     if (m?.complete && r?.done) {
       split.push([m.created - t0, m.complete - m.created, t1 - m.complete, r.enter - t0, m.created - r.enter, r.done - m.complete, t1 - r.done]);
+      if (m.commit !== undefined && m.getDone !== undefined) inTx.push([m.getDone - m.created, m.commit - m.created, (m.putDone ?? m.commit) - m.created, m.complete - m.commit, m.bytes, m.putIssued - m.created, r.returned - m.created]);
     }
   }
   await window.__profileStop?.();
@@ -294,6 +323,17 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
     wasmToTx: median(split.map((x) => x[4])),
     completeToWasmDone: median(split.map((x) => x[5])),
     jsAfter: median(split.map((x) => x[6])),
+    // Inside the log records' transactions (those that called commit()), from
+    // their creation: the fence check's answer, commit(), the put's answer;
+    // then commit() to complete; the bytes put.
+    logRecords: inTx.length,
+    fenceAnswered: median(inTx.map((x) => x[0])),
+    commitCalled: median(inTx.map((x) => x[1])),
+    putAnswered: median(inTx.map((x) => x[2])),
+    commitToComplete: median(inTx.map((x) => x[3])),
+    logRecordBytes: median(inTx.map((x) => x[4])),
+    putIssued: median(inTx.map((x) => x[5])),
+    bindingsReturned: median(inTx.map((x) => x[6])),
     crossOriginIsolated: self.crossOriginIsolated, // true: times to 5 µs, else to 100 µs
     // Means per write, ms: the witness's update, BroadcastChannel posts.
     witnessMean: inside.witness / n,
@@ -319,23 +359,36 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
     explicitCommit: { fence: false, commit: true, t: [] },
     fenceAuto: { fence: true, commit: false, t: [] },
     fenceThenCommit: { fence: true, commit: true, t: [] },
+    // The fence as a key that must not exist: add() then delete() of it
+    // (a take-over writes it; the add then fails and aborts the
+    // transaction), commit() right after the put.
+    markerThenCommit: { marker: true, commit: true, t: [] },
   };
   let key = 0;
   for (let i = 0; i < n; i++) {
     for (const w of Object.values(ways)) {
       const t0 = performance.now();
       const tx = origTx.call(raw, ["pages", "meta", "log"], "readwrite", { durability: "strict" });
+      let answered = 0;
       if (w.fence) {
         const check = tx.objectStore("meta").get(2);
         check.onsuccess = () => {
+          answered = performance.now();
           if (check.result !== undefined) tx.abort();
           else if (w.commit) tx.commit();
         };
       }
+      if (w.marker) {
+        const meta = tx.objectStore("meta");
+        meta.add(true, [2, 7]);
+        meta.delete([2, 7]);
+      }
       origPut.call(tx.objectStore("log"), new Uint8Array(bytes), key++);
       if (w.commit && !w.fence) tx.commit();
       await new Promise((res, rej) => { tx.oncomplete = res; tx.onabort = () => rej(tx.error); });
-      w.t.push(performance.now() - t0);
+      const t1 = performance.now();
+      w.t.push(t1 - t0);
+      if (answered) (w.d ??= []).push([answered - t0, t1 - answered]);
     }
   }
   raw.close();
@@ -345,6 +398,11 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
     explicitCommitP50: median(ways.explicitCommit.t),
     withFenceCheckP50: median(ways.fenceAuto.t),
     fenceThenCommitP50: median(ways.fenceThenCommit.t),
+    markerThenCommitP50: median(ways.markerThenCommit.t),
+    // fence then commit(): from the transaction's creation to the check's
+    // answer (commit() is called there), and from there to complete.
+    fenceAnswered: median(ways.fenceThenCommit.d.map((x) => x[0])),
+    commitToComplete: median(ways.fenceThenCommit.d.map((x) => x[1])),
   };
   // The same serial writes and point reads with the engine on the page, in a
   // dedicated worker and in a SharedWorker (openInWorker; sync-worker.js):

@@ -78,6 +78,25 @@ try {
     for (const [k, c] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) {
       console.log(`${((100 * c) / profile.samples.length).toFixed(1).padStart(6)} %  ${k}`);
     }
+    // INCLUSIVE=1: the functions by the samples they are on the stack of
+    // (themselves and what they call), each counted once per sample.
+    if (process.env.INCLUSIVE) {
+      const parent = new Map();
+      for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+      const incl = new Map();
+      for (const id of profile.samples) {
+        const seen = new Set();
+        for (let p = id; p !== undefined; p = parent.get(p)) {
+          const f = nodes.get(p).callFrame;
+          const k = `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}`;
+          if (!seen.has(k)) { seen.add(k); incl.set(k, (incl.get(k) || 0) + 1); }
+        }
+      }
+      console.log("inclusive:");
+      for (const [k, c] of [...incl].sort((a, b) => b[1] - a[1]).slice(0, 60)) {
+        console.log(`${((100 * c) / profile.samples.length).toFixed(1).padStart(6)} %  ${k}`);
+      }
+    }
     // CALLERS=<regex>: who calls the functions it matches (samples by the nearest caller of another name).
     if (process.env.CALLERS) {
       const re = new RegExp(process.env.CALLERS);
@@ -100,7 +119,7 @@ try {
   };
   if (cdp) {
     await cdp.send("Profiler.enable");
-    await cdp.send("Profiler.setSamplingInterval", { interval: reopenOnly ? 50 : 100 });
+    await cdp.send("Profiler.setSamplingInterval", { interval: Number(process.env.SAMPLE_US) || (reopenOnly ? 50 : 100) });
   }
   // With --reopen-only, the profile covers the first reopen only, otherwise
   // the serial Outpost writes (the page calls the hooks around them).
