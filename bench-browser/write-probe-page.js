@@ -24,11 +24,17 @@ const timeIn = (proto, method, key) => {
 };
 timeIn(Witness.prototype, "committed", "witness");
 timeIn(BroadcastChannel.prototype, "postMessage", "post");
+// NO_WITNESS=1 / NO_POST=1 (write-probe.mjs; experiments only, the data is
+// unaffected): the witness's localStorage update, the BroadcastChannel
+// posts, skipped, to see what they cost the writes around them.
+if (globalThis.__noWitness) Witness.prototype.committed = function () {};
+if (globalThis.__noPost) BroadcastChannel.prototype.postMessage = function () {};
 
 // When the bindings' own put (under the JS layer) is called and resolves.
 const rawPut = bindings.Outpost.prototype.put;
 const rawMarks = [];
 bindings.Outpost.prototype.put = function (...a) {
+  if (globalThis.__markTx) __putMarker();
   const m = { enter: performance.now() };
   rawMarks.push(m);
   const p = rawPut.apply(this, a);
@@ -41,6 +47,24 @@ const marks = [];
 // The mark of each readwrite transaction: when its first read (the fence
 // check) and its puts succeeded, when commit() was called, what it put.
 const txMark = new WeakMap();
+let lastRecord = null;
+// MARK_TX=1 (write-probe.mjs): a function the profiler sees at each
+// readwrite transaction's creation (it spins 60 µs), so that the samples
+// after it, up to the thread's next idle sample, can be told apart.
+function __txMarker() {
+  const t = performance.now();
+  while (performance.now() - t < 0.06);
+}
+// The same at each call of the bindings' put: the samples from it to the
+// transaction's marker are the write's work before its transaction.
+function __putMarker() {
+  const t = performance.now();
+  while (performance.now() - t < 0.06);
+}
+const idleChannel = new MessageChannel();
+const idleProbe = idleChannel.port1;
+idleChannel.port2.onmessage = (e) => idleChannel.port2.postMessage(e.data);
+idleChannel.port1.start?.();
 const calls = {};
 const origTx = IDBDatabase.prototype.transaction;
 IDBDatabase.prototype.transaction = function (...a) {
@@ -56,6 +80,12 @@ IDBDatabase.prototype.transaction = function (...a) {
     const m = { created: performance.now(), bytes: 0 };
     marks.push(m);
     txMark.set(tx, m);
+    if (globalThis.__markTx) __txMarker();
+    // When this thread first runs a task after the one that created the
+    // transaction (a message to itself): until then no answer of the
+    // transaction's requests can be handled.
+    idleProbe.onmessage = () => { m.free ??= performance.now(); };
+    idleProbe.postMessage(0);
     tx.addEventListener("complete", () => { m.complete = performance.now(); });
   }
   return tx;
@@ -66,6 +96,7 @@ IDBObjectStore.prototype.put = function (...a) {
   calls.putBytes = (calls.putBytes || 0) + (a[0]?.byteLength ?? 0);
   const r = origPut.apply(this, a);
   const m = txMark.get(this.transaction);
+  if (m && this.name === "log") lastRecord = a[0];
   if (m) {
     m.putIssued ??= performance.now();
     m.bytes += a[0]?.byteLength ?? 0;
@@ -279,6 +310,15 @@ window.bulk = async ({ docs, storage }) => {
   return { docs, storage, docsPerSec: Math.round((docs * 1000) / ms), msInTransaction: Math.round(inTx), ms: Math.round(ms), perBatch };
 };
 
+/** A database shaped like Outpost's (four object stores), opened. */
+const openRawLike = (name) =>
+  new Promise((res, rej) => {
+    const o = indexedDB.open(name, 1);
+    o.onupgradeneeded = () => { for (const s of ["pages", "meta", "log", "runs"]) o.result.createObjectStore(s); };
+    o.onsuccess = () => res(o.result);
+    o.onerror = () => rej(o.error);
+  });
+
 window.probe = async (n, docs = 50, reopenOnly = null) => {
   await initOutpost(new URL("./outpost_wasm_bg.wasm", location.href));
   const doc = { pad: "x".repeat(1000), n: 1 };
@@ -295,6 +335,10 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
   const split = [];
   const inTx = [];
   const total = [];
+  // INTERLEAVE=1: after each Outpost write, one raw write (fence check,
+  // then commit() from its handler, 8,331 bytes) into a database of its
+  // own, timed alike: both under the same conditions.
+  const inter = globalThis.__interleave ? { db: await openRawLike("probe-inter"), t: [], answered: [], key: 0 } : null;
   await window.__profileStart?.();
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
@@ -303,15 +347,32 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
     await db.put(`p/${String(i).padStart(5, "0")}`, doc);
     const t1 = performance.now();
     total.push(t1 - t0);
+    if (inter) {
+      const s0 = performance.now();
+      const tx = origTx.call(inter.db, ["pages", "meta", "log", "runs"], "readwrite", { durability: "strict" });
+      origPut.call(tx.objectStore("log"), new Uint8Array(8331), inter.key++);
+      const check = tx.objectStore("meta").get(2);
+      check.onsuccess = () => {
+        inter.answered.push(performance.now() - s0);
+        if (check.result !== undefined) tx.abort();
+        else tx.commit();
+      };
+      await new Promise((res, rej) => { tx.oncomplete = res; tx.onabort = () => rej(tx.error); });
+      inter.t.push(performance.now() - s0);
+    }
     const m = marks[before];
     const r = rawMarks[rawBefore];
     if (m?.complete && r?.done) {
       split.push([m.created - t0, m.complete - m.created, t1 - m.complete, r.enter - t0, m.created - r.enter, r.done - m.complete, t1 - r.done]);
-      if (m.commit !== undefined && m.getDone !== undefined) inTx.push([m.getDone - m.created, m.commit - m.created, (m.putDone ?? m.commit) - m.created, m.complete - m.commit, m.bytes, m.putIssued - m.created, r.returned - m.created]);
+      if (m.commit !== undefined && m.getDone !== undefined) inTx.push([m.getDone - m.created, m.commit - m.created, (m.putDone ?? m.commit) - m.created, m.complete - m.commit, m.bytes, m.putIssued - m.created, r.returned - m.created, (m.free ?? NaN) - m.created]);
     }
   }
   await window.__profileStop?.();
   await db.close();
+  if (inter) {
+    inter.db.close();
+    out.interleaved = { rawP50: median(inter.t), rawFenceAnswered: median(inter.answered) };
+  }
   out.outpost = {
     p50: median(total),
     callToTx: median(split.map((x) => x[0])),
@@ -334,6 +395,9 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
     logRecordBytes: median(inTx.map((x) => x[4])),
     putIssued: median(inTx.map((x) => x[5])),
     bindingsReturned: median(inTx.map((x) => x[6])),
+    // A message posted at the transaction's creation and echoed back by a
+    // port of a MessageChannel: when the thread was free again (roughly).
+    threadFree: median(inTx.map((x) => x[7])),
     crossOriginIsolated: self.crossOriginIsolated, // true: times to 5 µs, else to 100 µs
     // Means per write, ms: the witness's update, BroadcastChannel posts.
     witnessMean: inside.witness / n,
@@ -342,12 +406,36 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
   };
   const bytes = Math.round((calls.putBytes || 0) / Math.max(1, calls.puts || 1));
   // Raw: one put of the same mean size, same three object stores, strict.
+  // RAW_BUCKET=1 (write-probe.mjs): in a storage bucket of its own, opened
+  // with strict durability, as Outpost's database is (the bucket object is
+  // kept: see crate/src/store/idb/place.rs).
+  const rawBucket = globalThis.__rawBucket ? await navigator.storageBuckets.open("probe-raw", { durability: "strict" }) : null;
   const raw = await new Promise((res, rej) => {
-    const o = indexedDB.open("probe-raw", 1);
-    o.onupgradeneeded = () => { for (const s of ["pages", "meta", "log"]) o.result.createObjectStore(s); };
+    const o = (rawBucket?.indexedDB ?? indexedDB).open("probe-raw", 2);
+    o.onupgradeneeded = () => { for (const s of ["pages", "meta", "log", "runs"]) o.result.createObjectStore(s); };
     o.onsuccess = () => res(o.result);
     o.onerror = () => rej(o.error);
   });
+  // RAW_LIKE=1: the raw database's meta store holds what Outpost's holds
+  // (a meta record, the folded sequence number, a 20 KB layout record) and
+  // its transactions span the four object stores Outpost's do.
+  // RAW_FILL=random|copy: the raw put's value filled with random bytes, or
+  // a copy of the last log record Outpost put (default: zeros).
+  const rawValue = () => {
+    const v = new Uint8Array(bytes);
+    if (globalThis.__rawFill === "random") for (let i = 0; i < v.length; i += 65536) crypto.getRandomValues(v.subarray(i, i + 65536));
+    if (globalThis.__rawFill === "copy" && lastRecord) v.set(lastRecord.subarray(0, v.length));
+    return v;
+  };
+  const rawScope = globalThis.__rawLike ? ["pages", "meta", "log", "runs"] : ["pages", "meta", "log"];
+  if (globalThis.__rawLike) {
+    const tx = origTx.call(raw, ["meta"], "readwrite");
+    const ms = tx.objectStore("meta");
+    ms.put(new Uint8Array(300), 0);
+    ms.put(12345, 1);
+    ms.put(new Uint8Array(20075), 3);
+    await new Promise((r) => { tx.oncomplete = r; });
+  }
   // Four ways of writing it, interleaved (one of each per round): committed
   // by itself (auto-commit) or told to with commit() right after the put;
   // with the fence check every Outpost commit makes first (a get of one
@@ -368,8 +456,11 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
   for (let i = 0; i < n; i++) {
     for (const w of Object.values(ways)) {
       const t0 = performance.now();
-      const tx = origTx.call(raw, ["pages", "meta", "log"], "readwrite", { durability: "strict" });
+      const tx = origTx.call(raw, rawScope, "readwrite", { durability: "strict" });
       let answered = 0;
+      let free = 0;
+      idleProbe.onmessage = () => { free ||= performance.now(); };
+      idleProbe.postMessage(0);
       if (w.fence) {
         const check = tx.objectStore("meta").get(2);
         check.onsuccess = () => {
@@ -383,17 +474,20 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
         meta.add(true, [2, 7]);
         meta.delete([2, 7]);
       }
-      origPut.call(tx.objectStore("log"), new Uint8Array(bytes), key++);
+      origPut.call(tx.objectStore("log"), rawValue(), key++);
       if (w.commit && !w.fence) tx.commit();
       await new Promise((res, rej) => { tx.oncomplete = res; tx.onabort = () => rej(tx.error); });
       const t1 = performance.now();
       w.t.push(t1 - t0);
-      if (answered) (w.d ??= []).push([answered - t0, t1 - answered]);
+      if (answered) (w.d ??= []).push([answered - t0, t1 - answered, free - t0]);
     }
   }
   raw.close();
   out.raw = {
     bytes,
+    inBucket: rawBucket !== null,
+    likeOutpost: !!globalThis.__rawLike,
+    fill: globalThis.__rawFill ?? "zeros",
     p50: median(ways.auto.t),
     explicitCommitP50: median(ways.explicitCommit.t),
     withFenceCheckP50: median(ways.fenceAuto.t),
@@ -403,6 +497,7 @@ window.probe = async (n, docs = 50, reopenOnly = null) => {
     // answer (commit() is called there), and from there to complete.
     fenceAnswered: median(ways.fenceThenCommit.d.map((x) => x[0])),
     commitToComplete: median(ways.fenceThenCommit.d.map((x) => x[1])),
+    threadFree: median(ways.fenceThenCommit.d.map((x) => x[2])),
   };
   // The same serial writes and point reads with the engine on the page, in a
   // dedicated worker and in a SharedWorker (openInWorker; sync-worker.js):

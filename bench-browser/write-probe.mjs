@@ -61,6 +61,13 @@ const browser = await launchChromium({ prefix: "outpost-probe-" });
 const context = browser.context;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
+  if (process.env.MARK_TX) await page.addInitScript(() => { globalThis.__markTx = true; });
+  if (process.env.RAW_LIKE) await page.addInitScript(() => { globalThis.__rawLike = true; });
+  if (process.env.RAW_FILL) await page.addInitScript((f) => { globalThis.__rawFill = f; }, process.env.RAW_FILL);
+  if (process.env.INTERLEAVE) await page.addInitScript(() => { globalThis.__interleave = true; });
+  if (process.env.NO_WITNESS) await page.addInitScript(() => { globalThis.__noWitness = true; });
+  if (process.env.NO_POST) await page.addInitScript(() => { globalThis.__noPost = true; });
+  if (process.env.RAW_BUCKET) await page.addInitScript(() => { globalThis.__rawBucket = true; });
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
   await page.waitForFunction(() => window.probe);
   const cdp = profiling ? await context.newCDPSession(page) : null;
@@ -96,6 +103,55 @@ try {
       for (const [k, c] of [...incl].sort((a, b) => b[1] - a[1]).slice(0, 60)) {
         console.log(`${((100 * c) / profile.samples.length).toFixed(1).padStart(6)} %  ${k}`);
       }
+    }
+    // MARK_TX=1: what the thread runs from a readwrite transaction's
+    // creation (the page's __txMarker) to its next idle sample, by
+    // function, self and inclusive.
+    if (process.env.MARK_TX) {
+      const parent = new Map();
+      for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+      const stackOf = (id) => { const out = []; for (let p = id; p !== undefined; p = parent.get(p)) out.push(nodes.get(p).callFrame.functionName || "(anonymous)"); return out; };
+      const selfW = new Map(), inclW = new Map();
+      let inWindow = false, windows = 0, windowSamples = 0;
+      for (const id of profile.samples) {
+        const st = stackOf(id);
+        if (st.includes("__txMarker")) { if (!inWindow) windows++; inWindow = true; continue; }
+        if (!inWindow) continue;
+        if (st[0] === "(idle)") { inWindow = false; continue; }
+        windowSamples++;
+        selfW.set(st[0], (selfW.get(st[0]) || 0) + 1);
+        for (const f of new Set(st)) inclW.set(f, (inclW.get(f) || 0) + 1);
+      }
+      // And from the bindings' put (__putMarker) to the transaction's creation.
+      {
+        // A window that reaches an idle sample first (the transaction's
+        // marker was not sampled) is dropped.
+        const selfP = new Map(), inclP = new Map();
+        let cur = null, pw = 0, ps = 0;
+        for (const id of profile.samples) {
+          const st = stackOf(id);
+          if (st.includes("__putMarker")) { cur ??= []; continue; }
+          if (!cur) continue;
+          if (st.includes("__txMarker")) {
+            pw++;
+            for (const w of cur) {
+              ps++;
+              selfP.set(w[0], (selfP.get(w[0]) || 0) + 1);
+              for (const f of new Set(w)) inclP.set(f, (inclP.get(f) || 0) + 1);
+            }
+            cur = null;
+            continue;
+          }
+          if (st[0] === "(idle)") { cur = null; continue; }
+          cur.push(st);
+        }
+        console.log(`from the bindings' put to the transaction: ${pw} windows, ${ps} samples (${(ps / Math.max(1, pw)).toFixed(1)} a window)`);
+        for (const [k, c] of [...inclP].sort((a, b) => b[1] - a[1]).slice(0, 60)) console.log(`  incl ${((100 * c) / ps).toFixed(1).padStart(6)} %  ${k.slice(0, 140)}`);
+        for (const [k, c] of [...selfP].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  self ${((100 * c) / ps).toFixed(1).padStart(6)} %  ${k.slice(0, 140)}`);
+      }
+      console.log(`after a transaction's creation until idle: ${windows} windows, ${windowSamples} samples (${(windowSamples / Math.max(1, windows)).toFixed(1)} a window)`);
+      for (const [k, c] of [...inclW].sort((a, b) => b[1] - a[1]).slice(0, 45)) console.log(`  incl ${((100 * c) / windowSamples).toFixed(1).padStart(6)} %  ${k.slice(0, 140)}`);
+      for (const [k, c] of [...selfW].sort((a, b) => b[1] - a[1]).slice(0, 20)) console.log(`  self ${((100 * c) / windowSamples).toFixed(1).padStart(6)} %  ${k.slice(0, 140)}`);
     }
     // CALLERS=<regex>: who calls the functions it matches (samples by the nearest caller of another name).
     if (process.env.CALLERS) {
