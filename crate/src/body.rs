@@ -717,5 +717,50 @@ fn unescape(s: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// The members of the JSON object `body` (between its outer braces, trimmed),
+/// if `body` is one object text: its first `{` closed by its last `}` and
+/// nothing but (ASCII) whitespace around them, strings followed through their
+/// escapes. Brackets of the wrong kind are left to the parser, which
+/// refuses them.
+///
+/// What it is for: a reader that splices stored bodies into one JSON text
+/// (the wasm bindings' reads, which `JSON.parse` a page of documents at
+/// once) must know that no body closes its object early and goes on with
+/// text of its own, such as more documents. A body that passed
+/// [`check_body`] always passes; one that did not (a damaged or foreign
+/// file) may pass and still not parse, which the splicer's parse reports.
+pub fn object_members(body: &str) -> Option<&str> {
+    let t = body.trim_ascii();
+    let b = t.as_bytes();
+    if b.len() < 2 || b[0] != b'{' || b[b.len() - 1] != b'}' {
+        return None;
+    }
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for (i, &c) in b.iter().enumerate() {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if c == b'\\' {
+                esc = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 && i + 1 != b.len() {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    (depth == 0 && !in_str).then(|| t[1..t.len() - 1].trim_ascii())
+}
+
 #[cfg(test)]
 mod tests;

@@ -567,33 +567,46 @@ impl Document {
     /// `@last-modified` (ISO 8601 UTC), and `@deleted` / `@conflicted` /
     /// `@from-index` when set.
     pub fn metadata_json(&self) -> serde_json::Map<String, serde_json::Value> {
-        use serde_json::Value;
-        let m = &self.meta;
-        let mut meta = serde_json::Map::new();
-        meta.insert("@id".into(), Value::String(self.id.clone()));
-        if let Some(c) = &m.collection {
-            meta.insert("@collection".into(), Value::String(c.clone()));
-        }
-        meta.insert(
-            "@change-vector".into(),
-            Value::String(m.change_vector.to_string()),
-        );
-        meta.insert("@etag".into(), Value::from(m.etag));
-        meta.insert(
-            "@last-modified".into(),
-            Value::String(iso_time_ms(m.last_modified_ms)),
-        );
-        for (on, name) in [
-            (m.flags.is_tombstone(), "@deleted"),
-            (m.flags.is_conflicted(), "@conflicted"),
-            (m.flags.is_from_index(), "@from-index"),
-        ] {
-            if on {
-                meta.insert(name.into(), Value::Bool(true));
-            }
-        }
-        meta
+        metadata_json(&self.id, &self.meta)
     }
+}
+
+impl RawDoc {
+    /// The `@metadata` object of the winning version, as
+    /// [`Document::metadata_json`] makes it.
+    pub fn metadata_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        metadata_json(&self.id, &self.meta)
+    }
+}
+
+/// The `@metadata` object of the document `id` whose winning version has
+/// the metadata `m`.
+fn metadata_json(id: &str, m: &DocumentMeta) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::Value;
+    let mut meta = serde_json::Map::new();
+    meta.insert("@id".into(), Value::String(id.to_string()));
+    if let Some(c) = &m.collection {
+        meta.insert("@collection".into(), Value::String(c.clone()));
+    }
+    meta.insert(
+        "@change-vector".into(),
+        Value::String(m.change_vector.to_string()),
+    );
+    meta.insert("@etag".into(), Value::from(m.etag));
+    meta.insert(
+        "@last-modified".into(),
+        Value::String(iso_time_ms(m.last_modified_ms)),
+    );
+    for (on, name) in [
+        (m.flags.is_tombstone(), "@deleted"),
+        (m.flags.is_conflicted(), "@conflicted"),
+        (m.flags.is_from_index(), "@from-index"),
+    ] {
+        if on {
+            meta.insert(name.into(), Value::Bool(true));
+        }
+    }
+    meta
 }
 
 /// Milliseconds since the Unix epoch as an RFC 3339 UTC timestamp
@@ -632,6 +645,27 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// vector, trailing bytes or bad JSON is an error; it never panics.
 pub fn decode_record(buf: &[u8]) -> Result<Document, RecordError> {
     let (id, meta, body, siblings) = decode_raw(buf)?;
+    document_of(id, meta, body, &siblings)
+}
+
+impl RawDoc {
+    /// Parses the bodies: the [`Document`] [`decode_record`] makes of the
+    /// same record (an error for a body that is not JSON).
+    pub fn into_document(self) -> Result<Document, RecordError> {
+        let mut versions = self.versions.into_iter();
+        let winner = versions.next().map(|v| v.body).unwrap_or_default();
+        let siblings: Vec<RawVersion> = versions.collect();
+        document_of(self.id, self.meta, &winner, &siblings)
+    }
+}
+
+/// The document of a decoded record's parts, its JSON parsed.
+fn document_of(
+    id: String,
+    meta: DocumentMeta,
+    body: &[u8],
+    siblings: &[RawVersion],
+) -> Result<Document, RecordError> {
     let body = if meta.flags.is_tombstone() {
         serde_json::Value::Null
     } else {

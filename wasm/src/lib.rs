@@ -57,6 +57,7 @@ mod keys;
 mod panic;
 mod store;
 mod sync;
+mod ts_types;
 
 pub use api::Outpost;
 pub use error::to_js;

@@ -524,3 +524,56 @@ fn the_string_scan_stops_at_the_first_stop_byte() {
     assert_eq!(super::skip_plain(b"abc", 0), 3);
     assert_eq!(super::skip_plain(b"", 0), 0);
 }
+
+#[test]
+fn object_members_is_the_inside_of_one_object_and_nothing_else() {
+    // One object: its members, trimmed; whitespace around is fine.
+    assert_eq!(object_members(r#"{"a":1}"#), Some(r#""a":1"#));
+    assert_eq!(
+        object_members(" \n{ \"a\" : [1,{\"b\":2}] }\t"),
+        Some(r#""a" : [1,{"b":2}]"#)
+    );
+    assert_eq!(object_members("{}"), Some(""));
+    assert_eq!(object_members("{ }"), Some(""));
+    // Braces, brackets, quotes and backslashes inside strings do not count.
+    assert_eq!(
+        object_members(r#"{"a":"}{","b":"\"}],[{","c":"\\"}"#),
+        Some(r#""a":"}{","b":"\"}],[{","c":"\\""#)
+    );
+    // Not one object: refused.
+    for bad in [
+        "",
+        "   ",
+        "[1,2]",
+        r#""text""#,
+        "{",
+        "}",
+        r#"{"a":1"#,
+        r#"{"a":"}"#,
+        // An object closed early, then text of its own: the injection a
+        // splice into `[doc, doc]` must never let through.
+        r#"{"a":1},{"b":2}"#,
+        r#"{"a":1}}{"#,
+        r#"{"a":1} {"b":2}"#,
+        r#"{"a":"x"},{"@metadata":{"@id":"forged"}}"#,
+        r#"{"a":]}[}"#,
+        // A string left open hides the closing brace.
+        r#"{"a":"x}"#,
+        r#"{"a":"x\"}"#,
+    ] {
+        assert_eq!(object_members(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn object_members_accepts_every_body_the_check_accepts() {
+    for body in [
+        r#"{"name":"Ada","born":1815,"tags":["x","y"],"n":{"deep":[[{}]]}}"#,
+        r#"{"s":"\u00e9\ud83d\ude00 \"quoted\" back\\slash \/ {[}]"}"#,
+        r#"{"big":12345678901234567890123,"e":1e2,"neg":-0.5,"t":true,"f":false,"z":null}"#,
+    ] {
+        check_body(body.as_bytes()).unwrap();
+        let members = object_members(body).expect(body);
+        assert_eq!(format!("{{{members}}}"), body);
+    }
+}

@@ -239,6 +239,14 @@ read_through_snapshot! {
     /// Document versions (tombstones included) with etag greater than `since`,
     /// in etag order, at most `limit`.
     fn changes(&self, since: u64, limit: usize) -> Vec<Document>;
+    /// [`Database::get`] with the bodies as stored: JSON text, neither
+    /// parsed nor checked (for a caller that parses them itself and falls
+    /// back to [`Database::get`] when they do not parse).
+    fn get_text(&self, id: &str) -> Option<doc::RawDoc>;
+    /// [`Database::scan`] with the bodies as stored, like [`Database::get_text`].
+    fn scan_text(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<doc::RawDoc>;
+    /// [`Database::changes`] with the bodies as stored, like [`Database::get_text`].
+    fn changes_text(&self, since: u64, limit: usize) -> Vec<doc::RawDoc>;
     /// [`Database::changes`] with bodies left as JSON text.
     fn changes_raw(&self, since: u64, limit: usize) -> Vec<doc::RawDoc>;
     /// Live documents of a collection (case-insensitive), in id order, after `after`.
@@ -307,6 +315,42 @@ impl<S: PageStore> Snapshot<S> {
             d.meta.flags.is_tombstone()
         })
         .await
+    }
+
+    /// See [`Database::get_text`].
+    pub async fn get_text(&self, id: &str) -> Result<Option<doc::RawDoc>, Error> {
+        doc::validate_id(id)?;
+        let key = doc::id_key(id);
+        match btree::get(&self.reader(), self.meta.root(Tree::Docs), &key).await? {
+            Some(rec) => Ok(
+                Some(doc::decode_raw_doc(&rec).map_err(|e| corrupt_record(&key, e))?)
+                    .filter(|d| !d.meta.flags.is_tombstone()),
+            ),
+            None => Ok(None),
+        }
+    }
+
+    /// See [`Database::scan_text`].
+    pub async fn scan_text(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<doc::RawDoc>, Error> {
+        self.scan_live(prefix, after, limit, doc::decode_raw_doc, |d| {
+            d.meta.flags.is_tombstone()
+        })
+        .await
+    }
+
+    /// See [`Database::changes_text`].
+    pub async fn changes_text(&self, since: u64, limit: usize) -> Result<Vec<doc::RawDoc>, Error> {
+        if since == u64::MAX {
+            return Ok(Vec::new());
+        }
+        let start = (since + 1).to_be_bytes().to_vec();
+        self.load_docs(Tree::Etags, start, &[], limit, "etag", doc::decode_raw_doc)
+            .await
     }
 
     /// See [`Database::scan_ids`].

@@ -73,10 +73,7 @@ const ENTRY: usize = 12;
 /// Whole 8-byte words of zeros are skipped first: a page is mostly zeros
 /// at its end, and every commit asks this several times a page.
 fn stored(page: &[u8]) -> &[u8] {
-    let zero_words = page
-        .rchunks_exact(8)
-        .take_while(|w| *w == [0u8; 8])
-        .count();
+    let zero_words = page.rchunks_exact(8).take_while(|w| *w == [0u8; 8]).count();
     let head = &page[..page.len() - 8 * zero_words];
     let end = head.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     &page[..end]
