@@ -435,6 +435,24 @@ mod props {
         })
     }
 
+    /// Short values with short strings: bodies whose brackets an edit can
+    /// reach.
+    fn small_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (0u8..10).prop_map(Value::from),
+            "[a-c{}\\[\\],:\"\\\\]{0,3}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 12, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map("[a-c]{0,2}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest! {
         #[test]
         fn serialized_objects_are_accepted(
@@ -495,6 +513,57 @@ mod props {
                 // Whatever it accepts, serde_json reads back as an object.
                 let v: Value = serde_json::from_slice(&body).unwrap();
                 prop_assert!(v.is_object());
+            }
+        }
+
+        /// A mutated body that `object_members` lets through, spliced twice
+        /// into an array as the wasm bindings splice a page of documents,
+        /// either does not parse or parses as exactly two objects, each
+        /// with the `@metadata` the splice put last: no body ends its
+        /// document early or adds one of its own.
+        #[test]
+        fn a_spliced_body_never_adds_or_ends_a_document(
+            m in prop::collection::btree_map("[a-c@]{0,3}", small_value(), 1..5),
+            edits in prop::collection::vec((
+                any::<prop::sample::Index>(),
+                prop::sample::select(vec![
+                    "}", "{", "]", "[", "\"", "\\", ",", ":", "},{", "}{", "},{\"x\":", "}],[{",
+                    "\"@metadata\":{\"@id\":\"forged\"}", ",\"k\":1", "{\"k\":1}",
+                ]),
+                0u8..3,
+            ), 1..4),
+        ) {
+            let mut body = serde_json::to_vec(&Value::Object(m.into_iter().collect())).unwrap();
+            for (at, snippet, how) in edits {
+                // At a structural byte (where an attack would go), else the end.
+                let marks: Vec<usize> = body
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| b"{}[],:\"".contains(b))
+                    .map(|(i, _)| i)
+                    .collect();
+                let i = marks.get(at.index(marks.len() + 1)).copied().unwrap_or(body.len());
+                match how {
+                    // Replace the byte at i, insert at i, or cut it.
+                    0 if i < body.len() => {
+                        body.splice(i..=i, snippet.bytes());
+                    }
+                    1 => {
+                        body.splice(i..i, snippet.bytes());
+                    }
+                    _ if i < body.len() => { body.remove(i); }
+                    _ => {}
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&body) else { return Ok(()) };
+            let Some(members) = object_members(text) else { return Ok(()) };
+            let comma = if members.is_empty() { "" } else { "," };
+            let doc = format!("{{{members}{comma}\"@metadata\":{{\"@id\":\"mine\"}}}}");
+            if let Ok(Value::Array(docs)) = serde_json::from_str::<Value>(&format!("[{doc},{doc}]")) {
+                prop_assert_eq!(docs.len(), 2);
+                for d in &docs {
+                    prop_assert_eq!(&d["@metadata"]["@id"], "mine");
+                }
             }
         }
     }
