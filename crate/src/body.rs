@@ -735,20 +735,12 @@ pub fn object_members(body: &str) -> Option<&str> {
     if b.len() < 2 || b[0] != b'{' || b[b.len() - 1] != b'}' {
         return None;
     }
-    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    let (mut depth, mut strings) = (0usize, Strings::default());
     for (i, &c) in b.iter().enumerate() {
-        if in_str {
-            if esc {
-                esc = false;
-            } else if c == b'\\' {
-                esc = true;
-            } else if c == b'"' {
-                in_str = false;
-            }
+        if !strings.outside(c) {
             continue;
         }
         match c {
-            b'"' => in_str = true,
             b'{' | b'[' => depth += 1,
             b'}' | b']' => {
                 depth = depth.checked_sub(1)?;
@@ -759,7 +751,43 @@ pub fn object_members(body: &str) -> Option<&str> {
             _ => {}
         }
     }
-    (depth == 0 && !in_str).then(|| t[1..t.len() - 1].trim_ascii())
+    (depth == 0 && !strings.in_string()).then(|| t[1..t.len() - 1].trim_ascii())
+}
+
+/// Follows JSON text byte by byte through its strings and their escapes,
+/// for the scans that only care about what lies outside strings
+/// ([`object_members`], `jsonl::line_weight`).
+#[derive(Default)]
+pub struct Strings {
+    in_str: bool,
+    esc: bool,
+}
+
+impl Strings {
+    /// Whether the next byte, `b`, lies outside every string (a string's
+    /// quotes count as inside it).
+    pub fn outside(&mut self, b: u8) -> bool {
+        if self.in_str {
+            if self.esc {
+                self.esc = false;
+            } else if b == b'\\' {
+                self.esc = true;
+            } else if b == b'"' {
+                self.in_str = false;
+            }
+            false
+        } else if b == b'"' {
+            self.in_str = true;
+            false
+        } else {
+            true
+        }
+    }
+
+    /// Whether the text so far ends inside a string.
+    pub fn in_string(&self) -> bool {
+        self.in_str
+    }
 }
 
 #[cfg(test)]

@@ -158,24 +158,11 @@ pub fn parse_import_line(line: &str) -> Result<ImportDoc, (String, &'static str)
 /// The weight of a line for batching: its length plus an estimate of the
 /// memory its parsed form takes (per value and per key, outside strings).
 pub fn line_weight(line: &[u8]) -> usize {
-    let (mut tokens, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in line {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else {
-            match b {
-                b'"' => in_string = true,
-                b',' | b':' | b'[' | b'{' => tokens += 1,
-                _ => {}
-            }
-        }
-    }
+    let mut strings = crate::body::Strings::default();
+    let tokens = line
+        .iter()
+        .filter(|&&b| strings.outside(b) && matches!(b, b',' | b':' | b'[' | b'{'))
+        .count();
     line.len()
         .saturating_add(tokens.saturating_mul(TOKEN_WEIGHT))
 }
