@@ -127,6 +127,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// [`Error::CorruptRecord`] for the document record of the id key `key`
+    /// (the lowercase id): `record of "<key>"`, with why it is refused.
+    pub fn corrupt_record(key: &[u8], e: impl std::fmt::Display) -> Error {
+        Error::CorruptRecord {
+            record: format!("record of {:?}", String::from_utf8_lossy(key)),
+            reason: e.to_string(),
+        }
+    }
+
     /// A short, stable code for logs, metrics, the CLI and the JS bindings.
     pub fn code(&self) -> &'static str {
         match self {

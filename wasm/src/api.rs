@@ -324,8 +324,8 @@ impl Outpost {
             let Some(text) = db.get_text(&id).await.map_err(to_js)? else {
                 return Ok(JsValue::NULL);
             };
-            match text_docs_to_js(std::slice::from_ref(&text), true) {
-                Some(v) => Ok(v),
+            match text_docs_to_js(std::slice::from_ref(&text)) {
+                Some(v) => Ok(v.unchecked_ref::<Array>().get(0)),
                 None => doc_to_js(&text_to_document(text)?),
             }
         })

@@ -357,7 +357,7 @@ pub(crate) fn docs_to_js(docs: &[Document]) -> Result<JsValue, JsValue> {
 }
 
 /// Documents read with their bodies as stored JSON text, as a JS array of
-/// plain objects (`one`: the first document alone), the same shape as
+/// plain objects, the same shape as
 /// [`docs_to_js`] with nothing parsed in wasm: each body's members are
 /// spliced with its `@metadata` into one text that JS parses once. The
 /// body's keys keep their stored order.
@@ -374,16 +374,14 @@ pub(crate) fn docs_to_js(docs: &[Document]) -> Result<JsValue, JsValue> {
 /// body must open and close one object whose brackets balance only at its
 /// end, so that no body can end its document early and add others to the
 /// array.
-pub(crate) fn text_docs_to_js(docs: &[RawDoc], one: bool) -> Option<JsValue> {
+pub(crate) fn text_docs_to_js(docs: &[RawDoc]) -> Option<JsValue> {
     let mut out = String::with_capacity(
         2 + docs
             .iter()
             .map(|d| d.versions.first().map_or(0, |v| v.body.len()) + 200)
             .sum::<usize>(),
     );
-    if !one {
-        out.push('[');
-    }
+    out.push('[');
     for (i, d) in docs.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -401,13 +399,8 @@ pub(crate) fn text_docs_to_js(docs: &[RawDoc], one: bool) -> Option<JsValue> {
         out.push_str("\"@metadata\":");
         out.push_str(&serde_json::to_string(&d.metadata_json()).ok()?);
         out.push('}');
-        if one {
-            break;
-        }
     }
-    if !one {
-        out.push(']');
-    }
+    out.push(']');
     js_sys::JSON::parse(&out).ok()
 }
 
@@ -415,7 +408,7 @@ pub(crate) fn text_docs_to_js(docs: &[RawDoc], one: bool) -> Option<JsValue> {
 /// that way, parsed here: a document whose body is not JSON (a damaged or
 /// foreign file) is left out, as the engine's own scans skip it.
 pub(crate) fn text_docs_or_parsed(docs: Vec<RawDoc>) -> Result<JsValue, JsValue> {
-    if let Some(v) = text_docs_to_js(&docs, false) {
+    if let Some(v) = text_docs_to_js(&docs) {
         return Ok(v);
     }
     let docs: Vec<Document> = docs
@@ -428,13 +421,9 @@ pub(crate) fn text_docs_or_parsed(docs: Vec<RawDoc>) -> Result<JsValue, JsValue>
 /// The document read as text, parsed; a body that is not JSON is the
 /// engine's `CorruptRecord` error, as its own `get` reports it.
 pub(crate) fn text_to_document(d: RawDoc) -> Result<Document, JsValue> {
-    let record = format!("record of {:?}", d.id.to_lowercase());
-    d.into_document().map_err(|e| {
-        to_js(outpost::Error::CorruptRecord {
-            record,
-            reason: e.to_string(),
-        })
-    })
+    let key = outpost::doc::id_key(&d.id);
+    d.into_document()
+        .map_err(|e| to_js(outpost::Error::corrupt_record(&key, e)))
 }
 
 /// `{ id, etag, changeVector, deleted }`.

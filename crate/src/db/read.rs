@@ -136,17 +136,9 @@ impl<S: PageStore> Drop for Snapshot<S> {
     }
 }
 
-/// A document record at `key` that failed to decode.
-pub(super) fn corrupt_record(key: &[u8], e: impl std::fmt::Display) -> Error {
-    Error::CorruptRecord {
-        record: format!("record of {:?}", String::from_utf8_lossy(key)),
-        reason: e.to_string(),
-    }
-}
-
 /// A document record, or [`Error::CorruptRecord`] naming its key.
 fn decode_doc(rec: &[u8], key: &[u8]) -> Result<Document, Error> {
-    doc::decode_record(rec).map_err(|e| corrupt_record(key, e))
+    doc::decode_record(rec).map_err(|e| Error::corrupt_record(key, e))
 }
 
 /// A document record that a read met and could not decode: the read skipped
@@ -322,10 +314,10 @@ impl<S: PageStore> Snapshot<S> {
         doc::validate_id(id)?;
         let key = doc::id_key(id);
         match btree::get(&self.reader(), self.meta.root(Tree::Docs), &key).await? {
-            Some(rec) => Ok(
-                Some(doc::decode_raw_doc(&rec).map_err(|e| corrupt_record(&key, e))?)
-                    .filter(|d| !d.meta.flags.is_tombstone()),
-            ),
+            Some(rec) => Ok(Some(
+                doc::decode_raw_doc(&rec).map_err(|e| Error::corrupt_record(&key, e))?,
+            )
+            .filter(|d| !d.meta.flags.is_tombstone())),
             None => Ok(None),
         }
     }
@@ -345,12 +337,7 @@ impl<S: PageStore> Snapshot<S> {
 
     /// See [`Database::changes_text`].
     pub async fn changes_text(&self, since: u64, limit: usize) -> Result<Vec<doc::RawDoc>, Error> {
-        if since == u64::MAX {
-            return Ok(Vec::new());
-        }
-        let start = (since + 1).to_be_bytes().to_vec();
-        self.load_docs(Tree::Etags, start, &[], limit, "etag", doc::decode_raw_doc)
-            .await
+        self.feed(since, limit, doc::decode_raw_doc).await
     }
 
     /// See [`Database::scan_ids`].
@@ -446,11 +433,23 @@ impl<S: PageStore> Snapshot<S> {
 
     /// See [`Database::changes`].
     pub async fn changes(&self, since: u64, limit: usize) -> Result<Vec<Document>, Error> {
+        self.feed(since, limit, doc::decode_record).await
+    }
+
+    /// The documents of the changes feed after etag `since`, at most
+    /// `limit`, each decoded by `decode` (one that does not decode is
+    /// skipped and remembered, see [`Snapshot::load_docs`]).
+    async fn feed<T>(
+        &self,
+        since: u64,
+        limit: usize,
+        decode: impl Fn(&[u8]) -> Result<T, doc::RecordError>,
+    ) -> Result<Vec<T>, Error> {
         if since == u64::MAX {
             return Ok(Vec::new());
         }
         let start = (since + 1).to_be_bytes().to_vec();
-        self.load_docs(Tree::Etags, start, &[], limit, "etag", doc::decode_record)
+        self.load_docs(Tree::Etags, start, &[], limit, "etag", decode)
             .await
     }
 

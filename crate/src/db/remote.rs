@@ -36,7 +36,6 @@ use crate::store::PageStore;
 use super::alloc::WCtx;
 use super::meta::Tree;
 use super::origins::{self, Origin};
-use super::read::corrupt_record;
 use super::types::{MAX_DOC_BYTES, PushGuard, Refusal, WriteOutcome, WriteResult};
 use super::write::write_version;
 
@@ -149,7 +148,7 @@ async fn held<S: PageStore>(
         return Ok(None);
     };
     let ((_, meta, body, sibs), arrivals) =
-        doc::decode_raw_full(&rec).map_err(|e| corrupt_record(key, e))?;
+        doc::decode_raw_full(&rec).map_err(|e| Error::corrupt_record(key, e))?;
     let mut all = Vec::with_capacity(1 + sibs.len());
     all.push(RawVersion {
         change_vector: meta.change_vector.clone(),

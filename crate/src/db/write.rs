@@ -19,7 +19,6 @@ use crate::store::{Durability, PageNo, PageStore};
 use super::Database;
 use super::alloc::WCtx;
 use super::meta::Tree;
-use super::read::corrupt_record;
 use super::remote::{Received, apply_remote};
 use super::types::{
     Batch, CommitInfo, Expected, MAX_LOCAL_BYTES, Op, PushGuard, PutOptions, Refusal, WriteOutcome,
@@ -467,7 +466,7 @@ async fn held_versions<S: PageStore>(
     let Some(rec) = btree::get(ctx, ctx.w.meta.root(Tree::Docs), key).await? else {
         return Ok(None);
     };
-    let (_, meta, body, sibs) = doc::decode_raw(&rec).map_err(|e| corrupt_record(key, e))?;
+    let (_, meta, body, sibs) = doc::decode_raw(&rec).map_err(|e| Error::corrupt_record(key, e))?;
     let mut all = Vec::with_capacity(1 + sibs.len());
     all.push(RawVersion {
         change_vector: meta.change_vector.clone(),

@@ -18,7 +18,6 @@ use crate::store::PageStore;
 
 use super::super::alloc::WCtx;
 use super::super::meta::Tree;
-use super::super::read::corrupt_record;
 use super::super::types::Expected;
 use super::super::write::{Prepared, apply_local_write as apply_write};
 use super::{DefRecord, Slot, drop_id, read_def, reduce, tx, write_def};
@@ -354,7 +353,8 @@ async fn rewrite_outputs<S: PageStore>(
         let Some(raw) = tx::get(ctx, Tree::Docs, &idk).await? else {
             continue;
         };
-        let (doc_id, meta, _, _) = doc::decode_raw(&raw).map_err(|e| corrupt_record(&idk, e))?;
+        let (doc_id, meta, _, _) =
+            doc::decode_raw(&raw).map_err(|e| Error::corrupt_record(&idk, e))?;
         if !meta.flags.is_from_index() {
             continue;
         }

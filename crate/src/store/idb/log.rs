@@ -81,17 +81,19 @@ fn stored(page: &[u8]) -> &[u8] {
 
 /// Encodes a log record (see the module documentation).
 pub(super) fn encode(pages: &[(PageNo, PageBuf)], meta: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(record_len(pages, meta.len()));
+    let kept: Vec<&[u8]> = pages.iter().map(|(_, buf)| stored(buf)).collect();
+    let len = HEADER + kept.iter().map(|b| ENTRY + b.len()).sum::<usize>() + meta.len();
+    let mut out = Vec::with_capacity(len);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(pages.len() as u32).to_le_bytes());
     out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-    for (no, buf) in pages {
+    for ((no, _), b) in pages.iter().zip(&kept) {
         out.extend_from_slice(&no.to_le_bytes());
-        out.extend_from_slice(&(stored(buf).len() as u32).to_le_bytes());
+        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     }
     out.extend_from_slice(meta);
-    for (_, buf) in pages {
-        out.extend_from_slice(stored(buf));
+    for b in &kept {
+        out.extend_from_slice(b);
     }
     out
 }
