@@ -57,7 +57,7 @@ pub use cv::{ChangeVector, CvOrder, DbId};
 pub use db::{
     AuditEntry, AuditKind, AuditReport, Batch, CommitInfo, Database, DbStats, Expected,
     IntegrityReport, OpenOptions, Origin, PurgeReport, PurgeScope, PushGuard, PutOptions, Refusal,
-    RemoteDoc, Snapshot, VacuumReport, WriteOutcome, WriteResult,
+    RemoteDoc, Snapshot, Spliced, VacuumReport, WriteOutcome, WriteResult,
 };
 pub use doc::{DocFlags, Document, DocumentMeta, RawVersion, Version};
 pub use error::{Error, InputError, OpenError};

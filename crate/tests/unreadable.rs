@@ -269,3 +269,84 @@ fn the_hub_storage_read_of_a_session_goes_on_past_it() {
         }
     });
 }
+
+/// The spliced reads (what the bindings hand `JSON.parse`) with a body
+/// whose framing is sound but whose members are not JSON: the text does
+/// not parse, so the read is made again the engine's way, which skips and
+/// remembers the record and still fills the page, as `scan` and `changes`
+/// do; a `get` of it is `CorruptRecord`. Without the damaged body the
+/// caller gets the spliced text, in the shape of the parsed read.
+#[test]
+fn a_spliced_read_of_a_body_that_does_not_parse_falls_back_to_the_engines_read() {
+    use outpost::Spliced;
+    use serde_json::Value;
+    let parse = |t: &str| serde_json::from_str::<Value>(t).ok();
+    let as_docs = |d: &outpost::Document| {
+        let mut o = d.body.as_object().cloned().unwrap_or_default();
+        o.insert("@metadata".into(), Value::Object(d.metadata_json()));
+        Value::Object(o)
+    };
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let db = open(&store).await;
+        for id in ["a/1", "a/2", "a/3", "a/4"] {
+            put_in(&db, id, "Things").await;
+        }
+        db.delete("a/4").await.unwrap();
+        // Undamaged: the spliced text is the parsed read's JSON form.
+        let want: Vec<Value> = db
+            .scan("a/", None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(as_docs)
+            .collect();
+        match db.scan_spliced("a/", None, 10, parse).await.unwrap() {
+            Spliced::Text(v) => assert_eq!(v, Value::Array(want)),
+            Spliced::Parsed(d) => panic!("an undamaged page was parsed: {d:?}"),
+        }
+        let want: Vec<Value> = db
+            .changes(0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(as_docs)
+            .collect();
+        match db.changes_spliced(0, 10, parse).await.unwrap() {
+            Spliced::Text(v) => assert_eq!(v, Value::Array(want)),
+            Spliced::Parsed(d) => panic!("an undamaged feed page was parsed: {d:?}"),
+        }
+
+        // `a/2`'s body: one object by its brackets, not JSON inside.
+        let d = db.get("a/2").await.unwrap().unwrap();
+        let rec = doc::encode_record("a/2", &d.meta, br#"{"id":tru}"#);
+        db.testing_overwrite_record("a/2", &rec).await.unwrap();
+        assert_eq!(db.unreadable_seen().len(), 0);
+
+        // A page of two: the parsed read skips `a/2` and still has two.
+        match db.scan_spliced("a/", None, 2, parse).await.unwrap() {
+            Spliced::Parsed(d) => assert_eq!(ids(&d, |d| &d.id), ["a/1", "a/3"]),
+            Spliced::Text(v) => panic!("a page with a damaged body was spliced: {v}"),
+        }
+        let seen = db.unreadable_seen();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].key, "a/2");
+        match db.changes_spliced(0, 3, parse).await.unwrap() {
+            Spliced::Parsed(d) => assert_eq!(ids(&d, |d| &d.id), ["a/1", "a/3", "a/4"]),
+            Spliced::Text(v) => panic!("a feed page with a damaged body was spliced: {v}"),
+        }
+        // Pages that do not hold it are still spliced.
+        assert!(matches!(
+            db.scan_spliced("a/", Some("a/2"), 10, parse).await.unwrap(),
+            Spliced::Text(_)
+        ));
+        let e = db.get_spliced("a/2", parse).await.unwrap_err();
+        assert_eq!(e.code(), "corrupt", "{e}");
+        assert!(matches!(
+            db.get_spliced("a/1", parse).await.unwrap(),
+            Some(Spliced::Text(_))
+        ));
+        assert!(db.get_spliced("a/4", parse).await.unwrap().is_none());
+        assert!(db.get_spliced("a/9", parse).await.unwrap().is_none());
+    });
+}

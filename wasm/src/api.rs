@@ -11,9 +11,9 @@ use outpost::{Batch, Database, OpenOptions};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{
-    body_from_js, check_options, doc_to_js, expected_from, expected_of, id_from_js, opt_count,
-    opt_string, opt_write_result_to_js, prop, string_value, text_docs_or_parsed, text_docs_to_js,
-    text_to_document, value_to_js, write_result_to_js,
+    body_from_js, check_options, expected_from, expected_of, id_from_js, json_parse, opt_count,
+    opt_string, opt_write_result_to_js, prop, spliced_to_js, string_value, value_to_js,
+    write_result_to_js,
 };
 use crate::error::{invalid_argument, js_error, open_error_to_js, to_js};
 use crate::host_store::JsPageStore;
@@ -320,13 +320,9 @@ impl Outpost {
         let db = self.db.clone();
         self.run(async move {
             let id = id_from_js(&id)?;
-            // The stored text, spliced (`text_docs_to_js`); else parsed here.
-            let Some(text) = db.get_text(&id).await.map_err(to_js)? else {
-                return Ok(JsValue::NULL);
-            };
-            match text_docs_to_js(std::slice::from_ref(&text)) {
-                Some(v) => Ok(v.unchecked_ref::<Array>().get(0)),
-                None => doc_to_js(&text_to_document(text)?),
+            match db.get_spliced(&id, json_parse).await.map_err(to_js)? {
+                Some(d) => Ok(spliced_to_js(d)?.unchecked_ref::<Array>().get(0)),
+                None => Ok(JsValue::NULL),
             }
         })
     }
@@ -427,8 +423,8 @@ impl Outpost {
                     .map_err(to_js)?;
                 return Ok(ids.into_iter().map(JsValue::from).collect::<Array>().into());
             }
-            let text = db.scan_text(&prefix, after.as_deref(), limit);
-            text_docs_or_parsed(text.await.map_err(to_js)?)
+            let page = db.scan_spliced(&prefix, after.as_deref(), limit, json_parse);
+            spliced_to_js(page.await.map_err(to_js)?)
         })
     }
 
@@ -452,7 +448,11 @@ impl Outpost {
             check_options(&opts, "changes")?;
             let since = opt_count(&opts, "since")?.unwrap_or(0);
             let limit = limit_of(&opts)?;
-            text_docs_or_parsed(db.changes_text(since, limit).await.map_err(to_js)?)
+            spliced_to_js(
+                db.changes_spliced(since, limit, json_parse)
+                    .await
+                    .map_err(to_js)?,
+            )
         })
     }
 

@@ -13,8 +13,7 @@
 //! when no `collection` option is given.
 
 use js_sys::{Array, Object, Reflect};
-use outpost::doc::RawDoc;
-use outpost::{Batch, ChangeVector, Document, Expected, PutOptions, WriteResult};
+use outpost::{Batch, ChangeVector, Document, Expected, PutOptions, Spliced, WriteResult};
 use serde::Serialize;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
@@ -346,84 +345,26 @@ pub(crate) fn value_to_js(v: &impl Serialize) -> Result<JsValue, JsValue> {
         .map_err(|e| invalid_json(format!("JSON.parse failed: {}", message_of(&e))))
 }
 
-/// A document as a plain JS object with `@metadata`.
-pub(crate) fn doc_to_js(doc: &Document) -> Result<JsValue, JsValue> {
-    value_to_js(&DocOut(doc))
-}
-
 /// Documents as a JS array of plain objects (one `JSON.parse` for all).
 pub(crate) fn docs_to_js(docs: &[Document]) -> Result<JsValue, JsValue> {
     value_to_js(&docs.iter().map(DocOut).collect::<Vec<_>>())
 }
 
-/// Documents read with their bodies as stored JSON text, as a JS array of
-/// plain objects, the same shape as
-/// [`docs_to_js`] with nothing parsed in wasm: each body's members are
-/// spliced with its `@metadata` into one text that JS parses once. The
-/// body's keys keep their stored order.
-///
-/// The document's `@metadata` comes last, after the body's members: a
-/// body that has a top-level `@metadata` of its own (the JS layer never
-/// stores one; a native writer might) is outvoted, as `JSON.parse` keeps
-/// the last of two equal keys.
-///
-/// `None` when a body cannot go this way (not UTF-8, not the text of
-/// exactly one object: [`outpost::body::object_members`]) or the whole
-/// text does not parse: the caller then parses them the slow way, which
-/// reports (a get) or leaves out (a scan) what is wrong with them. Each
-/// body must open and close one object whose brackets balance only at its
-/// end, so that no body can end its document early and add others to the
-/// array.
-pub(crate) fn text_docs_to_js(docs: &[RawDoc]) -> Option<JsValue> {
-    let mut out = String::with_capacity(
-        2 + docs
-            .iter()
-            .map(|d| d.versions.first().map_or(0, |v| v.body.len()) + 200)
-            .sum::<usize>(),
-    );
-    out.push('[');
-    for (i, d) in docs.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let body = match d.versions.first() {
-            Some(v) if !v.deleted => std::str::from_utf8(&v.body).ok()?,
-            _ => "{}",
-        };
-        let members = outpost::body::object_members(body)?;
-        out.push('{');
-        if !members.is_empty() {
-            out.push_str(members);
-            out.push(',');
-        }
-        out.push_str("\"@metadata\":");
-        out.push_str(&serde_json::to_string(&d.metadata_json()).ok()?);
-        out.push('}');
+/// A spliced read's documents as a JS array of plain objects, the shape
+/// [`docs_to_js`] makes: the engine's one array text
+/// ([`outpost::doc::spliced_array`]) parsed once by `JSON.parse`, with
+/// nothing parsed in wasm; or, when that text did not splice or parse,
+/// what the engine parsed ([`Spliced::Parsed`]).
+pub(crate) fn spliced_to_js(s: Spliced<JsValue>) -> Result<JsValue, JsValue> {
+    match s {
+        Spliced::Text(v) => Ok(v),
+        Spliced::Parsed(docs) => docs_to_js(&docs),
     }
-    out.push(']');
-    js_sys::JSON::parse(&out).ok()
 }
 
-/// Documents read as text ([`text_docs_to_js`]), or, when they cannot go
-/// that way, parsed here: a document whose body is not JSON (a damaged or
-/// foreign file) is left out, as the engine's own scans skip it.
-pub(crate) fn text_docs_or_parsed(docs: Vec<RawDoc>) -> Result<JsValue, JsValue> {
-    if let Some(v) = text_docs_to_js(&docs) {
-        return Ok(v);
-    }
-    let docs: Vec<Document> = docs
-        .into_iter()
-        .filter_map(|d| d.into_document().ok())
-        .collect();
-    docs_to_js(&docs)
-}
-
-/// The document read as text, parsed; a body that is not JSON is the
-/// engine's `CorruptRecord` error, as its own `get` reports it.
-pub(crate) fn text_to_document(d: RawDoc) -> Result<Document, JsValue> {
-    let key = outpost::doc::id_key(&d.id);
-    d.into_document()
-        .map_err(|e| to_js(outpost::Error::corrupt_record(&key, e)))
+/// The parse of a spliced read: `JSON.parse`, `None` for text it refuses.
+pub(crate) fn json_parse(text: &str) -> Option<JsValue> {
+    js_sys::JSON::parse(text).ok()
 }
 
 /// `{ id, etag, changeVector, deleted }`.

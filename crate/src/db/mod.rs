@@ -84,7 +84,7 @@ pub use purge::{
     PURGE_PENDING_KEY, PURGED_ID_PREFIX, PurgeReport, PurgeScope, PurgedDoc,
     ids_hash as purge_ids_hash, purged_id_hash, purged_id_key,
 };
-pub use read::{Snapshot, UnreadableRecord};
+pub use read::{Snapshot, Spliced, UnreadableRecord};
 pub use repair::{QUARANTINE_PREFIX, quarantine_key};
 pub use types::{
     Batch, Clock, CommitInfo, DbStats, Expected, IntegrityReport, MAX_DOC_BYTES, MAX_LOCAL_BYTES,

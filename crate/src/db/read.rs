@@ -231,14 +231,6 @@ read_through_snapshot! {
     /// Document versions (tombstones included) with etag greater than `since`,
     /// in etag order, at most `limit`.
     fn changes(&self, since: u64, limit: usize) -> Vec<Document>;
-    /// [`Database::get`] with the bodies as stored: JSON text, neither
-    /// parsed nor checked (for a caller that parses them itself and falls
-    /// back to [`Database::get`] when they do not parse).
-    fn get_text(&self, id: &str) -> Option<doc::RawDoc>;
-    /// [`Database::scan`] with the bodies as stored, like [`Database::get_text`].
-    fn scan_text(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<doc::RawDoc>;
-    /// [`Database::changes`] with the bodies as stored, like [`Database::get_text`].
-    fn changes_text(&self, since: u64, limit: usize) -> Vec<doc::RawDoc>;
     /// [`Database::changes`] with bodies left as JSON text.
     fn changes_raw(&self, since: u64, limit: usize) -> Vec<doc::RawDoc>;
     /// Live documents of a collection (case-insensitive), in id order, after `after`.
@@ -252,6 +244,61 @@ read_through_snapshot! {
     fn get_local(&self, key: &[u8]) -> Option<Vec<u8>>;
     /// Local records whose key starts with `prefix`, in key order.
     fn scan_locals(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)>;
+}
+
+/// A read of documents handed to its caller as one JSON array text to
+/// parse ([`doc::spliced_array`]: the stored bodies, not parsed by the
+/// engine), or parsed by the engine when that text cannot be made or does
+/// not parse.
+#[derive(Debug)]
+pub enum Spliced<T> {
+    /// What the caller's `parse` made of the spliced text.
+    Text(T),
+    /// The documents as the engine's own read returns them: a body did
+    /// not splice or the text did not parse, so the read was made again in
+    /// the same snapshot, parsing each body. What the engine's read does
+    /// with a body that does not parse holds: a `get` is
+    /// [`Error::CorruptRecord`]; a scan or the changes feed skips and
+    /// remembers it ([`UnreadableRecord`]) and still fills its page.
+    Parsed(Vec<Document>),
+}
+
+/// The spliced reads ([`Spliced`]): [`Database::get`], [`Database::scan`]
+/// and [`Database::changes`] for a caller that parses JSON faster than the
+/// engine does (the bindings, with `JSON.parse`). Each reads through a
+/// snapshot of its own.
+impl<S: PageStore> Database<S> {
+    /// [`Database::get`], spliced: `None` if absent or deleted.
+    pub async fn get_spliced<T>(
+        &self,
+        id: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<Spliced<T>>, Error> {
+        self.snapshot().get_spliced(id, parse).await
+    }
+
+    /// [`Database::scan`], spliced.
+    pub async fn scan_spliced<T>(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Spliced<T>, Error> {
+        self.snapshot()
+            .scan_spliced(prefix, after, limit, parse)
+            .await
+    }
+
+    /// [`Database::changes`], spliced.
+    pub async fn changes_spliced<T>(
+        &self,
+        since: u64,
+        limit: usize,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Spliced<T>, Error> {
+        self.snapshot().changes_spliced(since, limit, parse).await
+    }
 }
 
 impl<S: PageStore> Snapshot<S> {
@@ -309,21 +356,92 @@ impl<S: PageStore> Snapshot<S> {
         .await
     }
 
-    /// See [`Database::get_text`].
-    pub async fn get_text(&self, id: &str) -> Result<Option<doc::RawDoc>, Error> {
+    /// See [`Database::get_spliced`].
+    pub async fn get_spliced<T>(
+        &self,
+        id: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<Spliced<T>>, Error> {
         doc::validate_id(id)?;
         let key = doc::id_key(id);
-        match btree::get(&self.reader(), self.meta.root(Tree::Docs), &key).await? {
-            Some(rec) => Ok(Some(
-                doc::decode_raw_doc(&rec).map_err(|e| Error::corrupt_record(&key, e))?,
-            )
-            .filter(|d| !d.meta.flags.is_tombstone())),
-            None => Ok(None),
+        let Some(rec) = btree::get(&self.reader(), self.meta.root(Tree::Docs), &key).await? else {
+            return Ok(None);
+        };
+        let d = doc::decode_raw_doc(&rec).map_err(|e| Error::corrupt_record(&key, e))?;
+        if d.meta.flags.is_tombstone() {
+            return Ok(None);
+        }
+        if let Some(v) = doc::spliced_array(std::slice::from_ref(&d))
+            .as_deref()
+            .and_then(parse)
+        {
+            return Ok(Some(Spliced::Text(v)));
+        }
+        let d = d
+            .into_document()
+            .map_err(|e| Error::corrupt_record(&key, e))?;
+        Ok(Some(Spliced::Parsed(vec![d])))
+    }
+
+    /// See [`Database::scan_spliced`].
+    pub async fn scan_spliced<T>(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Spliced<T>, Error> {
+        let mut docs = self.scan_raw(prefix, after, limit).await?;
+        if let Some(v) = doc::spliced_array(&docs).as_deref().and_then(parse) {
+            return Ok(Spliced::Text(v));
+        }
+        // Parsed here, the page filled past what does not parse, as `scan`
+        // fills its page (this walk again, not `scan`'s: a second generic
+        // instance of the walk would cost the wasm build more).
+        let mut out = Vec::new();
+        loop {
+            let want = limit - out.len();
+            let full = docs.len() == want;
+            let last = docs.last().map(|d| d.id.clone());
+            self.parse_or_note(docs, &mut out).await?;
+            if !full || out.len() == limit {
+                return Ok(Spliced::Parsed(out));
+            }
+            docs = self
+                .scan_raw(prefix, last.as_deref(), limit - out.len())
+                .await?;
         }
     }
 
-    /// See [`Database::scan_text`].
-    pub async fn scan_text(
+    /// See [`Database::changes_spliced`].
+    pub async fn changes_spliced<T>(
+        &self,
+        since: u64,
+        limit: usize,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Spliced<T>, Error> {
+        let mut docs = self.feed(since, limit, doc::decode_raw_doc).await?;
+        if let Some(v) = doc::spliced_array(&docs).as_deref().and_then(parse) {
+            return Ok(Spliced::Text(v));
+        }
+        // As `scan_spliced` does.
+        let mut out = Vec::new();
+        loop {
+            let want = limit - out.len();
+            let full = docs.len() == want;
+            let since = docs.last().map_or(since, |d| d.meta.etag);
+            self.parse_or_note(docs, &mut out).await?;
+            if !full || out.len() == limit {
+                return Ok(Spliced::Parsed(out));
+            }
+            docs = self
+                .feed(since, limit - out.len(), doc::decode_raw_doc)
+                .await?;
+        }
+    }
+
+    /// The live documents [`Snapshot::scan`] would return, bodies as stored.
+    async fn scan_raw(
         &self,
         prefix: &str,
         after: Option<&str>,
@@ -335,9 +453,28 @@ impl<S: PageStore> Snapshot<S> {
         .await
     }
 
-    /// See [`Database::changes_text`].
-    pub async fn changes_text(&self, since: u64, limit: usize) -> Result<Vec<doc::RawDoc>, Error> {
-        self.feed(since, limit, doc::decode_raw_doc).await
+    /// Parses `docs` onto `out`; one whose body does not parse is left out
+    /// and remembered, as the engine's parsed reads do ([`UnreadableRecord`]).
+    async fn parse_or_note(
+        &self,
+        docs: Vec<doc::RawDoc>,
+        out: &mut Vec<Document>,
+    ) -> Result<(), Error> {
+        for d in docs {
+            let key = doc::id_key(&d.id);
+            let etag = d.meta.etag;
+            match d.into_document() {
+                Ok(d) => out.push(d),
+                Err(e) => {
+                    // The record's length, read again (a rare path).
+                    let root = self.meta.root(Tree::Docs);
+                    let rec = btree::get(&self.reader(), root, &key).await?;
+                    let bytes = rec.map_or(0, |r| r.len());
+                    self.inner.note_unreadable(&key, Some(etag), bytes, &e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// See [`Database::scan_ids`].
