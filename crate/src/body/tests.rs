@@ -517,7 +517,7 @@ mod props {
         }
 
         /// A mutated body that `object_members` lets through, spliced twice
-        /// into an array as the wasm bindings splice a page of documents,
+        /// into an array by `doc::spliced_array` (a page for JS to parse),
         /// either does not parse or parses as exactly two objects, each
         /// with the `@metadata` the splice put last: no body ends its
         /// document early or adds one of its own.
@@ -555,11 +555,27 @@ mod props {
                     _ => {}
                 }
             }
-            let Ok(text) = std::str::from_utf8(&body) else { return Ok(()) };
-            let Some(members) = object_members(text) else { return Ok(()) };
-            let comma = if members.is_empty() { "" } else { "," };
-            let doc = format!("{{{members}{comma}\"@metadata\":{{\"@id\":\"mine\"}}}}");
-            if let Ok(Value::Array(docs)) = serde_json::from_str::<Value>(&format!("[{doc},{doc}]")) {
+            // The engine's splice of a page of two such documents.
+            let meta = crate::doc::DocumentMeta {
+                collection: None,
+                change_vector: crate::ChangeVector::default(),
+                etag: 1,
+                last_modified_ms: 0,
+                flags: crate::DocFlags::default(),
+                source: None,
+            };
+            let raw = crate::doc::RawDoc {
+                id: "mine".into(),
+                meta: meta.clone(),
+                versions: vec![crate::RawVersion {
+                    change_vector: meta.change_vector.clone(),
+                    last_modified_ms: 0,
+                    deleted: false,
+                    body,
+                }],
+            };
+            let Some(text) = crate::doc::spliced_array(&[raw.clone(), raw]) else { return Ok(()) };
+            if let Ok(Value::Array(docs)) = serde_json::from_str::<Value>(&text) {
                 prop_assert_eq!(docs.len(), 2);
                 for d in &docs {
                     prop_assert_eq!(&d["@metadata"]["@id"], "mine");
