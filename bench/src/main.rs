@@ -233,7 +233,7 @@ fn record(lat: &mut Vec<u64>, t0: Instant) {
 }
 
 /// Document `n` as its writer holds it: its id and its JSON text, the
-/// compact serialization of [`make_body`] (keys in order), written
+/// compact serialization of `make_body` (keys in order), written
 /// directly as a client that received it would hold it, so that what is
 /// measured is the engines and not the making of a `Value`.
 fn doc_text(n: u64) -> (String, String) {

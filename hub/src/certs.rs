@@ -620,7 +620,7 @@ impl RawCert {
     }
 }
 
-/// A pin as a `[[edge.cert]]` table (what [`RawCert`] reads back).
+/// A pin as a `[[edge.cert]]` table (what `RawCert` reads back).
 pub fn to_table(c: &PinnedCert) -> toml_edit::Table {
     use toml_edit::{Array, value};
     let mut t = toml_edit::Table::new();

@@ -122,7 +122,7 @@ Examples:
     /// Make a key file (ECDSA P-256) and print its public key.
     ///
     /// For this hub as an edge of another hub: set `key_file` in its
-    /// [[upstream]] and register the printed key there (`outpost-hub edge add
+    /// `[[upstream]]` and register the printed key there (`outpost-hub edge add
     /// NAME --pubkey KEY`). The file (mode 0600) is the identity: keep it
     /// secret. Never overwrites a file.
     #[command(after_help = "\

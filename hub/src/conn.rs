@@ -272,7 +272,7 @@ impl Conn {
         self.client_chain.get().map_or(&[], Vec::as_slice)
     }
 
-    /// From now on, read at most `bytes` more until [`Conn::authenticated`].
+    /// From now on, read at most `bytes` more until `Conn::authenticated`.
     pub fn limit_reads(&self, bytes: u64) {
         if !self.authenticated.load(Ordering::Acquire) {
             let read = self.read.load(Ordering::Acquire);

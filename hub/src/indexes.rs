@@ -6,12 +6,12 @@
 //! another's output collection follows it).
 //!
 //! An index whose function fails (a throw, a timeout, memory) is logged with
-//! the index and the document, and retried after [`RETRY`] or the next
+//! the index and the document, and retried after `RETRY` or the next
 //! commit; the other indexes and the hub go on.
 //!
 //! A running hub follows its modules: when a database's list in the
 //! configuration changes, or a module file changes (checked every
-//! [`MODULE_POLL`]), the modules are loaded again; if they load, the tasks
+//! `MODULE_POLL`), the modules are loaded again; if they load, the tasks
 //! of the old ones stop between two steps and the new ones start (a changed
 //! function is a new version, built beside the old one, which queries use
 //! until it has caught up); if they do not, the error is logged and the

@@ -114,7 +114,7 @@ pub struct RateLimits {
 
 /// The number of documents a `Push` frame announces (its header, read by
 /// `outpost::sync::frame::push_header`), at most what its size can hold (a
-/// document takes at least [`MIN_DOC_BYTES`]: a forged count cannot put an
+/// document takes at least `MIN_DOC_BYTES`: a forged count cannot put an
 /// identity in debt for days); 1 when the frame is too short to say (the
 /// machine refuses it anyway).
 pub fn push_doc_count(frame: &[u8]) -> u64 {

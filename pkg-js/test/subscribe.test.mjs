@@ -115,6 +115,39 @@ test("many writes without awaiting: each change is delivered once, in order", as
   await db.close();
 });
 
+test("a large commit reaches subscribers in several tasks: the event loop runs in between", async () => {
+  const db = await Outpost.open("sub-large");
+  const n = 20_000;
+  // Another task ticking all along: at each page the subscriber gets, how
+  // many ticks have run. A pass that never let the event loop go on would
+  // deliver every page within one task, between the same two ticks.
+  let ticks = 0;
+  let ticking = true;
+  const ch = new MessageChannel();
+  ch.port1.onmessage = () => {
+    ticks++;
+    if (ticking) ch.port2.postMessage(undefined);
+  };
+  ch.port2.postMessage(undefined);
+  const pages = [];
+  let got = 0;
+  const unsub = db.subscribe({}, (docs) => {
+    pages.push(ticks);
+    got += docs.length;
+  });
+  await db.transaction(async (tx) => {
+    for (let i = 0; i < n; i++) tx.put(`big/${String(i).padStart(5, "0")}`, { i, text: "x".repeat(200) });
+  });
+  for (let k = 0; got < n && k < 600; k++) await settle();
+  ticking = false;
+  ch.port1.close();
+  assert.equal(got, n);
+  assert.ok(pages.length >= n / 256, `${pages.length} pages`);
+  assert.ok(pages[pages.length - 1] > pages[0], `ticks at the first and the last page: ${pages[0]}, ${pages[pages.length - 1]}`);
+  unsub();
+  await db.close();
+});
+
 test("a throwing (or rejecting) callback does not break the handle or other subscribers", async () => {
   const db = await Outpost.open("sub-throws");
   const errors = [];

@@ -155,6 +155,30 @@ async function laptop(name, who, beforeGoto, dbName = `e2e-sync-${name}-${run}`)
     } catch {
       window.__longTasks = null; // not supported
     }
+    // Long animation frames with the scripts that ran in them (what a long
+    // task was spent on: printed by the initial sync's test).
+    window.__longFrames = [];
+    try {
+      new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) {
+          window.__longFrames.push({
+            start: e.startTime,
+            duration: e.duration,
+            renderStart: e.renderStart,
+            styleAndLayoutStart: e.styleAndLayoutStart,
+            scripts: e.scripts.map((x) => ({
+              invoker: x.invoker,
+              fn: x.sourceFunctionName,
+              url: x.sourceURL,
+              duration: x.duration,
+              layout: x.forcedStyleAndLayoutDuration,
+            })),
+          });
+        }
+      }).observe({ type: "long-animation-frame", buffered: true });
+    } catch {
+      window.__longFrames = null; // not supported
+    }
   });
   const page = await context.newPage();
   watch(page, name);
@@ -695,6 +719,17 @@ test(`initial sync of ${BULK.toLocaleString("en")} documents: the page stays res
     `# initial sync of ${BULK} documents: ${secs.toFixed(1)} s (${Math.round(BULK / secs)} docs/s); ` +
       `long tasks (>50 ms) during it: ${during.length}; longest main-thread task in the trace: ${longest.toFixed(1)} ms`,
   );
+  // What the long frames were spent on (Long Animation Frames: the scripts
+  // that ran in each, and the part after them: style, layout, paint).
+  const frames = ((await c.evaluate(() => window.__longFrames)) ?? []).filter((f) => f.start + f.duration >= syncStart && f.duration > 50);
+  for (const f of frames.sort((x, y) => y.duration - x.duration).slice(0, 5)) {
+    const scripts = f.scripts
+      .sort((x, y) => y.duration - x.duration)
+      .slice(0, 3)
+      .map((x) => `${x.invoker || "?"} ${x.fn || ""} ${(x.url || "").split("/").pop()} ${x.duration.toFixed(0)} ms (forced layout ${x.layout.toFixed(0)})`);
+    const render = f.renderStart ? (f.start + f.duration - f.renderStart).toFixed(0) : "0";
+    console.log(`# long frame ${f.duration.toFixed(0)} ms at +${(f.start - syncStart).toFixed(0)} ms: rendering ${render} ms; scripts: ${scripts.join("; ") || "none"}`);
+  }
   // The page answered the status polls between batches: it reported several
   // distinct progress values during the sync (a page frozen for the whole
   // sync would report one or two). No millisecond threshold is asserted here.

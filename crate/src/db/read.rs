@@ -255,11 +255,11 @@ pub enum Spliced<T> {
     /// What the caller's `parse` made of the spliced text.
     Text(T),
     /// The documents as the engine's own read returns them: a body did
-    /// not splice or the text did not parse, so the read was made again in
-    /// the same snapshot, parsing each body. What the engine's read does
-    /// with a body that does not parse holds: a `get` is
+    /// not splice or the text did not parse, so the engine parsed each
+    /// body itself, in the same snapshot. What its own read does with a
+    /// body that does not parse holds: a `get` is
     /// [`Error::CorruptRecord`]; a scan or the changes feed skips and
-    /// remembers it ([`UnreadableRecord`]) and still fills its page.
+    /// remembers it ([`UnreadableRecord`]) and reads on to fill its page.
     Parsed(Vec<Document>),
 }
 

@@ -3,7 +3,7 @@
 //! commit wakes every live session, they all ask for the same page of the
 //! feed (the documents after the same cursor). A [`FeedCache`] reads that
 //! page once per commit and hands every session the same [`FeedPage`],
-//! whose `Changes` encoding is made once too ([`FeedPage::whole`]).
+//! whose `Changes` encoding is made once too (`FeedPage::whole`).
 //!
 //! Sharing never widens what a session sends: each session's machine still
 //! filters the page by its own grant (`crate::sync::hub::feed`), and uses

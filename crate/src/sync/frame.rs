@@ -319,7 +319,7 @@ pub enum Frame {
         ids: Vec<[u8; 32]>,
     },
     /// Edge → hub (version 4): a `Purge` is done; signed by the edge's key
-    /// over [`purge_receipt_message`](crate::sync::signed::purge_receipt_message).
+    /// over [`PurgeReceipt::message`](crate::sync::signed::PurgeReceipt::message).
     PurgeReceipt {
         /// The order's number.
         order: u64,
@@ -333,7 +333,7 @@ pub enum Frame {
     /// Edge → hub (version 6): write safety `hub`, a compare-and-set of
     /// 1 to [`MAX_WRITE_OPS`] documents applied at the hub alone, all or
     /// nothing; signed by the edge's key over
-    /// [`hub_write_message`](crate::sync::signed::hub_write_message).
+    /// [`HubWriteManifest::message`](crate::sync::hub_write::HubWriteManifest::message).
     Write {
         /// The request's number in this session (1, 2, …; increasing).
         request: u64,

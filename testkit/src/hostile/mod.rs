@@ -247,7 +247,7 @@ pub struct Hostile {
     /// The link the last signed push would move the chain to.
     pending_link: Option<(u64, [u8; 32])>,
     /// Purge orders received (recorded, never answered unless asked:
-    /// [`Hostile::answer_purge`]).
+    /// [`Hostile::purge_receipt`]).
     pub purges: Vec<PurgeOrder>,
     /// The last `Write` request number used.
     pub write_request: u64,
