@@ -198,7 +198,7 @@ async function usageBytes() {
 }
 
 // --------------------------------------------------------------- Outpost ---
-async function outpost({ url, identity, credential, n, capMs, name = "sync-outpost", storage = "indexeddb", inWorker = false }) {
+async function outpost({ url, identity, credential, n, capMs, name = "sync-outpost", storage = "indexeddb", inWorker = false, subscribe = false }) {
   let db;
   if (inWorker) {
     // The engine in a dedicated worker (sync-worker.js): the same calls, answered there.
@@ -211,6 +211,9 @@ async function outpost({ url, identity, credential, n, capMs, name = "sync-outpo
     db = await Outpost.open(name, { storage });
   }
   const memory = storage === "memory";
+  // With subscribe: a listener to every change, as an app showing the data has.
+  let heard = 0;
+  const unsubscribe = subscribe ? db.subscribe({}, (docs) => { heard += docs.length; }) : null;
   const statuses = [];
   let last = { state: "connecting" };
   let sync;
@@ -244,20 +247,25 @@ async function outpost({ url, identity, credential, n, capMs, name = "sync-outpo
   // Live means the backlog is applied; count() confirms it (under the same lock).
   const count = await db.count();
   const tCount = now() - t0;
+  // The listener may still be catching up: the timed interval ends when it
+  // has heard every document (or at the cap).
+  while (subscribe && heard < n && !capped && !error && now() - t0 < capMs) await new Promise((r) => setTimeout(r, 10));
+  const tHeard = subscribe ? now() - t0 : null;
   const probes = snapshotProbes(t0);
   const main = await probe.stop();
   const received = last.state === "initial" ? last.received : count;
   await sync.stop();
+  unsubscribe?.();
   const usage = await usageBytes();
   const stats = db.stats();
   await db.close();
-  const ms = tLive !== null ? Math.max(tLive, tCount) : tCount;
+  const ms = Math.max(tLive ?? 0, tCount, tHeard ?? 0);
   const docs = tLive !== null ? count : Math.min(received, count);
   return {
     engine: inWorker ? "outpost-worker" : memory ? "outpost-mem" : "outpost",
     label: inWorker ? "Outpost, engine in a worker" : memory ? "Outpost, memory store" : "Outpost",
     n, docs, ms, rate: (docs * 1000) / ms, capped, error,
-    tLive, tCount, statuses, main, ...probes, usage, cache: stats.cache ?? null,
+    tLive, tCount, statuses, main, ...probes, usage, cache: stats.cache ?? null, heard: subscribe ? heard : null, tHeard,
     complete: !capped && !error && count === n,
   };
 }
@@ -302,10 +310,13 @@ async function outpostLocal({ n, batch, capMs, name = "local-outpost" }) {
 }
 
 // --------------------------------------------------------------- PouchDB ---
-async function pouchdb({ remote, n, capMs, name = "sync-pouchdb", durability = "strict" }) {
+async function pouchdb({ remote, n, capMs, name = "sync-pouchdb", durability = "strict", subscribe = false }) {
   idb.forceStrict = durability === "strict";
   const db = new PouchDB(name, { adapter: "idb" });
   await db.info();
+  // With subscribe: a live changes feed from now on (PouchDB's listener).
+  let heard = 0;
+  const feed = subscribe ? db.changes({ since: "now", live: true }).on("change", () => { heard++; }) : null;
   const progress = [];
   let written = 0;
   resetProbes();
@@ -335,6 +346,7 @@ async function pouchdb({ remote, n, capMs, name = "sync-pouchdb", durability = "
   const ms = now() - t0;
   const probes = snapshotProbes(t0);
   const main = await probe.stop();
+  feed?.cancel();
   const info = await db.info();
   const usage = await usageBytes();
   await db.close();
@@ -342,7 +354,7 @@ async function pouchdb({ remote, n, capMs, name = "sync-pouchdb", durability = "
   return {
     engine: "pouchdb", label: "PouchDB", n, docs, ms, rate: (docs * 1000) / ms, capped, error,
     status: result?.status ?? null, docsRead: result?.docs_read ?? null, docsWritten: result?.docs_written ?? written,
-    progress, main, ...probes, usage, complete: !capped && !error && docs === n,
+    progress, main, ...probes, usage, heard: subscribe ? heard : null, complete: !capped && !error && docs === n,
   };
 }
 

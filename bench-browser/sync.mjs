@@ -42,6 +42,10 @@
 //                        outpost_wasm.wasm when it matches pkg-js/dist).
 //                        Profiling slows the page: use it for the split,
 //                        not for the rates
+//   --subscribe          the page also listens to every change while it syncs,
+//                        as an app that shows its data does (Outpost:
+//                        db.subscribe({}); PouchDB: db.changes({ live: true }));
+//                        the figures then include feeding that listener
 //   --keep               keep the temporary directory (hub data and logs)
 //   --json FILE          also write the raw results as JSON
 //   --chromium PATH      browser binary (default /usr/bin/chromium)
@@ -95,6 +99,7 @@ const repeat = Math.max(1, Number(opt("--repeat", 1)));
 const pouchCapMs = Number(opt("--pouch-cap", 300)) * 1000;
 const capMs = Number(opt("--cap", 600)) * 1000;
 const pouchDurability = opt("--pouch-durability", "strict");
+const subscribe = flag("--subscribe");
 if (!["strict", "default"].includes(pouchDurability)) throw new Error("--pouch-durability: strict or default");
 const chromiumPath = opt("--chromium", "/usr/bin/chromium");
 const hubBin = opt("--hub", join(root, "target/release/outpost-hub"));
@@ -506,7 +511,7 @@ async function measured(label, serverPid, call) {
 async function runOutpost(n, hubConn, round, storage = "indexeddb", inWorker = false) {
   const m0 = await hubMetrics(hubConn.http);
   const r = await measured(`${inWorker ? "worker" : storage}-${n}`, hubConn.child.pid, (page) => page.evaluate((a) => window.syncBench.outpost(a), {
-    url: hubConn.ws, identity: IDENTITY, credential: TOKEN, n, capMs, storage, inWorker,
+    url: hubConn.ws, identity: IDENTITY, credential: TOKEN, n, capMs, storage, inWorker, subscribe,
   }));
   const m1 = await hubMetrics(hubConn.http);
   r.round = round;
@@ -522,7 +527,7 @@ async function runOutpost(n, hubConn, round, storage = "indexeddb", inWorker = f
 
 async function runPouch(n, pouch, remoteUrl, round) {
   const r = await measured(`pouchdb-${n}`, pouch.child.pid, (page) => page.evaluate((a) => window.syncBench.pouchdb(a), {
-    remote: remoteUrl, n, capMs: pouchCapMs, durability: pouchDurability,
+    remote: remoteUrl, n, capMs: pouchCapMs, durability: pouchDurability, subscribe,
   }));
   r.round = round;
   return r;
@@ -539,7 +544,8 @@ const fmtS = (ms) => (ms / 1000).toFixed(ms >= 100_000 ? 0 : ms >= 10_000 ? 1 : 
 const fmtRate = (x) => Math.round(x).toLocaleString("en");
 const describe = (r) => `${r.label} ${r.n}: ${r.docs} docs in ${fmtS(r.ms)} s = ${fmtRate(r.rate)} docs/s` +
   (r.capped ? " (TIME CAP)" : "") + (r.error ? ` ERROR ${r.error}` : "") +
-  `; longest task ${r.main.longestTaskMs === null ? "< 50" : r.main.longestTaskMs.toFixed(0)} ms, ${r.main.longTasks} tasks > 50 ms`;
+  `; longest task ${r.main.longestTaskMs === null ? "< 50" : r.main.longestTaskMs.toFixed(0)} ms, ${r.main.longTasks} tasks > 50 ms` +
+  (r.heard == null ? "" : `; the listener heard ${r.heard} changes${r.tHeard != null ? ` (by ${fmtS(r.tHeard)} s; live at ${fmtS(r.tLive ?? NaN)} s)` : ""}`);
 
 let pouch;
 const hubs = [];
@@ -603,7 +609,8 @@ const ms = (x) => (x === null || x === undefined ? "< 50" : x.toFixed(0));
 log("");
 log(`Chromium ${browserVersion}, ${cpus().length} × ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB; ` +
   `documents of ~1 KiB; Outpost wasm ${Math.round(wasmBytes / 1024)} KiB; pouchdb-server ${pouch?.version ?? "-"} --in-memory; ` +
-  `PouchDB durability ${pouchDurability === "strict" ? '"strict" (forced, as Outpost\'s)' : "as PouchDB opens it"}`);
+  `PouchDB durability ${pouchDurability === "strict" ? '"strict" (forced, as Outpost\'s)' : "as PouchDB opens it"}` +
+  (subscribe ? "; a listener to every change on each page (--subscribe)" : ""));
 log("");
 log("| engine | N | seconds | docs/s | Outpost/PouchDB | longest task (ms) | tasks > 50 ms |");
 log("| --- | --: | --: | --: | --: | --: | --: |");
