@@ -263,6 +263,14 @@ pub enum Spliced<T> {
     Parsed(Vec<Document>),
 }
 
+/// Where a spliced read's pages come from, and how far it has read.
+enum Pages<'a> {
+    /// Live documents whose id starts with the prefix, after the id.
+    Ids(&'a str, Option<String>),
+    /// The changes feed after the etag.
+    Feed(u64),
+}
+
 /// The spliced reads ([`Spliced`]): [`Database::get`], [`Database::scan`]
 /// and [`Database::changes`] for a caller that parses JSON faster than the
 /// engine does (the bindings, with `JSON.parse`). Each reads through a
@@ -391,26 +399,8 @@ impl<S: PageStore> Snapshot<S> {
         limit: usize,
         parse: impl FnOnce(&str) -> Option<T>,
     ) -> Result<Spliced<T>, Error> {
-        let mut docs = self.scan_raw(prefix, after, limit).await?;
-        if let Some(v) = doc::spliced_array(&docs).as_deref().and_then(parse) {
-            return Ok(Spliced::Text(v));
-        }
-        // Parsed here, the page filled past what does not parse, as `scan`
-        // fills its page (this walk again, not `scan`'s: a second generic
-        // instance of the walk would cost the wasm build more).
-        let mut out = Vec::new();
-        loop {
-            let want = limit - out.len();
-            let full = docs.len() == want;
-            let last = docs.last().map(|d| d.id.clone());
-            self.parse_or_note(docs, &mut out).await?;
-            if !full || out.len() == limit {
-                return Ok(Spliced::Parsed(out));
-            }
-            docs = self
-                .scan_raw(prefix, last.as_deref(), limit - out.len())
-                .await?;
-        }
+        let from = Pages::Ids(prefix, after.map(str::to_string));
+        self.spliced(from, limit, parse).await
     }
 
     /// See [`Database::changes_spliced`].
@@ -420,23 +410,45 @@ impl<S: PageStore> Snapshot<S> {
         limit: usize,
         parse: impl FnOnce(&str) -> Option<T>,
     ) -> Result<Spliced<T>, Error> {
-        let mut docs = self.feed(since, limit, doc::decode_raw_doc).await?;
+        self.spliced(Pages::Feed(since), limit, parse).await
+    }
+
+    /// A spliced read of the pages `from` names. When the first does not
+    /// splice or parse, the pages are parsed here, filled past a body that
+    /// does not parse as the engine's own reads fill theirs (the same walks
+    /// again, not `scan`'s or `changes`': another generic instance of a
+    /// walk would cost the wasm build more).
+    async fn spliced<T>(
+        &self,
+        mut from: Pages<'_>,
+        limit: usize,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Spliced<T>, Error> {
+        let mut docs = self.page(&from, limit).await?;
         if let Some(v) = doc::spliced_array(&docs).as_deref().and_then(parse) {
             return Ok(Spliced::Text(v));
         }
-        // As `scan_spliced` does.
         let mut out = Vec::new();
         loop {
-            let want = limit - out.len();
-            let full = docs.len() == want;
-            let since = docs.last().map_or(since, |d| d.meta.etag);
+            let full = docs.len() == limit - out.len();
+            match (&mut from, docs.last()) {
+                (Pages::Ids(_, after), Some(d)) => *after = Some(d.id.clone()),
+                (Pages::Feed(since), Some(d)) => *since = d.meta.etag,
+                (_, None) => {}
+            }
             self.parse_or_note(docs, &mut out).await?;
             if !full || out.len() == limit {
                 return Ok(Spliced::Parsed(out));
             }
-            docs = self
-                .feed(since, limit - out.len(), doc::decode_raw_doc)
-                .await?;
+            docs = self.page(&from, limit - out.len()).await?;
+        }
+    }
+
+    /// At most `want` documents of `from`, bodies as stored.
+    async fn page(&self, from: &Pages<'_>, want: usize) -> Result<Vec<doc::RawDoc>, Error> {
+        match from {
+            Pages::Ids(prefix, after) => self.scan_raw(prefix, after.as_deref(), want).await,
+            Pages::Feed(since) => self.feed(*since, want, doc::decode_raw_doc).await,
         }
     }
 
