@@ -494,6 +494,23 @@ mod props {
             prop_assert_eq!(check_body_collection(&body), Ok(want));
         }
 
+        /// `object_members` (which skips a string's plain bytes eight at a
+        /// time) gives what following the text byte by byte gives, on
+        /// texts of quotes, escapes, brackets, control characters and long
+        /// plain runs.
+        #[test]
+        fn object_members_is_what_a_byte_by_byte_walk_finds(
+            parts in prop::collection::vec(prop::sample::select(vec![
+                "{", "}", "[", "]", "\"", "\\", "\\\"", ",", ":", " ", "\n", "\u{1}", "a",
+                "abcdefghijklmnop", "é", "\u{1F600}", "1", "\"k\":", "\\\\",
+            ]), 0..40),
+        ) {
+            let text: String = parts.concat();
+            for t in [text.clone(), format!("{{{text}}}"), format!("{{\"a\":\"{text}\"}}")] {
+                prop_assert_eq!(object_members(&t), byte_by_byte_members(&t), "{:?}", t);
+            }
+        }
+
         #[test]
         fn mutations_never_panic_and_accepted_bodies_parse(
             m in prop::collection::btree_map(any::<String>(), value(), 1..6),
@@ -648,6 +665,33 @@ fn object_members_is_the_inside_of_one_object_and_nothing_else() {
     ] {
         assert_eq!(object_members(bad), None, "{bad:?}");
     }
+}
+
+/// `object_members` as it was first written: every byte through
+/// [`Strings`] (the reference of the property test above).
+fn byte_by_byte_members(body: &str) -> Option<&str> {
+    let t = body.trim_ascii();
+    let b = t.as_bytes();
+    if b.len() < 2 || b[0] != b'{' || b[b.len() - 1] != b'}' {
+        return None;
+    }
+    let (mut depth, mut strings) = (0usize, Strings::default());
+    for (i, &c) in b.iter().enumerate() {
+        if !strings.outside(c) {
+            continue;
+        }
+        match c {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 && i + 1 != b.len() {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    (depth == 0 && !strings.in_string()).then(|| t[1..t.len() - 1].trim_ascii())
 }
 
 #[test]
