@@ -444,25 +444,17 @@ impl<S: PageStore> Snapshot<S> {
         }
     }
 
-    /// At most `want` documents of `from`, bodies as stored.
+    /// At most `want` documents of `from`, bodies as stored (for `Ids`,
+    /// the live documents [`Snapshot::scan`] would return).
     async fn page(&self, from: &Pages<'_>, want: usize) -> Result<Vec<doc::RawDoc>, Error> {
         match from {
-            Pages::Ids(prefix, after) => self.scan_raw(prefix, after.as_deref(), want).await,
+            Pages::Ids(prefix, after) => {
+                let dead = |d: &doc::RawDoc| d.meta.flags.is_tombstone();
+                self.scan_live(prefix, after.as_deref(), want, doc::decode_raw_doc, dead)
+                    .await
+            }
             Pages::Feed(since) => self.feed(*since, want, doc::decode_raw_doc).await,
         }
-    }
-
-    /// The live documents [`Snapshot::scan`] would return, bodies as stored.
-    async fn scan_raw(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<doc::RawDoc>, Error> {
-        self.scan_live(prefix, after, limit, doc::decode_raw_doc, |d| {
-            d.meta.flags.is_tombstone()
-        })
-        .await
     }
 
     /// Parses `docs` onto `out`; one whose body does not parse is left out
