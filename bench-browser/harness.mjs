@@ -21,7 +21,7 @@ const root = join(here, "..");
  * `{ page, browserVersion, close }`; the page's console is echoed.
  * `workers`: [entry, output file] pairs bundled alongside; `files`:
  * [path relative to this directory, output file] pairs copied alongside.
- * @param {{ entry: string, out: string, rebuild?: boolean, chromium?: string, workers?: [string, string][], files?: [string, string][] }} o
+ * @param {{ entry: string, out: string, rebuild?: boolean, chromium?: string, workers?: [string, string][], files?: [string, string][], wasm?: string }} o
  */
 export async function openBench(o) {
   const distWeb = join(root, "pkg-js/dist/web");
@@ -59,7 +59,8 @@ export async function openBench(o) {
   }
   // Other files served next to it (SQLite's .wasm).
   for (const [from, file] of o.files ?? []) copyFileSync(join(here, from), join(out, file));
-  copyFileSync(join(distWeb, "outpost_wasm_bg.wasm"), join(out, "outpost_wasm_bg.wasm"));
+  // `o.wasm`: another build of the same module (one with its function names, for profiles).
+  copyFileSync(o.wasm ?? join(distWeb, "outpost_wasm_bg.wasm"), join(out, "outpost_wasm_bg.wasm"));
   writeFileSync(
     join(out, "index.html"),
     '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>Outpost bench</title>' +
@@ -135,4 +136,67 @@ export async function launchChromium(o = {}) {
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The package's wasm module with its function names, for readable CPU
+ * profiles: `target/.../wasm-release/outpost_wasm.wasm` run through
+ * wasm-bindgen into `outDir`, used only if wasm-bindgen's glue for it is
+ * identical to the package's (the same build). Resolves to its path, or
+ * `{ why }` when it cannot be had.
+ * @param {string} outDir
+ */
+export function namedWasm(outDir) {
+  const distWeb = join(root, "pkg-js/dist/web");
+  const src = join(root, "target/wasm32-unknown-unknown/wasm-release/outpost_wasm.wasm");
+  const named = join(outDir, "named");
+  const r = existsSync(src)
+    ? spawnSync("wasm-bindgen", ["--target", "web", "--out-dir", named, "--out-name", "outpost_wasm", src], { encoding: "utf8" })
+    : { status: 1, stderr: `${src} not found` };
+  if (r.status === 0 && readFileSync(join(named, "outpost_wasm.js"), "utf8") === readFileSync(join(distWeb, "outpost_wasm.js"), "utf8")) {
+    return join(named, "outpost_wasm_bg.wasm");
+  }
+  return { why: r.status === 0 ? "target wasm differs from pkg-js/dist" : r.stderr?.trim() };
+}
+
+/**
+ * Starts the CDP sampling profiler on `page` (`intervalUs` between samples);
+ * `stop()` resolves to its summary (`summariseProfile`).
+ */
+export async function startProfile(page, intervalUs = 500) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Profiler.enable");
+  await cdp.send("Profiler.setSamplingInterval", { interval: intervalUs });
+  await cdp.send("Profiler.start");
+  return {
+    async stop() {
+      const { profile } = await cdp.send("Profiler.stop");
+      await cdp.detach().catch(() => {});
+      return summariseProfile(profile);
+    },
+  };
+}
+
+/** Self time per function and per category (ms) of a CDP CPU profile: `{ totalMs, categories, top }`. */
+export function summariseProfile(p) {
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  // Each sample's duration is the next time delta.
+  for (let i = 0; i < p.samples.length; i++) {
+    const dt = (p.timeDeltas[i + 1] ?? 0) / 1000;
+    self.set(p.samples[i], (self.get(p.samples[i]) ?? 0) + dt);
+  }
+  const fns = new Map();
+  const cats = {};
+  for (const [id, ms] of self) {
+    const cf = byId.get(id).callFrame;
+    const name = cf.functionName || "(anonymous)";
+    const isWasm = cf.url.includes(".wasm") || /^\$|^wasm-function/.test(name) || cf.url.startsWith("wasm://");
+    const cat = name.startsWith("(") && name !== "(anonymous)" ? name : isWasm ? "wasm" : "JavaScript";
+    cats[cat] = (cats[cat] ?? 0) + ms;
+    const key = isWasm ? `wasm ${name}` : name.startsWith("(") && name !== "(anonymous)" ? name : `${name} ${cf.url.replace(/^.*\//, "")}:${cf.lineNumber + 1}`;
+    fns.set(key, (fns.get(key) ?? 0) + ms);
+  }
+  const top = [...fns].sort((a, b) => b[1] - a[1]).slice(0, 25);
+  return { totalMs: (p.endTime - p.startTime) / 1000, categories: cats, top };
 }

@@ -102,10 +102,21 @@ async function run(engineName, cfg) {
   const t0 = now();
   await load(e, cfg.docs, 1000);
   const loadMs = now() - t0;
+  // Main-thread tasks over 50 ms while the index builds (issue 14 §4).
+  const longTasks = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const t of list.getEntries()) longTasks.push(t.duration);
+  });
+  observer.observe({ type: "longtask" });
+  await window.__profileStart?.();
   const t1 = now();
   await e.build();
   const buildMs = now() - t1;
-  console.log(`[${e.label}] loaded ${cfg.docs} in ${loadMs.toFixed(0)} ms; index built in ${buildMs.toFixed(0)} ms`);
+  await window.__profileStop?.(`${e.label}'s index build`);
+  await new Promise((r) => setTimeout(r, 0));
+  observer.disconnect();
+  const longest = Math.max(0, ...longTasks);
+  console.log(`[${e.label}] loaded ${cfg.docs} in ${loadMs.toFixed(0)} ms; index built in ${buildMs.toFixed(0)} ms; ${longTasks.length} tasks over 50 ms, longest ${longest.toFixed(0)} ms`);
   // Warm-up (not timed).
   for (let k = 0; k < 20; k++) await e.eq(CITIES[k % 8], k);
   const r = rng(7);
@@ -132,6 +143,7 @@ async function run(engineName, cfg) {
     engine: engineName,
     label: e.label,
     buildMs,
+    buildLongTasks: { count: longTasks.length, longestMs: longest },
     eq: { n: cfg.queries, ms: eqMs, rate: (cfg.queries * 1000) / eqMs, rows },
     range: { median: ranges[ranges.length >> 1], rows: rangeRows },
   };

@@ -4,16 +4,22 @@
 // index, over the same ~1 KiB documents in one page and one run (IndexedDB,
 // strict durability): building the index over the documents, 2,000 equality
 // queries on [city, age] (about 140 rows each), a range query returning
-// about 1,000 rows; then Outpost's incremental reduce with 1,000, 10,000
+// about 1,000 rows (and the main thread's long tasks during the build);
+// then Outpost's incremental reduce with 1,000, 10,000
 // and 100,000 entries under one key. Figures: docs/benchmarks.md, "Indexes".
 //
 //   cd bench-browser && npm ci && node indexes.mjs          # 100,000 documents
 //   node indexes.mjs --quick                                # 10,000
 //   node indexes.mjs --engines outpost,dexie --json out.json
+//   node indexes.mjs --engines outpost --profile            # CPU profile of Outpost's index build
 import { writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 
-import { openBench } from "./harness.mjs";
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { namedWasm, openBench, startProfile } from "./harness.mjs";
 
 const argv = process.argv.slice(2);
 const opt = (f, d) => {
@@ -27,7 +33,29 @@ const engines = opt("--engines", ALL.join(",")).split(",").filter(Boolean);
 for (const e of engines) if (!ALL.includes(e)) throw new Error(`unknown engine ${e} (one of ${ALL})`);
 const reduceSizes = quick ? [1_000, 10_000] : [1_000, 10_000, 100_000];
 
-const b = await openBench({ entry: "indexes-page.js", out: ".build-indexes", rebuild: argv.includes("--rebuild"), chromium: opt("--chromium") });
+// --profile: the page's CPU profile over each engine's index build (with the
+// wasm functions' names when the named build matches pkg-js/dist).
+const profiling = argv.includes("--profile");
+let wasm;
+if (profiling) {
+  const dir = join(dirname(fileURLToPath(import.meta.url)), ".build-indexes-named");
+  mkdirSync(dir, { recursive: true });
+  const named = namedWasm(dir);
+  if (typeof named === "string") wasm = named;
+  else console.log(`(--profile: wasm function names unavailable: ${named.why})`);
+}
+const b = await openBench({ entry: "indexes-page.js", out: ".build-indexes", rebuild: argv.includes("--rebuild"), chromium: opt("--chromium"), wasm });
+if (profiling) {
+  let prof = null;
+  await b.page.exposeFunction("__profileStart", async () => {
+    prof = await startProfile(b.page, 200);
+  });
+  await b.page.exposeFunction("__profileStop", async (label) => {
+    const p = await prof.stop();
+    console.log(`CPU profile of ${label} (${(p.totalMs / 1000).toFixed(2)} s): ` + Object.entries(p.categories).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${v.toFixed(0)} ms`).join(", "));
+    for (const [name, ms] of p.top) console.log(`  ${ms.toFixed(1).padStart(8)} ms  ${name}`);
+  });
+}
 const results = [];
 const reduces = [];
 try {
@@ -62,6 +90,7 @@ console.log();
 console.log(`Rows per equality query: ${results.map((r) => `${r.label} ${(r.eq.rows / r.eq.n).toFixed(0)}`).join(", ")};` +
   ` range rows: ${results.map((r) => `${r.label} ${r.range.rows}`).join(", ")}`);
 console.log("Ratios: Outpost's advantage; > 1× means Outpost is faster.");
+console.log(`Main-thread tasks over 50 ms during the build: ${results.map((r) => `${r.label} ${r.buildLongTasks.count} (longest ${r.buildLongTasks.longestMs.toFixed(0)} ms)`).join(", ")}`);
 console.log();
 console.log("| entries under one key | build (ms) | one update + query that waits, median of 30 (ms) | the same put without index work (ms) | reduce calls per update | values reduced per update (max) |");
 console.log("|--:|--:|--:|--:|--:|--:|");

@@ -73,6 +73,7 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { namedWasm, startProfile } from "./harness.mjs";
 import * as esbuild from "esbuild";
 import { chromium } from "playwright-core";
 
@@ -241,18 +242,12 @@ copyFileSync(join(distWeb, "outpost_wasm_bg.wasm"), join(out, "outpost_wasm_bg.w
 const profiling = flag("--profile");
 let wasmNames = false;
 if (profiling) {
-  // The same module with its function names, for readable profiles: only if
-  // wasm-bindgen's glue for it is identical to the package's.
-  const src = join(root, "target/wasm32-unknown-unknown/wasm-release/outpost_wasm.wasm");
-  const named = join(out, "named");
-  const r = existsSync(src)
-    ? spawnSync("wasm-bindgen", ["--target", "web", "--out-dir", named, "--out-name", "outpost_wasm", src], { encoding: "utf8" })
-    : { status: 1, stderr: `${src} not found` };
-  if (r.status === 0 && readFileSync(join(named, "outpost_wasm.js"), "utf8") === readFileSync(join(distWeb, "outpost_wasm.js"), "utf8")) {
-    copyFileSync(join(named, "outpost_wasm_bg.wasm"), join(out, "outpost_wasm_bg.wasm"));
+  const named = namedWasm(out);
+  if (typeof named === "string") {
+    copyFileSync(named, join(out, "outpost_wasm_bg.wasm"));
     wasmNames = true;
   } else {
-    log(`(--profile: wasm function names unavailable: ${r.status === 0 ? "target wasm differs from pkg-js/dist" : r.stderr?.trim()})`);
+    log(`(--profile: wasm function names unavailable: ${named.why})`);
   }
 }
 writeFileSync(
@@ -436,46 +431,6 @@ async function inFreshBrowser(label, fn) {
   }
 }
 
-/** Starts the CDP sampling profiler when --profile is given; `stop()` summarises the profile. */
-async function startProfile(page) {
-  if (!profiling) return { stop: async () => null };
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send("Profiler.enable");
-  await cdp.send("Profiler.setSamplingInterval", { interval: 500 });
-  await cdp.send("Profiler.start");
-  return {
-    async stop() {
-      const { profile } = await cdp.send("Profiler.stop");
-      await cdp.detach().catch(() => {});
-      return summariseProfile(profile);
-    },
-  };
-}
-
-/** Self time per function and per category (ms) of a CDP CPU profile. */
-function summariseProfile(p) {
-  const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const self = new Map();
-  // Each sample's duration is the next time delta.
-  for (let i = 0; i < p.samples.length; i++) {
-    const dt = (p.timeDeltas[i + 1] ?? 0) / 1000;
-    self.set(p.samples[i], (self.get(p.samples[i]) ?? 0) + dt);
-  }
-  const fns = new Map();
-  const cats = {};
-  for (const [id, ms] of self) {
-    const cf = byId.get(id).callFrame;
-    const name = cf.functionName || "(anonymous)";
-    const isWasm = cf.url.includes(".wasm") || /^\$|^wasm-function/.test(name) || cf.url.startsWith("wasm://");
-    const cat = name.startsWith("(") && name !== "(anonymous)" ? name : isWasm ? "wasm" : "JavaScript";
-    cats[cat] = (cats[cat] ?? 0) + ms;
-    const key = isWasm ? `wasm ${name}` : name.startsWith("(") && name !== "(anonymous)" ? name : `${name} ${cf.url.replace(/^.*\//, "")}:${cf.lineNumber + 1}`;
-    fns.set(key, (fns.get(key) ?? 0) + ms);
-  }
-  const top = [...fns].sort((a, b) => b[1] - a[1]).slice(0, 25);
-  return { totalMs: (p.endTime - p.startTime) / 1000, categories: cats, top };
-}
-
 /**
  * Runs `call(page)` (a page.evaluate) in a fresh browser and adds CPU seconds
  * over it: the server's (`serverPid`), Chromium's by process kind, and the
@@ -487,7 +442,7 @@ async function measured(label, serverPid, call) {
     const me0 = process.cpuUsage();
     const srv0 = serverPid ? cpuSeconds(serverPid) : 0;
     const cr0 = chromiumCpu(profile);
-    const prof = await startProfile(page);
+    const prof = profiling ? await startProfile(page) : { stop: async () => null };
     // Bounded: the page enforces the caps itself; this is the last resort.
     const limit = Math.max(capMs, pouchCapMs) + 120_000;
     let timer;
