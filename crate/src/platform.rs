@@ -54,6 +54,19 @@ pub fn wall_clock_ms() -> i64 {
     js_sys::Date::now() as i64
 }
 
+/// How long an index step may spend mapping documents before it ends
+/// early and commits what it mapped, in milliseconds. In the browser a step
+/// runs in the page's task (a task over 50 ms is a long task), and a map
+/// function may be slow; the budget leaves room for the step's commit.
+/// Natively a step is bounded by its documents alone (each step is a
+/// durable commit).
+#[cfg(target_arch = "wasm32")]
+pub const TASK_BUDGET_MS: Option<i64> = Some(16);
+/// How long work that runs in steps may run before it ends its step (see
+/// the wasm32 build): natively, no limit.
+#[cfg(not(target_arch = "wasm32"))]
+pub const TASK_BUDGET_MS: Option<i64> = None;
+
 /// Fills `buf` with random bytes from the platform's secure source
 /// (the OS on native targets, `crypto.getRandomValues` in the browser).
 pub fn random_bytes(buf: &mut [u8]) {

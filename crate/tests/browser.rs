@@ -1072,6 +1072,61 @@ async fn bad_input_is_refused_with_typed_errors() {
     IdbStore::destroy(&name).await.unwrap();
 }
 
+/// An index step in the browser stops mapping once it has used its task
+/// budget (`outpost::platform::TASK_BUDGET_MS`): with a map function that
+/// takes 1-2 ms a document, one step maps a few of 60 documents, not all of
+/// them in one task; the steps that follow catch the index up, and it holds
+/// every document once. (Natively a step maps up to `STEP_DOCS`.)
+#[wasm_bindgen_test]
+async fn a_slow_map_function_ends_an_index_step_early() {
+    use outpost::index::{Emit, FnIndex, Index, IndexDefinition, IndexQuery};
+    let name = unique_name("slowmap");
+    let db = open_db(&name).await;
+    let mut batch = Batch::new();
+    for n in 0..60 {
+        batch.put(format!("d/{n:02}"), json!({ "n": n }));
+    }
+    db.commit(batch).await.unwrap();
+    let index = Index::new(
+        IndexDefinition::map("slow", "1", &[]),
+        FnIndex::map(|d| {
+            let until = js_sys::Date::now() + 2.0;
+            while js_sys::Date::now() < until {}
+            Ok(vec![Emit::new(d.body()?["n"].clone(), json!(null))])
+        }),
+    );
+    let budget = outpost::platform::TASK_BUDGET_MS.expect("a budget in the browser");
+    let t0 = js_sys::Date::now();
+    let first = db.update_index(&index).await.unwrap();
+    let mapping = js_sys::Date::now() - t0;
+    assert!(
+        first.mapped >= 1 && first.mapped < 60,
+        "one step mapped {} of 60 documents",
+        first.mapped
+    );
+    // The budget is looked at after each document, and each takes at
+    // least 1 ms (`Date.now()` counts whole milliseconds).
+    assert!(
+        first.mapped as i64 <= budget + 1,
+        "{} documents of at least 1 ms each against a budget of {budget} ms ({mapping} ms in all)",
+        first.mapped
+    );
+    assert!(first.indexed_etag < first.db_etag, "{first:?}");
+    let done = db.catch_up_index(&index, None).await.unwrap();
+    assert_eq!(done.indexed_etag, done.db_etag, "{done:?}");
+    let rows = db
+        .snapshot()
+        .query("slow", &IndexQuery::default())
+        .await
+        .unwrap()
+        .rows;
+    let ns: Vec<i64> = rows.iter().map(|r| r.key.as_i64().unwrap()).collect();
+    assert_eq!(ns, (0..60).collect::<Vec<i64>>());
+    db.close().await.unwrap();
+    drop(db);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
 // ------------------------------------------------------- storage buckets ---
 
 /// `navigator.storageBuckets.keys()`.

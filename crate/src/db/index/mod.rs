@@ -53,6 +53,10 @@ pub(crate) use step::Mapped;
 
 /// Most documents one step maps (and commits in one transaction).
 pub const STEP_DOCS: usize = 1_000;
+/// Documents a step reads from the changes feed at a time (it maps them one
+/// by one, looking at its task budget, [`crate::platform::TASK_BUDGET_MS`],
+/// after each).
+const STEP_CHUNK: usize = 100;
 /// Most entries one document may emit into one index.
 pub const MAX_EMITS: usize = 10_000;
 /// Largest emitted value (JSON text), in bytes.
@@ -560,15 +564,31 @@ impl<S: PageStore> Database<S> {
         if slot.checkpoint >= last && !building && !slot.dirty {
             return Ok(snap.progress(slot, building));
         }
-        let changes = snap.changes_raw(slot.checkpoint, STEP_DOCS).await?;
-        let to = if changes.len() < STEP_DOCS {
-            last
-        } else {
-            changes.last().map_or(last, |d| d.meta.etag)
+        // The changes are read a chunk at a time and mapped one by one; in
+        // the browser a step ends early once its mapping has run its task
+        // budget (a slow map function), so the step's task stays short.
+        let started = crate::platform::wall_clock_ms();
+        let over_budget = || {
+            crate::platform::TASK_BUDGET_MS
+                .is_some_and(|ms| crate::platform::wall_clock_ms() - started >= ms)
         };
-        let mut docs = Vec::with_capacity(changes.len());
-        for d in &changes {
-            docs.push(map_doc(&def.name, slot, &*index.fns, d)?);
+        let mut docs = Vec::new();
+        let mut to = slot.checkpoint;
+        'read: while docs.len() < STEP_DOCS {
+            let want = (STEP_DOCS - docs.len()).min(STEP_CHUNK);
+            let changes = snap.changes_raw(to, want).await?;
+            for d in &changes {
+                docs.push(map_doc(&def.name, slot, &*index.fns, d)?);
+                to = d.meta.etag;
+                if over_budget() {
+                    break 'read;
+                }
+            }
+            if changes.len() < want {
+                // The feed is read to its end.
+                to = last;
+                break;
+            }
         }
         let mapped = docs.len();
         let step = step::Step {
