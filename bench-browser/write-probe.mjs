@@ -21,14 +21,14 @@
 // Needs pkg-js/dist/web (scripts/build-wasm.sh). Prints medians in ms; with
 // --profile also the main thread's CPU profile of the serial Outpost writes
 // (CDP Profiler, 100 µs samples, self time by function; wasm functions are
-// unnamed in the release build: name them with wasm-bindgen without
-// --remove-name-section, README "Benchmarks"). The page is cross-origin
+// named when target/wasm32-unknown-unknown/wasm-release/outpost_wasm.wasm is
+// the build of pkg-js/dist, harness.mjs `namedWasm`). The page is cross-origin
 // isolated, so its times are to 5 µs.
 import { existsSync, mkdirSync, rmSync, copyFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
-import { launchChromium, serveDir } from "./harness.mjs";
+import { launchChromium, namedWasm, serveDir } from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -53,7 +53,10 @@ mkdirSync(out, { recursive: true });
 await esbuild.build({ entryPoints: [join(here, "write-probe-page.js")], bundle: true, format: "esm", outfile: join(out, "probe.js"), logLevel: "warning" });
 // The engine in a worker, for the page's comparison of call paths (the sync benchmark's worker script).
 await esbuild.build({ entryPoints: [join(here, "sync-worker.js")], bundle: true, format: "esm", outfile: join(out, "worker.js"), logLevel: "warning" });
-copyFileSync(distWasm, join(out, "outpost_wasm_bg.wasm"));
+// With --profile, the same module with its function names when that build matches pkg-js/dist.
+const named = profiling ? namedWasm(out) : null;
+if (profiling && typeof named !== "string") console.log(`(--profile: wasm function names unavailable: ${named.why})`);
+copyFileSync(typeof named === "string" ? named : distWasm, join(out, "outpost_wasm_bg.wasm"));
 writeFileSync(join(out, "index.html"), '<!doctype html><meta charset="utf-8"><script type="module" src="./probe.js"></script>');
 // Cross-origin isolated: performance.now() to 5 µs instead of 100 µs.
 const server = await serveDir(out, { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" });

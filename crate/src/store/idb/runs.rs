@@ -110,7 +110,8 @@ pub(super) const MAX_RUN: usize = 64;
 /// alternating runs; 21 values a batch of 1,000 documents against 16, the
 /// same bytes), and its cold point reads 1,642–1,921 reads/s against
 /// 1,492–1,779 (docs/benchmarks.md, "Runs of 32 pages"). Runs of 15 pages
-/// (values under 64 KiB) were slower to write, runs of 24 no faster.
+/// (values under 64 KiB) were slower to write, runs of 24 no faster; tried
+/// again on 2026-12-06, runs of 15 also made cold point reads slower.
 pub(super) const WRITE_RUN: usize = 32;
 /// Fewest pages written as a run: fewer go as page records.
 pub(super) const MIN_RUN: usize = 4;
