@@ -54,8 +54,8 @@ pub fn wall_clock_ms() -> i64 {
     js_sys::Date::now() as i64
 }
 
-/// How long an index step may spend mapping documents before it ends
-/// early and commits what it mapped, in milliseconds. In the browser a step
+/// How long an index step may spend reading and mapping documents before it
+/// ends early and commits what it mapped, in milliseconds. In the browser a step
 /// runs in the page's task (a task over 50 ms is a long task), and a map
 /// function may be slow; the budget leaves room for the step's commit.
 /// Natively a step is bounded by its documents alone (each step is a
