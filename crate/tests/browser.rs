@@ -255,6 +255,37 @@ async fn idb_multi_page_commit_is_atomic() {
     IdbStore::destroy(&name).await.unwrap();
 }
 
+/// A fold larger than one slice (512 KiB of values; the rest is issued from
+/// success handlers, store module `runs`) is still one transaction: 400
+/// scattered pages (page records, four slices) whose transaction fails in
+/// its third slice leave nothing; written whole, every page reads back
+/// after reopening.
+#[wasm_bindgen_test]
+async fn a_fold_issued_in_slices_is_atomic() {
+    let name = unique_name("slices");
+    let s = IdbStore::open(&name).await.unwrap();
+    let a: Vec<(PageNo, u8)> = (1..=400).map(|k| (2 * k, 0xA0)).collect();
+    s.commit(commit(&a, b"A")).await.unwrap();
+    let b: Vec<(PageNo, u8)> = (1..=400).map(|k| (2 * k, 0xB0)).collect();
+    s.fail_next_commit_after(300);
+    assert!(s.commit(commit(&b, b"B")).await.is_err());
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"A"[..]));
+    for k in 1..=400 {
+        assert_eq!(s.read_page(2 * k).await.unwrap(), page(0xA0, 2 * k));
+    }
+    s.commit(commit(&b, b"C")).await.unwrap();
+    s.close().await.unwrap();
+    drop(s);
+    let s = IdbStore::open(&name).await.unwrap();
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"C"[..]));
+    for k in 1..=400 {
+        assert_eq!(s.read_page(2 * k).await.unwrap(), page(0xB0, 2 * k));
+    }
+    s.close().await.unwrap();
+    drop(s);
+    IdbStore::destroy(&name).await.unwrap();
+}
+
 /// A fold writes consecutive pages as runs (one value each); a page record
 /// wins over a run; a page inside a run is never part of a new run; a run
 /// whose every page has a record is deleted; a failed fold leaves nothing;

@@ -88,6 +88,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use js_sys::{Array, Uint8Array};
 use wasm_bindgen::closure::Closure;
@@ -377,59 +378,72 @@ pub(super) struct Folded {
     /// The runs its reclaim requests deleted (rule 3), to forget once the
     /// transaction completed.
     pub(super) deleted: Rc<RefCell<Vec<(PageNo, u64)>>>,
-    /// The success handlers of its reclaim requests (rule 3), alive until
-    /// the transaction is settled.
-    pub(super) _reclaim: Vec<Closure<dyn FnMut()>>,
+    /// The success handlers of its later slices and of its reclaim requests
+    /// (rule 3), alive until the transaction is settled.
+    pub(super) _handlers: Handlers,
+}
+
+/// Success handlers kept alive by a fold's [`Folded`].
+pub(super) type Handlers = Rc<HandlerList>;
+/// The list behind [`Handlers`].
+pub(super) type HandlerList = RefCell<Vec<Closure<dyn FnMut()>>>;
+
+/// Bytes of page writes a fold issues in one go. The next slice is issued
+/// from the success handler of the slice's last request: the transaction
+/// stays active, and the page's event loop runs in between (a fold of
+/// about 1,700 pages took 60–98 ms to issue in one task; docs/benchmarks.md,
+/// "Indexes").
+const SLICE_BYTES: usize = 512 * 1024;
+
+/// One value of a fold: a run over `pages[range]`, or the page record of
+/// `pages[i]`.
+enum Write {
+    Run(Range<usize>),
+    Page(usize),
+}
+
+/// A fold's writes being issued, slice by slice.
+struct Slices {
+    tx: IdbTransaction,
+    pages: Vec<(PageNo, PageBuf)>,
+    writes: Vec<Write>,
+    /// The next write to issue.
+    next: usize,
+    fail_after: Option<usize>,
+    /// Known runs that received a page record (rule 3).
+    touched: Vec<(PageNo, u64)>,
+    deleted: Rc<RefCell<Vec<(PageNo, u64)>>>,
 }
 
 /// Issues the page writes of a fold in `tx`: `all` (ascending page numbers,
 /// distinct) as runs where [`plan`] says so and as page records otherwise,
 /// then the reclaim of every known run that received a page record (rule
-/// 3). With `fail_after` (a test hook), a failing request follows that many
-/// values (or the last one).
+/// 3). The first [`SLICE_BYTES`] are issued now, the rest from success
+/// handlers. With `fail_after` (a test hook), a failing request follows that
+/// many values (or the last one).
 pub(super) fn issue_fold(
     tx: &IdbTransaction,
     all: &[(PageNo, &PageBuf)],
     known: &Runs,
     fail_after: Option<usize>,
 ) -> Result<Folded, JsValue> {
-    let pages = tx.object_store(PAGES)?;
-    let runs = tx.object_store(RUNS)?;
     let nos: Vec<PageNo> = all.iter().map(|(no, _)| *no).collect();
     let planned = plan(&nos, known);
     let mut added = Vec::with_capacity(planned.len());
     let mut touched = Vec::new();
     let mut recorded = Vec::new();
-    let mut values = 0;
+    let mut writes = Vec::new();
     let mut next_run = planned.iter().peekable();
     let mut i = 0;
     while i < all.len() {
-        if fail_after == Some(values) {
-            inject_failure(&pages)?;
-        }
-        values += 1;
         if let Some(r) = next_run.next_if(|r| r.start == i) {
-            let (start, n) = (all[i].0, r.len() as u64);
-            let mut bytes = Vec::with_capacity(r.len() * PAGE_SIZE);
-            for (_, buf) in &all[r.clone()] {
-                bytes.extend_from_slice(buf);
-            }
-            // Rule 2: the page records of the range are older than the run.
-            let range = IdbKeyRange::bound(
-                &JsValue::from_f64(start as f64),
-                &JsValue::from_f64((start + n - 1) as f64),
-            )?;
-            pages.delete(&range)?;
-            runs.put_with_key(&Uint8Array::from(bytes.as_slice()), &key(start, n))?;
-            added.push((start, n));
+            added.push((all[i].0, r.len() as u64));
+            writes.push(Write::Run(r.clone()));
             i = r.end;
             continue;
         }
-        let (no, buf) = all[i];
-        pages.put_with_key(
-            &Uint8Array::new_from_slice(buf),
-            &JsValue::from_f64(no as f64),
-        )?;
+        let no = all[i].0;
+        writes.push(Write::Page(i));
         if let Some(run) = known.containing(no) {
             recorded.push(no);
             if touched.last() != Some(&run) {
@@ -438,20 +452,98 @@ pub(super) fn issue_fold(
         }
         i += 1;
     }
-    if fail_after.is_some_and(|n| n >= values) {
+    let deleted = Rc::new(RefCell::new(Vec::new()));
+    let handlers: Handlers = Rc::new(RefCell::new(Vec::new()));
+    let slices = Rc::new(RefCell::new(Slices {
+        tx: tx.clone(),
+        pages: all.iter().map(|(no, b)| (*no, Arc::clone(b))).collect(),
+        writes,
+        next: 0,
+        fail_after,
+        touched,
+        deleted: Rc::clone(&deleted),
+    }));
+    issue_slice(&slices, &Rc::downgrade(&handlers))?;
+    Ok(Folded {
+        added,
+        recorded,
+        deleted,
+        _handlers: handlers,
+    })
+}
+
+/// Issues the next slice of a fold's writes and, after the last, its rule-3
+/// reclaims. The handlers are held weakly: they hold the slices, and the
+/// fold's [`Folded`] holds them.
+fn issue_slice(
+    slices: &Rc<RefCell<Slices>>,
+    handlers: &std::rc::Weak<HandlerList>,
+) -> Result<(), JsValue> {
+    let Some(keep) = handlers.upgrade() else {
+        return Ok(()); // the fold is settled
+    };
+    let mut s = slices.borrow_mut();
+    let pages = s.tx.object_store(PAGES)?;
+    let runs = s.tx.object_store(RUNS)?;
+    let mut bytes = 0;
+    let mut last = None;
+    while s.next < s.writes.len() && bytes < SLICE_BYTES {
+        if s.fail_after == Some(s.next) {
+            inject_failure(&pages)?;
+        }
+        last = Some(match &s.writes[s.next] {
+            Write::Run(r) => {
+                let (start, n) = (s.pages[r.start].0, r.len() as u64);
+                let mut value = Vec::with_capacity(r.len() * PAGE_SIZE);
+                for (_, buf) in &s.pages[r.clone()] {
+                    value.extend_from_slice(buf);
+                }
+                bytes += value.len();
+                // Rule 2: the page records of the range are older than the run.
+                let range = IdbKeyRange::bound(
+                    &JsValue::from_f64(start as f64),
+                    &JsValue::from_f64((start + n - 1) as f64),
+                )?;
+                pages.delete(&range)?;
+                runs.put_with_key(&Uint8Array::from(value.as_slice()), &key(start, n))?
+            }
+            Write::Page(i) => {
+                let (no, buf) = &s.pages[*i];
+                bytes += PAGE_SIZE;
+                pages.put_with_key(
+                    &Uint8Array::new_from_slice(buf),
+                    &JsValue::from_f64(*no as f64),
+                )?
+            }
+        });
+        s.next += 1;
+    }
+    if s.next < s.writes.len() {
+        let req = last.expect("a slice issues at least one write");
+        let (next, weak, tx) = (Rc::clone(slices), handlers.clone(), s.tx.clone());
+        let handler = Closure::<dyn FnMut()>::new(move || {
+            if issue_slice(&next, &weak).is_err() {
+                // Nothing of the fold may be applied without the rest.
+                let _ = tx.abort();
+            }
+        });
+        req.set_onsuccess(Some(handler.as_ref().unchecked_ref()));
+        keep.borrow_mut().push(handler);
+        return Ok(());
+    }
+    if s.fail_after.is_some_and(|n| n >= s.writes.len()) {
         inject_failure(&pages)?;
     }
+    s.pages = Vec::new();
     // Rule 3: counted after this fold's page records, in its transaction.
-    let mut reclaim = Vec::with_capacity(touched.len());
-    let deleted = Rc::new(RefCell::new(Vec::new()));
-    for (start, n) in touched {
+    for (start, n) in std::mem::take(&mut s.touched) {
         let range = IdbKeyRange::bound(
             &JsValue::from_f64(start as f64),
             &JsValue::from_f64((start + n - 1) as f64),
         )?;
         let req = pages.count_with_key(&range)?;
         let handler = {
-            let (req, runs, deleted) = (req.clone(), runs.clone(), deleted.clone());
+            let (req, runs, deleted) = (req.clone(), runs.clone(), s.deleted.clone());
             Closure::<dyn FnMut()>::new(move || {
                 // Not issued (the transaction ended): the run stays, and
                 // only its space is lost.
@@ -463,12 +555,7 @@ pub(super) fn issue_fold(
             })
         };
         req.set_onsuccess(Some(handler.as_ref().unchecked_ref()));
-        reclaim.push(handler);
+        keep.borrow_mut().push(handler);
     }
-    Ok(Folded {
-        added,
-        recorded,
-        deleted,
-        _reclaim: reclaim,
-    })
+    Ok(())
 }
