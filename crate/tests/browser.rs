@@ -258,8 +258,9 @@ async fn idb_multi_page_commit_is_atomic() {
 /// A fold larger than one slice (512 KiB of values; the rest is issued from
 /// success handlers, store module `runs`) is still one transaction: 400
 /// scattered pages (page records, four slices) whose transaction fails in
-/// its third slice leave nothing; written whole, every page reads back
-/// after reopening.
+/// its third slice leave nothing, and so does one whose commit future is
+/// dropped once issued; written whole, every page reads back after
+/// reopening.
 #[wasm_bindgen_test]
 async fn a_fold_issued_in_slices_is_atomic() {
     let name = unique_name("slices");
@@ -269,6 +270,16 @@ async fn a_fold_issued_in_slices_is_atomic() {
     let b: Vec<(PageNo, u8)> = (1..=400).map(|k| (2 * k, 0xB0)).collect();
     s.fail_next_commit_after(300);
     assert!(s.commit(commit(&b, b"B")).await.is_err());
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"A"[..]));
+    for k in 1..=400 {
+        assert_eq!(s.read_page(2 * k).await.unwrap(), page(0xA0, 2 * k));
+    }
+    // A commit whose future is dropped once issued: its transaction is
+    // aborted, not committed with its first slice alone.
+    drop(s.commit(commit(&b, b"D")));
+    s.close().await.unwrap();
+    drop(s);
+    let s = IdbStore::open(&name).await.unwrap();
     assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"A"[..]));
     for k in 1..=400 {
         assert_eq!(s.read_page(2 * k).await.unwrap(), page(0xA0, 2 * k));

@@ -381,6 +381,23 @@ pub(super) struct Folded {
     /// The success handlers of its later slices and of its reclaim requests
     /// (rule 3), alive until the transaction is settled.
     pub(super) _handlers: Handlers,
+    /// Its writes, to abort the transaction if this is dropped before the
+    /// last slice was issued (see `Drop`).
+    slices: Rc<RefCell<Slices>>,
+}
+
+/// The handlers that issue a fold's later slices go with its `Folded`: one
+/// dropped before its transaction settled (an `Issued` is kept until then,
+/// as the fence check's handler requires) would let the transaction commit
+/// without its later slices. So it aborts the transaction instead.
+impl Drop for Folded {
+    fn drop(&mut self) {
+        if let Ok(s) = self.slices.try_borrow()
+            && s.next < s.writes.len()
+        {
+            let _ = s.tx.abort();
+        }
+    }
 }
 
 /// Success handlers kept alive by a fold's [`Folded`].
@@ -469,6 +486,7 @@ pub(super) fn issue_fold(
         recorded,
         deleted,
         _handlers: handlers,
+        slices,
     })
 }
 
