@@ -54,18 +54,93 @@ pub fn wall_clock_ms() -> i64 {
     js_sys::Date::now() as i64
 }
 
-/// How long an index step may spend reading and mapping documents before it
-/// ends early and commits what it mapped, in milliseconds. In the browser a step
-/// runs in the page's task (a task over 50 ms is a long task), and a map
-/// function may be slow; the budget leaves room for the step's commit.
-/// Natively a step is bounded by its documents alone (each step is a
-/// durable commit).
+/// How long an index step may map documents in one task of the page, in
+/// milliseconds, before it waits for the next task (up to
+/// [`STEP_TASKS`](crate::db::STEP_TASKS) of them, then it commits). In the
+/// browser a step runs on the page's thread (a task over 50 ms is a long
+/// task) and a map function may be slow; the budget leaves room for the
+/// step's commit. Natively a step is bounded by its documents alone (each
+/// step is a durable commit).
 #[cfg(target_arch = "wasm32")]
 pub const TASK_BUDGET_MS: Option<i64> = Some(16);
 /// How long work that runs in steps may run before it ends its step (see
 /// the wasm32 build): natively, no limit.
 #[cfg(not(target_arch = "wasm32"))]
 pub const TASK_BUDGET_MS: Option<i64> = None;
+
+/// Work on the page's thread one task budget ([`TASK_BUDGET_MS`]) at a
+/// time: [`TaskBudget::spent`] says when this task's budget is used up,
+/// [`TaskBudget::next_task`] waits for the next task and starts a new
+/// budget. Natively nothing is ever spent.
+pub struct TaskBudget {
+    started: i64,
+}
+
+impl TaskBudget {
+    /// A budget starting now.
+    pub fn start() -> TaskBudget {
+        TaskBudget {
+            started: wall_clock_ms(),
+        }
+    }
+
+    /// Whether this task has used its budget (never, natively).
+    pub fn spent(&self) -> bool {
+        TASK_BUDGET_MS.is_some_and(|ms| wall_clock_ms() - self.started >= ms)
+    }
+
+    /// Waits for the next task ([`next_task`]) and starts a new budget.
+    pub async fn next_task(&mut self) {
+        next_task().await;
+        self.started = wall_clock_ms();
+    }
+
+    /// [`TaskBudget::next_task`] if the budget is spent; whether it waited.
+    pub async fn pause_if_spent(&mut self) -> bool {
+        let spent = self.spent();
+        if spent {
+            self.next_task().await;
+        }
+        spent
+    }
+}
+
+/// Resolves in a new task of the event loop, so the page can paint, take
+/// input and run what waits (IndexedDB events of other operations) in
+/// between: a `MessageChannel` message, not `setTimeout(0)`, which browsers
+/// clamp to 4 ms when nested (nor `scheduler.yield()`, whose continuation
+/// goes before the page's other tasks). The port is closed afterwards (an
+/// open port would keep a Node process alive). Where there is no
+/// `MessageChannel`, it resolves at once.
+#[cfg(target_arch = "wasm32")]
+pub async fn next_task() {
+    use wasm_bindgen::{JsCast, JsValue, closure::Closure};
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        let Ok(ch) = web_sys::MessageChannel::new() else {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+            return;
+        };
+        let port = ch.port1();
+        let port2 = port.clone();
+        let done = resolve.clone();
+        let cb = Closure::once_into_js(move || {
+            port2.close();
+            let _ = done.call0(&JsValue::UNDEFINED);
+        });
+        port.set_onmessage(Some(cb.unchecked_ref()));
+        if ch.port2().post_message(&JsValue::UNDEFINED).is_err() {
+            port.close();
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+}
+
+/// Resolves in a new task of the event loop in the browser (see the wasm32
+/// build); natively at once: native work in steps is not in an event loop
+/// that paints.
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn next_task() {}
 
 /// Fills `buf` with random bytes from the platform's secure source
 /// (the OS on native targets, `crypto.getRandomValues` in the browser).

@@ -1114,43 +1114,84 @@ async fn bad_input_is_refused_with_typed_errors() {
     IdbStore::destroy(&name).await.unwrap();
 }
 
-/// An index step in the browser stops mapping once it has used its task
-/// budget (`outpost::platform::TASK_BUDGET_MS`): with a map function that
-/// takes 1-2 ms a document, one step maps a few of 60 documents, not all of
-/// them in one task; the steps that follow catch the index up, and it holds
-/// every document once. (Natively a step maps up to `STEP_DOCS`.)
+/// An index step in the browser maps one task budget
+/// (`outpost::platform::TASK_BUDGET_MS`) at a time and then waits for the
+/// next task, for at most `STEP_TASKS` budgets; then it commits. With a map
+/// function that takes 1-2 ms a document, no task maps more documents than
+/// fit its budget, one step maps some of 200 documents, not all, and the
+/// steps that follow catch the index up, every document once. A message
+/// sent round a `MessageChannel` without pause counts the tasks: its
+/// handler runs between any two of the step's tasks. (Natively a step maps
+/// up to `STEP_DOCS` in one go.)
 #[wasm_bindgen_test]
-async fn a_slow_map_function_ends_an_index_step_early() {
-    use outpost::index::{Emit, FnIndex, Index, IndexDefinition, IndexQuery};
+async fn a_slow_map_function_maps_one_task_budget_at_a_time() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use outpost::db::STEP_TASKS;
+    use outpost::index::{Emit, FnIndex, Index, IndexDefinition, IndexQuery, MapDoc};
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::closure::Closure;
+
+    static TICKS: AtomicU32 = AtomicU32::new(0);
+    /// The tick count at each call of the map function.
+    static SEEN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+    const DOCS: i64 = 200;
     let name = unique_name("slowmap");
     let db = open_db(&name).await;
     let mut batch = Batch::new();
-    for n in 0..60 {
-        batch.put(format!("d/{n:02}"), json!({ "n": n }));
+    for n in 0..DOCS {
+        batch.put(format!("d/{n:03}"), json!({ "n": n }));
     }
     db.commit(batch).await.unwrap();
-    let index = Index::new(
-        IndexDefinition::map("slow", "1", &[]),
-        FnIndex::map(|d| {
-            let until = js_sys::Date::now() + 2.0;
-            while js_sys::Date::now() < until {}
-            Ok(vec![Emit::new(d.body()?["n"].clone(), json!(null))])
-        }),
-    );
+    fn slow(d: &MapDoc<'_>) -> Result<Vec<Emit>, String> {
+        SEEN.lock().unwrap().push(TICKS.load(Ordering::Relaxed));
+        let until = js_sys::Date::now() + 2.0;
+        while js_sys::Date::now() < until {}
+        Ok(vec![Emit::new(d.body()?["n"].clone(), json!(null))])
+    }
+    let index = Index::new(IndexDefinition::map("slow", "1", &[]), FnIndex::map(slow));
+    let ch = web_sys::MessageChannel::new().unwrap();
+    let back = ch.port2();
+    let tick = Closure::<dyn FnMut()>::new(move || {
+        TICKS.fetch_add(1, Ordering::Relaxed);
+        let _ = back.post_message(&JsValue::UNDEFINED);
+    });
+    ch.port1()
+        .set_onmessage(Some(tick.as_ref().unchecked_ref()));
+    ch.port2().post_message(&JsValue::UNDEFINED).unwrap();
+
     let budget = outpost::platform::TASK_BUDGET_MS.expect("a budget in the browser");
-    let t0 = js_sys::Date::now();
     let first = db.update_index(&index).await.unwrap();
-    let mapping = js_sys::Date::now() - t0;
+    ch.port1().close();
+    drop(tick);
+    let seen = std::mem::take(&mut *SEEN.lock().unwrap());
+    assert_eq!(seen.len(), first.mapped);
+    // Calls in the same task see the same count.
+    let mut per_task: Vec<usize> = Vec::new();
+    for (i, t) in seen.iter().enumerate() {
+        if i == 0 || seen[i - 1] != *t {
+            per_task.push(0);
+        }
+        *per_task.last_mut().unwrap() += 1;
+    }
+    // The budget is looked at after each document; each takes at least
+    // 1 ms, and `Date.now()` counts whole milliseconds.
+    let most = per_task.iter().copied().max().unwrap();
     assert!(
-        first.mapped >= 1 && first.mapped < 60,
-        "one step mapped {} of 60 documents",
-        first.mapped
+        most as i64 <= budget + 2,
+        "{most} documents of at least 1 ms each in one task, against a budget of {budget} ms \
+         (per task: {per_task:?})"
     );
-    // The budget is looked at after each document, and each takes at
-    // least 1 ms (`Date.now()` counts whole milliseconds).
     assert!(
-        first.mapped as i64 <= budget + 1,
-        "{} documents of at least 1 ms each against a budget of {budget} ms ({mapping} ms in all)",
+        per_task.len() > 1 && per_task.len() <= STEP_TASKS as usize,
+        "the step mapped in {} tasks (at most {STEP_TASKS}): {per_task:?}",
+        per_task.len()
+    );
+    assert!(
+        first.mapped >= 1 && (first.mapped as i64) < DOCS,
+        "one step mapped {} of {DOCS} documents",
         first.mapped
     );
     assert!(first.indexed_etag < first.db_etag, "{first:?}");
@@ -1163,7 +1204,19 @@ async fn a_slow_map_function_ends_an_index_step_early() {
         .unwrap()
         .rows;
     let ns: Vec<i64> = rows.iter().map(|r| r.key.as_i64().unwrap()).collect();
-    assert_eq!(ns, (0..60).collect::<Vec<i64>>());
+    assert_eq!(ns, (0..DOCS).collect::<Vec<i64>>());
+    // A step told that other operations wait ends at its first wait for the
+    // next task: it maps one task budget's documents and commits them.
+    let other = Index::new(IndexDefinition::map("slow2", "1", &[]), FnIndex::map(slow));
+    let p = db.update_index_unless(&other, &|| true).await.unwrap();
+    assert!(
+        p.mapped >= 1 && p.mapped as i64 <= budget + 2,
+        "a step with others waiting mapped {} documents",
+        p.mapped
+    );
+    assert!(p.indexed_etag < p.db_etag, "{p:?}");
+    let p = db.catch_up_index(&other, None).await.unwrap();
+    assert_eq!(p.indexed_etag, p.db_etag, "{p:?}");
     db.close().await.unwrap();
     drop(db);
     IdbStore::destroy(&name).await.unwrap();

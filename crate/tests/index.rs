@@ -585,8 +585,10 @@ fn a_new_version_replaces_the_old_once_caught_up() {
     block_on(async {
         let db = fresh().await;
         let v1 = by_city();
+        // More documents than one step maps.
+        let n = outpost::db::STEP_DOCS + 500;
         let mut b = Batch::new();
-        for i in 0..1500 {
+        for i in 0..n {
             b.put(
                 format!("users/{i}"),
                 user(&format!("u{i}"), if i % 2 == 0 { "Oslo" } else { "Rome" }),
@@ -604,17 +606,18 @@ fn a_new_version_replaces_the_old_once_caught_up() {
                 )])
             }),
         );
-        // One step of v2 (1,000 of 1,500 documents): queries still see v1.
+        // One step of v2 (`STEP_DOCS` of the documents): queries still see v1.
         let p = db.update_index(&v2).await.unwrap();
         assert!(p.building && !p.caught_up());
+        assert_eq!(p.mapped, outpost::db::STEP_DOCS);
         let r = query(&db, "users/by-city", IndexQuery::default()).await;
         assert_eq!(r.rows[0].key, json!("Oslo"));
-        assert_eq!(r.rows.len(), 1500);
+        assert_eq!(r.rows.len(), n);
         let p = db.catch_up_index(&v2, None).await.unwrap();
         assert!(!p.building && p.caught_up());
         let r = query(&db, "users/by-city", IndexQuery::default()).await;
         assert_eq!(r.rows[0].key, json!("OSLO"));
-        assert_eq!(r.rows.len(), 1500);
+        assert_eq!(r.rows.len(), n);
         let status = db.index_status("users/by-city").await.unwrap();
         assert_eq!(status.len(), 1, "no version left building");
         db.clean_indexes().await.unwrap();
@@ -631,6 +634,40 @@ fn a_new_version_replaces_the_old_once_caught_up() {
                 .await,
             Err(Error::NoIndex(_))
         ));
+        assert_sound(&db).await;
+    });
+}
+
+/// A step ends once its documents have emitted `STEP_ENTRIES` entries (what
+/// its commit applies in one go), before `STEP_DOCS` documents; a step told
+/// that others wait maps on natively (it never waits for a next task).
+#[test]
+fn a_step_is_bounded_by_the_entries_its_documents_emit() {
+    block_on(async {
+        let db = fresh().await;
+        const PER_DOC: usize = 10;
+        let docs = outpost::db::STEP_ENTRIES / PER_DOC + 700;
+        assert!(docs < outpost::db::STEP_DOCS);
+        let mut b = Batch::new();
+        for i in 0..docs {
+            b.put(format!("users/{i:05}"), user(&format!("u{i}"), "Oslo"));
+        }
+        db.commit(b).await.unwrap();
+        let many = Index::new(
+            IndexDefinition::map("many", "1", &["Users"]),
+            FnIndex::map(|d| {
+                Ok((0..PER_DOC)
+                    .map(|n| Emit::new(json!([d.id, n]), json!(null)))
+                    .collect())
+            }),
+        );
+        let p = db.update_index_unless(&many, &|| true).await.unwrap();
+        assert_eq!(p.mapped, outpost::db::STEP_ENTRIES / PER_DOC, "{p:?}");
+        assert!(!p.caught_up(), "{p:?}");
+        let p = db.catch_up_index(&many, None).await.unwrap();
+        assert!(p.caught_up(), "{p:?}");
+        let r = query(&db, "many", IndexQuery::default()).await;
+        assert_eq!(r.rows.len(), docs * PER_DOC);
         assert_sound(&db).await;
     });
 }

@@ -1237,13 +1237,16 @@ export function makeApi(wasm, ready) {
 
     /**
      * Steps every index registered on this handle until it reflects every
-     * write, one turn per step (other operations run between steps).
+     * write, one turn per step (other operations run between steps; a step
+     * ends early when operations queue behind it, or another tab wants the
+     * database).
      */
     async updateIndexes() {
       let mapped = 0;
       let error;
+      const othersWait = () => this.#turns?.waiting ?? false;
       for (;;) {
-        const r = await this.#indexRun((db) => db.__stepIndexes());
+        const r = await this.#indexRun((db) => db.__stepIndexes(othersWait));
         mapped += r.mapped;
         // An index whose function throws stops itself only: the others catch up, then this rejects.
         error ??= r.error;

@@ -174,6 +174,15 @@ export class Turns {
     }
   }
 
+  /**
+   * Whether something waits for the operation running now: operations
+   * queued behind it, or another tab that asked for the lock. A long
+   * operation that can stop early (an index step) asks this.
+   */
+  get waiting() {
+    return this.#queue.length > 0 || this.#wanted;
+  }
+
   /** Runs `op()` in a turn (after those queued before it); resolves to its result. */
   run(op) {
     return new Promise((resolve, reject) => {

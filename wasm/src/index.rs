@@ -329,15 +329,27 @@ impl Outpost {
     /// stops only itself). The
     /// package's `updateIndexes` and its background maintenance call it in
     /// a loop, one turn per step, so other operations run between steps.
+    ///
+    /// `others_wait`, if a function, is asked at each of a step's waits for
+    /// the next task whether other operations wait for this one; if it
+    /// answers true, the step commits what it mapped and the call resolves
+    /// (see `Database::update_index_unless`).
     #[wasm_bindgen(js_name = "__stepIndexes", skip_typescript)]
-    pub fn step_indexes(&self) -> Promise {
+    pub fn step_indexes(&self, others_wait: JsValue) -> Promise {
         let (db, registry) = (self.database(), self.registry());
+        let others_wait: Option<Function> = others_wait.dyn_into().ok();
+        let waiting = move || {
+            others_wait
+                .as_ref()
+                .and_then(|f| f.call0(&JsValue::NULL).ok())
+                .is_some_and(|v| v.is_truthy())
+        };
         self.run_op(Box::pin(async move {
             let all: Vec<Index> = registry.borrow().clone();
             let (mut mapped, mut done, mut error) = (0usize, true, None);
             for index in all {
                 // A failing index stops only itself: the others go on.
-                match db.update_index(&index).await {
+                match db.update_index_unless(&index, &waiting).await {
                     Ok(p) => {
                         mapped += p.mapped;
                         done &= p.caught_up() && !p.building;

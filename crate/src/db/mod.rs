@@ -78,7 +78,7 @@ pub use audit::{
     GENESIS_HASH, MAX_AUDIT_PAYLOAD, chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
 };
 pub use compact::CompactStep;
-pub use index::{MAX_EMITS, MAX_VALUE_BYTES, STEP_DOCS};
+pub use index::{MAX_EMITS, MAX_VALUE_BYTES, OthersWait, STEP_DOCS, STEP_ENTRIES, STEP_TASKS};
 pub use origins::Origin;
 pub use purge::{
     PURGE_PENDING_KEY, PURGED_ID_PREFIX, PurgeReport, PurgeScope, PurgedDoc,

@@ -4,12 +4,9 @@
 
 use std::rc::Rc;
 
-use js_sys::Promise;
 use outpost::db::RemoteDoc;
 use outpost::sync::driver::edge_storage_etags;
 use outpost::sync::{EdgeAction, EdgeEvent};
-use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
 use super::{Inner, current, exclusive, hook_failed};
 use crate::error::message_of;
@@ -75,7 +72,7 @@ pub(super) async fn apply_remote(
         let mut pending = Vec::with_capacity(n);
         for (i, part) in parts.into_iter().enumerate() {
             if i > 0 {
-                next_task().await;
+                outpost::platform::next_task().await;
             }
             let step = EdgeAction::ApplyRemote {
                 docs: part,
@@ -128,28 +125,4 @@ pub(super) async fn apply_remote(
         }
     };
     current(inner, generation).then_some(Some(result))
-}
-
-/// Resolves in a new task of the event loop, so the page can paint and take
-/// input in between. A `MessageChannel` message, not `setTimeout(0)`, whose
-/// nested calls browsers clamp to 4 ms. The port is closed afterwards (an
-/// open port would keep a Node process alive).
-async fn next_task() {
-    let p = Promise::new(&mut |resolve, _| {
-        let Ok(ch) = web_sys::MessageChannel::new() else {
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-            return;
-        };
-        let port = ch.port1();
-        let port2 = port.clone();
-        let cb = Closure::once_into_js(move || {
-            port2.close();
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-        });
-        port.set_onmessage(Some(cb.unchecked_ref()));
-        if ch.port2().post_message(&JsValue::UNDEFINED).is_err() {
-            port.close();
-        }
-    });
-    let _ = JsFuture::from(p).await;
 }

@@ -51,12 +51,44 @@ use super::{Database, Snapshot};
 pub(crate) use purge::{remove_docs as purge_docs, scrub as scrub_purged};
 pub(crate) use step::Mapped;
 
-/// Most documents one step maps (and commits in one transaction).
-pub const STEP_DOCS: usize = 1_000;
+/// Most documents one step maps (and commits in one transaction). A step
+/// writes about one page per index leaf it touches, and keys spread over
+/// the index touch most leaves, so larger steps write fewer pages per
+/// document: in Chromium, building an index over 100,000 documents took
+/// 10.5 s in steps of 1,000 and 3.6 s in steps of 5,000
+/// (docs/benchmarks.md, "Indexes").
+pub const STEP_DOCS: usize = 5_000;
+/// Most entries one step's documents may emit, all together: what the
+/// step's commit applies in one go (a map function that emits several
+/// entries per document ends its steps sooner).
+pub const STEP_ENTRIES: usize = 10_000;
 /// Documents a step reads from the changes feed at a time (it maps them one
 /// by one, looking at its task budget, [`crate::platform::TASK_BUDGET_MS`],
 /// after each).
 const STEP_CHUNK: usize = 100;
+/// Most task budgets one step maps for: in the browser a step maps for one
+/// budget per task, waits for the next task (the page paints and takes
+/// input), and goes on, up to this many; then it commits what it mapped.
+/// A slow map function thus still commits its progress every
+/// `STEP_TASKS` × [`TASK_BUDGET_MS`](crate::platform::TASK_BUDGET_MS).
+pub const STEP_TASKS: u32 = 8;
+/// What an index step asks at each of its waits for the next task
+/// ([`Database::update_index_unless`]): whether other operations wait for
+/// it. Any `Fn() -> bool` is one.
+pub trait OthersWait: crate::platform::MaybeSend + crate::platform::MaybeSync {
+    /// Whether the step should end now, with what it has mapped.
+    fn others_wait(&self) -> bool;
+}
+
+impl<F> OthersWait for F
+where
+    F: Fn() -> bool + crate::platform::MaybeSend + crate::platform::MaybeSync,
+{
+    fn others_wait(&self) -> bool {
+        self()
+    }
+}
+
 /// Most entries one document may emit into one index.
 pub const MAX_EMITS: usize = 10_000;
 /// Largest emitted value (JSON text), in bytes.
@@ -540,6 +572,20 @@ impl<S: PageStore> Database<S> {
     /// Two handles may step the same index at once: the step that commits
     /// second finds the checkpoint moved and stores nothing.
     pub async fn update_index(&self, index: &Index) -> Result<IndexProgress, Error> {
+        self.update_index_unless(index, &|| false).await
+    }
+
+    /// [`Database::update_index`], ending the step early, with what it has
+    /// mapped, when `others_wait()` says so at one of its waits for the next
+    /// task (in the browser, between task budgets): the package's
+    /// background maintenance passes whether other operations are queued
+    /// behind the step, so they wait for one task budget and the commit,
+    /// not for a whole step.
+    pub async fn update_index_unless(
+        &self,
+        index: &Index,
+        others_wait: &dyn OthersWait,
+    ) -> Result<IndexProgress, Error> {
         let def = &index.def;
         let mut snap = self.snapshot();
         let rec = match snap.index_record(&def.name).await? {
@@ -564,24 +610,35 @@ impl<S: PageStore> Database<S> {
         if slot.checkpoint >= last && !building && !slot.dirty {
             return Ok(snap.progress(slot, building));
         }
-        // The changes are read a chunk at a time and mapped one by one; in
-        // the browser a step ends early once its mapping has run its task
-        // budget (a slow map function), so the step's task stays short.
-        let started = crate::platform::wall_clock_ms();
-        let over_budget = || {
-            crate::platform::TASK_BUDGET_MS
-                .is_some_and(|ms| crate::platform::wall_clock_ms() - started >= ms)
-        };
+        // The changes are read a chunk at a time and mapped one by one. In
+        // the browser the mapping runs one task budget at a time (a slow map
+        // function or a large step never holds the page's thread for long),
+        // for at most `STEP_TASKS` budgets per step.
+        let mut budget = crate::platform::TaskBudget::start();
+        let mut tasks = 1;
+        let mut entries = 0;
         let mut docs = Vec::new();
         let mut to = slot.checkpoint;
-        'read: while docs.len() < STEP_DOCS {
+        'read: while docs.len() < STEP_DOCS && entries < STEP_ENTRIES {
             let want = (STEP_DOCS - docs.len()).min(STEP_CHUNK);
             let changes = snap.changes_raw(to, want).await?;
             for d in &changes {
-                docs.push(map_doc(&def.name, slot, &*index.fns, d)?);
+                let m = map_doc(&def.name, slot, &*index.fns, d)?;
+                entries += m.entries.len();
+                docs.push(m);
                 to = d.meta.etag;
-                if over_budget() {
+                if entries >= STEP_ENTRIES {
                     break 'read;
+                }
+                if budget.spent() {
+                    if tasks >= STEP_TASKS {
+                        break 'read;
+                    }
+                    budget.next_task().await;
+                    if others_wait.others_wait() {
+                        break 'read;
+                    }
+                    tasks += 1;
                 }
             }
             if changes.len() < want {
@@ -591,6 +648,11 @@ impl<S: PageStore> Database<S> {
             }
         }
         let mapped = docs.len();
+        if crate::platform::TASK_BUDGET_MS.is_some() && mapped > 0 {
+            // The commit applies the step a task budget at a time too,
+            // from a task of its own.
+            budget.next_task().await;
+        }
         let step = step::Step {
             name: def.name.clone(),
             id: slot.id,

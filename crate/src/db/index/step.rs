@@ -137,7 +137,12 @@ pub(super) async fn apply<S: PageStore>(
     // (Plain vectors, sorted afterwards: fewer generic collections in the
     // size-budgeted wasm build.)
     let mut touched: Vec<(Vec<u8>, Option<u64>)> = Vec::new();
+    // In the browser the apply runs a task budget at a time (a step of
+    // `STEP_DOCS` documents is longer than one); the writer lock stays held
+    // meanwhile.
+    let mut budget = crate::platform::TaskBudget::start();
     for m in &s.docs {
+        budget.pause_if_spent().await;
         let dk = docs_key(s.id, &m.key);
         let hash = slot.reduce.then(|| doc_hash(&m.key));
         let old = tx::get(ctx, Tree::IndexDocs, &dk).await?;
@@ -193,6 +198,7 @@ pub(super) async fn apply<S: PageStore>(
     touched.dedup();
     let mut i = 0;
     while i < touched.len() {
+        budget.pause_if_spent().await;
         let kenc = &touched[i].0;
         let n = touched[i..].iter().take_while(|(k, _)| k == kenc).count();
         let hashes: Vec<u64> = touched[i..i + n].iter().filter_map(|t| t.1).collect();
