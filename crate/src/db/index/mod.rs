@@ -55,13 +55,13 @@ pub(crate) use step::Mapped;
 /// writes about one page per index leaf it touches, and keys spread over
 /// the index touch most leaves, so larger steps write fewer pages per
 /// document: in Chromium, building an index over 100,000 documents took
-/// 10.5 s in steps of 1,000 and 3.6 s in steps of 5,000
-/// (docs/benchmarks.md, "Indexes").
-pub const STEP_DOCS: usize = 5_000;
+/// 10.5 s in steps of 1,000, 3.6 s in steps of 5,000 and 2.4 s in steps
+/// of 10,000 (docs/benchmarks.md, "Indexes").
+pub const STEP_DOCS: usize = 10_000;
 /// Most entries one step's documents may emit, all together: what the
-/// step's commit applies in one go (a map function that emits several
-/// entries per document ends its steps sooner).
-pub const STEP_ENTRIES: usize = 10_000;
+/// step's commit applies (a map function that emits several entries per
+/// document ends its steps sooner).
+pub const STEP_ENTRIES: usize = 20_000;
 /// Documents a step reads from the changes feed at a time (it maps them one
 /// by one, looking at its task budget, [`crate::platform::TASK_BUDGET_MS`],
 /// after each).
@@ -71,7 +71,7 @@ const STEP_CHUNK: usize = 100;
 /// input), and goes on, up to this many; then it commits what it mapped.
 /// A slow map function thus still commits its progress every
 /// `STEP_TASKS` × [`TASK_BUDGET_MS`](crate::platform::TASK_BUDGET_MS).
-pub const STEP_TASKS: u32 = 8;
+pub const STEP_TASKS: u32 = 12;
 /// What an index step asks at each of its waits for the next task
 /// ([`Database::update_index_unless`]): whether other operations wait for
 /// it. Any `Fn() -> bool` is one.
