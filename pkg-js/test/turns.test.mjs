@@ -375,6 +375,39 @@ test("keep: a busy holder gives the lock to a handle that asks once its turn is 
   assert.equal(await c.run(async () => "c"), "c");
 });
 
+test("waiting: true while operations are queued behind the running one, or another handle asked for the lock", async () => {
+  const locks = new StealLocks();
+  const a = new Turns(locks, "outpost:w", async () => {}, { keep: true, ...fast });
+  const seen = [];
+  // Alone: nothing waits.
+  await a.run(async () => seen.push(a.waiting));
+  // An operation queued while one runs: the running one sees it.
+  let release;
+  const running = a.run(async () => {
+    await new Promise((r) => (release = r));
+    seen.push(a.waiting);
+  });
+  await sleep(5);
+  const queued = a.run(async () => seen.push(a.waiting));
+  release();
+  await Promise.all([running, queued]);
+  assert.deepEqual(seen, [false, true, false]);
+  // Another handle asks for the lock while a's operation runs.
+  const b = new Turns(locks, "outpost:w", async () => {}, { keep: true, staleMs: 10_000, answerMs: 60 });
+  let sawWant = false;
+  const long = a.run(async () => {
+    for (let i = 0; i < 100 && !a.waiting; i++) await sleep(5);
+    sawWant = a.waiting;
+  });
+  await sleep(5);
+  const other = b.run(async () => "b");
+  await long;
+  assert.equal(sawWant, true, "a running operation sees that another handle wants the lock");
+  assert.equal(await other, "b");
+  a.close();
+  b.close();
+});
+
 test("a take-over that fails is owed: the next turn takes the store over again before any operation", async () => {
   const locks = new StealLocks();
   locks
