@@ -95,13 +95,11 @@ impl TaskBudget {
         self.started = wall_clock_ms();
     }
 
-    /// [`TaskBudget::next_task`] if the budget is spent; whether it waited.
-    pub async fn pause_if_spent(&mut self) -> bool {
-        let spent = self.spent();
-        if spent {
+    /// [`TaskBudget::next_task`] if the budget is spent.
+    pub async fn pause_if_spent(&mut self) {
+        if self.spent() {
             self.next_task().await;
         }
-        spent
     }
 }
 

@@ -270,31 +270,31 @@ async fn a_fold_issued_in_slices_is_atomic() {
     let b: Vec<(PageNo, u8)> = (1..=400).map(|k| (2 * k, 0xB0)).collect();
     s.fail_next_commit_after(300);
     assert!(s.commit(commit(&b, b"B")).await.is_err());
-    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"A"[..]));
-    for k in 1..=400 {
-        assert_eq!(s.read_page(2 * k).await.unwrap(), page(0xA0, 2 * k));
-    }
+    holds_pages(&s, b"A", 0xA0).await;
     // A commit whose future is dropped once issued: its transaction is
     // aborted, not committed with its first slice alone.
     drop(s.commit(commit(&b, b"D")));
     s.close().await.unwrap();
     drop(s);
     let s = IdbStore::open(&name).await.unwrap();
-    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"A"[..]));
-    for k in 1..=400 {
-        assert_eq!(s.read_page(2 * k).await.unwrap(), page(0xA0, 2 * k));
-    }
+    holds_pages(&s, b"A", 0xA0).await;
     s.commit(commit(&b, b"C")).await.unwrap();
     s.close().await.unwrap();
     drop(s);
     let s = IdbStore::open(&name).await.unwrap();
-    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(&b"C"[..]));
-    for k in 1..=400 {
-        assert_eq!(s.read_page(2 * k).await.unwrap(), page(0xB0, 2 * k));
-    }
+    holds_pages(&s, b"C", 0xB0).await;
     s.close().await.unwrap();
     drop(s);
     IdbStore::destroy(&name).await.unwrap();
+}
+
+/// The store's meta record is `meta`, and each of its pages 2, 4, ..., 800
+/// is filled with `fill`.
+async fn holds_pages(s: &IdbStore, meta: &[u8], fill: u8) {
+    assert_eq!(s.read_meta().await.unwrap().as_deref(), Some(meta));
+    for k in 1..=400 {
+        assert_eq!(s.read_page(2 * k).await.unwrap(), page(fill, 2 * k));
+    }
 }
 
 /// A fold writes consecutive pages as runs (one value each); a page record

@@ -648,9 +648,9 @@ impl<S: PageStore> Database<S> {
             }
         }
         let mapped = docs.len();
-        if crate::platform::TASK_BUDGET_MS.is_some() && mapped > 0 {
-            // The commit applies the step a task budget at a time too,
-            // from a task of its own.
+        if mapped > 0 {
+            // In the browser the commit applies the step a task budget at a
+            // time too, from a task of its own (natively this is at once).
             budget.next_task().await;
         }
         let step = step::Step {

@@ -380,7 +380,7 @@ pub(super) struct Folded {
     pub(super) deleted: Rc<RefCell<Vec<(PageNo, u64)>>>,
     /// The success handlers of its later slices and of its reclaim requests
     /// (rule 3), alive until the transaction is settled.
-    pub(super) _handlers: Handlers,
+    _handlers: Handlers,
     /// Its writes, to abort the transaction if this is dropped before the
     /// last slice was issued (see `Drop`).
     slices: Rc<RefCell<Slices>>,
@@ -401,9 +401,9 @@ impl Drop for Folded {
 }
 
 /// Success handlers kept alive by a fold's [`Folded`].
-pub(super) type Handlers = Rc<HandlerList>;
+type Handlers = Rc<HandlerList>;
 /// The list behind [`Handlers`].
-pub(super) type HandlerList = RefCell<Vec<Closure<dyn FnMut()>>>;
+type HandlerList = RefCell<Vec<Closure<dyn FnMut()>>>;
 
 /// Bytes of page writes a fold issues in one go. The next slice is issued
 /// from the success handler of the slice's last request: the transaction
