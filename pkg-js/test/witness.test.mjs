@@ -1,9 +1,9 @@
-// The storage witness (in src/core.js) over a fake localStorage: what it
+// The storage witness (src/witness.js) over a fake localStorage: what it
 // records per write and per hub acknowledgement, its bound, and how a loss is
 // recognised from it (the browser end of it: tests/e2e/storage-lost.test.mjs).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { MAX_PENDING, Witness, findLoss } from "../src/core.js";
+import { MAX_PENDING, Witness, findLoss } from "../src/witness.js";
 
 function fakeStorage() {
   const m = new Map();
