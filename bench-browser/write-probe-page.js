@@ -4,7 +4,7 @@
 // requests, and compares with one raw `put` of the same size into a
 // database of the same shape (three object stores, strict).
 import { Outpost, initOutpost, openInWorker } from "../pkg-js/src/web.js";
-import { MAX_PENDING, Witness } from "../pkg-js/src/core.js";
+import { MAX_PENDING, Witness } from "../pkg-js/src/witness.js";
 import { idOf, makeDoc } from "./docs.js";
 import * as bindings from "../pkg-js/dist/web/outpost_wasm.js";
 
@@ -203,6 +203,17 @@ const reopen = async (doc, docs, singles) => {
   }
   for (let i = 0; i < singles; i++) await db.put(`single/${String(i).padStart(5, "0")}`, doc);
   await db.close();
+  if (globalThis.__warmOther) {
+    // A reopen and a cold read of another database first.
+    let w = await Outpost.open("probe-warm");
+    const ops = [];
+    for (let i = 0; i < 3000; i++) ops.push({ type: "put", id: `w/${String(i).padStart(6, "0")}`, doc: { ...doc, n: i } });
+    await w.transaction(ops, { results: false });
+    await w.close();
+    w = await Outpost.open("probe-warm");
+    await w.get("w/001500");
+    await w.close();
+  }
   const totals = [];
   let last = null;
   const id = `r/${String(docs >> 1).padStart(6, "0")}`;

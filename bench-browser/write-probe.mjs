@@ -9,6 +9,12 @@
 //   insert: its documents, batches of 1,000, no result per document; --profile: its CPU profile;
 //   with CALLERS=<regex> in the environment also who calls the functions it matches)
 //
+// Environment: TIMELINE=<file> with --profile writes every sample of the
+// profile in order (time, stack); JS_FLAGS=<flags> passes V8 flags to
+// Chromium (e.g. --no-wasm-lazy-compilation); WARM_OTHER=1 makes --reopen-only
+// first reopen and read another database, so the reopens measured run code
+// already compiled (docs/benchmarks.md, "What a first reopen compiles").
+//
 // --docs: documents in the probed database before the timed writes (100000:
 // the browser benchmark's database, where a commit writes more pages).
 //
@@ -60,7 +66,7 @@ copyFileSync(typeof named === "string" ? named : distWasm, join(out, "outpost_wa
 writeFileSync(join(out, "index.html"), '<!doctype html><meta charset="utf-8"><script type="module" src="./probe.js"></script>');
 // Cross-origin isolated: performance.now() to 5 µs instead of 100 µs.
 const server = await serveDir(out, { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" });
-const browser = await launchChromium({ prefix: "outpost-probe-" });
+const browser = await launchChromium({ prefix: "outpost-probe-", args: process.env.JS_FLAGS ? [`--js-flags=${process.env.JS_FLAGS}`] : [] });
 const context = browser.context;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
@@ -69,6 +75,7 @@ try {
   if (process.env.RAW_FILL) await page.addInitScript((f) => { globalThis.__rawFill = f; }, process.env.RAW_FILL);
   if (process.env.INTERLEAVE) await page.addInitScript(() => { globalThis.__interleave = true; });
   if (process.env.NO_WITNESS) await page.addInitScript(() => { globalThis.__noWitness = true; });
+  if (process.env.WARM_OTHER) await page.addInitScript(() => { globalThis.__warmOther = true; });
   if (process.env.NO_POST) await page.addInitScript(() => { globalThis.__noPost = true; });
   if (process.env.RAW_BUCKET) await page.addInitScript(() => { globalThis.__rawBucket = true; });
   await page.goto(`http://127.0.0.1:${server.address().port}/`);
@@ -83,6 +90,23 @@ try {
       const f = nodes.get(id).callFrame;
       const k = `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}${f.lineNumber >= 0 ? `:${f.lineNumber + 1}` : ""}`;
       self.set(k, (self.get(k) || 0) + 1);
+    }
+    // TIMELINE=<file>: every sample in order, its time from the profile's
+    // start (ms) and its stack, leaf first (six frames).
+    if (process.env.TIMELINE) {
+      const parent = new Map();
+      for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+      let t = 0;
+      const lines = profile.samples.map((id, i) => {
+        t += profile.timeDeltas[i] / 1000;
+        const stack = [];
+        for (let p = id; p !== undefined && stack.length < 6; p = parent.get(p)) {
+          const f = nodes.get(p).callFrame;
+          stack.push((f.functionName || "(anonymous)").replace(/::h[0-9a-f]{16}$/, "").slice(0, 90));
+        }
+        return `${t.toFixed(2).padStart(8)}  ${stack.join(" < ")}`;
+      });
+      writeFileSync(process.env.TIMELINE, lines.join("\n") + "\n");
     }
     console.log(`CPU profile (${title}), ${profile.samples.length} samples:`);
     for (const [k, c] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) {
