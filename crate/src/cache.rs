@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use lru::LruCache;
 
-use crate::store::{PAGE_SIZE, PageBuf, PageNo};
+use crate::store::{PAGE_SIZE, PageBuf, PageHash, PageNo};
 
 /// Default cache limit: 64 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -23,7 +23,7 @@ struct Inner {
     /// Unbounded: the limit is `cap`, enforced by [`PageCache::put`], so that
     /// a large limit allocates nothing until pages come (a 256 MiB cache's
     /// table, allocated up front, cost a browser reopen ~3 ms).
-    lru: LruCache<PageNo, Entry>,
+    lru: LruCache<PageNo, Entry, PageHash>,
     cap: usize,
     hits: u64,
     misses: u64,
@@ -64,7 +64,7 @@ impl PageCache {
         let cap = (bytes / PAGE_SIZE).max(16);
         PageCache {
             inner: Mutex::new(Inner {
-                lru: LruCache::unbounded(),
+                lru: LruCache::unbounded_with_hasher(PageHash),
                 cap,
                 hits: 0,
                 misses: 0,

@@ -16,7 +16,7 @@ use crate::btree::{self, KIND_FREELIST, PageRead, PageWrite};
 use crate::codec::{get_u16, get_u64, set_u64};
 use crate::cv::DbId;
 use crate::error::{Error, OpenError};
-use crate::store::{PAGE_SIZE, PageBuf, PageNo, PageStore};
+use crate::store::{PAGE_SIZE, PageBuf, PageMap, PageNo, PageSet, PageStore};
 
 use super::Inner;
 use super::meta::Meta;
@@ -70,9 +70,9 @@ pub(super) struct Working {
     /// Transactions applied so far.
     pub(super) seq: u64,
     /// Pages written by the working generation (not yet flushed).
-    pub(super) dirty: HashMap<PageNo, PageBuf>,
+    pub(super) dirty: PageMap<PageBuf>,
     /// Pages of the flush under way (or the last one).
-    pub(super) inflight: Arc<HashMap<PageNo, PageBuf>>,
+    pub(super) inflight: Arc<PageMap<PageBuf>>,
     /// Pages that may be reused now.
     pub(super) free: Vec<PageNo>,
     /// Pages freed by generation `g`, reusable once `g` is flushed and no older
@@ -90,7 +90,7 @@ pub(super) struct Working {
     /// Undo journal of the transaction being applied (rolled back on failure).
     pub(super) undo: Vec<Undo>,
     /// Pages whose pre-transaction state is in the journal.
-    pub(super) journaled: HashSet<PageNo>,
+    pub(super) journaled: PageSet,
     /// Changes of per-collection live counts not yet written to the `stats`
     /// tree: collection key -> (display name, delta). Written once per flush
     /// instead of once per document.
@@ -120,7 +120,7 @@ pub(super) struct Working {
     pub(super) flushed_seq: u64,
     /// The buffer each page had when it was last handed to the store ahead
     /// of the flush ([`Working::take_stageable`]); emptied by the flush.
-    pub(super) staged: HashMap<PageNo, PageBuf>,
+    pub(super) staged: PageMap<PageBuf>,
 }
 
 /// One reversible change to the working state's page bookkeeping.
@@ -152,15 +152,15 @@ impl Working {
         Working {
             meta: m,
             seq: 0,
-            dirty: HashMap::new(),
-            inflight: Arc::new(HashMap::new()),
+            dirty: PageMap::default(),
+            inflight: Arc::new(PageMap::default()),
             free,
             pending: VecDeque::new(),
             freelist_pages: chain,
             free_loaded: true,
             reuse_limit: 0,
             undo: Vec::new(),
-            journaled: HashSet::new(),
+            journaled: PageSet::default(),
             coll_deltas: HashMap::new(),
             origins: HashMap::new(),
             audit_tail: None,
@@ -169,7 +169,7 @@ impl Working {
             asked_durable: false,
             asked_relaxed: 0,
             flushed_seq: 0,
-            staged: HashMap::new(),
+            staged: PageMap::default(),
         }
     }
 

@@ -2,7 +2,6 @@
 //! Reads only, over [`VfsFile`]s; no threads. Both [`super::FileStore::open`]
 //! and [`super::FileStore::open_read_only`] start here.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::format::{
@@ -13,7 +12,7 @@ use super::{
     DATA_START, DroppedTail, FRAME_HEADER, FRAME_SIZE, HEADER_BLOCK, RecoveryReport, io_err,
 };
 use crate::store::vfs::VfsFile;
-use crate::store::{MAX_META, PAGE_SIZE, PageBuf, PageNo, StoreError};
+use crate::store::{MAX_META, PAGE_SIZE, PageBuf, PageMap, PageNo, StoreError};
 
 /// Bytes read per I/O during recovery.
 const RECOVERY_CHUNK: usize = 256 * 1024;
@@ -23,7 +22,7 @@ const RECOVERY_CHUNK: usize = 256 * 1024;
 #[derive(Default)]
 pub(super) struct Recovered {
     /// The newest version of every replayed page and its frame's offset.
-    pub pages: HashMap<PageNo, (PageBuf, u64)>,
+    pub pages: PageMap<(PageBuf, u64)>,
     /// The meta record of the last replayed transaction.
     pub meta: Option<Vec<u8>>,
     /// Sequence number after the last complete transaction (the frames it

@@ -2,7 +2,6 @@
 //! thread: the data file, what readers see ([`View`]), the poison flag and
 //! the counters.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -10,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::store::vfs::VfsFile;
-use crate::store::{PAGE_SIZE, PageBuf, PageLocation, PageNo, StoreError};
+use crate::store::{PAGE_SIZE, PageBuf, PageLocation, PageMap, PageNo, StoreError};
 
 use super::{DATA_START, FRAME_HEADER, FileStoreStats, io_err};
 
@@ -32,7 +31,7 @@ pub(super) struct Stats {
 pub(super) struct View {
     /// Pages whose newest version is in the WAL: the page and the byte
     /// offset of its frame.
-    pub wal_pages: HashMap<PageNo, (PageBuf, u64)>,
+    pub wal_pages: PageMap<(PageBuf, u64)>,
     pub meta: Option<Vec<u8>>,
     pub data_pages: u64,
 }
@@ -55,7 +54,7 @@ impl Shared {
         data: Box<dyn VfsFile>,
         data_len: u64,
         (data_path, wal_path): (String, String),
-        wal_pages: HashMap<PageNo, (PageBuf, u64)>,
+        wal_pages: PageMap<(PageBuf, u64)>,
         meta: Option<Vec<u8>>,
     ) -> Shared {
         Shared {

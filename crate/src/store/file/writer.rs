@@ -21,7 +21,6 @@
 //! Anything that restarts the WAL (a checkpoint) drops what is staged, and
 //! the commit then writes every page itself.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -36,7 +35,7 @@ use super::recovery::Recovered;
 use super::shared::Shared;
 use super::{DATA_START, FRAME_SIZE, FileStoreOptions, io_err};
 use crate::store::vfs::VfsFile;
-use crate::store::{Commit, Durability, PAGE_SIZE, PageBuf, PageNo, StoreError};
+use crate::store::{Commit, Durability, PAGE_SIZE, PageBuf, PageMap, PageNo, StoreError};
 
 /// Largest single write of contiguous pages during a checkpoint.
 const CHECKPOINT_RUN_PAGES: usize = 256;
@@ -119,7 +118,7 @@ pub(super) struct Writer {
     wrote_header: bool,
     /// Pages staged for the next commit: the newest staged buffer of each
     /// and its frame's offset.
-    staged: HashMap<PageNo, (PageBuf, u64)>,
+    staged: PageMap<(PageBuf, u64)>,
     /// Page frames at the end of the log (before `next_slot`) that belong to
     /// the next commit's transaction, and their bytes (before `next_off`).
     staged_frames: u64,
@@ -150,7 +149,7 @@ impl Writer {
             next_txn: rec.last_txn + 1,
             next_group: rec.last_group + 1,
             wrote_header: false,
-            staged: HashMap::new(),
+            staged: PageMap::default(),
             staged_frames: 0,
             staged_bytes: 0,
         }
@@ -532,7 +531,7 @@ impl Writer {
         }
         // The first commit's transaction starts with the staged frames.
         let (staged, staged_frames) = if commits.is_empty() {
-            (HashMap::new(), 0)
+            (PageMap::default(), 0)
         } else {
             // From here on they are the commit's frames, not staged ones.
             self.staged_bytes = 0;

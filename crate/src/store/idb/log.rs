@@ -46,10 +46,9 @@
 //! to date from the log's keys, the folded sequence number and the records
 //! it has not seen, all read in one transaction.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::super::{PAGE_SIZE, PageBuf, PageNo};
+use super::super::{PAGE_SIZE, PageBuf, PageMap, PageNo};
 
 /// Object store of the log records.
 pub(super) const LOG: &str = "log";
@@ -165,7 +164,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Record, String> {
 /// holds (with the sequence number of its record), and where the log stands.
 #[derive(Debug, Default)]
 pub(super) struct Log {
-    overlay: HashMap<PageNo, (u64, PageBuf)>,
+    overlay: PageMap<(u64, PageBuf)>,
     /// Highest sequence number seen (read or written).
     known_max: u64,
     /// Highest sequence number folded into the pages.
