@@ -18,6 +18,14 @@ use outpost::store::MemoryStore;
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost_client::{ClientOptions, SyncHandle};
 
+/// The allocator of a benchmark that runs thousands of edge clients in one
+/// process: jemalloc, as the hub's (`hub/src/main.rs`). Each of those clients
+/// stands for a device of its own; with glibc's malloc, 5,000 of them on two
+/// runtime threads contended on its arena locks (about 8 % of the process's
+/// samples), a cost no real device pays (docs/benchmarks.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Options of a native edge syncing database `main` as `identity`.
 pub fn client_options(url: &str, identity: &str, token: &str) -> ClientOptions {
     ClientOptions {
