@@ -81,17 +81,7 @@ else
     rustup toolchain install nightly --profile minimal
 fi
 # libFuzzer (libfuzzer-sys) is C++: a C++ compiler, from apt if missing.
-if command -v c++ >/dev/null 2>&1; then
-    echo "C++ compiler: present ($(command -v c++))"
-else
-    echo "C++ compiler: installing g++ (apt-get)"
-    SUDO=
-    if [ "$(id -u)" -ne 0 ]; then
-        SUDO=sudo
-    fi
-    $SUDO apt-get update
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y g++
-fi
+bash scripts/ensure-build-tools.sh --cxx
 if cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\$"; then
     echo "cargo-fuzz: present ($CARGO_FUZZ_VERSION)"
 else

@@ -69,6 +69,7 @@ need_cargo() {
 }
 
 build_hub() {
+    bash "$ROOT/scripts/ensure-build-tools.sh" >&2
     echo "==> Building the hub (cargo build --release -p outpost-hub)" >&2
     cargo build --release -p outpost-hub --manifest-path "$ROOT/Cargo.toml" >&2
 }

@@ -101,6 +101,8 @@ if command -v rustup >/dev/null 2>&1; then
 else
     echo "rustup not found: assuming the wasm32 target, rustfmt and clippy are installed"
 fi
+# A C compiler and make, for the crates that build C (jemalloc, ring, SQLite).
+bash scripts/ensure-build-tools.sh
 
 # ----------------------------------------------------------------- steps ---
 # Steps 1-5 of docs/testing.md.
