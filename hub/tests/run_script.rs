@@ -37,6 +37,10 @@ impl Root {
             &format!("#!/bin/sh\necho \"build-wasm $*\" >> '{log}'\n"),
         );
         write_exe(
+            &root.join("scripts/ensure-build-tools.sh"),
+            &format!("#!/bin/sh\necho \"ensure-build-tools $*\" >> '{log}'\n"),
+        );
+        write_exe(
             &root.join("bin/cargo"),
             &format!("#!/bin/sh\necho \"cargo $*\" >> '{log}'\n"),
         );
@@ -153,6 +157,12 @@ fn the_demo_does_not_tell_to_start_the_hub_it_is_starting() {
         calls.contains(&format!("serve --listen 127.0.0.1:{port}")),
         "{calls}"
     );
+    // The build tools are checked before the hub is built.
+    let tools = calls
+        .find("ensure-build-tools")
+        .expect("build tools checked");
+    let build = calls.find("-p outpost-hub").expect("hub built");
+    assert!(tools < build, "{calls}");
     assert!(root.0.join("outpost-hub-demo/outpost-hub.toml").exists());
 }
 
