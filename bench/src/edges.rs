@@ -2,6 +2,11 @@
 //! `narrow`): native edges over in-memory databases, a hub process started
 //! from a generated configuration, a process's CPU time and memory from
 //! `/proc`, the open-file limit, percentiles.
+//!
+//! Each of those benchmarks also sets jemalloc as its allocator, with
+//! [`Jemalloc`] (the durable-write benchmark `outpost-bench` does not: it
+//! compares the engine with SQLite and redb, which allocate through the
+//! system's malloc).
 // Each benchmark includes this file (`#[path]`) and uses a part of it.
 #![allow(dead_code)]
 
@@ -18,13 +23,15 @@ use outpost::store::MemoryStore;
 use outpost::sync::{EdgeConfig, SyncStatus};
 use outpost_client::{ClientOptions, SyncHandle};
 
+use crate::machine::clock_ticks;
+pub use crate::machine::cpu_secs;
 /// The allocator of a benchmark that runs thousands of edge clients in one
 /// process: jemalloc, as the hub's (`hub/src/main.rs`). Each of those clients
 /// stands for a device of its own; with glibc's malloc, 5,000 of them on two
 /// runtime threads contended on its arena locks (about 8 % of the process's
 /// samples), a cost no real device pays (docs/benchmarks.md, "The allocator").
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+/// Each binary declares it: `#[global_allocator] static A: Jemalloc = Jemalloc;`.
+pub use tikv_jemallocator::Jemalloc;
 
 /// Options of a native edge syncing database `main` as `identity`.
 pub fn client_options(url: &str, identity: &str, token: &str) -> ClientOptions {
@@ -64,47 +71,6 @@ pub async fn wait_live(h: &SyncHandle, timeout: Duration, who: &str) {
             h.counters().failed_attempts.load(Ordering::SeqCst)
         ),
     }
-}
-
-/// User + system CPU time of a process, in seconds (0 if it is gone).
-pub fn cpu_secs(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat_cpu_ticks(&s).unwrap_or(0) as f64 / clock_ticks() as f64
-}
-
-/// This process's CPU time so far (user + system, every thread, live or
-/// ended), seconds; `None` without `/proc`.
-pub fn process_cpu_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    Some(stat_cpu_ticks(&stat)? as f64 / clock_ticks() as f64)
-}
-
-/// utime + stime (fields 14 and 15 of proc_pid_stat(5)), in clock ticks,
-/// from the text of a `/proc/<pid>/stat` file.
-pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
-    // The command name, in parentheses, may hold spaces and parentheses; the
-    // fields after its last ")" are fixed: state is field 3, so utime and
-    // stime are at indices 11 and 12 of the rest.
-    let rest = stat.rsplit_once(')')?.1;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`, 100 if unknown).
-pub fn clock_ticks() -> u64 {
-    static T: OnceLock<u64> = OnceLock::new();
-    *T.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .filter(|&t| t > 0)
-            .unwrap_or(100)
-    })
 }
 
 // ---------------------------------------------------------------------------

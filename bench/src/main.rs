@@ -36,13 +36,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-mod edges;
 mod machine;
 mod redb_case;
 mod sqlite_case;
 
 use clap::{Parser, ValueEnum};
-use edges::{clock_ticks, process_cpu_secs};
+use machine::{clock_ticks, process_cpu_secs};
 use outpost::db::{Batch, Database, OpenOptions, PutOptions};
 use outpost::store::file::{FileStore, FileStoreOptions, FileStoreStats};
 #[cfg(test)]
@@ -813,9 +812,9 @@ mod tests {
         // A command name with spaces and a ")" in it; utime 1500, stime 250.
         let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 1234 0 0 0 1500 250 0 0 20 0 \
                     7 0 12345 123456789 2048 18446744073709551615";
-        assert_eq!(edges::stat_cpu_ticks(stat), Some(1750));
-        assert_eq!(edges::stat_cpu_ticks("4242 (short) S 1 2"), None);
-        assert_eq!(edges::stat_cpu_ticks("no parenthesis"), None);
+        assert_eq!(machine::stat_cpu_ticks(stat), Some(1750));
+        assert_eq!(machine::stat_cpu_ticks("4242 (short) S 1 2"), None);
+        assert_eq!(machine::stat_cpu_ticks("no parenthesis"), None);
         // This process's own file parses, and its CPU time does not go back.
         if let Some(a) = process_cpu_secs() {
             let b = process_cpu_secs().unwrap_or(0.0);

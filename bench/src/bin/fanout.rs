@@ -44,6 +44,10 @@ mod edges;
 #[path = "../machine.rs"]
 mod machine;
 
+/// jemalloc, for thousands of edge clients in one process (`edges::Jemalloc`).
+#[global_allocator]
+static ALLOCATOR: edges::Jemalloc = edges::Jemalloc;
+
 use edges::{
     HubProc, Mem, client_options, cpu_secs, docs_sent, ensure_open_files, epoch, fmt_kib,
     free_port, hub_binary, hub_config, now_ns, open_file_limits, open_memory_db, percentile, rank,

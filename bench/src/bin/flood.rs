@@ -41,6 +41,12 @@ use std::time::{Duration, Instant};
 
 #[path = "../edges.rs"]
 mod edges;
+#[path = "../machine.rs"]
+mod machine;
+
+/// jemalloc, for thousands of edge clients in one process (`edges::Jemalloc`).
+#[global_allocator]
+static ALLOCATOR: edges::Jemalloc = edges::Jemalloc;
 
 use clap::Parser;
 use edges::{client_options, cpu_secs, open_memory_db, wait_live};

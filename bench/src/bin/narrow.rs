@@ -38,6 +38,10 @@ mod edges;
 #[path = "../machine.rs"]
 mod machine;
 
+/// jemalloc, for thousands of edge clients in one process (`edges::Jemalloc`).
+#[global_allocator]
+static ALLOCATOR: edges::Jemalloc = edges::Jemalloc;
+
 use clap::Parser;
 use edges::{
     HubProc, Mem, client_options, cpu_secs, docs_sent, ensure_open_files, epoch, fmt_kib,
