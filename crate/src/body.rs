@@ -252,24 +252,24 @@ const STOP: [bool; 256] = {
 };
 
 /// The first index at or after `i` of a byte in [`STOP`] (or `b.len()`):
-/// eight bytes at a time while none of them can be one, then byte by byte.
+/// eight bytes at a time, the first stop byte of a word found from the
+/// lowest bit of its mask; byte by byte only in the last few bytes.
 fn skip_plain(b: &[u8], mut i: usize) -> usize {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    // Whether a byte of `w` is zero (exact as a yes/no: a borrow only
-    // marks bytes above one that is).
-    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    // The high bit of each byte of `w` that is zero. A borrow only marks
+    // bytes above one that is, so the lowest marked byte is exact.
+    let zeros = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
     while let Some(chunk) = b.get(i..i + 8) {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);
         let w = u64::from_le_bytes(w);
-        // A byte below 0x20, or equal to `"` or `\`.
-        let below = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
-        if below
-            || has_zero(w ^ (ONES * u64::from(b'"')))
-            || has_zero(w ^ (ONES * u64::from(b'\\')))
-        {
-            break;
+        // Bytes below 0x20 (exact for the lowest, as above), `"`, `\`.
+        let stops = (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+            | zeros(w ^ (ONES * u64::from(b'"')))
+            | zeros(w ^ (ONES * u64::from(b'\\')));
+        if stops != 0 {
+            return i + (stops.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }

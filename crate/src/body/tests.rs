@@ -314,6 +314,31 @@ fn sample(target: usize) -> Vec<u8> {
     serde_json::to_vec(&m).unwrap()
 }
 
+/// The document of the durable-write benchmark (`doc_text` in
+/// `bench/src/main.rs`): 1,041 bytes, 26 keys, a long string.
+fn observation() -> Vec<u8> {
+    let note = "Patient seen at home; vitals taken twice, five minutes apart, seated, after \
+        rest. No acute distress. Medication list reviewed with the patient and caregiver; no \
+        changes. Follow-up visit planned in two weeks, sooner if symptoms return. Lab orders \
+        sent; results to be reviewed at the next visit. Caregiver instructed on warning signs \
+        and when to call. Home is tidy and safe; stairs have rails; the patient walks unaided. \
+        Diet and sleep discussed; fluid intake to increase. Next of kin informed of the plan. \
+        Blood pressure cuff checked against the clinic's reference. ";
+    format!(
+        concat!(
+            r#"{{"code":{{"code":"8867-4","display":"Heart rate","system":"http://loinc.org"}},"#,
+            r#""device":{{"firmware":"1.4.2","id":"devices/bp-cuff-0042","model":"Omron HEM-7361T"}},"#,
+            r#""effective":"2026-11-22T10:36:00Z","#,
+            r#""location":{{"clinic":"boston","lat":42.3601,"lon":-71.0589,"room":"home visit"}},"#,
+            r#""note":"{}","patient":"patients/dr-7/000123","recorded_by":"dr-7","seq":123,"#,
+            r#""status":"final","tags":["vitals","home-visit","routine"],"type":"observation","#,
+            r#""unit":"/min","value":83}}"#
+        ),
+        note
+    )
+    .into_bytes()
+}
+
 /// A measurement, not a test (timings are not asserted anywhere): the check
 /// against serde_json in the same run. `cargo test --release -p outpost --lib
 /// body::tests::timings -- --ignored --nocapture`.
@@ -321,7 +346,11 @@ fn sample(target: usize) -> Vec<u8> {
 #[ignore = "a measurement: run with --ignored --nocapture (and --release)"]
 fn timings() {
     use std::time::Instant;
-    for (label, body) in [("1 KiB", sample(1024)), ("1 MiB", sample(1 << 20))] {
+    for (label, body) in [
+        ("1 KiB", sample(1024)),
+        ("1 MiB", sample(1 << 20)),
+        ("observation", observation()),
+    ] {
         let n = (16 << 20) / body.len();
         let t = Instant::now();
         for _ in 0..n {
@@ -625,6 +654,37 @@ fn the_string_scan_stops_at_the_first_stop_byte() {
     }
     assert_eq!(super::skip_plain(b"abc", 0), 3);
     assert_eq!(super::skip_plain(b"", 0), 0);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+proptest::proptest! {
+    /// Several stop bytes in one word, and the bytes next to them in value
+    /// (0x1f and 0x20, `!` and `#`, `[` and `]`, 0x7f, 0x80, 0x9f, 0xa0,
+    /// 0xff): the scan stops where a byte-by-byte scan does, from any start.
+    #[test]
+    fn the_string_scan_agrees_with_a_byte_loop(
+        b in proptest::collection::vec(
+            proptest::sample::select(vec![
+                0x00u8, 0x1f, 0x20, b'!', b'"', b'#', b'[', b'\\', b']', b'a', 0x7f,
+                0x80, 0x9f, 0xa0, 0xa2, 0xdc, 0xff,
+            ]),
+            0..40,
+        ),
+        start in 0usize..40,
+        plain in 0usize..4,
+    ) {
+        // Mostly plain bytes, so that words without a stop byte come up too.
+        let b: Vec<u8> = b
+            .into_iter()
+            .enumerate()
+            .map(|(k, c)| if (k + plain) % 4 != 0 { b'a' } else { c })
+            .collect();
+        let start = start.min(b.len());
+        let want = (start..b.len())
+            .find(|&j| STOP[usize::from(b[j])])
+            .unwrap_or(b.len());
+        proptest::prop_assert_eq!(super::skip_plain(&b, start), want);
+    }
 }
 
 #[test]
