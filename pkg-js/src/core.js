@@ -13,14 +13,16 @@
 // threw away as the old one (`storage_lost`). The rest is passed straight to
 // the wasm `Outpost` class, whose generated .d.ts documents it. (scripts/run.sh
 // and the sync e2e test serve every module of this directory as it is.)
-// Indexes: the wrappers of the application's functions and live queries are
-// in indexes.js; the engine steps them (wasm/src/index.rs). The engine in a
-// worker, and one owner for several tabs: remote.js.
+// `subscribe`'s deliveries: subscribe.js. Indexes: the wrappers of the
+// application's functions and live queries are in indexes.js; the engine
+// steps them (wasm/src/index.rs). The engine in a worker, and one owner for
+// several tabs: remote.js.
 
 import { Turns } from "./turns.js";
 import { IndexKeeper, liveQuery, prepareDefinition } from "./indexes.js";
 import { OutpostError, addListener, notify } from "./base.js";
 import { HUB_TAKE_GRACE_MS, HUB_TAKE_MS, HUB_TIMEOUT_MS, MAX_HUB_OPS, hubOp, hubResult, makeSync, splitSafety, syncOptions } from "./sync.js";
+import { Subscribers } from "./subscribe.js";
 import { Witness, checkStorage, witnessStorage } from "./witness.js";
 
 export { OutpostError, addListener };
@@ -64,34 +66,6 @@ export class Transaction {
     tx.#finished = true;
     return tx.#ops;
   }
-}
-
-/** Versions read per `changes` call when feeding subscribers. */
-const CHANGES_PAGE = 256;
-
-/**
- * How long one pass feeding subscribers runs before it lets the event loop
- * go on (ms). Pages it reads from the engine's cache need no I/O, so
- * without a break a pass over a large commit (an initial sync's batch) was
- * one task of 100-190 ms on the page's main thread.
- */
-const DELIVER_SLICE_MS = 8;
-
-/**
- * Resolves in a new task of the event loop, so a page can paint and take
- * input in between: a `MessageChannel` message, not `setTimeout(0)`, which
- * browsers clamp to 4 ms when nested (as the sync client's `next_task`).
- */
-function nextTask() {
-  if (typeof MessageChannel !== "function") return new Promise((r) => setTimeout(r, 0));
-  return new Promise((resolve) => {
-    const ch = new MessageChannel();
-    ch.port1.onmessage = () => {
-      ch.port1.close(); // an open port would keep a Node process alive
-      resolve();
-    };
-    ch.port2.postMessage(undefined);
-  });
 }
 
 /**
@@ -139,46 +113,6 @@ export function defaultCacheBytes(deviceMemory = globalThis.navigator?.deviceMem
 function webLocks() {
   const locks = globalThis.navigator?.locks;
   return locks && typeof locks.request === "function" ? locks : undefined;
-}
-
-/** Calls a subscriber; a throw or a rejection is reported, never propagated. */
-function callSafely(callback, docs) {
-  try {
-    const r = callback(docs);
-    if (r && typeof r.then === "function") {
-      r.then(undefined, (e) => console.error("Outpost: a subscribe callback failed:", e));
-    }
-  } catch (e) {
-    console.error("Outpost: a subscribe callback threw:", e);
-  }
-}
-
-/** The filter of `subscribe(filter, ...)` as a predicate over documents. */
-function matcher(filter) {
-  if (filter == null) filter = {};
-  if (typeof filter !== "object") {
-    throw new OutpostError("subscribe expects a filter object: { prefix } or { collection } or {}", "invalid_argument");
-  }
-  for (const key of Object.keys(filter)) {
-    if (key !== "prefix" && key !== "collection") {
-      throw new OutpostError(`subscribe: unknown option ${JSON.stringify(key)}`, "invalid_argument");
-    }
-  }
-  const { prefix, collection } = filter;
-  for (const [k, v] of [["prefix", prefix], ["collection", collection]]) {
-    if (v !== undefined && typeof v !== "string") {
-      throw new OutpostError(`subscribe: ${k} must be a string`, "invalid_argument");
-    }
-  }
-  // Ids and collection names are case-insensitive.
-  const p = prefix?.toLowerCase();
-  const c = collection?.toLowerCase();
-  return (doc) => {
-    const m = doc["@metadata"];
-    if (p !== undefined && !String(m["@id"]).toLowerCase().startsWith(p)) return false;
-    if (c !== undefined && String(m["@collection"] ?? "").toLowerCase() !== c) return false;
-    return true;
-  };
 }
 
 /** The highest etag among write results (`null` entries: nothing written). */
@@ -237,12 +171,11 @@ export function makeApi(wasm, ready) {
     #hubComputed = new Map();
     /** Background maintenance of the indexes defined on this handle (from the first `defineIndex`). */
     #keeper;
-    /** @type {Set<{match: (doc: object) => boolean, callback: Function}>} */
-    #subs = new Set();
-    /** Etag up to which subscribers have been fed (null: no subscribers). */
-    #seen = null;
-    #pumping = false;
-    #again = false;
+    /** The callbacks of `subscribe` and what they have been fed (subscribe.js). */
+    #subscribers = new Subscribers(
+      (since, limit) => this.#run((db) => db.changes({ since, limit })),
+      () => Number(this.#db.stats().last_etag ?? 0),
+    );
     #closed = false;
     /** The replication started by `sync()`, until stopped. */
     #sync;
@@ -270,13 +203,13 @@ export function makeApi(wasm, ready) {
         // The lock was taken by force from a holder that did not answer:
         // fence its commits out before reading the state (turns.js).
         if (stolen) await this.#db.takeOver();
-        if (await this.#db.refresh()) this.#schedule();
+        if (await this.#db.refresh()) this.#subscribers.schedule();
       });
       if (shared.locks && typeof globalThis.BroadcastChannel === "function") {
         this.#channel = new BroadcastChannel(shared.lockName);
         this.#channel.onmessage = (e) => {
           if (e.data?.etag > 0) {
-            this.#schedule();
+            this.#subscribers.schedule();
             this.#keeper?.poke();
           }
           // The tab that replicates tells the others what the hub
@@ -437,7 +370,7 @@ export function makeApi(wasm, ready) {
       if (!(etag > 0)) return;
       this.#notify(etag, remote);
       if (!remote) Sync.localChanged(this.#sync);
-      this.#schedule();
+      this.#subscribers.schedule();
       this.#keeper?.poke();
     }
 
@@ -480,53 +413,6 @@ export function makeApi(wasm, ready) {
       }
     }
 
-    /** Feeds the subscribers what changed since `#seen`, one pass at a time. */
-    #schedule() {
-      if (this.#closed) return;
-      // Nobody listens: nothing to do now (the next operation refreshes anyway).
-      if (this.#subs.size === 0) return;
-      if (this.#pumping) {
-        this.#again = true;
-        return;
-      }
-      this.#pumping = true;
-      (async () => {
-        try {
-          do {
-            this.#again = false;
-            await this.#deliver();
-          } while (this.#again && this.#subs.size > 0 && !this.#closed);
-        } catch (e) {
-          if (!this.#closed && e?.code !== "closed") console.error("Outpost: reading changes for subscribers failed:", e);
-        } finally {
-          this.#pumping = false;
-        }
-      })();
-    }
-
-    async #deliver() {
-      let slice = performance.now();
-      for (;;) {
-        if (performance.now() - slice > DELIVER_SLICE_MS) {
-          await nextTask();
-          slice = performance.now();
-        }
-        if (this.#seen === null || this.#subs.size === 0 || this.#closed) return;
-        const since = this.#seen;
-        const docs = await this.#run((db) => db.changes({ since, limit: CHANGES_PAGE }));
-        if (this.#seen === null || this.#closed) return;
-        if (this.#seen !== since) continue; // unsubscribed and subscribed again meanwhile
-        if (docs.length === 0) return;
-        this.#seen = docs[docs.length - 1]["@metadata"]["@etag"];
-        for (const sub of [...this.#subs]) {
-          if (!this.#subs.has(sub)) continue; // unsubscribed by an earlier callback
-          const mine = docs.filter(sub.match);
-          if (mine.length > 0) callSafely(sub.callback, mine);
-        }
-        if (docs.length < CHANGES_PAGE) return;
-      }
-    }
-
     /**
      * Calls `callback` with the documents (tombstones included, marked with
      * `@metadata["@deleted"]`) changed after this call by this handle or, on
@@ -534,25 +420,7 @@ export function makeApi(wasm, ready) {
      * `collection`. Returns a function that unsubscribes.
      */
     subscribe(filter, callback) {
-      if (typeof filter === "function" && callback === undefined) {
-        callback = filter;
-        filter = {};
-      }
-      if (typeof callback !== "function") {
-        throw new OutpostError("subscribe expects a callback function", "invalid_argument");
-      }
-      if (this.#closed) throw new OutpostError("the database is closed", "closed");
-      const sub = { match: matcher(filter), callback };
-      if (this.#seen === null) {
-        // This handle's current position; what other tabs committed after it
-        // is delivered once this handle picks it up.
-        this.#seen = Number(this.#db.stats().last_etag ?? 0);
-      }
-      this.#subs.add(sub);
-      return () => {
-        this.#subs.delete(sub);
-        if (this.#subs.size === 0) this.#seen = null;
-      };
+      return this.#subscribers.add(filter, callback);
     }
 
     async put(id, doc, options) {
@@ -1029,8 +897,7 @@ export function makeApi(wasm, ready) {
       this.#closed = true;
       // A background step under way ends with its turn; no other starts.
       this.#keeper?.stop();
-      this.#subs.clear();
-      this.#seen = null;
+      this.#subscribers.close();
       if (this.#channel) {
         this.#channel.onmessage = null;
         this.#channel.close();

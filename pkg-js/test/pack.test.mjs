@@ -36,6 +36,7 @@ test("npm pack contains the wasm, JS and d.ts files, installs and runs", async (
     "src/remote.js",
     "src/base.js",
     "src/sync.js",
+    "src/subscribe.js",
     "src/witness.js",
     "src/web.js",
     "src/node.js",
