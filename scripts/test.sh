@@ -115,7 +115,7 @@ step "tests (native)" cargo test --workspace -- --show-output
 step "fuzz (short)" bash scripts/fuzz.sh --seconds 10
 
 # --------------------------------------------------------- browser tests ---
-# Step 6 of docs/testing.md: crate/tests/browser.rs and browser_log.rs in
+# Step 6 of docs/testing.md: crate/tests/browser/ and browser_log.rs in
 # headless Chromium.
 browser_tests() {
     ./scripts/install-browser-tools.sh || return $?

@@ -7,7 +7,7 @@
 //! meta only; version 2: no runs; version 3: runs without a layout record)
 //! opens, reads and writes, runs included.
 //!
-//! Run like `tests/browser.rs` (scripts/test.sh runs both):
+//! Run like `tests/browser/` (scripts/test.sh runs both):
 //!
 //! ```text
 //! CHROMEDRIVER=/usr/bin/chromedriver \
