@@ -411,7 +411,7 @@ async fn writes_outside_the_write_prefixes_are_rejected_and_recorded() {
     );
     // The allowed documents got through (the hub stored nothing else; that
     // the edge never retries a refused version is checked in
-    // crate/tests/sync_machines.rs).
+    // crate/tests/sync_machines/).
     wait_until("the two allowed documents are at the hub", || async {
         hub.metrics().contains("outpost_documents_received_total 2")
     })
