@@ -1,4 +1,5 @@
-//! Crash at every I/O operation of a workload: every post-crash image reopens to the last acknowledged durable commit or later.
+//! Crash at every I/O operation of a workload: every post-crash image reopens
+//! to the last acknowledged durable commit or later.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Failing operations, once or forever: the error is reported, the store poisons, a reopen recovers.
+//! Failing operations, once or forever: the error is reported, the store
+//! poisons, a reopen recovers.
 
 use super::*;
 

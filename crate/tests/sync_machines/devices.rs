@@ -1,4 +1,5 @@
-//! One device's view: echo suppression, the grant in the welcome, read-only edges, claimed history, the deletion guards.
+//! One device's view: echo suppression, the grant in the welcome, read-only
+//! edges, claimed history, the deletion guards.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Devices of one identity (two, a wiped one, a replaced one), a read-only edge, enrollment, an upstream without its key.
+//! Devices of one identity (two, a wiped one, a replaced one), a read-only
+//! edge, enrollment, an upstream without its key.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Scopes through a chain of hubs, write-prefix rejections, narrowing and revoking, garbage frames, a replaced hub database.
+//! Scopes through a chain of hubs, write-prefix rejections, narrowing and
+//! revoking, garbage frames, a replaced hub database.
 
 use super::*;
 
