@@ -153,6 +153,25 @@ async fn find_leaf<R: PageRead>(r: &R, root: PageNo, key: &[u8]) -> Result<PageN
     Err(corrupt(root, "tree deeper than 64 levels".into()))
 }
 
+/// One page of an overflow chain that holds `left` more bytes: its byte
+/// count and the next page. The writer ([`store_value`]) cuts a value into
+/// pages of [`OVERFLOW_CAP`] bytes, the last one holding the rest, so every
+/// page but the last is full: a chain of `len` bytes has exactly
+/// `len.div_ceil(OVERFLOW_CAP)` pages, and a damaged count (a page claiming
+/// no bytes, say, in a chain that comes back to it) is refused instead of
+/// walked for ever.
+fn overflow_page(buf: &[u8], no: PageNo, left: usize) -> Result<(usize, PageNo), Error> {
+    let n = rd_u32(buf, HDR + 8, no)? as usize;
+    let want = left.min(OVERFLOW_CAP);
+    if n != want {
+        return Err(corrupt(
+            no,
+            format!("overflow page holds {n} bytes where its chain needs {want}"),
+        ));
+    }
+    Ok((n, rd_u64(buf, HDR, no)?))
+}
+
 /// Materialises a value (following its overflow chain).
 pub(crate) async fn load_value<R: PageRead>(r: &R, v: Val) -> Result<Vec<u8>, Error> {
     match v {
@@ -169,11 +188,7 @@ pub(crate) async fn load_value<R: PageRead>(r: &R, v: Val) -> Result<Vec<u8>, Er
                     return Err(corrupt(first, "overflow chain ends early".into()));
                 }
                 let buf = r.read(next, KIND_OVERFLOW).await?;
-                let nxt = rd_u64(&buf, HDR, next)?;
-                let n = rd_u32(&buf, HDR + 8, next)? as usize;
-                if n > OVERFLOW_CAP || n > len - out.len() {
-                    return Err(corrupt(next, format!("overflow page claims {n} bytes")));
-                }
+                let (n, nxt) = overflow_page(&buf, next, len - out.len())?;
                 out.extend_from_slice(slice(&buf, HDR + 12, n, next)?);
                 next = nxt;
             }
@@ -478,14 +493,20 @@ pub(crate) async fn chain_pages<R: PageRead>(
     let mut next = first;
     let mut left = len as usize;
     while left > 0 {
+        if next == 0 {
+            return Err(corrupt(first, "overflow chain ends early".into()));
+        }
+        if pages.contains(&next) {
+            return Err(corrupt(
+                next,
+                "overflow chain comes back to this page".into(),
+            ));
+        }
         pages.push(next);
         let ob = r.read(next, KIND_OVERFLOW).await?;
-        let n = rd_u32(&ob, HDR + 8, next)? as usize;
-        if n == 0 || n > left {
-            return Err(corrupt(next, "bad overflow chain".into()));
-        }
+        let (n, nxt) = overflow_page(&ob, next, left)?;
         left -= n;
-        next = rd_u64(&ob, HDR, next)?;
+        next = nxt;
     }
     Ok(pages)
 }
@@ -835,14 +856,21 @@ fn store_value<W: PageWrite>(w: &mut W, key: &[u8], value: &[u8]) -> Val {
 
 async fn free_value<W: PageWrite>(w: &mut W, v: &Val) -> Result<(), Error> {
     if let Val::Overflow { first, len } = v {
+        // A damaged chain is freed up to its damage and no further (what
+        // follows is leaked, never freed twice): replacing or deleting a
+        // value must not fail because its old chain is damaged (repair
+        // removes such records), nor free a page another tree uses.
         let mut next = *first;
         let mut left = *len as usize;
-        while left > 0 && next != 0 {
+        let mut freed: Vec<PageNo> = Vec::new();
+        while left > 0 && next != 0 && !freed.contains(&next) {
             let buf = w.read(next, KIND_OVERFLOW).await?;
-            let n = (rd_u32(&buf, HDR + 8, next)? as usize).max(1);
-            let nxt = rd_u64(&buf, HDR, next)?;
             w.free(next);
-            left = left.saturating_sub(n);
+            freed.push(next);
+            let Ok((n, nxt)) = overflow_page(&buf, next, left) else {
+                break;
+            };
+            left -= n;
             next = nxt;
         }
     }

@@ -254,6 +254,64 @@ fn corrupt_pages_are_errors_not_panics() {
     });
 }
 
+/// An overflow chain whose damage would loop: a page that claims no bytes
+/// and points to itself (what the `page` fuzz target found: the integrity
+/// check's scan never ended), and a chain of full pages that comes back
+/// to its first page. Reads end with an error or a bounded walk, and
+/// replacing the value frees each page of the old chain once at most.
+#[test]
+fn a_damaged_overflow_chain_never_loops_nor_frees_a_page_twice() {
+    let value = vec![7u8; 3 * OVERFLOW_CAP - 100];
+    for damage in [
+        "chain back to its first page",
+        "empty page pointing to itself",
+    ] {
+        run(async {
+            let mut m = Mem::default();
+            let root = insert(&mut m, 0, b"big", &value).await.unwrap().0;
+            m.dirty.clear();
+            let leaf = Leaf::decode(&m.pages[&root], root).unwrap();
+            let Val::Overflow { first, len } = leaf.entries[0].1.clone() else {
+                panic!("the value is not in an overflow chain");
+            };
+            let chain = chain_pages(&m, first, len).await.unwrap();
+            assert_eq!(chain.len(), 3);
+            let (at, count, next) = match damage {
+                "empty page pointing to itself" => (chain[0], 0u32, chain[0]),
+                _ => (chain[1], OVERFLOW_CAP as u32, chain[0]),
+            };
+            let mut b = (*m.pages[&at]).clone();
+            set_u64(&mut b, HDR, next);
+            set_u32(&mut b, HDR + 8, count);
+            set_checksum(&mut b);
+            m.pages.insert(at, Arc::new(b));
+
+            assert!(get(&m, root, b"big").await.is_err(), "{damage}: read");
+            assert!(
+                chain_pages(&m, first, len).await.is_err(),
+                "{damage}: chain"
+            );
+            assert!(
+                scan(&m, root, b"", |_, _| true).await.is_err(),
+                "{damage}: scan"
+            );
+            // Replacing the value frees the old chain up to its damage.
+            insert(&mut m, root, b"big", b"small").await.unwrap();
+            let mut freed = m.freed.clone();
+            freed.sort_unstable();
+            let before = freed.len();
+            freed.dedup();
+            assert_eq!(
+                freed.len(),
+                before,
+                "{damage}: a page freed twice: {:?}",
+                m.freed
+            );
+            assert!(freed.contains(&chain[0]), "{damage}: first page not freed");
+        });
+    }
+}
+
 #[test]
 fn fixed_bytes_for_a_leaf_and_a_branch() {
     // wasm32 and x86_64 must produce these exact bytes (module docs: page format).
