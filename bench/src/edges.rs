@@ -25,6 +25,7 @@ use outpost_client::{ClientOptions, SyncHandle};
 
 use crate::machine::clock_ticks;
 pub use crate::machine::cpu_secs;
+
 /// The allocator of a benchmark that runs thousands of edge clients in one
 /// process: jemalloc, as the hub's (`hub/src/main.rs`). Each of those clients
 /// stands for a device of its own; with glibc's malloc, 5,000 of them on two

@@ -15,8 +15,11 @@
 //! [`check_body`] is one iterative pass over the bytes: it never recurses
 //! (a body nested 100,000 deep is refused at depth 65 without growing the
 //! stack) and allocates nothing per scalar (keys are hashed in place; only
-//! a key with escapes is unescaped, into a reused buffer).
+//! a key with escapes is unescaped, into a reused buffer). Its buffers (the
+//! stack, the keys of the open objects) are kept for the next check on the
+//! same thread when they are small (at most 64 KiB).
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 
@@ -126,13 +129,19 @@ fn checked(body: &[u8]) -> Result<Checker<'_>, BodyError> {
             offset: e.valid_up_to(),
         });
     }
+    let Spare {
+        mut stack,
+        frames,
+        scratch,
+    } = SPARE.with(Cell::take).unwrap_or_default();
+    stack.clear();
     let mut c = Checker {
         b: body,
         i: 0,
-        stack: Vec::with_capacity(16),
+        stack,
         objs: 0,
-        frames: Vec::new(),
-        scratch: (Vec::new(), Vec::new()),
+        frames,
+        scratch,
         hasher: None,
         meta: MetaState::Before,
     };
@@ -277,6 +286,51 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// A checker's buffers, kept between checks on this thread (a check of a
+/// typical document otherwise allocates and frees its stack and its key
+/// lists, several times as each grows).
+#[derive(Default)]
+struct Spare {
+    stack: Vec<Open>,
+    frames: Vec<KeyFrame>,
+    scratch: (Vec<u8>, Vec<u8>),
+}
+
+/// A check's buffers go back for the next one when they hold at most this
+/// many bytes in all (a document's take a few hundred); a huge or deeply
+/// nested body's are freed with it, so no thread keeps much.
+const SPARE_MAX_BYTES: usize = 64 << 10;
+
+thread_local! {
+    static SPARE: Cell<Option<Spare>> = const { Cell::new(None) };
+}
+
+impl Drop for Checker<'_> {
+    fn drop(&mut self) {
+        let frames: usize = self
+            .frames
+            .iter()
+            .map(|f| {
+                f.keys.capacity() * std::mem::size_of::<Key>()
+                    + f.hashes.capacity() * std::mem::size_of::<u64>()
+                    + std::mem::size_of::<KeyFrame>()
+            })
+            .sum();
+        let bytes = frames
+            + self.stack.capacity() * std::mem::size_of::<Open>()
+            + self.scratch.0.capacity()
+            + self.scratch.1.capacity();
+        if bytes <= SPARE_MAX_BYTES {
+            let spare = Spare {
+                stack: std::mem::take(&mut self.stack),
+                frames: std::mem::take(&mut self.frames),
+                scratch: std::mem::take(&mut self.scratch),
+            };
+            SPARE.with(|s| s.set(Some(spare)));
+        }
+    }
 }
 
 struct Checker<'a> {

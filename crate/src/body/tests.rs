@@ -136,6 +136,34 @@ fn refuses_numbers_out_of_range() {
     assert_eq!(rule(r#"{"a":1.7976931348623157e308}"#), "ok");
 }
 
+/// The buffers one check keeps for the next on the same thread carry
+/// nothing over: keys seen by an earlier check, or by one that failed half
+/// way deep in nested objects, are not duplicates of the next body's, and
+/// a duplicate is still found at every depth.
+#[test]
+fn a_check_keeps_nothing_of_the_one_before() {
+    let deep = r#"{"a":{"b":{"c":1,"d":2,"e":{"f":1}}},"g":[{"h":1}]}"#;
+    assert_eq!(check_body(deep.as_bytes()), Ok(()));
+    // Fails at depth 3 with frames at depths 1 to 3 partly filled.
+    assert_eq!(rule(r#"{"a":{"b":{"c":1,"c":2}},"z":1}"#), "duplicate_key");
+    for _ in 0..3 {
+        assert_eq!(check_body(deep.as_bytes()), Ok(()));
+        assert_eq!(check_body(br#"{"c":1,"b":{"c":1,"a":{"c":1}}}"#), Ok(()));
+        assert_eq!(rule(r#"{"a":1,"g":2,"a":3}"#), "duplicate_key");
+        assert_eq!(rule(r#"{"a":{"b":{"c":1,"e":2,"c":3}}}"#), "duplicate_key");
+        assert_eq!(rule(r#"{"x":[{"y":1,"y":2}]}"#), "duplicate_key");
+    }
+    // A big object (more keys than compared one by one) between two small ones.
+    let big: String = (0..100)
+        .map(|i| format!("\"k{i}\":{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(check_body(format!("{{{big}}}").as_bytes()), Ok(()));
+    assert_eq!(check_body(br#"{"k1":1,"k2":2}"#), Ok(()));
+    assert_eq!(rule(&format!("{{{big},\"k7\":0}}")), "duplicate_key");
+    assert_eq!(check_body(br#"{"k7":1}"#), Ok(()));
+}
+
 #[test]
 fn refuses_duplicate_keys_after_unescaping() {
     for bad in [
