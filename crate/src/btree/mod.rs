@@ -166,7 +166,7 @@ fn overflow_page(buf: &[u8], no: PageNo, left: usize) -> Result<(usize, PageNo),
     if n != want {
         return Err(corrupt(
             no,
-            format!("overflow page holds {n} bytes where its chain needs {want}"),
+            "overflow page's byte count does not fit its chain".into(),
         ));
     }
     Ok((n, rd_u64(buf, HDR, no)?))
