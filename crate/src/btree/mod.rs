@@ -858,8 +858,9 @@ async fn free_value<W: PageWrite>(w: &mut W, v: &Val) -> Result<(), Error> {
     if let Val::Overflow { first, len } = v {
         // A damaged chain is freed up to its damage and no further (what
         // follows is leaked, never freed twice): replacing or deleting a
-        // value must not fail because its old chain is damaged (repair
-        // removes such records), nor free a page another tree uses.
+        // value does not fail because its old chain is damaged, as before,
+        // and never frees a page twice (a cycle would hand one page to two
+        // owners at a later commit).
         let mut next = *first;
         let mut left = *len as usize;
         let mut freed: Vec<PageNo> = Vec::new();
