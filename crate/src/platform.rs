@@ -140,6 +140,68 @@ pub async fn next_task() {
 #[cfg(not(target_arch = "wasm32"))]
 pub async fn next_task() {}
 
+/// Whether the engine may start threads of its own: natively yes, on wasm32
+/// no (a page's wasm runs on the thread that called it).
+pub const THREADS: bool = cfg!(not(target_arch = "wasm32"));
+
+/// What a thread started by [`make_ahead`] hands over, in order.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct Ahead<R>(futures::channel::mpsc::UnboundedReceiver<R>);
+
+/// What a thread started by [`make_ahead`] hands over: on wasm32 there is
+/// never one (the type has no values, so code that waits for it is gone
+/// from the build).
+#[cfg(target_arch = "wasm32")]
+pub struct Ahead<R>(std::convert::Infallible, std::marker::PhantomData<R>);
+
+impl<R> Ahead<R> {
+    /// The next thing made, or `None` once the thread has ended.
+    pub async fn next(&mut self) -> Option<R> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            futures::StreamExt::next(&mut self.0).await
+        }
+        #[cfg(target_arch = "wasm32")]
+        match self.0 {}
+    }
+}
+
+/// Hands `items` to `make` on a new thread named `name`; `make` passes
+/// each thing it makes to its `send`, which is `false` once the [`Ahead`]
+/// is dropped (then `make` should stop). Gives `items` back if no thread
+/// could be started (always on wasm32): the caller does the work itself.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn make_ahead<T: Send + 'static, R: Send + 'static>(
+    name: &str,
+    items: Vec<T>,
+    make: impl FnOnce(Vec<T>, &dyn Fn(R) -> bool) + Send + 'static,
+) -> Result<Ahead<R>, Vec<T>> {
+    let (give, take) = std::sync::mpsc::sync_channel::<Vec<T>>(1);
+    let (send, made) = futures::channel::mpsc::unbounded();
+    let started = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Ok(items) = take.recv() {
+                make(items, &|r| send.unbounded_send(r).is_ok());
+            }
+        });
+    if started.is_err() {
+        return Err(items);
+    }
+    give.send(items).map(|()| Ahead(made)).map_err(|e| e.0)
+}
+
+/// Hands `items` to `make` on a new thread (see the native build): on
+/// wasm32 never, `items` come back.
+#[cfg(target_arch = "wasm32")]
+pub fn make_ahead<T, R>(
+    _name: &str,
+    items: Vec<T>,
+    _make: impl FnOnce(Vec<T>, &dyn Fn(R) -> bool),
+) -> Result<Ahead<R>, Vec<T>> {
+    Err(items)
+}
+
 /// Fills `buf` with random bytes from the platform's secure source
 /// (the OS on native targets, `crypto.getRandomValues` in the browser).
 pub fn random_bytes(buf: &mut [u8]) {

@@ -232,6 +232,73 @@ fn batch_is_atomic_and_expected_change_vectors() {
     });
 }
 
+/// A batch large enough to be prepared on a thread of its own while it
+/// applies (natively, from 256 operations) is as atomic as a small one, and
+/// a refusal found while preparing wins over one found while applying, as
+/// when every operation was prepared first.
+#[test]
+fn a_large_batch_prepared_ahead_is_atomic() {
+    block_on(async {
+        let (_store, db) = fresh().await;
+        let big = |bad: Option<usize>, missing: Option<usize>| {
+            let mut b = Batch::new();
+            for i in 0..1_000 {
+                let id = format!("big/{i:04}");
+                if bad == Some(i) {
+                    b.put_json(id, b"{\"a\": 1, \"a\": 2}".to_vec(), PutOptions::default());
+                } else if missing == Some(i) {
+                    let opts = PutOptions {
+                        expected: Expected::Missing,
+                        ..Default::default()
+                    };
+                    b.put_with("big/0000", json!({"i": i}), opts);
+                } else {
+                    b.put_json(
+                        id,
+                        format!("{{\"i\": {i}}}").into_bytes(),
+                        PutOptions::default(),
+                    );
+                }
+            }
+            b
+        };
+        let info = db.commit(big(None, None)).await.unwrap();
+        assert_eq!(info.results.len(), 1_000);
+        assert_eq!(db.count().await.unwrap(), 1_000);
+        let last = db.get("big/0999").await.unwrap().unwrap();
+        assert_eq!(last.body["i"], 999);
+        let before = db
+            .get("big/0500")
+            .await
+            .unwrap()
+            .unwrap()
+            .meta
+            .change_vector;
+
+        // A body refused in the last chunks: nothing of the batch is written.
+        let err = db.commit(big(Some(990), None)).await.unwrap_err();
+        assert_eq!(err.code(), "invalid_json", "{err}");
+        // A conflict found while applying an early operation, a body refused
+        // later: the body's refusal is the answer.
+        let err = db.commit(big(Some(800), Some(10))).await.unwrap_err();
+        assert_eq!(err.code(), "invalid_json", "{err}");
+        // A conflict alone, past the first chunks.
+        let err = db.commit(big(None, Some(700))).await.unwrap_err();
+        assert_eq!(err.code(), "concurrency_conflict", "{err}");
+
+        assert_eq!(db.count().await.unwrap(), 1_000);
+        let after = db
+            .get("big/0500")
+            .await
+            .unwrap()
+            .unwrap()
+            .meta
+            .change_vector;
+        assert_eq!(before, after, "no failed batch changed a document");
+        assert_sound(&db).await;
+    });
+}
+
 #[test]
 fn bad_input_is_typed_errors() {
     block_on(async {

@@ -13,6 +13,7 @@ use crate::codec::{Put, get_u64};
 use crate::cv::DbId;
 use crate::doc::{self, DocFlags, DocumentMeta, RawVersion};
 use crate::error::{Error, InputError, clip};
+use crate::platform;
 use crate::policy::{CollectionSet, ConflictPolicy, DeletionGuards, GUARDS_KEY, HUB_OUTPUTS_KEY};
 use crate::store::{Durability, PageNo, PageStore};
 
@@ -98,12 +99,31 @@ impl<S: PageStore> Database<S> {
     /// Commits a batch atomically and waits until it is durable. If any operation
     /// is refused (bad input, failed concurrency check) nothing is written.
     pub async fn commit(&self, batch: Batch) -> Result<CommitInfo, Error> {
-        // Validate and serialise outside the writer lock.
-        let mut prepared = Vec::with_capacity(batch.ops.len());
-        for op in batch.ops {
+        let Batch {
+            mut ops,
+            durability,
+        } = batch;
+        // Validate and serialise outside the writer lock. A large batch is
+        // prepared by a thread of its own a chunk ahead of its apply, after
+        // the first chunk here (native builds: `prepare_ahead`).
+        let ahead = if platform::THREADS && ops.len() >= PREPARE_AHEAD_MIN {
+            let rest = ops.split_off(PREPARE_CHUNK);
+            let count = rest.len();
+            match prepare_ahead(rest) {
+                Ok(chunks) => Some(Ahead { chunks, count }),
+                Err(rest) => {
+                    ops.extend(rest);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut prepared = Vec::with_capacity(ops.len());
+        for op in ops {
             prepared.push(prepare(op)?);
         }
-        self.commit_asking(prepared, batch.durability).await
+        self.commit_asking(prepared, ahead, durability).await
     }
 
     /// Applies prepared operations as one transaction and waits until it is
@@ -113,17 +133,20 @@ impl<S: PageStore> Database<S> {
         &self,
         prepared: Vec<Prepared>,
     ) -> Result<CommitInfo, Error> {
-        self.commit_asking(prepared, None).await
+        self.commit_asking(prepared, None, None).await
     }
 
-    /// [`commit_prepared`](Self::commit_prepared) asking for `durability`
-    /// (`None`: the database's).
+    /// [`commit_prepared`](Self::commit_prepared) of `first` and then of
+    /// what `ahead` prepares, asking for `durability` (`None`: the
+    /// database's).
     async fn commit_asking(
         &self,
-        prepared: Vec<Prepared>,
+        first: Vec<Prepared>,
+        mut ahead: Option<Ahead>,
         durability: Option<Durability>,
     ) -> Result<CommitInfo, Error> {
-        let mut results = Vec::with_capacity(prepared.len());
+        let total = first.len() + ahead.as_ref().map_or(0, |a| a.count);
+        let mut results = Vec::with_capacity(total);
         let _counted = super::commit::TxnCount::enter(&self.inner);
         // Restores the working state if the transaction fails or its future is
         // dropped half-way: a transaction is applied whole or not at all.
@@ -138,11 +161,37 @@ impl<S: PageStore> Database<S> {
             // every `stage_every` operations, so their WAL write overlaps the
             // rest of the apply (pipelined commit, `PageStore::stage`).
             let stage_every = self.inner.store.stage_after_ops();
-            for (i, p) in prepared.iter().enumerate() {
-                results.push(apply(&mut ctx, p, self.inner.db_id, now).await?);
-                if stage_every > 0 && (i + 1) % stage_every == 0 && i + 1 < prepared.len() {
-                    let pages = ctx.w.take_stageable();
-                    self.inner.store.stage(pages);
+            let mut chunk = first;
+            loop {
+                for p in chunk {
+                    match apply(&mut ctx, &p, self.inner.db_id, now).await {
+                        Ok(r) => results.push(r),
+                        // A refusal found while preparing goes first, as
+                        // when every operation was prepared before any applied.
+                        Err(e) => {
+                            let refused = match ahead {
+                                Some(a) => a.first_refusal().await,
+                                None => None,
+                            };
+                            return Err(refused.unwrap_or(e));
+                        }
+                    }
+                    let i = results.len();
+                    if stage_every > 0 && i % stage_every == 0 && i < total {
+                        let pages = ctx.w.take_stageable();
+                        self.inner.store.stage(pages);
+                    }
+                }
+                let Some(a) = ahead.as_mut() else { break };
+                match a.chunks.next().await {
+                    Some(next) => chunk = next?,
+                    None if results.len() == total => break,
+                    // Its thread ended early: never commit part of a batch.
+                    None => {
+                        return Err(Error::Poisoned(
+                            "the thread preparing a batch stopped before its end".into(),
+                        ));
+                    }
                 }
             }
         }
@@ -154,6 +203,74 @@ impl<S: PageStore> Database<S> {
         self.finish(txn).await?;
         Ok(CommitInfo { results })
     }
+}
+
+/// A batch of at least this many operations is prepared by a thread of its
+/// own while it applies (native builds). Below it the thread's start (tens
+/// of microseconds) would cost more than the overlap saves.
+const PREPARE_AHEAD_MIN: usize = 256;
+
+/// Operations per chunk that [`prepare_ahead`] hands over; the first chunk is
+/// prepared by the caller while the thread starts.
+const PREPARE_CHUNK: usize = 64;
+
+/// A chunk of prepared operations, or the refusal that ended the
+/// preparing.
+type Chunk = Result<Vec<Prepared>, Error>;
+
+/// The operations of a batch being prepared by [`prepare_ahead`]: `count` of
+/// them, in order, a chunk at a time.
+struct Ahead {
+    chunks: platform::Ahead<Chunk>,
+    count: usize,
+}
+
+impl Ahead {
+    /// The refusal among the operations yet to be handed over, if any
+    /// (found by preparing all of them, as a batch prepared whole would
+    /// have been).
+    async fn first_refusal(mut self) -> Option<Error> {
+        while let Some(chunk) = self.chunks.next().await {
+            if let Err(e) = chunk {
+                return Some(e);
+            }
+        }
+        None
+    }
+}
+
+/// Prepares `ops` in order on a thread of its own, sending them a chunk of
+/// [`PREPARE_CHUNK`] at a time, and at the first refusal the operations
+/// before it and then the refusal, and stops; it also stops when the
+/// receiver is dropped (the transaction failed or was dropped). Gives
+/// `ops` back if no thread could be started. The body check of a bulk
+/// write is about a fifth of its thread's CPU (docs/benchmarks.md, "Bulk:
+/// where a document's CPU goes"): here it runs on the other core.
+fn prepare_ahead(ops: Vec<Op>) -> Result<platform::Ahead<Chunk>, Vec<Op>> {
+    platform::make_ahead("outpost-prepare", ops, |ops, send| {
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let mut chunk = Vec::with_capacity(PREPARE_CHUNK);
+            let mut refused = None;
+            for op in ops.by_ref().take(PREPARE_CHUNK) {
+                match prepare(op) {
+                    Ok(p) => chunk.push(p),
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
+            let sent = send(Ok(chunk));
+            if let Some(e) = refused {
+                send(Err(e));
+                return;
+            }
+            if !sent {
+                return;
+            }
+        }
+    })
 }
 
 pub(super) enum Prepared {
