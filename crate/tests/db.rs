@@ -267,13 +267,15 @@ fn a_large_batch_prepared_ahead_is_atomic() {
         assert_eq!(db.count().await.unwrap(), 1_000);
         let last = db.get("big/0999").await.unwrap().unwrap();
         assert_eq!(last.body["i"], 999);
-        let before = db
-            .get("big/0500")
-            .await
-            .unwrap()
-            .unwrap()
-            .meta
-            .change_vector;
+        let cv_of_500 = || async {
+            db.get("big/0500")
+                .await
+                .unwrap()
+                .unwrap()
+                .meta
+                .change_vector
+        };
+        let before = cv_of_500().await;
 
         // A body refused in the last chunks: nothing of the batch is written.
         let err = db.commit(big(Some(990), None)).await.unwrap_err();
@@ -287,13 +289,7 @@ fn a_large_batch_prepared_ahead_is_atomic() {
         assert_eq!(err.code(), "concurrency_conflict", "{err}");
 
         assert_eq!(db.count().await.unwrap(), 1_000);
-        let after = db
-            .get("big/0500")
-            .await
-            .unwrap()
-            .unwrap()
-            .meta
-            .change_vector;
+        let after = cv_of_500().await;
         assert_eq!(before, after, "no failed batch changed a document");
         assert_sound(&db).await;
     });
