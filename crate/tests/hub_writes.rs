@@ -6,58 +6,32 @@
 //! `hub/tests/safety.rs`; the hostile frames in `hub/tests/attacks/`.
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::collections::HashMap;
-
 use futures::executor::block_on;
 use outpost::db::{AuditKind, Batch};
 use outpost::policy::{DeletionGuards, GUARDS_KEY};
 use outpost::store::MemoryStore;
 use outpost::sync::forget::{SubjectRequest, purge_subject};
-use outpost::sync::frame::{AuthMode, MAX_FRAME_BYTES, WireExpect, WireWrite, WriteAnswer};
+use outpost::sync::frame::{MAX_FRAME_BYTES, WireExpect, WireWrite, WriteAnswer};
 use outpost::sync::hub_write::{AuditHubWrite, HubWriteManifest, HubWriteOutcome, apply};
 use outpost::sync::{
-    ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, Grant,
-    HubAction, HubEvent, HubSession, Prefixes,
+    EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, HubAction, HubEvent,
+    HubSession,
 };
 use outpost::{ChangeVector, Database, DbId, OpenOptions};
+use outpost_testkit::machines::{self, closed_with, sent};
 use serde_json::json;
 
 const HUB: DbId = DbId([9; 16]);
 const EDGE: DbId = DbId([1; 16]);
 
-fn grant() -> Grant {
-    Grant {
-        identity: "laptop".into(),
-        read: Prefixes::parse(&["names/".into(), "profiles/".into()]).unwrap(),
-        write: Prefixes::parse(&["names/".into(), "secret/".into()]).unwrap(),
-        relay: false,
-        policies: HashMap::new(),
-        default_policy: ConflictPolicy::Latest,
-        never_delete: Vec::new(),
-        hub_outputs: Vec::new(),
-    }
-}
-
 /// A token session of protocol `version` past its handshake.
 fn hub(version: u16) -> HubSession {
     let mut h = HubSession::new(0);
-    let hello = Frame::Hello {
-        min_version: 5,
-        max_version: version,
-        db_id: EDGE,
-        database: "main".into(),
-        identity: "laptop".into(),
-        credential: "t".into(),
-        pull_checkpoint: 0,
-        checkpoint_hub: DbId([0; 16]),
-        auth: AuthMode::Token,
-        key: Vec::new(),
-    }
-    .encode();
+    let hello = machines::token_hello(EDGE, (5, version));
     h.handle(HubEvent::Received(&hello), 0);
     h.handle(
         HubEvent::Authorized {
-            grant: grant(),
+            grant: machines::grant(&["names/", "profiles/"], &["names/", "secret/"]),
             hub_db_id: HUB,
             hub_last_etag: 10,
             push_checkpoint: 0,
@@ -89,20 +63,6 @@ fn write(request: u64, ops: Vec<WireWrite>) -> Vec<u8> {
         ops,
     }
     .encode()
-}
-
-fn sent(acts: &[HubAction]) -> Vec<Frame> {
-    acts.iter()
-        .filter_map(|a| match a {
-            HubAction::Send(b) => Some(Frame::decode(b, MAX_FRAME_BYTES).unwrap()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn closed_with(acts: &[HubAction], code: &str) -> bool {
-    acts.iter()
-        .any(|a| matches!(a, HubAction::Close { code: c, .. } if c == code))
 }
 
 #[test]

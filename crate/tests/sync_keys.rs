@@ -5,7 +5,6 @@
 //! chain's compare-and-set in the commit (two sessions of one identity).
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::executor::block_on;
@@ -17,26 +16,18 @@ use outpost::sync::frame::{AuthMode, MAX_FRAME_BYTES};
 use outpost::sync::purge::PurgeOrder;
 use outpost::sync::signed::{BatchManifest, GENESIS, PurgeReceipt};
 use outpost::sync::{
-    ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, Grant,
-    HubAction, HubEvent, HubSession, Prefixes, WireDoc,
+    EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, Grant, HubAction,
+    HubEvent, HubSession, WireDoc,
 };
 use outpost::{ChangeVector, Database, DbId, DocFlags, DocumentMeta, OpenOptions, RawVersion};
+use outpost_testkit::machines::{self, closed_with, sent};
 
 const EDGE: DbId = DbId([7; 16]);
 const HUB: DbId = DbId([9; 16]);
 const NONCE: [u8; 32] = [0x5A; 32];
 
 fn grant() -> Grant {
-    Grant {
-        identity: "laptop".into(),
-        read: Prefixes::parse(&["notes/".into()]).unwrap(),
-        write: Prefixes::parse(&["notes/".into()]).unwrap(),
-        relay: false,
-        policies: HashMap::new(),
-        default_policy: ConflictPolicy::Latest,
-        never_delete: Vec::new(),
-        hub_outputs: Vec::new(),
-    }
+    machines::grant(&["notes/"], &["notes/"])
 }
 
 fn hub(nonce: [u8; 32]) -> HubSession {
@@ -57,15 +48,6 @@ fn edge(key: &KeyPair) -> EdgeSession {
     )
 }
 
-fn frames_of_hub(acts: &[HubAction]) -> Vec<Frame> {
-    acts.iter()
-        .filter_map(|a| match a {
-            HubAction::Send(b) => Some(Frame::decode(b, MAX_FRAME_BYTES).unwrap()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn bytes_of_edge(acts: &[EdgeAction]) -> Vec<Vec<u8>> {
     acts.iter()
         .filter_map(|a| match a {
@@ -80,11 +62,6 @@ fn to_sign(acts: &[EdgeAction]) -> Option<Vec<u8>> {
         EdgeAction::Sign(m) => Some(m.clone()),
         _ => None,
     })
-}
-
-fn closed_with(acts: &[HubAction], code: &str) -> bool {
-    acts.iter()
-        .any(|a| matches!(a, HubAction::Close { code: c, .. } if c == code))
 }
 
 /// Runs the handshake between a real edge machine signing with `signer` and
@@ -115,7 +92,7 @@ fn handshake(
         },
         0,
     );
-    let challenge = match frames_of_hub(&a).remove(0) {
+    let challenge = match sent(&a).remove(0) {
         f @ Frame::Challenge { .. } => f.encode(),
         other => panic!("{other:?}"),
     };
@@ -144,7 +121,7 @@ fn authorize_with(h: &mut HubSession, head: (u64, [u8; 32]), purge: Option<Purge
         },
         0,
     );
-    let frames = frames_of_hub(&a);
+    let frames = sent(&a);
     if let Some(o) = purge {
         // The order follows the Welcome at once.
         assert!(
@@ -186,11 +163,11 @@ fn a_wrong_key_an_unknown_identity_and_a_replayed_proof_are_refused_alike() {
         Some(key.public_key().clone()),
     );
     assert!(closed_with(&a, "unauthorized"), "{a:?}");
-    let wrong_key = frames_of_hub(&a);
+    let wrong_key = sent(&a);
     // Unknown identity (nothing to verify under): the same answer.
     let a = handshake(&mut hub(NONCE), &mut edge(&key), &key, None);
     assert!(closed_with(&a, "unauthorized"));
-    assert_eq!(frames_of_hub(&a), wrong_key, "the answers must not differ");
+    assert_eq!(sent(&a), wrong_key, "the answers must not differ");
     // The edge claims a key other than the enrolled one (and proves it).
     let a = handshake(
         &mut hub(NONCE),
@@ -211,7 +188,7 @@ fn a_wrong_key_an_unknown_identity_and_a_replayed_proof_are_refused_alike() {
         },
         0,
     );
-    let ch = frames_of_hub(&a).remove(0).encode();
+    let ch = sent(&a).remove(0).encode();
     let msg = to_sign(&e1.handle(EdgeEvent::Received(&ch), 0)).unwrap();
     let proof = Frame::Proof {
         signature: key.sign(&msg).unwrap(),
@@ -332,7 +309,7 @@ fn applied(p: &mut Pair, push: &[u8]) -> (u64, [u8; 32]) {
         },
         0,
     );
-    let ack = frames_of_hub(&a)
+    let ack = sent(&a)
         .into_iter()
         .find(|f| matches!(f, Frame::PushAck { .. }))
         .unwrap()
@@ -766,7 +743,7 @@ fn a_revoked_identity_erases_then_is_refused() {
         },
         0,
     );
-    let frames = frames_of_hub(&a);
+    let frames = sent(&a);
     assert!(
         matches!(&frames[..], [Frame::Purge { order: 5, reason, keep, .. }] if reason == "revoked" && keep.is_empty()),
         "no Welcome, only the order: {frames:?}"
@@ -811,7 +788,7 @@ fn a_revoked_identity_erases_then_is_refused() {
     assert!(signed && r.order == 5 && r.removed == 4 && r.hub_id == HUB);
     assert!(closed_with(&a, "revoked"), "{a:?}");
     // The edge hears Error(revoked): fatal.
-    let err = frames_of_hub(&a)
+    let err = sent(&a)
         .into_iter()
         .find(|f| matches!(f, Frame::Error { .. }))
         .unwrap()

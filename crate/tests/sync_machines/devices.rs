@@ -117,19 +117,7 @@ fn the_welcome_states_the_grant_and_older_edges_are_refused() {
     // subject purges) are refused.
     for (min, max) in [(1, 1), (1, 2), (2, 2), (3, 3), (1, 3), (4, 4), (1, 4)] {
         let mut h = HubSession::new(0);
-        let hello = Frame::Hello {
-            min_version: min,
-            max_version: max,
-            db_id: EDGE,
-            database: "main".into(),
-            identity: "laptop".into(),
-            credential: "t".into(),
-            pull_checkpoint: 0,
-            checkpoint_hub: DbId([0; 16]),
-            auth: AuthMode::Token,
-            key: Vec::new(),
-        }
-        .encode();
+        let hello = machines::token_hello(EDGE, (min, max));
         let a = h.handle(HubEvent::Received(&hello), 0);
         assert!(
             closed_with(&a, "unsupported_version"),

@@ -9,63 +9,27 @@ mod feed;
 mod pushes;
 mod timers;
 
-use std::collections::HashMap;
-
 use outpost::doc::{RawDoc, RawVersion};
 use outpost::sync::feed::FeedPage;
-use outpost::sync::frame::{AuthMode, MAX_FRAME_BYTES};
+use outpost::sync::frame::MAX_FRAME_BYTES;
 use outpost::sync::hub::WINDOW;
 use outpost::sync::{
-    ConflictPolicy, EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, Grant,
-    HubAction, HubEvent, HubMetric, HubSession, Prefixes, RejectReason, SyncStatus, Violation,
-    WireDoc, WireGrant,
+    EdgeAction, EdgeConfig, EdgeEvent, EdgePersisted, EdgeSession, Frame, Grant, HubAction,
+    HubEvent, HubMetric, HubSession, Prefixes, RejectReason, SyncStatus, Violation, WireDoc,
+    WireGrant,
 };
 use outpost::{ChangeVector, DbId, DocFlags, DocumentMeta};
+use outpost_testkit::machines::{self, closed_with, sent};
 
 const HUB: DbId = DbId([9; 16]);
 const EDGE: DbId = DbId([1; 16]);
 
 fn grant() -> Grant {
-    Grant {
-        identity: "laptop".into(),
-        read: Prefixes::parse(&["notes/".into()]).unwrap(),
-        write: Prefixes::parse(&["notes/".into()]).unwrap(),
-        relay: false,
-        policies: HashMap::new(),
-        default_policy: ConflictPolicy::Latest,
-        never_delete: Vec::new(),
-        hub_outputs: Vec::new(),
-    }
+    machines::grant(&["notes/"], &["notes/"])
 }
 
 fn hello() -> Vec<u8> {
-    Frame::Hello {
-        min_version: 5,
-        max_version: 5,
-        db_id: EDGE,
-        database: "main".into(),
-        identity: "laptop".into(),
-        credential: "t".into(),
-        pull_checkpoint: 0,
-        checkpoint_hub: DbId([0; 16]),
-        auth: AuthMode::Token,
-        key: Vec::new(),
-    }
-    .encode()
-}
-
-fn sent(acts: &[HubAction]) -> Vec<Frame> {
-    acts.iter()
-        .filter_map(|a| match a {
-            HubAction::Send(b) => Some(Frame::decode(b, MAX_FRAME_BYTES).unwrap()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn closed_with(acts: &[HubAction], code: &str) -> bool {
-    acts.iter()
-        .any(|a| matches!(a, HubAction::Close { code: c, .. } if c == code))
+    machines::token_hello(EDGE, (5, 5))
 }
 
 /// A version 5 `Welcome` (no grant, heartbeat 15 s) from a hub whose last
@@ -193,19 +157,7 @@ fn hub_from(
     pull_from: u64,
 ) -> (HubSession, Vec<Frame>) {
     let mut h = HubSession::new(0);
-    let hello = Frame::Hello {
-        min_version: min,
-        max_version: max,
-        db_id: device,
-        database: "main".into(),
-        identity: "laptop".into(),
-        credential: "t".into(),
-        pull_checkpoint: 0,
-        checkpoint_hub: DbId([0; 16]),
-        auth: AuthMode::Token,
-        key: Vec::new(),
-    }
-    .encode();
+    let hello = machines::token_hello(device, (min, max));
     h.handle(HubEvent::Received(&hello), 0);
     let a = h.handle(
         HubEvent::Authorized {
