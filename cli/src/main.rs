@@ -250,8 +250,10 @@ Examples:
     /// error) and, unless --dry-run, moves them all aside in one commit: each
     /// record's raw bytes go to a local record `quarantine/<etag>/<key>` (kept
     /// for inspection, never replicated), and it leaves the documents, the
-    /// indexes and the changes feed; the document counts are recounted. The
-    /// database then checks clean. The id can be written again (a replica
+    /// indexes and the changes feed; the document counts are recounted. A
+    /// document whose value's overflow pages are damaged (reads of it fail
+    /// naming a page) is set aside the same way, with an empty record, and
+    /// the pages past the damage are freed. The database then checks clean. The id can be written again (a replica
     /// that still holds the document sends it again only when it changes).
     ///
     /// Run it with the database closed (the hub stopped, for a hub database).

@@ -239,12 +239,14 @@ impl LeafWalk {
         }
     }
 
-    /// The next leaf (its number and page), or `None` at the end of the tree.
+    /// The next leaf (its number and page) and the index of its first entry
+    /// to visit (the first at or past `start` in the first leaf, else 0), or
+    /// `None` at the end of the tree.
     async fn leaf<R: PageRead>(
         &mut self,
         r: &R,
         start: &[u8],
-    ) -> Result<Option<(PageNo, PageBuf)>, Error> {
+    ) -> Result<Option<(PageNo, PageBuf, usize)>, Error> {
         if !self.first {
             // Pop exhausted branches.
             self.window = self.window.max(READ_AHEAD_FIRST);
@@ -272,8 +274,15 @@ impl LeafWalk {
             match page_kind(&buf) {
                 KIND_LEAF => {
                     self.leaf_depth.get_or_insert(self.stack.len());
+                    let from = if self.first {
+                        match leaf_search(&buf, start, no)? {
+                            Ok(i) | Err(i) => i,
+                        }
+                    } else {
+                        0
+                    };
                     self.first = false;
-                    return Ok(Some((no, buf)));
+                    return Ok(Some((no, buf, from)));
                 }
                 KIND_BRANCH => {
                     let b = Branch::decode(&buf, no)?;
@@ -324,20 +333,42 @@ where
     F: FnMut(&[u8], Vec<u8>) -> bool,
 {
     let mut walk = LeafWalk::new(root);
-    let mut first = true;
-    while let Some((no, buf)) = walk.leaf(r, start).await? {
-        let from = if first {
-            match leaf_search(&buf, start, no)? {
-                Ok(i) | Err(i) => i,
-            }
-        } else {
-            0
-        };
-        first = false;
+    while let Some((no, buf, from)) = walk.leaf(r, start).await? {
         for i in from..count_of(&buf) {
             let off = rd_u16(&buf, HDR + 2 * i, no)?;
             let (k, v) = leaf_entry_at(&buf, off, no)?;
             let v = load_value(r, v).await?;
+            if !f(&k, v) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`scan`], handing `f` each value as loaded: `Err` for a value that does
+/// not load because its overflow chain is damaged ([`Error::Corrupt`]
+/// naming the page), and the scan goes on past it when `f` says so (the
+/// integrity check and the repair, which name and set aside such a
+/// record). The tree's own pages must read: their damage ends the scan.
+pub(crate) async fn scan_values<R: PageRead, F>(
+    r: &R,
+    root: PageNo,
+    start: &[u8],
+    mut f: F,
+) -> Result<(), Error>
+where
+    F: FnMut(&[u8], Result<Vec<u8>, Error>) -> bool,
+{
+    let mut walk = LeafWalk::new(root);
+    while let Some((no, buf, from)) = walk.leaf(r, start).await? {
+        for i in from..count_of(&buf) {
+            let off = rd_u16(&buf, HDR + 2 * i, no)?;
+            let (k, v) = leaf_entry_at(&buf, off, no)?;
+            let v = match load_value(r, v).await {
+                Err(e) if !matches!(e, Error::Corrupt { .. }) => return Err(e),
+                v => v,
+            };
             if !f(&k, v) {
                 return Ok(());
             }
@@ -508,6 +539,38 @@ pub(crate) async fn chain_pages<R: PageRead>(
         left -= n;
         next = nxt;
     }
+    Ok(pages)
+}
+
+/// Test hook: damages the overflow chain of `key`'s value as a misdirected
+/// write could, its second page pointing back to the first (so the pages
+/// after it are no longer reachable); returns the chain's pages as they
+/// were. Only with the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) async fn testing_break_chain<W: PageRead + PageWrite>(
+    w: &mut W,
+    root: PageNo,
+    key: &[u8],
+) -> Result<Vec<PageNo>, Error> {
+    let leaf_no = find_leaf(w, root, key).await?;
+    let buf = w.read(leaf_no, KIND_LEAF).await?;
+    let Ok(i) = leaf_search(&buf, key, leaf_no)? else {
+        return Err(corrupt(leaf_no, "no such key".into()));
+    };
+    let off = rd_u16(&buf, HDR + 2 * i, leaf_no)?;
+    let Val::Overflow { first, len } = leaf_entry_at(&buf, off, leaf_no)?.1 else {
+        return Err(corrupt(leaf_no, "the value has no overflow chain".into()));
+    };
+    let pages = chain_pages(w, first, len).await?;
+    if pages.len() < 3 {
+        return Err(corrupt(
+            first,
+            "the chain is shorter than three pages".into(),
+        ));
+    }
+    let mut page = w.read(pages[1], KIND_OVERFLOW).await?.to_vec();
+    set_u64(&mut page, HDR, first);
+    w.write(pages[1], Arc::new(page));
     Ok(pages)
 }
 

@@ -53,7 +53,14 @@ impl<S: PageStore> Snapshot<S> {
         let mut bad = Vec::new();
         let mut conflicted = 0u64;
         let mut unreadable: Vec<(Vec<u8>, usize, String)> = Vec::new();
-        let scan = btree::scan(&r, m.root(Tree::Docs), b"", |k, rec| {
+        let scan = btree::scan_values(&r, m.root(Tree::Docs), b"", |k, rec| {
+            let rec = match rec {
+                Ok(rec) => rec,
+                Err(e) => {
+                    unreadable.push((k.to_vec(), 0, super::repair::broken_chain(&e)));
+                    return true;
+                }
+            };
             // As the reads decode it (bodies parsed too).
             match doc::decode_record_checked(&rec).map(|d| (d.id, d.meta)) {
                 Ok((id, dm)) => {

@@ -9,7 +9,7 @@
 //! collection counters are recounted from what remains, since what the bad
 //! record counted for cannot be read from it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use futures::lock::MutexGuard;
 
@@ -17,7 +17,7 @@ use crate::btree::{self, PageRead};
 use crate::codec::get_u64;
 use crate::doc;
 use crate::error::Error;
-use crate::store::{PageStore, StoreError};
+use crate::store::{PageNo, PageStore, StoreError};
 
 use super::alloc::{WCtx, Working};
 use super::meta::{Meta, Tree};
@@ -31,8 +31,11 @@ pub const QUARANTINE_PREFIX: &[u8] = b"quarantine/";
 /// What one scan of the documents tree found.
 #[derive(Default)]
 struct DocScan {
-    /// Records that do not decode: (key, raw record, report).
+    /// Records that do not decode or whose value does not load (a damaged
+    /// overflow chain; no bytes then): (key, raw record, report).
     bad: Vec<(Vec<u8>, Vec<u8>, UnreadableRecord)>,
+    /// How many of `bad` have a damaged overflow chain.
+    broken_chains: usize,
     /// Live documents among the readable ones.
     live: u64,
     /// Tombstones among the readable ones.
@@ -41,29 +44,44 @@ struct DocScan {
     colls: BTreeMap<Vec<u8>, (String, u64)>,
 }
 
+/// Why a record whose value did not load is unreadable (the reports of the
+/// integrity check and the repair).
+pub(super) fn broken_chain(e: &Error) -> String {
+    format!("its value's overflow chain is damaged: {e}")
+}
+
 /// Scans every document record of `meta`'s trees through `r`; the etags of
 /// the bad ones come from the etag index.
 async fn scan_docs<R: PageRead>(r: &R, meta: &Meta) -> Result<DocScan, Error> {
     let mut s = DocScan::default();
-    btree::scan(r, meta.root(Tree::Docs), b"", |k, rec| {
-        match doc::decode_record_checked(&rec) {
-            Ok(d) if d.meta.flags.is_tombstone() => s.tombstones += 1,
-            Ok(d) => {
-                s.live += 1;
-                if let Some(c) = d.meta.collection {
-                    s.colls.entry(coll_key(&c)).or_insert((c, 0)).1 += 1;
+    btree::scan_values(r, meta.root(Tree::Docs), b"", |k, rec| {
+        let (rec, error) = match rec {
+            Ok(rec) => match doc::decode_record_checked(&rec) {
+                Ok(d) if d.meta.flags.is_tombstone() => {
+                    s.tombstones += 1;
+                    return true;
                 }
-            }
+                Ok(d) => {
+                    s.live += 1;
+                    if let Some(c) = d.meta.collection {
+                        s.colls.entry(coll_key(&c)).or_insert((c, 0)).1 += 1;
+                    }
+                    return true;
+                }
+                Err(e) => (rec, e.to_string()),
+            },
             Err(e) => {
-                let report = UnreadableRecord {
-                    key: String::from_utf8_lossy(k).into_owned(),
-                    etag: None,
-                    bytes: rec.len(),
-                    error: e.to_string(),
-                };
-                s.bad.push((k.to_vec(), rec, report));
+                s.broken_chains += 1;
+                (Vec::new(), broken_chain(&e))
             }
-        }
+        };
+        let report = UnreadableRecord {
+            key: String::from_utf8_lossy(k).into_owned(),
+            etag: None,
+            bytes: rec.len(),
+            error,
+        };
+        s.bad.push((k.to_vec(), rec, report));
         true
     })
     .await?;
@@ -109,6 +127,37 @@ impl Drop for Txn<'_> {
             self.w.rollback(meta);
         }
     }
+}
+
+/// Frees, in the transaction of `ctx`, every allocated page that neither a
+/// tree of the catalog nor the free list holds (the integrity check's
+/// accounting, over the working state): the pages past the damage of an
+/// overflow chain set aside. Frees nothing when that accounting meets
+/// damage of its own or a page counted twice, since a page it missed could
+/// then be one in use. Returns how many pages it freed.
+async fn free_unreachable<S: PageStore>(ctx: &mut WCtx<'_, S>) -> Result<u64, Error> {
+    let m = ctx.w.meta.clone();
+    let mut pages = Vec::new();
+    for (_, root) in m.trees() {
+        if btree::collect_pages(&*ctx, root, &mut pages).await.is_err() {
+            return Ok(0);
+        }
+    }
+    let w = &*ctx.w;
+    pages.extend(w.free.iter().copied());
+    pages.extend(w.pending.iter().map(|p| p.1));
+    pages.extend(w.freelist_pages.iter().copied());
+    let mut used = HashSet::with_capacity(pages.len());
+    for p in pages {
+        if p == 0 || p >= m.next_page || !used.insert(p) {
+            return Ok(0);
+        }
+    }
+    let unreachable: Vec<PageNo> = (1..m.next_page).filter(|p| !used.contains(p)).collect();
+    for &p in &unreachable {
+        btree::PageWrite::free(ctx, p);
+    }
+    Ok(unreachable.len() as u64)
 }
 
 impl<S: PageStore> Database<S> {
@@ -279,6 +328,11 @@ impl<S: PageStore> Database<S> {
         }
         mm.doc_count = scan.live;
         mm.tombstone_count = scan.tombstones;
+        if scan.broken_chains > 0 {
+            // Removing a record frees its chain up to the damage; the pages
+            // past it are no longer reachable from anything.
+            free_unreachable(&mut ctx).await?;
+        }
         self.finish(txn).await?;
         let mut seen = self
             .inner
@@ -308,6 +362,25 @@ impl<S: PageStore> Database<S> {
             .0;
         ctx.w.meta.set_root(Tree::Docs, root);
         self.finish(txn).await
+    }
+
+    /// Test hook: damages the overflow chain of document `id`'s record (its
+    /// second page points back to the first), as a misdirected write
+    /// could; returns the chain's pages as they were. The record must hold
+    /// a body of more than two overflow pages. Only with the `testing`
+    /// feature.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub async fn testing_break_overflow_chain(&self, id: &str) -> Result<Vec<PageNo>, Error> {
+        let mut txn = self.begin().await?;
+        let mut ctx = WCtx {
+            inner: &self.inner,
+            w: &mut txn.w,
+        };
+        let root = ctx.w.meta.root(Tree::Docs);
+        let pages = btree::testing_break_chain(&mut ctx, root, &doc::id_key(id)).await?;
+        self.finish(txn).await?;
+        Ok(pages)
     }
 }
 
