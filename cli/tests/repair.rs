@@ -146,8 +146,19 @@ fn a_damaged_overflow_chain_is_set_aside() {
     assert!(!o.status.success());
     let problems = serde_json::from_str::<Value>(&stdout(&o)).unwrap()["problems"].to_string();
     assert!(
-        problems.contains("unreadable record \\\"big/1\\\" (etag 2, 0 bytes): its value's overflow chain is damaged"),
+        problems.contains(
+            "unreadable record \\\"big/1\\\" (etag 2, 0 bytes): a page holding it is damaged"
+        ),
         "{problems}"
+    );
+    // Export goes on past it, naming it.
+    let o = run(&db, &["export"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines(&stdout(&o)).len(), 2);
+    assert!(
+        stderr(&o).contains("skipped unreadable record \"big/1\""),
+        "{}",
+        stderr(&o)
     );
     let o = run(&db, &["repair"]);
     assert!(o.status.success(), "{}", stderr(&o));

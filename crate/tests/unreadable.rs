@@ -353,9 +353,10 @@ fn a_spliced_read_of_a_body_that_does_not_parse_falls_back_to_the_engines_read()
 
 /// A record whose value's overflow chain is damaged (its second page points
 /// back to the first, so the pages after it are lost to the tree): a read of
-/// it fails naming a page, the integrity check names it as an unreadable
-/// record, and the repair sets it aside and frees the pages past the damage,
-/// after which the database checks clean (no page leaked) and reuses them.
+/// it fails naming a page, the scans and the changes feed skip it, the
+/// integrity check names it as an unreadable record, and the repair sets it
+/// aside and frees the pages past the damage, after which the database
+/// checks clean (no page leaked) and reuses them.
 #[test]
 fn a_damaged_overflow_chain_is_set_aside_and_its_lost_pages_freed() {
     block_on(async {
@@ -374,14 +375,31 @@ fn a_damaged_overflow_chain_is_set_aside_and_its_lost_pages_freed() {
         let chain = db.testing_break_overflow_chain("big/1").await.unwrap();
         assert!(chain.len() >= 6, "{chain:?}");
 
+        // A read of it names the damage; the scans and the changes feed
+        // skip it, remember it, and go on past it.
         let e = db.get("big/1").await.unwrap_err();
         assert_eq!(e.code(), "corrupt", "{e}");
+        assert_eq!(db.unreadable_seen().len(), 0);
+        let all = db.scan("", None, 10).await.unwrap();
+        assert_eq!(ids(&all, |d| &d.id), ["a/1", "a/2"]);
+        assert_eq!(db.scan_ids("", None, 10).await.unwrap(), ["a/1", "a/2"]);
+        let feed = db.changes_raw(0, 10).await.unwrap();
+        assert_eq!(ids(&feed, |d| &d.id), ["a/1", "a/2"]);
+        let listed = db.by_collection("Things", None, 10).await.unwrap();
+        assert_eq!(ids(&listed, |d| &d.id), ["a/1", "a/2"]);
+        let seen = db.unreadable_seen();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].key, "big/1");
+        assert!(
+            seen[0].error.contains("a page holding it is damaged"),
+            "{seen:?}"
+        );
         let rep = db.integrity_check().await.unwrap();
         assert!(
             rep.problems
                 .iter()
                 .any(|p| p.starts_with("unreadable record \"big/1\"")
-                    && p.contains("overflow chain is damaged")
+                    && p.contains("a page holding it is damaged")
                     && p.contains("outpost repair")),
             "{:?}",
             rep.problems

@@ -125,6 +125,15 @@ pub(crate) async fn get<R: PageRead>(
     root: PageNo,
     key: &[u8],
 ) -> Result<Option<Vec<u8>>, Error> {
+    match find_value(r, root, key).await? {
+        Some(v) => Ok(Some(load_value(r, v).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The value of `key` as its leaf holds it (inline, or where its overflow
+/// chain starts), or `None`.
+async fn find_value<R: PageRead>(r: &R, root: PageNo, key: &[u8]) -> Result<Option<Val>, Error> {
     if root == 0 {
         return Ok(None);
     }
@@ -133,8 +142,7 @@ pub(crate) async fn get<R: PageRead>(
     match leaf_search(&buf, key, leaf_no)? {
         Ok(i) => {
             let off = rd_u16(&buf, HDR + 2 * i, leaf_no)?;
-            let (_, v) = leaf_entry_at(&buf, off, leaf_no)?;
-            Ok(Some(load_value(r, v).await?))
+            Ok(Some(leaf_entry_at(&buf, off, leaf_no)?.1))
         }
         Err(_) => Ok(None),
     }
@@ -349,8 +357,9 @@ where
 /// [`scan`], handing `f` each value as loaded: `Err` for a value that does
 /// not load because its overflow chain is damaged ([`Error::Corrupt`]
 /// naming the page), and the scan goes on past it when `f` says so (the
-/// integrity check and the repair, which name and set aside such a
-/// record). The tree's own pages must read: their damage ends the scan.
+/// document reads, the integrity check and the repair: they skip, name and
+/// set aside such a record). The tree's own pages must read: their damage
+/// ends the scan.
 pub(crate) async fn scan_values<R: PageRead, F>(
     r: &R,
     root: PageNo,

@@ -57,7 +57,7 @@ impl<S: PageStore> Snapshot<S> {
             let rec = match rec {
                 Ok(rec) => rec,
                 Err(e) => {
-                    unreadable.push((k.to_vec(), 0, super::repair::broken_chain(&e)));
+                    unreadable.push((k.to_vec(), 0, super::repair::damaged_page(&e)));
                     return true;
                 }
             };

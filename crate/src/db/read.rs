@@ -481,6 +481,25 @@ impl<S: PageStore> Snapshot<S> {
         Ok(())
     }
 
+    /// A document record as [`btree::scan_values`] loaded it; `None` when
+    /// its value's overflow chain is damaged, the record then skipped and
+    /// remembered as one that does not decode.
+    fn loaded_or_note(
+        &self,
+        key: &[u8],
+        etag: Option<u64>,
+        rec: Result<Vec<u8>, Error>,
+    ) -> Option<Vec<u8>> {
+        match rec {
+            Ok(rec) => Some(rec),
+            Err(e) => {
+                let why = super::repair::damaged_page(&e);
+                self.inner.note_unreadable(key, etag, 0, &why);
+                None
+            }
+        }
+    }
+
     /// See [`Database::scan_ids`].
     pub async fn scan_ids(
         &self,
@@ -520,7 +539,7 @@ impl<S: PageStore> Snapshot<S> {
         if limit == 0 {
             return Ok(out);
         }
-        btree::scan(
+        btree::scan_values(
             &self.reader(),
             self.meta.root(Tree::Docs),
             &start,
@@ -528,6 +547,9 @@ impl<S: PageStore> Snapshot<S> {
                 if !k.starts_with(&pk) {
                     return false;
                 }
+                let Some(rec) = self.loaded_or_note(k, None, rec) else {
+                    return true;
+                };
                 match decode(&rec) {
                     Ok(d) if deleted(&d) => true,
                     Ok(d) => {
@@ -645,7 +667,7 @@ impl<S: PageStore> Snapshot<S> {
     ) -> Result<Option<Vec<(u64, Vec<u8>)>>, Error> {
         let mut out = Vec::new();
         let mut over = false;
-        btree::scan(
+        btree::scan_values(
             &self.reader(),
             self.meta.root(Tree::Docs),
             key_prefix,
@@ -657,6 +679,9 @@ impl<S: PageStore> Snapshot<S> {
                     over = true;
                     return false;
                 }
+                let Some(rec) = self.loaded_or_note(k, None, rec) else {
+                    return true;
+                };
                 match doc::record_etag(&rec) {
                     Ok(etag) => out.push((etag, k.to_vec())),
                     Err(e) => self.inner.note_unreadable(k, None, rec.len(), &e),
@@ -672,8 +697,16 @@ impl<S: PageStore> Snapshot<S> {
     /// absent, or when its record does not decode or fails the strict body
     /// check (skipped and remembered, as [`Snapshot::changes_raw`] does).
     pub async fn raw_doc_by_key(&self, key: &[u8]) -> Result<Option<doc::RawDoc>, Error> {
-        let Some(rec) = btree::get(&self.reader(), self.meta.root(Tree::Docs), key).await? else {
-            return Ok(None);
+        let rec = match btree::get(&self.reader(), self.meta.root(Tree::Docs), key).await {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return Ok(None),
+            // A damaged page of it: skipped and remembered, as the feed does.
+            Err(e @ Error::Corrupt { .. }) => {
+                self.inner
+                    .note_unreadable(key, None, 0, &super::repair::damaged_page(&e));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
         };
         match doc::decode_raw_doc_checked(&rec) {
             Ok(d) => Ok(Some(d)),
@@ -738,17 +771,29 @@ impl<S: PageStore> Snapshot<S> {
             .await?;
             let full = entries.len() == want;
             for (ik, idk) in entries {
-                match btree::get(&self.reader(), self.meta.root(Tree::Docs), &idk).await? {
-                    Some(rec) => match decode(&rec) {
+                let etag = || {
+                    (tree == Tree::Etags)
+                        .then(|| ik.as_slice().try_into().ok().map(u64::from_be_bytes))
+                        .flatten()
+                };
+                match btree::get(&self.reader(), self.meta.root(Tree::Docs), &idk).await {
+                    Ok(Some(rec)) => match decode(&rec) {
                         Ok(d) => out.push(d),
-                        Err(e) => {
-                            let etag = (tree == Tree::Etags)
-                                .then(|| ik.as_slice().try_into().ok().map(u64::from_be_bytes))
-                                .flatten();
-                            self.inner.note_unreadable(&idk, etag, rec.len(), &e);
-                        }
+                        Err(e) => self.inner.note_unreadable(&idk, etag(), rec.len(), &e),
                     },
-                    None => {
+                    // A page of the record (its overflow chain, or its
+                    // leaf) is damaged: skipped and remembered too. A
+                    // store error still ends the read.
+                    Err(e @ Error::Corrupt { .. }) => {
+                        self.inner.note_unreadable(
+                            &idk,
+                            etag(),
+                            0,
+                            &super::repair::damaged_page(&e),
+                        );
+                    }
+                    Err(e) => return Err(e),
+                    Ok(None) => {
                         return Err(Error::Corrupt {
                             page: root,
                             location: None,

@@ -44,10 +44,11 @@ struct DocScan {
     colls: BTreeMap<Vec<u8>, (String, u64)>,
 }
 
-/// Why a record whose value did not load is unreadable (the reports of the
-/// integrity check and the repair).
-pub(super) fn broken_chain(e: &Error) -> String {
-    format!("its value's overflow chain is damaged: {e}")
+/// Why a record that did not load is unreadable: a page holding it (its
+/// value's overflow chain, for the scans) is damaged (the reads' notes, the
+/// integrity check's and the repair's reports).
+pub(super) fn damaged_page(e: &Error) -> String {
+    format!("a page holding it is damaged: {e}")
 }
 
 /// Scans every document record of `meta`'s trees through `r`; the etags of
@@ -72,7 +73,7 @@ async fn scan_docs<R: PageRead>(r: &R, meta: &Meta) -> Result<DocScan, Error> {
             },
             Err(e) => {
                 s.broken_chains += 1;
-                (Vec::new(), broken_chain(&e))
+                (Vec::new(), damaged_page(&e))
             }
         };
         let report = UnreadableRecord {
