@@ -12,12 +12,14 @@
 //! - narrowing and revoking an edge in the configuration, without a restart;
 //! - garbage frames: they end only that session;
 //! - a hub database replaced: its edges resync from zero;
+//! - a damaged document at the hub: the others still reach an edge;
 //! - devices of one identity (two devices, a wiped one, a replaced one) and
 //!   a read-only edge that gets no rejection for a conflict it did not make.
 //!
 //! The hub processes are `outpost_testkit::hub::HubProcess`es.
 
 mod convergence;
+mod damage;
 mod devices;
 mod erasure;
 mod scopes;
