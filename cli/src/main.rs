@@ -251,9 +251,10 @@ Examples:
     /// record's raw bytes go to a local record `quarantine/<etag>/<key>` (kept
     /// for inspection, never replicated), and it leaves the documents, the
     /// indexes and the changes feed; the document counts are recounted. A
-    /// document whose value's overflow pages are damaged (reads of it fail
-    /// naming a page) is set aside the same way, with an empty record, and
-    /// the pages past the damage are freed. The database then checks clean. The id can be written again (a replica
+    /// document whose value's overflow pages are damaged (reading it by id
+    /// fails naming the page; scans, replication and export skip it) is set
+    /// aside the same way, with an empty record, and the pages past the
+    /// damage are freed. The database then checks clean. The id can be written again (a replica
     /// that still holds the document sends it again only when it changes).
     ///
     /// Run it with the database closed (the hub stopped, for a hub database).
