@@ -45,8 +45,8 @@ mod scrub;
 use node::{
     BODY, Branch, Bytes, HDR, Leaf, MAX_LEAF_ENTRY, OVERFLOW_CAP, Val, branch_child_for,
     branch_entry_len, branch_insert, branch_search, branch_set_child, count_of, encode_leaf_entry,
-    leaf_entry_at, leaf_entry_len, leaf_entry_len_at, leaf_search, leaf_splice,
-    leaf_splice_in_place, rd_u16, rd_u32, rd_u64, slice,
+    leaf_entry, leaf_entry_len, leaf_entry_len_at, leaf_search, leaf_splice, leaf_splice_in_place,
+    rd_u16, rd_u32, rd_u64, slice,
 };
 pub(crate) use node::{
     KIND_BRANCH, KIND_FREELIST, KIND_LEAF, KIND_OVERFLOW, check_page, corrupt, page_kind, seal,
@@ -140,10 +140,7 @@ async fn find_value<R: PageRead>(r: &R, root: PageNo, key: &[u8]) -> Result<Opti
     let leaf_no = find_leaf(r, root, key).await?;
     let buf = r.read(leaf_no, KIND_LEAF).await?;
     match leaf_search(&buf, key, leaf_no)? {
-        Ok(i) => {
-            let off = rd_u16(&buf, HDR + 2 * i, leaf_no)?;
-            Ok(Some(leaf_entry_at(&buf, off, leaf_no)?.1))
-        }
+        Ok(i) => Ok(Some(leaf_entry(&buf, i, leaf_no)?.1)),
         Err(_) => Ok(None),
     }
 }
@@ -343,8 +340,7 @@ where
     let mut walk = LeafWalk::new(root);
     while let Some((no, buf, from)) = walk.leaf(r, start).await? {
         for i in from..count_of(&buf) {
-            let off = rd_u16(&buf, HDR + 2 * i, no)?;
-            let (k, v) = leaf_entry_at(&buf, off, no)?;
+            let (k, v) = leaf_entry(&buf, i, no)?;
             let v = load_value(r, v).await?;
             if !f(&k, v) {
                 return Ok(());
@@ -372,8 +368,7 @@ where
     let mut walk = LeafWalk::new(root);
     while let Some((no, buf, from)) = walk.leaf(r, start).await? {
         for i in from..count_of(&buf) {
-            let off = rd_u16(&buf, HDR + 2 * i, no)?;
-            let (k, v) = leaf_entry_at(&buf, off, no)?;
+            let (k, v) = leaf_entry(&buf, i, no)?;
             let v = match load_value(r, v).await {
                 Err(e) if !matches!(e, Error::Corrupt { .. }) => return Err(e),
                 v => v,
@@ -439,8 +434,7 @@ where
         // Only the first leaf is cut by the bound: the ones before it lie below.
         bound = None;
         for i in (0..upto).rev() {
-            let off = rd_u16(&leaf, HDR + 2 * i, next)?;
-            let (k, v) = leaf_entry_at(&leaf, off, next)?;
+            let (k, v) = leaf_entry(&leaf, i, next)?;
             let v = load_value(r, v).await?;
             if !f(&k, v) {
                 return Ok(());
@@ -566,8 +560,7 @@ pub(crate) async fn testing_break_chain<W: PageRead + PageWrite>(
     let Ok(i) = leaf_search(&buf, key, leaf_no)? else {
         return Err(corrupt(leaf_no, "no such key".into()));
     };
-    let off = rd_u16(&buf, HDR + 2 * i, leaf_no)?;
-    let Val::Overflow { first, len } = leaf_entry_at(&buf, off, leaf_no)?.1 else {
+    let Val::Overflow { first, len } = leaf_entry(&buf, i, leaf_no)?.1 else {
         return Err(corrupt(leaf_no, "the value has no overflow chain".into()));
     };
     let pages = chain_pages(w, first, len).await?;
@@ -625,8 +618,7 @@ pub(crate) async fn insert<W: PageWrite>(
         };
         if used + need <= PAGE_SIZE && 4 + key.len() + 3 + value.len() <= MAX_LEAF_ENTRY {
             if old {
-                let off = rd_u16(&buf, HDR + 2 * pos, leaf_no)?;
-                let (_, old_val) = leaf_entry_at(&buf, off, leaf_no)?;
+                let (_, old_val) = leaf_entry(&buf, pos, leaf_no)?;
                 free_value(w, &old_val).await?;
             }
             let mut e = Vec::with_capacity(need);

@@ -191,8 +191,7 @@ impl Leaf {
         let n = count_of(buf);
         let mut entries = Vec::with_capacity(n);
         for i in 0..n {
-            let off = rd_u16(buf, HDR + 2 * i, no)?;
-            entries.push(leaf_entry_at(buf, off, no)?);
+            entries.push(leaf_entry(buf, i, no)?);
         }
         Ok(Leaf { entries })
     }
@@ -212,7 +211,9 @@ impl Leaf {
     }
 }
 
-pub(super) fn leaf_entry_at(buf: &PageBuf, off: usize, no: PageNo) -> Result<(Bytes, Val), Error> {
+/// The `i`-th entry of leaf `buf` (page `no`), through its slot.
+pub(super) fn leaf_entry(buf: &PageBuf, i: usize, no: PageNo) -> Result<(Bytes, Val), Error> {
+    let off = rd_u16(buf, HDR + 2 * i, no)?;
     let klen = rd_u16(buf, off, no)?;
     let key = page_bytes(buf, off + 2, klen, no)?;
     let p = off + 2 + klen;
