@@ -139,7 +139,7 @@ fn a_damaged_overflow_chain_is_set_aside() {
     ok(run(&db, &["put", "a/2", r#"{"n":2}"#]));
     let store = FileStore::open(&db, FileStoreOptions::default()).unwrap();
     let d = block_on(Database::open(store, OpenOptions::default())).unwrap();
-    block_on(d.testing_break_overflow_chain("big/1")).unwrap();
+    block_on(d.testing_break_overflow_chain("big/1", true)).unwrap();
     block_on(d.close()).unwrap();
 
     let o = run(&db, &["check"]);

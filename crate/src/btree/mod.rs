@@ -546,22 +546,20 @@ pub(crate) async fn chain_pages<R: PageRead>(
 }
 
 /// Test hook: damages the overflow chain of `key`'s value as a misdirected
-/// write could, its second page pointing back to the first (so the pages
-/// after it are no longer reachable); returns the chain's pages as they
-/// were. Only with the `testing` feature.
+/// write could, its second page pointing back to the first, or (when
+/// `unreadable`) no longer an overflow page at all, so that it fails to
+/// read as a page with a bad checksum does; either way the pages after it
+/// are no longer reachable. Returns the chain's pages as they were. Only
+/// with the `testing` feature.
 #[cfg(any(test, feature = "testing"))]
 pub(crate) async fn testing_break_chain<W: PageRead + PageWrite>(
     w: &mut W,
     root: PageNo,
     key: &[u8],
+    unreadable: bool,
 ) -> Result<Vec<PageNo>, Error> {
-    let leaf_no = find_leaf(w, root, key).await?;
-    let buf = w.read(leaf_no, KIND_LEAF).await?;
-    let Ok(i) = leaf_search(&buf, key, leaf_no)? else {
-        return Err(corrupt(leaf_no, "no such key".into()));
-    };
-    let Val::Overflow { first, len } = leaf_entry(&buf, i, leaf_no)?.1 else {
-        return Err(corrupt(leaf_no, "the value has no overflow chain".into()));
+    let Some(Val::Overflow { first, len }) = find_value(w, root, key).await? else {
+        return Err(corrupt(root, "the key has no overflow chain".into()));
     };
     let pages = chain_pages(w, first, len).await?;
     if pages.len() < 3 {
@@ -571,7 +569,11 @@ pub(crate) async fn testing_break_chain<W: PageRead + PageWrite>(
         ));
     }
     let mut page = w.read(pages[1], KIND_OVERFLOW).await?.to_vec();
-    set_u64(&mut page, HDR, first);
+    if unreadable {
+        page[12] = KIND_LEAF;
+    } else {
+        set_u64(&mut page, HDR, first);
+    }
     w.write(pages[1], Arc::new(page));
     Ok(pages)
 }
@@ -921,15 +923,21 @@ fn store_value<W: PageWrite>(w: &mut W, key: &[u8], value: &[u8]) -> Val {
 async fn free_value<W: PageWrite>(w: &mut W, v: &Val) -> Result<(), Error> {
     if let Val::Overflow { first, len } = v {
         // A damaged chain is freed up to its damage and no further (what
-        // follows is leaked, never freed twice): replacing or deleting a
-        // value does not fail because its old chain is damaged, as before,
-        // and never frees a page twice (a cycle would hand one page to two
-        // owners at a later commit).
+        // follows is leaked, never freed twice; `outpost repair` frees it):
+        // replacing or deleting a value does not fail because its old chain
+        // is damaged, and never frees a page twice (a cycle would hand one
+        // page to two owners at a later commit). A page that does not read
+        // as an overflow page is not freed either: the pointer to it may be
+        // the damage, and the page another's.
         let mut next = *first;
         let mut left = *len as usize;
         let mut freed: Vec<PageNo> = Vec::new();
         while left > 0 && next != 0 && !freed.contains(&next) {
-            let buf = w.read(next, KIND_OVERFLOW).await?;
+            let buf = match w.read(next, KIND_OVERFLOW).await {
+                Ok(buf) => buf,
+                Err(Error::Corrupt { .. }) => break,
+                Err(e) => return Err(e),
+            };
             w.free(next);
             freed.push(next);
             let Ok((n, nxt)) = overflow_page(&buf, next, left) else {

@@ -365,21 +365,27 @@ impl<S: PageStore> Database<S> {
         self.finish(txn).await
     }
 
-    /// Test hook: damages the overflow chain of document `id`'s record (its
-    /// second page points back to the first), as a misdirected write
-    /// could; returns the chain's pages as they were. The record must hold
-    /// a body of more than two overflow pages. Only with the `testing`
+    /// Test hook: damages the overflow chain of document `id`'s record, as
+    /// a misdirected write could: its second page points back to the first,
+    /// or (when `unreadable`) fails to read, as a page with a bad checksum
+    /// does. Returns the chain's pages as they were. The record must hold a
+    /// body of more than two overflow pages. Only with the `testing`
     /// feature.
     #[cfg(any(test, feature = "testing"))]
     #[doc(hidden)]
-    pub async fn testing_break_overflow_chain(&self, id: &str) -> Result<Vec<PageNo>, Error> {
+    pub async fn testing_break_overflow_chain(
+        &self,
+        id: &str,
+        unreadable: bool,
+    ) -> Result<Vec<PageNo>, Error> {
         let mut txn = self.begin().await?;
         let mut ctx = WCtx {
             inner: &self.inner,
             w: &mut txn.w,
         };
         let root = ctx.w.meta.root(Tree::Docs);
-        let pages = btree::testing_break_chain(&mut ctx, root, &doc::id_key(id)).await?;
+        let key = doc::id_key(id);
+        let pages = btree::testing_break_chain(&mut ctx, root, &key, unreadable).await?;
         self.finish(txn).await?;
         Ok(pages)
     }

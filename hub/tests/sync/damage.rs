@@ -24,7 +24,9 @@ async fn a_damaged_document_at_the_hub_does_not_stop_an_edge_sync() {
          {{\"@metadata\":{{\"@id\":\"notes/b\"}},\"n\":2}}\n"
     ));
     let db = hub.open_db().await;
-    db.testing_break_overflow_chain("notes/big").await.unwrap();
+    db.testing_break_overflow_chain("notes/big", false)
+        .await
+        .unwrap();
     db.close().await.unwrap();
     hub.start();
 
