@@ -9,6 +9,7 @@ use outpost::store::MemoryStore;
 use outpost::{
     Batch, ChangeVector, CvOrder, Database, Error, Expected, OpenOptions, PageStore, PutOptions,
 };
+use outpost_testkit::store::TestStore;
 use outpost_testkit::{open, opts, put_first_patient};
 use serde_json::json;
 use std::future::Future;
@@ -453,102 +454,6 @@ fn snapshots_are_stable_while_writes_commit() {
     });
 }
 
-/// A memory store wrapper for tests: counts page reads, and optionally makes
-/// every commit yield to the executor once before completing (as a real
-/// store's fsync would), so writers pile up behind a flush.
-struct TestStore {
-    inner: Arc<MemoryStore>,
-    /// Pages read one by one (`read_page`).
-    reads: std::sync::atomic::AtomicU64,
-    /// Pages read in batches (`read_pages`), and the batches.
-    batched: std::sync::atomic::AtomicU64,
-    batches: std::sync::atomic::AtomicU64,
-    /// Commits asking for relaxed durability, and durability barriers.
-    relaxed: std::sync::atomic::AtomicU64,
-    syncs: std::sync::atomic::AtomicU64,
-    slow: bool,
-    /// While set, commits fail (as a full quota would) and apply nothing.
-    fail: std::sync::atomic::AtomicBool,
-}
-
-impl TestStore {
-    fn new(inner: Arc<MemoryStore>, slow: bool) -> Self {
-        TestStore {
-            inner,
-            reads: Default::default(),
-            batched: Default::default(),
-            batches: Default::default(),
-            relaxed: Default::default(),
-            syncs: Default::default(),
-            slow,
-            fail: Default::default(),
-        }
-    }
-}
-
-struct YieldOnce(bool);
-impl std::future::Future for YieldOnce {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            std::task::Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    }
-}
-
-type Fut<'a, T> = outpost::platform::BoxFuture<'a, Result<T, outpost::StoreError>>;
-
-impl outpost::PageStore for TestStore {
-    fn read_page(&self, no: u64) -> Fut<'_, outpost::store::PageBuf> {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.read_page(no)
-    }
-    fn read_pages<'a>(
-        &'a self,
-        nos: &'a [u64],
-    ) -> outpost::platform::BoxFuture<'a, Vec<Result<outpost::store::PageBuf, outpost::StoreError>>>
-    {
-        self.batched.fetch_add(nos.len() as u64, Ordering::Relaxed);
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.inner.read_pages(nos)
-    }
-    fn read_meta(&self) -> Fut<'_, Option<Vec<u8>>> {
-        self.inner.read_meta()
-    }
-    fn commit(&self, c: outpost::store::Commit) -> Fut<'_, ()> {
-        if self.fail.load(Ordering::Relaxed) {
-            return Box::pin(async {
-                Err(outpost::StoreError::QuotaExceeded("test quota".into()))
-            });
-        }
-        if c.durability == outpost::store::Durability::Relaxed {
-            self.relaxed.fetch_add(1, Ordering::Relaxed);
-        }
-        let f = self.inner.commit(c);
-        let slow = self.slow;
-        Box::pin(async move {
-            if slow {
-                YieldOnce(false).await;
-            }
-            f.await
-        })
-    }
-    fn sync(&self) -> Fut<'_, ()> {
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.inner.sync()
-    }
-    fn close(&self) -> Fut<'_, ()> {
-        self.inner.close()
-    }
-}
-
 /// `OpenOptions::durability`: strict by default (no relaxed commit);
 /// relaxed asks the store for relaxed commits, and `close` makes them
 /// durable with a barrier.
@@ -691,6 +596,41 @@ fn concurrent_writers_share_flushes() {
         let etags: std::collections::BTreeSet<u64> =
             results.iter().map(|r| r.as_ref().unwrap().etag).collect();
         assert_eq!(etags.len(), 200, "every write got its own etag");
+        assert_sound(&db).await;
+    });
+}
+
+/// Writers that each write one document after another (as a server's
+/// sessions do): the writers a flush releases apply their next write before
+/// the next flush takes the generation, so each round of writes is one
+/// store commit, not two alternating halves of the writers.
+#[test]
+fn writers_a_flush_released_join_the_next_flush_together() {
+    block_on(async {
+        let store = Arc::new(TestStore::new(Arc::new(MemoryStore::new()), true));
+        let db = Database::open(store.clone(), opts()).await.unwrap();
+        let before = store.inner.commit_count();
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let db = db.clone();
+                async move {
+                    for k in 0..20 {
+                        db.put(&format!("w{w}/{k:02}"), json!({ "k": k })).await?;
+                    }
+                    Ok::<_, Error>(())
+                }
+            })
+            .collect();
+        for r in futures::future::join_all(writers).await {
+            r.unwrap();
+        }
+        let commits = store.inner.commit_count() - before;
+        // 20 rounds of 8 writes; two groups a round was 40 or more.
+        assert!(
+            commits <= 24,
+            "{commits} store commits for 8 writers writing 20 documents each"
+        );
+        assert_eq!(db.count().await.unwrap(), 160);
         assert_sound(&db).await;
     });
 }

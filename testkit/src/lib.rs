@@ -10,6 +10,8 @@
 //!   identity's key ([`keys::key_for`]); [`edge_toml`] (feature `hub`): one
 //!   with a token (development mode: the configuration needs [`DEV_TOKENS`]);
 //! - [`keys`]: one key pair per identity name in a test process;
+//! - [`store::TestStore`]: a memory store that counts reads, commits and
+//!   durability requests, and can slow or fail its commits (engine tests);
 //! - [`machines`]: a grant, a token `Hello` and the frames a hub session
 //!   sent, for tests of the pure replication state machines;
 //! - [`hostile`] (feature `hub`): a hostile replication client for the
@@ -21,6 +23,7 @@ pub mod hub;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod keys;
 pub mod machines;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
