@@ -140,6 +140,22 @@ pub async fn next_task() {
 #[cfg(not(target_arch = "wasm32"))]
 pub async fn next_task() {}
 
+/// Pending once (waking itself), then ready: every other task ready on the
+/// same executor runs before the caller goes on (on any platform; unlike
+/// [`next_task`], which on wasm32 waits for the browser's next task).
+pub async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 /// Whether the engine may start threads of its own: natively yes, on wasm32
 /// no (a page's wasm runs on the thread that called it).
 pub const THREADS: bool = cfg!(not(target_arch = "wasm32"));

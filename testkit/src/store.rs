@@ -44,23 +44,6 @@ impl TestStore {
     }
 }
 
-struct YieldOnce(bool);
-impl std::future::Future for YieldOnce {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            std::task::Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    }
-}
-
 type Fut<'a, T> = outpost::platform::BoxFuture<'a, Result<T, outpost::StoreError>>;
 
 impl outpost::PageStore for TestStore {
@@ -93,7 +76,7 @@ impl outpost::PageStore for TestStore {
         let slow = self.slow;
         Box::pin(async move {
             if slow {
-                YieldOnce(false).await;
+                outpost::platform::yield_once().await;
             }
             f.await
         })

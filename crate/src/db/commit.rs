@@ -54,7 +54,7 @@ impl<S: PageStore> Database<S> {
                         // which a commit in this thread would block, or whose
                         // apply would otherwise start the next group), join
                         // this group and share its WAL write and fsync.
-                        YieldOnce(false).await;
+                        crate::platform::yield_once().await;
                     }
                     let r = self.flush().await;
                     drop(guard);
@@ -311,25 +311,6 @@ impl<S> Drop for TxnCount<'_, S> {
 /// Most transactions under way for which a flusher lets ready writers join
 /// its group first ([`Database::gathers`]).
 const GATHER_TXNS: usize = 64;
-
-/// A future that is pending once (waking itself), then ready: every other
-/// task ready on the executor runs before this one goes on.
-struct YieldOnce(bool);
-
-impl std::future::Future for YieldOnce {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}
 
 /// Resets the flushing flag and wakes waiters even if the flush future is dropped.
 struct FlushGuard<'a, S> {
