@@ -367,90 +367,88 @@ fn a_damaged_overflow_chain_is_set_aside_and_its_lost_pages_freed() {
 }
 
 async fn damaged_chain(unreadable: bool) {
-    {
-        let store = Arc::new(MemoryStore::new());
-        let db = open(&store).await;
-        put_in(&db, "a/1", "Things").await;
-        let opts = || PutOptions {
-            collection: Some("Things".into()),
-            ..Default::default()
-        };
-        let text = "x".repeat(6 * 4096);
-        db.put_with("big/1", json!({ "text": text }), opts())
-            .await
-            .unwrap();
-        put_in(&db, "a/2", "Things").await;
-        let chain = db
-            .testing_break_overflow_chain("big/1", unreadable)
-            .await
-            .unwrap();
-        assert!(chain.len() >= 6, "{chain:?}");
+    let store = Arc::new(MemoryStore::new());
+    let db = open(&store).await;
+    put_in(&db, "a/1", "Things").await;
+    let opts = || PutOptions {
+        collection: Some("Things".into()),
+        ..Default::default()
+    };
+    let text = "x".repeat(6 * 4096);
+    db.put_with("big/1", json!({ "text": text }), opts())
+        .await
+        .unwrap();
+    put_in(&db, "a/2", "Things").await;
+    let chain = db
+        .testing_break_overflow_chain("big/1", unreadable)
+        .await
+        .unwrap();
+    assert!(chain.len() >= 6, "{chain:?}");
 
-        // A read of it names the damage; the scans and the changes feed
-        // skip it, remember it, and go on past it.
-        let e = db.get("big/1").await.unwrap_err();
-        assert_eq!(e.code(), "corrupt", "{e}");
-        assert_eq!(db.unreadable_seen().len(), 0);
-        let all = db.scan("", None, 10).await.unwrap();
-        assert_eq!(ids(&all, |d| &d.id), ["a/1", "a/2"]);
-        assert_eq!(db.scan_ids("", None, 10).await.unwrap(), ["a/1", "a/2"]);
-        let feed = db.changes_raw(0, 10).await.unwrap();
-        assert_eq!(ids(&feed, |d| &d.id), ["a/1", "a/2"]);
-        let listed = db.by_collection("Things", None, 10).await.unwrap();
-        assert_eq!(ids(&listed, |d| &d.id), ["a/1", "a/2"]);
-        let seen = db.unreadable_seen();
-        assert_eq!(seen.len(), 1, "{seen:?}");
-        assert_eq!(seen[0].key, "big/1");
-        assert!(
-            seen[0].error.contains("a page holding it is damaged"),
-            "{seen:?}"
-        );
-        let rep = db.integrity_check().await.unwrap();
-        assert!(
-            rep.problems
-                .iter()
-                .any(|p| p.starts_with("unreadable record \"big/1\"")
-                    && p.contains("a page holding it is damaged")
-                    && p.contains("outpost repair")),
-            "{:?}",
-            rep.problems
-        );
-        let found = db.find_unreadable().await.unwrap();
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!((found[0].key.as_str(), found[0].bytes), ("big/1", 0));
-        assert!(found[0].etag.is_some());
+    // A read of it names the damage; the scans and the changes feed
+    // skip it, remember it, and go on past it.
+    let e = db.get("big/1").await.unwrap_err();
+    assert_eq!(e.code(), "corrupt", "{e}");
+    assert_eq!(db.unreadable_seen().len(), 0);
+    let all = db.scan("", None, 10).await.unwrap();
+    assert_eq!(ids(&all, |d| &d.id), ["a/1", "a/2"]);
+    assert_eq!(db.scan_ids("", None, 10).await.unwrap(), ["a/1", "a/2"]);
+    let feed = db.changes_raw(0, 10).await.unwrap();
+    assert_eq!(ids(&feed, |d| &d.id), ["a/1", "a/2"]);
+    let listed = db.by_collection("Things", None, 10).await.unwrap();
+    assert_eq!(ids(&listed, |d| &d.id), ["a/1", "a/2"]);
+    let seen = db.unreadable_seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].key, "big/1");
+    assert!(
+        seen[0].error.contains("a page holding it is damaged"),
+        "{seen:?}"
+    );
+    let rep = db.integrity_check().await.unwrap();
+    assert!(
+        rep.problems
+            .iter()
+            .any(|p| p.starts_with("unreadable record \"big/1\"")
+                && p.contains("a page holding it is damaged")
+                && p.contains("outpost repair")),
+        "{:?}",
+        rep.problems
+    );
+    let found = db.find_unreadable().await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].key.as_str(), found[0].bytes), ("big/1", 0));
+    assert!(found[0].etag.is_some());
 
-        let moved = db.quarantine_unreadable().await.unwrap();
-        assert_eq!(moved, found);
-        let rep = db.integrity_check().await.unwrap();
-        assert!(rep.is_ok(), "{:?}", rep.problems);
-        assert_eq!(db.count().await.unwrap(), 2);
-        assert_eq!(
-            db.collections().await.unwrap(),
-            vec![("Things".to_string(), 2)]
-        );
-        let kept = db
-            .get_local(&quarantine_key(b"big/1", found[0].etag))
-            .await
-            .unwrap();
-        assert_eq!(kept.as_deref(), Some(&[][..]), "an empty record marks it");
-        assert!(db.find_unreadable().await.unwrap().is_empty());
+    let moved = db.quarantine_unreadable().await.unwrap();
+    assert_eq!(moved, found);
+    let rep = db.integrity_check().await.unwrap();
+    assert!(rep.is_ok(), "{:?}", rep.problems);
+    assert_eq!(db.count().await.unwrap(), 2);
+    assert_eq!(
+        db.collections().await.unwrap(),
+        vec![("Things".to_string(), 2)]
+    );
+    let kept = db
+        .get_local(&quarantine_key(b"big/1", found[0].etag))
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some(&[][..]), "an empty record marks it");
+    assert!(db.find_unreadable().await.unwrap().is_empty());
 
-        // The freed pages serve new writes; the database reopens clean.
-        let pages = store.page_count();
-        db.put_with("big/2", json!({ "text": text }), opts())
-            .await
-            .unwrap();
-        assert!(
-            store.page_count() < pages + chain.len(),
-            "a value as long as the lost chain went to freed pages: {pages} -> {}",
-            store.page_count()
-        );
-        db.close().await.unwrap();
-        store.reopen();
-        let db = open(&store).await;
-        let rep = db.integrity_check().await.unwrap();
-        assert!(rep.is_ok(), "{:?}", rep.problems);
-        assert_eq!(db.get("big/2").await.unwrap().unwrap().body["text"], text);
-    }
+    // The freed pages serve new writes; the database reopens clean.
+    let pages = store.page_count();
+    db.put_with("big/2", json!({ "text": text }), opts())
+        .await
+        .unwrap();
+    assert!(
+        store.page_count() < pages + chain.len(),
+        "a value as long as the lost chain went to freed pages: {pages} -> {}",
+        store.page_count()
+    );
+    db.close().await.unwrap();
+    store.reopen();
+    let db = open(&store).await;
+    let rep = db.integrity_check().await.unwrap();
+    assert!(rep.is_ok(), "{:?}", rep.problems);
+    assert_eq!(db.get("big/2").await.unwrap().unwrap().body["text"], text);
 }

@@ -71,20 +71,23 @@ impl<S: PageStore> Database<S> {
     }
 
     /// Whether the flusher lets ready tasks run before it takes the
-    /// generation: before a lone commit, and natively while at most
-    /// [`GATHER_TXNS`] transactions are under way. Then the writers a flush
-    /// releases apply and join the next flush together, one group instead
-    /// of two alternating halves: half the fsyncs and WAL writes per
-    /// document (8 writers: 1.4–1.9× the documents per second, a third less
-    /// CPU per document; 64 writers: about a fifth less CPU, about 15 %
-    /// fewer documents per second; docs/benchmarks.md, "One group of
-    /// writers per flush"). With more under way their applies, one after
-    /// another, outlast a flush, and two groups that overlap the apply of
-    /// one with the flush of the other go faster, so the flusher does not
-    /// wait.
+    /// generation: natively while at most [`GATHER_TXNS`] transactions are
+    /// under way (a lone commit included), on wasm32 (one thread) before a
+    /// lone commit. Then the writers a flush releases apply and join the
+    /// next flush together, one group instead of two alternating halves:
+    /// half the fsyncs and WAL writes per document (nine alternating pairs:
+    /// 8 writers +63 % documents per second and −40 % CPU per document, 64
+    /// writers −20 % CPU and −9 % documents per second; docs/benchmarks.md,
+    /// "One group of writers per flush"). With more under way their applies,
+    /// one after another, outlast a flush, and two groups that overlap the
+    /// apply of one with the flush of the other go faster, so the flusher
+    /// does not wait.
     fn gathers(&self) -> bool {
-        self.alone()
-            || (crate::platform::THREADS && self.inner.txns.load(Ordering::Acquire) <= GATHER_TXNS)
+        if crate::platform::THREADS {
+            self.inner.txns.load(Ordering::Acquire) <= GATHER_TXNS
+        } else {
+            self.alone()
+        }
     }
 
     /// Takes the working generation's pages and commits them as one store commit.
