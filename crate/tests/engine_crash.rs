@@ -20,7 +20,7 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::{crash_db_opts, crash_store_opts};
+use common::{crash_db_opts, crash_store_opts, map_seeds_in_parallel};
 use futures::executor::block_on;
 use outpost::rng::SplitMix;
 use outpost::store::fault::{Fault, FaultVfs};
@@ -386,9 +386,9 @@ fn crash_at_every_io_operation() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(12);
-    let mut images = 0usize;
-    let mut crash_points = 0u64;
-    for seed in 1..=workloads {
+    // Each workload on a thread of its own (they share nothing).
+    let counts = map_seeds_in_parallel(1..=workloads, |seed| {
+        let (mut images, mut crash_points) = (0usize, 0u64);
         let steps = workload(seed);
         let states = reference(&steps);
         let total = count_ops(&steps);
@@ -419,7 +419,10 @@ fn crash_at_every_io_operation() {
                 images += 1;
             }
         }
-    }
+        (images, crash_points)
+    });
+    let images: usize = counts.iter().map(|c| c.0).sum();
+    let crash_points: u64 = counts.iter().map(|c| c.1).sum();
     println!(
         "engine crash images checked: {images} ({crash_points} crash points, {workloads} workloads)"
     );
