@@ -387,7 +387,7 @@ pub(super) fn leaf_splice(
     // left, every offset moved with its entry), the entries, then zeros.
     let shift_before = new_start as isize - start as isize;
     let shift_after = shift_before + elen as isize - (after - at) as isize;
-    let mut out = Vec::with_capacity(PAGE_SIZE);
+    let mut out = crate::store::spare::take();
     out.resize(HDR, 0);
     out.extend_from_slice(&buf[HDR..HDR + 2 * pos]);
     if entry.is_some() {
@@ -515,7 +515,7 @@ pub(super) fn branch_set_child(
     if at + 8 > PAGE_SIZE || idx > count_of(buf) {
         return Err(corrupt(no, "child index out of range".into()));
     }
-    let mut out = buf.to_vec();
+    let mut out = crate::store::spare::copy_of(buf);
     set_u64(&mut out, at, child);
     Ok(out)
 }
@@ -555,7 +555,7 @@ pub(super) fn branch_insert(
     if end + 2 + elen > PAGE_SIZE {
         return Ok(None);
     }
-    let mut out = Vec::with_capacity(PAGE_SIZE);
+    let mut out = crate::store::spare::take();
     out.extend_from_slice(&buf[..HDR + 8 + 2 * idx]);
     out.put_u16(0); // the new slot, set below
     out.extend_from_slice(&buf[HDR + 8 + 2 * idx..start]);

@@ -647,3 +647,76 @@ fn a_leaf_spliced_in_place_equals_the_copied_splice() {
     }
     assert!(fitted > 1000 && declined > 50, "{fitted} {declined}");
 }
+
+/// A page built in a spare buffer (`store::spare`, the version a finished
+/// transaction no longer needs) is the page a fresh buffer gives, byte for
+/// byte, whatever the spare buffer held: the leaf splice, the branch
+/// splice and the branch's child update each take one.
+#[test]
+fn pages_built_in_spare_buffers_equal_pages_built_in_fresh_ones() {
+    use crate::store::spare;
+    use node::Branch;
+    let mut leaf = node::Leaf::default();
+    for i in 0..20 {
+        leaf.entries.push((
+            Bytes::Own(format!("doc-{i:03}").into_bytes()),
+            Val::Inline(Bytes::Own(vec![b'v'; 60])),
+        ));
+    }
+    let leaf_page = leaf.encode(5);
+    let mut e = Vec::new();
+    encode_leaf_entry(
+        &mut e,
+        b"doc-007a",
+        &Val::Inline(Bytes::Own(vec![b'e'; 90])),
+    );
+    let branch = Branch {
+        keys: (0..7)
+            .map(|i| Bytes::Own(format!("key-{i:03}").into_bytes()))
+            .collect(),
+        children: (0..8).map(|c| 100 + c).collect(),
+    };
+    let branch_page = branch.encode(9);
+    let build = || {
+        (
+            leaf_splice(&leaf_page, 5, 8, false, Some(&e))
+                .unwrap()
+                .unwrap(),
+            node::branch_insert(&branch_page, 9, 3, 555, b"key-002a", 777)
+                .unwrap()
+                .unwrap(),
+            node::branch_set_child(&branch_page, 9, 4, 888).unwrap(),
+        )
+    };
+    // This test's thread gave nothing yet: fresh buffers.
+    let fresh = build();
+    // Spare buffers full of a byte no page holds past its entries; the
+    // three pages must take them (the same addresses come back).
+    let mut given = HashSet::new();
+    for _ in 0..3 {
+        let junk = Arc::new(vec![0xA5u8; PAGE_SIZE]);
+        given.insert(junk.as_ptr() as usize);
+        spare::give(junk);
+    }
+    let reused = build();
+    for (i, (a, b)) in [
+        (&fresh.0, &reused.0),
+        (&fresh.1, &reused.1),
+        (&fresh.2, &reused.2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(
+            given.contains(&(b.as_ptr() as usize)),
+            "page {i} was not built in a spare buffer"
+        );
+        assert_eq!(&a[..], &b[..], "page {i}");
+    }
+    // A buffer something else still holds is not kept.
+    let held = Arc::new(vec![0u8; PAGE_SIZE]);
+    let other = Arc::clone(&held);
+    spare::give(held);
+    let next = spare::take();
+    assert_ne!(next.as_ptr(), other.as_ptr());
+}

@@ -312,6 +312,8 @@ impl Working {
         // batch rewrites the same pages many times).
         if self.journaled.insert(no) {
             self.undo.push(Undo::Dirty(no, prev));
+        } else if let Some(b) = prev {
+            crate::store::spare::give(b);
         }
     }
 

@@ -199,7 +199,11 @@ impl<S: PageStore> Database<S> {
         txn.w.seq += 1;
         let seq = txn.w.seq;
         txn.save = None;
-        txn.w.undo.clear();
+        for u in txn.w.undo.drain(..) {
+            if let super::alloc::Undo::Dirty(_, Some(b)) = u {
+                crate::store::spare::give(b);
+            }
+        }
         txn.w.journaled.clear();
         drop(txn);
         self.wait_durable(seq).await

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use crate::platform::{BoxFuture, MaybeSend, MaybeSync};
 
 mod memory;
+pub(crate) mod spare;
 pub use memory::MemoryStore;
 
 #[cfg(all(not(target_arch = "wasm32"), any(test, feature = "testing")))]
