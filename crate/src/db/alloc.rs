@@ -317,6 +317,18 @@ impl Working {
         }
     }
 
+    /// Keeps the changes the journal records: empties it, handing the page
+    /// versions it held to the spare buffers (`store::spare`) when nothing
+    /// else holds them, and forgets which pages it journaled.
+    pub(super) fn keep_changes(&mut self) {
+        for u in self.undo.drain(..) {
+            if let Undo::Dirty(_, Some(b)) = u {
+                crate::store::spare::give(b);
+            }
+        }
+        self.journaled.clear();
+    }
+
     /// Reverts every change recorded in the journal, newest first.
     pub(super) fn rollback(&mut self, meta: Meta) {
         while let Some(u) = self.undo.pop() {

@@ -140,8 +140,7 @@ impl<S: PageStore> Database<S> {
                     return Err(self.poison(e));
                 }
             }
-            w.undo.clear();
-            w.journaled.clear();
+            w.keep_changes();
             // Free pages a purge had to leave (a snapshot could read them)
             // are overwritten once reusable (see `super::purge`).
             let limit = {

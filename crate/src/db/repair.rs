@@ -188,8 +188,7 @@ impl<S: PageStore> Database<S> {
             w.reuse_limit = oldest.min(sh.visible.generation);
         }
         super::alloc::ensure_free_list(&self.inner, &mut w).await?;
-        w.undo.clear();
-        w.journaled.clear();
+        w.keep_changes();
         let save = Some(w.meta.clone());
         Ok(Txn { w, save })
     }
@@ -199,12 +198,7 @@ impl<S: PageStore> Database<S> {
         txn.w.seq += 1;
         let seq = txn.w.seq;
         txn.save = None;
-        for u in txn.w.undo.drain(..) {
-            if let super::alloc::Undo::Dirty(_, Some(b)) = u {
-                crate::store::spare::give(b);
-            }
-        }
-        txn.w.journaled.clear();
+        txn.w.keep_changes();
         drop(txn);
         self.wait_durable(seq).await
     }
