@@ -114,8 +114,10 @@ impl Shared {
         if no == 0 {
             return Err(StoreError::PageNotFound(0));
         }
-        // Hold the view lock across the data-file read: a checkpoint writes
-        // data pages only under the write lock.
+        // Hold the view lock across the data-file read: the WAL index cannot
+        // change meanwhile (only under the write lock), and a checkpoint
+        // writes into the data file only pages the index holds, which are
+        // read from memory above.
         let view = self.view();
         if let Some((p, _)) = view.wal_pages.get(&no) {
             return Ok(p.clone());

@@ -318,9 +318,12 @@ impl Writer {
         }
         let shared = self.shared.clone();
         // 2. Write the newest version of every WAL page into the data file.
-        //    Readers take the view lock, so none reads a page while it is written.
+        //    Under the view's read lock: only this writer changes the view,
+        //    and a reader reads from the data file only pages the view's WAL
+        //    index does not hold, so no reader reads a page while it is
+        //    written, and readers go on during the copy.
         let (meta, max_page) = {
-            let view = shared.view_mut();
+            let view = shared.view();
             let mut pages: Vec<(&PageNo, &PageBuf)> = view
                 .wal_pages
                 .iter()
