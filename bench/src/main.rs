@@ -98,6 +98,27 @@ struct Args {
     /// commit to the WAL writer thread, for an A/B).
     #[arg(long, value_name = "BOOL")]
     inline_commit: Option<bool>,
+    /// Outpost's checkpoint threshold in MiB of WAL
+    /// (`FileStoreOptions::checkpoint_wal_bytes`; default: the store's).
+    #[arg(long, value_name = "MIB")]
+    checkpoint_mib: Option<u64>,
+}
+
+impl Args {
+    /// The file store's options with this run's settings.
+    fn store_options(&self) -> FileStoreOptions {
+        let mut opts = FileStoreOptions::default();
+        if let Some(n) = self.stage_after_ops {
+            opts.stage_after_ops = n;
+        }
+        if let Some(b) = self.inline_commit {
+            opts.inline_commit = b;
+        }
+        if let Some(m) = self.checkpoint_mib {
+            opts.checkpoint_wal_bytes = m << 20;
+        }
+        opts
+    }
 }
 
 /// An engine under test, in the table's column order.
@@ -444,17 +465,9 @@ fn outpost_case(
     case: Case,
     docs: u64,
     limit: Duration,
-    stage_after_ops: Option<usize>,
-    inline_commit: Option<bool>,
+    opts: FileStoreOptions,
 ) -> Result<Measured, BoxError> {
     let db = rt.block_on(async {
-        let mut opts = FileStoreOptions::default();
-        if let Some(n) = stage_after_ops {
-            opts.stage_after_ops = n;
-        }
-        if let Some(b) = inline_commit {
-            opts.inline_commit = b;
-        }
         let store = FileStore::open(dir, opts)?;
         Ok::<_, BoxError>(Database::open(store, OpenOptions::default()).await?)
     })?;
@@ -616,15 +629,7 @@ fn main() -> Result<(), BoxError> {
             let d = scratch.0.join(format!("{}-{tag}", name.to_lowercase()));
             std::fs::create_dir_all(&d)?;
             let m = match engine {
-                Engine::Outpost => outpost_case(
-                    &rt,
-                    &d,
-                    case,
-                    docs,
-                    limit,
-                    args.stage_after_ops,
-                    args.inline_commit,
-                )?,
+                Engine::Outpost => outpost_case(&rt, &d, case, docs, limit, args.store_options())?,
                 Engine::Sqlite => sqlite_case::run(&d, case, docs, limit)?,
                 Engine::Redb => redb_case::run(&d, case, docs, limit)?,
             };

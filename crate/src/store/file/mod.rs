@@ -132,7 +132,10 @@ pub struct FileStoreOptions {
     /// The file system to use (`OsVfs` by default; tests use a `FaultVfs`, the
     /// browser `store::opfs`'s).
     pub vfs: Arc<dyn Vfs>,
-    /// Checkpoint once the WAL holds at least this many bytes (default 64 MiB).
+    /// Checkpoint once the WAL holds at least this many bytes (default
+    /// 16 MiB). The WAL's pages stay in memory until then, and the
+    /// checkpoint's fsync of the data file holds up the commits behind it
+    /// (docs/benchmarks.md, "A checkpoint every 16 MiB").
     pub checkpoint_wal_bytes: u64,
     /// The WAL file is extended in steps of at least this many bytes, so most
     /// appends overwrite already allocated blocks (default 4 MiB).
@@ -163,7 +166,7 @@ impl FileStoreOptions {
     pub fn with_vfs(vfs: Arc<dyn Vfs>) -> FileStoreOptions {
         FileStoreOptions {
             vfs,
-            checkpoint_wal_bytes: 64 << 20,
+            checkpoint_wal_bytes: 16 << 20,
             wal_grow_bytes: 4 << 20,
             max_group_bytes: 64 << 20,
             stage_after_ops: 128,
