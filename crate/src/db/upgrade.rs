@@ -98,7 +98,7 @@ impl<S: PageStore> Database<S> {
             o.owner = Some(owner);
             origins::set(&mut ctx, device, o);
         }
-        ctx.w.undo.clear();
+        ctx.w.keep_changes();
         ctx.w.seq += 1;
         Ok(())
     }
