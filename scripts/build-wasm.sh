@@ -13,6 +13,10 @@
 # scripts/install-browser-tools.sh installs it; if it is missing or of another
 # version, this script installs it (cargo install, a few minutes, once).
 # Never uses Debian's binaryen (see ../shared/TOOLCHAIN.md).
+#
+# Over the budget it fails (the test suite, CI), unless
+# OUTPOST_WASM_OVER_BUDGET=warn: ./scripts/run.sh sets it, since the budget
+# guards the package's size for its developers and should never stop the demo.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -75,8 +79,26 @@ fi
 if [ -n "$FEATURES" ]; then
     cargo_args+=(--features "$FEATURES")
 fi
-echo "==> cargo ${cargo_args[*]}"
+# The shipped bytes do not depend on where this machine keeps cargo's
+# registry: the panic locations of dependencies name their source files
+# (about 30 paths under $CARGO_HOME/registry/src/<index>/), so a longer home
+# directory made a larger .wasm. Remapped to one short prefix (the size is then
+# the same on every machine). Encoded flags: 0x1f-separated, so a path with
+# spaces stays one argument; the flags of RUSTFLAGS are kept.
+registry_src="${CARGO_HOME:-${HOME:-}/.cargo}/registry/src"
+remap="--remap-path-prefix=$registry_src=/cargo-registry"
+if [ -n "${CARGO_ENCODED_RUSTFLAGS:-}" ]; then
+    export CARGO_ENCODED_RUSTFLAGS="$CARGO_ENCODED_RUSTFLAGS"$'\x1f'"$remap"
+else
+    encoded=""
+    for f in ${RUSTFLAGS:-}; do
+        encoded+="$f"$'\x1f'
+    done
+    export CARGO_ENCODED_RUSTFLAGS="$encoded$remap"
+fi
+echo "==> cargo ${cargo_args[*]} (paths under $registry_src remapped)"
 cargo "${cargo_args[@]}"
+unset CARGO_ENCODED_RUSTFLAGS
 
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 WASM="$TARGET_DIR/wasm32-unknown-unknown/$PROFILE/${PACKAGE//-/_}.wasm"
@@ -134,8 +156,8 @@ printf '    raw  %7d bytes (%d KiB)\n' "$raw" $((raw / 1024))
 printf '    gzip %7d bytes (%d KiB) of a budget of %d KiB (%d%%)\n' \
     "$gz" $((gz / 1024)) "$BUDGET_KIB" $((gz * 100 / budget))
 if [ "$gz" -gt "$budget" ]; then
-    echo "    OVER BUDGET by $(((gz - budget) / 1024)) KiB"
-    if [ "$FAIL_OVER" = "true" ]; then
+    echo "    OVER BUDGET by $((gz - budget)) bytes"
+    if [ "$FAIL_OVER" = "true" ] && [ "${OUTPOST_WASM_OVER_BUDGET:-fail}" != "warn" ]; then
         exit 1
     fi
 fi

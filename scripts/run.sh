@@ -217,7 +217,8 @@ if [ -f "$WEB_WASM" ] && [ -f "$ROOT/pkg-js/dist/nodejs/outpost_wasm_bg.wasm" ];
 fi
 if [ "$stale" = 1 ]; then
     echo "==> Building the WebAssembly package (scripts/build-wasm.sh)" >&2
-    bash "$ROOT/scripts/build-wasm.sh" >&2
+    # The size budget is the test suite's check, not the demo's.
+    OUTPOST_WASM_OVER_BUDGET=warn bash "$ROOT/scripts/build-wasm.sh" >&2
 else
     echo "==> WebAssembly package: up to date (pkg-js/dist)" >&2
 fi
