@@ -103,7 +103,7 @@ fn a_sessions_next_tick_is_its_earliest_deadline() {
     assert_eq!(kinds, ["ping", "ping", "ping", "close"]);
 }
 
-/// A live edge acknowledges every second batch, or 1 s after the first,
+/// A live edge acknowledges every third batch, or 2 s after the first,
 /// and always before anything else it sends (the hub judges a pushed
 /// change vector against the acknowledged etag); during the initial sync
 /// it acknowledges each batch at once.
@@ -149,18 +149,20 @@ fn a_live_edge_coalesces_acknowledgements_and_sends_them_before_a_push() {
     e.handle(EdgeEvent::Received(&live), 20);
     e.handle(EdgeEvent::Applied, 20);
     assert!(e.is_live());
-    // Live: the first waits, the second sends one for both.
+    // Live: the first two wait, the third sends one for all three.
     assert!(acks(&batch(&mut e, 2, 100)).is_empty());
     assert!(!e.is_idle(), "an acknowledgement is waiting");
-    assert_eq!(e.next_tick(), 1_100);
-    assert_eq!(acks(&batch(&mut e, 3, 200)), [3]);
-    // One alone goes 1 s after it was applied.
-    assert!(acks(&batch(&mut e, 4, 300)).is_empty());
-    assert!(acks(&e.handle(EdgeEvent::Tick, 1_299)).is_empty());
-    assert_eq!(acks(&e.handle(EdgeEvent::Tick, 1_300)), [4]);
+    assert_eq!(e.next_tick(), 2_100);
+    assert!(acks(&batch(&mut e, 3, 150)).is_empty());
+    assert_eq!(e.next_tick(), 2_100, "timed from the first waiting");
+    assert_eq!(acks(&batch(&mut e, 4, 200)), [4]);
+    // One alone goes 2 s after it was applied.
+    assert!(acks(&batch(&mut e, 5, 300)).is_empty());
+    assert!(acks(&e.handle(EdgeEvent::Tick, 2_299)).is_empty());
+    assert_eq!(acks(&e.handle(EdgeEvent::Tick, 2_300)), [5]);
     assert!(e.is_idle());
     // Waiting when the edge pushes: the acknowledgement goes first.
-    assert!(acks(&batch(&mut e, 5, 400)).is_empty());
+    assert!(acks(&batch(&mut e, 6, 400)).is_empty());
     let a = e.handle(EdgeEvent::LocalChanged, 500);
     assert!(
         a.iter().any(|x| matches!(x, EdgeAction::ReadLocal { .. })),
@@ -176,7 +178,7 @@ fn a_live_edge_coalesces_acknowledgements_and_sends_them_before_a_push() {
     let frames = sent_edge(&a);
     let ack_at = frames
         .iter()
-        .position(|f| matches!(f, Frame::ChangesAck { upto: 5 }));
+        .position(|f| matches!(f, Frame::ChangesAck { upto: 6 }));
     let push_at = frames.iter().position(|f| matches!(f, Frame::Push { .. }));
     assert!(
         matches!((ack_at, push_at), (Some(x), Some(y)) if x < y),

@@ -8,17 +8,23 @@ use crate::sync::frame::Frame;
 
 /// In the live phase, a batch is acknowledged at most this long after it
 /// was applied (docs/protocol.md §4 "Edge applies")...
-pub const ACK_DELAY_MS: i64 = 1_000;
-/// ...or as soon as this many batches wait for their acknowledgement (half
-/// the hub's window of 4: the hub never stalls on a delayed one).
-pub const ACK_EVERY: u32 = 2;
+pub const ACK_DELAY_MS: i64 = 2_000;
+/// ...or as soon as this many batches wait for their acknowledgement: one
+/// less than the hub's window of 4 (`sync::hub::WINDOW`), so the hub may
+/// still send one more batch while the acknowledgement travels and never
+/// waits for a delayed one. (2 and 1 s until 2026-12-07: one in three with
+/// 2 s cut the hub's CPU per delivered document by 13-19 %,
+/// docs/benchmarks.md "Fewer acknowledgements".)
+pub const ACK_EVERY: u32 = 3;
+const _: () = assert!((ACK_EVERY as usize) < crate::sync::hub::WINDOW);
 
 impl EdgeSession {
     /// Acknowledges the batches applied up to `upto`: at once during the
-    /// initial sync (the hub's window paces it), else with the next live
-    /// batch, at most [`ACK_DELAY_MS`] later. One acknowledgement for two
-    /// batches halves the messages a hub reads from its live edges when
-    /// writes come often (docs/benchmarks.md "Fan-out").
+    /// initial sync (the hub's window paces it), else with the
+    /// [`ACK_EVERY`]th waiting live batch, at most [`ACK_DELAY_MS`] later.
+    /// One acknowledgement for three batches cuts the messages a hub reads
+    /// from its live edges when writes come often (docs/benchmarks.md
+    /// "Fan-out").
     pub(super) fn acknowledge(&mut self, upto: u64, now: i64, out: &mut Vec<EdgeAction>) {
         let (since, n) = self.ack_due.map_or((now, 0), |(_, since, n)| (since, n));
         if self.live && n + 1 < ACK_EVERY {
