@@ -91,7 +91,8 @@ if [ -n "${CARGO_ENCODED_RUSTFLAGS:-}" ]; then
     export CARGO_ENCODED_RUSTFLAGS="$CARGO_ENCODED_RUSTFLAGS"$'\x1f'"$remap"
 else
     encoded=""
-    for f in ${RUSTFLAGS:-}; do
+    read -r -a user_flags <<<"${RUSTFLAGS:-}"
+    for f in "${user_flags[@]}"; do
         encoded+="$f"$'\x1f'
     done
     export CARGO_ENCODED_RUSTFLAGS="$encoded$remap"
