@@ -24,11 +24,12 @@ use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use outpost::db::Database;
+use indicatif::{ProgressDrawTarget, ProgressStyle};
+use outpost::db::{Database, Snapshot, UnreadableRecord};
 use outpost::jsonl::{ImportError, ImportEvent, ImportSummary, doc_to_json};
 use outpost::store::PageStore;
 
+pub use indicatif::ProgressBar;
 pub use outpost::jsonl::ImportOptions;
 
 /// Exit status of an `import` that finished but skipped bad lines.
@@ -38,7 +39,11 @@ pub const EXIT_SKIPPED: u8 = 3;
 pub const MAX_REPORTED_BAD_LINES: u64 = 100;
 
 /// Documents read per engine call by [`export`].
-const PAGE: usize = 1000;
+pub const PAGE: usize = 1000;
+
+/// Stored bytes after which an export's engine call ends its page early
+/// ([`Export::next_chunk`]).
+pub const CHUNK_BYTES: usize = 1 << 20;
 
 /// The options of `import` that both command lines take (flattened into
 /// their `import` subcommand).
@@ -109,7 +114,7 @@ pub fn create_output(file: Option<&str>) -> io::Result<(Box<dyn Write>, String)>
 
 /// A progress bar on stderr, hidden when stderr is not a terminal.
 /// `total`: bytes (`bytes`) or documents expected, when known.
-fn progress(total: Option<u64>, bytes: bool) -> ProgressBar {
+pub fn progress(total: Option<u64>, bytes: bool) -> ProgressBar {
     let pb = match total {
         Some(n) => ProgressBar::new(n),
         None => ProgressBar::new_spinner(),
@@ -239,23 +244,29 @@ pub async fn export<S: PageStore>(
     w: impl Write,
     repair: &str,
 ) -> Result<u64, ExportError> {
-    let before: std::collections::BTreeSet<String> =
-        db.unreadable_seen().into_iter().map(|r| r.key).collect();
-    let n = export_docs(db, prefix, w).await?;
-    let seen = match db.unreadable_located().await {
-        Ok(s) => s,
-        Err(_) => db.unreadable_seen(),
-    };
-    for r in seen {
-        if !before.contains(&r.key) {
-            eprintln!("warning: {}", unreadable_warning(&r, repair));
-        }
+    let mut export = Export::new(db, prefix);
+    let pb = progress(export.total(), false);
+    let mut out = BufWriter::with_capacity(1 << 16, w);
+    let mut chunk = Vec::new();
+    while export
+        .next_chunk(&mut chunk)
+        .await
+        .map_err(ExportError::Read)?
+    {
+        out.write_all(&chunk).map_err(ExportError::Write)?;
+        chunk.clear();
+        pb.set_position(export.written());
     }
-    Ok(n)
+    out.flush().map_err(ExportError::Write)?;
+    pb.finish_and_clear();
+    for r in export.skipped().await {
+        eprintln!("warning: {}", unreadable_warning(&r, repair));
+    }
+    Ok(export.written())
 }
 
 /// The warning for a record an export skipped.
-pub fn unreadable_warning(r: &outpost::db::UnreadableRecord, repair: &str) -> String {
+pub fn unreadable_warning(r: &UnreadableRecord, repair: &str) -> String {
     let etag = r.etag.map_or_else(|| "unknown".into(), |e| e.to_string());
     format!(
         "skipped unreadable record {:?} (etag {etag}, {} bytes): {}; list and set such \
@@ -264,33 +275,86 @@ pub fn unreadable_warning(r: &outpost::db::UnreadableRecord, repair: &str) -> St
     )
 }
 
-async fn export_docs<S: PageStore>(
-    db: &Database<S>,
-    prefix: &str,
-    w: impl Write,
-) -> Result<u64, ExportError> {
-    let snap = db.snapshot();
-    let total = prefix.is_empty().then(|| snap.count());
-    let pb = progress(total, false);
-    let mut out = BufWriter::with_capacity(1 << 16, w);
-    let mut after: Option<String> = None;
-    let mut n = 0u64;
-    loop {
-        let page = snap
-            .scan(prefix, after.as_deref(), PAGE)
-            .await
-            .map_err(ExportError::Read)?;
-        for doc in page.iter().filter(|d| !d.meta.flags.is_tombstone()) {
-            writeln!(out, "{}", doc_to_json(doc)).map_err(ExportError::Write)?;
-            n += 1;
+/// An export in progress: the live documents of one snapshot whose id
+/// starts with a prefix, handed out as JSON lines a chunk at a time (what
+/// [`export`] writes to a file and the hub's `POST /admin/export` streams
+/// to its client).
+pub struct Export<'a, S: PageStore> {
+    db: &'a Database<S>,
+    snap: Snapshot<S>,
+    prefix: String,
+    after: Option<String>,
+    done: bool,
+    written: u64,
+}
+
+impl<'a, S: PageStore> Export<'a, S> {
+    /// Starts an export of `db`'s documents whose id starts with `prefix`
+    /// (case-insensitive; `""`: all), from the last committed state.
+    pub fn new(db: &'a Database<S>, prefix: &str) -> Export<'a, S> {
+        Export {
+            db,
+            snap: db.snapshot(),
+            prefix: prefix.to_string(),
+            after: None,
+            done: false,
+            written: 0,
         }
-        pb.set_position(n);
-        if page.len() < PAGE {
-            break;
-        }
-        after = page.last().map(|d| d.id.clone());
     }
-    out.flush().map_err(ExportError::Write)?;
-    pb.finish_and_clear();
-    Ok(n)
+
+    /// How many documents the export will write, when known (all of them:
+    /// the snapshot's count of live documents; with a prefix, unknown).
+    pub fn total(&self) -> Option<u64> {
+        self.prefix.is_empty().then(|| self.snap.count())
+    }
+
+    /// The etag of the last commit the export's snapshot holds.
+    pub fn last_etag(&self) -> u64 {
+        self.snap.last_etag()
+    }
+
+    /// Documents written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Appends the next documents (tombstones left out) to `out` as JSON
+    /// lines: at most [`PAGE`] per call, fewer once their stored records
+    /// reach [`CHUNK_BYTES`] (so a chunk's memory follows that budget,
+    /// whatever the documents' sizes). `Ok(false)`: the export is over and
+    /// nothing was appended.
+    pub async fn next_chunk(&mut self, out: &mut Vec<u8>) -> Result<bool, outpost::Error> {
+        if self.done {
+            return Ok(false);
+        }
+        let page = self
+            .snap
+            .scan_within(&self.prefix, self.after.as_deref(), PAGE, CHUNK_BYTES)
+            .await?;
+        for doc in &page {
+            out.extend_from_slice(doc_to_json(doc).to_string().as_bytes());
+            out.push(b'\n');
+            self.written += 1;
+        }
+        self.done = page.is_empty();
+        if let Some(last) = page.last() {
+            self.after = Some(last.id.clone());
+        }
+        Ok(!self.done)
+    }
+
+    /// The records the export left out because they do not decode: those
+    /// the database knows of (it remembers every one a read met, see
+    /// [`Database::unreadable_seen`]) whose id is in the export's range,
+    /// which its scan passed over; located by etag where it can.
+    pub async fn skipped(&self) -> Vec<UnreadableRecord> {
+        let seen = match self.db.unreadable_located().await {
+            Ok(s) => s,
+            Err(_) => self.db.unreadable_seen(),
+        };
+        let range = String::from_utf8_lossy(&outpost::doc::id_key(&self.prefix)).into_owned();
+        seen.into_iter()
+            .filter(|r| r.key.starts_with(&range))
+            .collect()
+    }
 }

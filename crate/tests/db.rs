@@ -69,6 +69,56 @@ fn scan_ids_lists_what_scan_returns() {
     });
 }
 
+/// `scan_within` pages by stored bytes as well as by count: pages of
+/// small documents hold up to the limit, a large document ends its page
+/// (and is never left out), tombstones are skipped, and paging through it
+/// returns exactly what one `scan` does; only an empty page is the end.
+#[test]
+fn scan_within_ends_a_page_at_its_byte_budget() {
+    block_on(async {
+        let (_store, db) = fresh().await;
+        let big = "b".repeat(50_000);
+        for i in 0..200 {
+            let body = if i % 50 == 7 {
+                json!({"i": i, "big": big})
+            } else {
+                json!({"i": i})
+            };
+            db.put(&format!("notes/{i:03}"), body).await.unwrap();
+        }
+        for i in (0..200).step_by(9) {
+            db.delete(&format!("notes/{i:03}")).await.unwrap();
+        }
+        let snap = db.snapshot();
+        let all = snap.scan("notes/", None, usize::MAX).await.unwrap();
+        let mut paged = Vec::new();
+        let mut sizes = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = snap
+                .scan_within("notes/", after.as_deref(), 30, 20_000)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            sizes.push(page.len());
+            // A large document is the last of its page.
+            for d in &page[..page.len() - 1] {
+                assert!(d.body.get("big").is_none(), "{} inside a page", d.id);
+            }
+            paged.extend(page);
+        }
+        let ids = |v: &[outpost::Document]| v.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&paged), ids(&all));
+        assert!(sizes.iter().all(|&n| (1..=30).contains(&n)), "{sizes:?}");
+        assert!(sizes.iter().filter(|&&n| n == 30).count() >= 2, "{sizes:?}");
+        assert!(sizes.iter().filter(|&&n| n < 30).count() >= 4, "{sizes:?}");
+        // A budget of one byte: one document per page.
+        let one = snap.scan_within("notes/", None, 30, 1).await.unwrap();
+        assert_eq!(ids(&one), ids(&all[..1]));
+    })
+}
+
 #[test]
 fn put_get_delete_roundtrip() {
     block_on(async {

@@ -167,12 +167,28 @@ lines (the summary says how many, and \"INCOMPLETE\"); 1 an error stopped it
         options: outpost_cmdline::ImportArgs,
     },
 
-    /// Export every live document of a database as JSON lines (hub stopped).
+    /// Export every live document of a database as JSON lines.
+    ///
+    /// The export is one consistent snapshot: the database as it was when
+    /// the export began, whatever is written meanwhile. On a stopped hub it
+    /// reads the database directly; while the hub runs, the running hub
+    /// streams it (POST /admin/export, with --admin-token), edges and writes
+    /// going on meanwhile.
     #[command(after_help = "\
 Examples:
   outpost-hub export backup.jsonl
   outpost-hub export --database main --prefix notes/ notes.jsonl
-  outpost-hub export | gzip > backup.jsonl.gz")]
+  outpost-hub export | gzip > backup.jsonl.gz
+  OUTPOST_HUB_ADMIN_TOKEN=... outpost-hub export backup.jsonl   (hub running)
+
+A running hub answers the same request from anywhere that reaches it:
+  curl -fsS -X POST -H \"Authorization: Bearer $TOKEN\" \\
+       -d '{\"database\":\"main\"}' http://127.0.0.1:4000/admin/export > backup.jsonl
+(curl says \"transfer closed\" and -f fails when the hub cut the export short.)
+
+Exit status: 0 the export is whole; 1 it failed or was cut short (the
+output then holds only the documents before the cut: do not keep it as a
+backup).")]
     Export {
         /// Output file; standard output when absent or `-`.
         file: Option<String>,
@@ -182,6 +198,16 @@ Examples:
         /// Only ids starting with this prefix.
         #[arg(long, default_value = "", value_name = "P")]
         prefix: String,
+        /// The admin token, for a running hub (the export is then streamed
+        /// by it: `POST /admin/export`). Default: the demo configuration's
+        /// public one when the configuration is the demo's.
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "OUTPOST_HUB_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        admin_token: Option<String>,
     },
 
     /// Show the status of a running hub (GET /status).
@@ -414,6 +440,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             file,
             database,
             prefix,
+            admin_token,
         } => {
             let config = Config::load(path)?;
             let name = pick_database(&config, database.database)?;
@@ -427,8 +454,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let (out, dest) = outpost_cmdline::create_output(file.as_deref()).map_err(|e| {
                 HubError::io(format!("create {}", file.as_deref().unwrap_or("stdout")), e)
             })?;
+            let admin = admin_token.or_else(|| {
+                config
+                    .is_admin(crate::edit::DEMO_ADMIN_TOKEN)
+                    .then(|| crate::edit::DEMO_ADMIN_TOKEN.to_string())
+            });
             let n = runtime()?.block_on(async {
-                let db = DbHandle::open_read_only(&name, &dir).await?;
+                let db = match DbHandle::open_read_only(&name, &dir).await {
+                    Ok(db) => db,
+                    // A running hub holds it: that hub streams the export.
+                    Err(HubError::InUse { .. }) => {
+                        return transfer::export_remote(
+                            &config,
+                            &name,
+                            &prefix,
+                            admin.as_deref(),
+                            out,
+                        )
+                        .await;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let r = transfer::export(&db, &prefix, out).await;
                 let closed = db.close().await;
                 let n = r?;
@@ -637,6 +683,33 @@ pub fn serving(config: &Config) -> Option<(HttpUrl, Option<PathBuf>)> {
     let url = HttpUrl::parse(v["url"].as_str()?).ok()?;
     let ca = v["ca_cert"].as_str().map(PathBuf::from);
     Some((url, ca))
+}
+
+/// A command for a database that a running hub holds, sent to that hub
+/// (`what`: "purge", "export"): where the hub listens and the certificate
+/// to trust (its serving file), and the admin token to send; or the error
+/// that says what is missing.
+pub fn send_to_holder<'a>(
+    config: &Config,
+    name: &str,
+    what: &str,
+    admin: Option<&'a str>,
+) -> Result<(HttpUrl, Option<PathBuf>, &'a str)> {
+    let Some((url, ca)) = serving(config) else {
+        return Err(HubError::Other(format!(
+            "database {name} is locked, but no running hub of this configuration says where it \
+             listens ({}): is another process holding it?",
+            config.data_dir.join(SERVING_FILE).display()
+        )));
+    };
+    let Some(token) = admin else {
+        return Err(HubError::Other(format!(
+            "the hub at {url} holds database {name}: the {what} is sent to it, which needs its \
+             admin token (--admin-token or OUTPOST_HUB_ADMIN_TOKEN; `outpost-hub admin-token` sets \
+             one), or stop the hub first"
+        )));
+    };
+    Ok((url, ca, token))
 }
 
 fn default_url(config: Option<&Config>) -> Result<HttpUrl> {

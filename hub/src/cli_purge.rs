@@ -236,19 +236,7 @@ async fn remote(
     req: &SubjectRequest,
     admin: Option<&str>,
 ) -> Result<PurgeAnswer> {
-    let Some((url, ca)) = crate::cli::serving(config) else {
-        return Err(HubError::Other(format!(
-            "database {name} is locked, but no running hub of this configuration says where it \
-             listens ({}): is another process holding it?",
-            config.data_dir.join(crate::config::SERVING_FILE).display()
-        )));
-    };
-    let Some(token) = admin else {
-        return Err(HubError::Other(format!(
-            "the hub at {url} holds database {name}: the purge is sent to it, which needs its \
-             admin token (--admin-token or OUTPOST_HUB_ADMIN_TOKEN; `outpost-hub admin-token` sets one)"
-        )));
-    };
+    let (url, ca, token) = crate::cli::send_to_holder(config, name, "purge", admin)?;
     let body = serde_json::to_vec(&PurgeRequest {
         database: name.to_string(),
         ids: req.ids.clone(),

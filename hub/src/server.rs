@@ -8,6 +8,7 @@
 //! | `GET /status`  | JSON: version, uptime, databases, edges (admin token required) |
 //! | `POST /admin/purge` | a subject purge (admin token; `crate::purge`)          |
 //! | `POST /admin/compact` | a tombstone compaction now (admin token; `crate::compact`) |
+//! | `POST /admin/export` | a database's documents as JSON lines, streamed from one snapshot (admin token; `crate::transfer`) |
 //! | `GET /sync`    | WebSocket upgrade: an edge's replication session            |
 //! | `GET /*`       | static files of `demo_site`, if configured                  |
 //!
@@ -86,6 +87,7 @@ pub fn router(hub: Arc<Hub>, tls: bool, gate: Arc<Gate>) -> Router {
         .route("/status", get(status))
         .route(crate::purge::PATH, post(admin_purge))
         .route(crate::compact::PATH, post(admin_compact))
+        .route(crate::transfer::PATH, post(admin_export))
         .route("/sync", get(sync))
         .fallback(static_files)
         .with_state(AppState { hub, tls, gate })
@@ -609,6 +611,39 @@ async fn status(
     json_response(StatusCode::OK, &status_json(&st.hub, st.tls).await)
 }
 
+/// The JSON request of an admin `POST` (`what` names it in errors): the
+/// refusal (401) unless it comes from the operator, 400 unless it parses.
+fn admin_body<T: serde::de::DeserializeOwned>(
+    st: &AppState,
+    headers: &HeaderMap,
+    conn: Option<&Extension<Arc<Conn>>>,
+    body: &[u8],
+    what: &str,
+) -> std::result::Result<T, Box<Response>> {
+    if let Some(r) = refuse_unless_admin(&st.hub, headers, conn) {
+        return Err(Box::new(r));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let msg = format!("the {what} request is not valid JSON of the expected shape: {e}");
+        Box::new(json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({ "error": msg }),
+        ))
+    })
+}
+
+/// The answer of an admin request: 200 with its JSON, or its refusal's
+/// status with `{"error": …}`.
+fn admin_answer<T: serde::Serialize>(r: std::result::Result<T, (u16, String)>) -> Response {
+    match r {
+        Ok(answer) => json_response(StatusCode::OK, &json!(answer)),
+        Err((code, msg)) => json_response(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &json!({ "error": msg }),
+        ),
+    }
+}
+
 /// `POST /admin/purge` (admin token): a subject purge on the running hub
 /// (`crate::purge`).
 async fn admin_purge(
@@ -617,23 +652,12 @@ async fn admin_purge(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = refuse_unless_admin(&st.hub, &headers, conn.as_ref()) {
-        return r;
-    }
-    let req: crate::purge::PurgeRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            let msg = format!("the purge request is not valid JSON of the expected shape: {e}");
-            return json_response(StatusCode::BAD_REQUEST, &json!({ "error": msg }));
-        }
-    };
-    match crate::purge::run(&st.hub, &req).await {
-        Ok(answer) => json_response(StatusCode::OK, &json!(answer)),
-        Err((code, msg)) => json_response(
-            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            &json!({ "error": msg }),
-        ),
-    }
+    let req: crate::purge::PurgeRequest =
+        match admin_body(&st, &headers, conn.as_ref(), &body, "purge") {
+            Ok(r) => r,
+            Err(r) => return *r,
+        };
+    admin_answer(crate::purge::run(&st.hub, &req).await)
 }
 
 /// `POST /admin/compact` (admin token): a tombstone compaction on the
@@ -644,24 +668,47 @@ async fn admin_compact(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = refuse_unless_admin(&st.hub, &headers, conn.as_ref()) {
-        return r;
-    }
-    let req: crate::compact::CompactRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            let msg =
-                format!("the compaction request is not valid JSON of the expected shape: {e}");
-            return json_response(StatusCode::BAD_REQUEST, &json!({ "error": msg }));
-        }
+    let req: crate::compact::CompactRequest =
+        match admin_body(&st, &headers, conn.as_ref(), &body, "compaction") {
+            Ok(r) => r,
+            Err(r) => return *r,
+        };
+    admin_answer(crate::compact::run(&st.hub, &req).await)
+}
+
+/// `POST /admin/export` (admin token): the documents of a running database
+/// as JSON lines, streamed from one snapshot (`crate::transfer::stream`).
+async fn admin_export(
+    State(st): State<AppState>,
+    conn: Option<Extension<Arc<Conn>>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let req: crate::transfer::ExportRequest =
+        match admin_body(&st, &headers, conn.as_ref(), &body, "export") {
+            Ok(r) => r,
+            Err(r) => return *r,
+        };
+    let peer = conn.map_or_else(|| "?".to_string(), |Extension(c)| c.peer().to_string());
+    let streaming = match crate::transfer::stream(&st.hub, req, peer).await {
+        Ok(s) => s,
+        Err(refused) => return admin_answer::<()>(Err(refused)),
     };
-    match crate::compact::run(&st.hub, &req).await {
-        Ok(answer) => json_response(StatusCode::OK, &json!(answer)),
-        Err((code, msg)) => json_response(
-            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            &json!({ "error": msg }),
-        ),
+    let (total, last_etag) = (streaming.total, streaming.last_etag);
+    let mut r = streaming.body().into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    if let Some(n) = total {
+        h.insert(crate::transfer::DOCUMENTS_HEADER, HeaderValue::from(n));
     }
+    h.insert(
+        crate::transfer::LAST_ETAG_HEADER,
+        HeaderValue::from(last_etag),
+    );
+    r
 }
 
 async fn sync(

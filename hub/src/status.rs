@@ -1,11 +1,15 @@
-//! `outpost-hub status`: asks a running hub for `GET /status` over a minimal
-//! HTTP/1.1 client (plain, or TLS trusting a given certificate).
+//! The command line's HTTP client of a running hub (plain, or TLS trusting a
+//! given certificate): `outpost-hub status` (`GET /status`) and the admin
+//! requests the commands send to the hub that holds a database (`POST
+//! /admin/purge`, `/admin/compact`, and `/admin/export`, whose answer is
+//! streamed: [`admin_stream`]). A minimal HTTP/1.1 client of our own: one
+//! request per connection.
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{HubError, Result};
@@ -134,14 +138,7 @@ pub async fn admin_request<T: serde::de::DeserializeOwned>(
 ) -> Result<T> {
     let (code, answer) = post_as_admin(url, path, ca_cert, admin_token, body).await?;
     if code != 200 {
-        let text = String::from_utf8_lossy(&answer);
-        let why = serde_json::from_slice::<Value>(&answer)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or_else(|| text.trim().to_string());
-        return Err(HubError::Other(format!(
-            "the hub at {url} refused the {what} (HTTP {code}): {why}"
-        )));
+        return Err(refusal(url, what, code, &answer));
     }
     eprintln!("(sent to the running hub at {url})");
     serde_json::from_slice(&answer)
@@ -167,6 +164,41 @@ async fn get_hinted(
     .await
 }
 
+/// A byte stream to a hub: TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects to `url` (TLS for `https://`, trusting `ca_cert`); `start`
+/// names the command that starts the hub when nothing answers.
+async fn connect(url: &HttpUrl, ca_cert: Option<&Path>, start: &str) -> Result<Box<dyn Io>> {
+    let tcp = TcpStream::connect((url.host.as_str(), url.port))
+        .await
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                format!(" (is the hub running? start it with `{start}`)")
+            } else {
+                String::new()
+            };
+            HubError::Other(format!("cannot connect to {url}: {e}{hint}"))
+        })?;
+    if !url.tls {
+        return Ok(Box::new(tcp));
+    }
+    let Some(ca) = ca_cert else {
+        return Err(HubError::Other(format!(
+            "{url} is https: pass --ca-cert FILE (the hub's certificate, e.g. its dev-tls-cert.pem)"
+        )));
+    };
+    let connector = tokio_rustls::TlsConnector::from(crate::tls::client_config(ca)?);
+    let name = rustls_pki_types::ServerName::try_from(url.host.clone())
+        .map_err(|e| HubError::Other(format!("{url}: {e}")))?;
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| HubError::Other(format!("TLS with {url}: {e}")))?;
+    Ok(Box::new(stream))
+}
+
 /// One HTTP/1.1 exchange: `(method, path, JSON body)`.
 async fn request(
     url: &HttpUrl,
@@ -176,45 +208,222 @@ async fn request(
     (start, timeout): (&str, Duration),
 ) -> Result<(u16, Vec<u8>)> {
     let exchange = async {
-        let tcp = TcpStream::connect((url.host.as_str(), url.port))
-            .await
-            .map_err(|e| {
-                let hint = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                    format!(" (is the hub running? start it with `{start}`)")
-                } else {
-                    String::new()
-                };
-                HubError::Other(format!("cannot connect to {url}: {e}{hint}"))
-            })?;
-        if url.tls {
-            let Some(ca) = ca_cert else {
-                return Err(HubError::Other(format!(
-                    "{url} is https: pass --ca-cert FILE (the hub's certificate, e.g. its dev-tls-cert.pem)"
-                )));
-            };
-            let connector = tokio_rustls::TlsConnector::from(crate::tls::client_config(ca)?);
-            let name = rustls_pki_types::ServerName::try_from(url.host.clone())
-                .map_err(|e| HubError::Other(format!("{url}: {e}")))?;
-            let stream = connector
-                .connect(name, tcp)
-                .await
-                .map_err(|e| HubError::Other(format!("TLS with {url}: {e}")))?;
-            exchange(stream, url, what, admin_token).await
-        } else {
-            exchange(tcp, url, what, admin_token).await
-        }
+        let s = connect(url, ca_cert, start).await?;
+        exchange(s, url, what, admin_token).await
     };
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| HubError::Other(format!("{url} did not answer within {timeout:?}")))?
 }
 
+/// What [`admin_stream`] hands the answer's body to: a piece of it and the
+/// answer's headers (lowercase names); an error ends the exchange.
+pub type Sink<'a> = dyn FnMut(&[u8], &[(String, String)]) -> Result<()> + 'a;
+
+/// How long [`admin_stream`] waits for each read of the answer.
+const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest head (status line and headers) or chunk-size line read.
+const MAX_HEAD: u64 = 64 << 10;
+
+/// `POST path` with the admin token and a JSON `body`, whose answer may be
+/// any length: its body is handed to `sink` a piece at a time as it arrives
+/// (de-chunked), with the answer's headers (lowercase names). No overall
+/// time limit, but each read must come within 2 minutes. A refusal (not
+/// 200) is an error naming `what`, as in [`admin_request`]. An answer cut
+/// short (the connection closed before its end) is an error.
+pub async fn admin_stream(
+    url: &HttpUrl,
+    path: &str,
+    ca_cert: Option<&Path>,
+    admin_token: &str,
+    body: &[u8],
+    what: &str,
+    sink: &mut Sink<'_>,
+) -> Result<()> {
+    let s = tokio::time::timeout(TIMEOUT, connect(url, ca_cert, "outpost-hub serve"))
+        .await
+        .map_err(|_| HubError::Other(format!("{url} did not answer within {TIMEOUT:?}")))??;
+    let mut a = Answer {
+        r: tokio::io::BufReader::new(s),
+        url,
+    };
+    send_request(&mut a.r, url, ("POST", path, Some(body)), Some(admin_token)).await?;
+    let mut head = Vec::new();
+    loop {
+        let start = head.len();
+        if a.line(&mut head).await? == 0 || head.len() as u64 > MAX_HEAD {
+            return Err(HubError::Other(format!("{url}: not an HTTP response")));
+        }
+        if head[start..] == *b"\r\n" {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut lines = text.split("\r\n");
+    let status: Option<u16> = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok());
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if status != Some(200) {
+        let mut rest = Vec::new();
+        let _ = (&mut a.r).take(MAX_RESPONSE).read_to_end(&mut rest).await;
+        head.extend_from_slice(&rest);
+        let (code, answer) = parse_response(&head)
+            .ok_or_else(|| HubError::Other(format!("{url}: not an HTTP response")))?;
+        return Err(refusal(url, what, code, &answer));
+    }
+    let mut sink = |piece: &[u8]| sink(piece, &headers);
+    if header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        return a.chunks(&mut sink).await;
+    }
+    let Some(len) = header("content-length").and_then(|v| v.parse::<u64>().ok()) else {
+        return Err(HubError::Other(format!(
+            "{url}: an answer of unknown length (neither chunked nor Content-Length)"
+        )));
+    };
+    a.exactly(len, &mut sink).await
+}
+
+/// The body of an [`admin_stream`] answer, read as it arrives, each read
+/// within [`STREAM_READ_TIMEOUT`].
+struct Answer<'u> {
+    r: tokio::io::BufReader<Box<dyn Io>>,
+    url: &'u HttpUrl,
+}
+
+/// `read`, within [`STREAM_READ_TIMEOUT`], its errors naming `url`.
+async fn timed<T>(url: &HttpUrl, read: impl Future<Output = std::io::Result<T>>) -> Result<T> {
+    tokio::time::timeout(STREAM_READ_TIMEOUT, read)
+        .await
+        .map_err(|_| {
+            HubError::Other(format!(
+                "{url} stopped answering for {STREAM_READ_TIMEOUT:?}"
+            ))
+        })?
+        .map_err(|e| HubError::io(format!("talk to {url}"), e))
+}
+
+impl Answer<'_> {
+    /// Appends one line (at most [`MAX_HEAD`] bytes) to `out`: the bytes
+    /// read, 0 at the end of the stream.
+    async fn line(&mut self, out: &mut Vec<u8>) -> Result<usize> {
+        let mut limited = (&mut self.r).take(MAX_HEAD);
+        timed(self.url, limited.read_until(b'\n', out)).await
+    }
+
+    fn cut(&self) -> HubError {
+        HubError::Other(format!(
+            "{} closed the connection before the answer's end",
+            self.url
+        ))
+    }
+
+    /// Hands the next `left` bytes to `sink`.
+    async fn exactly(
+        &mut self,
+        mut left: u64,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let mut buf = vec![0u8; 64 << 10];
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = timed(self.url, self.r.read(&mut buf[..want])).await?;
+            if n == 0 {
+                return Err(self.cut());
+            }
+            sink(&buf[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Hands the chunks of a chunked body to `sink`, to its last (empty)
+    /// chunk and the trailer's end.
+    async fn chunks(&mut self, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            self.line(&mut line).await?;
+            if !line.ends_with(b"\n") {
+                return Err(self.cut());
+            }
+            let size = std::str::from_utf8(&line)
+                .ok()
+                .and_then(|t| u64::from_str_radix(t.split(';').next()?.trim(), 16).ok())
+                .ok_or_else(|| {
+                    HubError::Other(format!("{}: a malformed chunk in the answer", self.url))
+                })?;
+            if size == 0 {
+                // The trailer (none expected) and the empty line that ends it.
+                loop {
+                    line.clear();
+                    if self.line(&mut line).await? == 0 || line == b"\r\n" {
+                        return Ok(());
+                    }
+                }
+            }
+            self.exactly(size, sink).await?;
+            let mut crlf = [0u8; 2];
+            timed(self.url, self.r.read_exact(&mut crlf)).await?;
+            if crlf != *b"\r\n" {
+                return Err(HubError::Other(format!(
+                    "{}: a malformed chunk in the answer",
+                    self.url
+                )));
+            }
+        }
+    }
+}
+
+/// The error for a refused admin request (`answer`: the body, with the
+/// hub's `{"error": …}` when it gives one).
+fn refusal(url: &HttpUrl, what: &str, code: u16, answer: &[u8]) -> HubError {
+    let text = String::from_utf8_lossy(answer);
+    let why = serde_json::from_slice::<Value>(answer)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| text.trim().to_string());
+    HubError::Other(format!(
+        "the hub at {url} refused the {what} (HTTP {code}): {why}"
+    ))
+}
+
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     url: &HttpUrl,
-    (method, path, body): (&str, &str, Option<&[u8]>),
+    what: (&str, &str, Option<&[u8]>),
     admin_token: Option<&str>,
 ) -> Result<(u16, Vec<u8>)> {
+    send_request(&mut s, url, what, admin_token).await?;
+    let io = |e| HubError::io(format!("talk to {url}"), e);
+    let mut raw = Vec::new();
+    let read = (&mut s).take(MAX_RESPONSE).read_to_end(&mut raw).await;
+    // A TLS peer that closes without close_notify still sent a whole response.
+    if let Err(e) = read
+        && raw.is_empty()
+    {
+        return Err(io(e));
+    }
+    parse_response(&raw).ok_or_else(|| HubError::Other(format!("{url}: not an HTTP response")))
+}
+
+/// Writes an HTTP/1.1 request: `(method, path, JSON body)`.
+async fn send_request<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    url: &HttpUrl,
+    (method, path, body): (&str, &str, Option<&[u8]>),
+    admin_token: Option<&str>,
+) -> Result<()> {
     let auth = admin_token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -236,16 +445,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(b) = body {
         s.write_all(b).await.map_err(io)?;
     }
-    s.flush().await.map_err(io)?;
-    let mut raw = Vec::new();
-    let read = (&mut s).take(MAX_RESPONSE).read_to_end(&mut raw).await;
-    // A TLS peer that closes without close_notify still sent a whole response.
-    if let Err(e) = read
-        && raw.is_empty()
-    {
-        return Err(io(e));
-    }
-    parse_response(&raw).ok_or_else(|| HubError::Other(format!("{url}: not an HTTP response")))
+    s.flush().await.map_err(io)
 }
 
 /// Splits an HTTP/1.1 response into status and body (de-chunked).
@@ -403,6 +603,74 @@ fn human_duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`admin_stream`] against a server on 127.0.0.1 that answers `answer`
+    /// and closes: what the sink got, or the error.
+    async fn stream_from(answer: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        let answer = answer.to_vec();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            let mut body = [0u8; 2];
+            s.read_exact(&mut body).await.unwrap();
+            s.write_all(&answer).await.unwrap();
+        });
+        let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let mut got = Vec::new();
+        let r = admin_stream(&url, "/x", None, "t", b"{}", "export", &mut |piece, _| {
+            got.extend_from_slice(piece);
+            Ok(())
+        })
+        .await;
+        server.await.unwrap();
+        r.map(|()| got).map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_streamed_answer_is_dechunked_and_one_cut_short_is_an_error() {
+        let whole = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nline1\n\r\nc;ext=1\r\nline2\nline3\n\r\n0\r\n\r\n";
+        assert_eq!(stream_from(whole).await.unwrap(), b"line1\nline2\nline3\n");
+        let sized = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nline1\n";
+        assert_eq!(stream_from(sized).await.unwrap(), b"line1\n");
+        // Cut inside a chunk, between chunks, inside a size line, and a
+        // length-delimited body cut short: each an error.
+        for cut in [
+            &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nc\r\nline2\n"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nline1\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nline1\n\r\n1",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 60\r\n\r\nline1\n",
+        ] {
+            let e = stream_from(cut).await.unwrap_err();
+            assert!(e.contains("before the answer's end"), "{e}");
+        }
+        let e = stream_from(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n")
+            .await
+            .unwrap_err();
+        assert!(e.contains("malformed chunk"), "{e}");
+        let e = stream_from(b"HTTP/1.1 200 OK\r\n\r\nline1\n")
+            .await
+            .unwrap_err();
+        assert!(e.contains("unknown length"), "{e}");
+        let refused =
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 27\r\n\r\n{\"error\":\"no such thing\"}";
+        let e = stream_from(refused).await.unwrap_err();
+        assert!(
+            e.contains("refused the export (HTTP 404): no such thing"),
+            "{e}"
+        );
+        let e = stream_from(b"nonsense\r\n\r\n").await.unwrap_err();
+        assert!(
+            e.contains("refused the export") || e.contains("not an HTTP"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn urls() {

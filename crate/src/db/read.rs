@@ -358,6 +358,23 @@ impl<S: PageStore> Snapshot<S> {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Document>, Error> {
+        self.scan_within(prefix, after, limit, usize::MAX).await
+    }
+
+    /// [`Snapshot::scan`] that also ends its page once the stored records
+    /// read hold `max_bytes` (the document that reaches it included, so a
+    /// page has at least one document when any remains): a page whose
+    /// memory follows a budget whatever the documents' sizes (up to
+    /// [`crate::doc::MAX_BODY_BYTES`] each). A short page does not mean the
+    /// end; an empty one does.
+    pub async fn scan_within(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Document>, Error> {
+        let limit = (limit, max_bytes);
         self.scan_live(prefix, after, limit, doc::decode_record, |d| {
             d.meta.flags.is_tombstone()
         })
@@ -450,7 +467,8 @@ impl<S: PageStore> Snapshot<S> {
         match from {
             Pages::Ids(prefix, after) => {
                 let dead = |d: &doc::RawDoc| d.meta.flags.is_tombstone();
-                self.scan_live(prefix, after.as_deref(), want, doc::decode_raw_doc, dead)
+                let limit = (want, usize::MAX);
+                self.scan_live(prefix, after.as_deref(), limit, doc::decode_raw_doc, dead)
                     .await
             }
             Pages::Feed(since) => self.feed(*since, want, doc::decode_raw_doc).await,
@@ -508,22 +526,27 @@ impl<S: PageStore> Snapshot<S> {
         limit: usize,
     ) -> Result<Vec<String>, Error> {
         let found = self
-            .scan_live(prefix, after, limit, doc::decode_record_meta, |(_, m)| {
-                m.flags.is_tombstone()
-            })
+            .scan_live(
+                prefix,
+                after,
+                (limit, usize::MAX),
+                doc::decode_record_meta,
+                |(_, m)| m.flags.is_tombstone(),
+            )
             .await?;
         Ok(found.into_iter().map(|(id, _)| id).collect())
     }
 
     /// The documents records of ids starting with `prefix` after `after`,
     /// decoded by `decode`, leaving out those `deleted` says are
-    /// tombstones, at most `limit`; a record that does not decode is
-    /// skipped and remembered.
+    /// tombstones, at most `limit.0`, and ending after the one whose stored
+    /// record brings the bytes read to `limit.1`; a record that does not
+    /// decode is skipped and remembered.
     async fn scan_live<T>(
         &self,
         prefix: &str,
         after: Option<&str>,
-        limit: usize,
+        (limit, max_bytes): (usize, usize),
         decode: impl Fn(&[u8]) -> Result<T, doc::RecordError>,
         deleted: impl Fn(&T) -> bool,
     ) -> Result<Vec<T>, Error> {
@@ -539,6 +562,7 @@ impl<S: PageStore> Snapshot<S> {
         if limit == 0 {
             return Ok(out);
         }
+        let mut bytes = 0usize;
         btree::scan_values(
             &self.reader(),
             self.meta.root(Tree::Docs),
@@ -554,7 +578,8 @@ impl<S: PageStore> Snapshot<S> {
                     Ok(d) if deleted(&d) => true,
                     Ok(d) => {
                         out.push(d);
-                        out.len() < limit
+                        bytes = bytes.saturating_add(rec.len());
+                        out.len() < limit && bytes < max_bytes
                     }
                     Err(e) => {
                         // Skipped, remembered: the scan goes on.

@@ -6,8 +6,8 @@ use super::*;
 /// (a misdirected write, through the engine's test hook with the hub
 /// stopped): the hub starts, an edge syncing from zero receives every other
 /// document and goes live, and the hub counts the record as unreadable
-/// (`/status`, `/metrics`). docs/design.md "One unreadable record never
-/// stops the feed".
+/// (`/status`, `/metrics`) and an export of the running hub names it.
+/// docs/design.md "One unreadable record never stops the feed".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_document_at_the_hub_does_not_stop_an_edge_sync() {
     let tmp = temp_dir("damaged");
@@ -51,6 +51,22 @@ async fn a_damaged_document_at_the_hub_does_not_stop_an_edge_sync() {
             .contains("outpost_database_unreadable_records{database=\"main\"} 1"),
         "{}",
         hub.metrics()
+    );
+    // An export of the running hub has the two others and names the one it
+    // left out, with the command that sets it aside.
+    let out = Command::new(BIN)
+        .current_dir(&hub.dir)
+        .args(["--config", "outpost-hub.toml", "export", "-"])
+        .env("OUTPOST_HUB_ADMIN_TOKEN", hub.proc.admin_token())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    assert!(
+        err.contains("warning: skipped unreadable record \"notes/big\"")
+            && err.contains("outpost repair"),
+        "{err}"
     );
     c.stop().await;
 }

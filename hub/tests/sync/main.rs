@@ -14,7 +14,8 @@
 //! - a hub database replaced: its edges resync from zero;
 //! - a damaged document at the hub: the others still reach an edge;
 //! - devices of one identity (two devices, a wiped one, a replaced one) and
-//!   a read-only edge that gets no rejection for a conflict it did not make.
+//!   a read-only edge that gets no rejection for a conflict it did not make;
+//! - `export` of the running hub: one snapshot while an edge writes.
 //!
 //! The hub processes are `outpost_testkit::hub::HubProcess`es.
 
@@ -22,6 +23,7 @@ mod convergence;
 mod damage;
 mod devices;
 mod erasure;
+mod export;
 mod scopes;
 
 #[path = "../common/mod.rs"]
