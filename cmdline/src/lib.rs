@@ -11,7 +11,8 @@
 //!   [`ImportReport::print`] prints the summary and gives the exit status
 //!   ([`EXIT_SKIPPED`] when lines were skipped);
 //! - [`export`]: every live document of one snapshot as JSON lines, with a
-//!   progress bar.
+//!   progress bar, read by [`Export`] a chunk at a time (which the hub's
+//!   export of a running database streams too).
 //!
 //! Its own crate, not a module of the engine: the engine (`outpost`) must not
 //! depend on terminal crates (indicatif, clap), and neither shell should

@@ -454,11 +454,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let (out, dest) = outpost_cmdline::create_output(file.as_deref()).map_err(|e| {
                 HubError::io(format!("create {}", file.as_deref().unwrap_or("stdout")), e)
             })?;
-            let admin = admin_token.or_else(|| {
-                config
-                    .is_admin(crate::edit::DEMO_ADMIN_TOKEN)
-                    .then(|| crate::edit::DEMO_ADMIN_TOKEN.to_string())
-            });
+            let admin = config.admin_token_or_demo(admin_token);
             let n = runtime()?.block_on(async {
                 let db = match DbHandle::open_read_only(&name, &dir).await {
                     Ok(db) => db,
@@ -517,10 +513,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 .ok()
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| format!("outpost-hub --config {} serve", path.display()));
-            let admin = admin_token.or_else(|| {
-                let demo = config.as_ref()?.is_admin(edit::DEMO_ADMIN_TOKEN);
-                demo.then(|| edit::DEMO_ADMIN_TOKEN.to_string())
-            });
+            let admin = match &config {
+                Some(c) => c.admin_token_or_demo(admin_token),
+                None => admin_token,
+            };
             let s = runtime()?.block_on(status::fetch_hinted(
                 &url,
                 ca.as_deref(),

@@ -76,11 +76,7 @@ pub fn run(path: &Path, a: CompactArgs) -> Result<()> {
     let config = Config::load(path)?;
     let name = pick_database(&config, a.database.database)?;
     let retention = a.retention.as_deref().map(parse_retention).transpose()?;
-    let admin = a.admin_token.or_else(|| {
-        config
-            .is_admin(crate::edit::DEMO_ADMIN_TOKEN)
-            .then(|| crate::edit::DEMO_ADMIN_TOKEN.to_string())
-    });
+    let admin = config.admin_token_or_demo(a.admin_token);
     let req = CompactRequest {
         database: name.clone(),
         retention_secs: retention,

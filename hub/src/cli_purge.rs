@@ -167,11 +167,7 @@ fn purge(config: &Config, a: PurgeArgs) -> Result<()> {
         reason: a.reason,
         dry_run: a.dry_run,
     };
-    let admin = a.admin_token.or_else(|| {
-        config
-            .is_admin(crate::edit::DEMO_ADMIN_TOKEN)
-            .then(|| crate::edit::DEMO_ADMIN_TOKEN.to_string())
-    });
+    let admin = config.admin_token_or_demo(a.admin_token);
     let rep: PurgeAnswer = runtime()?.block_on(async {
         let db = match open(config, &name, true).await {
             Ok(db) => db,

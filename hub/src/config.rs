@@ -630,6 +630,14 @@ impl Config {
         let equal = constant_time_eq(&digest, &expected);
         equal && self.admin_token_sha256.is_some() && !token.is_empty()
     }
+
+    /// The admin token a command sends to a running hub: `given` (its
+    /// `--admin-token`), else the demo configuration's public one when this
+    /// is the demo's configuration (`outpost-hub init --demo`).
+    pub fn admin_token_or_demo(&self, given: Option<String>) -> Option<String> {
+        let demo = crate::edit::DEMO_ADMIN_TOKEN;
+        given.or_else(|| self.is_admin(demo).then(|| demo.to_string()))
+    }
 }
 
 /// SHA-256 of a token.
