@@ -99,7 +99,7 @@ fn the_feed_goes_on_past_an_unreadable_record() {
         assert_eq!(db.stats().unreadable_records, 2);
         assert_eq!(seen[0].key, "bad/1");
         assert_eq!(seen[0].etag, Some(2));
-        assert_eq!(seen[0].bytes, GARBAGE.len());
+        assert_eq!(seen[0].bytes, GARBAGE.len() as u64);
         assert!(
             seen[0].error.contains("format version"),
             "{}",

@@ -89,20 +89,7 @@ pub struct ExportEnd {
     /// The etag of the last commit the snapshot holds.
     pub last_etag: u64,
     /// Records left out because they do not decode.
-    pub skipped: Vec<Skipped>,
-}
-
-/// A record an export left out because it does not decode.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Skipped {
-    /// Its key (the lowercase id).
-    pub key: String,
-    /// Its etag, when known.
-    pub etag: Option<u64>,
-    /// Its length in bytes.
-    pub bytes: u64,
-    /// Why it does not decode.
-    pub error: String,
+    pub skipped: Vec<UnreadableRecord>,
 }
 
 /// A live export under way: what the response's headers say and its body.
@@ -231,17 +218,7 @@ async fn send_export<S: outpost::store::PageStore>(
             .await
             .map_err(gone)?;
     }
-    let skipped: Vec<Skipped> = export
-        .skipped()
-        .await
-        .into_iter()
-        .map(|r| Skipped {
-            key: r.key,
-            etag: r.etag,
-            bytes: r.bytes as u64,
-            error: r.error,
-        })
-        .collect();
+    let skipped = export.skipped().await;
     for r in &skipped {
         tracing::warn!(database = %req.database, key = %r.key, error = %r.error, "export skipped an unreadable record");
     }
@@ -294,8 +271,8 @@ pub async fn export_remote(
     let written = lines.written;
     let incomplete = |why: String| {
         HubError::Other(format!(
-            "the export of database {name} from the hub at {url} is INCOMPLETE ({written} \
-             documents written): {why}"
+            "the export of database {name} from the hub at {url} is INCOMPLETE (it stopped \
+             after {written} documents): {why}"
         ))
     };
     streamed.map_err(|e| incomplete(e.to_string()))?;
@@ -312,16 +289,10 @@ pub async fn export_remote(
         )));
     }
     let repair = format!("outpost repair {}", config.database_dir(name).display());
-    for r in end.skipped {
-        let r = UnreadableRecord {
-            key: r.key,
-            etag: r.etag,
-            bytes: usize::try_from(r.bytes).unwrap_or(usize::MAX),
-            error: r.error,
-        };
+    for r in &end.skipped {
         eprintln!(
             "warning: {} (hub stopped)",
-            outpost_cmdline::unreadable_warning(&r, &repair)
+            outpost_cmdline::unreadable_warning(r, &repair)
         );
     }
     eprintln!(

@@ -105,7 +105,7 @@ impl<S: PageStore> Snapshot<S> {
             })
             .await;
             for ((key, len, why), etag) in unreadable.iter().zip(etags) {
-                self.inner.note_unreadable(key, etag, *len, why);
+                self.inner.note_unreadable(key, etag, *len as u64, why);
                 let etag = etag.map_or_else(|| "unknown".to_string(), |e| e.to_string());
                 rep.problems.push(format!(
                     "unreadable record {:?} (etag {etag}, {len} bytes): {why}; \

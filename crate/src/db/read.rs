@@ -146,14 +146,14 @@ fn decode_doc(rec: &[u8], key: &[u8]) -> Result<Document, Error> {
 /// the database remembers it ([`Database::unreadable_seen`]); the operator
 /// lists and moves such records aside with [`Database::find_unreadable`] and
 /// [`Database::quarantine_unreadable`] (`outpost repair`).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UnreadableRecord {
     /// The record's key in the documents tree (the lowercase id), lossy UTF-8.
     pub key: String,
     /// Its etag, when known (from the etag index).
     pub etag: Option<u64>,
     /// The record's length in bytes.
-    pub bytes: usize,
+    pub bytes: u64,
     /// Why it does not decode.
     pub error: String,
 }
@@ -167,7 +167,7 @@ impl<S> Inner<S> {
         &self,
         key: &[u8],
         etag: Option<u64>,
-        bytes: usize,
+        bytes: u64,
         e: &impl std::fmt::Display,
     ) {
         let mut seen = self.unreadable.lock().unwrap_or_else(|e| e.into_inner());
@@ -491,7 +491,7 @@ impl<S: PageStore> Snapshot<S> {
                     // The record's length, read again (a rare path).
                     let root = self.meta.root(Tree::Docs);
                     let rec = btree::get(&self.reader(), root, &key).await?;
-                    let bytes = rec.map_or(0, |r| r.len());
+                    let bytes = rec.map_or(0, |r| r.len() as u64);
                     self.inner.note_unreadable(&key, Some(etag), bytes, &e);
                 }
             }
@@ -583,7 +583,7 @@ impl<S: PageStore> Snapshot<S> {
                     }
                     Err(e) => {
                         // Skipped, remembered: the scan goes on.
-                        self.inner.note_unreadable(k, None, rec.len(), &e);
+                        self.inner.note_unreadable(k, None, rec.len() as u64, &e);
                         true
                     }
                 }
@@ -709,7 +709,7 @@ impl<S: PageStore> Snapshot<S> {
                 };
                 match doc::record_etag(&rec) {
                     Ok(etag) => out.push((etag, k.to_vec())),
-                    Err(e) => self.inner.note_unreadable(k, None, rec.len(), &e),
+                    Err(e) => self.inner.note_unreadable(k, None, rec.len() as u64, &e),
                 }
                 true
             },
@@ -736,7 +736,7 @@ impl<S: PageStore> Snapshot<S> {
         match doc::decode_raw_doc_checked(&rec) {
             Ok(d) => Ok(Some(d)),
             Err(e) => {
-                self.inner.note_unreadable(key, None, rec.len(), &e);
+                self.inner.note_unreadable(key, None, rec.len() as u64, &e);
                 Ok(None)
             }
         }
@@ -804,7 +804,9 @@ impl<S: PageStore> Snapshot<S> {
                 match btree::get(&self.reader(), self.meta.root(Tree::Docs), &idk).await {
                     Ok(Some(rec)) => match decode(&rec) {
                         Ok(d) => out.push(d),
-                        Err(e) => self.inner.note_unreadable(&idk, etag(), rec.len(), &e),
+                        Err(e) => self
+                            .inner
+                            .note_unreadable(&idk, etag(), rec.len() as u64, &e),
                     },
                     // A page of the record (its overflow chain, or its
                     // leaf) is damaged: skipped and remembered too. A

@@ -79,7 +79,7 @@ async fn scan_docs<R: PageRead>(r: &R, meta: &Meta) -> Result<DocScan, Error> {
         let report = UnreadableRecord {
             key: String::from_utf8_lossy(k).into_owned(),
             etag: None,
-            bytes: rec.len(),
+            bytes: rec.len() as u64,
             error,
         };
         s.bad.push((k.to_vec(), rec, report));
