@@ -304,11 +304,14 @@ Examples:
     #[command(subcommand)]
     Index(crate::cli_index::IndexCommand),
 
-    /// Set the admin token: who may read /status and /metrics.
+    /// Set the admin token: who may read /status and /metrics and run /admin/*.
     ///
     /// A random token is printed once on standard output; only its SHA-256 is
     /// written to the configuration (`[admin] token_sha256`), replacing any
-    /// previous one. A running hub takes it at once.
+    /// previous one. A running hub takes it at once. The token lets its holder
+    /// read /status and /metrics and run the /admin routes (export the
+    /// documents, purge, compact): keep it secret. The demo configuration's
+    /// public token is honoured only from the hub's own machine.
     #[command(after_help = "\
 Examples:
   outpost-hub admin-token

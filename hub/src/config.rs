@@ -39,7 +39,7 @@
 //! # token = "..."                  # or, dev mode only: a plain token it presents
 //! ca_cert = "cloud.crt"            # optional PEM to trust for wss://
 //! # cert = "boston.pem"            # or a certificate identity: chain + PKCS#8 key (wss:// only)
-//! [admin]                          # optional: who may read /status and /metrics
+//! [admin]                          # optional: who may read /status, /metrics, /admin/*
 //! token_sha256 = "hex..."          # SHA-256 of the admin token (`outpost-hub admin-token`)
 //! [limits]                         # optional; every key has a default (see [`Limits`])
 //! max_connections = 10000

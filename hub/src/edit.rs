@@ -137,8 +137,9 @@ pub fn starter_config(demo: bool) -> String {
 pub fn demo_config(codes: &[(&str, &str)], expires: i64) -> String {
     let mut text = DEMO.to_string();
     text.push_str(&format!(
-        "\n# /status and /metrics need `Authorization: Bearer {DEMO_ADMIN_TOKEN}`\n\
-         # (public: `outpost-hub admin-token` sets a secret one).\n[admin]\ntoken_sha256 = \"{}\"\n",
+        "\n# /status, /metrics and /admin/* need `Authorization: Bearer {DEMO_ADMIN_TOKEN}`\n\
+         # (public, so honoured only from this machine: `outpost-hub admin-token`\n\
+         # sets a secret one).\n[admin]\ntoken_sha256 = \"{}\"\n",
         token_sha256_hex(DEMO_ADMIN_TOKEN)
     ));
     for name in DEMO_EDGES {

@@ -165,8 +165,18 @@ async fn serve_hub(
     }
 
     match hub.config().admin_token_sha256 {
+        Some(_)
+            if hub.config().is_admin(crate::edit::DEMO_ADMIN_TOKEN)
+                && !local.ip().to_canonical().is_loopback() =>
+        {
+            tracing::warn!(
+                "the admin token is the demo's public one: it is honoured only from this machine (`outpost-hub admin-token` sets a secret one for remote administration)"
+            )
+        }
         Some(_) => {
-            tracing::info!("/status and /metrics need the admin token ([admin] token_sha256)")
+            tracing::info!(
+                "/status, /metrics and /admin/* need the admin token ([admin] token_sha256)"
+            )
         }
         None => tracing::warn!(
             "no [admin] token_sha256 in the configuration: /status and /metrics answer 401 to everyone (`outpost-hub admin-token` sets one)"
@@ -418,8 +428,18 @@ fn refuse_unless_admin(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    if token.is_some_and(|t| hub.config().is_admin(t)) {
-        return None;
+    if let Some(t) = token
+        && hub.config().is_admin(t)
+    {
+        let peer = conn.map(|Extension(c)| c.peer());
+        if demo_token_honoured(t, peer) {
+            return None;
+        }
+        tracing::warn!(peer = ?peer, "refused the demo's public admin token from another machine");
+        return Some(unauthorized(
+            "the demo's public admin token is honoured only from this machine; \
+             set a secret one with `outpost-hub admin-token`\n",
+        ));
     }
     if let Some(Extension(c)) = conn
         && let Some(who) = crate::cert_session::admin_identity(&hub.config(), c.client_chain())
@@ -432,12 +452,28 @@ fn refuse_unless_admin(
     } else {
         "send Authorization: Bearer <admin token>\n"
     };
+    Some(unauthorized(why))
+}
+
+/// Whether an admin token is honoured from `peer`: any secret one from
+/// anywhere; the demo configuration's public one
+/// ([`crate::edit::DEMO_ADMIN_TOKEN`], printed in the README and in every
+/// demo's configuration) only from a loopback address, so that a demo hub
+/// listening on a network address does not hand anyone on that network its
+/// documents (`/admin/export`) or a purge.
+fn demo_token_honoured(token: &str, peer: Option<SocketAddr>) -> bool {
+    token != crate::edit::DEMO_ADMIN_TOKEN
+        || peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
+}
+
+/// A 401 answer saying `why`.
+fn unauthorized(why: &'static str) -> Response {
     let mut r = (StatusCode::UNAUTHORIZED, why).into_response();
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"outpost-hub\""),
     );
-    Some(r)
+    r
 }
 
 async fn metrics(
@@ -870,6 +906,35 @@ async fn static_files(State(st): State<AppState>, method: Method, uri: Uri) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_demo_admin_token_is_honoured_only_from_a_loopback_peer() {
+        let demo = crate::edit::DEMO_ADMIN_TOKEN;
+        let at = |a: &str| Some(a.parse::<SocketAddr>().unwrap());
+        for local in [
+            "127.0.0.1:5000",
+            "127.3.4.5:1",
+            "[::1]:5000",
+            "[::ffff:127.0.0.1]:5000",
+        ] {
+            assert!(demo_token_honoured(demo, at(local)), "{local}");
+        }
+        for remote in [
+            "10.0.0.7:5000",
+            "192.168.1.2:5000",
+            "0.0.0.0:1",
+            "[::ffff:10.0.0.7]:5000",
+            "[2001:db8::1]:5000",
+        ] {
+            assert!(!demo_token_honoured(demo, at(remote)), "{remote}");
+            assert!(
+                demo_token_honoured("a-secret-token", at(remote)),
+                "{remote}"
+            );
+        }
+        assert!(!demo_token_honoured(demo, None), "an unknown peer");
+        assert!(demo_token_honoured("a-secret-token", None));
+    }
 
     #[test]
     fn site_paths_stay_inside_the_root() {

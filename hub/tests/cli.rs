@@ -476,8 +476,19 @@ fn export_of_a_running_hub_needs_the_admin_token_and_matches_a_stopped_export() 
     run_ok(&dir, &["import", input.to_str().unwrap()]);
     let stopped = dir.path().join("stopped.jsonl");
     run_ok(&dir, &["export", stopped.to_str().unwrap()]);
+    // A full disk (`/dev/full`: every write fails with ENOSPC), stopped and
+    // running: exit 1 naming the cause, the database untouched.
+    let full_disk = |running: bool| {
+        let out = run(&dir, &["export", "/dev/full"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("No space left on device"), "{err}");
+        assert_eq!(err.contains("INCOMPLETE"), running, "{err}");
+    };
+    full_disk(false);
 
     let server = Server::start(&dir, &[]);
+    full_disk(true);
     let live = dir.path().join("live.jsonl");
     let out = run_ok(&dir, &["export", live.to_str().unwrap()]);
     let err = text(&out.stderr);
