@@ -40,6 +40,7 @@ const hubBin = process.env.OUTPOST_HUB || "";
 const run = `${process.pid}-${Date.now()}`;
 const MARKER = "PURGE-MARK-5e1c";
 const ALICE_TOKEN = "alice-token-purge-e2e";
+const ADMIN_TOKEN = "admin-token-purge-e2e";
 const N = 30;
 const tmpDirs = [];
 
@@ -65,9 +66,10 @@ before(async () => {
   cpSync(distDir, site, { recursive: true });
   cfg = join(dir, "hub.toml");
   const sha = createHash("sha256").update(ALICE_TOKEN).digest("hex");
+  const adminSha = createHash("sha256").update(ADMIN_TOKEN).digest("hex");
   writeFileSync(
     cfg,
-    `listen = "127.0.0.1:0"\ndata_dir = "./data"\ndemo_site = ${JSON.stringify(site)}\n\n# alice writes with a development token; eve is an enrolled key.\n[dev]\ntokens = true\n\n[[database]]\nname = "main"\n\n[[edge]]\nname = "alice"\ntoken_sha256 = "${sha}"\ndatabase = "main"\nread = ["notes/"]\nwrite = ["notes/"]\n`,
+    `listen = "127.0.0.1:0"\ndata_dir = "./data"\ndemo_site = ${JSON.stringify(site)}\n\n# alice writes with a development token; eve is an enrolled key.\n[dev]\ntokens = true\n\n[admin]\ntoken_sha256 = "${adminSha}"\n\n[[database]]\nname = "main"\n\n[[edge]]\nname = "alice"\ntoken_sha256 = "${sha}"\ndatabase = "main"\nread = ["notes/"]\nwrite = ["notes/"]\n`,
   );
   hub = await launchHub(hubBin, cfg, { cwd: dir, killAfterMs: 10_000, maxLog: 1_000_000 });
 });
@@ -187,4 +189,70 @@ test("a revoked browser edge erases what it was sent: no byte of it left in the 
   assert.equal(receipts.length, 1, `eve's signed purge receipt is in the audit trail: ${JSON.stringify(receipts)}`);
   assert.equal(receipts[0].record.removed, N + 1, JSON.stringify(receipts[0]));
   assert.deepEqual(filesHolding(eve, MARKER), []);
+});
+
+// The README's demo step: `outpost-hub purge` while the hub runs reaches a
+// browser that is connected and holds the document (here the device that
+// wrote it): the hub ends its session, the page reconnects, hears the purge,
+// erases the document and keeps the others, without the hub stopping.
+test("a subject purge on the running hub reaches a connected browser at once", { skip: hubBin ? false : "OUTPOST_HUB not set (run.sh sets it)" }, async () => {
+  // The test before stops the hub to read its audit trail.
+  hub = await launchHub(hubBin, cfg, { cwd: dir, killAfterMs: 10_000, maxLog: 1_000_000 });
+  const profile = tmp("outpost-purge-live-");
+  const name = `purge-live-${run}`;
+  const heard = await session(profile, hub.base, async (page) => {
+    await page.evaluate(
+      async ({ name, token, waitUntil }) => {
+        const wait = (0, eval)(`(${waitUntil})`);
+        const { Outpost, witness } = window.lab;
+        const db = await Outpost.open(name);
+        const events = [];
+        const sync = db.sync({ url: "/sync", identity: "alice", credential: token, onPurge: (e) => events.push(e) });
+        await db.put("notes/forget-me", { text: "a subject's data" }, { collection: "Notes" });
+        await db.put("notes/keep-me", { text: "someone else's" }, { collection: "Notes" });
+        await wait("the writes acknowledged", () => witness(name)?.pending.length === 0);
+        await wait("the session live", () => sync.status.state === "live");
+        window.live = { db, sync, events };
+      },
+      { name, token: ALICE_TOKEN, waitUntil: waitUntilSource },
+    );
+    // The operator, in another terminal, while the page stays connected.
+    const out = execFileSync(hubBin, ["--config", cfg, "purge", "--id", "notes/forget-me", "--by", "dpo", "--admin-token", ADMIN_TOKEN], {
+      cwd: dir,
+      timeout: 60_000,
+      env: { ...process.env, NO_COLOR: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    }).toString();
+    assert.match(out, /purged 1 document of database main/, out);
+    return page.evaluate(
+      async ({ waitUntil }) => {
+        const wait = (0, eval)(`(${waitUntil})`);
+        const { db, sync, events } = window.live;
+        const t0 = performance.now();
+        await wait("the purge erased the document", async () => events.length > 0 && (await db.get("notes/forget-me")) == null, 30000);
+        const ms = performance.now() - t0;
+        await wait("the session live again", () => sync.status.state === "live", 30000);
+        const out = { events: events.length, ms, kept: (await db.get("notes/keep-me")) != null, state: sync.status.state };
+        await sync.stop();
+        await db.close();
+        return out;
+      },
+      { waitUntil: waitUntilSource },
+    );
+  });
+  console.log(`# the connected page after the live purge: ${JSON.stringify(heard)}`);
+  assert.ok(heard.events >= 1, JSON.stringify(heard));
+  assert.equal(heard.kept, true, "the purge took only the subject's document");
+  assert.equal(heard.state, "live");
+  // The hub went on serving throughout, and has the page's receipt.
+  const status = execFileSync(hubBin, ["--config", cfg, "status", "--admin-token", ADMIN_TOKEN], { cwd: dir, timeout: 30_000 }).toString();
+  assert.match(status, /Outpost hub/, status);
+  await hub.stop();
+  const receipts = hubCli("audit", "export", "--edge", "alice")
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.kind === "purge_receipt");
+  assert.ok(receipts.length >= 1, `the page's purge receipt is in the audit trail: ${JSON.stringify(receipts)}`);
 });
