@@ -647,24 +647,42 @@ async fn status(
     json_response(StatusCode::OK, &status_json(&st.hub, st.tls).await)
 }
 
+/// The most an admin `POST`'s request body may hold (its JSON: a purge's ids
+/// and prefixes, an export's or a compaction's database).
+const ADMIN_BODY_LIMIT: usize = 1 << 20;
+
 /// The JSON request of an admin `POST` (`what` names it in errors): the
-/// refusal (401) unless it comes from the operator, 400 unless it parses.
-fn admin_body<T: serde::de::DeserializeOwned>(
+/// refusal (401) unless it comes from the operator, checked on the headers
+/// before any byte of the body is read (an anonymous client cannot make the
+/// hub take in a body); then 413 over [`ADMIN_BODY_LIMIT`], 400 unless it
+/// parses.
+async fn admin_body<T: serde::de::DeserializeOwned>(
     st: &AppState,
     headers: &HeaderMap,
     conn: Option<&Extension<Arc<Conn>>>,
-    body: &[u8],
+    body: axum::body::Body,
     what: &str,
 ) -> std::result::Result<T, Box<Response>> {
     if let Some(r) = refuse_unless_admin(&st.hub, headers, conn) {
         return Err(Box::new(r));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let msg = format!("the {what} request is not valid JSON of the expected shape: {e}");
-        Box::new(json_response(
+    let refuse =
+        |code: StatusCode, msg: String| Box::new(json_response(code, &json!({ "error": msg })));
+    let body = axum::body::to_bytes(body, ADMIN_BODY_LIMIT)
+        .await
+        .map_err(|e| {
+            refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the {what} request was not read whole (at most {ADMIN_BODY_LIMIT} bytes): {e}"
+                ),
+            )
+        })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        refuse(
             StatusCode::BAD_REQUEST,
-            &json!({ "error": msg }),
-        ))
+            format!("the {what} request is not valid JSON of the expected shape: {e}"),
+        )
     })
 }
 
@@ -686,10 +704,10 @@ async fn admin_purge(
     State(st): State<AppState>,
     conn: Option<Extension<Arc<Conn>>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let req: crate::purge::PurgeRequest =
-        match admin_body(&st, &headers, conn.as_ref(), &body, "purge") {
+        match admin_body(&st, &headers, conn.as_ref(), body, "purge").await {
             Ok(r) => r,
             Err(r) => return *r,
         };
@@ -702,10 +720,10 @@ async fn admin_compact(
     State(st): State<AppState>,
     conn: Option<Extension<Arc<Conn>>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let req: crate::compact::CompactRequest =
-        match admin_body(&st, &headers, conn.as_ref(), &body, "compaction") {
+        match admin_body(&st, &headers, conn.as_ref(), body, "compaction").await {
             Ok(r) => r,
             Err(r) => return *r,
         };
@@ -718,10 +736,10 @@ async fn admin_export(
     State(st): State<AppState>,
     conn: Option<Extension<Arc<Conn>>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let req: crate::transfer::ExportRequest =
-        match admin_body(&st, &headers, conn.as_ref(), &body, "export") {
+        match admin_body(&st, &headers, conn.as_ref(), body, "export").await {
             Ok(r) => r,
             Err(r) => return *r,
         };
