@@ -57,6 +57,15 @@ let hub;
 const hubCli = (...args) =>
   execFileSync(hubBin, ["--config", cfg, ...args], { cwd: dir, timeout: 60_000, env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] }).toString();
 
+/** The purge receipts of `edge` in the audit trail (the hub stopped). */
+const purgeReceipts = (edge) =>
+  hubCli("audit", "export", "--edge", edge)
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.kind === "purge_receipt");
+
 before(async () => {
   if (!hubBin) return;
   assert.ok(existsSync(join(distDir, "lab.html")), "dist/lab.html is missing: run tests/e2e/run.sh (it runs vite build)");
@@ -180,12 +189,7 @@ test("a revoked browser edge erases what it was sent: no byte of it left in the 
   assert.equal(reopened, 0);
   // The audit commands read the hub's database: the hub stops first.
   await hub.stop();
-  const receipts = hubCli("audit", "export", "--edge", "eve")
-    .trim()
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l))
-    .filter((e) => e.kind === "purge_receipt");
+  const receipts = purgeReceipts("eve");
   assert.equal(receipts.length, 1, `eve's signed purge receipt is in the audit trail: ${JSON.stringify(receipts)}`);
   assert.equal(receipts[0].record.removed, N + 1, JSON.stringify(receipts[0]));
   assert.deepEqual(filesHolding(eve, MARKER), []);
@@ -248,11 +252,6 @@ test("a subject purge on the running hub reaches a connected browser at once", {
   const status = execFileSync(hubBin, ["--config", cfg, "status", "--admin-token", ADMIN_TOKEN], { cwd: dir, timeout: 30_000 }).toString();
   assert.match(status, /Outpost hub/, status);
   await hub.stop();
-  const receipts = hubCli("audit", "export", "--edge", "alice")
-    .trim()
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l))
-    .filter((e) => e.kind === "purge_receipt");
+  const receipts = purgeReceipts("alice");
   assert.ok(receipts.length >= 1, `the page's purge receipt is in the audit trail: ${JSON.stringify(receipts)}`);
 });

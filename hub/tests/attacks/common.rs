@@ -610,16 +610,38 @@ impl Hub {
     /// `GET path` with an optional `Authorization: Bearer` token: status
     /// code and body.
     pub fn get_with(&self, path: &str, bearer: Option<&str>) -> (u16, String) {
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        self.raw_request("GET", path, auth.as_deref(), "")
+    }
+
+    /// `method path` with `authorization` as the whole `Authorization`
+    /// header's value (`None`: no header) and `body` (none when empty):
+    /// status code and body, read until the hub closes.
+    pub fn raw_request(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
         use std::io::{Read, Write};
         let addr = self.proc().addr();
         let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let auth = bearer
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        let auth = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
             .unwrap_or_default();
+        let length = if body.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+        };
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{length}Connection: close\r\n\r\n{body}"
         )
         .unwrap();
         let mut raw = Vec::new();

@@ -229,33 +229,6 @@ async fn status_with_an_edge_token_or_a_wrong_admin_token_is_refused() {
     hub.finish().await;
 }
 
-/// `POST path` with `authorization` as the whole `Authorization` header
-/// value (`None`: no header): status code and body.
-fn post_raw(hub: &Hub, path: &str, authorization: Option<&str>, body: &str) -> (u16, String) {
-    let addr = hub.proc().addr();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let raw = String::from_utf8_lossy(&raw);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, body.to_string())
-}
-
 /// Anyone who reaches the hub's port (an edge, or a laptop's malware) asks
 /// the operator's routes for the whole database (`/admin/export`), a purge
 /// or a compaction, with no token, an edge's, near misses of the admin
@@ -296,7 +269,7 @@ async fn admin_export_purge_and_compact_without_the_admin_token() {
     ];
     for (path, body) in routes {
         for auth in attempts {
-            let (code, answer) = post_raw(&hub, path, auth, body);
+            let (code, answer) = hub.raw_request("POST", path, auth, body);
             assert_eq!(code, 401, "{path} with {auth:?}: {answer}");
             assert!(
                 !answer.contains("crown-jewels") && !answer.contains("vault"),
@@ -306,8 +279,8 @@ async fn admin_export_purge_and_compact_without_the_admin_token() {
     }
     assert_unchanged(&hub, "vault/notes/x", "Notes", secret).await;
     // The check of the test itself: the operator's token gets the document.
-    let (code, answer) = post_raw(
-        &hub,
+    let (code, answer) = hub.raw_request(
+        "POST",
         "/admin/export",
         Some("Bearer admin-secret"),
         r#"{"database":"main"}"#,
