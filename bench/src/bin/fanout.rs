@@ -36,7 +36,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[path = "../edges.rs"]
@@ -106,6 +106,15 @@ struct Args {
     /// in its initial phase; shows what a synced edge keeps at the hub).
     #[arg(long, default_value_t = 0, value_name = "N")]
     backlog: usize,
+    /// Documents in `archive/` (which no edge reads) pushed before the edges
+    /// connect: what `--export-during` exports.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    archive: usize,
+    /// During the writes, export `archive/` from the hub over and over
+    /// (`POST /admin/export`, the output discarded), as an operator's backup
+    /// would: what an export costs the fan-out.
+    #[arg(long)]
+    export_during: bool,
     /// Edges connecting at once (the next wave starts when these are live).
     #[arg(long, default_value_t = 250, value_name = "N")]
     wave: usize,
@@ -365,7 +374,20 @@ fn run_case(
     // guard a real hub against one address, the new-connection rate included
     // (and say who may read /metrics).
     let mut cfg = hub_config(port, n as u64 + 64);
-    cfg.push_str(&edge_toml("writer", &writer_token, &[], &["news/"]));
+    if args.archive > 0 {
+        // The archive is pushed by the writer at full speed, not at an
+        // identity's push budget.
+        cfg = cfg.replace(
+            "[limits]\n",
+            "[limits]\npushes_per_second = 0\npush_docs_per_second = 0\npush_bytes_per_second = 0\n",
+        );
+    }
+    cfg.push_str(&edge_toml(
+        "writer",
+        &writer_token,
+        &[],
+        &["news/", "archive/"],
+    ));
     for (i, t) in tokens.iter().enumerate() {
         cfg.push_str(&edge_toml(
             &edge_name(i),
@@ -406,24 +428,33 @@ fn run_case(
         let pad = args.doc_bytes.saturating_sub(80);
         json!({"title": format!("news item {k}"), "n": k, "text": "x".repeat(pad)})
     };
-    if args.backlog > 0 {
+    let mut pushed = 0;
+    for (what, prefix, count) in [
+        ("backlog", "news/backlog", args.backlog),
+        ("archive", "archive", args.archive),
+    ] {
+        if count == 0 {
+            continue;
+        }
         let t = Instant::now();
+        pushed += count as u64;
         wrt.block_on(async {
-            let mut b = Batch::new();
-            for k in 0..args.backlog {
-                b.put(format!("news/backlog/{k:06}"), body(k));
+            for start in (0..count).step_by(10_000) {
+                let mut b = Batch::new();
+                for k in start..(start + 10_000).min(count) {
+                    b.put(format!("{prefix}/{k:06}"), body(k));
+                }
+                wdb.commit(b).await.expect("backlog commit");
             }
-            wdb.commit(b).await.expect("backlog commit");
             writer.local_changed();
             let deadline = Instant::now() + timeout;
-            while writer.counters().docs_pushed.load(Ordering::SeqCst) < args.backlog as u64 {
-                assert!(Instant::now() < deadline, "backlog not pushed in time");
+            while writer.counters().docs_pushed.load(Ordering::SeqCst) < pushed {
+                assert!(Instant::now() < deadline, "{what} not pushed in time");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         });
         println!(
-            "backlog: {} documents pushed to the hub in {:.1} s",
-            args.backlog,
+            "{what}: {count} documents pushed to the hub in {:.1} s",
             t.elapsed().as_secs_f64()
         );
     }
@@ -498,7 +529,21 @@ fn run_case(
     let bench_idle = Mem::of(me);
     let hub_threads = hub_idle.threads;
 
-    // The writes.
+    // The writes (and, with --export-during, an export after another).
+    let exporting = Arc::new(AtomicBool::new(args.export_during));
+    let exporter = args.export_during.then(|| {
+        let on = exporting.clone();
+        std::thread::spawn(move || {
+            let (mut whole, mut bytes) = (0u64, 0u64);
+            while on.load(Ordering::SeqCst) {
+                let (ok, b) = export_archive(port);
+                assert!(ok, "the export of archive/ failed");
+                whole += 1;
+                bytes += b;
+            }
+            (whole, bytes)
+        })
+    });
     eprintln!("[{n} edges] writing {} documents", args.writes);
     let mut from_send = Vec::with_capacity(n * args.writes);
     let mut from_ack = Vec::with_capacity(n * args.writes);
@@ -589,6 +634,13 @@ fn run_case(
         std::thread::sleep(Duration::from_millis(args.interval_ms));
     }
     eprintln!("[{n} edges] writes done");
+    exporting.store(false, Ordering::SeqCst);
+    if let Some((whole, bytes)) = exporter.and_then(|t| t.join().ok()) {
+        println!(
+            "[{n} edges] during the writes ({write_wall:.1} s): {whole} exports of archive/, {:.1} MB",
+            bytes as f64 / 1e6
+        );
+    }
     std::thread::sleep(Duration::from_secs(1));
     let hub_after_writes = Mem::of(hub.pid());
 
@@ -637,6 +689,30 @@ fn run_case(
         hub_threads,
         extra_applies,
     }
+}
+
+/// One `POST /admin/export` of `archive/` from the hub at `port`, read to
+/// its end: whether it answered 200, and the bytes of its body.
+fn export_archive(port: u16) -> (bool, u64) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (false, 0);
+    };
+    let body = r#"{"database":"main","prefix":"archive/"}"#;
+    let req = format!(
+        "POST /admin/export HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n{body}",
+        edges::ADMIN_TOKEN,
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return (false, 0);
+    }
+    let mut head = [0u8; 12];
+    if s.read_exact(&mut head).is_err() {
+        return (false, 0);
+    }
+    let bytes = std::io::copy(&mut s, &mut std::io::sink()).unwrap_or(0);
+    (head.ends_with(b" 200"), bytes)
 }
 
 fn print_summary(results: &[CaseResult]) {
