@@ -374,9 +374,10 @@ fn run_case(
     // guard a real hub against one address, the new-connection rate included
     // (and say who may read /metrics).
     let mut cfg = hub_config(port, n as u64 + 64);
-    if args.archive > 0 {
-        // The archive is pushed by the writer at full speed, not at an
-        // identity's push budget.
+    if args.archive + args.backlog > 0 {
+        // The backlog and the archive are pushed by the writer at full
+        // speed, not at an identity's push budget (10,000 documents, then 30
+        // a second).
         cfg = cfg.replace(
             "[limits]\n",
             "[limits]\npushes_per_second = 0\npush_docs_per_second = 0\npush_bytes_per_second = 0\n",
