@@ -576,6 +576,18 @@ async fn the_clinics_case_over_mutual_tls_with_a_replacement_in_the_middle() {
 /// An HTTPS GET of `path` at the hub presenting `cert` (or none): the
 /// status code.
 async fn https_get(hub: &TlsHub, path: &str, cert: Option<&ClientCert>) -> u16 {
+    https_request(hub, "GET", path, cert, "").await.0
+}
+
+/// An HTTPS request (`body` sent as JSON unless empty) at the hub
+/// presenting `cert` (or none): the status code and the answer's body.
+async fn https_request(
+    hub: &TlsHub,
+    method: &str,
+    path: &str,
+    cert: Option<&ClientCert>,
+    body: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cfg = outpost_client::tls::client_config_with(&hub.ca(), cert).unwrap();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", hub.port))
@@ -586,15 +598,12 @@ async fn https_get(hub: &TlsHub, path: &str, cert: Option<&ClientCert>) -> u16 {
         .connect(name, tcp)
         .await
         .unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let body = (!body.is_empty()).then_some(body);
+    let req = outpost_testkit::hub::request_text(method, path, "localhost", None, body);
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out).await;
-    let text = String::from_utf8_lossy(&out);
-    text.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    outpost_testkit::hub::parse_answer(&out).unwrap_or((0, String::new()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -619,6 +628,18 @@ async fn an_admin_certificate_opens_the_admin_pages_and_only_an_operator_replace
     let forged =
         ClientCert::from_pem(identity_pem(&self_made(&ko, "ops"), &ko).as_bytes()).unwrap();
     assert_eq!(https_get(&hub, "/status", Some(&forged)).await, 401);
+    // The same for the operator's routes: Boston, an edge with a valid
+    // certificate, may not export the database (nor may the forged one);
+    // the admin identity may.
+    let export = r#"{"database":"main","end_line":true}"#;
+    for who in [Some(&boston_id), Some(&forged), None] {
+        let (code, answer) = https_request(&hub, "POST", "/admin/export", who, export).await;
+        assert_eq!(code, 401, "{answer}");
+        assert!(!answer.contains("@export"), "{answer}");
+    }
+    let (code, answer) = https_request(&hub, "POST", "/admin/export", Some(&ops_id), export).await;
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer.contains("\"@export\""), "{answer}");
 
     // Its session may not register a replacement: an operator does.
     let db = memory_db().await;

@@ -126,8 +126,27 @@ fn try_http_request(
         .map_err(|e| io("read timeout", e))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| io("write timeout", e))?;
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let host = addr.to_string();
+    s.write_all(request_text(method, path, &host, auth.as_deref(), body).as_bytes())
+        .map_err(|e| io("write", e))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| io("read", e))?;
+    parse_answer(&raw)
+}
+
+/// The text of an HTTP/1.1 request with `Connection: close`:
+/// `authorization` is the whole `Authorization` header's value (`None`: no
+/// header), `body` is sent as JSON.
+pub fn request_text(
+    method: &str,
+    path: &str,
+    host: &str,
+    authorization: Option<&str>,
+    body: Option<&str>,
+) -> String {
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
     let content = body
         .map(|b| {
@@ -137,15 +156,15 @@ fn try_http_request(
             )
         })
         .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content}Connection: close\r\n\r\n{}",
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{content}Connection: close\r\n\r\n{}",
         body.unwrap_or_default()
     )
-    .map_err(|e| io("write", e))?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| io("read", e))?;
-    let raw = String::from_utf8_lossy(&raw);
+}
+
+/// The status code and the body of an HTTP answer (`raw`: all its bytes).
+pub fn parse_answer(raw: &[u8]) -> Result<(u16, String), String> {
+    let raw = String::from_utf8_lossy(raw);
     let (head, body) = raw
         .split_once("\r\n\r\n")
         .ok_or_else(|| format!("no HTTP header in {} bytes", raw.len()))?;

@@ -628,31 +628,18 @@ impl Hub {
         let addr = self.proc().addr();
         let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let auth = authorization
-            .map(|a| format!("Authorization: {a}\r\n"))
-            .unwrap_or_default();
-        let length = if body.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            )
-        };
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{length}Connection: close\r\n\r\n{body}"
-        )
-        .unwrap();
+        let body = (!body.is_empty()).then_some(body);
+        let text = outpost_testkit::hub::request_text(
+            method,
+            path,
+            &addr.to_string(),
+            authorization,
+            body,
+        );
+        s.write_all(text.as_bytes()).unwrap();
+        // What came before the hub closed (or reset) the connection.
         let mut raw = Vec::new();
         let _ = s.read_to_end(&mut raw);
-        let raw = String::from_utf8_lossy(&raw);
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let code = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (code, body.to_string())
+        outpost_testkit::hub::parse_answer(&raw).unwrap_or((0, String::new()))
     }
 }
