@@ -654,8 +654,8 @@ const ADMIN_BODY_LIMIT: usize = 1 << 20;
 /// The JSON request of an admin `POST` (`what` names it in errors): the
 /// refusal (401) unless it comes from the operator, checked on the headers
 /// before any byte of the body is read (an anonymous client cannot make the
-/// hub take in a body); then 413 over [`ADMIN_BODY_LIMIT`], 400 unless it
-/// parses.
+/// hub take in a body); then 413 over [`ADMIN_BODY_LIMIT`] (announced or
+/// sent), 400 for a body cut short or one that does not parse.
 async fn admin_body<T: serde::de::DeserializeOwned>(
     st: &AppState,
     headers: &HeaderMap,
@@ -668,16 +668,36 @@ async fn admin_body<T: serde::de::DeserializeOwned>(
     }
     let refuse =
         |code: StatusCode, msg: String| Box::new(json_response(code, &json!({ "error": msg })));
-    let body = axum::body::to_bytes(body, ADMIN_BODY_LIMIT)
-        .await
-        .map_err(|e| {
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the {what} request is over {ADMIN_BODY_LIMIT} bytes"),
+        )
+    };
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > ADMIN_BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let mut body = body.into_data_stream();
+    let mut read = Vec::new();
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        let chunk = chunk.map_err(|e| {
+            // The client hung up or sent a broken chunked encoding: a
+            // request cut short, not one too large.
             refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the {what} request was not read whole (at most {ADMIN_BODY_LIMIT} bytes): {e}"
-                ),
+                StatusCode::BAD_REQUEST,
+                format!("the {what} request's body was cut short: {e}"),
             )
         })?;
+        if read.len() + chunk.len() > ADMIN_BODY_LIMIT {
+            return Err(too_large());
+        }
+        read.extend_from_slice(&chunk);
+    }
+    let body = read;
     serde_json::from_slice(&body).map_err(|e| {
         refuse(
             StatusCode::BAD_REQUEST,

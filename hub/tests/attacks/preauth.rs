@@ -290,13 +290,18 @@ async fn admin_export_purge_and_compact_without_the_admin_token() {
     hub.finish().await;
 }
 
-/// Sends `head` (a request's head and the start of its body) and returns
-/// the status code of the answer that comes within 5 s (0: none).
-fn status_of_early_answer(hub: &Hub, head: &str) -> u16 {
+/// Sends `head` (a request's head and the start of its body), then, with
+/// `hang_up`, closes the connection's sending side (a client gone
+/// mid-body), and returns the status code of the answer that comes within
+/// 5 s (0: none).
+fn status_of_early_answer(hub: &Hub, head: &str, hang_up: bool) -> u16 {
     let addr = hub.proc().addr();
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(head.as_bytes()).unwrap();
+    if hang_up {
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    }
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !got.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -315,25 +320,53 @@ fn status_of_early_answer(hub: &Hub, head: &str) -> u16 {
 /// An anonymous client announces a 1 GB body to an admin route and sends
 /// none of it (a hub that read bodies before checking the token would take
 /// up to axum's 2 MB per request, or wait for them): the 401 comes at once,
-/// from the headers. With the admin token, a body over 1 MiB is refused
-/// (413) and the hub goes on.
+/// from the headers. With the admin token: a body announced over 1 MiB is
+/// refused (413) before it is read, one sent over 1 MiB (chunked, no length
+/// announced) once it passes the limit, a body cut short by its client gets
+/// 400, and the hub goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_routes_announcing_a_huge_body_without_the_admin_token() {
     let hub = Hub::start();
+    let head = |path: &str, auth: &str, length: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: hub\r\n{auth}Content-Type: application/json\r\n{length}\r\n{{\"database\":"
+        )
+    };
+    let huge = "Content-Length: 1000000000\r\n";
     for path in ["/admin/export", "/admin/purge", "/admin/compact"] {
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n{{\"database\":"
+        assert_eq!(
+            status_of_early_answer(&hub, &head(path, "", huge), false),
+            401,
+            "{path}"
         );
-        assert_eq!(status_of_early_answer(&hub, &head), 401, "{path}");
     }
     let token = hub.proc().admin_token();
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    for path in ["/admin/export", "/admin/purge", "/admin/compact"] {
+        assert_eq!(
+            status_of_early_answer(&hub, &head(path, &auth, huge), false),
+            413,
+            "{path}"
+        );
+        assert_eq!(
+            status_of_early_answer(&hub, &head(path, &auth, "Content-Length: 100\r\n"), true),
+            400,
+            "{path}: a body cut short"
+        );
+    }
+    let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+    let chunked = format!(
+        "POST /admin/purge HTTP/1.1\r\nHost: hub\r\n{auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+        chunk.repeat(17)
+    );
+    assert_eq!(status_of_early_answer(&hub, &chunked, false), 413);
     let big = format!(
         "{{\"database\":\"main\",\"by\":\"{}\"}}",
         "x".repeat(1 << 21)
     );
     let (code, body) = hub.proc().post("/admin/purge", Some(token), &big);
     assert_eq!(code, 413, "{body}");
-    assert!(body.contains("at most 1048576 bytes"), "{body}");
+    assert!(body.contains("over 1048576 bytes"), "{body}");
     hub.assert_alive();
     hub.finish().await;
 }
