@@ -107,13 +107,15 @@ pub fn hub_binary(arg: Option<PathBuf>) -> PathBuf {
 /// The head of a benchmark hub's configuration: listening on 127.0.0.1:`port`,
 /// database `main`, `[dev]` tokens, the per-address caps raised for `conns`
 /// connections from 127.0.0.1 (the new-connection rate included), and the
-/// admin token (`ADMIN_TOKEN`, for `/metrics`). The `[[edge]]` entries follow.
-pub fn hub_config(port: u16, conns: u64) -> String {
+/// admin token (`ADMIN_TOKEN`, for `/metrics`); `more_limits` (lines of
+/// `key = value`, or "") goes into its `[limits]` too. The `[[edge]]`
+/// entries follow.
+pub fn hub_config(port: u16, conns: u64, more_limits: &str) -> String {
     let mut cfg = format!(
         "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n"
     );
     cfg.push_str(&format!(
-        "[dev]\ntokens = true\n\n[limits]\nmax_connections = {conns}\nmax_unauthenticated = {conns}\nmax_connections_per_address = {conns}\nnew_connections_per_address_per_second = 0\n\n[admin]\ntoken_sha256 = \"{}\"\n\n",
+        "[dev]\ntokens = true\n\n[limits]\nmax_connections = {conns}\nmax_unauthenticated = {conns}\nmax_connections_per_address = {conns}\nnew_connections_per_address_per_second = 0\n{more_limits}\n[admin]\ntoken_sha256 = \"{}\"\n\n",
         outpost_hub::config::token_sha256_hex(ADMIN_TOKEN)
     ));
     cfg

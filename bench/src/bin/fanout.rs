@@ -372,17 +372,14 @@ fn run_case(
     let port = free_port();
     // Every edge connects from 127.0.0.1, all at once: raise the caps that
     // guard a real hub against one address, the new-connection rate included
-    // (and say who may read /metrics).
-    let mut cfg = hub_config(port, n as u64 + 64);
-    if args.archive + args.backlog > 0 {
-        // The backlog and the archive are pushed by the writer at full
-        // speed, not at an identity's push budget (10,000 documents, then 30
-        // a second).
-        cfg = cfg.replace(
-            "[limits]\n",
-            "[limits]\npushes_per_second = 0\npush_docs_per_second = 0\npush_bytes_per_second = 0\n",
-        );
-    }
+    // (and say who may read /metrics). The backlog and the archive are pushed by the writer at full speed,
+    // not at an identity's push budget (10,000 documents, then 30 a second).
+    let unbudgeted = if args.archive + args.backlog > 0 {
+        "pushes_per_second = 0\npush_docs_per_second = 0\npush_bytes_per_second = 0\n"
+    } else {
+        ""
+    };
+    let mut cfg = hub_config(port, n as u64 + 64, unbudgeted);
     cfg.push_str(&edge_toml(
         "writer",
         &writer_token,

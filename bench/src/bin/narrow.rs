@@ -282,7 +282,7 @@ fn run_case(
     let port = free_port();
     // Every edge connects from 127.0.0.1, all at once: raise the per-address
     // caps (and say who may read /metrics).
-    let mut cfg = hub_config(port, n as u64 + 64);
+    let mut cfg = hub_config(port, n as u64 + 64, "");
     cfg.push_str(&edge_toml("writer", &writer_token, &[], &["p/"]));
     // The writer is a bulk importer: the default push budgets (30 documents
     // and 256 KiB per second after a burst) would pace the load for an hour.
