@@ -44,10 +44,5 @@ for w in "${WANT[@]}"; do
     fi
 done
 if [ ${#MISSING[@]} -gt 0 ]; then
-    SUDO=
-    if [ "$(id -u)" -ne 0 ]; then
-        SUDO=sudo
-    fi
-    $SUDO apt-get update
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${MISSING[@]}"
+    bash "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" "${MISSING[@]}"
 fi

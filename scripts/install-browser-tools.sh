@@ -20,14 +20,7 @@ if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
     echo "chromium and chromedriver: present"
 else
     echo "chromium and chromedriver: installing (apt-get)"
-    t0=$(date +%s)
-    SUDO=
-    if [ "$(id -u)" -ne 0 ]; then
-        SUDO=sudo
-    fi
-    $SUDO apt-get update
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y chromium chromium-driver
-    echo "chromium and chromedriver: installed in $(($(date +%s) - t0)) s"
+    bash scripts/apt-install.sh chromium chromium-driver
 fi
 # Debian's launcher script may print "[: ...: unexpected operator": harmless.
 /usr/bin/chromium --version 2>/dev/null || true
