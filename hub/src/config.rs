@@ -580,6 +580,13 @@ impl Config {
         })
     }
 
+    /// Whether some edge is a certificate identity (`[[edge.cert]]`): the
+    /// hub's TLS asks clients for a certificate only then
+    /// (`crate::tls::ClientCerts`).
+    pub fn has_certificate_identities(&self) -> bool {
+        self.edges.iter().any(|e| !e.certs.is_empty())
+    }
+
     /// The database named `name`.
     pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {
         self.databases.iter().find(|d| d.name == name)

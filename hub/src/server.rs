@@ -112,9 +112,11 @@ pub async fn run(config: Config, opts: ServeOptions) -> Result<()> {
     } else {
         config.tls.clone()
     };
-    let tls_config = tls.as_ref().map(tls::server_config).transpose()?;
-
     let (config_rx, config_tx, watcher) = reload::watch_config_with_sender(config);
+    let tls_config = tls
+        .as_ref()
+        .map(|t| tls::server_config(t, config_rx.clone()))
+        .transpose()?;
     let hub = Hub::open(config_rx).await?;
     hub.set_config_sender(config_tx);
     let result = serve_hub(hub.clone(), listen, tls, tls_config).await;

@@ -9,7 +9,7 @@ use rustls::crypto::CryptoProvider;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::TlsConfig;
+use crate::config::{Config, TlsConfig};
 use crate::error::{HubError, Result};
 
 /// File name of the development certificate, in the data directory.
@@ -33,14 +33,19 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
         .map_err(|e| HubError::Tls(format!("read private key from {}: {e}", path.display())))
 }
 
-/// The server side: certificate chain and key from `tls`, HTTP/1.1 by ALPN.
-pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>> {
+/// The server side: certificate chain and key from `tls`, HTTP/1.1 by ALPN;
+/// a client certificate is asked for while `config` (the live
+/// configuration) has a certificate identity ([`ClientCerts`]).
+pub fn server_config(
+    tls: &TlsConfig,
+    config: tokio::sync::watch::Receiver<Arc<Config>>,
+) -> Result<Arc<rustls::ServerConfig>> {
     let certs = load_certs(&tls.cert)?;
     let key = load_key(&tls.key)?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| HubError::Tls(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(ClientCerts::new()))
+        .with_client_cert_verifier(Arc::new(ClientCerts::new(config)))
         .with_single_cert(certs, key)
         .map_err(|e| {
             HubError::Tls(format!(
@@ -54,36 +59,38 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>> {
 }
 
 /// Client certificates over mutual TLS (certificate identities,
-/// `crate::certs`): asked for, never required (browsers and key
-/// identities present none). The handshake checks only that the client
-/// holds the leaf's key (its `CertificateVerify` signature); the chain is
-/// judged when the session's `Hello` names an identity, against that
-/// identity's pins, so that a refusal can say why (`Error(cert_…)`) instead
-/// of ending in a TLS alert. The hub trusts no CA: trust comes from the
-/// pinned key hashes.
+/// `crate::certs`): asked for only while the configuration has a
+/// certificate identity (an `[[edge.cert]]`; read at each handshake, so an
+/// `edge add --cert` takes effect with the reload), never required
+/// (browsers and key identities present none). A hub with no certificate
+/// identity does not ask, so a browser whose user has client certificates
+/// installed (a smart card, a company's certificates) is not made to pick
+/// one for a hub that would not use it. The handshake checks only that the
+/// client holds the leaf's key (its `CertificateVerify` signature); the
+/// chain is judged when the session's `Hello` names an identity, against
+/// that identity's pins, so that a refusal can say why (`Error(cert_…)`)
+/// instead of ending in a TLS alert. The hub trusts no CA: trust comes from
+/// the pinned key hashes.
 #[derive(Debug)]
 pub struct ClientCerts {
     algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+    config: tokio::sync::watch::Receiver<Arc<Config>>,
 }
 
 impl ClientCerts {
-    /// The verifier, with the ring provider's signature algorithms.
-    pub fn new() -> ClientCerts {
+    /// The verifier, with the ring provider's signature algorithms, asking
+    /// for certificates while `config` has a certificate identity.
+    pub fn new(config: tokio::sync::watch::Receiver<Arc<Config>>) -> ClientCerts {
         ClientCerts {
             algorithms: provider().signature_verification_algorithms,
+            config,
         }
-    }
-}
-
-impl Default for ClientCerts {
-    fn default() -> Self {
-        ClientCerts::new()
     }
 }
 
 impl rustls::server::danger::ClientCertVerifier for ClientCerts {
     fn offer_client_auth(&self) -> bool {
-        true
+        self.config.borrow().has_certificate_identities()
     }
 
     fn client_auth_mandatory(&self) -> bool {
@@ -229,7 +236,13 @@ mod tests {
         let (again, created) = ensure_dev_cert(&dir).unwrap();
         assert!(!created);
         assert_eq!(std::fs::read(&again.cert).unwrap(), pem);
-        server_config(&tls).unwrap();
+        let config = Config::parse(
+            "listen = \"127.0.0.1:4000\"\ndata_dir = \"d\"\n[[database]]\nname = \"main\"\n",
+            &dir.join("outpost-hub.toml"),
+        )
+        .unwrap();
+        let (_tx, rx) = tokio::sync::watch::channel(Arc::new(config));
+        server_config(&tls, rx).unwrap();
         client_config(&tls.cert).unwrap();
         #[cfg(unix)]
         {

@@ -802,3 +802,77 @@ async fn a_late_renewal_revives_a_link_whose_certificate_expired() {
     .await;
     c.stop().await;
 }
+
+/// A TLS client's certificate resolver that counts the hub's requests for a
+/// certificate (rustls calls it only when the handshake has a
+/// `CertificateRequest`) and presents none.
+#[derive(Debug, Default)]
+struct CountsRequests(std::sync::atomic::AtomicUsize);
+
+impl rustls::client::ResolvesClientCert for CountsRequests {
+    fn resolve(
+        &self,
+        _hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// One HTTPS `GET /healthz` as a client holding certificates (a browser
+/// whose user has some installed): whether the hub asked for one, and the
+/// status code.
+async fn asked_for_a_certificate(hub: &TlsHub) -> (bool, u16) {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(hub.ca()).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let counts = Arc::new(CountsRequests::default());
+    let cfg = rustls::ClientConfig::builder_with_provider(outpost_hub::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(counts.clone());
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", hub.port))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let req = outpost_testkit::hub::request_text("GET", "/healthz", "localhost", None, None);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let code = outpost_testkit::hub::parse_answer(&out).map_or(0, |(c, _)| c);
+    let asked = counts.0.load(std::sync::atomic::Ordering::SeqCst) > 0;
+    (asked, code)
+}
+
+/// A hub with no certificate identity does not ask TLS clients for a
+/// certificate (a browser whose user has client certificates installed is
+/// not made to pick one); it asks once an `[[edge.cert]]` is added (the
+/// reload, no restart), and stops asking when the last one is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_asks_for_a_client_certificate_only_while_it_has_a_certificate_identity() {
+    let tmp = TempDir::new(std::env::temp_dir(), "outpost-certs-ask");
+    let hub = TlsHub::start(tmp.path(), "cloud", "");
+    assert_eq!(asked_for_a_certificate(&hub).await, (false, 200));
+    let root = Ca::root("Ops root");
+    let ko = key();
+    hub.add_cert_edge("ops", &root.issue(&ko, "ops", 60), &[]);
+    assert_eq!(asked_for_a_certificate(&hub).await, (true, 200));
+    let reloads = hub.reloads();
+    let (ok, _, err) = hub.cli(&["edge", "remove", "ops"]);
+    assert!(ok, "{err}");
+    hub.wait_reload(reloads);
+    assert_eq!(asked_for_a_certificate(&hub).await, (false, 200));
+}
