@@ -4,6 +4,7 @@
 #
 #   ./scripts/run.sh                  # build, write the demo config if absent, serve
 #   ./scripts/run.sh --port 4100      # another port (default 4000)
+#   ./scripts/run.sh --host 0.0.0.0 --dev-tls   # reachable from other machines, over https
 #   ./scripts/run.sh --help
 #   ./scripts/run.sh cli [ARGS...]    # the `outpost` command-line tool (no ARGS: its demo)
 #   ./scripts/run.sh hub [ARGS...]    # `outpost-hub` on the demo config (status, edge list, ...)
@@ -19,10 +20,11 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 DEMO_DIR="${OUTPOST_DEMO_DIR:-./outpost-hub-demo}"
 PORT=4000
 HOST=127.0.0.1
+DEV_TLS=0
 
 usage() {
     cat <<EOF
-Usage: ./scripts/run.sh [--port N] [--host ADDR] [--dir DIR]
+Usage: ./scripts/run.sh [--port N] [--host ADDR] [--dev-tls] [--dir DIR]
        ./scripts/run.sh cli [ARGS...]
        ./scripts/run.sh [--dir DIR] hub [--dir DIR] [ARGS...]
 
@@ -43,7 +45,14 @@ With no command: runs the Outpost hub with the demo web app.
 
 Options:
   --port N      listen on port N (default 4000)
-  --host ADDR   listen on ADDR (default 127.0.0.1; 0.0.0.0 for other machines)
+  --host ADDR   listen on ADDR (default 127.0.0.1; 0.0.0.0 for other machines,
+                with --dev-tls: browsers give the page's keys (WebCrypto) only
+                to https:// pages or to localhost; the demo's admin token
+                works only from this machine)
+  --dev-tls     serve https:// and wss:// with a self-signed development
+                certificate (made once in DIR/data; it names localhost and
+                127.0.0.1, so a browser on another machine warns once and
+                may be told to proceed: a demo, not production)
   --dir DIR     demo configuration and hub data (default ./outpost-hub-demo,
                 or \$OUTPOST_DEMO_DIR)
   -h, --help    this help
@@ -125,7 +134,7 @@ unknown_argument() {
         status | edge | init | serve)
             hint="an outpost-hub command: ./scripts/run.sh hub $*" ;;
         import | export)
-            hint="the CLI's: ./scripts/run.sh cli $* (on ./outpost-data), or the hub's: ./scripts/run.sh hub $* (on the demo hub's database, hub stopped)" ;;
+            hint="the CLI's: ./scripts/run.sh cli $* (on ./outpost-data), or the hub's: ./scripts/run.sh hub $* (on the demo hub's database; export works while the hub runs, import needs it stopped)" ;;
         put | get | delete | scan | changes | stats | check)
             hint="an outpost CLI command: ./scripts/run.sh cli $*" ;;
         *)
@@ -135,7 +144,7 @@ unknown_argument() {
     exit 2
 }
 
-# Options first (--port, --host, --dir), then an optional command (cli, hub).
+# Options first (--port, --host, --dev-tls, --dir), then an optional command (cli, hub).
 COMMAND=""
 while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -150,6 +159,10 @@ while [ "$#" -gt 0 ]; do
         --host)
             HOST="${2:?--host needs an address}"
             shift 2
+            ;;
+        --dev-tls)
+            DEV_TLS=1
+            shift
             ;;
         --dir)
             DEMO_DIR="${2:?--dir needs a directory}"
@@ -262,21 +275,47 @@ fi
 
 URL_HOST="$HOST"
 [ "$HOST" = "0.0.0.0" ] && URL_HOST=127.0.0.1
+SCHEME=http
+SERVE_TLS=()
+if [ "$DEV_TLS" = 1 ]; then
+    SCHEME=https
+    SERVE_TLS=(--dev-tls)
+    # The development certificate names localhost and 127.0.0.1.
+    [ "$URL_HOST" = 127.0.0.1 ] && URL_HOST=localhost
+fi
+OTHER_MACHINES=""
+case "$HOST" in
+    127.* | localhost | ::1) ;;
+    *)
+        if [ "$DEV_TLS" = 1 ]; then
+            OTHER_MACHINES="
+    From another machine: https://<this machine's address>:$PORT/ (the
+      browser warns about the self-signed certificate once; proceed).
+"
+        else
+            OTHER_MACHINES="
+    From another machine the page cannot make its key: browsers give
+      WebCrypto only to https:// pages and localhost. Start with --dev-tls.
+"
+        fi
+        ;;
+esac
 cat <<EOF
 
-==> Outpost demo: open http://$URL_HOST:$PORT/ in two browser windows
+==> Outpost demo: open $SCHEME://$URL_HOST:$PORT/ in two browser windows
 
     window 1: pick "alice", window 2: pick "bob",
-    or open http://$URL_HOST:$PORT/?as=alice and http://$URL_HOST:$PORT/?as=bob
+    or open $SCHEME://$URL_HOST:$PORT/?as=alice and $SCHEME://$URL_HOST:$PORT/?as=bob
     The first time, each page asks for its identity's enrollment code (one
     use each; \`./scripts/run.sh hub edge enroll alice\` issues a new one):
 $(sed 's/^/      /' "$DEMO_DIR/enroll-codes.txt" 2>/dev/null || echo "      (no $DEMO_DIR/enroll-codes.txt)")
-
+$OTHER_MACHINES
     Both may read and write notes/ in database "main"; a write elsewhere is
     refused by the hub and listed on the page. Config: $CONFIG
     Hub status: ./scripts/run.sh hub status   (or /status, /metrics with
-      the demo's public admin token: Authorization: Bearer admin-demo-token)
+      the demo's public admin token, from this machine: Authorization:
+      Bearer admin-demo-token)
     Ctrl-C stops the hub. The CLI: ./scripts/run.sh cli --help
 
 EOF
-exec "$HUB" --config "$CONFIG" serve --listen "$HOST:$PORT"
+exec "$HUB" --config "$CONFIG" serve --listen "$HOST:$PORT" "${SERVE_TLS[@]}"

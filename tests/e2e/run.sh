@@ -9,8 +9,8 @@
 # idb-faults.test.mjs (Node), builds the app with Vite, then runs
 # e2e.test.mjs, indexes.test.mjs,
 # bundlers.test.mjs, opfs.test.mjs, owner.test.mjs, storage-lost.test.mjs, purge.test.mjs,
-# hub-indexes.test.mjs, worker.test.mjs and sync.test.mjs (the last five
-# with a real hub).
+# hub-indexes.test.mjs, worker.test.mjs, tls.test.mjs and sync.test.mjs (the
+# last six with a real hub).
 # What each covers, and the environment variables (CHROMIUM, OUTPOST_HUB,
 # OUTPOST_E2E_BULK_DOCS, OUTPOST_E2E_CRASH_LOOPS): docs/testing.md, "Browser
 # end-to-end". Every step has a time limit.
@@ -105,5 +105,7 @@ echo "--> node --test hub-indexes.test.mjs (hub: $OUTPOST_HUB)"
 timeout --kill-after=15 300 node --test --test-timeout=180000 --test-reporter=spec hub-indexes.test.mjs
 echo "--> node --test worker.test.mjs (hub: $OUTPOST_HUB)"
 timeout --kill-after=15 300 node --test --test-timeout=180000 --test-reporter=spec worker.test.mjs
+echo "--> node --test tls.test.mjs (hub: $OUTPOST_HUB, serve --dev-tls)"
+timeout --kill-after=15 300 node --test --test-timeout=180000 --test-reporter=spec tls.test.mjs
 echo "--> node --test sync.test.mjs (hub: $OUTPOST_HUB)"
 timeout --kill-after=15 900 node --test --test-timeout=420000 --test-reporter=spec sync.test.mjs

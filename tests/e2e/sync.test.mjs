@@ -46,14 +46,14 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { once } from "node:events";
 import { chromium } from "playwright-core";
 import { ARGS, executablePath } from "./profile.mjs";
-import { launchHub } from "./hub.mjs";
+import { buildDemoSite, launchHub } from "./hub.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -79,15 +79,6 @@ const pageErrors = [];
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const sha256 = (s) => createHash("sha256").update(s).digest("hex");
-
-/** The site the hub serves: demo-site/ plus the package's web build in pkg/ (what scripts/run.sh does). */
-function buildSite(site) {
-  for (const f of ["index.html", "app.js", "style.css"]) cpSync(join(root, "demo-site", f), join(site, f));
-  mkdirSync(join(site, "pkg/src"), { recursive: true });
-  // Every module of the package's source, as scripts/run.sh copies them (web.js imports its siblings).
-  for (const f of readdirSync(join(root, "pkg-js/src")).filter((f) => f.endsWith(".js"))) cpSync(join(root, "pkg-js/src", f), join(site, "pkg/src", f));
-  cpSync(join(root, "pkg-js/dist/web"), join(site, "pkg/dist/web"), { recursive: true });
-}
 
 function config(site) {
   const edge = (name, prefix, write = [prefix]) => `
@@ -217,7 +208,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), "outpost-e2e-sync-"));
   const site = join(dir, "site");
   mkdirSync(site);
-  buildSite(site);
+  buildDemoSite(site);
   cfg = join(dir, "hub.toml");
   writeFileSync(cfg, config(site));
   // The real CLI issues the enrollment codes (printed on standard output).
