@@ -12,9 +12,10 @@
 //! | `GET /sync`    | WebSocket upgrade: an edge's replication session            |
 //! | `GET /*`       | static files of `demo_site`, if configured                  |
 //!
-//! `/status` and `/metrics` answer 401 unless the request carries
-//! `Authorization: Bearer <admin token>` matching `[admin] token_sha256`
-//! (no `[admin]`: always 401). Connections are accepted by [`crate::conn`]
+//! `/status`, `/metrics` and `/admin/*` answer 401 unless the request comes
+//! from the operator (`crate::admin`: the admin token of `[admin]
+//! token_sha256`, or an admin identity's client certificate; no `[admin]`:
+//! always 401). Connections are accepted by [`crate::conn`]
 //! (caps, header-read timeout, pre-authentication read budget).
 
 use std::fmt::Write as _;
@@ -38,7 +39,7 @@ use crate::conn::{Conn, Gate, PRE_AUTH_READ_BYTES};
 use crate::error::{HubError, Result};
 use crate::metrics::{escape_label, header};
 use crate::state::{DbFailure, Hub};
-use crate::{conn, reload, session, tls, upstream};
+use crate::{admin, conn, reload, session, tls, upstream};
 
 /// Largest WebSocket message (and frame) the hub accepts: 32 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
@@ -70,8 +71,8 @@ pub struct ServeOptions {
 
 /// What the handlers know about the running server.
 #[derive(Clone)]
-struct AppState {
-    hub: Arc<Hub>,
+pub(crate) struct AppState {
+    pub(crate) hub: Arc<Hub>,
     tls: bool,
     gate: Arc<Gate>,
 }
@@ -85,9 +86,9 @@ pub fn router(hub: Arc<Hub>, tls: bool, gate: Arc<Gate>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .route(crate::purge::PATH, post(admin_purge))
-        .route(crate::compact::PATH, post(admin_compact))
-        .route(crate::transfer::PATH, post(admin_export))
+        .route(crate::purge::PATH, post(admin::purge))
+        .route(crate::compact::PATH, post(admin::compact))
+        .route(crate::transfer::PATH, post(admin::export))
         .route("/sync", get(sync))
         .fallback(static_files)
         .with_state(AppState { hub, tls, gate })
@@ -357,7 +358,7 @@ async fn stop_signal() -> &'static str {
 // ---------------------------------------------------------------------------
 // Handlers
 
-fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -416,74 +417,12 @@ fn all_database_names(hub: &Hub) -> std::collections::BTreeSet<String> {
     names
 }
 
-/// `None` if `headers` carry the admin token, or the connection presented
-/// the client certificate of an identity with admin permissions
-/// (`admin = true`, checked like a session's: `crate::cert_session::admin_identity`);
-/// else the 401 answer.
-fn refuse_unless_admin(
-    hub: &Hub,
-    headers: &HeaderMap,
-    conn: Option<&Extension<Arc<Conn>>>,
-) -> Option<Response> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if let Some(t) = token
-        && hub.config().is_admin(t)
-    {
-        let peer = conn.map(|Extension(c)| c.peer());
-        if demo_token_honoured(t, peer) {
-            return None;
-        }
-        tracing::warn!(peer = ?peer, "refused the demo's public admin token from another machine");
-        return Some(unauthorized(
-            "the demo's public admin token is honoured only from this machine; \
-             set a secret one with `outpost-hub admin-token`\n",
-        ));
-    }
-    if let Some(Extension(c)) = conn
-        && let Some(who) = crate::cert_session::admin_identity(&hub.config(), c.client_chain())
-    {
-        tracing::debug!(identity = %who, peer = %c.peer(), "admin request by client certificate");
-        return None;
-    }
-    let why = if hub.config().admin_token_sha256.is_none() {
-        "no admin token is configured ([admin] token_sha256): this page is closed\n"
-    } else {
-        "send Authorization: Bearer <admin token>\n"
-    };
-    Some(unauthorized(why))
-}
-
-/// Whether an admin token is honoured from `peer`: any secret one from
-/// anywhere; the demo configuration's public one
-/// ([`crate::edit::DEMO_ADMIN_TOKEN`], printed in the README and in every
-/// demo's configuration) only from a loopback address, so that a demo hub
-/// listening on a network address does not hand anyone on that network its
-/// documents (`/admin/export`) or a purge.
-fn demo_token_honoured(token: &str, peer: Option<SocketAddr>) -> bool {
-    token != crate::edit::DEMO_ADMIN_TOKEN
-        || peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
-}
-
-/// A 401 answer saying `why`.
-fn unauthorized(why: &'static str) -> Response {
-    let mut r = (StatusCode::UNAUTHORIZED, why).into_response();
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"outpost-hub\""),
-    );
-    r
-}
-
 async fn metrics(
     State(st): State<AppState>,
     conn: Option<Extension<Arc<Conn>>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = refuse_unless_admin(&st.hub, &headers, conn.as_ref()) {
+    if let Some(r) = admin::refuse_unless_admin(&st.hub, &headers, conn.as_ref()) {
         return r;
     }
     let hub = &st.hub;
@@ -643,148 +582,10 @@ async fn status(
     conn: Option<Extension<Arc<Conn>>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = refuse_unless_admin(&st.hub, &headers, conn.as_ref()) {
+    if let Some(r) = admin::refuse_unless_admin(&st.hub, &headers, conn.as_ref()) {
         return r;
     }
     json_response(StatusCode::OK, &status_json(&st.hub, st.tls).await)
-}
-
-/// The most an admin `POST`'s request body may hold (its JSON: a purge's ids
-/// and prefixes, an export's or a compaction's database).
-const ADMIN_BODY_LIMIT: usize = 1 << 20;
-
-/// The JSON request of an admin `POST` (`what` names it in errors): the
-/// refusal (401) unless it comes from the operator, checked on the headers
-/// before any byte of the body is read (an anonymous client cannot make the
-/// hub take in a body); then 413 over [`ADMIN_BODY_LIMIT`] (announced or
-/// sent), 400 for a body cut short or one that does not parse.
-async fn admin_body<T: serde::de::DeserializeOwned>(
-    st: &AppState,
-    headers: &HeaderMap,
-    conn: Option<&Extension<Arc<Conn>>>,
-    body: axum::body::Body,
-    what: &str,
-) -> std::result::Result<T, Box<Response>> {
-    if let Some(r) = refuse_unless_admin(&st.hub, headers, conn) {
-        return Err(Box::new(r));
-    }
-    let refuse =
-        |code: StatusCode, msg: String| Box::new(json_response(code, &json!({ "error": msg })));
-    let too_large = || {
-        refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the {what} request is over {ADMIN_BODY_LIMIT} bytes"),
-        )
-    };
-    let announced = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > ADMIN_BODY_LIMIT as u64) {
-        return Err(too_large());
-    }
-    let mut body = body.into_data_stream();
-    let mut read = Vec::new();
-    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-        let chunk = chunk.map_err(|e| {
-            // The client hung up or sent a broken chunked encoding: a
-            // request cut short, not one too large.
-            refuse(
-                StatusCode::BAD_REQUEST,
-                format!("the {what} request's body was cut short: {e}"),
-            )
-        })?;
-        if read.len() + chunk.len() > ADMIN_BODY_LIMIT {
-            return Err(too_large());
-        }
-        read.extend_from_slice(&chunk);
-    }
-    let body = read;
-    serde_json::from_slice(&body).map_err(|e| {
-        refuse(
-            StatusCode::BAD_REQUEST,
-            format!("the {what} request is not valid JSON of the expected shape: {e}"),
-        )
-    })
-}
-
-/// The answer of an admin request: 200 with its JSON, or its refusal's
-/// status with `{"error": …}`.
-fn admin_answer<T: serde::Serialize>(r: std::result::Result<T, (u16, String)>) -> Response {
-    match r {
-        Ok(answer) => json_response(StatusCode::OK, &json!(answer)),
-        Err((code, msg)) => json_response(
-            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            &json!({ "error": msg }),
-        ),
-    }
-}
-
-/// `POST /admin/purge` (admin token): a subject purge on the running hub
-/// (`crate::purge`).
-async fn admin_purge(
-    State(st): State<AppState>,
-    conn: Option<Extension<Arc<Conn>>>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let req: crate::purge::PurgeRequest =
-        match admin_body(&st, &headers, conn.as_ref(), body, "purge").await {
-            Ok(r) => r,
-            Err(r) => return *r,
-        };
-    admin_answer(crate::purge::run(&st.hub, &req).await)
-}
-
-/// `POST /admin/compact` (admin token): a tombstone compaction on the
-/// running hub now (`crate::compact`).
-async fn admin_compact(
-    State(st): State<AppState>,
-    conn: Option<Extension<Arc<Conn>>>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let req: crate::compact::CompactRequest =
-        match admin_body(&st, &headers, conn.as_ref(), body, "compaction").await {
-            Ok(r) => r,
-            Err(r) => return *r,
-        };
-    admin_answer(crate::compact::run(&st.hub, &req).await)
-}
-
-/// `POST /admin/export` (admin token): the documents of a running database
-/// as JSON lines, streamed from one snapshot (`crate::transfer::stream`).
-async fn admin_export(
-    State(st): State<AppState>,
-    conn: Option<Extension<Arc<Conn>>>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let req: crate::transfer::ExportRequest =
-        match admin_body(&st, &headers, conn.as_ref(), body, "export").await {
-            Ok(r) => r,
-            Err(r) => return *r,
-        };
-    let peer = conn.map_or_else(|| "?".to_string(), |Extension(c)| c.peer().to_string());
-    let streaming = match crate::transfer::stream(&st.hub, req, peer).await {
-        Ok(s) => s,
-        Err(refused) => return admin_answer::<()>(Err(refused)),
-    };
-    let (total, last_etag) = (streaming.total, streaming.last_etag);
-    let mut r = streaming.body().into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    if let Some(n) = total {
-        h.insert(crate::transfer::DOCUMENTS_HEADER, HeaderValue::from(n));
-    }
-    h.insert(
-        crate::transfer::LAST_ETAG_HEADER,
-        HeaderValue::from(last_etag),
-    );
-    r
 }
 
 async fn sync(
@@ -946,35 +747,6 @@ async fn static_files(State(st): State<AppState>, method: Method, uri: Uri) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_demo_admin_token_is_honoured_only_from_a_loopback_peer() {
-        let demo = crate::edit::DEMO_ADMIN_TOKEN;
-        let at = |a: &str| Some(a.parse::<SocketAddr>().unwrap());
-        for local in [
-            "127.0.0.1:5000",
-            "127.3.4.5:1",
-            "[::1]:5000",
-            "[::ffff:127.0.0.1]:5000",
-        ] {
-            assert!(demo_token_honoured(demo, at(local)), "{local}");
-        }
-        for remote in [
-            "10.0.0.7:5000",
-            "192.168.1.2:5000",
-            "0.0.0.0:1",
-            "[::ffff:10.0.0.7]:5000",
-            "[2001:db8::1]:5000",
-        ] {
-            assert!(!demo_token_honoured(demo, at(remote)), "{remote}");
-            assert!(
-                demo_token_honoured("a-secret-token", at(remote)),
-                "{remote}"
-            );
-        }
-        assert!(!demo_token_honoured(demo, None), "an unknown peer");
-        assert!(demo_token_honoured("a-secret-token", None));
-    }
 
     #[test]
     fn site_paths_stay_inside_the_root() {
