@@ -2,7 +2,7 @@
 //! ([`refuse_unless_admin`]: the admin token of `[admin] token_sha256`, the
 //! demo's public token only from this machine, or the client certificate of
 //! an identity with `admin = true`), and the `POST /admin/*` routes
-//! (`/admin/purge`, `/admin/compact`, `/admin/export`), whose bodies are
+//! (`/admin/purge`, `/admin/compact`, `/admin/export`, `/admin/audit`), whose bodies are
 //! read only after that check and at most [`ADMIN_BODY_LIMIT`] bytes.
 //! `/status` and `/metrics` (`crate::server`) use the same check.
 
@@ -215,6 +215,35 @@ pub(crate) async fn export(
         HeaderValue::from(last_etag),
     );
     r
+}
+
+/// `POST /admin/audit` (admin token): the audit commands on the running
+/// hub (`crate::audit_live`): JSON for `verify` and `who`, JSON lines for
+/// `export`.
+pub(crate) async fn audit(
+    State(st): State<AppState>,
+    conn: Option<Extension<Arc<Conn>>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let req: crate::audit_live::AuditRequest =
+        match admin_body(&st, &headers, conn.as_ref(), body, "audit").await {
+            Ok(r) => r,
+            Err(r) => return *r,
+        };
+    let peer = conn.map_or_else(|| "?".to_string(), |Extension(c)| c.peer().to_string());
+    match crate::audit_live::answer(&st.hub, req, peer).await {
+        Ok(crate::audit_live::Answer::Json(v)) => json_response(StatusCode::OK, &v),
+        Ok(crate::audit_live::Answer::Lines(body)) => {
+            let mut r = body.into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            );
+            r
+        }
+        Err(refused) => admin_answer::<()>(Err(refused)),
+    }
 }
 
 #[cfg(test)]

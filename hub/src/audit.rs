@@ -29,7 +29,7 @@ use crate::state::DbHandle;
 const CHUNK: usize = 1000;
 
 /// What `audit verify` found in one database.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Verified {
     /// The database.
     pub database: String,
@@ -46,6 +46,17 @@ pub struct Verified {
 /// Opens database `name` of `config` read-only, with a clear error when it
 /// has no data yet or a running hub holds it.
 pub async fn open(config: &Config, name: &str) -> Result<DbHandle> {
+    open_unless_held(config, name).await?.ok_or_else(|| {
+        HubError::Other(format!(
+            "database {name} is in use by a running hub: this command reads a stopped hub's \
+             databases; stop the hub first"
+        ))
+    })
+}
+
+/// Opens database `name` of `config` read-only; `None` when a running hub
+/// holds it (the audit commands then ask that hub: `crate::audit_live`).
+pub async fn open_unless_held(config: &Config, name: &str) -> Result<Option<DbHandle>> {
     let dir = config.database_dir(name);
     if !dir.join(outpost::store::file::DATA_FILE).exists() {
         return Err(HubError::Other(format!(
@@ -53,15 +64,11 @@ pub async fn open(config: &Config, name: &str) -> Result<DbHandle> {
             dir.display()
         )));
     }
-    DbHandle::open_read_only(name, &dir)
-        .await
-        .map_err(|e| match e {
-            HubError::InUse { database, lock } => HubError::Other(format!(
-                "database {database} is in use (lock file {lock}): the audit commands read a \
-                 stopped hub's databases; stop the hub first"
-            )),
-            e => e,
-        })
+    match DbHandle::open_read_only(name, &dir).await {
+        Ok(db) => Ok(Some(db)),
+        Err(HubError::InUse { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Verifies the chain of `db` (see `Snapshot::verify_audit_chain`), then
@@ -273,7 +280,7 @@ pub fn render_verified(v: &Verified) -> String {
 }
 
 /// Filters of `audit export`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
     /// Only entries about this edge identity.
     pub edge: Option<String>,
@@ -330,51 +337,104 @@ pub fn entry_json(database: &str, e: &AuditEntry) -> Value {
     v
 }
 
-/// Calls `f` on every audit entry of `db`, oldest first (read in chunks
-/// of [`CHUNK`] through one snapshot).
-async fn each_entry(db: &DbHandle, mut f: impl FnMut(&AuditEntry) -> Result<()>) -> Result<()> {
-    let snap = db.db.snapshot();
-    let mut next = 1u64;
-    loop {
-        let chunk = snap
-            .audit_entries(next, CHUNK)
-            .await
-            .map_err(|source| HubError::Database {
-                database: db.name.clone(),
-                source,
-            })?;
-        for e in &chunk {
-            f(e)?;
-            next = e.seq + 1;
-        }
-        if chunk.len() < CHUNK {
-            return Ok(());
+/// The audit entries of a database, oldest first, read [`CHUNK`] at a time
+/// through one snapshot (a running hub's later entries are not seen).
+pub struct Entries<'a> {
+    db: &'a DbHandle,
+    snap: outpost::db::Snapshot<outpost::store::file::FileStore>,
+    next: u64,
+    done: bool,
+}
+
+impl<'a> Entries<'a> {
+    /// The entries of `db` as of now.
+    pub fn new(db: &'a DbHandle) -> Self {
+        Entries {
+            db,
+            snap: db.db.snapshot(),
+            next: 1,
+            done: false,
         }
     }
+
+    /// The next chunk of entries; empty at the end.
+    pub async fn next_chunk(&mut self) -> Result<Vec<AuditEntry>> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let chunk = self
+            .snap
+            .audit_entries(self.next, CHUNK)
+            .await
+            .map_err(|source| HubError::Database {
+                database: self.db.name.clone(),
+                source,
+            })?;
+        if let Some(last) = chunk.last() {
+            self.next = last.seq + 1;
+        }
+        self.done = chunk.len() < CHUNK;
+        Ok(chunk)
+    }
+}
+
+/// Calls `f` on every audit entry of `db`, oldest first ([`Entries`]).
+async fn each_entry(db: &DbHandle, mut f: impl FnMut(&AuditEntry) -> Result<()>) -> Result<()> {
+    let mut entries = Entries::new(db);
+    loop {
+        let chunk = entries.next_chunk().await?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        for e in &chunk {
+            f(e)?;
+        }
+    }
+}
+
+/// Appends to `out` the JSON lines of those of `entries` (of database
+/// `database`) that pass `filter`; returns how many.
+pub fn export_lines(
+    database: &str,
+    filter: &Filter,
+    entries: &[AuditEntry],
+    out: &mut Vec<u8>,
+) -> u64 {
+    let mut n = 0;
+    for e in entries {
+        let line = entry_json(database, e);
+        if filter.matches(e, line.get("record").unwrap_or(&Value::Null)) {
+            // A `Value` always serializes.
+            let _ = serde_json::to_writer(&mut *out, &line);
+            out.push(b'\n');
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Writes the entries of `db` that pass `filter` as JSON lines; returns
 /// how many.
 pub async fn export<W: Write>(db: &DbHandle, filter: &Filter, mut w: W) -> Result<u64> {
     let mut n = 0u64;
-    each_entry(db, |e| {
-        let line = entry_json(&db.name, e);
-        if filter.matches(e, line.get("record").unwrap_or(&Value::Null)) {
-            serde_json::to_writer(&mut w, &line)
-                .map_err(|e| HubError::Other(format!("write the export: {e}")))?;
-            w.write_all(b"\n")
-                .map_err(|e| HubError::io("write the export", e))?;
-            n += 1;
+    let mut entries = Entries::new(db);
+    let mut lines = Vec::new();
+    loop {
+        let chunk = entries.next_chunk().await?;
+        if chunk.is_empty() {
+            break;
         }
-        Ok(())
-    })
-    .await?;
+        lines.clear();
+        n += export_lines(&db.name, filter, &chunk, &mut lines);
+        w.write_all(&lines)
+            .map_err(|e| HubError::io("write the export", e))?;
+    }
     w.flush().map_err(|e| HubError::io("write the export", e))?;
     Ok(n)
 }
 
 /// One answer of `audit who`: an accepted push that carried the version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Author {
     /// The audit entry.
     pub seq: u64,

@@ -37,7 +37,7 @@ Examples:
   outpost-hub import patients.jsonl         # with the hub stopped
   outpost-hub export backup.jsonl
   outpost-hub status                        # ask the running hub
-  outpost-hub audit verify                  # check the audit trail (hub stopped)
+  outpost-hub audit verify                  # check the audit trail
   outpost-hub audit who notes/42            # who wrote this document's versions
   outpost-hub compact                       # remove the deletions every device has seen
 
@@ -244,14 +244,16 @@ Examples:
         admin_token: Option<String>,
     },
 
-    /// Verify, export or question the audit trail (hub stopped).
+    /// Verify, export or question the audit trail.
     ///
     /// Every database keeps an append-only, hash-chained audit trail written
     /// in the same commit as what it records: accepted pushes (who, which
     /// device, a manifest of ids, change vectors and body hashes), refused
     /// pushes with their reason, and edges enrolled, revoked or re-scoped by
-    /// the configuration. See docs/audit.md. These commands open the
-    /// databases read-only and are refused while the hub runs.
+    /// the configuration. See docs/audit.md. A stopped hub's databases are
+    /// opened read-only; while the hub runs, the question is sent to it
+    /// (`POST /admin/audit`, with the admin token) and it answers from one
+    /// snapshot of the trail.
     #[command(subcommand)]
     Audit(AuditCommand),
 
@@ -323,6 +325,21 @@ Examples:
     },
 }
 
+/// `--admin-token`, for a command that a running hub answers.
+#[derive(Args, Debug, Clone)]
+pub struct AdminTokenArg {
+    /// The admin token, for a running hub (the command is then sent to
+    /// it). Default: the demo configuration's public one when the
+    /// configuration is the demo's.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "OUTPOST_HUB_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+}
+
 /// `--database`, shared by several commands.
 #[derive(Args, Debug, Clone)]
 pub struct DatabaseArg {
@@ -349,6 +366,9 @@ Examples:
     Verify {
         /// Only this database (default: every database of the configuration).
         database: Option<String>,
+        /// For a running hub.
+        #[command(flatten)]
+        admin: AdminTokenArg,
     },
     /// Write audit entries as JSON lines on standard output.
     ///
@@ -375,6 +395,9 @@ Examples:
         /// (2026-12-01T10:00:00Z, 2026-12-01) or milliseconds since the epoch.
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+        /// For a running hub.
+        #[command(flatten)]
+        admin: AdminTokenArg,
     },
     /// Who wrote a document's versions, and with which key.
     ///
@@ -399,6 +422,9 @@ Examples:
         /// The database (may be omitted when the configuration has only one).
         #[command(flatten)]
         database: DatabaseArg,
+        /// For a running hub.
+        #[command(flatten)]
+        admin: AdminTokenArg,
     },
 }
 
@@ -537,12 +563,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `audit verify`, `audit export`, `audit who`.
+/// `audit verify`, `audit export`, `audit who`: on a stopped hub's
+/// databases, or asked of the running hub that holds one
+/// (`crate::audit_live`).
 fn audit(path: &Path, cmd: AuditCommand) -> Result<ExitCode> {
+    use crate::audit_live;
     let config = Config::load(path)?;
     let rt = runtime()?;
     match cmd {
-        AuditCommand::Verify { database } => {
+        AuditCommand::Verify { database, admin } => {
+            let admin = config.admin_token_or_demo(admin.admin_token);
             let names = match database {
                 Some(n) => vec![pick_database(&config, Some(n))?],
                 None => config.databases.iter().map(|d| d.name.clone()).collect(),
@@ -550,7 +580,9 @@ fn audit(path: &Path, cmd: AuditCommand) -> Result<ExitCode> {
             let mut bad = false;
             for name in names {
                 let v = rt.block_on(async {
-                    let db = crate::audit::open(&config, &name).await?;
+                    let Some(db) = crate::audit::open_unless_held(&config, &name).await? else {
+                        return audit_live::verify_remote(&config, &name, admin.as_deref()).await;
+                    };
                     let r = crate::audit::verify(&db).await;
                     let closed = db.close().await;
                     let v = r?;
@@ -576,7 +608,9 @@ fn audit(path: &Path, cmd: AuditCommand) -> Result<ExitCode> {
             edge,
             id,
             since,
+            admin,
         } => {
+            let admin = config.admin_token_or_demo(admin.admin_token);
             let name = pick_database(&config, database)?;
             let since_ms = since
                 .as_deref()
@@ -585,8 +619,17 @@ fn audit(path: &Path, cmd: AuditCommand) -> Result<ExitCode> {
                 .map_err(HubError::Other)?;
             let filter = crate::audit::Filter { edge, id, since_ms };
             let n = rt.block_on(async {
-                let db = crate::audit::open(&config, &name).await?;
                 let out = io::BufWriter::new(io::stdout().lock());
+                let Some(db) = crate::audit::open_unless_held(&config, &name).await? else {
+                    return audit_live::export_remote(
+                        &config,
+                        &name,
+                        &filter,
+                        admin.as_deref(),
+                        out,
+                    )
+                    .await;
+                };
                 let r = crate::audit::export(&db, &filter, out).await;
                 let closed = db.close().await;
                 let n = r?;
@@ -596,22 +639,37 @@ fn audit(path: &Path, cmd: AuditCommand) -> Result<ExitCode> {
             eprintln!("exported {n} audit entries of database {name}");
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Who { id, cv, database } => {
+        AuditCommand::Who {
+            id,
+            cv,
+            database,
+            admin,
+        } => {
+            let admin = config.admin_token_or_demo(admin.admin_token);
             let name = pick_database(&config, database.database)?;
-            let cv = cv
+            let parsed = cv
                 .as_deref()
                 .map(outpost::ChangeVector::parse_text)
                 .transpose()
                 .map_err(|e| HubError::Other(format!("--cv: {e}")))?;
             let found = rt.block_on(async {
-                let db = crate::audit::open(&config, &name).await?;
-                let r = crate::audit::who(&db, &id, cv.as_ref()).await;
+                let Some(db) = crate::audit::open_unless_held(&config, &name).await? else {
+                    return audit_live::who_remote(
+                        &config,
+                        &name,
+                        &id,
+                        cv.as_deref(),
+                        admin.as_deref(),
+                    )
+                    .await;
+                };
+                let r = crate::audit::who(&db, &id, parsed.as_ref()).await;
                 let closed = db.close().await;
                 let found = r?;
                 closed?;
                 Ok::<_, HubError>(found)
             })?;
-            let what = match &cv {
+            let what = match &parsed {
                 Some(c) => format!("version {} of {id:?}", c.to_text()),
                 None => format!("{id:?}"),
             };

@@ -27,6 +27,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod audit_live;
 pub mod cert_session;
 pub mod certs;
 pub mod cli;

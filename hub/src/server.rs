@@ -9,6 +9,7 @@
 //! | `POST /admin/purge` | a subject purge (admin token; `crate::purge`)          |
 //! | `POST /admin/compact` | a tombstone compaction now (admin token; `crate::compact`) |
 //! | `POST /admin/export` | a database's documents as JSON lines, streamed from one snapshot (admin token; `crate::transfer`) |
+//! | `POST /admin/audit` | `audit verify`, `who` and `export` on the running hub (admin token; `crate::audit_live`) |
 //! | `GET /sync`    | WebSocket upgrade: an edge's replication session            |
 //! | `GET /*`       | static files of `demo_site`, if configured                  |
 //!
@@ -89,6 +90,7 @@ pub fn router(hub: Arc<Hub>, tls: bool, gate: Arc<Gate>) -> Router {
         .route(crate::purge::PATH, post(admin::purge))
         .route(crate::compact::PATH, post(admin::compact))
         .route(crate::transfer::PATH, post(admin::export))
+        .route(crate::audit_live::PATH, post(admin::audit))
         .route("/sync", get(sync))
         .fallback(static_files)
         .with_state(AppState { hub, tls, gate })

@@ -171,11 +171,12 @@ async fn pushes_refusals_and_scope_changes_are_audited_and_verified() {
     })
     .await;
 
-    // While the hub runs, the audit commands are refused with a clear error.
+    // While the hub runs, the audit commands ask it, which needs its admin
+    // token: this hub has none, and the command says so.
     let out = hub_cmd(&dir, &["audit", "verify"]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("stop the hub first"),
+        text(&out.stderr).contains("admin token"),
         "{}",
         text(&out.stderr)
     );
@@ -508,6 +509,110 @@ async fn verify_names_a_changed_signature_a_foreign_key_and_a_replayed_batch() {
         assert!(
             err.contains(&format!("({n} entries before it verified)")),
             "{what}: {err}"
+        );
+    }
+}
+
+/// While the hub runs, `audit verify`, `who` and `export` are sent to it
+/// (`POST /admin/audit`, the admin token) and print what the same commands
+/// print once the hub is stopped, byte for byte; without the token, or with
+/// a wrong one, they are refused and print nothing of the trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_hub_answers_the_audit_commands_as_a_stopped_one_does() {
+    const TOKEN: &str = "audit-admin-token";
+    let tmp = TempDir::new(std::env::temp_dir(), "outpost-audit-live");
+    let dir: PathBuf = tmp.join("hub");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("outpost-hub.toml"),
+        format!(
+            "listen = \"127.0.0.1:{}\"\ndata_dir = \"data\"\n\n[admin]\ntoken_sha256 = {:?}\n\n[[database]]\nname = \"main\"\n\n{}",
+            free_port(),
+            outpost_hub::config::token_sha256_hex(TOKEN),
+            edge_toml("alice", "a-token", &["notes/"], &["notes/"])
+        ),
+    )
+    .unwrap();
+    let hub = HubProcess::start(BIN, &dir, &[]);
+    let adb = open_edge_db(&tmp.join("alice")).await;
+    let ca = client(
+        &adb,
+        &format!("ws://{}/sync", hub.addr()),
+        "alice",
+        "a-token",
+    );
+    wait_live(&ca).await;
+    let mut b = Batch::new();
+    b.put_with("notes/a1", json!({"t": "alice 1"}), opts());
+    b.put_with("notes/a2", json!({"t": "alice 2"}), opts());
+    adb.commit(b).await.unwrap();
+    ca.local_changed();
+    adb.put_with("notes/a1", json!({"t": "alice 1, again"}), opts())
+        .await
+        .unwrap();
+    ca.local_changed();
+    wait_until("both pushes are acknowledged", || async {
+        ca.counters()
+            .pushes_acked
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    })
+    .await;
+    // Nothing writes from here on: the answers can be compared.
+    ca.stop().await;
+
+    let asks: [&[&str]; 4] = [
+        &["audit", "verify"],
+        &["audit", "who", "notes/a1"],
+        &["audit", "export"],
+        &["audit", "export", "--id", "notes/a2"],
+    ];
+    let mut live = Vec::new();
+    for ask in asks {
+        let mut args = ask.to_vec();
+        args.extend(["--admin-token", TOKEN]);
+        let out = hub_cmd(&dir, &args);
+        assert!(out.status.success(), "{ask:?}: {}", text(&out.stderr));
+        live.push(text(&out.stdout));
+    }
+    assert!(live[0].contains("audit entries verified"), "{}", live[0]);
+    assert_eq!(
+        live[1].matches("written by identity alice").count(),
+        2,
+        "{}",
+        live[1]
+    );
+    assert!(live[2].lines().count() >= 2, "{}", live[2]);
+    assert_eq!(live[3].lines().count(), 1, "{}", live[3]);
+    // Refused without the token or with a wrong one: nothing of the trail.
+    for bad in [&[][..], &["--admin-token", "not-the-token"][..]] {
+        for ask in asks {
+            let mut args = ask.to_vec();
+            args.extend_from_slice(bad);
+            let out = hub_cmd(&dir, &args);
+            assert!(!out.status.success(), "{args:?}");
+            assert!(
+                text(&out.stdout).is_empty(),
+                "{args:?}: {}",
+                text(&out.stdout)
+            );
+            let err = text(&out.stderr);
+            assert!(
+                err.contains("admin token") || err.contains("401"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+
+    let log = hub.terminate();
+    assert!(log.contains("audit export sent"), "{log}");
+    for (ask, live) in asks.iter().zip(&live) {
+        let out = hub_cmd(&dir, ask);
+        assert!(out.status.success(), "{ask:?}: {}", text(&out.stderr));
+        assert_eq!(
+            &text(&out.stdout),
+            live,
+            "{ask:?}: the running hub's answer differs"
         );
     }
 }

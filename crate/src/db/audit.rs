@@ -142,7 +142,7 @@ pub struct AuditEntry {
 }
 
 /// The first entry that fails verification.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditBad {
     /// Its sequence number (for a missing or unreadable entry, the one
     /// expected there).

@@ -230,8 +230,8 @@ async fn status_with_an_edge_token_or_a_wrong_admin_token_is_refused() {
 }
 
 /// Anyone who reaches the hub's port (an edge, or a laptop's malware) asks
-/// the operator's routes for the whole database (`/admin/export`), a purge
-/// or a compaction, with no token, an edge's, near misses of the admin
+/// the operator's routes for the whole database (`/admin/export`), its
+/// audit trail (`/admin/audit`), a purge or a compaction, with no token, an edge's, near misses of the admin
 /// token, another scheme, or the demo's public token on a hub that has a
 /// secret one: each is refused (401) before its body is read, says nothing
 /// of the documents, and changes nothing.
@@ -250,6 +250,14 @@ async fn admin_export_purge_and_compact_without_the_admin_token() {
             r#"{"database":"main","prefixes":["vault/"],"by":"mallory"}"#,
         ),
         ("/admin/compact", r#"{"database":"main"}"#),
+        (
+            "/admin/audit",
+            r#"{"database":"main","query":{"export":{}}}"#,
+        ),
+        (
+            "/admin/audit",
+            r#"{"database":"main","query":{"who":{"id":"vault/notes/x"}}}"#,
+        ),
         // A body that does not parse: still 401, not a 400 that would tell
         // the route exists and how its request is shaped.
         ("/admin/export", "{"),
@@ -287,6 +295,15 @@ async fn admin_export_purge_and_compact_without_the_admin_token() {
     );
     assert_eq!(code, 200, "{answer}");
     assert!(answer.contains("crown-jewels"), "{answer}");
+    // And its audit trail, whole (the end line).
+    let (code, answer) = hub.raw_request(
+        "POST",
+        "/admin/audit",
+        Some("Bearer admin-secret"),
+        r#"{"database":"main","query":{"export":{}}}"#,
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer.contains("\"@audit_export\""), "{answer}");
     hub.finish().await;
 }
 
@@ -333,7 +350,12 @@ async fn admin_routes_announcing_a_huge_body_without_the_admin_token() {
         )
     };
     let huge = "Content-Length: 1000000000\r\n";
-    for path in ["/admin/export", "/admin/purge", "/admin/compact"] {
+    for path in [
+        "/admin/export",
+        "/admin/purge",
+        "/admin/compact",
+        "/admin/audit",
+    ] {
         assert_eq!(
             status_of_early_answer(&hub, &head(path, "", huge), false),
             401,
@@ -342,7 +364,12 @@ async fn admin_routes_announcing_a_huge_body_without_the_admin_token() {
     }
     let token = hub.proc().admin_token();
     let auth = format!("Authorization: Bearer {token}\r\n");
-    for path in ["/admin/export", "/admin/purge", "/admin/compact"] {
+    for path in [
+        "/admin/export",
+        "/admin/purge",
+        "/admin/compact",
+        "/admin/audit",
+    ] {
         assert_eq!(
             status_of_early_answer(&hub, &head(path, &auth, huge), false),
             413,

@@ -1,0 +1,359 @@
+//! The audit commands on a running hub: `POST /admin/audit` (the operator's
+//! route, `crate::admin`) and the command line's side of it. A running hub
+//! holds its databases, so `outpost-hub audit verify`, `who` and `export`
+//! send their question to it (where its `serving.json` says it listens, with
+//! the admin token) instead of asking the operator to stop it: an
+//! investigation ("who wrote this?") does not take every edge offline.
+//!
+//! The hub answers with the same functions a stopped hub's commands run
+//! (`crate::audit`), over one snapshot of the database: `verify` and `who`
+//! as JSON, `export` as JSON lines streamed a chunk of entries at a time
+//! (at most two chunks wait for a slow client), ended by an end line
+//! (`{"@audit_export": {"database", "entries"}}`) that the command checks
+//! and never prints: an export cut short (the client gone, the hub shutting
+//! down, a read failing) has no end line and the command says INCOMPLETE.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::audit::{Author, Entries, Filter, Verified};
+use crate::config::Config;
+use crate::error::{HubError, Result};
+use crate::state::{DbHandle, Hub};
+
+/// The route.
+pub const PATH: &str = "/admin/audit";
+/// The key of the end line of a live `audit export`.
+pub const END_KEY: &str = "@audit_export";
+
+/// The body of `POST /admin/audit`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditRequest {
+    /// The database.
+    pub database: String,
+    /// What is asked.
+    pub query: Query,
+}
+
+/// An audit question.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Query {
+    /// `audit verify`: the chain and the signatures ([`Verified`]).
+    Verify,
+    /// `audit who`: the accepted pushes that carried a version of `id`
+    /// (with change vector `cv`, as text, when given).
+    Who {
+        /// The document id.
+        id: String,
+        /// Only this version.
+        #[serde(default)]
+        cv: Option<String>,
+    },
+    /// `audit export`: the entries that pass the filter, as JSON lines.
+    Export(Filter),
+}
+
+/// The end line of a live export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportEnd {
+    /// The database.
+    pub database: String,
+    /// The entries sent before it.
+    pub entries: u64,
+}
+
+/// What the hub answers: a JSON value, or a stream of lines.
+pub enum Answer {
+    /// `verify`'s or `who`'s JSON.
+    Json(serde_json::Value),
+    /// `export`'s lines, ended by the end line unless cut short.
+    Lines(axum::body::Body),
+}
+
+/// The hub's answer to `req`; `Err((status, message))` for a refusal
+/// (404: no such database; 400: a change vector that does not parse;
+/// 500: the trail could not be read).
+pub async fn answer(
+    hub: &Arc<Hub>,
+    req: AuditRequest,
+    peer: String,
+) -> std::result::Result<Answer, (u16, String)> {
+    let Some(db) = hub.database(&req.database) else {
+        return Err((404, format!("no open database named {:?}", req.database)));
+    };
+    let failed = |e: HubError| (500, e.to_string());
+    match req.query {
+        Query::Verify => {
+            let v = crate::audit::verify(&db).await.map_err(failed)?;
+            tracing::info!(database = %req.database, %peer, entries = v.entries, bad = v.first_bad.is_some(), "audit verified for the operator");
+            Ok(Answer::Json(serde_json::json!(v)))
+        }
+        Query::Who { id, cv } => {
+            let cv = cv
+                .as_deref()
+                .map(outpost::ChangeVector::parse_text)
+                .transpose()
+                .map_err(|e| (400, format!("cv: {e}")))?;
+            let found = crate::audit::who(&db, &id, cv.as_ref())
+                .await
+                .map_err(failed)?;
+            Ok(Answer::Json(serde_json::json!(found)))
+        }
+        Query::Export(filter) => Ok(Answer::Lines(export_stream(hub.clone(), db, filter, peer))),
+    }
+}
+
+/// Starts a task that reads the entries of `db` through one snapshot and
+/// hands the lines that pass `filter` to the body it returns, then the end
+/// line; it stops (no end line) when the client goes away, a read fails or
+/// the hub shuts down.
+fn export_stream(
+    hub: Arc<Hub>,
+    db: Arc<DbHandle>,
+    filter: Filter,
+    peer: String,
+) -> axum::body::Body {
+    let (tx, rx) = mpsc::channel::<Bytes>(2);
+    tokio::spawn(async move {
+        let sent = tokio::select! {
+            r = send_entries(&db, &filter, &tx) => r,
+            () = hub.shutdown_requested() => Err("the hub is shutting down".into()),
+        };
+        match sent {
+            Ok(entries) => {
+                tracing::info!(database = %db.name, %peer, entries, "audit export sent")
+            }
+            Err(why) => tracing::warn!(database = %db.name, %peer, "audit export cut short: {why}"),
+        }
+    });
+    let lines = futures::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    axum::body::Body::from_stream(lines)
+}
+
+/// Sends the lines of the entries of `db` that pass `filter` to `tx`, a
+/// chunk of entries at a time, then the end line; the entries sent, or why
+/// it stopped.
+async fn send_entries(
+    db: &DbHandle,
+    filter: &Filter,
+    tx: &mpsc::Sender<Bytes>,
+) -> std::result::Result<u64, String> {
+    let gone = |_| "the client went away".to_string();
+    let mut entries = Entries::new(db);
+    let mut n = 0u64;
+    loop {
+        let chunk = entries.next_chunk().await.map_err(|e| e.to_string())?;
+        if chunk.is_empty() {
+            break;
+        }
+        let mut lines = Vec::new();
+        n += crate::audit::export_lines(&db.name, filter, &chunk, &mut lines);
+        if !lines.is_empty() {
+            tx.send(Bytes::from(lines)).await.map_err(gone)?;
+        }
+    }
+    let end = ExportEnd {
+        database: db.name.clone(),
+        entries: n,
+    };
+    let mut line = serde_json::to_vec(&serde_json::json!({ END_KEY: end })).unwrap_or_default();
+    line.push(b'\n');
+    tx.send(Bytes::from(line)).await.map_err(gone)?;
+    Ok(n)
+}
+
+/// The request's body.
+fn request_body(name: &str, query: Query) -> Result<Vec<u8>> {
+    serde_json::to_vec(&AuditRequest {
+        database: name.to_string(),
+        query,
+    })
+    .map_err(|e| HubError::Other(format!("encode the audit request: {e}")))
+}
+
+/// `audit verify` of database `name`, asked of the running hub that holds
+/// it.
+pub async fn verify_remote(config: &Config, name: &str, admin: Option<&str>) -> Result<Verified> {
+    let (url, ca, token) = crate::cli::send_to_holder(config, name, "audit query", admin)?;
+    let body = request_body(name, Query::Verify)?;
+    crate::status::admin_request(&url, PATH, ca.as_deref(), token, &body, "audit query").await
+}
+
+/// `audit who` of database `name`, asked of the running hub that holds it.
+pub async fn who_remote(
+    config: &Config,
+    name: &str,
+    id: &str,
+    cv: Option<&str>,
+    admin: Option<&str>,
+) -> Result<Vec<Author>> {
+    let (url, ca, token) = crate::cli::send_to_holder(config, name, "audit query", admin)?;
+    let query = Query::Who {
+        id: id.to_string(),
+        cv: cv.map(str::to_string),
+    };
+    let body = request_body(name, query)?;
+    crate::status::admin_request(&url, PATH, ca.as_deref(), token, &body, "audit query").await
+}
+
+/// `audit export` of database `name`, asked of the running hub that holds
+/// it: writes the entries' lines to `out` as they arrive and returns how
+/// many. Fails, after writing what came, when the answer ends without its
+/// end line or with another count: the output is then incomplete.
+pub async fn export_remote(
+    config: &Config,
+    name: &str,
+    filter: &Filter,
+    admin: Option<&str>,
+    out: impl Write,
+) -> Result<u64> {
+    let (url, ca, token) = crate::cli::send_to_holder(config, name, "audit query", admin)?;
+    let body = request_body(name, Query::Export(filter.clone()))?;
+    let mut lines = EntryLines {
+        out: std::io::BufWriter::new(out),
+        partial: Vec::new(),
+        written: 0,
+        end: None,
+    };
+    let streamed = crate::status::admin_stream(
+        &url,
+        PATH,
+        ca.as_deref(),
+        token,
+        &body,
+        "audit export",
+        &mut |piece, _| lines.push(piece),
+    )
+    .await;
+    let flushed = lines
+        .out
+        .flush()
+        .map_err(|e| HubError::io("write the export", e));
+    let written = lines.written;
+    let incomplete = |why: String| {
+        HubError::Other(format!(
+            "the audit export of database {name} from the hub at {url} is INCOMPLETE (it stopped \
+             after {written} entries): {why}"
+        ))
+    };
+    streamed.map_err(|e| incomplete(e.to_string()))?;
+    flushed?;
+    if !lines.partial.is_empty() {
+        return Err(incomplete("the answer ended inside a line".into()));
+    }
+    let Some(end) = lines.end else {
+        return Err(incomplete(
+            "the hub ended the answer without its end line (see the hub's log)".into(),
+        ));
+    };
+    if end.entries != written {
+        return Err(incomplete(format!("the hub sent {} entries", end.entries)));
+    }
+    eprintln!("(exported by the running hub at {url})");
+    Ok(written)
+}
+
+/// The client side of a live audit export: splits the answer into lines,
+/// writes the entries' lines and keeps the end line.
+struct EntryLines<W: Write> {
+    out: std::io::BufWriter<W>,
+    /// The start of a line not ended yet.
+    partial: Vec<u8>,
+    written: u64,
+    end: Option<ExportEnd>,
+}
+
+impl<W: Write> EntryLines<W> {
+    fn push(&mut self, mut piece: &[u8]) -> Result<()> {
+        while let Some(at) = piece.iter().position(|&b| b == b'\n') {
+            self.partial.extend_from_slice(&piece[..at]);
+            piece = &piece[at + 1..];
+            let line = std::mem::take(&mut self.partial);
+            self.line(&line)?;
+        }
+        self.partial.extend_from_slice(piece);
+        Ok(())
+    }
+
+    fn line(&mut self, line: &[u8]) -> Result<()> {
+        if self.end.is_some() {
+            return Err(HubError::Other("a line after the end line".into()));
+        }
+        // Entries' lines begin with their database: only the end line has
+        // this key first.
+        if line.starts_with(format!("{{\"{END_KEY}\"").as_bytes()) {
+            let mut v: serde_json::Value = serde_json::from_slice(line)
+                .map_err(|e| HubError::Other(format!("the end line does not parse: {e}")))?;
+            let end = serde_json::from_value(v[END_KEY].take())
+                .map_err(|e| HubError::Other(format!("the end line does not parse: {e}")))?;
+            self.end = Some(end);
+            return Ok(());
+        }
+        self.out
+            .write_all(line)
+            .and_then(|()| self.out.write_all(b"\n"))
+            .map_err(|e| HubError::io("write the export", e))?;
+        self.written += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_line_is_kept_apart_and_lines_split_anywhere() {
+        let text = format!(
+            "{{\"database\":\"main\",\"seq\":1}}\n{{\"database\":\"main\",\"seq\":2}}\n{{\"{END_KEY}\":{{\"database\":\"main\",\"entries\":2}}}}\n"
+        );
+        for cut in 0..text.len() {
+            let mut out = Vec::new();
+            let mut l = EntryLines {
+                out: std::io::BufWriter::new(&mut out),
+                partial: Vec::new(),
+                written: 0,
+                end: None,
+            };
+            l.push(&text.as_bytes()[..cut]).unwrap();
+            l.push(&text.as_bytes()[cut..]).unwrap();
+            assert_eq!(l.written, 2);
+            assert_eq!(l.end.as_ref().map(|e| e.entries), Some(2));
+            assert!(l.partial.is_empty());
+            drop(l);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "{\"database\":\"main\",\"seq\":1}\n{\"database\":\"main\",\"seq\":2}\n"
+            );
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        for q in [
+            Query::Verify,
+            Query::Who {
+                id: "notes/1".into(),
+                cv: None,
+            },
+            Query::Export(Filter {
+                edge: Some("alice".into()),
+                id: None,
+                since_ms: Some(5),
+            }),
+        ] {
+            let body = request_body("main", q).unwrap();
+            let back: AuditRequest = serde_json::from_slice(&body).unwrap();
+            assert_eq!(back.database, "main");
+            assert_eq!(serde_json::to_vec(&back).unwrap(), body);
+        }
+    }
+}
