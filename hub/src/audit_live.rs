@@ -1,7 +1,7 @@
 //! The audit commands on a running hub: `POST /admin/audit` (the operator's
 //! route, `crate::admin`) and the command line's side of it. A running hub
 //! holds its databases, so `outpost-hub audit verify`, `who` and `export`
-//! send their question to it (where its `serving.json` says it listens, with
+//! (and `edge status`, which reads purge receipts from the trail) send their question to it (where its `serving.json` says it listens, with
 //! the admin token) instead of asking the operator to stop it: an
 //! investigation ("who wrote this?") does not take every edge offline.
 //!
@@ -56,6 +56,12 @@ pub enum Query {
     },
     /// `audit export`: the entries that pass the filter, as JSON lines.
     Export(Filter),
+    /// `edge status`: the purge orders `identity` still owes a receipt for
+    /// and its receipts, as the text the command prints (`{"text": …}`).
+    EdgeStatus {
+        /// The edge identity.
+        identity: String,
+    },
 }
 
 /// The end line of a live export.
@@ -105,6 +111,13 @@ pub async fn answer(
             Ok(Answer::Json(serde_json::json!(found)))
         }
         Query::Export(filter) => Ok(Answer::Lines(export_stream(hub.clone(), db, filter, peer))),
+        Query::EdgeStatus { identity } => {
+            let s = crate::audit::purge_status(&db, &identity)
+                .await
+                .map_err(failed)?;
+            let text = crate::audit::render_purge_status(&s);
+            Ok(Answer::Json(serde_json::json!({ "text": text })))
+        }
     }
 }
 
@@ -202,6 +215,29 @@ pub async fn who_remote(
     };
     let body = request_body(name, query)?;
     crate::status::admin_request(&url, PATH, ca.as_deref(), token, &body, "audit query").await
+}
+
+/// `edge status` of `identity` in database `name`, asked of the running
+/// hub that holds it: the text the command prints.
+pub async fn edge_status_remote(
+    config: &Config,
+    name: &str,
+    identity: &str,
+    admin: Option<&str>,
+) -> Result<String> {
+    #[derive(Deserialize)]
+    struct Text {
+        text: String,
+    }
+    let (url, ca, token) = crate::cli::send_to_holder(config, name, "edge status", admin)?;
+    let query = Query::EdgeStatus {
+        identity: identity.to_string(),
+    };
+    let body = request_body(name, query)?;
+    let t: Text =
+        crate::status::admin_request(&url, PATH, ca.as_deref(), token, &body, "edge status")
+            .await?;
+    Ok(t.text)
 }
 
 /// `audit export` of database `name`, asked of the running hub that holds
@@ -349,6 +385,9 @@ mod tests {
                 id: None,
                 since_ms: Some(5),
             }),
+            Query::EdgeStatus {
+                identity: "alice".into(),
+            },
         ] {
             let body = request_body("main", q).unwrap();
             let back: AuditRequest = serde_json::from_slice(&body).unwrap();

@@ -31,7 +31,7 @@ Examples:
   outpost-hub edge list                     # keys, pending enrollments, revoked edges
   outpost-hub edge revoke laptop-7          # lost device: its sessions end at once,
                                             # it must erase what it holds on next contact
-  outpost-hub edge status laptop-7          # purge receipts pending and received (hub stopped)
+  outpost-hub edge status laptop-7          # purge receipts pending and received
   outpost-hub edge enroll laptop-7          # a new code for a replaced device
   outpost-hub keygen boston.key             # a key for this hub as an edge of another
   outpost-hub import patients.jsonl         # with the hub stopped

@@ -119,12 +119,16 @@ Examples:
     /// receipt for (after its read scope narrowed or it was revoked) and
     /// the signed receipts received (from the audit trail).
     ///
-    /// Reads the edge's database read-only: run it while the hub is
-    /// stopped (like the `audit` commands).
+    /// Reads the edge's database read-only when the hub is stopped; a
+    /// running hub is asked (`POST /admin/audit`, with the admin token),
+    /// like the `audit` commands.
     #[command(after_help = "Example:\n  outpost-hub edge status laptop-7")]
     Status {
         /// The edge's identity.
         name: String,
+        /// For a running hub.
+        #[command(flatten)]
+        admin: crate::cli::AdminTokenArg,
     },
     /// List the edges: name, database, identity (key fingerprint, pending
     /// enrollment and its expiry, revoked, token), read and write prefixes.
@@ -375,7 +379,7 @@ pub fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
             let config = Config::load(path)?;
             print!("{}", edge_table(&config));
         }
-        EdgeCommand::Status { name } => {
+        EdgeCommand::Status { name, admin } => {
             let config = Config::load(path)?;
             let Some(e) = config.edge(&name) else {
                 return Err(HubError::Other(format!(
@@ -385,16 +389,25 @@ pub fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
             let database = e.database.clone();
             let state = if e.revoked { "revoked" } else { "active" };
             let rt = crate::cli::runtime()?;
-            let status = rt.block_on(async {
-                let db = crate::audit::open(&config, &database).await?;
+            let admin = config.admin_token_or_demo(admin.admin_token);
+            let text = rt.block_on(async {
+                let Some(db) = crate::audit::open_unless_held(&config, &database).await? else {
+                    return crate::audit_live::edge_status_remote(
+                        &config,
+                        &database,
+                        &name,
+                        admin.as_deref(),
+                    )
+                    .await;
+                };
                 let r = crate::audit::purge_status(&db, &name).await;
                 let closed = db.close().await;
                 let s = r?;
                 closed?;
-                Ok::<_, HubError>(s)
+                Ok::<_, HubError>(crate::audit::render_purge_status(&s))
             })?;
             println!("edge {name} (database {database}): {state}");
-            print!("{}", crate::audit::render_purge_status(&status));
+            print!("{text}");
         }
         EdgeCommand::Remove { name } => {
             let (text, config) = read_config_text(path)?;

@@ -120,12 +120,14 @@ async fn narrowed_and_revoked_edges_erase_what_left_their_scope() {
     let dump = raw_dump(&tmp.join("lap"));
     assert!(!holds(&dump, KEEP) && !holds(&dump, GONE));
 
-    // The operator sees both receipts, signed, and the trail verifies.
+    // The operator sees both receipts, signed, and the trail verifies:
+    // the running hub answers `edge status` (over `/admin/audit`), and the
+    // stopped hub's files say the same.
     ca.stop().await;
-    hub.kill();
+    let hub_dir = hub.dir.clone();
     let run = |args: &[&str]| {
         let out = Command::new(BIN)
-            .current_dir(&hub.dir)
+            .current_dir(&hub_dir)
             .args(["--config", "outpost-hub.toml"])
             .args(args)
             .output()
@@ -137,7 +139,16 @@ async fn narrowed_and_revoked_edges_erase_what_left_their_scope() {
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
+    let live = run(&[
+        "edge",
+        "status",
+        "lap",
+        "--admin-token",
+        outpost_testkit::hub::ADMIN_TOKEN,
+    ]);
+    hub.kill();
     let status = run(&["edge", "status", "lap"]);
+    assert_eq!(status, live, "the running hub's answer");
     assert!(
         status.contains("edge lap (database main): revoked"),
         "{status}"
