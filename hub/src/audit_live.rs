@@ -89,9 +89,7 @@ pub async fn answer(
     req: AuditRequest,
     peer: String,
 ) -> std::result::Result<Answer, (u16, String)> {
-    let Some(db) = hub.database(&req.database) else {
-        return Err((404, format!("no open database named {:?}", req.database)));
-    };
+    let db = hub.database_or_404(&req.database)?;
     let failed = |e: HubError| (500, e.to_string());
     match req.query {
         Query::Verify => {

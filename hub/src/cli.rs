@@ -198,16 +198,10 @@ backup).")]
         /// Only ids starting with this prefix.
         #[arg(long, default_value = "", value_name = "P")]
         prefix: String,
-        /// The admin token, for a running hub (the export is then streamed
-        /// by it: `POST /admin/export`). Default: the demo configuration's
-        /// public one when the configuration is the demo's.
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "OUTPOST_HUB_ADMIN_TOKEN",
-            hide_env_values = true
-        )]
-        admin_token: Option<String>,
+        /// For a running hub (the export is then streamed by it: `POST
+        /// /admin/export`).
+        #[command(flatten)]
+        admin: AdminTokenArg,
     },
 
     /// Show the status of a running hub (GET /status).
@@ -469,7 +463,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             file,
             database,
             prefix,
-            admin_token,
+            admin,
         } => {
             let config = Config::load(path)?;
             let name = pick_database(&config, database.database)?;
@@ -483,7 +477,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let (out, dest) = outpost_cmdline::create_output(file.as_deref()).map_err(|e| {
                 HubError::io(format!("create {}", file.as_deref().unwrap_or("stdout")), e)
             })?;
-            let admin = config.admin_token_or_demo(admin_token);
+            let admin = config.admin_token_or_demo(admin.admin_token);
             let n = runtime()?.block_on(async {
                 let db = match DbHandle::open_read_only(&name, &dir).await {
                     Ok(db) => db,

@@ -24,16 +24,9 @@ pub struct CompactArgs {
     /// unless set).
     #[arg(long, value_name = "DURATION")]
     pub retention: Option<String>,
-    /// The admin token, for a running hub (the compaction is then sent to
-    /// it: `POST /admin/compact`). Default: the demo configuration's public
-    /// one when the configuration is the demo's.
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "OUTPOST_HUB_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
-    pub admin_token: Option<String>,
+    /// For a running hub (the command is then sent to it).
+    #[command(flatten)]
+    pub admin: crate::cli::AdminTokenArg,
     /// Send the compaction to the hub at this address (http://HOST:PORT)
     /// instead of finding out: by default a stopped hub's database is
     /// compacted directly, and a running hub of this configuration gets it
@@ -76,7 +69,7 @@ pub fn run(path: &Path, a: CompactArgs) -> Result<()> {
     let config = Config::load(path)?;
     let name = pick_database(&config, a.database.database)?;
     let retention = a.retention.as_deref().map(parse_retention).transpose()?;
-    let admin = config.admin_token_or_demo(a.admin_token);
+    let admin = config.admin_token_or_demo(a.admin.admin_token);
     let req = CompactRequest {
         database: name.clone(),
         retention_secs: retention,

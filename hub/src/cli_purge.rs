@@ -51,16 +51,9 @@ pub struct PurgeArgs {
     /// Only count the documents that would be purged; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// The admin token, for a running hub (the purge is then sent to it:
-    /// `POST /admin/purge`). Default: the demo configuration's public one
-    /// when the configuration is the demo's.
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "OUTPOST_HUB_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
-    pub admin_token: Option<String>,
+    /// For a running hub (the command is then sent to it).
+    #[command(flatten)]
+    pub admin: crate::cli::AdminTokenArg,
     /// The database.
     #[command(flatten)]
     pub database: DatabaseArg,
@@ -167,7 +160,7 @@ fn purge(config: &Config, a: PurgeArgs) -> Result<()> {
         reason: a.reason,
         dry_run: a.dry_run,
     };
-    let admin = config.admin_token_or_demo(a.admin_token);
+    let admin = config.admin_token_or_demo(a.admin.admin_token);
     let rep: PurgeAnswer = runtime()?.block_on(async {
         let db = match open(config, &name, true).await {
             Ok(db) => db,

@@ -154,9 +154,7 @@ pub async fn run(hub: &Arc<Hub>, req: &CompactRequest) -> Result<CompactAnswer, 
         .retention_secs
         .unwrap_or_else(|| hub.config().compaction.retention_secs);
     check_retention(retention_secs).map_err(|m| (400, format!("retention_secs: {m}")))?;
-    let Some(db) = hub.database(&req.database) else {
-        return Err((404, format!("no open database named {:?}", req.database)));
-    };
+    let db = hub.database_or_404(&req.database)?;
     compact_on_hub(hub, &db, retention_secs, "admin")
         .await
         .map_err(|e| (500, format!("database {}: {e}", req.database)))

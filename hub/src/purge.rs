@@ -86,9 +86,7 @@ pub type Refused = (u16, String);
 /// Runs `req` on the running hub's database, then ends the sessions of the
 /// devices that now owe a receipt.
 pub async fn run(hub: &Arc<Hub>, req: &PurgeRequest) -> Result<PurgeAnswer, Refused> {
-    let Some(db) = hub.database(&req.database) else {
-        return Err((404, format!("no open database named {:?}", req.database)));
-    };
+    let db = hub.database_or_404(&req.database)?;
     let now = crate::session::now_ms();
     match forget::purge_subject(&db.db, &req.subject(), now).await {
         Ok(r) => {

@@ -327,6 +327,13 @@ impl Hub {
         self.read_databases().get(name).cloned()
     }
 
+    /// The open database named `name` for an admin request (`/admin/*`),
+    /// or its refusal: 404 naming it.
+    pub fn database_or_404(&self, name: &str) -> std::result::Result<Arc<DbHandle>, (u16, String)> {
+        self.database(name)
+            .ok_or_else(|| (404, format!("no open database named {name:?}")))
+    }
+
     /// Every open database, by name.
     pub fn databases(&self) -> Vec<Arc<DbHandle>> {
         self.read_databases().values().cloned().collect()

@@ -162,9 +162,7 @@ pub async fn stream(
     req: ExportRequest,
     peer: String,
 ) -> std::result::Result<Streaming, (u16, String)> {
-    let Some(db) = hub.database(&req.database) else {
-        return Err((404, format!("no open database named {:?}", req.database)));
-    };
+    let db = hub.database_or_404(&req.database)?;
     let (tx, chunks) = mpsc::channel(2);
     let (started_tx, started_rx) = oneshot::channel();
     let (whole_tx, whole) = oneshot::channel();

@@ -334,6 +334,14 @@ fn status_of_early_answer(hub: &Hub, head: &str, hang_up: bool) -> u16 {
         .unwrap_or(0)
 }
 
+/// The operator's `POST` routes.
+const ADMIN_POST_ROUTES: [&str; 4] = [
+    "/admin/export",
+    "/admin/purge",
+    "/admin/compact",
+    "/admin/audit",
+];
+
 /// An anonymous client announces a 1 GB body to an admin route and sends
 /// none of it (a hub that read bodies before checking the token would take
 /// up to axum's 2 MB per request, or wait for them): the 401 comes at once,
@@ -350,12 +358,7 @@ async fn admin_routes_announcing_a_huge_body_without_the_admin_token() {
         )
     };
     let huge = "Content-Length: 1000000000\r\n";
-    for path in [
-        "/admin/export",
-        "/admin/purge",
-        "/admin/compact",
-        "/admin/audit",
-    ] {
+    for path in ADMIN_POST_ROUTES {
         assert_eq!(
             status_of_early_answer(&hub, &head(path, "", huge), false),
             401,
@@ -364,12 +367,7 @@ async fn admin_routes_announcing_a_huge_body_without_the_admin_token() {
     }
     let token = hub.proc().admin_token();
     let auth = format!("Authorization: Bearer {token}\r\n");
-    for path in [
-        "/admin/export",
-        "/admin/purge",
-        "/admin/compact",
-        "/admin/audit",
-    ] {
+    for path in ADMIN_POST_ROUTES {
         assert_eq!(
             status_of_early_answer(&hub, &head(path, &auth, huge), false),
             413,
