@@ -24,6 +24,7 @@ use crate::audit::{Author, Entries, Filter, Verified};
 use crate::config::Config;
 use crate::error::{HubError, Result};
 use crate::state::{DbHandle, Hub};
+use crate::transfer::EndedLines;
 
 /// The route.
 pub const PATH: &str = "/admin/audit";
@@ -251,12 +252,7 @@ pub async fn export_remote(
 ) -> Result<u64> {
     let (url, ca, token) = crate::cli::send_to_holder(config, name, "audit query", admin)?;
     let body = request_body(name, Query::Export(filter.clone()))?;
-    let mut lines = EntryLines {
-        out: std::io::BufWriter::new(out),
-        partial: Vec::new(),
-        written: 0,
-        end: None,
-    };
+    let mut lines = EndedLines::<_, ExportEnd>::new(out, END_KEY, None);
     let streamed = crate::status::admin_stream(
         &url,
         PATH,
@@ -264,13 +260,10 @@ pub async fn export_remote(
         token,
         &body,
         "audit export",
-        &mut |piece, _| lines.push(piece),
+        &mut |piece, headers| lines.push(piece, headers),
     )
     .await;
-    let flushed = lines
-        .out
-        .flush()
-        .map_err(|e| HubError::io("write the export", e));
+    let finished = lines.finish();
     let written = lines.written;
     let incomplete = |why: String| {
         HubError::Other(format!(
@@ -279,10 +272,7 @@ pub async fn export_remote(
         ))
     };
     streamed.map_err(|e| incomplete(e.to_string()))?;
-    flushed?;
-    if !lines.partial.is_empty() {
-        return Err(incomplete("the answer ended inside a line".into()));
-    }
+    finished.map_err(|e| incomplete(e.to_string()))?;
     let Some(end) = lines.end else {
         return Err(incomplete(
             "the hub ended the answer without its end line (see the hub's log)".into(),
@@ -293,51 +283,6 @@ pub async fn export_remote(
     }
     eprintln!("(exported by the running hub at {url})");
     Ok(written)
-}
-
-/// The client side of a live audit export: splits the answer into lines,
-/// writes the entries' lines and keeps the end line.
-struct EntryLines<W: Write> {
-    out: std::io::BufWriter<W>,
-    /// The start of a line not ended yet.
-    partial: Vec<u8>,
-    written: u64,
-    end: Option<ExportEnd>,
-}
-
-impl<W: Write> EntryLines<W> {
-    fn push(&mut self, mut piece: &[u8]) -> Result<()> {
-        while let Some(at) = piece.iter().position(|&b| b == b'\n') {
-            self.partial.extend_from_slice(&piece[..at]);
-            piece = &piece[at + 1..];
-            let line = std::mem::take(&mut self.partial);
-            self.line(&line)?;
-        }
-        self.partial.extend_from_slice(piece);
-        Ok(())
-    }
-
-    fn line(&mut self, line: &[u8]) -> Result<()> {
-        if self.end.is_some() {
-            return Err(HubError::Other("a line after the end line".into()));
-        }
-        // Entries' lines begin with their database: only the end line has
-        // this key first.
-        if line.starts_with(format!("{{\"{END_KEY}\"").as_bytes()) {
-            let mut v: serde_json::Value = serde_json::from_slice(line)
-                .map_err(|e| HubError::Other(format!("the end line does not parse: {e}")))?;
-            let end = serde_json::from_value(v[END_KEY].take())
-                .map_err(|e| HubError::Other(format!("the end line does not parse: {e}")))?;
-            self.end = Some(end);
-            return Ok(());
-        }
-        self.out
-            .write_all(line)
-            .and_then(|()| self.out.write_all(b"\n"))
-            .map_err(|e| HubError::io("write the export", e))?;
-        self.written += 1;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -351,17 +296,12 @@ mod tests {
         );
         for cut in 0..text.len() {
             let mut out = Vec::new();
-            let mut l = EntryLines {
-                out: std::io::BufWriter::new(&mut out),
-                partial: Vec::new(),
-                written: 0,
-                end: None,
-            };
-            l.push(&text.as_bytes()[..cut]).unwrap();
-            l.push(&text.as_bytes()[cut..]).unwrap();
+            let mut l = EndedLines::<_, ExportEnd>::new(&mut out, END_KEY, None);
+            l.push(&text.as_bytes()[..cut], &[]).unwrap();
+            l.push(&text.as_bytes()[cut..], &[]).unwrap();
+            l.finish().unwrap();
             assert_eq!(l.written, 2);
             assert_eq!(l.end.as_ref().map(|e| e.entries), Some(2));
-            assert!(l.partial.is_empty());
             drop(l);
             assert_eq!(
                 String::from_utf8(out).unwrap(),

@@ -254,7 +254,7 @@ pub async fn export_remote(
         end_line: true,
     })
     .map_err(|e| HubError::Other(format!("encode the export request: {e}")))?;
-    let mut lines = Lines::new(out);
+    let mut lines = EndedLines::<_, ExportEnd>::new(out, END_KEY, Some(DOCUMENTS_HEADER));
     let streamed = crate::status::admin_stream(
         &url,
         PATH,
@@ -300,35 +300,52 @@ pub async fn export_remote(
     Ok(written)
 }
 
-/// The client side of a live export: splits the body into lines, writes the
-/// documents' lines to the output and keeps the end line.
-struct Lines<W: Write> {
+/// The client side of a live stream of JSON lines ended by an end line
+/// (`{"<end_key>": {...}}` and nothing else: `export`'s `@export`, the
+/// audit export's `@audit_export`): splits the body into lines, writes the
+/// other lines to the output, keeps the end line's facts (`E`), and shows
+/// progress (the total from the response's `total_header`, when given).
+pub(crate) struct EndedLines<W: Write, E> {
     out: std::io::BufWriter<W>,
     /// The start of a line not ended yet.
     partial: Vec<u8>,
-    written: u64,
-    end: Option<ExportEnd>,
+    /// Lines written.
+    pub(crate) written: u64,
+    /// The end line's facts, once it came.
+    pub(crate) end: Option<E>,
+    end_key: &'static str,
+    total_header: Option<&'static str>,
     progress: Option<outpost_cmdline::ProgressBar>,
 }
 
-impl<W: Write> Lines<W> {
-    fn new(out: W) -> Lines<W> {
-        Lines {
+impl<W: Write, E: serde::de::DeserializeOwned> EndedLines<W, E> {
+    /// Lines to `out`, ended by a line keyed `end_key`.
+    pub(crate) fn new(
+        out: W,
+        end_key: &'static str,
+        total_header: Option<&'static str>,
+    ) -> EndedLines<W, E> {
+        EndedLines {
             out: std::io::BufWriter::with_capacity(1 << 16, out),
             partial: Vec::new(),
             written: 0,
             end: None,
+            end_key,
+            total_header,
             progress: None,
         }
     }
 
     /// Takes the next piece of the body (`headers`: the response's).
-    fn push(&mut self, piece: &[u8], headers: &[(String, String)]) -> Result<()> {
+    pub(crate) fn push(&mut self, piece: &[u8], headers: &[(String, String)]) -> Result<()> {
+        let total_header = self.total_header;
         let pb = self.progress.get_or_insert_with(|| {
-            let total = headers
-                .iter()
-                .find(|(k, _)| k == DOCUMENTS_HEADER)
-                .and_then(|(_, v)| v.parse().ok());
+            let total = total_header.and_then(|h| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == h)
+                    .and_then(|(_, v)| v.parse().ok())
+            });
             outpost_cmdline::progress(total, false)
         });
         self.partial.extend_from_slice(piece);
@@ -337,10 +354,10 @@ impl<W: Write> Lines<W> {
             let line = &self.partial[start..start + nl];
             if self.end.is_some() {
                 return Err(HubError::Other(
-                    "the hub sent more after the export's end line".into(),
+                    "the hub sent more after the stream's end line".into(),
                 ));
             }
-            if let Some(end) = end_line(line) {
+            if let Some(end) = end_line(line, self.end_key) {
                 self.end = Some(end);
             } else {
                 self.out
@@ -356,7 +373,7 @@ impl<W: Write> Lines<W> {
     }
 
     /// Flushes the output; a last line without its newline is an error.
-    fn finish(&mut self) -> Result<()> {
+    pub(crate) fn finish(&mut self) -> Result<()> {
         if let Some(pb) = self.progress.take() {
             pb.finish_and_clear();
         }
@@ -365,7 +382,7 @@ impl<W: Write> Lines<W> {
             .map_err(|e| HubError::io("write the export", e))?;
         if !self.partial.is_empty() && self.end.is_none() {
             return Err(HubError::Other(format!(
-                "the export's stream ended inside a line ({} bytes of it not written)",
+                "the stream ended inside a line ({} bytes of it not written)",
                 self.partial.len()
             )));
         }
@@ -373,17 +390,18 @@ impl<W: Write> Lines<W> {
     }
 }
 
-/// The end line's facts, when `line` is one: `{"@export": {...}}` and nothing
-/// else (a document's line always has `@metadata`).
-fn end_line(line: &[u8]) -> Option<ExportEnd> {
-    if !line.starts_with(b"{\"@export\":") {
+/// The end line's facts, when `line` is one: `{"<key>": {...}}` and nothing
+/// else (a document's line always has `@metadata`, an audit entry's its
+/// `database`).
+fn end_line<E: serde::de::DeserializeOwned>(line: &[u8], key: &str) -> Option<E> {
+    if !line.starts_with(format!("{{\"{key}\":").as_bytes()) {
         return None;
     }
     let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line).ok()?;
     if v.len() != 1 {
         return None;
     }
-    serde_json::from_value(v.remove(END_KEY)?).ok()
+    serde_json::from_value(v.remove(key)?).ok()
 }
 
 #[cfg(test)]
@@ -393,7 +411,7 @@ mod tests {
     fn lines(pieces: &[&[u8]]) -> (Result<()>, Vec<u8>, u64, Option<ExportEnd>) {
         let mut out = Vec::new();
         let (r, written, end) = {
-            let mut l = Lines::new(&mut out);
+            let mut l = EndedLines::new(&mut out, END_KEY, None);
             let r = pieces
                 .iter()
                 .try_for_each(|p| l.push(p, &[]))
@@ -435,7 +453,7 @@ mod tests {
         assert!(
             r.unwrap_err()
                 .to_string()
-                .contains("after the export's end line")
+                .contains("after the stream's end line")
         );
     }
 }
