@@ -24,7 +24,6 @@ use crate::audit::{Author, Entries, Filter, Verified};
 use crate::config::Config;
 use crate::error::{HubError, Result};
 use crate::state::{DbHandle, Hub};
-use crate::transfer::EndedLines;
 
 /// The route.
 pub const PATH: &str = "/admin/audit";
@@ -250,37 +249,19 @@ pub async fn export_remote(
     admin: Option<&str>,
     out: impl Write,
 ) -> Result<u64> {
-    let (url, ca, token) = crate::cli::send_to_holder(config, name, "audit query", admin)?;
     let body = request_body(name, Query::Export(filter.clone()))?;
-    let mut lines = EndedLines::<_, ExportEnd>::new(out, END_KEY, None);
-    let streamed = crate::status::admin_stream(
-        &url,
-        PATH,
-        ca.as_deref(),
-        token,
-        &body,
-        "audit export",
-        &mut |piece, headers| lines.push(piece, headers),
-    )
-    .await;
-    let finished = lines.finish();
-    let written = lines.written;
-    let incomplete = |why: String| {
-        HubError::Other(format!(
-            "the audit export of database {name} from the hub at {url} is INCOMPLETE (it stopped \
-             after {written} entries): {why}"
-        ))
+    let live = crate::transfer::LiveLines {
+        path: PATH,
+        what: "audit export",
+        unit: "entries",
+        end_key: END_KEY,
+        total_header: None,
     };
-    streamed.map_err(|e| incomplete(e.to_string()))?;
-    finished.map_err(|e| incomplete(e.to_string()))?;
-    let Some(end) = lines.end else {
-        return Err(incomplete(
-            "the hub ended the answer without its end line (see the hub's log)".into(),
-        ));
-    };
-    if end.entries != written {
-        return Err(incomplete(format!("the hub sent {} entries", end.entries)));
-    }
+    let (written, _, url) =
+        crate::transfer::receive_lines(config, name, admin, &live, &body, out, |e: &ExportEnd| {
+            e.entries
+        })
+        .await?;
     eprintln!("(exported by the running hub at {url})");
     Ok(written)
 }
@@ -288,27 +269,6 @@ pub async fn export_remote(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_end_line_is_kept_apart_and_lines_split_anywhere() {
-        let text = format!(
-            "{{\"database\":\"main\",\"seq\":1}}\n{{\"database\":\"main\",\"seq\":2}}\n{{\"{END_KEY}\":{{\"database\":\"main\",\"entries\":2}}}}\n"
-        );
-        for cut in 0..text.len() {
-            let mut out = Vec::new();
-            let mut l = EndedLines::<_, ExportEnd>::new(&mut out, END_KEY, None);
-            l.push(&text.as_bytes()[..cut], &[]).unwrap();
-            l.push(&text.as_bytes()[cut..], &[]).unwrap();
-            l.finish().unwrap();
-            assert_eq!(l.written, 2);
-            assert_eq!(l.end.as_ref().map(|e| e.entries), Some(2));
-            drop(l);
-            assert_eq!(
-                String::from_utf8(out).unwrap(),
-                "{\"database\":\"main\",\"seq\":1}\n{\"database\":\"main\",\"seq\":2}\n"
-            );
-        }
-    }
 
     #[test]
     fn requests_round_trip() {

@@ -247,45 +247,24 @@ pub async fn export_remote(
     admin: Option<&str>,
     out: impl Write,
 ) -> Result<u64> {
-    let (url, ca, token) = crate::cli::send_to_holder(config, name, "export", admin)?;
     let body = serde_json::to_vec(&ExportRequest {
         database: name.to_string(),
         prefix: prefix.to_string(),
         end_line: true,
     })
     .map_err(|e| HubError::Other(format!("encode the export request: {e}")))?;
-    let mut lines = EndedLines::<_, ExportEnd>::new(out, END_KEY, Some(DOCUMENTS_HEADER));
-    let streamed = crate::status::admin_stream(
-        &url,
-        PATH,
-        ca.as_deref(),
-        token,
-        &body,
-        "export",
-        &mut |piece, headers| lines.push(piece, headers),
-    )
-    .await;
-    let finished = lines.finish();
-    let written = lines.written;
-    let incomplete = |why: String| {
-        HubError::Other(format!(
-            "the export of database {name} from the hub at {url} is INCOMPLETE (it stopped \
-             after {written} documents): {why}"
-        ))
+    let live = LiveLines {
+        path: PATH,
+        what: "export",
+        unit: "documents",
+        end_key: END_KEY,
+        total_header: Some(DOCUMENTS_HEADER),
     };
-    streamed.map_err(|e| incomplete(e.to_string()))?;
-    finished.map_err(|e| incomplete(e.to_string()))?;
-    let Some(end) = lines.end else {
-        return Err(incomplete(
-            "the hub ended the stream without its end line (see the hub's log)".into(),
-        ));
-    };
-    if end.documents != written {
-        return Err(incomplete(format!(
-            "the hub sent {} documents",
-            end.documents
-        )));
-    }
+    let (written, end, url) =
+        receive_lines(config, name, admin, &live, &body, out, |e: &ExportEnd| {
+            e.documents
+        })
+        .await?;
     let repair = format!("outpost repair {}", config.database_dir(name).display());
     for r in &end.skipped {
         eprintln!(
@@ -300,19 +279,89 @@ pub async fn export_remote(
     Ok(written)
 }
 
+/// A live stream of JSON lines ended by an end line, as a command asks a
+/// running hub for it ([`receive_lines`]).
+pub(crate) struct LiveLines {
+    /// The route.
+    pub path: &'static str,
+    /// What it is, in errors: "export", "audit export".
+    pub what: &'static str,
+    /// What its lines are, in errors: "documents", "entries".
+    pub unit: &'static str,
+    /// The end line's key.
+    pub end_key: &'static str,
+    /// The response header with the count of lines to come, if any (for the
+    /// progress bar).
+    pub total_header: Option<&'static str>,
+}
+
+/// Asks the running hub that holds database `name` of `config` for the
+/// stream `live` (`POST`, where its serving file says it listens, with the
+/// admin token, the JSON `body`) and writes its lines to `out` as they
+/// arrive: the lines written, the end line's facts and the hub's address.
+/// Fails, after writing what came, when the stream ends without its end
+/// line or with a count (`count` of the end line) that differs from the
+/// lines written: the output is then INCOMPLETE, and the error says so.
+pub(crate) async fn receive_lines<E: serde::de::DeserializeOwned>(
+    config: &Config,
+    name: &str,
+    admin: Option<&str>,
+    live: &LiveLines,
+    body: &[u8],
+    out: impl Write,
+    count: impl Fn(&E) -> u64,
+) -> Result<(u64, E, crate::status::HttpUrl)> {
+    let (url, ca, token) = crate::cli::send_to_holder(config, name, live.what, admin)?;
+    let mut lines = EndedLines::<_, E>::new(out, live.end_key, live.total_header);
+    let streamed = crate::status::admin_stream(
+        &url,
+        live.path,
+        ca.as_deref(),
+        token,
+        body,
+        live.what,
+        &mut |piece, headers| lines.push(piece, headers),
+    )
+    .await;
+    let finished = lines.finish();
+    let written = lines.written;
+    let incomplete = |why: String| {
+        HubError::Other(format!(
+            "the {} of database {name} from the hub at {url} is INCOMPLETE (it stopped after \
+             {written} {}): {why}",
+            live.what, live.unit
+        ))
+    };
+    streamed.map_err(|e| incomplete(e.to_string()))?;
+    finished.map_err(|e| incomplete(e.to_string()))?;
+    let Some(end) = lines.end else {
+        return Err(incomplete(
+            "the hub ended the stream without its end line (see the hub's log)".into(),
+        ));
+    };
+    if count(&end) != written {
+        return Err(incomplete(format!(
+            "the hub sent {} {}",
+            count(&end),
+            live.unit
+        )));
+    }
+    Ok((written, end, url))
+}
+
 /// The client side of a live stream of JSON lines ended by an end line
 /// (`{"<end_key>": {...}}` and nothing else: `export`'s `@export`, the
 /// audit export's `@audit_export`): splits the body into lines, writes the
 /// other lines to the output, keeps the end line's facts (`E`), and shows
 /// progress (the total from the response's `total_header`, when given).
-pub(crate) struct EndedLines<W: Write, E> {
+struct EndedLines<W: Write, E> {
     out: std::io::BufWriter<W>,
     /// The start of a line not ended yet.
     partial: Vec<u8>,
     /// Lines written.
-    pub(crate) written: u64,
+    written: u64,
     /// The end line's facts, once it came.
-    pub(crate) end: Option<E>,
+    end: Option<E>,
     end_key: &'static str,
     total_header: Option<&'static str>,
     progress: Option<outpost_cmdline::ProgressBar>,
@@ -320,11 +369,7 @@ pub(crate) struct EndedLines<W: Write, E> {
 
 impl<W: Write, E: serde::de::DeserializeOwned> EndedLines<W, E> {
     /// Lines to `out`, ended by a line keyed `end_key`.
-    pub(crate) fn new(
-        out: W,
-        end_key: &'static str,
-        total_header: Option<&'static str>,
-    ) -> EndedLines<W, E> {
+    fn new(out: W, end_key: &'static str, total_header: Option<&'static str>) -> EndedLines<W, E> {
         EndedLines {
             out: std::io::BufWriter::with_capacity(1 << 16, out),
             partial: Vec::new(),
@@ -337,7 +382,7 @@ impl<W: Write, E: serde::de::DeserializeOwned> EndedLines<W, E> {
     }
 
     /// Takes the next piece of the body (`headers`: the response's).
-    pub(crate) fn push(&mut self, piece: &[u8], headers: &[(String, String)]) -> Result<()> {
+    fn push(&mut self, piece: &[u8], headers: &[(String, String)]) -> Result<()> {
         let total_header = self.total_header;
         let pb = self.progress.get_or_insert_with(|| {
             let total = total_header.and_then(|h| {
@@ -373,7 +418,7 @@ impl<W: Write, E: serde::de::DeserializeOwned> EndedLines<W, E> {
     }
 
     /// Flushes the output; a last line without its newline is an error.
-    pub(crate) fn finish(&mut self) -> Result<()> {
+    fn finish(&mut self) -> Result<()> {
         if let Some(pb) = self.progress.take() {
             pb.finish_and_clear();
         }
@@ -455,5 +500,24 @@ mod tests {
                 .to_string()
                 .contains("after the stream's end line")
         );
+    }
+
+    #[test]
+    fn the_audit_exports_end_line_is_kept_apart_in_pieces_of_any_size() {
+        use crate::audit_live::{END_KEY as AUDIT_END, ExportEnd as AuditEnd};
+        let entries = "{\"database\":\"main\",\"seq\":1}\n{\"database\":\"main\",\"seq\":2}\n";
+        let text =
+            format!("{entries}{{\"{AUDIT_END}\":{{\"database\":\"main\",\"entries\":2}}}}\n");
+        for cut in 0..text.len() {
+            let mut out = Vec::new();
+            let mut l = EndedLines::<_, AuditEnd>::new(&mut out, AUDIT_END, None);
+            l.push(&text.as_bytes()[..cut], &[]).unwrap();
+            l.push(&text.as_bytes()[cut..], &[]).unwrap();
+            l.finish().unwrap();
+            assert_eq!(l.written, 2);
+            assert_eq!(l.end.take().map(|e| e.entries), Some(2));
+            drop(l);
+            assert_eq!(String::from_utf8(out).unwrap(), entries);
+        }
     }
 }
