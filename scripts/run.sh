@@ -50,9 +50,10 @@ Options:
                 to https:// pages or to localhost; the demo's admin token
                 works only from this machine)
   --dev-tls     serve https:// and wss:// with a self-signed development
-                certificate (made once in DIR/data; it names localhost and
-                127.0.0.1, so a browser on another machine warns once and
-                may be told to proceed: a demo, not production)
+                certificate (made once in the hub's data directory under
+                DIR; it names localhost and 127.0.0.1, so a browser on
+                another machine warns once and may be told to proceed: a
+                demo, not production)
   --dir DIR     demo configuration and hub data (default ./outpost-hub-demo,
                 or \$OUTPOST_DEMO_DIR)
   -h, --help    this help

@@ -1,6 +1,7 @@
 //! `outpost-hub audit`: verify, export and question the audit trail of the
-//! hub's databases (`docs/audit.md`), with the hub stopped (the databases
-//! are opened read-only; a running hub holds them and the command says so).
+//! hub's databases (`docs/audit.md`). A stopped hub's databases are opened
+//! read-only; a running hub answers the same questions with the same
+//! functions (`crate::audit_live`).
 //!
 //! `verify` checks the hash chain of the entries, then every signed
 //! accepted batch: its signature (P-256 over the batch's canonical bytes,
@@ -379,7 +380,10 @@ impl<'a> Entries<'a> {
 }
 
 /// Calls `f` on every audit entry of `db`, oldest first ([`Entries`]).
-async fn each_entry(db: &DbHandle, mut f: impl FnMut(&AuditEntry) -> Result<()>) -> Result<()> {
+pub(crate) async fn each_entry(
+    db: &DbHandle,
+    mut f: impl FnMut(&AuditEntry) -> Result<()>,
+) -> Result<()> {
     let mut entries = Entries::new(db);
     loop {
         let chunk = entries.next_chunk().await?;

@@ -1,7 +1,8 @@
 //! The audit commands on a running hub: `POST /admin/audit` (the operator's
 //! route, `crate::admin`) and the command line's side of it. A running hub
 //! holds its databases, so `outpost-hub audit verify`, `who` and `export`
-//! (and `edge status`, which reads purge receipts from the trail) send their question to it (where its `serving.json` says it listens, with
+//! (and `edge status` and `purge status`, which read purge receipts from
+//! the trail) send their question to it (where its `serving.json` says it listens, with
 //! the admin token) instead of asking the operator to stop it: an
 //! investigation ("who wrote this?") does not take every edge offline.
 //!
@@ -62,6 +63,9 @@ pub enum Query {
         /// The edge identity.
         identity: String,
     },
+    /// `purge status`: the purges made, who owes a receipt and who answered,
+    /// as the text the command prints (`{"text": …}`).
+    PurgeStatus,
 }
 
 /// The end line of a live export.
@@ -114,6 +118,10 @@ pub async fn answer(
                 .await
                 .map_err(failed)?;
             let text = crate::audit::render_purge_status(&s);
+            Ok(Answer::Json(serde_json::json!({ "text": text })))
+        }
+        Query::PurgeStatus => {
+            let text = crate::purge::status_text(&db).await.map_err(failed)?;
             Ok(Answer::Json(serde_json::json!({ "text": text })))
         }
     }
@@ -223,18 +231,38 @@ pub async fn edge_status_remote(
     identity: &str,
     admin: Option<&str>,
 ) -> Result<String> {
+    let query = Query::EdgeStatus {
+        identity: identity.to_string(),
+    };
+    text_remote(config, name, query, "edge status", admin).await
+}
+
+/// `purge status` of database `name`, asked of the running hub that holds
+/// it: the text the command prints.
+pub async fn purge_status_remote(
+    config: &Config,
+    name: &str,
+    admin: Option<&str>,
+) -> Result<String> {
+    text_remote(config, name, Query::PurgeStatus, "purge status", admin).await
+}
+
+/// A question whose answer is the text a command prints (`{"text": …}`).
+async fn text_remote(
+    config: &Config,
+    name: &str,
+    query: Query,
+    what: &str,
+    admin: Option<&str>,
+) -> Result<String> {
     #[derive(Deserialize)]
     struct Text {
         text: String,
     }
-    let (url, ca, token) = crate::cli::send_to_holder(config, name, "edge status", admin)?;
-    let query = Query::EdgeStatus {
-        identity: identity.to_string(),
-    };
+    let (url, ca, token) = crate::cli::send_to_holder(config, name, what, admin)?;
     let body = request_body(name, query)?;
     let t: Text =
-        crate::status::admin_request(&url, PATH, ca.as_deref(), token, &body, "edge status")
-            .await?;
+        crate::status::admin_request(&url, PATH, ca.as_deref(), token, &body, what).await?;
     Ok(t.text)
 }
 
@@ -286,6 +314,7 @@ mod tests {
             Query::EdgeStatus {
                 identity: "alice".into(),
             },
+            Query::PurgeStatus,
         ] {
             let body = request_body("main", q).unwrap();
             let back: AuditRequest = serde_json::from_slice(&body).unwrap();

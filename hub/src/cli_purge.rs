@@ -5,10 +5,9 @@
 use std::path::Path;
 
 use clap::{Args, Subcommand};
-use outpost::db::{AuditKind, AuditPurgeReceipt};
 use outpost::sync::forget::{self, SubjectRequest};
 
-use crate::purge::{PurgeAnswer, PurgeRequest};
+use crate::purge::{PurgeAnswer, PurgeRequest, documents};
 
 use crate::cli::{DatabaseArg, pick_database, runtime};
 use crate::config::Config;
@@ -64,11 +63,15 @@ pub struct PurgeArgs {
 pub enum PurgeSub {
     /// List the purges made (number, when, who, why, how many documents)
     /// and, for each, the edges that may hold its documents and still owe
-    /// a signed receipt, and those that answered (hub stopped).
+    /// a signed receipt, and those that answered. A running hub is asked
+    /// (`POST /admin/audit`, with the admin token).
     Status {
         /// The database.
         #[command(flatten)]
         database: DatabaseArg,
+        /// For a running hub.
+        #[command(flatten)]
+        admin: crate::cli::AdminTokenArg,
     },
 }
 
@@ -94,7 +97,7 @@ fn parse_field(s: &str) -> Result<(String, serde_json::Value)> {
 /// Opens a stopped hub's database for a purge (writable) with a clear error
 /// when a running hub holds it (`write`: the raw `InUse` error, for the
 /// caller to send the purge to the running hub instead).
-async fn open(config: &Config, name: &str, write: bool) -> Result<DbHandle> {
+async fn open(config: &Config, name: &str) -> Result<DbHandle> {
     let dir = config.database_dir(name);
     if !dir.join(outpost::store::file::DATA_FILE).exists() {
         return Err(HubError::Other(format!(
@@ -102,29 +105,26 @@ async fn open(config: &Config, name: &str, write: bool) -> Result<DbHandle> {
             dir.display()
         )));
     }
-    let opened = if write {
-        DbHandle::open(name, &dir).await
-    } else {
-        DbHandle::open_read_only(name, &dir).await
-    };
-    opened.map_err(|e| match e {
-        HubError::InUse { database, lock } if !write => HubError::Other(format!(
-            "database {database} is in use (lock file {lock}): `purge status` reads a stopped \
-             hub's databases; stop the hub first"
-        )),
-        e => e,
-    })
+    DbHandle::open(name, &dir).await
 }
 
 /// Runs `purge` or `purge status`.
 pub fn run(path: &Path, cmd: PurgeCommand) -> Result<()> {
     let config = Config::load(path)?;
     match cmd.sub {
-        Some(PurgeSub::Status { database }) => {
+        Some(PurgeSub::Status { database, admin }) => {
             let name = pick_database(&config, database.database)?;
+            let admin = config.admin_token_or_demo(admin.admin_token);
             let text = runtime()?.block_on(async {
-                let db = open(&config, &name, false).await?;
-                let r = status(&db).await;
+                let Some(db) = crate::audit::open_unless_held(&config, &name).await? else {
+                    return crate::audit_live::purge_status_remote(
+                        &config,
+                        &name,
+                        admin.as_deref(),
+                    )
+                    .await;
+                };
+                let r = crate::purge::status_text(&db).await;
                 let closed = db.close().await;
                 let t = r?;
                 closed?;
@@ -162,7 +162,7 @@ fn purge(config: &Config, a: PurgeArgs) -> Result<()> {
     };
     let admin = config.admin_token_or_demo(a.admin.admin_token);
     let rep: PurgeAnswer = runtime()?.block_on(async {
-        let db = match open(config, &name, true).await {
+        let db = match open(config, &name).await {
             Ok(db) => db,
             // A running hub holds it: the purge is sent to that hub.
             Err(HubError::InUse { .. }) => {
@@ -245,96 +245,6 @@ async fn remote(
         "purge",
     )
     .await
-}
-
-/// "1 document", "2 documents".
-fn documents(n: u64) -> String {
-    format!("{n} document{}", if n == 1 { "" } else { "s" })
-}
-
-/// The text of `purge status`.
-async fn status(db: &DbHandle) -> Result<String> {
-    let err = |source| HubError::Database {
-        database: db.name.clone(),
-        source,
-    };
-    let markers = forget::markers(&db.db).await.map_err(err)?;
-    let owed = forget::owed(&db.db).await.map_err(err)?;
-    let mut receipts: Vec<(u64, AuditPurgeReceipt)> = Vec::new();
-    let snap = db.db.snapshot();
-    let mut next = 1u64;
-    loop {
-        let chunk = snap.audit_entries(next, 1024).await.map_err(err)?;
-        for e in &chunk {
-            next = e.seq + 1;
-            if e.kind == AuditKind::PurgeReceipt
-                && let Ok(r) = serde_json::from_slice::<AuditPurgeReceipt>(&e.payload)
-                && !r.markers.is_empty()
-            {
-                receipts.push((e.seq, r));
-            }
-        }
-        if chunk.len() < 1024 {
-            break;
-        }
-    }
-    let mut out = format!("database {}\n", db.name);
-    if markers.is_empty() {
-        out.push_str("  no purge made\n");
-        return Ok(out);
-    }
-    let mut pending = 0usize;
-    for m in &markers {
-        out.push_str(&format!(
-            "  purge {}  {}  by {:?}{}  ({}): {}\n",
-            m.number,
-            outpost::doc::iso_time_ms(m.time_ms),
-            m.by,
-            if m.reason.is_empty() {
-                String::new()
-            } else {
-                format!(", reason {:?}", m.reason)
-            },
-            m.request,
-            documents(m.removed)
-        ));
-        let owing: Vec<&str> = owed
-            .iter()
-            .filter(|(_, l)| l.contains(&m.number))
-            .map(|(n, _)| n.as_str())
-            .collect();
-        pending += owing.len();
-        if owing.is_empty() {
-            out.push_str("    receipts owed: none\n");
-        } else {
-            out.push_str(&format!("    receipts OWED by: {}\n", owing.join(", ")));
-        }
-        let got: Vec<String> = receipts
-            .iter()
-            .filter(|(_, r)| r.markers.contains(&m.number))
-            .map(|(seq, r)| {
-                format!(
-                    "{} (order {}, {} erased, audit entry {seq}{})",
-                    r.identity,
-                    r.order,
-                    r.removed,
-                    if r.key_id.is_empty() {
-                        ", unsigned"
-                    } else {
-                        ", signed"
-                    }
-                )
-            })
-            .collect();
-        if !got.is_empty() {
-            out.push_str(&format!("    receipts received: {}\n", got.join("; ")));
-        }
-    }
-    out.push_str(&format!(
-        "{pending} receipt{} owed in all\n",
-        if pending == 1 { "" } else { "s" }
-    ));
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -8,10 +8,12 @@
 
 use std::sync::Arc;
 
+use outpost::db::{AuditKind, AuditPurgeReceipt};
 use outpost::sync::forget::{self, SubjectRequest};
 use serde::{Deserialize, Serialize};
 
-use crate::state::Hub;
+use crate::error::{HubError, Result as HubResult};
+use crate::state::{DbHandle, Hub};
 
 /// Path of the purge endpoint.
 pub const PATH: &str = "/admin/purge";
@@ -106,4 +108,88 @@ pub async fn run(hub: &Arc<Hub>, req: &PurgeRequest) -> Result<PurgeAnswer, Refu
         Err(outpost::Error::Input(e)) => Err((400, e.to_string())),
         Err(e) => Err((500, format!("database {}: {e}", req.database))),
     }
+}
+
+/// "1 document", "2 documents".
+pub(crate) fn documents(n: u64) -> String {
+    format!("{n} document{}", if n == 1 { "" } else { "s" })
+}
+
+/// The text of `outpost-hub purge status` for `db`: the purges made and,
+/// for each, who still owes a receipt and who answered.
+pub async fn status_text(db: &DbHandle) -> HubResult<String> {
+    let err = |source| HubError::Database {
+        database: db.name.clone(),
+        source,
+    };
+    let markers = forget::markers(&db.db).await.map_err(err)?;
+    let owed = forget::owed(&db.db).await.map_err(err)?;
+    let mut receipts: Vec<(u64, AuditPurgeReceipt)> = Vec::new();
+    crate::audit::each_entry(db, |e| {
+        if e.kind == AuditKind::PurgeReceipt
+            && let Ok(r) = serde_json::from_slice::<AuditPurgeReceipt>(&e.payload)
+            && !r.markers.is_empty()
+        {
+            receipts.push((e.seq, r));
+        }
+        Ok(())
+    })
+    .await?;
+    let mut out = format!("database {}\n", db.name);
+    if markers.is_empty() {
+        out.push_str("  no purge made\n");
+        return Ok(out);
+    }
+    let mut pending = 0usize;
+    for m in &markers {
+        out.push_str(&format!(
+            "  purge {}  {}  by {:?}{}  ({}): {}\n",
+            m.number,
+            outpost::doc::iso_time_ms(m.time_ms),
+            m.by,
+            if m.reason.is_empty() {
+                String::new()
+            } else {
+                format!(", reason {:?}", m.reason)
+            },
+            m.request,
+            documents(m.removed)
+        ));
+        let owing: Vec<&str> = owed
+            .iter()
+            .filter(|(_, l)| l.contains(&m.number))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        pending += owing.len();
+        if owing.is_empty() {
+            out.push_str("    receipts owed: none\n");
+        } else {
+            out.push_str(&format!("    receipts OWED by: {}\n", owing.join(", ")));
+        }
+        let got: Vec<String> = receipts
+            .iter()
+            .filter(|(_, r)| r.markers.contains(&m.number))
+            .map(|(seq, r)| {
+                format!(
+                    "{} (order {}, {} erased, audit entry {seq}{})",
+                    r.identity,
+                    r.order,
+                    r.removed,
+                    if r.key_id.is_empty() {
+                        ", unsigned"
+                    } else {
+                        ", signed"
+                    }
+                )
+            })
+            .collect();
+        if !got.is_empty() {
+            out.push_str(&format!("    receipts received: {}\n", got.join("; ")));
+        }
+    }
+    out.push_str(&format!(
+        "{pending} receipt{} owed in all\n",
+        if pending == 1 { "" } else { "s" }
+    ));
+    Ok(out)
 }

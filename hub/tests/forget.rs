@@ -211,11 +211,23 @@ async fn a_purge_reaches_every_edge_and_a_stale_edge_cannot_bring_it_back() {
     assert!(holds(&alice_dump, KEEP));
     assert!(!holds(&raw_dump(&tmp.join("bob")), SECRET));
 
-    // The operator sees every receipt; the trail verifies and names no
-    // purged id, body or field value.
+    // The operator sees every receipt (the running hub answers `purge
+    // status` over `/admin/audit`, and the stopped hub's files say the
+    // same); the trail verifies and names no purged id, body or field value.
+    let (ok, live, err) = run(
+        &hub,
+        &[
+            "purge",
+            "status",
+            "--admin-token",
+            outpost_testkit::hub::ADMIN_TOKEN,
+        ],
+    );
+    assert!(ok, "{err}");
     hub.kill();
     let (ok, status, err) = run(&hub, &["purge", "status"]);
     assert!(ok, "{err}");
+    assert_eq!(status, live, "the running hub's answer");
     assert!(status.contains("receipts owed: none"), "{status}");
     assert!(status.contains("0 receipts owed in all"), "{status}");
     for who in ["admin (order", "alice (order", "bob (order"] {
