@@ -92,9 +92,18 @@ test("two laptops enroll and sync over https:// and wss:// with the development 
   const b = await laptop("bob");
   await live(a);
   await live(b);
-  for (const p of [a, b]) {
-    const seen = await p.evaluate(() => ({ secure: window.isSecureContext, protocol: location.protocol, key: window.demo.identity ? "yes" : "no" }));
-    assert.deepEqual(seen, { secure: true, protocol: "https:", key: "yes" }, "a secure context with its key");
+  // Each page is a secure context, made its key (WebCrypto) and enrolled it:
+  // the hub's edge list shows that key's fingerprint for the identity.
+  const edges = execFileSync(hubBin, ["--config", join(dir, "outpost-hub.toml"), "edge", "list"], { cwd: dir, timeout: 60_000, env: { ...process.env, NO_COLOR: "1" } }).toString();
+  for (const [who, p] of [["alice", a], ["bob", b]]) {
+    const seen = await p.evaluate(async () => {
+      const me = await window.demo.db.identity(window.demo.identity);
+      return { secure: window.isSecureContext, protocol: location.protocol, identity: me.identity, enrolled: me.enrolled, key: /^p256:[0-9a-f]{130}$/.test(me.publicKey), fingerprint: me.fingerprint };
+    });
+    const { fingerprint, ...rest } = seen;
+    assert.deepEqual(rest, { secure: true, protocol: "https:", identity: who, enrolled: true, key: true }, `${who}: a secure context with its enrolled key`);
+    const row = edges.split("\n").find((l) => l.trim().startsWith(who));
+    assert.ok(row?.includes(fingerprint), `the hub holds ${who}'s key ${fingerprint}:\n${edges}`);
   }
   await a.fill("#title", "Over TLS");
   await a.fill("#text", "written on alice's laptop over wss://");
