@@ -105,6 +105,11 @@ pub struct Config {
     /// Development mode (`[dev] tokens = true`): shared-secret tokens are
     /// accepted (`[[edge]] token_sha256`, `[[upstream]] token`).
     pub dev_tokens: bool,
+    /// Whether some edge is a certificate identity, worked out once by
+    /// [`Config::parse`]: read at every TLS handshake
+    /// ([`Config::has_certificate_identities`]), where walking ten thousand
+    /// edges would be paid per connection.
+    certificate_identities: bool,
 }
 
 /// The `[tls]` table.
@@ -564,6 +569,7 @@ impl Config {
         let compaction = raw.compaction;
         compaction.validate().map_err(err)?;
 
+        let certificate_identities = edges.iter().any(|e| !e.certs.is_empty());
         Ok(Config {
             path,
             listen,
@@ -577,14 +583,17 @@ impl Config {
             limits,
             compaction,
             dev_tokens,
+            certificate_identities,
         })
     }
 
     /// Whether some edge is a certificate identity (`[[edge.cert]]`): the
     /// hub's TLS asks clients for a certificate only then
-    /// (`crate::tls::ClientCerts`).
+    /// (`crate::tls::ClientCerts`, at each handshake). Worked out when the
+    /// file was read: an edit of `edges` in memory does not change it (the
+    /// hub only ever replaces its whole configuration, on a reload).
     pub fn has_certificate_identities(&self) -> bool {
-        self.edges.iter().any(|e| !e.certs.is_empty())
+        self.certificate_identities
     }
 
     /// The database named `name`.
