@@ -201,9 +201,7 @@ fn request_body(name: &str, query: Query) -> Result<Vec<u8>> {
 /// `audit verify` of database `name`, asked of the running hub that holds
 /// it.
 pub async fn verify_remote(config: &Config, name: &str, admin: Option<&str>) -> Result<Verified> {
-    let (url, ca, token) = crate::cli::send_to_holder(config, name, "audit query", admin)?;
-    let body = request_body(name, Query::Verify)?;
-    crate::status::admin_request(&url, PATH, ca.as_deref(), token, &body, "audit query").await
+    json_remote(config, name, Query::Verify, "audit query", admin).await
 }
 
 /// `audit who` of database `name`, asked of the running hub that holds it.
@@ -214,13 +212,11 @@ pub async fn who_remote(
     cv: Option<&str>,
     admin: Option<&str>,
 ) -> Result<Vec<Author>> {
-    let (url, ca, token) = crate::cli::send_to_holder(config, name, "audit query", admin)?;
     let query = Query::Who {
         id: id.to_string(),
         cv: cv.map(str::to_string),
     };
-    let body = request_body(name, query)?;
-    crate::status::admin_request(&url, PATH, ca.as_deref(), token, &body, "audit query").await
+    json_remote(config, name, query, "audit query", admin).await
 }
 
 /// `edge status` of `identity` in database `name`, asked of the running
@@ -259,11 +255,22 @@ async fn text_remote(
     struct Text {
         text: String,
     }
+    let t: Text = json_remote(config, name, query, what, admin).await?;
+    Ok(t.text)
+}
+
+/// `query` about database `name`, asked of the running hub that holds it;
+/// its JSON answer decoded.
+async fn json_remote<T: serde::de::DeserializeOwned>(
+    config: &Config,
+    name: &str,
+    query: Query,
+    what: &str,
+    admin: Option<&str>,
+) -> Result<T> {
     let (url, ca, token) = crate::cli::send_to_holder(config, name, what, admin)?;
     let body = request_body(name, query)?;
-    let t: Text =
-        crate::status::admin_request(&url, PATH, ca.as_deref(), token, &body, what).await?;
-    Ok(t.text)
+    crate::status::admin_request(&url, PATH, ca.as_deref(), token, &body, what).await
 }
 
 /// `audit export` of database `name`, asked of the running hub that holds

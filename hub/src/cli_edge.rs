@@ -214,13 +214,6 @@ pub fn keygen(file: &Path) -> Result<()> {
     Ok(())
 }
 
-fn read_config_text(path: &Path) -> Result<(String, Config)> {
-    let config = Config::load(path)?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| HubError::io(format!("read {}", path.display()), e))?;
-    Ok((text, config))
-}
-
 /// How an edge redeems a code (printed with it).
 fn redeem_hint(name: &str, database: &str, expires: i64) -> String {
     format!(
