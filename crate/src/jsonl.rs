@@ -16,11 +16,13 @@
 //! `@metadata.@collection`; every other `@metadata` entry is computed by the
 //! database and ignored on import.
 //!
-//! [`import`] is the one import routine of the CLI and the hub (their progress
+//! [`Import`] is the one import routine of the CLI and the hub, fed its input
+//! a piece at a time ([`import`] feeds it a reader's buffers; a running hub,
+//! the pieces of a `POST /admin/import` body as they arrive). Their progress
 //! bars, bad-line reports and summaries are the `outpost-cmdline` crate's, so
-//! the engine needs no terminal dependency). Its memory is
-//! bounded whatever the input: a line is read through a bounded reader (a
-//! line longer than [`MAX_LINE_BYTES`] is refused while it is read, and
+//! the engine needs no terminal dependency. Its memory is
+//! bounded whatever the input: a line is split off by [`Lines`], which
+//! never holds more than [`MAX_LINE_BYTES`] of one (a longer line is refused while it is read, and
 //! skipped up to its newline without being buffered), and a batch is bounded
 //! by documents *and* by bytes ([`ImportOptions::batch_bytes`]), counting for
 //! each line its length plus an estimate of its parsed size
@@ -182,48 +184,119 @@ pub enum LineRead {
 
 /// Reads one line into `buf` (cleared first), never buffering more than
 /// `max` bytes of it: a longer line is consumed up to its newline and
-/// reported as [`LineRead::TooLong`].
+/// reported as [`LineRead::TooLong`]. The splitting is [`Lines`]'.
 pub fn read_line_bounded<R: BufRead + ?Sized>(
     r: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> std::io::Result<LineRead> {
-    buf.clear();
-    let mut total = 0usize;
-    let mut too_long = false;
-    loop {
+    let mut lines = Lines::with_buffer(std::mem::take(buf), max);
+    let read = loop {
         let chunk = match r.fill_buf() {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         if chunk.is_empty() {
-            break;
+            break lines.end();
         }
-        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        if !too_long {
-            if buf.len() + take > max {
-                too_long = true;
-                buf.clear();
-                buf.shrink_to(64 << 10);
-            } else {
-                buf.extend_from_slice(&chunk[..take]);
-            }
+        let mut rest = chunk;
+        let line = lines.take(&mut rest);
+        let used = chunk.len() - rest.len();
+        r.consume(used);
+        if let Some(read) = line {
+            break read;
         }
-        total += take;
-        r.consume(take);
-        if done {
-            break;
+    };
+    *buf = lines.buf;
+    Ok(read)
+}
+
+/// Splits bytes that arrive in pieces of any size (a file read a buffer at a
+/// time, an HTTP body a chunk at a time) into lines, never buffering more
+/// than `max` bytes of one: a longer line is skipped up to its newline and
+/// reported as [`LineRead::TooLong`], its beginning only kept.
+#[derive(Debug)]
+pub struct Lines {
+    buf: Vec<u8>,
+    /// Bytes of the current line so far, newline included.
+    total: usize,
+    too_long: bool,
+    /// The last [`Lines::take`] or [`Lines::end`] handed out a line: the
+    /// next byte begins another.
+    handed_out: bool,
+    max: usize,
+}
+
+impl Lines {
+    /// A splitter for lines of at most `max` bytes.
+    pub fn new(max: usize) -> Lines {
+        Lines::with_buffer(Vec::new(), max)
+    }
+
+    fn with_buffer(mut buf: Vec<u8>, max: usize) -> Lines {
+        buf.clear();
+        Lines {
+            buf,
+            total: 0,
+            too_long: false,
+            handed_out: false,
+            max,
         }
     }
-    Ok(match (total, too_long) {
-        (0, _) => LineRead::Eof,
-        (n, true) => LineRead::TooLong(n),
-        (n, false) => LineRead::Line(n),
-    })
+
+    /// Takes bytes from the front of `input` up to the end of the current
+    /// line: the line ([`Lines::text`] holds it) once its newline came,
+    /// `None` when `input` ran out first (the line goes on in the next
+    /// piece).
+    pub fn take(&mut self, input: &mut &[u8]) -> Option<LineRead> {
+        if self.handed_out {
+            self.buf.clear();
+            self.total = 0;
+            self.too_long = false;
+            self.handed_out = false;
+        }
+        let (take, done) = match input.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (input.len(), false),
+        };
+        if !self.too_long {
+            if self.buf.len() + take > self.max {
+                self.too_long = true;
+                self.buf.clear();
+                self.buf.shrink_to(64 << 10);
+            } else {
+                self.buf.extend_from_slice(&input[..take]);
+            }
+        }
+        self.total += take;
+        *input = &input[take..];
+        done.then(|| self.hand_out())
+    }
+
+    /// The end of the input: the last line if it had no newline, else
+    /// [`LineRead::Eof`].
+    pub fn end(&mut self) -> LineRead {
+        if self.handed_out || self.total == 0 {
+            return LineRead::Eof;
+        }
+        self.hand_out()
+    }
+
+    fn hand_out(&mut self) -> LineRead {
+        self.handed_out = true;
+        if self.too_long {
+            LineRead::TooLong(self.total)
+        } else {
+            LineRead::Line(self.total)
+        }
+    }
+
+    /// The line last handed out (newline included if it had one; only its
+    /// beginning, or nothing, for [`LineRead::TooLong`]).
+    pub fn text(&self) -> &[u8] {
+        &self.buf
+    }
 }
 
 /// Options of [`import`].
@@ -251,8 +324,9 @@ impl Default for ImportOptions {
     }
 }
 
-/// What an import did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// What an import did (also the hub's answer to a `POST /admin/import`,
+/// hence serde).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportSummary {
     /// Lines read.
     pub lines: u64,
@@ -450,6 +524,8 @@ impl<F: FnMut(ImportEvent<'_>)> Importer<'_, F> {
 /// docs for the memory bound). Bad lines (not JSON, no valid id, longer than
 /// [`MAX_LINE_BYTES`], …) are reported through `on` and skipped, or, with
 /// `opts.strict`, stop the import. Batches committed before an error stay.
+/// The lines are taken as [`Import`] takes them, a buffer of `input` at a
+/// time.
 ///
 /// Returns what was done, and why it stopped early if it did.
 pub async fn import<S: PageStore, R: BufRead>(
@@ -458,75 +534,142 @@ pub async fn import<S: PageStore, R: BufRead>(
     opts: &ImportOptions,
     on: impl FnMut(ImportEvent<'_>),
 ) -> (ImportSummary, Result<(), ImportError>) {
-    let mut im = Importer {
-        opts,
-        on,
-        st: ImportSummary::default(),
-    };
-    let batch_docs = opts.batch_docs.max(1);
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut weight = 0usize;
-    let mut buf = Vec::new();
+    let mut import = Import::new(opts, on);
     let result = async {
         loop {
-            let read = read_line_bounded(&mut input, &mut buf, MAX_LINE_BYTES)?;
-            let n = match read {
-                LineRead::Eof => break,
-                LineRead::Line(n) | LineRead::TooLong(n) => n,
+            let chunk = match input.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
             };
-            im.st.lines += 1;
-            im.st.bytes += n as u64;
-            (im.on)(ImportEvent::Progress { bytes: im.st.bytes });
-            let line = im.st.lines;
-            if let LineRead::TooLong(n) = read {
-                im.bad(
-                    line,
-                    &format!(
-                        "the line is {n} bytes; the limit is {MAX_LINE_BYTES} (a document body is at most {MAX_BODY_BYTES} bytes)"
-                    ),
-                    "too_large",
-                )?;
-                continue;
+            if chunk.is_empty() {
+                break;
             }
-            let trimmed = buf.trim_ascii();
-            if trimmed.is_empty() {
-                continue;
-            }
-            let w = line_weight(trimmed);
-            if w > MAX_LINE_WEIGHT {
-                im.bad(
-                    line,
-                    &format!(
-                        "the line would take about {} MiB of memory once parsed (too many small values); the import limit is {} MiB",
-                        w >> 20,
-                        MAX_LINE_WEIGHT >> 20
-                    ),
-                    "too_large",
-                )?;
-                continue;
-            }
-            if let Err((msg, code)) = im.parse(trimmed) {
-                im.bad(line, &msg, code)?;
-                continue;
-            }
-            if !pending.is_empty() && weight.saturating_add(w) > opts.batch_bytes {
-                im.commit(db, &mut pending).await?;
-                weight = 0;
-            }
-            pending.push(Pending {
-                line,
-                text: trimmed.to_vec(),
-            });
-            weight = weight.saturating_add(w);
-            if pending.len() >= batch_docs || weight >= opts.batch_bytes {
-                im.commit(db, &mut pending).await?;
-                weight = 0;
-            }
+            let n = chunk.len();
+            import.push(db, chunk).await?;
+            input.consume(n);
         }
-        im.commit(db, &mut pending).await
+        import.finish(db).await
     }
     .await;
-    (im.st, result)
+    (import.im.st, result)
+}
+
+/// An import fed its input a piece at a time, as it arrives (a hub's
+/// `POST /admin/import` body; [`import`] feeds it a reader's buffers): the
+/// same lines, batches, limits and events whatever the pieces' sizes.
+pub struct Import<'o, F> {
+    im: Importer<'o, F>,
+    pending: Vec<Pending>,
+    weight: usize,
+    lines: Lines,
+}
+
+impl<'o, F: FnMut(ImportEvent<'_>)> Import<'o, F> {
+    /// An import with `opts`, reporting through `on`.
+    pub fn new(opts: &'o ImportOptions, on: F) -> Self {
+        Import {
+            im: Importer {
+                opts,
+                on,
+                st: ImportSummary::default(),
+            },
+            pending: Vec::new(),
+            weight: 0,
+            lines: Lines::new(MAX_LINE_BYTES),
+        }
+    }
+
+    /// Takes the next piece of the input, committing each batch it
+    /// completes. After an error the import is over: call nothing but
+    /// [`Import::summary`].
+    pub async fn push<S: PageStore>(
+        &mut self,
+        db: &Database<S>,
+        mut input: &[u8],
+    ) -> Result<(), ImportError> {
+        while !input.is_empty() {
+            if let Some(read) = self.lines.take(&mut input) {
+                self.line(db, read).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of the input: takes its last line (if it had no newline) and
+    /// commits what waits.
+    pub async fn finish<S: PageStore>(&mut self, db: &Database<S>) -> Result<(), ImportError> {
+        let read = self.lines.end();
+        if read != LineRead::Eof {
+            self.line(db, read).await?;
+        }
+        self.im.commit(db, &mut self.pending).await
+    }
+
+    /// What was done so far.
+    pub fn summary(&self) -> &ImportSummary {
+        &self.im.st
+    }
+
+    /// One line of the input, its text in `self.lines`.
+    async fn line<S: PageStore>(
+        &mut self,
+        db: &Database<S>,
+        read: LineRead,
+    ) -> Result<(), ImportError> {
+        let n = match read {
+            LineRead::Eof => return Ok(()),
+            LineRead::Line(n) | LineRead::TooLong(n) => n,
+        };
+        let im = &mut self.im;
+        let opts = im.opts;
+        im.st.lines += 1;
+        im.st.bytes += n as u64;
+        (im.on)(ImportEvent::Progress { bytes: im.st.bytes });
+        let line = im.st.lines;
+        if let LineRead::TooLong(n) = read {
+            return im.bad(
+                line,
+                &format!(
+                    "the line is {n} bytes; the limit is {MAX_LINE_BYTES} (a document body is at most {MAX_BODY_BYTES} bytes)"
+                ),
+                "too_large",
+            );
+        }
+        let trimmed = self.lines.text().trim_ascii();
+        if trimmed.is_empty() {
+            return Ok(());
+        }
+        let w = line_weight(trimmed);
+        if w > MAX_LINE_WEIGHT {
+            return im.bad(
+                line,
+                &format!(
+                    "the line would take about {} MiB of memory once parsed (too many small values); the import limit is {} MiB",
+                    w >> 20,
+                    MAX_LINE_WEIGHT >> 20
+                ),
+                "too_large",
+            );
+        }
+        if let Err((msg, code)) = im.parse(trimmed) {
+            return im.bad(line, &msg, code);
+        }
+        if !self.pending.is_empty() && self.weight.saturating_add(w) > opts.batch_bytes {
+            im.commit(db, &mut self.pending).await?;
+            self.weight = 0;
+        }
+        self.pending.push(Pending {
+            line,
+            text: trimmed.to_vec(),
+        });
+        self.weight = self.weight.saturating_add(w);
+        if self.pending.len() >= opts.batch_docs.max(1) || self.weight >= opts.batch_bytes {
+            im.commit(db, &mut self.pending).await?;
+            self.weight = 0;
+        }
+        Ok(())
+    }
 }
 
 /// A short name of a JSON value's kind, for error messages.
@@ -606,6 +749,69 @@ mod tests {
     }
 
     #[test]
+    fn lines_in_pieces_of_any_size_are_the_lines_read_whole() {
+        let input: &[u8] = b"a\n\n0123456789abcdef\r\nmid\n0123456789\nlast";
+        let whole = |max| {
+            let mut r = std::io::BufReader::with_capacity(3, input);
+            let mut buf = Vec::new();
+            let mut out = Vec::new();
+            loop {
+                let read = read_line_bounded(&mut r, &mut buf, max).unwrap();
+                if read == LineRead::Eof {
+                    return out;
+                }
+                out.push((read, buf.clone()));
+            }
+        };
+        for max in [4, 8, 11, 100] {
+            let expected = whole(max);
+            assert_eq!(expected.len(), 6, "max {max}: {expected:?}");
+            // Every split into two pieces, and one byte at a time.
+            let mut splits: Vec<Vec<&[u8]>> = (0..=input.len())
+                .map(|i| vec![&input[..i], &input[i..]])
+                .collect();
+            splits.push(input.chunks(1).collect());
+            for pieces in splits {
+                let mut lines = Lines::new(max);
+                let mut got = Vec::new();
+                for mut piece in pieces.iter().copied() {
+                    while !piece.is_empty() {
+                        if let Some(read) = lines.take(&mut piece) {
+                            got.push((read, lines.text().to_vec()));
+                        }
+                    }
+                }
+                let read = lines.end();
+                if read != LineRead::Eof {
+                    got.push((read, lines.text().to_vec()));
+                }
+                assert_eq!(lines.end(), LineRead::Eof);
+                // A line too long is reported, its text not compared (only its
+                // beginning is kept, which depends on where it was cut).
+                let strip = |v: &[(LineRead, Vec<u8>)]| {
+                    v.iter()
+                        .map(|(r, t)| {
+                            (
+                                *r,
+                                if matches!(r, LineRead::TooLong(_)) {
+                                    vec![]
+                                } else {
+                                    t.clone()
+                                },
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    strip(&got),
+                    strip(&expected),
+                    "max {max}, pieces {pieces:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn weights() {
         assert_eq!(line_weight(br#"{"a":"x,y:z"}"#), 13 + 2 * TOKEN_WEIGHT);
         assert_eq!(line_weight(br#"{"a":"\",["}"#), 12 + 2 * TOKEN_WEIGHT);
@@ -649,6 +855,31 @@ mod tests {
             assert_eq!(st.batches, 5);
             assert!(st.to_string().contains("INCOMPLETE"), "{st}");
             assert_eq!(db.count().await.unwrap(), 11);
+
+            // The same input fed to an `Import` in pieces of 7 bytes (a
+            // line, the long one included, cut anywhere): the same summary,
+            // bad lines and documents.
+            let fed = Database::open(MemoryStore::new(), OpenOptions::default())
+                .await
+                .unwrap();
+            let mut bad_fed = Vec::new();
+            let mut im = Import::new(&opts, |e| {
+                if let ImportEvent::BadLine { line, code, .. } = e {
+                    bad_fed.push((line, code));
+                }
+            });
+            for piece in input.as_bytes().chunks(7) {
+                im.push(&fed, piece).await.unwrap();
+            }
+            im.finish(&fed).await.unwrap();
+            assert_eq!(im.summary(), &st);
+            drop(im);
+            assert_eq!(bad_fed, bad);
+            for id in ["a/0", "a/9", "c/1"] {
+                let (a, b) = (db.get(id).await.unwrap(), fed.get(id).await.unwrap());
+                assert_eq!(a.map(|d| d.body), b.map(|d| d.body), "{id}");
+            }
+            assert_eq!(fed.count().await.unwrap(), 11);
 
             let strict = ImportOptions {
                 strict: true,

@@ -2,7 +2,8 @@
 //! ([`refuse_unless_admin`]: the admin token of `[admin] token_sha256`, the
 //! demo's public token only from this machine, or the client certificate of
 //! an identity with `admin = true`), and the `POST /admin/*` routes
-//! (`/admin/purge`, `/admin/compact`, `/admin/export`, `/admin/audit`), whose bodies are
+//! (`/admin/purge`, `/admin/compact`, `/admin/export`, `/admin/audit`, and
+//! `/admin/import`, whose body is the lines to import), whose bodies are
 //! read only after that check and at most [`ADMIN_BODY_LIMIT`] bytes.
 //! `/status` and `/metrics` (`crate::server`) use the same check.
 
@@ -235,6 +236,37 @@ pub(crate) async fn audit(
     match crate::audit_live::answer(&st.hub, req, peer).await {
         Ok(crate::audit_live::Answer::Json(v)) => json_response(StatusCode::OK, &v),
         Ok(crate::audit_live::Answer::Lines(body)) => {
+            let mut r = body.into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            );
+            r
+        }
+        Err(refused) => admin_answer::<()>(Err(refused)),
+    }
+}
+
+/// `POST /admin/import` (admin token): JSON lines into a running database
+/// (`crate::import_live`); the options in the query string, checked with
+/// the token before any of the body is read.
+pub(crate) async fn import(
+    State(st): State<AppState>,
+    conn: Option<Extension<Arc<Conn>>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: axum::body::Body,
+) -> Response {
+    if let Some(r) = refuse_unless_admin(&st.hub, &headers, conn.as_ref()) {
+        return r;
+    }
+    let query = match crate::import_live::ImportQuery::parse(uri.query()) {
+        Ok(q) => q,
+        Err(e) => return admin_answer::<()>(Err((400, format!("the import request: {e}")))),
+    };
+    let peer = conn.map_or_else(|| "?".to_string(), |Extension(c)| c.peer().to_string());
+    match crate::import_live::answer(&st.hub, query, body, peer).await {
+        Ok(body) => {
             let mut r = body.into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

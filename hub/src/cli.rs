@@ -12,6 +12,7 @@ use crate::cli_edge::{edge, keygen};
 use crate::config::{Config, DEFAULT_LISTEN, SERVING_FILE};
 use crate::edit;
 use crate::error::{HubError, Result};
+use crate::import_live::{self, ImportQuery};
 use crate::state::DbHandle;
 use crate::status::{self, HttpUrl};
 use crate::transfer;
@@ -34,7 +35,7 @@ Examples:
   outpost-hub edge status laptop-7          # purge receipts pending and received
   outpost-hub edge enroll laptop-7          # a new code for a replaced device
   outpost-hub keygen boston.key             # a key for this hub as an edge of another
-  outpost-hub import patients.jsonl         # with the hub stopped
+  outpost-hub import patients.jsonl         # JSON lines in (the running hub takes them)
   outpost-hub export backup.jsonl
   outpost-hub status                        # ask the running hub
   outpost-hub audit verify                  # check the audit trail
@@ -134,19 +135,23 @@ Examples:
         file: PathBuf,
     },
 
-    /// Import documents from JSON lines into a database (hub stopped).
+    /// Import documents from JSON lines into a database.
     ///
     /// Each line is a JSON object: the document body, with its id in a string
     /// field "id" or in "@metadata": {"@id": ...}, and an optional
     /// "@metadata": {"@collection": ...}: the format of `export` and of the
     /// `outpost` tool. Documents are committed in atomic batches of at most
     /// --batch documents and 8 MiB. Bad lines are reported by number and
-    /// skipped (--strict: stop). Refused while a hub holds the database.
+    /// skipped (--strict: stop). On a stopped hub it writes the database
+    /// directly; while the hub runs, the lines are sent to the running hub
+    /// (POST /admin/import, with --admin-token), which imports them as they
+    /// arrive, edges connected meanwhile receiving the documents.
     #[command(after_help = "\
 Examples:
   outpost-hub import scripts/sample.jsonl
   outpost-hub import --database main --batch 5000 --strict big.jsonl
   gunzip -c dump.jsonl.gz | outpost-hub import -
+  OUTPOST_HUB_ADMIN_TOKEN=... outpost-hub import patients.jsonl   # hub running
 
 Memory: a line longer than 16 MiB + 64 KiB is refused while it is read (never
 held whole) and skipped to its newline; a line that would take more than
@@ -165,6 +170,10 @@ lines (the summary says how many, and \"INCOMPLETE\"); 1 an error stopped it
         /// `--batch`, `--strict`, `--collection` (the `outpost` tool's `import` takes them too).
         #[command(flatten)]
         options: outpost_cmdline::ImportArgs,
+        /// The admin token, when a running hub holds the database (`POST
+        /// /admin/import`).
+        #[command(flatten)]
+        admin: AdminTokenArg,
     },
 
     /// Export every live document of a database as JSON lines.
@@ -441,7 +450,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             file,
             database,
             options,
+            admin,
         } => {
+            let query = ImportQuery {
+                database: String::new(),
+                batch: Some(options.batch),
+                strict: options.strict,
+                collection: options.collection.clone(),
+            };
             let opts = options
                 .options()
                 .map_err(|e| HubError::Other(format!("--collection: {e}")))?;
@@ -449,15 +465,34 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let name = pick_database(&config, database.database)?;
             let input = outpost_cmdline::open_input(&file)
                 .map_err(|e| HubError::io(format!("open {file}"), e))?;
-            let summary = runtime()?.block_on(async {
-                let db = DbHandle::open(&name, &config.database_dir(&name)).await?;
+            let admin = config.admin_token_or_demo(admin.admin_token);
+            let report = runtime()?.block_on(async {
+                let db = match DbHandle::open(&name, &config.database_dir(&name)).await {
+                    Ok(db) => db,
+                    // A running hub holds it: that hub imports the lines.
+                    Err(HubError::InUse { .. }) => {
+                        let query = ImportQuery {
+                            database: name.clone(),
+                            ..query
+                        };
+                        return import_live::import_remote(
+                            &config,
+                            &name,
+                            input,
+                            &query,
+                            admin.as_deref(),
+                        )
+                        .await;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let r = transfer::import(&db, input, &opts).await;
                 let closed = db.close().await;
                 let s = r?;
                 closed?;
                 Ok::<_, HubError>(s)
             })?;
-            return Ok(summary.print());
+            return Ok(report.print());
         }
         Command::Export {
             file,
@@ -879,6 +914,8 @@ fn admin_token(path: &Path, token: Option<String>) -> Result<()> {
     Ok(())
 }
 
+/// The configuration at `path`, validated, with its text (for the commands
+/// that edit it and keep its comments: `crate::edit`).
 pub(crate) fn read_config_text(path: &Path) -> Result<(String, Config)> {
     let config = Config::load(path)?;
     let text = std::fs::read_to_string(path)

@@ -238,7 +238,7 @@ pub fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
             admin,
             expires,
         } => {
-            let (text, config) = read_config_text(path)?;
+            let (text, config) = crate::cli::read_config_text(path)?;
             if config.edge(&name).is_some() {
                 return Err(HubError::Other(format!(
                     "an edge named {name:?} already exists (remove it first with `outpost-hub edge remove {name}`)"
@@ -336,7 +336,7 @@ pub fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
             }
         }
         EdgeCommand::Enroll { name, expires } => {
-            let (text, config) = read_config_text(path)?;
+            let (text, config) = crate::cli::read_config_text(path)?;
             let Some(e) = config.edge(&name) else {
                 return Err(HubError::Other(format!(
                     "no edge named {name:?} (add it with `outpost-hub edge add {name}`)"
@@ -358,7 +358,7 @@ pub fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
             println!("{code}");
         }
         EdgeCommand::Revoke { name } => {
-            let (text, config) = read_config_text(path)?;
+            let (text, config) = crate::cli::read_config_text(path)?;
             let edited =
                 edit::revoke_edge(&text, &name).map_err(|e| HubError::config(&config.path, e))?;
             edit::replace_config(path, &edited)?;
@@ -403,7 +403,7 @@ pub fn edge(path: &Path, cmd: EdgeCommand) -> Result<()> {
             print!("{text}");
         }
         EdgeCommand::Remove { name } => {
-            let (text, config) = read_config_text(path)?;
+            let (text, config) = crate::cli::read_config_text(path)?;
             let edited =
                 edit::remove_edge(&text, &name).map_err(|e| HubError::config(&config.path, e))?;
             let updated = edit::replace_config(path, &edited)?;

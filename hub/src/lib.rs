@@ -42,6 +42,7 @@ pub mod conn;
 pub mod edit;
 pub mod error;
 pub mod identity;
+pub mod import_live;
 pub mod indexes;
 pub mod js;
 pub mod metrics;

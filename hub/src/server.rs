@@ -10,6 +10,7 @@
 //! | `POST /admin/compact` | a tombstone compaction now (admin token; `crate::compact`) |
 //! | `POST /admin/export` | a database's documents as JSON lines, streamed from one snapshot (admin token; `crate::transfer`) |
 //! | `POST /admin/audit` | `audit verify`, `who` and `export` on the running hub (admin token; `crate::audit_live`) |
+//! | `POST /admin/import` | `import` into the running hub: JSON lines as the body (admin token; `crate::import_live`) |
 //! | `GET /sync`    | WebSocket upgrade: an edge's replication session            |
 //! | `GET /*`       | static files of `demo_site`, if configured                  |
 //!
@@ -91,6 +92,7 @@ pub fn router(hub: Arc<Hub>, tls: bool, gate: Arc<Gate>) -> Router {
         .route(crate::compact::PATH, post(admin::compact))
         .route(crate::transfer::PATH, post(admin::export))
         .route(crate::audit_live::PATH, post(admin::audit))
+        .route(crate::import_live::PATH, post(admin::import))
         .route("/sync", get(sync))
         .fallback(static_files)
         .with_state(AppState { hub, tls, gate })

@@ -104,6 +104,9 @@ pub struct DbHandle {
     /// The last pages of the changes feed the sessions read: a commit that
     /// wakes every session is read once (`outpost::sync::feed`).
     pub feed: FeedCache,
+    /// Whether a live import (`POST /admin/import`) is writing into it: one
+    /// at a time (`crate::import_live`).
+    pub(crate) importing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for DbHandle {
@@ -197,6 +200,7 @@ impl DbHandle {
             failed: watch::channel(None).0,
             dir: dir.to_path_buf(),
             feed: FeedCache::new(),
+            importing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

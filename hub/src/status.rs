@@ -1,8 +1,9 @@
 //! The command line's HTTP client of a running hub (plain, or TLS trusting a
 //! given certificate): `outpost-hub status` (`GET /status`) and the admin
 //! requests the commands send to the hub that holds a database (`POST
-//! /admin/purge`, `/admin/compact`, and `/admin/export`, whose answer is
-//! streamed: [`admin_stream`]). A minimal HTTP/1.1 client of our own: one
+//! /admin/purge`, `/admin/compact`, `/admin/export` and `/admin/audit`,
+//! whose answers are streamed: [`admin_stream`]; `/admin/import`, whose
+//! request is: [`admin_upload`]). A minimal HTTP/1.1 client of our own: one
 //! request per connection.
 
 use std::path::Path;
@@ -240,58 +241,93 @@ pub async fn admin_stream(
     what: &str,
     sink: &mut Sink<'_>,
 ) -> Result<()> {
-    let s = tokio::time::timeout(TIMEOUT, connect(url, ca_cert, "outpost-hub serve"))
-        .await
-        .map_err(|_| HubError::Other(format!("{url} did not answer within {TIMEOUT:?}")))??;
-    let mut a = Answer {
-        r: tokio::io::BufReader::new(s),
-        url,
-    };
+    let mut a = Answer::connect(url, ca_cert).await?;
     send_request(&mut a.r, url, ("POST", path, Some(body)), Some(admin_token)).await?;
-    let mut head = Vec::new();
+    let head = a.head().await?;
+    a.body(head, what, sink).await
+}
+
+/// How much of an upload [`admin_upload`] writes at a time (one chunk of
+/// the chunked encoding).
+const UPLOAD_PIECE: usize = 64 << 10;
+
+/// `POST path` with the admin token and `input` as the body, streamed with
+/// the chunked encoding (a file or a pipe of any size, read a piece at a
+/// time, `on_sent` told the bytes sent so far), whose answer is handed to
+/// `sink` as [`admin_stream`] does. The request says `Expect:
+/// 100-continue`: the hub checks the token and the request's line first and
+/// refuses (the error names `what`) before a byte of the body is sent. Each
+/// write, like each read, must go through within 2 minutes (the hub takes
+/// the body as fast as it stores it).
+pub async fn admin_upload(
+    url: &HttpUrl,
+    path: &str,
+    (ca_cert, admin_token): (Option<&Path>, &str),
+    input: &mut dyn std::io::Read,
+    on_sent: &mut dyn FnMut(u64),
+    what: &str,
+    sink: &mut Sink<'_>,
+) -> Result<()> {
+    let mut a = Answer::connect(url, ca_cert).await?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: outpost-hub/{}\r\nAuthorization: Bearer {admin_token}\r\n\
+         Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\
+         Connection: close\r\n\r\n",
+        url.host_header(),
+        env!("CARGO_PKG_VERSION")
+    );
+    a.write(request.as_bytes()).await?;
+    let head = a.head().await?;
+    if head.status != Some(100) {
+        // Refused before the body (or a hub that does not know
+        // `Expect`): its answer says which.
+        return a.body(head, what, sink).await;
+    }
+    let mut buf = vec![0u8; UPLOAD_PIECE];
+    let mut sent = 0u64;
     loop {
-        let start = head.len();
-        if a.line(&mut head).await? == 0 || head.len() as u64 > MAX_HEAD {
-            return Err(HubError::Other(format!("{url}: not an HTTP response")));
+        let n = match input.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(HubError::io("read the input", e)),
+        };
+        let mut piece = format!("{n:x}\r\n").into_bytes();
+        piece.extend_from_slice(&buf[..n]);
+        piece.extend_from_slice(b"\r\n");
+        if n == 0 {
+            piece.extend_from_slice(b"\r\n");
         }
-        if head[start..] == *b"\r\n" {
+        a.write(&piece).await.map_err(|e| {
+            HubError::Other(format!(
+                "the upload to {url} broke after {sent} bytes: {e}; what the hub committed before stays"
+            ))
+        })?;
+        if n == 0 {
             break;
         }
+        sent += n as u64;
+        on_sent(sent);
     }
-    let text = String::from_utf8_lossy(&head);
-    let mut lines = text.split("\r\n");
-    let status: Option<u16> = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok());
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let header = |name: &str| {
-        headers
+    let head = a.head().await?;
+    a.body(head, what, sink).await
+}
+
+/// The status line and headers of an answer.
+struct Head {
+    /// The status line and headers as read (for a refusal's message).
+    raw: Vec<u8>,
+    status: Option<u16>,
+    /// The headers, names in lowercase.
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-    };
-    if status != Some(200) {
-        let mut rest = Vec::new();
-        let _ = (&mut a.r).take(MAX_RESPONSE).read_to_end(&mut rest).await;
-        head.extend_from_slice(&rest);
-        let (code, answer) = parse_response(&head)
-            .ok_or_else(|| HubError::Other(format!("{url}: not an HTTP response")))?;
-        return Err(refusal(url, what, code, &answer));
     }
-    let mut sink = |piece: &[u8]| sink(piece, &headers);
-    if header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-        return a.chunks(&mut sink).await;
-    }
-    let Some(len) = header("content-length").and_then(|v| v.parse::<u64>().ok()) else {
-        return Err(HubError::Other(format!(
-            "{url}: an answer of unknown length (neither chunked nor Content-Length)"
-        )));
-    };
-    a.exactly(len, &mut sink).await
 }
 
 /// The body of an [`admin_stream`] answer, read as it arrives, each read
@@ -313,7 +349,87 @@ async fn timed<T>(url: &HttpUrl, read: impl Future<Output = std::io::Result<T>>)
         .map_err(|e| HubError::io(format!("talk to {url}"), e))
 }
 
-impl Answer<'_> {
+impl<'u> Answer<'u> {
+    /// Connects to `url` within [`TIMEOUT`].
+    async fn connect(url: &'u HttpUrl, ca_cert: Option<&Path>) -> Result<Answer<'u>> {
+        let s = tokio::time::timeout(TIMEOUT, connect(url, ca_cert, "outpost-hub serve"))
+            .await
+            .map_err(|_| HubError::Other(format!("{url} did not answer within {TIMEOUT:?}")))??;
+        Ok(Answer {
+            r: tokio::io::BufReader::new(s),
+            url,
+        })
+    }
+
+    /// Writes (and flushes) `bytes`, within [`STREAM_READ_TIMEOUT`].
+    async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        timed(self.url, async {
+            self.r.write_all(bytes).await?;
+            self.r.flush().await
+        })
+        .await
+    }
+
+    /// Reads an answer's status line and headers.
+    async fn head(&mut self) -> Result<Head> {
+        let url = self.url;
+        let mut raw = Vec::new();
+        loop {
+            let start = raw.len();
+            if self.line(&mut raw).await? == 0 || raw.len() as u64 > MAX_HEAD {
+                return Err(HubError::Other(format!("{url}: not an HTTP response")));
+            }
+            if raw[start..] == *b"\r\n" {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&raw);
+        let mut lines = text.split("\r\n");
+        let status: Option<u16> = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok());
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Ok(Head {
+            raw,
+            status,
+            headers,
+        })
+    }
+
+    /// The body of the answer whose `head` was read: to `sink` if it is a
+    /// 200, else the refusal (naming `what`) as the error.
+    async fn body(&mut self, head: Head, what: &str, sink: &mut Sink<'_>) -> Result<()> {
+        let url = self.url;
+        if head.status != Some(200) {
+            let mut raw = head.raw;
+            let _ = (&mut self.r).take(MAX_RESPONSE).read_to_end(&mut raw).await;
+            let (code, answer) = parse_response(&raw)
+                .ok_or_else(|| HubError::Other(format!("{url}: not an HTTP response")))?;
+            return Err(refusal(url, what, code, &answer));
+        }
+        let headers = &head.headers;
+        let mut sink = |piece: &[u8]| sink(piece, headers);
+        if head
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+        {
+            return self.chunks(&mut sink).await;
+        }
+        let Some(len) = head
+            .header("content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return Err(HubError::Other(format!(
+                "{url}: an answer of unknown length (neither chunked nor Content-Length)"
+            )));
+        };
+        self.exactly(len, &mut sink).await
+    }
+
     /// Appends one line (at most [`MAX_HEAD`] bytes) to `out`: the bytes
     /// read, 0 at the end of the stream.
     async fn line(&mut self, out: &mut Vec<u8>) -> Result<usize> {

@@ -261,6 +261,13 @@ async fn admin_export_purge_and_compact_without_the_admin_token() {
         // A body that does not parse: still 401, not a 400 that would tell
         // the route exists and how its request is shaped.
         ("/admin/export", "{"),
+        // An import that would overwrite the document; and one whose query
+        // is bad (still 401, not 400).
+        (
+            "/admin/import?database=main",
+            r#"{"id":"vault/notes/x","v":"mallory was here"}"#,
+        ),
+        ("/admin/import?bogus=1", "{}"),
     ];
     let attempts = [
         None,
@@ -344,8 +351,8 @@ const ADMIN_POST_ROUTES: [&str; 4] = [
 
 /// An anonymous client announces a 1 GB body to an admin route and sends
 /// none of it (a hub that read bodies before checking the token would take
-/// up to axum's 2 MB per request, or wait for them): the 401 comes at once,
-/// from the headers. With the admin token: a body announced over 1 MiB is
+/// up to axum's 2 MB per request, or wait for them, or, for
+/// `/admin/import`, import them): the 401 comes at once, from the headers. With the admin token: a body announced over 1 MiB is
 /// refused (413) before it is read, one sent over 1 MiB (chunked, no length
 /// announced) once it passes the limit, a body cut short by its client gets
 /// 400, and the hub goes on.
@@ -358,7 +365,11 @@ async fn admin_routes_announcing_a_huge_body_without_the_admin_token() {
         )
     };
     let huge = "Content-Length: 1000000000\r\n";
-    for path in ADMIN_POST_ROUTES {
+    // `/admin/import` takes bodies of any length, from the operator only.
+    for path in ADMIN_POST_ROUTES
+        .iter()
+        .chain(&["/admin/import?database=main"])
+    {
         assert_eq!(
             status_of_early_answer(&hub, &head(path, "", huge), false),
             401,

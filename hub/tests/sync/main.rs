@@ -15,7 +15,8 @@
 //! - a damaged document at the hub: the others still reach an edge;
 //! - devices of one identity (two devices, a wiped one, a replaced one) and
 //!   a read-only edge that gets no rejection for a conflict it did not make;
-//! - `export` of the running hub: one snapshot while an edge writes.
+//! - `export` of the running hub: one snapshot while an edge writes;
+//! - `import` into the running hub while an edge is live.
 //!
 //! The hub processes are `outpost_testkit::hub::HubProcess`es.
 
@@ -24,6 +25,7 @@ mod damage;
 mod devices;
 mod erasure;
 mod export;
+mod import;
 mod scopes;
 
 #[path = "../common/mod.rs"]
