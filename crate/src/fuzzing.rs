@@ -129,8 +129,43 @@ pub fn check_local_record(data: &[u8]) {
 /// what parses is written back as an export line and parses the same.
 pub fn check_jsonl_line(data: &[u8]) {
     let _ = crate::jsonl::line_weight(data);
-    let mut r = data;
-    let _ = crate::jsonl::read_line_bounded(&mut r, &mut Vec::new(), 64);
+    // The lines of `data` are the same fed whole to `read_line_bounded` and
+    // in pieces of any size to `Lines` (what a running hub's import does
+    // with a body's pieces).
+    let whole = {
+        let mut r = data;
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            match crate::jsonl::read_line_bounded(&mut r, &mut buf, 64) {
+                Ok(crate::jsonl::LineRead::Eof) | Err(_) => break out,
+                Ok(read) => out.push((read, buf.clone())),
+            }
+        }
+    };
+    let piece = usize::from(data.first().copied().unwrap_or(0) % 7) + 1;
+    let mut lines = crate::jsonl::Lines::new(64);
+    let mut pieces = Vec::new();
+    for mut p in data.chunks(piece) {
+        while !p.is_empty() {
+            if let Some(read) = lines.take(&mut p) {
+                pieces.push((read, lines.text().to_vec()));
+            }
+        }
+    }
+    let last = lines.end();
+    if last != crate::jsonl::LineRead::Eof {
+        pieces.push((last, lines.text().to_vec()));
+    }
+    let text = |v: &[(crate::jsonl::LineRead, Vec<u8>)]| {
+        v.iter()
+            .map(|(r, t)| match r {
+                crate::jsonl::LineRead::Line(_) => (*r, t.clone()),
+                _ => (*r, Vec::new()),
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(text(&pieces), text(&whole), "lines in pieces of {piece}");
     let Ok(line) = std::str::from_utf8(data) else {
         return;
     };
