@@ -19,8 +19,10 @@ use crate::error::{HubError, Result};
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a `POST` (a purge on a running hub) may take.
 const POST_TIMEOUT: Duration = Duration::from_secs(600);
-/// Largest response read.
-const MAX_RESPONSE: u64 = 4 << 20;
+/// Largest answer read whole: a status, a purge's or a compaction's
+/// report, an `audit who` of a document with tens of thousands of versions
+/// (the answers of any length are streamed: [`admin_stream`]).
+const MAX_RESPONSE: u64 = 64 << 20;
 
 /// An `http://` or `https://` URL, split.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -523,14 +525,21 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     send_request(&mut s, url, what, admin_token).await?;
     let io = |e| HubError::io(format!("talk to {url}"), e);
     let mut raw = Vec::new();
-    let read = (&mut s).take(MAX_RESPONSE).read_to_end(&mut raw).await;
+    let read = (&mut s).take(MAX_RESPONSE + 1).read_to_end(&mut raw).await;
     // A TLS peer that closes without close_notify still sent a whole response.
     if let Err(e) = read
         && raw.is_empty()
     {
         return Err(io(e));
     }
-    parse_response(&raw).ok_or_else(|| HubError::Other(format!("{url}: not an HTTP response")))
+    if raw.len() as u64 > MAX_RESPONSE {
+        return Err(HubError::Other(format!(
+            "{url}: the answer is over {} MiB, more than this command reads; run it with the hub stopped",
+            MAX_RESPONSE >> 20
+        )));
+    }
+    parse_response(&raw)
+        .ok_or_else(|| HubError::Other(format!("{url}: not an HTTP response, or one cut short")))
 }
 
 /// Writes an HTTP/1.1 request: `(method, path, JSON body)`.
@@ -571,11 +580,21 @@ fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
     let body = &raw[end + 4..];
     let mut lines = head.split("\r\n");
     let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let chunked = lines.any(|l| {
+    let mut chunked = false;
+    let mut length = None;
+    for l in lines {
         let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
+        if let Some(v) = l.strip_prefix("content-length:") {
+            length = Some(v.trim().parse::<usize>().ok()?);
+        }
+        chunked |= l.starts_with("transfer-encoding:") && l.contains("chunked");
+    }
     if !chunked {
+        // A body shorter than announced was cut short: not an answer.
+        let body = match length {
+            Some(n) => body.get(..n)?,
+            None => body,
+        };
         return Some((status, body.to_vec()));
     }
     let mut out = Vec::new();
@@ -775,7 +794,7 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("unknown length"), "{e}");
         let refused =
-            b"HTTP/1.1 404 Not Found\r\ncontent-length: 27\r\n\r\n{\"error\":\"no such thing\"}";
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 25\r\n\r\n{\"error\":\"no such thing\"}";
         let e = stream_from(refused).await.unwrap_err();
         assert!(
             e.contains("refused the export (HTTP 404): no such thing"),
@@ -786,6 +805,157 @@ mod tests {
             e.contains("refused the export") || e.contains("not an HTTP"),
             "{e}"
         );
+    }
+
+    /// [`admin_upload`] of `input` against a server on 127.0.0.1 that reads
+    /// the request's head, answers `first`, and, if that was `100
+    /// Continue`, reads the chunked body to its end and answers `then`:
+    /// the request's head, the body bytes the server received (de-chunked)
+    /// or, after a refusal, every byte that came after the head, and what
+    /// the client returned.
+    async fn upload_to(
+        input: &[u8],
+        first: &'static [u8],
+        then: &'static [u8],
+    ) -> (String, Vec<u8>, std::result::Result<Vec<u8>, String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut s = tokio::io::BufReader::new(s);
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                s.read_until(b'\n', &mut head).await.unwrap();
+            }
+            s.write_all(first).await.unwrap();
+            let mut body = Vec::new();
+            if !first.starts_with(b"HTTP/1.1 100") {
+                // The client must not send the body: all that comes is the
+                // end of the connection.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut body)).await;
+                return (String::from_utf8(head).unwrap(), body);
+            }
+            loop {
+                let mut size = String::new();
+                s.read_line(&mut size).await.unwrap();
+                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                let mut chunk = vec![0u8; n + 2];
+                s.read_exact(&mut chunk).await.unwrap();
+                assert!(chunk.ends_with(b"\r\n"));
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            s.write_all(then).await.unwrap();
+            (String::from_utf8(head).unwrap(), body)
+        });
+        let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let mut got = Vec::new();
+        let mut sent = 0;
+        let mut reader = input;
+        let r = admin_upload(
+            &url,
+            "/admin/import?database=main",
+            (None, "t"),
+            &mut reader,
+            &mut |n| sent = n,
+            "import",
+            &mut |piece, _| {
+                got.extend_from_slice(piece);
+                Ok(())
+            },
+        )
+        .await;
+        let (head, body) = server.await.unwrap();
+        if r.is_ok() {
+            assert_eq!(sent, input.len() as u64);
+        }
+        (head, body, r.map(|()| got).map_err(|e| e.to_string()))
+    }
+
+    #[tokio::test]
+    async fn an_upload_waits_for_100_continue_and_sends_nothing_when_refused() {
+        let input: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("{{\"id\":\"n/{i}\"}}\n").into_bytes())
+            .collect();
+        let (head, body, r) = upload_to(
+            &input,
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\ndone\n",
+        )
+        .await;
+        assert!(
+            head.starts_with("POST /admin/import?database=main HTTP/1.1\r\n"),
+            "{head}"
+        );
+        for h in [
+            "Expect: 100-continue",
+            "Transfer-Encoding: chunked",
+            "Authorization: Bearer t",
+        ] {
+            assert!(head.contains(h), "{head}");
+        }
+        assert_eq!(r.unwrap(), b"done\n");
+        assert!(
+            body == input,
+            "the server got {} bytes of {}",
+            body.len(),
+            input.len()
+        );
+        // An empty input: the last chunk alone.
+        let (_, body, r) = upload_to(
+            b"",
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        assert_eq!((body.len(), r.unwrap().len()), (0, 0));
+        // Refused before the body: the refusal is the error, and not a
+        // byte of the body was sent.
+        let (_, body, r) = upload_to(
+            &input,
+            b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 23\r\n\r\n{\"error\":\"wrong token\"}",
+            b"",
+        )
+        .await;
+        let e = r.unwrap_err();
+        assert!(
+            e.contains("refused the import (HTTP 401): wrong token"),
+            "{e}"
+        );
+        assert!(body.is_empty(), "{} bytes sent after a refusal", body.len());
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_limit_is_an_error_that_says_so() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            let mut body = [0u8; 2];
+            s.read_exact(&mut body).await.unwrap();
+            let len = MAX_RESPONSE as usize;
+            let _ = s
+                .write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n").as_bytes())
+                .await;
+            let _ = s.write_all(&vec![b' '; len]).await;
+        });
+        let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let e = post_as_admin(&url, "/admin/audit", None, "t", b"{}")
+            .await
+            .map(|(code, body)| format!("{code} and {} bytes", body.len()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the answer is over 64 MiB"), "{e}");
+        server.await.unwrap();
     }
 
     #[test]
@@ -812,6 +982,9 @@ mod tests {
         .unwrap();
         assert_eq!(r, (503, b"abcde".to_vec()));
         assert!(parse_response(b"garbage").is_none());
+        // Cut short (a connection reset mid-body): no answer.
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n{}").is_none());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n{}").is_none());
         assert_eq!(human_duration(3725.0), "1h 2m 5s");
     }
 }
