@@ -739,10 +739,10 @@ fn human_duration(secs: f64) -> String {
 mod tests {
     use super::*;
 
-    /// [`admin_stream`] against a server on 127.0.0.1 that answers `answer`
-    /// and closes: what the sink got, or the error.
-    async fn stream_from(answer: &[u8]) -> std::result::Result<Vec<u8>, String> {
-        let answer = answer.to_vec();
+    /// A server on 127.0.0.1 that takes one request (its head and its
+    /// 2-byte body, `{}`: a server that closed with them unread would reset
+    /// the connection), answers `answer` and closes: its URL and its task.
+    async fn answer_once(answer: Vec<u8>) -> (HttpUrl, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
@@ -755,9 +755,17 @@ mod tests {
             }
             let mut body = [0u8; 2];
             s.read_exact(&mut body).await.unwrap();
-            s.write_all(&answer).await.unwrap();
+            // The client may stop reading early (an answer over its limit).
+            let _ = s.write_all(&answer).await;
         });
         let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        (url, server)
+    }
+
+    /// [`admin_stream`] against a server on 127.0.0.1 that answers `answer`
+    /// and closes: what the sink got, or the error.
+    async fn stream_from(answer: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        let (url, server) = answer_once(answer.to_vec()).await;
         let mut got = Vec::new();
         let r = admin_stream(&url, "/x", None, "t", b"{}", "export", &mut |piece, _| {
             got.extend_from_slice(piece);
@@ -930,25 +938,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_over_the_limit_is_an_error_that_says_so() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                s.read_exact(&mut byte).await.unwrap();
-                head.push(byte[0]);
-            }
-            let mut body = [0u8; 2];
-            s.read_exact(&mut body).await.unwrap();
-            let len = MAX_RESPONSE as usize;
-            let _ = s
-                .write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n").as_bytes())
-                .await;
-            let _ = s.write_all(&vec![b' '; len]).await;
-        });
-        let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let len = MAX_RESPONSE as usize;
+        let mut answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n").into_bytes();
+        answer.resize(answer.len() + len, b' ');
+        let (url, server) = answer_once(answer).await;
         let e = post_as_admin(&url, "/admin/audit", None, "t", b"{}")
             .await
             .map(|(code, body)| format!("{code} and {} bytes", body.len()))

@@ -258,13 +258,19 @@ impl HubProcess {
         }
     }
 
+    /// Sends SIGTERM (what Ctrl-C or a service manager sends): the hub
+    /// begins its clean shutdown; nothing is waited for.
+    pub fn ask_to_stop(&self) {
+        let pid = self.pid().expect("the hub is running").to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(ok.success());
+    }
+
     /// Sends SIGTERM and waits (at most [`WAIT`]) for a clean exit; returns
     /// the whole log. Panics if it exits with a failure or does not stop.
     pub fn terminate(mut self) -> String {
+        self.ask_to_stop();
         let mut child = self.child.take().expect("the hub is running");
-        let pid = child.id().to_string();
-        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(ok.success());
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().unwrap() {

@@ -231,14 +231,7 @@ async fn a_running_hub_exports_one_snapshot_while_an_edge_writes() {
     // The hub asked to stop mid-export: the export ends (the hub says so)
     // and the client sees a stream cut short, not a whole one.
     let (export, go) = hold_export(hub.port, hub.proc.admin_token()).await;
-    let pid = hub.proc.pid().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    hub.proc.ask_to_stop();
     hub.proc
         .wait_log("export cut short: the hub is shutting down");
     go.send(()).unwrap();

@@ -230,14 +230,7 @@ async fn a_running_hub_imports_while_an_edge_is_live() {
 
     // The hub asked to stop mid-import: it ends the import and exits.
     let (held, go) = hold_import(&hub, lines("d", 10)).await;
-    let pid = hub.proc.pid().unwrap().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    hub.proc.ask_to_stop();
     hub.proc
         .wait_log("import stopped: the hub is shutting down");
     let _ = go.send(Ok(()));
