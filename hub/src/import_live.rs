@@ -49,6 +49,12 @@ pub const PATH: &str = "/admin/import";
 /// The key of the answer's line: `{"@import": ImportEnd}`.
 pub const END_KEY: &str = "@import";
 
+/// How long the hub waits for each piece of the body: a client that stops
+/// sending ends its import (`stalled`) instead of holding the database's
+/// one import slot while its connection stays open. The command line's
+/// client allows each of its writes as long.
+pub const PIECE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// What a live import is asked to do: the query string of `POST
 /// /admin/import`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -173,8 +179,8 @@ pub struct BadLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stopped {
     /// A stable code: the import's (`outpost::jsonl::ImportError::code`),
-    /// `cut_short` (the upload ended without the body's end) or
-    /// `shutting_down`.
+    /// `cut_short` (the upload ended without the body's end), `stalled`
+    /// (no piece of it for [`PIECE_TIMEOUT`]) or `shutting_down`.
     pub code: String,
     /// What happened.
     pub message: String,
@@ -202,7 +208,8 @@ impl Drop for Slot {
 /// answer's body, once the body's first piece arrived (reading it sends
 /// `100 Continue` to a client that waits for it); `Err((status, message))`
 /// for a refusal, before any of the body is read (400: a bad option; 404:
-/// no such database; 409: an import into it is under way).
+/// no such database; 409: an import into it is under way), or 408 when no
+/// body came within [`PIECE_TIMEOUT`].
 pub async fn answer(
     hub: &Arc<Hub>,
     query: ImportQuery,
@@ -221,7 +228,14 @@ pub async fn answer(
         )
     })?;
     let mut stream = body.into_data_stream();
-    let first = stream.next().await;
+    let first = tokio::time::timeout(PIECE_TIMEOUT, stream.next())
+        .await
+        .map_err(|_| {
+            (
+                408,
+                format!("no body came within {} s", PIECE_TIMEOUT.as_secs()),
+            )
+        })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<Bytes>();
     let hub = hub.clone();
     tokio::spawn(async move {
@@ -294,7 +308,18 @@ async fn receive(
                         "the hub is shutting down; the lines of the batch under way were not written".into(),
                     ));
                 }
-                p = pieces.next() => p,
+                p = tokio::time::timeout(PIECE_TIMEOUT, pieces.next()) => match p {
+                    Ok(p) => p,
+                    Err(_) => {
+                        return Err(stopped(
+                            "stalled",
+                            format!(
+                                "no more of the body came for {} s; the lines of the batch under way were not written",
+                                PIECE_TIMEOUT.as_secs()
+                            ),
+                        ));
+                    }
+                },
             };
             match piece {
                 None => break,
