@@ -22,12 +22,14 @@
 //! line, `{"@import": ImportEnd}`, sent when the body ended and the last
 //! batch is committed: what was imported, the first bad lines, and why the
 //! import stopped early if it did (`--strict`, a refused batch, the upload
-//! cut short, the hub shutting down). Batches committed before a stop stay,
-//! as with the command on a stopped hub; the batch under way is not
-//! written. The hub writes the documents itself (no edge signs them): the
-//! audit trail has no entry for them (`audit who` says the hub wrote them,
-//! as for an import on a stopped hub) and the hub's log names the import
-//! and its peer.
+//! cut short or stalled, the hub shutting down). An import stopped by its
+//! input reads the rest of the body and drops it, so that a client still
+//! sending gets that answer rather than a connection closed under it.
+//! Batches committed before a stop stay, as with the command on a stopped
+//! hub; the batch under way is not written. The hub writes the documents
+//! itself (no edge signs them): the audit trail has no entry for them
+//! (`audit who` says the hub wrote them, as for an import on a stopped hub)
+//! and the hub's log names the import and its peer.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -294,63 +296,78 @@ async fn receive(
     });
     let stop = hub.shutdown_requested();
     tokio::pin!(stop);
-    let stopped = |code: &str, message: String| Stopped {
-        code: code.to_string(),
-        message,
-    };
+    // `Err((why, whether the body can be read on))`.
     let result = async {
-        loop {
-            let piece = tokio::select! {
-                biased;
-                () = &mut stop => {
-                    return Err(stopped(
-                        "shutting_down",
-                        "the hub is shutting down; the lines of the batch under way were not written".into(),
-                    ));
-                }
-                p = tokio::time::timeout(PIECE_TIMEOUT, pieces.next()) => match p {
-                    Ok(p) => p,
-                    Err(_) => {
-                        return Err(stopped(
-                            "stalled",
-                            format!(
-                                "no more of the body came for {} s; the lines of the batch under way were not written",
-                                PIECE_TIMEOUT.as_secs()
-                            ),
-                        ));
-                    }
-                },
-            };
-            match piece {
-                None => break,
-                Some(Err(e)) => {
-                    return Err(stopped(
-                        "cut_short",
-                        format!(
-                            "the upload was cut short ({e}); the lines of the batch under way were not written"
-                        ),
-                    ));
-                }
-                Some(Ok(piece)) => import
-                    .push(&db.db, &piece)
-                    .await
-                    .map_err(|e| stopped(e.code(), e.to_string()))?,
-            }
+        while let Some(piece) = next_piece(stop.as_mut(), &mut pieces)
+            .await
+            .map_err(|why| (why, false))?
+        {
+            import
+                .push(&db.db, &piece)
+                .await
+                .map_err(|e| (stopped(e.code(), e.to_string()), true))?;
         }
         import
             .finish(&db.db)
             .await
-            .map_err(|e| stopped(e.code(), e.to_string()))
+            .map_err(|e| (stopped(e.code(), e.to_string()), true))
     }
     .await;
+    if let Err((why, true)) = &result {
+        // Stopped by its input (`strict`, a refused batch) while the client
+        // may still be sending: the rest of the body is read and dropped,
+        // so that the client gets this answer instead of a connection
+        // closed under its upload.
+        let mut dropped = 0u64;
+        while let Ok(Some(piece)) = next_piece(stop.as_mut(), &mut pieces).await {
+            dropped += piece.len() as u64;
+        }
+        tracing::debug!(database = %db.name, dropped, "the rest of a stopped import's body: {}", why.message);
+    }
     let summary = import.summary().clone();
     drop(import);
     ImportEnd {
         database: db.name.clone(),
         summary,
         bad_lines,
-        stopped: result.err(),
+        stopped: result.err().map(|(why, _)| why),
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+fn stopped(code: &str, message: String) -> Stopped {
+    Stopped {
+        code: code.to_string(),
+        message,
+    }
+}
+
+/// The next piece of the body (`None` at its end), unless the hub is
+/// shutting down (`stop` resolved), none came for [`PIECE_TIMEOUT`], or
+/// the upload was cut short: why the import stops.
+async fn next_piece(
+    stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    pieces: &mut (impl futures::Stream<Item = std::result::Result<Bytes, axum::Error>> + Unpin),
+) -> std::result::Result<Option<Bytes>, Stopped> {
+    let not_written = "the lines of the batch under way were not written";
+    tokio::select! {
+        biased;
+        () = stop => Err(stopped(
+            "shutting_down",
+            format!("the hub is shutting down; {not_written}"),
+        )),
+        p = tokio::time::timeout(PIECE_TIMEOUT, pieces.next()) => match p {
+            Err(_) => Err(stopped(
+                "stalled",
+                format!("no more of the body came for {} s; {not_written}", PIECE_TIMEOUT.as_secs()),
+            )),
+            Ok(Some(Err(e))) => Err(stopped(
+                "cut_short",
+                format!("the upload was cut short ({e}); {not_written}"),
+            )),
+            Ok(Some(Ok(piece))) => Ok(Some(piece)),
+            Ok(None) => Ok(None),
+        },
     }
 }
 

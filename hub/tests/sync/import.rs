@@ -194,6 +194,22 @@ async fn a_running_hub_imports_while_an_edge_is_live() {
     );
     assert!(err.contains("line 151: "), "{err}");
     assert_eq!(hub.documents(), 3100);
+    // Stopped early in a file larger than the sockets hold: the command,
+    // still sending, gets the hub's answer (the hub reads the rest and
+    // drops it), not a connection closed under its upload.
+    std::fs::write(
+        hub.dir.join("strict-big.jsonl"),
+        format!("{}{{\"id\":7}}\n{}", lines("u", 1), lines("v", 80_000)),
+    )
+    .unwrap();
+    let (code, _, err) = import(Some(token), &["strict-big.jsonl", "--strict"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("import stopped: imported 0 documents"),
+        "{err}"
+    );
+    assert!(err.contains("line 2: "), "{err}");
+    assert_eq!(hub.documents(), 3100);
 
     // One import at a time: a second one while the first is held open.
     let (held, go) = hold_import(&hub, lines("h", 250)).await;
