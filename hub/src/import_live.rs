@@ -241,25 +241,46 @@ pub async fn answer(
     let (tx, rx) = tokio::sync::oneshot::channel::<Bytes>();
     let hub = hub.clone();
     tokio::spawn(async move {
-        let db = &slot.0;
-        tracing::info!(database = %db.name, %peer, "import started");
-        let pieces = futures::stream::iter(first).chain(stream);
-        let end = receive(&hub, db, pieces, &opts).await;
+        let name = slot.0.name.clone();
+        tracing::info!(database = %name, %peer, "import started");
+        let mut pieces = futures::stream::iter(first).chain(stream);
+        let stop = hub.shutdown_requested();
+        tokio::pin!(stop);
+        let (end, after) = receive(&slot.0, &mut pieces, stop.as_mut(), &opts).await;
+        if after == After::DatabaseError {
+            // As a session does after a failed write: a database that failed
+            // for good (a full disk) is marked failed, shown as such and
+            // reopened in the background.
+            hub.check_failed(&slot.0).await;
+        }
+        // The database's handle is let go of (a failed one is reopened only
+        // once every holder did) before the rest of the body is read.
+        drop(slot);
+        if after != After::BodyGone {
+            // Stopped by its input while the client may still be sending:
+            // the rest of the body is read and dropped, so that the client
+            // gets this answer instead of a connection closed under its
+            // upload.
+            let mut dropped = 0u64;
+            while let Ok(Some(piece)) = next_piece(stop.as_mut(), &mut pieces).await {
+                dropped += piece.len() as u64;
+            }
+            tracing::debug!(database = %name, dropped, "the rest of a stopped import's body read and dropped");
+        }
         let s = &end.summary;
         match &end.stopped {
             None => tracing::info!(
-                database = %db.name, %peer, imported = s.imported, lines = s.lines, bad = s.bad,
+                database = %name, %peer, imported = s.imported, lines = s.lines, bad = s.bad,
                 "import done"
             ),
             Some(why) => tracing::warn!(
-                database = %db.name, %peer, imported = s.imported, lines = s.lines, bad = s.bad,
+                database = %name, %peer, imported = s.imported, lines = s.lines, bad = s.bad,
                 "import stopped: {}", why.message
             ),
         }
         let mut line = serde_json::to_vec(&serde_json::json!({ END_KEY: end })).unwrap_or_default();
         line.push(b'\n');
         let _ = tx.send(Bytes::from(line));
-        drop(slot);
     });
     Ok(Body::from_stream(futures::stream::once(async move {
         rx.await
@@ -267,15 +288,28 @@ pub async fn answer(
     })))
 }
 
+/// What is left to do once [`receive`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// Nothing: the body ended, or can no longer be read (cut short,
+    /// stalled, the hub shutting down).
+    BodyGone,
+    /// The import stopped on its input (`strict`): the body may go on.
+    InputRefused,
+    /// A batch was refused by the database: the body may go on, and the
+    /// database may have failed.
+    DatabaseError,
+}
+
 /// Imports the pieces of the body as they come, until its end, an error or
-/// the hub's shutdown (which stops the waiting for the next piece, never a
-/// commit under way).
+/// the hub's shutdown (`stop`: it stops the waiting for the next piece,
+/// never a commit under way). Returns the answer and what is left to do.
 async fn receive(
-    hub: &Hub,
     db: &DbHandle,
-    mut pieces: impl futures::Stream<Item = std::result::Result<Bytes, axum::Error>> + Unpin,
+    pieces: &mut (impl futures::Stream<Item = std::result::Result<Bytes, axum::Error>> + Unpin),
+    mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     opts: &ImportOptions,
-) -> ImportEnd {
+) -> (ImportEnd, After) {
     let started = Instant::now();
     let mut bad_lines = Vec::new();
     let mut import = Import::new(opts, |ev| {
@@ -294,45 +328,37 @@ async fn receive(
             });
         }
     });
-    let stop = hub.shutdown_requested();
-    tokio::pin!(stop);
-    // `Err((why, whether the body can be read on))`.
+    let refused = |e: outpost::jsonl::ImportError| {
+        let after = match e {
+            outpost::jsonl::ImportError::Database { .. } => After::DatabaseError,
+            _ => After::InputRefused,
+        };
+        (stopped(e.code(), e.to_string()), after)
+    };
     let result = async {
-        while let Some(piece) = next_piece(stop.as_mut(), &mut pieces)
+        while let Some(piece) = next_piece(stop.as_mut(), pieces)
             .await
-            .map_err(|why| (why, false))?
+            .map_err(|why| (why, After::BodyGone))?
         {
-            import
-                .push(&db.db, &piece)
-                .await
-                .map_err(|e| (stopped(e.code(), e.to_string()), true))?;
+            import.push(&db.db, &piece).await.map_err(refused)?;
         }
-        import
-            .finish(&db.db)
-            .await
-            .map_err(|e| (stopped(e.code(), e.to_string()), true))
+        import.finish(&db.db).await.map_err(refused)
     }
     .await;
-    if let Err((why, true)) = &result {
-        // Stopped by its input (`strict`, a refused batch) while the client
-        // may still be sending: the rest of the body is read and dropped,
-        // so that the client gets this answer instead of a connection
-        // closed under its upload.
-        let mut dropped = 0u64;
-        while let Ok(Some(piece)) = next_piece(stop.as_mut(), &mut pieces).await {
-            dropped += piece.len() as u64;
-        }
-        tracing::debug!(database = %db.name, dropped, "the rest of a stopped import's body: {}", why.message);
-    }
     let summary = import.summary().clone();
     drop(import);
-    ImportEnd {
+    let (stopped, after) = match result {
+        Ok(()) => (None, After::BodyGone),
+        Err((why, after)) => (Some(why), after),
+    };
+    let end = ImportEnd {
         database: db.name.clone(),
         summary,
         bad_lines,
-        stopped: result.err().map(|(why, _)| why),
+        stopped,
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    }
+    };
+    (end, after)
 }
 
 fn stopped(code: &str, message: String) -> Stopped {

@@ -341,3 +341,86 @@ async fn a_full_disk_is_reported_and_the_hub_recovers_once_space_is_freed() {
     assert!(report.is_ok(), "{report:?}");
     db.close().await.unwrap();
 }
+
+/// `outpost-hub import` into a running hub whose disk is full: the import
+/// stops at the batch the disk refused, the command says why (exit 1), the
+/// hub marks the database failed as it does after an edge's failed push
+/// (`/healthz` 503) and reopens it once space is freed; the same import
+/// then goes through, and the database is sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_into_a_running_hub_on_a_full_disk_stops_and_the_hub_recovers() {
+    let disk = match Disk::new("import-enospc", "16m") {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot make a small file system to fill: {why}");
+            return;
+        }
+    };
+    let port = free_port();
+    std::fs::write(
+        disk.path("outpost-hub.toml"),
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n"
+        ),
+    )
+    .unwrap();
+    let hub = HubProc::start(disk.root.path(), port);
+    // 4,000 documents of ~1 KiB in batches of 500, outside the tmpfs.
+    let pad = "p".repeat(1000);
+    let lines: String = (0..4000)
+        .map(|i| format!("{{\"id\":\"notes/{i:05}\",\"n\":{i},\"pad\":\"{pad}\"}}\n"))
+        .collect();
+    std::fs::write(disk.path("in.jsonl"), &lines).unwrap();
+    let import = || {
+        let out = Command::new(BIN)
+            .current_dir(disk.root.path())
+            .args([
+                "--config",
+                "outpost-hub.toml",
+                "import",
+                "in.jsonl",
+                "--batch",
+                "500",
+            ])
+            .env("OUTPOST_HUB_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    disk.fill();
+    let (code, _, err) = import();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("import stopped: imported"), "{err}");
+    assert!(
+        err.contains("was not written") && err.contains("No space left on device"),
+        "{err}"
+    );
+    wait_until("the database shown failed", || async {
+        hub.get("/healthz").await.0 == 503
+    })
+    .await;
+
+    disk.free();
+    wait_until("health back to ok", || async {
+        hub.get("/healthz").await.0 == 200
+    })
+    .await;
+    let (code, out, err) = import();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("imported 4000 documents"), "{out}");
+    assert_eq!(hub.documents().await, 4000);
+    drop(hub);
+
+    let store = FileStore::open(disk.path("data/main"), FileStoreOptions::default()).unwrap();
+    let db: Db = Database::open(store, OpenOptions::default()).await.unwrap();
+    let d = db.get("notes/03999").await.unwrap().unwrap();
+    assert_eq!(d.body["n"], 3999);
+    let report = db.integrity_check().await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    db.close().await.unwrap();
+}
