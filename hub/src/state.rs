@@ -332,10 +332,22 @@ impl Hub {
     }
 
     /// The open database named `name` for an admin request (`/admin/*`),
-    /// or its refusal: 404 naming it.
+    /// or its refusal: 503 while it has failed and is being reopened (the
+    /// request can be sent again), else 404 naming it.
     pub fn database_or_404(&self, name: &str) -> std::result::Result<Arc<DbHandle>, (u16, String)> {
-        self.database(name)
-            .ok_or_else(|| (404, format!("no open database named {name:?}")))
+        if let Some(db) = self.database(name) {
+            return Ok(db);
+        }
+        match self.failure(name) {
+            Some(f) => Err((
+                503,
+                format!(
+                    "database {name} failed ({}) and is being reopened; try again once /healthz says it is ok",
+                    f.error
+                ),
+            )),
+            None => Err((404, format!("no open database named {name:?}"))),
+        }
     }
 
     /// Every open database, by name.

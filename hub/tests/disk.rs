@@ -404,6 +404,17 @@ async fn an_import_into_a_running_hub_on_a_full_disk_stops_and_the_hub_recovers(
         hub.get("/healthz").await.0 == 503
     })
     .await;
+    // An admin request meanwhile is told why, not "no such database".
+    let (code, body) = hub.hub.post(
+        "/admin/import?database=main",
+        None,
+        "{\"id\":\"notes/x\"}\n",
+    );
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("database main failed") && body.contains("being reopened"),
+        "{body}"
+    );
 
     disk.free();
     wait_until("health back to ok", || async {
