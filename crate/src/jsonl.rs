@@ -33,7 +33,10 @@
 
 use std::io::BufRead;
 
-use crate::db::{Batch, Database, PutOptions};
+use crate::db::{
+    AUDIT_RECORD_VERSION, AuditImport, AuditImportDoc, AuditKind, Batch, Database, PutOptions,
+    encode_record, sha256_hex,
+};
 use crate::doc::{Document, MAX_BODY_BYTES, validate_collection, validate_id};
 use crate::error::Error;
 use crate::store::PageStore;
@@ -311,6 +314,11 @@ pub struct ImportOptions {
     pub strict: bool,
     /// Collection for lines that name none.
     pub collection: Option<String>,
+    /// Record each batch in the database's audit trail (a hub's database):
+    /// who, how and from where, per document its line, id, line hash and
+    /// the version written ([`crate::db::AuditImport`], in the batch's own
+    /// commit). `None`: nothing is recorded (an edge's database).
+    pub audit: Option<ImportAudit>,
 }
 
 impl Default for ImportOptions {
@@ -320,8 +328,36 @@ impl Default for ImportOptions {
             batch_bytes: DEFAULT_BATCH_BYTES,
             strict: false,
             collection: None,
+            audit: None,
         }
     }
+}
+
+/// Who imports, how and from what, for [`ImportOptions::audit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportAudit {
+    /// Who ran it, as the operator said.
+    pub by: String,
+    /// How it came in (the command, or the request and its credential).
+    pub via: String,
+    /// The input's name.
+    pub source: String,
+}
+
+/// Largest estimated audit record of one batch: a batch is committed before
+/// its record would pass it (far under [`crate::db::MAX_AUDIT_PAYLOAD`]).
+const AUDIT_BATCH_BYTES: usize = 8 << 20;
+
+/// An estimate of a document's bytes in an [`crate::db::AuditImport`]
+/// record: its id and collection escaped at worst (6 bytes a byte), the
+/// line hash, a change vector of 8 entries of 53 bytes (a new document's
+/// has one; one overwritten keeps its entries) and the field names. A
+/// record past [`crate::db::MAX_AUDIT_PAYLOAD`] all the same (8 times
+/// [`AUDIT_BATCH_BYTES`]) fails its batch as bad input, which is then
+/// committed a document at a time.
+fn audit_weight(doc: &ImportDoc) -> usize {
+    let named = doc.id.len() + doc.collection.as_ref().map_or(0, String::len);
+    6 * named + 64 + 8 * 53 + 128
 }
 
 /// What an import did (also the hub's answer to a `POST /admin/import`,
@@ -461,8 +497,18 @@ impl<F: FnMut(ImportEvent<'_>)> Importer<'_, F> {
 
     fn batch_of<'a>(&self, items: impl Iterator<Item = &'a Pending>) -> Batch {
         let mut b = Batch::new();
+        let mut docs = Vec::new();
         for p in items {
             if let Ok(doc) = self.parse(&p.text) {
+                if self.opts.audit.is_some() {
+                    docs.push(AuditImportDoc {
+                        line: p.line,
+                        id: doc.id.clone(),
+                        collection: doc.collection.clone(),
+                        line_sha256: sha256_hex(&p.text),
+                        change_vector: String::new(),
+                    });
+                }
                 b.put_with(
                     doc.id,
                     doc.body,
@@ -472,6 +518,16 @@ impl<F: FnMut(ImportEvent<'_>)> Importer<'_, F> {
                     },
                 );
             }
+        }
+        if let Some(a) = &self.opts.audit {
+            let record = AuditImport {
+                v: AUDIT_RECORD_VERSION,
+                by: a.by.clone(),
+                via: a.via.clone(),
+                source: a.source.clone(),
+                docs,
+            };
+            b.audit_writes(AuditKind::Import, encode_record(&record), AuditImport::fill);
         }
         b
     }
@@ -562,6 +618,8 @@ pub struct Import<'o, F> {
     im: Importer<'o, F>,
     pending: Vec<Pending>,
     weight: usize,
+    /// The pending batch's estimated audit record ([`audit_weight`]).
+    audit_weight: usize,
     lines: Lines,
 }
 
@@ -576,6 +634,7 @@ impl<'o, F: FnMut(ImportEvent<'_>)> Import<'o, F> {
             },
             pending: Vec::new(),
             weight: 0,
+            audit_weight: 0,
             lines: Lines::new(MAX_LINE_BYTES),
         }
     }
@@ -652,21 +711,29 @@ impl<'o, F: FnMut(ImportEvent<'_>)> Import<'o, F> {
                 "too_large",
             );
         }
-        if let Err((msg, code)) = im.parse(trimmed) {
-            return im.bad(line, &msg, code);
-        }
-        if !self.pending.is_empty() && self.weight.saturating_add(w) > opts.batch_bytes {
+        let aw = match im.parse(trimmed) {
+            Ok(doc) if opts.audit.is_some() => audit_weight(&doc),
+            Ok(_) => 0,
+            Err((msg, code)) => return im.bad(line, &msg, code),
+        };
+        if !self.pending.is_empty()
+            && (self.weight.saturating_add(w) > opts.batch_bytes
+                || self.audit_weight + aw > AUDIT_BATCH_BYTES)
+        {
             im.commit(db, &mut self.pending).await?;
             self.weight = 0;
+            self.audit_weight = 0;
         }
         self.pending.push(Pending {
             line,
             text: trimmed.to_vec(),
         });
         self.weight = self.weight.saturating_add(w);
+        self.audit_weight += aw;
         if self.pending.len() >= opts.batch_docs.max(1) || self.weight >= opts.batch_bytes {
             im.commit(db, &mut self.pending).await?;
             self.weight = 0;
+            self.audit_weight = 0;
         }
         Ok(())
     }

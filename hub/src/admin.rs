@@ -28,6 +28,17 @@ pub(crate) fn refuse_unless_admin(
     headers: &HeaderMap,
     conn: Option<&Extension<Arc<Conn>>>,
 ) -> Option<Response> {
+    admin_caller(hub, headers, conn).err().map(|r| *r)
+}
+
+/// The admin credential a request shows (`the admin token`, `the demo's
+/// public admin token`, `admin certificate identity NAME`), as
+/// [`refuse_unless_admin`] checks it; `Err` is the refusal to send.
+pub(crate) fn admin_caller(
+    hub: &Hub,
+    headers: &HeaderMap,
+    conn: Option<&Extension<Arc<Conn>>>,
+) -> Result<String, Box<Response>> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -38,26 +49,31 @@ pub(crate) fn refuse_unless_admin(
     {
         let peer = conn.map(|Extension(c)| c.peer());
         if demo_token_honoured(t, peer) {
-            return None;
+            let which = if t == crate::edit::DEMO_ADMIN_TOKEN {
+                "the demo's public admin token"
+            } else {
+                "the admin token"
+            };
+            return Ok(which.to_string());
         }
         tracing::warn!(peer = ?peer, "refused the demo's public admin token from another machine");
-        return Some(unauthorized(
+        return Err(Box::new(unauthorized(
             "the demo's public admin token is honoured only from this machine; \
              set a secret one with `outpost-hub admin-token`\n",
-        ));
+        )));
     }
     if let Some(Extension(c)) = conn
         && let Some(who) = crate::cert_session::admin_identity(&hub.config(), c.client_chain())
     {
         tracing::debug!(identity = %who, peer = %c.peer(), "admin request by client certificate");
-        return None;
+        return Ok(format!("admin certificate identity {who}"));
     }
     let why = if hub.config().admin_token_sha256.is_none() {
         "no admin token is configured ([admin] token_sha256): this page is closed\n"
     } else {
         "send Authorization: Bearer <admin token>\n"
     };
-    Some(unauthorized(why))
+    Err(Box::new(unauthorized(why)))
 }
 
 /// Whether an admin token is honoured from `peer`: any secret one from
@@ -257,15 +273,16 @@ pub(crate) async fn import(
     uri: axum::http::Uri,
     body: axum::body::Body,
 ) -> Response {
-    if let Some(r) = refuse_unless_admin(&st.hub, &headers, conn.as_ref()) {
-        return r;
-    }
+    let caller = match admin_caller(&st.hub, &headers, conn.as_ref()) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let query = match crate::import_live::ImportQuery::parse(uri.query()) {
         Ok(q) => q,
         Err(e) => return admin_answer::<()>(Err((400, format!("the import request: {e}")))),
     };
     let peer = conn.map_or_else(|| "?".to_string(), |Extension(c)| c.peer().to_string());
-    match crate::import_live::answer(&st.hub, query, body, peer).await {
+    match crate::import_live::answer(&st.hub, query, body, peer, caller).await {
         Ok(body) => {
             let mut r = body.into_response();
             r.headers_mut().insert(

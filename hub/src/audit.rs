@@ -18,7 +18,7 @@ use outpost::sync::hub_write::{AuditHubWrite, HubWriteManifest};
 use outpost::sync::purge::Served;
 use outpost::sync::signed::{BatchManifest, GENESIS, PurgeReceipt};
 
-use outpost::db::{AuditBad, AuditPurgeReceipt, AuditPush};
+use outpost::db::{AuditBad, AuditImport, AuditPurgeReceipt, AuditPush};
 use outpost::{AuditEntry, AuditKind, ChangeVector};
 use serde_json::{Value, json};
 
@@ -308,10 +308,13 @@ impl Filter {
         if let Some(id) = &self.id {
             let id = id.to_lowercase();
             let same = |v: &Value| v.as_str().is_some_and(|s| s.to_lowercase() == id);
-            let in_docs = record
-                .get("docs")
-                .and_then(Value::as_array)
-                .is_some_and(|docs| docs.iter().any(|d| d.get("id").is_some_and(same)));
+            // `docs` of pushes and imports, `ops` of writes with safety hub.
+            let in_docs = ["docs", "ops"].iter().any(|list| {
+                record
+                    .get(*list)
+                    .and_then(Value::as_array)
+                    .is_some_and(|docs| docs.iter().any(|d| d.get("id").is_some_and(same)))
+            });
             if !in_docs && !record.get("id").is_some_and(same) {
                 return false;
             }
@@ -437,7 +440,9 @@ pub async fn export<W: Write>(db: &DbHandle, filter: &Filter, mut w: W) -> Resul
     Ok(n)
 }
 
-/// One answer of `audit who`: an accepted push that carried the version.
+/// One answer of `audit who`: an accepted push that carried the version,
+/// or an operator's import that wrote it (`import`; the edge's fields are
+/// then empty).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Author {
     /// The audit entry.
@@ -460,14 +465,64 @@ pub struct Author {
     pub change_vector: String,
     /// Whether the version was a deletion.
     pub deleted: bool,
+    /// Set when an operator's import wrote the version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<Imported>,
 }
 
-/// Every accepted push of `db` that carried a version of document `id`
-/// (with change vector `cv`, when given), oldest first.
+/// How an operator's import wrote a version ([`outpost::db::AuditImport`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Imported {
+    /// Who ran it, as the operator said.
+    pub by: String,
+    /// How it came in, as the hub saw it.
+    pub via: String,
+    /// The input's name.
+    pub source: String,
+    /// The document's line in it.
+    pub line: u64,
+    /// SHA-256 of that line (hex).
+    pub line_sha256: String,
+}
+
+/// Every accepted push of `db` that carried a version of document `id`,
+/// and every import that wrote one (with change vector `cv`, when given),
+/// oldest first.
 pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<Vec<Author>> {
     let id = id.to_lowercase();
+    let same =
+        |text: &str| cv.is_none_or(|cv| ChangeVector::parse_text(text).is_ok_and(|c| &c == cv));
     let mut out = Vec::new();
     each_entry(db, |e| {
+        if e.kind == AuditKind::Import {
+            let Ok(r) = serde_json::from_slice::<AuditImport>(&e.payload) else {
+                return Ok(());
+            };
+            for d in r.docs.iter().filter(|d| d.id.to_lowercase() == id) {
+                if same(&d.change_vector) {
+                    out.push(Author {
+                        seq: e.seq,
+                        time_ms: e.time_ms,
+                        identity: String::new(),
+                        device: String::new(),
+                        upto: 0,
+                        key_id: String::new(),
+                        public_key: String::new(),
+                        batch_seq: 0,
+                        change_vector: d.change_vector.clone(),
+                        deleted: false,
+                        import: Some(Imported {
+                            by: r.by.clone(),
+                            via: r.via.clone(),
+                            source: r.source.clone(),
+                            line: d.line,
+                            line_sha256: d.line_sha256.clone(),
+                        }),
+                    });
+                }
+            }
+            return Ok(());
+        }
         if e.kind != AuditKind::PushAccepted {
             return Ok(());
         }
@@ -476,10 +531,7 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
         };
         for d in p.docs.iter().filter(|d| d.id.to_lowercase() == id) {
             for v in &d.versions {
-                let same = cv.is_none_or(|cv| {
-                    ChangeVector::parse_text(&v.change_vector).is_ok_and(|c| &c == cv)
-                });
-                if same {
+                if same(&v.change_vector) {
                     out.push(Author {
                         seq: e.seq,
                         time_ms: e.time_ms,
@@ -491,6 +543,7 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
                         batch_seq: p.seq,
                         change_vector: v.change_vector.clone(),
                         deleted: v.deleted,
+                        import: None,
                     });
                 }
             }
@@ -503,6 +556,19 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
 
 /// The text of one [`Author`].
 pub fn render_author(a: &Author) -> String {
+    if let Some(i) = &a.import {
+        return format!(
+            "  version {}\n    written by an import, by {} (as given), via {}\n    from {}, line {} (its SHA-256: {}), committed {} (audit entry {})\n    key: none (an operator's import is not signed)\n",
+            a.change_vector,
+            i.by,
+            i.via,
+            i.source,
+            i.line,
+            i.line_sha256,
+            outpost::doc::iso_time_ms(a.time_ms),
+            a.seq
+        );
+    }
     let key = if a.key_id.is_empty() {
         "none (unsigned: a token session, development mode)".to_string()
     } else {

@@ -145,10 +145,13 @@ Examples:
     /// skipped (--strict: stop). On a stopped hub it writes the database
     /// directly; while the hub runs, the lines are sent to the running hub
     /// (POST /admin/import, with --admin-token), which imports them as they
-    /// arrive, edges connected meanwhile receiving the documents.
+    /// arrive, edges connected meanwhile receiving the documents. Each batch
+    /// is recorded in the audit trail: --by, the file, each document's line
+    /// and the version written (`outpost-hub audit who ID` names them).
     #[command(after_help = "\
 Examples:
   outpost-hub import scripts/sample.jsonl
+  outpost-hub import --by ada@clinic restore.jsonl
   outpost-hub import --database main --batch 5000 --strict big.jsonl
   gunzip -c dump.jsonl.gz | outpost-hub import -
   OUTPOST_HUB_ADMIN_TOKEN=... outpost-hub import patients.jsonl   # hub running
@@ -174,6 +177,10 @@ lines (the summary says how many, and \"INCOMPLETE\"); 1 an error stopped it
         /// /admin/import`).
         #[command(flatten)]
         admin: AdminTokenArg,
+        /// Who runs the import, recorded with each batch in the audit trail
+        /// (`audit who` shows it); default: the USER environment variable.
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
     },
 
     /// Export every live document of a database as JSON lines.
@@ -451,16 +458,34 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             database,
             options,
             admin,
+            by,
         } => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "(not given)".to_string());
+            crate::import_live::check_label("--by", &by).map_err(HubError::Other)?;
+            let source = if file == "-" {
+                "standard input".to_string()
+            } else {
+                file.clone()
+            };
+            crate::import_live::check_label("the file name", &source).map_err(HubError::Other)?;
             let query = ImportQuery {
                 database: String::new(),
                 batch: Some(options.batch),
                 strict: options.strict,
                 collection: options.collection.clone(),
+                by: Some(by.clone()),
+                source: Some(source.clone()),
             };
-            let opts = options
+            let mut opts = options
                 .options()
                 .map_err(|e| HubError::Other(format!("--collection: {e}")))?;
+            opts.audit = Some(outpost::jsonl::ImportAudit {
+                by,
+                via: "outpost-hub import, the hub stopped".to_string(),
+                source,
+            });
             let config = Config::load(path)?;
             let name = pick_database(&config, database.database)?;
             let input = outpost_cmdline::open_input(&file)
@@ -704,8 +729,9 @@ fn audit(path: &Path, cmd: AuditCommand) -> Result<ExitCode> {
             };
             if found.is_empty() {
                 eprintln!(
-                    "no accepted push in database {name} carried {what}: it was written by the hub \
-                     itself (a conflict resolution, an import), came from an upstream, or never existed"
+                    "no accepted push or import in database {name} wrote {what}: it was written by \
+                     the hub itself (a conflict resolution, an edge's write with safety hub, an import \
+                     before imports were recorded), came from an upstream, or never existed"
                 );
                 return Ok(ExitCode::FAILURE);
             }

@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use futures::StreamExt;
-use outpost::jsonl::{Import, ImportEvent, ImportOptions, ImportSummary};
+use outpost::jsonl::{Import, ImportAudit, ImportEvent, ImportOptions, ImportSummary};
 use outpost_cmdline::{ImportArgs, ImportReport, Input, MAX_REPORTED_BAD_LINES};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
@@ -70,6 +70,27 @@ pub struct ImportQuery {
     pub strict: bool,
     /// Collection for lines that name none.
     pub collection: Option<String>,
+    /// Who runs the import, as the operator says (recorded in the audit
+    /// trail; the command sends `--by`).
+    pub by: Option<String>,
+    /// The input's name (recorded in the audit trail; the command sends
+    /// the file's path).
+    pub source: Option<String>,
+}
+
+/// Longest `by` and `source` of an import request, in bytes.
+pub const MAX_LABEL: usize = 256;
+
+/// Checks a `by` or `source` label: at most [`MAX_LABEL`] bytes, no
+/// control characters (it is printed by `audit who`).
+pub fn check_label(key: &str, value: &str) -> std::result::Result<(), String> {
+    if value.len() > MAX_LABEL {
+        return Err(format!("{key}: {} bytes; at most {MAX_LABEL}", value.len()));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{key}: control characters are not allowed"));
+    }
+    Ok(())
 }
 
 impl ImportQuery {
@@ -108,9 +129,17 @@ impl ImportQuery {
                     }
                 }
                 "collection" => q.collection = Some(value),
+                "by" | "source" => {
+                    check_label(key, &value)?;
+                    if key == "by" {
+                        q.by = Some(value);
+                    } else {
+                        q.source = Some(value);
+                    }
+                }
                 _ => {
                     return Err(format!(
-                        "unknown parameter {key:?} (database, batch, strict, collection)"
+                        "unknown parameter {key:?} (database, batch, strict, collection, by, source)"
                     ));
                 }
             }
@@ -134,18 +163,33 @@ impl ImportQuery {
         if let Some(c) = &self.collection {
             q.push_str(&format!("&collection={}", enc(c)));
         }
+        if let Some(b) = &self.by {
+            q.push_str(&format!("&by={}", enc(b)));
+        }
+        if let Some(s) = &self.source {
+            q.push_str(&format!("&source={}", enc(s)));
+        }
         q
     }
 
-    /// The import's options, checked as the command checks its arguments.
-    fn options(&self) -> std::result::Result<ImportOptions, String> {
-        ImportArgs {
+    /// The import's options, checked as the command checks its arguments;
+    /// each batch is recorded in the audit trail as coming `via` the
+    /// request as the hub saw it.
+    fn options(&self, via: String) -> std::result::Result<ImportOptions, String> {
+        let mut opts = ImportArgs {
             batch: self.batch.unwrap_or(1000),
             strict: self.strict,
             collection: self.collection.clone(),
         }
         .options()
-        .map_err(|e| format!("collection: {e}"))
+        .map_err(|e| format!("collection: {e}"))?;
+        let said = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not given)".to_string());
+        opts.audit = Some(ImportAudit {
+            by: said(&self.by),
+            via,
+            source: said(&self.source),
+        });
+        Ok(opts)
     }
 }
 
@@ -217,8 +261,11 @@ pub async fn answer(
     query: ImportQuery,
     body: Body,
     peer: String,
+    caller: String,
 ) -> std::result::Result<Body, (u16, String)> {
-    let opts = query.options().map_err(|e| (400, e))?;
+    let opts = query
+        .options(format!("POST /admin/import from {peer} with {caller}"))
+        .map_err(|e| (400, e))?;
     let db = hub.database_or_404(&query.database)?;
     let slot = Slot::take(db).ok_or_else(|| {
         (
@@ -479,12 +526,14 @@ mod tests {
             batch: Some(500),
             strict: true,
             collection: Some("Patients & Co".into()),
+            by: Some("Ada Lovelace <ada@clinic>".into()),
+            source: Some("/backups/main 2026-12-07.jsonl".into()),
         };
         assert_eq!(ImportQuery::parse(Some(&q.to_query())), Ok(q));
         let plain = ImportQuery::parse(Some("database=main")).unwrap();
         assert_eq!(
-            (plain.batch, plain.strict, plain.collection),
-            (None, false, None)
+            (plain.batch, plain.strict, &plain.collection, &plain.by),
+            (None, false, &None, &None)
         );
         assert_eq!(
             ImportQuery::parse(Some("database=main&strict")).map(|q| q.strict),
@@ -500,13 +549,27 @@ mod tests {
             Some("database=main&strict=maybe"),
             Some("database=main&limit=3"),
             Some("database=%ff"),
+            Some("database=main&by=a%0Ab"),
+            Some("database=main&source=a&source=b"),
         ] {
             assert!(ImportQuery::parse(bad).is_err(), "{bad:?}");
         }
         let bad_collection = ImportQuery {
             collection: Some(String::new()),
-            ..plain
+            ..plain.clone()
         };
-        assert!(bad_collection.options().is_err());
+        assert!(bad_collection.options(String::new()).is_err());
+        let long = format!("database=main&by={}", "x".repeat(MAX_LABEL + 1));
+        assert!(ImportQuery::parse(Some(&long)).is_err());
+        // What the audit trail is told.
+        let audit = plain
+            .options("POST from here".into())
+            .unwrap()
+            .audit
+            .unwrap();
+        assert_eq!(
+            (audit.by.as_str(), audit.via.as_str(), audit.source.as_str()),
+            ("(not given)", "POST from here", "(not given)")
+        );
     }
 }

@@ -81,6 +81,13 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The document `id` as the running hub's export shows it.
+fn export_docs(dir: &Path, token: &str, id: &str) -> Value {
+    let out = hub_cmd(dir, &["export", "--prefix", id, "--admin-token", token]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap()
+}
+
 /// `audit export <args>` as parsed JSON lines.
 fn export(dir: &Path, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["audit", "export"];
@@ -558,14 +565,30 @@ async fn a_running_hub_answers_the_audit_commands_as_a_stopped_one_does() {
             >= 2
     })
     .await;
-    // Nothing writes from here on: the answers can be compared.
     ca.stop().await;
+    // An operator's import into the running hub overwrites notes/a2: each
+    // batch is recorded with who ran it (as said), the request as the hub
+    // saw it, the file and the line.
+    let lines = tmp.join("restore.jsonl");
+    std::fs::write(
+        &lines,
+        "{\"id\":\"notes/i1\",\"t\":\"imported\"}\n{\"id\":\"notes/a2\",\"t\":\"restored\"}\n",
+    )
+    .unwrap();
+    let file = lines.to_str().unwrap();
+    let out = hub_cmd(
+        &dir,
+        &["import", "--by", "ada@clinic", "--admin-token", TOKEN, file],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Nothing writes from here on: the answers can be compared.
 
-    let asks: [&[&str]; 4] = [
+    let asks: [&[&str]; 5] = [
         &["audit", "verify"],
         &["audit", "who", "notes/a1"],
         &["audit", "export"],
         &["audit", "export", "--id", "notes/a2"],
+        &["audit", "who", "notes/a2"],
     ];
     let mut live = Vec::new();
     for ask in asks {
@@ -582,8 +605,45 @@ async fn a_running_hub_answers_the_audit_commands_as_a_stopped_one_does() {
         "{}",
         live[1]
     );
-    assert!(live[2].lines().count() >= 2, "{}", live[2]);
-    assert_eq!(live[3].lines().count(), 1, "{}", live[3]);
+    assert!(live[2].lines().count() >= 3, "{}", live[2]);
+    // notes/a2: alice's push, then the import.
+    assert_eq!(live[3].lines().count(), 2, "{}", live[3]);
+    let imported: Value = serde_json::from_str(live[3].lines().nth(1).unwrap()).unwrap();
+    assert_eq!(imported["kind"], "import", "{imported}");
+    let who = &live[4];
+    assert!(who.contains("written by identity alice"), "{who}");
+    assert!(
+        who.contains(
+            "written by an import, by ada@clinic (as given), via POST /admin/import from 127.0.0.1:"
+        ),
+        "{who}"
+    );
+    assert!(who.contains("with the admin token"), "{who}");
+    assert!(
+        who.contains(&format!("from {file}, line 2 (its SHA-256: ")),
+        "{who}"
+    );
+    // The version the import wrote is the one the hub holds: asked by its
+    // change vector, only the import answers.
+    let held = export_docs(&dir, TOKEN, "notes/a2");
+    let cv = held["@metadata"]["@change-vector"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_cv = hub_cmd(
+        &dir,
+        &[
+            "audit",
+            "who",
+            "notes/a2",
+            &format!("--cv={cv}"),
+            "--admin-token",
+            TOKEN,
+        ],
+    );
+    let by_cv = text(&by_cv.stdout);
+    assert!(by_cv.contains("written by an import"), "{by_cv}");
+    assert!(!by_cv.contains("written by identity alice"), "{by_cv}");
     // Refused without the token or with a wrong one: nothing of the trail.
     for bad in [&[][..], &["--admin-token", "not-the-token"][..]] {
         for ask in asks {
@@ -615,4 +675,19 @@ async fn a_running_hub_answers_the_audit_commands_as_a_stopped_one_does() {
             "{ask:?}: the running hub's answer differs"
         );
     }
+    // The import's `via` is what the hub saw; a stopped hub's import says so.
+    let out = hub_cmd(&dir, &["import", "--by", "bo", file]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = hub_cmd(&dir, &["audit", "who", "notes/i1"]);
+    let who = text(&out.stdout);
+    assert!(
+        who.contains("by ada@clinic (as given), via POST /admin/import"),
+        "{who}"
+    );
+    assert!(
+        who.contains("by bo (as given), via outpost-hub import, the hub stopped"),
+        "{who}"
+    );
+    let out = hub_cmd(&dir, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

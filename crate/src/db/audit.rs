@@ -45,7 +45,7 @@ use crate::store::{PageBuf, PageNo, PageStore};
 use super::alloc::{Undo, WCtx};
 use super::meta::Tree;
 use super::read::read_cached;
-use super::{Database, Inner, Snapshot};
+use super::{Database, Inner, Snapshot, WriteResult};
 
 /// The entry format version this engine writes.
 pub const AUDIT_FORMAT: u8 = 1;
@@ -76,6 +76,8 @@ pub enum AuditKind {
     /// A certificate identity's certificate registered, renewed, replaced,
     /// dropped, retired, refused, expired or purged ([`AuditCertificate`]).
     Certificate,
+    /// A batch of an operator's import ([`AuditImport`]).
+    Import,
     /// A kind this engine does not know (written by a newer one).
     Other(u16),
 }
@@ -91,6 +93,7 @@ impl AuditKind {
             AuditKind::SubjectPurge => 5,
             AuditKind::HubWrite => 6,
             AuditKind::Certificate => 7,
+            AuditKind::Import => 8,
             AuditKind::Other(c) => c,
         }
     }
@@ -105,6 +108,7 @@ impl AuditKind {
             5 => AuditKind::SubjectPurge,
             6 => AuditKind::HubWrite,
             7 => AuditKind::Certificate,
+            8 => AuditKind::Import,
             c => AuditKind::Other(c),
         }
     }
@@ -119,6 +123,7 @@ impl AuditKind {
             AuditKind::SubjectPurge => "subject_purge".into(),
             AuditKind::HubWrite => "hub_write".into(),
             AuditKind::Certificate => "certificate".into(),
+            AuditKind::Import => "import".into(),
             AuditKind::Other(c) => format!("kind_{c}"),
         }
     }
@@ -323,6 +328,28 @@ pub(super) async fn append<S: PageStore>(
     let before = ctx.w.audit_tail.replace((seq, hash));
     ctx.w.undo.push(Undo::AuditTail(before));
     Ok(seq)
+}
+
+/// Appends the entry of a [`super::Batch::audit_writes`]: its payload is
+/// `fill(base, results)`, `results` being those of the batch's operations
+/// before it, so the entry can name the versions they wrote.
+pub(super) async fn append_writes<S: PageStore>(
+    ctx: &mut WCtx<'_, S>,
+    kind: AuditKind,
+    base: &[u8],
+    fill: AuditFill,
+    results: &[Option<WriteResult>],
+    now: i64,
+) -> Result<u64, Error> {
+    // Refused as the caller's input: the transaction rolls back whole.
+    let payload = fill(base, results).map_err(|why| {
+        InputError::InvalidArgument(format!(
+            "the {} audit entry could not be completed: {why}",
+            kind.name()
+        ))
+    })?;
+    check_payload(&payload)?;
+    append(ctx, kind, &payload, now).await
 }
 
 /// Testing only: replaces the stored value of entry `seq`.
@@ -538,6 +565,11 @@ impl<S: PageStore> Database<S> {
 /// The version of the record layouts below (field `v`).
 pub const AUDIT_RECORD_VERSION: u32 = 1;
 
+/// Completes the payload of a [`super::Batch::audit_writes`] entry inside
+/// the transaction, from its base and the results of the batch's
+/// operations before it; an `Err` says why it cannot, and the batch fails.
+pub type AuditFill = fn(&[u8], &[Option<WriteResult>]) -> Result<Vec<u8>, String>;
+
 /// The payload bytes of a record: its JSON, fields in declaration order,
 /// no whitespace (serde_json), so the same record always gives the same bytes.
 pub fn encode_record<T: Serialize>(record: &T) -> Vec<u8> {
@@ -721,6 +753,65 @@ pub struct AuditPurgeReceipt {
     pub signature: String,
 }
 
+/// A batch of an operator's import ([`AuditKind::Import`]): who ran it and
+/// how, the input it came from, and per document its line, id, collection,
+/// the SHA-256 of the line as read and the change vector the batch gave it.
+/// The engine's import writes it in the batch's own commit
+/// (`crate::jsonl::ImportOptions::audit`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditImport {
+    /// [`AUDIT_RECORD_VERSION`].
+    pub v: u32,
+    /// Who ran the import, as the operator said (`--by`; not checked).
+    pub by: String,
+    /// How it came in, as the hub saw it: the command on a stopped hub, or
+    /// the request, its peer and the admin credential it showed.
+    pub via: String,
+    /// The input: a file name as given, or `standard input`.
+    pub source: String,
+    /// The documents of the batch.
+    pub docs: Vec<AuditImportDoc>,
+}
+
+/// A document of an [`AuditImport`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditImportDoc {
+    /// Its line in the input (1-based).
+    pub line: u64,
+    /// Its id.
+    pub id: String,
+    /// Its collection.
+    pub collection: Option<String>,
+    /// SHA-256 of the line as read, without its line break and surrounding
+    /// blanks (lowercase hex): `sha256sum` of that line finds it.
+    pub line_sha256: String,
+    /// The change vector of the version written (text form).
+    pub change_vector: String,
+}
+
+impl AuditImport {
+    /// The [`AuditFill`] of an import's entry: each document's change vector
+    /// from the result of the write before it at the same position.
+    pub fn fill(base: &[u8], results: &[Option<WriteResult>]) -> Result<Vec<u8>, String> {
+        let mut rec: AuditImport =
+            serde_json::from_slice(base).map_err(|e| format!("its record: {e}"))?;
+        if results.len() != rec.docs.len() {
+            return Err(format!(
+                "{} documents recorded, {} writes before the entry",
+                rec.docs.len(),
+                results.len()
+            ));
+        }
+        for (d, r) in rec.docs.iter_mut().zip(results) {
+            match r {
+                Some(w) if w.id == d.id => d.change_vector = w.change_vector.to_text(),
+                _ => return Err(format!("no write of {:?} where the record names it", d.id)),
+            }
+        }
+        Ok(encode_record(&rec))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -748,7 +839,7 @@ mod tests {
                 .contains("does not match its hash")
         );
         assert!(decode_entry(&v[..v.len() - 1]).is_err());
-        for c in [1, 2, 3, 4, 5, 6, 7, 99] {
+        for c in [1, 2, 3, 4, 5, 6, 7, 8, 99] {
             assert_eq!(AuditKind::from_code(c).code(), c);
         }
     }
@@ -781,5 +872,49 @@ mod tests {
         v.extend_from_slice(&h);
         assert_eq!(&v[1 + 8 + 8..PREV_AT], &7u16.to_le_bytes());
         assert_eq!(decode_entry(&v).unwrap().kind, AuditKind::Certificate);
+    }
+
+    #[test]
+    fn an_import_entry_has_kind_8_and_names_the_versions_written() {
+        // Kind 8 is `import`; an engine that predates it reads it as
+        // `kind_8` and still verifies the chain.
+        assert_eq!(AuditKind::from_code(8), AuditKind::Import);
+        assert_eq!(AuditKind::Import.name(), "import");
+        assert_eq!(AuditKind::Other(8).name(), "kind_8");
+        let doc = |id: &str| AuditImportDoc {
+            line: 3,
+            id: id.into(),
+            collection: Some("Notes".into()),
+            line_sha256: "ab".into(),
+            change_vector: String::new(),
+        };
+        let base = encode_record(&AuditImport {
+            v: 1,
+            by: "ops".into(),
+            via: "cmd".into(),
+            source: "f.jsonl".into(),
+            docs: vec![doc("a")],
+        });
+        let cv = crate::ChangeVector::parse_text("AAAAAAAAAAAAAAAAAAAAAA:7").unwrap();
+        let wrote = |id: &str| {
+            Some(WriteResult {
+                id: id.into(),
+                etag: 7,
+                change_vector: cv.clone(),
+                deleted: false,
+                outcome: super::super::WriteOutcome::Written,
+            })
+        };
+        let filled = AuditImport::fill(&base, &[wrote("a")]).unwrap();
+        let want = format!(
+            r#"{{"v":1,"by":"ops","via":"cmd","source":"f.jsonl","docs":[{{"line":3,"id":"a","collection":"Notes","line_sha256":"ab","change_vector":"{}"}}]}}"#,
+            cv.to_text()
+        );
+        assert_eq!(String::from_utf8(filled).unwrap(), want);
+        // A write of another document, or a missing one, is refused.
+        assert!(AuditImport::fill(&base, &[wrote("b")]).is_err());
+        assert!(AuditImport::fill(&base, &[None]).is_err());
+        assert!(AuditImport::fill(&base, &[]).is_err());
+        assert!(AuditImport::fill(b"{", &[wrote("a")]).is_err());
     }
 }

@@ -74,8 +74,9 @@ use meta::{META_VERSION, Meta, Tree};
 
 pub use audit::{
     AUDIT_FORMAT, AUDIT_RECORD_VERSION, AuditBad, AuditCertificate, AuditDoc, AuditEntry,
-    AuditKind, AuditPurgeReceipt, AuditPush, AuditRefusal, AuditReport, AuditScope, AuditVersion,
-    GENESIS_HASH, MAX_AUDIT_PAYLOAD, chain_hash, decode_entry, encode_record, hex_of, sha256_hex,
+    AuditFill, AuditImport, AuditImportDoc, AuditKind, AuditPurgeReceipt, AuditPush, AuditRefusal,
+    AuditReport, AuditScope, AuditVersion, GENESIS_HASH, MAX_AUDIT_PAYLOAD, chain_hash,
+    decode_entry, encode_record, hex_of, sha256_hex,
 };
 pub use compact::CompactStep;
 pub use index::{MAX_EMITS, MAX_VALUE_BYTES, OthersWait, STEP_DOCS, STEP_ENTRIES, STEP_TASKS};

@@ -108,6 +108,12 @@ pub(super) enum Op {
         kind: super::audit::AuditKind,
         payload: Vec<u8>,
     },
+    /// `Batch::audit_writes`.
+    AuditWrites {
+        kind: super::audit::AuditKind,
+        base: Vec<u8>,
+        fill: super::audit::AuditFill,
+    },
     #[cfg(feature = "testing")]
     AuditOverwrite {
         seq: u64,
@@ -469,6 +475,21 @@ impl Batch {
     /// changed or removed through the API.
     pub fn audit(&mut self, kind: super::audit::AuditKind, payload: Vec<u8>) -> &mut Self {
         self.ops.push(Op::Audit { kind, payload });
+        self
+    }
+    /// Appends an audit entry that names what the batch's writes did: its
+    /// payload is `fill(base, results)`, called inside the transaction with
+    /// the results of the operations added before this one (their change
+    /// vectors, etags), so the entry and the versions it names commit
+    /// together. Add it last. If `fill` fails, the commit fails with
+    /// [`super::Error::Input`] and nothing is written.
+    pub fn audit_writes(
+        &mut self,
+        kind: super::audit::AuditKind,
+        base: Vec<u8>,
+        fill: super::audit::AuditFill,
+    ) -> &mut Self {
+        self.ops.push(Op::AuditWrites { kind, base, fill });
         self
     }
     /// Testing only: overwrites the stored bytes of audit entry `seq` (as a

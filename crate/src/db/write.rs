@@ -164,7 +164,15 @@ impl<S: PageStore> Database<S> {
             let mut chunk = first;
             loop {
                 for p in chunk {
-                    match apply(&mut ctx, &p, self.inner.db_id, now).await {
+                    let applied = match &p {
+                        Prepared::AuditWrites { kind, base, fill } => {
+                            super::audit::append_writes(&mut ctx, *kind, base, *fill, &results, now)
+                                .await
+                                .map(|_| None)
+                        }
+                        _ => apply(&mut ctx, &p, self.inner.db_id, now).await,
+                    };
+                    match applied {
                         Ok(r) => results.push(r),
                         // A refusal found while preparing goes first, as
                         // when every operation was prepared before any applied.
@@ -315,6 +323,11 @@ pub(super) enum Prepared {
     Audit {
         kind: super::audit::AuditKind,
         payload: Vec<u8>,
+    },
+    AuditWrites {
+        kind: super::audit::AuditKind,
+        base: Vec<u8>,
+        fill: super::audit::AuditFill,
     },
     #[cfg(feature = "testing")]
     AuditOverwrite { seq: u64, value: Vec<u8> },
@@ -519,6 +532,7 @@ pub(super) fn prepare(op: Op) -> Result<Prepared, Error> {
             super::audit::check_payload(&payload)?;
             Ok(Prepared::Audit { kind, payload })
         }
+        Op::AuditWrites { kind, base, fill } => Ok(Prepared::AuditWrites { kind, base, fill }),
         #[cfg(feature = "testing")]
         Op::AuditOverwrite { seq, value } => Ok(Prepared::AuditOverwrite { seq, value }),
     }
@@ -647,6 +661,11 @@ pub(super) async fn apply<S: PageStore>(
         }
         Prepared::Audit { kind, payload } => {
             super::audit::append(ctx, *kind, payload, now).await?;
+            Ok(None)
+        }
+        // Outside a batch's own loop (`commit_asking`), no writes before it.
+        Prepared::AuditWrites { kind, base, fill } => {
+            super::audit::append_writes(ctx, *kind, base, *fill, &[], now).await?;
             Ok(None)
         }
         #[cfg(feature = "testing")]
