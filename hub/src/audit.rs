@@ -441,8 +441,9 @@ pub async fn export<W: Write>(db: &DbHandle, filter: &Filter, mut w: W) -> Resul
 }
 
 /// One answer of `audit who`: an accepted push that carried the version,
-/// or an operator's import that wrote it (`import`; the edge's fields are
-/// then empty).
+/// an edge's write with safety `hub` that wrote it (`hub_request`), or an
+/// operator's import that did (`import`; the edge's fields are then
+/// empty).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Author {
     /// The audit entry.
@@ -468,6 +469,10 @@ pub struct Author {
     /// Set when an operator's import wrote the version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import: Option<Imported>,
+    /// Set when a write with safety `hub` wrote it: the request's number in
+    /// its session (`upto` and `batch_seq` are then 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_request: Option<u64>,
 }
 
 /// How an operator's import wrote a version ([`outpost::db::AuditImport`]).
@@ -511,6 +516,7 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
                         batch_seq: 0,
                         change_vector: d.change_vector.clone(),
                         deleted: false,
+                        hub_request: None,
                         import: Some(Imported {
                             by: r.by.clone(),
                             via: r.via.clone(),
@@ -518,6 +524,32 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
                             line: d.line,
                             line_sha256: d.line_sha256.clone(),
                         }),
+                    });
+                }
+            }
+            return Ok(());
+        }
+        if e.kind == AuditKind::HubWrite {
+            let Ok(w) = serde_json::from_slice::<AuditHubWrite>(&e.payload) else {
+                return Ok(());
+            };
+            // Entries written before the change vectors were recorded name
+            // none: listed only when no version is asked for.
+            for op in w.ops.iter().filter(|o| o.id.to_lowercase() == id) {
+                if same(&op.change_vector) && (cv.is_none() || !op.change_vector.is_empty()) {
+                    out.push(Author {
+                        seq: e.seq,
+                        time_ms: e.time_ms,
+                        identity: w.identity.clone(),
+                        device: w.device.clone(),
+                        upto: 0,
+                        key_id: w.key_id.clone(),
+                        public_key: w.public_key.clone(),
+                        batch_seq: 0,
+                        change_vector: op.change_vector.clone(),
+                        deleted: op.deleted,
+                        import: None,
+                        hub_request: Some(w.request),
                     });
                 }
             }
@@ -544,6 +576,7 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
                         change_vector: v.change_vector.clone(),
                         deleted: v.deleted,
                         import: None,
+                        hub_request: None,
                     });
                 }
             }
@@ -571,19 +604,29 @@ pub fn render_author(a: &Author) -> String {
     }
     let key = if a.key_id.is_empty() {
         "none (unsigned: a token session, development mode)".to_string()
+    } else if a.hub_request.is_some() {
+        format!("{} (signed write; public key {})", a.key_id, a.public_key)
     } else {
         format!(
             "{} (signed batch {}; public key {})",
             a.key_id, a.batch_seq, a.public_key
         )
     };
+    let how = match a.hub_request {
+        Some(r) => format!("in its write with safety hub, request {r} of its session, applied"),
+        None => format!("in the push up to edge etag {}, accepted", a.upto),
+    };
+    let version = if a.change_vector.is_empty() {
+        "(its change vector was not recorded)"
+    } else {
+        &a.change_vector
+    };
     format!(
-        "  version {}{}\n    written by identity {}, device {}\n    in the push up to edge etag {}, accepted {} (audit entry {})\n    key: {}\n",
-        a.change_vector,
+        "  version {}{}\n    written by identity {}, device {}\n    {how} {} (audit entry {})\n    key: {}\n",
+        version,
         if a.deleted { " (a deletion)" } else { "" },
         a.identity,
         a.device,
-        a.upto,
         outpost::doc::iso_time_ms(a.time_ms),
         a.seq,
         key

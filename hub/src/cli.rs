@@ -729,9 +729,10 @@ fn audit(path: &Path, cmd: AuditCommand) -> Result<ExitCode> {
             };
             if found.is_empty() {
                 eprintln!(
-                    "no accepted push or import in database {name} wrote {what}: it was written by \
-                     the hub itself (a conflict resolution, an edge's write with safety hub, an import \
-                     before imports were recorded), came from an upstream, or never existed"
+                    "no accepted push, write with safety hub or import in database {name} wrote \
+                     {what}: it was written by the hub itself (a conflict resolution; an import or a \
+                     write with safety hub recorded before their versions were), came from an \
+                     upstream, or never existed"
                 );
                 return Ok(ExitCode::FAILURE);
             }

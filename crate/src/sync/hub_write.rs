@@ -134,6 +134,7 @@ impl HubWriteManifest {
                     expect: o.expect.to_text(),
                     deleted: o.deleted,
                     body_sha256: to_hex(&o.body_sha256),
+                    change_vector: String::new(),
                 })
                 .collect(),
             key_id: signed.map(|(k, _)| k.fingerprint()).unwrap_or_default(),
@@ -226,6 +227,40 @@ pub struct AuditWriteOp {
     pub deleted: bool,
     /// SHA-256 of the body as sent (hex).
     pub body_sha256: String,
+    /// The change vector of the version the write produced, filled in by
+    /// the commit ([`AuditHubWrite::fill`]; not signed, the chain covers
+    /// it). Empty in entries written before it was recorded, and for the
+    /// deletion of a document that did not exist.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub change_vector: String,
+}
+
+impl AuditHubWrite {
+    /// The [`crate::db::AuditFill`] of a hub write's entry: each document's
+    /// change vector from its write's result. [`apply`] adds two operations
+    /// per document, the retired-id check and then the write.
+    pub fn fill(
+        base: &[u8],
+        results: &[Option<crate::db::WriteResult>],
+    ) -> Result<Vec<u8>, String> {
+        let mut rec: AuditHubWrite =
+            serde_json::from_slice(base).map_err(|e| format!("its record: {e}"))?;
+        if results.len() != 2 * rec.ops.len() {
+            return Err(format!(
+                "{} documents recorded, {} operations before the entry",
+                rec.ops.len(),
+                results.len()
+            ));
+        }
+        for (i, op) in rec.ops.iter_mut().enumerate() {
+            match &results[2 * i + 1] {
+                Some(w) if w.id == op.id => op.change_vector = w.change_vector.to_text(),
+                Some(w) => return Err(format!("a write of {:?} where {:?} was", w.id, op.id)),
+                None => {}
+            }
+        }
+        Ok(crate::db::encode_record(&rec))
+    }
 }
 
 /// What became of a write with safety `hub`, as the edge's caller learns it.
@@ -350,9 +385,10 @@ pub async fn apply<S: PageStore>(
             b.put_with(op.id.clone(), body, opts);
         }
     }
-    b.audit(
+    b.audit_writes(
         AuditKind::HubWrite,
         crate::db::encode_record(&manifest.to_audit(identity, signed)),
+        AuditHubWrite::fill,
     );
     match db.commit(b).await {
         Ok(info) => Ok(WriteAnswer::Applied {

@@ -103,15 +103,34 @@ async fn a_write_whose_expectation_holds_is_applied_and_audited() {
         Answer::WriteResult {
             answer: WriteAnswer::Conflict { id, current },
             ..
-        } => assert_eq!((id.as_str(), current), (ID, cv)),
+        } => assert_eq!((id.as_str(), &current), (ID, &cv)),
         other => panic!("{other:?}"),
     }
     assert_eq!(body(&hub.doc(ID).await), json!({"o": "m"}));
-    let (_, audit) = hub.finish_audited().await;
+    let (_, audit, who) = hub
+        .finish_audited_then(|dir| {
+            let out = std::process::Command::new(BIN)
+                .current_dir(dir)
+                .args(["--config", "outpost-hub.toml", "audit", "who", ID])
+                .arg(format!("--cv={}", cv.to_text()))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .await;
     let w: Vec<_> = audit.iter().filter(|e| e["kind"] == "hub_write").collect();
     assert_eq!(w.len(), 1, "one write applied, one audit entry");
     assert_eq!(w[0]["record"]["identity"], "mallory");
     assert!(!w[0]["record"]["signature"].as_str().unwrap().is_empty());
+    // The entry names the version the write produced, and `audit who` finds
+    // the write by it.
+    assert_eq!(w[0]["record"]["ops"][0]["change_vector"], cv.to_text());
+    assert!(who.contains("written by identity mallory"), "{who}");
+    assert!(
+        who.contains("in its write with safety hub, request 1 of its session"),
+        "{who}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
