@@ -590,10 +590,14 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
 /// The text of one [`Author`].
 pub fn render_author(a: &Author) -> String {
     if let Some(i) = &a.import {
+        let by = if i.by == crate::import_live::NOT_GIVEN {
+            "no one named (no --by, no USER)".to_string()
+        } else {
+            format!("{} (as given)", i.by)
+        };
         return format!(
-            "  version {}\n    written by an import, by {} (as given), via {}\n    from {}, line {} (its SHA-256: {}), committed {} (audit entry {})\n    key: none (an operator's import is not signed)\n",
+            "  version {}\n    written by an import, by {by}, via {}\n    from {}, line {} (its SHA-256: {}), committed {} (audit entry {})\n    key: none (an operator's import is not signed)\n",
             a.change_vector,
-            i.by,
             i.via,
             i.source,
             i.line,

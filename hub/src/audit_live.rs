@@ -270,7 +270,7 @@ async fn json_remote<T: serde::de::DeserializeOwned>(
 ) -> Result<T> {
     let (url, ca, token) = crate::cli::send_to_holder(config, name, what, admin)?;
     let body = request_body(name, query)?;
-    crate::status::admin_request(&url, PATH, ca.as_deref(), token, &body, what).await
+    crate::hub_client::admin_request(&url, PATH, ca.as_deref(), token, &body, what).await
 }
 
 /// `audit export` of database `name`, asked of the running hub that holds

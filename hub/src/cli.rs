@@ -12,9 +12,10 @@ use crate::cli_edge::{edge, keygen};
 use crate::config::{Config, DEFAULT_LISTEN, SERVING_FILE};
 use crate::edit;
 use crate::error::{HubError, Result};
+use crate::hub_client::HttpUrl;
 use crate::import_live::{self, ImportQuery};
 use crate::state::DbHandle;
-use crate::status::{self, HttpUrl};
+use crate::status;
 use crate::transfer;
 use crate::{server, tls};
 
@@ -178,7 +179,8 @@ lines (the summary says how many, and \"INCOMPLETE\"); 1 an error stopped it
         #[command(flatten)]
         admin: AdminTokenArg,
         /// Who runs the import, recorded with each batch in the audit trail
-        /// (`audit who` shows it); default: the USER environment variable.
+        /// (`audit who` shows it); default: the USER (or LOGNAME) environment
+        /// variable.
         #[arg(long, value_name = "NAME")]
         by: Option<String>,
     },
@@ -461,8 +463,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             by,
         } => {
             let by = by
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "(not given)".to_string());
+                .or_else(|| {
+                    ["USER", "LOGNAME", "USERNAME"]
+                        .iter()
+                        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+                })
+                .unwrap_or_else(|| crate::import_live::NOT_GIVEN.to_string());
             crate::import_live::check_label("--by", &by).map_err(HubError::Other)?;
             let source = if file == "-" {
                 "standard input".to_string()

@@ -12,8 +12,8 @@ use crate::cli::{DatabaseArg, pick_database, runtime};
 use crate::compact::{CompactAnswer, CompactRequest};
 use crate::config::{Config, check_retention};
 use crate::error::{HubError, Result};
+use crate::hub_client::HttpUrl;
 use crate::state::DbHandle;
-use crate::status::HttpUrl;
 
 /// The arguments of `compact`.
 #[derive(Args, Debug)]
@@ -139,7 +139,8 @@ async fn remote(
     };
     let body = serde_json::to_vec(req)
         .map_err(|e| HubError::Other(format!("encode the compaction request: {e}")))?;
-    crate::status::admin_request(url, crate::compact::PATH, ca, token, &body, "compaction").await
+    crate::hub_client::admin_request(url, crate::compact::PATH, ca, token, &body, "compaction")
+        .await
 }
 
 /// The report as text.

@@ -236,7 +236,7 @@ async fn remote(
         dry_run: req.dry_run,
     })
     .map_err(|e| HubError::Other(format!("encode the purge request: {e}")))?;
-    crate::status::admin_request(
+    crate::hub_client::admin_request(
         &url,
         crate::purge::PATH,
         ca.as_deref(),

@@ -78,6 +78,9 @@ pub struct ImportQuery {
     pub source: Option<String>,
 }
 
+/// What the audit trail records for a `by` or `source` not given.
+pub const NOT_GIVEN: &str = "(not given)";
+
 /// Longest `by` and `source` of an import request, in bytes.
 pub const MAX_LABEL: usize = 256;
 
@@ -183,7 +186,7 @@ impl ImportQuery {
         }
         .options()
         .map_err(|e| format!("collection: {e}"))?;
-        let said = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not given)".to_string());
+        let said = |v: &Option<String>| v.clone().unwrap_or_else(|| NOT_GIVEN.to_string());
         opts.audit = Some(ImportAudit {
             by: said(&self.by),
             via,
@@ -462,7 +465,7 @@ pub async fn import_remote(
     let pb = outpost_cmdline::progress(input.len, true);
     let mut answer = Vec::new();
     let mut reader = input.reader;
-    let sent = crate::status::admin_upload(
+    let sent = crate::hub_client::admin_upload(
         &url,
         &path,
         (ca.as_deref(), token),

@@ -41,6 +41,7 @@ pub mod config;
 pub mod conn;
 pub mod edit;
 pub mod error;
+pub mod hub_client;
 pub mod identity;
 pub mod import_live;
 pub mod indexes;

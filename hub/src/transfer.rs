@@ -310,10 +310,10 @@ pub(crate) async fn receive_lines<E: serde::de::DeserializeOwned>(
     body: &[u8],
     out: impl Write,
     count: impl Fn(&E) -> u64,
-) -> Result<(u64, E, crate::status::HttpUrl)> {
+) -> Result<(u64, E, crate::hub_client::HttpUrl)> {
     let (url, ca, token) = crate::cli::send_to_holder(config, name, live.what, admin)?;
     let mut lines = EndedLines::<_, E>::new(out, live.end_key, live.total_header);
-    let streamed = crate::status::admin_stream(
+    let streamed = crate::hub_client::admin_stream(
         &url,
         live.path,
         ca.as_deref(),

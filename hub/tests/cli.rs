@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use outpost_hub::status::{self, HttpUrl};
+use outpost_hub::hub_client::{self, HttpUrl};
 use outpost_testkit::TempDir;
 use outpost_testkit::hub::{ADMIN_TOKEN, ADMIN_TOKEN_SHA256, HubProcess, try_http_get};
 use serde_json::Value;
@@ -633,7 +633,7 @@ fn dev_tls_serves_https_with_a_generated_certificate() {
     for host in ["127.0.0.1", "localhost"] {
         let url = HttpUrl::parse(&format!("https://{host}:{}", server.addr.port())).unwrap();
         let (code, body) = rt
-            .block_on(status::get(&url, "/healthz", Some(&cert)))
+            .block_on(hub_client::get(&url, "/healthz", Some(&cert)))
             .unwrap();
         assert_eq!(code, 200);
         assert!(text(&body).contains("\"ok\""));
@@ -643,7 +643,7 @@ fn dev_tls_serves_https_with_a_generated_certificate() {
     let (other_cert, _) = outpost_hub::tls::ensure_dev_cert(other.path()).unwrap();
     let url = HttpUrl::parse(&format!("https://127.0.0.1:{}", server.addr.port())).unwrap();
     let err = rt
-        .block_on(status::get(&url, "/healthz", Some(&other_cert.cert)))
+        .block_on(hub_client::get(&url, "/healthz", Some(&other_cert.cert)))
         .unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");
     // Plain HTTP to the TLS port gets no HTTP answer, and the hub carries on.

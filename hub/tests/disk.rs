@@ -20,7 +20,7 @@ use outpost::store::file::{FileStore, FileStoreOptions};
 use outpost::sync::{EdgeConfig, Frame, SyncStatus};
 use outpost::{Database, DbId, OpenOptions, PutOptions};
 use outpost_client::{ClientOptions, spawn_edge};
-use outpost_hub::status::{self, HttpUrl};
+use outpost_hub::hub_client::{self, HttpUrl};
 use outpost_testkit::hostile::{Challenge, Hostile};
 use outpost_testkit::hub::{ADMIN_TOKEN, HubProcess, free_port, wait_until};
 use outpost_testkit::{TempDir, key_edge_toml, keys};
@@ -119,7 +119,7 @@ impl HubProc {
 
     async fn get(&self, path: &str) -> (u16, String) {
         let url = HttpUrl::parse(&format!("http://127.0.0.1:{}", self.port)).unwrap();
-        let (code, body) = status::get_as_admin(&url, path, None, ADMIN_TOKEN)
+        let (code, body) = hub_client::get_as_admin(&url, path, None, ADMIN_TOKEN)
             .await
             .unwrap();
         (code, String::from_utf8_lossy(&body).into_owned())
@@ -173,6 +173,30 @@ impl HubProc {
     }
 }
 
+/// A 16 MiB disk ([`Disk`]) with the configuration of a hub of database
+/// `main` and the `edges` entries at its root, and that hub started on it:
+/// the disk, the hub and its port. `None` when no tmpfs can be mounted:
+/// the test then says why and returns.
+fn disk_with_hub(tag: &str, edges: &str) -> Option<(Disk, HubProc, u16)> {
+    let disk = match Disk::new(tag, "16m") {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot make a small file system to fill: {why}");
+            return None;
+        }
+    };
+    let port = free_port();
+    std::fs::write(
+        disk.path("outpost-hub.toml"),
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n{edges}"
+        ),
+    )
+    .unwrap();
+    let hub = HubProc::start(disk.root.path(), port);
+    Some((disk, hub, port))
+}
+
 async fn put(db: &Db, id: &str, body: Value) {
     db.put_with(
         id,
@@ -188,23 +212,10 @@ async fn put(db: &Db, id: &str, body: Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_reported_and_the_hub_recovers_once_space_is_freed() {
-    let disk = match Disk::new("enospc", "16m") {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("SKIPPED: cannot make a small file system to fill: {why}");
-            return;
-        }
+    let edge = key_edge_toml("laptop", &["notes/"], &["notes/"]);
+    let Some((disk, mut hub, port)) = disk_with_hub("enospc", &edge) else {
+        return;
     };
-    let port = free_port();
-    std::fs::write(
-        disk.path("outpost-hub.toml"),
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n\n{}",
-            key_edge_toml("laptop", &["notes/"], &["notes/"])
-        ),
-    )
-    .unwrap();
-    let mut hub = HubProc::start(disk.root.path(), port);
     let (code, body) = hub.get("/healthz").await;
     assert_eq!(code, 200, "{body}");
 
@@ -349,22 +360,9 @@ async fn a_full_disk_is_reported_and_the_hub_recovers_once_space_is_freed() {
 /// then goes through, and the database is sound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_into_a_running_hub_on_a_full_disk_stops_and_the_hub_recovers() {
-    let disk = match Disk::new("import-enospc", "16m") {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("SKIPPED: cannot make a small file system to fill: {why}");
-            return;
-        }
+    let Some((disk, hub, _)) = disk_with_hub("import-enospc", "") else {
+        return;
     };
-    let port = free_port();
-    std::fs::write(
-        disk.path("outpost-hub.toml"),
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[[database]]\nname = \"main\"\n"
-        ),
-    )
-    .unwrap();
-    let hub = HubProc::start(disk.root.path(), port);
     // 4,000 documents of ~1 KiB in batches of 500, outside the tmpfs.
     let pad = "p".repeat(1000);
     let lines: String = (0..4000)

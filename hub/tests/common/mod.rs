@@ -211,3 +211,27 @@ pub fn raw_dump(dir: &Path) -> Vec<u8> {
 pub fn holds(bytes: &[u8], marker: &str) -> bool {
     bytes.windows(marker.len()).any(|w| w == marker.as_bytes())
 }
+
+/// Runs the future `make` returns on a thread of its own, in a runtime of
+/// its own: a client the test holds (an upload, a streamed answer) while
+/// its own runtime goes on. The thread's result is the future's.
+pub fn on_own_thread<T, F>(make: impl FnOnce() -> F + Send + 'static) -> std::thread::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(make())
+    })
+}
+
+/// Waits for a thread of [`on_own_thread`] without blocking the runtime.
+pub async fn joined<T: Send + 'static>(t: std::thread::JoinHandle<T>) -> T {
+    tokio::task::spawn_blocking(move || t.join().unwrap())
+        .await
+        .unwrap()
+}

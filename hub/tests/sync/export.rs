@@ -5,7 +5,7 @@
 use super::*;
 use std::sync::mpsc;
 
-use outpost_hub::status::{self, HttpUrl};
+use outpost_hub::hub_client::{self, HttpUrl};
 use outpost_hub::transfer::{self, ExportEnd, ExportRequest};
 
 /// Documents in the hub before the export: about 22 MB of JSON lines, more
@@ -33,12 +33,8 @@ async fn hold_export(
 ) {
     let (started_tx, started) = mpsc::channel();
     let (go, go_rx) = mpsc::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+    let thread = on_own_thread(move || async move {
+        {
             let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
             let body = serde_json::to_vec(&ExportRequest {
                 database: "main".into(),
@@ -49,7 +45,7 @@ async fn hold_export(
             let mut all = Vec::new();
             let mut headers = Vec::new();
             let mut first = true;
-            status::admin_stream(
+            hub_client::admin_stream(
                 &url,
                 transfer::PATH,
                 None,
@@ -70,7 +66,7 @@ async fn hold_export(
             .await
             .map_err(|e| e.to_string())?;
             Ok((headers, all))
-        })
+        }
     });
     tokio::task::spawn_blocking(move || started.recv_timeout(WAIT))
         .await
@@ -134,10 +130,7 @@ async fn a_running_hub_exports_one_snapshot_while_an_edge_writes() {
     })
     .await;
     go.send(()).unwrap();
-    let (headers, body) = tokio::task::spawn_blocking(move || export.join().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let (headers, body) = joined(export).await.unwrap();
 
     let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     assert_eq!(header(transfer::DOCUMENTS_HEADER), Some(DOCS.to_string()));
@@ -194,14 +187,10 @@ async fn a_running_hub_exports_one_snapshot_while_an_edge_writes() {
     // snapshot) and says so, and goes on serving.
     let port = hub.port;
     let token = hub.proc.admin_token();
-    let gone = tokio::task::spawn_blocking(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+    let gone = joined(on_own_thread(move || async move {
         let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
         let body = br#"{"database":"main"}"#;
-        rt.block_on(status::admin_stream(
+        hub_client::admin_stream(
             &url,
             transfer::PATH,
             None,
@@ -209,10 +198,10 @@ async fn a_running_hub_exports_one_snapshot_while_an_edge_writes() {
             body,
             "export",
             &mut |_, _| Err(outpost_hub::error::HubError::Other("enough".into())),
-        ))
-    })
-    .await
-    .unwrap();
+        )
+        .await
+    }))
+    .await;
     assert!(gone.unwrap_err().to_string().contains("enough"));
     hub.proc.wait_log("export cut short: the client went away");
     put(
@@ -235,9 +224,8 @@ async fn a_running_hub_exports_one_snapshot_while_an_edge_writes() {
     hub.proc
         .wait_log("export cut short: the hub is shutting down");
     go.send(()).unwrap();
-    let cut = tokio::task::spawn_blocking(move || export.join().unwrap())
+    let cut = joined(export)
         .await
-        .unwrap()
         .map(|(_, body)| format!("a whole answer of {} bytes", body.len()))
         .unwrap_err();
     assert!(cut.contains("before the answer's end"), "{cut}");

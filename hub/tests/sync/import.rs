@@ -9,8 +9,8 @@ use super::*;
 use std::io::Read;
 use std::sync::mpsc;
 
+use outpost_hub::hub_client::{self, HttpUrl};
 use outpost_hub::import_live::{self, ImportEnd, ImportQuery};
-use outpost_hub::status::{self, HttpUrl};
 
 fn lines(prefix: &str, n: usize) -> String {
     let mut s = String::new();
@@ -58,12 +58,8 @@ async fn hold_import(
     let port = hub.port;
     let token = hub.proc.admin_token();
     let started = hub.log().matches("import started").count();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+    let thread = on_own_thread(move || async move {
+        {
             let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
             let query = ImportQuery {
                 database: "main".into(),
@@ -75,7 +71,7 @@ async fn hold_import(
                 go: go_rx,
             };
             let mut answer = Vec::new();
-            status::admin_upload(
+            hub_client::admin_upload(
                 &url,
                 &format!("{}?{}", import_live::PATH, query.to_query()),
                 (None, token),
@@ -92,7 +88,7 @@ async fn hold_import(
             let mut v: serde_json::Value =
                 serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
             serde_json::from_value(v[import_live::END_KEY].take()).map_err(|e| e.to_string())
-        })
+        }
     });
     wait_until("the hub takes the upload", || {
         let n = hub.log().matches("import started").count();
@@ -100,14 +96,6 @@ async fn hold_import(
     })
     .await;
     (thread, go)
-}
-
-async fn joined(
-    t: std::thread::JoinHandle<std::result::Result<ImportEnd, String>>,
-) -> std::result::Result<ImportEnd, String> {
-    tokio::task::spawn_blocking(move || t.join().unwrap())
-        .await
-        .unwrap()
 }
 
 /// `outpost-hub import` with the hub running and an edge live: the hub
