@@ -104,6 +104,13 @@ impl ClientCert {
     }
 }
 
+/// The ALPN protocol a client that holds a certificate offers (besides
+/// `http/1.1`, which the hub picks): a hub asks only such clients, and
+/// clients that offer no ALPN at all, for a certificate, never browsers
+/// (`outpost_hub::tls::ServerTls::for_hello`; docs/security.md, "Trust in
+/// keys, not certificates").
+pub const CLIENT_CERT_ALPN: &[u8] = b"outpost-client-cert";
+
 /// A client configuration trusting only the certificate(s) in `ca_cert`
 /// (PEM), for `wss://` to a hub with a private or self-signed certificate.
 pub fn client_config(ca_cert: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
@@ -129,9 +136,14 @@ pub fn client_config_with(
         .with_root_certificates(roots);
     let cfg = match cert {
         None => cfg.with_no_client_auth(),
-        Some(c) => cfg
-            .with_client_auth_cert(c.chain.clone(), c.key.clone_key())
-            .map_err(|e| TlsError(format!("the client certificate cannot be used: {e}")))?,
+        Some(c) => {
+            let mut cfg = cfg
+                .with_client_auth_cert(c.chain.clone(), c.key.clone_key())
+                .map_err(|e| TlsError(format!("the client certificate cannot be used: {e}")))?;
+            // Tells the hub to ask for it (the hub answers `http/1.1`).
+            cfg.alpn_protocols = vec![CLIENT_CERT_ALPN.to_vec(), b"http/1.1".to_vec()];
+            cfg
+        }
     };
     Ok(Arc::new(cfg))
 }

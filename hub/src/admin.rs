@@ -68,11 +68,22 @@ pub(crate) fn admin_caller(
         tracing::debug!(identity = %who, peer = %c.peer(), "admin request by client certificate");
         return Ok(format!("admin certificate identity {who}"));
     }
-    let why = if hub.config().admin_token_sha256.is_none() {
-        "no admin token is configured ([admin] token_sha256): this page is closed\n"
+    let mut why = if hub.config().admin_token_sha256.is_none() {
+        "no admin token is configured ([admin] token_sha256): this page is closed\n".to_string()
     } else {
-        "send Authorization: Bearer <admin token>\n"
+        "send Authorization: Bearer <admin token>\n".to_string()
     };
+    // No certificate while certificate identities exist: the client may
+    // have had one it was not asked for (`tls::ServerTls`).
+    if let Some(Extension(c)) = conn
+        && c.client_chain().is_empty()
+        && hub.config().has_certificate_identities()
+    {
+        why.push_str(
+            "(an admin certificate is asked for only from clients that offer no ALPN or \
+             the ALPN protocol outpost-client-cert: with curl, --no-alpn)\n",
+        );
+    }
     Err(Box::new(unauthorized(why)))
 }
 
@@ -88,7 +99,8 @@ fn demo_token_honoured(token: &str, peer: Option<SocketAddr>) -> bool {
 }
 
 /// A 401 answer saying `why`.
-fn unauthorized(why: &'static str) -> Response {
+fn unauthorized(why: impl Into<String>) -> Response {
+    let why: String = why.into();
     let mut r = (StatusCode::UNAUTHORIZED, why).into_response();
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,

@@ -29,11 +29,12 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::server::Acceptor;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tower::ServiceExt;
 
 use crate::config::Limits;
@@ -430,9 +431,8 @@ pub async fn serve(
     gate: Arc<Gate>,
     listener: TcpListener,
     app: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
 ) -> io::Result<()> {
-    let tls = tls.map(TlsAcceptor::from);
     let stop = hub.shutdown_watch();
     let mut tasks = JoinSet::new();
     let mut shutdown = hub.shutdown_watch();
@@ -495,8 +495,15 @@ pub async fn serve(
         tasks.spawn(async move {
             match tls {
                 None => serve_http(io, conn, app, header_timeout, stop).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(header_timeout, acceptor.accept(io)).await {
+                Some(tls) => {
+                    // One deadline for the whole handshake; the configuration
+                    // is chosen from the `ClientHello` (`ServerTls::for_hello`).
+                    let handshake = async {
+                        let start = LazyConfigAcceptor::new(Acceptor::default(), io).await?;
+                        let config = tls.for_hello(&start.client_hello());
+                        start.into_stream(config).await
+                    };
+                    match tokio::time::timeout(header_timeout, handshake).await {
                         Ok(Ok(s)) => {
                             if let Some(chain) = s.get_ref().1.peer_certificates() {
                                 let _ = conn

@@ -134,7 +134,7 @@ async fn serve_hub(
     hub: Arc<Hub>,
     listen: SocketAddr,
     tls: Option<TlsConfig>,
-    tls_config: Option<Arc<rustls::ServerConfig>>,
+    tls_config: Option<Arc<tls::ServerTls>>,
 ) -> Result<()> {
     // Index modules: one that does not load stops the start.
     let index_modules = crate::indexes::load(&hub.config())?;

@@ -33,39 +33,87 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
         .map_err(|e| HubError::Tls(format!("read private key from {}: {e}", path.display())))
 }
 
+/// The server side: the two configurations of a TLS listener, one per
+/// kind of client, chosen from each connection's `ClientHello`
+/// ([`ServerTls::for_hello`]).
+#[derive(Debug)]
+pub struct ServerTls {
+    /// Asks for a client certificate while the configuration has a
+    /// certificate identity ([`ClientCerts`]).
+    asking: Arc<rustls::ServerConfig>,
+    /// Never asks.
+    plain: Arc<rustls::ServerConfig>,
+}
+
+impl ServerTls {
+    /// The configuration for a client whose `ClientHello` is `hello`. A
+    /// client that may present a certificate offers
+    /// [`outpost_client::tls::CLIENT_CERT_ALPN`] among its ALPN protocols
+    /// (the native client does whenever it holds one), or offers no ALPN
+    /// at all (`openssl s_client`, `curl --no-alpn`): it is asked for one
+    /// (while there are certificate identities). A client that offers
+    /// ALPN without it, which every browser does (`http/1.1`, `h2`), is
+    /// never asked, so a user with client certificates installed (a smart
+    /// card, a company's certificates) is not made to pick one for a hub
+    /// that identifies browsers by their keys.
+    pub fn for_hello(&self, hello: &rustls::server::ClientHello<'_>) -> Arc<rustls::ServerConfig> {
+        let may_present = match hello.alpn() {
+            None => true,
+            Some(mut offered) => offered.any(|p| p == outpost_client::tls::CLIENT_CERT_ALPN),
+        };
+        if may_present {
+            self.asking.clone()
+        } else {
+            self.plain.clone()
+        }
+    }
+}
+
 /// The server side: certificate chain and key from `tls`, HTTP/1.1 by ALPN;
 /// a client certificate is asked for while `config` (the live
-/// configuration) has a certificate identity ([`ClientCerts`]).
+/// configuration) has a certificate identity ([`ClientCerts`]), from the
+/// clients that may present one ([`ServerTls::for_hello`]).
 pub fn server_config(
     tls: &TlsConfig,
     config: tokio::sync::watch::Receiver<Arc<Config>>,
-) -> Result<Arc<rustls::ServerConfig>> {
+) -> Result<Arc<ServerTls>> {
     let certs = load_certs(&tls.cert)?;
     let key = load_key(&tls.key)?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HubError::Tls(e.to_string()))?
+    let unusable = |e: rustls::Error| {
+        HubError::Tls(format!(
+            "certificate {} and key {} do not make a usable pair: {e}",
+            tls.cert.display(),
+            tls.key.display()
+        ))
+    };
+    let builder = || {
+        rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HubError::Tls(e.to_string()))
+    };
+    let mut asking = builder()?
         .with_client_cert_verifier(Arc::new(ClientCerts::new(config)))
+        .with_single_cert(certs.clone(), key.clone_key())
+        .map_err(unusable)?;
+    let mut plain = builder()?
+        .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| {
-            HubError::Tls(format!(
-                "certificate {} and key {} do not make a usable pair: {e}",
-                tls.cert.display(),
-                tls.key.display()
-            ))
-        })?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+        .map_err(unusable)?;
+    for cfg in [&mut asking, &mut plain] {
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    }
+    Ok(Arc::new(ServerTls {
+        asking: Arc::new(asking),
+        plain: Arc::new(plain),
+    }))
 }
 
 /// Client certificates over mutual TLS (certificate identities,
 /// `crate::certs`): asked for only while the configuration has a
 /// certificate identity (an `[[edge.cert]]`; read at each handshake, so an
-/// `edge add --cert` takes effect with the reload), never required
-/// (browsers and key identities present none). A hub with no certificate
-/// identity does not ask, so a browser whose user has client certificates
-/// installed (a smart card, a company's certificates) is not made to pick
-/// one for a hub that would not use it. The handshake checks only that the
+/// `edge add --cert` takes effect with the reload), and only from clients
+/// that may present one ([`ServerTls::for_hello`]), never required (key
+/// identities present none). The handshake checks only that the
 /// client holds the leaf's key (its `CertificateVerify` signature); the
 /// chain is judged when the session's `Hello` names an identity, against
 /// that identity's pins, so that a refusal can say why (`Error(cert_…)`)

@@ -636,6 +636,9 @@ async fn an_admin_certificate_opens_the_admin_pages_and_only_an_operator_replace
         let (code, answer) = https_request(&hub, "POST", "/admin/export", who, export).await;
         assert_eq!(code, 401, "{answer}");
         assert!(!answer.contains("@export"), "{answer}");
+        // Without a certificate, the refusal says how a client is asked
+        // for one (curl offers ALPN and would not be).
+        assert_eq!(answer.contains("--no-alpn"), who.is_none(), "{answer}");
     }
     let (code, answer) = https_request(&hub, "POST", "/admin/export", Some(&ops_id), export).await;
     assert_eq!(code, 200, "{answer}");
@@ -827,7 +830,9 @@ impl rustls::client::ResolvesClientCert for CountsRequests {
 /// One HTTPS `GET /healthz` as a client holding certificates (a browser
 /// whose user has some installed): whether the hub asked for one, and the
 /// status code.
-async fn asked_for_a_certificate(hub: &TlsHub) -> (bool, u16) {
+/// Whether the hub asks a TLS client offering the ALPN protocols `alpn`
+/// for a certificate, and the answer to its `GET /healthz`.
+async fn asked_for_a_certificate(hub: &TlsHub, alpn: &[&[u8]]) -> (bool, u16) {
     use rustls_pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut roots = rustls::RootCertStore::empty();
@@ -840,6 +845,8 @@ async fn asked_for_a_certificate(hub: &TlsHub) -> (bool, u16) {
         .unwrap()
         .with_root_certificates(roots)
         .with_client_cert_resolver(counts.clone());
+    let mut cfg = cfg;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", hub.port))
         .await
         .unwrap();
@@ -861,18 +868,33 @@ async fn asked_for_a_certificate(hub: &TlsHub) -> (bool, u16) {
 /// certificate (a browser whose user has client certificates installed is
 /// not made to pick one); it asks once an `[[edge.cert]]` is added (the
 /// reload, no restart), and stops asking when the last one is removed.
+/// Even then it asks only clients that may present one: those offering the
+/// native client's ALPN marker, or no ALPN at all; never one offering the
+/// browsers' `h2` and `http/1.1` alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_asks_for_a_client_certificate_only_while_it_has_a_certificate_identity() {
     let tmp = TempDir::new(std::env::temp_dir(), "outpost-certs-ask");
     let hub = TlsHub::start(tmp.path(), "cloud", "");
-    assert_eq!(asked_for_a_certificate(&hub).await, (false, 200));
+    let browser: &[&[u8]] = &[b"h2", b"http/1.1"];
+    let native: &[&[u8]] = &[outpost_client::tls::CLIENT_CERT_ALPN, b"http/1.1"];
+    for alpn in [&[][..], browser, native] {
+        assert_eq!(asked_for_a_certificate(&hub, alpn).await, (false, 200));
+    }
     let root = Ca::root("Ops root");
     let ko = key();
     hub.add_cert_edge("ops", &root.issue(&ko, "ops", 60), &[]);
-    assert_eq!(asked_for_a_certificate(&hub).await, (true, 200));
+    assert_eq!(asked_for_a_certificate(&hub, &[]).await, (true, 200));
+    assert_eq!(asked_for_a_certificate(&hub, native).await, (true, 200));
+    assert_eq!(asked_for_a_certificate(&hub, browser).await, (false, 200));
+    assert_eq!(
+        asked_for_a_certificate(&hub, &[b"http/1.1"]).await,
+        (false, 200)
+    );
     let reloads = hub.reloads();
     let (ok, _, err) = hub.cli(&["edge", "remove", "ops"]);
     assert!(ok, "{err}");
     hub.wait_reload(reloads);
-    assert_eq!(asked_for_a_certificate(&hub).await, (false, 200));
+    for alpn in [&[][..], browser, native] {
+        assert_eq!(asked_for_a_certificate(&hub, alpn).await, (false, 200));
+    }
 }
