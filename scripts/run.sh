@@ -291,7 +291,9 @@ case "$HOST" in
         if [ "$DEV_TLS" = 1 ]; then
             OTHER_MACHINES="
     From another machine: https://<this machine's address>:$PORT/ (the
-      browser warns about the self-signed certificate once; proceed).
+      hub's certificate names this machine's addresses and host name, listed
+      by the hub below as "From other machines"; the browser warns once that it is
+      self-signed; proceed).
 "
         else
             OTHER_MACHINES="

@@ -84,6 +84,7 @@ Examples:
   outpost-hub serve
   outpost-hub serve --listen 0.0.0.0:4000
   outpost-hub serve --dev-tls          # self-signed certificate for localhost
+  outpost-hub serve --dev-tls --listen 0.0.0.0:4000   # and for this machine's names
   RUST_LOG=debug outpost-hub --config /etc/outpost/hub.toml serve")]
     Serve {
         /// Listen on this address instead of the configuration's `listen`
@@ -91,8 +92,11 @@ Examples:
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
         /// Serve https:// and wss:// with a self-signed certificate for
-        /// localhost and 127.0.0.1, created in the data directory if absent
-        /// (prints how to trust it). Overrides [tls].
+        /// localhost and its loopback addresses, and for the listen address
+        /// when it is another (this machine's host name and addresses when it
+        /// is 0.0.0.0), created in the data directory if absent or made
+        /// again when it lacks a name (prints how to trust it and where other
+        /// machines reach the hub). Overrides [tls].
         #[arg(long)]
         dev_tls: bool,
     },

@@ -67,7 +67,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct ServeOptions {
     /// Listen here instead of the configuration's `listen`.
     pub listen: Option<SocketAddr>,
-    /// Use (and create if needed) a self-signed certificate for localhost.
+    /// Use (and create if needed) a self-signed certificate for localhost
+    /// and the names of the listen address (`tls::dev_cert_names`).
     pub dev_tls: bool,
 }
 
@@ -108,11 +109,18 @@ pub async fn run(config: Config, opts: ServeOptions) -> Result<()> {
         if config.tls.is_some() {
             tracing::warn!("--dev-tls: ignoring the [tls] of the configuration");
         }
-        let (tls, created) = tls::ensure_dev_cert(&config.data_dir)?;
-        if created {
-            tracing::info!(cert = %tls.cert.display(), "generated a self-signed development certificate");
+        let names = tls::dev_cert_names(listen);
+        let (tls, done) = tls::ensure_dev_cert(&config.data_dir, &names)?;
+        match done {
+            tls::DevCert::Kept => {}
+            tls::DevCert::Made => {
+                tracing::info!(cert = %tls.cert.display(), names = %names.join(", "), "generated a self-signed development certificate");
+            }
+            tls::DevCert::Remade(missing) => {
+                tracing::warn!(cert = %tls.cert.display(), added = %missing.join(", "), "generated the development certificate again for names it lacked: clients that trusted the old one must trust this one");
+            }
         }
-        eprintln!("{}", tls::dev_trust_instructions(&tls.cert, listen));
+        eprintln!("{}", tls::dev_trust_instructions(&tls.cert, listen, &names));
         Some(tls)
     } else {
         config.tls.clone()

@@ -194,31 +194,157 @@ pub fn client_config(ca_cert: &Path) -> Result<Arc<rustls::ClientConfig>> {
     outpost_client::tls::client_config(ca_cert).map_err(|e| HubError::Tls(e.0))
 }
 
-/// The development certificate pair in `data_dir`, generated (self-signed,
-/// for `localhost` and `127.0.0.1`) if it does not exist yet. Returns the
-/// paths and whether it was just created.
-pub fn ensure_dev_cert(data_dir: &Path) -> Result<(TlsConfig, bool)> {
+/// The names the development certificate always covers.
+const DEV_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// The names the development certificate should cover for a hub listening
+/// on `listen`: localhost and its loopback addresses; the address itself
+/// when it is another; when it is all addresses (`0.0.0.0`, `::`), this
+/// machine's host name and the addresses it reaches other machines from
+/// ([`this_machine`]), so that a browser on another machine that opens
+/// one of them sees only the self-signed warning, not a name error too.
+pub fn dev_cert_names(listen: std::net::SocketAddr) -> Vec<String> {
+    let mut names: Vec<String> = DEV_NAMES.iter().map(|n| n.to_string()).collect();
+    let ip = listen.ip();
+    let more = if ip.is_unspecified() {
+        this_machine(ip.is_ipv6())
+    } else if ip.is_loopback() {
+        Vec::new()
+    } else {
+        vec![ip.to_string()]
+    };
+    for n in more {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
+}
+
+/// This machine's host name (when it is a usable DNS name) and the
+/// addresses its default routes leave from (a UDP socket "connected" to a
+/// documentation address sends nothing; it only picks the route): the IPv4
+/// one, and the IPv6 one too when `v6` (a hub listening on `::`; one on
+/// `0.0.0.0` is not reachable over IPv6). Empty parts are skipped: no
+/// network, no route, no readable host name.
+fn this_machine(v6: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let dns = !host.is_empty()
+        && host.len() <= 253
+        && host != "localhost"
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if dns {
+        out.push(host);
+    }
+    let routes = [("0.0.0.0:0", "192.0.2.1:9"), ("[::]:0", "[2001:db8::1]:9")];
+    for (bind, probe) in &routes[..if v6 { 2 } else { 1 }] {
+        let local = std::net::UdpSocket::bind(bind)
+            .and_then(|s| s.connect(probe).map(|()| s))
+            .and_then(|s| s.local_addr());
+        if let Ok(a) = local
+            && !a.ip().is_loopback()
+            && !a.ip().is_unspecified()
+        {
+            out.push(a.ip().to_string());
+        }
+    }
+    out
+}
+
+/// The names (DNS names and IP addresses, as text) a PEM certificate is
+/// for; `None` if it cannot be read.
+fn cert_names(pem: &Path) -> Option<Vec<String>> {
+    let der = load_certs(pem).ok()?.into_iter().next()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    let mut names = Vec::new();
+    for n in &san.value.general_names {
+        match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => names.push(d.to_string()),
+            x509_parser::extensions::GeneralName::IPAddress(b) => {
+                let ip = match b.len() {
+                    4 => <[u8; 4]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                    16 => <[u8; 16]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                    _ => None,
+                };
+                names.extend(ip.map(|ip| ip.to_string()));
+            }
+            _ => {}
+        }
+    }
+    Some(names)
+}
+
+/// What [`ensure_dev_cert`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevCert {
+    /// The pair in the data directory covers every name: kept.
+    Kept,
+    /// There was none: made.
+    Made,
+    /// The certificate there did not cover these names: made again for
+    /// them and its own (clients that trusted the old one must trust the
+    /// new one).
+    Remade(Vec<String>),
+}
+
+/// The development certificate pair in `data_dir`, generated (self-signed)
+/// for `names` ([`dev_cert_names`]) if it does not exist yet, or again if
+/// the one there does not cover them all (with the names it had, so that
+/// switching between addresses does not keep replacing it). Returns the
+/// paths and what was done.
+pub fn ensure_dev_cert(data_dir: &Path, names: &[String]) -> Result<(TlsConfig, DevCert)> {
     let cert = data_dir.join(DEV_CERT_FILE);
     let key = data_dir.join(DEV_KEY_FILE);
     let tls = TlsConfig {
         cert: cert.clone(),
         key: key.clone(),
     };
+    let same =
+        |a: &str, b: &str| match (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => a.eq_ignore_ascii_case(b),
+        };
+    let mut all: Vec<String> = names.to_vec();
+    let mut done = DevCert::Made;
     if cert.exists() && key.exists() {
-        return Ok((tls, false));
+        let had = cert_names(&cert).unwrap_or_default();
+        let missing: Vec<String> = names
+            .iter()
+            .filter(|n| !had.iter().any(|h| same(h, n)))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok((tls, DevCert::Kept));
+        }
+        // Its names first, in their order, then the missing ones.
+        all = had;
+        for n in DEV_NAMES
+            .iter()
+            .map(|n| n.to_string())
+            .chain(missing.clone())
+        {
+            if !all.iter().any(|h| same(h, &n)) {
+                all.push(n);
+            }
+        }
+        done = DevCert::Remade(missing);
     }
     std::fs::create_dir_all(data_dir)
         .map_err(|e| HubError::io(format!("create {}", data_dir.display()), e))?;
-    let mut params = rcgen::CertificateParams::new(vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ])
-    .map_err(|e| HubError::Tls(format!("certificate parameters: {e}")))?;
+    let mut params = rcgen::CertificateParams::new(all)
+        .map_err(|e| HubError::Tls(format!("certificate parameters: {e}")))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(
         rcgen::DnType::CommonName,
-        "Outpost hub development certificate (localhost)",
+        "Outpost hub development certificate",
     );
     let key_pair =
         rcgen::KeyPair::generate().map_err(|e| HubError::Tls(format!("generate a key: {e}")))?;
@@ -227,16 +353,39 @@ pub fn ensure_dev_cert(data_dir: &Path) -> Result<(TlsConfig, bool)> {
         .map_err(|e| HubError::Tls(format!("self-sign the certificate: {e}")))?;
     write_file(&key, key_pair.serialize_pem().as_bytes(), true)?;
     write_file(&cert, signed.pem().as_bytes(), false)?;
-    Ok((tls, true))
+    Ok((tls, done))
 }
 
-/// How to trust the development certificate, for the operator's terminal.
-pub fn dev_trust_instructions(cert: &Path, listen: std::net::SocketAddr) -> String {
+/// How to trust the development certificate, for the operator's terminal,
+/// and where other machines reach the hub: at the names of `reach` (those
+/// of [`dev_cert_names`] for the listen address) other than localhost's.
+pub fn dev_trust_instructions(
+    cert: &Path,
+    listen: std::net::SocketAddr,
+    reach: &[String],
+) -> String {
     let c = cert.display();
     let port = listen.port();
+    let names = cert_names(cert).unwrap_or_default();
+    let elsewhere: Vec<String> = reach
+        .iter()
+        .filter(|n| !DEV_NAMES.contains(&n.as_str()))
+        .map(|n| match n.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => format!("https://[{n}]:{port}/"),
+            Err(_) => format!("https://{n}:{port}/"),
+        })
+        .collect();
+    let others = if listen.ip().is_loopback() || elsewhere.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "From other machines: {} (the browser warns once that the certificate is self-signed)\n",
+            elsewhere.join(", ")
+        )
+    };
     format!(
         "\
-Development TLS: self-signed certificate for localhost and 127.0.0.1
+Development TLS: self-signed certificate for {}
   certificate: {c}
 The hub serves https://localhost:{port}/ and wss://localhost:{port}/sync. To trust it:
   curl:        curl --cacert {c} https://localhost:{port}/healthz
@@ -245,7 +394,8 @@ The hub serves https://localhost:{port}/ and wss://localhost:{port}/sync. To tru
   Node.js:     NODE_EXTRA_CA_CERTS={c} node app.js
   Chromium:    certutil -d sql:$HOME/.pki/nssdb -A -t \"P,,\" -n outpost-hub-dev -i {c}
                (or start it with --ignore-certificate-errors, for tests only)
-Do not use this certificate in production: configure [tls] cert/key instead."
+{others}Do not use this certificate in production: configure [tls] cert/key instead.",
+        names.join(", ")
     )
 }
 
@@ -278,12 +428,44 @@ mod tests {
             std::process::id(),
             std::time::Instant::now()
         ));
-        let (tls, created) = ensure_dev_cert(&dir).unwrap();
-        assert!(created);
+        let local = dev_cert_names("127.0.0.1:4000".parse().unwrap());
+        assert_eq!(local, ["localhost", "127.0.0.1", "::1"]);
+        let (tls, done) = ensure_dev_cert(&dir, &local).unwrap();
+        assert_eq!(done, DevCert::Made);
         let pem = std::fs::read(&tls.cert).unwrap();
-        let (again, created) = ensure_dev_cert(&dir).unwrap();
-        assert!(!created);
+        let (again, done) = ensure_dev_cert(&dir, &local).unwrap();
+        assert_eq!(done, DevCert::Kept);
         assert_eq!(std::fs::read(&again.cert).unwrap(), pem);
+        // Listening on another address: made again for it too, keeping
+        // the names it had; then kept for any of them.
+        let lan = dev_cert_names("192.0.2.7:4000".parse().unwrap());
+        assert_eq!(lan.last().map(String::as_str), Some("192.0.2.7"));
+        let (_, done) = ensure_dev_cert(&dir, &lan).unwrap();
+        assert_eq!(done, DevCert::Remade(vec!["192.0.2.7".to_string()]));
+        let other = dev_cert_names("[2001:db8::5]:4000".parse().unwrap());
+        ensure_dev_cert(&dir, &other).unwrap();
+        let names = cert_names(&tls.cert).unwrap();
+        for n in ["localhost", "127.0.0.1", "::1", "192.0.2.7", "2001:db8::5"] {
+            assert!(names.iter().any(|h| h == n), "{n}: {names:?}");
+        }
+        let pem = std::fs::read(&tls.cert).unwrap();
+        assert_eq!(ensure_dev_cert(&dir, &lan).unwrap().1, DevCert::Kept);
+        assert_eq!(std::fs::read(&tls.cert).unwrap(), pem);
+        let mut reach = lan.clone();
+        reach.push("2001:db8::5".into());
+        let text = dev_trust_instructions(&tls.cert, "0.0.0.0:4000".parse().unwrap(), &reach);
+        assert!(
+            text.contains(
+                "From other machines: https://192.0.2.7:4000/, https://[2001:db8::5]:4000/"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("certificate for localhost, 127.0.0.1, ::1, 192.0.2.7, 2001:db8::5"),
+            "{text}"
+        );
+        let text = dev_trust_instructions(&tls.cert, "127.0.0.1:4000".parse().unwrap(), &local);
+        assert!(!text.contains("From other machines"), "{text}");
         let config = Config::parse(
             "listen = \"127.0.0.1:4000\"\ndata_dir = \"d\"\n[[database]]\nname = \"main\"\n",
             &dir.join("outpost-hub.toml"),

@@ -640,7 +640,8 @@ fn dev_tls_serves_https_with_a_generated_certificate() {
     }
     // Not trusted without the certificate.
     let other = temp_dir("tls-other");
-    let (other_cert, _) = outpost_hub::tls::ensure_dev_cert(other.path()).unwrap();
+    let localhost = outpost_hub::tls::dev_cert_names("127.0.0.1:1".parse().unwrap());
+    let (other_cert, _) = outpost_hub::tls::ensure_dev_cert(other.path(), &localhost).unwrap();
     let url = HttpUrl::parse(&format!("https://127.0.0.1:{}", server.addr.port())).unwrap();
     let err = rt
         .block_on(hub_client::get(&url, "/healthz", Some(&other_cert.cert)))
