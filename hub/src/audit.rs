@@ -444,7 +444,7 @@ pub async fn export<W: Write>(db: &DbHandle, filter: &Filter, mut w: W) -> Resul
 /// an edge's write with safety `hub` that wrote it (`hub_request`), or an
 /// operator's import that did (`import`; the edge's fields are then
 /// empty).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Author {
     /// The audit entry.
     pub seq: u64,
@@ -508,15 +508,7 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
                     out.push(Author {
                         seq: e.seq,
                         time_ms: e.time_ms,
-                        identity: String::new(),
-                        device: String::new(),
-                        upto: 0,
-                        key_id: String::new(),
-                        public_key: String::new(),
-                        batch_seq: 0,
                         change_vector: d.change_vector.clone(),
-                        deleted: false,
-                        hub_request: None,
                         import: Some(Imported {
                             by: r.by.clone(),
                             via: r.via.clone(),
@@ -524,6 +516,7 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
                             line: d.line,
                             line_sha256: d.line_sha256.clone(),
                         }),
+                        ..Author::default()
                     });
                 }
             }
@@ -542,14 +535,12 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
                         time_ms: e.time_ms,
                         identity: w.identity.clone(),
                         device: w.device.clone(),
-                        upto: 0,
                         key_id: w.key_id.clone(),
                         public_key: w.public_key.clone(),
-                        batch_seq: 0,
                         change_vector: op.change_vector.clone(),
                         deleted: op.deleted,
-                        import: None,
                         hub_request: Some(w.request),
+                        ..Author::default()
                     });
                 }
             }
@@ -575,8 +566,7 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
                         batch_seq: p.seq,
                         change_vector: v.change_vector.clone(),
                         deleted: v.deleted,
-                        import: None,
-                        hub_request: None,
+                        ..Author::default()
                     });
                 }
             }

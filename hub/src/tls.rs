@@ -312,20 +312,17 @@ pub fn ensure_dev_cert(data_dir: &Path, names: &[String]) -> Result<(TlsConfig, 
             (Ok(x), Ok(y)) => x == y,
             _ => a.eq_ignore_ascii_case(b),
         };
-    let mut all: Vec<String> = names.to_vec();
-    let mut done = DevCert::Made;
-    if cert.exists() && key.exists() {
-        let had = cert_names(&cert).unwrap_or_default();
+    let (all, done) = if cert.exists() && key.exists() {
+        let mut all = cert_names(&cert).unwrap_or_default();
         let missing: Vec<String> = names
             .iter()
-            .filter(|n| !had.iter().any(|h| same(h, n)))
+            .filter(|n| !all.iter().any(|h| same(h, n)))
             .cloned()
             .collect();
         if missing.is_empty() {
             return Ok((tls, DevCert::Kept));
         }
         // Its names first, in their order, then the missing ones.
-        all = had;
         for n in DEV_NAMES
             .iter()
             .map(|n| n.to_string())
@@ -335,8 +332,10 @@ pub fn ensure_dev_cert(data_dir: &Path, names: &[String]) -> Result<(TlsConfig, 
                 all.push(n);
             }
         }
-        done = DevCert::Remade(missing);
-    }
+        (all, DevCert::Remade(missing))
+    } else {
+        (names.to_vec(), DevCert::Made)
+    };
     std::fs::create_dir_all(data_dir)
         .map_err(|e| HubError::io(format!("create {}", data_dir.display()), e))?;
     let mut params = rcgen::CertificateParams::new(all)

@@ -314,6 +314,59 @@ async fn admin_export_purge_and_compact_without_the_admin_token() {
     hub.finish().await;
 }
 
+/// An operator's import names who ran it (`by`, a claim) and the file
+/// (`source`); the hub records them next to what it saw itself (`via`: the
+/// peer and the credential). A label with a line break (a forged second
+/// line in `audit who`), one over 256 bytes, or a `via` of the client's own
+/// are refused (400) before any line is imported; an accepted `by` is
+/// recorded as given, beside the hub's `via`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_import_labels_are_checked_and_cannot_forge_the_hubs_view() {
+    let admin = format!(
+        "[admin]\ntoken_sha256 = {:?}\n",
+        outpost_hub::config::token_sha256_hex("admin-secret")
+    );
+    let secret = json!({"v": "crown-jewels"});
+    let hub = Hub::start_with(&[seed("vault/notes/x", "Notes", secret.clone())], &admin);
+    let token = Some("Bearer admin-secret");
+    let line = r#"{"id":"vault/notes/x","v":"overwritten"}"#;
+    let long = "x".repeat(257);
+    for query in [
+        "by=ops%0A%20%20%20%20written%20by%20identity%20alice".to_string(),
+        format!("source={long}"),
+        "via=POST%20from%20the%20hub%20itself".to_string(),
+        "by=a&by=b".to_string(),
+    ] {
+        let path = format!("/admin/import?database=main&{query}");
+        let (code, answer) = hub.raw_request("POST", &path, token, line);
+        assert_eq!(code, 400, "{query}: {answer}");
+    }
+    assert_unchanged(&hub, "vault/notes/x", "Notes", secret).await;
+    // The check of the test itself: a plain claim is taken, and recorded
+    // beside what the hub saw.
+    let (code, answer) = hub.raw_request(
+        "POST",
+        "/admin/import?database=main&by=the%20hub%20itself&source=s.jsonl",
+        token,
+        line,
+    );
+    assert_eq!(code, 200, "{answer}");
+    let (code, trail) = hub.raw_request(
+        "POST",
+        "/admin/audit",
+        token,
+        r#"{"database":"main","query":{"export":{}}}"#,
+    );
+    assert_eq!(code, 200, "{trail}");
+    assert!(trail.contains(r#""by":"the hub itself""#), "{trail}");
+    assert!(
+        trail.contains("POST /admin/import from 127.0.0.1:")
+            && trail.contains("with the admin token"),
+        "{trail}"
+    );
+    hub.finish().await;
+}
+
 /// Sends `head` (a request's head and the start of its body), then, with
 /// `hang_up`, closes the connection's sending side (a client gone
 /// mid-body), and returns the status code of the answer that comes within
