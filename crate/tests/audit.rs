@@ -523,3 +523,140 @@ fn an_audited_import_records_each_batch_with_the_versions_it_wrote() {
     assert_eq!(st.imported, 6);
     assert_eq!(count(&plain), 0);
 }
+
+/// A hub's upstream link (`EdgeConfig::audit_received`, set by the hub for
+/// `[[upstream]]`) records each batch it stores in that batch's commit: per
+/// document the versions as received, what storing them did and the
+/// version written; a batch of many documents in several entries, each
+/// naming its own. Without the setting (browsers, the `outpost` tool),
+/// nothing is recorded.
+#[test]
+fn what_an_upstream_link_receives_is_recorded_in_its_commit() {
+    use outpost::db::sha256_hex;
+    use outpost::sync::driver::edge_storage;
+    use outpost::sync::received::{AuditUpstream, ReceivedAudit};
+    use outpost::sync::{EdgeAction, EdgeConfig, EdgeEvent};
+    const CLOUD: DbId = DbId([0xC1; 16]);
+    let db = open(Arc::new(MemoryStore::new()));
+    let mut cfg = EdgeConfig::new("main", "boston", "");
+    cfg.source = "upstream:boston".into();
+    cfg.audit_received = Some(ReceivedAudit::new(
+        "wss://cloud.example/sync database main as boston",
+    ));
+    let apply = |db: &Db, cfg: &EdgeConfig, docs: Vec<RemoteDoc>, upto: u64| {
+        let action = EdgeAction::ApplyRemote {
+            docs,
+            upto,
+            from: 0,
+            hub_db_id: CLOUD,
+        };
+        let ev = block_on(edge_storage(db, cfg, &action));
+        assert!(matches!(ev, Some(EdgeEvent::Applied)), "{ev:?}");
+    };
+    let upstream_entries = |db: &Db, from: u64| -> Vec<AuditUpstream> {
+        block_on(db.snapshot().audit_entries(from, 1000))
+            .unwrap()
+            .iter()
+            .map(|e| {
+                assert_eq!(e.kind, AuditKind::Upstream);
+                serde_json::from_slice(&e.payload).unwrap()
+            })
+            .collect()
+    };
+    // A version of notes/c written here, concurrent with the one that comes.
+    block_on(db.put("notes/c", json!({"here": true}))).unwrap();
+    let first = vec![
+        doc("notes/a", &[(CLOUD, 1)], r#"{"a":1}"#),
+        doc("notes/c", &[(CLOUD, 2)], r#"{"c":2}"#),
+    ];
+    apply(&db, &cfg, first.clone(), 2);
+    // The same version again: already held, nothing written.
+    apply(&db, &cfg, vec![first[0].clone()], 3);
+    let recs = upstream_entries(&db, 1);
+    assert_eq!(recs.len(), 2);
+    let r = &recs[0];
+    assert_eq!(
+        (r.source.as_str(), r.link.as_str(), r.upto),
+        (
+            "upstream:boston",
+            "wss://cloud.example/sync database main as boston",
+            2
+        )
+    );
+    assert_eq!(r.upstream_db, CLOUD.to_string());
+    let held_a = block_on(db.get("notes/a")).unwrap().unwrap();
+    let d = &r.docs[0];
+    assert_eq!((d.id.as_str(), d.outcome.as_str()), ("notes/a", "applied"));
+    // Stored as received: the version written is the one received, named
+    // once.
+    assert_eq!(
+        d.versions[0].change_vector,
+        held_a.meta.change_vector.to_text()
+    );
+    assert_eq!(d.change_vector, "");
+    assert_eq!(d.collection.as_deref(), Some("Notes"));
+    assert_eq!(
+        d.versions[0].change_vector,
+        first[0].versions[0].change_vector.to_text()
+    );
+    assert_eq!(d.versions[0].body_sha256, sha256_hex(br#"{"a":1}"#));
+    let c = &r.docs[1];
+    assert_eq!((c.id.as_str(), c.outcome.as_str()), ("notes/c", "conflict"));
+    // A conflict: both versions kept, the received one current, so the
+    // version written is the one received, named once.
+    let held_c = block_on(db.get("notes/c")).unwrap().unwrap();
+    assert_eq!(held_c.conflicts.len(), 1);
+    assert_eq!(
+        held_c.meta.change_vector.to_text(),
+        c.versions[0].change_vector
+    );
+    assert_eq!(c.change_vector, "");
+    let again = &recs[1].docs[0];
+    assert_eq!(
+        (again.outcome.as_str(), again.change_vector.as_str()),
+        ("held", "")
+    );
+
+    // 45,000 documents in one batch: more than one entry's worth of record
+    // (`AUDIT_CHUNK_BYTES`), so several entries, each naming the versions
+    // written just before it, all in the batch's one commit.
+    let n = 45_000u64;
+    let many: Vec<RemoteDoc> = (0..n)
+        .map(|i| doc(&format!("bulk/{i}"), &[(CLOUD, 10 + i)], "{}"))
+        .collect();
+    let before = count(&db);
+    let etag = db.last_etag();
+    apply(&db, &cfg, many, 10 + n);
+    let recs = upstream_entries(&db, before + 1);
+    assert!(recs.len() >= 2, "{} entries", recs.len());
+    let ids: Vec<&str> = recs
+        .iter()
+        .flat_map(|r| r.docs.iter().map(|d| d.id.as_str()))
+        .collect();
+    let want: Vec<String> = (0..n).map(|i| format!("bulk/{i}")).collect();
+    assert_eq!(ids, want);
+    for (i, d) in recs.iter().flat_map(|r| r.docs.iter()).enumerate() {
+        assert_eq!(d.outcome, "applied", "{}", d.id);
+        assert_eq!(
+            d.versions[0].change_vector,
+            format!("{}:{}", CLOUD, 10 + i as u64),
+            "{}",
+            d.id
+        );
+    }
+    // One commit: the documents took the etags right after the last one.
+    assert_eq!(db.last_etag(), etag + n);
+    assert!(
+        block_on(db.snapshot().verify_audit_chain())
+            .unwrap()
+            .is_ok()
+    );
+
+    // Without the setting, the same batch records nothing.
+    let plain = open(Arc::new(MemoryStore::new()));
+    let mut edge = cfg.clone();
+    edge.audit_received = None;
+    apply(&plain, &edge, first, 2);
+    assert!(block_on(plain.get("notes/a")).unwrap().is_some());
+    assert_eq!(count(&plain), 0);
+}

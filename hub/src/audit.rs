@@ -19,6 +19,7 @@ use outpost::sync::purge::Served;
 use outpost::sync::signed::{BatchManifest, GENESIS, PurgeReceipt};
 
 use outpost::db::{AuditBad, AuditImport, AuditPurgeReceipt, AuditPush};
+use outpost::sync::received::AuditUpstream;
 use outpost::{AuditEntry, AuditKind, ChangeVector};
 use serde_json::{Value, json};
 
@@ -473,6 +474,26 @@ pub struct Author {
     /// its session (`upto` and `batch_seq` are then 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub_request: Option<u64>,
+    /// Set when the version came from this hub's upstream (the edge's
+    /// fields are then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<FromUpstream>,
+}
+
+/// How a version came from an upstream hub
+/// ([`outpost::sync::received::AuditUpstream`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FromUpstream {
+    /// The link: the upstream's URL, database and this hub's identity there.
+    pub link: String,
+    /// The upstream database's id.
+    pub upstream_db: String,
+    /// The upstream etag the batch covered.
+    pub upto: u64,
+    /// What storing it did (`applied`, `conflict`, `resolved`, `held`).
+    pub outcome: String,
+    /// SHA-256 of the version's body as received (hex).
+    pub body_sha256: String,
 }
 
 /// How an operator's import wrote a version ([`outpost::db::AuditImport`]).
@@ -515,6 +536,30 @@ pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<V
                             source: r.source.clone(),
                             line: d.line,
                             line_sha256: d.line_sha256.clone(),
+                        }),
+                        ..Author::default()
+                    });
+                }
+            }
+            return Ok(());
+        }
+        if e.kind == AuditKind::Upstream {
+            let Ok(r) = serde_json::from_slice::<AuditUpstream>(&e.payload) else {
+                return Ok(());
+            };
+            for d in r.docs.iter().filter(|d| d.id.to_lowercase() == id) {
+                for v in d.versions.iter().filter(|v| same(&v.change_vector)) {
+                    out.push(Author {
+                        seq: e.seq,
+                        time_ms: e.time_ms,
+                        change_vector: v.change_vector.clone(),
+                        deleted: v.deleted,
+                        upstream: Some(FromUpstream {
+                            link: r.link.clone(),
+                            upstream_db: r.upstream_db.clone(),
+                            upto: r.upto,
+                            outcome: d.outcome.clone(),
+                            body_sha256: v.body_sha256.clone(),
                         }),
                         ..Author::default()
                     });
@@ -594,6 +639,26 @@ pub fn render_author(a: &Author) -> String {
             i.line_sha256,
             outpost::doc::iso_time_ms(a.time_ms),
             a.seq
+        );
+    }
+    if let Some(u) = &a.upstream {
+        let outcome = match u.outcome.as_str() {
+            "applied" => "stored as received",
+            "conflict" => "kept beside a concurrent version (a conflict)",
+            "resolved" => "a conflict, settled by the collection's policy",
+            "held" => "already held, nothing written",
+            other => other,
+        };
+        return format!(
+            "  version {}{}\n    received from the upstream {}\n    upstream database {}, up to its etag {}: {outcome}, committed {} (audit entry {})\n    body SHA-256: {}\n    key: none here (the upstream hub's own audit trail names who wrote it there)\n",
+            a.change_vector,
+            if a.deleted { " (a deletion)" } else { "" },
+            u.link,
+            u.upstream_db,
+            u.upto,
+            outpost::doc::iso_time_ms(a.time_ms),
+            a.seq,
+            u.body_sha256,
         );
     }
     let key = if a.key_id.is_empty() {

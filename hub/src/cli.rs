@@ -419,10 +419,11 @@ Examples:
     ///
     /// Lists every accepted push that carried a version of the document
     /// (with --cv: only that version): identity, device, the push's upto,
-    /// when, and the key ("none (token identity)" until edges have keys).
-    /// A version no push carried was written by the hub itself (a conflict
-    /// resolution, an import) or came from an upstream. Exit status 1 when
-    /// nothing is found.
+    /// when, and the key ("none (token identity)" until edges have keys);
+    /// every write with safety hub, operator's import and batch from this
+    /// hub's upstream that wrote one. A version none of them names was
+    /// written by the hub itself (a conflict resolution). Exit status 1
+    /// when nothing is found.
     #[command(after_help = "\
 Examples:
   outpost-hub audit who notes/42
@@ -739,10 +740,10 @@ fn audit(path: &Path, cmd: AuditCommand) -> Result<ExitCode> {
             };
             if found.is_empty() {
                 eprintln!(
-                    "no accepted push, write with safety hub or import in database {name} wrote \
-                     {what}: it was written by the hub itself (a conflict resolution; an import or a \
-                     write with safety hub recorded before their versions were), came from an \
-                     upstream, or never existed"
+                    "no accepted push, write with safety hub, import or upstream batch in database \
+                     {name} wrote {what}: it was written by the hub itself (a conflict resolution; an \
+                     import or a write with safety hub recorded before their versions were), came \
+                     from an upstream before this hub recorded what it receives, or never existed"
                 );
                 return Ok(ExitCode::FAILURE);
             }

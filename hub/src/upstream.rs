@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outpost::keys::{KeyPair, Signer};
+use outpost::sync::received::ReceivedAudit;
 use outpost::sync::{EdgeConfig, ReplaceOutcome, SyncStatus};
 use outpost_client::tls::ClientCert;
 use outpost_client::{ClientOptions, spawn_edge};
@@ -155,6 +156,13 @@ async fn link_upstream(
         (None, None) => (EdgeConfig::new(&up.database, &up.identity, &up.token), None),
     };
     edge.source = format!("upstream:{}", up.identity);
+    // What the link receives is recorded in the database's audit trail
+    // (`outpost::sync::received`): `audit who` names the batch that brought
+    // a version.
+    edge.audit_received = Some(ReceivedAudit::new(format!(
+        "{} database {} as {}",
+        up.url, up.database, up.identity
+    )));
     let opts = ClientOptions {
         url: up.url.clone(),
         edge,

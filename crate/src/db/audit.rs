@@ -78,6 +78,9 @@ pub enum AuditKind {
     Certificate,
     /// A batch of an operator's import ([`AuditImport`]).
     Import,
+    /// Versions a hub received from its upstream hub
+    /// (`crate::sync::received::AuditUpstream`).
+    Upstream,
     /// A kind this engine does not know (written by a newer one).
     Other(u16),
 }
@@ -94,6 +97,7 @@ impl AuditKind {
             AuditKind::HubWrite => 6,
             AuditKind::Certificate => 7,
             AuditKind::Import => 8,
+            AuditKind::Upstream => 9,
             AuditKind::Other(c) => c,
         }
     }
@@ -109,6 +113,7 @@ impl AuditKind {
             6 => AuditKind::HubWrite,
             7 => AuditKind::Certificate,
             8 => AuditKind::Import,
+            9 => AuditKind::Upstream,
             c => AuditKind::Other(c),
         }
     }
@@ -124,6 +129,7 @@ impl AuditKind {
             AuditKind::HubWrite => "hub_write".into(),
             AuditKind::Certificate => "certificate".into(),
             AuditKind::Import => "import".into(),
+            AuditKind::Upstream => "upstream".into(),
             AuditKind::Other(c) => format!("kind_{c}"),
         }
     }

@@ -116,9 +116,7 @@ pub async fn edge_storage_etags<S: PageStore>(
             if let Err(e) = note_pulled(db, &mut b, &cfg.source, hub_db_id, last, *upto).await {
                 return (Some(EdgeEvent::ApplyFailed(e.to_string())), None);
             }
-            for d in docs {
-                b.apply_remote(d.clone(), ConflictPolicy::Manual);
-            }
+            super::received::apply_received(&mut b, cfg, docs, hub_db_id, *upto);
             // The record is `u64 checkpoint | 16-byte hub db id`.
             let mut v = Vec::with_capacity(24);
             v.put_u64(*upto);

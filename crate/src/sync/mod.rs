@@ -23,6 +23,7 @@ pub mod frame;
 pub mod hub;
 pub mod hub_write;
 pub mod purge;
+pub mod received;
 mod rules;
 pub mod run;
 pub mod signed;

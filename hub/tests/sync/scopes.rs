@@ -41,7 +41,7 @@ async fn clinics_share_only_their_own_data_through_the_cloud() {
             "[[upstream]]\ndatabase = \"main\"\nurl = \"ws://127.0.0.1:{cloud_port}/sync\"\nidentity = {who:?}\nkey_file = \"{who}.key\"\n\n"
         )
     };
-    let boston = HubProc::new(
+    let mut boston = HubProc::new(
         tmp.join("boston"),
         free_port(),
         &(edge_toml(
@@ -153,7 +153,45 @@ async fn clinics_share_only_their_own_data_through_the_cloud() {
     for c in [cbl, ccl, coff] {
         c.stop().await;
     }
-    drop(boston);
+    // Boston's hub recorded what it received from the cloud: `audit who`
+    // names the batch that brought the office's document (the link, the
+    // cloud's database, what storing it did), the same answer whether the
+    // hub runs or not, and the trail verifies. Chicago's hub never received
+    // Boston's patients, so its trail names no batch of them.
+    let (cv, _, _) = state(&office, "shared/formulary").await["shared/formulary"].clone();
+    let who = ["audit", "who", "shared/formulary", "--cv", cv.as_str()];
+    let (ok, live, err) = run(
+        &boston,
+        &[
+            &who[..],
+            &["--admin-token", outpost_testkit::hub::ADMIN_TOKEN],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    let link = format!(
+        "received from the upstream ws://127.0.0.1:{cloud_port}/sync database main as boston"
+    );
+    assert!(live.contains(&link), "{live}");
+    assert!(live.contains("stored as received"), "{live}");
+    assert!(live.contains(&format!("version {cv}")), "{live}");
+    let (ok, _, err) = run(
+        &chicago,
+        &[
+            "audit",
+            "who",
+            "patients/boston/p1",
+            "--admin-token",
+            outpost_testkit::hub::ADMIN_TOKEN,
+        ],
+    );
+    assert!(!ok && err.contains("no accepted push"), "{err}");
+    boston.kill();
+    let (ok, stopped, err) = run(&boston, &who);
+    assert!(ok, "{err}");
+    assert_eq!(stopped, live, "the running hub's answer");
+    let (ok, verified, err) = run(&boston, &["audit", "verify"]);
+    assert!(ok, "{verified}{err}");
     drop(chicago);
 }
 

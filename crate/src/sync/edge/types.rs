@@ -37,6 +37,10 @@ pub struct EdgeConfig {
     pub heartbeat_ms: i64,
     /// Consider the connection dead after this long without receiving (ms).
     pub timeout_ms: i64,
+    /// When set (a hub's upstream link), every batch received is recorded
+    /// in this database's audit trail, in its own commit, naming the link;
+    /// see [`crate::sync::received`]. `None` (the default): nothing recorded.
+    pub audit_received: Option<crate::sync::received::ReceivedAudit>,
 }
 
 impl EdgeConfig {
@@ -53,6 +57,7 @@ impl EdgeConfig {
             source: "hub".into(),
             heartbeat_ms: 15_000,
             timeout_ms: 45_000,
+            audit_received: None,
         }
     }
 }
