@@ -10,14 +10,17 @@
 //   pageAndRun    the page's record and the run
 //   runTwoStoreTx the run alone, in a transaction over both object stores
 //                 (what a read asks for now when no record replaced the page)
+//   blobPage      the run stored as a Blob: its get, then one page's slice read
+//                 (`blob.slice(...).arrayBuffer()`)
+//   blobWhole     the same Blob read whole
 //
-//   cd bench-browser && node idb-read-shapes.mjs
+//   cd bench-browser && node idb-read-shapes.mjs   (RUN_PAGES=32,64: other run sizes)
 import { createServer } from "node:http";
 import { launchChromium } from "./harness.mjs";
 
 const page = `<!doctype html><meta charset="utf-8"><script type="module">
 const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
-const open = (name) => new Promise((res, rej) => { const r = indexedDB.open(name, 1); r.onupgradeneeded = () => { for (const s of ["pages", "runs", "docs"]) r.result.createObjectStore(s); }; r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
+const open = (name) => new Promise((res, rej) => { const r = indexedDB.open(name, 1); r.onupgradeneeded = () => { for (const s of ["pages", "runs", "docs", "blobs"]) r.result.createObjectStore(s); }; r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
 const med = (a) => { a.sort((x, y) => x - y); return a[a.length >> 1]; };
 const text = (i, n) => { let s = ""; while (s.length < n) s += \`{"id":"docs/\${i}","name":"user \${i * 7919 % 10007}","tags":["a\${i % 13}","b\${i % 7}"],"n":\${i * 31 % 1000}},\`; return s.slice(0, n); };
 window.run = async (runs, runPages, reads) => {
@@ -25,9 +28,11 @@ window.run = async (runs, runPages, reads) => {
   let db = await open(name);
   const enc = new TextEncoder();
   for (let r = 0; r < runs; r += 10) {
-    const tx = db.transaction(["pages", "runs", "docs"], "readwrite", { durability: "relaxed" });
+    const tx = db.transaction(["pages", "runs", "docs", "blobs"], "readwrite", { durability: "relaxed" });
     for (let j = r; j < r + 10 && j < runs; j++) {
-      tx.objectStore("runs").put(enc.encode(text(j, runPages * 4096)), [j * 64, runPages]);
+      const bytes = enc.encode(text(j, runPages * 4096));
+      tx.objectStore("runs").put(bytes, [j * 64, runPages]);
+      tx.objectStore("blobs").put(new Blob([bytes]), [j * 64, runPages]);
       tx.objectStore("pages").put(enc.encode(text(j + 1e6, 4096)), j * 64 + 63);
       for (let d = 0; d < 3 * runPages; d++) tx.objectStore("docs").put({ id: \`docs/\${j}/\${d}\`, body: text(d, 1000) }, \`docs/\${String(j).padStart(6, "0")}/\${d}\`);
     }
@@ -36,7 +41,7 @@ window.run = async (runs, runPages, reads) => {
   db.close();
   db = await open(name);
   const rnd = (n) => (Math.random() * n) | 0;
-  const t = { doc: [], run: [], ours: [], pageAndRun: [], runTwoStoreTx: [] };
+  const t = { doc: [], run: [], ours: [], pageAndRun: [], runTwoStoreTx: [], blobPage: [], blobWhole: [] };
   for (let i = 0; i < reads; i++) {
     let s = performance.now();
     { const tx = db.transaction("docs", "readonly"); await req(tx.objectStore("docs").get(\`docs/\${String(rnd(runs)).padStart(6, "0")}/\${rnd(3 * runPages)}\`)); }
@@ -53,6 +58,12 @@ window.run = async (runs, runPages, reads) => {
     s = performance.now();
     { const j = rnd(runs); const tx = db.transaction(["pages", "runs"], "readonly"); const c = req(tx.objectStore("runs").get([j * 64, runPages])); await Promise.all([c]); }
     t.runTwoStoreTx.push(performance.now() - s);
+    s = performance.now();
+    { const j = rnd(runs); const tx = db.transaction("blobs", "readonly"); const b = await req(tx.objectStore("blobs").get([j * 64, runPages])); const o = rnd(runPages) * 4096; const buf = await b.slice(o, o + 4096).arrayBuffer(); if (buf.byteLength !== 4096) throw new Error("short"); }
+    t.blobPage.push(performance.now() - s);
+    s = performance.now();
+    { const j = rnd(runs); const tx = db.transaction("blobs", "readonly"); const b = await req(tx.objectStore("blobs").get([j * 64, runPages])); const buf = await b.arrayBuffer(); if (buf.byteLength !== runPages * 4096) throw new Error("short"); }
+    t.blobWhole.push(performance.now() - s);
   }
   const out = {};
   for (const k of Object.keys(t)) if (t[k].length) out[k] = med(t[k]).toFixed(3);
