@@ -118,6 +118,7 @@ pub struct ClientCounters {
 /// A running client: status, counters, and control.
 pub struct SyncHandle {
     status: watch::Receiver<SyncStatus>,
+    purges: watch::Receiver<u64>,
     acks: Arc<safety::Acks>,
     hub_calls: tokio::sync::mpsc::UnboundedSender<safety::HubCall>,
     stop: watch::Sender<bool>,
@@ -135,6 +136,14 @@ impl SyncHandle {
     /// A receiver of status changes.
     pub fn watch_status(&self) -> watch::Receiver<SyncStatus> {
         self.status.clone()
+    }
+
+    /// A receiver of the number of purges this client carried out (purge
+    /// orders, and pushes refused as purged); it changes after each. A
+    /// hub's upstream link watches it: what such a purge removed is owed by
+    /// the hub's own edges ([`outpost::sync::received`]).
+    pub fn watch_purges(&self) -> watch::Receiver<u64> {
+        self.purges.clone()
     }
 
     /// Tells the client that the local database committed (it pushes). Not
@@ -216,6 +225,7 @@ where
     S: PageStore + Send + Sync + 'static,
 {
     let (status_tx, status) = watch::channel(SyncStatus::Offline);
+    let (purges_tx, purges) = watch::channel(0);
     let (stop, stop_rx) = watch::channel(false);
     let wake = Arc::new(Notify::new());
     let counters = Arc::new(ClientCounters::default());
@@ -228,6 +238,7 @@ where
             opts,
             on_applied,
             status: status_tx,
+            purges: purges_tx,
             stop: stop_rx,
             wake: wake.clone(),
             counters: counters.clone(),
@@ -237,6 +248,7 @@ where
     ));
     SyncHandle {
         status,
+        purges,
         acks,
         hub_calls,
         stop,

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use outpost::sync::driver::{edge_storage_etags, load_edge_state};
+use outpost::sync::driver::{edge_storage_native, load_edge_state};
 use outpost::sync::edge::backoff_ms;
 use outpost::sync::hub_write::HubWriteOutcome;
 use outpost::sync::run::{EdgeShell, OthersCommits, Step, run_edge, tick_delay};
@@ -40,6 +40,8 @@ pub(crate) struct Client<S: PageStore> {
     pub(crate) opts: ClientOptions,
     pub(crate) on_applied: Option<Arc<dyn Fn() + Send + Sync>>,
     pub(crate) status: watch::Sender<SyncStatus>,
+    /// Purge orders carried out ([`crate::SyncHandle::watch_purges`]).
+    pub(crate) purges: watch::Sender<u64>,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) wake: Arc<Notify>,
     pub(crate) counters: Arc<ClientCounters>,
@@ -326,13 +328,16 @@ impl<S: PageStore> EdgeShell for Session<'_, S> {
         if let EdgeAction::RecordRejection(r) = &action {
             self.c.acks.refused(r);
         }
-        let (ev, etags) = edge_storage_etags(db, &self.c.opts.edge, &action).await;
+        let (ev, etags) = edge_storage_native(db, &self.c.opts.edge, &action, now_ms()).await;
         // What this session stored itself needs no pushing: not a wake.
         if let Some(w) = self.commits.as_mut() {
             w.own(etags);
         }
         if matches!(ev, Some(EdgeEvent::ApplyFailed(_))) {
             counters.storage_failures.fetch_add(1, Ordering::Relaxed);
+        } else if matches!(action, EdgeAction::Purge { .. } | EdgeAction::Forget { .. }) {
+            // Carried out (for a hub's link: marked, owed by its edges).
+            self.c.purges.send_modify(|n| *n += 1);
         }
         if applied && matches!(ev, Some(EdgeEvent::Applied)) {
             counters.batches_applied.fetch_add(1, Ordering::Relaxed);

@@ -524,7 +524,7 @@ fn an_audited_import_records_each_batch_with_the_versions_it_wrote() {
     assert_eq!(count(&plain), 0);
 }
 
-/// A hub's upstream link (`EdgeConfig::audit_received`, set by the hub for
+/// A hub's upstream link (`EdgeConfig::hub_link`, set by the hub for
 /// `[[upstream]]`) records each batch it stores in that batch's commit: per
 /// document the versions as received, what storing them did and the
 /// version written; a batch of many documents in several entries, each
@@ -534,13 +534,13 @@ fn an_audited_import_records_each_batch_with_the_versions_it_wrote() {
 fn what_an_upstream_link_receives_is_recorded_in_its_commit() {
     use outpost::db::sha256_hex;
     use outpost::sync::driver::edge_storage;
-    use outpost::sync::received::{AuditUpstream, ReceivedAudit};
+    use outpost::sync::received::{AuditUpstream, HubLink};
     use outpost::sync::{EdgeAction, EdgeConfig, EdgeEvent};
     const CLOUD: DbId = DbId([0xC1; 16]);
     let db = open(Arc::new(MemoryStore::new()));
     let mut cfg = EdgeConfig::new("main", "boston", "");
     cfg.source = "upstream:boston".into();
-    cfg.audit_received = Some(ReceivedAudit::new(
+    cfg.hub_link = Some(HubLink::new(
         "wss://cloud.example/sync database main as boston",
     ));
     let apply = |db: &Db, cfg: &EdgeConfig, docs: Vec<RemoteDoc>, upto: u64| {
@@ -655,7 +655,7 @@ fn what_an_upstream_link_receives_is_recorded_in_its_commit() {
     // Without the setting, the same batch records nothing.
     let plain = open(Arc::new(MemoryStore::new()));
     let mut edge = cfg.clone();
-    edge.audit_received = None;
+    edge.hub_link = None;
     apply(&plain, &edge, first, 2);
     assert!(block_on(plain.get("notes/a")).unwrap().is_some());
     assert_eq!(count(&plain), 0);

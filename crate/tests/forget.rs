@@ -289,3 +289,102 @@ fn bad_requests_are_refused_and_change_nothing() {
     assert!(block_on(db.get("a/1")).unwrap().is_some());
     assert!(block_on(forget::markers(&db)).unwrap().is_empty());
 }
+
+/// An upstream's purge order at a hub (`received::purge_ordered`, what a
+/// hub's upstream link does): the documents it names by id hash become a
+/// subject purge of this hub (marker by the upstream, retired ids, owed by
+/// the edges that may hold them, an audit entry without ids); what it names
+/// by prefix (the hub's own scope at the upstream narrowed) is only
+/// removed. The report covers both, for the receipt.
+#[test]
+fn an_upstream_order_is_carried_out_as_this_hubs_own_subject_purge() {
+    use outpost::sync::EdgeConfig;
+    use outpost::sync::purge::PurgeOrder;
+    use outpost::sync::received::{HubLink, purge_ordered};
+    let tmp = TempDir::new(std::env::temp_dir(), "outpost-forget-ordered");
+    let db = open(tmp.path());
+    for (id, body) in [
+        ("patients/p1", json!({ "s": "subject" })),
+        ("patients/p2", json!({ "s": "other" })),
+        ("old/x", json!({ "s": "narrowed" })),
+    ] {
+        block_on(db.put(id, body)).unwrap();
+    }
+    set_served(&db, "lap", &["patients/"]);
+    set_served(&db, "desk", &["old/"]);
+    let link = HubLink::new("ws://cloud/sync database main as clinic");
+    let mut cfg = EdgeConfig::new("main", "clinic", "");
+    cfg.source = "upstream:clinic".into();
+    cfg.hub_link = Some(link.clone());
+    let order = PurgeOrder {
+        order: 3,
+        reason: "narrowed".into(),
+        prefixes: vec!["old/".into()],
+        keep: vec!["patients/".into()],
+        ids: vec![purged_id_hash(&id_key("patients/p1"))],
+        markers: Vec::new(),
+    };
+    let rep = block_on(purge_ordered(&db, &cfg, &link, &order, 1_000)).unwrap();
+    assert_eq!(rep.removed, 2);
+    for (id, kept) in [
+        ("patients/p1", false),
+        ("patients/p2", true),
+        ("old/x", false),
+    ] {
+        assert_eq!(block_on(db.get(id)).unwrap().is_some(), kept, "{id}");
+    }
+    // The subject's id alone is retired, by marker 1.
+    assert_eq!(
+        block_on(forget::retired_by(&db, "patients/p1")).unwrap(),
+        Some(1)
+    );
+    assert_eq!(block_on(forget::retired_by(&db, "old/x")).unwrap(), None);
+    let markers = block_on(forget::markers(&db)).unwrap();
+    assert_eq!(markers.len(), 1);
+    let m = &markers[0];
+    assert_eq!(m.removed, 1);
+    assert_eq!(m.by, "the upstream ws://cloud/sync database main as clinic");
+    assert_eq!(m.reason, "its purge order 3 (narrowed)");
+    assert_eq!(m.request, "1 ids by their hashes");
+    // Owed by the edge that may hold it, not by the one under old/.
+    let owed = block_on(forget::owed(&db)).unwrap();
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert!(owed[0].0.starts_with("lap "), "{owed:?}");
+    let entries = block_on(db.snapshot().audit_entries(1, 10)).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].kind, AuditKind::SubjectPurge);
+    let text = String::from_utf8_lossy(&entries[0].payload).to_string();
+    assert!(
+        !text.contains("patients/p1") && !text.contains("subject"),
+        "{text}"
+    );
+
+    // An order naming nothing by hash only removes, as at any edge.
+    block_on(db.put("old/y", json!({ "s": "narrowed" }))).unwrap();
+    let order = PurgeOrder {
+        order: 4,
+        ids: Vec::new(),
+        ..order
+    };
+    let rep = block_on(purge_ordered(&db, &cfg, &link, &order, 2_000)).unwrap();
+    assert_eq!(rep.removed, 1);
+    assert_eq!(block_on(forget::markers(&db)).unwrap().len(), 1);
+
+    // Order 0: the ids of a push the upstream refused as purged (a
+    // document this hub relayed from one of its edges): marked too, so the
+    // edge that wrote it is ordered to erase it and cannot push it again.
+    let order = PurgeOrder {
+        order: 0,
+        reason: "purged".into(),
+        ids: vec![purged_id_hash(&id_key("patients/p2"))],
+        ..PurgeOrder::default()
+    };
+    block_on(purge_ordered(&db, &cfg, &link, &order, 3_000)).unwrap();
+    assert!(block_on(db.get("patients/p2")).unwrap().is_none());
+    assert_eq!(
+        block_on(forget::retired_by(&db, "patients/p2")).unwrap(),
+        Some(2)
+    );
+    let markers = block_on(forget::markers(&db)).unwrap();
+    assert_eq!(markers[1].reason, "a push it refused as purged");
+}

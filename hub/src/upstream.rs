@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outpost::keys::{KeyPair, Signer};
-use outpost::sync::received::ReceivedAudit;
+use outpost::sync::received::HubLink;
 use outpost::sync::{EdgeConfig, ReplaceOutcome, SyncStatus};
 use outpost_client::tls::ClientCert;
 use outpost_client::{ClientOptions, spawn_edge};
@@ -156,10 +156,11 @@ async fn link_upstream(
         (None, None) => (EdgeConfig::new(&up.database, &up.identity, &up.token), None),
     };
     edge.source = format!("upstream:{}", up.identity);
-    // What the link receives is recorded in the database's audit trail
-    // (`outpost::sync::received`): `audit who` names the batch that brought
-    // a version.
-    edge.audit_received = Some(ReceivedAudit::new(format!(
+    // The link of a hub (`outpost::sync::received`): what it receives is
+    // recorded in the database's audit trail (`audit who` names the batch
+    // that brought a version), and the subject purges the upstream orders
+    // are carried out as this hub's own, reaching its edges.
+    edge.hub_link = Some(HubLink::new(format!(
         "{} database {} as {}",
         up.url, up.database, up.identity
     )));
@@ -180,6 +181,7 @@ async fn link_upstream(
     // edges.
     let client = spawn_edge(handle.db.clone(), opts, None);
     let mut status = client.watch_status();
+    let mut purges = client.watch_purges();
     let mut failed = handle.failed_watch();
     let mut storage_failures = 0;
     let mut client_ended = false;
@@ -223,6 +225,17 @@ async fn link_upstream(
                 {
                     tracing::info!(url = %up.url, database = %up.database, "upstream: the certificate file changed; reconnecting with it");
                     break true;
+                }
+            }
+            r = purges.changed(), if !client_ended => {
+                if r.is_ok() {
+                    // The order's subject purges are this hub's own now
+                    // (`outpost::sync::received::purge_ordered`): the
+                    // sessions of the devices that owe a receipt end, so
+                    // they reconnect and get their order at once, as after
+                    // `outpost-hub purge`.
+                    tracing::warn!(url = %up.url, database = %up.database, "upstream purge order carried out; ending the sessions of the devices that now owe a receipt");
+                    hub.purged();
                 }
             }
             _ = failed.changed() => {}

@@ -328,3 +328,114 @@ async fn a_purge_on_the_running_hub_reaches_a_connected_edge_at_once() {
     ca.stop().await;
     cl.stop().await;
 }
+
+/// A subject purge at the cloud reaches the edges behind a clinic's hub
+/// (docs/security.md "Subject purges"; the clinics of docs/DESIGN): the
+/// clinic's upstream link carries out the order's subject purge as the
+/// clinic's own (marker, retired ids, orders to its edges, audit), so the
+/// clinic's laptop, which the cloud cannot reach, erases the document too,
+/// answers the clinic, and cannot push it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_at_the_cloud_reaches_the_edges_behind_a_clinics_hub() {
+    use outpost_testkit::hub::ADMIN_TOKEN;
+    let tmp = temp_dir("forget-chain");
+    let cloud_port = free_port();
+    // The clinic's hub relays its laptop's writes (it introduces the
+    // laptop's database id at the cloud).
+    let clinic_edge = edge_toml("clinic", "", &["patients/"], &["patients/"]);
+    let cloud = HubProc::new(
+        tmp.join("cloud"),
+        cloud_port,
+        &format!("{}\nrelay = true\n\n", clinic_edge.trim_end()),
+    );
+    let dir = tmp.join("clinic");
+    std::fs::create_dir_all(&dir).unwrap();
+    outpost_testkit::keys::key_for("clinic")
+        .save(&dir.join("clinic.key"))
+        .unwrap();
+    let upstream = format!(
+        "[[upstream]]\ndatabase = \"main\"\nurl = \"ws://127.0.0.1:{cloud_port}/sync\"\nidentity = \"clinic\"\nkey_file = \"clinic.key\"\n"
+    );
+    let clinic = HubProc::new(
+        dir,
+        free_port(),
+        &(edge_toml("lap", "", &["patients/"], &["patients/"]) + &upstream),
+    );
+    let ldb = open_edge_db(&tmp.join("lap")).await;
+    let cl = client(&ldb, &clinic.url(), "lap", "");
+    wait_live(&cl).await;
+    let subject = json!({ "patientId": SUBJECT, "s": SECRET });
+    put(&ldb, Some(&cl), "patients/p1", subject, "Patients").await;
+    let other = json!({ "patientId": "P-OTHER", "s": KEEP });
+    put(&ldb, Some(&cl), "patients/p2", other, "Patients").await;
+    wait_until("the cloud holds the laptop's two documents", || async {
+        cloud.documents() == 2
+    })
+    .await;
+
+    let field = format!("patientId={SUBJECT}");
+    let args = [
+        "purge", "--field", &field, "--by", "dpo", "--reason", "GDPR 7",
+    ];
+    let (ok, out, err) = run(
+        &cloud,
+        &[&args[..], &["--admin-token", ADMIN_TOKEN]].concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("purged 1 document of database main"), "{out}");
+    wait_until(
+        "the laptop behind the clinic erased it and answered",
+        || async {
+            ldb.get("patients/p1").await.unwrap().is_none() && receipts_recorded(&clinic) >= 1
+        },
+    )
+    .await;
+    assert!(ldb.get("patients/p2").await.unwrap().is_some());
+    assert_eq!(clinic.documents(), 1);
+    wait_until("the clinic answered the cloud", || async {
+        receipts_recorded(&cloud) >= 1
+    })
+    .await;
+
+    // The clinic's own record of it: a marker by the upstream, owed by the
+    // laptop and answered; an audit entry with hashes only.
+    let (ok, status, err) = run(&clinic, &["purge", "status", "--admin-token", ADMIN_TOKEN]);
+    assert!(ok, "{err}");
+    let by = format!("the upstream ws://127.0.0.1:{cloud_port}/sync database main as clinic");
+    assert!(status.contains(&by), "{status}");
+    assert!(status.contains("receipts owed: none"), "{status}");
+    assert!(status.contains("lap (order"), "{status}");
+
+    // Written again at the laptop, the id is refused at the clinic
+    // (retired there): it reaches neither the clinic nor the cloud.
+    put(
+        &ldb,
+        Some(&cl),
+        "patients/p1",
+        json!({ "s": "again" }),
+        "Patients",
+    )
+    .await;
+    wait_until("the clinic refuses the rewrite as purged", || async {
+        let (_, trail, _) = run(&clinic, &["audit", "export", "--admin-token", ADMIN_TOKEN]);
+        trail
+            .lines()
+            .any(|l| l.contains("\"push_refused\"") && l.contains("\"purged\""))
+    })
+    .await;
+    assert_eq!(clinic.documents(), 1);
+    assert_eq!(cloud.documents(), 1);
+    let (ok, trail, err) = run(&clinic, &["audit", "export", "--admin-token", ADMIN_TOKEN]);
+    assert!(ok, "{err}");
+    let entry = trail
+        .lines()
+        .find(|l| l.contains("\"subject_purge\""))
+        .unwrap_or_else(|| panic!("{trail}"));
+    assert!(entry.contains("its purge order"), "{entry}");
+    for secret in [SECRET, SUBJECT, "patients/p1"] {
+        assert!(!entry.contains(secret), "{secret} in {entry}");
+    }
+    let (ok, out, err) = run(&clinic, &["audit", "verify", "--admin-token", ADMIN_TOKEN]);
+    assert!(ok, "{out}{err}");
+    cl.stop().await;
+}

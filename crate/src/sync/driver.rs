@@ -81,6 +81,44 @@ pub async fn edge_storage<S: PageStore>(
     edge_storage_etags(db, cfg, action).await.0
 }
 
+/// [`edge_storage_etags`] for a native edge (the `outpost-client` crate's
+/// sessions): the same, except that a hub's upstream link
+/// ([`EdgeConfig::hub_link`]) carries out a purge order's subject purges,
+/// and the ids the upstream refused as purged ([`EdgeAction::Forget`]), as
+/// the hub's own subject purges ([`crate::sync::received::purge_ordered`]). Kept apart so
+/// that the browser's build, which calls [`edge_storage_etags`], does not
+/// carry the hub's purge bookkeeping. `now_ms` stamps a marker.
+pub async fn edge_storage_native<S: PageStore>(
+    db: &Database<S>,
+    cfg: &EdgeConfig,
+    action: &EdgeAction,
+    now_ms: i64,
+) -> (Option<EdgeEvent<'static>>, Option<(u64, u64)>) {
+    use super::received::purge_ordered;
+    match (action, &cfg.hub_link) {
+        (EdgeAction::Purge { order }, Some(link)) => {
+            let ev = match purge_ordered(db, cfg, link, order, now_ms).await {
+                Ok(report) => EdgeEvent::PurgeDone(report),
+                Err(e) => EdgeEvent::ApplyFailed(format!(
+                    "purge order {} could not be carried out: {e}",
+                    order.order
+                )),
+            };
+            (Some(ev), None)
+        }
+        (EdgeAction::Forget { ids }, Some(link)) => {
+            match purge_ordered(db, cfg, link, &forget_order(ids), now_ms).await {
+                Ok(_) => (None, None),
+                Err(e) => (
+                    Some(EdgeEvent::ApplyFailed(format!("erasing {ids:?}: {e}"))),
+                    None,
+                ),
+            }
+        }
+        _ => edge_storage_etags(db, cfg, action).await,
+    }
+}
+
 /// [`edge_storage`], also returning the etags its commit assigned (see
 /// [`commit_etags`]): what [`OthersCommits::own`](crate::sync::run::OthersCommits::own)
 /// skips.
@@ -198,14 +236,7 @@ pub async fn edge_storage_etags<S: PageStore>(
             }
         }
         EdgeAction::Forget { ids } => {
-            let order = PurgeOrder {
-                reason: "purged".into(),
-                ids: ids
-                    .iter()
-                    .map(|i| purged_id_hash(&crate::doc::id_key(i)))
-                    .collect(),
-                ..PurgeOrder::default()
-            };
+            let order = forget_order(ids);
             let done = match forget_rejections(db, cfg, &order).await {
                 Ok(()) => db.purge(&order.scope()).await.map(|_| ()),
                 Err(e) => Err(e),
@@ -222,8 +253,21 @@ pub async fn edge_storage_etags<S: PageStore>(
     }
 }
 
+/// The order an [`EdgeAction::Forget`] is carried out as: its ids by their
+/// hashes, number 0 (no receipt).
+pub(crate) fn forget_order(ids: &[String]) -> PurgeOrder {
+    PurgeOrder {
+        reason: "purged".into(),
+        ids: ids
+            .iter()
+            .map(|i| purged_id_hash(&crate::doc::id_key(i)))
+            .collect(),
+        ..PurgeOrder::default()
+    }
+}
+
 /// Deletes the recorded rejections of documents `order` erases.
-async fn forget_rejections<S: PageStore>(
+pub(crate) async fn forget_rejections<S: PageStore>(
     db: &Database<S>,
     cfg: &EdgeConfig,
     order: &PurgeOrder,

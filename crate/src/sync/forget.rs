@@ -274,6 +274,51 @@ pub async fn purge_subject<S: PageStore>(
         });
     }
     let request = describe(req);
+    let marking = Marking {
+        by: &req.by,
+        reason: &req.reason,
+        request: &request,
+        subject: &|_| true,
+        max_docs: MAX_SUBJECT_DOCS,
+    };
+    let (rep, marker, owed) = purge_marked(db, &scope, &marking, now_ms).await?;
+    Ok(SubjectReport {
+        marker,
+        removed: rep.removed,
+        owed,
+        pages_erased: rep.pages_erased,
+    })
+}
+
+/// How [`purge_marked`] records a purge.
+pub struct Marking<'a> {
+    /// Who asked (recorded).
+    pub by: &'a str,
+    /// Why (recorded).
+    pub reason: &'a str,
+    /// What was asked, without values (recorded).
+    pub request: &'a str,
+    /// Which of the removed documents are the subject's: retired, counted
+    /// in the marker and ordered erased at the edges. The others (the
+    /// prefixes of an upstream's order that narrowed this hub's scope) are
+    /// only removed.
+    pub subject: &'a (dyn Fn(&PurgedDoc) -> bool + Sync),
+    /// Most subject documents one marker may name.
+    pub max_docs: usize,
+}
+
+/// Removes what `scope` names and, in the same transaction, records the
+/// subject's documents among them as a subject purge (the module docs):
+/// the marker, the retired ids, the marker owed by every served record
+/// that covers one, the audit entry. No subject document removed: no
+/// marker. Returns the engine's report, the marker's number and the
+/// holders that owe a receipt.
+pub async fn purge_marked<S: PageStore>(
+    db: &Database<S>,
+    scope: &PurgeScope,
+    m: &Marking<'_>,
+    now_ms: i64,
+) -> Result<(crate::db::PurgeReport, Option<u64>, Vec<String>), Error> {
     // The identities' served records as they are now: the purge's commit
     // expects each one it changes to be unchanged (a session may write
     // them meanwhile: then the purge is retried).
@@ -298,28 +343,34 @@ pub async fn purge_subject<S: PageStore>(
             .checked_add(1)
             .ok_or_else(|| invalid("no marker numbers left"))?;
         let mut owed_names = Vec::new();
-        let record = |shown: &[PurgedDoc]| -> Result<Batch, Error> {
+        let mut record = |shown: &[PurgedDoc]| -> Result<Batch, Error> {
             // The subject's documents, and the output documents of index
             // keys only they fed: those are retired and named in the
             // order too (an edge may hold them: the outputs a hub shares),
             // not counted in the marker.
             let (outputs, docs): (Vec<PurgedDoc>, Vec<PurgedDoc>) =
                 shown.iter().cloned().partition(|d| d.index_output);
+            let docs: Vec<PurgedDoc> = docs.into_iter().filter(|d| (m.subject)(d)).collect();
             let docs = docs.as_slice();
-            if docs.len() > MAX_SUBJECT_DOCS {
+            let mut b = Batch::new();
+            if docs.is_empty() {
+                // Only a narrowing's documents: nothing to mark.
+                return Ok(b);
+            }
+            if docs.len() > m.max_docs {
                 return Err(invalid(format!(
-                    "this purge would remove {} documents; one purge removes at most {MAX_SUBJECT_DOCS} (split it by prefix)",
-                    docs.len()
+                    "this purge would remove {} documents; one purge removes at most {} (split it by prefix)",
+                    docs.len(),
+                    m.max_docs
                 )));
             }
-            let mut b = Batch::new();
             let ids_sha256 = crate::db::purge_ids_hash(docs.iter().map(|d| d.key.as_slice()));
             let marker = Marker {
                 number,
                 time_ms: now_ms,
-                by: req.by.clone(),
-                reason: req.reason.clone(),
-                request: request.clone(),
+                by: m.by.to_string(),
+                reason: m.reason.to_string(),
+                request: m.request.to_string(),
                 removed: docs.len() as u64,
                 ids_sha256,
             };
@@ -342,8 +393,9 @@ pub async fn purge_subject<S: PageStore>(
             }
             for (key, name, bytes) in &served {
                 let mut s = Served::decode(bytes).unwrap_or_else(Served::unknown);
-                let holds = shown
+                let holds = docs
                     .iter()
+                    .chain(&outputs)
                     .any(|d| s.covers(&String::from_utf8_lossy(&d.key)));
                 if !holds || s.owed.contains(&number) {
                     continue;
@@ -362,9 +414,9 @@ pub async fn purge_subject<S: PageStore>(
                 encode_record(&AuditSubjectPurge {
                     v: AUDIT_RECORD_VERSION,
                     marker: number,
-                    by: req.by.clone(),
-                    reason: req.reason.clone(),
-                    request: request.clone(),
+                    by: m.by.to_string(),
+                    reason: m.reason.to_string(),
+                    request: m.request.to_string(),
                     removed: docs.len() as u64,
                     ids_sha256: to_hex(&ids_sha256),
                     docs: rows,
@@ -374,14 +426,18 @@ pub async fn purge_subject<S: PageStore>(
             );
             Ok(b)
         };
-        match db.purge_recorded(&scope, record).await {
+        let marked = std::sync::atomic::AtomicBool::new(false);
+        let record = |shown: &[PurgedDoc]| {
+            let b = record(shown)?;
+            marked.store(!b.is_empty(), std::sync::atomic::Ordering::Relaxed);
+            Ok(b)
+        };
+        match db.purge_recorded(scope, record).await {
             Ok(rep) => {
-                return Ok(SubjectReport {
-                    marker: (rep.removed > 0).then_some(number),
-                    removed: rep.removed,
-                    owed: owed_names,
-                    pages_erased: rep.pages_erased,
-                });
+                let marker = marked
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .then_some(number);
+                return Ok((rep, marker, owed_names));
             }
             // A session changed a served record meanwhile: read again.
             Err(Error::Refused(Refusal::BatchSequence { .. })) => continue,

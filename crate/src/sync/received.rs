@@ -1,32 +1,51 @@
-//! What a hub receives from its upstream hub, in its audit trail.
+//! What a hub receives from its upstream hub: versions, recorded in its
+//! audit trail, and purge orders, whose subject purges it carries out as
+//! its own.
 //!
 //! A hub's upstream link (`hub/src/upstream.rs`) is an edge of another hub.
-//! Its [`EdgeConfig::audit_received`] is set ([`ReceivedAudit`]), so every
-//! batch of versions it stores is recorded in the database's audit trail,
-//! in the batch's own commit: an entry of kind [`AuditKind::Upstream`]
-//! ([`AuditUpstream`]) naming the link, the upstream database's id, the
-//! upstream etag the batch covers and, per document, the versions as
-//! received (change vectors and body hashes), what storing them did, and
-//! the change vector written when it is none of those. So `outpost-hub
-//! audit who ID` on a clinic's hub names, for a version that came from the
-//! cloud, the entry that brought it; the cloud hub's own trail names who
-//! wrote it there. Browsers and the `outpost` tool leave it unset (edge
-//! trails are not kept).
+//! Its [`EdgeConfig::hub_link`] is set ([`HubLink`]), so:
 //!
-//! A batch's documents are recorded in chunks of at most
-//! [`AUDIT_CHUNK_BYTES`] of estimated record, each chunk's entry right after
-//! its documents' writes ([`Batch::audit_writes`]): a batch of many small
-//! documents cannot make one record pass the entry's limit.
+//! - every batch of versions it stores is recorded in the database's audit
+//!   trail, in the batch's own commit: an entry of kind
+//!   [`AuditKind::Upstream`] ([`AuditUpstream`]) naming the link, the
+//!   upstream database's id, the upstream etag the batch covers and, per
+//!   document, the versions as received (change vectors and body hashes),
+//!   what storing them did, and the change vector written when it is none
+//!   of those. So `outpost-hub audit who ID` on a clinic's hub names, for a
+//!   version that came from the cloud, the entry that brought it; the
+//!   cloud hub's own trail names who wrote it there. A batch's documents
+//!   are recorded in chunks of at most [`AUDIT_CHUNK_BYTES`] of estimated
+//!   record, each chunk's entry right after its documents' writes
+//!   ([`Batch::audit_writes`]): a batch of many small documents cannot make
+//!   one record pass the entry's limit;
+//! - the documents a purge order names by their id hashes (the upstream's
+//!   subject purges) are purged as a subject purge of this hub
+//!   ([`purge_ordered`], `crate::sync::forget::purge_marked`): marked, their
+//!   ids retired, the marker owed by every edge of this hub that may hold
+//!   them, an audit entry. So the right to be forgotten reaches the edges
+//!   behind a clinic's hub, which the cloud cannot reach, and none of them
+//!   can push the documents back. What the order names by prefix (this
+//!   hub's own scope at the upstream narrowed or revoked) is only removed,
+//!   as at any edge.
+//!
+//! Browsers and the `outpost` tool leave it unset (edge trails are not
+//! kept, and they have no edges).
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashSet;
+
 use super::EdgeConfig;
+use super::forget::{Marking, purge_marked};
+use super::purge::PurgeOrder;
 use crate::cv::DbId;
 use crate::db::{
-    AUDIT_RECORD_VERSION, AuditKind, AuditVersion, Batch, RemoteDoc, WriteOutcome, WriteResult,
-    encode_record, sha256_hex,
+    AUDIT_RECORD_VERSION, AuditKind, AuditVersion, Batch, Database, PurgeReport, PurgedDoc,
+    RemoteDoc, WriteOutcome, WriteResult, encode_record, purged_id_hash, sha256_hex,
 };
+use crate::error::Error;
 use crate::policy::ConflictPolicy;
+use crate::store::PageStore;
 
 /// Largest estimated record of one entry (a batch's documents beyond it go
 /// to the next entry of the same commit): 8× under the entry's limit.
@@ -41,7 +60,7 @@ pub struct AuditUpstream {
     /// The source tag of what the link stores (`upstream:<identity>`).
     pub source: String,
     /// The link as configured: the upstream's URL, its database and the
-    /// identity this hub presents there ([`EdgeConfig::audit_received`]).
+    /// identity this hub presents there ([`EdgeConfig::hub_link`]).
     pub link: String,
     /// The upstream database's id (its text form, as in change vectors).
     pub upstream_db: String,
@@ -146,25 +165,24 @@ fn weight(r: &AuditUpstreamDoc) -> usize {
     200 + 2 * r.id.len() + 2 * r.collection.as_ref().map_or(0, String::len) + versions
 }
 
-/// What an upstream link records of what it receives
-/// ([`EdgeConfig::audit_received`]): the link's description, and the
-/// recording itself.
+/// A hub's upstream link ([`EdgeConfig::hub_link`]): its description, as
+/// recorded, and the recording of what it receives.
 #[derive(Clone)]
-pub struct ReceivedAudit {
+pub struct HubLink {
     link: String,
     /// [`add_audited`], held as a function pointer rather than called: a
-    /// build that never makes a `ReceivedAudit` (the browser's wasm) then
+    /// build that never makes a `HubLink` (the browser's wasm) then
     /// does not link the recording (about 8 KiB of its gzip size).
     add: AddFn,
 }
 
-type AddFn = fn(&mut Batch, &ReceivedAudit, &str, &[RemoteDoc], &DbId, u64);
+type AddFn = fn(&mut Batch, &HubLink, &str, &[RemoteDoc], &DbId, u64);
 
-impl ReceivedAudit {
-    /// Record what the link receives, naming it by `link` (the upstream's
+impl HubLink {
+    /// The settings of a hub's upstream link named `link` (the upstream's
     /// URL, database and the identity presented there).
-    pub fn new(link: impl Into<String>) -> ReceivedAudit {
-        ReceivedAudit {
+    pub fn new(link: impl Into<String>) -> HubLink {
+        HubLink {
             link: link.into(),
             add: add_audited,
         }
@@ -176,11 +194,9 @@ impl ReceivedAudit {
     }
 }
 
-impl std::fmt::Debug for ReceivedAudit {
+impl std::fmt::Debug for HubLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReceivedAudit")
-            .field("link", &self.link)
-            .finish()
+        f.debug_struct("HubLink").field("link", &self.link).finish()
     }
 }
 
@@ -194,7 +210,7 @@ pub(crate) fn apply_received(
     hub_db_id: &DbId,
     upto: u64,
 ) {
-    match &cfg.audit_received {
+    match &cfg.hub_link {
         Some(a) => (a.add)(b, a, &cfg.source, docs, hub_db_id, upto),
         None => {
             for d in docs {
@@ -207,7 +223,7 @@ pub(crate) fn apply_received(
 /// [`apply_received`] with the entries.
 fn add_audited(
     b: &mut Batch,
-    audit: &ReceivedAudit,
+    audit: &HubLink,
     source: &str,
     docs: &[RemoteDoc],
     hub_db_id: &DbId,
@@ -244,6 +260,41 @@ fn add_audited(
     if !chunk.is_empty() {
         entry(b, chunk);
     }
+}
+
+/// Carries out an upstream's purge `order` at a hub (the module docs): the
+/// rejections it erases forgotten, then one purge of its whole scope in
+/// which the documents it names by id hash are recorded as a subject purge
+/// of this hub. The report is the engine's, for the receipt. Order number
+/// 0 stands for the ids of a push the upstream refused as purged.
+pub async fn purge_ordered<S: PageStore>(
+    db: &Database<S>,
+    cfg: &EdgeConfig,
+    link: &HubLink,
+    order: &PurgeOrder,
+    now_ms: i64,
+) -> Result<PurgeReport, Error> {
+    super::driver::forget_rejections(db, cfg, order).await?;
+    let ids: HashSet<[u8; 32]> = order.ids.iter().copied().collect();
+    let subject = |d: &PurgedDoc| ids.contains(&purged_id_hash(&d.key));
+    let by = format!("the upstream {}", link.link);
+    // Order 0: the ids of a push the upstream refused as purged
+    // (`EdgeAction::Forget`).
+    let reason = match order.order {
+        0 => "a push it refused as purged".to_string(),
+        n => format!("its purge order {n} ({})", order.reason),
+    };
+    let request = format!("{} ids by their hashes", order.ids.len());
+    let marking = Marking {
+        by: &by,
+        reason: &reason,
+        request: &request,
+        subject: &subject,
+        // The order is bounded by the frame it came in; the upstream split
+        // its own purges.
+        max_docs: usize::MAX,
+    };
+    Ok(purge_marked(db, &order.scope(), &marking, now_ms).await?.0)
 }
 
 #[cfg(test)]

@@ -37,10 +37,13 @@ pub struct EdgeConfig {
     pub heartbeat_ms: i64,
     /// Consider the connection dead after this long without receiving (ms).
     pub timeout_ms: i64,
-    /// When set (a hub's upstream link), every batch received is recorded
-    /// in this database's audit trail, in its own commit, naming the link;
-    /// see [`crate::sync::received`]. `None` (the default): nothing recorded.
-    pub audit_received: Option<crate::sync::received::ReceivedAudit>,
+    /// Set when the database is a hub's and this is its upstream link: every
+    /// batch received is recorded in its audit trail, and the subject
+    /// purges the upstream orders are carried out as the hub's own, reaching
+    /// its edges ([`crate::sync::received`]; the second only through
+    /// [`crate::sync::driver::edge_storage_native`]). `None` (the default):
+    /// an edge's behaviour.
+    pub hub_link: Option<crate::sync::received::HubLink>,
 }
 
 impl EdgeConfig {
@@ -57,7 +60,7 @@ impl EdgeConfig {
             source: "hub".into(),
             heartbeat_ms: 15_000,
             timeout_ms: 45_000,
-            audit_received: None,
+            hub_link: None,
         }
     }
 }
