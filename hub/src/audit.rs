@@ -14,7 +14,7 @@ use std::io::Write;
 
 use outpost::keys::Verifier;
 use outpost::sync::driver::served_records;
-use outpost::sync::hub_write::{AuditHubWrite, HubWriteManifest};
+use outpost::sync::hub_write::{AuditHubWrite, AuditWriteOp, HubWriteManifest};
 use outpost::sync::purge::Served;
 use outpost::sync::signed::{BatchManifest, GENESIS, PurgeReceipt};
 
@@ -511,115 +511,155 @@ pub struct Imported {
     pub line_sha256: String,
 }
 
-/// Every accepted push of `db` that carried a version of document `id`,
-/// and every import that wrote one (with change vector `cv`, when given),
-/// oldest first.
+/// Every entry of `db` that brought a version of document `id` (with
+/// change vector `cv`, when given), oldest first: accepted pushes, writes
+/// with safety `hub`, imports and upstream batches.
 pub async fn who(db: &DbHandle, id: &str, cv: Option<&ChangeVector>) -> Result<Vec<Author>> {
-    let id = id.to_lowercase();
-    let same =
-        |text: &str| cv.is_none_or(|cv| ChangeVector::parse_text(text).is_ok_and(|c| &c == cv));
+    let asked = Asked {
+        id: id.to_lowercase(),
+        cv,
+    };
     let mut out = Vec::new();
     each_entry(db, |e| {
-        if e.kind == AuditKind::Import {
-            let Ok(r) = serde_json::from_slice::<AuditImport>(&e.payload) else {
-                return Ok(());
-            };
-            for d in r.docs.iter().filter(|d| d.id.to_lowercase() == id) {
-                if same(&d.change_vector) {
-                    out.push(Author {
-                        seq: e.seq,
-                        time_ms: e.time_ms,
-                        change_vector: d.change_vector.clone(),
-                        import: Some(Imported {
-                            by: r.by.clone(),
-                            via: r.via.clone(),
-                            source: r.source.clone(),
-                            line: d.line,
-                            line_sha256: d.line_sha256.clone(),
-                        }),
-                        ..Author::default()
-                    });
-                }
-            }
-            return Ok(());
-        }
-        if e.kind == AuditKind::Upstream {
-            let Ok(r) = serde_json::from_slice::<AuditUpstream>(&e.payload) else {
-                return Ok(());
-            };
-            for d in r.docs.iter().filter(|d| d.id.to_lowercase() == id) {
-                for v in d.versions.iter().filter(|v| same(&v.change_vector)) {
-                    out.push(Author {
-                        seq: e.seq,
-                        time_ms: e.time_ms,
-                        change_vector: v.change_vector.clone(),
-                        deleted: v.deleted,
-                        upstream: Some(FromUpstream {
-                            link: r.link.clone(),
-                            upstream_db: r.upstream_db.clone(),
-                            upto: r.upto,
-                            outcome: d.outcome.clone(),
-                            body_sha256: v.body_sha256.clone(),
-                        }),
-                        ..Author::default()
-                    });
-                }
-            }
-            return Ok(());
-        }
-        if e.kind == AuditKind::HubWrite {
-            let Ok(w) = serde_json::from_slice::<AuditHubWrite>(&e.payload) else {
-                return Ok(());
-            };
-            // Entries written before the change vectors were recorded name
-            // none: listed only when no version is asked for.
-            for op in w.ops.iter().filter(|o| o.id.to_lowercase() == id) {
-                if same(&op.change_vector) && (cv.is_none() || !op.change_vector.is_empty()) {
-                    out.push(Author {
-                        seq: e.seq,
-                        time_ms: e.time_ms,
-                        identity: w.identity.clone(),
-                        device: w.device.clone(),
-                        key_id: w.key_id.clone(),
-                        public_key: w.public_key.clone(),
-                        change_vector: op.change_vector.clone(),
-                        deleted: op.deleted,
-                        hub_request: Some(w.request),
-                        ..Author::default()
-                    });
-                }
-            }
-            return Ok(());
-        }
-        if e.kind != AuditKind::PushAccepted {
-            return Ok(());
-        }
-        let Ok(p) = serde_json::from_slice::<AuditPush>(&e.payload) else {
-            return Ok(());
-        };
-        for d in p.docs.iter().filter(|d| d.id.to_lowercase() == id) {
-            for v in &d.versions {
-                if same(&v.change_vector) {
-                    out.push(Author {
-                        seq: e.seq,
-                        time_ms: e.time_ms,
-                        identity: p.identity.clone(),
-                        device: p.device.clone(),
-                        upto: p.upto,
-                        key_id: p.key_id.clone(),
-                        public_key: p.public_key.clone(),
-                        batch_seq: p.seq,
-                        change_vector: v.change_vector.clone(),
-                        deleted: v.deleted,
-                        ..Author::default()
-                    });
-                }
-            }
+        match e.kind {
+            AuditKind::PushAccepted => pushed(e, &asked, &mut out),
+            AuditKind::HubWrite => hub_written(e, &asked, &mut out),
+            AuditKind::Import => imported(e, &asked, &mut out),
+            AuditKind::Upstream => received(e, &asked, &mut out),
+            _ => {}
         }
         Ok(())
     })
     .await?;
     Ok(out)
+}
+
+/// What `who` looks for.
+struct Asked<'a> {
+    /// The document id, lowercase.
+    id: String,
+    /// The version, if one is asked for.
+    cv: Option<&'a ChangeVector>,
+}
+
+impl Asked<'_> {
+    /// Whether `id` is the document asked about.
+    fn names(&self, id: &str) -> bool {
+        id.to_lowercase() == self.id
+    }
+
+    /// Whether a recorded change vector (text) is the version asked for.
+    fn version(&self, text: &str) -> bool {
+        self.cv
+            .is_none_or(|cv| ChangeVector::parse_text(text).is_ok_and(|c| &c == cv))
+    }
+}
+
+/// The versions of an accepted push (`push_accepted`).
+fn pushed(e: &AuditEntry, asked: &Asked<'_>, out: &mut Vec<Author>) {
+    let Ok(p) = serde_json::from_slice::<AuditPush>(&e.payload) else {
+        return;
+    };
+    for d in p.docs.iter().filter(|d| asked.names(&d.id)) {
+        for v in d
+            .versions
+            .iter()
+            .filter(|v| asked.version(&v.change_vector))
+        {
+            out.push(Author {
+                seq: e.seq,
+                time_ms: e.time_ms,
+                identity: p.identity.clone(),
+                device: p.device.clone(),
+                upto: p.upto,
+                key_id: p.key_id.clone(),
+                public_key: p.public_key.clone(),
+                batch_seq: p.seq,
+                change_vector: v.change_vector.clone(),
+                deleted: v.deleted,
+                ..Author::default()
+            });
+        }
+    }
+}
+
+/// The versions a write with safety `hub` produced (`hub_write`). Entries
+/// written before the change vectors were recorded name none: listed only
+/// when no version is asked for.
+fn hub_written(e: &AuditEntry, asked: &Asked<'_>, out: &mut Vec<Author>) {
+    let Ok(w) = serde_json::from_slice::<AuditHubWrite>(&e.payload) else {
+        return;
+    };
+    let recorded = |op: &&AuditWriteOp| {
+        asked.version(&op.change_vector) && (asked.cv.is_none() || !op.change_vector.is_empty())
+    };
+    for op in w.ops.iter().filter(|o| asked.names(&o.id)).filter(recorded) {
+        out.push(Author {
+            seq: e.seq,
+            time_ms: e.time_ms,
+            identity: w.identity.clone(),
+            device: w.device.clone(),
+            key_id: w.key_id.clone(),
+            public_key: w.public_key.clone(),
+            change_vector: op.change_vector.clone(),
+            deleted: op.deleted,
+            hub_request: Some(w.request),
+            ..Author::default()
+        });
+    }
+}
+
+/// The versions an operator's import wrote (`import`).
+fn imported(e: &AuditEntry, asked: &Asked<'_>, out: &mut Vec<Author>) {
+    let Ok(r) = serde_json::from_slice::<AuditImport>(&e.payload) else {
+        return;
+    };
+    for d in r.docs.iter().filter(|d| asked.names(&d.id)) {
+        if asked.version(&d.change_vector) {
+            out.push(Author {
+                seq: e.seq,
+                time_ms: e.time_ms,
+                change_vector: d.change_vector.clone(),
+                import: Some(Imported {
+                    by: r.by.clone(),
+                    via: r.via.clone(),
+                    source: r.source.clone(),
+                    line: d.line,
+                    line_sha256: d.line_sha256.clone(),
+                }),
+                ..Author::default()
+            });
+        }
+    }
+}
+
+/// The versions an upstream batch brought (`upstream`).
+fn received(e: &AuditEntry, asked: &Asked<'_>, out: &mut Vec<Author>) {
+    let Ok(r) = serde_json::from_slice::<AuditUpstream>(&e.payload) else {
+        return;
+    };
+    for d in r.docs.iter().filter(|d| asked.names(&d.id)) {
+        for v in d
+            .versions
+            .iter()
+            .filter(|v| asked.version(&v.change_vector))
+        {
+            out.push(Author {
+                seq: e.seq,
+                time_ms: e.time_ms,
+                change_vector: v.change_vector.clone(),
+                deleted: v.deleted,
+                upstream: Some(FromUpstream {
+                    link: r.link.clone(),
+                    upstream_db: r.upstream_db.clone(),
+                    upto: r.upto,
+                    outcome: d.outcome.clone(),
+                    body_sha256: v.body_sha256.clone(),
+                }),
+                ..Author::default()
+            });
+        }
+    }
 }
 
 /// The text of one [`Author`].
